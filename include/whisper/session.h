@@ -1,0 +1,163 @@
+/*
+ * libwhisper: the local identity, prekeys, and Signal 1:1 sessions
+ * (X3DH and the Double Ratchet, message version 3, byte-compatible with
+ * libsignal 0.52.x).
+ *
+ * A remote device is addressed by (name, device_id): `name` is a
+ * NUL-terminated UTF-8 string of 1..255 bytes, `device_id` any uint32 but
+ * UINT32_MAX, which stands for every device (WHISPER_ALL_DEVICES).
+ *
+ * Keys in whisper_prekey_bundle_t are exactly 33 bytes (0x05 then the
+ * u-coordinate) and the signature exactly 64: a caller reading a longer
+ * serialized key (libsignal ignores bytes past 33) keeps the first 33; a
+ * signature of another length is an invalid signature.
+ *
+ * Identity trust: the first identity key seen for an address is trusted
+ * (trust on first use). A different key later is refused with
+ * WHISPER_EUNTRUSTED (when starting a session, on a received PreKey
+ * message, and when encrypting on an existing session) until the app calls
+ * whisper_identity_trust() with the new key.
+ *
+ * Every call here that changes state runs in one store transaction.
+ */
+#ifndef WHISPER_SESSION_H
+#define WHISPER_SESSION_H
+
+#include "core.h"
+#include "keys.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Message types, as Signal numbers them (the transport carries them). */
+#define WHISPER_MSG_WHISPER 2 /* SignalMessage */
+#define WHISPER_MSG_PREKEY 3  /* PreKeySignalMessage */
+
+/** With whisper_identity_trust(): the key is trusted for every device of
+ *  the name, seen or not yet seen. */
+#define WHISPER_ALL_DEVICES UINT32_MAX
+
+/**
+ * Creates this device's identity: a new identity key pair, stored with the
+ * name, device id and registration id (1..16380; 0 picks a random one).
+ * Also makes signed prekey 1. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ESTATE (an identity exists already), WHISPER_ERANDOM or a store
+ * error.
+ */
+WHISPER_API int whisper_identity_create(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                        uint32_t registration_id, uint64_t now_ms);
+
+/** Like whisper_identity_create() with a given identity key pair (imports,
+ *  tests). */
+WHISPER_API int whisper_identity_import(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                        uint32_t registration_id,
+                                        const whisper_keypair_t *identity);
+
+/** This device's identity: any of the outputs may be NULL. `name_out`, if
+ *  not NULL, receives a pointer valid until the next call on `ctx`.
+ *  Returns WHISPER_OK or WHISPER_ESTATE when there is no identity yet. */
+WHISPER_API int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLIC_KEY_LEN],
+                                     uint32_t *registration_id, const char **name_out,
+                                     uint32_t *device_id);
+
+/** Trusts `key` (33 bytes) for (name, device_id), or for every device of
+ *  the name with WHISPER_ALL_DEVICES. Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_EINVALIDKEY or a store error. */
+WHISPER_API int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                       const uint8_t *key, size_t key_len);
+
+/** The identity key last seen for (name, device_id). Returns WHISPER_OK or
+ *  WHISPER_ENOTFOUND. */
+WHISPER_API int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                        uint8_t key[WHISPER_PUBLIC_KEY_LEN]);
+
+/** Makes and stores a signed prekey with id `id`, signed by the identity,
+ *  timestamped `now_ms`. Returns WHISPER_OK or an error. */
+WHISPER_API int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms);
+
+/** Makes and stores `count` one-time prekeys with ids following the last
+ *  one made (ids only increase); the first id is written to `first_id`
+ *  (may be NULL). */
+WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count, uint32_t *first_id);
+
+/** Stores a signed prekey made elsewhere (migration from another library,
+ *  test vectors) and makes it the current one. The signature must verify
+ *  with this device's identity key. Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_EINVALIDKEY, WHISPER_EINVALIDSIG, WHISPER_ESTATE or a store
+ *  error. */
+WHISPER_API int whisper_signed_prekey_import(whisper_ctx *ctx, uint32_t id,
+                                             const whisper_keypair_t *key,
+                                             const uint8_t signature[WHISPER_SIGNATURE_LEN],
+                                             uint64_t timestamp_ms);
+
+/** Stores a one-time prekey made elsewhere under `id`. Later generated ids
+ *  stay above every imported one. Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_EINVALIDKEY, WHISPER_ESTATE or a store error. */
+WHISPER_API int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t *key);
+
+/** What a device publishes so that others can start sessions with it. */
+typedef struct whisper_prekey_bundle_t {
+  uint32_t registration_id;
+  uint32_t device_id;
+  int has_prekey; /* 1 if prekey_id/prekey are set */
+  uint32_t prekey_id;
+  uint8_t prekey[WHISPER_PUBLIC_KEY_LEN];
+  uint32_t signed_prekey_id;
+  uint8_t signed_prekey[WHISPER_PUBLIC_KEY_LEN];
+  uint8_t signed_prekey_signature[WHISPER_SIGNATURE_LEN];
+  uint8_t identity_key[WHISPER_PUBLIC_KEY_LEN];
+} whisper_prekey_bundle_t;
+
+/**
+ * Fills `out` with this device's bundle: the newest signed prekey and,
+ * if `with_prekey`, a newly made one-time prekey. Returns WHISPER_OK,
+ * WHISPER_ESTATE (no identity) or an error; on an error `out` is zeroed.
+ */
+WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
+                                    int with_prekey);
+
+/**
+ * Starts an outgoing session with (name, device_id) from its bundle (X3DH,
+ * initiator). A current session with that address is archived, not lost.
+ * Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_EINVALIDKEY (a malformed key
+ * in the bundle), WHISPER_EINVALIDSIG (the signed prekey's signature does
+ * not verify), WHISPER_EUNTRUSTED, WHISPER_ESTATE (no local identity), or a
+ * store error.
+ */
+WHISPER_API int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                      const whisper_prekey_bundle_t *bundle, uint64_t now_ms);
+
+/** Sets *out to 1 if there is a session with (name, device_id) that can
+ *  send (a current state with a sender chain whose pending prekey, if
+ *  any, is at most 30 days old), else 0. */
+WHISPER_API int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                       uint64_t now_ms, int *out);
+
+/**
+ * Encrypts `plaintext` for (name, device_id). `*type_out` receives
+ * WHISPER_MSG_PREKEY until this device has decrypted a message on the
+ * session, then WHISPER_MSG_WHISPER. Returns WHISPER_OK,
+ * WHISPER_ENOSESSION, WHISPER_EUNTRUSTED (the stored remote identity is no
+ * longer trusted), or an error.
+ */
+WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                        const uint8_t *plaintext, size_t plaintext_len,
+                                        uint64_t now_ms, int *type_out, whisper_buf **out);
+
+/**
+ * Decrypts a message of `type` (WHISPER_MSG_PREKEY or WHISPER_MSG_WHISPER)
+ * from (name, device_id). A PreKey message sets up the session (X3DH,
+ * responder) and consumes its one-time prekey, in the same transaction.
+ * Returns WHISPER_OK, WHISPER_EINVALIDMSG, WHISPER_EDUPLICATE,
+ * WHISPER_ETOOFAR, WHISPER_ENOSESSION (a SignalMessage and no session),
+ * WHISPER_EUNTRUSTED, or an error; on any failure nothing changes.
+ */
+WHISPER_API int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                        int type, const uint8_t *body, size_t body_len,
+                                        whisper_buf **plaintext_out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

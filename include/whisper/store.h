@@ -1,0 +1,87 @@
+/*
+ * libwhisper: the store interface.
+ *
+ * Everything the protocol keeps (the local identity, prekeys, sessions,
+ * remote identities, sender keys) goes through a whisper_store: a table of
+ * functions over (kind, key) -> value records, with transactions. The
+ * library serialises and parses the values; a store only keeps bytes.
+ *
+ * Every protocol operation that changes state runs inside one transaction
+ * (begin ... commit, or rollback on any failure), so a decrypted message,
+ * the session's new state and the consumed prekey are kept together or not
+ * at all. A store must make a committed transaction durable before commit
+ * returns if it promises durability.
+ *
+ * An app may bring its own store; whisper_store_memory_new() gives a
+ * volatile one (tests, ephemeral devices).
+ */
+#ifndef WHISPER_STORE_H
+#define WHISPER_STORE_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Kinds of record. Values are stable and may be used as table ids. */
+typedef enum whisper_record_kind {
+  WHISPER_REC_LOCAL_IDENTITY = 1,  /* key: empty */
+  WHISPER_REC_SESSION = 2,         /* key: address (see below) */
+  WHISPER_REC_PREKEY = 3,          /* key: 4-byte big-endian id */
+  WHISPER_REC_SIGNED_PREKEY = 4,   /* key: 4-byte big-endian id */
+  WHISPER_REC_REMOTE_IDENTITY = 5, /* key: address */
+  WHISPER_REC_TRUSTED_NAME = 6,    /* key: name: a key trusted for every device */
+  WHISPER_REC_SENDER_KEY = 7,      /* key: address || 16-byte distribution id */
+  WHISPER_REC_META = 8             /* key: a short ASCII name (counters) */
+} whisper_record_kind;
+/* An address key is the name's bytes, a 0x00 byte, then the device id as
+ * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
+
+#define WHISPER_STORE_OPS_VERSION 1
+
+/**
+ * The functions of a store. Fill in `version` with WHISPER_STORE_OPS_VERSION
+ * (fields are only ever appended). Every function returns WHISPER_OK or a
+ * negative code: WHISPER_ENOTFOUND for a missing record, WHISPER_ESTORE (or
+ * WHISPER_ENOMEM) for a failure.
+ */
+typedef struct whisper_store_ops {
+  unsigned version;
+  /** Starts a transaction. Transactions do not nest. */
+  int (*begin)(void *user);
+  /** Makes the transaction's writes permanent. If it fails, the store must
+   *  be as before begin. */
+  int (*commit)(void *user);
+  /** Discards the transaction's writes. */
+  void (*rollback)(void *user);
+  /** Reads a record into a buffer made with whisper_buf_new(). */
+  int (*get)(void *user, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
+  /** Inserts or replaces a record. */
+  int (*put)(void *user, int kind, const uint8_t *key, size_t key_len,
+             const uint8_t *value, size_t value_len);
+  /** Deletes a record; deleting a missing record is WHISPER_OK. */
+  int (*del)(void *user, int kind, const uint8_t *key, size_t key_len);
+  /** Releases `user`. Called by whisper_store_close(). May be NULL. */
+  void (*destroy)(void *user);
+} whisper_store_ops;
+
+/** A store handle. */
+typedef struct whisper_store whisper_store;
+
+/** Makes a store from caller-supplied functions. `ops` is copied. Returns
+ *  WHISPER_OK, WHISPER_EINVAL (NULL, unknown version, missing function) or
+ *  WHISPER_ENOMEM. */
+WHISPER_API int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *user);
+
+/** A volatile store in memory. Transactions are real: rollback restores
+ *  the state as it was at begin. */
+WHISPER_API int whisper_store_memory_new(whisper_store **out);
+
+/** Closes a store (calling its destroy function). Accepts NULL. */
+WHISPER_API void whisper_store_close(whisper_store *store);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

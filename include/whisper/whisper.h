@@ -1,0 +1,15 @@
+/*
+ * libwhisper: end-to-end encrypted messaging on the Signal protocol.
+ *
+ * The umbrella header: include this one. See core.h for the conventions
+ * that hold for the whole API (errors, ownership, threads, time).
+ */
+#ifndef WHISPER_WHISPER_H
+#define WHISPER_WHISPER_H
+
+#include "core.h"
+#include "keys.h"
+#include "store.h"
+#include "session.h"
+
+#endif

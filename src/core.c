@@ -1,0 +1,200 @@
+/* The context, error text, buffers and the store wrapper. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+const char *whisper_strerror(int code) {
+  switch (code) {
+    case WHISPER_OK: return "success";
+    case WHISPER_EINVAL: return "invalid argument";
+    case WHISPER_ENOMEM: return "out of memory";
+    case WHISPER_EINVALIDMSG: return "invalid message";
+    case WHISPER_EDUPLICATE: return "duplicate message";
+    case WHISPER_EINVALIDSIG: return "invalid signature";
+    case WHISPER_EINVALIDKEY: return "invalid key";
+    case WHISPER_ENOSESSION: return "no session";
+    case WHISPER_EUNTRUSTED: return "untrusted identity";
+    case WHISPER_ETOOFAR: return "message too far ahead";
+    case WHISPER_ENOTFOUND: return "not found";
+    case WHISPER_ESTORE: return "store failure";
+    case WHISPER_ECORRUPT: return "corrupt record";
+    case WHISPER_ERANDOM: return "random number generator failure";
+    case WHISPER_ESTATE: return "operation not valid in this state";
+    case WHISPER_EINTERNAL: return "internal error";
+    default: return "unknown error";
+  }
+}
+
+unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
+size_t whisper_public_key_len(void) { return WHISPER_PUBLIC_KEY_LEN; }
+size_t whisper_signature_len(void) { return WHISPER_SIGNATURE_LEN; }
+
+whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
+  whisper_buf *b = calloc(1, sizeof *b);
+  if (b == NULL) return NULL;
+  b->data = calloc(1, len ? len : 1);
+  if (b->data == NULL) {
+    free(b);
+    return NULL;
+  }
+  if (data && len) memcpy(b->data, data, len);
+  b->len = len;
+  return b;
+}
+
+void whisper_buf_free(whisper_buf *buf) {
+  if (buf == NULL) return;
+  if (buf->data) {
+    wh_wipe(buf->data, buf->len);
+    free(buf->data);
+  }
+  free(buf);
+}
+
+int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...) {
+  if (ctx) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
+    va_end(ap);
+  }
+  return code;
+}
+
+int wh_ok(whisper_ctx *ctx) {
+  ctx->last_error[0] = '\0';
+  return WHISPER_OK;
+}
+
+int whisper_ctx_new(whisper_ctx **out, whisper_store *store) {
+  if (out == NULL) return WHISPER_EINVAL;
+  *out = NULL;
+  if (store == NULL) return WHISPER_EINVAL;
+  if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
+  whisper_ctx *ctx = calloc(1, sizeof *ctx);
+  if (ctx == NULL) return WHISPER_ENOMEM;
+  ctx->store = store;
+  *out = ctx;
+  return WHISPER_OK;
+}
+
+void whisper_ctx_free(whisper_ctx *ctx) {
+  if (ctx == NULL) return;
+  wh_wipe(ctx, sizeof *ctx);
+  free(ctx);
+}
+
+int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  ctx->rng.fn = fn;
+  ctx->rng.user = fn ? user : NULL;
+  return wh_ok(ctx);
+}
+
+const char *whisper_ctx_last_error(const whisper_ctx *ctx) {
+  return ctx ? ctx->last_error : "no context";
+}
+
+void wh_be32(uint8_t out[4], uint32_t v) {
+  out[0] = (uint8_t)(v >> 24);
+  out[1] = (uint8_t)(v >> 16);
+  out[2] = (uint8_t)(v >> 8);
+  out[3] = (uint8_t)v;
+}
+
+int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id) {
+  if (name == NULL) return wh_fail(ctx, WHISPER_EINVAL, "name is NULL");
+  size_t n = strlen(name);
+  if (n == 0 || n > WH_NAME_MAX)
+    return wh_fail(ctx, WHISPER_EINVAL, "name must be 1 to %d bytes", WH_NAME_MAX);
+  if (device_id == WHISPER_ALL_DEVICES)
+    return wh_fail(ctx, WHISPER_EINVAL, "device id %u is reserved", device_id);
+  memcpy(a->key, name, n);
+  a->key[n] = 0;
+  wh_be32(a->key + n + 1, device_id);
+  a->len = n + 5;
+  return WHISPER_OK;
+}
+
+/* --- the store wrapper ---------------------------------------------------- */
+
+int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *user) {
+  if (out == NULL) return WHISPER_EINVAL;
+  *out = NULL;
+  if (ops == NULL || ops->version != WHISPER_STORE_OPS_VERSION || !ops->begin || !ops->commit ||
+      !ops->rollback || !ops->get || !ops->put || !ops->del)
+    return WHISPER_EINVAL;
+  whisper_store *s = calloc(1, sizeof *s);
+  if (s == NULL) return WHISPER_ENOMEM;
+  s->ops = *ops;
+  s->user = user;
+  *out = s;
+  return WHISPER_OK;
+}
+
+void whisper_store_close(whisper_store *store) {
+  if (store == NULL) return;
+  if (store->in_txn) store->ops.rollback(store->user);
+  if (store->ops.destroy) store->ops.destroy(store->user);
+  free(store);
+}
+
+int wh_begin(whisper_ctx *ctx) {
+  whisper_store *s = ctx->store;
+  if (s->in_txn) return wh_fail(ctx, WHISPER_ESTATE, "a store transaction is already open");
+  int rc = s->ops.begin(s->user);
+  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: cannot begin a transaction");
+  s->in_txn = 1;
+  return WHISPER_OK;
+}
+
+int wh_commit(whisper_ctx *ctx) {
+  whisper_store *s = ctx->store;
+  int rc = s->ops.commit(s->user);
+  s->in_txn = 0;
+  if (rc != WHISPER_OK) {
+    s->ops.rollback(s->user);
+    return wh_fail(ctx, rc, "store: commit failed");
+  }
+  return WHISPER_OK;
+}
+
+void wh_rollback(whisper_ctx *ctx) {
+  whisper_store *s = ctx->store;
+  if (!s->in_txn) return;
+  s->ops.rollback(s->user);
+  s->in_txn = 0;
+}
+
+int wh_finish(whisper_ctx *ctx, int rc) {
+  if (rc == WHISPER_OK) return wh_commit(ctx);
+  wh_rollback(ctx);
+  return rc;
+}
+
+int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out) {
+  whisper_store *s = ctx->store;
+  *out = NULL;
+  int rc = s->ops.get(s->user, kind, key, key_len, out);
+  if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
+    return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+  return rc;
+}
+
+int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
+           size_t val_len) {
+  whisper_store *s = ctx->store;
+  int rc = s->ops.put(s->user, kind, key, key_len, val, val_len);
+  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: write failed (%s)", whisper_strerror(rc));
+  return WHISPER_OK;
+}
+
+int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len) {
+  whisper_store *s = ctx->store;
+  int rc = s->ops.del(s->user, kind, key, key_len);
+  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: delete failed (%s)", whisper_strerror(rc));
+  return WHISPER_OK;
+}

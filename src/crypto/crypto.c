@@ -1,0 +1,122 @@
+/* Primitives: libsodium and OpenSSL, wrapped. Nothing here is hand-rolled. */
+#include "crypto/crypto.h"
+
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <string.h>
+
+int wh_crypto_init(void) { return sodium_init() < 0 ? -1 : 0; }
+
+int wh_random(const wh_rng *rng, uint8_t *out, size_t len) {
+  if (rng && rng->fn) return rng->fn(rng->user, out, len) == 0 ? 0 : -1;
+  randombytes_buf(out, len);
+  return 0;
+}
+
+void wh_clamp(uint8_t k[WH_KEY_LEN]) {
+  k[0] &= 0xF8;
+  k[31] &= 0x7F;
+  k[31] |= 0x40;
+}
+
+int wh_keypair_from_priv(wh_keypair *kp, const uint8_t priv[WH_KEY_LEN]) {
+  if (kp->priv != priv) memcpy(kp->priv, priv, WH_KEY_LEN);
+  wh_clamp(kp->priv);
+  kp->pub[0] = WH_DJB_TYPE;
+  return crypto_scalarmult_curve25519_base(kp->pub + 1, kp->priv) == 0 ? 0 : -1;
+}
+
+int wh_keypair_generate(const wh_rng *rng, wh_keypair *kp) {
+  if (wh_random(rng, kp->priv, WH_KEY_LEN) != 0) return -1;
+  return wh_keypair_from_priv(kp, kp->priv);
+}
+
+int wh_pub_ok(const uint8_t *key, size_t len) {
+  return key != NULL && len >= WH_PUB_LEN && key[0] == WH_DJB_TYPE;
+}
+
+int wh_dh(uint8_t out[WH_KEY_LEN], const uint8_t priv[WH_KEY_LEN], const uint8_t pub[WH_PUB_LEN]) {
+  /* libsodium returns -1 exactly when the shared point is all zeros. */
+  if (crypto_scalarmult_curve25519(out, priv, pub + 1) != 0) {
+    sodium_memzero(out, WH_KEY_LEN);
+    return -1;
+  }
+  return 0;
+}
+
+void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
+             size_t msg_len) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key, key_len);
+  crypto_auth_hmacsha256_update(&st, msg, msg_len);
+  crypto_auth_hmacsha256_final(&st, out);
+  sodium_memzero(&st, sizeof st);
+}
+
+void wh_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
+             const uint8_t *ikm, size_t ikm_len, const char *info) {
+  static const uint8_t zero_salt[32];
+  uint8_t prk[32], t[32];
+  size_t info_len = strlen(info), done = 0;
+  uint8_t counter = 1;
+  crypto_auth_hmacsha256_state st;
+
+  if (salt == NULL) {
+    salt = zero_salt;
+    salt_len = sizeof zero_salt;
+  }
+  wh_hmac(prk, salt, salt_len, ikm, ikm_len);
+  while (done < out_len) {
+    size_t n = out_len - done < 32 ? out_len - done : 32;
+    crypto_auth_hmacsha256_init(&st, prk, sizeof prk);
+    if (counter > 1) crypto_auth_hmacsha256_update(&st, t, sizeof t);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)info, info_len);
+    crypto_auth_hmacsha256_update(&st, &counter, 1);
+    crypto_auth_hmacsha256_final(&st, t);
+    memcpy(out + done, t, n);
+    done += n;
+    counter++;
+  }
+  sodium_memzero(&st, sizeof st);
+  sodium_memzero(prk, sizeof prk);
+  sodium_memzero(t, sizeof t);
+}
+
+size_t wh_cbc_len(size_t in_len) { return (in_len / 16 + 1) * 16; }
+
+static int cbc_run(int enc, uint8_t *out, size_t *out_len, const uint8_t key[32],
+                   const uint8_t iv[16], const uint8_t *in, size_t in_len) {
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int n1 = 0, n2 = 0, ok = 0;
+  if (c == NULL) return -1;
+  if (in_len > (size_t)INT32_MAX - 32) goto done;
+  if (EVP_CipherInit_ex(c, EVP_aes_256_cbc(), NULL, key, iv, enc) != 1) goto done;
+  if (EVP_CipherUpdate(c, out, &n1, in, (int)in_len) != 1) goto done;
+  if (EVP_CipherFinal_ex(c, out + n1, &n2) != 1) goto done;
+  *out_len = (size_t)n1 + (size_t)n2;
+  ok = 1;
+done:
+  EVP_CIPHER_CTX_free(c); /* wipes the key schedule */
+  return ok ? 0 : -1;
+}
+
+int wh_cbc_encrypt(uint8_t *out, const uint8_t key[32], const uint8_t iv[16], const uint8_t *in,
+                   size_t in_len) {
+  size_t n = 0;
+  static const uint8_t empty[1];
+  return cbc_run(1, out, &n, key, iv, in ? in : empty, in_len);
+}
+
+int wh_cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[32], const uint8_t iv[16],
+                   const uint8_t *in, size_t in_len) {
+  if (in_len == 0 || in_len % 16 != 0) return -1;
+  return cbc_run(0, out, out_len, key, iv, in, in_len);
+}
+
+int wh_ct_eq(const uint8_t *a, const uint8_t *b, size_t len) {
+  return sodium_memcmp(a, b, len) == 0;
+}
+
+void wh_wipe(void *p, size_t len) {
+  if (p) sodium_memzero(p, len);
+}

@@ -1,0 +1,67 @@
+/* Internal: the context, errors and store access shared by all of src/. */
+#ifndef WH_INTERNAL_H
+#define WH_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "crypto/crypto.h"
+#include "whisper/whisper.h"
+
+#define WH_NAME_MAX 255
+#define WH_ADDR_MAX (WH_NAME_MAX + 1 + 4)
+
+struct whisper_store {
+  whisper_store_ops ops;
+  void *user;
+  int in_txn;
+};
+
+struct whisper_ctx {
+  whisper_store *store;
+  wh_rng rng;
+  char last_error[256];
+  /* The local identity, cached after the first load. */
+  int have_identity;
+  wh_keypair identity;
+  uint32_t registration_id;
+  uint32_t device_id;
+  char name[WH_NAME_MAX + 1];
+};
+
+/* Records the failure sentence and returns `code`. */
+int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Clears the last error; returns WHISPER_OK. */
+int wh_ok(whisper_ctx *ctx);
+
+/* An address key: name || 0x00 || device id (4 bytes big-endian). */
+typedef struct wh_addr {
+  uint8_t key[WH_ADDR_MAX + 16];
+  size_t len;
+} wh_addr;
+/* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
+ * bad name. */
+int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);
+void wh_be32(uint8_t out[4], uint32_t v);
+
+/* Store access: each sets the context's sentence on failure
+ * (WHISPER_ENOTFOUND from get is silent). */
+int wh_begin(whisper_ctx *ctx);
+int wh_commit(whisper_ctx *ctx);
+void wh_rollback(whisper_ctx *ctx);
+/* Commits when rc is WHISPER_OK, else rolls back; returns the final code. */
+int wh_finish(whisper_ctx *ctx, int rc);
+int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
+int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
+           size_t val_len);
+int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len);
+
+/* The local identity (loaded from the store once). WHISPER_ESTATE if none. */
+int wh_local_identity(whisper_ctx *ctx);
+
+/* Identity trust (protocol/identity.c). */
+int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
+                           int *trusted);
+int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
+
+#endif

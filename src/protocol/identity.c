@@ -1,0 +1,461 @@
+/* The local identity, prekeys, bundles, and trust of remote identities. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "protocol/pb.h"
+#include "storage.pb-c.h"
+
+#define LOCAL_FORMAT 1
+static const char META_PREKEY_NEXT[] = "prekey_next";
+static const char META_SPK_CURRENT[] = "signed_prekey_current";
+
+int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+               const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (buf == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  protobuf_c_message_pack(m, buf);
+  int rc = wh_put(ctx, kind, key, key_len, buf, n);
+  wh_wipe(buf, n);
+  free(buf);
+  return rc;
+}
+
+static int meta_get_u32(whisper_ctx *ctx, const char *name, uint32_t *v) {
+  whisper_buf *b;
+  int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)name, strlen(name), &b);
+  if (rc != WHISPER_OK) return rc;
+  if (b->len != 4) {
+    whisper_buf_free(b);
+    return wh_fail(ctx, WHISPER_ECORRUPT, "stored counter %s is corrupt", name);
+  }
+  *v = (uint32_t)b->data[0] << 24 | (uint32_t)b->data[1] << 16 | (uint32_t)b->data[2] << 8 |
+       b->data[3];
+  whisper_buf_free(b);
+  return WHISPER_OK;
+}
+
+static int meta_put_u32(whisper_ctx *ctx, const char *name, uint32_t v) {
+  uint8_t be[4];
+  wh_be32(be, v);
+  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)name, strlen(name), be, 4);
+}
+
+int wh_local_identity(whisper_ctx *ctx) {
+  whisper_buf *b;
+  if (ctx->have_identity) return WHISPER_OK;
+  int rc = wh_get(ctx, WHISPER_REC_LOCAL_IDENTITY, NULL, 0, &b);
+  if (rc == WHISPER_ENOTFOUND)
+    return wh_fail(ctx, WHISPER_ESTATE, "this device has no identity yet");
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__LocalIdentity *li =
+      whisper__store__local_identity__unpack(NULL, b->len, b->data);
+  whisper_buf_free(b);
+  if (li == NULL || li->format != LOCAL_FORMAT || li->public_key.len != WH_PUB_LEN ||
+      li->private_key.len != WH_KEY_LEN || li->name == NULL || strlen(li->name) == 0 ||
+      strlen(li->name) > WH_NAME_MAX) {
+    if (li) whisper__store__local_identity__free_unpacked(li, NULL);
+    return wh_fail(ctx, WHISPER_ECORRUPT, "the stored local identity is corrupt");
+  }
+  memcpy(ctx->identity.pub, li->public_key.data, WH_PUB_LEN);
+  memcpy(ctx->identity.priv, li->private_key.data, WH_KEY_LEN);
+  ctx->registration_id = li->registration_id;
+  ctx->device_id = li->device_id;
+  strcpy(ctx->name, li->name);
+  ctx->have_identity = 1;
+  wh_wipe(li->private_key.data, li->private_key.len);
+  whisper__store__local_identity__free_unpacked(li, NULL);
+  return WHISPER_OK;
+}
+
+static int signed_prekey_make(whisper_ctx *ctx, uint32_t id, uint64_t now_ms) {
+  wh_keypair kp;
+  uint8_t z[64], sig[WH_SIG_LEN], key[4];
+  int rc;
+  if (wh_keypair_generate(&ctx->rng, &kp) != 0 || wh_random(&ctx->rng, z, sizeof z) != 0) {
+    rc = wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+    goto out;
+  }
+  if (wh_xeddsa_sign(sig, ctx->identity.priv, kp.pub, WH_PUB_LEN, z) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINTERNAL, "signing the signed prekey failed");
+    goto out;
+  }
+  Whisper__Store__SignedPreKeyRecord r = WHISPER__STORE__SIGNED_PRE_KEY_RECORD__INIT;
+  r.has_id = r.has_public_key = r.has_private_key = r.has_signature = r.has_timestamp = 1;
+  r.id = id;
+  r.public_key = (ProtobufCBinaryData){WH_PUB_LEN, kp.pub};
+  r.private_key = (ProtobufCBinaryData){WH_KEY_LEN, kp.priv};
+  r.signature = (ProtobufCBinaryData){WH_SIG_LEN, sig};
+  r.timestamp = now_ms;
+  wh_be32(key, id);
+  rc = wh_put_msg(ctx, WHISPER_REC_SIGNED_PREKEY, key, 4, &r.base);
+  if (rc == WHISPER_OK) rc = meta_put_u32(ctx, META_SPK_CURRENT, id);
+out:
+  wh_wipe(&kp, sizeof kp);
+  wh_wipe(z, sizeof z);
+  return rc;
+}
+
+static int identity_store(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                          uint32_t registration_id, const wh_keypair *kp, int with_spk,
+                          uint64_t now_ms) {
+  wh_addr a;
+  whisper_buf *b;
+  int rc = wh_addr_make(ctx, &a, name, device_id);
+  if (rc != WHISPER_OK) return rc;
+  if (registration_id > 16380) return wh_fail(ctx, WHISPER_EINVAL, "registration id over 16380");
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = wh_get(ctx, WHISPER_REC_LOCAL_IDENTITY, NULL, 0, &b);
+  if (rc == WHISPER_OK) {
+    whisper_buf_free(b);
+    return wh_finish(ctx, wh_fail(ctx, WHISPER_ESTATE, "this device already has an identity"));
+  }
+  if (rc != WHISPER_ENOTFOUND) return wh_finish(ctx, rc);
+  while (registration_id == 0) {
+    uint8_t r[2];
+    if (wh_random(&ctx->rng, r, 2) != 0)
+      return wh_finish(ctx, wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed"));
+    registration_id = ((uint32_t)r[0] << 8 | r[1]) & 0x3FFF;
+    if (registration_id > 16380) registration_id = 0;
+  }
+  Whisper__Store__LocalIdentity li = WHISPER__STORE__LOCAL_IDENTITY__INIT;
+  li.has_format = li.has_public_key = li.has_private_key = 1;
+  li.has_registration_id = li.has_device_id = 1;
+  li.format = LOCAL_FORMAT;
+  li.public_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)kp->pub};
+  li.private_key = (ProtobufCBinaryData){WH_KEY_LEN, (uint8_t *)kp->priv};
+  li.registration_id = registration_id;
+  li.name = (char *)name;
+  li.device_id = device_id;
+  rc = wh_put_msg(ctx, WHISPER_REC_LOCAL_IDENTITY, NULL, 0, &li.base);
+  if (rc == WHISPER_OK) rc = wh_local_identity(ctx);
+  if (rc == WHISPER_OK && with_spk) rc = signed_prekey_make(ctx, 1, now_ms);
+  if (rc != WHISPER_OK) ctx->have_identity = 0;
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    ctx->have_identity = 0;
+    return rc;
+  }
+  return wh_ok(ctx);
+}
+
+int whisper_identity_create(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                            uint32_t registration_id, uint64_t now_ms) {
+  wh_keypair kp;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (wh_keypair_generate(&ctx->rng, &kp) != 0)
+    return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+  int rc = identity_store(ctx, name, device_id, registration_id, &kp, 1, now_ms);
+  wh_wipe(&kp, sizeof kp);
+  return rc;
+}
+
+int whisper_identity_import(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                            uint32_t registration_id, const whisper_keypair_t *identity) {
+  wh_keypair kp;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (identity == NULL) return wh_fail(ctx, WHISPER_EINVAL, "identity is NULL");
+  if (wh_keypair_from_priv(&kp, identity->priv) != 0)
+    return wh_fail(ctx, WHISPER_EINTERNAL, "cannot derive the public key");
+  if (memcmp(kp.pub, identity->pub, WH_PUB_LEN) != 0) {
+    wh_wipe(&kp, sizeof kp);
+    return wh_fail(ctx, WHISPER_EINVALIDKEY, "the public key does not match the private key");
+  }
+  int rc = identity_store(ctx, name, device_id, registration_id, &kp, 0, 0);
+  wh_wipe(&kp, sizeof kp);
+  return rc;
+}
+
+int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLIC_KEY_LEN],
+                         uint32_t *registration_id, const char **name_out, uint32_t *device_id) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (pub) memcpy(pub, ctx->identity.pub, WH_PUB_LEN);
+  if (registration_id) *registration_id = ctx->registration_id;
+  if (name_out) *name_out = ctx->name;
+  if (device_id) *device_id = ctx->device_id;
+  return wh_ok(ctx);
+}
+
+int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = wh_finish(ctx, signed_prekey_make(ctx, id, now_ms));
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+static int prekeys_make(whisper_ctx *ctx, uint32_t count, uint32_t *first_id) {
+  uint32_t next = 1;
+  int rc = meta_get_u32(ctx, META_PREKEY_NEXT, &next);
+  if (rc == WHISPER_ENOTFOUND) next = 1, rc = WHISPER_OK;
+  else if (rc != WHISPER_OK) return rc;
+  if (count == 0 || (uint64_t)next + count > UINT32_MAX)
+    return wh_fail(ctx, WHISPER_EINVAL, "prekey count is 0 or the ids are exhausted");
+  if (first_id) *first_id = next;
+  for (uint32_t i = 0; i < count && rc == WHISPER_OK; i++) {
+    wh_keypair kp;
+    uint8_t key[4];
+    if (wh_keypair_generate(&ctx->rng, &kp) != 0)
+      return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+    Whisper__Store__PreKeyRecord r = WHISPER__STORE__PRE_KEY_RECORD__INIT;
+    r.has_id = r.has_public_key = r.has_private_key = 1;
+    r.id = next + i;
+    r.public_key = (ProtobufCBinaryData){WH_PUB_LEN, kp.pub};
+    r.private_key = (ProtobufCBinaryData){WH_KEY_LEN, kp.priv};
+    wh_be32(key, r.id);
+    rc = wh_put_msg(ctx, WHISPER_REC_PREKEY, key, 4, &r.base);
+    wh_wipe(&kp, sizeof kp);
+  }
+  if (rc == WHISPER_OK) rc = meta_put_u32(ctx, META_PREKEY_NEXT, next + count);
+  return rc;
+}
+
+int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count, uint32_t *first_id) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = wh_finish(ctx, prekeys_make(ctx, count, first_id));
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+/* Loads a stored key pair record (prekey or signed prekey). */
+int wh_load_prekey(whisper_ctx *ctx, int kind, uint32_t id, wh_keypair *kp, uint8_t *sig,
+                   uint64_t *ts) {
+  uint8_t key[4];
+  whisper_buf *b;
+  wh_be32(key, id);
+  int rc = wh_get(ctx, kind, key, 4, &b);
+  if (rc != WHISPER_OK) return rc;
+  ProtobufCBinaryData pub, priv, s = {0, NULL};
+  uint64_t t = 0;
+  void *m;
+  if (kind == WHISPER_REC_PREKEY) {
+    Whisper__Store__PreKeyRecord *r = whisper__store__pre_key_record__unpack(NULL, b->len, b->data);
+    m = r;
+    if (r) pub = r->public_key, priv = r->private_key;
+  } else {
+    Whisper__Store__SignedPreKeyRecord *r =
+        whisper__store__signed_pre_key_record__unpack(NULL, b->len, b->data);
+    m = r;
+    if (r) pub = r->public_key, priv = r->private_key, s = r->signature, t = r->timestamp;
+  }
+  whisper_buf_free(b);
+  rc = WHISPER_OK;
+  if (m == NULL || pub.len != WH_PUB_LEN || priv.len != WH_KEY_LEN ||
+      (kind == WHISPER_REC_SIGNED_PREKEY && s.len != WH_SIG_LEN)) {
+    rc = wh_fail(ctx, WHISPER_ECORRUPT, "stored prekey %u is corrupt", id);
+  } else {
+    memcpy(kp->pub, pub.data, WH_PUB_LEN);
+    memcpy(kp->priv, priv.data, WH_KEY_LEN);
+    if (sig) memcpy(sig, s.data, WH_SIG_LEN);
+    if (ts) *ts = t;
+    wh_wipe(priv.data, priv.len);
+  }
+  if (m) protobuf_c_message_free_unpacked(m, NULL);
+  return rc;
+}
+
+/* Checks that kp's public key is the one of its private key. */
+static int keypair_check(whisper_ctx *ctx, const whisper_keypair_t *key, wh_keypair *kp) {
+  if (key == NULL) return wh_fail(ctx, WHISPER_EINVAL, "key is NULL");
+  if (wh_keypair_from_priv(kp, key->priv) != 0 || memcmp(kp->pub, key->pub, WH_PUB_LEN) != 0) {
+    wh_wipe(kp, sizeof *kp);
+    return wh_fail(ctx, WHISPER_EINVALIDKEY, "the public key does not match the private key");
+  }
+  return WHISPER_OK;
+}
+
+int whisper_signed_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t *key,
+                                 const uint8_t signature[WHISPER_SIGNATURE_LEN],
+                                 uint64_t timestamp_ms) {
+  wh_keypair kp;
+  uint8_t k[4];
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (signature == NULL) return wh_fail(ctx, WHISPER_EINVAL, "signature is NULL");
+  if ((rc = keypair_check(ctx, key, &kp)) != WHISPER_OK) return rc;
+  if (wh_xeddsa_verify(ctx->identity.pub + 1, kp.pub, WH_PUB_LEN, signature) != 0) {
+    wh_wipe(&kp, sizeof kp);
+    return wh_fail(ctx, WHISPER_EINVALIDSIG, "the signature is not the identity's");
+  }
+  Whisper__Store__SignedPreKeyRecord r = WHISPER__STORE__SIGNED_PRE_KEY_RECORD__INIT;
+  r.has_id = r.has_public_key = r.has_private_key = r.has_signature = r.has_timestamp = 1;
+  r.id = id;
+  r.public_key = (ProtobufCBinaryData){WH_PUB_LEN, kp.pub};
+  r.private_key = (ProtobufCBinaryData){WH_KEY_LEN, kp.priv};
+  r.signature = (ProtobufCBinaryData){WH_SIG_LEN, (uint8_t *)signature};
+  r.timestamp = timestamp_ms;
+  wh_be32(k, id);
+  if ((rc = wh_begin(ctx)) == WHISPER_OK) {
+    rc = wh_put_msg(ctx, WHISPER_REC_SIGNED_PREKEY, k, 4, &r.base);
+    if (rc == WHISPER_OK) rc = meta_put_u32(ctx, META_SPK_CURRENT, id);
+    rc = wh_finish(ctx, rc);
+  }
+  wh_wipe(&kp, sizeof kp);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t *key) {
+  wh_keypair kp;
+  uint8_t k[4];
+  uint32_t next = 1;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (id == UINT32_MAX) return wh_fail(ctx, WHISPER_EINVAL, "prekey id out of range");
+  if ((rc = keypair_check(ctx, key, &kp)) != WHISPER_OK) return rc;
+  Whisper__Store__PreKeyRecord r = WHISPER__STORE__PRE_KEY_RECORD__INIT;
+  r.has_id = r.has_public_key = r.has_private_key = 1;
+  r.id = id;
+  r.public_key = (ProtobufCBinaryData){WH_PUB_LEN, kp.pub};
+  r.private_key = (ProtobufCBinaryData){WH_KEY_LEN, kp.priv};
+  wh_be32(k, id);
+  if ((rc = wh_begin(ctx)) == WHISPER_OK) {
+    rc = wh_put_msg(ctx, WHISPER_REC_PREKEY, k, 4, &r.base);
+    if (rc == WHISPER_OK) {
+      rc = meta_get_u32(ctx, META_PREKEY_NEXT, &next);
+      if (rc == WHISPER_ENOTFOUND) next = 1, rc = WHISPER_OK;
+    }
+    if (rc == WHISPER_OK && id >= next) rc = meta_put_u32(ctx, META_PREKEY_NEXT, id + 1);
+    rc = wh_finish(ctx, rc);
+  }
+  wh_wipe(&kp, sizeof kp);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out, int with_prekey) {
+  wh_keypair kp;
+  uint32_t spk_id;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  memset(out, 0, sizeof *out);
+  rc = meta_get_u32(ctx, META_SPK_CURRENT, &spk_id);
+  if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ESTATE, "no signed prekey yet");
+  if (rc == WHISPER_OK)
+    rc = wh_load_prekey(ctx, WHISPER_REC_SIGNED_PREKEY, spk_id, &kp, out->signed_prekey_signature,
+                        NULL);
+  if (rc == WHISPER_OK) {
+    out->signed_prekey_id = spk_id;
+    memcpy(out->signed_prekey, kp.pub, WH_PUB_LEN);
+  }
+  if (rc == WHISPER_OK && with_prekey) {
+    rc = prekeys_make(ctx, 1, &out->prekey_id);
+    if (rc == WHISPER_OK) rc = wh_load_prekey(ctx, WHISPER_REC_PREKEY, out->prekey_id, &kp, NULL, NULL);
+    if (rc == WHISPER_OK) {
+      out->has_prekey = 1;
+      memcpy(out->prekey, kp.pub, WH_PUB_LEN);
+    }
+  }
+  wh_wipe(&kp, sizeof kp);
+  out->registration_id = ctx->registration_id;
+  out->device_id = ctx->device_id;
+  memcpy(out->identity_key, ctx->identity.pub, WH_PUB_LEN);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    memset(out, 0, sizeof *out);
+    return rc;
+  }
+  return wh_ok(ctx);
+}
+
+/* --- trust ----------------------------------------------------------------- */
+
+static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                       uint8_t out[WH_PUB_LEN]) {
+  whisper_buf *b;
+  int rc = wh_get(ctx, kind, key, key_len, &b);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__RemoteIdentity *r = whisper__store__remote_identity__unpack(NULL, b->len, b->data);
+  whisper_buf_free(b);
+  if (r == NULL || r->identity_key.len != WH_PUB_LEN) {
+    if (r) whisper__store__remote_identity__free_unpacked(r, NULL);
+    return wh_fail(ctx, WHISPER_ECORRUPT, "a stored remote identity is corrupt");
+  }
+  memcpy(out, r->identity_key.data, WH_PUB_LEN);
+  whisper__store__remote_identity__free_unpacked(r, NULL);
+  return WHISPER_OK;
+}
+
+static int remote_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                      const uint8_t id_key[WH_PUB_LEN], uint64_t changed_at) {
+  Whisper__Store__RemoteIdentity r = WHISPER__STORE__REMOTE_IDENTITY__INIT;
+  r.has_identity_key = 1;
+  r.identity_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)id_key};
+  r.has_changed_at = changed_at != 0;
+  r.changed_at = changed_at;
+  return wh_put_msg(ctx, kind, key, key_len, &r.base);
+}
+
+/* The name part of an address key (up to the 0x00). */
+static size_t addr_name_len(const wh_addr *a) { return a->len - 5; }
+
+int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
+                           int *trusted) {
+  uint8_t known[WH_PUB_LEN];
+  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, known);
+  if (rc == WHISPER_ENOTFOUND) {
+    *trusted = 1; /* trust on first use */
+    return WHISPER_OK;
+  }
+  if (rc != WHISPER_OK) return rc;
+  if (memcmp(known, key, WH_PUB_LEN) == 0) {
+    *trusted = 1;
+    return WHISPER_OK;
+  }
+  rc = remote_load(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), known);
+  if (rc == WHISPER_ENOTFOUND) {
+    *trusted = 0;
+    return WHISPER_OK;
+  }
+  if (rc != WHISPER_OK) return rc;
+  *trusted = memcmp(known, key, WH_PUB_LEN) == 0;
+  return WHISPER_OK;
+}
+
+int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
+  uint8_t known[WH_PUB_LEN];
+  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, known);
+  if (rc == WHISPER_OK && memcmp(known, key, WH_PUB_LEN) == 0) return WHISPER_OK;
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  /* The change time is not known here (no clock); 1 marks "changed". */
+  return remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key,
+                    rc == WHISPER_OK ? 1 : 0);
+}
+
+int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                           const uint8_t *key, size_t key_len) {
+  wh_addr a;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int all = device_id == WHISPER_ALL_DEVICES;
+  int rc = wh_addr_make(ctx, &a, name, all ? 0 : device_id);
+  if (rc != WHISPER_OK) return rc;
+  if (!wh_pub_ok(key, key_len)) return wh_fail(ctx, WHISPER_EINVALIDKEY, "malformed identity key");
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  if (all)
+    rc = remote_put(ctx, WHISPER_REC_TRUSTED_NAME, a.key, addr_name_len(&a), key, 0);
+  else
+    rc = wh_identity_save(ctx, &a, key);
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                            uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
+  wh_addr a;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_addr_make(ctx, &a, name, device_id);
+  if (rc != WHISPER_OK) return rc;
+  if (key == NULL) return wh_fail(ctx, WHISPER_EINVAL, "key is NULL");
+  rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a.key, a.len, key);
+  if (rc == WHISPER_ENOTFOUND) return wh_fail(ctx, rc, "no identity known for %s.%u", name, device_id);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}

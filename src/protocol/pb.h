@@ -1,0 +1,17 @@
+/* Internal helpers shared by the protocol files that store protobuf records. */
+#ifndef WH_PB_H
+#define WH_PB_H
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "internal.h"
+
+/* Packs `m` and stores it under (kind, key). */
+int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+               const ProtobufCMessage *m);
+/* Loads prekey or signed prekey `id` (kind WHISPER_REC_PREKEY or
+ * WHISPER_REC_SIGNED_PREKEY); sig (64 bytes) and ts may be NULL. */
+int wh_load_prekey(whisper_ctx *ctx, int kind, uint32_t id, wh_keypair *kp, uint8_t *sig,
+                   uint64_t *ts);
+
+#endif

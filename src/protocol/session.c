@@ -1,0 +1,757 @@
+/*
+ * Signal 1:1 sessions: X3DH (both roles) and the Double Ratchet, with
+ * libsignal 0.52.x's record logic (archived states, simultaneous
+ * initiation, limits). docs/protocol.md describes each step.
+ *
+ * Every public function loads what it needs inside one store transaction,
+ * works on decoded copies, and writes back only on success.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pb.h"
+#include "protocol/state.h"
+#include "wire.pb-c.h"
+#include <sodium.h>
+
+#define MAC_LEN 8
+
+/* --- KDFs ------------------------------------------------------------------ */
+
+static void kdf_rk(uint8_t root_out[32], uint8_t ck_out[32], const uint8_t root[32],
+                   const uint8_t dh[32]) {
+  uint8_t okm[64];
+  wh_hkdf(okm, sizeof okm, root, 32, dh, 32, "WhisperRatchet");
+  memcpy(root_out, okm, 32);
+  memcpy(ck_out, okm + 32, 32);
+  wh_wipe(okm, sizeof okm);
+}
+
+static void chain_next(uint8_t ck[32]) {
+  static const uint8_t two = 0x02;
+  wh_hmac(ck, ck, 32, &two, 1);
+}
+
+static void message_keys(wh_msgkey *k, const uint8_t ck[32], uint32_t index) {
+  static const uint8_t one = 0x01;
+  uint8_t seed[32], okm[80];
+  wh_hmac(seed, ck, 32, &one, 1);
+  wh_hkdf(okm, sizeof okm, NULL, 0, seed, 32, "WhisperMessageKeys");
+  memcpy(k->cipher, okm, 32);
+  memcpy(k->mac, okm + 32, 32);
+  memcpy(k->iv, okm + 64, 16);
+  k->index = index;
+  wh_wipe(seed, sizeof seed);
+  wh_wipe(okm, sizeof okm);
+}
+
+static void compute_mac(uint8_t out[MAC_LEN], const uint8_t mac_key[32],
+                        const uint8_t sender_ik[WH_PUB_LEN], const uint8_t receiver_ik[WH_PUB_LEN],
+                        const uint8_t *msg, size_t len) {
+  crypto_auth_hmacsha256_state st;
+  uint8_t full[32];
+  crypto_auth_hmacsha256_init(&st, mac_key, 32);
+  crypto_auth_hmacsha256_update(&st, sender_ik, WH_PUB_LEN);
+  crypto_auth_hmacsha256_update(&st, receiver_ik, WH_PUB_LEN);
+  crypto_auth_hmacsha256_update(&st, msg, len);
+  crypto_auth_hmacsha256_final(&st, full);
+  memcpy(out, full, MAC_LEN);
+  wh_wipe(&st, sizeof st);
+  wh_wipe(full, sizeof full);
+}
+
+/* --- wire messages ----------------------------------------------------------- */
+
+typedef struct sigmsg {
+  const uint8_t *bytes; /* the whole message, version byte to MAC */
+  size_t len;
+  uint8_t version;
+  uint8_t ratchet[WH_PUB_LEN];
+  uint32_t counter;
+  const uint8_t *ct;
+  size_t ct_len;
+  Whisper__Wire__SignalMessage *pb;
+} sigmsg;
+
+static int version_check(whisper_ctx *ctx, uint8_t byte, const char *what) {
+  uint8_t v = byte >> 4;
+  if (v < WH_SESSION_VERSION)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "%s: legacy message version %u", what, v);
+  if (v > 4) return wh_fail(ctx, WHISPER_EINVALIDMSG, "%s: unrecognized message version %u", what, v);
+  return WHISPER_OK;
+}
+
+int wh_signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len);
+int wh_signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len) {
+  memset(m, 0, sizeof *m);
+  if (b == NULL || len < 1 + MAC_LEN)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage too short (%zu bytes)", len);
+  int rc = version_check(ctx, b[0], "SignalMessage");
+  if (rc != WHISPER_OK) return rc;
+  m->pb = whisper__wire__signal_message__unpack(NULL, len - 1 - MAC_LEN, b + 1);
+  if (m->pb == NULL) return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad protobuf");
+  if (!m->pb->has_ratchet_key || !m->pb->has_counter || !m->pb->has_ciphertext) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: a required field is missing");
+  } else if (!wh_pub_ok(m->pb->ratchet_key.data, m->pb->ratchet_key.len)) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad ratchet key");
+  }
+  if (rc != WHISPER_OK) {
+    whisper__wire__signal_message__free_unpacked(m->pb, NULL);
+    m->pb = NULL;
+    return rc;
+  }
+  m->bytes = b;
+  m->len = len;
+  m->version = b[0] >> 4;
+  memcpy(m->ratchet, m->pb->ratchet_key.data, WH_PUB_LEN);
+  m->counter = m->pb->counter;
+  m->ct = m->pb->ciphertext.data;
+  m->ct_len = m->pb->ciphertext.len;
+  return WHISPER_OK;
+}
+
+static void sigmsg_free(sigmsg *m) {
+  if (m->pb) whisper__wire__signal_message__free_unpacked(m->pb, NULL);
+  m->pb = NULL;
+}
+
+typedef struct prekeymsg {
+  Whisper__Wire__PreKeySignalMessage *pb;
+  uint8_t version;
+  sigmsg inner;
+} prekeymsg;
+
+int wh_prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, size_t len);
+int wh_prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, size_t len) {
+  memset(m, 0, sizeof *m);
+  if (b == NULL || len < 1) return wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage is empty");
+  int rc = version_check(ctx, b[0], "PreKeySignalMessage");
+  if (rc != WHISPER_OK) return rc;
+  m->version = b[0] >> 4;
+  Whisper__Wire__PreKeySignalMessage *p =
+      whisper__wire__pre_key_signal_message__unpack(NULL, len - 1, b + 1);
+  if (p == NULL) return wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage: bad protobuf");
+  m->pb = p;
+  if (!p->has_base_key || !p->has_identity_key || !p->has_message || !p->has_signed_pre_key_id)
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage: a required field is missing");
+  else if (m->version != WH_SESSION_VERSION || p->has_kyber_pre_key_id || p->has_kyber_ciphertext)
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG,
+                 "PreKeySignalMessage: Kyber (version 4) sessions are not supported");
+  else if (!wh_pub_ok(p->base_key.data, p->base_key.len) ||
+           !wh_pub_ok(p->identity_key.data, p->identity_key.len))
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage: bad base or identity key");
+  else
+    rc = wh_signal_message_parse(ctx, &m->inner, p->message.data, p->message.len);
+  if (rc != WHISPER_OK) {
+    whisper__wire__pre_key_signal_message__free_unpacked(p, NULL);
+    m->pb = NULL;
+  }
+  return rc;
+}
+
+static void prekeymsg_free(prekeymsg *m) {
+  sigmsg_free(&m->inner);
+  if (m->pb) whisper__wire__pre_key_signal_message__free_unpacked(m->pb, NULL);
+  m->pb = NULL;
+}
+
+/* --- records ----------------------------------------------------------------- */
+
+static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  whisper_buf *b;
+  memset(r, 0, sizeof *r);
+  int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
+  if (rc != WHISPER_OK) return rc;
+  rc = wh_record_decode(r, b->data, b->len);
+  whisper_buf_free(b);
+  if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+  return rc;
+}
+
+static int record_store(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
+  whisper_buf *b;
+  int rc = wh_record_encode(r, &b);
+  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
+  rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
+  whisper_buf_free(b);
+  return rc;
+}
+
+static int state_copy(wh_state *dst, const wh_state *src) {
+  *dst = *src;
+  const wh_chain *from[1 + WH_MAX_RECV_CHAINS];
+  wh_chain *to[1 + WH_MAX_RECV_CHAINS];
+  from[0] = &src->sender;
+  to[0] = &dst->sender;
+  for (int i = 0; i < WH_MAX_RECV_CHAINS; i++) from[i + 1] = &src->recv[i], to[i + 1] = &dst->recv[i];
+  for (int i = 0; i <= WH_MAX_RECV_CHAINS; i++) to[i]->keys = NULL, to[i]->cap = 0;
+  for (int i = 0; i <= WH_MAX_RECV_CHAINS; i++) {
+    if (from[i]->nkeys == 0) {
+      to[i]->nkeys = 0;
+      continue;
+    }
+    to[i]->keys = malloc(from[i]->nkeys * sizeof *to[i]->keys);
+    if (to[i]->keys == NULL) {
+      wh_state_free(dst);
+      return WHISPER_ENOMEM;
+    }
+    memcpy(to[i]->keys, from[i]->keys, from[i]->nkeys * sizeof *to[i]->keys);
+    to[i]->cap = from[i]->nkeys;
+  }
+  return WHISPER_OK;
+}
+
+/* --- the ratchet ------------------------------------------------------------- */
+
+static int dh_ratchet_step(whisper_ctx *ctx, wh_state *s, const uint8_t their[WH_PUB_LEN]) {
+  uint8_t dh[32], rk[32], ckr[32], cks[32];
+  wh_keypair n;
+  int rc = WHISPER_OK;
+  if (!s->has_sender) return wh_fail(ctx, WHISPER_EINVALIDMSG, "session state has no sender chain");
+  if (wh_dh(dh, s->sender_priv, their) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "ratchet key is of low order");
+    goto out;
+  }
+  kdf_rk(rk, ckr, s->root, dh);
+  if (wh_keypair_generate(&ctx->rng, &n) != 0) {
+    rc = wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+    goto out;
+  }
+  if (wh_dh(dh, n.priv, their) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "ratchet key is of low order");
+    goto out;
+  }
+  kdf_rk(s->root, cks, rk, dh);
+  if (s->nrecv == WH_MAX_RECV_CHAINS) {
+    wh_chain_free(&s->recv[0]);
+    memmove(&s->recv[0], &s->recv[1], (WH_MAX_RECV_CHAINS - 1) * sizeof s->recv[0]);
+    memset(&s->recv[WH_MAX_RECV_CHAINS - 1], 0, sizeof s->recv[0]);
+    s->nrecv--;
+  }
+  wh_chain *c = &s->recv[s->nrecv++];
+  memset(c, 0, sizeof *c);
+  memcpy(c->ratchet, their, WH_PUB_LEN);
+  memcpy(c->ck, ckr, 32);
+  s->previous_counter = s->sender.index > 0 ? s->sender.index - 1 : 0;
+  wh_chain_free(&s->sender);
+  memcpy(s->sender.ratchet, n.pub, WH_PUB_LEN);
+  memcpy(s->sender_priv, n.priv, WH_KEY_LEN);
+  memcpy(s->sender.ck, cks, 32);
+  s->sender.index = 0;
+out:
+  wh_wipe(dh, sizeof dh);
+  wh_wipe(rk, sizeof rk);
+  wh_wipe(ckr, sizeof ckr);
+  wh_wipe(cks, sizeof cks);
+  wh_wipe(&n, sizeof n);
+  return rc;
+}
+
+/* The message key for counter c on chain ch, storing skipped keys. */
+static int chain_message_key(whisper_ctx *ctx, const wh_state *s, wh_chain *ch, uint32_t c,
+                             wh_msgkey *mk) {
+  if (c < ch->index) {
+    for (uint32_t i = ch->nkeys; i-- > 0;) {
+      if (ch->keys[i].index == c) {
+        *mk = ch->keys[i];
+        memmove(&ch->keys[i], &ch->keys[i + 1], (ch->nkeys - i - 1) * sizeof *ch->keys);
+        ch->nkeys--;
+        return WHISPER_OK;
+      }
+    }
+    return wh_fail(ctx, WHISPER_EDUPLICATE, "duplicate message: counter %u, chain at %u", c,
+                   ch->index);
+  }
+  uint32_t jump = c - ch->index;
+  if (jump > WH_MAX_JUMP && memcmp(s->local_ik, s->remote_ik, WH_PUB_LEN) != 0)
+    return wh_fail(ctx, WHISPER_ETOOFAR, "message from too far into the future (%u ahead)", jump);
+  for (uint32_t i = ch->index; i < c; i++) {
+    if (c - i <= WH_MAX_MSG_KEYS) { /* older ones would be evicted at once */
+      wh_msgkey k;
+      message_keys(&k, ch->ck, i);
+      int failed = wh_chain_push_key(ch, &k);
+      wh_wipe(&k, sizeof k);
+      if (failed) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    }
+    chain_next(ch->ck);
+  }
+  message_keys(mk, ch->ck, c);
+  chain_next(ch->ck);
+  ch->index = c + 1;
+  return WHISPER_OK;
+}
+
+/* Decrypts m with state s (modified in place; the caller keeps it only on
+ * success). */
+static int state_decrypt(whisper_ctx *ctx, wh_state *s, const sigmsg *m, whisper_buf **pt) {
+  wh_chain *ch = NULL;
+  wh_msgkey mk;
+  uint8_t mac[MAC_LEN];
+  int rc;
+  if (m->version != s->version)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "message version %u on a version %u session",
+                   m->version, s->version);
+  for (uint32_t i = 0; i < s->nrecv; i++)
+    if (memcmp(s->recv[i].ratchet, m->ratchet, WH_PUB_LEN) == 0) ch = &s->recv[i];
+  if (ch == NULL) {
+    if ((rc = dh_ratchet_step(ctx, s, m->ratchet)) != WHISPER_OK) return rc;
+    ch = &s->recv[s->nrecv - 1];
+  }
+  if ((rc = chain_message_key(ctx, s, ch, m->counter, &mk)) != WHISPER_OK) return rc;
+  compute_mac(mac, mk.mac, s->remote_ik, s->local_ik, m->bytes, m->len - MAC_LEN);
+  if (!wh_ct_eq(mac, m->bytes + m->len - MAC_LEN, MAC_LEN)) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "bad MAC");
+    goto out;
+  }
+  whisper_buf *out = whisper_buf_new(NULL, m->ct_len + 16);
+  if (out == NULL) {
+    rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (wh_cbc_decrypt(out->data, &out->len, mk.cipher, mk.iv, m->ct, m->ct_len) != 0) {
+    out->len = m->ct_len + 16;
+    whisper_buf_free(out);
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "bad ciphertext (length or padding)");
+    goto out;
+  }
+  s->has_pending = 0;
+  *pt = out;
+  rc = WHISPER_OK;
+out:
+  wh_wipe(&mk, sizeof mk);
+  return rc;
+}
+
+/* libsignal's decrypt_message_with_record: the current state, then each
+ * archived state (a success there is promoted). */
+static int record_decrypt(whisper_ctx *ctx, wh_record *r, const sigmsg *m, whisper_buf **pt) {
+  int cur_rc = WHISPER_ENOSESSION;
+  if (!r->has_current && r->narchived == 0)
+    return wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
+  if (r->has_current) {
+    wh_state work;
+    int rc;
+    if (r->narchived == 0) {
+      rc = state_decrypt(ctx, &r->cur, m, pt);
+      return rc;
+    }
+    if ((rc = state_copy(&work, &r->cur)) != WHISPER_OK) return wh_fail(ctx, rc, "out of memory");
+    rc = state_decrypt(ctx, &work, m, pt);
+    if (rc == WHISPER_OK) {
+      wh_state_free(&r->cur);
+      r->cur = work;
+      return WHISPER_OK;
+    }
+    wh_state_free(&work);
+    if (rc == WHISPER_EDUPLICATE || rc == WHISPER_ENOMEM || rc == WHISPER_ERANDOM) return rc;
+    cur_rc = rc;
+  }
+  for (uint32_t i = 0; i < r->narchived; i++) {
+    wh_state st;
+    int rc = wh_state_decode(&st, r->archived[i]->data, r->archived[i]->len);
+    if (rc != WHISPER_OK) return wh_fail(ctx, rc, "an archived session state is corrupt");
+    rc = state_decrypt(ctx, &st, m, pt);
+    if (rc == WHISPER_OK) {
+      whisper_buf_free(r->archived[i]);
+      memmove(&r->archived[i], &r->archived[i + 1], (r->narchived - i - 1) * sizeof *r->archived);
+      r->narchived--;
+      rc = wh_record_promote(r, &st);
+      if (rc != WHISPER_OK) {
+        whisper_buf_free(*pt);
+        *pt = NULL;
+        wh_state_free(&st);
+        return wh_fail(ctx, rc, "out of memory");
+      }
+      return WHISPER_OK;
+    }
+    wh_state_free(&st);
+    if (rc == WHISPER_EDUPLICATE || rc == WHISPER_ENOMEM || rc == WHISPER_ERANDOM) return rc;
+  }
+  if (cur_rc == WHISPER_ETOOFAR)
+    return wh_fail(ctx, WHISPER_ETOOFAR, "message from too far into the future");
+  return wh_fail(ctx, WHISPER_EINVALIDMSG, "decryption failed");
+}
+
+/* --- X3DH -------------------------------------------------------------------- */
+
+static const uint8_t discontinuity[32] = {
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF};
+
+/* secret = 0xFF*32 || dh[0] || ... ; RK0 || CK0 = HKDF(secret, "WhisperText"). */
+static void x3dh_derive(uint8_t rk[32], uint8_t ck[32], uint8_t secret[160], size_t n_dh) {
+  uint8_t okm[64];
+  memcpy(secret, discontinuity, 32);
+  wh_hkdf(okm, sizeof okm, NULL, 0, secret, 32 + 32 * n_dh, "WhisperText");
+  memcpy(rk, okm, 32);
+  memcpy(ck, okm + 32, 32);
+  wh_wipe(okm, sizeof okm);
+}
+
+static int is_session_usable(const wh_record *r, uint64_t now_ms) {
+  if (!r->has_current || !r->cur.has_sender) return 0;
+  if (r->cur.has_pending && r->cur.pending_ts + WH_MAX_PENDING_AGE_S < now_ms / 1000) return 0;
+  return 1;
+}
+
+int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                          const whisper_prekey_bundle_t *b, uint64_t now_ms) {
+  wh_addr a;
+  wh_record r;
+  wh_state s;
+  wh_keypair ek, ra;
+  uint8_t secret[160], ck0[32], dh[32];
+  int trusted = 0, rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
+  if (b == NULL) return wh_fail(ctx, WHISPER_EINVAL, "bundle is NULL");
+  if (!wh_pub_ok(b->identity_key, WH_PUB_LEN) || !wh_pub_ok(b->signed_prekey, WH_PUB_LEN) ||
+      (b->has_prekey && !wh_pub_ok(b->prekey, WH_PUB_LEN)))
+    return wh_fail(ctx, WHISPER_EINVALIDKEY, "the bundle holds a malformed key");
+  if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  memset(&s, 0, sizeof s);
+  memset(&r, 0, sizeof r);
+  rc = wh_identity_is_trusted(ctx, &a, b->identity_key, &trusted);
+  if (rc != WHISPER_OK) goto out;
+  if (!trusted) {
+    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the identity key of %s.%u changed", name, device_id);
+    goto out;
+  }
+  if (wh_xeddsa_verify(b->identity_key + 1, b->signed_prekey, WH_PUB_LEN,
+                       b->signed_prekey_signature) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDSIG, "the signed prekey's signature does not verify");
+    goto out;
+  }
+  if (wh_keypair_generate(&ctx->rng, &ek) != 0 || wh_keypair_generate(&ctx->rng, &ra) != 0) {
+    rc = wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+    goto out;
+  }
+  size_t n_dh = b->has_prekey ? 4 : 3;
+  if (wh_dh(secret + 32, ctx->identity.priv, b->signed_prekey) != 0 ||
+      wh_dh(secret + 64, ek.priv, b->identity_key) != 0 ||
+      wh_dh(secret + 96, ek.priv, b->signed_prekey) != 0 ||
+      (b->has_prekey && wh_dh(secret + 128, ek.priv, b->prekey) != 0)) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDKEY, "the bundle holds a low-order key");
+    goto out;
+  }
+  s.version = WH_SESSION_VERSION;
+  x3dh_derive(s.root, ck0, secret, n_dh);
+  memcpy(s.local_ik, ctx->identity.pub, WH_PUB_LEN);
+  memcpy(s.remote_ik, b->identity_key, WH_PUB_LEN);
+  /* Bob's signed prekey is his first ratchet key. */
+  s.nrecv = 1;
+  memcpy(s.recv[0].ratchet, b->signed_prekey, WH_PUB_LEN);
+  memcpy(s.recv[0].ck, ck0, 32);
+  if (wh_dh(dh, ra.priv, b->signed_prekey) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDKEY, "the bundle holds a low-order key");
+    goto out;
+  }
+  kdf_rk(s.root, s.sender.ck, s.root, dh);
+  s.has_sender = 1;
+  memcpy(s.sender.ratchet, ra.pub, WH_PUB_LEN);
+  memcpy(s.sender_priv, ra.priv, WH_KEY_LEN);
+  s.has_pending = 1;
+  s.pending_has_prekey = b->has_prekey;
+  s.pending_prekey_id = b->prekey_id;
+  s.pending_spk_id = (int32_t)b->signed_prekey_id;
+  memcpy(s.pending_base, ek.pub, WH_PUB_LEN);
+  s.pending_ts = now_ms / 1000;
+  s.local_reg = ctx->registration_id;
+  s.remote_reg = b->registration_id;
+  memcpy(s.alice_base, ek.pub, WH_PUB_LEN);
+
+  rc = record_load(ctx, &a, &r);
+  if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+  if (rc == WHISPER_OK) rc = wh_record_promote(&r, &s);
+  if (rc == WHISPER_OK) rc = wh_identity_save(ctx, &a, b->identity_key);
+  if (rc == WHISPER_OK) rc = record_store(ctx, &a, &r);
+out:
+  wh_state_free(&s);
+  wh_record_free(&r);
+  wh_wipe(&ek, sizeof ek);
+  wh_wipe(&ra, sizeof ra);
+  wh_wipe(secret, sizeof secret);
+  wh_wipe(ck0, sizeof ck0);
+  wh_wipe(dh, sizeof dh);
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_id, uint64_t now_ms,
+                           int *out) {
+  wh_addr a;
+  wh_record r;
+  int rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  *out = 0;
+  if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = record_load(ctx, &a, &r);
+  if (rc == WHISPER_OK) {
+    *out = is_session_usable(&r, now_ms);
+    wh_record_free(&r);
+  } else if (rc == WHISPER_ENOTFOUND) {
+    rc = WHISPER_OK;
+  }
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+/* Builds version || SignalMessage || MAC into a new buffer. */
+static int signal_message_build(whisper_buf **out, const wh_state *s, const uint8_t *ct,
+                                size_t ct_len, const uint8_t mac_key[32]) {
+  Whisper__Wire__SignalMessage pb = WHISPER__WIRE__SIGNAL_MESSAGE__INIT;
+  pb.has_ratchet_key = pb.has_counter = pb.has_previous_counter = pb.has_ciphertext = 1;
+  pb.ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->sender.ratchet};
+  pb.counter = s->sender.index;
+  pb.previous_counter = s->previous_counter;
+  pb.ciphertext = (ProtobufCBinaryData){ct_len, (uint8_t *)ct};
+  size_t n = whisper__wire__signal_message__get_packed_size(&pb);
+  whisper_buf *b = whisper_buf_new(NULL, 1 + n + MAC_LEN);
+  if (b == NULL) return WHISPER_ENOMEM;
+  b->data[0] = (uint8_t)(s->version << 4 | 4);
+  whisper__wire__signal_message__pack(&pb, b->data + 1);
+  compute_mac(b->data + 1 + n, mac_key, s->local_ik, s->remote_ik, b->data, 1 + n);
+  *out = b;
+  return WHISPER_OK;
+}
+
+static int prekey_message_wrap(whisper_buf **out, const wh_state *s, const whisper_buf *inner) {
+  Whisper__Wire__PreKeySignalMessage pb = WHISPER__WIRE__PRE_KEY_SIGNAL_MESSAGE__INIT;
+  pb.has_pre_key_id = s->pending_has_prekey;
+  pb.pre_key_id = s->pending_prekey_id;
+  pb.has_base_key = pb.has_identity_key = pb.has_message = 1;
+  pb.has_registration_id = pb.has_signed_pre_key_id = 1;
+  pb.base_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->pending_base};
+  pb.identity_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->local_ik};
+  pb.message = (ProtobufCBinaryData){inner->len, inner->data};
+  pb.registration_id = s->local_reg;
+  pb.signed_pre_key_id = (uint32_t)s->pending_spk_id;
+  size_t n = whisper__wire__pre_key_signal_message__get_packed_size(&pb);
+  whisper_buf *b = whisper_buf_new(NULL, 1 + n);
+  if (b == NULL) return WHISPER_ENOMEM;
+  b->data[0] = (uint8_t)(s->version << 4 | 4);
+  whisper__wire__pre_key_signal_message__pack(&pb, b->data + 1);
+  *out = b;
+  return WHISPER_OK;
+}
+
+int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                            const uint8_t *pt, size_t pt_len, uint64_t now_ms, int *type_out,
+                            whisper_buf **out) {
+  wh_addr a;
+  wh_record r;
+  wh_msgkey mk;
+  uint8_t *ct = NULL;
+  size_t ct_len = 0;
+  whisper_buf *msg = NULL, *wrapped = NULL;
+  int rc, trusted = 0;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
+  if (type_out == NULL || out == NULL || (pt == NULL && pt_len))
+    return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  if (pt_len > (size_t)INT32_MAX - 64) return wh_fail(ctx, WHISPER_EINVAL, "plaintext too large");
+  *out = NULL;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  memset(&mk, 0, sizeof mk);
+  rc = record_load(ctx, &a, &r);
+  if (rc == WHISPER_ENOTFOUND) {
+    rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with %s.%u", name, device_id);
+    return wh_finish(ctx, rc);
+  }
+  if (rc != WHISPER_OK) return wh_finish(ctx, rc);
+  if (!is_session_usable(&r, now_ms)) {
+    rc = wh_fail(ctx, WHISPER_ENOSESSION, "no usable session with %s.%u%s", name, device_id,
+                 r.has_current && r.cur.has_pending ? " (unacknowledged for over 30 days)" : "");
+    goto out;
+  }
+  wh_state *s = &r.cur;
+  message_keys(&mk, s->sender.ck, s->sender.index);
+  ct_len = wh_cbc_len(pt_len);
+  ct = malloc(ct_len);
+  if (ct == NULL) {
+    rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    goto out;
+  }
+  if (wh_cbc_encrypt(ct, mk.cipher, mk.iv, pt, pt_len) != 0) {
+    rc = wh_fail(ctx, WHISPER_EINTERNAL, "AES-CBC encryption failed");
+    goto out;
+  }
+  if ((rc = signal_message_build(&msg, s, ct, ct_len, mk.mac)) != WHISPER_OK) goto oom;
+  if (s->has_pending) {
+    if ((rc = prekey_message_wrap(&wrapped, s, msg)) != WHISPER_OK) goto oom;
+    whisper_buf_free(msg);
+    msg = wrapped;
+    *type_out = WHISPER_MSG_PREKEY;
+  } else {
+    *type_out = WHISPER_MSG_WHISPER;
+  }
+  chain_next(s->sender.ck);
+  s->sender.index++;
+  if ((rc = wh_identity_is_trusted(ctx, &a, s->remote_ik, &trusted)) != WHISPER_OK) goto out;
+  if (!trusted) {
+    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the identity key of %s.%u changed", name, device_id);
+    goto out;
+  }
+  if ((rc = wh_identity_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
+  rc = record_store(ctx, &a, &r);
+  goto out;
+oom:
+  rc = wh_fail(ctx, rc, "out of memory");
+out:
+  wh_wipe(&mk, sizeof mk);
+  if (ct) {
+    wh_wipe(ct, ct_len);
+    free(ct);
+  }
+  wh_record_free(&r);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(msg);
+    return rc;
+  }
+  *out = msg;
+  return wh_ok(ctx);
+}
+
+/* Bob's side of X3DH for a PreKey message with no matching state. */
+static int prekey_setup(whisper_ctx *ctx, const prekeymsg *m, wh_state *s, int *used_opk) {
+  const Whisper__Wire__PreKeySignalMessage *p = m->pb;
+  wh_keypair spk, opk;
+  uint8_t secret[160];
+  int rc;
+  *used_opk = 0;
+  rc = wh_load_prekey(ctx, WHISPER_REC_SIGNED_PREKEY, p->signed_pre_key_id, &spk, NULL, NULL);
+  if (rc == WHISPER_ENOTFOUND)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "unknown signed prekey id %u", p->signed_pre_key_id);
+  if (rc != WHISPER_OK) return rc;
+  if (p->has_pre_key_id) {
+    rc = wh_load_prekey(ctx, WHISPER_REC_PREKEY, p->pre_key_id, &opk, NULL, NULL);
+    if (rc == WHISPER_ENOTFOUND)
+      rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "unknown one-time prekey id %u", p->pre_key_id);
+    if (rc != WHISPER_OK) goto out;
+  }
+  const uint8_t *ik_a = p->identity_key.data, *ek_a = p->base_key.data;
+  if (wh_dh(secret + 32, spk.priv, ik_a) != 0 || wh_dh(secret + 64, ctx->identity.priv, ek_a) != 0 ||
+      wh_dh(secret + 96, spk.priv, ek_a) != 0 ||
+      (p->has_pre_key_id && wh_dh(secret + 128, opk.priv, ek_a) != 0)) {
+    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "the message holds a low-order key");
+    goto out;
+  }
+  memset(s, 0, sizeof *s);
+  s->version = m->version;
+  x3dh_derive(s->root, s->sender.ck, secret, p->has_pre_key_id ? 4 : 3);
+  s->has_sender = 1;
+  memcpy(s->sender.ratchet, spk.pub, WH_PUB_LEN);
+  memcpy(s->sender_priv, spk.priv, WH_KEY_LEN);
+  memcpy(s->local_ik, ctx->identity.pub, WH_PUB_LEN);
+  memcpy(s->remote_ik, ik_a, WH_PUB_LEN);
+  memcpy(s->alice_base, ek_a, WH_PUB_LEN);
+  s->local_reg = ctx->registration_id;
+  s->remote_reg = p->has_registration_id ? p->registration_id : 0;
+  *used_opk = p->has_pre_key_id;
+out:
+  wh_wipe(&spk, sizeof spk);
+  wh_wipe(&opk, sizeof opk);
+  wh_wipe(secret, sizeof secret);
+  return rc;
+}
+
+/* Does the record already hold the session this PreKey message set up? */
+static int record_has_base_key(const wh_record *r, uint8_t version, const uint8_t base[WH_PUB_LEN]) {
+  if (r->has_current && r->cur.version == version &&
+      memcmp(r->cur.alice_base, base, WH_PUB_LEN) == 0)
+    return 1;
+  for (uint32_t i = 0; i < r->narchived; i++) {
+    wh_state st;
+    if (wh_state_decode(&st, r->archived[i]->data, r->archived[i]->len) != WHISPER_OK) continue;
+    int same = st.version == version && memcmp(st.alice_base, base, WH_PUB_LEN) == 0;
+    wh_state_free(&st);
+    if (same) return 1;
+  }
+  return 0;
+}
+
+static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
+                          size_t len, whisper_buf **pt) {
+  prekeymsg m;
+  wh_state s;
+  int rc, trusted = 0, used_opk = 0;
+  if ((rc = wh_prekey_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
+  const uint8_t *ik = m.pb->identity_key.data;
+  if ((rc = wh_identity_is_trusted(ctx, a, ik, &trusted)) != WHISPER_OK) goto out;
+  if (!trusted) {
+    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the sender's identity key changed");
+    goto out;
+  }
+  rc = record_load(ctx, a, r);
+  if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+  if (rc != WHISPER_OK) goto out;
+  if (!record_has_base_key(r, m.version, m.pb->base_key.data)) {
+    if ((rc = prekey_setup(ctx, &m, &s, &used_opk)) != WHISPER_OK) goto out;
+    if ((rc = wh_record_promote(r, &s)) != WHISPER_OK) {
+      wh_state_free(&s);
+      rc = wh_fail(ctx, rc, "out of memory");
+      goto out;
+    }
+  }
+  if ((rc = wh_identity_save(ctx, a, ik)) != WHISPER_OK) goto out;
+  if ((rc = record_decrypt(ctx, r, &m.inner, pt)) != WHISPER_OK) goto out;
+  if (used_opk) {
+    uint8_t key[4];
+    wh_be32(key, m.pb->pre_key_id);
+    rc = wh_del(ctx, WHISPER_REC_PREKEY, key, 4);
+  }
+out:
+  prekeymsg_free(&m);
+  return rc;
+}
+
+static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
+                           size_t len, whisper_buf **pt) {
+  sigmsg m;
+  int rc, trusted = 0;
+  if ((rc = wh_signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
+  rc = record_load(ctx, a, r);
+  if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
+  if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);
+  if (rc == WHISPER_OK) rc = wh_identity_is_trusted(ctx, a, r->cur.remote_ik, &trusted);
+  if (rc == WHISPER_OK && !trusted)
+    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the sender's identity key changed");
+  if (rc == WHISPER_OK) rc = wh_identity_save(ctx, a, r->cur.remote_ik);
+  sigmsg_free(&m);
+  return rc;
+}
+
+int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
+                            const uint8_t *body, size_t body_len, whisper_buf **pt_out) {
+  wh_addr a;
+  wh_record r;
+  whisper_buf *pt = NULL;
+  int rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
+  if (pt_out == NULL || (body == NULL && body_len))
+    return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  *pt_out = NULL;
+  if (type != WHISPER_MSG_PREKEY && type != WHISPER_MSG_WHISPER)
+    return wh_fail(ctx, WHISPER_EINVAL, "unknown message type %d", type);
+  if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  memset(&r, 0, sizeof r);
+  if (type == WHISPER_MSG_PREKEY)
+    rc = decrypt_prekey(ctx, &a, &r, body, body_len, &pt);
+  else
+    rc = decrypt_whisper(ctx, &a, &r, body, body_len, &pt);
+  if (rc == WHISPER_OK) rc = record_store(ctx, &a, &r);
+  wh_record_free(&r);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(pt);
+    return rc;
+  }
+  *pt_out = pt;
+  return wh_ok(ctx);
+}

@@ -1,0 +1,490 @@
+/* 1:1 sessions: the wire sheet's known answers (exact bytes, both ways),
+ * libsignal's transcript (tests/vectors/session_transcript.json), and the
+ * behaviour of the ratchet and the record. */
+#include "test.h"
+
+#define NOW 1700000000000ULL
+
+typedef struct dev {
+  whisper_store *st;
+  whisper_ctx *ctx;
+  test_rng rng;
+} dev;
+
+static void dev_open(dev *d, uint8_t seed) {
+  memset(d, 0, sizeof *d);
+  memset(d->rng.seed, seed, 32);
+  whisper_store_memory_new(&d->st);
+  whisper_ctx_new(&d->ctx, d->st);
+  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+}
+
+static void dev_new(dev *d, const char *name, uint32_t device, uint8_t seed) {
+  dev_open(d, seed);
+  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, NOW), WHISPER_OK);
+}
+
+static void dev_close(dev *d) {
+  whisper_ctx_free(d->ctx);
+  whisper_store_close(d->st);
+}
+
+static void keypair_hex(whisper_keypair_t *kp, const char *priv_hex) {
+  uint8_t priv[32];
+  unhex_to(priv, 32, priv_hex);
+  whisper_keypair_from_private(kp, priv);
+}
+
+static int send_to(dev *from, const char *to, uint32_t to_dev, const char *text, int *type,
+                   whisper_buf **out) {
+  return whisper_session_encrypt(from->ctx, to, to_dev, (const uint8_t *)text, strlen(text), NOW,
+                                 type, out);
+}
+
+/* Decrypts and checks the plaintext. */
+static int recv_from(dev *to, const char *from, uint32_t from_dev, int type, const whisper_buf *m,
+                     const char *want) {
+  whisper_buf *pt = NULL;
+  int rc = whisper_session_decrypt(to->ctx, from, from_dev, type, m->data, m->len, &pt);
+  if (rc == WHISPER_OK && want)
+    CHECK(pt->len == strlen(want) && memcmp(pt->data, want, pt->len) == 0);
+  whisper_buf_free(pt);
+  return rc;
+}
+
+static void connect(dev *a, const char *bname, dev *b, uint32_t bdev) {
+  whisper_prekey_bundle_t bundle;
+  CHECK_RC(whisper_bundle_make(b->ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_session_start(a->ctx, bname, bdev, &bundle, NOW), WHISPER_OK);
+}
+
+/* --- the wire sheet's KAT: every byte ------------------------------------ */
+static void test_kat(void) {
+  dev alice, bob;
+  whisper_keypair_t ik_a, ik_b, spk, opk;
+  uint8_t sig[64];
+  dev_open(&alice, 1);
+  dev_open(&bob, 2);
+  keypair_hex(&ik_a, "480c667561506c2f741c55fd81a8a85a7d11461c3f5591b3bea389dadcc9f956");
+  keypair_hex(&ik_b, "088aa42f16e8533b45e190091580fc8ca4a588919dab80a706f23b357c0b0365");
+  keypair_hex(&spk, "580940dedd6cee7bd7e8b373db16366b51bb30e7ddc728f19c50ba0602dc1455");
+  keypair_hex(&opk, "e863372285409086cb6dceed935c42f91ce120e6c3f7624cfc68598b0451a25a");
+  unhex_to(sig, 64,
+           "a316218f002564371c39259bd679f459a58cb7035bd2b606dfd58acb82d9aff3"
+           "35c1638c9d1f2841290d9324cb3f0337ad9ebf83180a3baef20a9373e6ab0e0f");
+  CHECK_RC(whisper_identity_import(alice.ctx, "alice", 1, 1111, &ik_a), WHISPER_OK);
+  CHECK_RC(whisper_identity_import(bob.ctx, "bob", 1, 2222, &ik_b), WHISPER_OK);
+  CHECK_RC(whisper_signed_prekey_import(bob.ctx, 1, &spk, sig, NOW), WHISPER_OK);
+  CHECK_RC(whisper_prekey_import(bob.ctx, 2, &opk), WHISPER_OK);
+  sig[0] ^= 1;
+  CHECK_RC(whisper_signed_prekey_import(bob.ctx, 1, &spk, sig, NOW), WHISPER_EINVALIDSIG);
+  sig[0] ^= 1;
+
+  whisper_prekey_bundle_t b = {.registration_id = 2222, .device_id = 1, .has_prekey = 1,
+                               .prekey_id = 2, .signed_prekey_id = 1};
+  memcpy(b.prekey, opk.pub, 33);
+  memcpy(b.signed_prekey, spk.pub, 33);
+  memcpy(b.signed_prekey_signature, sig, 64);
+  memcpy(b.identity_key, ik_b.pub, 33);
+  test_rng_push_hex(&alice.rng, "88414bc7f7f5c9ba93ef9ba105f6585869a470a6b4ac3625b6728b1c5bd49c71");
+  test_rng_push_hex(&alice.rng, "e0dbbd076da9a72c2fb60192af3721577aa6d40ae62f2d7039f80aa9805c2f65");
+  CHECK_RC(whisper_session_start(alice.ctx, "bob", 1, &b, NOW), WHISPER_OK);
+
+  int type = 0;
+  whisper_buf *m = NULL;
+  size_t want_len;
+  uint8_t *want = unhex(
+      "340802122105ca6d70875e6df671991f4f0966651c6e8702869e0de340694135843d09ec73531a2105079cf7"
+      "f549014fcd73d31921c55c521bfa15680eb47a5c830e1f680122d6da402242340a2105b05a13b84f5da4677b"
+      "9d948afaddde9a9e23445fceba8468fd0eaa3d8111fc461000180022106b7d225d84e1dd7bdaf538d3bab23f"
+      "0122534981edbe061628d7083001",
+      &want_len);
+  CHECK_RC(send_to(&alice, "bob", 1, "KAT hello", &type, &m), WHISPER_OK);
+  CHECK(type == WHISPER_MSG_PREKEY);
+  CHECK(m && m->len == 146 && want_len == 146 && memcmp(m->data, want, 146) == 0);
+  free(want);
+
+  test_rng_push_hex(&bob.rng, "708ae3609538ad5dbee2212fe24b3f90c40ae25ad404c56a9846fd8fb77d9b4c");
+  CHECK_RC(recv_from(&bob, "alice", 1, type, m, "KAT hello"), WHISPER_OK);
+  /* the one-time prekey is gone; the repeated message is a duplicate */
+  CHECK_RC(recv_from(&bob, "alice", 1, type, m, NULL), WHISPER_EDUPLICATE);
+  whisper_buf_free(m);
+
+  want = unhex("340a2105e81962343ab6796e6877cccf52c29ed2eb111486f3ec06e02f94d941a420b33d10001800"
+               "2210278e1334c525bc2f2f0e41860e2dda88c21ad7eec5232242",
+               &want_len);
+  CHECK_RC(send_to(&bob, "alice", 1, "KAT reply", &type, &m), WHISPER_OK);
+  CHECK(type == WHISPER_MSG_WHISPER);
+  CHECK(m && m->len == 66 && memcmp(m->data, want, 66) == 0);
+  free(want);
+  CHECK_RC(recv_from(&alice, "bob", 1, type, m, "KAT reply"), WHISPER_OK);
+  whisper_buf_free(m);
+  /* Alice has heard from Bob: she now sends SignalMessages */
+  CHECK_RC(send_to(&alice, "bob", 1, "next", &type, &m), WHISPER_OK);
+  CHECK(type == WHISPER_MSG_WHISPER);
+  CHECK_RC(recv_from(&bob, "alice", 1, type, m, "next"), WHISPER_OK);
+  whisper_buf_free(m);
+  dev_close(&alice);
+  dev_close(&bob);
+}
+
+/* --- libsignal's transcript ---------------------------------------------- */
+static void test_transcript(void) {
+  json_value *v = load_vector("session_transcript.json");
+  const json_value *jb = json_get(v, "bob"), *msgs = json_get(v, "messages");
+  const json_value *steps = json_get(v, "steps");
+  dev bob;
+  whisper_keypair_t ik, spk, opk;
+  uint8_t sig[64];
+  dev_open(&bob, 3);
+  keypair_hex(&ik, jstr(json_get(jb, "identity_key"), "private_hex"));
+  const json_value *js = json_get(jb, "signed_prekey"), *jo = json_get(jb, "one_time_prekey");
+  keypair_hex(&spk, jstr(js, "private_hex"));
+  keypair_hex(&opk, jstr(jo, "private_hex"));
+  unhex_to(sig, 64, jstr(js, "signature_hex"));
+  CHECK_RC(whisper_identity_import(bob.ctx, "bob", 1, ju32(jb, "registration_id"), &ik), WHISPER_OK);
+  CHECK_RC(whisper_signed_prekey_import(bob.ctx, ju32(js, "id"), &spk, sig, NOW), WHISPER_OK);
+  CHECK_RC(whisper_prekey_import(bob.ctx, ju32(jo, "id"), &opk), WHISPER_OK);
+  /* Bob's first ratchet key, as libsignal's Bob made it */
+  test_rng_push_hex(&bob.rng, jstr(json_get(jb, "first_ratchet_key"), "private_hex"));
+
+  int ran = 0;
+  for (size_t i = 0; steps && i < steps->count; i++) {
+    const json_value *s = steps->items[i];
+    const char *op = jstr(s, "op"), *expect = jstr(s, "expect");
+    uint8_t *body;
+    size_t len;
+    int type;
+    const char *want_pt = NULL;
+    if (strcmp(op, "decrypt") == 0) {
+      const json_value *m = msgs->items[ju32(s, "message")];
+      body = unhex(jstr(m, "body_hex"), &len);
+      type = ju32(m, "type_number");
+      want_pt = jstr(m, "plaintext_hex");
+    } else {
+      body = unhex(jstr(s, "body_hex"), &len);
+      type = strcmp(jstr(s, "type"), "prekey") == 0 ? WHISPER_MSG_PREKEY : WHISPER_MSG_WHISPER;
+    }
+    whisper_buf *pt = NULL;
+    int rc = whisper_session_decrypt(bob.ctx, "alice", 1, type, body, len, &pt);
+    int want_rc = strcmp(expect, "ok") == 0                  ? WHISPER_OK
+                  : strcmp(expect, "duplicate_message") == 0 ? WHISPER_EDUPLICATE
+                                                             : WHISPER_EINVALIDMSG;
+    if (rc != want_rc) fprintf(stderr, "transcript step %zu: got %d want %d\n", i, rc, want_rc);
+    CHECK(rc == want_rc);
+    if (rc == WHISPER_OK) {
+      size_t wl;
+      uint8_t *w = unhex(want_pt, &wl);
+      CHECK(pt->len == wl && memcmp(pt->data, w, wl) == 0);
+      free(w);
+    }
+    whisper_buf_free(pt);
+    free(body);
+    if (i == 0) {
+      /* libsignal's Bob answered right after this step: our Bob, with the
+       * same ratchet key, must produce the very same bytes */
+      const json_value *reply = json_get(v, "bob_reply");
+      size_t pl, bl;
+      uint8_t *ptext = unhex(jstr(reply, "plaintext_hex"), &pl);
+      uint8_t *want = unhex(jstr(reply, "body_hex"), &bl);
+      whisper_buf *out = NULL;
+      int type = 0;
+      CHECK_RC(whisper_session_encrypt(bob.ctx, "alice", 1, ptext, pl, NOW, &type, &out), WHISPER_OK);
+      CHECK(type == WHISPER_MSG_WHISPER);
+      CHECK(out && out->len == bl && memcmp(out->data, want, bl) == 0);
+      whisper_buf_free(out);
+      free(ptext);
+      free(want);
+    }
+    ran++;
+  }
+  CHECK(ran == 18);
+
+  json_free(v);
+  dev_close(&bob);
+}
+
+/* --- behaviour ------------------------------------------------------------- */
+static void test_conversation(void) {
+  dev a, b;
+  dev_new(&a, "alice", 1, 10);
+  dev_new(&b, "bob", 7, 11);
+  connect(&a, "bob", &b, 7);
+  int has = 0;
+  CHECK_RC(whisper_session_exists(a.ctx, "bob", 7, NOW, &has), WHISPER_OK);
+  CHECK(has == 1);
+  CHECK_RC(whisper_session_exists(b.ctx, "alice", 1, NOW, &has), WHISPER_OK);
+  CHECK(has == 0);
+  char text[64];
+  for (int i = 0; i < 60; i++) {
+    dev *from = i % 3 == 2 ? &b : &a, *to = from == &a ? &b : &a;
+    const char *to_name = to == &b ? "bob" : "alice", *from_name = from == &a ? "alice" : "bob";
+    uint32_t to_dev = to == &b ? 7 : 1, from_dev = from == &a ? 1 : 7;
+    whisper_buf *m;
+    int type;
+    snprintf(text, sizeof text, "message %d", i);
+    CHECK_RC(send_to(from, to_name, to_dev, text, &type, &m), WHISPER_OK);
+    if (i == 0) CHECK(type == WHISPER_MSG_PREKEY);
+    if (i > 2) CHECK(type == WHISPER_MSG_WHISPER);
+    CHECK_RC(recv_from(to, from_name, from_dev, type, m, text), WHISPER_OK);
+    whisper_buf_free(m);
+  }
+  /* an empty message and a large one */
+  whisper_buf *m, *pt;
+  int type;
+  CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 7, NULL, 0, NOW, &type, &m), WHISPER_OK);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, type, m->data, m->len, &pt), WHISPER_OK);
+  CHECK(pt->len == 0);
+  whisper_buf_free(pt);
+  whisper_buf_free(m);
+  size_t big = 1 << 20;
+  uint8_t *blob = malloc(big);
+  for (size_t i = 0; i < big; i++) blob[i] = (uint8_t)(i * 7);
+  CHECK_RC(whisper_session_encrypt(b.ctx, "alice", 1, blob, big, NOW, &type, &m), WHISPER_OK);
+  CHECK_RC(whisper_session_decrypt(a.ctx, "bob", 7, type, m->data, m->len, &pt), WHISPER_OK);
+  CHECK(pt->len == big && memcmp(pt->data, blob, big) == 0);
+  whisper_buf_free(pt);
+  whisper_buf_free(m);
+  free(blob);
+  dev_close(&a);
+  dev_close(&b);
+}
+
+/* Out of order across ratchet steps, duplicates, tampering: no state change. */
+static void test_out_of_order_and_refusals(void) {
+  dev a, b;
+  dev_new(&a, "alice", 1, 20);
+  dev_new(&b, "bob", 1, 21);
+  connect(&a, "bob", &b, 1);
+  whisper_buf *m[30];
+  int t[30];
+  char text[32];
+  /* chain 1: 0..9 from alice (prekey) */
+  for (int i = 0; i < 10; i++) {
+    snprintf(text, sizeof text, "a%d", i);
+    CHECK_RC(send_to(&a, "bob", 1, text, &t[i], &m[i]), WHISPER_OK);
+  }
+  CHECK_RC(recv_from(&b, "alice", 1, t[5], m[5], "a5"), WHISPER_OK);
+  whisper_buf *r;
+  int rt;
+  CHECK_RC(send_to(&b, "alice", 1, "reply", &rt, &r), WHISPER_OK);
+  CHECK_RC(recv_from(&a, "bob", 1, rt, r, "reply"), WHISPER_OK);
+  whisper_buf_free(r);
+  /* chain 2: 10..19 from alice (whisper) */
+  for (int i = 10; i < 20; i++) {
+    snprintf(text, sizeof text, "a%d", i);
+    CHECK_RC(send_to(&a, "bob", 1, text, &t[i], &m[i]), WHISPER_OK);
+    CHECK(t[i] == WHISPER_MSG_WHISPER);
+  }
+  int order[] = {17, 3, 19, 0, 12, 9, 1, 10, 4, 18, 2, 15, 6, 11, 8, 16, 7, 13, 14};
+  for (size_t k = 0; k < sizeof order / sizeof *order; k++) {
+    int i = order[k];
+    snprintf(text, sizeof text, "a%d", i);
+    /* a tampered copy first: refused, and nothing changes */
+    whisper_buf *bad = whisper_buf_new(m[i]->data, m[i]->len);
+    bad->data[bad->len - 12] ^= 0x40; /* inside the ciphertext or the inner MAC */
+    CHECK_RC(recv_from(&b, "alice", 1, t[i], bad, NULL), WHISPER_EINVALIDMSG);
+    whisper_buf_free(bad);
+    CHECK_RC(recv_from(&b, "alice", 1, t[i], m[i], text), WHISPER_OK);
+    CHECK_RC(recv_from(&b, "alice", 1, t[i], m[i], NULL), WHISPER_EDUPLICATE);
+  }
+  /* malformed */
+  uint8_t junk[40] = {0x34, 1, 2, 3};
+  whisper_buf *pt = NULL;
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, WHISPER_MSG_WHISPER, junk, sizeof junk, &pt),
+           WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, WHISPER_MSG_PREKEY, junk, sizeof junk, &pt),
+           WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, WHISPER_MSG_WHISPER, junk, 3, &pt),
+           WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, 9, junk, 3, &pt), WHISPER_EINVAL);
+  junk[0] = 0x24; /* too old */
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, WHISPER_MSG_WHISPER, m[12]->data, 3, &pt),
+           WHISPER_EINVALIDMSG);
+  whisper_buf *old = whisper_buf_new(m[12]->data, m[12]->len);
+  old->data[0] = 0x24;
+  CHECK_RC(recv_from(&b, "alice", 1, WHISPER_MSG_WHISPER, old, NULL), WHISPER_EINVALIDMSG);
+  old->data[0] = 0x54; /* unrecognized */
+  CHECK_RC(recv_from(&b, "alice", 1, WHISPER_MSG_WHISPER, old, NULL), WHISPER_EINVALIDMSG);
+  whisper_buf_free(old);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "carol", 1, WHISPER_MSG_WHISPER, m[12]->data,
+                                   m[12]->len, &pt),
+           WHISPER_ENOSESSION);
+  /* the conversation goes on after all of that */
+  CHECK_RC(send_to(&b, "alice", 1, "still here", &rt, &r), WHISPER_OK);
+  CHECK_RC(recv_from(&a, "bob", 1, rt, r, "still here"), WHISPER_OK);
+  whisper_buf_free(r);
+  for (int i = 0; i < 20; i++) whisper_buf_free(m[i]);
+  dev_close(&a);
+  dev_close(&b);
+}
+
+/* A jump of exactly 25000 is accepted, 25001 refused; 2000 keys kept. */
+static whisper_buf *limit_msgs[25002];
+static int limit_types[25002];
+
+static void test_limits(void) {
+  dev a, b;
+  whisper_buf **msgs = limit_msgs;
+  int *types = limit_types;
+  /* Bob's chain is at index 0: counter 25001 is too far, 25000 is not */
+  dev_new(&a, "alice", 1, 32);
+  dev_new(&b, "bob", 1, 33);
+  connect(&a, "bob", &b, 1);
+  for (int i = 0; i < 25002; i++) CHECK(send_to(&a, "bob", 1, "y", &types[i], &msgs[i]) == 0);
+  CHECK_RC(recv_from(&b, "alice", 1, types[25001], msgs[25001], NULL), WHISPER_ETOOFAR);
+  CHECK_RC(recv_from(&b, "alice", 1, types[25000], msgs[25000], "y"), WHISPER_OK);
+  /* now at 25001: the newest 2000 skipped keys (23000..24999) are kept */
+  CHECK_RC(recv_from(&b, "alice", 1, types[22999], msgs[22999], NULL), WHISPER_EDUPLICATE);
+  CHECK_RC(recv_from(&b, "alice", 1, types[23000], msgs[23000], "y"), WHISPER_OK);
+  CHECK_RC(recv_from(&b, "alice", 1, types[24999], msgs[24999], "y"), WHISPER_OK);
+  CHECK_RC(recv_from(&b, "alice", 1, types[25001], msgs[25001], "y"), WHISPER_OK);
+  for (int i = 0; i < 25002; i++) whisper_buf_free(msgs[i]);
+  dev_close(&a);
+  dev_close(&b);
+}
+
+static void test_simultaneous_initiation(void) {
+  dev a, b;
+  whisper_buf *ma, *mb, *m;
+  int ta, tb, t;
+  dev_new(&a, "alice", 1, 40);
+  dev_new(&b, "bob", 1, 41);
+  connect(&a, "bob", &b, 1);
+  connect(&b, "alice", &a, 1);
+  CHECK_RC(send_to(&a, "bob", 1, "hi from a", &ta, &ma), WHISPER_OK);
+  CHECK_RC(send_to(&b, "alice", 1, "hi from b", &tb, &mb), WHISPER_OK);
+  CHECK(ta == WHISPER_MSG_PREKEY && tb == WHISPER_MSG_PREKEY);
+  CHECK_RC(recv_from(&b, "alice", 1, ta, ma, "hi from a"), WHISPER_OK);
+  CHECK_RC(recv_from(&a, "bob", 1, tb, mb, "hi from b"), WHISPER_OK);
+  whisper_buf_free(ma);
+  whisper_buf_free(mb);
+  /* both now talk on the sessions the other one started, and converge */
+  for (int i = 0; i < 6; i++) {
+    dev *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
+    CHECK_RC(send_to(from, i % 2 ? "alice" : "bob", 1, "converge", &t, &m), WHISPER_OK);
+    CHECK_RC(recv_from(to, i % 2 ? "bob" : "alice", 1, t, m, "converge"), WHISPER_OK);
+    whisper_buf_free(m);
+  }
+  CHECK_RC(send_to(&a, "bob", 1, "done", &t, &m), WHISPER_OK);
+  CHECK(t == WHISPER_MSG_WHISPER);
+  CHECK_RC(recv_from(&b, "alice", 1, t, m, "done"), WHISPER_OK);
+  whisper_buf_free(m);
+  dev_close(&a);
+  dev_close(&b);
+}
+
+static void test_identity_change(void) {
+  dev a, b, b2;
+  whisper_buf *m;
+  int t;
+  whisper_prekey_bundle_t bundle;
+  uint8_t key[33];
+  dev_new(&a, "alice", 1, 50);
+  dev_new(&b, "bob", 1, 51);
+  connect(&a, "bob", &b, 1);
+  CHECK_RC(send_to(&a, "bob", 1, "one", &t, &m), WHISPER_OK);
+  CHECK_RC(recv_from(&b, "alice", 1, t, m, "one"), WHISPER_OK);
+  whisper_buf_free(m);
+  /* bob reinstalls: a new identity under the same address */
+  dev_new(&b2, "bob", 1, 52);
+  CHECK_RC(whisper_bundle_make(b2.ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_EUNTRUSTED);
+  /* bob2 starts a session with alice: alice refuses the prekey message */
+  connect(&b2, "alice", &a, 1);
+  CHECK_RC(send_to(&b2, "alice", 1, "new me", &t, &m), WHISPER_OK);
+  CHECK_RC(recv_from(&a, "bob", 1, t, m, NULL), WHISPER_EUNTRUSTED);
+  /* the old session still works for alice: the refusal changed nothing */
+  whisper_identity_get(b.ctx, key, NULL, NULL, NULL);
+  uint8_t seen[33];
+  CHECK_RC(whisper_identity_remote(a.ctx, "bob", 1, seen), WHISPER_OK);
+  CHECK(memcmp(seen, key, 33) == 0);
+  /* trust the new key: now it works */
+  whisper_identity_get(b2.ctx, key, NULL, NULL, NULL);
+  CHECK_RC(whisper_identity_trust(a.ctx, "bob", 1, key, 33), WHISPER_OK);
+  CHECK_RC(recv_from(&a, "bob", 1, t, m, "new me"), WHISPER_OK);
+  whisper_buf_free(m);
+  /* and encrypting on the old session to the old key is now refused */
+  /* (alice's current session is the one bob2 started, with bob2's key) */
+  CHECK_RC(send_to(&a, "bob", 1, "hello again", &t, &m), WHISPER_OK);
+  CHECK_RC(recv_from(&b2, "alice", 1, t, m, "hello again"), WHISPER_OK);
+  whisper_buf_free(m);
+  /* trust for all devices of a name, including unseen ones */
+  dev c, c2;
+  dev_new(&c, "carol", 3, 53);
+  dev_new(&c2, "carol", 3, 54);
+  connect(&a, "carol", &c, 3);
+  CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 0), WHISPER_OK);
+  CHECK(bundle.has_prekey == 0);
+  CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EUNTRUSTED);
+  CHECK_RC(whisper_identity_trust(a.ctx, "carol", WHISPER_ALL_DEVICES, bundle.identity_key, 33),
+           WHISPER_OK);
+  CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_trust(a.ctx, "carol", 3, bundle.identity_key, 32), WHISPER_EINVALIDKEY);
+  /* a bad signature in a bundle */
+  CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 1), WHISPER_OK);
+  bundle.signed_prekey_signature[5] ^= 1;
+  CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EINVALIDSIG);
+  bundle.signed_prekey_signature[5] ^= 1;
+  bundle.prekey[0] = 6;
+  CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EINVALIDKEY);
+  dev_close(&a);
+  dev_close(&b);
+  dev_close(&b2);
+  dev_close(&c);
+  dev_close(&c2);
+}
+
+static void test_expiry_and_devices(void) {
+  dev a, b1, b2;
+  whisper_buf *m;
+  int t, has;
+  dev_new(&a, "alice", 1, 60);
+  dev_new(&b1, "bob", 1, 61);
+  dev_new(&b2, "bob", 2, 62);
+  connect(&a, "bob", &b1, 1);
+  connect(&a, "bob", &b2, 2);
+  uint64_t day = 86400000ULL;
+  /* exactly 30 days: still fine; past it: no session */
+  CHECK_RC(whisper_session_exists(a.ctx, "bob", 1, NOW + 30 * day, &has), WHISPER_OK);
+  CHECK(has == 1);
+  CHECK_RC(whisper_session_exists(a.ctx, "bob", 1, NOW + 30 * day + 1000, &has), WHISPER_OK);
+  CHECK(has == 0);
+  CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"x", 1, NOW + 31 * day, &t, &m),
+           WHISPER_ENOSESSION);
+  /* two devices of one name are two sessions */
+  for (int d = 1; d <= 2; d++) {
+    dev *bd = d == 1 ? &b1 : &b2;
+    CHECK_RC(send_to(&a, "bob", (uint32_t)d, d == 1 ? "to one" : "to two", &t, &m), WHISPER_OK);
+    CHECK_RC(recv_from(bd, "alice", 1, t, m, d == 1 ? "to one" : "to two"), WHISPER_OK);
+    whisper_buf_free(m);
+    CHECK_RC(send_to(bd, "alice", 1, "back", &t, &m), WHISPER_OK);
+    CHECK_RC(recv_from(&a, "bob", (uint32_t)d, t, m, "back"), WHISPER_OK);
+    /* a message from device 1 presented as device 2's fails */
+    if (d == 2) {
+      CHECK_RC(recv_from(&a, "bob", 1, t, m, NULL), WHISPER_EINVALIDMSG);
+    }
+    whisper_buf_free(m);
+  }
+  /* argument checks */
+  CHECK_RC(whisper_session_encrypt(a.ctx, "", 1, NULL, 0, NOW, &t, &m), WHISPER_EINVAL);
+  CHECK_RC(whisper_session_encrypt(a.ctx, "bob", WHISPER_ALL_DEVICES, NULL, 0, NOW, &t, &m),
+           WHISPER_EINVAL);
+  CHECK(strlen(whisper_ctx_last_error(a.ctx)) > 0);
+  CHECK_RC(whisper_identity_create(a.ctx, "alice", 1, 0, NOW), WHISPER_ESTATE);
+  dev_close(&a);
+  dev_close(&b1);
+  dev_close(&b2);
+}
+
+int main(void) {
+  test_kat();
+  test_transcript();
+  test_conversation();
+  test_out_of_order_and_refusals();
+  test_limits();
+  test_simultaneous_initiation();
+  test_identity_change();
+  test_expiry_and_devices();
+  return test_done();
+}
