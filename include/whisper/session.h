@@ -117,6 +117,19 @@ typedef struct whisper_prekey_bundle_t {
 WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
                                     int with_prekey);
 
+/** Serializes a bundle (libwhisper's own protobuf form) for transport.
+ *  Returns WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
+WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle, whisper_buf **out);
+
+/** Parses a serialized bundle from untrusted bytes into `out`. Keys longer
+ *  than 33 bytes keep their first 33, as libsignal reads them. Returns
+ *  WHISPER_OK, WHISPER_EINVAL (NULL), WHISPER_EINVALIDMSG (malformed or a
+ *  field missing), WHISPER_EINVALIDKEY (a malformed key) or
+ *  WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on failure
+ *  `out` is zeroed. The signature itself is checked by
+ *  whisper_session_start(). */
+WHISPER_API int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len);
+
 /**
  * Starts an outgoing session with (name, device_id) from its bundle (X3DH,
  * initiator). A current session with that address is archived, not lost.

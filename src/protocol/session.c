@@ -81,8 +81,7 @@ static int version_check(whisper_ctx *ctx, uint8_t byte, const char *what) {
   return WHISPER_OK;
 }
 
-int wh_signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len);
-int wh_signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len) {
+static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len) {
   memset(m, 0, sizeof *m);
   if (b == NULL || len < 1 + MAC_LEN)
     return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage too short (%zu bytes)", len);
@@ -121,8 +120,7 @@ typedef struct prekeymsg {
   sigmsg inner;
 } prekeymsg;
 
-int wh_prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, size_t len);
-int wh_prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, size_t len) {
+static int prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, size_t len) {
   memset(m, 0, sizeof *m);
   if (b == NULL || len < 1) return wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage is empty");
   int rc = version_check(ctx, b[0], "PreKeySignalMessage");
@@ -141,7 +139,7 @@ int wh_prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b, si
            !wh_pub_ok(p->identity_key.data, p->identity_key.len))
     rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage: bad base or identity key");
   else
-    rc = wh_signal_message_parse(ctx, &m->inner, p->message.data, p->message.len);
+    rc = signal_message_parse(ctx, &m->inner, p->message.data, p->message.len);
   if (rc != WHISPER_OK) {
     whisper__wire__pre_key_signal_message__free_unpacked(p, NULL);
     m->pb = NULL;
@@ -679,7 +677,7 @@ static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, cons
   prekeymsg m;
   wh_state s;
   int rc, trusted = 0, used_opk = 0;
-  if ((rc = wh_prekey_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
+  if ((rc = prekey_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
   const uint8_t *ik = m.pb->identity_key.data;
   if ((rc = wh_identity_is_trusted(ctx, a, ik, &trusted)) != WHISPER_OK) goto out;
   if (!trusted) {
@@ -713,7 +711,7 @@ static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, con
                            size_t len, whisper_buf **pt) {
   sigmsg m;
   int rc, trusted = 0;
-  if ((rc = wh_signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
+  if ((rc = signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
   rc = record_load(ctx, a, r);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
   if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);

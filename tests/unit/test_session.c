@@ -477,7 +477,39 @@ static void test_expiry_and_devices(void) {
   dev_close(&b2);
 }
 
+static void test_bundle_wire(void) {
+  dev a, b;
+  whisper_prekey_bundle_t bundle, back;
+  whisper_buf *w;
+  dev_new(&a, "alice", 1, 70);
+  dev_new(&b, "bob", 1, 71);
+  for (int with = 0; with <= 1; with++) {
+    CHECK_RC(whisper_bundle_make(b.ctx, &bundle, with), WHISPER_OK);
+    CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
+    CHECK_RC(whisper_bundle_decode(&back, w->data, w->len), WHISPER_OK);
+    CHECK(memcmp(&back, &bundle, sizeof back) == 0);
+    /* every truncation is refused cleanly, and leaves `back` zeroed */
+    int refused = 0;
+    for (size_t n = 0; n < w->len; n++)
+      if (whisper_bundle_decode(&back, w->data, n) != WHISPER_OK) refused++;
+    CHECK(refused == (int)w->len);
+    static const whisper_prekey_bundle_t zero;
+    CHECK(memcmp(&back, &zero, sizeof back) == 0);
+    whisper_buf_free(w);
+  }
+  CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
+  /* a key of the wrong type, and a short signature */
+  bundle.identity_key[0] = 0x06;
+  CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
+  CHECK_RC(whisper_bundle_decode(&back, w->data, w->len), WHISPER_EINVALIDKEY);
+  whisper_buf_free(w);
+  CHECK_RC(whisper_bundle_decode(NULL, NULL, 0), WHISPER_EINVAL);
+  dev_close(&a);
+  dev_close(&b);
+}
+
 int main(void) {
+  test_bundle_wire();
   test_kat();
   test_transcript();
   test_conversation();

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what libwhisper needs on Debian 12 (as root): the build and its
+# libraries, clang for the fuzzers, Node.js for the libsignal interop peer.
+# Installs only what is missing, so it is quick on a prepared machine.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config clang libsodium-dev libprotobuf-c-dev
+      protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev)
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
