@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "protocol/pb.h"
 #include "wire.pb-c.h"
 
 int whisper_bundle_encode(const whisper_prekey_bundle_t *b, whisper_buf **out) {
@@ -37,7 +38,7 @@ static int take_key(uint8_t out[WH_PUB_LEN], const ProtobufCBinaryData *k) {
 int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len) {
   if (out == NULL || (data == NULL && len)) return WHISPER_EINVAL;
   memset(out, 0, sizeof *out);
-  Whisper__Wire__PreKeyBundle *pb = whisper__wire__pre_key_bundle__unpack(NULL, len, data);
+  Whisper__Wire__PreKeyBundle *pb = whisper__wire__pre_key_bundle__unpack(&wh_pb_alloc, len, data);
   if (pb == NULL) return WHISPER_EINVALIDMSG;
   int rc = WHISPER_OK;
   if (!pb->has_registration_id || !pb->has_device_id || !pb->has_signed_prekey_id ||
@@ -58,6 +59,6 @@ int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, siz
   } else {
     memset(out, 0, sizeof *out);
   }
-  whisper__wire__pre_key_bundle__free_unpacked(pb, NULL);
+  whisper__wire__pre_key_bundle__free_unpacked(pb, &wh_pb_alloc);
   return rc;
 }

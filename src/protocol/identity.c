@@ -50,12 +50,12 @@ int wh_local_identity(whisper_ctx *ctx) {
     return wh_fail(ctx, WHISPER_ESTATE, "this device has no identity yet");
   if (rc != WHISPER_OK) return rc;
   Whisper__Store__LocalIdentity *li =
-      whisper__store__local_identity__unpack(NULL, b->len, b->data);
+      whisper__store__local_identity__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   if (li == NULL || li->format != LOCAL_FORMAT || li->public_key.len != WH_PUB_LEN ||
       li->private_key.len != WH_KEY_LEN || li->name == NULL || strlen(li->name) == 0 ||
       strlen(li->name) > WH_NAME_MAX) {
-    if (li) whisper__store__local_identity__free_unpacked(li, NULL);
+    if (li) whisper__store__local_identity__free_unpacked(li, &wh_pb_alloc);
     return wh_fail(ctx, WHISPER_ECORRUPT, "the stored local identity is corrupt");
   }
   memcpy(ctx->identity.pub, li->public_key.data, WH_PUB_LEN);
@@ -64,8 +64,7 @@ int wh_local_identity(whisper_ctx *ctx) {
   ctx->device_id = li->device_id;
   strcpy(ctx->name, li->name);
   ctx->have_identity = 1;
-  wh_wipe(li->private_key.data, li->private_key.len);
-  whisper__store__local_identity__free_unpacked(li, NULL);
+  whisper__store__local_identity__free_unpacked(li, &wh_pb_alloc);
   return WHISPER_OK;
 }
 
@@ -235,12 +234,12 @@ int wh_load_prekey(whisper_ctx *ctx, int kind, uint32_t id, wh_keypair *kp, uint
   uint64_t t = 0;
   void *m;
   if (kind == WHISPER_REC_PREKEY) {
-    Whisper__Store__PreKeyRecord *r = whisper__store__pre_key_record__unpack(NULL, b->len, b->data);
+    Whisper__Store__PreKeyRecord *r = whisper__store__pre_key_record__unpack(&wh_pb_alloc, b->len, b->data);
     m = r;
     if (r) pub = r->public_key, priv = r->private_key;
   } else {
     Whisper__Store__SignedPreKeyRecord *r =
-        whisper__store__signed_pre_key_record__unpack(NULL, b->len, b->data);
+        whisper__store__signed_pre_key_record__unpack(&wh_pb_alloc, b->len, b->data);
     m = r;
     if (r) pub = r->public_key, priv = r->private_key, s = r->signature, t = r->timestamp;
   }
@@ -254,9 +253,8 @@ int wh_load_prekey(whisper_ctx *ctx, int kind, uint32_t id, wh_keypair *kp, uint
     memcpy(kp->priv, priv.data, WH_KEY_LEN);
     if (sig) memcpy(sig, s.data, WH_SIG_LEN);
     if (ts) *ts = t;
-    wh_wipe(priv.data, priv.len);
   }
-  if (m) protobuf_c_message_free_unpacked(m, NULL);
+  if (m) protobuf_c_message_free_unpacked(m, &wh_pb_alloc);
   return rc;
 }
 
@@ -374,14 +372,14 @@ static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t ke
   whisper_buf *b;
   int rc = wh_get(ctx, kind, key, key_len, &b);
   if (rc != WHISPER_OK) return rc;
-  Whisper__Store__RemoteIdentity *r = whisper__store__remote_identity__unpack(NULL, b->len, b->data);
+  Whisper__Store__RemoteIdentity *r = whisper__store__remote_identity__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   if (r == NULL || r->identity_key.len != WH_PUB_LEN) {
-    if (r) whisper__store__remote_identity__free_unpacked(r, NULL);
+    if (r) whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
     return wh_fail(ctx, WHISPER_ECORRUPT, "a stored remote identity is corrupt");
   }
   memcpy(out, r->identity_key.data, WH_PUB_LEN);
-  whisper__store__remote_identity__free_unpacked(r, NULL);
+  whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
   return WHISPER_OK;
 }
 

@@ -6,6 +6,9 @@
 
 #include "internal.h"
 
+/* The allocator for every unpack: it wipes what it frees. */
+extern ProtobufCAllocator wh_pb_alloc;
+
 /* Packs `m` and stores it under (kind, key). */
 int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
                const ProtobufCMessage *m);

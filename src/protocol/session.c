@@ -87,7 +87,7 @@ static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, s
     return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage too short (%zu bytes)", len);
   int rc = version_check(ctx, b[0], "SignalMessage");
   if (rc != WHISPER_OK) return rc;
-  m->pb = whisper__wire__signal_message__unpack(NULL, len - 1 - MAC_LEN, b + 1);
+  m->pb = whisper__wire__signal_message__unpack(&wh_pb_alloc, len - 1 - MAC_LEN, b + 1);
   if (m->pb == NULL) return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad protobuf");
   if (!m->pb->has_ratchet_key || !m->pb->has_counter || !m->pb->has_ciphertext) {
     rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: a required field is missing");
@@ -95,7 +95,7 @@ static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, s
     rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad ratchet key");
   }
   if (rc != WHISPER_OK) {
-    whisper__wire__signal_message__free_unpacked(m->pb, NULL);
+    whisper__wire__signal_message__free_unpacked(m->pb, &wh_pb_alloc);
     m->pb = NULL;
     return rc;
   }
@@ -110,7 +110,7 @@ static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, s
 }
 
 static void sigmsg_free(sigmsg *m) {
-  if (m->pb) whisper__wire__signal_message__free_unpacked(m->pb, NULL);
+  if (m->pb) whisper__wire__signal_message__free_unpacked(m->pb, &wh_pb_alloc);
   m->pb = NULL;
 }
 
@@ -127,7 +127,7 @@ static int prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b
   if (rc != WHISPER_OK) return rc;
   m->version = b[0] >> 4;
   Whisper__Wire__PreKeySignalMessage *p =
-      whisper__wire__pre_key_signal_message__unpack(NULL, len - 1, b + 1);
+      whisper__wire__pre_key_signal_message__unpack(&wh_pb_alloc, len - 1, b + 1);
   if (p == NULL) return wh_fail(ctx, WHISPER_EINVALIDMSG, "PreKeySignalMessage: bad protobuf");
   m->pb = p;
   if (!p->has_base_key || !p->has_identity_key || !p->has_message || !p->has_signed_pre_key_id)
@@ -141,7 +141,7 @@ static int prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b
   else
     rc = signal_message_parse(ctx, &m->inner, p->message.data, p->message.len);
   if (rc != WHISPER_OK) {
-    whisper__wire__pre_key_signal_message__free_unpacked(p, NULL);
+    whisper__wire__pre_key_signal_message__free_unpacked(p, &wh_pb_alloc);
     m->pb = NULL;
   }
   return rc;
@@ -149,7 +149,7 @@ static int prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b
 
 static void prekeymsg_free(prekeymsg *m) {
   sigmsg_free(&m->inner);
-  if (m->pb) whisper__wire__pre_key_signal_message__free_unpacked(m->pb, NULL);
+  if (m->pb) whisper__wire__pre_key_signal_message__free_unpacked(m->pb, &wh_pb_alloc);
   m->pb = NULL;
 }
 

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/pb.h"
 #include "protocol/state.h"
 #include "storage.pb-c.h"
 
@@ -264,10 +265,10 @@ static int state_from_pb(wh_state *s, const Whisper__Store__SessionStructure *p)
 }
 
 int wh_state_decode(wh_state *s, const uint8_t *data, size_t len) {
-  Whisper__Store__SessionStructure *p = whisper__store__session_structure__unpack(NULL, len, data);
+  Whisper__Store__SessionStructure *p = whisper__store__session_structure__unpack(&wh_pb_alloc, len, data);
   if (p == NULL) return WHISPER_ECORRUPT;
   int rc = state_from_pb(s, p);
-  protobuf_c_message_free_unpacked(&p->base, NULL);
+  protobuf_c_message_free_unpacked(&p->base, &wh_pb_alloc);
   if (rc != 0) {
     wh_state_free(s);
     return WHISPER_ECORRUPT;
@@ -277,7 +278,7 @@ int wh_state_decode(wh_state *s, const uint8_t *data, size_t len) {
 
 int wh_record_decode(wh_record *r, const uint8_t *data, size_t len) {
   memset(r, 0, sizeof *r);
-  Whisper__Store__RecordStructure *p = whisper__store__record_structure__unpack(NULL, len, data);
+  Whisper__Store__RecordStructure *p = whisper__store__record_structure__unpack(&wh_pb_alloc, len, data);
   if (p == NULL) return WHISPER_ECORRUPT;
   int rc = WHISPER_OK;
   if (p->format > WH_RECORD_FORMAT || p->n_previous_sessions > WH_MAX_ARCHIVED) rc = WHISPER_ECORRUPT;
@@ -294,10 +295,7 @@ int wh_record_decode(wh_record *r, const uint8_t *data, size_t len) {
     if (r->archived[i] == NULL) rc = WHISPER_ENOMEM;
     else r->narchived++;
   }
-  /* the record's copy of secrets is wiped before it is freed */
-  if (p->current_session && p->current_session->root_key.data)
-    wh_wipe(p->current_session->root_key.data, p->current_session->root_key.len);
-  protobuf_c_message_free_unpacked(&p->base, NULL);
+  protobuf_c_message_free_unpacked(&p->base, &wh_pb_alloc);
   if (rc != WHISPER_OK) wh_record_free(r);
   return rc;
 }
