@@ -1,0 +1,257 @@
+/* The store contract: real rollback in the memory store, failures injected
+ * into every store call of every operation (the operation fails cleanly and
+ * a retry succeeds as if nothing happened), and refused messages leaving
+ * the stored bytes untouched. */
+#include "internal.h"
+#include "test.h"
+
+#define NOW 1700000000000ULL
+
+/* A store that forwards to a memory store and fails call number `fail_at`
+ * (counting begin, commit, get, put and del) once. */
+typedef struct faulty {
+  whisper_store *inner;
+  long calls, fail_at;
+  int failed;
+} faulty;
+
+static int tick(faulty *f) {
+  if (f->fail_at >= 0 && f->calls++ == f->fail_at) {
+    f->failed = 1;
+    return 1;
+  }
+  return 0;
+}
+
+static int f_begin(void *u) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE : f->inner->ops.begin(f->inner->user);
+}
+static int f_commit(void *u) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE : f->inner->ops.commit(f->inner->user);
+}
+static void f_rollback(void *u) {
+  faulty *f = u;
+  f->inner->ops.rollback(f->inner->user);
+}
+static int f_get(void *u, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE : f->inner->ops.get(f->inner->user, kind, k, n, out);
+}
+static int f_put(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE : f->inner->ops.put(f->inner->user, kind, k, n, v, vn);
+}
+static int f_del(void *u, int kind, const uint8_t *k, size_t n) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE : f->inner->ops.del(f->inner->user, kind, k, n);
+}
+
+static const whisper_store_ops faulty_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
+                                             f_rollback, f_get, f_put, f_del, NULL};
+
+/* Reads the raw session record for an address (NULL if none). */
+static whisper_buf *raw_record(whisper_store *st, const char *name, uint32_t dev) {
+  uint8_t key[300];
+  size_t n = strlen(name);
+  memcpy(key, name, n);
+  key[n] = 0;
+  wh_be32(key + n + 1, dev);
+  whisper_buf *b = NULL;
+  if (st->ops.get(st->user, WHISPER_REC_SESSION, key, n + 5, &b) != WHISPER_OK) return NULL;
+  return b;
+}
+
+static int same_buf(const whisper_buf *a, const whisper_buf *b) {
+  if (a == NULL || b == NULL) return a == b;
+  return a->len == b->len && memcmp(a->data, b->data, a->len) == 0;
+}
+
+static void test_memory_rollback(void) {
+  whisper_store *st;
+  whisper_buf *b;
+  CHECK_RC(whisper_store_memory_new(&st), WHISPER_OK);
+  const uint8_t k1[] = "one", k2[] = "two";
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  CHECK_RC(st->ops.put(st->user, 1, k1, 3, (const uint8_t *)"a", 1), WHISPER_OK);
+  CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_ESTATE); /* no nesting */
+  CHECK_RC(st->ops.put(st->user, 1, k1, 3, (const uint8_t *)"b", 1), WHISPER_OK);
+  CHECK_RC(st->ops.put(st->user, 1, k2, 3, (const uint8_t *)"c", 1), WHISPER_OK);
+  CHECK_RC(st->ops.del(st->user, 1, k1, 3), WHISPER_OK);
+  CHECK_RC(st->ops.get(st->user, 1, k1, 3, &b), WHISPER_ENOTFOUND);
+  st->ops.rollback(st->user);
+  CHECK_RC(st->ops.get(st->user, 1, k1, 3, &b), WHISPER_OK);
+  CHECK(b->len == 1 && b->data[0] == 'a');
+  whisper_buf_free(b);
+  CHECK_RC(st->ops.get(st->user, 1, k2, 3, &b), WHISPER_ENOTFOUND);
+  /* kinds are separate name spaces; many keys grow the table */
+  CHECK_RC(st->ops.get(st->user, 2, k1, 3, &b), WHISPER_ENOTFOUND);
+  for (uint32_t i = 0; i < 5000; i++) {
+    uint8_t k[4];
+    wh_be32(k, i);
+    st->ops.put(st->user, 3, k, 4, k, 4);
+  }
+  int found = 0;
+  for (uint32_t i = 0; i < 5000; i++) {
+    uint8_t k[4];
+    wh_be32(k, i);
+    if (st->ops.get(st->user, 3, k, 4, &b) == WHISPER_OK) {
+      found += b->len == 4 && memcmp(b->data, k, 4) == 0;
+      whisper_buf_free(b);
+    }
+  }
+  CHECK(found == 5000);
+  whisper_store_close(st);
+  /* an incomplete ops table is refused */
+  whisper_store_ops bad = faulty_ops;
+  bad.get = NULL;
+  CHECK_RC(whisper_store_new(&st, &bad, NULL), WHISPER_EINVAL);
+  bad = faulty_ops;
+  bad.version = 99;
+  CHECK_RC(whisper_store_new(&st, &bad, NULL), WHISPER_EINVAL);
+}
+
+typedef struct side {
+  faulty f;
+  whisper_store *mem, *st;
+  whisper_ctx *ctx;
+  test_rng rng;
+} side;
+
+static void side_open(side *s, const char *name, uint8_t seed) {
+  memset(s, 0, sizeof *s);
+  memset(s->rng.seed, seed, 32);
+  whisper_store_memory_new(&s->mem);
+  s->f.inner = s->mem;
+  s->f.fail_at = -1;
+  whisper_store_new(&s->st, &faulty_ops, &s->f);
+  whisper_ctx_new(&s->ctx, s->st);
+  whisper_ctx_set_rng(s->ctx, test_rng_fn, &s->rng);
+  whisper_identity_create(s->ctx, name, 1, 0, NOW);
+}
+
+static void side_close(side *s) {
+  whisper_ctx_free(s->ctx);
+  whisper_store_close(s->st);
+  whisper_store_close(s->mem);
+}
+
+/* Runs `op` with a failure injected at every store call in turn: each
+ * failed attempt must return an error and leave the session record as it
+ * was; the first attempt with no failure left must succeed. */
+#define EVERY_FAULT(s, peer, op)                                                  \
+  do {                                                                            \
+    for (long at = 0;; at++) {                                                    \
+      whisper_buf *before = raw_record((s)->mem, peer, 1);                        \
+      test_rng saved = (s)->rng;                                                  \
+      (s)->f.calls = 0, (s)->f.fail_at = at, (s)->f.failed = 0;                   \
+      int rc_ = (op);                                                             \
+      int injected = (s)->f.failed;                                               \
+      (s)->f.fail_at = -1;                                                        \
+      if (!injected) {                                                            \
+        CHECK_RC(rc_, WHISPER_OK);                                                \
+        whisper_buf_free(before);                                                 \
+        break;                                                                    \
+      }                                                                           \
+      CHECK(rc_ != WHISPER_OK);                                                   \
+      whisper_buf *after = raw_record((s)->mem, peer, 1);                         \
+      CHECK(same_buf(before, after));                                             \
+      whisper_buf_free(before);                                                   \
+      whisper_buf_free(after);                                                    \
+      (s)->rng = saved; /* the retry draws the same randomness */                 \
+      faults++;                                                                   \
+    }                                                                             \
+  } while (0)
+
+static void test_fault_injection(void) {
+  side a, b;
+  whisper_prekey_bundle_t bundle;
+  whisper_buf *m = NULL, *pt = NULL;
+  int type, faults = 0;
+  side_open(&a, "alice", 1);
+  side_open(&b, "bob", 2);
+  EVERY_FAULT(&b, "alice", whisper_bundle_make(b.ctx, &bundle, 1));
+  EVERY_FAULT(&a, "bob", whisper_session_start(a.ctx, "bob", 1, &bundle, NOW));
+  for (int i = 0; i < 6; i++) {
+    side *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
+    const char *from_name = i % 2 ? "bob" : "alice", *to_name = i % 2 ? "alice" : "bob";
+    EVERY_FAULT(from, to_name,
+                (whisper_buf_free(m), m = NULL,
+                 whisper_session_encrypt(from->ctx, to_name, 1, (const uint8_t *)"hello", 5, NOW,
+                                         &type, &m)));
+    EVERY_FAULT(to, from_name,
+                (whisper_buf_free(pt), pt = NULL,
+                 whisper_session_decrypt(to->ctx, from_name, 1, type, m->data, m->len, &pt)));
+    CHECK(pt && pt->len == 5 && memcmp(pt->data, "hello", 5) == 0);
+  }
+  CHECK(faults > 30);
+  whisper_buf_free(m);
+  whisper_buf_free(pt);
+  side_close(&a);
+  side_close(&b);
+}
+
+/* Refused messages leave the stored record and the prekeys byte for byte. */
+static void test_refusals_change_nothing(void) {
+  side a, b;
+  whisper_prekey_bundle_t bundle;
+  whisper_buf *m1, *m2, *pt = NULL;
+  int t1, t2;
+  side_open(&a, "alice", 3);
+  side_open(&b, "bob", 4);
+  whisper_bundle_make(b.ctx, &bundle, 1);
+  whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
+  whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m1", 2, NOW, &t1, &m1);
+  whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m2", 2, NOW, &t2, &m2);
+  /* a tampered first PreKey message: no session made, prekey kept */
+  whisper_buf *bad = whisper_buf_new(m1->data, m1->len);
+  bad->data[bad->len - 12] ^= 1;
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, t1, bad->data, bad->len, &pt),
+           WHISPER_EINVALIDMSG);
+  CHECK(raw_record(b.mem, "alice", 1) == NULL);
+  uint8_t idkey[4];
+  wh_be32(idkey, bundle.prekey_id);
+  whisper_buf *pk = NULL;
+  CHECK_RC(b.mem->ops.get(b.mem->user, WHISPER_REC_PREKEY, idkey, 4, &pk), WHISPER_OK);
+  whisper_buf_free(pk);
+  uint8_t remote[33];
+  CHECK_RC(whisper_identity_remote(b.ctx, "alice", 1, remote), WHISPER_ENOTFOUND);
+  whisper_buf_free(bad);
+  /* the real one works and consumes the prekey */
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, t2, m2->data, m2->len, &pt), WHISPER_OK);
+  whisper_buf_free(pt);
+  CHECK_RC(b.mem->ops.get(b.mem->user, WHISPER_REC_PREKEY, idkey, 4, &pk), WHISPER_ENOTFOUND);
+  /* now every kind of refusal leaves the record's bytes as they were */
+  whisper_buf *before = raw_record(b.mem, "alice", 1);
+  CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, t2, m2->data, m2->len, &pt),
+           WHISPER_EDUPLICATE);
+  for (size_t i = 0; i < m1->len; i += 7) {
+    bad = whisper_buf_new(m1->data, m1->len);
+    bad->data[i] ^= 0x20;
+    int rc = whisper_session_decrypt(b.ctx, "alice", 1, t1, bad->data, bad->len, &pt);
+    if (rc == WHISPER_OK) whisper_buf_free(pt); /* a flip in an ignored field */
+    else {
+      whisper_buf *after = raw_record(b.mem, "alice", 1);
+      CHECK(same_buf(before, after));
+      whisper_buf_free(after);
+    }
+    whisper_buf_free(bad);
+    if (rc == WHISPER_OK) break; /* state moved on legitimately */
+  }
+  whisper_buf_free(before);
+  whisper_buf_free(m1);
+  whisper_buf_free(m2);
+  side_close(&a);
+  side_close(&b);
+}
+
+int main(void) {
+  if (wh_crypto_init() != 0) return 2;
+  test_memory_rollback();
+  test_fault_injection();
+  test_refusals_change_nothing();
+  return test_done();
+}
