@@ -36,13 +36,13 @@ static int t_pass, t_fail;
     }                                                                                \
   } while (0)
 
-static int test_done(void) {
+static inline int test_done(void) {
   printf("%d passed, %d failed\n", t_pass, t_fail);
   return t_fail ? 1 : 0;
 }
 
 /* Decodes hex into a malloc'd buffer. */
-static uint8_t *unhex(const char *hex, size_t *len) {
+static inline uint8_t *unhex(const char *hex, size_t *len) {
   size_t n = strlen(hex) / 2;
   uint8_t *b = malloc(n ? n : 1);
   for (size_t i = 0; i < n; i++) {
@@ -54,14 +54,14 @@ static uint8_t *unhex(const char *hex, size_t *len) {
   return b;
 }
 
-static void unhex_to(uint8_t *out, size_t n, const char *hex) {
+static inline void unhex_to(uint8_t *out, size_t n, const char *hex) {
   size_t got;
   uint8_t *b = unhex(hex, &got);
   memcpy(out, b, got < n ? got : n);
   free(b);
 }
 
-static json_value *load_vector(const char *name) {
+static inline json_value *load_vector(const char *name) {
   char path[1024];
   snprintf(path, sizeof path, "%s/%s", WHISPER_VECTORS_DIR, name);
   FILE *f = fopen(path, "rb");
@@ -85,7 +85,7 @@ static json_value *load_vector(const char *name) {
   return v;
 }
 
-static const char *jstr(const json_value *v, const char *key) {
+static inline const char *jstr(const json_value *v, const char *key) {
   const char *s = json_str(json_get(v, key), NULL);
   if (s == NULL) {
     fprintf(stderr, "vector field %s missing\n", key);
@@ -94,7 +94,7 @@ static const char *jstr(const json_value *v, const char *key) {
   return s;
 }
 
-static uint32_t ju32(const json_value *v, const char *key) {
+static inline uint32_t ju32(const json_value *v, const char *key) {
   uint32_t n = 0;
   if (json_u32(json_get(v, key), &n) != 0) {
     fprintf(stderr, "vector field %s missing\n", key);
@@ -114,7 +114,7 @@ typedef struct test_rng {
   int fail;
 } test_rng;
 
-static int test_rng_fn(void *user, uint8_t *out, size_t len) {
+static inline int test_rng_fn(void *user, uint8_t *out, size_t len) {
   test_rng *r = user;
   if (r->fail) return -1;
   if (r->head != r->tail && r->script_len[r->head % 8] == len) {
@@ -130,13 +130,13 @@ static int test_rng_fn(void *user, uint8_t *out, size_t len) {
   return 0;
 }
 
-static void test_rng_push(test_rng *r, const uint8_t *bytes, size_t len) {
+static inline void test_rng_push(test_rng *r, const uint8_t *bytes, size_t len) {
   memcpy(r->script[r->tail % 8], bytes, len);
   r->script_len[r->tail % 8] = len;
   r->tail++;
 }
 
-static void test_rng_push_hex(test_rng *r, const char *hex) {
+static inline void test_rng_push_hex(test_rng *r, const char *hex) {
   size_t n;
   uint8_t *b = unhex(hex, &n);
   test_rng_push(r, b, n);

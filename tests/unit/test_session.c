@@ -188,9 +188,10 @@ static void test_transcript(void) {
       uint8_t *ptext = unhex(jstr(reply, "plaintext_hex"), &pl);
       uint8_t *want = unhex(jstr(reply, "body_hex"), &bl);
       whisper_buf *out = NULL;
-      int type = 0;
-      CHECK_RC(whisper_session_encrypt(bob.ctx, "alice", 1, ptext, pl, NOW, &type, &out), WHISPER_OK);
-      CHECK(type == WHISPER_MSG_WHISPER);
+      int reply_type = 0;
+      CHECK_RC(whisper_session_encrypt(bob.ctx, "alice", 1, ptext, pl, NOW, &reply_type, &out),
+               WHISPER_OK);
+      CHECK(reply_type == WHISPER_MSG_WHISPER);
       CHECK(out && out->len == bl && memcmp(out->data, want, bl) == 0);
       whisper_buf_free(out);
       free(ptext);

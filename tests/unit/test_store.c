@@ -148,15 +148,15 @@ static void side_close(side *s) {
       whisper_buf *before = raw_record((s)->mem, peer, 1);                        \
       test_rng saved = (s)->rng;                                                  \
       (s)->f.calls = 0, (s)->f.fail_at = at, (s)->f.failed = 0;                   \
-      int rc_ = (op);                                                             \
+      int op_rc = (op);                                                             \
       int injected = (s)->f.failed;                                               \
       (s)->f.fail_at = -1;                                                        \
       if (!injected) {                                                            \
-        CHECK_RC(rc_, WHISPER_OK);                                                \
+        CHECK_RC(op_rc, WHISPER_OK);                                              \
         whisper_buf_free(before);                                                 \
         break;                                                                    \
       }                                                                           \
-      CHECK(rc_ != WHISPER_OK);                                                   \
+      CHECK(op_rc != WHISPER_OK);                                                 \
       whisper_buf *after = raw_record((s)->mem, peer, 1);                         \
       CHECK(same_buf(before, after));                                             \
       whisper_buf_free(before);                                                   \
