@@ -23,6 +23,7 @@ const char *whisper_strerror(int code) {
     case WHISPER_ERANDOM: return "random number generator failure";
     case WHISPER_ESTATE: return "operation not valid in this state";
     case WHISPER_EINTERNAL: return "internal error";
+    case WHISPER_EVERSION: return "version mismatch";
     default: return "unknown error";
   }
 }

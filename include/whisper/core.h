@@ -77,7 +77,10 @@ enum {
    *  identity yet). */
   WHISPER_ESTATE = -14,
   /** An internal error: a crypto primitive failed unexpectedly. */
-  WHISPER_EINTERNAL = -15
+  WHISPER_EINTERNAL = -15,
+  /** A peer's data has a version this side cannot compare or read (e.g. a
+   *  scanned fingerprint of another version). */
+  WHISPER_EVERSION = -16
 };
 
 /** A short, static English description of an error code. Never NULL. */

@@ -11,5 +11,6 @@
 #include "keys.h"
 #include "store.h"
 #include "session.h"
+#include "fingerprint.h"
 
 #endif

@@ -440,6 +440,39 @@ out:
   return ret;
 }
 
+static int op_fingerprint(peer *p, const json_value *req, json_out *o, failure *f) {
+  uint8_t *lid = NULL, *rid = NULL, *rkey = NULL;
+  size_t lid_len = 0, rid_len = 0, rkey_len = 0;
+  uint8_t local[WHISPER_PUBLIC_KEY_LEN], remote[WHISPER_PUBLIC_KEY_LEN];
+  char digits[WHISPER_FINGERPRINT_DISPLAY_LEN];
+  whisper_buf *scan = NULL;
+  int ret = -1;
+  if (field_b64(req, "local_identifier", &lid, &lid_len, f) != 0) goto out;
+  if (field_b64(req, "remote_identifier", &rid, &rid_len, f) != 0) goto out;
+  if (field_b64(req, "remote_identity_key", &rkey, &rkey_len, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  if (check_key(rkey, rkey_len, "remote_identity_key", remote, f) != 0) goto out;
+  int rc = whisper_identity_get(p->ctx, local, NULL, NULL, NULL);
+  if (rc == WHISPER_OK)
+    rc = whisper_fingerprint(digits, &scan, WHISPER_FINGERPRINT_ITERATIONS, lid, lid_len, local,
+                             sizeof local, rid, rid_len, remote, sizeof remote);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  json_out_key(o, "displayable");
+  json_out_cstring(o, digits);
+  json_out_key(o, "scannable");
+  json_out_b64(o, scan->data, scan->len);
+  ret = 0;
+out:
+  whisper_buf_free(scan);
+  b64_free(lid, lid_len);
+  b64_free(rid, rid_len);
+  b64_free(rkey, rkey_len);
+  return ret;
+}
+
 static int op_not_implemented(peer *p, const json_value *req, json_out *o, failure *f) {
   (void)p;
   (void)o;
@@ -464,7 +497,7 @@ static const struct {
     {"group_process", op_not_implemented},
     {"group_encrypt", op_not_implemented},
     {"group_decrypt", op_not_implemented},
-    {"fingerprint", op_not_implemented},
+    {"fingerprint", op_fingerprint},
 };
 
 static void write_failure(json_out *o, const failure *f) {
