@@ -12,5 +12,6 @@
 #include "store.h"
 #include "session.h"
 #include "fingerprint.h"
+#include "group.h"
 
 #endif

@@ -723,33 +723,50 @@ static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, con
   return rc;
 }
 
-int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
-                            const uint8_t *body, size_t body_len, whisper_buf **pt_out) {
-  wh_addr a;
+int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
+                              size_t body_len, whisper_buf **pt_out) {
   wh_record r;
   whisper_buf *pt = NULL;
   int rc;
-  if (ctx == NULL) return WHISPER_EINVAL;
-  if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
-  if (pt_out == NULL || (body == NULL && body_len))
-    return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
-  *pt_out = NULL;
-  if (type != WHISPER_MSG_PREKEY && type != WHISPER_MSG_WHISPER)
-    return wh_fail(ctx, WHISPER_EINVAL, "unknown message type %d", type);
-  if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
-  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   memset(&r, 0, sizeof r);
   if (type == WHISPER_MSG_PREKEY)
-    rc = decrypt_prekey(ctx, &a, &r, body, body_len, &pt);
+    rc = decrypt_prekey(ctx, a, &r, body, body_len, &pt);
   else
-    rc = decrypt_whisper(ctx, &a, &r, body, body_len, &pt);
-  if (rc == WHISPER_OK) rc = record_store(ctx, &a, &r);
+    rc = decrypt_whisper(ctx, a, &r, body, body_len, &pt);
+  if (rc == WHISPER_OK) rc = record_store(ctx, a, &r);
   wh_record_free(&r);
-  rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     whisper_buf_free(pt);
     return rc;
   }
   *pt_out = pt;
+  return WHISPER_OK;
+}
+
+int wh_session_decrypt_check(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id,
+                             int type, const uint8_t *body, size_t body_len, whisper_buf **pt_out) {
+  int rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if ((rc = wh_addr_make(ctx, a, name, device_id)) != WHISPER_OK) return rc;
+  if (pt_out == NULL || (body == NULL && body_len))
+    return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  *pt_out = NULL;
+  if (type != WHISPER_MSG_PREKEY && type != WHISPER_MSG_WHISPER)
+    return wh_fail(ctx, WHISPER_EINVAL, "unknown message type %d", type);
+  return wh_local_identity(ctx);
+}
+
+int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
+                            const uint8_t *body, size_t body_len, whisper_buf **pt_out) {
+  wh_addr a;
+  int rc = wh_session_decrypt_check(ctx, &a, name, device_id, type, body, body_len, pt_out);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = wh_finish(ctx, wh_session_decrypt_in_txn(ctx, &a, type, body, body_len, pt_out));
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(*pt_out);
+    *pt_out = NULL;
+    return rc;
+  }
   return wh_ok(ctx);
 }

@@ -1,0 +1,118 @@
+/*
+ * libwhisper: group messages with sender keys, byte-compatible with
+ * libsignal 0.52.x.
+ *
+ * Each sending device has, per group ("distribution", a 16-byte UUID in
+ * RFC 4122 byte order), a chain of message keys and a signing key. It tells
+ * every member device about them once, with a SenderKeyDistributionMessage
+ * (SKDM) sent through the 1:1 sessions; after that a group message is
+ * encrypted once and the server fans the same bytes out to everyone.
+ *
+ * Receivers keep up to 5 chains per (sender, distribution), newest first,
+ * and up to 2000 skipped message keys per chain; a message more than 25000
+ * iterations ahead is refused. When a member leaves, the sender rotates
+ * (whisper_group_rotate) and distributes the new SKDM to those who remain.
+ */
+#ifndef WHISPER_GROUP_H
+#define WHISPER_GROUP_H
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WHISPER_DISTRIBUTION_ID_LEN 16
+#define WHISPER_MSG_SENDERKEY 7 /* Signal's type number for a SenderKeyMessage */
+
+/**
+ * This device's SKDM for the distribution: made (a new chain and signing
+ * key) on the first call, the current state after that. Returns WHISPER_OK,
+ * WHISPER_EINVAL, WHISPER_ESTATE (no local identity), WHISPER_ERANDOM or a
+ * store error.
+ */
+WHISPER_API int whisper_group_create(whisper_ctx *ctx,
+                                     const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
+                                     whisper_buf **skdm_out);
+
+/**
+ * Starts a new chain for the distribution (new chain id, chain key and
+ * signing key) and returns its SKDM; the old chain is no longer used to
+ * send. What an app does when a member leaves.
+ */
+WHISPER_API int whisper_group_rotate(whisper_ctx *ctx,
+                                     const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
+                                     whisper_buf **skdm_out);
+
+/**
+ * Processes an SKDM received from (sender, device_id). A repeated SKDM
+ * leaves the chain where it is. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_EINVALIDMSG (malformed) or a store error.
+ */
+WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+                                      const uint8_t *skdm, size_t skdm_len);
+
+/**
+ * Encrypts a group message once, signed with this device's sender signing
+ * key. Returns WHISPER_OK, WHISPER_ENOSESSION (no own state for the
+ * distribution: call whisper_group_create first), WHISPER_ERANDOM or an
+ * error.
+ */
+WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
+                                      const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
+                                      const uint8_t *plaintext, size_t plaintext_len,
+                                      whisper_buf **out);
+
+/**
+ * Decrypts a SenderKeyMessage from (sender, device_id). The signature is
+ * checked first. Returns WHISPER_OK, WHISPER_EINVALIDMSG, WHISPER_EINVALIDSIG,
+ * WHISPER_ENOSESSION (no sender key for that sender, distribution or chain),
+ * WHISPER_EDUPLICATE, WHISPER_ETOOFAR, or an error; on failure nothing
+ * changes.
+ */
+WHISPER_API int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+                                      const uint8_t *body, size_t body_len,
+                                      whisper_buf **plaintext_out);
+
+/** A member device, for whisper_group_distribute(). */
+typedef struct whisper_device_t {
+  const char *name;
+  uint32_t device_id;
+} whisper_device_t;
+
+/** One result of whisper_group_distribute(), filled in by the library. */
+typedef struct whisper_envelope_t {
+  int status;        /* WHISPER_OK, or why this device got nothing */
+  int type;          /* WHISPER_MSG_PREKEY or WHISPER_MSG_WHISPER */
+  whisper_buf *body; /* the 1:1 message; the caller frees it */
+} whisper_envelope_t;
+
+/**
+ * Wraps this device's current SKDM for the distribution (creating the
+ * state if needed) in a Signal Content message (field 7) and encrypts it
+ * through the 1:1 session with each of the `n` devices. `out` is an array
+ * of `n` envelopes the caller provides; each gets its own status (a
+ * device without a session, or whose identity changed, does not stop the
+ * others). Returns WHISPER_OK when the SKDM exists (inspect each status),
+ * or an error for the whole call.
+ */
+WHISPER_API int whisper_group_distribute(whisper_ctx *ctx,
+                                         const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
+                                         const whisper_device_t *devices, size_t n, uint64_t now_ms,
+                                         whisper_envelope_t *out);
+
+/**
+ * The receiving side of whisper_group_distribute(): decrypts a 1:1 message
+ * from (sender, device_id) and processes the SKDM it carries. Returns the
+ * codes of whisper_session_decrypt() and whisper_group_process(), or
+ * WHISPER_EINVALIDMSG when the content carries no SKDM; on failure nothing
+ * changes.
+ */
+WHISPER_API int whisper_group_receive_distribution(whisper_ctx *ctx, const char *sender,
+                                                   uint32_t device_id, int type,
+                                                   const uint8_t *body, size_t body_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
