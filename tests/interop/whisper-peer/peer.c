@@ -473,11 +473,110 @@ out:
   return ret;
 }
 
-static int op_not_implemented(peer *p, const json_value *req, json_out *o, failure *f) {
-  (void)p;
+/* A UUID string (8-4-4-4-12 hex digits) into its 16 bytes. */
+static int field_uuid(const json_value *req, const char *key, uint8_t out[16], failure *f) {
+  size_t len = 0;
+  const char *u = json_str(json_get(req, key), &len);
+  if (u == NULL) return fail(f, "bad_request", "missing string field \"%s\"", key);
+  size_t j = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (u[i] != '-') return fail(f, "bad_request", "field \"%s\" is not a UUID", key);
+      continue;
+    }
+    char c = u[i];
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (v < 0 || j >= 32) return fail(f, "bad_request", "field \"%s\" is not a UUID", key);
+    if (j % 2 == 0) out[j / 2] = (uint8_t)(v << 4);
+    else out[j / 2] |= (uint8_t)v;
+    j++;
+  }
+  if (len != 36 || j != 32) return fail(f, "bad_request", "field \"%s\" is not a UUID", key);
+  return 0;
+}
+
+static int op_group_create(peer *p, const json_value *req, json_out *o, failure *f) {
+  uint8_t uuid[16];
+  whisper_buf *skdm = NULL;
+  if (field_uuid(req, "distribution_id", uuid, f) != 0) return -1;
+  if (need_identity(p, f) != 0) return -1;
+  int rc = whisper_group_create(p->ctx, uuid, &skdm);
+  if (rc != WHISPER_OK) return fail_lib(p, f, rc);
+  json_out_key(o, "skdm");
+  json_out_b64(o, skdm->data, skdm->len);
+  whisper_buf_free(skdm);
+  return 0;
+}
+
+static int op_group_process(peer *p, const json_value *req, json_out *o, failure *f) {
   (void)o;
-  const char *op = json_str(json_get(req, "op"), NULL);
-  return fail(f, "bad_request", "%s is not implemented in this build", op);
+  const char *name;
+  uint32_t device_id;
+  uint8_t *skdm = NULL;
+  size_t len = 0;
+  int ret = -1;
+  if (field_name(req, "sender", &name, f) != 0) goto out;
+  if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
+  if (field_b64(req, "skdm", &skdm, &len, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  int rc = whisper_group_process(p->ctx, name, device_id, skdm, len);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  ret = 0;
+out:
+  b64_free(skdm, len);
+  return ret;
+}
+
+static int op_group_encrypt(peer *p, const json_value *req, json_out *o, failure *f) {
+  uint8_t uuid[16];
+  uint8_t *pt = NULL;
+  size_t len = 0;
+  whisper_buf *body = NULL;
+  int ret = -1;
+  if (field_uuid(req, "distribution_id", uuid, f) != 0) goto out;
+  if (field_b64(req, "plaintext", &pt, &len, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  int rc = whisper_group_encrypt(p->ctx, uuid, pt, len, &body);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  json_out_key(o, "body");
+  json_out_b64(o, body->data, body->len);
+  ret = 0;
+out:
+  whisper_buf_free(body);
+  b64_free(pt, len);
+  return ret;
+}
+
+static int op_group_decrypt(peer *p, const json_value *req, json_out *o, failure *f) {
+  const char *name;
+  uint32_t device_id;
+  uint8_t *body = NULL;
+  size_t len = 0;
+  whisper_buf *pt = NULL;
+  int ret = -1;
+  if (field_name(req, "sender", &name, f) != 0) goto out;
+  if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
+  if (field_b64(req, "body", &body, &len, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  int rc = whisper_group_decrypt(p->ctx, name, device_id, body, len, &pt);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  json_out_key(o, "plaintext");
+  json_out_b64(o, pt->data, pt->len);
+  ret = 0;
+out:
+  whisper_buf_free(pt);
+  b64_free(body, len);
+  return ret;
 }
 
 typedef int (*op_fn)(peer *, const json_value *, json_out *, failure *);
@@ -493,10 +592,10 @@ static const struct {
     {"encrypt", op_encrypt},
     {"decrypt", op_decrypt},
     {"trust", op_trust},
-    {"group_create", op_not_implemented},
-    {"group_process", op_not_implemented},
-    {"group_encrypt", op_not_implemented},
-    {"group_decrypt", op_not_implemented},
+    {"group_create", op_group_create},
+    {"group_process", op_group_process},
+    {"group_encrypt", op_group_encrypt},
+    {"group_decrypt", op_group_decrypt},
     {"fingerprint", op_fingerprint},
 };
 
