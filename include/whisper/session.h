@@ -61,9 +61,12 @@ WHISPER_API int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLI
                                      uint32_t *registration_id, const char **name_out,
                                      uint32_t *device_id);
 
-/** Trusts `key` (33 bytes) for (name, device_id), or for every device of
- *  the name with WHISPER_ALL_DEVICES. Returns WHISPER_OK, WHISPER_EINVAL,
- *  WHISPER_EINVALIDKEY or a store error. */
+/** Trusts `key` (33 bytes) for (name, device_id), or, with
+ *  WHISPER_ALL_DEVICES, for every device of the name: it then becomes the
+ *  key expected from each of them, seen or not yet seen (as a Signal
+ *  account's devices share one identity key), until a later decision for
+ *  one device. The newest decision wins. Returns WHISPER_OK,
+ *  WHISPER_EINVAL, WHISPER_EINVALIDKEY or a store error. */
 WHISPER_API int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                        const uint8_t *key, size_t key_len);
 

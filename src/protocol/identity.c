@@ -367,66 +367,82 @@ int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out, int with
 
 /* --- trust ----------------------------------------------------------------- */
 
+/* A device's remembered key and the name-wide one (set by trusting a key
+ * for WHISPER_ALL_DEVICES) each carry a sequence number; the newer of the
+ * two is the key expected from that device. */
+static const char META_TRUST_SEQ[] = "trust_seq";
+
+typedef struct remote_id {
+  int present;
+  uint8_t key[WH_PUB_LEN];
+  uint64_t seq;
+} remote_id;
+
 static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
-                       uint8_t out[WH_PUB_LEN]) {
+                       remote_id *out) {
   whisper_buf *b;
+  memset(out, 0, sizeof *out);
   int rc = wh_get(ctx, kind, key, key_len, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
-  Whisper__Store__RemoteIdentity *r = whisper__store__remote_identity__unpack(&wh_pb_alloc, b->len, b->data);
+  Whisper__Store__RemoteIdentity *r =
+      whisper__store__remote_identity__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   if (r == NULL || r->identity_key.len != WH_PUB_LEN) {
     if (r) whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
     return wh_fail(ctx, WHISPER_ECORRUPT, "a stored remote identity is corrupt");
   }
-  memcpy(out, r->identity_key.data, WH_PUB_LEN);
+  out->present = 1;
+  memcpy(out->key, r->identity_key.data, WH_PUB_LEN);
+  out->seq = r->seq;
   whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
   return WHISPER_OK;
 }
 
 static int remote_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
-                      const uint8_t id_key[WH_PUB_LEN], uint64_t changed_at) {
+                      const uint8_t id_key[WH_PUB_LEN], int changed) {
+  uint32_t seq = 0;
+  int rc = meta_get_u32(ctx, META_TRUST_SEQ, &seq);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  if ((rc = meta_put_u32(ctx, META_TRUST_SEQ, seq + 1)) != WHISPER_OK) return rc;
   Whisper__Store__RemoteIdentity r = WHISPER__STORE__REMOTE_IDENTITY__INIT;
-  r.has_identity_key = 1;
+  r.has_identity_key = r.has_seq = 1;
   r.identity_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)id_key};
-  r.has_changed_at = changed_at != 0;
-  r.changed_at = changed_at;
+  r.has_changed_at = changed != 0;
+  r.changed_at = changed ? 1 : 0;
+  r.seq = (uint64_t)seq + 1;
   return wh_put_msg(ctx, kind, key, key_len, &r.base);
 }
 
 /* The name part of an address key (up to the 0x00). */
 static size_t addr_name_len(const wh_addr *a) { return a->len - 5; }
 
+/* The key expected from a device, if any. */
+static int expected_key(whisper_ctx *ctx, const wh_addr *a, remote_id *out) {
+  remote_id dev, name;
+  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, &dev);
+  if (rc == WHISPER_OK) rc = remote_load(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), &name);
+  if (rc != WHISPER_OK) return rc;
+  *out = name.present && (!dev.present || name.seq > dev.seq) ? name : dev;
+  return WHISPER_OK;
+}
+
 int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
                            int *trusted) {
-  uint8_t known[WH_PUB_LEN];
-  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, known);
-  if (rc == WHISPER_ENOTFOUND) {
-    *trusted = 1; /* trust on first use */
-    return WHISPER_OK;
-  }
+  remote_id want;
+  int rc = expected_key(ctx, a, &want);
   if (rc != WHISPER_OK) return rc;
-  if (memcmp(known, key, WH_PUB_LEN) == 0) {
-    *trusted = 1;
-    return WHISPER_OK;
-  }
-  rc = remote_load(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), known);
-  if (rc == WHISPER_ENOTFOUND) {
-    *trusted = 0;
-    return WHISPER_OK;
-  }
-  if (rc != WHISPER_OK) return rc;
-  *trusted = memcmp(known, key, WH_PUB_LEN) == 0;
+  /* trust on first use */
+  *trusted = !want.present || memcmp(want.key, key, WH_PUB_LEN) == 0;
   return WHISPER_OK;
 }
 
 int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
-  uint8_t known[WH_PUB_LEN];
-  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, known);
-  if (rc == WHISPER_OK && memcmp(known, key, WH_PUB_LEN) == 0) return WHISPER_OK;
-  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
-  /* The change time is not known here (no clock); 1 marks "changed". */
-  return remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key,
-                    rc == WHISPER_OK ? 1 : 0);
+  remote_id want;
+  int rc = expected_key(ctx, a, &want);
+  if (rc != WHISPER_OK) return rc;
+  if (want.present && memcmp(want.key, key, WH_PUB_LEN) == 0) return WHISPER_OK;
+  return remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key, want.present);
 }
 
 int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
@@ -453,7 +469,11 @@ int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_
   int rc = wh_addr_make(ctx, &a, name, device_id);
   if (rc != WHISPER_OK) return rc;
   if (key == NULL) return wh_fail(ctx, WHISPER_EINVAL, "key is NULL");
-  rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a.key, a.len, key);
-  if (rc == WHISPER_ENOTFOUND) return wh_fail(ctx, rc, "no identity known for %s.%u", name, device_id);
-  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+  remote_id want;
+  rc = expected_key(ctx, &a, &want);
+  if (rc != WHISPER_OK) return rc;
+  if (!want.present)
+    return wh_fail(ctx, WHISPER_ENOTFOUND, "no identity known for %s.%u", name, device_id);
+  memcpy(key, want.key, WH_PUB_LEN);
+  return wh_ok(ctx);
 }

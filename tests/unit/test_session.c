@@ -422,6 +422,27 @@ static void test_identity_change(void) {
            WHISPER_OK);
   CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_OK);
   CHECK_RC(whisper_identity_trust(a.ctx, "carol", 3, bundle.identity_key, 32), WHISPER_EINVALIDKEY);
+  /* name-wide trust pins the key for every device: a device still known
+   * by another key, and an unseen device with another key, are refused */
+  dev d9, d5, d7;
+  whisper_prekey_bundle_t b5, b7;
+  dev_new(&d9, "dave", 9, 55);
+  dev_new(&d5, "dave", 5, 56);
+  dev_new(&d7, "dave", 7, 57);
+  connect(&a, "dave", &d9, 9); /* dave.9 first seen with its own key */
+  CHECK_RC(whisper_bundle_make(d5.ctx, &b5, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_make(d7.ctx, &b7, 1), WHISPER_OK);
+  CHECK_RC(whisper_identity_trust(a.ctx, "dave", WHISPER_ALL_DEVICES, b5.identity_key, 33),
+           WHISPER_OK);
+  CHECK_RC(send_to(&a, "dave", 9, "old key", &t, &m), WHISPER_EUNTRUSTED);
+  CHECK_RC(whisper_session_start(a.ctx, "dave", 7, &b7, NOW), WHISPER_EUNTRUSTED);
+  CHECK_RC(whisper_session_start(a.ctx, "dave", 5, &b5, NOW), WHISPER_OK);
+  /* a later decision for one device wins over the name-wide one */
+  CHECK_RC(whisper_identity_trust(a.ctx, "dave", 7, b7.identity_key, 33), WHISPER_OK);
+  CHECK_RC(whisper_session_start(a.ctx, "dave", 7, &b7, NOW), WHISPER_OK);
+  dev_close(&d9);
+  dev_close(&d5);
+  dev_close(&d7);
   /* a bad signature in a bundle */
   CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 1), WHISPER_OK);
   bundle.signed_prekey_signature[5] ^= 1;

@@ -13,6 +13,11 @@ const fs = require('fs');
 const path = require('path');
 const readline = require('readline');
 const SignalClient = require('@signalapp/libsignal-client');
+// The binding's own wrappers for distribution ids go through the `uuid`
+// package, which rejects UUIDs that are not RFC 4122 (version/variant bits),
+// while libsignal itself takes any 16 bytes. Where a distribution id crosses
+// the boundary we call the native functions with the raw bytes instead.
+const Native = require('@signalapp/libsignal-client/Native');
 
 const {
   ErrorCode,
@@ -327,10 +332,28 @@ class PeerKyberPreKeyStore extends SignalClient.KyberPreKeyStore {
   async markKyberPreKeyUsed(_id) {}
 }
 
+const uuidToBytes = (u) => Buffer.from(u.replace(/-/g, ''), 'hex');
+function bytesToUuid(b) {
+  const h = Buffer.from(b).toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
 class PeerSenderKeyStore extends SignalClient.SenderKeyStore {
   constructor(tx) {
     super();
     this.tx = tx;
+  }
+  // Native entry points (see the note on `Native` above): no UUID validation.
+  async _saveSenderKey(sender, distributionId, record) {
+    return this.saveSenderKey(
+      ProtocolAddress._fromNativeHandle(sender),
+      bytesToUuid(distributionId),
+      SenderKeyRecord._fromNativeHandle(record)
+    );
+  }
+  async _getSenderKey(sender, distributionId) {
+    const r = await this.getSenderKey(ProtocolAddress._fromNativeHandle(sender), bytesToUuid(distributionId));
+    return r === null ? null : r._nativeHandle;
   }
   async saveSenderKey(sender, distributionId, record) {
     this.tx.set(
@@ -651,8 +674,9 @@ class Peer {
   async op_group_create(req, tx) {
     const dist = reqDistributionId(req);
     const s = this.stores(tx);
-    const skdm = await SenderKeyDistributionMessage.create(this.selfAddress(), dist, s.sender);
-    return { skdm: b64(skdm.serialize()) };
+    // = SenderKeyDistributionMessage.create(), without the UUID check
+    const handle = await Native.SenderKeyDistributionMessage_Create(this.selfAddress(), uuidToBytes(dist), s.sender);
+    return { skdm: b64(Native.SenderKeyDistributionMessage_Serialize({ _nativeHandle: handle })) };
   }
 
   async op_group_process(req, tx) {
@@ -674,8 +698,9 @@ class Peer {
     const dist = reqDistributionId(req);
     const pt = reqB64(req, 'plaintext');
     const s = this.stores(tx);
-    const ct = await SignalClient.groupEncrypt(this.selfAddress(), dist, s.sender, pt);
-    return { body: b64(ct.serialize()) };
+    // = groupEncrypt(), without the UUID check
+    const handle = await Native.GroupCipher_EncryptMessage(this.selfAddress(), uuidToBytes(dist), pt, s.sender);
+    return { body: b64(SignalClient.CiphertextMessage._fromNativeHandle(handle).serialize()) };
   }
 
   async op_group_decrypt(req, tx) {
@@ -790,13 +815,17 @@ function main() {
       const out = await peer.handle(req);
       return Object.assign({ ok: true }, out);
     } catch (err) {
-      // libsignal's log lines reach JS through the event loop: let them in.
-      await new Promise((r) => setImmediate(r));
-      await new Promise((r) => setImmediate(r));
-      const m = mapError(op, err, peer.lastTx);
-      if (VERBOSE || m.code === 'internal') {
-        log(`${op}: ${m.code}: [${err && err.name}/${err && err.code}] ${err && err.message}`);
+      // libsignal's log lines reach JS through the event loop: let them in
+      // before classifying a "decryption failed".
+      if (/decryption failed/i.test(String(err && err.message))) {
+        await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setTimeout(r, 1));
+        await new Promise((r) => setImmediate(r));
       }
+      const m = mapError(op, err, peer.lastTx);
+      const origin = err instanceof PeerError ? 'peer' : `libsignal ${err && err.name}/${err && err.code}`;
+      log(`${op} -> ${m.code} (${origin}: ${err && err.message})`);
+      if (m.code === 'internal' && err && err.stack) log(err.stack);
       return { ok: false, code: m.code, error: m.error };
     }
   }

@@ -1,0 +1,74 @@
+/*
+ * Writes the seed corpora: gen_corpus OUT_DIR makes
+ * OUT_DIR/<target>/<name> for each fuzz target from the same
+ * deterministic scenarios the targets rebuild at start-up (fuzz_common.c),
+ * so the seeds are real messages, bundles and records valid against each
+ * target's fixed state. Run it again whenever the library changes how it
+ * draws randomness or what it writes (see README.md).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fuzz_common.h"
+
+#define MAX_SEED 4096
+
+static void mkdir_p(const char *path) {
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+    perror(path);
+    exit(1);
+  }
+}
+
+static int write_seeds(const char *out, const char *target, const fz_seeds *s) {
+  char dir[1024], path[1200];
+  snprintf(dir, sizeof dir, "%s/%s", out, target);
+  mkdir_p(dir);
+  for (size_t i = 0; i < s->n; i++) {
+    const whisper_buf *b = s->items[i].bytes;
+    if (b->len > MAX_SEED) {
+      fprintf(stderr, "%s/%s is %zu bytes (limit %d)\n", target, s->items[i].name, b->len, MAX_SEED);
+      return 1;
+    }
+    snprintf(path, sizeof path, "%s/%s", dir, s->items[i].name);
+    FILE *f = fopen(path, "wb");
+    if (f == NULL || fwrite(b->data, 1, b->len, f) != b->len || fclose(f) != 0) {
+      perror(path);
+      return 1;
+    }
+  }
+  printf("%-22s %zu seeds\n", target, s->n);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  fz_seeds s = {0};
+  whisper_buf *msgs[FZ_RECORD_MSGS];
+  int bad = 0;
+  if (argc != 2) {
+    fprintf(stderr, "usage: %s OUT_DIR\n", argv[0]);
+    return 2;
+  }
+  mkdir_p(argv[1]);
+
+  fz_dev_free(fz_scenario_signal(&s));
+  bad |= write_seeds(argv[1], "fuzz_signal_message", &s);
+  fz_seeds_free(&s);
+
+  fz_dev_free(fz_scenario_prekey(&s));
+  bad |= write_seeds(argv[1], "fuzz_prekey_message", &s);
+  fz_seeds_free(&s);
+
+  fz_dev_free(fz_scenario_bundle(&s));
+  bad |= write_seeds(argv[1], "fuzz_bundle", &s);
+  fz_seeds_free(&s);
+
+  fz_dev_free(fz_scenario_record(&s, msgs));
+  bad |= write_seeds(argv[1], "fuzz_session_record", &s);
+  fz_seeds_free(&s);
+  for (int i = 0; i < FZ_RECORD_MSGS; i++) whisper_buf_free(msgs[i]);
+  return bad;
+}
