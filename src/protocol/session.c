@@ -68,9 +68,8 @@ typedef struct sigmsg {
   uint8_t version;
   uint8_t ratchet[WH_PUB_LEN];
   uint32_t counter;
-  const uint8_t *ct;
+  const uint8_t *ct; /* points into bytes: no copy of a large ciphertext */
   size_t ct_len;
-  Whisper__Wire__SignalMessage *pb;
 } sigmsg;
 
 static int version_check(whisper_ctx *ctx, uint8_t byte, const char *what) {
@@ -81,38 +80,81 @@ static int version_check(whisper_ctx *ctx, uint8_t byte, const char *what) {
   return WHISPER_OK;
 }
 
+/* A protobuf varint (at most 10 bytes); 0 on success. */
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 70 && *p < end; shift += 7) {
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7F) << shift;
+    if (!(b & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/*
+ * Reads a SignalMessage's protobuf without copying its ciphertext (which
+ * may be megabytes): fields 1 ratchet_key, 2 counter, 3 previous_counter
+ * (ignored, as libsignal does), 4 ciphertext; any order, the last
+ * occurrence wins, unknown fields skipped, as protobuf parsers do.
+ */
+static int signal_message_fields(sigmsg *m, const uint8_t *p, const uint8_t *end) {
+  const uint8_t *ratchet = NULL;
+  size_t ratchet_len = 0;
+  int have_counter = 0, have_ct = 0;
+  while (p < end) {
+    uint64_t tag, v = 0;
+    if (read_varint(&p, end, &tag) != 0 || tag >> 3 == 0 || tag >> 3 > UINT32_MAX) return -1;
+    uint64_t field = tag >> 3;
+    unsigned wire = (unsigned)(tag & 7);
+    const uint8_t *data = NULL;
+    switch (wire) {
+      case 0: /* varint */
+        if (read_varint(&p, end, &v) != 0) return -1;
+        break;
+      case 1: /* 64-bit */
+      case 5: /* 32-bit */
+        if ((size_t)(end - p) < (wire == 1 ? 8u : 4u)) return -1;
+        p += wire == 1 ? 8 : 4;
+        break;
+      case 2: /* length-delimited */
+        if (read_varint(&p, end, &v) != 0 || v > (uint64_t)(end - p)) return -1;
+        data = p;
+        p += v;
+        break;
+      default: /* groups are not protobuf-3 and not Signal's */
+        return -1;
+    }
+    int expect = field == 1 || field == 4 ? 2 : field == 2 || field == 3 ? 0 : -1;
+    if (expect >= 0 && (unsigned)expect != wire) return -1;
+    if (field == 1) ratchet = data, ratchet_len = (size_t)v;
+    if (field == 2) m->counter = (uint32_t)v, have_counter = 1;
+    if (field == 4) m->ct = data, m->ct_len = (size_t)v, have_ct = 1;
+  }
+  if (ratchet == NULL || !have_counter || !have_ct) return -2;
+  if (!wh_pub_ok(ratchet, ratchet_len)) return -3;
+  memcpy(m->ratchet, ratchet, WH_PUB_LEN);
+  return 0;
+}
+
 static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, size_t len) {
   memset(m, 0, sizeof *m);
   if (b == NULL || len < 1 + MAC_LEN)
     return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage too short (%zu bytes)", len);
   int rc = version_check(ctx, b[0], "SignalMessage");
   if (rc != WHISPER_OK) return rc;
-  m->pb = whisper__wire__signal_message__unpack(&wh_pb_alloc, len - 1 - MAC_LEN, b + 1);
-  if (m->pb == NULL) return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad protobuf");
-  if (!m->pb->has_ratchet_key || !m->pb->has_counter || !m->pb->has_ciphertext) {
-    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: a required field is missing");
-  } else if (!wh_pub_ok(m->pb->ratchet_key.data, m->pb->ratchet_key.len)) {
-    rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad ratchet key");
-  }
-  if (rc != WHISPER_OK) {
-    whisper__wire__signal_message__free_unpacked(m->pb, &wh_pb_alloc);
-    m->pb = NULL;
-    return rc;
+  switch (signal_message_fields(m, b + 1, b + len - MAC_LEN)) {
+    case 0: break;
+    case -2: return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: a required field is missing");
+    case -3: return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad ratchet key");
+    default: return wh_fail(ctx, WHISPER_EINVALIDMSG, "SignalMessage: bad protobuf");
   }
   m->bytes = b;
   m->len = len;
   m->version = b[0] >> 4;
-  memcpy(m->ratchet, m->pb->ratchet_key.data, WH_PUB_LEN);
-  m->counter = m->pb->counter;
-  m->ct = m->pb->ciphertext.data;
-  m->ct_len = m->pb->ciphertext.len;
   return WHISPER_OK;
 }
 
-static void sigmsg_free(sigmsg *m) {
-  if (m->pb) whisper__wire__signal_message__free_unpacked(m->pb, &wh_pb_alloc);
-  m->pb = NULL;
-}
+static void sigmsg_free(sigmsg *m) { (void)m; }
 
 typedef struct prekeymsg {
   Whisper__Wire__PreKeySignalMessage *pb;
@@ -497,21 +539,43 @@ int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_i
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-/* Builds version || SignalMessage || MAC into a new buffer. */
-static int signal_message_build(whisper_buf **out, const wh_state *s, const uint8_t *ct,
-                                size_t ct_len, const uint8_t mac_key[32]) {
+static size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+/*
+ * Builds version || SignalMessage || MAC, encrypting the plaintext straight
+ * into its place: fields 1-3 are packed by protobuf-c, field 4 (the
+ * ciphertext) is appended by hand in the same encoding protobuf-c would
+ * use, so a megabyte message is neither copied nor held twice.
+ */
+static int signal_message_seal(whisper_ctx *ctx, whisper_buf **out, const wh_state *s,
+                               const wh_msgkey *mk, const uint8_t *pt, size_t pt_len) {
   Whisper__Wire__SignalMessage pb = WHISPER__WIRE__SIGNAL_MESSAGE__INIT;
-  pb.has_ratchet_key = pb.has_counter = pb.has_previous_counter = pb.has_ciphertext = 1;
+  pb.has_ratchet_key = pb.has_counter = pb.has_previous_counter = 1;
   pb.ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->sender.ratchet};
   pb.counter = s->sender.index;
   pb.previous_counter = s->previous_counter;
-  pb.ciphertext = (ProtobufCBinaryData){ct_len, (uint8_t *)ct};
-  size_t n = whisper__wire__signal_message__get_packed_size(&pb);
-  whisper_buf *b = whisper_buf_new(NULL, 1 + n + MAC_LEN);
-  if (b == NULL) return WHISPER_ENOMEM;
-  b->data[0] = (uint8_t)(s->version << 4 | 4);
-  whisper__wire__signal_message__pack(&pb, b->data + 1);
-  compute_mac(b->data + 1 + n, mac_key, s->local_ik, s->remote_ik, b->data, 1 + n);
+  size_t head = whisper__wire__signal_message__get_packed_size(&pb);
+  size_t ct_len = wh_cbc_len(pt_len);
+  size_t body = 1 + head + 1 + varint_len(ct_len) + ct_len;
+  whisper_buf *b = whisper_buf_new(NULL, body + MAC_LEN);
+  if (b == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  uint8_t *p = b->data;
+  *p++ = (uint8_t)(s->version << 4 | 4);
+  p += whisper__wire__signal_message__pack(&pb, p);
+  *p++ = 4 << 3 | 2; /* field 4, length-delimited */
+  for (uint64_t v = ct_len; ; v >>= 7) {
+    *p++ = (uint8_t)(v >= 0x80 ? (v & 0x7F) | 0x80 : v);
+    if (v < 0x80) break;
+  }
+  if (wh_cbc_encrypt(p, mk->cipher, mk->iv, pt, pt_len) != 0) {
+    whisper_buf_free(b);
+    return wh_fail(ctx, WHISPER_EINTERNAL, "AES-CBC encryption failed");
+  }
+  compute_mac(b->data + body, mk->mac, s->local_ik, s->remote_ik, b->data, body);
   *out = b;
   return WHISPER_OK;
 }
@@ -542,8 +606,6 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   wh_addr a;
   wh_record r;
   wh_msgkey mk;
-  uint8_t *ct = NULL;
-  size_t ct_len = 0;
   whisper_buf *msg = NULL, *wrapped = NULL;
   int rc, trusted = 0;
   if (ctx == NULL) return WHISPER_EINVAL;
@@ -567,17 +629,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   }
   wh_state *s = &r.cur;
   message_keys(&mk, s->sender.ck, s->sender.index);
-  ct_len = wh_cbc_len(pt_len);
-  ct = malloc(ct_len);
-  if (ct == NULL) {
-    rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
-    goto out;
-  }
-  if (wh_cbc_encrypt(ct, mk.cipher, mk.iv, pt, pt_len) != 0) {
-    rc = wh_fail(ctx, WHISPER_EINTERNAL, "AES-CBC encryption failed");
-    goto out;
-  }
-  if ((rc = signal_message_build(&msg, s, ct, ct_len, mk.mac)) != WHISPER_OK) goto oom;
+  if ((rc = signal_message_seal(ctx, &msg, s, &mk, pt, pt_len)) != WHISPER_OK) goto out;
   if (s->has_pending) {
     if ((rc = prekey_message_wrap(&wrapped, s, msg)) != WHISPER_OK) goto oom;
     whisper_buf_free(msg);
@@ -600,10 +652,6 @@ oom:
   rc = wh_fail(ctx, rc, "out of memory");
 out:
   wh_wipe(&mk, sizeof mk);
-  if (ct) {
-    wh_wipe(ct, ct_len);
-    free(ct);
-  }
   wh_record_free(&r);
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
