@@ -667,6 +667,43 @@ def(
 );
 
 def(
+  'group_rotation',
+  { groups: true, roles: onSide(roles('alice', 'bob', 'carol'), 'carol', 1), description: 'the sender starts new chains (a member left); receivers keep old chains for late messages, at most 5' },
+  async (t) => {
+    let [alice, bob, carol] = await t.spawnAll('alice', 'bob', 'carol');
+    const D = t.rng.uuid();
+    const send = async (label) => {
+      const pt = t.plaintext(t.rng.range(1, 300));
+      const r = await t.ok(alice, { op: 'group_encrypt', distribution_id: D, plaintext: pt }, label);
+      return { body: r.body, pt, label };
+    };
+    const read = async (q, m) => {
+      const r = await t.ok(q, { op: 'group_decrypt', sender: 'alice', device_id: 1, body: m.body }, `${q.role} reads ${m.label}`);
+      t.check(r.plaintext === m.pt, 'the plaintext sent', r.plaintext, `${q.role} reads ${m.label}`);
+    };
+    const chains = [];
+    for (let gen = 0; gen < 6; gen++) {
+      if (gen > 0) {
+        await alice.close();
+        alice = await t.spawn('alice', { fresh: true }); // the old sending state is gone
+      }
+      const c = await t.ok(alice, { op: 'group_create', distribution_id: D }, `alice chain ${gen}`);
+      await t.ok(bob, { op: 'group_process', sender: 'alice', device_id: 1, skdm: c.skdm }, `bob processes chain ${gen}`);
+      if (gen === 0) await t.ok(carol, { op: 'group_process', sender: 'alice', device_id: 1, skdm: c.skdm }, 'carol processes chain 0');
+      const early = await send(`chain ${gen} message 0`);
+      const late = await send(`chain ${gen} message 1 (held back)`);
+      await read(bob, early);
+      if (gen === 0) await read(carol, early);
+      else await t.fails(carol, { op: 'group_decrypt', sender: 'alice', device_id: 1, body: early.body }, 'no_session', `carol (left) cannot read chain ${gen}`);
+      chains.push(late);
+    }
+    // Late messages of the 5 newest chains still decrypt; the oldest chain was dropped.
+    await t.fails(bob, { op: 'group_decrypt', sender: 'alice', device_id: 1, body: chains[0].body }, 'no_session', 'bob reads chain 0 late (dropped)');
+    for (let gen = 1; gen < 6; gen++) await read(bob, chains[gen]);
+  }
+);
+
+def(
   'group_limits',
   { groups: true, roles: roles('alice', 'bob'), description: 'sender-key iteration jump 25000 accepted, 25001 too far; 2000 kept' },
   async (t) => {
