@@ -136,7 +136,9 @@ WHISPER_API const char *whisper_ctx_last_error(const whisper_ctx *ctx);
 #define WHISPER_PUBLIC_KEY_LEN 33
 #define WHISPER_PRIVATE_KEY_LEN 32
 #define WHISPER_SIGNATURE_LEN 64
+/** WHISPER_PUBLIC_KEY_LEN (33), for bindings. */
 WHISPER_API size_t whisper_public_key_len(void);
+/** WHISPER_SIGNATURE_LEN (64), for bindings. */
 WHISPER_API size_t whisper_signature_len(void);
 
 #ifdef __cplusplus
