@@ -24,6 +24,8 @@ const char *whisper_strerror(int code) {
     case WHISPER_ESTATE: return "operation not valid in this state";
     case WHISPER_EINTERNAL: return "internal error";
     case WHISPER_EVERSION: return "version mismatch";
+    case WHISPER_EKEY: return "wrong store key";
+    case WHISPER_EBUSY: return "store busy";
     default: return "unknown error";
   }
 }

@@ -14,6 +14,7 @@ struct whisper_store {
   whisper_store_ops ops;
   void *user;
   int in_txn;
+  char last_error[256]; /* set by the store implementation */
 };
 
 struct whisper_ctx {

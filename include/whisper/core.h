@@ -80,7 +80,11 @@ enum {
   WHISPER_EINTERNAL = -15,
   /** A peer's data has a version this side cannot compare or read (e.g. a
    *  scanned fingerprint of another version). */
-  WHISPER_EVERSION = -16
+  WHISPER_EVERSION = -16,
+  /** The store key (or passphrase) is not the one the store was made with. */
+  WHISPER_EKEY = -17,
+  /** The store is locked by another process for longer than the timeout. */
+  WHISPER_EBUSY = -18
 };
 
 /** A short, static English description of an error code. Never NULL. */

@@ -78,6 +78,75 @@ WHISPER_API int whisper_store_new(whisper_store **out, const whisper_store_ops *
  *  the state as it was at begin. */
 WHISPER_API int whisper_store_memory_new(whisper_store **out);
 
+/* --- the SQLite store --------------------------------------------------- */
+
+#define WHISPER_SQLITE_OPTIONS_VERSION 1
+#define WHISPER_SYNC_FULL 2   /* durable on every commit (the default) */
+#define WHISPER_SYNC_NORMAL 1 /* WAL: a commit may be lost on power loss, never corrupted */
+
+/** Options for whisper_store_sqlite_open(). Start from
+ *  WHISPER_SQLITE_OPTIONS_INIT; fields are only ever appended. Exactly one
+ *  of `key` and `passphrase` must be set. */
+typedef struct whisper_sqlite_options_t {
+  unsigned version;
+  /** A 32-byte store key (e.g. from the platform keychain), or NULL. */
+  const uint8_t *key;
+  size_t key_len;
+  /** A passphrase, stretched with Argon2id (salt kept in the store). */
+  const char *passphrase;
+  /** WHISPER_SYNC_FULL or WHISPER_SYNC_NORMAL. */
+  int synchronous;
+  /** How long a transaction waits for another process holding the store
+   *  (the cross-process lock), in milliseconds; then WHISPER_EBUSY. */
+  unsigned busy_timeout_ms;
+} whisper_sqlite_options_t;
+
+#define WHISPER_SQLITE_OPTIONS_INIT \
+  { WHISPER_SQLITE_OPTIONS_VERSION, NULL, 0, NULL, WHISPER_SYNC_FULL, 5000 }
+
+/**
+ * Opens (or creates) the SQLite store at `path`: WAL journal, the chosen
+ * synchronous mode, schema migrations applied. Every value (keys,
+ * sessions, message bodies) is sealed with XChaCha20-Poly1305 under the
+ * store key, bound to its table and key. Several processes (an app and its
+ * notification extension) may open the same file: every transaction takes
+ * SQLite's write lock at its start (BEGIN IMMEDIATE), so their
+ * read-modify-write cycles never interleave.
+ *
+ * A store handle is used by one thread at a time, like a context.
+ *
+ * Returns WHISPER_OK; WHISPER_EINVAL (bad options); WHISPER_EKEY (the key
+ * or passphrase is not the store's); WHISPER_ECORRUPT (the file is
+ * damaged or not a store: see whisper_store_sqlite_destroy());
+ * WHISPER_EVERSION (written by a newer libwhisper); WHISPER_EBUSY;
+ * WHISPER_ESTORE (I/O); WHISPER_ENOMEM. `why`, if not NULL, receives a
+ * static sentence about the failure.
+ */
+WHISPER_API int whisper_store_sqlite_open(whisper_store **out, const char *path,
+                                          const whisper_sqlite_options_t *opts,
+                                          const char **why);
+
+/**
+ * Re-encrypts every value of an open SQLite store under a new key or
+ * passphrase (exactly one of the two), in one transaction: on failure the
+ * store is as before. Returns WHISPER_OK, WHISPER_EINVAL (not a SQLite
+ * store, or bad arguments), WHISPER_ECORRUPT, WHISPER_EBUSY or
+ * WHISPER_ESTORE.
+ */
+WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *key, size_t key_len,
+                                    const char *passphrase);
+
+/**
+ * The explicit recreate path: deletes the store at `path` (and its WAL
+ * and shared-memory files) so that the next open makes a new, empty one.
+ * Everything in it is lost: sessions must be set up again. Returns
+ * WHISPER_OK (also when nothing was there) or WHISPER_ESTORE.
+ */
+WHISPER_API int whisper_store_sqlite_destroy(const char *path);
+
+/** The sentence describing the store's last failure ("" if none). */
+WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
+
 /** Closes a store (calling its destroy function). Accepts NULL. */
 WHISPER_API void whisper_store_close(whisper_store *store);
 

@@ -27,7 +27,7 @@ $cc -o "$work/pc_shared" "$main" $(pkg-config --cflags --libs whisper)
 LD_LIBRARY_PATH=$libdir "$work/pc_shared"
 # static: the archive plus its private requirements
 $cc -o "$work/pc_static" "$main" $(pkg-config --cflags whisper) "$libdir/libwhisper.a" \
-  $(pkg-config --static --libs-only-l libsodium libprotobuf-c libcrypto)
+  $(pkg-config --static --libs-only-l libsodium libprotobuf-c libcrypto sqlite3)
 "$work/pc_static"
 if ldd "$work/pc_static" | grep -q libwhisper; then echo "static consumer links libwhisper.so"; exit 1; fi
 

@@ -1,0 +1,574 @@
+/*
+ * The SQLite store: the record interface of store.h on one SQLite file.
+ * Nothing readable is left in the file: a row is found by a keyed BLAKE2b
+ * hash of (kind, key) (so contact names and ids do not show), and its value
+ * holds the key and the record sealed with XChaCha20-Poly1305 under the
+ * store key, with the row's hash as associated data (a value moved to
+ * another row no longer opens). Both keys are derived from the store key.
+ *
+ * Schema (PRAGMA user_version):
+ *   1  meta(name, value)                      salt, key check
+ *      records(row, value)                    the protocol's records
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define SCHEMA_VERSION 1
+#define KEY_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+#define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+#define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define SALT_LEN crypto_pwhash_SALTBYTES
+
+static const char CHECK_PLAIN[] = "libwhisper store key check";
+#define AD_PREFIX "whisper-store\x01"
+#define AD_PREFIX_LEN (sizeof AD_PREFIX - 1)
+
+#define ROW_LEN 32
+
+typedef struct sq_store {
+  sqlite3 *db;
+  sqlite3_stmt *get, *put, *del;
+  uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
+  whisper_store *self;
+  int in_txn;
+} sq_store;
+
+static int sq_begin(void *user);
+
+/* --- errors ----------------------------------------------------------------- */
+
+static int sq_fail(sq_store *s, int code, const char *what) {
+  if (s->self) {
+    const char *detail = s->db ? sqlite3_errmsg(s->db) : "";
+    snprintf(s->self->last_error, sizeof s->self->last_error, "%s%s%s", what,
+             detail[0] ? ": " : "", detail);
+  }
+  return code;
+}
+
+/* Maps a SQLite result code to ours. */
+static int sq_code(int rc) {
+  switch (rc & 0xFF) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW: return WHISPER_OK;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return WHISPER_EBUSY;
+    case SQLITE_NOMEM: return WHISPER_ENOMEM;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB: return WHISPER_ECORRUPT;
+    default: return WHISPER_ESTORE;
+  }
+}
+
+/* --- sealing ------------------------------------------------------------------ */
+
+#define SEAL_KEY(s) ((s)->key + KEY_LEN)
+#define ROW_KEY(s) ((s)->key + 2 * KEY_LEN)
+
+/* The sealing and row keys from the master key. */
+static void subkeys(sq_store *s) {
+  crypto_kdf_derive_from_key(SEAL_KEY(s), KEY_LEN, 1, "whspseal", s->key);
+  crypto_kdf_derive_from_key(ROW_KEY(s), KEY_LEN, 2, "whsprows", s->key);
+}
+
+/* The row id of (kind, key): a keyed hash, so nothing of the key shows. */
+static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint8_t *k, size_t n) {
+  crypto_generichash_state h;
+  uint8_t kb[4];
+  wh_be32(kb, (uint32_t)kind);
+  crypto_generichash_init(&h, ROW_KEY(s), KEY_LEN, ROW_LEN);
+  crypto_generichash_update(&h, kb, 4);
+  if (n) crypto_generichash_update(&h, k, n);
+  crypto_generichash_final(&h, out, ROW_LEN);
+}
+
+/* value = nonce || seal(kind (4, BE) || key_len (4, BE) || key || record),
+ * AD = row id. */
+static int seal(const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
+                const uint8_t *k, size_t n, const uint8_t *v, size_t vn, uint8_t **out,
+                size_t *out_len) {
+  size_t pn = 8 + n + vn;
+  uint8_t *plain = malloc(pn);
+  uint8_t *c = malloc(NONCE_LEN + pn + TAG_LEN);
+  if (plain == NULL || c == NULL) {
+    free(plain);
+    free(c);
+    return WHISPER_ENOMEM;
+  }
+  wh_be32(plain, (uint32_t)kind);
+  wh_be32(plain + 4, (uint32_t)n);
+  if (n) memcpy(plain + 8, k, n);
+  if (vn) memcpy(plain + 8 + n, v, vn);
+  randombytes_buf(c, NONCE_LEN); /* nonces are not protocol randomness */
+  unsigned long long clen = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c + NONCE_LEN, &clen, plain, pn, row, ROW_LEN, NULL, c,
+                                             seal_key);
+  sodium_memzero(plain, pn);
+  free(plain);
+  *out = c;
+  *out_len = NONCE_LEN + (size_t)clen;
+  return WHISPER_OK;
+}
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Opens a value into its record (*out) and, if key_out is not NULL, its
+ * kind and key. When k is not NULL, checks that they are (kind, k). */
+static int unseal(const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
+                  const uint8_t *k, size_t n, const uint8_t *c, size_t cn, whisper_buf **out,
+                  int *kind_out, whisper_buf **key_out) {
+  if (cn < NONCE_LEN + TAG_LEN + 8) return WHISPER_ECORRUPT;
+  size_t pn = cn - NONCE_LEN - TAG_LEN;
+  uint8_t *plain = malloc(pn);
+  if (plain == NULL) return WHISPER_ENOMEM;
+  unsigned long long plen = 0;
+  int rc = WHISPER_OK;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, c + NONCE_LEN, cn - NONCE_LEN,
+                                                 row, ROW_LEN, c, seal_key) != 0) {
+    rc = WHISPER_ECORRUPT;
+  } else {
+    size_t kn = be32(plain + 4);
+    if (kn > pn - 8 || (k && ((int)be32(plain) != kind || kn != n ||
+                              (n && memcmp(plain + 8, k, n) != 0)))) {
+      rc = WHISPER_ECORRUPT;
+    } else {
+      *out = whisper_buf_new(plain + 8 + kn, pn - 8 - kn);
+      if (*out == NULL) rc = WHISPER_ENOMEM;
+      if (rc == WHISPER_OK && key_out) {
+        *kind_out = (int)be32(plain);
+        if ((*key_out = whisper_buf_new(plain + 8, kn)) == NULL) {
+          whisper_buf_free(*out);
+          rc = WHISPER_ENOMEM;
+        }
+      }
+    }
+  }
+  sodium_memzero(plain, pn);
+  free(plain);
+  return rc;
+}
+
+/* --- statements ------------------------------------------------------------------ */
+
+static int exec(sq_store *s, const char *sql) {
+  int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+  return rc == SQLITE_OK ? WHISPER_OK : sq_fail(s, sq_code(rc), sql);
+}
+
+static int meta_get(sq_store *s, const char *name, uint8_t **v, size_t *n) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE name = ?", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "reading the store's metadata");
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  int out = WHISPER_ENOTFOUND;
+  if (rc == SQLITE_ROW) {
+    *n = (size_t)sqlite3_column_bytes(st, 0);
+    *v = malloc(*n ? *n : 1);
+    if (*v == NULL) out = WHISPER_ENOMEM;
+    else {
+      if (*n) memcpy(*v, sqlite3_column_blob(st, 0), *n);
+      out = WHISPER_OK;
+    }
+  } else if (rc != SQLITE_DONE) {
+    out = sq_fail(s, sq_code(rc), "reading the store's metadata");
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+static int meta_put(sq_store *s, const char *name, const uint8_t *v, size_t n) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", -1,
+                              &st, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "writing the store's metadata");
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(rc), "writing the store's metadata");
+}
+
+/* --- the record interface ---------------------------------------------------------- */
+
+static int sq_begin(void *user) {
+  sq_store *s = user;
+  if (s->in_txn) return WHISPER_ESTATE;
+  int rc = exec(s, "BEGIN IMMEDIATE");
+  if (rc == WHISPER_OK) s->in_txn = 1;
+  return rc;
+}
+
+static int sq_commit(void *user) {
+  sq_store *s = user;
+  int rc = exec(s, "COMMIT");
+  if (rc != WHISPER_OK) {
+    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  s->in_txn = 0;
+  return rc;
+}
+
+static void sq_rollback(void *user) {
+  sq_store *s = user;
+  if (s->in_txn) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  s->in_txn = 0;
+}
+
+static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
+  sq_store *s = user;
+  sqlite3_stmt *st = s->get;
+  uint8_t row[ROW_LEN];
+  row_id(s, row, kind, k, n);
+  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  int rc = sqlite3_step(st), out_rc;
+  if (rc == SQLITE_ROW) {
+    out_rc = unseal(SEAL_KEY(s), row, kind, k, n, sqlite3_column_blob(st, 0),
+                    (size_t)sqlite3_column_bytes(st, 0), out, NULL, NULL);
+    if (out_rc == WHISPER_ECORRUPT) sq_fail(s, out_rc, "a stored record fails authentication");
+  } else if (rc == SQLITE_DONE) {
+    out_rc = WHISPER_ENOTFOUND;
+  } else {
+    out_rc = sq_fail(s, sq_code(rc), "reading a record");
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return out_rc;
+}
+
+static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  sq_store *s = user;
+  uint8_t *c, row[ROW_LEN];
+  size_t cn;
+  if (vn > (size_t)INT32_MAX - 64 - n) return WHISPER_EINVAL;
+  row_id(s, row, kind, k, n);
+  int rc = seal(SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
+  if (rc != WHISPER_OK) return rc;
+  sqlite3_stmt *st = s->put;
+  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  sqlite3_bind_blob(st, 2, c, (int)cn, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  free(c);
+  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "writing a record");
+}
+
+static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
+  sq_store *s = user;
+  uint8_t row[ROW_LEN];
+  row_id(s, row, kind, k, n);
+  sqlite3_stmt *st = s->del;
+  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  int step = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "deleting a record");
+}
+
+static void sq_destroy(void *user) {
+  sq_store *s = user;
+  if (s == NULL) return;
+  sqlite3_finalize(s->get);
+  sqlite3_finalize(s->put);
+  sqlite3_finalize(s->del);
+  if (s->db) sqlite3_close_v2(s->db);
+  if (s->key) sodium_free(s->key);
+  free(s);
+}
+
+static const whisper_store_ops sq_ops = {WHISPER_STORE_OPS_VERSION, sq_begin, sq_commit, sq_rollback,
+                                         sq_get, sq_put, sq_del, sq_destroy};
+
+/* --- keys ------------------------------------------------------------------------- */
+
+/* Derives the store key from the options into s->key; `salt` is used for a
+ * passphrase. */
+static int derive_key(sq_store *s, const uint8_t *key, size_t key_len, const char *pass,
+                      const uint8_t salt[SALT_LEN]) {
+  (void)key_len;
+  if (key) {
+    memcpy(s->key, key, KEY_LEN);
+  } else if (crypto_pwhash(s->key, KEY_LEN, pass, strlen(pass), salt,
+                           crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE,
+                           crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    return WHISPER_ENOMEM;
+  }
+  subkeys(s);
+  return WHISPER_OK;
+}
+
+static int check_key_args(const uint8_t *key, size_t key_len, const char *pass) {
+  if ((key == NULL) == (pass == NULL)) return WHISPER_EINVAL;
+  if (key && key_len != KEY_LEN) return WHISPER_EINVAL;
+  return WHISPER_OK;
+}
+
+/* Writes the salt (for a passphrase; deletes it for a key) and the sealed
+ * key check. */
+static int write_key_meta(sq_store *s, int with_salt, const uint8_t salt[SALT_LEN]) {
+  uint8_t *c;
+  size_t cn;
+  int rc = with_salt ? meta_put(s, "salt", salt, SALT_LEN)
+                     : exec(s, "DELETE FROM meta WHERE name = 'salt'");
+  if (rc != WHISPER_OK) return rc;
+  static const uint8_t check_row[ROW_LEN];
+  rc = seal(SEAL_KEY(s), check_row, 0, NULL, 0, (const uint8_t *)CHECK_PLAIN, sizeof CHECK_PLAIN,
+            &c, &cn);
+  if (rc != WHISPER_OK) return rc;
+  rc = meta_put(s, "key_check", c, cn);
+  free(c);
+  return rc;
+}
+
+/* --- schema ------------------------------------------------------------------------- */
+
+static const char *const MIGRATIONS[SCHEMA_VERSION] = {
+    /* 0 -> 1 */
+    "CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE records(row BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
+};
+
+static int schema_version(sq_store *s, int *v) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "reading the schema version");
+  rc = sqlite3_step(st);
+  *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW ? WHISPER_OK : sq_fail(s, sq_code(rc), "reading the schema version");
+}
+
+/* Brings the schema up to date inside the open transaction. */
+static int migrate(sq_store *s, int from) {
+  char sql[64];
+  for (int v = from; v < SCHEMA_VERSION; v++) {
+    int rc = exec(s, MIGRATIONS[v]);
+    if (rc != WHISPER_OK) return rc;
+  }
+  snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
+  return exec(s, sql);
+}
+
+/* --- open ---------------------------------------------------------------------------- */
+
+static int open_fail(sq_store *s, whisper_store *ws, int rc, const char **why, const char *msg) {
+  if (why) *why = msg;
+  if (ws) whisper_store_close(ws); /* destroys s */
+  else sq_destroy(s);
+  return rc;
+}
+
+int whisper_store_sqlite_open(whisper_store **out, const char *path,
+                              const whisper_sqlite_options_t *o, const char **why) {
+  whisper_store *ws = NULL;
+  uint8_t *salt = NULL;
+  size_t salt_n = 0;
+  int rc, version = 0;
+  if (why) *why = "";
+  if (out == NULL) return WHISPER_EINVAL;
+  *out = NULL;
+  if (path == NULL || o == NULL || o->version < 1 || o->version > WHISPER_SQLITE_OPTIONS_VERSION ||
+      check_key_args(o->key, o->key_len, o->passphrase) != WHISPER_OK ||
+      (o->synchronous != WHISPER_SYNC_FULL && o->synchronous != WHISPER_SYNC_NORMAL)) {
+    if (why) *why = "bad options: give a path, exactly one of a 32-byte key and a passphrase, "
+                    "and a synchronous mode";
+    return WHISPER_EINVAL;
+  }
+  if (sodium_init() < 0) return WHISPER_EINTERNAL;
+  sq_store *s = calloc(1, sizeof *s);
+  if (s == NULL || (s->key = sodium_malloc(3 * KEY_LEN)) == NULL) {
+    free(s);
+    return WHISPER_ENOMEM;
+  }
+  if ((rc = whisper_store_new(&ws, &sq_ops, s)) != WHISPER_OK) return open_fail(s, NULL, rc, why, "out of memory");
+  s->self = ws;
+  int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+  if (orc != SQLITE_OK)
+    return open_fail(s, ws, sq_code(orc) == WHISPER_ECORRUPT ? WHISPER_ECORRUPT : WHISPER_ESTORE,
+                     why, "the store file cannot be opened");
+  sqlite3_busy_timeout(s->db, (int)(o->busy_timeout_ms > INT32_MAX ? INT32_MAX : o->busy_timeout_ms));
+  sqlite3_extended_result_codes(s->db, 0);
+
+  /* A damaged or foreign file shows here. */
+  sqlite3_stmt *qc;
+  orc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check", -1, &qc, NULL);
+  if (orc == SQLITE_OK) {
+    orc = sqlite3_step(qc);
+    const unsigned char *res = orc == SQLITE_ROW ? sqlite3_column_text(qc, 0) : NULL;
+    int ok = res && strcmp((const char *)res, "ok") == 0;
+    sqlite3_finalize(qc);
+    if (!ok && (orc == SQLITE_ROW || sq_code(orc) == WHISPER_ECORRUPT))
+      return open_fail(s, ws, WHISPER_ECORRUPT, why, "the store file is damaged or is not a store");
+  }
+  if (orc != SQLITE_OK && orc != SQLITE_ROW && orc != SQLITE_DONE)
+    return open_fail(s, ws, sq_code(orc), why, "the store file cannot be read");
+
+  if ((rc = exec(s, "PRAGMA journal_mode = WAL")) != WHISPER_OK ||
+      (rc = exec(s, o->synchronous == WHISPER_SYNC_FULL ? "PRAGMA synchronous = FULL"
+                                                        : "PRAGMA synchronous = NORMAL")) != WHISPER_OK)
+    return open_fail(s, ws, rc, why, "the store file cannot be set up");
+  if ((rc = sq_begin(s)) != WHISPER_OK) return open_fail(s, ws, rc, why, "the store is busy or unwritable");
+  rc = schema_version(s, &version);
+  if (rc == WHISPER_OK && version > SCHEMA_VERSION) {
+    sq_rollback(s);
+    return open_fail(s, ws, WHISPER_EVERSION, why, "the store was written by a newer libwhisper");
+  }
+  int fresh = version == 0;
+  if (rc == WHISPER_OK && version < SCHEMA_VERSION) rc = migrate(s, version);
+  if (rc != WHISPER_OK) {
+    sq_rollback(s);
+    return open_fail(s, ws, rc, why, "the store's schema cannot be brought up to date");
+  }
+
+  /* The key: derive it, then either record its check (a new store) or
+   * verify it. */
+  uint8_t new_salt[SALT_LEN];
+  if (fresh) {
+    randombytes_buf(new_salt, sizeof new_salt);
+  } else {
+    rc = meta_get(s, "salt", &salt, &salt_n);
+    if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+    if (rc == WHISPER_OK && o->passphrase && salt_n != SALT_LEN) {
+      sq_rollback(s);
+      free(salt);
+      return open_fail(s, ws, WHISPER_EKEY, why, "this store is protected by a key, not a passphrase");
+    }
+  }
+  if (rc == WHISPER_OK)
+    rc = derive_key(s, o->key, o->key_len, o->passphrase, fresh ? new_salt : salt);
+  free(salt);
+  if (rc == WHISPER_OK && fresh) rc = write_key_meta(s, o->passphrase != NULL, new_salt);
+  if (rc == WHISPER_OK && !fresh) {
+    uint8_t *c = NULL;
+    size_t cn = 0;
+    whisper_buf *plain = NULL;
+    rc = meta_get(s, "key_check", &c, &cn);
+    if (rc == WHISPER_ENOTFOUND) rc = WHISPER_ECORRUPT;
+    if (rc == WHISPER_OK) {
+      static const uint8_t check_row[ROW_LEN];
+      rc = unseal(SEAL_KEY(s), check_row, 0, NULL, 0, c, cn, &plain, NULL, NULL);
+      if (rc == WHISPER_ECORRUPT) rc = WHISPER_EKEY;
+      if (rc == WHISPER_OK && (plain->len != sizeof CHECK_PLAIN ||
+                               memcmp(plain->data, CHECK_PLAIN, plain->len) != 0))
+        rc = WHISPER_EKEY;
+    }
+    whisper_buf_free(plain);
+    free(c);
+  }
+  if (rc == WHISPER_OK) rc = sq_commit(s);
+  else sq_rollback(s);
+  if (rc != WHISPER_OK)
+    return open_fail(s, ws, rc, why,
+                     rc == WHISPER_EKEY ? "the key or passphrase is not this store's"
+                                        : "the store cannot be opened");
+
+  if (sqlite3_prepare_v3(s->db, "SELECT value FROM records WHERE row = ?", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s->get, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO records(row, value) VALUES (?, ?)",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s->put, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "DELETE FROM records WHERE row = ?", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s->del, NULL) != SQLITE_OK)
+    return open_fail(s, ws, WHISPER_ESTORE, why, "the store's statements cannot be prepared");
+  *out = ws;
+  return WHISPER_OK;
+}
+
+int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, const char *pass) {
+  if (ws == NULL || ws->ops.begin != sq_begin || check_key_args(key, key_len, pass) != WHISPER_OK)
+    return WHISPER_EINVAL;
+  sq_store *s = ws->user;
+  if (s->in_txn) return WHISPER_ESTATE;
+  uint8_t *old = sodium_malloc(3 * KEY_LEN), salt[SALT_LEN];
+  if (old == NULL) return WHISPER_ENOMEM;
+  memcpy(old, s->key, 3 * KEY_LEN);
+  int rc = sq_begin(s);
+  if (rc != WHISPER_OK) {
+    sodium_free(old);
+    return rc;
+  }
+  /* Read every record under the old keys (writing to a table while a
+   * SELECT walks it is undefined), then write them all under the new. */
+  typedef struct rec {
+    int kind;
+    whisper_buf *key, *value;
+  } rec;
+  rec *recs = NULL;
+  size_t n = 0, cap = 0;
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db, "SELECT row, value FROM records", -1, &st, NULL) != SQLITE_OK)
+    rc = sq_fail(s, WHISPER_ESTORE, "re-encrypting the store");
+  while (rc == WHISPER_OK) {
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE) break;
+    if (step != SQLITE_ROW) {
+      rc = sq_fail(s, sq_code(step), "re-encrypting the store");
+      break;
+    }
+    if (n == cap) {
+      rec *r = realloc(recs, (cap = cap ? cap * 2 : 64) * sizeof *recs);
+      if (r == NULL) {
+        rc = WHISPER_ENOMEM;
+        break;
+      }
+      recs = r;
+    }
+    if (sqlite3_column_bytes(st, 0) != ROW_LEN) {
+      rc = sq_fail(s, WHISPER_ECORRUPT, "a stored record has a malformed row id");
+      break;
+    }
+    rc = unseal(old + KEY_LEN, sqlite3_column_blob(st, 0), 0, NULL, 0, sqlite3_column_blob(st, 1),
+                (size_t)sqlite3_column_bytes(st, 1), &recs[n].value, &recs[n].kind, &recs[n].key);
+    if (rc == WHISPER_OK) n++;
+    else if (rc == WHISPER_ECORRUPT) sq_fail(s, rc, "a stored record fails authentication");
+  }
+  sqlite3_finalize(st);
+  randombytes_buf(salt, sizeof salt);
+  if (rc == WHISPER_OK) rc = derive_key(s, key, key_len, pass, salt);
+  if (rc == WHISPER_OK) rc = write_key_meta(s, pass != NULL, salt);
+  if (rc == WHISPER_OK) rc = exec(s, "DELETE FROM records");
+  for (size_t i = 0; i < n; i++) {
+    if (rc == WHISPER_OK)
+      rc = sq_put(s, recs[i].kind, recs[i].key->data, recs[i].key->len, recs[i].value->data,
+                  recs[i].value->len);
+    whisper_buf_free(recs[i].key);
+    whisper_buf_free(recs[i].value);
+  }
+  free(recs);
+  if (rc == WHISPER_OK) rc = sq_commit(s);
+  if (rc != WHISPER_OK) {
+    sq_rollback(s);
+    memcpy(s->key, old, 3 * KEY_LEN);
+  }
+  sodium_free(old);
+  return rc;
+}
+
+int whisper_store_sqlite_destroy(const char *path) {
+  static const char *const suffix[3] = {"", "-wal", "-shm"};
+  if (path == NULL) return WHISPER_EINVAL;
+  size_t n = strlen(path);
+  char *p = malloc(n + 5);
+  if (p == NULL) return WHISPER_ENOMEM;
+  int rc = WHISPER_OK;
+  for (int i = 0; i < 3; i++) {
+    snprintf(p, n + 5, "%s%s", path, suffix[i]);
+    if (unlink(p) != 0 && errno != ENOENT) rc = WHISPER_ESTORE;
+  }
+  free(p);
+  return rc;
+}
+
+const char *whisper_store_last_error(const whisper_store *store) {
+  return store ? store->last_error : "no store";
+}

@@ -1,0 +1,296 @@
+/* The SQLite store: durability across reopen, keys and passphrases, rekey,
+ * damage, the recreate path, schema versions, encryption at rest, moved
+ * ciphertexts, and two processes sharing one store. */
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "test.h"
+
+#define NOW 1700000000000ULL
+
+static char dir[256];
+static uint8_t KEY[32], KEY2[32];
+
+static void path_of(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%s", dir, name); }
+
+static int open_key(whisper_store **st, const char *path, const uint8_t *key, const char *pass) {
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = key;
+  o.key_len = key ? 32 : 0;
+  o.passphrase = pass;
+  return whisper_store_sqlite_open(st, path, &o, NULL);
+}
+
+/* Reads a whole file (NULL if absent). */
+static uint8_t *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return NULL;
+  fseek(f, 0, SEEK_END);
+  long len = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  uint8_t *b = malloc((size_t)len + 1);
+  *n = fread(b, 1, (size_t)len, f);
+  fclose(f);
+  return b;
+}
+
+static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m) {
+  for (size_t i = 0; i + m <= n; i++)
+    if (memcmp(hay + i, needle, m) == 0) return 1;
+  return 0;
+}
+
+static void test_persistence_and_keys(void) {
+  char pa[300], pb[300];
+  whisper_store *sa, *sb;
+  whisper_ctx *a, *b;
+  whisper_prekey_bundle_t bundle;
+  whisper_buf *m, *pt;
+  int type;
+  path_of(pa, sizeof pa, "alice.db");
+  path_of(pb, sizeof pb, "bob.db");
+  CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_OK);
+  CHECK_RC(open_key(&sb, pb, NULL, "correct horse battery staple"), WHISPER_OK);
+  whisper_ctx_new(&a, sa);
+  whisper_ctx_new(&b, sb);
+  CHECK_RC(whisper_identity_create(a, "alice", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_create(b, "bob", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_bundle_make(b, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_session_start(a, "bob", 1, &bundle, NOW), WHISPER_OK);
+  const char *secret_text = "a very private message about the surprise party";
+  CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)secret_text, strlen(secret_text),
+                                   NOW, &type, &m), WHISPER_OK);
+  CHECK_RC(whisper_session_decrypt(b, "alice", 1, type, m->data, m->len, &pt), WHISPER_OK);
+  whisper_buf_free(pt);
+  whisper_buf_free(m);
+  uint8_t pub_a[33];
+  whisper_identity_get(a, pub_a, NULL, NULL, NULL);
+  uint8_t priv_a[32];
+  memcpy(priv_a, a->identity.priv, 32);
+  whisper_ctx_free(a);
+  whisper_ctx_free(b);
+  whisper_store_close(sa);
+  whisper_store_close(sb);
+
+  /* nothing secret is in the files in the clear */
+  const char *files[2] = {pa, pb};
+  for (int f = 0; f < 2; f++) {
+    for (int w = 0; w < 2; w++) {
+      char p[320];
+      snprintf(p, sizeof p, "%s%s", files[f], w ? "-wal" : "");
+      size_t n = 0;
+      uint8_t *bytes = slurp(p, &n);
+      if (bytes == NULL) continue;
+      CHECK(!contains(bytes, n, priv_a, 32));
+      CHECK(!contains(bytes, n, (const uint8_t *)"alice", 5));
+      free(bytes);
+    }
+  }
+
+  /* reopen: everything is there, and the conversation goes on */
+  CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_OK);
+  CHECK_RC(open_key(&sb, pb, NULL, "correct horse battery staple"), WHISPER_OK);
+  whisper_ctx_new(&a, sa);
+  whisper_ctx_new(&b, sb);
+  uint8_t pub2[33];
+  const char *name;
+  CHECK_RC(whisper_identity_get(a, pub2, NULL, &name, NULL), WHISPER_OK);
+  CHECK(memcmp(pub2, pub_a, 33) == 0 && strcmp(name, "alice") == 0);
+  CHECK_RC(whisper_session_encrypt(b, "alice", 1, (const uint8_t *)"back", 4, NOW, &type, &m), WHISPER_OK);
+  CHECK(type == WHISPER_MSG_WHISPER);
+  CHECK_RC(whisper_session_decrypt(a, "bob", 1, type, m->data, m->len, &pt), WHISPER_OK);
+  CHECK(pt->len == 4 && memcmp(pt->data, "back", 4) == 0);
+  whisper_buf_free(pt);
+  CHECK_RC(whisper_session_decrypt(a, "bob", 1, type, m->data, m->len, &pt), WHISPER_EDUPLICATE);
+  whisper_buf_free(m);
+  whisper_ctx_free(a);
+  whisper_ctx_free(b);
+  whisper_store_close(sa);
+  whisper_store_close(sb);
+
+  /* wrong keys are a clear error, never garbage */
+  const char *why = NULL;
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = KEY2;
+  o.key_len = 32;
+  CHECK_RC(whisper_store_sqlite_open(&sa, pa, &o, &why), WHISPER_EKEY);
+  CHECK(sa == NULL && why && strlen(why) > 0);
+  CHECK_RC(open_key(&sb, pb, NULL, "wrong horse"), WHISPER_EKEY);
+  CHECK_RC(open_key(&sb, pb, KEY, NULL), WHISPER_EKEY);
+  CHECK_RC(open_key(&sa, pa, NULL, "a passphrase"), WHISPER_EKEY);
+  /* bad options */
+  CHECK_RC(open_key(&sa, pa, NULL, NULL), WHISPER_EINVAL);
+  CHECK_RC(open_key(&sa, pa, KEY, "both"), WHISPER_EINVAL);
+  o.key_len = 16;
+  CHECK_RC(whisper_store_sqlite_open(&sa, pa, &o, NULL), WHISPER_EINVAL);
+
+  /* rekey: the old key stops working, the new one opens the same data */
+  CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_OK);
+  CHECK_RC(whisper_store_rekey(sa, NULL, 0, "new passphrase"), WHISPER_OK);
+  whisper_store_close(sa);
+  CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_EKEY);
+  CHECK_RC(open_key(&sa, pa, NULL, "new passphrase"), WHISPER_OK);
+  whisper_ctx_new(&a, sa);
+  CHECK_RC(whisper_identity_get(a, pub2, NULL, NULL, NULL), WHISPER_OK);
+  CHECK(memcmp(pub2, pub_a, 33) == 0);
+  int has = 0;
+  CHECK_RC(whisper_session_exists(a, "bob", 1, NOW, &has), WHISPER_OK);
+  CHECK(has == 1);
+  CHECK_RC(whisper_store_rekey(sa, KEY2, 32, NULL), WHISPER_OK);
+  CHECK_RC(whisper_store_rekey(sa, KEY2, 31, NULL), WHISPER_EINVAL);
+  whisper_ctx_free(a);
+  whisper_store_close(sa);
+  CHECK_RC(open_key(&sa, pa, KEY2, NULL), WHISPER_OK);
+  whisper_store *mem;
+  whisper_store_memory_new(&mem);
+  CHECK_RC(whisper_store_rekey(mem, KEY, 32, NULL), WHISPER_EINVAL); /* not a SQLite store */
+  whisper_store_close(mem);
+
+  /* a ciphertext moved to another row does not open there */
+  sqlite3 *db;
+  whisper_store_close(sa);
+  CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "UPDATE records SET value = (SELECT value FROM records ORDER BY row LIMIT 1)",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  CHECK_RC(open_key(&sa, pa, KEY2, NULL), WHISPER_OK);
+  whisper_ctx_new(&a, sa);
+  /* every row now holds one row's value: at most one record still opens */
+  int id_rc = whisper_identity_get(a, pub2, NULL, NULL, NULL);
+  int sess_rc = whisper_session_exists(a, "bob", 1, NOW, &has);
+  CHECK(id_rc == WHISPER_ECORRUPT || sess_rc == WHISPER_ECORRUPT);
+  CHECK((id_rc == WHISPER_OK || id_rc == WHISPER_ECORRUPT) &&
+        (sess_rc == WHISPER_OK || sess_rc == WHISPER_ECORRUPT || sess_rc == WHISPER_ESTATE));
+  CHECK(strlen(whisper_store_last_error(sa)) > 0);
+  whisper_ctx_free(a);
+  whisper_store_close(sa);
+}
+
+static void test_damage_and_versions(void) {
+  char p[300];
+  whisper_store *st;
+  const char *why = NULL;
+  /* not a database at all */
+  path_of(p, sizeof p, "garbage.db");
+  FILE *f = fopen(p, "wb");
+  for (int i = 0; i < 8192; i++) fputc((i * 131) & 0xff, f);
+  fclose(f);
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = KEY;
+  o.key_len = 32;
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, &why), WHISPER_ECORRUPT);
+  CHECK(why && strlen(why) > 0);
+  /* the explicit recreate path */
+  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
+  whisper_store_close(st);
+  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK); /* nothing there: fine */
+
+  /* a real store with damaged pages */
+  path_of(p, sizeof p, "damaged.db");
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
+  whisper_ctx *c;
+  whisper_ctx_new(&c, st);
+  whisper_identity_create(c, "carol", 1, 0, NOW);
+  whisper_prekeys_generate(c, 300, NULL);
+  whisper_ctx_free(c);
+  whisper_store_close(st);
+  sqlite3 *db;
+  sqlite3_open(p, &db);
+  sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+  sqlite3_close(db);
+  size_t n = 0;
+  uint8_t *bytes = slurp(p, &n);
+  CHECK(n > 8192);
+  for (size_t i = 4096 + 200; i < n && i < 4096 * 4; i++) bytes[i] ^= 0x5a;
+  f = fopen(p, "wb");
+  fwrite(bytes, 1, n, f);
+  fclose(f);
+  free(bytes);
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, &why), WHISPER_ECORRUPT);
+
+  /* written by a newer libwhisper */
+  path_of(p, sizeof p, "newer.db");
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
+  whisper_store_close(st);
+  sqlite3_open(p, &db);
+  sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
+  sqlite3_close(db);
+  CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_EVERSION);
+}
+
+/* Two processes add prekeys to one store at once: with every transaction
+ * holding the write lock from its start, no update is lost. */
+static void test_two_processes(void) {
+  char p[300];
+  whisper_store *st;
+  whisper_ctx *c;
+  path_of(p, sizeof p, "shared.db");
+  CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+  whisper_ctx_new(&c, st);
+  whisper_identity_create(c, "dora", 1, 0, NOW);
+  whisper_ctx_free(c);
+  whisper_store_close(st);
+  pid_t kids[2];
+  for (int k = 0; k < 2; k++) {
+    kids[k] = fork();
+    if (kids[k] == 0) {
+      whisper_store *s;
+      whisper_ctx *x;
+      if (open_key(&s, p, KEY, NULL) != WHISPER_OK) _exit(3);
+      whisper_ctx_new(&x, s);
+      for (int i = 0; i < 100; i++)
+        if (whisper_prekeys_generate(x, 1, NULL) != WHISPER_OK) _exit(4);
+      whisper_ctx_free(x);
+      whisper_store_close(s);
+      _exit(0);
+    }
+  }
+  for (int k = 0; k < 2; k++) {
+    int status = 0;
+    waitpid(kids[k], &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  /* 200 prekeys, ids 1..200, none lost or overwritten */
+  CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+  int found = 0;
+  for (uint32_t id = 1; id <= 201; id++) {
+    uint8_t k[4];
+    whisper_buf *b = NULL;
+    wh_be32(k, id);
+    if (st->ops.get(st->user, WHISPER_REC_PREKEY, k, 4, &b) == WHISPER_OK) found++;
+    whisper_buf_free(b);
+  }
+  CHECK(found == 200);
+  /* a transaction held elsewhere makes a short timeout give WHISPER_EBUSY */
+  whisper_store *other;
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = KEY;
+  o.key_len = 32;
+  o.busy_timeout_ms = 50;
+  CHECK_RC(whisper_store_sqlite_open(&other, p, &o, NULL), WHISPER_OK);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  CHECK_RC(other->ops.begin(other->user), WHISPER_EBUSY);
+  st->ops.rollback(st->user);
+  CHECK_RC(other->ops.begin(other->user), WHISPER_OK);
+  other->ops.rollback(other->user);
+  whisper_store_close(other);
+  whisper_store_close(st);
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "/tmp/whisper-test-sqlite-XXXXXX");
+  if (mkdtemp(dir) == NULL) return 2;
+  for (int i = 0; i < 32; i++) KEY[i] = (uint8_t)i, KEY2[i] = (uint8_t)(255 - i);
+  test_persistence_and_keys();
+  test_damage_and_versions();
+  test_two_processes();
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+  return test_done();
+}
