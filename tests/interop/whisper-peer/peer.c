@@ -7,13 +7,11 @@
  * response per line on stdout, in order, flushing after each; logs go to
  * stderr only. Exits 0 at end of input or after {"op":"quit"}.
  *
- * State: this build keeps the device in whisper_store_memory_new(), so
- * nothing survives a restart. --db must be given (the driver always passes
- * it) but is otherwise ignored until the SQLite store is wired in (a later
- * issue); then PATH will hold the durable state the protocol asks for.
- *
- * Group messaging and fingerprints are not implemented in this build; those
- * requests answer bad_request.
+ * State: PATH is a libwhisper SQLite store (synchronous=FULL). Every
+ * request that changes state commits its one transaction before its
+ * response line is written, so a SIGKILL right after a response loses
+ * nothing, and a restart on the same PATH resumes there. The store key is a
+ * fixed test key: this program is a test tool, not an app.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
@@ -694,11 +692,15 @@ int main(int argc, char **argv) {
 
   peer p;
   memset(&p, 0, sizeof p);
-  /* For now the state lives in memory: --db is required but ignored (the
-   * SQLite store arrives in a later issue). */
-  int rc = whisper_store_memory_new(&p.store);
+  static const uint8_t test_key[32] = "whisper-peer test key, not real";
+  whisper_sqlite_options_t so = WHISPER_SQLITE_OPTIONS_INIT;
+  so.key = test_key;
+  so.key_len = sizeof test_key;
+  const char *why = "";
+  int rc = whisper_store_sqlite_open(&p.store, db, &so, &why);
   if (rc != WHISPER_OK) {
-    fprintf(stderr, "whisper-peer: cannot make the store: %s\n", whisper_strerror(rc));
+    fprintf(stderr, "whisper-peer: cannot open the store %s: %s (%s)\n", db, whisper_strerror(rc),
+            why);
     return 1;
   }
   rc = whisper_ctx_new(&p.ctx, p.store);
@@ -707,8 +709,7 @@ int main(int argc, char **argv) {
     whisper_store_close(p.store);
     return 1;
   }
-  fprintf(stderr, "whisper-peer: libwhisper %u, in-memory store (--db %s not used yet)\n",
-          whisper_version(), db);
+  fprintf(stderr, "whisper-peer: libwhisper %u, store %s\n", whisper_version(), db);
 
   json_out o;
   json_out_init(&o);
