@@ -1,6 +1,7 @@
 /* The context, error text, buffers and the store wrapper. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -126,12 +127,15 @@ int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device
 int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *user) {
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
-  if (ops == NULL || ops->version != WHISPER_STORE_OPS_VERSION || !ops->begin || !ops->commit ||
-      !ops->rollback || !ops->get || !ops->put || !ops->del)
+  if (ops == NULL || ops->version < 1 || ops->version > WHISPER_STORE_OPS_VERSION || !ops->begin ||
+      !ops->commit || !ops->rollback || !ops->get || !ops->put || !ops->del ||
+      (ops->version >= 2 && !ops->scan))
     return WHISPER_EINVAL;
   whisper_store *s = calloc(1, sizeof *s);
   if (s == NULL) return WHISPER_ENOMEM;
-  s->ops = *ops;
+  /* copy only the fields the caller's version has */
+  memcpy(&s->ops, ops, ops->version >= 2 ? sizeof *ops : offsetof(whisper_store_ops, scan));
+  s->ops.version = ops->version;
   s->user = user;
   *out = s;
   return WHISPER_OK;

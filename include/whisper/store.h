@@ -33,16 +33,30 @@ typedef enum whisper_record_kind {
   WHISPER_REC_REMOTE_IDENTITY = 5, /* key: address */
   WHISPER_REC_TRUSTED_NAME = 6,    /* key: name: a key trusted for every device */
   WHISPER_REC_SENDER_KEY = 7,      /* key: address || 16-byte distribution id */
-  WHISPER_REC_META = 8             /* key: a short ASCII name (counters) */
+  WHISPER_REC_META = 8,            /* key: a short ASCII name (counters) */
+  WHISPER_REC_MESSAGE_INDEX = 9,   /* key: a message's 16-byte tag */
+  /* Ordered kinds: a store keeps their keys in the clear and in order, for
+   * scan(). libwhisper builds these keys from keyed tags and sequence
+   * numbers only: no name or id shows in them. */
+  WHISPER_REC_HISTORY = 64,        /* key: conversation tag (16) || sort key (8, BE) || tag (16) */
+  WHISPER_REC_OUTBOX = 65          /* key: local sequence (8, BE) || message tag (16) */
 } whisper_record_kind;
+
+/** 1 for the kinds a store must be able to scan() in key order. */
+#define WHISPER_REC_IS_ORDERED(kind) ((kind) >= 64)
+
+/** A callback of scan(): return 0 to go on, nonzero to stop. */
+typedef int (*whisper_scan_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
+                               size_t value_len);
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
  * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
 
-#define WHISPER_STORE_OPS_VERSION 1
+#define WHISPER_STORE_OPS_VERSION 2
 
 /**
  * The functions of a store. Fill in `version` with WHISPER_STORE_OPS_VERSION
- * (fields are only ever appended). Every function returns WHISPER_OK or a
+ * (fields are only ever appended; a version-1 table, without scan, still
+ * serves everything but message history). Every function returns WHISPER_OK or a
  * negative code: WHISPER_ENOTFOUND for a missing record, WHISPER_ESTORE (or
  * WHISPER_ENOMEM) for a failure.
  */
@@ -64,6 +78,16 @@ typedef struct whisper_store_ops {
   int (*del)(void *user, int kind, const uint8_t *key, size_t key_len);
   /** Releases `user`. Called by whisper_store_close(). May be NULL. */
   void (*destroy)(void *user);
+  /* --- version 2 --- */
+  /** For an ordered kind: calls `fn` for the records whose key starts with
+   *  `prefix`, in key order (bytewise; descending if `descending`),
+   *  beginning strictly past `bound` (below it when descending, above it
+   *  when ascending; NULL: from the end), for at most `limit` records.
+   *  Returns WHISPER_OK, WHISPER_EINVAL (not an ordered kind) or a store
+   *  error. */
+  int (*scan)(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
+              const uint8_t *bound, size_t bound_len, int descending, size_t limit,
+              whisper_scan_fn fn, void *arg);
 } whisper_store_ops;
 
 /** A store handle. */

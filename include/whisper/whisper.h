@@ -13,5 +13,6 @@
 #include "session.h"
 #include "fingerprint.h"
 #include "group.h"
+#include "history.h"
 
 #endif

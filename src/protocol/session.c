@@ -743,8 +743,11 @@ static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, cons
       goto out;
     }
   }
-  if ((rc = wh_identity_save(ctx, a, ik)) != WHISPER_OK) goto out;
+  /* libsignal saves the identity before decrypting; here nothing is
+   * written until the message is known good, so a failed decrypt inside a
+   * batch transaction leaves no trace either */
   if ((rc = record_decrypt(ctx, r, &m.inner, pt)) != WHISPER_OK) goto out;
+  if ((rc = wh_identity_save(ctx, a, ik)) != WHISPER_OK) goto out;
   if (used_opk) {
     uint8_t key[4];
     wh_be32(key, m.pb->pre_key_id);

@@ -194,6 +194,48 @@ static int mem_del(void *user, int kind, const uint8_t *k, size_t n) {
   return WHISPER_OK;
 }
 
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+static int entry_cmp(const void *x, const void *y) {
+  const mem_entry *a = *(const mem_entry *const *)x, *b = *(const mem_entry *const *)y;
+  return key_cmp(a->key, a->key_len, b->key, b->key_len);
+}
+
+/* The volatile store scans by sorting what matches: fine for its uses
+ * (tests, ephemeral devices). */
+static int mem_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
+                    const uint8_t *bound, size_t bound_len, int descending, size_t limit,
+                    whisper_scan_fn fn, void *arg) {
+  mem_store *m = user;
+  if (!WHISPER_REC_IS_ORDERED(kind)) return WHISPER_EINVAL;
+  mem_entry **hits = malloc((m->count ? m->count : 1) * sizeof *hits);
+  if (hits == NULL) return WHISPER_ENOMEM;
+  size_t n = 0;
+  for (size_t i = 0; i < m->nbuckets; i++) {
+    for (mem_entry *e = m->buckets[i]; e; e = e->next) {
+      if (e->kind != kind || e->key_len < prefix_len ||
+          (prefix_len && memcmp(e->key, prefix, prefix_len) != 0))
+        continue;
+      if (bound) {
+        int c = key_cmp(e->key, e->key_len, bound, bound_len);
+        if (descending ? c >= 0 : c <= 0) continue;
+      }
+      hits[n++] = e;
+    }
+  }
+  qsort(hits, n, sizeof *hits, entry_cmp);
+  for (size_t i = 0; i < n && i < limit; i++) {
+    mem_entry *e = hits[descending ? n - 1 - i : i];
+    if (fn(arg, e->key, e->key_len, e->val, e->val_len)) break;
+  }
+  free(hits);
+  return WHISPER_OK;
+}
+
 static void mem_destroy(void *user) {
   mem_store *m = user;
   drop_journal(m);
@@ -212,7 +254,8 @@ static void mem_destroy(void *user) {
 
 int whisper_store_memory_new(whisper_store **out) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, mem_begin, mem_commit,
-                                        mem_rollback, mem_get, mem_put, mem_del, mem_destroy};
+                                        mem_rollback, mem_get, mem_put, mem_del, mem_destroy,
+                                        mem_scan};
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
   mem_store *m = calloc(1, sizeof *m);

@@ -9,6 +9,8 @@
  * Schema (PRAGMA user_version):
  *   1  meta(name, value)                      salt, key check
  *      records(row, value)                    the protocol's records
+ *   2  ordered(kind, key, value)              history and outbox, in key order
+ *                                             (keys made of tags and numbers)
  */
 #include <errno.h>
 #include <sodium.h>
@@ -20,7 +22,7 @@
 
 #include "internal.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define KEY_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
@@ -34,7 +36,7 @@ static const char CHECK_PLAIN[] = "libwhisper store key check";
 
 typedef struct sq_store {
   sqlite3 *db;
-  sqlite3_stmt *get, *put, *del;
+  sqlite3_stmt *get, *put, *del, *oget, *oput, *odel;
   uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
   whisper_store *self;
   int in_txn;
@@ -80,14 +82,19 @@ static void subkeys(sq_store *s) {
 }
 
 /* The row id of (kind, key): a keyed hash, so nothing of the key shows. */
-static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint8_t *k, size_t n) {
+static void row_id_with(const uint8_t row_key[KEY_LEN], uint8_t out[ROW_LEN], int kind,
+                        const uint8_t *k, size_t n) {
   crypto_generichash_state h;
   uint8_t kb[4];
   wh_be32(kb, (uint32_t)kind);
-  crypto_generichash_init(&h, ROW_KEY(s), KEY_LEN, ROW_LEN);
+  crypto_generichash_init(&h, row_key, KEY_LEN, ROW_LEN);
   crypto_generichash_update(&h, kb, 4);
   if (n) crypto_generichash_update(&h, k, n);
   crypto_generichash_final(&h, out, ROW_LEN);
+}
+
+static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint8_t *k, size_t n) {
+  row_id_with(ROW_KEY(s), out, kind, k, n);
 }
 
 /* value = nonce || seal(kind (4, BE) || key_len (4, BE) || key || record),
@@ -225,12 +232,25 @@ static void sq_rollback(void *user) {
   s->in_txn = 0;
 }
 
+/* Binds the row of (kind, key): its hash in `records`, or (kind, key) in
+ * `ordered`. */
+static void bind_row(sqlite3_stmt *st, int kind, const uint8_t *k, size_t n,
+                     const uint8_t row[ROW_LEN]) {
+  static const uint8_t empty[1];
+  if (WHISPER_REC_IS_ORDERED(kind)) {
+    sqlite3_bind_int(st, 1, kind);
+    sqlite3_bind_blob(st, 2, n ? k : empty, (int)n, SQLITE_STATIC);
+  } else {
+    sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  }
+}
+
 static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
   sq_store *s = user;
-  sqlite3_stmt *st = s->get;
+  sqlite3_stmt *st = WHISPER_REC_IS_ORDERED(kind) ? s->oget : s->get;
   uint8_t row[ROW_LEN];
   row_id(s, row, kind, k, n);
-  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  bind_row(st, kind, k, n, row);
   int rc = sqlite3_step(st), out_rc;
   if (rc == SQLITE_ROW) {
     out_rc = unseal(SEAL_KEY(s), row, kind, k, n, sqlite3_column_blob(st, 0),
@@ -254,9 +274,10 @@ static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_
   row_id(s, row, kind, k, n);
   int rc = seal(SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
   if (rc != WHISPER_OK) return rc;
-  sqlite3_stmt *st = s->put;
-  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
-  sqlite3_bind_blob(st, 2, c, (int)cn, SQLITE_STATIC);
+  int ordered = WHISPER_REC_IS_ORDERED(kind);
+  sqlite3_stmt *st = ordered ? s->oput : s->put;
+  bind_row(st, kind, k, n, row);
+  sqlite3_bind_blob(st, ordered ? 3 : 2, c, (int)cn, SQLITE_STATIC);
   int step = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -268,12 +289,67 @@ static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
   sq_store *s = user;
   uint8_t row[ROW_LEN];
   row_id(s, row, kind, k, n);
-  sqlite3_stmt *st = s->del;
-  sqlite3_bind_blob(st, 1, row, ROW_LEN, SQLITE_STATIC);
+  sqlite3_stmt *st = WHISPER_REC_IS_ORDERED(kind) ? s->odel : s->del;
+  bind_row(st, kind, k, n, row);
   int step = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "deleting a record");
+}
+
+/* The smallest key above every key that starts with `p` (n bytes), in
+ * `out`; 0 if there is none (p empty or all 0xFF). */
+static size_t prefix_end(uint8_t *out, const uint8_t *p, size_t n) {
+  while (n > 0 && p[n - 1] == 0xFF) n--;
+  if (n == 0) return 0;
+  memcpy(out, p, n);
+  out[n - 1]++;
+  return n;
+}
+
+static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
+                   const uint8_t *bound, size_t bound_len, int descending, size_t limit,
+                   whisper_scan_fn fn, void *arg) {
+  sq_store *s = user;
+  static const uint8_t empty[1];
+  if (!WHISPER_REC_IS_ORDERED(kind) || prefix_len > 256) return WHISPER_EINVAL;
+  uint8_t end[256];
+  size_t end_len = prefix_end(end, prefix, prefix_len);
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "SELECT key, value FROM ordered WHERE kind = ?1 AND key >= ?2%s%s"
+           " ORDER BY key %s LIMIT ?5",
+           end_len ? " AND key < ?3" : "", bound ? (descending ? " AND key < ?4" : " AND key > ?4") : "",
+           descending ? "DESC" : "ASC");
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "scanning records");
+  sqlite3_bind_int(st, 1, kind);
+  sqlite3_bind_blob(st, 2, prefix_len ? prefix : empty, (int)prefix_len, SQLITE_STATIC);
+  if (end_len) sqlite3_bind_blob(st, 3, end, (int)end_len, SQLITE_STATIC);
+  if (bound) sqlite3_bind_blob(st, 4, bound_len ? bound : empty, (int)bound_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+  int out = WHISPER_OK;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const uint8_t *k = sqlite3_column_blob(st, 0);
+    size_t kn = (size_t)sqlite3_column_bytes(st, 0);
+    uint8_t row[ROW_LEN];
+    whisper_buf *v = NULL;
+    row_id(s, row, kind, k, kn);
+    out = unseal(SEAL_KEY(s), row, kind, k, kn, sqlite3_column_blob(st, 1),
+                 (size_t)sqlite3_column_bytes(st, 1), &v, NULL, NULL);
+    if (out != WHISPER_OK) {
+      if (out == WHISPER_ECORRUPT) sq_fail(s, out, "a stored record fails authentication");
+      break;
+    }
+    int stop = fn(arg, k, kn, v->data, v->len);
+    whisper_buf_free(v);
+    if (stop) break;
+  }
+  if (out == WHISPER_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    out = sq_fail(s, sq_code(rc), "scanning records");
+  sqlite3_finalize(st);
+  return out;
 }
 
 static void sq_destroy(void *user) {
@@ -282,13 +358,16 @@ static void sq_destroy(void *user) {
   sqlite3_finalize(s->get);
   sqlite3_finalize(s->put);
   sqlite3_finalize(s->del);
+  sqlite3_finalize(s->oget);
+  sqlite3_finalize(s->oput);
+  sqlite3_finalize(s->odel);
   if (s->db) sqlite3_close_v2(s->db);
   if (s->key) sodium_free(s->key);
   free(s);
 }
 
 static const whisper_store_ops sq_ops = {WHISPER_STORE_OPS_VERSION, sq_begin, sq_commit, sq_rollback,
-                                         sq_get, sq_put, sq_del, sq_destroy};
+                                         sq_get, sq_put, sq_del, sq_destroy, sq_scan};
 
 /* --- keys ------------------------------------------------------------------------- */
 
@@ -337,6 +416,9 @@ static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     /* 0 -> 1 */
     "CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE records(row BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;",
+    /* 1 -> 2 */
+    "CREATE TABLE ordered(kind INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+    "  PRIMARY KEY(kind, key)) WITHOUT ROWID;",
 };
 
 static int schema_version(sq_store *s, int *v) {
@@ -478,7 +560,13 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
       sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO records(row, value) VALUES (?, ?)",
                          -1, SQLITE_PREPARE_PERSISTENT, &s->put, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "DELETE FROM records WHERE row = ?", -1,
-                         SQLITE_PREPARE_PERSISTENT, &s->del, NULL) != SQLITE_OK)
+                         SQLITE_PREPARE_PERSISTENT, &s->del, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "SELECT value FROM ordered WHERE kind = ? AND key = ?", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s->oget, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO ordered(kind, key, value) VALUES (?, ?, ?)",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s->oput, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "DELETE FROM ordered WHERE kind = ? AND key = ?", -1,
+                         SQLITE_PREPARE_PERSISTENT, &s->odel, NULL) != SQLITE_OK)
     return open_fail(s, ws, WHISPER_ESTORE, why, "the store's statements cannot be prepared");
   *out = ws;
   return WHISPER_OK;
@@ -506,7 +594,10 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
   rec *recs = NULL;
   size_t n = 0, cap = 0;
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(s->db, "SELECT row, value FROM records", -1, &st, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(s->db,
+                         "SELECT row, value, NULL, NULL FROM records UNION ALL "
+                         "SELECT NULL, value, kind, key FROM ordered",
+                         -1, &st, NULL) != SQLITE_OK)
     rc = sq_fail(s, WHISPER_ESTORE, "re-encrypting the store");
   while (rc == WHISPER_OK) {
     int step = sqlite3_step(st);
@@ -523,11 +614,18 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
       }
       recs = r;
     }
-    if (sqlite3_column_bytes(st, 0) != ROW_LEN) {
+    uint8_t row[ROW_LEN];
+    int okind = sqlite3_column_type(st, 0) == SQLITE_NULL;
+    if (okind) {
+      row_id_with(old + 2 * KEY_LEN, row, sqlite3_column_int(st, 2), sqlite3_column_blob(st, 3),
+                  (size_t)sqlite3_column_bytes(st, 3));
+    } else if (sqlite3_column_bytes(st, 0) == ROW_LEN) {
+      memcpy(row, sqlite3_column_blob(st, 0), ROW_LEN);
+    } else {
       rc = sq_fail(s, WHISPER_ECORRUPT, "a stored record has a malformed row id");
       break;
     }
-    rc = unseal(old + KEY_LEN, sqlite3_column_blob(st, 0), 0, NULL, 0, sqlite3_column_blob(st, 1),
+    rc = unseal(old + KEY_LEN, row, 0, NULL, 0, sqlite3_column_blob(st, 1),
                 (size_t)sqlite3_column_bytes(st, 1), &recs[n].value, &recs[n].kind, &recs[n].key);
     if (rc == WHISPER_OK) n++;
     else if (rc == WHISPER_ECORRUPT) sq_fail(s, rc, "a stored record fails authentication");
@@ -536,7 +634,7 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
   randombytes_buf(salt, sizeof salt);
   if (rc == WHISPER_OK) rc = derive_key(s, key, key_len, pass, salt);
   if (rc == WHISPER_OK) rc = write_key_meta(s, pass != NULL, salt);
-  if (rc == WHISPER_OK) rc = exec(s, "DELETE FROM records");
+  if (rc == WHISPER_OK) rc = exec(s, "DELETE FROM records; DELETE FROM ordered;");
   for (size_t i = 0; i < n; i++) {
     if (rc == WHISPER_OK)
       rc = sq_put(s, recs[i].kind, recs[i].key->data, recs[i].key->len, recs[i].value->data,

@@ -48,8 +48,15 @@ static int f_del(void *u, int kind, const uint8_t *k, size_t n) {
   return tick(f) ? WHISPER_ESTORE : f->inner->ops.del(f->inner->user, kind, k, n);
 }
 
+static int f_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t *b, size_t bn,
+                  int desc, size_t limit, whisper_scan_fn fn, void *arg) {
+  faulty *f = u;
+  return tick(f) ? WHISPER_ESTORE
+                 : f->inner->ops.scan(f->inner->user, kind, p, pn, b, bn, desc, limit, fn, arg);
+}
+
 static const whisper_store_ops faulty_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
-                                             f_rollback, f_get, f_put, f_del, NULL};
+                                             f_rollback, f_get, f_put, f_del, NULL, f_scan};
 
 /* Reads the raw session record for an address (NULL if none). */
 static whisper_buf *raw_record(whisper_store *st, const char *name, uint32_t dev) {

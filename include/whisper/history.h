@@ -1,0 +1,149 @@
+/*
+ * libwhisper: message history, delivery status, the outbox, and storing
+ * what is decrypted in the same transaction as the session's new state.
+ *
+ * A conversation is named by a string the app chooses (a contact's name, a
+ * group id). Messages carry an id the app chooses (the client message id,
+ * unique per sender), and a sort key: the server's sequence (or timestamp)
+ * once known, which orders history. In the store, conversations, ids and
+ * bodies are sealed; only keyed tags and sort keys order the rows.
+ *
+ * Status of an outgoing message, per recipient device, only moves forward:
+ * PENDING (in the outbox) -> SENT (the server took it) -> DELIVERED -> READ.
+ *
+ * These functions need a store with scan() (store interface version 2):
+ * the memory and SQLite stores have it.
+ */
+#ifndef WHISPER_HISTORY_H
+#define WHISPER_HISTORY_H
+
+#include "core.h"
+#include "group.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WHISPER_STATUS_PENDING 0
+#define WHISPER_STATUS_SENT 1
+#define WHISPER_STATUS_DELIVERED 2
+#define WHISPER_STATUS_READ 3
+
+#define WHISPER_MESSAGE_ID_MAX 64
+
+/** A message, as the caller describes one (all pointers borrowed) or as
+ *  the library returns one from a page (pointers valid until the page is
+ *  freed). */
+typedef struct whisper_message_t {
+  const char *conversation;  /* 1..255 bytes */
+  const uint8_t *id;         /* 1..WHISPER_MESSAGE_ID_MAX bytes */
+  size_t id_len;
+  const char *sender;        /* the sender's name; NULL for this device's own */
+  uint32_t sender_device;
+  uint64_t sort_key;         /* the server's sequence or timestamp */
+  uint64_t timestamp_ms;     /* when it was written */
+  const uint8_t *body;
+  size_t body_len;
+  int status;                /* read back: the lowest status over the recipients */
+} whisper_message_t;
+
+/**
+ * Records an outgoing message (sender NULL) for the given recipient
+ * devices, each PENDING, and puts it in the outbox, in one transaction.
+ * `sort_key` orders it until the server's sequence is known. Returns
+ * WHISPER_OK, WHISPER_EINVAL, WHISPER_EDUPLICATE (that id exists in the
+ * conversation), or a store error.
+ */
+WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
+                                             const whisper_device_t *recipients, size_t n);
+
+/**
+ * Decrypts a 1:1 message from (name, device_id) and stores it in history as
+ * `meta` describes (its conversation, id, sort key and time; the body is
+ * the plaintext), together with the session's new state, in one
+ * transaction. A message whose id was already stored in that conversation
+ * is refused with WHISPER_EDUPLICATE before anything is decrypted, also
+ * after a restart. Otherwise the codes of whisper_session_decrypt(); on
+ * any failure nothing changes. `plaintext_out` may be NULL.
+ */
+WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name,
+                                              uint32_t device_id, int type, const uint8_t *body,
+                                              size_t body_len, const whisper_message_t *meta,
+                                              whisper_buf **plaintext_out);
+
+/** One message of a batch for whisper_session_decrypt_batch(). */
+typedef struct whisper_incoming_t {
+  const char *name;
+  uint32_t device_id;
+  int type;
+  const uint8_t *body;
+  size_t body_len;
+  whisper_message_t meta;
+  int result;                /* out: WHISPER_OK or why this one failed */
+  whisper_buf *plaintext;    /* out: on success, for the caller to free */
+} whisper_incoming_t;
+
+/**
+ * whisper_session_decrypt_store() for `n` messages in one transaction (one
+ * durable commit): each message gets its own result, and one that fails
+ * changes nothing while the others are kept. Returns WHISPER_OK when the
+ * batch committed (see each result), or a store error for the whole batch
+ * (then nothing changed).
+ */
+WHISPER_API int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, size_t n);
+
+/** The server took message `id` of `conversation`: status SENT for every
+ *  recipient, out of the outbox, and sorted by `server_sort_key` from now
+ *  on. Returns WHISPER_OK, WHISPER_ENOTFOUND or an error. Repeating it is
+ *  harmless. */
+WHISPER_API int whisper_history_sent(whisper_ctx *ctx, const char *conversation, const uint8_t *id,
+                                     size_t id_len, uint64_t server_sort_key);
+
+/** A recipient device reports DELIVERED or READ for an outgoing message.
+ *  A status never moves backwards (an older report is ignored). Returns
+ *  WHISPER_OK, WHISPER_ENOTFOUND (no such message or recipient) or an
+ *  error. */
+WHISPER_API int whisper_history_status(whisper_ctx *ctx, const char *conversation,
+                                       const uint8_t *id, size_t id_len, const char *recipient,
+                                       uint32_t device_id, int status);
+
+/** The status one recipient device has for an outgoing message. */
+WHISPER_API int whisper_history_status_get(whisper_ctx *ctx, const char *conversation,
+                                           const uint8_t *id, size_t id_len,
+                                           const char *recipient, uint32_t device_id,
+                                           int *status);
+
+/** A page of messages, owned by the library. */
+typedef struct whisper_page whisper_page;
+
+/**
+ * Reads up to `limit` messages of a conversation, newest first, older than
+ * the message `before` (NULL: from the newest). Page on with the id of the
+ * last message of a page. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ENOTFOUND (`before` is not a message of the conversation) or an
+ * error.
+ */
+WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
+                                     const uint8_t *before, size_t before_len, size_t limit,
+                                     whisper_page **out);
+
+/**
+ * The outbox: up to `limit` outgoing messages the server has not taken
+ * yet, oldest first (to send again after a reconnect).
+ */
+WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page **out);
+
+/** The number of messages in a page. */
+WHISPER_API size_t whisper_page_count(const whisper_page *page);
+
+/** Message `i` of a page (NULL when out of range); valid until the page is
+ *  freed. */
+WHISPER_API const whisper_message_t *whisper_page_get(const whisper_page *page, size_t i);
+
+/** Frees a page (its bodies wiped). Accepts NULL. */
+WHISPER_API void whisper_page_free(whisper_page *page);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

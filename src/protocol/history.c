@@ -1,0 +1,571 @@
+/*
+ * Message history, delivery status and the outbox, on the ordered kinds of
+ * the store interface.
+ *
+ *   conversation tag = BLAKE2b-128(salt, "c" || conversation)
+ *   message tag      = BLAKE2b-128(salt, "m" || conversation || 0 || id)
+ *   HISTORY key      = conversation tag || sort key (8, BE) || message tag
+ *   MESSAGE_INDEX    = message tag -> HISTORY key (also the duplicate guard)
+ *   OUTBOX key       = outbox sequence (8, BE) || message tag -> HISTORY key
+ *
+ * The salt is a random 16 bytes kept (sealed) in the store, so the tags
+ * that order rows say nothing about names or ids.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/pb.h"
+#include "storage.pb-c.h"
+#include "whisper/history.h"
+
+#define TAG_LEN 16
+#define HKEY_LEN (TAG_LEN + 8 + TAG_LEN)
+static const char META_SALT[] = "history_salt";
+static const char META_OUTBOX[] = "outbox_seq";
+
+typedef struct tags {
+  uint8_t conv[TAG_LEN], msg[TAG_LEN];
+} tags;
+
+static void be64(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+}
+
+static uint64_t rd64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+static int need_scan(whisper_ctx *ctx) {
+  if (ctx->store->ops.version < 2)
+    return wh_fail(ctx, WHISPER_EINVAL, "this store cannot keep history (store interface 1)");
+  return WHISPER_OK;
+}
+
+/* The salt (made on first use), then the tags of (conversation, id). */
+static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t *id, size_t id_len) {
+  whisper_buf *salt = NULL;
+  int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &salt);
+  if (rc == WHISPER_ENOTFOUND) {
+    uint8_t fresh[TAG_LEN];
+    randombytes_buf(fresh, sizeof fresh);
+    rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), fresh,
+                sizeof fresh);
+    if (rc == WHISPER_OK && (salt = whisper_buf_new(fresh, sizeof fresh)) == NULL)
+      rc = WHISPER_ENOMEM;
+  }
+  if (rc != WHISPER_OK) return rc;
+  if (salt->len != TAG_LEN) {
+    whisper_buf_free(salt);
+    return wh_fail(ctx, WHISPER_ECORRUPT, "the history salt is corrupt");
+  }
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, salt->data, TAG_LEN, TAG_LEN);
+  crypto_generichash_update(&h, (const uint8_t *)"c", 1);
+  crypto_generichash_update(&h, (const uint8_t *)conv, strlen(conv));
+  crypto_generichash_final(&h, t->conv, TAG_LEN);
+  if (id) {
+    static const uint8_t zero = 0;
+    crypto_generichash_init(&h, salt->data, TAG_LEN, TAG_LEN);
+    crypto_generichash_update(&h, (const uint8_t *)"m", 1);
+    crypto_generichash_update(&h, (const uint8_t *)conv, strlen(conv));
+    crypto_generichash_update(&h, &zero, 1);
+    crypto_generichash_update(&h, id, id_len);
+    crypto_generichash_final(&h, t->msg, TAG_LEN);
+  }
+  whisper_buf_free(salt);
+  return WHISPER_OK;
+}
+
+static void history_key(uint8_t out[HKEY_LEN], const tags *t, uint64_t sort_key) {
+  memcpy(out, t->conv, TAG_LEN);
+  be64(out + TAG_LEN, sort_key);
+  memcpy(out + TAG_LEN + 8, t->msg, TAG_LEN);
+}
+
+static int put_ref(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                   const uint8_t hkey[HKEY_LEN]) {
+  Whisper__Store__HistoryRef r = WHISPER__STORE__HISTORY_REF__INIT;
+  r.has_history_key = 1;
+  r.history_key = (ProtobufCBinaryData){HKEY_LEN, (uint8_t *)hkey};
+  return wh_put_msg(ctx, kind, key, key_len, &r.base);
+}
+
+/* Where the message with tag `msg` is: WHISPER_ENOTFOUND if nowhere. */
+static int find(whisper_ctx *ctx, const uint8_t msg[TAG_LEN], uint8_t hkey[HKEY_LEN]) {
+  whisper_buf *b;
+  int rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, msg, TAG_LEN, &b);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__HistoryRef *r = whisper__store__history_ref__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  rc = r && r->history_key.len == HKEY_LEN ? WHISPER_OK
+                                           : wh_fail(ctx, WHISPER_ECORRUPT, "a message index is corrupt");
+  if (rc == WHISPER_OK) memcpy(hkey, r->history_key.data, HKEY_LEN);
+  if (r) whisper__store__history_ref__free_unpacked(r, &wh_pb_alloc);
+  return rc;
+}
+
+static int entry_load(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry **e) {
+  whisper_buf *b;
+  int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
+  if (rc == WHISPER_ENOTFOUND) return wh_fail(ctx, WHISPER_ECORRUPT, "a message index points nowhere");
+  if (rc != WHISPER_OK) return rc;
+  *e = whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (*e == NULL || (*e)->conversation == NULL || !(*e)->has_id)
+    return wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
+  return WHISPER_OK;
+}
+
+static int check_message(whisper_ctx *ctx, const whisper_message_t *m) {
+  if (m == NULL || m->conversation == NULL || strlen(m->conversation) == 0 ||
+      strlen(m->conversation) > WH_NAME_MAX || m->id == NULL || m->id_len == 0 ||
+      m->id_len > WHISPER_MESSAGE_ID_MAX || (m->body == NULL && m->body_len))
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "a message needs a conversation (1-255 bytes) and an id (1-64 bytes)");
+  return WHISPER_OK;
+}
+
+/* Stores entry `e` under the key for `t` and its sort key, with its index. */
+static int entry_store(whisper_ctx *ctx, const tags *t, Whisper__Store__HistoryEntry *e,
+                       uint8_t hkey[HKEY_LEN]) {
+  history_key(hkey, t, e->sort_key);
+  int rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+  if (rc == WHISPER_OK) rc = put_ref(ctx, WHISPER_REC_MESSAGE_INDEX, t->msg, TAG_LEN, hkey);
+  return rc;
+}
+
+static void entry_from(Whisper__Store__HistoryEntry *e, const whisper_message_t *m,
+                       const uint8_t *body, size_t body_len) {
+  e->conversation = (char *)m->conversation;
+  e->has_id = 1;
+  e->id = (ProtobufCBinaryData){m->id_len, (uint8_t *)m->id};
+  e->has_sort_key = e->has_timestamp = e->has_body = 1;
+  e->sort_key = m->sort_key;
+  e->timestamp = m->timestamp_ms;
+  e->body = (ProtobufCBinaryData){body_len, (uint8_t *)body};
+}
+
+/* The next outbox sequence number (a counter in the store). */
+static int next_outbox_seq(whisper_ctx *ctx, uint64_t *seq) {
+  whisper_buf *b;
+  uint8_t be[8];
+  *seq = 0;
+  int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_OUTBOX, strlen(META_OUTBOX), &b);
+  if (rc == WHISPER_OK) {
+    if (b->len == 8) *seq = rd64(b->data);
+    else rc = wh_fail(ctx, WHISPER_ECORRUPT, "the outbox counter is corrupt");
+    whisper_buf_free(b);
+  } else if (rc == WHISPER_ENOTFOUND) {
+    rc = WHISPER_OK;
+  }
+  if (rc != WHISPER_OK) return rc;
+  be64(be, ++*seq);
+  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_OUTBOX, strlen(META_OUTBOX), be, 8);
+}
+
+int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
+                                 const whisper_device_t *recipients, size_t n) {
+  tags t;
+  uint8_t hkey[HKEY_LEN], okey[8 + TAG_LEN];
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = need_scan(ctx);
+  if (rc == WHISPER_OK) rc = check_message(ctx, m);
+  if (rc != WHISPER_OK) return rc;
+  if ((recipients == NULL && n) || n > 100000)
+    return wh_fail(ctx, WHISPER_EINVAL, "bad recipient list");
+  for (size_t i = 0; i < n; i++) {
+    wh_addr a;
+    if ((rc = wh_addr_make(ctx, &a, recipients[i].name, recipients[i].device_id)) != WHISPER_OK)
+      return rc;
+  }
+  Whisper__Store__DeliveryStatus *st = calloc(n ? n : 1, sizeof *st);
+  Whisper__Store__DeliveryStatus **stp = calloc(n ? n : 1, sizeof *stp);
+  if (st == NULL || stp == NULL) {
+    free(st);
+    free(stp);
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  }
+  for (size_t i = 0; i < n; i++) {
+    whisper__store__delivery_status__init(&st[i]);
+    st[i].name = (char *)recipients[i].name;
+    st[i].has_device = st[i].has_status = 1;
+    st[i].device = recipients[i].device_id;
+    st[i].status = WHISPER_STATUS_PENDING;
+    stp[i] = &st[i];
+  }
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) goto done;
+  rc = make_tags(ctx, &t, m->conversation, m->id, m->id_len);
+  if (rc == WHISPER_OK) {
+    rc = find(ctx, t.msg, hkey);
+    if (rc == WHISPER_OK) rc = wh_fail(ctx, WHISPER_EDUPLICATE, "that message id is already stored");
+    else if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+  }
+  uint64_t seq = 0;
+  if (rc == WHISPER_OK) rc = next_outbox_seq(ctx, &seq);
+  if (rc == WHISPER_OK) {
+    Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+    entry_from(&e, m, m->body, m->body_len);
+    e.n_statuses = n;
+    e.statuses = stp;
+    e.has_outbox_seq = 1;
+    e.outbox_seq = seq;
+    rc = entry_store(ctx, &t, &e, hkey);
+  }
+  if (rc == WHISPER_OK) {
+    be64(okey, seq);
+    memcpy(okey + 8, t.msg, TAG_LEN);
+    rc = put_ref(ctx, WHISPER_REC_OUTBOX, okey, sizeof okey, hkey);
+  }
+  rc = wh_finish(ctx, rc);
+done:
+  free(st);
+  free(stp);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+/* One incoming message inside the caller's transaction. */
+static int decrypt_store_in_txn(whisper_ctx *ctx, const wh_addr *a, const char *name,
+                                uint32_t device_id, int type, const uint8_t *body, size_t body_len,
+                                const whisper_message_t *meta, whisper_buf **pt) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
+  if (rc != WHISPER_OK) return rc;
+  rc = find(ctx, t.msg, hkey);
+  if (rc == WHISPER_OK)
+    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (id seen before)");
+  if (rc != WHISPER_ENOTFOUND) return rc;
+  if ((rc = wh_session_decrypt_in_txn(ctx, a, type, body, body_len, pt)) != WHISPER_OK) return rc;
+  Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+  entry_from(&e, meta, (*pt)->data, (*pt)->len);
+  e.sender = (char *)name;
+  e.has_sender_device = 1;
+  e.sender_device = device_id;
+  rc = entry_store(ctx, &t, &e, hkey);
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(*pt);
+    *pt = NULL;
+  }
+  return rc;
+}
+
+/* Store failures end a batch; message failures only skip the message. */
+static int is_store_failure(int rc) {
+  return rc == WHISPER_ESTORE || rc == WHISPER_ENOMEM || rc == WHISPER_EBUSY ||
+         rc == WHISPER_ECORRUPT || rc == WHISPER_ERANDOM || rc == WHISPER_EINTERNAL;
+}
+
+int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
+                                  const uint8_t *body, size_t body_len,
+                                  const whisper_message_t *meta, whisper_buf **plaintext_out) {
+  whisper_incoming_t in;
+  memset(&in, 0, sizeof in);
+  in.name = name;
+  in.device_id = device_id;
+  in.type = type;
+  in.body = body;
+  in.body_len = body_len;
+  if (plaintext_out) *plaintext_out = NULL;
+  if (meta == NULL) return ctx ? wh_fail(ctx, WHISPER_EINVAL, "meta is NULL") : WHISPER_EINVAL;
+  in.meta = *meta;
+  int rc = whisper_session_decrypt_batch(ctx, &in, 1);
+  if (rc == WHISPER_OK) rc = in.result;
+  if (rc != WHISPER_OK) return rc;
+  if (plaintext_out) *plaintext_out = in.plaintext;
+  else whisper_buf_free(in.plaintext);
+  return WHISPER_OK;
+}
+
+int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, size_t n) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = need_scan(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (msgs == NULL && n) return wh_fail(ctx, WHISPER_EINVAL, "msgs is NULL");
+  for (size_t i = 0; i < n; i++) msgs[i].result = WHISPER_EINTERNAL, msgs[i].plaintext = NULL;
+  if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  char last[256] = "";
+  for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
+    whisper_incoming_t *m = &msgs[i];
+    wh_addr a;
+    int r = check_message(ctx, &m->meta);
+    if (r == WHISPER_OK)
+      r = wh_session_decrypt_check(ctx, &a, m->name, m->device_id, m->type, m->body, m->body_len,
+                                   &m->plaintext);
+    if (r == WHISPER_OK)
+      r = decrypt_store_in_txn(ctx, &a, m->name, m->device_id, m->type, m->body, m->body_len,
+                               &m->meta, &m->plaintext);
+    m->result = r;
+    if (r != WHISPER_OK) snprintf(last, sizeof last, "%s", ctx->last_error);
+    if (is_store_failure(r)) rc = r;
+  }
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    for (size_t i = 0; i < n; i++) {
+      whisper_buf_free(msgs[i].plaintext);
+      msgs[i].plaintext = NULL;
+      if (msgs[i].result == WHISPER_OK) msgs[i].result = rc;
+    }
+    return rc;
+  }
+  if (last[0]) {
+    snprintf(ctx->last_error, sizeof ctx->last_error, "%s", last);
+    return WHISPER_OK;
+  }
+  return wh_ok(ctx);
+}
+
+/* Loads the entry of (conversation, id) for an update. */
+static int entry_find(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len, tags *t,
+                      uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry **e) {
+  *e = NULL;
+  int rc = make_tags(ctx, t, conv, id, id_len);
+  if (rc == WHISPER_OK) rc = find(ctx, t->msg, hkey);
+  if (rc == WHISPER_ENOTFOUND) return wh_fail(ctx, rc, "no such message in that conversation");
+  if (rc == WHISPER_OK) rc = entry_load(ctx, hkey, e);
+  return rc;
+}
+
+static int check_ref(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len) {
+  whisper_message_t m = {.conversation = conv, .id = id, .id_len = id_len};
+  int rc = need_scan(ctx);
+  return rc == WHISPER_OK ? check_message(ctx, &m) : rc;
+}
+
+int whisper_history_sent(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                         uint64_t server_sort_key) {
+  tags t;
+  uint8_t hkey[HKEY_LEN], nkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = check_ref(ctx, conv, id, id_len);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
+  if (rc == WHISPER_OK && e->sender != NULL)
+    rc = wh_fail(ctx, WHISPER_EINVAL, "not an outgoing message");
+  if (rc == WHISPER_OK) {
+    if (e->outbox_seq) {
+      uint8_t okey[8 + TAG_LEN];
+      be64(okey, e->outbox_seq);
+      memcpy(okey + 8, t.msg, TAG_LEN);
+      rc = wh_del(ctx, WHISPER_REC_OUTBOX, okey, sizeof okey);
+      e->outbox_seq = 0;
+      e->has_outbox_seq = 0;
+    }
+    for (size_t i = 0; i < e->n_statuses; i++)
+      if (e->statuses[i]->status < WHISPER_STATUS_SENT) e->statuses[i]->status = WHISPER_STATUS_SENT;
+    e->sort_key = server_sort_key;
+    e->has_sort_key = 1;
+    history_key(nkey, &t, server_sort_key);
+    if (rc == WHISPER_OK && memcmp(nkey, hkey, HKEY_LEN) != 0)
+      rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
+    if (rc == WHISPER_OK) rc = entry_store(ctx, &t, e, nkey);
+  }
+  if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                     const char *recipient, uint32_t device, int set, int *status) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = check_ref(ctx, conv, id, id_len);
+  if (rc != WHISPER_OK) return rc;
+  if (recipient == NULL) return wh_fail(ctx, WHISPER_EINVAL, "recipient is NULL");
+  if (set && (*status < WHISPER_STATUS_PENDING || *status > WHISPER_STATUS_READ))
+    return wh_fail(ctx, WHISPER_EINVAL, "unknown status %d", *status);
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
+  Whisper__Store__DeliveryStatus *d = NULL;
+  for (size_t i = 0; rc == WHISPER_OK && i < e->n_statuses && d == NULL; i++)
+    if (e->statuses[i]->name && strcmp(e->statuses[i]->name, recipient) == 0 &&
+        e->statuses[i]->device == device)
+      d = e->statuses[i];
+  if (rc == WHISPER_OK && d == NULL)
+    rc = wh_fail(ctx, WHISPER_ENOTFOUND, "%s.%u is not a recipient of that message", recipient, device);
+  if (rc == WHISPER_OK && !set) *status = (int)d->status;
+  if (rc == WHISPER_OK && set && (uint32_t)*status > d->status) {
+    d->status = (uint32_t)*status;
+    rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+  }
+  if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int whisper_history_status(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                           const char *recipient, uint32_t device_id, int status) {
+  return status_op(ctx, conv, id, id_len, recipient, device_id, 1, &status);
+}
+
+int whisper_history_status_get(whisper_ctx *ctx, const char *conv, const uint8_t *id,
+                               size_t id_len, const char *recipient, uint32_t device_id,
+                               int *status) {
+  if (status == NULL) return ctx ? wh_fail(ctx, WHISPER_EINVAL, "status is NULL") : WHISPER_EINVAL;
+  return status_op(ctx, conv, id, id_len, recipient, device_id, 0, status);
+}
+
+/* --- pages ------------------------------------------------------------------------------ */
+
+struct whisper_page {
+  whisper_message_t *msgs;
+  Whisper__Store__HistoryEntry **entries;
+  size_t n, cap;
+};
+
+typedef struct collect {
+  whisper_page *page;
+  whisper_ctx *ctx;
+  int rc;
+  int by_ref; /* values are HistoryRefs (the outbox) */
+} collect;
+
+static int page_add(collect *c, const uint8_t *value, size_t len) {
+  whisper_page *p = c->page;
+  Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, len, value);
+  if (e == NULL || e->conversation == NULL || !e->has_id) {
+    if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+    c->rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
+    return 1;
+  }
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    whisper_message_t *m = realloc(p->msgs, cap * sizeof *m);
+    if (m) p->msgs = m;
+    Whisper__Store__HistoryEntry **es = m ? realloc(p->entries, cap * sizeof *es) : NULL;
+    if (es) p->entries = es;
+    if (m == NULL || es == NULL) {
+      whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+      c->rc = WHISPER_ENOMEM;
+      return 1;
+    }
+    p->cap = cap;
+  }
+  whisper_message_t *m = &p->msgs[p->n];
+  memset(m, 0, sizeof *m);
+  m->conversation = e->conversation;
+  m->id = e->id.data;
+  m->id_len = e->id.len;
+  m->sender = e->sender;
+  m->sender_device = e->sender_device;
+  m->sort_key = e->sort_key;
+  m->timestamp_ms = e->timestamp;
+  m->body = e->body.data;
+  m->body_len = e->body.len;
+  int lowest = WHISPER_STATUS_READ;
+  for (size_t i = 0; i < e->n_statuses; i++)
+    if ((int)e->statuses[i]->status < lowest) lowest = (int)e->statuses[i]->status;
+  m->status = e->sender == NULL ? lowest : WHISPER_STATUS_READ;
+  p->entries[p->n++] = e;
+  return 0;
+}
+
+static int collect_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
+                      size_t len) {
+  collect *c = arg;
+  (void)key;
+  (void)key_len;
+  if (!c->by_ref) return page_add(c, value, len);
+  Whisper__Store__HistoryRef *r = whisper__store__history_ref__unpack(&wh_pb_alloc, len, value);
+  if (r == NULL || r->history_key.len != HKEY_LEN) {
+    if (r) whisper__store__history_ref__free_unpacked(r, &wh_pb_alloc);
+    c->rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "an outbox entry is corrupt");
+    return 1;
+  }
+  whisper_buf *b = NULL;
+  int rc = wh_get(c->ctx, WHISPER_REC_HISTORY, r->history_key.data, HKEY_LEN, &b);
+  whisper__store__history_ref__free_unpacked(r, &wh_pb_alloc);
+  if (rc != WHISPER_OK) {
+    c->rc = rc == WHISPER_ENOTFOUND ? WHISPER_ECORRUPT : rc;
+    return 1;
+  }
+  int stop = page_add(c, b->data, b->len);
+  whisper_buf_free(b);
+  return stop;
+}
+
+static int page_run(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t prefix_len,
+                    const uint8_t *bound, size_t bound_len, int descending, size_t limit,
+                    whisper_page **out) {
+  whisper_page *p = calloc(1, sizeof *p);
+  if (p == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  collect c = {p, ctx, WHISPER_OK, kind == WHISPER_REC_OUTBOX};
+  int rc = ctx->store->ops.scan(ctx->store->user, kind, prefix, prefix_len, bound, bound_len,
+                                descending, limit, collect_fn, &c);
+  if (rc == WHISPER_OK) rc = c.rc;
+  if (rc != WHISPER_OK) {
+    whisper_page_free(p);
+    return wh_fail(ctx, rc, "reading history failed (%s)", whisper_strerror(rc));
+  }
+  *out = p;
+  return WHISPER_OK;
+}
+
+int whisper_history_page(whisper_ctx *ctx, const char *conv, const uint8_t *before,
+                         size_t before_len, size_t limit, whisper_page **out) {
+  tags t;
+  uint8_t bound[HKEY_LEN];
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  *out = NULL;
+  int rc = need_scan(ctx);
+  if (rc == WHISPER_OK && (conv == NULL || strlen(conv) == 0 || strlen(conv) > WH_NAME_MAX))
+    rc = wh_fail(ctx, WHISPER_EINVAL, "bad conversation");
+  if (rc == WHISPER_OK && before && (before_len == 0 || before_len > WHISPER_MESSAGE_ID_MAX))
+    rc = wh_fail(ctx, WHISPER_EINVAL, "bad cursor");
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = make_tags(ctx, &t, conv, before, before_len);
+  if (rc == WHISPER_OK && before) {
+    rc = find(ctx, t.msg, bound);
+    if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, rc, "the cursor is not a message of that conversation");
+  }
+  if (rc == WHISPER_OK)
+    rc = page_run(ctx, WHISPER_REC_HISTORY, t.conv, TAG_LEN, before ? bound : NULL, HKEY_LEN, 1,
+                  limit, out);
+  rc = wh_finish(ctx, rc); /* read-only; the salt may have been made */
+  if (rc != WHISPER_OK) {
+    whisper_page_free(*out);
+    *out = NULL;
+    return rc;
+  }
+  return wh_ok(ctx);
+}
+
+int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page **out) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  *out = NULL;
+  int rc = need_scan(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = page_run(ctx, WHISPER_REC_OUTBOX, NULL, 0, NULL, 0, 0, limit, out);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    whisper_page_free(*out);
+    *out = NULL;
+    return rc;
+  }
+  return wh_ok(ctx);
+}
+
+size_t whisper_page_count(const whisper_page *p) { return p ? p->n : 0; }
+
+const whisper_message_t *whisper_page_get(const whisper_page *p, size_t i) {
+  return p && i < p->n ? &p->msgs[i] : NULL;
+}
+
+void whisper_page_free(whisper_page *p) {
+  if (p == NULL) return;
+  for (size_t i = 0; i < p->n; i++) whisper__store__history_entry__free_unpacked(p->entries[i], &wh_pb_alloc);
+  free(p->entries);
+  free(p->msgs);
+  free(p);
+}

@@ -1,0 +1,227 @@
+/* History, statuses, the outbox, decrypt-and-store and batches, on the
+ * memory store and on the SQLite store (with a restart). */
+#include <unistd.h>
+
+#include "test.h"
+
+#define NOW 1700000000000ULL
+
+static char dbdir[128];
+static const uint8_t KEY[32] = "history test store key .........";
+
+typedef struct dev {
+  whisper_store *st;
+  whisper_ctx *ctx;
+  char path[256];
+} dev;
+
+static void dev_open(dev *d, int sqlite, const char *file) {
+  if (sqlite) {
+    whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+    o.key = KEY;
+    o.key_len = 32;
+    snprintf(d->path, sizeof d->path, "%s/%s", dbdir, file);
+    CHECK_RC(whisper_store_sqlite_open(&d->st, d->path, &o, NULL), WHISPER_OK);
+  } else {
+    CHECK_RC(whisper_store_memory_new(&d->st), WHISPER_OK);
+  }
+  whisper_ctx_new(&d->ctx, d->st);
+}
+
+static void dev_close(dev *d) {
+  whisper_ctx_free(d->ctx);
+  whisper_store_close(d->st);
+}
+
+static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key, const char *body) {
+  whisper_message_t m = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+                         .sort_key = sort_key, .timestamp_ms = NOW + sort_key,
+                         .body = (const uint8_t *)body, .body_len = strlen(body)};
+  return m;
+}
+
+static void test_outgoing(int sqlite) {
+  dev a;
+  dev_open(&a, sqlite, "out.db");
+  whisper_identity_create(a.ctx, "alice", 1, 0, NOW);
+  whisper_device_t to[2] = {{"bob", 1}, {"bob", 2}};
+  char id[16], body[32];
+  for (int i = 0; i < 30; i++) {
+    snprintf(id, sizeof id, "m%02d", i);
+    snprintf(body, sizeof body, "hello %d", i);
+    whisper_message_t m = msg("bob", id, (uint64_t)(1000 + i), body);
+    CHECK_RC(whisper_history_add_outgoing(a.ctx, &m, to, 2), WHISPER_OK);
+  }
+  whisper_message_t dup = msg("bob", "m05", 1, "again");
+  CHECK_RC(whisper_history_add_outgoing(a.ctx, &dup, to, 2), WHISPER_EDUPLICATE);
+  whisper_message_t other = msg("carol", "m05", 1, "same id, other conversation");
+  CHECK_RC(whisper_history_add_outgoing(a.ctx, &other, to, 1), WHISPER_OK);
+  whisper_page *p = NULL;
+  CHECK_RC(whisper_outbox_page(a.ctx, 100, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 31);
+  const whisper_message_t *first = whisper_page_get(p, 0);
+  CHECK(first && first->id_len == 3 && memcmp(first->id, "m00", 3) == 0);
+  CHECK(first && first->status == WHISPER_STATUS_PENDING && first->sender == NULL);
+  whisper_page_free(p);
+  /* the server takes the first 10: sent, out of the outbox, sorted by its sequence */
+  for (int i = 0; i < 10; i++) {
+    snprintf(id, sizeof id, "m%02d", i);
+    CHECK_RC(whisper_history_sent(a.ctx, "bob", (const uint8_t *)id, 3, (uint64_t)(5000 + i)), WHISPER_OK);
+  }
+  CHECK_RC(whisper_history_sent(a.ctx, "bob", (const uint8_t *)"m00", 3, 5000), WHISPER_OK); /* again */
+  CHECK_RC(whisper_history_sent(a.ctx, "bob", (const uint8_t *)"nope", 4, 1), WHISPER_ENOTFOUND);
+  CHECK_RC(whisper_outbox_page(a.ctx, 100, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 21);
+  whisper_page_free(p);
+  /* statuses per device, the message's status is the lowest, never backwards */
+  int st = -1;
+  CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, &st), WHISPER_OK);
+  CHECK(st == WHISPER_STATUS_SENT);
+  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_READ), WHISPER_OK);
+  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, &st), WHISPER_OK);
+  CHECK(st == WHISPER_STATUS_READ);
+  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
+  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
+  /* pages: newest first by sort key; the 10 sent ones (5000+) are newest */
+  CHECK_RC(whisper_history_page(a.ctx, "bob", NULL, 0, 10, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 10);
+  const whisper_message_t *m0 = whisper_page_get(p, 0);
+  CHECK(m0 && memcmp(m0->id, "m09", 3) == 0 && m0->sort_key == 5009);
+  const whisper_message_t *m6 = whisper_page_get(p, 6);
+  CHECK(m6 && memcmp(m6->id, "m03", 3) == 0 && m6->status == WHISPER_STATUS_DELIVERED);
+  CHECK(whisper_page_get(p, 10) == NULL);
+  const whisper_message_t *last = whisper_page_get(p, 9);
+  uint8_t cursor[8];
+  memcpy(cursor, last->id, last->id_len);
+  size_t cursor_len = last->id_len;
+  whisper_page_free(p);
+  int seen = 10;
+  uint64_t prev = 5000;
+  while (1) {
+    CHECK_RC(whisper_history_page(a.ctx, "bob", cursor, cursor_len, 7, &p), WHISPER_OK);
+    size_t n = whisper_page_count(p);
+    for (size_t i = 0; i < n; i++) {
+      const whisper_message_t *m = whisper_page_get(p, i);
+      CHECK(m->sort_key < prev);
+      prev = m->sort_key;
+      CHECK(strcmp(m->conversation, "bob") == 0);
+    }
+    seen += (int)n;
+    if (n == 0) {
+      whisper_page_free(p);
+      break;
+    }
+    last = whisper_page_get(p, n - 1);
+    memcpy(cursor, last->id, last->id_len);
+    cursor_len = last->id_len;
+    whisper_page_free(p);
+  }
+  CHECK(seen == 30);
+  CHECK_RC(whisper_history_page(a.ctx, "bob", (const uint8_t *)"zzz", 3, 5, &p), WHISPER_ENOTFOUND);
+  CHECK_RC(whisper_history_page(a.ctx, "carol", NULL, 0, 5, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 1);
+  whisper_page_free(p);
+  CHECK_RC(whisper_history_page(a.ctx, "dave", NULL, 0, 5, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 0);
+  whisper_page_free(p);
+  dev_close(&a);
+}
+
+static void test_incoming(int sqlite) {
+  dev a, b;
+  whisper_prekey_bundle_t bundle;
+  dev_open(&a, sqlite, "a.db");
+  dev_open(&b, sqlite, "b.db");
+  whisper_identity_create(a.ctx, "alice", 1, 0, NOW);
+  whisper_identity_create(b.ctx, "bob", 1, 0, NOW);
+  whisper_bundle_make(b.ctx, &bundle, 1);
+  whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
+  whisper_buf *ms[120];
+  int ts[120];
+  char text[32];
+  for (int i = 0; i < 120; i++) {
+    snprintf(text, sizeof text, "msg %d", i);
+    CHECK(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)text, strlen(text), NOW, &ts[i], &ms[i]) == 0);
+  }
+  /* one at a time, then a replay under the same id */
+  whisper_message_t meta = msg("alice", "id-0", 100, "");
+  whisper_buf *pt = NULL;
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[0], ms[0]->data, ms[0]->len, &meta, &pt), WHISPER_OK);
+  CHECK(pt && pt->len == 5 && memcmp(pt->data, "msg 0", 5) == 0);
+  whisper_buf_free(pt);
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_EDUPLICATE);
+  /* the refused one changed nothing: message 1 still decrypts under its own id */
+  meta = msg("alice", "id-1", 101, "");
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_OK);
+  /* a replayed ciphertext under a new id is a duplicate for the session */
+  meta = msg("alice", "id-1b", 102, "");
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_EDUPLICATE);
+  if (sqlite) { /* the guard survives a restart */
+    dev_close(&b);
+    dev_open(&b, 1, "b.db");
+    meta = msg("alice", "id-0", 100, "");
+    CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[2], ms[2]->data, ms[2]->len, &meta, NULL), WHISPER_EDUPLICATE);
+  }
+  /* a batch of 100 (2..101): one tampered, one with a repeated id */
+  whisper_incoming_t in[100];
+  char ids[100][16];
+  memset(in, 0, sizeof in);
+  whisper_buf *bad = whisper_buf_new(ms[50]->data, ms[50]->len);
+  bad->data[bad->len - 12] ^= 1; /* inside the inner ciphertext or MAC */
+  for (int i = 0; i < 100; i++) {
+    int k = i + 2;
+    snprintf(ids[i], sizeof ids[i], "id-%d", k);
+    in[i].name = "alice";
+    in[i].device_id = 1;
+    in[i].type = ts[k];
+    in[i].body = k == 50 ? bad->data : ms[k]->data;
+    in[i].body_len = ms[k]->len;
+    in[i].meta = msg("alice", ids[i], (uint64_t)(100 + k), "");
+  }
+  in[70].meta = msg("alice", "id-1", 171, ""); /* id seen before */
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, in, 100), WHISPER_OK);
+  int ok = 0;
+  for (int i = 0; i < 100; i++) {
+    if (i == 48) CHECK_RC(in[i].result, WHISPER_EINVALIDMSG);
+    else if (i == 70) CHECK_RC(in[i].result, WHISPER_EDUPLICATE);
+    else ok += in[i].result == WHISPER_OK;
+    if (in[i].result == WHISPER_OK) {
+      snprintf(text, sizeof text, "msg %d", i + 2);
+      CHECK(in[i].plaintext->len == strlen(text) && memcmp(in[i].plaintext->data, text, strlen(text)) == 0);
+    }
+    whisper_buf_free(in[i].plaintext);
+  }
+  CHECK(ok == 98);
+  whisper_buf_free(bad);
+  /* the untampered 50 and the 72 under fresh ids still work: the failed ones changed nothing */
+  meta = msg("alice", "id-50", 150, "");
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[50], ms[50]->data, ms[50]->len, &meta, NULL), WHISPER_OK);
+  meta = msg("alice", "id-72", 172, "");
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[72], ms[72]->data, ms[72]->len, &meta, NULL), WHISPER_OK);
+  /* history holds every stored message with its sender, newest first */
+  whisper_page *p;
+  CHECK_RC(whisper_history_page(b.ctx, "alice", NULL, 0, 1000, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 102);
+  const whisper_message_t *top = whisper_page_get(p, 0);
+  CHECK(top && top->sort_key == 201 && strcmp(top->sender, "alice") == 0 && top->sender_device == 1);
+  CHECK(top && top->body_len == 7 && memcmp(top->body, "msg 101", 7) == 0);
+  whisper_page_free(p);
+  for (int i = 0; i < 120; i++) whisper_buf_free(ms[i]);
+  dev_close(&a);
+  dev_close(&b);
+}
+
+int main(void) {
+  snprintf(dbdir, sizeof dbdir, "/tmp/whisper-test-history-XXXXXX");
+  if (mkdtemp(dbdir) == NULL) return 2;
+  for (int sqlite = 0; sqlite <= 1; sqlite++) {
+    test_outgoing(sqlite);
+    test_incoming(sqlite);
+  }
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dbdir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dbdir);
+  return test_done();
+}
