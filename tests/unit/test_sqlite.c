@@ -282,6 +282,79 @@ static void test_two_processes(void) {
   whisper_store_close(st);
 }
 
+/* Stores written by schema 1 (tests/vectors/store-v1-*.db, made by
+ * tests/tools/make_store_v1.c with the first SQLite store) open after
+ * migration, and the conversation in them goes on. */
+static void copy_file(const char *from, const char *to) {
+  size_t n = 0;
+  uint8_t *b = slurp(from, &n);
+  CHECK(b != NULL);
+  FILE *f = fopen(to, "wb");
+  if (b && f) fwrite(b, 1, n, f);
+  if (f) fclose(f);
+  free(b);
+}
+
+static void test_migration(void) {
+  char src[512], pa[300], pb[300];
+  uint8_t key[32] = "store-v1 fixture key";
+  snprintf(src, sizeof src, "%s/store-v1-alice.db", WHISPER_VECTORS_DIR);
+  path_of(pa, sizeof pa, "v1-alice.db");
+  copy_file(src, pa);
+  snprintf(src, sizeof src, "%s/store-v1-bob.db", WHISPER_VECTORS_DIR);
+  path_of(pb, sizeof pb, "v1-bob.db");
+  copy_file(src, pb);
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  int version = 0;
+  CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  CHECK(version == 1);
+
+  whisper_store *sa, *sb;
+  whisper_ctx *a, *b;
+  CHECK_RC(open_key(&sa, pa, key, NULL), WHISPER_OK);
+  CHECK_RC(open_key(&sb, pb, key, NULL), WHISPER_OK);
+  whisper_ctx_new(&a, sa);
+  whisper_ctx_new(&b, sb);
+  const char *name = NULL;
+  uint32_t reg = 0;
+  CHECK_RC(whisper_identity_get(a, NULL, &reg, &name, NULL), WHISPER_OK);
+  CHECK(reg == 1111 && name && strcmp(name, "alice") == 0);
+  int has = 0;
+  CHECK_RC(whisper_session_exists(a, "bob", 1, 1790000000000ULL, &has), WHISPER_OK);
+  CHECK(has == 1);
+  whisper_buf *m = NULL, *pt = NULL;
+  int type = 0;
+  CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"after migration", 15,
+                                   1790000000000ULL, &type, &m), WHISPER_OK);
+  CHECK(type == WHISPER_MSG_WHISPER);
+  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)"m1", .id_len = 2,
+                            .sort_key = 1};
+  CHECK_RC(whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt),
+           WHISPER_OK);
+  CHECK(pt && pt->len == 15 && memcmp(pt->data, "after migration", 15) == 0);
+  whisper_buf_free(pt);
+  whisper_buf_free(m);
+  whisper_page *page = NULL;
+  CHECK_RC(whisper_history_page(b, "alice", NULL, 0, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 1);
+  whisper_page_free(page);
+  whisper_ctx_free(a);
+  whisper_ctx_free(b);
+  whisper_store_close(sa);
+  whisper_store_close(sb);
+  CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  CHECK(version == 2);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/whisper-test-sqlite-XXXXXX");
   if (mkdtemp(dir) == NULL) return 2;
@@ -289,6 +362,7 @@ int main(void) {
   test_persistence_and_keys();
   test_damage_and_versions();
   test_two_processes();
+  test_migration();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
