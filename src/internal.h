@@ -65,6 +65,9 @@ int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key
                            int *trusted);
 int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
 
+/* Adjusts the count of unused one-time prekeys (protocol/identity.c). */
+int wh_prekey_count_add(whisper_ctx *ctx, int32_t delta);
+
 /* 1:1 decryption inside the caller's transaction (protocol/session.c). */
 int wh_session_decrypt_check(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id,
                              int type, const uint8_t *body, size_t body_len, whisper_buf **pt_out);

@@ -79,6 +79,23 @@ WHISPER_API int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint
  *  timestamped `now_ms`. Returns WHISPER_OK or an error. */
 WHISPER_API int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms);
 
+/**
+ * Rotates the signed prekey when the current one is older than `max_age_ms`
+ * (0: rotate now): a new one (next id) becomes current, and the replaced
+ * one is kept for `grace_ms` so that PreKey messages built from bundles
+ * fetched before the rotation still work. Signed prekeys replaced more
+ * than `grace_ms` ago are deleted. `*rotated` (may be NULL) tells whether a
+ * new one was made. Call it regularly (e.g. daily, with Signal's 2-day age
+ * and 30-day grace). Returns WHISPER_OK, WHISPER_ESTATE or an error.
+ */
+WHISPER_API int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms,
+                                             uint64_t max_age_ms, uint64_t grace_ms,
+                                             int *rotated);
+
+/** The number of one-time prekeys not used yet, to replenish the server's
+ *  supply (whisper_prekeys_generate) when it runs low. */
+WHISPER_API int whisper_prekeys_count(whisper_ctx *ctx, uint32_t *count);
+
 /** Makes and stores `count` one-time prekeys with ids following the last
  *  one made (ids only increase); the first id is written to `first_id`
  *  (may be NULL). */

@@ -9,6 +9,8 @@
 #define LOCAL_FORMAT 1
 static const char META_PREKEY_NEXT[] = "prekey_next";
 static const char META_SPK_CURRENT[] = "signed_prekey_current";
+static const char META_PREKEY_COUNT[] = "prekey_count";
+static const char META_SPK_RETIRED[] = "signed_prekeys_retired";
 
 int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
                const ProtobufCMessage *m) {
@@ -178,12 +180,96 @@ int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLIC_KEY_LEN],
   return wh_ok(ctx);
 }
 
+int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms, uint64_t max_age_ms,
+                                 uint64_t grace_ms, int *rotated) {
+  wh_keypair kp;
+  uint32_t cur = 0;
+  uint64_t made = 0;
+  whisper_buf *b = NULL;
+  Whisper__Store__RetiredSignedPreKeys *old = NULL;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (rotated) *rotated = 0;
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = meta_get_u32(ctx, META_SPK_CURRENT, &cur);
+  if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ESTATE, "no signed prekey yet");
+  if (rc == WHISPER_OK) rc = wh_load_prekey(ctx, WHISPER_REC_SIGNED_PREKEY, cur, &kp, NULL, &made);
+  wh_wipe(&kp, sizeof kp);
+  if (rc == WHISPER_OK) {
+    rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SPK_RETIRED, strlen(META_SPK_RETIRED), &b);
+    if (rc == WHISPER_OK) {
+      old = whisper__store__retired_signed_pre_keys__unpack(&wh_pb_alloc, b->len, b->data);
+      if (old == NULL || old->n_id != old->n_retired_at)
+        rc = wh_fail(ctx, WHISPER_ECORRUPT, "the retired signed prekeys list is corrupt");
+    } else if (rc == WHISPER_ENOTFOUND) {
+      rc = WHISPER_OK;
+    }
+  }
+  /* the kept list: the retired ones still in their grace, plus the current
+   * one if it is replaced now */
+  size_t n_old = old ? old->n_id : 0;
+  uint32_t ids[65];
+  uint64_t at[65];
+  size_t n = 0;
+  for (size_t i = 0; rc == WHISPER_OK && i < n_old; i++) {
+    if (old->retired_at[i] + grace_ms < now_ms || n == 64) {
+      uint8_t k[4];
+      wh_be32(k, old->id[i]);
+      rc = wh_del(ctx, WHISPER_REC_SIGNED_PREKEY, k, 4);
+    } else {
+      ids[n] = old->id[i];
+      at[n++] = old->retired_at[i];
+    }
+  }
+  int rotate = rc == WHISPER_OK && (max_age_ms == 0 || made + max_age_ms < now_ms);
+  if (rotate) {
+    rc = signed_prekey_make(ctx, cur + 1, now_ms);
+    ids[n] = cur;
+    at[n++] = now_ms;
+  }
+  if (rc == WHISPER_OK) {
+    Whisper__Store__RetiredSignedPreKeys r = WHISPER__STORE__RETIRED_SIGNED_PRE_KEYS__INIT;
+    r.n_id = r.n_retired_at = n;
+    r.id = ids;
+    r.retired_at = at;
+    rc = wh_put_msg(ctx, WHISPER_REC_META, (const uint8_t *)META_SPK_RETIRED,
+                    strlen(META_SPK_RETIRED), &r.base);
+  }
+  if (old) whisper__store__retired_signed_pre_keys__free_unpacked(old, &wh_pb_alloc);
+  whisper_buf_free(b);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) return rc;
+  if (rotated) *rotated = rotate;
+  return wh_ok(ctx);
+}
+
 int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms) {
   if (ctx == NULL) return WHISPER_EINVAL;
   int rc = wh_local_identity(ctx);
   if (rc != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = wh_finish(ctx, signed_prekey_make(ctx, id, now_ms));
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+int wh_prekey_count_add(whisper_ctx *ctx, int32_t delta) {
+  uint32_t n = 0;
+  int rc = meta_get_u32(ctx, META_PREKEY_COUNT, &n);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  int64_t v = (int64_t)n + delta;
+  return meta_put_u32(ctx, META_PREKEY_COUNT, v < 0 ? 0 : (uint32_t)v);
+}
+
+int whisper_prekeys_count(whisper_ctx *ctx, uint32_t *count) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (count == NULL) return wh_fail(ctx, WHISPER_EINVAL, "count is NULL");
+  *count = 0;
+  int rc = wh_begin(ctx);
+  if (rc != WHISPER_OK) return rc;
+  rc = meta_get_u32(ctx, META_PREKEY_COUNT, count);
+  if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+  rc = wh_finish(ctx, rc);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
@@ -210,6 +296,7 @@ static int prekeys_make(whisper_ctx *ctx, uint32_t count, uint32_t *first_id) {
     wh_wipe(&kp, sizeof kp);
   }
   if (rc == WHISPER_OK) rc = meta_put_u32(ctx, META_PREKEY_NEXT, next + count);
+  if (rc == WHISPER_OK) rc = wh_prekey_count_add(ctx, (int32_t)count);
   return rc;
 }
 
@@ -321,6 +408,7 @@ int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t
       if (rc == WHISPER_ENOTFOUND) next = 1, rc = WHISPER_OK;
     }
     if (rc == WHISPER_OK && id >= next) rc = meta_put_u32(ctx, META_PREKEY_NEXT, id + 1);
+    if (rc == WHISPER_OK) rc = wh_prekey_count_add(ctx, 1);
     rc = wh_finish(ctx, rc);
   }
   wh_wipe(&kp, sizeof kp);

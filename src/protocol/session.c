@@ -752,6 +752,7 @@ static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, cons
     uint8_t key[4];
     wh_be32(key, m.pb->pre_key_id);
     rc = wh_del(ctx, WHISPER_REC_PREKEY, key, 4);
+    if (rc == WHISPER_OK) rc = wh_prekey_count_add(ctx, -1);
   }
 out:
   prekeymsg_free(&m);

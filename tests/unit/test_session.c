@@ -530,7 +530,64 @@ static void test_bundle_wire(void) {
   dev_close(&b);
 }
 
+static void test_prekey_upkeep(void) {
+  dev a, b;
+  whisper_prekey_bundle_t early, late;
+  whisper_buf *m;
+  int t, rotated = -1;
+  uint32_t count = 99;
+  const uint64_t day = 86400000ULL;
+  dev_new(&a, "alice", 1, 80);
+  dev_new(&b, "bob", 1, 81);
+  CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
+  CHECK(count == 0);
+  CHECK_RC(whisper_prekeys_generate(b.ctx, 100, NULL), WHISPER_OK);
+  CHECK_RC(whisper_bundle_make(b.ctx, &early, 1), WHISPER_OK); /* makes one more */
+  CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
+  CHECK(count == 101);
+  /* young enough: nothing happens */
+  CHECK_RC(whisper_signed_prekey_rotate(b.ctx, NOW + day, 2 * day, 30 * day, &rotated), WHISPER_OK);
+  CHECK(rotated == 0);
+  /* old: a new signed prekey, the old one kept for its grace */
+  CHECK_RC(whisper_signed_prekey_rotate(b.ctx, NOW + 3 * day, 2 * day, 30 * day, &rotated), WHISPER_OK);
+  CHECK(rotated == 1);
+  CHECK_RC(whisper_bundle_make(b.ctx, &late, 0), WHISPER_OK);
+  CHECK(late.signed_prekey_id == early.signed_prekey_id + 1);
+  CHECK(memcmp(late.signed_prekey, early.signed_prekey, 33) != 0);
+  /* a session from the bundle fetched before the rotation still works */
+  CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &early, NOW), WHISPER_OK);
+  CHECK_RC(send_to(&a, "bob", 1, "early bundle", &t, &m), WHISPER_OK);
+  CHECK_RC(recv_from(&b, "alice", 1, t, m, "early bundle"), WHISPER_OK);
+  whisper_buf_free(m);
+  CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
+  CHECK(count == 100); /* the one-time prekey was consumed */
+  /* past the grace, the old signed prekey is gone: a new PreKey message on it fails */
+  dev c;
+  dev_new(&c, "carol", 1, 82);
+  CHECK_RC(whisper_session_start(c.ctx, "bob", 1, &early, NOW), WHISPER_OK);
+  CHECK_RC(send_to(&c, "bob", 1, "too late", &t, &m), WHISPER_OK);
+  CHECK_RC(whisper_signed_prekey_rotate(b.ctx, NOW + 40 * day, 2 * day, 30 * day, &rotated), WHISPER_OK);
+  CHECK(rotated == 1);
+  CHECK_RC(recv_from(&b, "carol", 1, t, m, NULL), WHISPER_EINVALIDMSG);
+  whisper_buf_free(m);
+  /* the current one and the one retired just now still work */
+  whisper_prekey_bundle_t now_b;
+  CHECK_RC(whisper_bundle_make(b.ctx, &now_b, 1), WHISPER_OK);
+  CHECK(now_b.signed_prekey_id == late.signed_prekey_id + 1);
+  dev d;
+  dev_new(&d, "dave", 1, 83);
+  CHECK_RC(whisper_session_start(d.ctx, "bob", 1, &late, NOW), WHISPER_OK);
+  CHECK_RC(send_to(&d, "bob", 1, "retired but in grace", &t, &m), WHISPER_OK);
+  CHECK_RC(recv_from(&b, "dave", 1, t, m, "retired but in grace"), WHISPER_OK);
+  whisper_buf_free(m);
+  dev_close(&a);
+  dev_close(&b);
+  dev_close(&c);
+  dev_close(&d);
+}
+
 int main(void) {
+  test_prekey_upkeep();
   test_bundle_wire();
   test_kat();
   test_transcript();
