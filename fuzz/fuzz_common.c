@@ -21,7 +21,7 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...) 
   abort();
 }
 
-int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_EINTERNAL; }
+int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_EBUSY; }
 
 int fz_rc_in(int rc, int n, ...) {
   va_list ap;
@@ -109,9 +109,17 @@ static int w_del(void *user, int kind, const uint8_t *key, size_t key_len) {
   return f->inner->ops.del(f->inner->user, kind, key, key_len);
 }
 
+static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
+                  const uint8_t *bound, size_t bound_len, int descending, size_t limit,
+                  whisper_scan_fn fn, void *arg) {
+  fz_store *f = user;
+  return f->inner->ops.scan(f->inner->user, kind, prefix, prefix_len, bound, bound_len, descending,
+                            limit, fn, arg);
+}
+
 static void store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
-                                        w_get, w_put, w_del, NULL};
+                                        w_get, w_put, w_del, NULL, w_scan};
   memset(f, 0, sizeof *f);
   FZ_ASSERT(whisper_store_memory_new(&f->inner) == WHISPER_OK, "memory store");
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");

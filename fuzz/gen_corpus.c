@@ -1,7 +1,8 @@
 /*
  * Writes the seed corpora: gen_corpus OUT_DIR makes
  * OUT_DIR/<target>/<name> for each fuzz target from the same
- * deterministic scenarios the targets rebuild at start-up (fuzz_common.c),
+ * deterministic scenarios the targets rebuild at start-up (fuzz_common.c,
+ * fuzz_group.c for the sender key targets),
  * so the seeds are real messages, bundles and records valid against each
  * target's fixed state. Run it again whenever the library changes how it
  * draws randomness or what it writes (see README.md).
@@ -13,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
+#include "fuzz_group.h"
 
 #define MAX_SEED 4096
 
@@ -70,5 +72,15 @@ int main(int argc, char **argv) {
   bad |= write_seeds(argv[1], "fuzz_session_record", &s);
   fz_seeds_free(&s);
   for (int i = 0; i < FZ_RECORD_MSGS; i++) whisper_buf_free(msgs[i]);
+
+  /* the group targets share one scenario (fuzz_group.c) */
+  fz_seeds skdm = {0}, skm = {0}, skrec = {0};
+  fzg_world_free(fzg_scenario(&skdm, &skm, &skrec));
+  bad |= write_seeds(argv[1], "fuzz_skdm", &skdm);
+  bad |= write_seeds(argv[1], "fuzz_sender_key_message", &skm);
+  bad |= write_seeds(argv[1], "fuzz_sender_key_record", &skrec);
+  fz_seeds_free(&skdm);
+  fz_seeds_free(&skm);
+  fz_seeds_free(&skrec);
   return bad;
 }

@@ -29,7 +29,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ $# -gt 0 ]; then
   targets=("$@")
 else
-  targets=(fuzz_signal_message fuzz_prekey_message fuzz_bundle fuzz_session_record)
+  targets=(fuzz_signal_message fuzz_prekey_message fuzz_bundle fuzz_session_record
+    fuzz_skdm fuzz_sender_key_message fuzz_sender_key_record)
 fi
 
 out="$build/fuzz-out"

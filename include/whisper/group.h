@@ -46,8 +46,9 @@ WHISPER_API int whisper_group_rotate(whisper_ctx *ctx,
 
 /**
  * Processes an SKDM received from (sender, device_id). A repeated SKDM
- * leaves the chain where it is. Returns WHISPER_OK, WHISPER_EINVAL,
- * WHISPER_EINVALIDMSG (malformed) or a store error.
+ * leaves the chain where it is. Returns WHISPER_OK, WHISPER_EINVAL (also
+ * for an SKDM claiming to come from this very device), WHISPER_EINVALIDMSG
+ * (malformed) or a store error.
  */
 WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                       const uint8_t *skdm, size_t skdm_len);
@@ -55,8 +56,8 @@ WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint
 /**
  * Encrypts a group message once, signed with this device's sender signing
  * key. Returns WHISPER_OK, WHISPER_ENOSESSION (no own state for the
- * distribution: call whisper_group_create first), WHISPER_ERANDOM or an
- * error.
+ * distribution: call whisper_group_create first), WHISPER_ESTATE (the chain
+ * reached 2^32 - 1 iterations: rotate), WHISPER_ERANDOM or an error.
  */
 WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
                                       const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],

@@ -78,6 +78,7 @@ static int record_load(whisper_ctx *ctx, const wh_addr *k, sk_record *r) {
     const Whisper__Store__SenderChainKey *ck = ps->sender_chain_key;
     const Whisper__Store__SenderSigningKey *sk = ps->sender_signing_key;
     if (ck == NULL || ck->seed.len != 32 || sk == NULL || sk->public_key.len != WH_PUB_LEN ||
+        sk->public_key.data[0] != WH_DJB_TYPE ||
         (sk->has_private_key && sk->private_key.len != WH_KEY_LEN) ||
         ps->n_sender_message_keys > SK_MAX_KEYS) {
       rc = WHISPER_ECORRUPT;
@@ -338,12 +339,23 @@ static int process_in_txn(whisper_ctx *ctx, const char *sender, uint32_t device_
   return rc;
 }
 
+/* This device's own sending state lives under its own address: a
+ * distribution message claiming to come from there must not replace it. */
+static int check_not_self(whisper_ctx *ctx, const char *sender, uint32_t device_id) {
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (device_id == ctx->device_id && strcmp(sender, ctx->name) == 0)
+    return wh_fail(ctx, WHISPER_EINVAL, "a sender key distribution from this very device");
+  return WHISPER_OK;
+}
+
 int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                           const uint8_t *skdm, size_t skdm_len) {
   wh_addr probe;
   int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if ((rc = wh_addr_make(ctx, &probe, sender, device_id)) != WHISPER_OK) return rc;
+  if ((rc = check_not_self(ctx, sender, device_id)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = wh_finish(ctx, process_in_txn(ctx, sender, device_id, skdm, skdm_len));
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
@@ -372,6 +384,10 @@ int whisper_group_encrypt(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], const 
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "no sender key for this distribution: create it first");
   if (rc != WHISPER_OK) goto out;
   sk_state *s = &r.s[0];
+  if (s->iteration == UINT32_MAX) {
+    rc = wh_fail(ctx, WHISPER_ESTATE, "the sender chain is too long: rotate it");
+    goto out;
+  }
   chain_seed(seed, s->ck);
   seed_keys(iv, key, seed);
   ct_len = wh_cbc_len(pt_len);
@@ -447,6 +463,8 @@ static int state_seed(whisper_ctx *ctx, sk_state *s, uint32_t c, uint8_t seed[32
     return wh_fail(ctx, WHISPER_EDUPLICATE, "duplicate group message: iteration %u, chain at %u", c,
                    s->iteration);
   }
+  if (c == UINT32_MAX)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "group message iteration at the end of the chain");
   uint32_t jump = c - s->iteration;
   if (jump > SK_MAX_JUMP)
     return wh_fail(ctx, WHISPER_ETOOFAR, "group message from too far into the future (%u ahead)",
@@ -572,6 +590,7 @@ int whisper_group_receive_distribution(whisper_ctx *ctx, const char *sender, uin
   wh_addr a;
   whisper_buf *pt = NULL;
   int rc = wh_session_decrypt_check(ctx, &a, sender, device_id, type, body, body_len, &pt);
+  if (rc == WHISPER_OK) rc = check_not_self(ctx, sender, device_id);
   if (rc != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = wh_session_decrypt_in_txn(ctx, &a, type, body, body_len, &pt);

@@ -302,6 +302,8 @@ static int chain_message_key(whisper_ctx *ctx, const wh_state *s, wh_chain *ch, 
     return wh_fail(ctx, WHISPER_EDUPLICATE, "duplicate message: counter %u, chain at %u", c,
                    ch->index);
   }
+  if (c == UINT32_MAX)
+    return wh_fail(ctx, WHISPER_EINVALIDMSG, "counter at the end of the chain");
   uint32_t jump = c - ch->index;
   if (jump > WH_MAX_JUMP && memcmp(s->local_ik, s->remote_ik, WH_PUB_LEN) != 0)
     return wh_fail(ctx, WHISPER_ETOOFAR, "message from too far into the future (%u ahead)", jump);
@@ -628,6 +630,10 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
     goto out;
   }
   wh_state *s = &r.cur;
+  if (s->sender.index == UINT32_MAX) {
+    rc = wh_fail(ctx, WHISPER_ENOSESSION, "the sending chain is exhausted: start a new session");
+    goto out;
+  }
   message_keys(&mk, s->sender.ck, s->sender.index);
   if ((rc = signal_message_seal(ctx, &msg, s, &mk, pt, pt_len)) != WHISPER_OK) goto out;
   if (s->has_pending) {

@@ -236,6 +236,13 @@ static void test_behaviour(void) {
   CHECK_RC(whisper_group_decrypt(b.ctx, "alice", 1, junk, sizeof junk, &pt), WHISPER_EINVALIDMSG);
   CHECK_RC(whisper_group_process(b.ctx, "alice", 1, junk, sizeof junk), WHISPER_EINVALIDMSG);
   CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, 20), WHISPER_EINVALIDMSG);
+  /* an SKDM claiming to come from this very device would replace its own
+   * sending state: refused, and alice can still send */
+  CHECK_RC(whisper_group_process(a.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_EINVAL);
+  whisper_buf *still;
+  CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"still mine", 10, &still), WHISPER_OK);
+  CHECK_RC(gdec(&b, "alice", 1, still, "still mine"), WHISPER_OK);
+  whisper_buf_free(still);
 
   /* rotation: old messages still readable, new chain works for those given it */
   whisper_buf *skdm2, *r1;
