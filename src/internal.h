@@ -17,6 +17,18 @@ struct whisper_store {
   char last_error[256]; /* set by the store implementation */
 };
 
+/* An address key: name || 0x00 || device id (4 bytes big-endian). */
+typedef struct wh_addr {
+  uint8_t key[WH_ADDR_MAX + 16];
+  size_t len;
+} wh_addr;
+/* The last identity found trusted inside a batch. */
+typedef struct wh_identity_memo {
+  int valid;
+  wh_addr addr;
+  uint8_t key[WH_PUB_LEN];
+} wh_identity_memo;
+
 struct whisper_ctx {
   whisper_store *store;
   wh_rng rng;
@@ -27,6 +39,12 @@ struct whisper_ctx {
   uint32_t registration_id;
   uint32_t device_id;
   char name[WH_NAME_MAX + 1];
+  /* Session records kept decoded during a batch (protocol/session.c). */
+  struct wh_record_cache *record_cache;
+  wh_identity_memo identity_memo; /* valid only while record_cache is set */
+  /* The history salt, cached once read from the store. */
+  int have_history_salt;
+  uint8_t history_salt[16];
 };
 
 /* Records the failure sentence and returns `code`. */
@@ -35,11 +53,6 @@ int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...)
 /* Clears the last error; returns WHISPER_OK. */
 int wh_ok(whisper_ctx *ctx);
 
-/* An address key: name || 0x00 || device id (4 bytes big-endian). */
-typedef struct wh_addr {
-  uint8_t key[WH_ADDR_MAX + 16];
-  size_t len;
-} wh_addr;
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);
@@ -64,6 +77,14 @@ int wh_local_identity(whisper_ctx *ctx);
 int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
                            int *trusted);
 int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
+/* Both at once (one lookup): WHISPER_EUNTRUSTED if the key is not the one
+ * expected, else it is remembered (trust on first use). */
+int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
+
+/* The batch record cache: begin, then end(write=1) before the commit, or
+ * end(write=0) to drop it. */
+int wh_record_cache_begin(whisper_ctx *ctx);
+int wh_record_cache_end(whisper_ctx *ctx, int write);
 
 /* Adjusts the count of unused one-time prekeys (protocol/identity.c). */
 int wh_prekey_count_add(whisper_ctx *ctx, int32_t delta);

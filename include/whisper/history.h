@@ -61,10 +61,12 @@ WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_mes
  * Decrypts a 1:1 message from (name, device_id) and stores it in history as
  * `meta` describes (its conversation, id, sort key and time; the body is
  * the plaintext), together with the session's new state, in one
- * transaction. A message whose id was already stored in that conversation
- * is refused with WHISPER_EDUPLICATE before anything is decrypted, also
- * after a restart. Otherwise the codes of whisper_session_decrypt(); on
- * any failure nothing changes. `plaintext_out` may be NULL.
+ * transaction. A message already stored in that conversation with the same
+ * sort key and id (a redelivery: the server's sequence does not change) is
+ * refused with WHISPER_EDUPLICATE before anything is decrypted, also after
+ * a restart; a replayed ciphertext is refused by the session anyway.
+ * Otherwise the codes of whisper_session_decrypt(); on any failure nothing
+ * changes. `plaintext_out` may be NULL.
  */
 WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name,
                                               uint32_t device_id, int type, const uint8_t *body,
@@ -118,14 +120,13 @@ typedef struct whisper_page whisper_page;
 
 /**
  * Reads up to `limit` messages of a conversation, newest first, older than
- * the message `before` (NULL: from the newest). Page on with the id of the
- * last message of a page. Returns WHISPER_OK, WHISPER_EINVAL,
- * WHISPER_ENOTFOUND (`before` is not a message of the conversation) or an
- * error.
+ * the position (before_sort_key, before_id): pass the sort key and id of
+ * the last message of the previous page to page on, or before_id NULL to
+ * start from the newest. Returns WHISPER_OK, WHISPER_EINVAL or an error.
  */
 WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
-                                     const uint8_t *before, size_t before_len, size_t limit,
-                                     whisper_page **out);
+                                     uint64_t before_sort_key, const uint8_t *before_id,
+                                     size_t before_id_len, size_t limit, whisper_page **out);
 
 /**
  * The outbox: up to `limit` outgoing messages the server has not taken

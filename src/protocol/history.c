@@ -5,7 +5,8 @@
  *   conversation tag = BLAKE2b-128(salt, "c" || conversation)
  *   message tag      = BLAKE2b-128(salt, "m" || conversation || 0 || id)
  *   HISTORY key      = conversation tag || sort key (8, BE) || message tag
- *   MESSAGE_INDEX    = message tag -> HISTORY key (also the duplicate guard)
+ *   MESSAGE_INDEX    = message tag -> HISTORY key (outgoing messages only:
+ *                      sent() and status() find them by id)
  *   OUTBOX key       = outbox sequence (8, BE) || message tag -> HISTORY key
  *
  * The salt is a random 16 bytes kept (sealed) in the store, so the tags
@@ -47,7 +48,19 @@ static int need_scan(whisper_ctx *ctx) {
 /* The salt (made on first use), then the tags of (conversation, id). */
 static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t *id, size_t id_len) {
   whisper_buf *salt = NULL;
-  int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &salt);
+  int rc;
+  if (ctx->have_history_salt) {
+    salt = whisper_buf_new(ctx->history_salt, TAG_LEN);
+    rc = salt ? WHISPER_OK : WHISPER_ENOMEM;
+  } else {
+    rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &salt);
+    /* cached only once read back from the store: a salt made in a
+     * transaction that rolls back must not outlive it */
+    if (rc == WHISPER_OK && salt->len == TAG_LEN) {
+      memcpy(ctx->history_salt, salt->data, TAG_LEN);
+      ctx->have_history_salt = 1;
+    }
+  }
   if (rc == WHISPER_ENOTFOUND) {
     uint8_t fresh[TAG_LEN];
     randombytes_buf(fresh, sizeof fresh);
@@ -128,12 +141,14 @@ static int check_message(whisper_ctx *ctx, const whisper_message_t *m) {
   return WHISPER_OK;
 }
 
-/* Stores entry `e` under the key for `t` and its sort key, with its index. */
+/* Stores entry `e` under the key for `t` and its sort key, and, for an
+ * outgoing message, its index. */
 static int entry_store(whisper_ctx *ctx, const tags *t, Whisper__Store__HistoryEntry *e,
                        uint8_t hkey[HKEY_LEN]) {
   history_key(hkey, t, e->sort_key);
   int rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
-  if (rc == WHISPER_OK) rc = put_ref(ctx, WHISPER_REC_MESSAGE_INDEX, t->msg, TAG_LEN, hkey);
+  if (rc == WHISPER_OK && e->sender == NULL)
+    rc = put_ref(ctx, WHISPER_REC_MESSAGE_INDEX, t->msg, TAG_LEN, hkey);
   return rc;
 }
 
@@ -232,11 +247,14 @@ static int decrypt_store_in_txn(whisper_ctx *ctx, const wh_addr *a, const char *
                                 const whisper_message_t *meta, whisper_buf **pt) {
   tags t;
   uint8_t hkey[HKEY_LEN];
+  whisper_buf *seen = NULL;
   int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
   if (rc != WHISPER_OK) return rc;
-  rc = find(ctx, t.msg, hkey);
+  history_key(hkey, &t, meta->sort_key);
+  rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &seen);
+  whisper_buf_free(seen);
   if (rc == WHISPER_OK)
-    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (id seen before)");
+    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
   if (rc != WHISPER_ENOTFOUND) return rc;
   if ((rc = wh_session_decrypt_in_txn(ctx, a, type, body, body_len, pt)) != WHISPER_OK) return rc;
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
@@ -287,6 +305,7 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
   for (size_t i = 0; i < n; i++) msgs[i].result = WHISPER_EINTERNAL, msgs[i].plaintext = NULL;
   if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  if (n > 1 && (rc = wh_record_cache_begin(ctx)) != WHISPER_OK) return wh_finish(ctx, rc);
   char last[256] = "";
   for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
     whisper_incoming_t *m = &msgs[i];
@@ -302,6 +321,8 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
     if (r != WHISPER_OK) snprintf(last, sizeof last, "%s", ctx->last_error);
     if (is_store_failure(r)) rc = r;
   }
+  int flushed = wh_record_cache_end(ctx, rc == WHISPER_OK);
+  if (rc == WHISPER_OK) rc = flushed;
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     for (size_t i = 0; i < n; i++) {
@@ -508,8 +529,9 @@ static int page_run(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t pr
   return WHISPER_OK;
 }
 
-int whisper_history_page(whisper_ctx *ctx, const char *conv, const uint8_t *before,
-                         size_t before_len, size_t limit, whisper_page **out) {
+int whisper_history_page(whisper_ctx *ctx, const char *conv, uint64_t before_sort_key,
+                         const uint8_t *before, size_t before_len, size_t limit,
+                         whisper_page **out) {
   tags t;
   uint8_t bound[HKEY_LEN];
   if (ctx == NULL) return WHISPER_EINVAL;
@@ -523,10 +545,7 @@ int whisper_history_page(whisper_ctx *ctx, const char *conv, const uint8_t *befo
   if (rc != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = make_tags(ctx, &t, conv, before, before_len);
-  if (rc == WHISPER_OK && before) {
-    rc = find(ctx, t.msg, bound);
-    if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, rc, "the cursor is not a message of that conversation");
-  }
+  if (rc == WHISPER_OK && before) history_key(bound, &t, before_sort_key);
   if (rc == WHISPER_OK)
     rc = page_run(ctx, WHISPER_REC_HISTORY, t.conv, TAG_LEN, before ? bound : NULL, HKEY_LEN, 1,
                   limit, out);

@@ -525,6 +525,27 @@ int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key
   return WHISPER_OK;
 }
 
+int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
+  /* inside a batch (one transaction, nothing else changes trust) the last
+   * address found trusted is remembered */
+  wh_identity_memo *memo = &ctx->identity_memo;
+  if (ctx->record_cache && memo->valid && memo->addr.len == a->len &&
+      memcmp(memo->addr.key, a->key, a->len) == 0 && memcmp(memo->key, key, WH_PUB_LEN) == 0)
+    return WHISPER_OK;
+  remote_id want;
+  int rc = expected_key(ctx, a, &want);
+  if (rc != WHISPER_OK) return rc;
+  if (want.present && memcmp(want.key, key, WH_PUB_LEN) != 0)
+    return wh_fail(ctx, WHISPER_EUNTRUSTED, "the identity key of this device changed");
+  if (!want.present) rc = remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key, 0);
+  if (rc == WHISPER_OK && ctx->record_cache) {
+    memo->addr = *a;
+    memcpy(memo->key, key, WH_PUB_LEN);
+    memo->valid = 1;
+  }
+  return rc;
+}
+
 int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
   remote_id want;
   int rc = expected_key(ctx, a, &want);

@@ -197,26 +197,6 @@ static void prekeymsg_free(prekeymsg *m) {
 
 /* --- records ----------------------------------------------------------------- */
 
-static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  whisper_buf *b;
-  memset(r, 0, sizeof *r);
-  int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
-  if (rc != WHISPER_OK) return rc;
-  rc = wh_record_decode(r, b->data, b->len);
-  whisper_buf_free(b);
-  if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
-  return rc;
-}
-
-static int record_store(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
-  whisper_buf *b;
-  int rc = wh_record_encode(r, &b);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
-  rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
-  whisper_buf_free(b);
-  return rc;
-}
-
 static int state_copy(wh_state *dst, const wh_state *src) {
   *dst = *src;
   const wh_chain *from[1 + WH_MAX_RECV_CHAINS];
@@ -239,6 +219,149 @@ static int state_copy(wh_state *dst, const wh_state *src) {
     to[i]->cap = from[i]->nkeys;
   }
   return WHISPER_OK;
+}
+
+/* A deep copy of a record. */
+static int record_copy(wh_record *dst, const wh_record *src) {
+  memset(dst, 0, sizeof *dst);
+  if (src->has_current) {
+    if (state_copy(&dst->cur, &src->cur) != WHISPER_OK) return WHISPER_ENOMEM;
+    dst->has_current = 1;
+  }
+  for (uint32_t i = 0; i < src->narchived; i++) {
+    dst->archived[i] = whisper_buf_new(src->archived[i]->data, src->archived[i]->len);
+    if (dst->archived[i] == NULL) {
+      wh_record_free(dst);
+      return WHISPER_ENOMEM;
+    }
+    dst->narchived++;
+  }
+  return WHISPER_OK;
+}
+
+/*
+ * Within a batch (whisper_session_decrypt_batch) the records of the
+ * addresses it touches are kept decoded: a load gets a copy, a successful
+ * message replaces the kept record, and wh_record_cache_end() writes each
+ * changed record once, before the batch commits. A failed message never
+ * reaches record_store, so it leaves the kept record as it was.
+ */
+#define CACHE_SLOTS 8
+typedef struct cache_slot {
+  wh_addr a;
+  wh_record r;
+  int present, dirty;
+} cache_slot;
+
+struct wh_record_cache {
+  cache_slot slot[CACHE_SLOTS];
+  int n;
+};
+
+static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r);
+
+static cache_slot *cache_find(whisper_ctx *ctx, const wh_addr *a) {
+  struct wh_record_cache *c = ctx->record_cache;
+  for (int i = 0; c && i < c->n; i++)
+    if (c->slot[i].a.len == a->len && memcmp(c->slot[i].a.key, a->key, a->len) == 0)
+      return &c->slot[i];
+  return NULL;
+}
+
+/* A slot for `a`: a free one, or the oldest after writing it out. */
+static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) {
+  struct wh_record_cache *c = ctx->record_cache;
+  cache_slot *sl;
+  if (c->n < CACHE_SLOTS) {
+    sl = &c->slot[c->n++];
+  } else {
+    sl = &c->slot[0];
+    if (sl->dirty) {
+      int rc = record_write(ctx, &sl->a, &sl->r);
+      if (rc != WHISPER_OK) return rc;
+    }
+    wh_record_free(&sl->r);
+    memmove(&c->slot[0], &c->slot[1], (CACHE_SLOTS - 1) * sizeof *sl);
+    sl = &c->slot[CACHE_SLOTS - 1];
+  }
+  memset(sl, 0, sizeof *sl);
+  sl->a = *a;
+  *out = sl;
+  return WHISPER_OK;
+}
+
+int wh_record_cache_begin(whisper_ctx *ctx) {
+  ctx->identity_memo.valid = 0;
+  ctx->record_cache = calloc(1, sizeof *ctx->record_cache);
+  return ctx->record_cache ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+}
+
+int wh_record_cache_end(whisper_ctx *ctx, int write) {
+  struct wh_record_cache *c = ctx->record_cache;
+  int rc = WHISPER_OK;
+  if (c == NULL) return WHISPER_OK;
+  ctx->record_cache = NULL;
+  ctx->identity_memo.valid = 0;
+  for (int i = 0; i < c->n; i++) {
+    if (write && rc == WHISPER_OK && c->slot[i].dirty)
+      rc = record_write(ctx, &c->slot[i].a, &c->slot[i].r);
+    wh_record_free(&c->slot[i].r);
+  }
+  free(c);
+  return rc;
+}
+
+static int record_load_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  whisper_buf *b;
+  memset(r, 0, sizeof *r);
+  int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
+  if (rc != WHISPER_OK) return rc;
+  rc = wh_record_decode(r, b->data, b->len);
+  whisper_buf_free(b);
+  if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+  return rc;
+}
+
+static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  if (ctx->record_cache == NULL) return record_load_store(ctx, a, r);
+  cache_slot *sl = cache_find(ctx, a);
+  if (sl == NULL) {
+    wh_record fresh;
+    int rc = record_load_store(ctx, a, &fresh);
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+    int rc2 = cache_slot_for(ctx, a, &sl);
+    if (rc2 != WHISPER_OK) {
+      if (rc == WHISPER_OK) wh_record_free(&fresh);
+      return rc2;
+    }
+    sl->present = rc == WHISPER_OK;
+    if (sl->present) sl->r = fresh;
+  }
+  memset(r, 0, sizeof *r);
+  if (!sl->present) return WHISPER_ENOTFOUND;
+  return record_copy(r, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+}
+
+static int record_store(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
+  if (ctx->record_cache == NULL) return record_write(ctx, a, r);
+  cache_slot *sl = cache_find(ctx, a);
+  int rc = sl ? WHISPER_OK : cache_slot_for(ctx, a, &sl);
+  if (rc != WHISPER_OK) return rc;
+  wh_record copy;
+  if (record_copy(&copy, r) != WHISPER_OK) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  if (sl->present) wh_record_free(&sl->r);
+  sl->r = copy;
+  sl->present = sl->dirty = 1;
+  return WHISPER_OK;
+}
+
+static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
+  whisper_buf *b;
+  int rc = wh_record_encode(r, &b);
+  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
+  rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
+  whisper_buf_free(b);
+  return rc;
 }
 
 /* --- the ratchet ------------------------------------------------------------- */
@@ -609,7 +732,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   wh_record r;
   wh_msgkey mk;
   whisper_buf *msg = NULL, *wrapped = NULL;
-  int rc, trusted = 0;
+  int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
   if (type_out == NULL || out == NULL || (pt == NULL && pt_len))
@@ -646,12 +769,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   }
   chain_next(s->sender.ck);
   s->sender.index++;
-  if ((rc = wh_identity_is_trusted(ctx, &a, s->remote_ik, &trusted)) != WHISPER_OK) goto out;
-  if (!trusted) {
-    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the identity key of %s.%u changed", name, device_id);
-    goto out;
-  }
-  if ((rc = wh_identity_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
+  if ((rc = wh_identity_check_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
   rc = record_store(ctx, &a, &r);
   goto out;
 oom:
@@ -768,15 +886,12 @@ out:
 static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
                            size_t len, whisper_buf **pt) {
   sigmsg m;
-  int rc, trusted = 0;
+  int rc;
   if ((rc = signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
   rc = record_load(ctx, a, r);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
   if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);
-  if (rc == WHISPER_OK) rc = wh_identity_is_trusted(ctx, a, r->cur.remote_ik, &trusted);
-  if (rc == WHISPER_OK && !trusted)
-    rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the sender's identity key changed");
-  if (rc == WHISPER_OK) rc = wh_identity_save(ctx, a, r->cur.remote_ik);
+  if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, r->cur.remote_ik);
   sigmsg_free(&m);
   return rc;
 }

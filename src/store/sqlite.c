@@ -34,9 +34,13 @@ static const char CHECK_PLAIN[] = "libwhisper store key check";
 
 #define ROW_LEN 32
 
+#define NONCE_POOL 4080 /* 170 nonces per refill */
+
 typedef struct sq_store {
   sqlite3 *db;
-  sqlite3_stmt *get, *put, *del, *oget, *oput, *odel;
+  sqlite3_stmt *get, *put, *del, *oget, *oput, *odel, *tbegin, *tcommit, *trollback;
+  uint8_t nonces[NONCE_POOL]; /* random, public once used: one syscall per 170 */
+  size_t nonces_left;
   uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
   whisper_store *self;
   int in_txn;
@@ -99,7 +103,16 @@ static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint
 
 /* value = nonce || seal(kind (4, BE) || key_len (4, BE) || key || record),
  * AD = row id. */
-static int seal(const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
+static void next_nonce(sq_store *s, uint8_t out[NONCE_LEN]) {
+  if (s->nonces_left < NONCE_LEN) {
+    randombytes_buf(s->nonces, sizeof s->nonces);
+    s->nonces_left = sizeof s->nonces;
+  }
+  memcpy(out, s->nonces + sizeof s->nonces - s->nonces_left, NONCE_LEN);
+  s->nonces_left -= NONCE_LEN;
+}
+
+static int seal(sq_store *s, const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
                 const uint8_t *k, size_t n, const uint8_t *v, size_t vn, uint8_t **out,
                 size_t *out_len) {
   size_t pn = 8 + n + vn;
@@ -114,7 +127,7 @@ static int seal(const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int
   wh_be32(plain + 4, (uint32_t)n);
   if (n) memcpy(plain + 8, k, n);
   if (vn) memcpy(plain + 8 + n, v, vn);
-  randombytes_buf(c, NONCE_LEN); /* nonces are not protocol randomness */
+  next_nonce(s, c); /* nonces are not protocol randomness */
   unsigned long long clen = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(c + NONCE_LEN, &clen, plain, pn, row, ROW_LEN, NULL, c,
                                              seal_key);
@@ -208,27 +221,33 @@ static int meta_put(sq_store *s, const char *name, const uint8_t *v, size_t n) {
 
 /* --- the record interface ---------------------------------------------------------- */
 
+/* Runs a prepared statement (if prepared yet) or the SQL text. */
+static int run(sq_store *s, sqlite3_stmt *st, const char *sql) {
+  if (st == NULL) return exec(s, sql);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  return rc == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(rc), sql);
+}
+
 static int sq_begin(void *user) {
   sq_store *s = user;
   if (s->in_txn) return WHISPER_ESTATE;
-  int rc = exec(s, "BEGIN IMMEDIATE");
+  int rc = run(s, s->tbegin, "BEGIN IMMEDIATE");
   if (rc == WHISPER_OK) s->in_txn = 1;
   return rc;
 }
 
 static int sq_commit(void *user) {
   sq_store *s = user;
-  int rc = exec(s, "COMMIT");
-  if (rc != WHISPER_OK) {
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-  }
+  int rc = run(s, s->tcommit, "COMMIT");
+  if (rc != WHISPER_OK && !sqlite3_get_autocommit(s->db)) run(s, s->trollback, "ROLLBACK");
   s->in_txn = 0;
   return rc;
 }
 
 static void sq_rollback(void *user) {
   sq_store *s = user;
-  if (s->in_txn) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+  if (s->in_txn && !sqlite3_get_autocommit(s->db)) run(s, s->trollback, "ROLLBACK");
   s->in_txn = 0;
 }
 
@@ -272,7 +291,7 @@ static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_
   size_t cn;
   if (vn > (size_t)INT32_MAX - 64 - n) return WHISPER_EINVAL;
   row_id(s, row, kind, k, n);
-  int rc = seal(SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
+  int rc = seal(s, SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
   if (rc != WHISPER_OK) return rc;
   int ordered = WHISPER_REC_IS_ORDERED(kind);
   sqlite3_stmt *st = ordered ? s->oput : s->put;
@@ -361,6 +380,9 @@ static void sq_destroy(void *user) {
   sqlite3_finalize(s->oget);
   sqlite3_finalize(s->oput);
   sqlite3_finalize(s->odel);
+  sqlite3_finalize(s->tbegin);
+  sqlite3_finalize(s->tcommit);
+  sqlite3_finalize(s->trollback);
   if (s->db) sqlite3_close_v2(s->db);
   if (s->key) sodium_free(s->key);
   free(s);
@@ -402,8 +424,8 @@ static int write_key_meta(sq_store *s, int with_salt, const uint8_t salt[SALT_LE
                      : exec(s, "DELETE FROM meta WHERE name = 'salt'");
   if (rc != WHISPER_OK) return rc;
   static const uint8_t check_row[ROW_LEN];
-  rc = seal(SEAL_KEY(s), check_row, 0, NULL, 0, (const uint8_t *)CHECK_PLAIN, sizeof CHECK_PLAIN,
-            &c, &cn);
+  rc = seal(s, SEAL_KEY(s), check_row, 0, NULL, 0, (const uint8_t *)CHECK_PLAIN,
+            sizeof CHECK_PLAIN, &c, &cn);
   if (rc != WHISPER_OK) return rc;
   rc = meta_put(s, "key_check", c, cn);
   free(c);
@@ -566,7 +588,13 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
       sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO ordered(kind, key, value) VALUES (?, ?, ?)",
                          -1, SQLITE_PREPARE_PERSISTENT, &s->oput, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "DELETE FROM ordered WHERE kind = ? AND key = ?", -1,
-                         SQLITE_PREPARE_PERSISTENT, &s->odel, NULL) != SQLITE_OK)
+                         SQLITE_PREPARE_PERSISTENT, &s->odel, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "BEGIN IMMEDIATE", -1, SQLITE_PREPARE_PERSISTENT, &s->tbegin,
+                         NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &s->tcommit, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &s->trollback, NULL) !=
+          SQLITE_OK)
     return open_fail(s, ws, WHISPER_ESTORE, why, "the store's statements cannot be prepared");
   *out = ws;
   return WHISPER_OK;

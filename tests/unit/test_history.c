@@ -85,7 +85,7 @@ static void test_outgoing(int sqlite) {
   CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
   CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
   /* pages: newest first by sort key; the 10 sent ones (5000+) are newest */
-  CHECK_RC(whisper_history_page(a.ctx, "bob", NULL, 0, 10, &p), WHISPER_OK);
+  CHECK_RC(whisper_history_page(a.ctx, "bob", 0, NULL, 0, 10, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 10);
   const whisper_message_t *m0 = whisper_page_get(p, 0);
   CHECK(m0 && memcmp(m0->id, "m09", 3) == 0 && m0->sort_key == 5009);
@@ -96,11 +96,12 @@ static void test_outgoing(int sqlite) {
   uint8_t cursor[8];
   memcpy(cursor, last->id, last->id_len);
   size_t cursor_len = last->id_len;
+  uint64_t cursor_key = last->sort_key;
   whisper_page_free(p);
   int seen = 10;
   uint64_t prev = 5000;
   while (1) {
-    CHECK_RC(whisper_history_page(a.ctx, "bob", cursor, cursor_len, 7, &p), WHISPER_OK);
+    CHECK_RC(whisper_history_page(a.ctx, "bob", cursor_key, cursor, cursor_len, 7, &p), WHISPER_OK);
     size_t n = whisper_page_count(p);
     for (size_t i = 0; i < n; i++) {
       const whisper_message_t *m = whisper_page_get(p, i);
@@ -116,14 +117,15 @@ static void test_outgoing(int sqlite) {
     last = whisper_page_get(p, n - 1);
     memcpy(cursor, last->id, last->id_len);
     cursor_len = last->id_len;
+    cursor_key = last->sort_key;
     whisper_page_free(p);
   }
   CHECK(seen == 30);
-  CHECK_RC(whisper_history_page(a.ctx, "bob", (const uint8_t *)"zzz", 3, 5, &p), WHISPER_ENOTFOUND);
-  CHECK_RC(whisper_history_page(a.ctx, "carol", NULL, 0, 5, &p), WHISPER_OK);
+  CHECK_RC(whisper_history_page(a.ctx, "bob", 0, (const uint8_t *)"zzz", 0, 5, &p), WHISPER_EINVAL);
+  CHECK_RC(whisper_history_page(a.ctx, "carol", 0, NULL, 0, 5, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 1);
   whisper_page_free(p);
-  CHECK_RC(whisper_history_page(a.ctx, "dave", NULL, 0, 5, &p), WHISPER_OK);
+  CHECK_RC(whisper_history_page(a.ctx, "dave", 0, NULL, 0, 5, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 0);
   whisper_page_free(p);
   dev_close(&a);
@@ -152,7 +154,7 @@ static void test_incoming(int sqlite) {
   CHECK(pt && pt->len == 5 && memcmp(pt->data, "msg 0", 5) == 0);
   whisper_buf_free(pt);
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_EDUPLICATE);
-  /* the refused one changed nothing: message 1 still decrypts under its own id */
+  /* the refused one changed nothing: message 1 still decrypts as itself */
   meta = msg("alice", "id-1", 101, "");
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_OK);
   /* a replayed ciphertext under a new id is a duplicate for the session */
@@ -180,7 +182,7 @@ static void test_incoming(int sqlite) {
     in[i].body_len = ms[k]->len;
     in[i].meta = msg("alice", ids[i], (uint64_t)(100 + k), "");
   }
-  in[70].meta = msg("alice", "id-1", 171, ""); /* id seen before */
+  in[70].meta = msg("alice", "id-1", 101, ""); /* a redelivery of a stored message */
   CHECK_RC(whisper_session_decrypt_batch(b.ctx, in, 100), WHISPER_OK);
   int ok = 0;
   for (int i = 0; i < 100; i++) {
@@ -202,7 +204,7 @@ static void test_incoming(int sqlite) {
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[72], ms[72]->data, ms[72]->len, &meta, NULL), WHISPER_OK);
   /* history holds every stored message with its sender, newest first */
   whisper_page *p;
-  CHECK_RC(whisper_history_page(b.ctx, "alice", NULL, 0, 1000, &p), WHISPER_OK);
+  CHECK_RC(whisper_history_page(b.ctx, "alice", 0, NULL, 0, 1000, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 102);
   const whisper_message_t *top = whisper_page_get(p, 0);
   CHECK(top && top->sort_key == 201 && strcmp(top->sender, "alice") == 0 && top->sender_device == 1);

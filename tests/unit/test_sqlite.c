@@ -340,7 +340,7 @@ static void test_migration(void) {
   whisper_buf_free(pt);
   whisper_buf_free(m);
   whisper_page *page = NULL;
-  CHECK_RC(whisper_history_page(b, "alice", NULL, 0, 10, &page), WHISPER_OK);
+  CHECK_RC(whisper_history_page(b, "alice", 0, NULL, 0, 10, &page), WHISPER_OK);
   CHECK(whisper_page_count(page) == 1);
   whisper_page_free(page);
   whisper_ctx_free(a);
