@@ -181,6 +181,16 @@ int wh_finish(whisper_ctx *ctx, int rc) {
   return rc;
 }
 
+int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out) {
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(*out);
+    *out = NULL;
+    return rc;
+  }
+  return wh_ok(ctx);
+}
+
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out) {
   whisper_store *s = ctx->store;
   *out = NULL;

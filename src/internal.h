@@ -65,6 +65,9 @@ int wh_commit(whisper_ctx *ctx);
 void wh_rollback(whisper_ctx *ctx);
 /* Commits when rc is WHISPER_OK, else rolls back; returns the final code. */
 int wh_finish(whisper_ctx *ctx, int rc);
+/* wh_finish(), then on failure frees and clears *out; on success clears
+ * the last error. Returns the final code. */
+int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out);
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len);

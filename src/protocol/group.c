@@ -260,13 +260,7 @@ static int own_skdm(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], int rotate, 
   if (rc == WHISPER_OK && (rc = skdm_encode(uuid, &r.s[0], out)) != WHISPER_OK)
     rc = wh_fail(ctx, rc, "out of memory");
   record_free(&r);
-  rc = wh_finish(ctx, rc);
-  if (rc != WHISPER_OK) {
-    whisper_buf_free(*out);
-    *out = NULL;
-    return rc;
-  }
-  return wh_ok(ctx);
+  return wh_finish_out(ctx, rc, out);
 }
 
 int whisper_group_create(whisper_ctx *ctx, const uint8_t distribution_id[UUID_LEN],
@@ -440,13 +434,7 @@ out:
   wh_wipe(key, sizeof key);
   wh_wipe(z, sizeof z);
   record_free(&r);
-  rc = wh_finish(ctx, rc);
-  if (rc != WHISPER_OK) {
-    whisper_buf_free(*out);
-    *out = NULL;
-    return rc;
-  }
-  return wh_ok(ctx);
+  return wh_finish_out(ctx, rc, out);
 }
 
 /* The seed for iteration c of state s, storing skipped seeds. */
