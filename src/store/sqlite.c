@@ -495,7 +495,9 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
     free(s);
     return WHISPER_ENOMEM;
   }
-  if ((rc = whisper_store_new(&ws, &sq_ops, s)) != WHISPER_OK) return open_fail(s, NULL, rc, why, "out of memory");
+  if ((rc = whisper_store_new(&ws, &sq_ops, s)) != WHISPER_OK)
+    return open_fail(s, NULL, rc, why,
+                     rc == WHISPER_ENOMEM ? "out of memory" : "the store's function table is refused");
   s->self = ws;
   int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (orc != SQLITE_OK)

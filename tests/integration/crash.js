@@ -1,0 +1,874 @@
+#!/usr/bin/env node
+// Crash safety of a persistent peer: SIGKILL at random points while two
+// peers exchange thousands of messages, restart on the same --db, and check
+// that nothing acknowledged is lost, no message key is used twice, no
+// duplicate is accepted, and the conversation goes on.
+//
+//   node crash.js --peer CMD [--messages N] [--seed S] [--kill-every R]
+//                 [--workdir DIR] [--keep] [--timeout SECONDS] [--trace]
+//
+// CMD is a peer command line (the runner appends `--db PATH`); the word
+// `libsignal` stands for the reference peer. See README.md.
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { PeerProc, Rng, pb, splitCommand, short } = require('../interop/scenarios/harness');
+
+// ---------------------------------------------------------------------------
+// options
+
+function usage(msg) {
+  if (msg) process.stderr.write(`crash.js: ${msg}\n`);
+  process.stderr.write(
+    'usage: node crash.js --peer CMD [--messages N] [--seed S] [--kill-every R]\n' +
+      '                     [--workdir DIR] [--keep] [--timeout SECONDS] [--trace]\n'
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = {
+    peer: null,
+    messages: 3000,
+    seed: '1',
+    killEvery: 50,
+    workdir: null,
+    keep: false,
+    timeout: 60,
+    trace: false,
+  };
+  const val = (i) => {
+    if (i + 1 >= argv.length) usage(`${argv[i]} needs a value`);
+    return argv[i + 1];
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    switch (a) {
+      case '--peer': o.peer = val(i++); break;
+      case '--messages': o.messages = Number(val(i++)); break;
+      case '--seed': o.seed = val(i++); break;
+      case '--kill-every': o.killEvery = Number(val(i++)); break;
+      case '--workdir': o.workdir = val(i++); break;
+      case '--keep': o.keep = true; break;
+      case '--timeout': o.timeout = Number(val(i++)); break;
+      case '--trace': o.trace = true; break;
+      case '-h':
+      case '--help': usage();
+      // falls through
+      default: usage(`unknown argument ${a}`);
+    }
+  }
+  if (!o.peer) {
+    const def = path.resolve(__dirname, '..', '..', 'build', 'tests', 'interop', 'whisper-peer', 'whisper-peer');
+    if (!fs.existsSync(def)) usage('--peer is required');
+    o.peer = def;
+  }
+  if (o.peer === 'libsignal') {
+    const dir = path.resolve(__dirname, '..', 'interop', 'libsignal-peer');
+    if (!fs.existsSync(path.join(dir, 'node_modules', '@signalapp', 'libsignal-client'))) {
+      usage(`the reference peer is not installed: run "npm ci" in ${dir}`);
+    }
+    o.peer = `${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(dir, 'peer.js'))}`;
+  }
+  try {
+    splitCommand(o.peer);
+  } catch (e) {
+    usage(e.message);
+  }
+  if (!(Number.isInteger(o.messages) && o.messages >= 10)) usage('--messages must be an integer >= 10');
+  if (!(o.killEvery >= 2)) usage('--kill-every must be a number >= 2 (requests per kill on average)');
+  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+const B = (s) => Buffer.from(s, 'base64');
+const WINDOW = 5; // out-of-order delivery: among the oldest WINDOW undelivered
+const OVERDUE_RUNS = 2; // a message is delivered at the latest 2 runs after it was sent
+const STRICT_CHAINS = 3; // replays on the newest 3 receiving chains must be duplicate_message
+
+function spin(us) {
+  const end = process.hrtime.bigint() + BigInt(Math.round(us)) * 1000n;
+  while (process.hrtime.bigint() < end) {
+    // busy wait: the peer keeps running, this process does not read meanwhile
+  }
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The message key a 1:1 ciphertext uses: its SignalMessage's ratchet key
+// (field 1) and counter (field 2); for a PreKeySignalMessage the embedded
+// SignalMessage (field 4). Layout: version byte, protobuf, 8-byte MAC.
+function messageKeyOf(type, body) {
+  let b = B(body);
+  if (b.length < 1 || b[0] !== 0x34) throw new Error(`version byte ${b.length ? b[0].toString(16) : 'missing'}, not 34`);
+  if (type === 'prekey') {
+    const outer = pb.decode(b.subarray(1));
+    const inner = pb.get(outer, 4);
+    if (!inner || inner.wire !== 2) throw new Error('prekey message without an embedded message (field 4)');
+    b = inner.value;
+    if (b.length < 1 || b[0] !== 0x34) throw new Error(`embedded message version byte ${b.length ? b[0].toString(16) : 'missing'}`);
+  }
+  if (b.length < 1 + 8) throw new Error('SignalMessage shorter than version byte and MAC');
+  const sm = pb.decode(b.subarray(1, b.length - 8));
+  const rk = pb.get(sm, 1);
+  const ctr = pb.get(sm, 2);
+  if (!rk || rk.wire !== 2 || rk.value.length !== 33 || rk.value[0] !== 0x05) throw new Error('no 33-byte ratchet key (field 1)');
+  if (!ctr || ctr.wire !== 0) throw new Error('no counter (field 2)');
+  return { rk: rk.value.toString('hex'), counter: Number(ctr.value) };
+}
+
+// ---------------------------------------------------------------------------
+// the test
+
+const CATEGORIES = [
+  ['setup', 'setup'],
+  ['encrypt', 'exchange'],
+  ['restart', 'restarts'],
+  ['keys', 'key use'],
+  ['delivery', 'delivery'],
+  ['duplicates', 'duplicates'],
+  ['final', 'final'],
+];
+
+class Fatal extends Error {}
+
+class Side {
+  constructor(key, name, device, registrationId, dir) {
+    this.key = key;
+    this.name = name;
+    this.device = device;
+    this.registrationId = registrationId;
+    this.db = path.join(dir, `${key}.db`);
+    this.log = path.join(dir, `${key}.stderr`);
+    this.proc = null;
+    this.gen = 0; // process generation (1 = first start)
+    this.identityKey = null;
+    this.other = null;
+    this.pool = []; // acknowledged messages to this side not yet known delivered, in send order
+    this.delivered = []; // messages this side decrypted (for replays)
+    this.chains = []; // ratchet keys of the chains this side received on, oldest first
+    this.chainSet = new Set();
+    this.kills = 0;
+  }
+}
+
+class CrashTest {
+  constructor(opts, dir) {
+    this.o = opts;
+    this.dir = dir;
+    this.rng = new Rng(`crash/${opts.seed}`);
+    this.alice = new Side('alice', 'alice', 1, 1001, dir);
+    this.bob = new Side('bob', 'bob', 1, 2002, dir);
+    this.alice.other = this.bob;
+    this.bob.other = this.alice;
+    this.sides = [this.alice, this.bob];
+    this.events = [];
+    this.tracePath = path.join(dir, 'events.log');
+    this.traceFd = fs.openSync(this.tracePath, 'w');
+    this.stats = {};
+    for (const [c] of CATEGORIES) this.stats[c] = { passed: 0, failed: 0 };
+    this.failures = [];
+    this.printedFailures = 0;
+    this.msgs = []; // every acknowledged message
+    this.nextMsg = 0;
+    this.keyUse = new Map(); // "side:rk:counter" -> message
+    this.sendChains = new Map(); // side key -> {current rk, retired: Set}
+    this.step = 0;
+    this.runNo = 0;
+    this.run = null;
+    this.inSetup = true;
+    this.killsEnabled = false;
+    this.killEvery = opts.killEvery;
+    this.setupKills = 0;
+    this.n = {
+      encSent: 0,
+      encLost: 0,
+      decSent: 0,
+      decLost: 0,
+      replays: 0,
+      replaysAfterRestart: 0,
+      replaysLenient: 0,
+      outOfOrder: 0,
+      dupInBatch: 0,
+      maybeCommitted: 0,
+      maybeNotCommitted: 0,
+      killAfter: 0,
+      killInFlight: 0,
+      killRecovery: 0,
+      restarts: 0,
+      batches: 0,
+      pipelined: 0,
+    };
+  }
+
+  // ---- events and checks ----
+
+  ev(text) {
+    const line = `${this.step}\t${text}`;
+    this.events.push(line);
+    if (this.events.length > 60) this.events.shift();
+    fs.writeSync(this.traceFd, line + '\n');
+    if (this.o.trace) process.stderr.write(line + '\n');
+  }
+
+  check(cat, cond, text) {
+    if (cond) {
+      this.stats[cat].passed++;
+      return true;
+    }
+    this.stats[cat].failed++;
+    const msg = `step ${this.step}: ${text}`;
+    this.failures.push({ cat, msg });
+    this.ev(`FAIL ${cat}: ${text}`);
+    if (this.printedFailures < 20) {
+      this.printedFailures++;
+      process.stdout.write(`FAIL ${cat}: ${msg}\n`);
+      if (this.printedFailures === 1) {
+        process.stdout.write(`  the events before it (seed ${this.o.seed}; full trace in ${this.tracePath}):\n`);
+        for (const e of this.events.slice(-30)) process.stdout.write(`    ${e}\n`);
+      }
+    } else if (this.printedFailures === 20) {
+      this.printedFailures++;
+      process.stdout.write('  (further failures only in the trace)\n');
+    }
+    return false;
+  }
+
+  mid(m) {
+    return `m${m.id}(${m.from.key}->${m.to.key} ${m.type} ${m.rk.slice(2, 10)}#${m.counter})`;
+  }
+
+  // ---- processes ----
+
+  newProc(side) {
+    side.gen++;
+    const p = new PeerProc({
+      role: side.key,
+      label: `generation ${side.gen}`,
+      cmd: this.o.peer,
+      dbPath: side.db,
+      logPath: side.log,
+      timeoutMs: this.o.timeout * 1000,
+    });
+    p.killedByUs = false;
+    p.start();
+    side.proc = p;
+    this.ev(`${side.key} start (generation ${side.gen})`);
+    return p;
+  }
+
+  kill(side, how) {
+    const p = side.proc;
+    p.killedByUs = true;
+    this.ev(`${side.key} KILL -9 ${how}`);
+    if (!p.exited) {
+      try {
+        p.proc.kill('SIGKILL');
+      } catch {}
+    }
+  }
+
+  // A peer died by itself (not our SIGKILL): a failure, then a restart.
+  async diedUnexpectedly(side, cat) {
+    const p = side.proc;
+    await p.exitPromise;
+    const how = p.exitSignal ? `was killed by ${p.exitSignal}` : `exited with code ${p.exitCode}`;
+    this.check(cat, false, `${side.key} (generation ${side.gen}) ${how} without being killed by the test: ${p.broken || ''}${p.stderrTail()}`);
+  }
+
+  // Starts (or restarts) a side's process on its --db and sends init; the
+  // identity must be kept. With recoveryKill the first attempt is killed
+  // at a random moment of its start (store open, WAL recovery, init).
+  async start(side, { recoveryKill = false } = {}) {
+    let broken = 0;
+    let spawnRetries = 0;
+    for (let attempt = 0; ; attempt++) {
+      const p = this.newProc(side);
+      const init = { op: 'init', name: side.name, device_id: side.device, registration_id: side.registrationId };
+      if (recoveryKill && attempt === 0) {
+        const pr = p.req(init).then(
+          (r) => r,
+          () => null
+        );
+        await sleep(this.rng.int(25));
+        this.n.killRecovery++;
+        this.kill(side, 'during its start');
+        await p.exitPromise;
+        const r = await pr;
+        this.ev(`${side.key} < init ${r ? (r.ok ? 'ok (answered before the kill)' : r.code) : '(no response)'}`);
+        if (r) this.check('restart', r.ok && r.identity_key === side.identityKey, `${side.key} init during the kill: expected ok with the stored identity, got ${JSON.stringify(r)}`);
+        continue;
+      }
+      let res = null;
+      try {
+        res = await p.req(init);
+      } catch (e) {
+        // The executable could not be run at all (being relinked by a
+        // build, say): not the store's fault; wait and retry for a while.
+        if (/^cannot (run|start) /.test(p.broken || '') && spawnRetries++ < 40) {
+          this.ev(`${side.key} ${p.broken}: retrying`);
+          await sleep(250);
+          continue;
+        }
+        broken++;
+        await this.diedUnexpectedly(side, this.inSetup ? 'setup' : 'restart');
+        if (broken >= 3) throw new Fatal(`${side.key} cannot be started on ${side.db}${p.stderrTail()}`);
+        continue;
+      }
+      const cat = this.inSetup && side.gen === 1 ? 'setup' : 'restart';
+      this.ev(`${side.key} < init ${res.ok ? 'ok' : res.code}`);
+      if (side.identityKey === null) {
+        this.check(cat, res.ok && typeof res.identity_key === 'string' && B(res.identity_key).length === 33, `${side.key} init: expected ok with a 33-byte identity_key, got ${JSON.stringify(res)}`);
+        side.identityKey = res.identity_key;
+      } else {
+        this.check(cat, res.ok && res.identity_key === side.identityKey, `${side.key} init after restart: expected the stored identity key ${short(side.identityKey, 12)}, got ${JSON.stringify(res)}`);
+      }
+      return;
+    }
+  }
+
+  async restart(side) {
+    this.n.restarts++;
+    const recoveryKill = this.rng.int(100) < 10;
+    await this.start(side, { recoveryKill });
+    // The session survives (bob has one once a PreKey message went through).
+    let expect = true;
+    if (side === this.bob && !side.delivered.length) expect = side.pool.some((m) => m.state === 'maybe') ? null : false;
+    const r = await this.simple(side, { op: 'has_session', peer: side.other.name, device_id: side.other.device }, 'restart');
+    if (r) this.check('restart', r.ok && (expect === null || r.has_session === expect), `${side.key} has_session after restart: expected ${expect === null ? 'a boolean' : expect}, got ${JSON.stringify(r)}`);
+  }
+
+  // One request outside the batches (no kill); null if the peer broke.
+  async simple(side, req, cat) {
+    this.ev(`${side.key} > ${req.op}`);
+    try {
+      const r = await side.proc.req(req);
+      this.ev(`${side.key} < ${req.op} ${r.ok ? 'ok' : r.code}`);
+      return r;
+    } catch (e) {
+      await this.diedUnexpectedly(side, cat);
+      await this.start(side);
+      return null;
+    }
+  }
+
+  // ---- batches ----
+
+  // Writes the requests of `items` to `side` at once (pipelined) and, with
+  // a kill plan, kills the process once `after` responses were read (plus a
+  // random delay); restarts it after a kill. Every response read is
+  // handled, in order, also those read after the kill was sent (they were
+  // written before the process died); the others count as lost.
+  async batch(side, items, plan) {
+    const p = side.proc;
+    const other = side.other;
+    const reqs = items.map((it) =>
+      it.kind === 'encrypt'
+        ? { op: 'encrypt', peer: other.name, device_id: other.device, plaintext: it.pt }
+        : { op: 'decrypt', peer: other.name, device_id: other.device, type: it.msg.type, body: it.msg.body }
+    );
+    this.n.batches++;
+    if (items.length > 1) this.n.pipelined += items.length;
+    for (const it of items) {
+      if (it.kind === 'encrypt') {
+        this.n.encSent++;
+        this.ev(`${side.key} > encrypt to ${other.key} (${B(it.pt).length} bytes)`);
+      } else {
+        this.n.decSent++;
+        this.ev(`${side.key} > decrypt ${this.mid(it.msg)} [${it.msg.state}${it.replay ? ', replay' : ''}]`);
+      }
+    }
+    // Responses are handled as they are read (in order), so the trace shows
+    // which ones came before the kill; the ones never read come last.
+    let unexpected = false;
+    const lostOne = (it) => {
+      if (!p.killedByUs) unexpected = true;
+      if (it.kind === 'encrypt') {
+        this.n.encLost++;
+        this.ev(`${side.key} < encrypt: no response (lost to the kill)`);
+        return;
+      }
+      this.n.decLost++;
+      const m = it.msg;
+      if (m.state === 'pending') m.state = 'maybe';
+      if (m.state === 'maybe') m.maybeN++;
+      this.ev(`${side.key} < decrypt ${this.mid(m)}: no response (lost to the kill), now ${m.state}`);
+    };
+    const proms = reqs.map((r, i) =>
+      p.req(r).then(
+        (v) => (items[i].kind === 'encrypt' ? this.onEncrypt(side, items[i], v) : this.onDecrypt(side, items[i], v)),
+        () => lostOne(items[i])
+      )
+    );
+    if (plan) {
+      if (plan.after > 0) await proms[plan.after - 1];
+      let how = plan.after === reqs.length ? `after all ${reqs.length} responses` : `after ${plan.after}/${reqs.length} responses`;
+      if (plan.spinUs) {
+        spin(plan.spinUs);
+        how += ` + ${plan.spinUs}us`;
+      } else if (plan.timerMs !== undefined) {
+        await sleep(plan.timerMs);
+        how += ` + ${plan.timerMs}ms timer`;
+      }
+      if (plan.after === reqs.length) this.n.killAfter++;
+      else this.n.killInFlight++;
+      side.kills++;
+      this.kill(side, how);
+    }
+    await Promise.all(proms);
+    if (plan) await p.exitPromise;
+    if (unexpected) await this.diedUnexpectedly(side, this.inSetup ? 'setup' : 'encrypt');
+    if (plan || unexpected || p.exited) await this.restart(side);
+  }
+
+  onEncrypt(side, it, res) {
+    const other = side.other;
+    if (!res.ok) this.ev(`${side.key} < encrypt ${res.code}`);
+    if (!this.check('encrypt', res.ok, `${side.key} encrypt to ${other.key}: expected ok, got ${res.code}: ${res.error}`)) return;
+    // alice's first messages are PreKey messages (until she decrypted bob's);
+    // from then on, both send whisper messages.
+    const expType = this.inSetup && side === this.alice ? 'prekey' : 'whisper';
+    this.check('encrypt', res.type === expType, `${side.key} encrypt: expected type ${expType}, got ${res.type}`);
+    let key;
+    try {
+      key = messageKeyOf(res.type, res.body);
+    } catch (e) {
+      this.check('keys', false, `${side.key} encrypt: cannot parse the ciphertext: ${e.message}: ${short(res.body, 80)}`);
+      return;
+    }
+    const m = {
+      id: this.nextMsg++,
+      from: side,
+      to: other,
+      pt: it.pt,
+      type: res.type,
+      body: res.body,
+      rk: key.rk,
+      counter: key.counter,
+      run: this.runNo,
+      state: 'pending',
+      okN: 0,
+      dupResolved: false,
+      maybeN: 0,
+      deliveredGen: 0,
+    };
+    this.msgs.push(m);
+    other.pool.push(m);
+    this.ev(`${side.key} < encrypt ok: ${this.mid(m)}`);
+    // No message key used twice.
+    const k = `${side.key}:${m.rk}:${m.counter}`;
+    const prev = this.keyUse.get(k);
+    this.check('keys', !prev || prev.body === m.body, `message key used twice: ${this.mid(m)} has the ratchet key and counter of ${prev ? this.mid(prev) : ''} with another ciphertext`);
+    if (!prev) this.keyUse.set(k, m);
+    // A sender never goes back to a sending chain it left.
+    let sc = this.sendChains.get(side.key);
+    if (!sc) this.sendChains.set(side.key, (sc = { current: null, last: -1, retired: new Set() }));
+    if (sc.current !== m.rk) {
+      this.check('keys', !sc.retired.has(m.rk), `${side.key} went back to its old sending chain ${m.rk.slice(2, 10)} (${this.mid(m)})`);
+      if (sc.current) sc.retired.add(sc.current);
+      sc.current = m.rk;
+      sc.last = -1;
+    }
+    this.check('keys', m.counter > sc.last, `${side.key} counter went back on chain ${m.rk.slice(2, 10)}: ${m.counter} after ${sc.last} (${this.mid(m)})`);
+    sc.last = m.counter;
+  }
+
+  // Distinct receiving chains created on `side` after the chain of rk.
+  chainAge(side, rk) {
+    const i = side.chains.lastIndexOf(rk);
+    return i < 0 ? Infinity : side.chains.length - 1 - i;
+  }
+
+  markDelivered(side, m) {
+    m.state = 'delivered';
+    m.deliveredGen = side.gen;
+    const i = side.pool.indexOf(m);
+    if (i >= 0) side.pool.splice(i, 1);
+    side.delivered.push(m);
+    if (side.delivered.length > 200) side.delivered.shift();
+    if (!side.chainSet.has(m.rk)) {
+      side.chainSet.add(m.rk);
+      side.chains.push(m.rk);
+    }
+  }
+
+  onDecrypt(side, it, res) {
+    const m = it.msg;
+    const what = `${side.key} decrypt ${this.mid(m)}`;
+    const got = res.ok ? (res.plaintext === m.pt ? 'ok with the right plaintext' : `ok with a wrong plaintext ${short(res.plaintext, 24)}`) : `${res.code}: ${res.error}`;
+    this.ev(`${side.key} < decrypt ${this.mid(m)} ${res.ok ? 'ok' : res.code}`);
+    switch (m.state) {
+      case 'pending':
+        // Acknowledged, never decrypted: must decrypt now.
+        if (this.check('delivery', res.ok && res.plaintext === m.pt, `${what} (acknowledged, not yet decrypted): expected ok with its plaintext, got ${got}`)) {
+          m.okN++;
+          this.markDelivered(side, m);
+        } else if (res.ok) {
+          m.okN++;
+          this.markDelivered(side, m);
+        } else {
+          this.lost(side, m);
+        }
+        break;
+      case 'maybe':
+        // Its earlier decrypt was cut by a kill: it either did not commit
+        // (decrypts now) or did (duplicate_message).
+        if (res.ok) {
+          this.check('delivery', res.plaintext === m.pt, `${what} (retried after a kill): expected its plaintext, got ${got}`);
+          m.okN++;
+          this.n.maybeNotCommitted++;
+          this.markDelivered(side, m);
+        } else if (res.code === 'duplicate_message') {
+          this.check('delivery', true, '');
+          m.dupResolved = true;
+          this.n.maybeCommitted++;
+          this.markDelivered(side, m);
+        } else {
+          this.check('delivery', false, `${what} (retried after a kill): expected ok or duplicate_message, got ${got}`);
+          this.lost(side, m);
+        }
+        break;
+      case 'delivered': {
+        // A replay: never a plaintext again.
+        this.n.replays++;
+        if (m.deliveredGen < side.gen) this.n.replaysAfterRestart++;
+        const age = this.chainAge(side, m.rk);
+        const restarted = m.deliveredGen < side.gen ? ', the receiver restarted since' : '';
+        if (res.ok) {
+          m.okN++;
+          this.check('duplicates', false, `${what} again (already decrypted${restarted}): a duplicate was accepted, plaintext returned twice`);
+        } else if (age < STRICT_CHAINS) {
+          this.check('duplicates', res.code === 'duplicate_message', `${what} again (already decrypted${restarted}): expected duplicate_message, got ${got}`);
+        } else {
+          // The chain may have been dropped (5 receiving chains are kept): then invalid_message.
+          this.n.replaysLenient++;
+          this.check('duplicates', res.code === 'duplicate_message' || res.code === 'invalid_message', `${what} again (already decrypted, old chain${restarted}): expected duplicate_message or invalid_message, got ${got}`);
+        }
+        break;
+      }
+      default:
+        // lost: already reported
+        break;
+    }
+  }
+
+  lost(side, m) {
+    m.state = 'lost';
+    const i = side.pool.indexOf(m);
+    if (i >= 0) side.pool.splice(i, 1);
+  }
+
+  // ---- the schedule ----
+
+  newRun() {
+    this.runNo++;
+    const prev = this.run ? this.run.sender : this.bob;
+    const sender = this.rng.int(100) < 75 ? prev.other : prev;
+    const len = this.rng.int(100) < 85 ? this.rng.range(1, 8) : this.rng.range(9, 40);
+    this.run = { sender, left: len };
+    this.ev(`run ${this.runNo}: ${sender.key} sends ${len}`);
+  }
+
+  batchSize() {
+    const r = this.rng.int(100);
+    if (r < 40) return 1;
+    if (r < 70) return this.rng.range(2, 3);
+    return this.rng.range(4, 8);
+  }
+
+  pickFromWindow(side, taken) {
+    const cand = side.pool.filter((m) => !taken.has(m)).slice(0, WINDOW);
+    if (!cand.length) return null;
+    if (this.rng.int(100) < 65) return cand[0];
+    const m = cand[this.rng.int(cand.length)];
+    if (m !== cand[0]) this.n.outOfOrder++;
+    return m;
+  }
+
+  pickReplay(side) {
+    const d = side.delivered;
+    if (!d.length) return null;
+    // Mostly recent ones (their chain is kept: duplicate_message).
+    const n = this.rng.int(100) < 85 ? Math.min(d.length, 20) : d.length;
+    return d[d.length - 1 - this.rng.int(n)];
+  }
+
+  // One pipelined batch to one side: decrypts (oldest first, out of order
+  // within a window, overdue messages first, sometimes a duplicate or a
+  // replay) and, on the sender of the current run, encrypts.
+  buildBatch(side) {
+    const items = [];
+    const taken = new Set();
+    const size = this.batchSize();
+    for (const m of side.pool) {
+      if (this.runNo - m.run > OVERDUE_RUNS && !taken.has(m)) {
+        items.push({ kind: 'decrypt', msg: m });
+        taken.add(m);
+      }
+    }
+    let encLeft = side === this.run.sender ? this.run.left : 0;
+    while (items.length < size) {
+      const r = this.rng.int(100);
+      const canEnc = encLeft > 0;
+      const canDec = side.pool.some((m) => !taken.has(m));
+      if (r < 6 && side.delivered.length) {
+        const m = this.pickReplay(side);
+        items.push({ kind: 'decrypt', msg: m, replay: true });
+      } else if (canEnc && (!canDec || r < 60)) {
+        items.push({ kind: 'encrypt', pt: this.rng.bytes(this.rng.range(0, 160)).toString('base64') });
+        encLeft--;
+      } else if (canDec) {
+        const m = this.pickFromWindow(side, taken);
+        taken.add(m);
+        items.push({ kind: 'decrypt', msg: m });
+        if (this.rng.int(100) < 5) {
+          items.push({ kind: 'decrypt', msg: m, replay: true });
+          this.n.dupInBatch++;
+        }
+      } else {
+        break;
+      }
+    }
+    if (side === this.run.sender) this.run.left = encLeft;
+    return items;
+  }
+
+  killPlan(n) {
+    if (!this.killsEnabled) return null;
+    const p = 1 - Math.pow(1 - 1 / this.killEvery, n);
+    if (this.rng.u32() / 4294967296 >= p) return null;
+    const r = this.rng.int(100);
+    if (r < 25) return { after: n }; // right after the last response
+    const after = this.rng.int(n); // 0..n-1 responses read, the rest in flight
+    if (r < 45) return { after };
+    if (r < 85) return { after, spinUs: 1 + this.rng.int(4000) };
+    return { after, timerMs: this.rng.int(6) };
+  }
+
+  async exchange() {
+    const target = this.o.messages;
+    let lastReport = Date.now();
+    const maxSteps = this.step + 50 * target;
+    while (this.msgs.length < target) {
+      this.step++;
+      if (this.step > maxSteps) throw new Fatal(`no progress: ${this.msgs.length} of ${target} messages after ${this.step} steps`);
+      if (!this.run || this.run.left === 0) this.newRun();
+      // Limit the run to what is still needed.
+      this.run.left = Math.min(this.run.left, target - this.msgs.length);
+      const side = this.rng.int(100) < 50 ? this.run.sender : this.run.sender.other;
+      const items = this.buildBatch(side);
+      if (!items.length) continue;
+      await this.batch(side, items, this.killPlan(items.length));
+      if (Date.now() - lastReport > 10000) {
+        lastReport = Date.now();
+        process.stderr.write(`crash.js: ${this.msgs.length}/${target} messages, ${this.n.killAfter + this.n.killInFlight} kills\n`);
+      }
+    }
+  }
+
+  // Delivers everything still pending, without kills.
+  async drain(cat = 'delivery') {
+    for (let round = 0; round < 10; round++) {
+      let any = false;
+      for (const side of this.sides) {
+        while (side.pool.length) {
+          any = true;
+          this.step++;
+          const items = side.pool.slice(0, 8).map((m) => ({ kind: 'decrypt', msg: m }));
+          const before = side.pool.length;
+          await this.batch(side, items, null);
+          if (side.pool.length >= before) break; // a peer broke: next round
+        }
+      }
+      if (!any) return;
+    }
+    this.check(cat, false, `messages still undelivered after draining: ${this.sides.map((s) => s.pool.map((m) => this.mid(m)).join(' ')).join(' ')}`);
+  }
+
+  // A few messages each way, each checked (no kills).
+  async converse(count, cat) {
+    const before = this.msgs.length;
+    for (let i = 0; i < count; i++) {
+      for (const side of [this.alice, this.bob]) {
+        this.step++;
+        await this.batch(side, [{ kind: 'encrypt', pt: this.rng.bytes(this.rng.range(1, 100)).toString('base64') }], null);
+        await this.drain(cat);
+      }
+    }
+    const fresh = this.msgs.slice(before);
+    this.check(cat, fresh.length === 2 * count, `expected ${2 * count} acknowledged messages in the conversation, got ${fresh.length}`);
+    for (const m of fresh) {
+      this.check(cat, m.state === 'delivered' && m.okN === 1, `${this.mid(m)} after the crashes: expected it to be decrypted once, state ${m.state}, ${m.okN} plaintexts`);
+    }
+  }
+
+  async setup() {
+    this.ev(`seed ${this.o.seed}, peer ${this.o.peer}`);
+    await this.start(this.alice);
+    await this.start(this.bob);
+    const rb = await this.simple(this.bob, { op: 'bundle' }, 'setup');
+    if (!this.check('setup', rb && rb.ok && rb.bundle, `bob bundle: expected ok, got ${JSON.stringify(rb)}`)) throw new Fatal('no bundle');
+    const rs = await this.simple(this.alice, { op: 'start_session', peer: 'bob', device_id: 1, bundle: rb.bundle }, 'setup');
+    if (!this.check('setup', rs && rs.ok, `alice start_session: expected ok, got ${JSON.stringify(rs)}`)) throw new Fatal('no session');
+    // alice sends four PreKey messages (no kill yet). From here on kills
+    // happen, at a high rate during the first exchange: bob decrypts until
+    // one PreKey message went through (it makes his session and uses up
+    // the one-time prekey), answers, and alice decrypts the answer. The
+    // other PreKey messages are delivered later, among the crashes.
+    this.runNo = 1;
+    this.run = { sender: this.alice, left: 0 };
+    const pts = [0, 1, 2, 3].map(() => this.rng.bytes(this.rng.range(1, 100)).toString('base64'));
+    await this.batch(this.alice, pts.map((pt) => ({ kind: 'encrypt', pt })), null);
+    if (!this.check('setup', this.bob.pool.length === 4, `alice's four prekey messages: expected 4 acknowledged, got ${this.bob.pool.length}`)) throw new Fatal('no prekey messages');
+    this.killsEnabled = true;
+    this.killEvery = 3;
+    let guard = 0;
+    while (!this.bob.delivered.length) {
+      const m = this.pickFromWindow(this.bob, new Set());
+      if (!m || ++guard > 100) throw new Fatal('bob cannot decrypt any of alice\'s PreKey messages');
+      this.step++;
+      await this.batch(this.bob, [{ kind: 'decrypt', msg: m }], this.killPlan(1));
+    }
+    this.inSetup = false;
+    this.runNo = 2;
+    this.run = { sender: this.bob, left: 0 };
+    while (!this.alice.delivered.length) {
+      if (++guard > 200) throw new Fatal('alice cannot decrypt bob\'s answer');
+      this.step++;
+      if (this.alice.pool.length) {
+        await this.batch(this.alice, [{ kind: 'decrypt', msg: this.alice.pool[0] }], this.killPlan(1));
+      } else {
+        await this.batch(this.bob, [{ kind: 'encrypt', pt: this.rng.bytes(20).toString('base64') }], this.killPlan(1));
+      }
+    }
+    this.killEvery = this.o.killEvery;
+    this.setupKills = this.n.killAfter + this.n.killInFlight + this.n.killRecovery;
+  }
+
+  async final() {
+    // Everything in flight, then every acknowledged message exactly once.
+    await this.drain('delivery');
+    let twice = 0;
+    let missing = 0;
+    for (const m of this.msgs) {
+      const n = m.okN + (m.dupResolved ? 1 : 0);
+      if (m.state === 'delivered' && n === 1) {
+        this.check('delivery', true, '');
+        continue;
+      }
+      if (n > 1) twice++;
+      else missing++;
+      this.check('delivery', false, `${this.mid(m)} (acknowledged at message ${m.id}): expected decrypted exactly once, state ${m.state}, ${m.okN} plaintexts${m.dupResolved ? ' + 1 duplicate_message after a kill' : ''}`);
+    }
+    this.ev(`final accounting: ${this.msgs.length} messages, ${missing} not delivered, ${twice} delivered twice`);
+    // Both restarted: replays stay duplicates, and the conversation goes on.
+    for (const side of this.sides) {
+      this.kill(side, 'for the final checks (idle)');
+      await side.proc.exitPromise;
+      await this.start(side);
+    }
+    for (const side of this.sides) {
+      const recent = side.delivered.filter((m) => this.chainAge(side, m.rk) < STRICT_CHAINS).slice(-4);
+      if (recent.length) {
+        this.step++;
+        await this.batch(side, recent.map((m) => ({ kind: 'decrypt', msg: m, replay: true })), null);
+      }
+    }
+    this.runNo += 10; // nothing is overdue in the final conversation
+    await this.converse(3, 'final');
+    // End of input: both exit 0.
+    for (const side of this.sides) {
+      const code = await side.proc.close(10000);
+      this.check('final', code === 0, `${side.key} at end of input: expected exit code 0, got ${code === null ? 'no exit within 10s' : code}${side.proc.stderrTail()}`);
+    }
+  }
+
+  summary(elapsed) {
+    const s = this.stats;
+    const n = this.n;
+    const total = this.msgs.length;
+    const exchanged = this.exchanged === undefined ? total : this.exchanged;
+    const kills = n.killAfter + n.killInFlight + n.killRecovery;
+    const distinctKeys = this.keyUse.size;
+    const chains = this.sides.map((x) => `${x.key} ${x.chains.length}`).join(', ');
+    const lines = {
+      setup: `alice and bob on their own --db, X3DH, four PreKey messages, the first exchange under ${this.setupKills} SIGKILLs`,
+      encrypt: `${exchanged} messages acknowledged in ${n.batches} batches (${n.encSent} encrypts and ${n.decSent} decrypts sent, ${n.pipelined} of them pipelined; ${n.encLost} encrypts and ${n.decLost} decrypts lost to kills), ${n.outOfOrder} delivered out of order`,
+      restart: `${kills} SIGKILLs (${n.killAfter} right after a response, ${n.killInFlight} with requests in flight, ${n.killRecovery} during a restart; alice ${this.alice.kills}, bob ${this.bob.kills}), every restart kept the identity and the session`,
+      keys: `${distinctKeys} distinct (ratchet key, counter) pairs for ${total} ciphertexts; receiving chains: ${chains}`,
+      delivery: `every acknowledged message decrypted exactly once; ${n.maybeCommitted + n.maybeNotCommitted} decrypts retried after a kill (${n.maybeCommitted} had committed: duplicate_message, ${n.maybeNotCommitted} had not: plaintext)`,
+      duplicates: `${n.replays} replays refused (${n.dupInBatch} in the same batch, ${n.replaysAfterRestart} after a restart of the receiver, ${n.replaysLenient} on an old chain)`,
+      final: `both restarted, old messages still duplicates, a conversation both ways, clean exit`,
+    };
+    for (const [cat, label] of CATEGORIES) {
+      const x = s[cat];
+      if (x.failed) process.stdout.write(`FAIL ${label}: ${x.failed} of ${x.passed + x.failed} checks failed\n`);
+      else process.stdout.write(`ok ${label}: ${lines[cat]} (${x.passed} checks)\n`);
+    }
+    process.stderr.write(`crash.js: seed ${this.o.seed}, ${(elapsed / 1000).toFixed(1)}s, work directory ${this.dir}\n`);
+  }
+
+  totals() {
+    let passed = 0;
+    let failed = 0;
+    for (const [c] of CATEGORIES) {
+      passed += this.stats[c].passed;
+      failed += this.stats[c].failed;
+    }
+    return { passed, failed };
+  }
+
+  async killAll() {
+    for (const side of this.sides) {
+      if (side.proc && !side.proc.exited) {
+        side.proc.killedByUs = true;
+        await side.proc.kill9();
+      }
+    }
+  }
+}
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const dir = opts.workdir
+    ? fs.mkdtempSync(path.join(path.resolve(opts.workdir), 'crash-'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-crash-'));
+  const t = new CrashTest(opts, dir);
+  const t0 = Date.now();
+  process.stderr.write(`crash.js: seed ${opts.seed}, ${opts.messages} messages, a kill every ~${opts.killEvery} requests, work directory ${dir}\n`);
+  let fatal = null;
+  try {
+    await t.setup();
+    await t.exchange();
+    t.exchanged = t.msgs.length;
+    t.killsEnabled = false;
+    await t.final();
+  } catch (e) {
+    fatal = e instanceof Fatal ? e.message : e && e.stack ? e.stack : String(e);
+    t.check('final', false, `the run stopped: ${fatal}`);
+    await t.killAll();
+  }
+  fs.closeSync(t.traceFd);
+  t.summary(Date.now() - t0);
+  const { passed, failed } = t.totals();
+  if (failed || opts.keep) {
+    process.stderr.write(`crash.js: kept ${dir} (events.log: every request, response and kill; alice.db, bob.db, *.stderr)\n`);
+  } else {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`crash.js: ${e && e.stack ? e.stack : e}\n`);
+    process.exit(1);
+  }
+);
