@@ -18,6 +18,10 @@
 
 #define MAX_SEED 4096
 
+/* fuzz_history_record.c (compiled into gen_corpus too): its scenario's
+ * seeds. */
+void fzh_gen_seeds(fz_seeds *s);
+
 static void mkdir_p(const char *path) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST) {
     perror(path);
@@ -82,5 +86,9 @@ int main(int argc, char **argv) {
   fz_seeds_free(&skdm);
   fz_seeds_free(&skm);
   fz_seeds_free(&skrec);
+
+  fzh_gen_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_history_record", &s);
+  fz_seeds_free(&s);
   return bad;
 }

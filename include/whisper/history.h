@@ -51,8 +51,8 @@ typedef struct whisper_message_t {
  * Records an outgoing message (sender NULL) for the given recipient
  * devices, each PENDING, and puts it in the outbox, in one transaction.
  * `sort_key` orders it until the server's sequence is known. Returns
- * WHISPER_OK, WHISPER_EINVAL, WHISPER_EDUPLICATE (that id exists in the
- * conversation), or a store error.
+ * WHISPER_OK, WHISPER_EINVAL, WHISPER_EDUPLICATE (an outgoing message
+ * with that id exists in the conversation), or a store error.
  */
 WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
                                              const whisper_device_t *recipients, size_t n);

@@ -63,7 +63,8 @@ static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t 
   }
   if (rc == WHISPER_ENOTFOUND) {
     uint8_t fresh[TAG_LEN];
-    randombytes_buf(fresh, sizeof fresh);
+    if (wh_random(&ctx->rng, fresh, sizeof fresh) != 0)
+      return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
     rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), fresh,
                 sizeof fresh);
     if (rc == WHISPER_OK && (salt = whisper_buf_new(fresh, sizeof fresh)) == NULL)
@@ -120,6 +121,26 @@ static int find(whisper_ctx *ctx, const uint8_t msg[TAG_LEN], uint8_t hkey[HKEY_
   return rc;
 }
 
+/* Is a decoded entry sane? Every field an app will read is in its limits,
+ * and it can be written back (protobuf-c reads an unknown field numbered 0
+ * but cannot write it). */
+static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversation) {
+  size_t cl = e->conversation ? strlen(e->conversation) : 0;
+  if (cl == 0 || cl > WH_NAME_MAX || (conversation && strcmp(e->conversation, conversation) != 0))
+    return 0;
+  if (!e->has_id || e->id.len == 0 || e->id.len > WHISPER_MESSAGE_ID_MAX) return 0;
+  if (e->sender && (strlen(e->sender) == 0 || strlen(e->sender) > WH_NAME_MAX)) return 0;
+  for (size_t i = 0; i < e->n_statuses; i++) {
+    const Whisper__Store__DeliveryStatus *d = e->statuses[i];
+    if (d->name == NULL || strlen(d->name) == 0 || strlen(d->name) > WH_NAME_MAX ||
+        d->status > WHISPER_STATUS_READ)
+      return 0;
+  }
+  for (size_t i = 0; i < e->base.n_unknown_fields; i++)
+    if (e->base.unknown_fields[i].tag == 0) return 0;
+  return 1;
+}
+
 static int entry_load(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry **e) {
   whisper_buf *b;
   int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
@@ -127,8 +148,11 @@ static int entry_load(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__S
   if (rc != WHISPER_OK) return rc;
   *e = whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
-  if (*e == NULL || (*e)->conversation == NULL || !(*e)->has_id)
+  if (*e == NULL || !entry_ok(*e, NULL)) {
+    if (*e) whisper__store__history_entry__free_unpacked(*e, &wh_pb_alloc);
+    *e = NULL;
     return wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
+  }
   return WHISPER_OK;
 }
 
@@ -177,6 +201,7 @@ static int next_outbox_seq(whisper_ctx *ctx, uint64_t *seq) {
     rc = WHISPER_OK;
   }
   if (rc != WHISPER_OK) return rc;
+  if (*seq == UINT64_MAX) return wh_fail(ctx, WHISPER_ECORRUPT, "the outbox counter is exhausted");
   be64(be, ++*seq);
   return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_OUTBOX, strlen(META_OUTBOX), be, 8);
 }
@@ -378,7 +403,10 @@ int whisper_history_sent(whisper_ctx *ctx, const char *conv, const uint8_t *id, 
       e->has_outbox_seq = 0;
     }
     for (size_t i = 0; i < e->n_statuses; i++)
-      if (e->statuses[i]->status < WHISPER_STATUS_SENT) e->statuses[i]->status = WHISPER_STATUS_SENT;
+      if (e->statuses[i]->status < WHISPER_STATUS_SENT) {
+        e->statuses[i]->status = WHISPER_STATUS_SENT;
+        e->statuses[i]->has_status = 1;
+      }
     e->sort_key = server_sort_key;
     e->has_sort_key = 1;
     history_key(nkey, &t, server_sort_key);
@@ -414,6 +442,7 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
   if (rc == WHISPER_OK && !set) *status = (int)d->status;
   if (rc == WHISPER_OK && set && (uint32_t)*status > d->status) {
     d->status = (uint32_t)*status;
+    d->has_status = 1;
     rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
   }
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
@@ -445,13 +474,14 @@ typedef struct collect {
   whisper_page *page;
   whisper_ctx *ctx;
   int rc;
-  int by_ref; /* values are HistoryRefs (the outbox) */
+  int by_ref;               /* values are HistoryRefs (the outbox) */
+  const char *conversation; /* every entry must be of this one (NULL: any) */
 } collect;
 
 static int page_add(collect *c, const uint8_t *value, size_t len) {
   whisper_page *p = c->page;
   Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, len, value);
-  if (e == NULL || e->conversation == NULL || !e->has_id) {
+  if (e == NULL || !entry_ok(e, c->conversation)) {
     if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
     c->rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
     return 1;
@@ -512,12 +542,12 @@ static int collect_fn(void *arg, const uint8_t *key, size_t key_len, const uint8
   return stop;
 }
 
-static int page_run(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t prefix_len,
-                    const uint8_t *bound, size_t bound_len, int descending, size_t limit,
-                    whisper_page **out) {
+static int page_run(whisper_ctx *ctx, int kind, const char *conversation, const uint8_t *prefix,
+                    size_t prefix_len, const uint8_t *bound, size_t bound_len, int descending,
+                    size_t limit, whisper_page **out) {
   whisper_page *p = calloc(1, sizeof *p);
   if (p == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
-  collect c = {p, ctx, WHISPER_OK, kind == WHISPER_REC_OUTBOX};
+  collect c = {p, ctx, WHISPER_OK, kind == WHISPER_REC_OUTBOX, conversation};
   int rc = ctx->store->ops.scan(ctx->store->user, kind, prefix, prefix_len, bound, bound_len,
                                 descending, limit, collect_fn, &c);
   if (rc == WHISPER_OK) rc = c.rc;
@@ -547,8 +577,8 @@ int whisper_history_page(whisper_ctx *ctx, const char *conv, uint64_t before_sor
   rc = make_tags(ctx, &t, conv, before, before_len);
   if (rc == WHISPER_OK && before) history_key(bound, &t, before_sort_key);
   if (rc == WHISPER_OK)
-    rc = page_run(ctx, WHISPER_REC_HISTORY, t.conv, TAG_LEN, before ? bound : NULL, HKEY_LEN, 1,
-                  limit, out);
+    rc = page_run(ctx, WHISPER_REC_HISTORY, conv, t.conv, TAG_LEN, before ? bound : NULL, HKEY_LEN,
+                  1, limit, out);
   rc = wh_finish(ctx, rc); /* read-only; the salt may have been made */
   if (rc != WHISPER_OK) {
     whisper_page_free(*out);
@@ -565,7 +595,7 @@ int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page **out) {
   int rc = need_scan(ctx);
   if (rc != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
-  rc = page_run(ctx, WHISPER_REC_OUTBOX, NULL, 0, NULL, 0, 0, limit, out);
+  rc = page_run(ctx, WHISPER_REC_OUTBOX, NULL, NULL, 0, NULL, 0, 0, limit, out);
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     whisper_page_free(*out);
