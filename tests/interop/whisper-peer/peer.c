@@ -7,6 +7,11 @@
  * response per line on stdout, in order, flushing after each; logs go to
  * stderr only. Exits 0 at end of input or after {"op":"quit"}.
  *
+ * Besides the common requests it answers two of its own (the libsignal
+ * peer has no such API): decrypt_batch, whisper_session_decrypt_batch()
+ * (one transaction, each message stored in history), and history,
+ * whisper_history_page(). See docs/interop-peer.md.
+ *
  * State: PATH is a libwhisper SQLite store (synchronous=FULL). Every
  * request that changes state commits its one transaction before its
  * response line is written, so a SIGKILL right after a response loses
@@ -121,6 +126,21 @@ static int field_b64(const json_value *obj, const char *key, uint8_t **out, size
   if (s == NULL) return fail(f, "bad_request", "field \"%s\" must be a base64 string", key);
   if (b64_decode(s, slen, out, len) != 0) {
     return fail(f, "bad_request", "field \"%s\" is not canonical padded base64", key);
+  }
+  return 0;
+}
+
+/* A message type: "prekey" or "whisper". */
+static int field_type(const json_value *obj, int *type, failure *f) {
+  size_t len = 0;
+  const char *ts = json_str(json_get(obj, "type"), &len);
+  /* The exact length too: strcmp would stop at an embedded NUL. */
+  if (ts != NULL && len == strlen(ts) && strcmp(ts, "prekey") == 0) {
+    *type = WHISPER_MSG_PREKEY;
+  } else if (ts != NULL && len == strlen(ts) && strcmp(ts, "whisper") == 0) {
+    *type = WHISPER_MSG_WHISPER;
+  } else {
+    return fail(f, "bad_request", "field \"type\" must be \"prekey\" or \"whisper\"");
   }
   return 0;
 }
@@ -372,24 +392,7 @@ static int op_decrypt(peer *p, const json_value *req, json_out *o, failure *f) {
 
   if (field_name(req, "peer", &name, f) != 0) goto out;
   if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
-  const char *ts = json_str(json_get(req, "type"), NULL);
-  if (ts == NULL) {
-    fail(f, "bad_request", "field \"type\" must be \"prekey\" or \"whisper\"");
-    goto out;
-  }
-  if (strcmp(ts, "prekey") == 0) {
-    type = WHISPER_MSG_PREKEY;
-  } else if (strcmp(ts, "whisper") == 0) {
-    type = WHISPER_MSG_WHISPER;
-  } else {
-    fail(f, "bad_request", "field \"type\" must be \"prekey\" or \"whisper\"");
-    goto out;
-  }
-  /* strcmp stops at an embedded NUL: require the exact length too. */
-  if (json_get(req, "type")->str_len != strlen(ts)) {
-    fail(f, "bad_request", "field \"type\" must be \"prekey\" or \"whisper\"");
-    goto out;
-  }
+  if (field_type(req, &type, f) != 0) goto out;
   if (field_b64(req, "body", &ct, &ct_len, f) != 0) goto out;
   if (need_identity(p, f) != 0) goto out;
   int rc = whisper_session_decrypt(p->ctx, name, device_id, type, ct, ct_len, &pt);
@@ -407,6 +410,184 @@ static int op_decrypt(peer *p, const json_value *req, json_out *o, failure *f) {
 out:
   whisper_buf_free(pt);
   b64_free(ct, ct_len);
+  return ret;
+}
+
+/* ---- libwhisper extensions: durable decrypt-and-store, history ---- */
+
+/* The decoded fields of one message of a decrypt_batch request. */
+typedef struct batch_item {
+  uint8_t *body, *id;
+  size_t body_len, id_len;
+} batch_item;
+
+/* A message id: base64 of 1..WHISPER_MESSAGE_ID_MAX bytes. */
+static int field_id(const json_value *obj, const char *key, uint8_t **out, size_t *len,
+                    failure *f) {
+  if (field_b64(obj, key, out, len, f) != 0) return -1;
+  if (*len == 0 || *len > WHISPER_MESSAGE_ID_MAX) {
+    return fail(f, "bad_request", "field \"%s\" must be 1..%d bytes", key,
+                WHISPER_MESSAGE_ID_MAX);
+  }
+  return 0;
+}
+
+/* Message i of a decrypt_batch request into `in` (its conversation is the
+ * sender's name) and `it` (the buffers it points into). */
+static int parse_batch_item(const json_value *jm, size_t i, whisper_incoming_t *in,
+                            batch_item *it, uint64_t now, failure *f) {
+  uint32_t sort_key;
+  if (jm->type != JSON_OBJECT) {
+    return fail(f, "bad_request", "messages[%zu] must be an object", i);
+  }
+  if (field_name(jm, "peer", &in->name, f) != 0 ||
+      field_u32(jm, "device_id", &in->device_id, f) != 0 ||
+      field_type(jm, &in->type, f) != 0 ||
+      field_b64(jm, "body", &it->body, &it->body_len, f) != 0 ||
+      field_id(jm, "id", &it->id, &it->id_len, f) != 0 ||
+      field_u32(jm, "sort_key", &sort_key, f) != 0) {
+    char why[sizeof f->msg];
+    memcpy(why, f->msg, sizeof why);
+    return fail(f, "bad_request", "messages[%zu]: %s", i, why);
+  }
+  in->body = it->body;
+  in->body_len = it->body_len;
+  in->meta.conversation = in->name;
+  in->meta.id = it->id;
+  in->meta.id_len = it->id_len;
+  in->meta.sort_key = sort_key;
+  in->meta.timestamp_ms = now;
+  return 0;
+}
+
+/* Decrypts a list of messages and stores each in the history of its
+ * sender's conversation, in one transaction (whisper_session_decrypt_batch).
+ * A malformed message makes the whole request a bad_request (nothing
+ * decrypted); otherwise every message gets its own result. */
+static int op_decrypt_batch(peer *p, const json_value *req, json_out *o, failure *f) {
+  const json_value *jl = json_get(req, "messages");
+  whisper_incoming_t *in = NULL;
+  batch_item *items = NULL;
+  size_t n = 0;
+  int ret = -1;
+
+  if (jl == NULL) return fail(f, "bad_request", "missing field \"messages\"");
+  if (jl->type != JSON_ARRAY) return fail(f, "bad_request", "field \"messages\" must be an array");
+  n = jl->count;
+  in = calloc(n ? n : 1, sizeof *in);
+  items = calloc(n ? n : 1, sizeof *items);
+  if (in == NULL || items == NULL) {
+    fail(f, "internal", "out of memory");
+    goto out;
+  }
+  uint64_t now = now_ms();
+  for (size_t i = 0; i < n; i++) {
+    if (parse_batch_item(jl->items[i], i, &in[i], &items[i], now, f) != 0) goto out;
+  }
+  if (need_identity(p, f) != 0) goto out;
+  int rc = whisper_session_decrypt_batch(p->ctx, in, n);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  /* The library keeps the detailed sentence of the last failure only. */
+  size_t last_failed = n;
+  for (size_t i = 0; i < n; i++) {
+    if (in[i].result != WHISPER_OK) last_failed = i;
+  }
+  json_out_key(o, "results");
+  json_out_begin_array(o);
+  for (size_t i = 0; i < n; i++) {
+    int r = in[i].result;
+    const char *why = NULL;
+    if (r == WHISPER_OK && in[i].plaintext == NULL) {
+      why = "whisper_session_decrypt_batch returned no plaintext";
+    } else if (r != WHISPER_OK && i == last_failed) {
+      why = whisper_ctx_last_error(p->ctx);
+    }
+    if (r != WHISPER_OK && (why == NULL || why[0] == '\0')) why = whisper_strerror(r);
+    json_out_begin_object(o);
+    json_out_key(o, "ok");
+    json_out_bool(o, why == NULL);
+    if (why == NULL) {
+      json_out_key(o, "plaintext");
+      json_out_b64(o, in[i].plaintext->data, in[i].plaintext->len);
+    } else {
+      json_out_key(o, "code");
+      json_out_cstring(o, r == WHISPER_OK ? "internal" : code_of(r));
+      json_out_key(o, "error");
+      json_out_cstring(o, why);
+    }
+    json_out_end_object(o);
+  }
+  json_out_end_array(o);
+  ret = 0;
+out:
+  for (size_t i = 0; in != NULL && items != NULL && i < n; i++) {
+    whisper_buf_free(in[i].plaintext);
+    b64_free(items[i].body, items[i].body_len);
+    b64_free(items[i].id, items[i].id_len);
+  }
+  free(in);
+  free(items);
+  return ret;
+}
+
+/* Up to `limit` messages of the conversation with `peer`, newest first
+ * (whisper_history_page); optionally older than the message
+ * (before_sort_key, before_id), to page on. */
+static int op_history(peer *p, const json_value *req, json_out *o, failure *f) {
+  const char *name;
+  uint32_t limit, before_sort_key = 0;
+  uint8_t *before_id = NULL;
+  size_t before_id_len = 0;
+  whisper_page *page = NULL;
+  int ret = -1;
+
+  if (field_name(req, "peer", &name, f) != 0) goto out;
+  if (field_u32(req, "limit", &limit, f) != 0) goto out;
+  int has_key = json_get(req, "before_sort_key") != NULL;
+  int has_id = json_get(req, "before_id") != NULL;
+  if (has_key != has_id) {
+    fail(f, "bad_request", "\"before_sort_key\" and \"before_id\" go together");
+    goto out;
+  }
+  if (has_key) {
+    if (field_u32(req, "before_sort_key", &before_sort_key, f) != 0) goto out;
+    if (field_id(req, "before_id", &before_id, &before_id_len, f) != 0) goto out;
+  }
+  if (need_identity(p, f) != 0) goto out;
+  int rc = whisper_history_page(p->ctx, name, before_sort_key, before_id, before_id_len, limit,
+                                &page);
+  if (rc != WHISPER_OK) {
+    fail_lib(p, f, rc);
+    goto out;
+  }
+  size_t count = whisper_page_count(page);
+  for (size_t i = 0; i < count; i++) {
+    if (whisper_page_get(page, i)->sort_key > UINT32_MAX) {
+      fail(f, "internal", "a stored sort key is beyond 4294967295, the range of this peer");
+      goto out;
+    }
+  }
+  json_out_key(o, "messages");
+  json_out_begin_array(o);
+  for (size_t i = 0; i < count; i++) {
+    const whisper_message_t *m = whisper_page_get(page, i);
+    json_out_begin_object(o);
+    json_out_key(o, "id");
+    json_out_b64(o, m->id, m->id_len);
+    json_out_key(o, "sort_key");
+    json_out_u32(o, (uint32_t)m->sort_key);
+    json_out_key(o, "plaintext");
+    json_out_b64(o, m->body, m->body_len);
+    json_out_end_object(o);
+  }
+  json_out_end_array(o);
+  ret = 0;
+out:
+  whisper_page_free(page);
+  b64_free(before_id, before_id_len);
   return ret;
 }
 
@@ -589,6 +770,8 @@ static const struct {
     {"has_session", op_has_session},
     {"encrypt", op_encrypt},
     {"decrypt", op_decrypt},
+    {"decrypt_batch", op_decrypt_batch},
+    {"history", op_history},
     {"trust", op_trust},
     {"group_create", op_group_create},
     {"group_process", op_group_process},
