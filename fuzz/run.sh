@@ -30,7 +30,8 @@ if [ $# -gt 0 ]; then
   targets=("$@")
 else
   targets=(fuzz_signal_message fuzz_prekey_message fuzz_bundle fuzz_session_record
-    fuzz_skdm fuzz_sender_key_message fuzz_sender_key_record fuzz_history_record)
+    fuzz_skdm fuzz_sender_key_message fuzz_sender_key_record fuzz_history_record
+    fuzz_fingerprint)
 fi
 
 out="$build/fuzz-out"
