@@ -154,8 +154,6 @@ static int signal_message_parse(whisper_ctx *ctx, sigmsg *m, const uint8_t *b, s
   return WHISPER_OK;
 }
 
-static void sigmsg_free(sigmsg *m) { (void)m; }
-
 typedef struct prekeymsg {
   Whisper__Wire__PreKeySignalMessage *pb;
   uint8_t version;
@@ -190,7 +188,6 @@ static int prekey_message_parse(whisper_ctx *ctx, prekeymsg *m, const uint8_t *b
 }
 
 static void prekeymsg_free(prekeymsg *m) {
-  sigmsg_free(&m->inner);
   if (m->pb) whisper__wire__pre_key_signal_message__free_unpacked(m->pb, &wh_pb_alloc);
   m->pb = NULL;
 }
@@ -311,7 +308,7 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
   return rc;
 }
 
-static int record_load_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   whisper_buf *b;
   memset(r, 0, sizeof *r);
   int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
@@ -323,11 +320,11 @@ static int record_load_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
 }
 
 static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  if (ctx->record_cache == NULL) return record_load_store(ctx, a, r);
+  if (ctx->record_cache == NULL) return record_read(ctx, a, r);
   cache_slot *sl = cache_find(ctx, a);
   if (sl == NULL) {
     wh_record fresh;
-    int rc = record_load_store(ctx, a, &fresh);
+    int rc = record_read(ctx, a, &fresh);
     if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
     int rc2 = cache_slot_for(ctx, a, &sl);
     if (rc2 != WHISPER_OK) {
@@ -892,7 +889,6 @@ static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, con
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
   if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);
   if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, r->cur.remote_ik);
-  sigmsg_free(&m);
   return rc;
 }
 
