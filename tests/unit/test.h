@@ -143,4 +143,31 @@ static inline void test_rng_push_hex(test_rng *r, const char *hex) {
   free(b);
 }
 
+/* A device on a memory store with a deterministic RNG. */
+#define TEST_NOW 1700000000000ULL
+
+typedef struct tdev {
+  whisper_store *st;
+  whisper_ctx *ctx;
+  test_rng rng;
+} tdev;
+
+static inline void tdev_open(tdev *d, uint8_t seed) {
+  memset(d, 0, sizeof *d);
+  memset(d->rng.seed, seed, 32);
+  whisper_store_memory_new(&d->st);
+  whisper_ctx_new(&d->ctx, d->st);
+  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+}
+
+static inline void tdev_new(tdev *d, const char *name, uint32_t device, uint8_t seed) {
+  tdev_open(d, seed);
+  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, TEST_NOW), WHISPER_OK);
+}
+
+static inline void tdev_close(tdev *d) {
+  whisper_ctx_free(d->ctx);
+  whisper_store_close(d->st);
+}
+
 #endif

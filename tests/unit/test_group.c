@@ -5,29 +5,9 @@
 #include "storage.pb-c.h"
 #include "test.h"
 
-#define NOW 1700000000000ULL
+#define NOW TEST_NOW
 
-typedef struct dev {
-  whisper_store *st;
-  whisper_ctx *ctx;
-  test_rng rng;
-} dev;
-
-static void dev_new(dev *d, const char *name, uint32_t id, uint8_t seed) {
-  memset(d, 0, sizeof *d);
-  memset(d->rng.seed, seed, 32);
-  whisper_store_memory_new(&d->st);
-  whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
-  CHECK_RC(whisper_identity_create(d->ctx, name, id, 0, NOW), WHISPER_OK);
-}
-
-static void dev_close(dev *d) {
-  whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
-}
-
-static int gdec(dev *d, const char *from, uint32_t dev_id, const whisper_buf *m, const char *want) {
+static int gdec(tdev *d, const char *from, uint32_t dev_id, const whisper_buf *m, const char *want) {
   whisper_buf *pt = NULL;
   int rc = whisper_group_decrypt(d->ctx, from, dev_id, m->data, m->len, &pt);
   if (rc == WHISPER_OK && want) CHECK(pt->len == strlen(want) && memcmp(pt->data, want, pt->len) == 0);
@@ -39,10 +19,10 @@ static const uint8_t KAT_UUID[16] = {0x6b, 0xa7, 0xb8, 0x10, 0x9d, 0xad, 0x41, 0
                                      0x80, 0xb4, 0x00, 0xc0, 0x4f, 0xd4, 0x30, 0xc8};
 
 static void test_kat(void) {
-  dev a, b;
+  tdev a, b;
   whisper_buf *skdm, *m;
-  dev_new(&a, "alice", 1, 1);
-  dev_new(&b, "bob", 1, 2);
+  tdev_new(&a, "alice", 1, 1);
+  tdev_new(&b, "bob", 1, 2);
   /* chain id 0x12345678 = u32 0x2468acf0 >> 1, then chain key, then signing key */
   test_rng_push_hex(&a.rng, "2468acf0");
   test_rng_push_hex(&a.rng, "bfedc66b23bd1229018f7fb5c5ce23bc18b60138d0fe3604f2b11ce7548cb110");
@@ -84,12 +64,12 @@ static void test_kat(void) {
   CHECK(memcmp(again->data, skdm->data, again->len) != 0); /* iteration and chain key moved */
   whisper_buf_free(again);
   whisper_buf_free(skdm);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 /* Installs a sending state (as libsignal's record held it) for `d`. */
-static void install_own_state(dev *d, const uint8_t uuid[16], uint32_t chain_id, const uint8_t ck[32],
+static void install_own_state(tdev *d, const uint8_t uuid[16], uint32_t chain_id, const uint8_t ck[32],
                               const uint8_t pub[33], const uint8_t priv[32]) {
   Whisper__Store__SenderChainKey c = WHISPER__STORE__SENDER_CHAIN_KEY__INIT;
   Whisper__Store__SenderSigningKey s = WHISPER__STORE__SENDER_SIGNING_KEY__INIT;
@@ -121,9 +101,9 @@ static void test_vectors(void) {
   json_value *v = load_vector("sender_key.json");
   const json_value *sk = json_get(v, "skdm"), *msgs = json_get(v, "messages");
   const json_value *steps = json_get(v, "steps");
-  dev b, a;
+  tdev b, a;
   size_t n;
-  dev_new(&b, "bob", 1, 3);
+  tdev_new(&b, "bob", 1, 3);
   uint8_t *skdm = unhex(jstr(sk, "body_hex"), &n);
   CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm, n), WHISPER_OK);
   /* processing the same SKDM again keeps the chain where it is */
@@ -164,7 +144,7 @@ static void test_vectors(void) {
 
   /* a C sender holding libsignal's state reproduces every byte but the
    * randomised signature */
-  dev_new(&a, "alice", 1, 4);
+  tdev_new(&a, "alice", 1, 4);
   uint8_t uuid[16], ck[32], pub[33], priv[32];
   const char *u = jstr(v, "distribution_id");
   char hex[33];
@@ -189,18 +169,18 @@ static void test_vectors(void) {
     whisper_buf_free(m);
   }
   json_free(v);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 static const uint8_t G[16] = {0xd1, 0xb3, 0xc0, 0xde, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0x12, 0x34};
 
 static void test_behaviour(void) {
-  dev a, b, c;
+  tdev a, b, c;
   whisper_buf *skdm, *m[40];
-  dev_new(&a, "alice", 1, 10);
-  dev_new(&b, "bob", 1, 11);
-  dev_new(&c, "carol", 2, 12);
+  tdev_new(&a, "alice", 1, 10);
+  tdev_new(&b, "bob", 1, 11);
+  tdev_new(&c, "carol", 2, 12);
   CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"x", 1, &m[0]), WHISPER_ENOSESSION);
   CHECK_RC(whisper_group_create(a.ctx, G, &skdm), WHISPER_OK);
   CHECK_RC(whisper_group_process(c.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
@@ -258,18 +238,18 @@ static void test_behaviour(void) {
   whisper_buf_free(skdm2);
   for (int i = 0; i < 40; i++) whisper_buf_free(m[i]);
   whisper_buf_free(skdm);
-  dev_close(&a);
-  dev_close(&b);
-  dev_close(&c);
+  tdev_close(&a);
+  tdev_close(&b);
+  tdev_close(&c);
 }
 
 static whisper_buf *lim[25002];
 
 static void test_limits(void) {
-  dev a, b;
+  tdev a, b;
   whisper_buf *skdm;
-  dev_new(&a, "alice", 1, 20);
-  dev_new(&b, "bob", 1, 21);
+  tdev_new(&a, "alice", 1, 20);
+  tdev_new(&b, "bob", 1, 21);
   CHECK_RC(whisper_group_create(a.ctx, G, &skdm), WHISPER_OK);
   CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
   for (int i = 0; i < 25002; i++) CHECK(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"y", 1, &lim[i]) == 0);
@@ -281,18 +261,18 @@ static void test_limits(void) {
   CHECK_RC(gdec(&b, "alice", 1, lim[25001], "y"), WHISPER_OK);
   for (int i = 0; i < 25002; i++) whisper_buf_free(lim[i]);
   whisper_buf_free(skdm);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 static void test_distribution(void) {
-  dev a, b1, b2, c;
+  tdev a, b1, b2, c;
   whisper_prekey_bundle_t bundle;
-  dev_new(&a, "alice", 1, 30);
-  dev_new(&b1, "bob", 1, 31);
-  dev_new(&b2, "bob", 2, 32);
-  dev_new(&c, "carol", 1, 33);
-  dev *members[2] = {&b1, &b2};
+  tdev_new(&a, "alice", 1, 30);
+  tdev_new(&b1, "bob", 1, 31);
+  tdev_new(&b2, "bob", 2, 32);
+  tdev_new(&c, "carol", 1, 33);
+  tdev *members[2] = {&b1, &b2};
   for (int i = 0; i < 2; i++) {
     CHECK_RC(whisper_bundle_make(members[i]->ctx, &bundle, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", (uint32_t)(i + 1), &bundle, NOW), WHISPER_OK);
@@ -328,10 +308,10 @@ static void test_distribution(void) {
   CHECK_RC(whisper_session_decrypt(b1.ctx, "alice", 1, t, m->data, m->len, &pt), WHISPER_OK); /* unchanged */
   whisper_buf_free(pt);
   whisper_buf_free(m);
-  dev_close(&a);
-  dev_close(&b1);
-  dev_close(&b2);
-  dev_close(&c);
+  tdev_close(&a);
+  tdev_close(&b1);
+  tdev_close(&b2);
+  tdev_close(&c);
 }
 
 int main(void) {

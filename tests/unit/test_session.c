@@ -3,31 +3,7 @@
  * behaviour of the ratchet and the record. */
 #include "test.h"
 
-#define NOW 1700000000000ULL
-
-typedef struct dev {
-  whisper_store *st;
-  whisper_ctx *ctx;
-  test_rng rng;
-} dev;
-
-static void dev_open(dev *d, uint8_t seed) {
-  memset(d, 0, sizeof *d);
-  memset(d->rng.seed, seed, 32);
-  whisper_store_memory_new(&d->st);
-  whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
-}
-
-static void dev_new(dev *d, const char *name, uint32_t device, uint8_t seed) {
-  dev_open(d, seed);
-  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, NOW), WHISPER_OK);
-}
-
-static void dev_close(dev *d) {
-  whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
-}
+#define NOW TEST_NOW
 
 static void keypair_hex(whisper_keypair_t *kp, const char *priv_hex) {
   uint8_t priv[32];
@@ -35,14 +11,14 @@ static void keypair_hex(whisper_keypair_t *kp, const char *priv_hex) {
   whisper_keypair_from_private(kp, priv);
 }
 
-static int send_to(dev *from, const char *to, uint32_t to_dev, const char *text, int *type,
+static int send_to(tdev *from, const char *to, uint32_t to_dev, const char *text, int *type,
                    whisper_buf **out) {
   return whisper_session_encrypt(from->ctx, to, to_dev, (const uint8_t *)text, strlen(text), NOW,
                                  type, out);
 }
 
 /* Decrypts and checks the plaintext. */
-static int recv_from(dev *to, const char *from, uint32_t from_dev, int type, const whisper_buf *m,
+static int recv_from(tdev *to, const char *from, uint32_t from_dev, int type, const whisper_buf *m,
                      const char *want) {
   whisper_buf *pt = NULL;
   int rc = whisper_session_decrypt(to->ctx, from, from_dev, type, m->data, m->len, &pt);
@@ -52,7 +28,7 @@ static int recv_from(dev *to, const char *from, uint32_t from_dev, int type, con
   return rc;
 }
 
-static void connect(dev *a, const char *bname, dev *b, uint32_t bdev) {
+static void connect(tdev *a, const char *bname, tdev *b, uint32_t bdev) {
   whisper_prekey_bundle_t bundle;
   CHECK_RC(whisper_bundle_make(b->ctx, &bundle, 1), WHISPER_OK);
   CHECK_RC(whisper_session_start(a->ctx, bname, bdev, &bundle, NOW), WHISPER_OK);
@@ -60,11 +36,11 @@ static void connect(dev *a, const char *bname, dev *b, uint32_t bdev) {
 
 /* --- the wire sheet's KAT: every byte ------------------------------------ */
 static void test_kat(void) {
-  dev alice, bob;
+  tdev alice, bob;
   whisper_keypair_t ik_a, ik_b, spk, opk;
   uint8_t sig[64];
-  dev_open(&alice, 1);
-  dev_open(&bob, 2);
+  tdev_open(&alice, 1);
+  tdev_open(&bob, 2);
   keypair_hex(&ik_a, "480c667561506c2f741c55fd81a8a85a7d11461c3f5591b3bea389dadcc9f956");
   keypair_hex(&ik_b, "088aa42f16e8533b45e190091580fc8ca4a588919dab80a706f23b357c0b0365");
   keypair_hex(&spk, "580940dedd6cee7bd7e8b373db16366b51bb30e7ddc728f19c50ba0602dc1455");
@@ -124,8 +100,8 @@ static void test_kat(void) {
   CHECK(type == WHISPER_MSG_WHISPER);
   CHECK_RC(recv_from(&bob, "alice", 1, type, m, "next"), WHISPER_OK);
   whisper_buf_free(m);
-  dev_close(&alice);
-  dev_close(&bob);
+  tdev_close(&alice);
+  tdev_close(&bob);
 }
 
 /* --- libsignal's transcript ---------------------------------------------- */
@@ -133,10 +109,10 @@ static void test_transcript(void) {
   json_value *v = load_vector("session_transcript.json");
   const json_value *jb = json_get(v, "bob"), *msgs = json_get(v, "messages");
   const json_value *steps = json_get(v, "steps");
-  dev bob;
+  tdev bob;
   whisper_keypair_t ik, spk, opk;
   uint8_t sig[64];
-  dev_open(&bob, 3);
+  tdev_open(&bob, 3);
   keypair_hex(&ik, jstr(json_get(jb, "identity_key"), "private_hex"));
   const json_value *js = json_get(jb, "signed_prekey"), *jo = json_get(jb, "one_time_prekey");
   keypair_hex(&spk, jstr(js, "private_hex"));
@@ -202,14 +178,14 @@ static void test_transcript(void) {
   CHECK(ran == 18);
 
   json_free(v);
-  dev_close(&bob);
+  tdev_close(&bob);
 }
 
 /* --- behaviour ------------------------------------------------------------- */
 static void test_conversation(void) {
-  dev a, b;
-  dev_new(&a, "alice", 1, 10);
-  dev_new(&b, "bob", 7, 11);
+  tdev a, b;
+  tdev_new(&a, "alice", 1, 10);
+  tdev_new(&b, "bob", 7, 11);
   connect(&a, "bob", &b, 7);
   int has = 0;
   CHECK_RC(whisper_session_exists(a.ctx, "bob", 7, NOW, &has), WHISPER_OK);
@@ -218,7 +194,7 @@ static void test_conversation(void) {
   CHECK(has == 0);
   char text[64];
   for (int i = 0; i < 60; i++) {
-    dev *from = i % 3 == 2 ? &b : &a, *to = from == &a ? &b : &a;
+    tdev *from = i % 3 == 2 ? &b : &a, *to = from == &a ? &b : &a;
     const char *to_name = to == &b ? "bob" : "alice", *from_name = from == &a ? "alice" : "bob";
     uint32_t to_dev = to == &b ? 7 : 1, from_dev = from == &a ? 1 : 7;
     whisper_buf *m;
@@ -247,15 +223,15 @@ static void test_conversation(void) {
   whisper_buf_free(pt);
   whisper_buf_free(m);
   free(blob);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 /* Out of order across ratchet steps, duplicates, tampering: no state change. */
 static void test_out_of_order_and_refusals(void) {
-  dev a, b;
-  dev_new(&a, "alice", 1, 20);
-  dev_new(&b, "bob", 1, 21);
+  tdev a, b;
+  tdev_new(&a, "alice", 1, 20);
+  tdev_new(&b, "bob", 1, 21);
   connect(&a, "bob", &b, 1);
   whisper_buf *m[30];
   int t[30];
@@ -316,8 +292,8 @@ static void test_out_of_order_and_refusals(void) {
   CHECK_RC(recv_from(&a, "bob", 1, rt, r, "still here"), WHISPER_OK);
   whisper_buf_free(r);
   for (int i = 0; i < 20; i++) whisper_buf_free(m[i]);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 /* A jump of exactly 25000 is accepted, 25001 refused; 2000 keys kept. */
@@ -325,12 +301,12 @@ static whisper_buf *limit_msgs[25002];
 static int limit_types[25002];
 
 static void test_limits(void) {
-  dev a, b;
+  tdev a, b;
   whisper_buf **msgs = limit_msgs;
   int *types = limit_types;
   /* Bob's chain is at index 0: counter 25001 is too far, 25000 is not */
-  dev_new(&a, "alice", 1, 32);
-  dev_new(&b, "bob", 1, 33);
+  tdev_new(&a, "alice", 1, 32);
+  tdev_new(&b, "bob", 1, 33);
   connect(&a, "bob", &b, 1);
   for (int i = 0; i < 25002; i++) CHECK(send_to(&a, "bob", 1, "y", &types[i], &msgs[i]) == 0);
   CHECK_RC(recv_from(&b, "alice", 1, types[25001], msgs[25001], NULL), WHISPER_ETOOFAR);
@@ -341,16 +317,16 @@ static void test_limits(void) {
   CHECK_RC(recv_from(&b, "alice", 1, types[24999], msgs[24999], "y"), WHISPER_OK);
   CHECK_RC(recv_from(&b, "alice", 1, types[25001], msgs[25001], "y"), WHISPER_OK);
   for (int i = 0; i < 25002; i++) whisper_buf_free(msgs[i]);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 static void test_simultaneous_initiation(void) {
-  dev a, b;
+  tdev a, b;
   whisper_buf *ma, *mb, *m;
   int ta, tb, t;
-  dev_new(&a, "alice", 1, 40);
-  dev_new(&b, "bob", 1, 41);
+  tdev_new(&a, "alice", 1, 40);
+  tdev_new(&b, "bob", 1, 41);
   connect(&a, "bob", &b, 1);
   connect(&b, "alice", &a, 1);
   CHECK_RC(send_to(&a, "bob", 1, "hi from a", &ta, &ma), WHISPER_OK);
@@ -362,7 +338,7 @@ static void test_simultaneous_initiation(void) {
   whisper_buf_free(mb);
   /* both now talk on the sessions the other one started, and converge */
   for (int i = 0; i < 6; i++) {
-    dev *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
+    tdev *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
     CHECK_RC(send_to(from, i % 2 ? "alice" : "bob", 1, "converge", &t, &m), WHISPER_OK);
     CHECK_RC(recv_from(to, i % 2 ? "bob" : "alice", 1, t, m, "converge"), WHISPER_OK);
     whisper_buf_free(m);
@@ -371,24 +347,24 @@ static void test_simultaneous_initiation(void) {
   CHECK(t == WHISPER_MSG_WHISPER);
   CHECK_RC(recv_from(&b, "alice", 1, t, m, "done"), WHISPER_OK);
   whisper_buf_free(m);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 static void test_identity_change(void) {
-  dev a, b, b2;
+  tdev a, b, b2;
   whisper_buf *m;
   int t;
   whisper_prekey_bundle_t bundle;
   uint8_t key[33];
-  dev_new(&a, "alice", 1, 50);
-  dev_new(&b, "bob", 1, 51);
+  tdev_new(&a, "alice", 1, 50);
+  tdev_new(&b, "bob", 1, 51);
   connect(&a, "bob", &b, 1);
   CHECK_RC(send_to(&a, "bob", 1, "one", &t, &m), WHISPER_OK);
   CHECK_RC(recv_from(&b, "alice", 1, t, m, "one"), WHISPER_OK);
   whisper_buf_free(m);
   /* bob reinstalls: a new identity under the same address */
-  dev_new(&b2, "bob", 1, 52);
+  tdev_new(&b2, "bob", 1, 52);
   CHECK_RC(whisper_bundle_make(b2.ctx, &bundle, 1), WHISPER_OK);
   CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_EUNTRUSTED);
   /* bob2 starts a session with alice: alice refuses the prekey message */
@@ -411,9 +387,9 @@ static void test_identity_change(void) {
   CHECK_RC(recv_from(&b2, "alice", 1, t, m, "hello again"), WHISPER_OK);
   whisper_buf_free(m);
   /* trust for all devices of a name, including unseen ones */
-  dev c, c2;
-  dev_new(&c, "carol", 3, 53);
-  dev_new(&c2, "carol", 3, 54);
+  tdev c, c2;
+  tdev_new(&c, "carol", 3, 53);
+  tdev_new(&c2, "carol", 3, 54);
   connect(&a, "carol", &c, 3);
   CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 0), WHISPER_OK);
   CHECK(bundle.has_prekey == 0);
@@ -424,11 +400,11 @@ static void test_identity_change(void) {
   CHECK_RC(whisper_identity_trust(a.ctx, "carol", 3, bundle.identity_key, 32), WHISPER_EINVALIDKEY);
   /* name-wide trust pins the key for every device: a device still known
    * by another key, and an unseen device with another key, are refused */
-  dev d9, d5, d7;
+  tdev d9, d5, d7;
   whisper_prekey_bundle_t b5, b7;
-  dev_new(&d9, "dave", 9, 55);
-  dev_new(&d5, "dave", 5, 56);
-  dev_new(&d7, "dave", 7, 57);
+  tdev_new(&d9, "dave", 9, 55);
+  tdev_new(&d5, "dave", 5, 56);
+  tdev_new(&d7, "dave", 7, 57);
   connect(&a, "dave", &d9, 9); /* dave.9 first seen with its own key */
   CHECK_RC(whisper_bundle_make(d5.ctx, &b5, 1), WHISPER_OK);
   CHECK_RC(whisper_bundle_make(d7.ctx, &b7, 1), WHISPER_OK);
@@ -440,9 +416,9 @@ static void test_identity_change(void) {
   /* a later decision for one device wins over the name-wide one */
   CHECK_RC(whisper_identity_trust(a.ctx, "dave", 7, b7.identity_key, 33), WHISPER_OK);
   CHECK_RC(whisper_session_start(a.ctx, "dave", 7, &b7, NOW), WHISPER_OK);
-  dev_close(&d9);
-  dev_close(&d5);
-  dev_close(&d7);
+  tdev_close(&d9);
+  tdev_close(&d5);
+  tdev_close(&d7);
   /* a bad signature in a bundle */
   CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 1), WHISPER_OK);
   bundle.signed_prekey_signature[5] ^= 1;
@@ -450,20 +426,20 @@ static void test_identity_change(void) {
   bundle.signed_prekey_signature[5] ^= 1;
   bundle.prekey[0] = 6;
   CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EINVALIDKEY);
-  dev_close(&a);
-  dev_close(&b);
-  dev_close(&b2);
-  dev_close(&c);
-  dev_close(&c2);
+  tdev_close(&a);
+  tdev_close(&b);
+  tdev_close(&b2);
+  tdev_close(&c);
+  tdev_close(&c2);
 }
 
 static void test_expiry_and_devices(void) {
-  dev a, b1, b2;
+  tdev a, b1, b2;
   whisper_buf *m;
   int t, has;
-  dev_new(&a, "alice", 1, 60);
-  dev_new(&b1, "bob", 1, 61);
-  dev_new(&b2, "bob", 2, 62);
+  tdev_new(&a, "alice", 1, 60);
+  tdev_new(&b1, "bob", 1, 61);
+  tdev_new(&b2, "bob", 2, 62);
   connect(&a, "bob", &b1, 1);
   connect(&a, "bob", &b2, 2);
   uint64_t day = 86400000ULL;
@@ -476,7 +452,7 @@ static void test_expiry_and_devices(void) {
            WHISPER_ENOSESSION);
   /* two devices of one name are two sessions */
   for (int d = 1; d <= 2; d++) {
-    dev *bd = d == 1 ? &b1 : &b2;
+    tdev *bd = d == 1 ? &b1 : &b2;
     CHECK_RC(send_to(&a, "bob", (uint32_t)d, d == 1 ? "to one" : "to two", &t, &m), WHISPER_OK);
     CHECK_RC(recv_from(bd, "alice", 1, t, m, d == 1 ? "to one" : "to two"), WHISPER_OK);
     whisper_buf_free(m);
@@ -494,17 +470,17 @@ static void test_expiry_and_devices(void) {
            WHISPER_EINVAL);
   CHECK(strlen(whisper_ctx_last_error(a.ctx)) > 0);
   CHECK_RC(whisper_identity_create(a.ctx, "alice", 1, 0, NOW), WHISPER_ESTATE);
-  dev_close(&a);
-  dev_close(&b1);
-  dev_close(&b2);
+  tdev_close(&a);
+  tdev_close(&b1);
+  tdev_close(&b2);
 }
 
 static void test_bundle_wire(void) {
-  dev a, b;
+  tdev a, b;
   whisper_prekey_bundle_t bundle, back;
   whisper_buf *w;
-  dev_new(&a, "alice", 1, 70);
-  dev_new(&b, "bob", 1, 71);
+  tdev_new(&a, "alice", 1, 70);
+  tdev_new(&b, "bob", 1, 71);
   for (int with = 0; with <= 1; with++) {
     CHECK_RC(whisper_bundle_make(b.ctx, &bundle, with), WHISPER_OK);
     CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
@@ -526,19 +502,19 @@ static void test_bundle_wire(void) {
   CHECK_RC(whisper_bundle_decode(&back, w->data, w->len), WHISPER_EINVALIDKEY);
   whisper_buf_free(w);
   CHECK_RC(whisper_bundle_decode(NULL, NULL, 0), WHISPER_EINVAL);
-  dev_close(&a);
-  dev_close(&b);
+  tdev_close(&a);
+  tdev_close(&b);
 }
 
 static void test_prekey_upkeep(void) {
-  dev a, b;
+  tdev a, b;
   whisper_prekey_bundle_t early, late;
   whisper_buf *m;
   int t, rotated = -1;
   uint32_t count = 99;
   const uint64_t day = 86400000ULL;
-  dev_new(&a, "alice", 1, 80);
-  dev_new(&b, "bob", 1, 81);
+  tdev_new(&a, "alice", 1, 80);
+  tdev_new(&b, "bob", 1, 81);
   CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
   CHECK(count == 0);
   CHECK_RC(whisper_prekeys_generate(b.ctx, 100, NULL), WHISPER_OK);
@@ -562,8 +538,8 @@ static void test_prekey_upkeep(void) {
   CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
   CHECK(count == 100); /* the one-time prekey was consumed */
   /* past the grace, the old signed prekey is gone: a new PreKey message on it fails */
-  dev c;
-  dev_new(&c, "carol", 1, 82);
+  tdev c;
+  tdev_new(&c, "carol", 1, 82);
   CHECK_RC(whisper_session_start(c.ctx, "bob", 1, &early, NOW), WHISPER_OK);
   CHECK_RC(send_to(&c, "bob", 1, "too late", &t, &m), WHISPER_OK);
   CHECK_RC(whisper_signed_prekey_rotate(b.ctx, NOW + 40 * day, 2 * day, 30 * day, &rotated), WHISPER_OK);
@@ -574,16 +550,16 @@ static void test_prekey_upkeep(void) {
   whisper_prekey_bundle_t now_b;
   CHECK_RC(whisper_bundle_make(b.ctx, &now_b, 1), WHISPER_OK);
   CHECK(now_b.signed_prekey_id == late.signed_prekey_id + 1);
-  dev d;
-  dev_new(&d, "dave", 1, 83);
+  tdev d;
+  tdev_new(&d, "dave", 1, 83);
   CHECK_RC(whisper_session_start(d.ctx, "bob", 1, &late, NOW), WHISPER_OK);
   CHECK_RC(send_to(&d, "bob", 1, "retired but in grace", &t, &m), WHISPER_OK);
   CHECK_RC(recv_from(&b, "dave", 1, t, m, "retired but in grace"), WHISPER_OK);
   whisper_buf_free(m);
-  dev_close(&a);
-  dev_close(&b);
-  dev_close(&c);
-  dev_close(&d);
+  tdev_close(&a);
+  tdev_close(&b);
+  tdev_close(&c);
+  tdev_close(&d);
 }
 
 int main(void) {
