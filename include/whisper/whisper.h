@@ -14,5 +14,7 @@
 #include "fingerprint.h"
 #include "group.h"
 #include "history.h"
+#include "client.h"
+#include "server.h"
 
 #endif

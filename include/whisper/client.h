@@ -1,0 +1,229 @@
+/*
+ * libwhisper: the client engine, sans-I/O.
+ *
+ * The client side of libwhisper's client/server protocol (sync.proto,
+ * docs/sync-protocol.md), in the model of ngtcp2: the app owns the
+ * connection (a WebSocket) and the clock. It tells the engine when the
+ * connection opens and closes, feeds it every received frame with the
+ * current time, sends the frames the engine hands out, reads the events
+ * the engine raises, and calls whisper_client_tick() by
+ * whisper_client_next_deadline().
+ *
+ * The engine works over a whisper_ctx with a store that has scan() (the
+ * SQLite store): the identity, sessions, history, the outbox and the
+ * engine's own progress (the mailbox position, device lists, groups) are
+ * all there, so a restart loses nothing:
+ *  - a message is in history and the outbox (PENDING) before the send
+ *    call returns; it is sent when a connection is up, again after every
+ *    reconnect until the server answers SENT (the same client id, so the
+ *    server keeps it once);
+ *  - an incoming message is decrypted and stored in one transaction, and
+ *    only then acknowledged to the server; a redelivered entry is
+ *    recognised and acknowledged without a second event;
+ *  - history is ordered by the server's sequence.
+ * Sessions are started on demand from bundles fetched from the server;
+ * when the server says a device list is stale the engine updates it and
+ * encrypts again.
+ *
+ * Conversations are named as in history.h: a 1:1 conversation by the
+ * other account's name, a group by "#" followed by the group id in
+ * lowercase hex (whisper_client_group_conversation()).
+ *
+ * An engine is used from one thread at a time.
+ */
+#ifndef WHISPER_CLIENT_H
+#define WHISPER_CLIENT_H
+
+#include "core.h"
+#include "group.h"
+#include "history.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WHISPER_CLIENT_ID_LEN 16       /* a message's client id */
+#define WHISPER_GROUP_ID_LEN 16
+#define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
+
+#define WHISPER_CLIENT_CONFIG_VERSION 1
+
+/** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
+typedef struct whisper_client_config_t {
+  unsigned version;
+  uint32_t prekey_batch;       /* one-time prekeys uploaded at a time */
+  uint32_t prekey_low;         /* replenish when the server has fewer */
+  uint64_t backoff_min_ms;     /* first reconnect delay */
+  uint64_t backoff_max_ms;     /* cap of the exponential backoff (with jitter) */
+  uint64_t ping_ms;            /* a Ping after this long without a frame */
+  uint64_t request_timeout_ms; /* no answer by then: the connection is given up */
+  uint64_t typing_min_ms;      /* typing notices to one conversation at most this often */
+  int read_receipts;           /* 1: send READ receipts (whisper_client_mark_read) */
+  int presence_visible;        /* 1: others may see online / last seen */
+} whisper_client_config_t;
+
+#define WHISPER_CLIENT_CONFIG_INIT \
+  { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1 }
+
+/** An engine. */
+typedef struct whisper_client whisper_client;
+
+/**
+ * Makes an engine for the local identity of `ctx` (whisper_identity_create
+ * first: its name is the account, its device id the device). `ctx` is
+ * borrowed and must outlive the engine. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ESTATE (no local identity, or a store without scan()),
+ * WHISPER_ENOMEM or a store error.
+ */
+WHISPER_API int whisper_client_new(whisper_client **out, whisper_ctx *ctx,
+                                   const whisper_client_config_t *cfg);
+
+/** Frees an engine (nothing stored is touched). Accepts NULL. */
+WHISPER_API void whisper_client_free(whisper_client *c);
+
+/* --- the connection ------------------------------------------------------ */
+
+/** 1 when the app should open a connection now (there is none and the
+ *  backoff has passed), else 0. */
+WHISPER_API int whisper_client_want_connect(const whisper_client *c, uint64_t now_ms);
+
+/** The connection is open. The engine then logs in (registering the device
+ *  first if it never did) and resumes its mailbox. */
+WHISPER_API int whisper_client_connected(whisper_client *c, uint64_t now_ms);
+
+/** The connection closed or failed. Frames not yet taken are dropped; what
+ *  was not answered is sent again on the next connection. The next
+ *  attempt waits for the backoff. */
+WHISPER_API void whisper_client_disconnected(whisper_client *c, uint64_t now_ms);
+
+/**
+ * A frame arrived. Returns WHISPER_OK (also when the engine reported a
+ * problem as an event), WHISPER_EINVALIDMSG for bytes that are not a
+ * frame (nothing changed; the app should close the connection), or a
+ * store error.
+ */
+WHISPER_API int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len,
+                                       uint64_t now_ms);
+
+/** Takes the next frame to send: returns 1 and sets `*out` (the caller
+ *  frees it), or 0 when there is none. */
+WHISPER_API int whisper_client_take_frame(whisper_client *c, whisper_buf **out);
+
+/** 1 when the engine wants the connection closed (the server broke the
+ *  protocol, or stopped answering). */
+WHISPER_API int whisper_client_want_close(const whisper_client *c);
+
+/** When whisper_client_tick() should next run (UINT64_MAX: nothing). */
+WHISPER_API uint64_t whisper_client_next_deadline(const whisper_client *c);
+
+/** Runs the timers due at `now_ms`: pings, request timeouts, typing. */
+WHISPER_API void whisper_client_tick(whisper_client *c, uint64_t now_ms);
+
+/* --- what the app does --------------------------------------------------- */
+
+/**
+ * Sends `body` to the account `to` (every device of it, and this
+ * account's other devices). The message is in history and the outbox,
+ * PENDING, when this returns, with its client id in `id_out`; it goes out
+ * when a connection is up. Returns WHISPER_OK, WHISPER_EINVAL or a store
+ * error.
+ */
+WHISPER_API int whisper_client_send(whisper_client *c, const char *to, const uint8_t *body,
+                                    size_t body_len, uint64_t now_ms,
+                                    uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/** Sends `body` to a group (encrypted once with this device's sender key;
+ *  the engine first distributes the sender key to member devices that do
+ *  not have it). As whisper_client_send() otherwise. */
+WHISPER_API int whisper_client_send_group(whisper_client *c,
+                                          const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                          const uint8_t *body, size_t body_len, uint64_t now_ms,
+                                          uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/** Marks messages of a conversation, from `sender`, as read: READ
+ *  receipts go to the sender (batched; none if read receipts are off). */
+WHISPER_API int whisper_client_mark_read(whisper_client *c, const char *conversation,
+                                         const char *sender, const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN],
+                                         size_t n, uint64_t now_ms);
+
+/** Typing started (1) or stopped (0) in a conversation; throttled. */
+WHISPER_API int whisper_client_typing(whisper_client *c, const char *conversation, int started,
+                                      uint64_t now_ms);
+
+/** Asks for presence of these accounts (online / last seen events). */
+WHISPER_API int whisper_client_subscribe(whisper_client *c, const char *const *accounts, size_t n);
+
+/** Creates a group with this account and `members`; its id is written to
+ *  `group_id_out`. */
+WHISPER_API int whisper_client_group_create(whisper_client *c, const char *const *members,
+                                            size_t n, uint64_t now_ms,
+                                            uint8_t group_id_out[WHISPER_GROUP_ID_LEN]);
+
+/** Adds members (admins only). */
+WHISPER_API int whisper_client_group_add(whisper_client *c,
+                                         const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                         const char *const *members, size_t n, uint64_t now_ms);
+
+/** Removes members (admins), or leaves (remove this account). The members
+ *  who stay rotate their sender keys when they hear of it. */
+WHISPER_API int whisper_client_group_remove(whisper_client *c,
+                                            const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                            const char *const *members, size_t n,
+                                            uint64_t now_ms);
+
+/** The conversation name of a group: "#" and 32 lowercase hex digits,
+ *  NUL-terminated. */
+WHISPER_API void whisper_client_group_conversation(
+    char out[WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_GROUP_ID_LEN]);
+
+/** On a device already on the account: approves a new device's link code
+ *  (shown by the new device, e.g. as a QR code). A new device (an identity
+ *  whose device id is not 1, never registered) asks the server for a code
+ *  on its first connection, raises WHISPER_EV_LINK_CODE with it, and
+ *  registers as soon as a device of the account approves it. */
+WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *code, size_t len);
+
+/* --- events -------------------------------------------------------------- */
+
+typedef enum whisper_client_event_type {
+  WHISPER_EV_REGISTERED = 1,  /* the device is registered */
+  WHISPER_EV_ONLINE = 2,      /* logged in; the mailbox is being resumed */
+  WHISPER_EV_CAUGHT_UP = 3,   /* everything waiting in the mailbox has arrived */
+  WHISPER_EV_MESSAGE = 4,     /* a message was stored in history (conversation, from, id, body) */
+  WHISPER_EV_STATUS = 5,      /* an outgoing message's status for one device (id, from = recipient, status) */
+  WHISPER_EV_TYPING = 6,      /* from, conversation, started */
+  WHISPER_EV_PRESENCE = 7,    /* from (the account), online, last_seen_ms */
+  WHISPER_EV_IDENTITY = 8,    /* from/from_device's identity key changed: its messages wait until trusted */
+  WHISPER_EV_GROUP = 9,       /* conversation (a group) membership changed */
+  WHISPER_EV_ERROR = 10,      /* code (WHISPER_E*), server_code (sync.proto ERR_*), message */
+  WHISPER_EV_LINK_CODE = 11   /* body: the code to show for whisper_client_link_approve() */
+} whisper_client_event_type;
+
+/** An event; its pointers are valid until the next call on the engine. */
+typedef struct whisper_client_event_t {
+  int type;
+  const char *conversation;
+  const char *from;
+  uint32_t from_device;
+  const uint8_t *id;     /* client id */
+  size_t id_len;
+  const uint8_t *body;
+  size_t body_len;
+  int status;            /* WHISPER_STATUS_* */
+  int started;           /* typing */
+  int online;            /* presence */
+  uint64_t last_seen_ms;
+  uint64_t server_seq;
+  uint64_t server_ts;
+  int code;              /* WHISPER_EV_ERROR */
+  int server_code;
+  const char *message;
+} whisper_client_event_t;
+
+/** Takes the next event: returns 1 and fills `out`, or 0. */
+WHISPER_API int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

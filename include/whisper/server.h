@@ -1,0 +1,183 @@
+/*
+ * libwhisper: the server core, sans-I/O.
+ *
+ * The server side of libwhisper's client/server protocol (sync.proto,
+ * docs/sync-protocol.md): accounts and devices with challenge-response
+ * login, the prekey directory, one mailbox per device with a monotonic
+ * sequence, idempotent sends, delivery and read receipts, typing and
+ * presence between online devices, groups with server-side fan-out, device
+ * linking, rate limits and frame size limits.
+ *
+ * It does no I/O and never reads the clock. The caller (whisperd, a test,
+ * a fuzzer) tells it that a connection opened or closed, feeds it each
+ * received frame with the current time, and takes what it has to say:
+ * frames to send on a connection, connections to close, devices to wake by
+ * push notification. whisper_server_next_deadline() says when to call
+ * whisper_server_tick() (heartbeats, typing expiry, presence grace).
+ *
+ * State lives in a whisper_store (store.h) the caller opens: the server
+ * uses it as an ordered, transactional key-value store (the SQLite store
+ * is the default; a distributed ordered KV with transactions serves as
+ * well), with record kinds of its own (WHISPER_REC_SERVER_*). Every frame
+ * that changes state is handled in one transaction: a send is in every
+ * recipient's mailbox, with its idempotency record, before the sender
+ * hears SENT, or in none. Connections and presence are in memory only.
+ *
+ * A server is used from one thread at a time.
+ */
+#ifndef WHISPER_SERVER_H
+#define WHISPER_SERVER_H
+
+#include "core.h"
+#include "store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The version of sync.proto this library speaks. */
+#define WHISPER_SYNC_PROTOCOL 1
+
+/** Record kinds the server keeps in its store. Ordered kinds (>= 64) are
+ *  scanned; their keys start with a keyed tag of the account, never the
+ *  name. */
+#define WHISPER_REC_SERVER_ACCOUNT 32  /* key: account: its devices, link codes */
+#define WHISPER_REC_SERVER_DEVICE 33   /* key: address: keys, mailbox counters */
+#define WHISPER_REC_SERVER_GROUP 34    /* key: 16-byte group id: members, admins */
+#define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer */
+#define WHISPER_REC_SERVER_META 36     /* key: a short ASCII name */
+#define WHISPER_REC_SERVER_MAILBOX 96  /* key: device tag (16) || seq (8, BE) */
+#define WHISPER_REC_SERVER_PREKEY 97   /* key: device tag (16) || prekey id (4, BE) */
+
+#define WHISPER_SERVER_CONFIG_VERSION 1
+
+/** Limits and timers. Start from WHISPER_SERVER_CONFIG_INIT; fields are
+ *  only ever appended. */
+typedef struct whisper_server_config_t {
+  unsigned version;
+  size_t max_frame;            /* bytes; larger frames are refused (ERR_TOO_BIG) */
+  uint32_t max_group_members;  /* 1024 */
+  uint32_t max_devices;        /* per account */
+  uint32_t max_prekeys;        /* one-time prekeys kept per device */
+  uint32_t rate_per_sec;       /* frames per device per second (token bucket) */
+  uint32_t rate_burst;         /* bucket size */
+  uint64_t heartbeat_ms;       /* a connection silent this long is closed */
+  uint64_t auth_timeout_ms;    /* a connection not logged in by then is closed */
+  uint64_t typing_ttl_ms;      /* a typing notice lapses after this */
+  uint64_t typing_min_ms;      /* at most one typing notice per device per conversation per this */
+  uint64_t presence_grace_ms;  /* offline is announced this long after the last connection closes */
+  uint32_t deliver_window;     /* unacknowledged entries pushed to a connection at once */
+  uint32_t max_mailbox;        /* entries per mailbox; a send beyond it is refused (ERR_LIMIT) */
+} whisper_server_config_t;
+
+#define WHISPER_SERVER_CONFIG_INIT                                                             \
+  { WHISPER_SERVER_CONFIG_VERSION, 256 * 1024, 1024, 16, 1000, 200, 400, 60000, 15000, 6000, \
+    2000, 5000, 256, 100000 }
+
+/** A server. */
+typedef struct whisper_server whisper_server;
+
+/**
+ * Makes a server over `store` (borrowed: it must outlive the server), with
+ * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
+ * whisper_server_set_rng(). Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ENOMEM or a store error.
+ */
+WHISPER_API int whisper_server_new(whisper_server **out, whisper_store *store,
+                                   const whisper_server_config_t *cfg);
+
+/** Frees a server (connections are forgotten, not closed). Accepts NULL. */
+WHISPER_API void whisper_server_free(whisper_server *srv);
+
+/** Replaces the random source (challenges, link codes); for tests and
+ *  fuzzers. */
+WHISPER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn fn, void *user);
+
+/** The sentence describing the server's last failure ("" if none). */
+WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);
+
+/**
+ * A connection opened. `conn` is the caller's id for it (nonzero, unique
+ * among open connections). The server queues a Challenge for it. Returns
+ * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
+ */
+WHISPER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+
+/**
+ * A frame arrived on `conn`. Whatever the bytes, the server answers by
+ * queuing output (a result, an Error frame with its code, or a close for
+ * a connection that broke the protocol); a bad frame changes no stored
+ * state. Returns WHISPER_OK when the frame was handled (also when it was
+ * refused with an Error frame), WHISPER_ENOTFOUND for an unknown
+ * connection, or a store error when the store failed (the frame then
+ * changed nothing and its sender got ERR_INTERNAL).
+ */
+WHISPER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *frame,
+                                       size_t len, uint64_t now_ms);
+
+/** A connection closed (by the peer, the network or the server). Its
+ *  queued output is dropped; unacknowledged entries stay in the mailbox.
+ *  Unknown connections are ignored. */
+WHISPER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+
+/** When whisper_server_tick() should next run (UINT64_MAX: nothing
+ *  pending). */
+WHISPER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);
+
+/** Runs the timers due at `now_ms`: closes silent connections, lapses
+ *  typing, announces presence after the grace period. */
+WHISPER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms);
+
+/** What the server asks its caller to do. */
+typedef enum whisper_server_action {
+  WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
+  WHISPER_SERVER_CLOSE = 2, /* close `conn` (after sending what was queued before) */
+  WHISPER_SERVER_PUSH = 3   /* wake (account, device_id): it is offline with new mail */
+} whisper_server_action;
+
+/** One piece of output; valid until the next call on the server. */
+typedef struct whisper_server_output_t {
+  int action;
+  uint64_t conn;
+  const uint8_t *frame;
+  size_t frame_len;
+  const char *account;  /* WHISPER_SERVER_PUSH */
+  uint32_t device_id;
+  uint64_t mailbox_depth;
+} whisper_server_output_t;
+
+/**
+ * Takes the next piece of output, in order. Returns 1 when `out` was
+ * filled, 0 when there is nothing to do.
+ */
+WHISPER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+
+/** Counters for metrics. */
+typedef struct whisper_server_stats_t {
+  uint64_t connections;        /* open now */
+  uint64_t authenticated;      /* open and logged in */
+  uint64_t frames_in;          /* total */
+  uint64_t frames_out;
+  uint64_t frames_refused;     /* answered with an Error */
+  uint64_t messages_sent;      /* Send frames accepted */
+  uint64_t entries_delivered;  /* mailbox entries acknowledged */
+  uint64_t mailbox_depth;      /* entries waiting in all mailboxes */
+  uint64_t pushes;             /* push actions */
+  /* delivery latency (server accept to recipient ack), a histogram:
+   * counts of deliveries at or under each bound, cumulative as Prometheus
+   * wants them. */
+  uint64_t latency_le_ms[12];  /* bounds: whisper_server_latency_bounds() */
+  uint64_t latency_count;
+  uint64_t latency_sum_ms;
+} whisper_server_stats_t;
+
+/** Fills `out` with the server's counters. */
+WHISPER_API void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out);
+
+/** The 12 upper bounds (ms) of the latency histogram buckets. */
+WHISPER_API const uint64_t *whisper_server_latency_bounds(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
