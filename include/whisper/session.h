@@ -70,6 +70,27 @@ WHISPER_API int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLI
 WHISPER_API int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                        const uint8_t *key, size_t key_len);
 
+/** whisper_identity_trust() at `now_ms`: when the key replaces a different
+ *  one, the change is recorded with that time (whisper_identity_info()).
+ *  whisper_identity_trust() records a change without a time. */
+WHISPER_API int whisper_identity_trust_at(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                          const uint8_t *key, size_t key_len, uint64_t now_ms);
+
+/** What is known of a remote device's identity. */
+typedef struct whisper_identity_info_t {
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN]; /* the key expected from the device */
+  int changed;                         /* 1 if it replaced a different key */
+  uint64_t changed_at_ms;              /* when (0: not changed, or the time was not given) */
+} whisper_identity_info_t;
+
+/** The key expected from (name, device_id) (the device's own or a
+ *  name-wide one, whichever was decided last) and whether and when it
+ *  changed. A message signed by any other key is refused with
+ *  WHISPER_EUNTRUSTED, changing nothing, until the app trusts the new key.
+ *  Returns WHISPER_OK, WHISPER_ENOTFOUND or an error. */
+WHISPER_API int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                                      whisper_identity_info_t *out);
+
 /** The identity key last seen for (name, device_id). Returns WHISPER_OK or
  *  WHISPER_ENOTFOUND. */
 WHISPER_API int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,

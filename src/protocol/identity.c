@@ -464,6 +464,7 @@ typedef struct remote_id {
   int present;
   uint8_t key[WH_PUB_LEN];
   uint64_t seq;
+  uint64_t changed_at; /* 0: never changed; 1: changed at an unknown time */
 } remote_id;
 
 static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
@@ -483,12 +484,15 @@ static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t ke
   out->present = 1;
   memcpy(out->key, r->identity_key.data, WH_PUB_LEN);
   out->seq = r->seq;
+  out->changed_at = r->has_changed_at ? r->changed_at : 0;
   whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
   return WHISPER_OK;
 }
 
+/* `changed_at`: when the key replaced a different one (0: it did not; 1:
+ * at a time the caller did not give). */
 static int remote_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
-                      const uint8_t id_key[WH_PUB_LEN], int changed) {
+                      const uint8_t id_key[WH_PUB_LEN], uint64_t changed_at) {
   uint32_t seq = 0;
   int rc = meta_get_u32(ctx, META_TRUST_SEQ, &seq);
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
@@ -496,8 +500,8 @@ static int remote_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key
   Whisper__Store__RemoteIdentity r = WHISPER__STORE__REMOTE_IDENTITY__INIT;
   r.has_identity_key = r.has_seq = 1;
   r.identity_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)id_key};
-  r.has_changed_at = changed != 0;
-  r.changed_at = changed ? 1 : 0;
+  r.has_changed_at = changed_at != 0;
+  r.changed_at = changed_at;
   r.seq = (uint64_t)seq + 1;
   return wh_put_msg(ctx, kind, key, key_len, &r.base);
 }
@@ -546,16 +550,40 @@ int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key
   return rc;
 }
 
-int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
+/* Saves `key` as the one expected from the device; if it replaces a
+ * different one, the change is stamped `now_ms` (at least 1). */
+static int identity_save_at(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
+                            uint64_t now_ms) {
   remote_id want;
   int rc = expected_key(ctx, a, &want);
   if (rc != WHISPER_OK) return rc;
   if (want.present && memcmp(want.key, key, WH_PUB_LEN) == 0) return WHISPER_OK;
-  return remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key, want.present);
+  uint64_t changed_at = want.present ? (now_ms ? now_ms : 1) : 0;
+  return remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key, changed_at);
+}
+
+int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
+  return identity_save_at(ctx, a, key, 0);
+}
+
+/* The name-wide key: stamped when it replaces a different name-wide key. */
+static int name_trust_at(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN],
+                         uint64_t now_ms) {
+  remote_id old;
+  int rc = remote_load(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), &old);
+  if (rc != WHISPER_OK) return rc;
+  int changed = old.present && memcmp(old.key, key, WH_PUB_LEN) != 0;
+  return remote_put(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), key,
+                    changed ? (now_ms ? now_ms : 1) : 0);
 }
 
 int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_id,
                            const uint8_t *key, size_t key_len) {
+  return whisper_identity_trust_at(ctx, name, device_id, key, key_len, 0);
+}
+
+int whisper_identity_trust_at(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                              const uint8_t *key, size_t key_len, uint64_t now_ms) {
   wh_addr a;
   if (ctx == NULL) return WHISPER_EINVAL;
   int all = device_id == WHISPER_ALL_DEVICES;
@@ -564,25 +592,37 @@ int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint32_t device_i
   if (!wh_pub_ok(key, key_len)) return wh_fail(ctx, WHISPER_EINVALIDKEY, "malformed identity key");
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   if (all)
-    rc = remote_put(ctx, WHISPER_REC_TRUSTED_NAME, a.key, addr_name_len(&a), key, 0);
+    rc = name_trust_at(ctx, &a, key, now_ms);
   else
-    rc = wh_identity_save(ctx, &a, key);
+    rc = identity_save_at(ctx, &a, key, now_ms);
   rc = wh_finish(ctx, rc);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
 int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,
                             uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
+  if (key == NULL) return ctx ? wh_fail(ctx, WHISPER_EINVAL, "key is NULL") : WHISPER_EINVAL;
+  whisper_identity_info_t info;
+  int rc = whisper_identity_info(ctx, name, device_id, &info);
+  if (rc == WHISPER_OK) memcpy(key, info.key, WH_PUB_LEN);
+  return rc;
+}
+
+int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id,
+                          whisper_identity_info_t *out) {
   wh_addr a;
   if (ctx == NULL) return WHISPER_EINVAL;
+  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  memset(out, 0, sizeof *out);
   int rc = wh_addr_make(ctx, &a, name, device_id);
   if (rc != WHISPER_OK) return rc;
-  if (key == NULL) return wh_fail(ctx, WHISPER_EINVAL, "key is NULL");
   remote_id want;
   rc = expected_key(ctx, &a, &want);
   if (rc != WHISPER_OK) return rc;
   if (!want.present)
     return wh_fail(ctx, WHISPER_ENOTFOUND, "no identity known for %s.%u", name, device_id);
-  memcpy(key, want.key, WH_PUB_LEN);
+  memcpy(out->key, want.key, WH_PUB_LEN);
+  out->changed = want.changed_at != 0;
+  out->changed_at_ms = want.changed_at > 1 ? want.changed_at : 0;
   return wh_ok(ctx);
 }

@@ -376,9 +376,17 @@ static void test_identity_change(void) {
   uint8_t seen[33];
   CHECK_RC(whisper_identity_remote(a.ctx, "bob", 1, seen), WHISPER_OK);
   CHECK(memcmp(seen, key, 33) == 0);
-  /* trust the new key: now it works */
+  whisper_identity_info_t info;
+  CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &info), WHISPER_OK);
+  CHECK(memcmp(info.key, key, 33) == 0 && info.changed == 0 && info.changed_at_ms == 0);
+  CHECK_RC(whisper_identity_info(a.ctx, "nobody", 1, &info), WHISPER_ENOTFOUND);
+  /* trust the new key: now it works, and the change is recorded with its
+   * time; trusting the same key again is no new change */
   whisper_identity_get(b2.ctx, key, NULL, NULL, NULL);
-  CHECK_RC(whisper_identity_trust(a.ctx, "bob", 1, key, 33), WHISPER_OK);
+  CHECK_RC(whisper_identity_trust_at(a.ctx, "bob", 1, key, 33, NOW + 777), WHISPER_OK);
+  CHECK_RC(whisper_identity_trust_at(a.ctx, "bob", 1, key, 33, NOW + 999), WHISPER_OK);
+  CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &info), WHISPER_OK);
+  CHECK(memcmp(info.key, key, 33) == 0 && info.changed == 1 && info.changed_at_ms == NOW + 777);
   CHECK_RC(recv_from(&a, "bob", 1, t, m, "new me"), WHISPER_OK);
   whisper_buf_free(m);
   /* and encrypting on the old session to the old key is now refused */
@@ -397,6 +405,18 @@ static void test_identity_change(void) {
   CHECK_RC(whisper_identity_trust(a.ctx, "carol", WHISPER_ALL_DEVICES, bundle.identity_key, 33),
            WHISPER_OK);
   CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_OK);
+  /* a first name-wide decision is no change; replacing it is, without a
+   * time when none was given */
+  CHECK_RC(whisper_identity_info(a.ctx, "carol", 3, &info), WHISPER_OK);
+  CHECK(memcmp(info.key, bundle.identity_key, 33) == 0 && info.changed == 0);
+  CHECK_RC(whisper_identity_trust(a.ctx, "carol", WHISPER_ALL_DEVICES, key, 33), WHISPER_OK);
+  CHECK_RC(whisper_identity_info(a.ctx, "carol", 7, &info), WHISPER_OK);
+  CHECK(memcmp(info.key, key, 33) == 0 && info.changed == 1 && info.changed_at_ms == 0);
+  CHECK_RC(whisper_identity_trust_at(a.ctx, "carol", WHISPER_ALL_DEVICES, bundle.identity_key, 33,
+                                     NOW + 5),
+           WHISPER_OK);
+  CHECK_RC(whisper_identity_info(a.ctx, "carol", 3, &info), WHISPER_OK);
+  CHECK(info.changed == 1 && info.changed_at_ms == NOW + 5);
   CHECK_RC(whisper_identity_trust(a.ctx, "carol", 3, bundle.identity_key, 32), WHISPER_EINVALIDKEY);
   /* name-wide trust pins the key for every device: a device still known
    * by another key, and an unseen device with another key, are refused */
