@@ -2,10 +2,32 @@
 #include "crypto/crypto.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
-int wh_crypto_init(void) { return sodium_init() < 0 ? -1 : 0; }
+/* Made once: HKDF's extract step with Signal's default salt (32 zero bytes)
+ * starts from the same keyed HMAC state every time, and OpenSSL 3 looks a
+ * cipher up in its provider tables on every init unless it is fetched. */
+static crypto_auth_hmacsha256_state zero_salt_state;
+static EVP_CIPHER *aes_cbc;
+static int init_failed;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void crypto_init_once(void) {
+  static const uint8_t zero_salt[32];
+  if (sodium_init() < 0) {
+    init_failed = 1;
+    return;
+  }
+  crypto_auth_hmacsha256_init(&zero_salt_state, zero_salt, sizeof zero_salt);
+  aes_cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
+
+int wh_crypto_init(void) {
+  pthread_once(&init_once, crypto_init_once);
+  return init_failed ? -1 : 0;
+}
 
 int wh_random(const wh_rng *rng, uint8_t *out, size_t len) {
   if (rng && rng->fn) return rng->fn(rng->user, out, len) == 0 ? 0 : -1;
@@ -53,22 +75,42 @@ void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t 
   sodium_memzero(&st, sizeof st);
 }
 
+void wh_chain_step(uint8_t seed[32], uint8_t ck[32]) {
+  static const uint8_t one = 0x01, two = 0x02;
+  crypto_auth_hmacsha256_state keyed, st;
+  crypto_auth_hmacsha256_init(&keyed, ck, 32);
+  if (seed) {
+    st = keyed;
+    crypto_auth_hmacsha256_update(&st, &one, 1);
+    crypto_auth_hmacsha256_final(&st, seed);
+  }
+  crypto_auth_hmacsha256_update(&keyed, &two, 1);
+  crypto_auth_hmacsha256_final(&keyed, ck);
+  sodium_memzero(&st, sizeof st);
+  sodium_memzero(&keyed, sizeof keyed);
+}
+
 void wh_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
              const uint8_t *ikm, size_t ikm_len, const char *info) {
-  static const uint8_t zero_salt[32];
   uint8_t prk[32], t[32];
   size_t info_len = strlen(info), done = 0;
   uint8_t counter = 1;
-  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_state keyed, st;
 
-  if (salt == NULL) {
-    salt = zero_salt;
-    salt_len = sizeof zero_salt;
-  }
-  wh_hmac(prk, salt, salt_len, ikm, ikm_len);
+  /* extract */
+  if (salt == NULL && wh_crypto_init() == 0)
+    st = zero_salt_state;
+  else if (salt == NULL)
+    crypto_auth_hmacsha256_init(&st, (const uint8_t[32]){0}, 32);
+  else
+    crypto_auth_hmacsha256_init(&st, salt, salt_len);
+  crypto_auth_hmacsha256_update(&st, ikm, ikm_len);
+  crypto_auth_hmacsha256_final(&st, prk);
+  /* expand: every block is keyed by the PRK, so the keyed state is made once */
+  crypto_auth_hmacsha256_init(&keyed, prk, sizeof prk);
   while (done < out_len) {
     size_t n = out_len - done < 32 ? out_len - done : 32;
-    crypto_auth_hmacsha256_init(&st, prk, sizeof prk);
+    st = keyed;
     if (counter > 1) crypto_auth_hmacsha256_update(&st, t, sizeof t);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)info, info_len);
     crypto_auth_hmacsha256_update(&st, &counter, 1);
@@ -78,6 +120,7 @@ void wh_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
     counter++;
   }
   sodium_memzero(&st, sizeof st);
+  sodium_memzero(&keyed, sizeof keyed);
   sodium_memzero(prk, sizeof prk);
   sodium_memzero(t, sizeof t);
 }
@@ -90,7 +133,8 @@ static int cbc_run(int enc, uint8_t *out, size_t *out_len, const uint8_t key[32]
   int n1 = 0, n2 = 0, ok = 0;
   if (c == NULL) return -1;
   if (in_len > (size_t)INT32_MAX - 32) goto done;
-  if (EVP_CipherInit_ex(c, EVP_aes_256_cbc(), NULL, key, iv, enc) != 1) goto done;
+  const EVP_CIPHER *cipher = wh_crypto_init() == 0 && aes_cbc ? aes_cbc : EVP_aes_256_cbc();
+  if (EVP_CipherInit_ex(c, cipher, NULL, key, iv, enc) != 1) goto done;
   if (EVP_CipherUpdate(c, out, &n1, in, (int)in_len) != 1) goto done;
   if (EVP_CipherFinal_ex(c, out + n1, &n2) != 1) goto done;
   *out_len = (size_t)n1 + (size_t)n2;

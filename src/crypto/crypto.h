@@ -46,6 +46,10 @@ int wh_dh(uint8_t out[WH_KEY_LEN], const uint8_t priv[WH_KEY_LEN], const uint8_t
 /* HMAC-SHA256 over one or more parts. */
 void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
              size_t msg_len);
+/* One step of a Signal chain (1:1 and sender-key chains alike): seed =
+ * HMAC(ck, 0x01) (skipped when seed is NULL), then ck = HMAC(ck, 0x02),
+ * keying HMAC once for both. */
+void wh_chain_step(uint8_t seed[32], uint8_t ck[32]);
 /* HKDF-SHA256 (RFC 5869); salt NULL means 32 zero bytes. out_len <= 255*32. */
 void wh_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
              const uint8_t *ikm, size_t ikm_len, const char *info);

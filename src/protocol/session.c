@@ -27,15 +27,13 @@ static void kdf_rk(uint8_t root_out[32], uint8_t ck_out[32], const uint8_t root[
   wh_wipe(okm, sizeof okm);
 }
 
-static void chain_next(uint8_t ck[32]) {
-  static const uint8_t two = 0x02;
-  wh_hmac(ck, ck, 32, &two, 1);
-}
+static void chain_next(uint8_t ck[32]) { wh_chain_step(NULL, ck); }
 
-static void message_keys(wh_msgkey *k, const uint8_t ck[32], uint32_t index) {
-  static const uint8_t one = 0x01;
+/* The message keys at the chain's position `index`, moving the chain one
+ * step on. */
+static void message_keys_step(wh_msgkey *k, uint8_t ck[32], uint32_t index) {
   uint8_t seed[32], okm[80];
-  wh_hmac(seed, ck, 32, &one, 1);
+  wh_chain_step(seed, ck);
   wh_hkdf(okm, sizeof okm, NULL, 0, seed, 32, "WhisperMessageKeys");
   memcpy(k->cipher, okm, 32);
   memcpy(k->mac, okm + 32, 32);
@@ -339,15 +337,17 @@ static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   return record_copy(r, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
 }
 
-static int record_store(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
+/* Keeps `r` as the address's record: written at once, or, inside a batch,
+ * moved into the kept copy (then `r` is left empty). The caller frees `r`
+ * either way. */
+static int record_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   if (ctx->record_cache == NULL) return record_write(ctx, a, r);
   cache_slot *sl = cache_find(ctx, a);
   int rc = sl ? WHISPER_OK : cache_slot_for(ctx, a, &sl);
   if (rc != WHISPER_OK) return rc;
-  wh_record copy;
-  if (record_copy(&copy, r) != WHISPER_OK) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   if (sl->present) wh_record_free(&sl->r);
-  sl->r = copy;
+  sl->r = *r;
+  memset(r, 0, sizeof *r);
   sl->present = sl->dirty = 1;
   return WHISPER_OK;
 }
@@ -430,15 +430,15 @@ static int chain_message_key(whisper_ctx *ctx, const wh_state *s, wh_chain *ch, 
   for (uint32_t i = ch->index; i < c; i++) {
     if (c - i <= WH_MAX_MSG_KEYS) { /* older ones would be evicted at once */
       wh_msgkey k;
-      message_keys(&k, ch->ck, i);
+      message_keys_step(&k, ch->ck, i);
       int failed = wh_chain_push_key(ch, &k);
       wh_wipe(&k, sizeof k);
       if (failed) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    } else {
+      chain_next(ch->ck);
     }
-    chain_next(ch->ck);
   }
-  message_keys(mk, ch->ck, c);
-  chain_next(ch->ck);
+  message_keys_step(mk, ch->ck, c);
   ch->index = c + 1;
   return WHISPER_OK;
 }
@@ -754,7 +754,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "the sending chain is exhausted: start a new session");
     goto out;
   }
-  message_keys(&mk, s->sender.ck, s->sender.index);
+  message_keys_step(&mk, s->sender.ck, s->sender.index); /* the record is kept only on success */
   if ((rc = signal_message_seal(ctx, &msg, s, &mk, pt, pt_len)) != WHISPER_OK) goto out;
   if (s->has_pending) {
     if ((rc = prekey_message_wrap(&wrapped, s, msg)) != WHISPER_OK) goto oom;
@@ -764,7 +764,6 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   } else {
     *type_out = WHISPER_MSG_WHISPER;
   }
-  chain_next(s->sender.ck);
   s->sender.index++;
   if ((rc = wh_identity_check_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
   rc = record_store(ctx, &a, &r);
