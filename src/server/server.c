@@ -1,0 +1,409 @@
+/*
+ * The server core's public API: the connection table, frame intake
+ * (size, parse, version, rate limit, login gate, dispatch), output
+ * polling, stats and timers. The protocol itself is in the other
+ * server_*.c files (server_internal.h lists them).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+/* --- connections and in-memory devices ------------------------------------ */
+
+static void conn_key(uint8_t out[8], uint64_t id) { wsrv_be64(out, id); }
+
+wsrv_conn *wsrv_conn_find(const whisper_server *srv, uint64_t id) {
+  uint8_t k[8];
+  conn_key(k, id);
+  return wsrv_map_get(&srv->conns, k, sizeof k);
+}
+
+wsrv_dev *wsrv_dev_get(whisper_server *srv, const wsrv_addr *a) {
+  wsrv_dev *d = wsrv_map_get(&srv->devs, a->key, a->len);
+  if (d) return d;
+  if ((d = calloc(1, sizeof *d)) == NULL) return NULL;
+  if (wsrv_map_put(&srv->devs, a->key, a->len, d) != WHISPER_OK) {
+    free(d);
+    return NULL;
+  }
+  return d;
+}
+
+static void conn_free(void *p) {
+  wsrv_conn *c = p;
+  if (c == NULL) return;
+  for (size_t i = 0; i < c->n_subs; i++) free(c->subs[i]);
+  free(c->subs);
+  if (c->held) {
+    wh_wipe(c->held, c->held_len);
+    free(c->held);
+  }
+  free(c->inflight);
+  wh_wipe(c, sizeof *c);
+  free(c);
+}
+
+void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t now_ms) {
+  uint8_t k[8];
+  conn_key(k, c->id);
+  wsrv_map_take(&srv->conns, k, sizeof k);
+  if (c->state == WSRV_AUTHED) {
+    wsrv_dev *d = wsrv_map_get(&srv->devs, c->addr.key, c->addr.len);
+    if (d && d->conn == c->id) d->conn = 0;
+    wsrv_presence_logout(srv, c, now_ms);
+    srv->stats.authenticated--;
+  }
+  wsrv_presence_unsubscribe(srv, c);
+  if (close_it) wsrv_queue_close(srv, c->id);
+  srv->stats.connections--;
+  conn_free(c);
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static int config_ok(const whisper_server_config_t *c) {
+  return c->version >= 1 && c->max_frame >= 64 && c->max_group_members >= 1 &&
+         c->max_devices >= 1 && c->rate_per_sec >= 1 && c->rate_burst >= 1 &&
+         c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
+         c->max_mailbox >= 1;
+}
+
+int whisper_server_new(whisper_server **out, whisper_store *store,
+                       const whisper_server_config_t *cfg) {
+  static const whisper_server_config_t defaults = WHISPER_SERVER_CONFIG_INIT;
+  if (out == NULL) return WHISPER_EINVAL;
+  *out = NULL;
+  if (store == NULL || store->ops.version < 2 || (cfg && !config_ok(cfg))) return WHISPER_EINVAL;
+  if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
+  whisper_server *srv = calloc(1, sizeof *srv);
+  if (srv == NULL) return WHISPER_ENOMEM;
+  srv->store = store;
+  srv->cfg = cfg ? *cfg : defaults;
+  srv->cfg.version = WHISPER_SERVER_CONFIG_VERSION;
+  int rc = wsrv_store_init(srv);
+  if (rc != WHISPER_OK) {
+    whisper_server_free(srv);
+    return rc;
+  }
+  *out = srv;
+  return WHISPER_OK;
+}
+
+static void free_value(void *p) { free(p); }
+
+void whisper_server_free(whisper_server *srv) {
+  if (srv == NULL) return;
+  wsrv_map_clear(&srv->conns, conn_free);
+  wsrv_map_clear(&srv->devs, free_value);
+  wsrv_map_clear(&srv->accts, wsrv_acct_free);
+  wsrv_map_clear(&srv->typing, free_value);
+  while (srv->out_head) {
+    wsrv_out *o = srv->out_head;
+    srv->out_head = o->next;
+    wsrv_out_free(o);
+  }
+  wsrv_out_free(srv->polled);
+  wh_wipe(srv, sizeof *srv);
+  free(srv);
+}
+
+int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn fn, void *user) {
+  if (srv == NULL) return WHISPER_EINVAL;
+  srv->rng.fn = fn;
+  srv->rng.user = fn ? user : NULL;
+  return WHISPER_OK;
+}
+
+const char *whisper_server_last_error(const whisper_server *srv) {
+  return srv ? srv->last_error : "no server";
+}
+
+/* --- opening and closing -------------------------------------------------- */
+
+static int send_challenge(whisper_server *srv, wsrv_conn *c) {
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__Challenge ch = WHISPER__SYNC__CHALLENGE__INIT;
+  ch.has_nonce = 1;
+  ch.nonce = (ProtobufCBinaryData){WSRV_NONCE_LEN, c->nonce};
+  f.body_case = WHISPER__SYNC__FRAME__BODY_CHALLENGE;
+  f.challenge = &ch;
+  return wsrv_send(srv, c->id, &f);
+}
+
+int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+  uint8_t k[8];
+  if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
+  wsrv_conn *c = calloc(1, sizeof *c);
+  if (c == NULL || (c->inflight = calloc(srv->cfg.deliver_window, sizeof *c->inflight)) == NULL) {
+    conn_free(c);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  c->id = conn;
+  c->opened_ms = c->last_rx_ms = now_ms;
+  if (wh_random(&srv->rng, c->nonce, sizeof c->nonce) != 0) {
+    conn_free(c);
+    return wsrv_fail(srv, WHISPER_ERANDOM, "the random number generator failed");
+  }
+  conn_key(k, conn);
+  int rc = wsrv_map_put(&srv->conns, k, sizeof k, c);
+  if (rc == WHISPER_OK && (rc = send_challenge(srv, c)) != WHISPER_OK)
+    wsrv_map_take(&srv->conns, k, sizeof k);
+  if (rc != WHISPER_OK) {
+    conn_free(c);
+    return wsrv_fail(srv, rc, "out of memory");
+  }
+  srv->stats.connections++;
+  return WHISPER_OK;
+}
+
+void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+  if (srv == NULL) return;
+  wsrv_conn *c = wsrv_conn_find(srv, conn);
+  if (c == NULL) return;
+  wsrv_drop_output(srv, conn);
+  wsrv_conn_drop(srv, c, 0, now_ms);
+}
+
+/* --- intake --------------------------------------------------------------- */
+
+/* Takes one frame's token; *retry_ms says when one is back. The bucket is
+ * the device's once logged in (it outlives reconnects), else the
+ * connection's. */
+static int rate_take(whisper_server *srv, wsrv_conn *c, uint64_t now_ms, uint64_t *retry_ms) {
+  wsrv_bucket *b = &c->bucket;
+  if (c->state == WSRV_AUTHED) {
+    wsrv_dev *d = wsrv_dev_get(srv, &c->addr);
+    if (d) b = &d->bucket;
+  }
+  uint64_t cap = (uint64_t)srv->cfg.rate_burst * 1000, rate = srv->cfg.rate_per_sec;
+  if (!b->init) {
+    b->init = 1;
+    b->milli = cap;
+    b->at_ms = now_ms;
+  }
+  if (now_ms > b->at_ms) {
+    uint64_t dt = now_ms - b->at_ms;
+    b->milli = dt >= cap / rate + 1 ? cap : b->milli + dt * rate;
+    if (b->milli > cap) b->milli = cap;
+    b->at_ms = now_ms;
+  }
+  if (b->milli >= 1000) {
+    b->milli -= 1000;
+    return 1;
+  }
+  *retry_ms = (1000 - b->milli + rate - 1) / rate;
+  return 0;
+}
+
+static int handle_ping(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Ping *m) {
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__Pong p = WHISPER__SYNC__PONG__INIT;
+  p.has_nonce = m->has_nonce;
+  p.nonce = m->nonce;
+  f.has_id = 1;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PONG;
+  f.pong = &p;
+  return wsrv_send(srv, c->id, &f);
+}
+
+/* Frames allowed before login. */
+static int dispatch_open(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Frame *f,
+                         uint64_t now_ms, int *done) {
+  *done = 1;
+  switch (f->body_case) {
+    case WHISPER__SYNC__FRAME__BODY_REGISTER:
+      return wsrv_handle_register(srv, c, f->id, f->register_, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_HELLO:
+      return wsrv_handle_hello(srv, c, f->id, f->hello);
+    case WHISPER__SYNC__FRAME__BODY_AUTH:
+      return wsrv_handle_auth(srv, c, f->id, f->auth, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_LINK_REQUEST:
+      return wsrv_handle_link_request(srv, c, f->id, f->link_request, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_PING:
+      return handle_ping(srv, c, f->id, f->ping);
+    default:
+      *done = 0;
+      return 0;
+  }
+}
+
+/* Frames of a logged-in device. */
+static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Frame *f,
+                           uint64_t now_ms) {
+  switch (f->body_case) {
+    case WHISPER__SYNC__FRAME__BODY_UPLOAD:
+      return wsrv_handle_upload(srv, c, f->id, f->upload);
+    case WHISPER__SYNC__FRAME__BODY_FETCH:
+      return wsrv_handle_fetch(srv, c, f->id, f->fetch);
+    case WHISPER__SYNC__FRAME__BODY_LIST_DEVICES:
+      return wsrv_handle_list_devices(srv, c, f->id, f->list_devices);
+    case WHISPER__SYNC__FRAME__BODY_SEND:
+      return wsrv_handle_send(srv, c, f->id, f->send, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_ACK:
+      return wsrv_handle_ack(srv, c, f->id, f->ack, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_RECEIPT:
+      return wsrv_handle_receipt(srv, c, f->id, f->receipt, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_TYPING:
+      return wsrv_handle_typing(srv, c, f->id, f->typing, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_PRESENCE_SET:
+      return wsrv_handle_presence_set(srv, c, f->id, f->presence_set);
+    case WHISPER__SYNC__FRAME__BODY_SUBSCRIBE:
+      return wsrv_handle_subscribe(srv, c, f->id, f->subscribe);
+    case WHISPER__SYNC__FRAME__BODY_GROUP:
+      return wsrv_handle_group(srv, c, f->id, f->group, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_LINK_APPROVE:
+      return wsrv_handle_link_approve(srv, c, f->id, f->link_approve, now_ms);
+    default:
+      return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
+  }
+}
+
+static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Frame *f,
+                    uint64_t now_ms) {
+  if (!f->has_id || f->id == 0) return wsrv_refuse(srv, ERR_MALFORMED, "a request needs an id");
+  int done, r = dispatch_open(srv, c, f, now_ms, &done);
+  if (done) return r;
+  if (f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
+      f->body_case > WHISPER__SYNC__FRAME__BODY_PING)
+    return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
+  if (c->state != WSRV_AUTHED) return wsrv_refuse(srv, ERR_AUTH, "log in first");
+  return dispatch_authed(srv, c, f, now_ms);
+}
+
+/* Answers a handler's result. `conn` is looked up again: a handler may
+ * have closed it. */
+static int answer(whisper_server *srv, uint64_t conn, uint64_t id, int r, uint64_t now_ms) {
+  wsrv_conn *c = wsrv_conn_find(srv, conn);
+  if (c == NULL) return r < 0 ? r : WHISPER_OK;
+  if (r < 0) {
+    wsrv_send_error(srv, conn, id, ERR_INTERNAL, "the server's store failed; retry", 0);
+  } else if (r > 0) {
+    wsrv_send_error(srv, conn, id, r, srv->refusal, 0);
+  }
+  c->malformed = r == ERR_MALFORMED ? c->malformed + 1 : 0;
+  if (c->malformed >= WSRV_MALFORMED_MAX) wsrv_conn_drop(srv, c, 1, now_ms);
+  return r < 0 ? r : WHISPER_OK;
+}
+
+int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *frame, size_t len,
+                           uint64_t now_ms) {
+  if (srv == NULL || (frame == NULL && len)) return WHISPER_EINVAL;
+  wsrv_conn *c = wsrv_conn_find(srv, conn);
+  if (c == NULL) return WHISPER_ENOTFOUND;
+  srv->stats.frames_in++;
+  c->last_rx_ms = now_ms;
+  srv->refusal[0] = 0;
+  if (len > srv->cfg.max_frame) {
+    wsrv_send_error(srv, conn, 0, ERR_TOO_BIG, "the frame is over the size limit", 0);
+    return WHISPER_OK;
+  }
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, len, frame);
+  if (f == NULL) return answer(srv, conn, 0, wsrv_refuse(srv, ERR_MALFORMED, "the frame does not parse"), now_ms);
+  uint64_t id = f->has_id ? f->id : 0, retry_ms = 0;
+  int r;
+  if (!f->has_version || f->version != WHISPER_SYNC_PROTOCOL) {
+    wsrv_send_error(srv, conn, id, ERR_VERSION, "this server speaks version 1", 0);
+    wsrv_conn_drop(srv, c, 1, now_ms);
+    r = WHISPER_OK;
+  } else if (!rate_take(srv, c, now_ms, &retry_ms)) {
+    wsrv_send_error(srv, conn, id, ERR_RATE, "over the rate limit", retry_ms);
+    r = WHISPER_OK;
+  } else {
+    r = answer(srv, conn, id, dispatch(srv, c, f, now_ms), now_ms);
+  }
+  wsrv_msg_free(f);
+  return r;
+}
+
+/* --- output and stats ----------------------------------------------------- */
+
+int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out) {
+  if (srv == NULL || out == NULL) return 0;
+  wsrv_out_free(srv->polled);
+  srv->polled = NULL;
+  wsrv_out *o = srv->out_head;
+  if (o == NULL) return 0;
+  srv->out_head = o->next;
+  if (srv->out_head == NULL) srv->out_tail = NULL;
+  o->next = NULL;
+  srv->polled = o;
+  memset(out, 0, sizeof *out);
+  out->action = o->action;
+  out->conn = o->conn;
+  out->frame = o->frame;
+  out->frame_len = o->len;
+  out->account = o->action == WHISPER_SERVER_PUSH ? o->account : NULL;
+  out->device_id = o->device_id;
+  out->mailbox_depth = o->depth;
+  if (o->action == WHISPER_SERVER_SEND) srv->stats.frames_out++;
+  return 1;
+}
+
+void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out) {
+  if (out == NULL) return;
+  if (srv == NULL) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = srv->stats;
+}
+
+/* --- timers --------------------------------------------------------------- */
+
+/* A connection not logged in must be by the auth timeout, unless it waits
+ * for its link code to be approved (a person has to do that). */
+static uint64_t auth_deadline(const whisper_server *srv, const wsrv_conn *c) {
+  uint64_t d = wsrv_after(c->opened_ms, srv->cfg.auth_timeout_ms);
+  return c->link_until > d ? c->link_until : d;
+}
+
+static uint64_t conn_deadline(const whisper_server *srv, const wsrv_conn *c) {
+  uint64_t d = wsrv_after(c->last_rx_ms, srv->cfg.heartbeat_ms);
+  if (c->state != WSRV_AUTHED && auth_deadline(srv, c) < d) d = auth_deadline(srv, c);
+  if (c->held && c->held_until < d) d = c->held_until;
+  return d;
+}
+
+uint64_t whisper_server_next_deadline(const whisper_server *srv) {
+  if (srv == NULL) return UINT64_MAX;
+  uint64_t d = wsrv_presence_deadline(srv);
+  for (size_t i = 0; i < srv->conns.nbuckets; i++)
+    for (wsrv_map_item *it = srv->conns.buckets[i]; it; it = it->next) {
+      uint64_t cd = conn_deadline(srv, it->value);
+      if (cd < d) d = cd;
+    }
+  return d;
+}
+
+/* A lapsed link code is answered before the connection it kept open is
+ * closed by the auth timeout. */
+static void conn_tick(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
+  if (c->held && now_ms >= c->held_until) wsrv_link_expire(srv, c);
+  if (now_ms >= wsrv_after(c->last_rx_ms, srv->cfg.heartbeat_ms) ||
+      (c->state != WSRV_AUTHED && now_ms >= auth_deadline(srv, c)))
+    wsrv_conn_drop(srv, c, 1, now_ms);
+}
+
+static int typing_stale(void *value, void *arg) {
+  const wsrv_typing *t = value;
+  const uint64_t *cutoff = arg;
+  return t->at_ms < *cutoff;
+}
+
+void whisper_server_tick(whisper_server *srv, uint64_t now_ms) {
+  if (srv == NULL) return;
+  size_t n;
+  void **conns = wsrv_map_values(&srv->conns, &n);
+  /* dropping one connection never drops another, so the array stays valid */
+  for (size_t i = 0; i < n; i++) conn_tick(srv, conns[i], now_ms);
+  free(conns);
+  wsrv_presence_tick(srv, now_ms);
+  /* typing throttles older than the throttle period do nothing any more */
+  if (now_ms >= wsrv_after(srv->typing_pruned_ms, 60000)) {
+    uint64_t cutoff = now_ms > srv->cfg.typing_min_ms ? now_ms - srv->cfg.typing_min_ms : 0;
+    wsrv_map_prune(&srv->typing, typing_stale, &cutoff, free);
+    srv->typing_pruned_ms = now_ms;
+  }
+}

@@ -1,0 +1,426 @@
+/*
+ * Accounts and devices: Register (a new account's device 1, or a further
+ * device through an approved link code), login (Hello, then Auth signed
+ * over the connection's challenge) and linking (LinkRequest,
+ * LinkApprove).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+static const char REGISTER_CONTEXT[] = "whisper-register-v1";
+static const char LOGIN_CONTEXT[] = "whisper-login-v1";
+
+/* A registration is held (not answered yet) until its code is approved. */
+#define HELD 1000
+
+/* --- checks --------------------------------------------------------------- */
+
+static int keys_ok(const Whisper__Sync__DeviceKeys *k) {
+  return k && wsrv_device_ok(k->has_device_id, k->device_id) && k->has_registration_id &&
+         wsrv_key_ok(k->has_identity_key, k->identity_key) && k->has_signed_prekey_id &&
+         wsrv_key_ok(k->has_signed_prekey, k->signed_prekey) &&
+         wsrv_bytes_ok(k->has_signed_prekey_signature, k->signed_prekey_signature,
+                       WHISPER_SIGNATURE_LEN);
+}
+
+/* The signature over "whisper-register-v1" || account || 0x00 ||
+ * device_id (4, BE) || identity_key (33), and the signed prekey's own. */
+static int register_signed(const Whisper__Sync__Register *m) {
+  const Whisper__Sync__DeviceKeys *k = m->keys;
+  size_t an = strlen(m->account), n = sizeof REGISTER_CONTEXT - 1 + an + 1 + 4 + WHISPER_PUBLIC_KEY_LEN;
+  uint8_t msg[sizeof REGISTER_CONTEXT + WSRV_NAME_MAX + 5 + WHISPER_PUBLIC_KEY_LEN], *p = msg;
+  memcpy(p, REGISTER_CONTEXT, sizeof REGISTER_CONTEXT - 1);
+  p += sizeof REGISTER_CONTEXT - 1;
+  memcpy(p, m->account, an);
+  p += an;
+  *p++ = 0;
+  wh_be32(p, k->device_id);
+  memcpy(p + 4, k->identity_key.data, WHISPER_PUBLIC_KEY_LEN);
+  return whisper_verify(k->identity_key.data, WHISPER_PUBLIC_KEY_LEN, msg, n, m->signature.data,
+                        m->signature.len) == WHISPER_OK &&
+         whisper_verify(k->identity_key.data, WHISPER_PUBLIC_KEY_LEN, k->signed_prekey.data,
+                        WHISPER_PUBLIC_KEY_LEN, k->signed_prekey_signature.data,
+                        WHISPER_SIGNATURE_LEN) == WHISPER_OK;
+}
+
+static int register_check(whisper_server *srv, const Whisper__Sync__Register *m) {
+  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!keys_ok(m->keys)) return wsrv_refuse(srv, ERR_MALFORMED, "bad or missing device keys");
+  if (!wsrv_bytes_ok(m->has_signature, m->signature, WHISPER_SIGNATURE_LEN))
+    return wsrv_refuse(srv, ERR_MALFORMED, "Register needs a 64-byte signature");
+  if (m->has_link_code && m->link_code.len != WSRV_ID_LEN)
+    return wsrv_refuse(srv, ERR_MALFORMED, "a link code is 16 bytes");
+  int r = wsrv_prekeys_check(srv, m->prekeys, m->n_prekeys);
+  if (r) return r;
+  if (!register_signed(m)) return wsrv_refuse(srv, ERR_AUTH, "the signature does not verify");
+  return 0;
+}
+
+/* --- the store side of Register ------------------------------------------- */
+
+static int device_create(whisper_server *srv, const Whisper__Sync__Register *m) {
+  const Whisper__Sync__DeviceKeys *k = m->keys;
+  Whisper__Server__Device d = WHISPER__SERVER__DEVICE__INIT;
+  d.has_registration_id = d.has_identity_key = d.has_signed_prekey_id = 1;
+  d.has_signed_prekey = d.has_signed_prekey_signature = 1;
+  d.registration_id = k->registration_id;
+  d.identity_key = k->identity_key;
+  d.signed_prekey_id = k->signed_prekey_id;
+  d.signed_prekey = k->signed_prekey;
+  d.signed_prekey_signature = k->signed_prekey_signature;
+  d.has_prekeys = 1;
+  int rc = wsrv_prekeys_put(srv, m->account, k->device_id, m->prekeys, m->n_prekeys, 0, &d.prekeys);
+  if (rc == WHISPER_OK) rc = wsrv_device_put(srv, m->account, k->device_id, &d);
+  return rc;
+}
+
+/* The account with the new device added and link code `used` (-1: none)
+ * taken out. */
+static int account_add(whisper_server *srv, const char *name, const Whisper__Server__Account *a,
+                       const Whisper__Sync__DeviceKeys *k, long used) {
+  Whisper__Server__Account out = WHISPER__SERVER__ACCOUNT__INIT;
+  Whisper__Server__AccountDevice nd = WHISPER__SERVER__ACCOUNT_DEVICE__INIT;
+  size_t nd_count = a ? a->n_devices : 0, nl = a ? a->n_link_codes : 0;
+  Whisper__Server__AccountDevice **devs = malloc((nd_count + 1) * sizeof *devs);
+  Whisper__Server__LinkCode **links = malloc((nl ? nl : 1) * sizeof *links);
+  if (devs == NULL || links == NULL) {
+    free(devs);
+    free(links);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  if (a) out = *a;
+  for (size_t i = 0; i < nd_count; i++) devs[i] = a->devices[i];
+  nd.has_device_id = nd.has_registration_id = 1;
+  nd.device_id = k->device_id;
+  nd.registration_id = k->registration_id;
+  devs[nd_count] = &nd;
+  out.devices = devs;
+  out.n_devices = nd_count + 1;
+  out.n_link_codes = 0;
+  for (size_t i = 0; i < nl; i++)
+    if ((long)i != used) links[out.n_link_codes++] = a->link_codes[i];
+  out.link_codes = links;
+  int rc = wsrv_account_put(srv, name, &out);
+  free(devs);
+  free(links);
+  return rc;
+}
+
+/* A Register sent again after a lost answer finds its own device: Ok. */
+static int same_device(whisper_server *srv, const Whisper__Sync__Register *m, int *same) {
+  Whisper__Server__Device *d;
+  *same = 0;
+  int rc = wsrv_device_get(srv, m->account, m->keys->device_id, &d);
+  if (rc != WHISPER_OK) return rc;
+  *same = d->registration_id == m->keys->registration_id &&
+          memcmp(d->identity_key.data, m->keys->identity_key.data, WHISPER_PUBLIC_KEY_LEN) == 0;
+  wsrv_msg_free(d);
+  return WHISPER_OK;
+}
+
+static long link_find(const Whisper__Server__Account *a, const uint8_t *code, uint64_t now_ms) {
+  for (size_t i = 0; i < a->n_link_codes; i++) {
+    const Whisper__Server__LinkCode *l = a->link_codes[i];
+    if (l->code.len == WSRV_ID_LEN && wh_ct_eq(l->code.data, code, WSRV_ID_LEN) &&
+        l->expires_ms > now_ms)
+      return (long)i;
+  }
+  return -1;
+}
+
+/* Inside the transaction: the account exists (or not), then the device. */
+static int register_store(whisper_server *srv, const Whisper__Sync__Register *m, uint64_t now_ms,
+                          uint64_t *held_until) {
+  Whisper__Server__Account *a = NULL;
+  const Whisper__Sync__DeviceKeys *k = m->keys;
+  int same, rc = wsrv_account_get(srv, m->account, &a);
+  if (rc == WHISPER_ENOTFOUND) {
+    if (m->has_link_code) return wsrv_refuse(srv, ERR_AUTH, "no such link code");
+    if (k->device_id != 1)
+      return wsrv_refuse(srv, ERR_AUTH, "a device other than 1 joins through a link code");
+    rc = device_create(srv, m);
+    return rc == WHISPER_OK ? account_add(srv, m->account, NULL, k, -1) : rc;
+  }
+  if (rc != WHISPER_OK) return rc;
+  if (wsrv_account_has(a, k->device_id)) {
+    rc = same_device(srv, m, &same);
+    if (rc == WHISPER_OK && !same) rc = wsrv_refuse(srv, ERR_EXISTS, "that device is registered");
+  } else if (!m->has_link_code) {
+    rc = wsrv_refuse(srv, ERR_EXISTS, "that account is registered");
+  } else {
+    long i = link_find(a, m->link_code.data, now_ms);
+    if (i < 0) {
+      rc = wsrv_refuse(srv, ERR_AUTH, "no such link code, or it expired");
+    } else if (!a->link_codes[i]->approved) {
+      *held_until = a->link_codes[i]->expires_ms;
+      rc = HELD;
+    } else if (a->n_devices >= srv->cfg.max_devices) {
+      rc = wsrv_refuse(srv, ERR_LIMIT, "the account has too many devices");
+    } else {
+      rc = device_create(srv, m);
+      if (rc == WHISPER_OK) rc = account_add(srv, m->account, a, k, i);
+    }
+  }
+  wsrv_msg_free(a);
+  return rc;
+}
+
+/* Keeps a copy of the Register on the connection until its code is
+ * approved or expires. */
+static int hold(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Register *m,
+                uint64_t until) {
+  if (c->held) return wsrv_refuse(srv, ERR_STATE, "a registration is already waiting");
+  size_t n = whisper__sync__register__get_packed_size(m);
+  if ((c->held = malloc(n ? n : 1)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  whisper__sync__register__pack(m, c->held);
+  c->held_len = n;
+  c->held_id = id;
+  c->held_until = until;
+  return 0;
+}
+
+static int register_run(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                        const Whisper__Sync__Register *m, uint64_t now_ms) {
+  uint64_t until = 0;
+  int rc = wsrv_begin(srv);
+  if (rc != WHISPER_OK) return rc;
+  /* a held registration wrote nothing: rolled back like a refusal */
+  rc = wsrv_end(srv, NULL, register_store(srv, m, now_ms, &until));
+  if (rc == HELD) return hold(srv, c, id, m, until);
+  if (rc == WHISPER_OK) wsrv_send_ok(srv, c, id);
+  return rc;
+}
+
+int wsrv_handle_register(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                         const Whisper__Sync__Register *m, uint64_t now_ms) {
+  int r = register_check(srv, m);
+  return r ? r : register_run(srv, c, id, m, now_ms);
+}
+
+/* --- held registrations --------------------------------------------------- */
+
+static void held_clear(wsrv_conn *c) {
+  wh_wipe(c->held, c->held_len);
+  free(c->held);
+  c->held = NULL;
+  c->held_len = 0;
+}
+
+void wsrv_link_expire(whisper_server *srv, wsrv_conn *c) {
+  wsrv_send_error(srv, c->id, c->held_id, ERR_AUTH, "the link code expired", 0);
+  held_clear(c);
+}
+
+/* Runs the registration a connection holds for `code` of `account`, now
+ * that the code is approved, and answers it. */
+static void held_retry(whisper_server *srv, wsrv_conn *c, const char *account,
+                       const uint8_t *code, uint64_t now_ms) {
+  Whisper__Sync__Register *m = whisper__sync__register__unpack(&wh_pb_alloc, c->held_len, c->held);
+  if (m == NULL || strcmp(m->account, account) != 0 || !m->has_link_code ||
+      memcmp(m->link_code.data, code, WSRV_ID_LEN) != 0) {
+    wsrv_msg_free(m);
+    return;
+  }
+  uint64_t id = c->held_id;
+  held_clear(c);
+  int r = register_run(srv, c, id, m, now_ms);
+  if (r > 0 && r != HELD)
+    wsrv_send_error(srv, c->id, id, r, srv->refusal, 0);
+  else if (r < 0)
+    wsrv_send_error(srv, c->id, id, ERR_INTERNAL, "the server's store failed; retry", 0);
+  wsrv_msg_free(m);
+}
+
+static void held_run_all(whisper_server *srv, const char *account, const uint8_t *code,
+                         uint64_t now_ms) {
+  size_t n;
+  void **conns = wsrv_map_values(&srv->conns, &n);
+  for (size_t i = 0; i < n; i++) {
+    wsrv_conn *c = conns[i];
+    if (c->held) held_retry(srv, c, account, code, now_ms);
+  }
+  free(conns);
+}
+
+/* --- linking -------------------------------------------------------------- */
+
+/* Codes that expired are dropped, and the oldest when there are too many
+ * (anyone may ask for a code, so an account cannot collect them). */
+static size_t links_keep(const Whisper__Server__Account *a, uint64_t now_ms,
+                         Whisper__Server__LinkCode **keep) {
+  size_t n = 0;
+  for (size_t i = 0; i < a->n_link_codes; i++)
+    if (a->link_codes[i]->expires_ms > now_ms) keep[n++] = a->link_codes[i];
+  if (n >= WSRV_LINK_CODES_MAX) {
+    memmove(keep, keep + (n - WSRV_LINK_CODES_MAX + 1),
+            (WSRV_LINK_CODES_MAX - 1) * sizeof *keep);
+    n = WSRV_LINK_CODES_MAX - 1;
+  }
+  return n;
+}
+
+static int link_add(whisper_server *srv, const char *name, const uint8_t code[WSRV_ID_LEN],
+                    uint64_t now_ms) {
+  Whisper__Server__Account *a;
+  int rc = wsrv_account_get(srv, name, &a);
+  if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such account");
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Server__LinkCode **keep = malloc((a->n_link_codes + 1) * sizeof *keep);
+  if (keep == NULL) {
+    wsrv_msg_free(a);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  Whisper__Server__LinkCode l = WHISPER__SERVER__LINK_CODE__INIT;
+  l.has_code = l.has_expires_ms = l.has_approved = 1;
+  l.code = (ProtobufCBinaryData){WSRV_ID_LEN, (uint8_t *)code};
+  l.expires_ms = wsrv_after(now_ms, WSRV_LINK_TTL_MS);
+  size_t n = links_keep(a, now_ms, keep);
+  keep[n++] = &l;
+  Whisper__Server__Account out = *a;
+  out.link_codes = keep;
+  out.n_link_codes = n;
+  rc = wsrv_account_put(srv, name, &out);
+  free(keep);
+  wsrv_msg_free(a);
+  return rc;
+}
+
+int wsrv_handle_link_request(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                             const Whisper__Sync__LinkRequest *m, uint64_t now_ms) {
+  uint8_t code[WSRV_ID_LEN];
+  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (wh_random(&srv->rng, code, sizeof code) != 0)
+    return wsrv_fail(srv, WHISPER_ERANDOM, "the random number generator failed");
+  int rc = wsrv_begin(srv);
+  if (rc != WHISPER_OK) return rc;
+  rc = wsrv_end(srv, NULL, link_add(srv, m->account, code, now_ms));
+  if (rc != WHISPER_OK) return rc;
+  c->link_until = wsrv_after(now_ms, WSRV_LINK_TTL_MS);
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__LinkCode lc = WHISPER__SYNC__LINK_CODE__INIT;
+  lc.has_link_code = 1;
+  lc.link_code = (ProtobufCBinaryData){WSRV_ID_LEN, code};
+  f.has_id = 1;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_CODE;
+  f.link_code = &lc;
+  return wsrv_send(srv, c->id, &f);
+}
+
+static int link_mark_approved(whisper_server *srv, const char *name, const uint8_t *code,
+                              uint64_t now_ms) {
+  Whisper__Server__Account *a;
+  int rc = wsrv_account_get(srv, name, &a);
+  if (rc != WHISPER_OK) return rc;
+  long i = link_find(a, code, now_ms);
+  if (i < 0) {
+    rc = wsrv_refuse(srv, ERR_NOT_FOUND, "no such link code, or it expired");
+  } else {
+    a->link_codes[i]->has_approved = 1;
+    a->link_codes[i]->approved = 1;
+    rc = wsrv_account_put(srv, name, a);
+  }
+  wsrv_msg_free(a);
+  return rc;
+}
+
+int wsrv_handle_link_approve(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                             const Whisper__Sync__LinkApprove *m, uint64_t now_ms) {
+  uint8_t code[WSRV_ID_LEN];
+  char account[WSRV_NAME_MAX + 1];
+  if (!wsrv_bytes_ok(m->has_link_code, m->link_code, WSRV_ID_LEN))
+    return wsrv_refuse(srv, ERR_MALFORMED, "a link code is 16 bytes");
+  memcpy(code, m->link_code.data, WSRV_ID_LEN);
+  memcpy(account, c->account, sizeof account);
+  int rc = wsrv_begin(srv);
+  if (rc != WHISPER_OK) return rc;
+  rc = wsrv_end(srv, NULL, link_mark_approved(srv, c->account, code, now_ms));
+  if (rc != WHISPER_OK) return rc;
+  wsrv_send_ok(srv, c, id);
+  held_run_all(srv, account, code, now_ms);
+  return 0;
+}
+
+/* --- login ---------------------------------------------------------------- */
+
+/* Hello names the device; Auth proves it. Hello is answered with Ok so
+ * that every request has an answer. */
+int wsrv_handle_hello(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Hello *m) {
+  if (c->state == WSRV_AUTHED) return wsrv_refuse(srv, ERR_STATE, "already logged in");
+  if (!wsrv_name_ok(m->account) || !wsrv_device_ok(m->has_device_id, m->device_id) ||
+      !m->has_protocol)
+    return wsrv_refuse(srv, ERR_MALFORMED, "Hello needs an account, a device id and a protocol");
+  if (m->protocol != WHISPER_SYNC_PROTOCOL)
+    return wsrv_refuse(srv, ERR_VERSION, "this server speaks protocol 1");
+  snprintf(c->account, sizeof c->account, "%s", m->account);
+  c->device_id = m->device_id;
+  c->state = WSRV_HELLO;
+  return wsrv_send_ok(srv, c, id);
+}
+
+static int refuse_and_close(whisper_server *srv, wsrv_conn *c, uint64_t id, const char *msg,
+                            uint64_t now_ms) {
+  wsrv_send_error(srv, c->id, id, ERR_AUTH, msg, 0);
+  wsrv_conn_drop(srv, c, 1, now_ms);
+  return 0;
+}
+
+static int login_signed(const wsrv_conn *c, const Whisper__Server__Device *d,
+                        const Whisper__Sync__Auth *m) {
+  uint8_t msg[sizeof LOGIN_CONTEXT - 1 + WSRV_NONCE_LEN];
+  memcpy(msg, LOGIN_CONTEXT, sizeof LOGIN_CONTEXT - 1);
+  memcpy(msg + sizeof LOGIN_CONTEXT - 1, c->nonce, WSRV_NONCE_LEN);
+  return whisper_verify(d->identity_key.data, d->identity_key.len, msg, sizeof msg,
+                        m->signature.data, m->signature.len) == WHISPER_OK;
+}
+
+/* The device is logged in on `c`: an older connection of it is closed. */
+static void login(whisper_server *srv, wsrv_conn *c, const Whisper__Server__Device *d,
+                  uint64_t resume_after, int hidden, uint64_t now_ms) {
+  wsrv_addr_make(&c->addr, c->account, c->device_id);
+  wsrv_tag(srv, &c->addr, c->tag);
+  c->state = WSRV_AUTHED;
+  c->prekeys_left = d->prekeys;
+  /* a device cannot have stored more than was ever handed out */
+  c->resume_after = c->sent_upto = resume_after < d->mailbox_last ? resume_after : d->mailbox_last;
+  wsrv_dev *dev = wsrv_dev_get(srv, &c->addr);
+  if (dev && dev->conn && dev->conn != c->id) {
+    wsrv_conn *old = wsrv_conn_find(srv, dev->conn);
+    if (old) wsrv_conn_drop(srv, old, 1, now_ms);
+  }
+  if (dev) {
+    dev->conn = c->id;
+    dev->pushed = 0;
+  }
+  srv->stats.authenticated++;
+  wsrv_presence_login(srv, c, hidden);
+}
+
+int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Auth *m,
+                     uint64_t now_ms) {
+  if (c->state != WSRV_HELLO)
+    return wsrv_refuse(srv, ERR_STATE, c->state == WSRV_AUTHED ? "already logged in" : "Hello first");
+  if (!wsrv_bytes_ok(m->has_signature, m->signature, WHISPER_SIGNATURE_LEN))
+    return wsrv_refuse(srv, ERR_MALFORMED, "Auth needs a 64-byte signature");
+  Whisper__Server__Device *d;
+  Whisper__Server__Account *a;
+  int rc = wsrv_device_get(srv, c->account, c->device_id, &d);
+  if (rc == WHISPER_ENOTFOUND) return refuse_and_close(srv, c, id, "unknown device", now_ms);
+  if (rc != WHISPER_OK) return rc;
+  if (!login_signed(c, d, m)) {
+    wsrv_msg_free(d);
+    return refuse_and_close(srv, c, id, "the signature does not verify", now_ms);
+  }
+  if ((rc = wsrv_account_get(srv, c->account, &a)) != WHISPER_OK) {
+    wsrv_msg_free(d);
+    return rc == WHISPER_ENOTFOUND ? wsrv_fail(srv, WHISPER_ECORRUPT, "a device has no account") : rc;
+  }
+  login(srv, c, d, m->resume_after, a->hidden, now_ms);
+  wsrv_msg_free(a);
+  wsrv_msg_free(d);
+  wsrv_send_ok(srv, c, id);
+  wsrv_pump(srv, c, now_ms);
+  return 0;
+}

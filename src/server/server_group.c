@@ -1,0 +1,240 @@
+/*
+ * Groups: GroupOp CREATE / ADD / REMOVE / ADMIN / INFO. The server keeps
+ * members and admins; every change takes a server_seq and appends an
+ * ENTRY_GROUP (members after the change, removed) to every device of
+ * every member, old and new. Every GroupOp is answered with GroupInfo.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+/* A list of names pointing into the frame or the stored record. */
+typedef struct names {
+  char **v;
+  size_t n;
+} names;
+
+static int names_has(const names *l, const char *s) { return wsrv_group_has(l->v, l->n, s); }
+
+/* The lists are allocated large enough for every name they can get. */
+static void names_add(names *l, char *s) {
+  if (!names_has(l, s)) l->v[l->n++] = s;
+}
+
+static void names_remove(names *l, const char *s) {
+  for (size_t i = 0; i < l->n; i++)
+    if (strcmp(l->v[i], s) == 0) {
+      memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof *l->v);
+      l->n--;
+      return;
+    }
+}
+
+typedef struct group_change {
+  names members, admins, removed, notify; /* notify: members old and new */
+  int changed, exists;
+  Whisper__Server__Group *rec; /* the stored group the names point into */
+} group_change;
+
+static int change_alloc(group_change *g, size_t cap) {
+  g->members.v = malloc(cap * sizeof(char *));
+  g->admins.v = malloc(cap * sizeof(char *));
+  g->removed.v = malloc(cap * sizeof(char *));
+  g->notify.v = malloc(cap * sizeof(char *));
+  return g->members.v && g->admins.v && g->removed.v && g->notify.v;
+}
+
+static void change_free(group_change *g) {
+  free(g->members.v);
+  free(g->admins.v);
+  free(g->removed.v);
+  free(g->notify.v);
+}
+
+/* --- the operations ------------------------------------------------------- */
+
+static int accounts_exist(whisper_server *srv, char *const *v, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    Whisper__Server__Account *a;
+    int rc = wsrv_account_get(srv, v[i], &a);
+    if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such account");
+    if (rc != WHISPER_OK) return rc;
+    wsrv_msg_free(a);
+  }
+  return 0;
+}
+
+static int op_create(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__GroupOp *m,
+                     group_change *g) {
+  if (g->exists) return wsrv_refuse(srv, ERR_EXISTS, "that group exists");
+  names_add(&g->members, c->account);
+  names_add(&g->admins, c->account);
+  for (size_t i = 0; i < m->n_members; i++) names_add(&g->members, m->members[i]);
+  g->changed = 1;
+  return accounts_exist(srv, m->members, m->n_members);
+}
+
+static int op_add(whisper_server *srv, const Whisper__Sync__GroupOp *m, group_change *g) {
+  for (size_t i = 0; i < m->n_members; i++) {
+    if (names_has(&g->members, m->members[i])) continue;
+    names_add(&g->members, m->members[i]);
+    g->changed = 1;
+  }
+  return accounts_exist(srv, m->members, m->n_members);
+}
+
+/* An admin removes anyone; a member may remove itself (leave). A group
+ * left without admins gets its first member as admin; an empty group is
+ * deleted. */
+static int op_remove(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__GroupOp *m,
+                     group_change *g, int admin) {
+  for (size_t i = 0; i < m->n_members; i++)
+    if (!admin && strcmp(m->members[i], c->account) != 0)
+      return wsrv_refuse(srv, ERR_FORBIDDEN, "only admins remove others");
+  for (size_t i = 0; i < m->n_members; i++) {
+    if (!names_has(&g->members, m->members[i])) continue;
+    names_remove(&g->members, m->members[i]);
+    names_remove(&g->admins, m->members[i]);
+    names_add(&g->removed, m->members[i]);
+    g->changed = 1;
+  }
+  if (g->admins.n == 0 && g->members.n > 0) names_add(&g->admins, g->members.v[0]);
+  return 0;
+}
+
+static int op_admin(whisper_server *srv, const Whisper__Sync__GroupOp *m, group_change *g) {
+  for (size_t i = 0; i < m->n_members; i++) {
+    if (!names_has(&g->members, m->members[i]))
+      return wsrv_refuse(srv, ERR_NOT_FOUND, "not a member of the group");
+    if (names_has(&g->admins, m->members[i])) continue;
+    names_add(&g->admins, m->members[i]);
+    g->changed = 1;
+  }
+  return 0;
+}
+
+static int apply_op(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__GroupOp *m,
+                    group_change *g) {
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__CREATE) return op_create(srv, c, m, g);
+  if (!g->exists) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such group");
+  if (!names_has(&g->members, c->account))
+    return wsrv_refuse(srv, ERR_FORBIDDEN, "not a member of the group");
+  int admin = names_has(&g->admins, c->account);
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE) return op_remove(srv, c, m, g, admin);
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__INFO) return 0;
+  if (!admin) return wsrv_refuse(srv, ERR_FORBIDDEN, "not an admin of the group");
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__ADD) return op_add(srv, m, g);
+  return op_admin(srv, m, g);
+}
+
+/* --- storing and telling -------------------------------------------------- */
+
+static int group_write(whisper_server *srv, const uint8_t *gid, const group_change *g) {
+  if (g->members.n == 0) return wsrv_del(srv, WHISPER_REC_SERVER_GROUP, gid, WSRV_ID_LEN);
+  Whisper__Server__Group rec = WHISPER__SERVER__GROUP__INIT;
+  rec.members = g->members.v;
+  rec.n_members = g->members.n;
+  rec.admins = g->admins.v;
+  rec.n_admins = g->admins.n;
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_GROUP, gid, WSRV_ID_LEN, &rec.base);
+}
+
+static int notify(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const uint8_t *gid,
+                  group_change *g, uint64_t now_ms) {
+  Whisper__Sync__Deliver d = WHISPER__SYNC__DELIVER__INIT;
+  int rc = WHISPER_OK;
+  for (size_t i = 0; i < g->members.n; i++) names_add(&g->notify, g->members.v[i]);
+  d.has_kind = d.has_sender_device = d.has_server_ts = d.has_server_seq = d.has_group_id = 1;
+  d.kind = ENTRY_GROUP;
+  d.sender = c->account;
+  d.sender_device = c->device_id;
+  d.server_ts = now_ms;
+  d.group_id = (ProtobufCBinaryData){WSRV_ID_LEN, (uint8_t *)gid};
+  d.members = g->members.v;
+  d.n_members = g->members.n;
+  d.removed = g->removed.v;
+  d.n_removed = g->removed.n;
+  rc = wsrv_next_server_seq(srv, &d.server_seq);
+  for (size_t i = 0; i < g->notify.n && rc == WHISPER_OK; i++) {
+    rc = wsrv_mailbox_append_account(srv, fx, g->notify.v[i], 0, &d, 1);
+    if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
+  }
+  return rc;
+}
+
+static int group_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx,
+                       const Whisper__Sync__GroupOp *m, group_change *g, uint64_t now_ms) {
+  Whisper__Server__Group *rec = NULL;
+  int rc = wsrv_group_get(srv, m->group_id.data, &rec);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  g->exists = rc == WHISPER_OK;
+  size_t have = rec ? rec->n_members + rec->n_admins : 0;
+  rc = change_alloc(g, have + m->n_members + 2) ? WHISPER_OK
+                                                 : wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  for (size_t i = 0; rec && rc == WHISPER_OK && i < rec->n_members; i++) {
+    names_add(&g->members, rec->members[i]);
+    names_add(&g->notify, rec->members[i]);
+  }
+  for (size_t i = 0; rec && rc == WHISPER_OK && i < rec->n_admins; i++)
+    names_add(&g->admins, rec->admins[i]);
+  if (rc == WHISPER_OK) rc = apply_op(srv, c, m, g);
+  if (rc == WHISPER_OK && g->members.n > srv->cfg.max_group_members)
+    rc = wsrv_refuse(srv, ERR_LIMIT, "too many members");
+  if (rc == WHISPER_OK && g->changed) rc = group_write(srv, m->group_id.data, g);
+  if (rc == WHISPER_OK && g->changed) rc = notify(srv, c, fx, m->group_id.data, g, now_ms);
+  /* the names point into rec: it lives until the answer is out */
+  if (rc == WHISPER_OK) g->rec = rec;
+  else wsrv_msg_free(rec);
+  return rc;
+}
+
+static int answer_info(whisper_server *srv, wsrv_conn *c, uint64_t id, const uint8_t *gid,
+                       const group_change *g) {
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__GroupInfo gi = WHISPER__SYNC__GROUP_INFO__INIT;
+  gi.has_group_id = 1;
+  gi.group_id = (ProtobufCBinaryData){WSRV_ID_LEN, (uint8_t *)gid};
+  gi.members = g->members.v;
+  gi.n_members = g->members.n;
+  gi.admins = g->admins.v;
+  gi.n_admins = g->admins.n;
+  gi.removed = g->removed.v;
+  gi.n_removed = g->removed.n;
+  f.has_id = 1;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP_INFO;
+  f.group_info = &gi;
+  return wsrv_send(srv, c->id, &f);
+}
+
+static int group_check(whisper_server *srv, const Whisper__Sync__GroupOp *m) {
+  if (!m->has_op || m->op < WHISPER__SYNC__GROUP_OP__OP__CREATE ||
+      m->op > WHISPER__SYNC__GROUP_OP__OP__INFO)
+    return wsrv_refuse(srv, ERR_MALFORMED, "GroupOp needs an op");
+  if (!wsrv_bytes_ok(m->has_group_id, m->group_id, WSRV_ID_LEN))
+    return wsrv_refuse(srv, ERR_MALFORMED, "a group id is 16 bytes");
+  if (m->n_members > srv->cfg.max_group_members)
+    return wsrv_refuse(srv, ERR_LIMIT, "too many members");
+  for (size_t i = 0; i < m->n_members; i++)
+    if (!wsrv_name_ok(m->members[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  return 0;
+}
+
+int wsrv_handle_group(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__GroupOp *m,
+                      uint64_t now_ms) {
+  int rc = group_check(srv, m);
+  if (rc) return rc;
+  group_change g = {0};
+  wsrv_fx fx = {0};
+  if ((rc = wsrv_begin(srv)) != WHISPER_OK) return rc;
+  rc = wsrv_end(srv, &fx, group_store(srv, c, &fx, m, &g, now_ms));
+  if (rc == WHISPER_OK) {
+    answer_info(srv, c, id, m->group_id.data, &g);
+    wsrv_fx_apply(srv, &fx, now_ms);
+  }
+  wsrv_msg_free(g.rec);
+  change_free(&g);
+  wsrv_fx_free(&fx);
+  return rc;
+}

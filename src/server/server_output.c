@@ -1,0 +1,131 @@
+/* The server's output: a FIFO of frames to send, connections to close and
+ * devices to wake, drained by whisper_server_poll(). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(srv->last_error, sizeof srv->last_error, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+int wsrv_refuse(whisper_server *srv, int code, const char *msg) {
+  snprintf(srv->refusal, sizeof srv->refusal, "%s", msg);
+  return code;
+}
+
+void wsrv_out_free(wsrv_out *o) {
+  if (o == NULL) return;
+  if (o->frame) {
+    wh_wipe(o->frame, o->len);
+    free(o->frame);
+  }
+  free(o);
+}
+
+static void enqueue(whisper_server *srv, wsrv_out *o) {
+  if (srv->out_tail)
+    srv->out_tail->next = o;
+  else
+    srv->out_head = o;
+  srv->out_tail = o;
+}
+
+int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
+  f->has_version = 1;
+  f->version = WHISPER_SYNC_PROTOCOL;
+  size_t n = whisper__sync__frame__get_packed_size(f);
+  wsrv_out *o = calloc(1, sizeof *o);
+  uint8_t *buf = malloc(n ? n : 1);
+  if (o == NULL || buf == NULL) {
+    free(o);
+    free(buf);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  whisper__sync__frame__pack(f, buf);
+  o->action = WHISPER_SERVER_SEND;
+  o->conn = conn;
+  o->frame = buf;
+  o->len = n;
+  enqueue(srv, o);
+  return WHISPER_OK;
+}
+
+int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, const char *msg,
+                    uint64_t retry_ms) {
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__Error e = WHISPER__SYNC__ERROR__INIT;
+  e.has_code = 1;
+  e.code = (uint32_t)code;
+  e.message = msg && *msg ? (char *)msg : NULL;
+  f.has_id = id != 0;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_ERROR;
+  f.error = &e;
+  if (retry_ms) {
+    f.has_retry_ms = 1;
+    f.retry_ms = retry_ms;
+  }
+  srv->stats.frames_refused++;
+  return wsrv_send(srv, conn, &f);
+}
+
+/* Every Ok after login carries the device's count of one-time prekeys. */
+int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id) {
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
+  if (c->state == WSRV_AUTHED) {
+    ok.has_prekeys_left = 1;
+    ok.prekeys_left = c->prekeys_left;
+  }
+  f.has_id = id != 0;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_OK;
+  f.ok = &ok;
+  return wsrv_send(srv, c->id, &f);
+}
+
+/* Queuing a close or a push cannot fail for lack of memory without losing
+ * the action, so the entry is a fixed-size struct that is just dropped if
+ * calloc fails (the connection then stays open until its heartbeat runs
+ * out; the device is not woken). */
+void wsrv_queue_close(whisper_server *srv, uint64_t conn) {
+  wsrv_out *o = calloc(1, sizeof *o);
+  if (o == NULL) return;
+  o->action = WHISPER_SERVER_CLOSE;
+  o->conn = conn;
+  enqueue(srv, o);
+}
+
+void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id,
+                     uint64_t depth) {
+  wsrv_out *o = calloc(1, sizeof *o);
+  if (o == NULL) return;
+  o->action = WHISPER_SERVER_PUSH;
+  snprintf(o->account, sizeof o->account, "%s", account);
+  o->device_id = device_id;
+  o->depth = depth;
+  srv->stats.pushes++;
+  enqueue(srv, o);
+}
+
+void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
+  wsrv_out **pp = &srv->out_head, *last = NULL;
+  while (*pp) {
+    wsrv_out *o = *pp;
+    if (o->action != WHISPER_SERVER_PUSH && o->conn == conn) {
+      *pp = o->next;
+      wsrv_out_free(o);
+    } else {
+      last = o;
+      pp = &o->next;
+    }
+  }
+  srv->out_tail = last;
+}

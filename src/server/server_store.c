@@ -1,0 +1,330 @@
+/*
+ * The server's records in its store.
+ *
+ *   ACCOUNT  name                         -> Account (devices, link codes, privacy)
+ *   DEVICE   name || 0 || device id (BE4) -> Device (keys, mailbox counters)
+ *   GROUP    group id (16)                -> Group (members, admins)
+ *   SENT     address || client id (16)    -> sync Sent (the idempotent answer)
+ *   META     "salt" / "server_seq" / "mailbox_depth"
+ *   MAILBOX  device tag (16) || seq (BE8) -> sync Deliver
+ *   PREKEY   device tag (16) || id (BE4)  -> the 33-byte one-time prekey
+ *
+ * The device tag is BLAKE2b-128 keyed with a random salt kept in META, so
+ * the ordered keys, which a store keeps in the clear, name nobody.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+static const char META_SALT[] = "salt";
+static const char META_SEQ[] = "server_seq";
+static const char META_DEPTH[] = "mailbox_depth";
+
+void wsrv_be64(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+}
+
+uint64_t wsrv_rd64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+uint32_t wsrv_rd32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+void wsrv_addr_make(wsrv_addr *a, const char *name, uint32_t device_id) {
+  size_t n = strlen(name);
+  if (n > WSRV_NAME_MAX) n = WSRV_NAME_MAX; /* names are checked before; never cut in practice */
+  memcpy(a->key, name, n);
+  a->key[n] = 0;
+  wh_be32(a->key + n + 1, device_id);
+  a->len = n + 5;
+}
+
+void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TAG_LEN]) {
+  crypto_generichash(tag, WSRV_TAG_LEN, a->key, a->len, srv->salt, sizeof srv->salt);
+}
+
+/* --- transactions and raw access ----------------------------------------- */
+
+int wsrv_begin(whisper_server *srv) {
+  whisper_store *s = srv->store;
+  if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+  int rc = s->ops.begin(s->user);
+  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
+  s->in_txn = 1;
+  return WHISPER_OK;
+}
+
+static void rollback(whisper_server *srv) {
+  whisper_store *s = srv->store;
+  if (!s->in_txn) return;
+  s->ops.rollback(s->user);
+  s->in_txn = 0;
+}
+
+static int commit(whisper_server *srv) {
+  whisper_store *s = srv->store;
+  int rc = s->ops.commit(s->user);
+  s->in_txn = 0;
+  if (rc != WHISPER_OK) {
+    s->ops.rollback(s->user);
+    return wsrv_fail(srv, rc, "store: commit failed (%s)", whisper_strerror(rc));
+  }
+  return WHISPER_OK;
+}
+
+/* The total mailbox depth is a counter in the store, kept with the
+ * mailboxes it counts, so it survives restarts and failed frames. */
+static int depth_write(whisper_server *srv, const wsrv_fx *fx) {
+  if (fx == NULL || fx->depth_delta == 0) return WHISPER_OK;
+  uint64_t depth;
+  int rc = wsrv_meta_u64(srv, META_DEPTH, &depth);
+  if (rc != WHISPER_OK) return rc;
+  if (fx->depth_delta < 0 && (uint64_t)-fx->depth_delta > depth)
+    depth = 0;
+  else
+    depth += (uint64_t)fx->depth_delta;
+  return wsrv_meta_put_u64(srv, META_DEPTH, depth);
+}
+
+int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
+  if (rc == 0) rc = depth_write(srv, fx);
+  if (rc == 0) return commit(srv);
+  rollback(srv);
+  return rc;
+}
+
+int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
+  whisper_store *s = srv->store;
+  *out = NULL;
+  int rc = s->ops.get(s->user, kind, key, n, out);
+  if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
+    return wsrv_fail(srv, rc, "store: read failed (%s)", whisper_strerror(rc));
+  return rc;
+}
+
+int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+             size_t vn) {
+  whisper_store *s = srv->store;
+  int rc = s->ops.put(s->user, kind, key, n, v, vn);
+  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: write failed (%s)", whisper_strerror(rc));
+  return WHISPER_OK;
+}
+
+int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+  whisper_store *s = srv->store;
+  int rc = s->ops.del(s->user, kind, key, n);
+  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: delete failed (%s)", whisper_strerror(rc));
+  return WHISPER_OK;
+}
+
+int wsrv_put_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                 const ProtobufCMessage *m) {
+  size_t len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = malloc(len ? len : 1);
+  if (buf == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  protobuf_c_message_pack(m, buf);
+  int rc = wsrv_put(srv, kind, key, n, buf, len);
+  wh_wipe(buf, len);
+  free(buf);
+  return rc;
+}
+
+int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                 const ProtobufCMessageDescriptor *d, ProtobufCMessage **out) {
+  whisper_buf *b;
+  *out = NULL;
+  int rc = wsrv_get(srv, kind, key, n, &b);
+  if (rc != WHISPER_OK) return rc;
+  *out = protobuf_c_message_unpack(d, &wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (*out == NULL) return wsrv_fail(srv, WHISPER_ECORRUPT, "a stored %s is corrupt", d->short_name);
+  return WHISPER_OK;
+}
+
+void wsrv_msg_free(void *m) {
+  if (m) protobuf_c_message_free_unpacked(m, &wh_pb_alloc);
+}
+
+/* --- scans ---------------------------------------------------------------- */
+
+typedef struct scan_acc {
+  wsrv_rec *recs;
+  size_t n, cap;
+  int failed;
+} scan_acc;
+
+/* Copies each record: the store's buffers live only during the callback,
+ * and the caller may write to the store once the scan is over. */
+static int scan_copy(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                     size_t val_len) {
+  scan_acc *acc = arg;
+  if (acc->n == acc->cap) {
+    size_t cap = acc->cap ? acc->cap * 2 : 16;
+    wsrv_rec *r = realloc(acc->recs, cap * sizeof *r);
+    if (r == NULL) return acc->failed = 1;
+    acc->recs = r;
+    acc->cap = cap;
+  }
+  wsrv_rec *r = &acc->recs[acc->n];
+  r->key = malloc(key_len ? key_len : 1);
+  r->val = malloc(val_len ? val_len : 1);
+  if (r->key == NULL || r->val == NULL) {
+    free(r->key);
+    free(r->val);
+    return acc->failed = 1;
+  }
+  memcpy(r->key, key, key_len);
+  if (val_len) memcpy(r->val, val, val_len);
+  r->key_len = key_len;
+  r->val_len = val_len;
+  acc->n++;
+  return 0;
+}
+
+int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefix_len,
+              const uint8_t *bound, size_t bound_len, size_t limit, wsrv_rec **out, size_t *n) {
+  whisper_store *s = srv->store;
+  scan_acc acc = {0};
+  *out = NULL;
+  *n = 0;
+  if (s->ops.version < 2 || s->ops.scan == NULL)
+    return wsrv_fail(srv, WHISPER_EINVAL, "the server needs a store with scan()");
+  int rc = s->ops.scan(s->user, kind, prefix, prefix_len, bound, bound_len, 0, limit, scan_copy,
+                       &acc);
+  if (rc == WHISPER_OK && acc.failed) rc = WHISPER_ENOMEM;
+  if (rc != WHISPER_OK) {
+    wsrv_recs_free(acc.recs, acc.n);
+    return wsrv_fail(srv, rc, "store: scan failed (%s)", whisper_strerror(rc));
+  }
+  *out = acc.recs;
+  *n = acc.n;
+  return WHISPER_OK;
+}
+
+void wsrv_recs_free(wsrv_rec *r, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    wh_wipe(r[i].val, r[i].val_len);
+    free(r[i].key);
+    free(r[i].val);
+  }
+  free(r);
+}
+
+/* --- counters ------------------------------------------------------------- */
+
+int wsrv_meta_u64(whisper_server *srv, const char *name, uint64_t *v) {
+  whisper_buf *b;
+  *v = 0;
+  int rc = wsrv_get(srv, WHISPER_REC_SERVER_META, (const uint8_t *)name, strlen(name), &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  if (b->len == 8)
+    *v = wsrv_rd64(b->data);
+  else
+    rc = wsrv_fail(srv, WHISPER_ECORRUPT, "the counter %s is corrupt", name);
+  whisper_buf_free(b);
+  return rc;
+}
+
+int wsrv_meta_put_u64(whisper_server *srv, const char *name, uint64_t v) {
+  uint8_t be[8];
+  wsrv_be64(be, v);
+  return wsrv_put(srv, WHISPER_REC_SERVER_META, (const uint8_t *)name, strlen(name), be, 8);
+}
+
+int wsrv_next_server_seq(whisper_server *srv, uint64_t *seq) {
+  int rc = wsrv_meta_u64(srv, META_SEQ, seq);
+  if (rc != WHISPER_OK) return rc;
+  if (*seq == UINT64_MAX) return wsrv_fail(srv, WHISPER_ECORRUPT, "server_seq is exhausted");
+  return wsrv_meta_put_u64(srv, META_SEQ, ++*seq);
+}
+
+/* The salt is made once, in its own transaction; the total depth is read
+ * back for the stats. */
+int wsrv_store_init(whisper_server *srv) {
+  whisper_buf *b;
+  int rc = wsrv_begin(srv);
+  if (rc != WHISPER_OK) return rc;
+  rc = wsrv_get(srv, WHISPER_REC_SERVER_META, (const uint8_t *)META_SALT, strlen(META_SALT), &b);
+  if (rc == WHISPER_OK) {
+    if (b->len == WSRV_TAG_LEN)
+      memcpy(srv->salt, b->data, WSRV_TAG_LEN);
+    else
+      rc = wsrv_fail(srv, WHISPER_ECORRUPT, "the server salt is corrupt");
+    whisper_buf_free(b);
+  } else if (rc == WHISPER_ENOTFOUND) {
+    rc = wh_random(&srv->rng, srv->salt, sizeof srv->salt) == 0
+             ? wsrv_put(srv, WHISPER_REC_SERVER_META, (const uint8_t *)META_SALT,
+                        strlen(META_SALT), srv->salt, sizeof srv->salt)
+             : wsrv_fail(srv, WHISPER_ERANDOM, "the random number generator failed");
+  }
+  if (rc == WHISPER_OK) rc = wsrv_meta_u64(srv, META_DEPTH, &srv->stats.mailbox_depth);
+  return wsrv_end(srv, NULL, rc);
+}
+
+/* --- records -------------------------------------------------------------- */
+
+int wsrv_account_get(whisper_server *srv, const char *name, Whisper__Server__Account **out) {
+  return wsrv_get_msg(srv, WHISPER_REC_SERVER_ACCOUNT, (const uint8_t *)name, strlen(name),
+                      &whisper__server__account__descriptor, (ProtobufCMessage **)out);
+}
+
+int wsrv_account_put(whisper_server *srv, const char *name, const Whisper__Server__Account *a) {
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_ACCOUNT, (const uint8_t *)name, strlen(name),
+                      &a->base);
+}
+
+/* A device record must hold well-formed keys: everything read later
+ * (bundles, signature checks) relies on it. */
+static int device_sane(const Whisper__Server__Device *d) {
+  return wsrv_key_ok(d->has_identity_key, d->identity_key) &&
+         wsrv_key_ok(d->has_signed_prekey, d->signed_prekey) &&
+         wsrv_bytes_ok(d->has_signed_prekey_signature, d->signed_prekey_signature,
+                       WHISPER_SIGNATURE_LEN);
+}
+
+int wsrv_device_get(whisper_server *srv, const char *name, uint32_t id,
+                    Whisper__Server__Device **out) {
+  wsrv_addr a;
+  wsrv_addr_make(&a, name, id);
+  int rc = wsrv_get_msg(srv, WHISPER_REC_SERVER_DEVICE, a.key, a.len,
+                        &whisper__server__device__descriptor, (ProtobufCMessage **)out);
+  if (rc == WHISPER_OK && !device_sane(*out)) {
+    wsrv_msg_free(*out);
+    *out = NULL;
+    rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored device is corrupt");
+  }
+  return rc;
+}
+
+int wsrv_device_put(whisper_server *srv, const char *name, uint32_t id,
+                    const Whisper__Server__Device *d) {
+  wsrv_addr a;
+  wsrv_addr_make(&a, name, id);
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_DEVICE, a.key, a.len, &d->base);
+}
+
+int wsrv_account_has(const Whisper__Server__Account *a, uint32_t device_id) {
+  for (size_t i = 0; i < a->n_devices; i++)
+    if (a->devices[i]->device_id == device_id) return 1;
+  return 0;
+}
+
+int wsrv_group_get(whisper_server *srv, const uint8_t id[WSRV_ID_LEN],
+                   Whisper__Server__Group **out) {
+  return wsrv_get_msg(srv, WHISPER_REC_SERVER_GROUP, id, WSRV_ID_LEN,
+                      &whisper__server__group__descriptor, (ProtobufCMessage **)out);
+}
+
+int wsrv_group_has(char *const *names, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(names[i], name) == 0) return 1;
+  return 0;
+}

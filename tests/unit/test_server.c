@@ -1,0 +1,1850 @@
+/* The server core (server.h), driven with real frames (protobuf-c) and
+ * real keys: registration, login, prekeys, sends, delivery, acks,
+ * receipts, groups, typing, presence, linking, limits, timers, store
+ * failures and restarts, on the memory store and on SQLite. */
+#include <protobuf-c/protobuf-c.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "sync.pb-c.h"
+#include "test.h"
+#include "whisper/server.h"
+
+#define T0 1700000000000ULL
+#define MAXC 64
+#define QLEN 2048
+
+typedef Whisper__Sync__Frame Frame;
+
+/* --- the output of the server, per connection ----------------------------- */
+
+typedef struct box {
+  Frame *q[QLEN];
+  int head, n;
+  int closed;
+} box;
+
+static box boxes[MAXC];
+
+typedef struct push_rec {
+  char account[65];
+  uint32_t device;
+  uint64_t depth;
+} push_rec;
+
+static push_rec pushes[256];
+static int n_pushes;
+
+static void drain(whisper_server *srv) {
+  whisper_server_output_t o;
+  while (whisper_server_poll(srv, &o)) {
+    if (o.action == WHISPER_SERVER_PUSH) {
+      if (n_pushes < 256) {
+        snprintf(pushes[n_pushes].account, 65, "%s", o.account);
+        pushes[n_pushes].device = o.device_id;
+        pushes[n_pushes++].depth = o.mailbox_depth;
+      }
+      continue;
+    }
+    CHECK(o.conn > 0 && o.conn < MAXC);
+    if (o.conn == 0 || o.conn >= MAXC) continue;
+    box *b = &boxes[o.conn];
+    if (o.action == WHISPER_SERVER_CLOSE) {
+      b->closed = 1;
+      continue;
+    }
+    Frame *f = whisper__sync__frame__unpack(NULL, o.frame_len, o.frame);
+    CHECK(f != NULL && f->has_version && f->version == 1);
+    if (f && b->n < QLEN) b->q[(b->head + b->n++) % QLEN] = f;
+  }
+}
+
+static Frame *pop(uint64_t conn) {
+  box *b = &boxes[conn];
+  if (b->n == 0) return NULL;
+  Frame *f = b->q[b->head];
+  b->head = (b->head + 1) % QLEN;
+  b->n--;
+  return f;
+}
+
+static void fr_free(Frame *f) {
+  if (f) whisper__sync__frame__free_unpacked(f, NULL);
+}
+
+static void box_reset(uint64_t conn) {
+  Frame *f;
+  while ((f = pop(conn)) != NULL) fr_free(f);
+  boxes[conn].closed = 0;
+}
+
+static int pending(uint64_t conn) { return boxes[conn].n; }
+
+#define EXPECT(conn, body) expect_(conn, WHISPER__SYNC__FRAME__BODY_##body, __LINE__)
+static Frame *expect_(uint64_t conn, int body, int line) {
+  Frame *f = pop(conn);
+  if (f == NULL) {
+    t_fail++;
+    fprintf(stderr, "line %d: conn %d: no frame, wanted body %d\n", line, (int)conn, body);
+    return NULL;
+  }
+  if ((int)f->body_case != body) {
+    t_fail++;
+    fprintf(stderr, "line %d: conn %d: got body %d (error %u: %s), wanted %d\n", line, (int)conn,
+            f->body_case, f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error->code : 0,
+            f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->message ? f->error->message : "",
+            body);
+    fr_free(f);
+    return NULL;
+  }
+  t_pass++;
+  return f;
+}
+
+#define EXPECT_ERR(conn, code) expect_err_(conn, code, __LINE__)
+static uint64_t expect_err_(uint64_t conn, unsigned code, int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_ERROR, line);
+  uint64_t retry = 0;
+  if (f) {
+    if (f->error->code != code) {
+      t_fail++;
+      fprintf(stderr, "line %d: error %u (%s), wanted %u\n", line, f->error->code,
+              f->error->message ? f->error->message : "", code);
+    } else {
+      t_pass++;
+    }
+    retry = f->retry_ms;
+  }
+  fr_free(f);
+  return retry;
+}
+
+#define EXPECT_OK(conn) expect_ok_(conn, __LINE__)
+static uint32_t expect_ok_(uint64_t conn, int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_OK, line);
+  uint32_t left = f && f->ok->has_prekeys_left ? f->ok->prekeys_left : UINT32_MAX;
+  fr_free(f);
+  return left;
+}
+
+#define EXPECT_NONE(conn) expect_none_(conn, __LINE__)
+static void expect_none_(uint64_t conn, int line) {
+  if (pending(conn) == 0) {
+    t_pass++;
+    return;
+  }
+  t_fail++;
+  Frame *f = pop(conn);
+  fprintf(stderr, "line %d: conn %d: unexpected frame, body %d\n", line, (int)conn, f->body_case);
+  fr_free(f);
+  box_reset(conn);
+}
+
+/* --- the server under test ------------------------------------------------ */
+
+typedef struct srvt {
+  whisper_store *st;
+  whisper_server *srv;
+  uint64_t now;
+  int rc; /* of the last receive */
+  test_rng rng;
+} srvt;
+
+static uint64_t next_id = 1;
+
+/* Every request the tests send, kept as a corpus for the mutation test. */
+#define CORPUS_MAX 512
+static uint8_t *corpus[CORPUS_MAX];
+static size_t corpus_len[CORPUS_MAX], n_corpus;
+
+static void corpus_add(const uint8_t *b, size_t n) {
+  if (n_corpus == CORPUS_MAX || n == 0) return;
+  corpus[n_corpus] = malloc(n);
+  memcpy(corpus[n_corpus], b, n);
+  corpus_len[n_corpus++] = n;
+}
+
+static void srvt_open(srvt *t, whisper_store *st, const whisper_server_config_t *cfg) {
+  memset(t, 0, sizeof *t);
+  memset(boxes, 0, sizeof boxes);
+  n_pushes = 0;
+  t->st = st;
+  t->now = T0;
+  memset(t->rng.seed, 0x5e, 32);
+  CHECK_RC(whisper_server_new(&t->srv, st, cfg), WHISPER_OK);
+  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+}
+
+static void srvt_close(srvt *t) {
+  whisper_server_free(t->srv);
+  whisper_store_close(t->st);
+  for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
+}
+
+static whisper_store *mem_store(void) {
+  whisper_store *st;
+  whisper_store_memory_new(&st);
+  return st;
+}
+
+static void feed(srvt *t, uint64_t conn, const uint8_t *b, size_t n) {
+  t->rc = whisper_server_receive(t->srv, conn, b, n, t->now);
+  drain(t->srv);
+}
+
+/* Sends a request frame: version 1 and a fresh id unless set. */
+static uint64_t req(srvt *t, uint64_t conn, Frame *f) {
+  if (!f->has_version) {
+    f->has_version = 1;
+    f->version = 1;
+  }
+  if (!f->has_id) {
+    f->has_id = 1;
+    f->id = next_id++;
+  }
+  size_t n = whisper__sync__frame__get_packed_size(f);
+  uint8_t *b = malloc(n + 1);
+  whisper__sync__frame__pack(f, b);
+  corpus_add(b, n);
+  feed(t, conn, b, n);
+  free(b);
+  return f->id;
+}
+
+static void tick(srvt *t) {
+  whisper_server_tick(t->srv, t->now);
+  drain(t->srv);
+}
+
+/* --- devices -------------------------------------------------------------- */
+
+typedef struct dev {
+  char name[65];
+  uint32_t id, regid;
+  whisper_keypair_t ik;
+  whisper_store *st;
+  whisper_ctx *ctx;
+  test_rng rng;
+  uint64_t conn;
+  uint8_t nonce[32];
+} dev;
+
+static void dev_init(dev *d, const char *name, uint32_t id, uint8_t seed) {
+  memset(d, 0, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  d->id = id;
+  d->regid = 100 + seed;
+  memset(d->rng.seed, seed, 32);
+  whisper_store_memory_new(&d->st);
+  whisper_ctx_new(&d->ctx, d->st);
+  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  CHECK_RC(whisper_keypair_generate(d->ctx, &d->ik), WHISPER_OK);
+  CHECK_RC(whisper_identity_import(d->ctx, name, id, d->regid, &d->ik), WHISPER_OK);
+  CHECK_RC(whisper_signed_prekey_generate(d->ctx, 1, T0), WHISPER_OK);
+}
+
+static void dev_free(dev *d) {
+  whisper_keypair_wipe(&d->ik);
+  whisper_ctx_free(d->ctx);
+  whisper_store_close(d->st);
+}
+
+static void dev_connect(srvt *t, dev *d, uint64_t conn) {
+  box_reset(conn);
+  CHECK_RC(whisper_server_open(t->srv, conn, t->now), WHISPER_OK);
+  drain(t->srv);
+  d->conn = conn;
+  Frame *f = EXPECT(conn, CHALLENGE);
+  if (f) {
+    CHECK(f->challenge->nonce.len == 32 && !f->has_id);
+    memcpy(d->nonce, f->challenge->nonce.data, 32);
+  }
+  fr_free(f);
+}
+
+enum { BAD_NONE = 0, BAD_SIG = 1, BAD_SPK_SIG = 2, BAD_KEY = 3 };
+
+/* Register{account, keys, prekeys (ids first_pk..), signature, link_code}. */
+static uint64_t dev_register(srvt *t, dev *d, int n_prekeys, uint32_t first_pk, const uint8_t *code,
+                             int bad) {
+  whisper_prekey_bundle_t b;
+  CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
+  Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
+  k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
+  k.has_signed_prekey = k.has_signed_prekey_signature = 1;
+  k.device_id = d->id;
+  k.registration_id = d->regid;
+  k.identity_key = (ProtobufCBinaryData){bad == BAD_KEY ? 32 : 33, d->ik.pub};
+  k.signed_prekey_id = b.signed_prekey_id;
+  k.signed_prekey = (ProtobufCBinaryData){33, b.signed_prekey};
+  if (bad == BAD_SPK_SIG) b.signed_prekey_signature[5] ^= 1;
+  k.signed_prekey_signature = (ProtobufCBinaryData){64, b.signed_prekey_signature};
+  Whisper__Sync__OneTimePrekey pk[16], *pkp[16];
+  whisper_keypair_t kp[16];
+  for (int i = 0; i < n_prekeys; i++) {
+    whisper_keypair_generate(d->ctx, &kp[i]);
+    whisper__sync__one_time_prekey__init(&pk[i]);
+    pk[i].has_id = pk[i].has_key = 1;
+    pk[i].id = first_pk + (uint32_t)i;
+    pk[i].key = (ProtobufCBinaryData){33, kp[i].pub};
+    pkp[i] = &pk[i];
+  }
+  uint8_t msg[200], sig[64];
+  size_t n = 0, an = strlen(d->name);
+  memcpy(msg, "whisper-register-v1", 19);
+  n = 19;
+  memcpy(msg + n, d->name, an);
+  n += an;
+  msg[n++] = 0;
+  wh_be32(msg + n, d->id);
+  n += 4;
+  memcpy(msg + n, d->ik.pub, 33);
+  n += 33;
+  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, n), WHISPER_OK);
+  if (bad == BAD_SIG) sig[10] ^= 1;
+  Whisper__Sync__Register r = WHISPER__SYNC__REGISTER__INIT;
+  r.account = d->name;
+  r.keys = &k;
+  r.n_prekeys = (size_t)n_prekeys;
+  r.prekeys = pkp;
+  r.has_signature = 1;
+  r.signature = (ProtobufCBinaryData){64, sig};
+  if (code) {
+    r.has_link_code = 1;
+    r.link_code = (ProtobufCBinaryData){16, (uint8_t *)code};
+  }
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_REGISTER;
+  f.register_ = &r;
+  return req(t, d->conn, &f);
+}
+
+static uint64_t dev_hello(srvt *t, dev *d) {
+  Whisper__Sync__Hello h = WHISPER__SYNC__HELLO__INIT;
+  h.account = d->name;
+  h.has_device_id = h.has_protocol = 1;
+  h.device_id = d->id;
+  h.protocol = 1;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_HELLO;
+  f.hello = &h;
+  return req(t, d->conn, &f);
+}
+
+static uint64_t dev_auth(srvt *t, dev *d, uint64_t resume_after, int bad) {
+  uint8_t msg[16 + 32], sig[64];
+  memcpy(msg, "whisper-login-v1", 16);
+  memcpy(msg + 16, d->nonce, 32);
+  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, sizeof msg), WHISPER_OK);
+  if (bad) sig[3] ^= 0x40;
+  Whisper__Sync__Auth a = WHISPER__SYNC__AUTH__INIT;
+  a.has_signature = a.has_resume_after = 1;
+  a.signature = (ProtobufCBinaryData){64, sig};
+  a.resume_after = resume_after;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_AUTH;
+  f.auth = &a;
+  return req(t, d->conn, &f);
+}
+
+/* Connects and logs in; the backlog that follows stays in the box. */
+static void dev_login(srvt *t, dev *d, uint64_t conn, uint64_t resume_after) {
+  dev_connect(t, d, conn);
+  dev_hello(t, d);
+  EXPECT_OK(conn);
+  dev_auth(t, d, resume_after, 0);
+  EXPECT_OK(conn);
+}
+
+/* A new account's device 1: registered, logged in, its empty backlog read. */
+static void dev_up(srvt *t, dev *d, uint64_t conn, int n_prekeys) {
+  dev_connect(t, d, conn);
+  dev_register(t, d, n_prekeys, 1, NULL, BAD_NONE);
+  EXPECT_OK(conn);
+  dev_hello(t, d);
+  EXPECT_OK(conn);
+  dev_auth(t, d, 0, 0);
+  EXPECT_OK(conn);
+  fr_free(EXPECT(conn, QUEUE_EMPTY));
+}
+
+static uint64_t link_request(srvt *t, uint64_t conn, const char *account) {
+  Whisper__Sync__LinkRequest l = WHISPER__SYNC__LINK_REQUEST__INIT;
+  l.account = (char *)account;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_REQUEST;
+  f.link_request = &l;
+  return req(t, conn, &f);
+}
+
+static uint64_t link_approve(srvt *t, uint64_t conn, const uint8_t code[16]) {
+  Whisper__Sync__LinkApprove l = WHISPER__SYNC__LINK_APPROVE__INIT;
+  l.has_link_code = 1;
+  l.link_code = (ProtobufCBinaryData){16, (uint8_t *)code};
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_APPROVE;
+  f.link_approve = &l;
+  return req(t, conn, &f);
+}
+
+static int get_link_code(uint64_t conn, uint8_t code[16]) {
+  Frame *f = EXPECT(conn, LINK_CODE);
+  int ok = f && f->link_code->link_code.len == 16;
+  if (ok) memcpy(code, f->link_code->link_code.data, 16);
+  fr_free(f);
+  return ok;
+}
+
+/* Adds device `d` to its account through the link flow, approved by
+ * `approver` (logged in); then logs `d` in on `conn`. */
+static void dev_link(srvt *t, dev *d, uint64_t conn, dev *approver) {
+  uint8_t code[16] = {0};
+  dev_connect(t, d, conn);
+  link_request(t, conn, d->name);
+  CHECK(get_link_code(conn, code));
+  uint64_t rid = dev_register(t, d, 2, 1, code, BAD_NONE);
+  EXPECT_NONE(conn); /* held until approved */
+  link_approve(t, approver->conn, code);
+  EXPECT_OK(approver->conn);
+  Frame *f = EXPECT(conn, OK);
+  CHECK(f && f->id == rid);
+  fr_free(f);
+  dev_hello(t, d);
+  EXPECT_OK(conn);
+  dev_auth(t, d, 0, 0);
+  EXPECT_OK(conn);
+  fr_free(EXPECT(conn, QUEUE_EMPTY));
+}
+
+/* --- requests ------------------------------------------------------------- */
+
+static void cid_make(uint8_t cid[16], int n) {
+  memset(cid, 0, 16);
+  cid[0] = 0xC1;
+  cid[15] = (uint8_t)n;
+  cid[14] = (uint8_t)(n >> 8);
+}
+
+typedef struct target {
+  uint32_t device;
+  uint32_t regid; /* 0: not given */
+} target;
+
+/* A 1:1 Send: one ciphertext per target of `to` and of the own account. */
+static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t cid[16],
+                            const target *tt, size_t n, const target *own, size_t n_own,
+                            int content) {
+  Whisper__Sync__DeviceMessage m[16], *mp[16], o[16], *op[16];
+  uint8_t body[16][8];
+  for (size_t i = 0; i < n + n_own; i++) {
+    const target *x = i < n ? &tt[i] : &own[i - n];
+    Whisper__Sync__DeviceMessage *dm = i < n ? &m[i] : &o[i - n];
+    whisper__sync__device_message__init(dm);
+    dm->has_device_id = dm->has_type = dm->has_body = 1;
+    dm->device_id = x->device;
+    dm->type = 3;
+    memcpy(body[i], "ct-dev-", 7);
+    body[i][7] = (uint8_t)('0' + x->device);
+    dm->body = (ProtobufCBinaryData){8, body[i]};
+    if (x->regid) {
+      dm->has_registration_id = 1;
+      dm->registration_id = x->regid;
+    }
+    if (i < n)
+      mp[i] = dm;
+    else
+      op[i - n] = dm;
+  }
+  Whisper__Sync__Send s = WHISPER__SYNC__SEND__INIT;
+  s.has_client_id = s.has_content = 1;
+  s.client_id = (ProtobufCBinaryData){16, (uint8_t *)cid};
+  s.to = (char *)to;
+  s.n_messages = n;
+  s.messages = mp;
+  s.n_own = n_own;
+  s.own = op;
+  s.content = (uint32_t)content;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &s;
+  return req(t, from->conn, &f);
+}
+
+static uint64_t send_group(srvt *t, dev *from, const uint8_t gid[16], const uint8_t cid[16]) {
+  Whisper__Sync__Send s = WHISPER__SYNC__SEND__INIT;
+  s.has_client_id = s.has_content = s.has_group_id = s.has_body = 1;
+  s.client_id = (ProtobufCBinaryData){16, (uint8_t *)cid};
+  s.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  s.body = (ProtobufCBinaryData){5, (uint8_t *)"skmsg"};
+  s.content = 1;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &s;
+  return req(t, from->conn, &f);
+}
+
+static uint64_t ack(srvt *t, uint64_t conn, uint64_t up_to) {
+  Whisper__Sync__Ack a = WHISPER__SYNC__ACK__INIT;
+  a.has_up_to = 1;
+  a.up_to = up_to;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_ACK;
+  f.ack = &a;
+  return req(t, conn, &f);
+}
+
+static uint64_t ping(srvt *t, uint64_t conn) {
+  Whisper__Sync__Ping p = WHISPER__SYNC__PING__INIT;
+  p.has_nonce = 1;
+  p.nonce = 77;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PING;
+  f.ping = &p;
+  return req(t, conn, &f);
+}
+
+static uint64_t group_op(srvt *t, uint64_t conn, int op, const uint8_t gid[16],
+                         const char *const *members, size_t n) {
+  Whisper__Sync__GroupOp g = WHISPER__SYNC__GROUP_OP__INIT;
+  g.has_op = g.has_group_id = 1;
+  g.op = (Whisper__Sync__GroupOp__Op)op;
+  g.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  g.members = (char **)members;
+  g.n_members = n;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
+  f.group = &g;
+  return req(t, conn, &f);
+}
+
+static uint64_t fetch(srvt *t, uint64_t conn, const char *account, const uint32_t *ids, size_t n) {
+  Whisper__Sync__FetchBundles b = WHISPER__SYNC__FETCH_BUNDLES__INIT;
+  b.account = (char *)account;
+  b.device_ids = (uint32_t *)ids;
+  b.n_device_ids = n;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_FETCH;
+  f.fetch = &b;
+  return req(t, conn, &f);
+}
+
+static uint64_t list_devices(srvt *t, uint64_t conn, const char *account) {
+  Whisper__Sync__ListDevices l = WHISPER__SYNC__LIST_DEVICES__INIT;
+  l.account = (char *)account;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LIST_DEVICES;
+  f.list_devices = &l;
+  return req(t, conn, &f);
+}
+
+static uint64_t receipt(srvt *t, uint64_t conn, const char *to, uint32_t status,
+                        const uint8_t (*ids)[16], size_t n) {
+  ProtobufCBinaryData b[8];
+  for (size_t i = 0; i < n; i++) b[i] = (ProtobufCBinaryData){16, (uint8_t *)ids[i]};
+  Whisper__Sync__Receipt r = WHISPER__SYNC__RECEIPT__INIT;
+  r.to = (char *)to;
+  r.has_status = 1;
+  r.status = status;
+  r.client_ids = b;
+  r.n_client_ids = n;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_RECEIPT;
+  f.receipt = &r;
+  return req(t, conn, &f);
+}
+
+static uint64_t presence_set(srvt *t, uint64_t conn, int has_visible, int visible, int has_rr,
+                             int rr) {
+  Whisper__Sync__PresenceSet p = WHISPER__SYNC__PRESENCE_SET__INIT;
+  p.has_online_visible = has_visible;
+  p.online_visible = visible;
+  p.has_read_receipts = has_rr;
+  p.read_receipts = rr;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE_SET;
+  f.presence_set = &p;
+  return req(t, conn, &f);
+}
+
+static uint64_t subscribe(srvt *t, uint64_t conn, const char *const *accounts, size_t n) {
+  Whisper__Sync__PresenceSubscribe s = WHISPER__SYNC__PRESENCE_SUBSCRIBE__INIT;
+  s.accounts = (char **)accounts;
+  s.n_accounts = n;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SUBSCRIBE;
+  f.subscribe = &s;
+  return req(t, conn, &f);
+}
+
+static uint64_t typing(srvt *t, uint64_t conn, const char *to, const uint8_t *gid, int started) {
+  Whisper__Sync__Typing ty = WHISPER__SYNC__TYPING__INIT;
+  ty.to = (char *)to;
+  if (gid) {
+    ty.has_group_id = 1;
+    ty.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  }
+  ty.has_started = 1;
+  ty.started = started;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_TYPING;
+  f.typing = &ty;
+  return req(t, conn, &f);
+}
+
+/* The next Sent; its server_seq (0 if none). */
+#define EXPECT_SENT(conn, ts_out) expect_sent_(conn, ts_out, __LINE__)
+static uint64_t expect_sent_(uint64_t conn, uint64_t *ts, int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_SENT, line);
+  uint64_t seq = f ? f->sent->server_seq : 0;
+  if (f && ts) *ts = f->sent->server_ts;
+  fr_free(f);
+  return seq;
+}
+
+/* The next Deliver: checks its kind and mailbox seq (0: any). */
+#define EXPECT_DELIVER(conn, kind, seq) expect_deliver_(conn, kind, seq, __LINE__)
+static Whisper__Sync__Deliver *expect_deliver_(uint64_t conn, uint32_t kind, uint64_t seq, int line) {
+  static Frame *last;
+  fr_free(last);
+  last = expect_(conn, WHISPER__SYNC__FRAME__BODY_DELIVER, line);
+  if (last == NULL) return NULL;
+  if (last->deliver->kind != kind || (seq && last->deliver->seq != seq)) {
+    t_fail++;
+    fprintf(stderr, "line %d: deliver kind %u seq %llu, wanted kind %u seq %llu\n", line,
+            last->deliver->kind, (unsigned long long)last->deliver->seq, kind,
+            (unsigned long long)seq);
+    return NULL;
+  }
+  t_pass++;
+  return last->deliver;
+}
+
+static uint64_t expect_queue_empty(uint64_t conn) {
+  Frame *f = EXPECT(conn, QUEUE_EMPTY);
+  uint64_t s = f ? f->queue_empty->last_seq : UINT64_MAX;
+  fr_free(f);
+  return s;
+}
+
+static whisper_server_stats_t stats(srvt *t) {
+  whisper_server_stats_t s;
+  whisper_server_stats(t->srv, &s);
+  return s;
+}
+
+/* ========================================================================= */
+
+static void test_register(void) {
+  srvt t;
+  dev a, a_again, a2;
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_connect(&t, &a, 1);
+
+  /* malformed: bad name, short key; a bad signature, a bad signed prekey */
+  dev_register(&t, &a, 0, 1, NULL, BAD_KEY);
+  EXPECT_ERR(1, 1);
+  dev_register(&t, &a, 0, 1, NULL, BAD_SIG);
+  EXPECT_ERR(1, 4);
+  dev_register(&t, &a, 0, 1, NULL, BAD_SPK_SIG);
+  EXPECT_ERR(1, 4);
+  dev dbad;
+  dev_init(&dbad, "Alice", 1, 9);
+  dbad.conn = 1;
+  dev_register(&t, &dbad, 0, 1, NULL, BAD_NONE);
+  EXPECT_ERR(1, 1);
+  dev_free(&dbad);
+
+  /* nothing was registered by the refused ones */
+  dev_hello(&t, &a);
+  EXPECT_OK(1);
+  dev_auth(&t, &a, 0, 0);
+  EXPECT_ERR(1, 4);
+  CHECK(boxes[1].closed);
+
+  /* good, then the same again (a lost answer) is Ok, another key is not */
+  dev_connect(&t, &a, 2);
+  dev_register(&t, &a, 3, 1, NULL, BAD_NONE);
+  EXPECT_OK(2);
+  dev_register(&t, &a, 3, 1, NULL, BAD_NONE);
+  EXPECT_OK(2);
+  dev_init(&a_again, "alice", 1, 2);
+  a_again.conn = 2;
+  dev_register(&t, &a_again, 0, 1, NULL, BAD_NONE);
+  EXPECT_ERR(2, 5);
+  /* a second device needs a link code */
+  dev_init(&a2, "alice", 2, 3);
+  a2.conn = 2;
+  dev_register(&t, &a2, 0, 1, NULL, BAD_NONE);
+  EXPECT_ERR(2, 5);
+  /* registering does not log in */
+  list_devices(&t, 2, "alice");
+  EXPECT_ERR(2, 4);
+  CHECK(!boxes[2].closed);
+  dev_free(&a);
+  dev_free(&a_again);
+  dev_free(&a2);
+  srvt_close(&t);
+}
+
+static void test_login(void) {
+  srvt t;
+  dev a, b;
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  whisper_server_stats_t s = stats(&t);
+  CHECK(s.connections == 1 && s.authenticated == 1);
+
+  /* Auth before Hello; a request before login */
+  dev_connect(&t, &b, 2);
+  dev_register(&t, &b, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(2);
+  dev_auth(&t, &b, 0, 0);
+  EXPECT_ERR(2, 11);
+  ping(&t, 2);
+  fr_free(EXPECT(2, PONG));
+  list_devices(&t, 2, "alice");
+  EXPECT_ERR(2, 4);
+  /* a bad signature closes the connection */
+  dev_hello(&t, &b);
+  EXPECT_OK(2);
+  dev_auth(&t, &b, 0, 1);
+  EXPECT_ERR(2, 4);
+  CHECK(boxes[2].closed);
+  CHECK_RC(whisper_server_receive(t.srv, 2, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
+  /* an unknown device: the same answer */
+  dev ghost;
+  dev_init(&ghost, "ghost", 1, 3);
+  dev_connect(&t, &ghost, 3);
+  dev_hello(&t, &ghost);
+  EXPECT_OK(3);
+  dev_auth(&t, &ghost, 0, 0);
+  EXPECT_ERR(3, 4);
+  CHECK(boxes[3].closed);
+  /* a good one; a second Auth is out of order */
+  dev_login(&t, &b, 4, 0);
+  CHECK(expect_queue_empty(4) == 0);
+  dev_auth(&t, &b, 0, 0);
+  EXPECT_ERR(4, 11);
+
+  /* one connection per device: a newer login closes the older */
+  dev_login(&t, &b, 5, 0);
+  expect_queue_empty(5);
+  CHECK(boxes[4].closed);
+  CHECK(!boxes[5].closed);
+  s = stats(&t);
+  CHECK(s.connections == 2 && s.authenticated == 2);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&ghost);
+  srvt_close(&t);
+}
+
+static void test_prekeys(void) {
+  srvt t;
+  dev a, b;
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 2);
+
+  uint32_t seen[3] = {0};
+  for (int i = 0; i < 3; i++) {
+    fetch(&t, 1, "bob", NULL, 0);
+    Frame *f = EXPECT(1, BUNDLES);
+    if (f && f->bundles->n_bundles == 1) {
+      const Whisper__Sync__Bundle *bd = f->bundles->bundles[0];
+      CHECK(bd->keys->device_id == 1 && bd->keys->registration_id == b.regid);
+      CHECK(bd->keys->identity_key.len == 33 && memcmp(bd->keys->identity_key.data, b.ik.pub, 33) == 0);
+      CHECK(whisper_verify(bd->keys->identity_key.data, 33, bd->keys->signed_prekey.data, 33,
+                           bd->keys->signed_prekey_signature.data, 64) == WHISPER_OK);
+      seen[i] = bd->prekey ? bd->prekey->id : 0;
+    } else {
+      CHECK(0);
+    }
+    fr_free(f);
+  }
+  /* each one-time prekey went out once; then none */
+  CHECK(seen[0] == 1 && seen[1] == 2 && seen[2] == 0);
+  /* bob's Oks say he has none left; he uploads more */
+  ping(&t, 2);
+  fr_free(EXPECT(2, PONG));
+  Whisper__Sync__OneTimePrekey pk[3], *pkp[3];
+  whisper_keypair_t kp[3];
+  for (int i = 0; i < 3; i++) {
+    whisper_keypair_generate(b.ctx, &kp[i]);
+    whisper__sync__one_time_prekey__init(&pk[i]);
+    pk[i].has_id = pk[i].has_key = 1;
+    pk[i].id = 10 + (uint32_t)i;
+    pk[i].key = (ProtobufCBinaryData){33, kp[i].pub};
+    pkp[i] = &pk[i];
+  }
+  Whisper__Sync__UploadPrekeys u = WHISPER__SYNC__UPLOAD_PREKEYS__INIT;
+  u.prekeys = pkp;
+  u.n_prekeys = 3;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_UPLOAD;
+  f.upload = &u;
+  req(&t, 2, &f);
+  CHECK(EXPECT_OK(2) == 3);
+  /* a fetch by alice lowers bob's count, which his next Ok shows */
+  uint32_t one = 1, nine = 9;
+  fetch(&t, 1, "bob", &one, 1);
+  fr_free(EXPECT(1, BUNDLES));
+  ack(&t, 2, 0);
+  CHECK(EXPECT_OK(2) == 2);
+  /* unknown device ids are left out; unknown accounts are not found */
+  fetch(&t, 1, "bob", &nine, 1);
+  Frame *g = EXPECT(1, BUNDLES);
+  CHECK(g && g->bundles->n_bundles == 0);
+  fr_free(g);
+  fetch(&t, 1, "nobody", NULL, 0);
+  EXPECT_ERR(1, 6);
+  /* a rotated signed prekey must be signed by the identity key */
+  whisper_keypair_t spk;
+  uint8_t sig[64];
+  whisper_keypair_generate(b.ctx, &spk);
+  whisper_sign(b.ctx, sig, a.ik.priv, spk.pub, 33); /* the wrong key */
+  Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
+  k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
+  k.signed_prekey_id = 2;
+  k.signed_prekey = (ProtobufCBinaryData){33, spk.pub};
+  k.signed_prekey_signature = (ProtobufCBinaryData){64, sig};
+  Whisper__Sync__UploadPrekeys u2 = WHISPER__SYNC__UPLOAD_PREKEYS__INIT;
+  u2.signed_ = &k;
+  Frame f2 = WHISPER__SYNC__FRAME__INIT;
+  f2.body_case = WHISPER__SYNC__FRAME__BODY_UPLOAD;
+  f2.upload = &u2;
+  req(&t, 2, &f2);
+  EXPECT_ERR(2, 4);
+  whisper_sign(b.ctx, sig, b.ik.priv, spk.pub, 33);
+  f2.has_id = 0;
+  req(&t, 2, &f2);
+  CHECK(EXPECT_OK(2) == 2);
+  fetch(&t, 1, "bob", NULL, 0);
+  g = EXPECT(1, BUNDLES);
+  CHECK(g && g->bundles->n_bundles == 1 && g->bundles->bundles[0]->keys->signed_prekey_id == 2 &&
+        memcmp(g->bundles->bundles[0]->keys->signed_prekey.data, spk.pub, 33) == 0);
+  fr_free(g);
+  /* ListDevices */
+  list_devices(&t, 1, "bob");
+  g = EXPECT(1, DEVICES);
+  CHECK(g && g->devices->n_device_ids == 1 && g->devices->device_ids[0] == 1);
+  fr_free(g);
+  list_devices(&t, 1, "carol");
+  EXPECT_ERR(1, 6);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+/* alice (1, 2) and bob (1, 2), all logged in on conns 1..4. */
+typedef struct four {
+  dev a1, a2, b1, b2;
+} four;
+
+static void four_up(srvt *t, four *w) {
+  dev_init(&w->a1, "alice", 1, 1);
+  dev_init(&w->a2, "alice", 2, 2);
+  dev_init(&w->b1, "bob", 1, 3);
+  dev_init(&w->b2, "bob", 2, 4);
+  dev_up(t, &w->a1, 1, 0);
+  dev_link(t, &w->a2, 2, &w->a1);
+  dev_up(t, &w->b1, 3, 0);
+  dev_link(t, &w->b2, 4, &w->b1);
+}
+
+static void four_free(four *w) {
+  dev_free(&w->a1);
+  dev_free(&w->a2);
+  dev_free(&w->b1);
+  dev_free(&w->b2);
+}
+
+static void check_stale(uint64_t conn, const char *account, uint32_t missing, uint32_t extra,
+                        uint32_t stale, int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_STALE, line);
+  if (f == NULL) return;
+  const Whisper__Sync__StaleDevices *s = f->stale;
+  int ok = s->account && strcmp(s->account, account) == 0 &&
+           s->n_missing == (missing ? 1u : 0u) && (!missing || s->missing[0] == missing) &&
+           s->n_extra == (extra ? 1u : 0u) && (!extra || s->extra[0] == extra) &&
+           s->n_stale == (stale ? 1u : 0u) && (!stale || s->stale[0] == stale);
+  if (!ok) fprintf(stderr, "line %d: StaleDevices differs\n", line);
+  CHECK(ok);
+  fr_free(f);
+}
+#define CHECK_STALE(conn, acc, m, e, s) check_stale(conn, acc, m, e, s, __LINE__)
+
+static void test_send_stale_and_idempotent(void) {
+  srvt t;
+  four w;
+  uint8_t cid[16];
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  cid_make(cid, 1);
+  target b_only1[] = {{1, 0}}, b_all[] = {{1, 0}, {2, 0}}, b_extra[] = {{1, 0}, {2, 0}, {3, 0}};
+  target b_stale[] = {{1, 0}, {2, 999}}, b_ok_reg[] = {{1, w.b1.regid}, {2, w.b2.regid}};
+  target own[] = {{2, 0}}, own_self[] = {{1, 0}, {2, 0}};
+
+  send_direct(&t, &w.a1, "bob", cid, b_only1, 1, own, 1, 1);
+  CHECK_STALE(1, "bob", 2, 0, 0);
+  send_direct(&t, &w.a1, "bob", cid, b_extra, 3, own, 1, 1);
+  CHECK_STALE(1, "bob", 0, 3, 0);
+  send_direct(&t, &w.a1, "bob", cid, b_stale, 2, own, 1, 1);
+  CHECK_STALE(1, "bob", 0, 0, 2);
+  send_direct(&t, &w.a1, "bob", cid, b_all, 2, NULL, 0, 1);
+  CHECK_STALE(1, "alice", 2, 0, 0);
+  send_direct(&t, &w.a1, "bob", cid, b_all, 2, own_self, 2, 1);
+  CHECK_STALE(1, "alice", 0, 1, 0);
+  send_direct(&t, &w.a1, "nobody", cid, b_all, 2, own, 1, 1);
+  EXPECT_ERR(1, 6);
+  /* nothing was queued by the refused ones */
+  EXPECT_NONE(2);
+  EXPECT_NONE(3);
+  EXPECT_NONE(4);
+  CHECK(stats(&t).mailbox_depth == 0);
+
+  uint64_t ts = 0, ts2 = 0;
+  t.now += 5;
+  send_direct(&t, &w.a1, "bob", cid, b_ok_reg, 2, own, 1, 1);
+  uint64_t seq = EXPECT_SENT(1, &ts);
+  CHECK(seq == 1 && ts == t.now);
+  Whisper__Sync__Deliver *d = EXPECT_DELIVER(3, 1, 0);
+  CHECK(d && strcmp(d->sender, "alice") == 0 && d->sender_device == 1 && d->server_seq == 1 &&
+        d->server_ts == ts && d->client_id.len == 16 && memcmp(d->client_id.data, cid, 16) == 0 &&
+        d->body.len == 8 && d->body.data[7] == '1' && d->type == 3 && d->content == 1 &&
+        d->conversation_to == NULL);
+  d = EXPECT_DELIVER(4, 1, 0);
+  CHECK(d && d->body.data[7] == '2');
+  d = EXPECT_DELIVER(2, 1, 0);
+  CHECK(d && d->conversation_to && strcmp(d->conversation_to, "bob") == 0 && d->body.data[7] == '2');
+  EXPECT_NONE(1);
+  CHECK(stats(&t).mailbox_depth == 3 && stats(&t).messages_sent == 1);
+
+  /* the same client id again: the recorded Sent, nothing queued */
+  t.now += 1000;
+  send_direct(&t, &w.a1, "bob", cid, b_all, 2, own, 1, 1);
+  CHECK(EXPECT_SENT(1, &ts2) == 1 && ts2 == ts);
+  EXPECT_NONE(2);
+  EXPECT_NONE(3);
+  EXPECT_NONE(4);
+  CHECK(stats(&t).mailbox_depth == 3 && stats(&t).messages_sent == 1);
+  /* but from another device it is another message; server_seq grows */
+  send_direct(&t, &w.a2, "bob", cid, b_all, 2, (target[]){{1, 0}}, 1, 1);
+  CHECK(EXPECT_SENT(2, NULL) == 2);
+  Whisper__Sync__Deliver *mine = EXPECT_DELIVER(1, 1, 0);
+  CHECK(mine && mine->sender_device == 2 && strcmp(mine->conversation_to, "bob") == 0);
+  /* to oneself: the other own devices only */
+  cid_make(cid, 2);
+  send_direct(&t, &w.a1, "alice", cid, own, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 3);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+static void test_delivery_ack_receipts(void) {
+  srvt t;
+  four w;
+  uint8_t cid[5][16];
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 2;
+  srvt_open(&t, mem_store(), &cfg);
+  four_up(&t, &w);
+  target b_all[] = {{1, 0}, {2, 0}}, own[] = {{2, 0}};
+  /* bob's device 2 goes away; alice sends 5 (the 4th a sender key
+   * distribution, which earns no receipt) */
+  whisper_server_close(t.srv, 4, t.now);
+  for (int i = 0; i < 5; i++) {
+    cid_make(cid[i], 10 + i);
+    send_direct(&t, &w.a1, "bob", cid[i], b_all, 2, own, 1, i == 3 ? 2 : 1);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
+  }
+  /* alice2 gets her own copies; acking them earns no receipt */
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 2) != NULL);
+  EXPECT_NONE(2);
+  ack(&t, 2, 2);
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 3) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 4) != NULL);
+  ack(&t, 2, 4);
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 5) != NULL);
+  ack(&t, 2, 5);
+  EXPECT_OK(2);
+  EXPECT_NONE(1);
+  EXPECT_NONE(2);
+  /* bob1 is online with a window of 2: it got 1 and 2 */
+  CHECK(EXPECT_DELIVER(3, 1, 1) != NULL);
+  CHECK(EXPECT_DELIVER(3, 1, 2) != NULL);
+  EXPECT_NONE(3);
+  /* bob2 logs in: 1, 2 then (after acks) 3, 4, 5 and QueueEmpty */
+  dev_login(&t, &w.b2, 5, 0);
+  CHECK(EXPECT_DELIVER(5, 1, 1) != NULL);
+  CHECK(EXPECT_DELIVER(5, 1, 2) != NULL);
+  EXPECT_NONE(5);
+  t.now += 40;
+  ack(&t, 5, 2);
+  EXPECT_OK(5);
+  CHECK(EXPECT_DELIVER(5, 1, 3) != NULL);
+  CHECK(EXPECT_DELIVER(5, 1, 4) != NULL);
+  EXPECT_NONE(5);
+  /* the delivered receipt reaches both alice devices, from bob/2 */
+  for (uint64_t conn = 1; conn <= 2; conn++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(conn, 2, 0);
+    CHECK(d && strcmp(d->sender, "bob") == 0 && d->sender_device == 2 && d->status == 2 &&
+          d->n_client_ids == 2 && memcmp(d->client_ids[0].data, cid[0], 16) == 0 &&
+          memcmp(d->client_ids[1].data, cid[1], 16) == 0);
+    if (d) ack(&t, conn, d->seq);
+    EXPECT_OK(conn);
+  }
+  /* 5 own copies acked at once, 2 by bob2 40 ms later */
+  whisper_server_stats_t s = stats(&t);
+  CHECK(s.entries_delivered == 5 + 2 + 2 && s.latency_count == 7 && s.latency_sum_ms == 80);
+  CHECK(s.latency_le_ms[0] == 5 && s.latency_le_ms[5] == 7 && s.latency_le_ms[11] == 7);
+  CHECK(whisper_server_latency_bounds()[11] == UINT64_MAX);
+  /* an ack past what was pushed acks only what was pushed */
+  ack(&t, 5, 100);
+  EXPECT_OK(5);
+  CHECK(EXPECT_DELIVER(5, 1, 5) != NULL);
+  CHECK(expect_queue_empty(5) == 5);
+  for (uint64_t conn = 1; conn <= 2; conn++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(conn, 2, 0);
+    CHECK(d && d->n_client_ids == 1 && memcmp(d->client_ids[0].data, cid[2], 16) == 0);
+    if (d) ack(&t, conn, d->seq);
+    EXPECT_OK(conn);
+  }
+  /* reconnect with resume_after 4: the unacked 5 comes again */
+  dev_login(&t, &w.b2, 6, 4);
+  CHECK(boxes[5].closed);
+  CHECK(EXPECT_DELIVER(6, 1, 5) != NULL);
+  CHECK(expect_queue_empty(6) == 5);
+  ack(&t, 6, 5);
+  EXPECT_OK(6);
+  for (uint64_t conn = 1; conn <= 2; conn++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(conn, 2, 0);
+    CHECK(d && d->n_client_ids == 1 && memcmp(d->client_ids[0].data, cid[4], 16) == 0);
+    if (d) ack(&t, conn, d->seq);
+    EXPECT_OK(conn);
+  }
+  /* and now nothing is left for bob2 */
+  dev_login(&t, &w.b2, 7, 0);
+  CHECK(expect_queue_empty(7) == 0);
+  /* bob1's mailbox is untouched by bob2's acks: a fresh login resumes it */
+  dev_login(&t, &w.b1, 8, 0);
+  CHECK(EXPECT_DELIVER(8, 1, 1) != NULL);
+  CHECK(EXPECT_DELIVER(8, 1, 2) != NULL);
+  EXPECT_NONE(8);
+
+  /* read receipts: to every device of alice; dropped when turned off */
+  box_reset(1);
+  box_reset(2);
+  receipt(&t, 8, "alice", 3, (const uint8_t(*)[16])cid, 2);
+  EXPECT_OK(8);
+  for (uint64_t conn = 1; conn <= 2; conn++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(conn, 2, 0);
+    CHECK(d && d->status == 3 && strcmp(d->sender, "bob") == 0 && d->sender_device == 1 &&
+          d->n_client_ids == 2);
+  }
+  presence_set(&t, 8, 0, 0, 1, 0);
+  EXPECT_OK(8);
+  receipt(&t, 8, "alice", 3, (const uint8_t(*)[16])cid, 1);
+  EXPECT_OK(8);
+  EXPECT_NONE(1);
+  EXPECT_NONE(2);
+  receipt(&t, 8, "nobody", 3, (const uint8_t(*)[16])cid, 1);
+  EXPECT_OK(8); /* dropped before the account is looked at */
+  presence_set(&t, 8, 0, 0, 1, 1);
+  EXPECT_OK(8);
+  receipt(&t, 8, "nobody", 3, (const uint8_t(*)[16])cid, 1);
+  EXPECT_ERR(8, 6);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+static void test_groups(void) {
+  srvt t;
+  four w;
+  dev c1, d1;
+  uint8_t gid[16], cid[16];
+  memset(gid, 0x6A, 16);
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  dev_init(&c1, "carol", 1, 5);
+  dev_init(&d1, "dave", 1, 6);
+  dev_up(&t, &c1, 9, 0);
+  dev_up(&t, &d1, 10, 0);
+
+  const char *bad[] = {"bob", "nobody"}, *bc[] = {"bob", "carol"}, *dave[] = {"dave"};
+  group_op(&t, 1, 1, gid, bad, 2);
+  EXPECT_ERR(1, 6);
+  group_op(&t, 1, 1, gid, bc, 2);
+  Frame *f = EXPECT(1, GROUP_INFO);
+  CHECK(f && f->group_info->n_members == 3 && f->group_info->n_admins == 1 &&
+        strcmp(f->group_info->admins[0], "alice") == 0);
+  fr_free(f);
+  /* every device of every member hears of it, the creating one too */
+  uint64_t conns[] = {1, 2, 3, 4, 9};
+  for (size_t i = 0; i < 5; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(conns[i], 3, 0);
+    CHECK(d && d->n_members == 3 && d->n_removed == 0 && d->group_id.len == 16 &&
+          strcmp(d->sender, "alice") == 0);
+  }
+  group_op(&t, 1, 1, gid, bc, 2);
+  EXPECT_ERR(1, 5);
+  EXPECT_NONE(10);
+  /* fan-out: every member device but the sending one */
+  cid_make(cid, 1);
+  send_group(&t, &w.b1, gid, cid);
+  uint64_t seq = EXPECT_SENT(3, NULL);
+  uint64_t got[] = {1, 2, 4, 9};
+  for (size_t i = 0; i < 4; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(got[i], 1, 0);
+    CHECK(d && d->type == 7 && d->server_seq == seq && d->group_id.len == 16 &&
+          memcmp(d->group_id.data, gid, 16) == 0 && d->body.len == 5 && strcmp(d->sender, "bob") == 0);
+  }
+  EXPECT_NONE(3);
+  EXPECT_NONE(10);
+  /* a non-member may not send; a member who is no admin may not add */
+  cid_make(cid, 2);
+  send_group(&t, &d1, gid, cid);
+  EXPECT_ERR(10, 8);
+  group_op(&t, 3, 2, gid, dave, 1);
+  EXPECT_ERR(3, 8);
+  group_op(&t, 10, 5, gid, NULL, 0);
+  EXPECT_ERR(10, 8);
+  /* the admin adds dave; everyone, dave too, hears of it */
+  group_op(&t, 1, 2, gid, dave, 1);
+  fr_free(EXPECT(1, GROUP_INFO));
+  uint64_t all[] = {1, 2, 3, 4, 9, 10};
+  for (size_t i = 0; i < 6; i++) CHECK(EXPECT_DELIVER(all[i], 3, 0) != NULL);
+  /* the admin removes carol: she hears of it, then cannot send */
+  const char *carol[] = {"carol"};
+  group_op(&t, 1, 3, gid, carol, 1);
+  fr_free(EXPECT(1, GROUP_INFO));
+  for (size_t i = 0; i < 6; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(all[i], 3, 0);
+    CHECK(d && d->n_removed == 1 && strcmp(d->removed[0], "carol") == 0 && d->n_members == 3);
+  }
+  cid_make(cid, 3);
+  send_group(&t, &c1, gid, cid);
+  EXPECT_ERR(9, 8);
+  /* bob may not remove dave, but may leave */
+  group_op(&t, 3, 3, gid, dave, 1);
+  EXPECT_ERR(3, 8);
+  const char *bob[] = {"bob"};
+  group_op(&t, 3, 3, gid, bob, 1);
+  fr_free(EXPECT(3, GROUP_INFO));
+  {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(10, 3, 0);
+    CHECK(d && d->n_removed == 1 && strcmp(d->removed[0], "bob") == 0 && d->n_members == 2);
+  }
+  group_op(&t, 10, 5, gid, NULL, 0);
+  f = EXPECT(10, GROUP_INFO);
+  CHECK(f && f->group_info->n_members == 2);
+  fr_free(f);
+  /* a group over the size limit */
+  whisper_server_free(t.srv);
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.max_group_members = 2;
+  CHECK_RC(whisper_server_new(&t.srv, t.st, &cfg), WHISPER_OK);
+  dev_login(&t, &w.a1, 11, 1000);
+  box_reset(11);
+  uint8_t gid2[16];
+  memset(gid2, 0x6B, 16);
+  group_op(&t, 11, 1, gid2, bc, 2);
+  EXPECT_ERR(11, 10);
+  group_op(&t, 11, 1, gid2, bob, 1);
+  fr_free(EXPECT(11, GROUP_INFO));
+  dev_free(&c1);
+  dev_free(&d1);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+static void test_typing(void) {
+  srvt t;
+  four w;
+  uint8_t gid[16];
+  memset(gid, 0x71, 16);
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  whisper_server_close(t.srv, 4, t.now); /* bob2 offline */
+  typing(&t, 1, "bob", NULL, 1);
+  EXPECT_OK(1);
+  Frame *f = EXPECT(3, TYPING_NOTICE);
+  CHECK(f && strcmp(f->typing_notice->from, "alice") == 0 && f->typing_notice->from_device == 1 &&
+        f->typing_notice->started && f->typing_notice->expires_ms == t.now + 6000 &&
+        !f->typing_notice->has_group_id);
+  fr_free(f);
+  EXPECT_NONE(2);
+  /* again within 2 s: dropped; a stop goes through; after 2 s again */
+  t.now += 1000;
+  typing(&t, 1, "bob", NULL, 1);
+  EXPECT_OK(1);
+  EXPECT_NONE(3);
+  typing(&t, 1, "bob", NULL, 0);
+  EXPECT_OK(1);
+  f = EXPECT(3, TYPING_NOTICE);
+  CHECK(f && !f->typing_notice->started);
+  fr_free(f);
+  t.now += 2000;
+  typing(&t, 1, "bob", NULL, 0);
+  EXPECT_OK(1);
+  fr_free(EXPECT(3, TYPING_NOTICE));
+  /* another device of alice is throttled on its own */
+  typing(&t, 2, "bob", NULL, 0);
+  EXPECT_OK(2);
+  fr_free(EXPECT(3, TYPING_NOTICE));
+  /* nothing was stored: bob2 finds an empty mailbox */
+  dev_login(&t, &w.b2, 5, 0);
+  CHECK(expect_queue_empty(5) == 0);
+  /* a group: members' online devices; non-members refused */
+  const char *bob[] = {"bob"};
+  group_op(&t, 1, 1, gid, bob, 1);
+  fr_free(EXPECT(1, GROUP_INFO));
+  for (int c = 1; c <= 5; c++)
+    if (c != 4) box_reset((uint64_t)c);
+  typing(&t, 3, NULL, gid, 1);
+  EXPECT_OK(3);
+  EXPECT_NONE(5); /* not to the typing account's other devices */
+  for (int c = 1; c <= 2; c++) {
+    f = EXPECT((uint64_t)c, TYPING_NOTICE);
+    CHECK(f && f->typing_notice->has_group_id && memcmp(f->typing_notice->group_id.data, gid, 16) == 0);
+    fr_free(f);
+  }
+  dev carol;
+  dev_init(&carol, "carol", 1, 9);
+  dev_up(&t, &carol, 9, 0);
+  typing(&t, 9, NULL, gid, 1);
+  EXPECT_ERR(9, 8);
+  dev_free(&carol);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+static void expect_presence(uint64_t conn, const char *account, int online, uint64_t last_seen,
+                            int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_PRESENCE, line);
+  if (f == NULL) return;
+  int ok = strcmp(f->presence->account, account) == 0 && f->presence->online == online &&
+           f->presence->last_seen_ms == last_seen;
+  if (!ok)
+    fprintf(stderr, "line %d: presence %s online %d last %llu\n", line, f->presence->account,
+            f->presence->online, (unsigned long long)f->presence->last_seen_ms);
+  CHECK(ok);
+  fr_free(f);
+}
+#define EXPECT_PRESENCE(conn, acc, on, last) expect_presence(conn, acc, on, last, __LINE__)
+
+static void test_presence(void) {
+  srvt t;
+  dev a1, c1;
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a1, "alice", 1, 1);
+  dev_init(&c1, "carol", 1, 2);
+  dev_up(&t, &c1, 2, 0);
+  dev_connect(&t, &a1, 1);
+  dev_register(&t, &a1, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(1);
+
+  const char *acc[] = {"alice", "nobody"};
+  subscribe(&t, 2, acc, 2);
+  EXPECT_OK(2);
+  EXPECT_PRESENCE(2, "alice", 0, 0);
+  EXPECT_PRESENCE(2, "nobody", 0, 0);
+  dev_hello(&t, &a1);
+  EXPECT_OK(1);
+  dev_auth(&t, &a1, 0, 0);
+  EXPECT_OK(1);
+  EXPECT_PRESENCE(2, "alice", 1, 0);
+  /* offline only after the grace period, with last seen */
+  uint64_t left = t.now += 100;
+  whisper_server_close(t.srv, 1, t.now);
+  CHECK(whisper_server_next_deadline(t.srv) <= left + 5000);
+  t.now = left + 4999;
+  tick(&t);
+  EXPECT_NONE(2);
+  t.now = left + 5000;
+  tick(&t);
+  EXPECT_PRESENCE(2, "alice", 0, left);
+  /* back, away and back within the grace period: online, once */
+  dev_login(&t, &a1, 1, 0);
+  EXPECT_PRESENCE(2, "alice", 1, 0);
+  whisper_server_close(t.srv, 1, t.now);
+  t.now += 1000;
+  dev_login(&t, &a1, 1, 0);
+  t.now += 5000;
+  tick(&t);
+  EXPECT_NONE(2);
+  /* privacy: hidden means offline with no last seen, for new subscribers too */
+  box_reset(1);
+  presence_set(&t, 1, 1, 0, 0, 0);
+  EXPECT_OK(1);
+  EXPECT_PRESENCE(2, "alice", 0, 0);
+  whisper_server_close(t.srv, 1, t.now);
+  t.now += 6000;
+  tick(&t);
+  EXPECT_NONE(2);
+  dev_login(&t, &a1, 1, 0);
+  EXPECT_NONE(2);
+  box_reset(1);
+  dev c2;
+  dev_init(&c2, "carol", 2, 3);
+  subscribe(&t, 2, acc, 1);
+  EXPECT_OK(2);
+  EXPECT_PRESENCE(2, "alice", 0, 0);
+  presence_set(&t, 1, 1, 1, 0, 0);
+  EXPECT_OK(1);
+  EXPECT_PRESENCE(2, "alice", 1, 0);
+  /* a closed subscriber hears nothing more */
+  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_close(t.srv, 1, t.now);
+  t.now += 6000;
+  tick(&t);
+  EXPECT_NONE(2);
+  CHECK(whisper_server_next_deadline(t.srv) == UINT64_MAX);
+  dev_free(&c2);
+  dev_free(&a1);
+  dev_free(&c1);
+  srvt_close(&t);
+}
+
+static void test_link(void) {
+  srvt t;
+  dev b1, b2, b3, b2x;
+  uint8_t code[16] = {0}, code2[16] = {0};
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&b1, "bob", 1, 1);
+  dev_init(&b2, "bob", 2, 2);
+  dev_init(&b3, "bob", 3, 3);
+  dev_init(&b2x, "bob", 2, 4);
+  dev_up(&t, &b1, 1, 0);
+  dev_connect(&t, &b2, 2);
+  link_request(&t, 2, "nobody");
+  EXPECT_ERR(2, 6);
+  link_request(&t, 2, "bob");
+  CHECK(get_link_code(2, code));
+  /* a wrong code is refused at once; the right one waits */
+  uint8_t wrong[16];
+  memset(wrong, 0xEE, 16);
+  dev_register(&t, &b2, 0, 1, wrong, BAD_NONE);
+  EXPECT_ERR(2, 4);
+  uint64_t rid = dev_register(&t, &b2, 1, 1, code, BAD_NONE);
+  EXPECT_NONE(2);
+  /* past the auth timeout, the waiting connection stays */
+  t.now += 20000;
+  tick(&t);
+  CHECK(!boxes[2].closed);
+  ping(&t, 2);
+  fr_free(EXPECT(2, PONG));
+  link_approve(&t, 1, wrong);
+  EXPECT_ERR(1, 6);
+  link_approve(&t, 1, code);
+  EXPECT_OK(1);
+  Frame *f = EXPECT(2, OK);
+  CHECK(f && f->id == rid);
+  fr_free(f);
+  list_devices(&t, 1, "bob");
+  f = EXPECT(1, DEVICES);
+  CHECK(f && f->devices->n_device_ids == 2 && f->devices->device_ids[1] == 2);
+  fr_free(f);
+  /* the code is used up; another device 2 is refused */
+  dev_connect(&t, &b2x, 3);
+  dev_register(&t, &b2x, 0, 1, code, BAD_NONE);
+  EXPECT_ERR(3, 5);
+  /* a code nobody approves lapses after 10 minutes */
+  dev_connect(&t, &b3, 4);
+  link_request(&t, 4, "bob");
+  CHECK(get_link_code(4, code2));
+  rid = dev_register(&t, &b3, 0, 1, code2, BAD_NONE);
+  EXPECT_NONE(4);
+  for (int i = 0; i < 12; i++) {
+    t.now += 50000;
+    ping(&t, 4);
+    fr_free(EXPECT(4, PONG));
+    ping(&t, 1);
+    fr_free(EXPECT(1, PONG));
+    tick(&t);
+  }
+  CHECK(boxes[4].closed); /* and the auth timeout then closes it */
+  f = EXPECT(4, ERROR);
+  CHECK(f && f->id == rid && f->error->code == 4);
+  fr_free(f);
+  link_approve(&t, 1, code2);
+  EXPECT_ERR(1, 6);
+  dev_free(&b1);
+  dev_free(&b2);
+  dev_free(&b3);
+  dev_free(&b2x);
+  srvt_close(&t);
+}
+
+static void test_bad_frames(void) {
+  srvt t;
+  dev a;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.max_frame = 1024;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_up(&t, &a, 1, 0);
+  uint8_t junk[2000];
+  memset(junk, 0xFF, sizeof junk);
+  /* too big: refused, not closed, not counted as malformed */
+  feed(&t, 1, junk, sizeof junk);
+  EXPECT_ERR(1, 3);
+  CHECK(t.rc == WHISPER_OK);
+  feed(&t, 1, junk, 10);
+  EXPECT_ERR(1, 1);
+  feed(&t, 1, junk, 10);
+  EXPECT_ERR(1, 1);
+  ping(&t, 1); /* a good frame resets the count */
+  fr_free(EXPECT(1, PONG));
+  /* no id, a server-side body, a Send without client id */
+  Whisper__Sync__Ping p = WHISPER__SYNC__PING__INIT;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PING;
+  f.ping = &p;
+  f.has_id = 1;
+  f.id = 0;
+  req(&t, 1, &f);
+  EXPECT_ERR(1, 1);
+  Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
+  Frame g = WHISPER__SYNC__FRAME__INIT;
+  g.body_case = WHISPER__SYNC__FRAME__BODY_OK;
+  g.ok = &ok;
+  req(&t, 1, &g);
+  EXPECT_ERR(1, 1);
+  CHECK(!boxes[1].closed);
+  Whisper__Sync__Send s = WHISPER__SYNC__SEND__INIT;
+  s.to = "alice";
+  Frame h = WHISPER__SYNC__FRAME__INIT;
+  h.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  h.send = &s;
+  req(&t, 1, &h);
+  EXPECT_ERR(1, 1);
+  CHECK(boxes[1].closed); /* three in a row */
+  /* a wrong version: refused and closed */
+  dev_login(&t, &a, 2, 0);
+  expect_queue_empty(2);
+  Frame v = WHISPER__SYNC__FRAME__INIT;
+  v.body_case = WHISPER__SYNC__FRAME__BODY_PING;
+  v.ping = &p;
+  v.has_version = 1;
+  v.version = 2;
+  req(&t, 2, &v);
+  EXPECT_ERR(2, 2);
+  CHECK(boxes[2].closed);
+  whisper_server_stats_t st = stats(&t);
+  CHECK(st.frames_refused >= 7 && st.connections == 0);
+  dev_free(&a);
+  srvt_close(&t);
+}
+
+static void test_rate_heartbeat_push(void) {
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.rate_per_sec = 10;
+  cfg.rate_burst = 8;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0); /* 3 frames from the connection's bucket */
+  for (int i = 0; i < 8; i++) {
+    ping(&t, 1);
+    fr_free(EXPECT(1, PONG));
+  }
+  ping(&t, 1);
+  uint64_t retry = EXPECT_ERR(1, 9);
+  CHECK(retry >= 1 && retry <= 100);
+  t.now += retry;
+  ping(&t, 1);
+  fr_free(EXPECT(1, PONG));
+  /* the bucket is the device's: a new connection does not refill it */
+  dev_login(&t, &a, 2, 0); /* 2 frames before login (own bucket), then the device's */
+  expect_queue_empty(2);
+  ping(&t, 2);
+  EXPECT_ERR(2, 9);
+  t.now += 1000;
+
+  /* push: once per offline period, with the depth */
+  dev_up(&t, &b, 3, 0);
+  whisper_server_close(t.srv, 3, t.now);
+  n_pushes = 0;
+  uint8_t cid[16];
+  target b1[] = {{1, 0}};
+  for (int i = 0; i < 2; i++) {
+    cid_make(cid, 50 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+    EXPECT_SENT(2, NULL);
+  }
+  CHECK(n_pushes == 1 && strcmp(pushes[0].account, "bob") == 0 && pushes[0].device == 1 &&
+        pushes[0].depth == 1);
+  CHECK(stats(&t).pushes == 1);
+  dev_login(&t, &b, 3, 0);
+  fr_free(pop(3));
+  fr_free(pop(3));
+  expect_queue_empty(3);
+  whisper_server_close(t.srv, 3, t.now);
+  cid_make(cid, 52);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  EXPECT_SENT(2, NULL);
+  CHECK(n_pushes == 2 && pushes[1].depth == 3);
+
+  /* heartbeat: a silent connection is closed; traffic keeps one open */
+  CHECK(boxes[1].closed); /* the newer login closed it */
+  box_reset(1);
+  box_reset(2);
+  t.now += 30000;
+  tick(&t); /* bob's presence grace ran out */
+  ping(&t, 2);
+  fr_free(EXPECT(2, PONG));
+  CHECK(whisper_server_next_deadline(t.srv) == t.now + 60000);
+  t.now += 59999;
+  tick(&t);
+  CHECK(!boxes[2].closed);
+  t.now += 1;
+  tick(&t);
+  CHECK(boxes[2].closed);
+  t.now += 5000;
+  tick(&t);
+  /* the auth timeout closes a connection that does not log in */
+  dev_connect(&t, &b, 4);
+  CHECK(whisper_server_next_deadline(t.srv) == t.now + 15000);
+  t.now += 15000;
+  tick(&t);
+  CHECK(boxes[4].closed);
+  CHECK(stats(&t).connections == 0 && stats(&t).authenticated == 0);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+static void test_mailbox_limit(void) {
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.max_mailbox = 2;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}};
+  for (int i = 0; i < 3; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+    if (i < 2)
+      EXPECT_SENT(1, NULL);
+    else
+      EXPECT_ERR(1, 10);
+  }
+  CHECK(stats(&t).mailbox_depth == 2 && stats(&t).messages_sent == 2);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+/* --- a store that fails on demand ----------------------------------------- */
+
+typedef struct failing {
+  whisper_store *inner;
+  int fail_puts_after; /* -1: never; n: the put after n more succeeds fails */
+  int fail_commit;
+} failing;
+
+static int f_begin(void *u) {
+  failing *f = u;
+  return f->inner->ops.begin(f->inner->user);
+}
+static int f_commit(void *u) {
+  failing *f = u;
+  if (f->fail_commit) {
+    f->inner->ops.rollback(f->inner->user);
+    return WHISPER_ESTORE;
+  }
+  return f->inner->ops.commit(f->inner->user);
+}
+static void f_rollback(void *u) {
+  failing *f = u;
+  f->inner->ops.rollback(f->inner->user);
+}
+static int f_get(void *u, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
+  failing *f = u;
+  return f->inner->ops.get(f->inner->user, kind, k, n, out);
+}
+static int f_put(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  failing *f = u;
+  if (f->fail_puts_after == 0) return WHISPER_ESTORE;
+  if (f->fail_puts_after > 0) f->fail_puts_after--;
+  return f->inner->ops.put(f->inner->user, kind, k, n, v, vn);
+}
+static int f_del(void *u, int kind, const uint8_t *k, size_t n) {
+  failing *f = u;
+  return f->inner->ops.del(f->inner->user, kind, k, n);
+}
+static int f_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t *b, size_t bn,
+                  int desc, size_t limit, whisper_scan_fn fn, void *arg) {
+  failing *f = u;
+  return f->inner->ops.scan(f->inner->user, kind, p, pn, b, bn, desc, limit, fn, arg);
+}
+
+static void test_store_failure(void) {
+  srvt t;
+  dev a, b;
+  failing fl = {NULL, -1, 0};
+  whisper_store *st;
+  static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit, f_rollback,
+                                        f_get, f_put, f_del, NULL, f_scan};
+  whisper_store_memory_new(&fl.inner);
+  CHECK_RC(whisper_store_new(&st, &ops, &fl), WHISPER_OK);
+  srvt_open(&t, st, NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}};
+  cid_make(cid, 1);
+  /* a put fails half-way through the send, then a commit fails */
+  for (int round = 0; round < 2; round++) {
+    if (round == 0) fl.fail_puts_after = 2;
+    else fl.fail_commit = 1;
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+    EXPECT_ERR(1, 12);
+    CHECK(t.rc == WHISPER_ESTORE);
+    fl.fail_puts_after = -1;
+    fl.fail_commit = 0;
+    CHECK(stats(&t).mailbox_depth == 0 && stats(&t).messages_sent == 0 && n_pushes == 0);
+  }
+  /* nothing was kept: the retry is the first send (server_seq 1, mailbox seq 1) */
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 1);
+  /* a failed ack deletes nothing */
+  dev_login(&t, &b, 2, 0);
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  expect_queue_empty(2);
+  fl.fail_commit = 1;
+  ack(&t, 2, 1);
+  EXPECT_ERR(2, 12);
+  fl.fail_commit = 0;
+  EXPECT_NONE(1); /* no receipt */
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).entries_delivered == 0);
+  dev_login(&t, &b, 3, 0);
+  CHECK(EXPECT_DELIVER(3, 1, 1) != NULL);
+  expect_queue_empty(3);
+  ack(&t, 3, 1);
+  EXPECT_OK(3);
+  CHECK(EXPECT_DELIVER(1, 2, 0) != NULL);
+  /* a failed registration registers nothing */
+  dev c;
+  dev_init(&c, "carol", 1, 3);
+  dev_connect(&t, &c, 4);
+  fl.fail_puts_after = 1;
+  dev_register(&t, &c, 2, 1, NULL, BAD_NONE);
+  EXPECT_ERR(4, 12);
+  fl.fail_puts_after = -1;
+  list_devices(&t, 1, "carol");
+  EXPECT_ERR(1, 6);
+  dev_free(&c);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+  whisper_store_close(fl.inner);
+}
+
+static void test_restart_sqlite(void) {
+  char dir[] = "/tmp/whisper-server-XXXXXX", path[128];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/server.db", dir);
+  uint8_t key[32];
+  memset(key, 0x42, sizeof key);
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = key;
+  o.key_len = 32;
+  o.synchronous = WHISPER_SYNC_NORMAL;
+  whisper_store *st;
+  CHECK_RC(whisper_store_sqlite_open(&st, path, &o, NULL), WHISPER_OK);
+  srvt t;
+  dev a, b;
+  srvt_open(&t, st, NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 3);
+  whisper_server_close(t.srv, 2, t.now);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}};
+  for (int i = 0; i < 2; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
+  }
+  whisper_server_free(t.srv);
+  whisper_store_close(t.st);
+
+  /* a new server on the same file */
+  CHECK_RC(whisper_store_sqlite_open(&st, path, &o, NULL), WHISPER_OK);
+  t.st = st;
+  for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  CHECK(stats(&t).mailbox_depth == 2);
+  dev_login(&t, &b, 2, 0);
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  Whisper__Sync__Deliver *d = EXPECT_DELIVER(2, 1, 2);
+  CHECK(d && d->server_seq == 2 && strcmp(d->sender, "alice") == 0);
+  CHECK(expect_queue_empty(2) == 2);
+  ack(&t, 2, 1);
+  EXPECT_OK(2);
+  dev_login(&t, &a, 1, 0);
+  CHECK(EXPECT_DELIVER(1, 2, 1) != NULL); /* bob's delivered receipt */
+  CHECK(expect_queue_empty(1) == 1);
+  ack(&t, 1, 1);
+  EXPECT_OK(1);
+  /* the idempotency record survived too */
+  cid_make(cid, 1);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 2);
+  cid_make(cid, 7);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 3);
+  CHECK(EXPECT_DELIVER(2, 1, 3) != NULL);
+  /* prekeys too */
+  fetch(&t, 1, "bob", NULL, 0);
+  Frame *f = EXPECT(1, BUNDLES);
+  CHECK(f && f->bundles->n_bundles == 1 && f->bundles->bundles[0]->prekey &&
+        f->bundles->bundles[0]->prekey->id == 1);
+  fr_free(f);
+  CHECK(stats(&t).mailbox_depth == 2);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+  unlink(path);
+  char side[160];
+  snprintf(side, sizeof side, "%s-wal", path);
+  unlink(side);
+  snprintf(side, sizeof side, "%s-shm", path);
+  unlink(side);
+  rmdir(dir);
+}
+
+static void test_api_edges(void) {
+  whisper_server *srv = NULL;
+  whisper_store *st = mem_store();
+  whisper_server_config_t bad = WHISPER_SERVER_CONFIG_INIT;
+  bad.deliver_window = 0;
+  CHECK_RC(whisper_server_new(&srv, NULL, NULL), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_new(&srv, st, &bad), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
+  CHECK_RC(whisper_server_open(srv, 0, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_OK);
+  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_receive(srv, 9, (const uint8_t *)"x", 1, T0), WHISPER_ENOTFOUND);
+  whisper_server_close(srv, 9, T0);
+  /* closing drops what was queued for the connection */
+  whisper_server_close(srv, 1, T0);
+  whisper_server_output_t o;
+  CHECK(whisper_server_poll(srv, &o) == 0);
+  CHECK(whisper_server_next_deadline(srv) == UINT64_MAX);
+  CHECK(strcmp(whisper_server_last_error(srv), "") == 0);
+  whisper_server_free(srv);
+  whisper_server_free(NULL);
+  whisper_store_close(st);
+}
+
+/* Mutated requests (bit flips, truncation, splices of the corpus) on
+ * logged-in connections: the server answers, closes or ignores, never
+ * crashes (run under the sanitizers), and keeps serving. */
+static void test_mutations(void) {
+  srvt t;
+  dev a, b;
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 2);
+  dev_up(&t, &b, 2, 2);
+  uint64_t rnd = 0x9E3779B97F4A7C15ULL, conn = 2;
+  uint8_t buf[4096];
+  for (int i = 0; i < 4000 && n_corpus; i++) {
+    rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+    size_t k = rnd % n_corpus, n = corpus_len[k] < sizeof buf ? corpus_len[k] : sizeof buf;
+    memcpy(buf, corpus[k], n);
+    switch ((rnd >> 20) % 4) {
+      case 0:
+        buf[(rnd >> 32) % n] ^= (uint8_t)(1u << ((rnd >> 40) % 8));
+        break;
+      case 1:
+        n = (rnd >> 32) % (n + 1);
+        break;
+      case 2: {
+        size_t j = (rnd >> 32) % n_corpus, m = corpus_len[j];
+        size_t cut = (rnd >> 44) % (n + 1);
+        if (cut + m > sizeof buf) m = sizeof buf - cut;
+        memcpy(buf + cut, corpus[j], m);
+        n = cut + m;
+        break;
+      }
+      default:
+        for (int x = 0; x < 4; x++) buf[(rnd >> (8 * x)) % n] = (uint8_t)(rnd >> (8 * x + 3));
+    }
+    feed(&t, conn, buf, n);
+    CHECK(t.rc == WHISPER_OK);
+    t.now += 10; /* below the rate limit */
+    int closed = boxes[conn].closed;
+    for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
+    if (closed) {
+      whisper_server_close(t.srv, conn, t.now);
+      if (++conn >= MAXC - 1) conn = 2;
+      dev_login(&t, &b, conn, 0);
+      box_reset(conn);
+    }
+    if (i % 500 == 0) tick(&t);
+  }
+  /* still serving */
+  uint8_t cid[16];
+  target a1[] = {{1, 0}};
+  cid_make(cid, 999);
+  for (uint64_t c = 1; c < MAXC; c++) {
+    whisper_server_close(t.srv, c, t.now);
+    box_reset(c);
+  }
+  dev_login(&t, &a, 1, 1u << 30);
+  box_reset(1);
+  dev_login(&t, &b, MAXC - 1, 1u << 30);
+  box_reset(MAXC - 1);
+  send_direct(&t, &b, "alice", cid, a1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(MAXC - 1, NULL) > 0);
+  CHECK(EXPECT_DELIVER(1, 1, 0) != NULL);
+  for (size_t i = 0; i < n_corpus; i++) free(corpus[i]);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+int main(void) {
+  test_api_edges();
+  test_register();
+  test_login();
+  test_prekeys();
+  test_send_stale_and_idempotent();
+  test_delivery_ack_receipts();
+  test_groups();
+  test_typing();
+  test_presence();
+  test_link();
+  test_bad_frames();
+  test_rate_heartbeat_push();
+  test_mailbox_limit();
+  test_store_failure();
+  test_restart_sqlite();
+  test_mutations();
+  return test_done();
+}
