@@ -98,4 +98,22 @@ int wh_session_decrypt_check(whisper_ctx *ctx, wh_addr *a, const char *name, uin
 int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
                               size_t body_len, whisper_buf **pt_out);
 
+/* History pieces for decrypt-and-store outside history.c (protocol/history.c).
+ * incoming_check and incoming_put run inside the caller's transaction:
+ * check refuses a message already stored (WHISPER_EDUPLICATE), put stores
+ * an incoming one. */
+struct whisper_message_t;
+struct whisper_device_t;
+int wh_history_incoming_check(whisper_ctx *ctx, const struct whisper_message_t *meta);
+int wh_history_incoming_put(whisper_ctx *ctx, const struct whisper_message_t *meta,
+                            const char *sender, uint32_t device_id, const uint8_t *pt,
+                            size_t pt_len);
+/* The recipient devices of an outgoing message (its own transaction): adds
+ * the devices it does not list yet (PENDING, or SENT once the server took
+ * it), and with `exact` drops the ones not in `devs`. WHISPER_ENOTFOUND if
+ * there is no such outgoing message. (The client engine learns the device
+ * lists only when it sends.) */
+int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                          const struct whisper_device_t *devs, size_t n, int exact);
+
 #endif

@@ -20,7 +20,16 @@
  *  - an incoming message is decrypted and stored in one transaction, and
  *    only then acknowledged to the server; a redelivered entry is
  *    recognised and acknowledged without a second event;
- *  - history is ordered by the server's sequence.
+ *  - history is ordered by the server's sequence;
+ *  - an entry from a sender whose identity key changed is not acknowledged
+ *    (WHISPER_EV_IDENTITY): it waits until the app trusts the key and
+ *    calls whisper_client_retry() (or the next login); an entry that can
+ *    never be decrypted (malformed, bad signature, no session or sender
+ *    key) raises WHISPER_EV_ERROR and is acknowledged, so that it does not
+ *    block the mailbox.
+ * Messages from this account's other devices are kept as outgoing
+ * messages (SENT), so that every device follows their status. Own devices
+ * are not recipients: nobody reports DELIVERED for them.
  * Sessions are started on demand from bundles fetched from the server;
  * when the server says a device list is stale the engine updates it and
  * encrypts again.
@@ -183,6 +192,12 @@ WHISPER_API void whisper_client_group_conversation(
  *  registers as soon as a device of the account approves it. */
 WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *code, size_t len);
 
+/** After the app trusted a changed identity (whisper_identity_trust()):
+ *  tries again what waited for it, the messages to that conversation and
+ *  the mailbox entries that raised WHISPER_EV_IDENTITY (those not kept in
+ *  memory come again on the next login anyway). */
+WHISPER_API int whisper_client_retry(whisper_client *c, uint64_t now_ms);
+
 /* --- events -------------------------------------------------------------- */
 
 typedef enum whisper_client_event_type {
@@ -190,10 +205,12 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_ONLINE = 2,      /* logged in; the mailbox is being resumed */
   WHISPER_EV_CAUGHT_UP = 3,   /* everything waiting in the mailbox has arrived */
   WHISPER_EV_MESSAGE = 4,     /* a message was stored in history (conversation, from, id, body) */
-  WHISPER_EV_STATUS = 5,      /* an outgoing message's status for one device (id, from = recipient, status) */
+  WHISPER_EV_STATUS = 5,      /* an outgoing message's status for one device (id, from = recipient, status);
+                               * SENT comes once per message, with from_device 0 */
   WHISPER_EV_TYPING = 6,      /* from, conversation, started */
   WHISPER_EV_PRESENCE = 7,    /* from (the account), online, last_seen_ms */
-  WHISPER_EV_IDENTITY = 8,    /* from/from_device's identity key changed: its messages wait until trusted */
+  WHISPER_EV_IDENTITY = 8,    /* from/from_device's identity key changed: its messages wait until trusted
+                               * (body: the new key when known; then whisper_client_retry()) */
   WHISPER_EV_GROUP = 9,       /* conversation (a group) membership changed */
   WHISPER_EV_ERROR = 10,      /* code (WHISPER_E*), server_code (sync.proto ERR_*), message */
   WHISPER_EV_LINK_CODE = 11   /* body: the code to show for whisper_client_link_approve() */

@@ -10,6 +10,7 @@
 #include "protocol/pb.h"
 #include "storage.pb-c.h"
 #include "whisper/group.h"
+#include "whisper/history.h"
 #include "wire.pb-c.h"
 
 #define SK_VERSION 3
@@ -476,7 +477,8 @@ static int state_seed(whisper_ctx *ctx, sk_state *s, uint32_t c, uint8_t seed[32
   return WHISPER_OK;
 }
 
-int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+/* Decrypts inside the caller's transaction; on failure the caller rolls back. */
+static int decrypt_in_txn(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                           const uint8_t *b, size_t len, whisper_buf **pt_out) {
   wh_addr k;
   sk_record r;
@@ -484,9 +486,6 @@ int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_
   whisper_buf *pt = NULL;
   Whisper__Wire__SenderKeyMessage *m = NULL;
   int rc;
-  if (ctx == NULL) return WHISPER_EINVAL;
-  if (pt_out == NULL || (b == NULL && len)) return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
-  *pt_out = NULL;
   memset(&r, 0, sizeof r);
   if (len < 1 + WH_SIG_LEN || !sk_version_ok(b[0]))
     return wh_fail(ctx, WHISPER_EINVALIDMSG, "SenderKeyMessage: too short or not version 3");
@@ -499,7 +498,6 @@ int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_
   }
   if ((rc = record_key(ctx, &k, sender, device_id, m->distribution_uuid.data)) != WHISPER_OK)
     goto done;
-  if ((rc = wh_begin(ctx)) != WHISPER_OK) goto done;
   rc = record_load(ctx, &k, &r);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no sender key from this sender");
   sk_state *s = NULL;
@@ -521,7 +519,6 @@ int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_
       rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "bad group ciphertext (length or padding)");
   }
   if (rc == WHISPER_OK) rc = record_store(ctx, &k, &r);
-  rc = wh_finish(ctx, rc);
 done:
   record_free(&r);
   wh_wipe(seed, sizeof seed);
@@ -533,7 +530,40 @@ done:
     return rc;
   }
   *pt_out = pt;
-  return wh_ok(ctx);
+  return WHISPER_OK;
+}
+
+int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+                          const uint8_t *b, size_t len, whisper_buf **pt_out) {
+  int rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (pt_out == NULL || (b == NULL && len)) return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  *pt_out = NULL;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = decrypt_in_txn(ctx, sender, device_id, b, len, pt_out);
+  return wh_finish_out(ctx, rc, pt_out);
+}
+
+int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+                                const uint8_t *body, size_t body_len,
+                                const whisper_message_t *meta, whisper_buf **plaintext_out) {
+  wh_addr probe;
+  whisper_buf *pt = NULL;
+  int rc;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (plaintext_out) *plaintext_out = NULL;
+  if (meta == NULL || (body == NULL && body_len))
+    return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  if ((rc = wh_addr_make(ctx, &probe, sender, device_id)) != WHISPER_OK) return rc;
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = wh_history_incoming_check(ctx, meta);
+  if (rc == WHISPER_OK) rc = decrypt_in_txn(ctx, sender, device_id, body, body_len, &pt);
+  if (rc == WHISPER_OK) rc = wh_history_incoming_put(ctx, meta, sender, device_id, pt->data, pt->len);
+  rc = wh_finish_out(ctx, rc, &pt);
+  if (rc != WHISPER_OK) return rc;
+  if (plaintext_out) *plaintext_out = pt;
+  else whisper_buf_free(pt);
+  return WHISPER_OK;
 }
 
 /* --- distribution through 1:1 sessions ------------------------------------------------ */

@@ -618,3 +618,98 @@ void whisper_page_free(whisper_page *p) {
   free(p->msgs);
   free(p);
 }
+
+/* --- for group decrypt-and-store and the client engine (internal.h) ---------------------- */
+
+int wh_history_incoming_check(whisper_ctx *ctx, const whisper_message_t *meta) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  whisper_buf *seen = NULL;
+  int rc = need_scan(ctx);
+  if (rc == WHISPER_OK) rc = check_message(ctx, meta);
+  if (rc == WHISPER_OK) rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
+  if (rc != WHISPER_OK) return rc;
+  history_key(hkey, &t, meta->sort_key);
+  rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &seen);
+  whisper_buf_free(seen);
+  if (rc == WHISPER_OK)
+    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
+  return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
+}
+
+int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, const char *sender,
+                            uint32_t device_id, const uint8_t *pt, size_t pt_len) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+  entry_from(&e, meta, pt, pt_len);
+  e.sender = (char *)sender;
+  e.has_sender_device = 1;
+  e.sender_device = device_id;
+  return entry_store(ctx, &t, &e, hkey);
+}
+
+int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                          const whisper_device_t *devs, size_t n, int exact) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = check_ref(ctx, conv, id, id_len);
+  if (rc != WHISPER_OK) return rc;
+  if ((devs == NULL && n) || n > 100000) return wh_fail(ctx, WHISPER_EINVAL, "bad recipient list");
+  for (size_t i = 0; i < n; i++) {
+    wh_addr a;
+    if ((rc = wh_addr_make(ctx, &a, devs[i].name, devs[i].device_id)) != WHISPER_OK) return rc;
+  }
+  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
+  rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
+  if (rc == WHISPER_OK && e->sender != NULL)
+    rc = wh_fail(ctx, WHISPER_EINVAL, "not an outgoing message");
+  size_t cap = (e ? e->n_statuses : 0) + n, m = 0, fresh = 0;
+  Whisper__Store__DeliveryStatus **keep = NULL, *add = NULL;
+  if (rc == WHISPER_OK && ((keep = calloc(cap ? cap : 1, sizeof *keep)) == NULL ||
+                           (add = calloc(n ? n : 1, sizeof *add)) == NULL))
+    rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  int changed = 0;
+  for (size_t i = 0; rc == WHISPER_OK && i < e->n_statuses; i++) {
+    Whisper__Store__DeliveryStatus *d = e->statuses[i];
+    int listed = !exact;
+    for (size_t j = 0; !listed && j < n; j++)
+      listed = strcmp(devs[j].name, d->name) == 0 && devs[j].device_id == d->device;
+    if (listed) keep[m++] = d;
+    else changed = 1;
+  }
+  for (size_t j = 0; rc == WHISPER_OK && j < n; j++) {
+    int have = 0;
+    for (size_t i = 0; !have && i < e->n_statuses; i++)
+      have = strcmp(devs[j].name, e->statuses[i]->name) == 0 && devs[j].device_id == e->statuses[i]->device;
+    for (size_t i = 0; !have && i < fresh; i++)
+      have = strcmp(devs[j].name, add[i].name) == 0 && devs[j].device_id == add[i].device;
+    if (have) continue;
+    Whisper__Store__DeliveryStatus *d = &add[fresh++];
+    whisper__store__delivery_status__init(d);
+    d->name = (char *)devs[j].name;
+    d->has_device = d->has_status = 1;
+    d->device = devs[j].device_id;
+    d->status = e->outbox_seq ? WHISPER_STATUS_PENDING : WHISPER_STATUS_SENT;
+    keep[m++] = d;
+    changed = 1;
+  }
+  if (rc == WHISPER_OK && changed) {
+    Whisper__Store__DeliveryStatus **old = e->statuses;
+    size_t n_old = e->n_statuses;
+    e->statuses = keep;
+    e->n_statuses = m;
+    rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+    e->statuses = old;
+    e->n_statuses = n_old;
+  }
+  free(keep);
+  free(add);
+  if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}

@@ -1,0 +1,584 @@
+/*
+ * The client engine: the handle, the connection's lifecycle with its
+ * backoff, frames in and out, requests and their timeouts, pings, and
+ * events. The protocol's pieces are in login.c, outbox.c, inbox.c and
+ * ops.c (sync_internal.h lists them).
+ */
+#include <stdio.h>
+
+#include "sync/sync_internal.h"
+
+/* --- small helpers ------------------------------------------------------------------ */
+
+char *sy_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* An account name as the protocol allows: 1..64 bytes of [a-z0-9._-]. */
+int sy_valid_account(const char *s) {
+  if (s == NULL) return 0;
+  size_t n = strlen(s);
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char ch = s[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+          ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+int sy_name_has(const sy_name *l, const char *name) {
+  for (; l; l = l->next)
+    if (strcmp(l->name, name) == 0) return 1;
+  return 0;
+}
+
+int sy_name_add(sy_name **l, const char *name) {
+  if (sy_name_has(*l, name)) return WHISPER_OK;
+  sy_name *n = calloc(1, sizeof *n);
+  if (n == NULL || (n->name = sy_strdup(name)) == NULL) {
+    free(n);
+    return WHISPER_ENOMEM;
+  }
+  n->next = *l;
+  *l = n;
+  return WHISPER_OK;
+}
+
+void sy_name_del(sy_name **l, const char *name) {
+  for (sy_name **p = l; *p; p = &(*p)->next)
+    if (strcmp((*p)->name, name) == 0) {
+      sy_name *d = *p;
+      *p = d->next;
+      free(d->name);
+      free(d);
+      return;
+    }
+}
+
+void sy_names_free(sy_name **l) {
+  while (*l) {
+    sy_name *d = *l;
+    *l = d->next;
+    free(d->name);
+    free(d);
+  }
+}
+
+void whisper_client_group_conversation(char out[WHISPER_GROUP_CONVERSATION_LEN + 1],
+                                       const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+  static const char hex[] = "0123456789abcdef";
+  if (out == NULL) return;
+  out[0] = '#';
+  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
+    out[1 + 2 * i] = hex[gid[i] >> 4];
+    out[2 + 2 * i] = hex[gid[i] & 15];
+  }
+  out[WHISPER_GROUP_CONVERSATION_LEN] = '\0';
+}
+
+int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+  if (conv == NULL || conv[0] != '#' || strlen(conv) != WHISPER_GROUP_CONVERSATION_LEN) return 0;
+  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
+    int v = 0;
+    for (int k = 0; k < 2; k++) {
+      char ch = conv[1 + 2 * i + k];
+      int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+      if (d < 0) return 0;
+      v = v << 4 | d;
+    }
+    gid[i] = (uint8_t)v;
+  }
+  return 1;
+}
+
+int sy_fail(whisper_client *c, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->ctx->last_error, sizeof c->ctx->last_error, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+/* --- events ----------------------------------------------------------------------------- */
+
+sy_event *sy_event_new(whisper_client *c, int type) {
+  (void)c;
+  sy_event *e = calloc(1, sizeof *e);
+  if (e) e->ev.type = type;
+  return e;
+}
+
+static int dup_into(char **dst, const char *s) {
+  if (s == NULL) return 0;
+  return (*dst = sy_strdup(s)) == NULL ? -1 : 0;
+}
+
+int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
+                 size_t id_len, const uint8_t *body, size_t body_len) {
+  if (dup_into(&e->conversation, conversation) || dup_into(&e->from, from)) return WHISPER_ENOMEM;
+  if (id && id_len) {
+    if ((e->id = malloc(id_len)) == NULL) return WHISPER_ENOMEM;
+    memcpy(e->id, id, id_len);
+    e->ev.id_len = id_len;
+  }
+  if (body) {
+    if ((e->body = malloc(body_len ? body_len : 1)) == NULL) return WHISPER_ENOMEM;
+    if (body_len) memcpy(e->body, body, body_len);
+    e->body_len = body_len;
+  }
+  return WHISPER_OK;
+}
+
+void sy_event_free(sy_event *e) {
+  if (e == NULL) return;
+  free(e->conversation);
+  free(e->from);
+  free(e->message);
+  free(e->id);
+  if (e->body) {
+    wh_wipe(e->body, e->body_len);
+    free(e->body);
+  }
+  free(e);
+}
+
+void sy_event_push(whisper_client *c, sy_event *e) {
+  if (e == NULL) return;
+  e->next = NULL;
+  if (c->ev_tail) c->ev_tail->next = e;
+  else c->ev_head = e;
+  c->ev_tail = e;
+}
+
+void sy_error_event(whisper_client *c, int code, int server_code, const char *message) {
+  sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
+  if (e == NULL) return;
+  e->ev.code = code;
+  e->ev.server_code = server_code;
+  if (message && (e->message = sy_strdup(message)) == NULL) {
+    sy_event_free(e);
+    return;
+  }
+  sy_event_push(c, e);
+}
+
+int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
+  if (c == NULL || out == NULL) return 0;
+  sy_event_free(c->ev_cur);
+  c->ev_cur = NULL;
+  sy_event *e = c->ev_head;
+  if (e == NULL) return 0;
+  c->ev_head = e->next;
+  if (c->ev_head == NULL) c->ev_tail = NULL;
+  c->ev_cur = e;
+  *out = e->ev;
+  out->conversation = e->conversation;
+  out->from = e->from;
+  out->id = e->id;
+  out->id_len = e->id ? e->ev.id_len : 0;
+  out->body = e->body;
+  out->body_len = e->body_len;
+  out->message = e->message;
+  return 1;
+}
+
+/* --- frames out --------------------------------------------------------------------------- */
+
+int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out) {
+  sy_req *r = NULL;
+  if (req_out) *req_out = NULL;
+  f->has_version = 1;
+  f->version = SY_PROTOCOL;
+  if (kind) {
+    if ((r = calloc(1, sizeof *r)) == NULL) return WHISPER_ENOMEM;
+    r->id = ++c->next_id;
+    r->kind = kind;
+    r->deadline = timeout ? c->now + c->cfg.request_timeout_ms : 0;
+    f->has_id = 1;
+    f->id = r->id;
+  }
+  sy_out *o = calloc(1, sizeof *o);
+  size_t n = whisper__sync__frame__get_packed_size(f);
+  if (o == NULL || (o->frame = whisper_buf_new(NULL, n)) == NULL) {
+    free(o);
+    free(r);
+    return WHISPER_ENOMEM;
+  }
+  whisper__sync__frame__pack(f, o->frame->data);
+  if (c->out_tail) c->out_tail->next = o;
+  else c->out_head = o;
+  c->out_tail = o;
+  if (r) {
+    r->next = c->reqs;
+    c->reqs = r;
+  }
+  if (req_out) *req_out = r;
+  return WHISPER_OK;
+}
+
+static void req_free(sy_req *r) {
+  for (size_t i = 0; i < r->n_devs; i++) free(r->devs[i].account);
+  free(r->devs);
+  free(r);
+}
+
+static sy_req *req_take(whisper_client *c, uint64_t id) {
+  for (sy_req **p = &c->reqs; *p; p = &(*p)->next)
+    if ((*p)->id == id) {
+      sy_req *r = *p;
+      *p = r->next;
+      return r;
+    }
+  return NULL;
+}
+
+static void connection_reset(whisper_client *c) {
+  while (c->out_head) {
+    sy_out *o = c->out_head;
+    c->out_head = o->next;
+    whisper_buf_free(o->frame);
+    free(o);
+  }
+  c->out_tail = NULL;
+  while (c->reqs) {
+    sy_req *r = c->reqs;
+    c->reqs = r->next;
+    req_free(r);
+  }
+  c->connected = c->logged_in = c->close_wanted = 0;
+  c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
+  c->register_exists = 0;
+  c->nonce_len = 0;
+  c->acked = 0;
+  c->upload_inflight = c->ping_inflight = 0;
+  c->send_wait = 0;
+  c->send_retry_at = 0;
+  sy_jobs_free(c);
+  sy_names_free(&c->refreshed);
+  sy_held_free(c);
+  for (size_t i = 0; i < c->n_ops; i++) c->ops[i].inflight = 0;
+  for (sy_approve *a = c->approvals; a; a = a->next) a->inflight = 0;
+  /* typing indicators from others end with the connection */
+  for (sy_typing *t = c->typing_in; t; t = t->next) t->at = 0;
+  sy_typing_tick(c);
+}
+
+/* --- the handle ------------------------------------------------------------------------------ */
+
+int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_client_config_t *cfg) {
+  static const whisper_client_config_t defaults = WHISPER_CLIENT_CONFIG_INIT;
+  if (out == NULL) return WHISPER_EINVAL;
+  *out = NULL;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  if (cfg == NULL) cfg = &defaults;
+  if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
+      cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
+      cfg->request_timeout_ms == 0)
+    return wh_fail(ctx, WHISPER_EINVAL, "bad client configuration");
+  if (ctx->store->ops.version < 2 || ctx->store->ops.scan == NULL)
+    return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
+  int rc = wh_local_identity(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if (!sy_valid_account(ctx->name) || ctx->device_id == 0 || ctx->device_id > INT32_MAX)
+    return wh_fail(ctx, WHISPER_ESTATE,
+                   "the identity's name is not an account name (1-64 of [a-z0-9._-]) or its device id is out of range");
+  whisper_client *c = calloc(1, sizeof *c);
+  if (c == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  c->ctx = ctx;
+  c->cfg = defaults;
+  memcpy(&c->cfg, cfg, sizeof c->cfg); /* version 1 is the whole struct */
+  strcpy(c->account, ctx->name);
+  c->device_id = ctx->device_id;
+  sy_join_init(c);
+  rc = sy_state_load(c);
+  if (rc == WHISPER_OK) rc = sy_ops_load(c);
+  if (rc != WHISPER_OK) {
+    whisper_client_free(c);
+    return rc;
+  }
+  c->link_mode = !c->registered && c->device_id != 1;
+  *out = c;
+  return wh_ok(ctx);
+}
+
+void whisper_client_free(whisper_client *c) {
+  if (c == NULL) return;
+  connection_reset(c);
+  while (c->ev_head) {
+    sy_event *e = c->ev_head;
+    c->ev_head = e->next;
+    sy_event_free(e);
+  }
+  sy_event_free(c->ev_cur);
+  sy_names_free(&c->blocked);
+  sy_ops_free(c);
+  sy_typing_free(c);
+  for (size_t i = 0; i < c->n_subs; i++) free(c->subs[i]);
+  free(c->subs);
+  while (c->approvals) {
+    sy_approve *a = c->approvals;
+    c->approvals = a->next;
+    wh_wipe(a, sizeof *a);
+    free(a);
+  }
+  free(c->held);
+  wh_wipe(c->nonce, sizeof c->nonce);
+  free(c);
+}
+
+/* --- the connection ---------------------------------------------------------------------------- */
+
+int whisper_client_want_connect(const whisper_client *c, uint64_t now_ms) {
+  return c && !c->connected && now_ms >= c->next_connect_at;
+}
+
+int whisper_client_connected(whisper_client *c, uint64_t now_ms) {
+  if (c == NULL) return WHISPER_EINVAL;
+  connection_reset(c);
+  c->now = now_ms;
+  c->connected = 1;
+  c->last_rx = now_ms;
+  sy_login_start(c);
+  return WHISPER_OK;
+}
+
+void whisper_client_disconnected(whisper_client *c, uint64_t now_ms) {
+  if (c == NULL) return;
+  c->now = now_ms;
+  int was = c->connected;
+  connection_reset(c);
+  if (!was) return;
+  /* exponential backoff with jitter: a delay in [d/2, d] */
+  unsigned shift = c->attempts < 30 ? c->attempts : 30;
+  uint64_t d = c->cfg.backoff_min_ms;
+  for (unsigned i = 0; i < shift && d < c->cfg.backoff_max_ms; i++) d *= 2;
+  if (d > c->cfg.backoff_max_ms) d = c->cfg.backoff_max_ms;
+  uint8_t r[8] = {0};
+  uint64_t rnd = 0;
+  if (wh_random(&c->ctx->rng, r, sizeof r) == 0)
+    for (int i = 0; i < 8; i++) rnd = rnd << 8 | r[i];
+  uint64_t half = d / 2;
+  c->next_connect_at = now_ms + half + (half ? rnd % (d - half + 1) : 0);
+  c->attempts++;
+}
+
+int whisper_client_want_close(const whisper_client *c) { return c && c->close_wanted; }
+
+int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
+  if (c == NULL || out == NULL) return 0;
+  *out = NULL;
+  if (!c->connected) return 0;
+  sy_ack_flush(c);
+  sy_out *o = c->out_head;
+  if (o == NULL) return 0;
+  c->out_head = o->next;
+  if (c->out_head == NULL) c->out_tail = NULL;
+  *out = o->frame;
+  free(o);
+  return 1;
+}
+
+/* An answer whose body is not what the request expects. */
+static void unexpected(whisper_client *c, sy_req *r) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "unexpected answer to request %llu", (unsigned long long)r->id);
+  sy_error_event(c, WHISPER_EINVALIDMSG, 0, msg);
+  c->close_wanted = 1;
+}
+
+static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
+  int is_ok = f->body_case == WHISPER__SYNC__FRAME__BODY_OK;
+  if (is_ok) sy_prekeys_check(c, f->ok);
+  switch (r->kind) {
+    case RQ_REGISTER:
+    case RQ_HELLO:
+    case RQ_AUTH:
+    case RQ_UPLOAD:
+    case RQ_LINK_REQUEST:
+      sy_login_answer(c, r, f);
+      break;
+    case RQ_LIST:
+    case RQ_FETCH:
+    case RQ_SEND:
+    case RQ_SKDM:
+      sy_send_answer(c, r, f);
+      break;
+    case RQ_OP:
+      sy_op_answer(c, r, f);
+      break;
+    case RQ_PING:
+      c->ping_inflight = 0;
+      if (f->body_case != WHISPER__SYNC__FRAME__BODY_PONG &&
+          f->body_case != WHISPER__SYNC__FRAME__BODY_ERROR)
+        unexpected(c, r);
+      break;
+    case RQ_LINK_APPROVE:
+      for (sy_approve **p = &c->approvals; *p; p = &(*p)->next)
+        if ((*p)->inflight == r->id) {
+          sy_approve *a = *p;
+          *p = a->next;
+          wh_wipe(a, sizeof *a);
+          free(a);
+          break;
+        }
+      goto report;
+    default:
+    report:
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
+        const Whisper__Sync__Error *e = f->error;
+        sy_error_event(c, WHISPER_EINVAL, (int)e->code, e->message ? e->message : "request refused");
+      }
+      break;
+  }
+}
+
+/* Checks what the handlers rely on, so that a frame refused here changes
+ * nothing. */
+static int frame_ok(const Whisper__Sync__Frame *f) {
+  if (!f->has_version || f->version != SY_PROTOCOL) return 0;
+  switch (f->body_case) {
+    case WHISPER__SYNC__FRAME__BODY_CHALLENGE:
+      return f->challenge->has_nonce && f->challenge->nonce.len >= 16 &&
+             f->challenge->nonce.len <= 64;
+    case WHISPER__SYNC__FRAME__BODY_DELIVER:
+      return f->deliver->has_seq && f->deliver->seq > 0 && f->deliver->has_kind;
+    case WHISPER__SYNC__FRAME__BODY_ERROR:
+      return f->error->has_code;
+    case WHISPER__SYNC__FRAME__BODY_SENT:
+      return f->sent->has_server_seq;
+    case WHISPER__SYNC__FRAME__BODY_STALE:
+      return sy_valid_account(f->stale->account);
+    case WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE:
+      return sy_valid_account(f->typing_notice->from) &&
+             (!f->typing_notice->has_group_id ||
+              f->typing_notice->group_id.len == WHISPER_GROUP_ID_LEN);
+    case WHISPER__SYNC__FRAME__BODY_PRESENCE:
+      return sy_valid_account(f->presence->account);
+    case WHISPER__SYNC__FRAME__BODY_LINK_CODE:
+      return f->link_code->has_link_code && f->link_code->link_code.len > 0 &&
+             f->link_code->link_code.len <= 64;
+    case WHISPER__SYNC__FRAME__BODY__NOT_SET:
+      return 0;
+    default:
+      return 1;
+  }
+}
+
+int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, uint64_t now_ms) {
+  if (c == NULL || (frame == NULL && len)) return WHISPER_EINVAL;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, len, frame);
+  if (f == NULL || !frame_ok(f)) {
+    if (f) whisper__sync__frame__free_unpacked(f, &wh_pb_alloc);
+    return sy_fail(c, WHISPER_EINVALIDMSG, "a frame that is not a sync.proto frame");
+  }
+  int rc = WHISPER_OK;
+  c->now = now_ms;
+  if (!c->connected) goto done;
+  c->last_rx = now_ms;
+  if (f->has_id && f->id != 0) {
+    sy_req *r = req_take(c, f->id);
+    if (r) {
+      answer(c, r, f);
+      req_free(r);
+    }
+    goto done;
+  }
+  switch (f->body_case) {
+    case WHISPER__SYNC__FRAME__BODY_CHALLENGE:
+      sy_login_on_challenge(c, f->challenge);
+      break;
+    case WHISPER__SYNC__FRAME__BODY_DELIVER:
+      if (c->logged_in) rc = sy_deliver(c, f->deliver, 0);
+      break;
+    case WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY:
+      if (c->logged_in) {
+        sy_event *e = sy_event_new(c, WHISPER_EV_CAUGHT_UP);
+        if (e) e->ev.server_seq = f->queue_empty->last_seq;
+        sy_event_push(c, e);
+      }
+      break;
+    case WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE:
+      sy_typing_in_notice(c, f->typing_notice);
+      break;
+    case WHISPER__SYNC__FRAME__BODY_PRESENCE: {
+      sy_event *e = sy_event_new(c, WHISPER_EV_PRESENCE);
+      if (e && sy_event_set(e, NULL, f->presence->account, NULL, 0, NULL, 0) == WHISPER_OK) {
+        e->ev.online = f->presence->online;
+        e->ev.last_seen_ms = f->presence->last_seen_ms;
+        sy_event_push(c, e);
+      } else {
+        sy_event_free(e);
+      }
+      break;
+    }
+    case WHISPER__SYNC__FRAME__BODY_ERROR:
+      sy_error_event(c, WHISPER_EINVAL, (int)f->error->code,
+                     f->error->message ? f->error->message : "error from the server");
+      break;
+    default:
+      break; /* pushes this engine does not use */
+  }
+done:
+  whisper__sync__frame__free_unpacked(f, &wh_pb_alloc);
+  sy_pump(c);
+  return rc;
+}
+
+/* --- timers ---------------------------------------------------------------------------------- */
+
+uint64_t whisper_client_next_deadline(const whisper_client *c) {
+  if (c == NULL) return UINT64_MAX;
+  uint64_t d = UINT64_MAX;
+  if (!c->connected) return c->next_connect_at;
+  for (const sy_req *r = c->reqs; r; r = r->next)
+    if (r->deadline && r->deadline < d) d = r->deadline;
+  if (!c->ping_inflight && c->cfg.ping_ms && c->last_rx + c->cfg.ping_ms < d)
+    d = c->last_rx + c->cfg.ping_ms;
+  if (c->send_retry_at && c->send_retry_at < d) d = c->send_retry_at;
+  uint64_t t = sy_typing_deadline(c);
+  if (t < d) d = t;
+  return d;
+}
+
+void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
+  if (c == NULL) return;
+  c->now = now_ms;
+  sy_typing_tick(c);
+  if (!c->connected || c->close_wanted) return;
+  for (const sy_req *r = c->reqs; r; r = r->next)
+    if (r->deadline && r->deadline <= now_ms) {
+      sy_error_event(c, WHISPER_ESTATE, 0, "the server did not answer in time");
+      c->close_wanted = 1;
+      return;
+    }
+  if (!c->ping_inflight && c->cfg.ping_ms && now_ms >= c->last_rx + c->cfg.ping_ms) {
+    Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+    Whisper__Sync__Ping p = WHISPER__SYNC__PING__INIT;
+    p.has_nonce = 1;
+    p.nonce = now_ms;
+    f.body_case = WHISPER__SYNC__FRAME__BODY_PING;
+    f.ping = &p;
+    if (sy_queue(c, &f, RQ_PING, 1, NULL) == WHISPER_OK) c->ping_inflight = 1;
+  }
+  if (c->send_retry_at && now_ms >= c->send_retry_at) {
+    c->send_retry_at = 0;
+    sy_ops_flush(c);
+  }
+  sy_pump(c);
+}
+
+/* --- held messages ------------------------------------------------------------------------------ */
+
+int whisper_client_retry(whisper_client *c, uint64_t now_ms) {
+  if (c == NULL) return WHISPER_EINVAL;
+  c->now = now_ms;
+  sy_names_free(&c->blocked);
+  sy_retry_held(c);
+  sy_pump(c);
+  return WHISPER_OK;
+}

@@ -1,0 +1,569 @@
+/*
+ * What the app does: send, read receipts, typing, presence, group
+ * operations and link approval. Messages, receipts and group operations
+ * are stored before the call returns and go out when a connection is up;
+ * typing, presence subscriptions and link approvals are only kept in
+ * memory (they mean nothing after a restart).
+ */
+#include "sync/sync_internal.h"
+
+/* --- sending ----------------------------------------------------------------------------------- */
+
+static int add_recipients(whisper_client *c, whisper_device_t **devs, size_t *n, char ***names,
+                          size_t *n_names, const char *account, uint32_t skip) {
+  sy_devlist l;
+  int rc = sy_devs_load(c, account, &l);
+  if (rc != WHISPER_OK) return rc;
+  char **nn = realloc(*names, (*n_names + 1) * sizeof *nn);
+  if (nn) *names = nn;
+  whisper_device_t *nd = nn ? realloc(*devs, (*n + l.n + 1) * sizeof *nd) : NULL;
+  if (nd) *devs = nd;
+  char *name = nd ? sy_strdup(account) : NULL;
+  if (name == NULL) {
+    sy_devs_free(&l);
+    return WHISPER_ENOMEM;
+  }
+  (*names)[(*n_names)++] = name;
+  for (size_t i = 0; i < l.n; i++)
+    if (l.d[i].id != skip) (*devs)[(*n)++] = (whisper_device_t){name, l.d[i].id};
+  sy_devs_free(&l);
+  return WHISPER_OK;
+}
+
+/* Stores the message (history, outbox, its conversation) in one
+ * transaction, with the recipient devices known now. */
+static int enqueue(whisper_client *c, const char *conv, const char *const *accounts, size_t na,
+                   const uint8_t *body, size_t len, uint64_t now_ms, uint8_t id_out[16]) {
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  whisper_device_t *devs = NULL;
+  char **names = NULL;
+  size_t n = 0, n_names = 0;
+  c->now = now_ms;
+  if (wh_random(&c->ctx->rng, id, sizeof id) != 0)
+    return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
+  int rc = sy_txn_begin(c);
+  for (size_t i = 0; rc == WHISPER_OK && i < na; i++)
+    rc = add_recipients(c, &devs, &n, &names, &n_names, accounts[i],
+                        strcmp(accounts[i], c->account) == 0 ? c->device_id : 0);
+  if (rc == WHISPER_OK) {
+    /* until the server's sequence is known, after everything it ordered */
+    whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id,
+                           .sort_key = (1ULL << 63) | now_ms, .timestamp_ms = now_ms,
+                           .body = body, .body_len = len};
+    rc = whisper_history_add_outgoing(c->ctx, &m, devs, n);
+  }
+  if (rc == WHISPER_OK) rc = sy_outref_put(c, id, conv);
+  rc = sy_txn_end(c, rc);
+  for (size_t i = 0; i < n_names; i++) free(names[i]);
+  free(names);
+  free(devs);
+  if (rc != WHISPER_OK) return rc;
+  memcpy(id_out, id, sizeof id);
+  if (c->logged_in) {
+    if (sy_job_add(c, conv, id, body, len) != WHISPER_OK) c->outbox_more = 1;
+    sy_pump(c);
+  }
+  return wh_ok(c->ctx);
+}
+
+int whisper_client_send(whisper_client *c, const char *to, const uint8_t *body, size_t body_len,
+                        uint64_t now_ms, uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if (!sy_valid_account(to) || strcmp(to, c->account) == 0 || (body == NULL && body_len) ||
+      id_out == NULL)
+    return sy_fail(c, WHISPER_EINVAL,
+                   "send needs another account's name (1-64 of [a-z0-9._-]), a body and id_out");
+  /* own devices get copies but are not recipients: nobody sends DELIVERED for them */
+  const char *accounts[1] = {to};
+  return enqueue(c, to, accounts, 1, body, body_len, now_ms, id_out);
+}
+
+int whisper_client_send_group(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                              const uint8_t *body, size_t body_len, uint64_t now_ms,
+                              uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
+  char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+  sy_group g;
+  if (c == NULL) return WHISPER_EINVAL;
+  if (group_id == NULL || (body == NULL && body_len) || id_out == NULL)
+    return sy_fail(c, WHISPER_EINVAL, "send_group needs a group id, a body and id_out");
+  int rc = wh_begin(c->ctx);
+  if (rc != WHISPER_OK) return rc;
+  rc = wh_finish(c->ctx, sy_group_load(c, group_id, &g));
+  if (rc != WHISPER_OK) return rc;
+  if (!g.known || g.left || !sy_group_is_member(&g, c->account)) {
+    sy_group_free(&g);
+    return sy_fail(c, WHISPER_ESTATE, "this account is not a member of that group");
+  }
+  whisper_client_group_conversation(conv, group_id);
+  const char **accounts = calloc(g.n_members + 1, sizeof *accounts);
+  if (accounts == NULL) {
+    sy_group_free(&g);
+    return WHISPER_ENOMEM;
+  }
+  size_t na = 0;
+  for (size_t i = 0; i < g.n_members; i++)
+    if (strcmp(g.members[i], c->account) != 0) accounts[na++] = g.members[i];
+  rc = enqueue(c, conv, accounts, na, body, body_len, now_ms, id_out);
+  free(accounts);
+  sy_group_free(&g);
+  return rc;
+}
+
+/* --- pending receipts and group operations ------------------------------------------------------- */
+
+static int ops_store(whisper_client *c) {
+  int rc = wh_begin(c->ctx);
+  if (rc != WHISPER_OK) return rc;
+  return wh_finish(c->ctx, sy_ops_save(c));
+}
+
+static sy_op *op_new(whisper_client *c) {
+  if (c->n_ops >= SY_MAX_OPS) return NULL;
+  sy_op *n = realloc(c->ops, (c->n_ops + 1) * sizeof *n);
+  if (n == NULL) return NULL;
+  c->ops = n;
+  memset(&c->ops[c->n_ops], 0, sizeof c->ops[c->n_ops]);
+  return &c->ops[c->n_ops++];
+}
+
+static void op_drop(whisper_client *c, size_t i) {
+  sy_op *o = &c->ops[i];
+  free(o->to);
+  free(o->ids);
+  for (size_t k = 0; k < o->n_members; k++) free(o->members[k]);
+  free(o->members);
+  memmove(&c->ops[i], &c->ops[i + 1], (c->n_ops - i - 1) * sizeof *c->ops);
+  c->n_ops--;
+}
+
+void sy_ops_flush(whisper_client *c) {
+  if (!c->logged_in || c->close_wanted) return;
+  for (size_t i = 0; i < c->n_ops; i++) {
+    sy_op *o = &c->ops[i];
+    if (o->inflight) continue;
+    Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+    Whisper__Sync__Receipt r = WHISPER__SYNC__RECEIPT__INIT;
+    Whisper__Sync__GroupOp g = WHISPER__SYNC__GROUP_OP__INIT;
+    ProtobufCBinaryData *ids = NULL;
+    if (o->kind == OP_RECEIPT) {
+      if ((ids = calloc(o->n_ids ? o->n_ids : 1, sizeof *ids)) == NULL) return;
+      for (size_t k = 0; k < o->n_ids; k++) ids[k] = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, o->ids[k]};
+      r.to = o->to;
+      r.has_status = 1;
+      r.status = o->code;
+      r.n_client_ids = o->n_ids;
+      r.client_ids = ids;
+      if (o->has_group) {
+        r.has_group_id = 1;
+        r.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
+      }
+      f.body_case = WHISPER__SYNC__FRAME__BODY_RECEIPT;
+      f.receipt = &r;
+    } else {
+      g.has_op = g.has_group_id = 1;
+      g.op = (Whisper__Sync__GroupOp__Op)o->code;
+      g.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
+      g.n_members = o->n_members;
+      g.members = o->members;
+      f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
+      f.group = &g;
+    }
+    sy_req *rq;
+    int rc = sy_queue(c, &f, RQ_OP, 1, &rq);
+    free(ids);
+    if (rc != WHISPER_OK) return;
+    o->inflight = rq->id;
+  }
+}
+
+void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
+  size_t i = 0;
+  while (i < c->n_ops && c->ops[i].inflight != r->id) i++;
+  if (i == c->n_ops) return;
+  uint32_t code = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error->code : 0;
+  /* a CREATE sent again after a lost answer finds its group */
+  if (code == SY_ERR_EXISTS && c->ops[i].kind == OP_GROUP &&
+      c->ops[i].code == WHISPER__SYNC__GROUP_OP__OP__CREATE)
+    code = 0;
+  if (code) {
+    if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
+      c->ops[i].inflight = 0;
+      uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+      if (!c->send_retry_at) c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
+      return;
+    }
+    sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
+    if (e) {
+      char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+      if (c->ops[i].has_group) whisper_client_group_conversation(conv, c->ops[i].group_id);
+      e->ev.code = WHISPER_EINVAL;
+      e->ev.server_code = (int)code;
+      e->message = sy_strdup(f->error->message ? f->error->message
+                                               : c->ops[i].kind == OP_GROUP ? "group operation refused"
+                                                                            : "receipt refused");
+      if (sy_event_set(e, c->ops[i].has_group ? conv : c->ops[i].to, NULL, NULL, 0, NULL, 0) != WHISPER_OK) {
+        sy_event_free(e);
+        e = NULL;
+      }
+      sy_event_push(c, e);
+    }
+  }
+  /* answered (Ok, GroupInfo, or refused for good): done */
+  op_drop(c, i);
+  int rc = ops_store(c);
+  if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending operations");
+}
+
+int whisper_client_mark_read(whisper_client *c, const char *conversation, const char *sender,
+                             const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n,
+                             uint64_t now_ms) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN];
+  if (c == NULL) return WHISPER_EINVAL;
+  c->now = now_ms;
+  int group = sy_group_id_of(conversation, gid);
+  if ((!group && !sy_valid_account(conversation)) || !sy_valid_account(sender) ||
+      (ids == NULL && n) || n > 100000)
+    return sy_fail(c, WHISPER_EINVAL, "mark_read needs a conversation, a sender and ids");
+  if (!c->cfg.read_receipts || n == 0 || strcmp(sender, c->account) == 0) return wh_ok(c->ctx);
+  /* the batch for this sender and conversation that is not out yet */
+  sy_op *o = NULL;
+  for (size_t i = 0; i < c->n_ops && o == NULL; i++) {
+    sy_op *p = &c->ops[i];
+    if (p->kind == OP_RECEIPT && !p->inflight && p->code == WHISPER_STATUS_READ &&
+        strcmp(p->to, sender) == 0 && p->has_group == group &&
+        (!group || memcmp(p->group_id, gid, sizeof gid) == 0) && p->n_ids + n <= 1000)
+      o = p;
+  }
+  int fresh = o == NULL;
+  if (fresh) {
+    if ((o = op_new(c)) == NULL) return sy_fail(c, WHISPER_ENOMEM, "too many pending receipts");
+    o->kind = OP_RECEIPT;
+    o->code = WHISPER_STATUS_READ;
+    o->has_group = group;
+    if (group) memcpy(o->group_id, gid, sizeof gid);
+    if ((o->to = sy_strdup(sender)) == NULL) {
+      op_drop(c, c->n_ops - 1);
+      return WHISPER_ENOMEM;
+    }
+  }
+  size_t before = o->n_ids;
+  uint8_t(*nids)[WHISPER_CLIENT_ID_LEN] = realloc(o->ids, (o->n_ids + n) * sizeof *nids);
+  if (nids == NULL) {
+    if (fresh) op_drop(c, c->n_ops - 1);
+    return WHISPER_ENOMEM;
+  }
+  o->ids = nids;
+  for (size_t i = 0; i < n; i++) {
+    int dup = 0;
+    for (size_t k = 0; k < o->n_ids && !dup; k++) dup = memcmp(o->ids[k], ids[i], WHISPER_CLIENT_ID_LEN) == 0;
+    if (!dup) memcpy(o->ids[o->n_ids++], ids[i], WHISPER_CLIENT_ID_LEN);
+  }
+  int rc = ops_store(c);
+  if (rc != WHISPER_OK) {
+    if (fresh) op_drop(c, (size_t)(o - c->ops));
+    else o->n_ids = before;
+    return rc;
+  }
+  sy_ops_flush(c);
+  return wh_ok(c->ctx);
+}
+
+static int group_op(whisper_client *c, int op, const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                    const char *const *members, size_t n) {
+  sy_op *o = op_new(c);
+  if (o == NULL) return sy_fail(c, WHISPER_ENOMEM, "too many pending operations");
+  o->kind = OP_GROUP;
+  o->code = (uint32_t)op;
+  o->has_group = 1;
+  memcpy(o->group_id, gid, WHISPER_GROUP_ID_LEN);
+  o->members = calloc(n ? n : 1, sizeof *o->members);
+  int rc = o->members ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < n; i++)
+    if ((o->members[o->n_members] = sy_strdup(members[i])) == NULL) rc = WHISPER_ENOMEM;
+    else o->n_members++;
+  if (rc != WHISPER_OK) op_drop(c, c->n_ops - 1);
+  return rc;
+}
+
+static int check_members(whisper_client *c, const char *const *members, size_t n, int allow_self) {
+  if ((members == NULL && n) || n > 1024)
+    return sy_fail(c, WHISPER_EINVAL, "bad member list");
+  for (size_t i = 0; i < n; i++)
+    if (!sy_valid_account(members[i]) || (!allow_self && strcmp(members[i], c->account) == 0))
+      return sy_fail(c, WHISPER_EINVAL, "a member is not an account name");
+  return WHISPER_OK;
+}
+
+int whisper_client_group_create(whisper_client *c, const char *const *members, size_t n,
+                                uint64_t now_ms, uint8_t group_id_out[WHISPER_GROUP_ID_LEN]) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN];
+  if (c == NULL) return WHISPER_EINVAL;
+  c->now = now_ms;
+  int rc = check_members(c, members, n, 1);
+  if (rc != WHISPER_OK) return rc;
+  if (group_id_out == NULL) return sy_fail(c, WHISPER_EINVAL, "group_id_out is NULL");
+  if (wh_random(&c->ctx->rng, gid, sizeof gid) != 0)
+    return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
+  /* the membership as asked; the server's ENTRY_GROUP confirms it */
+  sy_group g;
+  memset(&g, 0, sizeof g);
+  g.known = 1;
+  g.members = calloc(n + 1, sizeof *g.members);
+  rc = g.members && (g.members[0] = sy_strdup(c->account)) ? WHISPER_OK : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) g.n_members = 1;
+  for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+    if (sy_group_is_member(&g, members[i])) continue;
+    if ((g.members[g.n_members] = sy_strdup(members[i])) == NULL) rc = WHISPER_ENOMEM;
+    else g.n_members++;
+  }
+  size_t n_before = c->n_ops;
+  if (rc == WHISPER_OK) rc = group_op(c, WHISPER__SYNC__GROUP_OP__OP__CREATE, gid, members, n);
+  if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK) {
+    rc = sy_group_save(c, gid, &g);
+    if (rc == WHISPER_OK) rc = sy_ops_save(c);
+    rc = wh_finish(c->ctx, rc);
+  }
+  sy_group_free(&g);
+  if (rc != WHISPER_OK) {
+    if (c->n_ops > n_before) op_drop(c, c->n_ops - 1);
+    return rc;
+  }
+  memcpy(group_id_out, gid, sizeof gid);
+  sy_ops_flush(c);
+  return wh_ok(c->ctx);
+}
+
+static int group_change(whisper_client *c, int op, const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                        const char *const *members, size_t n, uint64_t now_ms) {
+  if (c == NULL) return WHISPER_EINVAL;
+  c->now = now_ms;
+  if (gid == NULL || n == 0) return sy_fail(c, WHISPER_EINVAL, "a group id and members are needed");
+  int rc = check_members(c, members, n, op == WHISPER__SYNC__GROUP_OP__OP__REMOVE);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = group_op(c, op, gid, members, n)) != WHISPER_OK) return rc;
+  if ((rc = ops_store(c)) != WHISPER_OK) {
+    op_drop(c, c->n_ops - 1);
+    return rc;
+  }
+  sy_ops_flush(c);
+  return wh_ok(c->ctx);
+}
+
+int whisper_client_group_add(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                             const char *const *members, size_t n, uint64_t now_ms) {
+  return group_change(c, WHISPER__SYNC__GROUP_OP__OP__ADD, group_id, members, n, now_ms);
+}
+
+int whisper_client_group_remove(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                const char *const *members, size_t n, uint64_t now_ms) {
+  return group_change(c, WHISPER__SYNC__GROUP_OP__OP__REMOVE, group_id, members, n, now_ms);
+}
+
+/* --- typing -------------------------------------------------------------------------------------- */
+
+static sy_typing *typing_find(sy_typing *l, const char *conv, const char *from, uint32_t dev) {
+  for (; l; l = l->next)
+    if (strcmp(l->conversation, conv) == 0 &&
+        (from == NULL ? l->from == NULL : l->from && strcmp(l->from, from) == 0 && l->from_device == dev))
+      return l;
+  return NULL;
+}
+
+static sy_typing *typing_add(sy_typing **l, const char *conv, const char *from, uint32_t dev) {
+  sy_typing *t = calloc(1, sizeof *t);
+  if (t == NULL || (t->conversation = sy_strdup(conv)) == NULL ||
+      (from && (t->from = sy_strdup(from)) == NULL)) {
+    if (t) free(t->conversation);
+    free(t);
+    return NULL;
+  }
+  t->from_device = dev;
+  t->next = *l;
+  *l = t;
+  return t;
+}
+
+static void typing_list_free(sy_typing **l) {
+  while (*l) {
+    sy_typing *t = *l;
+    *l = t->next;
+    free(t->conversation);
+    free(t->from);
+    free(t);
+  }
+}
+
+void sy_typing_free(whisper_client *c) {
+  typing_list_free(&c->typing_out);
+  typing_list_free(&c->typing_in);
+}
+
+int whisper_client_typing(whisper_client *c, const char *conversation, int started, uint64_t now_ms) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN];
+  if (c == NULL) return WHISPER_EINVAL;
+  c->now = now_ms;
+  int group = sy_group_id_of(conversation, gid);
+  if (!group && !sy_valid_account(conversation))
+    return sy_fail(c, WHISPER_EINVAL, "typing needs a conversation");
+  if (!c->logged_in) return wh_ok(c->ctx); /* typing is only for now */
+  sy_typing *t = typing_find(c->typing_out, conversation, NULL, 0);
+  if (t == NULL && (t = typing_add(&c->typing_out, conversation, NULL, 0)) == NULL)
+    return WHISPER_ENOMEM;
+  started = started != 0;
+  if (started && t->started && t->at && now_ms < t->at + c->cfg.typing_min_ms) return wh_ok(c->ctx);
+  if (!started && !t->started) return wh_ok(c->ctx);
+  Whisper__Sync__Typing ty = WHISPER__SYNC__TYPING__INIT;
+  if (group) {
+    ty.has_group_id = 1;
+    ty.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, gid};
+  } else {
+    ty.to = (char *)conversation;
+  }
+  ty.has_started = 1;
+  ty.started = started;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_TYPING;
+  f.typing = &ty;
+  int rc = sy_queue(c, &f, RQ_TYPING, 1, NULL);
+  if (rc != WHISPER_OK) return rc;
+  t->started = started;
+  t->at = now_ms;
+  return wh_ok(c->ctx);
+}
+
+static void typing_event(whisper_client *c, const sy_typing *t, int started) {
+  sy_event *e = sy_event_new(c, WHISPER_EV_TYPING);
+  if (e == NULL) return;
+  if (sy_event_set(e, t->conversation, t->from, NULL, 0, NULL, 0) != WHISPER_OK) {
+    sy_event_free(e);
+    return;
+  }
+  e->ev.from_device = t->from_device;
+  e->ev.started = started;
+  sy_event_push(c, e);
+}
+
+void sy_typing_in_notice(whisper_client *c, const Whisper__Sync__TypingNotice *n) {
+  char conv[WH_NAME_MAX + 1];
+  if (n->has_group_id) whisper_client_group_conversation(conv, n->group_id.data);
+  else snprintf(conv, sizeof conv, "%s", n->from);
+  sy_typing *t = typing_find(c->typing_in, conv, n->from, n->from_device);
+  if (n->started) {
+    if (t == NULL && (t = typing_add(&c->typing_in, conv, n->from, n->from_device)) == NULL) return;
+    /* the server's expiry when it is plausible on this clock, else the default */
+    uint64_t at = c->now + SY_TYPING_TTL;
+    if (n->has_expires_ms && n->expires_ms > c->now && n->expires_ms <= c->now + 60000) at = n->expires_ms;
+    t->at = at;
+    typing_event(c, t, 1);
+  } else if (t) {
+    t->at = 0; /* lapses now */
+    sy_typing_tick(c);
+  }
+}
+
+void sy_typing_tick(whisper_client *c) {
+  for (sy_typing **p = &c->typing_in; *p;) {
+    sy_typing *t = *p;
+    if (t->at <= c->now || t->at == 0) {
+      *p = t->next;
+      typing_event(c, t, 0);
+      free(t->conversation);
+      free(t->from);
+      free(t);
+    } else {
+      p = &t->next;
+    }
+  }
+}
+
+uint64_t sy_typing_deadline(const whisper_client *c) {
+  uint64_t d = UINT64_MAX;
+  for (const sy_typing *t = c->typing_in; t; t = t->next)
+    if (t->at < d) d = t->at;
+  return d;
+}
+
+/* --- presence -------------------------------------------------------------------------------------- */
+
+static int subscribe_send(whisper_client *c, char **accounts, size_t n) {
+  if (n == 0) return WHISPER_OK;
+  Whisper__Sync__PresenceSubscribe s = WHISPER__SYNC__PRESENCE_SUBSCRIBE__INIT;
+  s.n_accounts = n;
+  s.accounts = accounts;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SUBSCRIBE;
+  f.subscribe = &s;
+  return sy_queue(c, &f, RQ_SUBSCRIBE, 1, NULL);
+}
+
+void sy_presence_flush(whisper_client *c) {
+  Whisper__Sync__PresenceSet p = WHISPER__SYNC__PRESENCE_SET__INIT;
+  p.has_online_visible = p.has_read_receipts = 1;
+  p.online_visible = c->cfg.presence_visible != 0;
+  p.read_receipts = c->cfg.read_receipts != 0;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE_SET;
+  f.presence_set = &p;
+  sy_queue(c, &f, RQ_PRESENCE_SET, 1, NULL);
+  subscribe_send(c, c->subs, c->n_subs);
+}
+
+int whisper_client_subscribe(whisper_client *c, const char *const *accounts, size_t n) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if ((accounts == NULL && n) || n > 1024) return sy_fail(c, WHISPER_EINVAL, "bad account list");
+  for (size_t i = 0; i < n; i++)
+    if (!sy_valid_account(accounts[i])) return sy_fail(c, WHISPER_EINVAL, "not an account name");
+  char **fresh = calloc(n ? n : 1, sizeof *fresh);
+  char **all = realloc(c->subs, (c->n_subs + n + 1) * sizeof *all);
+  if (all) c->subs = all;
+  if (fresh == NULL || all == NULL) {
+    free(fresh);
+    return WHISPER_ENOMEM;
+  }
+  size_t nf = 0;
+  for (size_t i = 0; i < n; i++) {
+    int have = 0;
+    for (size_t k = 0; k < c->n_subs && !have; k++) have = strcmp(c->subs[k], accounts[i]) == 0;
+    if (have) continue;
+    char *s = sy_strdup(accounts[i]);
+    if (s == NULL) break;
+    c->subs[c->n_subs++] = s;
+    fresh[nf++] = s;
+  }
+  int rc = c->logged_in ? subscribe_send(c, fresh, nf) : WHISPER_OK;
+  free(fresh);
+  return rc == WHISPER_OK ? wh_ok(c->ctx) : rc;
+}
+
+/* --- linking ----------------------------------------------------------------------------------------- */
+
+void sy_approvals_flush(whisper_client *c) {
+  if (!c->logged_in) return;
+  for (sy_approve *a = c->approvals; a; a = a->next) {
+    if (a->inflight) continue;
+    Whisper__Sync__LinkApprove la = WHISPER__SYNC__LINK_APPROVE__INIT;
+    la.has_link_code = 1;
+    la.link_code = (ProtobufCBinaryData){a->len, a->code};
+    Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+    f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_APPROVE;
+    f.link_approve = &la;
+    sy_req *r;
+    if (sy_queue(c, &f, RQ_LINK_APPROVE, 1, &r) != WHISPER_OK) return;
+    a->inflight = r->id;
+  }
+}
+
+int whisper_client_link_approve(whisper_client *c, const uint8_t *code, size_t len) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if (code == NULL || len == 0 || len > sizeof ((sy_approve *)0)->code)
+    return sy_fail(c, WHISPER_EINVAL, "a link code is 1 to 64 bytes");
+  sy_approve *a = calloc(1, sizeof *a);
+  if (a == NULL) return WHISPER_ENOMEM;
+  memcpy(a->code, code, len);
+  a->len = len;
+  sy_approve **tail = &c->approvals;
+  while (*tail) tail = &(*tail)->next;
+  *tail = a;
+  sy_approvals_flush(c);
+  return wh_ok(c->ctx);
+}

@@ -1,0 +1,718 @@
+/*
+ * Sending. The outbox (history.c) holds every message the server has not
+ * taken; after each login the engine loads it as jobs and sends them one
+ * at a time, in order:
+ *
+ *   1:1   the device lists of the recipient and of this account (from the
+ *         store, else ListDevices), sessions for devices without one
+ *         (FetchBundles, whisper_session_start), one ciphertext per device,
+ *         Send. StaleDevices updates the lists and the same client id is
+ *         sent again, encrypted anew.
+ *   group the members' device lists (listed once per connection, so new
+ *         devices are seen), sessions, then this device's sender key to
+ *         every member device that does not have it (Send{CONTENT_SKDM}
+ *         per member account, with copies for this account's other
+ *         devices), then Send{group_id, body} encrypted once.
+ *
+ * Sent moves the message out of the outbox, sorted by the server's
+ * sequence (whisper_history_sent), with the exact recipient devices.
+ * A conversation whose recipient's identity changed waits (EV_IDENTITY)
+ * until whisper_client_retry(); a message the server refuses for good
+ * (unknown account, not a member) is given up for this connection with
+ * EV_ERROR and stays in the outbox.
+ */
+#include <stdio.h>
+
+#include "sync/sync_internal.h"
+
+enum { STEP_WAIT, STEP_DONE, STEP_DROP, STEP_BLOCKED, STEP_AGAIN, STEP_STOP };
+
+/* --- jobs --------------------------------------------------------------------------------- */
+
+static void job_free(sy_job *j) {
+  if (j->body) {
+    wh_wipe(j->body, j->body_len);
+    free(j->body);
+  }
+  free(j);
+}
+
+void sy_jobs_free(whisper_client *c) {
+  while (c->jobs) {
+    sy_job *j = c->jobs;
+    c->jobs = j->next;
+    job_free(j);
+  }
+  c->cur_job = NULL;
+  c->outbox_more = 0;
+  sy_names_free(&c->dropped);
+}
+
+static void id_hex(char out[2 * WHISPER_CLIENT_ID_LEN + 1], const uint8_t *id) {
+  static const char hex[] = "0123456789abcdef";
+  for (int i = 0; i < WHISPER_CLIENT_ID_LEN; i++) {
+    out[2 * i] = hex[id[i] >> 4];
+    out[2 * i + 1] = hex[id[i] & 15];
+  }
+  out[2 * WHISPER_CLIENT_ID_LEN] = '\0';
+}
+
+int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
+               size_t len) {
+  char hx[2 * WHISPER_CLIENT_ID_LEN + 1];
+  id_hex(hx, id);
+  if (sy_name_has(c->dropped, hx)) return WHISPER_OK;
+  sy_job **tail = &c->jobs;
+  for (; *tail; tail = &(*tail)->next)
+    if (memcmp((*tail)->id, id, WHISPER_CLIENT_ID_LEN) == 0 && strcmp((*tail)->conv, conv) == 0)
+      return WHISPER_OK;
+  sy_job *j = calloc(1, sizeof *j);
+  if (j == NULL || (j->body = malloc(len ? len : 1)) == NULL) {
+    free(j);
+    return WHISPER_ENOMEM;
+  }
+  if (len) memcpy(j->body, body, len);
+  j->body_len = len;
+  snprintf(j->conv, sizeof j->conv, "%s", conv);
+  memcpy(j->id, id, WHISPER_CLIENT_ID_LEN);
+  j->group = sy_group_id_of(conv, j->group_id);
+  *tail = j;
+  return WHISPER_OK;
+}
+
+int sy_jobs_load(whisper_client *c) {
+  whisper_page *p = NULL;
+  int rc = whisper_outbox_page(c->ctx, SY_OUTBOX_PAGE, &p);
+  if (rc != WHISPER_OK) return rc;
+  size_t n = whisper_page_count(p);
+  for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    if (m->id_len != WHISPER_CLIENT_ID_LEN) continue; /* not the engine's */
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    if (!sy_valid_account(m->conversation) && !sy_group_id_of(m->conversation, gid)) continue;
+    rc = sy_job_add(c, m->conversation, m->id, m->body, m->body_len);
+  }
+  c->outbox_more = n == SY_OUTBOX_PAGE;
+  whisper_page_free(p);
+  return rc;
+}
+
+static void job_remove(whisper_client *c, sy_job *j, int dropped) {
+  if (dropped) {
+    char hx[2 * WHISPER_CLIENT_ID_LEN + 1];
+    id_hex(hx, j->id);
+    sy_name_add(&c->dropped, hx);
+  }
+  for (sy_job **p = &c->jobs; *p; p = &(*p)->next)
+    if (*p == j) {
+      *p = j->next;
+      break;
+    }
+  if (c->cur_job == j) c->cur_job = NULL;
+  job_free(j);
+}
+
+static void job_error(whisper_client *c, sy_job *j, int code, int server_code, const char *msg) {
+  sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
+  if (e == NULL) return;
+  e->ev.code = code;
+  e->ev.server_code = server_code;
+  if (sy_event_set(e, j->conv, NULL, j->id, WHISPER_CLIENT_ID_LEN, NULL, 0) != WHISPER_OK ||
+      (msg && (e->message = sy_strdup(msg)) == NULL)) {
+    sy_event_free(e);
+    return;
+  }
+  sy_event_push(c, e);
+}
+
+void sy_identity_event(whisper_client *c, const char *name, uint32_t device, const uint8_t *key) {
+  sy_event *e = sy_event_new(c, WHISPER_EV_IDENTITY);
+  if (e == NULL) return;
+  if (sy_event_set(e, name, name, NULL, 0, key, key ? WHISPER_PUBLIC_KEY_LEN : 0) != WHISPER_OK) {
+    sy_event_free(e);
+    return;
+  }
+  e->ev.from_device = device;
+  sy_event_push(c, e);
+}
+
+static void block(whisper_client *c, sy_job *j, const char *name, uint32_t device,
+                  const uint8_t *key) {
+  uint8_t k[WHISPER_PUBLIC_KEY_LEN];
+  if (key == NULL && whisper_identity_remote(c->ctx, name, device, k) == WHISPER_OK) key = k;
+  sy_identity_event(c, name, device, key);
+  sy_name_add(&c->blocked, j->conv);
+}
+
+/* --- device lists ------------------------------------------------------------------------- */
+
+int sy_own_others(whisper_client *c, sy_devlist *own) {
+  int rc = sy_devs_load(c, c->account, own);
+  if (rc == WHISPER_OK) sy_devs_del(own, c->device_id);
+  return rc;
+}
+
+static int wait_on(whisper_client *c, sy_job *j, sy_req *r) {
+  c->send_wait = r->id;
+  c->cur_job = j;
+  return STEP_WAIT;
+}
+
+static int list_devices(whisper_client *c, sy_job *j, const char *account) {
+  Whisper__Sync__ListDevices l = WHISPER__SYNC__LIST_DEVICES__INIT;
+  l.account = (char *)account;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LIST_DEVICES;
+  f.list_devices = &l;
+  sy_req *r;
+  if (sy_queue(c, &f, RQ_LIST, 1, &r) != WHISPER_OK) return STEP_STOP;
+  snprintf(r->account, sizeof r->account, "%s", account);
+  return wait_on(c, j, r);
+}
+
+/* Devices of `account` (in `l`) that need a session: none yet, or stale. */
+static int fetch_if_needed(whisper_client *c, sy_job *j, const char *account, sy_devlist *l) {
+  uint32_t *ids = calloc(l->n ? l->n : 1, sizeof *ids);
+  size_t n = 0;
+  if (ids == NULL) return STEP_STOP;
+  int own = strcmp(account, c->account) == 0;
+  for (size_t i = 0; i < l->n; i++) {
+    if (own && l->d[i].id == c->device_id) continue;
+    int exists = 0;
+    if (!l->d[i].refetch &&
+        whisper_session_exists(c->ctx, account, l->d[i].id, c->now, &exists) != WHISPER_OK)
+      exists = 0;
+    if (l->d[i].refetch || !exists) ids[n++] = l->d[i].id;
+  }
+  if (n == 0) {
+    free(ids);
+    return STEP_DONE;
+  }
+  if (++j->rounds > 2 * SY_MAX_ROUNDS) {
+    free(ids);
+    job_error(c, j, WHISPER_ENOSESSION, 0, "no session could be set up with a recipient device");
+    return STEP_DROP;
+  }
+  Whisper__Sync__FetchBundles fb = WHISPER__SYNC__FETCH_BUNDLES__INIT;
+  fb.account = (char *)account;
+  fb.n_device_ids = n;
+  fb.device_ids = ids;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_FETCH;
+  f.fetch = &fb;
+  sy_req *r;
+  int rc = sy_queue(c, &f, RQ_FETCH, 1, &r);
+  free(ids);
+  if (rc != WHISPER_OK) return STEP_STOP;
+  snprintf(r->account, sizeof r->account, "%s", account);
+  return wait_on(c, j, r);
+}
+
+/* --- ciphertexts -------------------------------------------------------------------------- */
+
+typedef struct enc_set {
+  Whisper__Sync__DeviceMessage *dm;
+  Whisper__Sync__DeviceMessage **dmp;
+  whisper_buf **bufs;
+  size_t n, cap;
+} enc_set;
+
+static void enc_free(enc_set *s) {
+  for (size_t i = 0; i < s->n; i++) whisper_buf_free(s->bufs[i]);
+  free(s->dm);
+  free(s->dmp);
+  free(s->bufs);
+  memset(s, 0, sizeof *s);
+}
+
+static int enc_init(enc_set *s, size_t cap) {
+  memset(s, 0, sizeof *s);
+  s->cap = cap ? cap : 1;
+  s->dm = calloc(s->cap, sizeof *s->dm);
+  s->dmp = calloc(s->cap, sizeof *s->dmp);
+  s->bufs = calloc(s->cap, sizeof *s->bufs);
+  if (s->dm && s->dmp && s->bufs) return WHISPER_OK;
+  enc_free(s);
+  return WHISPER_ENOMEM;
+}
+
+/* Adds a ciphertext (taken over) for (account, device). */
+static void enc_add(whisper_client *c, enc_set *s, const char *account, uint32_t device, int type,
+                    whisper_buf *body) {
+  Whisper__Sync__DeviceMessage *m = &s->dm[s->n];
+  whisper__sync__device_message__init(m);
+  m->has_device_id = m->has_type = m->has_body = 1;
+  m->device_id = device;
+  m->type = (uint32_t)type;
+  m->body = (ProtobufCBinaryData){body->len, body->data};
+  uint32_t regid = sy_session_regid(c->ctx, account, device);
+  if (regid) {
+    m->has_registration_id = 1;
+    m->registration_id = regid;
+  }
+  s->dmp[s->n] = m;
+  s->bufs[s->n++] = body;
+}
+
+/* What to do when encrypting for (account, device) failed with rc. */
+static int enc_failed(whisper_client *c, sy_job *j, const char *account, sy_devlist *l,
+                      uint32_t device, int rc) {
+  if (rc == WHISPER_EUNTRUSTED) {
+    block(c, j, account, device, NULL);
+    return STEP_BLOCKED;
+  }
+  if (rc == WHISPER_ENOSESSION) {
+    sy_dev *d = sy_devs_find(l, device);
+    if (d) d->refetch = 1;
+    if (sy_devs_save(c, account, l) != WHISPER_OK) return STEP_STOP;
+    return STEP_AGAIN;
+  }
+  job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
+  return STEP_DROP;
+}
+
+static int devrefs_set(sy_req *r, const char *account, const sy_devlist *l, uint32_t skip) {
+  sy_devref *n = realloc(r->devs, (r->n_devs + l->n + 1) * sizeof *n);
+  if (n == NULL) return WHISPER_ENOMEM;
+  r->devs = n;
+  for (size_t i = 0; i < l->n; i++) {
+    if (l->d[i].id == skip) continue;
+    if ((r->devs[r->n_devs].account = sy_strdup(account)) == NULL) return WHISPER_ENOMEM;
+    r->devs[r->n_devs++].device = l->d[i].id;
+  }
+  return WHISPER_OK;
+}
+
+/* Send{to, messages, own} of `content`, answered as `kind`. */
+static int send_direct(whisper_client *c, sy_job *j, int kind, const uint8_t *client_id,
+                       const char *to, sy_devlist *tl, sy_devlist *own, const uint8_t *pt,
+                       size_t pt_len, int content, const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+  enc_set to_set, own_set;
+  int step = STEP_STOP;
+  if (enc_init(&to_set, tl->n) != WHISPER_OK) return STEP_STOP;
+  if (enc_init(&own_set, own->n) != WHISPER_OK) {
+    enc_free(&to_set);
+    return STEP_STOP;
+  }
+  whisper_envelope_t *env = NULL;
+  if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM) {
+    /* the sender key, wrapped in a Signal Content message, per device */
+    size_t n = tl->n + own->n;
+    whisper_device_t *devs = calloc(n ? n : 1, sizeof *devs);
+    env = calloc(n ? n : 1, sizeof *env);
+    if (devs == NULL || env == NULL) {
+      free(devs);
+      goto out;
+    }
+    for (size_t i = 0; i < tl->n; i++) devs[i] = (whisper_device_t){to, tl->d[i].id};
+    for (size_t i = 0; i < own->n; i++) devs[tl->n + i] = (whisper_device_t){c->account, own->d[i].id};
+    int rc = whisper_group_distribute(c->ctx, gid, devs, n, c->now, env);
+    free(devs);
+    if (rc != WHISPER_OK) {
+      job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
+      step = STEP_DROP;
+      goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+      int in_to = i < tl->n;
+      const char *acct = in_to ? to : c->account;
+      uint32_t dev = in_to ? tl->d[i].id : own->d[i - tl->n].id;
+      if (env[i].status != WHISPER_OK) {
+        step = enc_failed(c, j, acct, in_to ? tl : own, dev, env[i].status);
+        goto out;
+      }
+      enc_add(c, in_to ? &to_set : &own_set, acct, dev, env[i].type, env[i].body);
+      env[i].body = NULL;
+    }
+  } else {
+    for (size_t i = 0; i < tl->n + own->n; i++) {
+      int in_to = i < tl->n;
+      const char *acct = in_to ? to : c->account;
+      uint32_t dev = in_to ? tl->d[i].id : own->d[i - tl->n].id;
+      int type = 0;
+      whisper_buf *ct = NULL;
+      int rc = whisper_session_encrypt(c->ctx, acct, dev, pt, pt_len, c->now, &type, &ct);
+      if (rc != WHISPER_OK) {
+        step = enc_failed(c, j, acct, in_to ? tl : own, dev, rc);
+        goto out;
+      }
+      enc_add(c, in_to ? &to_set : &own_set, acct, dev, type, ct);
+    }
+  }
+  Whisper__Sync__Send s = WHISPER__SYNC__SEND__INIT;
+  s.has_client_id = s.has_content = 1;
+  s.client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)client_id};
+  s.to = (char *)to;
+  s.n_messages = to_set.n;
+  s.messages = to_set.dmp;
+  s.n_own = own_set.n;
+  s.own = own_set.dmp;
+  s.content = (uint32_t)content;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &s;
+  sy_req *r;
+  if (sy_queue(c, &f, kind, 1, &r) != WHISPER_OK) goto out;
+  snprintf(r->account, sizeof r->account, "%s", to);
+  /* the recipients: `to`'s devices (own devices get no DELIVERED), except
+   * for a distribution, where every device that got the key counts */
+  if (devrefs_set(r, to, tl, 0) != WHISPER_OK ||
+      (kind == RQ_SKDM && devrefs_set(r, c->account, own, 0) != WHISPER_OK))
+    goto out;
+  step = wait_on(c, j, r);
+out:
+  if (env) {
+    for (size_t i = 0; i < tl->n + own->n; i++) whisper_buf_free(env[i].body);
+    free(env);
+  }
+  enc_free(&to_set);
+  enc_free(&own_set);
+  return step;
+}
+
+/* --- 1:1 ------------------------------------------------------------------------------------ */
+
+static int direct_step(whisper_client *c, sy_job *j) {
+  const char *acct[2] = {j->conv, c->account};
+  sy_devlist l[2];
+  int step = STEP_STOP;
+  memset(l, 0, sizeof l);
+  for (int a = 0; a < 2; a++)
+    if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) goto out;
+  for (int a = 0; a < 2; a++)
+    if (!l[a].known) {
+      step = list_devices(c, j, acct[a]);
+      goto out;
+    }
+  for (int a = 0; a < 2; a++)
+    if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
+  sy_devs_del(&l[1], c->device_id);
+  step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
+                     WHISPER__SYNC__CONTENT__CONTENT_TEXT, NULL);
+out:
+  sy_devs_free(&l[0]);
+  sy_devs_free(&l[1]);
+  return step;
+}
+
+/* --- groups ----------------------------------------------------------------------------------- */
+
+static int group_step(whisper_client *c, sy_job *j) {
+  sy_group g;
+  sy_devlist l;
+  int step = STEP_STOP;
+  memset(&l, 0, sizeof l);
+  if (sy_group_load(c, j->group_id, &g) != WHISPER_OK) return STEP_STOP;
+  if (!g.known || g.left || !sy_group_is_member(&g, c->account)) {
+    job_error(c, j, WHISPER_ESTATE, 0, "this account is not a member of the group");
+    step = STEP_DROP;
+    goto out;
+  }
+  /* device lists, listed once per connection, and sessions */
+  for (size_t i = 0; i < g.n_members; i++)
+    if (!sy_name_has(c->refreshed, g.members[i])) {
+      step = list_devices(c, j, g.members[i]);
+      goto out;
+    }
+  const char *target = NULL;
+  for (size_t i = 0; i < g.n_members; i++) {
+    const char *m = g.members[i];
+    sy_devs_free(&l);
+    if (sy_devs_load(c, m, &l) != WHISPER_OK) goto out;
+    if ((step = fetch_if_needed(c, j, m, &l)) != STEP_DONE) goto out;
+    int own = strcmp(m, c->account) == 0;
+    for (size_t k = 0; k < l.n; k++) {
+      if (own && l.d[k].id == c->device_id) continue;
+      if (!sy_group_has_key(&g, m, l.d[k].id) && !own && target == NULL) target = m;
+    }
+  }
+  sy_devs_free(&l);
+  sy_devlist own;
+  if (sy_own_others(c, &own) != WHISPER_OK) goto out;
+  int own_missing = 0;
+  for (size_t k = 0; k < own.n; k++)
+    if (!sy_group_has_key(&g, c->account, own.d[k].id)) own_missing = 1;
+  if (target == NULL && own_missing) /* through any other member's Send */
+    for (size_t i = 0; i < g.n_members && target == NULL; i++)
+      if (strcmp(g.members[i], c->account) != 0) target = g.members[i];
+  if (target) {
+    uint8_t cid[WHISPER_CLIENT_ID_LEN];
+    if (wh_random(&c->ctx->rng, cid, sizeof cid) != 0 || sy_devs_load(c, target, &l) != WHISPER_OK) {
+      sy_devs_free(&own);
+      goto out;
+    }
+    step = send_direct(c, j, RQ_SKDM, cid, target, &l, &own, NULL, 0,
+                       WHISPER__SYNC__CONTENT__CONTENT_SKDM, j->group_id);
+    sy_devs_free(&own);
+    goto out;
+  }
+  sy_devs_free(&own);
+  /* everyone has the key: the message, encrypted once */
+  whisper_buf *skdm = NULL, *ct = NULL;
+  int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
+  whisper_buf_free(skdm);
+  if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, j->body, j->body_len, &ct);
+  if (rc != WHISPER_OK) {
+    job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
+    step = STEP_DROP;
+    goto out;
+  }
+  Whisper__Sync__Send s = WHISPER__SYNC__SEND__INIT;
+  s.has_client_id = s.has_group_id = s.has_body = s.has_content = 1;
+  s.client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, j->id};
+  s.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, j->group_id};
+  s.body = (ProtobufCBinaryData){ct->len, ct->data};
+  s.content = WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &s;
+  sy_req *r;
+  rc = sy_queue(c, &f, RQ_SEND, 1, &r);
+  whisper_buf_free(ct);
+  if (rc != WHISPER_OK) goto out;
+  for (size_t i = 0; i < g.n_members; i++) {
+    if (strcmp(g.members[i], c->account) == 0) continue; /* no DELIVERED from own devices */
+    sy_devs_free(&l);
+    if (sy_devs_load(c, g.members[i], &l) != WHISPER_OK ||
+        devrefs_set(r, g.members[i], &l, 0) != WHISPER_OK)
+      break;
+  }
+  step = wait_on(c, j, r);
+out:
+  sy_devs_free(&l);
+  sy_group_free(&g);
+  return step;
+}
+
+/* --- the pump ----------------------------------------------------------------------------------- */
+
+void sy_pump(whisper_client *c) {
+  for (int guard = 0; guard < 10000; guard++) {
+    if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at) return;
+    sy_job *j = c->jobs;
+    while (j && sy_name_has(c->blocked, j->conv)) j = j->next;
+    if (j == NULL) {
+      if (c->jobs == NULL && c->outbox_more) {
+        if (sy_jobs_load(c) != WHISPER_OK || c->jobs == NULL) return;
+        continue;
+      }
+      return;
+    }
+    int step = j->group ? group_step(c, j) : direct_step(c, j);
+    switch (step) {
+      case STEP_WAIT:
+        return;
+      case STEP_DROP:
+        job_remove(c, j, 1);
+        break;
+      case STEP_STOP:
+        sy_error_event(c, WHISPER_ESTORE, 0, "sending stopped: the store failed");
+        c->close_wanted = 1;
+        return;
+      default:
+        break; /* DONE, BLOCKED, AGAIN: look again */
+    }
+  }
+}
+
+/* --- answers ------------------------------------------------------------------------------------- */
+
+/* ERR_RATE and ERR_INTERNAL wait and retry; the others give the job up. */
+static void refused(whisper_client *c, sy_job *j, const Whisper__Sync__Frame *f) {
+  if (f->body_case != WHISPER__SYNC__FRAME__BODY_ERROR) {
+    if (j) job_error(c, j, WHISPER_EINVALIDMSG, 0, "unexpected answer from the server");
+    if (j) job_remove(c, j, 1);
+    return;
+  }
+  uint32_t code = f->error->code;
+  if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
+    uint64_t wait = code == SY_ERR_RATE && f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+    c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
+    return;
+  }
+  if (j) {
+    job_error(c, j, WHISPER_EINVAL, (int)code, f->error->message ? f->error->message : "refused");
+    job_remove(c, j, 1);
+  }
+}
+
+static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Devices *d) {
+  sy_devlist old, l;
+  memset(&l, 0, sizeof l);
+  if (sy_devs_load(c, r->account, &old) != WHISPER_OK) return;
+  l.known = 1;
+  for (size_t i = 0; i < d->n_device_ids; i++) {
+    uint32_t id = d->device_ids[i];
+    if (id == 0 || id > INT32_MAX) continue;
+    sy_dev *o = sy_devs_find(&old, id);
+    if (sy_devs_add(&l, id, o ? o->regid : 0) != WHISPER_OK) break;
+    if (o) sy_devs_find(&l, id)->refetch = o->refetch;
+  }
+  if (sy_devs_save(c, r->account, &l) == WHISPER_OK) sy_name_add(&c->refreshed, r->account);
+  sy_devs_free(&old);
+  sy_devs_free(&l);
+}
+
+static int bundle_from(whisper_prekey_bundle_t *b, const Whisper__Sync__Bundle *pb) {
+  const Whisper__Sync__DeviceKeys *k = pb->keys;
+  memset(b, 0, sizeof *b);
+  if (k == NULL || !k->has_device_id || k->device_id == 0 || k->device_id > INT32_MAX ||
+      k->identity_key.len < WHISPER_PUBLIC_KEY_LEN || k->signed_prekey.len < WHISPER_PUBLIC_KEY_LEN ||
+      k->signed_prekey_signature.len != WHISPER_SIGNATURE_LEN)
+    return WHISPER_EINVALIDMSG;
+  b->registration_id = k->registration_id;
+  b->device_id = k->device_id;
+  b->signed_prekey_id = k->signed_prekey_id;
+  memcpy(b->identity_key, k->identity_key.data, WHISPER_PUBLIC_KEY_LEN);
+  memcpy(b->signed_prekey, k->signed_prekey.data, WHISPER_PUBLIC_KEY_LEN);
+  memcpy(b->signed_prekey_signature, k->signed_prekey_signature.data, WHISPER_SIGNATURE_LEN);
+  if (pb->prekey && pb->prekey->has_key) {
+    if (pb->prekey->key.len < WHISPER_PUBLIC_KEY_LEN) return WHISPER_EINVALIDMSG;
+    b->has_prekey = 1;
+    b->prekey_id = pb->prekey->id;
+    memcpy(b->prekey, pb->prekey->key.data, WHISPER_PUBLIC_KEY_LEN);
+  }
+  return WHISPER_OK;
+}
+
+static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Bundles *bs) {
+  sy_devlist l;
+  if (sy_devs_load(c, r->account, &l) != WHISPER_OK) return;
+  l.known = 1;
+  /* devices asked for and not answered are gone */
+  for (size_t i = 0; i < l.n;) {
+    int found = 0;
+    for (size_t k = 0; k < bs->n_bundles && !found; k++)
+      found = bs->bundles[k]->keys && bs->bundles[k]->keys->device_id == l.d[i].id;
+    int own_self = strcmp(r->account, c->account) == 0 && l.d[i].id == c->device_id;
+    int asked = l.d[i].refetch;
+    if (!asked) {
+      int exists = 0;
+      whisper_session_exists(c->ctx, r->account, l.d[i].id, c->now, &exists);
+      asked = !exists;
+    }
+    if (!found && asked && !own_self) sy_devs_del(&l, l.d[i].id);
+    else i++;
+  }
+  for (size_t k = 0; k < bs->n_bundles; k++) {
+    whisper_prekey_bundle_t b;
+    if (bundle_from(&b, bs->bundles[k]) != WHISPER_OK) {
+      sy_error_event(c, WHISPER_EINVALIDMSG, 0, "a malformed bundle from the server");
+      continue;
+    }
+    if (strcmp(r->account, c->account) == 0 && b.device_id == c->device_id) continue;
+    int rc = whisper_session_start(c->ctx, r->account, b.device_id, &b, c->now);
+    if (rc == WHISPER_OK) {
+      if (sy_devs_add(&l, b.device_id, b.registration_id) == WHISPER_OK)
+        sy_devs_find(&l, b.device_id)->refetch = 0;
+    } else if (rc == WHISPER_EUNTRUSTED && j) {
+      sy_devs_add(&l, b.device_id, b.registration_id);
+      block(c, j, r->account, b.device_id, b.identity_key);
+    } else {
+      sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
+    }
+    wh_wipe(&b, sizeof b);
+  }
+  if (sy_devs_save(c, r->account, &l) != WHISPER_OK)
+    sy_error_event(c, WHISPER_ESTORE, 0, "cannot store a device list");
+  sy_devs_free(&l);
+}
+
+static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDevices *s) {
+  sy_devlist l;
+  if (sy_devs_load(c, s->account, &l) != WHISPER_OK) return;
+  l.known = 1;
+  for (size_t i = 0; i < s->n_extra; i++) sy_devs_del(&l, s->extra[i]);
+  for (size_t i = 0; i < s->n_missing; i++)
+    if (s->missing[i] && s->missing[i] <= INT32_MAX) sy_devs_add(&l, s->missing[i], 0);
+  for (size_t i = 0; i < s->n_stale; i++)
+    if (s->stale[i] && s->stale[i] <= INT32_MAX && sy_devs_add(&l, s->stale[i], 0) == WHISPER_OK) {
+      sy_dev *d = sy_devs_find(&l, s->stale[i]);
+      d->refetch = 1;
+      d->regid = 0;
+    }
+  if (sy_devs_save(c, s->account, &l) != WHISPER_OK)
+    sy_error_event(c, WHISPER_ESTORE, 0, "cannot store a device list");
+  sy_devs_free(&l);
+  if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) {
+    job_error(c, j, WHISPER_ESTATE, SY_ERR_STALE, "the device lists keep changing");
+    job_remove(c, j, 1);
+  }
+}
+
+static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Sent *s) {
+  whisper_device_t *devs = calloc(r->n_devs ? r->n_devs : 1, sizeof *devs);
+  int rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
+  if (rc == WHISPER_OK && devs) {
+    for (size_t i = 0; i < r->n_devs; i++) devs[i] = (whisper_device_t){r->devs[i].account, r->devs[i].device};
+    rc = wh_history_recipients(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, devs, r->n_devs, 1);
+  }
+  free(devs);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
+    job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
+  sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
+  if (e && sy_event_set(e, j->conv, j->group ? NULL : j->conv, j->id, WHISPER_CLIENT_ID_LEN,
+                        NULL, 0) == WHISPER_OK) {
+    e->ev.status = WHISPER_STATUS_SENT;
+    e->ev.server_seq = s->server_seq;
+    e->ev.server_ts = s->server_ts;
+    sy_event_push(c, e);
+  } else {
+    sy_event_free(e);
+  }
+  job_remove(c, j, 0);
+}
+
+static void on_skdm_sent(whisper_client *c, sy_job *j, sy_req *r) {
+  sy_group g;
+  if (j == NULL || sy_group_load(c, j->group_id, &g) != WHISPER_OK) return;
+  int rc = WHISPER_OK;
+  sy_devref *n = realloc(g.have, (g.n_have + r->n_devs + 1) * sizeof *n);
+  if (n == NULL) rc = WHISPER_ENOMEM;
+  else g.have = n;
+  for (size_t i = 0; rc == WHISPER_OK && i < r->n_devs; i++) {
+    if (sy_group_has_key(&g, r->devs[i].account, r->devs[i].device)) continue;
+    if ((g.have[g.n_have].account = sy_strdup(r->devs[i].account)) == NULL) rc = WHISPER_ENOMEM;
+    else g.have[g.n_have++].device = r->devs[i].device;
+  }
+  if (rc == WHISPER_OK && g.known) {
+    if ((rc = wh_begin(c->ctx)) == WHISPER_OK) rc = wh_finish(c->ctx, sy_group_save(c, j->group_id, &g));
+  }
+  if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store who has the sender key");
+  sy_group_free(&g);
+}
+
+void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
+  sy_job *j = NULL;
+  if (c->send_wait == r->id) {
+    c->send_wait = 0;
+    j = c->cur_job;
+    c->cur_job = NULL;
+  }
+  switch (r->kind) {
+    case RQ_LIST:
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES) on_devices(c, r, f->devices);
+      else refused(c, j, f);
+      break;
+    case RQ_FETCH:
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_BUNDLES) on_bundles(c, j, r, f->bundles);
+      else refused(c, j, f);
+      break;
+    case RQ_SEND:
+    case RQ_SKDM:
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_SENT) {
+        if (r->kind == RQ_SEND && j) on_sent(c, j, r, f->sent);
+        else on_skdm_sent(c, j, r);
+      } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_STALE) {
+        on_stale(c, j, f->stale);
+      } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
+                 f->error->code == SY_ERR_STALE) {
+        if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) refused(c, j, f);
+      } else {
+        refused(c, j, f);
+      }
+      break;
+    default:
+      break;
+  }
+}

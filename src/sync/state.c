@@ -1,0 +1,419 @@
+/*
+ * What the engine keeps in the store, under WHISPER_REC_SYNC_STATE
+ * (client.proto): its progress, the device lists it learnt from the
+ * server, group membership and who has this device's sender key, the
+ * conversation of each outgoing message, and pending receipts and group
+ * operations. Every write runs inside a transaction the caller holds
+ * unless the function says otherwise.
+ */
+#include "sync/sync_internal.h"
+
+#define KEY_MAX (1 + WH_NAME_MAX + 1)
+
+static size_t key_make(uint8_t *k, char prefix, const void *data, size_t len) {
+  k[0] = (uint8_t)prefix;
+  if (len) memcpy(k + 1, data, len);
+  return 1 + len;
+}
+
+static int put_msg(whisper_client *c, char prefix, const void *data, size_t len,
+                   const ProtobufCMessage *m) {
+  uint8_t k[KEY_MAX];
+  size_t n = key_make(k, prefix, data, len);
+  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, n, m);
+}
+
+static int get_raw(whisper_client *c, char prefix, const void *data, size_t len, whisper_buf **b) {
+  uint8_t k[KEY_MAX];
+  size_t n = key_make(k, prefix, data, len);
+  return wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, n, b);
+}
+
+static int corrupt(whisper_client *c, const char *what) {
+  return wh_fail(c->ctx, WHISPER_ECORRUPT, "the engine's stored %s is corrupt", what);
+}
+
+/* --- progress ---------------------------------------------------------------------- */
+
+int sy_state_load(whisper_client *c) {
+  whisper_buf *b;
+  int rc = get_raw(c, 's', NULL, 0, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__ClientState *s = whisper__client__client_state__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (s == NULL || s->format > SY_STATE_FORMAT || s->n_held > 100000) {
+    if (s) whisper__client__client_state__free_unpacked(s, &wh_pb_alloc);
+    return corrupt(c, "progress");
+  }
+  c->registered = s->registered;
+  c->last_seq = s->last_seq;
+  c->upload_first = s->upload_first;
+  c->upload_count = s->upload_count;
+  free(c->held);
+  c->held = NULL;
+  c->n_held = 0;
+  if (s->n_held) {
+    c->held = malloc(s->n_held * sizeof *c->held);
+    if (c->held == NULL) rc = WHISPER_ENOMEM;
+    else memcpy(c->held, s->held, s->n_held * sizeof *c->held), c->n_held = s->n_held;
+  }
+  whisper__client__client_state__free_unpacked(s, &wh_pb_alloc);
+  return rc;
+}
+
+int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *held,
+                 size_t n_held, uint32_t upload_first, uint32_t upload_count) {
+  Whisper__Client__ClientState s = WHISPER__CLIENT__CLIENT_STATE__INIT;
+  s.has_format = s.has_registered = s.has_last_seq = 1;
+  s.format = SY_STATE_FORMAT;
+  s.registered = registered != 0;
+  s.last_seq = last_seq;
+  s.n_held = n_held;
+  s.held = (uint64_t *)held;
+  if (upload_count) {
+    s.has_upload_first = s.has_upload_count = 1;
+    s.upload_first = upload_first;
+    s.upload_count = upload_count;
+  }
+  return put_msg(c, 's', NULL, 0, &s.base);
+}
+
+int sy_state_save(whisper_client *c) {
+  int rc = wh_begin(c->ctx);
+  if (rc != WHISPER_OK) return rc;
+  rc = sy_state_put(c, c->registered, c->last_seq, c->held, c->n_held, c->upload_first,
+                    c->upload_count);
+  return wh_finish(c->ctx, rc);
+}
+
+/* --- device lists -------------------------------------------------------------------- */
+
+void sy_devs_free(sy_devlist *l) {
+  free(l->d);
+  memset(l, 0, sizeof *l);
+}
+
+sy_dev *sy_devs_find(sy_devlist *l, uint32_t id) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->d[i].id == id) return &l->d[i];
+  return NULL;
+}
+
+int sy_devs_add(sy_devlist *l, uint32_t id, uint32_t regid) {
+  sy_dev *d = sy_devs_find(l, id);
+  if (d) {
+    if (regid) d->regid = regid;
+    return WHISPER_OK;
+  }
+  sy_dev *n = realloc(l->d, (l->n + 1) * sizeof *n);
+  if (n == NULL) return WHISPER_ENOMEM;
+  l->d = n;
+  l->d[l->n].id = id;
+  l->d[l->n].regid = regid;
+  l->d[l->n].refetch = 0;
+  l->n++;
+  /* kept in order of device id */
+  for (size_t i = l->n - 1; i > 0 && l->d[i - 1].id > l->d[i].id; i--) {
+    sy_dev t = l->d[i];
+    l->d[i] = l->d[i - 1];
+    l->d[i - 1] = t;
+  }
+  return WHISPER_OK;
+}
+
+void sy_devs_del(sy_devlist *l, uint32_t id) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->d[i].id == id) {
+      memmove(&l->d[i], &l->d[i + 1], (l->n - i - 1) * sizeof *l->d);
+      l->n--;
+      return;
+    }
+}
+
+int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l) {
+  whisper_buf *b;
+  memset(l, 0, sizeof *l);
+  int rc = get_raw(c, 'd', account, strlen(account), &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__DeviceList *m = whisper__client__device_list__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL || m->n_devices > 100000) {
+    if (m) whisper__client__device_list__free_unpacked(m, &wh_pb_alloc);
+    return corrupt(c, "device list");
+  }
+  l->known = 1;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_devices; i++) {
+    const Whisper__Client__KnownDevice *d = m->devices[i];
+    if (d->device_id == 0 || d->device_id > INT32_MAX) continue;
+    rc = sy_devs_add(l, d->device_id, d->registration_id);
+    if (rc == WHISPER_OK) sy_devs_find(l, d->device_id)->refetch = d->refetch;
+  }
+  whisper__client__device_list__free_unpacked(m, &wh_pb_alloc);
+  if (rc != WHISPER_OK) sy_devs_free(l);
+  return rc;
+}
+
+int sy_devs_save(whisper_client *c, const char *account, const sy_devlist *l) {
+  Whisper__Client__DeviceList m = WHISPER__CLIENT__DEVICE_LIST__INIT;
+  Whisper__Client__KnownDevice *d = calloc(l->n ? l->n : 1, sizeof *d);
+  Whisper__Client__KnownDevice **dp = calloc(l->n ? l->n : 1, sizeof *dp);
+  int rc = WHISPER_ENOMEM;
+  if (d && dp) {
+    for (size_t i = 0; i < l->n; i++) {
+      whisper__client__known_device__init(&d[i]);
+      d[i].has_device_id = d[i].has_registration_id = 1;
+      d[i].device_id = l->d[i].id;
+      d[i].registration_id = l->d[i].regid;
+      if (l->d[i].refetch) d[i].has_refetch = d[i].refetch = 1;
+      dp[i] = &d[i];
+    }
+    m.n_devices = l->n;
+    m.devices = dp;
+    rc = put_msg(c, 'd', account, strlen(account), &m.base);
+  }
+  free(d);
+  free(dp);
+  return rc;
+}
+
+/* --- groups ---------------------------------------------------------------------------- */
+
+void sy_group_free(sy_group *g) {
+  for (size_t i = 0; i < g->n_members; i++) free(g->members[i]);
+  free(g->members);
+  for (size_t i = 0; i < g->n_have; i++) free(g->have[i].account);
+  free(g->have);
+  memset(g, 0, sizeof *g);
+}
+
+int sy_group_is_member(const sy_group *g, const char *account) {
+  for (size_t i = 0; i < g->n_members; i++)
+    if (strcmp(g->members[i], account) == 0) return 1;
+  return 0;
+}
+
+int sy_group_has_key(const sy_group *g, const char *account, uint32_t device) {
+  for (size_t i = 0; i < g->n_have; i++)
+    if (g->have[i].device == device && strcmp(g->have[i].account, account) == 0) return 1;
+  return 0;
+}
+
+int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy_group *g) {
+  whisper_buf *b;
+  memset(g, 0, sizeof *g);
+  int rc = get_raw(c, 'g', gid, WHISPER_GROUP_ID_LEN, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__GroupState *m = whisper__client__group_state__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL || m->n_members > 100000 || m->n_have_key > 1000000) {
+    if (m) whisper__client__group_state__free_unpacked(m, &wh_pb_alloc);
+    return corrupt(c, "group");
+  }
+  g->known = 1;
+  g->left = m->left;
+  g->members = calloc(m->n_members ? m->n_members : 1, sizeof *g->members);
+  g->have = calloc(m->n_have_key ? m->n_have_key : 1, sizeof *g->have);
+  rc = g->members && g->have ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_members; i++) {
+    if (!sy_valid_account(m->members[i])) continue;
+    if ((g->members[g->n_members] = sy_strdup(m->members[i])) == NULL) rc = WHISPER_ENOMEM;
+    else g->n_members++;
+  }
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_have_key; i++) {
+    const Whisper__Client__DeviceRef *d = m->have_key[i];
+    if (!sy_valid_account(d->account)) continue;
+    if ((g->have[g->n_have].account = sy_strdup(d->account)) == NULL) rc = WHISPER_ENOMEM;
+    else g->have[g->n_have++].device = d->device;
+  }
+  whisper__client__group_state__free_unpacked(m, &wh_pb_alloc);
+  if (rc != WHISPER_OK) sy_group_free(g);
+  return rc;
+}
+
+int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g) {
+  Whisper__Client__GroupState m = WHISPER__CLIENT__GROUP_STATE__INIT;
+  Whisper__Client__DeviceRef *d = calloc(g->n_have ? g->n_have : 1, sizeof *d);
+  Whisper__Client__DeviceRef **dp = calloc(g->n_have ? g->n_have : 1, sizeof *dp);
+  int rc = WHISPER_ENOMEM;
+  if (d && dp) {
+    for (size_t i = 0; i < g->n_have; i++) {
+      whisper__client__device_ref__init(&d[i]);
+      d[i].account = g->have[i].account;
+      d[i].has_device = 1;
+      d[i].device = g->have[i].device;
+      dp[i] = &d[i];
+    }
+    m.n_members = g->n_members;
+    m.members = g->members;
+    m.n_have_key = g->n_have;
+    m.have_key = dp;
+    if (g->left) m.has_left = m.left = 1;
+    rc = put_msg(c, 'g', gid, WHISPER_GROUP_ID_LEN, &m.base);
+  }
+  free(d);
+  free(dp);
+  return rc;
+}
+
+/* --- outgoing messages' conversations --------------------------------------------------- */
+
+int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv) {
+  Whisper__Client__OutRef m = WHISPER__CLIENT__OUT_REF__INIT;
+  m.conversation = (char *)conv;
+  return put_msg(c, 'm', id, WHISPER_CLIENT_ID_LEN, &m.base);
+}
+
+int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
+                  char conv[WH_NAME_MAX + 1]) {
+  whisper_buf *b;
+  int rc = get_raw(c, 'm', id, WHISPER_CLIENT_ID_LEN, &b);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__OutRef *m = whisper__client__out_ref__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL || m->conversation == NULL || strlen(m->conversation) == 0 ||
+      strlen(m->conversation) > WH_NAME_MAX) {
+    if (m) whisper__client__out_ref__free_unpacked(m, &wh_pb_alloc);
+    return corrupt(c, "message reference");
+  }
+  strcpy(conv, m->conversation);
+  whisper__client__out_ref__free_unpacked(m, &wh_pb_alloc);
+  return WHISPER_OK;
+}
+
+/* --- pending receipts and group operations ----------------------------------------------- */
+
+static void op_clear(sy_op *o) {
+  free(o->to);
+  free(o->ids);
+  for (size_t i = 0; i < o->n_members; i++) free(o->members[i]);
+  free(o->members);
+  memset(o, 0, sizeof *o);
+}
+
+void sy_ops_free(whisper_client *c) {
+  for (size_t i = 0; i < c->n_ops; i++) op_clear(&c->ops[i]);
+  free(c->ops);
+  c->ops = NULL;
+  c->n_ops = 0;
+}
+
+static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
+  memset(o, 0, sizeof *o);
+  if (p->receipt) {
+    const Whisper__Sync__Receipt *r = p->receipt;
+    if (!sy_valid_account(r->to)) return WHISPER_EINVAL;
+    o->kind = OP_RECEIPT;
+    o->code = r->status;
+    if (r->has_group_id && r->group_id.len == WHISPER_GROUP_ID_LEN) {
+      o->has_group = 1;
+      memcpy(o->group_id, r->group_id.data, WHISPER_GROUP_ID_LEN);
+    }
+    if ((o->to = sy_strdup(r->to)) == NULL) return WHISPER_ENOMEM;
+    o->ids = malloc((r->n_client_ids ? r->n_client_ids : 1) * sizeof *o->ids);
+    if (o->ids == NULL) return WHISPER_ENOMEM;
+    for (size_t i = 0; i < r->n_client_ids; i++)
+      if (r->client_ids[i].len == WHISPER_CLIENT_ID_LEN)
+        memcpy(o->ids[o->n_ids++], r->client_ids[i].data, WHISPER_CLIENT_ID_LEN);
+    return WHISPER_OK;
+  }
+  if (p->group) {
+    const Whisper__Sync__GroupOp *g = p->group;
+    if (!g->has_group_id || g->group_id.len != WHISPER_GROUP_ID_LEN) return WHISPER_EINVAL;
+    o->kind = OP_GROUP;
+    o->code = (uint32_t)g->op;
+    o->has_group = 1;
+    memcpy(o->group_id, g->group_id.data, WHISPER_GROUP_ID_LEN);
+    o->members = calloc(g->n_members ? g->n_members : 1, sizeof *o->members);
+    if (o->members == NULL) return WHISPER_ENOMEM;
+    for (size_t i = 0; i < g->n_members; i++)
+      if (sy_valid_account(g->members[i])) {
+        if ((o->members[o->n_members] = sy_strdup(g->members[i])) == NULL) return WHISPER_ENOMEM;
+        o->n_members++;
+      }
+    return WHISPER_OK;
+  }
+  return WHISPER_EINVAL;
+}
+
+int sy_ops_load(whisper_client *c) {
+  whisper_buf *b;
+  int rc = get_raw(c, 'p', NULL, 0, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__Pending *m = whisper__client__pending__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL || m->n_ops > SY_MAX_OPS) {
+    if (m) whisper__client__pending__free_unpacked(m, &wh_pb_alloc);
+    return corrupt(c, "pending operations");
+  }
+  sy_ops_free(c);
+  c->ops = calloc(m->n_ops ? m->n_ops : 1, sizeof *c->ops);
+  rc = c->ops ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_ops; i++) {
+    int r = op_from(&c->ops[c->n_ops], m->ops[i]);
+    if (r == WHISPER_OK) c->n_ops++;
+    else op_clear(&c->ops[c->n_ops]);
+    if (r == WHISPER_ENOMEM) rc = r;
+  }
+  whisper__client__pending__free_unpacked(m, &wh_pb_alloc);
+  return rc;
+}
+
+int sy_ops_save(whisper_client *c) {
+  size_t n = c->n_ops;
+  Whisper__Client__Pending m = WHISPER__CLIENT__PENDING__INIT;
+  Whisper__Client__PendingOp *po = calloc(n ? n : 1, sizeof *po);
+  Whisper__Client__PendingOp **pp = calloc(n ? n : 1, sizeof *pp);
+  Whisper__Sync__Receipt *rc_ = calloc(n ? n : 1, sizeof *rc_);
+  Whisper__Sync__GroupOp *go = calloc(n ? n : 1, sizeof *go);
+  ProtobufCBinaryData **ids = calloc(n ? n : 1, sizeof *ids);
+  int rc = po && pp && rc_ && go && ids ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+    const sy_op *o = &c->ops[i];
+    whisper__client__pending_op__init(&po[i]);
+    pp[i] = &po[i];
+    if (o->kind == OP_RECEIPT) {
+      whisper__sync__receipt__init(&rc_[i]);
+      rc_[i].to = o->to;
+      rc_[i].has_status = 1;
+      rc_[i].status = o->code;
+      if (o->has_group) {
+        rc_[i].has_group_id = 1;
+        rc_[i].group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)o->group_id};
+      }
+      ids[i] = calloc(o->n_ids ? o->n_ids : 1, sizeof *ids[i]);
+      if (ids[i] == NULL) {
+        rc = WHISPER_ENOMEM;
+        break;
+      }
+      for (size_t j = 0; j < o->n_ids; j++)
+        ids[i][j] = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)o->ids[j]};
+      rc_[i].n_client_ids = o->n_ids;
+      rc_[i].client_ids = ids[i];
+      po[i].receipt = &rc_[i];
+    } else {
+      whisper__sync__group_op__init(&go[i]);
+      go[i].has_op = go[i].has_group_id = 1;
+      go[i].op = (Whisper__Sync__GroupOp__Op)o->code;
+      go[i].group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)o->group_id};
+      go[i].n_members = o->n_members;
+      go[i].members = o->members;
+      po[i].group = &go[i];
+    }
+  }
+  if (rc == WHISPER_OK) {
+    m.n_ops = n;
+    m.ops = pp;
+    rc = put_msg(c, 'p', NULL, 0, &m.base);
+  }
+  for (size_t i = 0; ids && i < n; i++) free(ids[i]);
+  free(ids);
+  free(po);
+  free(pp);
+  free(rc_);
+  free(go);
+  return rc;
+}

@@ -1,0 +1,314 @@
+/*
+ * Internal: the client engine (include/whisper/client.h), shared by the
+ * files of src/sync/:
+ *   client.c  the handle, the connection, timers, events, frame dispatch
+ *   login.c   registration, linking, login, prekey replenishment
+ *   outbox.c  sending: 1:1 and group messages, sender keys, stale devices
+ *   inbox.c   mailbox entries: messages, receipts, group changes, acks
+ *   ops.c     read receipts, typing, presence, group operations, link approval
+ *   state.c   what the engine keeps in the store (WHISPER_REC_SYNC_STATE)
+ *   txn.c     running library calls inside the engine's own transaction
+ *   keys.c    reading public keys and registration ids from stored records
+ */
+#ifndef WH_SYNC_INTERNAL_H
+#define WH_SYNC_INTERNAL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.pb-c.h"
+#include "internal.h"
+#include "protocol/pb.h"
+#include "sync.pb-c.h"
+#include "whisper/whisper.h"
+
+/* The engine's records. Keys: "s" (ClientState), "d" || account
+ * (DeviceList), "g" || group id (GroupState), "m" || client id (OutRef),
+ * "p" (Pending). Values are client.proto messages. */
+#define WHISPER_REC_SYNC_STATE 10
+
+#define SY_STATE_FORMAT 1
+#define SY_PROTOCOL 1
+#define SY_OUTBOX_PAGE 256     /* outbox messages loaded at a time */
+#define SY_MAX_ROUNDS 4        /* stale-device rounds per message and connection */
+#define SY_HELD_FRAMES 64      /* held entries kept in memory for whisper_client_retry() */
+#define SY_TYPING_TTL 6000     /* a typing indicator lapses after this without news */
+#define SY_RETRY_MS 1000       /* after ERR_INTERNAL */
+#define SY_MAX_OPS 4096        /* pending receipts and group operations kept */
+
+/* Server error codes (sync.proto ErrorCode). */
+enum {
+  SY_ERR_MALFORMED = 1, SY_ERR_VERSION, SY_ERR_TOO_BIG, SY_ERR_AUTH, SY_ERR_EXISTS,
+  SY_ERR_NOT_FOUND, SY_ERR_STALE, SY_ERR_FORBIDDEN, SY_ERR_RATE, SY_ERR_LIMIT, SY_ERR_STATE,
+  SY_ERR_INTERNAL
+};
+
+/* What a request was, to read its answer. */
+enum {
+  RQ_REGISTER = 1, RQ_HELLO, RQ_AUTH, RQ_UPLOAD, RQ_LIST, RQ_FETCH, RQ_SEND, RQ_SKDM, RQ_ACK,
+  RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING
+};
+
+typedef struct sy_devref {
+  char *account;
+  uint32_t device;
+} sy_devref;
+
+typedef struct sy_req {
+  uint64_t id;
+  int kind;
+  uint64_t deadline; /* 0: waits without a time limit */
+  char account[WH_NAME_MAX + 1];
+  uint64_t value;    /* RQ_ACK: up_to */
+  sy_devref *devs;   /* RQ_SKDM: the devices the distribution went to */
+  size_t n_devs;
+  struct sy_req *next;
+} sy_req;
+
+typedef struct sy_out {
+  whisper_buf *frame;
+  struct sy_out *next;
+} sy_out;
+
+typedef struct sy_event {
+  whisper_client_event_t ev;
+  char *conversation, *from, *message;
+  uint8_t *id, *body;
+  size_t body_len;
+  struct sy_event *next;
+} sy_event;
+
+/* An outgoing message (from the outbox) on its way to the server. */
+typedef struct sy_job {
+  int group;
+  char conv[WH_NAME_MAX + 1];
+  uint8_t group_id[WHISPER_GROUP_ID_LEN];
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  uint8_t *body;
+  size_t body_len;
+  int rounds;
+  struct sy_job *next;
+} sy_job;
+
+typedef struct sy_name {
+  char *name;
+  struct sy_name *next;
+} sy_name;
+
+/* A receipt or group operation waiting for the server's Ok. */
+enum { OP_RECEIPT = 1, OP_GROUP = 2 };
+typedef struct sy_op {
+  int kind;
+  char *to;                /* receipt: the sender of the messages */
+  int has_group;
+  uint8_t group_id[WHISPER_GROUP_ID_LEN];
+  uint32_t code;           /* receipt: status; group: GroupOp.op */
+  uint8_t (*ids)[WHISPER_CLIENT_ID_LEN];
+  size_t n_ids;
+  char **members;
+  size_t n_members;
+  uint64_t inflight;       /* the request id while sent and unanswered */
+} sy_op;
+
+typedef struct sy_typing {
+  char *conversation;
+  char *from;              /* incoming: who types; outgoing: NULL */
+  uint32_t from_device;
+  uint64_t at;             /* outgoing: when last sent; incoming: when it lapses */
+  int started;
+  struct sy_typing *next;
+} sy_typing;
+
+typedef struct sy_held {
+  uint64_t seq;
+  whisper_buf *frame;      /* the packed Deliver */
+  struct sy_held *next;
+} sy_held;
+
+typedef struct sy_approve {
+  uint8_t code[64];
+  size_t len;
+  uint64_t inflight; /* the request id while sent */
+  struct sy_approve *next;
+} sy_approve;
+
+/* Library calls joined to the engine's transaction (txn.c). */
+typedef struct sy_join {
+  whisper_store *real;
+  int aborted; /* an inner call rolled the real transaction back */
+} sy_join;
+
+/* The device list of an account. */
+typedef struct sy_dev {
+  uint32_t id, regid;
+  int refetch;
+} sy_dev;
+typedef struct sy_devlist {
+  int known;
+  sy_dev *d;
+  size_t n;
+} sy_devlist;
+
+typedef struct sy_group {
+  int known;
+  char **members;
+  size_t n_members;
+  sy_devref *have;
+  size_t n_have;
+  int left;
+} sy_group;
+
+struct whisper_client {
+  whisper_ctx *ctx;
+  whisper_client_config_t cfg;
+  char account[WH_NAME_MAX + 1];
+  uint32_t device_id;
+  uint64_t now;
+
+  whisper_store shim;
+  sy_join join;
+
+  /* stored progress (mirror of the "s" record) */
+  int registered;
+  uint64_t last_seq;
+  uint64_t *held;
+  size_t n_held;
+  uint32_t upload_first, upload_count;
+
+  /* the connection */
+  int connected, logged_in, close_wanted;
+  int link_mode;
+  uint64_t next_connect_at;
+  unsigned attempts;
+  uint8_t nonce[64];
+  size_t nonce_len;
+  int have_nonce, hello_sent, auth_sent, register_sent, link_sent;
+  int register_exists;     /* Register said ERR_EXISTS: the login tells whether it is ours */
+  uint64_t last_rx;
+  uint64_t next_id;
+  sy_req *reqs;
+  sy_out *out_head, *out_tail;
+  uint64_t acked;          /* the last Ack up_to queued on this connection */
+  int upload_inflight, ping_inflight;
+
+  /* events */
+  sy_event *ev_head, *ev_tail, *ev_cur;
+
+  /* sending */
+  sy_job *jobs;
+  sy_job *cur_job;         /* the job whose request is out */
+  sy_name *dropped;        /* client ids (hex) given up on this connection */
+  int outbox_more;         /* the outbox held more than one page */
+  uint64_t send_wait;      /* the request the head job waits for */
+  uint64_t send_retry_at;  /* rate limited or the server failed: wait */
+  sy_name *blocked;        /* conversations waiting for trust */
+  sy_name *refreshed;      /* accounts whose devices were listed on this connection */
+
+  sy_op *ops;
+  size_t n_ops;
+  sy_typing *typing_out, *typing_in;
+  char **subs;
+  size_t n_subs;
+  sy_held *held_frames;
+  sy_approve *approvals;
+};
+
+/* --- client.c ------------------------------------------------------------------ */
+int sy_fail(whisper_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Queues a frame (version set here). With `kind`, it is a request: an id is
+ * given and remembered (*req_out, may be NULL). timeout: 1 for the usual
+ * request timeout. Returns WHISPER_OK or WHISPER_ENOMEM. */
+int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out);
+/* Raises an event; strings and bytes are copied. */
+sy_event *sy_event_new(whisper_client *c, int type);
+int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
+                 size_t id_len, const uint8_t *body, size_t body_len);
+void sy_event_push(whisper_client *c, sy_event *e);
+void sy_event_free(sy_event *e);
+void sy_error_event(whisper_client *c, int code, int server_code, const char *message);
+/* EV_IDENTITY for (name, device); key (33 bytes) may be NULL. */
+void sy_identity_event(whisper_client *c, const char *name, uint32_t device, const uint8_t *key);
+/* The conversation of a group, and back (0 if `conv` is not a group's). */
+int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]);
+int sy_name_has(const sy_name *l, const char *name);
+int sy_name_add(sy_name **l, const char *name);
+void sy_name_del(sy_name **l, const char *name);
+void sy_names_free(sy_name **l);
+int sy_valid_account(const char *s);
+char *sy_strdup(const char *s);
+
+/* --- login.c ------------------------------------------------------------------- */
+void sy_login_start(whisper_client *c);
+void sy_login_on_challenge(whisper_client *c, const Whisper__Sync__Challenge *ch);
+void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok);
+
+/* --- outbox.c ------------------------------------------------------------------ */
+void sy_jobs_free(whisper_client *c);
+int sy_jobs_load(whisper_client *c);
+int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body, size_t len);
+void sy_pump(whisper_client *c);
+void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+int sy_own_others(whisper_client *c, sy_devlist *own);
+
+/* --- inbox.c ------------------------------------------------------------------- */
+int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory);
+uint64_t sy_watermark(const whisper_client *c);
+void sy_ack_flush(whisper_client *c);
+void sy_held_free(whisper_client *c);
+void sy_retry_held(whisper_client *c);
+
+/* --- ops.c --------------------------------------------------------------------- */
+void sy_ops_flush(whisper_client *c);
+void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+void sy_ops_free(whisper_client *c);
+void sy_typing_in_notice(whisper_client *c, const Whisper__Sync__TypingNotice *t);
+void sy_typing_tick(whisper_client *c);
+uint64_t sy_typing_deadline(const whisper_client *c);
+void sy_typing_free(whisper_client *c);
+void sy_presence_flush(whisper_client *c);
+void sy_approvals_flush(whisper_client *c);
+
+/* --- state.c ------------------------------------------------------------------- */
+int sy_state_load(whisper_client *c);
+/* Writes the "s" record with these values (inside a transaction). */
+int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *held,
+                 size_t n_held, uint32_t upload_first, uint32_t upload_count);
+/* The same with the engine's current values, in a transaction of its own. */
+int sy_state_save(whisper_client *c);
+int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l);
+int sy_devs_save(whisper_client *c, const char *account, const sy_devlist *l);
+void sy_devs_free(sy_devlist *l);
+sy_dev *sy_devs_find(sy_devlist *l, uint32_t id);
+int sy_devs_add(sy_devlist *l, uint32_t id, uint32_t regid);
+void sy_devs_del(sy_devlist *l, uint32_t id);
+int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy_group *g);
+int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g);
+void sy_group_free(sy_group *g);
+int sy_group_is_member(const sy_group *g, const char *account);
+int sy_group_has_key(const sy_group *g, const char *account, uint32_t device);
+int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv);
+int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
+                  char conv[WH_NAME_MAX + 1]);
+int sy_ops_load(whisper_client *c);
+int sy_ops_save(whisper_client *c); /* inside a transaction */
+
+/* --- txn.c --------------------------------------------------------------------- */
+void sy_join_init(whisper_client *c);
+/* Begins a transaction that library calls on the context join: their own
+ * begin and commit do nothing, their rollback ends it (sy_txn_alive() is
+ * then 0). */
+int sy_txn_begin(whisper_client *c);
+int sy_txn_alive(const whisper_client *c);
+/* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
+int sy_txn_end(whisper_client *c, int rc);
+
+/* --- keys.c -------------------------------------------------------------------- */
+/* The public key of one-time prekey `id` as stored. */
+int sy_prekey_public(whisper_ctx *ctx, uint32_t id, uint8_t pub[WHISPER_PUBLIC_KEY_LEN]);
+/* The registration id the current session with (name, device) knows (0
+ * when unknown or no session). */
+uint32_t sy_session_regid(whisper_ctx *ctx, const char *name, uint32_t device);
+
+#endif
