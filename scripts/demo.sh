@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# The main job: install the dependencies, build, and run the demo (two local
-# devices set up a Signal session and talk).
+# The main job: install the dependencies, build, and run the demos:
+#  1. whisper-demo: two local devices set up a Signal session and talk
+#     (the library alone, no network);
+#  2. examples/demo/sync-demo.js: whisperd on loopback and scripted
+#     whisper-chat clients: a conversation with every tick, an offline
+#     catch-up, and a group a member leaves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build/release -j"$(nproc)" --target whisper-demo >/dev/null
+cmake --build build/release -j"$(nproc)" --target whisper-demo whisperd whisper-chat >/dev/null
 ./build/release/examples/demo/whisper-demo
+echo
+node examples/demo/sync-demo.js --whisperd build/release/examples/whisperd/whisperd \
+  --chat build/release/examples/chat/whisper-chat

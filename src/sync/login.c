@@ -180,7 +180,7 @@ static void login(whisper_client *c) {
     Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
     f.body_case = WHISPER__SYNC__FRAME__BODY_HELLO;
     f.hello = &h;
-    /* Hello has no answer of its own unless it is refused */
+    /* Hello is answered with Ok (or refused) */
     if (sy_queue(c, &f, RQ_HELLO, 0, NULL) != WHISPER_OK) return;
     c->hello_sent = 1;
   }

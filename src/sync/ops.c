@@ -214,6 +214,9 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending operations");
 }
 
+/* Client ids per Receipt frame (the server takes up to 1024). */
+#define RECEIPT_BATCH_MAX 1000
+
 int whisper_client_mark_read(whisper_client *c, const char *conversation, const char *sender,
                              const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n,
                              uint64_t now_ms) {
@@ -225,13 +228,21 @@ int whisper_client_mark_read(whisper_client *c, const char *conversation, const 
       (ids == NULL && n) || n > 100000)
     return sy_fail(c, WHISPER_EINVAL, "mark_read needs a conversation, a sender and ids");
   if (!c->cfg.read_receipts || n == 0 || strcmp(sender, c->account) == 0) return wh_ok(c->ctx);
+  if (n > RECEIPT_BATCH_MAX) { /* a Receipt frame carries at most this many */
+    for (size_t i = 0; i < n; i += RECEIPT_BATCH_MAX) {
+      size_t k = n - i < RECEIPT_BATCH_MAX ? n - i : RECEIPT_BATCH_MAX;
+      int rc = whisper_client_mark_read(c, conversation, sender, ids + i, k, now_ms);
+      if (rc != WHISPER_OK) return rc;
+    }
+    return WHISPER_OK;
+  }
   /* the batch for this sender and conversation that is not out yet */
   sy_op *o = NULL;
   for (size_t i = 0; i < c->n_ops && o == NULL; i++) {
     sy_op *p = &c->ops[i];
     if (p->kind == OP_RECEIPT && !p->inflight && p->code == WHISPER_STATUS_READ &&
         strcmp(p->to, sender) == 0 && p->has_group == group &&
-        (!group || memcmp(p->group_id, gid, sizeof gid) == 0) && p->n_ids + n <= 1000)
+        (!group || memcmp(p->group_id, gid, sizeof gid) == 0) && p->n_ids + n <= RECEIPT_BATCH_MAX)
       o = p;
   }
   int fresh = o == NULL;

@@ -455,6 +455,14 @@ static void test_direct_two_by_two(void) {
   CHECK(ev_status(b1, id2, "alice", 2, WHISPER_STATUS_DELIVERED) == 1);
   CHECK(history_count(a1, "bob") == 2);
   CHECK(history_count(b1, "alice") == 2);
+  /* a large read batch goes out in several Receipt frames, none refused */
+  static uint8_t many[1500][16];
+  for (int i = 0; i < 1500; i++) memset(many[i], i % 251 + 1, 16), many[i][0] = (uint8_t)(i >> 8);
+  memcpy(many[1400], id2, 16);
+  CHECK_RC(whisper_client_mark_read(a1->cl, "bob", "bob", (const uint8_t(*)[16])many, 1500, n.now),
+           WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_status(b2, id2, "alice", 1, WHISPER_STATUS_READ) == 1);
   for (int i = 0; i < n.n; i++) CHECK(ev_count(n.nodes[i], WHISPER_EV_ERROR) == 0);
   net_close(&n);
 }
