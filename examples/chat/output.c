@@ -1,0 +1,541 @@
+/*
+ * whisper-chat: what it prints. In --script mode one JSON object per line
+ * on stdout for every event and command result, flushed at once; else
+ * human lines. Strings from the network are escaped (JSON) or made
+ * harmless for a terminal (human). Nothing printed is ever a key.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat.h"
+
+/* --- the line buffer --------------------------------------------------------- */
+
+void jb_init(jbuf *b) { memset(b, 0, sizeof *b); }
+
+void jb_free(jbuf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+static void put(jbuf *b, const char *s, size_t n) {
+  if (b->failed) return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->failed = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void puts_(jbuf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* The length of the valid UTF-8 sequence at s (1..4), or 0 if it is not
+ * one (overlong forms, surrogates and code points past U+10FFFF are not). */
+static size_t utf8_seq(const uint8_t *s, size_t n, uint32_t *cp) {
+  uint8_t c0 = s[0];
+  size_t len;
+  uint32_t v, min;
+  if (c0 < 0x80) {
+    *cp = c0;
+    return 1;
+  } else if ((c0 & 0xe0) == 0xc0) {
+    len = 2, v = c0 & 0x1f, min = 0x80;
+  } else if ((c0 & 0xf0) == 0xe0) {
+    len = 3, v = c0 & 0x0f, min = 0x800;
+  } else if ((c0 & 0xf8) == 0xf0) {
+    len = 4, v = c0 & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (n < len) return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xc0) != 0x80) return 0;
+    v = v << 6 | (s[i] & 0x3f);
+  }
+  if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff)) return 0;
+  *cp = v;
+  return len;
+}
+
+/* A JSON string: quotes, backslashes and control characters escaped,
+ * valid UTF-8 kept, an invalid byte becomes U+FFFD. */
+static void put_json_string(jbuf *b, const uint8_t *s, size_t n) {
+  put(b, "\"", 1);
+  size_t i = 0;
+  while (i < n) {
+    uint32_t cp;
+    size_t len = utf8_seq(s + i, n - i, &cp);
+    if (len == 0) {
+      puts_(b, "\\ufffd");
+      i++;
+      continue;
+    }
+    if (cp == '"') {
+      puts_(b, "\\\"");
+    } else if (cp == '\\') {
+      puts_(b, "\\\\");
+    } else if (cp == '\n') {
+      puts_(b, "\\n");
+    } else if (cp == '\r') {
+      puts_(b, "\\r");
+    } else if (cp == '\t') {
+      puts_(b, "\\t");
+    } else if (cp < 0x20 || cp == 0x7f || cp == 0x2028 || cp == 0x2029) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+      puts_(b, esc);
+    } else {
+      put(b, (const char *)s + i, len);
+    }
+    i += len;
+  }
+  put(b, "\"", 1);
+}
+
+/* A comma goes before a value unless it opens its container or follows a
+ * key. */
+static void sep(jbuf *b) {
+  if (b->len == 0) return;
+  char last = b->p[b->len - 1];
+  if (last != '{' && last != '[' && last != ':') put(b, ",", 1);
+}
+
+void jb_begin(jbuf *b, const char *ev) {
+  b->len = 0;
+  b->failed = 0;
+  put(b, "{", 1);
+  jb_str(b, "ev", ev);
+}
+
+void jb_key(jbuf *b, const char *key) {
+  sep(b);
+  if (!key) return;
+  put_json_string(b, (const uint8_t *)key, strlen(key));
+  put(b, ":", 1);
+}
+
+void jb_str(jbuf *b, const char *key, const char *s) {
+  jb_key(b, key);
+  if (!s)
+    puts_(b, "null");
+  else
+    put_json_string(b, (const uint8_t *)s, strlen(s));
+}
+
+void jb_bytes(jbuf *b, const char *key, const uint8_t *s, size_t n) {
+  jb_key(b, key);
+  put_json_string(b, s ? s : (const uint8_t *)"", s ? n : 0);
+}
+
+void jb_hex(jbuf *b, const char *key, const uint8_t *s, size_t n) {
+  jb_key(b, key);
+  if (!s) {
+    puts_(b, "null");
+    return;
+  }
+  char *h = malloc(2 * n + 1);
+  if (!h) {
+    b->failed = 1;
+    return;
+  }
+  hex_encode(h, s, n);
+  put(b, "\"", 1);
+  puts_(b, h);
+  put(b, "\"", 1);
+  free(h);
+}
+
+void jb_u64(jbuf *b, const char *key, uint64_t v) {
+  char num[24];
+  jb_key(b, key);
+  snprintf(num, sizeof num, "%llu", (unsigned long long)v);
+  puts_(b, num);
+}
+
+void jb_int(jbuf *b, const char *key, long long v) {
+  char num[24];
+  jb_key(b, key);
+  snprintf(num, sizeof num, "%lld", v);
+  puts_(b, num);
+}
+
+void jb_bool(jbuf *b, const char *key, int v) {
+  jb_key(b, key);
+  puts_(b, v ? "true" : "false");
+}
+
+void jb_open(jbuf *b, const char *key, char bracket) {
+  jb_key(b, key);
+  put(b, &bracket, 1);
+}
+
+void jb_close(jbuf *b, char bracket) { put(b, &bracket, 1); }
+
+static void emit(chat *c, jbuf *b) {
+  if (c->out_broken) return;
+  if (b->failed) {
+    fputs(c->script ? "{\"ev\":\"error\",\"message\":\"out of memory\"}\n" : "! out of memory\n",
+          stdout);
+  } else {
+    put(b, "\n", 1);
+    fwrite(b->p, 1, b->len, stdout);
+  }
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    c->out_broken = 1;
+    c->quit = 1;
+  }
+}
+
+void jb_print(chat *c, jbuf *b) {
+  put(b, "}", 1);
+  emit(c, b);
+}
+
+void hb_printf(jbuf *b, const char *fmt, ...) {
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof small) {
+    put(b, small, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (!big) {
+    b->failed = 1;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  put(b, big, (size_t)n);
+  free(big);
+}
+
+/* Text for a terminal: no control characters (C0, DEL, C1: no escape
+ * sequences from a peer), no invalid UTF-8. */
+void hb_text(jbuf *b, const uint8_t *s, size_t n) {
+  size_t i = 0;
+  if (!s) return;
+  while (i < n) {
+    uint32_t cp;
+    size_t len = utf8_seq(s + i, n - i, &cp);
+    if (len == 0) {
+      put(b, "?", 1);
+      i++;
+      continue;
+    }
+    if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0) || cp == 0x2028 || cp == 0x2029)
+      put(b, cp == '\n' ? " " : "?", 1);
+    else
+      put(b, (const char *)s + i, len);
+    i += len;
+  }
+}
+
+static void hb_str(jbuf *b, const char *s) {
+  if (s) hb_text(b, (const uint8_t *)s, strlen(s));
+}
+
+void hb_print(chat *c, jbuf *b) { emit(c, b); }
+
+/* --- statuses ------------------------------------------------------------------ */
+
+const char *status_name(int status) {
+  switch (status) {
+  case WHISPER_STATUS_PENDING: return "pending";
+  case WHISPER_STATUS_SENT: return "sent";
+  case WHISPER_STATUS_DELIVERED: return "delivered";
+  case WHISPER_STATUS_READ: return "read";
+  default: return "unknown";
+  }
+}
+
+const char *status_ticks(const chat *c, int status) {
+  switch (status) {
+  case WHISPER_STATUS_PENDING: return "…";
+  case WHISPER_STATUS_SENT: return "✓";
+  case WHISPER_STATUS_DELIVERED: return "✓✓";
+  case WHISPER_STATUS_READ: return c->color ? "\033[34m✓✓\033[0m" : "✓✓ read";
+  default: return "?";
+  }
+}
+
+/* --- events -------------------------------------------------------------------- */
+
+static const char *event_name(int type) {
+  switch (type) {
+  case WHISPER_EV_REGISTERED: return "registered";
+  case WHISPER_EV_ONLINE: return "online";
+  case WHISPER_EV_CAUGHT_UP: return "caught_up";
+  case WHISPER_EV_MESSAGE: return "message";
+  case WHISPER_EV_STATUS: return "status";
+  case WHISPER_EV_TYPING: return "typing";
+  case WHISPER_EV_PRESENCE: return "presence";
+  case WHISPER_EV_IDENTITY: return "identity";
+  case WHISPER_EV_GROUP: return "group";
+  case WHISPER_EV_ERROR: return "error";
+  case WHISPER_EV_LINK_CODE: return "link_code";
+  default: return "unknown";
+  }
+}
+
+static void clock_str(char out[16], uint64_t ms) {
+  time_t t = (time_t)(ms / 1000);
+  struct tm tm;
+  if (ms == 0 || !localtime_r(&t, &tm)) {
+    snprintf(out, 16, "--:--:--");
+    return;
+  }
+  strftime(out, 16, "%H:%M:%S", &tm);
+}
+
+static void event_json(chat *c, const whisper_client_event_t *ev) {
+  jbuf b;
+  jb_init(&b);
+  jb_begin(&b, event_name(ev->type));
+  switch (ev->type) {
+  case WHISPER_EV_REGISTERED:
+  case WHISPER_EV_ONLINE:
+  case WHISPER_EV_CAUGHT_UP:
+    break;
+  case WHISPER_EV_MESSAGE:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_hex(&b, "id", ev->id, ev->id_len);
+    jb_bytes(&b, "body", ev->body, ev->body_len);
+    jb_u64(&b, "seq", ev->server_seq);
+    jb_u64(&b, "ts", ev->server_ts);
+    break;
+  case WHISPER_EV_STATUS:
+    jb_hex(&b, "id", ev->id, ev->id_len);
+    if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "to", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_str(&b, "status", status_name(ev->status));
+    if (ev->server_seq) jb_u64(&b, "seq", ev->server_seq);
+    break;
+  case WHISPER_EV_TYPING:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_bool(&b, "started", ev->started);
+    break;
+  case WHISPER_EV_PRESENCE:
+    jb_str(&b, "account", ev->from);
+    jb_bool(&b, "online", ev->online);
+    jb_u64(&b, "last_seen_ms", ev->last_seen_ms);
+    break;
+  case WHISPER_EV_IDENTITY:
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    break;
+  case WHISPER_EV_GROUP:
+    jb_str(&b, "conversation", ev->conversation);
+    if (ev->conversation && strlen(ev->conversation) == WHISPER_GROUP_CONVERSATION_LEN)
+      jb_str(&b, "group", ev->conversation + 1);
+    if (ev->from) jb_str(&b, "from", ev->from);
+    if (ev->body && ev->body_len) jb_bytes(&b, "detail", ev->body, ev->body_len);
+    if (ev->message) jb_str(&b, "message", ev->message);
+    break;
+  case WHISPER_EV_ERROR:
+    jb_int(&b, "code", ev->code);
+    jb_str(&b, "error", ev->code ? whisper_strerror(ev->code) : NULL);
+    jb_int(&b, "server_code", ev->server_code);
+    jb_str(&b, "message", ev->message);
+    if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
+    if (ev->from) jb_str(&b, "from", ev->from);
+    if (ev->id && ev->id_len) jb_hex(&b, "id", ev->id, ev->id_len);
+    break;
+  case WHISPER_EV_LINK_CODE:
+    jb_hex(&b, "code", ev->body, ev->body_len);
+    break;
+  default:
+    jb_int(&b, "type", ev->type);
+    if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
+    if (ev->from) jb_str(&b, "from", ev->from);
+    break;
+  }
+  jb_print(c, &b);
+  jb_free(&b);
+}
+
+static void hb_id(jbuf *b, const uint8_t *id, size_t n) {
+  char hex[2 * WHISPER_MESSAGE_ID_MAX + 1];
+  if (!id || n == 0 || n > WHISPER_MESSAGE_ID_MAX) return;
+  hex_encode(hex, id, n);
+  put(b, hex, 2 * n);
+}
+
+static void event_human(chat *c, const whisper_client_event_t *ev) {
+  jbuf b;
+  char when[16];
+  jb_init(&b);
+  const char *dim = c->color ? "\033[2m" : "", *bold = c->color ? "\033[1m" : "",
+             *off = c->color ? "\033[0m" : "";
+  switch (ev->type) {
+  case WHISPER_EV_REGISTERED:
+    hb_printf(&b, "* registered as %s.%u", c->account, (unsigned)c->device);
+    break;
+  case WHISPER_EV_ONLINE:
+    hb_printf(&b, "* online");
+    break;
+  case WHISPER_EV_CAUGHT_UP:
+    hb_printf(&b, "* caught up");
+    break;
+  case WHISPER_EV_MESSAGE:
+    clock_str(when, ev->server_ts);
+    hb_printf(&b, "%s%s%s [", dim, when, off);
+    hb_str(&b, ev->conversation);
+    hb_printf(&b, "] %s", bold);
+    hb_str(&b, ev->from);
+    hb_printf(&b, ".%u%s: ", (unsigned)ev->from_device, off);
+    hb_text(&b, ev->body, ev->body_len);
+    hb_printf(&b, "  %s(", dim);
+    hb_id(&b, ev->id, ev->id_len);
+    hb_printf(&b, ")%s", off);
+    break;
+  case WHISPER_EV_STATUS:
+    hb_printf(&b, "  %s ", status_ticks(c, ev->status));
+    hb_id(&b, ev->id, ev->id_len);
+    hb_printf(&b, " %s", status_name(ev->status));
+    if (ev->status == WHISPER_STATUS_SENT) {
+      /* once per message: the server took it */
+      if (ev->conversation) {
+        hb_printf(&b, " to ");
+        hb_str(&b, ev->conversation);
+      }
+    } else if (ev->from) {
+      hb_printf(&b, " by ");
+      hb_str(&b, ev->from);
+      if (ev->from_device) hb_printf(&b, ".%u", (unsigned)ev->from_device);
+    }
+    break;
+  case WHISPER_EV_TYPING:
+    hb_printf(&b, "* ");
+    hb_str(&b, ev->from);
+    hb_printf(&b, ".%u %s typing in ", (unsigned)ev->from_device,
+              ev->started ? "is" : "stopped");
+    hb_str(&b, ev->conversation);
+    break;
+  case WHISPER_EV_PRESENCE:
+    hb_printf(&b, "* ");
+    hb_str(&b, ev->from);
+    if (ev->online) {
+      hb_printf(&b, " is online");
+    } else if (ev->last_seen_ms) {
+      clock_str(when, ev->last_seen_ms);
+      hb_printf(&b, " is offline, last seen %s", when);
+    } else {
+      hb_printf(&b, " is offline");
+    }
+    break;
+  case WHISPER_EV_IDENTITY:
+    hb_printf(&b, "! the identity key of ");
+    hb_str(&b, ev->from);
+    hb_printf(&b, ".%u changed: its messages wait. Compare safety numbers, then: trust ",
+              (unsigned)ev->from_device);
+    hb_str(&b, ev->from);
+    hb_printf(&b, " %u", (unsigned)ev->from_device);
+    break;
+  case WHISPER_EV_GROUP:
+    hb_printf(&b, "* group ");
+    hb_str(&b, ev->conversation);
+    hb_printf(&b, ": membership changed");
+    if (ev->body && ev->body_len) {
+      hb_printf(&b, " (");
+      hb_text(&b, ev->body, ev->body_len);
+      hb_printf(&b, ")");
+    }
+    break;
+  case WHISPER_EV_ERROR:
+    hb_printf(&b, "! error: %s", ev->code ? whisper_strerror(ev->code) : "server");
+    if (ev->server_code) hb_printf(&b, " (server code %d)", ev->server_code);
+    if (ev->message && *ev->message) {
+      hb_printf(&b, ": ");
+      hb_str(&b, ev->message);
+    }
+    break;
+  case WHISPER_EV_LINK_CODE:
+    hb_printf(&b, "* link code: %s", bold);
+    hb_id(&b, ev->body, ev->body_len);
+    hb_printf(&b, "%s\n  on a device already on %s: link-approve ", off, c->account);
+    hb_id(&b, ev->body, ev->body_len);
+    break;
+  default:
+    hb_printf(&b, "* event %d", ev->type);
+    break;
+  }
+  hb_print(c, &b);
+  jb_free(&b);
+}
+
+void out_event(chat *c, const whisper_client_event_t *ev) {
+  if (c->script)
+    event_json(c, ev);
+  else
+    event_human(c, ev);
+}
+
+void out_disconnected(chat *c, const char *why) {
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "disconnected");
+    jb_str(&b, "reason", why);
+    jb_print(c, &b);
+  } else {
+    if (c->quit) {
+      jb_free(&b);
+      return;
+    }
+    hb_printf(&b, "* disconnected");
+    if (why && *why) {
+      hb_printf(&b, ": ");
+      hb_str(&b, why);
+    }
+    hb_printf(&b, " (reconnecting)");
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+void out_cmd_error(chat *c, const char *cmd, int rc, const char *fmt, ...) {
+  char msg[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "error");
+    jb_str(&b, "cmd", cmd);
+    if (rc) {
+      jb_int(&b, "code", rc);
+      jb_str(&b, "error", whisper_strerror(rc));
+    }
+    jb_str(&b, "message", msg);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "! %s: %s", cmd, msg);
+    if (rc) hb_printf(&b, " (%s)", whisper_strerror(rc));
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
