@@ -284,8 +284,13 @@ static void cmd_history(chat *c, char *args) {
     if (c->script) {
       jb_open(&b, NULL, '{');
       jb_hex(&b, "id", m->id, m->id_len);
+      /* An own message was sent by this device or another of this
+       * account's (history does not keep which). */
       jb_str(&b, "from", own ? c->account : m->sender);
-      jb_u64(&b, "device", own ? c->device : m->sender_device);
+      if (own && !m->sender_device)
+        jb_str(&b, "device", NULL);
+      else
+        jb_u64(&b, "device", m->sender_device);
       jb_bool(&b, "own", own);
       jb_bytes(&b, "body", m->body, m->body_len);
       jb_u64(&b, "seq", m->sort_key);

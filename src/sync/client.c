@@ -198,7 +198,9 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
     if ((r = calloc(1, sizeof *r)) == NULL) return WHISPER_ENOMEM;
     r->id = ++c->next_id;
     r->kind = kind;
-    r->deadline = timeout ? c->now + c->cfg.request_timeout_ms : 0;
+    /* stamped with the clock of the next tick or receive: some calls that
+     * queue requests (subscribe, link_approve) are not given the time */
+    r->timed = timeout;
     f->has_id = 1;
     f->id = r->id;
   }
@@ -352,7 +354,8 @@ void whisper_client_disconnected(whisper_client *c, uint64_t now_ms) {
   c->now = now_ms;
   int was = c->connected;
   connection_reset(c);
-  if (!was) return;
+  /* a connection that never opened backs off too, unless already waiting */
+  if (!was && c->next_connect_at > now_ms) return;
   /* exponential backoff with jitter: a delay in [d/2, d] */
   unsigned shift = c->attempts < 30 ? c->attempts : 30;
   uint64_t d = c->cfg.backoff_min_ms;
@@ -469,6 +472,8 @@ static int frame_ok(const Whisper__Sync__Frame *f) {
   }
 }
 
+static void stamp_requests(whisper_client *c, uint64_t now_ms);
+
 int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, uint64_t now_ms) {
   if (c == NULL || (frame == NULL && len)) return WHISPER_EINVAL;
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, len, frame);
@@ -478,6 +483,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   }
   int rc = WHISPER_OK;
   c->now = now_ms;
+  stamp_requests(c, now_ms);
   if (!c->connected) goto done;
   c->last_rx = now_ms;
   if (f->has_id && f->id != 0) {
@@ -531,12 +537,20 @@ done:
 
 /* --- timers ---------------------------------------------------------------------------------- */
 
+/* Gives the requests queued since the last tick or receive their deadline. */
+static void stamp_requests(whisper_client *c, uint64_t now_ms) {
+  for (sy_req *r = c->reqs; r; r = r->next)
+    if (r->timed && r->deadline == 0) r->deadline = now_ms + c->cfg.request_timeout_ms;
+}
+
 uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c == NULL) return UINT64_MAX;
   uint64_t d = UINT64_MAX;
   if (!c->connected) return c->next_connect_at;
-  for (const sy_req *r = c->reqs; r; r = r->next)
+  for (const sy_req *r = c->reqs; r; r = r->next) {
+    if (r->timed && r->deadline == 0) return c->now; /* to be stamped: tick now */
     if (r->deadline && r->deadline < d) d = r->deadline;
+  }
   if (!c->ping_inflight && c->cfg.ping_ms && c->last_rx + c->cfg.ping_ms < d)
     d = c->last_rx + c->cfg.ping_ms;
   if (c->send_retry_at && c->send_retry_at < d) d = c->send_retry_at;
@@ -550,6 +564,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   c->now = now_ms;
   sy_typing_tick(c);
   if (!c->connected || c->close_wanted) return;
+  stamp_requests(c, now_ms);
   for (const sy_req *r = c->reqs; r; r = r->next)
     if (r->deadline && r->deadline <= now_ms) {
       sy_error_event(c, WHISPER_ESTATE, 0, "the server did not answer in time");

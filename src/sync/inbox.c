@@ -432,6 +432,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     whisper_buf *skdm = NULL;
     rc = whisper_group_rotate(c->ctx, gid, &skdm);
     whisper_buf_free(skdm);
+    g.key_gen++;
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);
     g.n_have = 0;
   } else {

@@ -441,6 +441,7 @@ static int group_step(whisper_client *c, sy_job *j) {
       sy_devs_free(&own);
       goto out;
     }
+    j->key_gen = g.key_gen;
     step = send_direct(c, j, RQ_SKDM, cid, target, &l, &own, NULL, 0,
                        WHISPER__SYNC__CONTENT__CONTENT_SKDM, j->group_id);
     sy_devs_free(&own);
@@ -666,6 +667,10 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
 static void on_skdm_sent(whisper_client *c, sy_job *j, sy_req *r) {
   sy_group g;
   if (j == NULL || sy_group_load(c, j->group_id, &g) != WHISPER_OK) return;
+  if (g.key_gen != j->key_gen) { /* rotated since: the new key still has to go out */
+    sy_group_free(&g);
+    return;
+  }
   int rc = WHISPER_OK;
   sy_devref *n = realloc(g.have, (g.n_have + r->n_devs + 1) * sizeof *n);
   if (n == NULL) rc = WHISPER_ENOMEM;

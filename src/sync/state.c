@@ -214,6 +214,7 @@ int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy
   }
   g->known = 1;
   g->left = m->left;
+  g->key_gen = m->key_gen;
   g->members = calloc(m->n_members ? m->n_members : 1, sizeof *g->members);
   g->have = calloc(m->n_have_key ? m->n_have_key : 1, sizeof *g->have);
   rc = g->members && g->have ? WHISPER_OK : WHISPER_ENOMEM;
@@ -251,6 +252,7 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
     m.n_have_key = g->n_have;
     m.have_key = dp;
     if (g->left) m.has_left = m.left = 1;
+    if (g->key_gen) m.has_key_gen = 1, m.key_gen = g->key_gen;
     rc = put_msg(c, 'g', gid, WHISPER_GROUP_ID_LEN, &m.base);
   }
   free(d);

@@ -58,7 +58,8 @@ typedef struct sy_devref {
 typedef struct sy_req {
   uint64_t id;
   int kind;
-  uint64_t deadline; /* 0: waits without a time limit */
+  int timed;         /* answered within request_timeout_ms, or the connection is given up */
+  uint64_t deadline; /* set by the first tick or receive after it was queued (0: not yet) */
   char account[WH_NAME_MAX + 1];
   uint64_t value;    /* RQ_ACK: up_to */
   sy_devref *devs;   /* RQ_SKDM: the devices the distribution went to */
@@ -88,6 +89,7 @@ typedef struct sy_job {
   uint8_t *body;
   size_t body_len;
   int rounds;
+  uint32_t key_gen; /* group: the sender key generation a distribution carries */
   struct sy_job *next;
 } sy_job;
 
@@ -157,6 +159,7 @@ typedef struct sy_group {
   sy_devref *have;
   size_t n_have;
   int left;
+  uint32_t key_gen; /* rotations so far */
 } sy_group;
 
 struct whisper_client {

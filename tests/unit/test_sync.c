@@ -700,7 +700,13 @@ static void test_typing_presence(void) {
   node *a = account_new(&n, "alice", 0);
   node *b = account_new(&n, "bob", 0);
   const char *who[1] = {"alice"};
+  /* a quiet 30 s in which the engine is not told the time: a request
+   * queued by a call without a clock (subscribe) is timed from the next
+   * tick, not from the last time the engine heard */
+  n.now += 30000;
   CHECK_RC(whisper_client_subscribe(b->cl, who, 1), WHISPER_OK);
+  whisper_client_tick(b->cl, n.now);
+  CHECK(!whisper_client_want_close(b->cl));
   net_run(&n);
   const rec_event *p = ev_find(b, WHISPER_EV_PRESENCE, 0);
   CHECK(p && strcmp(p->from, "alice") == 0 && p->online == 1);
@@ -956,6 +962,11 @@ static void test_api_checks(void) {
   CHECK(whisper_client_want_connect(c, T0));
   whisper_buf *b = NULL;
   CHECK(whisper_client_take_frame(c, &b) == 0);
+  /* an attempt that never opened backs off as a closed connection does */
+  whisper_client_disconnected(c, T0);
+  CHECK(!whisper_client_want_connect(c, T0));
+  CHECK(whisper_client_next_deadline(c) > T0);
+  CHECK(whisper_client_want_connect(c, T0 + 60000));
   whisper_client_free(c);
   whisper_client_free(NULL);
   tdev_close(&d);
