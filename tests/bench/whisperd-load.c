@@ -1,0 +1,1726 @@
+/*
+ * whisperd-load: a load benchmark of whisperd, the reference server of the
+ * sync protocol, driven by real client engines over real WebSockets.
+ *
+ * It starts a whisperd (the one built beside it, or --whisperd PATH) on
+ * 127.0.0.1 with a port it picks (--port 0) and a store in a new temporary
+ * directory, and measures, in one process and on one libwebsockets context
+ * (single-threaded):
+ *
+ *   1. set-up: N simulated devices (--clients, default 200), each a
+ *      whisper_ctx on a memory store with its own identity and a
+ *      whisper_client engine (prekey_batch 5). They register and log in
+ *      in waves of REG_WAVE connections (the warm-up), disconnect, and
+ *      then all N connect and log in at once.
+ *   2. messages: in a ring, device i sends M (--messages, default 20)
+ *      messages of 100 B to device i+1 (mod N), 1:1 through whisperd.
+ *      Paced by default: a device sends its next message when the engine
+ *      reports the previous one SENT, so a message never waits in the
+ *      sender's own outbox behind the others (--burst: all M at once).
+ *      Throughput: N*M / (last delivery - first send call). Latency of
+ *      each message: whisper_client_send() -> WHISPER_EV_MESSAGE at its
+ *      recipient, on this process's CLOCK_MONOTONIC.
+ *   3. memory: whisperd's VmRSS (/proc/PID/status) with 0 connections
+ *      after the warm-up, and with the N devices logged in and idle; then,
+ *      on a second, fresh whisperd, with 0 connections after a small
+ *      warm-up and with K (--idle, default 1000) plain WebSocket
+ *      connections that only completed the handshake and received the
+ *      Challenge (no engine). The difference / count is the figure.
+ *
+ * Every message is checked: its body (sender, index, run tag, filler), its
+ * sender, conversation and client id, and that it arrives exactly once at
+ * its recipient; every message must also be reported SENT once to its
+ * sender and DELIVERED by its recipient's device. The program exits 1 when
+ * a check fails (a message lost, duplicated, corrupted or misrouted, a
+ * status missing), when whisperd dies or cannot be started, or when a
+ * phase does not finish within --timeout seconds; otherwise 0, whatever
+ * the figures (they are informational). 2: bad usage.
+ *
+ * tests/bench/README.md describes the figures and how to read them.
+ */
+#define _POSIX_C_SOURCE 200809L
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include <whisper/whisper.h>
+
+#ifndef WHISPERD_LOAD_WHISPERD
+#define WHISPERD_LOAD_WHISPERD "whisperd"
+#endif
+
+#define PROG "whisperd-load"
+#define SUBPROTOCOL "whisper-sync-v1"
+#define WS_PATH "/v1/ws"
+#define HOST "127.0.0.1"
+#define BODY_LEN 100
+#define BODY_MAGIC "WLD1"
+#define REG_WAVE 25         /* devices registering at once in the warm-up */
+#define IDLE_WARMUP 16      /* plain connections opened and closed before the idle baseline */
+#define IDLE_INFLIGHT 64    /* plain connections in their handshake at once */
+#define SETTLE_S 0.3        /* quiet time before an RSS reading */
+#define SWEEP_S 0.1         /* every engine is pumped at least this often */
+#define MAX_RX (4u << 20)
+#define MAX_ERRORS_SHOWN 10
+
+/* --- options ----------------------------------------------------------------- */
+
+static int g_clients = 200;
+static int g_messages = 20;
+static int g_idle = 1000;
+static int g_quick;
+static int g_burst;
+static int g_keep;
+static double g_timeout = 120;
+static const char *g_whisperd = WHISPERD_LOAD_WHISPERD;
+
+/* --- clocks and small helpers ---------------------------------------------------- */
+
+static double mono_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The engines' clock: milliseconds since the epoch, as whisper-chat gives it. */
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+static double load_average(void) {
+  double l = -1;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &l) != 1) l = -1;
+    fclose(f);
+  }
+  return l;
+}
+
+/* --- whisperd processes ---------------------------------------------------------- */
+
+typedef struct server {
+  const char *label;
+  pid_t pid;
+  int port;
+  char hostport[64];
+  char db[512];
+  char log[512];
+} server;
+
+static char g_dir[256];       /* the temporary directory */
+static server *g_servers[2];  /* running, to stop on exit */
+static int g_failed;          /* checks failed */
+
+static void remove_dir(void) {
+  if (!g_dir[0] || g_keep) return;
+  DIR *d = opendir(g_dir);
+  if (d) {
+    struct dirent *e;
+    char path[600];
+    while ((e = readdir(d)) != NULL) {
+      if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+      snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
+      unlink(path);
+    }
+    closedir(d);
+  }
+  rmdir(g_dir);
+  g_dir[0] = 0;
+}
+
+static void print_log_tail(const server *s, int lines) {
+  FILE *f = fopen(s->log, "r");
+  if (!f) return;
+  char **ring = calloc((size_t)lines, sizeof *ring);
+  char buf[1024];
+  int n = 0;
+  while (ring && fgets(buf, sizeof buf, f)) {
+    free(ring[n % lines]);
+    ring[n % lines] = strdup(buf);
+    n++;
+  }
+  fclose(f);
+  if (!ring) return;
+  if (n) fprintf(stderr, "%s: the last lines of %s's log (%s):\n", PROG, s->label, s->log);
+  for (int i = n > lines ? n - lines : 0; i < n; i++)
+    if (ring[i % lines]) fprintf(stderr, "  | %s", ring[i % lines]);
+  for (int i = 0; i < lines; i++) free(ring[i]);
+  free(ring);
+}
+
+static void kill_servers(void) {
+  for (int i = 0; i < 2; i++) {
+    server *s = g_servers[i];
+    if (s && s->pid > 0) {
+      kill(s->pid, SIGKILL);
+      waitpid(s->pid, NULL, 0);
+      s->pid = 0;
+    }
+    g_servers[i] = NULL;
+  }
+}
+
+static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void fatal(const char *fmt, ...) {
+  va_list ap;
+  fflush(stdout);
+  fprintf(stderr, "%s: FAIL: ", PROG);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  for (int i = 0; i < 2; i++)
+    if (g_servers[i]) print_log_tail(g_servers[i], 20);
+  kill_servers();
+  if (g_keep && g_dir[0]) fprintf(stderr, "%s: kept %s\n", PROG, g_dir);
+  remove_dir();
+  exit(1);
+}
+
+static void on_fatal_signal(int sig) {
+  /* ctest's timeout, ^C: do not leave a whisperd behind (it also has
+   * PR_SET_PDEATHSIG). */
+  for (int i = 0; i < 2; i++)
+    if (g_servers[i] && g_servers[i]->pid > 0) kill(g_servers[i]->pid, SIGKILL);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+/* Starts whisperd with `extra` flags (NULL-terminated) and waits for its
+ * "whisperd: listening on HOST:PORT" line. */
+static void server_start(server *s, int slot, const char *label, const char *dbname,
+                         const char *const *extra) {
+  memset(s, 0, sizeof *s);
+  s->label = label;
+  snprintf(s->db, sizeof s->db, "%s/%s.db", g_dir, dbname);
+  snprintf(s->log, sizeof s->log, "%s/%s.log", g_dir, dbname);
+  const char *argv[32];
+  int n = 0;
+  argv[n++] = g_whisperd;
+  argv[n++] = "--host";
+  argv[n++] = HOST;
+  argv[n++] = "--port";
+  argv[n++] = "0";
+  argv[n++] = "--db";
+  argv[n++] = s->db;
+  argv[n++] = "--log-level";
+  argv[n++] = "warn";
+  for (; extra && *extra && n < 30; extra++) argv[n++] = *extra;
+  argv[n] = NULL;
+
+  pid_t parent = getpid();
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) fatal("fork: %s", strerror(errno));
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || null < 0) _exit(127);
+    dup2(null, 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    signal(SIGPIPE, SIG_DFL);
+    execv(g_whisperd, (char *const *)argv);
+    dprintf(2, "%s: cannot run %s: %s\n", PROG, g_whisperd, strerror(errno));
+    _exit(127);
+  }
+  s->pid = pid;
+  g_servers[slot] = s;
+
+  double until = mono_s() + 20;
+  for (;;) {
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) {
+      s->pid = 0;
+      fatal("%s (%s) exited before listening (status %d)", label, g_whisperd,
+            WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+    FILE *f = fopen(s->log, "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+      const char *p = strstr(line, "whisperd: listening on ");
+      if (!p) continue;
+      p += strlen("whisperd: listening on ");
+      const char *colon = strrchr(p, ':');
+      if (colon) {
+        s->port = atoi(colon + 1);
+        snprintf(s->hostport, sizeof s->hostport, "%.*s", (int)strcspn(p, "\r\n"), p);
+      }
+      break;
+    }
+    if (f) fclose(f);
+    if (s->port > 0) return;
+    if (mono_s() > until) fatal("%s did not print its listening line in 20 s", label);
+    sleep_s(0.01);
+  }
+}
+
+/* SIGTERM, then waits (SIGKILL after 10 s). Returns 0 if it stopped
+ * cleanly (exit status 0). */
+static int server_stop(server *s, int slot) {
+  if (s->pid <= 0) return -1;
+  kill(s->pid, SIGTERM);
+  double until = mono_s() + 10;
+  int st = 0, done = 0;
+  while (!done) {
+    pid_t r = waitpid(s->pid, &st, WNOHANG);
+    if (r == s->pid) done = 1;
+    else if (mono_s() > until) {
+      kill(s->pid, SIGKILL);
+      waitpid(s->pid, &st, 0);
+      fprintf(stderr, "%s: %s did not stop within 10 s of SIGTERM: killed\n", PROG, s->label);
+      s->pid = 0;
+      g_servers[slot] = NULL;
+      return -1;
+    } else {
+      sleep_s(0.01);
+    }
+  }
+  s->pid = 0;
+  g_servers[slot] = NULL;
+  if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
+  fprintf(stderr, "%s: %s ended with %s %d at shutdown\n", PROG, s->label,
+          WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+  print_log_tail(s, 20);
+  return -1;
+}
+
+static void server_check_alive(server *s) {
+  int st;
+  if (s->pid > 0 && waitpid(s->pid, &st, WNOHANG) == s->pid) {
+    s->pid = 0;
+    if (WIFSIGNALED(st))
+      fatal("%s died of signal %d (%s)", s->label, WTERMSIG(st), strsignal(WTERMSIG(st)));
+    fatal("%s exited with status %d", s->label, WEXITSTATUS(st));
+  }
+}
+
+/* VmRSS in KiB, -1 if unknown. */
+static long rss_kib(pid_t pid) {
+  char path[64], line[256];
+  long v = -1;
+  snprintf(path, sizeof path, "/proc/%ld/status", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "VmRSS:", 6) == 0) {
+      v = strtol(line + 6, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return v;
+}
+
+/* User + system CPU seconds of a process. */
+static double proc_cpu_s(pid_t pid) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  if (!p) return -1;
+  /* after the comm: state (3) ... utime (14), stime (15) */
+  unsigned long long ut = 0, st = 0;
+  int field = 2;
+  for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+    field++;
+    if (field == 14) ut = strtoull(tok, NULL, 10);
+    if (field == 15) {
+      st = strtoull(tok, NULL, 10);
+      break;
+    }
+  }
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* On-CPU and run-queue wait seconds of a thread (/proc/.../schedstat): the
+ * wait is the time it was ready to run but other processes had the CPUs. */
+static int sched_s(const char *path, double *run, double *wait) {
+  unsigned long long r = 0, w = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  int n = fscanf(f, "%llu %llu", &r, &w);
+  fclose(f);
+  if (n != 2) return -1;
+  *run = (double)r * 1e-9;
+  *wait = (double)w * 1e-9;
+  return 0;
+}
+
+static int proc_sched_s(pid_t pid, double *run, double *wait) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
+  return sched_s(path, run, wait);
+}
+
+/* --- GET /metrics ------------------------------------------------------------------ */
+
+typedef struct metrics {
+  long long connections, authenticated, frames_in, frames_out, refused, messages_sent,
+      entries_delivered, mailbox_depth;
+} metrics;
+
+static long long metric_value(const char *text, const char *name) {
+  size_t nl = strlen(name);
+  for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (strncmp(p, name, nl) == 0 && p[nl] == ' ') return strtoll(p + nl + 1, NULL, 10);
+  return -1;
+}
+
+/* A blocking HTTP/1.1 GET on loopback (whisperd is another process: our
+ * own loop may wait meanwhile). 0, or -1 after printing why. */
+static int metrics_get(const server *s, metrics *m) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)s->port);
+  inet_pton(AF_INET, HOST, &sa.sin_addr);
+  char req[256];
+  int rl = snprintf(req, sizeof req,
+                    "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", s->hostport);
+  size_t cap = 16384, len = 0;
+  char *buf = malloc(cap);
+  int ok = -1;
+  if (!buf || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      write(fd, req, (size_t)rl) != rl)
+    goto out;
+  double until = mono_s() + 10;
+  for (;;) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int left = (int)((until - mono_s()) * 1000);
+    if (left <= 0 || poll(&pfd, 1, left) <= 0) goto out;
+    if (len + 4096 + 1 > cap) {
+      char *p = realloc(buf, cap *= 2);
+      if (!p) goto out;
+      buf = p;
+    }
+    ssize_t r = read(fd, buf + len, cap - len - 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) goto out;
+    len += (size_t)r;
+    buf[len] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    if (body) {
+      const char *cl = strstr(buf, "content-length:");
+      if (!cl) cl = strstr(buf, "Content-Length:");
+      if (cl && cl < body && (size_t)(body + 4 - buf) + (size_t)atol(cl + 15) <= len) break;
+    }
+    if (r == 0) break;
+  }
+  if (strncmp(buf, "HTTP/1.1 200", 12) != 0 && strncmp(buf, "HTTP/1.0 200", 12) != 0) goto out;
+  m->connections = metric_value(buf, "whisperd_connections");
+  m->authenticated = metric_value(buf, "whisperd_authenticated_connections");
+  m->frames_in = metric_value(buf, "whisperd_frames_received_total");
+  m->frames_out = metric_value(buf, "whisperd_frames_sent_total");
+  m->refused = metric_value(buf, "whisperd_frames_refused_total");
+  m->messages_sent = metric_value(buf, "whisperd_messages_sent_total");
+  m->entries_delivered = metric_value(buf, "whisperd_entries_delivered_total");
+  m->mailbox_depth = metric_value(buf, "whisperd_mailbox_depth");
+  ok = m->connections >= 0 ? 0 : -1;
+out:
+  if (ok != 0) fprintf(stderr, "%s: GET http://%s/metrics failed\n", PROG, s->hostport);
+  free(buf);
+  close(fd);
+  return ok;
+}
+
+/* --- connections ----------------------------------------------------------------- */
+
+enum { L_IDLE = 0, L_CONNECTING = 1, L_OPEN = 2 };
+enum { K_DEVICE = 1, K_PLAIN = 2 };
+
+typedef struct qent {
+  struct qent *next;
+  whisper_buf *frame;
+} qent;
+
+/* One WebSocket client connection (the first member of a device or a
+ * plain connection). */
+typedef struct wlink {
+  int kind;
+  int state;
+  struct lws *wsi;
+  int close_wanted;
+  int expect_close; /* a close now is ours, not a failure */
+  uint8_t *rx;
+  size_t rx_len, rx_cap;
+  int rx_binary, rx_overflow;
+  qent *head, *tail;
+  unsigned opened;   /* handshakes completed */
+  unsigned failures; /* attempts that failed or closed when we did not ask */
+  char why[160];
+} wlink;
+
+typedef struct msgrec {
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  double t_send, t_sent, t_recv;
+  uint8_t sent, delivered, received; /* counts of SENT, DELIVERED, EV_MESSAGE */
+  uint8_t issued;
+} msgrec;
+
+typedef struct device {
+  wlink ln;
+  int idx;
+  char name[16];
+  whisper_store *store;
+  whisper_ctx *ctx;
+  whisper_client *client;
+  int allow_connect;
+  int registered, online, caught_up;
+  int next_k; /* the next message to send */
+  int dirty;
+} device;
+
+typedef struct plain {
+  wlink ln;
+  int challenged;
+} plain;
+
+static struct lws_context *g_lws;
+static lws_sorted_usec_list_t g_wake;
+static server *g_cur; /* the whisperd the connections go to */
+static device *g_dev;
+static device **g_dirty;
+static size_t g_n_dirty;
+static uint8_t *g_tx;
+static size_t g_tx_cap;
+static whisper_client_config_t g_cfg;
+static uint8_t g_run_tag[8];
+
+/* the message phase */
+static msgrec *g_msg;
+static unsigned g_received, g_sent_n, g_delivered_n;
+static unsigned g_dups, g_bad, g_status_dups, g_errors, g_identity;
+static unsigned g_unexpected_closes;
+
+/* plain connections */
+static plain *g_plain;
+static int g_n_plain, g_plain_started, g_plain_challenged, g_plain_bad;
+
+static void mark_dirty(device *d) {
+  if (d->dirty) return;
+  d->dirty = 1;
+  g_dirty[g_n_dirty++] = d;
+}
+
+static void queue_clear(wlink *l) {
+  while (l->head) {
+    qent *q = l->head;
+    l->head = q->next;
+    whisper_buf_free(q->frame);
+    free(q);
+  }
+  l->tail = NULL;
+}
+
+static void link_ended(wlink *l, const char *why) {
+  if (l->state == L_IDLE) return;
+  int was_open = l->state == L_OPEN;
+  if (l->wsi) lws_set_opaque_user_data(l->wsi, NULL);
+  l->wsi = NULL;
+  l->state = L_IDLE;
+  l->close_wanted = 0;
+  l->rx_len = 0;
+  queue_clear(l);
+  if (!l->expect_close) {
+    l->failures++;
+    g_unexpected_closes++;
+    if (g_unexpected_closes <= MAX_ERRORS_SHOWN)
+      fprintf(stderr, "%s: warning: a connection %s: %s\n", PROG,
+              was_open ? "closed" : "failed",
+              why && *why ? why : l->why[0] ? l->why : "the socket closed without a close frame");
+  }
+  l->why[0] = 0;
+  if (l->kind == K_DEVICE) {
+    device *d = (device *)l;
+    whisper_client_disconnected(d->client, wall_ms());
+    d->online = d->caught_up = 0;
+    mark_dirty(d);
+  }
+}
+
+static void link_connect(wlink *l) {
+  struct lws_client_connect_info ci;
+  memset(&ci, 0, sizeof ci);
+  ci.context = g_lws;
+  ci.address = HOST;
+  ci.port = g_cur->port;
+  ci.path = WS_PATH;
+  ci.host = g_cur->hostport;
+  ci.origin = g_cur->hostport;
+  ci.protocol = SUBPROTOCOL;
+  ci.local_protocol_name = SUBPROTOCOL;
+  ci.opaque_user_data = l;
+  l->state = L_CONNECTING;
+  l->close_wanted = 0;
+  l->expect_close = 0;
+  l->rx_len = 0;
+  l->why[0] = 0;
+  l->wsi = NULL;
+  struct lws *wsi = lws_client_connect_via_info(&ci);
+  /* A failure may have been called back already (state IDLE then). */
+  if (l->state == L_CONNECTING) {
+    if (wsi) l->wsi = wsi;
+    else link_ended(l, "cannot connect");
+  }
+}
+
+static void link_close(wlink *l) {
+  l->expect_close = 1;
+  if (l->state == L_OPEN && l->wsi) {
+    l->close_wanted = 1;
+    lws_callback_on_writable(l->wsi);
+  } else if (l->state == L_CONNECTING && l->wsi) {
+    lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  }
+}
+
+static void link_send(wlink *l, whisper_buf *frame) {
+  qent *q = malloc(sizeof *q);
+  if (!q) fatal("out of memory");
+  q->next = NULL;
+  q->frame = frame;
+  if (l->tail) l->tail->next = q;
+  else l->head = q;
+  l->tail = q;
+  lws_callback_on_writable(l->wsi);
+}
+
+/* --- checking a Challenge without an engine ------------------------------------------- */
+
+static int pb_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+  *v = 0;
+  for (int shift = 0; shift < 64; shift += 7) {
+    if (*p >= end) return -1;
+    uint8_t b = *(*p)++;
+    *v |= (uint64_t)(b & 0x7f) << shift;
+    if (!(b & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/* Walks one protobuf message; for fields of wire type 2 numbered `want`,
+ * calls back with their bytes. Returns the value of varint field 1 (-1 if
+ * absent) or -2 when the bytes do not parse. */
+typedef void (*pb_fn)(void *arg, const uint8_t *b, size_t n);
+static long long pb_walk(const uint8_t *b, size_t n, unsigned want, pb_fn fn, void *arg) {
+  const uint8_t *p = b, *end = b + n;
+  long long f1 = -1;
+  while (p < end) {
+    uint64_t key, v;
+    if (pb_varint(&p, end, &key)) return -2;
+    unsigned field = (unsigned)(key >> 3), wt = (unsigned)(key & 7);
+    switch (wt) {
+      case 0:
+        if (pb_varint(&p, end, &v)) return -2;
+        if (field == 1) f1 = (long long)v;
+        break;
+      case 1:
+        if (end - p < 8) return -2;
+        p += 8;
+        break;
+      case 5:
+        if (end - p < 4) return -2;
+        p += 4;
+        break;
+      case 2:
+        if (pb_varint(&p, end, &v) || v > (uint64_t)(end - p)) return -2;
+        if (field == want && fn) fn(arg, p, (size_t)v);
+        p += v;
+        break;
+      default:
+        return -2;
+    }
+  }
+  return f1;
+}
+
+static void nonce_cb(void *arg, const uint8_t *b, size_t n) {
+  (void)b;
+  if (n == 32) *(int *)arg = 1;
+}
+static void challenge_cb(void *arg, const uint8_t *b, size_t n) {
+  int *ok = arg;
+  if (pb_walk(b, n, 1, nonce_cb, ok) == -2) *ok = 0;
+}
+
+/* A Frame{version = 1, challenge = 40 {nonce = 1: 32 bytes}} (sync.proto). */
+static int is_challenge(const uint8_t *b, size_t n) {
+  int ok = 0;
+  long long version = pb_walk(b, n, 40, challenge_cb, &ok);
+  return version == 1 && ok;
+}
+
+/* --- the libwebsockets callback ------------------------------------------------------------ */
+
+static int rx_append(wlink *l, const void *in, size_t len) {
+  if (l->rx_overflow) return 0;
+  if (l->rx_len + len > MAX_RX) {
+    l->rx_overflow = 1;
+    return 0;
+  }
+  if (l->rx_len + len > l->rx_cap) {
+    size_t cap = l->rx_cap ? l->rx_cap : 4096;
+    while (cap < l->rx_len + len) cap *= 2;
+    uint8_t *p = realloc(l->rx, cap);
+    if (!p) return -1;
+    l->rx = p;
+    l->rx_cap = cap;
+  }
+  memcpy(l->rx + l->rx_len, in, len);
+  l->rx_len += len;
+  return 0;
+}
+
+static int on_receive(wlink *l, struct lws *wsi, const void *in, size_t len) {
+  if (lws_is_first_fragment(wsi)) {
+    l->rx_len = 0;
+    l->rx_overflow = 0;
+    l->rx_binary = lws_frame_is_binary(wsi);
+  }
+  if (rx_append(l, in, len) != 0) fatal("out of memory");
+  if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi)) return 0;
+  size_t flen = l->rx_len;
+  l->rx_len = 0;
+  if (l->rx_overflow) {
+    snprintf(l->why, sizeof l->why, "a frame over %u bytes from whisperd", MAX_RX);
+    return -1;
+  }
+  if (!l->rx_binary) {
+    snprintf(l->why, sizeof l->why, "a text message from whisperd");
+    return -1;
+  }
+  if (l->kind == K_PLAIN) {
+    plain *p = (plain *)l;
+    if (!p->challenged) {
+      if (is_challenge(l->rx, flen)) {
+        p->challenged = 1;
+        g_plain_challenged++;
+      } else {
+        g_plain_bad++;
+      }
+    }
+    return 0;
+  }
+  device *d = (device *)l;
+  int rc = whisper_client_receive(d->client, l->rx, flen, wall_ms());
+  mark_dirty(d);
+  if (rc == WHISPER_EINVALIDMSG) {
+    snprintf(l->why, sizeof l->why, "%s: whisperd sent something that is not a frame", d->name);
+    return -1;
+  }
+  if (rc != WHISPER_OK) {
+    snprintf(l->why, sizeof l->why, "%s: whisper_client_receive: %s (%s)", d->name,
+             whisper_strerror(rc), whisper_ctx_last_error(d->ctx));
+    return -1;
+  }
+  return 0;
+}
+
+static int on_writeable(wlink *l, struct lws *wsi) {
+  if (l->close_wanted) {
+    static const char bye[] = "bye";
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)bye, sizeof bye - 1);
+    return -1;
+  }
+  qent *q = l->head;
+  if (!q) return 0;
+  l->head = q->next;
+  if (!l->head) l->tail = NULL;
+  size_t len = q->frame->len;
+  if (LWS_PRE + len > g_tx_cap) {
+    size_t cap = g_tx_cap ? g_tx_cap : 8192;
+    while (cap < LWS_PRE + len) cap *= 2;
+    uint8_t *p = realloc(g_tx, cap);
+    if (!p) fatal("out of memory");
+    g_tx = p;
+    g_tx_cap = cap;
+  }
+  if (len) memcpy(g_tx + LWS_PRE, q->frame->data, len);
+  whisper_buf_free(q->frame);
+  free(q);
+  int w = lws_write(wsi, g_tx + LWS_PRE, len, LWS_WRITE_BINARY);
+  if (w < (int)len) {
+    snprintf(l->why, sizeof l->why, "a write failed");
+    return -1;
+  }
+  if (l->head) lws_callback_on_writable(wsi);
+  return 0;
+}
+
+static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                       size_t len) {
+  (void)user;
+  wlink *l = lws_get_opaque_user_data(wsi);
+  if (!l) return 0; /* an attempt we are done with */
+  switch (reason) {
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      l->wsi = wsi;
+      l->state = L_OPEN;
+      l->rx_len = 0;
+      l->opened++;
+      if (l->kind == K_DEVICE) {
+        device *d = (device *)l;
+        whisper_client_connected(d->client, wall_ms());
+        mark_dirty(d);
+      }
+      break;
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+      char why[160];
+      snprintf(why, sizeof why, "cannot connect: %.*s", in ? (int)(len < 120 ? len : 120) : 7,
+               in ? (const char *)in : "unknown");
+      link_ended(l, why);
+      break;
+    }
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      if (l->state != L_OPEN) break;
+      return on_receive(l, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+      if (l->state != L_OPEN) break;
+      return on_writeable(l, wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE: {
+      unsigned code = len >= 2 ? (unsigned)((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1]
+                               : 0;
+      snprintf(l->why, sizeof l->why, "closed by whisperd (%u%s%.*s)", code, len > 2 ? ": " : "",
+               len > 2 ? (int)(len - 2 < 100 ? len - 2 : 100) : 0,
+               len > 2 ? (const char *)in + 2 : "");
+      break;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+      link_ended(l, NULL);
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    {.name = SUBPROTOCOL, .callback = ws_callback, .rx_buffer_size = 0},
+    {.name = NULL, .callback = NULL},
+};
+
+static void lws_emit(int level, const char *line) {
+  (void)level;
+  fprintf(stderr, "%s: lws: %s", PROG, line);
+}
+
+static void wake_cb(lws_sorted_usec_list_t *sul) { (void)sul; }
+
+/* --- messages ------------------------------------------------------------------------ */
+
+static int recipient_of(int s) { return (s + 1) % g_clients; }
+static int sender_of(int r) { return (r + g_clients - 1) % g_clients; }
+
+static void make_body(uint8_t body[BODY_LEN], int s, int k) {
+  memcpy(body, BODY_MAGIC, 4);
+  body[4] = (uint8_t)(s >> 24), body[5] = (uint8_t)(s >> 16);
+  body[6] = (uint8_t)(s >> 8), body[7] = (uint8_t)s;
+  body[8] = (uint8_t)(k >> 24), body[9] = (uint8_t)(k >> 16);
+  body[10] = (uint8_t)(k >> 8), body[11] = (uint8_t)k;
+  memcpy(body + 12, g_run_tag, 8);
+  for (int i = 20; i < BODY_LEN; i++) body[i] = (uint8_t)(s * 31 + k * 7 + i * 13);
+}
+
+static void problem(unsigned *counter, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(unsigned *counter, const char *fmt, ...) {
+  (*counter)++;
+  g_failed++;
+  if (g_failed > MAX_ERRORS_SHOWN) return;
+  va_list ap;
+  fprintf(stderr, "%s: FAIL: ", PROG);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+}
+
+static void send_one(device *d) {
+  int s = d->idx, k = d->next_k;
+  if (k >= g_messages) return;
+  msgrec *m = &g_msg[(size_t)s * (size_t)g_messages + (size_t)k];
+  uint8_t body[BODY_LEN];
+  make_body(body, s, k);
+  m->t_send = mono_s();
+  int rc = whisper_client_send(d->client, g_dev[recipient_of(s)].name, body, BODY_LEN, wall_ms(),
+                               m->id);
+  if (rc != WHISPER_OK)
+    fatal("%s: whisper_client_send: %s (%s)", d->name, whisper_strerror(rc),
+          whisper_ctx_last_error(d->ctx));
+  m->issued = 1;
+  d->next_k++;
+  mark_dirty(d);
+}
+
+/* The message of sender `s` with client id `id`, or NULL. */
+static msgrec *find_sent(int s, const uint8_t *id, size_t id_len) {
+  if (!id || id_len != WHISPER_CLIENT_ID_LEN) return NULL;
+  msgrec *base = &g_msg[(size_t)s * (size_t)g_messages];
+  for (int k = 0; k < g_messages; k++)
+    if (base[k].issued && memcmp(base[k].id, id, WHISPER_CLIENT_ID_LEN) == 0) return &base[k];
+  return NULL;
+}
+
+static void on_message(device *r, const whisper_client_event_t *ev) {
+  double t = mono_s();
+  int s = sender_of(r->idx);
+  const uint8_t *b = ev->body;
+  if (!b || ev->body_len != BODY_LEN || memcmp(b, BODY_MAGIC, 4) != 0) {
+    problem(&g_bad, "%s received a message that is not one of ours (%zu bytes)", r->name,
+            ev->body_len);
+    return;
+  }
+  int bs = (int)((uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 | (uint32_t)b[6] << 8 | b[7]);
+  int bk = (int)((uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11]);
+  uint8_t want[BODY_LEN];
+  if (bs != s || bk < 0 || bk >= g_messages) {
+    problem(&g_bad, "%s received message %d of device %d: misrouted (its sender is %s)", r->name,
+            bk, bs, g_dev[s].name);
+    return;
+  }
+  make_body(want, bs, bk);
+  msgrec *m = &g_msg[(size_t)s * (size_t)g_messages + (size_t)bk];
+  if (memcmp(want, b, BODY_LEN) != 0) {
+    problem(&g_bad, "%s received message %d of %s with a corrupted body", r->name, bk,
+            g_dev[s].name);
+    return;
+  }
+  if (!ev->from || strcmp(ev->from, g_dev[s].name) != 0 || ev->from_device != 1 ||
+      !ev->conversation || strcmp(ev->conversation, g_dev[s].name) != 0) {
+    problem(&g_bad, "%s received message %d of %s as from %s.%u in conversation %s", r->name, bk,
+            g_dev[s].name, ev->from ? ev->from : "?", (unsigned)ev->from_device,
+            ev->conversation ? ev->conversation : "?");
+    return;
+  }
+  if (!m->issued || !ev->id || ev->id_len != WHISPER_CLIENT_ID_LEN ||
+      memcmp(ev->id, m->id, WHISPER_CLIENT_ID_LEN) != 0) {
+    problem(&g_bad, "%s received message %d of %s with another client id than it was sent with",
+            r->name, bk, g_dev[s].name);
+    return;
+  }
+  if (m->received++) {
+    problem(&g_dups, "%s received message %d of %s again (%u times)", r->name, bk, g_dev[s].name,
+            (unsigned)m->received);
+    return;
+  }
+  m->t_recv = t;
+  g_received++;
+}
+
+static void on_status(device *d, const whisper_client_event_t *ev) {
+  msgrec *m = find_sent(d->idx, ev->id, ev->id_len);
+  if (!m) {
+    problem(&g_bad, "%s got a status (%d) for a message it did not send", d->name, ev->status);
+    return;
+  }
+  if (ev->status == WHISPER_STATUS_SENT) {
+    if (m->sent++) {
+      g_status_dups++;
+      return;
+    }
+    m->t_sent = mono_s();
+    g_sent_n++;
+    if (!g_burst) send_one(d); /* paced: the next one now */
+  } else if (ev->status == WHISPER_STATUS_DELIVERED) {
+    int r = recipient_of(d->idx);
+    if (!ev->from || strcmp(ev->from, g_dev[r].name) != 0 || ev->from_device != 1) {
+      problem(&g_bad, "%s: a DELIVERED status from %s.%u, not from %s.1", d->name,
+              ev->from ? ev->from : "?", (unsigned)ev->from_device, g_dev[r].name);
+      return;
+    }
+    if (m->delivered++) {
+      g_status_dups++;
+      return;
+    }
+    g_delivered_n++;
+  }
+}
+
+/* --- devices ------------------------------------------------------------------------ */
+
+static void device_engine(device *d) {
+  int rc = whisper_client_new(&d->client, d->ctx, &g_cfg);
+  if (rc != WHISPER_OK)
+    fatal("%s: whisper_client_new: %s (%s)", d->name, whisper_strerror(rc),
+          whisper_ctx_last_error(d->ctx));
+}
+
+static void device_new(device *d, int idx) {
+  memset(d, 0, sizeof *d);
+  d->ln.kind = K_DEVICE;
+  d->idx = idx;
+  snprintf(d->name, sizeof d->name, "u%05d", idx);
+  int rc = whisper_store_memory_new(&d->store);
+  if (rc == WHISPER_OK) rc = whisper_ctx_new(&d->ctx, d->store);
+  if (rc != WHISPER_OK) fatal("%s: a memory store and context: %s", d->name, whisper_strerror(rc));
+  rc = whisper_identity_create(d->ctx, d->name, 1, 0, wall_ms());
+  if (rc != WHISPER_OK)
+    fatal("%s: whisper_identity_create: %s (%s)", d->name, whisper_strerror(rc),
+          whisper_ctx_last_error(d->ctx));
+  device_engine(d);
+}
+
+static void device_free(device *d) {
+  queue_clear(&d->ln);
+  free(d->ln.rx);
+  whisper_client_free(d->client);
+  whisper_ctx_free(d->ctx);
+  whisper_store_close(d->store);
+}
+
+static uint64_t g_min_deadline = UINT64_MAX; /* the engines' earliest, as last seen */
+
+static void device_pump(device *d) {
+  uint64_t now = wall_ms();
+  if (whisper_client_next_deadline(d->client) <= now) whisper_client_tick(d->client, now);
+  if (d->allow_connect && d->ln.state == L_IDLE && whisper_client_want_connect(d->client, now))
+    link_connect(&d->ln);
+  whisper_client_event_t ev;
+  while (whisper_client_next_event(d->client, &ev) == 1) {
+    switch (ev.type) {
+      case WHISPER_EV_REGISTERED:
+        d->registered = 1;
+        break;
+      case WHISPER_EV_ONLINE:
+        d->online = 1;
+        break;
+      case WHISPER_EV_CAUGHT_UP:
+        d->caught_up = 1;
+        break;
+      case WHISPER_EV_MESSAGE:
+        on_message(d, &ev);
+        break;
+      case WHISPER_EV_STATUS:
+        on_status(d, &ev);
+        break;
+      case WHISPER_EV_IDENTITY:
+        g_identity++;
+        if (g_identity <= MAX_ERRORS_SHOWN)
+          fprintf(stderr, "%s: warning: %s: an identity change of %s.%u (unexpected)\n", PROG,
+                  d->name, ev.from ? ev.from : "?", (unsigned)ev.from_device);
+        break;
+      case WHISPER_EV_ERROR:
+        g_errors++;
+        if (g_errors <= MAX_ERRORS_SHOWN)
+          fprintf(stderr, "%s: warning: %s: engine error event: %s, server code %d: %s\n", PROG,
+                  d->name, whisper_strerror(ev.code), ev.server_code,
+                  ev.message ? ev.message : "");
+        break;
+      default:
+        break;
+    }
+  }
+  if (d->ln.state == L_OPEN) {
+    whisper_buf *frame;
+    while (d->ln.state == L_OPEN && whisper_client_take_frame(d->client, &frame) == 1)
+      link_send(&d->ln, frame);
+    if (whisper_client_want_close(d->client)) {
+      snprintf(d->ln.why, sizeof d->ln.why, "%s: the engine gave the connection up", d->name);
+      if (d->ln.wsi) {
+        d->ln.close_wanted = 1;
+        lws_callback_on_writable(d->ln.wsi);
+      }
+    }
+  }
+  /* (an engine that is connecting hears from its connection's callbacks) */
+  if (d->ln.state == L_OPEN || (d->ln.state == L_IDLE && d->allow_connect)) {
+    uint64_t dl = whisper_client_next_deadline(d->client);
+    if (dl < g_min_deadline) g_min_deadline = dl;
+  }
+}
+
+/* --- the loop ---------------------------------------------------------------------------- */
+
+typedef int (*cond_fn)(void *arg);
+
+static double g_last_sweep, g_last_alive;
+static int g_msg_started; /* the messages are on their way */
+
+/* After a timeout: which messages or statuses are missing. */
+static void report_missing(void) {
+  size_t total = (size_t)g_clients * (size_t)g_messages;
+  unsigned nr = 0, ns = 0, nd = 0, shown = 0;
+  for (size_t i = 0; i < total; i++) {
+    msgrec *m = &g_msg[i];
+    int s = (int)(i / (size_t)g_messages), k = (int)(i % (size_t)g_messages);
+    nr += !m->received;
+    ns += !m->sent;
+    nd += !m->delivered;
+    if ((!m->received || !m->sent || !m->delivered) && shown++ < MAX_ERRORS_SHOWN)
+      fprintf(stderr, "%s:   message %d of %s to %s: %s, %s, %s\n", PROG, k, g_dev[s].name,
+              g_dev[recipient_of(s)].name, !m->issued ? "not sent yet (paced)"
+                                           : m->received ? "received" : "NOT RECEIVED",
+              m->sent ? "SENT" : "no SENT", m->delivered ? "DELIVERED" : "no DELIVERED");
+  }
+  fprintf(stderr, "%s: of %zu messages: %u not received, %u without SENT, %u without DELIVERED\n",
+          PROG, total, nr, ns, nd);
+}
+
+static void plain_start_more(void);
+
+/* Serves connections and engines until cond() holds; fails the run when
+ * `secs` pass first. */
+static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
+  double until = mono_s() + secs;
+  for (;;) {
+    while (g_n_dirty) {
+      device *d = g_dirty[--g_n_dirty];
+      d->dirty = 0;
+      device_pump(d);
+    }
+    /* Every engine when the earliest deadline seen has come (new requests
+     * may have earlier ones: at least every SWEEP_S). */
+    double t = mono_s();
+    if (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S) {
+      g_last_sweep = t;
+      g_min_deadline = UINT64_MAX;
+      for (int i = 0; i < g_clients; i++) device_pump(&g_dev[i]);
+    }
+    plain_start_more();
+    if (cond(arg)) return;
+    if (t - g_last_alive >= 0.1) {
+      g_last_alive = t;
+      if (g_cur) server_check_alive(g_cur);
+    }
+    if (t > until) {
+      if (g_msg_started) report_missing();
+      fatal("%s: not done after %.0f s (--timeout)", what, secs);
+    }
+    if (g_n_dirty) continue;
+    lws_sul_schedule(g_lws, 0, &g_wake, wake_cb, 5 * LWS_US_PER_MS);
+    lws_service(g_lws, 0);
+  }
+}
+
+static int cond_time(void *arg) { return mono_s() >= *(double *)arg; }
+
+/* Serves for `secs` (the connections keep going meanwhile). */
+static void serve_for(double secs) {
+  double until = mono_s() + secs;
+  run_until(cond_time, &until, secs + 60, "serving");
+}
+
+typedef struct range {
+  int from, to;
+} range;
+
+static int cond_ready(void *arg) {
+  range *r = arg;
+  for (int i = r->from; i < r->to; i++)
+    if (!g_dev[i].registered || !g_dev[i].online || !g_dev[i].caught_up) return 0;
+  return 1;
+}
+
+static int cond_closed(void *arg) {
+  range *r = arg;
+  for (int i = r->from; i < r->to; i++)
+    if (g_dev[i].ln.state != L_IDLE) return 0;
+  return 1;
+}
+
+typedef struct server_wait {
+  long long connections, authenticated; /* -1: any */
+  double next;
+  metrics m;
+} server_wait;
+
+static int cond_server(void *arg) {
+  server_wait *w = arg;
+  double t = mono_s();
+  if (t < w->next) return 0;
+  w->next = t + 0.05;
+  if (metrics_get(g_cur, &w->m) != 0) fatal("%s: /metrics did not answer", g_cur->label);
+  return (w->connections < 0 || w->m.connections == w->connections) &&
+         (w->authenticated < 0 || w->m.authenticated == w->authenticated);
+}
+
+/* Waits until whisperd's own count of connections is `conns` (and of
+ * logged-in ones `auth`, unless -1), then lets it settle and returns its
+ * VmRSS. */
+static long settle_rss(long long conns, long long auth, const char *what, metrics *m_out) {
+  server_wait w = {conns, auth, 0, {0}};
+  run_until(cond_server, &w, g_timeout, what);
+  serve_for(SETTLE_S);
+  long rss = rss_kib(g_cur->pid);
+  if (m_out) *m_out = w.m;
+  return rss;
+}
+
+static int cond_all_received(void *arg) {
+  (void)arg;
+  return g_received + g_bad + g_dups >= (unsigned)g_clients * (unsigned)g_messages;
+}
+
+static int cond_statuses(void *arg) {
+  (void)arg;
+  unsigned total = (unsigned)g_clients * (unsigned)g_messages;
+  return g_sent_n >= total && g_delivered_n >= total;
+}
+
+/* --- plain connections --------------------------------------------------------------------- */
+
+static int g_plain_target; /* start connections up to this index */
+
+static void plain_start_more(void) {
+  while (g_plain_started < g_plain_target) {
+    /* (at most IDLE_INFLIGHT without their Challenge yet) */
+    if (g_plain_started - g_plain_challenged >= IDLE_INFLIGHT) break;
+    plain *p = &g_plain[g_plain_started++];
+    link_connect(&p->ln);
+  }
+}
+
+static int cond_plain_ready(void *arg) {
+  int n = *(int *)arg;
+  if (g_plain_started < n) return 0;
+  for (int i = 0; i < n; i++)
+    if (!g_plain[i].challenged) {
+      if (g_plain[i].ln.state == L_IDLE) {
+        /* failed or closed before its Challenge (reported): again, twice */
+        if (g_plain[i].ln.failures > 2)
+          fatal("a plain connection failed 3 times before its Challenge");
+        link_connect(&g_plain[i].ln);
+      }
+      return 0;
+    }
+  return 1;
+}
+
+static int cond_plain_closed(void *arg) {
+  int n = *(int *)arg;
+  for (int i = 0; i < n; i++)
+    if (g_plain[i].ln.state != L_IDLE) return 0;
+  return 1;
+}
+
+/* Opens plain connections [from, to) and waits for each one's Challenge. */
+static void plain_open(int from, int to) {
+  g_plain_started = from;
+  g_plain_target = to;
+  run_until(cond_plain_ready, &to, g_timeout, "plain connections receiving their Challenge");
+}
+
+static void plain_close(int from, int to) {
+  for (int i = from; i < to; i++) link_close(&g_plain[i].ln);
+  run_until(cond_plain_closed, &to, g_timeout, "closing the plain connections");
+}
+
+/* --- figures ------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double pct(const double *v, size_t n, double p) {
+  if (n == 0) return 0;
+  size_t i = (size_t)(p / 100.0 * (double)n + 0.999999);
+  if (i < 1) i = 1;
+  if (i > n) i = n;
+  return v[i - 1];
+}
+
+static void print_machine(void) {
+  char line[256], model_name[256] = "unknown";
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f) {
+    while (fgets(line, sizeof line, f)) {
+      if (strncmp(line, "model name", 10) == 0) {
+        char *c = strchr(line, ':');
+        if (c) {
+          snprintf(model_name, sizeof model_name, "%s", c + 2);
+          model_name[strcspn(model_name, "\n")] = 0;
+        }
+        break;
+      }
+    }
+    fclose(f);
+  }
+  printf("machine: %s, %ld CPUs online; load average %.2f; libwebsockets %s; libwhisper %u\n",
+         model_name, sysconf(_SC_NPROCESSORS_ONLN), load_average(), lws_get_library_version(),
+         whisper_version());
+#ifndef __OPTIMIZE__
+  printf(
+      "WARNING: built without optimisation: the figures mean little "
+      "(configure with -DCMAKE_BUILD_TYPE=Release)\n");
+#endif
+}
+
+static void row(const char *name, const char *value, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void row(const char *name, const char *value, const char *fmt, ...) {
+  printf("  %-46s %14s  ", name, value);
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+  fflush(stdout);
+}
+
+static const char *fmt_ms(char *buf, size_t cap, double s) {
+  snprintf(buf, cap, "%.2f ms", s * 1e3);
+  return buf;
+}
+
+static const char *fmt_kib_per(char *buf, size_t cap, long a, long b, int n) {
+  if (a < 0 || b < 0 || n <= 0) snprintf(buf, cap, "?");
+  else snprintf(buf, cap, "%.1f KiB", (double)(b - a) / n);
+  return buf;
+}
+
+/* --- main ---------------------------------------------------------------------------- */
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--burst]\n"
+          "                     [--whisperd PATH] [--timeout S] [--keep]\n"
+          "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
+          "  --messages M    messages of 100 B each device sends, in a ring (default 20)\n"
+          "  --idle K        plain WebSocket connections for the idle-memory figure (default\n"
+          "                  1000; 0: skip it)\n"
+          "  --quick         N=20, M=5, K=100, --timeout 25 (the ctest smoke run)\n"
+          "  --burst         each device sends its M messages at once (default: the next one\n"
+          "                  when the previous is SENT)\n"
+          "  --whisperd PATH the whisperd to start (default: the one built with this program)\n"
+          "  --timeout S     how long each phase may take before the run fails (default 120)\n"
+          "  --keep          keep the temporary directory (databases, whisperd logs)\n");
+}
+
+static int parse_int(const char *s, int min, int max, int *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || *s == 0 || *end || v < min || v > max) return -1;
+  *out = (int)v;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int *target = NULL, min = 0, max = 0, *flag = NULL;
+    if (strcmp(a, "--quick") == 0) {
+      g_quick = 1;
+      continue;
+    } else if (strcmp(a, "--burst") == 0) {
+      g_burst = 1;
+      continue;
+    } else if (strcmp(a, "--keep") == 0) {
+      g_keep = 1;
+      continue;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(a, "--whisperd") == 0 && i + 1 < argc) {
+      g_whisperd = argv[++i];
+      continue;
+    } else if (strcmp(a, "--clients") == 0) {
+      target = &g_clients, min = 2, max = 100000, flag = &set_clients;
+    } else if (strcmp(a, "--messages") == 0) {
+      target = &g_messages, min = 1, max = 1000000, flag = &set_messages;
+    } else if (strcmp(a, "--idle") == 0) {
+      target = &g_idle, min = 0, max = 1000000, flag = &set_idle;
+    } else if (strcmp(a, "--timeout") == 0) {
+      int t;
+      if (i + 1 >= argc || parse_int(argv[++i], 1, 86400, &t) != 0) {
+        fprintf(stderr, "%s: --timeout takes 1..86400 seconds\n", PROG);
+        return 2;
+      }
+      g_timeout = t;
+      set_timeout = 1;
+      continue;
+    }
+    if (!target || i + 1 >= argc || parse_int(argv[i + 1], min, max, target) != 0) {
+      if (target) fprintf(stderr, "%s: %s takes %d..%d\n", PROG, a, min, max);
+      usage(stderr);
+      return 2;
+    }
+    *flag = 1;
+    i++;
+  }
+  if (g_quick) {
+    if (!set_clients) g_clients = 20;
+    if (!set_messages) g_messages = 5;
+    if (!set_idle) g_idle = 100;
+    if (!set_timeout) g_timeout = 25;
+  }
+  if ((double)g_clients * g_messages > 50e6) {
+    fprintf(stderr, "%s: --clients x --messages is too large\n", PROG);
+    return 2;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_fatal_signal);
+  signal(SIGTERM, on_fatal_signal);
+  signal(SIGHUP, on_fatal_signal);
+
+  /* Descriptors: ours (every connection) and whisperd's (it inherits the
+   * limit): raise the soft limit to what the run needs, if the hard limit
+   * allows. */
+  struct rlimit rl;
+  rlim_t need = (rlim_t)(g_clients > g_idle ? g_clients : g_idle) + IDLE_WARMUP + 256;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < need) {
+      int fit = (int)rl.rlim_cur - IDLE_WARMUP - 256;
+      if (fit < 2) fit = 2;
+      fprintf(stderr, "%s: the descriptor limit is %llu: ", PROG, (unsigned long long)rl.rlim_cur);
+      if (g_clients > fit) {
+        fprintf(stderr, "--clients %d does not fit\n", g_clients);
+        return 2;
+      }
+      if (g_idle > fit) g_idle = fit;
+      fprintf(stderr, "--idle lowered to %d\n", g_idle);
+    }
+  }
+
+  if (access(g_whisperd, X_OK) != 0) {
+    fprintf(stderr, "%s: cannot run whisperd at %s (--whisperd PATH)\n", PROG, g_whisperd);
+    return 2;
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(g_dir, sizeof g_dir, "%s/whisperd-load-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(g_dir)) {
+    fprintf(stderr, "%s: mkdtemp %s: %s\n", PROG, g_dir, strerror(errno));
+    g_dir[0] = 0;
+    return 1;
+  }
+
+  double t_start = mono_s(), cpu_start = cpu_s();
+  print_machine();
+  printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1), %s;\n"
+         "idle plain connections %d%s\n\n",
+         g_clients, g_messages, g_clients * g_messages, BODY_LEN,
+         g_burst ? "burst (all at once)" : "paced (the next one once the previous is SENT)", g_idle,
+         g_quick ? " (--quick)" : "");
+  fflush(stdout);
+
+  lws_set_log_level(LLL_ERR, lws_emit);
+  struct lws_context_creation_info info;
+  memset(&info, 0, sizeof info);
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols;
+  info.gid = -1;
+  info.uid = -1;
+  g_lws = lws_create_context(&info);
+  if (!g_lws) fatal("cannot make the libwebsockets context");
+
+  whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
+  cfg.prekey_batch = 5;
+  cfg.prekey_low = 2; /* below the batch: one upload at registration, no refills */
+  cfg.backoff_min_ms = 100;
+  cfg.backoff_max_ms = 2000;
+  cfg.read_receipts = 0;
+  g_cfg = cfg;
+  int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (rfd < 0 || read(rfd, g_run_tag, sizeof g_run_tag) != (ssize_t)sizeof g_run_tag)
+    fatal("/dev/urandom");
+  close(rfd);
+
+  /* --- the devices (in process, untimed) --- */
+  double t0 = mono_s();
+  g_dev = calloc((size_t)g_clients, sizeof *g_dev);
+  g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
+  g_msg = calloc((size_t)g_clients * (size_t)g_messages, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
+  double t_ident = mono_s() - t0;
+
+  /* --- whisperd #1 --- */
+  static server s1;
+  server_start(&s1, 0, "whisperd", "whisperd", NULL);
+  g_cur = &s1;
+  printf("whisperd: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", g_whisperd, (long)s1.pid,
+         s1.hostport, s1.db);
+  fflush(stdout);
+  long rss_fresh = rss_kib(s1.pid);
+
+  /* Warm-up: every device registers and logs in, REG_WAVE at a time, and
+   * disconnects: the accounts, prekeys and SQLite's cache are in place,
+   * and whisperd never held more than REG_WAVE connections before the
+   * baseline. */
+  t0 = mono_s();
+  for (int from = 0; from < g_clients; from += REG_WAVE) {
+    range r = {from, from + REG_WAVE < g_clients ? from + REG_WAVE : g_clients};
+    for (int i = r.from; i < r.to; i++) {
+      g_dev[i].allow_connect = 1;
+      mark_dirty(&g_dev[i]);
+    }
+    run_until(cond_ready, &r, g_timeout, "registration and first login (a wave)");
+    for (int i = r.from; i < r.to; i++) {
+      g_dev[i].allow_connect = 0;
+      link_close(&g_dev[i].ln);
+    }
+    run_until(cond_closed, &r, g_timeout, "closing a wave");
+  }
+  double t_register = mono_s() - t0;
+  for (int i = 0; i < g_clients; i++) {
+    if (g_dev[i].ln.failures)
+      fprintf(stderr, "%s: warning: %s needed %u attempts to register\n", PROG, g_dev[i].name,
+              g_dev[i].ln.failures + 1);
+    /* New engines (over the same stores): no reconnect backoff left. */
+    whisper_client_free(g_dev[i].client);
+    g_dev[i].client = NULL;
+    device_engine(&g_dev[i]);
+  }
+  unsigned closes_warmup = g_unexpected_closes;
+  long rss0 = settle_rss(0, 0, "whisperd's connections closing after the warm-up", NULL);
+
+  /* All N log in at once and stay idle. */
+  t0 = mono_s();
+  range all = {0, g_clients};
+  for (int i = 0; i < g_clients; i++) {
+    g_dev[i].allow_connect = 1;
+    mark_dirty(&g_dev[i]);
+  }
+  run_until(cond_ready, &all, g_timeout, "all devices logging in");
+  double t_login = mono_s() - t0;
+  metrics m_idle;
+  long rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
+                          &m_idle);
+
+  /* --- messages --- */
+  metrics m_before;
+  if (metrics_get(&s1, &m_before) != 0) fatal("/metrics did not answer");
+  unsigned closes_before = g_unexpected_closes;
+  double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
+  double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
+  int have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
+                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
+  double t_first = mono_s();
+  g_msg_started = 1;
+  for (int i = 0; i < g_clients; i++) {
+    if (g_burst)
+      while (g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
+    else
+      send_one(&g_dev[i]);
+  }
+  run_until(cond_all_received, NULL, g_timeout, "delivering the messages");
+  double t_last = t_first;
+  size_t total = (size_t)g_clients * (size_t)g_messages;
+  for (size_t i = 0; i < total; i++)
+    if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
+  double srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0, own_cpu = cpu_s() - cpu0;
+  double srv_run, srv_wait = 0, own_run, own_wait = 0;
+  if (have_sched && proc_sched_s(s1.pid, &srv_run, &srv_wait) == 0 &&
+      sched_s("/proc/thread-self/schedstat", &own_run, &own_wait) == 0) {
+    srv_wait -= srv_wait0;
+    own_wait -= own_wait0;
+  } else {
+    have_sched = 0;
+  }
+  double span = t_last - t_first;
+  /* Statuses: every message SENT once to its sender, DELIVERED by its
+   * recipient; then a short quiet time in which nothing may arrive twice. */
+  double t_status0 = mono_s();
+  run_until(cond_statuses, NULL, g_timeout, "SENT and DELIVERED statuses");
+  double t_status = mono_s() - t_status0;
+  serve_for(0.25);
+  unsigned closes_msg = g_unexpected_closes - closes_before;
+  metrics m_after;
+  if (metrics_get(&s1, &m_after) != 0) fatal("/metrics did not answer");
+
+  g_msg_started = 0;
+  /* exactly once */
+  unsigned lost = 0;
+  for (size_t i = 0; i < total; i++) {
+    msgrec *m = &g_msg[i];
+    int s = (int)(i / (size_t)g_messages), k = (int)(i % (size_t)g_messages);
+    if (m->received == 0)
+      problem(&lost, "message %d of %s to %s was never delivered", k, g_dev[s].name,
+              g_dev[recipient_of(s)].name);
+  }
+
+  /* latencies */
+  double *lat = malloc(total * sizeof *lat), *lat_first = malloc((size_t)g_clients * sizeof *lat),
+         *lat_rest = malloc(total * sizeof *lat), *lat_sent = malloc(total * sizeof *lat);
+  if (!lat || !lat_first || !lat_rest || !lat_sent) fatal("out of memory");
+  size_t n_lat = 0, n_first = 0, n_rest = 0, n_sent = 0;
+  for (size_t i = 0; i < total; i++) {
+    msgrec *m = &g_msg[i];
+    if (m->received) {
+      double l = m->t_recv - m->t_send;
+      lat[n_lat++] = l;
+      if (i % (size_t)g_messages == 0) lat_first[n_first++] = l;
+      else lat_rest[n_rest++] = l;
+    }
+    if (m->sent) lat_sent[n_sent++] = m->t_sent - m->t_send;
+  }
+  qsort(lat, n_lat, sizeof *lat, cmp_double);
+  qsort(lat_first, n_first, sizeof *lat, cmp_double);
+  qsort(lat_rest, n_rest, sizeof *lat, cmp_double);
+  qsort(lat_sent, n_sent, sizeof *lat, cmp_double);
+
+  /* whisperd #1 with its connections closed (malloc keeps what it had) */
+  for (int i = 0; i < g_clients; i++) {
+    g_dev[i].allow_connect = 0;
+    link_close(&g_dev[i].ln);
+  }
+  run_until(cond_closed, &all, g_timeout, "closing the devices' connections");
+  long rss_after = settle_rss(0, 0, "whisperd's connections closing", NULL);
+  int stop1 = server_stop(&s1, 0);
+  g_cur = NULL;
+
+  /* --- whisperd #2: plain idle connections --- */
+  long rss_p0 = -1, rss_pk = -1;
+  unsigned closes_plain0 = g_unexpected_closes;
+  double t_plain = 0;
+  static server s2;
+  if (g_idle > 0) {
+    static const char *const extra[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
+                                        "3600000", NULL};
+    server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", extra);
+    g_cur = &s2;
+    g_n_plain = IDLE_WARMUP + g_idle;
+    g_plain = calloc((size_t)g_n_plain, sizeof *g_plain);
+    if (!g_plain) fatal("out of memory");
+    for (int i = 0; i < g_n_plain; i++) g_plain[i].ln.kind = K_PLAIN;
+    plain_open(0, IDLE_WARMUP);
+    plain_close(0, IDLE_WARMUP);
+    rss_p0 = settle_rss(0, -1, "whisperd (idle) closing the warm-up connections", NULL);
+    t0 = mono_s();
+    plain_open(IDLE_WARMUP, g_n_plain);
+    t_plain = mono_s() - t0;
+    rss_pk = settle_rss(g_idle, 0, "whisperd (idle) counting the plain connections", NULL);
+    plain_close(IDLE_WARMUP, g_n_plain);
+    if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
+    int stop2 = server_stop(&s2, 1);
+    g_cur = NULL;
+    if (stop2 != 0) problem(&g_bad, "whisperd (idle) did not stop cleanly");
+  }
+  if (stop1 != 0) problem(&g_bad, "whisperd did not stop cleanly");
+
+  /* --- the table --- */
+  char v[64], w[64], x[64];
+  printf("\nSet-up (whisperd VmRSS %ld KiB when started):\n", rss_fresh);
+  row("identities + engines (in process, untimed)", "", "%d in %.2f s", g_clients, t_ident);
+  snprintf(v, sizeof v, "%.1f /s", g_clients / t_register);
+  row("register + first login (warm-up)", v, "%d devices in %.2f s, %d at a time", g_clients,
+      t_register, REG_WAVE);
+  snprintf(v, sizeof v, "%.1f /s", g_clients / t_login);
+  row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP)", g_clients,
+      t_login);
+
+  printf("\nResults:\n");
+  printf("  %-46s %14s  %s\n", "figure", "value", "detail");
+  snprintf(v, sizeof v, "%.0f msg/s", span > 0 ? (double)g_received / span : 0);
+  row("1. messages per second, end to end", v,
+      "%u messages in %.3f s, first send call -> last delivery", g_received, span);
+  row("2. delivery latency p50", fmt_ms(v, sizeof v, pct(lat, n_lat, 50)),
+      "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+  row("   p99", fmt_ms(v, sizeof v, pct(lat, n_lat, 99)), "%s", "");
+  row("   max", fmt_ms(v, sizeof v, n_lat ? lat[n_lat - 1] : 0), "%s", "");
+  row("   first message of each device p50", fmt_ms(v, sizeof v, pct(lat_first, n_first, 50)),
+      "max %s; with the session set-up (ListDevices, FetchBundles)",
+      fmt_ms(w, sizeof w, n_first ? lat_first[n_first - 1] : 0));
+  if (n_rest)
+    row("   the others p50", fmt_ms(v, sizeof v, pct(lat_rest, n_rest, 50)), "p99 %s, max %s",
+        fmt_ms(w, sizeof w, pct(lat_rest, n_rest, 99)),
+        fmt_ms(x, sizeof x, lat_rest[n_rest - 1]));
+  row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, pct(lat_sent, n_sent, 50)),
+      "p99 %s (informational)", fmt_ms(w, sizeof w, pct(lat_sent, n_sent, 99)));
+  row("   CPU during 1: whisperd", "",
+      "%.2f s (%.0f%% of one CPU, %.0f us per message); whisperd-load %.2f s (%.0f%%)", srv_cpu,
+      span > 0 ? srv_cpu / span * 100 : 0, g_received ? srv_cpu / g_received * 1e6 : 0, own_cpu,
+      span > 0 ? own_cpu / span * 100 : 0);
+  if (have_sched)
+    row("   waiting for a CPU during 1: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
+        srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait,
+        span > 0 ? own_wait / span * 100 : 0,
+        span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
+            ? ": other processes had the CPUs, 1 and 2 are low" : "");
+  row("3. whisperd RSS per logged-in idle connection", fmt_kib_per(v, sizeof v, rss0, rss_n, g_clients),
+      "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", rss0, rss_n, g_clients);
+  if (g_idle > 0)
+    row("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
+        "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0, rss_pk,
+        g_idle, t_plain);
+  else
+    row("4. whisperd RSS per plain idle WebSocket", "skipped", "--idle 0");
+
+  printf("\nChecks:\n");
+  printf("  %u of %zu messages delivered exactly once to their recipient (lost %u, duplicated %u,\n"
+         "  wrong %u); SENT %u, DELIVERED %u (all within %.2f s of the last delivery; %u status(es)\n"
+         "  repeated); engine errors %u, identity events %u; connections lost: %u in the warm-up,\n"
+         "  %u during the messages, %u plain\n",
+         g_received, total, lost, g_dups, g_bad, g_sent_n, g_delivered_n, t_status, g_status_dups,
+         g_errors, g_identity, closes_warmup, closes_msg, g_unexpected_closes - closes_plain0);
+  printf("  whisperd during the messages: %lld Send accepted, %lld entries acknowledged, %lld frames\n"
+         "  refused (Error), %lld frames in, %lld out; mailbox depth %lld after; %lld logged in when\n"
+         "  idle; VmRSS %ld KiB after the devices closed\n",
+         m_after.messages_sent - m_before.messages_sent,
+         m_after.entries_delivered - m_before.entries_delivered,
+         m_after.refused - m_before.refused, m_after.frames_in - m_before.frames_in,
+         m_after.frames_out - m_before.frames_out, m_after.mailbox_depth, m_idle.authenticated,
+         rss_after);
+
+  double wall = mono_s() - t_start;
+  printf("\n%s: %.1f s in all; this process's CPU time %.1f s; load average %.2f; %s\n", PROG, wall,
+         cpu_s() - cpu_start, load_average(), g_failed ? "FAILED" : "all checks passed");
+
+  free(lat);
+  free(lat_first);
+  free(lat_rest);
+  free(lat_sent);
+  lws_sul_cancel(&g_wake);
+  lws_context_destroy(g_lws);
+  for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
+  for (int i = 0; i < g_n_plain; i++) free(g_plain[i].ln.rx);
+  free(g_plain);
+  free(g_dev);
+  free(g_dirty);
+  free(g_msg);
+  free(g_tx);
+  if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
+  remove_dir();
+  return g_failed ? 1 : 0;
+}
