@@ -1,11 +1,16 @@
 /*
  * whisperd: the libwebsockets glue.
  *
- * One vhost, one port, three protocols:
+ * One vhost on one port. whisperd binds the listening socket itself and
+ * hands every accepted connection to lws (lws_adopt_socket_vhost()), so it
+ * knows the port it got for port 0 and can stop accepting at shutdown
+ * while the connections stay (lws 4.1's lws_context_deprecate() is not
+ * usable: it touches the listening wsi after freeing it). Protocols:
  *   "http"             GET /healthz, GET /metrics (everything that is not
  *                      a WebSocket upgrade)
  *   "whisper-sync-v1"  the WebSocket endpoint at /v1/ws; also the default
  *                      protocol, for clients that offer no subprotocol
+ *   "whisperd-listen"  the listening socket, adopted as a raw file
  *   "whisperd-signal"  the read end of the signal self-pipe, adopted as a
  *                      raw file: a byte on it starts the graceful shutdown
  *
@@ -23,7 +28,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -74,10 +78,11 @@ struct wd_net {
   int signal_fd;
   int tls;
 
-  int listen_fd;           /* ours until adopted by lws (listen_wsi), then lws's */
+  int listen_fd; /* ours until adopted by lws (listen_wsi), then lws's */
   struct lws *listen_wsi;
   lws_sorted_usec_list_t sul_accept;
-  char shown[96];          /* the bound address, as printed */
+  uint64_t accept_warned_ms;
+  char shown[96]; /* the bound address, as printed */
 
   uint64_t next_id;
   conn **slots; /* id -> connection, open addressing, power-of-two size */
@@ -326,10 +331,7 @@ static void shutdown_cb(lws_sorted_usec_list_t *sul) {
   finish(n);
 }
 
-/* --- the listening socket -------------------------------------------------------
- * whisperd binds and accepts itself and hands each connection to lws
- * (lws_adopt_socket_vhost()), so that it can stop accepting at shutdown
- * while the connections stay, and knows the port it got for port 0. */
+/* --- the listening socket ---------------------------------------------------- */
 
 static void stop_listening(wd_net *n) {
   lws_sul_cancel(&n->sul_accept);
@@ -365,7 +367,11 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
           if (errno == EAGAIN || errno == EWOULDBLOCK) break;
           if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* The backlog stays readable: pause instead of spinning. */
-            wd_warn("accept: %s; not accepting for 250 ms", strerror(errno));
+            uint64_t now = wd_now_ms();
+            if (now - n->accept_warned_ms >= 10000) { /* one line per 10 s, not per pause */
+              wd_warn("accept: %s; pausing accepts (250 ms at a time)", strerror(errno));
+              n->accept_warned_ms = now;
+            }
             lws_rx_flow_control(wsi, 0);
             lws_sul_schedule(n->ctx, 0, &n->sul_accept, accept_resume_cb, 250000);
             break;
@@ -486,17 +492,15 @@ static int callback_signal(struct lws *wsi, enum lws_callback_reasons reason, vo
     case LWS_CALLBACK_RAW_RX_FILE: {
       unsigned char sigs[32];
       ssize_t r;
-      int last = 0, got = 0;
       while ((r = read(lws_get_socket_fd(wsi), sigs, sizeof sigs)) > 0) {
-        last = sigs[r - 1];
-        got = 1;
-      }
-      if (!got) return 0;
-      if (n->phase == RUNNING) {
-        begin_shutdown(n, last);
-      } else if (n->phase == DRAINING) {
-        wd_info("shutdown: second signal, not waiting for the flush");
-        lws_sul_schedule(n->ctx, 0, &n->sul_shutdown, shutdown_cb, 1);
+        for (ssize_t i = 0; i < r; i++) { /* one byte per signal */
+          if (n->phase == RUNNING) {
+            begin_shutdown(n, sigs[i]);
+          } else if (n->phase == DRAINING && !n->done) {
+            wd_info("shutdown: second signal, not waiting for the flush");
+            lws_sul_schedule(n->ctx, 0, &n->sul_shutdown, shutdown_cb, 1);
+          }
+        }
       }
       return 0;
     }
@@ -897,8 +901,8 @@ void wd_net_free(wd_net *n) {
   if (n->ctx) {
     lws_sul_cancel(&n->sul_tick);
     lws_sul_cancel(&n->sul_shutdown);
-    /* Closes what is left: their CLOSED callbacks tell the core and free. */
     lws_sul_cancel(&n->sul_accept);
+    /* Closes what is left: the CLOSED callbacks tell the core and free. */
     lws_context_destroy(n->ctx);
   }
   if (!n->listen_wsi && n->listen_fd >= 0) close(n->listen_fd); /* never adopted */
