@@ -70,19 +70,20 @@ static int w_get(void *user, int kind, const uint8_t *key, size_t key_len, whisp
   return f->inner->ops.get(f->inner->user, kind, key, key_len, out);
 }
 
-/* Remembers the value of (kind, key) before its first write in this call. */
-static void touch(fz_store *f, int kind, const uint8_t *key, size_t key_len) {
-  if (!f->tracking) return;
-  for (size_t i = 0; i < f->ntouched; i++)
-    if (f->touched[i].kind == kind && f->touched[i].key_len == key_len &&
-        (key_len == 0 || memcmp(f->touched[i].key, key, key_len) == 0))
+/* Adds (kind, key) with its current value to a list of touched records,
+ * unless it is there already. */
+static void remember(fz_store *f, fz_touch **list, size_t *n, size_t *cap, int kind,
+                     const uint8_t *key, size_t key_len) {
+  for (size_t i = 0; i < *n; i++)
+    if ((*list)[i].kind == kind && (*list)[i].key_len == key_len &&
+        (key_len == 0 || memcmp((*list)[i].key, key, key_len) == 0))
       return;
-  if (f->ntouched == f->cap) {
-    f->cap = f->cap ? 2 * f->cap : 16;
-    f->touched = realloc(f->touched, f->cap * sizeof *f->touched);
-    FZ_ASSERT(f->touched != NULL, "out of memory");
+  if (*n == *cap) {
+    *cap = *cap ? 2 * *cap : 16;
+    *list = realloc(*list, *cap * sizeof **list);
+    FZ_ASSERT(*list != NULL, "out of memory");
   }
-  fz_touch *t = &f->touched[f->ntouched++];
+  fz_touch *t = &(*list)[(*n)++];
   t->kind = kind;
   t->key = malloc(key_len ? key_len : 1);
   FZ_ASSERT(t->key != NULL, "out of memory");
@@ -92,6 +93,13 @@ static void touch(fz_store *f, int kind, const uint8_t *key, size_t key_len) {
   int rc = f->inner->ops.get(f->inner->user, kind, key, key_len, &t->orig);
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_ENOTFOUND, "inner get failed: %d", rc);
   if (rc != WHISPER_OK) t->orig = NULL;
+}
+
+/* Remembers the value of (kind, key) before its first write in this call
+ * (and, when journaling, in this input). */
+static void touch(fz_store *f, int kind, const uint8_t *key, size_t key_len) {
+  if (f->tracking) remember(f, &f->touched, &f->ntouched, &f->cap, kind, key, key_len);
+  if (f->journaling) remember(f, &f->journal, &f->njournal, &f->jcap, kind, key, key_len);
 }
 
 static int w_put(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
@@ -117,7 +125,7 @@ static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len
                             limit, fn, arg);
 }
 
-static void store_open(fz_store *f) {
+void fz_store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
                                         w_get, w_put, w_del, NULL, w_scan};
   memset(f, 0, sizeof *f);
@@ -125,17 +133,21 @@ static void store_open(fz_store *f) {
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");
 }
 
-static void touched_clear(fz_store *f) {
-  for (size_t i = 0; i < f->ntouched; i++) {
-    free(f->touched[i].key);
-    whisper_buf_free(f->touched[i].orig);
+static void touches_clear(fz_touch *list, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    free(list[i].key);
+    whisper_buf_free(list[i].orig);
   }
-  f->ntouched = 0;
+  *n = 0;
 }
 
-static void store_close(fz_store *f) {
+static void touched_clear(fz_store *f) { touches_clear(f->touched, &f->ntouched); }
+
+void fz_store_close(fz_store *f) {
   touched_clear(f);
   free(f->touched);
+  touches_clear(f->journal, &f->njournal);
+  free(f->journal);
   whisper_store_close(f->outer);
   whisper_store_close(f->inner);
   memset(f, 0, sizeof *f);
@@ -169,6 +181,20 @@ whisper_buf *fz_session_record(fz_dev *d, const char *name, uint32_t device_id) 
   return fz_get(d, WHISPER_REC_SESSION, a.key, a.len);
 }
 
+/* Puts every record of the list back to its remembered value. */
+static void touches_restore(fz_store *f, const fz_touch *list, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const fz_touch *t = &list[i];
+    int r;
+    if (t->orig)
+      r = f->inner->ops.put(f->inner->user, t->kind, t->key, t->key_len, t->orig->data,
+                            t->orig->len);
+    else
+      r = f->inner->ops.del(f->inner->user, t->kind, t->key, t->key_len);
+    FZ_ASSERT(r == WHISPER_OK, "restoring a record failed: %d", r);
+  }
+}
+
 void fz_call_begin(fz_dev *d) {
   touched_clear(&d->fs);
   d->fs.committed_writes = 0;
@@ -188,6 +214,8 @@ static int verbose(void) {
   return v;
 }
 
+int fz_verbose(void) { return verbose(); }
+
 void fz_call_end(fz_dev *d, int rc, const char *what) {
   fz_store *f = &d->fs;
   f->tracking = 0;
@@ -200,27 +228,52 @@ void fz_call_end(fz_dev *d, int rc, const char *what) {
     FZ_ASSERT(f->committed_writes == 0,
               "%s failed (%d: %s) but committed %u transaction(s) with writes", what, rc,
               whisper_ctx_last_error(d->ctx), f->committed_writes);
-    for (size_t i = 0; i < f->ntouched; i++) {
-      fz_touch *t = &f->touched[i];
-      whisper_buf *now = fz_get(d, t->kind, t->key, t->key_len);
-      int same = fz_buf_eq(now, t->orig);
-      whisper_buf_free(now);
-      FZ_ASSERT(same, "%s failed (%d: %s) but record kind %d changed", what, rc,
-                whisper_ctx_last_error(d->ctx), t->kind);
-    }
+    const fz_touch *t = fz_store_changed(f);
+    FZ_ASSERT(t == NULL, "%s failed (%d: %s) but record kind %d changed", what, rc,
+              whisper_ctx_last_error(d->ctx), t ? t->kind : 0);
   }
   /* put everything back as it was before the call */
-  for (size_t i = 0; i < f->ntouched; i++) {
-    fz_touch *t = &f->touched[i];
-    int r;
-    if (t->orig)
-      r = f->inner->ops.put(f->inner->user, t->kind, t->key, t->key_len, t->orig->data,
-                            t->orig->len);
-    else
-      r = f->inner->ops.del(f->inner->user, t->kind, t->key, t->key_len);
-    FZ_ASSERT(r == WHISPER_OK, "restoring a record failed: %d", r);
-  }
+  touches_restore(f, f->touched, f->ntouched);
   touched_clear(f);
+}
+
+/* --- watching a store over several calls ------------------------------------ */
+
+const fz_touch *fz_store_changed(fz_store *f) {
+  for (size_t i = 0; i < f->ntouched; i++) {
+    const fz_touch *t = &f->touched[i];
+    whisper_buf *now = NULL;
+    int rc = f->inner->ops.get(f->inner->user, t->kind, t->key, t->key_len, &now);
+    FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_ENOTFOUND, "inner get failed: %d", rc);
+    int same = fz_buf_eq(rc == WHISPER_OK ? now : NULL, t->orig);
+    whisper_buf_free(now);
+    if (!same) return t;
+  }
+  return NULL;
+}
+
+void fz_watch_begin(fz_store *f) {
+  touched_clear(f);
+  f->committed_writes = 0;
+  f->txn_writes = 0;
+  f->tracking = 1;
+}
+
+void fz_watch_end(fz_store *f) {
+  f->tracking = 0;
+  touched_clear(f);
+}
+
+void fz_journal_begin(fz_store *f) {
+  touches_clear(f->journal, &f->njournal);
+  f->journaling = 1;
+}
+
+void fz_journal_restore(fz_store *f) {
+  FZ_ASSERT(!f->outer->in_txn && !f->inner->in_txn, "restoring the store inside a transaction");
+  f->journaling = 0;
+  touches_restore(f, f->journal, f->njournal);
+  touches_clear(f->journal, &f->njournal);
 }
 
 /* --- devices ------------------------------------------------------------------ */
@@ -228,7 +281,7 @@ void fz_call_end(fz_dev *d, int rc, const char *what) {
 fz_dev *fz_dev_new(const char *name, uint32_t device_id, uint8_t seed) {
   fz_dev *d = calloc(1, sizeof *d);
   FZ_ASSERT(d != NULL, "out of memory");
-  store_open(&d->fs);
+  fz_store_open(&d->fs);
   memset(d->rng.seed, seed, sizeof d->rng.seed);
   d->name = name;
   d->device_id = device_id;
@@ -242,7 +295,7 @@ fz_dev *fz_dev_new(const char *name, uint32_t device_id, uint8_t seed) {
 void fz_dev_free(fz_dev *d) {
   if (d == NULL) return;
   whisper_ctx_free(d->ctx);
-  store_close(&d->fs);
+  fz_store_close(&d->fs);
   free(d);
 }
 

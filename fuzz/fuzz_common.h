@@ -28,6 +28,9 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...)
     if (!(cond)) fz_die(__FILE__, __LINE__, #cond, __VA_ARGS__); \
   } while (0)
 
+/* 1 when FUZZ_VERBOSE is set (to something other than 0): trace calls. */
+int fz_verbose(void);
+
 /* 1 if rc is one of the documented codes (WHISPER_OK .. WHISPER_EINTERNAL). */
 int fz_rc_known(int rc);
 /* 1 if rc is one of the n codes that follow. */
@@ -64,7 +67,34 @@ typedef struct fz_store {
   size_t ntouched, cap;
   unsigned txn_writes;       /* writes in the open transaction */
   unsigned committed_writes; /* transactions committed with writes */
+  /* the journal: every record written since fz_journal_begin(), with its
+   * value before its first write (targets that run several calls per
+   * input and put the store back once, at the end) */
+  int journaling;
+  fz_touch *journal;
+  size_t njournal, jcap;
 } fz_store;
+
+/* A watching store over a fresh memory store (fz_dev_new makes one per
+ * device; the server target makes its own). */
+void fz_store_open(fz_store *f);
+void fz_store_close(fz_store *f);
+
+/* Watching one call without the device machinery (fz_call_begin/_end do
+ * this and more for a device): begin clears the touched records and the
+ * count of committed writes; after the call, f->committed_writes and
+ * fz_store_changed() say whether it changed the store: the first record
+ * written whose bytes differ from its value before the call, or NULL;
+ * end stops watching and forgets the touched records (no restore). */
+void fz_watch_begin(fz_store *f);
+const fz_touch *fz_store_changed(fz_store *f);
+void fz_watch_end(fz_store *f);
+
+/* The journal over a whole input: begin starts remembering the value of
+ * every record before its first write; restore puts them all back (no
+ * transaction may be open) and stops. */
+void fz_journal_begin(fz_store *f);
+void fz_journal_restore(fz_store *f);
 
 /* --- devices ------------------------------------------------------------ */
 

@@ -2,10 +2,11 @@
  * Writes the seed corpora: gen_corpus OUT_DIR makes
  * OUT_DIR/<target>/<name> for each fuzz target from the same
  * deterministic scenarios the targets rebuild at start-up (fuzz_common.c,
- * fuzz_group.c for the sender key targets),
- * so the seeds are real messages, bundles and records valid against each
- * target's fixed state. Run it again whenever the library changes how it
- * draws randomness or what it writes (see README.md).
+ * fuzz_group.c for the sender key targets, fuzz_sync.c for the server,
+ * engine and frame targets),
+ * so the seeds are real messages, bundles, records and frames valid
+ * against each target's fixed state. Run it again whenever the library
+ * changes how it draws randomness or what it writes (see README.md).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "fuzz_common.h"
 #include "fuzz_group.h"
+#include "fuzz_sync.h"
 
 #define MAX_SEED 4096
 
@@ -89,6 +91,18 @@ int main(int argc, char **argv) {
 
   fzh_gen_seeds(&s);
   bad |= write_seeds(argv[1], "fuzz_history_record", &s);
+  fz_seeds_free(&s);
+
+  /* the sync protocol targets (fuzz_sync.c): operation scripts for the
+   * server, frame scripts for the engine, single frames */
+  fzs_gen_server_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_server", &s);
+  fz_seeds_free(&s);
+  fzs_gen_client_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_client", &s);
+  fz_seeds_free(&s);
+  fzs_gen_frame_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_sync_frame", &s);
   fz_seeds_free(&s);
   return bad;
 }
