@@ -159,9 +159,11 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
 
 void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   if (srv == NULL) return;
+  /* output queued for it goes too, also when the server had already
+   * dropped the connection itself (its id may be reused) */
+  wsrv_drop_output(srv, conn);
   wsrv_conn *c = wsrv_conn_find(srv, conn);
   if (c == NULL) return;
-  wsrv_drop_output(srv, conn);
   wsrv_conn_drop(srv, c, 0, now_ms);
 }
 
