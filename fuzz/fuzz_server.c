@@ -4,7 +4,7 @@
  * opened and closed, the clock moving, and logins the harness signs (the
  * input format is in fuzz_sync.h). Every input starts from the server
  * world of fuzz_sync.c (alice.1, alice.2, bob.1 and carol.1 registered, a
- * group, five entries in bob.1's mailbox, a pending link code) on a
+ * group, five entries in bob.1's mailbox, two pending link codes) on a
  * watching memory store, with a new server whose RNG is fixed, and with
  * alice.1 logged in on slot 0, bob.1 on slot 1 and slot 2 open. The
  * store is put back after each input.
@@ -32,6 +32,8 @@
  *  - a Send with a (device, client id) the server answered before (in
  *    the input, or alice.1's five of the world) gets the same Sent
  *    (server_seq) and writes nothing;
+ *  - whisper_server_close drops the connection's queued output, also when
+ *    the server had dropped the connection itself;
  *  - whisper_server_open refuses an open connection id (EINVAL) and
  *    accepts a closed one; after whisper_server_tick(now) nothing is due:
  *    whisper_server_next_deadline() > now;
@@ -282,7 +284,10 @@ static void op_open(int k) {
 }
 
 /* A deferred RECV's output is still queued: whisper_server_close() drops
- * the connection's part of it. */
+ * the connection's part of it ("its queued output is dropped"), also when
+ * the server had already dropped the connection itself (a close queued
+ * after an Error): otherwise a later connection that reuses the id gets
+ * the old Error and CLOSE. */
 static void op_close(int k) {
   trace("  close %d%s\n", k + 1, H.deferred ? " (output queued)" : "");
   H.deferred = 0;

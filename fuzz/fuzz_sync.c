@@ -718,24 +718,38 @@ typedef struct run {
   int (*variant)(struct run *r, const fzs_frame *req, whisper_buf **out);
   void *arg;
   int n_variant; /* variants applied */
+  /* the last EV_IDENTITY with a key (what FZS_APP_RETRY trusts) */
+  int have_identity;
+  char id_name[65];
+  uint32_t id_device;
+  uint8_t id_key[WHISPER_PUBLIC_KEY_LEN];
 } run;
 
-static void events_drop(whisper_client *c) {
+static void events_drop_run(whisper_client *c, run *r) {
   whisper_client_event_t e;
   while (whisper_client_next_event(c, &e)) {
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s.%u code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.code,
               e.server_code, e.message ? e.message : "");
+    if (r && e.type == WHISPER_EV_IDENTITY && e.from && strlen(e.from) <= 64 && e.body &&
+        e.body_len == WHISPER_PUBLIC_KEY_LEN) {
+      r->have_identity = 1;
+      snprintf(r->id_name, sizeof r->id_name, "%s", e.from);
+      r->id_device = e.from_device;
+      memcpy(r->id_key, e.body, WHISPER_PUBLIC_KEY_LEN);
+    }
   }
 }
+
+static void events_drop(whisper_client *c) { events_drop_run(c, NULL); }
 
 static void run_feed(run *r, whisper_buf *b) {
   if (r->rec) fzs_client_frame(r->rec, b);
   int rc = whisper_client_receive(r->c, b->data, b->len, r->now);
   FZ_ASSERT(rc == WHISPER_OK, "scripted frame refused: %d", rc);
   whisper_buf_free(b);
-  events_drop(r->c);
+  events_drop_run(r->c, r);
 }
 
 /* Answers everything the engine sends, until it is quiet. */
@@ -761,6 +775,29 @@ static void run_quiet(run *r) {
 
 static const whisper_client_config_t *client_cfg(fzs_client_world *w) { return &w->cfg; }
 
+/* An app record of fuzz_client (FZS_APP_*), done and recorded. */
+static void run_app(run *r, uint8_t t) {
+  static const uint8_t code[16] = "fz-approve-code!";
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  int rc = WHISPER_OK;
+  if (r->rec) fzs_put_byte(r->rec, t);
+  if (t == FZS_APP_RETRY) {
+    if (r->have_identity)
+      rc = whisper_identity_trust(r->w->alice->ctx, r->id_name, r->id_device, r->id_key,
+                                  sizeof r->id_key);
+    FZ_ASSERT(rc == WHISPER_OK, "trust: %d", rc);
+    rc = whisper_client_retry(r->c, r->now);
+  } else if (t == FZS_APP_SEND) {
+    rc = whisper_client_send(r->c, "bob", (const uint8_t *)"fuzz", 4, r->now, id);
+  } else if (t == FZS_APP_SEND_GROUP) {
+    rc = whisper_client_send_group(r->c, r->w->group_id, (const uint8_t *)"fuzz", 4, r->now, id);
+  } else {
+    rc = whisper_client_link_approve(r->c, code, sizeof code);
+  }
+  FZ_ASSERT(rc == WHISPER_OK, "app record %02x: %d", t, rc);
+  events_drop_run(r->c, r);
+}
+
 fzs_client_world *fzs_client_world_new(void) {
   fzs_client_world *w = calloc(1, sizeof *w);
   FZ_ASSERT(w != NULL, "out of memory");
@@ -776,7 +813,7 @@ fzs_client_world *fzs_client_world_new(void) {
   w->erin = fz_dev_new("erin", 1, 0xC6);
   w->alice3 = fz_dev_new("alice", 3, 0xC7);
 
-  run r = {w, NULL, FZ_NOW, NULL, NULL, NULL, 0};
+  run r = {w, NULL, FZ_NOW, NULL, NULL, NULL, 0, 0, "", 0, {0}};
   FZ_ASSERT(whisper_client_new(&r.c, w->alice->ctx, client_cfg(w)) == WHISPER_OK, "client_new");
   whisper_client_connected(r.c, r.now);
   run_feed(&r, fzs_challenge());
@@ -1258,16 +1295,19 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
   /* receipt and upload refusals; a subscription repeated */
   {
     const char *bob[] = {"bob"};
-    recv_take(&s, 1, receipt_frame(1, "alice", 3, (const uint8_t(*)[16])w->sent_ids, 0, NULL));
-    recv_take(&s, 1, edit_receipt(receipt_frame(2, "alice", 3, (const uint8_t(*)[16])w->sent_ids, 1, NULL), 1));
-    recv_take(&s, 1, edit_receipt(receipt_frame(3, "alice", 3, (const uint8_t(*)[16])w->sent_ids, 1, w->group_id), 2));
-    recv_take(&s, 1, receipt_frame(4, "alice", 4, (const uint8_t(*)[16])w->sent_ids, 1, NULL));
-    recv_take(&s, 1, receipt_frame(5, "nobody", 2, (const uint8_t(*)[16])w->sent_ids, 1, NULL));
-    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 6, 1, 1), 1));
-    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 7, 0, 1), 2));
-    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 8, 2, 0), 3));
-    recv_take(&s, 0, subscribe_frame(9, bob, 1));
+    const uint8_t(*ids)[16] = (const uint8_t(*)[16])w->sent_ids;
+    /* (three malformed frames in a row close a connection: others between) */
+    recv_take(&s, 1, receipt_frame(1, "alice", 3, ids, 0, NULL));
+    recv_take(&s, 1, edit_receipt(receipt_frame(2, "alice", 3, ids, 1, NULL), 1));
+    recv_take(&s, 1, receipt_frame(3, "alice", 3, ids, 1, w->group_id));
+    recv_take(&s, 1, edit_receipt(receipt_frame(4, "alice", 3, ids, 1, w->group_id), 2));
+    recv_take(&s, 1, receipt_frame(5, "alice", 4, ids, 1, NULL));
+    recv_take(&s, 1, receipt_frame(6, "nobody", 2, ids, 1, NULL));
+    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 7, 1, 1), 1));
+    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 8, 0, 1), 2));
+    recv_take(&s, 1, edit_upload(upload_frame(w->dev[FZS_BOB1], 9, 2, 0), 3));
     recv_take(&s, 0, subscribe_frame(10, bob, 1));
+    recv_take(&s, 0, subscribe_frame(11, bob, 1));
     add_script(seeds, "receipt_upload_refusals", &s);
   }
 
@@ -1335,16 +1375,21 @@ static int table_variant(run *r, const fzs_frame *req, whisper_buf **out) {
 /* A seed: the engine of `mode`, optional frames first (taken), then the
  * scripted server answers everything (with the variants). */
 static void client_seed(fz_seeds *seeds, fzs_client_world *w, const char *name, int mode,
-                        whisper_buf **first, size_t n_first, variant_tbl *tbl) {
+                        whisper_buf **first, size_t n_first, variant_tbl *tbl,
+                        const uint8_t *apps, size_t n_apps) {
   fzs_script s = {0};
   fz_dev *d;
   fzs_put_byte(&s, (uint8_t)mode);
-  run r = {w, NULL, FZS_CT0, &s, tbl ? table_variant : NULL, tbl, 0};
+  run r = {w, NULL, FZS_CT0, &s, tbl ? table_variant : NULL, tbl, 0, 0, "", 0, {0}};
   /* the requests sent during the start stay unanswered; what the frames
    * given make the engine send is answered */
   r.c = fzs_client_start(w, mode, &d, NULL, NULL);
   for (size_t i = 0; i < n_first; i++) run_feed(&r, first[i]);
   run_quiet(&r);
+  for (size_t i = 0; i < n_apps; i++) {
+    run_app(&r, apps[i]);
+    run_quiet(&r);
+  }
   events_drop(r.c);
   fzs_client_end(d, r.c);
   fz_seeds_add(seeds, name, fzs_take(&s), 1);
@@ -1369,12 +1414,13 @@ static void pending_free(pending *p) {
 /* Like client_seed, but first answers the requests the engine sent during
  * its start (those fzs_client_start took). */
 static void client_seed_answering(fz_seeds *seeds, fzs_client_world *w, const char *name, int mode,
-                                  whisper_buf **first, size_t n_first, variant_tbl *tbl) {
+                                  whisper_buf **first, size_t n_first, variant_tbl *tbl,
+                                  const uint8_t *apps, size_t n_apps) {
   fzs_script s = {0};
   fz_dev *d;
   pending p = {0};
   fzs_put_byte(&s, (uint8_t)mode);
-  run r = {w, NULL, FZS_CT0, &s, tbl ? table_variant : NULL, tbl, 0};
+  run r = {w, NULL, FZS_CT0, &s, tbl ? table_variant : NULL, tbl, 0, 0, "", 0, {0}};
   r.c = fzs_client_start(w, mode, &d, pending_add, &p);
   for (size_t i = 0; i < n_first; i++) run_feed(&r, first[i]);
   for (size_t i = 0; i < p.n; i++) {
@@ -1389,6 +1435,10 @@ static void client_seed_answering(fz_seeds *seeds, fzs_client_world *w, const ch
   }
   pending_free(&p);
   run_quiet(&r);
+  for (size_t i = 0; i < n_apps; i++) {
+    run_app(&r, apps[i]);
+    run_quiet(&r);
+  }
   events_drop(r.c);
   fzs_client_end(d, r.c);
   fz_seeds_add(seeds, name, fzs_take(&s), 1);
@@ -1404,6 +1454,28 @@ static whisper_buf *v_stale(fzs_client_world *w, const fzs_frame *req) {
   sd.n_stale = 1;
   sd.stale = missing + 0;
   return simple(WHISPER__SYNC__FRAME__BODY_STALE, &sd, req->id);
+}
+
+static whisper_buf *v_stale_bob1(fzs_client_world *w, const fzs_frame *req) {
+  (void)w;
+  static uint32_t one[] = {1};
+  Whisper__Sync__StaleDevices sd = WHISPER__SYNC__STALE_DEVICES__INIT;
+  sd.account = "bob";
+  sd.n_stale = 1;
+  sd.stale = one;
+  return simple(WHISPER__SYNC__FRAME__BODY_STALE, &sd, req->id);
+}
+
+/* Bundles for bob made of mallory's keys (another identity as bob.1). */
+static whisper_buf *v_mallory_bundles(fzs_client_world *w, const fzs_frame *req) {
+  const Whisper__Sync__FetchBundles *fb = req->fetch;
+  if (strcmp(fb->account, "bob") != 0)
+    return bundles_frame(w, req->id, fb->account, fb->device_ids, fb->n_device_ids);
+  fz_dev *bob = w->bob;
+  w->bob = w->mallory;
+  whisper_buf *b = bundles_frame(w, req->id, "bob", fb->device_ids, fb->n_device_ids);
+  w->bob = bob;
+  return b;
 }
 
 static whisper_buf *v_rate(fzs_client_world *w, const fzs_frame *req) {
@@ -1512,51 +1584,51 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
   uint64_t seq = w->last_seq;
 
   /* the scripted server answers everything: login, ops, both messages */
-  client_seed_answering(seeds, w, "online_answer_all", FZS_MODE_ONLINE, NULL, 0, NULL);
+  client_seed_answering(seeds, w, "online_answer_all", FZS_MODE_ONLINE, NULL, 0, NULL, NULL, 0);
   {
     whisper_buf *ch = fzs_challenge();
-    client_seed_answering(seeds, w, "hello_answer_all", FZS_MODE_HELLO, &ch, 1, NULL);
+    client_seed_answering(seeds, w, "hello_answer_all", FZS_MODE_HELLO, &ch, 1, NULL, NULL, 0);
   }
-  client_seed_answering(seeds, w, "auth_ok", FZS_MODE_AUTH, NULL, 0, NULL);
+  client_seed_answering(seeds, w, "auth_ok", FZS_MODE_AUTH, NULL, 0, NULL, NULL, 0);
   {
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_AUTH, 0, 0, v_auth}, {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "auth_refused", FZS_MODE_AUTH, NULL, 0, t);
+    client_seed_answering(seeds, w, "auth_refused", FZS_MODE_AUTH, NULL, 0, t, NULL, 0);
   }
   {
     whisper_buf *ch = fzs_challenge();
-    client_seed_answering(seeds, w, "register_answer_all", FZS_MODE_REGISTER, &ch, 1, NULL);
+    client_seed_answering(seeds, w, "register_answer_all", FZS_MODE_REGISTER, &ch, 1, NULL, NULL, 0);
   }
   {
     whisper_buf *ch = fzs_challenge();
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_REGISTER, 0, 0, v_exists}, {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "register_exists", FZS_MODE_REGISTER, &ch, 1, t);
+    client_seed_answering(seeds, w, "register_exists", FZS_MODE_REGISTER, &ch, 1, t, NULL, 0);
   }
   {
     whisper_buf *ch = fzs_challenge();
-    client_seed_answering(seeds, w, "link_answer_all", FZS_MODE_LINK, &ch, 1, NULL);
+    client_seed_answering(seeds, w, "link_answer_all", FZS_MODE_LINK, &ch, 1, NULL, NULL, 0);
   }
   {
     whisper_buf *ch = fzs_challenge();
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_REGISTER, 1, 0, v_auth}, {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "link_expired", FZS_MODE_LINK, &ch, 1, t);
+    client_seed_answering(seeds, w, "link_expired", FZS_MODE_LINK, &ch, 1, t, NULL, 0);
   }
   /* sends that meet stale lists, the rate limit, refusals */
   {
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_SEND, 1, 0, v_stale}, {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "send_stale", FZS_MODE_ONLINE, NULL, 0, t);
+    client_seed_answering(seeds, w, "send_stale", FZS_MODE_ONLINE, NULL, 0, t, NULL, 0);
   }
   {
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_SEND, 1, 0, v_rate},
                        {WHISPER__SYNC__FRAME__BODY_GROUP, 1, 0, v_not_found},
                        {WHISPER__SYNC__FRAME__BODY_RECEIPT, 1, 0, v_wrong_body},
                        {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "refusals", FZS_MODE_ONLINE, NULL, 0, t);
+    client_seed_answering(seeds, w, "refusals", FZS_MODE_ONLINE, NULL, 0, t, NULL, 0);
   }
   {
     variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_LIST_DEVICES, 0, 0, v_not_found},
                        {WHISPER__SYNC__FRAME__BODY_ACK, 0, 0, v_none},
                        {0, 0, 0, NULL}};
-    client_seed_answering(seeds, w, "carol_unknown", FZS_MODE_ONLINE, NULL, 0, t);
+    client_seed_answering(seeds, w, "carol_unknown", FZS_MODE_ONLINE, NULL, 0, t, NULL, 0);
   }
 
   /* mailbox entries (online, nothing else answered) */
@@ -1569,12 +1641,12 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     q.has_last_seq = 1;
     q.last_seq = seq + 2;
     f[3] = simple(WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY, &q, 0);
-    client_seed(seeds, w, "deliver_messages", FZS_MODE_ONLINE, f, 4, NULL);
+    client_seed(seeds, w, "deliver_messages", FZS_MODE_ONLINE, f, 4, NULL, NULL, 0);
   }
   {
     whisper_buf *f[1];
     f[0] = message_entry(w, w->alice2, seq + 1, 1, "note to bob", "bob", 1, 0x21);
-    client_seed(seeds, w, "deliver_own_copy", FZS_MODE_ONLINE, f, 1, NULL);
+    client_seed(seeds, w, "deliver_own_copy", FZS_MODE_ONLINE, f, 1, NULL, NULL, 0);
   }
   {
     /* bob's sender key through 1:1 (CONTENT_SKDM), then his group message */
@@ -1614,21 +1686,21 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     d.server_seq = 3002;
     f[1] = deliver_frame(&d, seq + 2);
     whisper_buf_free(ct);
-    client_seed(seeds, w, "deliver_group", FZS_MODE_ONLINE, f, 2, NULL);
+    client_seed(seeds, w, "deliver_group", FZS_MODE_ONLINE, f, 2, NULL, NULL, 0);
   }
   {
     /* another identity as bob.1: held (EV_IDENTITY), not acked */
     whisper_buf *f[2];
     f[0] = message_entry(w, w->mallory, seq + 1, 1, "i am bob", NULL, 1, 0x41);
     f[1] = message_entry(w, w->bob, seq + 2, 0, "after", NULL, 1, 0x42);
-    client_seed(seeds, w, "deliver_untrusted", FZS_MODE_ONLINE, f, 2, NULL);
+    client_seed(seeds, w, "deliver_untrusted", FZS_MODE_ONLINE, f, 2, NULL, NULL, 0);
   }
   {
     whisper_buf *f[3];
     f[0] = receipt_entry(seq + 1, "bob", 1, 2, w->sent_id, w->group_sent_id);
     f[1] = receipt_entry(seq + 2, "bob", 1, 3, w->sent_id, NULL);
     f[2] = receipt_entry(seq + 3, "bob", 1, 2, w->sent_id, NULL); /* backwards: nothing */
-    client_seed(seeds, w, "deliver_receipts", FZS_MODE_ONLINE, f, 3, NULL);
+    client_seed(seeds, w, "deliver_receipts", FZS_MODE_ONLINE, f, 3, NULL, NULL, 0);
   }
   {
     const char *m3[] = {"alice", "bob", "carol"}, *m2[] = {"alice", "bob"}, *gone[] = {"carol"};
@@ -1637,7 +1709,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     f[0] = group_entry(seq + 1, w->group_id, m3, 3, NULL, 0);
     f[1] = group_entry(seq + 2, w->group_id, m2, 2, gone, 1); /* someone left: rotate */
     f[2] = group_entry(seq + 3, w->group_id, m1, 1, me, 1);   /* alice removed */
-    client_seed(seeds, w, "deliver_group_changes", FZS_MODE_ONLINE, f, 3, NULL);
+    client_seed(seeds, w, "deliver_group_changes", FZS_MODE_ONLINE, f, 3, NULL, NULL, 0);
   }
   {
     /* pushes: typing (1:1 and group, then stopped), presence, an error */
@@ -1660,14 +1732,36 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     p.last_seen_ms = FZ_NOW;
     f[3] = simple(WHISPER__SYNC__FRAME__BODY_PRESENCE, &p, 0);
     f[4] = fzs_error(0, 12, "the server's store failed");
-    client_seed(seeds, w, "pushes", FZS_MODE_ONLINE, f, 5, NULL);
+    client_seed(seeds, w, "pushes", FZS_MODE_ONLINE, f, 5, NULL, NULL, 0);
   }
   {
     /* hello refused; then a stray answer */
     whisper_buf *f[2];
     f[0] = fzs_error(1, 2, "this server speaks protocol 1");
     f[1] = fzs_ok(99, 1);
-    client_seed(seeds, w, "hello_refused", FZS_MODE_HELLO, f, 2, NULL);
+    client_seed(seeds, w, "hello_refused", FZS_MODE_HELLO, f, 2, NULL, NULL, 0);
+  }
+  /* the app trusts the changed key and retries: the held entry decrypts */
+  {
+    whisper_buf *f[2];
+    const uint8_t apps[] = {FZS_APP_RETRY};
+    f[0] = message_entry(w, w->mallory, seq + 1, 1, "i am bob, trust me", NULL, 1, 0x51);
+    f[1] = message_entry(w, w->bob, seq + 2, 0, "after", NULL, 1, 0x52);
+    client_seed(seeds, w, "untrusted_retry", FZS_MODE_ONLINE, f, 2, NULL, apps, 1);
+  }
+  /* bob.1 is stale; the server hands out another identity's bundle for
+   * it: the conversation waits for trust, then the app trusts and retries */
+  {
+    variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_SEND, 1, 0, v_stale_bob1},
+                       {WHISPER__SYNC__FRAME__BODY_FETCH, 0, 0, v_mallory_bundles},
+                       {0, 0, 0, NULL}};
+    const uint8_t apps[] = {FZS_APP_RETRY};
+    client_seed_answering(seeds, w, "bundles_untrusted", FZS_MODE_ONLINE, NULL, 0, t, apps, 1);
+  }
+  /* the app sends to the group, to bob, and approves a link code */
+  {
+    const uint8_t apps[] = {FZS_APP_SEND_GROUP, FZS_APP_SEND, FZS_APP_LINK_APPROVE};
+    client_seed_answering(seeds, w, "app_sends", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 3);
   }
   fzs_client_world_free(w);
 }

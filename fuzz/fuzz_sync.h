@@ -7,9 +7,9 @@
  *    the second linked through a link code), bob.1 and carol.1 are
  *    registered with one-time prekeys, alice has a group with bob and
  *    carol, five messages from alice wait in bob.1's mailbox (with their
- *    copies in alice.2's), and alice has one more link code, not
- *    approved. dave.1 and alice.3 have keys but are not registered. Every
- *    request is made of real keys and XEdDSA signatures
+ *    copies in alice.2's), and alice has two more link codes, not
+ *    approved. dave.1, erin.2, alice.3 and alice.4 have keys but are not
+ *    registered. Every request is made of real keys and XEdDSA signatures
  *    (whisper_identity_create, whisper_sign).
  *  - The client world: alice.1's store after her engine ran against a
  *    scripted server (fzs_respond): registered, logged in, a 1:1 message
