@@ -206,8 +206,6 @@ static void seed_keys(uint8_t iv[16], uint8_t key[32], const uint8_t seed[32]) {
   wh_wipe(okm, sizeof okm);
 }
 
-/* seed = HMAC(ck, 0x01), then the chain moves on: ck = HMAC(ck, 0x02). */
-static void chain_step(uint8_t seed[32], uint8_t ck[32]) { wh_chain_step(seed, ck); }
 
 /* --- own state ---------------------------------------------------------------------- */
 
@@ -376,7 +374,7 @@ int whisper_group_encrypt(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], const 
     rc = wh_fail(ctx, WHISPER_ESTATE, "the sender chain is too long: rotate it");
     goto out;
   }
-  chain_step(seed, s->ck); /* the record is kept only on success */
+  wh_chain_step(seed, s->ck); /* the record is kept only on success */
   seed_keys(iv, key, seed);
   ct_len = wh_cbc_len(pt_len);
   if ((ct = malloc(ct_len)) == NULL) {
@@ -467,12 +465,12 @@ static int state_seed(whisper_ctx *ctx, sk_state *s, uint32_t c, uint8_t seed[32
   for (uint32_t i = s->iteration; i < c; i++) {
     if (c - i <= keep) {
       s->keys[s->nkeys].iteration = i;
-      chain_step(s->keys[s->nkeys++].seed, s->ck);
+      wh_chain_step(s->keys[s->nkeys++].seed, s->ck);
     } else {
-      chain_step(NULL, s->ck);
+      wh_chain_step(NULL, s->ck);
     }
   }
-  chain_step(seed, s->ck);
+  wh_chain_step(seed, s->ck);
   s->iteration = c + 1;
   return WHISPER_OK;
 }
