@@ -29,6 +29,9 @@
  *    watching store); ERR_RATE carries retry_ms;
  *  - a Register held on a link code is answered in the receive in which a
  *    device of its account gets Ok for LinkApprove of that code;
+ *  - a tick closes a connection that holds a Register only once the
+ *    Register is answered (its code expired: the Error comes before the
+ *    CLOSE) or the heartbeat ran out: the auth timeout waits for the code;
  *  - a Send with a (device, client id) the server answered before (in
  *    the input, or alice.1's five of the world) gets the same Sent
  *    (server_seq) and writes nothing;
@@ -61,6 +64,7 @@ typedef struct slot {
   int have_nonce;
   uint8_t nonce[32];
   int dev; /* the device logged in on it (index in W->dev), -1: none */
+  uint64_t last_rx; /* when the server last received on it */
   /* a Register held until its link code is approved */
   int held;
   uint64_t held_id;
@@ -86,6 +90,7 @@ static struct {
   uint32_t answer_code;
   uint64_t answer_seq; /* of a Sent */
   int deferred;        /* output left queued by a deferred RECV */
+  int ticking;         /* the output being drained is a tick's */
   sent_rec sent[64];
   size_t n_sent;
 } H;
@@ -124,6 +129,11 @@ static void drain(void) {
               o.action, (unsigned long long)o.conn);
     if (o.action == WHISPER_SERVER_CLOSE) {
       trace("    CLOSE %llu\n", (unsigned long long)o.conn);
+      FZ_ASSERT(!(H.ticking && H.slot[k].held &&
+                  H.now < wsrv_after(H.slot[k].last_rx, W->cfg.heartbeat_ms)),
+                "a tick closed connection %llu, which holds Register %llu unanswered, before "
+                "the heartbeat ran out",
+                (unsigned long long)o.conn, (unsigned long long)H.slot[k].held_id);
       H.slot[k].open = 0;
       H.slot[k].have_nonce = 0;
       H.slot[k].dev = -1;
@@ -279,6 +289,7 @@ static void op_open(int k) {
   } else {
     FZ_ASSERT(rc == WHISPER_OK, "open: %d (%s)", rc, whisper_server_last_error(H.srv));
     H.slot[k].open = 1;
+    H.slot[k].last_rx = H.now;
   }
   drain();
 }
@@ -304,7 +315,9 @@ static void op_tick(uint8_t t) {
   H.now += t < 128 ? (uint64_t)t * 100 : (uint64_t)(t - 127) * 15000;
   trace("  tick at +%llu ms\n", (unsigned long long)(H.now - FZS_T0));
   whisper_server_tick(H.srv, H.now);
+  H.ticking = 1;
   drain();
+  H.ticking = 0;
   uint64_t next = whisper_server_next_deadline(H.srv);
   FZ_ASSERT(next > H.now, "after tick(%llu), a deadline at %llu is still due",
             (unsigned long long)H.now, (unsigned long long)next);
@@ -327,6 +340,7 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
         f ? fzs_body_name(f->body_case) : "(not a frame)", (unsigned long long)H.want_id,
         defer ? " (deferred)" : "");
 
+  if (was_open) H.slot[k].last_rx = H.now;
   fz_watch_begin(&W->fs);
   int rc = whisper_server_receive(H.srv, conn, p, n, H.now);
   FZ_ASSERT(!W->fs.outer->in_txn, "receive left a store transaction open");

@@ -210,13 +210,13 @@ static int handle_ping(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whi
   return wsrv_send(srv, c->id, &f);
 }
 
-/* Frames allowed before login. */
+/* Frames allowed before login; `frame` holds f's bytes as received. */
 static int dispatch_open(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Frame *f,
-                         uint64_t now_ms, int *done) {
+                         const uint8_t *frame, size_t len, uint64_t now_ms, int *done) {
   *done = 1;
   switch (f->body_case) {
     case WHISPER__SYNC__FRAME__BODY_REGISTER:
-      return wsrv_handle_register(srv, c, f->id, f->register_, now_ms);
+      return wsrv_handle_register(srv, c, f->id, f->register_, frame, len, now_ms);
     case WHISPER__SYNC__FRAME__BODY_HELLO:
       return wsrv_handle_hello(srv, c, f->id, f->hello);
     case WHISPER__SYNC__FRAME__BODY_AUTH:
@@ -263,9 +263,9 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
 }
 
 static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Frame *f,
-                    uint64_t now_ms) {
+                    const uint8_t *frame, size_t len, uint64_t now_ms) {
   if (!f->has_id || f->id == 0) return wsrv_refuse(srv, ERR_MALFORMED, "a request needs an id");
-  int done, r = dispatch_open(srv, c, f, now_ms, &done);
+  int done, r = dispatch_open(srv, c, f, frame, len, now_ms, &done);
   if (done) return r;
   if (f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
       f->body_case > WHISPER__SYNC__FRAME__BODY_PING)
@@ -313,7 +313,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
     wsrv_send_error(srv, conn, id, ERR_RATE, "over the rate limit", retry_ms);
     r = WHISPER_OK;
   } else {
-    r = answer(srv, conn, id, dispatch(srv, c, f, now_ms), now_ms);
+    r = answer(srv, conn, id, dispatch(srv, c, f, frame, len, now_ms), now_ms);
   }
   wsrv_msg_free(f);
   return r;
@@ -355,7 +355,9 @@ void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out
 /* --- timers --------------------------------------------------------------- */
 
 /* A connection not logged in must be by the auth timeout, unless it waits
- * for its link code to be approved (a person has to do that). */
+ * for a link code to be approved (a person has to do that): link_until is
+ * the expiry of the code it asked for or holds a Register on (hold() in
+ * server_account.c), which is also when a held Register is answered. */
 static uint64_t auth_deadline(const whisper_server *srv, const wsrv_conn *c) {
   uint64_t d = wsrv_after(c->opened_ms, srv->cfg.auth_timeout_ms);
   return c->link_until > d ? c->link_until : d;
@@ -380,7 +382,7 @@ uint64_t whisper_server_next_deadline(const whisper_server *srv) {
 }
 
 /* A lapsed link code is answered before the connection it kept open is
- * closed by the auth timeout. */
+ * closed by the auth timeout (its Error is queued before the CLOSE). */
 static void conn_tick(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   if (c->held && now_ms >= c->held_until) wsrv_link_expire(srv, c);
   if (now_ms >= wsrv_after(c->last_rx_ms, srv->cfg.heartbeat_ms) ||

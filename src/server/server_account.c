@@ -167,36 +167,46 @@ static int register_store(whisper_server *srv, const Whisper__Sync__Register *m,
   return rc;
 }
 
-/* Keeps a copy of the Register on the connection until its code is
- * approved or expires. */
+/* Keeps the Register on the connection until its code is approved or
+ * expires: the frame's bytes as received, not the decoded Register packed
+ * again (protobuf-c reads an unknown field numbered 0 from `80 00` but
+ * writes it back as `00`, which it cannot read: a re-packed Register would
+ * never be answered). Until the code expires the connection stays past
+ * the auth timeout, as if it had asked for the code itself: the device
+ * can log in on it once registered, and the expiry is answered before the
+ * auth timeout closes it. */
 static int hold(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Register *m,
-                uint64_t until) {
+                const uint8_t *frame, size_t len, uint64_t until) {
   if (c->held) return wsrv_refuse(srv, ERR_STATE, "a registration is already waiting");
-  size_t n = whisper__sync__register__get_packed_size(m);
-  if ((c->held = malloc(n ? n : 1)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  whisper__sync__register__pack(m, c->held);
-  c->held_len = n;
+  if ((c->held = malloc(len ? len : 1)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (len) memcpy(c->held, frame, len);
+  c->held_len = len;
+  snprintf(c->held_account, sizeof c->held_account, "%s", m->account);
+  memcpy(c->held_code, m->link_code.data, WSRV_ID_LEN);
   c->held_id = id;
   c->held_until = until;
+  if (until > c->link_until) c->link_until = until;
   return 0;
 }
 
 static int register_run(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                        const Whisper__Sync__Register *m, uint64_t now_ms) {
+                        const Whisper__Sync__Register *m, const uint8_t *frame, size_t len,
+                        uint64_t now_ms) {
   uint64_t until = 0;
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
   /* a held registration wrote nothing: rolled back like a refusal */
   rc = wsrv_end(srv, NULL, register_store(srv, m, now_ms, &until));
-  if (rc == HELD) return hold(srv, c, id, m, until);
+  if (rc == HELD) return hold(srv, c, id, m, frame, len, until);
   if (rc == WHISPER_OK) wsrv_send_ok(srv, c, id);
   return rc;
 }
 
 int wsrv_handle_register(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                         const Whisper__Sync__Register *m, uint64_t now_ms) {
+                         const Whisper__Sync__Register *m, const uint8_t *frame, size_t len,
+                         uint64_t now_ms) {
   int r = register_check(srv, m);
-  return r ? r : register_run(srv, c, id, m, now_ms);
+  return r ? r : register_run(srv, c, id, m, frame, len, now_ms);
 }
 
 /* --- held registrations --------------------------------------------------- */
@@ -206,6 +216,8 @@ static void held_clear(wsrv_conn *c) {
   free(c->held);
   c->held = NULL;
   c->held_len = 0;
+  memset(c->held_account, 0, sizeof c->held_account);
+  memset(c->held_code, 0, sizeof c->held_code);
 }
 
 void wsrv_link_expire(whisper_server *srv, wsrv_conn *c) {
@@ -213,33 +225,45 @@ void wsrv_link_expire(whisper_server *srv, wsrv_conn *c) {
   held_clear(c);
 }
 
-/* Runs the registration a connection holds for `code` of `account`, now
- * that the code is approved, and answers it. */
-static void held_retry(whisper_server *srv, wsrv_conn *c, const char *account,
-                       const uint8_t *code, uint64_t now_ms) {
-  Whisper__Sync__Register *m = whisper__sync__register__unpack(&wh_pb_alloc, c->held_len, c->held);
-  if (m == NULL || strcmp(m->account, account) != 0 || !m->has_link_code ||
-      memcmp(m->link_code.data, code, WSRV_ID_LEN) != 0) {
-    wsrv_msg_free(m);
-    return;
-  }
+/* Runs the registration a connection holds, now that its code is
+ * approved, and answers it (Ok or an Error): the hold ends either way.
+ * The bytes unpacked once when they arrived, so only a lack of memory
+ * stops them now: that is answered ERR_INTERNAL (send it again). */
+static void held_retry(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   uint64_t id = c->held_id;
+  uint8_t *frame = c->held;
+  size_t len = c->held_len;
+  /* taken off the connection: the run may hold it again (with these bytes) */
+  c->held = NULL;
+  c->held_len = 0;
   held_clear(c);
-  int r = register_run(srv, c, id, m, now_ms);
-  if (r > 0 && r != HELD)
-    wsrv_send_error(srv, c->id, id, r, srv->refusal, 0);
-  else if (r < 0)
-    wsrv_send_error(srv, c->id, id, ERR_INTERNAL, "the server's store failed; retry", 0);
-  wsrv_msg_free(m);
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, len, frame);
+  if (f == NULL || f->body_case != WHISPER__SYNC__FRAME__BODY_REGISTER) {
+    wsrv_fail(srv, WHISPER_ENOMEM, "cannot unpack a held registration");
+    wsrv_send_error(srv, c->id, id, ERR_INTERNAL,
+                    "the server could not run the registration; send it again", 0);
+  } else {
+    int r = register_run(srv, c, id, f->register_, frame, len, now_ms);
+    if (r > 0 && r != HELD)
+      wsrv_send_error(srv, c->id, id, r, srv->refusal, 0);
+    else if (r < 0)
+      wsrv_send_error(srv, c->id, id, ERR_INTERNAL, "the server's store failed; retry", 0);
+  }
+  wsrv_msg_free(f);
+  wh_wipe(frame, len);
+  free(frame);
 }
 
+/* The connections holding a Register for `code` of `account` get it run. */
 static void held_run_all(whisper_server *srv, const char *account, const uint8_t *code,
                          uint64_t now_ms) {
   size_t n;
   void **conns = wsrv_map_values(&srv->conns, &n);
   for (size_t i = 0; i < n; i++) {
     wsrv_conn *c = conns[i];
-    if (c->held) held_retry(srv, c, account, code, now_ms);
+    if (c->held && strcmp(c->held_account, account) == 0 &&
+        memcmp(c->held_code, code, WSRV_ID_LEN) == 0)
+      held_retry(srv, c, now_ms);
   }
   free(conns);
 }

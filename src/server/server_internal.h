@@ -132,11 +132,17 @@ typedef struct wsrv_conn {
   uint64_t *inflight;
   uint32_t in_head, in_len;
   int backlog_done;
-  /* linking: a requested code keeps the connection past the auth timeout */
+  /* linking: the connection stays past the auth timeout until the latest
+   * expiry of a link code it asked for or holds a Register on */
   uint64_t link_until;
-  /* a Register held until its link code is approved */
+  /* a Register held until its link code is approved or expires: the frame
+   * as received (never re-packed: protobuf-c writes some fields it read,
+   * an unknown field numbered 0, in a form it cannot read back), and the
+   * account and code it waits on */
   uint8_t *held;
   size_t held_len;
+  char held_account[WSRV_NAME_MAX + 1];
+  uint8_t held_code[WSRV_ID_LEN];
   uint64_t held_id, held_until;
   /* presence subscriptions (account names) */
   char **subs;
@@ -314,8 +320,11 @@ int wsrv_handle_ack(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whispe
 
 /* --- handlers ------------------------------------------------------------ */
 
+/* `frame` (len bytes) is the received Frame that carries `m`: a Register
+ * held on a link code keeps it as received. */
 int wsrv_handle_register(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                         const Whisper__Sync__Register *m, uint64_t now_ms);
+                         const Whisper__Sync__Register *m, const uint8_t *frame, size_t len,
+                         uint64_t now_ms);
 int wsrv_handle_hello(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Hello *m);
 int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Auth *m,
                      uint64_t now_ms);

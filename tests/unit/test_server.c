@@ -264,9 +264,47 @@ static void dev_connect(srvt *t, dev *d, uint64_t conn) {
 
 enum { BAD_NONE = 0, BAD_SIG = 1, BAD_SPK_SIG = 2, BAD_KEY = 3 };
 
-/* Register{account, keys, prekeys (ids first_pk..), signature, link_code}. */
-static uint64_t dev_register(srvt *t, dev *d, int n_prekeys, uint32_t first_pk, const uint8_t *code,
-                             int bad) {
+/* Sends Frame{version 1, a fresh id, register = r's encoding followed by
+ * `extra` (fields protobuf-c reads but would not write so)}. */
+static uint64_t req_register_raw(srvt *t, uint64_t conn, const Whisper__Sync__Register *r,
+                                 const uint8_t *extra, size_t extra_len) {
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.has_version = f.has_id = 1;
+  f.version = 1;
+  f.id = next_id++;
+  const ProtobufCFieldDescriptor *fd =
+      protobuf_c_message_descriptor_get_field_by_name(&whisper__sync__frame__descriptor, "register");
+  size_t hn = whisper__sync__frame__get_packed_size(&f);
+  size_t rn = whisper__sync__register__get_packed_size(r), body = rn + extra_len;
+  uint8_t *b = malloc(hn + 20 + body), *p = b;
+  p += whisper__sync__frame__pack(&f, p);
+  for (uint64_t v = (uint64_t)fd->id << 3 | 2; ; v >>= 7) { /* tag, length-delimited */
+    *p++ = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+    if (v <= 0x7f) break;
+  }
+  for (uint64_t v = body; ; v >>= 7) {
+    *p++ = (uint8_t)(v & 0x7f) | (v > 0x7f ? 0x80 : 0);
+    if (v <= 0x7f) break;
+  }
+  p += whisper__sync__register__pack(r, p);
+  memcpy(p, extra, extra_len);
+  p += extra_len;
+  /* protobuf-c reads it: a Register with the extra fields as unknown ones */
+  Frame *u = whisper__sync__frame__unpack(NULL, (size_t)(p - b), b);
+  CHECK(u && u->body_case == WHISPER__SYNC__FRAME__BODY_REGISTER &&
+        u->register_->base.n_unknown_fields > 0);
+  fr_free(u);
+  corpus_add(b, (size_t)(p - b));
+  feed(t, conn, b, (size_t)(p - b));
+  free(b);
+  return f.id;
+}
+
+/* Register{account, keys, prekeys (ids first_pk..), signature, link_code},
+ * with `extra` bytes (if any) appended to the Register's encoding. */
+static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk,
+                               const uint8_t *code, int bad, const uint8_t *extra,
+                               size_t extra_len) {
   whisper_prekey_bundle_t b;
   CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
@@ -313,10 +351,16 @@ static uint64_t dev_register(srvt *t, dev *d, int n_prekeys, uint32_t first_pk, 
     r.has_link_code = 1;
     r.link_code = (ProtobufCBinaryData){16, (uint8_t *)code};
   }
+  if (extra) return req_register_raw(t, d->conn, &r, extra, extra_len);
   Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_REGISTER;
   f.register_ = &r;
   return req(t, d->conn, &f);
+}
+
+static uint64_t dev_register(srvt *t, dev *d, int n_prekeys, uint32_t first_pk, const uint8_t *code,
+                             int bad) {
+  return dev_register_x(t, d, n_prekeys, first_pk, code, bad, NULL, 0);
 }
 
 static uint64_t dev_hello(srvt *t, dev *d) {
@@ -1384,6 +1428,142 @@ static void test_link(void) {
   srvt_close(&t);
 }
 
+/* Keeps connection `conn` (and the approver's) alive past the heartbeat
+ * while the clock moves `ms`, in steps of 50 s, ticking after each. */
+static void wait_alive(srvt *t, uint64_t ms, uint64_t conn, uint64_t other) {
+  while (ms > 0) {
+    uint64_t step = ms < 50000 ? ms : 50000;
+    t->now += step;
+    ms -= step;
+    ping(t, conn);
+    fr_free(EXPECT(conn, PONG));
+    ping(t, other);
+    fr_free(EXPECT(other, PONG));
+    tick(t);
+  }
+}
+
+/* A Register held on a link code by a connection that did not ask for the
+ * code itself, and one carrying an unknown field numbered 0: both are
+ * answered (Ok once approved, ERR_AUTH once the code expired), and the
+ * connection stays open while the code is valid. */
+static void test_link_held(void) {
+  srvt t;
+  dev b1, b2, b3, b4;
+  uint8_t code[16] = {0};
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&b1, "bob", 1, 1);
+  dev_init(&b2, "bob", 2, 2);
+  dev_init(&b3, "bob", 3, 3);
+  dev_init(&b4, "bob", 4, 4);
+  dev_up(&t, &b1, 1, 0);
+
+  /* the code is asked for on connection 5, which then goes away; b2
+   * registers with it on connection 2, which never sent LinkRequest */
+  box_reset(5);
+  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  drain(t.srv);
+  fr_free(EXPECT(5, CHALLENGE));
+  link_request(&t, 5, "bob");
+  CHECK(get_link_code(5, code));
+  whisper_server_close(t.srv, 5, t.now);
+  dev_connect(&t, &b2, 2);
+  uint64_t opened = t.now;
+  t.now += 1000;
+  uint64_t rid = dev_register(&t, &b2, 1, 1, code, BAD_NONE);
+  EXPECT_NONE(2); /* held until approved */
+  /* past the auth timeout (15 s) the connection stays while the code is
+   * valid: the next deadline is not the auth timeout's */
+  CHECK(whisper_server_next_deadline(t.srv) > opened + 15000);
+  t.now = opened + 15000;
+  tick(&t);
+  CHECK(!boxes[2].closed);
+  wait_alive(&t, 5 * 60 * 1000, 2, 1); /* 5 minutes on, the code still valid */
+  CHECK(!boxes[2].closed);
+  EXPECT_NONE(2);
+  link_approve(&t, 1, code);
+  EXPECT_OK(1);
+  Frame *f = EXPECT(2, OK);
+  CHECK(f && f->id == rid);
+  fr_free(f);
+  /* and the new device logs in on that connection */
+  tick(&t);
+  CHECK(!boxes[2].closed);
+  dev_hello(&t, &b2);
+  EXPECT_OK(2);
+  dev_auth(&t, &b2, 0, 0);
+  EXPECT_OK(2);
+  fr_free(EXPECT(2, QUEUE_EMPTY));
+
+  /* a code nobody approves: the held Register (again on a connection
+   * that did not ask for the code) gets ERR_AUTH when it expires, before
+   * the connection is closed */
+  box_reset(5);
+  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  drain(t.srv);
+  fr_free(EXPECT(5, CHALLENGE));
+  link_request(&t, 5, "bob");
+  uint64_t expires = t.now + 10 * 60 * 1000;
+  CHECK(get_link_code(5, code));
+  whisper_server_close(t.srv, 5, t.now);
+  dev_connect(&t, &b3, 3);
+  rid = dev_register(&t, &b3, 0, 1, code, BAD_NONE);
+  EXPECT_NONE(3);
+  wait_alive(&t, expires - 1 - t.now, 3, 1); /* 1 ms before the code expires */
+  CHECK(!boxes[3].closed);
+  EXPECT_NONE(3);
+  CHECK(whisper_server_next_deadline(t.srv) == expires);
+  t.now = expires;
+  whisper_server_tick(t.srv, t.now);
+  /* the Error comes out before the CLOSE */
+  whisper_server_output_t o;
+  int got_error = 0, got_close = 0;
+  while (whisper_server_poll(t.srv, &o)) {
+    if (o.conn != 3) continue;
+    if (o.action == WHISPER_SERVER_CLOSE) {
+      got_close = 1;
+      continue;
+    }
+    Frame *e = whisper__sync__frame__unpack(NULL, o.frame_len, o.frame);
+    CHECK(!got_close); /* nothing after the CLOSE */
+    CHECK(e && e->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && e->id == rid &&
+          e->error->code == 4 && e->error->message &&
+          strcmp(e->error->message, "the link code expired") == 0);
+    got_error += e != NULL;
+    fr_free(e);
+  }
+  CHECK(got_error == 1 && got_close);
+  link_approve(&t, 1, code);
+  EXPECT_ERR(1, 6);
+
+  /* a Register carrying an unknown field numbered 0, written `80 00` (which
+   * protobuf-c reads, but writes back as `00`, which it cannot read), held
+   * on a code: answered once the code is approved */
+  static const uint8_t field0[] = {0x80, 0x00, 0x05};
+  dev_connect(&t, &b4, 4);
+  link_request(&t, 4, "bob");
+  CHECK(get_link_code(4, code));
+  rid = dev_register_x(&t, &b4, 1, 1, code, BAD_NONE, field0, sizeof field0);
+  EXPECT_NONE(4);
+  ping(&t, 1);
+  fr_free(EXPECT(1, PONG));
+  link_approve(&t, 1, code);
+  EXPECT_OK(1);
+  f = EXPECT(4, OK);
+  CHECK(f && f->id == rid);
+  fr_free(f);
+  EXPECT_NONE(4);
+  list_devices(&t, 1, "bob");
+  f = EXPECT(1, DEVICES);
+  CHECK(f && f->devices->n_device_ids == 3 && f->devices->device_ids[2] == 4);
+  fr_free(f);
+  dev_free(&b1);
+  dev_free(&b2);
+  dev_free(&b3);
+  dev_free(&b4);
+  srvt_close(&t);
+}
+
 static void test_bad_frames(void) {
   srvt t;
   dev a;
@@ -1840,6 +2020,7 @@ int main(void) {
   test_typing();
   test_presence();
   test_link();
+  test_link_held();
   test_bad_frames();
   test_rate_heartbeat_push();
   test_mailbox_limit();
