@@ -134,7 +134,10 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   whisper_store *s = calloc(1, sizeof *s);
   if (s == NULL) return WHISPER_ENOMEM;
   /* copy only the fields the caller's version has */
-  memcpy(&s->ops, ops, ops->version >= 2 ? sizeof *ops : offsetof(whisper_store_ops, scan));
+  memcpy(&s->ops, ops,
+         ops->version >= 3   ? sizeof *ops
+         : ops->version == 2 ? offsetof(whisper_store_ops, add)
+                             : offsetof(whisper_store_ops, scan));
   s->ops.version = ops->version;
   s->user = user;
   *out = s;
@@ -207,6 +210,23 @@ int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const
   int rc = s->ops.put(s->user, kind, key, key_len, val, val_len);
   if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: write failed (%s)", whisper_strerror(rc));
   return WHISPER_OK;
+}
+
+int wh_store_add(whisper_store *s, int kind, const uint8_t *key, size_t key_len,
+                 const uint8_t *val, size_t val_len) {
+  if (s->ops.add) return s->ops.add(s->user, kind, key, key_len, val, val_len);
+  whisper_buf *old = NULL; /* a store without add: read, then put */
+  int rc = s->ops.get(s->user, kind, key, key_len, &old);
+  whisper_buf_free(old);
+  if (rc == WHISPER_OK) return WHISPER_EDUPLICATE;
+  return rc == WHISPER_ENOTFOUND ? s->ops.put(s->user, kind, key, key_len, val, val_len) : rc;
+}
+
+int wh_add(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
+           size_t val_len) {
+  int rc = wh_store_add(ctx->store, kind, key, key_len, val, val_len);
+  if (rc == WHISPER_OK || rc == WHISPER_EDUPLICATE) return rc;
+  return wh_fail(ctx, rc, "store: write failed (%s)", whisper_strerror(rc));
 }
 
 int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len) {

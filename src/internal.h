@@ -42,9 +42,14 @@ struct whisper_ctx {
   /* Session records kept decoded during a batch (protocol/session.c). */
   struct wh_record_cache *record_cache;
   wh_identity_memo identity_memo; /* valid only while record_cache is set */
-  /* The history salt, cached once read from the store. */
+  /* The history salt, cached once read from the store, and the tag of the
+   * last conversation tagged with it (a batch from one sender hashes the
+   * name once). */
   int have_history_salt;
   uint8_t history_salt[16];
+  int have_conv_tag;
+  char conv_tag_name[WH_NAME_MAX + 1];
+  uint8_t conv_tag[16];
 };
 
 /* Records the failure sentence and returns `code`. */
@@ -70,6 +75,13 @@ int wh_finish(whisper_ctx *ctx, int rc);
 int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out);
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
+           size_t val_len);
+/* Inserts only if the key is free: WHISPER_EDUPLICATE (silent, nothing
+ * written) if it is taken. Uses the store's add, else a read then a put;
+ * wh_store_add() is the same on a store, without the context's sentence. */
+int wh_store_add(whisper_store *s, int kind, const uint8_t *key, size_t key_len,
+                 const uint8_t *val, size_t val_len);
+int wh_add(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len);
 int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len);
 
@@ -97,6 +109,14 @@ int wh_session_decrypt_check(whisper_ctx *ctx, wh_addr *a, const char *name, uin
                              int type, const uint8_t *body, size_t body_len, whisper_buf **pt_out);
 int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
                               size_t body_len, whisper_buf **pt_out);
+/* The same, with `then(ctx, arg, plaintext)` run after the decryption and
+ * before the session's new state is kept: if it fails, the state is not
+ * kept (inside a batch, the kept record stays as it was) and its code is
+ * returned. */
+typedef int (*wh_decrypt_then_fn)(whisper_ctx *ctx, void *arg, const whisper_buf *pt);
+int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
+                            size_t body_len, whisper_buf **pt_out, wh_decrypt_then_fn then,
+                            void *arg);
 
 /* History pieces for decrypt-and-store outside history.c (protocol/history.c).
  * incoming_check and incoming_put run inside the caller's transaction:

@@ -51,12 +51,12 @@ typedef int (*whisper_scan_fn)(void *arg, const uint8_t *key, size_t key_len, co
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
  * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
 
-#define WHISPER_STORE_OPS_VERSION 2
+#define WHISPER_STORE_OPS_VERSION 3
 
 /**
  * The functions of a store. Fill in `version` with WHISPER_STORE_OPS_VERSION
  * (fields are only ever appended; a version-1 table, without scan, still
- * serves everything but message history). Every function returns WHISPER_OK or a
+ * serves everything but message history; a version-2 table has no add). Every function returns WHISPER_OK or a
  * negative code: WHISPER_ENOTFOUND for a missing record, WHISPER_ESTORE (or
  * WHISPER_ENOMEM) for a failure.
  */
@@ -88,6 +88,14 @@ typedef struct whisper_store_ops {
   int (*scan)(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
               const uint8_t *bound, size_t bound_len, int descending, size_t limit,
               whisper_scan_fn fn, void *arg);
+  /* --- version 3 --- */
+  /** Inserts a record only if (kind, key) has none, in one step: WHISPER_OK
+   *  if it was written, WHISPER_EDUPLICATE (nothing written) if the key is
+   *  taken. The duplicate guard of incoming messages uses it, so a store
+   *  that can test and insert in one lookup saves a read per message. May
+   *  be NULL: libwhisper then reads before it writes. */
+  int (*add)(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t *value,
+             size_t value_len);
 } whisper_store_ops;
 
 /** A store handle. */

@@ -45,51 +45,65 @@ static int need_scan(whisper_ctx *ctx) {
   return WHISPER_OK;
 }
 
-/* The salt (made on first use), then the tags of (conversation, id). */
-static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t *id, size_t id_len) {
-  whisper_buf *salt = NULL;
-  int rc;
+/* The salt: cached in the context once read back from the store (a salt
+ * made in a transaction that rolls back must not outlive it), else read,
+ * else made (on first use). */
+static int history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) {
   if (ctx->have_history_salt) {
-    salt = whisper_buf_new(ctx->history_salt, TAG_LEN);
-    rc = salt ? WHISPER_OK : WHISPER_ENOMEM;
-  } else {
-    rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &salt);
-    /* cached only once read back from the store: a salt made in a
-     * transaction that rolls back must not outlive it */
-    if (rc == WHISPER_OK && salt->len == TAG_LEN) {
-      memcpy(ctx->history_salt, salt->data, TAG_LEN);
+    memcpy(salt, ctx->history_salt, TAG_LEN);
+    return WHISPER_OK;
+  }
+  whisper_buf *b = NULL;
+  int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &b);
+  if (rc == WHISPER_OK) {
+    if (b->len == TAG_LEN) {
+      memcpy(salt, b->data, TAG_LEN);
+      memcpy(ctx->history_salt, b->data, TAG_LEN);
       ctx->have_history_salt = 1;
+    } else {
+      rc = wh_fail(ctx, WHISPER_ECORRUPT, "the history salt is corrupt");
+    }
+    whisper_buf_free(b);
+    return rc;
+  }
+  if (rc != WHISPER_ENOTFOUND) return rc;
+  if (wh_random(&ctx->rng, salt, TAG_LEN) != 0)
+    return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
+  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), salt, TAG_LEN);
+}
+
+/* The tags of (conversation, id); the conversation's is kept in the
+ * context while the salt is. */
+static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t *id, size_t id_len) {
+  uint8_t salt[TAG_LEN];
+  int rc = history_salt(ctx, salt);
+  if (rc != WHISPER_OK) return rc;
+  crypto_generichash_state h;
+  size_t conv_len = strlen(conv);
+  if (ctx->have_history_salt && ctx->have_conv_tag && strcmp(ctx->conv_tag_name, conv) == 0) {
+    memcpy(t->conv, ctx->conv_tag, TAG_LEN);
+  } else {
+    crypto_generichash_init(&h, salt, TAG_LEN, TAG_LEN);
+    crypto_generichash_update(&h, (const uint8_t *)"c", 1);
+    crypto_generichash_update(&h, (const uint8_t *)conv, conv_len);
+    crypto_generichash_final(&h, t->conv, TAG_LEN);
+    ctx->have_conv_tag = 0;
+    if (ctx->have_history_salt && conv_len < sizeof ctx->conv_tag_name) {
+      memcpy(ctx->conv_tag_name, conv, conv_len + 1);
+      memcpy(ctx->conv_tag, t->conv, TAG_LEN);
+      ctx->have_conv_tag = 1;
     }
   }
-  if (rc == WHISPER_ENOTFOUND) {
-    uint8_t fresh[TAG_LEN];
-    if (wh_random(&ctx->rng, fresh, sizeof fresh) != 0)
-      return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
-    rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), fresh,
-                sizeof fresh);
-    if (rc == WHISPER_OK && (salt = whisper_buf_new(fresh, sizeof fresh)) == NULL)
-      rc = WHISPER_ENOMEM;
-  }
-  if (rc != WHISPER_OK) return rc;
-  if (salt->len != TAG_LEN) {
-    whisper_buf_free(salt);
-    return wh_fail(ctx, WHISPER_ECORRUPT, "the history salt is corrupt");
-  }
-  crypto_generichash_state h;
-  crypto_generichash_init(&h, salt->data, TAG_LEN, TAG_LEN);
-  crypto_generichash_update(&h, (const uint8_t *)"c", 1);
-  crypto_generichash_update(&h, (const uint8_t *)conv, strlen(conv));
-  crypto_generichash_final(&h, t->conv, TAG_LEN);
   if (id) {
     static const uint8_t zero = 0;
-    crypto_generichash_init(&h, salt->data, TAG_LEN, TAG_LEN);
+    crypto_generichash_init(&h, salt, TAG_LEN, TAG_LEN);
     crypto_generichash_update(&h, (const uint8_t *)"m", 1);
-    crypto_generichash_update(&h, (const uint8_t *)conv, strlen(conv));
+    crypto_generichash_update(&h, (const uint8_t *)conv, conv_len);
     crypto_generichash_update(&h, &zero, 1);
     crypto_generichash_update(&h, id, id_len);
     crypto_generichash_final(&h, t->msg, TAG_LEN);
   }
-  whisper_buf_free(salt);
+  sodium_memzero(salt, sizeof salt);
   return WHISPER_OK;
 }
 
@@ -266,39 +280,78 @@ done:
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-/* One incoming message inside the caller's transaction. */
-static int decrypt_store_in_txn(whisper_ctx *ctx, const wh_addr *a, const char *name,
-                                uint32_t device_id, int type, const uint8_t *body, size_t body_len,
-                                const whisper_message_t *meta, whisper_buf **pt) {
-  tags t;
-  uint8_t hkey[HKEY_LEN];
-  whisper_buf *seen = NULL;
-  int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
-  if (rc != WHISPER_OK) return rc;
-  history_key(hkey, &t, meta->sort_key);
-  rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &seen);
-  whisper_buf_free(seen);
-  if (rc == WHISPER_OK)
-    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
-  if (rc != WHISPER_ENOTFOUND) return rc;
-  if ((rc = wh_session_decrypt_in_txn(ctx, a, type, body, body_len, pt)) != WHISPER_OK) return rc;
-  Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
-  entry_from(&e, meta, (*pt)->data, (*pt)->len);
-  e.sender = (char *)name;
-  e.has_sender_device = 1;
-  e.sender_device = device_id;
-  rc = entry_store(ctx, &t, &e, hkey);
-  if (rc != WHISPER_OK) {
-    whisper_buf_free(*pt);
-    *pt = NULL;
-  }
-  return rc;
-}
-
 /* Store failures end a batch; message failures only skip the message. */
 static int is_store_failure(int rc) {
   return rc == WHISPER_ESTORE || rc == WHISPER_ENOMEM || rc == WHISPER_EBUSY ||
          rc == WHISPER_ECORRUPT || rc == WHISPER_ERANDOM || rc == WHISPER_EINTERNAL;
+}
+
+/* The history row of an incoming message, added only if none is there:
+ * run by the decryption before it keeps the session's new state. */
+typedef struct incoming_row {
+  const tags *t;
+  const whisper_message_t *meta;
+  const char *sender;
+  uint32_t device_id;
+  int taken; /* set when the row's key was taken: a message stored before */
+} incoming_row;
+
+static int dup_stored(whisper_ctx *ctx) {
+  return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
+}
+
+static int incoming_add(whisper_ctx *ctx, void *arg, const whisper_buf *pt) {
+  incoming_row *in = arg;
+  uint8_t hkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+  entry_from(&e, in->meta, pt->data, pt->len);
+  e.sender = (char *)in->sender;
+  e.has_sender_device = 1;
+  e.sender_device = in->device_id;
+  history_key(hkey, in->t, in->meta->sort_key);
+  int rc = wh_add_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e.base);
+  if (rc != WHISPER_EDUPLICATE) return rc;
+  in->taken = 1;
+  return dup_stored(ctx);
+}
+
+/* 1 if the history has a row for `t` at `sort_key` (a message stored
+ * before); WHISPER_OK (0) if not; else a store error. */
+static int stored_before(whisper_ctx *ctx, const tags *t, uint64_t sort_key) {
+  uint8_t hkey[HKEY_LEN];
+  whisper_buf *seen = NULL;
+  history_key(hkey, t, sort_key);
+  int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &seen);
+  whisper_buf_free(seen);
+  if (rc == WHISPER_OK) return 1;
+  return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
+}
+
+/* One incoming message inside the caller's transaction. A SignalMessage
+ * is decrypted first and its row added only if the key is free (one
+ * lookup, the insert's own); a stored message's keys are used up, so its
+ * redelivery fails in the ratchet, and a message that fails to decrypt is
+ * looked up so a redelivery still reads as one. A PreKeySignalMessage
+ * consumes a one-time prekey as it decrypts, so it is looked up first. */
+static int decrypt_store_in_txn(whisper_ctx *ctx, const wh_addr *a, const char *name,
+                                uint32_t device_id, int type, const uint8_t *body, size_t body_len,
+                                const whisper_message_t *meta, whisper_buf **pt) {
+  tags t;
+  int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
+  if (rc != WHISPER_OK) return rc;
+  if (type == WHISPER_MSG_PREKEY && (rc = stored_before(ctx, &t, meta->sort_key)) != WHISPER_OK)
+    return rc == 1 ? dup_stored(ctx) : rc;
+  incoming_row in = {&t, meta, name, device_id, 0};
+  rc = wh_session_decrypt_then(ctx, a, type, body, body_len, pt, incoming_add, &in);
+  if (rc == WHISPER_OK || type == WHISPER_MSG_PREKEY || is_store_failure(rc) || in.taken)
+    return rc;
+  char why[sizeof ctx->last_error];
+  memcpy(why, ctx->last_error, sizeof why);
+  int seen = stored_before(ctx, &t, meta->sort_key);
+  if (seen == 1) return dup_stored(ctx);
+  if (seen != WHISPER_OK) return seen;
+  memcpy(ctx->last_error, why, sizeof why);
+  return rc;
 }
 
 int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
@@ -623,18 +676,11 @@ void whisper_page_free(whisper_page *p) {
 
 int wh_history_incoming_check(whisper_ctx *ctx, const whisper_message_t *meta) {
   tags t;
-  uint8_t hkey[HKEY_LEN];
-  whisper_buf *seen = NULL;
   int rc = need_scan(ctx);
   if (rc == WHISPER_OK) rc = check_message(ctx, meta);
   if (rc == WHISPER_OK) rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
-  if (rc != WHISPER_OK) return rc;
-  history_key(hkey, &t, meta->sort_key);
-  rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &seen);
-  whisper_buf_free(seen);
-  if (rc == WHISPER_OK)
-    return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
-  return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
+  if (rc == WHISPER_OK) rc = stored_before(ctx, &t, meta->sort_key);
+  return rc == 1 ? dup_stored(ctx) : rc;
 }
 
 int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, const char *sender,

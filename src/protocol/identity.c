@@ -12,16 +12,26 @@ static const char META_SPK_CURRENT[] = "signed_prekey_current";
 static const char META_PREKEY_COUNT[] = "prekey_count";
 static const char META_SPK_RETIRED[] = "signed_prekeys_retired";
 
-int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
-               const ProtobufCMessage *m) {
+static int write_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                     const ProtobufCMessage *m, int add) {
   size_t n = protobuf_c_message_get_packed_size(m);
   uint8_t *buf = malloc(n ? n : 1);
   if (buf == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   protobuf_c_message_pack(m, buf);
-  int rc = wh_put(ctx, kind, key, key_len, buf, n);
+  int rc = add ? wh_add(ctx, kind, key, key_len, buf, n) : wh_put(ctx, kind, key, key_len, buf, n);
   wh_wipe(buf, n);
   free(buf);
   return rc;
+}
+
+int wh_put_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+               const ProtobufCMessage *m) {
+  return write_msg(ctx, kind, key, key_len, m, 0);
+}
+
+int wh_add_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+               const ProtobufCMessage *m) {
+  return write_msg(ctx, kind, key, key_len, m, 1);
 }
 
 static int meta_get_u32(whisper_ctx *ctx, const char *name, uint32_t *v) {

@@ -891,8 +891,9 @@ static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, con
   return rc;
 }
 
-int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
-                              size_t body_len, whisper_buf **pt_out) {
+int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
+                            size_t body_len, whisper_buf **pt_out, wh_decrypt_then_fn then,
+                            void *arg) {
   wh_record r;
   whisper_buf *pt = NULL;
   int rc;
@@ -901,6 +902,7 @@ int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, cons
     rc = decrypt_prekey(ctx, a, &r, body, body_len, &pt);
   else
     rc = decrypt_whisper(ctx, a, &r, body, body_len, &pt);
+  if (rc == WHISPER_OK && then) rc = then(ctx, arg, pt);
   if (rc == WHISPER_OK) rc = record_store(ctx, a, &r);
   wh_record_free(&r);
   if (rc != WHISPER_OK) {
@@ -909,6 +911,11 @@ int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, cons
   }
   *pt_out = pt;
   return WHISPER_OK;
+}
+
+int wh_session_decrypt_in_txn(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
+                              size_t body_len, whisper_buf **pt_out) {
+  return wh_session_decrypt_then(ctx, a, type, body, body_len, pt_out, NULL, NULL);
 }
 
 int wh_session_decrypt_check(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id,

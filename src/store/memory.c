@@ -188,6 +188,12 @@ static int mem_put(void *user, int kind, const uint8_t *k, size_t n, const uint8
   return raw_put(user, kind, k, n, v, vn);
 }
 
+static int mem_add(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v,
+                   size_t vn) {
+  if (*find(user, kind, k, n) != NULL) return WHISPER_EDUPLICATE;
+  return mem_put(user, kind, k, n, v, vn);
+}
+
 static int mem_del(void *user, int kind, const uint8_t *k, size_t n) {
   if (journal(user, kind, k, n) != 0) return WHISPER_ENOMEM;
   raw_del(user, kind, k, n);
@@ -255,7 +261,7 @@ static void mem_destroy(void *user) {
 int whisper_store_memory_new(whisper_store **out) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, mem_begin, mem_commit,
                                         mem_rollback, mem_get, mem_put, mem_del, mem_destroy,
-                                        mem_scan};
+                                        mem_scan,    mem_add};
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
   mem_store *m = calloc(1, sizeof *m);

@@ -38,7 +38,7 @@ static const char CHECK_PLAIN[] = "libwhisper store key check";
 
 typedef struct sq_store {
   sqlite3 *db;
-  sqlite3_stmt *get, *put, *del, *oget, *oput, *odel, *tbegin, *tcommit, *trollback;
+  sqlite3_stmt *get, *put, *add, *del, *oget, *oput, *oadd, *odel, *tbegin, *tcommit, *trollback;
   uint8_t nonces[NONCE_POOL]; /* random, public once used: one syscall per 170 */
   size_t nonces_left;
   uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
@@ -116,23 +116,19 @@ static int seal(sq_store *s, const uint8_t seal_key[KEY_LEN], const uint8_t row[
                 const uint8_t *k, size_t n, const uint8_t *v, size_t vn, uint8_t **out,
                 size_t *out_len) {
   size_t pn = 8 + n + vn;
-  uint8_t *plain = malloc(pn);
   uint8_t *c = malloc(NONCE_LEN + pn + TAG_LEN);
-  if (plain == NULL || c == NULL) {
-    free(plain);
-    free(c);
-    return WHISPER_ENOMEM;
-  }
+  if (c == NULL) return WHISPER_ENOMEM;
+  /* the plaintext is laid out where its ciphertext goes and sealed in
+   * place (libsodium allows it), so no copy of it is left to wipe */
+  uint8_t *plain = c + NONCE_LEN;
   wh_be32(plain, (uint32_t)kind);
   wh_be32(plain + 4, (uint32_t)n);
   if (n) memcpy(plain + 8, k, n);
   if (vn) memcpy(plain + 8 + n, v, vn);
   next_nonce(s, c); /* nonces are not protocol randomness */
   unsigned long long clen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(c + NONCE_LEN, &clen, plain, pn, row, ROW_LEN, NULL, c,
+  crypto_aead_xchacha20poly1305_ietf_encrypt(plain, &clen, plain, pn, row, ROW_LEN, NULL, c,
                                              seal_key);
-  sodium_memzero(plain, pn);
-  free(plain);
   *out = c;
   *out_len = NONCE_LEN + (size_t)clen;
   return WHISPER_OK;
@@ -266,12 +262,15 @@ static void bind_row(sqlite3_stmt *st, int kind, const uint8_t *k, size_t n,
 
 static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
   sq_store *s = user;
-  sqlite3_stmt *st = WHISPER_REC_IS_ORDERED(kind) ? s->oget : s->get;
+  int ordered = WHISPER_REC_IS_ORDERED(kind);
+  sqlite3_stmt *st = ordered ? s->oget : s->get;
   uint8_t row[ROW_LEN];
-  row_id(s, row, kind, k, n);
+  /* an ordered row is found by its key; its row id is only the AD */
+  if (!ordered) row_id(s, row, kind, k, n);
   bind_row(st, kind, k, n, row);
   int rc = sqlite3_step(st), out_rc;
   if (rc == SQLITE_ROW) {
+    if (ordered) row_id(s, row, kind, k, n);
     out_rc = unseal(SEAL_KEY(s), row, kind, k, n, sqlite3_column_blob(st, 0),
                     (size_t)sqlite3_column_bytes(st, 0), out, NULL, NULL);
     if (out_rc == WHISPER_ECORRUPT) sq_fail(s, out_rc, "a stored record fails authentication");
@@ -285,23 +284,40 @@ static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf 
   return out_rc;
 }
 
-static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
-  sq_store *s = user;
+/* Seals and writes a record with `st` (of `records`: row, value; of
+ * `ordered`: kind, key, value). *changed: whether a row was written. */
+static int write_row(sq_store *s, sqlite3_stmt *st, int kind, const uint8_t *k, size_t n,
+                     const uint8_t *v, size_t vn, int *changed) {
   uint8_t *c, row[ROW_LEN];
   size_t cn;
   if (vn > (size_t)INT32_MAX - 64 - n) return WHISPER_EINVAL;
   row_id(s, row, kind, k, n);
   int rc = seal(s, SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
   if (rc != WHISPER_OK) return rc;
-  int ordered = WHISPER_REC_IS_ORDERED(kind);
-  sqlite3_stmt *st = ordered ? s->oput : s->put;
   bind_row(st, kind, k, n, row);
-  sqlite3_bind_blob(st, ordered ? 3 : 2, c, (int)cn, SQLITE_STATIC);
+  sqlite3_bind_blob(st, WHISPER_REC_IS_ORDERED(kind) ? 3 : 2, c, (int)cn, SQLITE_STATIC);
   int step = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   free(c);
-  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "writing a record");
+  if (step != SQLITE_DONE) return sq_fail(s, sq_code(step), "writing a record");
+  *changed = sqlite3_changes(s->db) > 0;
+  return WHISPER_OK;
+}
+
+static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  sq_store *s = user;
+  int changed;
+  return write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oput : s->put, kind, k, n, v, vn, &changed);
+}
+
+/* Insert-if-absent: one lookup (the insert's own) instead of a read and a
+ * write. */
+static int sq_add(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  sq_store *s = user;
+  int changed = 0;
+  int rc = write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oadd : s->add, kind, k, n, v, vn, &changed);
+  return rc == WHISPER_OK && !changed ? WHISPER_EDUPLICATE : rc;
 }
 
 static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
@@ -376,6 +392,8 @@ static void sq_destroy(void *user) {
   if (s == NULL) return;
   sqlite3_finalize(s->get);
   sqlite3_finalize(s->put);
+  sqlite3_finalize(s->add);
+  sqlite3_finalize(s->oadd);
   sqlite3_finalize(s->del);
   sqlite3_finalize(s->oget);
   sqlite3_finalize(s->oput);
@@ -389,7 +407,8 @@ static void sq_destroy(void *user) {
 }
 
 static const whisper_store_ops sq_ops = {WHISPER_STORE_OPS_VERSION, sq_begin, sq_commit, sq_rollback,
-                                         sq_get, sq_put, sq_del, sq_destroy, sq_scan};
+                                         sq_get, sq_put, sq_del, sq_destroy, sq_scan,
+                                         sq_add};
 
 /* --- keys ------------------------------------------------------------------------- */
 
@@ -583,6 +602,13 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
                          SQLITE_PREPARE_PERSISTENT, &s->get, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "INSERT OR REPLACE INTO records(row, value) VALUES (?, ?)",
                          -1, SQLITE_PREPARE_PERSISTENT, &s->put, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db,
+                         "INSERT INTO records(row, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s->add, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(s->db,
+                         "INSERT INTO ordered(kind, key, value) VALUES (?, ?, ?)"
+                         " ON CONFLICT DO NOTHING",
+                         -1, SQLITE_PREPARE_PERSISTENT, &s->oadd, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "DELETE FROM records WHERE row = ?", -1,
                          SQLITE_PREPARE_PERSISTENT, &s->del, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "SELECT value FROM ordered WHERE kind = ? AND key = ?", -1,

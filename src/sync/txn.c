@@ -46,6 +46,13 @@ static int j_put(void *u, int kind, const uint8_t *key, size_t key_len, const ui
   return j->real->ops.put(j->real->user, kind, key, key_len, v, n);
 }
 
+static int j_add(void *u, int kind, const uint8_t *key, size_t key_len, const uint8_t *v,
+                 size_t n) {
+  sy_join *j = u;
+  if (j->aborted) return WHISPER_ESTORE;
+  return wh_store_add(j->real, kind, key, key_len, v, n);
+}
+
 static int j_del(void *u, int kind, const uint8_t *key, size_t key_len) {
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
@@ -71,6 +78,7 @@ void sy_join_init(whisper_client *c) {
   c->shim.ops.put = j_put;
   c->shim.ops.del = j_del;
   c->shim.ops.scan = j_scan;
+  c->shim.ops.add = j_add;
   c->shim.user = &c->join;
   c->join.real = c->ctx->store;
   c->join.aborted = 0;

@@ -55,6 +55,7 @@
 static double g_loop_s = 1.0;   /* length of each timed loop */
 static double g_warmup_s = 0.1; /* length of each warm-up */
 static int g_only;              /* --only N: that operation alone, no floor */
+static int g_store_only;        /* --store: the store figures (11-14) with their bare inserts */
 static const char *g_dir_opt;   /* --dir D: where the store figures put their databases */
 
 /* --- timing ------------------------------------------------------------------ */
@@ -1192,17 +1193,18 @@ static void print_machine(void) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: whisper-bench [--quick] [--seconds S] [--only N] [--dir D]\n"
+          "usage: whisper-bench [--quick] [--seconds S] [--only N | --store] [--dir D]\n"
           "  --quick      each timed loop ~0.2 s (a CI smoke run, ~15 s in all)\n"
           "  --seconds S  each timed loop S seconds (default 1)\n"
           "  --only N     run operation N (1-4, 5 = 1b, 6-10: groups, 11-14: the SQLite\n"
           "               store) alone, with no floor: for profiling\n"
           "               (perf record ./whisper-bench --only 4 --seconds 10)\n"
+          "  --store      the store figures (11-14) alone, each beside its bare insert\n"
           "  --dir D      put the store figures' databases in a new directory under D\n"
           "               (default: /tmp, or /var/tmp or . if /tmp is in memory)\n");
 }
 
-static int want(int n) { return g_only == 0 || g_only == n; }
+static int want(int n) { return g_only == n || (g_only == 0 && (!g_store_only || n >= 11)); }
 
 /* --- the store figures (11-14) ----------------------------------------------------- */
 
@@ -1326,6 +1328,8 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
       }
+    } else if (strcmp(argv[i], "--store") == 0) {
+      g_store_only = 1;
     } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
       g_dir_opt = argv[++i];
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -1429,7 +1433,9 @@ int main(int argc, char **argv) {
 
   model m;
   memset(&m, 0, sizeof m);
-  if (g_only == 0) {
+  if (g_store_only && g_only == 0) {
+    printf("--store: the store figures alone (their floor is the bare insert)\n\n");
+  } else if (g_only == 0) {
     time_prims(&t);
     build_model(&t, &m);
     print_model(&t, &m);

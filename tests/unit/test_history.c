@@ -1,7 +1,9 @@
 /* History, statuses, the outbox, decrypt-and-store and batches, on the
- * memory store and on the SQLite store (with a restart). */
+ * memory store, on the SQLite store (with a restart) and on a store whose
+ * table is of version 2 (no add: the library reads before it writes). */
 #include <unistd.h>
 
+#include "internal.h"
 #include "test.h"
 
 #define NOW 1700000000000ULL
@@ -10,13 +12,23 @@ static char dbdir[128];
 static const uint8_t KEY[32] = "history test store key .........";
 
 typedef struct dev {
-  whisper_store *st;
+  whisper_store *st, *inner; /* inner: the memory store behind a version-2 table */
   whisper_ctx *ctx;
   char path[256];
 } dev;
 
+enum { MEMORY, SQLITE, V2 };
+
 static void dev_open(dev *d, int sqlite, const char *file) {
-  if (sqlite) {
+  d->inner = NULL;
+  if (sqlite == V2) {
+    CHECK_RC(whisper_store_memory_new(&d->inner), WHISPER_OK);
+    whisper_store_ops v2 = d->inner->ops;
+    v2.version = 2;
+    v2.destroy = NULL;
+    CHECK_RC(whisper_store_new(&d->st, &v2, d->inner->user), WHISPER_OK);
+    CHECK(d->st->ops.add == NULL);
+  } else if (sqlite) {
     whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
     o.key = KEY;
     o.key_len = 32;
@@ -31,6 +43,7 @@ static void dev_open(dev *d, int sqlite, const char *file) {
 static void dev_close(dev *d) {
   whisper_ctx_free(d->ctx);
   whisper_store_close(d->st);
+  whisper_store_close(d->inner);
 }
 
 static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key, const char *body) {
@@ -131,21 +144,39 @@ static void test_outgoing(int sqlite) {
   dev_close(&a);
 }
 
-static void test_incoming(int sqlite) {
+/* `acked`: bob answered alice's first message before she sends these, so
+ * they are SignalMessages (decrypted, then added if the id is free), not
+ * PreKeySignalMessages (looked up first). */
+static void test_incoming(int sqlite, int acked) {
   dev a, b;
   whisper_prekey_bundle_t bundle;
-  dev_open(&a, sqlite, "a.db");
-  dev_open(&b, sqlite, "b.db");
+  char text[32];
+  snprintf(text, sizeof text, "a%d.db", acked);
+  dev_open(&a, sqlite, text);
+  snprintf(text, sizeof text, "b%d.db", acked);
+  dev_open(&b, sqlite, text);
   whisper_identity_create(a.ctx, "alice", 1, 0, NOW);
   whisper_identity_create(b.ctx, "bob", 1, 0, NOW);
   whisper_bundle_make(b.ctx, &bundle, 1);
   whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
+  if (acked) {
+    whisper_buf *hi = NULL, *pt = NULL;
+    int t = 0;
+    CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"hi", 2, NOW, &t, &hi), WHISPER_OK);
+    CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, t, hi->data, hi->len, &pt), WHISPER_OK);
+    whisper_buf_free(hi);
+    whisper_buf_free(pt);
+    CHECK_RC(whisper_session_encrypt(b.ctx, "alice", 1, (const uint8_t *)"yo", 2, NOW, &t, &hi), WHISPER_OK);
+    CHECK_RC(whisper_session_decrypt(a.ctx, "bob", 1, t, hi->data, hi->len, &pt), WHISPER_OK);
+    whisper_buf_free(hi);
+    whisper_buf_free(pt);
+  }
   whisper_buf *ms[120];
   int ts[120];
-  char text[32];
   for (int i = 0; i < 120; i++) {
     snprintf(text, sizeof text, "msg %d", i);
     CHECK(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)text, strlen(text), NOW, &ts[i], &ms[i]) == 0);
+    CHECK(ts[i] == (acked ? WHISPER_MSG_WHISPER : WHISPER_MSG_PREKEY));
   }
   /* one at a time, then a replay under the same id */
   whisper_message_t meta = msg("alice", "id-0", 100, "");
@@ -154,15 +185,33 @@ static void test_incoming(int sqlite) {
   CHECK(pt && pt->len == 5 && memcmp(pt->data, "msg 0", 5) == 0);
   whisper_buf_free(pt);
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_EDUPLICATE);
-  /* the refused one changed nothing: message 1 still decrypts as itself */
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "stored before") != NULL);
+  /* a redelivery of the stored message itself (its keys are used up), and
+   * one that no longer decrypts at all: both read as stored before */
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[0], ms[0]->data, ms[0]->len, &meta, NULL), WHISPER_EDUPLICATE);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "stored before") != NULL);
+  whisper_buf *junk = whisper_buf_new(ms[0]->data, ms[0]->len);
+  junk->data[junk->len - 12] ^= 1; /* inside the inner ciphertext or MAC */
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[0], junk->data, junk->len, &meta, NULL), WHISPER_EDUPLICATE);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "stored before") != NULL);
+  whisper_buf_free(junk);
+  /* while under a new id a failure says what failed */
+  junk = whisper_buf_new(ms[110]->data, ms[110]->len);
+  junk->data[junk->len - 12] ^= 1;
+  whisper_message_t fresh = msg("alice", "id-junk", 99, "");
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[110], junk->data, junk->len, &fresh, NULL), WHISPER_EINVALIDMSG);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "stored before") == NULL);
+  whisper_buf_free(junk);
+  /* the refused ones changed nothing: message 1 still decrypts as itself */
   meta = msg("alice", "id-1", 101, "");
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_OK);
   /* a replayed ciphertext under a new id is a duplicate for the session */
   meta = msg("alice", "id-1b", 102, "");
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_EDUPLICATE);
-  if (sqlite) { /* the guard survives a restart */
+  if (sqlite == SQLITE) { /* the guard survives a restart */
     dev_close(&b);
-    dev_open(&b, 1, "b.db");
+    snprintf(text, sizeof text, "b%d.db", acked);
+    dev_open(&b, 1, text);
     meta = msg("alice", "id-0", 100, "");
     CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[2], ms[2]->data, ms[2]->len, &meta, NULL), WHISPER_EDUPLICATE);
   }
@@ -218,9 +267,10 @@ static void test_incoming(int sqlite) {
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-test-history-XXXXXX");
   if (mkdtemp(dbdir) == NULL) return 2;
-  for (int sqlite = 0; sqlite <= 1; sqlite++) {
-    test_outgoing(sqlite);
-    test_incoming(sqlite);
+  for (int store = MEMORY; store <= V2; store++) {
+    test_outgoing(store);
+    test_incoming(store, 0);
+    test_incoming(store, 1);
   }
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dbdir);
