@@ -110,6 +110,16 @@ static int w_put(void *user, int kind, const uint8_t *key, size_t key_len, const
   return f->inner->ops.put(f->inner->user, kind, key, key_len, val, val_len);
 }
 
+/* An add that finds the key taken writes nothing. */
+static int w_add(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
+                 size_t val_len) {
+  fz_store *f = user;
+  touch(f, kind, key, key_len);
+  int rc = f->inner->ops.add(f->inner->user, kind, key, key_len, val, val_len);
+  if (rc == WHISPER_OK) f->txn_writes++;
+  return rc;
+}
+
 static int w_del(void *user, int kind, const uint8_t *key, size_t key_len) {
   fz_store *f = user;
   touch(f, kind, key, key_len);
@@ -127,7 +137,7 @@ static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len
 
 void fz_store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
-                                        w_get, w_put, w_del, NULL, w_scan};
+                                        w_get, w_put, w_del, NULL, w_scan,    w_add};
   memset(f, 0, sizeof *f);
   FZ_ASSERT(whisper_store_memory_new(&f->inner) == WHISPER_OK, "memory store");
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");

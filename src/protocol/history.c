@@ -54,6 +54,7 @@ static int history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) {
     return WHISPER_OK;
   }
   whisper_buf *b = NULL;
+  ctx->have_conv_tag = 0; /* made with the salt cached before, if any */
   int rc = wh_get(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), &b);
   if (rc == WHISPER_OK) {
     if (b->len == TAG_LEN) {

@@ -1782,7 +1782,7 @@ static void test_store_failure(void) {
   failing fl = {NULL, -1, 0};
   whisper_store *st;
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit, f_rollback,
-                                        f_get, f_put, f_del, NULL, f_scan};
+                                        f_get, f_put, f_del, NULL, f_scan, NULL};
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
