@@ -81,7 +81,7 @@ static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t 
   if (rc != WHISPER_OK) return rc;
   crypto_generichash_state h;
   size_t conv_len = strlen(conv);
-  if (ctx->have_history_salt && ctx->have_conv_tag && strcmp(ctx->conv_tag_name, conv) == 0) {
+  if (ctx->have_conv_tag && strcmp(ctx->conv_tag_name, conv) == 0) {
     memcpy(t->conv, ctx->conv_tag, TAG_LEN);
   } else {
     crypto_generichash_init(&h, salt, TAG_LEN, TAG_LEN);
@@ -301,14 +301,21 @@ static int dup_stored(whisper_ctx *ctx) {
   return wh_fail(ctx, WHISPER_EDUPLICATE, "message already received (stored before)");
 }
 
+/* The entry of an incoming message from (sender, device_id). */
+static void incoming_entry(Whisper__Store__HistoryEntry *e, const whisper_message_t *meta,
+                           const char *sender, uint32_t device_id, const uint8_t *pt,
+                           size_t pt_len) {
+  entry_from(e, meta, pt, pt_len);
+  e->sender = (char *)sender;
+  e->has_sender_device = 1;
+  e->sender_device = device_id;
+}
+
 static int incoming_add(whisper_ctx *ctx, void *arg, const whisper_buf *pt) {
   incoming_row *in = arg;
   uint8_t hkey[HKEY_LEN];
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
-  entry_from(&e, in->meta, pt->data, pt->len);
-  e.sender = (char *)in->sender;
-  e.has_sender_device = 1;
-  e.sender_device = in->device_id;
+  incoming_entry(&e, in->meta, in->sender, in->device_id, pt->data, pt->len);
   history_key(hkey, in->t, in->meta->sort_key);
   int rc = wh_add_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e.base);
   if (rc != WHISPER_EDUPLICATE) return rc;
@@ -346,13 +353,10 @@ static int decrypt_store_in_txn(whisper_ctx *ctx, const wh_addr *a, const char *
   rc = wh_session_decrypt_then(ctx, a, type, body, body_len, pt, incoming_add, &in);
   if (rc == WHISPER_OK || type == WHISPER_MSG_PREKEY || is_store_failure(rc) || in.taken)
     return rc;
-  char why[sizeof ctx->last_error];
-  memcpy(why, ctx->last_error, sizeof why);
+  /* a lookup that finds nothing leaves the decryption's sentence */
   int seen = stored_before(ctx, &t, meta->sort_key);
   if (seen == 1) return dup_stored(ctx);
-  if (seen != WHISPER_OK) return seen;
-  memcpy(ctx->last_error, why, sizeof why);
-  return rc;
+  return seen != WHISPER_OK ? seen : rc;
 }
 
 int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name, uint32_t device_id, int type,
@@ -691,10 +695,7 @@ int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, con
   int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
   if (rc != WHISPER_OK) return rc;
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
-  entry_from(&e, meta, pt, pt_len);
-  e.sender = (char *)sender;
-  e.has_sender_device = 1;
-  e.sender_device = device_id;
+  incoming_entry(&e, meta, sender, device_id, pt, pt_len);
   return entry_store(ctx, &t, &e, hkey);
 }
 

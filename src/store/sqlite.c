@@ -285,9 +285,9 @@ static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf 
 }
 
 /* Seals and writes a record with `st` (of `records`: row, value; of
- * `ordered`: kind, key, value). *changed: whether a row was written. */
+ * `ordered`: kind, key, value). */
 static int write_row(sq_store *s, sqlite3_stmt *st, int kind, const uint8_t *k, size_t n,
-                     const uint8_t *v, size_t vn, int *changed) {
+                     const uint8_t *v, size_t vn) {
   uint8_t *c, row[ROW_LEN];
   size_t cn;
   if (vn > (size_t)INT32_MAX - 64 - n) return WHISPER_EINVAL;
@@ -300,24 +300,20 @@ static int write_row(sq_store *s, sqlite3_stmt *st, int kind, const uint8_t *k, 
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   free(c);
-  if (step != SQLITE_DONE) return sq_fail(s, sq_code(step), "writing a record");
-  *changed = sqlite3_changes(s->db) > 0;
-  return WHISPER_OK;
+  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "writing a record");
 }
 
 static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
   sq_store *s = user;
-  int changed;
-  return write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oput : s->put, kind, k, n, v, vn, &changed);
+  return write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oput : s->put, kind, k, n, v, vn);
 }
 
 /* Insert-if-absent: one lookup (the insert's own) instead of a read and a
  * write. */
 static int sq_add(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
   sq_store *s = user;
-  int changed = 0;
-  int rc = write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oadd : s->add, kind, k, n, v, vn, &changed);
-  return rc == WHISPER_OK && !changed ? WHISPER_EDUPLICATE : rc;
+  int rc = write_row(s, WHISPER_REC_IS_ORDERED(kind) ? s->oadd : s->add, kind, k, n, v, vn);
+  return rc == WHISPER_OK && sqlite3_changes(s->db) == 0 ? WHISPER_EDUPLICATE : rc;
 }
 
 static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
