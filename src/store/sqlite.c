@@ -1,16 +1,21 @@
 /*
  * The SQLite store: the record interface of store.h on one SQLite file.
- * Nothing readable is left in the file: a row is found by a keyed BLAKE2b
- * hash of (kind, key) (so contact names and ids do not show), and its value
- * holds the key and the record sealed with XChaCha20-Poly1305 under the
- * store key, with the row's hash as associated data (a value moved to
- * another row no longer opens). Both keys are derived from the store key.
+ * Nothing readable is left in the file: a record's row is found by a keyed
+ * BLAKE2b hash of (kind, key) (so contact names and ids do not show), and
+ * its value holds the key and the record sealed with XChaCha20-Poly1305
+ * under the store key, with the row's hash as associated data (a value
+ * moved to another row no longer opens). An ordered row (history, outbox)
+ * has its key in the clear (the library builds those keys from keyed tags
+ * and numbers), and its value seals only the record, with the kind and key
+ * as associated data. Both keys are derived from the store key.
  *
  * Schema (PRAGMA user_version):
  *   1  meta(name, value)                      salt, key check
  *      records(row, value)                    the protocol's records
  *   2  ordered(kind, key, value)              history and outbox, in key order
  *                                             (keys made of tags and numbers)
+ *   3  (no table changes)                     ordered values re-sealed without
+ *                                             the key inside, AD = kind || key
  */
 #include <errno.h>
 #include <sodium.h>
@@ -22,17 +27,16 @@
 
 #include "internal.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define KEY_LEN crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 #define NONCE_LEN crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 #define TAG_LEN crypto_aead_xchacha20poly1305_ietf_ABYTES
 #define SALT_LEN crypto_pwhash_SALTBYTES
 
 static const char CHECK_PLAIN[] = "libwhisper store key check";
-#define AD_PREFIX "whisper-store\x01"
-#define AD_PREFIX_LEN (sizeof AD_PREFIX - 1)
 
 #define ROW_LEN 32
+#define ORDERED_KEY_MAX 1024 /* bytes of an ordered row's key */
 
 #define NONCE_POOL 4080 /* 170 nonces per refill */
 
@@ -86,23 +90,21 @@ static void subkeys(sq_store *s) {
 }
 
 /* The row id of (kind, key): a keyed hash, so nothing of the key shows. */
-static void row_id_with(const uint8_t row_key[KEY_LEN], uint8_t out[ROW_LEN], int kind,
-                        const uint8_t *k, size_t n) {
+static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint8_t *k, size_t n) {
   crypto_generichash_state h;
   uint8_t kb[4];
   wh_be32(kb, (uint32_t)kind);
-  crypto_generichash_init(&h, row_key, KEY_LEN, ROW_LEN);
+  crypto_generichash_init(&h, ROW_KEY(s), KEY_LEN, ROW_LEN);
   crypto_generichash_update(&h, kb, 4);
   if (n) crypto_generichash_update(&h, k, n);
   crypto_generichash_final(&h, out, ROW_LEN);
 }
 
-static void row_id(const sq_store *s, uint8_t out[ROW_LEN], int kind, const uint8_t *k, size_t n) {
-  row_id_with(ROW_KEY(s), out, kind, k, n);
-}
-
-/* value = nonce || seal(kind (4, BE) || key_len (4, BE) || key || record),
- * AD = row id. */
+/* Sealed values: nonce (24) || XChaCha20-Poly1305(plaintext) || tag (16).
+ *   records row: plaintext = kind (4, BE) || key_len (4, BE) || key || record,
+ *                AD = the row id;
+ *   ordered row: plaintext = record, AD = kind (4, BE) || key.
+ * Schema 2 sealed ordered rows as records rows (migrate_v3 re-seals them). */
 static void next_nonce(sq_store *s, uint8_t out[NONCE_LEN]) {
   if (s->nonces_left < NONCE_LEN) {
     randombytes_buf(s->nonces, sizeof s->nonces);
@@ -112,25 +114,70 @@ static void next_nonce(sq_store *s, uint8_t out[NONCE_LEN]) {
   s->nonces_left -= NONCE_LEN;
 }
 
+/* The associated data of ordered row (kind, k): in `ad`, 4 + n bytes. */
+static size_t ordered_ad(uint8_t ad[4 + ORDERED_KEY_MAX], int kind, const uint8_t *k, size_t n) {
+  wh_be32(ad, (uint32_t)kind);
+  if (n) memcpy(ad + 4, k, n);
+  return 4 + n;
+}
+
+/* A value for a plaintext of pn bytes: the caller lays the plaintext out
+ * at value + NONCE_LEN (where its ciphertext goes: libsodium seals in
+ * place, so no copy of it is left to wipe), then calls value_seal(). */
+static uint8_t *value_new(size_t pn) { return malloc(NONCE_LEN + pn + TAG_LEN); }
+
+static size_t value_seal(sq_store *s, const uint8_t seal_key[KEY_LEN], uint8_t *c, size_t pn,
+                         const uint8_t *ad, size_t ad_len) {
+  unsigned long long clen = 0;
+  next_nonce(s, c); /* nonces are not protocol randomness */
+  crypto_aead_xchacha20poly1305_ietf_encrypt(c + NONCE_LEN, &clen, c + NONCE_LEN, pn, ad, ad_len,
+                                             NULL, c, seal_key);
+  return NONCE_LEN + (size_t)clen;
+}
+
+/* Opens value c into a new buffer (*out): WHISPER_ECORRUPT if it fails
+ * authentication. */
+static int value_open(const uint8_t seal_key[KEY_LEN], const uint8_t *ad, size_t ad_len,
+                      const uint8_t *c, size_t cn, whisper_buf **out) {
+  if (cn < NONCE_LEN + TAG_LEN) return WHISPER_ECORRUPT;
+  whisper_buf *b = whisper_buf_new(NULL, cn - NONCE_LEN - TAG_LEN);
+  if (b == NULL) return WHISPER_ENOMEM;
+  if (crypto_aead_xchacha20poly1305_ietf_decrypt(b->data, NULL, NULL, c + NONCE_LEN,
+                                                 cn - NONCE_LEN, ad, ad_len, c, seal_key) != 0) {
+    whisper_buf_free(b);
+    return WHISPER_ECORRUPT;
+  }
+  *out = b;
+  return WHISPER_OK;
+}
+
+/* Seals a records row's value. */
 static int seal(sq_store *s, const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
                 const uint8_t *k, size_t n, const uint8_t *v, size_t vn, uint8_t **out,
                 size_t *out_len) {
   size_t pn = 8 + n + vn;
-  uint8_t *c = malloc(NONCE_LEN + pn + TAG_LEN);
+  uint8_t *c = value_new(pn);
   if (c == NULL) return WHISPER_ENOMEM;
-  /* the plaintext is laid out where its ciphertext goes and sealed in
-   * place (libsodium allows it), so no copy of it is left to wipe */
   uint8_t *plain = c + NONCE_LEN;
   wh_be32(plain, (uint32_t)kind);
   wh_be32(plain + 4, (uint32_t)n);
   if (n) memcpy(plain + 8, k, n);
   if (vn) memcpy(plain + 8 + n, v, vn);
-  next_nonce(s, c); /* nonces are not protocol randomness */
-  unsigned long long clen = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(plain, &clen, plain, pn, row, ROW_LEN, NULL, c,
-                                             seal_key);
+  *out_len = value_seal(s, seal_key, c, pn, row, ROW_LEN);
   *out = c;
-  *out_len = NONCE_LEN + (size_t)clen;
+  return WHISPER_OK;
+}
+
+/* Seals an ordered row's value. */
+static int seal_ordered(sq_store *s, const uint8_t seal_key[KEY_LEN], int kind, const uint8_t *k,
+                        size_t n, const uint8_t *v, size_t vn, uint8_t **out, size_t *out_len) {
+  uint8_t ad[4 + ORDERED_KEY_MAX];
+  if (n > ORDERED_KEY_MAX) return WHISPER_EINVAL;
+  uint8_t *c = value_new(vn);
+  if (c == NULL) return WHISPER_ENOMEM;
+  if (vn) memcpy(c + NONCE_LEN, v, vn);
+  *out_len = value_seal(s, seal_key, c, vn, ad, ordered_ad(ad, kind, k, n));
+  *out = c;
   return WHISPER_OK;
 }
 
@@ -138,40 +185,41 @@ static uint32_t be32(const uint8_t *p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Opens a value into its record (*out) and, if key_out is not NULL, its
- * kind and key. When k is not NULL, checks that they are (kind, k). */
+/* Opens a records row's value into its record (*out) and, if key_out is
+ * not NULL, its kind and key. When k is not NULL, checks that they are
+ * (kind, k). */
 static int unseal(const uint8_t seal_key[KEY_LEN], const uint8_t row[ROW_LEN], int kind,
                   const uint8_t *k, size_t n, const uint8_t *c, size_t cn, whisper_buf **out,
                   int *kind_out, whisper_buf **key_out) {
-  if (cn < NONCE_LEN + TAG_LEN + 8) return WHISPER_ECORRUPT;
-  size_t pn = cn - NONCE_LEN - TAG_LEN;
-  uint8_t *plain = malloc(pn);
-  if (plain == NULL) return WHISPER_ENOMEM;
-  unsigned long long plen = 0;
-  int rc = WHISPER_OK;
-  if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, c + NONCE_LEN, cn - NONCE_LEN,
-                                                 row, ROW_LEN, c, seal_key) != 0) {
+  whisper_buf *plain = NULL;
+  int rc = value_open(seal_key, row, ROW_LEN, c, cn, &plain);
+  if (rc != WHISPER_OK) return rc;
+  size_t pn = plain->len, kn = pn >= 8 ? be32(plain->data + 4) : 0;
+  if (pn < 8 || kn > pn - 8 ||
+      (k && ((int)be32(plain->data) != kind || kn != n ||
+             (n && memcmp(plain->data + 8, k, n) != 0)))) {
     rc = WHISPER_ECORRUPT;
   } else {
-    size_t kn = be32(plain + 4);
-    if (kn > pn - 8 || (k && ((int)be32(plain) != kind || kn != n ||
-                              (n && memcmp(plain + 8, k, n) != 0)))) {
-      rc = WHISPER_ECORRUPT;
-    } else {
-      *out = whisper_buf_new(plain + 8 + kn, pn - 8 - kn);
-      if (*out == NULL) rc = WHISPER_ENOMEM;
-      if (rc == WHISPER_OK && key_out) {
-        *kind_out = (int)be32(plain);
-        if ((*key_out = whisper_buf_new(plain + 8, kn)) == NULL) {
-          whisper_buf_free(*out);
-          rc = WHISPER_ENOMEM;
-        }
+    *out = whisper_buf_new(plain->data + 8 + kn, pn - 8 - kn);
+    if (*out == NULL) rc = WHISPER_ENOMEM;
+    if (rc == WHISPER_OK && key_out) {
+      *kind_out = (int)be32(plain->data);
+      if ((*key_out = whisper_buf_new(plain->data + 8, kn)) == NULL) {
+        whisper_buf_free(*out);
+        rc = WHISPER_ENOMEM;
       }
     }
   }
-  sodium_memzero(plain, pn);
-  free(plain);
+  whisper_buf_free(plain);
   return rc;
+}
+
+/* Opens an ordered row's value into its record (*out). */
+static int unseal_ordered(const uint8_t seal_key[KEY_LEN], int kind, const uint8_t *k, size_t n,
+                          const uint8_t *c, size_t cn, whisper_buf **out) {
+  uint8_t ad[4 + ORDERED_KEY_MAX];
+  if (n > ORDERED_KEY_MAX) return WHISPER_ECORRUPT;
+  return value_open(seal_key, ad, ordered_ad(ad, kind, k, n), c, cn, out);
 }
 
 /* --- statements ------------------------------------------------------------------ */
@@ -265,14 +313,14 @@ static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf 
   int ordered = WHISPER_REC_IS_ORDERED(kind);
   sqlite3_stmt *st = ordered ? s->oget : s->get;
   uint8_t row[ROW_LEN];
-  /* an ordered row is found by its key; its row id is only the AD */
   if (!ordered) row_id(s, row, kind, k, n);
   bind_row(st, kind, k, n, row);
   int rc = sqlite3_step(st), out_rc;
   if (rc == SQLITE_ROW) {
-    if (ordered) row_id(s, row, kind, k, n);
-    out_rc = unseal(SEAL_KEY(s), row, kind, k, n, sqlite3_column_blob(st, 0),
-                    (size_t)sqlite3_column_bytes(st, 0), out, NULL, NULL);
+    const uint8_t *c = sqlite3_column_blob(st, 0);
+    size_t cn = (size_t)sqlite3_column_bytes(st, 0);
+    out_rc = ordered ? unseal_ordered(SEAL_KEY(s), kind, k, n, c, cn, out)
+                     : unseal(SEAL_KEY(s), row, kind, k, n, c, cn, out, NULL, NULL);
     if (out_rc == WHISPER_ECORRUPT) sq_fail(s, out_rc, "a stored record fails authentication");
   } else if (rc == SQLITE_DONE) {
     out_rc = WHISPER_ENOTFOUND;
@@ -285,17 +333,23 @@ static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf 
 }
 
 /* Seals and writes a record with `st` (of `records`: row, value; of
- * `ordered`: kind, key, value). */
+ * `ordered`: kind, key, value). WHISPER_EINVAL for an ordered key over
+ * ORDERED_KEY_MAX bytes. */
 static int write_row(sq_store *s, sqlite3_stmt *st, int kind, const uint8_t *k, size_t n,
                      const uint8_t *v, size_t vn) {
   uint8_t *c, row[ROW_LEN];
   size_t cn;
+  int ordered = WHISPER_REC_IS_ORDERED(kind), rc;
   if (vn > (size_t)INT32_MAX - 64 - n) return WHISPER_EINVAL;
-  row_id(s, row, kind, k, n);
-  int rc = seal(s, SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
+  if (ordered) {
+    rc = seal_ordered(s, SEAL_KEY(s), kind, k, n, v, vn, &c, &cn);
+  } else {
+    row_id(s, row, kind, k, n);
+    rc = seal(s, SEAL_KEY(s), row, kind, k, n, v, vn, &c, &cn);
+  }
   if (rc != WHISPER_OK) return rc;
   bind_row(st, kind, k, n, row);
-  sqlite3_bind_blob(st, WHISPER_REC_IS_ORDERED(kind) ? 3 : 2, c, (int)cn, SQLITE_STATIC);
+  sqlite3_bind_blob(st, ordered ? 3 : 2, c, (int)cn, SQLITE_STATIC);
   int step = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -319,8 +373,9 @@ static int sq_add(void *user, int kind, const uint8_t *k, size_t n, const uint8_
 static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
   sq_store *s = user;
   uint8_t row[ROW_LEN];
-  row_id(s, row, kind, k, n);
-  sqlite3_stmt *st = WHISPER_REC_IS_ORDERED(kind) ? s->odel : s->del;
+  int ordered = WHISPER_REC_IS_ORDERED(kind);
+  if (!ordered) row_id(s, row, kind, k, n);
+  sqlite3_stmt *st = ordered ? s->odel : s->del;
   bind_row(st, kind, k, n, row);
   int step = sqlite3_step(st);
   sqlite3_reset(st);
@@ -364,11 +419,9 @@ static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_le
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const uint8_t *k = sqlite3_column_blob(st, 0);
     size_t kn = (size_t)sqlite3_column_bytes(st, 0);
-    uint8_t row[ROW_LEN];
     whisper_buf *v = NULL;
-    row_id(s, row, kind, k, kn);
-    out = unseal(SEAL_KEY(s), row, kind, k, kn, sqlite3_column_blob(st, 1),
-                 (size_t)sqlite3_column_bytes(st, 1), &v, NULL, NULL);
+    out = unseal_ordered(SEAL_KEY(s), kind, k, kn, sqlite3_column_blob(st, 1),
+                         (size_t)sqlite3_column_bytes(st, 1), &v);
     if (out != WHISPER_OK) {
       if (out == WHISPER_ECORRUPT) sq_fail(s, out, "a stored record fails authentication");
       break;
@@ -449,6 +502,7 @@ static int write_key_meta(sq_store *s, int with_salt, const uint8_t salt[SALT_LE
 
 /* --- schema ------------------------------------------------------------------------- */
 
+/* The SQL of each step; NULL for a step that is code (migrate_v3). */
 static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     /* 0 -> 1 */
     "CREATE TABLE meta(name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;"
@@ -456,6 +510,8 @@ static const char *const MIGRATIONS[SCHEMA_VERSION] = {
     /* 1 -> 2 */
     "CREATE TABLE ordered(kind INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
     "  PRIMARY KEY(kind, key)) WITHOUT ROWID;",
+    /* 2 -> 3: migrate_v3 */
+    NULL,
 };
 
 static int schema_version(sq_store *s, int *v) {
@@ -468,11 +524,107 @@ static int schema_version(sq_store *s, int *v) {
   return rc == SQLITE_ROW ? WHISPER_OK : sq_fail(s, sq_code(rc), "reading the schema version");
 }
 
-/* Brings the schema up to date inside the open transaction. */
+/* Schema 2 -> 3: every ordered row's value, sealed as a records row's
+ * (the key inside, AD = the row id), is sealed again as an ordered row's.
+ * Rows are read in chunks of MIGRATE_CHUNK in key order and rewritten
+ * after each chunk's read is over (writing to a table a SELECT walks is
+ * undefined), so memory stays small whatever the history's size. */
+#define MIGRATE_CHUNK 256
+
+typedef struct resealed {
+  int kind;
+  whisper_buf *key;
+  uint8_t *value;
+  size_t value_len;
+} resealed;
+
+static int migrate_v3_chunk(sq_store *s, sqlite3_stmt *sel, resealed *r, size_t *n) {
+  int rc = WHISPER_OK, step = SQLITE_DONE;
+  *n = 0;
+  while (rc == WHISPER_OK && *n < MIGRATE_CHUNK && (step = sqlite3_step(sel)) == SQLITE_ROW) {
+    int kind = sqlite3_column_int(sel, 0);
+    const uint8_t *k = sqlite3_column_blob(sel, 1);
+    size_t kn = (size_t)sqlite3_column_bytes(sel, 1);
+    uint8_t row[ROW_LEN], *c = NULL;
+    size_t cn = 0;
+    whisper_buf *record = NULL;
+    row_id(s, row, kind, k, kn);
+    rc = unseal(SEAL_KEY(s), row, kind, k, kn, sqlite3_column_blob(sel, 2),
+                (size_t)sqlite3_column_bytes(sel, 2), &record, NULL, NULL);
+    if (rc == WHISPER_ECORRUPT) sq_fail(s, rc, "a stored record fails authentication");
+    if (rc == WHISPER_OK) rc = seal_ordered(s, SEAL_KEY(s), kind, k, kn, record->data, record->len, &c, &cn);
+    whisper_buf_free(record);
+    if (rc == WHISPER_OK && (r[*n].key = whisper_buf_new(k, kn)) == NULL) rc = WHISPER_ENOMEM;
+    if (rc == WHISPER_OK) {
+      r[*n].kind = kind;
+      r[*n].value = c;
+      r[*n].value_len = cn;
+      (*n)++;
+    } else {
+      free(c);
+    }
+  }
+  if (rc == WHISPER_OK && *n < MIGRATE_CHUNK && step != SQLITE_DONE)
+    rc = sq_fail(s, sq_code(step), "re-sealing the history");
+  return rc;
+}
+
+static int migrate_v3(sq_store *s) {
+  sqlite3_stmt *first = NULL, *next = NULL, *upd = NULL;
+  resealed *r = calloc(MIGRATE_CHUNK, sizeof *r);
+  size_t n = 0;
+  int rc = r ? WHISPER_OK : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK &&
+      (sqlite3_prepare_v2(s->db,
+                          "SELECT kind, key, value FROM ordered ORDER BY kind, key LIMIT ?1", -1,
+                          &first, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v2(s->db,
+                          "SELECT kind, key, value FROM ordered WHERE (kind, key) > (?2, ?3)"
+                          " ORDER BY kind, key LIMIT ?1",
+                          -1, &next, NULL) != SQLITE_OK ||
+       sqlite3_prepare_v2(s->db, "UPDATE ordered SET value = ?1 WHERE kind = ?2 AND key = ?3", -1,
+                          &upd, NULL) != SQLITE_OK))
+    rc = sq_fail(s, WHISPER_ESTORE, "re-sealing the history");
+  sqlite3_stmt *sel = first;
+  while (rc == WHISPER_OK) {
+    sqlite3_bind_int(sel, 1, MIGRATE_CHUNK);
+    rc = migrate_v3_chunk(s, sel, r, &n);
+    sqlite3_reset(sel);
+    for (size_t i = 0; i < n; i++) {
+      if (rc == WHISPER_OK) {
+        sqlite3_bind_blob(upd, 1, r[i].value, (int)r[i].value_len, SQLITE_STATIC);
+        sqlite3_bind_int(upd, 2, r[i].kind);
+        sqlite3_bind_blob(upd, 3, r[i].key->data, (int)r[i].key->len, SQLITE_STATIC);
+        int step = sqlite3_step(upd);
+        sqlite3_reset(upd);
+        if (step != SQLITE_DONE) rc = sq_fail(s, sq_code(step), "re-sealing the history");
+      }
+    }
+    if (rc == WHISPER_OK && n == MIGRATE_CHUNK) { /* go on after the chunk's last row */
+      sel = next;
+      sqlite3_clear_bindings(sel);
+      sqlite3_bind_int(sel, 2, r[n - 1].kind);
+      sqlite3_bind_blob(sel, 3, r[n - 1].key->data, (int)r[n - 1].key->len, SQLITE_TRANSIENT);
+    }
+    for (size_t i = 0; i < n; i++) {
+      whisper_buf_free(r[i].key);
+      free(r[i].value);
+    }
+    if (n < MIGRATE_CHUNK) break;
+  }
+  sqlite3_finalize(first);
+  sqlite3_finalize(next);
+  sqlite3_finalize(upd);
+  free(r);
+  return rc;
+}
+
+/* Brings the schema up to date inside the open transaction, with the key
+ * known (migrate_v3 re-seals). */
 static int migrate(sq_store *s, int from) {
   char sql[64];
   for (int v = from; v < SCHEMA_VERSION; v++) {
-    int rc = exec(s, MIGRATIONS[v]);
+    int rc = MIGRATIONS[v] ? exec(s, MIGRATIONS[v]) : migrate_v3(s);
     if (rc != WHISPER_OK) return rc;
   }
   snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SCHEMA_VERSION);
@@ -545,15 +697,15 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
     sq_rollback(s);
     return open_fail(s, ws, WHISPER_EVERSION, why, "the store was written by a newer libwhisper");
   }
-  int fresh = version == 0;
-  if (rc == WHISPER_OK && version < SCHEMA_VERSION) rc = migrate(s, version);
   if (rc != WHISPER_OK) {
     sq_rollback(s);
-    return open_fail(s, ws, rc, why, "the store's schema cannot be brought up to date");
+    return open_fail(s, ws, rc, why, "the store's schema version cannot be read");
   }
+  int fresh = version == 0;
 
-  /* The key: derive it, then either record its check (a new store) or
-   * verify it. */
+  /* The key: derive it, verify it (an existing store), bring the schema up
+   * to date (which may re-seal, so after the check), and record the key's
+   * check (a new store). */
   uint8_t new_salt[SALT_LEN];
   if (fresh) {
     randombytes_buf(new_salt, sizeof new_salt);
@@ -569,7 +721,6 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
   if (rc == WHISPER_OK)
     rc = derive_key(s, o->key, o->key_len, o->passphrase, fresh ? new_salt : salt);
   free(salt);
-  if (rc == WHISPER_OK && fresh) rc = write_key_meta(s, o->passphrase != NULL, new_salt);
   if (rc == WHISPER_OK && !fresh) {
     uint8_t *c = NULL;
     size_t cn = 0;
@@ -587,6 +738,11 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
     whisper_buf_free(plain);
     free(c);
   }
+  if (rc == WHISPER_OK && version < SCHEMA_VERSION && (rc = migrate(s, version)) != WHISPER_OK) {
+    sq_rollback(s);
+    return open_fail(s, ws, rc, why, "the store's schema cannot be brought up to date");
+  }
+  if (rc == WHISPER_OK && fresh) rc = write_key_meta(s, o->passphrase != NULL, new_salt);
   if (rc == WHISPER_OK) rc = sq_commit(s);
   else sq_rollback(s);
   if (rc != WHISPER_OK)
@@ -666,19 +822,22 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
       }
       recs = r;
     }
-    uint8_t row[ROW_LEN];
-    int okind = sqlite3_column_type(st, 0) == SQLITE_NULL;
-    if (okind) {
-      row_id_with(old + 2 * KEY_LEN, row, sqlite3_column_int(st, 2), sqlite3_column_blob(st, 3),
-                  (size_t)sqlite3_column_bytes(st, 3));
+    const uint8_t *c = sqlite3_column_blob(st, 1);
+    size_t cn = (size_t)sqlite3_column_bytes(st, 1);
+    if (sqlite3_column_type(st, 0) == SQLITE_NULL) { /* an ordered row: its kind and key show */
+      recs[n].kind = sqlite3_column_int(st, 2);
+      recs[n].key = whisper_buf_new(sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+      rc = recs[n].key ? unseal_ordered(old + KEY_LEN, recs[n].kind, recs[n].key->data,
+                                        recs[n].key->len, c, cn, &recs[n].value)
+                       : WHISPER_ENOMEM;
+      if (rc != WHISPER_OK) whisper_buf_free(recs[n].key);
     } else if (sqlite3_column_bytes(st, 0) == ROW_LEN) {
-      memcpy(row, sqlite3_column_blob(st, 0), ROW_LEN);
+      rc = unseal(old + KEY_LEN, sqlite3_column_blob(st, 0), 0, NULL, 0, c, cn, &recs[n].value,
+                  &recs[n].kind, &recs[n].key);
     } else {
       rc = sq_fail(s, WHISPER_ECORRUPT, "a stored record has a malformed row id");
       break;
     }
-    rc = unseal(old + KEY_LEN, row, 0, NULL, 0, sqlite3_column_blob(st, 1),
-                (size_t)sqlite3_column_bytes(st, 1), &recs[n].value, &recs[n].kind, &recs[n].key);
     if (rc == WHISPER_OK) n++;
     else if (rc == WHISPER_ECORRUPT) sq_fail(s, rc, "a stored record fails authentication");
   }

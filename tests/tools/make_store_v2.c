@@ -10,7 +10,9 @@
  * Alice and Bob (store key: 32 bytes of "store-v2 fixture key", zero
  * padded) have a session. Bob's history of conversation "alice" holds
  * three incoming messages (sort keys 10, 20, 30; ids "in-1".."in-3"; bodies
- * "first", "second", "third"). Alice's history of conversation "bob"
+ * "first", "second", "third"), and conversation "bulk" 297 more from
+ * Alice (sort keys 100..396, ids "bulk-N" and bodies "bulk message N"
+ * for N = 0..296: more than one chunk of the migration). Alice's history of conversation "bob"
  * holds two outgoing messages to bob's device 1: "out-1" (sort key 5,
  * taken by the server as 15, then DELIVERED) and "out-2" (sort key 40,
  * still PENDING: in the outbox). test_sqlite's test_migration_v2 opens
@@ -21,13 +23,13 @@
 #include <string.h>
 #include <whisper/whisper.h>
 
-static int incoming(whisper_ctx *a, whisper_ctx *b, const char *id, const char *body,
-                    uint64_t sort_key, uint64_t now) {
+static int incoming(whisper_ctx *a, whisper_ctx *b, const char *conv, const char *id,
+                    const char *body, uint64_t sort_key, uint64_t now) {
   whisper_buf *m = NULL, *pt = NULL;
   int type = 0;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)body, strlen(body), now, &type, &m))
     return 1;
-  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)id,
+  whisper_message_t meta = {.conversation = conv, .id = (const uint8_t *)id,
                             .id_len = strlen(id), .sort_key = sort_key, .timestamp_ms = now};
   int rc = whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt);
   whisper_buf_free(m);
@@ -66,9 +68,16 @@ int main(int argc, char **argv) {
   whisper_prekey_bundle_t bundle;
   if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now))
     return 1;
-  if (incoming(a, b, "in-1", "first", 10, now) || incoming(a, b, "in-2", "second", 20, now + 1) ||
-      incoming(a, b, "in-3", "third", 30, now + 2))
+  if (incoming(a, b, "alice", "in-1", "first", 10, now) ||
+      incoming(a, b, "alice", "in-2", "second", 20, now + 1) ||
+      incoming(a, b, "alice", "in-3", "third", 30, now + 2))
     return 1;
+  for (int i = 0; i < 297; i++) {
+    char id[32], body[64];
+    snprintf(id, sizeof id, "bulk-%d", i);
+    snprintf(body, sizeof body, "bulk message %d", i);
+    if (incoming(a, b, "bulk", id, body, 100 + (uint64_t)i, now + 10 + (uint64_t)i)) return 1;
+  }
   if (outgoing(a, "out-1", "hello bob", 5, now + 3) || outgoing(a, "out-2", "still pending", 40, now + 4))
     return 1;
   if (whisper_history_sent(a, "bob", (const uint8_t *)"out-1", 5, 15) ||

@@ -295,6 +295,18 @@ static void copy_file(const char *from, const char *to) {
   free(b);
 }
 
+static int user_version(const char *path) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  int version = -1;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return version;
+}
+
 static void test_migration(void) {
   char src[512], pa[300], pb[300];
   uint8_t key[32] = "store-v1 fixture key";
@@ -304,15 +316,7 @@ static void test_migration(void) {
   snprintf(src, sizeof src, "%s/store-v1-bob.db", WHISPER_VECTORS_DIR);
   path_of(pb, sizeof pb, "v1-bob.db");
   copy_file(src, pb);
-  sqlite3 *db;
-  sqlite3_stmt *st;
-  int version = 0;
-  CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
-  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  CHECK(version == 1);
+  CHECK(user_version(pa) == 1);
 
   whisper_store *sa, *sb;
   whisper_ctx *a, *b;
@@ -347,12 +351,176 @@ static void test_migration(void) {
   whisper_ctx_free(b);
   whisper_store_close(sa);
   whisper_store_close(sb);
-  CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
-  sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-  if (sqlite3_step(st) == SQLITE_ROW) version = sqlite3_column_int(st, 0);
+  CHECK(user_version(pa) == 3);
+}
+
+/* The ordered rows of a store file: kind, key and value bytes. */
+typedef struct raw_row {
+  int kind;
+  uint8_t key[64], value[512];
+  int key_len, value_len;
+} raw_row;
+
+static size_t raw_ordered(const char *path, raw_row *rows, size_t max) {
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  size_t n = 0;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_prepare_v2(db, "SELECT kind, key, value FROM ordered ORDER BY kind, key", -1, &st,
+                           NULL) == SQLITE_OK);
+  while (sqlite3_step(st) == SQLITE_ROW && n < max) {
+    raw_row *r = &rows[n++];
+    memset(r, 0, sizeof *r);
+    r->kind = sqlite3_column_int(st, 0);
+    r->key_len = sqlite3_column_bytes(st, 1);
+    r->value_len = sqlite3_column_bytes(st, 2);
+    CHECK(r->key_len <= (int)sizeof r->key && r->value_len <= (int)sizeof r->value);
+    if (r->key_len > (int)sizeof r->key || r->value_len > (int)sizeof r->value) break;
+    memcpy(r->key, sqlite3_column_blob(st, 1), (size_t)r->key_len);
+    memcpy(r->value, sqlite3_column_blob(st, 2), (size_t)r->value_len);
+  }
   sqlite3_finalize(st);
   sqlite3_close(db);
-  CHECK(version == 2);
+  return n;
+}
+
+static void check_message(const whisper_page *p, size_t i, const char *id, const char *body,
+                          uint64_t sort_key, const char *sender, int status) {
+  const whisper_message_t *m = whisper_page_get(p, i);
+  CHECK(m != NULL);
+  if (m == NULL) return;
+  CHECK(m->id_len == strlen(id) && memcmp(m->id, id, m->id_len) == 0);
+  CHECK(m->body_len == strlen(body) && memcmp(m->body, body, m->body_len) == 0);
+  CHECK(m->sort_key == sort_key);
+  CHECK(sender ? m->sender && strcmp(m->sender, sender) == 0 : m->sender == NULL);
+  if (status >= 0) CHECK(m->status == status);
+}
+
+/* Stores written by schema 2 (tests/vectors/store-v2-*.db, made by
+ * tests/tools/make_store_v2.c): a wrong key changes nothing; the right
+ * key re-seals every history and outbox row without the key inside (each
+ * value exactly 8 + key bytes shorter), and the history, the statuses and
+ * the outbox read back as written; then the conversation goes on, and a
+ * rekey carries the new rows. */
+static void test_migration_v2(void) {
+  char src[512], pa[300], pb[300];
+  uint8_t key[32] = "store-v2 fixture key";
+  snprintf(src, sizeof src, "%s/store-v2-alice.db", WHISPER_VECTORS_DIR);
+  path_of(pa, sizeof pa, "v2-alice.db");
+  copy_file(src, pa);
+  snprintf(src, sizeof src, "%s/store-v2-bob.db", WHISPER_VECTORS_DIR);
+  path_of(pb, sizeof pb, "v2-bob.db");
+  copy_file(src, pb);
+  CHECK(user_version(pa) == 2 && user_version(pb) == 2);
+  enum { ROWS = 300 };
+  raw_row *before = calloc(ROWS, sizeof *before), *after = calloc(ROWS, sizeof *after),
+          *still = calloc(ROWS, sizeof *still);
+  if (before == NULL || after == NULL || still == NULL) abort();
+  size_t nb = raw_ordered(pb, before, ROWS);
+  CHECK(nb == ROWS);
+
+  whisper_store *sa, *sb;
+  CHECK_RC(open_key(&sb, pb, KEY, NULL), WHISPER_EKEY);
+  CHECK(user_version(pb) == 2);
+  CHECK(raw_ordered(pb, still, ROWS) == nb && memcmp(still, before, nb * sizeof *still) == 0);
+
+  CHECK_RC(open_key(&sa, pa, key, NULL), WHISPER_OK);
+  CHECK_RC(open_key(&sb, pb, key, NULL), WHISPER_OK);
+  CHECK(user_version(pa) == 3 && user_version(pb) == 3);
+  CHECK(raw_ordered(pb, after, ROWS) == nb);
+  for (size_t i = 0; i < nb; i++) {
+    CHECK(after[i].kind == before[i].kind && after[i].key_len == before[i].key_len &&
+          memcmp(after[i].key, before[i].key, (size_t)after[i].key_len) == 0);
+    CHECK(after[i].value_len == before[i].value_len - 8 - before[i].key_len);
+  }
+
+  whisper_ctx *a, *b;
+  whisper_ctx_new(&a, sa);
+  whisper_ctx_new(&b, sb);
+  whisper_page *page = NULL;
+  CHECK_RC(whisper_history_page(b, "alice", 0, NULL, 0, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 3);
+  check_message(page, 0, "in-3", "third", 30, "alice", -1);
+  check_message(page, 1, "in-2", "second", 20, "alice", -1);
+  check_message(page, 2, "in-1", "first", 10, "alice", -1);
+  whisper_page_free(page);
+  /* "bulk" (297 rows: the migration took them in more than one chunk),
+   * paged back from the newest */
+  uint64_t before_key = 0;
+  char before_id[32] = "";
+  int seen = 0;
+  for (int more = 1; more;) {
+    CHECK_RC(whisper_history_page(b, "bulk", before_key, seen ? (const uint8_t *)before_id : NULL,
+                                  strlen(before_id), 100, &page), WHISPER_OK);
+    size_t count = whisper_page_count(page);
+    for (size_t i = 0; i < count; i++, seen++) {
+      char id[32], body[64];
+      snprintf(id, sizeof id, "bulk-%d", 296 - seen);
+      snprintf(body, sizeof body, "bulk message %d", 296 - seen);
+      check_message(page, i, id, body, 100 + (uint64_t)(296 - seen), "alice", -1);
+      if (i + 1 == count) {
+        before_key = whisper_page_get(page, i)->sort_key;
+        snprintf(before_id, sizeof before_id, "%s", id);
+      }
+    }
+    more = count == 100;
+    whisper_page_free(page);
+  }
+  CHECK(seen == 297);
+  CHECK_RC(whisper_history_page(a, "bob", 0, NULL, 0, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 2);
+  check_message(page, 0, "out-2", "still pending", 40, NULL, WHISPER_STATUS_PENDING);
+  check_message(page, 1, "out-1", "hello bob", 15, NULL, WHISPER_STATUS_DELIVERED);
+  whisper_page_free(page);
+  CHECK_RC(whisper_outbox_page(a, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 1);
+  check_message(page, 0, "out-2", "still pending", 40, NULL, WHISPER_STATUS_PENDING);
+  whisper_page_free(page);
+
+  /* a redelivery of a migrated message is recognised (its row is read) */
+  static const uint8_t junk[40] = {0x33};
+  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)"in-2", .id_len = 4,
+                            .sort_key = 20};
+  CHECK_RC(whisper_session_decrypt_store(b, "alice", 1, WHISPER_MSG_WHISPER, junk, sizeof junk,
+                                         &meta, NULL), WHISPER_EDUPLICATE);
+  /* the outgoing message goes on: taken by the server, out of the outbox */
+  int status = -1;
+  CHECK_RC(whisper_history_sent(a, "bob", (const uint8_t *)"out-2", 5, 45), WHISPER_OK);
+  CHECK_RC(whisper_history_status_get(a, "bob", (const uint8_t *)"out-2", 5, "bob", 1, &status),
+           WHISPER_OK);
+  CHECK(status == WHISPER_STATUS_SENT);
+  CHECK_RC(whisper_outbox_page(a, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 0);
+  whisper_page_free(page);
+  /* and the conversation */
+  whisper_buf *m = NULL, *pt = NULL;
+  int type = 0;
+  CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"after schema 3", 14,
+                                   1790000000000ULL, &type, &m), WHISPER_OK);
+  meta.id = (const uint8_t *)"in-4";
+  meta.sort_key = 50;
+  CHECK_RC(whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt),
+           WHISPER_OK);
+  CHECK(pt && pt->len == 14 && memcmp(pt->data, "after schema 3", 14) == 0);
+  whisper_buf_free(pt);
+  whisper_buf_free(m);
+  CHECK_RC(whisper_store_rekey(sb, KEY2, 32, NULL), WHISPER_OK);
+  whisper_ctx_free(b);
+  whisper_store_close(sb);
+  CHECK_RC(open_key(&sb, pb, KEY2, NULL), WHISPER_OK);
+  whisper_ctx_new(&b, sb);
+  CHECK_RC(whisper_history_page(b, "alice", 0, NULL, 0, 10, &page), WHISPER_OK);
+  CHECK(whisper_page_count(page) == 4);
+  check_message(page, 0, "in-4", "after schema 3", 50, "alice", -1);
+  check_message(page, 3, "in-1", "first", 10, "alice", -1);
+  whisper_page_free(page);
+  whisper_ctx_free(a);
+  whisper_ctx_free(b);
+  whisper_store_close(sa);
+  whisper_store_close(sb);
+  free(before);
+  free(after);
+  free(still);
 }
 
 int main(void) {
@@ -363,6 +531,7 @@ int main(void) {
   test_damage_and_versions();
   test_two_processes();
   test_migration();
+  test_migration_v2();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
