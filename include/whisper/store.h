@@ -145,7 +145,9 @@ typedef struct whisper_sqlite_options_t {
  * SQLite's write lock at its start (BEGIN IMMEDIATE), so their
  * read-modify-write cycles never interleave.
  *
- * A store handle is used by one thread at a time, like a context.
+ * A store handle is used by one thread at a time, like a context. Keys of
+ * ordered kinds are kept in the clear and may be up to 1024 bytes (a
+ * longer one is refused with WHISPER_EINVAL); other keys have no limit.
  *
  * Returns WHISPER_OK; WHISPER_EINVAL (bad options); WHISPER_EKEY (the key
  * or passphrase is not the store's); WHISPER_ECORRUPT (the file is

@@ -295,6 +295,33 @@ static void copy_file(const char *from, const char *to) {
   free(b);
 }
 
+/* An ordered kind's key: up to 1024 bytes, a longer one refused and
+ * nothing written. */
+static void test_ordered_key_limit(void) {
+  char p[300];
+  path_of(p, sizeof p, "keys.db");
+  whisper_store *st;
+  CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+  uint8_t *k = calloc(1, 1025);
+  whisper_buf *b = NULL;
+  if (k == NULL) abort();
+  memset(k, 0x5a, 1025);
+  CHECK_RC(st->ops.put(st->user, WHISPER_REC_HISTORY, k, 1024, (const uint8_t *)"v", 1), WHISPER_OK);
+  CHECK_RC(st->ops.get(st->user, WHISPER_REC_HISTORY, k, 1024, &b), WHISPER_OK);
+  CHECK(b && b->len == 1 && b->data[0] == 'v');
+  whisper_buf_free(b);
+  b = NULL;
+  CHECK_RC(st->ops.put(st->user, WHISPER_REC_HISTORY, k, 1025, (const uint8_t *)"w", 1), WHISPER_EINVAL);
+  CHECK_RC(st->ops.add(st->user, WHISPER_REC_HISTORY, k, 1025, (const uint8_t *)"w", 1), WHISPER_EINVAL);
+  CHECK_RC(st->ops.get(st->user, WHISPER_REC_HISTORY, k, 1025, &b), WHISPER_ENOTFOUND);
+  CHECK_RC(st->ops.put(st->user, WHISPER_REC_SESSION, k, 1025, (const uint8_t *)"r", 1), WHISPER_OK);
+  CHECK_RC(st->ops.get(st->user, WHISPER_REC_SESSION, k, 1025, &b), WHISPER_OK);
+  CHECK(b && b->len == 1 && b->data[0] == 'r');
+  whisper_buf_free(b);
+  free(k);
+  whisper_store_close(st);
+}
+
 static int user_version(const char *path) {
   sqlite3 *db;
   sqlite3_stmt *st;
@@ -532,6 +559,7 @@ int main(void) {
   test_two_processes();
   test_migration();
   test_migration_v2();
+  test_ordered_key_limit();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
