@@ -713,14 +713,28 @@ static void sq_die(sqlite3 *db, const char *what) {
   exit(1);
 }
 
+/* A bare insert's database: rows of (k, v) into a rowid table, or, for
+ * the ordered bare insert, (key, value) into a table of the store's
+ * `ordered` shape, keys ascending as one conversation's history keys. */
+typedef struct bare_db {
+  char path[PATH_MAX];
+  int sync, per_txn, ordered;
+  sqlite3 *db;
+  sqlite3_stmt *begin, *commit, *insert;
+  uint8_t *k, *v;
+  size_t k_len;
+  uint64_t seq; /* the ordered keys' sort key */
+} bare_db;
+
 /* One store figure: Alice (memory store) encrypts to Bob, whose store is
  * the SQLite store at `path`; and the bare insert of the same
- * configuration, in its own database at `bare_path`. */
+ * configuration in its own database (and, for a batched figure, the
+ * ordered bare insert in another). */
 typedef struct store_fig {
   int num;     /* the figure's number, 11-14 */
   int sync;    /* WHISPER_SYNC_FULL or WHISPER_SYNC_NORMAL, for both databases */
   int per_txn; /* messages (rows) per transaction: 1 or STORE_BATCH */
-  char path[PATH_MAX], bare_path[PATH_MAX];
+  char path[PATH_MAX];
   dev alice, bob;
   const uint8_t *pt;
   uint64_t next;   /* the last message's sequence (its id and sort key) */
@@ -728,10 +742,7 @@ typedef struct store_fig {
   whisper_buf *wire[STORE_BATCH];
   uint8_t ids[STORE_BATCH][STORE_ID_LEN];
   whisper_incoming_t in[STORE_BATCH];
-  /* the bare insert */
-  sqlite3 *db;
-  sqlite3_stmt *begin, *commit, *insert;
-  uint8_t *k, *v;
+  bare_db bare, obare;
 } store_fig;
 
 static char g_store_dir[PATH_MAX]; /* made with mkdtemp; removed at exit */
@@ -745,9 +756,13 @@ static void store_cleanup(void) {
   if (g_store_dir[0] == 0) return;
   for (int i = 0; i < g_nstore; i++) {
     if (g_store_figs[i].path[0]) whisper_store_sqlite_destroy(g_store_figs[i].path);
-    for (size_t j = 0; g_store_figs[i].bare_path[0] && j < sizeof sfx / sizeof sfx[0]; j++) {
-      snprintf(p, sizeof p, "%s%s", g_store_figs[i].bare_path, sfx[j]);
-      unlink(p);
+    for (size_t j = 0; j < sizeof sfx / sizeof sfx[0]; j++) {
+      const bare_db *b[2] = {&g_store_figs[i].bare, &g_store_figs[i].obare};
+      for (int m = 0; m < 2; m++) {
+        if (b[m]->path[0] == 0) continue;
+        snprintf(p, sizeof p, "%s%s", b[m]->path, sfx[j]);
+        unlink(p);
+      }
     }
   }
   rmdir(g_store_dir);
@@ -880,31 +895,53 @@ static void sq_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
     sq_die(db, sql);
 }
 
+static void be64_put(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
 /* The bare database: the same journal (WAL) and synchronous mode as
  * libwhisper's store, a table (id INTEGER PRIMARY KEY, k BLOB, v BLOB),
- * rows of k_len + v_len random bytes. */
-static void bare_open(store_fig *f, size_t k_len, size_t v_len) {
+ * rows of k_len + v_len random bytes. The ordered one: the store's
+ * `ordered` table (kind, key, value, PRIMARY KEY(kind, key)) WITHOUT ROWID,
+ * each key a fixed 16-byte tag, an ascending 8-byte sort key and a fixed
+ * 16-byte tag, like one conversation's history keys. */
+static void bare_open(bare_db *b, const char *path, int sync, int per_txn, int ordered,
+                      size_t k_len, size_t v_len) {
   char jm[16];
-  if (sqlite3_open_v2(f->bare_path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+  snprintf(b->path, sizeof b->path, "%s", path);
+  b->sync = sync;
+  b->per_txn = per_txn;
+  b->ordered = ordered;
+  b->k_len = k_len;
+  if (sqlite3_open_v2(b->path, &b->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
       SQLITE_OK)
-    sq_die(f->db, "sqlite3_open_v2 (the bare database)");
-  sq_text(f->db, "PRAGMA journal_mode = WAL", jm, sizeof jm);
-  if (strcmp(jm, "wal") != 0) sq_die(f->db, "PRAGMA journal_mode = WAL (not in WAL mode)");
-  sq_exec(f->db, f->sync == WHISPER_SYNC_FULL ? "PRAGMA synchronous = FULL"
-                                              : "PRAGMA synchronous = NORMAL");
-  sq_exec(f->db, "CREATE TABLE t(id INTEGER PRIMARY KEY, k BLOB, v BLOB)");
-  sq_prepare(f->db, "BEGIN IMMEDIATE", &f->begin);
-  sq_prepare(f->db, "COMMIT", &f->commit);
-  sq_prepare(f->db, "INSERT INTO t(k, v) VALUES (?1, ?2)", &f->insert);
-  f->k = malloc(k_len);
-  f->v = malloc(v_len);
-  if (f->k == NULL || f->v == NULL) die("malloc", WHISPER_ENOMEM, NULL);
-  randombytes_buf(f->k, k_len);
-  randombytes_buf(f->v, v_len);
-  /* bindings survive sqlite3_reset(): every row carries these bytes */
-  if (sqlite3_bind_blob(f->insert, 1, f->k, (int)k_len, SQLITE_STATIC) != SQLITE_OK ||
-      sqlite3_bind_blob(f->insert, 2, f->v, (int)v_len, SQLITE_STATIC) != SQLITE_OK)
-    sq_die(f->db, "sqlite3_bind_blob");
+    sq_die(b->db, "sqlite3_open_v2 (the bare database)");
+  sq_text(b->db, "PRAGMA journal_mode = WAL", jm, sizeof jm);
+  if (strcmp(jm, "wal") != 0) sq_die(b->db, "PRAGMA journal_mode = WAL (not in WAL mode)");
+  sq_exec(b->db, sync == WHISPER_SYNC_FULL ? "PRAGMA synchronous = FULL"
+                                           : "PRAGMA synchronous = NORMAL");
+  if (ordered) {
+    sq_exec(b->db, "CREATE TABLE t(kind INTEGER NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+                   " PRIMARY KEY(kind, key)) WITHOUT ROWID");
+    sq_prepare(b->db, "INSERT INTO t(kind, key, value) VALUES (64, ?1, ?2)", &b->insert);
+  } else {
+    sq_exec(b->db, "CREATE TABLE t(id INTEGER PRIMARY KEY, k BLOB, v BLOB)");
+    sq_prepare(b->db, "INSERT INTO t(k, v) VALUES (?1, ?2)", &b->insert);
+  }
+  sq_prepare(b->db, "BEGIN IMMEDIATE", &b->begin);
+  sq_prepare(b->db, "COMMIT", &b->commit);
+  if (ordered && k_len < 24) die("the history key is shorter than expected", WHISPER_EINTERNAL, NULL);
+  b->k = malloc(k_len);
+  b->v = malloc(v_len);
+  if (b->k == NULL || b->v == NULL) die("malloc", WHISPER_ENOMEM, NULL);
+  randombytes_buf(b->k, k_len);
+  randombytes_buf(b->v, v_len);
+  /* bindings survive sqlite3_reset(), and a static blob is read at each
+   * step: every row carries these bytes (an ordered key with its sort key
+   * moved on in place) */
+  if (sqlite3_bind_blob(b->insert, 1, b->k, (int)k_len, SQLITE_STATIC) != SQLITE_OK ||
+      sqlite3_bind_blob(b->insert, 2, b->v, (int)v_len, SQLITE_STATIC) != SQLITE_OK)
+    sq_die(b->db, "sqlite3_bind_blob");
 }
 
 static void bare_step(sqlite3 *db, sqlite3_stmt *st, const char *what) {
@@ -916,32 +953,36 @@ static void bare_step(sqlite3 *db, sqlite3_stmt *st, const char *what) {
 /* Bare transactions (BEGIN IMMEDIATE, per_txn inserts, COMMIT) for at
  * least `secs`. Returns seconds per row and adds the rows to *calls. */
 static double bare_run(void *v, double secs, unsigned long *calls_out) {
-  store_fig *f = v;
+  bare_db *b = v;
   double timed = 0;
   unsigned long calls = 0;
   io_slice s;
   io_slice_start(&s);
   while (timed < secs) {
     double t0 = now_s();
-    bare_step(f->db, f->begin, "BEGIN IMMEDIATE");
-    for (int i = 0; i < f->per_txn; i++) bare_step(f->db, f->insert, "INSERT");
-    bare_step(f->db, f->commit, "COMMIT");
+    bare_step(b->db, b->begin, "BEGIN IMMEDIATE");
+    for (int i = 0; i < b->per_txn; i++) {
+      if (b->ordered) be64_put(b->k + 16, ++b->seq);
+      bare_step(b->db, b->insert, "INSERT");
+    }
+    bare_step(b->db, b->commit, "COMMIT");
     timed += now_s() - t0;
-    calls += (unsigned long)f->per_txn;
+    calls += (unsigned long)b->per_txn;
   }
   io_slice_end(&s);
   if (calls_out) *calls_out += calls;
   return timed / (double)calls;
 }
 
-static void bare_close(store_fig *f) {
-  sqlite3_finalize(f->begin);
-  sqlite3_finalize(f->commit);
-  sqlite3_finalize(f->insert);
-  if (f->db && sqlite3_close(f->db) != SQLITE_OK) sq_die(f->db, "sqlite3_close");
-  f->db = NULL;
-  free(f->k);
-  free(f->v);
+static void bare_close(bare_db *b) {
+  if (b->db == NULL) return;
+  sqlite3_finalize(b->begin);
+  sqlite3_finalize(b->commit);
+  sqlite3_finalize(b->insert);
+  if (sqlite3_close(b->db) != SQLITE_OK) sq_die(b->db, "sqlite3_close");
+  b->db = NULL;
+  free(b->k);
+  free(b->v);
 }
 
 /* What one decrypt-and-store writes, read from Bob's database through a
@@ -1261,8 +1302,6 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
     f->per_txn = cfg[i].per_txn;
     f->pt = small;
     snprintf(f->path, sizeof f->path, "%.*s/bob-%d.db", PATH_MAX - 32, g_store_dir, f->num);
-    snprintf(f->bare_path, sizeof f->bare_path, "%.*s/bare-%d.db", PATH_MAX - 32, g_store_dir,
-             f->num);
     dev_new(&f->alice, "alice");
     dev_new_sqlite(&f->bob, "bob", f->path, f->sync);
     connect_pair(&f->alice, &f->bob, small);
@@ -1270,7 +1309,15 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
       store_measure_writes(f, &w);
       measured = 1;
     }
-    if (g_only == 0) bare_open(f, w.hist_k, w.hist_v);
+    if (g_only == 0) {
+      char bp[PATH_MAX];
+      snprintf(bp, sizeof bp, "%.*s/bare-%d.db", PATH_MAX - 32, g_store_dir, f->num);
+      bare_open(&f->bare, bp, f->sync, f->per_txn, 0, w.hist_k, w.hist_v);
+      if (f->per_txn > 1) {
+        snprintf(bp, sizeof bp, "%.*s/bare-ordered-%d.db", PATH_MAX - 32, g_store_dir, f->num);
+        bare_open(&f->obare, bp, f->sync, f->per_txn, 1, w.hist_k, w.hist_v);
+      }
+    }
   }
 
   printf(
@@ -1285,7 +1332,10 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
       "  one decrypt-and-store of 100 B writes %d rows, %zu B (key + sealed value):\n"
       "    %s\n"
       "  the bare insert: one row of k %zu B + v %zu B (the history row's sizes) into\n"
-      "  (id INTEGER PRIMARY KEY, k BLOB, v BLOB), same journal and synchronous mode\n",
+      "  (id INTEGER PRIMARY KEY, k BLOB, v BLOB), same journal and synchronous mode;\n"
+      "  13 and 14 also time an ordered bare insert: the same sizes into the store's\n"
+      "  ordered table shape (kind, key, value) WITHOUT ROWID, keys ascending as one\n"
+      "  conversation's history (what keeping history in key order costs in SQLite)\n",
       w.rows, w.bytes, w.list, w.hist_k, w.hist_v);
   printf(
       "  (%%bare = bare insert time per row / decrypt-and-store time per message * 100;\n"
@@ -1322,13 +1372,20 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
   for (int i = 0; i < NCFG; i++) {
     store_fig *f = &g_store_figs[i];
     if (!want(11 + i)) continue;
-    unsigned long calls = 0, bare_calls = 0;
-    double secs, mean, bare = 0, bare_mean = 0, bare_cpu = 0;
+    unsigned long calls = 0, bare_calls = 0, obare_calls = 0;
+    double secs, mean, bare = 0, bare_mean = 0, bare_cpu = 0, obare = 0, obare_mean = 0,
+                       obare_cpu = 0;
+    char obare_mark[32] = "";
     bare_mark[0] = 0;
     if (g_only == 0) {
-      bare = best_of_slices(bare_run, f, &bare_calls, &bare_mean);
+      bare = best_of_slices(bare_run, &f->bare, &bare_calls, &bare_mean);
       bare_cpu = g_figure_cpu;
       snprintf(bare_mark, sizeof bare_mark, "%s", busy_mark());
+    }
+    if (f->obare.db) {
+      obare = best_of_slices(bare_run, &f->obare, &obare_calls, &obare_mean);
+      obare_cpu = g_figure_cpu;
+      snprintf(obare_mark, sizeof obare_mark, "%s", busy_mark());
     }
     secs = best_of_slices(store_run, f, &calls, &mean);
     snprintf(note, sizeof note, " busy %.0f%%%s", g_figure_cpu * 100, mem ? " (in memory)" : "");
@@ -1337,9 +1394,14 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
       printf("  %-33s %9.0f rows/s, %.2f us/row, mean %.2f us, %lu rows, busy %.0f%%%s\n",
              "   bare insert", 1.0 / bare, bare * 1e6, bare_mean * 1e6, bare_calls,
              bare_cpu * 100, bare_mark);
+      if (f->obare.db)
+        printf("  %-33s %9.0f rows/s, %.2f us/row, mean %.2f us, %lu rows, busy %.0f%%%s\n",
+               "   ordered bare insert", 1.0 / obare, obare * 1e6, obare_mean * 1e6, obare_calls,
+               obare_cpu * 100, obare_mark);
       if (dec_floor > 0 && f->per_txn > 1) {
-        double fl = bare + dec_floor + seal_s + tag_s;
-        printf("  %-33s %.2f us/msg = bare + STORE: at most %.1f%% of bare, at %.0f%% of it now\n",
+        double fl = obare + dec_floor + seal_s + tag_s;
+        printf("  %-33s %.2f us/msg = ordered bare + STORE: at most %.1f%% of bare, at %.0f%% "
+               "of it now\n",
                "   floor of this design", fl * 1e6, bare / fl * 100, fl / secs * 100);
       }
       fflush(stdout);
@@ -1352,7 +1414,8 @@ static void run_store_figures(const uint8_t *small, double dec_floor) {
     for (size_t j = 0; j < STORE_BATCH; j++) whisper_buf_free(f->wire[j]);
     dev_free(&f->alice);
     dev_free(&f->bob);
-    if (f->db) bare_close(f);
+    bare_close(&f->bare);
+    bare_close(&f->obare);
   }
   store_cleanup();
   free(g_store_figs);
