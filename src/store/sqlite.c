@@ -570,41 +570,38 @@ static int migrate_v3_chunk(sq_store *s, sqlite3_stmt *sel, resealed *r, size_t 
 }
 
 static int migrate_v3(sq_store *s) {
-  sqlite3_stmt *first = NULL, *next = NULL, *upd = NULL;
+  static const uint8_t empty[1];
+  sqlite3_stmt *sel = NULL, *upd = NULL;
   resealed *r = calloc(MIGRATE_CHUNK, sizeof *r);
   size_t n = 0;
   int rc = r ? WHISPER_OK : WHISPER_ENOMEM;
   if (rc == WHISPER_OK &&
       (sqlite3_prepare_v2(s->db,
-                          "SELECT kind, key, value FROM ordered ORDER BY kind, key LIMIT ?1", -1,
-                          &first, NULL) != SQLITE_OK ||
-       sqlite3_prepare_v2(s->db,
-                          "SELECT kind, key, value FROM ordered WHERE (kind, key) > (?2, ?3)"
-                          " ORDER BY kind, key LIMIT ?1",
-                          -1, &next, NULL) != SQLITE_OK ||
+                          "SELECT kind, key, value FROM ordered WHERE (kind, key) > (?1, ?2)"
+                          " ORDER BY kind, key LIMIT ?3",
+                          -1, &sel, NULL) != SQLITE_OK ||
        sqlite3_prepare_v2(s->db, "UPDATE ordered SET value = ?1 WHERE kind = ?2 AND key = ?3", -1,
                           &upd, NULL) != SQLITE_OK))
     rc = sq_fail(s, WHISPER_ESTORE, "re-sealing the history");
-  sqlite3_stmt *sel = first;
+  if (rc == WHISPER_OK) { /* the cursor starts below every row */
+    sqlite3_bind_int64(sel, 1, INT64_MIN);
+    sqlite3_bind_blob(sel, 2, empty, 0, SQLITE_STATIC);
+    sqlite3_bind_int(sel, 3, MIGRATE_CHUNK);
+  }
   while (rc == WHISPER_OK) {
-    sqlite3_bind_int(sel, 1, MIGRATE_CHUNK);
     rc = migrate_v3_chunk(s, sel, r, &n);
     sqlite3_reset(sel);
-    for (size_t i = 0; i < n; i++) {
-      if (rc == WHISPER_OK) {
-        sqlite3_bind_blob(upd, 1, r[i].value, (int)r[i].value_len, SQLITE_STATIC);
-        sqlite3_bind_int(upd, 2, r[i].kind);
-        sqlite3_bind_blob(upd, 3, r[i].key->data, (int)r[i].key->len, SQLITE_STATIC);
-        int step = sqlite3_step(upd);
-        sqlite3_reset(upd);
-        if (step != SQLITE_DONE) rc = sq_fail(s, sq_code(step), "re-sealing the history");
-      }
+    for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
+      sqlite3_bind_blob(upd, 1, r[i].value, (int)r[i].value_len, SQLITE_STATIC);
+      sqlite3_bind_int(upd, 2, r[i].kind);
+      sqlite3_bind_blob(upd, 3, r[i].key->data, (int)r[i].key->len, SQLITE_STATIC);
+      int step = sqlite3_step(upd);
+      sqlite3_reset(upd);
+      if (step != SQLITE_DONE) rc = sq_fail(s, sq_code(step), "re-sealing the history");
     }
-    if (rc == WHISPER_OK && n == MIGRATE_CHUNK) { /* go on after the chunk's last row */
-      sel = next;
-      sqlite3_clear_bindings(sel);
-      sqlite3_bind_int(sel, 2, r[n - 1].kind);
-      sqlite3_bind_blob(sel, 3, r[n - 1].key->data, (int)r[n - 1].key->len, SQLITE_TRANSIENT);
+    if (n == MIGRATE_CHUNK) { /* go on after the chunk's last row */
+      sqlite3_bind_int(sel, 1, r[n - 1].kind);
+      sqlite3_bind_blob(sel, 2, r[n - 1].key->data, (int)r[n - 1].key->len, SQLITE_TRANSIENT);
     }
     for (size_t i = 0; i < n; i++) {
       whisper_buf_free(r[i].key);
@@ -612,8 +609,7 @@ static int migrate_v3(sq_store *s) {
     }
     if (n < MIGRATE_CHUNK) break;
   }
-  sqlite3_finalize(first);
-  sqlite3_finalize(next);
+  sqlite3_finalize(sel);
   sqlite3_finalize(upd);
   free(r);
   return rc;

@@ -282,14 +282,15 @@ static void test_two_processes(void) {
   whisper_store_close(st);
 }
 
-/* Stores written by schema 1 (tests/vectors/store-v1-*.db, made by
- * tests/tools/make_store_v1.c with the first SQLite store) open after
- * migration, and the conversation in them goes on. */
-static void copy_file(const char *from, const char *to) {
+/* Copies tests/vectors/`name` into the test directory, its path in `out`. */
+static void fixture(char *out, size_t out_len, const char *name) {
+  char src[512];
   size_t n = 0;
-  uint8_t *b = slurp(from, &n);
+  snprintf(src, sizeof src, "%s/%s", WHISPER_VECTORS_DIR, name);
+  path_of(out, out_len, name);
+  uint8_t *b = slurp(src, &n);
   CHECK(b != NULL);
-  FILE *f = fopen(to, "wb");
+  FILE *f = fopen(out, "wb");
   if (b && f) fwrite(b, 1, n, f);
   if (f) fclose(f);
   free(b);
@@ -334,15 +335,14 @@ static int user_version(const char *path) {
   return version;
 }
 
+/* Stores written by schema 1 (tests/vectors/store-v1-*.db, made by
+ * tests/tools/make_store_v1.c with the first SQLite store) open after
+ * migration, and the conversation in them goes on. */
 static void test_migration(void) {
-  char src[512], pa[300], pb[300];
+  char pa[300], pb[300];
   uint8_t key[32] = "store-v1 fixture key";
-  snprintf(src, sizeof src, "%s/store-v1-alice.db", WHISPER_VECTORS_DIR);
-  path_of(pa, sizeof pa, "v1-alice.db");
-  copy_file(src, pa);
-  snprintf(src, sizeof src, "%s/store-v1-bob.db", WHISPER_VECTORS_DIR);
-  path_of(pb, sizeof pb, "v1-bob.db");
-  copy_file(src, pb);
+  fixture(pa, sizeof pa, "store-v1-alice.db");
+  fixture(pb, sizeof pb, "store-v1-bob.db");
   CHECK(user_version(pa) == 1);
 
   whisper_store *sa, *sb;
@@ -430,14 +430,10 @@ static void check_message(const whisper_page *p, size_t i, const char *id, const
  * the outbox read back as written; then the conversation goes on, and a
  * rekey carries the new rows. */
 static void test_migration_v2(void) {
-  char src[512], pa[300], pb[300];
+  char pa[300], pb[300];
   uint8_t key[32] = "store-v2 fixture key";
-  snprintf(src, sizeof src, "%s/store-v2-alice.db", WHISPER_VECTORS_DIR);
-  path_of(pa, sizeof pa, "v2-alice.db");
-  copy_file(src, pa);
-  snprintf(src, sizeof src, "%s/store-v2-bob.db", WHISPER_VECTORS_DIR);
-  path_of(pb, sizeof pb, "v2-bob.db");
-  copy_file(src, pb);
+  fixture(pa, sizeof pa, "store-v2-alice.db");
+  fixture(pb, sizeof pb, "store-v2-bob.db");
   CHECK(user_version(pa) == 2 && user_version(pb) == 2);
   enum { ROWS = 300 };
   raw_row *before = calloc(ROWS, sizeof *before), *after = calloc(ROWS, sizeof *after),
