@@ -27,6 +27,7 @@ const char *whisper_strerror(int code) {
     case WHISPER_EVERSION: return "version mismatch";
     case WHISPER_EKEY: return "wrong store key";
     case WHISPER_EBUSY: return "store busy";
+    case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
     default: return "unknown error";
   }
 }

@@ -55,7 +55,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 1
+#define WHISPER_CLIENT_CONFIG_VERSION 2
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -69,10 +69,13 @@ typedef struct whisper_client_config_t {
   uint64_t typing_min_ms;      /* typing notices to one conversation at most this often */
   int read_receipts;           /* 1: send READ receipts (whisper_client_mark_read) */
   int presence_visible;        /* 1: others may see online / last seen */
+  /* --- version 2 --- */
+  int hold_on_change;          /* 1: messages to an account whose key changed wait until
+                                * whisper_client_account_trust() (0: they go, as WhatsApp does) */
 } whisper_client_config_t;
 
 #define WHISPER_CLIENT_CONFIG_INIT \
-  { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1 }
+  { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0 }
 
 /** An engine. */
 typedef struct whisper_client whisper_client;
@@ -185,12 +188,64 @@ WHISPER_API int whisper_client_group_remove(whisper_client *c,
 WHISPER_API void whisper_client_group_conversation(
     char out[WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_GROUP_ID_LEN]);
 
-/** On a device already on the account: approves a new device's link code
- *  (shown by the new device, e.g. as a QR code). A new device (an identity
- *  whose device id is not 1, never registered) asks the server for a code
- *  on its first connection, raises WHISPER_EV_LINK_CODE with it, and
- *  registers as soon as a device of the account approves it. */
-WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *code, size_t len);
+/**
+ * On the primary device (device 1, which holds the account key): approves
+ * a new device. `token` is what the new device shows (WHISPER_EV_LINK_CODE,
+ * e.g. as a QR code): the server's link code bound to the new device's id
+ * and identity key. The engine signs a new device list with that key in
+ * it; the server cannot swap the key, because the token reaches the
+ * primary out of band. Show whisper_client_link_digits() of the token on
+ * both devices before approving. A new device (an identity whose device
+ * id is not 1, never registered) asks the server for a code on its first
+ * connection, raises WHISPER_EV_LINK_CODE with the token, and registers as
+ * soon as the primary approves it. Returns WHISPER_OK, WHISPER_EINVAL (a
+ * malformed token), WHISPER_ESTATE (not the primary, or this account's
+ * list is not published yet) or an error.
+ */
+WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t len);
+
+#define WHISPER_LINK_DIGITS 8
+/** The short code of a link token: 8 decimal digits derived from the new
+ *  device's id and identity key, NUL-terminated. Both devices show it; the
+ *  user approves only if they match. Returns WHISPER_OK or WHISPER_EINVAL. */
+WHISPER_API int whisper_client_link_digits(const uint8_t *token, size_t len,
+                                           char out[WHISPER_LINK_DIGITS + 1]);
+
+/** On the primary device: removes one of this account's other devices. A
+ *  new signed list without it goes to the server, which drops the device
+ *  (its keys, mailbox and connection); peers stop encrypting to it and
+ *  refuse what it sends once they see the list. Returns WHISPER_OK,
+ *  WHISPER_EINVAL (not a device of this account, or this device),
+ *  WHISPER_ESTATE (not the primary) or an error. */
+WHISPER_API int whisper_client_device_remove(whisper_client *c, uint32_t device_id);
+
+#define WHISPER_TRUST_UNKNOWN 0    /* no signed device list seen yet */
+#define WHISPER_TRUST_UNVERIFIED 1 /* the account key, trusted on first use */
+#define WHISPER_TRUST_VERIFIED 2   /* the app marked the key verified (safety numbers compared) */
+#define WHISPER_TRUST_CHANGED 3    /* the account key changed since the app's last decision */
+
+/**
+ * What the engine knows of an account: `trust` (WHISPER_TRUST_*), and its
+ * account key (the key that signs its device lists; 33 bytes, the one
+ * safety numbers cover) in `key` when not NULL and known. Returns
+ * WHISPER_OK, WHISPER_EINVAL or a store error.
+ */
+WHISPER_API int whisper_client_account_info(whisper_client *c, const char *account, int *trust,
+                                            uint8_t key[WHISPER_PUBLIC_KEY_LEN]);
+
+/**
+ * The app's decision on an account key: `verified` 1 after the user
+ * compared safety numbers, 0 to accept a changed key without verifying it
+ * (the state becomes UNVERIFIED). `key` must be the key the engine holds
+ * (whisper_client_account_info()), so a decision never applies to a key
+ * the user did not see. A VERIFIED account whose key changes is not
+ * followed until the app decides again: its new lists are refused, with
+ * WHISPER_EV_IDENTITY. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE
+ * (a different key is held now) or a store error.
+ */
+WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *account,
+                                             const uint8_t key[WHISPER_PUBLIC_KEY_LEN],
+                                             int verified);
 
 /** After the app trusted a changed identity (whisper_identity_trust()):
  *  tries again what waited for it, the messages to that conversation and
@@ -213,7 +268,14 @@ typedef enum whisper_client_event_type {
                                * (body: the new key when known; then whisper_client_retry()) */
   WHISPER_EV_GROUP = 9,       /* conversation (a group) membership changed */
   WHISPER_EV_ERROR = 10,      /* code (WHISPER_E*), server_code (sync.proto ERR_*), message */
-  WHISPER_EV_LINK_CODE = 11   /* body: the code to show for whisper_client_link_approve() */
+  WHISPER_EV_LINK_CODE = 11,  /* body: the link token to show for whisper_client_link_approve() */
+  WHISPER_EV_DEVICES = 12,    /* from's device list changed: from_device added (status 1) or removed
+                               * (status 2); status 0: from's devices are not authorised by an
+                               * account key yet (a contact from before signed lists) */
+  WHISPER_EV_REFUSED = 13     /* the engine refused what the server delivered (code, message;
+                               * conversation, from, from_device and id as far as known): a device
+                               * or member nobody entitled added, a message moved to another
+                               * conversation, an older device list or group change */
 } whisper_client_event_type;
 
 /** An event; its pointers are valid until the next call on the engine. */

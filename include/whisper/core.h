@@ -84,7 +84,11 @@ enum {
   /** The store key (or passphrase) is not the one the store was made with. */
   WHISPER_EKEY = -17,
   /** The store is locked by another process for longer than the timeout. */
-  WHISPER_EBUSY = -18
+  WHISPER_EBUSY = -18,
+  /** Refused: the server sent what no one entitled made (a device its
+   *  account did not sign, a member no admin added, a message filed under
+   *  another conversation, an older device list). */
+  WHISPER_EFORGED = -19
 };
 
 /** A short, static English description of an error code. Never NULL. */

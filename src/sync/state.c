@@ -90,6 +90,7 @@ int sy_state_save(whisper_client *c) {
 /* --- device lists -------------------------------------------------------------------- */
 
 void sy_devs_free(sy_devlist *l) {
+  whisper_buf_free(l->signed_list);
   free(l->d);
   memset(l, 0, sizeof *l);
 }
@@ -112,6 +113,7 @@ int sy_devs_add(sy_devlist *l, uint32_t id, uint32_t regid) {
   l->d[l->n].id = id;
   l->d[l->n].regid = regid;
   l->d[l->n].refetch = 0;
+  l->d[l->n].has_key = 0;
   l->n++;
   /* kept in order of device id */
   for (size_t i = l->n - 1; i > 0 && l->d[i - 1].id > l->d[i].id; i--) {
@@ -144,11 +146,26 @@ int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l) {
     return corrupt(c, "device list");
   }
   l->known = 1;
+  l->legacy = !m->e2e;
+  if (m->has_account_key && m->account_key.len == WHISPER_PUBLIC_KEY_LEN) {
+    l->authed = 1;
+    memcpy(l->account_key, m->account_key.data, WHISPER_PUBLIC_KEY_LEN);
+    l->version = m->version;
+    l->trust = (int)m->trust;
+    if (m->has_signed_list && (l->signed_list = whisper_buf_new(m->signed_list.data, m->signed_list.len)) == NULL)
+      rc = WHISPER_ENOMEM;
+  }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_devices; i++) {
     const Whisper__Client__KnownDevice *d = m->devices[i];
     if (d->device_id == 0 || d->device_id > INT32_MAX) continue;
     rc = sy_devs_add(l, d->device_id, d->registration_id);
-    if (rc == WHISPER_OK) sy_devs_find(l, d->device_id)->refetch = d->refetch;
+    if (rc != WHISPER_OK) break;
+    sy_dev *x = sy_devs_find(l, d->device_id);
+    x->refetch = d->refetch;
+    if (d->has_identity_key && d->identity_key.len == WHISPER_PUBLIC_KEY_LEN) {
+      x->has_key = 1;
+      memcpy(x->key, d->identity_key.data, WHISPER_PUBLIC_KEY_LEN);
+    }
   }
   whisper__client__device_list__free_unpacked(m, &wh_pb_alloc);
   if (rc != WHISPER_OK) sy_devs_free(l);
@@ -167,10 +184,26 @@ int sy_devs_save(whisper_client *c, const char *account, const sy_devlist *l) {
       d[i].device_id = l->d[i].id;
       d[i].registration_id = l->d[i].regid;
       if (l->d[i].refetch) d[i].has_refetch = d[i].refetch = 1;
+      if (l->d[i].has_key) {
+        d[i].has_identity_key = 1;
+        d[i].identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)l->d[i].key};
+      }
       dp[i] = &d[i];
     }
     m.n_devices = l->n;
     m.devices = dp;
+    m.has_e2e = 1;
+    m.e2e = !l->legacy;
+    if (l->authed) {
+      m.has_account_key = m.has_version = m.has_trust = 1;
+      m.account_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)l->account_key};
+      m.version = l->version;
+      m.trust = (uint32_t)l->trust;
+      if (l->signed_list) {
+        m.has_signed_list = 1;
+        m.signed_list = (ProtobufCBinaryData){l->signed_list->len, l->signed_list->data};
+      }
+    }
     rc = put_msg(c, 'd', account, strlen(account), &m.base);
   }
   free(d);
@@ -185,6 +218,8 @@ void sy_group_free(sy_group *g) {
   free(g->members);
   for (size_t i = 0; i < g->n_have; i++) free(g->have[i].account);
   free(g->have);
+  for (size_t i = 0; i < g->n_admins; i++) free(g->admins[i]);
+  free(g->admins);
   memset(g, 0, sizeof *g);
 }
 
@@ -215,9 +250,18 @@ int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy
   g->known = 1;
   g->left = m->left;
   g->key_gen = m->key_gen;
+  g->legacy = !m->e2e;
+  g->version = m->version;
+  if (m->has_hash && m->hash.len == sizeof g->hash) memcpy(g->hash, m->hash.data, sizeof g->hash);
   g->members = calloc(m->n_members ? m->n_members : 1, sizeof *g->members);
   g->have = calloc(m->n_have_key ? m->n_have_key : 1, sizeof *g->have);
-  rc = g->members && g->have ? WHISPER_OK : WHISPER_ENOMEM;
+  g->admins = calloc(m->n_admins ? m->n_admins : 1, sizeof *g->admins);
+  rc = g->members && g->have && g->admins ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_admins; i++) {
+    if (!sy_valid_account(m->admins[i])) continue;
+    if ((g->admins[g->n_admins] = sy_strdup(m->admins[i])) == NULL) rc = WHISPER_ENOMEM;
+    else g->n_admins++;
+  }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_members; i++) {
     if (!sy_valid_account(m->members[i])) continue;
     if ((g->members[g->n_members] = sy_strdup(m->members[i])) == NULL) rc = WHISPER_ENOMEM;
@@ -253,11 +297,73 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
     m.have_key = dp;
     if (g->left) m.has_left = m.left = 1;
     if (g->key_gen) m.has_key_gen = 1, m.key_gen = g->key_gen;
+    m.has_e2e = 1;
+    m.e2e = !g->legacy;
+    m.n_admins = g->n_admins;
+    m.admins = g->admins;
+    if (g->version) {
+      m.has_version = m.has_hash = 1;
+      m.version = g->version;
+      m.hash = (ProtobufCBinaryData){sizeof g->hash, (uint8_t *)g->hash};
+    }
     rc = put_msg(c, 'g', gid, WHISPER_GROUP_ID_LEN, &m.base);
   }
   free(d);
   free(dp);
   return rc;
+}
+
+int sy_group_is_admin(const sy_group *g, const char *account) {
+  for (size_t i = 0; i < g->n_admins; i++)
+    if (strcmp(g->admins[i], account) == 0) return 1;
+  return 0;
+}
+
+/* --- entries that wait ---------------------------------------------------------------------- */
+
+int sy_held_read(whisper_client *c, sy_heldset *h) {
+  whisper_buf *b;
+  memset(h, 0, sizeof *h);
+  int rc = get_raw(c, 'h', NULL, 0, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__Held *m = whisper__client__held__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL || m->n_deliver > SY_MAX_HELD) {
+    if (m) whisper__client__held__free_unpacked(m, &wh_pb_alloc);
+    return corrupt(c, "waiting entries");
+  }
+  h->e = calloc(m->n_deliver + 1, sizeof *h->e);
+  rc = h->e ? WHISPER_OK : WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_deliver; i++)
+    if ((h->e[h->n] = whisper_buf_new(m->deliver[i].data, m->deliver[i].len)) == NULL) rc = WHISPER_ENOMEM;
+    else h->n++;
+  whisper__client__held__free_unpacked(m, &wh_pb_alloc);
+  if (rc != WHISPER_OK) sy_heldset_free(h);
+  return rc;
+}
+
+int sy_held_write(whisper_client *c, const sy_heldset *h) {
+  uint8_t k = 'h';
+  if (h->n == 0) {
+    int rc = wh_del(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1);
+    return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
+  }
+  Whisper__Client__Held m = WHISPER__CLIENT__HELD__INIT;
+  ProtobufCBinaryData *d = calloc(h->n, sizeof *d);
+  if (d == NULL) return WHISPER_ENOMEM;
+  for (size_t i = 0; i < h->n; i++) d[i] = (ProtobufCBinaryData){h->e[i]->len, h->e[i]->data};
+  m.n_deliver = h->n;
+  m.deliver = d;
+  int rc = put_msg(c, 'h', NULL, 0, &m.base);
+  free(d);
+  return rc;
+}
+
+void sy_heldset_free(sy_heldset *h) {
+  for (size_t i = 0; i < h->n; i++) whisper_buf_free(h->e[i]);
+  free(h->e);
+  memset(h, 0, sizeof *h);
 }
 
 /* --- outgoing messages' conversations --------------------------------------------------- */

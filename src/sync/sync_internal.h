@@ -9,6 +9,8 @@
  *   state.c   what the engine keeps in the store (WHISPER_REC_SYNC_STATE)
  *   txn.c     running library calls inside the engine's own transaction
  *   keys.c    reading public keys and registration ids from stored records
+ *   trust.c   what is authenticated end to end: signed device lists, signed
+ *             group changes, the payload inside the encryption, link tokens
  */
 #ifndef WH_SYNC_INTERNAL_H
 #define WH_SYNC_INTERNAL_H
@@ -21,6 +23,7 @@
 #include "internal.h"
 #include "protocol/pb.h"
 #include "sync.pb-c.h"
+#include "e2e.pb-c.h"
 #include "whisper/whisper.h"
 
 /* The engine's records. Keys: "s" (ClientState), "d" || account
@@ -36,6 +39,8 @@
 #define SY_TYPING_TTL 6000     /* a typing indicator lapses after this without news */
 #define SY_RETRY_MS 1000       /* after ERR_INTERNAL */
 #define SY_MAX_OPS 4096        /* pending receipts and group operations kept */
+#define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
+#define SY_MAX_LIST 64         /* devices in a signed list */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -47,7 +52,8 @@ enum {
 /* What a request was, to read its answer. */
 enum {
   RQ_REGISTER = 1, RQ_HELLO, RQ_AUTH, RQ_UPLOAD, RQ_LIST, RQ_FETCH, RQ_SEND, RQ_SKDM, RQ_ACK,
-  RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING
+  RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING,
+  RQ_PUBLISH, RQ_OWN_BUNDLES
 };
 
 typedef struct sy_devref {
@@ -128,9 +134,12 @@ typedef struct sy_held {
   struct sy_held *next;
 } sy_held;
 
+/* A change of this account's signed device list, from the primary: a
+ * link approval (code set) or a PublishDevices (a removal, the first list). */
 typedef struct sy_approve {
   uint8_t code[64];
-  size_t len;
+  size_t len;               /* 0: a PublishDevices */
+  whisper_buf *list;        /* the signed list it carries */
   uint64_t inflight; /* the request id while sent */
   struct sy_approve *next;
 } sy_approve;
@@ -145,9 +154,17 @@ typedef struct sy_join {
 typedef struct sy_dev {
   uint32_t id, regid;
   int refetch;
+  int has_key;
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN]; /* from the signed list */
 } sy_dev;
 typedef struct sy_devlist {
   int known;
+  int legacy;        /* stored before signed lists: the server's word, until a list comes */
+  int authed;        /* the devices are a signed list's */
+  uint64_t version;
+  uint8_t account_key[WHISPER_PUBLIC_KEY_LEN];
+  int trust;         /* WHISPER_TRUST_* */
+  whisper_buf *signed_list;
   sy_dev *d;
   size_t n;
 } sy_devlist;
@@ -160,6 +177,11 @@ typedef struct sy_group {
   size_t n_have;
   int left;
   uint32_t key_gen; /* rotations so far */
+  int legacy;       /* stored before signed changes: the first signed change by a member is the base */
+  char **admins;
+  size_t n_admins;
+  uint64_t version; /* of the last signed change (0: none) */
+  uint8_t hash[32];
 } sy_group;
 
 struct whisper_client {
@@ -215,6 +237,8 @@ struct whisper_client {
   size_t n_subs;
   sy_held *held_frames;
   sy_approve *approvals;
+  sy_name *fetching;       /* accounts whose lists were asked for to handle held entries */
+  int retry_due;           /* a list arrived: held entries are tried again */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -291,6 +315,15 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
 void sy_group_free(sy_group *g);
 int sy_group_is_member(const sy_group *g, const char *account);
 int sy_group_has_key(const sy_group *g, const char *account, uint32_t device);
+int sy_group_is_admin(const sy_group *g, const char *account);
+/* Entries that wait ("h"): packed Delivers, at most SY_MAX_HELD. */
+typedef struct sy_heldset {
+  whisper_buf **e;
+  size_t n;
+} sy_heldset;
+int sy_held_read(whisper_client *c, sy_heldset *h);
+int sy_held_write(whisper_client *c, const sy_heldset *h); /* inside a transaction */
+void sy_heldset_free(sy_heldset *h);
 int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv);
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]);
@@ -306,6 +339,51 @@ int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
 /* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
 int sy_txn_end(whisper_client *c, int rc);
+
+/* --- trust.c ------------------------------------------------------------------- */
+/* Checks a signed list of `account` and, if it may replace what `l` holds
+ * (same account key and a version not below, or a new key the policy
+ * takes), makes `l` its devices and sets the library's trust for each.
+ * Events (devices added or removed, a changed account key) go to `evs`
+ * (a sy_event list head, may be NULL: pushed at once). Returns WHISPER_OK,
+ * WHISPER_EINVALIDMSG / WHISPER_EINVALIDSIG (a bad list), WHISPER_ESTALE
+ * ... see trust.c; the sentence is in the context's last error. */
+typedef struct sy_evq {
+  sy_event *head, *tail;
+} sy_evq;
+void sy_evq_add(sy_evq *q, sy_event *e);
+int sy_list_accept(whisper_client *c, const char *account, const uint8_t *bytes, size_t len,
+                   sy_devlist *l, sy_evq *evs);
+/* 1 if (account's list) authorises `device` (with `key`, when not NULL). */
+int sy_list_has(const sy_devlist *l, uint32_t device, const uint8_t *key);
+/* A signed list of this account (the primary only): `devs` with their keys. */
+int sy_list_sign(whisper_client *c, uint64_t version, const sy_dev *devs, size_t n,
+                 whisper_buf **out);
+/* A parsed group change (sy_change_parse checks its shape and group id;
+ * sy_change_verify its signature against the author's list). */
+typedef struct sy_change {
+  Whisper__E2e__SignedGroupChange *s;
+  Whisper__E2e__GroupChangeBody *b;
+  uint8_t hash[32]; /* of the body */
+} sy_change;
+int sy_change_parse(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const uint8_t *bytes,
+                    size_t len, sy_change *ch);
+int sy_change_verify(whisper_client *c, const sy_change *ch, const sy_devlist *author);
+void sy_change_free(sy_change *ch);
+/* Link tokens (whisper_client_link_approve()). */
+int sy_token_make(whisper_client *c, const uint8_t *code, size_t len, whisper_buf **out);
+int sy_token_parse(const uint8_t *t, size_t len, uint32_t *device, const uint8_t **key,
+                   const uint8_t **code, size_t *code_len);
+/* A signed change of group `gid` from state `g` to (members, admins). */
+int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
+                   char *const *members, size_t nm, char *const *admins, size_t na,
+                   whisper_buf **out);
+/* The payload around a message body, and back. */
+int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const uint8_t *body,
+                    size_t len, whisper_buf **out);
+Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);
+/* SHA-256. */
+void sy_sha256(uint8_t out[32], const uint8_t *data, size_t len);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */
