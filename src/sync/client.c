@@ -4,6 +4,7 @@
  * events. The protocol's pieces are in login.c, outbox.c, inbox.c and
  * ops.c (sync_internal.h lists them).
  */
+#include <stddef.h>
 #include <stdio.h>
 
 #include "sync/sync_internal.h"
@@ -262,7 +263,7 @@ static void connection_reset(whisper_client *c) {
   c->send_retry_at = 0;
   sy_jobs_free(c);
   sy_names_free(&c->refreshed);
-  sy_held_free(c);
+  sy_names_free(&c->fetching);
   for (size_t i = 0; i < c->n_ops; i++) c->ops[i].inflight = 0;
   for (sy_approve *a = c->approvals; a; a = a->next) a->inflight = 0;
   /* typing indicators from others end with the connection */
@@ -293,7 +294,9 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (c == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   c->ctx = ctx;
   c->cfg = defaults;
-  memcpy(&c->cfg, cfg, sizeof c->cfg); /* version 1 is the whole struct */
+  /* a version-1 caller's struct ends before hold_on_change */
+  memcpy(&c->cfg, cfg, cfg->version >= 2 ? sizeof c->cfg : offsetof(whisper_client_config_t, hold_on_change));
+  c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;
   strcpy(c->account, ctx->name);
   c->device_id = ctx->device_id;
   sy_join_init(c);
@@ -325,8 +328,7 @@ void whisper_client_free(whisper_client *c) {
   while (c->approvals) {
     sy_approve *a = c->approvals;
     c->approvals = a->next;
-    wh_wipe(a, sizeof *a);
-    free(a);
+    sy_approve_free(a);
   }
   free(c->held);
   wh_wipe(c->nonce, sizeof c->nonce);
@@ -421,17 +423,13 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
         unexpected(c, r);
       break;
     case RQ_LINK_APPROVE:
-      for (sy_approve **p = &c->approvals; *p; p = &(*p)->next)
-        if ((*p)->inflight == r->id) {
-          sy_approve *a = *p;
-          *p = a->next;
-          wh_wipe(a, sizeof *a);
-          free(a);
-          break;
-        }
-      goto report;
+    case RQ_PUBLISH:
+      sy_publish_answer(c, r, f);
+      break;
+    case RQ_OWN_BUNDLES:
+      sy_login_answer(c, r, f);
+      break;
     default:
-    report:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
         const Whisper__Sync__Error *e = f->error;
         sy_error_event(c, WHISPER_EINVAL, (int)e->code, e->message ? e->message : "request refused");
@@ -531,6 +529,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   }
 done:
   whisper__sync__frame__free_unpacked(f, &wh_pb_alloc);
+  if (c->retry_due) sy_retry_held(c);
   sy_pump(c);
   return rc;
 }

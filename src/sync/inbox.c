@@ -8,13 +8,25 @@
  * Auth.resume_after are the watermark: last_seq, or just below the oldest
  * held entry (an Ack up to a seq deletes every entry below it).
  *
+ * Nothing the engine decides from is the server's word (trust.c):
+ *  - a message is accepted only from a device that its account's signed
+ *    list names, with the identity key the list names; from an unknown
+ *    device the entry waits while the list is fetched, then is refused;
+ *  - its conversation is the one inside the encryption (the Payload): a
+ *    group message filed under another group, or a 1:1 message or
+ *    own-device copy re-addressed, is refused and filed nowhere;
+ *  - a group message only from a member of the engine's own membership;
+ *  - membership changes only by a signed change that follows the one held,
+ *    by an admin (or a member leaving).
+ * A refusal rolls back everything the entry did, raises EV_REFUSED and is
+ * acked: the same bytes can never become valid.
+ *
  * Outcomes:
  *  - stored (or a duplicate): done, acked;
- *  - WHISPER_EUNTRUSTED (the sender's identity key changed): EV_IDENTITY,
- *    held and not acked: it comes again on the next login, or with
- *    whisper_client_retry() once the app trusted the key. Entries after it
- *    are handled meanwhile; the server stops pushing once its window of
- *    unacknowledged entries is full;
+ *  - waiting (a legacy contact's changed identity key: EV_IDENTITY; or a
+ *    device list to fetch first): kept in the store ("h") and acked, so
+ *    one untrusted contact never stalls the mailbox; tried again when the
+ *    list arrives, on whisper_client_retry() and after each login;
  *  - any other failure to decrypt (malformed, bad signature, no session or
  *    sender key, too far ahead): EV_ERROR, and acked like a stored entry:
  *    the same bytes can never decrypt later, and keeping them would block
@@ -32,7 +44,12 @@
 #include "sync/sync_internal.h"
 #include "wire.pb-c.h"
 
-enum { OUT_DONE = 1, OUT_HOLD = 2 };
+enum { OUT_DONE = 1, OUT_HOLD = 2, OUT_REFUSED = 3 };
+
+/* What handling one entry produced. */
+typedef struct entry_ctx {
+  char fetch[WH_NAME_MAX + 1]; /* OUT_HOLD: the account whose list to fetch ("" none) */
+} entry_ctx;
 
 /* --- the watermark and acks ------------------------------------------------------------------- */
 
@@ -60,50 +77,6 @@ void sy_ack_flush(whisper_client *c) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_ACK;
   f.ack = &a;
   if (sy_queue(c, &f, RQ_ACK, 1, NULL) == WHISPER_OK) c->acked = w;
-}
-
-void sy_held_free(whisper_client *c) {
-  while (c->held_frames) {
-    sy_held *h = c->held_frames;
-    c->held_frames = h->next;
-    whisper_buf_free(h->frame);
-    free(h);
-  }
-}
-
-static void held_keep(whisper_client *c, const Whisper__Sync__Deliver *d) {
-  size_t n = 0;
-  for (sy_held *h = c->held_frames; h; h = h->next, n++)
-    if (h->seq == d->seq) return;
-  if (n >= SY_HELD_FRAMES) return;
-  sy_held *h = calloc(1, sizeof *h);
-  if (h == NULL) return;
-  size_t len = whisper__sync__deliver__get_packed_size(d);
-  if ((h->frame = whisper_buf_new(NULL, len)) == NULL) {
-    free(h);
-    return;
-  }
-  whisper__sync__deliver__pack(d, h->frame->data);
-  h->seq = d->seq;
-  h->next = c->held_frames;
-  c->held_frames = h;
-}
-
-void sy_retry_held(whisper_client *c) {
-  sy_held *list = c->held_frames;
-  c->held_frames = NULL;
-  while (list) {
-    sy_held *h = list;
-    list = h->next;
-    Whisper__Sync__Deliver *d =
-        whisper__sync__deliver__unpack(&wh_pb_alloc, h->frame->len, h->frame->data);
-    if (d) {
-      if (c->logged_in) sy_deliver(c, d, 1);
-      whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
-    }
-    whisper_buf_free(h->frame);
-    free(h);
-  }
 }
 
 /* --- events of one entry ------------------------------------------------------------------------ */
@@ -198,6 +171,38 @@ static int classify(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
   return OUT_DONE;
 }
 
+/* Refuses the entry: everything it did is rolled back (sy_deliver). */
+static int refuse(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                  const char *conv, int code) {
+  sy_event *e = ev_of(c, WHISPER_EV_REFUSED, d, conv, NULL);
+  if (e) {
+    e->ev.code = code;
+    e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
+  }
+  ev_add(evs, e);
+  return OUT_REFUSED;
+}
+
+static int refuse_why(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                      const char *conv, const char *why) {
+  wh_fail(c->ctx, WHISPER_EFORGED, "%s", why);
+  return refuse(c, d, evs, conv, WHISPER_EFORGED);
+}
+
+/* Whether (account, device) may have sent this: 0 yes; else the outcome
+ * (the list is fetched once per connection before a device is refused). */
+static int sender_check(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                        entry_ctx *x, const char *account, uint32_t device, const sy_devlist *l) {
+  if (sy_list_has(l, device, NULL)) return 0;
+  if (!sy_name_has(c->refreshed, account)) {
+    snprintf(x->fetch, sizeof x->fetch, "%s", account);
+    return OUT_HOLD;
+  }
+  wh_fail(c->ctx, WHISPER_EFORGED, "device %u of %s is not on the device list its account signed",
+          device, account);
+  return refuse(c, d, evs, account, WHISPER_EFORGED);
+}
+
 static void bad_entry(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
                       const char *why) {
   sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
@@ -266,19 +271,13 @@ static int own_copy_recipients(whisper_client *c, const char *conv, const uint8_
 
 /* This account's message from another of its devices: kept as outgoing. */
 static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv,
-                    const uint8_t *gid, whisper_buf **pt) {
-  int rc = gid ? whisper_group_decrypt(c->ctx, d->sender, d->sender_device, d->body.data,
-                                       d->body.len, pt)
-               : whisper_session_decrypt(c->ctx, d->sender, d->sender_device, (int)d->type,
-                                         d->body.data, d->body.len, pt);
-  if (rc != WHISPER_OK) return rc;
+                    const uint8_t *gid, const uint8_t *body, size_t len, uint64_t ts) {
   recips r;
-  rc = own_copy_recipients(c, conv, gid, &r);
+  int rc = own_copy_recipients(c, conv, gid, &r);
   if (rc != WHISPER_OK) return rc;
   whisper_message_t m = {.conversation = conv, .id = d->client_id.data,
                          .id_len = d->client_id.len, .sort_key = d->server_seq,
-                         .timestamp_ms = d->server_ts ? d->server_ts : c->now,
-                         .body = (*pt)->data, .body_len = (*pt)->len};
+                         .timestamp_ms = ts, .body = body, .body_len = len};
   rc = whisper_history_add_outgoing(c->ctx, &m, r.devs, r.n);
   recips_free(&r);
   if (rc == WHISPER_OK)
@@ -287,10 +286,24 @@ static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
   return rc;
 }
 
-static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs) {
+/* The library's answer for the sender's session or sender key. */
+static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                          entry_ctx *x, const char *conv, const sy_devlist *l, int rc) {
+  if (rc == WHISPER_EUNTRUSTED && l->authed) {
+    /* not the key the signed list names: a newer list, or a forgery */
+    if (!sy_name_has(c->refreshed, d->sender)) {
+      snprintf(x->fetch, sizeof x->fetch, "%s", d->sender);
+      return OUT_HOLD;
+    }
+    return refuse(c, d, evs, conv, WHISPER_EFORGED);
+  }
+  return classify(c, d, conv, rc, NULL, evs, 0);
+}
+
+static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                      entry_ctx *x) {
   char conv[WH_NAME_MAX + 1];
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  whisper_buf *pt = NULL;
   uint32_t content = d->has_content ? d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
   if (!sy_valid_account(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
       !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7) ||
@@ -304,20 +317,28 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     bad_entry(c, d, evs, "a message entry from this very device");
     return OUT_DONE;
   }
+  sy_devlist sl;
+  int rc = sy_devs_load(c, d->sender, &sl);
+  if (rc != WHISPER_OK) return rc;
+  int out = sender_check(c, d, evs, x, d->sender, d->sender_device, &sl);
+  if (out) goto done;
   if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM && d->type != 7) {
-    int rc = whisper_group_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
-                                                d->body.data, d->body.len);
-    return classify(c, d, d->sender, rc, NULL, evs, 0);
+    rc = whisper_group_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
+                                            d->body.data, d->body.len);
+    out = rc == WHISPER_OK ? OUT_DONE : decrypt_failed(c, d, evs, x, d->sender, &sl, rc);
+    goto done;
   }
   if (!d->has_client_id || d->client_id.len != WHISPER_CLIENT_ID_LEN) {
     bad_entry(c, d, evs, "a message entry without a client id");
-    return OUT_DONE;
+    out = OUT_DONE;
+    goto done;
   }
   const uint8_t *g = NULL;
   if (d->type == 7) {
     if (!d->has_group_id || d->group_id.len != WHISPER_GROUP_ID_LEN) {
       bad_entry(c, d, evs, "a group message without a group id");
-      return OUT_DONE;
+      out = OUT_DONE;
+      goto done;
     }
     memcpy(gid, d->group_id.data, WHISPER_GROUP_ID_LEN);
     g = gid;
@@ -325,26 +346,69 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   } else if (own) {
     if (!sy_valid_account(d->conversation_to) || strcmp(d->conversation_to, c->account) == 0) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
-      return OUT_DONE;
+      out = OUT_DONE;
+      goto done;
     }
     strcpy(conv, d->conversation_to);
   } else {
     strcpy(conv, d->sender);
   }
-  int rc;
-  if (own) {
-    rc = own_copy(c, d, conv, g, &pt);
-  } else {
-    whisper_message_t m = {.conversation = conv, .id = d->client_id.data,
-                           .id_len = d->client_id.len, .sort_key = d->server_seq,
-                           .timestamp_ms = d->server_ts ? d->server_ts : c->now};
-    rc = g ? whisper_group_decrypt_store(c->ctx, d->sender, d->sender_device, d->body.data,
-                                         d->body.len, &m, &pt)
-           : whisper_session_decrypt_store(c->ctx, d->sender, d->sender_device, (int)d->type,
-                                           d->body.data, d->body.len, &m, &pt);
+  whisper_message_t m = {.conversation = conv, .id = d->client_id.data, .id_len = d->client_id.len,
+                         .sort_key = d->server_seq, .timestamp_ms = d->server_ts ? d->server_ts : c->now};
+  if (!own && (rc = wh_history_incoming_check(c->ctx, &m)) != WHISPER_OK) {
+    out = classify(c, d, conv, rc, NULL, evs, 0);
+    goto done;
   }
-  int out = classify(c, d, conv, rc, pt, evs, 1);
+  whisper_buf *pt = NULL;
+  rc = g ? whisper_group_decrypt(c->ctx, d->sender, d->sender_device, d->body.data, d->body.len, &pt)
+         : whisper_session_decrypt(c->ctx, d->sender, d->sender_device, (int)d->type, d->body.data,
+                                   d->body.len, &pt);
+  if (rc != WHISPER_OK) {
+    out = decrypt_failed(c, d, evs, x, conv, &sl, rc);
+    goto done;
+  }
+  /* the conversation as the sender encrypted it */
+  Whisper__E2e__Payload *p = sy_payload_parse(pt->data, pt->len);
+  const uint8_t *body = pt->data;
+  size_t body_len = pt->len;
+  if (p) {
+    body = p->body.data;
+    body_len = p->body.len;
+    if (p->sent_at_ms) m.timestamp_ms = p->sent_at_ms;
+  }
+  const char *why = NULL;
+  if (p == NULL && !(sl.legacy && !sl.authed))
+    why = "a message without its conversation inside the encryption";
+  else if (p && g && (!p->has_group_id || memcmp(p->group_id.data, g, WHISPER_GROUP_ID_LEN) != 0))
+    why = "a group message delivered under another conversation";
+  else if (p && !g && (p->to == NULL || strcmp(p->to, own ? conv : c->account) != 0))
+    why = "a message delivered under another conversation";
+  if (why == NULL && g) {
+    sy_group gs;
+    if ((rc = sy_group_load(c, g, &gs)) == WHISPER_OK) {
+      if (!gs.known || !sy_group_is_member(&gs, d->sender))
+        why = "a group message from someone the group's members did not add";
+      sy_group_free(&gs);
+    }
+  }
+  if (rc == WHISPER_OK && why) {
+    out = refuse_why(c, d, evs, conv, why);
+  } else if (rc == WHISPER_OK) {
+    rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms)
+             : wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device, body, body_len);
+    if (rc == WHISPER_OK) {
+      whisper_buf shown = {.data = (uint8_t *)body, .len = body_len};
+      out = classify(c, d, conv, rc, &shown, evs, 1);
+    } else {
+      out = classify(c, d, conv, rc, NULL, evs, 0);
+    }
+  } else {
+    out = rc;
+  }
+  if (p) whisper__e2e__payload__free_unpacked(p, &wh_pb_alloc);
   whisper_buf_free(pt);
+done:
+  sy_devs_free(&sl);
   return out;
 }
 
@@ -394,40 +458,110 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
 
 /* --- group changes ------------------------------------------------------------------------------- */
 
-static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs) {
+/* Whether change `ch` may follow state `g` (0: yes, else why not). */
+static const char *change_follows(whisper_client *c, const sy_group *g, const sy_change *ch) {
+  const Whisper__E2e__GroupChangeBody *b = ch->b;
+  int in_new = 0;
+  for (size_t i = 0; i < b->n_members; i++) in_new |= strcmp(b->members[i], c->account) == 0;
+  if (!g->known || g->version == 0) {
+    if (g->known && g->legacy && !g->left && sy_group_is_member(g, b->author))
+      return NULL; /* a group from before signed changes: its first one is the base */
+    if (b->version == 1 && strcmp(b->author, b->members[0]) == 0) {
+      for (size_t i = 0; i < b->n_admins; i++)
+        if (strcmp(b->admins[i], b->author) == 0) return NULL; /* the creation, by its creator */
+    }
+    if (in_new) {
+      for (size_t i = 0; i < b->n_admins; i++)
+        if (strcmp(b->admins[i], b->author) == 0) return NULL; /* this account added by an admin */
+    }
+    return "a group change that does not start from a state this device holds";
+  }
+  if (b->version <= g->version) return "an old group change, replayed";
+  if (b->version != g->version + 1 || memcmp(b->prev.data, g->hash, 32) != 0)
+    return "a group change that does not follow the one this device holds";
+  if (sy_group_is_admin(g, b->author)) return NULL;
+  /* a member may only leave: the same group without it */
+  if (!sy_group_is_member(g, b->author) || b->n_members + 1 != g->n_members)
+    return "a group change by a member who is not an admin";
+  for (size_t i = 0; i < b->n_members; i++)
+    if (strcmp(b->members[i], b->author) == 0 || !sy_group_is_member(g, b->members[i]))
+      return "a group change by a member who is not an admin";
+  for (size_t i = 0; i < b->n_admins; i++)
+    if (!sy_group_is_admin(g, b->admins[i]) && g->n_admins > 0)
+      return "a group change by a member who is not an admin";
+  return NULL;
+}
+
+static int strv_copy(char ***out, size_t *n, char *const *src, size_t ns) {
+  char **v = calloc(ns + 1, sizeof *v);
+  if (v == NULL) return WHISPER_ENOMEM;
+  size_t k = 0;
+  for (; k < ns; k++)
+    if ((v[k] = sy_strdup(src[k])) == NULL) break;
+  if (k < ns) {
+    while (k) free(v[--k]);
+    free(v);
+    return WHISPER_ENOMEM;
+  }
+  for (size_t i = 0; i < *n; i++) free((*out)[i]);
+  free(*out);
+  *out = v;
+  *n = ns;
+  return WHISPER_OK;
+}
+
+static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs, entry_ctx *x) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
   if (!d->has_group_id || d->group_id.len != WHISPER_GROUP_ID_LEN) {
     bad_entry(c, d, evs, "a group entry without a group id");
     return OUT_DONE;
   }
   const uint8_t *gid = d->group_id.data;
+  whisper_client_group_conversation(conv, gid);
+  if (!d->has_group_change)
+    return refuse_why(c, d, evs, conv, "a membership change that no member signed");
+  sy_change ch;
+  int rc = sy_change_parse(c, gid, d->group_change.data, d->group_change.len, &ch);
+  if (rc != WHISPER_OK) return refuse(c, d, evs, conv, rc);
   sy_group g;
-  int rc = sy_group_load(c, gid, &g);
-  if (rc != WHISPER_OK) return rc;
-  char **members = calloc(d->n_members + 1, sizeof *members);
-  size_t nm = 0;
-  if (members == NULL) rc = WHISPER_ENOMEM;
-  for (size_t i = 0; rc == WHISPER_OK && i < d->n_members; i++) {
-    if (!sy_valid_account(d->members[i])) continue;
-    int dup = 0;
-    for (size_t k = 0; k < nm && !dup; k++) dup = strcmp(members[k], d->members[i]) == 0;
-    if (dup) continue;
-    if ((members[nm] = sy_strdup(d->members[i])) == NULL) rc = WHISPER_ENOMEM;
-    else nm++;
-  }
-  if (rc != WHISPER_OK) {
-    for (size_t k = 0; k < nm; k++) free(members[k]);
-    free(members);
-    sy_group_free(&g);
+  sy_devlist al;
+  memset(&al, 0, sizeof al);
+  int out = OUT_DONE;
+  if ((rc = sy_group_load(c, gid, &g)) != WHISPER_OK) {
+    sy_change_free(&ch);
     return rc;
   }
-  for (size_t i = 0; i < g.n_members; i++) free(g.members[i]);
-  free(g.members);
-  g.members = members;
-  g.n_members = nm;
+  if (g.version && memcmp(g.hash, ch.hash, 32) == 0) { /* the one applied already (our own) */
+    ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
+    goto out;
+  }
+  const char *why = change_follows(c, &g, &ch);
+  if (why) {
+    out = refuse_why(c, d, evs, conv, why);
+    goto out;
+  }
+  if ((rc = sy_devs_load(c, ch.b->author, &al)) != WHISPER_OK) goto out;
+  if ((out = sender_check(c, d, evs, x, ch.b->author, ch.b->author_device, &al)) != 0) goto out;
+  if ((rc = sy_change_verify(c, &ch, &al)) != WHISPER_OK) {
+    out = rc == WHISPER_ENOMEM ? rc : refuse(c, d, evs, conv, rc);
+    goto out;
+  }
+  /* apply: who left, then the new membership */
+  int removed = 0;
+  for (size_t i = 0; i < g.n_members; i++) {
+    int stays = 0;
+    for (size_t k = 0; k < ch.b->n_members && !stays; k++) stays = strcmp(ch.b->members[k], g.members[i]) == 0;
+    removed |= !stays;
+  }
+  if ((rc = strv_copy(&g.members, &g.n_members, ch.b->members, ch.b->n_members)) != WHISPER_OK ||
+      (rc = strv_copy(&g.admins, &g.n_admins, ch.b->admins, ch.b->n_admins)) != WHISPER_OK)
+    goto out;
   g.known = 1;
+  g.legacy = 0;
+  g.version = ch.b->version;
+  memcpy(g.hash, ch.hash, 32);
   g.left = !sy_group_is_member(&g, c->account);
-  if (!g.left && d->n_removed > 0) {
+  if (!g.left && removed) {
     /* someone left: a new sender key, for the members who stay */
     whisper_buf *skdm = NULL;
     rc = whisper_group_rotate(c->ctx, gid, &skdm);
@@ -436,8 +570,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);
     g.n_have = 0;
   } else {
-    /* only keep the devices of members */
-    size_t w = 0;
+    size_t w = 0; /* only keep the devices of members */
     for (size_t i = 0; i < g.n_have; i++) {
       if (sy_group_is_member(&g, g.have[i].account)) g.have[w++] = g.have[i];
       else free(g.have[i].account);
@@ -445,12 +578,13 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     g.n_have = w;
   }
   if (rc == WHISPER_OK) rc = sy_group_save(c, gid, &g);
+  if (rc == WHISPER_OK) ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
+  else if (!store_failure(rc)) out = classify(c, d, NULL, rc, NULL, evs, 0), rc = WHISPER_OK;
+out:
+  sy_devs_free(&al);
   sy_group_free(&g);
-  if (store_failure(rc)) return rc;
-  if (rc != WHISPER_OK) return classify(c, d, NULL, rc, NULL, evs, 0);
-  whisper_client_group_conversation(conv, gid);
-  ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
-  return OUT_DONE;
+  sy_change_free(&ch);
+  return rc != WHISPER_OK && store_failure(rc) ? rc : out;
 }
 
 /* --- one entry ----------------------------------------------------------------------------------- */
@@ -465,41 +599,98 @@ static int held_next(const whisper_client *c, uint64_t seq, int hold, uint64_t *
   return WHISPER_OK;
 }
 
+/* Handles one entry inside a transaction it begins; on return with
+ * WHISPER_OK the transaction is open (and holds what the entry did, unless
+ * it was refused or failed: then only what follows). */
+static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs, entry_ctx *x,
+                  int *out) {
+  int rc = WHISPER_OK;
+  *out = OUT_DONE;
+  x->fetch[0] = '\0';
+  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_RECEIPT) {
+    *out = on_receipt(c, d, evs); /* idempotent, in transactions of its own */
+    if (*out < 0) return *out;
+    return sy_txn_begin(c);
+  }
+  if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) *out = on_message(c, d, evs, x);
+  else if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) *out = on_group(c, d, evs, x);
+  else *out = OUT_DONE; /* a kind this engine does not know: skipped */
+  if (*out < 0) return sy_txn_end(c, *out);
+  if (*out == OUT_REFUSED || *out == OUT_HOLD || !sy_txn_alive(c)) {
+    /* nothing of it is kept (a refused or waiting entry, or a library
+     * call that failed and rolled back): the progress alone */
+    sy_txn_end(c, WHISPER_EFORGED);
+    return sy_txn_begin(c);
+  }
+  return WHISPER_OK;
+}
+
+/* Asks for an account's device list so that waiting entries can go on. */
+static void fetch_list(whisper_client *c, const char *account) {
+  if (!c->logged_in || sy_name_has(c->fetching, account)) return;
+  Whisper__Sync__ListDevices l = WHISPER__SYNC__LIST_DEVICES__INIT;
+  l.account = (char *)account;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LIST_DEVICES;
+  f.list_devices = &l;
+  sy_req *r;
+  if (sy_queue(c, &f, RQ_LIST, 1, &r) != WHISPER_OK) return;
+  snprintf(r->account, sizeof r->account, "%s", account);
+  sy_name_add(&c->fetching, account);
+}
+
+/* Adds a packed entry to the waiting set, inside the transaction. */
+static int hold(whisper_client *c, const Whisper__Sync__Deliver *d) {
+  sy_heldset h;
+  int rc = sy_held_read(c, &h);
+  if (rc != WHISPER_OK) return rc;
+  whisper_buf **n = realloc(h.e, (h.n + 1) * sizeof *n);
+  if (n == NULL) rc = WHISPER_ENOMEM;
+  else h.e = n;
+  size_t len = whisper__sync__deliver__get_packed_size(d);
+  if (rc == WHISPER_OK && (h.e[h.n] = whisper_buf_new(NULL, len)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) {
+    whisper__sync__deliver__pack(d, h.e[h.n++]->data);
+    rc = sy_held_write(c, &h);
+  }
+  sy_heldset_free(&h);
+  return rc;
+}
+
+static int held_count(whisper_client *c, size_t *n) {
+  sy_heldset h;
+  int rc = sy_held_read(c, &h);
+  *n = h.n;
+  sy_heldset_free(&h);
+  return rc;
+}
+
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory) {
   (void)from_memory;
   if (c->close_wanted) return WHISPER_OK; /* after a failure: the entries come again */
   uint64_t seq = d->seq;
   if (!is_held(c, seq) && seq <= c->last_seq) return WHISPER_OK; /* done before: acked */
   evlist evs = {NULL, NULL};
-  int out = OUT_DONE;
-  int rc = WHISPER_OK;
-  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_RECEIPT) {
-    out = on_receipt(c, d, &evs); /* idempotent, in transactions of its own */
-    if (out < 0) rc = out;
-    if (rc == WHISPER_OK) rc = sy_txn_begin(c);
-  } else {
-    rc = sy_txn_begin(c);
-    if (rc == WHISPER_OK) {
-      if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) out = on_message(c, d, &evs);
-      else if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) out = on_group(c, d, &evs);
-      else out = OUT_DONE; /* a kind this engine does not know: skipped */
-      if (out < 0) {
-        rc = sy_txn_end(c, out);
-      } else if (!sy_txn_alive(c)) {
-        /* the library call failed and rolled back: the progress alone */
-        sy_txn_end(c, WHISPER_EINTERNAL);
-        rc = sy_txn_begin(c);
-      }
-    }
-  }
+  entry_ctx x;
+  int out;
+  int rc = handle(c, d, &evs, &x, &out);
   uint64_t *held = NULL;
-  size_t n_held = 0;
+  size_t n_held = 0, n_waiting = 0;
+  int keep_seq = 0; /* the store's waiting set is full: not acked, as before */
   uint64_t last = seq > c->last_seq ? seq : c->last_seq;
+  if (rc == WHISPER_OK && out == OUT_HOLD) {
+    rc = held_count(c, &n_waiting);
+    if (rc == WHISPER_OK && n_waiting >= SY_MAX_HELD) keep_seq = 1;
+    else if (rc == WHISPER_OK) rc = hold(c, d);
+  }
   if (rc == WHISPER_OK) {
-    rc = held_next(c, seq, out == OUT_HOLD, &held, &n_held);
+    rc = held_next(c, seq, keep_seq, &held, &n_held);
     if (rc == WHISPER_OK)
       rc = sy_state_put(c, c->registered, last, held, n_held, c->upload_first, c->upload_count);
     rc = sy_txn_end(c, rc);
+  } else if (sy_txn_alive(c)) {
+    sy_txn_end(c, rc);
   }
   if (rc != WHISPER_OK) {
     free(held);
@@ -512,7 +703,66 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   c->held = held;
   c->n_held = n_held;
   c->last_seq = last;
-  if (out == OUT_HOLD) held_keep(c, d);
+  if (out == OUT_HOLD && x.fetch[0]) fetch_list(c, x.fetch);
   ev_commit(c, &evs);
   return WHISPER_OK;
+}
+
+void sy_retry_held(whisper_client *c) {
+  c->retry_due = 0;
+  sy_heldset h;
+  if (c->close_wanted || wh_begin(c->ctx) != WHISPER_OK) return;
+  int rc = wh_finish(c->ctx, sy_held_read(c, &h));
+  if (rc != WHISPER_OK) {
+    sy_error_event(c, rc, 0, "cannot read the waiting entries");
+    return;
+  }
+  /* each entry in a transaction of its own: handled ones leave the set */
+  for (size_t i = 0; i < h.n && !c->close_wanted;) {
+    Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, h.e[i]->len, h.e[i]->data);
+    evlist evs = {NULL, NULL};
+    entry_ctx x = {{0}};
+    int out = OUT_DONE;
+    rc = d ? handle(c, d, &evs, &x, &out) : sy_txn_begin(c);
+    if (rc == WHISPER_OK) {
+      if (out == OUT_HOLD) {
+        i++;
+      } else {
+        whisper_buf_free(h.e[i]);
+        memmove(&h.e[i], &h.e[i + 1], (h.n - i - 1) * sizeof *h.e);
+        h.n--;
+      }
+      rc = sy_txn_end(c, sy_held_write(c, &h));
+    } else if (sy_txn_alive(c)) {
+      sy_txn_end(c, rc);
+    }
+    if (d) whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
+    if (rc != WHISPER_OK) {
+      ev_drop(&evs);
+      sy_error_event(c, rc, 0, "a waiting entry could not be handled; it stays");
+      break;
+    }
+    if (out == OUT_HOLD && x.fetch[0]) fetch_list(c, x.fetch);
+    ev_commit(c, &evs);
+  }
+  sy_heldset_free(&h);
+}
+
+int sy_group_own_change(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                        const whisper_buf *change) {
+  Whisper__Sync__Deliver d = WHISPER__SYNC__DELIVER__INIT;
+  d.has_kind = d.has_group_id = d.has_group_change = d.has_sender_device = 1;
+  d.kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP;
+  d.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)gid};
+  d.group_change = (ProtobufCBinaryData){change->len, change->data};
+  d.sender = c->account;
+  d.sender_device = c->device_id;
+  evlist evs = {NULL, NULL};
+  entry_ctx x;
+  int out;
+  int rc = handle(c, &d, &evs, &x, &out);
+  if (rc == WHISPER_OK) rc = sy_txn_end(c, WHISPER_OK);
+  else if (sy_txn_alive(c)) sy_txn_end(c, rc);
+  ev_drop(&evs); /* the server's echo raises EV_GROUP */
+  return rc;
 }

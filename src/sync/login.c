@@ -201,8 +201,26 @@ void sy_login_on_challenge(whisper_client *c, const Whisper__Sync__Challenge *ch
   if (c->hello_sent) login(c);
 }
 
+/* The primary publishes its account's first signed list: itself and the
+ * devices the server has for it (those linked before lists existed). */
+static void publish_first(whisper_client *c) {
+  sy_devlist own;
+  if (c->device_id != 1 || c->approvals || sy_devs_load(c, c->account, &own) != WHISPER_OK) return;
+  int authed = own.authed;
+  sy_devs_free(&own);
+  if (authed) return;
+  Whisper__Sync__FetchBundles fb = WHISPER__SYNC__FETCH_BUNDLES__INIT;
+  fb.account = c->account;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_FETCH;
+  f.fetch = &fb;
+  sy_queue(c, &f, RQ_OWN_BUNDLES, 1, NULL);
+}
+
 static void after_login(whisper_client *c) {
   sy_names_free(&c->blocked); /* a new login tries the held conversations again */
+  publish_first(c);
+  sy_retry_held(c);
   sy_presence_flush(c);
   sy_ops_flush(c);
   sy_approvals_flush(c);
@@ -253,11 +271,14 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
     case RQ_LINK_REQUEST:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_LINK_CODE) {
         const ProtobufCBinaryData *code = &f->link_code->link_code;
+        whisper_buf *token = NULL;
         sy_event *e = sy_event_new(c, WHISPER_EV_LINK_CODE);
-        if (e && sy_event_set(e, NULL, c->account, NULL, 0, code->data, code->len) == WHISPER_OK)
+        if (e && code->len && code->len <= 64 && sy_token_make(c, code->data, code->len, &token) == WHISPER_OK &&
+            sy_event_set(e, NULL, c->account, NULL, 0, token->data, token->len) == WHISPER_OK)
           sy_event_push(c, e);
         else
           sy_event_free(e);
+        whisper_buf_free(token);
         send_register(c, code->data, code->len);
       } else {
         server_error(c, f, "link request refused");
@@ -292,6 +313,12 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));
       sy_prekeys_check(c, f->ok);
       after_login(c);
+      return;
+    case RQ_OWN_BUNDLES:
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_BUNDLES) {
+        int rc = sy_publish_first(c, f->bundles);
+        if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot sign this account's device list");
+      }
       return;
     case RQ_UPLOAD:
       c->upload_inflight = 0;

@@ -128,6 +128,7 @@ static sy_op *op_new(whisper_client *c) {
 
 static void op_drop(whisper_client *c, size_t i) {
   sy_op *o = &c->ops[i];
+  whisper_buf_free(o->change);
   free(o->to);
   free(o->ids);
   for (size_t k = 0; k < o->n_members; k++) free(o->members[k]);
@@ -136,11 +137,95 @@ static void op_drop(whisper_client *c, size_t i) {
   c->n_ops--;
 }
 
+/* One group op at a time per group: the next is signed on the state the
+ * previous one made. */
+static int group_busy(const whisper_client *c, size_t upto, const uint8_t *gid) {
+  for (size_t k = 0; k < upto; k++)
+    if (c->ops[k].kind == OP_GROUP && memcmp(c->ops[k].group_id, gid, WHISPER_GROUP_ID_LEN) == 0)
+      return 1;
+  return 0;
+}
+
+static int add_name(char **v, size_t *n, const char *name) {
+  for (size_t i = 0; i < *n; i++)
+    if (strcmp(v[i], name) == 0) return WHISPER_OK;
+  if ((v[*n] = sy_strdup(name)) == NULL) return WHISPER_ENOMEM;
+  (*n)++;
+  return WHISPER_OK;
+}
+
+static void names_free(char **v, size_t n) {
+  for (size_t i = 0; i < n; i++) free(v[i]);
+  free(v);
+}
+
+/* The signed change an ADD or REMOVE makes of the group as held now. */
+static int op_change(whisper_client *c, sy_op *o) {
+  sy_group g;
+  int rc = sy_group_load(c, o->group_id, &g);
+  if (rc != WHISPER_OK) return rc;
+  size_t cap = g.n_members + o->n_members + 1;
+  char **m = calloc(cap, sizeof *m), **a = calloc(cap, sizeof *a);
+  size_t nm = 0, na = 0;
+  rc = m && a ? WHISPER_OK : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && (!g.known || g.left || !sy_group_is_member(&g, c->account)))
+    rc = sy_fail(c, WHISPER_ESTATE, "this account is not a member of the group");
+  int self_only = o->n_members == 1 && strcmp(o->members[0], c->account) == 0;
+  if (rc == WHISPER_OK && !g.legacy && !sy_group_is_admin(&g, c->account) &&
+      !(o->code == WHISPER__SYNC__GROUP_OP__OP__REMOVE && self_only))
+    rc = sy_fail(c, WHISPER_ESTATE, "only an admin may change the group");
+  for (size_t i = 0; rc == WHISPER_OK && i < g.n_members; i++) {
+    int gone = 0;
+    for (size_t k = 0; o->code == WHISPER__SYNC__GROUP_OP__OP__REMOVE && k < o->n_members; k++)
+      gone |= strcmp(o->members[k], g.members[i]) == 0;
+    if (!gone) rc = add_name(m, &nm, g.members[i]);
+  }
+  for (size_t k = 0; rc == WHISPER_OK && o->code == WHISPER__SYNC__GROUP_OP__OP__ADD && k < o->n_members; k++)
+    rc = add_name(m, &nm, o->members[k]);
+  for (size_t i = 0; rc == WHISPER_OK && i < g.n_admins; i++)
+    for (size_t k = 0; k < nm; k++)
+      if (strcmp(m[k], g.admins[i]) == 0) rc = add_name(a, &na, g.admins[i]);
+  if (rc == WHISPER_OK && g.legacy && g.n_admins == 0 && sy_group_is_member(&g, c->account) && !self_only)
+    rc = add_name(a, &na, c->account); /* a group from before signed changes: its first signer */
+  if (rc == WHISPER_OK && na == 0 && nm > 0) rc = add_name(a, &na, m[0]); /* as the server does */
+  whisper_buf *ch = NULL;
+  if (rc == WHISPER_OK) rc = sy_change_make(c, o->group_id, &g, m, nm, a, na, &ch);
+  if (rc == WHISPER_OK) {
+    whisper_buf_free(o->change);
+    o->change = ch;
+  }
+  names_free(m, nm);
+  names_free(a, na);
+  sy_group_free(&g);
+  return rc;
+}
+
 void sy_ops_flush(whisper_client *c) {
   if (!c->logged_in || c->close_wanted) return;
   for (size_t i = 0; i < c->n_ops; i++) {
     sy_op *o = &c->ops[i];
     if (o->inflight) continue;
+    if (o->kind == OP_GROUP) {
+      if (group_busy(c, i, o->group_id)) continue;
+      if (o->code != WHISPER__SYNC__GROUP_OP__OP__CREATE) {
+        int rc = op_change(c, o);
+        if (rc != WHISPER_OK) {
+          sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
+          char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+          whisper_client_group_conversation(conv, o->group_id);
+          if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
+            e->ev.code = rc;
+            e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
+            sy_event_push(c, e);
+          } else {
+            sy_event_free(e);
+          }
+          op_drop(c, i--);
+          if (ops_store(c) != WHISPER_OK) return;
+          continue;
+        }
+      }
+    }
     Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
     Whisper__Sync__Receipt r = WHISPER__SYNC__RECEIPT__INIT;
     Whisper__Sync__GroupOp g = WHISPER__SYNC__GROUP_OP__INIT;
@@ -165,6 +250,10 @@ void sy_ops_flush(whisper_client *c) {
       g.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
       g.n_members = o->n_members;
       g.members = o->members;
+      if (o->change) {
+        g.has_change = 1;
+        g.change = (ProtobufCBinaryData){o->change->len, o->change->data};
+      }
       f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
       f.group = &g;
     }
@@ -207,6 +296,11 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
       }
       sy_event_push(c, e);
     }
+  }
+  /* the server took this device's change: it is the group's state now */
+  if (!code && c->ops[i].kind == OP_GROUP && c->ops[i].change) {
+    int rc = sy_group_own_change(c, c->ops[i].group_id, c->ops[i].change);
+    if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
   }
   /* answered (Ok, GroupInfo, or refused for good): done */
   op_drop(c, i);
@@ -315,20 +409,38 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
   if (group_id_out == NULL) return sy_fail(c, WHISPER_EINVAL, "group_id_out is NULL");
   if (wh_random(&c->ctx->rng, gid, sizeof gid) != 0)
     return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
-  /* the membership as asked; the server's ENTRY_GROUP confirms it */
+  /* the creation, signed by this device: the group's first state */
   sy_group g;
   memset(&g, 0, sizeof g);
   g.known = 1;
   g.members = calloc(n + 1, sizeof *g.members);
-  rc = g.members && (g.members[0] = sy_strdup(c->account)) ? WHISPER_OK : WHISPER_ENOMEM;
-  if (rc == WHISPER_OK) g.n_members = 1;
+  g.admins = calloc(1, sizeof *g.admins);
+  rc = g.members && g.admins && (g.members[0] = sy_strdup(c->account)) &&
+               (g.admins[0] = sy_strdup(c->account))
+           ? WHISPER_OK
+           : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) g.n_members = g.n_admins = 1;
   for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
     if (sy_group_is_member(&g, members[i])) continue;
     if ((g.members[g.n_members] = sy_strdup(members[i])) == NULL) rc = WHISPER_ENOMEM;
     else g.n_members++;
   }
+  whisper_buf *change = NULL;
+  sy_change ch = {0};
+  if (rc == WHISPER_OK) rc = sy_change_make(c, gid, &g, g.members, g.n_members, g.admins, g.n_admins, &change);
+  if (rc == WHISPER_OK) rc = sy_change_parse(c, gid, change->data, change->len, &ch);
+  if (rc == WHISPER_OK) {
+    g.version = 1;
+    memcpy(g.hash, ch.hash, sizeof g.hash);
+  }
+  sy_change_free(&ch);
   size_t n_before = c->n_ops;
   if (rc == WHISPER_OK) rc = group_op(c, WHISPER__SYNC__GROUP_OP__OP__CREATE, gid, members, n);
+  if (rc == WHISPER_OK) {
+    c->ops[c->n_ops - 1].change = change;
+    change = NULL;
+  }
+  whisper_buf_free(change);
   if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK) {
     rc = sy_group_save(c, gid, &g);
     if (rc == WHISPER_OK) rc = sy_ops_save(c);
@@ -548,33 +660,186 @@ int whisper_client_subscribe(whisper_client *c, const char *const *accounts, siz
 
 /* --- linking ----------------------------------------------------------------------------------------- */
 
+void sy_approve_free(sy_approve *a) {
+  whisper_buf_free(a->list);
+  wh_wipe(a, sizeof *a);
+  free(a);
+}
+
 void sy_approvals_flush(whisper_client *c) {
   if (!c->logged_in) return;
   for (sy_approve *a = c->approvals; a; a = a->next) {
     if (a->inflight) continue;
     Whisper__Sync__LinkApprove la = WHISPER__SYNC__LINK_APPROVE__INIT;
-    la.has_link_code = 1;
-    la.link_code = (ProtobufCBinaryData){a->len, a->code};
+    Whisper__Sync__PublishDevices pd = WHISPER__SYNC__PUBLISH_DEVICES__INIT;
     Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
-    f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_APPROVE;
-    f.link_approve = &la;
+    ProtobufCBinaryData list = {a->list->len, a->list->data};
+    if (a->len) {
+      la.has_link_code = la.has_signed_list = 1;
+      la.link_code = (ProtobufCBinaryData){a->len, a->code};
+      la.signed_list = list;
+      f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_APPROVE;
+      f.link_approve = &la;
+    } else {
+      pd.has_signed_list = 1;
+      pd.signed_list = list;
+      f.body_case = WHISPER__SYNC__FRAME__BODY_PUBLISH;
+      f.publish = &pd;
+    }
     sy_req *r;
-    if (sy_queue(c, &f, RQ_LINK_APPROVE, 1, &r) != WHISPER_OK) return;
+    if (sy_queue(c, &f, a->len ? RQ_LINK_APPROVE : RQ_PUBLISH, 1, &r) != WHISPER_OK) return;
     a->inflight = r->id;
   }
 }
 
-int whisper_client_link_approve(whisper_client *c, const uint8_t *code, size_t len) {
-  if (c == NULL) return WHISPER_EINVAL;
-  if (code == NULL || len == 0 || len > sizeof ((sy_approve *)0)->code)
-    return sy_fail(c, WHISPER_EINVAL, "a link code is 1 to 64 bytes");
-  sy_approve *a = calloc(1, sizeof *a);
-  if (a == NULL) return WHISPER_ENOMEM;
-  memcpy(a->code, code, len);
-  a->len = len;
+void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
+  sy_approve *a = NULL;
+  for (sy_approve **p = &c->approvals; *p; p = &(*p)->next)
+    if ((*p)->inflight == r->id) {
+      a = *p;
+      *p = a->next;
+      break;
+    }
+  if (a == NULL) return;
+  if (f->body_case == WHISPER__SYNC__FRAME__BODY_OK) {
+    sy_devlist own;
+    int rc = wh_begin(c->ctx);
+    if (rc == WHISPER_OK) {
+      rc = sy_devs_load(c, c->account, &own);
+      if (rc == WHISPER_OK) rc = sy_list_accept(c, c->account, a->list->data, a->list->len, &own, NULL);
+      if (rc == WHISPER_OK) rc = sy_devs_save(c, c->account, &own);
+      sy_devs_free(&own);
+      rc = wh_finish(c->ctx, rc);
+    }
+    if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
+  } else {
+    const Whisper__Sync__Error *e = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error : NULL;
+    sy_error_event(c, WHISPER_EINVAL, e ? (int)e->code : 0,
+                   e && e->message ? e->message : "the new device list was refused");
+  }
+  sy_approve_free(a);
+}
+
+/* Queues a signed list of this account: devs with one added or removed. */
+static int publish(whisper_client *c, uint32_t add, const uint8_t *add_key, uint32_t remove,
+                   const uint8_t *code, size_t code_len) {
+  if (c->device_id != 1)
+    return sy_fail(c, WHISPER_ESTATE, "only the primary device (1) holds the account key");
+  sy_devlist own;
+  int rc = sy_devs_load(c, c->account, &own);
+  if (rc != WHISPER_OK) return rc;
+  uint64_t version = own.version;
+  for (sy_approve *p = c->approvals; p; p = p->next) version++; /* queued after those */
+  if (!own.authed) rc = sy_fail(c, WHISPER_ESTATE, "this account's device list is not published yet");
+  else if (remove && (remove == c->device_id || !sy_devs_find(&own, remove)))
+    rc = sy_fail(c, WHISPER_EINVAL, "device %u is not another device of this account", remove);
+  if (rc == WHISPER_OK && add) {
+    sy_devs_del(&own, add);
+    if ((rc = sy_devs_add(&own, add, 0)) == WHISPER_OK) {
+      sy_dev *d = sy_devs_find(&own, add);
+      d->has_key = 1;
+      memcpy(d->key, add_key, WHISPER_PUBLIC_KEY_LEN);
+    }
+  }
+  if (rc == WHISPER_OK && remove) sy_devs_del(&own, remove);
+  sy_approve *a = NULL;
+  if (rc == WHISPER_OK && (a = calloc(1, sizeof *a)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) rc = sy_list_sign(c, version + 1, own.d, own.n, &a->list);
+  sy_devs_free(&own);
+  if (rc != WHISPER_OK) {
+    if (a) sy_approve_free(a);
+    return rc;
+  }
+  if (code_len) memcpy(a->code, code, code_len);
+  a->len = code_len;
   sy_approve **tail = &c->approvals;
   while (*tail) tail = &(*tail)->next;
   *tail = a;
   sy_approvals_flush(c);
   return wh_ok(c->ctx);
+}
+
+int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t len) {
+  if (c == NULL) return WHISPER_EINVAL;
+  uint32_t device;
+  const uint8_t *key, *code;
+  size_t code_len;
+  if (sy_token_parse(token, len, &device, &key, &code, &code_len) != WHISPER_OK)
+    return sy_fail(c, WHISPER_EINVAL, "not a link token");
+  return publish(c, device, key, 0, code, code_len);
+}
+
+int whisper_client_device_remove(whisper_client *c, uint32_t device_id) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if (device_id == 0 || device_id > INT32_MAX) return sy_fail(c, WHISPER_EINVAL, "bad device id");
+  return publish(c, 0, NULL, device_id, NULL, 0);
+}
+
+int sy_publish_first(whisper_client *c, const Whisper__Sync__Bundles *b) {
+  sy_dev *d = calloc(SY_MAX_LIST, sizeof *d);
+  size_t n = 0;
+  if (d == NULL) return WHISPER_ENOMEM;
+  d[n].id = 1;
+  int rc = whisper_identity_get(c->ctx, d[n].key, NULL, NULL, NULL);
+  n++;
+  /* the devices linked before lists existed: taken on the server's word once (docs/security.md) */
+  for (size_t i = 0; rc == WHISPER_OK && b && i < b->n_bundles && n < SY_MAX_LIST; i++) {
+    const Whisper__Sync__DeviceKeys *k = b->bundles[i]->keys;
+    if (k == NULL || k->device_id <= 1 || k->device_id > INT32_MAX ||
+        k->identity_key.len != WHISPER_PUBLIC_KEY_LEN)
+      continue;
+    d[n].id = k->device_id;
+    memcpy(d[n].key, k->identity_key.data, WHISPER_PUBLIC_KEY_LEN);
+    n++;
+  }
+  sy_approve *a = NULL;
+  if (rc == WHISPER_OK && (a = calloc(1, sizeof *a)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) rc = sy_list_sign(c, 1, d, n, &a->list);
+  free(d);
+  if (rc != WHISPER_OK) {
+    if (a) sy_approve_free(a);
+    return rc;
+  }
+  sy_approve **tail = &c->approvals;
+  while (*tail) tail = &(*tail)->next;
+  *tail = a;
+  sy_approvals_flush(c);
+  return WHISPER_OK;
+}
+
+/* --- the app's trust decisions --------------------------------------------------------------------- */
+
+int whisper_client_account_info(whisper_client *c, const char *account, int *trust,
+                                uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if (!sy_valid_account(account) || trust == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account");
+  sy_devlist l;
+  int rc = wh_begin(c->ctx);
+  if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_devs_load(c, account, &l));
+  if (rc != WHISPER_OK) return rc;
+  *trust = l.authed ? l.trust : WHISPER_TRUST_UNKNOWN;
+  if (key && l.authed) memcpy(key, l.account_key, WHISPER_PUBLIC_KEY_LEN);
+  sy_devs_free(&l);
+  return wh_ok(c->ctx);
+}
+
+int whisper_client_account_trust(whisper_client *c, const char *account,
+                                 const uint8_t key[WHISPER_PUBLIC_KEY_LEN], int verified) {
+  if (c == NULL) return WHISPER_EINVAL;
+  if (!sy_valid_account(account) || key == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account or key");
+  sy_devlist l;
+  int rc = wh_begin(c->ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = sy_devs_load(c, account, &l)) == WHISPER_OK) {
+    if (!l.authed || memcmp(l.account_key, key, WHISPER_PUBLIC_KEY_LEN) != 0)
+      rc = sy_fail(c, WHISPER_ESTATE, "the engine holds another key for %s", account);
+    else {
+      l.trust = verified ? WHISPER_TRUST_VERIFIED : WHISPER_TRUST_UNVERIFIED;
+      rc = sy_devs_save(c, account, &l);
+    }
+    sy_devs_free(&l);
+  }
+  rc = wh_finish(c->ctx, rc);
+  if (rc == WHISPER_OK) sy_name_del(&c->blocked, account);
+  return rc == WHISPER_OK ? wh_ok(c->ctx) : rc;
 }

@@ -14,6 +14,11 @@
  *         per member account, with copies for this account's other
  *         devices), then Send{group_id, body} encrypted once.
  *
+ * Devices are the ones the account's signed list names (trust.c), listed
+ * once per connection and again when the server says a list is stale; a
+ * bundle whose identity key is not the one the list names is refused. The
+ * body goes inside a Payload that names its conversation.
+ *
  * Sent moves the message out of the outbox, sorted by the server's
  * sequence (whisper_history_sent), with the exact recipient devices.
  * A conversation whose recipient's identity changed waits (EV_IDENTITY)
@@ -372,24 +377,54 @@ out:
 
 /* --- 1:1 ------------------------------------------------------------------------------------ */
 
+/* Whether `account`'s devices may be encrypted to (else the step). */
+static int list_usable(whisper_client *c, sy_job *j, const char *account, const sy_devlist *l) {
+  if (l->authed || l->legacy) {
+    if (l->authed && l->trust == WHISPER_TRUST_CHANGED && c->cfg.hold_on_change &&
+        strcmp(account, c->account) != 0) {
+      sy_identity_event(c, account, 1, l->account_key);
+      sy_name_add(&c->blocked, j->conv);
+      return STEP_BLOCKED;
+    }
+    return STEP_DONE;
+  }
+  if (strcmp(account, c->account) == 0) return STEP_DONE; /* no list yet: no other device */
+  wh_fail(c->ctx, WHISPER_EFORGED, "%s has no device list signed by its account key", account);
+  job_error(c, j, WHISPER_EFORGED, 0, whisper_ctx_last_error(c->ctx));
+  return STEP_DROP;
+}
+
+/* The devices a list lets this device encrypt to. */
+static void usable_only(whisper_client *c, const char *account, sy_devlist *l) {
+  if (!l->authed && !l->legacy && strcmp(account, c->account) == 0) l->n = 0;
+}
+
 static int direct_step(whisper_client *c, sy_job *j) {
   const char *acct[2] = {j->conv, c->account};
   sy_devlist l[2];
   int step = STEP_STOP;
+  whisper_buf *pl = NULL;
   memset(l, 0, sizeof l);
   for (int a = 0; a < 2; a++)
     if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) goto out;
   for (int a = 0; a < 2; a++)
-    if (!l[a].known) {
+    if (!l[a].known || !sy_name_has(c->refreshed, acct[a])) {
       step = list_devices(c, j, acct[a]);
       goto out;
     }
+  for (int a = 0; a < 2; a++) {
+    if ((step = list_usable(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
+    usable_only(c, acct[a], &l[a]);
+  }
   for (int a = 0; a < 2; a++)
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
-  step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
+  step = STEP_STOP;
+  if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, &pl) != WHISPER_OK) goto out;
+  step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
                      WHISPER__SYNC__CONTENT__CONTENT_TEXT, NULL);
 out:
+  whisper_buf_free(pl);
   sy_devs_free(&l[0]);
   sy_devs_free(&l[1]);
   return step;
@@ -419,6 +454,7 @@ static int group_step(whisper_client *c, sy_job *j) {
     const char *m = g.members[i];
     sy_devs_free(&l);
     if (sy_devs_load(c, m, &l) != WHISPER_OK) goto out;
+    if (!l.authed && !l.legacy) continue; /* no signed list: it gets no sender key */
     if ((step = fetch_if_needed(c, j, m, &l)) != STEP_DONE) goto out;
     int own = strcmp(m, c->account) == 0;
     for (size_t k = 0; k < l.n; k++) {
@@ -429,12 +465,18 @@ static int group_step(whisper_client *c, sy_job *j) {
   sy_devs_free(&l);
   sy_devlist own;
   if (sy_own_others(c, &own) != WHISPER_OK) goto out;
+  usable_only(c, c->account, &own);
   int own_missing = 0;
   for (size_t k = 0; k < own.n; k++)
     if (!sy_group_has_key(&g, c->account, own.d[k].id)) own_missing = 1;
   if (target == NULL && own_missing) /* through any other member's Send */
-    for (size_t i = 0; i < g.n_members && target == NULL; i++)
-      if (strcmp(g.members[i], c->account) != 0) target = g.members[i];
+    for (size_t i = 0; i < g.n_members && target == NULL; i++) {
+      if (strcmp(g.members[i], c->account) == 0) continue;
+      sy_devlist t;
+      if (sy_devs_load(c, g.members[i], &t) != WHISPER_OK) break;
+      if (t.authed || t.legacy) target = g.members[i];
+      sy_devs_free(&t);
+    }
   if (target) {
     uint8_t cid[WHISPER_CLIENT_ID_LEN];
     if (wh_random(&c->ctx->rng, cid, sizeof cid) != 0 || sy_devs_load(c, target, &l) != WHISPER_OK) {
@@ -449,10 +491,12 @@ static int group_step(whisper_client *c, sy_job *j) {
   }
   sy_devs_free(&own);
   /* everyone has the key: the message, encrypted once */
-  whisper_buf *skdm = NULL, *ct = NULL;
+  whisper_buf *skdm = NULL, *ct = NULL, *pl = NULL;
   int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
   whisper_buf_free(skdm);
-  if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, j->body, j->body_len, &ct);
+  if (rc == WHISPER_OK) rc = sy_payload_make(c, NULL, j->group_id, j->body, j->body_len, &pl);
+  if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
+  whisper_buf_free(pl);
   if (rc != WHISPER_OK) {
     job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
     step = STEP_DROP;
@@ -537,20 +581,58 @@ static void refused(whisper_client *c, sy_job *j, const Whisper__Sync__Frame *f)
   }
 }
 
-static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Devices *d) {
-  sy_devlist old, l;
-  memset(&l, 0, sizeof l);
-  if (sy_devs_load(c, r->account, &old) != WHISPER_OK) return;
-  l.known = 1;
-  for (size_t i = 0; i < d->n_device_ids; i++) {
-    uint32_t id = d->device_ids[i];
-    if (id == 0 || id > INT32_MAX) continue;
-    sy_dev *o = sy_devs_find(&old, id);
-    if (sy_devs_add(&l, id, o ? o->regid : 0) != WHISPER_OK) break;
-    if (o) sy_devs_find(&l, id)->refetch = o->refetch;
+/* A refused list: EV_REFUSED (the context's sentence says why). */
+static void list_refused(whisper_client *c, const char *account, int rc) {
+  sy_event *e = sy_event_new(c, WHISPER_EV_REFUSED);
+  if (e == NULL) return;
+  if (sy_event_set(e, account, account, NULL, 0, NULL, 0) != WHISPER_OK) {
+    sy_event_free(e);
+    return;
   }
-  if (sy_devs_save(c, r->account, &l) == WHISPER_OK) sy_name_add(&c->refreshed, r->account);
-  sy_devs_free(&old);
+  e->ev.code = rc;
+  e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
+  sy_event_push(c, e);
+}
+
+/* A signed list from the server (Devices or Bundles): the account's devices
+ * from now on if it verifies and is not older than the one held. */
+static void take_list(whisper_client *c, const char *account, int has, const ProtobufCBinaryData *b,
+                      sy_devlist *l) {
+  if (!has) return; /* no list: what is held stands (a server cannot take one back) */
+  int rc = sy_list_accept(c, account, b->data, b->len, l, NULL);
+  if (rc != WHISPER_OK) list_refused(c, account, rc);
+}
+
+static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Devices *d) {
+  sy_devlist l;
+  int rc = wh_begin(c->ctx);
+  if (rc != WHISPER_OK) return;
+  if ((rc = sy_devs_load(c, r->account, &l)) != WHISPER_OK) {
+    wh_finish(c->ctx, rc);
+    return;
+  }
+  take_list(c, r->account, d->has_signed_list, &d->signed_list, &l);
+  if (!l.authed && (l.legacy || !l.known)) {
+    /* a contact from before signed lists: the server's word, until a list comes */
+    sy_devlist old = l;
+    memset(&l, 0, sizeof l);
+    l.legacy = old.legacy;
+    for (size_t i = 0; i < d->n_device_ids; i++) {
+      uint32_t id = d->device_ids[i];
+      if (id == 0 || id > INT32_MAX || !old.legacy) continue;
+      sy_dev *o = sy_devs_find(&old, id);
+      if (sy_devs_add(&l, id, o ? o->regid : 0) != WHISPER_OK) break;
+      if (o) sy_devs_find(&l, id)->refetch = o->refetch;
+    }
+    sy_devs_free(&old);
+  }
+  l.known = 1;
+  rc = wh_finish(c->ctx, sy_devs_save(c, r->account, &l));
+  if (rc == WHISPER_OK) sy_name_add(&c->refreshed, r->account);
+  if (sy_name_has(c->fetching, r->account)) {
+    sy_name_del(&c->fetching, r->account);
+    c->retry_due = 1;
+  }
   sy_devs_free(&l);
 }
 
@@ -579,9 +661,10 @@ static int bundle_from(whisper_prekey_bundle_t *b, const Whisper__Sync__Bundle *
 static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Bundles *bs) {
   sy_devlist l;
   if (sy_devs_load(c, r->account, &l) != WHISPER_OK) return;
+  take_list(c, r->account, bs->has_signed_list, &bs->signed_list, &l);
   l.known = 1;
-  /* devices asked for and not answered are gone */
-  for (size_t i = 0; i < l.n;) {
+  /* devices asked for and not answered are gone (a signed list says which are not) */
+  for (size_t i = 0; i < l.n && !l.authed;) {
     int found = 0;
     for (size_t k = 0; k < bs->n_bundles && !found; k++)
       found = bs->bundles[k]->keys && bs->bundles[k]->keys->device_id == l.d[i].id;
@@ -602,6 +685,13 @@ static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
       continue;
     }
     if (strcmp(r->account, c->account) == 0 && b.device_id == c->device_id) continue;
+    if (!sy_list_has(&l, b.device_id, l.authed ? b.identity_key : NULL)) {
+      wh_fail(c->ctx, WHISPER_EFORGED, "a bundle for device %u of %s that its signed list does not name",
+              b.device_id, r->account);
+      list_refused(c, r->account, WHISPER_EFORGED);
+      wh_wipe(&b, sizeof b);
+      continue;
+    }
     int rc = whisper_session_start(c->ctx, r->account, b.device_id, &b, c->now);
     if (rc == WHISPER_OK) {
       if (sy_devs_add(&l, b.device_id, b.registration_id) == WHISPER_OK)
@@ -621,13 +711,16 @@ static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
 
 static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDevices *s) {
   sy_devlist l;
-  if (sy_devs_load(c, s->account, &l) != WHISPER_OK) return;
+  if (!sy_valid_account(s->account) || sy_devs_load(c, s->account, &l) != WHISPER_OK) return;
+  sy_name_del(&c->refreshed, s->account); /* listed again before the next try */
   l.known = 1;
-  for (size_t i = 0; i < s->n_extra; i++) sy_devs_del(&l, s->extra[i]);
-  for (size_t i = 0; i < s->n_missing; i++)
+  for (size_t i = 0; !l.authed && i < s->n_extra; i++) sy_devs_del(&l, s->extra[i]);
+  for (size_t i = 0; !l.authed && i < s->n_missing; i++)
     if (s->missing[i] && s->missing[i] <= INT32_MAX) sy_devs_add(&l, s->missing[i], 0);
+  /* a signed list's devices stay its own; a re-registered one needs a session */
   for (size_t i = 0; i < s->n_stale; i++)
-    if (s->stale[i] && s->stale[i] <= INT32_MAX && sy_devs_add(&l, s->stale[i], 0) == WHISPER_OK) {
+    if (s->stale[i] && s->stale[i] <= INT32_MAX &&
+        (l.authed ? sy_devs_find(&l, s->stale[i]) != NULL : sy_devs_add(&l, s->stale[i], 0) == WHISPER_OK)) {
       sy_dev *d = sy_devs_find(&l, s->stale[i]);
       d->refetch = 1;
       d->regid = 0;

@@ -394,6 +394,7 @@ int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
 /* --- pending receipts and group operations ----------------------------------------------- */
 
 static void op_clear(sy_op *o) {
+  whisper_buf_free(o->change);
   free(o->to);
   free(o->ids);
   for (size_t i = 0; i < o->n_members; i++) free(o->members[i]);
@@ -434,6 +435,8 @@ static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
     o->code = (uint32_t)g->op;
     o->has_group = 1;
     memcpy(o->group_id, g->group_id.data, WHISPER_GROUP_ID_LEN);
+    if (g->has_change && (o->change = whisper_buf_new(g->change.data, g->change.len)) == NULL)
+      return WHISPER_ENOMEM;
     o->members = calloc(g->n_members ? g->n_members : 1, sizeof *o->members);
     if (o->members == NULL) return WHISPER_ENOMEM;
     for (size_t i = 0; i < g->n_members; i++)
@@ -509,6 +512,10 @@ int sy_ops_save(whisper_client *c) {
       go[i].group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)o->group_id};
       go[i].n_members = o->n_members;
       go[i].members = o->members;
+      if (o->change) {
+        go[i].has_change = 1;
+        go[i].change = (ProtobufCBinaryData){o->change->len, o->change->data};
+      }
       po[i].group = &go[i];
     }
   }

@@ -117,6 +117,8 @@ typedef struct sy_op {
   char **members;
   size_t n_members;
   uint64_t inflight;       /* the request id while sent and unanswered */
+  whisper_buf *change;     /* group: the signed change it carries (CREATE: made once;
+                            * others: made from the state held when sent) */
 } sy_op;
 
 typedef struct sy_typing {
@@ -283,7 +285,6 @@ int sy_own_others(whisper_client *c, sy_devlist *own);
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory);
 uint64_t sy_watermark(const whisper_client *c);
 void sy_ack_flush(whisper_client *c);
-void sy_held_free(whisper_client *c);
 void sy_retry_held(whisper_client *c);
 
 /* --- ops.c --------------------------------------------------------------------- */
@@ -296,6 +297,13 @@ uint64_t sy_typing_deadline(const whisper_client *c);
 void sy_typing_free(whisper_client *c);
 void sy_presence_flush(whisper_client *c);
 void sy_approvals_flush(whisper_client *c);
+void sy_approve_free(sy_approve *a);
+/* The answer to a LinkApprove or PublishDevices: the list it carried
+ * becomes this account's. */
+void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+/* The primary's first list (after registering, or from before lists):
+ * queued as a PublishDevices. */
+int sy_publish_first(whisper_client *c, const Whisper__Sync__Bundles *own);
 
 /* --- state.c ------------------------------------------------------------------- */
 int sy_state_load(whisper_client *c);
@@ -310,6 +318,10 @@ void sy_devs_free(sy_devlist *l);
 sy_dev *sy_devs_find(sy_devlist *l, uint32_t id);
 int sy_devs_add(sy_devlist *l, uint32_t id, uint32_t regid);
 void sy_devs_del(sy_devlist *l, uint32_t id);
+/* Applies this device's own signed change once the server took it (no
+ * event: the server's ENTRY_GROUP echo raises it). */
+int sy_group_own_change(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                        const whisper_buf *change);
 int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy_group *g);
 int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g);
 void sy_group_free(sy_group *g);

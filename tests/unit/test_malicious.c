@@ -1,0 +1,932 @@
+/* A server that lies (docs/security.md). The real server core carries the
+ * traffic, and a tamper hook rewrites or replaces what it sends: invented
+ * devices, extra devices in a list, ghost members, members removed by the
+ * server alone, messages moved between groups, own-device copies
+ * re-addressed, old device lists replayed, group changes signed by a
+ * non-admin, a removed device that still sends. Each must be refused or
+ * surfaced as its event, nothing real may be lost, and no key or
+ * plaintext may reach a device it should not: a watch hook records every
+ * ciphertext the engines hand the server. The same suite also runs the
+ * honest paths (linking, removal, admins' changes, account keys). */
+#include <openssl/sha.h>
+
+#include "client.pb-c.h"
+#include "e2e.pb-c.h"
+#include "internal.h"
+#include "sync_net.h"
+
+/* --- who got a ciphertext ------------------------------------------------------------------ */
+
+#define MAX_SENT 256
+typedef struct sent_rec {
+  char from[64], to[64];
+  uint32_t device;
+  int skdm;
+} sent_rec;
+static sent_rec sent[MAX_SENT];
+static int n_sent;
+
+static void watch(net *n, node *d, const uint8_t *frame, size_t len, void *arg) {
+  (void)n, (void)arg;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, len, frame);
+  if (f && f->body_case == WHISPER__SYNC__FRAME__BODY_SEND && f->send->to) {
+    const Whisper__Sync__Send *s = f->send;
+    for (size_t i = 0; i < s->n_messages + s->n_own && n_sent < MAX_SENT; i++) {
+      int own = i >= s->n_messages;
+      sent_rec *r = &sent[n_sent++];
+      snprintf(r->from, sizeof r->from, "%s", d->name);
+      snprintf(r->to, sizeof r->to, "%s", own ? d->name : s->to);
+      r->device = own ? s->own[i - s->n_messages]->device_id : s->messages[i]->device_id;
+      r->skdm = s->content == WHISPER__SYNC__CONTENT__CONTENT_SKDM;
+    }
+  }
+  if (f) whisper__sync__frame__free_unpacked(f, NULL);
+}
+
+/* Ciphertexts handed to the server for (to, device): 1:1 and SKDM alike. */
+static int got(const char *to, uint32_t device) {
+  int k = 0;
+  for (int i = 0; i < n_sent; i++) k += strcmp(sent[i].to, to) == 0 && sent[i].device == device;
+  return k;
+}
+
+static int got_skdm(const char *to) {
+  int k = 0;
+  for (int i = 0; i < n_sent; i++) k += sent[i].skdm && strcmp(sent[i].to, to) == 0;
+  return k;
+}
+
+/* --- the lies --------------------------------------------------------------------------------- */
+
+enum {
+  LIE_NONE,
+  LIE_DELIVER,       /* the next Deliver to `victim` from `carrier` becomes `deliver` */
+  LIE_DEVICES,       /* Devices/Bundles answers to `victim` about `account` get `list` / extra device */
+  LIE_GROUP_ID,      /* the next group message to `victim` is re-labelled `gid` */
+  LIE_CONVERSATION,  /* the next own-device copy to `victim` is re-addressed to `account` */
+};
+
+typedef struct lie {
+  int kind;
+  int done;
+  node *victim;
+  char carrier[64];        /* LIE_DELIVER: whose message carries the lie ("" any) */
+  Whisper__Sync__Deliver *deliver; /* LIE_DELIVER: what the victim gets instead (seq kept) */
+  char account[64];
+  uint8_t list[4096];       /* LIE_DEVICES: a signed list to hand out instead (len 0: keep) */
+  size_t list_len;
+  uint32_t extra_device;    /* LIE_DEVICES: a device id added to the answer */
+  whisper_prekey_bundle_t extra_bundle;
+  uint8_t gid[16];
+} lie;
+
+static uint8_t *repack(Whisper__Sync__Frame *f, size_t *len) {
+  *len = whisper__sync__frame__get_packed_size(f);
+  uint8_t *b = malloc(*len ? *len : 1);
+  whisper__sync__frame__pack(f, b);
+  return b;
+}
+
+static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
+  (void)n;
+  lie *l = arg;
+  if (l->kind == LIE_NONE || d != l->victim) return 0;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
+  if (f == NULL) return 0;
+  int changed = 0;
+  if (l->kind == LIE_DELIVER && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      f->deliver->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE &&
+      (!l->carrier[0] || strcmp(f->deliver->sender, l->carrier) == 0)) {
+    Whisper__Sync__Deliver *real = f->deliver;
+    l->deliver->seq = real->seq;
+    l->deliver->has_seq = 1;
+    l->deliver->server_seq = real->server_seq;
+    l->deliver->has_server_seq = 1;
+    f->deliver = l->deliver;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    f->deliver = real;
+    *frame = b;
+    *len = nl;
+    l->done = changed = 1;
+  } else if (l->kind == LIE_DEVICES && f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES &&
+             strcmp(f->devices->account, l->account) == 0) {
+    Whisper__Sync__Devices *dv = f->devices;
+    uint32_t ids[32];
+    size_t k = 0;
+    for (; k < dv->n_device_ids && k < 31; k++) ids[k] = dv->device_ids[k];
+    if (l->extra_device) ids[k++] = l->extra_device;
+    uint32_t *old_ids = dv->device_ids;
+    size_t old_n = dv->n_device_ids;
+    ProtobufCBinaryData old_list = dv->signed_list;
+    protobuf_c_boolean old_has = dv->has_signed_list;
+    dv->device_ids = ids;
+    dv->n_device_ids = k;
+    if (l->list_len) {
+      dv->has_signed_list = 1;
+      dv->signed_list = (ProtobufCBinaryData){l->list_len, l->list};
+    }
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    dv->device_ids = old_ids;
+    dv->n_device_ids = old_n;
+    dv->signed_list = old_list;
+    dv->has_signed_list = old_has;
+    *frame = b;
+    *len = nl;
+    changed = 1;
+  } else if (l->kind == LIE_DEVICES && f->body_case == WHISPER__SYNC__FRAME__BODY_BUNDLES &&
+             strcmp(f->bundles->account, l->account) == 0 && l->extra_device) {
+    /* a bundle for the invented device, with the server's own keys */
+    Whisper__Sync__Bundles *bs = f->bundles;
+    Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
+    whisper_prekey_bundle_t *eb = &l->extra_bundle;
+    k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
+    k.has_signed_prekey = k.has_signed_prekey_signature = 1;
+    k.device_id = l->extra_device;
+    k.registration_id = eb->registration_id;
+    k.identity_key = (ProtobufCBinaryData){33, eb->identity_key};
+    k.signed_prekey_id = eb->signed_prekey_id;
+    k.signed_prekey = (ProtobufCBinaryData){33, eb->signed_prekey};
+    k.signed_prekey_signature = (ProtobufCBinaryData){64, eb->signed_prekey_signature};
+    Whisper__Sync__Bundle b1 = WHISPER__SYNC__BUNDLE__INIT;
+    b1.keys = &k;
+    Whisper__Sync__Bundle **all = calloc(bs->n_bundles + 1, sizeof *all);
+    for (size_t i = 0; i < bs->n_bundles; i++) all[i] = bs->bundles[i];
+    all[bs->n_bundles] = &b1;
+    Whisper__Sync__Bundle **old = bs->bundles;
+    size_t old_n = bs->n_bundles;
+    bs->bundles = all;
+    bs->n_bundles = old_n + 1;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    bs->bundles = old;
+    bs->n_bundles = old_n;
+    free(all);
+    *frame = b;
+    *len = nl;
+    changed = 1;
+  } else if (l->kind == LIE_GROUP_ID && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+             f->deliver->has_group_id && f->deliver->type == 7) {
+    ProtobufCBinaryData old = f->deliver->group_id;
+    f->deliver->group_id = (ProtobufCBinaryData){16, l->gid};
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    f->deliver->group_id = old;
+    *frame = b;
+    *len = nl;
+    l->done = changed = 1;
+  } else if (l->kind == LIE_CONVERSATION && !l->done &&
+             f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER && f->deliver->conversation_to) {
+    char *old = f->deliver->conversation_to;
+    f->deliver->conversation_to = l->account;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    f->deliver->conversation_to = old;
+    *frame = b;
+    *len = nl;
+    l->done = changed = 1;
+  }
+  (void)changed;
+  whisper__sync__frame__free_unpacked(f, NULL);
+  return 0;
+}
+
+/* --- forging ------------------------------------------------------------------------------------ */
+
+/* A device the server made up: its own identity, named (name, device). */
+typedef struct fake {
+  whisper_store *st;
+  whisper_ctx *ctx;
+  test_rng rng;
+} fake;
+
+static void fake_open(fake *f, const char *name, uint32_t device) {
+  memset(f, 0, sizeof *f);
+  snprintf((char *)f->rng.seed, 32, "fake %s.%u", name, device);
+  CHECK_RC(whisper_store_memory_new(&f->st), WHISPER_OK);
+  whisper_ctx_new(&f->ctx, f->st);
+  whisper_ctx_set_rng(f->ctx, test_rng_fn, &f->rng);
+  CHECK_RC(whisper_identity_create(f->ctx, name, device, 0, T0), WHISPER_OK);
+}
+
+static void fake_close(fake *f) {
+  whisper_ctx_free(f->ctx);
+  whisper_store_close(f->st);
+}
+
+/* A payload as the engine makes it. */
+static whisper_buf *payload(const char *to, const uint8_t *gid, const char *text) {
+  Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
+  p.has_body = 1;
+  p.body = (ProtobufCBinaryData){strlen(text), (uint8_t *)text};
+  if (gid) {
+    p.has_group_id = 1;
+    p.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  } else {
+    p.to = (char *)to;
+  }
+  whisper_buf *b = whisper_buf_new(NULL, whisper__e2e__payload__get_packed_size(&p));
+  whisper__e2e__payload__pack(&p, b->data);
+  return b;
+}
+
+/* A 1:1 message from ctx (as its own identity) to `to` device 1. */
+static Whisper__Sync__Deliver *forged_message(whisper_ctx *from, const char *from_name,
+                                              uint32_t from_dev, node *to, const char *text) {
+  int exists = 0;
+  whisper_session_exists(from, to->name, to->device, T0, &exists);
+  if (!exists) {
+    whisper_prekey_bundle_t b;
+    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_session_start(from, to->name, to->device, &b, T0), WHISPER_OK);
+  }
+  whisper_buf *pl = payload(to->name, NULL, text), *ct = NULL;
+  int type = 0;
+  CHECK_RC(whisper_session_encrypt(from, to->name, to->device, pl->data, pl->len, T0, &type, &ct), WHISPER_OK);
+  whisper_buf_free(pl);
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = 1;
+  d->has_content = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+  d->sender = strdup(from_name);
+  d->sender_device = from_dev;
+  d->type = (uint32_t)type;
+  d->body = (ProtobufCBinaryData){ct->len, malloc(ct->len)};
+  memcpy(d->body.data, ct->data, ct->len);
+  whisper_buf_free(ct);
+  d->client_id = (ProtobufCBinaryData){16, calloc(1, 16)};
+  memset(d->client_id.data, 0xf0, 16);
+  d->content = WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  return d;
+}
+
+static void deliver_free(Whisper__Sync__Deliver *d) {
+  if (d == NULL) return;
+  free(d->sender);
+  free(d->body.data);
+  free(d->client_id.data);
+  free(d->group_change.data);
+  free(d->group_id.data);
+  for (size_t i = 0; i < d->n_members; i++) free(d->members[i]);
+  free(d->members);
+  free(d);
+}
+
+/* A device list of `account`, signed by `signer` (its key as device 1). */
+static size_t forged_list(uint8_t *out, size_t cap, whisper_ctx *signer, const char *account,
+                          uint64_t version, const uint32_t *ids, const uint8_t (*keys)[33], size_t n) {
+  Whisper__E2e__ListedDevice d[8], *dp[8];
+  for (size_t i = 0; i < n; i++) {
+    whisper__e2e__listed_device__init(&d[i]);
+    d[i].has_device_id = d[i].has_identity_key = 1;
+    d[i].device_id = ids[i];
+    d[i].identity_key = (ProtobufCBinaryData){33, (uint8_t *)keys[i]};
+    dp[i] = &d[i];
+  }
+  Whisper__E2e__DeviceListBody b = WHISPER__E2E__DEVICE_LIST_BODY__INIT;
+  b.account = (char *)account;
+  b.has_version = 1;
+  b.version = version;
+  b.n_devices = n;
+  b.devices = dp;
+  uint8_t body[1024], msg[1100], sig[64];
+  size_t bl = whisper__e2e__device_list_body__pack(&b, body);
+  memcpy(msg, "whisper-devices-v1", 18);
+  memcpy(msg + 18, body, bl);
+  CHECK_RC(whisper_sign(signer, sig, signer->identity.priv, msg, 18 + bl), WHISPER_OK);
+  Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
+  s.has_body = s.has_signature = 1;
+  s.body = (ProtobufCBinaryData){bl, body};
+  s.signature = (ProtobufCBinaryData){64, sig};
+  size_t len = whisper__e2e__signed_device_list__get_packed_size(&s);
+  CHECK(len <= cap);
+  whisper__e2e__signed_device_list__pack(&s, out);
+  return len;
+}
+
+/* A group change signed by `signer`'s device (version, prev given). */
+static Whisper__Sync__Deliver *forged_change(node *signer, const uint8_t gid[16], uint64_t version,
+                                             const uint8_t prev[32], const char **members, size_t nm,
+                                             const char **admins, size_t na) {
+  Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  b.has_group_id = b.has_version = b.has_author_device = 1;
+  b.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  b.version = version;
+  if (prev) b.has_prev = 1, b.prev = (ProtobufCBinaryData){32, (uint8_t *)prev};
+  b.n_members = nm;
+  b.members = (char **)members;
+  b.n_admins = na;
+  b.admins = (char **)admins;
+  b.author = signer->name;
+  b.author_device = signer->device;
+  uint8_t body[2048], msg[2100], sig[64];
+  size_t bl = whisper__e2e__group_change_body__pack(&b, body);
+  memcpy(msg, "whisper-group-v1", 16);
+  memcpy(msg + 16, body, bl);
+  CHECK_RC(whisper_sign(signer->ctx, sig, signer->ctx->identity.priv, msg, 16 + bl), WHISPER_OK);
+  Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
+  s.has_body = s.has_signature = 1;
+  s.body = (ProtobufCBinaryData){bl, body};
+  s.signature = (ProtobufCBinaryData){64, sig};
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_group_id = d->has_group_change = d->has_sender_device = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP;
+  d->sender = strdup(signer->name);
+  d->sender_device = signer->device;
+  d->group_id = (ProtobufCBinaryData){16, malloc(16)};
+  memcpy(d->group_id.data, gid, 16);
+  size_t sl = whisper__e2e__signed_group_change__get_packed_size(&s);
+  d->group_change = (ProtobufCBinaryData){sl, malloc(sl)};
+  whisper__e2e__signed_group_change__pack(&s, d->group_change.data);
+  d->n_members = nm;
+  d->members = calloc(nm + 1, sizeof *d->members);
+  for (size_t i = 0; i < nm; i++) d->members[i] = strdup(members[i]);
+  return d;
+}
+
+/* An unsigned membership entry the server made up. */
+static Whisper__Sync__Deliver *server_group_entry(const uint8_t gid[16], const char **members, size_t nm) {
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_group_id = d->has_sender_device = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP;
+  d->sender = strdup("alice");
+  d->sender_device = 1;
+  d->group_id = (ProtobufCBinaryData){16, malloc(16)};
+  memcpy(d->group_id.data, gid, 16);
+  d->n_members = nm;
+  d->members = calloc(nm + 1, sizeof *d->members);
+  for (size_t i = 0; i < nm; i++) d->members[i] = strdup(members[i]);
+  return d;
+}
+
+/* --- set-up --------------------------------------------------------------------------------------- */
+
+static lie the_lie;
+
+static void open_net(net *n) {
+  net_open(n);
+  memset(&the_lie, 0, sizeof the_lie);
+  n_sent = 0;
+  n->tamper = tamper;
+  n->tamper_arg = &the_lie;
+  n->watch = watch;
+}
+
+static int refused(const node *d) { return ev_count(d, WHISPER_EV_REFUSED); }
+
+/* A message gets through from `from` to `to` (nothing stalled). */
+static void still_talks(net *n, node *from, node *to, const char *text) {
+  send_text(n, from, to->name, text, NULL);
+  net_run(n);
+  CHECK(ev_messages(to, text) == 1);
+}
+
+static const rec_event *last_of(const node *d, int type) {
+  const rec_event *r = NULL;
+  for (int i = 0; i < d->n_ev; i++)
+    if (d->ev[i].type == type) r = &d->ev[i];
+  return r;
+}
+
+static void pub_of(node *d, uint8_t pub[33]) {
+  CHECK_RC(whisper_identity_get(d->ctx, pub, NULL, NULL, NULL), WHISPER_OK);
+}
+
+/* --- the lies, one by one -------------------------------------------------------------------------- */
+
+/* An invented device: the server's own identity, as "bob device 7". */
+static void test_invented_device(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, bob, alice, "hi alice");
+  fake f;
+  fake_open(&f, "bob", 7);
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+  the_lie.deliver = forged_message(f.ctx, "bob", 7, alice, "forged by the server");
+  ev_clear(alice);
+  send_text(&n, bob, "alice", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done);
+  CHECK(ev_messages(alice, "forged by the server") == 0);
+  CHECK(ev_count(alice, WHISPER_EV_MESSAGE) == 0);
+  CHECK(refused(alice) == 1);
+  const rec_event *r = last_of(alice, WHISPER_EV_REFUSED);
+  CHECK(r && strcmp(r->from, "bob") == 0 && r->code == WHISPER_EFORGED);
+  CHECK(history_count(alice, "bob") == 1); /* "hi alice" only */
+  /* it never waits for trust, and nothing stalls */
+  CHECK(ev_count(alice, WHISPER_EV_IDENTITY) == 0);
+  the_lie.kind = LIE_NONE;
+  still_talks(&n, bob, alice, "still here");
+  still_talks(&n, alice, bob, "and back");
+  CHECK(got("bob", 7) == 0);
+  deliver_free(the_lie.deliver);
+  fake_close(&f);
+  net_close(&n);
+}
+
+/* An extra device listed for a contact: the server's device ids and a
+ * bundle for it. The signed list does not name it: no ciphertext goes. */
+static void test_extra_device(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  fake f;
+  fake_open(&f, "bob", 7);
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  the_lie.extra_device = 7;
+  CHECK_RC(whisper_bundle_make(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  still_talks(&n, alice, bob, "to bob's devices");
+  still_talks(&n, alice, bob, "again");
+  CHECK(got("bob", 1) == 2);
+  CHECK(got("bob", 7) == 0);
+  fake_close(&f);
+  net_close(&n);
+}
+
+/* The server swaps an account's whole list for one it signed itself. A
+ * VERIFIED contact's list is refused; an unverified one is surfaced as a
+ * changed account key (EV_IDENTITY, trust CHANGED), and with
+ * hold_on_change the conversation waits. */
+static void test_swapped_account_key(void) {
+  for (int verified = 0; verified < 2; verified++) {
+    net n;
+    open_net(&n);
+    node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+    still_talks(&n, alice, bob, "first");
+    uint8_t bob_key[33], got_key[33];
+    int trust = -1;
+    pub_of(bob, bob_key);
+    CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, got_key), WHISPER_OK);
+    CHECK(trust == WHISPER_TRUST_UNVERIFIED && memcmp(got_key, bob_key, 33) == 0);
+    if (verified) CHECK_RC(whisper_client_account_trust(alice->cl, "bob", bob_key, 1), WHISPER_OK);
+    fake f, f7;
+    fake_open(&f, "bob", 1);
+    fake_open(&f7, "bob", 7);
+    uint8_t keys[2][33];
+    CHECK_RC(whisper_identity_get(f.ctx, keys[0], NULL, NULL, NULL), WHISPER_OK);
+    CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
+    uint32_t ids[2] = {1, 7};
+    the_lie.kind = LIE_DEVICES;
+    the_lie.victim = alice;
+    snprintf(the_lie.account, sizeof the_lie.account, "bob");
+    the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f.ctx, "bob", 99, ids,
+                                   (const uint8_t(*)[33])keys, 2);
+    the_lie.extra_device = 7;
+    CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+    ev_clear(alice);
+    node_cut(&n, alice); /* the next connection lists bob's devices again */
+    send_text(&n, alice, "bob", "second", NULL);
+    net_advance(&n, 2000);
+    CHECK(ev_count(alice, WHISPER_EV_IDENTITY) >= 1);
+    const rec_event *e = last_of(alice, WHISPER_EV_IDENTITY);
+    CHECK(e && strcmp(e->from, "bob") == 0 && e->body_len == 33 && memcmp(e->body, keys[0], 33) == 0);
+    CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, got_key), WHISPER_OK);
+    if (verified) {
+      /* refused: the verified key stands, nothing goes to the server's devices */
+      CHECK(trust == WHISPER_TRUST_VERIFIED && memcmp(got_key, bob_key, 33) == 0);
+      CHECK(refused(alice) >= 1);
+      CHECK(got("bob", 7) == 0);
+      CHECK(ev_messages(bob, "second") == 1);
+    } else {
+      /* trust on first use moved on, and said so */
+      CHECK(trust == WHISPER_TRUST_CHANGED && memcmp(got_key, keys[0], 33) == 0);
+    }
+    fake_close(&f);
+    fake_close(&f7);
+    net_close(&n);
+  }
+}
+
+/* With hold_on_change, a message to a changed account waits for the app. */
+static void test_hold_on_change(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  whisper_client_free(alice->cl);
+  whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
+  cfg.hold_on_change = 1;
+  CHECK_RC(whisper_client_new(&alice->cl, alice->ctx, &cfg), WHISPER_OK);
+  alice->conn = 0;
+  net_run(&n);
+  still_talks(&n, alice, bob, "before");
+  fake f;
+  fake_open(&f, "bob", 1);
+  uint8_t key[33];
+  CHECK_RC(whisper_identity_get(f.ctx, key, NULL, NULL, NULL), WHISPER_OK);
+  uint32_t ids[1] = {1};
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f.ctx, "bob", 5, ids,
+                                 (const uint8_t(*)[33])key, 1);
+  node_cut(&n, alice);
+  int before = got("bob", 1);
+  send_text(&n, alice, "bob", "held", NULL);
+  net_advance(&n, 2000);
+  CHECK(got("bob", 1) == before); /* waits: nothing encrypted to the new key */
+  CHECK(ev_count(alice, WHISPER_EV_IDENTITY) >= 1);
+  int trust;
+  uint8_t k2[33];
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k2), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_CHANGED && memcmp(k2, key, 33) == 0);
+  fake_close(&f);
+  net_close(&n);
+}
+
+/* A ghost member: the server adds mallory to alice's group, unsigned, and
+ * then with a change mallory signed herself. */
+static void test_ghost_member(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *mallory = account_new(&n, "mallory", 1);
+  const char *members[] = {"bob"};
+  uint8_t gid[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 1, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  /* unsigned */
+  const char *ghost[] = {"alice", "bob", "mallory"};
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+  the_lie.deliver = server_group_entry(gid, ghost, 3);
+  ev_clear(alice);
+  still_talks(&n, bob, alice, "carrier");
+  CHECK(ev_messages(alice, "carrier") == 0); /* the server dropped it */
+  CHECK(the_lie.done && refused(alice) == 1 && ev_count(alice, WHISPER_EV_GROUP) == 0);
+  deliver_free(the_lie.deliver);
+  /* signed by mallory, who is no admin (nor a member) */
+  const char *admins[] = {"mallory"};
+  the_lie.done = 0;
+  the_lie.deliver = forged_change(mallory, gid, 2, NULL, ghost, 3, admins, 1);
+  send_text(&n, bob, "alice", "carrier 2", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(alice) == 2 && ev_count(alice, WHISPER_EV_GROUP) == 0);
+  deliver_free(the_lie.deliver);
+  the_lie.kind = LIE_NONE;
+  /* the group goes on without her: no sender key, no message */
+  uint8_t id[16];
+  CHECK_RC(whisper_client_send_group(alice->cl, gid, (const uint8_t *)"members only", 12, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(bob, "members only") == 1);
+  CHECK(ev_messages(mallory, "members only") == 0);
+  CHECK(got_skdm("mallory") == 0 && got_skdm("bob") >= 1);
+  net_close(&n);
+}
+
+/* The server removes a member on its own: the members keep her. */
+static void test_member_removed_by_server(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  const char *members[] = {"bob", "carol"};
+  uint8_t gid[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  const char *without_carol[] = {"alice", "bob"};
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+  the_lie.deliver = server_group_entry(gid, without_carol, 2);
+  ev_clear(alice);
+  send_text(&n, bob, "alice", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(alice) == 1);
+  deliver_free(the_lie.deliver);
+  the_lie.kind = LIE_NONE;
+  uint8_t id[16];
+  CHECK_RC(whisper_client_send_group(alice->cl, gid, (const uint8_t *)"all three", 9, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(carol, "all three") == 1 && ev_messages(bob, "all three") == 1);
+  net_close(&n);
+}
+
+/* A message of group G1 re-labelled as G2 (bob is in both). */
+static void test_moved_message(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  account_new(&n, "carol", 1);
+  const char *m1[] = {"bob"}, *m2[] = {"bob", "carol"};
+  uint8_t g1[16], g2[16], id[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, m1, 1, n.now, g1), WHISPER_OK);
+  CHECK_RC(whisper_client_group_create(alice->cl, m2, 2, n.now, g2), WHISPER_OK);
+  net_run(&n);
+  char c1[33 + 1], c2[33 + 1];
+  whisper_client_group_conversation(c1, g1);
+  whisper_client_group_conversation(c2, g2);
+  /* bob's sender key for G1 reaches alice first */
+  CHECK_RC(whisper_client_send_group(bob->cl, g1, (const uint8_t *)"in g1", 5, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(alice, "in g1") == 1);
+  the_lie.kind = LIE_GROUP_ID;
+  the_lie.victim = alice;
+  memcpy(the_lie.gid, g2, 16);
+  ev_clear(alice);
+  CHECK_RC(whisper_client_send_group(bob->cl, g1, (const uint8_t *)"meant for g1", 12, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(the_lie.done);
+  CHECK(ev_messages(alice, "meant for g1") == 0);
+  CHECK(refused(alice) == 1);
+  const rec_event *r = last_of(alice, WHISPER_EV_REFUSED);
+  CHECK(r && strcmp(r->conversation, c2) == 0 && r->code == WHISPER_EFORGED);
+  CHECK(history_count(alice, c2) == 0);
+  CHECK(history_count(alice, c1) == 1);
+  the_lie.kind = LIE_NONE;
+  CHECK_RC(whisper_client_send_group(bob->cl, g1, (const uint8_t *)"next in g1", 10, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(alice, "next in g1") == 1);
+  net_close(&n);
+}
+
+/* An own-device copy re-addressed to another contact. */
+static void test_own_copy_readdressed(void) {
+  net n;
+  open_net(&n);
+  node *a1 = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  account_new(&n, "carol", 1);
+  node *a2 = device_link(&n, a1, 2, 1);
+  the_lie.kind = LIE_CONVERSATION;
+  the_lie.victim = a2;
+  snprintf(the_lie.account, sizeof the_lie.account, "carol");
+  ev_clear(a2);
+  send_text(&n, a1, "bob", "for bob only", NULL);
+  net_run(&n);
+  CHECK(the_lie.done);
+  CHECK(ev_messages(bob, "for bob only") == 1);
+  CHECK(refused(a2) == 1);
+  CHECK(history_count(a2, "carol") == 0 && history_count(a2, "bob") == 0);
+  the_lie.kind = LIE_NONE;
+  send_text(&n, a1, "bob", "second", NULL);
+  net_run(&n);
+  CHECK(history_count(a2, "bob") == 1);
+  net_close(&n);
+}
+
+/* bob removes his device 2; the server then hands out the older list
+ * again, and relays what the removed device still sends. */
+static void test_removed_device_and_old_list(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *b1 = account_new(&n, "bob", 1);
+  node *b2 = device_link(&n, b1, 2, 1);
+  still_talks(&n, alice, b1, "to both");
+  CHECK(ev_messages(b2, "to both") == 1);
+  still_talks(&n, b2, alice, "from bob's second device");
+  /* alice keeps bob's list as it is now (version 2: devices 1 and 2) */
+  CHECK(got("bob", 2) >= 1);
+  uint8_t old_list[4096];
+  size_t old_len = 0;
+  whisper_buf *rec = NULL;
+  uint8_t key[1 + 3] = {'d', 'b', 'o', 'b'};
+  CHECK_RC(wh_get(alice->ctx, 10, key, sizeof key, &rec), WHISPER_OK);
+  Whisper__Client__DeviceList *dl = whisper__client__device_list__unpack(NULL, rec->len, rec->data);
+  CHECK(dl && dl->has_signed_list && dl->version == 2 && dl->n_devices == 2);
+  if (dl) {
+    old_len = dl->signed_list.len;
+    memcpy(old_list, dl->signed_list.data, old_len);
+    whisper__client__device_list__free_unpacked(dl, NULL);
+  }
+  whisper_buf_free(rec);
+  /* removal: the honest path first */
+  ev_clear(alice);
+  CHECK_RC(whisper_client_device_remove(b1->cl, 2), WHISPER_OK);
+  net_run(&n);
+  int before = got("bob", 2);
+  still_talks(&n, alice, b1, "after the removal");
+  CHECK(got("bob", 2) == before);
+  CHECK(ev_messages(b2, "after the removal") == 0);
+  const rec_event *dv = last_of(alice, WHISPER_EV_DEVICES);
+  CHECK(dv && strcmp(dv->from, "bob") == 0 && dv->from_device == 2 && dv->status == 2);
+  /* a replay of the older list */
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  memcpy(the_lie.list, old_list, old_len);
+  the_lie.list_len = old_len;
+  ev_clear(alice);
+  node_cut(&n, alice);
+  net_run(&n);
+  send_text(&n, alice, "bob", "after the replay", NULL);
+  net_run(&n);
+  CHECK(ev_messages(b1, "after the replay") == 1);
+  CHECK(got("bob", 2) == before);
+  CHECK(refused(alice) >= 1);
+  the_lie.kind = LIE_NONE;
+  /* the removed device still sends; the server relays it */
+  the_lie.kind = LIE_DELIVER;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+  the_lie.deliver = forged_message(b2->ctx, "bob", 2, alice, "from a removed device");
+  ev_clear(alice);
+  send_text(&n, b1, "alice", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done);
+  CHECK(ev_messages(alice, "from a removed device") == 0);
+  CHECK(refused(alice) == 1);
+  deliver_free(the_lie.deliver);
+  the_lie.kind = LIE_NONE;
+  still_talks(&n, b1, alice, "bob goes on");
+  net_close(&n);
+}
+
+/* carol, a member but no admin, signs a change adding mallory. */
+static void test_change_by_non_admin(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  account_new(&n, "mallory", 1);
+  const char *members[] = {"bob", "carol"};
+  uint8_t gid[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  /* carol learns the creation through the server: she holds version 1 */
+  CHECK(ev_count(carol, WHISPER_EV_GROUP) == 1);
+  /* the honest engine refuses to sign it */
+  ev_clear(carol);
+  const char *add[] = {"mallory"};
+  CHECK_RC(whisper_client_group_add(carol->cl, gid, add, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_count(carol, WHISPER_EV_ERROR) == 1 && ev_count(carol, WHISPER_EV_GROUP) == 0);
+  /* forged: carol's key, on the state everyone holds (prev = the creation's hash) */
+  whisper_buf *rec = NULL;
+  uint8_t key[17] = {'g'};
+  memcpy(key + 1, gid, 16);
+  CHECK_RC(wh_get(bob->ctx, 10, key, sizeof key, &rec), WHISPER_OK);
+  Whisper__Client__GroupState *gs = whisper__client__group_state__unpack(NULL, rec->len, rec->data);
+  CHECK(gs && gs->version == 1 && gs->has_hash);
+  uint8_t prev[32];
+  memcpy(prev, gs->hash.data, 32);
+  whisper__client__group_state__free_unpacked(gs, NULL);
+  whisper_buf_free(rec);
+  const char *with[] = {"alice", "bob", "carol", "mallory"}, *admins[] = {"alice"};
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+  the_lie.deliver = forged_change(carol, gid, 2, prev, with, 4, admins, 1);
+  ev_clear(alice);
+  send_text(&n, bob, "alice", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(alice) == 1 && ev_count(alice, WHISPER_EV_GROUP) == 0);
+  const rec_event *r = last_of(alice, WHISPER_EV_REFUSED);
+  CHECK(r && r->code == WHISPER_EFORGED);
+  deliver_free(the_lie.deliver);
+  /* and the same change replayed after a real one is an old change */
+  the_lie.kind = LIE_NONE;
+  const char *add2[] = {"mallory"};
+  CHECK_RC(whisper_client_group_add(alice->cl, gid, add2, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_count(bob, WHISPER_EV_GROUP) >= 2);
+  net_close(&n);
+}
+
+/* --- the honest server ------------------------------------------------------------------------------ */
+
+/* Linking and removing show at the peers; the account key is device 1's
+ * identity key whatever devices come and go (so one safety number covers
+ * them all). */
+static void test_honest_devices(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *b1 = account_new(&n, "bob", 1);
+  still_talks(&n, alice, b1, "one");
+  uint8_t k1[33], k[33];
+  int trust;
+  pub_of(b1, k1);
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_UNVERIFIED && memcmp(k, k1, 33) == 0);
+  /* the link token's digits are the same on both devices */
+  node *b2 = node_new(&n, "bob", 2, 1);
+  net_run(&n);
+  const rec_event *tok = ev_find(b2, WHISPER_EV_LINK_CODE, 0);
+  CHECK(tok != NULL);
+  char digits[WHISPER_LINK_DIGITS + 1];
+  CHECK_RC(whisper_client_link_digits((const uint8_t *)tok->body, tok->body_len, digits), WHISPER_OK);
+  CHECK(strlen(digits) == 8);
+  /* only the primary approves; a token with another key would register nothing */
+  CHECK_RC(whisper_client_link_approve(alice->cl, (const uint8_t *)tok->body, tok->body_len), WHISPER_ESTATE);
+  uint8_t bad[128];
+  memcpy(bad, tok->body, tok->body_len);
+  bad[10] ^= 1;
+  char d2[WHISPER_LINK_DIGITS + 1];
+  if (whisper_client_link_digits(bad, tok->body_len, d2) == WHISPER_OK) CHECK(strcmp(d2, digits) != 0);
+  CHECK_RC(whisper_client_link_approve(b1->cl, (const uint8_t *)tok->body, tok->body_len), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_count(b2, WHISPER_EV_REGISTERED) == 1);
+  ev_clear(alice);
+  still_talks(&n, alice, b1, "two");
+  CHECK(ev_messages(b2, "two") == 1);
+  const rec_event *dv = last_of(alice, WHISPER_EV_DEVICES);
+  CHECK(dv && strcmp(dv->from, "bob") == 0 && dv->from_device == 2 && dv->status == 1);
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k), WHISPER_OK);
+  CHECK(memcmp(k, k1, 33) == 0);
+  /* only the primary removes, never itself */
+  CHECK_RC(whisper_client_device_remove(b2->cl, 1), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_device_remove(b1->cl, 1), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_device_remove(b1->cl, 9), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_device_remove(b1->cl, 2), WHISPER_OK);
+  net_run(&n);
+  ev_clear(alice);
+  still_talks(&n, alice, b1, "three");
+  CHECK(ev_messages(b2, "three") == 0);
+  dv = last_of(alice, WHISPER_EV_DEVICES);
+  CHECK(dv && dv->from_device == 2 && dv->status == 2);
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k), WHISPER_OK);
+  CHECK(memcmp(k, k1, 33) == 0);
+  /* verifying takes only the key held */
+  CHECK_RC(whisper_client_account_trust(alice->cl, "bob", k1, 1), WHISPER_OK);
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_VERIFIED);
+  k[5] ^= 1;
+  CHECK_RC(whisper_client_account_trust(alice->cl, "bob", k, 1), WHISPER_ESTATE);
+  net_close(&n);
+}
+
+/* Admins change the group; everyone follows; a member may leave. */
+static void test_honest_group_changes(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  const char *members[] = {"bob"};
+  uint8_t gid[16], id[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 1, n.now, gid), WHISPER_OK);
+  const char *add[] = {"carol"};
+  CHECK_RC(whisper_client_group_add(alice->cl, gid, add, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(refused(alice) == 0 && refused(bob) == 0 && refused(carol) == 0);
+  CHECK_RC(whisper_client_send_group(bob->cl, gid, (const uint8_t *)"hello all", 9, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(alice, "hello all") == 1 && ev_messages(carol, "hello all") == 1);
+  const char *rm[] = {"bob"};
+  CHECK_RC(whisper_client_group_remove(alice->cl, gid, rm, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK_RC(whisper_client_send_group(alice->cl, gid, (const uint8_t *)"bob is gone", 11, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(carol, "bob is gone") == 1 && ev_messages(bob, "bob is gone") == 0);
+  /* carol leaves on her own */
+  const char *me[] = {"carol"};
+  CHECK_RC(whisper_client_group_remove(carol->cl, gid, me, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(refused(alice) == 0 && refused(carol) == 0);
+  net_close(&n);
+}
+
+/* A contact known from before signed lists keeps talking (legacy), and
+ * becomes authenticated as soon as its list comes. */
+static void test_legacy_contact(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "before the upgrade");
+  /* turn alice's record of bob into one an older engine wrote */
+  Whisper__Client__KnownDevice kd = WHISPER__CLIENT__KNOWN_DEVICE__INIT, *kdp = &kd;
+  kd.has_device_id = 1;
+  kd.device_id = 1;
+  Whisper__Client__DeviceList old = WHISPER__CLIENT__DEVICE_LIST__INIT;
+  old.n_devices = 1;
+  old.devices = &kdp;
+  uint8_t key[4] = {'d', 'b', 'o', 'b'}, buf[256];
+  size_t len = whisper__client__device_list__pack(&old, buf);
+  CHECK_RC(wh_begin(alice->ctx), WHISPER_OK);
+  CHECK_RC(wh_finish(alice->ctx, alice->ctx->store->ops.put(alice->ctx->store->user, 10, key, 4, buf, len)), WHISPER_OK);
+  int trust;
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_UNKNOWN);
+  still_talks(&n, bob, alice, "legacy still talks");
+  node_cut(&n, alice);
+  still_talks(&n, alice, bob, "after a new connection");
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_UNVERIFIED);
+  net_close(&n);
+}
+
+int main(void) {
+  snprintf(dbdir, sizeof dbdir, "/tmp/whisper-malicious-%d", (int)getpid());
+  mkdir(dbdir, 0700);
+  test_invented_device();
+  test_extra_device();
+  test_swapped_account_key();
+  test_hold_on_change();
+  test_ghost_member();
+  test_member_removed_by_server();
+  test_moved_message();
+  test_own_copy_readdressed();
+  test_removed_device_and_old_list();
+  test_change_by_non_admin();
+  test_honest_devices();
+  test_honest_group_changes();
+  test_legacy_contact();
+  rmdir(dbdir);
+  return test_done();
+}
