@@ -149,7 +149,9 @@ static int link_join(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync__Regi
     if (rc == 0 && !wsrv_dlist_lists(&dl, k->device_id, k->identity_key.data))
       rc = wsrv_refuse(srv, ERR_AUTH, "the approved device list does not name this device's key");
   }
-  if (rc == 0 && a->n_devices >= srv->cfg.max_devices)
+  /* a list names at most cfg.max_devices, and the account keeps only
+   * those: the limit holds with it */
+  if (rc == 0 && !l->has_signed_list && a->n_devices >= srv->cfg.max_devices)
     rc = wsrv_refuse(srv, ERR_LIMIT, "the account has too many devices");
   if (rc == 0) rc = device_create(srv, m);
   if (rc == 0) rc = account_add(srv, m->account, a, k, i);

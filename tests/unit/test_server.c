@@ -1859,12 +1859,14 @@ static void test_device_lists(void) {
  * as PublishDevices' (and nothing approved when it is refused); the new
  * device's Register must match its entry (ERR_AUTH, not added), and on
  * success the list becomes the account's, which removes the devices it
- * leaves out. */
+ * leaves out. A list longer than the device limit is refused. */
 static void test_link_signed(void) {
   srvt t;
   dev a1, a2, a2x, a3, a4;
   uint8_t code[16] = {0}, code4[16] = {0}, l1[2048], l2[2048], l3[2048], bad[2048];
-  srvt_open(&t, mem_store(), NULL);
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.max_devices = 3;
+  srvt_open(&t, mem_store(), &cfg);
   dev_init(&a1, "alice", 1, 1);
   dev_init(&a2, "alice", 2, 2);
   dev_init(&a2x, "alice", 2, 12);
@@ -1900,6 +1902,10 @@ static void test_link_signed(void) {
   nb = dlist_make(bad, &a1, "alice", 1, with_2x, 3, LIST_OK);
   link_approve_list(&t, 1, code, bad, nb);
   EXPECT_ERR(1, 11);
+  const listed four_l[] = {{1, &a1}, {2, &a2x}, {3, &a3}, {4, &a4}};
+  nb = dlist_make(bad, &a1, "alice", 2, four_l, 4, LIST_OK);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 10);
   EXPECT_NONE(2); /* still held: nothing was approved */
   const uint32_t d13[] = {1, 3}, d132[] = {1, 3, 2}, d14[] = {1, 4};
   list_devices(&t, 1, "alice");
@@ -1928,7 +1934,8 @@ static void test_link_signed(void) {
   fr_free(EXPECT(4, QUEUE_EMPTY));
 
   /* a list that adds alice.4 and leaves out 2 and 3: once alice.4 is
-   * added they are removed, their connections closed */
+   * added they are removed, their connections closed (the account had
+   * its 3 devices: it keeps only what the list names, so no ERR_LIMIT) */
   dev_connect(&t, &a4, 5);
   link_request(&t, 5, "alice");
   CHECK(get_link_code(5, code4));
