@@ -257,6 +257,8 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
       return wsrv_handle_group(srv, c, f->id, f->group, now_ms);
     case WHISPER__SYNC__FRAME__BODY_LINK_APPROVE:
       return wsrv_handle_link_approve(srv, c, f->id, f->link_approve, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_PUBLISH:
+      return wsrv_handle_publish(srv, c, f->id, f->publish, now_ms);
     default:
       return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   }
@@ -268,7 +270,7 @@ static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Fram
   int done, r = dispatch_open(srv, c, f, frame, len, now_ms, &done);
   if (done) return r;
   if (f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
-      f->body_case > WHISPER__SYNC__FRAME__BODY_PING)
+      f->body_case > WHISPER__SYNC__FRAME__BODY_PUBLISH)
     return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   if (c->state != WSRV_AUTHED) return wsrv_refuse(srv, ERR_AUTH, "log in first");
   return dispatch_authed(srv, c, f, now_ms);

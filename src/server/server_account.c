@@ -2,7 +2,8 @@
  * Accounts and devices: Register (a new account's device 1, or a further
  * device through an approved link code), login (Hello, then Auth signed
  * over the connection's challenge) and linking (LinkRequest,
- * LinkApprove).
+ * LinkApprove, with or without a signed device list: server_devices.c
+ * checks the lists).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -130,9 +131,40 @@ static long link_find(const Whisper__Server__Account *a, const uint8_t *code, ui
   return -1;
 }
 
+/* A device joining through an approved code. A code approved with a
+ * signed list (LinkApprove{signed_list}) admits only a device the list
+ * names with this identity key (ERR_AUTH), and only while the list is
+ * still above the account's (ERR_STATE: a newer list came since); the
+ * list becomes the account's with the device, which removes the
+ * registered devices it leaves out (gone). */
+static int link_join(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync__Register *m,
+                     const Whisper__Server__Account *a, long i, wsrv_gone *gone) {
+  const Whisper__Sync__DeviceKeys *k = m->keys;
+  const Whisper__Server__LinkCode *l = a->link_codes[i];
+  wsrv_dlist dl = {0};
+  Whisper__Server__Account *after = NULL;
+  int rc = 0;
+  if (l->has_signed_list) {
+    rc = wsrv_dlist_check(srv, m->account, l->signed_list, a->list_version, &dl);
+    if (rc == 0 && !wsrv_dlist_lists(&dl, k->device_id, k->identity_key.data))
+      rc = wsrv_refuse(srv, ERR_AUTH, "the approved device list does not name this device's key");
+  }
+  /* a list names at most cfg.max_devices, and the account keeps only
+   * those: the limit holds with it */
+  if (rc == 0 && !l->has_signed_list && a->n_devices >= srv->cfg.max_devices)
+    rc = wsrv_refuse(srv, ERR_LIMIT, "the account has too many devices");
+  if (rc == 0) rc = device_create(srv, m);
+  if (rc == 0) rc = account_add(srv, m->account, a, k, i);
+  if (rc == 0 && l->has_signed_list) rc = wsrv_account_get(srv, m->account, &after);
+  if (rc == 0 && after) rc = wsrv_dlist_install(srv, fx, m->account, after, &dl, l->signed_list, gone);
+  wsrv_msg_free(after);
+  wsrv_dlist_free(&dl);
+  return rc;
+}
+
 /* Inside the transaction: the account exists (or not), then the device. */
-static int register_store(whisper_server *srv, const Whisper__Sync__Register *m, uint64_t now_ms,
-                          uint64_t *held_until) {
+static int register_store(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync__Register *m,
+                          uint64_t now_ms, uint64_t *held_until, wsrv_gone *gone) {
   Whisper__Server__Account *a = NULL;
   const Whisper__Sync__DeviceKeys *k = m->keys;
   int same, rc = wsrv_account_get(srv, m->account, &a);
@@ -156,11 +188,8 @@ static int register_store(whisper_server *srv, const Whisper__Sync__Register *m,
     } else if (!a->link_codes[i]->approved) {
       *held_until = a->link_codes[i]->expires_ms;
       rc = HELD;
-    } else if (a->n_devices >= srv->cfg.max_devices) {
-      rc = wsrv_refuse(srv, ERR_LIMIT, "the account has too many devices");
     } else {
-      rc = device_create(srv, m);
-      if (rc == WHISPER_OK) rc = account_add(srv, m->account, a, k, i);
+      rc = link_join(srv, fx, m, a, i, gone);
     }
   }
   wsrv_msg_free(a);
@@ -193,12 +222,22 @@ static int register_run(whisper_server *srv, wsrv_conn *c, uint64_t id,
                         const Whisper__Sync__Register *m, const uint8_t *frame, size_t len,
                         uint64_t now_ms) {
   uint64_t until = 0;
+  wsrv_fx fx = {0};
+  wsrv_gone gone = {0};
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
   /* a held registration wrote nothing: rolled back like a refusal */
-  rc = wsrv_end(srv, NULL, register_store(srv, m, now_ms, &until));
-  if (rc == HELD) return hold(srv, c, id, m, frame, len, until);
-  if (rc == WHISPER_OK) wsrv_send_ok(srv, c, id);
+  rc = wsrv_end(srv, &fx, register_store(srv, &fx, m, now_ms, &until, &gone));
+  if (rc == HELD) {
+    rc = hold(srv, c, id, m, frame, len, until);
+  } else if (rc == WHISPER_OK) {
+    wsrv_send_ok(srv, c, id);
+    wsrv_fx_apply(srv, &fx, now_ms);
+    /* may close `c` too (a device the new list removed): its last use */
+    wsrv_devices_gone(srv, &gone, now_ms);
+  }
+  wsrv_fx_free(&fx);
+  wsrv_gone_free(&gone);
   return rc;
 }
 
@@ -254,18 +293,24 @@ static void held_retry(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   free(frame);
 }
 
-/* The connections holding a Register for `code` of `account` get it run. */
+/* The connections holding a Register for `code` of `account` get it run.
+ * A run can close other connections (the devices a signed list removed),
+ * so each is looked up again by id before it is used. */
 static void held_run_all(whisper_server *srv, const char *account, const uint8_t *code,
                          uint64_t now_ms) {
   size_t n;
   void **conns = wsrv_map_values(&srv->conns, &n);
+  uint64_t *ids = n ? malloc(n * sizeof *ids) : NULL;
+  if (ids == NULL) n = 0; /* out of memory: the Registers stay held until they expire */
+  for (size_t i = 0; i < n; i++) ids[i] = ((wsrv_conn *)conns[i])->id;
+  free(conns);
   for (size_t i = 0; i < n; i++) {
-    wsrv_conn *c = conns[i];
-    if (c->held && strcmp(c->held_account, account) == 0 &&
+    wsrv_conn *c = wsrv_conn_find(srv, ids[i]);
+    if (c && c->held && strcmp(c->held_account, account) == 0 &&
         memcmp(c->held_code, code, WSRV_ID_LEN) == 0)
       held_retry(srv, c, now_ms);
   }
-  free(conns);
+  free(ids);
 }
 
 /* --- linking -------------------------------------------------------------- */
@@ -333,19 +378,35 @@ int wsrv_handle_link_request(whisper_server *srv, wsrv_conn *c, uint64_t id,
   return wsrv_send(srv, c->id, &f);
 }
 
+/* With a signed list (only from device 1), the list is checked against
+ * the account as it is now and kept with the approval; the Register it
+ * admits checks its entry (link_join). */
 static int link_mark_approved(whisper_server *srv, const char *name, const uint8_t *code,
-                              uint64_t now_ms) {
+                              const Whisper__Sync__LinkApprove *m, uint64_t now_ms) {
   Whisper__Server__Account *a;
+  wsrv_dlist dl = {0};
   int rc = wsrv_account_get(srv, name, &a);
   if (rc != WHISPER_OK) return rc;
   long i = link_find(a, code, now_ms);
   if (i < 0) {
     rc = wsrv_refuse(srv, ERR_NOT_FOUND, "no such link code, or it expired");
-  } else {
-    a->link_codes[i]->has_approved = 1;
-    a->link_codes[i]->approved = 1;
-    rc = wsrv_account_put(srv, name, a);
+  } else if (m->has_signed_list) {
+    rc = wsrv_dlist_check(srv, name, m->signed_list, a->list_version, &dl);
   }
+  if (rc == 0) {
+    Whisper__Server__LinkCode *l = a->link_codes[i];
+    ProtobufCBinaryData had = l->signed_list;
+    protobuf_c_boolean had_list = l->has_signed_list;
+    l->has_approved = l->approved = 1;
+    if (m->has_signed_list) {
+      l->has_signed_list = 1;
+      l->signed_list = m->signed_list; /* the frame's bytes: given back before the free */
+    }
+    rc = wsrv_account_put(srv, name, a);
+    l->has_signed_list = had_list;
+    l->signed_list = had;
+  }
+  wsrv_dlist_free(&dl);
   wsrv_msg_free(a);
   return rc;
 }
@@ -356,11 +417,13 @@ int wsrv_handle_link_approve(whisper_server *srv, wsrv_conn *c, uint64_t id,
   char account[WSRV_NAME_MAX + 1];
   if (!wsrv_bytes_ok(m->has_link_code, m->link_code, WSRV_ID_LEN))
     return wsrv_refuse(srv, ERR_MALFORMED, "a link code is 16 bytes");
+  if (m->has_signed_list && c->device_id != 1)
+    return wsrv_refuse(srv, ERR_FORBIDDEN, "only device 1 approves with a device list");
   memcpy(code, m->link_code.data, WSRV_ID_LEN);
   memcpy(account, c->account, sizeof account);
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
-  rc = wsrv_end(srv, NULL, link_mark_approved(srv, c->account, code, now_ms));
+  rc = wsrv_end(srv, NULL, link_mark_approved(srv, c->account, code, m, now_ms));
   if (rc != WHISPER_OK) return rc;
   wsrv_send_ok(srv, c, id);
   held_run_all(srv, account, code, now_ms);

@@ -3,7 +3,16 @@
  * members and admins; every change takes a server_seq and appends an
  * ENTRY_GROUP (members after the change, removed) to every device of
  * every member, old and new. Every GroupOp is answered with GroupInfo.
+ *
+ * An op may carry the author's e2e.SignedGroupChange. The server does not
+ * verify its signature (members do) but keeps the chain: the change must
+ * be for this group, version 1 for CREATE, else the stored change's
+ * version + 1 with `prev` the SHA-256 of the stored change's body
+ * (ERR_STATE: the author rebuilds on the newer state). It is stored as
+ * the group's latest, travels with every ENTRY_GROUP of the op and with
+ * GroupInfo. The membership the server routes by is still the op's.
  */
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,10 +40,19 @@ static void names_remove(names *l, const char *s) {
     }
 }
 
+/* A SignedGroupChange, parsed. */
+typedef struct signed_change {
+  Whisper__E2e__SignedGroupChange *sc;
+  Whisper__E2e__GroupChangeBody *body;
+} signed_change;
+
 typedef struct group_change {
   names members, admins, removed, notify; /* notify: members old and new */
   int changed, exists;
   Whisper__Server__Group *rec; /* the stored group the names point into */
+  signed_change op_change;     /* the op's change (sc NULL: none) */
+  ProtobufCBinaryData latest;  /* the group's latest change after the op */
+  int has_latest;
 } group_change;
 
 static int change_alloc(group_change *g, size_t cap) {
@@ -45,11 +63,81 @@ static int change_alloc(group_change *g, size_t cap) {
   return g->members.v && g->admins.v && g->removed.v && g->notify.v;
 }
 
+static void signed_change_free(signed_change *s) {
+  if (s->body) whisper__e2e__group_change_body__free_unpacked(s->body, &wh_pb_alloc);
+  if (s->sc) whisper__e2e__signed_group_change__free_unpacked(s->sc, &wh_pb_alloc);
+  memset(s, 0, sizeof *s);
+}
+
 static void change_free(group_change *g) {
   free(g->members.v);
   free(g->admins.v);
   free(g->removed.v);
   free(g->notify.v);
+  signed_change_free(&g->op_change);
+}
+
+/* --- signed changes ------------------------------------------------------- */
+
+/* Parses a SignedGroupChange: a body with a version. 0 or -1. */
+static int signed_change_parse(ProtobufCBinaryData raw, signed_change *out) {
+  out->sc = whisper__e2e__signed_group_change__unpack(&wh_pb_alloc, raw.len, raw.data);
+  if (out->sc == NULL || !out->sc->has_body) return -1;
+  out->body = whisper__e2e__group_change_body__unpack(&wh_pb_alloc, out->sc->body.len,
+                                                      out->sc->body.data);
+  return out->body && out->body->has_version ? 0 : -1;
+}
+
+static int sha256(uint8_t out[32], const ProtobufCBinaryData *b) {
+  unsigned int n = 0;
+  static const uint8_t none[1];
+  return EVP_Digest(b->len ? b->data : none, b->len, out, &n, EVP_sha256(), NULL) == 1 && n == 32
+             ? 0
+             : -1;
+}
+
+/* The op's change (if any) parses, is for this group, and INFO carries
+ * none. */
+static int op_change_parse(whisper_server *srv, const Whisper__Sync__GroupOp *m, group_change *g) {
+  if (!m->has_change) return 0;
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__INFO)
+    return wsrv_refuse(srv, ERR_MALFORMED, "GroupOp INFO carries no change");
+  if (signed_change_parse(m->change, &g->op_change) != 0)
+    return wsrv_refuse(srv, ERR_MALFORMED, "the group change does not parse");
+  const Whisper__E2e__GroupChangeBody *b = g->op_change.body;
+  if (!wsrv_bytes_ok(b->has_group_id, b->group_id, WSRV_ID_LEN) ||
+      memcmp(b->group_id.data, m->group_id.data, WSRV_ID_LEN) != 0)
+    return wsrv_refuse(srv, ERR_MALFORMED, "the group change is for another group");
+  return 0;
+}
+
+/* The op's change follows the stored one: version 1 for a new group,
+ * else the stored version + 1 with prev = SHA-256 of the stored body. */
+static int chain_check(whisper_server *srv, const Whisper__Server__Group *rec,
+                       const group_change *g) {
+  const Whisper__E2e__GroupChangeBody *b = g->op_change.body;
+  signed_change stored = {0};
+  uint8_t h[32];
+  uint64_t want = 1;
+  int rc = 0;
+  if (b == NULL) return 0;
+  if (rec && !rec->has_change)
+    return wsrv_refuse(srv, ERR_STATE, "the group has no signed change to follow");
+  if (rec && signed_change_parse(rec->change, &stored) != 0)
+    rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored group change is corrupt");
+  else if (rec && sha256(h, &stored.sc->body) != 0)
+    rc = wsrv_fail(srv, WHISPER_EINTERNAL, "SHA-256 failed");
+  else if (rec && stored.body->version == UINT64_MAX)
+    rc = wsrv_refuse(srv, ERR_STATE, "the group change's version is exhausted");
+  if (rc == 0 && rec) {
+    want = stored.body->version + 1;
+    if (!wsrv_bytes_ok(b->has_prev, b->prev, sizeof h) || memcmp(b->prev.data, h, sizeof h) != 0)
+      rc = wsrv_refuse(srv, ERR_STATE, "the group change does not follow the stored one (prev)");
+  }
+  if (rc == 0 && b->version != want)
+    rc = wsrv_refuse(srv, ERR_STATE, "the group change's version is not the stored one + 1");
+  signed_change_free(&stored);
+  return rc;
 }
 
 /* --- the operations ------------------------------------------------------- */
@@ -137,11 +225,14 @@ static int group_write(whisper_server *srv, const uint8_t *gid, const group_chan
   rec.n_members = g->members.n;
   rec.admins = g->admins.v;
   rec.n_admins = g->admins.n;
+  rec.has_change = g->has_latest;
+  rec.change = g->latest;
   return wsrv_put_msg(srv, WHISPER_REC_SERVER_GROUP, gid, WSRV_ID_LEN, &rec.base);
 }
 
-static int notify(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const uint8_t *gid,
+static int notify(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whisper__Sync__GroupOp *m,
                   group_change *g, uint64_t now_ms) {
+  const uint8_t *gid = m->group_id.data;
   Whisper__Sync__Deliver d = WHISPER__SYNC__DELIVER__INIT;
   int rc = WHISPER_OK;
   for (size_t i = 0; i < g->members.n; i++) names_add(&g->notify, g->members.v[i]);
@@ -155,6 +246,8 @@ static int notify(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const uint8_t 
   d.n_members = g->members.n;
   d.removed = g->removed.v;
   d.n_removed = g->removed.n;
+  d.has_group_change = m->has_change;
+  d.group_change = m->change;
   rc = wsrv_next_server_seq(srv, &d.server_seq);
   for (size_t i = 0; i < g->notify.n && rc == WHISPER_OK; i++) {
     rc = wsrv_mailbox_append_account(srv, fx, g->notify.v[i], 0, &d, 1);
@@ -181,8 +274,20 @@ static int group_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx,
   if (rc == WHISPER_OK) rc = apply_op(srv, c, m, g);
   if (rc == WHISPER_OK && g->members.n > srv->cfg.max_group_members)
     rc = wsrv_refuse(srv, ERR_LIMIT, "too many members");
+  if (rc == WHISPER_OK) rc = chain_check(srv, rec, g);
+  /* an op with a change moves the chain: stored and told even when the
+   * membership stays */
+  if (m->has_change) {
+    g->changed = 1;
+    g->has_latest = 1;
+    g->latest = m->change;
+  } else if (rec && rec->has_change) {
+    g->has_latest = 1;
+    g->latest = rec->change;
+  }
   if (rc == WHISPER_OK && g->changed) rc = group_write(srv, m->group_id.data, g);
-  if (rc == WHISPER_OK && g->changed) rc = notify(srv, c, fx, m->group_id.data, g, now_ms);
+  if (rc == WHISPER_OK && g->changed) rc = notify(srv, c, fx, m, g, now_ms);
+  if (g->members.n == 0) g->has_latest = 0; /* deleted, with its change */
   /* the names point into rec: it lives until the answer is out */
   if (rc == WHISPER_OK) g->rec = rec;
   else wsrv_msg_free(rec);
@@ -201,6 +306,8 @@ static int answer_info(whisper_server *srv, wsrv_conn *c, uint64_t id, const uin
   gi.n_admins = g->admins.n;
   gi.removed = g->removed.v;
   gi.n_removed = g->removed.n;
+  gi.has_change = g->has_latest;
+  gi.change = g->latest;
   f.has_id = 1;
   f.id = id;
   f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP_INFO;
@@ -223,11 +330,18 @@ static int group_check(whisper_server *srv, const Whisper__Sync__GroupOp *m) {
 
 int wsrv_handle_group(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__GroupOp *m,
                       uint64_t now_ms) {
-  int rc = group_check(srv, m);
-  if (rc) return rc;
   group_change g = {0};
+  int rc = group_check(srv, m);
+  if (rc == 0) rc = op_change_parse(srv, m, &g);
+  if (rc) {
+    change_free(&g);
+    return rc;
+  }
   wsrv_fx fx = {0};
-  if ((rc = wsrv_begin(srv)) != WHISPER_OK) return rc;
+  if ((rc = wsrv_begin(srv)) != WHISPER_OK) {
+    change_free(&g);
+    return rc;
+  }
   rc = wsrv_end(srv, &fx, group_store(srv, c, &fx, m, &g, now_ms));
   if (rc == WHISPER_OK) {
     answer_info(srv, c, id, m->group_id.data, &g);

@@ -8,6 +8,7 @@
  *   server_store.c    the store: transactions, records, tags, counters
  *   server_mailbox.c  appending entries, pushing them, Ack and delivered receipts
  *   server_account.c  Register, Hello/Auth, device linking
+ *   server_devices.c  signed device lists, PublishDevices, removing devices
  *   server_keys.c     UploadPrekeys, FetchBundles, ListDevices
  *   server_send.c     Send (1:1 and group), Receipt
  *   server_group.c    GroupOp
@@ -26,6 +27,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stdio.h>
 
+#include "e2e.pb-c.h"
 #include "internal.h"
 #include "protocol/pb.h"
 #include "server.pb-c.h"
@@ -300,6 +302,46 @@ int wsrv_device_put(whisper_server *srv, const char *name, uint32_t id,
 int wsrv_account_has(const Whisper__Server__Account *a, uint32_t device_id);
 int wsrv_group_get(whisper_server *srv, const uint8_t id[WSRV_ID_LEN], Whisper__Server__Group **out);
 int wsrv_group_has(char *const *names, size_t n, const char *name);
+
+/* --- signed device lists (server_devices.c) ----------------------------- */
+
+typedef struct wsrv_dlist {
+  Whisper__E2e__SignedDeviceList *signed_;
+  Whisper__E2e__DeviceListBody *body;
+} wsrv_dlist;
+
+/* Devices a list removed, for after the commit. */
+typedef struct wsrv_gone {
+  char account[WSRV_NAME_MAX + 1];
+  uint32_t *ids;
+  size_t n;
+} wsrv_gone;
+
+/* Parses and checks a SignedDeviceList for `account` inside the caller's
+ * transaction: it parses with a signature and a body of this account
+ * with a version, at most cfg.max_devices well-formed entries, no id
+ * twice (else ERR_MALFORMED, ERR_LIMIT), names device 1 with the key
+ * device 1 registered (ERR_MALFORMED), carries device 1's signature over
+ * "whisper-devices-v1" || body (ERR_AUTH), and its version is above
+ * `stored_version` (ERR_STATE). *out is freed with wsrv_dlist_free, also
+ * after a refusal. */
+int wsrv_dlist_check(whisper_server *srv, const char *account, ProtobufCBinaryData raw,
+                     uint64_t stored_version, wsrv_dlist *out);
+void wsrv_dlist_free(wsrv_dlist *l);
+/* 1 if the list names `device_id` with this 33-byte identity key. */
+int wsrv_dlist_lists(const wsrv_dlist *l, uint32_t device_id, const uint8_t *identity_key);
+/* Writes account `a` with `raw` (l's bytes) as its list and without the
+ * registered devices l does not list, whose keys, prekeys and mailboxes
+ * are deleted (fx counts the entries); gone gets them (wsrv_gone_free). */
+int wsrv_dlist_install(whisper_server *srv, wsrv_fx *fx, const char *name,
+                       const Whisper__Server__Account *a, const wsrv_dlist *l,
+                       ProtobufCBinaryData raw, wsrv_gone *gone);
+/* After the commit: the removed devices' connections are closed and
+ * their in-memory state (rate bucket, push flag) forgotten. */
+void wsrv_devices_gone(whisper_server *srv, const wsrv_gone *g, uint64_t now_ms);
+void wsrv_gone_free(wsrv_gone *g);
+int wsrv_handle_publish(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                        const Whisper__Sync__PublishDevices *m, uint64_t now_ms);
 
 /* --- mailboxes (server_mailbox.c) ---------------------------------------- */
 

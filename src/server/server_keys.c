@@ -1,7 +1,8 @@
 /*
  * The prekey directory: UploadPrekeys, FetchBundles (a one-time prekey is
  * handed out once: deleted in the transaction that hands it out) and
- * ListDevices.
+ * ListDevices. Bundles and Devices carry the account's signed device list
+ * when it has one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -150,9 +151,10 @@ static int wanted(const Whisper__Sync__FetchBundles *m, uint32_t device_id) {
   return 0;
 }
 
-/* Devices the account does not have are left out of the answer. */
+/* Devices the account does not have are left out of the answer. *acct
+ * (its signed list) is kept for the answer. */
 static int fetch_store(whisper_server *srv, const Whisper__Sync__FetchBundles *m, fetched **out,
-                       size_t *n) {
+                       size_t *n, Whisper__Server__Account **acct) {
   Whisper__Server__Account *a;
   *n = 0;
   int rc = wsrv_account_get(srv, m->account, &a);
@@ -170,12 +172,12 @@ static int fetch_store(whisper_server *srv, const Whisper__Sync__FetchBundles *m
     (*n)++;
     rc = take_prekey(srv, m->account, f);
   }
-  wsrv_msg_free(a);
+  *acct = a;
   return rc;
 }
 
 static int send_bundles(whisper_server *srv, wsrv_conn *c, uint64_t id, const char *account,
-                        const fetched *fs, size_t n) {
+                        const Whisper__Server__Account *a, const fetched *fs, size_t n) {
   Whisper__Sync__Bundle *b = calloc(n ? n : 1, sizeof *b);
   Whisper__Sync__Bundle **bp = calloc(n ? n : 1, sizeof *bp);
   Whisper__Sync__DeviceKeys *k = calloc(n ? n : 1, sizeof *k);
@@ -209,6 +211,8 @@ static int send_bundles(whisper_server *srv, wsrv_conn *c, uint64_t id, const ch
     bs.account = (char *)account;
     bs.n_bundles = n;
     bs.bundles = bp;
+    bs.has_signed_list = a->has_signed_list;
+    bs.signed_list = a->signed_list;
     f.has_id = 1;
     f.id = id;
     f.body_case = WHISPER__SYNC__FRAME__BODY_BUNDLES;
@@ -241,14 +245,16 @@ int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
     if (!wsrv_device_ok(1, m->device_ids[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad device id");
   fetched *fs = NULL;
   size_t n = 0;
+  Whisper__Server__Account *a = NULL;
   int rc = wsrv_begin(srv);
-  if (rc == WHISPER_OK) rc = wsrv_end(srv, NULL, fetch_store(srv, m, &fs, &n));
+  if (rc == WHISPER_OK) rc = wsrv_end(srv, NULL, fetch_store(srv, m, &fs, &n, &a));
   if (rc == WHISPER_OK) {
     counts_update(srv, m->account, fs, n);
-    rc = send_bundles(srv, c, id, m->account, fs, n);
+    rc = send_bundles(srv, c, id, m->account, a, fs, n);
   }
   for (size_t i = 0; i < n; i++) wsrv_msg_free(fs[i].dev);
   free(fs);
+  wsrv_msg_free(a);
   return rc;
 }
 
@@ -272,6 +278,8 @@ int wsrv_handle_list_devices(whisper_server *srv, wsrv_conn *c, uint64_t id,
   d.account = m->account;
   d.n_device_ids = a->n_devices;
   d.device_ids = ids;
+  d.has_signed_list = a->has_signed_list;
+  d.signed_list = a->signed_list;
   f.has_id = 1;
   f.id = id;
   f.body_case = WHISPER__SYNC__FRAME__BODY_DEVICES;

@@ -5,6 +5,7 @@
 #include <protobuf-c/protobuf-c.h>
 #include <unistd.h>
 
+#include "e2e.pb-c.h"
 #include "internal.h"
 #include "sync.pb-c.h"
 #include "test.h"
@@ -632,6 +633,140 @@ static uint64_t typing(srvt *t, uint64_t conn, const char *to, const uint8_t *gi
   Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_TYPING;
   f.typing = &ty;
+  return req(t, conn, &f);
+}
+
+/* --- signed device lists and group changes -------------------------------- */
+
+/* One entry of a device list: a device id and the device whose key it
+ * names (NULL: a key of 33 bytes of 0x05 0x11..., well-formed but nobody's). */
+typedef struct listed {
+  uint32_t id;
+  const dev *key_of;
+} listed;
+
+enum { LIST_OK = 0, LIST_BAD_SIG = 1, LIST_NO_SIG = 2 };
+
+/* SignedDeviceList{body = DeviceListBody{account, version, entries},
+ * signature by `signer` over "whisper-devices-v1" || body}; returns its
+ * length in out (at most 2048 bytes). */
+static size_t dlist_make(uint8_t out[2048], const dev *signer, const char *account,
+                         uint64_t version, const listed *e, size_t n, int bad) {
+  Whisper__E2e__ListedDevice ld[16], *ldp[16];
+  static uint8_t nobody[33] = {0x05, 0x11, 0x22};
+  for (size_t i = 0; i < n; i++) {
+    whisper__e2e__listed_device__init(&ld[i]);
+    ld[i].has_device_id = ld[i].has_identity_key = 1;
+    ld[i].device_id = e[i].id;
+    ld[i].identity_key = (ProtobufCBinaryData){33, e[i].key_of ? (uint8_t *)e[i].key_of->ik.pub : nobody};
+    ldp[i] = &ld[i];
+  }
+  Whisper__E2e__DeviceListBody b = WHISPER__E2E__DEVICE_LIST_BODY__INIT;
+  b.account = (char *)account;
+  b.has_version = 1;
+  b.version = version;
+  b.n_devices = n;
+  b.devices = ldp;
+  uint8_t body[1024], msg[1100], sig[64];
+  size_t bn = whisper__e2e__device_list_body__pack(&b, body);
+  memcpy(msg, "whisper-devices-v1", 18);
+  memcpy(msg + 18, body, bn);
+  CHECK_RC(whisper_sign(signer->ctx, sig, signer->ik.priv, msg, 18 + bn), WHISPER_OK);
+  if (bad == LIST_BAD_SIG) sig[7] ^= 1;
+  Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
+  s.has_body = 1;
+  s.body = (ProtobufCBinaryData){bn, body};
+  s.has_signature = bad != LIST_NO_SIG;
+  s.signature = (ProtobufCBinaryData){64, sig};
+  return whisper__e2e__signed_device_list__pack(&s, out);
+}
+
+static uint64_t publish(srvt *t, uint64_t conn, const uint8_t *list, size_t n) {
+  Whisper__Sync__PublishDevices p = WHISPER__SYNC__PUBLISH_DEVICES__INIT;
+  p.has_signed_list = 1;
+  p.signed_list = (ProtobufCBinaryData){n, (uint8_t *)list};
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PUBLISH;
+  f.publish = &p;
+  return req(t, conn, &f);
+}
+
+static uint64_t link_approve_list(srvt *t, uint64_t conn, const uint8_t code[16],
+                                  const uint8_t *list, size_t n) {
+  Whisper__Sync__LinkApprove l = WHISPER__SYNC__LINK_APPROVE__INIT;
+  l.has_link_code = l.has_signed_list = 1;
+  l.link_code = (ProtobufCBinaryData){16, (uint8_t *)code};
+  l.signed_list = (ProtobufCBinaryData){n, (uint8_t *)list};
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_LINK_APPROVE;
+  f.link_approve = &l;
+  return req(t, conn, &f);
+}
+
+/* 1 if `got` holds exactly the n bytes of `want`. */
+static int same_bytes(protobuf_c_boolean has, ProtobufCBinaryData got, const uint8_t *want,
+                      size_t n) {
+  return has && got.len == n && memcmp(got.data, want, n) == 0;
+}
+
+/* The next Devices: its ids in order (n of them) and its signed list
+ * (list NULL: none). */
+#define EXPECT_DEVICES(conn, ids, n, list, ln) expect_devices_(conn, ids, n, list, ln, __LINE__)
+static void expect_devices_(uint64_t conn, const uint32_t *ids, size_t n, const uint8_t *list,
+                            size_t ln, int line) {
+  Frame *f = expect_(conn, WHISPER__SYNC__FRAME__BODY_DEVICES, line);
+  if (f == NULL) return;
+  int ok = f->devices->n_device_ids == n &&
+           (list ? same_bytes(f->devices->has_signed_list, f->devices->signed_list, list, ln)
+                 : !f->devices->has_signed_list);
+  for (size_t i = 0; ok && i < n; i++) ok = f->devices->device_ids[i] == ids[i];
+  if (!ok) fprintf(stderr, "line %d: Devices differs\n", line);
+  CHECK(ok);
+  fr_free(f);
+}
+
+/* SignedGroupChange{body = GroupChangeBody{gid, version, prev (NULL:
+ * none), members, author alice.1}, a signature nobody checks}; *body_hash
+ * (if not NULL) gets SHA-256 of the body. */
+static size_t change_make(uint8_t out[1024], const uint8_t gid[16], uint64_t version,
+                          const uint8_t *prev, const char *const *members, size_t n,
+                          uint8_t *body_hash) {
+  Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  b.has_group_id = b.has_version = b.has_author_device = 1;
+  b.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  b.version = version;
+  if (prev) {
+    b.has_prev = 1;
+    b.prev = (ProtobufCBinaryData){32, (uint8_t *)prev};
+  }
+  b.members = (char **)members;
+  b.n_members = n;
+  b.author = "alice";
+  b.author_device = 1;
+  uint8_t body[512], sig[64];
+  size_t bn = whisper__e2e__group_change_body__pack(&b, body);
+  if (body_hash) crypto_hash_sha256(body_hash, body, bn);
+  memset(sig, 0x5A, sizeof sig);
+  Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
+  s.has_body = s.has_signature = 1;
+  s.body = (ProtobufCBinaryData){bn, body};
+  s.signature = (ProtobufCBinaryData){64, sig};
+  return whisper__e2e__signed_group_change__pack(&s, out);
+}
+
+static uint64_t group_op_change(srvt *t, uint64_t conn, int op, const uint8_t gid[16],
+                                const char *const *members, size_t n, const uint8_t *change,
+                                size_t cn) {
+  Whisper__Sync__GroupOp g = WHISPER__SYNC__GROUP_OP__INIT;
+  g.has_op = g.has_group_id = g.has_change = 1;
+  g.op = (Whisper__Sync__GroupOp__Op)op;
+  g.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  g.members = (char **)members;
+  g.n_members = n;
+  g.change = (ProtobufCBinaryData){cn, (uint8_t *)change};
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
+  f.group = &g;
   return req(t, conn, &f);
 }
 
@@ -1564,6 +1699,377 @@ static void test_link_held(void) {
   srvt_close(&t);
 }
 
+/* Signed device lists: PublishDevices (only from device 1, checked,
+ * versions only grow), the list in Devices and Bundles, and the removal of
+ * a device the list leaves out: its connection is closed, it cannot log
+ * in, it is gone from ListDevices, FetchBundles and Send's device lists,
+ * group and receipt fan-out skip it, its mailbox entries are deleted; the
+ * list outlives a restart. */
+static void test_device_lists(void) {
+  srvt t;
+  four w;
+  dev c1;
+  uint8_t l1[2048], bad[2048], l2[2048], gid[16], cid[16];
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  dev_init(&c1, "carol", 1, 5);
+  dev_up(&t, &c1, 9, 0);
+  const uint32_t both[] = {1, 2}, one[] = {1};
+  const listed a12[] = {{1, &w.a1}, {2, &w.a2}}, a1_only[] = {{1, &w.a1}};
+
+  list_devices(&t, 3, "alice");
+  EXPECT_DEVICES(3, both, 2, NULL, 0); /* none published yet */
+  size_t n1 = dlist_make(l1, &w.a1, "alice", 1, a12, 2, LIST_OK);
+  publish(&t, 2, l1, n1);
+  EXPECT_ERR(2, 8); /* only device 1 publishes */
+  static const struct {
+    int signer; /* 1: alice.1, 2: alice.2 */
+    const char *account;
+    uint64_t version;
+    uint32_t id1, id2;
+    int key1, key2; /* whose key each entry names (1 or 2; 0: no entry) */
+    int bad;
+    unsigned code;
+  } cases[] = {
+      {1, "bob", 1, 1, 2, 1, 2, LIST_OK, 1},       /* another account's list */
+      {1, "alice", 1, 2, 0, 2, 0, LIST_OK, 1},     /* without device 1 */
+      {1, "alice", 1, 1, 2, 2, 2, LIST_OK, 1},     /* device 1 with another key */
+      {1, "alice", 1, 1, 1, 1, 1, LIST_OK, 1},     /* a device twice */
+      {1, "alice", 1, 1, 2, 1, 2, LIST_NO_SIG, 1}, /* no signature */
+      {1, "alice", 1, 1, 2, 1, 2, LIST_BAD_SIG, 4},/* a bad signature */
+      {2, "alice", 1, 1, 2, 1, 2, LIST_OK, 4},     /* signed by device 2 */
+      {1, "alice", 0, 1, 2, 1, 2, LIST_OK, 11},    /* version not above the stored (none: 0) */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const dev *keys[] = {NULL, &w.a1, &w.a2};
+    listed e[2] = {{cases[i].id1, keys[cases[i].key1]}, {cases[i].id2, keys[cases[i].key2]}};
+    size_t nb = dlist_make(bad, keys[cases[i].signer], cases[i].account, cases[i].version, e,
+                           cases[i].key2 ? 2 : 1, cases[i].bad);
+    publish(&t, 1, bad, nb);
+    EXPECT_ERR(1, cases[i].code);
+    ping(&t, 1); /* three ERR_MALFORMED in a row would close it */
+    fr_free(EXPECT(1, PONG));
+  }
+  publish(&t, 1, (const uint8_t *)"\xff\xff", 2);
+  EXPECT_ERR(1, 1);
+  /* nothing changed */
+  list_devices(&t, 3, "alice");
+  EXPECT_DEVICES(3, both, 2, NULL, 0);
+  CHECK(!boxes[2].closed);
+
+  publish(&t, 1, l1, n1);
+  EXPECT_OK(1);
+  list_devices(&t, 3, "alice");
+  EXPECT_DEVICES(3, both, 2, l1, n1);
+  fetch(&t, 3, "alice", NULL, 0);
+  Frame *f = EXPECT(3, BUNDLES);
+  CHECK(f && f->bundles->n_bundles == 2 &&
+        same_bytes(f->bundles->has_signed_list, f->bundles->signed_list, l1, n1));
+  fr_free(f);
+  fetch(&t, 3, "bob", NULL, 0); /* an account without a list: none */
+  f = EXPECT(3, BUNDLES);
+  CHECK(f && f->bundles->n_bundles == 2 && !f->bundles->has_signed_list);
+  fr_free(f);
+  /* versions only grow: the same one again, or another list of version 1 */
+  publish(&t, 1, l1, n1);
+  EXPECT_ERR(1, 11);
+  size_t nb = dlist_make(bad, &w.a1, "alice", 1, a1_only, 1, LIST_OK);
+  publish(&t, 1, bad, nb);
+  EXPECT_ERR(1, 11);
+  list_devices(&t, 3, "alice");
+  EXPECT_DEVICES(3, both, 2, l1, n1);
+  CHECK(!boxes[2].closed);
+
+  /* alice.2 gets two entries it does not ack: a group notice, a message */
+  memset(gid, 0x6C, 16);
+  const char *bc[] = {"bob", "carol"};
+  group_op(&t, 1, 1, gid, bc, 2);
+  fr_free(EXPECT(1, GROUP_INFO));
+  CHECK(EXPECT_DELIVER(2, 3, 0) != NULL);
+  for (uint64_t c = 1; c < MAXC; c++)
+    if (c != 2) box_reset(c);
+  cid_make(cid, 1);
+  target a_both[] = {{1, 0}, {2, 0}}, a_one[] = {{1, 0}}, b_own[] = {{2, 0}};
+  send_direct(&t, &w.b1, "alice", cid, a_both, 2, b_own, 1, 1);
+  EXPECT_SENT(3, NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
+  uint64_t depth = stats(&t).mailbox_depth;
+
+  /* version 2 leaves alice.2 out: removed */
+  size_t n2 = dlist_make(l2, &w.a1, "alice", 2, a1_only, 1, LIST_OK);
+  publish(&t, 1, l2, n2);
+  EXPECT_OK(1);
+  CHECK(boxes[2].closed);
+  CHECK(!boxes[1].closed && !boxes[3].closed);
+  CHECK(stats(&t).mailbox_depth == depth - 2);
+  list_devices(&t, 3, "alice");
+  EXPECT_DEVICES(3, one, 1, l2, n2);
+  fetch(&t, 3, "alice", NULL, 0);
+  f = EXPECT(3, BUNDLES);
+  CHECK(f && f->bundles->n_bundles == 1 && f->bundles->bundles[0]->keys->device_id == 1 &&
+        same_bytes(f->bundles->has_signed_list, f->bundles->signed_list, l2, n2));
+  fr_free(f);
+  /* it cannot log in */
+  dev_connect(&t, &w.a2, 5);
+  dev_hello(&t, &w.a2);
+  EXPECT_OK(5);
+  dev_auth(&t, &w.a2, 0, 0);
+  EXPECT_ERR(5, 4);
+  CHECK(boxes[5].closed);
+  /* a Send to alice no longer needs it: a ciphertext for it is extra */
+  cid_make(cid, 2);
+  send_direct(&t, &w.b1, "alice", cid, a_both, 2, b_own, 1, 1);
+  CHECK_STALE(3, "alice", 0, 2, 0);
+  send_direct(&t, &w.b1, "alice", cid, a_one, 1, b_own, 1, 1);
+  EXPECT_SENT(3, NULL);
+  CHECK(EXPECT_DELIVER(1, 1, 0) != NULL);
+  CHECK(EXPECT_DELIVER(4, 1, 0) != NULL);
+  /* alice.1's own copies: device 2 is extra */
+  cid_make(cid, 3);
+  target b_both[] = {{1, 0}, {2, 0}};
+  send_direct(&t, &w.a1, "bob", cid, b_both, 2, b_own, 1, 1);
+  CHECK_STALE(1, "alice", 0, 2, 0);
+  /* group and receipt fan-out skip it */
+  cid_make(cid, 4);
+  send_group(&t, &w.b1, gid, cid);
+  EXPECT_SENT(3, NULL);
+  uint64_t got[] = {1, 4, 9};
+  for (size_t i = 0; i < 3; i++) CHECK(EXPECT_DELIVER(got[i], 1, 0) != NULL);
+  const uint8_t rid[1][16] = {{0xC1}};
+  receipt(&t, 3, "alice", 3, rid, 1);
+  EXPECT_OK(3);
+  CHECK(EXPECT_DELIVER(1, 2, 0) != NULL);
+  EXPECT_NONE(5);
+
+  /* the list is stored: a new server on the same store hands it out */
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
+  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  dev_login(&t, &w.b1, 11, 1u << 30);
+  box_reset(11);
+  list_devices(&t, 11, "alice");
+  EXPECT_DEVICES(11, one, 1, l2, n2);
+  dev_free(&c1);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+/* LinkApprove with a signed list: only from device 1, the list checked
+ * as PublishDevices' (and nothing approved when it is refused); the new
+ * device's Register must match its entry (ERR_AUTH, not added), and on
+ * success the list becomes the account's, which removes the devices it
+ * leaves out. A list longer than the device limit is refused. */
+static void test_link_signed(void) {
+  srvt t;
+  dev a1, a2, a2x, a3, a4;
+  uint8_t code[16] = {0}, code4[16] = {0}, l1[2048], l2[2048], l3[2048], bad[2048];
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.max_devices = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a1, "alice", 1, 1);
+  dev_init(&a2, "alice", 2, 2);
+  dev_init(&a2x, "alice", 2, 12);
+  dev_init(&a3, "alice", 3, 3);
+  dev_init(&a4, "alice", 4, 4);
+  dev_up(&t, &a1, 1, 0);
+  dev_link(&t, &a3, 3, &a1); /* a legacy approval */
+  const listed l13[] = {{1, &a1}, {3, &a3}}, with_2x[] = {{1, &a1}, {2, &a2x}, {3, &a3}};
+  const listed no1[] = {{2, &a2x}, {3, &a3}}, l14[] = {{1, &a1}, {4, &a4}};
+  size_t n1 = dlist_make(l1, &a1, "alice", 1, l13, 2, LIST_OK);
+  publish(&t, 1, l1, n1);
+  EXPECT_OK(1);
+
+  dev_connect(&t, &a2, 2);
+  link_request(&t, 2, "alice");
+  CHECK(get_link_code(2, code));
+  uint64_t rid = dev_register(&t, &a2, 1, 1, code, BAD_NONE);
+  EXPECT_NONE(2); /* held */
+  size_t n2 = dlist_make(l2, &a1, "alice", 2, with_2x, 3, LIST_OK);
+  link_approve_list(&t, 3, code, l2, n2);
+  EXPECT_ERR(3, 8);
+  size_t nb = dlist_make(bad, &a1, "alice", 2, with_2x, 3, LIST_BAD_SIG);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 4);
+  nb = dlist_make(bad, &a1, "bob", 2, with_2x, 3, LIST_OK);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 1);
+  nb = dlist_make(bad, &a1, "alice", 2, no1, 2, LIST_OK);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 1);
+  ping(&t, 1);
+  fr_free(EXPECT(1, PONG));
+  nb = dlist_make(bad, &a1, "alice", 1, with_2x, 3, LIST_OK);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 11);
+  const listed four_l[] = {{1, &a1}, {2, &a2x}, {3, &a3}, {4, &a4}};
+  nb = dlist_make(bad, &a1, "alice", 2, four_l, 4, LIST_OK);
+  link_approve_list(&t, 1, code, bad, nb);
+  EXPECT_ERR(1, 10);
+  EXPECT_NONE(2); /* still held: nothing was approved */
+  const uint32_t d13[] = {1, 3}, d132[] = {1, 3, 2}, d14[] = {1, 4};
+  list_devices(&t, 1, "alice");
+  EXPECT_DEVICES(1, d13, 2, l1, n1);
+
+  /* approved with a list that names another key for device 2: the held
+   * Register is refused and nothing is added */
+  link_approve_list(&t, 1, code, l2, n2);
+  EXPECT_OK(1);
+  Frame *f = EXPECT(2, ERROR);
+  CHECK(f && f->id == rid && f->error->code == 4);
+  fr_free(f);
+  list_devices(&t, 1, "alice");
+  EXPECT_DEVICES(1, d13, 2, l1, n1);
+  /* the device the list names registers with that code: added, and the
+   * list is the account's */
+  dev_connect(&t, &a2x, 4);
+  dev_register(&t, &a2x, 1, 1, code, BAD_NONE);
+  EXPECT_OK(4);
+  list_devices(&t, 1, "alice");
+  EXPECT_DEVICES(1, d132, 3, l2, n2);
+  dev_hello(&t, &a2x);
+  EXPECT_OK(4);
+  dev_auth(&t, &a2x, 0, 0);
+  EXPECT_OK(4);
+  fr_free(EXPECT(4, QUEUE_EMPTY));
+
+  /* a list that adds alice.4 and leaves out 2 and 3: once alice.4 is
+   * added they are removed, their connections closed (the account had
+   * its 3 devices: it keeps only what the list names, so no ERR_LIMIT) */
+  dev_connect(&t, &a4, 5);
+  link_request(&t, 5, "alice");
+  CHECK(get_link_code(5, code4));
+  size_t n3 = dlist_make(l3, &a1, "alice", 3, l14, 2, LIST_OK);
+  link_approve_list(&t, 1, code4, l3, n3);
+  EXPECT_OK(1);
+  CHECK(!boxes[3].closed && !boxes[4].closed); /* not before the Register */
+  dev_register(&t, &a4, 1, 1, code4, BAD_NONE);
+  EXPECT_OK(5);
+  CHECK(boxes[3].closed && boxes[4].closed && !boxes[1].closed);
+  list_devices(&t, 1, "alice");
+  EXPECT_DEVICES(1, d14, 2, l3, n3);
+  dev_free(&a1);
+  dev_free(&a2);
+  dev_free(&a2x);
+  dev_free(&a3);
+  dev_free(&a4);
+  srvt_close(&t);
+}
+
+/* GroupOp with a signed change: it must parse and be for the op's group
+ * (ERR_MALFORMED), start at version 1, then follow the stored change
+ * (version + 1, prev = SHA-256 of its body: else ERR_STATE, nothing
+ * changed); the ENTRY_GROUPs carry it and GroupInfo carries the latest,
+ * also after a restart. An op without one works as before. */
+static void test_group_changes(void) {
+  srvt t;
+  four w;
+  dev c1;
+  uint8_t gid[16], other[16], c1b[1024], c2b[1024], cx[1024], h1[32], zero[32] = {0};
+  memset(gid, 0x7A, 16);
+  memset(other, 0x7B, 16);
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  dev_init(&c1, "carol", 1, 5);
+  dev_up(&t, &c1, 9, 0);
+  const char *bob[] = {"bob"}, *ab[] = {"alice", "bob"}, *abc[] = {"alice", "bob", "carol"};
+  const char *carol[] = {"carol"};
+
+  group_op_change(&t, 1, 1, gid, bob, 1, (const uint8_t *)"\xff", 1);
+  EXPECT_ERR(1, 1);
+  size_t nx = change_make(cx, other, 1, NULL, ab, 2, NULL);
+  group_op_change(&t, 1, 1, gid, bob, 1, cx, nx);
+  EXPECT_ERR(1, 1);
+  ping(&t, 1);
+  fr_free(EXPECT(1, PONG));
+  nx = change_make(cx, gid, 2, NULL, ab, 2, NULL);
+  group_op_change(&t, 1, 1, gid, bob, 1, cx, nx);
+  EXPECT_ERR(1, 11); /* a creation is version 1 */
+  group_op(&t, 1, 5, gid, NULL, 0);
+  EXPECT_ERR(1, 6); /* not created */
+
+  size_t n1 = change_make(c1b, gid, 1, NULL, ab, 2, h1);
+  group_op_change(&t, 1, 1, gid, bob, 1, c1b, n1);
+  Frame *f = EXPECT(1, GROUP_INFO);
+  CHECK(f && same_bytes(f->group_info->has_change, f->group_info->change, c1b, n1));
+  fr_free(f);
+  uint64_t ab_conns[] = {1, 2, 3, 4}, all[] = {1, 2, 3, 4, 9};
+  for (size_t i = 0; i < 4; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(ab_conns[i], 3, 0);
+    CHECK(d && same_bytes(d->has_group_change, d->group_change, c1b, n1));
+  }
+  EXPECT_NONE(9);
+  group_op_change(&t, 1, 5, gid, NULL, 0, c1b, n1);
+  EXPECT_ERR(1, 1); /* INFO carries none */
+
+  /* the next change must follow the first */
+  struct {
+    uint64_t version;
+    const uint8_t *prev;
+  } wrong[] = {{2, zero}, {2, NULL}, {3, h1}, {1, h1}};
+  for (size_t i = 0; i < 4; i++) {
+    nx = change_make(cx, gid, wrong[i].version, wrong[i].prev, abc, 3, NULL);
+    group_op_change(&t, 1, 2, gid, carol, 1, cx, nx);
+    EXPECT_ERR(1, 11);
+  }
+  for (size_t i = 0; i < 5; i++) EXPECT_NONE(all[i]);
+  group_op(&t, 1, 5, gid, NULL, 0);
+  f = EXPECT(1, GROUP_INFO);
+  CHECK(f && f->group_info->n_members == 2 &&
+        same_bytes(f->group_info->has_change, f->group_info->change, c1b, n1));
+  fr_free(f);
+
+  size_t n2 = change_make(c2b, gid, 2, h1, abc, 3, NULL);
+  group_op_change(&t, 1, 2, gid, carol, 1, c2b, n2);
+  f = EXPECT(1, GROUP_INFO);
+  CHECK(f && f->group_info->n_members == 3 &&
+        same_bytes(f->group_info->has_change, f->group_info->change, c2b, n2));
+  fr_free(f);
+  for (size_t i = 0; i < 5; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(all[i], 3, 0);
+    CHECK(d && d->n_members == 3 && same_bytes(d->has_group_change, d->group_change, c2b, n2));
+  }
+  /* INFO answers the latest; an op without a change works as before, its
+   * notices carry none, and the latest stays */
+  group_op(&t, 9, 5, gid, NULL, 0);
+  f = EXPECT(9, GROUP_INFO);
+  CHECK(f && same_bytes(f->group_info->has_change, f->group_info->change, c2b, n2));
+  fr_free(f);
+  group_op(&t, 1, 4, gid, bob, 1);
+  f = EXPECT(1, GROUP_INFO);
+  CHECK(f && f->group_info->n_admins == 2 &&
+        same_bytes(f->group_info->has_change, f->group_info->change, c2b, n2));
+  fr_free(f);
+  for (size_t i = 0; i < 5; i++) {
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(all[i], 3, 0);
+    CHECK(d && !d->has_group_change);
+  }
+  /* a group made without a change has none to follow */
+  group_op(&t, 1, 1, other, bob, 1);
+  f = EXPECT(1, GROUP_INFO);
+  CHECK(f && !f->group_info->has_change);
+  fr_free(f);
+  for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
+  nx = change_make(cx, other, 2, h1, abc, 3, NULL);
+  group_op_change(&t, 1, 2, other, carol, 1, cx, nx);
+  EXPECT_ERR(1, 11);
+  EXPECT_NONE(9);
+
+  /* stored: a new server on the same store answers INFO with it */
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
+  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  dev_login(&t, &w.b1, 11, 1u << 30);
+  box_reset(11);
+  group_op(&t, 11, 5, gid, NULL, 0);
+  f = EXPECT(11, GROUP_INFO);
+  CHECK(f && same_bytes(f->group_info->has_change, f->group_info->change, c2b, n2));
+  fr_free(f);
+  dev_free(&c1);
+  four_free(&w);
+  srvt_close(&t);
+}
+
 static void test_bad_frames(void) {
   srvt t;
   dev a;
@@ -2021,6 +2527,9 @@ int main(void) {
   test_presence();
   test_link();
   test_link_held();
+  test_device_lists();
+  test_link_signed();
+  test_group_changes();
   test_bad_frames();
   test_rate_heartbeat_push();
   test_mailbox_limit();
