@@ -703,13 +703,13 @@ void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
   if (a == NULL) return;
   if (f->body_case == WHISPER__SYNC__FRAME__BODY_OK) {
     sy_devlist own;
-    int rc = wh_begin(c->ctx);
+    int rc = sy_txn_begin(c);
     if (rc == WHISPER_OK) {
       rc = sy_devs_load(c, c->account, &own);
       if (rc == WHISPER_OK) rc = sy_list_accept(c, c->account, a->list->data, a->list->len, &own, NULL);
       if (rc == WHISPER_OK) rc = sy_devs_save(c, c->account, &own);
       sy_devs_free(&own);
-      rc = wh_finish(c->ctx, rc);
+      rc = sy_txn_end(c, rc);
     }
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
   } else {

@@ -605,10 +605,10 @@ static void take_list(whisper_client *c, const char *account, int has, const Pro
 
 static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Devices *d) {
   sy_devlist l;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_txn_begin(c); /* library calls (trust) join it */
   if (rc != WHISPER_OK) return;
   if ((rc = sy_devs_load(c, r->account, &l)) != WHISPER_OK) {
-    wh_finish(c->ctx, rc);
+    sy_txn_end(c, rc);
     return;
   }
   take_list(c, r->account, d->has_signed_list, &d->signed_list, &l);
@@ -627,7 +627,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
     sy_devs_free(&old);
   }
   l.known = 1;
-  rc = wh_finish(c->ctx, sy_devs_save(c, r->account, &l));
+  rc = sy_txn_end(c, sy_devs_save(c, r->account, &l));
   if (rc == WHISPER_OK) sy_name_add(&c->refreshed, r->account);
   if (sy_name_has(c->fetching, r->account)) {
     sy_name_del(&c->fetching, r->account);

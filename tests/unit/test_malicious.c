@@ -64,6 +64,7 @@ enum {
   LIE_DEVICES,       /* Devices/Bundles answers to `victim` about `account` get `list` / extra device */
   LIE_GROUP_ID,      /* the next group message to `victim` is re-labelled `gid` */
   LIE_CONVERSATION,  /* the next own-device copy to `victim` is re-addressed to `account` */
+  LIE_NO_LIST,       /* Devices/Bundles answers to `victim` about `account` lose their signed list */
 };
 
 typedef struct lie {
@@ -109,6 +110,19 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
     *frame = b;
     *len = nl;
     l->done = changed = 1;
+  } else if (l->kind == LIE_NO_LIST && (f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES ||
+                                         f->body_case == WHISPER__SYNC__FRAME__BODY_BUNDLES)) {
+    protobuf_c_boolean *has = f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES
+                                  ? &f->devices->has_signed_list
+                                  : &f->bundles->has_signed_list;
+    protobuf_c_boolean old = *has;
+    *has = 0;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    *has = old;
+    *frame = b;
+    *len = nl;
+    changed = 1;
   } else if (l->kind == LIE_DEVICES && f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES &&
              strcmp(f->devices->account, l->account) == 0) {
     Whisper__Sync__Devices *dv = f->devices;
@@ -911,6 +925,85 @@ static void test_legacy_contact(void) {
   net_close(&n);
 }
 
+/* A contact from before signed lists (the server has none for it) whose
+ * identity key changes: its entries wait in the store, acknowledged, so
+ * that even more than the server's window of them stalls nobody else; they
+ * are shown once the app trusts the key. */
+static void make_legacy(node *d, const char *account) {
+  Whisper__Client__KnownDevice kd = WHISPER__CLIENT__KNOWN_DEVICE__INIT, *kdp = &kd;
+  kd.has_device_id = 1;
+  kd.device_id = 1;
+  Whisper__Client__DeviceList old = WHISPER__CLIENT__DEVICE_LIST__INIT;
+  old.n_devices = 1;
+  old.devices = &kdp;
+  uint8_t key[80], buf[256];
+  key[0] = 'd';
+  memcpy(key + 1, account, strlen(account));
+  size_t len = whisper__client__device_list__pack(&old, buf);
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, d->ctx->store->ops.put(d->ctx->store->user, 10, key, 1 + strlen(account), buf, len)),
+           WHISPER_OK);
+}
+
+static void test_legacy_identity_change(void) {
+  net n;
+  open_net(&n);
+  node *a = account_new(&n, "alice", 1), *b = account_new(&n, "bob", 1);
+  still_talks(&n, a, b, "hello");
+  still_talks(&n, b, a, "hello back");
+  make_legacy(a, "bob");
+  the_lie.kind = LIE_NO_LIST;
+  the_lie.victim = a;
+  node_cut(&n, a);
+  net_run(&n);
+  uint8_t real[33], other[33];
+  CHECK_RC(whisper_identity_remote(a->ctx, "bob", 1, real), WHISPER_OK);
+  memcpy(other, real, 33);
+  other[5] ^= 1;
+  /* alice's app now expects another key from bob.1 */
+  CHECK_RC(whisper_identity_trust(a->ctx, "bob", 1, other, 33), WHISPER_OK);
+  ev_clear(a);
+  uint8_t id[16];
+  send_text(&n, a, "bob", "held back", id);
+  net_run(&n);
+  CHECK(ev_count(a, WHISPER_EV_IDENTITY) == 1);
+  CHECK(ev_status(a, id, NULL, 0, WHISPER_STATUS_SENT) == 0);
+  CHECK(ev_messages(b, "held back") == 0);
+  /* more of bob's messages than the server's window: they wait, acked */
+  char text[32];
+  for (int i = 0; i < 300; i++) {
+    snprintf(text, sizeof text, "waiting %d", i);
+    send_text(&n, b, "alice", text, NULL);
+    net_run(&n);
+  }
+  CHECK(ev_count(a, WHISPER_EV_MESSAGE) == 0);
+  CHECK(ev_count(a, WHISPER_EV_IDENTITY) == 301);
+  /* and someone else still gets through, both ways */
+  node *c = account_new(&n, "carol", 1);
+  still_talks(&n, c, a, "from carol, after all that");
+  still_talks(&n, a, c, "to carol");
+  /* a reconnect: still untrusted, nothing shown */
+  node_cut(&n, a);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(a, "waiting 0") == 0);
+  /* the app trusts the key again: everything goes, once */
+  CHECK_RC(whisper_identity_trust(a->ctx, "bob", 1, real, 33), WHISPER_OK);
+  CHECK_RC(whisper_client_retry(a->cl, n.now), WHISPER_OK);
+  net_run(&n);
+  for (int i = 0; i < 300; i++) {
+    snprintf(text, sizeof text, "waiting %d", i);
+    CHECK(ev_messages(a, text) == 1);
+  }
+  CHECK(ev_messages(b, "held back") == 1);
+  CHECK(ev_status(a, id, NULL, 0, WHISPER_STATUS_SENT) == 1);
+  ev_clear(a);
+  node_cut(&n, a);
+  net_advance(&n, 2000);
+  CHECK(ev_count(a, WHISPER_EV_MESSAGE) == 0);
+  CHECK(history_count(a, "bob") == 303);
+  net_close(&n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-malicious-%d", (int)getpid());
   mkdir(dbdir, 0700);
@@ -927,6 +1020,7 @@ int main(void) {
   test_honest_devices();
   test_honest_group_changes();
   test_legacy_contact();
+  test_legacy_identity_change();
   rmdir(dbdir);
   return test_done();
 }
