@@ -199,14 +199,14 @@ WHISPER_API void whisper_client_group_conversation(
  * id is not 1, never registered) asks the server for a code on its first
  * connection, raises WHISPER_EV_LINK_CODE with the token, and registers as
  * soon as the primary approves it. Returns WHISPER_OK, WHISPER_EINVAL (a
- * malformed token), WHISPER_ESTATE (not the primary, or this account's
- * list is not published yet) or an error.
+ * malformed token, or one of another account), WHISPER_ESTATE (not the
+ * primary, or this account's list is not published yet) or an error.
  */
 WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t len);
 
 #define WHISPER_LINK_DIGITS 8
-/** The short code of a link token: 8 decimal digits derived from the new
- *  device's id and identity key, NUL-terminated. Both devices show it; the
+/** The short code of a link token: 8 decimal digits derived from the
+ *  account, the new device's id and its identity key, NUL-terminated. Both devices show it; the
  *  user approves only if they match. Returns WHISPER_OK or WHISPER_EINVAL. */
 WHISPER_API int whisper_client_link_digits(const uint8_t *token, size_t len,
                                            char out[WHISPER_LINK_DIGITS + 1]);

@@ -761,12 +761,12 @@ static int publish(whisper_client *c, uint32_t add, const uint8_t *add_key, uint
 
 int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t len) {
   if (c == NULL) return WHISPER_EINVAL;
-  uint32_t device;
-  const uint8_t *key, *code;
-  size_t code_len;
-  if (sy_token_parse(token, len, &device, &key, &code, &code_len) != WHISPER_OK)
+  sy_token tk;
+  if (sy_token_parse(token, len, &tk) != WHISPER_OK)
     return sy_fail(c, WHISPER_EINVAL, "not a link token");
-  return publish(c, device, key, 0, code, code_len);
+  if (strcmp(tk.account, c->account) != 0)
+    return sy_fail(c, WHISPER_EINVAL, "a link token of another account (%s)", tk.account);
+  return publish(c, tk.device, tk.key, 0, tk.code, tk.code_len);
 }
 
 int whisper_client_device_remove(whisper_client *c, uint32_t device_id) {

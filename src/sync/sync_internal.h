@@ -384,8 +384,13 @@ int sy_change_verify(whisper_client *c, const sy_change *ch, const sy_devlist *a
 void sy_change_free(sy_change *ch);
 /* Link tokens (whisper_client_link_approve()). */
 int sy_token_make(whisper_client *c, const uint8_t *code, size_t len, whisper_buf **out);
-int sy_token_parse(const uint8_t *t, size_t len, uint32_t *device, const uint8_t **key,
-                   const uint8_t **code, size_t *code_len);
+typedef struct sy_token {
+  char account[WH_NAME_MAX + 1];
+  uint32_t device;
+  const uint8_t *key, *code; /* into the token */
+  size_t code_len;
+} sy_token;
+int sy_token_parse(const uint8_t *t, size_t len, sy_token *out);
 /* A signed change of group `gid` from state `g` to (members, admins). */
 int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
                    char *const *members, size_t nm, char *const *admins, size_t na,

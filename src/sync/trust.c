@@ -393,46 +393,58 @@ Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len) {
   return NULL;
 }
 
-/* --- link tokens: version (1) || device id (4, BE) || identity key (33) || code ------------- */
+/* --- link tokens: version (1) || device id (4, BE) || identity key (33) ||
+ *     account length (1) || account || the server's code --------------------------------- */
 
 int sy_token_make(whisper_client *c, const uint8_t *code, size_t len, whisper_buf **out) {
   uint8_t pub[WHISPER_PUBLIC_KEY_LEN];
   int rc = whisper_identity_get(c->ctx, pub, NULL, NULL, NULL);
   if (rc != WHISPER_OK) return rc;
-  if ((*out = whisper_buf_new(NULL, TOKEN_HEAD + len)) == NULL) return WHISPER_ENOMEM;
+  size_t al = strlen(c->account);
+  if ((*out = whisper_buf_new(NULL, TOKEN_HEAD + 1 + al + len)) == NULL) return WHISPER_ENOMEM;
   uint8_t *t = (*out)->data;
   t[0] = TOKEN_VERSION;
   wh_be32(t + 1, c->device_id);
   memcpy(t + 5, pub, WHISPER_PUBLIC_KEY_LEN);
-  if (len) memcpy(t + TOKEN_HEAD, code, len);
+  t[TOKEN_HEAD] = (uint8_t)al;
+  memcpy(t + TOKEN_HEAD + 1, c->account, al);
+  if (len) memcpy(t + TOKEN_HEAD + 1 + al, code, len);
   return WHISPER_OK;
 }
 
-int sy_token_parse(const uint8_t *t, size_t len, uint32_t *device, const uint8_t **key,
-                   const uint8_t **code, size_t *code_len) {
-  if (t == NULL || len <= TOKEN_HEAD || len > TOKEN_HEAD + 64 || t[0] != TOKEN_VERSION)
+int sy_token_parse(const uint8_t *t, size_t len, sy_token *out) {
+  if (t == NULL || len <= TOKEN_HEAD + 1 || t[0] != TOKEN_VERSION) return WHISPER_EINVAL;
+  size_t al = t[TOKEN_HEAD];
+  if (al == 0 || al > 64 || len <= TOKEN_HEAD + 1 + al || len > TOKEN_HEAD + 1 + al + 64)
     return WHISPER_EINVAL;
-  *device = (uint32_t)t[1] << 24 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 8 | t[4];
-  *key = t + 5;
-  *code = t + TOKEN_HEAD;
-  *code_len = len - TOKEN_HEAD;
-  if (*device <= 1 || *device > INT32_MAX ||
-      whisper_public_key_check(*key, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
+  memcpy(out->account, t + TOKEN_HEAD + 1, al);
+  out->account[al] = '\0';
+  out->device = (uint32_t)t[1] << 24 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 8 | t[4];
+  out->key = t + 5;
+  out->code = t + TOKEN_HEAD + 1 + al;
+  out->code_len = len - TOKEN_HEAD - 1 - al;
+  if (!sy_valid_account(out->account) || out->device <= 1 || out->device > INT32_MAX ||
+      whisper_public_key_check(out->key, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
     return WHISPER_EINVAL;
   return WHISPER_OK;
 }
 
 int whisper_client_link_digits(const uint8_t *token, size_t len, char out[WHISPER_LINK_DIGITS + 1]) {
-  uint32_t device;
-  const uint8_t *key, *code;
-  size_t code_len;
-  if (out == NULL || sy_token_parse(token, len, &device, &key, &code, &code_len) != WHISPER_OK)
-    return WHISPER_EINVAL;
-  uint8_t msg[sizeof LINK_CTX - 1 + 4 + WHISPER_PUBLIC_KEY_LEN], h[32];
+  sy_token tk;
+  if (out == NULL || sy_token_parse(token, len, &tk) != WHISPER_OK) return WHISPER_EINVAL;
+  /* what the approval binds: the account, the device id and its key */
+  uint8_t msg[sizeof LINK_CTX - 1 + 1 + 64 + 4 + WHISPER_PUBLIC_KEY_LEN], h[32];
+  size_t n = 0, al = strlen(tk.account);
   memcpy(msg, LINK_CTX, sizeof LINK_CTX - 1);
-  wh_be32(msg + sizeof LINK_CTX - 1, device);
-  memcpy(msg + sizeof LINK_CTX + 3, key, WHISPER_PUBLIC_KEY_LEN);
-  sy_sha256(h, msg, sizeof msg);
+  n += sizeof LINK_CTX - 1;
+  msg[n++] = (uint8_t)al;
+  memcpy(msg + n, tk.account, al);
+  n += al;
+  wh_be32(msg + n, tk.device);
+  n += 4;
+  memcpy(msg + n, tk.key, WHISPER_PUBLIC_KEY_LEN);
+  n += WHISPER_PUBLIC_KEY_LEN;
+  sy_sha256(h, msg, n);
   uint64_t v = 0;
   for (int i = 0; i < 8; i++) v = v << 8 | h[i];
   snprintf(out, WHISPER_LINK_DIGITS + 1, "%08llu", (unsigned long long)(v % 100000000ULL));

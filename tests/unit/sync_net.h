@@ -342,7 +342,7 @@ static node *device_link(net *n, node *by, uint32_t device, int sqlite) {
   node *d = node_new(n, by->name, device, sqlite);
   net_run(n);
   const rec_event *code = ev_find(d, WHISPER_EV_LINK_CODE, 0);
-  CHECK(code != NULL && code->body_len == 1 + 4 + 33 + 16); /* a link token */
+  CHECK(code != NULL && code->body_len == 1 + 4 + 33 + 1 + strlen(by->name) + 16); /* a link token */
   CHECK(ev_count(d, WHISPER_EV_REGISTERED) == 0);
   if (code) CHECK_RC(whisper_client_link_approve(by->cl, (const uint8_t *)code->body, code->body_len), WHISPER_OK);
   net_run(n);
