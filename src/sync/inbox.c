@@ -743,7 +743,8 @@ void sy_retry_held(whisper_client *c) {
       break;
     }
     if (out == OUT_HOLD && x.fetch[0]) fetch_list(c, x.fetch);
-    ev_commit(c, &evs);
+    if (out == OUT_HOLD) ev_drop(&evs); /* still waiting: said when it first came */
+    else ev_commit(c, &evs);
   }
   sy_heldset_free(&h);
 }

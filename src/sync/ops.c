@@ -306,6 +306,7 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   op_drop(c, i);
   int rc = ops_store(c);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending operations");
+  sy_ops_flush(c); /* the next op of the same group waited for this one */
 }
 
 /* Client ids per Receipt frame (the server takes up to 1024). */
