@@ -1,10 +1,12 @@
 /* The sync protocol targets' shared machinery: see fuzz_sync.h. */
 #include "fuzz_sync.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "e2e.pb-c.h"
 #include "protocol/pb.h"
 
 /* --- frames ---------------------------------------------------------------- */
@@ -34,7 +36,7 @@ void fzs_frame_free(fzs_frame *f) {
 }
 
 int fzs_is_request(int b) {
-  return b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PING;
+  return b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH;
 }
 
 int fzs_is_server_body(int b) {
@@ -51,7 +53,8 @@ int fzs_is_push(int b) {
 const char *fzs_body_name(int b) {
   static const char *req[] = {"Register", "Hello", "Auth", "UploadPrekeys", "FetchBundles",
                               "ListDevices", "Send", "Ack", "Receipt", "Typing", "PresenceSet",
-                              "PresenceSubscribe", "GroupOp", "LinkRequest", "LinkApprove", "Ping"};
+                              "PresenceSubscribe", "GroupOp", "LinkRequest", "LinkApprove", "Ping",
+                              "PublishDevices"};
   static const char *srv[] = {"Challenge", "Ok", "Error", "Bundles", "Devices", "Sent",
                               "StaleDevices", "Deliver", "QueueEmpty", "TypingNotice",
                               "PresenceNotice", "GroupInfo", "LinkCode", "Pong"};
@@ -1033,6 +1036,115 @@ static whisper_buf *group_send_frame(uint64_t id, const uint8_t *client_id, cons
   return simple(WHISPER__SYNC__FRAME__BODY_SEND, &s, id);
 }
 
+/* A SignedDeviceList of `account`: entries (ids[i], the identity key of
+ * keys[i]), signed by `signer` over "whisper-devices-v1" || body (with
+ * `bad_sig`, one bit of the signature flipped). */
+static whisper_buf *device_list(fz_dev *signer, const char *account, uint64_t version,
+                                const uint32_t *ids, fz_dev *const *keys, size_t n, int bad_sig) {
+  static const char ctx_str[] = "whisper-devices-v1";
+  Whisper__E2e__ListedDevice ld[8], *ldp[8];
+  uint8_t pubs[8][WHISPER_PUBLIC_KEY_LEN], body[512], msg[sizeof ctx_str + 512];
+  uint8_t sig[WHISPER_SIGNATURE_LEN];
+  FZ_ASSERT(n <= 8, "device_list");
+  for (size_t i = 0; i < n; i++) {
+    whisper_prekey_bundle_t b;
+    FZ_ASSERT(whisper_bundle_make(keys[i]->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+    memcpy(pubs[i], b.identity_key, WHISPER_PUBLIC_KEY_LEN);
+    whisper__e2e__listed_device__init(&ld[i]);
+    ld[i].has_device_id = ld[i].has_identity_key = 1;
+    ld[i].device_id = ids[i];
+    ld[i].identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, pubs[i]};
+    ldp[i] = &ld[i];
+  }
+  Whisper__E2e__DeviceListBody lb = WHISPER__E2E__DEVICE_LIST_BODY__INIT;
+  lb.account = (char *)account;
+  lb.has_version = 1;
+  lb.version = version;
+  lb.n_devices = n;
+  lb.devices = ldp;
+  size_t bn = whisper__e2e__device_list_body__get_packed_size(&lb);
+  FZ_ASSERT(bn <= sizeof body, "device_list body");
+  whisper__e2e__device_list_body__pack(&lb, body);
+  memcpy(msg, ctx_str, sizeof ctx_str - 1);
+  memcpy(msg + sizeof ctx_str - 1, body, bn);
+  FZ_ASSERT(wh_local_identity(signer->ctx) == WHISPER_OK, "identity");
+  FZ_ASSERT(whisper_sign(signer->ctx, sig, signer->ctx->identity.priv, msg,
+                         sizeof ctx_str - 1 + bn) == WHISPER_OK,
+            "sign");
+  if (bad_sig) sig[9] ^= 4;
+  Whisper__E2e__SignedDeviceList sl = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
+  sl.has_body = sl.has_signature = 1;
+  sl.body = (ProtobufCBinaryData){bn, body};
+  sl.signature = (ProtobufCBinaryData){sizeof sig, sig};
+  whisper_buf *out = whisper_buf_new(NULL, whisper__e2e__signed_device_list__get_packed_size(&sl));
+  FZ_ASSERT(out != NULL, "out of memory");
+  whisper__e2e__signed_device_list__pack(&sl, out->data);
+  return out;
+}
+
+static whisper_buf *publish_frame(uint64_t id, const whisper_buf *list) {
+  Whisper__Sync__PublishDevices p = WHISPER__SYNC__PUBLISH_DEVICES__INIT;
+  p.has_signed_list = 1;
+  p.signed_list = (ProtobufCBinaryData){list->len, list->data};
+  return simple(WHISPER__SYNC__FRAME__BODY_PUBLISH, &p, id);
+}
+
+static whisper_buf *link_approve_list(uint64_t id, const uint8_t *code, const whisper_buf *list) {
+  Whisper__Sync__LinkApprove la = WHISPER__SYNC__LINK_APPROVE__INIT;
+  la.has_link_code = la.has_signed_list = 1;
+  la.link_code = (ProtobufCBinaryData){16, (uint8_t *)code};
+  la.signed_list = (ProtobufCBinaryData){list->len, list->data};
+  return simple(WHISPER__SYNC__FRAME__BODY_LINK_APPROVE, &la, id);
+}
+
+/* A SignedGroupChange for `gid` (the signature is not the server's to
+ * check: 64 bytes of 0x5A); *hash (if not NULL) gets SHA-256 of its body. */
+static whisper_buf *group_change(const uint8_t *gid, uint64_t version, const uint8_t *prev,
+                                 const char *const *members, size_t n, uint8_t *hash) {
+  Whisper__E2e__GroupChangeBody gb = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  uint8_t body[512], sig[WHISPER_SIGNATURE_LEN];
+  gb.has_group_id = gb.has_version = gb.has_author_device = 1;
+  gb.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
+  gb.version = version;
+  if (prev) {
+    gb.has_prev = 1;
+    gb.prev = (ProtobufCBinaryData){32, (uint8_t *)prev};
+  }
+  gb.n_members = gb.n_admins = n;
+  gb.members = gb.admins = (char **)members;
+  gb.author = "alice";
+  gb.author_device = 1;
+  size_t bn = whisper__e2e__group_change_body__get_packed_size(&gb);
+  FZ_ASSERT(bn <= sizeof body, "group_change body");
+  whisper__e2e__group_change_body__pack(&gb, body);
+  if (hash) crypto_hash_sha256(hash, body, bn);
+  memset(sig, 0x5A, sizeof sig);
+  Whisper__E2e__SignedGroupChange sc = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
+  sc.has_body = sc.has_signature = 1;
+  sc.body = (ProtobufCBinaryData){bn, body};
+  sc.signature = (ProtobufCBinaryData){sizeof sig, sig};
+  whisper_buf *out = whisper_buf_new(NULL, whisper__e2e__signed_group_change__get_packed_size(&sc));
+  FZ_ASSERT(out != NULL, "out of memory");
+  whisper__e2e__signed_group_change__pack(&sc, out->data);
+  return out;
+}
+
+/* A GroupOp carrying `change` (freed here). */
+static whisper_buf *group_op_change(uint64_t id, int op, const uint8_t *gid,
+                                    const char *const *members, size_t n, whisper_buf *change) {
+  whisper_buf *b = group_op(id, op, gid, members, n);
+  fzs_frame *f = fzs_unpack(b->data, b->len);
+  f->group->has_change = 1;
+  f->group->change = (ProtobufCBinaryData){change->len, change->data};
+  whisper_buf_free(b);
+  b = fzs_pack(f, 0);
+  f->group->has_change = 0; /* the bytes are change's, not the frame's */
+  f->group->change = (ProtobufCBinaryData){0, NULL};
+  fzs_frame_free(f);
+  whisper_buf_free(change);
+  return b;
+}
+
 /* Adds the frame to the script as a RECV on `slot` and frees it. */
 static void recv_take(fzs_script *s, int slot, whisper_buf *b) {
   fzs_op_recv(s, slot, b);
@@ -1333,6 +1445,78 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
   fzs_op(&s, FZS_OP_OPEN, 1, -1);
   fzs_op(&s, FZS_OP_LOGIN, 1, FZS_BOB1);
   add_script(seeds, "drop_output", &s);
+
+  /* signed device lists: device 2 may not publish, a bad signature, a
+   * list without device 1; version 1 names both devices (again: a stale
+   * version), version 2 leaves alice.2 out: removed (its connection
+   * closes, its login fails), and the directory follows */
+  {
+    fz_dev *a1 = w->dev[FZS_ALICE1], *a2 = w->dev[FZS_ALICE2];
+    const uint32_t ids12[] = {1, 2}, ids1[] = {1}, ids2[] = {2};
+    fz_dev *const keys12[] = {a1, a2}, *const keys1[] = {a1}, *const keys2[] = {a2};
+    whisper_buf *v1 = device_list(a1, "alice", 1, ids12, keys12, 2, 0);
+    fzs_op(&s, FZS_OP_LOGIN, 2, FZS_ALICE2);
+    recv_take(&s, 2, publish_frame(1, v1));
+    whisper_buf *l = device_list(a1, "alice", 1, ids12, keys12, 2, 1);
+    recv_take(&s, 0, publish_frame(2, l));
+    whisper_buf_free(l);
+    l = device_list(a1, "alice", 1, ids2, keys2, 1, 0);
+    recv_take(&s, 0, publish_frame(3, l));
+    whisper_buf_free(l);
+    recv_take(&s, 0, publish_frame(4, v1));
+    recv_take(&s, 0, publish_frame(5, v1));
+    recv_take(&s, 1, list_frame(6, "alice"));
+    l = device_list(a1, "alice", 2, ids1, keys1, 1, 0);
+    recv_take(&s, 0, publish_frame(7, l));
+    whisper_buf_free(l);
+    fzs_op(&s, FZS_OP_OPEN, 3, -1);
+    fzs_op(&s, FZS_OP_LOGIN, 3, FZS_ALICE2);
+    recv_take(&s, 1, fetch_frame(8, "alice", NULL, 0));
+    recv_take(&s, 1, send_direct(9, cid, "alice", ids12, NULL, 2, NULL, 0, "to both"));
+    recv_take(&s, 1, group_send_frame(10, cid2, w->group_id, "skm"));
+    whisper_buf_free(v1);
+    add_script(seeds, "publish_devices", &s);
+  }
+
+  /* a link approved with a signed list: alice.3 (listed) is added and the
+   * list stored; alice.4 on a list naming another key for device 4 is
+   * refused */
+  {
+    fz_dev *a1 = w->dev[FZS_ALICE1], *a2 = w->dev[FZS_ALICE2], *a3 = w->dev[FZS_ALICE3];
+    const uint32_t ids123[] = {1, 2, 3}, ids14[] = {1, 4};
+    fz_dev *const keys123[] = {a1, a2, a3}, *const keys14[] = {a1, a3};
+    whisper_buf *l = device_list(a1, "alice", 1, ids123, keys123, 3, 0);
+    recv_take(&s, 2, fzs_register(a3, 1, 1, w->link_code));
+    recv_take(&s, 0, link_approve_list(2, w->link_code, l));
+    whisper_buf_free(l);
+    fzs_op(&s, FZS_OP_LOGIN, 2, FZS_ALICE3);
+    recv_take(&s, 2, list_frame(3, "alice"));
+    fzs_op(&s, FZS_OP_OPEN, 3, -1);
+    recv_take(&s, 3, fzs_register(w->dev[FZS_ALICE4], 4, 1, w->link_code2));
+    l = device_list(a1, "alice", 2, ids14, keys14, 2, 0);
+    recv_take(&s, 0, link_approve_list(5, w->link_code2, l));
+    whisper_buf_free(l);
+    add_script(seeds, "link_signed_list", &s);
+  }
+
+  /* signed group changes: a creation at version 1, a change that does
+   * not follow (prev), one that does, INFO with the latest */
+  {
+    const char *ab[] = {"alice", "bob"}, *abc[] = {"alice", "bob", "carol"};
+    const char *bob[] = {"bob"}, *carol[] = {"carol"};
+    uint8_t g4[16], h1[32], zero[32] = {0};
+    memset(g4, 0x64, 16);
+    recv_take(&s, 0, group_op_change(1, WHISPER__SYNC__GROUP_OP__OP__CREATE, g4, bob, 1,
+                                     group_change(g4, 1, NULL, ab, 2, h1)));
+    recv_take(&s, 0, group_op_change(2, WHISPER__SYNC__GROUP_OP__OP__ADD, g4, carol, 1,
+                                     group_change(g4, 2, zero, abc, 3, NULL)));
+    recv_take(&s, 0, group_op_change(3, WHISPER__SYNC__GROUP_OP__OP__ADD, g4, carol, 1,
+                                     group_change(g4, 2, h1, abc, 3, NULL)));
+    recv_take(&s, 1, group_op(4, WHISPER__SYNC__GROUP_OP__OP__INFO, g4, NULL, 0));
+    recv_take(&s, 0, group_op_change(5, WHISPER__SYNC__GROUP_OP__OP__ADD, w->group_id, carol, 1,
+                                     group_change(w->group_id, 2, h1, abc, 3, NULL)));
+    add_script(seeds, "group_changes", &s);
+  }
 
   /* rate limit: a burst of pings */
   for (int i = 0; i < 70; i++) recv_take(&s, 0, ping_frame((uint64_t)i + 1, (uint64_t)i));
@@ -1791,6 +1975,17 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
   fz_seeds_add(seeds, "link_request", link_request(16, "dave"), 1);
   fz_seeds_add(seeds, "link_approve", link_approve(17, cid), 1);
   fz_seeds_add(seeds, "ping", ping_frame(18, 9), 1);
+  {
+    fz_dev *const keys[] = {d};
+    whisper_buf *l = device_list(d, "dave", 1, &one, keys, 1, 0);
+    fz_seeds_add(seeds, "publish", publish_frame(22, l), 1);
+    fz_seeds_add(seeds, "link_approve_list", link_approve_list(23, cid, l), 1);
+    whisper_buf_free(l);
+    fz_seeds_add(seeds, "group_op_change",
+                 group_op_change(24, WHISPER__SYNC__GROUP_OP__OP__CREATE, gid, members, 2,
+                                 group_change(gid, 1, NULL, members, 2, NULL)),
+                 1);
+  }
   fz_seeds_add(seeds, "challenge", fzs_challenge(), 1);
   fz_seeds_add(seeds, "error", fzs_error(19, 9, "over the rate limit"), 1);
   {
