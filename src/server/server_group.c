@@ -121,8 +121,10 @@ static int chain_check(whisper_server *srv, const Whisper__Server__Group *rec,
   uint64_t want = 1;
   int rc = 0;
   if (b == NULL) return 0;
-  if (rec && !rec->has_change)
-    return wsrv_refuse(srv, ERR_STATE, "the group has no signed change to follow");
+  if (rec && !rec->has_change) /* a group from before signed changes: its first is version 1 */
+    return b->version == 1 && !b->has_prev
+               ? 0
+               : wsrv_refuse(srv, ERR_STATE, "the group's first signed change must be version 1");
   if (rec && signed_change_parse(rec->change, &stored) != 0)
     rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored group change is corrupt");
   else if (rec && sha256(h, &stored.sc->body) != 0)

@@ -14,7 +14,7 @@
 
 #define T0 1700000000000ULL
 #define MAX_NODES 12
-#define MAX_EVENTS 512
+#define MAX_EVENTS 1024
 
 static char dbdir[128];
 static const uint8_t KEY[32] = "sync test store key ............";

@@ -2054,6 +2054,13 @@ static void test_group_changes(void) {
   group_op_change(&t, 1, 2, other, carol, 1, cx, nx);
   EXPECT_ERR(1, 11);
   EXPECT_NONE(9);
+  /* but its first signed change, version 1, starts the chain */
+  nx = change_make(cx, other, 1, NULL, abc, 3, NULL);
+  group_op_change(&t, 1, 2, other, carol, 1, cx, nx);
+  f = EXPECT(1, GROUP_INFO);
+  CHECK(f && same_bytes(f->group_info->has_change, f->group_info->change, cx, nx));
+  fr_free(f);
+  for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
 
   /* stored: a new server on the same store answers INFO with it */
   whisper_server_free(t.srv);
