@@ -7,7 +7,9 @@
  *   read <conversation> <sender> <idhex>...
  *   typing <conversation> on|off        subscribe <account>...
  *   history <conversation> [limit]      trust <account> <device>
- *   link-approve <codehex>              status        help        quit
+ *   link-approve <tokenhex>             device-remove <device>
+ *   safety <account>                    verify <account>   accept <account>
+ *   status        help        quit
  *
  * A group id is 32 hex digits, with or without the leading '#' of its
  * conversation name.
@@ -354,11 +356,11 @@ static void cmd_trust(chat *c, char *args) {
 }
 
 static void cmd_link_approve(chat *c, char *args) {
-  uint8_t code[64];
+  uint8_t code[256];
   char *hex = next_word(&args);
   long n = hex ? hex_decode_var(code, sizeof code, hex) : -1;
   if (n <= 0) {
-    out_cmd_error(c, "link-approve", 0, "usage: link-approve <codehex>");
+    out_cmd_error(c, "link-approve", 0, "usage: link-approve <tokenhex>");
     return;
   }
   int rc = whisper_client_link_approve(c->client, code, (size_t)n);
@@ -367,6 +369,104 @@ static void cmd_link_approve(chat *c, char *args) {
     return;
   }
   ok(c, "link-approve");
+}
+
+static void cmd_device_remove(chat *c, char *args) {
+  char *dev = next_word(&args);
+  uint32_t device;
+  if (!dev || parse_u32(dev, &device) != 0) {
+    out_cmd_error(c, "device-remove", 0, "usage: device-remove <device>");
+    return;
+  }
+  int rc = whisper_client_device_remove(c->client, device);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "device-remove", rc);
+    return;
+  }
+  ok(c, "device-remove");
+}
+
+static const char *trust_name(int t) {
+  switch (t) {
+  case WHISPER_TRUST_UNVERIFIED: return "unverified";
+  case WHISPER_TRUST_VERIFIED: return "verified";
+  case WHISPER_TRUST_CHANGED: return "changed";
+  default: return "unknown";
+  }
+}
+
+/* The safety number with an account: over this account's key (device 1's
+ * identity key, the one its device list is signed with) and the other
+ * account's key, so one comparison covers every device of both. */
+static void cmd_safety(chat *c, char *args) {
+  char *name = next_word(&args);
+  uint8_t theirs[WHISPER_PUBLIC_KEY_LEN], ours[WHISPER_PUBLIC_KEY_LEN];
+  int trust = WHISPER_TRUST_UNKNOWN, own_trust = WHISPER_TRUST_UNKNOWN;
+  if (!name) {
+    out_cmd_error(c, "safety", 0, "usage: safety <account>");
+    return;
+  }
+  int rc = whisper_client_account_info(c->client, name, &trust, theirs);
+  if (rc == WHISPER_OK) rc = whisper_client_account_info(c->client, c->account, &own_trust, ours);
+  if (rc == WHISPER_OK && c->device == 1) {
+    rc = whisper_identity_get(c->ctx, ours, NULL, NULL, NULL);
+    own_trust = WHISPER_TRUST_VERIFIED;
+  }
+  if (rc != WHISPER_OK) {
+    engine_error(c, "safety", rc);
+    return;
+  }
+  if (trust == WHISPER_TRUST_UNKNOWN || own_trust == WHISPER_TRUST_UNKNOWN) {
+    out_cmd_error(c, "safety", WHISPER_ENOTFOUND, "no account key known yet for %s",
+                  trust == WHISPER_TRUST_UNKNOWN ? name : c->account);
+    return;
+  }
+  char number[WHISPER_FINGERPRINT_DISPLAY_LEN];
+  rc = whisper_fingerprint(number, NULL, WHISPER_FINGERPRINT_ITERATIONS, (const uint8_t *)c->account,
+                           strlen(c->account), ours, sizeof ours, (const uint8_t *)name, strlen(name),
+                           theirs, sizeof theirs);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "safety", rc);
+    return;
+  }
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "safety");
+    jb_str(&b, "account", name);
+    jb_str(&b, "number", number);
+    jb_str(&b, "trust", trust_name(trust));
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  safety number with %s (%s):\n  ", name, trust_name(trust));
+    for (int i = 0; i < 12; i++) hb_printf(&b, "%.5s%s", number + 5 * i, i == 5 ? "\n  " : " ");
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+/* The app's decision on an account key: verify (safety numbers compared)
+ * or accept (a changed key, without verifying). */
+static void cmd_account_trust(chat *c, const char *cmd, char *args, int verified) {
+  char *name = next_word(&args);
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN];
+  int trust;
+  if (!name) {
+    out_cmd_error(c, cmd, 0, "usage: %s <account>", cmd);
+    return;
+  }
+  int rc = whisper_client_account_info(c->client, name, &trust, key);
+  if (rc == WHISPER_OK && trust == WHISPER_TRUST_UNKNOWN) {
+    out_cmd_error(c, cmd, WHISPER_ENOTFOUND, "no account key known yet for %s", name);
+    return;
+  }
+  if (rc == WHISPER_OK) rc = whisper_client_account_trust(c->client, name, key, verified);
+  if (rc == WHISPER_OK) rc = whisper_client_retry(c->client, now_ms());
+  if (rc != WHISPER_OK) {
+    engine_error(c, cmd, rc);
+    return;
+  }
+  ok(c, cmd);
 }
 
 static void cmd_status(chat *c) {
@@ -407,7 +507,8 @@ static void cmd_help(chat *c) {
   if (c->script) {
     jb_begin(&b, "help");
     jb_str(&b, "commands",
-           "send gsend group read typing subscribe history trust link-approve status quit");
+           "send gsend group read typing subscribe history trust link-approve device-remove safety "
+           "verify accept status quit");
     jb_print(c, &b);
   } else {
     hb_printf(&b,
@@ -416,7 +517,9 @@ static void cmd_help(chat *c) {
               "  read <conversation> <sender> <idhex>...\n"
               "  typing <conversation> on|off        subscribe <account>...\n"
               "  history <conversation> [limit]      trust <account> <device>\n"
-              "  link-approve <codehex>              status    help    quit\n"
+              "  link-approve <tokenhex>             device-remove <device>\n"
+              "  safety <account>                    verify <account>    accept <account>\n"
+              "  status    help    quit\n"
               "  A group's conversation is # and its id in hex.");
     hb_print(c, &b);
   }
@@ -449,6 +552,14 @@ void cmd_line(chat *c, char *line) {
     cmd_trust(c, p);
   else if (strcmp(cmd, "link-approve") == 0)
     cmd_link_approve(c, p);
+  else if (strcmp(cmd, "device-remove") == 0)
+    cmd_device_remove(c, p);
+  else if (strcmp(cmd, "safety") == 0)
+    cmd_safety(c, p);
+  else if (strcmp(cmd, "verify") == 0)
+    cmd_account_trust(c, "verify", p, 1);
+  else if (strcmp(cmd, "accept") == 0)
+    cmd_account_trust(c, "accept", p, 0);
   else if (strcmp(cmd, "status") == 0)
     cmd_status(c);
   else if (strcmp(cmd, "help") == 0)

@@ -290,6 +290,8 @@ static const char *event_name(int type) {
   case WHISPER_EV_GROUP: return "group";
   case WHISPER_EV_ERROR: return "error";
   case WHISPER_EV_LINK_CODE: return "link_code";
+  case WHISPER_EV_DEVICES: return "devices";
+  case WHISPER_EV_REFUSED: return "refused";
   default: return "unknown";
   }
 }
@@ -302,6 +304,10 @@ static void clock_str(char out[16], uint64_t ms) {
     return;
   }
   strftime(out, 16, "%H:%M:%S", &tm);
+}
+
+static const char *devices_change(int status) {
+  return status == 1 ? "added" : status == 2 ? "removed" : "unauthenticated";
 }
 
 static void event_json(chat *c, const whisper_client_event_t *ev) {
@@ -344,6 +350,20 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_IDENTITY:
     jb_str(&b, "from", ev->from);
     jb_u64(&b, "device", ev->from_device);
+    if (ev->body_len) jb_hex(&b, "key", ev->body, ev->body_len);
+    break;
+  case WHISPER_EV_DEVICES:
+    jb_str(&b, "account", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_str(&b, "change", devices_change(ev->status));
+    break;
+  case WHISPER_EV_REFUSED:
+    jb_int(&b, "code", ev->code);
+    jb_str(&b, "error", ev->code ? whisper_strerror(ev->code) : NULL);
+    jb_str(&b, "message", ev->message);
+    if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
+    if (ev->from) jb_str(&b, "from", ev->from);
+    if (ev->from_device) jb_u64(&b, "device", ev->from_device);
     break;
   case WHISPER_EV_GROUP:
     jb_str(&b, "conversation", ev->conversation);
@@ -362,9 +382,13 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     if (ev->from) jb_str(&b, "from", ev->from);
     if (ev->id && ev->id_len) jb_hex(&b, "id", ev->id, ev->id_len);
     break;
-  case WHISPER_EV_LINK_CODE:
+  case WHISPER_EV_LINK_CODE: {
+    char digits[WHISPER_LINK_DIGITS + 1] = "";
+    whisper_client_link_digits(ev->body, ev->body_len, digits);
     jb_hex(&b, "code", ev->body, ev->body_len);
+    jb_str(&b, "digits", digits);
     break;
+  }
   default:
     jb_int(&b, "type", ev->type);
     if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
@@ -376,8 +400,8 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
 }
 
 static void hb_id(jbuf *b, const uint8_t *id, size_t n) {
-  char hex[2 * WHISPER_MESSAGE_ID_MAX + 1];
-  if (!id || n == 0 || n > WHISPER_MESSAGE_ID_MAX) return;
+  char hex[2 * 256 + 1];
+  if (!id || n == 0 || n > 256) return;
   hex_encode(hex, id, n);
   put(b, hex, 2 * n);
 }
@@ -446,12 +470,33 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     }
     break;
   case WHISPER_EV_IDENTITY:
-    hb_printf(&b, "! the identity key of ");
+    hb_printf(&b, "! the account key of ");
     hb_str(&b, ev->from);
-    hb_printf(&b, ".%u changed: its messages wait. Compare safety numbers, then: trust ",
-              (unsigned)ev->from_device);
+    hb_printf(&b, " changed (a new safety number). Compare them (safety ");
     hb_str(&b, ev->from);
-    hb_printf(&b, " %u", (unsigned)ev->from_device);
+    hb_printf(&b, "), then: verify ");
+    hb_str(&b, ev->from);
+    hb_printf(&b, " (or, for a contact from before account keys: trust ");
+    hb_str(&b, ev->from);
+    hb_printf(&b, " %u)", (unsigned)ev->from_device);
+    break;
+  case WHISPER_EV_DEVICES:
+    hb_printf(&b, "* ");
+    hb_str(&b, ev->from);
+    if (ev->status == 1) hb_printf(&b, " added a device (%u)", (unsigned)ev->from_device);
+    else if (ev->status == 2) hb_printf(&b, " removed a device (%u)", (unsigned)ev->from_device);
+    else hb_printf(&b, "'s devices are not authorised by an account key yet");
+    break;
+  case WHISPER_EV_REFUSED:
+    hb_printf(&b, "! refused what the server delivered");
+    if (ev->conversation) {
+      hb_printf(&b, " in ");
+      hb_str(&b, ev->conversation);
+    }
+    if (ev->message && *ev->message) {
+      hb_printf(&b, ": ");
+      hb_str(&b, ev->message);
+    }
     break;
   case WHISPER_EV_GROUP:
     hb_printf(&b, "* group ");
@@ -471,12 +516,14 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
       hb_str(&b, ev->message);
     }
     break;
-  case WHISPER_EV_LINK_CODE:
-    hb_printf(&b, "* link code: %s", bold);
-    hb_id(&b, ev->body, ev->body_len);
-    hb_printf(&b, "%s\n  on a device already on %s: link-approve ", off, c->account);
+  case WHISPER_EV_LINK_CODE: {
+    char digits[WHISPER_LINK_DIGITS + 1] = "";
+    whisper_client_link_digits(ev->body, ev->body_len, digits);
+    hb_printf(&b, "* link code %s%s%s (check that %s.1 shows the same digits)\n  on %s.1: link-approve ",
+              bold, digits, off, c->account, c->account);
     hb_id(&b, ev->body, ev->body_len);
     break;
+  }
   default:
     hb_printf(&b, "* event %d", ev->type);
     break;

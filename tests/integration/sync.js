@@ -78,7 +78,7 @@ class Fatal extends Error {}
 const short = (s, n = 200) => (s.length > n ? `${s.slice(0, n)}...` : s);
 
 // Events that answer a command (in the order the commands were written).
-const RESULT_EVENTS = new Set(['sent_cmd', 'group_created', 'ok', 'history', 'state', 'help']);
+const RESULT_EVENTS = new Set(['safety', 'sent_cmd', 'group_created', 'ok', 'history', 'state', 'help']);
 const isResult = (e) => RESULT_EVENTS.has(e.ev) || (e.ev === 'error' && e.cmd !== undefined);
 
 // ---------------------------------------------------------------------------
@@ -374,6 +374,7 @@ class Whisperd extends Proc {
 const SCENARIOS = [
   ['setup', 'setup'],
   ['direct', '1:1'],
+  ['devices', 'devices'],
   ['offline', 'offline'],
   ['lostack', 'lost-ack'],
   ['group', 'group'],
@@ -531,7 +532,9 @@ class SyncTest {
     // alice.2 joins alice: it shows a link code, alice.1 approves it.
     this.alice2.start();
     const code = await this.alice2.waitFor((e) => e.ev === 'link_code', 'a link code');
-    this.ok(/^[0-9a-f]{32}$/.test(code.code || ''), `link code ${JSON.stringify(code.code)}: expected 32 hex digits`);
+    // a link token: version, device id, identity key, account, the server's 16-byte code
+    this.ok(/^0100000002[0-9a-f]{66}05616c696365[0-9a-f]{32}$/.test(code.code || ''), `link token ${JSON.stringify(code.code)}: expected alice's device 2 token`);
+    this.ok(/^[0-9]{8}$/.test(code.digits || ''), `link digits ${JSON.stringify(code.digits)}: expected 8 digits`);
     this.ok(!this.alice2.events.some((e) => e.ev === 'registered'), 'alice.2 registered before its link code was approved');
     await this.alice1.cmd(`link-approve ${code.code}`);
     await this.alice2.waitFor((e) => e.ev === 'registered', 'registered after the approval');
@@ -636,6 +639,51 @@ class SyncTest {
     const hbb1 = hb.messages.find((x) => x.id === b1);
     this.ok(hbb1 && hbb1.own === true && hbb1.status === 'read', `bob.1 history: its own message ${JSON.stringify(hbb1)}: expected status read`);
     this.notes.direct = 'alice.1 -> bob, bob -> alice (2 devices), alice.2 -> bob: sent, delivered and read at the sender and its other device; copies on the own devices; a body with quotes, backslashes, control characters and non-ASCII intact, a 64 KiB one; history in seq order with ticks';
+  }
+
+  // Devices are the account's: a link the peers hear of, safety numbers
+  // that do not change with it, a removal the peers hear of, and a removed
+  // device that gets nothing more.
+  async devices() {
+    this.cat = 'devices';
+    const { alice1, bob } = this;
+    const before = await alice1.cmd('safety bob');
+    this.ok(before.ev === 'safety' && /^[0-9]{60}$/.test(before.number) && before.trust === 'unverified', `safety bob at alice.1: ${JSON.stringify(before)}`);
+    const mine = await bob.cmd('safety alice');
+    this.ok(mine.ev === 'safety' && mine.number === before.number, `the same safety number at bob.1: ${JSON.stringify(mine)}, alice.1 ${before.number}`);
+    // bob.2 links: only bob.1's approval, of bob.2's own token, lets it in
+    this.bob2 = this.chat('bob', 2);
+    const bob2 = this.bob2;
+    bob2.start();
+    const code = await bob2.waitFor((e) => e.ev === 'link_code', 'a link code');
+    const wrong = await alice1.cmd(`link-approve ${code.code}`, { allowError: true });
+    this.ok(wrong.ev === 'error', `alice.1 approving bob's token: ${JSON.stringify(wrong)}`);
+    await bob.cmd(`link-approve ${code.code}`);
+    await bob2.waitFor((e) => e.ev === 'registered', 'registered after the approval');
+    await bob2.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    const m1 = alice1.events.length;
+    const id1 = await alice1.send('bob', this.text('to-both-bobs'));
+    await this.message(bob2, id1, `alice.1's message ${id1} at the new bob.2`);
+    const added = await alice1.waitFor((e) => e.ev === 'devices' && e.account === 'bob' && e.device === 2 && e.change === 'added', 'bob added a device', { from: m1 });
+    this.ok(!!added, `alice.1 told bob.2 was added: ${JSON.stringify(added)}`);
+    const after = await alice1.cmd('safety bob');
+    this.ok(after.number === before.number, `safety number with bob after bob.2 joined: ${after.number}, before ${before.number}`);
+    await alice1.cmd('verify bob');
+    const ver = await alice1.cmd('safety bob');
+    this.ok(ver.trust === 'verified', `after verify: ${JSON.stringify(ver)}`);
+    // bob.1 removes bob.2: it is closed out and gets nothing more
+    const m2 = alice1.events.length;
+    await bob.cmd('device-remove 2');
+    await bob2.waitFor((e) => e.ev === 'disconnected', 'the removed device cut off');
+    const id2 = await alice1.send('bob', this.text('after-the-removal'));
+    await this.message(bob, id2, `alice.1's message ${id2} at bob.1`);
+    const removed = await alice1.waitFor((e) => e.ev === 'devices' && e.account === 'bob' && e.device === 2 && e.change === 'removed', 'bob removed a device', { from: m2 });
+    this.ok(!!removed, `alice.1 told bob.2 was removed: ${JSON.stringify(removed)}`);
+    await this.fence(alice1, 'bob', [bob]);
+    this.ok(!bob2.messages((e) => e.id === id2).length, 'the removed bob.2 got a message sent after its removal');
+    this.ok(!alice1.events.some((e) => e.ev === 'refused'), `alice.1 refused something from the honest server: ${JSON.stringify(alice1.events.filter((e) => e.ev === 'refused'))}`);
+    await bob2.quit();
+    this.notes.devices = 'the same safety number at both ends, before and after a link; bob.2 linked by bob.1 from its token (alice.1 refused to approve it), alice.1 told "added"; bob.2 removed: cut off, alice.1 told "removed", nothing more reaches it; verify';
   }
 
   async offline() {
@@ -1028,6 +1076,7 @@ async function main() {
   if (await run('setup', t.setup)) {
     for (const [name, fn] of [
       ['direct', t.direct],
+      ['devices', t.devices],
       ['offline', t.offline],
       ['lostack', t.lostAck],
       ['group', t.group],
