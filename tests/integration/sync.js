@@ -886,7 +886,18 @@ class SyncTest {
       const s = erin.events.slice(fromErin).find((e) => e.ev === 'status' && e.id === x.id && e.status !== 'pending');
       if (refused) this.ok(!s, `erin's send to the group it left was accepted: ${JSON.stringify(s)}`);
     }
-    this.notes.group = `6 devices of 5 members; 4 messages before, erin left, alice removed dave and wrote to the group at once (read by all who stay), 5 messages after from 4 devices read by the 4 remaining devices, none at erin or dave (behind fences)`;
+    // alice adds dave back: everyone hears of it, and dave reads what follows
+    const fromDave = dave.events.length;
+    const addRes = await alice1.cmd(`group add ${gid} dave`);
+    this.ok(addRes.ev === 'ok', `group add: ${JSON.stringify(addRes)}`);
+    await dave.waitFor((e) => e.ev === 'group' && e.conversation === conv, 'the group event for being added back', { from: fromDave });
+    const back = await gsend(alice1, 'g4-dave-is-back');
+    await expectAt(back, alice1, [alice2, bob, carol, dave]);
+    for (const c of everyone) {
+      const refusedHere = c.all.filter((e) => e.ev === 'refused');
+      this.ok(refusedHere.length === 0, `${c.key} refused something from the honest server: ${refusedHere.map((e) => JSON.stringify(e)).join(' | ')}`);
+    }
+    this.notes.group = `6 devices of 5 members; 4 messages before, erin left, alice removed dave and wrote to the group at once (read by all who stay), 5 messages after from 4 devices read by the 4 remaining devices, none at erin or dave (behind fences); dave added back (the group event at dave, reads the next message); no signed change refused anywhere`;
   }
 
   async typing() {
