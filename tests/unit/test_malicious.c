@@ -332,9 +332,23 @@ static size_t forged_list(uint8_t *out, size_t cap, whisper_ctx *signer, const c
 }
 
 /* A group change signed by `signer`'s device (version, prev given). */
+static Whisper__Sync__Deliver *forged_change_as(node *author, whisper_ctx *key, const uint8_t gid[16],
+                                                uint64_t version, const uint8_t prev[32],
+                                                const char **members, size_t nm, const char **admins,
+                                                size_t na);
+
 static Whisper__Sync__Deliver *forged_change(node *signer, const uint8_t gid[16], uint64_t version,
                                              const uint8_t prev[32], const char **members, size_t nm,
                                              const char **admins, size_t na) {
+  return forged_change_as(signer, signer->ctx, gid, version, prev, members, nm, admins, na);
+}
+
+/* A change that names `author` (its device) and is signed with `key`'s identity. */
+static Whisper__Sync__Deliver *forged_change_as(node *author, whisper_ctx *key, const uint8_t gid[16],
+                                                uint64_t version, const uint8_t prev[32],
+                                                const char **members, size_t nm, const char **admins,
+                                                size_t na) {
+  node *signer = author;
   Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
   b.has_group_id = b.has_version = b.has_author_device = 1;
   b.group_id = (ProtobufCBinaryData){16, (uint8_t *)gid};
@@ -350,7 +364,7 @@ static Whisper__Sync__Deliver *forged_change(node *signer, const uint8_t gid[16]
   size_t bl = whisper__e2e__group_change_body__pack(&b, body);
   memcpy(msg, "whisper-group-v1", 16);
   memcpy(msg + 16, body, bl);
-  CHECK_RC(whisper_sign(signer->ctx, sig, signer->ctx->identity.priv, msg, 16 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(key, sig, key->identity.priv, msg, 16 + bl), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bl, body};
@@ -386,6 +400,21 @@ static Whisper__Sync__Deliver *server_group_entry(const uint8_t gid[16], const c
   d->members = calloc(nm + 1, sizeof *d->members);
   for (size_t i = 0; i < nm; i++) d->members[i] = strdup(members[i]);
   return d;
+}
+
+/* The version and hash of the group change `d` holds (what the server knows too). */
+static uint64_t group_head(node *d, const uint8_t gid[16], uint8_t hash[32]) {
+  whisper_buf *rec = NULL;
+  uint8_t key[17] = {'g'};
+  memcpy(key + 1, gid, 16);
+  CHECK_RC(wh_get(d->ctx, 10, key, sizeof key, &rec), WHISPER_OK);
+  Whisper__Client__GroupState *gs = rec ? whisper__client__group_state__unpack(NULL, rec->len, rec->data) : NULL;
+  uint64_t v = gs ? gs->version : 0;
+  CHECK(gs && gs->has_hash && gs->hash.len == 32);
+  if (gs && gs->has_hash) memcpy(hash, gs->hash.data, 32);
+  if (gs) whisper__client__group_state__free_unpacked(gs, NULL);
+  whisper_buf_free(rec);
+  return v;
 }
 
 /* --- set-up --------------------------------------------------------------------------------------- */
@@ -590,10 +619,12 @@ static void test_ghost_member(void) {
   CHECK(ev_messages(alice, "carrier") == 0); /* the server dropped it */
   CHECK(the_lie.done && refused(alice) == 1 && ev_count(alice, WHISPER_EV_GROUP) == 0);
   deliver_free(the_lie.deliver);
-  /* signed by mallory, who is no admin (nor a member) */
+  /* signed by mallory, who is no admin (nor a member), on the group's real head */
   const char *admins[] = {"mallory"};
+  uint8_t head[32];
+  uint64_t v = group_head(alice, gid, head);
   the_lie.done = 0;
-  the_lie.deliver = forged_change(mallory, gid, 2, NULL, ghost, 3, admins, 1);
+  the_lie.deliver = forged_change(mallory, gid, v + 1, head, ghost, 3, admins, 1);
   send_text(&n, bob, "alice", "carrier 2", NULL);
   net_run(&n);
   CHECK(the_lie.done && refused(alice) == 2 && ev_count(alice, WHISPER_EV_GROUP) == 0);
@@ -788,16 +819,8 @@ static void test_change_by_non_admin(void) {
   net_run(&n);
   CHECK(ev_count(carol, WHISPER_EV_ERROR) == 1 && ev_count(carol, WHISPER_EV_GROUP) == 0);
   /* forged: carol's key, on the state everyone holds (prev = the creation's hash) */
-  whisper_buf *rec = NULL;
-  uint8_t key[17] = {'g'};
-  memcpy(key + 1, gid, 16);
-  CHECK_RC(wh_get(bob->ctx, 10, key, sizeof key, &rec), WHISPER_OK);
-  Whisper__Client__GroupState *gs = whisper__client__group_state__unpack(NULL, rec->len, rec->data);
-  CHECK(gs && gs->version == 1 && gs->has_hash);
   uint8_t prev[32];
-  memcpy(prev, gs->hash.data, 32);
-  whisper__client__group_state__free_unpacked(gs, NULL);
-  whisper_buf_free(rec);
+  CHECK(group_head(bob, gid, prev) == 1);
   const char *with[] = {"alice", "bob", "carol", "mallory"}, *admins[] = {"alice"};
   the_lie.kind = LIE_DELIVER;
   the_lie.victim = alice;
@@ -1030,6 +1053,124 @@ static void test_legacy_identity_change(void) {
     if (only == NULL || strcmp(only, #t) == 0) t();                       \
   } while (0)
 
+/* The server forges a list under bob's real account key (device 1 with
+ * bob's key, plus its own device 7) and signs it with its own key. */
+static void test_list_forged_under_real_key(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "first");
+  fake f7;
+  fake_open(&f7, "bob", 7);
+  uint8_t keys[2][33];
+  pub_of(bob, keys[0]);
+  CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
+  uint32_t ids[2] = {1, 7};
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f7.ctx, "bob", 50, ids,
+                                 (const uint8_t(*)[33])keys, 2);
+  the_lie.extra_device = 7;
+  CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  ev_clear(alice);
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  send_text(&n, alice, "bob", "second", NULL);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(bob, "second") == 1);
+  CHECK(got("bob", 7) == 0);
+  CHECK(refused(alice) >= 1);
+  CHECK(ev_count(alice, WHISPER_EV_DEVICES) == 0 && ev_count(alice, WHISPER_EV_IDENTITY) == 0);
+  fake_close(&f7);
+  net_close(&n);
+}
+
+/* A change "by alice" (the admin) that alice did not sign, and one she did
+ * sign that forks from a state nobody holds. */
+static void test_change_forged_or_forked(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *mallory = account_new(&n, "mallory", 1);
+  const char *members[] = {"bob"};
+  uint8_t gid[16], head[32];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 1, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  uint64_t v = group_head(bob, gid, head);
+  const char *with[] = {"alice", "bob", "mallory"}, *admins[] = {"alice"};
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = bob;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "alice");
+  the_lie.deliver = forged_change_as(alice, mallory->ctx, gid, v + 1, head, with, 3, admins, 1);
+  ev_clear(bob);
+  send_text(&n, alice, "bob", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(bob) == 1 && ev_count(bob, WHISPER_EV_GROUP) == 0);
+  deliver_free(the_lie.deliver);
+  /* signed by alice, but on a prev nobody holds */
+  uint8_t other[32];
+  memset(other, 0x42, sizeof other);
+  the_lie.done = 0;
+  the_lie.deliver = forged_change(alice, gid, v + 1, other, with, 3, admins, 1);
+  send_text(&n, alice, "bob", "carrier 2", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(bob) == 2 && ev_count(bob, WHISPER_EV_GROUP) == 0);
+  uint8_t still[32];
+  CHECK(group_head(bob, gid, still) == v && memcmp(still, head, 32) == 0);
+  deliver_free(the_lie.deliver);
+  net_close(&n);
+}
+
+/* bob, removed from the group, still has his sender key; the server relays
+ * what he sends with it. */
+static void test_removed_member_sends(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  const char *members[] = {"bob", "carol"};
+  uint8_t gid[16], id[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  CHECK_RC(whisper_client_send_group(bob->cl, gid, (const uint8_t *)"while a member", 14, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(alice, "while a member") == 1);
+  const char *rm[] = {"bob"};
+  CHECK_RC(whisper_client_group_remove(alice->cl, gid, rm, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  /* his engine refuses; the forgery uses his sender key directly */
+  whisper_buf *pl = payload(NULL, gid, "after removal"), *ct = NULL;
+  CHECK_RC(whisper_group_encrypt(bob->ctx, gid, pl->data, pl->len, &ct), WHISPER_OK);
+  whisper_buf_free(pl);
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = 1;
+  d->has_group_id = d->has_content = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+  d->sender = strdup("bob");
+  d->sender_device = 1;
+  d->type = 7;
+  d->body = (ProtobufCBinaryData){ct->len, malloc(ct->len)};
+  memcpy(d->body.data, ct->data, ct->len);
+  whisper_buf_free(ct);
+  d->client_id = (ProtobufCBinaryData){16, calloc(1, 16)};
+  d->group_id = (ProtobufCBinaryData){16, malloc(16)};
+  memcpy(d->group_id.data, gid, 16);
+  d->content = WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  the_lie.kind = LIE_DELIVER;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "carol");
+  the_lie.deliver = d;
+  ev_clear(alice);
+  send_text(&n, carol, "alice", "carrier", NULL);
+  net_run(&n);
+  CHECK(the_lie.done);
+  CHECK(ev_messages(alice, "after removal") == 0 && refused(alice) == 1);
+  deliver_free(d);
+  net_close(&n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-malicious-%d", (int)getpid());
   mkdir(dbdir, 0700);
@@ -1043,6 +1184,9 @@ int main(void) {
   RUN(test_own_copy_readdressed);
   RUN(test_removed_device_and_old_list);
   RUN(test_change_by_non_admin);
+  RUN(test_list_forged_under_real_key);
+  RUN(test_change_forged_or_forked);
+  RUN(test_removed_member_sends);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
