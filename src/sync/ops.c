@@ -730,8 +730,9 @@ static int publish(whisper_client *c, uint32_t add, const uint8_t *add_key, uint
   int rc = sy_devs_load(c, c->account, &own);
   if (rc != WHISPER_OK) return rc;
   uint64_t version = own.version;
-  for (sy_approve *p = c->approvals; p; p = p->next) version++; /* queued after those */
-  if (!own.authed) rc = sy_fail(c, WHISPER_ESTATE, "this account's device list is not published yet");
+  if (c->approvals) /* each list is signed on the one before it: one at a time */
+    rc = sy_fail(c, WHISPER_ESTATE, "another device list change is on its way; try again after it");
+  else if (!own.authed) rc = sy_fail(c, WHISPER_ESTATE, "this account's device list is not published yet");
   else if (remove && (remove == c->device_id || !sy_devs_find(&own, remove)))
     rc = sy_fail(c, WHISPER_EINVAL, "device %u is not another device of this account", remove);
   if (rc == WHISPER_OK && add) {

@@ -612,6 +612,11 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
     return;
   }
   take_list(c, r->account, d->has_signed_list, &d->signed_list, &l);
+  if (!l.authed && l.legacy) {
+    sy_event *e = sy_event_new(c, WHISPER_EV_DEVICES); /* status 0: not authenticated yet */
+    if (e && sy_event_set(e, r->account, r->account, NULL, 0, NULL, 0) == WHISPER_OK) sy_event_push(c, e);
+    else sy_event_free(e);
+  }
   if (!l.authed && (l.legacy || !l.known)) {
     /* a contact from before signed lists: the server's word, until a list comes */
     sy_devlist old = l;

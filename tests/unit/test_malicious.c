@@ -886,7 +886,10 @@ static void test_honest_devices(void) {
   CHECK_RC(whisper_client_device_remove(b2->cl, 1), WHISPER_ESTATE);
   CHECK_RC(whisper_client_device_remove(b1->cl, 1), WHISPER_EINVAL);
   CHECK_RC(whisper_client_device_remove(b1->cl, 9), WHISPER_EINVAL);
+  node_cut(&n, b1); /* offline: the removal waits for the connection */
   CHECK_RC(whisper_client_device_remove(b1->cl, 2), WHISPER_OK);
+  CHECK_RC(whisper_client_device_remove(b1->cl, 2), WHISPER_ESTATE); /* one change at a time */
+  net_advance(&n, 2000);
   net_run(&n);
   ev_clear(alice);
   still_talks(&n, alice, b1, "three");
@@ -956,6 +959,20 @@ static void test_legacy_contact(void) {
   CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
   CHECK(trust == WHISPER_TRUST_UNKNOWN);
   still_talks(&n, bob, alice, "legacy still talks");
+  /* a server that hands out no list: still talking, and said so */
+  the_lie.kind = LIE_NO_LIST;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  ev_clear(alice);
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  still_talks(&n, alice, bob, "unauthenticated");
+  const rec_event *dv = last_of(alice, WHISPER_EV_DEVICES);
+  CHECK(dv && strcmp(dv->from, "bob") == 0 && dv->status == 0);
+  CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
+  CHECK(trust == WHISPER_TRUST_UNKNOWN);
+  /* the list comes: authenticated from then on */
+  the_lie.kind = LIE_NONE;
   node_cut(&n, alice);
   net_advance(&n, 2000);
   still_talks(&n, alice, bob, "after a new connection");
