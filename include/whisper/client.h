@@ -21,12 +21,21 @@
  *    only then acknowledged to the server; a redelivered entry is
  *    recognised and acknowledged without a second event;
  *  - history is ordered by the server's sequence;
- *  - an entry from a sender whose identity key changed is not acknowledged
- *    (WHISPER_EV_IDENTITY): it waits until the app trusts the key and
- *    calls whisper_client_retry() (or the next login); an entry that can
+ *  - an entry that has to wait (a device list to fetch first; a contact
+ *    from before signed lists whose identity key changed,
+ *    WHISPER_EV_IDENTITY) is kept in the store and acknowledged, so that
+ *    it never blocks the mailbox; it is tried again when the list comes,
+ *    on whisper_client_retry() and after each login; an entry that can
  *    never be decrypted (malformed, bad signature, no session or sender
- *    key) raises WHISPER_EV_ERROR and is acknowledged, so that it does not
- *    block the mailbox.
+ *    key) raises WHISPER_EV_ERROR and is acknowledged.
+ *
+ * The server is not trusted with who is in a conversation
+ * (docs/security.md): an account's devices are those of a list signed by
+ * its account key (its primary device's identity key, which safety
+ * numbers cover), group membership changes only by changes signed by an
+ * admin and chained to the one before, and every message carries its
+ * conversation inside the encryption. What the server invents is refused
+ * (WHISPER_EV_REFUSED) and changes nothing.
  * Messages from this account's other devices are kept as outgoing
  * messages (SENT), so that every device follows their status. Own devices
  * are not recipients: nobody reports DELIVERED for them.
@@ -264,8 +273,11 @@ typedef enum whisper_client_event_type {
                                * SENT comes once per message, with from_device 0 */
   WHISPER_EV_TYPING = 6,      /* from, conversation, started */
   WHISPER_EV_PRESENCE = 7,    /* from (the account), online, last_seen_ms */
-  WHISPER_EV_IDENTITY = 8,    /* from/from_device's identity key changed: its messages wait until trusted
-                               * (body: the new key when known; then whisper_client_retry()) */
+  WHISPER_EV_IDENTITY = 8,    /* from's account key changed (from_device 1; body: the new key): see
+                               * whisper_client_account_info(); or, for a contact from before signed
+                               * lists, from/from_device's identity key changed and its messages wait
+                               * until the app trusts it (whisper_identity_trust(), then
+                               * whisper_client_retry()) */
   WHISPER_EV_GROUP = 9,       /* conversation (a group) membership changed */
   WHISPER_EV_ERROR = 10,      /* code (WHISPER_E*), server_code (sync.proto ERR_*), message */
   WHISPER_EV_LINK_CODE = 11,  /* body: the link token to show for whisper_client_link_approve() */

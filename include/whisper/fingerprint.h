@@ -25,6 +25,11 @@ extern "C" {
 #define WHISPER_FINGERPRINT_DISPLAY_LEN 61
 
 /**
+ * With the client engine (client.h), compare accounts, not devices: use
+ * each account's key, the identity key of its device 1, which signs its
+ * device list (whisper_client_account_info()). One comparison then covers
+ * every device of both accounts.
+ *
  * Computes the safety number between the local identity (`local_key`,
  * 33 bytes, and `local_id`) and a remote one. `iterations` is normally
  * WHISPER_FINGERPRINT_ITERATIONS (1..1000000 accepted). Writes the
