@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The messaging demo: a real whisperd on loopback and whisper-chat clients
 // driven by a script, narrated. Alice and Bob talk and every tick shows
-// (sent, delivered, read); Bob goes offline, Alice writes, Bob comes back
+// (sent, delivered, read); Bob links a second device, signed into his
+// account's device list, and Alice is told (the safety number stays);
+// Bob goes offline, Alice writes, Bob comes back
 // and catches up in order; Alice, Bob and Carol make a group, Carol leaves,
 // and the group goes on without her. Then whisperd's metrics.
 //
@@ -37,17 +39,20 @@ function fail(msg) {
 
 // A whisper-chat process in --script mode: JSON events on stdout.
 class Client {
-  constructor(account, port) {
+  constructor(account, port, device = 1) {
     this.account = account;
+    this.device = device;
     this.port = port;
     this.events = [];
     this.waiters = [];
   }
   start() {
     this.events = [];
-    const a = ['--db', path.join(dir, `${this.account}.db`), '--key-file', path.join(dir, `${this.account}.key`),
-               '--account', this.account, '--server', `ws://127.0.0.1:${this.port}/v1/ws`, '--script'];
-    this.p = spawn(args.chat, a, { stdio: ['pipe', 'pipe', fs.openSync(path.join(dir, `${this.account}.log`), 'a')] });
+    const n = `${this.account}${this.device}`;
+    const a = ['--db', path.join(dir, `${n}.db`), '--key-file', path.join(dir, `${n}.key`),
+               '--account', this.account, '--device', String(this.device),
+               '--server', `ws://127.0.0.1:${this.port}/v1/ws`, '--script'];
+    this.p = spawn(args.chat, a, { stdio: ['pipe', 'pipe', fs.openSync(path.join(dir, `${n}.log`), 'a')] });
     procs.push(this.p);
     let buf = '';
     this.p.stdout.on('data', (d) => {
@@ -131,6 +136,36 @@ async function main() {
   await message(alice, 'hi alice, all good here');
   await status(bob, id, 'delivered', 'alice');
   say(`    ${tick.delivered}  (and back again)`);
+
+  say('\n== bob links a second device; his first device signs it into his account\'s device list');
+  let mark0 = alice.events.length;
+  alice.cmd('safety bob');
+  const before = await alice.wait((e) => e.ev === 'safety', 'safety number', mark0);
+  say(`  safety number alice <-> bob: ${before.number.match(/.{5}/g).join(' ')}`);
+  const bob2 = new Client('bob', port, 2).start();
+  const tok = await bob2.wait((e) => e.ev === 'link_code', 'link token');
+  say(`  bob's new device shows a link token (a QR code) and the digits ${tok.digits}; bob's phone shows the same`);
+  bob.cmd(`link-approve ${tok.code}`);
+  await bob2.wait((e) => e.ev === 'caught_up', 'caught_up');
+  say('  approved: the token binds the new device\'s own key, so the server cannot slip in another');
+  mark0 = alice.events.length;
+  await send(alice, bob, 'to both of your devices');
+  await message(bob2, 'to both of your devices');
+  await alice.wait((e) => e.ev === 'devices' && e.account === 'bob' && e.change === 'added', 'devices added', mark0);
+  say('  alice is told: "bob added a device (2)"; both of bob\'s devices read the message');
+  mark0 = alice.events.length;
+  alice.cmd('safety bob');
+  const after = await alice.wait((e) => e.ev === 'safety', 'safety number', mark0);
+  if (after.number !== before.number) fail('the safety number changed with a linked device');
+  say('  the safety number is unchanged: it covers the account key, so one comparison covers every device');
+  mark0 = alice.events.length;
+  bob.cmd('device-remove 2');
+  await bob2.wait((e) => e.ev === 'disconnected', 'disconnected');
+  await send(alice, bob, 'just your phone now');
+  await message(bob, 'just your phone now');
+  await alice.wait((e) => e.ev === 'devices' && e.account === 'bob' && e.change === 'removed', 'devices removed', mark0);
+  say('  bob removed it: the server dropped it, and alice is told "bob removed a device (2)"; it gets nothing more');
+  await bob2.stop();
 
   say('\n== bob goes offline; alice writes anyway');
   await bob.stop();
