@@ -126,6 +126,17 @@ static sy_event *ev_of(whisper_client *c, int type, const Whisper__Sync__Deliver
   return e;
 }
 
+/* An error or refusal event with the context's last sentence. */
+static sy_event *ev_failed(whisper_client *c, int type, const Whisper__Sync__Deliver *d,
+                           const char *conv, int code) {
+  sy_event *e = ev_of(c, type, d, conv, NULL);
+  if (e) {
+    e->ev.code = code;
+    e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
+  }
+  return e;
+}
+
 static int store_failure(int rc) {
   return rc == WHISPER_ESTORE || rc == WHISPER_ENOMEM || rc == WHISPER_EBUSY ||
          rc == WHISPER_ECORRUPT || rc == WHISPER_ERANDOM || rc == WHISPER_EINTERNAL ||
@@ -162,24 +173,14 @@ static int classify(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
     return OUT_HOLD;
   }
   if (store_failure(rc)) return rc;
-  sy_event *e = ev_of(c, WHISPER_EV_ERROR, d, conv, NULL);
-  if (e) {
-    e->ev.code = rc;
-    e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
-  }
-  ev_add(evs, e);
+  ev_add(evs, ev_failed(c, WHISPER_EV_ERROR, d, conv, rc));
   return OUT_DONE;
 }
 
 /* Refuses the entry: everything it did is rolled back (sy_deliver). */
 static int refuse(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
                   const char *conv, int code) {
-  sy_event *e = ev_of(c, WHISPER_EV_REFUSED, d, conv, NULL);
-  if (e) {
-    e->ev.code = code;
-    e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
-  }
-  ev_add(evs, e);
+  ev_add(evs, ev_failed(c, WHISPER_EV_REFUSED, d, conv, code));
   return OUT_REFUSED;
 }
 
@@ -629,14 +630,7 @@ static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *ev
 /* Asks for an account's device list so that waiting entries can go on. */
 static void fetch_list(whisper_client *c, const char *account) {
   if (!c->logged_in || sy_name_has(c->fetching, account)) return;
-  Whisper__Sync__ListDevices l = WHISPER__SYNC__LIST_DEVICES__INIT;
-  l.account = (char *)account;
-  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
-  f.body_case = WHISPER__SYNC__FRAME__BODY_LIST_DEVICES;
-  f.list_devices = &l;
-  sy_req *r;
-  if (sy_queue(c, &f, RQ_LIST, 1, &r) != WHISPER_OK) return;
-  snprintf(r->account, sizeof r->account, "%s", account);
+  if (sy_list_request(c, account) == NULL) return;
   sy_name_add(&c->fetching, account);
 }
 

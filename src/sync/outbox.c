@@ -163,16 +163,21 @@ static int wait_on(whisper_client *c, sy_job *j, sy_req *r) {
   return STEP_WAIT;
 }
 
-static int list_devices(whisper_client *c, sy_job *j, const char *account) {
+sy_req *sy_list_request(whisper_client *c, const char *account) {
   Whisper__Sync__ListDevices l = WHISPER__SYNC__LIST_DEVICES__INIT;
   l.account = (char *)account;
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_LIST_DEVICES;
   f.list_devices = &l;
   sy_req *r;
-  if (sy_queue(c, &f, RQ_LIST, 1, &r) != WHISPER_OK) return STEP_STOP;
+  if (sy_queue(c, &f, RQ_LIST, 1, &r) != WHISPER_OK) return NULL;
   snprintf(r->account, sizeof r->account, "%s", account);
-  return wait_on(c, j, r);
+  return r;
+}
+
+static int list_devices(whisper_client *c, sy_job *j, const char *account) {
+  sy_req *r = sy_list_request(c, account);
+  return r ? wait_on(c, j, r) : STEP_STOP;
 }
 
 /* Devices of `account` (in `l`) that need a session: none yet, or stale. */

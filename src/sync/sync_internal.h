@@ -280,6 +280,9 @@ int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uin
 void sy_pump(whisper_client *c);
 void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 int sy_own_others(whisper_client *c, sy_devlist *own);
+/* Queues ListDevices for `account` (its answer is taken as a signed list);
+ * NULL when it could not be queued. */
+sy_req *sy_list_request(whisper_client *c, const char *account);
 
 /* --- inbox.c ------------------------------------------------------------------- */
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory);

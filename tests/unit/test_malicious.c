@@ -937,6 +937,23 @@ static void test_honest_group_changes(void) {
   net_close(&n);
 }
 
+/* Makes `d`'s record of `account` one an engine from before signed lists wrote. */
+static void make_legacy(node *d, const char *account) {
+  Whisper__Client__KnownDevice kd = WHISPER__CLIENT__KNOWN_DEVICE__INIT, *kdp = &kd;
+  kd.has_device_id = 1;
+  kd.device_id = 1;
+  Whisper__Client__DeviceList old = WHISPER__CLIENT__DEVICE_LIST__INIT;
+  old.n_devices = 1;
+  old.devices = &kdp;
+  uint8_t key[80], buf[256];
+  key[0] = 'd';
+  memcpy(key + 1, account, strlen(account));
+  size_t len = whisper__client__device_list__pack(&old, buf);
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, d->ctx->store->ops.put(d->ctx->store->user, 10, key, 1 + strlen(account), buf, len)),
+           WHISPER_OK);
+}
+
 /* A contact known from before signed lists keeps talking (legacy), and
  * becomes authenticated as soon as its list comes. */
 static void test_legacy_contact(void) {
@@ -944,17 +961,7 @@ static void test_legacy_contact(void) {
   open_net(&n);
   node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
   still_talks(&n, alice, bob, "before the upgrade");
-  /* turn alice's record of bob into one an older engine wrote */
-  Whisper__Client__KnownDevice kd = WHISPER__CLIENT__KNOWN_DEVICE__INIT, *kdp = &kd;
-  kd.has_device_id = 1;
-  kd.device_id = 1;
-  Whisper__Client__DeviceList old = WHISPER__CLIENT__DEVICE_LIST__INIT;
-  old.n_devices = 1;
-  old.devices = &kdp;
-  uint8_t key[4] = {'d', 'b', 'o', 'b'}, buf[256];
-  size_t len = whisper__client__device_list__pack(&old, buf);
-  CHECK_RC(wh_begin(alice->ctx), WHISPER_OK);
-  CHECK_RC(wh_finish(alice->ctx, alice->ctx->store->ops.put(alice->ctx->store->user, 10, key, 4, buf, len)), WHISPER_OK);
+  make_legacy(alice, "bob");
   int trust;
   CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, NULL), WHISPER_OK);
   CHECK(trust == WHISPER_TRUST_UNKNOWN);
@@ -985,22 +992,6 @@ static void test_legacy_contact(void) {
  * identity key changes: its entries wait in the store, acknowledged, so
  * that even more than the server's window of them stalls nobody else; they
  * are shown once the app trusts the key. */
-static void make_legacy(node *d, const char *account) {
-  Whisper__Client__KnownDevice kd = WHISPER__CLIENT__KNOWN_DEVICE__INIT, *kdp = &kd;
-  kd.has_device_id = 1;
-  kd.device_id = 1;
-  Whisper__Client__DeviceList old = WHISPER__CLIENT__DEVICE_LIST__INIT;
-  old.n_devices = 1;
-  old.devices = &kdp;
-  uint8_t key[80], buf[256];
-  key[0] = 'd';
-  memcpy(key + 1, account, strlen(account));
-  size_t len = whisper__client__device_list__pack(&old, buf);
-  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
-  CHECK_RC(wh_finish(d->ctx, d->ctx->store->ops.put(d->ctx->store->user, 10, key, 1 + strlen(account), buf, len)),
-           WHISPER_OK);
-}
-
 static void test_legacy_identity_change(void) {
   net n;
   open_net(&n);
