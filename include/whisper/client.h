@@ -43,6 +43,10 @@
  * when the server says a device list is stale the engine updates it and
  * encrypts again.
  *
+ * What changes about a contact's devices is also noted in the history
+ * of the conversation with it: an incoming entry with sender_device 0 whose
+ * body is "device-added N", "device-removed N" or "account-key-changed".
+ *
  * Conversations are named as in history.h: a 1:1 conversation by the
  * other account's name, a group by "#" followed by the group id in
  * lowercase hex (whisper_client_group_conversation()).

@@ -369,6 +369,8 @@ typedef struct sy_evq {
 void sy_evq_add(sy_evq *q, sy_event *e);
 int sy_list_accept(whisper_client *c, const char *account, const uint8_t *bytes, size_t len,
                    sy_devlist *l, sy_evq *evs);
+/* A notice in the conversation with `account` (history, device 0). */
+int sy_notice(whisper_client *c, const char *account, const char *body);
 /* 1 if (account's list) authorises `device` (with `key`, when not NULL). */
 int sy_list_has(const sy_devlist *l, uint32_t device, const uint8_t *key);
 /* A signed list of this account (the primary only): `devs` with their keys. */

@@ -143,6 +143,25 @@ static int same_devices(const sy_devlist *l, const Whisper__E2e__DeviceListBody 
   return 1;
 }
 
+/* A notice in the conversation with `account`: an incoming entry from
+ * device 0, after the newest entry there, whose body says what happened
+ * ("device-added 2", "device-removed 2", "account-key-changed"). */
+int sy_notice(whisper_client *c, const char *account, const char *body) {
+  /* after the newest entry the server ordered (messages still in the
+   * outbox sort above 2^63, below their server sequence once sent) */
+  whisper_page *p = NULL;
+  uint64_t sort_key = 0;
+  int rc = whisper_history_page(c->ctx, account, 1ULL << 63, (const uint8_t *)"-", 1, 1, &p);
+  if (rc == WHISPER_OK && whisper_page_count(p) == 1) sort_key = whisper_page_get(p, 0)->sort_key;
+  whisper_page_free(p);
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  if (rc == WHISPER_OK && wh_random(&c->ctx->rng, id, sizeof id) != 0) rc = WHISPER_ERANDOM;
+  if (rc != WHISPER_OK) return rc;
+  whisper_message_t m = {.conversation = account, .id = id, .id_len = sizeof id,
+                         .sort_key = sort_key, .timestamp_ms = c->now};
+  return wh_history_incoming_put(c->ctx, &m, account, 0, (const uint8_t *)body, strlen(body));
+}
+
 static void devices_event(whisper_client *c, sy_evq *q, const char *account, uint32_t device,
                           int status) {
   sy_event *e = sy_event_new(c, WHISPER_EV_DEVICES);
@@ -225,14 +244,21 @@ int sy_list_accept(whisper_client *c, const char *account, const uint8_t *bytes,
     rc = whisper_identity_trust_at(c->ctx, account, d->device_id, d->identity_key.data,
                                    WHISPER_PUBLIC_KEY_LEN, c->now);
   }
+  /* what changed: events, and notices in the conversation (not for this account) */
+  char note[48];
+  if (rc == WHISPER_OK && changed) {
+    identity_event(c, evs, account, v.account_key);
+    if (!own) rc = sy_notice(c, account, "account-key-changed");
+  }
+  for (size_t i = 0; rc == WHISPER_OK && l->authed && i < n.n + l->n; i++) {
+    int added = i < n.n;
+    const sy_dev *d = added ? &n.d[i] : &l->d[i - n.n];
+    if (sy_list_has(added ? l : &n, d->id, d->key)) continue;
+    devices_event(c, evs, account, d->id, added ? 1 : 2);
+    snprintf(note, sizeof note, "device-%s %u", added ? "added" : "removed", d->id);
+    if (!own) rc = sy_notice(c, account, note);
+  }
   if (rc == WHISPER_OK) {
-    if (changed) identity_event(c, evs, account, v.account_key);
-    if (l->authed) {
-      for (size_t i = 0; i < n.n; i++)
-        if (!sy_list_has(l, n.d[i].id, n.d[i].key)) devices_event(c, evs, account, n.d[i].id, 1);
-      for (size_t i = 0; i < l->n; i++)
-        if (!sy_list_has(&n, l->d[i].id, l->d[i].key)) devices_event(c, evs, account, l->d[i].id, 2);
-    }
     sy_devs_free(l);
     *l = n;
   } else {

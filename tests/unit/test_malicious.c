@@ -446,6 +446,20 @@ static const rec_event *last_of(const node *d, int type) {
   return r;
 }
 
+/* The notices (device 0 entries) with this body in a conversation. */
+static int notices(node *d, const char *conv, const char *body) {
+  whisper_page *p = NULL;
+  int k = 0;
+  if (whisper_history_page(d->ctx, conv, 0, NULL, 0, 1000, &p) != WHISPER_OK) return -1;
+  for (size_t i = 0; i < whisper_page_count(p); i++) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    k += m->sender && m->sender_device == 0 && m->body_len == strlen(body) &&
+         memcmp(m->body, body, m->body_len) == 0;
+  }
+  whisper_page_free(p);
+  return k;
+}
+
 static void pub_of(node *d, uint8_t pub[33]) {
   CHECK_RC(whisper_identity_get(d->ctx, pub, NULL, NULL, NULL), WHISPER_OK);
 }
@@ -551,8 +565,9 @@ static void test_swapped_account_key(void) {
       CHECK(got("bob", 7) == 0);
       CHECK(ev_messages(bob, "second") == 1);
     } else {
-      /* trust on first use moved on, and said so */
+      /* trust on first use moved on, and said so, also in the conversation */
       CHECK(trust == WHISPER_TRUST_CHANGED && memcmp(got_key, keys[0], 33) == 0);
+      CHECK(notices(alice, "bob", "account-key-changed") == 1);
     }
     fake_close(&f);
     fake_close(&f7);
@@ -880,6 +895,7 @@ static void test_honest_devices(void) {
   CHECK(ev_messages(b2, "two") == 1);
   const rec_event *dv = last_of(alice, WHISPER_EV_DEVICES);
   CHECK(dv && strcmp(dv->from, "bob") == 0 && dv->from_device == 2 && dv->status == 1);
+  CHECK(notices(alice, "bob", "device-added 2") == 1);
   CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k), WHISPER_OK);
   CHECK(memcmp(k, k1, 33) == 0);
   /* only the primary removes, never itself */
@@ -896,6 +912,13 @@ static void test_honest_devices(void) {
   CHECK(ev_messages(b2, "three") == 0);
   dv = last_of(alice, WHISPER_EV_DEVICES);
   CHECK(dv && dv->from_device == 2 && dv->status == 2);
+  CHECK(notices(alice, "bob", "device-removed 2") == 1);
+  /* after the messages around them in history */
+  whisper_page *pg = NULL;
+  CHECK_RC(whisper_history_page(alice->ctx, "bob", 0, NULL, 0, 1, &pg), WHISPER_OK);
+  CHECK(whisper_page_count(pg) == 1 && whisper_page_get(pg, 0)->body_len == 5 &&
+        memcmp(whisper_page_get(pg, 0)->body, "three", 5) == 0);
+  whisper_page_free(pg);
   CHECK_RC(whisper_client_account_info(alice->cl, "bob", &trust, k), WHISPER_OK);
   CHECK(memcmp(k, k1, 33) == 0);
   /* verifying takes only the key held */
