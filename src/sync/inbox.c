@@ -493,6 +493,16 @@ static const char *change_follows(whisper_client *c, const sy_group *g, const sy
   return NULL;
 }
 
+static int same_names(char *const *a, size_t na, char *const *b, size_t nb) {
+  if (na != nb) return 0;
+  for (size_t i = 0; i < na; i++) {
+    int found = 0;
+    for (size_t k = 0; k < nb && !found; k++) found = strcmp(a[i], b[k]) == 0;
+    if (!found) return 0;
+  }
+  return 1;
+}
+
 static int strv_copy(char ***out, size_t *n, char *const *src, size_t ns) {
   char **v = calloc(ns + 1, sizeof *v);
   if (v == NULL) return WHISPER_ENOMEM;
@@ -580,6 +590,11 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
   }
   if (rc == WHISPER_OK) rc = sy_group_save(c, gid, &g);
   if (rc == WHISPER_OK) ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
+  if (rc == WHISPER_OK && d->n_members && !same_names(d->members, d->n_members, g.members, g.n_members)) {
+    /* the server routes by its own list: said, and not used */
+    wh_fail(c->ctx, WHISPER_EFORGED, "the server's member list of the group is not its signed membership");
+    ev_add(evs, ev_failed(c, WHISPER_EV_REFUSED, d, conv, WHISPER_EFORGED));
+  }
   else if (!store_failure(rc)) out = classify(c, d, NULL, rc, NULL, evs, 0), rc = WHISPER_OK;
 out:
   sy_devs_free(&al);

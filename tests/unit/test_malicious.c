@@ -65,6 +65,7 @@ enum {
   LIE_GROUP_ID,      /* the next group message to `victim` is re-labelled `gid` */
   LIE_CONVERSATION,  /* the next own-device copy to `victim` is re-addressed to `account` */
   LIE_NO_LIST,       /* Devices/Bundles answers to `victim` about `account` lose their signed list */
+  LIE_ROUTE,         /* the next ENTRY_GROUP to `victim` also lists `account` as a member */
 };
 
 typedef struct lie {
@@ -198,6 +199,23 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
     size_t nl;
     uint8_t *b = repack(f, &nl);
     f->deliver->group_id = old;
+    *frame = b;
+    *len = nl;
+    l->done = changed = 1;
+  } else if (l->kind == LIE_ROUTE && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+             f->deliver->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) {
+    Whisper__Sync__Deliver *dv = f->deliver;
+    char **all = calloc(dv->n_members + 1, sizeof *all);
+    for (size_t i = 0; i < dv->n_members; i++) all[i] = dv->members[i];
+    all[dv->n_members] = l->account;
+    char **old = dv->members;
+    dv->members = all;
+    dv->n_members++;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    dv->members = old;
+    dv->n_members--;
+    free(all);
     *frame = b;
     *len = nl;
     l->done = changed = 1;
@@ -652,6 +670,23 @@ static void test_ghost_member(void) {
   CHECK(ev_messages(bob, "members only") == 1);
   CHECK(ev_messages(mallory, "members only") == 0);
   CHECK(got_skdm("mallory") == 0 && got_skdm("bob") >= 1);
+  /* a real change, with mallory slipped into the server's routing list:
+   * the change is taken, the list is flagged and not used */
+  const char *carol_too[] = {"carol"};
+  account_new(&n, "carol", 1);
+  the_lie.kind = LIE_ROUTE;
+  the_lie.done = 0;
+  the_lie.victim = bob;
+  snprintf(the_lie.account, sizeof the_lie.account, "mallory");
+  ev_clear(bob);
+  n_sent = 0;
+  CHECK_RC(whisper_client_group_add(alice->cl, gid, carol_too, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(the_lie.done && ev_count(bob, WHISPER_EV_GROUP) == 1 && refused(bob) == 1);
+  the_lie.kind = LIE_NONE;
+  CHECK_RC(whisper_client_send_group(bob->cl, gid, (const uint8_t *)"bob to the group", 16, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(got_skdm("mallory") == 0 && got_skdm("carol") >= 1);
   net_close(&n);
 }
 
