@@ -85,10 +85,11 @@ typedef struct whisper_client_config_t {
   /* --- version 2 --- */
   int hold_on_change;          /* 1: messages to an account whose key changed wait until
                                 * whisper_client_account_trust() (0: they go, as WhatsApp does) */
+  int delivery_receipts;       /* 1: send DELIVERED receipts (end to end) for messages stored */
 } whisper_client_config_t;
 
 #define WHISPER_CLIENT_CONFIG_INIT \
-  { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0 }
+  { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1 }
 
 /** An engine. */
 typedef struct whisper_client whisper_client;

@@ -498,12 +498,20 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
   if (rc == WHISPER_OK && d == NULL)
     rc = wh_fail(ctx, WHISPER_ENOTFOUND, "%s.%u is not a recipient of that message", recipient, device);
   if (rc == WHISPER_OK && !set) *status = (int)d->status;
+  int wrote = 0;
   if (rc == WHISPER_OK && set && (uint32_t)*status > d->status) {
     d->status = (uint32_t)*status;
     d->has_status = 1;
     rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+    wrote = 1;
   }
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  /* an answer of "no such message or recipient" wrote nothing: it ends
+   * the transaction without rolling back one the caller joined it to */
+  if (rc == WHISPER_ENOTFOUND && !wrote) {
+    int cr = wh_finish(ctx, WHISPER_OK);
+    return cr == WHISPER_OK ? rc : cr;
+  }
   rc = wh_finish(ctx, rc);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }

@@ -34,8 +34,8 @@ static int messages_ok(Whisper__Sync__DeviceMessage *const *ms, size_t n, size_t
 static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
   if (!wsrv_bytes_ok(m->has_client_id, m->client_id, WSRV_ID_LEN))
     return wsrv_refuse(srv, ERR_MALFORMED, "Send needs a 16-byte client_id");
-  if (!m->has_content || (m->content != CONTENT_TEXT && m->content != CONTENT_SKDM))
-    return wsrv_refuse(srv, ERR_MALFORMED, "Send needs content (TEXT or SKDM)");
+  if (!m->has_content || m->content < CONTENT_TEXT || m->content > CONTENT_MESSAGE)
+    return wsrv_refuse(srv, ERR_MALFORMED, "Send needs content (TEXT, SKDM, RECEIPT or MESSAGE)");
   if ((m->to != NULL) == (m->has_group_id != 0))
     return wsrv_refuse(srv, ERR_MALFORMED, "Send goes either to an account or to a group");
   if (m->has_group_id) {

@@ -287,6 +287,9 @@ static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
   return rc;
 }
 
+static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
+                      const Whisper__E2e__Receipt *r, evlist *evs);
+
 /* The library's answer for the sender's session or sender key. */
 static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
                           entry_ctx *x, const char *conv, const sy_devlist *l, int rc) {
@@ -308,11 +311,12 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   uint32_t content = d->has_content ? d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
   if (!sy_valid_account(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
       !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7) ||
-      (content != WHISPER__SYNC__CONTENT__CONTENT_TEXT &&
-       content != WHISPER__SYNC__CONTENT__CONTENT_SKDM)) {
+      content < WHISPER__SYNC__CONTENT__CONTENT_TEXT || content > WHISPER__SYNC__CONTENT__CONTENT_MESSAGE ||
+      (content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT && d->type == 7)) {
     bad_entry(c, d, evs, "a malformed message entry");
     return OUT_DONE;
   }
+  int receipt = content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT;
   int own = strcmp(d->sender, c->account) == 0;
   if (own && d->sender_device == c->device_id) {
     bad_entry(c, d, evs, "a message entry from this very device");
@@ -356,7 +360,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   whisper_message_t m = {.conversation = conv, .id = d->client_id.data, .id_len = d->client_id.len,
                          .sort_key = d->server_seq, .timestamp_ms = d->server_ts ? d->server_ts : c->now};
-  if (!own && (rc = wh_history_incoming_check(c->ctx, &m)) != WHISPER_OK) {
+  if (!own && !receipt && (rc = wh_history_incoming_check(c->ctx, &m)) != WHISPER_OK) {
     out = classify(c, d, conv, rc, NULL, evs, 0);
     goto done;
   }
@@ -378,7 +382,11 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     if (p->sent_at_ms) m.timestamp_ms = p->sent_at_ms;
   }
   const char *why = NULL;
-  if (p == NULL && !(sl.legacy && !sl.authed))
+  if (receipt && (p == NULL || p->receipt == NULL))
+    why = "a receipt without its receipt inside the encryption";
+  else if (!receipt && p && p->receipt)
+    why = "a receipt delivered as a message";
+  else if (p == NULL && !(sl.legacy && !sl.authed))
     why = "a message without its conversation inside the encryption";
   else if (p && g && (!p->has_group_id || memcmp(p->group_id.data, g, WHISPER_GROUP_ID_LEN) != 0))
     why = "a group message delivered under another conversation";
@@ -394,9 +402,16 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   if (rc == WHISPER_OK && why) {
     out = refuse_why(c, d, evs, conv, why);
+  } else if (rc == WHISPER_OK && receipt) {
+    out = on_receipt(c, d, p->receipt, evs);
   } else if (rc == WHISPER_OK) {
     rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms)
              : wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device, body, body_len);
+    /* DELIVERED, end to end, stored with the message */
+    if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
+        (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,
+                             (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])d->client_id.data, 1)) == WHISPER_OK)
+      rc = sy_ops_save(c);
     if (rc == WHISPER_OK) {
       whisper_buf shown = {.data = (uint8_t *)body, .len = body_len};
       out = classify(c, d, conv, rc, &shown, evs, 1);
@@ -415,33 +430,54 @@ done:
 
 /* --- receipts ------------------------------------------------------------------------------------ */
 
-static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs) {
+/* Whether `account` takes part in conversation `conv` (its peer, or a
+ * member of the group as this device holds it). */
+static int may_receive(whisper_client *c, const char *conv, const char *account) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN];
+  if (!sy_group_id_of(conv, gid)) return strcmp(conv, account) == 0;
+  sy_group g;
+  if (sy_group_load(c, gid, &g) != WHISPER_OK) return 0;
+  int yes = g.known && sy_group_is_member(&g, account);
+  sy_group_free(&g);
+  return yes;
+}
+
+/* An end-to-end receipt from (sender, device), a device its account's
+ * signed list names (checked before): ticks move only for messages of this
+ * account in a conversation with that account. Inside the entry's
+ * transaction. */
+static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
+                      const Whisper__E2e__Receipt *r, evlist *evs) {
   char conv[WH_NAME_MAX + 1];
-  if (!sy_valid_account(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
-      !d->has_status || d->status < WHISPER_STATUS_DELIVERED || d->status > WHISPER_STATUS_READ) {
-    bad_entry(c, d, evs, "a malformed receipt entry");
+  if (!r->has_status || r->status < WHISPER_STATUS_DELIVERED || r->status > WHISPER_STATUS_READ) {
+    bad_entry(c, d, evs, "a malformed receipt");
     return OUT_DONE;
   }
-  int status = (int)d->status;
-  for (size_t i = 0; i < d->n_client_ids; i++) {
-    const ProtobufCBinaryData *id = &d->client_ids[i];
+  if (strcmp(d->sender, c->account) == 0) return OUT_DONE; /* another of this account's devices */
+  int status = (int)r->status, strangers = 0;
+  for (size_t i = 0; i < r->n_ids; i++) {
+    const ProtobufCBinaryData *id = &r->ids[i];
     if (id->len != WHISPER_CLIENT_ID_LEN) continue;
-    int rc = wh_begin(c->ctx);
-    if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_outref_get(c, id->data, conv));
+    int rc = sy_outref_get(c, id->data, conv);
     if (rc == WHISPER_ENOTFOUND) continue; /* not a message of this account, or forgotten */
-    if (rc != WHISPER_OK) return rc;
     int old = -1;
-    rc = whisper_history_status_get(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, &old);
+    if (rc == WHISPER_OK)
+      rc = whisper_history_status_get(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, &old);
     if (rc == WHISPER_ENOTFOUND) {
+      /* not recorded as a recipient (an own-device copy, or a device this
+       * one did not know of): a device of the conversation's peer, or of
+       * a member of the group, could have been one */
+      if (!may_receive(c, conv, d->sender)) {
+        strangers++;
+        continue;
+      }
       whisper_device_t dev = {d->sender, d->sender_device};
       rc = wh_history_recipients(c->ctx, conv, id->data, id->len, &dev, 1, 0);
       old = -1;
     }
-    if (rc == WHISPER_ENOTFOUND) continue;
     if (rc != WHISPER_OK) return rc;
     if (status <= old) continue;
     rc = whisper_history_status(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
-    if (rc == WHISPER_ENOTFOUND) continue;
     if (rc != WHISPER_OK) return rc;
     sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
     if (e && sy_event_set(e, conv, d->sender, id->data, id->len, NULL, 0) == WHISPER_OK) {
@@ -453,6 +489,11 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     } else {
       sy_event_free(e);
     }
+  }
+  if (strangers) {
+    wh_fail(c->ctx, WHISPER_EFORGED, "a receipt from %s.%u for %d message%s it was not a recipient of",
+            d->sender, d->sender_device, strangers, strangers == 1 ? "" : "s");
+    ev_add(evs, ev_failed(c, WHISPER_EV_REFUSED, d, d->sender, WHISPER_EFORGED));
   }
   return OUT_DONE;
 }
@@ -623,12 +664,8 @@ static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *ev
   int rc = WHISPER_OK;
   *out = OUT_DONE;
   x->fetch[0] = '\0';
-  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_RECEIPT) {
-    *out = on_receipt(c, d, evs); /* idempotent, in transactions of its own */
-    if (*out < 0) return *out;
-    return sy_txn_begin(c);
-  }
   if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+  /* ENTRY_RECEIPT is the server's word: ticks come only end to end */
   if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) *out = on_message(c, d, evs, x);
   else if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) *out = on_group(c, d, evs, x);
   else *out = OUT_DONE; /* a kind this engine does not know: skipped */
@@ -714,6 +751,7 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   c->last_seq = last;
   if (out == OUT_HOLD && x.fetch[0]) fetch_list(c, x.fetch);
   ev_commit(c, &evs);
+  if (c->receipts_due) sy_ops_flush(c);
   return WHISPER_OK;
 }
 
@@ -756,6 +794,7 @@ void sy_retry_held(whisper_client *c) {
     else ev_commit(c, &evs);
   }
   sy_heldset_free(&h);
+  if (c->receipts_due) sy_ops_flush(c);
 }
 
 int sy_group_own_change(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN],

@@ -201,10 +201,17 @@ static int op_change(whisper_client *c, sy_op *o) {
 }
 
 void sy_ops_flush(whisper_client *c) {
+  int jobs = 0;
+  c->receipts_due = 0;
   if (!c->logged_in || c->close_wanted) return;
   for (size_t i = 0; i < c->n_ops; i++) {
     sy_op *o = &c->ops[i];
     if (o->inflight) continue;
+    if (o->kind == OP_RECEIPT) {
+      /* end to end: a message of its own, through the sessions */
+      if (sy_receipt_job(c, o) == WHISPER_OK) o->inflight = SY_IN_JOB, jobs = 1;
+      continue;
+    }
     if (o->kind == OP_GROUP) {
       if (group_busy(c, i, o->group_id)) continue;
       if (o->code != WHISPER__SYNC__GROUP_OP__OP__CREATE) {
@@ -227,42 +234,23 @@ void sy_ops_flush(whisper_client *c) {
       }
     }
     Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
-    Whisper__Sync__Receipt r = WHISPER__SYNC__RECEIPT__INIT;
     Whisper__Sync__GroupOp g = WHISPER__SYNC__GROUP_OP__INIT;
-    ProtobufCBinaryData *ids = NULL;
-    if (o->kind == OP_RECEIPT) {
-      if ((ids = calloc(o->n_ids ? o->n_ids : 1, sizeof *ids)) == NULL) return;
-      for (size_t k = 0; k < o->n_ids; k++) ids[k] = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, o->ids[k]};
-      r.to = o->to;
-      r.has_status = 1;
-      r.status = o->code;
-      r.n_client_ids = o->n_ids;
-      r.client_ids = ids;
-      if (o->has_group) {
-        r.has_group_id = 1;
-        r.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
-      }
-      f.body_case = WHISPER__SYNC__FRAME__BODY_RECEIPT;
-      f.receipt = &r;
-    } else {
-      g.has_op = g.has_group_id = 1;
-      g.op = (Whisper__Sync__GroupOp__Op)o->code;
-      g.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
-      g.n_members = o->n_members;
-      g.members = o->members;
-      if (o->change) {
-        g.has_change = 1;
-        g.change = (ProtobufCBinaryData){o->change->len, o->change->data};
-      }
-      f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
-      f.group = &g;
+    g.has_op = g.has_group_id = 1;
+    g.op = (Whisper__Sync__GroupOp__Op)o->code;
+    g.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, o->group_id};
+    g.n_members = o->n_members;
+    g.members = o->members;
+    if (o->change) {
+      g.has_change = 1;
+      g.change = (ProtobufCBinaryData){o->change->len, o->change->data};
     }
+    f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
+    f.group = &g;
     sy_req *rq;
-    int rc = sy_queue(c, &f, RQ_OP, 1, &rq);
-    free(ids);
-    if (rc != WHISPER_OK) return;
+    if (sy_queue(c, &f, RQ_OP, 1, &rq) != WHISPER_OK) break;
     o->inflight = rq->id;
   }
+  if (jobs) sy_pump(c);
 }
 
 void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
@@ -312,6 +300,53 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
 /* Client ids per Receipt frame (the server takes up to 1024). */
 #define RECEIPT_BATCH_MAX 1000
 
+/* Adds ids to the batch of receipts with `status` for `to` that is not on
+ * its way yet (or a new one). In memory; the caller stores the ops. */
+int sy_receipt_add(whisper_client *c, const char *to, int status,
+                   const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n) {
+  sy_op *o = NULL;
+  for (size_t i = 0; i < c->n_ops && o == NULL; i++) {
+    sy_op *p = &c->ops[i];
+    if (p->kind == OP_RECEIPT && !p->inflight && p->code == (uint32_t)status &&
+        strcmp(p->to, to) == 0 && p->n_ids + n <= RECEIPT_BATCH_MAX)
+      o = p;
+  }
+  int fresh = o == NULL;
+  if (fresh) {
+    if ((o = op_new(c)) == NULL) return sy_fail(c, WHISPER_ENOMEM, "too many pending receipts");
+    o->kind = OP_RECEIPT;
+    o->code = (uint32_t)status;
+    if ((o->to = sy_strdup(to)) == NULL || wh_random(&c->ctx->rng, o->cid, sizeof o->cid) != 0) {
+      op_drop(c, c->n_ops - 1);
+      return WHISPER_ENOMEM;
+    }
+  }
+  uint8_t(*nids)[WHISPER_CLIENT_ID_LEN] = realloc(o->ids, (o->n_ids + n + 1) * sizeof *nids);
+  if (nids == NULL) {
+    if (fresh) op_drop(c, c->n_ops - 1);
+    return WHISPER_ENOMEM;
+  }
+  o->ids = nids;
+  for (size_t i = 0; i < n; i++) {
+    int dup = 0;
+    for (size_t k = 0; k < o->n_ids && !dup; k++) dup = memcmp(o->ids[k], ids[i], WHISPER_CLIENT_ID_LEN) == 0;
+    if (!dup) memcpy(o->ids[o->n_ids++], ids[i], WHISPER_CLIENT_ID_LEN);
+  }
+  c->receipts_due = 1;
+  return WHISPER_OK;
+}
+
+/* The receipt op that travelled as job `cid`: the server took it. */
+void sy_receipt_done(whisper_client *c, const uint8_t cid[WHISPER_CLIENT_ID_LEN]) {
+  for (size_t i = 0; i < c->n_ops; i++)
+    if (c->ops[i].kind == OP_RECEIPT && memcmp(c->ops[i].cid, cid, WHISPER_CLIENT_ID_LEN) == 0) {
+      op_drop(c, i);
+      int rc = ops_store(c);
+      if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending receipts");
+      return;
+    }
+}
+
 int whisper_client_mark_read(whisper_client *c, const char *conversation, const char *sender,
                              const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n,
                              uint64_t now_ms) {
@@ -323,51 +358,16 @@ int whisper_client_mark_read(whisper_client *c, const char *conversation, const 
       (ids == NULL && n) || n > 100000)
     return sy_fail(c, WHISPER_EINVAL, "mark_read needs a conversation, a sender and ids");
   if (!c->cfg.read_receipts || n == 0 || strcmp(sender, c->account) == 0) return wh_ok(c->ctx);
-  if (n > RECEIPT_BATCH_MAX) { /* a Receipt frame carries at most this many */
-    for (size_t i = 0; i < n; i += RECEIPT_BATCH_MAX) {
-      size_t k = n - i < RECEIPT_BATCH_MAX ? n - i : RECEIPT_BATCH_MAX;
-      int rc = whisper_client_mark_read(c, conversation, sender, ids + i, k, now_ms);
-      if (rc != WHISPER_OK) return rc;
-    }
-    return WHISPER_OK;
+  size_t before = c->n_ops;
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < n; i += RECEIPT_BATCH_MAX) {
+    size_t k = n - i < RECEIPT_BATCH_MAX ? n - i : RECEIPT_BATCH_MAX;
+    rc = sy_receipt_add(c, sender, WHISPER_STATUS_READ, ids + i, k);
   }
-  /* the batch for this sender and conversation that is not out yet */
-  sy_op *o = NULL;
-  for (size_t i = 0; i < c->n_ops && o == NULL; i++) {
-    sy_op *p = &c->ops[i];
-    if (p->kind == OP_RECEIPT && !p->inflight && p->code == WHISPER_STATUS_READ &&
-        strcmp(p->to, sender) == 0 && p->has_group == group &&
-        (!group || memcmp(p->group_id, gid, sizeof gid) == 0) && p->n_ids + n <= RECEIPT_BATCH_MAX)
-      o = p;
-  }
-  int fresh = o == NULL;
-  if (fresh) {
-    if ((o = op_new(c)) == NULL) return sy_fail(c, WHISPER_ENOMEM, "too many pending receipts");
-    o->kind = OP_RECEIPT;
-    o->code = WHISPER_STATUS_READ;
-    o->has_group = group;
-    if (group) memcpy(o->group_id, gid, sizeof gid);
-    if ((o->to = sy_strdup(sender)) == NULL) {
-      op_drop(c, c->n_ops - 1);
-      return WHISPER_ENOMEM;
-    }
-  }
-  size_t before = o->n_ids;
-  uint8_t(*nids)[WHISPER_CLIENT_ID_LEN] = realloc(o->ids, (o->n_ids + n) * sizeof *nids);
-  if (nids == NULL) {
-    if (fresh) op_drop(c, c->n_ops - 1);
-    return WHISPER_ENOMEM;
-  }
-  o->ids = nids;
-  for (size_t i = 0; i < n; i++) {
-    int dup = 0;
-    for (size_t k = 0; k < o->n_ids && !dup; k++) dup = memcmp(o->ids[k], ids[i], WHISPER_CLIENT_ID_LEN) == 0;
-    if (!dup) memcpy(o->ids[o->n_ids++], ids[i], WHISPER_CLIENT_ID_LEN);
-  }
-  int rc = ops_store(c);
+  if (rc == WHISPER_OK) rc = ops_store(c);
   if (rc != WHISPER_OK) {
-    if (fresh) op_drop(c, (size_t)(o - c->ops));
-    else o->n_ids = before;
+    /* what was not stored is not kept (a batch it joined keeps the ids: harmless) */
+    while (c->n_ops > before) op_drop(c, c->n_ops - 1);
     return rc;
   }
   sy_ops_flush(c);

@@ -85,6 +85,19 @@ int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uin
   return WHISPER_OK;
 }
 
+int sy_receipt_job(whisper_client *c, const sy_op *o) {
+  whisper_buf *pl = NULL;
+  int rc = sy_payload_receipt(c, o->to, (int)o->code, (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])o->ids,
+                              o->n_ids, &pl);
+  if (rc != WHISPER_OK) return rc;
+  rc = sy_job_add(c, o->to, o->cid, pl->data, pl->len);
+  whisper_buf_free(pl);
+  if (rc != WHISPER_OK) return rc;
+  for (sy_job *j = c->jobs; j; j = j->next)
+    if (memcmp(j->id, o->cid, WHISPER_CLIENT_ID_LEN) == 0) j->receipt = 1;
+  return WHISPER_OK;
+}
+
 int sy_jobs_load(whisper_client *c) {
   whisper_page *p = NULL;
   int rc = whisper_outbox_page(c->ctx, SY_OUTBOX_PAGE, &p);
@@ -425,9 +438,12 @@ static int direct_step(whisper_client *c, sy_job *j) {
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
   step = STEP_STOP;
-  if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, &pl) != WHISPER_OK) goto out;
-  step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
-                     WHISPER__SYNC__CONTENT__CONTENT_TEXT, NULL);
+  if (j->receipt) /* its body is its Payload */
+    step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
+                       WHISPER__SYNC__CONTENT__CONTENT_RECEIPT, NULL);
+  else if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, &pl) == WHISPER_OK)
+    step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
+                       WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, NULL);
 out:
   whisper_buf_free(pl);
   sy_devs_free(&l[0]);
@@ -512,7 +528,7 @@ static int group_step(whisper_client *c, sy_job *j) {
   s.client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, j->id};
   s.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, j->group_id};
   s.body = (ProtobufCBinaryData){ct->len, ct->data};
-  s.content = WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  s.content = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE; /* ticks end to end */
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
   f.send = &s;
@@ -745,6 +761,11 @@ static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDev
 }
 
 static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Sent *s) {
+  if (j->receipt) { /* not in history: the op is done */
+    sy_receipt_done(c, j->id);
+    job_remove(c, j, 0);
+    return;
+  }
   whisper_device_t *devs = calloc(r->n_devs ? r->n_devs : 1, sizeof *devs);
   int rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
   if (rc == WHISPER_OK && devs) {

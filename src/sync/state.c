@@ -421,6 +421,10 @@ static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
       memcpy(o->group_id, r->group_id.data, WHISPER_GROUP_ID_LEN);
     }
     if ((o->to = sy_strdup(r->to)) == NULL) return WHISPER_ENOMEM;
+    if (p->has_client_id && p->client_id.len == WHISPER_CLIENT_ID_LEN)
+      memcpy(o->cid, p->client_id.data, WHISPER_CLIENT_ID_LEN);
+    else
+      memset(o->cid, 0xa5, WHISPER_CLIENT_ID_LEN); /* an op from before end-to-end receipts */
     o->ids = malloc((r->n_client_ids ? r->n_client_ids : 1) * sizeof *o->ids);
     if (o->ids == NULL) return WHISPER_ENOMEM;
     for (size_t i = 0; i < r->n_client_ids; i++)
@@ -505,6 +509,8 @@ int sy_ops_save(whisper_client *c) {
       rc_[i].n_client_ids = o->n_ids;
       rc_[i].client_ids = ids[i];
       po[i].receipt = &rc_[i];
+      po[i].has_client_id = 1;
+      po[i].client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)o->cid};
     } else {
       whisper__sync__group_op__init(&go[i]);
       go[i].has_op = go[i].has_group_id = 1;

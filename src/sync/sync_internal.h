@@ -96,6 +96,7 @@ typedef struct sy_job {
   size_t body_len;
   int rounds;
   uint32_t key_gen; /* group: the sender key generation a distribution carries */
+  int receipt;      /* an end-to-end receipt (body: its Payload; id: its op's cid) */
   struct sy_job *next;
 } sy_job;
 
@@ -104,7 +105,9 @@ typedef struct sy_name {
   struct sy_name *next;
 } sy_name;
 
-/* A receipt or group operation waiting for the server's Ok. */
+#define SY_IN_JOB UINT64_MAX
+/* A receipt waiting to go end to end, or a group operation waiting for the
+ * server's Ok. */
 enum { OP_RECEIPT = 1, OP_GROUP = 2 };
 typedef struct sy_op {
   int kind;
@@ -116,7 +119,9 @@ typedef struct sy_op {
   size_t n_ids;
   char **members;
   size_t n_members;
-  uint64_t inflight;       /* the request id while sent and unanswered */
+  uint64_t inflight;       /* the request id while sent and unanswered (SY_IN_JOB: a receipt
+                            * on its way as a job) */
+  uint8_t cid[WHISPER_CLIENT_ID_LEN]; /* receipt: the client id of its Send */
   whisper_buf *change;     /* group: the signed change it carries (CREATE: made once;
                             * others: made from the state held when sent) */
 } sy_op;
@@ -241,6 +246,7 @@ struct whisper_client {
   sy_approve *approvals;
   sy_name *fetching;       /* accounts whose lists were asked for to handle held entries */
   int retry_due;           /* a list arrived: held entries are tried again */
+  int receipts_due;        /* receipts were added: they go out as jobs */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -277,6 +283,8 @@ void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok);
 void sy_jobs_free(whisper_client *c);
 int sy_jobs_load(whisper_client *c);
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body, size_t len);
+/* A receipt op as a job: its Payload to `to`'s devices and this account's. */
+int sy_receipt_job(whisper_client *c, const sy_op *o);
 void sy_pump(whisper_client *c);
 void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 int sy_own_others(whisper_client *c, sy_devlist *own);
@@ -292,6 +300,10 @@ void sy_retry_held(whisper_client *c);
 
 /* --- ops.c --------------------------------------------------------------------- */
 void sy_ops_flush(whisper_client *c);
+/* Receipts (end to end): a batch per (to, status) not on its way yet. */
+int sy_receipt_add(whisper_client *c, const char *to, int status,
+                   const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n);
+void sy_receipt_done(whisper_client *c, const uint8_t cid[WHISPER_CLIENT_ID_LEN]);
 void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 void sy_ops_free(whisper_client *c);
 void sy_typing_in_notice(whisper_client *c, const Whisper__Sync__TypingNotice *t);
@@ -403,6 +415,8 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
 /* The payload around a message body, and back. */
 int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const uint8_t *body,
                     size_t len, whisper_buf **out);
+int sy_payload_receipt(whisper_client *c, const char *to, int status,
+                       const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n, whisper_buf **out);
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);
 /* SHA-256. */
 void sy_sha256(uint8_t out[32], const uint8_t *data, size_t len);

@@ -409,9 +409,32 @@ int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const
   return WHISPER_OK;
 }
 
+int sy_payload_receipt(whisper_client *c, const char *to, int status,
+                       const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n, whisper_buf **out) {
+  ProtobufCBinaryData *b = calloc(n ? n : 1, sizeof *b);
+  if (b == NULL) return WHISPER_ENOMEM;
+  for (size_t i = 0; i < n; i++) b[i] = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)ids[i]};
+  Whisper__E2e__Receipt r = WHISPER__E2E__RECEIPT__INIT;
+  r.has_status = 1;
+  r.status = (uint32_t)status;
+  r.n_ids = n;
+  r.ids = b;
+  Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
+  p.to = (char *)to;
+  p.has_sent_at_ms = 1;
+  p.sent_at_ms = c->now;
+  p.receipt = &r;
+  size_t len = whisper__e2e__payload__get_packed_size(&p);
+  int rc = (*out = whisper_buf_new(NULL, len)) ? WHISPER_OK : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) whisper__e2e__payload__pack(&p, (*out)->data);
+  free(b);
+  return rc;
+}
+
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len) {
   Whisper__E2e__Payload *p = whisper__e2e__payload__unpack(&wh_pb_alloc, len, pt);
-  if (p && p->has_body && ((p->to != NULL) != (p->has_group_id != 0)) &&
+  if (p && (p->has_body != (p->receipt != NULL)) && ((p->to != NULL) != (p->has_group_id != 0)) &&
+      (p->receipt == NULL || p->to != NULL) &&
       (!p->has_group_id || p->group_id.len == WHISPER_GROUP_ID_LEN) &&
       (p->to == NULL || sy_valid_account(p->to)))
     return p;
