@@ -32,9 +32,13 @@
  *    below, printed by the tool), "group from alice", "group from bob",
  *    "group from carol", in this order;
  *  - then alice.1 goes offline and bob sends "are you there": alice.2 has it,
- *    alice.1's copy waits in the server's mailbox (undelivered).
+ *    alice.1's copy waits in the server's mailbox (undelivered);
+ *  - then alice.2 goes offline too and carol sends "carol in flight" to the
+ *    group: bob has it, it waits on the server for alice.1 and alice.2 (as
+ *    the old engine sent it: no e2e.Payload; and alice.2 never listed
+ *    carol's devices, it only received from her).
  * History rows per conversation: alice.1 "bob" 5, group 3; alice.2 "bob" 6,
- * group 3; bob.1 "alice" 6, group 3; carol.1 group 3 (no 1:1). The tool
+ * group 3; bob.1 "alice" 6, group 4; carol.1 group 4 (no 1:1). The tool
  * checks these before it writes. Every engine is freed and every store
  * closed at the end, after the connections are closed.
  * tests/unit/test_migration_sync.c opens them with today's code.
@@ -331,11 +335,17 @@ int main(int argc, char **argv) {
   node_cut(a1);
   send_text(b1, "alice", "are you there", NULL);
   need(find_message(a2, "are you there") && !find_message(a1, "are you there"), "one undelivered");
+  /* alice.2 goes offline too: carol's next group message waits for both */
+  a2->offline = 1;
+  node_cut(a2);
+  send_group(c1, gid, "carol in flight");
+  need(find_message(b1, "carol in flight") && !find_message(a1, "carol in flight") &&
+       !find_message(a2, "carol in flight"), "carol's undelivered");
 
   need(rows(a1, "bob") == 5 && rows(a1, conv) == 3, "alice.1 history");
   need(rows(a2, "bob") == 6 && rows(a2, conv) == 3, "alice.2 history");
-  need(rows(b1, "alice") == 6 && rows(b1, conv) == 3, "bob.1 history");
-  need(rows(c1, conv) == 3 && rows(c1, "alice") == 0, "carol.1 history");
+  need(rows(b1, "alice") == 6 && rows(b1, conv) == 4, "bob.1 history");
+  need(rows(c1, conv) == 4 && rows(c1, "alice") == 0, "carol.1 history");
 
   /* a clean stop */
   for (int i = 0; i < n_nodes; i++) nodes[i]->offline = 1, node_cut(nodes[i]);

@@ -7,7 +7,8 @@
  * device linked the old way, 1:1 conversations go on both ways (bob's
  * message left undelivered by the old server too), bob sees alice's devices
  * unauthenticated (EV_DEVICES status 0) until that list comes, and the old
- * group goes on and takes its first signed changes. */
+ * group goes on (carol's message sent by the old engine and still on the
+ * server reaches alice's devices) and takes its first signed changes. */
 #include "sync_net.h"
 
 #define FIXTURE_T0 1699990000000ULL /* the fixtures' clock (make_sync_v1.c); T0 is after it */
@@ -104,14 +105,16 @@ static void test_migration_sync(void) {
   /* the old history, all of it */
   CHECK(history_count(a1, "bob") == 5 && history_count(a1, GROUP) == 3);
   CHECK(history_count(a2, "bob") == 6 && history_count(a2, GROUP) == 3);
-  CHECK(history_count(b1, "alice") == 6 && history_count(b1, GROUP) == 3);
-  CHECK(history_count(c1, GROUP) == 3 && history_count(c1, "alice") == 0);
+  CHECK(history_count(b1, "alice") == 6 && history_count(b1, GROUP) == 4);
+  CHECK(history_count(c1, GROUP) == 4 && history_count(c1, "alice") == 0);
   const char *one[] = {"hello bob", "hello alice", "how are you", "fine thanks", "from alice two"};
   for (int i = 0; i < 5; i++)
     CHECK(history_has(a1, "bob", one[i]) == 1 && history_has(a2, "bob", one[i]) == 1 &&
           history_has(b1, "alice", one[i]) == 1);
   CHECK(history_has(a2, "bob", "are you there") == 1 && history_has(b1, "alice", "are you there") == 1);
   CHECK(history_has(a1, "bob", "are you there") == 0); /* still on the server */
+  CHECK(history_has(b1, GROUP, "carol in flight") == 1 && history_has(c1, GROUP, "carol in flight") == 1);
+  CHECK(history_has(a1, GROUP, "carol in flight") == 0 && history_has(a2, GROUP, "carol in flight") == 0);
   const char *grp[] = {"group from alice", "group from bob", "group from carol"};
   node *all[4] = {a1, a2, b1, c1};
   for (int i = 0; i < 3; i++)
@@ -142,6 +145,9 @@ static void test_migration_sync(void) {
     CHECK(ev_count(all[k], WHISPER_EV_REGISTERED) == 0); /* registered before */
   }
   CHECK(ev_count(a1, WHISPER_EV_ONLINE) == 0);
+  /* carol's group message, sent by the old engine while both of alice's
+   * devices were away; alice.2 never listed carol's devices */
+  CHECK(ev_messages(a2, "carol in flight") == 1);
   clear_all(&n);
 
   /* bob writes to alice before its primary has signed a list: alice is a
@@ -162,6 +168,7 @@ static void test_migration_sync(void) {
   CHECK(ev_count(a1, WHISPER_EV_ONLINE) == 1);
   CHECK(ev_messages(a1, "are you there") == 1);
   CHECK(ev_messages(a1, "while alice.1 is away") == 1);
+  CHECK(ev_messages(a1, "carol in flight") == 1);
   CHECK(history_count(a1, "bob") == 7);
   CHECK(status_of(b1, "alice", id, "alice", 1) == WHISPER_STATUS_DELIVERED);
   uint8_t akey[33], held[33];
@@ -201,14 +208,20 @@ static void test_migration_sync(void) {
   send_group_text(&n, a1, gid, "group again from alice");
   send_group_text(&n, b1, gid, "group again from bob");
   send_group_text(&n, c1, gid, "group again from carol");
-  const char *again[3] = {"group again from alice", "group again from bob", "group again from carol"};
-  node *sender[3] = {a1, b1, c1};
-  for (int i = 0; i < 3; i++)
+  /* alice.2 never sent to the group: its sender key goes out now, to the
+   * devices of signed lists (carol's too, taken as a contact from before
+   * by alice.2 until now) */
+  send_group_text(&n, a2, gid, "group from alice two");
+  const char *again[4] = {"group again from alice", "group again from bob", "group again from carol",
+                          "group from alice two"};
+  node *sender[4] = {a1, b1, c1, a2};
+  for (int i = 0; i < 4; i++)
     for (int k = 0; k < 4; k++)
       CHECK(ev_messages(all[k], again[i]) == (all[k] == sender[i] ? 0 : 1));
-  for (int k = 0; k < 4; k++) CHECK(history_count(all[k], GROUP) == 6);
+  for (int k = 0; k < 4; k++) CHECK(history_count(all[k], GROUP) == 8);
   CHECK(trust_of(c1, "alice", NULL) == WHISPER_TRUST_UNVERIFIED);
   CHECK(trust_of(c1, "bob", NULL) == WHISPER_TRUST_UNVERIFIED);
+  CHECK(trust_of(a2, "carol", NULL) == WHISPER_TRUST_UNVERIFIED);
   clear_all(&n);
 
   /* its first signed change (version 1, no prev), by alice.1: dave joins */
