@@ -325,6 +325,28 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   sy_devlist sl;
   int rc = sy_devs_load(c, d->sender, &sl);
   if (rc != WHISPER_OK) return rc;
+  /* Migration: a member of a group from before signed changes whose devices
+   * this device never listed (the old engine listed only whom it sent to,
+   * so a member it only received from has no stored list) is a contact
+   * from before too: the server's word for its devices until its signed
+   * list comes, as for the others. Without this, its group messages sent
+   * by the old code and still on the server (no e2e.Payload), and those it
+   * sends before it signs a list, were refused (tests/unit/
+   * test_migration_sync.c, "carol in flight"). Kept with the entry's
+   * transaction: a refused entry leaves no trace of it. */
+  if (!sl.known && !own && d->type == 7 && d->has_group_id && d->group_id.len == WHISPER_GROUP_ID_LEN) {
+    sy_group lg;
+    if ((rc = sy_group_load(c, d->group_id.data, &lg)) != WHISPER_OK) return rc;
+    if (lg.known && lg.legacy && lg.version == 0 && !lg.left && sy_group_is_member(&lg, d->sender)) {
+      sl.known = sl.legacy = 1;
+      rc = sy_devs_save(c, d->sender, &sl);
+    }
+    sy_group_free(&lg);
+    if (rc != WHISPER_OK) {
+      sy_devs_free(&sl);
+      return rc;
+    }
+  }
   int out = sender_check(c, d, evs, x, d->sender, d->sender_device, &sl);
   if (out) goto done;
   if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM && d->type != 7) {

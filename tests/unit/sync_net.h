@@ -36,6 +36,7 @@ typedef struct node {
   uint32_t device;
   int sqlite;
   char path[256];
+  const uint8_t *key; /* the SQLite store's key (NULL: KEY) */
   whisper_store *st;
   whisper_ctx *ctx;
   whisper_client *cl;
@@ -139,7 +140,7 @@ __attribute__((unused)) static int ev_status(const node *d, const uint8_t id[16]
 __attribute__((unused)) static void node_open(node *d) {
   if (d->sqlite) {
     whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
-    o.key = KEY;
+    o.key = d->key ? d->key : KEY;
     o.key_len = 32;
     CHECK_RC(whisper_store_sqlite_open(&d->st, d->path, &o, NULL), WHISPER_OK);
   } else {
@@ -170,6 +171,25 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
   }
   node_open(d);
   CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, T0), WHISPER_OK);
+  node_engine(d);
+  n->nodes[n->n++] = d;
+  return d;
+}
+
+/* A device whose SQLite store exists already (written by an older
+ * libwhisper, say), opened under `key` with its identity as stored. The
+ * file is the node's: node_free destroys it. */
+__attribute__((unused)) static node *node_attach(net *n, const char *name, uint32_t device,
+                                                 const char *path, const uint8_t key[32]) {
+  node *d = calloc(1, sizeof *d);
+  snprintf(d->name, sizeof d->name, "%s", name);
+  d->device = device;
+  d->sqlite = 1;
+  d->key = key;
+  snprintf(d->path, sizeof d->path, "%s", path);
+  memset(d->rng.seed, 0, 32);
+  snprintf((char *)d->rng.seed, 32, "attach %s.%u", name, device);
+  node_open(d);
   node_engine(d);
   n->nodes[n->n++] = d;
   return d;
@@ -223,6 +243,21 @@ __attribute__((unused)) static void net_open(net *n) {
   memset(n->srng.seed, 0x5e, 32);
   n->now = T0;
   CHECK_RC(whisper_store_memory_new(&n->sst), WHISPER_OK);
+  CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
+  whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
+}
+
+/* The same over an existing SQLite store at `path` (the server's, under
+ * `key`), with the clock at `now`. */
+__attribute__((unused)) static void net_open_sqlite(net *n, const char *path, const uint8_t key[32],
+                                                    uint64_t now) {
+  memset(n, 0, sizeof *n);
+  memset(n->srng.seed, 0x5e, 32);
+  n->now = now;
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = key;
+  o.key_len = 32;
+  CHECK_RC(whisper_store_sqlite_open(&n->sst, path, &o, NULL), WHISPER_OK);
   CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
   whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
 }
@@ -329,7 +364,7 @@ __attribute__((unused)) static void net_advance(net *n, uint64_t ms) {
 }
 
 /* A first device, registered and online. */
-static node *account_new(net *n, const char *name, int sqlite) {
+__attribute__((unused)) static node *account_new(net *n, const char *name, int sqlite) {
   node *d = node_new(n, name, 1, sqlite);
   net_run(n);
   CHECK(ev_count(d, WHISPER_EV_REGISTERED) == 1);
@@ -338,7 +373,7 @@ static node *account_new(net *n, const char *name, int sqlite) {
 }
 
 /* A further device, linked through `by`. */
-static node *device_link(net *n, node *by, uint32_t device, int sqlite) {
+__attribute__((unused)) static node *device_link(net *n, node *by, uint32_t device, int sqlite) {
   node *d = node_new(n, by->name, device, sqlite);
   net_run(n);
   const rec_event *code = ev_find(d, WHISPER_EV_LINK_CODE, 0);
