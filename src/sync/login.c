@@ -205,10 +205,11 @@ void sy_login_on_challenge(whisper_client *c, const Whisper__Sync__Challenge *ch
  * devices the server has for it (those linked before lists existed). */
 static void publish_first(whisper_client *c) {
   sy_devlist own;
+  c->own_listed = c->device_id != 1; /* a linked device's list was signed before it joined */
   if (c->device_id != 1 || c->approvals || sy_devs_load(c, c->account, &own) != WHISPER_OK) return;
   int authed = own.authed;
   sy_devs_free(&own);
-  if (authed) return;
+  if ((c->own_listed = authed)) return;
   Whisper__Sync__FetchBundles fb = WHISPER__SYNC__FETCH_BUNDLES__INIT;
   fb.account = c->account;
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;

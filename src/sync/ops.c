@@ -713,6 +713,7 @@ void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
       rc = sy_txn_end(c, rc);
     }
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
+    else c->own_listed = 1;
   } else {
     const Whisper__Sync__Error *e = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error : NULL;
     sy_error_event(c, WHISPER_EINVAL, e ? (int)e->code : 0,

@@ -555,6 +555,9 @@ out:
 void sy_pump(whisper_client *c) {
   for (int guard = 0; guard < 10000; guard++) {
     if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at) return;
+    /* peers refuse messages from an account without a signed list: the
+     * primary's first list goes before anything else */
+    if (!c->own_listed) return;
     sy_job *j = c->jobs;
     while (j && sy_name_has(c->blocked, j->conv)) j = j->next;
     if (j == NULL) {

@@ -247,6 +247,7 @@ struct whisper_client {
   sy_name *fetching;       /* accounts whose lists were asked for to handle held entries */
   int retry_due;           /* a list arrived: held entries are tried again */
   int receipts_due;        /* receipts were added: they go out as jobs */
+  int own_listed;          /* this account's signed list is published (nothing is sent before) */
 };
 
 /* --- client.c ------------------------------------------------------------------ */

@@ -352,6 +352,13 @@ bad:
 }
 
 int sy_change_verify(whisper_client *c, const sy_change *ch, const sy_devlist *author) {
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN];
+  if (!author->authed && author->legacy &&
+      whisper_identity_remote(c->ctx, ch->b->author, ch->b->author_device, key) == WHISPER_OK) {
+    /* an author from before signed lists: the key its session knows */
+    int rc = ctx_verify(key, GROUP_CTX, &ch->s->body, &ch->s->signature);
+    if (rc == WHISPER_OK || rc == WHISPER_ENOMEM) return rc;
+  }
   for (size_t i = 0; author->authed && i < author->n; i++)
     if (author->d[i].id == ch->b->author_device && author->d[i].has_key) {
       int rc = ctx_verify(author->d[i].key, GROUP_CTX, &ch->s->body, &ch->s->signature);

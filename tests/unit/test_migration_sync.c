@@ -221,6 +221,12 @@ static void test_migration_sync(void) {
   for (int k = 0; k < 4; k++) CHECK(history_count(all[k], GROUP) == 8);
   CHECK(trust_of(c1, "alice", NULL) == WHISPER_TRUST_UNVERIFIED);
   CHECK(trust_of(c1, "bob", NULL) == WHISPER_TRUST_UNVERIFIED);
+  /* alice.2 listed carol before carol's first list was out: carol stays a
+   * contact from before for it until it lists her again (a new connection) */
+  node_cut(&n, a2);
+  net_advance(&n, 2000);
+  send_group_text(&n, a2, gid, "alice two, reconnected");
+  for (int k = 0; k < 4; k++) CHECK(ev_messages(all[k], "alice two, reconnected") == (all[k] == a2 ? 0 : 1));
   CHECK(trust_of(a2, "carol", NULL) == WHISPER_TRUST_UNVERIFIED);
   clear_all(&n);
 
