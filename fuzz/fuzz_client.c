@@ -324,7 +324,7 @@ static void app_end(int rc, const char *what) {
 
 /* What the app does, between frames (records 0xFC..0xFF). */
 static void op_app(uint8_t t) {
-  static const uint8_t code[16] = "fz-approve-code!";
+  uint8_t token[FZS_LINK_TOKEN_LEN];
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   fz_watch_begin(&H.d->fs);
   switch (t) {
@@ -345,7 +345,7 @@ static void op_app(uint8_t t) {
               "send_group");
       break;
     default:
-      app_end(whisper_client_link_approve(H.c, code, sizeof code), "link_approve");
+      app_end(whisper_client_link_approve(H.c, token, fzs_link_token(W, token)), "link_approve");
       break;
   }
 }
