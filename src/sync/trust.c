@@ -423,7 +423,8 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out) {
   out->key = t + 5;
   out->code = t + TOKEN_HEAD + 1 + al;
   out->code_len = len - TOKEN_HEAD - 1 - al;
-  if (!sy_valid_account(out->account) || out->device <= 1 || out->device > INT32_MAX ||
+  if (strlen(out->account) != al || !sy_valid_account(out->account) || out->device <= 1 ||
+      out->device > INT32_MAX ||
       whisper_public_key_check(out->key, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
     return WHISPER_EINVAL;
   return WHISPER_OK;
