@@ -229,7 +229,7 @@ static size_t drain_events(void) {
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_LINK_CODE, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_REFUSED, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);
@@ -251,6 +251,9 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_ERROR:
         FZ_ASSERT(e.code < 0 && fz_rc_known(e.code), "EV_ERROR with code %d", e.code);
+        break;
+      case WHISPER_EV_REFUSED:
+        FZ_ASSERT(e.code < 0 && fz_rc_known(e.code), "EV_REFUSED with code %d", e.code);
         break;
       case WHISPER_EV_TYPING:
       case WHISPER_EV_PRESENCE:
