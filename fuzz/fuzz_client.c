@@ -229,7 +229,7 @@ static size_t drain_events(void) {
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_LINK_CODE, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_REFUSED, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);
@@ -251,6 +251,9 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_ERROR:
         FZ_ASSERT(e.code < 0 && fz_rc_known(e.code), "EV_ERROR with code %d", e.code);
+        break;
+      case WHISPER_EV_REFUSED:
+        FZ_ASSERT(e.code < 0 && fz_rc_known(e.code), "EV_REFUSED with code %d", e.code);
         break;
       case WHISPER_EV_TYPING:
       case WHISPER_EV_PRESENCE:
@@ -324,7 +327,7 @@ static void app_end(int rc, const char *what) {
 
 /* What the app does, between frames (records 0xFC..0xFF). */
 static void op_app(uint8_t t) {
-  static const uint8_t code[16] = "fz-approve-code!";
+  uint8_t token[FZS_LINK_TOKEN_LEN];
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   fz_watch_begin(&H.d->fs);
   switch (t) {
@@ -345,7 +348,7 @@ static void op_app(uint8_t t) {
               "send_group");
       break;
     default:
-      app_end(whisper_client_link_approve(H.c, code, sizeof code), "link_approve");
+      app_end(whisper_client_link_approve(H.c, token, fzs_link_token(W, token)), "link_approve");
       break;
   }
 }

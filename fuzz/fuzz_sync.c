@@ -778,9 +778,22 @@ static void run_quiet(run *r) {
 
 static const whisper_client_config_t *client_cfg(fzs_client_world *w) { return &w->cfg; }
 
+size_t fzs_link_token(fzs_client_world *w, uint8_t out[FZS_LINK_TOKEN_LEN]) {
+  static const uint8_t code[16] = "fz-approve-code!";
+  uint8_t pub[WHISPER_PUBLIC_KEY_LEN];
+  FZ_ASSERT(whisper_identity_get(w->alice3->ctx, pub, NULL, NULL, NULL) == WHISPER_OK, "alice.3");
+  out[0] = 1;
+  wh_be32(out + 1, 3);
+  memcpy(out + 5, pub, sizeof pub);
+  out[38] = 5;
+  memcpy(out + 39, "alice", 5);
+  memcpy(out + 44, code, sizeof code);
+  return FZS_LINK_TOKEN_LEN;
+}
+
 /* An app record of fuzz_client (FZS_APP_*), done and recorded. */
 static void run_app(run *r, uint8_t t) {
-  static const uint8_t code[16] = "fz-approve-code!";
+  uint8_t token[FZS_LINK_TOKEN_LEN];
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   int rc = WHISPER_OK;
   if (r->rec) fzs_put_byte(r->rec, t);
@@ -795,7 +808,7 @@ static void run_app(run *r, uint8_t t) {
   } else if (t == FZS_APP_SEND_GROUP) {
     rc = whisper_client_send_group(r->c, r->w->group_id, (const uint8_t *)"fuzz", 4, r->now, id);
   } else {
-    rc = whisper_client_link_approve(r->c, code, sizeof code);
+    rc = whisper_client_link_approve(r->c, token, fzs_link_token(r->w, token));
   }
   FZ_ASSERT(rc == WHISPER_OK, "app record %02x: %d", t, rc);
   events_drop_run(r->c, r);

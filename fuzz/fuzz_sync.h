@@ -105,7 +105,8 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
  *   0xFF: the app trusts the key of the last EV_IDENTITY (if any) and
  *     calls whisper_client_retry();
  *   0xFE: whisper_client_send() to bob; 0xFD: whisper_client_send_group()
- *     to alice's group; 0xFC: whisper_client_link_approve() of a code;
+ *     to alice's group; 0xFC: whisper_client_link_approve() of alice.3's
+ *     link token (fzs_link_token);
  *   another byte t with the top bit set: the clock moves (t & 0x7f) *
  *     500 ms, then whisper_client_tick();
  *   else two bytes (big-endian, 15 bits) are a length n, then n bytes
@@ -179,6 +180,13 @@ typedef struct fzs_client_world {
   uint64_t last_seq;       /* alice's mailbox position */
   uint64_t server_seq;     /* the scripted server's sequence */
 } fzs_client_world;
+
+/* The link token FZS_APP_LINK_APPROVE approves: alice.3's (device 3, its
+ * identity key, account "alice", the code "fz-approve-code!"), as alice.3's
+ * engine would show it (trust.c: version || device || key || account
+ * length || account || code). Returns its length. */
+#define FZS_LINK_TOKEN_LEN (1 + 4 + WHISPER_PUBLIC_KEY_LEN + 1 + 5 + 16)
+size_t fzs_link_token(fzs_client_world *w, uint8_t out[FZS_LINK_TOKEN_LEN]);
 
 /* The nonce of every challenge in fuzz_client (32 bytes of 0x42). */
 extern const uint8_t fzs_nonce[32];

@@ -23,6 +23,9 @@
 /* fuzz_history_record.c (compiled into gen_corpus too): its scenario's
  * seeds. */
 void fzh_gen_seeds(fz_seeds *s);
+/* fuzz_e2e.c (compiled with FZE_SEEDS_ONLY): signed device lists, group
+ * changes, payloads and a link token. */
+void fze_gen_seeds(fz_seeds *s);
 
 static void mkdir_p(const char *path) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST) {
@@ -103,6 +106,11 @@ int main(int argc, char **argv) {
   fz_seeds_free(&s);
   fzs_gen_frame_seeds(&s);
   bad |= write_seeds(argv[1], "fuzz_sync_frame", &s);
+  fz_seeds_free(&s);
+
+  /* the engine's end-to-end decoders (fuzz_e2e.c) */
+  fze_gen_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_e2e", &s);
   fz_seeds_free(&s);
   return bad;
 }

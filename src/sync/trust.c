@@ -199,6 +199,13 @@ int sy_list_accept(whisper_client *c, const char *account, const uint8_t *bytes,
   list_view v;
   int rc = list_parse(c, account, bytes, len, &v);
   if (rc != WHISPER_OK) return rc;
+  int own = strcmp(account, c->account) == 0;
+  /* the primary's identity key is its account key: no other key signs its lists */
+  if (own && c->device_id == 1 &&
+      memcmp(v.account_key, c->ctx->identity.pub, WHISPER_PUBLIC_KEY_LEN) != 0) {
+    list_view_free(&v);
+    return wh_fail(c->ctx, WHISPER_EFORGED, "a device list of this account under another account key");
+  }
   int changed = 0;
   if (l->authed) {
     if (memcmp(v.account_key, l->account_key, WHISPER_PUBLIC_KEY_LEN) == 0) {
@@ -230,7 +237,6 @@ int sy_list_accept(whisper_client *c, const char *account, const uint8_t *bytes,
   memcpy(n.account_key, v.account_key, WHISPER_PUBLIC_KEY_LEN);
   n.trust = changed ? WHISPER_TRUST_CHANGED : l->authed ? l->trust : WHISPER_TRUST_UNVERIFIED;
   if ((n.signed_list = whisper_buf_new(bytes, len)) == NULL) rc = WHISPER_ENOMEM;
-  int own = strcmp(account, c->account) == 0;
   for (size_t i = 0; rc == WHISPER_OK && i < v.b->n_devices; i++) {
     const Whisper__E2e__ListedDevice *d = v.b->devices[i];
     sy_dev *old = sy_devs_find(l, d->device_id);
@@ -479,7 +485,8 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out) {
   out->key = t + 5;
   out->code = t + TOKEN_HEAD + 1 + al;
   out->code_len = len - TOKEN_HEAD - 1 - al;
-  if (!sy_valid_account(out->account) || out->device <= 1 || out->device > INT32_MAX ||
+  if (strlen(out->account) != al || !sy_valid_account(out->account) || out->device <= 1 ||
+      out->device > INT32_MAX ||
       whisper_public_key_check(out->key, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
     return WHISPER_EINVAL;
   return WHISPER_OK;

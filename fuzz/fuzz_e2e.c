@@ -1,0 +1,826 @@
+/*
+ * fuzz_e2e: the engine's decoders of what it authenticates end to end
+ * (src/sync/trust.c, src/proto/e2e.proto), called as the engine calls them
+ * on alice.1's engine (a whisper_client over a watching memory store, a
+ * fixed RNG and clock).
+ *
+ * The first input byte picks the decoder (& 3) and a variant (>> 2); the
+ * rest is the input:
+ *   0 LIST    an e2e.SignedDeviceList for the account variant % 5 names,
+ *             taken as outbox.c's on_devices takes one: inside the engine's
+ *             transaction (sy_txn_begin), the held list loaded
+ *             (sy_devs_load), sy_list_accept, the result saved, the
+ *             transaction committed. What alice's store holds for each:
+ *               "bob"    a list of version 5 (bob.1, bob.2), UNVERIFIED;
+ *               "carol"  a list of version 2 (carol.1), VERIFIED by the app;
+ *               "dave"   devices 1 and 2 from before signed lists (legacy);
+ *               "erin"   nothing (first sight);
+ *               "alice"  her own list of version 3 (alice.1, alice.2).
+ *   1 CHANGE  an e2e.SignedGroupChange for alice's group (variant odd:
+ *             another group id): sy_change_parse, then sy_change_verify
+ *             against the stored list of its author (as inbox.c on_group).
+ *   2 PAYLOAD an e2e.Payload (a decrypted message): sy_payload_parse.
+ *   3 TOKEN   a link token: sy_token_parse and whisper_client_link_digits.
+ *
+ * Asserts (abort on violation):
+ *  LIST: the code is OK, EFORGED or EUNTRUSTED, and is exactly the one an
+ *    independent model gives (the list parsed and checked here, the
+ *    signature verified here with whisper_verify over
+ *    "whisper-devices-v1" || body by the key of device 1; then: nothing
+ *    held, or the same account key with a version above the held one, or
+ *    the same version with the same devices, or a new account key when
+ *    the held one is not VERIFIED (EUNTRUSTED if it is));
+ *    a refused list changes neither the devlist nor any stored byte;
+ *    an accepted list verifies, its device 1 holds the account key the
+ *    devlist then holds, its version is the devlist's and never below the
+ *    held one for the same account key; the devlist holds exactly the
+ *    list's devices and keys; a device whose key changed keeps no
+ *    registration id and is marked for a new session; the library trusts
+ *    each listed key (whisper_identity_info), except the engine's own
+ *    device; the trust state is UNVERIFIED on first sight, CHANGED after a
+ *    new account key, else kept; the saved list loads back the same;
+ *    EV_IDENTITY is raised exactly for a new account key (accepted or
+ *    refused as EUNTRUSTED), EV_DEVICES once per device added or removed
+ *    when a list was held; and, for the engine's own account on device 1
+ *    (the primary, whose identity key is the account key), an accepted
+ *    list names device 1 with that key.
+ *    No transaction is left open, the context is back on its store.
+ *  CHANGE: OK or EFORGED; success implies the group id passed, version >= 1
+ *    with a 32-byte prev exactly when above 1, a valid author and device,
+ *    valid and distinct member and admin names, admins a subset of members,
+ *    and the hash the SHA-256 of the body; failure leaves the sy_change
+ *    empty. sy_change_verify is OK exactly when the author's held signed
+ *    list names the author device with a key under which the signature
+ *    over "whisper-group-v1" || body verifies (checked here).
+ *  PAYLOAD: success implies a body and exactly one of `to` (a valid account
+ *    name) and `group_id` (16 bytes); sy_payload_make of what it read
+ *    parses back to the same conversation and body.
+ *  TOKEN: sy_token_parse and whisper_client_link_digits agree (OK /
+ *    EINVAL); success implies version 1, device 2..2^31-1 (big-endian at
+ *    byte 1), a valid public key at byte 5, a valid account name of the
+ *    length byte 38, a code of 1..64 bytes after it; the digits are 8
+ *    decimal digits, those of SHA-256("whisper-link-v1" || len || account
+ *    || device || key) (computed here with libsodium).
+ *
+ * Everything an input writes is put back (fz_journal), events are freed.
+ * gen_corpus compiles this file with FZE_SEEDS_ONLY and calls
+ * fze_gen_seeds() for the seeds.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz_common.h"
+#include "sync/sync_internal.h"
+
+enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN };
+#define N_ACCOUNTS 5
+static const char *const ACCOUNTS[N_ACCOUNTS] = {"bob", "carol", "dave", "erin", "alice"};
+enum { A_BOB, A_CAROL, A_DAVE, A_ERIN, A_ALICE };
+
+static const char LIST_CTX[] = "whisper-devices-v1";
+static const char GROUP_CTX[] = "whisper-group-v1";
+static const char LINK_CTX[] = "whisper-link-v1";
+
+typedef struct fze_world {
+  fz_dev *alice;          /* alice.1: the engine's device */
+  whisper_client *c;
+  fz_dev *alice2, *bob1, *bob2, *bob_new, *carol1, *carol_new, *erin1, *mallory;
+  uint8_t gid[WHISPER_GROUP_ID_LEN], other_gid[WHISPER_GROUP_ID_LEN];
+} fze_world;
+
+static fze_world *W;
+
+/* --- keys and signed things ------------------------------------------------- */
+
+static const uint8_t *pub_of(fz_dev *d) {
+  FZ_ASSERT(wh_local_identity(d->ctx) == WHISPER_OK, "identity of %s", d->name);
+  return d->ctx->identity.pub;
+}
+
+/* "ctx" || body signed by d's identity key, packed as a SignedDeviceList
+ * (SignedGroupChange has the same shape). */
+static whisper_buf *sign_wrap(fz_dev *d, const char *ctxs, const uint8_t *body, size_t n) {
+  size_t cl = strlen(ctxs);
+  uint8_t *msg = malloc(cl + n + 1), sig[WHISPER_SIGNATURE_LEN];
+  FZ_ASSERT(msg != NULL, "out of memory");
+  memcpy(msg, ctxs, cl);
+  if (n) memcpy(msg + cl, body, n);
+  FZ_ASSERT(wh_local_identity(d->ctx) == WHISPER_OK &&
+                whisper_sign(d->ctx, sig, d->ctx->identity.priv, msg, cl + n) == WHISPER_OK,
+            "sign");
+  free(msg);
+  Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
+  s.has_body = s.has_signature = 1;
+  s.body = (ProtobufCBinaryData){n, (uint8_t *)body};
+  s.signature = (ProtobufCBinaryData){sizeof sig, sig};
+  whisper_buf *out = whisper_buf_new(NULL, whisper__e2e__signed_device_list__get_packed_size(&s));
+  FZ_ASSERT(out != NULL, "out of memory");
+  whisper__e2e__signed_device_list__pack(&s, out->data);
+  return out;
+}
+
+/* A list of `account` at `version` naming devices ids[i] with keys[i]'s
+ * identity keys, signed by `signer`. */
+static whisper_buf *make_list(fz_dev *signer, const char *account, uint64_t version,
+                              const uint32_t *ids, fz_dev *const *keys, size_t n) {
+  Whisper__E2e__ListedDevice d[8], *dp[8];
+  FZ_ASSERT(n <= 8, "list too long");
+  for (size_t i = 0; i < n; i++) {
+    whisper__e2e__listed_device__init(&d[i]);
+    d[i].has_device_id = d[i].has_identity_key = 1;
+    d[i].device_id = ids[i];
+    d[i].identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)pub_of(keys[i])};
+    dp[i] = &d[i];
+  }
+  Whisper__E2e__DeviceListBody b = WHISPER__E2E__DEVICE_LIST_BODY__INIT;
+  b.account = (char *)account;
+  b.has_version = 1;
+  b.version = version;
+  b.n_devices = n;
+  b.devices = dp;
+  size_t len = whisper__e2e__device_list_body__get_packed_size(&b);
+  uint8_t *body = malloc(len + 1);
+  FZ_ASSERT(body != NULL, "out of memory");
+  whisper__e2e__device_list_body__pack(&b, body);
+  whisper_buf *out = sign_wrap(signer, LIST_CTX, body, len);
+  free(body);
+  return out;
+}
+
+/* A change of `gid` at `version` (prev: the previous body's hash, or NULL)
+ * by author.author_device, signed by `signer`. */
+static whisper_buf *make_change(fz_dev *signer, const uint8_t *gid, uint64_t version,
+                                const uint8_t *prev, const char *const *members, size_t nm,
+                                const char *const *admins, size_t na, const char *author,
+                                uint32_t author_device, uint8_t hash_out[32]) {
+  Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  b.has_group_id = b.has_version = b.has_author_device = 1;
+  b.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)gid};
+  b.version = version;
+  if (prev) {
+    b.has_prev = 1;
+    b.prev = (ProtobufCBinaryData){32, (uint8_t *)prev};
+  }
+  b.n_members = nm;
+  b.members = (char **)members;
+  b.n_admins = na;
+  b.admins = (char **)admins;
+  b.author = (char *)author;
+  b.author_device = author_device;
+  size_t len = whisper__e2e__group_change_body__get_packed_size(&b);
+  uint8_t *body = malloc(len + 1);
+  FZ_ASSERT(body != NULL, "out of memory");
+  whisper__e2e__group_change_body__pack(&b, body);
+  if (hash_out) crypto_hash_sha256(hash_out, body, len);
+  whisper_buf *out = sign_wrap(signer, GROUP_CTX, body, len);
+  free(body);
+  return out;
+}
+
+/* --- the engine's transaction, as on_devices runs it ------------------------- */
+
+static void after_call(const char *what) {
+  FZ_ASSERT(!W->alice->fs.outer->in_txn, "%s left a store transaction open", what);
+  FZ_ASSERT(W->alice->ctx->store == W->alice->fs.outer, "%s left the context on the engine's shim",
+            what);
+}
+
+static int load_list(const char *account, sy_devlist *l) {
+  int rc = wh_begin(W->c->ctx);
+  if (rc == WHISPER_OK) rc = wh_finish(W->c->ctx, sy_devs_load(W->c, account, l));
+  after_call("load");
+  return rc;
+}
+
+/* on_devices with a signed list, in setup (must succeed). */
+static void setup_accept(const char *account, const whisper_buf *list) {
+  sy_devlist l;
+  FZ_ASSERT(sy_txn_begin(W->c) == WHISPER_OK, "txn");
+  FZ_ASSERT(sy_devs_load(W->c, account, &l) == WHISPER_OK, "load");
+  int rc = sy_list_accept(W->c, account, list->data, list->len, &l, NULL);
+  FZ_ASSERT(rc == WHISPER_OK, "setup list of %s: %d (%s)", account, rc,
+            whisper_ctx_last_error(W->c->ctx));
+  rc = sy_txn_end(W->c, sy_devs_save(W->c, account, &l));
+  FZ_ASSERT(rc == WHISPER_OK, "setup save %s", account);
+  sy_devs_free(&l);
+  after_call("setup");
+}
+
+static void drop_events(whisper_client *c) {
+  whisper_client_event_t e;
+  while (whisper_client_next_event(c, &e)) {
+  }
+}
+
+static void world_new(void) {
+  W = calloc(1, sizeof *W);
+  FZ_ASSERT(W != NULL, "out of memory");
+  W->alice = fz_dev_new("alice", 1, 0xE1);
+  W->alice2 = fz_dev_new("alice", 2, 0xE2);
+  W->bob1 = fz_dev_new("bob", 1, 0xE3);
+  W->bob2 = fz_dev_new("bob", 2, 0xE4);
+  W->bob_new = fz_dev_new("bob", 1, 0xE5);
+  W->carol1 = fz_dev_new("carol", 1, 0xE6);
+  W->carol_new = fz_dev_new("carol", 1, 0xE7);
+  W->erin1 = fz_dev_new("erin", 1, 0xE8);
+  W->mallory = fz_dev_new("mallory", 1, 0xE9);
+  memset(W->gid, 0x61, sizeof W->gid);
+  memset(W->other_gid, 0x62, sizeof W->other_gid);
+  FZ_ASSERT(whisper_client_new(&W->c, W->alice->ctx, NULL) == WHISPER_OK, "client_new: %s",
+            whisper_ctx_last_error(W->alice->ctx));
+  W->c->now = FZ_NOW;
+
+  /* alice's own list, signed by her engine */
+  sy_dev own[2];
+  memset(own, 0, sizeof own);
+  own[0].id = 1;
+  own[1].id = 2;
+  memcpy(own[0].key, pub_of(W->alice), WHISPER_PUBLIC_KEY_LEN);
+  memcpy(own[1].key, pub_of(W->alice2), WHISPER_PUBLIC_KEY_LEN);
+  own[0].has_key = own[1].has_key = 1;
+  whisper_buf *b = NULL;
+  FZ_ASSERT(sy_list_sign(W->c, 3, own, 2, &b) == WHISPER_OK, "own list");
+  setup_accept("alice", b);
+  whisper_buf_free(b);
+
+  static const uint32_t ids12[] = {1, 2};
+  fz_dev *bk[] = {W->bob1, W->bob2};
+  b = make_list(W->bob1, "bob", 5, ids12, bk, 2);
+  setup_accept("bob", b);
+  whisper_buf_free(b);
+
+  fz_dev *ck[] = {W->carol1};
+  b = make_list(W->carol1, "carol", 2, ids12, ck, 1);
+  setup_accept("carol", b);
+  whisper_buf_free(b);
+  FZ_ASSERT(whisper_client_account_trust(W->c, "carol", pub_of(W->carol1), 1) == WHISPER_OK,
+            "verify carol");
+
+  /* dave: from before signed lists */
+  sy_devlist l;
+  memset(&l, 0, sizeof l);
+  l.known = l.legacy = 1;
+  FZ_ASSERT(sy_devs_add(&l, 1, 1111) == WHISPER_OK && sy_devs_add(&l, 2, 2222) == WHISPER_OK,
+            "dave");
+  FZ_ASSERT(wh_begin(W->c->ctx) == WHISPER_OK &&
+                wh_finish(W->c->ctx, sy_devs_save(W->c, "dave", &l)) == WHISPER_OK,
+            "save dave");
+  sy_devs_free(&l);
+  drop_events(W->c);
+  after_call("world");
+}
+
+static void world_free(void) {
+  whisper_client_free(W->c);
+  fz_dev *d[] = {W->alice, W->alice2, W->bob1, W->bob2, W->bob_new,
+                 W->carol1, W->carol_new, W->erin1, W->mallory};
+  for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) fz_dev_free(d[i]);
+  free(W);
+  W = NULL;
+}
+
+/* --- checks ------------------------------------------------------------------- */
+
+static int name_ok(const char *s) {
+  if (s == NULL) return 0;
+  size_t n = strlen(s);
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+          s[i] == '_' || s[i] == '-'))
+      return 0;
+  return 1;
+}
+
+static int ctx_verify(const uint8_t *key, const char *ctxs, ProtobufCBinaryData body,
+                      ProtobufCBinaryData sig) {
+  size_t cl = strlen(ctxs);
+  uint8_t *msg = malloc(cl + body.len + 1);
+  FZ_ASSERT(msg != NULL, "out of memory");
+  memcpy(msg, ctxs, cl);
+  if (body.len) memcpy(msg + cl, body.data, body.len);
+  int ok = whisper_verify(key, WHISPER_PUBLIC_KEY_LEN, msg, cl + body.len, sig.data, sig.len) ==
+           WHISPER_OK;
+  free(msg);
+  return ok;
+}
+
+/* The list as parsed here: NULL body if it is not a valid signed list of
+ * `account` (every rule of e2e.proto and docs/sync-protocol.md). */
+typedef struct model_list {
+  Whisper__E2e__SignedDeviceList *s;
+  Whisper__E2e__DeviceListBody *b;
+  const uint8_t *key1;
+} model_list;
+
+static void model_free(model_list *m) {
+  if (m->b) whisper__e2e__device_list_body__free_unpacked(m->b, NULL);
+  if (m->s) whisper__e2e__signed_device_list__free_unpacked(m->s, NULL);
+  memset(m, 0, sizeof *m);
+}
+
+static int model_parse(const char *account, const uint8_t *p, size_t n, model_list *m) {
+  memset(m, 0, sizeof *m);
+  m->s = whisper__e2e__signed_device_list__unpack(NULL, n, p);
+  if (m->s == NULL || !m->s->has_body || !m->s->has_signature || m->s->signature.len != 64)
+    goto bad;
+  m->b = whisper__e2e__device_list_body__unpack(NULL, m->s->body.len, m->s->body.data);
+  if (m->b == NULL || m->b->account == NULL || strcmp(m->b->account, account) != 0 ||
+      !m->b->has_version || m->b->version == 0 || m->b->n_devices < 1 || m->b->n_devices > 64)
+    goto bad;
+  for (size_t i = 0; i < m->b->n_devices; i++) {
+    const Whisper__E2e__ListedDevice *d = m->b->devices[i];
+    if (!d->has_device_id || d->device_id < 1 || d->device_id > 0x7fffffffu ||
+        !d->has_identity_key || d->identity_key.len != WHISPER_PUBLIC_KEY_LEN ||
+        whisper_public_key_check(d->identity_key.data, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
+      goto bad;
+    for (size_t k = 0; k < i; k++)
+      if (m->b->devices[k]->device_id == d->device_id) goto bad;
+    if (d->device_id == 1) m->key1 = d->identity_key.data;
+  }
+  if (m->key1 == NULL || !ctx_verify(m->key1, LIST_CTX, m->s->body, m->s->signature)) goto bad;
+  return 1;
+bad:
+  model_free(m);
+  return 0;
+}
+
+static const Whisper__E2e__ListedDevice *model_find(const model_list *m, uint32_t id) {
+  for (size_t i = 0; i < m->b->n_devices; i++)
+    if (m->b->devices[i]->device_id == id) return m->b->devices[i];
+  return NULL;
+}
+
+static const sy_dev *dev_find(const sy_devlist *l, uint32_t id) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->d[i].id == id) return &l->d[i];
+  return NULL;
+}
+
+/* The list holds exactly the model's devices with their keys. */
+static int same_as_model(const sy_devlist *l, const model_list *m) {
+  if (l->n != m->b->n_devices) return 0;
+  for (size_t i = 0; i < m->b->n_devices; i++) {
+    const sy_dev *d = dev_find(l, m->b->devices[i]->device_id);
+    if (d == NULL || !d->has_key ||
+        memcmp(d->key, m->b->devices[i]->identity_key.data, WHISPER_PUBLIC_KEY_LEN) != 0)
+      return 0;
+  }
+  return 1;
+}
+
+static int devlist_eq(const sy_devlist *a, const sy_devlist *b) {
+  if (a->known != b->known || a->legacy != b->legacy || a->authed != b->authed || a->n != b->n)
+    return 0;
+  if (a->authed && (a->version != b->version || a->trust != b->trust ||
+                    memcmp(a->account_key, b->account_key, WHISPER_PUBLIC_KEY_LEN) != 0 ||
+                    !fz_buf_eq(a->signed_list, b->signed_list)))
+    return 0;
+  for (size_t i = 0; i < a->n; i++) {
+    const sy_dev *x = &a->d[i], *y = dev_find(b, a->d[i].id);
+    if (y == NULL || x->regid != y->regid || !x->refetch != !y->refetch || x->has_key != y->has_key ||
+        (x->has_key && memcmp(x->key, y->key, WHISPER_PUBLIC_KEY_LEN) != 0))
+      return 0;
+  }
+  return 1;
+}
+
+/* Events of `type` in q (freed by events_free). */
+static size_t events_count(const sy_evq *q, int type, const char *account) {
+  size_t n = 0;
+  for (const sy_event *e = q->head; e; e = e->next) {
+    FZ_ASSERT(e->ev.type == WHISPER_EV_IDENTITY || e->ev.type == WHISPER_EV_DEVICES,
+              "sy_list_accept raised event %d", e->ev.type);
+    FZ_ASSERT(e->conversation && strcmp(e->conversation, account) == 0, "an event for %s",
+              e->conversation ? e->conversation : "(none)");
+    if ((int)e->ev.type == type) n++;
+  }
+  return n;
+}
+
+static void events_free(sy_evq *q) {
+  while (q->head) {
+    sy_event *e = q->head;
+    q->head = e->next;
+    sy_event_free(e);
+  }
+  q->tail = NULL;
+}
+
+/* --- LIST ------------------------------------------------------------------------ */
+
+static void do_list(int variant, const uint8_t *p, size_t n) {
+  whisper_client *c = W->c;
+  fz_store *fs = &W->alice->fs;
+  const char *account = ACCOUNTS[variant % N_ACCOUNTS];
+  int own = strcmp(account, c->account) == 0;
+
+  sy_devlist held, l;
+  FZ_ASSERT(load_list(account, &held) == WHISPER_OK, "load %s", account);
+
+  /* what the model says */
+  model_list m;
+  int valid = model_parse(account, p, n, &m);
+  int want = WHISPER_OK, replaces = 1, key_change = 0;
+  if (!valid) {
+    want = WHISPER_EFORGED;
+  } else if (own && c->device_id == 1 &&
+             memcmp(m.key1, c->ctx->identity.pub, WHISPER_PUBLIC_KEY_LEN) != 0) {
+    want = WHISPER_EFORGED; /* the primary holds the account key itself */
+  } else if (held.authed) {
+    if (memcmp(m.key1, held.account_key, WHISPER_PUBLIC_KEY_LEN) == 0) {
+      if (m.b->version < held.version) want = WHISPER_EFORGED;
+      else if (m.b->version == held.version) {
+        if (same_as_model(&held, &m)) replaces = 0;
+        else want = WHISPER_EFORGED;
+      }
+    } else {
+      key_change = 1;
+      if (held.trust == WHISPER_TRUST_VERIFIED) want = WHISPER_EUNTRUSTED;
+    }
+  }
+
+  fz_watch_begin(fs);
+  FZ_ASSERT(sy_txn_begin(c) == WHISPER_OK, "txn");
+  FZ_ASSERT(sy_devs_load(c, account, &l) == WHISPER_OK, "load %s", account);
+  sy_evq q = {NULL, NULL};
+  int rc = sy_list_accept(c, account, p, n, &l, &q);
+  if (fz_verbose())
+    fprintf(stderr, "  list of %s (%zu bytes): %d %s\n", account, n, rc,
+            rc ? whisper_ctx_last_error(c->ctx) : "");
+  FZ_ASSERT(rc == want, "sy_list_accept of %s gave %d, the model %d (%s)", account, rc, want,
+            whisper_ctx_last_error(c->ctx));
+  int rc2 = sy_txn_end(c, rc == WHISPER_OK ? sy_devs_save(c, account, &l) : WHISPER_OK);
+  after_call("list");
+  FZ_ASSERT(rc2 == WHISPER_OK, "the transaction after sy_list_accept: %d", rc2);
+
+  size_t ev_id = events_count(&q, WHISPER_EV_IDENTITY, account);
+  size_t ev_dev = events_count(&q, WHISPER_EV_DEVICES, account);
+  FZ_ASSERT(ev_id == (size_t)(key_change && (rc == WHISPER_OK || rc == WHISPER_EUNTRUSTED)),
+            "%zu EV_IDENTITY for a list that %s the account key", ev_id,
+            key_change ? "changes" : "keeps");
+  for (const sy_event *e = q.head; e; e = e->next)
+    if (e->ev.type == WHISPER_EV_IDENTITY)
+      FZ_ASSERT(e->body && e->body_len == WHISPER_PUBLIC_KEY_LEN &&
+                    memcmp(e->body, m.key1, WHISPER_PUBLIC_KEY_LEN) == 0,
+                "EV_IDENTITY without the new account key");
+
+  if (rc != WHISPER_OK) {
+    FZ_ASSERT(ev_dev == 0, "a refused list raised EV_DEVICES");
+    FZ_ASSERT(devlist_eq(&l, &held), "a refused list changed the devlist");
+    const fz_touch *t = fz_store_changed(fs);
+    FZ_ASSERT(t == NULL, "a refused list changed a record of kind %d", t ? t->kind : 0);
+  } else {
+    /* the list accepted verifies (checked again on its own bytes) */
+    model_list v;
+    FZ_ASSERT(model_parse(account, p, n, &v), "an accepted list does not verify");
+    FZ_ASSERT(l.known && l.authed && !l.legacy, "an accepted list left an unauthenticated devlist");
+    FZ_ASSERT(memcmp(l.account_key, v.key1, WHISPER_PUBLIC_KEY_LEN) == 0,
+              "the devlist's account key is not the key of the list's device 1");
+    FZ_ASSERT(l.version == v.b->version, "the devlist has version %llu, the list %llu",
+              (unsigned long long)l.version, (unsigned long long)v.b->version);
+    if (held.authed && !key_change)
+      FZ_ASSERT(l.version >= held.version, "version %llu replaced %llu under the same key",
+                (unsigned long long)l.version, (unsigned long long)held.version);
+    if (key_change) FZ_ASSERT(held.trust != WHISPER_TRUST_VERIFIED, "a VERIFIED key was replaced");
+    FZ_ASSERT(same_as_model(&l, &v), "the devlist is not the list's devices");
+    int want_trust = key_change ? WHISPER_TRUST_CHANGED
+                     : held.authed ? held.trust : WHISPER_TRUST_UNVERIFIED;
+    FZ_ASSERT(l.trust == want_trust, "trust %d, expected %d", l.trust, want_trust);
+    if (own && c->device_id == 1)
+      FZ_ASSERT(memcmp(l.account_key, c->ctx->identity.pub, WHISPER_PUBLIC_KEY_LEN) == 0,
+                "the primary took a list of its own account under another account key");
+    if (replaces) {
+      FZ_ASSERT(l.signed_list && l.signed_list->len == n && memcmp(l.signed_list->data, p, n) == 0,
+                "the devlist does not keep the list's bytes");
+    } else {
+      FZ_ASSERT(devlist_eq(&l, &held), "the same list again changed the devlist");
+    }
+    size_t added = 0, removed = 0;
+    for (size_t i = 0; i < v.b->n_devices; i++) {
+      const Whisper__E2e__ListedDevice *d = v.b->devices[i];
+      const sy_dev *o = dev_find(&held, d->device_id), *x = dev_find(&l, d->device_id);
+      int same_key = o && o->has_key && memcmp(o->key, d->identity_key.data, 33) == 0;
+      if (held.authed && !same_key) added++;
+      if (o && o->has_key && !same_key)
+        FZ_ASSERT(x->regid == 0 && x->refetch, "device %u's key changed and it kept its session",
+                  d->device_id);
+      if (own && d->device_id == c->device_id) continue;
+      whisper_identity_info_t info;
+      FZ_ASSERT(whisper_identity_info(c->ctx, account, d->device_id, &info) == WHISPER_OK &&
+                    memcmp(info.key, d->identity_key.data, WHISPER_PUBLIC_KEY_LEN) == 0,
+                "the library does not trust %s.%u's listed key", account, d->device_id);
+    }
+    for (size_t i = 0; held.authed && i < held.n; i++) {
+      const Whisper__E2e__ListedDevice *d = model_find(&v, held.d[i].id);
+      if (d == NULL || !held.d[i].has_key ||
+          memcmp(held.d[i].key, d->identity_key.data, WHISPER_PUBLIC_KEY_LEN) != 0)
+        removed++;
+    }
+    FZ_ASSERT(ev_dev == added + removed, "%zu EV_DEVICES for %zu added and %zu removed", ev_dev,
+              added, removed);
+    /* what was saved is what loads */
+    sy_devlist back;
+    FZ_ASSERT(load_list(account, &back) == WHISPER_OK, "reload %s", account);
+    FZ_ASSERT(devlist_eq(&back, &l), "the saved devlist of %s loads differently", account);
+    sy_devs_free(&back);
+    model_free(&v);
+  }
+  fz_watch_end(fs);
+  events_free(&q);
+  model_free(&m);
+  sy_devs_free(&held);
+  sy_devs_free(&l);
+}
+
+/* --- CHANGE ----------------------------------------------------------------------- */
+
+static int names_ok(char **names, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (!name_ok(names[i])) return 0;
+    for (size_t k = 0; k < i; k++)
+      if (strcmp(names[k], names[i]) == 0) return 0;
+  }
+  return 1;
+}
+
+static int listed(char **names, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(names[i], name) == 0) return 1;
+  return 0;
+}
+
+static void do_change(int variant, const uint8_t *p, size_t n) {
+  whisper_client *c = W->c;
+  const uint8_t *gid = (variant & 1) ? W->other_gid : W->gid;
+  sy_change ch;
+  memset(&ch, 0xA5, sizeof ch);
+  int rc = sy_change_parse(c, gid, p, n, &ch);
+  if (fz_verbose()) fprintf(stderr, "  change (%zu bytes): %d\n", n, rc);
+  FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EFORGED, "sy_change_parse gave %d", rc);
+  if (rc != WHISPER_OK) {
+    FZ_ASSERT(ch.s == NULL && ch.b == NULL, "a refused change left its parse");
+    return;
+  }
+  const Whisper__E2e__GroupChangeBody *b = ch.b;
+  FZ_ASSERT(ch.s && b && ch.s->has_signature && ch.s->signature.len == WHISPER_SIGNATURE_LEN,
+            "a change without its signature");
+  FZ_ASSERT(b->has_group_id && b->group_id.len == WHISPER_GROUP_ID_LEN &&
+                memcmp(b->group_id.data, gid, WHISPER_GROUP_ID_LEN) == 0,
+            "a change of another group was taken");
+  FZ_ASSERT(b->has_version && b->version >= 1, "a change of version 0");
+  FZ_ASSERT((b->version > 1) == (b->has_prev && b->prev.len == 32) && (b->version > 1 || !b->has_prev),
+            "version %llu with prev of %zu bytes", (unsigned long long)b->version,
+            b->has_prev ? b->prev.len : (size_t)0);
+  FZ_ASSERT(name_ok(b->author) && b->has_author_device && b->author_device >= 1 &&
+                b->author_device <= 0x7fffffffu,
+            "a change by a bad author");
+  FZ_ASSERT(names_ok(b->members, b->n_members) && names_ok(b->admins, b->n_admins),
+            "bad or repeated member or admin names");
+  for (size_t i = 0; i < b->n_admins; i++)
+    FZ_ASSERT(listed(b->members, b->n_members, b->admins[i]), "admin %s is not a member",
+              b->admins[i]);
+  uint8_t h[32];
+  crypto_hash_sha256(h, ch.s->body.data, ch.s->body.len);
+  FZ_ASSERT(memcmp(h, ch.hash, 32) == 0, "the change's hash is not its body's");
+
+  /* the signature, against the author's stored list */
+  sy_devlist al;
+  FZ_ASSERT(load_list(b->author, &al) == WHISPER_OK, "load %s", b->author);
+  int want = 0;
+  const sy_dev *d = dev_find(&al, b->author_device);
+  if (al.authed && d && d->has_key) want = ctx_verify(d->key, GROUP_CTX, ch.s->body, ch.s->signature);
+  rc = sy_change_verify(c, &ch, &al);
+  if (fz_verbose()) fprintf(stderr, "  verify by %s.%u: %d\n", b->author, b->author_device, rc);
+  FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EFORGED, "sy_change_verify gave %d", rc);
+  FZ_ASSERT((rc == WHISPER_OK) == want, "sy_change_verify gave %d, the signature check %d", rc,
+            want);
+  after_call("change");
+  sy_devs_free(&al);
+  sy_change_free(&ch);
+  FZ_ASSERT(ch.s == NULL && ch.b == NULL, "sy_change_free");
+}
+
+/* --- PAYLOAD ---------------------------------------------------------------------- */
+
+static void do_payload(const uint8_t *p, size_t n) {
+  Whisper__E2e__Payload *pl = sy_payload_parse(p, n);
+  if (fz_verbose()) fprintf(stderr, "  payload (%zu bytes): %s\n", n, pl ? "ok" : "refused");
+  if (pl == NULL) return;
+  FZ_ASSERT(pl->has_body, "a payload without a body");
+  FZ_ASSERT((pl->to != NULL) != (pl->has_group_id != 0), "a payload for %s",
+            pl->to ? "both a person and a group" : "no conversation");
+  if (pl->to) FZ_ASSERT(name_ok(pl->to), "a payload to a bad account name");
+  if (pl->has_group_id) FZ_ASSERT(pl->group_id.len == WHISPER_GROUP_ID_LEN, "a %zu-byte group id",
+                                  pl->group_id.len);
+  /* what the engine makes of the same conversation and body reads back */
+  whisper_buf *again = NULL;
+  FZ_ASSERT(sy_payload_make(W->c, pl->to, pl->has_group_id ? pl->group_id.data : NULL,
+                            pl->body.data, pl->body.len, &again) == WHISPER_OK,
+            "payload_make");
+  Whisper__E2e__Payload *p2 = sy_payload_parse(again->data, again->len);
+  FZ_ASSERT(p2 != NULL, "a payload made from a parsed one does not parse");
+  FZ_ASSERT(p2->body.len == pl->body.len &&
+                (pl->body.len == 0 || memcmp(p2->body.data, pl->body.data, pl->body.len) == 0),
+            "the body changed");
+  FZ_ASSERT((pl->to == NULL) == (p2->to == NULL) && (pl->to == NULL || strcmp(pl->to, p2->to) == 0),
+            "the recipient changed");
+  FZ_ASSERT(p2->has_group_id == pl->has_group_id &&
+                (!pl->has_group_id || memcmp(p2->group_id.data, pl->group_id.data, 16) == 0),
+            "the group changed");
+  whisper__e2e__payload__free_unpacked(p2, &wh_pb_alloc);
+  whisper__e2e__payload__free_unpacked(pl, &wh_pb_alloc);
+  whisper_buf_free(again);
+}
+
+/* --- TOKEN ------------------------------------------------------------------------ */
+
+static void do_token(const uint8_t *p, size_t n) {
+  sy_token tk;
+  memset(&tk, 0, sizeof tk);
+  int rc = sy_token_parse(n ? p : (const uint8_t *)"", n, &tk);
+  char digits[WHISPER_LINK_DIGITS + 1];
+  memset(digits, 'x', sizeof digits);
+  int rc2 = whisper_client_link_digits(n ? p : (const uint8_t *)"", n, digits);
+  if (fz_verbose()) fprintf(stderr, "  token (%zu bytes): %d %d\n", n, rc, rc2);
+  FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EINVAL, "sy_token_parse gave %d", rc);
+  FZ_ASSERT(rc2 == rc, "sy_token_parse gave %d, whisper_client_link_digits %d", rc, rc2);
+  if (rc != WHISPER_OK) return;
+  const size_t head = 1 + 4 + WHISPER_PUBLIC_KEY_LEN;
+  FZ_ASSERT(n > head + 1 && p[0] == 1, "a token of version %u or %zu bytes", p[0], n);
+  size_t al = p[head];
+  FZ_ASSERT(al >= 1 && al <= 64 && n > head + 1 + al && n <= head + 1 + al + 64,
+            "account length %zu in %zu bytes", al, n);
+  uint32_t dev = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+  FZ_ASSERT(tk.device == dev && dev >= 2 && dev <= 0x7fffffffu, "a token for device %u (read %u)",
+            dev, tk.device);
+  FZ_ASSERT(name_ok(tk.account) && strlen(tk.account) == al &&
+                memcmp(tk.account, p + head + 1, al) == 0,
+            "a token for a bad account name");
+  FZ_ASSERT(tk.key == p + 5 && whisper_public_key_check(tk.key, WHISPER_PUBLIC_KEY_LEN) == WHISPER_OK,
+            "a token with a bad key");
+  FZ_ASSERT(tk.code == p + head + 1 + al && tk.code_len == n - head - 1 - al && tk.code_len >= 1 &&
+                tk.code_len <= 64,
+            "a token's code of %zu bytes", tk.code_len);
+  /* the digits: 8 decimal digits of SHA-256(ctx || al || account || device || key) */
+  FZ_ASSERT(strlen(digits) == 8, "%zu link digits", strlen(digits));
+  for (int i = 0; i < 8; i++) FZ_ASSERT(digits[i] >= '0' && digits[i] <= '9', "a link digit '%c'",
+                                        digits[i]);
+  uint8_t msg[sizeof LINK_CTX + 1 + 64 + 4 + WHISPER_PUBLIC_KEY_LEN], h[32];
+  size_t m = 0;
+  memcpy(msg, LINK_CTX, sizeof LINK_CTX - 1);
+  m += sizeof LINK_CTX - 1;
+  msg[m++] = (uint8_t)al;
+  memcpy(msg + m, p + head + 1, al);
+  m += al;
+  memcpy(msg + m, p + 1, 4);
+  m += 4;
+  memcpy(msg + m, p + 5, WHISPER_PUBLIC_KEY_LEN);
+  m += WHISPER_PUBLIC_KEY_LEN;
+  crypto_hash_sha256(h, msg, m);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | h[i];
+  char want[16];
+  snprintf(want, sizeof want, "%08llu", (unsigned long long)(v % 100000000ULL));
+  FZ_ASSERT(strcmp(want, digits) == 0, "link digits %s, expected %s", digits, want);
+}
+
+/* --- the input ---------------------------------------------------------------- */
+
+static void run_input(const uint8_t *data, size_t size) {
+  int kind = data[0] & 3, variant = data[0] >> 2;
+  const uint8_t *p = data + 1;
+  size_t n = size - 1;
+  fz_dev *a = W->alice;
+  a->rng.counter = UINT64_C(1) << 40; /* the same stream for every input */
+  W->c->now = FZ_NOW;
+  fz_journal_begin(&a->fs);
+  switch (kind) {
+    case K_LIST: do_list(variant, p, n); break;
+    case K_CHANGE: do_change(variant, p, n); break;
+    case K_PAYLOAD: do_payload(p, n); break;
+    default: do_token(p, n); break;
+  }
+  after_call("input");
+  fz_journal_restore(&a->fs);
+  drop_events(W->c);
+}
+
+/* --- seeds ------------------------------------------------------------------------ */
+
+static void seed(fz_seeds *s, const char *name, int kind, int variant, whisper_buf *b) {
+  uint8_t *x = malloc(b->len + 1);
+  FZ_ASSERT(x != NULL, "out of memory");
+  x[0] = (uint8_t)(kind | variant << 2);
+  memcpy(x + 1, b->data, b->len);
+  whisper_buf *out = whisper_buf_new(x, b->len + 1);
+  free(x);
+  whisper_buf_free(b);
+  /* each seed must pass the target's checks */
+  run_input(out->data, out->len);
+  fz_seeds_add(s, name, out, 1);
+}
+
+void fze_gen_seeds(fz_seeds *s);
+void fze_gen_seeds(fz_seeds *s) {
+  if (W == NULL) world_new();
+  static const uint32_t i1[] = {1}, i12[] = {1, 2}, i123[] = {1, 2, 3}, i13[] = {1, 3};
+  fz_dev *const bob12[] = {W->bob1, W->bob2}, *const bob123[] = {W->bob1, W->bob2, W->mallory};
+  fz_dev *const bob1x[] = {W->bob1, W->mallory};
+  fz_dev *const bobn[] = {W->bob_new, W->bob2};
+
+  /* device lists */
+  fz_dev *const erin[] = {W->erin1};
+  seed(s, "list_first_sight", K_LIST, A_ERIN, make_list(W->erin1, "erin", 1, i1, erin, 1));
+  seed(s, "list_newer", K_LIST, A_BOB, make_list(W->bob1, "bob", 6, i123, bob123, 3));
+  seed(s, "list_remove", K_LIST, A_BOB, make_list(W->bob1, "bob", 7, i1, bob12, 1));
+  seed(s, "list_older", K_LIST, A_BOB, make_list(W->bob1, "bob", 4, i12, bob12, 2));
+  seed(s, "list_same", K_LIST, A_BOB, make_list(W->bob1, "bob", 5, i12, bob12, 2));
+  seed(s, "list_same_version_other", K_LIST, A_BOB, make_list(W->bob1, "bob", 5, i13, bob1x, 2));
+  seed(s, "list_device_key_change", K_LIST, A_BOB, make_list(W->bob1, "bob", 6, i12, bob1x, 2));
+  seed(s, "list_key_change", K_LIST, A_BOB, make_list(W->bob_new, "bob", 1, i12, bobn, 2));
+  seed(s, "list_bad_signature", K_LIST, A_BOB, make_list(W->mallory, "bob", 6, i12, bob12, 2));
+  fz_dev *const carol[] = {W->carol1, W->bob2}, *const caroln[] = {W->carol_new};
+  seed(s, "list_verified_newer", K_LIST, A_CAROL, make_list(W->carol1, "carol", 3, i12, carol, 2));
+  seed(s, "list_verified_key_change", K_LIST, A_CAROL,
+       make_list(W->carol_new, "carol", 3, i1, caroln, 1));
+  fz_dev *const dave[] = {W->mallory, W->bob2};
+  seed(s, "list_legacy", K_LIST, A_DAVE, make_list(W->mallory, "dave", 1, i12, dave, 2));
+  sy_dev own[3];
+  memset(own, 0, sizeof own);
+  fz_dev *const ownk[] = {W->alice, W->alice2, W->mallory};
+  for (int i = 0; i < 3; i++) {
+    own[i].id = (uint32_t)i + 1;
+    own[i].has_key = 1;
+    memcpy(own[i].key, pub_of(ownk[i]), WHISPER_PUBLIC_KEY_LEN);
+  }
+  whisper_buf *b = NULL;
+  FZ_ASSERT(sy_list_sign(W->c, 4, own, 3, &b) == WHISPER_OK, "own list");
+  seed(s, "list_own", K_LIST, A_ALICE, b);
+  /* the server's own list of alice, under its own key */
+  fz_dev *const forged[] = {W->mallory, W->bob2};
+  seed(s, "list_own_other_key", K_LIST, A_ALICE, make_list(W->mallory, "alice", 4, i12, forged, 2));
+
+  /* group changes: bob.1 creates, bob.2 adds carol */
+  const char *m1[] = {"bob", "alice"}, *m2[] = {"bob", "alice", "carol"}, *adm[] = {"bob"};
+  uint8_t h1[32];
+  seed(s, "change_v1", K_CHANGE, 0,
+       make_change(W->bob1, W->gid, 1, NULL, m1, 2, adm, 1, "bob", 1, h1));
+  seed(s, "change_v2", K_CHANGE, 0,
+       make_change(W->bob2, W->gid, 2, h1, m2, 3, adm, 1, "bob", 2, NULL));
+  seed(s, "change_other_group", K_CHANGE, 1,
+       make_change(W->bob1, W->gid, 1, NULL, m1, 2, adm, 1, "bob", 1, NULL));
+  seed(s, "change_not_listed", K_CHANGE, 0,
+       make_change(W->mallory, W->gid, 2, h1, m2, 3, adm, 1, "bob", 3, NULL));
+  seed(s, "change_legacy_author", K_CHANGE, 0,
+       make_change(W->mallory, W->gid, 2, h1, m2, 3, adm, 1, "dave", 1, NULL));
+  sy_group g;
+  memset(&g, 0, sizeof g);
+  g.version = 1;
+  memcpy(g.hash, h1, 32);
+  const char *m3[] = {"alice", "bob"}, *adm3[] = {"alice", "bob"};
+  FZ_ASSERT(sy_change_make(W->c, W->gid, &g, (char *const *)m3, 2, (char *const *)adm3, 2, &b) ==
+                WHISPER_OK,
+            "change_make");
+  seed(s, "change_by_alice", K_CHANGE, 0, b);
+
+  /* payloads */
+  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello bob", 9, &b) == WHISPER_OK,
+            "payload");
+  seed(s, "payload_direct", K_PAYLOAD, 0, b);
+  FZ_ASSERT(sy_payload_make(W->c, NULL, W->gid, (const uint8_t *)"hello group", 11, &b) ==
+                WHISPER_OK,
+            "payload");
+  seed(s, "payload_group", K_PAYLOAD, 0, b);
+
+  /* a link token of alice.2, as its engine makes it */
+  whisper_client *c2 = NULL;
+  FZ_ASSERT(whisper_client_new(&c2, W->alice2->ctx, NULL) == WHISPER_OK, "client alice.2");
+  static const uint8_t code[16] = "fz-e2e-linkcode!";
+  FZ_ASSERT(sy_token_make(c2, code, sizeof code, &b) == WHISPER_OK, "token");
+  whisper_client_free(c2);
+  /* the same with "alice\0x" for its account (7 bytes): the account read
+   * must be what the length says, not a name cut at a NUL (found by this
+   * target: sy_token_parse took it as "alice") */
+  whisper_buf *nul = whisper_buf_new(NULL, b->len + 2);
+  FZ_ASSERT(nul != NULL, "out of memory");
+  memcpy(nul->data, b->data, 38);
+  nul->data[38] = 7;
+  memcpy(nul->data + 39, "alice\0x", 7);
+  memcpy(nul->data + 46, b->data + 44, b->len - 44);
+  seed(s, "token", K_TOKEN, 0, b);
+  seed(s, "token_nul_in_account", K_TOKEN, 0, nul);
+  world_free();
+}
+
+#ifndef FZE_SEEDS_ONLY
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (W == NULL) world_new();
+  if (size == 0) return 0;
+  run_input(data, size);
+  return 0;
+}
+#endif
