@@ -1112,6 +1112,37 @@ static void test_legacy_identity_change(void) {
   net_close(&n);
 }
 
+/* The server hands the primary a list of its own account under another
+ * key, with a device of its own: the primary's key is the account key. */
+static void test_own_list_swapped(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  fake f1, f7;
+  fake_open(&f1, "alice", 1);
+  fake_open(&f7, "alice", 7);
+  uint8_t keys[2][33];
+  CHECK_RC(whisper_identity_get(f1.ctx, keys[0], NULL, NULL, NULL), WHISPER_OK);
+  CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
+  uint32_t ids[2] = {1, 7};
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "alice");
+  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f1.ctx, "alice", 9, ids,
+                                 (const uint8_t(*)[33])keys, 2);
+  the_lie.extra_device = 7;
+  CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  ev_clear(alice);
+  send_text(&n, alice, "bob", "no copy for the server", NULL);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(bob, "no copy for the server") == 1);
+  CHECK(got("alice", 7) == 0);
+  CHECK(refused(alice) >= 1 && ev_count(alice, WHISPER_EV_IDENTITY) == 0);
+  fake_close(&f1);
+  fake_close(&f7);
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1253,6 +1284,7 @@ int main(void) {
   RUN(test_list_forged_under_real_key);
   RUN(test_change_forged_or_forked);
   RUN(test_removed_member_sends);
+  RUN(test_own_list_swapped);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
