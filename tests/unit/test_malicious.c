@@ -1143,6 +1143,121 @@ static void test_own_list_swapped(void) {
   net_close(&n);
 }
 
+/* A receipt entry as the server would make one up. */
+static Whisper__Sync__Deliver *server_receipt(const char *from, uint32_t dev, int status, const uint8_t id[16]) {
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_sender_device = d->has_status = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_RECEIPT;
+  d->sender = strdup(from);
+  d->sender_device = dev;
+  d->status = (uint32_t)status;
+  d->n_client_ids = 1;
+  d->client_ids = calloc(1, sizeof *d->client_ids);
+  d->client_ids[0] = (ProtobufCBinaryData){16, malloc(16)};
+  memcpy(d->client_ids[0].data, id, 16);
+  return d;
+}
+
+static void receipt_free(Whisper__Sync__Deliver *d) {
+  free(d->client_ids[0].data);
+  free(d->client_ids);
+  d->n_client_ids = 0;
+  deliver_free(d);
+}
+
+/* An end-to-end receipt, encrypted by `from` (a real device) to `to`. */
+static Whisper__Sync__Deliver *e2e_receipt(node *from, node *to, int status, const uint8_t id[16]) {
+  Whisper__E2e__Receipt r = WHISPER__E2E__RECEIPT__INIT;
+  ProtobufCBinaryData ids[1] = {{16, (uint8_t *)id}};
+  r.has_status = 1;
+  r.status = (uint32_t)status;
+  r.n_ids = 1;
+  r.ids = ids;
+  Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
+  p.to = to->name;
+  p.receipt = &r;
+  uint8_t pt[256];
+  size_t pl = whisper__e2e__payload__pack(&p, pt);
+  int exists = 0;
+  whisper_session_exists(from->ctx, to->name, to->device, T0, &exists);
+  if (!exists) {
+    whisper_prekey_bundle_t b;
+    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_session_start(from->ctx, to->name, to->device, &b, T0), WHISPER_OK);
+  }
+  whisper_buf *ct = NULL;
+  int type = 0;
+  CHECK_RC(whisper_session_encrypt(from->ctx, to->name, to->device, pt, pl, T0, &type, &ct), WHISPER_OK);
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = d->has_content = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+  d->sender = strdup(from->name);
+  d->sender_device = from->device;
+  d->type = (uint32_t)type;
+  d->body = (ProtobufCBinaryData){ct->len, malloc(ct->len)};
+  memcpy(d->body.data, ct->data, ct->len);
+  whisper_buf_free(ct);
+  d->client_id = (ProtobufCBinaryData){16, calloc(1, 16)};
+  d->content = WHISPER__SYNC__CONTENT__CONTENT_RECEIPT;
+  return d;
+}
+
+/* Ticks that cannot lie: the server's receipts (for the real recipient,
+ * and for a stranger it adds), a receipt from a real account that was not
+ * a recipient, and a replayed real receipt. Only bob's own end-to-end
+ * receipts move the ticks. */
+static void test_forged_ticks(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  still_talks(&n, bob, alice, "hi");
+  still_talks(&n, carol, alice, "hi from carol");
+  bob->offline = 1;
+  node_cut(&n, bob);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "to an offline bob", id);
+  net_run(&n);
+  CHECK(ev_status(alice, id, NULL, 0, WHISPER_STATUS_SENT) == 1);
+  struct { Whisper__Sync__Deliver *d; int e2e; } lies[] = {
+    {server_receipt("bob", 1, WHISPER_STATUS_READ, id), 0},
+    {server_receipt("bob", 1, WHISPER_STATUS_DELIVERED, id), 0},
+    {server_receipt("carol", 5, WHISPER_STATUS_READ, id), 0},
+    {e2e_receipt(carol, alice, WHISPER_STATUS_READ, id), 1},
+  };
+  for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+    the_lie.kind = LIE_DELIVER;
+    the_lie.done = 0;
+    the_lie.victim = alice;
+    snprintf(the_lie.carrier, sizeof the_lie.carrier, "carol");
+    the_lie.deliver = lies[i].d;
+    ev_clear(alice);
+    send_text(&n, carol, "alice", "carrier", NULL);
+    net_run(&n);
+    CHECK(the_lie.done);
+    CHECK(ev_count(alice, WHISPER_EV_STATUS) == 0);
+    CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_SENT);
+    CHECK(status_of(alice, "bob", id, "carol", 5) == -1); /* never made a recipient */
+    CHECK(status_of(alice, "bob", id, "carol", 1) == -1);
+    if (lies[i].e2e) CHECK(refused(alice) == 1);
+    if (lies[i].e2e) deliver_free(lies[i].d);
+    else receipt_free(lies[i].d);
+  }
+  the_lie.kind = LIE_NONE;
+  /* bob comes back: his own receipts move the ticks */
+  ev_clear(alice);
+  bob->offline = 0;
+  net_advance(&n, 2000);
+  CHECK(ev_status(alice, id, "bob", 1, WHISPER_STATUS_DELIVERED) == 1);
+  CHECK_RC(whisper_client_mark_read(bob->cl, "alice", "alice", (const uint8_t(*)[16])id, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_status(alice, id, "bob", 1, WHISPER_STATUS_READ) == 1);
+  CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_READ);
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1285,6 +1400,7 @@ int main(void) {
   RUN(test_change_forged_or_forked);
   RUN(test_removed_member_sends);
   RUN(test_own_list_swapped);
+  RUN(test_forged_ticks);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
