@@ -331,6 +331,7 @@ void whisper_client_free(whisper_client *c) {
     sy_approve_free(a);
   }
   free(c->held);
+  free(c->above);
   wh_wipe(c->nonce, sizeof c->nonce);
   free(c);
 }

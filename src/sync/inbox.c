@@ -60,6 +60,36 @@ uint64_t sy_watermark(const whisper_client *c) {
   return w;
 }
 
+/* Handled before: at or below the watermark, or among those above it. */
+static int seen(const whisper_client *c, uint64_t seq) {
+  if (seq <= c->last_seq) return 1;
+  for (size_t i = 0; i < c->n_above; i++)
+    if (c->above[i] == seq) return 1;
+  return 0;
+}
+
+/* The handled set with `seq` added: the watermark moves up over every seq
+ * now handled without a gap below it. */
+static int handled_next(const whisper_client *c, uint64_t seq, uint64_t *last, uint64_t **above,
+                        size_t *n) {
+  *last = c->last_seq;
+  *n = 0;
+  if ((*above = malloc((c->n_above + 1) * sizeof **above)) == NULL) return WHISPER_ENOMEM;
+  for (size_t i = 0; i < c->n_above; i++) (*above)[(*n)++] = c->above[i];
+  if (seq > *last) (*above)[(*n)++] = seq;
+  for (int moved = 1; moved;) {
+    moved = 0;
+    for (size_t i = 0; i < *n; i++)
+      if ((*above)[i] == *last + 1) {
+        (*last)++;
+        (*above)[i] = (*above)[--*n];
+        moved = 1;
+        break;
+      }
+  }
+  return WHISPER_OK;
+}
+
 static int is_held(const whisper_client *c, uint64_t seq) {
   for (size_t i = 0; i < c->n_held; i++)
     if (c->held[i] == seq) return 1;
@@ -738,15 +768,26 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   (void)from_memory;
   if (c->close_wanted) return WHISPER_OK; /* after a failure: the entries come again */
   uint64_t seq = d->seq;
-  if (!is_held(c, seq) && seq <= c->last_seq) return WHISPER_OK; /* done before: acked */
+  if (!is_held(c, seq) && seen(c, seq)) return WHISPER_OK; /* done before: acked */
+  if (seq == 0 || (seq > c->last_seq && seq - c->last_seq > SY_MAX_SEQ_JUMP) ||
+      (seq > c->last_seq + 1 && c->n_above >= SY_MAX_ABOVE)) {
+    /* nothing a mailbox can hold: not handled, not acknowledged */
+    sy_event *e = sy_event_new(c, WHISPER_EV_REFUSED);
+    if (e) {
+      e->ev.code = WHISPER_EFORGED;
+      e->ev.server_seq = d->server_seq;
+      e->message = sy_strdup("a mailbox entry with an absurd sequence number");
+    }
+    sy_event_push(c, e);
+    return WHISPER_OK;
+  }
   evlist evs = {NULL, NULL};
   entry_ctx x;
   int out;
   int rc = handle(c, d, &evs, &x, &out);
-  uint64_t *held = NULL;
-  size_t n_held = 0, n_waiting = 0;
+  uint64_t *held = NULL, *above = NULL, last = 0;
+  size_t n_held = 0, n_waiting = 0, n_above = 0;
   int keep_seq = 0; /* the store's waiting set is full: not acked, as before */
-  uint64_t last = seq > c->last_seq ? seq : c->last_seq;
   if (rc == WHISPER_OK && out == OUT_HOLD) {
     rc = held_count(c, &n_waiting);
     if (rc == WHISPER_OK && n_waiting >= SY_MAX_HELD) keep_seq = 1;
@@ -754,14 +795,17 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   }
   if (rc == WHISPER_OK) {
     rc = held_next(c, seq, keep_seq, &held, &n_held);
+    if (rc == WHISPER_OK) rc = handled_next(c, seq, &last, &above, &n_above);
     if (rc == WHISPER_OK)
-      rc = sy_state_put(c, c->registered, last, held, n_held, c->upload_first, c->upload_count);
+      rc = sy_state_put(c, c->registered, last, above, n_above, held, n_held, c->upload_first,
+                        c->upload_count);
     rc = sy_txn_end(c, rc);
   } else if (sy_txn_alive(c)) {
     sy_txn_end(c, rc);
   }
   if (rc != WHISPER_OK) {
     free(held);
+    free(above);
     ev_drop(&evs);
     sy_error_event(c, rc, 0, "a mailbox entry could not be stored; it will come again");
     c->close_wanted = 1;
@@ -770,6 +814,9 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   free(c->held);
   c->held = held;
   c->n_held = n_held;
+  free(c->above);
+  c->above = above;
+  c->n_above = n_above;
   c->last_seq = last;
   if (out == OUT_HOLD && x.fetch[0]) fetch_list(c, x.fetch);
   ev_commit(c, &evs);

@@ -42,7 +42,7 @@ int sy_state_load(whisper_client *c) {
   if (rc != WHISPER_OK) return rc;
   Whisper__Client__ClientState *s = whisper__client__client_state__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
-  if (s == NULL || s->format > SY_STATE_FORMAT || s->n_held > 100000) {
+  if (s == NULL || s->format > SY_STATE_FORMAT || s->n_held > 100000 || s->n_above > SY_MAX_ABOVE) {
     if (s) whisper__client__client_state__free_unpacked(s, &wh_pb_alloc);
     return corrupt(c, "progress");
   }
@@ -50,6 +50,14 @@ int sy_state_load(whisper_client *c) {
   c->last_seq = s->last_seq;
   c->upload_first = s->upload_first;
   c->upload_count = s->upload_count;
+  free(c->above);
+  c->above = NULL;
+  c->n_above = 0;
+  if (s->n_above) {
+    c->above = malloc(s->n_above * sizeof *c->above);
+    if (c->above == NULL) rc = WHISPER_ENOMEM;
+    else memcpy(c->above, s->above, s->n_above * sizeof *c->above), c->n_above = s->n_above;
+  }
   free(c->held);
   c->held = NULL;
   c->n_held = 0;
@@ -62,13 +70,16 @@ int sy_state_load(whisper_client *c) {
   return rc;
 }
 
-int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *held,
-                 size_t n_held, uint32_t upload_first, uint32_t upload_count) {
+int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *above,
+                 size_t n_above, const uint64_t *held, size_t n_held, uint32_t upload_first,
+                 uint32_t upload_count) {
   Whisper__Client__ClientState s = WHISPER__CLIENT__CLIENT_STATE__INIT;
   s.has_format = s.has_registered = s.has_last_seq = 1;
   s.format = SY_STATE_FORMAT;
   s.registered = registered != 0;
   s.last_seq = last_seq;
+  s.n_above = n_above;
+  s.above = (uint64_t *)above;
   s.n_held = n_held;
   s.held = (uint64_t *)held;
   if (upload_count) {
@@ -82,7 +93,7 @@ int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uin
 int sy_state_save(whisper_client *c) {
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
-  rc = sy_state_put(c, c->registered, c->last_seq, c->held, c->n_held, c->upload_first,
+  rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held, c->upload_first,
                     c->upload_count);
   return wh_finish(c->ctx, rc);
 }

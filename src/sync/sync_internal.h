@@ -41,6 +41,9 @@
 #define SY_MAX_OPS 4096        /* pending receipts and group operations kept */
 #define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
 #define SY_MAX_LIST 64         /* devices in a signed list */
+#define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
+                                * (a mailbox holds 100000 entries, 256 pushed unacked) */
+#define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -203,7 +206,9 @@ struct whisper_client {
 
   /* stored progress (mirror of the "s" record) */
   int registered;
-  uint64_t last_seq;
+  uint64_t last_seq;       /* every seq at or below it is handled */
+  uint64_t *above;         /* handled seqs above last_seq (one is missing below them) */
+  size_t n_above;
   uint64_t *held;
   size_t n_held;
   uint32_t upload_first, upload_count;
@@ -324,8 +329,9 @@ int sy_publish_first(whisper_client *c, const Whisper__Sync__Bundles *own);
 /* --- state.c ------------------------------------------------------------------- */
 int sy_state_load(whisper_client *c);
 /* Writes the "s" record with these values (inside a transaction). */
-int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *held,
-                 size_t n_held, uint32_t upload_first, uint32_t upload_count);
+int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uint64_t *above,
+                 size_t n_above, const uint64_t *held, size_t n_held, uint32_t upload_first,
+                 uint32_t upload_count);
 /* The same with the engine's current values, in a transaction of its own. */
 int sy_state_save(whisper_client *c);
 int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l);

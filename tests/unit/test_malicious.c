@@ -66,6 +66,7 @@ enum {
   LIE_CONVERSATION,  /* the next own-device copy to `victim` is re-addressed to `account` */
   LIE_NO_LIST,       /* Devices/Bundles answers to `victim` about `account` lose their signed list */
   LIE_ROUTE,         /* the next ENTRY_GROUP to `victim` also lists `account` as a member */
+  LIE_SEQ,           /* the next Deliver to `victim` gets seq `seq` */
 };
 
 typedef struct lie {
@@ -80,6 +81,7 @@ typedef struct lie {
   uint32_t extra_device;    /* LIE_DEVICES: a device id added to the answer */
   whisper_prekey_bundle_t extra_bundle;
   uint8_t gid[16];
+  uint64_t seq;
 } lie;
 
 static uint8_t *repack(Whisper__Sync__Frame *f, size_t *len) {
@@ -216,6 +218,15 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
     dv->members = old;
     dv->n_members--;
     free(all);
+    *frame = b;
+    *len = nl;
+    l->done = changed = 1;
+  } else if (l->kind == LIE_SEQ && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER) {
+    uint64_t old = f->deliver->seq;
+    f->deliver->seq = l->seq;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    f->deliver->seq = old;
     *frame = b;
     *len = nl;
     l->done = changed = 1;
@@ -1258,6 +1269,64 @@ static void test_forged_ticks(void) {
   net_close(&n);
 }
 
+/* A sequence jump: one entry with a very high seq must not make the engine
+ * take every lower one as handled (and ack them away). An absurd one is
+ * refused outright; a smaller jump is handled, and the entries below it
+ * still come, each once, acked only as far as there is no gap. */
+static void test_sequence_jump(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, bob, alice, "before");
+  the_lie.kind = LIE_SEQ;
+  the_lie.victim = alice;
+  the_lie.seq = 1000000000000ULL;
+  ev_clear(alice);
+  send_text(&n, bob, "alice", "jumped", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && refused(alice) == 1 && ev_messages(alice, "jumped") == 0);
+  the_lie.kind = LIE_NONE;
+  char text[32];
+  for (int i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "after %d", i);
+    still_talks(&n, bob, alice, text);
+  }
+  /* the refused entry was never acked: a new connection brings it again */
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(alice, "jumped") == 1);
+  /* a jump within reach: handled; the entries below it still arrive */
+  the_lie.kind = LIE_SEQ;
+  the_lie.done = 0;
+  uint64_t base = 0;
+  {
+    whisper_buf *rec = NULL;
+    uint8_t k = 's';
+    CHECK_RC(wh_get(alice->ctx, 10, &k, 1, &rec), WHISPER_OK);
+    Whisper__Client__ClientState *st = whisper__client__client_state__unpack(NULL, rec->len, rec->data);
+    base = st ? st->last_seq : 0;
+    if (st) whisper__client__client_state__free_unpacked(st, NULL);
+    whisper_buf_free(rec);
+  }
+  the_lie.seq = base + 50;
+  ev_clear(alice);
+  send_text(&n, bob, "alice", "ahead", NULL);
+  net_run(&n);
+  CHECK(the_lie.done && ev_messages(alice, "ahead") == 1);
+  the_lie.kind = LIE_NONE;
+  for (int i = 0; i < 3; i++) {
+    snprintf(text, sizeof text, "below %d", i);
+    still_talks(&n, bob, alice, text);
+  }
+  /* the hole the lie made (the real entry it rewrote) comes on a new
+   * connection: it is "ahead" again, known by its seq, shown once */
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(alice, "ahead") == 1);
+  still_talks(&n, bob, alice, "and on");
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1401,6 +1470,7 @@ int main(void) {
   RUN(test_removed_member_sends);
   RUN(test_own_list_swapped);
   RUN(test_forged_ticks);
+  RUN(test_sequence_jump);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
