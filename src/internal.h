@@ -128,6 +128,10 @@ int wh_history_incoming_check(whisper_ctx *ctx, const struct whisper_message_t *
 int wh_history_incoming_put(whisper_ctx *ctx, const struct whisper_message_t *meta,
                             const char *sender, uint32_t device_id, const uint8_t *pt,
                             size_t pt_len);
+/* Removes the incoming entry (conv, id) stored at sort_key (none: OK), in
+ * the caller's transaction. */
+int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                            uint64_t sort_key);
 /* The recipient devices of an outgoing message (its own transaction): adds
  * the devices it does not list yet (PENDING, or SENT once the server took
  * it), and with `exact` drops the ones not in `devs`. WHISPER_ENOTFOUND if

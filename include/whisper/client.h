@@ -289,10 +289,14 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_DEVICES = 12,    /* from's device list changed: from_device added (status 1) or removed
                                * (status 2); status 0: from's devices are not authorised by an
                                * account key yet (a contact from before signed lists) */
-  WHISPER_EV_REFUSED = 13     /* the engine refused what the server delivered (code, message;
+  WHISPER_EV_REFUSED = 13,    /* the engine refused what the server delivered (code, message;
                                * conversation, from, from_device and id as far as known): a device
                                * or member nobody entitled added, a message moved to another
                                * conversation, an older device list or group change */
+  WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
+                               * says how many; each has a placeholder in history (an incoming
+                               * entry whose body is "message-missing"), which the message takes
+                               * the place of if it comes later */
 } whisper_client_event_type;
 
 /** An event; its pointers are valid until the next call on the engine. */

@@ -707,6 +707,17 @@ int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, con
   return entry_store(ctx, &t, &e, hkey);
 }
 
+int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                            uint64_t sort_key) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  int rc = make_tags(ctx, &t, conv, id, id_len);
+  if (rc != WHISPER_OK) return rc;
+  history_key(hkey, &t, sort_key);
+  rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
+  return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
+}
+
 int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                           const whisper_device_t *devs, size_t n, int exact) {
   tags t;

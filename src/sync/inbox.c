@@ -313,12 +313,87 @@ static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
   recips_free(&r);
   if (rc == WHISPER_OK)
     rc = whisper_history_sent(c->ctx, conv, d->client_id.data, d->client_id.len, d->server_seq);
-  if (rc == WHISPER_OK) rc = sy_outref_put(c, d->client_id.data, conv);
+  if (rc == WHISPER_OK) rc = sy_outref_put(c, d->client_id.data, conv, 0);
   return rc;
 }
 
 static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
                       const Whisper__E2e__Receipt *r, evlist *evs);
+
+/* --- gaps -------------------------------------------------------------------------------------------- */
+
+#define SY_MAX_MISSING 1000 /* missing numbers remembered per sender device and conversation */
+
+/* A placeholder's id: 'g', the device (4, BE), the number (8, BE). */
+static void gap_id(uint8_t id[13], uint32_t device, uint64_t counter) {
+  id[0] = 'g';
+  wh_be32(id + 1, device);
+  for (int i = 0; i < 8; i++) id[5 + i] = (uint8_t)(counter >> (56 - 8 * i));
+}
+
+/* Message number `counter` from (sender, device) in `conv`: the first one
+ * seen sets where counting starts; one past the last seen + 1 leaves the
+ * numbers between missing, each a placeholder in history (EV_GAP); one
+ * that was missing takes its placeholder's place. Inside the entry's
+ * transaction. */
+static int gap_check(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv,
+                     uint64_t counter, evlist *evs) {
+  int rc;
+  Whisper__Client__SeenCounter *seen = sy_seen_load(c, d->sender, d->sender_device, conv, &rc);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Client__SeenCounter fresh = WHISPER__CLIENT__SEEN_COUNTER__INIT;
+  uint64_t last = seen ? seen->last : 0;
+  size_t nm = seen ? seen->n_missing : 0, nn = 0;
+  Whisper__Client__Missing *add = NULL, **miss = NULL;
+  uint64_t gap = counter > last + 1 && seen ? counter - last - 1 : 0;
+  size_t n_add = gap > SY_MAX_MISSING ? SY_MAX_MISSING : (size_t)gap;
+  if ((miss = calloc(nm + n_add + 1, sizeof *miss)) == NULL ||
+      (add = calloc(n_add + 1, sizeof *add)) == NULL)
+    rc = WHISPER_ENOMEM;
+  uint8_t id[13];
+  for (size_t i = 0; rc == WHISPER_OK && i < nm; i++) {
+    if (seen->missing[i]->counter == counter) { /* it came after all */
+      gap_id(id, d->sender_device, counter);
+      rc = wh_history_incoming_del(c->ctx, conv, id, sizeof id, seen->missing[i]->sort_key);
+    } else {
+      miss[nn++] = seen->missing[i];
+    }
+  }
+  uint64_t at = d->server_seq ? d->server_seq - 1 : 0; /* just before the message that shows it */
+  for (size_t i = 0; rc == WHISPER_OK && i < n_add; i++) {
+    uint64_t k = counter - n_add + i;
+    whisper__client__missing__init(&add[i]);
+    add[i].has_counter = add[i].has_sort_key = 1;
+    add[i].counter = k;
+    add[i].sort_key = at;
+    miss[nn++] = &add[i];
+    gap_id(id, d->sender_device, k);
+    whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id, .sort_key = at,
+                           .timestamp_ms = c->now};
+    rc = wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device,
+                                 (const uint8_t *)"message-missing", 15);
+  }
+  if (nn > SY_MAX_MISSING) { /* the oldest are forgotten (their placeholders stay) */
+    memmove(miss, miss + (nn - SY_MAX_MISSING), SY_MAX_MISSING * sizeof *miss);
+    nn = SY_MAX_MISSING;
+  }
+  if (rc == WHISPER_OK) {
+    fresh.has_last = 1;
+    fresh.last = counter > last ? counter : last;
+    fresh.n_missing = nn;
+    fresh.missing = miss;
+    rc = sy_seen_save(c, d->sender, d->sender_device, conv, &fresh);
+  }
+  if (rc == WHISPER_OK && gap) {
+    sy_event *e = ev_of(c, WHISPER_EV_GAP, d, conv, NULL);
+    if (e) e->ev.status = gap > INT32_MAX ? INT32_MAX : (int)gap; /* id: the message that showed it */
+    ev_add(evs, e);
+  }
+  free(add);
+  free(miss);
+  if (seen) whisper__client__seen_counter__free_unpacked(seen, &wh_pb_alloc);
+  return rc;
+}
 
 /* The library's answer for the sender's session or sender key. */
 static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
@@ -457,8 +532,10 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   } else if (rc == WHISPER_OK && receipt) {
     out = on_receipt(c, d, p->receipt, evs);
   } else if (rc == WHISPER_OK) {
-    rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms)
-             : wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device, body, body_len);
+    if (p && p->has_counter && p->counter) rc = gap_check(c, d, conv, p->counter, evs);
+    if (rc == WHISPER_OK)
+      rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms)
+               : wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device, body, body_len);
     /* DELIVERED, end to end, stored with the message */
     if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
         (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,

@@ -52,7 +52,9 @@ static int enqueue(whisper_client *c, const char *conv, const char *const *accou
                            .body = body, .body_len = len};
     rc = whisper_history_add_outgoing(c->ctx, &m, devs, n);
   }
-  if (rc == WHISPER_OK) rc = sy_outref_put(c, id, conv);
+  uint64_t counter = 0;
+  if (rc == WHISPER_OK) rc = sy_counter_next(c, conv, &counter);
+  if (rc == WHISPER_OK) rc = sy_outref_put(c, id, conv, counter);
   rc = sy_txn_end(c, rc);
   for (size_t i = 0; i < n_names; i++) free(names[i]);
   free(names);

@@ -441,7 +441,8 @@ static int direct_step(whisper_client *c, sy_job *j) {
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
                        WHISPER__SYNC__CONTENT__CONTENT_RECEIPT, NULL);
-  else if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, &pl) == WHISPER_OK)
+  else if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), &pl) ==
+           WHISPER_OK)
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
                        WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, NULL);
 out:
@@ -515,7 +516,8 @@ static int group_step(whisper_client *c, sy_job *j) {
   whisper_buf *skdm = NULL, *ct = NULL, *pl = NULL;
   int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
   whisper_buf_free(skdm);
-  if (rc == WHISPER_OK) rc = sy_payload_make(c, NULL, j->group_id, j->body, j->body_len, &pl);
+  if (rc == WHISPER_OK)
+    rc = sy_payload_make(c, NULL, j->group_id, j->body, j->body_len, sy_outref_counter(c, j->id), &pl);
   if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
   whisper_buf_free(pl);
   if (rc != WHISPER_OK) {

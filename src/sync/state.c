@@ -379,10 +379,76 @@ void sy_heldset_free(sy_heldset *h) {
 
 /* --- outgoing messages' conversations --------------------------------------------------- */
 
-int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv) {
+int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv,
+                  uint64_t counter) {
   Whisper__Client__OutRef m = WHISPER__CLIENT__OUT_REF__INIT;
   m.conversation = (char *)conv;
+  if (counter) m.has_counter = 1, m.counter = counter;
   return put_msg(c, 'm', id, WHISPER_CLIENT_ID_LEN, &m.base);
+}
+
+uint64_t sy_outref_counter(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN]) {
+  whisper_buf *b;
+  if (get_raw(c, 'm', id, WHISPER_CLIENT_ID_LEN, &b) != WHISPER_OK) return 0;
+  Whisper__Client__OutRef *m = whisper__client__out_ref__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  uint64_t n = m && m->has_counter ? m->counter : 0;
+  if (m) whisper__client__out_ref__free_unpacked(m, &wh_pb_alloc);
+  return n;
+}
+
+int sy_counter_next(whisper_client *c, const char *conv, uint64_t *out) {
+  whisper_buf *b;
+  uint64_t next = 1;
+  int rc = get_raw(c, 'k', conv, strlen(conv), &b);
+  if (rc == WHISPER_OK) {
+    Whisper__Client__SendCounter *m = whisper__client__send_counter__unpack(&wh_pb_alloc, b->len, b->data);
+    whisper_buf_free(b);
+    if (m == NULL) return corrupt(c, "message counter");
+    next = m->next ? m->next : 1;
+    whisper__client__send_counter__free_unpacked(m, &wh_pb_alloc);
+  } else if (rc != WHISPER_ENOTFOUND) {
+    return rc;
+  }
+  Whisper__Client__SendCounter m = WHISPER__CLIENT__SEND_COUNTER__INIT;
+  m.has_next = 1;
+  m.next = next + 1;
+  *out = next;
+  return put_msg(c, 'k', conv, strlen(conv), &m.base);
+}
+
+static size_t seen_key(uint8_t *k, const char *sender, uint32_t device, const char *conv) {
+  size_t n = 0, sl = strlen(sender), cl = strlen(conv);
+  k[n++] = 'q';
+  memcpy(k + n, sender, sl);
+  n += sl;
+  k[n++] = 0;
+  wh_be32(k + n, device);
+  n += 4;
+  memcpy(k + n, conv, cl);
+  return n + cl;
+}
+
+Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender, uint32_t device,
+                                           const char *conv, int *rc) {
+  uint8_t k[1 + 2 * WH_NAME_MAX + 6];
+  whisper_buf *b;
+  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &b);
+  if (*rc == WHISPER_ENOTFOUND) {
+    *rc = WHISPER_OK;
+    return NULL;
+  }
+  if (*rc != WHISPER_OK) return NULL;
+  Whisper__Client__SeenCounter *m = whisper__client__seen_counter__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (m == NULL) *rc = corrupt(c, "seen counters");
+  return m;
+}
+
+int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
+                 const Whisper__Client__SeenCounter *m) {
+  uint8_t k[1 + 2 * WH_NAME_MAX + 6];
+  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &m->base);
 }
 
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],

@@ -358,7 +358,18 @@ typedef struct sy_heldset {
 int sy_held_read(whisper_client *c, sy_heldset *h);
 int sy_held_write(whisper_client *c, const sy_heldset *h); /* inside a transaction */
 void sy_heldset_free(sy_heldset *h);
-int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv);
+int sy_outref_put(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN], const char *conv,
+                  uint64_t counter);
+/* The number this device gave its message `id` (0: none, or from before numbers). */
+uint64_t sy_outref_counter(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN]);
+/* The next number of this device's messages in `conv` (stored as taken). */
+int sy_counter_next(whisper_client *c, const char *conv, uint64_t *out);
+/* What this device has seen of (sender, device)'s numbered messages in conv
+ * (NULL and *rc OK: nothing yet). */
+Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender, uint32_t device,
+                                           const char *conv, int *rc);
+int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
+                 const Whisper__Client__SeenCounter *m);
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]);
 int sy_ops_load(whisper_client *c);
@@ -421,7 +432,7 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
                    whisper_buf **out);
 /* The payload around a message body, and back. */
 int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const uint8_t *body,
-                    size_t len, whisper_buf **out);
+                    size_t len, uint64_t counter, whisper_buf **out);
 int sy_payload_receipt(whisper_client *c, const char *to, int status,
                        const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n, whisper_buf **out);
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);

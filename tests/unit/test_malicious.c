@@ -67,6 +67,7 @@ enum {
   LIE_NO_LIST,       /* Devices/Bundles answers to `victim` about `account` lose their signed list */
   LIE_ROUTE,         /* the next ENTRY_GROUP to `victim` also lists `account` as a member */
   LIE_SEQ,           /* the next Deliver to `victim` gets seq `seq` */
+  LIE_DROP,          /* every Deliver to `victim` of message `gid` (its client id) is dropped */
 };
 
 typedef struct lie {
@@ -97,6 +98,13 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
   if (l->kind == LIE_NONE || d != l->victim) return 0;
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
   if (f == NULL) return 0;
+  if (l->kind == LIE_DROP && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      f->deliver->has_client_id && f->deliver->client_id.len == 16 &&
+      memcmp(f->deliver->client_id.data, l->gid, 16) == 0) {
+    l->done++;
+    whisper__sync__frame__free_unpacked(f, NULL);
+    return 1;
+  }
   int changed = 0;
   if (l->kind == LIE_DELIVER && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       f->deliver->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE &&
@@ -1327,6 +1335,65 @@ static void test_sequence_jump(void) {
   net_close(&n);
 }
 
+/* A message the server drops, with later ones from the same device after
+ * it: the gap shows (EV_GAP, a placeholder in history) as soon as the next
+ * one arrives; when the dropped one comes after all, it takes the
+ * placeholder's place, once. */
+static void test_dropped_message(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, bob, alice, "one");
+  uint8_t id[16];
+  send_text(&n, bob, "alice", "two", id);
+  the_lie.kind = LIE_DROP;
+  the_lie.victim = alice;
+  memcpy(the_lie.gid, id, 16);
+  ev_clear(alice);
+  net_run(&n);
+  CHECK(the_lie.done >= 1 && ev_messages(alice, "two") == 0 && ev_count(alice, WHISPER_EV_GAP) == 0);
+  still_talks(&n, bob, alice, "three");
+  still_talks(&n, bob, alice, "four");
+  CHECK(ev_count(alice, WHISPER_EV_GAP) == 1);
+  const rec_event *g = last_of(alice, WHISPER_EV_GAP);
+  CHECK(g && strcmp(g->from, "bob") == 0 && g->from_device == 1 && g->status == 1 &&
+        strcmp(g->conversation, "bob") == 0);
+  CHECK(notices(alice, "bob", "message-missing") == 0); /* a placeholder, not a device notice */
+  whisper_page *p = NULL;
+  CHECK_RC(whisper_history_page(alice->ctx, "bob", 0, NULL, 0, 10, &p), WHISPER_OK);
+  int holes = 0, pos = -1;
+  for (size_t i = 0; i < whisper_page_count(p); i++) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    if (m->body_len == 15 && memcmp(m->body, "message-missing", 15) == 0 && m->sender_device == 1) {
+      holes++;
+      pos = (int)i;
+    }
+  }
+  /* newest first: four, three, the placeholder, one */
+  CHECK(holes == 1 && pos == 2 && whisper_page_count(p) == 4);
+  whisper_page_free(p);
+  /* delivered ticks say the truth: none for "two" */
+  CHECK(status_of(bob, "alice", id, "alice", 1) == WHISPER_STATUS_SENT);
+  /* the server relents: on the next connection it comes, in its place */
+  the_lie.kind = LIE_NONE;
+  ev_clear(alice);
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(alice, "two") == 1 && ev_count(alice, WHISPER_EV_GAP) == 0);
+  CHECK_RC(whisper_history_page(alice->ctx, "bob", 0, NULL, 0, 10, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 4);
+  const char *order[4] = {"four", "three", "two", "one"};
+  for (size_t i = 0; i < 4 && i < whisper_page_count(p); i++) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    CHECK(m->body_len == strlen(order[i]) && memcmp(m->body, order[i], m->body_len) == 0);
+  }
+  whisper_page_free(p);
+  CHECK(status_of(bob, "alice", id, "alice", 1) == WHISPER_STATUS_DELIVERED);
+  still_talks(&n, bob, alice, "five");
+  CHECK(ev_count(alice, WHISPER_EV_GAP) == 0);
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1471,6 +1538,7 @@ int main(void) {
   RUN(test_own_list_swapped);
   RUN(test_forged_ticks);
   RUN(test_sequence_jump);
+  RUN(test_dropped_message);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
