@@ -139,8 +139,11 @@ static void check_sent(void *arg, const whisper_buf *b) {
     case WHISPER__SYNC__FRAME__BODY_SEND: {
       const Whisper__Sync__Send *s = f->send;
       FZ_ASSERT(s->has_client_id && s->client_id.len == 16, "a Send without a 16-byte client id");
-      FZ_ASSERT(s->has_content && (s->content == 1 || s->content == 2), "a Send of content %u",
+      /* what the engine sends: SKDM, RECEIPT (end to end) and MESSAGE (ticks end to end);
+       * never TEXT, whose ticks are the server's word */
+      FZ_ASSERT(s->has_content && s->content >= 2 && s->content <= 4, "a Send of content %u",
                 s->content);
+      FZ_ASSERT(!s->has_group_id || s->content == 4, "a group Send of content %u", s->content);
       FZ_ASSERT((s->to != NULL) != (s->has_group_id != 0), "a Send to both or neither");
       if (s->has_group_id) {
         FZ_ASSERT(s->group_id.len == 16 && s->has_body && s->body.len > 0 && s->n_messages == 0 &&

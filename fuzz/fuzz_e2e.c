@@ -609,16 +609,40 @@ static void do_payload(const uint8_t *p, size_t n) {
   Whisper__E2e__Payload *pl = sy_payload_parse(p, n);
   if (fz_verbose()) fprintf(stderr, "  payload (%zu bytes): %s\n", n, pl ? "ok" : "refused");
   if (pl == NULL) return;
-  FZ_ASSERT(pl->has_body, "a payload without a body");
+  FZ_ASSERT(pl->has_body != (pl->receipt != NULL), "a payload with %s",
+            pl->has_body ? "both a body and a receipt" : "neither a body nor a receipt");
   FZ_ASSERT((pl->to != NULL) != (pl->has_group_id != 0), "a payload for %s",
             pl->to ? "both a person and a group" : "no conversation");
+  if (pl->receipt) {
+    /* a receipt goes to a person; what the engine makes of it reads back */
+    FZ_ASSERT(pl->to != NULL, "a receipt to a group");
+    size_t ni = 0;
+    uint8_t(*ids)[WHISPER_CLIENT_ID_LEN] = calloc(pl->receipt->n_ids + 1, sizeof *ids);
+    FZ_ASSERT(ids != NULL, "out of memory");
+    for (size_t i = 0; i < pl->receipt->n_ids; i++)
+      if (pl->receipt->ids[i].len == WHISPER_CLIENT_ID_LEN)
+        memcpy(ids[ni++], pl->receipt->ids[i].data, WHISPER_CLIENT_ID_LEN);
+    whisper_buf *r = NULL;
+    FZ_ASSERT(sy_payload_receipt(W->c, pl->to, (int)pl->receipt->status,
+                                 (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])ids, ni, &r) == WHISPER_OK,
+              "payload_receipt");
+    Whisper__E2e__Payload *r2 = sy_payload_parse(r->data, r->len);
+    FZ_ASSERT(r2 != NULL && r2->receipt != NULL && r2->receipt->n_ids == ni &&
+                  strcmp(r2->to, pl->to) == 0,
+              "a receipt made from a parsed one does not read back");
+    whisper__e2e__payload__free_unpacked(r2, &wh_pb_alloc);
+    whisper_buf_free(r);
+    free(ids);
+    whisper__e2e__payload__free_unpacked(pl, &wh_pb_alloc);
+    return;
+  }
   if (pl->to) FZ_ASSERT(name_ok(pl->to), "a payload to a bad account name");
   if (pl->has_group_id) FZ_ASSERT(pl->group_id.len == WHISPER_GROUP_ID_LEN, "a %zu-byte group id",
                                   pl->group_id.len);
   /* what the engine makes of the same conversation and body reads back */
   whisper_buf *again = NULL;
   FZ_ASSERT(sy_payload_make(W->c, pl->to, pl->has_group_id ? pl->group_id.data : NULL,
-                            pl->body.data, pl->body.len, &again) == WHISPER_OK,
+                            pl->body.data, pl->body.len, pl->counter, &again) == WHISPER_OK,
             "payload_make");
   Whisper__E2e__Payload *p2 = sy_payload_parse(again->data, again->len);
   FZ_ASSERT(p2 != NULL, "a payload made from a parsed one does not parse");
@@ -627,6 +651,7 @@ static void do_payload(const uint8_t *p, size_t n) {
             "the body changed");
   FZ_ASSERT((pl->to == NULL) == (p2->to == NULL) && (pl->to == NULL || strcmp(pl->to, p2->to) == 0),
             "the recipient changed");
+  FZ_ASSERT(p2->counter == pl->counter, "the number changed");
   FZ_ASSERT(p2->has_group_id == pl->has_group_id &&
                 (!pl->has_group_id || memcmp(p2->group_id.data, pl->group_id.data, 16) == 0),
             "the group changed");
@@ -787,13 +812,19 @@ void fze_gen_seeds(fz_seeds *s) {
   seed(s, "change_by_alice", K_CHANGE, 0, b);
 
   /* payloads */
-  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello bob", 9, &b) == WHISPER_OK,
+  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello bob", 9, 7, &b) == WHISPER_OK,
             "payload");
   seed(s, "payload_direct", K_PAYLOAD, 0, b);
-  FZ_ASSERT(sy_payload_make(W->c, NULL, W->gid, (const uint8_t *)"hello group", 11, &b) ==
+  FZ_ASSERT(sy_payload_make(W->c, NULL, W->gid, (const uint8_t *)"hello group", 11, 3, &b) ==
                 WHISPER_OK,
             "payload");
   seed(s, "payload_group", K_PAYLOAD, 0, b);
+  {
+    const uint8_t rid[2][WHISPER_CLIENT_ID_LEN] = {{1, 2, 3}, {4, 5, 6}};
+    FZ_ASSERT(sy_payload_receipt(W->c, "bob", WHISPER_STATUS_READ, rid, 2, &b) == WHISPER_OK,
+              "receipt payload");
+    seed(s, "payload_receipt", K_PAYLOAD, 0, b);
+  }
 
   /* a link token of alice.2, as its engine makes it */
   whisper_client *c2 = NULL;
