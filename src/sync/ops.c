@@ -716,6 +716,11 @@ void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
     }
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
     else c->own_listed = 1;
+  } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->code == SY_ERR_STATE &&
+             !c->own_listed) {
+    /* the first list went before, its answer lost: read it back (it must
+     * verify under this device's key to be taken) */
+    sy_list_request(c, c->account);
   } else {
     const Whisper__Sync__Error *e = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error : NULL;
     sy_error_event(c, WHISPER_EINVAL, e ? (int)e->code : 0,

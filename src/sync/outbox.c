@@ -660,6 +660,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
   l.known = 1;
   rc = sy_txn_end(c, sy_devs_save(c, r->account, &l));
   if (rc == WHISPER_OK) sy_name_add(&c->refreshed, r->account);
+  if (rc == WHISPER_OK && l.authed && strcmp(r->account, c->account) == 0) c->own_listed = 1;
   if (sy_name_has(c->fetching, r->account)) {
     sy_name_del(&c->fetching, r->account);
     c->retry_due = 1;

@@ -26,9 +26,12 @@ typedef struct sent_rec {
 static sent_rec sent[MAX_SENT];
 static int n_sent;
 
+static uint64_t publish_id; /* the first PublishDevices request seen */
+
 static void watch(net *n, node *d, const uint8_t *frame, size_t len, void *arg) {
   (void)n, (void)arg;
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, len, frame);
+  if (f && f->body_case == WHISPER__SYNC__FRAME__BODY_PUBLISH && !publish_id) publish_id = f->id;
   if (f && f->body_case == WHISPER__SYNC__FRAME__BODY_SEND && f->send->to) {
     const Whisper__Sync__Send *s = f->send;
     for (size_t i = 0; i < s->n_messages + s->n_own && n_sent < MAX_SENT; i++) {
@@ -68,6 +71,7 @@ enum {
   LIE_ROUTE,         /* the next ENTRY_GROUP to `victim` also lists `account` as a member */
   LIE_SEQ,           /* the next Deliver to `victim` gets seq `seq` */
   LIE_DROP,          /* every Deliver to `victim` of message `gid` (its client id) is dropped */
+  LIE_LOSE_PUBLISH,  /* the answer to `victim`'s first PublishDevices is lost */
 };
 
 typedef struct lie {
@@ -98,6 +102,11 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
   if (l->kind == LIE_NONE || d != l->victim) return 0;
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
   if (f == NULL) return 0;
+  if (l->kind == LIE_LOSE_PUBLISH && !l->done && publish_id && f->id == publish_id) {
+    l->done = 1;
+    whisper__sync__frame__free_unpacked(f, NULL);
+    return 1;
+  }
   if (l->kind == LIE_DROP && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       f->deliver->has_client_id && f->deliver->client_id.len == 16 &&
       memcmp(f->deliver->client_id.data, l->gid, 16) == 0) {
@@ -1394,6 +1403,30 @@ static void test_dropped_message(void) {
   net_close(&n);
 }
 
+/* The answer to a new account's first PublishDevices is lost: at its next
+ * login it publishes again, is told the version is not above the stored
+ * one, reads its list back, and goes on. */
+static void test_lost_publish_answer(void) {
+  net n;
+  open_net(&n);
+  node *bob = account_new(&n, "bob", 1);
+  publish_id = 0;
+  the_lie.kind = LIE_LOSE_PUBLISH;
+  node *alice = node_new(&n, "alice", 1, 1);
+  the_lie.victim = alice;
+  net_run(&n);
+  CHECK(the_lie.done);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "waits for the list", id);
+  net_run(&n);
+  CHECK(ev_messages(bob, "waits for the list") == 0); /* nothing before the list is known out */
+  node_cut(&n, alice);
+  net_advance(&n, 2000);
+  CHECK(ev_messages(bob, "waits for the list") == 1);
+  CHECK(ev_count(alice, WHISPER_EV_ERROR) == 0 && refused(alice) == 0 && refused(bob) == 0);
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1539,6 +1572,7 @@ int main(void) {
   RUN(test_forged_ticks);
   RUN(test_sequence_jump);
   RUN(test_dropped_message);
+  RUN(test_lost_publish_answer);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
