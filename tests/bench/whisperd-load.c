@@ -90,6 +90,7 @@ static int g_messages = 20;
 static int g_idle = 1000;
 static int g_quick;
 static int g_burst;
+static int g_no_receipts; /* --no-receipts: no DELIVERED receipts (their cost, by difference) */
 static int g_keep;
 static double g_timeout = 120;
 static const char *g_whisperd = WHISPERD_LOAD_WHISPERD;
@@ -1089,8 +1090,8 @@ static void report_missing(void) {
     int s = (int)(i / (size_t)g_messages), k = (int)(i % (size_t)g_messages);
     nr += !m->received;
     ns += !m->sent;
-    nd += !m->delivered;
-    if ((!m->received || !m->sent || !m->delivered) && shown++ < MAX_ERRORS_SHOWN)
+    nd += !m->delivered && !g_no_receipts;
+    if ((!m->received || !m->sent || (!m->delivered && !g_no_receipts)) && shown++ < MAX_ERRORS_SHOWN)
       fprintf(stderr, "%s:   message %d of %s to %s: %s, %s, %s\n", PROG, k, g_dev[s].name,
               g_dev[recipient_of(s)].name, !m->issued ? "not sent yet (paced)"
                                            : m->received ? "received" : "NOT RECEIVED",
@@ -1198,7 +1199,7 @@ static int cond_all_received(void *arg) {
 static int cond_statuses(void *arg) {
   (void)arg;
   unsigned total = (unsigned)g_clients * (unsigned)g_messages;
-  return g_sent_n >= total && g_delivered_n >= total;
+  return g_sent_n >= total && (g_no_receipts || g_delivered_n >= total);
 }
 
 /* --- plain connections --------------------------------------------------------------------- */
@@ -1319,7 +1320,7 @@ static const char *fmt_kib_per(char *buf, size_t cap, long a, long b, int n) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--burst]\n"
-          "                     [--whisperd PATH] [--timeout S] [--keep]\n"
+          "                     [--no-receipts] [--whisperd PATH] [--timeout S] [--keep]\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
           "  --messages M    messages of 100 B each device sends, in a ring (default 20)\n"
           "  --idle K        plain WebSocket connections for the idle-memory figure (default\n"
@@ -1327,6 +1328,8 @@ static void usage(FILE *f) {
           "  --quick         N=20, M=5, K=100, --timeout 25 (the ctest smoke run)\n"
           "  --burst         each device sends its M messages at once (default: the next one\n"
           "                  when the previous is SENT)\n"
+          "  --no-receipts   the engines send no DELIVERED receipts (end to end since the\n"
+          "                  signed-receipts change): what they cost, by difference\n"
           "  --whisperd PATH the whisperd to start (default: the one built with this program)\n"
           "  --timeout S     how long each phase may take before the run fails (default 120)\n"
           "  --keep          keep the temporary directory (databases, whisperd logs)\n");
@@ -1351,6 +1354,9 @@ int main(int argc, char **argv) {
       continue;
     } else if (strcmp(a, "--burst") == 0) {
       g_burst = 1;
+      continue;
+    } else if (strcmp(a, "--no-receipts") == 0) {
+      g_no_receipts = 1;
       continue;
     } else if (strcmp(a, "--keep") == 0) {
       g_keep = 1;
@@ -1460,6 +1466,7 @@ int main(int argc, char **argv) {
   cfg.backoff_min_ms = 100;
   cfg.backoff_max_ms = 2000;
   cfg.read_receipts = 0;
+  cfg.delivery_receipts = !g_no_receipts;
   g_cfg = cfg;
   int rfd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
   if (rfd < 0 || read(rfd, g_run_tag, sizeof g_run_tag) != (ssize_t)sizeof g_run_tag)
