@@ -123,11 +123,16 @@ int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const 
  * check refuses a message already stored (WHISPER_EDUPLICATE), put stores
  * an incoming one. */
 struct whisper_message_t;
+struct whisper_buf;
 struct whisper_device_t;
 int wh_history_incoming_check(whisper_ctx *ctx, const struct whisper_message_t *meta);
 int wh_history_incoming_put(whisper_ctx *ctx, const struct whisper_message_t *meta,
                             const char *sender, uint32_t device_id, const uint8_t *pt,
                             size_t pt_len);
+/* The body and time of this device's outgoing message (conv, id): no
+ * transaction of its own (a read). */
+int wh_history_outgoing_get(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                            struct whisper_buf **body, uint64_t *timestamp_ms);
 /* Removes the incoming entry (conv, id) stored at sort_key (none: OK), in
  * the caller's transaction. */
 int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,

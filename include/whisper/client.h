@@ -293,11 +293,21 @@ typedef enum whisper_client_event_type {
                                * conversation, from, from_device and id as far as known): a device
                                * or member nobody entitled added, a message moved to another
                                * conversation, an older device list or group change */
+  WHISPER_EV_RETRY = 15,      /* a message is being recovered: status WHISPER_RETRY_ASKED (this device
+                               * could not decrypt message id from from/from_device and asked for it
+                               * again; a placeholder "message-waiting" holds its place), _RESENT
+                               * (from/from_device asked for this device's message id: sent again)
+                               * or _FAILED (it cannot be sent again: its status for that device is
+                               * WHISPER_STATUS_FAILED) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes
                                * the place of if it comes later */
 } whisper_client_event_type;
+
+#define WHISPER_RETRY_ASKED 1
+#define WHISPER_RETRY_RESENT 2
+#define WHISPER_RETRY_FAILED 3
 
 /** An event; its pointers are valid until the next call on the engine. */
 typedef struct whisper_client_event_t {

@@ -28,6 +28,10 @@ extern "C" {
 #define WHISPER_STATUS_SENT 1
 #define WHISPER_STATUS_DELIVERED 2
 #define WHISPER_STATUS_READ 3
+/** The message could not be recovered for that device (it could not
+ *  decrypt it and the sender could not send it again): never after
+ *  DELIVERED. */
+#define WHISPER_STATUS_FAILED 4
 
 #define WHISPER_MESSAGE_ID_MAX 64
 

@@ -148,7 +148,7 @@ static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversat
   for (size_t i = 0; i < e->n_statuses; i++) {
     const Whisper__Store__DeliveryStatus *d = e->statuses[i];
     if (d->name == NULL || strlen(d->name) == 0 || strlen(d->name) > WH_NAME_MAX ||
-        d->status > WHISPER_STATUS_READ)
+        d->status > WHISPER_STATUS_FAILED)
       return 0;
   }
   for (size_t i = 0; i < e->base.n_unknown_fields; i++)
@@ -486,7 +486,7 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
   int rc = check_ref(ctx, conv, id, id_len);
   if (rc != WHISPER_OK) return rc;
   if (recipient == NULL) return wh_fail(ctx, WHISPER_EINVAL, "recipient is NULL");
-  if (set && (*status < WHISPER_STATUS_PENDING || *status > WHISPER_STATUS_READ))
+  if (set && (*status < WHISPER_STATUS_PENDING || *status > WHISPER_STATUS_FAILED))
     return wh_fail(ctx, WHISPER_EINVAL, "unknown status %d", *status);
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
@@ -499,7 +499,14 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
     rc = wh_fail(ctx, WHISPER_ENOTFOUND, "%s.%u is not a recipient of that message", recipient, device);
   if (rc == WHISPER_OK && !set) *status = (int)d->status;
   int wrote = 0;
-  if (rc == WHISPER_OK && set && (uint32_t)*status > d->status) {
+  /* FAILED only replaces PENDING or SENT (a delivered message never fails);
+   * DELIVERED and READ replace FAILED (it came after all) */
+  int forward = d == NULL                           ? 0
+                : d->status == WHISPER_STATUS_FAILED
+                    ? *status == WHISPER_STATUS_DELIVERED || *status == WHISPER_STATUS_READ
+                    : (uint32_t)*status > d->status &&
+                          (*status != WHISPER_STATUS_FAILED || d->status < WHISPER_STATUS_DELIVERED);
+  if (rc == WHISPER_OK && set && forward) {
     d->status = (uint32_t)*status;
     d->has_status = 1;
     rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
@@ -705,6 +712,21 @@ int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, con
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
   incoming_entry(&e, meta, sender, device_id, pt, pt_len);
   return entry_store(ctx, &t, &e, hkey);
+}
+
+int wh_history_outgoing_get(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                            whisper_buf **body, uint64_t *timestamp_ms) {
+  tags t;
+  uint8_t hkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  *body = NULL;
+  int rc = check_ref(ctx, conv, id, id_len);
+  if (rc == WHISPER_OK) rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
+  if (rc == WHISPER_OK && e->sender != NULL) rc = wh_fail(ctx, WHISPER_EINVAL, "not an outgoing message");
+  if (rc == WHISPER_OK && (*body = whisper_buf_new(e->body.data, e->body.len)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK) *timestamp_ms = e->timestamp;
+  if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  return rc;
 }
 
 int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,

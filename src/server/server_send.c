@@ -17,13 +17,17 @@
 
 /* --- checks --------------------------------------------------------------- */
 
-static int messages_ok(Whisper__Sync__DeviceMessage *const *ms, size_t n, size_t max) {
+#define TYPE_PLAINTEXT 8 /* a retry request, unencrypted (CONTENT_RETRY) */
+
+/* `plain`: the bodies are type 8 (a retry request), else Signal messages. */
+static int messages_ok(Whisper__Sync__DeviceMessage *const *ms, size_t n, size_t max, int plain) {
   if (n > max) return 0;
   for (size_t i = 0; i < n; i++) {
     const Whisper__Sync__DeviceMessage *d = ms[i];
-    if (!wsrv_device_ok(d->has_device_id, d->device_id) || !d->has_type ||
-        (d->type != WHISPER_MSG_WHISPER && d->type != WHISPER_MSG_PREKEY) || !d->has_body ||
-        d->body.len == 0)
+    int type_ok = plain ? d->type == TYPE_PLAINTEXT
+                        : d->type == WHISPER_MSG_WHISPER || d->type == WHISPER_MSG_PREKEY;
+    if (!wsrv_device_ok(d->has_device_id, d->device_id) || !d->has_type || !type_ok ||
+        !d->has_body || d->body.len == 0)
       return 0;
     for (size_t j = 0; j < i; j++)
       if (ms[j]->device_id == d->device_id) return 0;
@@ -34,8 +38,12 @@ static int messages_ok(Whisper__Sync__DeviceMessage *const *ms, size_t n, size_t
 static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
   if (!wsrv_bytes_ok(m->has_client_id, m->client_id, WSRV_ID_LEN))
     return wsrv_refuse(srv, ERR_MALFORMED, "Send needs a 16-byte client_id");
-  if (!m->has_content || m->content < CONTENT_TEXT || m->content > CONTENT_MESSAGE)
-    return wsrv_refuse(srv, ERR_MALFORMED, "Send needs content (TEXT, SKDM, RECEIPT or MESSAGE)");
+  if (!m->has_content || m->content < CONTENT_TEXT || m->content > CONTENT_RETRY)
+    return wsrv_refuse(srv, ERR_MALFORMED, "Send needs content (TEXT, SKDM, RECEIPT, MESSAGE or RETRY)");
+  if (m->has_resend_of &&
+      (!wsrv_bytes_ok(1, m->resend_of, WSRV_ID_LEN) || m->content != CONTENT_MESSAGE ||
+       m->has_group_id || m->n_own || m->n_messages == 0))
+    return wsrv_refuse(srv, ERR_MALFORMED, "a resend is a 1:1 MESSAGE to some devices of `to`");
   if ((m->to != NULL) == (m->has_group_id != 0))
     return wsrv_refuse(srv, ERR_MALFORMED, "Send goes either to an account or to a group");
   if (m->has_group_id) {
@@ -46,8 +54,9 @@ static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
   }
   if (!wsrv_name_ok(m->to) || m->has_body)
     return wsrv_refuse(srv, ERR_MALFORMED, "a 1:1 Send has an account and per-device messages");
-  if (!messages_ok(m->messages, m->n_messages, srv->cfg.max_devices) ||
-      !messages_ok(m->own, m->n_own, srv->cfg.max_devices))
+  int plain = m->content == CONTENT_RETRY;
+  if (!messages_ok(m->messages, m->n_messages, srv->cfg.max_devices, plain) ||
+      !messages_ok(m->own, m->n_own, srv->cfg.max_devices, plain))
     return wsrv_refuse(srv, ERR_MALFORMED, "bad device messages");
   return 0;
 }
@@ -165,7 +174,7 @@ static void entry_init(Whisper__Sync__Deliver *d, const wsrv_conn *c, const Whis
   d->sender_device = c->device_id;
   d->server_ts = s->server_ts;
   d->server_seq = s->server_seq;
-  d->client_id = m->client_id;
+  d->client_id = m->has_resend_of ? m->resend_of : m->client_id; /* a resend: the message's id */
   d->content = m->content;
 }
 
@@ -191,8 +200,12 @@ static int send_direct(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whi
   if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such account");
   if (rc == WHISPER_OK)
     rc = devices_match(srv, m->to, to, self ? c->device_id : 0, m->messages, m->n_messages, st);
-  if (rc == WHISPER_OK && !self) rc = wsrv_account_get(srv, c->account, &own);
-  if (rc == WHISPER_OK && !self)
+  if (rc == STALE && m->has_resend_of && st->n_extra + st->n_stale == 0) {
+    stale_free(st); /* a resend goes to the devices that asked: some of them */
+    rc = WHISPER_OK;
+  }
+  if (rc == WHISPER_OK && !self && !m->has_resend_of) rc = wsrv_account_get(srv, c->account, &own);
+  if (rc == WHISPER_OK && !self && !m->has_resend_of)
     rc = devices_match(srv, c->account, own, c->device_id, m->own, m->n_own, st);
   Whisper__Sync__Deliver d;
   entry_init(&d, c, m, s);

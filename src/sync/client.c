@@ -332,6 +332,7 @@ void whisper_client_free(whisper_client *c) {
   }
   free(c->held);
   free(c->above);
+  sy_rates_free(c);
   wh_wipe(c->nonce, sizeof c->nonce);
   free(c);
 }

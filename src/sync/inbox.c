@@ -49,6 +49,8 @@ enum { OUT_DONE = 1, OUT_HOLD = 2, OUT_REFUSED = 3 };
 /* What handling one entry produced. */
 typedef struct entry_ctx {
   char fetch[WH_NAME_MAX + 1]; /* OUT_HOLD: the account whose list to fetch ("" none) */
+  int retry;                   /* it could not be decrypted: ask its sender again (retry.c) */
+  char conv[WH_NAME_MAX + 1];  /* ... filed there */
 } entry_ctx;
 
 /* --- the watermark and acks ------------------------------------------------------------------- */
@@ -111,9 +113,7 @@ void sy_ack_flush(whisper_client *c) {
 
 /* --- events of one entry ------------------------------------------------------------------------ */
 
-typedef struct evlist {
-  sy_event *head, *tail;
-} evlist;
+typedef sy_evq evlist; /* the events of one entry, raised once it is committed */
 
 static void ev_add(evlist *l, sy_event *e) {
   if (e == NULL) return;
@@ -346,6 +346,11 @@ static int gap_check(whisper_client *c, const Whisper__Sync__Deliver *d, const c
   size_t nm = seen ? seen->n_missing : 0, nn = 0;
   Whisper__Client__Missing *add = NULL, **miss = NULL;
   uint64_t gap = counter > last + 1 && seen ? counter - last - 1 : 0;
+  if (gap) { /* those it could not decrypt show already ("message-waiting") */
+    size_t waiting = sy_waiting_count(c, d->sender, d->sender_device, conv);
+    last += waiting < gap ? waiting : gap;
+    gap -= waiting < gap ? waiting : gap;
+  }
   size_t n_add = gap > SY_MAX_MISSING ? SY_MAX_MISSING : (size_t)gap;
   if ((miss = calloc(nm + n_add + 1, sizeof *miss)) == NULL ||
       (add = calloc(n_add + 1, sizeof *add)) == NULL)
@@ -406,6 +411,17 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
     }
     return refuse(c, d, evs, conv, WHISPER_EFORGED);
   }
+  /* a message that cannot be decrypted: asked for again (after the
+   * rollback of what the failed call did, handle()) */
+  int content = d->has_content ? (int)d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  if ((rc == WHISPER_EINVALIDMSG || rc == WHISPER_ENOSESSION || rc == WHISPER_ETOOFAR ||
+       rc == WHISPER_EINVALIDSIG) &&
+      (content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE || content == WHISPER__SYNC__CONTENT__CONTENT_TEXT) &&
+      d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN) {
+    x->retry = 1;
+    snprintf(x->conv, sizeof x->conv, "%s", conv);
+    return OUT_DONE;
+  }
   return classify(c, d, conv, rc, NULL, evs, 0);
 }
 
@@ -415,9 +431,10 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   uint32_t content = d->has_content ? d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
   if (!sy_valid_account(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
-      !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7) ||
-      content < WHISPER__SYNC__CONTENT__CONTENT_TEXT || content > WHISPER__SYNC__CONTENT__CONTENT_MESSAGE ||
-      (content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT && d->type == 7)) {
+      !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7 && d->type != 8) ||
+      content < WHISPER__SYNC__CONTENT__CONTENT_TEXT || content > WHISPER__SYNC__CONTENT__CONTENT_RETRY ||
+      (content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT && d->type == 7) ||
+      ((content == WHISPER__SYNC__CONTENT__CONTENT_RETRY) != (d->type == 8))) {
     bad_entry(c, d, evs, "a malformed message entry");
     return OUT_DONE;
   }
@@ -454,6 +471,11 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   int out = sender_check(c, d, evs, x, d->sender, d->sender_device, &sl);
   if (out) goto done;
+  if (content == WHISPER__SYNC__CONTENT__CONTENT_RETRY) { /* plaintext: checked, not decrypted */
+    rc = sy_retry_answer(c, d, evs);
+    out = rc == WHISPER_OK ? OUT_DONE : rc;
+    goto done;
+  }
   if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM && d->type != 7) {
     rc = whisper_group_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
                                             d->body.data, d->body.len);
@@ -508,6 +530,34 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     body_len = p->body.len;
     if (p->sent_at_ms) m.timestamp_ms = p->sent_at_ms;
   }
+  /* a message this device asked for again: in its placeholder's place
+   * (a group message comes back through the 1:1 session) */
+  Whisper__Client__Waiting *w = NULL;
+  if (!receipt && rc == WHISPER_OK) w = sy_waiting_get(c, d->client_id.data, &rc);
+  if ((w && w->has_device && w->device == 0) || (w == NULL && p && p->resend)) {
+    /* a second copy of one that took its place, or one this device never
+     * asked for (a retry request the server made up): nothing to show */
+    whisper__client__waiting__free_unpacked(w, &wh_pb_alloc);
+    if (p) whisper__e2e__payload__free_unpacked(p, &wh_pb_alloc);
+    whisper_buf_free(pt);
+    out = OUT_DONE;
+    goto done;
+  }
+  if (w && !g && p && p->has_group_id && p->group_id.len == WHISPER_GROUP_ID_LEN) {
+    char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+    whisper_client_group_conversation(gconv, p->group_id.data);
+    if (strcmp(gconv, w->conversation) == 0) {
+      memcpy(gid, p->group_id.data, WHISPER_GROUP_ID_LEN);
+      g = gid;
+      strcpy(conv, gconv);
+    }
+  }
+  if (w && strcmp(w->conversation, conv) == 0) {
+    m.conversation = conv;
+    m.sort_key = w->sort_key;
+    rc = sy_waiting_done(c, d->client_id.data, w);
+  }
+  if (w) whisper__client__waiting__free_unpacked(w, &wh_pb_alloc);
   const char *why = NULL;
   if (receipt && (p == NULL || p->receipt == NULL))
     why = "a receipt without its receipt inside the encryption";
@@ -561,7 +611,7 @@ done:
 
 /* Whether `account` takes part in conversation `conv` (its peer, or a
  * member of the group as this device holds it). */
-static int may_receive(whisper_client *c, const char *conv, const char *account) {
+int sy_may_receive(whisper_client *c, const char *conv, const char *account) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (!sy_group_id_of(conv, gid)) return strcmp(conv, account) == 0;
   sy_group g;
@@ -596,7 +646,7 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
       /* not recorded as a recipient (an own-device copy, or a device this
        * one did not know of): a device of the conversation's peer, or of
        * a member of the group, could have been one */
-      if (!may_receive(c, conv, d->sender)) {
+      if (!sy_may_receive(c, conv, d->sender)) {
         strangers++;
         continue;
       }
@@ -605,7 +655,7 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
       old = -1;
     }
     if (rc != WHISPER_OK) return rc;
-    if (status <= old) continue;
+    if (status <= old && old != WHISPER_STATUS_FAILED) continue; /* DELIVERED replaces FAILED */
     rc = whisper_history_status(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
     if (rc != WHISPER_OK) return rc;
     sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
@@ -793,6 +843,7 @@ static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *ev
   int rc = WHISPER_OK;
   *out = OUT_DONE;
   x->fetch[0] = '\0';
+  x->retry = 0;
   if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
   /* ENTRY_RECEIPT is the server's word: ticks come only end to end */
   if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) *out = on_message(c, d, evs, x);
@@ -803,7 +854,12 @@ static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *ev
     /* nothing of it is kept (a refused or waiting entry, or a library
      * call that failed and rolled back): the progress alone */
     sy_txn_end(c, WHISPER_EFORGED);
-    return sy_txn_begin(c);
+    if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+  }
+  /* it could not be decrypted: its placeholder, and its sender asked */
+  if (x->retry && (rc = sy_retry_ask(c, d, x->conv, evs)) != WHISPER_OK) {
+    sy_txn_end(c, rc);
+    return rc;
   }
   return WHISPER_OK;
 }
@@ -914,7 +970,8 @@ void sy_retry_held(whisper_client *c) {
   for (size_t i = 0; i < h.n && !c->close_wanted;) {
     Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, h.e[i]->len, h.e[i]->data);
     evlist evs = {NULL, NULL};
-    entry_ctx x = {{0}};
+    entry_ctx x;
+    memset(&x, 0, sizeof x);
     int out = OUT_DONE;
     rc = d ? handle(c, d, &evs, &x, &out) : sy_txn_begin(c);
     if (rc == WHISPER_OK) {

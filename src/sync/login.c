@@ -222,6 +222,7 @@ static void after_login(whisper_client *c) {
   sy_names_free(&c->blocked); /* a new login tries the held conversations again */
   publish_first(c);
   sy_retry_held(c);
+  sy_retry_again(c);
   sy_presence_flush(c);
   sy_ops_flush(c);
   sy_approvals_flush(c);

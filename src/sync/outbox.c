@@ -98,6 +98,61 @@ int sy_receipt_job(whisper_client *c, const sy_op *o) {
   return WHISPER_OK;
 }
 
+int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
+                  const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN], jid[WHISPER_CLIENT_ID_LEN];
+  int group = sy_group_id_of(conv, gid);
+  whisper_buf *pl = NULL;
+  uint64_t now = c->now;
+  c->now = sent_at; /* the payload keeps the time it was written */
+  int rc = sy_payload_make(c, group ? NULL : conv, group ? gid : NULL, body, len,
+                           sy_outref_counter(c, id), &pl);
+  c->now = now;
+  if (rc == WHISPER_OK) { /* marked: a receiver that did not ask takes nothing */
+    Whisper__E2e__Payload *p = whisper__e2e__payload__unpack(&wh_pb_alloc, pl->len, pl->data);
+    whisper_buf_free(pl);
+    pl = NULL;
+    if (p == NULL) rc = WHISPER_ENOMEM;
+    if (p) {
+      p->has_resend = p->resend = 1;
+      size_t n = whisper__e2e__payload__get_packed_size(p);
+      if ((pl = whisper_buf_new(NULL, n)) == NULL) rc = WHISPER_ENOMEM;
+      else whisper__e2e__payload__pack(p, pl->data);
+      whisper__e2e__payload__free_unpacked(p, &wh_pb_alloc);
+    }
+  }
+  if (rc == WHISPER_OK && wh_random(&c->ctx->rng, jid, sizeof jid) != 0) rc = WHISPER_ERANDOM;
+  /* a fresh session with that device: a new bundle before it goes */
+  sy_devlist l;
+  if (rc == WHISPER_OK && (rc = sy_devs_load(c, to, &l)) == WHISPER_OK) {
+    sy_dev *d = sy_devs_find(&l, device);
+    if (d) d->refetch = 1, d->regid = 0;
+    rc = sy_devs_save(c, to, &l);
+    sy_devs_free(&l);
+  }
+  if (rc == WHISPER_OK && group) { /* and this device's sender key for it again */
+    sy_group g;
+    if ((rc = sy_group_load(c, gid, &g)) == WHISPER_OK) {
+      size_t w = 0;
+      for (size_t i = 0; i < g.n_have; i++)
+        if (g.have[i].device == device && strcmp(g.have[i].account, to) == 0) free(g.have[i].account);
+        else g.have[w++] = g.have[i];
+      g.n_have = w;
+      if (g.known) rc = sy_group_save(c, gid, &g);
+      sy_group_free(&g);
+    }
+  }
+  if (rc == WHISPER_OK) rc = sy_job_add(c, to, jid, pl->data, pl->len);
+  for (sy_job *j = c->jobs; rc == WHISPER_OK && j; j = j->next)
+    if (memcmp(j->id, jid, sizeof jid) == 0) {
+      j->kind = JOB_RESEND;
+      j->device = device;
+      memcpy(j->resend_of, id, WHISPER_CLIENT_ID_LEN);
+    }
+  whisper_buf_free(pl);
+  return rc;
+}
+
 int sy_jobs_load(whisper_client *c) {
   whisper_page *p = NULL;
   int rc = whisper_outbox_page(c->ctx, SY_OUTBOX_PAGE, &p);
@@ -393,6 +448,117 @@ out:
   return step;
 }
 
+/* --- retry requests and resends --------------------------------------------------------------- */
+
+static void usable_only(whisper_client *c, const char *account, sy_devlist *l);
+
+/* A retry request, plaintext (type 8), to every device of the sender's
+ * account (the one that sent the message answers) and this account's. */
+static int retry_step(whisper_client *c, sy_job *j) {
+  const char *acct[2] = {j->conv, c->account};
+  sy_devlist l[2];
+  int step = STEP_STOP;
+  memset(l, 0, sizeof l);
+  for (int a = 0; a < 2; a++)
+    if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) goto out;
+  for (int a = 0; a < 2; a++)
+    if (!l[a].known || !sy_name_has(c->refreshed, acct[a])) {
+      step = list_devices(c, j, acct[a]);
+      goto out;
+    }
+  for (int a = 0; a < 2; a++) usable_only(c, acct[a], &l[a]);
+  sy_devs_del(&l[1], c->device_id);
+  Whisper__Sync__DeviceMessage *dm = calloc(l[0].n + l[1].n + 1, sizeof *dm);
+  Whisper__Sync__DeviceMessage **dp = calloc(l[0].n + l[1].n + 1, sizeof *dp);
+  if (dm == NULL || dp == NULL) {
+    free(dm);
+    free(dp);
+    goto out;
+  }
+  for (size_t i = 0; i < l[0].n + l[1].n; i++) {
+    whisper__sync__device_message__init(&dm[i]);
+    dm[i].has_device_id = dm[i].has_type = dm[i].has_body = 1;
+    dm[i].device_id = i < l[0].n ? l[0].d[i].id : l[1].d[i - l[0].n].id;
+    dm[i].type = 8;
+    dm[i].body = (ProtobufCBinaryData){j->body_len, j->body};
+    dp[i] = &dm[i];
+  }
+  Whisper__Sync__Send sd = WHISPER__SYNC__SEND__INIT;
+  sd.has_client_id = sd.has_content = 1;
+  sd.client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, j->id};
+  sd.to = j->conv;
+  sd.n_messages = l[0].n;
+  sd.messages = dp;
+  sd.n_own = strcmp(j->conv, c->account) == 0 ? 0 : l[1].n;
+  sd.own = dp + l[0].n;
+  sd.content = WHISPER__SYNC__CONTENT__CONTENT_RETRY;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &sd;
+  sy_req *r;
+  if (sy_queue(c, &f, RQ_SEND, 1, &r) == WHISPER_OK) step = wait_on(c, j, r);
+  free(dm);
+  free(dp);
+out:
+  sy_devs_free(&l[0]);
+  sy_devs_free(&l[1]);
+  return step;
+}
+
+/* A resend: the message again, to one device, under a fresh session. */
+static int resend_step(whisper_client *c, sy_job *j) {
+  sy_devlist l, one;
+  int step = STEP_STOP;
+  memset(&one, 0, sizeof one);
+  if (sy_devs_load(c, j->conv, &l) != WHISPER_OK) return STEP_STOP;
+  if (!l.known || !sy_name_has(c->refreshed, j->conv)) {
+    step = list_devices(c, j, j->conv);
+    goto out;
+  }
+  sy_dev *d = sy_devs_find(&l, j->device);
+  if (d == NULL || !sy_list_has(&l, j->device, NULL)) { /* gone meanwhile */
+    step = STEP_DROP;
+    goto out;
+  }
+  one.known = 1;
+  one.authed = l.authed;
+  one.legacy = l.legacy;
+  if (sy_devs_add(&one, d->id, d->regid) != WHISPER_OK) goto out;
+  one.d[0] = *d;
+  if ((step = fetch_if_needed(c, j, j->conv, &one)) != STEP_DONE) goto out;
+  int type = 0;
+  whisper_buf *ct = NULL;
+  int rc = whisper_session_encrypt(c->ctx, j->conv, j->device, j->body, j->body_len, c->now, &type, &ct);
+  if (rc != WHISPER_OK) {
+    step = enc_failed(c, j, j->conv, &l, j->device, rc);
+    goto out;
+  }
+  Whisper__Sync__DeviceMessage dm = WHISPER__SYNC__DEVICE_MESSAGE__INIT, *dp = &dm;
+  dm.has_device_id = dm.has_type = dm.has_body = 1;
+  dm.device_id = j->device;
+  dm.type = (uint32_t)type;
+  dm.body = (ProtobufCBinaryData){ct->len, ct->data};
+  Whisper__Sync__Send sd = WHISPER__SYNC__SEND__INIT;
+  sd.has_client_id = sd.has_content = sd.has_resend_of = 1;
+  sd.client_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, j->id};
+  sd.resend_of = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, j->resend_of};
+  sd.to = j->conv;
+  sd.n_messages = 1;
+  sd.messages = &dp;
+  sd.content = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = &sd;
+  sy_req *r;
+  step = STEP_STOP;
+  if (sy_queue(c, &f, RQ_SEND, 1, &r) == WHISPER_OK) step = wait_on(c, j, r);
+  whisper_buf_free(ct);
+out:
+  sy_devs_free(&one);
+  sy_devs_free(&l);
+  return step;
+}
+
 /* --- 1:1 ------------------------------------------------------------------------------------ */
 
 /* Whether `account`'s devices may be encrypted to (else the step). */
@@ -569,7 +735,10 @@ void sy_pump(whisper_client *c) {
       }
       return;
     }
-    int step = j->group ? group_step(c, j) : direct_step(c, j);
+    int step = j->kind == JOB_RETRY    ? retry_step(c, j)
+               : j->kind == JOB_RESEND ? resend_step(c, j)
+               : j->group              ? group_step(c, j)
+                                       : direct_step(c, j);
     switch (step) {
       case STEP_WAIT:
         return;
@@ -767,8 +936,8 @@ static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDev
 }
 
 static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Sent *s) {
-  if (j->receipt) { /* not in history: the op is done */
-    sy_receipt_done(c, j->id);
+  if (j->receipt || j->kind != JOB_MESSAGE) { /* not in history: the job is done */
+    if (j->receipt) sy_receipt_done(c, j->id);
     job_remove(c, j, 0);
     return;
   }

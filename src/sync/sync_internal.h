@@ -100,8 +100,14 @@ typedef struct sy_job {
   int rounds;
   uint32_t key_gen; /* group: the sender key generation a distribution carries */
   int receipt;      /* an end-to-end receipt (body: its Payload; id: its op's cid) */
+  int kind;         /* JOB_* */
+  uint8_t resend_of[WHISPER_CLIENT_ID_LEN]; /* JOB_RESEND: the message; body: its Payload */
+  uint32_t device;  /* JOB_RESEND: the one device it goes to */
   struct sy_job *next;
 } sy_job;
+
+enum { JOB_MESSAGE = 0, JOB_RETRY = 1, JOB_RESEND = 2 };
+typedef struct sy_rate sy_rate;
 
 typedef struct sy_name {
   char *name;
@@ -253,6 +259,7 @@ struct whisper_client {
   int retry_due;           /* a list arrived: held entries are tried again */
   int receipts_due;        /* receipts were added: they go out as jobs */
   int own_listed;          /* this account's signed list is published (nothing is sent before) */
+  sy_rate *rates;          /* retry requests and resends per peer device (retry.c) */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -438,6 +445,30 @@ int sy_payload_receipt(whisper_client *c, const char *to, int status,
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);
 /* SHA-256. */
 void sy_sha256(uint8_t out[32], const uint8_t *data, size_t len);
+
+/* --- retry.c ------------------------------------------------------------------- */
+/* An entry that could not be decrypted: its placeholder, and its sender
+ * asked for it again (within limits). Inside the entry's transaction. */
+int sy_retry_ask(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv, sy_evq *evs);
+/* A retry request (CONTENT_RETRY) from (d->sender, d->sender_device), a
+ * device its list names: the message again, or FAILED. */
+int sy_retry_answer(whisper_client *c, const Whisper__Sync__Deliver *d, sy_evq *evs);
+/* After a login: waiting messages asked for again. */
+void sy_retry_again(whisper_client *c);
+/* How many messages from (sender, device) in conv wait to be sent again. */
+size_t sy_waiting_count(whisper_client *c, const char *sender, uint32_t device, const char *conv);
+Whisper__Client__Waiting *sy_waiting_get(whisper_client *c, const uint8_t *id, int *rc);
+/* The message came: its placeholder and record go (inside the transaction). */
+int sy_waiting_done(whisper_client *c, const uint8_t *id, const Whisper__Client__Waiting *w);
+struct Whisper__Wire__DecryptionErrorMessage;
+struct Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *p, size_t n);
+void sy_rates_free(whisper_client *c);
+/* Whether `account` takes part in `conv` (its peer, or a member of the group). */
+int sy_may_receive(whisper_client *c, const char *conv, const char *account);
+/* A resend of message `id` of `conv` (its body from history, sent at
+ * `sent_at`) to (to, device) alone, under a fresh session. */
+int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
+                  const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */

@@ -11,6 +11,7 @@
 #include <openssl/sha.h>
 
 #include "client.pb-c.h"
+#include "wire.pb-c.h"
 #include "e2e.pb-c.h"
 #include "internal.h"
 #include "sync_net.h"
@@ -72,6 +73,8 @@ enum {
   LIE_SEQ,           /* the next Deliver to `victim` gets seq `seq` */
   LIE_DROP,          /* every Deliver to `victim` of message `gid` (its client id) is dropped */
   LIE_LOSE_PUBLISH,  /* the answer to `victim`'s first PublishDevices is lost */
+  LIE_DAMAGE,        /* the next message from `carrier` to `victim` has a byte of its body flipped */
+  LIE_DROP_SKDM,     /* every sender-key distribution to `victim` is dropped */
 };
 
 typedef struct lie {
@@ -106,6 +109,25 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
     l->done = 1;
     whisper__sync__frame__free_unpacked(f, NULL);
     return 1;
+  }
+  if (l->kind == LIE_DROP_SKDM && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_SKDM) {
+    l->done++;
+    whisper__sync__frame__free_unpacked(f, NULL);
+    return 1;
+  }
+  if (l->kind == LIE_DAMAGE && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      f->deliver->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE &&
+      f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE && f->deliver->body.len > 20 &&
+      strcmp(f->deliver->sender, l->carrier) == 0) {
+    f->deliver->body.data[f->deliver->body.len / 2] ^= 0x40;
+    size_t nl;
+    uint8_t *b = repack(f, &nl);
+    *frame = b;
+    *len = nl;
+    l->done = 1;
+    whisper__sync__frame__free_unpacked(f, NULL);
+    return 0;
   }
   if (l->kind == LIE_DROP && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       f->deliver->has_client_id && f->deliver->client_id.len == 16 &&
@@ -1427,6 +1449,197 @@ static void test_lost_publish_answer(void) {
   net_close(&n);
 }
 
+/* The entry at position `i` (newest first) of a conversation has this body. */
+static int body_at(node *d, const char *conv, size_t i, const char *body) {
+  whisper_page *p = NULL;
+  int ok = 0;
+  if (whisper_history_page(d->ctx, conv, 0, NULL, 0, 100, &p) != WHISPER_OK) return 0;
+  if (i < whisper_page_count(p)) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    ok = m->body_len == strlen(body) && memcmp(m->body, body, m->body_len) == 0;
+  }
+  whisper_page_free(p);
+  return ok;
+}
+
+/* A ciphertext damaged on its way: bob asks, alice starts a fresh session
+ * and sends it again; bob shows it once, in its place; the ticks are true. */
+static void test_damaged_ciphertext(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "one");
+  the_lie.kind = LIE_DAMAGE;
+  the_lie.victim = bob;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "alice");
+  ev_clear(bob);
+  ev_clear(alice);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "two", id);
+  net_run(&n);
+  CHECK(the_lie.done);
+  the_lie.kind = LIE_NONE;
+  CHECK(ev_messages(bob, "two") == 1 && ev_count(bob, WHISPER_EV_MESSAGE) == 1);
+  const rec_event *r = ev_find(bob, WHISPER_EV_RETRY, 0);
+  CHECK(r && r->status == WHISPER_RETRY_ASKED && memcmp(r->id, id, 16) == 0);
+  r = ev_find(alice, WHISPER_EV_RETRY, 0);
+  CHECK(r && r->status == WHISPER_RETRY_RESENT && strcmp(r->from, "bob") == 0);
+  CHECK(history_count(bob, "alice") == 2 && body_at(bob, "alice", 0, "two") && body_at(bob, "alice", 1, "one"));
+  CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_DELIVERED);
+  /* the conversation goes on, both ways, on the new session */
+  still_talks(&n, alice, bob, "three");
+  still_talks(&n, bob, alice, "back");
+  CHECK(ev_messages(bob, "two") == 1);
+  net_close(&n);
+}
+
+/* bob's session with alice is gone (a lost or restored store): alice's
+ * next message cannot be read; it heals the same way. */
+static void test_deleted_session(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "one");
+  still_talks(&n, bob, alice, "back");
+  uint8_t key[5 + 1 + 4] = {'a', 'l', 'i', 'c', 'e', 0, 0, 0, 0, 1};
+  CHECK_RC(wh_begin(bob->ctx), WHISPER_OK);
+  CHECK_RC(wh_finish(bob->ctx, bob->ctx->store->ops.del(bob->ctx->store->user, WHISPER_REC_SESSION, key, sizeof key)),
+           WHISPER_OK);
+  ev_clear(bob);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "after the loss", id);
+  net_run(&n);
+  CHECK(ev_messages(bob, "after the loss") == 1 && ev_count(bob, WHISPER_EV_RETRY) == 1);
+  CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_DELIVERED);
+  still_talks(&n, alice, bob, "and on");
+  still_talks(&n, bob, alice, "and back");
+  net_close(&n);
+}
+
+/* bob never got alice's sender key (the server dropped it): her group
+ * message is asked for and comes again 1:1, filed in the group; her next
+ * group message carries the key again. */
+static void test_missing_sender_key(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  const char *members[] = {"bob", "carol"};
+  uint8_t gid[16], id[16];
+  CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  char conv[33 + 1];
+  whisper_client_group_conversation(conv, gid);
+  the_lie.kind = LIE_DROP_SKDM;
+  the_lie.victim = bob;
+  ev_clear(bob);
+  CHECK_RC(whisper_client_send_group(alice->cl, gid, (const uint8_t *)"lunch?", 6, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(the_lie.done >= 1);
+  the_lie.kind = LIE_NONE;
+  CHECK(ev_messages(carol, "lunch?") == 1);
+  CHECK(ev_messages(bob, "lunch?") == 1 && ev_count(bob, WHISPER_EV_RETRY) == 1);
+  const rec_event *m = ev_find(bob, WHISPER_EV_MESSAGE, 0);
+  CHECK(m && strcmp(m->conversation, conv) == 0 && memcmp(m->id, id, 16) == 0);
+  CHECK(history_count(bob, conv) == 1 && history_count(bob, "alice") == 0);
+  CHECK_RC(whisper_client_send_group(alice->cl, gid, (const uint8_t *)"friday", 6, n.now, id), WHISPER_OK);
+  net_run(&n);
+  CHECK(ev_messages(bob, "friday") == 1 && ev_count(bob, WHISPER_EV_RETRY) == 1);
+  net_close(&n);
+}
+
+/* A message too old to send again: the sender gives up and says so (FAILED,
+ * never DELIVERED); and a retry request the server makes up for a message
+ * bob has gets him nothing twice. */
+static void test_unrecoverable(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "one");
+  still_talks(&n, bob, alice, "back");
+  bob->offline = 1;
+  node_cut(&n, bob);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "too late", id);
+  net_run(&n);
+  net_advance(&n, 8ULL * 24 * 3600 * 1000);
+  the_lie.kind = LIE_DAMAGE;
+  the_lie.victim = bob;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "alice");
+  ev_clear(alice);
+  bob->offline = 0;
+  net_advance(&n, 3000);
+  the_lie.kind = LIE_NONE;
+  CHECK(the_lie.done && ev_messages(bob, "too late") == 0);
+  const rec_event *r = ev_find(alice, WHISPER_EV_RETRY, 0);
+  CHECK(r && r->status == WHISPER_RETRY_FAILED);
+  CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_FAILED);
+  /* a message bob has: the server asks for it again in bob's name */
+  uint8_t id2[16];
+  send_text(&n, alice, "bob", "had it", id2);
+  net_run(&n);
+  CHECK(ev_messages(bob, "had it") == 1);
+  /* libsignal's form: 0xC0 || Content{8: DecryptionErrorMessage{device_id 1}} || 0x80 */
+  Whisper__Wire__DecryptionErrorMessage em = WHISPER__WIRE__DECRYPTION_ERROR_MESSAGE__INIT;
+  em.has_device_id = em.has_timestamp = 1;
+  em.device_id = 1;
+  em.timestamp = n.now;
+  uint8_t emb[64], dem[96];
+  size_t eml = whisper__wire__decryption_error_message__pack(&em, emb);
+  Whisper__Wire__Content ct = WHISPER__WIRE__CONTENT__INIT;
+  ct.has_decryption_error_message = 1;
+  ct.decryption_error_message = (ProtobufCBinaryData){eml, emb};
+  dem[0] = 0xC0;
+  size_t cl = whisper__wire__content__pack(&ct, dem + 1);
+  dem[cl + 1] = 0x80;
+  Whisper__E2e__RetryRequest rr = WHISPER__E2E__RETRY_REQUEST__INIT;
+  rr.has_message_id = rr.has_decryption_error = 1;
+  rr.message_id = (ProtobufCBinaryData){16, id2};
+  rr.decryption_error = (ProtobufCBinaryData){cl + 2, dem};
+  ev_clear(alice);
+  ev_clear(bob);
+  uint8_t rb[128];
+  size_t rl = whisper__e2e__retry_request__pack(&rr, rb);
+  for (int k = 0; k < 5; k++) {
+    Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+    whisper__sync__deliver__init(d);
+    d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = d->has_content = 1;
+    d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+    d->sender = strdup("bob");
+    d->sender_device = 1;
+    d->type = 8;
+    d->body = (ProtobufCBinaryData){rl, malloc(rl)};
+    memcpy(d->body.data, rb, rl);
+    d->client_id = (ProtobufCBinaryData){16, calloc(1, 16)};
+    d->client_id.data[0] = (uint8_t)k;
+    d->content = WHISPER__SYNC__CONTENT__CONTENT_RETRY;
+    the_lie.kind = LIE_DELIVER;
+    the_lie.done = 0;
+    the_lie.victim = alice;
+    snprintf(the_lie.carrier, sizeof the_lie.carrier, "bob");
+    the_lie.deliver = d;
+    send_text(&n, bob, "alice", "carrier", NULL);
+    net_run(&n);
+    CHECK(the_lie.done);
+    deliver_free(d);
+  }
+  the_lie.kind = LIE_NONE;
+  /* alice resends, a bounded number of times, then gives up; bob never
+   * asked, so he takes none of them; the tick stays DELIVERED */
+  int resent = 0, failed = 0;
+  for (int i = 0; i < alice->n_ev; i++)
+    if (alice->ev[i].type == WHISPER_EV_RETRY) {
+      resent += alice->ev[i].status == WHISPER_RETRY_RESENT;
+      failed += alice->ev[i].status == WHISPER_RETRY_FAILED;
+    }
+  CHECK(resent == 3 && failed == 2);
+  CHECK(ev_count(bob, WHISPER_EV_MESSAGE) == 0);
+  /* one, back, the placeholder of "too late" (once: not also a gap), had it, bob's carriers */
+  CHECK(history_count(bob, "alice") == 4 + 5);
+  CHECK(status_of(alice, "bob", id2, "bob", 1) == WHISPER_STATUS_DELIVERED);
+  net_close(&n);
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1573,6 +1786,10 @@ int main(void) {
   RUN(test_sequence_jump);
   RUN(test_dropped_message);
   RUN(test_lost_publish_answer);
+  RUN(test_damaged_ciphertext);
+  RUN(test_deleted_session);
+  RUN(test_missing_sender_key);
+  RUN(test_unrecoverable);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
