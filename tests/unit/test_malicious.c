@@ -1637,6 +1637,33 @@ static void test_unrecoverable(void) {
   /* one, back, the placeholder of "too late" (once: not also a gap), had it, bob's carriers */
   CHECK(history_count(bob, "alice") == 4 + 5);
   CHECK(status_of(alice, "bob", id2, "bob", 1) == WHISPER_STATUS_DELIVERED);
+  /* carol, who was never sent it, asks for it: refused, nothing goes */
+  node *carol = account_new(&n, "carol", 1);
+  still_talks(&n, carol, alice, "hi alice");
+  Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
+  whisper__sync__deliver__init(d);
+  d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = d->has_content = 1;
+  d->kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+  d->sender = strdup("carol");
+  d->sender_device = 1;
+  d->type = 8;
+  d->body = (ProtobufCBinaryData){rl, malloc(rl)};
+  memcpy(d->body.data, rb, rl);
+  d->client_id = (ProtobufCBinaryData){16, calloc(1, 16)};
+  d->content = WHISPER__SYNC__CONTENT__CONTENT_RETRY;
+  the_lie.kind = LIE_DELIVER;
+  the_lie.done = 0;
+  the_lie.victim = alice;
+  snprintf(the_lie.carrier, sizeof the_lie.carrier, "carol");
+  the_lie.deliver = d;
+  ev_clear(alice);
+  n_sent = 0;
+  send_text(&n, carol, "alice", "carrier", NULL);
+  net_run(&n);
+  the_lie.kind = LIE_NONE;
+  CHECK(the_lie.done && refused(alice) == 1 && ev_count(alice, WHISPER_EV_RETRY) == 0);
+  CHECK(got("carol", 1) == 0);
+  deliver_free(d);
   net_close(&n);
 }
 
