@@ -28,6 +28,7 @@ const char *whisper_strerror(int code) {
     case WHISPER_EKEY: return "wrong store key";
     case WHISPER_EBUSY: return "store busy";
     case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
+    case WHISPER_EROLLEDBACK: return "state older than keys already used (restored from a copy)";
     default: return "unknown error";
   }
 }

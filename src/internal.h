@@ -118,6 +118,10 @@ int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const 
                             size_t body_len, whisper_buf **pt_out, wh_decrypt_then_fn then,
                             void *arg);
 
+/* The store's session generation (protocol/session.c): sending chains and
+ * own sender keys made before it do not encrypt (whisper_sessions_distrust()). */
+int wh_session_gen(whisper_ctx *ctx, uint64_t *gen);
+
 /* History pieces for decrypt-and-store outside history.c (protocol/history.c).
  * incoming_check and incoming_put run inside the caller's transaction:
  * check refuses a message already stored (WHISPER_EDUPLICATE), put stores

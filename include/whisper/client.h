@@ -261,6 +261,31 @@ WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *acco
                                              const uint8_t key[WHISPER_PUBLIC_KEY_LEN],
                                              int verified);
 
+#define WHISPER_ANCHOR_LEN 16
+
+/**
+ * The store's anchor: its id and epoch (16 bytes). The epoch grows at
+ * every start and every 64 messages sent, each time with
+ * WHISPER_EV_ANCHOR; the app keeps the newest outside the store (the
+ * platform keystore) and passes it to whisper_client_check_anchor() right
+ * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.
+ */
+WHISPER_API int whisper_client_anchor(whisper_client *c, uint8_t out[WHISPER_ANCHOR_LEN]);
+
+/**
+ * Checks the store against the anchor the app kept. A store older than
+ * its anchor was restored from a copy: its sessions may be behind keys
+ * already used, so none of them encrypts again (each device gets a fresh
+ * session first, whisper_sessions_distrust()), `*restored` is set to 1 and
+ * WHISPER_EV_ROLLBACK is raised; a new anchor follows (WHISPER_EV_ANCHOR).
+ * Call it before anything is sent. Without an anchor, a whole-file restore
+ * cannot be caught (docs/security.md); a restored session row alone is
+ * caught anyway. Returns WHISPER_OK, WHISPER_EINVAL (not an anchor, or
+ * another store's) or a store error.
+ */
+WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *anchor, size_t len,
+                                            int *restored);
+
 /** After the app trusted a changed identity (whisper_identity_trust()):
  *  tries again what waited for it, the messages to that conversation and
  *  the mailbox entries that raised WHISPER_EV_IDENTITY (those not kept in
@@ -299,6 +324,12 @@ typedef enum whisper_client_event_type {
                                * (from/from_device asked for this device's message id: sent again)
                                * or _FAILED (it cannot be sent again: its status for that device is
                                * WHISPER_STATUS_FAILED) */
+  WHISPER_EV_ROLLBACK = 16,   /* a restored copy was caught before it reused a key: the store
+                               * (whisper_client_check_anchor(); from NULL) or the session with
+                               * from/from_device; fresh sessions are made as needed */
+  WHISPER_EV_ANCHOR = 17,     /* body: the store's new anchor (WHISPER_ANCHOR_LEN bytes): keep it
+                               * outside the file (the platform keystore) for
+                               * whisper_client_check_anchor() */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes

@@ -88,7 +88,11 @@ enum {
   /** Refused: the server sent what no one entitled made (a device its
    *  account did not sign, a member no admin added, a message filed under
    *  another conversation, an older device list). */
-  WHISPER_EFORGED = -19
+  WHISPER_EFORGED = -19,
+  /** The state is older than what was already used (a store, or one of its
+   *  records, restored from a copy): using it would reuse keys. Start a new
+   *  session. */
+  WHISPER_EROLLEDBACK = -20
 };
 
 /** A short, static English description of an error code. Never NULL. */

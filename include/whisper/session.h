@@ -182,6 +182,18 @@ WHISPER_API int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_
 WHISPER_API int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                       const whisper_prekey_bundle_t *bundle, uint64_t now_ms);
 
+/**
+ * Distrusts every session's sending chain as it is now, and this device's
+ * own sender keys: whisper_session_encrypt() refuses them
+ * (WHISPER_EROLLEDBACK) until a new session is started
+ * (whisper_session_start()) or the peer's next message turns the ratchet,
+ * and whisper_group_encrypt() until the sender key is rotated.
+ * For a store found restored from a copy (client.h's anchor): its sessions
+ * may be behind keys already used, and must not encrypt again. Receiving
+ * is not affected. Returns WHISPER_OK or a store error.
+ */
+WHISPER_API int whisper_sessions_distrust(whisper_ctx *ctx);
+
 /** Sets *out to 1 if there is a session with (name, device_id) that can
  *  send (a current state with a sender chain whose pending prekey, if
  *  any, is at most 30 days old), else 0. */

@@ -35,6 +35,9 @@ typedef enum whisper_record_kind {
   WHISPER_REC_SENDER_KEY = 7,      /* key: address || 16-byte distribution id */
   WHISPER_REC_META = 8,            /* key: a short ASCII name (counters) */
   WHISPER_REC_MESSAGE_INDEX = 9,   /* key: a message's 16-byte tag */
+  WHISPER_REC_SEND_MARK = 11,      /* key: address: the sending chains last used with it, a
+                                    * row apart from the session so that restoring the
+                                    * session's row alone is noticed */
   /* Ordered kinds: a store keeps their keys in the clear and in order, for
    * scan(). libwhisper builds these keys from keyed tags and sequence
    * numbers only: no name or id shows in them. */

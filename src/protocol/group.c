@@ -27,6 +27,7 @@ typedef struct sk_seed {
 
 typedef struct sk_state {
   uint32_t chain_id, iteration, version;
+  uint64_t gen; /* own: the session generation it was made in */
   uint8_t ck[32];
   uint8_t sign_pub[WH_PUB_LEN];
   int has_priv;
@@ -89,6 +90,7 @@ static int record_load(whisper_ctx *ctx, const wh_addr *k, sk_record *r) {
     s->chain_id = ps->chain_id;
     s->iteration = ck->iteration;
     s->version = ps->message_version;
+    s->gen = ps->generation;
     memcpy(s->ck, ck->seed.data, 32);
     memcpy(s->sign_pub, sk->public_key.data, WH_PUB_LEN);
     if ((s->has_priv = sk->has_private_key)) memcpy(s->sign_priv, sk->private_key.data, WH_KEY_LEN);
@@ -142,6 +144,7 @@ static int record_store(whisper_ctx *ctx, const wh_addr *k, const sk_record *r) 
     st[i].has_chain_id = st[i].has_message_version = 1;
     st[i].chain_id = s->chain_id;
     st[i].message_version = s->version;
+    if (s->gen) st[i].has_generation = 1, st[i].generation = s->gen;
     st[i].sender_chain_key = &ck[i];
     st[i].sender_signing_key = &sk[i];
     if (s->nkeys) {
@@ -228,7 +231,7 @@ static int state_new(whisper_ctx *ctx, sk_state *s) {
   memcpy(s->sign_priv, kp.priv, WH_KEY_LEN);
   s->has_priv = 1;
   wh_wipe(&kp, sizeof kp);
-  return WHISPER_OK;
+  return wh_session_gen(ctx, &s->gen);
 }
 
 static int own_skdm(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], int rotate, whisper_buf **out) {
@@ -372,6 +375,13 @@ int whisper_group_encrypt(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], const 
   sk_state *s = &r.s[0];
   if (s->iteration == UINT32_MAX) {
     rc = wh_fail(ctx, WHISPER_ESTATE, "the sender chain is too long: rotate it");
+    goto out;
+  }
+  uint64_t gen;
+  if ((rc = wh_session_gen(ctx, &gen)) != WHISPER_OK) goto out;
+  if (s->gen < gen) {
+    rc = wh_fail(ctx, WHISPER_EROLLEDBACK,
+                 "this sender key is from before the store was found restored: rotate it");
     goto out;
   }
   wh_chain_step(seed, s->ck); /* the record is kept only on success */

@@ -11,6 +11,7 @@
 
 #include "protocol/pb.h"
 #include "protocol/state.h"
+#include "storage.pb-c.h"
 #include "wire.pb-c.h"
 #include <sodium.h>
 
@@ -361,6 +362,38 @@ static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) 
   return rc;
 }
 
+/* --- the session generation --------------------------------------------------- */
+
+static const uint8_t GEN_KEY[] = "session-generation";
+
+/* The store's session generation (0 until whisper_sessions_distrust()). */
+int wh_session_gen(whisper_ctx *ctx, uint64_t *gen) {
+  whisper_buf *b = NULL;
+  *gen = 0;
+  int rc = wh_get(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  if (b->len == 8)
+    for (int i = 0; i < 8; i++) *gen = *gen << 8 | b->data[i];
+  whisper_buf_free(b);
+  return WHISPER_OK;
+}
+
+int whisper_sessions_distrust(whisper_ctx *ctx) {
+  if (ctx == NULL) return WHISPER_EINVAL;
+  uint64_t gen;
+  int rc = wh_begin(ctx);
+  if (rc != WHISPER_OK) return rc;
+  if ((rc = wh_session_gen(ctx, &gen)) == WHISPER_OK) {
+    uint8_t v[8];
+    gen++;
+    for (int i = 0; i < 8; i++) v[i] = (uint8_t)(gen >> (56 - 8 * i));
+    rc = wh_put(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, v, sizeof v);
+  }
+  rc = wh_finish(ctx, rc);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
 /* --- the ratchet ------------------------------------------------------------- */
 
 static int dh_ratchet_step(whisper_ctx *ctx, wh_state *s, const uint8_t their[WH_PUB_LEN]) {
@@ -394,6 +427,7 @@ static int dh_ratchet_step(whisper_ctx *ctx, wh_state *s, const uint8_t their[WH
   memcpy(c->ck, ckr, 32);
   s->previous_counter = s->sender.index > 0 ? s->sender.index - 1 : 0;
   wh_chain_free(&s->sender);
+  if ((rc = wh_session_gen(ctx, &s->sender_gen)) != WHISPER_OK) goto out;
   memcpy(s->sender.ratchet, n.pub, WH_PUB_LEN);
   memcpy(s->sender_priv, n.priv, WH_KEY_LEN);
   memcpy(s->sender.ck, cks, 32);
@@ -611,6 +645,7 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   }
   kdf_rk(s.root, s.sender.ck, s.root, dh);
   s.has_sender = 1;
+  if ((rc = wh_session_gen(ctx, &s.sender_gen)) != WHISPER_OK) goto out;
   memcpy(s.sender.ratchet, ra.pub, WH_PUB_LEN);
   memcpy(s.sender_priv, ra.priv, WH_KEY_LEN);
   s.has_pending = 1;
@@ -722,6 +757,50 @@ static int prekey_message_wrap(whisper_buf **out, const wh_state *s, const whisp
   return WHISPER_OK;
 }
 
+/* --- send marks: a restored session row is caught before it reuses a key ---- */
+
+#define SEND_MARK_CHAINS 4
+
+/* Refuses index `index` on chain `ratchet` if that chain was used at or
+ * past it, else records it (in the caller's transaction, beside the
+ * session it writes). */
+static int send_mark_check(whisper_ctx *ctx, const wh_addr *a, const uint8_t ratchet[WH_PUB_LEN],
+                           uint32_t index) {
+  whisper_buf *b = NULL;
+  Whisper__Store__SendMark *m = NULL;
+  int rc = wh_get(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &b);
+  if (rc == WHISPER_OK) {
+    m = whisper__store__send_mark__unpack(&wh_pb_alloc, b->len, b->data);
+    whisper_buf_free(b);
+    if (m == NULL) return wh_fail(ctx, WHISPER_ECORRUPT, "a stored send mark is corrupt");
+  } else if (rc != WHISPER_ENOTFOUND) {
+    return rc;
+  }
+  Whisper__Store__SendMark__Chain ch[SEND_MARK_CHAINS], *chp[SEND_MARK_CHAINS];
+  size_t n = 0;
+  whisper__store__send_mark__chain__init(&ch[0]);
+  ch[0].has_ratchet_key = ch[0].has_counter = 1;
+  ch[0].ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)ratchet};
+  ch[0].counter = index;
+  chp[n++] = &ch[0];
+  for (size_t i = 0; m && i < m->n_chains; i++) {
+    const Whisper__Store__SendMark__Chain *c = m->chains[i];
+    int same = c->ratchet_key.len == WH_PUB_LEN && memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
+    if (same && index <= c->counter) {
+      whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+      return wh_fail(ctx, WHISPER_EROLLEDBACK,
+                     "the session with that device is older than keys it already used (restored?)");
+    }
+    if (!same && n < SEND_MARK_CHAINS) chp[n++] = m->chains[i];
+  }
+  Whisper__Store__SendMark out = WHISPER__STORE__SEND_MARK__INIT;
+  out.n_chains = n;
+  out.chains = chp;
+  rc = wh_put_msg(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &out.base);
+  if (m) whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+  return rc;
+}
+
 int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
                             const uint8_t *pt, size_t pt_len, uint64_t now_ms, int *type_out,
                             whisper_buf **out) {
@@ -754,6 +833,14 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "the sending chain is exhausted: start a new session");
     goto out;
   }
+  uint64_t gen;
+  if ((rc = wh_session_gen(ctx, &gen)) != WHISPER_OK) goto out;
+  if (s->sender_gen < gen) {
+    rc = wh_fail(ctx, WHISPER_EROLLEDBACK, "the session with %s.%u is from before the store was "
+                 "found restored: it may reuse keys", name, device_id);
+    goto out;
+  }
+  if ((rc = send_mark_check(ctx, &a, s->sender.ratchet, s->sender.index)) != WHISPER_OK) goto out;
   message_keys_step(&mk, s->sender.ck, s->sender.index); /* the record is kept only on success */
   if ((rc = signal_message_seal(ctx, &msg, s, &mk, pt, pt_len)) != WHISPER_OK) goto out;
   if (s->has_pending) {
@@ -810,6 +897,7 @@ static int prekey_setup(whisper_ctx *ctx, const prekeymsg *m, wh_state *s, int *
   s->version = m->version;
   x3dh_derive(s->root, s->sender.ck, secret, p->has_pre_key_id ? 4 : 3);
   s->has_sender = 1;
+  if ((rc = wh_session_gen(ctx, &s->sender_gen)) != WHISPER_OK) goto out;
   memcpy(s->sender.ratchet, spk.pub, WH_PUB_LEN);
   memcpy(s->sender_priv, spk.priv, WH_KEY_LEN);
   memcpy(s->local_ik, ctx->identity.pub, WH_PUB_LEN);

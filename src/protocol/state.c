@@ -125,6 +125,7 @@ static int state_to_pb(Whisper__Store__SessionStructure *ss, Whisper__Store__Pen
   ss->remote_registration_id = s->remote_reg;
   ss->local_registration_id = s->local_reg;
   ss->alice_base_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->alice_base};
+  if (s->sender_gen) ss->has_sender_generation = 1, ss->sender_generation = s->sender_gen;
   if (s->has_sender) {
     rc |= chain_to_pb(sender, &s->sender, s->sender_priv);
     ss->sender_chain = &sender->c;
@@ -235,6 +236,7 @@ static int state_from_pb(wh_state *s, const Whisper__Store__SessionStructure *p)
   s->previous_counter = p->previous_counter;
   s->remote_reg = p->remote_registration_id;
   s->local_reg = p->local_registration_id;
+  s->sender_gen = p->sender_generation;
   if (p->has_alice_base_key) {
     if (p->alice_base_key.len != WH_PUB_LEN) return -1;
     memcpy(s->alice_base, p->alice_base_key.data, WH_PUB_LEN);

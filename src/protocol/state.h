@@ -45,6 +45,7 @@ typedef struct wh_state {
   uint64_t pending_ts; /* seconds */
   uint32_t remote_reg, local_reg;
   uint8_t alice_base[WH_PUB_LEN];
+  uint64_t sender_gen; /* the session generation its sending chain was made in */
 } wh_state;
 
 typedef struct wh_record {

@@ -339,7 +339,10 @@ static int enc_failed(whisper_client *c, sy_job *j, const char *account, sy_devl
     block(c, j, account, device, NULL);
     return STEP_BLOCKED;
   }
-  if (rc == WHISPER_ENOSESSION) {
+  if (rc == WHISPER_EROLLEDBACK) { /* a restored session row: never reuse its keys */
+    sy_rollback_event(c, account, device);
+  }
+  if (rc == WHISPER_ENOSESSION || rc == WHISPER_EROLLEDBACK) {
     sy_dev *d = sy_devs_find(l, device);
     if (d) d->refetch = 1;
     if (sy_devs_save(c, account, l) != WHISPER_OK) return STEP_STOP;
@@ -686,6 +689,20 @@ static int group_step(whisper_client *c, sy_job *j) {
     rc = sy_payload_make(c, NULL, j->group_id, j->body, j->body_len, sy_outref_counter(c, j->id), &pl);
   if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
   whisper_buf_free(pl);
+  if (rc == WHISPER_EROLLEDBACK) {
+    /* a sender key from a restored store: a new one, to every member again */
+    sy_rollback_event(c, NULL, 0);
+    whisper_buf *fresh = NULL;
+    rc = whisper_group_rotate(c->ctx, j->group_id, &fresh);
+    whisper_buf_free(fresh);
+    g.key_gen++;
+    for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);
+    g.n_have = 0;
+    if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK)
+      rc = wh_finish(c->ctx, sy_group_save(c, j->group_id, &g));
+    step = rc == WHISPER_OK ? STEP_AGAIN : STEP_STOP;
+    goto out;
+  }
   if (rc != WHISPER_OK) {
     job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
     step = STEP_DROP;
@@ -936,6 +953,7 @@ static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDev
 }
 
 static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Sent *s) {
+  sy_epoch_count(c);
   if (j->receipt || j->kind != JOB_MESSAGE) { /* not in history: the job is done */
     if (j->receipt) sy_receipt_done(c, j->id);
     job_remove(c, j, 0);

@@ -50,6 +50,10 @@ int sy_state_load(whisper_client *c) {
   c->last_seq = s->last_seq;
   c->upload_first = s->upload_first;
   c->upload_count = s->upload_count;
+  if (s->has_store_id && s->store_id.len == sizeof c->store_id)
+    memcpy(c->store_id, s->store_id.data, sizeof c->store_id);
+  c->epoch = c->loaded_epoch = s->epoch;
+  c->sent_since = s->sent_since;
   free(c->above);
   c->above = NULL;
   c->n_above = 0;
@@ -80,6 +84,10 @@ int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uin
   s.last_seq = last_seq;
   s.n_above = n_above;
   s.above = (uint64_t *)above;
+  s.has_store_id = s.has_epoch = s.has_sent_since = 1;
+  s.store_id = (ProtobufCBinaryData){sizeof c->store_id, c->store_id};
+  s.epoch = c->epoch;
+  s.sent_since = c->sent_since;
   s.n_held = n_held;
   s.held = (uint64_t *)held;
   if (upload_count) {

@@ -9,6 +9,8 @@
  *   state.c   what the engine keeps in the store (WHISPER_REC_SYNC_STATE)
  *   txn.c     running library calls inside the engine's own transaction
  *   keys.c    reading public keys and registration ids from stored records
+ *   retry.c   messages that cannot be decrypted: asked for, and sent, again
+ *   anchor.c  the store's epoch and its anchor outside the file
  *   trust.c   what is authenticated end to end: signed device lists, signed
  *             group changes, the payload inside the encryption, link tokens
  */
@@ -260,6 +262,10 @@ struct whisper_client {
   int receipts_due;        /* receipts were added: they go out as jobs */
   int own_listed;          /* this account's signed list is published (nothing is sent before) */
   sy_rate *rates;          /* retry requests and resends per peer device (retry.c) */
+  uint8_t store_id[8];     /* anchor.c: this store's id, and its epoch */
+  uint64_t epoch;
+  uint64_t loaded_epoch;   /* as the store had it at the start (what an anchor is checked against) */
+  uint32_t sent_since;
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -469,6 +475,13 @@ int sy_may_receive(whisper_client *c, const char *conv, const char *account);
  * `sent_at`) to (to, device) alone, under a fresh session. */
 int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
                   const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at);
+
+/* --- anchor.c ------------------------------------------------------------------ */
+void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
+/* A new epoch (stored in a transaction of its own; WHISPER_EV_ANCHOR). */
+int sy_epoch_next(whisper_client *c);
+/* One more message sent: a new epoch every SY_ANCHOR_EVERY. */
+void sy_epoch_count(whisper_client *c);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */
