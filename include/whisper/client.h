@@ -265,7 +265,7 @@ WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *acco
 
 /**
  * The store's anchor: its id and epoch (16 bytes). The epoch grows at
- * every start and every 64 messages sent, each time with
+ * every login and every 64 messages sent, each time with
  * WHISPER_EV_ANCHOR; the app keeps the newest outside the store (the
  * platform keystore) and passes it to whisper_client_check_anchor() right
  * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.

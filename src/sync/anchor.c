@@ -2,8 +2,8 @@
  * A store restored from a copy is caught before it reuses a key.
  *
  * The engine keeps an epoch in its progress record ("s"), with an id made
- * once for the store. The epoch only grows: at every start
- * (whisper_client_new) and every SY_ANCHOR_EVERY messages sent. Each time,
+ * once for the store. The epoch only grows: at every login and every
+ * SY_ANCHOR_EVERY messages sent. Each time,
  * WHISPER_EV_ANCHOR hands the app the anchor (id || epoch) to keep outside
  * the file, in the platform keystore: a small value, not a write per
  * message. On the next start the app gives it back
@@ -88,13 +88,12 @@ int whisper_client_check_anchor(whisper_client *c, const uint8_t *anchor, size_t
     return sy_fail(c, WHISPER_EINVAL, "that anchor is another store's");
   uint64_t epoch = 0;
   for (int i = 0; i < 8; i++) epoch = epoch << 8 | anchor[8 + i];
-  if (epoch <= c->loaded_epoch) return wh_ok(c->ctx); /* (the start moved it up since) */
+  if (epoch <= c->epoch) return wh_ok(c->ctx);
   /* restored from a copy: nothing in it encrypts again as it is */
   *restored = 1;
   int rc = whisper_sessions_distrust(c->ctx);
   if (rc != WHISPER_OK) return rc;
-  if (epoch > c->epoch) c->epoch = epoch; /* above everything the lost copy ever was */
-  c->loaded_epoch = c->epoch;
+  c->epoch = epoch; /* above everything the lost copy ever was */
   if ((rc = sy_epoch_next(c)) != WHISPER_OK) return rc;
   sy_rollback_event(c, NULL, 0);
   return wh_ok(c->ctx);

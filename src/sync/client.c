@@ -302,7 +302,6 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   sy_join_init(c);
   rc = sy_state_load(c);
   if (rc == WHISPER_OK) rc = sy_ops_load(c);
-  if (rc == WHISPER_OK) rc = sy_epoch_next(c); /* every start: a new epoch (WHISPER_EV_ANCHOR) */
   if (rc != WHISPER_OK) {
     whisper_client_free(c);
     return rc;

@@ -414,8 +414,10 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
   /* a message that cannot be decrypted: asked for again (after the
    * rollback of what the failed call did, handle()) */
   int content = d->has_content ? (int)d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
+  /* (a key the session used already, for a message id history has not
+   * seen: the sender reused it, from a restored store; asked for again) */
   if ((rc == WHISPER_EINVALIDMSG || rc == WHISPER_ENOSESSION || rc == WHISPER_ETOOFAR ||
-       rc == WHISPER_EINVALIDSIG) &&
+       rc == WHISPER_EINVALIDSIG || rc == WHISPER_EDUPLICATE) &&
       (content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE || content == WHISPER__SYNC__CONTENT__CONTENT_TEXT) &&
       d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN) {
     x->retry = 1;

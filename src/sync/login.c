@@ -220,6 +220,7 @@ static void publish_first(whisper_client *c) {
 
 static void after_login(whisper_client *c) {
   sy_names_free(&c->blocked); /* a new login tries the held conversations again */
+  if (sy_epoch_next(c) != WHISPER_OK) sy_error_event(c, WHISPER_ESTORE, 0, "cannot store the store's epoch");
   publish_first(c);
   sy_retry_held(c);
   sy_retry_again(c);

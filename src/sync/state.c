@@ -52,7 +52,7 @@ int sy_state_load(whisper_client *c) {
   c->upload_count = s->upload_count;
   if (s->has_store_id && s->store_id.len == sizeof c->store_id)
     memcpy(c->store_id, s->store_id.data, sizeof c->store_id);
-  c->epoch = c->loaded_epoch = s->epoch;
+  c->epoch = s->epoch;
   c->sent_since = s->sent_since;
   free(c->above);
   c->above = NULL;

@@ -264,7 +264,6 @@ struct whisper_client {
   sy_rate *rates;          /* retry requests and resends per peer device (retry.c) */
   uint8_t store_id[8];     /* anchor.c: this store's id, and its epoch */
   uint64_t epoch;
-  uint64_t loaded_epoch;   /* as the store had it at the start (what an anchor is checked against) */
   uint32_t sent_since;
 };
 

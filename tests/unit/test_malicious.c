@@ -29,6 +29,42 @@ static int n_sent;
 
 static uint64_t publish_id; /* the first PublishDevices request seen */
 
+/* Every message key a device encrypted with: (from, to, ratchet key, counter). */
+#define MAX_KEYS 2048
+typedef struct key_use {
+  char from[80], to[80];
+  uint8_t ratchet[33];
+  uint32_t counter;
+} key_use;
+static key_use keys_used[MAX_KEYS];
+static int n_keys, keys_reused;
+
+static void key_seen(const char *from, const char *to, uint32_t dev, uint32_t type, ProtobufCBinaryData b) {
+  const uint8_t *p = b.data;
+  size_t n = b.len;
+  Whisper__Wire__PreKeySignalMessage *pk = NULL;
+  if (type == 3) {
+    if (n < 2 || (pk = whisper__wire__pre_key_signal_message__unpack(NULL, n - 1, p + 1)) == NULL) return;
+    p = pk->message.data;
+    n = pk->message.len;
+  }
+  Whisper__Wire__SignalMessage *sm = n > 9 ? whisper__wire__signal_message__unpack(NULL, n - 9, p + 1) : NULL;
+  if (sm && sm->has_ratchet_key && sm->ratchet_key.len == 33 && n_keys < MAX_KEYS) {
+    key_use k;
+    snprintf(k.from, sizeof k.from, "%s", from);
+    snprintf(k.to, sizeof k.to, "%s.%u", to, dev);
+    memcpy(k.ratchet, sm->ratchet_key.data, 33);
+    k.counter = sm->counter;
+    for (int i = 0; i < n_keys; i++)
+      if (strcmp(keys_used[i].from, k.from) == 0 && strcmp(keys_used[i].to, k.to) == 0 &&
+          keys_used[i].counter == k.counter && memcmp(keys_used[i].ratchet, k.ratchet, 33) == 0)
+        keys_reused++;
+    keys_used[n_keys++] = k;
+  }
+  if (sm) whisper__wire__signal_message__free_unpacked(sm, NULL);
+  if (pk) whisper__wire__pre_key_signal_message__free_unpacked(pk, NULL);
+}
+
 static void watch(net *n, node *d, const uint8_t *frame, size_t len, void *arg) {
   (void)n, (void)arg;
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, len, frame);
@@ -42,6 +78,10 @@ static void watch(net *n, node *d, const uint8_t *frame, size_t len, void *arg) 
       snprintf(r->to, sizeof r->to, "%s", own ? d->name : s->to);
       r->device = own ? s->own[i - s->n_messages]->device_id : s->messages[i]->device_id;
       r->skdm = s->content == WHISPER__SYNC__CONTENT__CONTENT_SKDM;
+      const Whisper__Sync__DeviceMessage *dm = own ? s->own[i - s->n_messages] : s->messages[i];
+      char fromdev[80];
+      snprintf(fromdev, sizeof fromdev, "%s.%u", d->name, d->device);
+      key_seen(fromdev, r->to, dm->device_id, dm->type, dm->body);
     }
   }
   if (f) whisper__sync__frame__free_unpacked(f, NULL);
@@ -493,6 +533,7 @@ static void open_net(net *n) {
   net_open(n);
   memset(&the_lie, 0, sizeof the_lie);
   n_sent = 0;
+  n_keys = keys_reused = 0;
   n->tamper = tamper;
   n->tamper_arg = &the_lie;
   n->watch = watch;
@@ -1667,6 +1708,135 @@ static void test_unrecoverable(void) {
   net_close(&n);
 }
 
+/* --- restored stores --------------------------------------------------------------------------- */
+
+static void copy_file(const char *from, const char *to) {
+  FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
+  char buf[65536];
+  size_t k;
+  CHECK(a != NULL && b != NULL);
+  while (a && b && (k = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, k, b);
+  if (a) fclose(a);
+  if (b) fclose(b);
+}
+
+/* Takes a copy of d's store (d is stopped and started again around it). */
+static void store_copy(net *n, node *d, const char *suffix, int restore) {
+  char a[300], b[300];
+  node_crash(n, d);
+  snprintf(a, sizeof a, "%s-shm", d->path); /* SQLite rebuilds its index of the log */
+  unlink(a);
+  for (int w = 0; w < 2; w++) {
+    snprintf(a, sizeof a, "%s%s", d->path, w ? "-wal" : "");
+    snprintf(b, sizeof b, "%s.%s%s", d->path, suffix, w ? "-wal" : "");
+    if (restore) {
+      if (access(b, F_OK) == 0) copy_file(b, a);
+      else unlink(a);
+    } else {
+      if (access(a, F_OK) == 0) copy_file(a, b);
+      else unlink(b);
+    }
+  }
+  node_restart(d);
+}
+
+/* The newest anchor d's engine handed out. */
+static int last_anchor(const node *d, uint8_t out[16]) {
+  const rec_event *e = last_of(d, WHISPER_EV_ANCHOR);
+  if (e == NULL || e->body_len != 16) return 0;
+  memcpy(out, e->body, 16);
+  return 1;
+}
+
+/* One session row restored from an older copy (the rest of the store
+ * current): the send mark catches it before a key is reused; a fresh
+ * session, and the conversation goes on. */
+static void test_restored_session_row(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  still_talks(&n, alice, bob, "one");
+  still_talks(&n, bob, alice, "back");
+  whisper_buf *row = NULL;
+  uint8_t key[3 + 1 + 4] = {'b', 'o', 'b', 0, 0, 0, 0, 1};
+  CHECK_RC(wh_get(alice->ctx, WHISPER_REC_SESSION, key, sizeof key, &row), WHISPER_OK);
+  still_talks(&n, alice, bob, "two");
+  still_talks(&n, alice, bob, "three");
+  CHECK_RC(wh_begin(alice->ctx), WHISPER_OK);
+  CHECK_RC(wh_finish(alice->ctx, alice->ctx->store->ops.put(alice->ctx->store->user, WHISPER_REC_SESSION, key,
+                                                            sizeof key, row->data, row->len)),
+           WHISPER_OK);
+  whisper_buf_free(row);
+  ev_clear(alice);
+  ev_clear(bob);
+  still_talks(&n, alice, bob, "four");
+  const rec_event *r = last_of(alice, WHISPER_EV_ROLLBACK);
+  CHECK(r && strcmp(r->from, "bob") == 0 && r->from_device == 1);
+  CHECK(ev_count(bob, WHISPER_EV_MESSAGE) == 1 && ev_count(bob, WHISPER_EV_RETRY) == 0);
+  still_talks(&n, bob, alice, "and back");
+  still_talks(&n, alice, bob, "five");
+  CHECK(n_keys > 5 && keys_reused == 0);
+  net_close(&n);
+}
+
+/* The whole store file restored from an older copy. With the anchor the
+ * app kept, it is caught at the start: no session in it encrypts again,
+ * each gets a fresh one; what the peer sent meanwhile under sessions the
+ * copy is behind is asked for again. No key is used twice, every message
+ * that can be recovered arrives once, and the ticks are true. */
+static void test_restored_store(void) {
+  for (int with_anchor = 1; with_anchor >= 0; with_anchor--) {
+    net n;
+    open_net(&n);
+    node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+    node *carol = account_new(&n, "carol", 1);
+    still_talks(&n, alice, bob, "one");
+    still_talks(&n, bob, alice, "back");
+    still_talks(&n, alice, carol, "to carol");
+    store_copy(&n, alice, "copy", 0); /* the backup */
+    net_advance(&n, 2000);
+    still_talks(&n, alice, bob, "two");
+    still_talks(&n, alice, bob, "three");
+    still_talks(&n, alice, carol, "carol two");
+    uint8_t anchor[16];
+    CHECK(last_anchor(alice, anchor));
+    ev_clear(alice);
+    store_copy(&n, alice, "copy", 1); /* the restore */
+    int restored = 0;
+    if (with_anchor) {
+      CHECK_RC(whisper_client_check_anchor(alice->cl, anchor, 16, &restored), WHISPER_OK);
+      record(alice);
+      CHECK(restored == 1 && ev_count(alice, WHISPER_EV_ROLLBACK) >= 1);
+      /* and a kept anchor as new as the store says nothing */
+      uint8_t now_anchor[16];
+      int again = -1;
+      CHECK_RC(whisper_client_anchor(alice->cl, now_anchor), WHISPER_OK);
+      CHECK_RC(whisper_client_check_anchor(alice->cl, now_anchor, 16, &again), WHISPER_OK);
+      CHECK(again == 0);
+    }
+    net_advance(&n, 2000);
+    uint8_t id[16];
+    send_text(&n, alice, "bob", "after the restore", id);
+    net_advance(&n, 3000);
+    CHECK(ev_messages(bob, "after the restore") == 1);
+    still_talks(&n, bob, alice, "bob after");
+    still_talks(&n, alice, carol, "carol after");
+    still_talks(&n, carol, alice, "carol back");
+    CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_DELIVERED);
+    if (with_anchor) {
+      CHECK(keys_reused == 0);
+    } else {
+      /* without an anchor the restore cannot be seen from inside the file:
+       * the peer refuses the reused key, asks, and the message comes again
+       * under a fresh session; but the key was used twice on the wire
+       * (docs/security.md says so) */
+      CHECK(keys_reused >= 1);
+      CHECK(ev_count(bob, WHISPER_EV_RETRY) >= 1);
+    }
+    net_close(&n);
+  }
+}
+
 /* MALICIOUS_ONLY=name runs one test. */
 #define RUN(t)                                                            \
   do {                                                                    \
@@ -1817,6 +1987,8 @@ int main(void) {
   RUN(test_deleted_session);
   RUN(test_missing_sender_key);
   RUN(test_unrecoverable);
+  RUN(test_restored_session_row);
+  RUN(test_restored_store);
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
