@@ -39,6 +39,7 @@ typedef struct chat {
   /* options */
   const char *db_path;
   const char *key_path;
+  const char *anchor_path; /* --anchor-file: the store's anchor, kept outside it */
   const char *account;
   uint32_t device;
   const char *server;

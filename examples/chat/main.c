@@ -38,7 +38,7 @@ static void usage(FILE *f) {
           "usage: whisper-chat --db FILE --key-file FILE --account NAME [--device N]\n"
           "                    --server ws://HOST:PORT/v1/ws [--script]\n"
           "                    [--ca-file PEM] [--insecure] [--backoff-max-ms MS]\n"
-          "                    [--no-read-receipts] [--invisible]\n"
+          "                    [--no-read-receipts] [--invisible] [--anchor-file FILE]\n"
           "\n"
           "  --db FILE           the device's encrypted store (made on the first run)\n"
           "  --key-file FILE     its 32-byte key (made, mode 0600, when missing)\n"
@@ -52,6 +52,8 @@ static void usage(FILE *f) {
           "  --backoff-max-ms MS cap of the reconnect backoff (default 60000)\n"
           "  --no-read-receipts  do not send read receipts\n"
           "  --invisible         others do not see this account online\n"
+          "  --anchor-file FILE  keeps the store's anchor here (outside the store): a store\n"
+          "                      restored from an older copy is caught at the start\n"
           "\n"
           "Commands (stdin, one per line; `help` lists them): send, gsend, group create|add|remove,\n"
           "read, typing, subscribe, history, trust, link-approve, status, quit.\n");
@@ -119,6 +121,9 @@ static int parse_args(chat *c, int argc, char **argv) {
     } else if (FLAG("--key-file")) {
       VALUE();
       c->key_path = val;
+    } else if (FLAG("--anchor-file")) {
+      VALUE();
+      c->anchor_path = val;
     } else if (FLAG("--account")) {
       VALUE();
       c->account = val;
@@ -166,6 +171,8 @@ static int parse_args(chat *c, int argc, char **argv) {
 /* The store (its key from --key-file), the context, the identity (made on
  * the first run, checked against --account and --device after that) and
  * the engine. Returns 0, or -1 after printing why. */
+static int anchor_check(chat *c);
+
 static int open_device(chat *c) {
   uint8_t key[CHAT_KEY_LEN];
   if (key_file_load(c->key_path, key) != 0) return -1;
@@ -214,7 +221,41 @@ static int open_device(chat *c) {
             whisper_strerror(rc), whisper_ctx_last_error(c->ctx));
     return -1;
   }
+  return anchor_check(c);
+}
+
+/* --anchor-file: the anchor kept from the last run, checked before anything
+ * is sent (a store older than it was restored from a copy). */
+static int anchor_check(chat *c) {
+  uint8_t a[WHISPER_ANCHOR_LEN + 1];
+  if (!c->anchor_path) return 0;
+  FILE *f = fopen(c->anchor_path, "rb");
+  if (f == NULL) return 0; /* the first run */
+  size_t n = fread(a, 1, sizeof a, f);
+  fclose(f);
+  int restored = 0;
+  int rc = whisper_client_check_anchor(c->client, a, n, &restored);
+  if (rc != WHISPER_OK) {
+    fprintf(stderr, "whisper-chat: %s: %s (%s)\n", c->anchor_path, whisper_strerror(rc),
+            whisper_ctx_last_error(c->ctx));
+    return -1;
+  }
   return 0;
+}
+
+/* A new anchor: written beside, then moved over the old one. */
+static void anchor_save(chat *c, const uint8_t *a, size_t n) {
+  char tmp[4096];
+  if (!c->anchor_path || n != WHISPER_ANCHOR_LEN) return;
+  snprintf(tmp, sizeof tmp, "%s.new", c->anchor_path);
+  FILE *f = fopen(tmp, "wb");
+  if (f == NULL || fwrite(a, 1, n, f) != n || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+    if (f) fclose(f);
+    fprintf(stderr, "whisper-chat: cannot write %s\n", tmp);
+    return;
+  }
+  fclose(f);
+  if (rename(tmp, c->anchor_path) != 0) fprintf(stderr, "whisper-chat: cannot replace %s\n", c->anchor_path);
 }
 
 void changed_key_put(chat *c, const char *name, uint32_t device, const uint8_t *key) {
@@ -266,6 +307,7 @@ void chat_events(chat *c) {
     if (ev.type == WHISPER_EV_CAUGHT_UP) c->caught_up = 1;
     if (ev.type == WHISPER_EV_IDENTITY && ev.from && ev.body && ev.body_len == WHISPER_PUBLIC_KEY_LEN)
       changed_key_put(c, ev.from, ev.from_device, ev.body);
+    if (ev.type == WHISPER_EV_ANCHOR) anchor_save(c, ev.body, ev.body_len);
     out_event(c, &ev);
   }
 }

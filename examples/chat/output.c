@@ -292,6 +292,10 @@ static const char *event_name(int type) {
   case WHISPER_EV_LINK_CODE: return "link_code";
   case WHISPER_EV_DEVICES: return "devices";
   case WHISPER_EV_REFUSED: return "refused";
+  case WHISPER_EV_GAP: return "gap";
+  case WHISPER_EV_RETRY: return "retry";
+  case WHISPER_EV_ROLLBACK: return "rollback";
+  case WHISPER_EV_ANCHOR: return "anchor";
   default: return "unknown";
   }
 }
@@ -382,6 +386,27 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     if (ev->from) jb_str(&b, "from", ev->from);
     if (ev->id && ev->id_len) jb_hex(&b, "id", ev->id, ev->id_len);
     break;
+  case WHISPER_EV_GAP:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_int(&b, "missing", ev->status);
+    break;
+  case WHISPER_EV_RETRY:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_hex(&b, "id", ev->id, ev->id_len);
+    jb_str(&b, "what", ev->status == WHISPER_RETRY_ASKED    ? "asked"
+                       : ev->status == WHISPER_RETRY_RESENT ? "resent"
+                                                            : "failed");
+    break;
+  case WHISPER_EV_ROLLBACK:
+    if (ev->from) jb_str(&b, "from", ev->from);
+    if (ev->from) jb_u64(&b, "device", ev->from_device);
+    break;
+  case WHISPER_EV_ANCHOR:
+    break; /* the anchor itself stays out of the output */
   case WHISPER_EV_LINK_CODE: {
     char digits[WHISPER_LINK_DIGITS + 1] = "";
     whisper_client_link_digits(ev->body, ev->body_len, digits);
@@ -487,6 +512,32 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     else if (ev->status == 2) hb_printf(&b, " removed a device (%u)", (unsigned)ev->from_device);
     else hb_printf(&b, "'s devices are not authorised by an account key yet");
     break;
+  case WHISPER_EV_GAP:
+    hb_printf(&b, "! %d message%s from ", ev->status, ev->status == 1 ? "" : "s");
+    hb_str(&b, ev->from);
+    hb_printf(&b, ".%u in ", (unsigned)ev->from_device);
+    hb_str(&b, ev->conversation);
+    hb_printf(&b, " %s missing (the server did not deliver %s)", ev->status == 1 ? "is" : "are",
+              ev->status == 1 ? "it" : "them");
+    break;
+  case WHISPER_EV_RETRY:
+    if (ev->status == WHISPER_RETRY_ASKED) {
+      hb_printf(&b, "* a message from ");
+      hb_str(&b, ev->from);
+      hb_printf(&b, " could not be decrypted: asked for it again");
+    } else if (ev->status == WHISPER_RETRY_RESENT) {
+      hb_str(&b, ev->from);
+      hb_printf(&b, ".%u could not decrypt a message: sent it again", (unsigned)ev->from_device);
+    } else {
+      hb_printf(&b, "! a message to ");
+      hb_str(&b, ev->from);
+      hb_printf(&b, ".%u could not be recovered (failed)", (unsigned)ev->from_device);
+    }
+    break;
+  case WHISPER_EV_ROLLBACK:
+    hb_printf(&b, "! this store was restored from an older copy%s: fresh sessions are made",
+              ev->from ? " (one session)" : "");
+    break;
   case WHISPER_EV_REFUSED:
     hb_printf(&b, "! refused what the server delivered");
     if (ev->conversation) {
@@ -533,6 +584,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
 }
 
 void out_event(chat *c, const whisper_client_event_t *ev) {
+  if (ev->type == WHISPER_EV_ANCHOR && !c->script) return; /* kept, not shown (--anchor-file) */
   if (c->script)
     event_json(c, ev);
   else
