@@ -457,18 +457,24 @@ static void usable_only(whisper_client *c, const char *account, sy_devlist *l);
 
 /* A retry request, plaintext (type 8), to every device of the sender's
  * account (the one that sent the message answers) and this account's. */
+/* The device lists of `to` and of this account, each listed once per
+ * connection: STEP_DONE when both are at hand, else the step to wait on. */
+static int lists_pair(whisper_client *c, sy_job *j, const char *to, sy_devlist l[2]) {
+  const char *acct[2] = {to, c->account};
+  memset(l, 0, 2 * sizeof *l);
+  for (int a = 0; a < 2; a++)
+    if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) return STEP_STOP;
+  for (int a = 0; a < 2; a++)
+    if (!l[a].known || !sy_name_has(c->refreshed, acct[a])) return list_devices(c, j, acct[a]);
+  return STEP_DONE;
+}
+
 static int retry_step(whisper_client *c, sy_job *j) {
   const char *acct[2] = {j->conv, c->account};
   sy_devlist l[2];
-  int step = STEP_STOP;
-  memset(l, 0, sizeof l);
-  for (int a = 0; a < 2; a++)
-    if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) goto out;
-  for (int a = 0; a < 2; a++)
-    if (!l[a].known || !sy_name_has(c->refreshed, acct[a])) {
-      step = list_devices(c, j, acct[a]);
-      goto out;
-    }
+  int step = lists_pair(c, j, j->conv, l);
+  if (step != STEP_DONE) goto out;
+  step = STEP_STOP;
   for (int a = 0; a < 2; a++) usable_only(c, acct[a], &l[a]);
   sy_devs_del(&l[1], c->device_id);
   Whisper__Sync__DeviceMessage *dm = calloc(l[0].n + l[1].n + 1, sizeof *dm);
@@ -589,16 +595,9 @@ static void usable_only(whisper_client *c, const char *account, sy_devlist *l) {
 static int direct_step(whisper_client *c, sy_job *j) {
   const char *acct[2] = {j->conv, c->account};
   sy_devlist l[2];
-  int step = STEP_STOP;
   whisper_buf *pl = NULL;
-  memset(l, 0, sizeof l);
-  for (int a = 0; a < 2; a++)
-    if (sy_devs_load(c, acct[a], &l[a]) != WHISPER_OK) goto out;
-  for (int a = 0; a < 2; a++)
-    if (!l[a].known || !sy_name_has(c->refreshed, acct[a])) {
-      step = list_devices(c, j, acct[a]);
-      goto out;
-    }
+  int step = lists_pair(c, j, j->conv, l);
+  if (step != STEP_DONE) goto out;
   for (int a = 0; a < 2; a++) {
     if ((step = list_usable(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
     usable_only(c, acct[a], &l[a]);

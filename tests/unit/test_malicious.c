@@ -525,9 +525,31 @@ static uint64_t group_head(node *d, const uint8_t gid[16], uint8_t hash[32]) {
   return v;
 }
 
+/* Arms the lie: `victim` is handed, for `account`, a list (version `v`,
+ * signed by `signer`) naming device 1 with `key1` and device 7 with f7's
+ * key, and a bundle for device 7. */
+static void lie_list(node *victim, const char *account, whisper_ctx *signer, const uint8_t key1[33],
+                     fake *f7, uint64_t v);
+
 /* --- set-up --------------------------------------------------------------------------------------- */
 
 static lie the_lie;
+
+static void lie_list(node *victim, const char *account, whisper_ctx *signer, const uint8_t key1[33],
+                     fake *f7, uint64_t v) {
+  uint8_t keys[2][33];
+  memcpy(keys[0], key1, 33);
+  CHECK_RC(whisper_identity_get(f7->ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
+  uint32_t ids[2] = {1, 7};
+  the_lie.kind = LIE_DEVICES;
+  the_lie.victim = victim;
+  snprintf(the_lie.account, sizeof the_lie.account, "%s", account);
+  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, signer, account, v, ids,
+                                 (const uint8_t(*)[33])keys, 2);
+  the_lie.extra_device = 7;
+  CHECK_RC(whisper_bundle_make(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+}
+
 
 static void open_net(net *n) {
   net_open(n);
@@ -650,15 +672,7 @@ static void test_swapped_account_key(void) {
     fake_open(&f7, "bob", 7);
     uint8_t keys[2][33];
     CHECK_RC(whisper_identity_get(f.ctx, keys[0], NULL, NULL, NULL), WHISPER_OK);
-    CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
-    uint32_t ids[2] = {1, 7};
-    the_lie.kind = LIE_DEVICES;
-    the_lie.victim = alice;
-    snprintf(the_lie.account, sizeof the_lie.account, "bob");
-    the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f.ctx, "bob", 99, ids,
-                                   (const uint8_t(*)[33])keys, 2);
-    the_lie.extra_device = 7;
-    CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+    lie_list(alice, "bob", f.ctx, keys[0], &f7, 99);
     ev_clear(alice);
     node_cut(&n, alice); /* the next connection lists bob's devices again */
     send_text(&n, alice, "bob", "second", NULL);
@@ -1212,17 +1226,9 @@ static void test_own_list_swapped(void) {
   fake f1, f7;
   fake_open(&f1, "alice", 1);
   fake_open(&f7, "alice", 7);
-  uint8_t keys[2][33];
-  CHECK_RC(whisper_identity_get(f1.ctx, keys[0], NULL, NULL, NULL), WHISPER_OK);
-  CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
-  uint32_t ids[2] = {1, 7};
-  the_lie.kind = LIE_DEVICES;
-  the_lie.victim = alice;
-  snprintf(the_lie.account, sizeof the_lie.account, "alice");
-  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f1.ctx, "alice", 9, ids,
-                                 (const uint8_t(*)[33])keys, 2);
-  the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  uint8_t key1[33];
+  CHECK_RC(whisper_identity_get(f1.ctx, key1, NULL, NULL, NULL), WHISPER_OK);
+  lie_list(alice, "alice", f1.ctx, key1, &f7, 9);
   ev_clear(alice);
   send_text(&n, alice, "bob", "no copy for the server", NULL);
   net_advance(&n, 2000);
@@ -1853,17 +1859,9 @@ static void test_list_forged_under_real_key(void) {
   still_talks(&n, alice, bob, "first");
   fake f7;
   fake_open(&f7, "bob", 7);
-  uint8_t keys[2][33];
-  pub_of(bob, keys[0]);
-  CHECK_RC(whisper_identity_get(f7.ctx, keys[1], NULL, NULL, NULL), WHISPER_OK);
-  uint32_t ids[2] = {1, 7};
-  the_lie.kind = LIE_DEVICES;
-  the_lie.victim = alice;
-  snprintf(the_lie.account, sizeof the_lie.account, "bob");
-  the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, f7.ctx, "bob", 50, ids,
-                                 (const uint8_t(*)[33])keys, 2);
-  the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_make(f7.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  uint8_t key1[33];
+  pub_of(bob, key1);
+  lie_list(alice, "bob", f7.ctx, key1, &f7, 50);
   ev_clear(alice);
   node_cut(&n, alice);
   net_advance(&n, 2000);
