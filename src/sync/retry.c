@@ -134,15 +134,24 @@ static int signal_ratchet_key(const uint8_t *b, size_t n, uint8_t key[WHISPER_PU
   return ok;
 }
 
-/* For a message that could not be decrypted: the ratchet key of a
- * SignalMessage; none for other types. A message too damaged to have a well-formed key is still asked
- * for, without one (libsignal would refuse to make the request; a key that
- * is not a public key would make libsignal refuse to read it). */
+/* As libsignal's DecryptionErrorMessage::for_original: the ratchet key of a
+ * SignalMessage, or of the one inside a PreKeySignalMessage; none for other
+ * types (a SenderKeyMessage). A message too damaged to have a well-formed
+ * key is still asked for, without one (libsignal would refuse to make the
+ * request; a key that is not a public key would make libsignal refuse to
+ * read it). */
 whisper_buf *sy_decryption_error_for(int type, const uint8_t *body, size_t len, uint64_t timestamp,
                                      uint32_t device_id) {
   uint8_t key[WHISPER_PUBLIC_KEY_LEN];
   int has_key = 0;
-  if (type == WHISPER_MSG_WHISPER) has_key = signal_ratchet_key(body, len, key);
+  if (type == WHISPER_MSG_WHISPER) {
+    has_key = signal_ratchet_key(body, len, key);
+  } else if (type == WHISPER_MSG_PREKEY && len > 1) {
+    Whisper__Wire__PreKeySignalMessage *pm =
+        whisper__wire__pre_key_signal_message__unpack(&wh_pb_alloc, len - 1, body + 1);
+    if (pm && pm->has_message) has_key = signal_ratchet_key(pm->message.data, pm->message.len, key);
+    if (pm) whisper__wire__pre_key_signal_message__free_unpacked(pm, &wh_pb_alloc);
+  }
   return sy_decryption_error_make(has_key ? key : NULL, timestamp, device_id);
 }
 
@@ -151,7 +160,9 @@ static whisper_buf *decryption_error(whisper_client *c, const Whisper__Sync__Del
                                  c->device_id);
 }
 
-/* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). */
+/* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). As
+ * libsignal reads one: a timestamp, and a ratchet key only if it is a public
+ * key; a missing device id is left to the caller. */
 Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *p, size_t n) {
   if (n < 2 || p[0] != 0xC0) return NULL;
   /* the padding: 0x80, then zeros */
@@ -164,6 +175,11 @@ Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *
     m = whisper__wire__decryption_error_message__unpack(&wh_pb_alloc, ct->decryption_error_message.len,
                                                         ct->decryption_error_message.data);
   if (ct) whisper__wire__content__free_unpacked(ct, &wh_pb_alloc);
+  if (m && (!m->has_timestamp ||
+            (m->has_ratchet_key && whisper_public_key_check(m->ratchet_key.data, m->ratchet_key.len) != WHISPER_OK))) {
+    whisper__wire__decryption_error_message__free_unpacked(m, &wh_pb_alloc);
+    m = NULL;
+  }
   return m;
 }
 
