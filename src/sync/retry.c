@@ -94,16 +94,15 @@ static void retry_event(whisper_client *c, sy_evq *evs, const char *conv, const 
 /* --- the request --------------------------------------------------------------------------------- */
 
 /* libsignal's PlaintextContent: 0xC0 || Content{decryption_error_message} || 0x80. */
-static whisper_buf *decryption_error(whisper_client *c, const Whisper__Sync__Deliver *d) {
+whisper_buf *sy_decryption_error_make(const uint8_t *ratchet_key, uint64_t timestamp, uint32_t device_id) {
   Whisper__Wire__DecryptionErrorMessage m = WHISPER__WIRE__DECRYPTION_ERROR_MESSAGE__INIT;
-  Whisper__Wire__SignalMessage *sm = NULL;
-  if (d->type == WHISPER_MSG_WHISPER && d->body.len > 1 + 8) {
-    sm = whisper__wire__signal_message__unpack(&wh_pb_alloc, d->body.len - 1 - 8, d->body.data + 1);
-    if (sm && sm->has_ratchet_key) m.has_ratchet_key = 1, m.ratchet_key = sm->ratchet_key;
+  if (ratchet_key) {
+    m.has_ratchet_key = 1;
+    m.ratchet_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)ratchet_key};
   }
   m.has_timestamp = m.has_device_id = 1;
-  m.timestamp = d->server_ts;
-  m.device_id = c->device_id;
+  m.timestamp = timestamp;
+  m.device_id = device_id;
   size_t ml = whisper__wire__decryption_error_message__get_packed_size(&m);
   uint8_t *mb = malloc(ml ? ml : 1);
   whisper_buf *out = NULL;
@@ -120,11 +119,50 @@ static whisper_buf *decryption_error(whisper_client *c, const Whisper__Sync__Del
     }
     free(mb);
   }
-  if (sm) whisper__wire__signal_message__free_unpacked(sm, &wh_pb_alloc);
   return out;
 }
 
-/* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). */
+/* The sender's ratchet key of a SignalMessage (version || protobuf || 8-byte
+ * MAC) into `key`; 0 when it has no well-formed one. */
+static int signal_ratchet_key(const uint8_t *b, size_t n, uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
+  if (n <= 1 + 8) return 0;
+  Whisper__Wire__SignalMessage *sm = whisper__wire__signal_message__unpack(&wh_pb_alloc, n - 1 - 8, b + 1);
+  int ok = sm && sm->has_ratchet_key && sm->ratchet_key.len == WHISPER_PUBLIC_KEY_LEN &&
+           sm->ratchet_key.data[0] == 0x05;
+  if (ok) memcpy(key, sm->ratchet_key.data, WHISPER_PUBLIC_KEY_LEN);
+  if (sm) whisper__wire__signal_message__free_unpacked(sm, &wh_pb_alloc);
+  return ok;
+}
+
+/* As libsignal's DecryptionErrorMessage::for_original: the ratchet key of a
+ * SignalMessage, or of the one inside a PreKeySignalMessage; none for other
+ * types (a SenderKeyMessage). A message too damaged to have a well-formed
+ * key is still asked for, without one (libsignal would refuse to make the
+ * request; a key that is not a public key would make libsignal refuse to
+ * read it). */
+whisper_buf *sy_decryption_error_for(int type, const uint8_t *body, size_t len, uint64_t timestamp,
+                                     uint32_t device_id) {
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN];
+  int has_key = 0;
+  if (type == WHISPER_MSG_WHISPER) {
+    has_key = signal_ratchet_key(body, len, key);
+  } else if (type == WHISPER_MSG_PREKEY && len > 1) {
+    Whisper__Wire__PreKeySignalMessage *pm =
+        whisper__wire__pre_key_signal_message__unpack(&wh_pb_alloc, len - 1, body + 1);
+    if (pm && pm->has_message) has_key = signal_ratchet_key(pm->message.data, pm->message.len, key);
+    if (pm) whisper__wire__pre_key_signal_message__free_unpacked(pm, &wh_pb_alloc);
+  }
+  return sy_decryption_error_make(has_key ? key : NULL, timestamp, device_id);
+}
+
+static whisper_buf *decryption_error(whisper_client *c, const Whisper__Sync__Deliver *d) {
+  return sy_decryption_error_for(d->has_body ? (int)d->type : 0, d->body.data, d->body.len, d->server_ts,
+                                 c->device_id);
+}
+
+/* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). As
+ * libsignal reads one: a timestamp, and a ratchet key only if it is a public
+ * key; a missing device id is left to the caller. */
 Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *p, size_t n) {
   if (n < 2 || p[0] != 0xC0) return NULL;
   /* the padding: 0x80, then zeros */
@@ -137,6 +175,11 @@ Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *
     m = whisper__wire__decryption_error_message__unpack(&wh_pb_alloc, ct->decryption_error_message.len,
                                                         ct->decryption_error_message.data);
   if (ct) whisper__wire__content__free_unpacked(ct, &wh_pb_alloc);
+  if (m && (!m->has_timestamp ||
+            (m->has_ratchet_key && whisper_public_key_check(m->ratchet_key.data, m->ratchet_key.len) != WHISPER_OK))) {
+    whisper__wire__decryption_error_message__free_unpacked(m, &wh_pb_alloc);
+    m = NULL;
+  }
   return m;
 }
 

@@ -465,7 +465,16 @@ size_t sy_waiting_count(whisper_client *c, const char *sender, uint32_t device, 
 Whisper__Client__Waiting *sy_waiting_get(whisper_client *c, const uint8_t *id, int *rc);
 /* The message came: its placeholder and record go (inside the transaction). */
 int sy_waiting_done(whisper_client *c, const uint8_t *id, const Whisper__Client__Waiting *w);
+/* libsignal's PlaintextContent holding a DecryptionErrorMessage with these
+ * fields (ratchet_key: WHISPER_PUBLIC_KEY_LEN bytes, or NULL for none);
+ * NULL when out of memory. The one builder of retry requests. */
+whisper_buf *sy_decryption_error_make(const uint8_t *ratchet_key, uint64_t timestamp, uint32_t device_id);
+/* The same for a message of `type` (WHISPER_MSG_*) and `body` that could not
+ * be decrypted: its ratchet key is taken from it where it has one. */
+whisper_buf *sy_decryption_error_for(int type, const uint8_t *body, size_t len, uint64_t timestamp,
+                                     uint32_t device_id);
 struct Whisper__Wire__DecryptionErrorMessage;
+/* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). */
 struct Whisper__Wire__DecryptionErrorMessage *sy_decryption_error_parse(const uint8_t *p, size_t n);
 void sy_rates_free(whisper_client *c);
 /* Whether `account` takes part in `conv` (its peer, or a member of the group). */

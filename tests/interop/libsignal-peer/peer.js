@@ -35,6 +35,8 @@ const {
   SenderKeyDistributionMessage,
   CiphertextMessageType,
   Fingerprint,
+  DecryptionErrorMessage,
+  PlaintextContent,
 } = SignalClient;
 
 const DB_FORMAT = 'libwhisper-libsignal-peer/1';
@@ -402,6 +404,15 @@ function reqDeviceId(req, field = 'device_id', where = '') {
   return v;
 }
 
+// A millisecond timestamp: an integer in 0..2^53-1 (what a JSON number holds exactly).
+function reqTimestamp(req, field) {
+  const v = req[field];
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
+    throw badRequest(`"${field}" must be an integer in 0..2^53-1`);
+  }
+  return v;
+}
+
 // Canonical, padded, standard base64 (checked by re-encoding).
 function decodeB64(v, field) {
   if (typeof v !== 'string') throw badRequest(`"${field}" must be a base64 string`);
@@ -748,6 +759,47 @@ class Peer {
     return {};
   }
 
+  // --- retry requests ---------------------------------------------------------
+  // libsignal builds a DecryptionErrorMessage only from the original message
+  // (forOriginal: the ratchet key is taken from it), and reads one from a
+  // PlaintextContent's body (extractFromSerializedBody, as the apps do).
+  async op_decryption_error_make(req, _tx) {
+    const original = reqB64(req, 'original');
+    const types = {
+      whisper: CiphertextMessageType.Whisper,
+      prekey: CiphertextMessageType.PreKey,
+      sender_key: CiphertextMessageType.SenderKey,
+    };
+    if (typeof req.type !== 'string' || !Object.prototype.hasOwnProperty.call(types, req.type)) {
+      throw badRequest('"type" must be "prekey", "whisper" or "sender_key"');
+    }
+    const timestamp = reqTimestamp(req, 'timestamp');
+    const deviceId = reqU32(req, 'device_id');
+    let dem;
+    try {
+      dem = DecryptionErrorMessage.forOriginal(original, types[req.type], timestamp, deviceId);
+    } catch (e) {
+      throw new PeerError('invalid_message', `cannot make a DecryptionErrorMessage: ${e.message}`);
+    }
+    return { plaintext_content: b64(PlaintextContent.from(dem).serialize()) };
+  }
+
+  async op_decryption_error_read(req, _tx) {
+    const buf = reqB64(req, 'plaintext_content');
+    let dem;
+    try {
+      dem = DecryptionErrorMessage.extractFromSerializedBody(PlaintextContent.deserialize(buf).body());
+    } catch (e) {
+      throw new PeerError('invalid_message', `not a PlaintextContent holding a DecryptionErrorMessage: ${e.message}`);
+    }
+    const key = dem.ratchetKey();
+    return {
+      timestamp: dem.timestamp(),
+      device_id: dem.deviceId(),
+      ratchet_key: key ? b64(key.serialize()) : null,
+    };
+  }
+
   async op_quit(_req, _tx) {
     this.quitting = true;
     return {};
@@ -767,6 +819,8 @@ Peer.ops = {
   group_decrypt: Peer.prototype.op_group_decrypt,
   fingerprint: Peer.prototype.op_fingerprint,
   trust: Peer.prototype.op_trust,
+  decryption_error_make: Peer.prototype.op_decryption_error_make,
+  decryption_error_read: Peer.prototype.op_decryption_error_read,
   quit: Peer.prototype.op_quit,
 };
 

@@ -476,6 +476,10 @@ class Run {
         return `ok plaintext=${res.plaintext}`;
       case 'has_session':
         return `ok has_session=${res.has_session}`;
+      case 'decryption_error_make':
+        return `ok bytes=${Buffer.from(String(res.plaintext_content), 'base64').length}`;
+      case 'decryption_error_read':
+        return `ok timestamp=${res.timestamp} device_id=${res.device_id} ratchet_key=${res.ratchet_key === null ? 'none' : 'yes'}`;
       default:
         return 'ok';
     }

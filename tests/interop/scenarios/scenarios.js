@@ -566,6 +566,126 @@ def(
 );
 
 // ---------------------------------------------------------------------------
+// retry requests: libsignal's DecryptionErrorMessage inside a PlaintextContent
+
+// The sender's ratchet key of a whisper message (version || protobuf || MAC),
+// or of the whisper message inside a prekey message (field 4).
+function ratchetKeyOf(type, b64) {
+  let b = B(b64);
+  if (type === 'prekey') b = pb.get(pb.decode(b.subarray(1)), 4).value;
+  return S(pb.get(pb.decode(b.subarray(1, b.length - 8)), 1).value);
+}
+
+// 0xC0 || Content{8: DecryptionErrorMessage{1: ratchet_key, 2: timestamp,
+// 3: device_id}} || 0x80, written here from the field list (each side's
+// output is checked against this, not only against the other side's).
+function plaintextContent(demFields, content = (dem) => [{ field: 8, wire: 2, value: dem }]) {
+  return Buffer.concat([Buffer.from([0xc0]), pb.encode(content(pb.encode(demFields))), Buffer.from([0x80])]);
+}
+function demFields({ key, timestamp, device }) {
+  const f = [];
+  if (key !== null && key !== undefined) f.push({ field: 1, wire: 2, value: B(key) });
+  if (timestamp !== undefined) f.push({ field: 2, wire: 0, value: BigInt(timestamp) });
+  if (device !== undefined) f.push({ field: 3, wire: 0, value: BigInt(device) });
+  return f;
+}
+
+def(
+  'decryption_error',
+  { roles: roles('alice', 'bob'), description: 'retry requests (DecryptionErrorMessage in a PlaintextContent) made by each side, read by the other' },
+  async (t) => {
+    const [alice, bob] = await t.spawnAll('alice', 'bob');
+    await t.startSession(alice, bob, await t.bundle(bob));
+    const p = await t.encrypt(alice, bob, { type: 'prekey', size: 40 });
+    await t.decrypt(bob, p);
+    await t.exchange(bob, alice, { type: 'whisper' });
+    const w = await t.encrypt(alice, bob, { type: 'whisper', size: 40 }); // never delivered
+    const D = t.rng.uuid();
+    await t.ok(alice, { op: 'group_create', distribution_id: D }, 'alice group_create');
+    const g = await t.ok(alice, { op: 'group_encrypt', distribution_id: D, plaintext: t.plaintext(20) }, 'alice group_encrypt');
+    const now = () => 1700000000000 + t.rng.int(1000000000);
+    // Originals bob could not decrypt, and what goes into the request for them.
+    const cases = [
+      ['prekey message', p.body, 'prekey', ratchetKeyOf('prekey', p.body), now(), alice.device],
+      ['whisper message', w.body, 'whisper', ratchetKeyOf('whisper', w.body), now(), alice.device],
+      ['whisper message, MAC flipped', signalFlipMac(w.body), 'whisper', ratchetKeyOf('whisper', w.body), now(), alice.device],
+      ['sender-key message', g.body, 'sender_key', null, now(), alice.device],
+      ['whisper message, timestamp 0, device 0', w.body, 'whisper', ratchetKeyOf('whisper', w.body), 0, 0],
+      ['whisper message, timestamp 2^32, device 2^31-1', w.body, 'whisper', ratchetKeyOf('whisper', w.body), 2 ** 32, 0x7fffffff],
+      ['sender-key message, timestamp 2^53-1, device 2^32-1', g.body, 'sender_key', null, Number.MAX_SAFE_INTEGER, 0xffffffff],
+    ];
+    let valid = null;
+    for (const [what, original, type, key, timestamp, device] of cases) {
+      const want = S(plaintextContent(demFields({ key, timestamp, device })));
+      const made = new Map();
+      for (const maker of [bob, alice]) {
+        const label = `${maker.role} decryption_error_make for a ${what}`;
+        const r = await t.ok(maker, { op: 'decryption_error_make', original, type, timestamp, device_id: device }, label);
+        t.check(r.plaintext_content === want, want, r.plaintext_content, label);
+        made.set(maker, r.plaintext_content);
+      }
+      for (const [reader, maker] of [[alice, bob], [bob, alice]]) {
+        const label = `${reader.role} decryption_error_read from ${maker.role} for a ${what}`;
+        const r = await t.ok(reader, { op: 'decryption_error_read', plaintext_content: made.get(maker) }, label);
+        const got = `${r.timestamp}/${r.device_id}/${r.ratchet_key}`;
+        t.check(got === `${timestamp}/${device}/${key}`, `${timestamp}/${device}/${key}`, got, label);
+      }
+      if (type === 'whisper' && !valid) valid = { key, timestamp, device };
+    }
+    // Read as both sides read them, from bytes written here.
+    const edited = (fields) => S(plaintextContent(demFields(Object.assign({}, valid, fields))));
+    const good = B(edited({}));
+    const readOk = [
+      ['without device_id (0)', edited({ device: undefined }), `${valid.timestamp}/0/${valid.key}`],
+      ['without ratchet key', edited({ key: null }), `${valid.timestamp}/${valid.device}/null`],
+    ];
+    for (const [what, pc, want] of readOk) {
+      for (const q of [alice, bob]) {
+        const label = `${q.role} decryption_error_read: ${what}`;
+        const r = await t.ok(q, { op: 'decryption_error_read', plaintext_content: pc }, label);
+        const got = `${r.timestamp}/${r.device_id}/${r.ratchet_key}`;
+        t.check(got === want, want, got, label);
+      }
+    }
+    const bad = [
+      ['without the 0x80 padding byte', S(good.subarray(0, good.length - 1))],
+      ['without the 0xC0 byte', S(good.subarray(1))],
+      ['0xC0 0x80 (an empty Content)', S(Buffer.from([0xc0, 0x80]))],
+      ['a Content without field 8', S(plaintextContent(demFields(valid), (dem) => [{ field: 7, wire: 2, value: dem }]))],
+      ['a Content that is not protobuf', S(Buffer.from([0xc0, 0xff, 0xff, 0x80]))],
+      ['without timestamp', edited({ timestamp: undefined })],
+      ['a ratchet key of 32 bytes', edited({ key: S(B(valid.key).subarray(0, 32)) })],
+      ['a ratchet key of type 0x06', edited({ key: S(Buffer.concat([Buffer.from([0x06]), B(valid.key).subarray(1)])) })],
+      ['empty', ''],
+    ];
+    for (const [what, pc] of bad) {
+      for (const q of [alice, bob]) {
+        await t.fails(q, { op: 'decryption_error_read', plaintext_content: pc }, 'invalid_message', `${q.role} decryption_error_read: ${what}`);
+      }
+    }
+    const badReq = [
+      ['without original', { type: 'whisper', timestamp: 1, device_id: 1 }],
+      ['type plaintext', { original: w.body, type: 'plaintext', timestamp: 1, device_id: 1 }],
+      ['negative timestamp', { original: w.body, type: 'whisper', timestamp: -1, device_id: 1 }],
+      ['timestamp 2^53', { original: w.body, type: 'whisper', timestamp: 2 ** 53, device_id: 1 }],
+      ['fractional timestamp', { original: w.body, type: 'whisper', timestamp: 1.5, device_id: 1 }],
+      ['device 2^32', { original: w.body, type: 'whisper', timestamp: 1, device_id: 2 ** 32 }],
+    ];
+    for (const [what, req] of badReq) {
+      for (const q of [alice, bob]) {
+        await t.fails(q, { op: 'decryption_error_make', ...req }, 'bad_request', `${q.role} decryption_error_make ${what}`);
+      }
+    }
+    for (const q of [alice, bob]) {
+      await t.fails(q, { op: 'decryption_error_read', plaintext_content: 'abc' }, 'bad_request', `${q.role} decryption_error_read bad base64`);
+    }
+    // The session is untouched by all this.
+    await t.decrypt(bob, w);
+    await t.exchange(bob, alice, { type: 'whisper' });
+  }
+);
+
+// ---------------------------------------------------------------------------
 // group and fingerprint scenarios (--groups)
 
 function skBody(res) {

@@ -615,6 +615,19 @@ int json_u32(const json_value *v, uint32_t *out) {
   return 0;
 }
 
+int json_u53(const json_value *v, uint64_t *out) {
+  if (v == NULL || v->type != JSON_NUMBER || v->str_len == 0) return -1;
+  uint64_t n = 0;
+  for (size_t i = 0; i < v->str_len; i++) {
+    unsigned c = (unsigned char)v->str[i];
+    if (!is_digit(c)) return -1; /* sign, fraction or exponent */
+    n = n * 10 + (c - '0');
+    if (n > (1ULL << 53) - 1) return -1;
+  }
+  if (out != NULL) *out = n;
+  return 0;
+}
+
 int json_bool(const json_value *v, int *out) {
   if (v == NULL || v->type != JSON_BOOL) return -1;
   if (out != NULL) *out = v->boolean ? 1 : 0;
@@ -805,6 +818,14 @@ void json_out_u32(json_out *o, uint32_t n) {
   out_value_prefix(o);
   if (o->failed) return;
   int k = snprintf(tmp, sizeof tmp, "%lu", (unsigned long)n);
+  if (k > 0) out_raw(o, tmp, (size_t)k);
+}
+
+void json_out_u64(json_out *o, uint64_t n) {
+  char tmp[24];
+  out_value_prefix(o);
+  if (o->failed) return;
+  int k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)n);
   if (k > 0) out_raw(o, tmp, (size_t)k);
 }
 

@@ -73,6 +73,10 @@ const char *json_str(const json_value *v, size_t *len);
  * 0..UINT32_MAX. Returns 0 and sets *out, or -1. */
 int json_u32(const json_value *v, uint32_t *out);
 
+/* The same in 0..2^53-1 (JSON numbers that every reader, JavaScript's
+ * too, holds exactly): timestamps. Returns 0 and sets *out, or -1. */
+int json_u53(const json_value *v, uint64_t *out);
+
 /* A boolean. Returns 0 and sets *out to 0/1, or -1 if `v` is not one. */
 int json_bool(const json_value *v, int *out);
 
@@ -107,6 +111,7 @@ void json_out_key(json_out *o, const char *key);
 void json_out_string(json_out *o, const char *s, size_t len);
 void json_out_cstring(json_out *o, const char *s);
 void json_out_u32(json_out *o, uint32_t n);
+void json_out_u64(json_out *o, uint64_t n);
 void json_out_bool(json_out *o, int b);
 void json_out_null(json_out *o);
 /* A string holding the base64 of `len` bytes. */

@@ -10,7 +10,9 @@
  * Besides the common requests it answers two of its own (the libsignal
  * peer has no such API): decrypt_batch, whisper_session_decrypt_batch()
  * (one transaction, each message stored in history), and history,
- * whisper_history_page(). See docs/interop-peer.md.
+ * whisper_history_page(). The retry-request ops (decryption_error_make,
+ * decryption_error_read, common to both peers) run the client engine's
+ * internal builder and parser (src/sync/retry.c). See docs/interop-peer.md.
  *
  * State: PATH is a libwhisper SQLite store (synchronous=FULL). Every
  * request that changes state commits its one transaction before its
@@ -30,6 +32,11 @@
 #include <time.h>
 
 #include <whisper/whisper.h>
+
+/* Internal, for the retry-request ops: the engine's own builder and parser
+ * (a test program linked statically; these are not exported). */
+#include "sync/sync_internal.h"
+#include "wire.pb-c.h"
 
 #include "json.h"
 
@@ -758,6 +765,83 @@ out:
   return ret;
 }
 
+/* ---- retry requests: libsignal's DecryptionErrorMessage in a PlaintextContent ---- */
+
+/* The original message's type: "whisper", "prekey" or "sender_key". */
+static int field_original_type(const json_value *obj, int *type, failure *f) {
+  size_t len = 0;
+  const char *ts = json_str(json_get(obj, "type"), &len);
+  if (ts != NULL && len == strlen(ts) && strcmp(ts, "prekey") == 0) {
+    *type = WHISPER_MSG_PREKEY;
+  } else if (ts != NULL && len == strlen(ts) && strcmp(ts, "whisper") == 0) {
+    *type = WHISPER_MSG_WHISPER;
+  } else if (ts != NULL && len == strlen(ts) && strcmp(ts, "sender_key") == 0) {
+    *type = WHISPER_MSG_SENDERKEY;
+  } else {
+    return fail(f, "bad_request", "field \"type\" must be \"prekey\", \"whisper\" or \"sender_key\"");
+  }
+  return 0;
+}
+
+/* The engine's builder (src/sync/retry.c), as it asks for a message. */
+static int op_decryption_error_make(peer *p, const json_value *req, json_out *o, failure *f) {
+  uint8_t *orig = NULL;
+  size_t orig_len = 0;
+  uint64_t ts = 0;
+  uint32_t device_id;
+  int type = 0, ret = -1;
+  whisper_buf *pc = NULL;
+
+  if (field_b64(req, "original", &orig, &orig_len, f) != 0) goto out;
+  if (field_original_type(req, &type, f) != 0) goto out;
+  if (json_u53(json_get(req, "timestamp"), &ts) != 0) {
+    fail(f, "bad_request", "field \"timestamp\" must be an integer in 0..2^53-1");
+    goto out;
+  }
+  if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  pc = sy_decryption_error_for(type, orig, orig_len, ts, device_id);
+  if (pc == NULL) {
+    fail(f, "internal", "out of memory");
+    goto out;
+  }
+  json_out_key(o, "plaintext_content");
+  json_out_b64(o, pc->data, pc->len);
+  ret = 0;
+out:
+  whisper_buf_free(pc);
+  b64_free(orig, orig_len);
+  return ret;
+}
+
+/* The engine's parser (src/sync/retry.c), as it reads a retry request. */
+static int op_decryption_error_read(peer *p, const json_value *req, json_out *o, failure *f) {
+  uint8_t *pc = NULL;
+  size_t pc_len = 0;
+  int ret = -1;
+  Whisper__Wire__DecryptionErrorMessage *m = NULL;
+
+  if (field_b64(req, "plaintext_content", &pc, &pc_len, f) != 0) goto out;
+  if (need_identity(p, f) != 0) goto out;
+  m = sy_decryption_error_parse(pc, pc_len);
+  if (m == NULL) {
+    fail(f, "invalid_message", "not a PlaintextContent holding a DecryptionErrorMessage");
+    goto out;
+  }
+  json_out_key(o, "timestamp");
+  json_out_u64(o, m->timestamp);
+  json_out_key(o, "device_id");
+  json_out_u32(o, m->has_device_id ? m->device_id : 0);
+  json_out_key(o, "ratchet_key");
+  if (m->has_ratchet_key) json_out_b64(o, m->ratchet_key.data, m->ratchet_key.len);
+  else json_out_null(o);
+  ret = 0;
+out:
+  if (m) whisper__wire__decryption_error_message__free_unpacked(m, &wh_pb_alloc);
+  b64_free(pc, pc_len);
+  return ret;
+}
+
 typedef int (*op_fn)(peer *, const json_value *, json_out *, failure *);
 
 static const struct {
@@ -778,6 +862,8 @@ static const struct {
     {"group_encrypt", op_group_encrypt},
     {"group_decrypt", op_group_decrypt},
     {"fingerprint", op_fingerprint},
+    {"decryption_error_make", op_decryption_error_make},
+    {"decryption_error_read", op_decryption_error_read},
 };
 
 static void write_failure(json_out *o, const failure *f) {

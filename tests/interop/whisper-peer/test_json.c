@@ -230,6 +230,13 @@ static void test_accessors(void) {
   CHECK(json_u32(json_get(v, "lz"), &u) == 0 && u == 10);
   CHECK(json_u32(json_get(v, "s"), &u) == -1);
   CHECK(json_u32(json_get(v, "missing"), &u) == -1);
+  uint64_t w = 7;
+  CHECK(json_u53(json_get(v, "big"), &w) == 0 && w == 4294967296u);
+  CHECK(json_u53(json_get(v, "z"), &w) == 0 && w == 0);
+  CHECK(json_u53(json_get(v, "neg"), &w) == -1);
+  CHECK(json_u53(json_get(v, "f"), &w) == -1);
+  CHECK(json_u53(json_get(v, "e"), &w) == -1);
+  CHECK(json_u53(json_get(v, "s"), &w) == -1);
   CHECK(json_bool(json_get(v, "t"), &b) == 0 && b == 1);
   CHECK(json_bool(json_get(v, "fa"), &b) == 0 && b == 0);
   CHECK(json_bool(json_get(v, "nu"), &b) == -1);
@@ -254,6 +261,16 @@ static void test_accessors(void) {
   v = parse("99999999999999999999999999999999");
   CHECK(v != NULL && json_u32(v, &u) == -1);
   json_free(v);
+  w = 0;
+  v = parse("9007199254740991");
+  CHECK(v != NULL && json_u53(v, &w) == 0 && w == 9007199254740991ULL);
+  json_free(v);
+  v = parse("9007199254740992");
+  CHECK(v != NULL && json_u53(v, &w) == -1);
+  json_free(v);
+  v = parse("18446744073709551616");
+  CHECK(v != NULL && json_u53(v, &w) == -1);
+  json_free(v);
   json_free(NULL);
 }
 
@@ -265,6 +282,8 @@ static void test_writer(void) {
   json_out_bool(&o, 1);
   json_out_key(&o, "n");
   json_out_u32(&o, 4294967295u);
+  json_out_key(&o, "t");
+  json_out_u64(&o, 9007199254740991ULL);
   json_out_key(&o, "s");
   json_out_string(&o, "a\"b\\c\n\x01\x1f\x7f\0z", 11);
   json_out_key(&o, "u");
@@ -285,7 +304,7 @@ static void test_writer(void) {
   json_out_end_object(&o);
   CHECK(!o.failed && o.depth == 0);
   const char *want =
-      "{\"ok\":true,\"n\":4294967295,\"s\":\"a\\\"b\\\\c\\n\\u0001\\u001f\x7f\\u0000z\","
+      "{\"ok\":true,\"n\":4294967295,\"t\":9007199254740991,\"s\":\"a\\\"b\\\\c\\n\\u0001\\u001f\x7f\\u0000z\","
       "\"u\":\"\xC3\xA9\\ufffd\\ufffd\",\"arr\":[null,false,{},[]],\"b\":\"aGVsbG8=\","
       "\"e\":\"\"}";
   CHECK(o.data != NULL && strcmp(o.data, want) == 0);
