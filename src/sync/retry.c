@@ -155,9 +155,10 @@ whisper_buf *sy_decryption_error_for(int type, const uint8_t *body, size_t len, 
   return sy_decryption_error_make(has_key ? key : NULL, timestamp, device_id);
 }
 
-static whisper_buf *decryption_error(whisper_client *c, const Whisper__Sync__Deliver *d) {
+static whisper_buf *decryption_error(const Whisper__Sync__Deliver *d) {
+  /* as libsignal: the device of the message's sender, which is to answer */
   return sy_decryption_error_for(d->has_body ? (int)d->type : 0, d->body.data, d->body.len, d->server_ts,
-                                 c->device_id);
+                                 d->sender_device);
 }
 
 /* The DecryptionErrorMessage inside a PlaintextContent (NULL: not one). As
@@ -258,7 +259,7 @@ int sy_waiting_done(whisper_client *c, const uint8_t *id, const Whisper__Client_
 
 /* Queues the request for `id` to `sender` (its account's devices). */
 static int ask(whisper_client *c, const Whisper__Sync__Deliver *d, const char *sender, const uint8_t *id) {
-  whisper_buf *dem = decryption_error(c, d);
+  whisper_buf *dem = decryption_error(d);
   if (dem == NULL) return WHISPER_ENOMEM;
   Whisper__E2e__RetryRequest r = WHISPER__E2E__RETRY_REQUEST__INIT;
   r.has_message_id = r.has_decryption_error = 1;
@@ -382,8 +383,14 @@ int sy_retry_answer(whisper_client *c, const Whisper__Sync__Deliver *d, sy_evq *
   if (r == NULL || !r->has_message_id || r->message_id.len != WHISPER_CLIENT_ID_LEN ||
       !r->has_decryption_error ||
       (dem = sy_decryption_error_parse(r->decryption_error.data, r->decryption_error.len)) == NULL ||
-      !dem->has_device_id || dem->device_id != d->sender_device)
+      !dem->has_device_id)
     why = "a malformed retry request";
+  if (why == NULL && dem->device_id != c->device_id) {
+    /* for another device of this account (each gets the request) */
+    whisper__wire__decryption_error_message__free_unpacked(dem, &wh_pb_alloc);
+    whisper__e2e__retry_request__free_unpacked(r, &wh_pb_alloc);
+    return WHISPER_OK;
+  }
   const uint8_t *id = why ? NULL : r->message_id.data;
   /* this device sent it (it numbered it), to someone of the asking account */
   if (why == NULL) {
