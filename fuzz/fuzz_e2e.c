@@ -30,8 +30,10 @@
  *             meets the per-message resend limit). Alice's store holds her
  *             outgoing messages (whisper_client_send before the input):
  *             to bob an hour ago (resent), to bob 8 days ago (too old:
- *             FAILED), to carol (bob never got it), and to group G3 (alice,
- *             bob; bob.1 and bob.2 hold her sender key).
+ *             FAILED), to carol (bob never got it), to group G3 (alice,
+ *             bob; bob.1 and bob.2 hold her sender key), alice.2's message
+ *             to bob kept as an own copy (no number: not this device's), and
+ *             a reference to a message no longer in history.
  *
  * Asserts (abort on violation):
  *  LIST: the code is OK, EFORGED or EUNTRUSTED, and is exactly the one an
@@ -82,10 +84,11 @@
  *    allocator), then with the same fields; what it returns, packed and
  *    wrapped the same way, parses back to the same fields. sy_retry_answer
  *    returns OK, leaves no transaction open and raises exactly one event:
- *    EV_REFUSED with WHISPER_EFORGED (a request that does not unpack, a
- *    message id that is not 16 bytes, no DecryptionErrorMessage or one for
- *    another device than the asking one, a message this device did not
- *    send, or one whose conversation bob is not part of) after which no
+ *    EV_REFUSED with WHISPER_EFORGED and the model's sentence (a request
+ *    that does not unpack, a message id that is not 16 bytes, no
+ *    DecryptionErrorMessage or one for another device than the asking one;
+ *    a message this device did not send; one whose conversation bob is not
+ *    part of; one no longer in history) after which no
  *    stored byte changed, no transaction committed a write and no job was
  *    queued; or EV_RETRY for the message (its conversation, id, device 1)
  *    with RESENT (at most 3 times per message and input) and exactly one
@@ -132,9 +135,9 @@ typedef struct fze_world {
     uint8_t id[WHISPER_CLIENT_ID_LEN];
     char conv[WH_NAME_MAX + 1];
     uint64_t counter;
-  } sent[4];
+  } sent[6];
 } fze_world;
-enum { S_FRESH, S_OLD, S_CAROL, S_GROUP, N_SENT };
+enum { S_FRESH, S_OLD, S_CAROL, S_GROUP, S_OWN_COPY, S_GONE, N_SENT };
 
 static fze_world *W;
 
@@ -343,6 +346,10 @@ static void world_new(void) {
       [S_OLD] = {"old", "bob", "to bob, eight days ago", 8ULL * 24 * 3600 * 1000},
       [S_CAROL] = {"carol", "carol", "to carol", 60000},
       [S_GROUP] = {"group", NULL, "to G3", 120000},
+      /* alice.2's message to bob, kept as inbox.c own_copy keeps it (no number) */
+      [S_OWN_COPY] = {"own copy", "bob", "from alice.2 to bob", 300000},
+      /* a reference without its history entry (deleted from history) */
+      [S_GONE] = {"gone", "bob", "", 400000},
   };
   uint64_t counter = W->alice->rng.counter;
   W->alice->rng.counter = UINT64_C(1) << 41;
@@ -352,16 +359,34 @@ static void world_new(void) {
     m->to = sends[i].to;
     m->body = sends[i].body;
     m->age_ms = sends[i].age_ms;
-    int rc = m->to ? whisper_client_send(W->c, m->to, (const uint8_t *)m->body, strlen(m->body),
-                                         FZ_NOW - m->age_ms, m->id)
-                   : whisper_client_send_group(W->c, W->g3, (const uint8_t *)m->body,
-                                               strlen(m->body), FZ_NOW - m->age_ms, m->id);
+    int rc;
+    if (i == S_OWN_COPY || i == S_GONE) {
+      FZ_ASSERT(wh_random(&W->c->ctx->rng, m->id, sizeof m->id) == 0, "random");
+      FZ_ASSERT(sy_txn_begin(W->c) == WHISPER_OK, "txn");
+      rc = WHISPER_OK;
+      if (i == S_OWN_COPY) {
+        whisper_device_t to[2] = {{"bob", 1}, {"bob", 2}};
+        whisper_message_t hm = {.conversation = m->to, .id = m->id, .id_len = sizeof m->id,
+                                .sort_key = 77, .timestamp_ms = FZ_NOW - m->age_ms,
+                                .body = (const uint8_t *)m->body, .body_len = strlen(m->body)};
+        rc = whisper_history_add_outgoing(W->c->ctx, &hm, to, 2);
+      }
+      if (rc == WHISPER_OK) rc = sy_outref_put(W->c, m->id, m->to, i == S_GONE ? 9 : 0);
+      rc = sy_txn_end(W->c, rc);
+      after_call("setup");
+    } else {
+      rc = m->to ? whisper_client_send(W->c, m->to, (const uint8_t *)m->body, strlen(m->body),
+                                       FZ_NOW - m->age_ms, m->id)
+                 : whisper_client_send_group(W->c, W->g3, (const uint8_t *)m->body,
+                                             strlen(m->body), FZ_NOW - m->age_ms, m->id);
+    }
     FZ_ASSERT(rc == WHISPER_OK, "send %s: %d (%s)", m->name, rc, whisper_ctx_last_error(W->c->ctx));
     FZ_ASSERT(wh_begin(W->c->ctx) == WHISPER_OK &&
                   wh_finish(W->c->ctx, sy_outref_get(W->c, m->id, m->conv)) == WHISPER_OK,
               "outref %s", m->name);
     m->counter = sy_outref_counter(W->c, m->id);
-    FZ_ASSERT(m->counter >= 1, "message %s has no number", m->name);
+    FZ_ASSERT((m->counter >= 1) == (i != S_OWN_COPY), "message %s has number %llu", m->name,
+              (unsigned long long)m->counter);
   }
   W->alice->rng.counter = counter;
   W->c->now = FZ_NOW;
@@ -929,7 +954,7 @@ enum { R_REFUSED, R_RESENT, R_FAILED };
 
 /* What sy_retry_answer should do with body from bob.1, the `prior`-th time
  * in this input the same message is answered (-1 .. : which message). */
-static int model_retry(const uint8_t *p, size_t n, int prior, int *which) {
+static int model_retry(const uint8_t *p, size_t n, int prior, int *which, const char **why) {
   *which = -1;
   Whisper__E2e__RetryRequest *r = whisper__e2e__retry_request__unpack(NULL, n, p);
   Whisper__Wire__DecryptionErrorMessage *dem = NULL;
@@ -942,7 +967,13 @@ static int model_retry(const uint8_t *p, size_t n, int prior, int *which) {
     if (*which == S_OLD) out = R_FAILED;
     else if (*which == S_FRESH || *which == S_GROUP) out = prior < 3 ? R_RESENT : R_FAILED;
   }
-  if (*which == S_CAROL) out = R_REFUSED; /* bob is not in that conversation */
+  /* why a refusal is (retry.c's sentences) */
+  if (out == R_REFUSED && why)
+    *why = *which == S_CAROL ? "a retry request from an account the message did not go to"
+           : *which == S_GONE ? "a retry request for a message no longer in history"
+           : dem && dem->has_device_id && dem->device_id == 1
+               ? "a retry request for a message this device did not send" /* unknown, or alice.2's */
+               : "a malformed retry request";
   if (out == R_REFUSED) *which = -1;
   if (dem) whisper__wire__decryption_error_message__free_unpacked(dem, NULL);
   if (r) whisper__e2e__retry_request__free_unpacked(r, NULL);
@@ -967,7 +998,8 @@ static int answer_once(const uint8_t *p, size_t n, int prior) {
   whisper_client *c = W->c;
   fz_store *fs = &W->alice->fs;
   int which;
-  int want = model_retry(p, n, prior, &which);
+  const char *why = NULL;
+  int want = model_retry(p, n, prior, &which, &why);
   const struct fze_sent *sm = which >= 0 ? &W->sent[which] : NULL;
   sy_group g0;
   memset(&g0, 0, sizeof g0);
@@ -1016,6 +1048,8 @@ static int answer_once(const uint8_t *p, size_t n, int prior) {
       FZ_ASSERT(e->ev.code == WHISPER_EFORGED, "a refused retry request with code %d", e->ev.code);
       FZ_ASSERT(want == R_REFUSED, "a retry request refused (%s), the model says %s",
                 e->message ? e->message : "", want == R_RESENT ? "resent" : "failed");
+      FZ_ASSERT(e->message && strcmp(e->message, why) == 0, "refused as \"%s\", the model says \"%s\"",
+                e->message ? e->message : "", why);
     } else {
       FZ_ASSERT(e->ev.status == WHISPER_RETRY_RESENT || e->ev.status == WHISPER_RETRY_FAILED,
                 "EV_RETRY with status %d", e->ev.status);
@@ -1266,6 +1300,8 @@ void fze_gen_seeds(fz_seeds *s) {
         {"retry_request_group", W->sent[S_GROUP].id, plain, 1},
         {"retry_request_not_recipient", W->sent[S_CAROL].id, keyed, 0},
         {"retry_request_unknown_id", unknown_id, keyed, 0},
+        {"retry_request_own_copy", W->sent[S_OWN_COPY].id, keyed, 0},
+        {"retry_request_not_in_history", W->sent[S_GONE].id, keyed, 0},
         {"retry_request_other_device", W->sent[S_FRESH].id, dev2, 0},
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
