@@ -4,8 +4,8 @@
  * on alice.1's engine (a whisper_client over a watching memory store, a
  * fixed RNG and clock).
  *
- * The first input byte picks the decoder (& 3) and a variant (>> 2); the
- * rest is the input:
+ * The first input byte picks the decoder (& 7; 5..7 are RETRY too) and a
+ * variant (>> 3); the rest is the input:
  *   0 LIST    an e2e.SignedDeviceList for the account variant % 5 names,
  *             taken as outbox.c's on_devices takes one: inside the engine's
  *             transaction (sy_txn_begin), the held list loaded
@@ -21,6 +21,19 @@
  *             against the stored list of its author (as inbox.c on_group).
  *   2 PAYLOAD an e2e.Payload (a decrypted message): sy_payload_parse.
  *   3 TOKEN   a link token: sy_token_parse and whisper_client_link_digits.
+ *   4 RETRY   a retry request (retry.c): the bytes as libsignal's
+ *             PlaintextContent (sy_decryption_error_parse), then as the body
+ *             of a type-8 CONTENT_RETRY entry from bob.1 (an e2e.RetryRequest)
+ *             answered by sy_retry_answer inside the engine's transaction
+ *             (sy_txn_begin / sy_txn_end, as inbox.c on_message), 1 +
+ *             (variant & 3) times in a row (the 4th answer for a message
+ *             meets the per-message resend limit). Alice's store holds her
+ *             outgoing messages (whisper_client_send before the input):
+ *             to bob an hour ago (resent), to bob 8 days ago (too old:
+ *             FAILED), to carol (bob never got it), to group G3 (alice,
+ *             bob; bob.1 and bob.2 hold her sender key), alice.2's message
+ *             to bob kept as an own copy (no number: not this device's), and
+ *             a reference to a message no longer in history.
  *
  * Asserts (abort on violation):
  *  LIST: the code is OK, EFORGED or EUNTRUSTED, and is exactly the one an
@@ -61,6 +74,31 @@
  *    length byte 38, a code of 1..64 bytes after it; the digits are 8
  *    decimal digits, those of SHA-256("whisper-link-v1" || len || account
  *    || device || key) (computed here with libsodium).
+ *  PAYLOAD also: the number gap_check reads (counter when set) reads back
+ *    the same from the payload the engine makes, and the resend mark
+ *    sy_resend_job adds to it reads back with the same number, body and
+ *    conversation (the mark is read only as true when set).
+ *  RETRY: sy_decryption_error_parse succeeds exactly when the bytes are
+ *    0xC0 || a Content holding a DecryptionErrorMessage that unpacks ||
+ *    0x80 || zero bytes only (checked here with protobuf-c's own
+ *    allocator), then with the same fields; what it returns, packed and
+ *    wrapped the same way, parses back to the same fields. sy_retry_answer
+ *    returns OK, leaves no transaction open and raises exactly one event:
+ *    EV_REFUSED with WHISPER_EFORGED and the model's sentence (a request
+ *    that does not unpack, a message id that is not 16 bytes, no
+ *    DecryptionErrorMessage or one for another device than the asking one;
+ *    a message this device did not send; one whose conversation bob is not
+ *    part of; one no longer in history) after which no
+ *    stored byte changed, no transaction committed a write and no job was
+ *    queued; or EV_RETRY for the message (its conversation, id, device 1)
+ *    with RESENT (at most 3 times per message and input) and exactly one
+ *    new JOB_RESEND to bob.1 whose Payload parses, is marked resend, keeps
+ *    the message's body, conversation, time and number; bob.1 is marked
+ *    for a new session, and for a group message loses its sender-key mark
+ *    (bob.2 keeps his); or EV_RETRY FAILED (too old, or asked too often),
+ *    no job, the message's status for bob.1 FAILED. Which one is exactly
+ *    what a model of the request (parsed here) says.
+ *    Queued jobs and rate counters are dropped after each input.
  *
  * Everything an input writes is put back (fz_journal), events are freed.
  * gen_corpus compiles this file with FZE_SEEDS_ONLY and calls
@@ -73,8 +111,9 @@
 
 #include "fuzz_common.h"
 #include "sync/sync_internal.h"
+#include "wire.pb-c.h"
 
-enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN };
+enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN, K_RETRY };
 #define N_ACCOUNTS 5
 static const char *const ACCOUNTS[N_ACCOUNTS] = {"bob", "carol", "dave", "erin", "alice"};
 enum { A_BOB, A_CAROL, A_DAVE, A_ERIN, A_ALICE };
@@ -88,7 +127,17 @@ typedef struct fze_world {
   whisper_client *c;
   fz_dev *alice2, *bob1, *bob2, *bob_new, *carol1, *carol_new, *erin1, *mallory;
   uint8_t gid[WHISPER_GROUP_ID_LEN], other_gid[WHISPER_GROUP_ID_LEN];
+  /* alice's outgoing messages (RETRY) */
+  uint8_t g3[WHISPER_GROUP_ID_LEN];
+  struct fze_sent {
+    const char *name, *to, *body;
+    uint64_t age_ms;
+    uint8_t id[WHISPER_CLIENT_ID_LEN];
+    char conv[WH_NAME_MAX + 1];
+    uint64_t counter;
+  } sent[6];
 } fze_world;
+enum { S_FRESH, S_OLD, S_CAROL, S_GROUP, S_OWN_COPY, S_GONE, N_SENT };
 
 static fze_world *W;
 
@@ -268,6 +317,80 @@ static void world_new(void) {
                 wh_finish(W->c->ctx, sy_devs_save(W->c, "dave", &l)) == WHISPER_OK,
             "save dave");
   sy_devs_free(&l);
+
+  /* RETRY: group G3 (alice, bob), bob's devices holding alice's sender key,
+   * and alice's outgoing messages, on an RNG stream of their own (the
+   * seeds above do not depend on them) */
+  memset(W->g3, 0x63, sizeof W->g3);
+  sy_group g;
+  memset(&g, 0, sizeof g);
+  char *members[] = {"alice", "bob"};
+  sy_devref have[] = {{"bob", 1}, {"bob", 2}};
+  g.known = 1;
+  g.members = members;
+  g.n_members = 2;
+  g.admins = members;
+  g.n_admins = 1;
+  g.have = have;
+  g.n_have = 2;
+  g.version = 1;
+  memset(g.hash, 0x33, sizeof g.hash);
+  FZ_ASSERT(wh_begin(W->c->ctx) == WHISPER_OK &&
+                wh_finish(W->c->ctx, sy_group_save(W->c, W->g3, &g)) == WHISPER_OK,
+            "save G3");
+  static const struct {
+    const char *name, *to, *body;
+    uint64_t age_ms;
+  } sends[N_SENT] = {
+      [S_FRESH] = {"fresh", "bob", "to bob, an hour ago", 3600000},
+      [S_OLD] = {"old", "bob", "to bob, eight days ago", 8ULL * 24 * 3600 * 1000},
+      [S_CAROL] = {"carol", "carol", "to carol", 60000},
+      [S_GROUP] = {"group", NULL, "to G3", 120000},
+      /* alice.2's message to bob, kept as inbox.c own_copy keeps it (no number) */
+      [S_OWN_COPY] = {"own copy", "bob", "from alice.2 to bob", 300000},
+      /* a reference without its history entry (deleted from history) */
+      [S_GONE] = {"gone", "bob", "", 400000},
+  };
+  uint64_t counter = W->alice->rng.counter;
+  W->alice->rng.counter = UINT64_C(1) << 41;
+  for (int i = 0; i < N_SENT; i++) {
+    struct fze_sent *m = &W->sent[i];
+    m->name = sends[i].name;
+    m->to = sends[i].to;
+    m->body = sends[i].body;
+    m->age_ms = sends[i].age_ms;
+    int rc;
+    if (i == S_OWN_COPY || i == S_GONE) {
+      FZ_ASSERT(wh_random(&W->c->ctx->rng, m->id, sizeof m->id) == 0, "random");
+      FZ_ASSERT(sy_txn_begin(W->c) == WHISPER_OK, "txn");
+      rc = WHISPER_OK;
+      if (i == S_OWN_COPY) {
+        whisper_device_t to[2] = {{"bob", 1}, {"bob", 2}};
+        whisper_message_t hm = {.conversation = m->to, .id = m->id, .id_len = sizeof m->id,
+                                .sort_key = 77, .timestamp_ms = FZ_NOW - m->age_ms,
+                                .body = (const uint8_t *)m->body, .body_len = strlen(m->body)};
+        rc = whisper_history_add_outgoing(W->c->ctx, &hm, to, 2);
+      }
+      if (rc == WHISPER_OK) rc = sy_outref_put(W->c, m->id, m->to, i == S_GONE ? 9 : 0);
+      rc = sy_txn_end(W->c, rc);
+      after_call("setup");
+    } else {
+      rc = m->to ? whisper_client_send(W->c, m->to, (const uint8_t *)m->body, strlen(m->body),
+                                       FZ_NOW - m->age_ms, m->id)
+                 : whisper_client_send_group(W->c, W->g3, (const uint8_t *)m->body,
+                                             strlen(m->body), FZ_NOW - m->age_ms, m->id);
+    }
+    FZ_ASSERT(rc == WHISPER_OK, "send %s: %d (%s)", m->name, rc, whisper_ctx_last_error(W->c->ctx));
+    FZ_ASSERT(wh_begin(W->c->ctx) == WHISPER_OK &&
+                  wh_finish(W->c->ctx, sy_outref_get(W->c, m->id, m->conv)) == WHISPER_OK,
+              "outref %s", m->name);
+    m->counter = sy_outref_counter(W->c, m->id);
+    FZ_ASSERT((m->counter >= 1) == (i != S_OWN_COPY), "message %s has number %llu", m->name,
+              (unsigned long long)m->counter);
+  }
+  W->alice->rng.counter = counter;
+  W->c->now = FZ_NOW;
+  FZ_ASSERT(W->c->jobs == NULL, "sends queued jobs while logged out");
   drop_events(W->c);
   after_call("world");
 }
@@ -651,7 +774,26 @@ static void do_payload(const uint8_t *p, size_t n) {
             "the body changed");
   FZ_ASSERT((pl->to == NULL) == (p2->to == NULL) && (pl->to == NULL || strcmp(pl->to, p2->to) == 0),
             "the recipient changed");
-  FZ_ASSERT(p2->counter == pl->counter, "the number changed");
+  /* the number gap_check reads (counter when set and not 0) reads back the same */
+  FZ_ASSERT(p2->counter == pl->counter && (p2->has_counter && p2->counter) == (pl->has_counter && pl->counter),
+            "the number changed");
+  FZ_ASSERT(!(p2->has_resend && p2->resend), "a payload made afresh is marked resend");
+  FZ_ASSERT(pl->resend == 0 || pl->has_resend, "a resend mark read from a payload without one");
+  /* the resend mark as sy_resend_job adds it: read back with the same number */
+  p2->has_resend = p2->resend = 1;
+  whisper_buf *marked = whisper_buf_new(NULL, whisper__e2e__payload__get_packed_size(p2));
+  FZ_ASSERT(marked != NULL, "out of memory");
+  whisper__e2e__payload__pack(p2, marked->data);
+  Whisper__E2e__Payload *p3 = sy_payload_parse(marked->data, marked->len);
+  FZ_ASSERT(p3 != NULL && p3->has_resend && p3->resend == 1, "a payload marked resend does not read so");
+  FZ_ASSERT(p3->counter == pl->counter && p3->has_counter == p2->has_counter &&
+                p3->body.len == pl->body.len &&
+                (pl->body.len == 0 || memcmp(p3->body.data, pl->body.data, pl->body.len) == 0) &&
+                (pl->to == NULL) == (p3->to == NULL) && (pl->to == NULL || strcmp(pl->to, p3->to) == 0) &&
+                p3->has_group_id == pl->has_group_id,
+            "a payload marked resend reads otherwise");
+  whisper__e2e__payload__free_unpacked(p3, &wh_pb_alloc);
+  whisper_buf_free(marked);
   FZ_ASSERT(p2->has_group_id == pl->has_group_id &&
                 (!pl->has_group_id || memcmp(p2->group_id.data, pl->group_id.data, 16) == 0),
             "the group changed");
@@ -712,25 +854,312 @@ static void do_token(const uint8_t *p, size_t n) {
   FZ_ASSERT(strcmp(want, digits) == 0, "link digits %s, expected %s", digits, want);
 }
 
+/* --- RETRY ------------------------------------------------------------------------ */
+
+/* The DecryptionErrorMessage fields compared. */
+static int dem_eq(const Whisper__Wire__DecryptionErrorMessage *a,
+                  const Whisper__Wire__DecryptionErrorMessage *b) {
+  return a->has_ratchet_key == b->has_ratchet_key &&
+         (!a->has_ratchet_key || (a->ratchet_key.len == b->ratchet_key.len &&
+                                  (a->ratchet_key.len == 0 ||
+                                   memcmp(a->ratchet_key.data, b->ratchet_key.data,
+                                          a->ratchet_key.len) == 0))) &&
+         a->has_timestamp == b->has_timestamp && a->timestamp == b->timestamp &&
+         a->has_device_id == b->has_device_id && a->device_id == b->device_id;
+}
+
+/* 0xC0 || Content{decryption_error_message: m} || 0x80 || `zeros` zero bytes,
+ * as libsignal's PlaintextContent (and retry.c) writes it. */
+static whisper_buf *plaintext_wrap(const Whisper__Wire__DecryptionErrorMessage *m, size_t zeros) {
+  size_t ml = whisper__wire__decryption_error_message__get_packed_size(m);
+  uint8_t *mb = malloc(ml + 1);
+  FZ_ASSERT(mb != NULL, "out of memory");
+  whisper__wire__decryption_error_message__pack(m, mb);
+  Whisper__Wire__Content ct = WHISPER__WIRE__CONTENT__INIT;
+  ct.has_decryption_error_message = 1;
+  ct.decryption_error_message = (ProtobufCBinaryData){ml, mb};
+  size_t cl = whisper__wire__content__get_packed_size(&ct);
+  whisper_buf *out = whisper_buf_new(NULL, cl + 2 + zeros);
+  FZ_ASSERT(out != NULL, "out of memory");
+  out->data[0] = 0xC0;
+  whisper__wire__content__pack(&ct, out->data + 1);
+  out->data[cl + 1] = 0x80;
+  memset(out->data + cl + 2, 0, zeros);
+  free(mb);
+  return out;
+}
+
+/* The model of a PlaintextContent (protobuf-c's own allocator): the
+ * DecryptionErrorMessage inside, or NULL. */
+static Whisper__Wire__DecryptionErrorMessage *model_dem(const uint8_t *p, size_t n) {
+  if (n < 2 || p[0] != 0xC0) return NULL;
+  size_t last = n - 1; /* the last byte that is not zero must be the boundary */
+  while (last > 0 && p[last] == 0) last--;
+  if (last == 0 || p[last] != 0x80) return NULL;
+  Whisper__Wire__Content *ct = whisper__wire__content__unpack(NULL, last - 1, p + 1);
+  if (ct == NULL) return NULL;
+  Whisper__Wire__DecryptionErrorMessage *m = NULL;
+  if (ct->has_decryption_error_message)
+    m = whisper__wire__decryption_error_message__unpack(NULL, ct->decryption_error_message.len,
+                                                        ct->decryption_error_message.data);
+  whisper__wire__content__free_unpacked(ct, NULL);
+  return m;
+}
+
+/* sy_decryption_error_parse on p: checked against the model and the
+ * invariants; returns the model's result (the caller frees it). */
+static Whisper__Wire__DecryptionErrorMessage *check_dem(const uint8_t *p, size_t n) {
+  static const uint8_t none[1] = {0};
+  if (p == NULL) p = none;
+  Whisper__Wire__DecryptionErrorMessage *m = sy_decryption_error_parse(p, n);
+  Whisper__Wire__DecryptionErrorMessage *want = model_dem(p, n);
+  if (fz_verbose()) fprintf(stderr, "  plaintext content (%zu bytes): %s\n", n, m ? "ok" : "refused");
+  if (m) {
+    FZ_ASSERT(n >= 2 && p[0] == 0xC0, "a PlaintextContent without 0xC0 was taken");
+    size_t end = n;
+    while (end > 1 && p[end - 1] == 0) end--;
+    FZ_ASSERT(end > 1 && p[end - 1] == 0x80,
+              "a PlaintextContent not ending in 0x80 and zeros was taken");
+    /* what it read, wrapped again, reads the same; unless it holds an
+     * unknown field numbered 0 (tag `80 00`), which protobuf-c reads but
+     * writes back as `00`, which it cannot read (README "Limits"; the
+     * engine never packs a DecryptionErrorMessage it read) */
+    int tag0 = 0;
+    for (unsigned i = 0; i < m->base.n_unknown_fields; i++) tag0 |= m->base.unknown_fields[i].tag == 0;
+    if (!tag0) {
+      whisper_buf *again = plaintext_wrap(m, n - end);
+      Whisper__Wire__DecryptionErrorMessage *m2 = sy_decryption_error_parse(again->data, again->len);
+      FZ_ASSERT(m2 != NULL && dem_eq(m, m2),
+                "a DecryptionErrorMessage wrapped again does not read the same");
+      whisper__wire__decryption_error_message__free_unpacked(m2, &wh_pb_alloc);
+      whisper_buf_free(again);
+    }
+  }
+  FZ_ASSERT((m != NULL) == (want != NULL), "sy_decryption_error_parse %s a PlaintextContent the model %s",
+            m ? "took" : "refused", want ? "takes" : "refuses");
+  if (m) {
+    FZ_ASSERT(dem_eq(m, want), "sy_decryption_error_parse read other fields than the model");
+    whisper__wire__decryption_error_message__free_unpacked(m, &wh_pb_alloc);
+  }
+  return want;
+}
+
+static size_t jobs_count(void) {
+  size_t n = 0;
+  for (const sy_job *j = W->c->jobs; j; j = j->next) n++;
+  return n;
+}
+
+enum { R_REFUSED, R_RESENT, R_FAILED };
+
+/* What sy_retry_answer should do with body from bob.1, the `prior`-th time
+ * in this input the same message is answered (-1 .. : which message). */
+static int model_retry(const uint8_t *p, size_t n, int prior, int *which, const char **why) {
+  *which = -1;
+  Whisper__E2e__RetryRequest *r = whisper__e2e__retry_request__unpack(NULL, n, p);
+  Whisper__Wire__DecryptionErrorMessage *dem = NULL;
+  int out = R_REFUSED;
+  if (r && r->has_message_id && r->message_id.len == WHISPER_CLIENT_ID_LEN && r->has_decryption_error)
+    dem = check_dem(r->decryption_error.data, r->decryption_error.len);
+  if (dem && dem->has_device_id && dem->device_id == 1) {
+    for (int i = 0; i < N_SENT; i++)
+      if (memcmp(W->sent[i].id, r->message_id.data, WHISPER_CLIENT_ID_LEN) == 0) *which = i;
+    if (*which == S_OLD) out = R_FAILED;
+    else if (*which == S_FRESH || *which == S_GROUP) out = prior < 3 ? R_RESENT : R_FAILED;
+  }
+  /* why a refusal is (retry.c's sentences) */
+  if (out == R_REFUSED && why)
+    *why = *which == S_CAROL ? "a retry request from an account the message did not go to"
+           : *which == S_GONE ? "a retry request for a message no longer in history"
+           : dem && dem->has_device_id && dem->device_id == 1
+               ? "a retry request for a message this device did not send" /* unknown, or alice.2's */
+               : "a malformed retry request";
+  if (out == R_REFUSED) *which = -1;
+  if (dem) whisper__wire__decryption_error_message__free_unpacked(dem, NULL);
+  if (r) whisper__e2e__retry_request__free_unpacked(r, NULL);
+  return out;
+}
+
+static int bob1_has_key(const sy_group *g) {
+  for (size_t i = 0; i < g->n_have; i++)
+    if (g->have[i].device == 1 && strcmp(g->have[i].account, "bob") == 0) return 1;
+  return 0;
+}
+
+static int have_count(const sy_group *g, const char *account, uint32_t device) {
+  int k = 0;
+  for (size_t i = 0; i < g->n_have; i++)
+    k += g->have[i].device == device && strcmp(g->have[i].account, account) == 0;
+  return k;
+}
+
+/* Returns the message the request named and the model took (-1: refused). */
+static int answer_once(const uint8_t *p, size_t n, int prior) {
+  whisper_client *c = W->c;
+  fz_store *fs = &W->alice->fs;
+  int which;
+  const char *why = NULL;
+  int want = model_retry(p, n, prior, &which, &why);
+  const struct fze_sent *sm = which >= 0 ? &W->sent[which] : NULL;
+  sy_group g0;
+  memset(&g0, 0, sizeof g0);
+  if (sm && which == S_GROUP) {
+    FZ_ASSERT(wh_begin(c->ctx) == WHISPER_OK && wh_finish(c->ctx, sy_group_load(c, W->g3, &g0)) == WHISPER_OK,
+              "load G3");
+  }
+  size_t jobs0 = jobs_count();
+
+  Whisper__Sync__Deliver d = WHISPER__SYNC__DELIVER__INIT;
+  d.has_kind = d.has_type = d.has_content = d.has_sender_device = d.has_seq = 1;
+  d.kind = WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE;
+  d.type = 8;
+  d.content = WHISPER__SYNC__CONTENT__CONTENT_RETRY;
+  d.sender = "bob";
+  d.sender_device = 1;
+  d.seq = 1;
+  d.has_body = 1;
+  d.body = (ProtobufCBinaryData){n, (uint8_t *)p};
+
+  fz_watch_begin(fs);
+  sy_evq q = {NULL, NULL};
+  FZ_ASSERT(sy_txn_begin(c) == WHISPER_OK, "txn");
+  int rc = sy_retry_answer(c, &d, &q);
+  int rc2 = sy_txn_end(c, rc);
+  after_call("retry answer");
+  if (fz_verbose())
+    fprintf(stderr, "  retry request (%zu bytes, %d before): %d, %s %s\n", n, prior, rc,
+            !q.head ? "no event"
+            : q.head->ev.type == WHISPER_EV_REFUSED ? "refused:"
+            : q.head->ev.status == WHISPER_RETRY_RESENT ? "resent"
+            : "failed",
+            q.head && q.head->message ? q.head->message : "");
+  FZ_ASSERT(rc == WHISPER_OK && rc2 == WHISPER_OK, "sy_retry_answer gave %d, the transaction %d (%s)",
+            rc, rc2, whisper_ctx_last_error(c->ctx));
+
+  /* exactly one event, of the kind the model says */
+  size_t nev = 0;
+  for (const sy_event *e = q.head; e; e = e->next) {
+    nev++;
+    FZ_ASSERT(e->ev.type == WHISPER_EV_RETRY || e->ev.type == WHISPER_EV_REFUSED,
+              "sy_retry_answer raised event %d", e->ev.type);
+    FZ_ASSERT(e->ev.from_device == 1 && e->from && strcmp(e->from, "bob") == 0,
+              "an event from %s.%u", e->from ? e->from : "(none)", e->ev.from_device);
+    if (e->ev.type == WHISPER_EV_REFUSED) {
+      FZ_ASSERT(e->ev.code == WHISPER_EFORGED, "a refused retry request with code %d", e->ev.code);
+      FZ_ASSERT(want == R_REFUSED, "a retry request refused (%s), the model says %s",
+                e->message ? e->message : "", want == R_RESENT ? "resent" : "failed");
+      FZ_ASSERT(e->message && strcmp(e->message, why) == 0, "refused as \"%s\", the model says \"%s\"",
+                e->message ? e->message : "", why);
+    } else {
+      FZ_ASSERT(e->ev.status == WHISPER_RETRY_RESENT || e->ev.status == WHISPER_RETRY_FAILED,
+                "EV_RETRY with status %d", e->ev.status);
+      FZ_ASSERT(want != R_REFUSED, "a retry request the model refuses was answered (%d)", e->ev.status);
+      FZ_ASSERT(e->ev.status == (want == R_RESENT ? WHISPER_RETRY_RESENT : WHISPER_RETRY_FAILED),
+                "EV_RETRY status %d, the model says %s", e->ev.status,
+                want == R_RESENT ? "resent" : "failed");
+      FZ_ASSERT(e->conversation && strcmp(e->conversation, sm->conv) == 0,
+                "EV_RETRY for conversation %s, not %s", e->conversation ? e->conversation : "(none)",
+                sm->conv);
+      FZ_ASSERT(e->id && e->ev.id_len == WHISPER_CLIENT_ID_LEN &&
+                    memcmp(e->id, sm->id, WHISPER_CLIENT_ID_LEN) == 0,
+                "EV_RETRY for another message");
+    }
+  }
+  FZ_ASSERT(nev == 1, "sy_retry_answer raised %zu events", nev);
+
+  size_t jobs1 = jobs_count();
+  if (want == R_REFUSED) {
+    const fz_touch *t = fz_store_changed(fs);
+    FZ_ASSERT(t == NULL, "a refused retry request changed a record of kind %d", t ? t->kind : 0);
+    FZ_ASSERT(fs->committed_writes == 0, "a refused retry request committed writes");
+    FZ_ASSERT(jobs1 == jobs0, "a refused retry request queued a job");
+  } else if (want == R_FAILED) {
+    FZ_ASSERT(jobs1 == jobs0, "a retry request given up queued a job");
+    int st = -1;
+    FZ_ASSERT(whisper_history_status_get(c->ctx, sm->conv, sm->id, WHISPER_CLIENT_ID_LEN, "bob", 1,
+                                         &st) == WHISPER_OK &&
+                  st == WHISPER_STATUS_FAILED,
+              "message %s given up for bob.1 has status %d", sm->name, st);
+  } else {
+    FZ_ASSERT(jobs1 == jobs0 + 1, "a resend queued %zu jobs", jobs1 - jobs0);
+    const sy_job *j = c->jobs;
+    while (j->next) j = j->next;
+    FZ_ASSERT(j->kind == JOB_RESEND && j->device == 1 && strcmp(j->conv, "bob") == 0 &&
+                  memcmp(j->resend_of, sm->id, WHISPER_CLIENT_ID_LEN) == 0,
+              "the resend job is not for bob.1 and message %s", sm->name);
+    Whisper__E2e__Payload *pl = sy_payload_parse(j->body, j->body_len);
+    FZ_ASSERT(pl != NULL && pl->has_resend && pl->resend, "the resent payload is not marked resend");
+    FZ_ASSERT(pl->has_body && pl->body.len == strlen(sm->body) &&
+                  memcmp(pl->body.data, sm->body, pl->body.len) == 0,
+              "the resent payload has another body");
+    FZ_ASSERT(pl->has_counter && pl->counter == sm->counter, "the resent payload has number %llu, not %llu",
+              (unsigned long long)pl->counter, (unsigned long long)sm->counter);
+    FZ_ASSERT(pl->sent_at_ms == FZ_NOW - sm->age_ms, "the resent payload has another time");
+    if (sm->to)
+      FZ_ASSERT(pl->to && strcmp(pl->to, sm->to) == 0 && !pl->has_group_id,
+                "the resent payload is for another conversation");
+    else
+      FZ_ASSERT(pl->to == NULL && pl->has_group_id && memcmp(pl->group_id.data, W->g3, 16) == 0,
+                "the resent group payload is for another conversation");
+    whisper__e2e__payload__free_unpacked(pl, &wh_pb_alloc);
+    /* a fresh session with bob.1 */
+    sy_devlist bl;
+    FZ_ASSERT(load_list("bob", &bl) == WHISPER_OK, "load bob");
+    const sy_dev *b1 = dev_find(&bl, 1);
+    FZ_ASSERT(b1 && b1->refetch && b1->regid == 0, "a resend to bob.1 kept its session");
+    sy_devs_free(&bl);
+    if (which == S_GROUP) { /* and alice's sender key again; bob.2 keeps his */
+      sy_group g1;
+      FZ_ASSERT(wh_begin(c->ctx) == WHISPER_OK && wh_finish(c->ctx, sy_group_load(c, W->g3, &g1)) == WHISPER_OK,
+                "load G3");
+      FZ_ASSERT(!bob1_has_key(&g1), "bob.1 kept his mark of alice's sender key");
+      FZ_ASSERT(have_count(&g1, "bob", 2) == have_count(&g0, "bob", 2) && g1.n_members == g0.n_members,
+                "a resend to bob.1 changed the group otherwise");
+      sy_group_free(&g1);
+    }
+  }
+  if (g0.known) sy_group_free(&g0);
+  fz_watch_end(fs);
+  events_free(&q);
+  return which;
+}
+
+static void do_retry(int variant, const uint8_t *p, size_t n) {
+  /* the bytes as a PlaintextContent */
+  Whisper__Wire__DecryptionErrorMessage *m = check_dem(p, n);
+  if (m) whisper__wire__decryption_error_message__free_unpacked(m, NULL);
+  /* and as a retry request from bob.1, answered 1..4 times */
+  int times = 1 + (variant & 3), prior = 0;
+  for (int i = 0; i < times; i++) {
+    int which = answer_once(p, n, prior);
+    if (which == S_FRESH || which == S_GROUP) prior++; /* a resend counted, or one refused */
+  }
+}
+
 /* --- the input ---------------------------------------------------------------- */
 
 static void run_input(const uint8_t *data, size_t size) {
-  int kind = data[0] & 3, variant = data[0] >> 2;
+  int kind = data[0] & 7, variant = data[0] >> 3;
+  if (kind > K_RETRY) kind = K_RETRY;
   const uint8_t *p = data + 1;
   size_t n = size - 1;
   fz_dev *a = W->alice;
   a->rng.counter = UINT64_C(1) << 40; /* the same stream for every input */
   W->c->now = FZ_NOW;
+  sy_rates_free(W->c); /* the rate limits count within one input */
   fz_journal_begin(&a->fs);
   switch (kind) {
     case K_LIST: do_list(variant, p, n); break;
     case K_CHANGE: do_change(variant, p, n); break;
     case K_PAYLOAD: do_payload(p, n); break;
-    default: do_token(p, n); break;
+    case K_TOKEN: do_token(p, n); break;
+    default: do_retry(variant, p, n); break;
   }
   after_call("input");
   fz_journal_restore(&a->fs);
   drop_events(W->c);
+  sy_jobs_free(W->c);
+  sy_rates_free(W->c);
 }
 
 /* --- seeds ------------------------------------------------------------------------ */
@@ -738,7 +1167,7 @@ static void run_input(const uint8_t *data, size_t size) {
 static void seed(fz_seeds *s, const char *name, int kind, int variant, whisper_buf *b) {
   uint8_t *x = malloc(b->len + 1);
   FZ_ASSERT(x != NULL, "out of memory");
-  x[0] = (uint8_t)(kind | variant << 2);
+  x[0] = (uint8_t)(kind | variant << 3);
   memcpy(x + 1, b->data, b->len);
   whisper_buf *out = whisper_buf_new(x, b->len + 1);
   free(x);
@@ -824,6 +1253,70 @@ void fze_gen_seeds(fz_seeds *s) {
     FZ_ASSERT(sy_payload_receipt(W->c, "bob", WHISPER_STATUS_READ, rid, 2, &b) == WHISPER_OK,
               "receipt payload");
     seed(s, "payload_receipt", K_PAYLOAD, 0, b);
+  }
+
+  /* a payload sent again (sy_resend_job's mark) */
+  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello again", 11, 5, &b) == WHISPER_OK,
+            "payload");
+  {
+    Whisper__E2e__Payload *pl = sy_payload_parse(b->data, b->len);
+    FZ_ASSERT(pl != NULL, "payload");
+    pl->has_resend = pl->resend = 1;
+    whisper_buf_free(b);
+    b = whisper_buf_new(NULL, whisper__e2e__payload__get_packed_size(pl));
+    FZ_ASSERT(b != NULL, "out of memory");
+    whisper__e2e__payload__pack(pl, b->data);
+    whisper__e2e__payload__free_unpacked(pl, &wh_pb_alloc);
+    seed(s, "payload_resend", K_PAYLOAD, 0, b);
+  }
+
+  /* retry requests: PlaintextContents, then RetryRequests from bob.1 */
+  {
+    Whisper__Wire__DecryptionErrorMessage dm = WHISPER__WIRE__DECRYPTION_ERROR_MESSAGE__INIT;
+    dm.has_timestamp = dm.has_device_id = 1;
+    dm.timestamp = FZ_NOW - 5000;
+    dm.device_id = 1;
+    whisper_buf *plain = plaintext_wrap(&dm, 0);
+    dm.has_ratchet_key = 1;
+    dm.ratchet_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)pub_of(W->bob2)};
+    whisper_buf *keyed = plaintext_wrap(&dm, 0);
+    seed(s, "retry_plaintext_ratchet_key", K_RETRY, 0, plaintext_wrap(&dm, 0));
+    seed(s, "retry_plaintext_no_ratchet_key", K_RETRY, 0, whisper_buf_new(plain->data, plain->len));
+    seed(s, "retry_plaintext_zero_padding", K_RETRY, 0, plaintext_wrap(&dm, 13));
+    seed(s, "retry_plaintext_no_boundary", K_RETRY, 0, whisper_buf_new(keyed->data, keyed->len - 1));
+    dm.device_id = 2;
+    whisper_buf *dev2 = plaintext_wrap(&dm, 0);
+    static const uint8_t unknown_id[WHISPER_CLIENT_ID_LEN] = "not a message id";
+    const struct {
+      const char *name;
+      const uint8_t *id;
+      const whisper_buf *dem;
+      int variant;
+    } reqs[] = {
+        {"retry_request", W->sent[S_FRESH].id, keyed, 0},
+        {"retry_request_no_ratchet_key", W->sent[S_FRESH].id, plain, 0},
+        {"retry_request_four_times", W->sent[S_FRESH].id, keyed, 3},
+        {"retry_request_too_old", W->sent[S_OLD].id, keyed, 0},
+        {"retry_request_group", W->sent[S_GROUP].id, plain, 1},
+        {"retry_request_not_recipient", W->sent[S_CAROL].id, keyed, 0},
+        {"retry_request_unknown_id", unknown_id, keyed, 0},
+        {"retry_request_own_copy", W->sent[S_OWN_COPY].id, keyed, 0},
+        {"retry_request_not_in_history", W->sent[S_GONE].id, keyed, 0},
+        {"retry_request_other_device", W->sent[S_FRESH].id, dev2, 0},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+      Whisper__E2e__RetryRequest r = WHISPER__E2E__RETRY_REQUEST__INIT;
+      r.has_message_id = r.has_decryption_error = 1;
+      r.message_id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)reqs[i].id};
+      r.decryption_error = (ProtobufCBinaryData){reqs[i].dem->len, reqs[i].dem->data};
+      b = whisper_buf_new(NULL, whisper__e2e__retry_request__get_packed_size(&r));
+      FZ_ASSERT(b != NULL, "out of memory");
+      whisper__e2e__retry_request__pack(&r, b->data);
+      seed(s, reqs[i].name, K_RETRY, reqs[i].variant, b);
+    }
+    whisper_buf_free(plain);
+    whisper_buf_free(keyed);
+    whisper_buf_free(dev2);
   }
 
   /* a link token of alice.2, as its engine makes it */
