@@ -232,7 +232,7 @@ static size_t drain_events(void) {
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_REFUSED, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_ANCHOR, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);

@@ -31,7 +31,7 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...)
 /* 1 when FUZZ_VERBOSE is set (to something other than 0): trace calls. */
 int fz_verbose(void);
 
-/* 1 if rc is one of the documented codes (WHISPER_OK .. WHISPER_EFORGED). */
+/* 1 if rc is one of the documented codes (WHISPER_OK .. WHISPER_EROLLEDBACK). */
 int fz_rc_known(int rc);
 /* 1 if rc is one of the n codes that follow. */
 int fz_rc_in(int rc, int n, ...);

@@ -86,7 +86,7 @@
  *    returns OK, leaves no transaction open and raises exactly one event:
  *    EV_REFUSED with WHISPER_EFORGED and the model's sentence (a request
  *    that does not unpack, a message id that is not 16 bytes, no
- *    DecryptionErrorMessage or one for another device than the asking one;
+ *    DecryptionErrorMessage;
  *    a message this device did not send; one whose conversation bob is not
  *    part of; one no longer in history) after which no
  *    stored byte changed, no transaction committed a write and no job was
@@ -97,7 +97,10 @@
  *    for a new session, and for a group message loses its sender-key mark
  *    (bob.2 keeps his); or EV_RETRY FAILED (too old, or asked too often),
  *    no job, the message's status for bob.1 FAILED. Which one is exactly
- *    what a model of the request (parsed here) says.
+ *    what a model of the request (parsed here) says. A request whose
+ *    DecryptionErrorMessage names another device than alice's 1 (the
+ *    message's sender device, which is to answer) is skipped: no event,
+ *    nothing changed.
  *    Queued jobs and rate counters are dropped after each input.
  *
  * Everything an input writes is put back (fz_journal), events are freed.
@@ -903,6 +906,12 @@ static Whisper__Wire__DecryptionErrorMessage *model_dem(const uint8_t *p, size_t
     m = whisper__wire__decryption_error_message__unpack(NULL, ct->decryption_error_message.len,
                                                         ct->decryption_error_message.data);
   whisper__wire__content__free_unpacked(ct, NULL);
+  /* as libsignal reads one: a timestamp, and a ratchet key only if it is a public key */
+  if (m && (!m->has_timestamp ||
+            (m->has_ratchet_key && (m->ratchet_key.len < WHISPER_PUBLIC_KEY_LEN || m->ratchet_key.data[0] != 0x05)))) {
+    whisper__wire__decryption_error_message__free_unpacked(m, NULL);
+    m = NULL;
+  }
   return m;
 }
 
@@ -950,7 +959,7 @@ static size_t jobs_count(void) {
   return n;
 }
 
-enum { R_REFUSED, R_RESENT, R_FAILED };
+enum { R_REFUSED, R_RESENT, R_FAILED, R_SKIPPED };
 
 /* What sy_retry_answer should do with body from bob.1, the `prior`-th time
  * in this input the same message is answered (-1 .. : which message). */
@@ -961,7 +970,9 @@ static int model_retry(const uint8_t *p, size_t n, int prior, int *which, const 
   int out = R_REFUSED;
   if (r && r->has_message_id && r->message_id.len == WHISPER_CLIENT_ID_LEN && r->has_decryption_error)
     dem = check_dem(r->decryption_error.data, r->decryption_error.len);
-  if (dem && dem->has_device_id && dem->device_id == 1) {
+  if (dem && dem->has_device_id && dem->device_id != 1) {
+    out = R_SKIPPED; /* for another device of alice's (it names the message's sender device) */
+  } else if (dem && dem->has_device_id) {
     for (int i = 0; i < N_SENT; i++)
       if (memcmp(W->sent[i].id, r->message_id.data, WHISPER_CLIENT_ID_LEN) == 0) *which = i;
     if (*which == S_OLD) out = R_FAILED;
@@ -974,7 +985,7 @@ static int model_retry(const uint8_t *p, size_t n, int prior, int *which, const 
            : dem && dem->has_device_id && dem->device_id == 1
                ? "a retry request for a message this device did not send" /* unknown, or alice.2's */
                : "a malformed retry request";
-  if (out == R_REFUSED) *which = -1;
+  if (out == R_REFUSED || out == R_SKIPPED) *which = -1;
   if (dem) whisper__wire__decryption_error_message__free_unpacked(dem, NULL);
   if (r) whisper__e2e__retry_request__free_unpacked(r, NULL);
   return out;
@@ -1065,10 +1076,10 @@ static int answer_once(const uint8_t *p, size_t n, int prior) {
                 "EV_RETRY for another message");
     }
   }
-  FZ_ASSERT(nev == 1, "sy_retry_answer raised %zu events", nev);
+  FZ_ASSERT(nev == (want == R_SKIPPED ? 0u : 1u), "sy_retry_answer raised %zu events", nev);
 
   size_t jobs1 = jobs_count();
-  if (want == R_REFUSED) {
+  if (want == R_REFUSED || want == R_SKIPPED) {
     const fz_touch *t = fz_store_changed(fs);
     FZ_ASSERT(t == NULL, "a refused retry request changed a record of kind %d", t ? t->kind : 0);
     FZ_ASSERT(fs->committed_writes == 0, "a refused retry request committed writes");
