@@ -115,6 +115,7 @@ enum {
   LIE_LOSE_PUBLISH,  /* the answer to `victim`'s first PublishDevices is lost */
   LIE_DAMAGE,        /* the next message from `carrier` to `victim` has a byte of its body flipped */
   LIE_DROP_SKDM,     /* every sender-key distribution to `victim` is dropped */
+  LIE_CAPTURE,       /* the next end-to-end receipt to `victim` is kept in `deliver` (a copy) */
 };
 
 typedef struct lie {
@@ -149,6 +150,15 @@ static int tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
     l->done = 1;
     whisper__sync__frame__free_unpacked(f, NULL);
     return 1;
+  }
+  if (l->kind == LIE_CAPTURE && !l->done && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT) {
+    size_t dl = whisper__sync__deliver__get_packed_size(f->deliver);
+    uint8_t *db = malloc(dl);
+    whisper__sync__deliver__pack(f->deliver, db);
+    l->deliver = whisper__sync__deliver__unpack(NULL, dl, db);
+    free(db);
+    l->done = 1;
   }
   if (l->kind == LIE_DROP_SKDM && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_SKDM) {
@@ -1343,15 +1353,36 @@ static void test_forged_ticks(void) {
     else receipt_free(lies[i].d);
   }
   the_lie.kind = LIE_NONE;
-  /* bob comes back: his own receipts move the ticks */
+  /* bob comes back: his own receipts move the ticks (the first is kept) */
+  the_lie.kind = LIE_CAPTURE;
+  the_lie.done = 0;
+  the_lie.deliver = NULL;
+  the_lie.victim = alice;
   ev_clear(alice);
   bob->offline = 0;
   net_advance(&n, 2000);
   CHECK(ev_status(alice, id, "bob", 1, WHISPER_STATUS_DELIVERED) == 1);
+  CHECK(the_lie.done && the_lie.deliver != NULL);
+  Whisper__Sync__Deliver *kept = the_lie.deliver;
   CHECK_RC(whisper_client_mark_read(bob->cl, "alice", "alice", (const uint8_t(*)[16])id, 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(ev_status(alice, id, "bob", 1, WHISPER_STATUS_READ) == 1);
   CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_READ);
+  /* bob's first receipt, replayed in place of a later entry: nothing moves */
+  if (kept) {
+    the_lie.kind = LIE_DELIVER;
+    the_lie.done = 0;
+    the_lie.deliver = kept;
+    snprintf(the_lie.carrier, sizeof the_lie.carrier, "carol");
+    ev_clear(alice);
+    send_text(&n, carol, "alice", "carrier", NULL);
+    net_run(&n);
+    CHECK(the_lie.done && ev_count(alice, WHISPER_EV_STATUS) == 0);
+    CHECK(ev_count(alice, WHISPER_EV_RETRY) == 0 && ev_count(alice, WHISPER_EV_MESSAGE) == 0);
+    CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_READ);
+    whisper__sync__deliver__free_unpacked(kept, NULL);
+  }
+  the_lie.kind = LIE_NONE;
   net_close(&n);
 }
 
