@@ -56,7 +56,8 @@ static void usage(FILE *f) {
           "                      restored from an older copy is caught at the start\n"
           "\n"
           "Commands (stdin, one per line; `help` lists them): send, gsend, group create|add|remove,\n"
-          "read, typing, subscribe, history, trust, link-approve, status, quit.\n");
+          "read, typing, subscribe, history, trust, link-approve, device-remove, safety, verify,\n"
+          "accept, status, quit.\n");
 }
 
 static int valid_account(const char *s) {
