@@ -57,7 +57,9 @@ WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint
  * Encrypts a group message once, signed with this device's sender signing
  * key. Returns WHISPER_OK, WHISPER_ENOSESSION (no own state for the
  * distribution: call whisper_group_create first), WHISPER_ESTATE (the chain
- * reached 2^32 - 1 iterations: rotate), WHISPER_ERANDOM or an error.
+ * reached 2^32 - 1 iterations: rotate), WHISPER_EROLLEDBACK (the state is
+ * from before whisper_sessions_distrust(): rotate), WHISPER_ERANDOM or an
+ * error.
  */
 WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
                                       const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],

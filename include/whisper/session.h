@@ -205,7 +205,9 @@ WHISPER_API int whisper_session_exists(whisper_ctx *ctx, const char *name, uint3
  * WHISPER_MSG_PREKEY until this device has decrypted a message on the
  * session, then WHISPER_MSG_WHISPER. Returns WHISPER_OK,
  * WHISPER_ENOSESSION, WHISPER_EUNTRUSTED (the stored remote identity is no
- * longer trusted), or an error.
+ * longer trusted), WHISPER_EROLLEDBACK (the session is behind keys already
+ * used with that device, by its send marks, or from before
+ * whisper_sessions_distrust(): start a new session), or an error.
  */
 WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         const uint8_t *plaintext, size_t plaintext_len,
