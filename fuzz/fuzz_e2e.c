@@ -767,8 +767,8 @@ static void do_payload(const uint8_t *p, size_t n) {
                                   pl->group_id.len);
   /* what the engine makes of the same conversation and body reads back */
   whisper_buf *again = NULL;
-  FZ_ASSERT(sy_payload_make(W->c, pl->to, pl->has_group_id ? pl->group_id.data : NULL,
-                            pl->body.data, pl->body.len, pl->counter, &again) == WHISPER_OK,
+  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, pl->body.data,
+                            pl->body.len, pl->counter, pl->sent_at_ms, 0, &again) == WHISPER_OK,
             "payload_make");
   Whisper__E2e__Payload *p2 = sy_payload_parse(again->data, again->len);
   FZ_ASSERT(p2 != NULL, "a payload made from a parsed one does not parse");
@@ -782,14 +782,16 @@ static void do_payload(const uint8_t *p, size_t n) {
             "the number changed");
   FZ_ASSERT(!(p2->has_resend && p2->resend), "a payload made afresh is marked resend");
   FZ_ASSERT(pl->resend == 0 || pl->has_resend, "a resend mark read from a payload without one");
-  /* the resend mark as sy_resend_job adds it: read back with the same number */
-  p2->has_resend = p2->resend = 1;
-  whisper_buf *marked = whisper_buf_new(NULL, whisper__e2e__payload__get_packed_size(p2));
-  FZ_ASSERT(marked != NULL, "out of memory");
-  whisper__e2e__payload__pack(p2, marked->data);
+  FZ_ASSERT(p2->sent_at_ms == pl->sent_at_ms, "the time changed");
+  /* marked resend, as sy_resend_job makes it: read back with the same number */
+  whisper_buf *marked = NULL;
+  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, pl->body.data,
+                            pl->body.len, pl->counter, pl->sent_at_ms, 1, &marked) == WHISPER_OK,
+            "payload_make resend");
   Whisper__E2e__Payload *p3 = sy_payload_parse(marked->data, marked->len);
   FZ_ASSERT(p3 != NULL && p3->has_resend && p3->resend == 1, "a payload marked resend does not read so");
   FZ_ASSERT(p3->counter == pl->counter && p3->has_counter == p2->has_counter &&
+                p3->sent_at_ms == pl->sent_at_ms &&
                 p3->body.len == pl->body.len &&
                 (pl->body.len == 0 || memcmp(p3->body.data, pl->body.data, pl->body.len) == 0) &&
                 (pl->to == NULL) == (p3->to == NULL) && (pl->to == NULL || strcmp(pl->to, p3->to) == 0) &&
@@ -1252,10 +1254,10 @@ void fze_gen_seeds(fz_seeds *s) {
   seed(s, "change_by_alice", K_CHANGE, 0, b);
 
   /* payloads */
-  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello bob", 9, 7, &b) == WHISPER_OK,
+  FZ_ASSERT(sy_payload_make("bob", NULL, (const uint8_t *)"hello bob", 9, 7, FZ_NOW, 0, &b) == WHISPER_OK,
             "payload");
   seed(s, "payload_direct", K_PAYLOAD, 0, b);
-  FZ_ASSERT(sy_payload_make(W->c, NULL, W->gid, (const uint8_t *)"hello group", 11, 3, &b) ==
+  FZ_ASSERT(sy_payload_make(NULL, W->gid, (const uint8_t *)"hello group", 11, 3, FZ_NOW, 0, &b) ==
                 WHISPER_OK,
             "payload");
   seed(s, "payload_group", K_PAYLOAD, 0, b);
@@ -1267,19 +1269,10 @@ void fze_gen_seeds(fz_seeds *s) {
   }
 
   /* a payload sent again (sy_resend_job's mark) */
-  FZ_ASSERT(sy_payload_make(W->c, "bob", NULL, (const uint8_t *)"hello again", 11, 5, &b) == WHISPER_OK,
+  FZ_ASSERT(sy_payload_make("bob", NULL, (const uint8_t *)"hello again", 11, 5, FZ_NOW, 1, &b) ==
+                WHISPER_OK,
             "payload");
-  {
-    Whisper__E2e__Payload *pl = sy_payload_parse(b->data, b->len);
-    FZ_ASSERT(pl != NULL, "payload");
-    pl->has_resend = pl->resend = 1;
-    whisper_buf_free(b);
-    b = whisper_buf_new(NULL, whisper__e2e__payload__get_packed_size(pl));
-    FZ_ASSERT(b != NULL, "out of memory");
-    whisper__e2e__payload__pack(pl, b->data);
-    whisper__e2e__payload__free_unpacked(pl, &wh_pb_alloc);
-    seed(s, "payload_resend", K_PAYLOAD, 0, b);
-  }
+  seed(s, "payload_resend", K_PAYLOAD, 0, b);
 
   /* retry requests: PlaintextContents, then RetryRequests from bob.1 */
   {

@@ -102,25 +102,9 @@ int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t 
                   const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at) {
   uint8_t gid[WHISPER_GROUP_ID_LEN], jid[WHISPER_CLIENT_ID_LEN];
   int group = sy_group_id_of(conv, gid);
-  whisper_buf *pl = NULL;
-  uint64_t now = c->now;
-  c->now = sent_at; /* the payload keeps the time it was written */
-  int rc = sy_payload_make(c, group ? NULL : conv, group ? gid : NULL, body, len,
-                           sy_outref_counter(c, id), &pl);
-  c->now = now;
-  if (rc == WHISPER_OK) { /* marked: a receiver that did not ask takes nothing */
-    Whisper__E2e__Payload *p = whisper__e2e__payload__unpack(&wh_pb_alloc, pl->len, pl->data);
-    whisper_buf_free(pl);
-    pl = NULL;
-    if (p == NULL) rc = WHISPER_ENOMEM;
-    if (p) {
-      p->has_resend = p->resend = 1;
-      size_t n = whisper__e2e__payload__get_packed_size(p);
-      if ((pl = whisper_buf_new(NULL, n)) == NULL) rc = WHISPER_ENOMEM;
-      else whisper__e2e__payload__pack(p, pl->data);
-      whisper__e2e__payload__free_unpacked(p, &wh_pb_alloc);
-    }
-  }
+  whisper_buf *pl = NULL; /* it keeps the time it was written */
+  int rc = sy_payload_make(group ? NULL : conv, group ? gid : NULL, body, len, sy_outref_counter(c, id),
+                           sent_at, 1, &pl);
   if (rc == WHISPER_OK && wh_random(&c->ctx->rng, jid, sizeof jid) != 0) rc = WHISPER_ERANDOM;
   /* a fresh session with that device: a new bundle before it goes */
   sy_devlist l;
@@ -609,7 +593,7 @@ static int direct_step(whisper_client *c, sy_job *j) {
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
                        WHISPER__SYNC__CONTENT__CONTENT_RECEIPT, NULL);
-  else if (sy_payload_make(c, j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), &pl) ==
+  else if (sy_payload_make(j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0, &pl) ==
            WHISPER_OK)
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
                        WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, NULL);
@@ -685,7 +669,8 @@ static int group_step(whisper_client *c, sy_job *j) {
   int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
   whisper_buf_free(skdm);
   if (rc == WHISPER_OK)
-    rc = sy_payload_make(c, NULL, j->group_id, j->body, j->body_len, sy_outref_counter(c, j->id), &pl);
+    rc = sy_payload_make(NULL, j->group_id, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0,
+                         &pl);
   if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
   whisper_buf_free(pl);
   if (rc == WHISPER_EROLLEDBACK) {

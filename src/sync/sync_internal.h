@@ -442,9 +442,10 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out);
 int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
                    char *const *members, size_t nm, char *const *admins, size_t na,
                    whisper_buf **out);
-/* The payload around a message body, and back. */
-int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const uint8_t *body,
-                    size_t len, uint64_t counter, whisper_buf **out);
+/* The payload around a message body, written at `sent_at`; `resend` marks
+ * one sent again on a retry request. And back. */
+int sy_payload_make(const char *to, const uint8_t *gid, const uint8_t *body, size_t len,
+                    uint64_t counter, uint64_t sent_at, int resend, whisper_buf **out);
 int sy_payload_receipt(whisper_client *c, const char *to, int status,
                        const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n, whisper_buf **out);
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);

@@ -404,13 +404,14 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
 
 /* --- payloads ---------------------------------------------------------------------------------- */
 
-int sy_payload_make(whisper_client *c, const char *to, const uint8_t *gid, const uint8_t *body,
-                    size_t len, uint64_t counter, whisper_buf **out) {
+int sy_payload_make(const char *to, const uint8_t *gid, const uint8_t *body, size_t len,
+                    uint64_t counter, uint64_t sent_at, int resend, whisper_buf **out) {
   Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
   p.has_body = p.has_sent_at_ms = 1;
   if (counter) p.has_counter = 1, p.counter = counter;
+  if (resend) p.has_resend = p.resend = 1; /* a receiver that did not ask takes nothing */
   p.body = (ProtobufCBinaryData){len, (uint8_t *)body};
-  p.sent_at_ms = c->now;
+  p.sent_at_ms = sent_at;
   if (gid) {
     p.has_group_id = 1;
     p.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)gid};
