@@ -593,8 +593,8 @@ static int direct_step(whisper_client *c, sy_job *j) {
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
                        WHISPER__SYNC__CONTENT__CONTENT_RECEIPT, NULL);
-  else if (sy_payload_make(j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0, &pl) ==
-           WHISPER_OK)
+  else if (sy_payload_make(j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0,
+                           &pl) == WHISPER_OK)
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
                        WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, NULL);
 out:
