@@ -463,8 +463,7 @@ static int frame_ok(const Whisper__Sync__Frame *f) {
     case WHISPER__SYNC__FRAME__BODY_PRESENCE:
       return sy_valid_account(f->presence->account);
     case WHISPER__SYNC__FRAME__BODY_LINK_CODE:
-      return f->link_code->has_link_code && f->link_code->link_code.len > 0 &&
-             f->link_code->link_code.len <= 64;
+      return f->link_code->has_link_code && f->link_code->link_code.len == SY_LINK_CODE_LEN;
     case WHISPER__SYNC__FRAME__BODY__NOT_SET:
       return 0;
     default:

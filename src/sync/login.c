@@ -276,7 +276,7 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
         const ProtobufCBinaryData *code = &f->link_code->link_code;
         whisper_buf *token = NULL;
         sy_event *e = sy_event_new(c, WHISPER_EV_LINK_CODE);
-        if (e && code->len && code->len <= 64 && sy_token_make(c, code->data, code->len, &token) == WHISPER_OK &&
+        if (e && sy_token_make(c, code->data, code->len, &token) == WHISPER_OK &&
             sy_event_set(e, NULL, c->account, NULL, 0, token->data, token->len) == WHISPER_OK)
           sy_event_push(c, e);
         else

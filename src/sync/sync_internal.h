@@ -43,6 +43,7 @@
 #define SY_MAX_OPS 4096        /* pending receipts and group operations kept */
 #define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
 #define SY_MAX_LIST 64         /* devices in a signed list */
+#define SY_LINK_CODE_LEN 16    /* the server's link codes (LinkCode, Register.link_code) */
 #define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
                                 * (a mailbox holds 100000 entries, 256 pushed unacked) */
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */

@@ -449,6 +449,21 @@ static void test_malformed(void) {
   f.version = 1;
   len = whisper__sync__frame__pack(&f, buf);
   CHECK_RC(whisper_client_receive(b->cl, buf, len, n.now), WHISPER_EINVALIDMSG);
+  /* a link code of another length than the server's 16 bytes: never
+   * echoed back in a Register */
+  {
+    Whisper__Sync__Frame lf = WHISPER__SYNC__FRAME__INIT;
+    Whisper__Sync__LinkCode lc = WHISPER__SYNC__LINK_CODE__INIT;
+    lf.has_version = lf.has_id = 1;
+    lf.version = 1;
+    lf.id = 1;
+    lf.body_case = WHISPER__SYNC__FRAME__BODY_LINK_CODE;
+    lf.link_code = &lc;
+    lc.has_link_code = 1;
+    lc.link_code = (ProtobufCBinaryData){11, (uint8_t *)"fz-link-cod"};
+    len = whisper__sync__frame__pack(&lf, buf);
+    CHECK_RC(whisper_client_receive(b->cl, buf, len, n.now), WHISPER_EINVALIDMSG);
+  }
   /* every truncation of a real frame */
   uint8_t real[512];
   d.has_seq = 1;
