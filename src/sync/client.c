@@ -261,6 +261,8 @@ static void connection_reset(whisper_client *c) {
   c->upload_inflight = c->ping_inflight = 0;
   c->send_wait = 0;
   c->send_retry_at = 0;
+  sy_names_free(&c->unlisted);
+  c->unlisted_at = c->unlisted_wait = 0;
   sy_jobs_free(c);
   sy_names_free(&c->refreshed);
   sy_names_free(&c->fetching);
@@ -554,6 +556,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (!c->ping_inflight && c->cfg.ping_ms && c->last_rx + c->cfg.ping_ms < d)
     d = c->last_rx + c->cfg.ping_ms;
   if (c->send_retry_at && c->send_retry_at < d) d = c->send_retry_at;
+  if (c->unlisted_at && c->unlisted_at < d) d = c->unlisted_at;
   uint64_t t = sy_typing_deadline(c);
   if (t < d) d = t;
   return d;
@@ -583,6 +586,10 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c->send_retry_at && now_ms >= c->send_retry_at) {
     c->send_retry_at = 0;
     sy_ops_flush(c);
+  }
+  if (c->unlisted_at && now_ms >= c->unlisted_at) { /* their lists are asked for again */
+    c->unlisted_at = 0;
+    sy_names_free(&c->unlisted);
   }
   sy_pump(c);
 }

@@ -16,7 +16,8 @@
  *
  * Devices are the ones the account's signed list names (trust.c), listed
  * once per connection and again when the server says a list is stale; a
- * bundle whose identity key is not the one the list names is refused. The
+ * bundle whose identity key is not the one the list names is refused. A
+ * recipient with no list yet waits (unlisted) and is listed again. The
  * body goes inside a Payload that names its conversation.
  *
  * Sent moves the message out of the outbox, sorted by the server's
@@ -566,9 +567,18 @@ static int list_usable(whisper_client *c, sy_job *j, const char *account, const 
     return STEP_DONE;
   }
   if (strcmp(account, c->account) == 0) return STEP_DONE; /* no list yet: no other device */
-  wh_fail(c->ctx, WHISPER_EFORGED, "%s has no device list signed by its account key", account);
-  job_error(c, j, WHISPER_EFORGED, 0, whisper_ctx_last_error(c->ctx));
-  return STEP_DROP;
+  /* No list signed by its account key yet: a new account publishes its
+   * first right after registering, a server may withhold it. Nothing goes
+   * to unauthenticated devices: the conversation waits (no tick) and the
+   * list is asked for again, SY_LIST_WAIT_MS doubling to a minute. */
+  sy_name_add(&c->unlisted, j->conv);
+  sy_name_del(&c->refreshed, account);
+  if (!c->unlisted_at) {
+    c->unlisted_wait = c->unlisted_wait ? c->unlisted_wait * 2 : SY_LIST_WAIT_MS;
+    if (c->unlisted_wait > 60000) c->unlisted_wait = 60000;
+    c->unlisted_at = c->now + c->unlisted_wait;
+  }
+  return STEP_BLOCKED;
 }
 
 /* The devices a list lets this device encrypt to. */
@@ -728,7 +738,7 @@ void sy_pump(whisper_client *c) {
      * primary's first list goes before anything else */
     if (!c->own_listed) return;
     sy_job *j = c->jobs;
-    while (j && sy_name_has(c->blocked, j->conv)) j = j->next;
+    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv))) j = j->next;
     if (j == NULL) {
       if (c->jobs == NULL && c->outbox_more) {
         if (sy_jobs_load(c) != WHISPER_OK || c->jobs == NULL) return;

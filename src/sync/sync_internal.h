@@ -43,6 +43,7 @@
 #define SY_MAX_OPS 4096        /* pending receipts and group operations kept */
 #define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
 #define SY_MAX_LIST 64         /* devices in a signed list */
+#define SY_LIST_WAIT_MS 2000   /* first wait for a contact's first signed list (doubles to a minute) */
 #define SY_LINK_CODE_LEN 16    /* the server's link codes (LinkCode, Register.link_code) */
 #define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
                                 * (a mailbox holds 100000 entries, 256 pushed unacked) */
@@ -249,6 +250,9 @@ struct whisper_client {
   uint64_t send_wait;      /* the request the head job waits for */
   uint64_t send_retry_at;  /* rate limited or the server failed: wait */
   sy_name *blocked;        /* conversations waiting for trust */
+  sy_name *unlisted;       /* conversations waiting for their recipient's first signed list */
+  uint64_t unlisted_at;    /* when those lists are asked for again */
+  uint64_t unlisted_wait;  /* and the wait before that, doubling */
   sy_name *refreshed;      /* accounts whose devices were listed on this connection */
 
   sy_op *ops;

@@ -1161,6 +1161,37 @@ static void test_legacy_contact(void) {
   net_close(&n);
 }
 
+/* A contact whose signed list has not come (a new account's first list is
+ * on its way, or the server withholds it): nothing goes to its devices,
+ * the message waits without a tick and without an error, the list is asked
+ * for again, other conversations go on, and the message goes once the list
+ * comes. */
+static void test_unlisted_contact_waits(void) {
+  net n;
+  open_net(&n);
+  node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
+  node *carol = account_new(&n, "carol", 1);
+  the_lie.kind = LIE_NO_LIST;
+  the_lie.victim = alice;
+  snprintf(the_lie.account, sizeof the_lie.account, "bob");
+  ev_clear(alice);
+  uint8_t id[16];
+  send_text(&n, alice, "bob", "wait for the list", id);
+  net_run(&n);
+  net_advance(&n, 10000); /* asked for again after 2 s, 4 s: still none */
+  CHECK(ev_messages(bob, "wait for the list") == 0);
+  CHECK(ev_status(alice, id, NULL, 0, WHISPER_STATUS_SENT) == 0);
+  CHECK(ev_count(alice, WHISPER_EV_ERROR) == 0);
+  still_talks(&n, alice, carol, "not held up");
+  /* the list comes: the message goes, once */
+  the_lie.kind = LIE_NONE;
+  net_advance(&n, 20000);
+  CHECK(ev_messages(bob, "wait for the list") == 1);
+  CHECK(ev_status(alice, id, NULL, 0, WHISPER_STATUS_SENT) == 1);
+  CHECK(ev_count(alice, WHISPER_EV_ERROR) == 0);
+  net_close(&n);
+}
+
 /* A contact from before signed lists (the server has none for it) whose
  * identity key changes: its entries wait in the store, acknowledged, so
  * that even more than the server's window of them stalls nobody else; they
@@ -2021,6 +2052,7 @@ int main(void) {
   RUN(test_honest_devices);
   RUN(test_honest_group_changes);
   RUN(test_legacy_contact);
+  RUN(test_unlisted_contact_waits);
   RUN(test_legacy_identity_change);
   rmdir(dbdir);
   return test_done();
