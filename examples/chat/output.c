@@ -261,6 +261,7 @@ const char *status_name(int status) {
   case WHISPER_STATUS_SENT: return "sent";
   case WHISPER_STATUS_DELIVERED: return "delivered";
   case WHISPER_STATUS_READ: return "read";
+  case WHISPER_STATUS_FAILED: return "failed";
   default: return "unknown";
   }
 }
@@ -271,6 +272,7 @@ const char *status_ticks(const chat *c, int status) {
   case WHISPER_STATUS_SENT: return "✓";
   case WHISPER_STATUS_DELIVERED: return "✓✓";
   case WHISPER_STATUS_READ: return c->color ? "\033[34m✓✓\033[0m" : "✓✓ read";
+  case WHISPER_STATUS_FAILED: return c->color ? "\033[31m! not delivered\033[0m" : "! not delivered";
   default: return "?";
   }
 }

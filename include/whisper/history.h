@@ -48,7 +48,8 @@ typedef struct whisper_message_t {
   uint64_t timestamp_ms;     /* when it was written */
   const uint8_t *body;
   size_t body_len;
-  int status;                /* read back: the lowest status over the recipients */
+  int status;                /* read back: WHISPER_STATUS_FAILED if it failed for any
+                              * recipient device, else the lowest over them */
 } whisper_message_t;
 
 /**

@@ -156,6 +156,17 @@ static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversat
   return 1;
 }
 
+/* An outgoing message's status: FAILED if it failed for any recipient
+ * device (a loss never reads back as a delivery), else the lowest. */
+static int status_of(const Whisper__Store__HistoryEntry *e) {
+  int lowest = WHISPER_STATUS_READ;
+  for (size_t i = 0; i < e->n_statuses; i++) {
+    if (e->statuses[i]->status == WHISPER_STATUS_FAILED) return WHISPER_STATUS_FAILED;
+    if ((int)e->statuses[i]->status < lowest) lowest = (int)e->statuses[i]->status;
+  }
+  return lowest;
+}
+
 static int entry_load(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry **e) {
   whisper_buf *b;
   int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
@@ -583,10 +594,7 @@ static int page_add(collect *c, const uint8_t *value, size_t len) {
   m->timestamp_ms = e->timestamp;
   m->body = e->body.data;
   m->body_len = e->body.len;
-  int lowest = WHISPER_STATUS_READ;
-  for (size_t i = 0; i < e->n_statuses; i++)
-    if ((int)e->statuses[i]->status < lowest) lowest = (int)e->statuses[i]->status;
-  m->status = e->sender == NULL ? lowest : WHISPER_STATUS_READ;
+  m->status = e->sender == NULL ? status_of(e) : WHISPER_STATUS_READ;
   p->entries[p->n++] = e;
   return 0;
 }

@@ -601,6 +601,19 @@ static int notices(node *d, const char *conv, const char *body) {
   return k;
 }
 
+/* The status history reads back for this device's message id, or -1. */
+static int page_status(node *d, const char *conv, const uint8_t id[16]) {
+  whisper_page *p = NULL;
+  int st = -1;
+  if (whisper_history_page(d->ctx, conv, 0, NULL, 0, 1000, &p) != WHISPER_OK) return -1;
+  for (size_t i = 0; i < whisper_page_count(p); i++) {
+    const whisper_message_t *m = whisper_page_get(p, i);
+    if (m->sender == NULL && m->id_len == 16 && memcmp(m->id, id, 16) == 0) st = m->status;
+  }
+  whisper_page_free(p);
+  return st;
+}
+
 static void pub_of(node *d, uint8_t pub[33]) {
   CHECK_RC(whisper_identity_get(d->ctx, pub, NULL, NULL, NULL), WHISPER_OK);
 }
@@ -1683,6 +1696,8 @@ static void test_unrecoverable(void) {
   const rec_event *r = ev_find(alice, WHISPER_EV_RETRY, 0);
   CHECK(r && r->status == WHISPER_RETRY_FAILED);
   CHECK(status_of(alice, "bob", id, "bob", 1) == WHISPER_STATUS_FAILED);
+  /* and the message reads back FAILED, not the READ of "no status below it" */
+  CHECK(page_status(alice, "bob", id) == WHISPER_STATUS_FAILED);
   /* a message bob has: the server asks for it again in bob's name */
   uint8_t id2[16];
   send_text(&n, alice, "bob", "had it", id2);
