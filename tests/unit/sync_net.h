@@ -29,6 +29,11 @@ typedef struct rec_event {
   size_t id_len, body_len;
   int status, started, online, code, server_code;
   uint64_t server_seq, last_seen_ms;
+  int kind;
+  uint32_t forwarded;
+  uint8_t target[64];
+  size_t target_len;
+  char target_sender[80]; /* "" : none (this account's own) */
 } rec_event;
 
 typedef struct node {
@@ -97,6 +102,11 @@ __attribute__((unused)) static void record(node *d) {
     r->server_code = e.server_code;
     r->server_seq = e.server_seq;
     r->last_seen_ms = e.last_seen_ms;
+    r->kind = e.kind;
+    r->forwarded = e.forwarded;
+    if (e.target_id && e.target_id_len <= sizeof r->target)
+      memcpy(r->target, e.target_id, e.target_id_len), r->target_len = e.target_id_len;
+    if (e.target_sender) snprintf(r->target_sender, sizeof r->target_sender, "%s", e.target_sender);
     if (getenv("SYNC_TRACE"))
       fprintf(stderr, "  [%s.%u] ev %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", d->name,
               d->device, e.type, r->conversation, r->from, r->from_device, r->status, r->code,
