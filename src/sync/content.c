@@ -32,11 +32,21 @@ static int id_ok(const ProtobufCBinaryData *b) {
 
 static int sender_ok(const char *s) { return s == NULL || sy_valid_account(s); }
 
+/* protobuf-c reads an unknown field numbered 0 but cannot write it back */
+static int no_tag0(const ProtobufCMessage *m) {
+  if (m == NULL) return 1;
+  for (size_t i = 0; i < m->n_unknown_fields; i++)
+    if (m->unknown_fields[i].tag == 0) return 0;
+  return 1;
+}
+
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
   Whisper__E2e__Content *ct = whisper__e2e__content__unpack(&wh_pb_alloc, len, data);
   if (ct == NULL) return NULL;
-  int ok = 1;
-  switch (ct->kind) {
+  int ok = no_tag0(&ct->base) && no_tag0(ct->quote ? &ct->quote->base : NULL) &&
+           no_tag0(ct->target ? &ct->target->base : NULL) && no_tag0(ct->call ? &ct->call->base : NULL) &&
+           no_tag0(ct->settings ? &ct->settings->base : NULL);
+  if (ok) switch (ct->kind) {
   case WHISPER__E2E__CONTENT__KIND__TEXT:
     ok = ct->text != NULL && utf8_ok(ct->text, SY_TEXT_MAX) &&
          (ct->quote == NULL ||
