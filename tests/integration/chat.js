@@ -649,7 +649,24 @@ class ChatTest {
     this.ok(r4.ev === 'error' && /#1 to #3/.test(r4.message), `read bob #4 after a listing of 3: ${JSON.stringify(r4)}`);
     this.readOk(await alice1.cmd('read bob'), [b5], 'read bob (all): only the new b5');
     await this.status(bob, b5, 'read', 'alice', 1, 'the read tick of b5 at bob');
-    this.notes.read = 'history numbered #1..#5; read bob #2, by an upper-case 6-digit prefix, then all (the rest received, not the own one): exactly those read ticks at bob; nothing new the second time; own message, out of range, too short, not hex, unknown, too long refused; the explicit form; numbers kept until the next listing, renumbered by it';
+
+    // a group: read <group conversation> marks what each member sent
+    const g = await alice1.cmd('group create bob');
+    await bob.waitFor((e) => e.ev === 'group' && e.conversation === g.conversation, 'the new group at bob');
+    const g1 = await alice1.cmd(`gsend ${g.group} ${this.text('g1')}`);
+    await this.message(bob, g1.id, "alice's g1 in the group");
+    const gb = [];
+    for (const label of ['gb1', 'gb2']) {
+      const r = await bob.cmd(`gsend ${g.group} ${this.text(label)}`);
+      await this.message(alice1, r.id, `bob's ${label} in the group`);
+      gb.push(r.id);
+    }
+    const hg = await alice1.cmd(`history ${g.conversation}`);
+    this.ok(JSON.stringify(hg.messages.map((m) => m.id)) === JSON.stringify([g1.id, ...gb]), `history of the group: ${JSON.stringify(hg.messages.map((m) => m.id))}`);
+    this.readOk(await alice1.cmd(`read ${g.conversation} #2`), [gb[0]], 'read <group> #2');
+    this.readOk(await alice1.cmd(`read ${g.conversation}`), [gb[1]], 'read <group> (all)');
+    for (const id of gb) await this.status(bob, id, 'read', 'alice', 1, `the read tick of group message ${id} at bob`);
+    this.notes.read = 'history numbered #1..#5; read bob #2, by an upper-case 6-digit prefix, then all (the rest received, not the own one): exactly those read ticks at bob; nothing new the second time; own message, out of range, too short, not hex, unknown, too long refused; the explicit form; numbers kept until the next listing, renumbered by it; in a group, by number and all, read ticks at the sender';
   }
 
   async prefix() {
@@ -658,6 +675,7 @@ class ChatTest {
     // (expected after some 320 messages; 2000 miss it with odds of e^-30).
     let pair = null;
     let sent = 0;
+    let ids = [];
     while (!pair && sent < 2000) {
       const lines = [];
       for (let i = 0; i < 100; i++) lines.push(`send carol ${this.text('p')}`);
@@ -666,6 +684,7 @@ class ChatTest {
       sent += lines.length;
       const h = await alice1.cmd('history carol 10000');
       const by = new Map();
+      ids = h.messages.map((m) => m.id);
       for (const m of h.messages) {
         const p = m.id.slice(0, 4);
         if (by.has(p)) {
@@ -680,11 +699,11 @@ class ChatTest {
     const r = await alice1.fails(`read carol ${p}`);
     this.ok(r.ev === 'error' && /ambiguous/.test(r.message) && r.message.includes(x.slice(0, 8)) && r.message.includes(y.slice(0, 8)),
       `read carol ${p} (the ids ${x} and ${y} start with it): ${JSON.stringify(r)}`);
-    // one digit more tells them apart (unless they share it too)
-    let k = 4;
-    while (x.slice(0, k) === y.slice(0, k)) k++;
-    const r2 = await alice1.fails(`read carol ${x.slice(0, k + 1)}`);
-    this.ok(r2.ev === 'error' && /own message/.test(r2.message), `read carol ${x.slice(0, k + 1)} names alice's own message: ${JSON.stringify(r2)}`);
+    // a prefix only x has resolves (to alice's own message, which read refuses as such)
+    let k = 5;
+    while (ids.some((id) => id !== x && id.startsWith(x.slice(0, k)))) k++;
+    const r2 = await alice1.fails(`read carol ${x.slice(0, k)}`);
+    this.ok(r2.ev === 'error' && /own message/.test(r2.message), `read carol ${x.slice(0, k)} names alice's own message: ${JSON.stringify(r2)}`);
     this.notes.prefix = `${sent} messages to carol until two ids shared a 4-digit prefix (${p}): refused as ambiguous, naming both; a longer prefix resolves`;
   }
 
@@ -791,6 +810,7 @@ class ChatTest {
     this.ok((await alice2.quit()) === 0, 'alice.2 exit code');
     const alice3 = this.chat('alice', 3);
     const human = await runHuman(this, alice3, [], /the code: WHISPER-LINK:[0-9A-F]+\n[^]*Approve only/);
+    this.ok(human.code === 0, `alice.3 in human mode exit code ${human.code}`);
     const lines = human.out.split('\n');
     const at = lines.findIndex((l) => /^\* link code [0-9]{8}/.test(l));
     const art = artAfter(lines, at + 1);
