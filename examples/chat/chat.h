@@ -34,7 +34,9 @@ typedef struct chat_key {
   struct chat_key *next;
 } chat_key;
 
-/** A message as commands name it (msgref.c): its id and who sent it. */
+/** A message as commands name it (msgref.c): its id and who sent it. The
+ *  library's calls that name a message by (id, sender) take `own ? NULL :
+ *  sender`. */
 typedef struct msgref {
   uint8_t id[WHISPER_MESSAGE_ID_MAX];
   size_t id_len;
