@@ -200,6 +200,10 @@ typedef struct wh_found {
 int wh_history_lookup(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
                       size_t id_len, wh_found *out);
 void wh_found_free(wh_found *f);
+/* Where wh_history_apply keeps operations for a message not stored yet
+ * (a WHISPER_REC_MESSAGE_INDEX key, 16 bytes): for the fuzz target. */
+int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                           size_t id_len, uint8_t out[16]);
 /* The packed content of outbox page message i (NULL, 0 if none). */
 struct whisper_page;
 void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len);

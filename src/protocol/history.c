@@ -685,6 +685,14 @@ static int page_add(collect *c, const uint8_t *value, size_t len) {
   }
   m->reactions = rs;
   m->n_reactions = nr;
+  if (e->deleted) { /* a tombstone shows nothing of what was there */
+    m->body = NULL;
+    m->body_len = 0;
+    m->quote_id = NULL;
+    m->quote_id_len = 0;
+    m->quote_sender = m->quote_excerpt = NULL;
+    m->n_reactions = 0;
+  }
   p->reactions[p->n] = rs;
   p->entries[p->n++] = e;
   return c->limit && p->n >= c->limit;
@@ -982,6 +990,11 @@ int wh_history_lookup(whisper_ctx *ctx, const char *conv, const char *sender, co
   out->forwarded = e->forwarded;
   whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
+}
+
+int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                           size_t id_len, uint8_t out[TAG_LEN]) {
+  return who_tag(ctx, 'p', conv, sender, id, id_len, out);
 }
 
 void wh_found_free(wh_found *f) {
