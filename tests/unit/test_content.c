@@ -353,6 +353,45 @@ static void test_before_target(void) {
   net_close(&p.n);
 }
 
+/* The server relabels a message with another id (so that a tick, reply
+ * or edit would land on the wrong one): the id inside the encryption
+ * says otherwise, and the message is refused. */
+static int relabel_tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
+  (void)n;
+  node **victim = arg;
+  if (d != *victim) return 0;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
+  if (f == NULL) return 0;
+  if (f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER && f->deliver->has_client_id &&
+      f->deliver->client_id.len == 16 && f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE) {
+    f->deliver->client_id.data[0] ^= 1;
+    size_t nl = whisper__sync__frame__get_packed_size(f);
+    uint8_t *b = malloc(nl);
+    whisper__sync__frame__pack(f, b);
+    *frame = b; /* (the network frees it) */
+    *len = nl;
+    *victim = NULL; /* once */
+  }
+  whisper__sync__frame__free_unpacked(f, NULL);
+  return 0;
+}
+
+static void test_relabelled_id(void) {
+  pair p;
+  pair_open(&p);
+  node *victim = p.bob;
+  p.n.tamper = relabel_tamper;
+  p.n.tamper_arg = &victim;
+  ev_clear(p.bob);
+  send_text(&p.n, p.alice, "bob", "relabel me", NULL);
+  net_run(&p.n);
+  CHECK(victim == NULL); /* the lie was told */
+  CHECK(ev_messages(p.bob, "relabel me") == 0 && ev_count(p.bob, WHISPER_EV_REFUSED) == 1);
+  CHECK(ev_messages(p.bob2, "relabel me") == 1); /* the untouched copy is taken */
+  p.n.tamper = NULL;
+  net_close(&p.n);
+}
+
 /* Deletes for everyone: the sender only, within the window; the body is
  * wiped on both of the recipient's devices, a tombstone remains. */
 static void test_delete(void) {
@@ -488,6 +527,7 @@ int main(void) {
   RUN(test_edits);
   RUN(test_before_target);
   RUN(test_delete);
+  RUN(test_relabelled_id);
   RUN(test_unknown_kind);
   RUN(test_calls);
   RUN(test_group_content);
