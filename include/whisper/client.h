@@ -222,6 +222,33 @@ WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation,
 WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversation,
                                       const uint8_t *id, size_t id_len, uint64_t now_ms);
 
+/* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
+
+#define WHISPER_MUTE_FOREVER UINT64_MAX
+
+/** A conversation's flags, the same on every device of the account. */
+typedef struct whisper_conversation_flags_t {
+  uint64_t muted_until_ms; /* 0: not muted; else muted until then (WHISPER_MUTE_FOREVER:
+                            * until unmuted); the server wakes no device for it meanwhile */
+  int archived;
+  int pinned;
+} whisper_conversation_flags_t;
+
+/** Reads the flags of `conversation` (all zero if none were set).
+ *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+                                                  whisper_conversation_flags_t *out);
+
+/** Sets the flags of `conversation`: kept in the store, sent (end to end)
+ *  to this account's other devices, which raise WHISPER_EV_SETTINGS, and
+ *  the mutes told to the server so that it sends no push for a muted
+ *  conversation. The newest setting (by the setting device's clock) wins.
+ *  At most 1000 conversations may be muted at once. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+                                                      const whisper_conversation_flags_t *flags,
+                                                      uint64_t now_ms);
+
 #define WHISPER_CALL_OFFER 1
 #define WHISPER_CALL_ANSWER 2
 #define WHISPER_CALL_ICE 3
@@ -410,6 +437,8 @@ typedef enum whisper_client_event_type {
                                * emoji (empty: the reaction was removed) */
   WHISPER_EV_CALL = 21,       /* call signalling from from/from_device: status, WHISPER_CALL_*;
                                * id, the call id; body, the SDP or candidate */
+  WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
+                               * (whisper_client_conversation_flags()) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes

@@ -459,6 +459,10 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     return OUT_DONE;
   }
   int rc = WHISPER_OK, out = OUT_DONE;
+  if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS) {
+    whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+    return refuse_why(c, d, evs, conv, "only settings go to oneself");
+  }
   /* when its author made it: an edit made offline goes out later */
   uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
   sy_event *e = NULL;
@@ -506,8 +510,25 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     ev_add(evs, e);
     break;
   }
+  case WHISPER__E2E__CONTENT__KIND__SETTINGS: {
+    /* only from another device of this account, to itself */
+    if (!own || strcmp(conv, c->account) != 0 || ct->settings == NULL) {
+      out = refuse_why(c, d, evs, conv, "conversation settings from another account");
+      break;
+    }
+    int took = sy_settings_receive(c, ct->settings);
+    if (took == WHISPER_EINVAL) {
+      bad_entry(c, d, evs, "malformed conversation settings");
+      break;
+    }
+    if (took < 0) {
+      rc = took;
+      break;
+    }
+    if (took) ev_add(evs, ev_of(c, WHISPER_EV_SETTINGS, d, ct->settings->conversation, NULL));
+    break;
+  }
   case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
-  case WHISPER__E2E__CONTENT__KIND__SETTINGS:
     break; /* not used by this version yet */
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
@@ -624,7 +645,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     g = gid;
     whisper_client_group_conversation(conv, gid);
   } else if (own) {
-    if (!sy_valid_account(d->conversation_to) || strcmp(d->conversation_to, c->account) == 0) {
+    if (!sy_valid_account(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
       out = OUT_DONE;
       goto done;
@@ -698,6 +719,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   else if (p && p->has_id &&
            (p->id.len != d->client_id.len || memcmp(p->id.data, d->client_id.data, p->id.len) != 0))
     why = "a message delivered under another id than its sender gave it";
+  else if (own && !g && strcmp(conv, c->account) == 0 && !(p && p->has_content))
+    why = "a message to oneself that is not content"; /* (settings, from another device) */
   if (why == NULL && g) {
     sy_group gs;
     if ((rc = sy_group_load(c, g, &gs)) == WHISPER_OK) {

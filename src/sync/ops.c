@@ -647,6 +647,7 @@ void sy_presence_flush(whisper_client *c) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE_SET;
   f.presence_set = &p;
   sy_queue(c, &f, RQ_PRESENCE_SET, 1, NULL);
+  sy_mutes_flush(c);
   subscribe_send(c, c->subs, c->n_subs);
 }
 

@@ -616,6 +616,10 @@ static int direct_step(whisper_client *c, sy_job *j) {
   for (int a = 0; a < 2; a++)
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
+  if (strcmp(j->conv, c->account) == 0) { /* to oneself: the other devices, no `own` part */
+    sy_devs_del(&l[0], c->device_id);
+    l[1].n = 0;
+  }
   step = STEP_STOP;
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,

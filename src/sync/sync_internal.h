@@ -357,6 +357,12 @@ void sy_typing_tick(whisper_client *c);
 uint64_t sy_typing_deadline(const whisper_client *c);
 void sy_typing_free(whisper_client *c);
 void sy_presence_flush(whisper_client *c);
+/* --- settings.c --- */
+/* PresenceSet{mutes}: the conversations muted now, to the server. */
+void sy_mutes_flush(whisper_client *c);
+/* A SETTINGS content from another device of this account: 1 taken, 0 older
+ * than what is held, WHISPER_EINVAL malformed, or a store error. */
+int sy_settings_receive(whisper_client *c, const Whisper__E2e__Settings *s);
 void sy_approvals_flush(whisper_client *c);
 void sy_approve_free(sy_approve *a);
 /* The answer to a LinkApprove or PublishDevices: the list it carried
