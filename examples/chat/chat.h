@@ -210,6 +210,27 @@ void hb_print(chat *c, jbuf *b);
 /** A time of day, "HH:MM:SS" (local), or "--:--:--" for 0. */
 void clock_str(char out[16], uint64_t ms);
 
+/* --- message content (output.c) --- */
+
+#define TOMBSTONE_TEXT "🚫 this message was deleted"
+#define UNSUPPORTED_TEXT "[unsupported message: update whisper-chat]"
+
+/** A message of history in a JSON listing: its content fields ("kind",
+ *  "edited", "deleted", "forwarded", "quote" for a reply, "reactions"). */
+void jb_content(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** A message of history on a human line: its text, marked forwarded, or
+ *  the tombstone of a deleted one, or UNSUPPORTED_TEXT; then "(edited)". */
+void hb_content(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** The lines under it: the quote of a reply, and the reactions. */
+void hb_content_below(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** A call signal's name ("offer", "answer", "ice", "hangup", "busy"), or
+ *  NULL; and back (0: not one). */
+const char *call_type_name(int type);
+int call_type_parse(const char *s);
+
 /** "pending", "sent", "delivered", "read". */
 const char *status_name(int status);
 /** The ticks of a status: "…", "✓", "✓✓", "✓✓" in blue (or "✓✓ read"). */

@@ -445,6 +445,7 @@ static void cmd_history(chat *c, char *args) {
       jb_u64(&b, "seq", m->sort_key);
       jb_u64(&b, "ts", m->timestamp_ms);
       if (own) jb_str(&b, "status", status_name(m->status));
+      jb_content(c, &b, m);
       jb_close(&b, '}');
     } else {
       char hex[2 * WHISPER_MESSAGE_ID_MAX + 1], when[16];
@@ -459,9 +460,10 @@ static void cmd_history(chat *c, char *args) {
         hb_printf(&b, ".%u", (unsigned)m->sender_device);
       }
       hb_printf(&b, ": ");
-      hb_text(&b, m->body, m->body_len);
+      hb_content(c, &b, m);
       if (own) hb_printf(&b, "  %s", status_ticks(c, m->status));
       hb_printf(&b, "  %s(%s)%s", c->color ? "\033[2m" : "", hex, c->color ? "\033[0m" : "");
+      hb_content_below(c, &b, m);
     }
   }
   whisper_page_free(page);
