@@ -87,6 +87,8 @@ typedef struct chat {
 
   /* what the app knows */
   chat_key *changed;  /* identity keys waiting for `trust` */
+  char call_peer[256];  /* the last call this run signalled or was signalled ("" none) */
+  uint8_t call_id[WHISPER_CALL_ID_LEN];
   chat_listing *listings; /* the last `history` listing of each conversation */
   chat_readmark *readmarks; /* by id, then sender, unless readmarks_unsorted */
   size_t n_readmarks, cap_readmarks;
@@ -314,6 +316,9 @@ long hex_decode_var(uint8_t *out, size_t max, const char *s);
  *  random key) if it does not exist. Returns 0, or -1 after printing
  *  why. */
 int key_file_load(const char *path, uint8_t key[CHAT_KEY_LEN]);
+
+/** Fills `b` with `n` random bytes (/dev/urandom). Returns 0 or -1. */
+int random_bytes(uint8_t *b, size_t n);
 
 /** Overwrites memory that held a secret. */
 void wipe(void *p, size_t n);
