@@ -331,7 +331,7 @@ static void hb_quote(const chat *c, jbuf *b, const char *sender, const char *exc
 }
 
 void jb_content(chat *c, jbuf *b, const whisper_message_t *m) {
-  jb_str(b, "kind", m->kind == WHISPER_KIND_UNSUPPORTED ? "unsupported" : "text");
+  jb_str(b, "kind", m->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
   jb_bool(b, "edited", m->edited_ms != 0);
   if (m->edited_ms) jb_u64(b, "edited_ms", m->edited_ms);
   jb_bool(b, "deleted", m->deleted);
@@ -366,7 +366,7 @@ void hb_content(chat *c, jbuf *b, const whisper_message_t *m) {
     hb_printf(b, "%s%s%s", c->color ? "\033[2m" : "", TOMBSTONE_TEXT, c->color ? "\033[0m" : "");
     return;
   }
-  if (m->kind == WHISPER_KIND_UNSUPPORTED) {
+  if (m->kind != WHISPER_KIND_TEXT) { /* unsupported, or a kind of a later library */
     puts_(b, UNSUPPORTED_TEXT);
     return;
   }
@@ -482,7 +482,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_bytes(&b, "body", ev->body, ev->body_len);
     jb_u64(&b, "seq", ev->server_seq);
     jb_u64(&b, "ts", ev->server_ts);
-    jb_str(&b, "kind", ev->kind == WHISPER_KIND_UNSUPPORTED ? "unsupported" : "text");
+    jb_str(&b, "kind", ev->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
     jb_u64(&b, "forwarded", ev->forwarded);
     if (ev->target_id && ev->target_id_len) {
       /* a reply: the quote as history keeps it with the reply */
@@ -752,7 +752,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     hb_printf(&b, "] %s", bold);
     hb_str(&b, ev->from);
     hb_printf(&b, ".%u%s: ", (unsigned)ev->from_device, off);
-    if (ev->kind == WHISPER_KIND_UNSUPPORTED) {
+    if (ev->kind != WHISPER_KIND_TEXT) {
       puts_(&b, UNSUPPORTED_TEXT);
     } else {
       hb_forwarded(c, &b, ev->forwarded);
@@ -788,7 +788,9 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_STATUS:
     if (ev->status == WHISPER_STATUS_SENT && ev->conversation) {
       /* the engine says SENT for reactions, edits, deletes and call
-       * signals too, which are no message of history: not shown */
+       * signals too, which are no message of history: not shown (nor
+       * the SENT of a message past the newest LOOKUP_RECENT, after a
+       * long outbox went out) */
       whisper_page *page;
       const whisper_message_t *m = recent_message(c, ev->conversation, ev->id, ev->id_len, NULL, &page);
       whisper_page_free(page);
