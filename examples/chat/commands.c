@@ -1106,6 +1106,88 @@ static void cmd_quit(chat *c, char *args) {
   ok(c, "quit");
 }
 
+/* --- conversation flags: mute, archive, pin ------------------------------------------ */
+
+/* Reads the flags, lets `change` set one, writes them back, and shows them. */
+static void flags_change(chat *c, const char *cmd, const char *conv, int which, uint64_t value) {
+  whisper_conversation_flags_t f;
+  int rc = whisper_client_conversation_flags(c->client, conv, &f);
+  if (rc == WHISPER_OK) {
+    if (which == 0) f.muted_until_ms = value;
+    else if (which == 1) f.archived = (int)value;
+    else if (which == 2) f.pinned = (int)value;
+    if (which <= 2) rc = whisper_client_set_conversation_flags(c->client, conv, &f, now_ms());
+  }
+  if (rc != WHISPER_OK) {
+    engine_error(c, cmd, rc);
+    return;
+  }
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", cmd);
+    jb_str(&b, "conversation", conv);
+    jb_u64(&b, "muted_until", f.muted_until_ms);
+    jb_bool(&b, "muted", f.muted_until_ms > now_ms());
+    jb_bool(&b, "archived", f.archived);
+    jb_bool(&b, "pinned", f.pinned);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  %s:", conv);
+    if (f.muted_until_ms == WHISPER_MUTE_FOREVER) hb_printf(&b, " muted");
+    else if (f.muted_until_ms > now_ms())
+      hb_printf(&b, " muted for %llu more minutes",
+                (unsigned long long)((f.muted_until_ms - now_ms() + 59999) / 60000));
+    else hb_printf(&b, " not muted");
+    hb_printf(&b, "%s%s", f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+static void cmd_mute(chat *c, char *args) {
+  char *conv = next_word(&args), *mins = next_word(&args);
+  uint32_t m = 0;
+  if (!conv || (mins && (parse_u32(mins, &m) != 0 || m == 0))) {
+    out_cmd_error(c, "mute", 0, "usage: mute <conversation> [minutes]");
+    return;
+  }
+  flags_change(c, "mute", conv, 0, mins ? now_ms() + (uint64_t)m * 60000 : WHISPER_MUTE_FOREVER);
+}
+
+static void cmd_unmute(chat *c, char *args) {
+  char *conv = next_word(&args);
+  if (!conv) {
+    out_cmd_error(c, "unmute", 0, "usage: unmute <conversation>");
+    return;
+  }
+  flags_change(c, "unmute", conv, 0, 0);
+}
+
+static void on_off_flag(chat *c, char *args, const char *cmd, int which) {
+  char *conv = next_word(&args), *state = next_word(&args);
+  if (!conv || !state || (strcmp(state, "on") != 0 && strcmp(state, "off") != 0)) {
+    char usage[64];
+    snprintf(usage, sizeof usage, "usage: %s <conversation> on|off", cmd);
+    out_cmd_error(c, cmd, 0, "%s", usage);
+    return;
+  }
+  flags_change(c, cmd, conv, which, strcmp(state, "on") == 0);
+}
+
+static void cmd_archive(chat *c, char *args) { on_off_flag(c, args, "archive", 1); }
+static void cmd_pin(chat *c, char *args) { on_off_flag(c, args, "pin", 2); }
+
+static void cmd_flags(chat *c, char *args) {
+  char *conv = next_word(&args);
+  if (!conv) {
+    out_cmd_error(c, "flags", 0, "usage: flags <conversation>");
+    return;
+  }
+  flags_change(c, "flags", conv, 3, 0);
+}
+
 /* Every command: its usage and a line about it. A command with several
  * forms has a row per form; the first row of a name runs it. */
 static const struct command {
@@ -1129,6 +1211,11 @@ static const struct command {
     {"delete", "delete <conversation> <message>", "delete your message for everyone (48 hours)", cmd_delete},
     {"forward", "forward <to> <from> <message>", "forward a message of conversation <from> to <to>", cmd_forward},
     {"call", "call <account> <signal> [<id>] [data]", "call signalling: offer (a new call id), answer, ice, hangup, busy", cmd_call},
+    {"mute", "mute <conversation> [minutes]", "no push for it (on every device of yours; forever if no time)", cmd_mute},
+    {"unmute", "unmute <conversation>", "take back a mute", cmd_unmute},
+    {"archive", "archive <conversation> on|off", "archive a conversation (on every device of yours)", cmd_archive},
+    {"pin", "pin <conversation> on|off", "pin a conversation (on every device of yours)", cmd_pin},
+    {"flags", "flags <conversation>", "whether a conversation is muted, archived, pinned", cmd_flags},
     {"typing", "typing <conversation> on|off", "say that you are typing, or stopped", cmd_typing},
     {"subscribe", "subscribe <account>...", "see when these accounts are online", cmd_subscribe},
     {"safety", "safety <account> [<code>]", "the safety number (digits, QR code); with their code: compare", cmd_safety},

@@ -417,6 +417,7 @@ static const char *event_name(int type) {
   case WHISPER_EV_DELETED: return "deleted";
   case WHISPER_EV_REACTION: return "reaction";
   case WHISPER_EV_CALL: return "call";
+  case WHISPER_EV_SETTINGS: return "settings";
   default: return "unknown";
   }
 }
@@ -519,6 +520,16 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_hex(&b, "call_id", ev->id_len == WHISPER_CALL_ID_LEN ? ev->id : NULL, WHISPER_CALL_ID_LEN);
     jb_bytes(&b, "data", ev->body, ev->body_len);
     break;
+  case WHISPER_EV_SETTINGS: { /* another device of ours changed them */
+    whisper_conversation_flags_t f;
+    jb_str(&b, "conversation", ev->conversation);
+    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK) {
+      jb_u64(&b, "muted_until", f.muted_until_ms);
+      jb_bool(&b, "archived", f.archived);
+      jb_bool(&b, "pinned", f.pinned);
+    }
+    break;
+  }
   case WHISPER_EV_STATUS:
     jb_hex(&b, "id", ev->id, ev->id_len);
     if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
@@ -785,20 +796,16 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_CALL:
     call_human(c, &b, ev);
     break;
+  case WHISPER_EV_SETTINGS: {
+    whisper_conversation_flags_t f;
+    hb_printf(&b, "  * another device of yours changed ");
+    hb_str(&b, ev->conversation ? ev->conversation : "?");
+    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK)
+      hb_printf(&b, ": %s%s%s", f.muted_until_ms > now_ms() ? "muted" : "not muted",
+                f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
+    break;
+  }
   case WHISPER_EV_STATUS:
-    if (ev->status == WHISPER_STATUS_SENT && ev->conversation) {
-      /* the engine says SENT for reactions, edits, deletes and call
-       * signals too, which are no message of history: not shown (nor
-       * the SENT of a message past the newest LOOKUP_RECENT, after a
-       * long outbox went out) */
-      whisper_page *page;
-      const whisper_message_t *m = recent_message(c, ev->conversation, ev->id, ev->id_len, NULL, &page);
-      whisper_page_free(page);
-      if (!m) {
-        jb_free(&b);
-        return;
-      }
-    }
     hb_printf(&b, "  %s ", status_ticks(c, ev->status));
     hb_short_id(&b, ev->id, ev->id_len);
     hb_printf(&b, " %s", status_name(ev->status));

@@ -472,6 +472,7 @@ const SCENARIOS = [
   ['prefix', 'prefix'],
   ['safety', 'safety'],
   ['link', 'link'],
+  ['flags', 'flags'],
   ['help', 'help'],
   ['shutdown', 'shutdown'],
 ];
@@ -479,7 +480,7 @@ const SCENARIOS = [
 // message content (the content scenario)
 const CONTENT_COMMANDS = ['reply', 'react', 'unreact', 'edit', 'delete', 'forward', 'call'];
 
-const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
+const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
 
 class ChatTest {
   constructor(o, dir) {
@@ -1019,6 +1020,44 @@ class ChatTest {
     this.ok(at >= 0 && art.length > 0 && problems.length === 0, `the link code's QR drawing: ${problems.join('; ') || (at < 0 ? 'no link code line' : 'none')}`);
     this.ok(lines.some((l) => /the code: WHISPER-LINK:[0-9A-F]+$/.test(l)), 'the link code\'s text in human mode');
     this.notes.link = 'link_code with its QR text; malformed texts refused; link-approve with the scanned text: the new device registered, the digits agree; the human form draws a QR code';
+  }
+
+  // mute, archive, pin: on alice.1, seen by alice.2 (linked in `link`)
+  async flags() {
+    const { alice1, alice2 } = this;
+    await alice2.startOnline();
+    const from = alice2.events.length;
+    const m = await alice1.cmd('mute bob 10');
+    this.ok(m.ev === 'ok' && m.cmd === 'mute' && m.muted === true && m.muted_until > Date.now() + 9 * 60000 && !m.pinned,
+      `mute bob 10: ${JSON.stringify(m)}`);
+    const p = await alice1.cmd('pin bob on');
+    this.ok(p.muted === true && p.pinned === true && p.archived === false, `pin bob on: ${JSON.stringify(p)}`);
+    await alice2.waitFor((e) => e.ev === 'settings' && e.conversation === 'bob' && e.pinned === true,
+      'the pin at alice.2', { from });
+    const f2 = await alice2.cmd('flags bob');
+    this.ok(f2.muted === true && f2.pinned === true && f2.muted_until === m.muted_until,
+      `flags bob at alice.2: ${JSON.stringify(f2)}`);
+    const from2 = alice2.events.length;
+    const u = await alice1.cmd('unmute bob');
+    this.ok(u.muted === false && u.pinned === true, `unmute bob: ${JSON.stringify(u)}`);
+    await alice2.waitFor((e) => e.ev === 'settings' && e.conversation === 'bob' && e.muted_until === 0,
+      'the unmute at alice.2', { from: from2 });
+    const a = await alice2.cmd('archive bob on');
+    this.ok(a.archived === true && a.pinned === true && a.muted === false, `archive bob on at alice.2: ${JSON.stringify(a)}`);
+    for (const [line, re] of [
+      ['mute', /usage/],
+      ['mute bob 0', /usage/],
+      ['mute bob soon', /usage/],
+      ['pin bob maybe', /usage/],
+      ['archive', /usage/],
+      ['flags', /usage/],
+      ['mute NOT-A-NAME', /conversation/],
+    ]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+    this.ok((await alice2.quit()) === 0, 'alice.2 exit code');
+    this.notes.flags = 'mute for 10 minutes and pin on alice.1 reach alice.2 (settings event, flags), unmute too; archive from alice.2; bad lines refused';
   }
 
   async help() {
