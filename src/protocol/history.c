@@ -280,6 +280,7 @@ int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
     e.outbox_seq = seq;
     rc = entry_store(ctx, &t, &e, hkey);
   }
+  if (rc == WHISPER_OK) rc = wh_search_add(ctx, m, m->body, m->body_len); /* search.c */
   if (rc == WHISPER_OK) {
     be64(okey, seq);
     memcpy(okey + 8, t.msg, TAG_LEN);
@@ -329,6 +330,7 @@ static int incoming_add(whisper_ctx *ctx, void *arg, const whisper_buf *pt) {
   incoming_entry(&e, in->meta, in->sender, in->device_id, pt->data, pt->len);
   history_key(hkey, in->t, in->meta->sort_key);
   int rc = wh_add_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e.base);
+  if (rc == WHISPER_OK) rc = wh_search_add(ctx, in->meta, pt->data, pt->len); /* search.c */
   if (rc != WHISPER_EDUPLICATE) return rc;
   in->taken = 1;
   return dup_stored(ctx);
@@ -719,7 +721,8 @@ int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, con
   if (rc != WHISPER_OK) return rc;
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
   incoming_entry(&e, meta, sender, device_id, pt, pt_len);
-  return entry_store(ctx, &t, &e, hkey);
+  rc = entry_store(ctx, &t, &e, hkey);
+  return rc == WHISPER_OK ? wh_search_add(ctx, meta, pt, pt_len) : rc; /* search.c */
 }
 
 int wh_history_outgoing_get(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
@@ -744,7 +747,8 @@ int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *i
   int rc = make_tags(ctx, &t, conv, id, id_len);
   if (rc != WHISPER_OK) return rc;
   history_key(hkey, &t, sort_key);
-  rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
+  rc = wh_search_forget(ctx, hkey); /* search.c */
+  if (rc == WHISPER_OK) rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
   return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
 }
 
@@ -809,4 +813,25 @@ int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id,
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   rc = wh_finish(ctx, rc);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+/* --- for search.c (internal.h) ----------------------------------------------------------- */
+
+int wh_history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) { return history_salt(ctx, salt); }
+
+int wh_history_tags(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                    uint8_t conv_tag[TAG_LEN], uint8_t msg_tag[TAG_LEN]) {
+  tags t;
+  int rc = make_tags(ctx, &t, conv, id, id_len);
+  if (rc == WHISPER_OK) memcpy(conv_tag, t.conv, TAG_LEN);
+  if (rc == WHISPER_OK && id) memcpy(msg_tag, t.msg, TAG_LEN);
+  return rc;
+}
+
+whisper_page *wh_page_new(void) { return calloc(1, sizeof(whisper_page)); }
+
+int wh_page_add(whisper_ctx *ctx, whisper_page *p, const uint8_t *entry, size_t len) {
+  collect c = {p, ctx, WHISPER_OK, 0, NULL};
+  page_add(&c, entry, len);
+  return c.rc;
 }
