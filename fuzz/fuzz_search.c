@@ -454,7 +454,8 @@ static void write_seeds(const char *dir) {
       {"query_in_grp", "the", 1 | 1 << 2 | 2 << 5}, {"query_invalid", "elan\xff", 1 | 7 << 2},
       {"query_no_word", " ,.;", 1 | 7 << 2},     {"query_thai", "ไทย", 1 | 7 << 2},
       {"query_broken", "cafe bytes", 1 | 3 << 2 | 1 << 5}};
-  for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) seed(dir, qs[i].name, qs[i].sel, qs[i].q, strlen(qs[i].q));
+  for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++)
+    seed(dir, qs[i].name, qs[i].sel, qs[i].q, strlen(qs[i].q));
   /* index rows as they are, one with its place moved, one with a short value */
   uint8_t buf[512];
   for (int i = 0; i < 3; i++) {

@@ -552,11 +552,12 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
   int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
   if (rc == WHISPER_ENOTFOUND) { /* moved (an outgoing message, sent): its index knows */
     rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, sfx + 8, TAG_LEN, &b);
-    Whisper__Store__HistoryRef *r =
-        rc == WHISPER_OK ? whisper__store__history_ref__unpack(&wh_pb_alloc, b->len, b->data) : NULL;
+    Whisper__Store__HistoryRef *r = NULL;
+    if (rc == WHISPER_OK) r = whisper__store__history_ref__unpack(&wh_pb_alloc, b->len, b->data);
     whisper_buf_free(b);
     b = NULL;
-    if (r && r->history_key.len == HKEY_LEN && memcmp(r->history_key.data + PVAL_LEN, sfx + 8, TAG_LEN) == 0)
+    if (r && r->history_key.len == HKEY_LEN &&
+        memcmp(r->history_key.data + PVAL_LEN, sfx + 8, TAG_LEN) == 0)
       rc = wh_get(ctx, WHISPER_REC_HISTORY, r->history_key.data, HKEY_LEN, &b);
     else if (rc == WHISPER_OK)
       rc = WHISPER_ENOTFOUND; /* a ref that does not lead here: not this message */
@@ -564,7 +565,8 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
   }
   if (rc == WHISPER_ENOTFOUND) return 0; /* gone: a stale posting */
   if (rc != WHISPER_OK) return rc;
-  Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
+  Whisper__Store__HistoryEntry *e =
+      whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
   int keep = 0;
   uint64_t ts = 0;
   for (int i = 0; i < 8; i++) ts = ts << 8 | sfx[i];
@@ -612,7 +614,8 @@ static int check_query(whisper_ctx *ctx, const char *query_text, const char *con
   size_t qlen = strlen(query_text);
   if (qlen == 0) return wh_fail(ctx, WHISPER_EINVAL, "the query is empty");
   if (qlen > WHISPER_SEARCH_QUERY_MAX)
-    return wh_fail(ctx, WHISPER_EINVAL, "the query is longer than %d bytes", WHISPER_SEARCH_QUERY_MAX);
+    return wh_fail(ctx, WHISPER_EINVAL, "the query is longer than %d bytes",
+                   WHISPER_SEARCH_QUERY_MAX);
   if (!wh_utf8_valid((const uint8_t *)query_text, qlen))
     return wh_fail(ctx, WHISPER_EINVAL, "the query is not UTF-8");
   if (limit == 0 || limit > WHISPER_SEARCH_LIMIT_MAX)
@@ -625,7 +628,8 @@ static int check_query(whisper_ctx *ctx, const char *query_text, const char *con
     return wh_fail(ctx, WHISPER_EINVAL, "bad cursor: pass the last message of the previous page");
   wh_fold_tokens((const uint8_t *)query_text, qlen, query_token, q);
   if (q->too_many)
-    return wh_fail(ctx, WHISPER_EINVAL, "the query has more than %d words", WHISPER_SEARCH_WORDS_MAX);
+    return wh_fail(ctx, WHISPER_EINVAL, "the query has more than %d words",
+                   WHISPER_SEARCH_WORDS_MAX);
   if (q->n == 0) return wh_fail(ctx, WHISPER_EINVAL, "the query has no word");
   query_shape(q);
   return WHISPER_OK;
@@ -661,7 +665,8 @@ static int search_in_txn(whisper_ctx *ctx, const query *q, const char *conversat
   }
   qsort(pick, np, sizeof *pick, by_length);
   size_t nterms = np < LOOKUP_MAX ? np : LOOKUP_MAX;
-  for (size_t i = 0; i < nterms; i++) term_tag(&keyed, 0x00, pick[i]->text, pick[i]->len, cur[i].tag);
+  for (size_t i = 0; i < nterms; i++)
+    term_tag(&keyed, 0x00, pick[i]->text, pick[i]->len, cur[i].tag);
   if (conversation)
     term_tag(&keyed, 0x01, (const uint8_t *)conversation, strlen(conversation), cur[nterms++].tag);
   for (size_t i = 0; rc == WHISPER_OK && i < nterms; i++) {

@@ -257,8 +257,8 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
       double a = now_s();
       if (cases[c].second_page) {
         rc = whisper_search(ctx, cases[c].query, cases[c].conv, NULL, PAGE, &first);
-        const whisper_message_t *after =
-            rc == WHISPER_OK && whisper_page_count(first) ? whisper_page_get(first, whisper_page_count(first) - 1) : NULL;
+        size_t got = rc == WHISPER_OK ? whisper_page_count(first) : 0;
+        const whisper_message_t *after = got ? whisper_page_get(first, got - 1) : NULL;
         a = now_s(); /* only the second page's search is timed */
         if (rc == WHISPER_OK) rc = whisper_search(ctx, cases[c].query, cases[c].conv, after, PAGE, &p);
       } else {
