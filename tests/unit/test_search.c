@@ -355,6 +355,15 @@ static void test_corpus(const char *file) {
 
 /* --- paging ------------------------------------------------------------------------------------ */
 
+/* The number in an id "pNN" (-1 if it is not one). */
+static int id_number(const whisper_message_t *m) {
+  char s[8];
+  if (m->id_len != 3 || m->id[0] != 'p') return -1;
+  memcpy(s, m->id + 1, 2);
+  s[2] = 0;
+  return atoi(s);
+}
+
 static void test_paging(const char *file) {
   dev d;
   dev_open(&d, file, "bob");
@@ -375,7 +384,7 @@ static void test_paging(const char *file) {
     size_t n = whisper_page_count(p);
     for (size_t i = 0; i < n; i++) {
       const whisper_message_t *m = whisper_page_get(p, i);
-      int k = atoi((const char *)m->id + 1);
+      int k = id_number(m);
       CHECK(m->id_len == 3 && k >= 0 && k < 25 && !seen[k]);
       if (k >= 0 && k < 25) seen[k] = 1;
       CHECK(m->timestamp_ms <= last);
@@ -402,7 +411,7 @@ static void test_paging(const char *file) {
     size_t n = whisper_page_count(p);
     for (size_t i = 0; i < n; i++) {
       const whisper_message_t *m = whisper_page_get(p, i);
-      CHECK(strcmp(m->conversation, "carol") == 0 && atoi((const char *)m->id + 1) % 3 == 0);
+      CHECK(strcmp(m->conversation, "carol") == 0 && id_number(m) % 3 == 0);
       total++;
     }
     whisper_page_free(prev);
@@ -522,7 +531,7 @@ static void test_sent_and_removed(const char *file) {
   /* a history row deleted behind the index's back: its postings are skipped */
   uint8_t hkey[40];
   CHECK_RC(wh_history_tags(d.ctx, "alice", (const uint8_t *)"o2", 2, hkey, hkey + 24), WHISPER_OK);
-  for (int i = 0; i < 8; i++) hkey[16 + i] = (uint8_t)(201 >> (8 * (7 - i)));
+  for (int i = 0; i < 8; i++) hkey[16 + i] = (uint8_t)((uint64_t)201 >> (8 * (7 - i)));
   CHECK_RC(d.cnt.inner->ops.del(d.cnt.inner->user, WHISPER_REC_HISTORY, hkey, 40), WHISPER_OK);
   EXPECT(&d, "rocket", NULL, "o1");
   whisper_page_free(p);

@@ -563,7 +563,7 @@ static int scan_collect(void *arg, const uint8_t *k, size_t kn, const uint8_t *v
   scan_out *o = arg;
   (void)v, (void)vn;
   if (o->n < 300 && kn <= 8) {
-    memcpy(o->keys[o->n], k, kn);
+    if (kn) memcpy(o->keys[o->n], k, kn);
     o->lens[o->n++] = kn;
   }
   if (o->nested && o->n == 1) {
@@ -572,7 +572,8 @@ static int scan_collect(void *arg, const uint8_t *k, size_t kn, const uint8_t *v
     whisper_store *s = o->nested;
     o->nested_ok = s->ops.scan(s->user, 64, o->p, o->pn, o->b, o->bn, o->desc, o->limit,
                                scan_collect, &again) == WHISPER_OK &&
-                   again.n >= 1 && again.lens[0] == kn && memcmp(again.keys[0], k, kn) == 0;
+                   again.n >= 1 && again.lens[0] == kn &&
+                   (kn == 0 || memcmp(again.keys[0], k, kn) == 0);
   }
   return 0;
 }
