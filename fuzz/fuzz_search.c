@@ -209,7 +209,9 @@ static int holds(const query_model *m, const uint8_t *body, size_t n) {
 typedef struct hitm {
   uint64_t ts;
   uint8_t tag[16];
-  char conv[256], id[65];
+  char conv[256];
+  uint8_t id[64];
+  size_t id_len;
 } hitm;
 
 typedef struct model_run {
@@ -230,7 +232,7 @@ static int model_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t
     memcpy(h->tag, key + 24, 16);
     snprintf(h->conv, sizeof h->conv, "%s", e->conversation);
     memcpy(h->id, e->id.data, e->id.len);
-    h->id[e->id.len] = 0;
+    h->id_len = e->id.len;
   }
   if (e) whisper__store__history_entry__free_unpacked(e, NULL);
   return r->n == MAX_ROWS;
@@ -255,7 +257,7 @@ static size_t model(const query_model *m, const char *conv, hitm *out) {
 
 static int same(const whisper_message_t *m, const hitm *h) {
   return m->timestamp_ms == h->ts && strcmp(m->conversation, h->conv) == 0 &&
-         m->id_len == strlen(h->id) && memcmp(m->id, h->id, m->id_len) == 0;
+         m->id_len == h->id_len && memcmp(m->id, h->id, m->id_len) == 0;
 }
 
 /* --- searching ------------------------------------------------------------------------------ */
