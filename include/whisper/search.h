@@ -28,7 +28,8 @@
  * message matches when it holds every one of them (AND), as whole words:
  * there is no prefix matching ("conf" does not find "conference": that
  * would need an index several times larger). Words are compared on their
- * first 128 bytes once folded.
+ * first 128 bytes once folded; the first 4096 words of a message are
+ * indexed.
  *
  * Results are history messages, read like a page of whisper_history_page()
  * (whisper_page_count(), whisper_page_get(), whisper_page_free()), newest

@@ -347,9 +347,20 @@ static void test_corpus(const char *file) {
   dev_close(&alice);
   dev_close(&bob);
   if (file == NULL) return;
-  /* and after a restart */
+  /* and after a restart, and after a rekey (every index row sealed again) */
   dev_open(&bob, file, NULL);
   queries(&bob);
+  static const uint8_t KEY2[32] = "search test store key, the 2nd.";
+  CHECK_RC(whisper_store_rekey(bob.cnt.inner, KEY2, 32, NULL), WHISPER_OK);
+  char path[256];
+  snprintf(path, sizeof path, "%s", bob.path);
+  dev_close(&bob);
+  whisper_store *inner = NULL;
+  memset(&bob, 0, sizeof bob);
+  CHECK_RC(sqlite_open(&inner, path, KEY2), WHISPER_OK);
+  dev_wrap(&bob, inner, WHISPER_STORE_OPS_VERSION);
+  queries(&bob);
+  CHECK(bob.cnt.writes == 0);
   dev_close(&bob);
 }
 
