@@ -231,7 +231,7 @@ static int model_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t
     h->ts = e->timestamp;
     memcpy(h->tag, key + 24, 16);
     snprintf(h->conv, sizeof h->conv, "%s", e->conversation);
-    memcpy(h->id, e->id.data, e->id.len);
+    if (e->id.len) memcpy(h->id, e->id.data, e->id.len);
     h->id_len = e->id.len;
   }
   if (e) whisper__store__history_entry__free_unpacked(e, NULL);
