@@ -1106,6 +1106,76 @@ static void cmd_quit(chat *c, char *args) {
   ok(c, "quit");
 }
 
+/* --- search --------------------------------------------------------------------------- */
+
+#define SEARCH_SHOWN 20
+
+/* search [in <conversation>] <words...>: newest first, every word (case
+ * and accents aside) in each message found. */
+static void cmd_search(chat *c, char *args) {
+  const char *conv = NULL;
+  char *save = args, *first = next_word(&args);
+  if (first && strcmp(first, "in") == 0) {
+    conv = next_word(&args);
+  } else {
+    args = save;
+  }
+  char *query = rest(&args);
+  if (query == NULL || *query == '\0' || (first && strcmp(first, "in") == 0 && conv == NULL)) {
+    out_cmd_error(c, "search", 0, "usage: search [in <conversation>] <words>");
+    return;
+  }
+  whisper_page *page = NULL;
+  int rc = whisper_search(c->ctx, query, conv, NULL, SEARCH_SHOWN, &page);
+  if (rc != WHISPER_OK) {
+    out_cmd_error(c, "search", rc, "%s", whisper_ctx_last_error(c->ctx));
+    return;
+  }
+  size_t n = whisper_page_count(page);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "search");
+    jb_str(&b, "query", query);
+    jb_open(&b, "messages", '[');
+  } else {
+    hb_printf(&b, "  %zu message%s with \"%s\"%s", n, n == 1 ? "" : "s", query,
+              n == SEARCH_SHOWN ? " (the newest shown)" : "");
+  }
+  for (size_t i = 0; i < n; i++) {
+    const whisper_message_t *m = whisper_page_get(page, i);
+    int own = m->sender == NULL;
+    if (c->script) {
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "conversation", m->conversation);
+      jb_hex(&b, "id", m->id, m->id_len);
+      jb_str(&b, "from", own ? c->account : m->sender);
+      jb_bytes(&b, "body", m->body, m->body_len);
+      jb_u64(&b, "ts", m->timestamp_ms);
+      jb_close(&b, '}');
+    } else {
+      char when[16];
+      clock_str(when, m->timestamp_ms);
+      hb_printf(&b, "\n  %s in ", when);
+      hb_text(&b, (const uint8_t *)m->conversation, strlen(m->conversation));
+      hb_printf(&b, ", ");
+      if (own) hb_printf(&b, "you");
+      else hb_text(&b, (const uint8_t *)m->sender, strlen(m->sender));
+      hb_printf(&b, ": ");
+      hb_content(c, &b, m);
+    }
+  }
+  whisper_page_free(page);
+  if (c->script) {
+    jb_close(&b, ']');
+    jb_print(c, &b);
+  } else {
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
 /* --- conversation flags: mute, archive, pin ------------------------------------------ */
 
 /* Reads the flags, lets `change` set one, writes them back, and shows them. */
@@ -1211,6 +1281,7 @@ static const struct command {
     {"delete", "delete <conversation> <message>", "delete your message for everyone (48 hours)", cmd_delete},
     {"forward", "forward <to> <from> <message>", "forward a message of conversation <from> to <to>", cmd_forward},
     {"call", "call <account> <signal> [<id>] [data]", "call signalling: offer (a new call id), answer, ice, hangup, busy", cmd_call},
+    {"search", "search [in <conversation>] <words>", "find messages with every word (case and accents aside)", cmd_search},
     {"mute", "mute <conversation> [minutes]", "no push for it (on every device of yours; forever if no time)", cmd_mute},
     {"unmute", "unmute <conversation>", "take back a mute", cmd_unmute},
     {"archive", "archive <conversation> on|off", "archive a conversation (on every device of yours)", cmd_archive},

@@ -480,7 +480,7 @@ const SCENARIOS = [
 // message content (the content scenario)
 const CONTENT_COMMANDS = ['reply', 'react', 'unreact', 'edit', 'delete', 'forward', 'call'];
 
-const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
+const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'search', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
 
 class ChatTest {
   constructor(o, dir) {
@@ -1024,7 +1024,7 @@ class ChatTest {
 
   // mute, archive, pin: on alice.1, seen by alice.2 (linked in `link`)
   async flags() {
-    const { alice1, alice2 } = this;
+    const { alice1, alice2, bob } = this;
     await alice2.startOnline();
     const from = alice2.events.length;
     const m = await alice1.cmd('mute bob 10');
@@ -1057,6 +1057,23 @@ class ChatTest {
       this.ok(r.ev === 'error' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
     }
     this.ok((await alice2.quit()) === 0, 'alice.2 exit code');
+    // search: words in any case and accents, newest first, in a conversation or all
+    const w = this.text('Crème');
+    const id1 = await bob.send('alice', `Une ${w} Brûlée for you`);
+    await this.message(alice1, id1, 'the crème');
+    const id2 = await alice1.send('bob', `more BRULEE and ${w.toUpperCase()}`);
+    await this.message(bob, id2, 'more brûlée');
+    const s1 = await alice1.cmd('search brulee');
+    this.ok(s1.ev === 'ok' && s1.cmd === 'search' && s1.messages.length >= 2 && s1.messages[0].id === id2 &&
+      s1.messages.some((x) => x.id === id1), `search brulee: ${JSON.stringify(s1)}`);
+    const s2 = await alice1.cmd(`search in bob ${w.toLowerCase()} brûlée`);
+    this.ok(s2.messages.length === 2, `search in bob, two words: ${JSON.stringify(s2)}`);
+    const s3 = await alice1.cmd(`search in carol ${w}`);
+    this.ok(s3.messages.length === 0, `search in carol: ${JSON.stringify(s3)}`);
+    for (const line of ['search', 'search in bob', 'search in']) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && /usage/.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
     this.notes.flags = 'mute for 10 minutes and pin on alice.1 reach alice.2 (settings event, flags), unmute too; archive from alice.2; bad lines refused';
   }
 
