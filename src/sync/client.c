@@ -283,7 +283,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (cfg == NULL) cfg = &defaults;
   if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
       cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
-      cfg->request_timeout_ms == 0)
+      cfg->request_timeout_ms == 0 ||
+      (cfg->version >= 3 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)))
     return wh_fail(ctx, WHISPER_EINVAL, "bad client configuration");
   if (ctx->store->ops.version < 2 || ctx->store->ops.scan == NULL)
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
@@ -296,8 +297,11 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (c == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   c->ctx = ctx;
   c->cfg = defaults;
-  /* a version-1 caller's struct ends before hold_on_change */
-  memcpy(&c->cfg, cfg, cfg->version >= 2 ? sizeof c->cfg : offsetof(whisper_client_config_t, hold_on_change));
+  /* a version-1 caller's struct ends before hold_on_change, a version-2
+   * caller's before max_group_members */
+  memcpy(&c->cfg, cfg, cfg->version >= 3   ? sizeof c->cfg
+                       : cfg->version == 2 ? offsetof(whisper_client_config_t, max_group_members)
+                                           : offsetof(whisper_client_config_t, hold_on_change));
   c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;
   strcpy(c->account, ctx->name);
   c->device_id = ctx->device_id;
