@@ -300,6 +300,93 @@ static int op_join(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Group
   return 0;
 }
 
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* a == b, with `name` added (op 1), taken out (op -1) or not (op 0), as
+ * sets (lists without repeats; compared sorted). 1 yes, 0 no, -1 out of
+ * memory. */
+static int same_set(char *const *a, size_t na, char *const *b, size_t nb, const char *name, int op) {
+  char **x = malloc((na + 1) * sizeof *x), **y = malloc((nb + 1) * sizeof *y);
+  int same = x && y ? 1 : -1;
+  size_t ny = 0;
+  if (same == 1) {
+    memcpy(x, a, na * sizeof *x);
+    for (size_t i = 0; i < nb; i++)
+      if (op >= 0 || strcmp(b[i], name) != 0) y[ny++] = b[i];
+    if (op > 0) y[ny++] = (char *)name;
+    same = na == ny;
+  }
+  if (same == 1) {
+    qsort(x, na, sizeof *x, name_cmp);
+    qsort(y, ny, sizeof *y, name_cmp);
+    for (size_t i = 0; i < na && same == 1; i++) same = strcmp(x[i], y[i]) == 0;
+  }
+  free(x);
+  free(y);
+  return same;
+}
+
+static int bytes_same(protobuf_c_boolean ha, ProtobufCBinaryData a, protobuf_c_boolean hb,
+                      ProtobufCBinaryData b) {
+  size_t la = ha ? a.len : 0, lb = hb ? b.len : 0;
+  return la == lb && (la == 0 || memcmp(a.data, b.data, la) == 0);
+}
+
+#define FLAG(b, f) ((b)->has_##f && (b)->f)
+
+/* What an honest server checks of a change before it stores it, so that
+ * a member cannot stall the group's chain with a change every member
+ * refuses: it is signed by the device that sends it (under the identity
+ * key it registered), and someone who is not an admin of the stored state
+ * changes only what members let them: leaving (the same state without
+ * it), the info alone (unless only admins edit it), joining (the same
+ * state with it). Members check everything again. */
+static int change_entitled(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__GroupOp *m,
+                           group_change *g, const Whisper__Server__Group *rec) {
+  const Whisper__E2e__SignedGroupChange *sc = g->op_change.sc;
+  const Whisper__E2e__GroupChangeBody *b = g->op_change.body;
+  if (b == NULL) return 0;
+  if (b->author == NULL || strcmp(b->author, c->account) != 0 || !b->has_author_device ||
+      b->author_device != c->device_id)
+    return wsrv_refuse(srv, ERR_FORBIDDEN, "a group change is signed by the device that sends it");
+  Whisper__Server__Device *dev = NULL;
+  int rc = wsrv_device_get(srv, c->account, c->device_id, &dev);
+  if (rc != WHISPER_OK) return rc == WHISPER_ENOTFOUND ? wsrv_refuse(srv, ERR_AUTH, "unknown device") : rc;
+  int ok = dev->has_identity_key && sc->has_signature &&
+           invite_sig_ok(&dev->identity_key, "whisper-group-v1", sc->body.data, sc->body.len, NULL, 0,
+                         &sc->signature);
+  wsrv_msg_free(dev);
+  if (ok < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (!ok) return wsrv_refuse(srv, ERR_FORBIDDEN, "the group change's signature does not verify");
+  if (m->op == WHISPER__SYNC__GROUP_OP__OP__CREATE || g->request) return 0;
+  const ProtobufCBinaryData *key = invite_key(srv, rec, g, &rc); /* parses the stored change */
+  (void)key;
+  if (rc) return rc;
+  const Whisper__E2e__GroupChangeBody *h = g->stored.body;
+  if (h == NULL || h->n_admins == 0) return 0; /* no signed admins yet: the server's own rules */
+  for (size_t i = 0; i < h->n_admins; i++)
+    if (strcmp(h->admins[i], c->account) == 0) return 0;
+  int member = 0;
+  for (size_t i = 0; i < h->n_members && !member; i++) member = strcmp(h->members[i], c->account) == 0;
+  int same_members = same_set(b->members, b->n_members, h->members, h->n_members, c->account,
+                              !member ? 1 : m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE ? -1 : 0);
+  int same_admins = same_set(b->admins, b->n_admins, h->admins, h->n_admins, c->account, -1);
+  if (same_members < 0 || same_admins < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  int info = bytes_same(b->has_name, b->name, h->has_name, h->name) &&
+             bytes_same(b->has_description, b->description, h->has_description, h->description) &&
+             bytes_same(b->has_picture, b->picture, h->has_picture, h->picture);
+  int rest = FLAG(b, admins_edit_info) == FLAG(h, admins_edit_info) &&
+             FLAG(b, admins_send) == FLAG(h, admins_send) &&
+             FLAG(b, approval_required) == FLAG(h, approval_required) &&
+             bytes_same(b->has_invite_key, b->invite_key, h->has_invite_key, h->invite_key);
+  int info_ok = info || (m->op == WHISPER__SYNC__GROUP_OP__OP__UPDATE && !FLAG(h, admins_edit_info));
+  if (!same_members || !same_admins || !rest || !info_ok)
+    return wsrv_refuse(srv, ERR_FORBIDDEN, "a group change its members would refuse from a non-admin");
+  return 0;
+}
+
 /* An admin's change sets the server's admins (those that are members; a
  * non-admin's leaves them as they are: members refuse what it may claim). */
 static void admins_follow(group_change *g, int admin) {
@@ -423,8 +510,9 @@ static int group_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx,
   g->rec = NULL;
   if (rc == WHISPER_OK && g->members.n > srv->cfg.max_group_members)
     rc = wsrv_refuse(srv, ERR_LIMIT, "too many members");
-  if (rc == WHISPER_OK && g->request) rc = notify_request(srv, c, fx, m, g, now_ms);
   if (rc == WHISPER_OK && !g->request) rc = chain_check(srv, rec, g);
+  if (rc == WHISPER_OK) rc = change_entitled(srv, c, m, g, rec);
+  if (rc == WHISPER_OK && g->request) rc = notify_request(srv, c, fx, m, g, now_ms);
   /* an op with a change moves the chain: stored and told even when the
    * membership stays (a join request changes nothing) */
   if (m->has_change && !g->request) {
