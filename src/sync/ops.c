@@ -405,6 +405,7 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
   if (rc == WHISPER_OK) {
     g.version = 1;
     memcpy(g.hash, ch.hash, sizeof g.hash);
+    g.changed = WHISPER_GROUP_CHANGED_MEMBERS | WHISPER_GROUP_CHANGED_ADMINS; /* for the echo's event */
   }
   sy_change_free(&ch);
   size_t n_before = c->n_ops;
