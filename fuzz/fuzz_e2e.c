@@ -1587,7 +1587,7 @@ void fze_gen_seeds(fz_seeds *s) {
     /* H1: carol (no admin) renames it where only admins edit the info; bob
      * turns approval on; erin joins by the link, and with another key */
     seed(s, "change_info_restricted", K_CHANGE, 2,
-         make_change_x(W->carol1, 2, W->h1, mh1, 3, ah1, 2, "carol", 1, "Dinner", 3, 0, NULL));
+         make_change_x(W->carol1, 2, W->h1, mh1, 3, ah1, 2, "carol", 1, "Dinner", 3, 1, NULL));
     seed(s, "change_approval_on", K_CHANGE, 2,
          make_change_x(W->bob1, 2, W->h1, mh1, 3, ah1, 2, "bob", 1, "Club", 7, 0, NULL));
     seed(s, "change_join", K_CHANGE, 2,
