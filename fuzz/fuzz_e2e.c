@@ -4,7 +4,7 @@
  * on alice.1's engine (a whisper_client over a watching memory store, a
  * fixed RNG and clock).
  *
- * The first input byte picks the decoder (& 7; 5..7 are RETRY too) and a
+ * The first input byte picks the decoder (& 7; 6 and 7 are RETRY too) and a
  * variant (>> 3); the rest is the input:
  *   0 LIST    an e2e.SignedDeviceList for the account variant % 5 names,
  *             taken as outbox.c's on_devices takes one: inside the engine's
@@ -111,6 +111,17 @@
  *    the same from the payload the engine makes, and the resend mark
  *    sy_resend_job adds to it reads back with the same number, body and
  *    conversation (the mark is read only as true when set).
+ *  CONTENT (5): an e2e.Content (inside a Payload): sy_content_parse
+ *    accepts it exactly when protobuf-c unpacks it and the model here
+ *    says its kind's fields are whole (a text: UTF-8 of at most
+ *    SY_TEXT_MAX bytes, a quote with a 1..64-byte id, an account-name
+ *    sender and an excerpt of at most 100 bytes of UTF-8; a reaction, edit
+ *    or delete: a target with a 1..64-byte id and an account-name sender,
+ *    a reaction's emoji at most 64 bytes of UTF-8, an edit's text as a
+ *    text's; a call: a 16-byte id, a type 1..5, at most 64 KiB of data;
+ *    any other kind: accepted as it is, kept for a newer version), and
+ *    holds no unknown field numbered 0 (protobuf-c cannot write one); what it
+ *    accepts packs and parses back to the same kind and text.
  *  RETRY: sy_decryption_error_parse succeeds exactly when the bytes are
  *    0xC0 || a Content holding a DecryptionErrorMessage that unpacks ||
  *    0x80 || zero bytes only (checked here with protobuf-c's own
@@ -149,7 +160,7 @@
 #include "sync/sync_internal.h"
 #include "wire.pb-c.h"
 
-enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN, K_RETRY };
+enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN, K_RETRY, K_CONTENT };
 #define N_ACCOUNTS 5
 static const char *const ACCOUNTS[N_ACCOUNTS] = {"bob", "carol", "dave", "erin", "alice"};
 enum { A_BOB, A_CAROL, A_DAVE, A_ERIN, A_ALICE };
@@ -866,7 +877,7 @@ static int link_eq(const sy_group *g, const Whisper__E2e__GroupChangeBody *b) {
 }
 
 /* UTF-8 without NUL, decoded here by lead-byte ranges. */
-static int utf8_model(const uint8_t *p, size_t n) {
+static int group_utf8_model(const uint8_t *p, size_t n) {
   for (size_t i = 0; i < n;) {
     uint8_t c0 = p[i];
     size_t k;
@@ -896,10 +907,10 @@ static void check_admin(int variant, const sy_change *ch) {
   whisper_client *c = W->c;
   const Whisper__E2e__GroupChangeBody *b = ch->b;
   /* the shape of the new fields (sy_group_body_ok, in sy_change_parse) */
-  FZ_ASSERT(!b->has_name || (b->name.len <= WHISPER_GROUP_NAME_MAX && utf8_model(b->name.data, b->name.len)),
+  FZ_ASSERT(!b->has_name || (b->name.len <= WHISPER_GROUP_NAME_MAX && group_utf8_model(b->name.data, b->name.len)),
             "a bad name was taken");
   FZ_ASSERT(!b->has_description || (b->description.len <= WHISPER_GROUP_DESCRIPTION_MAX &&
-                                    utf8_model(b->description.data, b->description.len)),
+                                    group_utf8_model(b->description.data, b->description.len)),
             "a bad description was taken");
   FZ_ASSERT(!b->has_picture || b->picture.len <= WHISPER_GROUP_PICTURE_MAX, "a picture over its limit");
   FZ_ASSERT(!b->has_invite_key || b->invite_key.len == WHISPER_PUBLIC_KEY_LEN, "an invite key of %zu bytes",
@@ -1045,6 +1056,77 @@ static void do_change(int variant, const uint8_t *p, size_t n) {
 
 /* --- PAYLOAD ---------------------------------------------------------------------- */
 
+/* --- CONTENT ---------------------------------------------------------------------------- */
+
+static int utf8_model(const char *s, size_t max) {
+  size_t n = strlen(s);
+  return n <= max && wh_utf8_valid((const uint8_t *)s, n);
+}
+
+static int id_model(const ProtobufCBinaryData *b) { return b->len >= 1 && b->len <= 64; }
+
+static int who_model(const char *s) { return s == NULL || name_ok(s); }
+
+static int tag0_model(const ProtobufCMessage *m) {
+  for (size_t i = 0; m && i < m->n_unknown_fields; i++)
+    if (m->unknown_fields[i].tag == 0) return 1;
+  return 0;
+}
+
+static void do_content(const uint8_t *p, size_t n) {
+  Whisper__E2e__Content *m = whisper__e2e__content__unpack(NULL, n, p);
+  int want = m != NULL;
+  /* an unknown field numbered 0 cannot be written back: malformed */
+  if (m && (tag0_model(&m->base) || tag0_model(m->quote ? &m->quote->base : NULL) ||
+            tag0_model(m->target ? &m->target->base : NULL) ||
+            tag0_model(m->call ? &m->call->base : NULL) ||
+            tag0_model(m->settings ? &m->settings->base : NULL)))
+    want = 0;
+  if (want) {
+    switch (m->kind) {
+    case WHISPER__E2E__CONTENT__KIND__TEXT:
+      want = m->text && utf8_model(m->text, SY_TEXT_MAX) &&
+             (m->quote == NULL || (m->quote->has_id && id_model(&m->quote->id) &&
+                                   who_model(m->quote->sender) &&
+                                   (m->quote->excerpt == NULL || utf8_model(m->quote->excerpt, 100))));
+      break;
+    case WHISPER__E2E__CONTENT__KIND__REACTION:
+    case WHISPER__E2E__CONTENT__KIND__EDIT:
+    case WHISPER__E2E__CONTENT__KIND__DELETE:
+      want = m->target && m->target->has_id && id_model(&m->target->id) && who_model(m->target->sender);
+      if (m->kind == WHISPER__E2E__CONTENT__KIND__REACTION) want = want && m->emoji && utf8_model(m->emoji, 64);
+      if (m->kind == WHISPER__E2E__CONTENT__KIND__EDIT) want = want && m->text && utf8_model(m->text, SY_TEXT_MAX);
+      break;
+    case WHISPER__E2E__CONTENT__KIND__CALL:
+      want = m->call && m->call->has_call_id && m->call->call_id.len == 16 && m->call->type >= 1 &&
+             m->call->type <= 5 && m->call->data.len <= 65536;
+      break;
+    default:
+      break;
+    }
+  }
+  Whisper__E2e__Content *ct = sy_content_parse(p, n);
+  FZ_ASSERT((ct != NULL) == want, "content_parse %s what the model %s", ct ? "took" : "refused",
+            want ? "takes" : "refuses");
+  if (ct) {
+    FZ_ASSERT(ct->kind == m->kind, "the kind changed");
+    FZ_ASSERT(sy_content_known(ct->kind) == (ct->kind >= 1 && ct->kind <= 5), "known kinds");
+    size_t len = whisper__e2e__content__get_packed_size(ct);
+    uint8_t *b = malloc(len ? len : 1);
+    FZ_ASSERT(b != NULL, "out of memory");
+    whisper__e2e__content__pack(ct, b);
+    Whisper__E2e__Content *again = sy_content_parse(b, len);
+    FZ_ASSERT(again && again->kind == ct->kind &&
+                  (ct->text == NULL) == (again->text == NULL) &&
+                  (ct->text == NULL || strcmp(ct->text, again->text) == 0),
+              "a parsed content does not pack and parse back the same");
+    whisper__e2e__content__free_unpacked(again, &wh_pb_alloc);
+    whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+    free(b);
+  }
+  if (m) whisper__e2e__content__free_unpacked(m, NULL);
+}
+
 static void do_payload(const uint8_t *p, size_t n) {
   Whisper__E2e__Payload *pl = sy_payload_parse(p, n);
   if (fz_verbose()) fprintf(stderr, "  payload (%zu bytes): %s\n", n, pl ? "ok" : "refused");
@@ -1081,8 +1163,10 @@ static void do_payload(const uint8_t *p, size_t n) {
                                   pl->group_id.len);
   /* what the engine makes of the same conversation and body reads back */
   whisper_buf *again = NULL;
-  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, pl->body.data,
-                            pl->body.len, pl->counter, pl->sent_at_ms, 0, &again) == WHISPER_OK,
+  static const uint8_t pid[WHISPER_CLIENT_ID_LEN] = {7};
+  sy_body pb = {pid, pl->body.data, pl->body.len, NULL, 0};
+  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, &pb, pl->counter,
+                            pl->sent_at_ms, 0, &again) == WHISPER_OK,
             "payload_make");
   Whisper__E2e__Payload *p2 = sy_payload_parse(again->data, again->len);
   FZ_ASSERT(p2 != NULL, "a payload made from a parsed one does not parse");
@@ -1099,8 +1183,8 @@ static void do_payload(const uint8_t *p, size_t n) {
   FZ_ASSERT(p2->sent_at_ms == pl->sent_at_ms, "the time changed");
   /* marked resend, as sy_resend_job makes it: read back with the same number */
   whisper_buf *marked = NULL;
-  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, pl->body.data,
-                            pl->body.len, pl->counter, pl->sent_at_ms, 1, &marked) == WHISPER_OK,
+  FZ_ASSERT(sy_payload_make(pl->to, pl->has_group_id ? pl->group_id.data : NULL, &pb, pl->counter,
+                            pl->sent_at_ms, 1, &marked) == WHISPER_OK,
             "payload_make resend");
   Whisper__E2e__Payload *p3 = sy_payload_parse(marked->data, marked->len);
   FZ_ASSERT(p3 != NULL && p3->has_resend && p3->resend == 1, "a payload marked resend does not read so");
@@ -1467,7 +1551,7 @@ static void do_retry(int variant, const uint8_t *p, size_t n) {
 
 static void run_input(const uint8_t *data, size_t size) {
   int kind = data[0] & 7, variant = data[0] >> 3;
-  if (kind > K_RETRY) kind = K_RETRY;
+  if (kind > K_CONTENT) kind = K_RETRY;
   const uint8_t *p = data + 1;
   size_t n = size - 1;
   fz_dev *a = W->alice;
@@ -1480,6 +1564,7 @@ static void run_input(const uint8_t *data, size_t size) {
     case K_CHANGE: do_change(variant, p, n); break;
     case K_PAYLOAD: do_payload(p, n); break;
     case K_TOKEN: do_token(p, n); break;
+    case K_CONTENT: do_content(p, n); break;
     default: do_retry(variant, p, n); break;
   }
   after_call("input");
@@ -1604,11 +1689,13 @@ void fze_gen_seeds(fz_seeds *s) {
   }
 
   /* payloads */
-  FZ_ASSERT(sy_payload_make("bob", NULL, (const uint8_t *)"hello bob", 9, 7, FZ_NOW, 0, &b) == WHISPER_OK,
+  static const uint8_t sid[WHISPER_CLIENT_ID_LEN] = {1};
+  FZ_ASSERT(sy_payload_make("bob", NULL, &(sy_body){sid, (const uint8_t *)"hello bob", 9, NULL, 0}, 7,
+                            FZ_NOW, 0, &b) == WHISPER_OK,
             "payload");
   seed(s, "payload_direct", K_PAYLOAD, 0, b);
-  FZ_ASSERT(sy_payload_make(NULL, W->gid, (const uint8_t *)"hello group", 11, 3, FZ_NOW, 0, &b) ==
-                WHISPER_OK,
+  FZ_ASSERT(sy_payload_make(NULL, W->gid, &(sy_body){sid, (const uint8_t *)"hello group", 11, NULL, 0},
+                            3, FZ_NOW, 0, &b) == WHISPER_OK,
             "payload");
   seed(s, "payload_group", K_PAYLOAD, 0, b);
   {
@@ -1618,9 +1705,45 @@ void fze_gen_seeds(fz_seeds *s) {
     seed(s, "payload_receipt", K_PAYLOAD, 0, b);
   }
 
+  /* content: a reply, a reaction, an edit, a delete, a call, a newer kind */
+  {
+    Whisper__E2e__Quote q = WHISPER__E2E__QUOTE__INIT;
+    q.has_id = 1;
+    q.id = (ProtobufCBinaryData){16, (uint8_t *)sid};
+    q.sender = "bob";
+    q.excerpt = "what was said";
+    Whisper__E2e__Target t = WHISPER__E2E__TARGET__INIT;
+    t.has_id = 1;
+    t.id = (ProtobufCBinaryData){16, (uint8_t *)sid};
+    Whisper__E2e__Call call = WHISPER__E2E__CALL__INIT;
+    call.has_call_id = call.has_type = call.has_data = 1;
+    call.call_id = (ProtobufCBinaryData){16, (uint8_t *)sid};
+    call.type = 1;
+    call.data = (ProtobufCBinaryData){5, (uint8_t *)"v=0\r\n"};
+    static const char *const names[] = {"content_reply", "content_reaction", "content_edit",
+                                        "content_delete", "content_call", "content_newer"};
+    static const uint32_t kinds[] = {1, 2, 3, 4, 5, 42};
+    for (int i = 0; i < 6; i++) {
+      Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+      ct.has_version = ct.has_kind = ct.has_at_ms = 1;
+      ct.version = 1;
+      ct.kind = kinds[i];
+      ct.at_ms = FZ_NOW;
+      if (i == 0) ct.text = "a reply", ct.quote = &q, ct.has_forwarded = 1, ct.forwarded = 2;
+      if (i >= 1 && i <= 3) ct.target = &t;
+      if (i == 1) ct.emoji = "👍";
+      if (i == 2) ct.text = "edited";
+      if (i == 4) ct.call = &call;
+      if (i == 5) ct.text = "from a newer version";
+      whisper_buf *cb = whisper_buf_new(NULL, whisper__e2e__content__get_packed_size(&ct));
+      whisper__e2e__content__pack(&ct, cb->data);
+      seed(s, names[i], K_CONTENT, 0, cb);
+    }
+  }
+
   /* a payload sent again (sy_resend_job's mark) */
-  FZ_ASSERT(sy_payload_make("bob", NULL, (const uint8_t *)"hello again", 11, 5, FZ_NOW, 1, &b) ==
-                WHISPER_OK,
+  FZ_ASSERT(sy_payload_make("bob", NULL, &(sy_body){sid, (const uint8_t *)"hello again", 11, NULL, 0},
+                            5, FZ_NOW, 1, &b) == WHISPER_OK,
             "payload");
   seed(s, "payload_resend", K_PAYLOAD, 0, b);
 

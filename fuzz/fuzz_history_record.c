@@ -212,6 +212,18 @@ static int entry_sane(const Whisper__Store__HistoryEntry *e) {
         d->status > WHISPER_STATUS_FAILED)
       return 0;
   }
+  if (e->kind > WHISPER_KIND_UNSUPPORTED) return 0;
+  if (e->quote && (e->quote->id.len == 0 || e->quote->id.len > WHISPER_MESSAGE_ID_MAX ||
+                   (e->quote->sender &&
+                    (strlen(e->quote->sender) == 0 || strlen(e->quote->sender) > 255)) ||
+                   (e->quote->excerpt && strlen(e->quote->excerpt) > 100)))
+    return 0;
+  for (size_t i = 0; i < e->n_reactions; i++) {
+    const Whisper__Store__Reaction *r = e->reactions[i];
+    if (r->reactor == NULL || strlen(r->reactor) == 0 || strlen(r->reactor) > 255 ||
+        r->emoji == NULL || strlen(r->emoji) > 64)
+      return 0;
+  }
   for (size_t i = 0; i < e->base.n_unknown_fields; i++)
     if (e->base.unknown_fields[i].tag == 0) return 0;
   return 1;
@@ -341,7 +353,9 @@ static void check_msg(const whisper_message_t *m, const Whisper__Store__HistoryE
   FZ_ASSERT(m->sender_device == e->sender_device && m->sort_key == e->sort_key &&
                 m->timestamp_ms == e->timestamp,
             "%s: device, sort key or time differs", what);
-  FZ_ASSERT(m->body_len == e->body.len &&
+  /* a tombstone (deleted for everyone) shows no body */
+  size_t want_len = e->deleted ? 0 : e->body.len;
+  FZ_ASSERT(m->body_len == want_len &&
                 (m->body_len == 0 || memcmp(m->body, e->body.data, m->body_len) == 0),
             "%s: body differs", what);
   /* an outgoing message reads back FAILED if any device failed, else the
@@ -373,18 +387,38 @@ static void check_page(whisper_page *p, const rows *rs, const char *conv, const 
   }
 }
 
-/* The rows a history page reads: OK, or ECORRUPT at an undecodable one. */
+/* The rows a history page reads: OK, or ECORRUPT at an undecodable one.
+ * Hidden entries (operations on messages) are read and skipped: the page
+ * reads on until it holds `limit` messages. */
 static int oracle_history_rows(rows *rs, int t, const uint8_t *bound, size_t limit) {
   inner_scan(rs, WHISPER_REC_HISTORY, conv_tag_of(t), TAG_LEN, bound, bound ? HKEY_LEN : 0, 1,
-             limit);
-  for (size_t i = 0; i < rs->n; i++) {
+             limit ? MAX_ROWS - 1 : 0);
+  size_t kept = 0, n = rs->n;
+  int rc = WHISPER_OK;
+  for (size_t i = 0; i < n && kept < limit; i++) {
     Whisper__Store__HistoryEntry *e = entry_decode(rs->r[i].val);
     /* a page holds only entries of its own conversation */
     int ok = e != NULL && strcmp(e->conversation, M[t].conv) == 0;
+    int hidden = ok && e->hidden;
     entry_free(e);
-    if (!ok) return WHISPER_ECORRUPT;
+    if (!ok) return WHISPER_ECORRUPT; /* (rows_free frees what is left) */
+    if (hidden) {
+      whisper_buf_free(rs->r[i].val);
+      rs->r[i].val = NULL;
+      continue;
+    }
+    if (i != kept) {
+      rs->r[kept] = rs->r[i];
+      rs->r[i].val = NULL;
+    }
+    kept++;
   }
-  return WHISPER_OK;
+  for (size_t i = kept; i < n; i++) { /* not read */
+    whisper_buf_free(rs->r[i].val);
+    rs->r[i].val = NULL;
+  }
+  rs->n = kept;
+  return rc;
 }
 
 /* The outbox rows, replaced by the entries they point to. */

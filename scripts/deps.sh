@@ -4,7 +4,7 @@
 # Installs only what is missing, so it is quick on a prepared machine.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libsodium-dev libprotobuf-c-dev
-      protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev)
+      protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev libqrencode-dev)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

@@ -74,6 +74,8 @@ int wh_finish(whisper_ctx *ctx, int rc);
  * the last error. Returns the final code. */
 int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out);
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
+/* 1 if s (n bytes) is well-formed UTF-8. */
+int wh_utf8_valid(const uint8_t *s, size_t n);
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len);
 /* Inserts only if the key is free: WHISPER_EDUPLICATE (silent, nothing
@@ -137,10 +139,75 @@ int wh_history_incoming_put(whisper_ctx *ctx, const struct whisper_message_t *me
  * transaction of its own (a read). */
 int wh_history_outgoing_get(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                             struct whisper_buf **body, uint64_t *timestamp_ms);
+/* The same with its packed content (*content NULL if it has none). */
+int wh_history_outgoing_get_ex(whisper_ctx *ctx, const char *conv, const uint8_t *id,
+                               size_t id_len, struct whisper_buf **body,
+                               struct whisper_buf **content, uint64_t *timestamp_ms);
 /* Removes the incoming entry (conv, id) stored at sort_key (none: OK), in
  * the caller's transaction. */
 int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                             uint64_t sort_key);
+/* Message content beyond a text body, as the client engine stores it. */
+#define WH_EXCERPT_MAX 100  /* a reply's quoted excerpt, bytes */
+#define WH_EMOJI_MAX 64     /* a reaction, bytes */
+#define WH_REACTORS_MAX 1024
+#define WH_PENDING_MAX 64   /* operations kept per message that has not come yet */
+typedef struct wh_entry_extra {
+  int kind;                         /* WHISPER_KIND_* */
+  const uint8_t *content;           /* the packed e2e.Content (NULL: none) */
+  size_t content_len;
+  const uint8_t *quote_id;          /* a reply (NULL: not) */
+  size_t quote_id_len;
+  const char *quote_sender;         /* NULL: this account */
+  const char *quote_excerpt;
+  uint32_t forwarded;
+  int hidden;                       /* an operation on another message: never shown */
+} wh_entry_extra;
+/* whisper_history_add_outgoing() and wh_history_incoming_put() with
+ * content (x may be NULL). Each then applies the operations that came
+ * for the message before it. */
+int wh_history_outgoing_put(whisper_ctx *ctx, const struct whisper_message_t *m,
+                            const struct whisper_device_t *recipients, size_t n,
+                            const wh_entry_extra *x);
+int wh_history_incoming_put_ex(whisper_ctx *ctx, const struct whisper_message_t *meta,
+                               const char *sender, uint32_t device_id, const uint8_t *pt,
+                               size_t pt_len, const wh_entry_extra *x);
+/* An edit, delete for everyone or reaction. */
+enum { WH_OP_EDIT = 1, WH_OP_DELETE = 2, WH_OP_REACT = 3 };
+typedef struct wh_history_op {
+  int kind;             /* WH_OP_* */
+  const char *author;   /* the reactor (reactions) */
+  uint64_t at;          /* the author's clock: the newest edit or reaction wins */
+  const uint8_t *text;  /* the new text (edit), the emoji (reaction; empty: removed) */
+  size_t text_len;
+  uint64_t window;      /* ms after the message was written it may still act (0: no limit) */
+} wh_history_op;
+/* Applies op to message (conv, sender, id), sender NULL for this account's
+ * own, in the caller's transaction: the target is found by its sender and
+ * id, so an edit or delete passed with its author as `sender` reaches only
+ * the author's messages. A message not stored yet keeps op until it comes
+ * (*pending = 1). WHISPER_EDENIED: too late, deleted, not a text. */
+int wh_history_apply(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                     size_t id_len, const wh_history_op *op, int *pending);
+/* A message of history as content needs it (wh_history_lookup). */
+typedef struct wh_found {
+  struct whisper_buf *body;
+  int kind, deleted, hidden;
+  uint32_t forwarded;
+} wh_found;
+/* Message (conv, sender, id), sender NULL for this account's own, found as
+ * wh_history_apply() finds its target: WHISPER_ENOTFOUND if not stored. */
+int wh_history_lookup(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                      size_t id_len, wh_found *out);
+void wh_found_free(wh_found *f);
+/* Where wh_history_apply keeps operations for a message not stored yet
+ * (a WHISPER_REC_MESSAGE_INDEX key, 16 bytes): for the fuzz target. */
+int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                           size_t id_len, uint8_t out[16]);
+/* The packed content of outbox page message i (NULL, 0 if none). */
+struct whisper_page;
+void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len);
+
 /* The recipient devices of an outgoing message (its own transaction): adds
  * the devices it does not list yet (PENDING, or SENT once the server took
  * it), and with `exact` drops the ones not in `devs`. WHISPER_ENOTFOUND if

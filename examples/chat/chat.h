@@ -6,6 +6,8 @@
  *   net.c       the WebSocket connection and stdin, on libwebsockets
  *   commands.c  the command lines (the same interactive and in --script)
  *   output.c    events and command results: human lines or JSON lines
+ *   msgref.c    naming a message: #N of the last history listing, or an id prefix
+ *   qr.c        QR codes for the terminal (libqrencode), and the scannable texts
  *   util.c      time, hex, the store key file
  *
  * One thread: libwebsockets' service loop calls back into net.c, which
@@ -31,6 +33,32 @@ typedef struct chat_key {
   uint8_t key[WHISPER_PUBLIC_KEY_LEN];
   struct chat_key *next;
 } chat_key;
+
+/** A message as commands name it (msgref.c): its id and who sent it. The
+ *  library's calls that name a message by (id, sender) take `own ? NULL :
+ *  sender`. */
+typedef struct msgref {
+  uint8_t id[WHISPER_MESSAGE_ID_MAX];
+  size_t id_len;
+  int own;                /* sent by this account (by this device or another of it) */
+  char sender[256];       /* the sender's account (this account's name when own) */
+  uint32_t sender_device; /* 0 when own and not known */
+  uint64_t sort_key;
+} msgref;
+
+/** The numbered messages of the last `history` of one conversation. */
+typedef struct chat_listing {
+  char *conversation;
+  msgref *msgs; /* msgs[0] is #1, the oldest shown */
+  size_t n;
+  struct chat_listing *next;
+} chat_listing;
+
+/** A received message this run marked read (`read`), by sender and id. */
+typedef struct chat_readmark {
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  char *sender;
+} chat_readmark;
 
 /** The connection as net.c sees it. */
 enum { NET_IDLE = 0, NET_CONNECTING = 1, NET_OPEN = 2 };
@@ -59,6 +87,10 @@ typedef struct chat {
 
   /* what the app knows */
   chat_key *changed;  /* identity keys waiting for `trust` */
+  chat_listing *listings; /* the last `history` listing of each conversation */
+  chat_readmark *readmarks; /* by id, then sender, unless readmarks_unsorted */
+  size_t n_readmarks, cap_readmarks;
+  int readmarks_unsorted;
   uint64_t connect_not_before; /* an attempt that never opened: the next waits */
   int online;         /* logged in on the current connection */
   int caught_up;      /* the mailbox was drained since the login */
@@ -175,15 +207,77 @@ void hb_text(jbuf *b, const uint8_t *s, size_t n);
 /** Prints a human line and flushes. */
 void hb_print(chat *c, jbuf *b);
 
+/** A time of day, "HH:MM:SS" (local), or "--:--:--" for 0. */
+void clock_str(char out[16], uint64_t ms);
+
 /** "pending", "sent", "delivered", "read". */
 const char *status_name(int status);
 /** The ticks of a status: "…", "✓", "✓✓", "✓✓" in blue (or "✓✓ read"). */
 const char *status_ticks(const chat *c, int status);
 
+/* --- msgref.c ------------------------------------------------------------- */
+
+/** The shortest id prefix a command takes (hex digits). */
+#define MSGREF_MIN_PREFIX 4
+
+/**
+ * Which message of `conversation` a command line's `word` names: `#N` or
+ * `N` (the Nth message of the last `history` listing of that conversation,
+ * #1 the oldest shown), or a prefix of its hex id (at least
+ * MSGREF_MIN_PREFIX digits, either case) that only one message of the
+ * conversation's history has. A word of 4 or more digits may be either: it
+ * must then name one message only. Returns 0 with the message in *out, or
+ * -1 with a sentence for the user in `err`.
+ */
+int msgref_resolve(chat *c, const char *conversation, const char *word, msgref *out, char *err,
+                   size_t errlen);
+
+/** Remembers a history page (newest first, as whisper_history_page()
+ *  returns it) as the numbered listing of `conversation`, replacing the
+ *  last one: the oldest message becomes #1. Returns 0 or -1 (no memory:
+ *  the old listing is dropped too). */
+int msgref_remember(chat *c, const char *conversation, const whisper_page *page);
+
+/** Calls fn for every message of the conversation's history, newest first,
+ *  until it returns nonzero. Returns WHISPER_OK or the history's error. */
+int msgref_each(chat *c, const char *conversation, int (*fn)(void *arg, const msgref *m),
+                void *arg);
+
+/** Whether this run marked (sender, id) read; marks it. */
+int readmark_has(chat *c, const char *sender, const uint8_t id[WHISPER_CLIENT_ID_LEN]);
+int readmark_add(chat *c, const char *sender, const uint8_t id[WHISPER_CLIENT_ID_LEN]);
+
+/** Frees the listings and the read marks. */
+void msgref_free_all(chat *c);
+
+/* --- qr.c ------------------------------------------------------------------ */
+
+/* The texts that QR codes carry: a prefix, then the bytes in uppercase
+ * hex (QR's compact alphanumeric mode). Commands take them with or without
+ * the prefix, in either case. */
+#define QR_SAFETY_PREFIX "WHISPER-SAFETY:"
+#define QR_LINK_PREFIX "WHISPER-LINK:"
+
+/** `prefix` and `n` bytes in uppercase hex, in a new string (NULL: no
+ *  memory). */
+char *qr_text(const char *prefix, const uint8_t *b, size_t n);
+
+/** Parses a scanned text (with or without `prefix`) back to its bytes, up
+ *  to `max`. Returns the length or -1. */
+long qr_text_parse(const char *prefix, const char *s, uint8_t *out, size_t max);
+
+/** Appends `text` as a QR code for the terminal to a human line: Unicode
+ *  half blocks, two rows of modules per line, with a quiet zone. Returns 0
+ *  or -1 (the text does not fit a QR code, or no memory). */
+int qr_draw(const chat *c, jbuf *b, const char *text);
+
 /* --- util.c ---------------------------------------------------------------- */
 
 /** Milliseconds since the Unix epoch. */
 uint64_t now_ms(void);
+
+/** The hex digits of a message id that human lines show: the first 8. */
+#define SHORT_ID_HEX 8
 
 /** Lowercase hex of `n` bytes into `out` (2n + 1 bytes). */
 void hex_encode(char *out, const uint8_t *b, size_t n);

@@ -1,18 +1,16 @@
 /*
  * whisper-chat: the commands, one per line, the same interactive and in
- * --script mode:
+ * --script mode. The table at the end (commands[]) lists them with their
+ * usage and a line about each; `help` prints it.
  *
- *   send <account> <text>               gsend <groupid-hex> <text>
- *   group create <member>...            group add|remove <gid> <member>...
- *   read <conversation> <sender> <idhex>...
- *   typing <conversation> on|off        subscribe <account>...
- *   history <conversation> [limit]      trust <account> <device>
- *   link-approve <tokenhex>             device-remove <device>
- *   safety <account>                    verify <account>   accept <account>
- *   status        help        quit
+ * A conversation is an account's name, or # and a group's id in hex. A
+ * message is named by its number in the last `history` of its
+ * conversation (#3) or by the start of its id (msgref.c). A group id is 32
+ * hex digits, with or without the leading '#' of its conversation name.
  *
- * A group id is 32 hex digits, with or without the leading '#' of its
- * conversation name.
+ * In --script mode every command answers with one JSON line: its result
+ * (sent_cmd, group_created, history, safety, state, help, or ok with
+ * "cmd") or an error with "cmd".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +21,7 @@
 #define MAX_ARGS 1100 /* a group of up to 1024 members, and some */
 #define HISTORY_DEFAULT 50
 #define HISTORY_MAX 10000
+#define MARK_CHUNK 10000 /* ids per whisper_client_mark_read() call */
 
 static int is_space(char ch) { return ch == ' ' || ch == '\t'; }
 
@@ -100,6 +99,7 @@ static void sent(chat *c, const char *conversation, const uint8_t id[WHISPER_CLI
   } else {
     char hex[2 * WHISPER_CLIENT_ID_LEN + 1];
     hex_encode(hex, id, WHISPER_CLIENT_ID_LEN);
+    hex[SHORT_ID_HEX] = '\0';
     hb_printf(&b, "  %s %s to ", status_ticks(c, WHISPER_STATUS_PENDING), hex);
     hb_text(&b, (const uint8_t *)conversation, strlen(conversation));
     hb_print(c, &b);
@@ -197,29 +197,167 @@ static void cmd_group(chat *c, char *args) {
   out_cmd_error(c, "group", 0, "usage: group create|add|remove ...");
 }
 
-static void cmd_read(chat *c, char *args) {
-  static char *hexes[MAX_ARGS];
-  static uint8_t ids[MAX_ARGS][WHISPER_CLIENT_ID_LEN];
-  char *conv = next_word(&args);
-  char *sender = next_word(&args);
-  size_t n = words(&args, hexes, MAX_ARGS);
-  if (!conv || !sender || n == 0) {
-    out_cmd_error(c, "read", 0, "usage: read <conversation> <sender> <idhex>...");
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if (hex_decode(ids[i], WHISPER_CLIENT_ID_LEN, hexes[i]) != 0) {
-      out_cmd_error(c, "read", 0, "not a message id (32 hex digits): %.80s", hexes[i]);
+/* --- read ----------------------------------------------------------------------- */
+
+/* The old, explicit form: read <conversation> <sender> <id>..., with full
+ * 32-digit ids (scripts use it). Taken when the first word could be an
+ * account (not a number) and every later word is a whole id. */
+static int read_is_explicit(char **w, size_t n) {
+  if (n < 2 || w[0][0] == '#' || strspn(w[0], "0123456789") == strlen(w[0])) return 0;
+  if (strspn(w[0], "abcdefghijklmnopqrstuvwxyz0123456789._-") != strlen(w[0])) return 0;
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  for (size_t i = 1; i < n; i++)
+    if (hex_decode(id, sizeof id, w[i]) != 0) return 0;
+  return 1;
+}
+
+/* What one `read` marks: (sender, id) pairs, each once (named twice on a
+ * command line, it is added once; the history has each once). */
+typedef struct read_list {
+  chat_readmark *v;
+  size_t n, cap;
+  int failed;
+} read_list;
+
+static void read_list_add(read_list *l, const char *sender, const uint8_t id[WHISPER_CLIENT_ID_LEN],
+                          int named) {
+  for (size_t i = 0; named && i < l->n; i++)
+    if (memcmp(l->v[i].id, id, WHISPER_CLIENT_ID_LEN) == 0 && strcmp(l->v[i].sender, sender) == 0)
+      return;
+  if (l->failed) return;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    chat_readmark *v = realloc(l->v, cap * sizeof *v);
+    if (!v) {
+      l->failed = 1;
       return;
     }
+    l->v = v;
+    l->cap = cap;
   }
-  int rc = whisper_client_mark_read(c->client, conv, sender,
-                                    (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])ids, n, now_ms());
-  if (rc != WHISPER_OK) {
-    engine_error(c, "read", rc);
+  if ((l->v[l->n].sender = strdup(sender)) == NULL) {
+    l->failed = 1;
     return;
   }
-  ok(c, "read");
+  memcpy(l->v[l->n].id, id, WHISPER_CLIENT_ID_LEN);
+  l->n++;
+}
+
+static void read_list_free(read_list *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->v[i].sender);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+static int by_sender(const void *a, const void *b) {
+  return strcmp(((const chat_readmark *)a)->sender, ((const chat_readmark *)b)->sender);
+}
+
+/* Marks the list read, a call per sender, and reports. */
+static void read_mark(chat *c, const char *conv, read_list *l) {
+  static uint8_t ids[MARK_CHUNK][WHISPER_CLIENT_ID_LEN];
+  if (l->failed) {
+    out_cmd_error(c, "read", WHISPER_ENOMEM, "out of memory");
+    return;
+  }
+  if (l->n) qsort(l->v, l->n, sizeof *l->v, by_sender);
+  for (size_t i = 0; i < l->n;) {
+    size_t k = 0;
+    const char *sender = l->v[i].sender;
+    while (i + k < l->n && k < MARK_CHUNK && strcmp(l->v[i + k].sender, sender) == 0) {
+      memcpy(ids[k], l->v[i + k].id, WHISPER_CLIENT_ID_LEN);
+      k++;
+    }
+    int rc = whisper_client_mark_read(c->client, conv, sender,
+                                      (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])ids, k, now_ms());
+    if (rc != WHISPER_OK) {
+      engine_error(c, "read", rc);
+      return;
+    }
+    for (size_t j = i; j < i + k; j++) readmark_add(c, l->v[j].sender, l->v[j].id);
+    i += k;
+  }
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "read");
+    jb_str(&b, "conversation", conv);
+    jb_u64(&b, "marked", l->n);
+    jb_open(&b, "ids", '[');
+    for (size_t i = 0; i < l->n; i++) jb_hex(&b, NULL, l->v[i].id, WHISPER_CLIENT_ID_LEN);
+    jb_close(&b, ']');
+    jb_print(c, &b);
+  } else {
+    if (l->n == 0)
+      hb_printf(&b, "  nothing new to mark read in ");
+    else
+      hb_printf(&b, "  marked %zu message%s read in ", l->n, l->n == 1 ? "" : "s");
+    hb_text(&b, (const uint8_t *)conv, strlen(conv));
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+/* read <conversation>: every received message of its history that this
+ * run has not marked read. */
+typedef struct unread_scan {
+  chat *c;
+  read_list *l;
+} unread_scan;
+
+static int unread_one(void *arg, const msgref *m) {
+  unread_scan *u = arg;
+  if (!m->own && m->id_len == WHISPER_CLIENT_ID_LEN && !readmark_has(u->c, m->sender, m->id))
+    read_list_add(u->l, m->sender, m->id, 0);
+  return u->l->failed;
+}
+
+static void cmd_read(chat *c, char *args) {
+  static char *w[MAX_ARGS];
+  char *conv = next_word(&args);
+  size_t n = words(&args, w, MAX_ARGS);
+  read_list l;
+  memset(&l, 0, sizeof l);
+  if (!conv || *rest(&args)) {
+    out_cmd_error(c, "read", 0, "usage: read <conversation> [<message>...] (at most %d messages)",
+                  MAX_ARGS);
+    return;
+  }
+  if (read_is_explicit(w, n)) {
+    uint8_t id[WHISPER_CLIENT_ID_LEN];
+    for (size_t i = 1; i < n; i++) {
+      hex_decode(id, sizeof id, w[i]);
+      read_list_add(&l, w[0], id, 1);
+    }
+  } else if (n == 0) {
+    unread_scan u = {c, &l};
+    int rc = msgref_each(c, conv, unread_one, &u);
+    if (rc != WHISPER_OK) {
+      engine_error(c, "read", rc);
+      read_list_free(&l);
+      return;
+    }
+  } else {
+    for (size_t i = 0; i < n; i++) {
+      msgref m;
+      char err[512];
+      if (msgref_resolve(c, conv, w[i], &m, err, sizeof err) != 0) {
+        out_cmd_error(c, "read", 0, "%s", err);
+        read_list_free(&l);
+        return;
+      }
+      if (m.own || m.id_len != WHISPER_CLIENT_ID_LEN) {
+        out_cmd_error(c, "read", 0, "%.40s is %s: only received messages are marked read", w[i],
+                      m.own ? "your own message" : "a message without a client id");
+        read_list_free(&l);
+        return;
+      }
+      read_list_add(&l, m.sender, m.id, 1);
+    }
+  }
+  read_mark(c, conv, &l);
+  read_list_free(&l);
 }
 
 static void cmd_typing(chat *c, char *args) {
@@ -267,6 +405,11 @@ static void cmd_history(chat *c, char *args) {
     return;
   }
   size_t n = whisper_page_count(page);
+  if (msgref_remember(c, conv, page) != 0) {
+    whisper_page_free(page);
+    out_cmd_error(c, "history", WHISPER_ENOMEM, "out of memory");
+    return;
+  }
   jbuf b;
   jb_init(&b);
   if (c->script) {
@@ -276,15 +419,19 @@ static void cmd_history(chat *c, char *args) {
   } else {
     hb_printf(&b, "  history of ");
     hb_text(&b, (const uint8_t *)conv, strlen(conv));
-    hb_printf(&b, ": %zu message%s", n, n == 1 ? "" : "s");
+    hb_printf(&b, ": %zu message%s%s", n, n == 1 ? "" : "s",
+              n ? " (#numbers name them in read, until the next history of it)" : "");
   }
-  /* The page is newest first; print oldest first. */
+  /* The page is newest first; print oldest first, numbered from 1 as
+   * msgref_remember() numbered them. */
   for (size_t k = n; k-- > 0;) {
     const whisper_message_t *m = whisper_page_get(page, k);
+    size_t number = n - k;
     if (!m) continue;
     int own = m->sender == NULL;
     if (c->script) {
       jb_open(&b, NULL, '{');
+      jb_u64(&b, "n", number);
       jb_hex(&b, "id", m->id, m->id_len);
       /* An own message was sent by this device or another of this
        * account's (history does not keep which). */
@@ -300,9 +447,11 @@ static void cmd_history(chat *c, char *args) {
       if (own) jb_str(&b, "status", status_name(m->status));
       jb_close(&b, '}');
     } else {
-      char hex[2 * WHISPER_MESSAGE_ID_MAX + 1];
+      char hex[2 * WHISPER_MESSAGE_ID_MAX + 1], when[16];
       hex_encode(hex, m->id, m->id_len);
-      hb_printf(&b, "\n  %6llu ", (unsigned long long)m->sort_key);
+      if (strlen(hex) > SHORT_ID_HEX) hex[SHORT_ID_HEX] = '\0';
+      clock_str(when, m->timestamp_ms);
+      hb_printf(&b, "\n  %s#%-4zu%s %s ", c->color ? "\033[1m" : "", number, c->color ? "\033[0m" : "", when);
       if (own)
         hb_printf(&b, "you");
       else {
@@ -355,20 +504,38 @@ static void cmd_trust(chat *c, char *args) {
   ok(c, "trust");
 }
 
+/* The token a new device shows: its QR code's text (QR_LINK_PREFIX and
+ * hex) or the hex alone. */
 static void cmd_link_approve(chat *c, char *args) {
   uint8_t code[256];
-  char *hex = next_word(&args);
-  long n = hex ? hex_decode_var(code, sizeof code, hex) : -1;
+  char *text = next_word(&args);
+  long n = text && !*rest(&args) ? qr_text_parse(QR_LINK_PREFIX, text, code, sizeof code) : -1;
   if (n <= 0) {
-    out_cmd_error(c, "link-approve", 0, "usage: link-approve <tokenhex>");
+    out_cmd_error(c, "link-approve", 0,
+                  "usage: link-approve <code> (the text of the new device's QR code, " QR_LINK_PREFIX
+                  "..., or its link token in hex)");
     return;
   }
-  int rc = whisper_client_link_approve(c->client, code, (size_t)n);
+  char digits[WHISPER_LINK_DIGITS + 1] = "";
+  int rc = whisper_client_link_digits(code, (size_t)n, digits);
+  if (rc == WHISPER_OK) rc = whisper_client_link_approve(c->client, code, (size_t)n);
   if (rc != WHISPER_OK) {
     engine_error(c, "link-approve", rc);
     return;
   }
-  ok(c, "link-approve");
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "link-approve");
+    jb_str(&b, "digits", digits);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  ok: link-approve: the new device joins (it showed the digits %s; if it did not, remove it with device-remove)",
+              digits);
+    hb_print(c, &b);
+  }
+  jb_free(&b);
 }
 
 static void cmd_device_remove(chat *c, char *args) {
@@ -395,38 +562,150 @@ static const char *trust_name(int t) {
   }
 }
 
-/* The safety number with an account: over this account's key (device 1's
- * identity key, the one its device list is signed with) and the other
- * account's key, so one comparison covers every device of both. */
-static void cmd_safety(chat *c, char *args) {
-  char *name = next_word(&args);
-  uint8_t theirs[WHISPER_PUBLIC_KEY_LEN], ours[WHISPER_PUBLIC_KEY_LEN];
-  int trust = WHISPER_TRUST_UNKNOWN, own_trust = WHISPER_TRUST_UNKNOWN;
-  if (!name) {
-    out_cmd_error(c, "safety", 0, "usage: safety <account>");
-    return;
-  }
-  int rc = whisper_client_account_info(c->client, name, &trust, theirs);
+/* The two account keys a safety number is over: this account's (device
+ * 1's identity key, the one its device list is signed with) and the other
+ * account's, so one comparison covers every device of both. Returns 0, or
+ * -1 after reporting why. */
+static int safety_keys(chat *c, const char *cmd, const char *name,
+                       uint8_t ours[WHISPER_PUBLIC_KEY_LEN], uint8_t theirs[WHISPER_PUBLIC_KEY_LEN],
+                       int *trust) {
+  int own_trust = WHISPER_TRUST_UNKNOWN;
+  *trust = WHISPER_TRUST_UNKNOWN;
+  int rc = whisper_client_account_info(c->client, name, trust, theirs);
   if (rc == WHISPER_OK) rc = whisper_client_account_info(c->client, c->account, &own_trust, ours);
   if (rc == WHISPER_OK && c->device == 1) {
     rc = whisper_identity_get(c->ctx, ours, NULL, NULL, NULL);
     own_trust = WHISPER_TRUST_VERIFIED;
   }
   if (rc != WHISPER_OK) {
-    engine_error(c, "safety", rc);
-    return;
+    engine_error(c, cmd, rc);
+    return -1;
   }
-  if (trust == WHISPER_TRUST_UNKNOWN || own_trust == WHISPER_TRUST_UNKNOWN) {
-    out_cmd_error(c, "safety", WHISPER_ENOTFOUND, "no account key known yet for %s",
-                  trust == WHISPER_TRUST_UNKNOWN ? name : c->account);
-    return;
+  if (*trust == WHISPER_TRUST_UNKNOWN || own_trust == WHISPER_TRUST_UNKNOWN) {
+    out_cmd_error(c, cmd, WHISPER_ENOTFOUND, "no account key known yet for %s",
+                  *trust == WHISPER_TRUST_UNKNOWN ? name : c->account);
+    return -1;
   }
-  char number[WHISPER_FINGERPRINT_DISPLAY_LEN];
-  rc = whisper_fingerprint(number, NULL, WHISPER_FINGERPRINT_ITERATIONS, (const uint8_t *)c->account,
-                           strlen(c->account), ours, sizeof ours, (const uint8_t *)name, strlen(name),
-                           theirs, sizeof theirs);
+  return 0;
+}
+
+/* The safety number's 60 digits and its scannable form (*scannable, for
+ * whisper_buf_free). Returns 0, or -1 after reporting why. */
+static int safety_number(chat *c, const char *cmd, const char *name,
+                         const uint8_t ours[WHISPER_PUBLIC_KEY_LEN],
+                         const uint8_t theirs[WHISPER_PUBLIC_KEY_LEN],
+                         char number[WHISPER_FINGERPRINT_DISPLAY_LEN], whisper_buf **scannable) {
+  int rc = whisper_fingerprint(number, scannable, WHISPER_FINGERPRINT_ITERATIONS,
+                               (const uint8_t *)c->account, strlen(c->account), ours,
+                               WHISPER_PUBLIC_KEY_LEN, (const uint8_t *)name, strlen(name), theirs,
+                               WHISPER_PUBLIC_KEY_LEN);
   if (rc != WHISPER_OK) {
-    engine_error(c, "safety", rc);
+    out_cmd_error(c, cmd, rc, "cannot compute the safety number");
+    return -1;
+  }
+  return 0;
+}
+
+enum { CODE_MATCH = 0, CODE_MISMATCH = 1, CODE_OWN = 2 };
+
+/* Compares what the user brought from the other device: the text of its
+ * QR code (QR_SAFETY_PREFIX and hex: it holds that side's view, compared
+ * with the halves swapped) or the 60 digits (the same on both sides).
+ * Blanks are ignored. Returns CODE_MATCH, CODE_MISMATCH, CODE_OWN (this
+ * device's own code was scanned), or -1 after reporting why it cannot
+ * compare. */
+static int safety_compare(chat *c, const char *cmd, const char *code,
+                          const char number[WHISPER_FINGERPRINT_DISPLAY_LEN],
+                          const whisper_buf *ours) {
+  char compact[600];
+  size_t n = 0;
+  for (const char *s = code; *s; s++) {
+    if (is_space(*s)) continue;
+    if (n + 1 >= sizeof compact) {
+      out_cmd_error(c, cmd, 0, "that is too long for a safety code");
+      return -1;
+    }
+    compact[n++] = *s;
+  }
+  compact[n] = '\0';
+  if (strspn(compact, "0123456789") == n) {
+    if (n != WHISPER_FINGERPRINT_DISPLAY_LEN - 1) {
+      out_cmd_error(c, cmd, 0, "a safety number has %d digits, not %zu", WHISPER_FINGERPRINT_DISPLAY_LEN - 1, n);
+      return -1;
+    }
+    return strcmp(compact, number) == 0 ? CODE_MATCH : CODE_MISMATCH;
+  }
+  uint8_t scanned[256];
+  long len = qr_text_parse(QR_SAFETY_PREFIX, compact, scanned, sizeof scanned);
+  int match = 0;
+  int rc = len > 0 ? whisper_fingerprint_compare(ours->data, ours->len, scanned, (size_t)len, &match)
+                   : WHISPER_EINVALIDMSG;
+  if (rc == WHISPER_EVERSION) {
+    out_cmd_error(c, cmd, rc, "the scanned code is of another safety number version");
+    return -1;
+  }
+  if (rc != WHISPER_OK) {
+    out_cmd_error(c, cmd, 0,
+                  "not a safety code: give the text of the other device's QR code (" QR_SAFETY_PREFIX
+                  "...) or the 60 digits");
+    return -1;
+  }
+  if (match) return CODE_MATCH;
+  if ((size_t)len == ours->len && memcmp(scanned, ours->data, ours->len) == 0) return CODE_OWN;
+  return CODE_MISMATCH;
+}
+
+static const char *mismatch_why(int result) {
+  return result == CODE_OWN ? "that is this device's own code: scan the one on the other person's device"
+                            : "it is not the safety number this device has for them";
+}
+
+/* The human lines of `safety`: the comparison's verdict, or the number
+ * and its QR code. */
+static void safety_human(chat *c, jbuf *b, const char *name, int trust, const char *number,
+                         const char *text, const char *code, int result) {
+  if (result >= 0) {
+    if (result == CODE_MATCH)
+      hb_printf(b, "  %sMATCH%s: the safety numbers with %s are the same on both devices. To remember it: verify %s %s",
+                c->color ? "\033[1;32m" : "", c->color ? "\033[0m" : "", name, name, code);
+    else
+      hb_printf(b, "  %sMISMATCH%s: %s (%s). Do not verify %s.", c->color ? "\033[1;31m" : "",
+                c->color ? "\033[0m" : "", mismatch_why(result), name, name);
+  } else {
+    hb_printf(b, "  safety number with %s (%s):\n  ", name, trust_name(trust));
+    for (int i = 0; i < 12; i++) hb_printf(b, "%.5s%s", number + 5 * i, i == 5 ? "\n  " : " ");
+    if (qr_draw(c, b, text) != 0) hb_printf(b, "\n  (no QR code: it does not fit)");
+    hb_printf(b, "\n  Compare the digits with %s's screen, or scan %s's code and give its text:\n"
+                  "  verify %s <text>.  This code's text: %s",
+              name, name, name, text);
+  }
+}
+
+/* safety <account> [<code>]: the safety number as digits and as a QR code
+ * (in --script mode the code's text instead of the drawing); with a code
+ * from the other device, whether the two match. */
+static void cmd_safety(chat *c, char *args) {
+  char *name = next_word(&args);
+  char *code = rest(&args);
+  uint8_t theirs[WHISPER_PUBLIC_KEY_LEN], ours[WHISPER_PUBLIC_KEY_LEN];
+  char number[WHISPER_FINGERPRINT_DISPLAY_LEN];
+  whisper_buf *scan = NULL;
+  int trust, result = -1;
+  if (!name) {
+    out_cmd_error(c, "safety", 0, "usage: safety <account> [<scanned code or 60 digits>]");
+    return;
+  }
+  if (safety_keys(c, "safety", name, ours, theirs, &trust) != 0 ||
+      safety_number(c, "safety", name, ours, theirs, number, &scan) != 0)
+    return;
+  if (*code && (result = safety_compare(c, "safety", code, number, scan)) < 0) {
+    whisper_buf_free(scan);
+    return;
+  }
+  char *text = qr_text(QR_SAFETY_PREFIX, scan->data, scan->len);
+  whisper_buf_free(scan);
+  if (!text) {
+    out_cmd_error(c, "safety", WHISPER_ENOMEM, "out of memory");
     return;
   }
   jbuf b;
@@ -436,40 +715,87 @@ static void cmd_safety(chat *c, char *args) {
     jb_str(&b, "account", name);
     jb_str(&b, "number", number);
     jb_str(&b, "trust", trust_name(trust));
+    jb_str(&b, "qr_text", text);
+    if (result >= 0) {
+      jb_bool(&b, "match", result == CODE_MATCH);
+      if (result != CODE_MATCH) jb_str(&b, "why", mismatch_why(result));
+    }
     jb_print(c, &b);
   } else {
-    hb_printf(&b, "  safety number with %s (%s):\n  ", name, trust_name(trust));
-    for (int i = 0; i < 12; i++) hb_printf(&b, "%.5s%s", number + 5 * i, i == 5 ? "\n  " : " ");
+    safety_human(c, &b, name, trust, number, text, code, result);
     hb_print(c, &b);
   }
   jb_free(&b);
+  free(text);
 }
 
-/* The app's decision on an account key: verify (safety numbers compared)
- * or accept (a changed key, without verifying). */
+/* The app's decision on an account key: verify (safety numbers compared;
+ * with a code from the other device, only if it matches) or accept (a
+ * changed key, without verifying). */
 static void cmd_account_trust(chat *c, const char *cmd, char *args, int verified) {
   char *name = next_word(&args);
-  uint8_t key[WHISPER_PUBLIC_KEY_LEN];
+  char *code = rest(&args);
+  uint8_t key[WHISPER_PUBLIC_KEY_LEN], ours[WHISPER_PUBLIC_KEY_LEN];
   int trust;
-  if (!name) {
-    out_cmd_error(c, cmd, 0, "usage: %s <account>", cmd);
+  if (!name || (*code && !verified)) {
+    out_cmd_error(c, cmd, 0, verified ? "usage: verify <account> [<scanned code or 60 digits>]"
+                                      : "usage: accept <account>");
     return;
   }
-  int rc = whisper_client_account_info(c->client, name, &trust, key);
-  if (rc == WHISPER_OK && trust == WHISPER_TRUST_UNKNOWN) {
-    out_cmd_error(c, cmd, WHISPER_ENOTFOUND, "no account key known yet for %s", name);
-    return;
+  if (*code) {
+    /* the key compared is the key marked verified: account_trust refuses
+     * it if another one came meanwhile */
+    char number[WHISPER_FINGERPRINT_DISPLAY_LEN];
+    whisper_buf *scan = NULL;
+    if (safety_keys(c, cmd, name, ours, key, &trust) != 0 ||
+        safety_number(c, cmd, name, ours, key, number, &scan) != 0)
+      return;
+    int result = safety_compare(c, cmd, code, number, scan);
+    whisper_buf_free(scan);
+    if (result < 0) return;
+    if (result != CODE_MATCH) {
+      out_cmd_error(c, cmd, 0, "MISMATCH: %s (%s); %s is not marked verified", mismatch_why(result),
+                    name, name);
+      return;
+    }
+  } else {
+    int rc = whisper_client_account_info(c->client, name, &trust, key);
+    if (rc == WHISPER_OK && trust == WHISPER_TRUST_UNKNOWN) {
+      out_cmd_error(c, cmd, WHISPER_ENOTFOUND, "no account key known yet for %s", name);
+      return;
+    }
+    if (rc != WHISPER_OK) {
+      engine_error(c, cmd, rc);
+      return;
+    }
   }
-  if (rc == WHISPER_OK) rc = whisper_client_account_trust(c->client, name, key, verified);
+  int rc = whisper_client_account_trust(c->client, name, key, verified);
   if (rc == WHISPER_OK) rc = whisper_client_retry(c->client, now_ms());
   if (rc != WHISPER_OK) {
     engine_error(c, cmd, rc);
     return;
   }
-  ok(c, cmd);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", cmd);
+    jb_str(&b, "account", name);
+    jb_str(&b, "trust", verified ? "verified" : "unverified");
+    if (*code) jb_bool(&b, "match", 1);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  ok: %s%s is %s", *code ? "MATCH: " : "", name, verified ? "verified" : "accepted (unverified)");
+    hb_print(c, &b);
+  }
+  jb_free(&b);
 }
 
-static void cmd_status(chat *c) {
+static void cmd_verify(chat *c, char *args) { cmd_account_trust(c, "verify", args, 1); }
+static void cmd_accept(chat *c, char *args) { cmd_account_trust(c, "accept", args, 0); }
+
+static void cmd_status(chat *c, char *args) {
+  (void)args;
   static const char *const states[] = {"closed", "connecting", "open"};
   size_t outbox = 0;
   whisper_page *page = NULL;
@@ -501,26 +827,73 @@ static void cmd_status(chat *c) {
   jb_free(&b);
 }
 
-static void cmd_help(chat *c) {
+static void cmd_help(chat *c, char *args);
+
+static void cmd_quit(chat *c, char *args) {
+  (void)args;
+  c->quit = 1;
+  ok(c, "quit");
+}
+
+/* Every command: its usage and a line about it. A command with several
+ * forms has a row per form; the first row of a name runs it. */
+static const struct command {
+  const char *name;
+  const char *usage;
+  const char *about;
+  void (*run)(chat *c, char *args);
+} commands[] = {
+    {"send", "send <account> <text>", "send a message to an account (all its devices)", cmd_send},
+    {"gsend", "gsend <groupid> <text>", "send a message to a group", cmd_gsend},
+    {"group", "group create <account>...", "create a group with these accounts", cmd_group},
+    {"group", "group add <groupid> <account>...", "add members to a group", NULL},
+    {"group", "group remove <groupid> <account>...", "remove members from a group (yourself: leave it)", NULL},
+    {"history", "history <conversation> [limit]", "the last messages (default 50), numbered #1 (oldest) up", cmd_history},
+    {"read", "read <conversation> [<message>...]", "mark messages read (none named: all received, not marked yet)", cmd_read},
+    {"read", "read <conversation> <sender> <id>...", "the same with the sender and whole 32-digit ids", NULL},
+    {"typing", "typing <conversation> on|off", "say that you are typing, or stopped", cmd_typing},
+    {"subscribe", "subscribe <account>...", "see when these accounts are online", cmd_subscribe},
+    {"safety", "safety <account> [<code>]", "the safety number (digits, QR code); with their code: compare", cmd_safety},
+    {"verify", "verify <account> [<code>]", "mark their key verified (with their code: if it matches)", cmd_verify},
+    {"accept", "accept <account>", "accept an account's changed key without verifying it", cmd_accept},
+    {"trust", "trust <account> <device>", "trust a device's changed key (contacts from before account keys)", cmd_trust},
+    {"link-approve", "link-approve <code>", "on device 1: add the new device that shows this code", cmd_link_approve},
+    {"device-remove", "device-remove <device>", "on device 1: remove one of this account's devices", cmd_device_remove},
+    {"status", "status", "the connection, the login, the messages waiting to go", cmd_status},
+    {"help", "help", "this list", cmd_help},
+    {"quit", "quit", "close the connection and the store, and exit", cmd_quit},
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static void cmd_help(chat *c, char *args) {
+  (void)args;
   jbuf b;
   jb_init(&b);
   if (c->script) {
     jb_begin(&b, "help");
-    jb_str(&b, "commands",
-           "send gsend group read typing subscribe history trust link-approve device-remove safety "
-           "verify accept status quit");
+    jb_open(&b, "commands", '[');
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "command", commands[i].name);
+      jb_str(&b, "usage", commands[i].usage);
+      jb_str(&b, "about", commands[i].about);
+      jb_close(&b, '}');
+    }
+    jb_close(&b, ']');
     jb_print(c, &b);
   } else {
+    hb_printf(&b, "  commands:");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+      hb_printf(&b, "\n  %-37s %s", commands[i].usage, commands[i].about);
     hb_printf(&b,
-              "  send <account> <text>               gsend <groupid-hex> <text>\n"
-              "  group create <member>...            group add|remove <groupid-hex> <member>...\n"
-              "  read <conversation> <sender> <idhex>...\n"
-              "  typing <conversation> on|off        subscribe <account>...\n"
-              "  history <conversation> [limit]      trust <account> <device>\n"
-              "  link-approve <tokenhex>             device-remove <device>\n"
-              "  safety <account>                    verify <account>    accept <account>\n"
-              "  status    help    quit\n"
-              "  A group's conversation is # and its id in hex.");
+              "\n\n  A conversation is an account's name, or # and a group's id (as messages show it).\n"
+              "  A <message> is #N, the number the last `history` of its conversation showed for it\n"
+              "  (kept until the next history of that conversation), or the start of its id\n"
+              "  (%d or more hex digits, enough for just one message).\n"
+              "  A <code> is the text of the QR code the other device shows (scan it with a phone),\n"
+              "  or for safety and verify also the 60 digits.",
+              MSGREF_MIN_PREFIX);
     hb_print(c, &b);
   }
   jb_free(&b);
@@ -534,38 +907,11 @@ void cmd_line(chat *c, char *line) {
    * now_ms (subscribe, link-approve) stamp their request deadlines with it,
    * so bring it up to date first (running timers early is harmless). */
   whisper_client_tick(c->client, now_ms());
-  if (strcmp(cmd, "send") == 0)
-    cmd_send(c, p);
-  else if (strcmp(cmd, "gsend") == 0)
-    cmd_gsend(c, p);
-  else if (strcmp(cmd, "group") == 0)
-    cmd_group(c, p);
-  else if (strcmp(cmd, "read") == 0)
-    cmd_read(c, p);
-  else if (strcmp(cmd, "typing") == 0)
-    cmd_typing(c, p);
-  else if (strcmp(cmd, "subscribe") == 0)
-    cmd_subscribe(c, p);
-  else if (strcmp(cmd, "history") == 0)
-    cmd_history(c, p);
-  else if (strcmp(cmd, "trust") == 0)
-    cmd_trust(c, p);
-  else if (strcmp(cmd, "link-approve") == 0)
-    cmd_link_approve(c, p);
-  else if (strcmp(cmd, "device-remove") == 0)
-    cmd_device_remove(c, p);
-  else if (strcmp(cmd, "safety") == 0)
-    cmd_safety(c, p);
-  else if (strcmp(cmd, "verify") == 0)
-    cmd_account_trust(c, "verify", p, 1);
-  else if (strcmp(cmd, "accept") == 0)
-    cmd_account_trust(c, "accept", p, 0);
-  else if (strcmp(cmd, "status") == 0)
-    cmd_status(c);
-  else if (strcmp(cmd, "help") == 0)
-    cmd_help(c);
-  else if (strcmp(cmd, "quit") == 0)
-    c->quit = 1;
-  else
-    out_cmd_error(c, cmd, 0, "unknown command (try: help)");
+  for (size_t i = 0; i < N_COMMANDS; i++) {
+    if (commands[i].run && strcmp(cmd, commands[i].name) == 0) {
+      commands[i].run(c, p);
+      return;
+    }
+  }
+  out_cmd_error(c, cmd, 0, "unknown command (try: help)");
 }

@@ -55,9 +55,9 @@ static void usage(FILE *f) {
           "  --anchor-file FILE  keeps the store's anchor here (outside the store): a store\n"
           "                      restored from an older copy is caught at the start\n"
           "\n"
-          "Commands (stdin, one per line; `help` lists them): send, gsend, group create|add|remove,\n"
-          "read, typing, subscribe, history, trust, link-approve, device-remove, safety, verify,\n"
-          "accept, status, quit.\n");
+          "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
+          "gsend, group create|add|remove, history, read, typing, subscribe, safety, verify,\n"
+          "accept, trust, link-approve, device-remove, status, help, quit.\n");
 }
 
 static int valid_account(const char *s) {
@@ -293,6 +293,7 @@ int changed_key_take(chat *c, const char *name, uint32_t device,
 static void close_device(chat *c) {
   uint8_t scratch[WHISPER_PUBLIC_KEY_LEN];
   while (c->changed) changed_key_take(c, c->changed->name, c->changed->device, scratch);
+  msgref_free_all(c);
   whisper_client_free(c->client);
   c->client = NULL;
   whisper_ctx_free(c->ctx);

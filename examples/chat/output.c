@@ -302,7 +302,7 @@ static const char *event_name(int type) {
   }
 }
 
-static void clock_str(char out[16], uint64_t ms) {
+void clock_str(char out[16], uint64_t ms) {
   time_t t = (time_t)(ms / 1000);
   struct tm tm;
   if (ms == 0 || !localtime_r(&t, &tm)) {
@@ -412,8 +412,11 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_LINK_CODE: {
     char digits[WHISPER_LINK_DIGITS + 1] = "";
     whisper_client_link_digits(ev->body, ev->body_len, digits);
+    char *text = qr_text(QR_LINK_PREFIX, ev->body ? ev->body : (const uint8_t *)"", ev->body_len);
     jb_hex(&b, "code", ev->body, ev->body_len);
     jb_str(&b, "digits", digits);
+    jb_str(&b, "qr_text", text);
+    free(text);
     break;
   }
   default:
@@ -431,6 +434,12 @@ static void hb_id(jbuf *b, const uint8_t *id, size_t n) {
   if (!id || n == 0 || n > 256) return;
   hex_encode(hex, id, n);
   put(b, hex, 2 * n);
+}
+
+/* A message id as human lines show it: its first SHORT_ID_HEX digits,
+ * enough to name it in a command (msgref.c). */
+static void hb_short_id(jbuf *b, const uint8_t *id, size_t n) {
+  hb_id(b, id, n < SHORT_ID_HEX / 2 ? n : SHORT_ID_HEX / 2);
 }
 
 static void event_human(chat *c, const whisper_client_event_t *ev) {
@@ -458,12 +467,12 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     hb_printf(&b, ".%u%s: ", (unsigned)ev->from_device, off);
     hb_text(&b, ev->body, ev->body_len);
     hb_printf(&b, "  %s(", dim);
-    hb_id(&b, ev->id, ev->id_len);
+    hb_short_id(&b, ev->id, ev->id_len);
     hb_printf(&b, ")%s", off);
     break;
   case WHISPER_EV_STATUS:
     hb_printf(&b, "  %s ", status_ticks(c, ev->status));
-    hb_id(&b, ev->id, ev->id_len);
+    hb_short_id(&b, ev->id, ev->id_len);
     hb_printf(&b, " %s", status_name(ev->status));
     if (ev->status == WHISPER_STATUS_SENT) {
       /* once per message: the server took it */
@@ -570,11 +579,17 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     }
     break;
   case WHISPER_EV_LINK_CODE: {
+    /* the token as a QR code for device 1 to scan, and as text to type */
     char digits[WHISPER_LINK_DIGITS + 1] = "";
     whisper_client_link_digits(ev->body, ev->body_len, digits);
-    hb_printf(&b, "* link code %s%s%s (check that %s.1 shows the same digits)\n  on %s.1: link-approve ",
+    char *text = ev->body_len ? qr_text(QR_LINK_PREFIX, ev->body, ev->body_len) : NULL;
+    hb_printf(&b, "* link code %s%s%s: to add this device to %s, on %s.1 run\n    link-approve <code>\n"
+                  "  with the text of this QR code (scan it), or:",
               bold, digits, off, c->account, c->account);
-    hb_id(&b, ev->body, ev->body_len);
+    if (text && qr_draw(c, &b, text) != 0) hb_printf(&b, "\n  (no QR code: it does not fit)");
+    hb_printf(&b, "\n  the code: %s\n  Approve only if %s.1 then shows the same digits, %s.",
+              text ? text : "(out of memory)", c->account, digits);
+    free(text);
     break;
   }
   default:

@@ -68,7 +68,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 3
+#define WHISPER_CLIENT_CONFIG_VERSION 4
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -87,6 +87,10 @@ typedef struct whisper_client_config_t {
                                 * whisper_client_account_trust() (0: they go, as WhatsApp does) */
   int delivery_receipts;       /* 1: send DELIVERED receipts (end to end) for messages stored */
   /* --- version 3 --- */
+  uint64_t delete_window_ms;   /* how long after sending a message may be deleted for
+                                * everyone (its sender's clock; default 48 hours); an edit's
+                                * window is always WHISPER_EDIT_WINDOW_MS */
+  /* --- version 4 --- */
   uint32_t max_group_members;  /* members per group (WHISPER_GROUP_MEMBERS_DEFAULT; at most
                                 * WHISPER_GROUP_MEMBERS_MAX): the engine makes no change, and
                                 * takes none, that grows a group past it */
@@ -97,7 +101,10 @@ typedef struct whisper_client_config_t {
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
-    WHISPER_GROUP_MEMBERS_DEFAULT }
+    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT }
+
+/** A message may be edited this long after it was sent (15 minutes). */
+#define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)
 
 /** An engine. */
 typedef struct whisper_client whisper_client;
@@ -173,6 +180,97 @@ WHISPER_API int whisper_client_send_group(whisper_client *c,
                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                           const uint8_t *body, size_t body_len, uint64_t now_ms,
                                           uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/* --- message content: replies, forwards, reactions, edits, deletes, calls -------------------
+ *
+ * `conversation` is an account name (1:1) or a group's conversation name
+ * (whisper_client_group_conversation()). A message is named by its id and
+ * its sender (`sender` NULL: this account's own). Each call stores what it
+ * does (in history, and the outbox) before it returns, as
+ * whisper_client_send() does, and every device of both accounts applies
+ * it. Who may do what is checked end to end by each receiver, with the
+ * sender the session authenticated (never the server's word): only a
+ * message's sender edits or deletes it; reactions come from the
+ * conversation's members. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ENOTFOUND (no such message here), WHISPER_EDENIED (not this
+ * account's message, too late, or deleted), WHISPER_ESTATE (not a member
+ * of that group) or a store error. */
+
+/** Sends `body` as a reply quoting message (quoted_id, quoted_sender) of
+ *  the conversation (its first 100 bytes go along as the quote). */
+WHISPER_API int whisper_client_reply(whisper_client *c, const char *conversation,
+                                     const uint8_t *quoted_id, size_t quoted_id_len,
+                                     const char *quoted_sender, const uint8_t *body,
+                                     size_t body_len, uint64_t now_ms,
+                                     uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/** Forwards message (id, sender) of `from_conversation` to
+ *  `to_conversation`: its text, marked forwarded with its count + 1. */
+WHISPER_API int whisper_client_forward(whisper_client *c, const char *to_conversation,
+                                       const char *from_conversation, const uint8_t *id,
+                                       size_t id_len, const char *sender, uint64_t now_ms,
+                                       uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/** Reacts to message (id, sender) with one emoji (at most 64 bytes of
+ *  UTF-8), replacing this account's reaction to it; "" removes it. */
+WHISPER_API int whisper_client_react(whisper_client *c, const char *conversation, const uint8_t *id,
+                                     size_t id_len, const char *sender, const char *emoji,
+                                     uint64_t now_ms);
+
+/** Replaces the text of this account's message `id`, within
+ *  WHISPER_EDIT_WINDOW_MS of sending it; history keeps that it was edited. */
+WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation, const uint8_t *id,
+                                    size_t id_len, const uint8_t *body, size_t body_len,
+                                    uint64_t now_ms);
+
+/** Deletes this account's message `id` for everyone, within the
+ *  configured delete window: its body is wiped on every device and a
+ *  tombstone remains (whisper_message_t.deleted). */
+WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversation,
+                                      const uint8_t *id, size_t id_len, uint64_t now_ms);
+
+/* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
+
+#define WHISPER_MUTE_FOREVER UINT64_MAX
+
+/** A conversation's flags, the same on every device of the account. */
+typedef struct whisper_conversation_flags_t {
+  uint64_t muted_until_ms; /* 0: not muted; else muted until then (WHISPER_MUTE_FOREVER:
+                            * until unmuted); the server wakes no device for it meanwhile */
+  int archived;
+  int pinned;
+} whisper_conversation_flags_t;
+
+/** Reads the flags of `conversation` (all zero if none were set).
+ *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+                                                  whisper_conversation_flags_t *out);
+
+/** Sets the flags of `conversation`: kept in the store, sent (end to end)
+ *  to this account's other devices, which raise WHISPER_EV_SETTINGS, and
+ *  the mutes told to the server so that it sends no push for a muted
+ *  conversation. The newest setting (by the setting device's clock) wins.
+ *  At most 1000 conversations may be muted at once. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+                                                      const whisper_conversation_flags_t *flags,
+                                                      uint64_t now_ms);
+
+#define WHISPER_CALL_OFFER 1
+#define WHISPER_CALL_ANSWER 2
+#define WHISPER_CALL_ICE 3
+#define WHISPER_CALL_HANGUP 4
+#define WHISPER_CALL_BUSY 5
+#define WHISPER_CALL_ID_LEN 16
+#define WHISPER_CALL_DATA_MAX 65536
+
+/** Call signalling to account `to` (end to end; no media): `type` is a
+ *  WHISPER_CALL_*, `data` the SDP or ICE candidate the app's media stack
+ *  made (at most WHISPER_CALL_DATA_MAX bytes). The peer gets
+ *  WHISPER_EV_CALL. Not kept in history. */
+WHISPER_API int whisper_client_call(whisper_client *c, const char *to, int type,
+                                    const uint8_t call_id[WHISPER_CALL_ID_LEN], const uint8_t *data,
+                                    size_t data_len, uint64_t now_ms);
 
 /** Marks messages of a conversation, from `sender`, as read: READ
  *  receipts go to the sender (batched; none if read receipts are off). */
@@ -498,6 +596,16 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_ANCHOR = 17,     /* body: the store's new anchor (WHISPER_ANCHOR_LEN bytes): keep it
                                * outside the file (the platform keystore) for
                                * whisper_client_check_anchor() */
+  WHISPER_EV_EDITED = 18,     /* message (target_id, target_sender) of conversation was edited by
+                               * from: body, its new text (history has it) */
+  WHISPER_EV_DELETED = 19,    /* message (target_id, target_sender) was deleted for everyone by
+                               * from: its body is gone from history */
+  WHISPER_EV_REACTION = 20,   /* from reacted to message (target_id, target_sender): body, the
+                               * emoji (empty: the reaction was removed) */
+  WHISPER_EV_CALL = 21,       /* call signalling from from/from_device: status, WHISPER_CALL_*;
+                               * id, the call id; body, the SDP or candidate */
+  WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
+                               * (whisper_client_conversation_flags()) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes
@@ -527,6 +635,12 @@ typedef struct whisper_client_event_t {
   int code;              /* WHISPER_EV_ERROR */
   int server_code;
   const char *message;
+  /* version 3 (content): */
+  int kind;              /* WHISPER_EV_MESSAGE: WHISPER_KIND_* (1: unsupported content) */
+  const uint8_t *target_id; /* EDITED, DELETED, REACTION: the message; MESSAGE: a reply's */
+  size_t target_id_len;     /* quoted message */
+  const char *target_sender; /* its sender (NULL: this account) */
+  uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
 } whisper_client_event_t;
 
 /** Takes the next event: returns 1 and fills `out`, or 0. */

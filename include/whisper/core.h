@@ -92,7 +92,11 @@ enum {
   /** The state is older than what was already used (a store, or one of its
    *  records, restored from a copy): using it would reuse keys. Start a new
    *  session. */
-  WHISPER_EROLLEDBACK = -20
+  WHISPER_EROLLEDBACK = -20,
+  /** Not allowed: only a message's sender may edit or delete it, and only
+   *  within its window (15 minutes for an edit, 48 hours by default for a
+   *  delete); a message deleted for everyone cannot be changed. */
+  WHISPER_EDENIED = -21
 };
 
 /** A short, static English description of an error code. Never NULL. */

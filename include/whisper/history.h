@@ -35,6 +35,20 @@ extern "C" {
 
 #define WHISPER_MESSAGE_ID_MAX 64
 
+/* What a message is (whisper_message_t.kind). */
+#define WHISPER_KIND_TEXT 0        /* a text, maybe a reply (quote_id) or a forward */
+#define WHISPER_KIND_UNSUPPORTED 1 /* content of a newer version: kept, shown as unsupported */
+
+/** Past this many forwards a message is "forwarded many times". */
+#define WHISPER_FORWARDED_MANY 5
+
+/** One reactor's reaction to a message (read back in a page). */
+typedef struct whisper_reaction_t {
+  const char *reactor;       /* the account that reacted */
+  const char *emoji;         /* one emoji (UTF-8) */
+  uint64_t at_ms;            /* the reactor's clock */
+} whisper_reaction_t;
+
 /** A message, as the caller describes one (all pointers borrowed) or as
  *  the library returns one from a page (pointers valid until the page is
  *  freed). */
@@ -50,6 +64,18 @@ typedef struct whisper_message_t {
   size_t body_len;
   int status;                /* read back: WHISPER_STATUS_FAILED if it failed for any
                               * recipient device, else the lowest over them */
+  /* read back only (a caller describing a message leaves them zero): */
+  int kind;                  /* WHISPER_KIND_* */
+  uint64_t edited_ms;        /* 0, or the sender's clock at its last edit */
+  int deleted;               /* deleted for everyone: body, quote and reactions are gone */
+  uint32_t forwarded;        /* times forwarded (0: not; WHISPER_FORWARDED_MANY and up:
+                              * "forwarded many times") */
+  const uint8_t *quote_id;   /* a reply: the quoted message's id (NULL: not a reply) */
+  size_t quote_id_len;
+  const char *quote_sender;  /* its sender (NULL: this account) */
+  const char *quote_excerpt; /* a short excerpt of it, as the replier saw it */
+  const whisper_reaction_t *reactions; /* one per reactor, oldest first */
+  size_t n_reactions;
 } whisper_message_t;
 
 /**

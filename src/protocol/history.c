@@ -7,6 +7,13 @@
  *   HISTORY key      = conversation tag || sort key (8, BE) || message tag
  *   MESSAGE_INDEX    = message tag -> HISTORY key (outgoing messages only:
  *                      sent() and status() find them by id)
+ *   sender tag       = BLAKE2b-128(salt, "s" || conversation || 0 || sender || 0 || id)
+ *                      -> HISTORY key (incoming messages: an edit, delete or
+ *                      reaction finds its target by who sent it and its id,
+ *                      so a sender reaches only its own messages)
+ *   pending tag      = BLAKE2b-128(salt, "p" || conversation || 0 || sender || 0 || id)
+ *                      -> PendingOps (sender "" for this account's own):
+ *                      operations that came before their message
  *   OUTBOX key       = outbox sequence (8, BE) || message tag -> HISTORY key
  *
  * The salt is a random 16 bytes kept (sealed) in the store, so the tags
@@ -108,6 +115,27 @@ static int make_tags(whisper_ctx *ctx, tags *t, const char *conv, const uint8_t 
   return WHISPER_OK;
 }
 
+/* The sender tag ('s') or pending tag ('p') of (conversation, sender, id);
+ * sender NULL: this account's own (pending tags only). */
+static int who_tag(whisper_ctx *ctx, char what, const char *conv, const char *sender,
+                   const uint8_t *id, size_t id_len, uint8_t out[TAG_LEN]) {
+  uint8_t salt[TAG_LEN];
+  int rc = history_salt(ctx, salt);
+  if (rc != WHISPER_OK) return rc;
+  static const uint8_t zero = 0;
+  crypto_generichash_state h;
+  crypto_generichash_init(&h, salt, TAG_LEN, TAG_LEN);
+  crypto_generichash_update(&h, (const uint8_t *)&what, 1);
+  crypto_generichash_update(&h, (const uint8_t *)conv, strlen(conv));
+  crypto_generichash_update(&h, &zero, 1);
+  if (sender) crypto_generichash_update(&h, (const uint8_t *)sender, strlen(sender));
+  crypto_generichash_update(&h, &zero, 1);
+  crypto_generichash_update(&h, id, id_len);
+  crypto_generichash_final(&h, out, TAG_LEN);
+  sodium_memzero(salt, sizeof salt);
+  return WHISPER_OK;
+}
+
 static void history_key(uint8_t out[HKEY_LEN], const tags *t, uint64_t sort_key) {
   memcpy(out, t->conv, TAG_LEN);
   be64(out + TAG_LEN, sort_key);
@@ -149,6 +177,18 @@ static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversat
     const Whisper__Store__DeliveryStatus *d = e->statuses[i];
     if (d->name == NULL || strlen(d->name) == 0 || strlen(d->name) > WH_NAME_MAX ||
         d->status > WHISPER_STATUS_FAILED)
+      return 0;
+  }
+  if (e->kind > WHISPER_KIND_UNSUPPORTED) return 0;
+  if (e->quote && (e->quote->id.len == 0 || e->quote->id.len > WHISPER_MESSAGE_ID_MAX ||
+                   (e->quote->sender && (strlen(e->quote->sender) == 0 ||
+                                         strlen(e->quote->sender) > WH_NAME_MAX)) ||
+                   (e->quote->excerpt && strlen(e->quote->excerpt) > WH_EXCERPT_MAX)))
+    return 0;
+  for (size_t i = 0; i < e->n_reactions; i++) {
+    const Whisper__Store__Reaction *r = e->reactions[i];
+    if (r->reactor == NULL || strlen(r->reactor) == 0 || strlen(r->reactor) > WH_NAME_MAX ||
+        r->emoji == NULL || strlen(r->emoji) > WH_EMOJI_MAX)
       return 0;
   }
   for (size_t i = 0; i < e->base.n_unknown_fields; i++)
@@ -232,13 +272,25 @@ static int next_outbox_seq(whisper_ctx *ctx, uint64_t *seq) {
   return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_OUTBOX, strlen(META_OUTBOX), be, 8);
 }
 
+static int pending_run(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                       size_t id_len, const uint8_t hkey[HKEY_LEN]);
+static void entry_extra(Whisper__Store__HistoryEntry *e, Whisper__Store__QuoteRef *q,
+                        const wh_entry_extra *x);
+static int extra_check(whisper_ctx *ctx, const wh_entry_extra *x);
+
 int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
                                  const whisper_device_t *recipients, size_t n) {
+  return wh_history_outgoing_put(ctx, m, recipients, n, NULL);
+}
+
+int wh_history_outgoing_put(whisper_ctx *ctx, const whisper_message_t *m,
+                            const whisper_device_t *recipients, size_t n, const wh_entry_extra *x) {
   tags t;
   uint8_t hkey[HKEY_LEN], okey[8 + TAG_LEN];
   if (ctx == NULL) return WHISPER_EINVAL;
   int rc = need_scan(ctx);
   if (rc == WHISPER_OK) rc = check_message(ctx, m);
+  if (rc == WHISPER_OK) rc = extra_check(ctx, x);
   if (rc != WHISPER_OK) return rc;
   if ((recipients == NULL && n) || n > 100000)
     return wh_fail(ctx, WHISPER_EINVAL, "bad recipient list");
@@ -273,13 +325,18 @@ int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
   if (rc == WHISPER_OK) rc = next_outbox_seq(ctx, &seq);
   if (rc == WHISPER_OK) {
     Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+    Whisper__Store__QuoteRef q;
     entry_from(&e, m, m->body, m->body_len);
+    entry_extra(&e, &q, x);
     e.n_statuses = n;
     e.statuses = stp;
     e.has_outbox_seq = 1;
     e.outbox_seq = seq;
     rc = entry_store(ctx, &t, &e, hkey);
   }
+  /* what another device of this account did to it before it came */
+  if (rc == WHISPER_OK && !(x && x->hidden))
+    rc = pending_run(ctx, m->conversation, NULL, m->id, m->id_len, hkey);
   if (rc == WHISPER_OK) {
     be64(okey, seq);
     memcpy(okey + 8, t.msg, TAG_LEN);
@@ -551,6 +608,7 @@ int whisper_history_status_get(whisper_ctx *ctx, const char *conv, const uint8_t
 struct whisper_page {
   whisper_message_t *msgs;
   Whisper__Store__HistoryEntry **entries;
+  whisper_reaction_t **reactions; /* per message (NULL: none) */
   size_t n, cap;
 };
 
@@ -560,6 +618,7 @@ typedef struct collect {
   int rc;
   int by_ref;               /* values are HistoryRefs (the outbox) */
   const char *conversation; /* every entry must be of this one (NULL: any) */
+  size_t limit;             /* messages to collect */
 } collect;
 
 static int page_add(collect *c, const uint8_t *value, size_t len) {
@@ -570,19 +629,38 @@ static int page_add(collect *c, const uint8_t *value, size_t len) {
     c->rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
     return 1;
   }
+  if (e->hidden && !c->by_ref) { /* an operation, sent but never shown */
+    whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+    return 0;
+  }
   if (p->n == p->cap) {
     size_t cap = p->cap ? p->cap * 2 : 16;
     whisper_message_t *m = realloc(p->msgs, cap * sizeof *m);
     if (m) p->msgs = m;
     Whisper__Store__HistoryEntry **es = m ? realloc(p->entries, cap * sizeof *es) : NULL;
     if (es) p->entries = es;
-    if (m == NULL || es == NULL) {
+    whisper_reaction_t **rs = es ? realloc(p->reactions, cap * sizeof *rs) : NULL;
+    if (rs) p->reactions = rs;
+    if (m == NULL || es == NULL || rs == NULL) {
       whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
       c->rc = WHISPER_ENOMEM;
       return 1;
     }
     p->cap = cap;
   }
+  whisper_reaction_t *rs = NULL;
+  size_t nr = 0;
+  for (size_t i = 0; i < e->n_reactions; i++) nr += e->reactions[i]->emoji[0] != 0;
+  if (nr && (rs = calloc(nr, sizeof *rs)) == NULL) {
+    whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+    c->rc = WHISPER_ENOMEM;
+    return 1;
+  }
+  nr = 0;
+  for (size_t i = 0; i < e->n_reactions; i++) /* a removed one is kept, not shown */
+    if (e->reactions[i]->emoji[0])
+      rs[nr++] = (whisper_reaction_t){e->reactions[i]->reactor, e->reactions[i]->emoji,
+                                      e->reactions[i]->at};
   whisper_message_t *m = &p->msgs[p->n];
   memset(m, 0, sizeof *m);
   m->conversation = e->conversation;
@@ -595,8 +673,29 @@ static int page_add(collect *c, const uint8_t *value, size_t len) {
   m->body = e->body.data;
   m->body_len = e->body.len;
   m->status = e->sender == NULL ? status_of(e) : WHISPER_STATUS_READ;
+  m->kind = (int)e->kind;
+  m->edited_ms = e->edited_at;
+  m->deleted = e->deleted;
+  m->forwarded = e->forwarded;
+  if (e->quote) {
+    m->quote_id = e->quote->id.data;
+    m->quote_id_len = e->quote->id.len;
+    m->quote_sender = e->quote->sender;
+    m->quote_excerpt = e->quote->excerpt ? e->quote->excerpt : "";
+  }
+  m->reactions = rs;
+  m->n_reactions = nr;
+  if (e->deleted) { /* a tombstone shows nothing of what was there */
+    m->body = NULL;
+    m->body_len = 0;
+    m->quote_id = NULL;
+    m->quote_id_len = 0;
+    m->quote_sender = m->quote_excerpt = NULL;
+    m->n_reactions = 0;
+  }
+  p->reactions[p->n] = rs;
   p->entries[p->n++] = e;
-  return 0;
+  return c->limit && p->n >= c->limit;
 }
 
 static int collect_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
@@ -628,9 +727,10 @@ static int page_run(whisper_ctx *ctx, int kind, const char *conversation, const 
                     size_t limit, whisper_page **out) {
   whisper_page *p = calloc(1, sizeof *p);
   if (p == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
-  collect c = {p, ctx, WHISPER_OK, kind == WHISPER_REC_OUTBOX, conversation};
+  collect c = {p, ctx, WHISPER_OK, kind == WHISPER_REC_OUTBOX, conversation, limit};
+  /* operations in history are skipped: read on until `limit` messages */
   int rc = ctx->store->ops.scan(ctx->store->user, kind, prefix, prefix_len, bound, bound_len,
-                                descending, limit, collect_fn, &c);
+                                descending, c.by_ref || limit == 0 ? limit : SIZE_MAX, collect_fn, &c);
   if (rc == WHISPER_OK) rc = c.rc;
   if (rc != WHISPER_OK) {
     whisper_page_free(p);
@@ -694,10 +794,300 @@ const whisper_message_t *whisper_page_get(const whisper_page *p, size_t i) {
 
 void whisper_page_free(whisper_page *p) {
   if (p == NULL) return;
-  for (size_t i = 0; i < p->n; i++) whisper__store__history_entry__free_unpacked(p->entries[i], &wh_pb_alloc);
+  for (size_t i = 0; i < p->n; i++) {
+    whisper__store__history_entry__free_unpacked(p->entries[i], &wh_pb_alloc);
+    free(p->reactions[i]);
+  }
+  free(p->reactions);
   free(p->entries);
   free(p->msgs);
   free(p);
+}
+
+/* --- content: replies, forwards, edits, deletes, reactions (internal.h) ------------------- */
+
+/* Sets the content fields of a new entry from `x` (q: storage for its quote). */
+static void entry_extra(Whisper__Store__HistoryEntry *e, Whisper__Store__QuoteRef *q,
+                        const wh_entry_extra *x) {
+  if (x == NULL) return;
+  if (x->kind) e->has_kind = 1, e->kind = (uint32_t)x->kind;
+  if (x->content) {
+    e->has_content = 1;
+    e->content = (ProtobufCBinaryData){x->content_len, (uint8_t *)x->content};
+  }
+  if (x->quote_id) {
+    whisper__store__quote_ref__init(q);
+    q->has_id = 1;
+    q->id = (ProtobufCBinaryData){x->quote_id_len, (uint8_t *)x->quote_id};
+    q->sender = (char *)x->quote_sender;
+    q->excerpt = (char *)x->quote_excerpt;
+    e->quote = q;
+  }
+  if (x->forwarded) e->has_forwarded = 1, e->forwarded = x->forwarded;
+  if (x->hidden) e->has_hidden = e->hidden = 1;
+}
+
+static int extra_check(whisper_ctx *ctx, const wh_entry_extra *x) {
+  if (x == NULL) return WHISPER_OK;
+  if (x->kind < WHISPER_KIND_TEXT || x->kind > WHISPER_KIND_UNSUPPORTED ||
+      (x->content == NULL && x->content_len) ||
+      (x->quote_id && (x->quote_id_len == 0 || x->quote_id_len > WHISPER_MESSAGE_ID_MAX)) ||
+      (x->quote_sender && (strlen(x->quote_sender) == 0 || strlen(x->quote_sender) > WH_NAME_MAX)) ||
+      (x->quote_excerpt && strlen(x->quote_excerpt) > WH_EXCERPT_MAX))
+    return wh_fail(ctx, WHISPER_EINVAL, "bad message content");
+  return WHISPER_OK;
+}
+
+/* The entry of (conv, sender, id): an incoming one by its sender tag, this
+ * account's own (sender NULL) by its index. WHISPER_ENOTFOUND if none. */
+static int target_find(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                       size_t id_len, uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry **e) {
+  tags t;
+  *e = NULL;
+  int rc;
+  if (sender == NULL) {
+    rc = make_tags(ctx, &t, conv, id, id_len);
+    if (rc == WHISPER_OK) rc = find(ctx, t.msg, hkey);
+  } else {
+    uint8_t st[TAG_LEN];
+    rc = who_tag(ctx, 's', conv, sender, id, id_len, st);
+    if (rc == WHISPER_OK) rc = find(ctx, st, hkey);
+  }
+  if (rc != WHISPER_OK) return rc;
+  whisper_buf *b = NULL;
+  rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
+  if (rc != WHISPER_OK) return rc; /* an index left by a removed placeholder: not there */
+  *e = whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (*e == NULL || !entry_ok(*e, conv) || (sender && ((*e)->sender == NULL ||
+                                                       strcmp((*e)->sender, sender) != 0)) ||
+      (sender == NULL && (*e)->sender != NULL)) {
+    if (*e) whisper__store__history_entry__free_unpacked(*e, &wh_pb_alloc);
+    *e = NULL;
+    return wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
+  }
+  return WHISPER_OK;
+}
+
+static int too_late(const Whisper__Store__HistoryEntry *e, const wh_history_op *op) {
+  return op->window && op->at > e->timestamp && op->at - e->timestamp > op->window;
+}
+
+/* A copy of n bytes (NUL-terminated) from the unpack allocator, so that a
+ * decoded entry that holds it frees it (and wipes it) as its own. */
+static void *pb_dup(const void *src, size_t n) {
+  uint8_t *d = wh_pb_alloc.alloc(NULL, n + 1);
+  if (d == NULL) return NULL;
+  if (n) memcpy(d, src, n);
+  d[n] = 0;
+  return d;
+}
+
+static void pb_free(void *p) { wh_pb_alloc.free(NULL, p); }
+
+/* Applies `op` to the decoded entry `e` (everything it puts in e is e's to
+ * free): WHISPER_OK (changed, or already so: *changed 0), WHISPER_EDENIED,
+ * WHISPER_ENOMEM. */
+static int op_on(whisper_ctx *ctx, Whisper__Store__HistoryEntry *e, const wh_history_op *op,
+                 int *changed) {
+  *changed = 0;
+  if (e->hidden) return wh_fail(ctx, WHISPER_EDENIED, "that is not a message");
+  if (e->deleted)
+    return op->kind == WH_OP_DELETE ? WHISPER_OK
+                                    : wh_fail(ctx, WHISPER_EDENIED, "that message was deleted for everyone");
+  switch (op->kind) {
+  case WH_OP_EDIT: {
+    if (e->kind != WHISPER_KIND_TEXT) return wh_fail(ctx, WHISPER_EDENIED, "only a text can be edited");
+    if (too_late(e, op)) return wh_fail(ctx, WHISPER_EDENIED, "too late to edit that message");
+    if (op->at <= e->edited_at) return WHISPER_OK; /* a newer edit is in */
+    uint8_t *body = pb_dup(op->text, op->text_len);
+    if (body == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    pb_free(e->body.data);
+    e->body = (ProtobufCBinaryData){op->text_len, body};
+    e->has_body = e->has_edited_at = 1;
+    e->edited_at = op->at;
+    *changed = 1;
+    return WHISPER_OK;
+  }
+  case WH_OP_DELETE:
+    if (too_late(e, op)) return wh_fail(ctx, WHISPER_EDENIED, "too late to delete that message");
+    pb_free(e->body.data);
+    e->body = (ProtobufCBinaryData){0, NULL};
+    if (e->quote) whisper__store__quote_ref__free_unpacked(e->quote, &wh_pb_alloc);
+    e->quote = NULL;
+    for (size_t i = 0; i < e->n_reactions; i++)
+      whisper__store__reaction__free_unpacked(e->reactions[i], &wh_pb_alloc);
+    pb_free(e->reactions);
+    e->reactions = NULL;
+    e->n_reactions = 0;
+    e->has_deleted = e->deleted = 1;
+    *changed = 1;
+    return WHISPER_OK;
+  case WH_OP_REACT: {
+    Whisper__Store__Reaction *r = NULL;
+    for (size_t i = 0; i < e->n_reactions && r == NULL; i++)
+      if (strcmp(e->reactions[i]->reactor, op->author) == 0) r = e->reactions[i];
+    if (r && r->at >= op->at) return WHISPER_OK; /* a newer reaction is in */
+    char *emoji = pb_dup(op->text, op->text_len);
+    if (emoji == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+    if (r == NULL) {
+      if (e->n_reactions >= WH_REACTORS_MAX) {
+        pb_free(emoji);
+        return wh_fail(ctx, WHISPER_EDENIED, "too many reactions to that message");
+      }
+      Whisper__Store__Reaction **rs = wh_pb_alloc.alloc(NULL, (e->n_reactions + 1) * sizeof *rs);
+      r = rs ? wh_pb_alloc.alloc(NULL, sizeof *r) : NULL;
+      char *who = r ? pb_dup(op->author, strlen(op->author)) : NULL;
+      if (who == NULL) {
+        pb_free(r);
+        pb_free(rs);
+        pb_free(emoji);
+        return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+      }
+      whisper__store__reaction__init(r);
+      r->reactor = who;
+      if (e->n_reactions) memcpy(rs, e->reactions, e->n_reactions * sizeof *rs);
+      rs[e->n_reactions++] = r;
+      pb_free(e->reactions);
+      e->reactions = rs;
+    }
+    pb_free(r->emoji);
+    r->emoji = emoji;
+    r->has_at = 1;
+    r->at = op->at;
+    *changed = 1;
+    return WHISPER_OK;
+  }
+  default:
+    return wh_fail(ctx, WHISPER_EINVAL, "unknown operation");
+  }
+}
+
+/* Applies op to the stored entry e at hkey (in the caller's transaction);
+ * frees e. */
+static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry *e,
+                    const wh_history_op *op) {
+  int changed = 0;
+  int rc = op_on(ctx, e, op, &changed);
+  if (rc == WHISPER_OK && changed) rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+  whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  return rc;
+}
+
+int wh_history_lookup(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                      size_t id_len, wh_found *out) {
+  uint8_t hkey[HKEY_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  memset(out, 0, sizeof *out);
+  if (id == NULL || id_len == 0 || id_len > WHISPER_MESSAGE_ID_MAX)
+    return wh_fail(ctx, WHISPER_EINVAL, "bad message id");
+  int rc = target_find(ctx, conv, sender, id, id_len, hkey, &e);
+  if (rc != WHISPER_OK) return rc;
+  if ((out->body = whisper_buf_new(e->body.data, e->body.len)) == NULL) rc = WHISPER_ENOMEM;
+  out->kind = (int)e->kind;
+  out->deleted = e->deleted;
+  out->hidden = e->hidden;
+  out->forwarded = e->forwarded;
+  whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  return rc;
+}
+
+int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                           size_t id_len, uint8_t out[TAG_LEN]) {
+  return who_tag(ctx, 'p', conv, sender, id, id_len, out);
+}
+
+void wh_found_free(wh_found *f) {
+  whisper_buf_free(f->body);
+  f->body = NULL;
+}
+
+/* Keeps op until its message comes (at most WH_PENDING_MAX per message:
+ * the oldest go). */
+static int pending_add(whisper_ctx *ctx, const uint8_t ptag[TAG_LEN], const wh_history_op *op) {
+  whisper_buf *b = NULL;
+  Whisper__Store__PendingOps *old = NULL;
+  int rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, ptag, TAG_LEN, &b);
+  if (rc == WHISPER_OK) {
+    old = whisper__store__pending_ops__unpack(&wh_pb_alloc, b->len, b->data);
+    whisper_buf_free(b);
+    /* a corrupt list only loses what waited in it */
+  } else if (rc != WHISPER_ENOTFOUND) {
+    return rc;
+  }
+  size_t n = old ? old->n_ops : 0, skip = n >= WH_PENDING_MAX ? n - WH_PENDING_MAX + 1 : 0;
+  Whisper__Store__PendingOps__Op **ops = calloc(n - skip + 1, sizeof *ops), one;
+  if (ops == NULL) {
+    if (old) whisper__store__pending_ops__free_unpacked(old, &wh_pb_alloc);
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  }
+  for (size_t i = skip; i < n; i++) ops[i - skip] = old->ops[i];
+  whisper__store__pending_ops__op__init(&one);
+  one.has_kind = one.has_at = one.has_text = one.has_window = 1;
+  one.kind = (uint32_t)op->kind;
+  one.author = (char *)op->author;
+  one.at = op->at;
+  one.text = (ProtobufCBinaryData){op->text_len, (uint8_t *)op->text};
+  one.window = op->window;
+  ops[n - skip] = &one;
+  Whisper__Store__PendingOps po = WHISPER__STORE__PENDING_OPS__INIT;
+  po.n_ops = n - skip + 1;
+  po.ops = ops;
+  rc = wh_put_msg(ctx, WHISPER_REC_MESSAGE_INDEX, ptag, TAG_LEN, &po.base);
+  free(ops);
+  if (old) whisper__store__pending_ops__free_unpacked(old, &wh_pb_alloc);
+  return rc;
+}
+
+int wh_history_apply(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                     size_t id_len, const wh_history_op *op, int *pending) {
+  uint8_t hkey[HKEY_LEN], ptag[TAG_LEN];
+  Whisper__Store__HistoryEntry *e = NULL;
+  *pending = 0;
+  if (id == NULL || id_len == 0 || id_len > WHISPER_MESSAGE_ID_MAX ||
+      (op->kind == WH_OP_REACT && (op->author == NULL || op->text_len > WH_EMOJI_MAX)))
+    return wh_fail(ctx, WHISPER_EINVAL, "bad operation");
+  int rc = target_find(ctx, conv, sender, id, id_len, hkey, &e);
+  if (rc == WHISPER_OK) return apply_to(ctx, hkey, e, op);
+  if (rc != WHISPER_ENOTFOUND) return rc;
+  if ((rc = who_tag(ctx, 'p', conv, sender, id, id_len, ptag)) != WHISPER_OK) return rc;
+  *pending = 1;
+  return pending_add(ctx, ptag, op);
+}
+
+/* Applies what waited for (conv, sender, id), just stored at hkey. An op
+ * refused now (too late, not a text) is dropped. */
+static int pending_run(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
+                       size_t id_len, const uint8_t hkey[HKEY_LEN]) {
+  uint8_t ptag[TAG_LEN];
+  whisper_buf *b = NULL;
+  int rc = who_tag(ctx, 'p', conv, sender, id, id_len, ptag);
+  if (rc == WHISPER_OK) rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, ptag, TAG_LEN, &b);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__PendingOps *po = whisper__store__pending_ops__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  for (size_t i = 0; po && i < po->n_ops && rc == WHISPER_OK; i++) {
+    const Whisper__Store__PendingOps__Op *o = po->ops[i];
+    wh_history_op op = {(int)o->kind, o->author, o->at, o->text.data, o->text.len, o->window};
+    if ((op.kind == WH_OP_REACT && (o->author == NULL || o->text.len > WH_EMOJI_MAX)) ||
+        (op.kind != WH_OP_EDIT && op.kind != WH_OP_DELETE && op.kind != WH_OP_REACT))
+      continue;
+    whisper_buf *cur = NULL;
+    Whisper__Store__HistoryEntry *e = NULL;
+    if ((rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &cur)) != WHISPER_OK) break;
+    e = whisper__store__history_entry__unpack(&wh_pb_alloc, cur->len, cur->data);
+    whisper_buf_free(cur);
+    if (e == NULL) {
+      rc = wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
+      break;
+    }
+    int r = apply_to(ctx, hkey, e, &op);
+    if (r != WHISPER_EDENIED && r != WHISPER_EINVAL) rc = r;
+  }
+  if (po) whisper__store__pending_ops__free_unpacked(po, &wh_pb_alloc);
+  if (rc == WHISPER_OK) rc = wh_del(ctx, WHISPER_REC_MESSAGE_INDEX, ptag, TAG_LEN);
+  return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
 }
 
 /* --- for group decrypt-and-store and the client engine (internal.h) ---------------------- */
@@ -713,28 +1103,68 @@ int wh_history_incoming_check(whisper_ctx *ctx, const whisper_message_t *meta) {
 
 int wh_history_incoming_put(whisper_ctx *ctx, const whisper_message_t *meta, const char *sender,
                             uint32_t device_id, const uint8_t *pt, size_t pt_len) {
+  return wh_history_incoming_put_ex(ctx, meta, sender, device_id, pt, pt_len, NULL);
+}
+
+int wh_history_incoming_put_ex(whisper_ctx *ctx, const whisper_message_t *meta, const char *sender,
+                               uint32_t device_id, const uint8_t *pt, size_t pt_len,
+                               const wh_entry_extra *x) {
   tags t;
   uint8_t hkey[HKEY_LEN];
-  int rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
+  int rc = extra_check(ctx, x);
+  if (rc == WHISPER_OK) rc = make_tags(ctx, &t, meta->conversation, meta->id, meta->id_len);
   if (rc != WHISPER_OK) return rc;
   Whisper__Store__HistoryEntry e = WHISPER__STORE__HISTORY_ENTRY__INIT;
+  Whisper__Store__QuoteRef q;
   incoming_entry(&e, meta, sender, device_id, pt, pt_len);
-  return entry_store(ctx, &t, &e, hkey);
+  entry_extra(&e, &q, x);
+  rc = entry_store(ctx, &t, &e, hkey);
+  if (x == NULL) return rc; /* a placeholder or notice: nothing acts on it */
+  /* found by its sender and id; then what came for it before it */
+  uint8_t st[TAG_LEN];
+  if (rc == WHISPER_OK && (rc = who_tag(ctx, 's', meta->conversation, sender, meta->id,
+                                        meta->id_len, st)) == WHISPER_OK)
+    rc = put_ref(ctx, WHISPER_REC_MESSAGE_INDEX, st, TAG_LEN, hkey);
+  if (rc == WHISPER_OK) rc = pending_run(ctx, meta->conversation, sender, meta->id, meta->id_len, hkey);
+  return rc;
 }
 
 int wh_history_outgoing_get(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                             whisper_buf **body, uint64_t *timestamp_ms) {
+  return wh_history_outgoing_get_ex(ctx, conv, id, id_len, body, NULL, timestamp_ms);
+}
+
+int wh_history_outgoing_get_ex(whisper_ctx *ctx, const char *conv, const uint8_t *id,
+                               size_t id_len, whisper_buf **body, whisper_buf **content,
+                               uint64_t *timestamp_ms) {
   tags t;
   uint8_t hkey[HKEY_LEN];
   Whisper__Store__HistoryEntry *e = NULL;
   *body = NULL;
+  if (content) *content = NULL;
   int rc = check_ref(ctx, conv, id, id_len);
   if (rc == WHISPER_OK) rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
   if (rc == WHISPER_OK && e->sender != NULL) rc = wh_fail(ctx, WHISPER_EINVAL, "not an outgoing message");
   if (rc == WHISPER_OK && (*body = whisper_buf_new(e->body.data, e->body.len)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && content && e->has_content &&
+      (*content = whisper_buf_new(e->content.data, e->content.len)) == NULL)
+    rc = WHISPER_ENOMEM;
   if (rc == WHISPER_OK) *timestamp_ms = e->timestamp;
+  if (rc != WHISPER_OK) {
+    whisper_buf_free(*body);
+    *body = NULL;
+  }
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
+}
+
+void wh_page_content(const whisper_page *p, size_t i, const uint8_t **content, size_t *len) {
+  *content = NULL;
+  *len = 0;
+  if (p && i < p->n && p->entries[i]->has_content) {
+    *content = p->entries[i]->content.data;
+    *len = p->entries[i]->content.len;
+  }
 }
 
 int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,

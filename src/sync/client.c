@@ -141,6 +141,8 @@ void sy_event_free(sy_event *e) {
   free(e->from);
   free(e->message);
   free(e->id);
+  free(e->target_id);
+  free(e->target_sender);
   if (e->body) {
     wh_wipe(e->body, e->body_len);
     free(e->body);
@@ -185,6 +187,9 @@ int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
   out->body = e->body;
   out->body_len = e->body_len;
   out->message = e->message;
+  out->target_id = e->target_id;
+  out->target_id_len = e->target_id ? e->ev.target_id_len : 0;
+  out->target_sender = e->target_sender;
   return 1;
 }
 
@@ -284,7 +289,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
       cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
       cfg->request_timeout_ms == 0 ||
-      (cfg->version >= 3 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)))
+      (cfg->version >= 4 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)))
     return wh_fail(ctx, WHISPER_EINVAL, "bad client configuration");
   if (ctx->store->ops.version < 2 || ctx->store->ops.scan == NULL)
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
@@ -297,10 +302,10 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (c == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   c->ctx = ctx;
   c->cfg = defaults;
-  /* a version-1 caller's struct ends before hold_on_change, a version-2
-   * caller's before max_group_members */
-  memcpy(&c->cfg, cfg, cfg->version >= 3   ? sizeof c->cfg
-                       : cfg->version == 2 ? offsetof(whisper_client_config_t, max_group_members)
+  /* an older caller's struct ends before the fields of later versions */
+  memcpy(&c->cfg, cfg, cfg->version >= 4   ? sizeof c->cfg
+                       : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
+                       : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
                                            : offsetof(whisper_client_config_t, hold_on_change));
   c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;
   strcpy(c->account, ctx->name);

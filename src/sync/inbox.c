@@ -302,14 +302,15 @@ static int own_copy_recipients(whisper_client *c, const char *conv, const uint8_
 
 /* This account's message from another of its devices: kept as outgoing. */
 static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv,
-                    const uint8_t *gid, const uint8_t *body, size_t len, uint64_t ts) {
+                    const uint8_t *gid, const uint8_t *body, size_t len, uint64_t ts,
+                    const wh_entry_extra *x) {
   recips r;
   int rc = own_copy_recipients(c, conv, gid, &r);
   if (rc != WHISPER_OK) return rc;
   whisper_message_t m = {.conversation = conv, .id = d->client_id.data,
                          .id_len = d->client_id.len, .sort_key = d->server_seq,
                          .timestamp_ms = ts, .body = body, .body_len = len};
-  rc = whisper_history_add_outgoing(c->ctx, &m, r.devs, r.n);
+  rc = wh_history_outgoing_put(c->ctx, &m, r.devs, r.n, x);
   recips_free(&r);
   if (rc == WHISPER_OK)
     rc = whisper_history_sent(c->ctx, conv, d->client_id.data, d->client_id.len, d->server_seq);
@@ -427,6 +428,150 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
   return classify(c, d, conv, rc, NULL, evs, 0);
 }
 
+/* --- content ------------------------------------------------------------------------------------------ */
+
+static int set_target(sy_event *e, const uint8_t *id, size_t len, const char *sender) {
+  if (e == NULL) return WHISPER_ENOMEM;
+  if ((e->target_id = malloc(len ? len : 1)) == NULL) return WHISPER_ENOMEM;
+  if (len) memcpy(e->target_id, id, len);
+  e->ev.target_id_len = len;
+  if (sender && (e->target_sender = sy_strdup(sender)) == NULL) return WHISPER_ENOMEM;
+  return WHISPER_OK;
+}
+
+/* `sender` as history keys it: NULL for this account's own. */
+static const char *as_local(const whisper_client *c, const char *sender) {
+  return strcmp(sender, c->account) == 0 ? NULL : sender;
+}
+
+/* A message whose Payload carries content (content.c): a text, kept and
+ * shown; an operation on a message of the conversation, applied (or kept
+ * until its message comes); call signalling, an event; a kind of a newer
+ * version, kept as unsupported. The sender is the one the session
+ * authenticated: an edit or delete names its target by id among the
+ * sender's own messages only. */
+static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv,
+                      const uint8_t *g, int own, whisper_message_t *m, const Whisper__E2e__Payload *p,
+                      evlist *evs) {
+  Whisper__E2e__Content *ct = sy_content_parse(p->content.data, p->content.len);
+  if (ct == NULL) {
+    bad_entry(c, d, evs, "a message with malformed content");
+    return OUT_DONE;
+  }
+  int rc = WHISPER_OK, out = OUT_DONE;
+  if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS) {
+    whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+    return refuse_why(c, d, evs, conv, "only settings go to oneself");
+  }
+  /* when its author made it: an edit made offline goes out later */
+  uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
+  sy_event *e = NULL;
+  switch (ct->kind) {
+  case WHISPER__E2E__CONTENT__KIND__REACTION:
+  case WHISPER__E2E__CONTENT__KIND__EDIT:
+  case WHISPER__E2E__CONTENT__KIND__DELETE: {
+    const char *ts = ct->target->sender ? ct->target->sender : d->sender;
+    if (ct->kind != WHISPER__E2E__CONTENT__KIND__REACTION && strcmp(ts, d->sender) != 0) {
+      out = refuse_why(c, d, evs, conv, "an edit or delete of another account's message");
+      break;
+    }
+    int edit = ct->kind == WHISPER__E2E__CONTENT__KIND__EDIT;
+    int react = ct->kind == WHISPER__E2E__CONTENT__KIND__REACTION;
+    const char *text = edit ? ct->text : react ? ct->emoji : "";
+    wh_history_op op = {edit ? WH_OP_EDIT : react ? WH_OP_REACT : WH_OP_DELETE, d->sender, at,
+                        (const uint8_t *)text, strlen(text),
+                        edit ? WHISPER_EDIT_WINDOW_MS : react ? 0 : c->cfg.delete_window_ms};
+    int pending = 0;
+    rc = wh_history_apply(c->ctx, conv, as_local(c, ts), ct->target->id.data, ct->target->id.len, &op,
+                          &pending);
+    if (rc == WHISPER_EDENIED) {
+      out = refuse(c, d, evs, conv, rc);
+      rc = WHISPER_OK;
+      break;
+    }
+    if (rc != WHISPER_OK || pending) break; /* applied when its message comes */
+    whisper_buf shown = {.data = (uint8_t *)text, .len = strlen(text)};
+    e = ev_of(c, edit ? WHISPER_EV_EDITED : react ? WHISPER_EV_REACTION : WHISPER_EV_DELETED, d, conv,
+              &shown);
+    if (set_target(e, ct->target->id.data, ct->target->id.len, as_local(c, ts)) != WHISPER_OK) {
+      sy_event_free(e);
+      e = NULL;
+    }
+    ev_add(evs, e);
+    break;
+  }
+  case WHISPER__E2E__CONTENT__KIND__CALL: {
+    whisper_buf data = {.data = ct->call->data.data, .len = ct->call->data.len};
+    e = ev_of(c, WHISPER_EV_CALL, d, conv, &data);
+    if (e) {
+      e->ev.status = (int)ct->call->type;
+      memcpy(e->id, ct->call->call_id.data, WHISPER_CALL_ID_LEN); /* client ids are as long */
+    }
+    ev_add(evs, e);
+    break;
+  }
+  case WHISPER__E2E__CONTENT__KIND__SETTINGS: {
+    /* only from another device of this account, to itself */
+    if (!own || strcmp(conv, c->account) != 0 || ct->settings == NULL) {
+      out = refuse_why(c, d, evs, conv, "conversation settings from another account");
+      break;
+    }
+    int took = sy_settings_receive(c, ct->settings);
+    if (took == WHISPER_EINVAL) {
+      bad_entry(c, d, evs, "malformed conversation settings");
+      break;
+    }
+    if (took < 0) {
+      rc = took;
+      break;
+    }
+    if (took) ev_add(evs, ev_of(c, WHISPER_EV_SETTINGS, d, ct->settings->conversation, NULL));
+    break;
+  }
+  case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
+    break; /* not used by this version yet */
+  default: { /* a text, or a kind of a newer version: kept as it came */
+    int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
+    wh_entry_extra x = {.kind = text ? WHISPER_KIND_TEXT : WHISPER_KIND_UNSUPPORTED,
+                        .forwarded = text ? ct->forwarded : 0};
+    const char *qs = NULL;
+    if (!text) {
+      x.content = p->content.data;
+      x.content_len = p->content.len;
+    } else if (ct->quote) {
+      qs = as_local(c, ct->quote->sender ? ct->quote->sender : d->sender);
+      x.quote_id = ct->quote->id.data;
+      x.quote_id_len = ct->quote->id.len;
+      x.quote_sender = qs;
+      x.quote_excerpt = ct->quote->excerpt ? ct->quote->excerpt : "";
+    }
+    const uint8_t *body = text ? (const uint8_t *)ct->text : NULL;
+    size_t len = text ? strlen(ct->text) : 0;
+    rc = own ? own_copy(c, d, conv, g, body, len, m->timestamp_ms, &x)
+             : wh_history_incoming_put_ex(c->ctx, m, d->sender, d->sender_device, body, len, &x);
+    if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
+        (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,
+                             (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])d->client_id.data, 1)) == WHISPER_OK)
+      rc = sy_ops_save(c);
+    if (rc != WHISPER_OK) break;
+    whisper_buf shown = {.data = (uint8_t *)body, .len = len};
+    e = ev_of(c, WHISPER_EV_MESSAGE, d, conv, &shown);
+    if (e) {
+      e->ev.kind = x.kind;
+      e->ev.forwarded = x.forwarded;
+      if (x.quote_id && set_target(e, x.quote_id, x.quote_id_len, qs) != WHISPER_OK) {
+        sy_event_free(e);
+        e = NULL;
+      }
+    }
+    ev_add(evs, e);
+    break;
+  }
+  }
+  whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+  return rc == WHISPER_OK ? out : classify(c, d, conv, rc, NULL, evs, 0);
+}
+
 static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
                       entry_ctx *x) {
   char conv[WH_NAME_MAX + 1];
@@ -500,7 +645,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     g = gid;
     whisper_client_group_conversation(conv, gid);
   } else if (own) {
-    if (!sy_valid_account(d->conversation_to) || strcmp(d->conversation_to, c->account) == 0) {
+    if (!sy_valid_account(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
       out = OUT_DONE;
       goto done;
@@ -571,6 +716,11 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     why = "a group message delivered under another conversation";
   else if (p && !g && (p->to == NULL || strcmp(p->to, own ? conv : c->account) != 0))
     why = "a message delivered under another conversation";
+  else if (p && p->has_id &&
+           (p->id.len != d->client_id.len || memcmp(p->id.data, d->client_id.data, p->id.len) != 0))
+    why = "a message delivered under another id than its sender gave it";
+  else if (own && !g && strcmp(conv, c->account) == 0 && !(p && p->has_content))
+    why = "a message to oneself that is not content"; /* (settings, from another device) */
   if (why == NULL && g) {
     sy_group gs;
     if ((rc = sy_group_load(c, g, &gs)) == WHISPER_OK) {
@@ -582,11 +732,15 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     out = refuse_why(c, d, evs, conv, why);
   } else if (rc == WHISPER_OK && receipt) {
     out = on_receipt(c, d, p->receipt, evs);
+  } else if (rc == WHISPER_OK && p && p->has_content) {
+    if (p->has_counter && p->counter) rc = gap_check(c, d, conv, p->counter, evs);
+    out = rc == WHISPER_OK ? on_content(c, d, conv, g, own, &m, p, evs) : classify(c, d, conv, rc, NULL, evs, 0);
   } else if (rc == WHISPER_OK) {
     if (p && p->has_counter && p->counter) rc = gap_check(c, d, conv, p->counter, evs);
     if (rc == WHISPER_OK)
-      rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms)
-               : wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device, body, body_len);
+      rc = own ? own_copy(c, d, conv, g, body, body_len, m.timestamp_ms, NULL)
+               : wh_history_incoming_put_ex(c->ctx, &m, d->sender, d->sender_device, body, body_len,
+                                            &(wh_entry_extra){.kind = WHISPER_KIND_TEXT});
     /* DELIVERED, end to end, stored with the message */
     if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
         (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,

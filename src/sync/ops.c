@@ -30,27 +30,63 @@ static int add_recipients(whisper_client *c, whisper_device_t **devs, size_t *n,
   return WHISPER_OK;
 }
 
+/* The accounts a message of `conv` goes to (not this one: its other
+ * devices get copies, and are not recipients). Free with free(); the
+ * names are borrowed from `g` (a group's, freed by the caller) or conv. */
+static int conv_accounts(whisper_client *c, const char *conv, sy_group *g, const char ***out,
+                         size_t *n) {
+  uint8_t gid[WHISPER_GROUP_ID_LEN];
+  memset(g, 0, sizeof *g);
+  *out = NULL;
+  *n = 0;
+  if (!sy_group_id_of(conv, gid)) {
+    if ((*out = calloc(1, sizeof **out)) == NULL) return WHISPER_ENOMEM;
+    (*out)[(*n)++] = conv;
+    return WHISPER_OK;
+  }
+  int rc = sy_group_load(c, gid, g);
+  if (rc != WHISPER_OK) return rc;
+  if (!g->known || g->left || !sy_group_is_member(g, c->account))
+    return sy_fail(c, WHISPER_ESTATE, "this account is not a member of that group");
+  if (sy_group_sender_why(g, c->account)) /* its members would refuse it (groups.c) */
+    return sy_fail(c, WHISPER_ESTATE, "only admins send to that group");
+  if ((*out = calloc(g->n_members + 1, sizeof **out)) == NULL) return WHISPER_ENOMEM;
+  for (size_t i = 0; i < g->n_members; i++)
+    if (strcmp(g->members[i], c->account) != 0) (*out)[(*n)++] = g->members[i];
+  return WHISPER_OK;
+}
+
 /* Stores the message (history, outbox, its conversation) in one
- * transaction, with the recipient devices known now. */
-static int enqueue(whisper_client *c, const char *conv, const char *const *accounts, size_t na,
-                   const uint8_t *body, size_t len, uint64_t now_ms, uint8_t id_out[16]) {
+ * transaction, with the recipient devices known now; with `t`, applies
+ * t's operation to its message in the same transaction. */
+int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
+               const wh_entry_extra *x, const sy_target *t, uint64_t now_ms, uint8_t id_out[16]) {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   whisper_device_t *devs = NULL;
   char **names = NULL;
-  size_t n = 0, n_names = 0;
+  const char **accounts = NULL;
+  size_t n = 0, n_names = 0, na = 0;
+  sy_group g;
   c->now = now_ms;
   if (wh_random(&c->ctx->rng, id, sizeof id) != 0)
     return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
   int rc = sy_txn_begin(c);
+  if (rc == WHISPER_OK) rc = conv_accounts(c, conv, &g, &accounts, &na);
   for (size_t i = 0; rc == WHISPER_OK && i < na; i++)
     rc = add_recipients(c, &devs, &n, &names, &n_names, accounts[i],
                         strcmp(accounts[i], c->account) == 0 ? c->device_id : 0);
+  if (rc == WHISPER_OK && t) {
+    int pending = 0;
+    rc = wh_history_apply(c->ctx, conv, t->sender, t->id, t->id_len, t->op, &pending);
+    if (rc == WHISPER_OK && pending)
+      rc = sy_fail(c, WHISPER_ENOTFOUND, "no such message in that conversation");
+  }
   if (rc == WHISPER_OK) {
     /* until the server's sequence is known, after everything it ordered */
     whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id,
                            .sort_key = (1ULL << 63) | now_ms, .timestamp_ms = now_ms,
                            .body = body, .body_len = len};
-    rc = whisper_history_add_outgoing(c->ctx, &m, devs, n);
+    rc = wh_history_outgoing_put(c->ctx, &m, devs, n, x);
   }
   uint64_t counter = 0;
   if (rc == WHISPER_OK) rc = sy_counter_next(c, conv, &counter);
@@ -59,10 +95,14 @@ static int enqueue(whisper_client *c, const char *conv, const char *const *accou
   for (size_t i = 0; i < n_names; i++) free(names[i]);
   free(names);
   free(devs);
+  free(accounts);
+  sy_group_free(&g);
   if (rc != WHISPER_OK) return rc;
   memcpy(id_out, id, sizeof id);
   if (c->logged_in) {
-    if (sy_job_add(c, conv, id, body, len) != WHISPER_OK) c->outbox_more = 1;
+    if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0) !=
+        WHISPER_OK)
+      c->outbox_more = 1;
     sy_pump(c);
   }
   return wh_ok(c->ctx);
@@ -75,44 +115,18 @@ int whisper_client_send(whisper_client *c, const char *to, const uint8_t *body, 
       id_out == NULL)
     return sy_fail(c, WHISPER_EINVAL,
                    "send needs another account's name (1-64 of [a-z0-9._-]), a body and id_out");
-  /* own devices get copies but are not recipients: nobody sends DELIVERED for them */
-  const char *accounts[1] = {to};
-  return enqueue(c, to, accounts, 1, body, body_len, now_ms, id_out);
+  return sy_enqueue(c, to, body, body_len, NULL, NULL, now_ms, id_out);
 }
 
 int whisper_client_send_group(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                               const uint8_t *body, size_t body_len, uint64_t now_ms,
                               uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  sy_group g;
   if (c == NULL) return WHISPER_EINVAL;
   if (group_id == NULL || (body == NULL && body_len) || id_out == NULL)
     return sy_fail(c, WHISPER_EINVAL, "send_group needs a group id, a body and id_out");
-  int rc = wh_begin(c->ctx);
-  if (rc != WHISPER_OK) return rc;
-  rc = wh_finish(c->ctx, sy_group_load(c, group_id, &g));
-  if (rc != WHISPER_OK) return rc;
-  if (!g.known || g.left || !sy_group_is_member(&g, c->account)) {
-    sy_group_free(&g);
-    return sy_fail(c, WHISPER_ESTATE, "this account is not a member of that group");
-  }
-  if (sy_group_sender_why(&g, c->account)) { /* its members would refuse it */
-    sy_group_free(&g);
-    return sy_fail(c, WHISPER_ESTATE, "only admins send to that group");
-  }
   whisper_client_group_conversation(conv, group_id);
-  const char **accounts = calloc(g.n_members + 1, sizeof *accounts);
-  if (accounts == NULL) {
-    sy_group_free(&g);
-    return WHISPER_ENOMEM;
-  }
-  size_t na = 0;
-  for (size_t i = 0; i < g.n_members; i++)
-    if (strcmp(g.members[i], c->account) != 0) accounts[na++] = g.members[i];
-  rc = enqueue(c, conv, accounts, na, body, body_len, now_ms, id_out);
-  free(accounts);
-  sy_group_free(&g);
-  return rc;
+  return sy_enqueue(c, conv, body, body_len, NULL, NULL, now_ms, id_out);
 }
 
 /* --- pending receipts and group operations ------------------------------------------------------- */
@@ -613,6 +627,7 @@ void sy_presence_flush(whisper_client *c) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE_SET;
   f.presence_set = &p;
   sy_queue(c, &f, RQ_PRESENCE_SET, 1, NULL);
+  sy_mutes_flush(c);
   subscribe_send(c, c->subs, c->n_subs);
 }
 

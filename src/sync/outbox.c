@@ -40,6 +40,10 @@ static void job_free(sy_job *j) {
     wh_wipe(j->body, j->body_len);
     free(j->body);
   }
+  if (j->content) {
+    wh_wipe(j->content, j->content_len);
+    free(j->content);
+  }
   free(j);
 }
 
@@ -65,6 +69,11 @@ static void id_hex(char out[2 * WHISPER_CLIENT_ID_LEN + 1], const uint8_t *id) {
 
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
                size_t len) {
+  return sy_job_add_content(c, conv, id, body, len, NULL, 0);
+}
+
+int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
+                       size_t len, const uint8_t *content, size_t content_len) {
   char hx[2 * WHISPER_CLIENT_ID_LEN + 1];
   id_hex(hx, id);
   if (sy_name_has(c->dropped, hx)) return WHISPER_OK;
@@ -73,12 +82,16 @@ int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uin
     if (memcmp((*tail)->id, id, WHISPER_CLIENT_ID_LEN) == 0 && strcmp((*tail)->conv, conv) == 0)
       return WHISPER_OK;
   sy_job *j = calloc(1, sizeof *j);
-  if (j == NULL || (j->body = malloc(len ? len : 1)) == NULL) {
+  if (j == NULL || (j->body = malloc(len ? len : 1)) == NULL ||
+      (content && (j->content = malloc(content_len ? content_len : 1)) == NULL)) {
+    if (j) free(j->body);
     free(j);
     return WHISPER_ENOMEM;
   }
   if (len) memcpy(j->body, body, len);
   j->body_len = len;
+  if (content_len) memcpy(j->content, content, content_len);
+  j->content_len = content_len;
   snprintf(j->conv, sizeof j->conv, "%s", conv);
   memcpy(j->id, id, WHISPER_CLIENT_ID_LEN);
   j->group = sy_group_id_of(conv, j->group_id);
@@ -100,11 +113,12 @@ int sy_receipt_job(whisper_client *c, const sy_op *o) {
 }
 
 int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
-                  const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at) {
+                  const sy_body *b, uint64_t sent_at) {
   uint8_t gid[WHISPER_GROUP_ID_LEN], jid[WHISPER_CLIENT_ID_LEN];
+  const uint8_t *id = b->id;
   int group = sy_group_id_of(conv, gid);
   whisper_buf *pl = NULL; /* it keeps the time it was written */
-  int rc = sy_payload_make(group ? NULL : conv, group ? gid : NULL, body, len, sy_outref_counter(c, id),
+  int rc = sy_payload_make(group ? NULL : conv, group ? gid : NULL, b, sy_outref_counter(c, id),
                            sent_at, 1, &pl);
   if (rc == WHISPER_OK && wh_random(&c->ctx->rng, jid, sizeof jid) != 0) rc = WHISPER_ERANDOM;
   /* a fresh session with that device: a new bundle before it goes */
@@ -148,7 +162,10 @@ int sy_jobs_load(whisper_client *c) {
     if (m->id_len != WHISPER_CLIENT_ID_LEN) continue; /* not the engine's */
     uint8_t gid[WHISPER_GROUP_ID_LEN];
     if (!sy_valid_account(m->conversation) && !sy_group_id_of(m->conversation, gid)) continue;
-    rc = sy_job_add(c, m->conversation, m->id, m->body, m->body_len);
+    const uint8_t *ct;
+    size_t ctl;
+    wh_page_content(p, i, &ct, &ctl);
+    rc = sy_job_add_content(c, m->conversation, m->id, m->body, m->body_len, ct, ctl);
   }
   c->outbox_more = n == SY_OUTBOX_PAGE;
   whisper_page_free(p);
@@ -599,12 +616,16 @@ static int direct_step(whisper_client *c, sy_job *j) {
   for (int a = 0; a < 2; a++)
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
+  if (strcmp(j->conv, c->account) == 0) { /* to oneself: the other devices, no `own` part */
+    sy_devs_del(&l[0], c->device_id);
+    l[1].n = 0;
+  }
   step = STEP_STOP;
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
                        WHISPER__SYNC__CONTENT__CONTENT_RECEIPT, NULL);
-  else if (sy_payload_make(j->conv, NULL, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0,
-                           &pl) == WHISPER_OK)
+  else if (sy_payload_make(j->conv, NULL, &(sy_body){j->id, j->body, j->body_len, j->content, j->content_len},
+                           sy_outref_counter(c, j->id), c->now, 0, &pl) == WHISPER_OK)
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], pl->data, pl->len,
                        WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, NULL);
 out:
@@ -679,8 +700,9 @@ static int group_step(whisper_client *c, sy_job *j) {
   int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
   whisper_buf_free(skdm);
   if (rc == WHISPER_OK)
-    rc = sy_payload_make(NULL, j->group_id, j->body, j->body_len, sy_outref_counter(c, j->id), c->now, 0,
-                         &pl);
+    rc = sy_payload_make(NULL, j->group_id,
+                         &(sy_body){j->id, j->body, j->body_len, j->content, j->content_len},
+                         sy_outref_counter(c, j->id), c->now, 0, &pl);
   if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
   whisper_buf_free(pl);
   if (rc == WHISPER_EROLLEDBACK) {

@@ -408,9 +408,9 @@ int sy_retry_answer(whisper_client *c, const Whisper__Sync__Deliver *d, sy_evq *
     char mkey[WH_NAME_MAX + 64];
     snprintf(mkey, sizeof mkey, "msg %02x%02x%02x%02x%02x%02x%02x%02x %s.%u", id[0], id[1], id[2],
              id[3], id[4], id[5], id[6], id[7], d->sender, d->sender_device);
-    whisper_buf *body = NULL;
+    whisper_buf *body = NULL, *content = NULL;
     uint64_t ts = 0;
-    rc = wh_history_outgoing_get(c->ctx, conv, id, WHISPER_CLIENT_ID_LEN, &body, &ts);
+    rc = wh_history_outgoing_get_ex(c->ctx, conv, id, WHISPER_CLIENT_ID_LEN, &body, &content, &ts);
     if (rc == WHISPER_OK && (c->now > ts + SY_RESEND_MAX_AGE_MS || !rate_take(c, mkey, SY_RESENDS_PER_MESSAGE, 0) ||
                              !rate_take(c, key, SY_RETRY_RATE, 60000))) {
       /* given up: the tick says so */
@@ -419,13 +419,15 @@ int sy_retry_answer(whisper_client *c, const Whisper__Sync__Deliver *d, sy_evq *
       if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
       retry_event(c, evs, conv, d->sender, d->sender_device, id, WHISPER_RETRY_FAILED);
     } else if (rc == WHISPER_OK) {
-      rc = sy_resend_job(c, conv, d->sender, d->sender_device, id, body->data, body->len, ts);
+      sy_body b = {id, body->data, body->len, content ? content->data : NULL, content ? content->len : 0};
+      rc = sy_resend_job(c, conv, d->sender, d->sender_device, &b, ts);
       if (rc == WHISPER_OK) retry_event(c, evs, conv, d->sender, d->sender_device, id, WHISPER_RETRY_RESENT);
     } else if (rc == WHISPER_ENOTFOUND) {
       rc = WHISPER_OK;
       why = "a retry request for a message no longer in history";
     }
     whisper_buf_free(body);
+    whisper_buf_free(content);
   }
   if (rc == WHISPER_OK && why) {
     wh_fail(c->ctx, WHISPER_EFORGED, "%s", why);

@@ -90,8 +90,8 @@ typedef struct sy_out {
 
 typedef struct sy_event {
   whisper_client_event_t ev;
-  char *conversation, *from, *message;
-  uint8_t *id, *body;
+  char *conversation, *from, *message, *target_sender;
+  uint8_t *id, *body, *target_id;
   size_t body_len;
   struct sy_event *next;
 } sy_event;
@@ -104,6 +104,8 @@ typedef struct sy_job {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   uint8_t *body;
   size_t body_len;
+  uint8_t *content; /* a packed e2e.Content, or NULL */
+  size_t content_len;
   int rounds;
   uint32_t key_gen; /* group: the sender key generation a distribution carries */
   int receipt;      /* an end-to-end receipt (body: its Payload; id: its op's cid) */
@@ -329,10 +331,31 @@ void sy_login_on_challenge(whisper_client *c, const Whisper__Sync__Challenge *ch
 void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok);
 
+/* --- ops.c, content.c ------------------------------------------------------------ */
+/* An operation to apply to message (sender, id) of the conversation with
+ * a message enqueued (sender NULL: this account's own). */
+typedef struct sy_target {
+  const char *sender;
+  const uint8_t *id;
+  size_t id_len;
+  const wh_history_op *op;
+} sy_target;
+int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
+               const wh_entry_extra *x, const sy_target *t, uint64_t now_ms, uint8_t id_out[16]);
+#define SY_CONTENT_VERSION 1
+#define SY_TEXT_MAX 65536 /* a text's bytes */
+/* A Content decoded and checked for its kind (NULL: malformed); a kind
+ * this version does not know is returned as it came. */
+Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len);
+int sy_content_known(uint32_t kind);
+
 /* --- outbox.c ------------------------------------------------------------------ */
 void sy_jobs_free(whisper_client *c);
 int sy_jobs_load(whisper_client *c);
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body, size_t len);
+/* The same for a message with content (a packed e2e.Content; NULL: none). */
+int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
+                       size_t len, const uint8_t *content, size_t content_len);
 /* A receipt op as a job: its Payload to `to`'s devices and this account's. */
 int sy_receipt_job(whisper_client *c, const sy_op *o);
 void sy_pump(whisper_client *c);
@@ -361,6 +384,12 @@ void sy_typing_tick(whisper_client *c);
 uint64_t sy_typing_deadline(const whisper_client *c);
 void sy_typing_free(whisper_client *c);
 void sy_presence_flush(whisper_client *c);
+/* --- settings.c --- */
+/* PresenceSet{mutes}: the conversations muted now, to the server. */
+void sy_mutes_flush(whisper_client *c);
+/* A SETTINGS content from another device of this account: 1 taken, 0 older
+ * than what is held, WHISPER_EINVAL malformed, or a store error. */
+int sy_settings_receive(whisper_client *c, const Whisper__E2e__Settings *s);
 void sy_approvals_flush(whisper_client *c);
 void sy_approve_free(sy_approve *a);
 /* The answer to a LinkApprove or PublishDevices: the list it carried
@@ -475,10 +504,18 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out);
  * `invite_priv`, a join: signed with the link's key too. */
 int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
                    const sy_group *n, const uint8_t *invite_priv, whisper_buf **out);
-/* The payload around a message body, written at `sent_at`; `resend` marks
- * one sent again on a retry request. And back. */
-int sy_payload_make(const char *to, const uint8_t *gid, const uint8_t *body, size_t len,
-                    uint64_t counter, uint64_t sent_at, int resend, whisper_buf **out);
+/* The payload around message `id` (its body, or its packed content),
+ * written at `sent_at`; `resend` marks one sent again on a retry request.
+ * And back. */
+typedef struct sy_body {
+  const uint8_t *id; /* the client id, bound inside */
+  const uint8_t *body;
+  size_t len;
+  const uint8_t *content; /* a packed e2e.Content (NULL: a text body) */
+  size_t content_len;
+} sy_body;
+int sy_payload_make(const char *to, const uint8_t *gid, const sy_body *b, uint64_t counter,
+                    uint64_t sent_at, int resend, whisper_buf **out);
 int sy_payload_receipt(whisper_client *c, const char *to, int status,
                        const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n, whisper_buf **out);
 Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len);
@@ -516,7 +553,7 @@ int sy_may_receive(whisper_client *c, const char *conv, const char *account);
 /* A resend of message `id` of `conv` (its body from history, sent at
  * `sent_at`) to (to, device) alone, under a fresh session. */
 int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
-                  const uint8_t *id, const uint8_t *body, size_t len, uint64_t sent_at);
+                  const sy_body *b, uint64_t sent_at);
 
 /* --- groups.c ------------------------------------------------------------------ */
 #define SY_MAX_REQUESTS 256 /* join requests kept per group */

@@ -479,13 +479,20 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
 
 /* --- payloads ---------------------------------------------------------------------------------- */
 
-int sy_payload_make(const char *to, const uint8_t *gid, const uint8_t *body, size_t len,
-                    uint64_t counter, uint64_t sent_at, int resend, whisper_buf **out) {
+int sy_payload_make(const char *to, const uint8_t *gid, const sy_body *b, uint64_t counter,
+                    uint64_t sent_at, int resend, whisper_buf **out) {
   Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
-  p.has_body = p.has_sent_at_ms = 1;
+  p.has_body = p.has_sent_at_ms = p.has_id = 1;
   if (counter) p.has_counter = 1, p.counter = counter;
   if (resend) p.has_resend = p.resend = 1; /* a receiver that did not ask takes nothing */
-  p.body = (ProtobufCBinaryData){len, (uint8_t *)body};
+  p.id = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, (uint8_t *)b->id};
+  if (b->content) { /* the content says it all */
+    p.has_content = 1;
+    p.content = (ProtobufCBinaryData){b->content_len, (uint8_t *)b->content};
+    p.body = (ProtobufCBinaryData){0, NULL};
+  } else {
+    p.body = (ProtobufCBinaryData){b->len, (uint8_t *)b->body};
+  }
   p.sent_at_ms = sent_at;
   if (gid) {
     p.has_group_id = 1;

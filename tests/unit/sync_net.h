@@ -29,6 +29,11 @@ typedef struct rec_event {
   size_t id_len, body_len;
   int status, started, online, code, server_code;
   uint64_t server_seq, last_seen_ms;
+  int kind;
+  uint32_t forwarded;
+  uint8_t target[64];
+  size_t target_len;
+  char target_sender[80]; /* "" : none (this account's own) */
 } rec_event;
 
 typedef struct node {
@@ -44,6 +49,7 @@ typedef struct node {
   uint64_t conn; /* 0: not connected */
   int offline;   /* 1: stays disconnected */
   int crash_after_delivers; /* >0: crash when this many Delivers went in */
+  int pushes;               /* PUSH (wake) outputs the server made for it */
   int drop_sent;            /* >0: drop this many Sent answers, then cut the connection */
   int mute;                 /* the server's frames to it are lost */
   int catch_group;          /* keep the body of the next group Send taken from the engine */
@@ -97,6 +103,11 @@ __attribute__((unused)) static void record(node *d) {
     r->server_code = e.server_code;
     r->server_seq = e.server_seq;
     r->last_seen_ms = e.last_seen_ms;
+    r->kind = e.kind;
+    r->forwarded = e.forwarded;
+    if (e.target_id && e.target_id_len <= sizeof r->target)
+      memcpy(r->target, e.target_id, e.target_id_len), r->target_len = e.target_id_len;
+    if (e.target_sender) snprintf(r->target_sender, sizeof r->target_sender, "%s", e.target_sender);
     if (getenv("SYNC_TRACE"))
       fprintf(stderr, "  [%s.%u] ev %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", d->name,
               d->device, e.type, r->conversation, r->from, r->from_device, r->status, r->code,
@@ -332,6 +343,10 @@ __attribute__((unused)) static void net_run(net *n) {
         if (bc == WHISPER__SYNC__FRAME__BODY_DELIVER && d->crash_after_delivers > 0 &&
             --d->crash_after_delivers == 0)
           node_crash(n, d);
+      } else if (o.action == WHISPER_SERVER_PUSH) {
+        for (int i = 0; i < n->n; i++)
+          if (strcmp(n->nodes[i]->name, o.account) == 0 && n->nodes[i]->device == o.device_id)
+            n->nodes[i]->pushes++;
       } else if (o.action == WHISPER_SERVER_CLOSE && d) {
         whisper_server_close(n->srv, d->conn, n->now);
         whisper_client_disconnected(d->cl, n->now);

@@ -1,0 +1,926 @@
+#!/usr/bin/env node
+// whisper-chat as a person uses it: a real whisperd on loopback and
+// whisper-chat processes in --script mode (and once in human mode, for the
+// QR drawing). It checks, scenario by scenario:
+//
+//   setup    whisperd on a free port; alice.1, bob.1 and carol.1 register
+//   read     messages named by #number of the last history listing, by an id
+//            prefix, and all at once (read <conversation>): the read ticks
+//            that reach the sender are those of the messages named, and only
+//            those; numbers stay until the next listing; wrong names refused
+//   prefix   an id prefix two messages share is refused as ambiguous
+//   safety   safety gives the digits and the QR code's text; a scanned text
+//            (or the digits) compared: a match, a mismatch, one's own code;
+//            verify marks verified only on a match; the drawing in human mode
+//            is a QR code (finder patterns, timing, quiet zone) of that text
+//   link     a new device's link code as QR text; device 1 approves with the
+//            scanned text
+//   help     help lists every command with its usage and a line about it;
+//            every command answers in --script mode; hostile lines do no harm
+//   shutdown every client exits 0 at end of input (quit answers ok first);
+//            whisperd exits 0 on SIGTERM
+//
+//   node chat.js --whisperd PATH --chat PATH [--timeout SECONDS] [--workdir DIR]
+//                [--keep] [--trace]
+//
+// Every wait has a timeout; no assertion depends on a sleep. See README.md.
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { spawn } = require('child_process');
+
+// ---------------------------------------------------------------------------
+// options
+
+function usage(msg) {
+  if (msg) process.stderr.write(`chat.js: ${msg}\n`);
+  process.stderr.write(
+    'usage: node chat.js --whisperd PATH --chat PATH [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = { whisperd: null, chat: null, timeout: 20, workdir: null, keep: false, trace: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--whisperd') o.whisperd = path.resolve(val());
+    else if (a === '--chat') o.chat = path.resolve(val());
+    else if (a === '--timeout') o.timeout = Number(val());
+    else if (a === '--workdir') o.workdir = val();
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--trace') o.trace = true;
+    else if (a === '--help' || a === '-h') usage();
+    else usage(`unknown option ${a}`);
+  }
+  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
+  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
+  for (const f of [o.whisperd, o.chat]) {
+    try {
+      fs.accessSync(f, fs.constants.X_OK);
+    } catch {
+      usage(`not an executable: ${f}`);
+    }
+  }
+  return o;
+}
+
+class Fatal extends Error {}
+
+const short = (s, n = 200) => (s.length > n ? `${s.slice(0, n)}...` : s);
+
+// Events that answer a command (in the order the commands were written).
+const RESULT_EVENTS = new Set(['safety', 'sent_cmd', 'group_created', 'ok', 'history', 'state', 'help']);
+const isResult = (e) => RESULT_EVENTS.has(e.ev) || (e.ev === 'error' && e.cmd !== undefined);
+
+// ---------------------------------------------------------------------------
+// processes (as in sync.js)
+
+class Proc {
+  constructor(t, key, file, logName) {
+    this.t = t;
+    this.key = key;
+    this.file = file;
+    this.logPath = path.join(t.dir, logName);
+    this.run = 0;
+    this.events = [];
+    this.all = [];
+    this.waiters = [];
+    this.proc = null;
+    this.exited = true;
+  }
+
+  spawn(args, onStderrLine) {
+    this.run++;
+    this.events = [];
+    this.buf = '';
+    this.errBuf = '';
+    this.exited = false;
+    this.exitCode = null;
+    this.exitSignal = null;
+    fs.appendFileSync(this.logPath, `--- run ${this.run} ${new Date().toISOString()}: ${this.file} ${args.join(' ')}\n`);
+    this.t.ev(`${this.key}: start (run ${this.run}) ${args.join(' ')}`);
+    const p = spawn(this.file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc = p;
+    this.exitPromise = new Promise((resolve) => {
+      p.on('error', (e) => {
+        this.t.ev(`${this.key}: cannot run: ${e.message}`);
+        this.exited = true;
+        this.wake();
+        resolve();
+      });
+      p.on('close', (code, signal) => {
+        if (this.buf.length) this.onLine(this.buf);
+        this.buf = '';
+        this.exited = true;
+        this.exitCode = code;
+        this.exitSignal = signal;
+        this.t.ev(`${this.key}: exited (${signal ? `signal ${signal}` : `code ${code}`})`);
+        this.wake();
+        resolve();
+      });
+    });
+    p.stdin.on('error', () => {});
+    p.stdout.setEncoding('utf8');
+    p.stdout.on('data', (d) => {
+      this.buf += d;
+      let k;
+      while ((k = this.buf.indexOf('\n')) >= 0) {
+        const line = this.buf.slice(0, k);
+        this.buf = this.buf.slice(k + 1);
+        this.onLine(line);
+      }
+    });
+    p.stderr.setEncoding('utf8');
+    p.stderr.on('data', (d) => {
+      fs.appendFileSync(this.logPath, d);
+      if (!onStderrLine) return;
+      this.errBuf += d;
+      let k;
+      while ((k = this.errBuf.indexOf('\n')) >= 0) {
+        onStderrLine(this.errBuf.slice(0, k));
+        this.errBuf = this.errBuf.slice(k + 1);
+      }
+    });
+  }
+
+  onLine(line) {
+    if (!line.trim()) return;
+    this.t.ev(`${this.key} < ${short(line, 2000)}`);
+    let e;
+    try {
+      e = JSON.parse(line);
+    } catch {
+      this.t.check('script', false, `${this.key}: a stdout line that is not JSON: ${short(line)}`);
+      return;
+    }
+    if (typeof e !== 'object' || e === null || typeof e.ev !== 'string') {
+      this.t.check('script', false, `${this.key}: a JSON line without "ev": ${short(line)}`);
+      return;
+    }
+    e._run = this.run;
+    e._i = this.events.length;
+    this.events.push(e);
+    this.all.push(e);
+    this.wake();
+  }
+
+  wake() {
+    const ws = this.waiters;
+    this.waiters = [];
+    for (const w of ws) w();
+  }
+
+  waitFor(pred, desc, { from = 0, timeoutMs = this.t.timeoutMs } = {}) {
+    return new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      let timer = null;
+      const look = () => {
+        for (let i = from; i < this.events.length; i++) {
+          if (pred(this.events[i])) {
+            if (timer) clearTimeout(timer);
+            resolve(this.events[i]);
+            return;
+          }
+        }
+        if (this.exited) {
+          if (timer) clearTimeout(timer);
+          reject(new Error(`${this.key} exited (${this.exitSignal || `code ${this.exitCode}`}) while waiting for ${desc}${this.stderrTail()}`));
+          return;
+        }
+        this.waiters.push(look);
+      };
+      timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== look);
+        const last = this.events.slice(-4).map((e) => short(JSON.stringify(e), 160)).join(' | ');
+        reject(new Error(`${this.key}: no ${desc} within ${((Date.now() - t0) / 1000).toFixed(1)}s (last events: ${last || 'none'})`));
+      }, timeoutMs);
+      look();
+    });
+  }
+
+  stderrTail() {
+    try {
+      const lines = fs.readFileSync(this.logPath, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('--- '));
+      const tail = lines.slice(-3).join(' | ');
+      return tail ? `; stderr: ${short(tail, 400)}` : '';
+    } catch {
+      return '';
+    }
+  }
+
+  write(line) {
+    if (this.exited || !this.proc) throw new Error(`${this.key} is not running (writing "${short(line, 60)}")`);
+    this.t.ev(`${this.key} > ${short(line, 2000)}`);
+    this.proc.stdin.write(`${line}\n`);
+  }
+
+  async kill9(why) {
+    if (this.exited || !this.proc) return;
+    this.t.ev(`${this.key}: SIGKILL (${why})`);
+    this.proc.kill('SIGKILL');
+    await this.exitPromise;
+  }
+}
+
+class Chat extends Proc {
+  constructor(t, account, device) {
+    const key = `${account}.${device}`;
+    super(t, key, t.o.chat, `${account}${device}.stderr`);
+    this.account = account;
+    this.device = device;
+    this.db = path.join(t.dir, `${account}${device}.db`);
+    this.keyFile = path.join(t.dir, `${account}${device}.key`);
+  }
+
+  args() {
+    return [
+      '--db', this.db, '--key-file', this.keyFile, '--account', this.account,
+      '--device', String(this.device), '--server', this.t.server.url, '--backoff-max-ms', '1000',
+    ];
+  }
+
+  start() {
+    this.spawn([...this.args(), '--script']);
+  }
+
+  async startOnline() {
+    this.start();
+    await this.waitFor((e) => e.ev === 'online', 'online');
+    await this.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+  }
+
+  // Runs a command and returns its result event (an error result throws
+  // unless allowed).
+  async cmd(line, { allowError = false } = {}) {
+    const from = this.events.length;
+    this.write(line);
+    const r = await this.waitFor(isResult, `the result of "${short(line, 60)}"`, { from });
+    if (r.ev === 'error' && !allowError) throw new Error(`${this.key}: "${short(line, 60)}" failed: ${JSON.stringify(r)}`);
+    return r;
+  }
+
+  // Runs a command that must fail; returns the error event.
+  async fails(line) {
+    return this.cmd(line, { allowError: true });
+  }
+
+  // Several commands in one write; their results, in order.
+  async cmds(lines) {
+    const from = this.events.length;
+    this.t.ev(`${this.key} > (${lines.length} commands)`);
+    this.proc.stdin.write(lines.map((l) => `${l}\n`).join(''));
+    const got = [];
+    let at = from;
+    for (let i = 0; i < lines.length; i++) {
+      const r = await this.waitFor(isResult, `the result of command ${i + 1} of ${lines.length}`, { from: at });
+      got.push(r);
+      at = r._i + 1;
+    }
+    return got;
+  }
+
+  async send(to, text) {
+    const r = await this.cmd(`send ${to} ${text}`);
+    return r.id;
+  }
+
+  async quit() {
+    if (this.exited) return this.exitCode;
+    this.t.ev(`${this.key}: end of input`);
+    this.proc.stdin.end();
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), this.t.timeoutMs);
+    await this.exitPromise;
+    clearTimeout(timer);
+    return this.exitCode;
+  }
+}
+
+class Whisperd extends Proc {
+  constructor(t) {
+    super(t, 'whisperd', t.o.whisperd, 'whisperd.stderr');
+    this.db = path.join(t.dir, 'server.db');
+    this.keyFile = path.join(t.dir, 'server.key');
+    this.port = 0;
+  }
+
+  get url() {
+    return `ws://127.0.0.1:${this.port}/v1/ws`;
+  }
+
+  async start() {
+    let listening;
+    const ready = new Promise((resolve) => (listening = resolve));
+    this.spawn(['--listen', `127.0.0.1:${this.port}`, '--db', this.db, '--key-file', this.keyFile, '--log-level', 'info'], (line) => {
+      const m = /whisperd: listening on (.*):(\d+)\s*$/.exec(line);
+      if (m) listening(Number(m[2]));
+    });
+    const port = await Promise.race([
+      ready,
+      this.exitPromise.then(() => {
+        throw new Fatal(`whisperd exited (${this.exitSignal || `code ${this.exitCode}`}) before listening${this.stderrTail()}`);
+      }),
+      new Promise((_, reject) => setTimeout(() => reject(new Fatal(`whisperd did not print "listening on" within ${this.t.o.timeout}s${this.stderrTail()}`)), this.t.timeoutMs)),
+    ]);
+    this.port = port;
+  }
+
+  async stop() {
+    if (this.exited) return this.exitCode;
+    this.t.ev('whisperd: SIGTERM');
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), this.t.timeoutMs);
+    await this.exitPromise;
+    clearTimeout(timer);
+    return this.exitCode;
+  }
+}
+
+// whisper-chat in human mode: `lines` on stdin, then end of input (once
+// stdout matches `until`, if given); returns the exit code and stdout.
+function runHuman(t, c, lines, until) {
+  return new Promise((resolve, reject) => {
+    t.ev(`${c.key} (human): start; ${lines.join(' | ')}`);
+    const p = spawn(t.o.chat, c.args(), { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+    let out = '';
+    p.stdout.setEncoding('utf8');
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      p.stdin.end(lines.map((l) => `${l}\n`).join(''));
+    };
+    p.stdout.on('data', (d) => {
+      out += d;
+      if (until && until.test(out)) end();
+    });
+    p.stderr.on('data', (d) => fs.appendFileSync(c.logPath, d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), t.timeoutMs);
+    p.on('error', (e) => reject(e));
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      t.ev(`${c.key} (human): exited (${signal || code}); stdout:\n${out}`);
+      resolve({ code, signal, out });
+    });
+    p.stdin.on('error', () => {});
+    if (!until) end();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// QR drawings: the half-block art back to modules, and the checks a reader
+// makes first (without decoding it)
+
+// The art's rows of modules. Without colours the blocks are the light
+// modules (as `qrencode -t UTF8`): true = dark.
+function artModules(lines) {
+  const rows = [];
+  for (const l of lines) {
+    const top = [];
+    const bottom = [];
+    for (const ch of l) {
+      top.push(!(ch === '█' || ch === '▀'));
+      bottom.push(!(ch === '█' || ch === '▄'));
+    }
+    rows.push(top, bottom);
+  }
+  return rows;
+}
+
+// Checks that `m` (rows of booleans, the quiet zone included, one extra
+// half row at the bottom) is a QR code symbol with a quiet zone of `quiet`
+// modules; returns a list of problems.
+function qrProblems(m, quiet) {
+  const bad = [];
+  const width = m.length ? m[0].length : 0;
+  if (!m.every((r) => r.length === width)) bad.push('rows of different widths');
+  const size = width - 2 * quiet;
+  if (size < 21 || (size - 17) % 4 !== 0) bad.push(`a symbol ${size} modules wide is no QR version`);
+  if (m.length !== width + 1 && m.length !== width) bad.push(`${m.length / 2} lines for ${width} columns`);
+  if (bad.length) return bad;
+  const at = (x, y) => m[y + quiet][x + quiet];
+  // quiet zone: light all round
+  for (let y = 0; y < width; y++)
+    for (let x = 0; x < width; x++) {
+      const inside = x >= quiet && y >= quiet && x < quiet + size && y < quiet + size;
+      if (!inside && m[y][x]) {
+        bad.push(`a dark module in the quiet zone at (${x}, ${y})`);
+        return bad;
+      }
+    }
+  // finder patterns at three corners: 7x7 dark ring, light ring, 3x3 dark core,
+  // and a light separator
+  const finder = (ox, oy, name) => {
+    for (let y = -1; y <= 7; y++)
+      for (let x = -1; x <= 7; x++) {
+        const fx = ox + x;
+        const fy = oy + y;
+        if (fx < 0 || fy < 0 || fx >= size || fy >= size) continue;
+        let want;
+        if (x === -1 || y === -1 || x === 7 || y === 7) want = false;
+        else if (x === 0 || y === 0 || x === 6 || y === 6) want = true;
+        else if (x === 1 || y === 1 || x === 5 || y === 5) want = false;
+        else want = true;
+        if (at(fx, fy) !== want) {
+          bad.push(`the ${name} finder pattern is wrong at (${x}, ${y})`);
+          return;
+        }
+      }
+  };
+  finder(0, 0, 'top left');
+  finder(size - 7, 0, 'top right');
+  finder(0, size - 7, 'bottom left');
+  // timing patterns: row 6 and column 6 alternate between the finders
+  for (let i = 8; i < size - 8; i++) {
+    if (at(i, 6) !== (i % 2 === 0)) bad.push(`the horizontal timing pattern is wrong at ${i}`);
+    if (at(6, i) !== (i % 2 === 0)) bad.push(`the vertical timing pattern is wrong at ${i}`);
+  }
+  // the dark module next to the bottom left finder
+  if (!at(8, size - 8)) bad.push('no dark module at (8, size - 8)');
+  return bad;
+}
+
+// The QR art that follows line index `from` in human output: the lines
+// made only of half blocks and spaces.
+function artAfter(lines, from) {
+  const art = [];
+  for (let i = from; i < lines.length; i++) {
+    const l = lines[i];
+    if (l.startsWith('  ') && l.length > 20 && /^[█▀▄ ]+$/.test(l.slice(2))) art.push(l.slice(2));
+    else if (art.length) break;
+  }
+  return art;
+}
+
+// ---------------------------------------------------------------------------
+// the test
+
+const SCENARIOS = [
+  ['setup', 'setup'],
+  ['read', 'read'],
+  ['prefix', 'prefix'],
+  ['safety', 'safety'],
+  ['link', 'link'],
+  ['help', 'help'],
+  ['shutdown', 'shutdown'],
+];
+
+const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
+
+class ChatTest {
+  constructor(o, dir) {
+    this.o = o;
+    this.dir = dir;
+    this.timeoutMs = o.timeout * 1000;
+    this.t0 = Date.now();
+    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
+    this.stats = {};
+    this.notes = {};
+    for (const [k] of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
+    this.stats.script = { passed: 0, failed: 0 };
+    this.cat = 'setup';
+    this.server = new Whisperd(this);
+    this.procs = [this.server];
+    this.seq = 0;
+  }
+
+  ev(line) {
+    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
+    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
+    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
+  }
+
+  check(cat, cond, msg) {
+    const s = this.stats[cat] || this.stats[this.cat];
+    if (cond) {
+      s.passed++;
+      return true;
+    }
+    s.failed++;
+    this.ev(`FAIL ${cat}: ${msg}`);
+    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
+    return false;
+  }
+
+  ok(cond, msg) {
+    return this.check(this.cat, cond, msg);
+  }
+
+  chat(account, device) {
+    const c = new Chat(this, account, device);
+    this.procs.push(c);
+    return c;
+  }
+
+  text(label) {
+    this.seq++;
+    return `${label}-${this.seq}-${Math.random().toString(36).slice(2, 8)}`;
+  }
+
+  message(c, id, desc) {
+    return c.waitFor((e) => e.ev === 'message' && e.id === id, desc || `message ${id}`);
+  }
+
+  status(c, id, status, to, device, desc) {
+    return c.waitFor(
+      (e) => e.ev === 'status' && e.id === id && e.status === status && (to === undefined || (e.to === to && e.device === device)),
+      desc || `status ${status} of ${id}`
+    );
+  }
+
+  // The ids the read receipts seen at `c` so far name (from `to`).
+  readIds(c, to) {
+    return new Set(c.all.filter((e) => e.ev === 'status' && e.status === 'read' && e.to === to).map((e) => e.id));
+  }
+
+  // An ok result of `read` that marked exactly `ids`.
+  readOk(r, ids, what) {
+    const got = r.ev === 'ok' && r.cmd === 'read' && Array.isArray(r.ids) ? [...r.ids].sort() : null;
+    this.ok(got && JSON.stringify(got) === JSON.stringify([...ids].sort()) && r.marked === ids.length,
+      `${what}: marked ${JSON.stringify(r)}, expected ${ids.join(' ') || 'nothing'}`);
+  }
+
+  // ---- scenarios
+
+  async setup() {
+    await this.server.start();
+    this.ok(this.server.port > 0, `whisperd port ${this.server.port}`);
+    this.alice1 = this.chat('alice', 1);
+    this.bob = this.chat('bob', 1);
+    this.carol = this.chat('carol', 1);
+    for (const c of [this.alice1, this.bob, this.carol]) c.start();
+    for (const c of [this.alice1, this.bob, this.carol]) {
+      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
+      this.ok(!!r, `${c.key} registered`);
+      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    }
+    // carol only receives (the prefix scenario): she need not be online
+    this.ok((await this.carol.quit()) === 0, 'carol.1 exit code at end of input');
+    this.notes.setup = `whisperd on 127.0.0.1:${this.server.port}; alice.1, bob.1 and carol.1 registered`;
+  }
+
+  async read() {
+    const { alice1, bob } = this;
+    // alice's conversation with bob: b1 b2 (bob), a1 (alice), b3 b4 (bob)
+    const b = [];
+    for (const label of ['b1', 'b2']) {
+      const id = await bob.send('alice', this.text(label));
+      await this.message(alice1, id, `bob's ${label}`);
+      b.push(id);
+    }
+    const a1 = await alice1.send('bob', this.text('a1'));
+    await this.message(bob, a1, "alice's a1");
+    for (const label of ['b3', 'b4']) {
+      const id = await bob.send('alice', this.text(label));
+      await this.message(alice1, id, `bob's ${label}`);
+      b.push(id);
+    }
+    const [b1, b2, b3, b4] = b;
+    for (const id of b) await this.status(bob, id, 'delivered', 'alice', 1, `delivered of ${id}`);
+
+    // numbers before any listing: a clear error
+    const early = await alice1.fails('read bob #2');
+    this.ok(early.ev === 'error' && /history bob/.test(early.message), `read by number before any history: ${JSON.stringify(early)}`);
+
+    const h = await alice1.cmd('history bob');
+    const order = h.messages.map((m) => m.id);
+    this.ok(JSON.stringify(order) === JSON.stringify([b1, b2, a1, b3, b4]), `history bob: ${order.join(' ')}`);
+    this.ok(JSON.stringify(h.messages.map((m) => m.n)) === JSON.stringify([1, 2, 3, 4, 5]), `history numbers: ${JSON.stringify(h.messages.map((m) => m.n))}`);
+    this.ok(this.readIds(bob, 'alice').size === 0, 'a read tick at bob before alice read anything');
+
+    // #2: b2 only
+    this.readOk(await alice1.cmd('read bob #2'), [b2], 'read bob #2');
+    await this.status(bob, b2, 'read', 'alice', 1, 'the read tick of #2 (b2) at bob');
+    // by prefix (6 digits, upper case): b3 only
+    this.readOk(await alice1.cmd(`read bob ${b3.slice(0, 6).toUpperCase()}`), [b3], 'read bob <prefix of b3>');
+    await this.status(bob, b3, 'read', 'alice', 1, 'the read tick of b3 at bob');
+    let seen = this.readIds(bob, 'alice');
+    this.ok(!seen.has(b1) && !seen.has(b4), `read ticks at bob for messages alice did not read: ${[...seen].join(' ')}`);
+    // everything else received: b1 and b4 (not a1, alice's own)
+    this.readOk(await alice1.cmd('read bob'), [b1, b4], 'read bob (all)');
+    await this.status(bob, b1, 'read', 'alice', 1, 'the read tick of b1 at bob');
+    await this.status(bob, b4, 'read', 'alice', 1, 'the read tick of b4 at bob');
+    this.readOk(await alice1.cmd('read bob'), [], 'read bob again (nothing new)');
+    seen = this.readIds(bob, 'alice');
+    this.ok(!seen.has(a1), 'bob got a read tick for his own view of alice\'s message');
+
+    // what does not name a received message is refused, and says why
+    const refusals = [
+      ['read bob 3', /own message/],                 // #3 is alice's own a1
+      ['read bob #6', /#1 to #5/],
+      ['read bob #0', /#1 to #5/],
+      ['read bob #x', /not a message number/],
+      ['read bob abc', /at least 4 hex digits/],
+      ['read bob zzzz', /not a message/],
+      ['read bob ffffffffffffffffffffffffffffffffff', /no message|longer/],
+      [`read bob ${'a'.repeat(200)}`, /longer than any message id/],
+      ['read bob #99999999999999999999999', /#1 to #5/],
+      ['read', /usage/],
+    ];
+    const unknownPrefix = ['0123', '4567', '89ab', 'cdef', 'fedc'].find((p) => !order.some((id) => id.startsWith(p)));
+    refusals.push([`read bob ${unknownPrefix}`, /no message of bob has an id starting with|no #/]);
+    for (const [line, re] of refusals) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && r.cmd === 'read' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+    // a refused word refuses the whole line: nothing marked
+    const r2 = await alice1.fails(`read bob #1 #9`);
+    this.ok(r2.ev === 'error', `read bob #1 #9: ${JSON.stringify(r2)}`);
+
+    // the explicit form of before still works
+    this.readOk(await alice1.cmd(`read bob bob ${b1}`), [b1], 'read bob bob <b1> (explicit form)');
+
+    // numbers stay until the next listing: b5 arrives, #5 is still b4
+    const b5 = await bob.send('alice', this.text('b5'));
+    await this.message(alice1, b5, "bob's b5");
+    this.readOk(await alice1.cmd('read bob #5'), [b4], 'read bob #5 after b5 arrived (the listing is kept)');
+    this.readOk(await alice1.cmd('read bob #5 5 #5'), [b4], 'a message named thrice is marked once');
+    // a new, shorter listing numbers the newest three: b3 b4 b5
+    const h2 = await alice1.cmd('history bob 3');
+    this.ok(JSON.stringify(h2.messages.map((m) => [m.n, m.id])) === JSON.stringify([[1, b3], [2, b4], [3, b5]]), `history bob 3: ${JSON.stringify(h2.messages.map((m) => [m.n, m.id]))}`);
+    this.readOk(await alice1.cmd('read bob #1'), [b3], 'read bob #1 after the new listing');
+    const r4 = await alice1.fails('read bob #4');
+    this.ok(r4.ev === 'error' && /#1 to #3/.test(r4.message), `read bob #4 after a listing of 3: ${JSON.stringify(r4)}`);
+    this.readOk(await alice1.cmd('read bob'), [b5], 'read bob (all): only the new b5');
+    await this.status(bob, b5, 'read', 'alice', 1, 'the read tick of b5 at bob');
+
+    // a group: read <group conversation> marks what each member sent
+    const g = await alice1.cmd('group create bob');
+    await bob.waitFor((e) => e.ev === 'group' && e.conversation === g.conversation, 'the new group at bob');
+    const g1 = await alice1.cmd(`gsend ${g.group} ${this.text('g1')}`);
+    await this.message(bob, g1.id, "alice's g1 in the group");
+    const gb = [];
+    for (const label of ['gb1', 'gb2']) {
+      const r = await bob.cmd(`gsend ${g.group} ${this.text(label)}`);
+      await this.message(alice1, r.id, `bob's ${label} in the group`);
+      gb.push(r.id);
+    }
+    const hg = await alice1.cmd(`history ${g.conversation}`);
+    this.ok(JSON.stringify(hg.messages.map((m) => m.id)) === JSON.stringify([g1.id, ...gb]), `history of the group: ${JSON.stringify(hg.messages.map((m) => m.id))}`);
+    this.readOk(await alice1.cmd(`read ${g.conversation} #2`), [gb[0]], 'read <group> #2');
+    this.readOk(await alice1.cmd(`read ${g.conversation}`), [gb[1]], 'read <group> (all)');
+    for (const id of gb) await this.status(bob, id, 'read', 'alice', 1, `the read tick of group message ${id} at bob`);
+    this.notes.read = 'history numbered #1..#5; read bob #2, by an upper-case 6-digit prefix, then all (the rest received, not the own one): exactly those read ticks at bob; nothing new the second time; own message, out of range, too short, not hex, unknown, too long refused; the explicit form; numbers kept until the next listing, renumbered by it; in a group, by number and all, read ticks at the sender';
+  }
+
+  async prefix() {
+    const { alice1 } = this;
+    // Ids are random: send to carol (offline) until two share 4 hex digits
+    // (expected after some 320 messages; 2000 miss it with odds of e^-30).
+    let pair = null;
+    let sent = 0;
+    let ids = [];
+    while (!pair && sent < 2000) {
+      const lines = [];
+      for (let i = 0; i < 100; i++) lines.push(`send carol ${this.text('p')}`);
+      const rs = await alice1.cmds(lines);
+      this.ok(rs.every((r) => r.ev === 'sent_cmd'), `sends to carol: ${JSON.stringify(rs.find((r) => r.ev !== 'sent_cmd'))}`);
+      sent += lines.length;
+      const h = await alice1.cmd('history carol 10000');
+      const by = new Map();
+      ids = h.messages.map((m) => m.id);
+      for (const m of h.messages) {
+        const p = m.id.slice(0, 4);
+        if (by.has(p)) {
+          pair = [by.get(p), m.id, p];
+          break;
+        }
+        by.set(p, m.id);
+      }
+    }
+    if (!this.ok(!!pair, `no two of ${sent} ids share 4 hex digits`)) return;
+    const [x, y, p] = pair;
+    const r = await alice1.fails(`read carol ${p}`);
+    this.ok(r.ev === 'error' && /ambiguous/.test(r.message) && r.message.includes(x.slice(0, 8)) && r.message.includes(y.slice(0, 8)),
+      `read carol ${p} (the ids ${x} and ${y} start with it): ${JSON.stringify(r)}`);
+    // a prefix only x has resolves (to alice's own message, which read refuses as such)
+    let k = 5;
+    while (ids.some((id) => id !== x && id.startsWith(x.slice(0, k)))) k++;
+    const r2 = await alice1.fails(`read carol ${x.slice(0, k)}`);
+    this.ok(r2.ev === 'error' && /own message/.test(r2.message), `read carol ${x.slice(0, k)} names alice's own message: ${JSON.stringify(r2)}`);
+    this.notes.prefix = `${sent} messages to carol until two ids shared a 4-digit prefix (${p}): refused as ambiguous, naming both; a longer prefix resolves`;
+  }
+
+  async safety() {
+    const { alice1, bob } = this;
+    const mine = await alice1.cmd('safety bob');
+    const theirs = await bob.cmd('safety alice');
+    const QR = /^WHISPER-SAFETY:[0-9A-F]+$/;
+    this.ok(/^[0-9]{60}$/.test(mine.number) && mine.trust === 'unverified' && QR.test(mine.qr_text || ''), `safety bob at alice.1: ${JSON.stringify(mine)}`);
+    this.ok(theirs.number === mine.number && QR.test(theirs.qr_text || ''), `safety alice at bob.1: ${JSON.stringify(theirs)}`);
+    this.ok(theirs.qr_text !== mine.qr_text, 'both sides show the same QR text (each holds its own side first)');
+    this.ok(mine.match === undefined, `no comparison asked, yet: ${JSON.stringify(mine)}`);
+
+    // alice scans bob's code
+    const good = await alice1.cmd(`safety bob ${theirs.qr_text}`);
+    this.ok(good.ev === 'safety' && good.match === true, `alice.1 compares bob's code: ${JSON.stringify(good)}`);
+    const lower = await alice1.cmd(`safety bob ${theirs.qr_text.toLowerCase()}`);
+    this.ok(lower.match === true, `the code in lower case: ${JSON.stringify(lower)}`);
+    const bare = await alice1.cmd(`safety bob ${theirs.qr_text.slice('WHISPER-SAFETY:'.length)}`);
+    this.ok(bare.match === true, `the code without its prefix: ${JSON.stringify(bare)}`);
+    const back = await bob.cmd(`safety alice ${mine.qr_text}`);
+    this.ok(back.match === true, `bob.1 compares alice's code: ${JSON.stringify(back)}`);
+    // her own code, and a code one digit off
+    const own = await alice1.cmd(`safety bob ${mine.qr_text}`);
+    this.ok(own.match === false && /own code/.test(own.why || ''), `alice.1 compares her own code: ${JSON.stringify(own)}`);
+    const last = theirs.qr_text.slice(-1);
+    const tampered = theirs.qr_text.slice(0, -1) + (last === '0' ? '1' : '0');
+    const bad = await alice1.cmd(`safety bob ${tampered}`);
+    this.ok(bad.match === false && !/own code/.test(bad.why || ''), `a code one digit off: ${JSON.stringify(bad)}`);
+    // the digits, as read out, with blanks
+    const spaced = mine.number.match(/.{5}/g).join(' ');
+    const digits = await alice1.cmd(`safety bob ${spaced}`);
+    this.ok(digits.match === true, `the 60 digits: ${JSON.stringify(digits)}`);
+    const wrongDigits = mine.number.slice(0, 59) + (mine.number[59] === '0' ? '1' : '0');
+    this.ok((await alice1.cmd(`safety bob ${wrongDigits}`)).match === false, 'the digits one off: a match');
+    for (const [line, re] of [
+      ['safety bob 12345', /60 digits/],
+      ['safety bob WHISPER-SAFETY:', /not a safety code/],
+      ['safety bob WHISPER-SAFETY:0A0B', /not a safety code/],
+      ['safety bob hello', /not a safety code/],
+      [`safety bob ${'AB'.repeat(400)}`, /too long|not a safety code/],
+      ['safety', /usage/],
+      ['safety nobody-known', /no account key/],
+    ]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && r.cmd === 'safety' && re.test(r.message || ''), `${short(line, 50)}: ${JSON.stringify(r)}`);
+    }
+
+    // verify with a code: not on a mismatch, yes on a match
+    const v1 = await alice1.fails(`verify bob ${tampered}`);
+    this.ok(v1.ev === 'error' && v1.cmd === 'verify' && /MISMATCH/.test(v1.message), `verify bob <a wrong code>: ${JSON.stringify(v1)}`);
+    const v2 = await alice1.fails(`verify bob ${mine.qr_text}`);
+    this.ok(v2.ev === 'error' && /MISMATCH/.test(v2.message) && /own code/.test(v2.message), `verify bob <her own code>: ${JSON.stringify(v2)}`);
+    this.ok((await alice1.cmd('safety bob')).trust === 'unverified', 'bob verified after a mismatch');
+    const v3 = await alice1.cmd(`verify bob ${theirs.qr_text}`);
+    this.ok(v3.ev === 'ok' && v3.cmd === 'verify' && v3.match === true && v3.trust === 'verified', `verify bob <his code>: ${JSON.stringify(v3)}`);
+    this.ok((await alice1.cmd('safety bob')).trust === 'verified', 'bob not verified after a match');
+    const v4 = await bob.cmd(`verify alice ${mine.number}`);
+    this.ok(v4.ev === 'ok' && v4.match === true, `verify alice <the digits> at bob.1: ${JSON.stringify(v4)}`);
+    const acc = await bob.fails(`accept alice ${mine.qr_text}`);
+    this.ok(acc.ev === 'error' && /usage/.test(acc.message), `accept with a code: ${JSON.stringify(acc)}`);
+
+    // the drawing: alice in human mode (stopped meanwhile)
+    this.ok((await alice1.quit()) === 0, 'alice.1 exit code at end of input');
+    const human = await runHuman(this, alice1, ['safety bob', `safety bob ${theirs.qr_text}`, `safety bob ${tampered}`]);
+    this.ok(human.code === 0, `whisper-chat in human mode exit code ${human.code}`);
+    const lines = human.out.split('\n');
+    const head = lines.findIndex((l) => /safety number with bob \(verified\)/.test(l));
+    this.ok(head >= 0, 'no "safety number with bob (verified)" line in human mode');
+    const spacedLines = lines.slice(head + 1, head + 3).map((l) => l.trim().replace(/ /g, '')).join('');
+    this.ok(spacedLines === mine.number, `the digits in human mode: ${spacedLines}`);
+    const art = artAfter(lines, head + 1);
+    const m = artModules(art);
+    const problems = qrProblems(m, 4);
+    this.ok(art.length > 0 && problems.length === 0, `the QR drawing: ${problems.join('; ') || 'none'} (${art.length} lines)`);
+    this.ok(lines.some((l) => l.includes(`This code's text: ${mine.qr_text}`)), 'the human output names the code\'s text');
+    this.ok(lines.some((l) => /^ {2}(\S+ )?MATCH/.test(l) && !/MISMATCH/.test(l)), 'no MATCH line for bob\'s code in human mode');
+    this.ok(lines.some((l) => /MISMATCH/.test(l)), 'no MISMATCH line for a wrong code in human mode');
+    await alice1.startOnline();
+    this.notes.safety = `the same 60 digits at both ends, each its own QR text; his code matches (any case, with or without the prefix), her own and one digit off do not, the digits match; verify only on a match; in human mode a ${m[0] ? m[0].length - 8 : '?'}-module QR drawing with its finder and timing patterns and quiet zone, MATCH and MISMATCH`;
+  }
+
+  async link() {
+    const { alice1 } = this;
+    const alice2 = this.chat('alice', 2);
+    this.alice2 = alice2;
+    alice2.start();
+    const code = await alice2.waitFor((e) => e.ev === 'link_code', 'a link code');
+    this.ok(code.qr_text === `WHISPER-LINK:${(code.code || '').toUpperCase()}`, `link_code: ${JSON.stringify(code)}`);
+    for (const [line, re] of [
+      ['link-approve WHISPER-LINK:', /usage/],
+      ['link-approve WHISPER-LINK:XYZ', /usage/],
+      ['link-approve', /usage/],
+      [`link-approve ${code.qr_text} extra`, /usage/],
+    ]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && r.cmd === 'link-approve' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+    const r = await alice1.cmd(`link-approve ${code.qr_text}`);
+    this.ok(r.ev === 'ok' && r.digits === code.digits, `link-approve with the QR text: ${JSON.stringify(r)}, the new device showed ${code.digits}`);
+    await alice2.waitFor((e) => e.ev === 'registered', 'registered after the approval');
+    await alice2.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    // the human form shows the code as a QR drawing
+    this.ok((await alice2.quit()) === 0, 'alice.2 exit code');
+    const alice3 = this.chat('alice', 3);
+    const human = await runHuman(this, alice3, [], /the code: WHISPER-LINK:[0-9A-F]+\n[^]*Approve only/);
+    this.ok(human.code === 0, `alice.3 in human mode exit code ${human.code}`);
+    const lines = human.out.split('\n');
+    const at = lines.findIndex((l) => /^\* link code [0-9]{8}/.test(l));
+    const art = artAfter(lines, at + 1);
+    const problems = qrProblems(artModules(art), 4);
+    this.ok(at >= 0 && art.length > 0 && problems.length === 0, `the link code's QR drawing: ${problems.join('; ') || (at < 0 ? 'no link code line' : 'none')}`);
+    this.ok(lines.some((l) => /the code: WHISPER-LINK:[0-9A-F]+$/.test(l)), 'the link code\'s text in human mode');
+    this.notes.link = 'link_code with its QR text; malformed texts refused; link-approve with the scanned text: the new device registered, the digits agree; the human form draws a QR code';
+  }
+
+  async help() {
+    const { alice1 } = this;
+    const h = await alice1.cmd('help');
+    const rows = Array.isArray(h.commands) ? h.commands : [];
+    this.ok(rows.length > 0 && rows.every((r) => r.command && r.usage && r.about && r.usage.startsWith(r.command)), `help rows: ${JSON.stringify(rows.find((r) => !(r.command && r.usage && r.about)))}`);
+    const names = new Set(rows.map((r) => r.command));
+    for (const n of COMMANDS) this.ok(names.has(n), `help does not list ${n}`);
+    // every command answers in --script mode, even without its arguments
+    for (const n of COMMANDS.filter((x) => x !== 'quit')) {
+      const r = await alice1.cmd(n, { allowError: true });
+      this.ok(r.ev !== 'error' || r.cmd === n, `${n} without arguments: ${JSON.stringify(r)}`);
+    }
+    // lines a careless or hostile user may type: an error each, no harm
+    const hostile = [
+      'read bob #', 'read bob ##1', 'read bob -1', 'read bob 1e3', 'read bob 0x1f', 'read \u0001 #1',
+      `read ${'b'.repeat(300)}`, `read bob ${'#'.repeat(5000)}`, `read bob ${'1 '.repeat(2000)}`,
+      'safety bob \u001b[31m', 'verify bob ZZZZ', `link-approve ${'A'.repeat(100000)}`,
+      'history bob -5', 'history bob 99999999999', '\u00ff\u00fe', 'nosuchcommand',
+    ];
+    const rs = await alice1.cmds(hostile);
+    this.ok(rs.every((r) => r.ev === 'error'), `hostile lines: ${JSON.stringify(rs.filter((r) => r.ev !== 'error').map((r) => r.ev))}`);
+    const st = await alice1.cmd('status');
+    this.ok(st.ev === 'state' && st.online === true, `status after the hostile lines: ${JSON.stringify(st)}`);
+    this.notes.help = `help lists ${rows.length} rows (every command, with usage and a line each); every command answers in script mode; ${hostile.length} hostile lines refused, the client still online`;
+  }
+
+  async shutdown() {
+    const { alice1, bob } = this;
+    const q = await alice1.cmd('quit');
+    this.ok(q.ev === 'ok' && q.cmd === 'quit', `quit: ${JSON.stringify(q)}`);
+    await alice1.waitFor((e) => e.ev === 'bye', 'bye after quit');
+    await alice1.exitPromise;
+    this.ok(alice1.exitCode === 0, `alice.1 exit code after quit: ${alice1.exitCode}`);
+    this.ok((await bob.quit()) === 0, 'bob.1 exit code at end of input');
+    const code = await this.server.stop();
+    this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
+    this.notes.shutdown = 'quit answered ok and bye, exit 0; end of input exit 0; whisperd 0 on SIGTERM';
+  }
+
+  async killAll() {
+    for (const p of this.procs) await p.kill9('cleanup');
+  }
+
+  summary() {
+    let passed = 0;
+    let failed = 0;
+    for (const [k, label] of SCENARIOS) {
+      const s = this.stats[k];
+      passed += s.passed;
+      failed += s.failed;
+      if (s.failed) process.stdout.write(`FAIL ${label}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
+      else if (this.notes[k]) process.stdout.write(`ok ${label}: ${this.notes[k]} (${s.passed} checks)\n`);
+      else process.stdout.write(`-- ${label}: not run\n`);
+    }
+    const s = this.stats.script;
+    passed += s.passed;
+    failed += s.failed;
+    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
+    return { passed, failed };
+  }
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const dir = o.workdir
+    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'chat-'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-chat-'));
+  const t = new ChatTest(o, dir);
+  process.stderr.write(`chat.js: work directory ${dir}\n`);
+  let fatal = false;
+  for (const [name] of SCENARIOS) {
+    t.cat = name;
+    t.ev(`=== ${name}`);
+    try {
+      await t[name]();
+    } catch (e) {
+      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
+      t.ev(e && e.stack ? e.stack : String(e));
+      if (name === 'setup' || t.server.exited) {
+        fatal = true;
+        break;
+      }
+    }
+  }
+  await t.killAll();
+  const { passed, failed } = t.summary();
+  fs.closeSync(t.traceFd);
+  process.stderr.write(`chat.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
+  if (failed || fatal || o.keep) {
+    process.stderr.write(`chat.js: kept ${dir} (events.log: every line in and out; *.stderr; the stores)\n`);
+  } else {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed || fatal ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`chat.js: ${e && e.stack ? e.stack : e}\n`);
+    process.exit(1);
+  }
+);
