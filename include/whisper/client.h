@@ -97,7 +97,7 @@ typedef struct whisper_client_config_t {
 } whisper_client_config_t;
 
 #define WHISPER_GROUP_MEMBERS_DEFAULT 1024
-#define WHISPER_GROUP_MEMBERS_MAX 100000
+#define WHISPER_GROUP_MEMBERS_MAX 10000
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \

@@ -391,6 +391,19 @@ int sy_group_take(whisper_client *c, sy_group *g, const Whisper__E2e__GroupChang
   return rc == WHISPER_OK ? bits : rc;
 }
 
+int sy_group_removes(const sy_group *g, const Whisper__E2e__GroupChangeBody *b) {
+  if (g->n_members == 0) return 0;
+  char **v = malloc((b->n_members + 1) * sizeof *v);
+  if (v == NULL) return WHISPER_ENOMEM;
+  if (b->n_members) memcpy(v, b->members, b->n_members * sizeof *v);
+  qsort(v, b->n_members, sizeof *v, name_cmp);
+  int gone = 0;
+  for (size_t i = 0; i < g->n_members && !gone; i++)
+    gone = bsearch(&g->members[i], v, b->n_members, sizeof *v, name_cmp) == NULL;
+  free(v);
+  return gone;
+}
+
 const char *sy_group_sender_why(const sy_group *g, const char *sender) {
   if (!g->known || !sy_group_is_member(g, sender))
     return "a group message from someone the group's members did not add";

@@ -942,11 +942,10 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     goto out;
   }
   /* apply: who left, then the new membership */
-  int removed = 0;
-  for (size_t i = 0; i < g.n_members; i++) {
-    int stays = 0;
-    for (size_t k = 0; k < ch.b->n_members && !stays; k++) stays = strcmp(ch.b->members[k], g.members[i]) == 0;
-    removed |= !stays;
+  int removed = sy_group_removes(&g, ch.b);
+  if (removed < 0) {
+    rc = removed;
+    goto out;
   }
   int bits = sy_group_take(c, &g, ch.b); /* members, admins, info, settings, link */
   if (bits < 0) {

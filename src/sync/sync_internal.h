@@ -568,6 +568,8 @@ int sy_group_change_why(whisper_client *c, const sy_group *g, const sy_change *c
  * returns the WHISPER_GROUP_CHANGED_* bits of what changed, or a negative
  * error. */
 int sy_group_take(whisper_client *c, sy_group *g, const Whisper__E2e__GroupChangeBody *b);
+/* 1 if change body `b` leaves out a member of `g` (0 no, or an error). */
+int sy_group_removes(const sy_group *g, const Whisper__E2e__GroupChangeBody *b);
 /* Whether `sender` may send a message to the group: NULL yes, else why not. */
 const char *sy_group_sender_why(const sy_group *g, const char *sender);
 /* The signed change group op `o` makes of the state held now (into
