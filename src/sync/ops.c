@@ -181,10 +181,11 @@ void sy_ops_flush(whisper_client *c) {
     }
     if (o->kind == OP_GROUP) {
       if (group_busy(c, i, o->group_id)) continue;
-      if (o->code == WHISPER__SYNC__GROUP_OP__OP__PEEK) {
-        o->edit.tries++;
-      } else if (o->code != WHISPER__SYNC__GROUP_OP__OP__CREATE) {
-        int rc = sy_group_op_change(c, o);
+      if (o->code != WHISPER__SYNC__GROUP_OP__OP__CREATE) {
+        int rc = o->code == WHISPER__SYNC__GROUP_OP__OP__PEEK
+                     ? (o->edit.has_secret ? WHISPER_OK
+                                           : sy_fail(c, WHISPER_ECORRUPT, "a stored join without its link"))
+                     : sy_group_op_change(c, o);
         if (rc != WHISPER_OK) {
           sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
           char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
@@ -216,7 +217,8 @@ void sy_ops_flush(whisper_client *c) {
     uint8_t proof[WHISPER_SIGNATURE_LEN];
     if (o->kind == OP_GROUP && o->code == WHISPER__SYNC__GROUP_OP__OP__PEEK) {
       /* the link, proven with its key (the secret stays here) */
-      if (sy_group_peek_proof(c, o, proof) != WHISPER_OK) break;
+      if (sy_group_peek_proof(c, o, proof) != WHISPER_OK) break; /* the RNG: tried again later */
+      o->edit.tries++;
       g.has_invite_proof = 1;
       g.invite_proof = (ProtobufCBinaryData){sizeof proof, proof};
     }

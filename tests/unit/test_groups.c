@@ -678,6 +678,33 @@ static void test_invite_link(void) {
   CHECK(ev_messages(alice, "hi, I am dave") == 1 && ev_messages(bob, "hi, I am dave") == 1);
   gsend(&n, bob, gid, "welcome", WHISPER_OK);
   CHECK(ev_messages(dave, "welcome") == 1);
+  /* malformed ops (a malicious engine): refused, nothing changes */
+  uint8_t proof[64] = {0};
+  /* (three ERR_MALFORMED in a row close a connection: other answers between) */
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__UPDATE, gid, NULL, 0, NULL);
+  CHECK(the_lie.raw_code == 1); /* ERR_MALFORMED: UPDATE needs a change */
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__JOIN, gid, NULL, 0, NULL);
+  CHECK(the_lie.raw_code == 1);
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__PEEK, gid, NULL, 0, proof);
+  CHECK(the_lie.raw_code == 8); /* not the link's */
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__PEEK, gid, NULL, 0, NULL);
+  CHECK(the_lie.raw_code == 1); /* no proof */
+  uint8_t nogroup[16] = {9};
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__PEEK, nogroup, NULL, 0, proof);
+  CHECK(the_lie.raw_code == 6); /* ERR_NOT_FOUND */
+  uint8_t hh[32];
+  uint64_t vv = head(dave, gid, hh);
+  wh_keypair lk;
+  link_keys(link, &lk);
+  gstate again = {{"alice", "bob", "dave"}, 3, {"alice"}, 1, NULL, 0, 0, 0, lk.pub};
+  size_t al;
+  uint8_t *ach = change_bytes("dave", 1, dave->ctx, gid, vv + 1, hh, &again, lk.priv, &al);
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__JOIN, gid, ach, al, NULL);
+  CHECK(the_lie.raw_code == 5); /* ERR_EXISTS: a member already */
+  raw_op(&n, dave, WHISPER__SYNC__GROUP_OP__OP__PEEK, gid, ach, al, proof);
+  CHECK(the_lie.raw_code == 1); /* PEEK carries no change */
+  free(ach);
+  CHECK(head(alice, gid, hh) == vv && n_members(alice, gid) == 3);
   /* a captured join's link signature, on a change for another account:
    * the server cannot join mallory with it */
   node *mallory = account_new(&n, "mallory", 1);
