@@ -204,9 +204,11 @@ void wh_found_free(wh_found *f);
  * (a WHISPER_REC_MESSAGE_INDEX key, 16 bytes): for the fuzz target. */
 int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
                            size_t id_len, uint8_t out[16]);
-/* The packed content of outbox page message i (NULL, 0 if none). */
+/* The packed content of outbox page message i (NULL, 0 if none), and
+ * whether it is a hidden entry (an operation). */
 struct whisper_page;
-void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len);
+void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len,
+                     int *hidden);
 
 /* The recipient devices of an outgoing message (its own transaction): adds
  * the devices it does not list yet (PENDING, or SENT once the server took

@@ -1158,9 +1158,11 @@ int wh_history_outgoing_get_ex(whisper_ctx *ctx, const char *conv, const uint8_t
   return rc;
 }
 
-void wh_page_content(const whisper_page *p, size_t i, const uint8_t **content, size_t *len) {
+void wh_page_content(const whisper_page *p, size_t i, const uint8_t **content, size_t *len,
+                     int *hidden) {
   *content = NULL;
   *len = 0;
+  *hidden = p && i < p->n && p->entries[i]->hidden;
   if (p && i < p->n && p->entries[i]->has_content) {
     *content = p->entries[i]->content.data;
     *len = p->entries[i]->content.len;

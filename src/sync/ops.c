@@ -100,8 +100,8 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
   if (rc != WHISPER_OK) return rc;
   memcpy(id_out, id, sizeof id);
   if (c->logged_in) {
-    if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0) !=
-        WHISPER_OK)
+    if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0,
+                           x && x->hidden) != WHISPER_OK)
       c->outbox_more = 1;
     sy_pump(c);
   }

@@ -106,6 +106,7 @@ typedef struct sy_job {
   size_t body_len;
   uint8_t *content; /* a packed e2e.Content, or NULL */
   size_t content_len;
+  int hidden;       /* an operation on a message (never shown): no SENT event */
   int rounds;
   uint32_t key_gen; /* group: the sender key generation a distribution carries */
   int receipt;      /* an end-to-end receipt (body: its Payload; id: its op's cid) */
@@ -353,9 +354,10 @@ int sy_content_known(uint32_t kind);
 void sy_jobs_free(whisper_client *c);
 int sy_jobs_load(whisper_client *c);
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body, size_t len);
-/* The same for a message with content (a packed e2e.Content; NULL: none). */
+/* The same for a message with content (a packed e2e.Content; NULL: none);
+ * `hidden`: an operation, not a message (no SENT event). */
 int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
-                       size_t len, const uint8_t *content, size_t content_len);
+                       size_t len, const uint8_t *content, size_t content_len, int hidden);
 /* A receipt op as a job: its Payload to `to`'s devices and this account's. */
 int sy_receipt_job(whisper_client *c, const sy_op *o);
 void sy_pump(whisper_client *c);
