@@ -968,8 +968,11 @@ class SyncTest {
     await frank.waitFor((e) => e.ev === 'message' && e.id === hello.id, 'alice\'s message at frank');
     // everyone may send again; frank writes
     m = marks();
+    const fromFrank = frank.events.length;
     r = await alice1.cmd(`group setting ${gid} admins-send off`);
+    this.ok(r.ev === 'ok', `group setting: ${JSON.stringify(r)}`);
     await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 8, 'everyone sends', m.get(c))));
+    await groupEv(frank, (e) => e.changed === 8, 'everyone sends (at frank)', fromFrank);
     const fx = await frank.cmd(`gsend ${gid} ${this.text('frank-says-hi')}`);
     this.ok(fx.ev === 'sent_cmd', `frank's gsend: ${JSON.stringify(fx)}`);
     await Promise.all(members.map((c) => c.waitFor((e) => e.ev === 'message' && e.id === fx.id, `frank's message at ${c.key}`)));
@@ -990,9 +993,11 @@ class SyncTest {
     this.ok(!st.members.includes('gina') && !st.link, `alice's view after the revocation: ${JSON.stringify(st)}`);
     // frank leaves
     m = marks();
+    const fromFrank2 = frank.events.length;
     r = await frank.cmd(`group leave ${gid}`);
     this.ok(r.ev === 'ok', `group leave: ${JSON.stringify(r)}`);
     await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 1 && e.from === 'frank', 'frank leaving', m.get(c))));
+    await groupEv(frank, (e) => e.changed === 1 && e.from === 'frank', 'frank leaving (at frank)', fromFrank2);
     st = await show(frank);
     this.ok(!st.member, `frank's view after leaving: ${JSON.stringify(st)}`);
     for (const c of [...members, frank, gina]) {
