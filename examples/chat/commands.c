@@ -194,7 +194,212 @@ static void cmd_group(chat *c, char *args) {
     ok(c, name);
     return;
   }
-  out_cmd_error(c, "group", 0, "usage: group create|add|remove ...");
+  if (op && strcmp(op, "admin") == 0) {
+    char *g = next_word(&args), *how = next_word(&args), *who = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int promote = how && strcmp(how, "promote") == 0;
+    if (!g || parse_gid(g, gid) != 0 || !how || (!promote && strcmp(how, "demote") != 0) || !who ||
+        next_word(&args)) {
+      out_cmd_error(c, "group admin", 0, "usage: group admin <groupid-hex> promote|demote <member>");
+      return;
+    }
+    int rc = whisper_client_group_admin(c->client, gid, who, promote, now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group admin", rc);
+    else ok(c, "group admin");
+    return;
+  }
+  if (op && strcmp(op, "info") == 0) {
+    char *g = next_word(&args), *field = next_word(&args);
+    char *value = rest(&args); /* the rest of the line; none clears it */
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int f = !field                             ? 0
+            : strcmp(field, "name") == 0        ? WHISPER_GROUP_NAME
+            : strcmp(field, "description") == 0 ? WHISPER_GROUP_DESCRIPTION
+            : strcmp(field, "picture") == 0     ? WHISPER_GROUP_PICTURE
+                                                : 0;
+    if (!g || parse_gid(g, gid) != 0 || f == 0) {
+      out_cmd_error(c, "group info", 0, "usage: group info <groupid-hex> name|description|picture [<value>]");
+      return;
+    }
+    int rc = whisper_client_group_set_info(c->client, gid, f, (const uint8_t *)value, strlen(value), now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group info", rc);
+    else ok(c, "group info");
+    return;
+  }
+  if (op && strcmp(op, "setting") == 0) {
+    char *g = next_word(&args), *which = next_word(&args), *onoff = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int setting = !which                                   ? 0
+                  : strcmp(which, "admins-edit-info") == 0 ? WHISPER_GROUP_ADMINS_EDIT_INFO
+                  : strcmp(which, "admins-send") == 0      ? WHISPER_GROUP_ADMINS_SEND
+                                                           : 0;
+    int on = onoff && strcmp(onoff, "on") == 0;
+    if (!g || parse_gid(g, gid) != 0 || setting == 0 || !onoff || (!on && strcmp(onoff, "off") != 0) ||
+        next_word(&args)) {
+      out_cmd_error(c, "group setting", 0,
+                    "usage: group setting <groupid-hex> admins-edit-info|admins-send on|off");
+      return;
+    }
+    int rc = whisper_client_group_set(c->client, gid, setting, on, now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group setting", rc);
+    else ok(c, "group setting");
+    return;
+  }
+  if (op && strcmp(op, "link") == 0) {
+    char *g = next_word(&args), *what = next_word(&args), *onoff = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int make = what && strcmp(what, "make") == 0, revoke = what && strcmp(what, "revoke") == 0;
+    int approval = what && strcmp(what, "approval") == 0;
+    int on = onoff && strcmp(onoff, "on") == 0;
+    if (!g || parse_gid(g, gid) != 0 || !(make || revoke || approval) ||
+        (approval ? !onoff || (!on && strcmp(onoff, "off") != 0) : onoff != NULL) || next_word(&args)) {
+      out_cmd_error(c, "group link", 0, "usage: group link <groupid-hex> make|revoke|approval on|off");
+      return;
+    }
+    if (approval) {
+      int rc = whisper_client_group_set(c->client, gid, WHISPER_GROUP_APPROVAL, on, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, "group link", rc);
+      else ok(c, "group link");
+      return;
+    }
+    if (revoke) {
+      int rc = whisper_client_group_link_revoke(c->client, gid, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, "group link", rc);
+      else ok(c, "group link");
+      return;
+    }
+    char link[WHISPER_GROUP_LINK_LEN + 1];
+    int rc = whisper_client_group_link_make(c->client, gid, now_ms(), link);
+    if (rc != WHISPER_OK) {
+      engine_error(c, "group link", rc);
+      return;
+    }
+    /* shown to the user, who passes it on; not kept */
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_link");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_str(&b, "link", link);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  invite link (works once the group has taken it; whoever has it may join):\n  %s",
+                link);
+      hb_print(c, &b);
+    }
+    if (b.p) wipe(b.p, b.cap);
+    jb_free(&b);
+    wipe(link, sizeof link);
+    return;
+  }
+  if (op && strcmp(op, "join") == 0) {
+    char *link = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    if (!link || next_word(&args)) {
+      out_cmd_error(c, "group join", 0, "usage: group join <link>");
+      return;
+    }
+    int rc = whisper_client_group_join(c->client, link, now_ms(), gid);
+    wipe(link, strlen(link)); /* the link's secret: the engine keeps it until the join is answered */
+    if (rc != WHISPER_OK) {
+      engine_error(c, "group join", rc);
+      return;
+    }
+    char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+    whisper_client_group_conversation(conv, gid);
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_joining");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_str(&b, "conversation", conv);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  joining group %s (conversation %s)", conv + 1, conv);
+      hb_print(c, &b);
+    }
+    jb_free(&b);
+    return;
+  }
+  if (op && (strcmp(op, "leave") == 0 || strcmp(op, "show") == 0)) {
+    int leave = op[0] == 'l';
+    const char *name = leave ? "group leave" : "group show";
+    char *g = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    if (!g || parse_gid(g, gid) != 0 || next_word(&args)) {
+      out_cmd_error(c, name, 0, "usage: %s <groupid-hex>", name);
+      return;
+    }
+    if (leave) {
+      int rc = whisper_client_group_leave(c->client, gid, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, name, rc);
+      else ok(c, name);
+      return;
+    }
+    whisper_group_state_t *st = NULL;
+    int rc = whisper_client_group_state(c->client, gid, &st);
+    if (rc != WHISPER_OK) {
+      engine_error(c, name, rc);
+      return;
+    }
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_state");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_open(&b, "members", '[');
+      for (size_t i = 0; i < st->n_members; i++) jb_str(&b, NULL, st->members[i]);
+      jb_close(&b, ']');
+      jb_open(&b, "admins", '[');
+      for (size_t i = 0; i < st->n_admins; i++) jb_str(&b, NULL, st->admins[i]);
+      jb_close(&b, ']');
+      jb_open(&b, "requests", '[');
+      for (size_t i = 0; i < st->n_requests; i++) jb_str(&b, NULL, st->requests[i]);
+      jb_close(&b, ']');
+      jb_str(&b, "name", st->name);
+      jb_str(&b, "description", st->description);
+      if (st->picture) jb_bytes(&b, "picture", st->picture, st->picture_len);
+      jb_bool(&b, "admins_edit_info", st->admins_edit_info);
+      jb_bool(&b, "admins_send", st->admins_send);
+      jb_bool(&b, "link", st->has_link);
+      jb_bool(&b, "approval", st->approval_required);
+      jb_bool(&b, "member", st->member);
+      jb_bool(&b, "admin", st->admin);
+      jb_u64(&b, "version", st->change_version);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  group %s", g[0] == '#' ? g + 1 : g);
+      if (*st->name) {
+        hb_printf(&b, " \"");
+        hb_text(&b, (const uint8_t *)st->name, strlen(st->name));
+        hb_printf(&b, "\"");
+      }
+      if (*st->description) {
+        hb_printf(&b, "\n  about: ");
+        hb_text(&b, (const uint8_t *)st->description, strlen(st->description));
+      }
+      hb_printf(&b, "\n  members (%zu):", st->n_members);
+      for (size_t i = 0; i < st->n_members; i++) {
+        int admin = 0;
+        for (size_t k = 0; k < st->n_admins; k++) admin |= strcmp(st->admins[k], st->members[i]) == 0;
+        hb_printf(&b, " %s%s", st->members[i], admin ? " (admin)" : "");
+      }
+      hb_printf(&b, "\n  only admins edit info: %s; only admins send: %s; invite link: %s%s",
+                st->admins_edit_info ? "on" : "off", st->admins_send ? "on" : "off",
+                st->has_link ? "yes" : "none", st->approval_required ? " (approval required)" : "");
+      if (st->n_requests) {
+        hb_printf(&b, "\n  asking to join (group add approves):");
+        for (size_t i = 0; i < st->n_requests; i++) hb_printf(&b, " %s", st->requests[i]);
+      }
+      if (!st->member) hb_printf(&b, "\n  (you are not a member)");
+      hb_print(c, &b);
+    }
+    jb_free(&b);
+    whisper_group_state_free(st);
+    return;
+  }
+  out_cmd_error(c, "group", 0,
+                "usage: group create|add|remove|admin|info|setting|link|join|leave|show ...");
 }
 
 /* --- read ----------------------------------------------------------------------- */
@@ -1271,6 +1476,13 @@ static const struct command {
     {"group", "group create <account>...", "create a group with these accounts", cmd_group},
     {"group", "group add <groupid> <account>...", "add members to a group", NULL},
     {"group", "group remove <groupid> <account>...", "remove members from a group (yourself: leave it)", NULL},
+    {"group", "group admin <groupid> promote|demote <member>", "make a member admin, or an admin a member", NULL},
+    {"group", "group info <groupid> name|description|picture [<value>]", "set the group's info (no value: clear it)", NULL},
+    {"group", "group setting <groupid> admins-edit-info|admins-send on|off", "only admins edit the info / send", NULL},
+    {"group", "group link <groupid> make|revoke|approval on|off", "an invite link (a new one replaces the old); approve joins", NULL},
+    {"group", "group join <link>", "join a group by its invite link", NULL},
+    {"group", "group leave <groupid>", "leave a group", NULL},
+    {"group", "group show <groupid>", "members, admins, info, settings, join requests", NULL},
     {"history", "history <conversation> [limit]", "the last messages (default 50), numbered #1 (oldest) up", cmd_history},
     {"read", "read <conversation> [<message>...]", "mark messages read (none named: all received, not marked yet)", cmd_read},
     {"read", "read <conversation> <sender> <id>...", "the same with the sender and whole 32-digit ids", NULL},

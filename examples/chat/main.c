@@ -56,8 +56,9 @@ static void usage(FILE *f) {
           "                      restored from an older copy is caught at the start\n"
           "\n"
           "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
-          "gsend, group create|add|remove, history, read, typing, subscribe, safety, verify,\n"
-          "accept, trust, link-approve, device-remove, status, help, quit.\n");
+          "gsend, group create|add|remove|admin|info|setting|link|join|leave|show, history,\n"
+          "read, typing, subscribe, safety, verify, accept, trust, link-approve,\n"
+          "device-remove, status, help, quit.\n");
   fprintf(f, "On a message: reply, react, unreact, edit, delete, forward; and call.\n");
 }
 

@@ -572,6 +572,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     if (ev->conversation && strlen(ev->conversation) == WHISPER_GROUP_CONVERSATION_LEN)
       jb_str(&b, "group", ev->conversation + 1);
     if (ev->from) jb_str(&b, "from", ev->from);
+    jb_int(&b, "changed", ev->status); /* WHISPER_GROUP_CHANGED_* bits, or a join request */
     if (ev->body && ev->body_len) jb_bytes(&b, "detail", ev->body, ev->body_len);
     if (ev->message) jb_str(&b, "message", ev->message);
     break;
@@ -898,7 +899,24 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_GROUP:
     hb_printf(&b, "* group ");
     hb_str(&b, ev->conversation);
-    hb_printf(&b, ": membership changed");
+    if (ev->status & WHISPER_GROUP_JOIN_REQUEST) {
+      hb_printf(&b, ": ");
+      hb_str(&b, ev->from);
+      hb_printf(&b, " asks to join by the invite link (group add approves)");
+    } else if (ev->status & WHISPER_GROUP_JOIN_REQUESTED) {
+      hb_printf(&b, ": your request to join waits for an admin");
+    } else {
+      static const char *const what[] = {"members", "admins", "info", "settings", "invite link"};
+      int n = 0;
+      hb_printf(&b, ": ");
+      for (int i = 0; i < 5; i++)
+        if (ev->status & (1 << i)) hb_printf(&b, "%s%s", n++ ? ", " : "", what[i]);
+      hb_printf(&b, "%s changed", n ? "" : "membership");
+      if (ev->from) {
+        hb_printf(&b, " by ");
+        hb_str(&b, ev->from);
+      }
+    }
     if (ev->body && ev->body_len) {
       hb_printf(&b, " (");
       hb_text(&b, ev->body, ev->body_len);
