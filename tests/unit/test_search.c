@@ -467,6 +467,41 @@ static size_t count_kind(dev *d, int kind) {
   return n;
 }
 
+/* The waiting rows: messages stored, not indexed yet (under 16 zero bytes). */
+static size_t count_waiting(dev *d) {
+  static const uint8_t zeros[16];
+  size_t n = 0;
+  whisper_store *s = d->cnt.inner;
+  CHECK_RC(s->ops.scan(s->user, WHISPER_REC_SEARCH, zeros, 16, NULL, 0, 0, SIZE_MAX, count_fn, &n),
+           WHISPER_OK);
+  return n;
+}
+
+static void put_be64(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+}
+
+/* Plants a posting of `word` (a folded token) for message m (at its sort
+ * key) under time ts, made as docs/search.md says ("The keys"). */
+static void plant(dev *d, const char *word, const whisper_message_t *m, uint64_t ts) {
+  uint8_t salt[16], key[32], mac[32], k[40], v[24];
+  static const uint8_t domain = 0x00;
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_history_salt(d->ctx, salt), WHISPER_OK);
+  wh_hkdf(key, sizeof key, NULL, 0, salt, sizeof salt, "whisper search v1");
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key, sizeof key);
+  crypto_auth_hmacsha256_update(&st, &domain, 1);
+  crypto_auth_hmacsha256_update(&st, (const uint8_t *)word, strlen(word));
+  crypto_auth_hmacsha256_final(&st, mac);
+  memcpy(k, mac, 16);
+  put_be64(k + 16, ts);
+  CHECK_RC(wh_history_tags(d->ctx, m->conversation, m->id, m->id_len, v, k + 24), WHISPER_OK);
+  put_be64(v + 16, m->sort_key);
+  CHECK_RC(wh_put(d->ctx, WHISPER_REC_SEARCH, k, sizeof k, v, sizeof v), WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, WHISPER_OK), WHISPER_OK);
+}
+
 static const whisper_message_t *first(whisper_page **p, dev *d, const char *q) {
   whisper_page_free(*p);
   *p = NULL;
@@ -495,6 +530,7 @@ static void test_sent_and_removed(const char *file) {
 
   /* an edit: the old words out, the new ones in (what history will call) */
   size_t rows = count_kind(&d, WHISPER_REC_SEARCH);
+  CHECK(count_waiting(&d) == 0);
   whisper_message_t o1 = {.conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
                           .sort_key = 9999, .timestamp_ms = NOW + 200};
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
@@ -506,22 +542,29 @@ static void test_sent_and_removed(const char *file) {
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"rocket launch at dawn", 21), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
-  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  /* one waiting row; the search indexes it first */
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows - 4 && count_waiting(&d) == 1);
   EXPECT(&d, "dawn", NULL, "o1");
-  /* words its text no longer holds are not found, though their postings are there */
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows && count_waiting(&d) == 0);
+  /* what is indexed is the entry's text as history keeps it, not what add was given */
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"sunset", 6), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
   EXPECT(&d, "sunset", NULL, "");
   EXPECT(&d, "dawn", NULL, "o1");
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  /* words its text no longer holds are not found, though their postings are there */
+  plant(&d, "sunset", &o1, o1.timestamp_ms);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 1);
+  EXPECT(&d, "sunset", NULL, "");
+  EXPECT(&d, "dawn", NULL, "o1");
   /* postings under another time (an edit that kept its old postings): found once, at its time */
-  o1.timestamp_ms = NOW + 150;
-  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
-  CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"rocket launch at dawn", 21), WHISPER_OK);
-  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  plant(&d, "rocket", &o1, NOW + 150);
+  plant(&d, "dawn", &o1, NOW + 150);
   EXPECT(&d, "dawn", NULL, "o1");
   EXPECT(&d, "rocket", NULL, "o2,o1");
   CHECK(wh_search_add(d.ctx, NULL, NULL, 0) == WHISPER_EINVAL);
+  CHECK(wh_search_remove(d.ctx, NULL, NULL, 0) == WHISPER_EINVAL);
 
   /* an incoming placeholder the engine deletes: its words go with it */
   rows = count_kind(&d, WHISPER_REC_SEARCH);
@@ -531,12 +574,24 @@ static void test_sent_and_removed(const char *file) {
   CHECK_RC(wh_history_incoming_put(d.ctx, &w, "alice", 1, (const uint8_t *)"message-waiting", 15),
            WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
-  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 3);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 1 && count_waiting(&d) == 1);
   EXPECT(&d, "waiting", NULL, "w1");
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 3 && count_waiting(&d) == 0);
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_history_incoming_del(d.ctx, "alice", (const uint8_t *)"w1", 2, 300), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
   CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  EXPECT(&d, "waiting", NULL, "");
+  /* and one deleted before the index caught up on it: its waiting row goes with it */
+  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
+  CHECK_RC(wh_history_incoming_put(d.ctx, &w, "alice", 1, (const uint8_t *)"message-waiting", 15),
+           WHISPER_OK);
+  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  CHECK(count_waiting(&d) == 1);
+  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
+  CHECK_RC(wh_history_incoming_del(d.ctx, "alice", (const uint8_t *)"w1", 2, 300), WHISPER_OK);
+  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows && count_waiting(&d) == 0);
   EXPECT(&d, "waiting", NULL, "");
 
   /* a history row deleted behind the index's back: its postings are skipped */
