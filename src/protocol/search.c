@@ -59,7 +59,8 @@
 #define BUILD_CHUNK 128            /* history rows read at a time when indexing them all */
 #define SEEK_MIN 4                 /* postings read at a time by a seek: it adapts */
 #define SEEK_MAX 256
-#define CATCHUP_TXN 1024           /* waiting messages indexed per transaction by prepare() */
+#define CATCHUP_TXN 8192           /* waiting messages indexed per transaction by prepare() */
+#define BATCH_MAX 65536            /* postings sorted and written at a time (64 B each) */
 
 static const char META_INDEX[] = "search_index";
 static const uint8_t WAIT_TERM[TAG_LEN]; /* the reserved term of waiting rows: zeros */
@@ -148,12 +149,58 @@ static void tagset_unique(tagset *s) {
 
 /* --- postings ---------------------------------------------------------------------------- */
 
+/* Postings on their way in, sorted by key before they are written, so
+ * that those that share a term (and, as time goes on, its last page of
+ * the store's b-tree) go in together: the index catching up on many
+ * messages writes each page it touches once, not once per message. */
+typedef struct batch {
+  uint8_t (*row)[PKEY_LEN + PVAL_LEN];
+  size_t n, cap;
+} batch;
+
+static int row_cmp(const void *a, const void *b) { return memcmp(a, b, PKEY_LEN); }
+
+static int batch_flush(whisper_ctx *ctx, batch *b) {
+  int rc = WHISPER_OK;
+  if (b->n > 1) qsort(b->row, b->n, sizeof *b->row, row_cmp);
+  for (size_t i = 0; i < b->n && rc == WHISPER_OK; i++)
+    rc = wh_put(ctx, WHISPER_REC_SEARCH, b->row[i], PKEY_LEN, b->row[i] + PKEY_LEN, PVAL_LEN);
+  b->n = 0;
+  return rc;
+}
+
+static int batch_add(whisper_ctx *ctx, batch *b, const uint8_t key[PKEY_LEN],
+                     const uint8_t val[PVAL_LEN]) {
+  if (b->n == b->cap) {
+    if (b->cap == BATCH_MAX) {
+      int rc = batch_flush(ctx, b);
+      if (rc != WHISPER_OK) return rc;
+    } else {
+      size_t cap = b->cap ? b->cap * 2 : 1024;
+      if (cap > BATCH_MAX) cap = BATCH_MAX;
+      uint8_t(*r)[PKEY_LEN + PVAL_LEN] = realloc(b->row, cap * sizeof *r);
+      if (r == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+      b->row = r;
+      b->cap = cap;
+    }
+  }
+  memcpy(b->row[b->n], key, PKEY_LEN);
+  memcpy(b->row[b->n++] + PKEY_LEN, val, PVAL_LEN);
+  return WHISPER_OK;
+}
+
+static void batch_free(batch *b) {
+  free(b->row);
+  memset(b, 0, sizeof *b);
+}
+
 /* Puts (add) or deletes the postings of a text: the message with tag
- * `msg` at (conv_tag, sort_key), time `ts`, in conversation `conv`. */
+ * `msg` at (conv_tag, sort_key), time `ts`, in conversation `conv`. Those
+ * added go into `b` if it is not NULL (the caller flushes it). */
 static int postings(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
                     const uint8_t conv_tag[TAG_LEN], const uint8_t msg[TAG_LEN],
                     uint64_t sort_key, uint64_t ts, const char *conv, const uint8_t *text,
-                    size_t len, int add) {
+                    size_t len, int add, batch *b) {
   tagset s = {keyed, NULL, 0, 0, WHISPER_OK};
   wh_fold_tokens(text, len, tagset_token, &s);
   if (s.rc != WHISPER_OK) {
@@ -179,8 +226,9 @@ static int postings(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
   int rc = WHISPER_OK;
   for (size_t i = 0; i < s.n && rc == WHISPER_OK; i++) {
     memcpy(key, s.tags[i], TAG_LEN);
-    rc = add ? wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, val, sizeof val)
-             : wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key);
+    rc = !add ? wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key)
+         : b  ? batch_add(ctx, b, key, val)
+              : wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, val, sizeof val);
   }
   free(s.tags);
   return rc;
@@ -231,7 +279,7 @@ int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
   if ((rc = wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key)) != WHISPER_OK) return rc;
   if ((rc = search_mac(ctx, &keyed)) != WHISPER_OK) return rc;
   rc = postings(ctx, &keyed, conv_tag, msg, m->sort_key, m->timestamp_ms, m->conversation, text,
-                len, 0);
+                len, 0, NULL);
   wh_wipe(&keyed, sizeof keyed);
   return rc;
 }
@@ -241,20 +289,22 @@ int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
  * decode (it could not be found anyway), nor a hidden one (an operation),
  * nor one deleted for everyone. */
 static int entry_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
-                    const uint8_t hkey[HKEY_LEN], const Whisper__Store__HistoryEntry *e, int add) {
+                    const uint8_t hkey[HKEY_LEN], const Whisper__Store__HistoryEntry *e, int add,
+                    batch *b) {
   uint64_t sort_key = 0; /* where the row is */
   for (int i = 0; i < 8; i++) sort_key = sort_key << 8 | hkey[TAG_LEN + i];
   if (e == NULL || e->conversation == NULL || e->conversation[0] == 0 ||
       (add && (e->hidden || e->deleted)))
     return WHISPER_OK;
   return postings(ctx, keyed, hkey, hkey + TAG_LEN + 8, sort_key, e->timestamp, e->conversation,
-                  e->body.data, e->body.len, add);
+                  e->body.data, e->body.len, add, b);
 }
 
-static int row_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
-                  const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, int add) {
+/* The postings of the entry bytes (v, n) at hkey into `b`. */
+static int row_add(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+                   const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, batch *b) {
   Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, n, v);
-  int rc = entry_op(ctx, keyed, hkey, e, add);
+  int rc = entry_op(ctx, keyed, hkey, e, 1, b);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
 }
@@ -275,7 +325,7 @@ int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN]) {
   rc = wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key);
   if (rc == WHISPER_OK) rc = search_mac(ctx, &keyed);
   if (rc == WHISPER_OK) {
-    rc = entry_op(ctx, &keyed, hkey, e, 0);
+    rc = entry_op(ctx, &keyed, hkey, e, 0, NULL);
     wh_wipe(&keyed, sizeof keyed);
   }
   whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
@@ -376,11 +426,19 @@ static int walk(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t prefix
   return rc;
 }
 
+/* What indexes rows: the search key, and the postings on their way in. */
+typedef struct indexer {
+  crypto_auth_hmacsha256_state keyed;
+  batch b;
+} indexer;
+
 static int index_rows(whisper_ctx *ctx, rows *rs, void *arg) {
+  indexer *ix = arg;
   int rc = WHISPER_OK;
   for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++)
     if (rs->r[i].key->len == HKEY_LEN) /* (not a key history makes: nothing to index) */
-      rc = row_op(ctx, arg, rs->r[i].key->data, rs->r[i].value->data, rs->r[i].value->len, 1);
+      rc = row_add(ctx, &ix->keyed, rs->r[i].key->data, rs->r[i].value->data, rs->r[i].value->len,
+                   &ix->b);
   return rc;
 }
 
@@ -395,16 +453,20 @@ static int drop_rows(whisper_ctx *ctx, rows *rs, void *arg) {
 /* Indexes every history row, then marks the index complete: nothing waits
  * any more. */
 static int index_all(whisper_ctx *ctx) {
-  crypto_auth_hmacsha256_state keyed;
   rows *rs = calloc(1, sizeof *rs);
-  if (rs == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
-  int rc = search_mac(ctx, &keyed);
-  if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_HISTORY, NULL, 0, rs, index_rows, &keyed);
+  indexer *ix = calloc(1, sizeof *ix);
+  int rc = rs && ix ? search_mac(ctx, &ix->keyed) : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_HISTORY, NULL, 0, rs, index_rows, ix);
+  if (rc == WHISPER_OK) rc = batch_flush(ctx, &ix->b);
   if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_SEARCH, WAIT_TERM, TAG_LEN, rs, drop_rows, NULL);
   static const uint8_t done = 1;
   if (rc == WHISPER_OK)
     rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_INDEX, strlen(META_INDEX), &done, 1);
-  wh_wipe(&keyed, sizeof keyed);
+  if (ix) {
+    batch_free(&ix->b);
+    wh_wipe(ix, sizeof *ix);
+  }
+  free(ix);
   free(rs);
   return rc;
 }
@@ -420,15 +482,15 @@ static int index_done(whisper_ctx *ctx) {
 
 /* --- catching up: the waiting rows ------------------------------------------------------------ */
 
-/* Indexes the message of one waiting row as history keeps it now, then
- * deletes the row. */
-static int wait_one(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed, const row *w) {
+/* Indexes the message of one waiting row as history keeps it now (its
+ * postings into ix's batch), then deletes the row. */
+static int wait_one(whisper_ctx *ctx, indexer *ix, const row *w) {
   if (w->key->len != PKEY_LEN || w->value->len != PVAL_LEN)
     return wh_fail(ctx, WHISPER_ECORRUPT, "search: an index row is corrupt");
   uint8_t hkey[HKEY_LEN];
   whisper_buf *b = NULL;
   int rc = locate(ctx, w->value->data, w->key->data + TAG_LEN + 8, hkey, &b);
-  if (rc == WHISPER_OK) rc = row_op(ctx, keyed, hkey, b->data, b->len, 1);
+  if (rc == WHISPER_OK) rc = row_add(ctx, &ix->keyed, hkey, b->data, b->len, &ix->b);
   else if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK; /* gone: nothing to index */
   whisper_buf_free(b);
   if (rc == WHISPER_OK) rc = wh_del(ctx, WHISPER_REC_SEARCH, w->key->data, PKEY_LEN);
@@ -438,13 +500,13 @@ static int wait_one(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
 /* Indexes up to `max` waiting messages, newest first, in the caller's
  * transaction; *more (if not NULL) tells whether any still wait. */
 static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
-  crypto_auth_hmacsha256_state keyed;
   whisper_buf *bound = NULL;
-  int rc = WHISPER_OK, keyed_ok = 0;
+  int rc = WHISPER_OK, keyed = 0;
   size_t done = 0;
   if (more) *more = 0;
   rows *rs = calloc(1, sizeof *rs);
-  if (rs == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  indexer *ix = calloc(1, sizeof *ix);
+  if (rs == NULL || ix == NULL) rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   while (rc == WHISPER_OK) {
     size_t want = max - done;
     int peek = want == 0; /* all done that may be: does any still wait? */
@@ -464,8 +526,8 @@ static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
       if (more) *more = rs->n > 0;
       break;
     }
-    if (rs->n && !keyed_ok) keyed_ok = (rc = search_mac(ctx, &keyed)) == WHISPER_OK;
-    for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++) rc = wait_one(ctx, &keyed, &rs->r[i]);
+    if (rs->n && !keyed) keyed = (rc = search_mac(ctx, &ix->keyed)) == WHISPER_OK;
+    for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++) rc = wait_one(ctx, ix, &rs->r[i]);
     done += rs->n;
     if (rs->n < want) break; /* none below */
     whisper_buf_free(bound); /* the next chunk starts below the last row */
@@ -473,10 +535,15 @@ static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
     rs->r[rs->n - 1].key = NULL;
     rows_free(rs);
   }
-  rows_free(rs);
+  if (rc == WHISPER_OK && ix->b.n) rc = batch_flush(ctx, &ix->b);
+  if (rs) rows_free(rs);
   free(rs);
+  if (ix) {
+    batch_free(&ix->b);
+    wh_wipe(ix, sizeof *ix);
+  }
+  free(ix);
   whisper_buf_free(bound);
-  if (keyed_ok) wh_wipe(&keyed, sizeof keyed);
   return rc;
 }
 
