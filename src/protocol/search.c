@@ -787,7 +787,7 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
   int keep = 0;
   uint64_t ts = 0;
   for (int i = 0; i < 8; i++) ts = ts << 8 | sfx[i];
-  if (e && e->timestamp == ts && e->conversation && !e->hidden &&
+  if (e && e->timestamp == ts && e->conversation && !e->hidden && !e->deleted &&
       (conversation == NULL || strcmp(e->conversation, conversation) == 0))
     keep = text_matches(q, e->body.data, e->body.len);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
