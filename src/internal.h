@@ -249,6 +249,9 @@ int wh_search_add(whisper_ctx *ctx, const struct whisper_message_t *m, const uin
 int wh_search_remove(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
                      size_t len);
 int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[40]);
+/* A history that starts now (its salt just made, in the caller's
+ * transaction): marks the search index complete, as nothing older waits. */
+int wh_search_fresh(whisper_ctx *ctx);
 /* Indexes up to `max` waiting messages (the newest first) in a transaction
  * of its own, if older history is indexed already (else nothing: that is
  * whisper_search_prepare()'s); *more is set when some still wait. For the

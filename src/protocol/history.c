@@ -77,7 +77,9 @@ static int history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) {
   if (rc != WHISPER_ENOTFOUND) return rc;
   if (wh_random(&ctx->rng, salt, TAG_LEN) != 0)
     return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
-  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), salt, TAG_LEN);
+  rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), salt, TAG_LEN);
+  /* no history without a salt: none older than the search index to index */
+  return rc == WHISPER_OK ? wh_search_fresh(ctx) : rc;
 }
 
 /* The tags of (conversation, id); the conversation's is kept in the

@@ -459,9 +459,7 @@ static int index_all(whisper_ctx *ctx) {
   if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_HISTORY, NULL, 0, rs, index_rows, ix);
   if (rc == WHISPER_OK) rc = batch_flush(ctx, &ix->b);
   if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_SEARCH, WAIT_TERM, TAG_LEN, rs, drop_rows, NULL);
-  static const uint8_t done = 1;
-  if (rc == WHISPER_OK)
-    rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_INDEX, strlen(META_INDEX), &done, 1);
+  if (rc == WHISPER_OK) rc = wh_search_fresh(ctx); /* (the mark is the same) */
   if (ix) {
     batch_free(&ix->b);
     wh_wipe(ix, sizeof *ix);
@@ -469,6 +467,11 @@ static int index_all(whisper_ctx *ctx) {
   free(ix);
   free(rs);
   return rc;
+}
+
+int wh_search_fresh(whisper_ctx *ctx) {
+  static const uint8_t done = 1;
+  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_INDEX, strlen(META_INDEX), &done, 1);
 }
 
 /* 1 if the index is marked complete, 0 if not, else an error. */
