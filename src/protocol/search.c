@@ -917,14 +917,17 @@ int whisper_search(whisper_ctx *ctx, const char *query_text, const char *convers
   query *q = calloc(1, sizeof *q);
   if (q == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   rc = check_query(ctx, query_text, conversation, after, limit, q);
-  if (rc == WHISPER_OK) rc = whisper_search_prepare(ctx);
+  int more = 0; /* older history indexed once (its own transaction, kept) */
+  if (rc == WHISPER_OK) rc = prepare_step(ctx, 0, 1, &more);
   whisper_page *page = NULL;
   if (rc == WHISPER_OK && (page = wh_page_new()) == NULL)
     rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   if (rc == WHISPER_OK && (rc = wh_begin(ctx)) == WHISPER_OK) {
-    rc = catch_up(ctx, SIZE_MAX, NULL); /* what came since (another process) */
+    /* what waits is indexed in the search's own transaction: a search
+     * that fails changes nothing */
+    rc = catch_up(ctx, SIZE_MAX, NULL);
     if (rc == WHISPER_OK) rc = search_in_txn(ctx, q, conversation, after, limit, page);
-    rc = wh_finish(ctx, rc); /* read-only but that; the salt may have been made */
+    rc = wh_finish(ctx, rc); /* the salt may have been made too */
   }
   wh_wipe(q, sizeof *q);
   free(q);

@@ -787,6 +787,19 @@ static void test_deferred(const char *file) {
   EXPECT(&bob, "failing", NULL, "f1");
   CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base + 4);
   base += 4;
+  /* a search that fails after the catch-up (a posting it reads is corrupt):
+   * the catch-up is rolled back with it */
+  outgoing(&bob, "alice", "g1", NOW + 60, "good words", 10);
+  CHECK(rows_of(&bob, "alice", "f1", 0, &l) == 4);
+  for (size_t i = 0; i < l.n; i++)
+    CHECK_RC(bob.cnt.inner->ops.put(bob.cnt.inner->user, WHISPER_REC_SEARCH, l.k[i], 40,
+                                    (const uint8_t *)"bad", 3), WHISPER_OK);
+  p = (whisper_page *)1;
+  CHECK_RC(whisper_search(bob.ctx, "failing", NULL, NULL, 10, &p), WHISPER_ECORRUPT);
+  CHECK(p == NULL && count_waiting(&bob) == 1);
+  EXPECT(&bob, "good", NULL, "g1");
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base + 3);
+  base += 3;
 
   /* a waiting row that is not one (a value of 3 bytes): ECORRUPT, until the rebuild */
   static const uint8_t zeros[40];
@@ -804,6 +817,7 @@ static void test_deferred(const char *file) {
   EXPECT(&bob, "deferred", NULL, "d3,d2,d1");
   EXPECT(&bob, "brand", NULL, "e1");
   EXPECT(&bob, "indexed", NULL, "s1");
+  EXPECT(&bob, "failing", NULL, "f1");
   dev_close(&alice);
   dev_close(&bob);
 }
