@@ -246,6 +246,9 @@ int wh_page_add(whisper_ctx *ctx, struct whisper_page *p, const uint8_t *entry, 
  * is one, and its waiting row, before it is deleted. */
 int wh_search_add(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
                   size_t len);
+/* add for history, which has the message's key at hand (40 bytes: where
+ * it keeps it now) and its time; the caller checks that there is text. */
+int wh_search_queue(whisper_ctx *ctx, const uint8_t hkey[40], uint64_t timestamp_ms);
 int wh_search_remove(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
                      size_t len);
 int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[40]);

@@ -253,16 +253,21 @@ static void wait_key(uint8_t key[PKEY_LEN], uint64_t ts, const uint8_t msg[TAG_L
 /* A message is stored (or its text changed): one waiting row, so that the
  * index catches up on it. The text itself is read again from history then
  * (it is the entry's body); here only whether there is any. */
+int wh_search_queue(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], uint64_t ts) {
+  uint8_t key[PKEY_LEN];
+  wait_key(key, ts, hkey + PVAL_LEN);
+  return wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, hkey, PVAL_LEN);
+}
+
 int wh_search_add(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text, size_t len) {
-  uint8_t key[PKEY_LEN], val[PVAL_LEN];
+  uint8_t hkey[HKEY_LEN];
   int rc = check_doc(ctx, m, text, len);
   if (rc == WHISPER_OK) rc = need_scan(ctx);
   if (rc != WHISPER_OK || len == 0) return rc; /* no text: nothing to find it by */
-  rc = wh_history_tags(ctx, m->conversation, m->id, m->id_len, val, key + TAG_LEN + 8);
+  rc = wh_history_tags(ctx, m->conversation, m->id, m->id_len, hkey, hkey + PVAL_LEN);
   if (rc != WHISPER_OK) return rc;
-  wait_key(key, m->timestamp_ms, key + TAG_LEN + 8);
-  be64(val + TAG_LEN, m->sort_key);
-  return wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, val, sizeof val);
+  be64(hkey + TAG_LEN, m->sort_key);
+  return wh_search_queue(ctx, hkey, m->timestamp_ms);
 }
 
 /* The postings of `text` out (those that are there: a message not indexed
