@@ -13,7 +13,7 @@
  *                       as a posting's, the value where history kept it then)
  *   META search_index = 0x01 once every message of history is indexed
  *
- * Indexing is deferred. Storing a message (wh_search_add(), in history's
+ * Indexing is deferred. Storing a message (wh_search_queue(), in history's
  * transaction) writes one waiting row, appended in time order: nothing is
  * lost on a crash, and a burst of messages pays one row each, not one per
  * word at random places of the b-tree. The index catches up (catch_up())
@@ -250,15 +250,15 @@ static void wait_key(uint8_t key[PKEY_LEN], uint64_t ts, const uint8_t msg[TAG_L
   memcpy(key + TAG_LEN + 8, msg, TAG_LEN);
 }
 
-/* A message is stored (or its text changed): one waiting row, so that the
- * index catches up on it. The text itself is read again from history then
- * (it is the entry's body); here only whether there is any. */
+/* A message with text is stored (or its text changed): one waiting row, so
+ * that the index catches up on it. Its text is read from history then. */
 int wh_search_queue(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], uint64_t ts) {
   uint8_t key[PKEY_LEN];
   wait_key(key, ts, hkey + PVAL_LEN);
   return wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, hkey, PVAL_LEN);
 }
 
+/* The same from a message's fields; `text` only says whether it has any. */
 int wh_search_add(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text, size_t len) {
   uint8_t hkey[HKEY_LEN];
   int rc = check_doc(ctx, m, text, len);
@@ -509,7 +509,7 @@ static int wait_one(whisper_ctx *ctx, indexer *ix, const row *w) {
  * transaction; *more (if not NULL) tells whether any still wait. */
 static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
   whisper_buf *bound = NULL;
-  int rc = WHISPER_OK, keyed = 0;
+  int rc = WHISPER_OK, have_key = 0;
   size_t done = 0;
   if (more) *more = 0;
   rows *rs = calloc(1, sizeof *rs);
@@ -534,7 +534,7 @@ static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
       if (more) *more = rs->n > 0;
       break;
     }
-    if (rs->n && !keyed) keyed = (rc = search_mac(ctx, &ix->keyed)) == WHISPER_OK;
+    if (rs->n && !have_key) have_key = (rc = search_mac(ctx, &ix->keyed)) == WHISPER_OK;
     for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++) rc = wait_one(ctx, ix, &rs->r[i]);
     done += rs->n;
     if (rs->n < want) break; /* none below */
