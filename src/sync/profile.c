@@ -191,7 +191,7 @@ static void rec_free(void *m) {
 typedef struct pself {
   int has_key;
   uint8_t key[PK_LEN];
-  uint64_t version, uploaded;
+  uint64_t version, uploaded, fanned;
   int asked, owe_key, fanout;
 } pself;
 
@@ -208,6 +208,7 @@ static int self_load(whisper_client *c, pself *s) {
   s->asked = m->asked;
   s->owe_key = m->owe_key;
   s->fanout = m->fanout;
+  s->fanned = m->fanned;
   rec_free(m);
   return rc;
 }
@@ -221,6 +222,7 @@ static int self_save(whisper_client *c, const pself *s) {
   if (s->asked) m.has_asked = m.asked = 1;
   if (s->owe_key) m.has_owe_key = m.owe_key = 1;
   if (s->fanout) m.has_fanout = m.fanout = 1;
+  if (s->fanned) m.has_fanned = 1, m.fanned = s->fanned;
   return rec_save(c, 's', NULL, &m.base);
 }
 
@@ -467,7 +469,8 @@ static void fetch(whisper_client *c, const char *account) {
 
 /* A PROFILE_KEY content of this account (the key, with the version; no
  * key: a request for it). */
-static int notice_make(whisper_client *c, const pself *s, int with_key, uint64_t now_ms, whisper_buf **out) {
+static int notice_make(whisper_client *c, const pself *s, int with_key, const Whisper__Client__ProfileNames *withheld,
+                       uint64_t now_ms, whisper_buf **out) {
   Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
   ct.has_version = ct.has_kind = ct.has_at_ms = 1;
   ct.version = SY_CONTENT_VERSION;
@@ -478,6 +481,10 @@ static int notice_make(whisper_client *c, const pself *s, int with_key, uint64_t
     ct.has_profile_key = ct.has_profile_version = 1;
     ct.profile_key = (ProtobufCBinaryData){PK_LEN, (uint8_t *)s->key};
     ct.profile_version = s->version;
+  }
+  if (withheld) { /* to this account's own devices */
+    ct.n_profile_withheld = withheld->n_names;
+    ct.profile_withheld = withheld->names;
   }
   size_t n = whisper__e2e__content__get_packed_size(&ct);
   if ((*out = whisper_buf_new(NULL, n)) == NULL) return WHISPER_ENOMEM;
@@ -578,7 +585,7 @@ static int round_open(whisper_client *c, round *r, const pself *s, int all, uint
   r->version = s->version;
   key_tag(r->tag, s->key);
   READ(c, (r->withheld = names_load(c, 'w', &rc), rc));
-  if (rc == WHISPER_OK) rc = notice_make(c, s, 1, now_ms, &r->content);
+  if (rc == WHISPER_OK) rc = notice_make(c, s, 1, NULL, now_ms, &r->content);
   return rc;
 }
 
@@ -601,7 +608,10 @@ static int announce(whisper_client *c, const pself *s, int all, int self, uint64
     int r1 = l->names[i] ? reach(c, l->names[i], &r) : WHISPER_OK;
     if (r1 != WHISPER_OK && r1 != WHISPER_ESTATE && r1 != WHISPER_EINVAL) rc = r1;
   }
-  if (rc == WHISPER_OK && self) rc = notice_send(c, c->account, r.content, now_ms);
+  whisper_buf *own = NULL;
+  if (rc == WHISPER_OK && self && (rc = notice_make(c, s, 1, r.withheld, now_ms, &own)) == WHISPER_OK)
+    rc = notice_send(c, c->account, own, now_ms);
+  whisper_buf_free(own);
   rec_free(l);
   round_close(&r);
   return rc;
@@ -684,13 +694,23 @@ int sy_profile_key_receive(whisper_client *c, const char *sender, const char *co
       s.has_key = 1;
       memcpy(s.key, ct->profile_key.data, PK_LEN);
       s.version = ct->profile_version;
-      s.fanout |= is_self(c, conv); /* the other device told its contacts: this one tells its own */
       took = 1;
       pprof p;
       if ((rc = prof_load(c, NULL, &p)) == WHISPER_OK && p.have < s.version)
         rc = names_change(c, 'd', c->account, 1, P_DUE_MAX);
       prof_free(&p);
     }
+    /* the other device told its contacts (its copies came before this):
+     * this one tells those only it knows */
+    if (is_self(c, conv) && s.version == ct->profile_version && s.fanned < s.version &&
+        memcmp(s.key, ct->profile_key.data, PK_LEN) == 0)
+      s.fanout = took = 1;
+    /* who the key is withheld from (a rotation), before this device tells anyone */
+    for (size_t i = 0; rc == WHISPER_OK && is_self(c, conv) && i < ct->n_profile_withheld; i++)
+      if (sy_valid_account(ct->profile_withheld[i]) && !is_self(c, ct->profile_withheld[i]))
+        rc = names_change(c, 'w', ct->profile_withheld[i], 1, P_LIST_MAX);
+    /* another device wrote to a withheld contact again: it has the key now */
+    if (rc == WHISPER_OK && !is_self(c, conv) && !group) rc = names_change(c, 'w', conv, 0, 0);
     if (rc == WHISPER_OK && !is_self(c, conv)) {
       /* an own copy of a notice to a contact or group: it has the key */
       psent st;
@@ -733,10 +753,11 @@ void sy_profile_flush(whisper_client *c) {
   if (ask || owe || fanout) { /* cleared first: a crash after it loses a notice, never repeats one forever */
     s.asked |= ask;
     s.owe_key = s.fanout = 0;
+    if (fanout) s.fanned = s.version;
     READ(c, self_save(c, &s));
   }
   whisper_buf *req = NULL;
-  if (rc == WHISPER_OK && ask && (rc = notice_make(c, &s, 0, c->now, &req)) == WHISPER_OK)
+  if (rc == WHISPER_OK && ask && (rc = notice_make(c, &s, 0, NULL, c->now, &req)) == WHISPER_OK)
     rc = notice_send(c, c->account, req, c->now);
   whisper_buf_free(req);
   if (rc == WHISPER_OK && s.has_key && s.version && (owe || fanout))
@@ -891,7 +912,7 @@ int whisper_client_profile_set(whisper_client *c, const char *name, const char *
     p.about = whisper_buf_new((const uint8_t *)about, strlen(about));
     p.picture = whisper_buf_new(picture, picture_len);
     if (p.name == NULL || p.about == NULL || p.picture == NULL) rc = WHISPER_ENOMEM;
-    p.have = p.version = s.version = v;
+    p.have = p.version = s.version = s.fanned = v;
   }
   if (rc == WHISPER_OK) rc = prof_save(c, NULL, &p);
   if (rc == WHISPER_OK) rc = self_save(c, &s);
@@ -923,7 +944,7 @@ int whisper_client_profile_rotate_key(whisper_client *c, const char *withhold, u
   if (rc == WHISPER_OK && wh_random(&c->ctx->rng, s.key, PK_LEN) != 0)
     rc = sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
   if (rc == WHISPER_OK) {
-    p.have = p.version = ++s.version; /* the same profile under the new key */
+    p.have = p.version = s.fanned = ++s.version; /* the same profile under the new key */
     rc = prof_save(c, NULL, &p);
   }
   if (rc == WHISPER_OK) rc = self_save(c, &s);
