@@ -643,7 +643,10 @@ void sy_profile_sent_to(whisper_client *c, const char *conv, uint64_t now_ms) {
   if (rc == WHISPER_OK && !group) rc = names_change(c, 'w', conv, 0, 0);
   if (rc == WHISPER_OK) rc = self_load(c, &s);
   rc = wh_finish(c->ctx, rc);
-  if (rc == WHISPER_OK && s.has_key && s.version) {
+  uint8_t tag[TAG_LEN];
+  if (rc == WHISPER_OK && s.has_key) key_tag(tag, s.key);
+  int current = !group && st.has_tag && s.has_key && memcmp(st.tag, tag, TAG_LEN) == 0 && st.version >= s.version;
+  if (rc == WHISPER_OK && s.has_key && s.version && !current) { /* (a group's members are checked in reach) */
     round r;
     if ((rc = round_open(c, &r, &s, 0, now_ms)) == WHISPER_OK) rc = reach(c, conv, &r);
     round_close(&r);
@@ -786,7 +789,11 @@ static void take_profile(whisper_client *c, const char *account, const Whisper__
   if ((rc = self_load(c, &s)) == WHISPER_OK) rc = prof_load(c, account, &p);
   const uint8_t *key = self ? (s.has_key ? s.key : NULL) : (p.has_key ? p.key : NULL);
   uint64_t announced = self ? s.version : p.version;
-  if (rc != WHISPER_OK || key == NULL) goto out; /* nothing to read it with (forgotten since) */
+  if (rc != WHISPER_OK) goto out;
+  if (key == NULL) { /* nothing to read it with: not due any more */
+    rc = names_change(c, 'd', account, 0, 0);
+    goto out;
+  }
   if (m->account == NULL || strcmp(m->account, account) != 0) {
     refuse = wh_fail(c->ctx, WHISPER_EFORGED, "the server answered with a profile of another account");
     goto out;
