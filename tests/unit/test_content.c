@@ -73,6 +73,15 @@ static const rec_event *last_of_type(const node *d, int type) {
   return r;
 }
 
+/* How many messages a search finds on `d`. */
+static int found(node *d, const char *query) {
+  whisper_page *pg = NULL;
+  if (whisper_search(d->ctx, query, NULL, NULL, 50, &pg) != WHISPER_OK) return -1;
+  int n = (int)whisper_page_count(pg);
+  whisper_page_free(pg);
+  return n;
+}
+
 /* The id of the last message event `d` saw with this body. */
 static int id_of(const node *d, const char *body, uint8_t id[16]) {
   for (int i = d->n_ev - 1; i >= 0; i--)
@@ -199,8 +208,10 @@ static void test_reactions(void) {
   uint8_t id[16];
   send_text(&p.n, p.alice, "bob", "react to me", id);
   net_run(&p.n);
+  ev_clear(p.bob);
   CHECK_RC(whisper_client_react(p.bob->cl, "alice", id, 16, "alice", "👍", p.n.now), WHISPER_OK);
   net_run(&p.n);
+  CHECK(ev_count(p.bob, WHISPER_EV_STATUS) == 0); /* an operation has no tick of its own */
   CHECK(strcmp(reactions_of(p.alice, "bob", id), "bob:👍,") == 0);
   CHECK(strcmp(reactions_of(p.alice2, "bob", id), "bob:👍,") == 0);
   CHECK(strcmp(reactions_of(p.bob, "alice", id), "bob:👍,") == 0);
@@ -256,6 +267,9 @@ static void test_edits(void) {
   const rec_event *e = last_of_type(p.bob, WHISPER_EV_EDITED);
   CHECK(e && strcmp(e->body, "the typo") == 0 && memcmp(e->target, id, 16) == 0 &&
         strcmp(e->from, "alice") == 0);
+  /* search finds the new words, not the old ones, on both sides */
+  CHECK(found(p.bob, "the") == 1 && found(p.bob, "teh") == 0);
+  CHECK(found(p.alice2, "the") == 1 && found(p.alice2, "teh") == 0);
   /* only the sender edits: bob's own call is refused here... */
   CHECK_RC(whisper_client_edit(p.bob->cl, "alice", id, 16, (const uint8_t *)"mine", 4, p.n.now),
            WHISPER_ENOTFOUND);
@@ -474,10 +488,12 @@ static void test_delete(void) {
   ev_clear(p.alice);
   send_raw(&p.n, p.bob, "alice", &ct);
   CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1 && !deleted(p.alice, "bob", id));
+  CHECK(found(p.bob2, "wrong") == 1);
   CHECK_RC(whisper_client_delete(p.alice->cl, "bob", id, 16, p.n.now), WHISPER_OK);
   net_run(&p.n);
   node *all[] = {p.alice, p.alice2, p.bob, p.bob2};
   for (int i = 0; i < 4; i++) CHECK(deleted(all[i], i < 2 ? "bob" : "alice", id));
+  for (int i = 0; i < 4; i++) CHECK(found(all[i], "wrong") == 0); /* its words are gone */
   CHECK(ev_count(p.bob, WHISPER_EV_DELETED) == 1 && ev_count(p.bob2, WHISPER_EV_DELETED) == 1);
   /* a deleted message takes no edit or reaction */
   CHECK_RC(whisper_client_edit(p.alice->cl, "bob", id, 16, (const uint8_t *)"back", 4, p.n.now), WHISPER_EDENIED);
