@@ -548,7 +548,8 @@ static int reach_one(whisper_client *c, const char *account, round *r) {
 }
 
 /* The key to conversation `conv`: a contact, or a group (one group
- * message; each member alone when the key is withheld from one of them). */
+ * message; each member alone when the key is withheld from one of them, or
+ * when this account may not send to the group). */
 static int reach(whisper_client *c, const char *conv, round *r) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (!sy_group_id_of(conv, gid)) return reach_one(c, conv, r);
@@ -560,7 +561,9 @@ static int reach(whisper_client *c, const char *conv, round *r) {
     sy_group_free(&g);
     return WHISPER_OK;
   }
-  int withheld = 0;
+  /* member by member when the key is withheld from one of them, or when
+   * only admins send to the group and this account is not one */
+  int withheld = sy_group_sender_why(&g, c->account) != NULL;
   for (size_t i = 0; i < g.n_members; i++) withheld |= names_has(r->withheld, g.members[i]);
   uint8_t mh[32];
   members_hash(mh, &g);

@@ -620,6 +620,31 @@ static void test_new_contacts_and_groups(void) {
   world_close(&w);
 }
 
+/* A group where only admins send: a member who is not one gives the key
+ * to the members one by one (a group message would be refused). */
+static void test_admins_only_group(void) {
+  net n;
+  net_open(&n);
+  node *alice = account_new(&n, "alice", 0);
+  node *carol = account_new(&n, "carol", 0);
+  node *erin = account_new(&n, "erin", 0);
+  const char *members[] = {"alice", "erin"};
+  uint8_t gid[16];
+  CHECK_RC(whisper_client_group_create(carol->cl, members, 2, n.now, gid), WHISPER_OK);
+  net_run(&n);
+  CHECK_RC(whisper_client_group_set(carol->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
+  net_run(&n);
+  ev_clear(carol);
+  ev_clear(erin);
+  CHECK_RC(whisper_client_profile_set(alice->cl, "Alice", "member only", NULL, 0, n.now), WHISPER_OK);
+  net_run(&n);
+  CHECK(profile_events(carol, "alice") == 1 && profile_events(erin, "alice") == 1);
+  CHECK(ev_count(carol, WHISPER_EV_REFUSED) == 0 && ev_count(erin, WHISPER_EV_REFUSED) == 0);
+  CHECK(ev_count(alice, WHISPER_EV_ERROR) == 0);
+  CHECK(strcmp(profile_of(erin, "alice").about, "member only") == 0);
+  net_close(&n);
+}
+
 /* Rotation: the new key goes to everyone but the one withheld, who keeps
  * the old profile; writing to it again gives it the new key. */
 static void test_rotate(void) {
@@ -903,6 +928,7 @@ int main(void) {
   RUN(test_key_of_another_account);
   RUN(test_bad_input);
   RUN(test_new_contacts_and_groups);
+  RUN(test_admins_only_group);
   RUN(test_rotate);
   RUN(test_offline_and_late_device);
   RUN(test_own_devices_only);
