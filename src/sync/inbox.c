@@ -420,7 +420,8 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
   if ((rc == WHISPER_EINVALIDMSG || rc == WHISPER_ENOSESSION || rc == WHISPER_ETOOFAR ||
        rc == WHISPER_EINVALIDSIG || rc == WHISPER_EDUPLICATE) &&
       (content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE || content == WHISPER__SYNC__CONTENT__CONTENT_TEXT) &&
-      d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN) {
+      d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN &&
+      strcmp(conv, c->account) != 0) { /* (this account's settings, block.c: not in history) */
     x->retry = 1;
     snprintf(x->conv, sizeof x->conv, "%s", conv);
     return OUT_DONE;
@@ -570,6 +571,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     bad_entry(c, d, evs, "a message entry from this very device");
     return OUT_DONE;
   }
+  /* a blocked account's messages and receipts: dropped unread, acked (block.c) */
+  if (sy_block_drops(c, d)) return OUT_DONE;
   sy_devlist sl;
   int rc = sy_devs_load(c, d->sender, &sl);
   if (rc != WHISPER_OK) return rc;
@@ -623,6 +626,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     memcpy(gid, d->group_id.data, WHISPER_GROUP_ID_LEN);
     g = gid;
     whisper_client_group_conversation(conv, gid);
+  } else if (own && d->type != 7 && d->conversation_to && strcmp(d->conversation_to, c->account) == 0) {
+    strcpy(conv, c->account); /* to this account's devices only: its settings (block.c) */
   } else if (own) {
     if (!sy_valid_account(d->conversation_to) || strcmp(d->conversation_to, c->account) == 0) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
@@ -708,6 +713,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   if (rc == WHISPER_OK && why) {
     out = refuse_why(c, d, evs, conv, why);
+  } else if (rc == WHISPER_OK && own && !g && strcmp(conv, c->account) == 0) {
+    out = sy_block_own(c, d, p, evs); /* block.c */
   } else if (rc == WHISPER_OK && receipt) {
     out = on_receipt(c, d, p->receipt, evs);
   } else if (rc == WHISPER_OK && p && p->has_content) {

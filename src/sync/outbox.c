@@ -616,6 +616,10 @@ static int direct_step(whisper_client *c, sy_job *j) {
   for (int a = 0; a < 2; a++)
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
+  if (strcmp(j->conv, c->account) == 0) { /* to this account's other devices only (block.c) */
+    sy_devs_del(&l[0], c->device_id);
+    l[1].n = 0;
+  }
   step = STEP_STOP;
   if (j->receipt) /* its body is its Payload */
     step = send_direct(c, j, RQ_SEND, j->id, j->conv, &l[0], &l[1], j->body, j->body_len,
@@ -756,7 +760,9 @@ void sy_pump(whisper_client *c) {
      * primary's first list goes before anything else */
     if (!c->own_listed) return;
     sy_job *j = c->jobs;
-    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv))) j = j->next;
+    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv) ||
+                 sy_block_has(c, j->conv))) /* (block.c: waits until unblocked) */
+      j = j->next;
     if (j == NULL) {
       if (c->jobs == NULL && c->outbox_more) {
         if (sy_jobs_load(c) != WHISPER_OK || c->jobs == NULL) return;
@@ -968,6 +974,7 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
   sy_epoch_count(c);
   if (j->receipt || j->kind != JOB_MESSAGE) { /* not in history: the job is done */
     if (j->receipt) sy_receipt_done(c, j->id);
+    if (j->kind == JOB_OWN) sy_block_sent(c, j->id);
     job_remove(c, j, 0);
     return;
   }

@@ -13,6 +13,8 @@
  *   anchor.c  the store's epoch and its anchor outside the file
  *   trust.c   what is authenticated end to end: signed device lists, signed
  *             group changes, the payload inside the encryption, link tokens
+ *   block.c   blocking accounts (kept, synced to this account's devices and
+ *             the server) and reporting conversations to the server
  */
 #ifndef WH_SYNC_INTERNAL_H
 #define WH_SYNC_INTERNAL_H
@@ -60,7 +62,7 @@ enum {
 enum {
   RQ_REGISTER = 1, RQ_HELLO, RQ_AUTH, RQ_UPLOAD, RQ_LIST, RQ_FETCH, RQ_SEND, RQ_SKDM, RQ_ACK,
   RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING,
-  RQ_PUBLISH, RQ_OWN_BUNDLES
+  RQ_PUBLISH, RQ_OWN_BUNDLES, RQ_BLOCK, RQ_REPORT
 };
 
 typedef struct sy_devref {
@@ -112,7 +114,8 @@ typedef struct sy_job {
   struct sy_job *next;
 } sy_job;
 
-enum { JOB_MESSAGE = 0, JOB_RETRY = 1, JOB_RESEND = 2 };
+enum { JOB_MESSAGE = 0, JOB_RETRY = 1, JOB_RESEND = 2, JOB_OWN = 3 /* to this account's other
+                                                                      * devices only (block.c) */ };
 typedef struct sy_rate sy_rate;
 
 typedef struct sy_name {
@@ -272,6 +275,7 @@ struct whisper_client {
   uint8_t store_id[8];     /* anchor.c: this store's id, and its epoch */
   uint64_t epoch;
   uint32_t sent_since;
+  struct sy_blocks *blocks; /* block.c */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -410,6 +414,8 @@ Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender
                                            const char *conv, int *rc);
 int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
                  const Whisper__Client__SeenCounter *m);
+/* Forgets it: the next number seen from that device starts counting again. */
+int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv);
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]);
 int sy_ops_load(whisper_client *c);
@@ -527,6 +533,32 @@ void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
 int sy_epoch_next(whisper_client *c);
 /* One more message sent: a new epoch every SY_ANCHOR_EVERY. */
 void sy_epoch_count(whisper_client *c);
+
+/* --- block.c ------------------------------------------------------------------ */
+int sy_block_load(whisper_client *c);   /* whisper_client_new */
+void sy_block_free(whisper_client *c);
+/* 1 if this account blocked `account`. */
+int sy_block_has(whisper_client *c, const char *account);
+/* Whether a mailbox entry is dropped unread: a message or receipt that a
+ * blocked account sent through the 1:1 session (not a sender key, a retry
+ * request or a group message: groups are shared). */
+int sy_block_drops(whisper_client *c, const Whisper__Sync__Deliver *d);
+/* After a login: the block list to the server, to this account's other
+ * devices if a change has not reached them, and the pending reports. */
+void sy_block_login(whisper_client *c);
+/* Sends what waits (after a rate limit). */
+void sy_block_flush(whisper_client *c);
+void sy_block_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+/* The server took the own-device job `id`. */
+void sy_block_sent(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN]);
+/* A message from another of this account's devices to this account only
+ * (Payload.to = this account): its block list; other kinds are skipped.
+ * Inside the entry's transaction. Returns an outcome of inbox.c (1: done)
+ * or a store error. */
+int sy_block_own(whisper_client *c, const Whisper__Sync__Deliver *d, const Whisper__E2e__Payload *p,
+                 sy_evq *evs);
+/* A device joined this account: the block list goes to the devices again. */
+void sy_block_resync(whisper_client *c);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */
