@@ -516,6 +516,34 @@ static void test_persistence_and_merge(void) {
   net_close(&w.n);
 }
 
+/* Changes made on two devices while they could not hear each other:
+ * each account's newest word wins on both, whatever order the lists come in. */
+static void test_concurrent_changes(void) {
+  world w;
+  world_open(&w, NULL);
+  CHECK_RC(whisper_client_block(w.bob->cl, "carol", w.n.now), WHISPER_OK);
+  net_run(&w.n);
+  CHECK(blocked(w.bob2, "carol") == 1);
+  node_cut(&w.n, w.bob2);
+  w.bob2->offline = 1;
+  w.n.now += 1000;
+  CHECK_RC(whisper_client_unblock(w.bob->cl, "carol", w.n.now), WHISPER_OK); /* newer, bob2 away */
+  net_run(&w.n);
+  w.n.now += 1000;
+  CHECK_RC(whisper_client_block(w.bob2->cl, "alice", w.n.now), WHISPER_OK); /* bob2's list: carol:1 (older) */
+  ev_clear(w.bob);
+  w.bob2->offline = 0;
+  net_advance(&w.n, 2000);
+  CHECK(ev_from(w.bob, WHISPER_EV_BLOCKED, "alice") == 1 && ev_from(w.bob, WHISPER_EV_BLOCKED, "carol") == 0);
+  node *b[2] = {w.bob, w.bob2};
+  for (int i = 0; i < 2; i++) {
+    CHECK(blocked(b[i], "alice") == 1);
+    CHECK(blocked(b[i], "carol") == 0);
+  }
+  CHECK(strcmp(server_list(&w.n, "bob"), "alice:1,carol:0") == 0);
+  net_close(&w.n);
+}
+
 /* A device linked later gets the list. */
 static void test_new_device_gets_list(void) {
   world w;
@@ -727,6 +755,10 @@ static void test_server_checks(void) {
   CHECK(raw(&w, &s, w.bob, &f) == WHISPER__SYNC__FRAME__BODY_ERROR &&
         s.answer_code == WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED);
   CHECK(raw(&w, &s, w.bob, &ok) == WHISPER__SYNC__FRAME__BODY_OK);
+  rep.conversation = "#00112233445566778899aabbccddeeff00";
+  CHECK(raw(&w, &s, w.bob, &f) == WHISPER__SYNC__FRAME__BODY_ERROR &&
+        s.answer_code == WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED);
+  CHECK(raw(&w, &s, w.bob, &ok) == WHISPER__SYNC__FRAME__BODY_OK);
   rep.conversation = "alice";
   static uint8_t big[2049];
   memset(big, 'a', sizeof big);
@@ -793,6 +825,18 @@ static void reports_read(net *n, uint64_t after, size_t limit, got_reports *g) {
   CHECK_RC(whisper_server_reports(n->srv, after, limit, take_report, g), WHISPER_OK);
 }
 
+/* Drops the Delivers of one message (the server loses it). */
+static int lose_tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
+  (void)n;
+  (void)d;
+  const uint8_t *id = arg;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
+  int drop = f && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER && f->deliver->has_client_id &&
+             f->deliver->client_id.len == 16 && memcmp(f->deliver->client_id.data, id, 16) == 0;
+  if (f) whisper__sync__frame__free_unpacked(f, NULL);
+  return drop;
+}
+
 static void test_report(void) {
   world w;
   world_open(&w, NULL);
@@ -807,18 +851,36 @@ static void test_report(void) {
   send_text(&w.n, w.alice, "bob", longtext, NULL);
   uint64_t t_long = w.n.now;
   net_run(&w.n);
-  uint8_t del_id[16];
+  /* one message is lost on the way: bob's history gets a "message-missing" placeholder */
+  uint8_t lost[16], del_id[16];
+  w.n.now += 1000;
+  send_text(&w.n, w.alice, "bob", "lost one", lost);
+  w.n.tamper = lose_tamper; /* (for good: also when it is pushed again) */
+  w.n.tamper_arg = lost;
+  net_run(&w.n);
   w.n.now += 1000;
   send_text(&w.n, w.alice, "bob", "oops", del_id);
   net_run(&w.n);
+  CHECK(ev_count(w.bob, WHISPER_EV_GAP) == 1 && history_has(w.bob, "alice", "message-missing") == 1);
   CHECK_RC(whisper_client_delete(w.alice->cl, "bob", del_id, 16, w.n.now), WHISPER_OK);
   net_run(&w.n);
+  /* alice links a tablet and writes from it: bob's history gets a "device-added 3" notice */
+  node *alice3 = device_link(&w.n, w.alice, 3, 1);
+  node_cut(&w.n, w.bob); /* (bob lists alice's devices once per connection) */
+  node_cut(&w.n, w.bob2);
+  net_advance(&w.n, 2000);
+  w.n.now += 1000;
+  send_text(&w.n, alice3, "bob", "from the tablet", NULL);
+  net_run(&w.n);
+  CHECK(ev_messages(w.bob, "from the tablet") == 1 && history_has(w.bob, "alice", "device-added 3") == 1);
   spy s;
   spy_on(&w.n, &s);
+  w.n.tamper = lose_tamper;
+  w.n.tamper_arg = lost;
   got_reports g;
   reports_read(&w.n, 0, 0, &g);
   CHECK(g.n == 0);
-  CHECK_RC(whisper_client_report(w.bob->cl, "alice", 4, 1, w.n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_report(w.bob->cl, "alice", 5, 1, w.n.now), WHISPER_OK);
   CHECK(blocked(w.bob, "alice") == 1); /* blocked in the same step */
   net_run(&w.n);
   CHECK(s.reports[node_index(&w.n, w.bob)] == 1);
@@ -826,14 +888,15 @@ static void test_report(void) {
   CHECK(g.n == 1);
   CHECK(g.number[0] == 1 && strcmp(g.reporter[0], "bob") == 0 && g.device[0] == 1);
   CHECK(strcmp(g.conversation[0], "alice") == 0 && g.blocked[0] == 1);
-  CHECK(g.n_messages[0] == 4);
-  /* oldest first: the right senders, times and plaintext */
+  CHECK(g.n_messages[0] == 5);
+  /* oldest first: the right senders, times and plaintext; no placeholder or notice */
   CHECK(strcmp(g.sender[0][0], "alice") == 0 && strcmp(g.text[0][0], "buy my stuff") == 0);
   CHECK(strcmp(g.sender[0][1], "bob") == 0 && strcmp(g.text[0][1], "no thanks") == 0);
   CHECK(strcmp(g.sender[0][2], "alice") == 0 && g.text_len[0][2] == WHISPER_REPORT_TEXT_MAX &&
         g.text[0][2][0] == 'L' && g.truncated[0][2] == 1);
   CHECK(g.sent_at[0][2] == t_long);
   CHECK(g.deleted[0][3] == 1 && g.text_len[0][3] == 0);
+  CHECK(strcmp(g.sender[0][4], "alice") == 0 && strcmp(g.text[0][4], "from the tablet") == 0);
   CHECK(g.sent_at[0][0] < g.sent_at[0][1] && g.sent_at[0][1] < g.sent_at[0][2]);
   /* the report is gone from bob's store once taken: a restart sends nothing again */
   node_crash(&w.n, w.bob);
@@ -841,7 +904,7 @@ static void test_report(void) {
   net_advance(&w.n, 2000);
   reports_read(&w.n, 0, 0, &g);
   CHECK(g.n == 1);
-  /* default n; a conversation's notices are left out (alice's has bob's "device-added 2") */
+  /* the default n */
   CHECK_RC(whisper_client_report(w.alice->cl, "bob", 0, 0, w.n.now), WHISPER_OK);
   net_run(&w.n);
   reports_read(&w.n, 1, 0, &g);
@@ -923,6 +986,7 @@ int main(void) {
   RUN(test_unblock_restores);
   RUN(test_outbox_waits);
   RUN(test_persistence_and_merge);
+  RUN(test_concurrent_changes);
   RUN(test_new_device_gets_list);
   RUN(test_bad_input);
   RUN(test_block_limit);
