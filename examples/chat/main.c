@@ -57,7 +57,8 @@ static void usage(FILE *f) {
           "\n"
           "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
           "gsend, group create|add|remove, history, read, typing, subscribe, safety, verify,\n"
-          "accept, trust, link-approve, device-remove, status, help, quit.\n");
+          "accept, trust, link-approve, device-remove, status, help, quit;\n"
+          "block, unblock, blocked, report.\n");
 }
 
 static int valid_account(const char *s) {
