@@ -544,6 +544,63 @@ static void test_concurrent_changes(void) {
   net_close(&w.n);
 }
 
+/* The server moves messages between "to this account only" (the block
+ * list) and an own-device copy of a message to someone: the conversation
+ * inside the encryption says otherwise, and the entry is refused. */
+typedef struct readdress {
+  node *victim;
+  const char *from, *to; /* rewrite conversation_to from -> to */
+  int done;
+} readdress;
+
+static int readdress_tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
+  (void)n;
+  readdress *r = arg;
+  if (d != r->victim || r->done) return 0;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
+  if (f == NULL) return 0;
+  if (f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER && f->deliver->conversation_to &&
+      strcmp(f->deliver->conversation_to, r->from) == 0 &&
+      f->deliver->content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE) {
+    char *orig = f->deliver->conversation_to;
+    f->deliver->conversation_to = (char *)r->to;
+    size_t nl = whisper__sync__frame__get_packed_size(f);
+    uint8_t *b = malloc(nl);
+    whisper__sync__frame__pack(f, b);
+    *frame = b; /* (the network frees it) */
+    *len = nl;
+    r->done = 1;
+    f->deliver->conversation_to = orig;
+  }
+  whisper__sync__frame__free_unpacked(f, NULL);
+  return 0;
+}
+
+static void test_readdressed(void) {
+  world w;
+  world_open(&w, NULL);
+  /* bob's own-device copy of a message to alice, passed off as his block list */
+  readdress r = {w.bob2, "alice", "bob", 0};
+  w.n.tamper = readdress_tamper;
+  w.n.tamper_arg = &r;
+  ev_clear(w.bob2);
+  send_text(&w.n, w.bob, "alice", "to alice", NULL);
+  net_run(&w.n);
+  CHECK(r.done && ev_count(w.bob2, WHISPER_EV_REFUSED) == 1);
+  CHECK(history_has(w.bob2, "alice", "to alice") == 0 && history_has(w.bob2, "bob", "to alice") == 0);
+  /* bob's block list, passed off as a copy of a message to alice */
+  readdress r2 = {w.bob2, "bob", "alice", 0};
+  w.n.tamper_arg = &r2;
+  ev_clear(w.bob2);
+  CHECK_RC(whisper_client_block(w.bob->cl, "carol", w.n.now), WHISPER_OK);
+  net_run(&w.n);
+  CHECK(r2.done && ev_count(w.bob2, WHISPER_EV_REFUSED) == 1);
+  CHECK(blocked(w.bob2, "carol") == 0 && ev_count(w.bob2, WHISPER_EV_BLOCKED) == 0);
+  CHECK(history_count(w.bob2, "alice") == 2); /* hi bob, hi alice: nothing new */
+  w.n.tamper = NULL;
+  net_close(&w.n);
+}
+
 /* A device linked later gets the list. */
 static void test_new_device_gets_list(void) {
   world w;
@@ -988,6 +1045,7 @@ int main(void) {
   RUN(test_persistence_and_merge);
   RUN(test_concurrent_changes);
   RUN(test_new_device_gets_list);
+  RUN(test_readdressed);
   RUN(test_bad_input);
   RUN(test_block_limit);
   RUN(test_server_checks);
