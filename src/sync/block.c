@@ -192,7 +192,7 @@ static void trim(sy_bentry *v, size_t *n) {
 
 static sy_bentry *find(sy_bentry *v, size_t n, const char *account) {
   sy_bentry key;
-  if (strlen(account) > SY_ACCOUNT_MAX) return NULL;
+  if (n == 0 || strlen(account) > SY_ACCOUNT_MAX) return NULL; /* (bsearch wants a base) */
   snprintf(key.account, sizeof key.account, "%s", account);
   return bsearch(&key, v, n, sizeof *v, by_account);
 }
