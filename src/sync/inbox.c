@@ -509,6 +509,7 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
   }
   case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
   case WHISPER__E2E__CONTENT__KIND__SETTINGS:
+  case WHISPER__E2E__CONTENT__KIND__BLOCK: /* (only from this account's devices, to it: block.c) */
     break; /* not used by this version yet */
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;

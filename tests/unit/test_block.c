@@ -601,6 +601,40 @@ static void test_readdressed(void) {
   net_close(&w.n);
 }
 
+/* Another account sends a block list (a modified client): it is nobody's
+ * business but its own account's; nothing changes, nothing shows. */
+static void test_block_content_from_others(void) {
+  world w;
+  world_open(&w, NULL);
+  Whisper__E2e__BlockEntry e = WHISPER__E2E__BLOCK_ENTRY__INIT, *ep = &e;
+  e.account = "carol";
+  e.has_blocked = e.has_changed_at = 1;
+  e.blocked = 1;
+  e.changed_at = w.n.now;
+  Whisper__E2e__Block blk = WHISPER__E2E__BLOCK__INIT;
+  blk.n_entries = 1;
+  blk.entries = &ep;
+  Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+  ct.has_version = ct.has_kind = 1;
+  ct.version = 1;
+  ct.kind = WHISPER__E2E__CONTENT__KIND__BLOCK;
+  ct.block = &blk;
+  size_t len = whisper__e2e__content__get_packed_size(&ct);
+  uint8_t *b = malloc(len);
+  whisper__e2e__content__pack(&ct, b);
+  wh_entry_extra x = {.content = b, .content_len = len, .hidden = 1};
+  uint8_t id[16];
+  int before = history_count(w.bob, "alice");
+  ev_clear(w.bob);
+  CHECK_RC(sy_enqueue(w.alice->cl, "bob", NULL, 0, &x, NULL, w.n.now, id), WHISPER_OK);
+  free(b);
+  net_run(&w.n);
+  CHECK(blocked(w.bob, "carol") == 0 && blocked(w.bob2, "carol") == 0);
+  CHECK(history_count(w.bob, "alice") == before);
+  CHECK(ev_count(w.bob, WHISPER_EV_MESSAGE) == 0 && ev_count(w.bob, WHISPER_EV_BLOCKED) == 0);
+  net_close(&w.n);
+}
+
 /* A device linked later gets the list. */
 static void test_new_device_gets_list(void) {
   world w;
@@ -1046,6 +1080,7 @@ int main(void) {
   RUN(test_concurrent_changes);
   RUN(test_new_device_gets_list);
   RUN(test_readdressed);
+  RUN(test_block_content_from_others);
   RUN(test_bad_input);
   RUN(test_block_limit);
   RUN(test_server_checks);
