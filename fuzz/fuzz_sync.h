@@ -106,7 +106,9 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
  *     calls whisper_client_retry();
  *   0xFE: whisper_client_send() to bob; 0xFD: whisper_client_send_group()
  *     to alice's group; 0xFC: whisper_client_link_approve() of alice.3's
- *     link token (fzs_link_token);
+ *     link token (fzs_link_token); 0xFB: whisper_client_block() of bob;
+ *     0xFA: whisper_client_unblock() of bob; 0xF9: whisper_client_report()
+ *     of the conversation with bob (3 messages);
  *   another byte t with the top bit set: the clock moves (t & 0x7f) *
  *     500 ms, then whisper_client_tick();
  *   else two bytes (big-endian, 15 bits) are a length n, then n bytes
@@ -116,6 +118,10 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
 #define FZS_APP_SEND 0xFE
 #define FZS_APP_SEND_GROUP 0xFD
 #define FZS_APP_LINK_APPROVE 0xFC
+#define FZS_APP_BLOCK 0xFB
+#define FZS_APP_UNBLOCK 0xFA
+#define FZS_APP_REPORT 0xF9
+#define FZS_APP_FIRST FZS_APP_REPORT
 enum {
   FZS_MODE_HELLO = 0,    /* alice.1 connected: Hello (id 1) sent, no challenge yet */
   FZS_MODE_AUTH = 1,     /* the challenge came: Auth (id 2) sent */
@@ -128,7 +134,7 @@ enum {
   FZS_CLIENT_MODES = 5
 };
 void fzs_client_frame(fzs_script *s, const whisper_buf *frame);
-void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < 124 */
+void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < FZS_APP_FIRST - 0x80 */
 
 /* --- the server world ---------------------------------------------------- */
 
