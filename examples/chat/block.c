@@ -12,7 +12,7 @@
  *                                        to the server's moderators; `block`: block too
  *
  * --script answers: {"ev":"ok","cmd":"block"|"unblock"|"report"},
- * {"ev":"blocked_list","accounts":[...]}, or {"ev":"error","cmd":...};
+ * {"ev":"ok","cmd":"blocked","accounts":[...]}, or {"ev":"error","cmd":...};
  * the event: {"ev":"block","account":...,"blocked":true|false}.
  */
 #include <stdio.h>
@@ -88,7 +88,8 @@ static void cmd_blocked(chat *c, char *args) {
   jb_init(&b);
   const char *name = (const char *)list->data;
   if (c->script) {
-    jb_begin(&b, "blocked_list");
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "blocked");
     jb_open(&b, "accounts", '[');
     for (size_t i = 0; i < n; i++, name += strlen(name) + 1) jb_str(&b, NULL, name);
     jb_close(&b, ']');
