@@ -18,7 +18,19 @@
  *               "alice"  her own list of version 3 (alice.1, alice.2).
  *   1 CHANGE  an e2e.SignedGroupChange for alice's group (variant odd:
  *             another group id): sy_change_parse, then sy_change_verify
- *             against the stored list of its author (as inbox.c on_group).
+ *             against the stored list of its author (as inbox.c on_group),
+ *             then who may make it (groups.c sy_group_change_why), taking
+ *             it (sy_group_take) and reading it as a join request
+ *             (sy_group_request_why), against the state alice holds of
+ *             the group, by (variant >> 1) & 3:
+ *               0, 3  H0: version 1 (the hash of seed change_v1's body),
+ *                     members bob, alice; admin bob; no info, settings
+ *                     off, no link;
+ *               1     H1: the same version and hash; members bob, alice,
+ *                     carol; admins bob, alice; name "Club", only admins
+ *                     edit info, only admins send, an invite link (the
+ *                     world's link key), no approval;
+ *               2     nothing held (a group never seen).
  *   2 PAYLOAD an e2e.Payload (a decrypted message): sy_payload_parse.
  *   3 TOKEN   a link token: sy_token_parse and whisper_client_link_digits.
  *   4 RETRY   a retry request (retry.c): the bytes as libsignal's
@@ -61,10 +73,31 @@
  *  CHANGE: OK or EFORGED; success implies the group id passed, version >= 1
  *    with a 32-byte prev exactly when above 1, a valid author and device,
  *    valid and distinct member and admin names, admins a subset of members,
- *    and the hash the SHA-256 of the body; failure leaves the sy_change
- *    empty. sy_change_verify is OK exactly when the author's held signed
- *    list names the author device with a key under which the signature
- *    over "whisper-group-v1" || body verifies (checked here).
+ *    a name and description of valid UTF-8 without NUL within their
+ *    limits, a picture within its limit, an invite key of 33 bytes and an
+ *    invite signature of 64 when present, and the hash the SHA-256 of the
+ *    body; failure leaves the sy_change empty. sy_change_verify is OK
+ *    exactly when the author's held signed list names the author device
+ *    with a key under which the signature over "whisper-group-v1" || body
+ *    verifies (checked here).
+ *    sy_group_change_why is OK; a change it lets through is, by a model
+ *    here: a starting state (nothing held: the creation by its creator, or
+ *    alice added by an admin the change names; within the member limit),
+ *    or the step after the held one (version + 1, prev its hash) that
+ *    leaves an admin when it has members, does not grow past the limit,
+ *    and, by an author who is not a held admin, keeps the settings, the
+ *    link and the admins (or a subset, leaving), and is either the
+ *    author's leave (the held members without it, the info kept), an
+ *    info edit (the same members; the info kept where only admins edit
+ *    it), or a join by a non-member (the held members and it, the info
+ *    kept, the held state has a link and no approval, and the invite
+ *    signature verifies under the held link key, checked here).
+ *    sy_group_take leaves exactly the body's members, admins, info,
+ *    settings and link in the state, and returns the bits of what
+ *    differs from the held state. sy_group_request_why lets a request
+ *    through only for a held state where alice is an admin and the author
+ *    not a member, when the change adds its author and its invite
+ *    signature verifies under the held link key.
  *  PAYLOAD: success implies a body and exactly one of `to` (a valid account
  *    name) and `group_id` (16 bytes); sy_payload_make of what it read
  *    parses back to the same conversation and body.
@@ -141,6 +174,10 @@ typedef struct fze_world {
   whisper_client *c;
   fz_dev *alice2, *bob1, *bob2, *bob_new, *carol1, *carol_new, *erin1, *mallory;
   uint8_t gid[WHISPER_GROUP_ID_LEN], other_gid[WHISPER_GROUP_ID_LEN];
+  /* CHANGE: what alice holds of gid (H0, H1; H2: nothing), the link's keys */
+  sy_group held[3];
+  uint8_t h1[32];
+  wh_keypair invite;
   /* alice's outgoing messages (RETRY) */
   uint8_t g3[WHISPER_GROUP_ID_LEN];
   struct fze_sent {
@@ -242,6 +279,60 @@ static whisper_buf *make_change(fz_dev *signer, const uint8_t *gid, uint64_t ver
   return out;
 }
 
+/* A change of gid (version, prev) with the new fields: `name`, settings
+ * (bit 0 only admins edit info, 1 only admins send, 2 approval), the
+ * world's invite key (link), and with `invite_priv` an invite signature. */
+static whisper_buf *make_change_x(fz_dev *signer, uint64_t version, const uint8_t *prev,
+                                  const char *const *members, size_t nm, const char *const *admins,
+                                  size_t na, const char *author, uint32_t author_device,
+                                  const char *name, int settings, int link,
+                                  const uint8_t *invite_priv) {
+  Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  b.has_group_id = b.has_version = b.has_author_device = 1;
+  b.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, W->gid};
+  b.version = version;
+  if (prev) b.has_prev = 1, b.prev = (ProtobufCBinaryData){32, (uint8_t *)prev};
+  b.n_members = nm;
+  b.members = (char **)members;
+  b.n_admins = na;
+  b.admins = (char **)admins;
+  b.author = (char *)author;
+  b.author_device = author_device;
+  if (name) b.has_name = 1, b.name = (ProtobufCBinaryData){strlen(name), (uint8_t *)name};
+  if (settings & 1) b.has_admins_edit_info = b.admins_edit_info = 1;
+  if (settings & 2) b.has_admins_send = b.admins_send = 1;
+  if (settings & 4) b.has_approval_required = b.approval_required = 1;
+  if (link) b.has_invite_key = 1, b.invite_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, W->invite.pub};
+  size_t len = whisper__e2e__group_change_body__get_packed_size(&b);
+  uint8_t *body = malloc(len + 1);
+  FZ_ASSERT(body != NULL, "out of memory");
+  whisper__e2e__group_change_body__pack(&b, body);
+  whisper_buf *out = sign_wrap(signer, GROUP_CTX, body, len);
+  if (invite_priv) {
+    uint8_t *msg = malloc(sizeof "whisper-group-join-v1" + len), sig[WHISPER_SIGNATURE_LEN];
+    FZ_ASSERT(msg != NULL, "out of memory");
+    memcpy(msg, "whisper-group-join-v1", 21);
+    memcpy(msg + 21, body, len);
+    FZ_ASSERT(whisper_sign(signer->ctx, sig, invite_priv, msg, 21 + len) == WHISPER_OK, "sign");
+    free(msg);
+    Whisper__E2e__SignedGroupChange *sc =
+        whisper__e2e__signed_group_change__unpack(NULL, out->len, out->data);
+    FZ_ASSERT(sc != NULL, "unpack");
+    sc->has_invite_signature = 1;
+    sc->invite_signature = (ProtobufCBinaryData){sizeof sig, sig};
+    whisper_buf *o2 = whisper_buf_new(NULL, whisper__e2e__signed_group_change__get_packed_size(sc));
+    FZ_ASSERT(o2 != NULL, "out of memory");
+    whisper__e2e__signed_group_change__pack(sc, o2->data);
+    sc->has_invite_signature = 0;
+    sc->invite_signature = (ProtobufCBinaryData){0, NULL};
+    whisper__e2e__signed_group_change__free_unpacked(sc, NULL);
+    whisper_buf_free(out);
+    out = o2;
+  }
+  free(body);
+  return out;
+}
+
 /* --- the engine's transaction, as on_devices runs it ------------------------- */
 
 static void after_call(const char *what) {
@@ -277,6 +368,54 @@ static void drop_events(whisper_client *c) {
   }
 }
 
+static char **names_of(const char *const *v, size_t n) {
+  char **out = calloc(n + 1, sizeof *out);
+  FZ_ASSERT(out != NULL, "out of memory");
+  for (size_t i = 0; i < n; i++) FZ_ASSERT((out[i] = strdup(v[i])) != NULL, "out of memory");
+  return out;
+}
+
+/* CHANGE's held states of gid (see the top). */
+static void held_states(void) {
+  static const char *const m0[] = {"bob", "alice"}, *const a0[] = {"bob"};
+  static const char *const m1[] = {"bob", "alice", "carol"}, *const a1[] = {"bob", "alice"};
+  uint8_t priv[32];
+  memset(priv, 0x1C, sizeof priv);
+  FZ_ASSERT(wh_keypair_from_priv(&W->invite, priv) == 0, "invite keys");
+  /* the hash of change_v1's body (bob creates: bob, alice; admin bob),
+   * made here without signing (the seeds' signatures stay as they were) */
+  Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
+  b.has_group_id = b.has_version = b.has_author_device = 1;
+  b.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, W->gid};
+  b.version = 1;
+  b.n_members = 2;
+  b.members = (char **)m0;
+  b.n_admins = 1;
+  b.admins = (char **)a0;
+  b.author = "bob";
+  b.author_device = 1;
+  uint8_t body[256];
+  size_t bl = whisper__e2e__group_change_body__pack(&b, body);
+  crypto_hash_sha256(W->h1, body, bl);
+  for (int i = 0; i < 2; i++) {
+    sy_group *g = &W->held[i];
+    memset(g, 0, sizeof *g);
+    g->known = 1;
+    g->version = 1;
+    memcpy(g->hash, W->h1, 32);
+    g->members = names_of(i ? m1 : m0, i ? 3 : 2);
+    g->n_members = i ? 3 : 2;
+    g->admins = names_of(i ? a1 : a0, i ? 2 : 1);
+    g->n_admins = i ? 2 : 1;
+  }
+  sy_group *g = &W->held[1];
+  g->name = whisper_buf_new((const uint8_t *)"Club", 4);
+  g->admins_edit_info = g->admins_send = 1;
+  g->has_invite = 1;
+  memcpy(g->invite_key, W->invite.pub, WHISPER_PUBLIC_KEY_LEN);
+  memset(&W->held[2], 0, sizeof W->held[2]);
+}
+
 static void world_new(void) {
   W = calloc(1, sizeof *W);
   FZ_ASSERT(W != NULL, "out of memory");
@@ -294,6 +433,7 @@ static void world_new(void) {
   FZ_ASSERT(whisper_client_new(&W->c, W->alice->ctx, NULL) == WHISPER_OK, "client_new: %s",
             whisper_ctx_last_error(W->alice->ctx));
   W->c->now = FZ_NOW;
+  held_states();
 
   /* alice's own list, signed by her engine */
   sy_dev own[2];
@@ -411,6 +551,7 @@ static void world_new(void) {
 
 static void world_free(void) {
   whisper_client_free(W->c);
+  for (int i = 0; i < 3; i++) sy_group_free(&W->held[i]);
   fz_dev *d[] = {W->alice, W->alice2, W->bob1, W->bob2, W->bob_new,
                  W->carol1, W->carol_new, W->erin1, W->mallory};
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) fz_dev_free(d[i]);
@@ -689,6 +830,178 @@ static int listed(char **names, size_t n, const char *name) {
   return 0;
 }
 
+/* --- CHANGE: who may make it (groups.c) ----------------------------------------------- */
+
+static const char JOIN_CTX[] = "whisper-group-join-v1";
+
+static int in(char *const *v, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i], name) == 0) return 1;
+  return 0;
+}
+
+/* a == b with `name` added (op 1), taken out (-1), or as is (0): as sets. */
+static int set_eq(char *const *a, size_t na, char *const *b, size_t nb, const char *name, int op) {
+  size_t want = nb;
+  if (op > 0 && !in(b, nb, name)) want++;
+  if (op < 0 && in(b, nb, name)) want--;
+  if (na != want) return 0;
+  for (size_t i = 0; i < na; i++) {
+    int ok = op > 0 && strcmp(a[i], name) == 0 ? 1 : in(b, nb, a[i]);
+    if (op < 0 && strcmp(a[i], name) == 0) ok = 0;
+    if (!ok) return 0;
+  }
+  return 1;
+}
+
+static int buf_eq(const whisper_buf *x, protobuf_c_boolean has, ProtobufCBinaryData v) {
+  size_t lx = x ? x->len : 0, lv = has ? v.len : 0;
+  return lx == lv && (lx == 0 || memcmp(x->data, v.data, lx) == 0);
+}
+
+static int info_eq(const sy_group *g, const Whisper__E2e__GroupChangeBody *b) {
+  return buf_eq(g->name, b->has_name, b->name) && buf_eq(g->description, b->has_description, b->description) &&
+         buf_eq(g->picture, b->has_picture, b->picture);
+}
+
+static int settings_eq(const sy_group *g, const Whisper__E2e__GroupChangeBody *b) {
+  return !g->admins_edit_info == !(b->has_admins_edit_info && b->admins_edit_info) &&
+         !g->admins_send == !(b->has_admins_send && b->admins_send) &&
+         !g->approval == !(b->has_approval_required && b->approval_required);
+}
+
+static int link_eq(const sy_group *g, const Whisper__E2e__GroupChangeBody *b) {
+  int has = b->has_invite_key && b->invite_key.len == WHISPER_PUBLIC_KEY_LEN;
+  return g->has_invite == has &&
+         (!has || memcmp(g->invite_key, b->invite_key.data, WHISPER_PUBLIC_KEY_LEN) == 0);
+}
+
+/* UTF-8 without NUL, decoded here by lead-byte ranges. */
+static int group_utf8_model(const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n;) {
+    uint8_t c0 = p[i];
+    size_t k;
+    uint32_t cp;
+    if (c0 == 0) return 0;
+    if (c0 < 0x80) {
+      i++;
+      continue;
+    }
+    if (c0 >= 0xC2 && c0 <= 0xDF) k = 1, cp = c0 & 0x1F;
+    else if (c0 >= 0xE0 && c0 <= 0xEF) k = 2, cp = c0 & 0x0F;
+    else if (c0 >= 0xF0 && c0 <= 0xF4) k = 3, cp = c0 & 0x07;
+    else return 0;
+    if (i + k >= n) return 0;
+    for (size_t j = 1; j <= k; j++) {
+      if ((p[i + j] & 0xC0) != 0x80) return 0;
+      cp = cp << 6 | (p[i + j] & 0x3F);
+    }
+    if (k == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) return 0;
+    if (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) return 0;
+    i += k + 1;
+  }
+  return 1;
+}
+
+static void check_admin(int variant, const sy_change *ch) {
+  whisper_client *c = W->c;
+  const Whisper__E2e__GroupChangeBody *b = ch->b;
+  /* the shape of the new fields (sy_group_body_ok, in sy_change_parse) */
+  FZ_ASSERT(!b->has_name || (b->name.len <= WHISPER_GROUP_NAME_MAX && group_utf8_model(b->name.data, b->name.len)),
+            "a bad name was taken");
+  FZ_ASSERT(!b->has_description || (b->description.len <= WHISPER_GROUP_DESCRIPTION_MAX &&
+                                    group_utf8_model(b->description.data, b->description.len)),
+            "a bad description was taken");
+  FZ_ASSERT(!b->has_picture || b->picture.len <= WHISPER_GROUP_PICTURE_MAX, "a picture over its limit");
+  FZ_ASSERT(!b->has_invite_key || b->invite_key.len == WHISPER_PUBLIC_KEY_LEN, "an invite key of %zu bytes",
+            b->invite_key.len);
+  FZ_ASSERT(!ch->s->has_invite_signature || ch->s->invite_signature.len == WHISPER_SIGNATURE_LEN,
+            "an invite signature of %zu bytes", ch->s->invite_signature.len);
+
+  int which = (variant >> 1) & 3;
+  const sy_group *g = &W->held[which == 3 ? 0 : which];
+  const char *why = "unset";
+  int rc = sy_group_change_why(c, g, ch, &why);
+  if (fz_verbose()) fprintf(stderr, "  H%d: %s\n", which == 3 ? 0 : which, why ? why : "taken");
+  FZ_ASSERT(rc == WHISPER_OK, "sy_group_change_why gave %d", rc);
+  int join_sig = g->has_invite && ch->s->has_invite_signature &&
+                 ctx_verify(g->invite_key, JOIN_CTX, ch->s->body, ch->s->invite_signature);
+  if (why == NULL) {
+    const char *a = b->author;
+    if (!g->known) {
+      FZ_ASSERT((b->version == 1 && b->n_members && strcmp(a, b->members[0]) == 0 && in(b->admins, b->n_admins, a)) ||
+                    (in(b->members, b->n_members, "alice") && in(b->admins, b->n_admins, a)),
+                "a starting state nobody entitled");
+      FZ_ASSERT(b->n_members <= c->cfg.max_group_members, "a starting state past the limit");
+    } else {
+      FZ_ASSERT(b->version == g->version + 1 && b->has_prev && b->prev.len == 32 &&
+                    memcmp(b->prev.data, g->hash, 32) == 0,
+                "a change that does not follow was taken");
+      FZ_ASSERT(b->n_members == 0 || b->n_admins > 0, "a change without an admin was taken");
+      FZ_ASSERT(b->n_members <= c->cfg.max_group_members || b->n_members <= g->n_members,
+                "a change past the limit was taken");
+      if (!in(g->admins, g->n_admins, a)) {
+        FZ_ASSERT(settings_eq(g, b) && link_eq(g, b), "a non-admin changed the settings or the link");
+        for (size_t i = 0; i < b->n_admins; i++)
+          FZ_ASSERT(in(g->admins, g->n_admins, b->admins[i]), "a non-admin made %s admin", b->admins[i]);
+        if (in(g->members, g->n_members, a) && !in(b->members, b->n_members, a)) {
+          FZ_ASSERT(set_eq(b->members, b->n_members, g->members, g->n_members, a, -1) && info_eq(g, b),
+                    "a leave that changed more");
+        } else if (in(g->members, g->n_members, a)) {
+          FZ_ASSERT(set_eq(b->members, b->n_members, g->members, g->n_members, a, 0) &&
+                        set_eq(b->admins, b->n_admins, g->admins, g->n_admins, a, 0),
+                    "a member's change of the membership or admins");
+          FZ_ASSERT(!g->admins_edit_info || info_eq(g, b), "a member edited the info where only admins do");
+        } else {
+          FZ_ASSERT(set_eq(b->members, b->n_members, g->members, g->n_members, a, 1) && info_eq(g, b) &&
+                        set_eq(b->admins, b->n_admins, g->admins, g->n_admins, a, 0),
+                    "a join that changed more");
+          FZ_ASSERT(g->has_invite && !g->approval && join_sig, "a join without the link (or approval)");
+        }
+      }
+    }
+  }
+
+  /* taken into a copy of the held state */
+  sy_group t;
+  memset(&t, 0, sizeof t);
+  t.known = g->known;
+  t.members = names_of((const char *const *)g->members, g->n_members);
+  t.n_members = g->n_members;
+  t.admins = names_of((const char *const *)g->admins, g->n_admins);
+  t.n_admins = g->n_admins;
+  if (g->name) t.name = whisper_buf_new(g->name->data, g->name->len);
+  t.admins_edit_info = g->admins_edit_info;
+  t.admins_send = g->admins_send;
+  t.approval = g->approval;
+  t.has_invite = g->has_invite;
+  memcpy(t.invite_key, g->invite_key, sizeof t.invite_key);
+  int bits = sy_group_take(c, &t, b);
+  FZ_ASSERT(bits >= 0, "sy_group_take gave %d", bits);
+  FZ_ASSERT(t.n_members == b->n_members && t.n_admins == b->n_admins, "the names were not taken");
+  for (size_t i = 0; i < b->n_members; i++) FZ_ASSERT(strcmp(t.members[i], b->members[i]) == 0, "member %zu", i);
+  for (size_t i = 0; i < b->n_admins; i++) FZ_ASSERT(strcmp(t.admins[i], b->admins[i]) == 0, "admin %zu", i);
+  FZ_ASSERT(info_eq(&t, b) && settings_eq(&t, b) && link_eq(&t, b), "the state is not the body's");
+  int want = (!g->known || !set_eq(b->members, b->n_members, g->members, g->n_members, "", 0)
+                  ? WHISPER_GROUP_CHANGED_MEMBERS : 0) |
+             (!set_eq(b->admins, b->n_admins, g->admins, g->n_admins, "", 0) ? WHISPER_GROUP_CHANGED_ADMINS : 0) |
+             (!info_eq(g, b) ? WHISPER_GROUP_CHANGED_INFO : 0) |
+             (!settings_eq(g, b) ? WHISPER_GROUP_CHANGED_SETTINGS : 0) |
+             (!link_eq(g, b) ? WHISPER_GROUP_CHANGED_LINK : 0);
+  FZ_ASSERT(bits == want, "sy_group_take said %d, what changed is %d", bits, want);
+  sy_group_free(&t);
+
+  /* as a join request */
+  int ignore = -1;
+  why = sy_group_request_why(c, g, ch, &ignore);
+  FZ_ASSERT(ignore == 0 || ignore == 1, "ignore %d", ignore);
+  int want_ignore = !g->known || !in(g->admins, g->n_admins, "alice") || in(g->members, g->n_members, b->author);
+  FZ_ASSERT(ignore == want_ignore, "a request %s", ignore ? "ignored" : "taken up");
+  if (!ignore && why == NULL)
+    FZ_ASSERT(in(b->members, b->n_members, b->author) && join_sig, "a request without the link");
+  if (!ignore && why) FZ_ASSERT(!in(b->members, b->n_members, b->author) || !join_sig, "a good request refused");
+}
+
 static void do_change(int variant, const uint8_t *p, size_t n) {
   whisper_client *c = W->c;
   const uint8_t *gid = (variant & 1) ? W->other_gid : W->gid;
@@ -736,6 +1049,7 @@ static void do_change(int variant, const uint8_t *p, size_t n) {
             want);
   after_call("change");
   sy_devs_free(&al);
+  check_admin(variant, &ch);
   sy_change_free(&ch);
   FZ_ASSERT(ch.s == NULL && ch.b == NULL, "sy_change_free");
 }
@@ -1328,15 +1642,51 @@ void fze_gen_seeds(fz_seeds *s) {
        make_change(W->mallory, W->gid, 2, h1, m2, 3, adm, 1, "bob", 3, NULL));
   seed(s, "change_legacy_author", K_CHANGE, 0,
        make_change(W->mallory, W->gid, 2, h1, m2, 3, adm, 1, "dave", 1, NULL));
-  sy_group g;
+  sy_group g, gn;
   memset(&g, 0, sizeof g);
+  memset(&gn, 0, sizeof gn);
   g.version = 1;
   memcpy(g.hash, h1, 32);
   const char *m3[] = {"alice", "bob"}, *adm3[] = {"alice", "bob"};
-  FZ_ASSERT(sy_change_make(W->c, W->gid, &g, (char *const *)m3, 2, (char *const *)adm3, 2, &b) ==
-                WHISPER_OK,
-            "change_make");
+  gn.members = (char **)m3;
+  gn.n_members = 2;
+  gn.admins = (char **)adm3;
+  gn.n_admins = 2;
+  FZ_ASSERT(sy_change_make(W->c, W->gid, &g, &gn, NULL, &b) == WHISPER_OK, "change_make");
   seed(s, "change_by_alice", K_CHANGE, 0, b);
+
+  /* administration: against H0 (variant 0), H1 (2) and nothing held (4) */
+  {
+    const char *m0[] = {"bob", "alice"}, *a0[] = {"bob"}, *mb[] = {"bob"}, *a2[] = {"bob", "alice"};
+    const char *mh1[] = {"bob", "alice", "carol"}, *ah1[] = {"bob", "alice"};
+    const char *mj[] = {"bob", "alice", "carol", "erin"};
+    /* H0: alice (no admin) names the group; bob promotes her; alice leaves */
+    seed(s, "change_info_by_member", K_CHANGE, 0,
+         make_change_x(W->alice, 2, W->h1, m0, 2, a0, 1, "alice", 1, "Lunch", 0, 0, NULL));
+    seed(s, "change_promote", K_CHANGE, 0,
+         make_change_x(W->bob1, 2, W->h1, m0, 2, a2, 2, "bob", 1, NULL, 0, 0, NULL));
+    seed(s, "change_leave", K_CHANGE, 0,
+         make_change_x(W->alice, 2, W->h1, mb, 1, a0, 1, "alice", 1, NULL, 0, 0, NULL));
+    seed(s, "change_no_admin_left", K_CHANGE, 0,
+         make_change_x(W->bob1, 2, W->h1, m0, 2, NULL, 0, "bob", 1, NULL, 0, 0, NULL));
+    /* H1: carol (no admin) renames it where only admins edit the info; bob
+     * turns approval on; erin joins by the link, and with another key */
+    seed(s, "change_info_restricted", K_CHANGE, 2,
+         make_change_x(W->carol1, 2, W->h1, mh1, 3, ah1, 2, "carol", 1, "Dinner", 3, 1, NULL));
+    seed(s, "change_approval_on", K_CHANGE, 2,
+         make_change_x(W->bob1, 2, W->h1, mh1, 3, ah1, 2, "bob", 1, "Club", 7, 0, NULL));
+    seed(s, "change_join", K_CHANGE, 2,
+         make_change_x(W->erin1, 2, W->h1, mj, 4, ah1, 2, "erin", 1, "Club", 3, 1, W->invite.priv));
+    uint8_t other_key[32];
+    memset(other_key, 0x2D, sizeof other_key);
+    seed(s, "change_join_other_key", K_CHANGE, 2,
+         make_change_x(W->erin1, 2, W->h1, mj, 4, ah1, 2, "erin", 1, "Club", 3, 1, other_key));
+    seed(s, "change_revoke_by_member", K_CHANGE, 2,
+         make_change_x(W->carol1, 2, W->h1, mh1, 3, ah1, 2, "carol", 1, "Club", 3, 0, NULL));
+    /* nothing held: alice added by an admin */
+    seed(s, "change_added_by_admin", K_CHANGE, 4,
+         make_change_x(W->bob1, 7, W->h1, m0, 2, a0, 1, "bob", 1, "Seven", 0, 0, NULL));
+  }
 
   /* payloads */
   static const uint8_t sid[WHISPER_CLIENT_ID_LEN] = {1};

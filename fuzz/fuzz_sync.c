@@ -984,6 +984,24 @@ static whisper_buf *presence_set_frame(uint64_t id, int visible, int receipts) {
   return simple(WHISPER__SYNC__FRAME__BODY_PRESENCE_SET, &p, id);
 }
 
+/* PresenceSet{mutes}: bob muted for good, a group until a time */
+static whisper_buf *presence_mutes_frame(uint64_t id) {
+  Whisper__Sync__MuteList__Mute m[2] = {WHISPER__SYNC__MUTE_LIST__MUTE__INIT,
+                                        WHISPER__SYNC__MUTE_LIST__MUTE__INIT};
+  Whisper__Sync__MuteList__Mute *mp[2] = {&m[0], &m[1]};
+  m[0].conversation = "bob";
+  m[0].has_until_ms = m[1].has_until_ms = 1;
+  m[0].until_ms = UINT64_MAX;
+  m[1].conversation = "#00112233445566778899aabbccddeeff";
+  m[1].until_ms = FZ_NOW + 3600000;
+  Whisper__Sync__MuteList ml = WHISPER__SYNC__MUTE_LIST__INIT;
+  ml.n_mutes = 2;
+  ml.mutes = mp;
+  Whisper__Sync__PresenceSet p = WHISPER__SYNC__PRESENCE_SET__INIT;
+  p.mutes = &ml;
+  return simple(WHISPER__SYNC__FRAME__BODY_PRESENCE_SET, &p, id);
+}
+
 static whisper_buf *subscribe_frame(uint64_t id, const char *const *accts, size_t n) {
   Whisper__Sync__PresenceSubscribe p = WHISPER__SYNC__PRESENCE_SUBSCRIBE__INIT;
   p.n_accounts = n;
@@ -2120,6 +2138,7 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
   fz_seeds_add(seeds, "receipt", receipt_frame(11, "bob", 3, &cid, 1, gid), 1);
   fz_seeds_add(seeds, "typing", typing_frame(12, NULL, gid, 1), 1);
   fz_seeds_add(seeds, "presence_set", presence_set_frame(13, 1, 0), 1);
+  fz_seeds_add(seeds, "presence_mutes", presence_mutes_frame(13), 1);
   fz_seeds_add(seeds, "subscribe", subscribe_frame(14, members, 2), 1);
   fz_seeds_add(seeds, "group_op", group_op(15, WHISPER__SYNC__GROUP_OP__OP__CREATE, gid, members, 2), 1);
   fz_seeds_add(seeds, "link_request", link_request(16, "dave"), 1);

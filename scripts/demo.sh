@@ -3,8 +3,9 @@
 #  1. whisper-demo: two local devices set up a Signal session and talk
 #     (the library alone, no network);
 #  2. examples/demo/sync-demo.js: whisperd on loopback and scripted
-#     whisper-chat clients: a conversation with every tick, an offline
-#     catch-up, and a group a member leaves.
+#     whisper-chat clients: a conversation with every tick, a reply, a
+#     reaction, an edit and a delete for everyone (each checked: pass or
+#     FAIL), an offline catch-up, and a group a member leaves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

@@ -105,39 +105,6 @@ const char *whisper_ctx_last_error(const whisper_ctx *ctx) {
   return ctx ? ctx->last_error : "no context";
 }
 
-/* Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code
- * points past U+10FFFF. */
-int wh_utf8_valid(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t b = s[i];
-    size_t k;
-    uint32_t cp;
-    if (b < 0x80) {
-      i++;
-      continue;
-    } else if ((b & 0xE0) == 0xC0) {
-      k = 1, cp = b & 0x1F;
-    } else if ((b & 0xF0) == 0xE0) {
-      k = 2, cp = b & 0x0F;
-    } else if ((b & 0xF8) == 0xF0) {
-      k = 3, cp = b & 0x07;
-    } else {
-      return 0;
-    }
-    if (n - i <= k) return 0;
-    for (size_t j = 1; j <= k; j++) {
-      if ((s[i + j] & 0xC0) != 0x80) return 0;
-      cp = cp << 6 | (s[i + j] & 0x3F);
-    }
-    if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return 0;
-    i += k + 1;
-  }
-  return 1;
-}
-
 void wh_be32(uint8_t out[4], uint32_t v) {
   out[0] = (uint8_t)(v >> 24);
   out[1] = (uint8_t)(v >> 16);

@@ -74,7 +74,7 @@ int wh_finish(whisper_ctx *ctx, int rc);
  * the last error. Returns the final code. */
 int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out);
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
-/* 1 if s (n bytes) is well-formed UTF-8. */
+/* 1 if s (n bytes) is well-formed UTF-8 (protocol/fold.c). */
 int wh_utf8_valid(const uint8_t *s, size_t n);
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len);
@@ -204,9 +204,11 @@ void wh_found_free(wh_found *f);
  * (a WHISPER_REC_MESSAGE_INDEX key, 16 bytes): for the fuzz target. */
 int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sender, const uint8_t *id,
                            size_t id_len, uint8_t out[16]);
-/* The packed content of outbox page message i (NULL, 0 if none). */
+/* The packed content of outbox page message i (NULL, 0 if none), and
+ * whether it is a hidden entry (an operation). */
 struct whisper_page;
-void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len);
+void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **content, size_t *len,
+                     int *hidden);
 
 /* The recipient devices of an outgoing message (its own transaction): adds
  * the devices it does not list yet (PENDING, or SENT once the server took
@@ -215,5 +217,33 @@ void wh_page_content(const struct whisper_page *p, size_t i, const uint8_t **con
  * lists only when it sends.) */
 int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                           const struct whisper_device_t *devs, size_t n, int exact);
+
+/* History for search.c (protocol/history.c): the secret salt of the
+ * history tags (made on first use); the tags of a conversation and of a
+ * message in it (id NULL: the conversation's alone); an empty page and
+ * appending a stored history entry to it (WHISPER_ECORRUPT, with the
+ * sentence, if it does not decode or is out of its limits). */
+struct whisper_page;
+int wh_history_salt(whisper_ctx *ctx, uint8_t salt[16]);
+int wh_history_tags(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                    uint8_t conv_tag[16], uint8_t msg_tag[16]);
+struct whisper_page *wh_page_new(void);
+int wh_page_add(whisper_ctx *ctx, struct whisper_page *p, const uint8_t *entry, size_t len);
+
+/* The search index (protocol/search.c), in the caller's transaction.
+ * add puts the words of `text` (the message's text: today its body) as
+ * the message `m` in history (its conversation, id, sort key and
+ * timestamp_ms: where history keeps it now and its time); remove takes
+ * them out again (it reads the conversation, id and timestamp_ms), for a
+ * message whose text changes (remove the old, add the new) or that is
+ * deleted. A posting left behind is harmless: a search reads each hit's
+ * entry and skips it unless the entry is there, has that time and holds
+ * the words. forget removes the words of the entry stored under history
+ * key `hkey` (40 bytes), if there is one, before it is deleted. */
+int wh_search_add(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
+                  size_t len);
+int wh_search_remove(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
+                     size_t len);
+int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[40]);
 
 #endif

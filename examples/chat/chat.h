@@ -87,6 +87,8 @@ typedef struct chat {
 
   /* what the app knows */
   chat_key *changed;  /* identity keys waiting for `trust` */
+  char call_peer[256];  /* the last call this run signalled or was signalled ("" none) */
+  uint8_t call_id[WHISPER_CALL_ID_LEN];
   chat_listing *listings; /* the last `history` listing of each conversation */
   chat_readmark *readmarks; /* by id, then sender, unless readmarks_unsorted */
   size_t n_readmarks, cap_readmarks;
@@ -210,6 +212,27 @@ void hb_print(chat *c, jbuf *b);
 /** A time of day, "HH:MM:SS" (local), or "--:--:--" for 0. */
 void clock_str(char out[16], uint64_t ms);
 
+/* --- message content (output.c) --- */
+
+#define TOMBSTONE_TEXT "🚫 this message was deleted"
+#define UNSUPPORTED_TEXT "[unsupported message: update whisper-chat]"
+
+/** A message of history in a JSON listing: its content fields ("kind",
+ *  "edited", "deleted", "forwarded", "quote" for a reply, "reactions"). */
+void jb_content(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** A message of history on a human line: its text, marked forwarded, or
+ *  the tombstone of a deleted one, or UNSUPPORTED_TEXT; then "(edited)". */
+void hb_content(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** The lines under it: the quote of a reply, and the reactions. */
+void hb_content_below(chat *c, jbuf *b, const whisper_message_t *m);
+
+/** A call signal's name ("offer", "answer", "ice", "hangup", "busy"), or
+ *  NULL; and back (0: not one). */
+const char *call_type_name(int type);
+int call_type_parse(const char *s);
+
 /** "pending", "sent", "delivered", "read". */
 const char *status_name(int status);
 /** The ticks of a status: "…", "✓", "✓✓", "✓✓" in blue (or "✓✓ read"). */
@@ -313,6 +336,9 @@ long hex_decode_var(uint8_t *out, size_t max, const char *s);
  *  random key) if it does not exist. Returns 0, or -1 after printing
  *  why. */
 int key_file_load(const char *path, uint8_t key[CHAT_KEY_LEN]);
+
+/** Fills `b` with `n` random bytes (/dev/urandom). Returns 0 or -1. */
+int random_bytes(uint8_t *b, size_t n);
 
 /** Overwrites memory that held a secret. */
 void wipe(void *p, size_t n);

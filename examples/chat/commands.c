@@ -9,8 +9,8 @@
  * hex digits, with or without the leading '#' of its conversation name.
  *
  * In --script mode every command answers with one JSON line: its result
- * (sent_cmd, group_created, history, safety, state, help, or ok with
- * "cmd") or an error with "cmd".
+ * (sent_cmd for send, gsend, reply and forward; group_created, history,
+ * safety, state, help, or ok with "cmd") or an error with "cmd".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,7 +194,212 @@ static void cmd_group(chat *c, char *args) {
     ok(c, name);
     return;
   }
-  out_cmd_error(c, "group", 0, "usage: group create|add|remove ...");
+  if (op && strcmp(op, "admin") == 0) {
+    char *g = next_word(&args), *how = next_word(&args), *who = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int promote = how && strcmp(how, "promote") == 0;
+    if (!g || parse_gid(g, gid) != 0 || !how || (!promote && strcmp(how, "demote") != 0) || !who ||
+        next_word(&args)) {
+      out_cmd_error(c, "group admin", 0, "usage: group admin <groupid-hex> promote|demote <member>");
+      return;
+    }
+    int rc = whisper_client_group_admin(c->client, gid, who, promote, now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group admin", rc);
+    else ok(c, "group admin");
+    return;
+  }
+  if (op && strcmp(op, "info") == 0) {
+    char *g = next_word(&args), *field = next_word(&args);
+    char *value = rest(&args); /* the rest of the line; none clears it */
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int f = !field                             ? 0
+            : strcmp(field, "name") == 0        ? WHISPER_GROUP_NAME
+            : strcmp(field, "description") == 0 ? WHISPER_GROUP_DESCRIPTION
+            : strcmp(field, "picture") == 0     ? WHISPER_GROUP_PICTURE
+                                                : 0;
+    if (!g || parse_gid(g, gid) != 0 || f == 0) {
+      out_cmd_error(c, "group info", 0, "usage: group info <groupid-hex> name|description|picture [<value>]");
+      return;
+    }
+    int rc = whisper_client_group_set_info(c->client, gid, f, (const uint8_t *)value, strlen(value), now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group info", rc);
+    else ok(c, "group info");
+    return;
+  }
+  if (op && strcmp(op, "setting") == 0) {
+    char *g = next_word(&args), *which = next_word(&args), *onoff = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int setting = !which                                   ? 0
+                  : strcmp(which, "admins-edit-info") == 0 ? WHISPER_GROUP_ADMINS_EDIT_INFO
+                  : strcmp(which, "admins-send") == 0      ? WHISPER_GROUP_ADMINS_SEND
+                                                           : 0;
+    int on = onoff && strcmp(onoff, "on") == 0;
+    if (!g || parse_gid(g, gid) != 0 || setting == 0 || !onoff || (!on && strcmp(onoff, "off") != 0) ||
+        next_word(&args)) {
+      out_cmd_error(c, "group setting", 0,
+                    "usage: group setting <groupid-hex> admins-edit-info|admins-send on|off");
+      return;
+    }
+    int rc = whisper_client_group_set(c->client, gid, setting, on, now_ms());
+    if (rc != WHISPER_OK) engine_error(c, "group setting", rc);
+    else ok(c, "group setting");
+    return;
+  }
+  if (op && strcmp(op, "link") == 0) {
+    char *g = next_word(&args), *what = next_word(&args), *onoff = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    int make = what && strcmp(what, "make") == 0, revoke = what && strcmp(what, "revoke") == 0;
+    int approval = what && strcmp(what, "approval") == 0;
+    int on = onoff && strcmp(onoff, "on") == 0;
+    if (!g || parse_gid(g, gid) != 0 || !(make || revoke || approval) ||
+        (approval ? !onoff || (!on && strcmp(onoff, "off") != 0) : onoff != NULL) || next_word(&args)) {
+      out_cmd_error(c, "group link", 0, "usage: group link <groupid-hex> make|revoke|approval on|off");
+      return;
+    }
+    if (approval) {
+      int rc = whisper_client_group_set(c->client, gid, WHISPER_GROUP_APPROVAL, on, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, "group link", rc);
+      else ok(c, "group link");
+      return;
+    }
+    if (revoke) {
+      int rc = whisper_client_group_link_revoke(c->client, gid, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, "group link", rc);
+      else ok(c, "group link");
+      return;
+    }
+    char link[WHISPER_GROUP_LINK_LEN + 1];
+    int rc = whisper_client_group_link_make(c->client, gid, now_ms(), link);
+    if (rc != WHISPER_OK) {
+      engine_error(c, "group link", rc);
+      return;
+    }
+    /* shown to the user, who passes it on; not kept */
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_link");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_str(&b, "link", link);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  invite link (works once the group has taken it; whoever has it may join):\n  %s",
+                link);
+      hb_print(c, &b);
+    }
+    if (b.p) wipe(b.p, b.cap);
+    jb_free(&b);
+    wipe(link, sizeof link);
+    return;
+  }
+  if (op && strcmp(op, "join") == 0) {
+    char *link = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    if (!link || next_word(&args)) {
+      out_cmd_error(c, "group join", 0, "usage: group join <link>");
+      return;
+    }
+    int rc = whisper_client_group_join(c->client, link, now_ms(), gid);
+    wipe(link, strlen(link)); /* the link's secret: the engine keeps it until the join is answered */
+    if (rc != WHISPER_OK) {
+      engine_error(c, "group join", rc);
+      return;
+    }
+    char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+    whisper_client_group_conversation(conv, gid);
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_joining");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_str(&b, "conversation", conv);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  joining group %s (conversation %s)", conv + 1, conv);
+      hb_print(c, &b);
+    }
+    jb_free(&b);
+    return;
+  }
+  if (op && (strcmp(op, "leave") == 0 || strcmp(op, "show") == 0)) {
+    int leave = op[0] == 'l';
+    const char *name = leave ? "group leave" : "group show";
+    char *g = next_word(&args);
+    uint8_t gid[WHISPER_GROUP_ID_LEN];
+    if (!g || parse_gid(g, gid) != 0 || next_word(&args)) {
+      out_cmd_error(c, name, 0, "usage: %s <groupid-hex>", name);
+      return;
+    }
+    if (leave) {
+      int rc = whisper_client_group_leave(c->client, gid, now_ms());
+      if (rc != WHISPER_OK) engine_error(c, name, rc);
+      else ok(c, name);
+      return;
+    }
+    whisper_group_state_t *st = NULL;
+    int rc = whisper_client_group_state(c->client, gid, &st);
+    if (rc != WHISPER_OK) {
+      engine_error(c, name, rc);
+      return;
+    }
+    jbuf b;
+    jb_init(&b);
+    if (c->script) {
+      jb_begin(&b, "group_state");
+      jb_hex(&b, "group", gid, sizeof gid);
+      jb_open(&b, "members", '[');
+      for (size_t i = 0; i < st->n_members; i++) jb_str(&b, NULL, st->members[i]);
+      jb_close(&b, ']');
+      jb_open(&b, "admins", '[');
+      for (size_t i = 0; i < st->n_admins; i++) jb_str(&b, NULL, st->admins[i]);
+      jb_close(&b, ']');
+      jb_open(&b, "requests", '[');
+      for (size_t i = 0; i < st->n_requests; i++) jb_str(&b, NULL, st->requests[i]);
+      jb_close(&b, ']');
+      jb_str(&b, "name", st->name);
+      jb_str(&b, "description", st->description);
+      if (st->picture) jb_bytes(&b, "picture", st->picture, st->picture_len);
+      jb_bool(&b, "admins_edit_info", st->admins_edit_info);
+      jb_bool(&b, "admins_send", st->admins_send);
+      jb_bool(&b, "link", st->has_link);
+      jb_bool(&b, "approval", st->approval_required);
+      jb_bool(&b, "member", st->member);
+      jb_bool(&b, "admin", st->admin);
+      jb_u64(&b, "version", st->change_version);
+      jb_print(c, &b);
+    } else {
+      hb_printf(&b, "  group %s", g[0] == '#' ? g + 1 : g);
+      if (*st->name) {
+        hb_printf(&b, " \"");
+        hb_text(&b, (const uint8_t *)st->name, strlen(st->name));
+        hb_printf(&b, "\"");
+      }
+      if (*st->description) {
+        hb_printf(&b, "\n  about: ");
+        hb_text(&b, (const uint8_t *)st->description, strlen(st->description));
+      }
+      hb_printf(&b, "\n  members (%zu):", st->n_members);
+      for (size_t i = 0; i < st->n_members; i++) {
+        int admin = 0;
+        for (size_t k = 0; k < st->n_admins; k++) admin |= strcmp(st->admins[k], st->members[i]) == 0;
+        hb_printf(&b, " %s%s", st->members[i], admin ? " (admin)" : "");
+      }
+      hb_printf(&b, "\n  only admins edit info: %s; only admins send: %s; invite link: %s%s",
+                st->admins_edit_info ? "on" : "off", st->admins_send ? "on" : "off",
+                st->has_link ? "yes" : "none", st->approval_required ? " (approval required)" : "");
+      if (st->n_requests) {
+        hb_printf(&b, "\n  asking to join (group add approves):");
+        for (size_t i = 0; i < st->n_requests; i++) hb_printf(&b, " %s", st->requests[i]);
+      }
+      if (!st->member) hb_printf(&b, "\n  (you are not a member)");
+      hb_print(c, &b);
+    }
+    jb_free(&b);
+    whisper_group_state_free(st);
+    return;
+  }
+  out_cmd_error(c, "group", 0,
+                "usage: group create|add|remove|admin|info|setting|link|join|leave|show ...");
 }
 
 /* --- read ----------------------------------------------------------------------- */
@@ -360,6 +565,275 @@ static void cmd_read(chat *c, char *args) {
   read_list_free(&l);
 }
 
+/* --- message content: reply, react, edit, delete, forward, call ------------------ */
+
+/* The message `word` names in `conv` (msgref.c), or -1 after saying why. */
+static int message_arg(chat *c, const char *cmd, const char *conv, const char *word, msgref *m) {
+  char err[512];
+  if (msgref_resolve(c, conv, word, m, err, sizeof err) != 0) {
+    out_cmd_error(c, cmd, 0, "%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* The library's sender argument for a message: NULL for this account's. */
+static const char *sender_arg(const msgref *m) { return m->own ? NULL : m->sender; }
+
+/* What edit and delete take: this account's own messages. */
+static int own_only(chat *c, const char *cmd, const char *word, const msgref *m) {
+  if (m->own) return 0;
+  out_cmd_error(c, cmd, 0, "%.40s is %.64s's message: you can only %s your own", word,
+                m->sender, cmd);
+  return -1;
+}
+
+/* An operation on a message is done: {"ev":"ok","cmd":...,"conversation",
+ * "id", "sender"[, "emoji"]} or a human line. */
+static void op_ok(chat *c, const char *cmd, const char *conv, const msgref *m, const char *emoji) {
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", cmd);
+    jb_str(&b, "conversation", conv);
+    jb_hex(&b, "id", m->id, m->id_len);
+    jb_str(&b, "sender", m->sender);
+    if (emoji) jb_str(&b, "emoji", emoji);
+    jb_print(c, &b);
+  } else {
+    char hex[2 * WHISPER_MESSAGE_ID_MAX + 1];
+    hex_encode(hex, m->id, m->id_len);
+    hex[SHORT_ID_HEX] = '\0';
+    if (emoji) {
+      if (*emoji) {
+        hb_printf(&b, "  ok: you reacted ");
+        hb_text(&b, (const uint8_t *)emoji, strlen(emoji));
+        hb_printf(&b, " to ");
+      } else {
+        hb_printf(&b, "  ok: you took back your reaction to ");
+      }
+      if (m->own) {
+        hb_printf(&b, "your");
+      } else {
+        hb_text(&b, (const uint8_t *)m->sender, strlen(m->sender));
+        hb_printf(&b, "'s");
+      }
+      hb_printf(&b, " message %s in ", hex);
+      hb_text(&b, (const uint8_t *)conv, strlen(conv));
+    } else {
+      hb_printf(&b, "  ok: your message %s in ", hex);
+      hb_text(&b, (const uint8_t *)conv, strlen(conv));
+      hb_printf(&b, " is %s", strcmp(cmd, "edit") == 0 ? "edited" : "deleted for everyone");
+    }
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+/* reply <conversation> <message> <text>: a message quoting another. */
+static void cmd_reply(chat *c, char *args) {
+  char *conv = next_word(&args);
+  char *word = next_word(&args);
+  char *text = rest(&args);
+  msgref m;
+  if (!conv || !word || !*text) {
+    out_cmd_error(c, "reply", 0, "usage: reply <conversation> <message> <text>");
+    return;
+  }
+  if (message_arg(c, "reply", conv, word, &m) != 0) return;
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  int rc = whisper_client_reply(c->client, conv, m.id, m.id_len, sender_arg(&m), (const uint8_t *)text,
+                                strlen(text), now_ms(), id);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "reply", rc);
+    return;
+  }
+  sent(c, conv, id);
+}
+
+/* Whether s is only printable ASCII (so, not an emoji). */
+static int ascii_only(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s >= 0x80) return 0;
+  return 1;
+}
+
+/* react <conversation> <message> <emoji>, and unreact (emoji ""). */
+static void react(chat *c, const char *cmd, char *args, int with_emoji) {
+  char *conv = next_word(&args);
+  char *word = next_word(&args);
+  char *emoji = with_emoji ? next_word(&args) : (char *)"";
+  msgref m;
+  if (!conv || !word || !emoji || *rest(&args)) {
+    out_cmd_error(c, cmd, 0, with_emoji ? "usage: react <conversation> <message> <emoji>"
+                                        : "usage: unreact <conversation> <message>");
+    return;
+  }
+  if (with_emoji && ascii_only(emoji)) {
+    out_cmd_error(c, cmd, 0, "a reaction is one emoji, like 👍 (not %.20s)", emoji);
+    return;
+  }
+  if (message_arg(c, cmd, conv, word, &m) != 0) return;
+  int rc = whisper_client_react(c->client, conv, m.id, m.id_len, sender_arg(&m), emoji, now_ms());
+  if (rc != WHISPER_OK) {
+    engine_error(c, cmd, rc);
+    return;
+  }
+  op_ok(c, cmd, conv, &m, emoji);
+}
+
+static void cmd_react(chat *c, char *args) { react(c, "react", args, 1); }
+static void cmd_unreact(chat *c, char *args) { react(c, "unreact", args, 0); }
+
+/* edit <conversation> <message> <text>: one's own message, within
+ * WHISPER_EDIT_WINDOW_MS of sending it. */
+static void cmd_edit(chat *c, char *args) {
+  char *conv = next_word(&args);
+  char *word = next_word(&args);
+  char *text = rest(&args);
+  msgref m;
+  if (!conv || !word || !*text) {
+    out_cmd_error(c, "edit", 0, "usage: edit <conversation> <message> <new text>");
+    return;
+  }
+  if (message_arg(c, "edit", conv, word, &m) != 0 || own_only(c, "edit", word, &m) != 0) return;
+  int rc = whisper_client_edit(c->client, conv, m.id, m.id_len, (const uint8_t *)text, strlen(text),
+                               now_ms());
+  if (rc == WHISPER_EDENIED) {
+    out_cmd_error(c, "edit", rc, "%s (a message can be edited for %llu minutes after it was sent, and not once deleted)",
+                  whisper_ctx_last_error(c->ctx), (unsigned long long)(WHISPER_EDIT_WINDOW_MS / 60000));
+    return;
+  }
+  if (rc == WHISPER_ENOTFOUND) {
+    out_cmd_error(c, "edit", rc, "%.40s is not a message you sent in %.100s", word, conv);
+    return;
+  }
+  if (rc != WHISPER_OK) {
+    engine_error(c, "edit", rc);
+    return;
+  }
+  op_ok(c, "edit", conv, &m, NULL);
+}
+
+/* delete <conversation> <message>: for everyone, one's own message,
+ * within the delete window. */
+static void cmd_delete(chat *c, char *args) {
+  char *conv = next_word(&args);
+  char *word = next_word(&args);
+  msgref m;
+  if (!conv || !word || *rest(&args)) {
+    out_cmd_error(c, "delete", 0, "usage: delete <conversation> <message>");
+    return;
+  }
+  if (message_arg(c, "delete", conv, word, &m) != 0 || own_only(c, "delete", word, &m) != 0) return;
+  int rc = whisper_client_delete(c->client, conv, m.id, m.id_len, now_ms());
+  if (rc == WHISPER_EDENIED) {
+    out_cmd_error(c, "delete", rc, "%s (a message can be deleted for everyone for %llu hours after it was sent)",
+                  whisper_ctx_last_error(c->ctx), (unsigned long long)(c->cfg.delete_window_ms / 3600000));
+    return;
+  }
+  if (rc == WHISPER_ENOTFOUND) {
+    out_cmd_error(c, "delete", rc, "%.40s is not a message you sent in %.100s", word, conv);
+    return;
+  }
+  if (rc != WHISPER_OK) {
+    engine_error(c, "delete", rc);
+    return;
+  }
+  op_ok(c, "delete", conv, &m, NULL);
+}
+
+/* forward <to-conversation> <from-conversation> <message>. */
+static void cmd_forward(chat *c, char *args) {
+  char *to = next_word(&args);
+  char *from = next_word(&args);
+  char *word = next_word(&args);
+  msgref m;
+  if (!to || !from || !word || *rest(&args)) {
+    out_cmd_error(c, "forward", 0, "usage: forward <to-conversation> <from-conversation> <message>");
+    return;
+  }
+  if (message_arg(c, "forward", from, word, &m) != 0) return;
+  uint8_t id[WHISPER_CLIENT_ID_LEN];
+  int rc = whisper_client_forward(c->client, to, from, m.id, m.id_len, sender_arg(&m), now_ms(), id);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "forward", rc);
+    return;
+  }
+  sent(c, to, id);
+}
+
+/* The length of the next word of p if it has a call id's shape (hex, 8
+ * digits or more), else 0. */
+static size_t call_id_ahead(const char *p) {
+  p += strspn(p, " \t");
+  size_t n = strcspn(p, " \t");
+  return n >= 8 && strspn(p, "0123456789abcdefABCDEF") >= n ? n : 0;
+}
+
+/* call <account> offer|answer|ice|hangup|busy [<call id>] [data]: call
+ * signalling (no media). An offer without an id starts a new call; the
+ * others take the id, or that of the last call with the account. */
+static void cmd_call(chat *c, char *args) {
+  static const char usage[] =
+      "usage: call <account> offer|answer|ice|hangup|busy [<call id: 32 hex digits>] [data]";
+  char *to = next_word(&args);
+  char *tw = next_word(&args);
+  int type = tw ? call_type_parse(tw) : 0;
+  if (!to || !type) {
+    out_cmd_error(c, "call", 0, "%s", usage);
+    return;
+  }
+  uint8_t id[WHISPER_CALL_ID_LEN];
+  if (call_id_ahead(args)) {
+    char *w = next_word(&args);
+    if (hex_decode(id, sizeof id, w) != 0) {
+      out_cmd_error(c, "call", 0, "a call id is %d hex digits, not %.40s", 2 * WHISPER_CALL_ID_LEN, w);
+      return;
+    }
+  } else {
+    if (type == WHISPER_CALL_OFFER) {
+      if (random_bytes(id, sizeof id) != 0) {
+        out_cmd_error(c, "call", WHISPER_ERANDOM, "cannot read /dev/urandom for a call id");
+        return;
+      }
+    } else if (strcmp(c->call_peer, to) == 0) {
+      memcpy(id, c->call_id, sizeof id);
+    } else {
+      out_cmd_error(c, "call", 0, "which call? none with %.64s in this run: give its id (call %.64s %s <id> [data])",
+                    to, to, tw);
+      return;
+    }
+  }
+  char *data = rest(&args);
+  int rc = whisper_client_call(c->client, to, type, id, (const uint8_t *)data, strlen(data), now_ms());
+  if (rc != WHISPER_OK) {
+    engine_error(c, "call", rc);
+    return;
+  }
+  snprintf(c->call_peer, sizeof c->call_peer, "%s", to);
+  memcpy(c->call_id, id, sizeof id);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "call");
+    jb_str(&b, "to", to);
+    jb_str(&b, "type", call_type_name(type));
+    jb_hex(&b, "call_id", id, sizeof id);
+    jb_print(c, &b);
+  } else {
+    char hex[2 * WHISPER_CALL_ID_LEN + 1];
+    hex_encode(hex, id, sizeof id);
+    hb_printf(&b, "  ☎ %s to ", call_type_name(type));
+    hb_text(&b, (const uint8_t *)to, strlen(to));
+    hb_printf(&b, ", call %s", hex);
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
 static void cmd_typing(chat *c, char *args) {
   char *conv = next_word(&args);
   char *state = next_word(&args);
@@ -445,6 +919,7 @@ static void cmd_history(chat *c, char *args) {
       jb_u64(&b, "seq", m->sort_key);
       jb_u64(&b, "ts", m->timestamp_ms);
       if (own) jb_str(&b, "status", status_name(m->status));
+      jb_content(c, &b, m);
       jb_close(&b, '}');
     } else {
       char hex[2 * WHISPER_MESSAGE_ID_MAX + 1], when[16];
@@ -459,9 +934,10 @@ static void cmd_history(chat *c, char *args) {
         hb_printf(&b, ".%u", (unsigned)m->sender_device);
       }
       hb_printf(&b, ": ");
-      hb_text(&b, m->body, m->body_len);
+      hb_content(c, &b, m);
       if (own) hb_printf(&b, "  %s", status_ticks(c, m->status));
       hb_printf(&b, "  %s(%s)%s", c->color ? "\033[2m" : "", hex, c->color ? "\033[0m" : "");
+      hb_content_below(c, &b, m);
     }
   }
   whisper_page_free(page);
@@ -835,6 +1311,158 @@ static void cmd_quit(chat *c, char *args) {
   ok(c, "quit");
 }
 
+/* --- search --------------------------------------------------------------------------- */
+
+#define SEARCH_SHOWN 20
+
+/* search [in <conversation>] <words...>: newest first, every word (case
+ * and accents aside) in each message found. */
+static void cmd_search(chat *c, char *args) {
+  const char *conv = NULL;
+  char *save = args, *first = next_word(&args);
+  if (first && strcmp(first, "in") == 0) {
+    conv = next_word(&args);
+  } else {
+    args = save;
+  }
+  char *query = rest(&args);
+  if (query == NULL || *query == '\0' || (first && strcmp(first, "in") == 0 && conv == NULL)) {
+    out_cmd_error(c, "search", 0, "usage: search [in <conversation>] <words>");
+    return;
+  }
+  whisper_page *page = NULL;
+  int rc = whisper_search(c->ctx, query, conv, NULL, SEARCH_SHOWN, &page);
+  if (rc != WHISPER_OK) {
+    out_cmd_error(c, "search", rc, "%s", whisper_ctx_last_error(c->ctx));
+    return;
+  }
+  size_t n = whisper_page_count(page);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "search");
+    jb_str(&b, "query", query);
+    jb_open(&b, "messages", '[');
+  } else {
+    hb_printf(&b, "  %zu message%s with \"%s\"%s", n, n == 1 ? "" : "s", query,
+              n == SEARCH_SHOWN ? " (the newest shown)" : "");
+  }
+  for (size_t i = 0; i < n; i++) {
+    const whisper_message_t *m = whisper_page_get(page, i);
+    int own = m->sender == NULL;
+    if (c->script) {
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "conversation", m->conversation);
+      jb_hex(&b, "id", m->id, m->id_len);
+      jb_str(&b, "from", own ? c->account : m->sender);
+      jb_bytes(&b, "body", m->body, m->body_len);
+      jb_u64(&b, "ts", m->timestamp_ms);
+      jb_close(&b, '}');
+    } else {
+      char when[16];
+      clock_str(when, m->timestamp_ms);
+      hb_printf(&b, "\n  %s in ", when);
+      hb_text(&b, (const uint8_t *)m->conversation, strlen(m->conversation));
+      hb_printf(&b, ", ");
+      if (own) hb_printf(&b, "you");
+      else hb_text(&b, (const uint8_t *)m->sender, strlen(m->sender));
+      hb_printf(&b, ": ");
+      hb_content(c, &b, m);
+    }
+  }
+  whisper_page_free(page);
+  if (c->script) {
+    jb_close(&b, ']');
+    jb_print(c, &b);
+  } else {
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+/* --- conversation flags: mute, archive, pin ------------------------------------------ */
+
+/* Reads the flags, lets `change` set one, writes them back, and shows them. */
+static void flags_change(chat *c, const char *cmd, const char *conv, int which, uint64_t value) {
+  whisper_conversation_flags_t f;
+  int rc = whisper_client_conversation_flags(c->client, conv, &f);
+  if (rc == WHISPER_OK) {
+    if (which == 0) f.muted_until_ms = value;
+    else if (which == 1) f.archived = (int)value;
+    else if (which == 2) f.pinned = (int)value;
+    if (which <= 2) rc = whisper_client_set_conversation_flags(c->client, conv, &f, now_ms());
+  }
+  if (rc != WHISPER_OK) {
+    engine_error(c, cmd, rc);
+    return;
+  }
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", cmd);
+    jb_str(&b, "conversation", conv);
+    jb_u64(&b, "muted_until", f.muted_until_ms);
+    jb_bool(&b, "muted", f.muted_until_ms > now_ms());
+    jb_bool(&b, "archived", f.archived);
+    jb_bool(&b, "pinned", f.pinned);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  %s:", conv);
+    if (f.muted_until_ms == WHISPER_MUTE_FOREVER) hb_printf(&b, " muted");
+    else if (f.muted_until_ms > now_ms())
+      hb_printf(&b, " muted for %llu more minutes",
+                (unsigned long long)((f.muted_until_ms - now_ms() + 59999) / 60000));
+    else hb_printf(&b, " not muted");
+    hb_printf(&b, "%s%s", f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
+static void cmd_mute(chat *c, char *args) {
+  char *conv = next_word(&args), *mins = next_word(&args);
+  uint32_t m = 0;
+  if (!conv || (mins && (parse_u32(mins, &m) != 0 || m == 0))) {
+    out_cmd_error(c, "mute", 0, "usage: mute <conversation> [minutes]");
+    return;
+  }
+  flags_change(c, "mute", conv, 0, mins ? now_ms() + (uint64_t)m * 60000 : WHISPER_MUTE_FOREVER);
+}
+
+static void cmd_unmute(chat *c, char *args) {
+  char *conv = next_word(&args);
+  if (!conv) {
+    out_cmd_error(c, "unmute", 0, "usage: unmute <conversation>");
+    return;
+  }
+  flags_change(c, "unmute", conv, 0, 0);
+}
+
+static void on_off_flag(chat *c, char *args, const char *cmd, int which) {
+  char *conv = next_word(&args), *state = next_word(&args);
+  if (!conv || !state || (strcmp(state, "on") != 0 && strcmp(state, "off") != 0)) {
+    char usage[64];
+    snprintf(usage, sizeof usage, "usage: %s <conversation> on|off", cmd);
+    out_cmd_error(c, cmd, 0, "%s", usage);
+    return;
+  }
+  flags_change(c, cmd, conv, which, strcmp(state, "on") == 0);
+}
+
+static void cmd_archive(chat *c, char *args) { on_off_flag(c, args, "archive", 1); }
+static void cmd_pin(chat *c, char *args) { on_off_flag(c, args, "pin", 2); }
+
+static void cmd_flags(chat *c, char *args) {
+  char *conv = next_word(&args);
+  if (!conv) {
+    out_cmd_error(c, "flags", 0, "usage: flags <conversation>");
+    return;
+  }
+  flags_change(c, "flags", conv, 3, 0);
+}
+
 /* Every command: its usage and a line about it. A command with several
  * forms has a row per form; the first row of a name runs it. */
 static const struct command {
@@ -848,9 +1476,29 @@ static const struct command {
     {"group", "group create <account>...", "create a group with these accounts", cmd_group},
     {"group", "group add <groupid> <account>...", "add members to a group", NULL},
     {"group", "group remove <groupid> <account>...", "remove members from a group (yourself: leave it)", NULL},
+    {"group", "group admin <groupid> promote|demote <member>", "make a member admin, or an admin a member", NULL},
+    {"group", "group info <groupid> name|description|picture [<value>]", "set the group's info (no value: clear it)", NULL},
+    {"group", "group setting <groupid> admins-edit-info|admins-send on|off", "only admins edit the info / send", NULL},
+    {"group", "group link <groupid> make|revoke|approval on|off", "an invite link (a new one replaces the old); approve joins", NULL},
+    {"group", "group join <link>", "join a group by its invite link", NULL},
+    {"group", "group leave <groupid>", "leave a group", NULL},
+    {"group", "group show <groupid>", "members, admins, info, settings, join requests", NULL},
     {"history", "history <conversation> [limit]", "the last messages (default 50), numbered #1 (oldest) up", cmd_history},
     {"read", "read <conversation> [<message>...]", "mark messages read (none named: all received, not marked yet)", cmd_read},
     {"read", "read <conversation> <sender> <id>...", "the same with the sender and whole 32-digit ids", NULL},
+    {"reply", "reply <conversation> <message> <text>", "send a reply that quotes a message", cmd_reply},
+    {"react", "react <conversation> <message> <emoji>", "react to a message (replaces your reaction)", cmd_react},
+    {"unreact", "unreact <conversation> <message>", "take back your reaction to a message", cmd_unreact},
+    {"edit", "edit <conversation> <message> <text>", "change the text of your message (15 minutes)", cmd_edit},
+    {"delete", "delete <conversation> <message>", "delete your message for everyone (48 hours)", cmd_delete},
+    {"forward", "forward <to> <from> <message>", "forward a message of conversation <from> to <to>", cmd_forward},
+    {"call", "call <account> <signal> [<id>] [data]", "call signalling: offer (a new call id), answer, ice, hangup, busy", cmd_call},
+    {"search", "search [in <conversation>] <words>", "find messages with every word (case and accents aside)", cmd_search},
+    {"mute", "mute <conversation> [minutes]", "no push for it (on every device of yours; forever if no time)", cmd_mute},
+    {"unmute", "unmute <conversation>", "take back a mute", cmd_unmute},
+    {"archive", "archive <conversation> on|off", "archive a conversation (on every device of yours)", cmd_archive},
+    {"pin", "pin <conversation> on|off", "pin a conversation (on every device of yours)", cmd_pin},
+    {"flags", "flags <conversation>", "whether a conversation is muted, archived, pinned", cmd_flags},
     {"typing", "typing <conversation> on|off", "say that you are typing, or stopped", cmd_typing},
     {"subscribe", "subscribe <account>...", "see when these accounts are online", cmd_subscribe},
     {"safety", "safety <account> [<code>]", "the safety number (digits, QR code); with their code: compare", cmd_safety},
@@ -892,9 +1540,9 @@ static void cmd_help(chat *c, char *args) {
   } else {
     hb_printf(&b, "  commands:");
     for (size_t i = 0; i < N_COMMANDS; i++)
-      hb_printf(&b, "\n  %-37s %s", commands[i].usage, commands[i].about);
+      hb_printf(&b, "\n  %-38s %s", commands[i].usage, commands[i].about);
     for (size_t i = 0; i < chat_block_n; i++) /* block.c */
-      hb_printf(&b, "\n  %-37s %s", chat_block_cmds[i].usage, chat_block_cmds[i].about);
+      hb_printf(&b, "\n  %-38s %s", chat_block_cmds[i].usage, chat_block_cmds[i].about);
     hb_printf(&b,
               "\n\n  A conversation is an account's name, or # and a group's id (as messages show it).\n"
               "  A <message> is #N, the number the last `history` of its conversation showed for it\n"

@@ -56,9 +56,10 @@ static void usage(FILE *f) {
           "                      restored from an older copy is caught at the start\n"
           "\n"
           "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
-          "gsend, group create|add|remove, history, read, typing, subscribe, safety, verify,\n"
-          "accept, trust, link-approve, device-remove, status, help, quit;\n"
-          "block, unblock, blocked, report.\n");
+          "gsend, group create|add|remove|admin|info|setting|link|join|leave|show, history,\n"
+          "read, typing, subscribe, safety, verify, accept, trust, link-approve,\n"
+          "device-remove, status, help, quit; block, unblock, blocked, report.\n");
+  fprintf(f, "On a message: reply, react, unreact, edit, delete, forward; and call.\n");
 }
 
 static int valid_account(const char *s) {
@@ -311,6 +312,13 @@ void chat_events(chat *c) {
     if (ev.type == WHISPER_EV_IDENTITY && ev.from && ev.body && ev.body_len == WHISPER_PUBLIC_KEY_LEN)
       changed_key_put(c, ev.from, ev.from_device, ev.body);
     if (ev.type == WHISPER_EV_ANCHOR) anchor_save(c, ev.body, ev.body_len);
+    if (ev.type == WHISPER_EV_CALL && ev.from && ev.conversation && ev.id &&
+        ev.id_len == WHISPER_CALL_ID_LEN) {
+      /* the call `call <account> answer|ice|hangup|busy` goes on without its id */
+      snprintf(c->call_peer, sizeof c->call_peer, "%s",
+               strcmp(ev.from, c->account) == 0 ? ev.conversation : ev.from);
+      memcpy(c->call_id, ev.id, WHISPER_CALL_ID_LEN);
+    }
     out_event(c, &ev);
   }
 }

@@ -12,8 +12,8 @@
  *              that no other message of the conversation's history shares.
  *
  * A word of 4 or more digits could be either; it must then name a single
- * message. Everything here is for `read` today and for the commands that
- * will point at a message (reply, react, edit, delete, forward).
+ * message. The commands that point at a message use it: read, reply,
+ * react, unreact, edit, delete, forward.
  *
  * Also here: the read marks, which received messages this run has marked
  * read (the history does not keep that for received messages).

@@ -277,6 +277,121 @@ const char *status_ticks(const chat *c, int status) {
   }
 }
 
+/* --- message content ------------------------------------------------------------- */
+
+#define QUOTE_CHARS 40 /* of a quote's excerpt, on a human line */
+
+const char *call_type_name(int type) {
+  switch (type) {
+  case WHISPER_CALL_OFFER: return "offer";
+  case WHISPER_CALL_ANSWER: return "answer";
+  case WHISPER_CALL_ICE: return "ice";
+  case WHISPER_CALL_HANGUP: return "hangup";
+  case WHISPER_CALL_BUSY: return "busy";
+  default: return NULL;
+  }
+}
+
+int call_type_parse(const char *s) {
+  for (int t = WHISPER_CALL_OFFER; t <= WHISPER_CALL_BUSY; t++)
+    if (strcmp(s, call_type_name(t)) == 0) return t;
+  return 0;
+}
+
+/* An account as human lines name it: "you" for this one. */
+static void hb_who(const chat *c, jbuf *b, const char *account) {
+  if (!account || strcmp(account, c->account) == 0)
+    puts_(b, "you");
+  else
+    hb_text(b, (const uint8_t *)account, strlen(account));
+}
+
+/* "the first words…": the first QUOTE_CHARS characters of s, quoted. */
+static void hb_excerpt(jbuf *b, const uint8_t *s, size_t n) {
+  size_t i = 0, chars = 0;
+  uint32_t cp;
+  while (s && i < n && chars < QUOTE_CHARS) {
+    size_t len = utf8_seq(s + i, n - i, &cp);
+    i += len ? len : 1;
+    chars++;
+  }
+  size_t shown = i;
+  while (shown < n && shown > 0 && s[shown - 1] == ' ') shown--; /* cut: no blank before the … */
+  puts_(b, "\"");
+  hb_text(b, s, shown);
+  puts_(b, i < n ? "…\"" : "\"");
+}
+
+/* ↪ bob: "the first words…" (sender NULL: this account). */
+static void hb_quote(const chat *c, jbuf *b, const char *sender, const char *excerpt) {
+  puts_(b, "↪ ");
+  hb_who(c, b, sender);
+  puts_(b, ": ");
+  hb_excerpt(b, (const uint8_t *)excerpt, excerpt ? strlen(excerpt) : 0);
+}
+
+void jb_content(chat *c, jbuf *b, const whisper_message_t *m) {
+  jb_str(b, "kind", m->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
+  jb_bool(b, "edited", m->edited_ms != 0);
+  if (m->edited_ms) jb_u64(b, "edited_ms", m->edited_ms);
+  jb_bool(b, "deleted", m->deleted);
+  jb_u64(b, "forwarded", m->forwarded);
+  if (m->quote_id && m->quote_id_len) {
+    jb_open(b, "quote", '{');
+    jb_hex(b, "id", m->quote_id, m->quote_id_len);
+    jb_str(b, "from", m->quote_sender ? m->quote_sender : c->account);
+    jb_bool(b, "own", m->quote_sender == NULL);
+    jb_str(b, "excerpt", m->quote_excerpt ? m->quote_excerpt : "");
+    jb_close(b, '}');
+  }
+  jb_open(b, "reactions", '[');
+  for (size_t i = 0; i < m->n_reactions && m->reactions; i++) {
+    jb_open(b, NULL, '{');
+    jb_str(b, "from", m->reactions[i].reactor);
+    jb_str(b, "emoji", m->reactions[i].emoji);
+    jb_u64(b, "at_ms", m->reactions[i].at_ms);
+    jb_close(b, '}');
+  }
+  jb_close(b, ']');
+}
+
+static void hb_forwarded(const chat *c, jbuf *b, uint32_t forwarded) {
+  if (!forwarded) return;
+  hb_printf(b, "%s[forwarded%s]%s ", c->color ? "\033[2m" : "",
+            forwarded >= WHISPER_FORWARDED_MANY ? " many times" : "", c->color ? "\033[0m" : "");
+}
+
+void hb_content(chat *c, jbuf *b, const whisper_message_t *m) {
+  if (m->deleted) {
+    hb_printf(b, "%s%s%s", c->color ? "\033[2m" : "", TOMBSTONE_TEXT, c->color ? "\033[0m" : "");
+    return;
+  }
+  if (m->kind != WHISPER_KIND_TEXT) { /* unsupported, or a kind of a later library */
+    puts_(b, UNSUPPORTED_TEXT);
+    return;
+  }
+  hb_forwarded(c, b, m->forwarded);
+  hb_text(b, m->body, m->body_len);
+  if (m->edited_ms) hb_printf(b, "  %s(edited)%s", c->color ? "\033[2m" : "", c->color ? "\033[0m" : "");
+}
+
+void hb_content_below(chat *c, jbuf *b, const whisper_message_t *m) {
+  if (m->deleted) return;
+  if (m->quote_id && m->quote_id_len) {
+    puts_(b, "\n          ");
+    hb_quote(c, b, m->quote_sender, m->quote_excerpt);
+  }
+  if (m->n_reactions && m->reactions) {
+    puts_(b, "\n          ");
+    for (size_t i = 0; i < m->n_reactions; i++) {
+      if (i) puts_(b, ", ");
+      hb_str(b, m->reactions[i].emoji);
+      puts_(b, " ");
+      hb_who(c, b, m->reactions[i].reactor);
+    }
+  }
+}
+
 /* --- events -------------------------------------------------------------------- */
 
 static const char *event_name(int type) {
@@ -298,6 +413,11 @@ static const char *event_name(int type) {
   case WHISPER_EV_RETRY: return "retry";
   case WHISPER_EV_ROLLBACK: return "rollback";
   case WHISPER_EV_ANCHOR: return "anchor";
+  case WHISPER_EV_EDITED: return "edited";
+  case WHISPER_EV_DELETED: return "deleted";
+  case WHISPER_EV_REACTION: return "reaction";
+  case WHISPER_EV_CALL: return "call";
+  case WHISPER_EV_SETTINGS: return "settings";
   default: return "unknown";
   }
 }
@@ -314,6 +434,36 @@ void clock_str(char out[16], uint64_t ms) {
 
 static const char *devices_change(int status) {
   return status == 1 ? "added" : status == 2 ? "removed" : "unauthenticated";
+}
+
+#define LOOKUP_RECENT 200 /* messages looked at for what an event names */
+
+/* Message (id, sender) among the newest LOOKUP_RECENT of `conversation`
+ * (sender NULL or this account: an own message), in *page (the caller's
+ * to free), or NULL. For what a live line shows: a reply's quote, what a
+ * reaction is to. */
+static const whisper_message_t *recent_message(chat *c, const char *conversation, const uint8_t *id,
+                                               size_t id_len, const char *sender,
+                                               whisper_page **page) {
+  *page = NULL;
+  if (!conversation || !id || !id_len) return NULL;
+  int own = sender == NULL || strcmp(sender, c->account) == 0;
+  if (whisper_history_page(c->ctx, conversation, 0, NULL, 0, LOOKUP_RECENT, page) != WHISPER_OK)
+    return NULL;
+  for (size_t i = 0; i < whisper_page_count(*page); i++) {
+    const whisper_message_t *m = whisper_page_get(*page, i);
+    if (m && m->id_len == id_len && memcmp(m->id, id, id_len) == 0 &&
+        (own ? m->sender == NULL : m->sender && strcmp(m->sender, sender) == 0))
+      return m;
+  }
+  return NULL;
+}
+
+/* The message an EDITED, DELETED or REACTION event names. */
+static void jb_target(chat *c, jbuf *b, const whisper_client_event_t *ev) {
+  jb_hex(b, "target_id", ev->target_id, ev->target_id_len);
+  jb_str(b, "target_sender", ev->target_sender ? ev->target_sender : c->account);
+  jb_bool(b, "target_own", ev->target_sender == NULL);
 }
 
 static void event_json(chat *c, const whisper_client_event_t *ev) {
@@ -333,7 +483,53 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_bytes(&b, "body", ev->body, ev->body_len);
     jb_u64(&b, "seq", ev->server_seq);
     jb_u64(&b, "ts", ev->server_ts);
+    jb_str(&b, "kind", ev->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
+    jb_u64(&b, "forwarded", ev->forwarded);
+    if (ev->target_id && ev->target_id_len) {
+      /* a reply: the quote as history keeps it with the reply */
+      whisper_page *page;
+      const whisper_message_t *m = recent_message(c, ev->conversation, ev->id, ev->id_len, ev->from, &page);
+      jb_open(&b, "quote", '{');
+      jb_hex(&b, "id", ev->target_id, ev->target_id_len);
+      jb_str(&b, "from", ev->target_sender ? ev->target_sender : c->account);
+      jb_bool(&b, "own", ev->target_sender == NULL);
+      if (m && m->quote_excerpt) jb_str(&b, "excerpt", m->quote_excerpt);
+      jb_close(&b, '}');
+      whisper_page_free(page);
+    }
     break;
+  case WHISPER_EV_EDITED:
+  case WHISPER_EV_DELETED:
+  case WHISPER_EV_REACTION:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_target(c, &b, ev);
+    if (ev->type == WHISPER_EV_EDITED) jb_bytes(&b, "body", ev->body, ev->body_len);
+    if (ev->type == WHISPER_EV_REACTION) {
+      jb_bytes(&b, "emoji", ev->body, ev->body_len);
+      jb_bool(&b, "removed", ev->body_len == 0);
+    }
+    if (ev->server_seq) jb_u64(&b, "seq", ev->server_seq);
+    break;
+  case WHISPER_EV_CALL:
+    jb_str(&b, "conversation", ev->conversation);
+    jb_str(&b, "from", ev->from);
+    jb_u64(&b, "device", ev->from_device);
+    jb_str(&b, "type", call_type_name(ev->status));
+    jb_hex(&b, "call_id", ev->id_len == WHISPER_CALL_ID_LEN ? ev->id : NULL, WHISPER_CALL_ID_LEN);
+    jb_bytes(&b, "data", ev->body, ev->body_len);
+    break;
+  case WHISPER_EV_SETTINGS: { /* another device of ours changed them */
+    whisper_conversation_flags_t f;
+    jb_str(&b, "conversation", ev->conversation);
+    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK) {
+      jb_u64(&b, "muted_until", f.muted_until_ms);
+      jb_bool(&b, "archived", f.archived);
+      jb_bool(&b, "pinned", f.pinned);
+    }
+    break;
+  }
   case WHISPER_EV_STATUS:
     jb_hex(&b, "id", ev->id, ev->id_len);
     if (ev->conversation) jb_str(&b, "conversation", ev->conversation);
@@ -376,6 +572,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     if (ev->conversation && strlen(ev->conversation) == WHISPER_GROUP_CONVERSATION_LEN)
       jb_str(&b, "group", ev->conversation + 1);
     if (ev->from) jb_str(&b, "from", ev->from);
+    jb_int(&b, "changed", ev->status); /* WHISPER_GROUP_CHANGED_* bits, or a join request */
     if (ev->body && ev->body_len) jb_bytes(&b, "detail", ev->body, ev->body_len);
     if (ev->message) jb_str(&b, "message", ev->message);
     break;
@@ -442,6 +639,108 @@ static void hb_short_id(jbuf *b, const uint8_t *id, size_t n) {
   hb_id(b, id, n < SHORT_ID_HEX / 2 ? n : SHORT_ID_HEX / 2);
 }
 
+#define CALL_DATA_SHOWN 200 /* characters of a call's data on a human line */
+
+/* "12:00:00 [conversation] bob.1" in front of what an event says. */
+static void hb_head(chat *c, jbuf *b, const whisper_client_event_t *ev) {
+  char when[16];
+  clock_str(when, ev->server_ts);
+  hb_printf(b, "%s%s%s [", c->color ? "\033[2m" : "", when, c->color ? "\033[0m" : "");
+  hb_str(b, ev->conversation);
+  hb_printf(b, "] %s", c->color ? "\033[1m" : "");
+  hb_str(b, ev->from);
+  hb_printf(b, ".%u%s", (unsigned)ev->from_device, c->color ? "\033[0m" : "");
+}
+
+/* Whose message an event names: "your", "their own", "bob's". */
+static void hb_whose(chat *c, jbuf *b, const whisper_client_event_t *ev) {
+  if (!ev->target_sender || strcmp(ev->target_sender, c->account) == 0) {
+    puts_(b, "your");
+  } else if (ev->from && strcmp(ev->target_sender, ev->from) == 0) {
+    puts_(b, "their own");
+  } else {
+    hb_str(b, ev->target_sender);
+    puts_(b, "'s");
+  }
+}
+
+/* An edit, a delete for everyone or a reaction, as a line. */
+static void op_human(chat *c, jbuf *b, const whisper_client_event_t *ev) {
+  const char *dim = c->color ? "\033[2m" : "", *off = c->color ? "\033[0m" : "";
+  hb_head(c, b, ev);
+  if (ev->type == WHISPER_EV_EDITED) {
+    puts_(b, " edited a message: ");
+    hb_text(b, ev->body, ev->body_len);
+  } else if (ev->type == WHISPER_EV_DELETED) {
+    hb_printf(b, " deleted a message for everyone: %s%s%s", dim, TOMBSTONE_TEXT, off);
+  } else {
+    if (ev->body_len) {
+      puts_(b, " reacted ");
+      hb_text(b, ev->body, ev->body_len);
+      puts_(b, " to ");
+    } else {
+      puts_(b, " took back their reaction to ");
+    }
+    hb_whose(c, b, ev);
+    puts_(b, " message");
+    whisper_page *page;
+    const whisper_message_t *m =
+        recent_message(c, ev->conversation, ev->target_id, ev->target_id_len, ev->target_sender, &page);
+    if (m && !m->deleted && m->kind == WHISPER_KIND_TEXT && m->body) {
+      puts_(b, " ");
+      hb_excerpt(b, m->body, m->body_len);
+    }
+    whisper_page_free(page);
+  }
+  hb_printf(b, "  %s(", dim);
+  hb_short_id(b, ev->target_id, ev->target_id_len);
+  hb_printf(b, ")%s", off);
+}
+
+/* Call signalling, as a line. */
+static void call_human(chat *c, jbuf *b, const whisper_client_event_t *ev) {
+  char id[2 * WHISPER_CALL_ID_LEN + 1] = "?";
+  if (ev->id && ev->id_len == WHISPER_CALL_ID_LEN) hex_encode(id, ev->id, WHISPER_CALL_ID_LEN);
+  const char *type = call_type_name(ev->status);
+  int mine = ev->from && strcmp(ev->from, c->account) == 0;
+  puts_(b, "☎ ");
+  if (mine) {
+    /* another device of this account signalled */
+    hb_printf(b, "your device %u sent %s to ", (unsigned)ev->from_device, type ? type : "a call signal");
+    hb_str(b, ev->conversation);
+    hb_printf(b, " (call %s)", id);
+  } else {
+    hb_str(b, ev->from);
+    hb_printf(b, ".%u ", (unsigned)ev->from_device);
+    switch (ev->status) {
+    case WHISPER_CALL_OFFER:
+      hb_printf(b, "is calling you (call %s). Answer: call ", id);
+      hb_str(b, ev->from);
+      puts_(b, " answer <sdp>; refuse: call ");
+      hb_str(b, ev->from);
+      puts_(b, " busy");
+      break;
+    case WHISPER_CALL_ANSWER: hb_printf(b, "answered (call %s)", id); break;
+    case WHISPER_CALL_ICE: hb_printf(b, "sent an ICE candidate (call %s)", id); break;
+    case WHISPER_CALL_HANGUP: hb_printf(b, "hung up (call %s)", id); break;
+    case WHISPER_CALL_BUSY: hb_printf(b, "is busy (call %s)", id); break;
+    default: hb_printf(b, "sent call signal %d (call %s)", ev->status, id); break;
+    }
+  }
+  if (ev->body_len) {
+    size_t n = ev->body_len, i = 0, chars = 0;
+    uint32_t cp;
+    while (i < n && chars < CALL_DATA_SHOWN) {
+      size_t len = utf8_seq(ev->body + i, n - i, &cp);
+      i += len ? len : 1;
+      chars++;
+    }
+    puts_(b, "\n    ");
+    hb_text(b, ev->body, i);
+    if (i < n) hb_printf(b, "… (%zu bytes)", n);
+  }
+}
+
 static void event_human(chat *c, const whisper_client_event_t *ev) {
   jbuf b;
   char when[16];
@@ -465,11 +764,48 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     hb_printf(&b, "] %s", bold);
     hb_str(&b, ev->from);
     hb_printf(&b, ".%u%s: ", (unsigned)ev->from_device, off);
-    hb_text(&b, ev->body, ev->body_len);
+    if (ev->kind != WHISPER_KIND_TEXT) {
+      puts_(&b, UNSUPPORTED_TEXT);
+    } else {
+      hb_forwarded(c, &b, ev->forwarded);
+      hb_text(&b, ev->body, ev->body_len);
+    }
     hb_printf(&b, "  %s(", dim);
     hb_short_id(&b, ev->id, ev->id_len);
     hb_printf(&b, ")%s", off);
+    if (ev->target_id && ev->target_id_len) {
+      whisper_page *page;
+      const whisper_message_t *m = recent_message(c, ev->conversation, ev->id, ev->id_len, ev->from, &page);
+      puts_(&b, "\n          ");
+      if (m && m->quote_id) {
+        hb_quote(c, &b, m->quote_sender, m->quote_excerpt);
+      } else {
+        puts_(&b, "↪ a reply to ");
+        hb_who(c, &b, ev->target_sender);
+        puts_(&b, " (");
+        hb_short_id(&b, ev->target_id, ev->target_id_len);
+        puts_(&b, ")");
+      }
+      whisper_page_free(page);
+    }
     break;
+  case WHISPER_EV_EDITED:
+  case WHISPER_EV_DELETED:
+  case WHISPER_EV_REACTION:
+    op_human(c, &b, ev);
+    break;
+  case WHISPER_EV_CALL:
+    call_human(c, &b, ev);
+    break;
+  case WHISPER_EV_SETTINGS: {
+    whisper_conversation_flags_t f;
+    hb_printf(&b, "  * another device of yours changed ");
+    hb_str(&b, ev->conversation ? ev->conversation : "?");
+    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK)
+      hb_printf(&b, ": %s%s%s", f.muted_until_ms > now_ms() ? "muted" : "not muted",
+                f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
+    break;
+  }
   case WHISPER_EV_STATUS:
     hb_printf(&b, "  %s ", status_ticks(c, ev->status));
     hb_short_id(&b, ev->id, ev->id_len);
@@ -563,7 +899,24 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_GROUP:
     hb_printf(&b, "* group ");
     hb_str(&b, ev->conversation);
-    hb_printf(&b, ": membership changed");
+    if (ev->status & WHISPER_GROUP_JOIN_REQUEST) {
+      hb_printf(&b, ": ");
+      hb_str(&b, ev->from);
+      hb_printf(&b, " asks to join by the invite link (group add approves)");
+    } else if (ev->status & WHISPER_GROUP_JOIN_REQUESTED) {
+      hb_printf(&b, ": your request to join waits for an admin");
+    } else {
+      static const char *const what[] = {"members", "admins", "info", "settings", "invite link"};
+      int n = 0;
+      hb_printf(&b, ": ");
+      for (int i = 0; i < 5; i++)
+        if (ev->status & (1 << i)) hb_printf(&b, "%s%s", n++ ? ", " : "", what[i]);
+      hb_printf(&b, "%s changed", n ? "" : "membership");
+      if (ev->from) {
+        hb_printf(&b, " by ");
+        hb_str(&b, ev->from);
+      }
+    }
     if (ev->body && ev->body_len) {
       hb_printf(&b, " (");
       hb_text(&b, ev->body, ev->body_len);

@@ -76,16 +76,21 @@ static int write_full(int fd, const uint8_t *buf, size_t n) {
   return 0;
 }
 
+int random_bytes(uint8_t *b, size_t n) {
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  int rc = read_full(fd, b, n);
+  close(fd);
+  return rc;
+}
+
 /* A new key file: 32 random bytes, mode 0600, created exclusively (two
  * processes starting at once cannot both write one). */
 static int key_file_create(const char *path, uint8_t key[CHAT_KEY_LEN]) {
-  int rnd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (rnd < 0 || read_full(rnd, key, CHAT_KEY_LEN) != 0) {
+  if (random_bytes(key, CHAT_KEY_LEN) != 0) {
     fprintf(stderr, "whisper-chat: cannot read /dev/urandom: %s\n", strerror(errno));
-    if (rnd >= 0) close(rnd);
     return -1;
   }
-  close(rnd);
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0 && errno == EEXIST) return 1;
   if (fd < 0) {

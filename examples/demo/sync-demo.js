@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // The messaging demo: a real whisperd on loopback and whisper-chat clients
 // driven by a script, narrated. Alice and Bob talk and every tick shows
-// (sent, delivered, read); Bob links a second device, signed into his
-// account's device list, and Alice is told (the safety number stays);
+// (sent, delivered, read); Bob replies to Alice, she reacts, edits a
+// message and deletes one for everyone (numbered steps, each checked: pass
+// or FAIL); Bob links a second device, signed into his account's device
+// list, and Alice is told (the safety number stays);
 // Bob goes offline, Alice writes, Bob comes back
 // and catches up in order; Alice, Bob and Carol make a group, Carol leaves,
 // and the group goes on without her. Then whisperd's metrics.
@@ -91,6 +93,22 @@ async function send(from, to, text) {
   return r.id;
 }
 
+// A command's result (its answer, or an error naming it), from `mark` on.
+async function run(c, line) {
+  const mark = c.events.length;
+  c.cmd(line);
+  const r = await c.wait((e) => ['ok', 'sent_cmd', 'history'].includes(e.ev) || (e.ev === 'error' && e.cmd), `result of "${line}"`, mark);
+  if (r.ev === 'error') fail(`${c.account}: "${line}" failed: ${r.message}`);
+  return r;
+}
+
+// A numbered step's verdict; a failed one fails the demo at the end.
+let failedSteps = 0;
+function verdict(n, what, ok, detail) {
+  say(`  ${n}. ${what}: ${ok ? 'pass' : `FAIL (${detail})`}`);
+  if (!ok) failedSteps++;
+}
+
 const status = (c, id, s, to) => c.wait((e) => e.ev === 'status' && e.id === id && e.status === s && (!to || e.to === to),
                                         `${s} for ${id}`);
 const message = (c, text) => c.wait((e) => e.ev === 'message' && e.body === text, `message "${text}"`);
@@ -136,6 +154,38 @@ async function main() {
   await message(alice, 'hi alice, all good here');
   await status(bob, id, 'delivered', 'alice');
   say(`    ${tick.delivered}  (and back again)`);
+
+  say('\n== message content: a reply, a reaction, an edit and a delete for everyone (end to end, on every device)');
+  // bob names alice's message by the #number his history shows for it
+  let h = await run(bob, 'history alice');
+  const hello = h.messages.find((x) => x.body === 'hello bob');
+  const reply = await run(bob, `reply alice #${hello.n} hello to you too`);
+  const r = await alice.wait((e) => e.ev === 'message' && e.id === reply.id, 'the reply');
+  say(`  bob: reply alice #${hello.n} hello to you too   ->  alice sees  ↪ you: "${r.quote ? r.quote.excerpt : '?'}"  hello to you too`);
+  verdict(1, 'the reply quotes "hello bob" at alice', r.quote && r.quote.id === m.id && r.quote.excerpt === 'hello bob',
+          JSON.stringify(r.quote));
+  h = await run(alice, 'history bob');
+  const nReply = h.messages.find((x) => x.id === reply.id).n;
+  await run(alice, `react bob #${nReply} 👍`);
+  const re = await bob.wait((e) => e.ev === 'reaction' && e.target_id === reply.id, 'the reaction');
+  say(`  alice: react bob #${nReply} 👍   ->  bob sees "alice.1 reacted ${re.emoji} to your message"`);
+  verdict(2, 'the reaction reaches bob', re.emoji === '👍' && re.from === 'alice', JSON.stringify(re));
+  const nHello = h.messages.find((x) => x.id === m.id).n;
+  await run(alice, `edit bob #${nHello} hello bob, how are you?`);
+  const ed = await bob.wait((e) => e.ev === 'edited' && e.target_id === m.id, 'the edit');
+  h = await run(bob, 'history alice');
+  const edited = h.messages.find((x) => x.id === m.id);
+  say(`  alice: edit bob #${nHello} hello bob, how are you?   ->  bob's history: "${edited.body}" (edited)`);
+  verdict(3, 'the edit shows at bob, marked edited', ed.body === 'hello bob, how are you?' && edited.edited === true &&
+          edited.body === ed.body, JSON.stringify(edited));
+  const oops = await send(alice, bob, 'oops, wrong chat');
+  await message(bob, 'oops, wrong chat');
+  await run(alice, `delete bob ${oops.slice(0, 8)}`);
+  await bob.wait((e) => e.ev === 'deleted' && e.target_id === oops, 'the delete');
+  h = await run(bob, 'history alice');
+  const gone = h.messages.find((x) => x.id === oops);
+  say(`  alice: delete bob ${oops.slice(0, 8)}   ->  bob's history: 🚫 this message was deleted`);
+  verdict(4, 'a tombstone at bob, the text gone', gone && gone.deleted === true && gone.body === '', JSON.stringify(gone));
 
   say('\n== bob links a second device; his first device signs it into his account\'s device list');
   let mark0 = alice.events.length;
@@ -232,6 +282,7 @@ async function main() {
       say(`  ${l}`);
 
   for (const c of [alice, bob, carol]) await c.stop();
+  if (failedSteps) fail(`${failedSteps} message content step${failedSteps === 1 ? '' : 's'} failed`);
   d.kill('SIGTERM');
   const code = await new Promise((r) => d.on('exit', r));
   if (code !== 0) fail(`whisperd exited with ${code}`);

@@ -68,7 +68,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 3
+#define WHISPER_CLIENT_CONFIG_VERSION 4
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -90,11 +90,18 @@ typedef struct whisper_client_config_t {
   uint64_t delete_window_ms;   /* how long after sending a message may be deleted for
                                 * everyone (its sender's clock; default 48 hours); an edit's
                                 * window is always WHISPER_EDIT_WINDOW_MS */
+  /* --- version 4 --- */
+  uint32_t max_group_members;  /* members per group (WHISPER_GROUP_MEMBERS_DEFAULT; at most
+                                * WHISPER_GROUP_MEMBERS_MAX): the engine makes no change, and
+                                * takes none, that grows a group past it */
 } whisper_client_config_t;
+
+#define WHISPER_GROUP_MEMBERS_DEFAULT 1024
+#define WHISPER_GROUP_MEMBERS_MAX 10000
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
-    48ULL * 3600 * 1000 }
+    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT }
 
 /** A message may be edited this long after it was sent (15 minutes). */
 #define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)
@@ -222,6 +229,33 @@ WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation,
 WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversation,
                                       const uint8_t *id, size_t id_len, uint64_t now_ms);
 
+/* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
+
+#define WHISPER_MUTE_FOREVER UINT64_MAX
+
+/** A conversation's flags, the same on every device of the account. */
+typedef struct whisper_conversation_flags_t {
+  uint64_t muted_until_ms; /* 0: not muted; else muted until then (WHISPER_MUTE_FOREVER:
+                            * until unmuted); the server wakes no device for it meanwhile */
+  int archived;
+  int pinned;
+} whisper_conversation_flags_t;
+
+/** Reads the flags of `conversation` (all zero if none were set).
+ *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+                                                  whisper_conversation_flags_t *out);
+
+/** Sets the flags of `conversation`: kept in the store, sent (end to end)
+ *  to this account's other devices, which raise WHISPER_EV_SETTINGS, and
+ *  the mutes told to the server so that it sends no push for a muted
+ *  conversation. The newest setting (by the setting device's clock) wins.
+ *  At most 1000 conversations may be muted at once. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+                                                      const whisper_conversation_flags_t *flags,
+                                                      uint64_t now_ms);
+
 #define WHISPER_CALL_OFFER 1
 #define WHISPER_CALL_ANSWER 2
 #define WHISPER_CALL_ICE 3
@@ -273,6 +307,161 @@ WHISPER_API int whisper_client_group_remove(whisper_client *c,
  *  NUL-terminated. */
 WHISPER_API void whisper_client_group_conversation(
     char out[WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_GROUP_ID_LEN]);
+
+/* --- group administration -------------------------------------------------
+ *
+ * Every change of a group is signed by the device that makes it and
+ * chained to the one before (e2e.SignedGroupChange, docs/security.md);
+ * every member checks that its author was entitled to make it and refuses
+ * it otherwise (WHISPER_EV_REFUSED), whatever the server says:
+ *  - admins change anything. The creator is the first admin. A group
+ *    keeps at least one admin: an admin cannot demote the last one, and
+ *    when the last admin leaves, the first remaining member (in the
+ *    order of the member list) becomes admin;
+ *  - a member who is not an admin may leave, and may edit the info
+ *    (name, description, picture) unless "only admins edit info" is on;
+ *  - someone who is not a member may join by the group's invite link,
+ *    unless approval is required: then an admin adds them.
+ * The functions below queue the change: it is signed from the state
+ * held when it is sent (one change per group at a time) and applied when
+ * the server takes it; WHISPER_EV_GROUP then says what changed (its
+ * status: WHISPER_GROUP_CHANGED_* bits). A change the group's rules no
+ * longer allow by then is dropped with WHISPER_EV_ERROR. Each returns
+ * WHISPER_OK, WHISPER_EINVAL (a bad argument), WHISPER_ESTATE (this
+ * account is not a member, or the change is not allowed to it now: the
+ * sentence says which), or a store error.
+ */
+
+#define WHISPER_GROUP_NAME_MAX 128         /* bytes of UTF-8 */
+#define WHISPER_GROUP_DESCRIPTION_MAX 2048 /* bytes of UTF-8 */
+#define WHISPER_GROUP_PICTURE_MAX 1024     /* bytes: the app's reference to the picture */
+
+/* Info fields. */
+#define WHISPER_GROUP_NAME 1
+#define WHISPER_GROUP_DESCRIPTION 2
+#define WHISPER_GROUP_PICTURE 3
+
+/* Settings (all off in a new group). */
+#define WHISPER_GROUP_ADMINS_EDIT_INFO 1 /* only admins edit the info (off: every member may) */
+#define WHISPER_GROUP_ADMINS_SEND 2      /* only admins send messages to the group */
+#define WHISPER_GROUP_APPROVAL 3         /* a join by invite link waits for an admin */
+
+/* WHISPER_EV_GROUP's status: what changed (bits), or a join request. */
+#define WHISPER_GROUP_CHANGED_MEMBERS 1
+#define WHISPER_GROUP_CHANGED_ADMINS 2
+#define WHISPER_GROUP_CHANGED_INFO 4
+#define WHISPER_GROUP_CHANGED_SETTINGS 8
+#define WHISPER_GROUP_CHANGED_LINK 16  /* the invite link was made, replaced or revoked */
+#define WHISPER_GROUP_JOIN_REQUEST 32  /* (to admins) `from` asks to join by the invite link:
+                                        * whisper_client_group_add() approves */
+#define WHISPER_GROUP_JOIN_REQUESTED 64 /* this account's join waits for an admin's approval */
+
+/** Promotes `member` to admin (`admin` 1) or demotes an admin (`admin` 0).
+ *  Admins only; the last admin cannot be demoted. */
+WHISPER_API int whisper_client_group_admin(whisper_client *c,
+                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                           const char *member, int admin, uint64_t now_ms);
+
+/** Sets an info field (WHISPER_GROUP_NAME, _DESCRIPTION: UTF-8 without NUL;
+ *  _PICTURE: any bytes) to `value` (`len` 0 clears it), at most
+ *  WHISPER_GROUP_NAME_MAX, _DESCRIPTION_MAX, _PICTURE_MAX bytes. Any member,
+ *  unless only admins edit the info. */
+WHISPER_API int whisper_client_group_set_info(whisper_client *c,
+                                              const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                              int field, const uint8_t *value, size_t len,
+                                              uint64_t now_ms);
+
+/** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
+ *  on (1) or off (0). Admins only. */
+WHISPER_API int whisper_client_group_set(whisper_client *c,
+                                         const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                         int setting, int on, uint64_t now_ms);
+
+/* "whisper-group:" and base64url (no padding) of version 1, the group id
+ * and a 32-byte secret. */
+#define WHISPER_GROUP_LINK_LEN 80
+
+/**
+ * Makes a new invite link for the group (admins only) and writes it to
+ * `link_out` (NUL-terminated): whoever has it may join (or ask to, with
+ * WHISPER_GROUP_APPROVAL on). The group's signed state carries only a
+ * public key derived from the link's secret; a joiner proves the link by
+ * signing with that key, so the server, which never sees the secret,
+ * cannot join anyone with it. A new link replaces the group's previous
+ * one. The link works once the change is taken (WHISPER_EV_GROUP with
+ * WHISPER_GROUP_CHANGED_LINK); the engine keeps no copy of it: show it,
+ * and make a new one to show it again. Wipe it when done with it.
+ */
+WHISPER_API int whisper_client_group_link_make(whisper_client *c,
+                                               const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                               uint64_t now_ms,
+                                               char link_out[WHISPER_GROUP_LINK_LEN + 1]);
+
+/** Revokes the group's invite link (admins only): it no longer lets
+ *  anyone join, and joins signed with it are refused by every member. */
+WHISPER_API int whisper_client_group_link_revoke(whisper_client *c,
+                                                 const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                                 uint64_t now_ms);
+
+/**
+ * Joins a group by its invite link; the group's id is written to
+ * `group_id_out`. When a connection is up, the engine reads the group's
+ * current signed state from the server (with a proof of the link, not
+ * the link), checks that it carries the link's key and is signed by a
+ * device of its author, then signs a change that adds this account and
+ * nothing else. WHISPER_EV_GROUP follows when it is taken (status
+ * WHISPER_GROUP_CHANGED_MEMBERS), or with WHISPER_GROUP_JOIN_REQUESTED when
+ * an admin must approve it (the admins' add then makes this account a
+ * member); WHISPER_EV_ERROR when the link is revoked, the group is full,
+ * or the state cannot be trusted. The engine keeps the link's secret
+ * until the join is answered, then wipes it. Returns WHISPER_OK,
+ * WHISPER_EINVAL (not a link), WHISPER_ESTATE (already a member, or a
+ * join of that group on its way) or a store error.
+ */
+WHISPER_API int whisper_client_group_join(whisper_client *c, const char *link, uint64_t now_ms,
+                                          uint8_t group_id_out[WHISPER_GROUP_ID_LEN]);
+
+/** Leaves the group (as whisper_client_group_remove() of this account).
+ *  The last admin's leaving makes the first remaining member admin. */
+WHISPER_API int whisper_client_group_leave(whisper_client *c,
+                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                           uint64_t now_ms);
+
+#define WHISPER_GROUP_STATE_VERSION 1
+
+/** A group as this device holds it (its last signed change), filled by
+ *  the library: fields are only ever appended (check `version`). */
+typedef struct whisper_group_state_t {
+  unsigned version;           /* WHISPER_GROUP_STATE_VERSION of the library that made it */
+  char **members;             /* account names */
+  size_t n_members;
+  char **admins;
+  size_t n_admins;
+  char **requests;            /* accounts that asked to join (kept for admins) */
+  size_t n_requests;
+  char *name;                 /* NUL-terminated UTF-8 ("" when unset) */
+  char *description;
+  uint8_t *picture;           /* NULL when unset */
+  size_t picture_len;
+  int admins_edit_info;       /* the settings, 0 or 1 */
+  int admins_send;
+  int approval_required;
+  int has_link;               /* an invite link is active */
+  int member;                 /* this account is a member */
+  int admin;                  /* this account is an admin */
+  uint64_t change_version;    /* the version of the change it is from (0: none signed yet) */
+} whisper_group_state_t;
+
+/** The group's state as this device holds it, into `*out` (free it with
+ *  whisper_group_state_free()). Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_ENOTFOUND (a group this device never heard of) or a store
+ *  error. */
+WHISPER_API int whisper_client_group_state(whisper_client *c,
+                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                           whisper_group_state_t **out);
+
+/** Frees a group state. Accepts NULL. */
+WHISPER_API void whisper_group_state_free(whisper_group_state_t *s);
 
 /**
  * On the primary device (device 1, which holds the account key): approves
@@ -439,7 +628,11 @@ typedef enum whisper_client_event_type {
                                * lists, from/from_device's identity key changed and its messages wait
                                * until the app trusts it (whisper_identity_trust(), then
                                * whisper_client_retry()) */
-  WHISPER_EV_GROUP = 9,       /* conversation (a group) membership changed */
+  WHISPER_EV_GROUP = 9,       /* conversation (a group) changed: status says what (the
+                               * WHISPER_GROUP_CHANGED_* bits; from: the author), or a join request
+                               * (WHISPER_GROUP_JOIN_REQUEST, from: who asks) or this account's own
+                               * waiting for approval (WHISPER_GROUP_JOIN_REQUESTED); read it with
+                               * whisper_client_group_state() */
   WHISPER_EV_ERROR = 10,      /* code (WHISPER_E*), server_code (sync.proto ERR_*), message */
   WHISPER_EV_LINK_CODE = 11,  /* body: the link token to show for whisper_client_link_approve() */
   WHISPER_EV_DEVICES = 12,    /* from's device list changed: from_device added (status 1) or removed
@@ -448,7 +641,8 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_REFUSED = 13,    /* the engine refused what the server delivered (code, message;
                                * conversation, from, from_device and id as far as known): a device
                                * or member nobody entitled added, a message moved to another
-                               * conversation, an older device list or group change */
+                               * conversation, an older device list or group change, a group
+                               * change or message the group's admins and settings do not allow */
   WHISPER_EV_RETRY = 15,      /* a message is being recovered: status WHISPER_RETRY_ASKED (this device
                                * could not decrypt message id from from/from_device and asked for it
                                * again; a placeholder "message-waiting" holds its place), _RESENT
@@ -469,7 +663,9 @@ typedef enum whisper_client_event_type {
                                * emoji (empty: the reaction was removed) */
   WHISPER_EV_CALL = 21,       /* call signalling from from/from_device: status, WHISPER_CALL_*;
                                * id, the call id; body, the SDP or candidate */
-  WHISPER_EV_BLOCKED = 22,    /* another device of this account blocked (status 1) or unblocked
+  WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
+                               * (whisper_client_conversation_flags()) */
+  WHISPER_EV_BLOCKED = 23,    /* another device of this account blocked (status 1) or unblocked
                                * (status 0) account `from` (conversation too) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming

@@ -42,7 +42,9 @@ typedef enum whisper_record_kind {
    * scan(). libwhisper builds these keys from keyed tags and sequence
    * numbers only: no name or id shows in them. */
   WHISPER_REC_HISTORY = 64,        /* key: conversation tag (16) || sort key (8, BE) || tag (16) */
-  WHISPER_REC_OUTBOX = 65          /* key: local sequence (8, BE) || message tag (16) */
+  WHISPER_REC_OUTBOX = 65,         /* key: local sequence (8, BE) || message tag (16) */
+  WHISPER_REC_SEARCH = 66          /* key: word tag (16) || time (8, BE) || message tag (16):
+                                    * the search index (search.h) */
 } whisper_record_kind;
 
 /** 1 for the kinds a store must be able to scan() in key order. */

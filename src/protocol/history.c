@@ -334,7 +334,9 @@ int wh_history_outgoing_put(whisper_ctx *ctx, const whisper_message_t *m,
     e.outbox_seq = seq;
     rc = entry_store(ctx, &t, &e, hkey);
   }
-  /* what another device of this account did to it before it came */
+  /* its words (search.c), then what another device of this account did
+   * to it before it came (an edit changes the words again) */
+  if (rc == WHISPER_OK && !(x && x->hidden)) rc = wh_search_add(ctx, m, m->body, m->body_len);
   if (rc == WHISPER_OK && !(x && x->hidden))
     rc = pending_run(ctx, m->conversation, NULL, m->id, m->id_len, hkey);
   if (rc == WHISPER_OK) {
@@ -386,6 +388,7 @@ static int incoming_add(whisper_ctx *ctx, void *arg, const whisper_buf *pt) {
   incoming_entry(&e, in->meta, in->sender, in->device_id, pt->data, pt->len);
   history_key(hkey, in->t, in->meta->sort_key);
   int rc = wh_add_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e.base);
+  if (rc == WHISPER_OK) rc = wh_search_add(ctx, in->meta, pt->data, pt->len); /* search.c */
   if (rc != WHISPER_EDUPLICATE) return rc;
   in->taken = 1;
   return dup_stored(ctx);
@@ -968,8 +971,22 @@ static int op_on(whisper_ctx *ctx, Whisper__Store__HistoryEntry *e, const wh_his
 static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry *e,
                     const wh_history_op *op) {
   int changed = 0;
+  /* an edit or delete changes the words search finds: the old ones out */
+  whisper_buf *old = NULL;
+  if ((op->kind == WH_OP_EDIT || op->kind == WH_OP_DELETE) &&
+      (old = whisper_buf_new(e->body.data, e->body.len)) == NULL) {
+    whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  }
   int rc = op_on(ctx, e, op, &changed);
   if (rc == WHISPER_OK && changed) rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
+  if (rc == WHISPER_OK && changed && old) {
+    whisper_message_t m = {.conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
+                           .sort_key = e->sort_key, .timestamp_ms = e->timestamp};
+    rc = wh_search_remove(ctx, &m, old->data, old->len);
+    if (rc == WHISPER_OK && op->kind == WH_OP_EDIT) rc = wh_search_add(ctx, &m, e->body.data, e->body.len);
+  }
+  whisper_buf_free(old);
   whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
 }
@@ -1119,7 +1136,10 @@ int wh_history_incoming_put_ex(whisper_ctx *ctx, const whisper_message_t *meta, 
   incoming_entry(&e, meta, sender, device_id, pt, pt_len);
   entry_extra(&e, &q, x);
   rc = entry_store(ctx, &t, &e, hkey);
-  if (x == NULL) return rc; /* a placeholder or notice: nothing acts on it */
+  if (rc == WHISPER_OK) rc = wh_search_add(ctx, meta, pt, pt_len); /* its words (search.c) */
+  /* without content (a placeholder, a notice, the decrypt-and-store API):
+   * nothing acts on it */
+  if (x == NULL) return rc;
   /* found by its sender and id; then what came for it before it */
   uint8_t st[TAG_LEN];
   if (rc == WHISPER_OK && (rc = who_tag(ctx, 's', meta->conversation, sender, meta->id,
@@ -1158,9 +1178,11 @@ int wh_history_outgoing_get_ex(whisper_ctx *ctx, const char *conv, const uint8_t
   return rc;
 }
 
-void wh_page_content(const whisper_page *p, size_t i, const uint8_t **content, size_t *len) {
+void wh_page_content(const whisper_page *p, size_t i, const uint8_t **content, size_t *len,
+                     int *hidden) {
   *content = NULL;
   *len = 0;
+  *hidden = p && i < p->n && p->entries[i]->hidden;
   if (p && i < p->n && p->entries[i]->has_content) {
     *content = p->entries[i]->content.data;
     *len = p->entries[i]->content.len;
@@ -1174,7 +1196,8 @@ int wh_history_incoming_del(whisper_ctx *ctx, const char *conv, const uint8_t *i
   int rc = make_tags(ctx, &t, conv, id, id_len);
   if (rc != WHISPER_OK) return rc;
   history_key(hkey, &t, sort_key);
-  rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
+  rc = wh_search_forget(ctx, hkey); /* search.c */
+  if (rc == WHISPER_OK) rc = wh_del(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN);
   return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
 }
 
@@ -1239,4 +1262,25 @@ int wh_history_recipients(whisper_ctx *ctx, const char *conv, const uint8_t *id,
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   rc = wh_finish(ctx, rc);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
+}
+
+/* --- for search.c (internal.h) ----------------------------------------------------------- */
+
+int wh_history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) { return history_salt(ctx, salt); }
+
+int wh_history_tags(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+                    uint8_t conv_tag[TAG_LEN], uint8_t msg_tag[TAG_LEN]) {
+  tags t;
+  int rc = make_tags(ctx, &t, conv, id, id_len);
+  if (rc == WHISPER_OK) memcpy(conv_tag, t.conv, TAG_LEN);
+  if (rc == WHISPER_OK && id) memcpy(msg_tag, t.msg, TAG_LEN);
+  return rc;
+}
+
+whisper_page *wh_page_new(void) { return calloc(1, sizeof(whisper_page)); }
+
+int wh_page_add(whisper_ctx *ctx, whisper_page *p, const uint8_t *entry, size_t len) {
+  collect c = {p, ctx, WHISPER_OK, 0, NULL, 0};
+  page_add(&c, entry, len);
+  return c.rc;
 }

@@ -212,13 +212,21 @@ struct whisper_server {
 typedef struct wsrv_touched {
   wsrv_addr addr;
   uint64_t count; /* entries in its mailbox after the transaction */
+  int loud;       /* one of them may wake it (not all from muted conversations) */
 } wsrv_touched;
 
 typedef struct wsrv_fx {
   wsrv_touched *touched; /* devices whose mailbox got entries */
   size_t n, cap;
   int64_t depth_delta;   /* change of the total mailbox depth */
+  int silent;            /* appends made now wake nobody (a muted conversation) */
+  const char *mute_conv; /* wsrv_mailbox_append_account: silent for accounts that muted it */
+  uint64_t now_ms;
 } wsrv_fx;
+
+/* Whether account `a` muted conversation `conv` at now_ms. */
+int wsrv_muted(const Whisper__Server__Account *a, const char *conv, uint64_t now_ms);
+#define WSRV_MUTES_MAX 1000
 
 void wsrv_fx_free(wsrv_fx *fx);
 /* After the commit: pushes new entries to online devices, wakes offline

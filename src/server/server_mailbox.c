@@ -26,10 +26,18 @@ static void mailbox_key(uint8_t out[MKEY_LEN], const uint8_t tag[WSRV_TAG_LEN], 
 
 /* --- effects -------------------------------------------------------------- */
 
+int wsrv_muted(const Whisper__Server__Account *a, const char *conv, uint64_t now_ms) {
+  for (size_t i = 0; a && conv && i < a->n_mutes; i++)
+    if (a->mutes[i]->conversation && strcmp(a->mutes[i]->conversation, conv) == 0)
+      return a->mutes[i]->until_ms > now_ms;
+  return 0;
+}
+
 static int fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr *a, uint64_t count) {
   for (size_t i = 0; i < fx->n; i++) {
     if (fx->touched[i].addr.len == a->len && memcmp(fx->touched[i].addr.key, a->key, a->len) == 0) {
       fx->touched[i].count = count;
+      fx->touched[i].loud |= !fx->silent;
       return WHISPER_OK;
     }
   }
@@ -42,6 +50,7 @@ static int fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr *a, uint64
   }
   fx->touched[fx->n].addr = *a;
   fx->touched[fx->n].count = count;
+  fx->touched[fx->n].loud = !fx->silent;
   fx->n++;
   return WHISPER_OK;
 }
@@ -54,6 +63,7 @@ void wsrv_fx_free(wsrv_fx *fx) {
 /* An offline device is woken once per offline period: the flag is
  * cleared when it logs in. */
 static void wake(whisper_server *srv, const wsrv_touched *t) {
+  if (!t->loud) return; /* only muted conversations brought something */
   wsrv_dev *d = wsrv_dev_get(srv, &t->addr);
   if (d == NULL || d->pushed) return;
   d->pushed = 1;
@@ -114,11 +124,14 @@ int wsrv_mailbox_append_account(whisper_server *srv, wsrv_fx *fx, const char *na
   Whisper__Server__Account *acc;
   int rc = wsrv_account_get(srv, name, &acc);
   if (rc != WHISPER_OK) return rc;
+  int was = fx->silent;
+  if (wsrv_muted(acc, fx->mute_conv, fx->now_ms)) fx->silent = 1;
   for (size_t i = 0; i < acc->n_devices && rc == WHISPER_OK; i++) {
     if (acc->devices[i]->device_id == skip_device) continue;
     rc = wsrv_mailbox_append(srv, fx, name, acc->devices[i]->device_id, d);
     if (rc == ERR_LIMIT && lossy) rc = WHISPER_OK;
   }
+  fx->silent = was;
   wsrv_msg_free(acc);
   return rc;
 }

@@ -229,6 +229,40 @@ static int presence_store(whisper_server *srv, wsrv_conn *c, const Whisper__Sync
     rc = wsrv_account_put(srv, c->account, a);
     wsrv_msg_free(a);
   }
+  if (rc == WHISPER_OK && m->mutes) { /* the whole list, replaced */
+    if (m->mutes->n_mutes > WSRV_MUTES_MAX)
+      return wsrv_refuse(srv, ERR_LIMIT, "at most 1000 muted conversations");
+    for (size_t i = 0; i < m->mutes->n_mutes; i++) {
+      const char *cv = m->mutes->mutes[i]->conversation;
+      if (cv == NULL || strlen(cv) == 0 || strlen(cv) > WSRV_NAME_MAX + 1)
+        return wsrv_refuse(srv, ERR_MALFORMED, "a muted conversation needs a name");
+    }
+    Whisper__Server__Account *a;
+    if ((rc = wsrv_account_get(srv, c->account, &a)) != WHISPER_OK) return rc;
+    Whisper__Server__Mute *ms = calloc(m->mutes->n_mutes + 1, sizeof *ms);
+    Whisper__Server__Mute **mp = calloc(m->mutes->n_mutes + 1, sizeof *mp);
+    if (ms && mp) {
+      for (size_t i = 0; i < m->mutes->n_mutes; i++) {
+        whisper__server__mute__init(&ms[i]);
+        ms[i].conversation = m->mutes->mutes[i]->conversation;
+        ms[i].has_until_ms = 1;
+        ms[i].until_ms = m->mutes->mutes[i]->until_ms;
+        mp[i] = &ms[i];
+      }
+      size_t old_n = a->n_mutes;
+      Whisper__Server__Mute **old = a->mutes;
+      a->n_mutes = m->mutes->n_mutes;
+      a->mutes = mp;
+      rc = wsrv_account_put(srv, c->account, a);
+      a->n_mutes = old_n;
+      a->mutes = old;
+    } else {
+      rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    }
+    free(ms);
+    free(mp);
+    wsrv_msg_free(a);
+  }
   if (rc == WHISPER_OK && m->has_read_receipts) {
     Whisper__Server__Device *d;
     if ((rc = wsrv_device_get(srv, c->account, c->device_id, &d)) != WHISPER_OK) return rc;

@@ -210,10 +210,13 @@ static int send_direct(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whi
   Whisper__Sync__Deliver d;
   entry_init(&d, c, m, s);
   d.conversation_to = self ? m->to : NULL;
+  /* a conversation the recipient muted wakes none of its devices */
+  fx->silent = !self && wsrv_muted(to, c->account, s->server_ts);
   /* `to` blocked the sender: taken, and put in none of its mailboxes (server_block.c) */
   int dropped = 0;
   if (rc == WHISPER_OK) rc = wsrv_block_drops(srv, m->to, c->account, m->content, &dropped);
   if (rc == WHISPER_OK && !dropped) rc = append_each(srv, fx, m->to, m->messages, m->n_messages, &d);
+  fx->silent = 0;
   d.conversation_to = m->to;
   if (rc == WHISPER_OK) rc = append_each(srv, fx, c->account, m->own, m->n_own, &d);
   wsrv_msg_free(to);
@@ -239,11 +242,16 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   d.body = m->body;
   d.has_group_id = 1;
   d.group_id = m->group_id;
+  char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+  whisper_client_group_conversation(conv, m->group_id.data);
+  fx->mute_conv = conv; /* members that muted the group are not woken */
+  fx->now_ms = s->server_ts;
   for (size_t i = 0; i < g->n_members && rc == WHISPER_OK; i++) {
     int me = strcmp(g->members[i], c->account) == 0;
     rc = wsrv_mailbox_append_account(srv, fx, g->members[i], me ? c->device_id : 0, &d, 0);
     if (rc == WHISPER_ENOTFOUND) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a group member has no account");
   }
+  fx->mute_conv = NULL;
   wsrv_msg_free(g);
   return rc;
 }

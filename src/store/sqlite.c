@@ -43,6 +43,7 @@ static const char CHECK_PLAIN[] = "libwhisper store key check";
 typedef struct sq_store {
   sqlite3 *db;
   sqlite3_stmt *get, *put, *add, *del, *oget, *oput, *oadd, *odel, *tbegin, *tcommit, *trollback;
+  sqlite3_stmt *scan[8]; /* scan()'s statements, by shape (see sq_scan), prepared on first use */
   uint8_t nonces[NONCE_POOL]; /* random, public once used: one syscall per 170 */
   size_t nonces_left;
   uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
@@ -393,6 +394,12 @@ static size_t prefix_end(uint8_t *out, const uint8_t *p, size_t n) {
   return n;
 }
 
+/* SQLite's order of blobs: bytewise, then the shorter first. */
+static int blob_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  int c = an && bn ? memcmp(a, b, an < bn ? an : bn) : 0;
+  return c ? c : an < bn ? -1 : an > bn;
+}
+
 static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
                    const uint8_t *bound, size_t bound_len, int descending, size_t limit,
                    whisper_scan_fn fn, void *arg) {
@@ -401,20 +408,43 @@ static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_le
   if (!WHISPER_REC_IS_ORDERED(kind) || prefix_len > 256) return WHISPER_EINVAL;
   uint8_t end[256];
   size_t end_len = prefix_end(end, prefix, prefix_len);
-  char sql[256];
-  snprintf(sql, sizeof sql,
-           "SELECT key, value FROM ordered WHERE kind = ?1 AND key >= ?2%s%s"
-           " ORDER BY key %s LIMIT ?5",
-           end_len ? " AND key < ?3" : "", bound ? (descending ? " AND key < ?4" : " AND key > ?4") : "",
-           descending ? "DESC" : "ASC");
-  sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "scanning records");
+  /* The range as one lower and one upper limit: SQLite seeks to one limit
+   * on each side and tests any other row by row, so a bound inside the
+   * prefix's range must replace the limit it tightens (else a scan from a
+   * bound deep in a long range walks every row above it). */
+  const uint8_t *lo = prefix_len ? prefix : empty, *hi = end_len ? end : NULL;
+  size_t lo_len = prefix_len, hi_len = end_len;
+  int lo_open = 0; /* key > lo rather than key >= lo */
+  if (bound && !descending && blob_cmp(bound, bound_len, lo, lo_len) >= 0) {
+    lo = bound_len ? bound : empty;
+    lo_len = bound_len;
+    lo_open = 1;
+  }
+  if (bound && descending && (hi == NULL || blob_cmp(bound, bound_len, hi, hi_len) < 0)) {
+    hi = bound_len ? bound : empty;
+    hi_len = bound_len;
+  }
+  /* one statement per shape, kept; a scan inside another scan's callback
+   * of the same shape gets one of its own */
+  int shape = lo_open | (hi ? 2 : 0) | (descending ? 4 : 0), rc;
+  sqlite3_stmt *st = s->scan[shape];
+  int kept = st != NULL && !sqlite3_stmt_busy(st);
+  if (!kept) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT key, value FROM ordered WHERE kind = ?1 AND key %s ?2%s"
+             " ORDER BY key %s LIMIT ?4",
+             lo_open ? ">" : ">=", hi ? " AND key < ?3" : "", descending ? "DESC" : "ASC");
+    int keep = s->scan[shape] == NULL;
+    rc = sqlite3_prepare_v3(s->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+    if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "scanning records");
+    if (keep) s->scan[shape] = st;
+    kept = keep;
+  }
   sqlite3_bind_int(st, 1, kind);
-  sqlite3_bind_blob(st, 2, prefix_len ? prefix : empty, (int)prefix_len, SQLITE_STATIC);
-  if (end_len) sqlite3_bind_blob(st, 3, end, (int)end_len, SQLITE_STATIC);
-  if (bound) sqlite3_bind_blob(st, 4, bound_len ? bound : empty, (int)bound_len, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 5, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
+  sqlite3_bind_blob(st, 2, lo, (int)lo_len, SQLITE_STATIC);
+  if (hi) sqlite3_bind_blob(st, 3, hi, (int)hi_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, limit > INT64_MAX ? INT64_MAX : (sqlite3_int64)limit);
   int out = WHISPER_OK;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const uint8_t *k = sqlite3_column_blob(st, 0);
@@ -432,7 +462,12 @@ static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_le
   }
   if (out == WHISPER_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
     out = sq_fail(s, sq_code(rc), "scanning records");
-  sqlite3_finalize(st);
+  if (kept) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  } else {
+    sqlite3_finalize(st);
+  }
   return out;
 }
 
@@ -450,6 +485,7 @@ static void sq_destroy(void *user) {
   sqlite3_finalize(s->tbegin);
   sqlite3_finalize(s->tcommit);
   sqlite3_finalize(s->trollback);
+  for (int i = 0; i < 8; i++) sqlite3_finalize(s->scan[i]);
   if (s->db) sqlite3_close_v2(s->db);
   if (s->key) sodium_free(s->key);
   free(s);

@@ -12,11 +12,12 @@
  *
  * Where the list goes:
  *  - to this account's other devices, end to end: after a change made
- *    here, the whole list as an e2e.Content BLOCK in a message to this
- *    account only (Send{to = this account}: a JOB_OWN job, never in
- *    history), until the server took one carrying the newest change
- *    ("unsynced", stored, so a restart sends it again); and again when a
- *    new device is linked (it has none);
+ *    here, its entry as an e2e.Content BLOCK in a message to this account
+ *    only, as the conversation settings go (settings.c): a hidden entry of
+ *    the outbox, a Send to oneself. "unsynced" is stored with the
+ *    change and cleared once that message is in the outbox, so a crash in
+ *    between sends it after the next login; and the list goes again when
+ *    a new device is linked (it has none);
  *  - to the server: the whole list in a BlockSet after each login and each
  *    change, so that an honest server stops delivering.
  *
@@ -66,10 +67,6 @@ struct sy_blocks {
   /* the server's copy */
   int srv_dirty;
   uint64_t srv_req, srv_gen;
-  /* the list on its way to the other devices */
-  uint8_t job_id[WHISPER_CLIENT_ID_LEN];
-  uint64_t job_gen;
-  int job_live;
   /* reports sent and not answered */
   sy_report_inflight *rq;
   size_t n_rq;
@@ -290,13 +287,14 @@ static void server_send(whisper_client *c) {
 
 /* --- the list to this account's other devices ----------------------------------------------------- */
 
-static int content_make(whisper_client *c, whisper_buf **out) {
+/* A Content BLOCK holding entries list[0..n). */
+static int content_make(whisper_client *c, const sy_bentry *list, size_t n, whisper_buf **out) {
   Whisper__E2e__Block blk = WHISPER__E2E__BLOCK__INIT;
-  Whisper__E2e__BlockEntry *e = calloc(c->blocks->n + 1, sizeof *e);
-  Whisper__E2e__BlockEntry **ep = calloc(c->blocks->n + 1, sizeof *ep);
+  Whisper__E2e__BlockEntry *e = calloc(n + 1, sizeof *e);
+  Whisper__E2e__BlockEntry **ep = calloc(n + 1, sizeof *ep);
   int rc = e && ep ? WHISPER_OK : WHISPER_ENOMEM;
-  for (size_t i = 0; rc == WHISPER_OK && i < c->blocks->n; i++) {
-    const sy_bentry *v = &c->blocks->v[i];
+  for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+    const sy_bentry *v = &list[i];
     whisper__e2e__block_entry__init(&e[i]);
     e[i].account = (char *)v->account;
     e[i].has_blocked = e[i].has_changed_at = 1;
@@ -305,7 +303,7 @@ static int content_make(whisper_client *c, whisper_buf **out) {
     ep[i] = &e[i];
   }
   if (rc == WHISPER_OK) {
-    blk.n_entries = c->blocks->n;
+    blk.n_entries = n;
     blk.entries = ep;
     Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
     ct.has_version = ct.has_kind = ct.has_at_ms = 1;
@@ -313,8 +311,8 @@ static int content_make(whisper_client *c, whisper_buf **out) {
     ct.kind = WHISPER__E2E__CONTENT__KIND__BLOCK;
     ct.at_ms = c->now;
     ct.block = &blk;
-    size_t n = whisper__e2e__content__get_packed_size(&ct);
-    if ((*out = whisper_buf_new(NULL, n)) == NULL) rc = WHISPER_ENOMEM;
+    size_t len = whisper__e2e__content__get_packed_size(&ct);
+    if ((*out = whisper_buf_new(NULL, len)) == NULL) rc = WHISPER_ENOMEM;
     else whisper__e2e__content__pack(&ct, (*out)->data);
   }
   free(e);
@@ -322,41 +320,35 @@ static int content_make(whisper_client *c, whisper_buf **out) {
   return rc;
 }
 
-/* The list, to this account's other devices, if a change made here has
- * not reached them: one job at a time; one not started yet takes the
- * newest list. */
-static void own_send(whisper_client *c, int unsynced) {
-  struct sy_blocks *b = c->blocks;
-  if (!c->logged_in || !unsynced) return;
+/* To this account's other devices: the entry of `only` (a change made
+ * here), or the whole list (NULL), as a hidden message to oneself in the
+ * outbox (sy_enqueue, not inside a transaction); then the stored
+ * "unsynced" is cleared. Entries merge in any order, so a change goes
+ * alone: n changes are n small messages, not n lists. */
+static void own_send(whisper_client *c, const char *only, uint64_t now_ms) {
   fresh(c);
   whisper_buf *ct = NULL;
-  if (content_make(c, &ct) != WHISPER_OK) return;
-  sy_job *j = NULL;
-  if (b->job_live)
-    for (j = c->jobs; j; j = j->next)
-      if (j->kind == JOB_OWN && memcmp(j->id, b->job_id, WHISPER_CLIENT_ID_LEN) == 0) break;
-  if (j && j != c->cur_job) { /* not on its way yet: it takes the newest list */
-    uint8_t *nc = malloc(ct->len);
-    if (nc) {
-      memcpy(nc, ct->data, ct->len);
-      wh_wipe(j->content, j->content_len);
-      free(j->content);
-      j->content = nc;
-      j->content_len = ct->len;
-      b->job_gen = b->gen;
-    }
-  } else {
+  const sy_bentry *one = only ? find(c->blocks->v, c->blocks->n, only) : NULL;
+  int rc = one ? content_make(c, one, 1, &ct) : content_make(c, c->blocks->v, c->blocks->n, &ct);
+  if (rc == WHISPER_OK) {
+    wh_entry_extra x = {.content = ct->data, .content_len = ct->len, .hidden = 1};
     uint8_t id[WHISPER_CLIENT_ID_LEN];
-    if (wh_random(&c->ctx->rng, id, sizeof id) == 0 &&
-        sy_job_add_content(c, c->account, id, NULL, 0, ct->data, ct->len) == WHISPER_OK) {
-      for (j = c->jobs; j; j = j->next)
-        if (memcmp(j->id, id, sizeof id) == 0) j->kind = JOB_OWN;
-      memcpy(b->job_id, id, sizeof id);
-      b->job_gen = b->gen;
-      b->job_live = 1;
-    }
+    rc = sy_enqueue(c, c->account, NULL, 0, &x, NULL, now_ms, id);
   }
   whisper_buf_free(ct);
+  sy_bentry *v;
+  size_t n;
+  int unsynced;
+  if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK) {
+    rc = state_read(c, &v, &n, &unsynced);
+    if (rc == WHISPER_OK) {
+      rc = unsynced ? state_write(c, v, n, 0) : WHISPER_OK;
+      free(v);
+    }
+    rc = wh_finish(c->ctx, rc);
+  }
+  if (rc != WHISPER_OK) /* "unsynced" stays: the next login sends it */
+    sy_error_event(c, rc, 0, "the block list could not be sent to this account's other devices");
 }
 
 static int stored_unsynced(whisper_client *c) {
@@ -368,52 +360,11 @@ static int stored_unsynced(whisper_client *c) {
   return unsynced;
 }
 
-void sy_block_sent(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN]) {
-  struct sy_blocks *b = c->blocks;
-  if (!b->job_live || memcmp(id, b->job_id, WHISPER_CLIENT_ID_LEN) != 0) return;
-  b->job_live = 0;
-  if (b->job_gen != b->gen) { /* changed meanwhile: the newer list goes */
-    own_send(c, 1);
-    return;
-  }
-  sy_bentry *v;
-  size_t n;
-  int unsynced;
-  int rc = wh_begin(c->ctx);
-  if (rc == WHISPER_OK) {
-    rc = state_read(c, &v, &n, &unsynced);
-    if (rc == WHISPER_OK) {
-      rc = state_write(c, v, n, 0);
-      free(v);
-    }
-    rc = wh_finish(c->ctx, rc);
-  }
-  if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store that the block list reached the other devices");
-}
-
 void sy_block_resync(whisper_client *c) {
   struct sy_blocks *b = c->blocks;
   fresh(c);
   if (b->n == 0) return;
-  sy_bentry *v;
-  size_t n;
-  int unsynced;
-  int rc = wh_begin(c->ctx);
-  if (rc == WHISPER_OK) {
-    rc = state_read(c, &v, &n, &unsynced);
-    if (rc == WHISPER_OK) {
-      rc = state_write(c, v, n, 1);
-      free(v);
-    }
-    rc = wh_finish(c->ctx, rc);
-  }
-  if (rc != WHISPER_OK) {
-    sy_error_event(c, rc, 0, "cannot store the block list");
-    return;
-  }
-  b->gen++;
-  own_send(c, 1);
-  sy_pump(c);
+  own_send(c, NULL, c->now);
 }
 
 /* EV_ERROR for an entry that is malformed (raised with its commit). */
@@ -424,11 +375,10 @@ static int malformed(whisper_client *c, sy_evq *evs, const char *why) {
     e->message = sy_strdup(why);
     sy_evq_add(evs, e);
   }
-  return 1;
+  return WHISPER_OK;
 }
 
-/* A Content BLOCK from another device of this account: merged. */
-static int own_block(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *evs) {
+int sy_block_receive(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *evs) {
   sy_bentry *v;
   size_t n;
   int unsynced;
@@ -478,17 +428,6 @@ static int own_block(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *
   if (rc == WHISPER_OK) rc = state_write(c, v, n, unsynced);
   free(v);
   c->blocks->stale = 1; /* memory follows the store once the entry commits */
-  return rc == WHISPER_OK ? 1 : rc;
-}
-
-int sy_block_own(whisper_client *c, const Whisper__Sync__Deliver *d, const Whisper__E2e__Payload *p,
-                 sy_evq *evs) {
-  (void)d;
-  if (p == NULL || !p->has_content) return 1; /* nothing this version keeps */
-  Whisper__E2e__Content *ct = whisper__e2e__content__unpack(&wh_pb_alloc, p->content.len, p->content.data);
-  if (ct == NULL) return malformed(c, evs, "a malformed message from another device of this account");
-  int rc = ct->kind == WHISPER__E2E__CONTENT__KIND__BLOCK ? own_block(c, ct->block, evs) : 1;
-  whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
   return rc;
 }
 
@@ -542,7 +481,7 @@ static int set_one(whisper_client *c, const char *account, int blocked, uint64_t
 }
 
 /* After the commit: memory, the server and the other devices follow. */
-static void changed(whisper_client *c, sy_bentry *v, size_t n) {
+static void changed(whisper_client *c, sy_bentry *v, size_t n, const char *account, uint64_t now_ms) {
   struct sy_blocks *b = c->blocks;
   free(b->v);
   b->v = v;
@@ -551,8 +490,7 @@ static void changed(whisper_client *c, sy_bentry *v, size_t n) {
   b->gen++;
   b->srv_dirty = 1;
   server_send(c);
-  own_send(c, 1);
-  sy_pump(c);
+  own_send(c, account, now_ms);
 }
 
 static int check_account(whisper_client *c, const char *account) {
@@ -574,7 +512,7 @@ static int block_set(whisper_client *c, const char *account, int blocked, uint64
     free(v);
     return rc;
   }
-  if (v) changed(c, v, n);
+  if (v) changed(c, v, n, account, now_ms);
   return wh_ok(c->ctx);
 }
 
@@ -854,7 +792,7 @@ int whisper_client_report(whisper_client *c, const char *conversation, size_t n,
     free(v);
     return rc;
   }
-  if (v) changed(c, v, nv);
+  if (v) changed(c, v, nv, conversation, now_ms);
   reports_send(c);
   return wh_ok(c->ctx);
 }
@@ -865,11 +803,10 @@ void sy_block_login(whisper_client *c) {
   struct sy_blocks *b = c->blocks;
   b->srv_req = 0;
   b->n_rq = 0;
-  b->job_live = 0;
   fresh(c);
   b->srv_dirty = b->n > 0;
   server_send(c);
-  own_send(c, stored_unsynced(c));
+  if (stored_unsynced(c)) own_send(c, NULL, c->now); /* (which change is not known) */
   reports_send(c);
 }
 

@@ -288,7 +288,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (cfg == NULL) cfg = &defaults;
   if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
       cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
-      cfg->request_timeout_ms == 0)
+      cfg->request_timeout_ms == 0 ||
+      (cfg->version >= 4 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)))
     return wh_fail(ctx, WHISPER_EINVAL, "bad client configuration");
   if (ctx->store->ops.version < 2 || ctx->store->ops.scan == NULL)
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
@@ -302,7 +303,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->ctx = ctx;
   c->cfg = defaults;
   /* an older caller's struct ends before the fields of later versions */
-  memcpy(&c->cfg, cfg, cfg->version >= 3   ? sizeof c->cfg
+  memcpy(&c->cfg, cfg, cfg->version >= 4   ? sizeof c->cfg
+                       : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
                        : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
                                            : offsetof(whisper_client_config_t, hold_on_change));
   c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;

@@ -421,7 +421,7 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
        rc == WHISPER_EINVALIDSIG || rc == WHISPER_EDUPLICATE) &&
       (content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE || content == WHISPER__SYNC__CONTENT__CONTENT_TEXT) &&
       d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN &&
-      strcmp(conv, c->account) != 0) { /* (this account's settings, block.c: not in history) */
+      strcmp(conv, c->account) != 0) { /* (this account's settings: no placeholder for them) */
     x->retry = 1;
     snprintf(x->conv, sizeof x->conv, "%s", conv);
     return OUT_DONE;
@@ -460,6 +460,11 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     return OUT_DONE;
   }
   int rc = WHISPER_OK, out = OUT_DONE;
+  if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS &&
+      ct->kind != WHISPER__E2E__CONTENT__KIND__BLOCK) {
+    whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+    return refuse_why(c, d, evs, conv, "only settings go to oneself");
+  }
   /* when its author made it: an edit made offline goes out later */
   uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
   sy_event *e = NULL;
@@ -507,9 +512,32 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     ev_add(evs, e);
     break;
   }
+  case WHISPER__E2E__CONTENT__KIND__SETTINGS: {
+    /* only from another device of this account, to itself */
+    if (!own || strcmp(conv, c->account) != 0 || ct->settings == NULL) {
+      out = refuse_why(c, d, evs, conv, "conversation settings from another account");
+      break;
+    }
+    int took = sy_settings_receive(c, ct->settings);
+    if (took == WHISPER_EINVAL) {
+      bad_entry(c, d, evs, "malformed conversation settings");
+      break;
+    }
+    if (took < 0) {
+      rc = took;
+      break;
+    }
+    if (took) ev_add(evs, ev_of(c, WHISPER_EV_SETTINGS, d, ct->settings->conversation, NULL));
+    break;
+  }
+  case WHISPER__E2E__CONTENT__KIND__BLOCK: /* the block list, as settings (block.c) */
+    if (!own || strcmp(conv, c->account) != 0) {
+      out = refuse_why(c, d, evs, conv, "a block list from another account");
+      break;
+    }
+    rc = sy_block_receive(c, ct->block, evs);
+    break;
   case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
-  case WHISPER__E2E__CONTENT__KIND__SETTINGS:
-  case WHISPER__E2E__CONTENT__KIND__BLOCK: /* (only from this account's devices, to it: block.c) */
     break; /* not used by this version yet */
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
@@ -627,10 +655,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     memcpy(gid, d->group_id.data, WHISPER_GROUP_ID_LEN);
     g = gid;
     whisper_client_group_conversation(conv, gid);
-  } else if (own && d->type != 7 && d->conversation_to && strcmp(d->conversation_to, c->account) == 0) {
-    strcpy(conv, c->account); /* to this account's devices only: its settings (block.c) */
   } else if (own) {
-    if (!sy_valid_account(d->conversation_to) || strcmp(d->conversation_to, c->account) == 0) {
+    if (!sy_valid_account(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
       out = OUT_DONE;
       goto done;
@@ -704,18 +730,17 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   else if (p && p->has_id &&
            (p->id.len != d->client_id.len || memcmp(p->id.data, d->client_id.data, p->id.len) != 0))
     why = "a message delivered under another id than its sender gave it";
+  else if (own && !g && strcmp(conv, c->account) == 0 && !(p && p->has_content))
+    why = "a message to oneself that is not content"; /* (settings, from another device) */
   if (why == NULL && g) {
     sy_group gs;
     if ((rc = sy_group_load(c, g, &gs)) == WHISPER_OK) {
-      if (!gs.known || !sy_group_is_member(&gs, d->sender))
-        why = "a group message from someone the group's members did not add";
+      why = sy_group_sender_why(&gs, d->sender); /* a member; an admin where only admins send */
       sy_group_free(&gs);
     }
   }
   if (rc == WHISPER_OK && why) {
     out = refuse_why(c, d, evs, conv, why);
-  } else if (rc == WHISPER_OK && own && !g && strcmp(conv, c->account) == 0) {
-    out = sy_block_own(c, d, p, evs); /* block.c */
   } else if (rc == WHISPER_OK && receipt) {
     out = on_receipt(c, d, p->receipt, evs);
   } else if (rc == WHISPER_OK && p && p->has_content) {
@@ -820,40 +845,6 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
 
 /* --- group changes ------------------------------------------------------------------------------- */
 
-/* Whether change `ch` may follow state `g` (0: yes, else why not). */
-static const char *change_follows(whisper_client *c, const sy_group *g, const sy_change *ch) {
-  const Whisper__E2e__GroupChangeBody *b = ch->b;
-  int in_new = 0;
-  for (size_t i = 0; i < b->n_members; i++) in_new |= strcmp(b->members[i], c->account) == 0;
-  if (!g->known || g->version == 0) {
-    if (g->known && g->legacy && !g->left && sy_group_is_member(g, b->author))
-      return NULL; /* a group from before signed changes: its first one is the base */
-    if (b->version == 1 && strcmp(b->author, b->members[0]) == 0) {
-      for (size_t i = 0; i < b->n_admins; i++)
-        if (strcmp(b->admins[i], b->author) == 0) return NULL; /* the creation, by its creator */
-    }
-    if (in_new) {
-      for (size_t i = 0; i < b->n_admins; i++)
-        if (strcmp(b->admins[i], b->author) == 0) return NULL; /* this account added by an admin */
-    }
-    return "a group change that does not start from a state this device holds";
-  }
-  if (b->version <= g->version) return "an old group change, replayed";
-  if (b->version != g->version + 1 || memcmp(b->prev.data, g->hash, 32) != 0)
-    return "a group change that does not follow the one this device holds";
-  if (sy_group_is_admin(g, b->author)) return NULL;
-  /* a member may only leave: the same group without it */
-  if (!sy_group_is_member(g, b->author) || b->n_members + 1 != g->n_members)
-    return "a group change by a member who is not an admin";
-  for (size_t i = 0; i < b->n_members; i++)
-    if (strcmp(b->members[i], b->author) == 0 || !sy_group_is_member(g, b->members[i]))
-      return "a group change by a member who is not an admin";
-  for (size_t i = 0; i < b->n_admins; i++)
-    if (!sy_group_is_admin(g, b->admins[i]) && g->n_admins > 0)
-      return "a group change by a member who is not an admin";
-  return NULL;
-}
-
 static int same_names(char *const *a, size_t na, char *const *b, size_t nb) {
   if (na != nb) return 0;
   for (size_t i = 0; i < na; i++) {
@@ -864,22 +855,62 @@ static int same_names(char *const *a, size_t na, char *const *b, size_t nb) {
   return 1;
 }
 
-static int strv_copy(char ***out, size_t *n, char *const *src, size_t ns) {
-  char **v = calloc(ns + 1, sizeof *v);
-  if (v == NULL) return WHISPER_ENOMEM;
-  size_t k = 0;
-  for (; k < ns; k++)
-    if ((v[k] = sy_strdup(src[k])) == NULL) break;
-  if (k < ns) {
-    while (k) free(v[--k]);
-    free(v);
-    return WHISPER_ENOMEM;
+/* EV_GROUP for a change: from its author (signed, not the server's
+ * sender), status what it changed. */
+static sy_event *group_ev(whisper_client *c, const Whisper__Sync__Deliver *d, const char *conv,
+                          const char *author, uint32_t device, int status) {
+  sy_event *e = ev_of(c, WHISPER_EV_GROUP, d, conv, NULL);
+  if (e == NULL) return NULL;
+  char *a = sy_strdup(author);
+  if (a == NULL) {
+    sy_event_free(e);
+    return NULL;
   }
-  for (size_t i = 0; i < *n; i++) free((*out)[i]);
-  free(*out);
-  *out = v;
-  *n = ns;
-  return WHISPER_OK;
+  free(e->from);
+  e->from = a;
+  e->ev.from_device = device;
+  e->ev.status = status;
+  return e;
+}
+
+/* A request to join by invite link, for a group that needs an admin's
+ * approval (Deliver.join_request): kept for the app if an admin of the
+ * group holds it and the requester's device and the link's key signed it. */
+static int on_join_request(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs,
+                           entry_ctx *x, const uint8_t *gid, const char *conv) {
+  sy_change ch;
+  int rc = sy_change_parse(c, gid, d->join_request.data, d->join_request.len, &ch);
+  if (rc != WHISPER_OK) return rc == WHISPER_ENOMEM ? rc : refuse(c, d, evs, conv, rc);
+  sy_group g;
+  sy_devlist al;
+  memset(&al, 0, sizeof al);
+  int out = OUT_DONE, ignore = 0;
+  if ((rc = sy_group_load(c, gid, &g)) != WHISPER_OK) {
+    sy_change_free(&ch);
+    return rc;
+  }
+  const char *why = sy_group_request_why(c, &g, &ch, &ignore);
+  if (ignore) goto out;
+  if (why) {
+    out = refuse_why(c, d, evs, conv, why);
+    goto out;
+  }
+  if ((rc = sy_devs_load(c, ch.b->author, &al)) != WHISPER_OK) goto out;
+  if ((out = sender_check(c, d, evs, x, ch.b->author, ch.b->author_device, &al)) != 0) goto out;
+  if ((rc = sy_change_verify(c, &ch, &al)) != WHISPER_OK) {
+    out = rc == WHISPER_ENOMEM ? rc : refuse(c, d, evs, conv, rc);
+    rc = WHISPER_OK;
+    goto out;
+  }
+  out = OUT_DONE;
+  if ((rc = sy_group_request_add(&g, ch.b->author)) == WHISPER_OK) rc = sy_group_save(c, gid, &g);
+  if (rc == WHISPER_OK)
+    ev_add(evs, group_ev(c, d, conv, ch.b->author, ch.b->author_device, WHISPER_GROUP_JOIN_REQUEST));
+out:
+  sy_devs_free(&al);
+  sy_group_free(&g);
+  sy_change_free(&ch);
+  return rc != WHISPER_OK ? rc : out;
 }
 
 static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs, entry_ctx *x) {
@@ -890,6 +921,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
   }
   const uint8_t *gid = d->group_id.data;
   whisper_client_group_conversation(conv, gid);
+  if (!d->has_group_change && d->has_join_request) return on_join_request(c, d, evs, x, gid, conv);
   if (!d->has_group_change)
     return refuse_why(c, d, evs, conv, "a membership change that no member signed");
   sy_change ch;
@@ -904,10 +936,12 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     return rc;
   }
   if (g.version && memcmp(g.hash, ch.hash, 32) == 0) { /* the one applied already (our own) */
-    ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
+    ev_add(evs, group_ev(c, d, conv, ch.b->author, ch.b->author_device, (int)g.changed));
     goto out;
   }
-  const char *why = change_follows(c, &g, &ch);
+  /* who may make which change: groups.c */
+  const char *why = NULL;
+  if ((rc = sy_group_change_why(c, &g, &ch, &why)) != WHISPER_OK) goto out;
   if (why) {
     out = refuse_why(c, d, evs, conv, why);
     goto out;
@@ -919,15 +953,16 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     goto out;
   }
   /* apply: who left, then the new membership */
-  int removed = 0;
-  for (size_t i = 0; i < g.n_members; i++) {
-    int stays = 0;
-    for (size_t k = 0; k < ch.b->n_members && !stays; k++) stays = strcmp(ch.b->members[k], g.members[i]) == 0;
-    removed |= !stays;
-  }
-  if ((rc = strv_copy(&g.members, &g.n_members, ch.b->members, ch.b->n_members)) != WHISPER_OK ||
-      (rc = strv_copy(&g.admins, &g.n_admins, ch.b->admins, ch.b->n_admins)) != WHISPER_OK)
+  int removed = sy_group_removes(&g, ch.b);
+  if (removed < 0) {
+    rc = removed;
     goto out;
+  }
+  int bits = sy_group_take(c, &g, ch.b); /* members, admins, info, settings, link */
+  if (bits < 0) {
+    rc = bits;
+    goto out;
+  }
   g.known = 1;
   g.legacy = 0;
   g.version = ch.b->version;
@@ -950,7 +985,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     g.n_have = w;
   }
   if (rc == WHISPER_OK) rc = sy_group_save(c, gid, &g);
-  if (rc == WHISPER_OK) ev_add(evs, ev_of(c, WHISPER_EV_GROUP, d, conv, NULL));
+  if (rc == WHISPER_OK) ev_add(evs, group_ev(c, d, conv, ch.b->author, ch.b->author_device, bits));
   if (rc == WHISPER_OK && d->n_members && !same_names(d->members, d->n_members, g.members, g.n_members)) {
     /* the server routes by its own list: said, and not used */
     wh_fail(c->ctx, WHISPER_EFORGED, "the server's member list of the group is not its signed membership");

@@ -48,6 +48,8 @@ static int conv_accounts(whisper_client *c, const char *conv, sy_group *g, const
   if (rc != WHISPER_OK) return rc;
   if (!g->known || g->left || !sy_group_is_member(g, c->account))
     return sy_fail(c, WHISPER_ESTATE, "this account is not a member of that group");
+  if (sy_group_sender_why(g, c->account)) /* its members would refuse it (groups.c) */
+    return sy_fail(c, WHISPER_ESTATE, "only admins send to that group");
   if ((*out = calloc(g->n_members + 1, sizeof **out)) == NULL) return WHISPER_ENOMEM;
   for (size_t i = 0; i < g->n_members; i++)
     if (strcmp(g->members[i], c->account) != 0) (*out)[(*n)++] = g->members[i];
@@ -100,8 +102,8 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
   if (rc != WHISPER_OK) return rc;
   memcpy(id_out, id, sizeof id);
   if (c->logged_in) {
-    if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0) !=
-        WHISPER_OK)
+    if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0,
+                           x && x->hidden) != WHISPER_OK)
       c->outbox_more = 1;
     sy_pump(c);
   }
@@ -131,7 +133,7 @@ int whisper_client_send_group(whisper_client *c, const uint8_t group_id[WHISPER_
 
 /* --- pending receipts and group operations ------------------------------------------------------- */
 
-static int ops_store(whisper_client *c) {
+int sy_ops_store(whisper_client *c) {
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
   return wh_finish(c->ctx, sy_ops_save(c));
@@ -146,8 +148,9 @@ static sy_op *op_new(whisper_client *c) {
   return &c->ops[c->n_ops++];
 }
 
-static void op_drop(whisper_client *c, size_t i) {
+void sy_op_drop(whisper_client *c, size_t i) {
   sy_op *o = &c->ops[i];
+  sy_edit_clear(&o->edit); /* a join's secret is wiped */
   whisper_buf_free(o->change);
   free(o->to);
   free(o->ids);
@@ -166,60 +169,6 @@ static int group_busy(const whisper_client *c, size_t upto, const uint8_t *gid) 
   return 0;
 }
 
-static int add_name(char **v, size_t *n, const char *name) {
-  for (size_t i = 0; i < *n; i++)
-    if (strcmp(v[i], name) == 0) return WHISPER_OK;
-  if ((v[*n] = sy_strdup(name)) == NULL) return WHISPER_ENOMEM;
-  (*n)++;
-  return WHISPER_OK;
-}
-
-static void names_free(char **v, size_t n) {
-  for (size_t i = 0; i < n; i++) free(v[i]);
-  free(v);
-}
-
-/* The signed change an ADD or REMOVE makes of the group as held now. */
-static int op_change(whisper_client *c, sy_op *o) {
-  sy_group g;
-  int rc = sy_group_load(c, o->group_id, &g);
-  if (rc != WHISPER_OK) return rc;
-  size_t cap = g.n_members + o->n_members + 1;
-  char **m = calloc(cap, sizeof *m), **a = calloc(cap, sizeof *a);
-  size_t nm = 0, na = 0;
-  rc = m && a ? WHISPER_OK : WHISPER_ENOMEM;
-  if (rc == WHISPER_OK && (!g.known || g.left || !sy_group_is_member(&g, c->account)))
-    rc = sy_fail(c, WHISPER_ESTATE, "this account is not a member of the group");
-  int self_only = o->n_members == 1 && strcmp(o->members[0], c->account) == 0;
-  if (rc == WHISPER_OK && !g.legacy && !sy_group_is_admin(&g, c->account) &&
-      !(o->code == WHISPER__SYNC__GROUP_OP__OP__REMOVE && self_only))
-    rc = sy_fail(c, WHISPER_ESTATE, "only an admin may change the group");
-  for (size_t i = 0; rc == WHISPER_OK && i < g.n_members; i++) {
-    int gone = 0;
-    for (size_t k = 0; o->code == WHISPER__SYNC__GROUP_OP__OP__REMOVE && k < o->n_members; k++)
-      gone |= strcmp(o->members[k], g.members[i]) == 0;
-    if (!gone) rc = add_name(m, &nm, g.members[i]);
-  }
-  for (size_t k = 0; rc == WHISPER_OK && o->code == WHISPER__SYNC__GROUP_OP__OP__ADD && k < o->n_members; k++)
-    rc = add_name(m, &nm, o->members[k]);
-  for (size_t i = 0; rc == WHISPER_OK && i < g.n_admins; i++)
-    for (size_t k = 0; k < nm; k++)
-      if (strcmp(m[k], g.admins[i]) == 0) rc = add_name(a, &na, g.admins[i]);
-  if (rc == WHISPER_OK && g.legacy && g.n_admins == 0 && sy_group_is_member(&g, c->account) && !self_only)
-    rc = add_name(a, &na, c->account); /* a group from before signed changes: its first signer */
-  if (rc == WHISPER_OK && na == 0 && nm > 0) rc = add_name(a, &na, m[0]); /* as the server does */
-  whisper_buf *ch = NULL;
-  if (rc == WHISPER_OK) rc = sy_change_make(c, o->group_id, &g, m, nm, a, na, &ch);
-  if (rc == WHISPER_OK) {
-    whisper_buf_free(o->change);
-    o->change = ch;
-  }
-  names_free(m, nm);
-  names_free(a, na);
-  sy_group_free(&g);
-  return rc;
-}
-
 void sy_ops_flush(whisper_client *c) {
   int jobs = 0;
   c->receipts_due = 0;
@@ -235,7 +184,10 @@ void sy_ops_flush(whisper_client *c) {
     if (o->kind == OP_GROUP) {
       if (group_busy(c, i, o->group_id)) continue;
       if (o->code != WHISPER__SYNC__GROUP_OP__OP__CREATE) {
-        int rc = op_change(c, o);
+        int rc = o->code == WHISPER__SYNC__GROUP_OP__OP__PEEK
+                     ? (o->edit.has_secret ? WHISPER_OK
+                                           : sy_fail(c, WHISPER_ECORRUPT, "a stored join without its link"))
+                     : sy_group_op_change(c, o);
         if (rc != WHISPER_OK) {
           sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
           char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
@@ -247,8 +199,8 @@ void sy_ops_flush(whisper_client *c) {
           } else {
             sy_event_free(e);
           }
-          op_drop(c, i--);
-          if (ops_store(c) != WHISPER_OK) return;
+          sy_op_drop(c, i--);
+          if (sy_ops_store(c) != WHISPER_OK) return;
           continue;
         }
       }
@@ -263,6 +215,14 @@ void sy_ops_flush(whisper_client *c) {
     if (o->change) {
       g.has_change = 1;
       g.change = (ProtobufCBinaryData){o->change->len, o->change->data};
+    }
+    uint8_t proof[WHISPER_SIGNATURE_LEN];
+    if (o->kind == OP_GROUP && o->code == WHISPER__SYNC__GROUP_OP__OP__PEEK) {
+      /* the link, proven with its key (the secret stays here) */
+      if (sy_group_peek_proof(c, o, proof) != WHISPER_OK) break; /* the RNG: tried again later */
+      o->edit.tries++;
+      g.has_invite_proof = 1;
+      g.invite_proof = (ProtobufCBinaryData){sizeof proof, proof};
     }
     f.body_case = WHISPER__SYNC__FRAME__BODY_GROUP;
     f.group = &g;
@@ -282,13 +242,18 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   if (code == SY_ERR_EXISTS && c->ops[i].kind == OP_GROUP &&
       c->ops[i].code == WHISPER__SYNC__GROUP_OP__OP__CREATE)
     code = 0;
+  if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
+    c->ops[i].inflight = 0;
+    uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+    if (!c->send_retry_at) c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
+    return;
+  }
+  if (c->ops[i].kind == OP_GROUP && (c->ops[i].code == WHISPER__SYNC__GROUP_OP__OP__PEEK ||
+                                     c->ops[i].code == WHISPER__SYNC__GROUP_OP__OP__JOIN)) {
+    sy_group_join_answer(c, i, f); /* joining by link: groups.c */
+    return;
+  }
   if (code) {
-    if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
-      c->ops[i].inflight = 0;
-      uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
-      if (!c->send_retry_at) c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
-      return;
-    }
     sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
     if (e) {
       char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
@@ -311,8 +276,8 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
   }
   /* answered (Ok, GroupInfo, or refused for good): done */
-  op_drop(c, i);
-  int rc = ops_store(c);
+  sy_op_drop(c, i);
+  int rc = sy_ops_store(c);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending operations");
   sy_ops_flush(c); /* the next op of the same group waited for this one */
 }
@@ -338,13 +303,13 @@ int sy_receipt_add(whisper_client *c, const char *to, int status,
     o->kind = OP_RECEIPT;
     o->code = (uint32_t)status;
     if ((o->to = sy_strdup(to)) == NULL || wh_random(&c->ctx->rng, o->cid, sizeof o->cid) != 0) {
-      op_drop(c, c->n_ops - 1);
+      sy_op_drop(c, c->n_ops - 1);
       return WHISPER_ENOMEM;
     }
   }
   uint8_t(*nids)[WHISPER_CLIENT_ID_LEN] = realloc(o->ids, (o->n_ids + n + 1) * sizeof *nids);
   if (nids == NULL) {
-    if (fresh) op_drop(c, c->n_ops - 1);
+    if (fresh) sy_op_drop(c, c->n_ops - 1);
     return WHISPER_ENOMEM;
   }
   o->ids = nids;
@@ -361,8 +326,8 @@ int sy_receipt_add(whisper_client *c, const char *to, int status,
 void sy_receipt_done(whisper_client *c, const uint8_t cid[WHISPER_CLIENT_ID_LEN]) {
   for (size_t i = 0; i < c->n_ops; i++)
     if (c->ops[i].kind == OP_RECEIPT && memcmp(c->ops[i].cid, cid, WHISPER_CLIENT_ID_LEN) == 0) {
-      op_drop(c, i);
-      int rc = ops_store(c);
+      sy_op_drop(c, i);
+      int rc = sy_ops_store(c);
       if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending receipts");
       return;
     }
@@ -385,10 +350,10 @@ int whisper_client_mark_read(whisper_client *c, const char *conversation, const 
     size_t k = n - i < RECEIPT_BATCH_MAX ? n - i : RECEIPT_BATCH_MAX;
     rc = sy_receipt_add(c, sender, WHISPER_STATUS_READ, ids + i, k);
   }
-  if (rc == WHISPER_OK) rc = ops_store(c);
+  if (rc == WHISPER_OK) rc = sy_ops_store(c);
   if (rc != WHISPER_OK) {
     /* what was not stored is not kept (a batch it joined keeps the ids: harmless) */
-    while (c->n_ops > before) op_drop(c, c->n_ops - 1);
+    while (c->n_ops > before) sy_op_drop(c, c->n_ops - 1);
     return rc;
   }
   sy_ops_flush(c);
@@ -408,12 +373,12 @@ static int group_op(whisper_client *c, int op, const uint8_t gid[WHISPER_GROUP_I
   for (size_t i = 0; rc == WHISPER_OK && i < n; i++)
     if ((o->members[o->n_members] = sy_strdup(members[i])) == NULL) rc = WHISPER_ENOMEM;
     else o->n_members++;
-  if (rc != WHISPER_OK) op_drop(c, c->n_ops - 1);
+  if (rc != WHISPER_OK) sy_op_drop(c, c->n_ops - 1);
   return rc;
 }
 
 static int check_members(whisper_client *c, const char *const *members, size_t n, int allow_self) {
-  if ((members == NULL && n) || n > 1024)
+  if ((members == NULL && n) || n > WHISPER_GROUP_MEMBERS_MAX)
     return sy_fail(c, WHISPER_EINVAL, "bad member list");
   for (size_t i = 0; i < n; i++)
     if (!sy_valid_account(members[i]) || (!allow_self && strcmp(members[i], c->account) == 0))
@@ -429,6 +394,9 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
   int rc = check_members(c, members, n, 1);
   if (rc != WHISPER_OK) return rc;
   if (group_id_out == NULL) return sy_fail(c, WHISPER_EINVAL, "group_id_out is NULL");
+  if (n >= c->cfg.max_group_members)
+    return sy_fail(c, WHISPER_EINVAL, "a group has at most %u members",
+                   (unsigned)c->cfg.max_group_members);
   if (wh_random(&c->ctx->rng, gid, sizeof gid) != 0)
     return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
   /* the creation, signed by this device: the group's first state */
@@ -449,11 +417,14 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
   }
   whisper_buf *change = NULL;
   sy_change ch = {0};
-  if (rc == WHISPER_OK) rc = sy_change_make(c, gid, &g, g.members, g.n_members, g.admins, g.n_admins, &change);
+  if (rc == WHISPER_OK && g.n_members > c->cfg.max_group_members)
+    rc = sy_fail(c, WHISPER_EINVAL, "a group has at most %u members", (unsigned)c->cfg.max_group_members);
+  if (rc == WHISPER_OK) rc = sy_change_make(c, gid, &g, &g, NULL, &change);
   if (rc == WHISPER_OK) rc = sy_change_parse(c, gid, change->data, change->len, &ch);
   if (rc == WHISPER_OK) {
     g.version = 1;
     memcpy(g.hash, ch.hash, sizeof g.hash);
+    g.changed = WHISPER_GROUP_CHANGED_MEMBERS | WHISPER_GROUP_CHANGED_ADMINS; /* for the echo's event */
   }
   sy_change_free(&ch);
   size_t n_before = c->n_ops;
@@ -470,7 +441,7 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
   }
   sy_group_free(&g);
   if (rc != WHISPER_OK) {
-    if (c->n_ops > n_before) op_drop(c, c->n_ops - 1);
+    if (c->n_ops > n_before) sy_op_drop(c, c->n_ops - 1);
     return rc;
   }
   memcpy(group_id_out, gid, sizeof gid);
@@ -485,9 +456,20 @@ static int group_change(whisper_client *c, int op, const uint8_t gid[WHISPER_GRO
   if (gid == NULL || n == 0) return sy_fail(c, WHISPER_EINVAL, "a group id and members are needed");
   int rc = check_members(c, members, n, op == WHISPER__SYNC__GROUP_OP__OP__REMOVE);
   if (rc != WHISPER_OK) return rc;
+  if (op == WHISPER__SYNC__GROUP_OP__OP__ADD) { /* the member limit, as held now */
+    sy_group g;
+    if ((rc = wh_begin(c->ctx)) != WHISPER_OK) return rc;
+    if ((rc = wh_finish(c->ctx, sy_group_load(c, gid, &g))) != WHISPER_OK) return rc;
+    size_t after = g.n_members;
+    for (size_t i = 0; i < n; i++) after += !sy_group_is_member(&g, members[i]);
+    sy_group_free(&g);
+    if (after > c->cfg.max_group_members)
+      return sy_fail(c, WHISPER_ESTATE, "a group has at most %u members",
+                     (unsigned)c->cfg.max_group_members);
+  }
   if ((rc = group_op(c, op, gid, members, n)) != WHISPER_OK) return rc;
-  if ((rc = ops_store(c)) != WHISPER_OK) {
-    op_drop(c, c->n_ops - 1);
+  if ((rc = sy_ops_store(c)) != WHISPER_OK) {
+    sy_op_drop(c, c->n_ops - 1);
     return rc;
   }
   sy_ops_flush(c);
@@ -652,6 +634,7 @@ void sy_presence_flush(whisper_client *c) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE_SET;
   f.presence_set = &p;
   sy_queue(c, &f, RQ_PRESENCE_SET, 1, NULL);
+  sy_mutes_flush(c);
   subscribe_send(c, c->subs, c->n_subs);
 }
 

@@ -69,11 +69,11 @@ static void id_hex(char out[2 * WHISPER_CLIENT_ID_LEN + 1], const uint8_t *id) {
 
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
                size_t len) {
-  return sy_job_add_content(c, conv, id, body, len, NULL, 0);
+  return sy_job_add_content(c, conv, id, body, len, NULL, 0, 0);
 }
 
 int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
-                       size_t len, const uint8_t *content, size_t content_len) {
+                       size_t len, const uint8_t *content, size_t content_len, int hidden) {
   char hx[2 * WHISPER_CLIENT_ID_LEN + 1];
   id_hex(hx, id);
   if (sy_name_has(c->dropped, hx)) return WHISPER_OK;
@@ -92,6 +92,7 @@ int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, c
   j->body_len = len;
   if (content_len) memcpy(j->content, content, content_len);
   j->content_len = content_len;
+  j->hidden = hidden;
   snprintf(j->conv, sizeof j->conv, "%s", conv);
   memcpy(j->id, id, WHISPER_CLIENT_ID_LEN);
   j->group = sy_group_id_of(conv, j->group_id);
@@ -164,8 +165,9 @@ int sy_jobs_load(whisper_client *c) {
     if (!sy_valid_account(m->conversation) && !sy_group_id_of(m->conversation, gid)) continue;
     const uint8_t *ct;
     size_t ctl;
-    wh_page_content(p, i, &ct, &ctl);
-    rc = sy_job_add_content(c, m->conversation, m->id, m->body, m->body_len, ct, ctl);
+    int hidden;
+    wh_page_content(p, i, &ct, &ctl, &hidden);
+    rc = sy_job_add_content(c, m->conversation, m->id, m->body, m->body_len, ct, ctl, hidden);
   }
   c->outbox_more = n == SY_OUTBOX_PAGE;
   whisper_page_free(p);
@@ -616,7 +618,7 @@ static int direct_step(whisper_client *c, sy_job *j) {
   for (int a = 0; a < 2; a++)
     if ((step = fetch_if_needed(c, j, acct[a], &l[a])) != STEP_DONE) goto out;
   sy_devs_del(&l[1], c->device_id);
-  if (strcmp(j->conv, c->account) == 0) { /* to this account's other devices only (block.c) */
+  if (strcmp(j->conv, c->account) == 0) { /* to oneself: the other devices, no `own` part */
     sy_devs_del(&l[0], c->device_id);
     l[1].n = 0;
   }
@@ -974,7 +976,6 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
   sy_epoch_count(c);
   if (j->receipt || j->kind != JOB_MESSAGE) { /* not in history: the job is done */
     if (j->receipt) sy_receipt_done(c, j->id);
-    if (j->kind == JOB_OWN) sy_block_sent(c, j->id);
     job_remove(c, j, 0);
     return;
   }
@@ -987,6 +988,10 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
   free(devs);
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
     job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
+  if (j->hidden) { /* an operation: nothing in history shows a tick for it */
+    job_remove(c, j, 0);
+    return;
+  }
   sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
   if (e && sy_event_set(e, j->conv, j->group ? NULL : j->conv, j->id, WHISPER_CLIENT_ID_LEN,
                         NULL, 0) == WHISPER_OK) {

@@ -239,6 +239,11 @@ void sy_group_free(sy_group *g) {
   free(g->have);
   for (size_t i = 0; i < g->n_admins; i++) free(g->admins[i]);
   free(g->admins);
+  for (size_t i = 0; i < g->n_requests; i++) free(g->requests[i]);
+  free(g->requests);
+  whisper_buf_free(g->name);
+  whisper_buf_free(g->description);
+  whisper_buf_free(g->picture);
   memset(g, 0, sizeof *g);
 }
 
@@ -272,10 +277,33 @@ int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy
   g->legacy = !m->e2e;
   g->version = m->version;
   if (m->has_hash && m->hash.len == sizeof g->hash) memcpy(g->hash, m->hash.data, sizeof g->hash);
+  /* info, settings and link (a record from before them has none) */
+  g->admins_edit_info = m->admins_edit_info;
+  g->admins_send = m->admins_send;
+  g->approval = m->approval_required;
+  g->changed = m->changed;
+  if (m->has_invite_key && m->invite_key.len == WHISPER_PUBLIC_KEY_LEN) {
+    g->has_invite = 1;
+    memcpy(g->invite_key, m->invite_key.data, WHISPER_PUBLIC_KEY_LEN);
+  }
   g->members = calloc(m->n_members ? m->n_members : 1, sizeof *g->members);
   g->have = calloc(m->n_have_key ? m->n_have_key : 1, sizeof *g->have);
   g->admins = calloc(m->n_admins ? m->n_admins : 1, sizeof *g->admins);
-  rc = g->members && g->have && g->admins ? WHISPER_OK : WHISPER_ENOMEM;
+  g->requests = calloc(m->n_requests ? m->n_requests : 1, sizeof *g->requests);
+  rc = g->members && g->have && g->admins && g->requests ? WHISPER_OK : WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && m->has_name && (g->name = whisper_buf_new(m->name.data, m->name.len)) == NULL)
+    rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && m->has_description &&
+      (g->description = whisper_buf_new(m->description.data, m->description.len)) == NULL)
+    rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && m->has_picture &&
+      (g->picture = whisper_buf_new(m->picture.data, m->picture.len)) == NULL)
+    rc = WHISPER_ENOMEM;
+  for (size_t i = 0; rc == WHISPER_OK && i < m->n_requests && i < SY_MAX_REQUESTS; i++) {
+    if (!sy_valid_account(m->requests[i])) continue;
+    if ((g->requests[g->n_requests] = sy_strdup(m->requests[i])) == NULL) rc = WHISPER_ENOMEM;
+    else g->n_requests++;
+  }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_admins; i++) {
     if (!sy_valid_account(m->admins[i])) continue;
     if ((g->admins[g->n_admins] = sy_strdup(m->admins[i])) == NULL) rc = WHISPER_ENOMEM;
@@ -325,6 +353,20 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
       m.version = g->version;
       m.hash = (ProtobufCBinaryData){sizeof g->hash, (uint8_t *)g->hash};
     }
+    if (g->name) m.has_name = 1, m.name = (ProtobufCBinaryData){g->name->len, g->name->data};
+    if (g->description)
+      m.has_description = 1,
+      m.description = (ProtobufCBinaryData){g->description->len, g->description->data};
+    if (g->picture) m.has_picture = 1, m.picture = (ProtobufCBinaryData){g->picture->len, g->picture->data};
+    if (g->admins_edit_info) m.has_admins_edit_info = m.admins_edit_info = 1;
+    if (g->admins_send) m.has_admins_send = m.admins_send = 1;
+    if (g->approval) m.has_approval_required = m.approval_required = 1;
+    if (g->has_invite)
+      m.has_invite_key = 1,
+      m.invite_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)g->invite_key};
+    if (g->changed) m.has_changed = 1, m.changed = g->changed;
+    m.n_requests = g->n_requests;
+    m.requests = g->requests;
     rc = put_msg(c, 'g', gid, WHISPER_GROUP_ID_LEN, &m.base);
   }
   free(d);
@@ -484,6 +526,7 @@ int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
 /* --- pending receipts and group operations ----------------------------------------------- */
 
 static void op_clear(sy_op *o) {
+  sy_edit_clear(&o->edit);
   whisper_buf_free(o->change);
   free(o->to);
   free(o->ids);
@@ -531,6 +574,25 @@ static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
     memcpy(o->group_id, g->group_id.data, WHISPER_GROUP_ID_LEN);
     if (g->has_change && (o->change = whisper_buf_new(g->change.data, g->change.len)) == NULL)
       return WHISPER_ENOMEM;
+    const Whisper__Client__GroupEdit *e = p->edit;
+    if (e) {
+      struct sy_edit *x = &o->edit;
+      if (e->what > SY_EDIT_JOIN) return WHISPER_EINVAL; /* from a newer engine: dropped */
+      x->what = e->what;
+      x->field = e->field;
+      x->on = e->on;
+      x->tries = e->tries;
+      if (e->has_value && (x->value = whisper_buf_new(e->value.data, e->value.len)) == NULL)
+        return WHISPER_ENOMEM;
+      if (e->has_key && e->key.len == WHISPER_PUBLIC_KEY_LEN) {
+        x->has_key = 1;
+        memcpy(x->key, e->key.data, WHISPER_PUBLIC_KEY_LEN);
+      }
+      if (e->has_secret && e->secret.len == sizeof x->secret) {
+        x->has_secret = 1;
+        memcpy(x->secret, e->secret.data, sizeof x->secret);
+      }
+    }
     o->members = calloc(g->n_members ? g->n_members : 1, sizeof *o->members);
     if (o->members == NULL) return WHISPER_ENOMEM;
     for (size_t i = 0; i < g->n_members; i++)
@@ -574,8 +636,9 @@ int sy_ops_save(whisper_client *c) {
   Whisper__Client__PendingOp **pp = calloc(n ? n : 1, sizeof *pp);
   Whisper__Sync__Receipt *rc_ = calloc(n ? n : 1, sizeof *rc_);
   Whisper__Sync__GroupOp *go = calloc(n ? n : 1, sizeof *go);
+  Whisper__Client__GroupEdit *ge = calloc(n ? n : 1, sizeof *ge);
   ProtobufCBinaryData **ids = calloc(n ? n : 1, sizeof *ids);
-  int rc = po && pp && rc_ && go && ids ? WHISPER_OK : WHISPER_ENOMEM;
+  int rc = po && pp && rc_ && go && ge && ids ? WHISPER_OK : WHISPER_ENOMEM;
   for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
     const sy_op *o = &c->ops[i];
     whisper__client__pending_op__init(&po[i]);
@@ -613,6 +676,24 @@ int sy_ops_save(whisper_client *c) {
         go[i].change = (ProtobufCBinaryData){o->change->len, o->change->data};
       }
       po[i].group = &go[i];
+      const struct sy_edit *x = &o->edit;
+      if (x->what) {
+        whisper__client__group_edit__init(&ge[i]);
+        ge[i].has_what = 1;
+        ge[i].what = x->what;
+        if (x->field) ge[i].has_field = 1, ge[i].field = x->field;
+        if (x->on) ge[i].has_on = ge[i].on = 1;
+        if (x->tries) ge[i].has_tries = 1, ge[i].tries = x->tries;
+        if (x->value)
+          ge[i].has_value = 1, ge[i].value = (ProtobufCBinaryData){x->value->len, x->value->data};
+        if (x->has_key)
+          ge[i].has_key = 1,
+          ge[i].key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)x->key};
+        if (x->has_secret)
+          ge[i].has_secret = 1,
+          ge[i].secret = (ProtobufCBinaryData){sizeof x->secret, (uint8_t *)x->secret};
+        po[i].edit = &ge[i];
+      }
     }
   }
   if (rc == WHISPER_OK) {
@@ -626,5 +707,6 @@ int sy_ops_save(whisper_client *c) {
   free(pp);
   free(rc_);
   free(go);
+  free(ge);
   return rc;
 }

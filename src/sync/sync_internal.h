@@ -13,6 +13,9 @@
  *   anchor.c  the store's epoch and its anchor outside the file
  *   trust.c   what is authenticated end to end: signed device lists, signed
  *             group changes, the payload inside the encryption, link tokens
+ *   groups.c  group administration: who may make which change (admins, info,
+ *             settings, invite links, leaving, the member limit), the changes
+ *             this device signs, joining by link, the state the app reads
  *   block.c   blocking accounts (kept, synced to this account's devices and
  *             the server) and reporting conversations to the server
  */
@@ -105,6 +108,7 @@ typedef struct sy_job {
   size_t body_len;
   uint8_t *content; /* a packed e2e.Content, or NULL */
   size_t content_len;
+  int hidden;       /* an operation on a message (never shown): no SENT event */
   int rounds;
   uint32_t key_gen; /* group: the sender key generation a distribution carries */
   int receipt;      /* an end-to-end receipt (body: its Payload; id: its op's cid) */
@@ -114,8 +118,7 @@ typedef struct sy_job {
   struct sy_job *next;
 } sy_job;
 
-enum { JOB_MESSAGE = 0, JOB_RETRY = 1, JOB_RESEND = 2, JOB_OWN = 3 /* to this account's other
-                                                                      * devices only (block.c) */ };
+enum { JOB_MESSAGE = 0, JOB_RETRY = 1, JOB_RESEND = 2 };
 typedef struct sy_rate sy_rate;
 
 typedef struct sy_name {
@@ -142,7 +145,23 @@ typedef struct sy_op {
   uint8_t cid[WHISPER_CLIENT_ID_LEN]; /* receipt: the client id of its Send */
   whisper_buf *change;     /* group: the signed change it carries (CREATE: made once;
                             * others: made from the state held when sent) */
+  struct sy_edit {         /* group: what an UPDATE, ADMIN, PEEK or JOIN changes (groups.c) */
+    uint32_t what;         /* SY_EDIT_* (0: none, a plain ADD / REMOVE / CREATE) */
+    uint32_t field;        /* info field or setting */
+    int on;
+    whisper_buf *value;    /* info: the new value (NULL: cleared) */
+    int has_key;
+    uint8_t key[WHISPER_PUBLIC_KEY_LEN]; /* link: the new invite key (none: revoked) */
+    int has_secret;
+    uint8_t secret[32];    /* join: the link's secret (wiped with the op) */
+    uint32_t tries;        /* join: PEEKs sent */
+  } edit;
 } sy_op;
+
+enum {
+  SY_EDIT_NONE = 0, SY_EDIT_PROMOTE, SY_EDIT_DEMOTE, SY_EDIT_INFO, SY_EDIT_SETTING, SY_EDIT_LINK,
+  SY_EDIT_JOIN
+};
 
 typedef struct sy_typing {
   char *conversation;
@@ -207,6 +226,14 @@ typedef struct sy_group {
   size_t n_admins;
   uint64_t version; /* of the last signed change (0: none) */
   uint8_t hash[32];
+  /* the rest of that change's state (groups.c) */
+  whisper_buf *name, *description, *picture; /* NULL: unset */
+  int admins_edit_info, admins_send, approval;
+  int has_invite;
+  uint8_t invite_key[WHISPER_PUBLIC_KEY_LEN];
+  char **requests;  /* accounts that asked to join (checked) */
+  size_t n_requests;
+  uint32_t changed; /* what the last change applied changed (WHISPER_GROUP_CHANGED_*) */
 } sy_group;
 
 struct whisper_client {
@@ -330,9 +357,10 @@ int sy_content_known(uint32_t kind);
 void sy_jobs_free(whisper_client *c);
 int sy_jobs_load(whisper_client *c);
 int sy_job_add(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body, size_t len);
-/* The same for a message with content (a packed e2e.Content; NULL: none). */
+/* The same for a message with content (a packed e2e.Content; NULL: none);
+ * `hidden`: an operation, not a message (no SENT event). */
 int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, const uint8_t *body,
-                       size_t len, const uint8_t *content, size_t content_len);
+                       size_t len, const uint8_t *content, size_t content_len, int hidden);
 /* A receipt op as a job: its Payload to `to`'s devices and this account's. */
 int sy_receipt_job(whisper_client *c, const sy_op *o);
 void sy_pump(whisper_client *c);
@@ -361,6 +389,12 @@ void sy_typing_tick(whisper_client *c);
 uint64_t sy_typing_deadline(const whisper_client *c);
 void sy_typing_free(whisper_client *c);
 void sy_presence_flush(whisper_client *c);
+/* --- settings.c --- */
+/* PresenceSet{mutes}: the conversations muted now, to the server. */
+void sy_mutes_flush(whisper_client *c);
+/* A SETTINGS content from another device of this account: 1 taken, 0 older
+ * than what is held, WHISPER_EINVAL malformed, or a store error. */
+int sy_settings_receive(whisper_client *c, const Whisper__E2e__Settings *s);
 void sy_approvals_flush(whisper_client *c);
 void sy_approve_free(sy_approve *a);
 /* The answer to a LinkApprove or PublishDevices: the list it carried
@@ -472,10 +506,11 @@ typedef struct sy_token {
   size_t code_len;
 } sy_token;
 int sy_token_parse(const uint8_t *t, size_t len, sy_token *out);
-/* A signed change of group `gid` from state `g` to (members, admins). */
+/* A signed change of group `gid` from state `g` (its version and hash) to
+ * state `n` (members, admins, info, settings, invite key). With
+ * `invite_priv`, a join: signed with the link's key too. */
 int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
-                   char *const *members, size_t nm, char *const *admins, size_t na,
-                   whisper_buf **out);
+                   const sy_group *n, const uint8_t *invite_priv, whisper_buf **out);
 /* The payload around message `id` (its body, or its packed content),
  * written at `sent_at`; `resend` marks one sent again on a retry request.
  * And back. */
@@ -527,6 +562,44 @@ int sy_may_receive(whisper_client *c, const char *conv, const char *account);
 int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t device,
                   const sy_body *b, uint64_t sent_at);
 
+/* --- groups.c ------------------------------------------------------------------ */
+#define SY_MAX_REQUESTS 256 /* join requests kept per group */
+/* Whether a parsed change's body is well formed beyond names and version
+ * (info sizes and UTF-8, the invite key and signature): 1 yes. */
+int sy_group_body_ok(const Whisper__E2e__SignedGroupChange *s, const Whisper__E2e__GroupChangeBody *b);
+/* Whether change `ch` may follow state `g` as this device holds it (the
+ * author's own signature is checked apart, sy_change_verify): NULL yes,
+ * else why not. */
+int sy_group_change_why(whisper_client *c, const sy_group *g, const sy_change *ch, const char **why);
+/* Takes the change's state into `g` (the caller sets version and hash);
+ * returns the WHISPER_GROUP_CHANGED_* bits of what changed, or a negative
+ * error. */
+int sy_group_take(whisper_client *c, sy_group *g, const Whisper__E2e__GroupChangeBody *b);
+/* 1 if change body `b` leaves out a member of `g` (0 no, or an error). */
+int sy_group_removes(const sy_group *g, const Whisper__E2e__GroupChangeBody *b);
+/* Whether `sender` may send a message to the group: NULL yes, else why not. */
+const char *sy_group_sender_why(const sy_group *g, const char *sender);
+/* The signed change group op `o` makes of the state held now (into
+ * o->change), or an error (its sentence set). */
+int sy_group_op_change(whisper_client *c, sy_op *o);
+/* The server answered a PEEK or JOIN op (ops[i]): handled, and the op
+ * dropped or kept for its next step. */
+void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Frame *f);
+/* A PEEK's invite_proof for op `o`, into `sig`. */
+int sy_group_peek_proof(whisper_client *c, const sy_op *o, uint8_t sig[WHISPER_SIGNATURE_LEN]);
+/* A join request (Deliver.join_request) for a group whose state `g` this
+ * device holds: NULL to record it, else why it is refused; *ignore set
+ * when it is simply not for this device (not an admin, a member already). */
+const char *sy_group_request_why(whisper_client *c, const sy_group *g, const sy_change *ch,
+                                 int *ignore);
+/* Adds `account` to g's join requests. */
+int sy_group_request_add(sy_group *g, const char *account);
+void sy_edit_clear(struct sy_edit *e);
+
+/* --- ops.c (for groups.c) ------------------------------------------------------- */
+void sy_op_drop(whisper_client *c, size_t i);
+int sy_ops_store(whisper_client *c); /* in a transaction of its own */
+
 /* --- anchor.c ------------------------------------------------------------------ */
 void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
 /* A new epoch (stored in a transaction of its own; WHISPER_EV_ANCHOR). */
@@ -544,19 +617,17 @@ int sy_block_has(whisper_client *c, const char *account);
  * request or a group message: groups are shared). */
 int sy_block_drops(whisper_client *c, const Whisper__Sync__Deliver *d);
 /* After a login: the block list to the server, to this account's other
- * devices if a change has not reached them, and the pending reports. */
+ * devices if a change has not been put in the outbox for them (a crash
+ * came between), and the pending reports. */
 void sy_block_login(whisper_client *c);
 /* Sends what waits (after a rate limit). */
 void sy_block_flush(whisper_client *c);
 void sy_block_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
-/* The server took the own-device job `id`. */
-void sy_block_sent(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN]);
-/* A message from another of this account's devices to this account only
- * (Payload.to = this account): its block list; other kinds are skipped.
- * Inside the entry's transaction. Returns an outcome of inbox.c (1: done)
- * or a store error. */
-int sy_block_own(whisper_client *c, const Whisper__Sync__Deliver *d, const Whisper__E2e__Payload *p,
-                 sy_evq *evs);
+/* A Content BLOCK from another device of this account, to it (inbox.c's
+ * on_content has checked that): merged into the list, EV_BLOCKED for each
+ * account whose state changed; a malformed one raises EV_ERROR. Inside the
+ * entry's transaction. Returns WHISPER_OK or a store error. */
+int sy_block_receive(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *evs);
 /* A device joined this account: the block list goes to the devices again. */
 void sy_block_resync(whisper_client *c);
 

@@ -316,14 +316,25 @@ void sy_change_free(sy_change *ch) {
   memset(ch, 0, sizeof *ch);
 }
 
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Valid account names, none twice (sorted copy: groups may be large). -1:
+ * out of memory. */
 static int names_ok(char **names, size_t n) {
-  if (n > 1024) return 0;
-  for (size_t i = 0; i < n; i++) {
+  if (n > WHISPER_GROUP_MEMBERS_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
     if (!sy_valid_account(names[i])) return 0;
-    for (size_t k = 0; k < i; k++)
-      if (strcmp(names[k], names[i]) == 0) return 0;
-  }
-  return 1;
+  if (n < 2) return 1;
+  char **v = malloc(n * sizeof *v);
+  if (v == NULL) return -1;
+  memcpy(v, names, n * sizeof *v);
+  qsort(v, n, sizeof *v, name_cmp);
+  int ok = 1;
+  for (size_t i = 1; i < n && ok; i++) ok = strcmp(v[i - 1], v[i]) != 0;
+  free(v);
+  return ok;
 }
 
 static int listed(char **names, size_t n, const char *name) {
@@ -345,11 +356,31 @@ int sy_change_parse(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], 
       memcmp(b->group_id.data, gid, WHISPER_GROUP_ID_LEN) != 0 || !b->has_version ||
       b->version == 0 || (b->version > 1) != (b->has_prev && b->prev.len == 32) ||
       (b->version == 1 && b->has_prev) || !sy_valid_account(b->author) || !b->has_author_device ||
-      b->author_device == 0 || b->author_device > INT32_MAX || !names_ok(b->members, b->n_members) ||
-      !names_ok(b->admins, b->n_admins))
+      b->author_device == 0 || b->author_device > INT32_MAX || !sy_group_body_ok(ch->s, b))
     goto bad;
-  for (size_t i = 0; i < b->n_admins; i++)
-    if (!listed(b->members, b->n_members, b->admins[i])) goto bad;
+  int ok = names_ok(b->members, b->n_members);
+  if (ok == 1) ok = names_ok(b->admins, b->n_admins);
+  if (ok < 0) {
+    sy_change_free(ch);
+    return WHISPER_ENOMEM;
+  }
+  if (!ok) goto bad;
+  if (b->n_admins > 64 && b->n_members > 64) { /* large: a sorted member list to look up */
+    char **v = malloc(b->n_members * sizeof *v);
+    if (v == NULL) {
+      sy_change_free(ch);
+      return WHISPER_ENOMEM;
+    }
+    memcpy(v, b->members, b->n_members * sizeof *v);
+    qsort(v, b->n_members, sizeof *v, name_cmp);
+    for (size_t i = 0; i < b->n_admins && ok; i++)
+      ok = bsearch(&b->admins[i], v, b->n_members, sizeof *v, name_cmp) != NULL;
+    free(v);
+    if (!ok) goto bad;
+  } else {
+    for (size_t i = 0; i < b->n_admins; i++)
+      if (!listed(b->members, b->n_members, b->admins[i])) goto bad;
+  }
   sy_sha256(ch->hash, ch->s->body.data, ch->s->body.len);
   return WHISPER_OK;
 bad:
@@ -377,8 +408,8 @@ int sy_change_verify(whisper_client *c, const sy_change *ch, const sy_devlist *a
 }
 
 int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], const sy_group *g,
-                   char *const *members, size_t nm, char *const *admins, size_t na,
-                   whisper_buf **out) {
+                   const sy_group *n, const uint8_t *invite_priv, whisper_buf **out) {
+  *out = NULL;
   Whisper__E2e__GroupChangeBody b = WHISPER__E2E__GROUP_CHANGE_BODY__INIT;
   b.has_group_id = b.has_version = b.has_author_device = 1;
   b.group_id = (ProtobufCBinaryData){WHISPER_GROUP_ID_LEN, (uint8_t *)gid};
@@ -387,17 +418,61 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
     b.has_prev = 1;
     b.prev = (ProtobufCBinaryData){32, (uint8_t *)g->hash};
   }
-  b.n_members = nm;
-  b.members = (char **)members;
-  b.n_admins = na;
-  b.admins = (char **)admins;
+  b.n_members = n->n_members;
+  b.members = n->members;
+  b.n_admins = n->n_admins;
+  b.admins = n->admins;
   b.author = c->account;
   b.author_device = c->device_id;
+  if (n->name) b.has_name = 1, b.name = (ProtobufCBinaryData){n->name->len, n->name->data};
+  if (n->description)
+    b.has_description = 1, b.description = (ProtobufCBinaryData){n->description->len, n->description->data};
+  if (n->picture) b.has_picture = 1, b.picture = (ProtobufCBinaryData){n->picture->len, n->picture->data};
+  if (n->admins_edit_info) b.has_admins_edit_info = b.admins_edit_info = 1;
+  if (n->admins_send) b.has_admins_send = b.admins_send = 1;
+  if (n->approval) b.has_approval_required = b.approval_required = 1;
+  if (n->has_invite)
+    b.has_invite_key = 1, b.invite_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, (uint8_t *)n->invite_key};
   size_t len = whisper__e2e__group_change_body__get_packed_size(&b);
   uint8_t *body = malloc(len ? len : 1);
   if (body == NULL) return WHISPER_ENOMEM;
   whisper__e2e__group_change_body__pack(&b, body);
   int rc = ctx_sign(c, GROUP_CTX, body, len, out);
+  if (rc == WHISPER_OK && invite_priv) {
+    /* a join: the link's key signs the same body */
+    static const char JOIN_CTX[] = "whisper-group-join-v1";
+    uint8_t sig[WHISPER_SIGNATURE_LEN];
+    uint8_t *msg = malloc(sizeof JOIN_CTX - 1 + len + 1);
+    Whisper__E2e__SignedGroupChange *s = NULL;
+    rc = msg ? WHISPER_OK : WHISPER_ENOMEM;
+    if (rc == WHISPER_OK) {
+      memcpy(msg, JOIN_CTX, sizeof JOIN_CTX - 1);
+      if (len) memcpy(msg + sizeof JOIN_CTX - 1, body, len);
+      rc = whisper_sign(c->ctx, sig, invite_priv, msg, sizeof JOIN_CTX - 1 + len);
+    }
+    free(msg);
+    if (rc == WHISPER_OK &&
+        (s = whisper__e2e__signed_group_change__unpack(&wh_pb_alloc, (*out)->len, (*out)->data)) == NULL)
+      rc = WHISPER_ENOMEM;
+    if (rc == WHISPER_OK) {
+      s->has_invite_signature = 1;
+      s->invite_signature = (ProtobufCBinaryData){sizeof sig, sig};
+      whisper_buf *b2 = whisper_buf_new(NULL, whisper__e2e__signed_group_change__get_packed_size(s));
+      if (b2 == NULL) rc = WHISPER_ENOMEM;
+      else {
+        whisper__e2e__signed_group_change__pack(s, b2->data);
+        whisper_buf_free(*out);
+        *out = b2;
+      }
+      s->invite_signature = (ProtobufCBinaryData){0, NULL};
+      s->has_invite_signature = 0;
+    }
+    if (s) whisper__e2e__signed_group_change__free_unpacked(s, &wh_pb_alloc);
+    if (rc != WHISPER_OK) {
+      whisper_buf_free(*out);
+      *out = NULL;
+    }
+  }
   free(body);
   return rc;
 }

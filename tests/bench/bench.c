@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_search.h"
 #include "crypto/crypto.h"
 #include "whisper/whisper.h"
 #include "wire.pb-c.h" /* only to read the sizes of real messages */
@@ -50,13 +51,15 @@
 #define FANOUT_NAMES 32 /* receiving contexts; each stands for 32 device ids */
 #define STORE_BATCH 100 /* messages per transaction in 13 and 14; pre-encrypted in batches of it */
 #define STORE_ID_LEN 16 /* each message's id (a client message id, 16 bytes like a UUID) */
-#define ONLY_MAX 14     /* the highest --only */
+#define ONLY_MAX 15     /* the highest --only */
+#define SEARCH_N 100000 /* messages of figure 15 (--search-messages) */
 
 static double g_loop_s = 1.0;   /* length of each timed loop */
 static double g_warmup_s = 0.1; /* length of each warm-up */
 static int g_only;              /* --only N: that operation alone, no floor */
 static int g_store_only;        /* --store: the store figures (11-14) with their bare inserts */
 static const char *g_dir_opt;   /* --dir D: where the store figures put their databases */
+static size_t g_search_n;       /* --search-messages N (0: SEARCH_N, or 2000 with --quick) */
 
 /* --- timing ------------------------------------------------------------------ */
 
@@ -1256,17 +1259,22 @@ static void print_machine(void) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: whisper-bench [--quick] [--seconds S] [--only N | --store] [--dir D]\n"
+          "                     [--search-messages N]\n"
           "  --quick      each timed loop ~0.2 s (a CI smoke run, ~15 s in all)\n"
           "  --seconds S  each timed loop S seconds (default 1)\n"
           "  --only N     run operation N (1-4, 5 = 1b, 6-10: groups, 11-14: the SQLite\n"
-          "               store) alone, with no floor: for profiling\n"
+          "               store, 15: search) alone, with no floor: for profiling\n"
           "               (perf record ./whisper-bench --only 4 --seconds 10)\n"
           "  --store      the store figures (11-14) alone, each beside its bare insert\n"
           "  --dir D      put the store figures' databases in a new directory under D\n"
-          "               (default: /tmp, or /var/tmp or . if /tmp is in memory)\n");
+          "               (default: /tmp, or /var/tmp or . if /tmp is in memory)\n"
+          "  --search-messages N  the history figure 15 searches (default 100000;\n"
+          "               2000 with --quick)\n");
 }
 
-static int want(int n) { return g_only == n || (g_only == 0 && (!g_store_only || n >= 11)); }
+static int want(int n) {
+  return g_only == n || (g_only == 0 && (!g_store_only || (n >= 11 && n <= 14)));
+}
 
 /* --- the store figures (11-14) ----------------------------------------------------- */
 
@@ -1447,6 +1455,13 @@ int main(int argc, char **argv) {
       g_store_only = 1;
     } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
       g_dir_opt = argv[++i];
+    } else if (strcmp(argv[i], "--search-messages") == 0 && i + 1 < argc) {
+      long v = atol(argv[++i]);
+      if (v < 1) {
+        usage(stderr);
+        return 2;
+      }
+      g_search_n = (size_t)v;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -1628,6 +1643,15 @@ int main(int argc, char **argv) {
     print_per_device(secs, mean, m.fanout);
   }
   if (want(11) || want(12) || want(13) || want(14)) run_store_figures(small, m.dec_small);
+  if (want(15)) {
+    int quick = g_loop_s < 1;
+    double t0 = now_s(), c0 = cpu_s();
+    printf("\n");
+    bench_search(g_dir_opt, g_search_n ? g_search_n : quick ? 2000 : SEARCH_N, quick ? 5 : 21,
+                 !quick);
+    g_io_wall += now_s() - t0; /* (it waits for the disk too) */
+    g_io_cpu += cpu_s() - c0;
+  }
 
   if (g_only == 0)
     printf(

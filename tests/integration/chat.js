@@ -8,6 +8,10 @@
 //            prefix, and all at once (read <conversation>): the read ticks
 //            that reach the sender are those of the messages named, and only
 //            those; numbers stay until the next listing; wrong names refused
+//   content  reply (the quote at the other side), react / unreact, edit (edited
+//            on both sides; another's message refused), delete for everyone (a
+//            tombstone), forward (forwarded, many times), call signalling; the
+//            human history shows them
 //   prefix   an id prefix two messages share is refused as ambiguous
 //   safety   safety gives the digits and the QR code's text; a scanned text
 //            (or the digits) compared: a match, a mismatch, one's own code;
@@ -467,15 +471,20 @@ function artAfter(lines, from) {
 const SCENARIOS = [
   ['setup', 'setup'],
   ['read', 'read'],
+  ['content', 'content'],
   ['prefix', 'prefix'],
   ['safety', 'safety'],
   ['link', 'link'],
+  ['flags', 'flags'],
   ['block', 'block'],
   ['help', 'help'],
   ['shutdown', 'shutdown'],
 ];
 
-const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
+// message content (the content scenario)
+const CONTENT_COMMANDS = ['reply', 'react', 'unreact', 'edit', 'delete', 'forward', 'call'];
+
+const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'search', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
 COMMANDS.push('block', 'unblock', 'blocked', 'report'); // (the block scenario's)
 
 class ChatTest {
@@ -674,6 +683,199 @@ class ChatTest {
     this.notes.read = 'history numbered #1..#5; read bob #2, by an upper-case 6-digit prefix, then all (the rest received, not the own one): exactly those read ticks at bob; nothing new the second time; own message, out of range, too short, not hex, unknown, too long refused; the explicit form; numbers kept until the next listing, renumbered by it; in a group, by number and all, read ticks at the sender';
   }
 
+  async content() {
+    const { alice1, bob } = this;
+    // help lists the content commands, and each answers without arguments
+    const h = await alice1.cmd('help');
+    const names = new Set((h.commands || []).map((r) => r.command));
+    for (const n of CONTENT_COMMANDS) {
+      this.ok(names.has(n), `help does not list ${n}`);
+      const r = await alice1.fails(n);
+      this.ok(r.ev === 'error' && r.cmd === n && /usage/.test(r.message || ''), `${n} without arguments: ${JSON.stringify(r)}`);
+    }
+    // numbered messages of a conversation, by id, from a fresh history
+    const numbers = async (c, conv) => {
+      const l = await c.cmd(`history ${conv}`);
+      const by = new Map();
+      for (const m of l.messages) by.set(m.id, m);
+      return by;
+    };
+
+    // --- a reply, by #number: the quote shows on the other side
+    const firstText = `first words of a message long enough to be cut short in a quote ${this.text('c1')}`;
+    const c1 = await alice1.send('bob', firstText);
+    await this.message(bob, c1, "alice's c1");
+    let atBob = await numbers(bob, 'alice');
+    const replyText = this.text('reply');
+    const r1 = (await bob.cmd(`reply alice #${atBob.get(c1).n} ${replyText}`)).id;
+    const got = await this.message(alice1, r1, "bob's reply");
+    this.ok(got.body === replyText && got.quote && got.quote.id === c1 && got.quote.own === true &&
+      got.quote.from === 'alice' && firstText.startsWith(got.quote.excerpt || '-') && got.quote.excerpt.length >= 20,
+      `the reply at alice: ${JSON.stringify(got)}`);
+    let atAlice = await numbers(alice1, 'bob');
+    const q = atAlice.get(r1);
+    this.ok(q && q.quote && q.quote.id === c1 && q.quote.own === true && firstText.startsWith(q.quote.excerpt),
+      `the reply in alice's history: ${JSON.stringify(q)}`);
+    atBob = await numbers(bob, 'alice');
+    const qb = atBob.get(r1);
+    this.ok(qb && qb.own && qb.quote && qb.quote.id === c1 && qb.quote.from === 'alice' && qb.quote.own === false,
+      `the reply in bob's history: ${JSON.stringify(qb)}`);
+    const bad = await bob.fails(`reply alice #99 ${this.text('x')}`);
+    this.ok(bad.ev === 'error' && bad.cmd === 'reply' && /#1 to #/.test(bad.message), `reply to #99: ${JSON.stringify(bad)}`);
+
+    // --- reactions: set, replaced, removed (alice reacts to bob's reply)
+    const nR1 = atAlice.get(r1).n;
+    const reaction = (c, target, emoji) => c.waitFor((e) => e.ev === 'reaction' && e.target_id === target && e.emoji === emoji,
+      `the reaction "${emoji}" to ${target}`, { from: 0 });
+    const ra = await alice1.cmd(`react bob #${nR1} 👍`);
+    this.ok(ra.ev === 'ok' && ra.cmd === 'react' && ra.id === r1 && ra.emoji === '👍', `react: ${JSON.stringify(ra)}`);
+    const e1 = await reaction(bob, r1, '👍');
+    this.ok(e1.from === 'alice' && e1.conversation === 'alice' && e1.target_own === true && e1.target_sender === 'bob' && e1.removed === false,
+      `the reaction event at bob: ${JSON.stringify(e1)}`);
+    await alice1.cmd(`react bob #${nR1} ❤️`);
+    await reaction(bob, r1, '❤️');
+    atBob = await numbers(bob, 'alice');
+    this.ok(JSON.stringify(atBob.get(r1).reactions.map((x) => [x.from, x.emoji])) === JSON.stringify([['alice', '❤️']]),
+      `bob's history after the reaction was replaced: ${JSON.stringify(atBob.get(r1).reactions)}`);
+    const un = await alice1.cmd(`unreact bob #${nR1}`);
+    this.ok(un.ev === 'ok' && un.cmd === 'unreact' && un.id === r1, `unreact: ${JSON.stringify(un)}`);
+    const e3 = await reaction(bob, r1, '');
+    this.ok(e3.removed === true, `the removal at bob: ${JSON.stringify(e3)}`);
+    atBob = await numbers(bob, 'alice');
+    this.ok(atBob.get(r1).reactions.length === 0, `bob's history after the reaction was removed: ${JSON.stringify(atBob.get(r1).reactions)}`);
+    // bob reacts to alice's c1 by an id prefix
+    await bob.cmd(`react alice ${c1.slice(0, 8)} 👍`);
+    const e4 = await reaction(alice1, c1, '👍');
+    this.ok(e4.from === 'bob' && e4.target_own === true, `bob's reaction at alice: ${JSON.stringify(e4)}`);
+    for (const [line, re] of [['react bob #1 +1', /one emoji/], [`react bob #1 ${'👍'.repeat(40)}`, /emoji/], ['react bob #1 👍 👍', /usage/]]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && r.cmd === 'react' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+
+    // --- an edit: edited on both sides; someone else's message refused
+    atAlice = await numbers(alice1, 'bob');
+    const newText = this.text('c1-edited');
+    const ed = await alice1.cmd(`edit bob #${atAlice.get(c1).n} ${newText}`);
+    this.ok(ed.ev === 'ok' && ed.cmd === 'edit' && ed.id === c1, `edit: ${JSON.stringify(ed)}`);
+    const ee = await bob.waitFor((e) => e.ev === 'edited' && e.target_id === c1, 'the edit at bob');
+    this.ok(ee.body === newText && ee.from === 'alice' && ee.target_sender === 'alice' && ee.target_own === false, `the edited event at bob: ${JSON.stringify(ee)}`);
+    atBob = await numbers(bob, 'alice');
+    atAlice = await numbers(alice1, 'bob');
+    this.ok(atBob.get(c1).body === newText && atBob.get(c1).edited === true, `c1 in bob's history: ${JSON.stringify(atBob.get(c1))}`);
+    this.ok(atAlice.get(c1).body === newText && atAlice.get(c1).edited === true, `c1 in alice's history: ${JSON.stringify(atAlice.get(c1))}`);
+    this.ok(atAlice.get(r1).edited === false, 'the reply marked edited');
+    const notMine = await alice1.fails(`edit bob #${atAlice.get(r1).n} ${this.text('not-mine')}`);
+    this.ok(notMine.ev === 'error' && notMine.cmd === 'edit' && /bob's message: you can only edit your own/.test(notMine.message),
+      `alice edits bob's reply: ${JSON.stringify(notMine)}`);
+    const notMine2 = await bob.fails(`edit alice #${atBob.get(c1).n} ${this.text('not-mine')}`);
+    this.ok(notMine2.ev === 'error' && /only edit your own/.test(notMine2.message), `bob edits alice's message: ${JSON.stringify(notMine2)}`);
+    this.ok((await numbers(bob, 'alice')).get(r1).body === replyText, 'the reply changed after the refused edit');
+
+    // --- a delete for everyone: a tombstone at the recipient
+    const d1 = await alice1.send('bob', this.text('oops'));
+    await this.message(bob, d1, "alice's d1");
+    const del = await alice1.cmd(`delete bob ${d1.slice(0, 8)}`);
+    this.ok(del.ev === 'ok' && del.cmd === 'delete' && del.id === d1, `delete: ${JSON.stringify(del)}`);
+    const de = await bob.waitFor((e) => e.ev === 'deleted' && e.target_id === d1, 'the delete at bob');
+    this.ok(de.from === 'alice' && de.target_sender === 'alice', `the deleted event at bob: ${JSON.stringify(de)}`);
+    atBob = await numbers(bob, 'alice');
+    this.ok(atBob.get(d1) && atBob.get(d1).deleted === true && atBob.get(d1).body === '', `d1 in bob's history: ${JSON.stringify(atBob.get(d1))}`);
+    this.ok((await numbers(alice1, 'bob')).get(d1).deleted === true, "d1 not deleted in alice's history");
+    const delOther = await bob.fails(`delete alice #${atBob.get(c1).n}`);
+    this.ok(delOther.ev === 'error' && /only delete your own/.test(delOther.message), `bob deletes alice's message: ${JSON.stringify(delOther)}`);
+    const editDeleted = await alice1.fails(`edit bob ${d1.slice(0, 8)} ${this.text('back')}`);
+    this.ok(editDeleted.ev === 'error' && /deleted/.test(editDeleted.message), `an edit of the deleted message: ${JSON.stringify(editDeleted)}`);
+
+    // --- a forward to another conversation, then back and forth until "many times"
+    const carol = this.carol;
+    await carol.startOnline();
+    const fw = await alice1.cmd(`forward carol bob ${r1.slice(0, 8)}`);
+    this.ok(fw.ev === 'sent_cmd' && fw.conversation === 'carol', `forward: ${JSON.stringify(fw)}`);
+    const fc = await this.message(carol, fw.id, 'the forward at carol');
+    this.ok(fc.body === replyText && fc.forwarded === 1 && fc.from === 'alice', `the forward at carol: ${JSON.stringify(fc)}`);
+    this.ok((await numbers(carol, 'alice')).get(fw.id).forwarded === 1, "the forward in carol's history");
+    this.ok((await carol.quit()) === 0, 'carol.1 exit code at end of input');
+    let id = r1;
+    let [from, to] = [alice1, bob];
+    for (let k = 1; k <= 5; k++) {
+      const f = await from.cmd(`forward ${to.account} ${to.account} ${id.slice(0, 8)}`);
+      const m = await this.message(to, f.id, `forward ${k}`);
+      this.ok(m.forwarded === k && m.body === replyText, `forward ${k}: ${JSON.stringify(m)}`);
+      id = f.id;
+      [from, to] = [to, from];
+    }
+    const fwErr = await alice1.fails('forward carol bob #999');
+    this.ok(fwErr.ev === 'error' && fwErr.cmd === 'forward', `forward of #999: ${JSON.stringify(fwErr)}`);
+
+    // --- call signalling: an offer reaches the peer as an event, and the call goes on
+    const offer = await alice1.cmd('call bob offer v=0 offer-sdp');
+    this.ok(offer.ev === 'ok' && offer.cmd === 'call' && /^[0-9a-f]{32}$/.test(offer.call_id || '') && offer.type === 'offer', `call offer: ${JSON.stringify(offer)}`);
+    const co = await bob.waitFor((e) => e.ev === 'call' && e.type === 'offer', 'the call offer at bob');
+    this.ok(co.call_id === offer.call_id && co.from === 'alice' && co.data === 'v=0 offer-sdp', `the offer at bob: ${JSON.stringify(co)}`);
+    const ans = await bob.cmd('call alice answer v=0 answer-sdp');
+    this.ok(ans.call_id === offer.call_id, `the answer takes the offer's call id: ${JSON.stringify(ans)}`);
+    const ca = await alice1.waitFor((e) => e.ev === 'call' && e.type === 'answer', 'the answer at alice');
+    this.ok(ca.call_id === offer.call_id && ca.data === 'v=0 answer-sdp', `the answer at alice: ${JSON.stringify(ca)}`);
+    await alice1.cmd(`call bob hangup ${offer.call_id}`);
+    const ch = await bob.waitFor((e) => e.ev === 'call' && e.type === 'hangup', 'the hangup at bob');
+    this.ok(ch.call_id === offer.call_id && ch.data === '', `the hangup at bob: ${JSON.stringify(ch)}`);
+    for (const [line, re] of [['call bob ring', /usage/], ['call bob answer 0123456789', /32 hex digits/],
+      ['call carol hangup', /which call/], ['call alice offer', /another account/], [`call bob ice ${'x'.repeat(70000)}`, /at most/]]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && r.cmd === 'call' && re.test(r.message || ''), `${short(line, 50)}: ${JSON.stringify(r)}`);
+    }
+
+    // lines a careless or hostile user may type: an error each, no harm
+    const hostile = [
+      'reply', 'reply bob', 'reply bob #1', `reply bob ${'#'.repeat(3000)} x`, 'reply \u0001 #1 x', `reply ${'b'.repeat(300)} #1 x`,
+      'react bob', 'react bob #1', 'react bob #1 \u001b[31m', 'unreact bob', 'unreact bob #1 extra', 'unreact bob zzzz',
+      'edit bob', 'edit bob #1', 'edit #00 #1 x', 'delete', 'delete bob', 'delete bob #1 #2', 'delete bob -1',
+      'forward', 'forward carol', 'forward carol bob', 'forward bob bob #1 extra', 'forward alice bob #1',
+      'call', 'call bob', 'call bob offr', 'call bob OFFER', `call ${'z'.repeat(100)} offer`, 'call bob busy ffffffffffffffffffffffffffffffffff',
+    ];
+    const rs = await alice1.cmds(hostile);
+    this.ok(rs.every((r) => r.ev === 'error'), `hostile lines: ${JSON.stringify(rs.map((r, i) => [hostile[i].slice(0, 30), r.ev]).filter((x) => x[1] !== 'error'))}`);
+    const st = await alice1.cmd('status');
+    this.ok(st.ev === 'state' && st.online === true, `status after the hostile lines: ${JSON.stringify(st)}`);
+
+    // --- how a person sees it: bob in human mode, first the live lines of
+    // what alice did while he was away, then his history
+    this.ok((await bob.quit()) === 0, 'bob.1 exit code at end of input');
+    atAlice = await numbers(alice1, 'bob');
+    const live = this.text('live-reply');
+    const lr = (await alice1.cmd(`reply bob #${atAlice.get(r1).n} ${live}`)).id;
+    await alice1.cmd(`react bob #${atAlice.get(r1).n} 🎉`);
+    const newText2 = this.text('c1-edited-again');
+    await alice1.cmd(`edit bob #${atAlice.get(c1).n} ${newText2}`);
+    const d2 = await alice1.send('bob', this.text('oops-again'));
+    await alice1.cmd(`delete bob ${d2.slice(0, 8)}`);
+    const offer2 = await alice1.cmd('call bob offer v=0 live-sdp');
+    const human = await runHuman(this, bob, ['history alice'], /is calling you[^]*\n/);
+    this.ok(human.code === 0, `bob.1 in human mode exit code ${human.code}`);
+    const lines = human.out.split('\n');
+    const has = (re, what) => this.ok(lines.some((l) => re.test(l)), `no ${what} line in human mode`);
+    const liveAt = lines.findIndex((l) => /\[alice\] alice\.1: /.test(l) && l.includes(live));
+    this.ok(liveAt >= 0 && /^ {10}↪ you: "reply-/.test(lines[liveAt + 1] || ''), `the live reply and its quote: ${JSON.stringify(lines.slice(liveAt, liveAt + 2))}`);
+    has(new RegExp(`\\[alice\\] alice\\.1 reacted 🎉 to your message "${replyText}"  \\(${r1.slice(0, 8)}\\)$`), 'live reaction');
+    has(new RegExp(`\\[alice\\] alice\\.1 edited a message: ${newText2}  \\(${c1.slice(0, 8)}\\)$`), 'live edit');
+    has(new RegExp(`\\[alice\\] alice\\.1 deleted a message for everyone: 🚫 this message was deleted  \\(${d2.slice(0, 8)}\\)$`), 'live delete');
+    has(new RegExp(`^☎ alice\\.1 is calling you \\(call ${offer2.call_id}\\)`), 'live call offer');
+    const lineOf = (i) => lines.findIndex((l) => /^ {2}#\d/.test(l) && l.includes(`(${i.slice(0, 8)})`));
+    const at = (i, d = 0) => lines[lineOf(i) + d] || '';
+    this.ok(/^ {10}↪ alice: "first words of a message long enough to…"$/.test(at(r1, 1)), `the quote under the reply: "${at(r1, 1)}"`);
+    this.ok(/^ {10}🎉 alice$/.test(at(r1, 2)), `alice's reaction under the reply: "${at(r1, 2)}"`);
+    this.ok(at(c1).includes(newText2) && at(c1).includes('(edited)'), `the edited message: "${at(c1)}"`);
+    this.ok(/^ {10}👍 you$/.test(at(c1, 1)), `bob's reaction under c1: "${at(c1, 1)}"`);
+    for (const d of [d1, d2]) this.ok(at(d).includes('🚫 this message was deleted') && !at(d).includes('oops'), `the tombstone: "${at(d)}"`);
+    // bob holds forwards 1 to 5 (2 and 4 his own)
+    const fwdLines = lines.filter((l) => /: \[forwarded\] /.test(l));
+    const many = lines.filter((l) => /: \[forwarded many times\] /.test(l));
+    this.ok(fwdLines.length === 4 && many.length === 1 && many[0].includes(id.slice(0, 8)), `forwarded lines: ${JSON.stringify([...fwdLines, ...many])}`);
+    await bob.startOnline();
+    this.ok((await numbers(bob, 'alice')).get(lr).quote.id === r1, "the live reply in bob's history");
+    this.notes.content = 'help lists reply, react, unreact, edit, delete, forward, call (usage errors without arguments); a reply by #number shows its quote at alice (event and history) and bob; a reaction set, replaced, removed (events, history), one by an id prefix; an edit shows edited on both sides, edits of the other\'s message refused; a delete for everyone leaves a tombstone at bob; a forward to carol shows forwarded 1, back and forth up to 5; a call offer, answer (its id remembered) and hangup as events; hostile lines refused; in human mode the live lines of a reply (its quote), a reaction, an edit, a delete and a call offer, and bob\'s history: quotes, (edited), reactions, tombstones, forwarded and forwarded many times';
+  }
+
   async prefix() {
     const { alice1 } = this;
     // Ids are random: send to carol (offline) until two share 4 hex digits
@@ -823,6 +1025,61 @@ class ChatTest {
     this.ok(at >= 0 && art.length > 0 && problems.length === 0, `the link code's QR drawing: ${problems.join('; ') || (at < 0 ? 'no link code line' : 'none')}`);
     this.ok(lines.some((l) => /the code: WHISPER-LINK:[0-9A-F]+$/.test(l)), 'the link code\'s text in human mode');
     this.notes.link = 'link_code with its QR text; malformed texts refused; link-approve with the scanned text: the new device registered, the digits agree; the human form draws a QR code';
+  }
+
+  // mute, archive, pin: on alice.1, seen by alice.2 (linked in `link`)
+  async flags() {
+    const { alice1, alice2, bob } = this;
+    await alice2.startOnline();
+    const from = alice2.events.length;
+    const m = await alice1.cmd('mute bob 10');
+    this.ok(m.ev === 'ok' && m.cmd === 'mute' && m.muted === true && m.muted_until > Date.now() + 9 * 60000 && !m.pinned,
+      `mute bob 10: ${JSON.stringify(m)}`);
+    const p = await alice1.cmd('pin bob on');
+    this.ok(p.muted === true && p.pinned === true && p.archived === false, `pin bob on: ${JSON.stringify(p)}`);
+    await alice2.waitFor((e) => e.ev === 'settings' && e.conversation === 'bob' && e.pinned === true,
+      'the pin at alice.2', { from });
+    const f2 = await alice2.cmd('flags bob');
+    this.ok(f2.muted === true && f2.pinned === true && f2.muted_until === m.muted_until,
+      `flags bob at alice.2: ${JSON.stringify(f2)}`);
+    const from2 = alice2.events.length;
+    const u = await alice1.cmd('unmute bob');
+    this.ok(u.muted === false && u.pinned === true, `unmute bob: ${JSON.stringify(u)}`);
+    await alice2.waitFor((e) => e.ev === 'settings' && e.conversation === 'bob' && e.muted_until === 0,
+      'the unmute at alice.2', { from: from2 });
+    const a = await alice2.cmd('archive bob on');
+    this.ok(a.archived === true && a.pinned === true && a.muted === false, `archive bob on at alice.2: ${JSON.stringify(a)}`);
+    for (const [line, re] of [
+      ['mute', /usage/],
+      ['mute bob 0', /usage/],
+      ['mute bob soon', /usage/],
+      ['pin bob maybe', /usage/],
+      ['archive', /usage/],
+      ['flags', /usage/],
+      ['mute NOT-A-NAME', /conversation/],
+    ]) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && re.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+    this.ok((await alice2.quit()) === 0, 'alice.2 exit code');
+    // search: words in any case and accents, newest first, in a conversation or all
+    const w = this.text('Crème');
+    const id1 = await bob.send('alice', `Une ${w} Brûlée for you`);
+    await this.message(alice1, id1, 'the crème');
+    const id2 = await alice1.send('bob', `more BRULEE and ${w.toUpperCase()}`);
+    await this.message(bob, id2, 'more brûlée');
+    const s1 = await alice1.cmd('search brulee');
+    this.ok(s1.ev === 'ok' && s1.cmd === 'search' && s1.messages.length >= 2 && s1.messages[0].id === id2 &&
+      s1.messages.some((x) => x.id === id1), `search brulee: ${JSON.stringify(s1)}`);
+    const s2 = await alice1.cmd(`search in bob ${w.toLowerCase()} brûlée`);
+    this.ok(s2.messages.length === 2, `search in bob, two words: ${JSON.stringify(s2)}`);
+    const s3 = await alice1.cmd(`search in carol ${w}`);
+    this.ok(s3.messages.length === 0, `search in carol: ${JSON.stringify(s3)}`);
+    for (const line of ['search', 'search in bob', 'search in']) {
+      const r = await alice1.fails(line);
+      this.ok(r.ev === 'error' && /usage/.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
+    }
+    this.notes.flags = 'mute for 10 minutes and pin on alice.1 reach alice.2 (settings event, flags), unmute too; archive from alice.2; bad lines refused';
   }
 
   async block() {

@@ -13,6 +13,12 @@
 //             restarted: the outbox resend is idempotent, bob gets it once
 //   group     5 members, a leave and a removal: the departed get nothing
 //             after leaving, the others keep reading (sender keys rotated)
+//   admin     group administration with whisper-chat's commands: bob
+//             promoted, the name set by him and shown everywhere, only
+//             admins send (carol's gsend refused), an invite link made and
+//             frank joining by it (and reading and writing), the link
+//             revoked (gina's join with it refused), frank leaving; no
+//             change refused anywhere
 //   typing    typing notices 1:1 and in the group, and their expiry;
 //             presence online / offline with last seen
 //   crash     whisperd SIGKILLed mid-stream, restarted on the same db: every
@@ -78,7 +84,8 @@ class Fatal extends Error {}
 const short = (s, n = 200) => (s.length > n ? `${s.slice(0, n)}...` : s);
 
 // Events that answer a command (in the order the commands were written).
-const RESULT_EVENTS = new Set(['safety', 'sent_cmd', 'group_created', 'ok', 'history', 'state', 'help']);
+const RESULT_EVENTS = new Set(['safety', 'sent_cmd', 'group_created', 'ok', 'history', 'state', 'help',
+  'group_link', 'group_joining', 'group_state']);
 const isResult = (e) => RESULT_EVENTS.has(e.ev) || (e.ev === 'error' && e.cmd !== undefined);
 
 // ---------------------------------------------------------------------------
@@ -379,6 +386,7 @@ const SCENARIOS = [
   ['offline', 'offline'],
   ['lostack', 'lost-ack'],
   ['group', 'group'],
+  ['admin', 'admin'],
   ['typing', 'typing'],
   ['crash', 'crash'],
   ['restore', 'restore'],
@@ -903,6 +911,102 @@ class SyncTest {
     this.notes.group = `6 devices of 5 members; 4 messages before, erin left, alice removed dave and wrote to the group at once (read by all who stay), 5 messages after from 4 devices read by the 4 remaining devices, none at erin or dave (behind fences); dave added back (the group event at dave, reads the next message); no signed change refused anywhere`;
   }
 
+  // Group administration through whisper-chat's group commands, on the
+  // group of the previous scenario (alice admin; alice.2, bob, carol,
+  // dave members).
+  async admin() {
+    this.cat = 'admin';
+    const { alice1, alice2, bob, carol, dave, gid } = this;
+    const conv = `#${gid}`;
+    const members = [alice1, alice2, bob, carol, dave];
+    const groupEv = (c, pred, desc, from) =>
+      c.waitFor((e) => e.ev === 'group' && e.conversation === conv && pred(e), desc, { from });
+    const marks = () => new Map(members.map((c) => [c, c.events.length]));
+    const show = async (c) => {
+      const st = await c.cmd(`group show ${gid}`);
+      this.ok(st.ev === 'group_state' && st.group === gid, `group show at ${c.key}: ${JSON.stringify(st)}`);
+      return st;
+    };
+    // alice promotes bob: everyone hears of the admins changing (2)
+    let m = marks();
+    let r = await alice1.cmd(`group admin ${gid} promote bob`);
+    this.ok(r.ev === 'ok', `group admin: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 2 && e.from === 'alice', 'bob promoted', m.get(c))));
+    // bob names the group (the info changed: 4)
+    m = marks();
+    r = await bob.cmd(`group info ${gid} name Lunch club`);
+    this.ok(r.ev === 'ok', `group info: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 4 && e.from === 'bob', 'the name', m.get(c))));
+    let st = await show(carol);
+    this.ok(st.name === 'Lunch club' && st.admins.length === 2 && st.admins.includes('bob') && st.member && !st.admin,
+      `carol's view: ${JSON.stringify(st)}`);
+    // only admins send: carol is refused at once
+    m = marks();
+    r = await alice1.cmd(`group setting ${gid} admins-send on`);
+    this.ok(r.ev === 'ok', `group setting: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 8, 'only admins send', m.get(c))));
+    r = await carol.cmd(`gsend ${gid} ${this.text('not-allowed')}`, { allowError: true });
+    this.ok(r.ev === 'error' && /only admins/.test(r.message || ''), `carol's gsend where only admins send: ${JSON.stringify(r)}`);
+    // an invite link; frank joins by it
+    m = marks();
+    r = await alice1.cmd(`group link ${gid} make`);
+    this.ok(r.ev === 'group_link' && /^whisper-group:[A-Za-z0-9_-]{66}$/.test(r.link || ''), `group link make: ${JSON.stringify(r)}`);
+    const link = r.link;
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 16, 'the link', m.get(c))));
+    this.frank = this.chat('frank', 1);
+    const { frank } = this;
+    await frank.startOnline();
+    m = marks();
+    r = await frank.cmd(`group join ${link}`);
+    this.ok(r.ev === 'group_joining' && r.group === gid, `group join: ${JSON.stringify(r)}`);
+    await Promise.all([...members, frank].map((c) => groupEv(c, (e) => e.changed === 1 && e.from === 'frank', 'frank joining', m.get(c))));
+    st = await show(frank);
+    this.ok(st.member && !st.admin && st.members.length === 5 && st.name === 'Lunch club' && st.admins_send && st.link,
+      `frank's view: ${JSON.stringify(st)}`);
+    const hello = await alice1.cmd(`gsend ${gid} ${this.text('welcome-frank')}`);
+    this.ok(hello.ev === 'sent_cmd', `gsend: ${JSON.stringify(hello)}`);
+    await frank.waitFor((e) => e.ev === 'message' && e.id === hello.id, 'alice\'s message at frank');
+    // everyone may send again; frank writes
+    m = marks();
+    const fromFrank = frank.events.length;
+    r = await alice1.cmd(`group setting ${gid} admins-send off`);
+    this.ok(r.ev === 'ok', `group setting: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 8, 'everyone sends', m.get(c))));
+    await groupEv(frank, (e) => e.changed === 8, 'everyone sends (at frank)', fromFrank);
+    const fx = await frank.cmd(`gsend ${gid} ${this.text('frank-says-hi')}`);
+    this.ok(fx.ev === 'sent_cmd', `frank's gsend: ${JSON.stringify(fx)}`);
+    await Promise.all(members.map((c) => c.waitFor((e) => e.ev === 'message' && e.id === fx.id, `frank's message at ${c.key}`)));
+    // the link revoked: gina's join with it is refused by the server
+    m = marks();
+    r = await alice1.cmd(`group link ${gid} revoke`);
+    this.ok(r.ev === 'ok', `group link revoke: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 16, 'the revocation', m.get(c))));
+    this.gina = this.chat('gina', 1);
+    const { gina } = this;
+    await gina.startOnline();
+    const fromGina = gina.events.length;
+    r = await gina.cmd(`group join ${link}`);
+    this.ok(r.ev === 'group_joining', `gina's join: ${JSON.stringify(r)}`);
+    const ge = await gina.waitFor((e) => e.ev === 'error' && e.cmd === undefined && e.conversation === conv, 'the refusal of a revoked link', { from: fromGina });
+    this.ok(ge.server_code === 8, `gina's join refused: ${JSON.stringify(ge)}`);
+    st = await show(alice1);
+    this.ok(!st.members.includes('gina') && !st.link, `alice's view after the revocation: ${JSON.stringify(st)}`);
+    // frank leaves
+    m = marks();
+    const fromFrank2 = frank.events.length;
+    r = await frank.cmd(`group leave ${gid}`);
+    this.ok(r.ev === 'ok', `group leave: ${JSON.stringify(r)}`);
+    await Promise.all(members.map((c) => groupEv(c, (e) => e.changed === 1 && e.from === 'frank', 'frank leaving', m.get(c))));
+    await groupEv(frank, (e) => e.changed === 1 && e.from === 'frank', 'frank leaving (at frank)', fromFrank2);
+    st = await show(frank);
+    this.ok(!st.member, `frank's view after leaving: ${JSON.stringify(st)}`);
+    for (const c of [...members, frank, gina]) {
+      const refusedHere = c.all.filter((e) => e.ev === 'refused' && !(e.from === 'bob' && e.device === 2));
+      this.ok(refusedHere.length === 0, `${c.key} refused something from the honest server: ${refusedHere.map((e) => JSON.stringify(e)).join(' | ')}`);
+    }
+    this.notes.admin = 'bob promoted, the name set by bob and seen by all, only admins send (carol refused at the call), a link made and frank joined by it (reads, and writes once everyone may), the link revoked (gina refused: server code 8), frank left; no change refused anywhere';
+  }
+
   async typing() {
     this.cat = 'typing';
     const { alice1, alice2, bob, carol } = this;
@@ -1149,12 +1253,13 @@ async function main() {
       ['offline', t.offline],
       ['lostack', t.lostAck],
       ['group', t.group],
+      ['admin', t.admin],
       ['typing', t.typing],
       ['crash', t.crash],
       ['restore', t.restore],
       ['shutdown', t.shutdown],
     ]) {
-      if (name === 'typing' && !t.gid) continue;
+      if ((name === 'typing' || name === 'admin') && !t.gid) continue;
       await run(name, fn);
       if (t.server.exited && name !== 'shutdown') {
         // whisperd died (or a scenario failed with it down): bring it back

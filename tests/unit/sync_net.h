@@ -49,6 +49,7 @@ typedef struct node {
   uint64_t conn; /* 0: not connected */
   int offline;   /* 1: stays disconnected */
   int crash_after_delivers; /* >0: crash when this many Delivers went in */
+  int pushes;               /* PUSH (wake) outputs the server made for it */
   int drop_sent;            /* >0: drop this many Sent answers, then cut the connection */
   int mute;                 /* the server's frames to it are lost */
   int catch_group;          /* keep the body of the next group Send taken from the engine */
@@ -342,6 +343,10 @@ __attribute__((unused)) static void net_run(net *n) {
         if (bc == WHISPER__SYNC__FRAME__BODY_DELIVER && d->crash_after_delivers > 0 &&
             --d->crash_after_delivers == 0)
           node_crash(n, d);
+      } else if (o.action == WHISPER_SERVER_PUSH) {
+        for (int i = 0; i < n->n; i++)
+          if (strcmp(n->nodes[i]->name, o.account) == 0 && n->nodes[i]->device == o.device_id)
+            n->nodes[i]->pushes++;
       } else if (o.action == WHISPER_SERVER_CLOSE && d) {
         whisper_server_close(n->srv, d->conn, n->now);
         whisper_client_disconnected(d->cl, n->now);

@@ -73,6 +73,15 @@ static const rec_event *last_of_type(const node *d, int type) {
   return r;
 }
 
+/* How many messages a search finds on `d`. */
+static int found(node *d, const char *query) {
+  whisper_page *pg = NULL;
+  if (whisper_search(d->ctx, query, NULL, NULL, 50, &pg) != WHISPER_OK) return -1;
+  int n = (int)whisper_page_count(pg);
+  whisper_page_free(pg);
+  return n;
+}
+
 /* The id of the last message event `d` saw with this body. */
 static int id_of(const node *d, const char *body, uint8_t id[16]) {
   for (int i = d->n_ev - 1; i >= 0; i--)
@@ -199,8 +208,10 @@ static void test_reactions(void) {
   uint8_t id[16];
   send_text(&p.n, p.alice, "bob", "react to me", id);
   net_run(&p.n);
+  ev_clear(p.bob);
   CHECK_RC(whisper_client_react(p.bob->cl, "alice", id, 16, "alice", "👍", p.n.now), WHISPER_OK);
   net_run(&p.n);
+  CHECK(ev_count(p.bob, WHISPER_EV_STATUS) == 0); /* an operation has no tick of its own */
   CHECK(strcmp(reactions_of(p.alice, "bob", id), "bob:👍,") == 0);
   CHECK(strcmp(reactions_of(p.alice2, "bob", id), "bob:👍,") == 0);
   CHECK(strcmp(reactions_of(p.bob, "alice", id), "bob:👍,") == 0);
@@ -256,6 +267,9 @@ static void test_edits(void) {
   const rec_event *e = last_of_type(p.bob, WHISPER_EV_EDITED);
   CHECK(e && strcmp(e->body, "the typo") == 0 && memcmp(e->target, id, 16) == 0 &&
         strcmp(e->from, "alice") == 0);
+  /* search finds the new words, not the old ones, on both sides */
+  CHECK(found(p.bob, "the") == 1 && found(p.bob, "teh") == 0);
+  CHECK(found(p.alice2, "the") == 1 && found(p.alice2, "teh") == 0);
   /* only the sender edits: bob's own call is refused here... */
   CHECK_RC(whisper_client_edit(p.bob->cl, "alice", id, 16, (const uint8_t *)"mine", 4, p.n.now),
            WHISPER_ENOTFOUND);
@@ -392,6 +406,71 @@ static void test_relabelled_id(void) {
   net_close(&p.n);
 }
 
+/* Mute, archive and pin: the same on the account's other devices, the
+ * newest setting winning; the server wakes no device for a muted
+ * conversation; another account cannot set them. */
+static void test_conversation_flags(void) {
+  pair p;
+  pair_open(&p);
+  node *carol = account_new(&p.n, "carol", 1);
+  whisper_conversation_flags_t f = {.muted_until_ms = WHISPER_MUTE_FOREVER, .pinned = 1}, got;
+  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
+  net_run(&p.n);
+  CHECK_RC(whisper_client_conversation_flags(p.alice2->cl, "bob", &got), WHISPER_OK);
+  CHECK(got.muted_until_ms == WHISPER_MUTE_FOREVER && got.pinned && !got.archived);
+  const rec_event *e = last_of_type(p.alice2, WHISPER_EV_SETTINGS);
+  CHECK(e && strcmp(e->conversation, "bob") == 0);
+  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+  CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived);
+  /* alice's devices go offline: bob's messages wake neither, carol's do */
+  p.alice->offline = p.alice2->offline = 1;
+  node_cut(&p.n, p.alice);
+  node_cut(&p.n, p.alice2);
+  p.alice->pushes = p.alice2->pushes = 0;
+  send_text(&p.n, p.bob, "alice", "muted news", NULL);
+  net_run(&p.n);
+  CHECK(p.alice->pushes == 0 && p.alice2->pushes == 0);
+  send_text(&p.n, carol, "alice", "loud news", NULL);
+  net_run(&p.n);
+  CHECK(p.alice->pushes == 1 && p.alice2->pushes == 1);
+  p.alice->offline = p.alice2->offline = 0;
+  net_advance(&p.n, 70000);
+  CHECK(ev_messages(p.alice, "muted news") == 1); /* muted, not lost */
+  /* archived from the other device, later: both hold it; unmuted */
+  net_advance(&p.n, 1000);
+  whisper_conversation_flags_t g = {.archived = 1};
+  CHECK_RC(whisper_client_set_conversation_flags(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
+  net_run(&p.n);
+  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK(got.archived && !got.pinned && got.muted_until_ms == 0);
+  /* and the server wakes for bob again */
+  p.alice->offline = 1;
+  node_cut(&p.n, p.alice);
+  p.alice->pushes = 0;
+  send_text(&p.n, p.bob, "alice", "unmuted", NULL);
+  net_run(&p.n);
+  CHECK(p.alice->pushes == 1);
+  p.alice->offline = 0;
+  net_advance(&p.n, 70000);
+  /* bob cannot set alice's flags */
+  Whisper__E2e__Settings s = WHISPER__E2E__SETTINGS__INIT;
+  s.conversation = "bob";
+  s.has_pinned = s.pinned = s.has_changed_at = 1;
+  s.changed_at = p.n.now + 100000;
+  Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+  ct.has_version = ct.has_kind = 1;
+  ct.version = 1;
+  ct.kind = WHISPER__E2E__CONTENT__KIND__SETTINGS;
+  ct.settings = &s;
+  ev_clear(p.alice);
+  send_raw(&p.n, p.bob, "alice", &ct);
+  CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1);
+  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK(!got.pinned);
+  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "no way!", &f, p.n.now), WHISPER_EINVAL);
+  net_close(&p.n);
+}
+
 /* Deletes for everyone: the sender only, within the window; the body is
  * wiped on both of the recipient's devices, a tombstone remains. */
 static void test_delete(void) {
@@ -409,10 +488,12 @@ static void test_delete(void) {
   ev_clear(p.alice);
   send_raw(&p.n, p.bob, "alice", &ct);
   CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1 && !deleted(p.alice, "bob", id));
+  CHECK(found(p.bob2, "wrong") == 1);
   CHECK_RC(whisper_client_delete(p.alice->cl, "bob", id, 16, p.n.now), WHISPER_OK);
   net_run(&p.n);
   node *all[] = {p.alice, p.alice2, p.bob, p.bob2};
   for (int i = 0; i < 4; i++) CHECK(deleted(all[i], i < 2 ? "bob" : "alice", id));
+  for (int i = 0; i < 4; i++) CHECK(found(all[i], "wrong") == 0); /* its words are gone */
   CHECK(ev_count(p.bob, WHISPER_EV_DELETED) == 1 && ev_count(p.bob2, WHISPER_EV_DELETED) == 1);
   /* a deleted message takes no edit or reaction */
   CHECK_RC(whisper_client_edit(p.alice->cl, "bob", id, 16, (const uint8_t *)"back", 4, p.n.now), WHISPER_EDENIED);
@@ -528,6 +609,7 @@ int main(void) {
   RUN(test_before_target);
   RUN(test_delete);
   RUN(test_relabelled_id);
+  RUN(test_conversation_flags);
   RUN(test_unknown_kind);
   RUN(test_calls);
   RUN(test_group_content);

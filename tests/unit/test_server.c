@@ -728,6 +728,10 @@ static void expect_devices_(uint64_t conn, const uint32_t *ids, size_t n, const 
 /* SignedGroupChange{body = GroupChangeBody{gid, version, prev (NULL:
  * none), members, author alice.1}, a signature nobody checks}; *body_hash
  * (if not NULL) gets SHA-256 of the body. */
+/* A change by alice.1, signed with its identity key (the server checks
+ * that a change is signed by the device that sends it). */
+static const dev *change_signer;
+
 static size_t change_make(uint8_t out[1024], const uint8_t gid[16], uint64_t version,
                           const uint8_t *prev, const char *const *members, size_t n,
                           uint8_t *body_hash) {
@@ -746,7 +750,12 @@ static size_t change_make(uint8_t out[1024], const uint8_t gid[16], uint64_t ver
   uint8_t body[512], sig[64];
   size_t bn = whisper__e2e__group_change_body__pack(&b, body);
   if (body_hash) crypto_hash_sha256(body_hash, body, bn);
-  memset(sig, 0x5A, sizeof sig);
+  uint8_t msg[16 + 512];
+  memcpy(msg, "whisper-group-v1", 16);
+  memcpy(msg + 16, body, bn);
+  CHECK(change_signer != NULL);
+  if (change_signer)
+    CHECK_RC(whisper_sign(change_signer->ctx, sig, change_signer->ik.priv, msg, 16 + bn), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bn, body};
@@ -1970,6 +1979,7 @@ static void test_group_changes(void) {
   memset(other, 0x7B, 16);
   srvt_open(&t, mem_store(), NULL);
   four_up(&t, &w);
+  change_signer = &w.a1;
   dev_init(&c1, "carol", 1, 5);
   dev_up(&t, &c1, 9, 0);
   const char *bob[] = {"bob"}, *ab[] = {"alice", "bob"}, *abc[] = {"alice", "bob", "carol"};

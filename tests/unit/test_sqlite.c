@@ -546,6 +546,90 @@ static void test_migration_v2(void) {
   free(still);
 }
 
+/* scan() on SQLite gives what the memory store gives, for keys, prefixes
+ * and bounds made of the bytes at the edges (0x00, 0xFF...), every shape
+ * (with or without a bound, one inside or outside the prefix's range,
+ * either direction), also when a scan runs inside another's callback. */
+typedef struct scan_out {
+  uint8_t keys[300][8];
+  size_t lens[300], n;
+  whisper_store *nested; /* if set: the first row runs the same scan again, and checks it */
+  const uint8_t *p, *b;
+  size_t pn, bn, limit;
+  int desc, nested_ok;
+} scan_out;
+
+static int scan_collect(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+  scan_out *o = arg;
+  (void)v, (void)vn;
+  if (o->n < 300 && kn <= 8) {
+    if (kn) memcpy(o->keys[o->n], k, kn);
+    o->lens[o->n++] = kn;
+  }
+  if (o->nested && o->n == 1) {
+    static scan_out again;
+    memset(&again, 0, sizeof again);
+    whisper_store *s = o->nested;
+    o->nested_ok = s->ops.scan(s->user, 64, o->p, o->pn, o->b, o->bn, o->desc, o->limit,
+                               scan_collect, &again) == WHISPER_OK &&
+                   again.n >= 1 && again.lens[0] == kn &&
+                   (kn == 0 || memcmp(again.keys[0], k, kn) == 0);
+  }
+  return 0;
+}
+
+static void test_scan_bounds(void) {
+  static const uint8_t alpha[] = {0x00, 0x01, 0x7F, 0xFE, 0xFF};
+  char path[300];
+  path_of(path, sizeof path, "scan.db");
+  whisper_store *sq, *mem;
+  CHECK_RC(open_key(&sq, path, KEY, NULL), WHISPER_OK);
+  CHECK_RC(whisper_store_memory_new(&mem), WHISPER_OK);
+  uint32_t r = 12345;
+#define NEXT_R (r = r * 1103515245u + 12345u, r >> 16)
+  for (int i = 0; i < 250; i++) {
+    uint8_t k[5];
+    size_t n = NEXT_R % 6;
+    for (size_t j = 0; j < n; j++) k[j] = alpha[NEXT_R % 5];
+    CHECK_RC(sq->ops.put(sq->user, 64, k, n, k, n), WHISPER_OK);
+    CHECK_RC(mem->ops.put(mem->user, 64, k, n, k, n), WHISPER_OK);
+  }
+  int same = 1, nested = 1;
+  for (int t = 0; t < 3000; t++) {
+    uint8_t p[3], b[6];
+    size_t pn = NEXT_R % 4, bn = NEXT_R % 7;
+    for (size_t j = 0; j < pn; j++) p[j] = alpha[NEXT_R % 5];
+    for (size_t j = 0; j < bn; j++) b[j] = alpha[NEXT_R % 5];
+    int has_b = NEXT_R % 3 != 0, desc = NEXT_R % 2;
+    size_t limit = 1 + NEXT_R % 300;
+    static scan_out a, m;
+    memset(&a, 0, sizeof a);
+    memset(&m, 0, sizeof m);
+    if (t % 10 == 0) { /* the same scan inside the first row's callback */
+      a.nested = sq;
+      a.p = p, a.pn = pn, a.b = has_b ? b : NULL, a.bn = has_b ? bn : 0, a.desc = desc, a.limit = limit;
+      a.nested_ok = 1;
+    }
+    CHECK_RC(sq->ops.scan(sq->user, 64, p, pn, has_b ? b : NULL, has_b ? bn : 0, desc, limit,
+                          scan_collect, &a), WHISPER_OK);
+    CHECK_RC(mem->ops.scan(mem->user, 64, p, pn, has_b ? b : NULL, has_b ? bn : 0, desc, limit,
+                           scan_collect, &m), WHISPER_OK);
+    int eq = a.n == m.n;
+    for (size_t i = 0; eq && i < a.n; i++)
+      eq = a.lens[i] == m.lens[i] && memcmp(a.keys[i], m.keys[i], a.lens[i]) == 0;
+    if (!eq && same)
+      fprintf(stderr, "scan %d (prefix %zu B, bound %s%zu B, %s, limit %zu): %zu rows, memory %zu\n", t,
+              pn, has_b ? "" : "none ", bn, desc ? "desc" : "asc", limit, a.n, m.n);
+    same &= eq;
+    if (a.nested && a.n) nested &= a.nested_ok;
+  }
+#undef NEXT_R
+  CHECK(same);
+  CHECK(nested);
+  whisper_store_close(sq);
+  whisper_store_close(mem);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/whisper-test-sqlite-XXXXXX");
   if (mkdtemp(dir) == NULL) return 2;
@@ -556,6 +640,7 @@ int main(void) {
   test_migration();
   test_migration_v2();
   test_ordered_key_limit();
+  test_scan_bounds();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -1,0 +1,106 @@
+/*
+ * libwhisper: full-text search over message history, on the device.
+ *
+ * Every message history keeps with a body (sent with
+ * whisper_history_add_outgoing(), received with the decrypt-and-store
+ * calls or the client engine) is indexed in the same transaction that
+ * stores it. The index is kept in the store like history, encrypted at
+ * rest in the same way: its rows are found by keyed tags (HMAC-SHA256
+ * under a key derived from the store's secret history salt), never by a
+ * word or an unkeyed hash of one. docs/search.md says what the store file
+ * still shows (how many messages hold each unknown tag, and when).
+ *
+ * Words: the body is read as UTF-8 text (invalid bytes separate words;
+ * the valid parts are indexed). Words are split at spaces, punctuation and
+ * symbols, and folded before they are compared: case (full case folding:
+ * "STRASSE", "Straße" and "strasse" are the same word; Greek final sigma
+ * is sigma), accents and other diacritics ("Élan", "ELAN" and "elan"; in
+ * every script, so Cyrillic "ё" is "е" and "й" is "и"), compatibility
+ * forms (full-width letters, ligatures, circled digits) and a few Latin
+ * letters with a stroke ("ø" is "o", "ł" is "l"). Scripts written without
+ * spaces (Chinese, Japanese, Thai, Lao, Khmer, Myanmar) are not split into
+ * words: each character is indexed, and a run of them in a query matches
+ * a message that holds that run as it is (so "東京" finds "東京タワー" and
+ * not "京東"). An emoji is a character of its own (skin tones ignored).
+ *
+ * A query is one or more words (at most WHISPER_SEARCH_QUERY_MAX bytes
+ * of UTF-8, at most WHISPER_SEARCH_WORDS_MAX words and characters); a
+ * message matches when it holds every one of them (AND), as whole words:
+ * there is no prefix matching ("conf" does not find "conference": that
+ * would need an index several times larger). Words are compared on their
+ * first 128 bytes once folded; the first 4096 words of a message are
+ * indexed.
+ *
+ * Results are history messages, read like a page of whisper_history_page()
+ * (whisper_page_count(), whisper_page_get(), whisper_page_free()), newest
+ * first by their time (timestamp_ms, the time the sender wrote them), then
+ * in a fixed order among messages of the same millisecond.
+ *
+ * These functions need a store with scan() (store interface version 2),
+ * like history.
+ */
+#ifndef WHISPER_SEARCH_H
+#define WHISPER_SEARCH_H
+
+#include "core.h"
+#include "history.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The longest query, in bytes. */
+#define WHISPER_SEARCH_QUERY_MAX 1024
+/** The most words (and characters of scripts without spaces) in a query. */
+#define WHISPER_SEARCH_WORDS_MAX 64
+/** The most messages a page of results may ask for. */
+#define WHISPER_SEARCH_LIMIT_MAX 1000
+
+/**
+ * Finds up to `limit` (1..WHISPER_SEARCH_LIMIT_MAX) messages that hold
+ * every word of `query`, newest first, in every conversation or, if
+ * `conversation` is not NULL, in that one only. To page on, pass as
+ * `after` the last message of the previous page (whisper_page_get() of
+ * it; only its conversation, id and timestamp_ms are read); NULL starts
+ * from the newest. A page shorter than `limit` is the last.
+ *
+ * The first search on a store whose history was kept before the index
+ * existed indexes that history first (see whisper_search_prepare()).
+ *
+ * Returns WHISPER_OK (*out set, possibly empty: free it with
+ * whisper_page_free()); WHISPER_EINVAL (NULL query or out, a query that
+ * is empty, not UTF-8, longer than WHISPER_SEARCH_QUERY_MAX, with no word
+ * or more than WHISPER_SEARCH_WORDS_MAX of them, a limit of 0 or over
+ * WHISPER_SEARCH_LIMIT_MAX, a bad conversation name or `after`, a store
+ * without scan()); WHISPER_ECORRUPT (a stored history entry or index row
+ * cannot be read: whisper_search_rebuild() remakes the index); or a store
+ * error (WHISPER_ESTORE, WHISPER_EBUSY, WHISPER_ENOMEM). On failure *out
+ * is NULL and nothing changed. A search changes nothing but, once, the
+ * index of older history.
+ */
+WHISPER_API int whisper_search(whisper_ctx *ctx, const char *query, const char *conversation,
+                               const whisper_message_t *after, size_t limit, whisper_page **out);
+
+/**
+ * Indexes the history kept before the index existed (a store written by
+ * an older libwhisper), in one transaction, if that was not done yet;
+ * otherwise only checks that it was. whisper_search() does it on its
+ * first call; an app may call this at start-up instead, so that the first
+ * search does not wait for it (a large history takes a few seconds).
+ * Returns WHISPER_OK, WHISPER_EINVAL (a store without scan()) or a store
+ * error; on failure nothing changed.
+ */
+WHISPER_API int whisper_search_prepare(whisper_ctx *ctx);
+
+/**
+ * Drops the whole index and indexes every message of history again, in
+ * one transaction: after WHISPER_ECORRUPT from whisper_search(). Returns
+ * WHISPER_OK, WHISPER_EINVAL (a store without scan()) or a store error;
+ * on failure nothing changed.
+ */
+WHISPER_API int whisper_search_rebuild(whisper_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
