@@ -220,6 +220,30 @@ static void check_sent(void *arg, const whisper_buf *b) {
     case WHISPER__SYNC__FRAME__BODY_PROFILE_GET:
       FZ_ASSERT(name_ok(f->profile_get->account), "ProfileGet for a bad account name");
       break;
+    case WHISPER__SYNC__FRAME__BODY_BLOCK_SET: { /* server_block.c block_check */
+      const Whisper__Sync__BlockSet *bs = f->block_set;
+      FZ_ASSERT(bs->n_entries <= 1024, "a BlockSet of %zu entries", bs->n_entries);
+      for (size_t i = 0; i < bs->n_entries; i++) {
+        FZ_ASSERT(name_ok(bs->entries[i]->account) && bs->entries[i]->has_changed_at &&
+                      (H.d == NULL || strcmp(bs->entries[i]->account, H.d->name) != 0),
+                  "a bad block entry");
+        for (size_t k = 0; k < i; k++)
+          FZ_ASSERT(strcmp(bs->entries[k]->account, bs->entries[i]->account) != 0, "an account twice in a BlockSet");
+      }
+      break;
+    }
+    case WHISPER__SYNC__FRAME__BODY_REPORT: { /* server_block.c report_check */
+      const Whisper__Sync__Report *r = f->report;
+      FZ_ASSERT(r->conversation && (name_ok(r->conversation) || (r->conversation[0] == '#' &&
+                                                                 strlen(r->conversation) == 33)),
+                "a Report of a bad conversation");
+      FZ_ASSERT(r->n_messages <= 50, "a Report of %zu messages", r->n_messages);
+      for (size_t i = 0; i < r->n_messages; i++)
+        FZ_ASSERT(r->messages[i]->has_id && r->messages[i]->id.len >= 1 && r->messages[i]->id.len <= 64 &&
+                      name_ok(r->messages[i]->sender) && r->messages[i]->text.len <= 2048,
+                  "a bad reported message");
+      break;
+    }
     default:
       break;
   }
@@ -256,6 +280,7 @@ static size_t drain_events(void) {
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
     FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_PROFILE, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_BLOCKED, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);
@@ -290,6 +315,10 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_PROFILE:
         FZ_ASSERT(e.from && name_ok(e.from), "EV_PROFILE without its account");
+      case WHISPER_EV_BLOCKED:
+        FZ_ASSERT(e.from && e.conversation && strcmp(e.from, e.conversation) == 0 &&
+                      (e.status == 0 || e.status == 1),
+                  "EV_BLOCKED without its account or state");
         break;
       case WHISPER_EV_IDENTITY:
         FZ_ASSERT(e.from != NULL, "EV_IDENTITY without its sender");
@@ -343,7 +372,7 @@ static void app_end(int rc, const char *what) {
   after_call(what);
   FZ_ASSERT(fz_rc_known(rc), "%s returned %d", what, rc);
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EINVAL || rc == WHISPER_ESTATE ||
-                rc == WHISPER_EINVALIDKEY,
+                rc == WHISPER_EINVALIDKEY || rc == WHISPER_EBLOCKED,
             "%s returned %d (%s)", what, rc, whisper_ctx_last_error(H.d->ctx));
   if (rc != WHISPER_OK) {
     FZ_ASSERT(H.d->fs.committed_writes == 0 && fz_store_changed(&H.d->fs) == NULL,
@@ -354,7 +383,7 @@ static void app_end(int rc, const char *what) {
   drain_events();
 }
 
-/* What the app does, between frames (records 0xFC..0xFF). */
+/* What the app does, between frames (records 0xF9..0xFF). */
 static void op_app(uint8_t t) {
   uint8_t token[FZS_LINK_TOKEN_LEN];
   uint8_t id[WHISPER_CLIENT_ID_LEN];
@@ -382,6 +411,14 @@ static void op_app(uint8_t t) {
       break;
     case FZS_APP_PROFILE_REFRESH:
       app_end(whisper_client_profile_refresh(H.c, NULL), "profile_refresh");
+    case FZS_APP_BLOCK:
+      app_end(whisper_client_block(H.c, "bob", H.now), "block");
+      break;
+    case FZS_APP_UNBLOCK:
+      app_end(whisper_client_unblock(H.c, "bob", H.now), "unblock");
+      break;
+    case FZS_APP_REPORT:
+      app_end(whisper_client_report(H.c, "bob", 3, 0, H.now), "report");
       break;
     default:
       app_end(whisper_client_link_approve(H.c, token, fzs_link_token(W, token)), "link_approve");
@@ -437,6 +474,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (i < size) {
     uint8_t t = data[i++];
     if (t >= FZS_APP_MIN) {
+    if (t >= FZS_APP_FIRST) {
       op_app(t);
       continue;
     }

@@ -41,6 +41,7 @@ void fzs_frame_free(fzs_frame *f) {
 int fzs_is_request(int b) {
   return (b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH) ||
          b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET;
+         b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT;
 }
 
 int fzs_is_server_body(int b) {
@@ -66,6 +67,8 @@ const char *fzs_body_name(int b) {
   if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET) return "ProfileSet";
   if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET) return "ProfileGet";
   if (b == WHISPER__SYNC__FRAME__BODY_PROFILE) return "Profile";
+  if (b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET) return "BlockSet";
+  if (b == WHISPER__SYNC__FRAME__BODY_REPORT) return "Report";
   if (fzs_is_request(b)) return req[b - WHISPER__SYNC__FRAME__BODY_REGISTER];
   if (fzs_is_server_body(b)) return srv[b - WHISPER__SYNC__FRAME__BODY_CHALLENGE];
   return b == 0 ? "(no body)" : "(unknown body)";
@@ -222,6 +225,7 @@ void fzs_client_frame(fzs_script *s, const whisper_buf *frame) {
 
 void fzs_client_tick(fzs_script *s, unsigned half_seconds) {
   FZ_ASSERT(half_seconds < 122, "tick");
+  FZ_ASSERT(half_seconds < FZS_APP_FIRST - 0x80, "tick");
   fzs_put_byte(s, (uint8_t)(0x80 | half_seconds));
 }
 
@@ -238,6 +242,7 @@ void fzs_server_config(whisper_server_config_t *cfg) {
   cfg->rate_burst = 60;
   cfg->deliver_window = 4;
   cfg->max_mailbox = 12;
+  cfg->max_reports = 2;
 }
 
 /* A server driven by whole requests (the world's builder). */
@@ -846,10 +851,16 @@ static void run_app(run *r, uint8_t t) {
     rc = whisper_client_profile_set(r->c, "Fuzz", "about fuzz", fzs_picture, sizeof fzs_picture, r->now);
   } else if (t == FZS_APP_PROFILE_REFRESH) {
     rc = whisper_client_profile_refresh(r->c, NULL);
+  } else if (t == FZS_APP_BLOCK) {
+    rc = whisper_client_block(r->c, "bob", r->now);
+  } else if (t == FZS_APP_UNBLOCK) {
+    rc = whisper_client_unblock(r->c, "bob", r->now);
+  } else if (t == FZS_APP_REPORT) {
+    rc = whisper_client_report(r->c, "bob", 3, 0, r->now);
   } else {
     rc = whisper_client_link_approve(r->c, token, fzs_link_token(r->w, token));
   }
-  FZ_ASSERT(rc == WHISPER_OK, "app record %02x: %d", t, rc);
+  FZ_ASSERT(rc == WHISPER_OK || (rc == WHISPER_EBLOCKED && t == FZS_APP_SEND), "app record %02x: %d", t, rc);
   events_drop_run(r->c, r);
 }
 
@@ -1302,6 +1313,46 @@ static whisper_buf *edit_upload(whisper_buf *b, int how) {
   return repack(f, b);
 }
 
+static whisper_buf *block_set_frame(uint64_t id, const char *const *accounts, const int *blocked,
+                                    const uint64_t *at, size_t n) {
+  Whisper__Sync__BlockEntry e[8], *ep[8];
+  FZ_ASSERT(n <= 8, "block_set_frame");
+  for (size_t i = 0; i < n; i++) {
+    whisper__sync__block_entry__init(&e[i]);
+    e[i].account = (char *)accounts[i];
+    e[i].has_blocked = e[i].has_changed_at = 1;
+    e[i].blocked = blocked[i];
+    e[i].changed_at = at[i];
+    ep[i] = &e[i];
+  }
+  Whisper__Sync__BlockSet b = WHISPER__SYNC__BLOCK_SET__INIT;
+  b.n_entries = n;
+  b.entries = ep;
+  return simple(WHISPER__SYNC__FRAME__BODY_BLOCK_SET, &b, id);
+}
+
+static whisper_buf *report_frame(uint64_t id, const char *conv, size_t n, int blocked) {
+  Whisper__Sync__ReportedMessage m[4], *mp[4];
+  FZ_ASSERT(n <= 4, "report_frame");
+  for (size_t i = 0; i < n; i++) {
+    whisper__sync__reported_message__init(&m[i]);
+    m[i].has_id = m[i].has_sent_at_ms = m[i].has_text = 1;
+    m[i].id = (ProtobufCBinaryData){16, (uint8_t *)"fz-reported-msg"};
+    m[i].sender = i % 2 ? "bob" : "alice";
+    m[i].sent_at_ms = FZ_NOW + i;
+    m[i].text = (ProtobufCBinaryData){5, (uint8_t *)"spam!"};
+    if (i == 2) m[i].has_truncated = m[i].truncated = 1;
+    if (i == 3) m[i].has_deleted = m[i].deleted = 1, m[i].text.len = 0;
+    mp[i] = &m[i];
+  }
+  Whisper__Sync__Report r = WHISPER__SYNC__REPORT__INIT;
+  r.conversation = (char *)conv;
+  r.n_messages = n;
+  r.messages = mp;
+  if (blocked) r.has_blocked = r.blocked = 1;
+  return simple(WHISPER__SYNC__FRAME__BODY_REPORT, &r, id);
+}
+
 void fzs_gen_server_seeds(fz_seeds *seeds) {
   fzs_server_world *w = fzs_server_world_new();
   fzs_script s = {0};
@@ -1367,6 +1418,33 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
     fzs_op(&s, FZS_OP_CLOSE, 1, -1);
     fzs_op(&s, FZS_OP_TICK, 0, 200); /* past the presence grace and the heartbeat */
     add_script(seeds, "typing_presence", &s);
+  }
+
+  /* block lists: bob blocks alice (her send to him goes nowhere, her typing
+   * neither, bob looks offline to her); an older word; self and twice are
+   * refused; unblocked later. Reports: three (the store keeps 2), one of a
+   * group conversation, a malformed one */
+  {
+    const char *alice[] = {"alice"}, *bob[] = {"bob"}, *two[] = {"alice", "alice"};
+    const int yes[] = {1, 1}, no[] = {0};
+    const uint64_t t1[] = {FZ_NOW + 100, FZ_NOW + 100}, t0[] = {FZ_NOW}, t2[] = {FZ_NOW + 200};
+    const char *subs[] = {"bob"};
+    char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+    whisper_client_group_conversation(gconv, w->group_id);
+    recv_take(&s, 1, block_set_frame(1, alice, yes, t1, 1));
+    recv_take(&s, 0, subscribe_frame(2, subs, 1));
+    recv_take(&s, 0, send_direct(3, cid, "bob", &bob1, &bob_reg, 1, &alice2, 1, "blocked"));
+    recv_take(&s, 0, typing_frame(4, "bob", NULL, 1));
+    recv_take(&s, 1, block_set_frame(5, alice, no, t0, 1)); /* older: changes nothing */
+    recv_take(&s, 1, block_set_frame(6, bob, yes, t1, 1));  /* itself: malformed */
+    recv_take(&s, 1, block_set_frame(7, two, yes, t1, 2));  /* twice: malformed */
+    recv_take(&s, 1, report_frame(8, "alice", 4, 1));
+    recv_take(&s, 1, report_frame(9, gconv, 1, 0));
+    recv_take(&s, 0, report_frame(10, "bob", 2, 0));
+    recv_take(&s, 0, report_frame(11, "#00", 1, 0));
+    recv_take(&s, 1, block_set_frame(12, alice, no, t2, 1));
+    recv_take(&s, 0, send_direct(13, cid2, "bob", &bob1, &bob_reg, 1, &alice2, 1, "unblocked"));
+    add_script(seeds, "block_report", &s);
   }
 
   /* the prekey directory */
@@ -1831,15 +1909,14 @@ static whisper_buf *v_wrong_body(fzs_client_world *w, const fzs_frame *req) {
   return simple(WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY, &q, req->id);
 }
 
-/* A 1:1 message entry from (from) to alice.1. */
-static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
-                                  const char *text, const char *conversation_to, int content,
-                                  uint8_t cid_byte) {
+/* A 1:1 message entry from (from) to alice.1: plaintext `pt` (len bytes). */
+static whisper_buf *message_entry_pt(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
+                                     const uint8_t *pt, size_t len, const char *conversation_to,
+                                     int content, uint8_t cid_byte) {
   whisper_buf *m = NULL;
   int type = 0;
   if (prekey) fz_connect(from, w->alice, 0); /* 0: nothing written to alice's store */
-  FZ_ASSERT(whisper_session_encrypt(from->ctx, "alice", 1, (const uint8_t *)text, strlen(text),
-                                    FZ_NOW, &type, &m) == WHISPER_OK,
+  FZ_ASSERT(whisper_session_encrypt(from->ctx, "alice", 1, pt, len, FZ_NOW, &type, &m) == WHISPER_OK,
             "encrypt");
   uint8_t cid[16];
   memset(cid, cid_byte, 16);
@@ -1859,6 +1936,49 @@ static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t se
   whisper_buf *f = deliver_frame(&d, seq);
   whisper_buf_free(m);
   return f;
+}
+
+static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
+                                  const char *text, const char *conversation_to, int content,
+                                  uint8_t cid_byte) {
+  return message_entry_pt(w, from, seq, prekey, (const uint8_t *)text, strlen(text),
+                          conversation_to, content, cid_byte);
+}
+
+/* alice.2's block list (bob blocked at `at`) to alice's devices only, as
+ * src/sync/block.c sends it: an e2e.Content BLOCK in a Payload to "alice". */
+static whisper_buf *own_block_entry(fzs_client_world *w, uint64_t seq, int prekey, int blocked,
+                                    uint64_t at, uint8_t cid_byte) {
+  Whisper__E2e__BlockEntry e = WHISPER__E2E__BLOCK_ENTRY__INIT, *ep = &e;
+  e.account = "bob";
+  e.has_blocked = e.has_changed_at = 1;
+  e.blocked = blocked;
+  e.changed_at = at;
+  Whisper__E2e__Block blk = WHISPER__E2E__BLOCK__INIT;
+  blk.n_entries = 1;
+  blk.entries = &ep;
+  Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+  ct.has_version = ct.has_kind = ct.has_at_ms = 1;
+  ct.version = 1;
+  ct.kind = WHISPER__E2E__CONTENT__KIND__BLOCK;
+  ct.at_ms = at;
+  ct.block = &blk;
+  uint8_t content[256], pt[512], cid[16];
+  size_t cn = whisper__e2e__content__get_packed_size(&ct);
+  FZ_ASSERT(cn <= sizeof content, "own_block_entry content");
+  whisper__e2e__content__pack(&ct, content);
+  memset(cid, cid_byte, 16);
+  Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
+  p.to = "alice";
+  p.has_body = p.has_sent_at_ms = p.has_content = p.has_id = 1; /* (an empty body, as sy_payload_make) */
+  p.sent_at_ms = at;
+  p.content = (ProtobufCBinaryData){cn, content};
+  p.id = (ProtobufCBinaryData){16, cid};
+  size_t pn = whisper__e2e__payload__get_packed_size(&p);
+  FZ_ASSERT(pn <= sizeof pt, "own_block_entry payload");
+  whisper__e2e__payload__pack(&p, pt);
+  return message_entry_pt(w, w->alice2, seq, prekey, pt, pn, "alice",
+                          WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, cid_byte);
 }
 
 static whisper_buf *receipt_entry(uint64_t seq, const char *from, uint32_t dev, uint32_t status,
@@ -2097,6 +2217,24 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     const uint8_t apps[] = {FZS_APP_SEND_GROUP, FZS_APP_SEND, FZS_APP_LINK_APPROVE};
     client_seed_answering(seeds, w, "app_sends", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 3);
   }
+  /* block and report (last: the seeds before stay as they were) */
+  {
+    /* alice.2 blocked bob (her block list, to alice's devices only): bob's
+     * next message is dropped, a send to him refused; then an older word
+     * (unblocked before) changes nothing */
+    whisper_buf *f[3];
+    const uint8_t apps[] = {FZS_APP_SEND};
+    f[0] = own_block_entry(w, seq + 1, 1, 1, FZ_NOW + 10, 0x61);
+    f[1] = message_entry(w, w->bob, seq + 2, 1, "from a blocked bob", NULL, 4, 0x62);
+    f[2] = own_block_entry(w, seq + 3, 0, 0, FZ_NOW + 5, 0x63);
+    client_seed(seeds, w, "deliver_own_block", FZS_MODE_ONLINE, f, 3, NULL, apps, 1);
+  }
+  {
+    /* the app blocks bob (BlockSet, and the list to alice's other devices),
+     * sends to him (refused), reports the conversation, unblocks */
+    const uint8_t apps[] = {FZS_APP_BLOCK, FZS_APP_SEND, FZS_APP_REPORT, FZS_APP_UNBLOCK};
+    client_seed_answering(seeds, w, "app_block_report", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 4);
+  }
   fzs_client_world_free(w);
 }
 
@@ -2126,6 +2264,13 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
   fz_seeds_add(seeds, "link_request", link_request(16, "dave"), 1);
   fz_seeds_add(seeds, "link_approve", link_approve(17, cid), 1);
   fz_seeds_add(seeds, "ping", ping_frame(18, 9), 1);
+  {
+    const char *accts[] = {"bob", "carol"};
+    const int blocked[] = {1, 0};
+    const uint64_t at[] = {FZ_NOW, FZ_NOW + 1};
+    fz_seeds_add(seeds, "block_set", block_set_frame(25, accts, blocked, at, 2), 1);
+    fz_seeds_add(seeds, "report", report_frame(26, "bob", 4, 1), 1);
+  }
   {
     fz_dev *const keys[] = {d};
     whisper_buf *l = device_list(d, "dave", 1, &one, keys, 1, 0);

@@ -1674,12 +1674,21 @@ static void cmd_help(chat *c, char *args) {
       jb_str(&b, "about", commands[i].about);
       jb_close(&b, '}');
     }
+    for (size_t i = 0; i < chat_block_n; i++) { /* block.c */
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "command", chat_block_cmds[i].name);
+      jb_str(&b, "usage", chat_block_cmds[i].usage);
+      jb_str(&b, "about", chat_block_cmds[i].about);
+      jb_close(&b, '}');
+    }
     jb_close(&b, ']');
     jb_print(c, &b);
   } else {
     hb_printf(&b, "  commands:");
     for (size_t i = 0; i < N_COMMANDS; i++)
       hb_printf(&b, "\n  %-38s %s", commands[i].usage, commands[i].about);
+    for (size_t i = 0; i < chat_block_n; i++) /* block.c */
+      hb_printf(&b, "\n  %-38s %s", chat_block_cmds[i].usage, chat_block_cmds[i].about);
     hb_printf(&b,
               "\n\n  A conversation is an account's name, or # and a group's id (as messages show it).\n"
               "  A <message> is #N, the number the last `history` of its conversation showed for it\n"
@@ -1707,5 +1716,6 @@ void cmd_line(chat *c, char *line) {
       return;
     }
   }
+  if (chat_block_cmd(c, cmd, p)) return; /* block.c */
   out_cmd_error(c, cmd, 0, "unknown command (try: help)");
 }

@@ -986,6 +986,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
 
 void out_event(chat *c, const whisper_client_event_t *ev) {
   if (ev->type == WHISPER_EV_ANCHOR && !c->script) return; /* kept, not shown (--anchor-file) */
+  if (chat_block_event(c, ev)) return; /* block.c */
   if (c->script)
     event_json(c, ev);
   else

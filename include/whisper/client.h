@@ -636,6 +636,65 @@ WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *an
  *  memory come again on the next login anyway). */
 WHISPER_API int whisper_client_retry(whisper_client *c, uint64_t now_ms);
 
+/* --- blocking and reporting --------------------------------------------------
+ *
+ * A blocked account gets nothing from this account, and what it sends is
+ * dropped (docs/sync-protocol.md, "Block and report"). The block list is
+ * kept in the store, reaches this account's other devices end to end
+ * (WHISPER_EV_BLOCKED there), and goes to the server, which stops
+ * delivering the blocked account's messages; the engine does not rely on
+ * that: it drops them itself. What it drops: messages, receipts and calls
+ * the blocked account sends through the 1:1 session, and its typing and
+ * presence (no event; acknowledged to the server). Groups are shared: its
+ * group messages still show, but it gets no receipt for them. What it
+ * does not send: messages, replies, reactions, edits, deletes or calls in
+ * the conversation with it (WHISPER_EBLOCKED), typing there, receipts (also
+ * for its group messages); what was waiting for it waits until it is
+ * unblocked. Unblocking lets later messages in; those dropped meanwhile
+ * stay dropped (no gap is shown for them). */
+
+#define WHISPER_BLOCK_MAX 1024 /* accounts blocked at once */
+
+/** Blocks `account` (not this one). Blocking a blocked account changes
+ *  nothing. Returns WHISPER_OK, WHISPER_EINVAL (not another account's name,
+ *  or WHISPER_BLOCK_MAX accounts are blocked already) or a store error. */
+WHISPER_API int whisper_client_block(whisper_client *c, const char *account, uint64_t now_ms);
+
+/** Unblocks `account`: its later messages are taken again. Unblocking an
+ *  account that is not blocked changes nothing. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_unblock(whisper_client *c, const char *account, uint64_t now_ms);
+
+/** Sets `*blocked` to 1 if this account blocked `account`, else 0. Returns
+ *  WHISPER_OK or WHISPER_EINVAL. */
+WHISPER_API int whisper_client_is_blocked(whisper_client *c, const char *account, int *blocked);
+
+/** The blocked accounts, in name order: each name followed by a NUL byte,
+ *  in one buffer (the caller frees it), and how many in `*count`. Returns
+ *  WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
+WHISPER_API int whisper_client_blocked_list(whisper_client *c, whisper_buf **out, size_t *count);
+
+#define WHISPER_REPORT_DEFAULT 5   /* messages a report holds when the caller says 0 */
+#define WHISPER_REPORT_MAX 50      /* at most */
+#define WHISPER_REPORT_TEXT_MAX 2048 /* bytes of each message's text (longer: cut, marked) */
+
+/**
+ * Reports a conversation (an account, or a group's conversation) to the
+ * server's moderators: its last `n` messages (0: WHISPER_REPORT_DEFAULT; at
+ * most WHISPER_REPORT_MAX), as this device has them in history (sender,
+ * time, text; placeholders and notices are left out), in plaintext. The
+ * call is the user's consent to reveal them, as in WhatsApp; the plaintext
+ * goes to the server's report store only. With `block` (an account only)
+ * the account is blocked in the same step. The report is kept in the
+ * store until the server takes it (sent at once when a connection is up,
+ * else after the next login). Returns WHISPER_OK, WHISPER_EINVAL (not a
+ * conversation, this account, n too large, `block` for a group),
+ * WHISPER_ESTATE (16 reports are waiting for the server already) or a
+ * store error; on failure nothing is kept or blocked.
+ */
+WHISPER_API int whisper_client_report(whisper_client *c, const char *conversation, size_t n,
+                                      int block, uint64_t now_ms);
+
 /* --- events -------------------------------------------------------------- */
 
 typedef enum whisper_client_event_type {
@@ -691,6 +750,8 @@ typedef enum whisper_client_event_type {
                                * (whisper_client_conversation_flags()) */
   WHISPER_EV_PROFILE = 23,    /* from's profile changed (from: this account's own when another
                                * device set it): whisper_client_profile_get() */
+  WHISPER_EV_BLOCKED = 24,    /* another device of this account blocked (status 1) or unblocked
+                               * (status 0) account `from` (conversation too) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes

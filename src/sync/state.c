@@ -502,6 +502,11 @@ int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const c
   return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &m->base);
 }
 
+int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv) {
+  uint8_t k[1 + 2 * WH_NAME_MAX + 6];
+  return wh_del(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv));
+}
+
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]) {
   whisper_buf *b;

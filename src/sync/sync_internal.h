@@ -17,6 +17,8 @@
  *             settings, invite links, leaving, the member limit), the changes
  *             this device signs, joining by link, the state the app reads
  *   profile.c profiles: the profile key end to end, the encrypted profile
+ *   block.c   blocking accounts (kept, synced to this account's devices and
+ *             the server) and reporting conversations to the server
  */
 #ifndef WH_SYNC_INTERNAL_H
 #define WH_SYNC_INTERNAL_H
@@ -64,7 +66,7 @@ enum {
 enum {
   RQ_REGISTER = 1, RQ_HELLO, RQ_AUTH, RQ_UPLOAD, RQ_LIST, RQ_FETCH, RQ_SEND, RQ_SKDM, RQ_ACK,
   RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING,
-  RQ_PUBLISH, RQ_OWN_BUNDLES
+  RQ_PUBLISH, RQ_OWN_BUNDLES, RQ_BLOCK, RQ_REPORT
 };
 
 /* profile.c's requests (numbered apart from the others). */
@@ -308,6 +310,7 @@ struct whisper_client {
   /* profile.c */
   int profile_quiet;       /* profile.c is putting a notice in the outbox: no hook */
   int profile_due;         /* profile work waits for the end of this call (sy_profile_flush) */
+  struct sy_blocks *blocks; /* block.c */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -453,6 +456,8 @@ Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender
                                            const char *conv, int *rc);
 int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
                  const Whisper__Client__SeenCounter *m);
+/* Forgets it: the next number seen from that device starts counting again. */
+int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv);
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]);
 int sy_ops_load(whisper_client *c);
@@ -642,6 +647,30 @@ void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
 int sy_epoch_next(whisper_client *c);
 /* One more message sent: a new epoch every SY_ANCHOR_EVERY. */
 void sy_epoch_count(whisper_client *c);
+
+/* --- block.c ------------------------------------------------------------------ */
+int sy_block_load(whisper_client *c);   /* whisper_client_new */
+void sy_block_free(whisper_client *c);
+/* 1 if this account blocked `account`. */
+int sy_block_has(whisper_client *c, const char *account);
+/* Whether a mailbox entry is dropped unread: a message or receipt that a
+ * blocked account sent through the 1:1 session (not a sender key, a retry
+ * request or a group message: groups are shared). */
+int sy_block_drops(whisper_client *c, const Whisper__Sync__Deliver *d);
+/* After a login: the block list to the server, to this account's other
+ * devices if a change has not been put in the outbox for them (a crash
+ * came between), and the pending reports. */
+void sy_block_login(whisper_client *c);
+/* Sends what waits (after a rate limit). */
+void sy_block_flush(whisper_client *c);
+void sy_block_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+/* A Content BLOCK from another device of this account, to it (inbox.c's
+ * on_content has checked that): merged into the list, EV_BLOCKED for each
+ * account whose state changed; a malformed one raises EV_ERROR. Inside the
+ * entry's transaction. Returns WHISPER_OK or a store error. */
+int sy_block_receive(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *evs);
+/* A device joined this account: the block list goes to the devices again. */
+void sy_block_resync(whisper_client *c);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */
