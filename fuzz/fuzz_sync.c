@@ -40,7 +40,7 @@ void fzs_frame_free(fzs_frame *f) {
 
 int fzs_is_request(int b) {
   return (b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH) ||
-         b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET;
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET ||
          b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT;
 }
 

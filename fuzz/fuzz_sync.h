@@ -108,10 +108,10 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
  *     to alice's group; 0xFC: whisper_client_link_approve() of alice.3's
  *     link token (fzs_link_token); 0xFB: whisper_client_profile_set()
  *     (a name, an about text and a 16-byte picture); 0xFA:
- *     whisper_client_profile_refresh() of alice's own profile;
- *     link token (fzs_link_token); 0xFB: whisper_client_block() of bob;
- *     0xFA: whisper_client_unblock() of bob; 0xF9: whisper_client_report()
- *     of the conversation with bob (3 messages);
+ *     whisper_client_profile_refresh() of alice's own profile; 0xF9:
+ *     whisper_client_block() of bob; 0xF8: whisper_client_unblock() of
+ *     bob; 0xF7: whisper_client_report() of the conversation with bob
+ *     (3 messages);
  *   another byte t with the top bit set: the clock moves (t & 0x7f) *
  *     500 ms, then whisper_client_tick();
  *   else two bytes (big-endian, 15 bits) are a length n, then n bytes
@@ -123,11 +123,10 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
 #define FZS_APP_LINK_APPROVE 0xFC
 #define FZS_APP_PROFILE_SET 0xFB
 #define FZS_APP_PROFILE_REFRESH 0xFA
-#define FZS_APP_MIN 0xFA /* records at or above it are app calls */
-#define FZS_APP_BLOCK 0xFB
-#define FZS_APP_UNBLOCK 0xFA
-#define FZS_APP_REPORT 0xF9
-#define FZS_APP_FIRST FZS_APP_REPORT
+#define FZS_APP_BLOCK 0xF9
+#define FZS_APP_UNBLOCK 0xF8
+#define FZS_APP_REPORT 0xF7
+#define FZS_APP_FIRST FZS_APP_REPORT /* records at or above it are app calls */
 enum {
   FZS_MODE_HELLO = 0,    /* alice.1 connected: Hello (id 1) sent, no challenge yet */
   FZS_MODE_AUTH = 1,     /* the challenge came: Auth (id 2) sent */

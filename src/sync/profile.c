@@ -497,6 +497,7 @@ static int notice_make(whisper_client *c, const pself *s, int with_key, const Wh
 static int notice_send(whisper_client *c, const char *conv, const whisper_buf *content, uint64_t now_ms) {
   wh_entry_extra x = {.content = content->data, .content_len = content->len, .hidden = 1};
   uint8_t id[WHISPER_CLIENT_ID_LEN];
+  if (sy_block_has(c, conv)) return WHISPER_OK; /* a blocked account gets no profile key */
   c->profile_quiet++;
   int rc = sy_enqueue(c, conv, NULL, 0, &x, NULL, now_ms, id);
   c->profile_quiet--;

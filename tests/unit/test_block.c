@@ -366,6 +366,9 @@ static void test_nothing_goes(void) {
   /* bob reads alice's message: no READ goes to her */
   CHECK_RC(whisper_client_mark_read(w.bob->cl, "alice", "alice", (const uint8_t(*)[16])hi_at_bob, 1, w.n.now),
            WHISPER_OK);
+  /* bob sets his profile: it goes to his contacts, not to the blocked
+   * one (this failed with EBLOCKED after storing it: found by fuzz_client) */
+  CHECK_RC(whisper_client_profile_set(w.bob->cl, "Bob", "busy", NULL, 0, w.n.now), WHISPER_OK);
   /* bob types to alice: nothing goes */
   CHECK_RC(whisper_client_typing(w.bob->cl, "alice", 1, w.n.now), WHISPER_OK);
   net_run(&w.n);
