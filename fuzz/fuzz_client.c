@@ -94,6 +94,17 @@ static void check_messages(Whisper__Sync__DeviceMessage *const *m, size_t n) {
   }
 }
 
+/* Whether the plaintext of FZS_APP_PROFILE_SET shows in the bytes. */
+static int has_plain(const uint8_t *b, size_t n) {
+  static const char *const parts[] = {"about fuzz", "Fuzz"};
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0, l = strlen(parts[k]); i + l <= n; i++)
+      if (memcmp(b + i, parts[k], l) == 0) return 1;
+  for (size_t i = 0; i + sizeof fzs_picture <= n; i++)
+    if (memcmp(b + i, fzs_picture, sizeof fzs_picture) == 0) return 1;
+  return 0;
+}
+
 /* A frame the engine sends: the server's field checks (server_*.c). */
 static void check_sent(void *arg, const whisper_buf *b) {
   (void)arg;
@@ -197,6 +208,18 @@ static void check_sent(void *arg, const whisper_buf *b) {
     case WHISPER__SYNC__FRAME__BODY_LINK_APPROVE:
       FZ_ASSERT(f->link_approve->has_link_code, "a LinkApprove without a code");
       break;
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET: {
+      const Whisper__Sync__ProfileSet *p = f->profile_set;
+      FZ_ASSERT(p->has_version && p->version > 0 && p->has_ciphertext && p->ciphertext.len > 0 &&
+                    p->ciphertext.len <= 66560,
+                "a ProfileSet of version %llu with %zu bytes", (unsigned long long)p->version,
+                p->ciphertext.len);
+      FZ_ASSERT(!has_plain(p->ciphertext.data, p->ciphertext.len), "a ProfileSet holds the profile in the clear");
+      break;
+    }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET:
+      FZ_ASSERT(name_ok(f->profile_get->account), "ProfileGet for a bad account name");
+      break;
     case WHISPER__SYNC__FRAME__BODY_BLOCK_SET: { /* server_block.c block_check */
       const Whisper__Sync__BlockSet *bs = f->block_set;
       FZ_ASSERT(bs->n_entries <= 1024, "a BlockSet of %zu entries", bs->n_entries);
@@ -289,6 +312,9 @@ static size_t drain_events(void) {
       case WHISPER_EV_GROUP:
         FZ_ASSERT(e.conversation && e.conversation[0] == '#', "EV_GROUP without its group");
         break;
+      case WHISPER_EV_PROFILE:
+        FZ_ASSERT(e.from && name_ok(e.from), "EV_PROFILE without its account");
+        break;
       case WHISPER_EV_BLOCKED:
         FZ_ASSERT(e.from && e.conversation && strcmp(e.from, e.conversation) == 0 &&
                       (e.status == 0 || e.status == 1),
@@ -379,6 +405,13 @@ static void op_app(uint8_t t) {
       app_end(whisper_client_send_group(H.c, W->group_id, (const uint8_t *)"fuzz", 4, H.now, id),
               "send_group");
       break;
+    case FZS_APP_PROFILE_SET:
+      app_end(whisper_client_profile_set(H.c, "Fuzz", "about fuzz", fzs_picture, sizeof fzs_picture, H.now),
+              "profile_set");
+      break;
+    case FZS_APP_PROFILE_REFRESH:
+      app_end(whisper_client_profile_refresh(H.c, NULL), "profile_refresh");
+      break;
     case FZS_APP_BLOCK:
       app_end(whisper_client_block(H.c, "bob", H.now), "block");
       break;
@@ -441,7 +474,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t i = 1;
   while (i < size) {
     uint8_t t = data[i++];
-    if (t >= FZS_APP_FIRST) {
+    if (t >= FZS_APP_MIN) {
       op_app(t);
       continue;
     }

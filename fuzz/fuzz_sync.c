@@ -8,6 +8,9 @@
 
 #include "e2e.pb-c.h"
 #include "protocol/pb.h"
+#include "sync/sync_internal.h"
+
+const uint8_t fzs_picture[16] = "fz profile pic.";
 
 /* --- frames ---------------------------------------------------------------- */
 
@@ -37,11 +40,13 @@ void fzs_frame_free(fzs_frame *f) {
 
 int fzs_is_request(int b) {
   return (b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH) ||
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET ||
          b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT;
 }
 
 int fzs_is_server_body(int b) {
-  return b >= WHISPER__SYNC__FRAME__BODY_CHALLENGE && b <= WHISPER__SYNC__FRAME__BODY_PONG;
+  return (b >= WHISPER__SYNC__FRAME__BODY_CHALLENGE && b <= WHISPER__SYNC__FRAME__BODY_PONG) ||
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE;
 }
 
 int fzs_is_push(int b) {
@@ -59,6 +64,9 @@ const char *fzs_body_name(int b) {
   static const char *srv[] = {"Challenge", "Ok", "Error", "Bundles", "Devices", "Sent",
                               "StaleDevices", "Deliver", "QueueEmpty", "TypingNotice",
                               "PresenceNotice", "GroupInfo", "LinkCode", "Pong"};
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET) return "ProfileSet";
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET) return "ProfileGet";
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE) return "Profile";
   if (b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET) return "BlockSet";
   if (b == WHISPER__SYNC__FRAME__BODY_REPORT) return "Report";
   if (fzs_is_request(b)) return req[b - WHISPER__SYNC__FRAME__BODY_REGISTER];
@@ -216,7 +224,7 @@ void fzs_client_frame(fzs_script *s, const whisper_buf *frame) {
 }
 
 void fzs_client_tick(fzs_script *s, unsigned half_seconds) {
-  FZ_ASSERT(half_seconds < FZS_APP_FIRST - 0x80, "tick");
+  FZ_ASSERT(half_seconds < FZS_APP_MIN - 0x80, "tick");
   fzs_put_byte(s, (uint8_t)(0x80 | half_seconds));
 }
 
@@ -708,6 +716,33 @@ int fzs_respond(fzs_client_world *w, const fzs_frame *req, whisper_buf **out) {
       out[0] = fzs_pack(&f, id);
       return 1;
     }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET: {
+      const Whisper__Sync__ProfileSet *ps = req->profile_set;
+      if (ps->version <= w->profile_version) {
+        out[0] = fzs_error(id, 11, "not newer");
+        return 1;
+      }
+      whisper_buf_free(w->profile);
+      w->profile = whisper_buf_new(ps->ciphertext.data, ps->ciphertext.len);
+      w->profile_version = ps->version;
+      out[0] = fzs_ok(id, 1);
+      return 1;
+    }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET: {
+      if (w->profile == NULL || strcmp(req->profile_get->account, "alice") != 0) {
+        out[0] = fzs_error(id, 6, "no profile for that account");
+        return 1;
+      }
+      Whisper__Sync__Profile p = WHISPER__SYNC__PROFILE__INIT;
+      p.account = "alice";
+      p.has_ciphertext = p.has_version = 1;
+      p.ciphertext = (ProtobufCBinaryData){w->profile->len, w->profile->data};
+      p.version = w->profile_version;
+      f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE;
+      f.profile = &p;
+      out[0] = fzs_pack(&f, id);
+      return 1;
+    }
     default: /* Ack, Receipt, Typing, PresenceSet, PresenceSubscribe, LinkApprove */
       out[0] = fzs_ok(id, 1);
       return 1;
@@ -811,6 +846,10 @@ static void run_app(run *r, uint8_t t) {
     rc = whisper_client_send(r->c, "bob", (const uint8_t *)"fuzz", 4, r->now, id);
   } else if (t == FZS_APP_SEND_GROUP) {
     rc = whisper_client_send_group(r->c, r->w->group_id, (const uint8_t *)"fuzz", 4, r->now, id);
+  } else if (t == FZS_APP_PROFILE_SET) {
+    rc = whisper_client_profile_set(r->c, "Fuzz", "about fuzz", fzs_picture, sizeof fzs_picture, r->now);
+  } else if (t == FZS_APP_PROFILE_REFRESH) {
+    rc = whisper_client_profile_refresh(r->c, NULL);
   } else if (t == FZS_APP_BLOCK) {
     rc = whisper_client_block(r->c, "bob", r->now);
   } else if (t == FZS_APP_UNBLOCK) {
@@ -877,6 +916,7 @@ fzs_client_world *fzs_client_world_new(void) {
 
 void fzs_client_world_free(fzs_client_world *w) {
   if (w == NULL) return;
+  whisper_buf_free(w->profile);
   fz_dev_free(w->alice);
   fz_dev_free(w->alice2);
   fz_dev_free(w->bob);
@@ -932,6 +972,27 @@ void fzs_client_end(fz_dev *d, whisper_client *c) {
 /* --- seeds: fuzz_server ----------------------------------------------------------- */
 
 /* Frames of the seeds (ids are the fuzzer's; any nonzero id will do). */
+static whisper_buf *profile_set_frame(uint64_t id, const uint8_t *ct, size_t n, uint64_t version) {
+  Whisper__Sync__ProfileSet p = WHISPER__SYNC__PROFILE_SET__INIT;
+  p.has_ciphertext = n > 0;
+  p.ciphertext = (ProtobufCBinaryData){n, (uint8_t *)ct};
+  p.has_version = version > 0;
+  p.version = version;
+  fzs_frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE_SET;
+  f.profile_set = &p;
+  return fzs_pack(&f, id);
+}
+
+static whisper_buf *profile_get_frame(uint64_t id, const char *account) {
+  Whisper__Sync__ProfileGet p = WHISPER__SYNC__PROFILE_GET__INIT;
+  p.account = (char *)account;
+  fzs_frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE_GET;
+  f.profile_get = &p;
+  return fzs_pack(&f, id);
+}
+
 static whisper_buf *simple(int body, void *msg, uint64_t id) {
   fzs_frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = (Whisper__Sync__Frame__BodyCase)body;
@@ -1630,6 +1691,28 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
   for (int i = 0; i < 70; i++) recv_take(&s, 0, ping_frame((uint64_t)i + 1, (uint64_t)i));
   add_script(seeds, "rate_limit", &s);
 
+  /* profiles: alice sets one (then a newer one, the same again, malformed
+   * ones), bob reads hers and asks for one nobody set, a connection not
+   * logged in asks; alice.2 logs in and sets a newer one */
+  {
+    uint8_t blob[300], big[1900];
+    memset(blob, 0xB1, sizeof blob);
+    memset(big, 0xB2, sizeof big);
+    recv_take(&s, 0, profile_set_frame(1, blob, sizeof blob, 1));
+    recv_take(&s, 0, profile_set_frame(2, blob, 100, 2));
+    recv_take(&s, 0, profile_set_frame(3, blob, sizeof blob, 2)); /* not newer: ERR_STATE */
+    recv_take(&s, 0, profile_set_frame(4, blob, sizeof blob, 0)); /* no version */
+    recv_take(&s, 0, profile_set_frame(5, blob, 0, 3));           /* no ciphertext */
+    recv_take(&s, 1, profile_get_frame(6, "alice"));
+    recv_take(&s, 1, profile_get_frame(7, "bob"));                /* none: ERR_NOT_FOUND */
+    recv_take(&s, 1, profile_get_frame(8, "Not a name"));
+    recv_take(&s, 2, profile_get_frame(9, "alice"));              /* not logged in */
+    fzs_op(&s, FZS_OP_LOGIN, 2, FZS_ALICE2);
+    recv_take(&s, 2, profile_set_frame(10, big, sizeof big, 7));
+    recv_take(&s, 1, profile_get_frame(11, "alice"));
+    add_script(seeds, "profiles", &s);
+  }
+
   /* timers: silent connections close; reopen */
   fzs_op(&s, FZS_OP_TICK, 0, 100);
   fzs_op(&s, FZS_OP_TICK, 0, 131);
@@ -1801,6 +1884,22 @@ static whisper_buf *v_none(fzs_client_world *w, const fzs_frame *req) {
   (void)w;
   (void)req;
   return NULL;
+}
+
+/* The scripted server holds a newer profile of alice's already (another
+ * device's, of version 9, sealed under another key): ERR_STATE, and the
+ * fetch that follows gets that one (refused: not under alice's key). */
+static whisper_buf *v_not_newer(fzs_client_world *w, const fzs_frame *req) {
+  static const uint8_t other_key[32] = "fz another device's profile key";
+  fz_rng seal_rng = {{0x5F}, 0}; /* the same nonce every run */
+  wh_rng rng = {fz_rng_fn, &seal_rng};
+  whisper_buf_free(w->profile);
+  w->profile = NULL;
+  FZ_ASSERT(sy_profile_seal(&rng, other_key, "alice", 9, (const uint8_t *)"Other", 5, (const uint8_t *)"", 0,
+                            NULL, 0, &w->profile) == WHISPER_OK,
+            "seal");
+  w->profile_version = 9;
+  return fzs_error(req->id, 11, "the stored profile's version is not below this one");
 }
 
 static whisper_buf *v_wrong_body(fzs_client_world *w, const fzs_frame *req) {
@@ -2092,6 +2191,26 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     const uint8_t apps[] = {FZS_APP_RETRY};
     client_seed_answering(seeds, w, "bundles_untrusted", FZS_MODE_ONLINE, NULL, 0, t, apps, 1);
   }
+  /* the app sets alice's profile (uploaded, the key to bob and the group,
+   * and to alice.2), and fetches it back, twice */
+  {
+    const uint8_t apps[] = {FZS_APP_PROFILE_SET, FZS_APP_PROFILE_REFRESH, FZS_APP_PROFILE_SET,
+                            FZS_APP_PROFILE_REFRESH};
+    client_seed_answering(seeds, w, "app_profile", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 4);
+    whisper_buf_free(w->profile);
+    w->profile = NULL;
+    w->profile_version = 0;
+  }
+  /* the server holds another device's newer one: the upload gets
+   * ERR_STATE, the fetch brings one that is not under alice's key */
+  {
+    variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_PROFILE_SET, 1, 0, v_not_newer}, {0, 0, 0, NULL}};
+    const uint8_t apps[] = {FZS_APP_PROFILE_SET, FZS_APP_PROFILE_REFRESH};
+    client_seed_answering(seeds, w, "app_profile_raced", FZS_MODE_ONLINE, NULL, 0, t, apps, 2);
+    whisper_buf_free(w->profile);
+    w->profile = NULL;
+    w->profile_version = 0;
+  }
   /* the app sends to the group, to bob, and approves a link code */
   {
     const uint8_t apps[] = {FZS_APP_SEND_GROUP, FZS_APP_SEND, FZS_APP_LINK_APPROVE};
@@ -2185,6 +2304,18 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
     s.server_seq = 42;
     s.server_ts = FZ_NOW;
     fz_seeds_add(seeds, "sent", simple(WHISPER__SYNC__FRAME__BODY_SENT, &s, 21), 1);
+  }
+  {
+    uint8_t ct[64];
+    memset(ct, 0xC7, sizeof ct);
+    fz_seeds_add(seeds, "profile_set", profile_set_frame(25, ct, sizeof ct, 3), 1);
+    fz_seeds_add(seeds, "profile_get", profile_get_frame(26, "bob"), 1);
+    Whisper__Sync__Profile pr = WHISPER__SYNC__PROFILE__INIT;
+    pr.account = "bob";
+    pr.has_ciphertext = pr.has_version = 1;
+    pr.ciphertext = (ProtobufCBinaryData){sizeof ct, ct};
+    pr.version = 3;
+    fz_seeds_add(seeds, "profile", simple(WHISPER__SYNC__FRAME__BODY_PROFILE, &pr, 26), 1);
   }
   fz_dev_free(d);
 }

@@ -46,6 +46,7 @@ extern "C" {
 #define WHISPER_REC_SERVER_GROUP 34    /* key: 16-byte group id: members, admins */
 #define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer */
 #define WHISPER_REC_SERVER_META 36     /* key: a short ASCII name */
+#define WHISPER_REC_SERVER_PROFILE 40  /* key: account: its profile, ciphertext only */
 #define WHISPER_REC_SERVER_MAILBOX 96  /* key: device tag (16) || seq (8, BE) */
 #define WHISPER_REC_SERVER_PREKEY 97   /* key: device tag (16) || prekey id (4, BE) */
 #define WHISPER_REC_SERVER_BLOCKS 37   /* key: account: the accounts it blocked */

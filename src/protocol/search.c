@@ -204,14 +204,15 @@ int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
 }
 
 /* The postings of a stored history row (key, entry bytes): add or remove.
- * An entry that does not decode has none (it could not be found anyway). */
+ * An entry that does not decode has none (it could not be found anyway),
+ * nor has a hidden one (an operation on another message, never shown). */
 static int row_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
                   const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, int add) {
   Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, n, v);
   int rc = WHISPER_OK;
   uint64_t sort_key = 0; /* where the row is */
   for (int i = 0; i < 8; i++) sort_key = sort_key << 8 | hkey[TAG_LEN + i];
-  if (e && e->conversation && e->conversation[0])
+  if (e && e->conversation && e->conversation[0] && !e->hidden)
     rc = postings(ctx, keyed, hkey, hkey + TAG_LEN + 8, sort_key, e->timestamp, e->conversation,
                   e->body.data, e->body.len, add);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
@@ -570,15 +571,17 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
   int keep = 0;
   uint64_t ts = 0;
   for (int i = 0; i < 8; i++) ts = ts << 8 | sfx[i];
-  if (e && e->timestamp == ts && e->conversation &&
+  if (e && e->timestamp == ts && e->conversation && !e->hidden &&
       (conversation == NULL || strcmp(e->conversation, conversation) == 0))
     keep = text_matches(q, e->body.data, e->body.len);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  size_t before = whisper_page_count(page);
   if (e == NULL) rc = wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
   else if (keep < 0) rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   else if (keep) rc = wh_page_add(ctx, page, b->data, b->len);
   whisper_buf_free(b);
-  return rc == WHISPER_OK ? keep : rc;
+  /* (a hit counts only if the page took it: it leaves out what it never shows) */
+  return rc == WHISPER_OK ? whisper_page_count(page) > before : rc;
 }
 
 /* The leapfrog join of the cursors from `target` down, verifying each

@@ -263,6 +263,10 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
       return wsrv_handle_link_approve(srv, c, f->id, f->link_approve, now_ms);
     case WHISPER__SYNC__FRAME__BODY_PUBLISH:
       return wsrv_handle_publish(srv, c, f->id, f->publish, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET:
+      return wsrv_handle_profile_set(srv, c, f->id, f->profile_set);
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET:
+      return wsrv_handle_profile_get(srv, c, f->id, f->profile_get);
     case WHISPER__SYNC__FRAME__BODY_BLOCK_SET:
       return wsrv_handle_block_set(srv, c, f->id, f->block_set, now_ms);
     case WHISPER__SYNC__FRAME__BODY_REPORT:
@@ -279,7 +283,8 @@ static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Fram
   if (done) return r;
   if ((f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
        f->body_case > WHISPER__SYNC__FRAME__BODY_PUBLISH) &&
-      f->body_case != WHISPER__SYNC__FRAME__BODY_BLOCK_SET && f->body_case != WHISPER__SYNC__FRAME__BODY_REPORT)
+      !wsrv_is_profile_request(f->body_case) && f->body_case != WHISPER__SYNC__FRAME__BODY_BLOCK_SET &&
+      f->body_case != WHISPER__SYNC__FRAME__BODY_REPORT)
     return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   if (c->state != WSRV_AUTHED) return wsrv_refuse(srv, ERR_AUTH, "log in first");
   return dispatch_authed(srv, c, f, now_ms);

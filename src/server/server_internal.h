@@ -13,6 +13,7 @@
  *   server_send.c     Send (1:1 and group), Receipt
  *   server_group.c    GroupOp
  *   server_presence.c Typing, PresenceSet, PresenceSubscribe, presence timers
+ *   server_profile.c  ProfileSet, ProfileGet
  *   server_block.c    block lists (BlockSet) and reports (Report)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
@@ -416,6 +417,16 @@ int wsrv_handle_presence_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__PresenceSet *m);
 int wsrv_handle_subscribe(whisper_server *srv, wsrv_conn *c, uint64_t id,
                           const Whisper__Sync__PresenceSubscribe *m);
+
+/* --- profiles (server_profile.c) ---------------------------------------- */
+
+#define WSRV_PROFILE_MAX 66560 /* bytes of a stored profile's ciphertext */
+/* 1 for ProfileSet and ProfileGet (requests outside the older range). */
+int wsrv_is_profile_request(int body_case);
+int wsrv_handle_profile_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                            const Whisper__Sync__ProfileSet *m);
+int wsrv_handle_profile_get(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                            const Whisper__Sync__ProfileGet *m);
 
 /* --- connections and presence (server.c, server_presence.c) -------------- */
 

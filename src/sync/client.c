@@ -444,6 +444,10 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_OWN_BUNDLES:
       sy_login_answer(c, r, f);
       break;
+    case RQ_PROFILE_SET:
+    case RQ_PROFILE_GET:
+      sy_profile_answer(c, r, f);
+      break;
     case RQ_BLOCK:
     case RQ_REPORT:
       sy_block_answer(c, r, f);
@@ -549,6 +553,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
 done:
   whisper__sync__frame__free_unpacked(f, &wh_pb_alloc);
   if (c->retry_due) sy_retry_held(c);
+  if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
   return rc;
 }
@@ -618,6 +623,7 @@ int whisper_client_retry(whisper_client *c, uint64_t now_ms) {
   c->now = now_ms;
   sy_names_free(&c->blocked);
   sy_retry_held(c);
+  if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
   return WHISPER_OK;
 }

@@ -461,9 +461,10 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
   }
   int rc = WHISPER_OK, out = OUT_DONE;
   if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS &&
+      ct->kind != WHISPER__E2E__CONTENT__KIND__PROFILE_KEY &&
       ct->kind != WHISPER__E2E__CONTENT__KIND__BLOCK) {
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
-    return refuse_why(c, d, evs, conv, "only settings go to oneself");
+    return refuse_why(c, d, evs, conv, "only settings, the profile key and the block list go to oneself");
   }
   /* when its author made it: an edit made offline goes out later */
   uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
@@ -530,6 +531,13 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     if (took) ev_add(evs, ev_of(c, WHISPER_EV_SETTINGS, d, ct->settings->conversation, NULL));
     break;
   }
+  case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY: { /* profile.c */
+    int took = sy_profile_key_receive(c, d->sender, conv, g != NULL, own, ct);
+    if (took == WHISPER_EFORGED) out = refuse(c, d, evs, conv, took);
+    else if (took == WHISPER_EINVALIDMSG) bad_entry(c, d, evs, "a malformed profile key");
+    else if (took < 0) rc = took;
+    break;
+  }
   case WHISPER__E2E__CONTENT__KIND__BLOCK: /* the block list, as settings (block.c) */
     if (!own || strcmp(conv, c->account) != 0) {
       out = refuse_why(c, d, evs, conv, "a block list from another account");
@@ -537,8 +545,6 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     }
     rc = sy_block_receive(c, ct->block, evs);
     break;
-  case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
-    break; /* not used by this version yet */
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
     wh_entry_extra x = {.kind = text ? WHISPER_KIND_TEXT : WHISPER_KIND_UNSUPPORTED,

@@ -107,6 +107,7 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
       c->outbox_more = 1;
     sy_pump(c);
   }
+  sy_profile_sent_to(c, conv, now_ms); /* profile.c: the profile key along, to a new contact */
   return wh_ok(c->ctx);
 }
 

@@ -371,6 +371,7 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
   }
   free(d);
   free(dp);
+  if (rc == WHISPER_OK && g->known && !g->left) rc = sy_profile_group_noted(c, gid); /* profile.c */
   return rc;
 }
 

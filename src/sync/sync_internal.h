@@ -16,6 +16,7 @@
  *   groups.c  group administration: who may make which change (admins, info,
  *             settings, invite links, leaving, the member limit), the changes
  *             this device signs, joining by link, the state the app reads
+ *   profile.c profiles: the profile key end to end, the encrypted profile
  *   block.c   blocking accounts (kept, synced to this account's devices and
  *             the server) and reporting conversations to the server
  */
@@ -67,6 +68,9 @@ enum {
   RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING,
   RQ_PUBLISH, RQ_OWN_BUNDLES, RQ_BLOCK, RQ_REPORT
 };
+
+/* profile.c's requests (numbered apart from the others). */
+enum { RQ_PROFILE_SET = 100, RQ_PROFILE_GET };
 
 typedef struct sy_devref {
   char *account;
@@ -302,6 +306,10 @@ struct whisper_client {
   uint8_t store_id[8];     /* anchor.c: this store's id, and its epoch */
   uint64_t epoch;
   uint32_t sent_since;
+
+  /* profile.c */
+  int profile_quiet;       /* profile.c is putting a notice in the outbox: no hook */
+  int profile_due;         /* profile work waits for the end of this call (sy_profile_flush) */
   struct sy_blocks *blocks; /* block.c */
 };
 
@@ -599,6 +607,39 @@ void sy_edit_clear(struct sy_edit *e);
 /* --- ops.c (for groups.c) ------------------------------------------------------- */
 void sy_op_drop(whisper_client *c, size_t i);
 int sy_ops_store(whisper_client *c); /* in a transaction of its own */
+
+/* --- profile.c ----------------------------------------------------------------- */
+#define SY_PROFILE_BLOB_MAX 66560 /* a stored profile's ciphertext, at most */
+/* 1 if these are a profile's fields (name 1..64, about 0..140 bytes of
+ * UTF-8 without NUL; a picture of at most 65536 bytes). */
+int sy_profile_fields_ok(const uint8_t *name, size_t name_len, const uint8_t *about, size_t about_len,
+                         const uint8_t *picture, size_t picture_len);
+/* A profile encrypted under profile key `pk` for (account, version): what
+ * the server stores. And back: WHISPER_OK, WHISPER_EFORGED (it does not
+ * authenticate under that key, account and version), WHISPER_EINVALIDMSG
+ * (not a profile of this format), WHISPER_ENOMEM. */
+int sy_profile_seal(const wh_rng *rng, const uint8_t pk[32], const char *account, uint64_t version,
+                    const uint8_t *name, size_t name_len, const uint8_t *about, size_t about_len,
+                    const uint8_t *picture, size_t picture_len, whisper_buf **out);
+int sy_profile_open(const uint8_t pk[32], const char *account, uint64_t version, const uint8_t *blob,
+                    size_t len, Whisper__E2e__ProfileBody **out);
+/* A PROFILE_KEY content from (sender, another of its devices when own) in
+ * conv (group: a group message), inside the entry's transaction: 1 taken,
+ * 0 nothing new, WHISPER_EFORGED refused (the sentence set: another
+ * account's key, a request from a contact), WHISPER_EINVALIDMSG
+ * malformed, or a store error. Fetches and answers follow the commit
+ * (c->profile_due). */
+int sy_profile_key_receive(whisper_client *c, const char *sender, const char *conv, int group, int own,
+                           const Whisper__E2e__Content *ct);
+/* After a message to conv was put in the outbox (sy_enqueue): conv is
+ * listed, and gets the key first if it has not got this one. */
+void sy_profile_sent_to(whisper_client *c, const char *conv, uint64_t now_ms);
+/* A group this device holds (sy_group_save, in its transaction): listed. */
+int sy_profile_group_noted(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN]);
+/* After a login and after calls that set c->profile_due: uploads, asks
+ * for or answers with the key, tells contacts, fetches profiles. */
+void sy_profile_flush(whisper_client *c);
+void sy_profile_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 
 /* --- anchor.c ------------------------------------------------------------------ */
 void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
