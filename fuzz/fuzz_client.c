@@ -314,6 +314,7 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_PROFILE:
         FZ_ASSERT(e.from && name_ok(e.from), "EV_PROFILE without its account");
+        break;
       case WHISPER_EV_BLOCKED:
         FZ_ASSERT(e.from && e.conversation && strcmp(e.from, e.conversation) == 0 &&
                       (e.status == 0 || e.status == 1),
@@ -473,7 +474,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t i = 1;
   while (i < size) {
     uint8_t t = data[i++];
-    if (t >= FZS_APP_FIRST) {
+    if (t >= FZS_APP_MIN) {
       op_app(t);
       continue;
     }

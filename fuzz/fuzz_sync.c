@@ -224,8 +224,7 @@ void fzs_client_frame(fzs_script *s, const whisper_buf *frame) {
 }
 
 void fzs_client_tick(fzs_script *s, unsigned half_seconds) {
-  FZ_ASSERT(half_seconds < 122, "tick");
-  FZ_ASSERT(half_seconds < FZS_APP_FIRST - 0x80, "tick");
+  FZ_ASSERT(half_seconds < FZS_APP_MIN - 0x80, "tick");
   fzs_put_byte(s, (uint8_t)(0x80 | half_seconds));
 }
 

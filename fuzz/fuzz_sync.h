@@ -108,9 +108,9 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
  *     to alice's group; 0xFC: whisper_client_link_approve() of alice.3's
  *     link token (fzs_link_token); 0xFB: whisper_client_profile_set()
  *     (a name, an about text and a 16-byte picture); 0xFA:
- *     whisper_client_profile_refresh() of alice's own profile; 0xF9:
- *     whisper_client_block() of bob; 0xF8: whisper_client_unblock() of
- *     bob; 0xF7: whisper_client_report() of the conversation with bob
+ *     whisper_client_profile_refresh() of alice's own profile;
+ *     0xF9: whisper_client_block() of bob; 0xF8: whisper_client_unblock()
+ *     of bob; 0xF7: whisper_client_report() of the conversation with bob
  *     (3 messages);
  *   another byte t with the top bit set: the clock moves (t & 0x7f) *
  *     500 ms, then whisper_client_tick();
@@ -126,7 +126,7 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
 #define FZS_APP_BLOCK 0xF9
 #define FZS_APP_UNBLOCK 0xF8
 #define FZS_APP_REPORT 0xF7
-#define FZS_APP_FIRST FZS_APP_REPORT /* records at or above it are app calls */
+#define FZS_APP_MIN 0xF7 /* records at or above it are app calls */
 enum {
   FZS_MODE_HELLO = 0,    /* alice.1 connected: Hello (id 1) sent, no challenge yet */
   FZS_MODE_AUTH = 1,     /* the challenge came: Auth (id 2) sent */
@@ -139,8 +139,7 @@ enum {
   FZS_CLIENT_MODES = 5
 };
 void fzs_client_frame(fzs_script *s, const whisper_buf *frame);
-void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < 122 */
-void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < FZS_APP_FIRST - 0x80 */
+void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < FZS_APP_MIN - 0x80 */
 
 /* --- the server world ---------------------------------------------------- */
 

@@ -447,6 +447,7 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_PROFILE_SET:
     case RQ_PROFILE_GET:
       sy_profile_answer(c, r, f);
+      break;
     case RQ_BLOCK:
     case RQ_REPORT:
       sy_block_answer(c, r, f);

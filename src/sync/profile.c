@@ -538,7 +538,8 @@ static int mark_sent(whisper_client *c, const char *conv, const round *r, const 
 }
 
 static int reach_one(whisper_client *c, const char *account, round *r) {
-  if (strcmp(account, c->account) == 0 || sy_name_has(r->done, account) || names_has(r->withheld, account))
+  if (strcmp(account, c->account) == 0 || sy_name_has(r->done, account) || names_has(r->withheld, account) ||
+      sy_block_has(c, account)) /* (nothing goes to a blocked account: block.c) */
     return WHISPER_OK;
   int rc = sy_name_add(&r->done, account);
   psent s;

@@ -665,6 +665,37 @@ static void test_block_content_from_others(void) {
   net_close(&w.n);
 }
 
+/* A profile change (profile.c sends the key to the contacts this account
+ * wrote to) skips a blocked contact and still succeeds (it failed with
+ * WHISPER_EBLOCKED after changing the store: found by fuzz_client). */
+static void test_profile_skips_blocked(void) {
+  world w;
+  world_open(&w, NULL);
+  send_text(&w.n, w.bob, "carol", "hi carol", NULL); /* (the key goes to those bob wrote to) */
+  net_run(&w.n);
+  CHECK_RC(whisper_client_profile_set(w.bob->cl, "Bob", "", NULL, 0, w.n.now), WHISPER_OK);
+  net_advance(&w.n, 2000);
+  whisper_profile_t *pr = NULL;
+  CHECK_RC(whisper_client_profile_get(w.alice->cl, "bob", &pr), WHISPER_OK);
+  CHECK(pr && pr->known && strcmp(pr->name, "Bob") == 0);
+  whisper_profile_free(pr);
+  CHECK_RC(whisper_client_block(w.bob->cl, "alice", w.n.now), WHISPER_OK);
+  net_run(&w.n);
+  w.n.now += 1000;
+  CHECK_RC(whisper_client_profile_set(w.bob->cl, "Robert", "", NULL, 0, w.n.now), WHISPER_OK);
+  CHECK(ev_count(w.bob, WHISPER_EV_ERROR) == 0);
+  net_advance(&w.n, 2000);
+  pr = NULL;
+  CHECK_RC(whisper_client_profile_get(w.carol->cl, "bob", &pr), WHISPER_OK);
+  CHECK(pr && pr->known && strcmp(pr->name, "Robert") == 0); /* carol hears of it */
+  whisper_profile_free(pr);
+  pr = NULL;
+  CHECK_RC(whisper_client_profile_get(w.alice->cl, "bob", &pr), WHISPER_OK);
+  CHECK(pr && strcmp(pr->name, "Bob") == 0); /* alice is not told */
+  whisper_profile_free(pr);
+  net_close(&w.n);
+}
+
 /* A device linked later gets the list. */
 static void test_new_device_gets_list(void) {
   world w;
@@ -1111,6 +1142,7 @@ int main(void) {
   RUN(test_new_device_gets_list);
   RUN(test_readdressed);
   RUN(test_block_content_from_others);
+  RUN(test_profile_skips_blocked);
   RUN(test_bad_input);
   RUN(test_block_limit);
   RUN(test_server_checks);
