@@ -23,12 +23,26 @@
  *    the rest is the row's value; planted, then a fixed set of queries:
  *    each gives OK or ECORRUPT, and an OK page holds only messages the
  *    model finds, in its order.
+ *    With byte 2 & 2, a WAITING row instead (a message stored, not indexed
+ *    yet): byte 1 picks a message of the corpus; byte 2 & 4 takes its
+ *    postings out first (not indexed yet); its waiting row is planted
+ *    (key: 16 zero bytes || time || message tag, the place replaced by
+ *    bytes 3..26 if byte 2 & 1; value: where history stored it, or the
+ *    rest of the input if byte 2 & 8). The fixed queries: ECORRUPT exactly
+ *    when the value is not 24 bytes; with the right row, each page exactly
+ *    the model's (the search indexed the message first); else a
+ *    subsequence of it.
  *  3 ENTRY: byte 1 picks a message; the rest is planted as its history
- *    entry; the fixed queries give OK or ECORRUPT, an OK page only messages
- *    that hold the query (the model, on the entry as read back); then
+ *    entry (with byte 0 & 4, the message also waits to be indexed: its
+ *    waiting row planted, and with byte 0 & 8 its postings out); the fixed
+ *    queries give OK or ECORRUPT, an OK page only messages that hold the
+ *    query (the model, on the entry as read back); then
  *    whisper_search_rebuild() gives OK (an entry that does not decode is
  *    left out) and the queries again OK or ECORRUPT, each page a
  *    subsequence of the model's on the planted history.
+ * A search may write only when messages wait (then it indexes them: the
+ * only records it changes are the index's, and none waits after it);
+ * one that fails writes nothing.
  * Every call is bracketed by fz_call_begin/_end (no transaction left open,
  * a failure changes nothing; everything is put back after), and planted
  * rows are put back by hand. FUZZ_WRITE_SEEDS=DIR writes the seeds.
@@ -44,6 +58,7 @@
 
 #define HKEY_LEN 40
 #define PKEY_LEN 40
+#define PVAL_LEN 24
 #define MAX_MSGS 16
 #define MAX_ROWS 512
 
@@ -262,17 +277,42 @@ static int same(const whisper_message_t *m, const hitm *h) {
 
 /* --- searching ------------------------------------------------------------------------------ */
 
+static int count_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *v, size_t n) {
+  (void)key, (void)key_len, (void)v, (void)n;
+  ++*(size_t *)arg;
+  return 0;
+}
+
+static const uint8_t WAIT_TERM[16]; /* the waiting rows' term: zeros */
+
+/* Alice's waiting rows: messages stored, not indexed yet. */
+static size_t waiting(void) {
+  size_t n = 0;
+  whisper_store *s = alice->fs.inner;
+  FZ_ASSERT(s->ops.scan(s->user, WHISPER_REC_SEARCH, WAIT_TERM, 16, NULL, 0, 0, MAX_ROWS, count_fn,
+                        &n) == WHISPER_OK,
+            "scan");
+  return n;
+}
+
 static int search(const char *q, const char *conv, const whisper_message_t *after, size_t limit,
                   whisper_page **p, const char *what) {
+  size_t waited = waiting();
   fz_call_begin(alice);
   *p = NULL;
   int rc = whisper_search(alice->ctx, q, conv, after, limit, p);
   if (fz_verbose())
-    fprintf(stderr, "%s \"%.40s\" in %s: %d %s (%zu)\n", what, q, conv ? conv : "all", rc,
-            whisper_ctx_last_error(alice->ctx), whisper_page_count(*p));
+    fprintf(stderr, "%s \"%.40s\" in %s: %d %s (%zu; %zu waited)\n", what, q, conv ? conv : "all",
+            rc, whisper_ctx_last_error(alice->ctx), whisper_page_count(*p), waited);
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EINVAL || rc == WHISPER_ECORRUPT, "%s: %d", what, rc);
   FZ_ASSERT((rc == WHISPER_OK) == (*p != NULL), "%s: page and code disagree", what);
-  FZ_ASSERT(rc != WHISPER_OK || alice->fs.committed_writes == 0, "%s wrote", what);
+  if (rc == WHISPER_OK) { /* what waited is indexed: the index, and only it, changed */
+    FZ_ASSERT(waited || alice->fs.committed_writes == 0, "%s wrote", what);
+    FZ_ASSERT(waiting() == 0, "%s left %zu messages waiting", what, waiting());
+    for (size_t i = 0; i < alice->fs.ntouched; i++)
+      FZ_ASSERT(alice->fs.touched[i].kind == WHISPER_REC_SEARCH, "%s wrote a record of kind %d",
+                what, alice->fs.touched[i].kind);
+  }
   fz_call_end(alice, rc, what);
   return rc;
 }
@@ -314,15 +354,27 @@ static void query_case(const uint8_t *data, size_t size) {
 
 /* The fixed queries: OK or ECORRUPT; an OK page only holds messages that
  * hold the query, in the model's order (`strict`: a subsequence of the
- * model's list; else each checked on its own body). */
-static void fixed_queries(int strict) {
+ * model's list; else each checked on its own body). `want_rc` (if not 0
+ * or 1): the code each must give; 1: OK and each page exactly the model's. */
+static void fixed_queries(int strict, int want_rc) {
   static hitm want[MAX_ROWS];
   for (size_t k = 0; k < NQUERIES; k++) {
     query_model m;
     query_model_make(&m, QUERIES[k]);
     size_t nwant = model(&m, NULL, want), at = 0;
     whisper_page *p = NULL;
-    if (search(QUERIES[k], NULL, NULL, 8, &p, "fixed search") == WHISPER_OK) {
+    int rc = search(QUERIES[k], NULL, NULL, 8, &p, "fixed search");
+    FZ_ASSERT(want_rc == 0 || rc == (want_rc == 1 ? WHISPER_OK : want_rc),
+              "fixed search \"%s\" gave %d, wanted %d", QUERIES[k], rc, want_rc);
+    if (rc == WHISPER_OK && want_rc == 1) {
+      size_t n = whisper_page_count(p);
+      FZ_ASSERT(n == (nwant < 8 ? nwant : 8), "\"%s\": a page of %zu, the model finds %zu",
+                QUERIES[k], n, nwant);
+      for (size_t i = 0; i < n; i++)
+        FZ_ASSERT(same(whisper_page_get(p, i), &want[i]), "\"%s\": hit %zu is not the model's",
+                  QUERIES[k], i);
+    }
+    if (rc == WHISPER_OK) {
       for (size_t i = 0; i < whisper_page_count(p); i++) {
         const whisper_message_t *h = whisper_page_get(p, i);
         FZ_ASSERT(holds(&m, h->body, h->body_len), "hit %zu does not hold \"%s\"", i, QUERIES[k]);
@@ -353,15 +405,21 @@ static int keys_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t 
 
 static keys index_rows, history_rows;
 
+static void waiting_case(const uint8_t *data, size_t size);
+
 static void posting_case(const uint8_t *data, size_t size) {
   if (size < 3 + 24) return;
+  if (data[2] & 2) {
+    waiting_case(data, size);
+    return;
+  }
   const uint8_t *key = index_rows.k[data[1] % index_rows.n];
   uint8_t k[PKEY_LEN];
   memcpy(k, key, PKEY_LEN);
   if (data[2] & 1) memcpy(k + 16, data + 3, 24);
   whisper_buf *orig = fz_get(alice, WHISPER_REC_SEARCH, k, PKEY_LEN);
   fz_put_raw(alice, WHISPER_REC_SEARCH, k, PKEY_LEN, data + 27, size - 27);
-  fixed_queries(1);
+  fixed_queries(1, 0);
   if (orig) {
     fz_put_raw(alice, WHISPER_REC_SEARCH, k, PKEY_LEN, orig->data, orig->len);
   } else {
@@ -371,13 +429,114 @@ static void posting_case(const uint8_t *data, size_t size) {
   whisper_buf_free(orig);
 }
 
+/* --- waiting rows ------------------------------------------------------------------------- */
+
+typedef struct rowset {
+  uint8_t k[MAX_ROWS][PKEY_LEN];
+  whisper_buf *v[MAX_ROWS];
+  size_t n;
+} rowset;
+
+typedef struct take {
+  const uint8_t *msg;
+  rowset *out;
+} take;
+
+static int take_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *v, size_t n) {
+  take *t = arg;
+  if (key_len == PKEY_LEN && memcmp(key, WAIT_TERM, 16) != 0 && memcmp(key + 24, t->msg, 16) == 0 &&
+      t->out->n < MAX_ROWS) {
+    memcpy(t->out->k[t->out->n], key, PKEY_LEN);
+    t->out->v[t->out->n++] = whisper_buf_new(v, n);
+  }
+  return 0;
+}
+
+/* Takes the postings of the message with tag `msg` out of the index (kept
+ * in `saved` to be put back): as if it was not indexed yet. */
+static void take_postings(const uint8_t msg[16], rowset *saved) {
+  take t = {msg, saved};
+  saved->n = 0;
+  whisper_store *s = alice->fs.inner;
+  FZ_ASSERT(s->ops.scan(s->user, WHISPER_REC_SEARCH, NULL, 0, NULL, 0, 0, SIZE_MAX, take_fn, &t) ==
+                WHISPER_OK,
+            "scan");
+  for (size_t i = 0; i < saved->n; i++)
+    FZ_ASSERT(s->ops.del(s->user, WHISPER_REC_SEARCH, saved->k[i], PKEY_LEN) == WHISPER_OK, "del");
+}
+
+static void put_back(rowset *saved) {
+  for (size_t i = 0; i < saved->n; i++) {
+    fz_put_raw(alice, WHISPER_REC_SEARCH, saved->k[i], PKEY_LEN, saved->v[i]->data, saved->v[i]->len);
+    whisper_buf_free(saved->v[i]);
+  }
+  saved->n = 0;
+}
+
+static void be64(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+}
+
+/* Plants the waiting row `key` = value (remembering what was there). */
+static whisper_buf *plant_waiting(const uint8_t key[PKEY_LEN], const uint8_t *v, size_t n) {
+  whisper_buf *orig = fz_get(alice, WHISPER_REC_SEARCH, key, PKEY_LEN);
+  fz_put_raw(alice, WHISPER_REC_SEARCH, key, PKEY_LEN, v, n);
+  return orig;
+}
+
+static void unplant(const uint8_t key[PKEY_LEN], whisper_buf *orig) {
+  if (orig) {
+    fz_put_raw(alice, WHISPER_REC_SEARCH, key, PKEY_LEN, orig->data, orig->len);
+  } else {
+    whisper_store *s = alice->fs.inner;
+    FZ_ASSERT(s->ops.del(s->user, WHISPER_REC_SEARCH, key, PKEY_LEN) == WHISPER_OK, "del");
+  }
+  whisper_buf_free(orig);
+}
+
+static void waiting_case(const uint8_t *data, size_t size) {
+  static rowset saved;
+  size_t i = data[1] % NCORPUS;
+  uint8_t mode = data[2], key[PKEY_LEN], val[PVAL_LEN];
+  FZ_ASSERT(wh_history_tags(alice->ctx, CORPUS[i].conv, (const uint8_t *)CORPUS[i].id,
+                            strlen(CORPUS[i].id), val, key + 24) == WHISPER_OK,
+            "tags");
+  memset(key, 0, 16);
+  be64(key + 16, FZ_NOW + CORPUS[i].dt);
+  be64(val + 16, 100 + i); /* where history stored it (sent() may have moved it since) */
+  if (mode & 4) take_postings(key + 24, &saved);
+  if (mode & 1) memcpy(key + 16, data + 3, 24);
+  const uint8_t *v = mode & 8 ? data + 27 : val;
+  size_t vn = mode & 8 ? size - 27 : PVAL_LEN;
+  whisper_buf *orig = plant_waiting(key, v, vn);
+  FZ_ASSERT(waiting() == 1, "one waiting row");
+  int exact = !(mode & (1 | 8));
+  fixed_queries(1, vn != PVAL_LEN ? WHISPER_ECORRUPT : exact ? 1 : WHISPER_OK);
+  unplant(key, orig);
+  put_back(&saved);
+}
+
 static void entry_case(const uint8_t *data, size_t size) {
+  static rowset saved;
   if (size < 2) return;
   const uint8_t *k = history_rows.k[data[1] % history_rows.n];
   whisper_buf *orig = fz_get(alice, WHISPER_REC_HISTORY, k, HKEY_LEN);
   FZ_ASSERT(orig != NULL, "the history row to plant over is missing");
+  uint8_t wkey[PKEY_LEN];
+  whisper_buf *wait_orig = NULL;
+  if (data[0] & 4) { /* the message also waits to be indexed (with its postings, or not) */
+    Whisper__Store__HistoryEntry *e =
+        whisper__store__history_entry__unpack(NULL, orig->len, orig->data);
+    FZ_ASSERT(e != NULL, "entry");
+    memset(wkey, 0, 16);
+    be64(wkey + 16, e->timestamp);
+    memcpy(wkey + 24, k + 24, 16);
+    whisper__store__history_entry__free_unpacked(e, NULL);
+    if (data[0] & 8) take_postings(k + 24, &saved);
+    wait_orig = plant_waiting(wkey, k, PVAL_LEN);
+  }
   fz_put_raw(alice, WHISPER_REC_HISTORY, k, HKEY_LEN, data + 2, size - 2);
-  fixed_queries(0);
+  fixed_queries(0, 0);
   /* the rebuild is watched, and kept until the queries after it ran */
   fz_journal_begin(&alice->fs);
   fz_watch_begin(&alice->fs);
@@ -386,10 +545,15 @@ static void entry_case(const uint8_t *data, size_t size) {
   FZ_ASSERT(!alice->fs.outer->in_txn, "rebuild left a transaction open");
   FZ_ASSERT(rc == WHISPER_OK, "rebuild: %d (%s)", rc, whisper_ctx_last_error(alice->ctx));
   fz_watch_end(&alice->fs);
-  fixed_queries(1);
+  FZ_ASSERT(waiting() == 0, "the rebuild left messages waiting");
+  fixed_queries(1, 0);
   fz_journal_restore(&alice->fs);
   fz_put_raw(alice, WHISPER_REC_HISTORY, k, HKEY_LEN, orig->data, orig->len);
   whisper_buf_free(orig);
+  if (data[0] & 4) {
+    unplant(wkey, wait_orig);
+    put_back(&saved);
+  }
 }
 
 /* --- the scenario and the seeds -------------------------------------------------------------- */
@@ -406,6 +570,8 @@ static void setup_once(void) {
     if (CORPUS[i].out) {
       whisper_device_t to = {"bob", 1};
       FZ_ASSERT(whisper_history_add_outgoing(alice->ctx, &m, &to, 1) == WHISPER_OK, "outgoing");
+      /* indexed where it was stored: once sent, a hit finds it through its index */
+      FZ_ASSERT(whisper_search_prepare(alice->ctx) == WHISPER_OK, "prepare");
       if (CORPUS[i].sent)
         FZ_ASSERT(whisper_history_sent(alice->ctx, m.conversation, m.id, m.id_len, 1000 + i) ==
                       WHISPER_OK,
@@ -417,6 +583,7 @@ static void setup_once(void) {
       FZ_ASSERT(wh_finish(alice->ctx, WHISPER_OK) == WHISPER_OK, "commit");
     }
   }
+  FZ_ASSERT(whisper_search_prepare(alice->ctx) == WHISPER_OK && waiting() == 0, "prepare");
   whisper_store *s = alice->fs.inner;
   FZ_ASSERT(s->ops.scan(s->user, WHISPER_REC_SEARCH, NULL, 0, NULL, 0, 0, MAX_ROWS, keys_fn,
                         &index_rows) == WHISPER_OK && index_rows.n > 0,
@@ -470,6 +637,34 @@ static void write_seeds(const char *dir) {
     seed(dir, name, 2, buf, 26 + (i == 2 ? 5 : v->len));
     whisper_buf_free(v);
   }
+  /* waiting rows: the right one (a message received, one sent since: found
+   * through its index), without its postings, moved to another place, a
+   * short value, the right value given as bytes */
+  static const struct {
+    const char *name;
+    uint8_t msg, mode;
+  } ws[] = {{"waiting_right", 0, 2},       {"waiting_sent", 3, 2 | 4},
+            {"waiting_unindexed", 4, 2 | 4}, {"waiting_moved", 1, 2 | 1},
+            {"waiting_short", 2, 2 | 8},   {"waiting_bytes", 7, 2 | 4 | 8}};
+  for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+    size_t m = ws[i].msg, n = 26;
+    buf[0] = ws[i].msg;
+    buf[1] = ws[i].mode;
+    memcpy(buf + 2, index_rows.k[(i * 5) % index_rows.n] + 16, 24);
+    if (ws[i].mode & 8) {
+      if (i == 4) {
+        memcpy(buf + 26, "bad", 3);
+        n += 3;
+      } else {
+        FZ_ASSERT(wh_history_tags(alice->ctx, CORPUS[m].conv, (const uint8_t *)CORPUS[m].id,
+                                  strlen(CORPUS[m].id), buf + 26, buf + 60) == WHISPER_OK,
+                  "tags");
+        be64(buf + 42, 100 + m);
+        n += 24;
+      }
+    }
+    seed(dir, ws[i].name, 2, buf, n);
+  }
   /* history entries as they are, and one with another body */
   for (size_t i = 0; i < history_rows.n; i += 3) {
     whisper_buf *v = fz_get(alice, WHISPER_REC_HISTORY, history_rows.k[i], HKEY_LEN);
@@ -477,6 +672,12 @@ static void write_seeds(const char *dir) {
     memcpy(buf + 1, v->data, v->len);
     snprintf(name, sizeof name, "entry_%zu", i);
     seed(dir, name, 3, buf, 1 + v->len);
+    if (i == 6) { /* and waiting to be indexed, with and without its postings */
+      snprintf(name, sizeof name, "entry_%zu_waiting", i);
+      seed(dir, name, 3 | 4, buf, 1 + v->len);
+      snprintf(name, sizeof name, "entry_%zu_unindexed", i);
+      seed(dir, name, 3 | 4 | 8, buf, 1 + v->len);
+    }
     if (i == 3) {
       Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(NULL, v->len, v->data);
       FZ_ASSERT(e != NULL, "entry");

@@ -231,19 +231,35 @@ struct whisper_page *wh_page_new(void);
 int wh_page_add(whisper_ctx *ctx, struct whisper_page *p, const uint8_t *entry, size_t len);
 
 /* The search index (protocol/search.c), in the caller's transaction.
- * add puts the words of `text` (the message's text: today its body) as
- * the message `m` in history (its conversation, id, sort key and
- * timestamp_ms: where history keeps it now and its time); remove takes
- * them out again (it reads the conversation, id and timestamp_ms), for a
- * message whose text changes (remove the old, add the new) or that is
- * deleted. A posting left behind is harmless: a search reads each hit's
- * entry and skips it unless the entry is there, has that time and holds
- * the words. forget removes the words of the entry stored under history
- * key `hkey` (40 bytes), if there is one, before it is deleted. */
+ * add queues the message `m` in history (its conversation, id, sort key
+ * and timestamp_ms: where history keeps it now and its time) to be
+ * indexed: one waiting row; its words are read from history (the entry's
+ * body, as it is then) when the index catches up. `text` is the message's
+ * text (today its body): a message without any is not queued. remove
+ * takes the postings of `text` out (those that are there: a message not
+ * indexed yet has none) and the message's waiting row (it reads the
+ * conversation, id and timestamp_ms), for a message whose text changes
+ * (remove the old, add the new) or that is deleted. A posting left behind
+ * is harmless: a search reads each hit's entry and skips it unless the
+ * entry is there, has that time and holds the words. forget removes the
+ * words of the entry stored under history key `hkey` (40 bytes), if there
+ * is one, and its waiting row, before it is deleted. */
 int wh_search_add(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
                   size_t len);
+/* add for history, which has the message's key at hand (40 bytes: where
+ * it keeps it now) and its time; the caller checks that there is text. */
+int wh_search_queue(whisper_ctx *ctx, const uint8_t hkey[40], uint64_t timestamp_ms);
 int wh_search_remove(whisper_ctx *ctx, const struct whisper_message_t *m, const uint8_t *text,
                      size_t len);
 int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[40]);
+/* A history that starts now (its salt just made, in the caller's
+ * transaction): marks the search index complete, as nothing older waits. */
+int wh_search_fresh(whisper_ctx *ctx);
+/* Indexes up to `max` waiting messages (the newest first) in a transaction
+ * of its own, if older history is indexed already (else nothing: that is
+ * whisper_search_prepare()'s); *more is set when some still wait. For the
+ * client engine's idle ticks. Returns WHISPER_OK or an error of
+ * whisper_search_prepare() (then nothing changed). */
+int wh_search_index_some(whisper_ctx *ctx, size_t max, int *more);
 
 #endif

@@ -77,7 +77,9 @@ static int history_salt(whisper_ctx *ctx, uint8_t salt[TAG_LEN]) {
   if (rc != WHISPER_ENOTFOUND) return rc;
   if (wh_random(&ctx->rng, salt, TAG_LEN) != 0)
     return wh_fail(ctx, WHISPER_ERANDOM, "the random number generator failed");
-  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), salt, TAG_LEN);
+  rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_SALT, strlen(META_SALT), salt, TAG_LEN);
+  /* no history without a salt: none older than the search index to index */
+  return rc == WHISPER_OK ? wh_search_fresh(ctx) : rc;
 }
 
 /* The tags of (conversation, id); the conversation's is kept in the
@@ -334,9 +336,11 @@ int wh_history_outgoing_put(whisper_ctx *ctx, const whisper_message_t *m,
     e.outbox_seq = seq;
     rc = entry_store(ctx, &t, &e, hkey);
   }
-  /* its words (search.c), then what another device of this account did
-   * to it before it came (an edit changes the words again) */
-  if (rc == WHISPER_OK && !(x && x->hidden)) rc = wh_search_add(ctx, m, m->body, m->body_len);
+  /* queued for the search index (search.c: one row, indexed later), then
+   * what another device of this account did to it before it came (an
+   * edit queues it again) */
+  if (rc == WHISPER_OK && !(x && x->hidden) && m->body_len)
+    rc = wh_search_queue(ctx, hkey, m->timestamp_ms);
   if (rc == WHISPER_OK && !(x && x->hidden))
     rc = pending_run(ctx, m->conversation, NULL, m->id, m->id_len, hkey);
   if (rc == WHISPER_OK) {
@@ -388,7 +392,8 @@ static int incoming_add(whisper_ctx *ctx, void *arg, const whisper_buf *pt) {
   incoming_entry(&e, in->meta, in->sender, in->device_id, pt->data, pt->len);
   history_key(hkey, in->t, in->meta->sort_key);
   int rc = wh_add_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e.base);
-  if (rc == WHISPER_OK) rc = wh_search_add(ctx, in->meta, pt->data, pt->len); /* search.c */
+  if (rc == WHISPER_OK) /* queued for the index (search.c) */
+    rc = pt->len ? wh_search_queue(ctx, hkey, in->meta->timestamp_ms) : WHISPER_OK;
   if (rc != WHISPER_EDUPLICATE) return rc;
   in->taken = 1;
   return dup_stored(ctx);
@@ -971,7 +976,8 @@ static int op_on(whisper_ctx *ctx, Whisper__Store__HistoryEntry *e, const wh_his
 static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Store__HistoryEntry *e,
                     const wh_history_op *op) {
   int changed = 0;
-  /* an edit or delete changes the words search finds: the old ones out */
+  /* an edit or delete changes the words search finds: the old ones out
+   * (if indexed yet), and an edit queued again (its new text indexed later) */
   whisper_buf *old = NULL;
   if ((op->kind == WH_OP_EDIT || op->kind == WH_OP_DELETE) &&
       (old = whisper_buf_new(e->body.data, e->body.len)) == NULL) {
@@ -984,7 +990,8 @@ static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Sto
     whisper_message_t m = {.conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
                            .sort_key = e->sort_key, .timestamp_ms = e->timestamp};
     rc = wh_search_remove(ctx, &m, old->data, old->len);
-    if (rc == WHISPER_OK && op->kind == WH_OP_EDIT) rc = wh_search_add(ctx, &m, e->body.data, e->body.len);
+    if (rc == WHISPER_OK && op->kind == WH_OP_EDIT && e->body.len)
+      rc = wh_search_queue(ctx, hkey, e->timestamp);
   }
   whisper_buf_free(old);
   whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
@@ -1136,7 +1143,7 @@ int wh_history_incoming_put_ex(whisper_ctx *ctx, const whisper_message_t *meta, 
   incoming_entry(&e, meta, sender, device_id, pt, pt_len);
   entry_extra(&e, &q, x);
   rc = entry_store(ctx, &t, &e, hkey);
-  if (rc == WHISPER_OK) rc = wh_search_add(ctx, meta, pt, pt_len); /* its words (search.c) */
+  if (rc == WHISPER_OK && pt_len) rc = wh_search_queue(ctx, hkey, meta->timestamp_ms); /* search.c */
   /* without content (a placeholder, a notice, the decrypt-and-store API):
    * nothing acts on it */
   if (x == NULL) return rc;

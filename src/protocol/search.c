@@ -8,15 +8,28 @@
  *   SEARCH key        = term tag (16) || timestamp_ms (8, BE) || message tag (16)
  *   SEARCH value      = conversation tag (16) || sort key (8, BE): where history
  *                       kept the message when it was indexed
+ *   waiting row       = a SEARCH row under the reserved term of 16 zero bytes:
+ *                       a message stored but not indexed yet (its key and value
+ *                       as a posting's, the value where history kept it then)
  *   META search_index = 0x01 once every message of history is indexed
+ *
+ * Indexing is deferred. Storing a message (wh_search_add(), in history's
+ * transaction) writes one waiting row, appended in time order: nothing is
+ * lost on a crash, and a burst of messages pays one row each, not one per
+ * word at random places of the b-tree. The index catches up (catch_up())
+ * before every search, in whisper_search_prepare() (an app's idle time) and
+ * in wh_search_index_some() (the client engine, a few at a time): each
+ * waiting message's entry is read from history as it is then (found where
+ * the row says, else through the message index: an outgoing message that
+ * whisper_history_sent() moved), its postings written, its row deleted; an
+ * entry that is gone, hidden (an operation) or deleted is not indexed.
  *
  * A message has one posting per distinct token (fold.h) and one under its
  * conversation's term, so a search in one conversation is one more term
  * of the intersection. The message tag is history's (make_tags), so a hit
- * finds its entry at (conversation tag, sort key, message tag); an
- * outgoing message that whisper_history_sent() moved is found through its
- * message index. Nothing in a key is a word or an unkeyed hash of one; the
- * store seals the values.
+ * finds its entry at (conversation tag, sort key, message tag), or through
+ * the message index. Nothing in a key is a word or an unkeyed hash of one;
+ * the store seals the values.
  *
  * A search intersects the postings of up to LOOKUP_MAX of the query's
  * terms (their rows are in the same descending order, so a leapfrog join:
@@ -27,6 +40,7 @@
  * changed without its postings) are so harmless.
  */
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,8 +59,11 @@
 #define BUILD_CHUNK 128            /* history rows read at a time when indexing them all */
 #define SEEK_MIN 4                 /* postings read at a time by a seek: it adapts */
 #define SEEK_MAX 256
+#define CATCHUP_TXN 8192           /* waiting messages indexed per transaction by prepare() */
+#define BATCH_MAX 65536            /* postings sorted and written at a time (64 B each) */
 
 static const char META_INDEX[] = "search_index";
+static const uint8_t WAIT_TERM[TAG_LEN]; /* the reserved term of waiting rows: zeros */
 static const char KEY_INFO[] = "whisper search v1";
 
 static void be64(uint8_t out[8], uint64_t v) {
@@ -132,12 +149,58 @@ static void tagset_unique(tagset *s) {
 
 /* --- postings ---------------------------------------------------------------------------- */
 
+/* Postings on their way in, sorted by key before they are written, so
+ * that those that share a term (and, as time goes on, its last page of
+ * the store's b-tree) go in together: the index catching up on many
+ * messages writes each page it touches once, not once per message. */
+typedef struct batch {
+  uint8_t (*row)[PKEY_LEN + PVAL_LEN];
+  size_t n, cap;
+} batch;
+
+static int row_cmp(const void *a, const void *b) { return memcmp(a, b, PKEY_LEN); }
+
+static int batch_flush(whisper_ctx *ctx, batch *b) {
+  int rc = WHISPER_OK;
+  if (b->n > 1) qsort(b->row, b->n, sizeof *b->row, row_cmp);
+  for (size_t i = 0; i < b->n && rc == WHISPER_OK; i++)
+    rc = wh_put(ctx, WHISPER_REC_SEARCH, b->row[i], PKEY_LEN, b->row[i] + PKEY_LEN, PVAL_LEN);
+  b->n = 0;
+  return rc;
+}
+
+static int batch_add(whisper_ctx *ctx, batch *b, const uint8_t key[PKEY_LEN],
+                     const uint8_t val[PVAL_LEN]) {
+  if (b->n == b->cap) {
+    if (b->cap == BATCH_MAX) {
+      int rc = batch_flush(ctx, b);
+      if (rc != WHISPER_OK) return rc;
+    } else {
+      size_t cap = b->cap ? b->cap * 2 : 1024;
+      if (cap > BATCH_MAX) cap = BATCH_MAX;
+      uint8_t(*r)[PKEY_LEN + PVAL_LEN] = realloc(b->row, cap * sizeof *r);
+      if (r == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+      b->row = r;
+      b->cap = cap;
+    }
+  }
+  memcpy(b->row[b->n], key, PKEY_LEN);
+  memcpy(b->row[b->n++] + PKEY_LEN, val, PVAL_LEN);
+  return WHISPER_OK;
+}
+
+static void batch_free(batch *b) {
+  free(b->row);
+  memset(b, 0, sizeof *b);
+}
+
 /* Puts (add) or deletes the postings of a text: the message with tag
- * `msg` at (conv_tag, sort_key), time `ts`, in conversation `conv`. */
+ * `msg` at (conv_tag, sort_key), time `ts`, in conversation `conv`. Those
+ * added go into `b` if it is not NULL (the caller flushes it). */
 static int postings(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
                     const uint8_t conv_tag[TAG_LEN], const uint8_t msg[TAG_LEN],
                     uint64_t sort_key, uint64_t ts, const char *conv, const uint8_t *text,
-                    size_t len, int add) {
+                    size_t len, int add, batch *b) {
   tagset s = {keyed, NULL, 0, 0, WHISPER_OK};
   wh_fold_tokens(text, len, tagset_token, &s);
   if (s.rc != WHISPER_OK) {
@@ -163,8 +226,9 @@ static int postings(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
   int rc = WHISPER_OK;
   for (size_t i = 0; i < s.n && rc == WHISPER_OK; i++) {
     memcpy(key, s.tags[i], TAG_LEN);
-    rc = add ? wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, val, sizeof val)
-             : wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key);
+    rc = !add ? wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key)
+         : b  ? batch_add(ctx, b, key, val)
+              : wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, val, sizeof val);
   }
   free(s.tags);
   return rc;
@@ -179,57 +243,126 @@ static int check_doc(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
   return WHISPER_OK;
 }
 
-static int doc_op(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text, size_t len,
-                  int add) {
-  uint8_t conv_tag[TAG_LEN], msg[TAG_LEN];
+/* The waiting row's key of the message with tag `msg` and time `ts`. */
+static void wait_key(uint8_t key[PKEY_LEN], uint64_t ts, const uint8_t msg[TAG_LEN]) {
+  memcpy(key, WAIT_TERM, TAG_LEN);
+  be64(key + TAG_LEN, ts);
+  memcpy(key + TAG_LEN + 8, msg, TAG_LEN);
+}
+
+/* A message is stored (or its text changed): one waiting row, so that the
+ * index catches up on it. The text itself is read again from history then
+ * (it is the entry's body); here only whether there is any. */
+int wh_search_queue(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], uint64_t ts) {
+  uint8_t key[PKEY_LEN];
+  wait_key(key, ts, hkey + PVAL_LEN);
+  return wh_put(ctx, WHISPER_REC_SEARCH, key, sizeof key, hkey, PVAL_LEN);
+}
+
+int wh_search_add(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text, size_t len) {
+  uint8_t hkey[HKEY_LEN];
+  int rc = check_doc(ctx, m, text, len);
+  if (rc == WHISPER_OK) rc = need_scan(ctx);
+  if (rc != WHISPER_OK || len == 0) return rc; /* no text: nothing to find it by */
+  rc = wh_history_tags(ctx, m->conversation, m->id, m->id_len, hkey, hkey + PVAL_LEN);
+  if (rc != WHISPER_OK) return rc;
+  be64(hkey + TAG_LEN, m->sort_key);
+  return wh_search_queue(ctx, hkey, m->timestamp_ms);
+}
+
+/* The postings of `text` out (those that are there: a message not indexed
+ * yet has none), and the message's waiting row. */
+int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text,
+                     size_t len) {
+  uint8_t conv_tag[TAG_LEN], msg[TAG_LEN], key[PKEY_LEN];
   crypto_auth_hmacsha256_state keyed;
   int rc = check_doc(ctx, m, text, len);
   if (rc == WHISPER_OK) rc = need_scan(ctx);
   if (rc == WHISPER_OK) rc = wh_history_tags(ctx, m->conversation, m->id, m->id_len, conv_tag, msg);
-  if (rc == WHISPER_OK) rc = search_mac(ctx, &keyed);
   if (rc != WHISPER_OK) return rc;
+  wait_key(key, m->timestamp_ms, msg);
+  if ((rc = wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key)) != WHISPER_OK) return rc;
+  if ((rc = search_mac(ctx, &keyed)) != WHISPER_OK) return rc;
   rc = postings(ctx, &keyed, conv_tag, msg, m->sort_key, m->timestamp_ms, m->conversation, text,
-                len, add);
+                len, 0, NULL);
   wh_wipe(&keyed, sizeof keyed);
   return rc;
 }
 
-int wh_search_add(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text, size_t len) {
-  return doc_op(ctx, m, text, len, 1);
-}
-
-int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text,
-                     size_t len) {
-  return doc_op(ctx, m, text, len, 0);
-}
-
-/* The postings of a stored history row (key, entry bytes): add or remove.
- * An entry that does not decode has none (it could not be found anyway),
- * nor has a hidden one (an operation on another message, never shown). */
-static int row_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
-                  const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, int add) {
-  Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, n, v);
-  int rc = WHISPER_OK;
+/* The postings of a stored history entry (at key hkey): add or remove.
+ * Added only for a message that shows text: not for an entry that does not
+ * decode (it could not be found anyway), nor a hidden one (an operation),
+ * nor one deleted for everyone. */
+static int entry_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+                    const uint8_t hkey[HKEY_LEN], const Whisper__Store__HistoryEntry *e, int add,
+                    batch *b) {
   uint64_t sort_key = 0; /* where the row is */
   for (int i = 0; i < 8; i++) sort_key = sort_key << 8 | hkey[TAG_LEN + i];
-  if (e && e->conversation && e->conversation[0] && !e->hidden)
-    rc = postings(ctx, keyed, hkey, hkey + TAG_LEN + 8, sort_key, e->timestamp, e->conversation,
-                  e->body.data, e->body.len, add);
+  if (e == NULL || e->conversation == NULL || e->conversation[0] == 0 ||
+      (add && (e->hidden || e->deleted)))
+    return WHISPER_OK;
+  return postings(ctx, keyed, hkey, hkey + TAG_LEN + 8, sort_key, e->timestamp, e->conversation,
+                  e->body.data, e->body.len, add, b);
+}
+
+/* The postings of the entry bytes (v, n) at hkey into `b`. */
+static int row_add(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+                   const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, batch *b) {
+  Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, n, v);
+  int rc = entry_op(ctx, keyed, hkey, e, 1, b);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
 }
 
+/* The entry at hkey is about to go: its postings out, and its waiting row. */
 int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN]) {
   whisper_buf *b = NULL;
   crypto_auth_hmacsha256_state keyed;
   int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__HistoryEntry *e =
+      whisper__store__history_entry__unpack(&wh_pb_alloc, b->len, b->data);
+  whisper_buf_free(b);
+  if (e == NULL) return WHISPER_OK; /* nothing known to remove (a waiting row finds it gone) */
+  uint8_t key[PKEY_LEN];
+  wait_key(key, e->timestamp, hkey + TAG_LEN + 8);
+  rc = wh_del(ctx, WHISPER_REC_SEARCH, key, sizeof key);
   if (rc == WHISPER_OK) rc = search_mac(ctx, &keyed);
   if (rc == WHISPER_OK) {
-    rc = row_op(ctx, &keyed, hkey, b->data, b->len, 0);
+    rc = entry_op(ctx, &keyed, hkey, e, 0, NULL);
     wh_wipe(&keyed, sizeof keyed);
   }
-  whisper_buf_free(b);
+  whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  return rc;
+}
+
+/* Where the message with tag `msg` is: first at `place` (conversation tag
+ * || sort key: where it was when its row was written), else through the
+ * message index (an outgoing message that sent() moved). WHISPER_OK (its
+ * key in hkey, its entry's bytes in *b), WHISPER_ENOTFOUND (gone), or an
+ * error. */
+static int locate(whisper_ctx *ctx, const uint8_t place[PVAL_LEN], const uint8_t msg[TAG_LEN],
+                  uint8_t hkey[HKEY_LEN], whisper_buf **b) {
+  memcpy(hkey, place, PVAL_LEN);
+  memcpy(hkey + PVAL_LEN, msg, TAG_LEN);
+  *b = NULL;
+  int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, b);
+  if (rc != WHISPER_ENOTFOUND) return rc;
+  whisper_buf *rb = NULL;
+  rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, msg, TAG_LEN, &rb);
+  if (rc != WHISPER_OK) return rc;
+  Whisper__Store__HistoryRef *r =
+      whisper__store__history_ref__unpack(&wh_pb_alloc, rb->len, rb->data);
+  whisper_buf_free(rb);
+  if (r && r->history_key.len == HKEY_LEN &&
+      memcmp(r->history_key.data + PVAL_LEN, msg, TAG_LEN) == 0) {
+    memcpy(hkey, r->history_key.data, HKEY_LEN);
+    rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, b);
+  } else {
+    rc = WHISPER_ENOTFOUND; /* a ref that does not lead here: not this message */
+  }
+  if (r) whisper__store__history_ref__free_unpacked(r, &wh_pb_alloc);
   return rc;
 }
 
@@ -269,17 +402,19 @@ static void rows_free(rows *rs) {
   rs->n = 0;
 }
 
-/* Walks every row of an ordered kind in key order, BUILD_CHUNK at a time
- * (a store may not be written while it scans), calling fn on each chunk. */
-static int walk(whisper_ctx *ctx, int kind, rows *rs,
+/* Walks every row of an ordered kind (under `prefix`) in key order,
+ * BUILD_CHUNK at a time (a store may not be written while it scans),
+ * calling fn on each chunk. */
+static int walk(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t prefix_len, rows *rs,
                 int (*fn)(whisper_ctx *, rows *, void *), void *arg) {
   whisper_buf *bound = NULL;
   int rc = WHISPER_OK, more = 1;
   while (rc == WHISPER_OK && more) {
     rs->n = 0;
     rs->rc = WHISPER_OK;
-    rc = ctx->store->ops.scan(ctx->store->user, kind, NULL, 0, bound ? bound->data : NULL,
-                              bound ? bound->len : 0, 0, BUILD_CHUNK, rows_fn, rs);
+    rc = ctx->store->ops.scan(ctx->store->user, kind, prefix, prefix_len,
+                              bound ? bound->data : NULL, bound ? bound->len : 0, 0, BUILD_CHUNK,
+                              rows_fn, rs);
     if (rc == WHISPER_OK) rc = rs->rc;
     if (rc != WHISPER_OK)
       rc = wh_fail(ctx, rc, "search: reading the store failed (%s)", whisper_strerror(rc));
@@ -296,11 +431,19 @@ static int walk(whisper_ctx *ctx, int kind, rows *rs,
   return rc;
 }
 
+/* What indexes rows: the search key, and the postings on their way in. */
+typedef struct indexer {
+  crypto_auth_hmacsha256_state keyed;
+  batch b;
+} indexer;
+
 static int index_rows(whisper_ctx *ctx, rows *rs, void *arg) {
+  indexer *ix = arg;
   int rc = WHISPER_OK;
   for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++)
     if (rs->r[i].key->len == HKEY_LEN) /* (not a key history makes: nothing to index) */
-      rc = row_op(ctx, arg, rs->r[i].key->data, rs->r[i].value->data, rs->r[i].value->len, 1);
+      rc = row_add(ctx, &ix->keyed, rs->r[i].key->data, rs->r[i].value->data, rs->r[i].value->len,
+                   &ix->b);
   return rc;
 }
 
@@ -312,19 +455,28 @@ static int drop_rows(whisper_ctx *ctx, rows *rs, void *arg) {
   return rc;
 }
 
-/* Indexes every history row, then marks the index complete. */
+/* Indexes every history row, then marks the index complete: nothing waits
+ * any more. */
 static int index_all(whisper_ctx *ctx) {
-  crypto_auth_hmacsha256_state keyed;
   rows *rs = calloc(1, sizeof *rs);
-  if (rs == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
-  int rc = search_mac(ctx, &keyed);
-  if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_HISTORY, rs, index_rows, &keyed);
-  static const uint8_t done = 1;
-  if (rc == WHISPER_OK)
-    rc = wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_INDEX, strlen(META_INDEX), &done, 1);
-  wh_wipe(&keyed, sizeof keyed);
+  indexer *ix = calloc(1, sizeof *ix);
+  int rc = rs && ix ? search_mac(ctx, &ix->keyed) : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_HISTORY, NULL, 0, rs, index_rows, ix);
+  if (rc == WHISPER_OK) rc = batch_flush(ctx, &ix->b);
+  if (rc == WHISPER_OK) rc = walk(ctx, WHISPER_REC_SEARCH, WAIT_TERM, TAG_LEN, rs, drop_rows, NULL);
+  if (rc == WHISPER_OK) rc = wh_search_fresh(ctx); /* (the mark is the same) */
+  if (ix) {
+    batch_free(&ix->b);
+    wh_wipe(ix, sizeof *ix);
+  }
+  free(ix);
   free(rs);
   return rc;
+}
+
+int wh_search_fresh(whisper_ctx *ctx) {
+  static const uint8_t done = 1;
+  return wh_put(ctx, WHISPER_REC_META, (const uint8_t *)META_INDEX, strlen(META_INDEX), &done, 1);
 }
 
 /* 1 if the index is marked complete, 0 if not, else an error. */
@@ -336,14 +488,101 @@ static int index_done(whisper_ctx *ctx) {
   return rc == WHISPER_OK ? 1 : rc;
 }
 
+/* --- catching up: the waiting rows ------------------------------------------------------------ */
+
+/* Indexes the message of one waiting row as history keeps it now (its
+ * postings into ix's batch), then deletes the row. */
+static int wait_one(whisper_ctx *ctx, indexer *ix, const row *w) {
+  if (w->key->len != PKEY_LEN || w->value->len != PVAL_LEN)
+    return wh_fail(ctx, WHISPER_ECORRUPT, "search: an index row is corrupt");
+  uint8_t hkey[HKEY_LEN];
+  whisper_buf *b = NULL;
+  int rc = locate(ctx, w->value->data, w->key->data + TAG_LEN + 8, hkey, &b);
+  if (rc == WHISPER_OK) rc = row_add(ctx, &ix->keyed, hkey, b->data, b->len, &ix->b);
+  else if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK; /* gone: nothing to index */
+  whisper_buf_free(b);
+  if (rc == WHISPER_OK) rc = wh_del(ctx, WHISPER_REC_SEARCH, w->key->data, PKEY_LEN);
+  return rc;
+}
+
+/* Indexes up to `max` waiting messages, newest first, in the caller's
+ * transaction; *more (if not NULL) tells whether any still wait. */
+static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
+  whisper_buf *bound = NULL;
+  int rc = WHISPER_OK, keyed = 0;
+  size_t done = 0;
+  if (more) *more = 0;
+  rows *rs = calloc(1, sizeof *rs);
+  indexer *ix = calloc(1, sizeof *ix);
+  if (rs == NULL || ix == NULL) rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  while (rc == WHISPER_OK) {
+    size_t want = max - done;
+    int peek = want == 0; /* all done that may be: does any still wait? */
+    if (peek) want = 1;
+    else if (want > BUILD_CHUNK) want = BUILD_CHUNK;
+    rs->n = 0;
+    rs->rc = WHISPER_OK;
+    rc = ctx->store->ops.scan(ctx->store->user, WHISPER_REC_SEARCH, WAIT_TERM, TAG_LEN,
+                              bound ? bound->data : NULL, bound ? bound->len : 0, 1, want, rows_fn,
+                              rs);
+    if (rc == WHISPER_OK) rc = rs->rc;
+    if (rc != WHISPER_OK) {
+      rc = wh_fail(ctx, rc, "search: reading the index failed (%s)", whisper_strerror(rc));
+      break;
+    }
+    if (peek) {
+      if (more) *more = rs->n > 0;
+      break;
+    }
+    if (rs->n && !keyed) keyed = (rc = search_mac(ctx, &ix->keyed)) == WHISPER_OK;
+    for (size_t i = 0; i < rs->n && rc == WHISPER_OK; i++) rc = wait_one(ctx, ix, &rs->r[i]);
+    done += rs->n;
+    if (rs->n < want) break; /* none below */
+    whisper_buf_free(bound); /* the next chunk starts below the last row */
+    bound = rs->r[rs->n - 1].key;
+    rs->r[rs->n - 1].key = NULL;
+    rows_free(rs);
+  }
+  if (rc == WHISPER_OK && ix->b.n) rc = batch_flush(ctx, &ix->b);
+  if (rs) rows_free(rs);
+  free(rs);
+  if (ix) {
+    batch_free(&ix->b);
+    wh_wipe(ix, sizeof *ix);
+  }
+  free(ix);
+  whisper_buf_free(bound);
+  return rc;
+}
+
+/* One transaction: older history indexed if it is not yet (`migrate`;
+ * else nothing is done until it is), then up to `max` waiting messages. */
+static int prepare_step(whisper_ctx *ctx, size_t max, int migrate, int *more) {
+  *more = 0;
+  int rc = wh_begin(ctx);
+  if (rc != WHISPER_OK) return rc;
+  int done = index_done(ctx);
+  rc = done < 0 ? done : WHISPER_OK;
+  if (rc == WHISPER_OK && !done && migrate) {
+    rc = index_all(ctx);
+    done = 1;
+  }
+  if (rc == WHISPER_OK && done) rc = catch_up(ctx, max, more);
+  rc = wh_finish(ctx, rc);
+  if (rc != WHISPER_OK) *more = 0;
+  return rc;
+}
+
+int wh_search_index_some(whisper_ctx *ctx, size_t max, int *more) {
+  *more = 0;
+  int rc = need_scan(ctx);
+  return rc == WHISPER_OK ? prepare_step(ctx, max, 0, more) : rc;
+}
+
 int whisper_search_prepare(whisper_ctx *ctx) {
   if (ctx == NULL) return WHISPER_EINVAL;
-  int rc = need_scan(ctx);
-  if (rc != WHISPER_OK) return rc;
-  if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
-  rc = index_done(ctx);
-  if (rc == 0) rc = index_all(ctx);
-  rc = wh_finish(ctx, rc == 1 ? WHISPER_OK : rc);
+  int rc = need_scan(ctx), more = 1;
+  while (rc == WHISPER_OK && more) rc = prepare_step(ctx, CATCHUP_TXN, 1, &more);
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
@@ -357,7 +596,7 @@ int whisper_search_rebuild(whisper_ctx *ctx) {
     free(rs);
     return rc;
   }
-  rc = walk(ctx, WHISPER_REC_SEARCH, rs, drop_rows, NULL);
+  rc = walk(ctx, WHISPER_REC_SEARCH, NULL, 0, rs, drop_rows, NULL);
   free(rs);
   if (rc == WHISPER_OK) rc = index_all(ctx);
   rc = wh_finish(ctx, rc);
@@ -548,22 +787,7 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
                const uint8_t sfx[SFX_LEN], const uint8_t val[PVAL_LEN], whisper_page *page) {
   uint8_t hkey[HKEY_LEN];
   whisper_buf *b = NULL;
-  memcpy(hkey, val, PVAL_LEN);
-  memcpy(hkey + PVAL_LEN, sfx + 8, TAG_LEN);
-  int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
-  if (rc == WHISPER_ENOTFOUND) { /* moved (an outgoing message, sent): its index knows */
-    rc = wh_get(ctx, WHISPER_REC_MESSAGE_INDEX, sfx + 8, TAG_LEN, &b);
-    Whisper__Store__HistoryRef *r = NULL;
-    if (rc == WHISPER_OK) r = whisper__store__history_ref__unpack(&wh_pb_alloc, b->len, b->data);
-    whisper_buf_free(b);
-    b = NULL;
-    if (r && r->history_key.len == HKEY_LEN &&
-        memcmp(r->history_key.data + PVAL_LEN, sfx + 8, TAG_LEN) == 0)
-      rc = wh_get(ctx, WHISPER_REC_HISTORY, r->history_key.data, HKEY_LEN, &b);
-    else if (rc == WHISPER_OK)
-      rc = WHISPER_ENOTFOUND; /* a ref that does not lead here: not this message */
-    if (r) whisper__store__history_ref__free_unpacked(r, &wh_pb_alloc);
-  }
+  int rc = locate(ctx, val, sfx + 8, hkey, &b);
   if (rc == WHISPER_ENOTFOUND) return 0; /* gone: a stale posting */
   if (rc != WHISPER_OK) return rc;
   Whisper__Store__HistoryEntry *e =
@@ -571,7 +795,7 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
   int keep = 0;
   uint64_t ts = 0;
   for (int i = 0; i < 8; i++) ts = ts << 8 | sfx[i];
-  if (e && e->timestamp == ts && e->conversation && !e->hidden &&
+  if (e && e->timestamp == ts && e->conversation && !e->hidden && !e->deleted &&
       (conversation == NULL || strcmp(e->conversation, conversation) == 0))
     keep = text_matches(q, e->body.data, e->body.len);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
@@ -700,13 +924,17 @@ int whisper_search(whisper_ctx *ctx, const char *query_text, const char *convers
   query *q = calloc(1, sizeof *q);
   if (q == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   rc = check_query(ctx, query_text, conversation, after, limit, q);
-  if (rc == WHISPER_OK) rc = whisper_search_prepare(ctx);
+  int more = 0; /* older history indexed once (its own transaction, kept) */
+  if (rc == WHISPER_OK) rc = prepare_step(ctx, 0, 1, &more);
   whisper_page *page = NULL;
   if (rc == WHISPER_OK && (page = wh_page_new()) == NULL)
     rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   if (rc == WHISPER_OK && (rc = wh_begin(ctx)) == WHISPER_OK) {
-    rc = search_in_txn(ctx, q, conversation, after, limit, page);
-    rc = wh_finish(ctx, rc); /* read-only; the salt may have been made */
+    /* what waits is indexed in the search's own transaction: a search
+     * that fails changes nothing */
+    rc = catch_up(ctx, SIZE_MAX, NULL);
+    if (rc == WHISPER_OK) rc = search_in_txn(ctx, q, conversation, after, limit, page);
+    rc = wh_finish(ctx, rc); /* the salt may have been made too */
   }
   wh_wipe(q, sizeof *q);
   free(q);

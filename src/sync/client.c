@@ -258,7 +258,7 @@ static void connection_reset(whisper_client *c) {
     c->reqs = r->next;
     req_free(r);
   }
-  c->connected = c->logged_in = c->close_wanted = 0;
+  c->connected = c->logged_in = c->close_wanted = c->caught_up = 0;
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
@@ -520,9 +520,14 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
       break;
     case WHISPER__SYNC__FRAME__BODY_DELIVER:
       if (c->logged_in) rc = sy_deliver(c, f->deliver, 0);
+      if (c->caught_up && !c->index_at) c->index_at = now_ms + SY_INDEX_GAP_MS; /* (tick) */
       break;
     case WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY:
       if (c->logged_in) {
+        /* the backlog is in: what it stored is indexed for search on the
+         * next ticks, a few messages at a time */
+        c->caught_up = 1;
+        c->index_at = now_ms + SY_INDEX_GAP_MS;
         sy_event *e = sy_event_new(c, WHISPER_EV_CAUGHT_UP);
         if (e) e->ev.server_seq = f->queue_empty->last_seq;
         sy_event_push(c, e);
@@ -580,6 +585,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c->unlisted_at && c->unlisted_at < d) d = c->unlisted_at;
   uint64_t t = sy_typing_deadline(c);
   if (t < d) d = t;
+  if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
   return d;
 }
 
@@ -612,6 +618,14 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c->unlisted_at && now_ms >= c->unlisted_at) { /* their lists are asked for again */
     c->unlisted_at = 0;
     sy_names_free(&c->unlisted);
+  }
+  if (c->caught_up && c->index_at && now_ms >= c->index_at) {
+    /* a few messages indexed for search, the next few a moment later (the
+     * app's loop reads the network in between); a failure stops it until
+     * more comes: whisper_search() reports it */
+    int more = 0;
+    int rc = wh_search_index_some(c->ctx, SY_INDEX_BATCH, &more);
+    c->index_at = rc == WHISPER_OK && more ? now_ms + SY_INDEX_GAP_MS : 0;
   }
   sy_pump(c);
 }

@@ -54,6 +54,8 @@
 #define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
                                 * (a mailbox holds 100000 entries, 256 pushed unacked) */
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
+#define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
+#define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -261,6 +263,9 @@ struct whisper_client {
 
   /* the connection */
   int connected, logged_in, close_wanted;
+  int caught_up;           /* the mailbox's backlog has arrived (QueueEmpty) on this connection */
+  uint64_t index_at;       /* messages may wait for the search index: a tick then indexes
+                            * some (0: none waits) */
   int link_mode;
   uint64_t next_connect_at;
   unsigned attempts;

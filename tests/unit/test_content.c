@@ -600,6 +600,69 @@ static void test_group_content(void) {
     if (only == NULL || strcmp(only, #t) == 0) t();                       \
   } while (0)
 
+/* --- search indexing on the engine's ticks ------------------------------------------------------ */
+
+static int count_row(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+  (void)k, (void)kn, (void)v, (void)vn;
+  ++*(size_t *)arg;
+  return 0;
+}
+
+/* Messages `d` stored and has not indexed for search yet (its waiting rows). */
+static size_t waiting(node *d) {
+  static const uint8_t zeros[16];
+  size_t n = 0;
+  whisper_store *s = d->ctx->store;
+  CHECK_RC(s->ops.scan(s->user, WHISPER_REC_SEARCH, zeros, 16, NULL, 0, 0, SIZE_MAX, count_row, &n),
+           WHISPER_OK);
+  return n;
+}
+
+static void test_index_ticks(void) {
+  pair p;
+  pair_open(&p);
+  net_advance(&p.n, 1000); /* what the set-up stored is indexed */
+  CHECK(waiting(p.alice) == 0 && waiting(p.bob) == 0 && waiting(p.bob2) == 0);
+  /* live messages after the backlog: stored with a waiting row each, indexed by the ticks */
+  char text[64];
+  for (int i = 0; i < 40; i++) {
+    snprintf(text, sizeof text, "ticking message %d", i);
+    send_text(&p.n, p.alice, "bob", text, NULL);
+  }
+  net_run(&p.n);
+  CHECK(ev_messages(p.bob, "ticking message 39") == 1);
+  size_t w = waiting(p.bob);
+  CHECK(w >= 40);
+  uint64_t next = whisper_client_next_deadline(p.bob->cl);
+  CHECK(next > p.n.now && next <= p.n.now + 1); /* a tick asked for at once */
+  whisper_client_tick(p.bob->cl, p.n.now + 1);
+  CHECK(waiting(p.bob) == w - 32); /* at most 32 a tick */
+  next = whisper_client_next_deadline(p.bob->cl);
+  CHECK(next > p.n.now + 1 && next <= p.n.now + 2);
+  whisper_client_tick(p.bob->cl, p.n.now + 2);
+  CHECK(waiting(p.bob) == 0);
+  CHECK(whisper_client_next_deadline(p.bob->cl) > p.n.now + 1000); /* nothing more to do */
+  CHECK(found(p.bob, "ticking") == 40); /* (nothing waited for the search) */
+  net_advance(&p.n, 100); /* the others too, through the harness */
+  CHECK(waiting(p.alice) == 0 && waiting(p.alice2) == 0 && waiting(p.bob2) == 0);
+  /* a backlog: indexed once it is in (QueueEmpty), without a search */
+  p.bob2->offline = 1;
+  node_cut(&p.n, p.bob2);
+  for (int i = 0; i < 5; i++) {
+    snprintf(text, sizeof text, "backlog message %d", i);
+    send_text(&p.n, p.alice, "bob", text, NULL);
+  }
+  net_run(&p.n);
+  net_advance(&p.n, 1000);
+  CHECK(ev_messages(p.bob2, "backlog message 4") == 0);
+  p.bob2->offline = 0;
+  net_advance(&p.n, 60000);
+  CHECK(ev_messages(p.bob2, "backlog message 4") == 1 && ev_count(p.bob2, WHISPER_EV_CAUGHT_UP) >= 2);
+  CHECK(waiting(p.bob2) == 0);
+  CHECK(found(p.bob2, "backlog") == 5 && found(p.bob2, "ticking") == 40);
+  net_close(&p.n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-content-%d", (int)getpid());
   mkdir(dbdir, 0700);
@@ -613,6 +676,7 @@ int main(void) {
   RUN(test_unknown_kind);
   RUN(test_calls);
   RUN(test_group_content);
+  RUN(test_index_ticks);
   rmdir(dbdir);
   return test_done();
 }

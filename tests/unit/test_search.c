@@ -8,10 +8,12 @@
 #include <ctype.h>
 #include <openssl/evp.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "internal.h"
 #include "protocol/fold.h"
+#include "storage.pb-c.h"
 #include "test.h"
 
 #define NOW 1700000000000ULL
@@ -467,6 +469,41 @@ static size_t count_kind(dev *d, int kind) {
   return n;
 }
 
+/* The waiting rows: messages stored, not indexed yet (under 16 zero bytes). */
+static size_t count_waiting(dev *d) {
+  static const uint8_t zeros[16];
+  size_t n = 0;
+  whisper_store *s = d->cnt.inner;
+  CHECK_RC(s->ops.scan(s->user, WHISPER_REC_SEARCH, zeros, 16, NULL, 0, 0, SIZE_MAX, count_fn, &n),
+           WHISPER_OK);
+  return n;
+}
+
+static void put_be64(uint8_t out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
+}
+
+/* Plants a posting of `word` (a folded token) for message m (at its sort
+ * key) under time ts, made as docs/search.md says ("The keys"). */
+static void plant(dev *d, const char *word, const whisper_message_t *m, uint64_t ts) {
+  uint8_t salt[16], key[32], mac[32], k[40], v[24];
+  static const uint8_t domain = 0x00;
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_history_salt(d->ctx, salt), WHISPER_OK);
+  wh_hkdf(key, sizeof key, NULL, 0, salt, sizeof salt, "whisper search v1");
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key, sizeof key);
+  crypto_auth_hmacsha256_update(&st, &domain, 1);
+  crypto_auth_hmacsha256_update(&st, (const uint8_t *)word, strlen(word));
+  crypto_auth_hmacsha256_final(&st, mac);
+  memcpy(k, mac, 16);
+  put_be64(k + 16, ts);
+  CHECK_RC(wh_history_tags(d->ctx, m->conversation, m->id, m->id_len, v, k + 24), WHISPER_OK);
+  put_be64(v + 16, m->sort_key);
+  CHECK_RC(wh_put(d->ctx, WHISPER_REC_SEARCH, k, sizeof k, v, sizeof v), WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, WHISPER_OK), WHISPER_OK);
+}
+
 static const whisper_message_t *first(whisper_page **p, dev *d, const char *q) {
   whisper_page_free(*p);
   *p = NULL;
@@ -495,6 +532,7 @@ static void test_sent_and_removed(const char *file) {
 
   /* an edit: the old words out, the new ones in (what history will call) */
   size_t rows = count_kind(&d, WHISPER_REC_SEARCH);
+  CHECK(count_waiting(&d) == 0);
   whisper_message_t o1 = {.conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
                           .sort_key = 9999, .timestamp_ms = NOW + 200};
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
@@ -506,22 +544,29 @@ static void test_sent_and_removed(const char *file) {
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"rocket launch at dawn", 21), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
-  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  /* one waiting row; the search indexes it first */
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows - 4 && count_waiting(&d) == 1);
   EXPECT(&d, "dawn", NULL, "o1");
-  /* words its text no longer holds are not found, though their postings are there */
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows && count_waiting(&d) == 0);
+  /* what is indexed is the entry's text as history keeps it, not what add was given */
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"sunset", 6), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
   EXPECT(&d, "sunset", NULL, "");
   EXPECT(&d, "dawn", NULL, "o1");
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  /* words its text no longer holds are not found, though their postings are there */
+  plant(&d, "sunset", &o1, o1.timestamp_ms);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 1);
+  EXPECT(&d, "sunset", NULL, "");
+  EXPECT(&d, "dawn", NULL, "o1");
   /* postings under another time (an edit that kept its old postings): found once, at its time */
-  o1.timestamp_ms = NOW + 150;
-  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
-  CHECK_RC(wh_search_add(d.ctx, &o1, (const uint8_t *)"rocket launch at dawn", 21), WHISPER_OK);
-  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  plant(&d, "rocket", &o1, NOW + 150);
+  plant(&d, "dawn", &o1, NOW + 150);
   EXPECT(&d, "dawn", NULL, "o1");
   EXPECT(&d, "rocket", NULL, "o2,o1");
   CHECK(wh_search_add(d.ctx, NULL, NULL, 0) == WHISPER_EINVAL);
+  CHECK(wh_search_remove(d.ctx, NULL, NULL, 0) == WHISPER_EINVAL);
 
   /* an incoming placeholder the engine deletes: its words go with it */
   rows = count_kind(&d, WHISPER_REC_SEARCH);
@@ -531,12 +576,24 @@ static void test_sent_and_removed(const char *file) {
   CHECK_RC(wh_history_incoming_put(d.ctx, &w, "alice", 1, (const uint8_t *)"message-waiting", 15),
            WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
-  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 3);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 1 && count_waiting(&d) == 1);
   EXPECT(&d, "waiting", NULL, "w1");
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows + 3 && count_waiting(&d) == 0);
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_history_incoming_del(d.ctx, "alice", (const uint8_t *)"w1", 2, 300), WHISPER_OK);
   CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
   CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows);
+  EXPECT(&d, "waiting", NULL, "");
+  /* and one deleted before the index caught up on it: its waiting row goes with it */
+  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
+  CHECK_RC(wh_history_incoming_put(d.ctx, &w, "alice", 1, (const uint8_t *)"message-waiting", 15),
+           WHISPER_OK);
+  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  CHECK(count_waiting(&d) == 1);
+  CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
+  CHECK_RC(wh_history_incoming_del(d.ctx, "alice", (const uint8_t *)"w1", 2, 300), WHISPER_OK);
+  CHECK_RC(wh_finish(d.ctx, WHISPER_OK), WHISPER_OK);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == rows && count_waiting(&d) == 0);
   EXPECT(&d, "waiting", NULL, "");
 
   /* a history row deleted behind the index's back: its postings are skipped */
@@ -573,6 +630,337 @@ static void test_hidden(const char *file) {
   CHECK_RC(whisper_search(d.ctx, "alpha", NULL, NULL, 1, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 1);
   whisper_page_free(p);
+  dev_close(&d);
+}
+
+typedef struct keys {
+  uint8_t k[256][40];
+  size_t n;
+} keys;
+
+static int keys_fn(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+  keys *ks = arg;
+  (void)v, (void)vn;
+  if (kn == 40 && ks->n < 256) memcpy(ks->k[ks->n++], k, 40);
+  return 0;
+}
+
+/* --- deferred indexing: waiting rows, the catch-up ------------------------------------------ */
+
+/* Edits or deletes this account's message `id` (text NULL: deletes), as
+ * the engine does, in a transaction of its own. */
+static void change(dev *d, const char *conv, const char *id, const char *text, uint64_t at) {
+  wh_history_op op = {text ? WH_OP_EDIT : WH_OP_DELETE, "bob", at, (const uint8_t *)text,
+                      text ? strlen(text) : 0, 0};
+  int pending = 1;
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_history_apply(d->ctx, conv, NULL, (const uint8_t *)id, strlen(id), &op, &pending),
+           WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, WHISPER_OK), WHISPER_OK);
+  CHECK(pending == 0);
+}
+
+/* Queues message (conv, id) for the index as history's hooks do. */
+static void queue(dev *d, const char *conv, const char *id, uint64_t ts, uint64_t sort_key) {
+  whisper_message_t m = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+                         .sort_key = sort_key, .timestamp_ms = ts};
+  CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
+  CHECK_RC(wh_search_add(d->ctx, &m, (const uint8_t *)"x", 1), WHISPER_OK);
+  CHECK_RC(wh_finish(d->ctx, WHISPER_OK), WHISPER_OK);
+}
+
+typedef struct rowlist {
+  uint8_t k[64][40], v[64][24];
+  size_t n;
+} rowlist;
+
+static int rowlist_fn(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+  rowlist *l = arg;
+  if (kn == 40 && vn == 24 && l->n < 64) {
+    memcpy(l->k[l->n], k, 40);
+    memcpy(l->v[l->n++], v, 24);
+  }
+  return 0;
+}
+
+/* The index rows (waiting or postings) of message (conv, id). */
+static size_t rows_of(dev *d, const char *conv, const char *id, int waiting, rowlist *l) {
+  static rowlist all;
+  uint8_t ctag[16], mtag[16];
+  all.n = 0;
+  l->n = 0;
+  CHECK_RC(wh_history_tags(d->ctx, conv, (const uint8_t *)id, strlen(id), ctag, mtag), WHISPER_OK);
+  whisper_store *s = d->cnt.inner;
+  CHECK_RC(s->ops.scan(s->user, WHISPER_REC_SEARCH, NULL, 0, NULL, 0, 0, SIZE_MAX, rowlist_fn, &all),
+           WHISPER_OK);
+  static const uint8_t zeros[16];
+  for (size_t i = 0; i < all.n; i++)
+    if (memcmp(all.k[i] + 24, mtag, 16) == 0 && (memcmp(all.k[i], zeros, 16) == 0) == waiting) {
+      memcpy(l->k[l->n], all.k[i], 40);
+      memcpy(l->v[l->n++], all.v[i], 24);
+    }
+  return l->n;
+}
+
+static uint64_t get_be64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+static void test_deferred(const char *file) {
+  dev alice, bob;
+  rowlist l;
+  dev_open(&alice, NULL, "alice");
+  dev_open(&bob, file, "bob");
+  pair(&alice, &bob);
+  /* stored: one waiting row each (decrypt-and-store, a group's, an outgoing one), no posting */
+  incoming(&alice, &bob, "alice", "d1", NOW + 1, "first deferred words", 20);
+  CHECK(count_kind(&bob, WHISPER_REC_SEARCH) == 1 && count_waiting(&bob) == 1);
+  incoming(&alice, &bob, "grp", "d2", NOW + 2, "second deferred words", 21);
+  outgoing(&bob, "alice", "d3", NOW + 3, "third deferred words", 20);
+  CHECK(count_kind(&bob, WHISPER_REC_SEARCH) == 3 && count_waiting(&bob) == 3);
+  CHECK(rows_of(&bob, "alice", "d1", 1, &l) == 1 && get_be64(l.k[0] + 16) == NOW + 1 &&
+        get_be64(l.v[0] + 16) == 1);
+  /* a search indexes them first: 3 words and the conversation each */
+  EXPECT(&bob, "deferred", NULL, "d3,d2,d1");
+  CHECK(count_kind(&bob, WHISPER_REC_SEARCH) == 12 && count_waiting(&bob) == 0);
+  EXPECT(&bob, "SECOND words", "grp", "d2");
+  size_t base = count_kind(&bob, WHISPER_REC_SEARCH);
+
+  /* an edit before the catch-up: the new words only */
+  outgoing(&bob, "alice", "e1", NOW + 10, "teh typo here", 13);
+  change(&bob, "alice", "e1", "the fixed text", NOW + 11);
+  CHECK(count_waiting(&bob) == 1 && rows_of(&bob, "alice", "e1", 0, &l) == 0);
+  EXPECT(&bob, "teh", NULL, "");
+  EXPECT(&bob, "typo", NULL, "");
+  EXPECT(&bob, "fixed", NULL, "e1");
+  CHECK(rows_of(&bob, "alice", "e1", 0, &l) == 4 && count_waiting(&bob) == 0);
+  /* and after it: the old postings out, the new ones in after the next catch-up */
+  change(&bob, "alice", "e1", "brand new words", NOW + 12);
+  CHECK(rows_of(&bob, "alice", "e1", 0, &l) == 0 && count_waiting(&bob) == 1);
+  EXPECT(&bob, "fixed", NULL, "");
+  EXPECT(&bob, "brand new", NULL, "e1");
+  EXPECT(&bob, "words", NULL, "e1,d3,d2,d1");
+  CHECK(rows_of(&bob, "alice", "e1", 0, &l) == 4);
+  CHECK(count_kind(&bob, WHISPER_REC_SEARCH) == base + 4);
+  base += 4;
+
+  /* a delete before the catch-up: never indexed, its waiting row gone */
+  outgoing(&bob, "alice", "x1", NOW + 20, "delete me soon", 14);
+  CHECK(count_waiting(&bob) == 1);
+  change(&bob, "alice", "x1", NULL, NOW + 21);
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base);
+  EXPECT(&bob, "soon", NULL, "");
+  CHECK(count_kind(&bob, WHISPER_REC_SEARCH) == base);
+  /* a waiting row left for it anyway: the catch-up does not index a deleted message */
+  queue(&bob, "alice", "x1", NOW + 20, 20);
+  EXPECT(&bob, "delete", NULL, "");
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base);
+  /* (nor one marked deleted that still holds text: a row written so by hand) */
+  outgoing(&bob, "alice", "z1", NOW + 25, "tombstone with words", 20);
+  CHECK(rows_of(&bob, "alice", "z1", 1, &l) == 1);
+  uint8_t zkey[40];
+  CHECK_RC(wh_history_tags(bob.ctx, "alice", (const uint8_t *)"z1", 2, zkey, zkey + 24), WHISPER_OK);
+  put_be64(zkey + 16, 25);
+  whisper_store *zs = bob.cnt.inner;
+  whisper_buf *zb = NULL;
+  CHECK_RC(zs->ops.get(zs->user, WHISPER_REC_HISTORY, zkey, 40, &zb), WHISPER_OK);
+  Whisper__Store__HistoryEntry *ze = whisper__store__history_entry__unpack(NULL, zb->len, zb->data);
+  CHECK(ze != NULL && ze->body.len == 20);
+  ze->has_deleted = ze->deleted = 1;
+  uint8_t zpacked[512];
+  size_t zn = whisper__store__history_entry__pack(ze, zpacked);
+  whisper__store__history_entry__free_unpacked(ze, NULL);
+  whisper_buf_free(zb);
+  CHECK_RC(zs->ops.put(zs->user, WHISPER_REC_HISTORY, zkey, 40, zpacked, zn), WHISPER_OK);
+  EXPECT(&bob, "tombstone", NULL, "");
+  CHECK(count_waiting(&bob) == 0 && rows_of(&bob, "alice", "z1", 0, &l) == 0);
+  /* nor a hidden one (an operation), nor one that is gone */
+  whisper_device_t to = {"alice", 1};
+  whisper_message_t h = {.conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
+                         .sort_key = 30, .timestamp_ms = NOW + 30,
+                         .body = (const uint8_t *)"hidden words", .body_len = 12};
+  wh_entry_extra hx = {.hidden = 1};
+  CHECK_RC(wh_history_outgoing_put(bob.ctx, &h, &to, 1, &hx), WHISPER_OK);
+  CHECK(count_waiting(&bob) == 0); /* (history does not queue it) */
+  queue(&bob, "alice", "h1", NOW + 30, 30);
+  queue(&bob, "alice", "nowhere", NOW + 31, 31);
+  CHECK(count_waiting(&bob) == 2);
+  EXPECT(&bob, "hidden", NULL, "");
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base);
+
+  /* sent before the catch-up: found where history keeps it now, and indexed there */
+  outgoing(&bob, "alice", "s1", NOW + 40, "moved before indexed", 20);
+  CHECK_RC(whisper_history_sent(bob.ctx, "alice", (const uint8_t *)"s1", 2, 77777), WHISPER_OK);
+  CHECK(rows_of(&bob, "alice", "s1", 1, &l) == 1 && get_be64(l.v[0] + 16) == 40);
+  whisper_page *p = NULL;
+  const whisper_message_t *m = first(&p, &bob, "indexed moved");
+  CHECK(m && m->id_len == 2 && memcmp(m->id, "s1", 2) == 0 && m->sort_key == 77777);
+  CHECK(rows_of(&bob, "alice", "s1", 0, &l) == 4);
+  for (size_t i = 0; i < l.n; i++) CHECK(get_be64(l.v[i] + 16) == 77777);
+  base += 4;
+
+  /* the catch-up fails (the index cannot be written): the search fails, nothing changes */
+  outgoing(&bob, "alice", "f1", NOW + 50, "failing catch up", 16);
+  bob.cnt.fail_kind = WHISPER_REC_SEARCH;
+  whisper_page_free(p);
+  p = (whisper_page *)1;
+  CHECK_RC(whisper_search(bob.ctx, "failing", NULL, NULL, 10, &p), WHISPER_ESTORE);
+  CHECK(p == NULL);
+  CHECK_RC(whisper_search_prepare(bob.ctx), WHISPER_ESTORE);
+  bob.cnt.fail_kind = 0;
+  CHECK(count_waiting(&bob) == 1 && count_kind(&bob, WHISPER_REC_SEARCH) == base + 1);
+  EXPECT(&bob, "failing", NULL, "f1");
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base + 4);
+  base += 4;
+  /* a search that fails after the catch-up (a posting it reads is corrupt):
+   * the catch-up is rolled back with it */
+  outgoing(&bob, "alice", "g1", NOW + 60, "good words", 10);
+  CHECK(rows_of(&bob, "alice", "f1", 0, &l) == 4);
+  for (size_t i = 0; i < l.n; i++)
+    CHECK_RC(bob.cnt.inner->ops.put(bob.cnt.inner->user, WHISPER_REC_SEARCH, l.k[i], 40,
+                                    (const uint8_t *)"bad", 3), WHISPER_OK);
+  p = (whisper_page *)1;
+  CHECK_RC(whisper_search(bob.ctx, "failing", NULL, NULL, 10, &p), WHISPER_ECORRUPT);
+  CHECK(p == NULL && count_waiting(&bob) == 1);
+  EXPECT(&bob, "good", NULL, "g1");
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base + 3);
+  base += 3;
+
+  /* a waiting row that is not one (a value of 3 bytes): ECORRUPT, until the rebuild */
+  static const uint8_t zeros[40];
+  whisper_store *s = bob.cnt.inner;
+  CHECK_RC(s->ops.put(s->user, WHISPER_REC_SEARCH, zeros, 40, (const uint8_t *)"bad", 3), WHISPER_OK);
+  p = (whisper_page *)1;
+  CHECK_RC(whisper_search(bob.ctx, "deferred", NULL, NULL, 10, &p), WHISPER_ECORRUPT);
+  CHECK(p == NULL && strstr(whisper_ctx_last_error(bob.ctx), "corrupt") != NULL);
+  CHECK_RC(whisper_search_prepare(bob.ctx), WHISPER_ECORRUPT);
+  int more = 0;
+  CHECK_RC(wh_search_index_some(bob.ctx, 10, &more), WHISPER_ECORRUPT);
+  CHECK(more == 0 && count_waiting(&bob) == 1);
+  CHECK_RC(whisper_search_rebuild(bob.ctx), WHISPER_OK);
+  CHECK(count_waiting(&bob) == 0 && count_kind(&bob, WHISPER_REC_SEARCH) == base);
+  EXPECT(&bob, "deferred", NULL, "d3,d2,d1");
+  EXPECT(&bob, "brand", NULL, "e1");
+  EXPECT(&bob, "indexed", NULL, "s1");
+  EXPECT(&bob, "failing", NULL, "f1");
+  dev_close(&alice);
+  dev_close(&bob);
+}
+
+/* A few at a time (the client engine's ticks), the newest first. */
+static void test_index_some(const char *file) {
+  dev d;
+  dev_open(&d, file, "bob");
+  char id[16], body[64];
+  for (int i = 0; i < 10; i++) {
+    snprintf(id, sizeof id, "q%d", i);
+    snprintf(body, sizeof body, "queued message %d", i);
+    outgoing(&d, "alice", id, NOW + 100 + (uint64_t)i, body, strlen(body));
+  }
+  CHECK(count_waiting(&d) == 10);
+  int more = 0;
+  unsigned writes = d.cnt.writes;
+  CHECK_RC(wh_search_index_some(d.ctx, 3, &more), WHISPER_OK);
+  CHECK(more == 1 && count_waiting(&d) == 7 && d.cnt.writes > writes);
+  rowlist l;
+  for (int i = 0; i < 10; i++) {
+    snprintf(id, sizeof id, "q%d", i);
+    CHECK(rows_of(&d, "alice", id, 1, &l) == (i < 7)); /* the 3 newest are indexed */
+    CHECK(rows_of(&d, "alice", id, 0, &l) == (i < 7 ? 0 : 4));
+  }
+  CHECK_RC(wh_search_index_some(d.ctx, 7, &more), WHISPER_OK);
+  CHECK(more == 0 && count_waiting(&d) == 0 && count_kind(&d, WHISPER_REC_SEARCH) == 10 * 4);
+  writes = d.cnt.writes;
+  CHECK_RC(wh_search_index_some(d.ctx, 7, &more), WHISPER_OK);
+  CHECK(more == 0 && d.cnt.writes == writes);
+  EXPECT(&d, "queued", NULL, "q9,q8,q7,q6,q5,q4,q3,q2,q1,q0");
+  dev_close(&d);
+
+  /* a new history is marked indexed with its first message (nothing is older) */
+  whisper_store *inner = NULL;
+  CHECK_RC(whisper_store_memory_new(&inner), WHISPER_OK);
+  memset(&d, 0, sizeof d);
+  dev_wrap(&d, inner, WHISPER_STORE_OPS_VERSION);
+  CHECK_RC(whisper_identity_create(d.ctx, "bob", 1, 0, NOW), WHISPER_OK);
+  whisper_buf *mark = NULL;
+  CHECK_RC(d.cnt.inner->ops.get(d.cnt.inner->user, WHISPER_REC_META, (const uint8_t *)"search_index",
+                                12, &mark), WHISPER_ENOTFOUND);
+  outgoing(&d, "alice", "o0", NOW, "first message", 13);
+  CHECK_RC(d.cnt.inner->ops.get(d.cnt.inner->user, WHISPER_REC_META, (const uint8_t *)"search_index",
+                                12, &mark), WHISPER_OK);
+  CHECK(mark && mark->len == 1 && mark->data[0] == 1);
+  whisper_buf_free(mark);
+  CHECK_RC(wh_search_index_some(d.ctx, 7, &more), WHISPER_OK);
+  CHECK(more == 0 && count_waiting(&d) == 0 && count_kind(&d, WHISPER_REC_SEARCH) == 3);
+  /* a store whose older history is not indexed yet (as an older libwhisper
+   * left it: no mark): left to whisper_search_prepare() */
+  CHECK_RC(d.cnt.inner->ops.del(d.cnt.inner->user, WHISPER_REC_META, (const uint8_t *)"search_index",
+                                12), WHISPER_OK);
+  static keys ks;
+  ks.n = 0;
+  whisper_store *s = d.cnt.inner;
+  CHECK_RC(s->ops.scan(s->user, WHISPER_REC_SEARCH, NULL, 0, NULL, 0, 0, 256, keys_fn, &ks), WHISPER_OK);
+  for (size_t i = 0; i < ks.n; i++) CHECK_RC(s->ops.del(s->user, WHISPER_REC_SEARCH, ks.k[i], 40), WHISPER_OK);
+  CHECK(count_kind(&d, WHISPER_REC_SEARCH) == 0);
+  outgoing(&d, "alice", "o1", NOW + 1, "older history", 13);
+  CHECK(count_waiting(&d) == 1);
+  CHECK_RC(wh_search_index_some(d.ctx, 7, &more), WHISPER_OK);
+  CHECK(more == 0 && count_waiting(&d) == 1 && count_kind(&d, WHISPER_REC_SEARCH) == 1);
+  writes = d.cnt.writes;
+  CHECK_RC(whisper_search_prepare(d.ctx), WHISPER_OK); /* indexes it all, then nothing waits */
+  CHECK(count_waiting(&d) == 0 && count_kind(&d, WHISPER_REC_SEARCH) == 6);
+  CHECK(d.cnt.writes - writes == 8); /* 6 postings, the mark, the waiting row out: once */
+  EXPECT(&d, "older", NULL, "o1");
+  EXPECT(&d, "first", NULL, "o0");
+  dev_close(&d);
+}
+
+/* A crash between storing messages and the catch-up: the waiting rows
+ * were committed with the messages, so a search after the restart finds
+ * them. The child stores and dies without closing anything. */
+static void test_crash(void) {
+  dev d;
+  dev_open(&d, "crash.db", "bob");
+  outgoing(&d, "alice", "c0", NOW + 1, "before the crash", 16);
+  EXPECT(&d, "crash", NULL, "c0");
+  char path[256];
+  snprintf(path, sizeof path, "%s", d.path);
+  dev_close(&d);
+  fflush(NULL);
+  int fails = t_fail;
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    dev c;
+    memset(&c, 0, sizeof c);
+    whisper_store *inner = NULL;
+    if (sqlite_open(&inner, path, KEY) != WHISPER_OK) _exit(2);
+    dev_wrap(&c, inner, WHISPER_STORE_OPS_VERSION);
+    char id[16], body[64];
+    for (int i = 1; i <= 40; i++) {
+      snprintf(id, sizeof id, "c%d", i);
+      snprintf(body, sizeof body, "stored then crashed %d", i);
+      outgoing(&c, i % 2 ? "alice" : "carol", id, NOW + 1 + (uint64_t)i, body, strlen(body));
+    }
+    _exit(t_fail != fails); /* no close, no checkpoint, no catch-up */
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  whisper_store *inner = NULL;
+  memset(&d, 0, sizeof d);
+  snprintf(d.path, sizeof d.path, "%s", path);
+  CHECK_RC(sqlite_open(&inner, path, KEY), WHISPER_OK);
+  dev_wrap(&d, inner, WHISPER_STORE_OPS_VERSION);
+  CHECK(count_waiting(&d) == 40);
+  whisper_page *p = NULL;
+  CHECK_RC(whisper_search(d.ctx, "crashed", NULL, NULL, 100, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 40);
+  whisper_page_free(p);
+  CHECK(count_waiting(&d) == 0);
+  EXPECT(&d, "crashed 17", "alice", "c17");
+  EXPECT(&d, "crash", NULL, "c0");
   dev_close(&d);
 }
 
@@ -620,18 +1008,6 @@ static void test_index_fails(const char *file) {
 }
 
 /* --- a corrupt index, and its rebuild -------------------------------------------------------- */
-
-typedef struct keys {
-  uint8_t k[256][40];
-  size_t n;
-} keys;
-
-static int keys_fn(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
-  keys *ks = arg;
-  (void)v, (void)vn;
-  if (kn == 40 && ks->n < 256) memcpy(ks->k[ks->n++], k, 40);
-  return 0;
-}
 
 static void test_corrupt_and_rebuild(const char *file) {
   dev alice, bob;
@@ -963,6 +1339,11 @@ int main(void) {
   test_sent_and_removed("sent.db");
   test_hidden(NULL);
   test_hidden("hidden.db");
+  test_deferred(NULL);
+  test_deferred("deferred.db");
+  test_index_some(NULL);
+  test_index_some("some.db");
+  test_crash();
   test_index_fails(NULL);
   test_index_fails("fails.db");
   test_corrupt_and_rebuild(NULL);
