@@ -94,6 +94,17 @@ static void check_messages(Whisper__Sync__DeviceMessage *const *m, size_t n) {
   }
 }
 
+/* Whether the plaintext of FZS_APP_PROFILE_SET shows in the bytes. */
+static int has_plain(const uint8_t *b, size_t n) {
+  static const char *const parts[] = {"about fuzz", "Fuzz"};
+  for (size_t k = 0; k < 2; k++)
+    for (size_t i = 0, l = strlen(parts[k]); i + l <= n; i++)
+      if (memcmp(b + i, parts[k], l) == 0) return 1;
+  for (size_t i = 0; i + sizeof fzs_picture <= n; i++)
+    if (memcmp(b + i, fzs_picture, sizeof fzs_picture) == 0) return 1;
+  return 0;
+}
+
 /* A frame the engine sends: the server's field checks (server_*.c). */
 static void check_sent(void *arg, const whisper_buf *b) {
   (void)arg;
@@ -197,6 +208,42 @@ static void check_sent(void *arg, const whisper_buf *b) {
     case WHISPER__SYNC__FRAME__BODY_LINK_APPROVE:
       FZ_ASSERT(f->link_approve->has_link_code, "a LinkApprove without a code");
       break;
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET: {
+      const Whisper__Sync__ProfileSet *p = f->profile_set;
+      FZ_ASSERT(p->has_version && p->version > 0 && p->has_ciphertext && p->ciphertext.len > 0 &&
+                    p->ciphertext.len <= 66560,
+                "a ProfileSet of version %llu with %zu bytes", (unsigned long long)p->version,
+                p->ciphertext.len);
+      FZ_ASSERT(!has_plain(p->ciphertext.data, p->ciphertext.len), "a ProfileSet holds the profile in the clear");
+      break;
+    }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET:
+      FZ_ASSERT(name_ok(f->profile_get->account), "ProfileGet for a bad account name");
+      break;
+    case WHISPER__SYNC__FRAME__BODY_BLOCK_SET: { /* server_block.c block_check */
+      const Whisper__Sync__BlockSet *bs = f->block_set;
+      FZ_ASSERT(bs->n_entries <= 1024, "a BlockSet of %zu entries", bs->n_entries);
+      for (size_t i = 0; i < bs->n_entries; i++) {
+        FZ_ASSERT(name_ok(bs->entries[i]->account) && bs->entries[i]->has_changed_at &&
+                      (H.d == NULL || strcmp(bs->entries[i]->account, H.d->name) != 0),
+                  "a bad block entry");
+        for (size_t k = 0; k < i; k++)
+          FZ_ASSERT(strcmp(bs->entries[k]->account, bs->entries[i]->account) != 0, "an account twice in a BlockSet");
+      }
+      break;
+    }
+    case WHISPER__SYNC__FRAME__BODY_REPORT: { /* server_block.c report_check */
+      const Whisper__Sync__Report *r = f->report;
+      FZ_ASSERT(r->conversation && (name_ok(r->conversation) || (r->conversation[0] == '#' &&
+                                                                 strlen(r->conversation) == 33)),
+                "a Report of a bad conversation");
+      FZ_ASSERT(r->n_messages <= 50, "a Report of %zu messages", r->n_messages);
+      for (size_t i = 0; i < r->n_messages; i++)
+        FZ_ASSERT(r->messages[i]->has_id && r->messages[i]->id.len >= 1 && r->messages[i]->id.len <= 64 &&
+                      name_ok(r->messages[i]->sender) && r->messages[i]->text.len <= 2048,
+                  "a bad reported message");
+      break;
+    }
     default:
       break;
   }
@@ -232,7 +279,7 @@ static size_t drain_events(void) {
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_ANCHOR, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_BLOCKED, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);
@@ -264,6 +311,14 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_GROUP:
         FZ_ASSERT(e.conversation && e.conversation[0] == '#', "EV_GROUP without its group");
+        break;
+      case WHISPER_EV_PROFILE:
+        FZ_ASSERT(e.from && name_ok(e.from), "EV_PROFILE without its account");
+        break;
+      case WHISPER_EV_BLOCKED:
+        FZ_ASSERT(e.from && e.conversation && strcmp(e.from, e.conversation) == 0 &&
+                      (e.status == 0 || e.status == 1),
+                  "EV_BLOCKED without its account or state");
         break;
       case WHISPER_EV_IDENTITY:
         FZ_ASSERT(e.from != NULL, "EV_IDENTITY without its sender");
@@ -317,7 +372,7 @@ static void app_end(int rc, const char *what) {
   after_call(what);
   FZ_ASSERT(fz_rc_known(rc), "%s returned %d", what, rc);
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EINVAL || rc == WHISPER_ESTATE ||
-                rc == WHISPER_EINVALIDKEY,
+                rc == WHISPER_EINVALIDKEY || rc == WHISPER_EBLOCKED,
             "%s returned %d (%s)", what, rc, whisper_ctx_last_error(H.d->ctx));
   if (rc != WHISPER_OK) {
     FZ_ASSERT(H.d->fs.committed_writes == 0 && fz_store_changed(&H.d->fs) == NULL,
@@ -328,7 +383,7 @@ static void app_end(int rc, const char *what) {
   drain_events();
 }
 
-/* What the app does, between frames (records 0xFC..0xFF). */
+/* What the app does, between frames (records 0xF7..0xFF). */
 static void op_app(uint8_t t) {
   uint8_t token[FZS_LINK_TOKEN_LEN];
   uint8_t id[WHISPER_CLIENT_ID_LEN];
@@ -349,6 +404,22 @@ static void op_app(uint8_t t) {
     case 0xFD:
       app_end(whisper_client_send_group(H.c, W->group_id, (const uint8_t *)"fuzz", 4, H.now, id),
               "send_group");
+      break;
+    case FZS_APP_PROFILE_SET:
+      app_end(whisper_client_profile_set(H.c, "Fuzz", "about fuzz", fzs_picture, sizeof fzs_picture, H.now),
+              "profile_set");
+      break;
+    case FZS_APP_PROFILE_REFRESH:
+      app_end(whisper_client_profile_refresh(H.c, NULL), "profile_refresh");
+      break;
+    case FZS_APP_BLOCK:
+      app_end(whisper_client_block(H.c, "bob", H.now), "block");
+      break;
+    case FZS_APP_UNBLOCK:
+      app_end(whisper_client_unblock(H.c, "bob", H.now), "unblock");
+      break;
+    case FZS_APP_REPORT:
+      app_end(whisper_client_report(H.c, "bob", 3, 0, H.now), "report");
       break;
     default:
       app_end(whisper_client_link_approve(H.c, token, fzs_link_token(W, token)), "link_approve");
@@ -403,7 +474,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t i = 1;
   while (i < size) {
     uint8_t t = data[i++];
-    if (t >= 0xFC) {
+    if (t >= FZS_APP_MIN) {
       op_app(t);
       continue;
     }

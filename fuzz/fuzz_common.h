@@ -151,7 +151,7 @@ typedef struct fz_seed {
   whisper_buf *bytes;
 } fz_seed;
 typedef struct fz_seeds {
-  fz_seed items[64];
+  fz_seed items[96];
   size_t n;
 } fz_seeds;
 /* Adds a copy of `b` (or takes ownership when `take`). */

@@ -4,7 +4,7 @@
  * on alice.1's engine (a whisper_client over a watching memory store, a
  * fixed RNG and clock).
  *
- * The first input byte picks the decoder (& 7; 6 and 7 are RETRY too) and a
+ * The first input byte picks the decoder (& 7) and a
  * variant (>> 3); the rest is the input:
  *   0 LIST    an e2e.SignedDeviceList for the account variant % 5 names,
  *             taken as outbox.c's on_devices takes one: inside the engine's
@@ -122,6 +122,17 @@
  *    any other kind: accepted as it is, kept for a newer version), and
  *    holds no unknown field numbered 0 (protobuf-c cannot write one); what it
  *    accepts packs and parses back to the same kind and text.
+ *  PROFILE_KEY (6): the bytes as an e2e.Content of kind PROFILE_KEY taken
+ *    (sy_profile_key_receive, inside the engine's transaction) from bob.1
+ *    (variant & 3 = 0), from bob in alice's group G3 (1), from alice.2 to
+ *    alice (2) or as alice.2's copy of a notice to bob (3): see
+ *    do_profile_key for the model. Alice has a profile (her key, version 1)
+ *    and bob's key (version 1).
+ *  PROFILE (7): the bytes as bob's stored profile at version variant + 1:
+ *    sy_profile_open against a model (the format, libsodium's AES-256-GCM
+ *    when the CPU has it, the padding, the fields), then the Profile answer
+ *    to a fetch of bob's (sy_profile_answer): kept with EV_PROFILE exactly
+ *    when it opens, else EV_REFUSED and no stored byte changed.
  *  RETRY: sy_decryption_error_parse succeeds exactly when the bytes are
  *    0xC0 || a Content holding a DecryptionErrorMessage that unpacks ||
  *    0x80 || zero bytes only (checked here with protobuf-c's own
@@ -160,7 +171,7 @@
 #include "sync/sync_internal.h"
 #include "wire.pb-c.h"
 
-enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN, K_RETRY, K_CONTENT };
+enum { K_LIST, K_CHANGE, K_PAYLOAD, K_TOKEN, K_RETRY, K_CONTENT, K_PROFILE_KEY, K_PROFILE };
 #define N_ACCOUNTS 5
 static const char *const ACCOUNTS[N_ACCOUNTS] = {"bob", "carol", "dave", "erin", "alice"};
 enum { A_BOB, A_CAROL, A_DAVE, A_ERIN, A_ALICE };
@@ -191,6 +202,9 @@ typedef struct fze_world {
 enum { S_FRESH, S_OLD, S_CAROL, S_GROUP, S_OWN_COPY, S_GONE, N_SENT };
 
 static fze_world *W;
+
+/* bob's profile key, as alice holds it (PROFILE) */
+static const uint8_t BOB_PK[32] = "fz-e2e bob's profile key ......";
 
 /* --- keys and signed things ------------------------------------------------- */
 
@@ -541,6 +555,24 @@ static void world_new(void) {
     m->counter = sy_outref_counter(W->c, m->id);
     FZ_ASSERT((m->counter >= 1) == (i != S_OWN_COPY), "message %s has number %llu", m->name,
               (unsigned long long)m->counter);
+  }
+  /* PROFILE: alice's own profile (her key, made here: she is device 1),
+   * and bob's key as his PROFILE_KEY brought it (version 1, no profile
+   * fetched yet), on an RNG stream of their own */
+  W->alice->rng.counter = UINT64_C(1) << 42;
+  FZ_ASSERT(whisper_client_profile_set(W->c, "Alice", "", NULL, 0, FZ_NOW) == WHISPER_OK, "profile_set: %s",
+            whisper_ctx_last_error(W->c->ctx));
+  {
+    Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+    ct.has_kind = ct.has_profile_key = ct.has_profile_version = 1;
+    ct.kind = WHISPER__E2E__CONTENT__KIND__PROFILE_KEY;
+    ct.profile_key = (ProtobufCBinaryData){32, (uint8_t *)BOB_PK};
+    ct.profile_version = 1;
+    ct.profile_owner = "bob";
+    FZ_ASSERT(sy_txn_begin(W->c) == WHISPER_OK, "txn");
+    int rc = sy_profile_key_receive(W->c, "bob", "bob", 0, 0, &ct);
+    FZ_ASSERT(rc == 1 && sy_txn_end(W->c, WHISPER_OK) == WHISPER_OK, "bob's profile key: %d", rc);
+    W->c->profile_due = 0;
   }
   W->alice->rng.counter = counter;
   W->c->now = FZ_NOW;
@@ -1547,11 +1579,250 @@ static void do_retry(int variant, const uint8_t *p, size_t n) {
   }
 }
 
+/* --- profiles ------------------------------------------------------------------- */
+
+/* The profile records of alice's store ("P" || sub || name), raw (NULL: none). */
+static whisper_buf *prec(char sub, const char *name) {
+  uint8_t k[2 + 64];
+  size_t n = name ? strlen(name) : 0;
+  k[0] = 'P';
+  k[1] = (uint8_t)sub;
+  if (n) memcpy(k + 2, name, n);
+  whisper_buf *b = NULL;
+  int rc = wh_begin(W->c->ctx);
+  if (rc == WHISPER_OK) rc = wh_finish(W->c->ctx, wh_get(W->c->ctx, WHISPER_REC_SYNC_STATE, k, 2 + n, &b));
+  after_call("read");
+  FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_ENOTFOUND, "read P%c: %d", sub, rc);
+  return rc == WHISPER_OK ? b : NULL;
+}
+
+static int names_have(const char *list_sub, const char *name) {
+  whisper_buf *b = prec(*list_sub, NULL);
+  if (b == NULL) return 0;
+  Whisper__Client__ProfileNames *l = whisper__client__profile_names__unpack(NULL, b->len, b->data);
+  whisper_buf_free(b);
+  FZ_ASSERT(l != NULL, "a profile name list does not decode");
+  int has = 0;
+  for (size_t i = 0; i < l->n_names; i++) has |= strcmp(l->names[i], name) == 0;
+  whisper__client__profile_names__free_unpacked(l, NULL);
+  return has;
+}
+
+/* (key, version) of a ProfileSelf ("Ps") or ProfileContact ("Pc" bob). */
+static int held_key(int self, uint8_t key[32], uint64_t *version, uint64_t *have) {
+  whisper_buf *b = prec(self ? 's' : 'c', self ? NULL : "bob");
+  *version = *have = 0; /* have: the contact's profile version, or the own "fanned" */
+  if (b == NULL) return 0;
+  int ok = 0;
+  if (self) {
+    Whisper__Client__ProfileSelf *m = whisper__client__profile_self__unpack(NULL, b->len, b->data);
+    FZ_ASSERT(m != NULL, "ProfileSelf does not decode");
+    if (m->has_key && m->key.len == 32) memcpy(key, m->key.data, 32), ok = 1;
+    *version = m->version;
+    *have = m->fanned;
+    whisper__client__profile_self__free_unpacked(m, NULL);
+  } else {
+    Whisper__Client__ProfileContact *m = whisper__client__profile_contact__unpack(NULL, b->len, b->data);
+    FZ_ASSERT(m != NULL, "ProfileContact does not decode");
+    if (m->has_key && m->key.len == 32) memcpy(key, m->key.data, 32), ok = 1;
+    *version = m->version;
+    *have = m->have;
+    whisper__client__profile_contact__free_unpacked(m, NULL);
+  }
+  whisper_buf_free(b);
+  return ok;
+}
+
+/* PROFILE_KEY: the bytes as a Content (of that kind) the engine takes in
+ * one of four places (variant & 3): from bob.1 (1:1), from bob in alice's
+ * group G3, from alice.2 to alice (her own devices), alice.2's copy of a
+ * notice to bob. The code is exactly the model's: EINVALIDMSG (no valid
+ * owner; a key that is not 32 bytes, or without a version), EFORGED (an
+ * owner that is not the sender; a contact asking), else 1 when it takes
+ * something and 0 when not; a refusal (rolled back as inbox.c rolls it
+ * back) changes no stored byte; what is taken is stored as the model says. */
+static void do_profile_key(int variant, const uint8_t *p, size_t n) {
+  static const struct {
+    const char *sender, *conv_name;
+    int group, own;
+  } at[4] = {{"bob", "bob", 0, 0}, {"bob", NULL, 1, 0}, {"alice", "alice", 0, 1}, {"alice", "bob", 0, 1}};
+  int v = variant & 3;
+  char g3[WHISPER_GROUP_CONVERSATION_LEN + 1];
+  whisper_client_group_conversation(g3, W->g3);
+  const char *conv = at[v].conv_name ? at[v].conv_name : g3;
+  Whisper__E2e__Content *ct = sy_content_parse(p, n);
+  if (ct == NULL || ct->kind != WHISPER__E2E__CONTENT__KIND__PROFILE_KEY) {
+    if (ct) whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+    return;
+  }
+  uint8_t k0[32] = {0}, k1[32] = {0};
+  uint64_t v0, h0, v1, h1;
+  int has0 = held_key(at[v].own, k0, &v0, &h0);
+  /* the model */
+  int key = ct->has_profile_key, want;
+  if (!name_ok(ct->profile_owner) || (key && ct->profile_key.len != 32) ||
+      (key && (!ct->has_profile_version || ct->profile_version == 0)))
+    want = WHISPER_EINVALIDMSG;
+  else if (strcmp(ct->profile_owner, at[v].sender) != 0 || (!at[v].own && !key))
+    want = WHISPER_EFORGED;
+  else if (!key && at[v].own && strcmp(conv, "alice") != 0)
+    want = WHISPER_EINVALIDMSG;
+  else if (!key)
+    want = has0 && v0 > 0; /* alice has a key and a version: owed to the asking device */
+  else /* newer; or, to herself, the version she holds and has not told her contacts of */
+    want = !has0 || ct->profile_version > v0 ||
+           (at[v].own && strcmp(conv, "alice") == 0 && ct->profile_version == v0 && h0 < v0 &&
+            memcmp(ct->profile_key.data, k0, 32) == 0);
+  fz_store *fs = &W->alice->fs;
+  fz_watch_begin(fs);
+  W->c->profile_due = 0;
+  FZ_ASSERT(sy_txn_begin(W->c) == WHISPER_OK, "txn");
+  int rc = sy_profile_key_receive(W->c, at[v].sender, conv, at[v].group, at[v].own, ct);
+  int rc2 = sy_txn_end(W->c, rc < 0 ? rc : WHISPER_OK);
+  after_call("profile key");
+  if (fz_verbose())
+    fprintf(stderr, "  profile key at %d: %d (model %d) %s\n", v, rc, want,
+            rc < 0 ? whisper_ctx_last_error(W->c->ctx) : "");
+  FZ_ASSERT(rc == want, "profile key at %d: %d, the model says %d (%s)", v, rc, want,
+            whisper_ctx_last_error(W->c->ctx));
+  if (rc < 0) {
+    FZ_ASSERT(fs->committed_writes == 0 && fz_store_changed(fs) == NULL, "a refused profile key changed the store");
+  } else {
+    FZ_ASSERT(rc2 == WHISPER_OK, "commit: %d", rc2);
+    FZ_ASSERT(W->c->profile_due == (rc == 1), "profile_due %d after %d", W->c->profile_due, rc);
+    int has1 = held_key(at[v].own, k1, &v1, &h1);
+    if (key && (!has0 || ct->profile_version > v0)) {
+      FZ_ASSERT(has1 && memcmp(k1, ct->profile_key.data, 32) == 0 && v1 == ct->profile_version,
+                "a newer key was not kept");
+      FZ_ASSERT(names_have("d", at[v].own ? "alice" : "bob"), "a newer key, and no fetch due");
+    } else {
+      FZ_ASSERT(has1 == has0 && memcmp(k0, k1, 32) == 0 && v1 == v0, "an older key replaced the held one");
+    }
+    if (at[v].own && strcmp(conv, "bob") == 0 && key) { /* an own copy: bob has the key */
+      whisper_buf *b = prec('t', "bob");
+      FZ_ASSERT(b != NULL, "an own copy to bob, and nothing recorded");
+      Whisper__Client__ProfileSent *st = whisper__client__profile_sent__unpack(NULL, b->len, b->data);
+      uint8_t h[32];
+      crypto_hash_sha256(h, ct->profile_key.data, 32);
+      FZ_ASSERT(st && st->has_key_tag && st->key_tag.len == 16 && st->version >= ct->profile_version &&
+                    (st->version != ct->profile_version || memcmp(st->key_tag.data, h, 16) == 0),
+                "the own copy's key is not what bob is recorded to have");
+      whisper__client__profile_sent__free_unpacked(st, NULL);
+      whisper_buf_free(b);
+    }
+    for (size_t i = 0; at[v].own && strcmp(conv, "alice") == 0 && key && i < ct->n_profile_withheld; i++)
+      if (name_ok(ct->profile_withheld[i]) && strcmp(ct->profile_withheld[i], "alice") != 0)
+        FZ_ASSERT(names_have("w", ct->profile_withheld[i]), "a withheld account not kept");
+  }
+  fz_watch_end(fs);
+  whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+}
+
+/* A model of sy_profile_open: the format, AES-256-GCM (libsodium's, when
+ * the CPU has it; else -2: no opinion), the padding and the body. */
+static int model_open(const uint8_t *pk, const char *account, uint64_t version, const uint8_t *b, size_t n,
+                      Whisper__E2e__ProfileBody **out) {
+  *out = NULL;
+  if (n < 29 + 512 || n > 66560 || (n - 29) % 512 != 0 || b[0] != 1) return WHISPER_EINVALIDMSG;
+  if (!crypto_aead_aes256gcm_is_available()) return -2;
+  uint8_t key[32], ad[19 + 64 + 9];
+  size_t al = strlen(account), adl = 0;
+  wh_hkdf(key, 32, NULL, 0, pk, 32, "whisper-profile-v1");
+  memcpy(ad, "whisper-profile-v1", 18), adl = 18;
+  ad[adl++] = 0;
+  memcpy(ad + adl, account, al), adl += al;
+  ad[adl++] = 0;
+  for (int i = 7; i >= 0; i--) ad[adl++] = (uint8_t)(version >> (8 * i));
+  size_t m = n - 29;
+  uint8_t *pt = malloc(m);
+  FZ_ASSERT(pt != NULL, "out of memory");
+  int rc = crypto_aead_aes256gcm_decrypt_detached(pt, NULL, b + 13, m, b + 13 + m, ad, adl, b + 1, key) == 0
+               ? WHISPER_OK
+               : WHISPER_EFORGED;
+  size_t l = rc == WHISPER_OK ? (size_t)pt[0] << 24 | (size_t)pt[1] << 16 | (size_t)pt[2] << 8 | pt[3] : 0;
+  if (rc == WHISPER_OK && l > m - 4) rc = WHISPER_EINVALIDMSG;
+  for (size_t i = 4 + l; rc == WHISPER_OK && i < m; i++)
+    if (pt[i]) rc = WHISPER_EINVALIDMSG;
+  Whisper__E2e__ProfileBody *body = rc == WHISPER_OK ? whisper__e2e__profile_body__unpack(NULL, l, pt + 4) : NULL;
+  if (rc == WHISPER_OK && body == NULL) rc = WHISPER_EINVALIDMSG;
+  if (rc == WHISPER_OK) {
+    const ProtobufCBinaryData *nm = &body->name, *ab = &body->about;
+    int ok = body->has_name && nm->len >= 1 && nm->len <= 64 && memchr(nm->data, 0, nm->len) == NULL &&
+             wh_utf8_valid(nm->data, nm->len) && ab->len <= 140 &&
+             (ab->len == 0 || (memchr(ab->data, 0, ab->len) == NULL && wh_utf8_valid(ab->data, ab->len))) &&
+             body->picture.len <= 65536;
+    if (!ok) rc = WHISPER_EINVALIDMSG;
+  }
+  free(pt);
+  if (rc == WHISPER_OK) *out = body;
+  else if (body) whisper__e2e__profile_body__free_unpacked(body, NULL);
+  return rc;
+}
+
+/* PROFILE: the bytes as the server's stored profile of bob at version
+ * variant + 1: sy_profile_open with bob's key gives exactly the model's
+ * code and fields; then as the Profile answer to alice's ProfileGet of
+ * bob (sy_profile_answer): kept (bob's record holds it at that version,
+ * EV_PROFILE) exactly when it opens and its version is not below the one
+ * bob announced (1), else refused (EV_REFUSED, EFORGED) with no stored
+ * byte changed. */
+static void do_profile(int variant, const uint8_t *p, size_t n) {
+  uint64_t version = (uint64_t)variant + 1;
+  Whisper__E2e__ProfileBody *mb = NULL, *eb = NULL;
+  int want = model_open(BOB_PK, "bob", version, p, n, &mb);
+  int rc = sy_profile_open(BOB_PK, "bob", version, p, n, &eb);
+  if (fz_verbose()) fprintf(stderr, "  profile v%llu (%zu bytes): %d (model %d)\n", (unsigned long long)version, n, rc, want);
+  if (want != -2) FZ_ASSERT(rc == want, "profile_open: %d, the model says %d", rc, want);
+  FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EFORGED || rc == WHISPER_EINVALIDMSG, "profile_open: %d", rc);
+  FZ_ASSERT((rc == WHISPER_OK) == (eb != NULL), "profile_open's output");
+  if (eb && mb)
+    FZ_ASSERT(eb->name.len == mb->name.len && memcmp(eb->name.data, mb->name.data, mb->name.len) == 0 &&
+                  eb->about.len == mb->about.len && eb->picture.len == mb->picture.len &&
+                  (mb->picture.len == 0 || memcmp(eb->picture.data, mb->picture.data, mb->picture.len) == 0),
+              "profile_open read other fields than the model");
+  if (eb) whisper__e2e__profile_body__free_unpacked(eb, &wh_pb_alloc);
+  if (mb) whisper__e2e__profile_body__free_unpacked(mb, NULL);
+  /* as the answer to a fetch */
+  sy_req r;
+  memset(&r, 0, sizeof r);
+  r.kind = RQ_PROFILE_GET;
+  snprintf(r.account, sizeof r.account, "bob");
+  Whisper__Sync__Profile pr = WHISPER__SYNC__PROFILE__INIT;
+  pr.account = "bob";
+  pr.has_ciphertext = pr.has_version = 1;
+  pr.ciphertext = (ProtobufCBinaryData){n, (uint8_t *)p};
+  pr.version = version;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE;
+  f.profile = &pr;
+  fz_store *fs = &W->alice->fs;
+  drop_events(W->c);
+  fz_watch_begin(fs);
+  sy_profile_answer(W->c, &r, &f);
+  after_call("profile answer");
+  int kept = rc == WHISPER_OK; /* version >= 1, the one bob announced */
+  int events = 0, type = 0, code = 0;
+  whisper_client_event_t e;
+  while (whisper_client_next_event(W->c, &e)) events++, type = e.type, code = e.code;
+  FZ_ASSERT(events == 1 && type == (kept ? WHISPER_EV_PROFILE : WHISPER_EV_REFUSED) &&
+                (kept || code == WHISPER_EFORGED),
+            "a profile answer (%s) raised %d event(s), the last %d", kept ? "kept" : "refused", events, type);
+  uint8_t k[32];
+  uint64_t v1, h1;
+  FZ_ASSERT(held_key(0, k, &v1, &h1), "bob's key");
+  if (kept) {
+    FZ_ASSERT(h1 == version && v1 == version, "a kept profile is not held at its version");
+    FZ_ASSERT(!names_have("d", "bob"), "bob's profile came, and is still due");
+  } else {
+    FZ_ASSERT(fs->committed_writes == 0 && fz_store_changed(fs) == NULL, "a refused profile changed the store");
+  }
+  fz_watch_end(fs);
+}
+
 /* --- the input ---------------------------------------------------------------- */
 
 static void run_input(const uint8_t *data, size_t size) {
   int kind = data[0] & 7, variant = data[0] >> 3;
-  if (kind > K_CONTENT) kind = K_RETRY;
   const uint8_t *p = data + 1;
   size_t n = size - 1;
   fz_dev *a = W->alice;
@@ -1565,6 +1836,8 @@ static void run_input(const uint8_t *data, size_t size) {
     case K_PAYLOAD: do_payload(p, n); break;
     case K_TOKEN: do_token(p, n); break;
     case K_CONTENT: do_content(p, n); break;
+    case K_PROFILE_KEY: do_profile_key(variant, p, n); break;
+    case K_PROFILE: do_profile(variant, p, n); break;
     default: do_retry(variant, p, n); break;
   }
   after_call("input");
@@ -1738,6 +2011,63 @@ void fze_gen_seeds(fz_seeds *s) {
       whisper_buf *cb = whisper_buf_new(NULL, whisper__e2e__content__get_packed_size(&ct));
       whisper__e2e__content__pack(&ct, cb->data);
       seed(s, names[i], K_CONTENT, 0, cb);
+    }
+  }
+
+  /* profile keys (as from bob, in a group, from alice.2) and bob's profile */
+  {
+    static const uint8_t k2[32] = "fz-e2e another profile key ....";
+    static const char *const withheld[] = {"carol"};
+    static const struct {
+      const char *name, *owner;
+      int variant, key_len;
+      uint64_t version;
+      int withheld;
+    } pk[] = {
+        {"profile_key_bob", "bob", 0, 32, 2, 0},        {"profile_key_bob_older", "bob", 0, 32, 1, 0},
+        {"profile_key_other_owner", "carol", 0, 32, 3, 0}, {"profile_key_contact_asks", "bob", 0, 0, 0, 0},
+        {"profile_key_group", "bob", 1, 32, 4, 0},      {"profile_key_own_request", "alice", 2, 0, 0, 0},
+        {"profile_key_own_newer", "alice", 2, 32, 5, 1}, {"profile_key_own_copy", "alice", 3, 32, 2, 0},
+        {"profile_key_short", "bob", 0, 31, 2, 0},
+    };
+    for (size_t i = 0; i < sizeof pk / sizeof pk[0]; i++) {
+      Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+      ct.has_version = ct.has_kind = ct.has_at_ms = 1;
+      ct.version = 1;
+      ct.kind = WHISPER__E2E__CONTENT__KIND__PROFILE_KEY;
+      ct.at_ms = FZ_NOW;
+      ct.profile_owner = (char *)pk[i].owner;
+      if (pk[i].key_len) {
+        ct.has_profile_key = ct.has_profile_version = 1;
+        ct.profile_key = (ProtobufCBinaryData){(size_t)pk[i].key_len, (uint8_t *)k2};
+        ct.profile_version = pk[i].version;
+      }
+      if (pk[i].withheld) ct.n_profile_withheld = 1, ct.profile_withheld = (char **)withheld;
+      whisper_buf *cb = whisper_buf_new(NULL, whisper__e2e__content__get_packed_size(&ct));
+      whisper__e2e__content__pack(&ct, cb->data);
+      seed(s, pk[i].name, K_PROFILE_KEY, pk[i].variant, cb);
+    }
+    uint8_t pic[1500];
+    for (size_t i = 0; i < sizeof pic; i++) pic[i] = (uint8_t)(i * 7);
+    fz_rng seal_rng = {{0x5E}, 0}; /* the seeds' nonces: the same every run */
+    wh_rng rng = {fz_rng_fn, &seal_rng};
+    static const struct {
+      const char *name;
+      const uint8_t *key;
+      uint64_t version;
+      int variant;
+      size_t pic;
+    } pr[] = {
+        {"profile_bob", BOB_PK, 1, 0, 0},
+        {"profile_bob_newer_picture", BOB_PK, 3, 2, sizeof pic},
+        {"profile_bob_other_version", BOB_PK, 2, 0, 0},
+        {"profile_other_key", k2, 1, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof pr / sizeof pr[0]; i++) {
+      FZ_ASSERT(sy_profile_seal(&rng, pr[i].key, "bob", pr[i].version, (const uint8_t *)"Bob", 3,
+                                (const uint8_t *)"about bob", 9, pr[i].pic ? pic : NULL, pr[i].pic, &b) == WHISPER_OK,
+                "seal");
+      seed(s, pr[i].name, K_PROFILE, pr[i].variant, b);
     }
   }
 

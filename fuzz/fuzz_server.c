@@ -45,7 +45,11 @@
  * stored counter) equals the number of stored mailbox entries; each device
  * record's mailbox_count equals the entries under its tag (all at or
  * below mailbox_last) and its prekeys count the one-time prekeys stored
- * under its tag.
+ * under its tag. Profiles: a ProfileSet answered Ok is stored exactly as
+ * sent under the logged-in device's account (ERR_STATE only for a version
+ * not above the stored one); a Profile answer is exactly the stored
+ * profile of the account it names; every stored profile decodes with a
+ * version and 1..WSRV_PROFILE_MAX bytes.
  * ASan/UBSan/LSan catch the rest.
  */
 #include <stdarg.h>
@@ -112,6 +116,35 @@ static int open_slots(void) {
   return n;
 }
 
+/* The stored profile of `account` (NULL: none); it must decode. */
+static Whisper__Server__Profile *stored_profile(const char *account) {
+  whisper_store *in = W->fs.inner;
+  whisper_buf *b = NULL;
+  if (in->ops.get(in->user, WHISPER_REC_SERVER_PROFILE, (const uint8_t *)account, strlen(account), &b) !=
+      WHISPER_OK)
+    return NULL;
+  Whisper__Server__Profile *p = whisper__server__profile__unpack(NULL, b->len, b->data);
+  whisper_buf_free(b);
+  FZ_ASSERT(p != NULL, "the stored profile of %s does not decode", account);
+  FZ_ASSERT(p->has_version && p->version > 0 && p->has_ciphertext && p->ciphertext.len > 0 &&
+                p->ciphertext.len <= WSRV_PROFILE_MAX,
+            "the stored profile of %s: version %llu, %zu bytes", account, (unsigned long long)p->version,
+            p->ciphertext.len);
+  return p;
+}
+
+/* A Profile answer is exactly the stored profile of the account it names. */
+static void check_profile_answer(const Whisper__Sync__Profile *a) {
+  FZ_ASSERT(wsrv_name_ok(a->account), "a Profile of a bad account name");
+  Whisper__Server__Profile *p = stored_profile(a->account);
+  FZ_ASSERT(p != NULL, "a Profile of %s, which has none stored", a->account);
+  FZ_ASSERT(a->has_version && a->version == p->version && a->has_ciphertext &&
+                a->ciphertext.len == p->ciphertext.len &&
+                memcmp(a->ciphertext.data, p->ciphertext.data, p->ciphertext.len) == 0,
+            "a Profile of %s that is not the stored one", a->account);
+  whisper__server__profile__free_unpacked(p, NULL);
+}
+
 /* Takes and checks all output. */
 static void drain(void) {
   whisper_server_output_t o;
@@ -171,6 +204,9 @@ static void drain(void) {
         break;
       case WHISPER__SYNC__FRAME__BODY_DELIVER:
         FZ_ASSERT(f->deliver->has_seq && f->deliver->seq > 0, "a Deliver without its seq");
+        break;
+      case WHISPER__SYNC__FRAME__BODY_PROFILE:
+        check_profile_answer(f->profile);
         break;
       default:
         break;
@@ -266,6 +302,8 @@ static void check_books(void) {
     FZ_ASSERT(pk.n == dev->prekeys, "%s.%u: prekeys %u, %llu stored", d->name, d->device_id,
               dev->prekeys, (unsigned long long)pk.n);
     whisper__server__device__free_unpacked(dev, NULL);
+    Whisper__Server__Profile *p = stored_profile(d->name);
+    if (p) whisper__server__profile__free_unpacked(p, NULL);
   }
 }
 
@@ -397,6 +435,19 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
         memcpy(H.sent[H.n_sent].cid, f->send->client_id.data, 16);
         H.sent[H.n_sent++].seq = H.answer_seq;
       }
+    }
+    if (H.answered && body == WHISPER__SYNC__FRAME__BODY_PROFILE_SET && approver >= 0) {
+      /* taken: stored as sent, for the logged-in device's account; the version grew */
+      Whisper__Server__Profile *sp = stored_profile(W->dev[approver]->name);
+      const Whisper__Sync__ProfileSet *m = f->profile_set;
+      if (H.answer_body == WHISPER__SYNC__FRAME__BODY_OK)
+        FZ_ASSERT(sp && sp->version == m->version && sp->ciphertext.len == m->ciphertext.len &&
+                      memcmp(sp->ciphertext.data, m->ciphertext.data, m->ciphertext.len) == 0 &&
+                      W->fs.committed_writes == 1,
+                  "a ProfileSet answered Ok is not what %s has stored", W->dev[approver]->name);
+      if (H.answer_code == ERR_STATE)
+        FZ_ASSERT(sp && m->version <= sp->version, "ERR_STATE for a version above the stored one");
+      if (sp) whisper__server__profile__free_unpacked(sp, NULL);
     }
     if (H.answered && (H.answer_body == WHISPER__SYNC__FRAME__BODY_ERROR ||
                        H.answer_body == WHISPER__SYNC__FRAME__BODY_STALE)) {

@@ -8,6 +8,9 @@
 
 #include "e2e.pb-c.h"
 #include "protocol/pb.h"
+#include "sync/sync_internal.h"
+
+const uint8_t fzs_picture[16] = "fz profile pic.";
 
 /* --- frames ---------------------------------------------------------------- */
 
@@ -36,11 +39,14 @@ void fzs_frame_free(fzs_frame *f) {
 }
 
 int fzs_is_request(int b) {
-  return b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH;
+  return (b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH) ||
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET ||
+         b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT;
 }
 
 int fzs_is_server_body(int b) {
-  return b >= WHISPER__SYNC__FRAME__BODY_CHALLENGE && b <= WHISPER__SYNC__FRAME__BODY_PONG;
+  return (b >= WHISPER__SYNC__FRAME__BODY_CHALLENGE && b <= WHISPER__SYNC__FRAME__BODY_PONG) ||
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE;
 }
 
 int fzs_is_push(int b) {
@@ -58,6 +64,11 @@ const char *fzs_body_name(int b) {
   static const char *srv[] = {"Challenge", "Ok", "Error", "Bundles", "Devices", "Sent",
                               "StaleDevices", "Deliver", "QueueEmpty", "TypingNotice",
                               "PresenceNotice", "GroupInfo", "LinkCode", "Pong"};
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET) return "ProfileSet";
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET) return "ProfileGet";
+  if (b == WHISPER__SYNC__FRAME__BODY_PROFILE) return "Profile";
+  if (b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET) return "BlockSet";
+  if (b == WHISPER__SYNC__FRAME__BODY_REPORT) return "Report";
   if (fzs_is_request(b)) return req[b - WHISPER__SYNC__FRAME__BODY_REGISTER];
   if (fzs_is_server_body(b)) return srv[b - WHISPER__SYNC__FRAME__BODY_CHALLENGE];
   return b == 0 ? "(no body)" : "(unknown body)";
@@ -213,7 +224,7 @@ void fzs_client_frame(fzs_script *s, const whisper_buf *frame) {
 }
 
 void fzs_client_tick(fzs_script *s, unsigned half_seconds) {
-  FZ_ASSERT(half_seconds < 124, "tick");
+  FZ_ASSERT(half_seconds < FZS_APP_MIN - 0x80, "tick");
   fzs_put_byte(s, (uint8_t)(0x80 | half_seconds));
 }
 
@@ -230,6 +241,7 @@ void fzs_server_config(whisper_server_config_t *cfg) {
   cfg->rate_burst = 60;
   cfg->deliver_window = 4;
   cfg->max_mailbox = 12;
+  cfg->max_reports = 2;
 }
 
 /* A server driven by whole requests (the world's builder). */
@@ -704,6 +716,33 @@ int fzs_respond(fzs_client_world *w, const fzs_frame *req, whisper_buf **out) {
       out[0] = fzs_pack(&f, id);
       return 1;
     }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET: {
+      const Whisper__Sync__ProfileSet *ps = req->profile_set;
+      if (ps->version <= w->profile_version) {
+        out[0] = fzs_error(id, 11, "not newer");
+        return 1;
+      }
+      whisper_buf_free(w->profile);
+      w->profile = whisper_buf_new(ps->ciphertext.data, ps->ciphertext.len);
+      w->profile_version = ps->version;
+      out[0] = fzs_ok(id, 1);
+      return 1;
+    }
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET: {
+      if (w->profile == NULL || strcmp(req->profile_get->account, "alice") != 0) {
+        out[0] = fzs_error(id, 6, "no profile for that account");
+        return 1;
+      }
+      Whisper__Sync__Profile p = WHISPER__SYNC__PROFILE__INIT;
+      p.account = "alice";
+      p.has_ciphertext = p.has_version = 1;
+      p.ciphertext = (ProtobufCBinaryData){w->profile->len, w->profile->data};
+      p.version = w->profile_version;
+      f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE;
+      f.profile = &p;
+      out[0] = fzs_pack(&f, id);
+      return 1;
+    }
     default: /* Ack, Receipt, Typing, PresenceSet, PresenceSubscribe, LinkApprove */
       out[0] = fzs_ok(id, 1);
       return 1;
@@ -807,10 +846,20 @@ static void run_app(run *r, uint8_t t) {
     rc = whisper_client_send(r->c, "bob", (const uint8_t *)"fuzz", 4, r->now, id);
   } else if (t == FZS_APP_SEND_GROUP) {
     rc = whisper_client_send_group(r->c, r->w->group_id, (const uint8_t *)"fuzz", 4, r->now, id);
+  } else if (t == FZS_APP_PROFILE_SET) {
+    rc = whisper_client_profile_set(r->c, "Fuzz", "about fuzz", fzs_picture, sizeof fzs_picture, r->now);
+  } else if (t == FZS_APP_PROFILE_REFRESH) {
+    rc = whisper_client_profile_refresh(r->c, NULL);
+  } else if (t == FZS_APP_BLOCK) {
+    rc = whisper_client_block(r->c, "bob", r->now);
+  } else if (t == FZS_APP_UNBLOCK) {
+    rc = whisper_client_unblock(r->c, "bob", r->now);
+  } else if (t == FZS_APP_REPORT) {
+    rc = whisper_client_report(r->c, "bob", 3, 0, r->now);
   } else {
     rc = whisper_client_link_approve(r->c, token, fzs_link_token(r->w, token));
   }
-  FZ_ASSERT(rc == WHISPER_OK, "app record %02x: %d", t, rc);
+  FZ_ASSERT(rc == WHISPER_OK || (rc == WHISPER_EBLOCKED && t == FZS_APP_SEND), "app record %02x: %d", t, rc);
   events_drop_run(r->c, r);
 }
 
@@ -867,6 +916,7 @@ fzs_client_world *fzs_client_world_new(void) {
 
 void fzs_client_world_free(fzs_client_world *w) {
   if (w == NULL) return;
+  whisper_buf_free(w->profile);
   fz_dev_free(w->alice);
   fz_dev_free(w->alice2);
   fz_dev_free(w->bob);
@@ -922,6 +972,27 @@ void fzs_client_end(fz_dev *d, whisper_client *c) {
 /* --- seeds: fuzz_server ----------------------------------------------------------- */
 
 /* Frames of the seeds (ids are the fuzzer's; any nonzero id will do). */
+static whisper_buf *profile_set_frame(uint64_t id, const uint8_t *ct, size_t n, uint64_t version) {
+  Whisper__Sync__ProfileSet p = WHISPER__SYNC__PROFILE_SET__INIT;
+  p.has_ciphertext = n > 0;
+  p.ciphertext = (ProtobufCBinaryData){n, (uint8_t *)ct};
+  p.has_version = version > 0;
+  p.version = version;
+  fzs_frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE_SET;
+  f.profile_set = &p;
+  return fzs_pack(&f, id);
+}
+
+static whisper_buf *profile_get_frame(uint64_t id, const char *account) {
+  Whisper__Sync__ProfileGet p = WHISPER__SYNC__PROFILE_GET__INIT;
+  p.account = (char *)account;
+  fzs_frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PROFILE_GET;
+  f.profile_get = &p;
+  return fzs_pack(&f, id);
+}
+
 static whisper_buf *simple(int body, void *msg, uint64_t id) {
   fzs_frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = (Whisper__Sync__Frame__BodyCase)body;
@@ -1241,6 +1312,46 @@ static whisper_buf *edit_upload(whisper_buf *b, int how) {
   return repack(f, b);
 }
 
+static whisper_buf *block_set_frame(uint64_t id, const char *const *accounts, const int *blocked,
+                                    const uint64_t *at, size_t n) {
+  Whisper__Sync__BlockEntry e[8], *ep[8];
+  FZ_ASSERT(n <= 8, "block_set_frame");
+  for (size_t i = 0; i < n; i++) {
+    whisper__sync__block_entry__init(&e[i]);
+    e[i].account = (char *)accounts[i];
+    e[i].has_blocked = e[i].has_changed_at = 1;
+    e[i].blocked = blocked[i];
+    e[i].changed_at = at[i];
+    ep[i] = &e[i];
+  }
+  Whisper__Sync__BlockSet b = WHISPER__SYNC__BLOCK_SET__INIT;
+  b.n_entries = n;
+  b.entries = ep;
+  return simple(WHISPER__SYNC__FRAME__BODY_BLOCK_SET, &b, id);
+}
+
+static whisper_buf *report_frame(uint64_t id, const char *conv, size_t n, int blocked) {
+  Whisper__Sync__ReportedMessage m[4], *mp[4];
+  FZ_ASSERT(n <= 4, "report_frame");
+  for (size_t i = 0; i < n; i++) {
+    whisper__sync__reported_message__init(&m[i]);
+    m[i].has_id = m[i].has_sent_at_ms = m[i].has_text = 1;
+    m[i].id = (ProtobufCBinaryData){16, (uint8_t *)"fz-reported-msg"};
+    m[i].sender = i % 2 ? "bob" : "alice";
+    m[i].sent_at_ms = FZ_NOW + i;
+    m[i].text = (ProtobufCBinaryData){5, (uint8_t *)"spam!"};
+    if (i == 2) m[i].has_truncated = m[i].truncated = 1;
+    if (i == 3) m[i].has_deleted = m[i].deleted = 1, m[i].text.len = 0;
+    mp[i] = &m[i];
+  }
+  Whisper__Sync__Report r = WHISPER__SYNC__REPORT__INIT;
+  r.conversation = (char *)conv;
+  r.n_messages = n;
+  r.messages = mp;
+  if (blocked) r.has_blocked = r.blocked = 1;
+  return simple(WHISPER__SYNC__FRAME__BODY_REPORT, &r, id);
+}
+
 void fzs_gen_server_seeds(fz_seeds *seeds) {
   fzs_server_world *w = fzs_server_world_new();
   fzs_script s = {0};
@@ -1306,6 +1417,33 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
     fzs_op(&s, FZS_OP_CLOSE, 1, -1);
     fzs_op(&s, FZS_OP_TICK, 0, 200); /* past the presence grace and the heartbeat */
     add_script(seeds, "typing_presence", &s);
+  }
+
+  /* block lists: bob blocks alice (her send to him goes nowhere, her typing
+   * neither, bob looks offline to her); an older word; self and twice are
+   * refused; unblocked later. Reports: three (the store keeps 2), one of a
+   * group conversation, a malformed one */
+  {
+    const char *alice[] = {"alice"}, *bob[] = {"bob"}, *two[] = {"alice", "alice"};
+    const int yes[] = {1, 1}, no[] = {0};
+    const uint64_t t1[] = {FZ_NOW + 100, FZ_NOW + 100}, t0[] = {FZ_NOW}, t2[] = {FZ_NOW + 200};
+    const char *subs[] = {"bob"};
+    char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+    whisper_client_group_conversation(gconv, w->group_id);
+    recv_take(&s, 1, block_set_frame(1, alice, yes, t1, 1));
+    recv_take(&s, 0, subscribe_frame(2, subs, 1));
+    recv_take(&s, 0, send_direct(3, cid, "bob", &bob1, &bob_reg, 1, &alice2, 1, "blocked"));
+    recv_take(&s, 0, typing_frame(4, "bob", NULL, 1));
+    recv_take(&s, 1, block_set_frame(5, alice, no, t0, 1)); /* older: changes nothing */
+    recv_take(&s, 1, block_set_frame(6, bob, yes, t1, 1));  /* itself: malformed */
+    recv_take(&s, 1, block_set_frame(7, two, yes, t1, 2));  /* twice: malformed */
+    recv_take(&s, 1, report_frame(8, "alice", 4, 1));
+    recv_take(&s, 1, report_frame(9, gconv, 1, 0));
+    recv_take(&s, 0, report_frame(10, "bob", 2, 0));
+    recv_take(&s, 0, report_frame(11, "#00", 1, 0));
+    recv_take(&s, 1, block_set_frame(12, alice, no, t2, 1));
+    recv_take(&s, 0, send_direct(13, cid2, "bob", &bob1, &bob_reg, 1, &alice2, 1, "unblocked"));
+    add_script(seeds, "block_report", &s);
   }
 
   /* the prekey directory */
@@ -1553,6 +1691,28 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
   for (int i = 0; i < 70; i++) recv_take(&s, 0, ping_frame((uint64_t)i + 1, (uint64_t)i));
   add_script(seeds, "rate_limit", &s);
 
+  /* profiles: alice sets one (then a newer one, the same again, malformed
+   * ones), bob reads hers and asks for one nobody set, a connection not
+   * logged in asks; alice.2 logs in and sets a newer one */
+  {
+    uint8_t blob[300], big[1900];
+    memset(blob, 0xB1, sizeof blob);
+    memset(big, 0xB2, sizeof big);
+    recv_take(&s, 0, profile_set_frame(1, blob, sizeof blob, 1));
+    recv_take(&s, 0, profile_set_frame(2, blob, 100, 2));
+    recv_take(&s, 0, profile_set_frame(3, blob, sizeof blob, 2)); /* not newer: ERR_STATE */
+    recv_take(&s, 0, profile_set_frame(4, blob, sizeof blob, 0)); /* no version */
+    recv_take(&s, 0, profile_set_frame(5, blob, 0, 3));           /* no ciphertext */
+    recv_take(&s, 1, profile_get_frame(6, "alice"));
+    recv_take(&s, 1, profile_get_frame(7, "bob"));                /* none: ERR_NOT_FOUND */
+    recv_take(&s, 1, profile_get_frame(8, "Not a name"));
+    recv_take(&s, 2, profile_get_frame(9, "alice"));              /* not logged in */
+    fzs_op(&s, FZS_OP_LOGIN, 2, FZS_ALICE2);
+    recv_take(&s, 2, profile_set_frame(10, big, sizeof big, 7));
+    recv_take(&s, 1, profile_get_frame(11, "alice"));
+    add_script(seeds, "profiles", &s);
+  }
+
   /* timers: silent connections close; reopen */
   fzs_op(&s, FZS_OP_TICK, 0, 100);
   fzs_op(&s, FZS_OP_TICK, 0, 131);
@@ -1726,21 +1886,36 @@ static whisper_buf *v_none(fzs_client_world *w, const fzs_frame *req) {
   return NULL;
 }
 
+/* The scripted server holds a newer profile of alice's already (another
+ * device's, of version 9, sealed under another key): ERR_STATE, and the
+ * fetch that follows gets that one (refused: not under alice's key). */
+static whisper_buf *v_not_newer(fzs_client_world *w, const fzs_frame *req) {
+  static const uint8_t other_key[32] = "fz another device's profile key";
+  fz_rng seal_rng = {{0x5F}, 0}; /* the same nonce every run */
+  wh_rng rng = {fz_rng_fn, &seal_rng};
+  whisper_buf_free(w->profile);
+  w->profile = NULL;
+  FZ_ASSERT(sy_profile_seal(&rng, other_key, "alice", 9, (const uint8_t *)"Other", 5, (const uint8_t *)"", 0,
+                            NULL, 0, &w->profile) == WHISPER_OK,
+            "seal");
+  w->profile_version = 9;
+  return fzs_error(req->id, 11, "the stored profile's version is not below this one");
+}
+
 static whisper_buf *v_wrong_body(fzs_client_world *w, const fzs_frame *req) {
   (void)w;
   Whisper__Sync__QueueEmpty q = WHISPER__SYNC__QUEUE_EMPTY__INIT;
   return simple(WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY, &q, req->id);
 }
 
-/* A 1:1 message entry from (from) to alice.1. */
-static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
-                                  const char *text, const char *conversation_to, int content,
-                                  uint8_t cid_byte) {
+/* A 1:1 message entry from (from) to alice.1: plaintext `pt` (len bytes). */
+static whisper_buf *message_entry_pt(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
+                                     const uint8_t *pt, size_t len, const char *conversation_to,
+                                     int content, uint8_t cid_byte) {
   whisper_buf *m = NULL;
   int type = 0;
   if (prekey) fz_connect(from, w->alice, 0); /* 0: nothing written to alice's store */
-  FZ_ASSERT(whisper_session_encrypt(from->ctx, "alice", 1, (const uint8_t *)text, strlen(text),
-                                    FZ_NOW, &type, &m) == WHISPER_OK,
+  FZ_ASSERT(whisper_session_encrypt(from->ctx, "alice", 1, pt, len, FZ_NOW, &type, &m) == WHISPER_OK,
             "encrypt");
   uint8_t cid[16];
   memset(cid, cid_byte, 16);
@@ -1760,6 +1935,49 @@ static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t se
   whisper_buf *f = deliver_frame(&d, seq);
   whisper_buf_free(m);
   return f;
+}
+
+static whisper_buf *message_entry(fzs_client_world *w, fz_dev *from, uint64_t seq, int prekey,
+                                  const char *text, const char *conversation_to, int content,
+                                  uint8_t cid_byte) {
+  return message_entry_pt(w, from, seq, prekey, (const uint8_t *)text, strlen(text),
+                          conversation_to, content, cid_byte);
+}
+
+/* alice.2's block list (bob blocked at `at`) to alice's devices only, as
+ * src/sync/block.c sends it: an e2e.Content BLOCK in a Payload to "alice". */
+static whisper_buf *own_block_entry(fzs_client_world *w, uint64_t seq, int prekey, int blocked,
+                                    uint64_t at, uint8_t cid_byte) {
+  Whisper__E2e__BlockEntry e = WHISPER__E2E__BLOCK_ENTRY__INIT, *ep = &e;
+  e.account = "bob";
+  e.has_blocked = e.has_changed_at = 1;
+  e.blocked = blocked;
+  e.changed_at = at;
+  Whisper__E2e__Block blk = WHISPER__E2E__BLOCK__INIT;
+  blk.n_entries = 1;
+  blk.entries = &ep;
+  Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
+  ct.has_version = ct.has_kind = ct.has_at_ms = 1;
+  ct.version = 1;
+  ct.kind = WHISPER__E2E__CONTENT__KIND__BLOCK;
+  ct.at_ms = at;
+  ct.block = &blk;
+  uint8_t content[256], pt[512], cid[16];
+  size_t cn = whisper__e2e__content__get_packed_size(&ct);
+  FZ_ASSERT(cn <= sizeof content, "own_block_entry content");
+  whisper__e2e__content__pack(&ct, content);
+  memset(cid, cid_byte, 16);
+  Whisper__E2e__Payload p = WHISPER__E2E__PAYLOAD__INIT;
+  p.to = "alice";
+  p.has_body = p.has_sent_at_ms = p.has_content = p.has_id = 1; /* (an empty body, as sy_payload_make) */
+  p.sent_at_ms = at;
+  p.content = (ProtobufCBinaryData){cn, content};
+  p.id = (ProtobufCBinaryData){16, cid};
+  size_t pn = whisper__e2e__payload__get_packed_size(&p);
+  FZ_ASSERT(pn <= sizeof pt, "own_block_entry payload");
+  whisper__e2e__payload__pack(&p, pt);
+  return message_entry_pt(w, w->alice2, seq, prekey, pt, pn, "alice",
+                          WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, cid_byte);
 }
 
 static whisper_buf *receipt_entry(uint64_t seq, const char *from, uint32_t dev, uint32_t status,
@@ -1973,10 +2191,48 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     const uint8_t apps[] = {FZS_APP_RETRY};
     client_seed_answering(seeds, w, "bundles_untrusted", FZS_MODE_ONLINE, NULL, 0, t, apps, 1);
   }
+  /* the app sets alice's profile (uploaded, the key to bob and the group,
+   * and to alice.2), and fetches it back, twice */
+  {
+    const uint8_t apps[] = {FZS_APP_PROFILE_SET, FZS_APP_PROFILE_REFRESH, FZS_APP_PROFILE_SET,
+                            FZS_APP_PROFILE_REFRESH};
+    client_seed_answering(seeds, w, "app_profile", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 4);
+    whisper_buf_free(w->profile);
+    w->profile = NULL;
+    w->profile_version = 0;
+  }
+  /* the server holds another device's newer one: the upload gets
+   * ERR_STATE, the fetch brings one that is not under alice's key */
+  {
+    variant_tbl t[] = {{WHISPER__SYNC__FRAME__BODY_PROFILE_SET, 1, 0, v_not_newer}, {0, 0, 0, NULL}};
+    const uint8_t apps[] = {FZS_APP_PROFILE_SET, FZS_APP_PROFILE_REFRESH};
+    client_seed_answering(seeds, w, "app_profile_raced", FZS_MODE_ONLINE, NULL, 0, t, apps, 2);
+    whisper_buf_free(w->profile);
+    w->profile = NULL;
+    w->profile_version = 0;
+  }
   /* the app sends to the group, to bob, and approves a link code */
   {
     const uint8_t apps[] = {FZS_APP_SEND_GROUP, FZS_APP_SEND, FZS_APP_LINK_APPROVE};
     client_seed_answering(seeds, w, "app_sends", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 3);
+  }
+  /* block and report (last: the seeds before stay as they were) */
+  {
+    /* alice.2 blocked bob (her block list, to alice's devices only): bob's
+     * next message is dropped, a send to him refused; then an older word
+     * (unblocked before) changes nothing */
+    whisper_buf *f[3];
+    const uint8_t apps[] = {FZS_APP_SEND};
+    f[0] = own_block_entry(w, seq + 1, 1, 1, FZ_NOW + 10, 0x61);
+    f[1] = message_entry(w, w->bob, seq + 2, 1, "from a blocked bob", NULL, 4, 0x62);
+    f[2] = own_block_entry(w, seq + 3, 0, 0, FZ_NOW + 5, 0x63);
+    client_seed(seeds, w, "deliver_own_block", FZS_MODE_ONLINE, f, 3, NULL, apps, 1);
+  }
+  {
+    /* the app blocks bob (BlockSet, and the list to alice's other devices),
+     * sends to him (refused), reports the conversation, unblocks */
+    const uint8_t apps[] = {FZS_APP_BLOCK, FZS_APP_SEND, FZS_APP_REPORT, FZS_APP_UNBLOCK};
+    client_seed_answering(seeds, w, "app_block_report", FZS_MODE_ONLINE, NULL, 0, NULL, apps, 4);
   }
   fzs_client_world_free(w);
 }
@@ -2007,6 +2263,13 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
   fz_seeds_add(seeds, "link_request", link_request(16, "dave"), 1);
   fz_seeds_add(seeds, "link_approve", link_approve(17, cid), 1);
   fz_seeds_add(seeds, "ping", ping_frame(18, 9), 1);
+  {
+    const char *accts[] = {"bob", "carol"};
+    const int blocked[] = {1, 0};
+    const uint64_t at[] = {FZ_NOW, FZ_NOW + 1};
+    fz_seeds_add(seeds, "block_set", block_set_frame(25, accts, blocked, at, 2), 1);
+    fz_seeds_add(seeds, "report", report_frame(26, "bob", 4, 1), 1);
+  }
   {
     fz_dev *const keys[] = {d};
     whisper_buf *l = device_list(d, "dave", 1, &one, keys, 1, 0);
@@ -2041,6 +2304,18 @@ void fzs_gen_frame_seeds(fz_seeds *seeds) {
     s.server_seq = 42;
     s.server_ts = FZ_NOW;
     fz_seeds_add(seeds, "sent", simple(WHISPER__SYNC__FRAME__BODY_SENT, &s, 21), 1);
+  }
+  {
+    uint8_t ct[64];
+    memset(ct, 0xC7, sizeof ct);
+    fz_seeds_add(seeds, "profile_set", profile_set_frame(25, ct, sizeof ct, 3), 1);
+    fz_seeds_add(seeds, "profile_get", profile_get_frame(26, "bob"), 1);
+    Whisper__Sync__Profile pr = WHISPER__SYNC__PROFILE__INIT;
+    pr.account = "bob";
+    pr.has_ciphertext = pr.has_version = 1;
+    pr.ciphertext = (ProtobufCBinaryData){sizeof ct, ct};
+    pr.version = 3;
+    fz_seeds_add(seeds, "profile", simple(WHISPER__SYNC__FRAME__BODY_PROFILE, &pr, 26), 1);
   }
   fz_dev_free(d);
 }

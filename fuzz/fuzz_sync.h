@@ -106,7 +106,12 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
  *     calls whisper_client_retry();
  *   0xFE: whisper_client_send() to bob; 0xFD: whisper_client_send_group()
  *     to alice's group; 0xFC: whisper_client_link_approve() of alice.3's
- *     link token (fzs_link_token);
+ *     link token (fzs_link_token); 0xFB: whisper_client_profile_set()
+ *     (a name, an about text and a 16-byte picture); 0xFA:
+ *     whisper_client_profile_refresh() of alice's own profile;
+ *     0xF9: whisper_client_block() of bob; 0xF8: whisper_client_unblock()
+ *     of bob; 0xF7: whisper_client_report() of the conversation with bob
+ *     (3 messages);
  *   another byte t with the top bit set: the clock moves (t & 0x7f) *
  *     500 ms, then whisper_client_tick();
  *   else two bytes (big-endian, 15 bits) are a length n, then n bytes
@@ -116,6 +121,12 @@ void fzs_op(fzs_script *s, int kind, int slot, int arg); /* arg < 0: none */
 #define FZS_APP_SEND 0xFE
 #define FZS_APP_SEND_GROUP 0xFD
 #define FZS_APP_LINK_APPROVE 0xFC
+#define FZS_APP_PROFILE_SET 0xFB
+#define FZS_APP_PROFILE_REFRESH 0xFA
+#define FZS_APP_BLOCK 0xF9
+#define FZS_APP_UNBLOCK 0xF8
+#define FZS_APP_REPORT 0xF7
+#define FZS_APP_MIN 0xF7 /* records at or above it are app calls */
 enum {
   FZS_MODE_HELLO = 0,    /* alice.1 connected: Hello (id 1) sent, no challenge yet */
   FZS_MODE_AUTH = 1,     /* the challenge came: Auth (id 2) sent */
@@ -128,7 +139,7 @@ enum {
   FZS_CLIENT_MODES = 5
 };
 void fzs_client_frame(fzs_script *s, const whisper_buf *frame);
-void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < 124 */
+void fzs_client_tick(fzs_script *s, unsigned half_seconds); /* < FZS_APP_MIN - 0x80 */
 
 /* --- the server world ---------------------------------------------------- */
 
@@ -179,6 +190,8 @@ typedef struct fzs_client_world {
   uint8_t read_id[16];     /* the client id of the pending read receipt */
   uint64_t last_seq;       /* alice's mailbox position */
   uint64_t server_seq;     /* the scripted server's sequence */
+  whisper_buf *profile;    /* the last ProfileSet the scripted server took (alice's), and its version */
+  uint64_t profile_version;
 } fzs_client_world;
 
 /* The link token FZS_APP_LINK_APPROVE approves: alice.3's (device 3, its
@@ -188,6 +201,8 @@ typedef struct fzs_client_world {
 #define FZS_LINK_TOKEN_LEN (1 + 4 + WHISPER_PUBLIC_KEY_LEN + 1 + 5 + 16)
 size_t fzs_link_token(fzs_client_world *w, uint8_t out[FZS_LINK_TOKEN_LEN]);
 
+/* The picture of FZS_APP_PROFILE_SET. */
+extern const uint8_t fzs_picture[16];
 /* The nonce of every challenge in fuzz_client (32 bytes of 0x42). */
 extern const uint8_t fzs_nonce[32];
 /* When inputs start. */
@@ -210,7 +225,8 @@ void fzs_client_end(fz_dev *d, whisper_client *c);
  * from alice's engine, into `out` (at most 4; returns how many: Hello has
  * none). Accounts: alice (devices 1, 2), bob (1), carol (1); bundles are
  * real, with a one-time prekey; a GroupOp CREATE also pushes the group's
- * ENTRY_GROUP. */
+ * ENTRY_GROUP; a ProfileSet is kept and handed back to a ProfileGet of
+ * alice (of others: ERR_NOT_FOUND). */
 int fzs_respond(fzs_client_world *w, const fzs_frame *req, whisper_buf **out);
 
 /* --- seeds ------------------------------------------------------------------ */

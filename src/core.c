@@ -30,6 +30,7 @@ const char *whisper_strerror(int code) {
     case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
     case WHISPER_EROLLEDBACK: return "state older than keys already used (restored from a copy)";
     case WHISPER_EDENIED: return "not allowed (not the sender's, or too late)";
+    case WHISPER_EBLOCKED: return "the account is blocked (unblock it first)";
     default: return "unknown error";
   }
 }

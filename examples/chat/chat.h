@@ -273,6 +273,26 @@ int readmark_add(chat *c, const char *sender, const uint8_t id[WHISPER_CLIENT_ID
 /** Frees the listings and the read marks. */
 void msgref_free_all(chat *c);
 
+/* --- block.c ------------------------------------------------------------- */
+
+/** A command: its name, usage, a line about it, and what runs it. */
+typedef struct chat_cmd {
+  const char *name;
+  const char *usage;
+  const char *about;
+  void (*run)(chat *c, char *args);
+} chat_cmd;
+
+/** block, unblock, blocked, report (help lists them after commands.c's). */
+extern const chat_cmd chat_block_cmds[];
+extern const size_t chat_block_n;
+
+/** Runs `cmd` if it is one of chat_block_cmds: 1, else 0. */
+int chat_block_cmd(chat *c, const char *cmd, char *args);
+
+/** Prints WHISPER_EV_BLOCKED: 1, or 0 for another event. */
+int chat_block_event(chat *c, const whisper_client_event_t *ev);
+
 /* --- qr.c ------------------------------------------------------------------ */
 
 /* The texts that QR codes carry: a prefix, then the bytes in uppercase

@@ -1463,6 +1463,146 @@ static void cmd_flags(chat *c, char *args) {
   flags_change(c, "flags", conv, 3, 0);
 }
 
+/* --- profiles: name, about text, picture ------------------------------------------- */
+
+/* A profile as this device holds it: `ok` with the fields, or a line. */
+static void profile_show(chat *c, const char *account) {
+  whisper_profile_t *p = NULL;
+  int rc = whisper_client_profile_get(c->client, account, &p);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "profile", rc);
+    return;
+  }
+  const char *who = account ? account : c->account;
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, "ok");
+    jb_str(&b, "cmd", "profile");
+    jb_str(&b, "account", who);
+    jb_bool(&b, "known", p->known);
+    jb_str(&b, "name", p->name);
+    jb_str(&b, "about", p->about);
+    jb_u64(&b, "picture_len", p->picture_len);
+    jb_u64(&b, "version", p->profile_version);
+    jb_print(c, &b);
+  } else if (!p->known) {
+    hb_printf(&b, "  %s: no profile yet%s", who,
+              account ? " (it comes when they write to you or share a group with you)" : "");
+    hb_print(c, &b);
+  } else { /* (what a contact wrote goes through hb_text: no terminal controls) */
+    hb_printf(&b, "  %s: ", who);
+    hb_text(&b, (const uint8_t *)p->name, strlen(p->name));
+    if (p->about[0]) {
+      hb_printf(&b, " — ");
+      hb_text(&b, (const uint8_t *)p->about, strlen(p->about));
+    }
+    if (p->picture_len) hb_printf(&b, " (picture: %zu bytes)", p->picture_len);
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+  whisper_profile_free(p);
+}
+
+#define PROFILE_FILE_MAX WHISPER_PROFILE_PICTURE_MAX
+
+/* Reads at most PROFILE_FILE_MAX bytes of `path` into a malloc'd buffer;
+ * -1 (with *why) when it cannot, or when it is larger. */
+static int read_picture(const char *path, uint8_t **out, size_t *len, const char **why) {
+  FILE *f = fopen(path, "rb");
+  *out = NULL;
+  *len = 0;
+  if (f == NULL) {
+    *why = "cannot open the picture file";
+    return -1;
+  }
+  uint8_t *b = malloc(PROFILE_FILE_MAX + 1);
+  size_t n = b ? fread(b, 1, PROFILE_FILE_MAX + 1, f) : 0;
+  int bad = b == NULL || ferror(f);
+  fclose(f);
+  if (bad || n > PROFILE_FILE_MAX) {
+    free(b);
+    *why = bad ? "cannot read the picture file" : "the picture is over 65536 bytes";
+    return -1;
+  }
+  *out = b;
+  *len = n;
+  return 0;
+}
+
+/* profile set name|about <text>, profile set picture <file>|none: the
+ * other fields stay as they are. */
+static void profile_set(chat *c, char *args) {
+  char *field = next_word(&args);
+  char *value = rest(&args);
+  int name = field && strcmp(field, "name") == 0, about = field && strcmp(field, "about") == 0;
+  int picture = field && strcmp(field, "picture") == 0;
+  if (!(name || about || picture) || (!about && !*value)) {
+    out_cmd_error(c, "profile", 0, "usage: profile set name|about <text>, or profile set picture <file>|none");
+    return;
+  }
+  whisper_profile_t *p = NULL;
+  int rc = whisper_client_profile_get(c->client, NULL, &p);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "profile", rc);
+    return;
+  }
+  if (!p->known && !name) {
+    whisper_profile_free(p);
+    out_cmd_error(c, "profile", 0, "set a name first: profile set name <text>");
+    return;
+  }
+  uint8_t *pic = NULL;
+  size_t pic_len = 0;
+  const char *why = NULL;
+  if (picture && strcmp(value, "none") != 0 && read_picture(value, &pic, &pic_len, &why) != 0) {
+    whisper_profile_free(p);
+    out_cmd_error(c, "profile", 0, "%s", why);
+    return;
+  }
+  if (!picture && p->picture_len) { /* keep the picture held */
+    pic = malloc(p->picture_len);
+    if (pic) memcpy(pic, p->picture, p->picture_len), pic_len = p->picture_len;
+  }
+  rc = whisper_client_profile_set(c->client, name ? value : p->name, about ? value : p->about, pic,
+                                  pic_len, now_ms());
+  free(pic);
+  whisper_profile_free(p);
+  if (rc != WHISPER_OK) {
+    engine_error(c, "profile", rc);
+    return;
+  }
+  chat_pump(c);
+  profile_show(c, NULL);
+}
+
+static void cmd_profile(chat *c, char *args) {
+  char *w = next_word(&args);
+  if (w && strcmp(w, "set") == 0) {
+    profile_set(c, args);
+    return;
+  }
+  if (w && (strcmp(w, "refresh") == 0 || strcmp(w, "rotate-key") == 0)) {
+    char *who = next_word(&args);
+    int refresh = w[0] == 'r' && w[2] == 'f';
+    int rc = refresh ? whisper_client_profile_refresh(c->client, who)
+                     : whisper_client_profile_rotate_key(c->client, who, now_ms());
+    if (rc != WHISPER_OK) {
+      engine_error(c, "profile", rc);
+      return;
+    }
+    chat_pump(c);
+    ok(c, "profile");
+    return;
+  }
+  if (w && strcmp(w, "show") == 0) w = next_word(&args); /* an account named "set", say */
+  if (next_word(&args) != NULL) {
+    out_cmd_error(c, "profile", 0, "usage: profile [<account>]");
+    return;
+  }
+  profile_show(c, w);
+}
+
 /* Every command: its usage and a line about it. A command with several
  * forms has a row per form; the first row of a name runs it. */
 static const struct command {
@@ -1499,6 +1639,12 @@ static const struct command {
     {"archive", "archive <conversation> on|off", "archive a conversation (on every device of yours)", cmd_archive},
     {"pin", "pin <conversation> on|off", "pin a conversation (on every device of yours)", cmd_pin},
     {"flags", "flags <conversation>", "whether a conversation is muted, archived, pinned", cmd_flags},
+    {"profile", "profile [<account>]", "a profile as this device has it (none given: yours)", cmd_profile},
+    {"profile", "profile set name|about <text>", "set your display name or about text (for your contacts, end to end)", NULL},
+    {"profile", "profile set picture <file>|none", "set your profile picture (at most 64 KiB), or remove it", NULL},
+    {"profile", "profile refresh [<account>]", "fetch a profile from the server again", NULL},
+    {"profile", "profile rotate-key [<account>]", "on device 1: a new profile key, not given to <account>", NULL},
+    {"profile", "profile show <account>", "the same as profile <account> (for an account named set)", NULL},
     {"typing", "typing <conversation> on|off", "say that you are typing, or stopped", cmd_typing},
     {"subscribe", "subscribe <account>...", "see when these accounts are online", cmd_subscribe},
     {"safety", "safety <account> [<code>]", "the safety number (digits, QR code); with their code: compare", cmd_safety},
@@ -1528,12 +1674,21 @@ static void cmd_help(chat *c, char *args) {
       jb_str(&b, "about", commands[i].about);
       jb_close(&b, '}');
     }
+    for (size_t i = 0; i < chat_block_n; i++) { /* block.c */
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "command", chat_block_cmds[i].name);
+      jb_str(&b, "usage", chat_block_cmds[i].usage);
+      jb_str(&b, "about", chat_block_cmds[i].about);
+      jb_close(&b, '}');
+    }
     jb_close(&b, ']');
     jb_print(c, &b);
   } else {
     hb_printf(&b, "  commands:");
     for (size_t i = 0; i < N_COMMANDS; i++)
       hb_printf(&b, "\n  %-38s %s", commands[i].usage, commands[i].about);
+    for (size_t i = 0; i < chat_block_n; i++) /* block.c */
+      hb_printf(&b, "\n  %-38s %s", chat_block_cmds[i].usage, chat_block_cmds[i].about);
     hb_printf(&b,
               "\n\n  A conversation is an account's name, or # and a group's id (as messages show it).\n"
               "  A <message> is #N, the number the last `history` of its conversation showed for it\n"
@@ -1561,5 +1716,6 @@ void cmd_line(chat *c, char *line) {
       return;
     }
   }
+  if (chat_block_cmd(c, cmd, p)) return; /* block.c */
   out_cmd_error(c, cmd, 0, "unknown command (try: help)");
 }

@@ -58,7 +58,7 @@ static void usage(FILE *f) {
           "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
           "gsend, group create|add|remove|admin|info|setting|link|join|leave|show, history,\n"
           "read, typing, subscribe, safety, verify, accept, trust, link-approve,\n"
-          "device-remove, status, help, quit.\n");
+          "device-remove, status, help, quit; block, unblock, blocked, report.\n");
   fprintf(f, "On a message: reply, react, unreact, edit, delete, forward; and call.\n");
 }
 

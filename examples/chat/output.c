@@ -418,6 +418,7 @@ static const char *event_name(int type) {
   case WHISPER_EV_REACTION: return "reaction";
   case WHISPER_EV_CALL: return "call";
   case WHISPER_EV_SETTINGS: return "settings";
+  case WHISPER_EV_PROFILE: return "profile";
   default: return "unknown";
   }
 }
@@ -528,6 +529,18 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
       jb_bool(&b, "archived", f.archived);
       jb_bool(&b, "pinned", f.pinned);
     }
+    break;
+  }
+  case WHISPER_EV_PROFILE: { /* a contact's profile, or ours from another device, changed */
+    whisper_profile_t *p = NULL;
+    jb_str(&b, "account", ev->from);
+    if (ev->from && whisper_client_profile_get(c->client, ev->from, &p) == WHISPER_OK) {
+      jb_str(&b, "name", p->name);
+      jb_str(&b, "about", p->about);
+      jb_u64(&b, "picture_len", p->picture_len);
+      jb_u64(&b, "version", p->profile_version);
+    }
+    whisper_profile_free(p);
     break;
   }
   case WHISPER_EV_STATUS:
@@ -806,6 +819,24 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
                 f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
     break;
   }
+  case WHISPER_EV_PROFILE: {
+    whisper_profile_t *p = NULL;
+    hb_printf(&b, "* ");
+    hb_str(&b, ev->from ? ev->from : "?");
+    if (ev->from && whisper_client_profile_get(c->client, ev->from, &p) == WHISPER_OK && p->known) {
+      hb_printf(&b, "'s profile: ");
+      hb_str(&b, p->name);
+      if (p->about[0]) {
+        hb_printf(&b, " — ");
+        hb_str(&b, p->about);
+      }
+      if (p->picture_len) hb_printf(&b, " (picture: %zu bytes)", p->picture_len);
+    } else {
+      hb_printf(&b, "'s profile changed");
+    }
+    whisper_profile_free(p);
+    break;
+  }
   case WHISPER_EV_STATUS:
     hb_printf(&b, "  %s ", status_ticks(c, ev->status));
     hb_short_id(&b, ev->id, ev->id_len);
@@ -955,6 +986,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
 
 void out_event(chat *c, const whisper_client_event_t *ev) {
   if (ev->type == WHISPER_EV_ANCHOR && !c->script) return; /* kept, not shown (--anchor-file) */
+  if (chat_block_event(c, ev)) return; /* block.c */
   if (c->script)
     event_json(c, ev);
   else

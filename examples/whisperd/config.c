@@ -97,6 +97,15 @@ static const option options[] = {
      "at most one typing notice per device and conversation per this"},
     {"presence-grace-ms", "MS", K_U64, SRV(presence_grace_ms), 0, UINT32_MAX,
      "offline is announced this long after a device's last connection closed"},
+    {"max-reports", "N", K_U32, SRV(max_reports), 1, UINT32_MAX,
+     "users' reports kept for moderators; the oldest go beyond it"},
+
+    {NULL, NULL, K_SECTION, 0, 0, 0, "Moderation"},
+    {"reports", NULL, K_FLAG, OFF(reports), 0, 0,
+     "print the reports users made (their plaintext included) from the store as JSON lines, "
+     "oldest first, and exit without serving; the store must exist"},
+    {"reports-after", "N", K_U64, OFF(reports_after), 0, UINT64_MAX,
+     "with --reports: only the reports numbered above N"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Logging"},
     {"log-level", "LEVEL", K_LEVEL, OFF(log_level), 0, 0,

@@ -7,7 +7,8 @@
  *   3. the server core (whisper_server_new) with the limits
  *   4. SIGTERM / SIGINT go through a self-pipe into the event loop
  *   5. net.c listens, prints "whisperd: listening on HOST:PORT" and serves
- *      until a signal's graceful shutdown has finished
+ *      until a signal's graceful shutdown has finished (with --reports:
+ *      prints the stored reports instead, reports.c, and exits)
  *   6. teardown: connections, the core, the store; "whisperd: stopped"
  *
  * Durability: the core commits every state change before it answers (a
@@ -213,6 +214,26 @@ int main(int argc, char **argv) {
   if (sodium_init() < 0) {
     fprintf(stderr, "whisperd: libsodium cannot be initialised\n");
     goto out;
+  }
+  if (cfg.reports) { /* print the reports and exit: never makes a store or a key */
+    if (strcmp(cfg.db_path, ":memory:") != 0 &&
+        (access(cfg.db_path, F_OK) != 0 || !cfg.key_file || access(cfg.key_file, F_OK) != 0)) {
+      fprintf(stderr, "whisperd: --reports: no store at %s, or no key file %s\n", cfg.db_path,
+              cfg.key_file ? cfg.key_file : "");
+      goto out;
+    }
+    if (open_store(&cfg, &store)) goto out;
+    rc = whisper_server_new(&srv, store, &cfg.server);
+    if (rc != WHISPER_OK) {
+      fprintf(stderr, "whisperd: cannot read the store: %s\n", whisper_strerror(rc));
+      goto out;
+    }
+    int printed = wd_reports_print(srv, cfg.reports_after, stdout);
+    whisper_server_free(srv);
+    whisper_store_close(store);
+    wd_push_hook_destroy(&push);
+    wd_config_free(&cfg);
+    return printed == 0 ? 0 : 1;
   }
   if (setup_signals()) goto out;
   if (open_store(&cfg, &store)) goto out;

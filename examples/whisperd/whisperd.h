@@ -70,6 +70,8 @@ typedef struct wd_config {
   size_t max_queue;         /* bytes queued to one connection before it is dropped */
   uint32_t max_connections; /* WebSocket connections at once; 0: no limit */
   whisper_server_config_t server;
+  int reports;              /* --reports: print the stored reports and exit */
+  uint64_t reports_after;   /* only those numbered above it */
 } wd_config;
 
 /** The defaults. */
@@ -86,6 +88,20 @@ int wd_config_from_args(wd_config *cfg, int argc, char **argv);
 
 /** Writes the --help text. */
 void wd_config_usage(FILE *out);
+
+/* --- reports.c -----------------------------------------------------------
+ * whisperd --reports: the reports users made (whisper_server_reports()),
+ * one JSON object per line, for moderators:
+ *   {"number":1,"at_ms":...,"reporter":"bob","reporter_device":1,
+ *    "conversation":"alice","blocked":true,"messages":[{"id":"<hex>",
+ *    "sender":"alice","sent_at_ms":...,"text":"...","truncated":false,
+ *    "deleted":false}]}
+ * A text that is not UTF-8 is given as "text_hex" instead of "text". The
+ * plaintext goes to stdout only, never to the log. */
+
+/** Prints the reports numbered above `after`. Returns 0, or -1 after
+ *  printing why on stderr. */
+int wd_reports_print(whisper_server *srv, uint64_t after, FILE *out);
 
 /* --- push.c --------------------------------------------------------------
  * The push hook: how whisperd wakes a device that is offline and has new

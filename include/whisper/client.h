@@ -260,6 +260,89 @@ WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const c
                                                       const whisper_conversation_flags_t *flags,
                                                       uint64_t now_ms);
 
+/* --- profiles -------------------------------------------------------------
+ *
+ * A profile is a display name, an about text and a small picture. The
+ * engine encrypts it (AES-256-GCM) under a key derived from the account's
+ * random profile key and uploads only the ciphertext; the server cannot
+ * read a profile, and cannot change or replace one unnoticed. The profile
+ * key is made by device 1 and travels end to end: to this account's other
+ * devices, and to the contacts this account wrote to and the groups it is
+ * in (when the profile changes, and with the first message to a new
+ * contact or group). A device that receives a contact's key fetches and
+ * decrypts the profile and raises WHISPER_EV_PROFILE when it changed.
+ * docs/sync-protocol.md ("Profiles") has the format and docs/security.md
+ * what a server can and cannot do.
+ */
+
+#define WHISPER_PROFILE_NAME_MAX 64        /* bytes of UTF-8 (at least 1) */
+#define WHISPER_PROFILE_ABOUT_MAX 140      /* bytes of UTF-8 */
+#define WHISPER_PROFILE_PICTURE_MAX 65536  /* bytes: a small image, or a reference to one */
+#define WHISPER_PROFILE_STRUCT_VERSION 1
+
+/** A profile as this device holds it, filled by the library (free it with
+ *  whisper_profile_free()); fields are only ever appended (check
+ *  `version`). */
+typedef struct whisper_profile_t {
+  unsigned version;          /* WHISPER_PROFILE_STRUCT_VERSION of the library that made it */
+  int known;                 /* 1: a profile is held; 0: none yet (the strings are "") */
+  char *name;                /* NUL-terminated UTF-8 */
+  char *about;               /* NUL-terminated UTF-8, maybe "" */
+  uint8_t *picture;          /* NULL when there is none */
+  size_t picture_len;
+  uint64_t profile_version;  /* grows with every change (0: none) */
+} whisper_profile_t;
+
+/**
+ * Sets this account's profile: `name` (1..WHISPER_PROFILE_NAME_MAX bytes
+ * of UTF-8), `about` (0..WHISPER_PROFILE_ABOUT_MAX, "" for none), and
+ * `picture` (0..WHISPER_PROFILE_PICTURE_MAX bytes; NULL with 0 for none).
+ * On device 1 the first call makes the account's profile key; another
+ * device must have received it first. The profile is kept in the store
+ * with a new version, uploaded encrypted when a connection is up, and the
+ * key with the version goes (as hidden outbox entries) to this account's
+ * other devices and to every contact and group it goes to. Returns
+ * WHISPER_OK, WHISPER_EINVAL (a field out of bounds or not UTF-8: nothing
+ * changes), WHISPER_ESTATE (not device 1, and the key has not come yet) or
+ * a store error.
+ */
+WHISPER_API int whisper_client_profile_set(whisper_client *c, const char *name, const char *about,
+                                           const uint8_t *picture, size_t picture_len,
+                                           uint64_t now_ms);
+
+/**
+ * The profile of `account` (NULL: this account's) as the store holds it,
+ * into `*out` (free it with whisper_profile_free()); `known` is 0 when
+ * none has come yet. Reads the store only. Returns WHISPER_OK,
+ * WHISPER_EINVAL or a store error.
+ */
+WHISPER_API int whisper_client_profile_get(whisper_client *c, const char *account,
+                                           whisper_profile_t **out);
+
+/** Wipes and frees a profile. Accepts NULL. */
+WHISPER_API void whisper_profile_free(whisper_profile_t *p);
+
+/**
+ * Fetches the profile of `account` (NULL: this account's) again, now if a
+ * connection is up, else after the next login; WHISPER_EV_PROFILE follows
+ * if it changed. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (no
+ * profile key of that account has reached this device) or a store error.
+ */
+WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *account);
+
+/**
+ * On device 1: replaces the profile key with a new one (as Signal does
+ * after blocking someone), re-encrypts the profile under it with a new
+ * version and sends the new key to this account's other devices and its
+ * contacts and groups, but not to `withhold` (an account, or NULL): it
+ * keeps only the old key, which no longer opens the profile, until this
+ * account writes to it again. A group with `withhold` in it gets the key
+ * member by member. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE
+ * (not device 1, or no profile set yet) or a store error.
+ */
+WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char *withhold,
+                                                  uint64_t now_ms);
+
 #define WHISPER_CALL_OFFER 1
 #define WHISPER_CALL_ANSWER 2
 #define WHISPER_CALL_ICE 3
@@ -557,6 +640,65 @@ WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *an
  *  memory come again on the next login anyway). */
 WHISPER_API int whisper_client_retry(whisper_client *c, uint64_t now_ms);
 
+/* --- blocking and reporting --------------------------------------------------
+ *
+ * A blocked account gets nothing from this account, and what it sends is
+ * dropped (docs/sync-protocol.md, "Block and report"). The block list is
+ * kept in the store, reaches this account's other devices end to end
+ * (WHISPER_EV_BLOCKED there), and goes to the server, which stops
+ * delivering the blocked account's messages; the engine does not rely on
+ * that: it drops them itself. What it drops: messages, receipts and calls
+ * the blocked account sends through the 1:1 session, and its typing and
+ * presence (no event; acknowledged to the server). Groups are shared: its
+ * group messages still show, but it gets no receipt for them. What it
+ * does not send: messages, replies, reactions, edits, deletes or calls in
+ * the conversation with it (WHISPER_EBLOCKED), typing there, receipts (also
+ * for its group messages); what was waiting for it waits until it is
+ * unblocked. Unblocking lets later messages in; those dropped meanwhile
+ * stay dropped (no gap is shown for them). */
+
+#define WHISPER_BLOCK_MAX 1024 /* accounts blocked at once */
+
+/** Blocks `account` (not this one). Blocking a blocked account changes
+ *  nothing. Returns WHISPER_OK, WHISPER_EINVAL (not another account's name,
+ *  or WHISPER_BLOCK_MAX accounts are blocked already) or a store error. */
+WHISPER_API int whisper_client_block(whisper_client *c, const char *account, uint64_t now_ms);
+
+/** Unblocks `account`: its later messages are taken again. Unblocking an
+ *  account that is not blocked changes nothing. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
+WHISPER_API int whisper_client_unblock(whisper_client *c, const char *account, uint64_t now_ms);
+
+/** Sets `*blocked` to 1 if this account blocked `account`, else 0. Returns
+ *  WHISPER_OK or WHISPER_EINVAL. */
+WHISPER_API int whisper_client_is_blocked(whisper_client *c, const char *account, int *blocked);
+
+/** The blocked accounts, in name order: each name followed by a NUL byte,
+ *  in one buffer (the caller frees it), and how many in `*count`. Returns
+ *  WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
+WHISPER_API int whisper_client_blocked_list(whisper_client *c, whisper_buf **out, size_t *count);
+
+#define WHISPER_REPORT_DEFAULT 5   /* messages a report holds when the caller says 0 */
+#define WHISPER_REPORT_MAX 50      /* at most */
+#define WHISPER_REPORT_TEXT_MAX 2048 /* bytes of each message's text (longer: cut, marked) */
+
+/**
+ * Reports a conversation (an account, or a group's conversation) to the
+ * server's moderators: its last `n` messages (0: WHISPER_REPORT_DEFAULT; at
+ * most WHISPER_REPORT_MAX), as this device has them in history (sender,
+ * time, text; placeholders and notices are left out), in plaintext. The
+ * call is the user's consent to reveal them, as in WhatsApp; the plaintext
+ * goes to the server's report store only. With `block` (an account only)
+ * the account is blocked in the same step. The report is kept in the
+ * store until the server takes it (sent at once when a connection is up,
+ * else after the next login). Returns WHISPER_OK, WHISPER_EINVAL (not a
+ * conversation, this account, n too large, `block` for a group),
+ * WHISPER_ESTATE (16 reports are waiting for the server already) or a
+ * store error; on failure nothing is kept or blocked.
+ */
+WHISPER_API int whisper_client_report(whisper_client *c, const char *conversation, size_t n,
+                                      int block, uint64_t now_ms);
+
 /* --- events -------------------------------------------------------------- */
 
 typedef enum whisper_client_event_type {
@@ -610,6 +752,10 @@ typedef enum whisper_client_event_type {
                                * id, the call id; body, the SDP or candidate */
   WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
                                * (whisper_client_conversation_flags()) */
+  WHISPER_EV_PROFILE = 23,    /* from's profile changed (from: this account's own when another
+                               * device set it): whisper_client_profile_get() */
+  WHISPER_EV_BLOCKED = 24,    /* another device of this account blocked (status 1) or unblocked
+                               * (status 0) account `from` (conversation too) */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes

@@ -96,7 +96,10 @@ enum {
   /** Not allowed: only a message's sender may edit or delete it, and only
    *  within its window (15 minutes for an edit, 48 hours by default for a
    *  delete); a message deleted for everyone cannot be changed. */
-  WHISPER_EDENIED = -21
+  WHISPER_EDENIED = -21,
+  /** The account is blocked (whisper_client_block()): nothing goes to it
+   *  until it is unblocked. */
+  WHISPER_EBLOCKED = -22
 };
 
 /** A short, static English description of an error code. Never NULL. */

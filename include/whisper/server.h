@@ -46,10 +46,15 @@ extern "C" {
 #define WHISPER_REC_SERVER_GROUP 34    /* key: 16-byte group id: members, admins */
 #define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer */
 #define WHISPER_REC_SERVER_META 36     /* key: a short ASCII name */
+#define WHISPER_REC_SERVER_PROFILE 40  /* key: account: its profile, ciphertext only */
 #define WHISPER_REC_SERVER_MAILBOX 96  /* key: device tag (16) || seq (8, BE) */
 #define WHISPER_REC_SERVER_PREKEY 97   /* key: device tag (16) || prekey id (4, BE) */
+#define WHISPER_REC_SERVER_BLOCKS 37   /* key: account: the accounts it blocked */
+#define WHISPER_REC_SERVER_REPORT 98   /* key: report number (8, BE): a user's report */
 
-#define WHISPER_SERVER_CONFIG_VERSION 1
+#define WHISPER_SERVER_CONFIG_VERSION 2
+/** The default of max_reports. */
+#define WHISPER_SERVER_REPORTS_MAX 10000
 
 /** Limits and timers. Start from WHISPER_SERVER_CONFIG_INIT; fields are
  *  only ever appended. */
@@ -68,11 +73,13 @@ typedef struct whisper_server_config_t {
   uint64_t presence_grace_ms;  /* offline is announced this long after the last connection closes */
   uint32_t deliver_window;     /* unacknowledged entries pushed to a connection at once */
   uint32_t max_mailbox;        /* entries per mailbox; a send beyond it is refused (ERR_LIMIT) */
+  /* --- version 2 --- */
+  uint32_t max_reports;        /* reports kept (whisper_server_reports()); the oldest go */
 } whisper_server_config_t;
 
 #define WHISPER_SERVER_CONFIG_INIT                                                             \
   { WHISPER_SERVER_CONFIG_VERSION, 256 * 1024, 1024, 16, 1000, 200, 400, 60000, 15000, 6000, \
-    2000, 5000, 256, 100000 }
+    2000, 5000, 256, 100000, WHISPER_SERVER_REPORTS_MAX }
 
 /** A server. */
 typedef struct whisper_server whisper_server;
@@ -176,6 +183,57 @@ WHISPER_API void whisper_server_stats(const whisper_server *srv, whisper_server_
 
 /** The 12 upper bounds (ms) of the latency histogram buckets. */
 WHISPER_API const uint64_t *whisper_server_latency_bounds(void);
+
+/* --- reports ------------------------------------------------------------------
+ *
+ * A user's report of a conversation (whisper_client_report()): the last
+ * messages of it as the reporter's device has them, in plaintext, which
+ * the reporter chose to reveal. The server keeps the newest
+ * cfg.max_reports (the oldest go), durably, numbered from 1 in the order
+ * they came, for moderators. A report is the reporter's word: nothing
+ * proves that the messages were sent as it says. */
+
+/** One message of a report; its pointers live as long as the report's. */
+typedef struct whisper_server_report_message_t {
+  const uint8_t *id;     /* its client id */
+  size_t id_len;
+  const char *sender;    /* the account that sent it */
+  uint64_t sent_at_ms;   /* its time as the reporter's history has it */
+  const uint8_t *text;   /* as the reporter has it (not always UTF-8); may be cut */
+  size_t text_len;
+  int truncated;         /* 1: the text was longer */
+  int deleted;           /* 1: it was deleted for everyone (no text) */
+} whisper_server_report_message_t;
+
+#define WHISPER_SERVER_REPORT_VERSION 1
+
+/** A report, as whisper_server_reports() hands it out. Fields may be
+ *  appended (`version` says which are there). */
+typedef struct whisper_server_report_t {
+  unsigned version;      /* WHISPER_SERVER_REPORT_VERSION */
+  uint64_t number;       /* 1, 2, ... in the order reports came */
+  uint64_t at_ms;        /* the server's clock when it came */
+  const char *reporter;  /* the reporting account and device */
+  uint32_t reporter_device;
+  const char *conversation; /* an account, or "#" and a group id in hex */
+  int blocked;           /* 1: the reporter blocked the account as well */
+  const whisper_server_report_message_t *messages; /* oldest first */
+  size_t n_messages;
+} whisper_server_report_t;
+
+/** Called for each report; the report is valid during the call only.
+ *  Returns 0 to go on, nonzero to stop. */
+typedef int (*whisper_server_report_fn)(void *user, const whisper_server_report_t *report);
+
+/**
+ * Hands the stored reports numbered above `after` to `fn`, oldest first,
+ * at most `limit` of them (0: all). Reads only; the server may be serving
+ * meanwhile (from the same thread). Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ECORRUPT (a stored report that cannot be read; those before it
+ * were handed out) or a store error.
+ */
+WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
+                                       whisper_server_report_fn fn, void *user);
 
 #ifdef __cplusplus
 }

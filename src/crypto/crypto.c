@@ -11,6 +11,7 @@
  * cipher up in its provider tables on every init unless it is fetched. */
 static crypto_auth_hmacsha256_state zero_salt_state;
 static EVP_CIPHER *aes_cbc;
+static EVP_CIPHER *aes_gcm;
 static int init_failed;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -22,6 +23,7 @@ static void crypto_init_once(void) {
   }
   crypto_auth_hmacsha256_init(&zero_salt_state, zero_salt, sizeof zero_salt);
   aes_cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+  aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 }
 
 int wh_crypto_init(void) {
@@ -155,6 +157,47 @@ int wh_cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[32], const u
                    const uint8_t *in, size_t in_len) {
   if (in_len == 0 || in_len % 16 != 0) return -1;
   return cbc_run(0, out, out_len, key, iv, in, in_len);
+}
+
+/* AES-256-GCM with a 12-byte nonce and a 16-byte tag (profiles). OpenSSL
+ * checks the tag in constant time. */
+static int gcm_run(int enc, uint8_t *out, const uint8_t key[32], const uint8_t nonce[WH_GCM_NONCE_LEN],
+                   const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t in_len,
+                   uint8_t tag[WH_GCM_TAG_LEN]) {
+  static const uint8_t empty[1];
+  if (in_len > (size_t)INT32_MAX - 32 || ad_len > (size_t)INT32_MAX) return -1;
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  int n = 0, ok = 0;
+  if (c == NULL) return -1;
+  const EVP_CIPHER *cipher = wh_crypto_init() == 0 && aes_gcm ? aes_gcm : EVP_aes_256_gcm();
+  if (EVP_CipherInit_ex(c, cipher, NULL, NULL, NULL, enc) != 1) goto done;
+  if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, WH_GCM_NONCE_LEN, NULL) != 1) goto done;
+  if (EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1) goto done;
+  if (ad_len && EVP_CipherUpdate(c, NULL, &n, ad, (int)ad_len) != 1) goto done;
+  if (EVP_CipherUpdate(c, out, &n, in ? in : empty, (int)in_len) != 1) goto done;
+  if (!enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, WH_GCM_TAG_LEN, tag) != 1) goto done;
+  if (EVP_CipherFinal_ex(c, out + n, &n) != 1) goto done;
+  if (enc && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, WH_GCM_TAG_LEN, tag) != 1) goto done;
+  ok = 1;
+done:
+  EVP_CIPHER_CTX_free(c); /* wipes the key schedule */
+  return ok ? 0 : -1;
+}
+
+int wh_gcm_encrypt(uint8_t *out, uint8_t tag[WH_GCM_TAG_LEN], const uint8_t key[32],
+                   const uint8_t nonce[WH_GCM_NONCE_LEN], const uint8_t *ad, size_t ad_len,
+                   const uint8_t *in, size_t in_len) {
+  return gcm_run(1, out, key, nonce, ad, ad_len, in, in_len, tag);
+}
+
+int wh_gcm_decrypt(uint8_t *out, const uint8_t key[32], const uint8_t nonce[WH_GCM_NONCE_LEN],
+                   const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t in_len,
+                   const uint8_t tag[WH_GCM_TAG_LEN]) {
+  uint8_t t[WH_GCM_TAG_LEN];
+  memcpy(t, tag, sizeof t);
+  int r = gcm_run(0, out, key, nonce, ad, ad_len, in, in_len, t);
+  if (r != 0 && in_len) sodium_memzero(out, in_len); /* nothing unauthenticated is left */
+  return r;
 }
 
 int wh_ct_eq(const uint8_t *a, const uint8_t *b, size_t len) {

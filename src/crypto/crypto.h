@@ -64,6 +64,18 @@ int wh_cbc_encrypt(uint8_t *out, const uint8_t key[32], const uint8_t iv[16], co
 int wh_cbc_decrypt(uint8_t *out, size_t *out_len, const uint8_t key[32], const uint8_t iv[16],
                    const uint8_t *in, size_t in_len);
 
+/* AES-256-GCM (OpenSSL EVP), 12-byte nonce, 16-byte tag: out gets in_len
+ * bytes. Decrypt fails (-1, out wiped) unless the tag verifies over ad
+ * and the ciphertext. */
+#define WH_GCM_NONCE_LEN 12
+#define WH_GCM_TAG_LEN 16
+int wh_gcm_encrypt(uint8_t *out, uint8_t tag[WH_GCM_TAG_LEN], const uint8_t key[32],
+                   const uint8_t nonce[WH_GCM_NONCE_LEN], const uint8_t *ad, size_t ad_len,
+                   const uint8_t *in, size_t in_len);
+int wh_gcm_decrypt(uint8_t *out, const uint8_t key[32], const uint8_t nonce[WH_GCM_NONCE_LEN],
+                   const uint8_t *ad, size_t ad_len, const uint8_t *in, size_t in_len,
+                   const uint8_t tag[WH_GCM_TAG_LEN]);
+
 /* Constant-time equality of two buffers of the same length: 1 if equal. */
 int wh_ct_eq(const uint8_t *a, const uint8_t *b, size_t len);
 void wh_wipe(void *p, size_t len);

@@ -799,11 +799,13 @@ static int hit(whisper_ctx *ctx, const query *q, const char *conversation,
       (conversation == NULL || strcmp(e->conversation, conversation) == 0))
     keep = text_matches(q, e->body.data, e->body.len);
   if (e) whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
+  size_t before = whisper_page_count(page);
   if (e == NULL) rc = wh_fail(ctx, WHISPER_ECORRUPT, "a history entry is corrupt");
   else if (keep < 0) rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   else if (keep) rc = wh_page_add(ctx, page, b->data, b->len);
   whisper_buf_free(b);
-  return rc == WHISPER_OK ? keep : rc;
+  /* (a hit counts only if the page took it: it leaves out what it never shows) */
+  return rc == WHISPER_OK ? whisper_page_count(page) > before : rc;
 }
 
 /* The leapfrog join of the cursors from `target` down, verifying each

@@ -4,6 +4,7 @@
  * polling, stats and timers. The protocol itself is in the other
  * server_*.c files (server_internal.h lists them).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,7 @@ static int config_ok(const whisper_server_config_t *c) {
   return c->version >= 1 && c->max_frame >= 64 && c->max_group_members >= 1 &&
          c->max_devices >= 1 && c->rate_per_sec >= 1 && c->rate_burst >= 1 &&
          c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
-         c->max_mailbox >= 1;
+         c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1);
 }
 
 int whisper_server_new(whisper_server **out, whisper_store *store,
@@ -79,7 +80,10 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   whisper_server *srv = calloc(1, sizeof *srv);
   if (srv == NULL) return WHISPER_ENOMEM;
   srv->store = store;
-  srv->cfg = cfg ? *cfg : defaults;
+  srv->cfg = defaults;
+  /* an older caller's struct ends before the fields of later versions */
+  if (cfg)
+    memcpy(&srv->cfg, cfg, cfg->version >= 2 ? sizeof srv->cfg : offsetof(whisper_server_config_t, max_reports));
   srv->cfg.version = WHISPER_SERVER_CONFIG_VERSION;
   int rc = wsrv_store_init(srv);
   if (rc != WHISPER_OK) {
@@ -259,6 +263,14 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
       return wsrv_handle_link_approve(srv, c, f->id, f->link_approve, now_ms);
     case WHISPER__SYNC__FRAME__BODY_PUBLISH:
       return wsrv_handle_publish(srv, c, f->id, f->publish, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_SET:
+      return wsrv_handle_profile_set(srv, c, f->id, f->profile_set);
+    case WHISPER__SYNC__FRAME__BODY_PROFILE_GET:
+      return wsrv_handle_profile_get(srv, c, f->id, f->profile_get);
+    case WHISPER__SYNC__FRAME__BODY_BLOCK_SET:
+      return wsrv_handle_block_set(srv, c, f->id, f->block_set, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_REPORT:
+      return wsrv_handle_report(srv, c, f->id, f->report, now_ms);
     default:
       return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   }
@@ -269,8 +281,10 @@ static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Fram
   if (!f->has_id || f->id == 0) return wsrv_refuse(srv, ERR_MALFORMED, "a request needs an id");
   int done, r = dispatch_open(srv, c, f, frame, len, now_ms, &done);
   if (done) return r;
-  if (f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
-      f->body_case > WHISPER__SYNC__FRAME__BODY_PUBLISH)
+  if ((f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
+       f->body_case > WHISPER__SYNC__FRAME__BODY_PUBLISH) &&
+      !wsrv_is_profile_request(f->body_case) && f->body_case != WHISPER__SYNC__FRAME__BODY_BLOCK_SET &&
+      f->body_case != WHISPER__SYNC__FRAME__BODY_REPORT)
     return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   if (c->state != WSRV_AUTHED) return wsrv_refuse(srv, ERR_AUTH, "log in first");
   return dispatch_authed(srv, c, f, now_ms);

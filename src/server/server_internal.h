@@ -13,6 +13,8 @@
  *   server_send.c     Send (1:1 and group), Receipt
  *   server_group.c    GroupOp
  *   server_presence.c Typing, PresenceSet, PresenceSubscribe, presence timers
+ *   server_profile.c  ProfileSet, ProfileGet
+ *   server_block.c    block lists (BlockSet) and reports (Report)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
@@ -416,6 +418,16 @@ int wsrv_handle_presence_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
 int wsrv_handle_subscribe(whisper_server *srv, wsrv_conn *c, uint64_t id,
                           const Whisper__Sync__PresenceSubscribe *m);
 
+/* --- profiles (server_profile.c) ---------------------------------------- */
+
+#define WSRV_PROFILE_MAX 66560 /* bytes of a stored profile's ciphertext */
+/* 1 for ProfileSet and ProfileGet (requests outside the older range). */
+int wsrv_is_profile_request(int body_case);
+int wsrv_handle_profile_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                            const Whisper__Sync__ProfileSet *m);
+int wsrv_handle_profile_get(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                            const Whisper__Sync__ProfileGet *m);
+
 /* --- connections and presence (server.c, server_presence.c) -------------- */
 
 wsrv_conn *wsrv_conn_find(const whisper_server *srv, uint64_t id);
@@ -434,5 +446,24 @@ void wsrv_presence_unsubscribe(whisper_server *srv, wsrv_conn *c);
 void wsrv_presence_tick(whisper_server *srv, uint64_t now_ms);
 uint64_t wsrv_presence_deadline(const whisper_server *srv);
 void wsrv_acct_free(void *p);
+/* Tells the subscribers of `name` how it looks to each of them again (its
+ * block list changed). */
+void wsrv_presence_refresh(whisper_server *srv, const char *name);
+
+/* --- block lists and reports (server_block.c) ---------------------------- */
+
+int wsrv_handle_block_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                          const Whisper__Sync__BlockSet *m, uint64_t now_ms);
+int wsrv_handle_report(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Report *m,
+                       uint64_t now_ms);
+/* 1 if `blocker` blocked `account`, 0 if not, or a negative store error. */
+int wsrv_blocked(whisper_server *srv, const char *blocker, const char *account);
+/* Whether a 1:1 Send of `content` from `sender` goes nowhere for `to`
+ * (`to` blocked `sender`; sender key distributions and retry requests
+ * still go): *drop. WHISPER_OK or a store error. */
+int wsrv_block_drops(whisper_server *srv, const char *to, const char *sender, uint32_t content,
+                     int *drop);
+/* 1 if either account blocked the other (or the store failed), else 0. */
+int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
 
 #endif

@@ -67,13 +67,20 @@ static int seen_online(const wsrv_acct *a) {
   return !a->hidden && (a->n_online > 0 || a->offline_at != 0);
 }
 
+/* An account is hidden from the accounts it blocked (server_block.c). */
+static int hidden_from(whisper_server *srv, uint64_t conn, const wsrv_acct *a) {
+  const wsrv_conn *c = wsrv_conn_find(srv, conn);
+  return c && c->state == WSRV_AUTHED && wsrv_blocked(srv, a->name, c->account) != 0;
+}
+
 static void notice(whisper_server *srv, uint64_t conn, const wsrv_acct *a) {
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__PresenceNotice p = WHISPER__SYNC__PRESENCE_NOTICE__INIT;
+  int hidden = a->hidden || hidden_from(srv, conn, a);
   p.account = (char *)a->name;
   p.has_online = p.has_last_seen_ms = 1;
-  p.online = seen_online(a);
-  p.last_seen_ms = a->hidden || p.online ? 0 : a->last_seen_ms;
+  p.online = !hidden && seen_online(a);
+  p.last_seen_ms = hidden || p.online ? 0 : a->last_seen_ms;
   f.body_case = WHISPER__SYNC__FRAME__BODY_PRESENCE;
   f.presence = &p;
   wsrv_send(srv, conn, &f);
@@ -82,6 +89,11 @@ static void notice(whisper_server *srv, uint64_t conn, const wsrv_acct *a) {
 static void announce(whisper_server *srv, wsrv_acct *a) {
   a->announced_online = seen_online(a);
   for (size_t i = 0; i < a->n_subs; i++) notice(srv, a->subs[i], a);
+}
+
+void wsrv_presence_refresh(whisper_server *srv, const char *name) {
+  wsrv_acct *a = wsrv_acct_find(srv, name);
+  if (a) announce(srv, a);
 }
 
 int wsrv_presence_login(whisper_server *srv, wsrv_conn *c, int hidden) {
@@ -307,7 +319,8 @@ static int typing_throttled(whisper_server *srv, const wsrv_conn *c, const char 
 static void typing_to(whisper_server *srv, const wsrv_conn *c, const char *name,
                       const Whisper__Sync__Typing *m, uint64_t now_ms) {
   const wsrv_acct *a = wsrv_acct_find(srv, name);
-  if (a == NULL) return;
+  if (a == NULL || a->n_online == 0) return;
+  if (wsrv_block_either(srv, c->account, name)) return; /* neither way (server_block.c) */
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__TypingNotice t = WHISPER__SYNC__TYPING_NOTICE__INIT;
   t.from = (char *)c->account;

@@ -212,7 +212,10 @@ static int send_direct(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whi
   d.conversation_to = self ? m->to : NULL;
   /* a conversation the recipient muted wakes none of its devices */
   fx->silent = !self && wsrv_muted(to, c->account, s->server_ts);
-  if (rc == WHISPER_OK) rc = append_each(srv, fx, m->to, m->messages, m->n_messages, &d);
+  /* `to` blocked the sender: taken, and put in none of its mailboxes (server_block.c) */
+  int dropped = 0;
+  if (rc == WHISPER_OK) rc = wsrv_block_drops(srv, m->to, c->account, m->content, &dropped);
+  if (rc == WHISPER_OK && !dropped) rc = append_each(srv, fx, m->to, m->messages, m->n_messages, &d);
   fx->silent = 0;
   d.conversation_to = m->to;
   if (rc == WHISPER_OK) rc = append_each(srv, fx, c->account, m->own, m->n_own, &d);

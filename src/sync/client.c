@@ -313,6 +313,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   sy_join_init(c);
   rc = sy_state_load(c);
   if (rc == WHISPER_OK) rc = sy_ops_load(c);
+  if (rc == WHISPER_OK) rc = sy_block_load(c);
   if (rc != WHISPER_OK) {
     whisper_client_free(c);
     return rc;
@@ -332,6 +333,7 @@ void whisper_client_free(whisper_client *c) {
   }
   sy_event_free(c->ev_cur);
   sy_names_free(&c->blocked);
+  sy_block_free(c);
   sy_ops_free(c);
   sy_typing_free(c);
   for (size_t i = 0; i < c->n_subs; i++) free(c->subs[i]);
@@ -442,6 +444,14 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_OWN_BUNDLES:
       sy_login_answer(c, r, f);
       break;
+    case RQ_PROFILE_SET:
+    case RQ_PROFILE_GET:
+      sy_profile_answer(c, r, f);
+      break;
+    case RQ_BLOCK:
+    case RQ_REPORT:
+      sy_block_answer(c, r, f);
+      break;
     default:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
         const Whisper__Sync__Error *e = f->error;
@@ -527,6 +537,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
       sy_typing_in_notice(c, f->typing_notice);
       break;
     case WHISPER__SYNC__FRAME__BODY_PRESENCE: {
+      if (sy_block_has(c, f->presence->account)) break; /* block.c */
       sy_event *e = sy_event_new(c, WHISPER_EV_PRESENCE);
       if (e && sy_event_set(e, NULL, f->presence->account, NULL, 0, NULL, 0) == WHISPER_OK) {
         e->ev.online = f->presence->online;
@@ -547,6 +558,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
 done:
   whisper__sync__frame__free_unpacked(f, &wh_pb_alloc);
   if (c->retry_due) sy_retry_held(c);
+  if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
   return rc;
 }
@@ -601,6 +613,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c->send_retry_at && now_ms >= c->send_retry_at) {
     c->send_retry_at = 0;
     sy_ops_flush(c);
+    sy_block_flush(c);
   }
   if (c->unlisted_at && now_ms >= c->unlisted_at) { /* their lists are asked for again */
     c->unlisted_at = 0;
@@ -624,6 +637,7 @@ int whisper_client_retry(whisper_client *c, uint64_t now_ms) {
   c->now = now_ms;
   sy_names_free(&c->blocked);
   sy_retry_held(c);
+  if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
   return WHISPER_OK;
 }

@@ -420,7 +420,8 @@ static int decrypt_failed(whisper_client *c, const Whisper__Sync__Deliver *d, ev
   if ((rc == WHISPER_EINVALIDMSG || rc == WHISPER_ENOSESSION || rc == WHISPER_ETOOFAR ||
        rc == WHISPER_EINVALIDSIG || rc == WHISPER_EDUPLICATE) &&
       (content == WHISPER__SYNC__CONTENT__CONTENT_MESSAGE || content == WHISPER__SYNC__CONTENT__CONTENT_TEXT) &&
-      d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN) {
+      d->has_client_id && d->client_id.len == WHISPER_CLIENT_ID_LEN &&
+      strcmp(conv, c->account) != 0) { /* (this account's settings: no placeholder for them) */
     x->retry = 1;
     snprintf(x->conv, sizeof x->conv, "%s", conv);
     return OUT_DONE;
@@ -459,9 +460,11 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     return OUT_DONE;
   }
   int rc = WHISPER_OK, out = OUT_DONE;
-  if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS) {
+  if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS &&
+      ct->kind != WHISPER__E2E__CONTENT__KIND__PROFILE_KEY &&
+      ct->kind != WHISPER__E2E__CONTENT__KIND__BLOCK) {
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
-    return refuse_why(c, d, evs, conv, "only settings go to oneself");
+    return refuse_why(c, d, evs, conv, "only settings, the profile key and the block list go to oneself");
   }
   /* when its author made it: an edit made offline goes out later */
   uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
@@ -528,8 +531,20 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     if (took) ev_add(evs, ev_of(c, WHISPER_EV_SETTINGS, d, ct->settings->conversation, NULL));
     break;
   }
-  case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY:
-    break; /* not used by this version yet */
+  case WHISPER__E2E__CONTENT__KIND__PROFILE_KEY: { /* profile.c */
+    int took = sy_profile_key_receive(c, d->sender, conv, g != NULL, own, ct);
+    if (took == WHISPER_EFORGED) out = refuse(c, d, evs, conv, took);
+    else if (took == WHISPER_EINVALIDMSG) bad_entry(c, d, evs, "a malformed profile key");
+    else if (took < 0) rc = took;
+    break;
+  }
+  case WHISPER__E2E__CONTENT__KIND__BLOCK: /* the block list, as settings (block.c) */
+    if (!own || strcmp(conv, c->account) != 0) {
+      out = refuse_why(c, d, evs, conv, "a block list from another account");
+      break;
+    }
+    rc = sy_block_receive(c, ct->block, evs);
+    break;
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
     wh_entry_extra x = {.kind = text ? WHISPER_KIND_TEXT : WHISPER_KIND_UNSUPPORTED,
@@ -591,6 +606,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     bad_entry(c, d, evs, "a message entry from this very device");
     return OUT_DONE;
   }
+  /* a blocked account's messages and receipts: dropped unread, acked (block.c) */
+  if (sy_block_drops(c, d)) return OUT_DONE;
   sy_devlist sl;
   int rc = sy_devs_load(c, d->sender, &sl);
   if (rc != WHISPER_OK) return rc;

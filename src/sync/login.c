@@ -227,6 +227,8 @@ static void after_login(whisper_client *c) {
   sy_presence_flush(c);
   sy_ops_flush(c);
   sy_approvals_flush(c);
+  sy_profile_flush(c); /* profile.c: the upload before the outbox's notices */
+  sy_block_login(c);
   int rc = sy_jobs_load(c);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot read the outbox");
   sy_pump(c);

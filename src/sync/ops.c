@@ -62,6 +62,8 @@ static int conv_accounts(whisper_client *c, const char *conv, sy_group *g, const
 int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
                const wh_entry_extra *x, const sy_target *t, uint64_t now_ms, uint8_t id_out[16]) {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
+  if (sy_block_has(c, conv)) /* block.c */
+    return sy_fail(c, WHISPER_EBLOCKED, "%s is blocked: unblock it to send to it", conv);
   whisper_device_t *devs = NULL;
   char **names = NULL;
   const char **accounts = NULL;
@@ -106,6 +108,7 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
       c->outbox_more = 1;
     sy_pump(c);
   }
+  sy_profile_sent_to(c, conv, now_ms); /* profile.c: the profile key along, to a new contact */
   return wh_ok(c->ctx);
 }
 
@@ -289,6 +292,7 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
 int sy_receipt_add(whisper_client *c, const char *to, int status,
                    const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN], size_t n) {
   sy_op *o = NULL;
+  if (sy_block_has(c, to)) return WHISPER_OK; /* none for a blocked account (block.c) */
   for (size_t i = 0; i < c->n_ops && o == NULL; i++) {
     sy_op *p = &c->ops[i];
     if (p->kind == OP_RECEIPT && !p->inflight && p->code == (uint32_t)status &&
@@ -531,6 +535,7 @@ int whisper_client_typing(whisper_client *c, const char *conversation, int start
   if (!group && !sy_valid_account(conversation))
     return sy_fail(c, WHISPER_EINVAL, "typing needs a conversation");
   if (!c->logged_in) return wh_ok(c->ctx); /* typing is only for now */
+  if (!group && sy_block_has(c, conversation)) return wh_ok(c->ctx); /* not to a blocked account */
   sy_typing *t = typing_find(c->typing_out, conversation, NULL, 0);
   if (t == NULL && (t = typing_add(&c->typing_out, conversation, NULL, 0)) == NULL)
     return WHISPER_ENOMEM;
@@ -570,6 +575,7 @@ static void typing_event(whisper_client *c, const sy_typing *t, int started) {
 
 void sy_typing_in_notice(whisper_client *c, const Whisper__Sync__TypingNotice *n) {
   char conv[WH_NAME_MAX + 1];
+  if (sy_block_has(c, n->from)) return; /* a blocked account's typing (block.c) */
   if (n->has_group_id) whisper_client_group_conversation(conv, n->group_id.data);
   else snprintf(conv, sizeof conv, "%s", n->from);
   sy_typing *t = typing_find(c->typing_in, conv, n->from, n->from_device);
@@ -716,6 +722,7 @@ void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
     }
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
     else c->own_listed = 1;
+    if (rc == WHISPER_OK && a->len) sy_block_resync(c); /* the new device gets the block list */
   } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->code == SY_ERR_STATE &&
              !c->own_listed) {
     /* the first list went before, its answer lost: read it back (it must

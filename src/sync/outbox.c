@@ -762,7 +762,9 @@ void sy_pump(whisper_client *c) {
      * primary's first list goes before anything else */
     if (!c->own_listed) return;
     sy_job *j = c->jobs;
-    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv))) j = j->next;
+    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv) ||
+                 sy_block_has(c, j->conv))) /* (block.c: waits until unblocked) */
+      j = j->next;
     if (j == NULL) {
       if (c->jobs == NULL && c->outbox_more) {
         if (sy_jobs_load(c) != WHISPER_OK || c->jobs == NULL) return;

@@ -371,6 +371,7 @@ int sy_group_save(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], co
   }
   free(d);
   free(dp);
+  if (rc == WHISPER_OK && g->known && !g->left) rc = sy_profile_group_noted(c, gid); /* profile.c */
   return rc;
 }
 
@@ -499,6 +500,11 @@ int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const c
                  const Whisper__Client__SeenCounter *m) {
   uint8_t k[1 + 2 * WH_NAME_MAX + 6];
   return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &m->base);
+}
+
+int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv) {
+  uint8_t k[1 + 2 * WH_NAME_MAX + 6];
+  return wh_del(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv));
 }
 
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],

@@ -16,6 +16,9 @@
  *   groups.c  group administration: who may make which change (admins, info,
  *             settings, invite links, leaving, the member limit), the changes
  *             this device signs, joining by link, the state the app reads
+ *   profile.c profiles: the profile key end to end, the encrypted profile
+ *   block.c   blocking accounts (kept, synced to this account's devices and
+ *             the server) and reporting conversations to the server
  */
 #ifndef WH_SYNC_INTERNAL_H
 #define WH_SYNC_INTERNAL_H
@@ -65,8 +68,11 @@ enum {
 enum {
   RQ_REGISTER = 1, RQ_HELLO, RQ_AUTH, RQ_UPLOAD, RQ_LIST, RQ_FETCH, RQ_SEND, RQ_SKDM, RQ_ACK,
   RQ_OP, RQ_TYPING, RQ_PRESENCE_SET, RQ_SUBSCRIBE, RQ_LINK_REQUEST, RQ_LINK_APPROVE, RQ_PING,
-  RQ_PUBLISH, RQ_OWN_BUNDLES
+  RQ_PUBLISH, RQ_OWN_BUNDLES, RQ_BLOCK, RQ_REPORT
 };
+
+/* profile.c's requests (numbered apart from the others). */
+enum { RQ_PROFILE_SET = 100, RQ_PROFILE_GET };
 
 typedef struct sy_devref {
   char *account;
@@ -305,6 +311,11 @@ struct whisper_client {
   uint8_t store_id[8];     /* anchor.c: this store's id, and its epoch */
   uint64_t epoch;
   uint32_t sent_since;
+
+  /* profile.c */
+  int profile_quiet;       /* profile.c is putting a notice in the outbox: no hook */
+  int profile_due;         /* profile work waits for the end of this call (sy_profile_flush) */
+  struct sy_blocks *blocks; /* block.c */
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -450,6 +461,8 @@ Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender
                                            const char *conv, int *rc);
 int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
                  const Whisper__Client__SeenCounter *m);
+/* Forgets it: the next number seen from that device starts counting again. */
+int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv);
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],
                   char conv[WH_NAME_MAX + 1]);
 int sy_ops_load(whisper_client *c);
@@ -600,12 +613,69 @@ void sy_edit_clear(struct sy_edit *e);
 void sy_op_drop(whisper_client *c, size_t i);
 int sy_ops_store(whisper_client *c); /* in a transaction of its own */
 
+/* --- profile.c ----------------------------------------------------------------- */
+#define SY_PROFILE_BLOB_MAX 66560 /* a stored profile's ciphertext, at most */
+/* 1 if these are a profile's fields (name 1..64, about 0..140 bytes of
+ * UTF-8 without NUL; a picture of at most 65536 bytes). */
+int sy_profile_fields_ok(const uint8_t *name, size_t name_len, const uint8_t *about, size_t about_len,
+                         const uint8_t *picture, size_t picture_len);
+/* A profile encrypted under profile key `pk` for (account, version): what
+ * the server stores. And back: WHISPER_OK, WHISPER_EFORGED (it does not
+ * authenticate under that key, account and version), WHISPER_EINVALIDMSG
+ * (not a profile of this format), WHISPER_ENOMEM. */
+int sy_profile_seal(const wh_rng *rng, const uint8_t pk[32], const char *account, uint64_t version,
+                    const uint8_t *name, size_t name_len, const uint8_t *about, size_t about_len,
+                    const uint8_t *picture, size_t picture_len, whisper_buf **out);
+int sy_profile_open(const uint8_t pk[32], const char *account, uint64_t version, const uint8_t *blob,
+                    size_t len, Whisper__E2e__ProfileBody **out);
+/* A PROFILE_KEY content from (sender, another of its devices when own) in
+ * conv (group: a group message), inside the entry's transaction: 1 taken,
+ * 0 nothing new, WHISPER_EFORGED refused (the sentence set: another
+ * account's key, a request from a contact), WHISPER_EINVALIDMSG
+ * malformed, or a store error. Fetches and answers follow the commit
+ * (c->profile_due). */
+int sy_profile_key_receive(whisper_client *c, const char *sender, const char *conv, int group, int own,
+                           const Whisper__E2e__Content *ct);
+/* After a message to conv was put in the outbox (sy_enqueue): conv is
+ * listed, and gets the key first if it has not got this one. */
+void sy_profile_sent_to(whisper_client *c, const char *conv, uint64_t now_ms);
+/* A group this device holds (sy_group_save, in its transaction): listed. */
+int sy_profile_group_noted(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN]);
+/* After a login and after calls that set c->profile_due: uploads, asks
+ * for or answers with the key, tells contacts, fetches profiles. */
+void sy_profile_flush(whisper_client *c);
+void sy_profile_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+
 /* --- anchor.c ------------------------------------------------------------------ */
 void sy_rollback_event(whisper_client *c, const char *account, uint32_t device);
 /* A new epoch (stored in a transaction of its own; WHISPER_EV_ANCHOR). */
 int sy_epoch_next(whisper_client *c);
 /* One more message sent: a new epoch every SY_ANCHOR_EVERY. */
 void sy_epoch_count(whisper_client *c);
+
+/* --- block.c ------------------------------------------------------------------ */
+int sy_block_load(whisper_client *c);   /* whisper_client_new */
+void sy_block_free(whisper_client *c);
+/* 1 if this account blocked `account`. */
+int sy_block_has(whisper_client *c, const char *account);
+/* Whether a mailbox entry is dropped unread: a message or receipt that a
+ * blocked account sent through the 1:1 session (not a sender key, a retry
+ * request or a group message: groups are shared). */
+int sy_block_drops(whisper_client *c, const Whisper__Sync__Deliver *d);
+/* After a login: the block list to the server, to this account's other
+ * devices if a change has not been put in the outbox for them (a crash
+ * came between), and the pending reports. */
+void sy_block_login(whisper_client *c);
+/* Sends what waits (after a rate limit). */
+void sy_block_flush(whisper_client *c);
+void sy_block_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+/* A Content BLOCK from another device of this account, to it (inbox.c's
+ * on_content has checked that): merged into the list, EV_BLOCKED for each
+ * account whose state changed; a malformed one raises EV_ERROR. Inside the
+ * entry's transaction. Returns WHISPER_OK or a store error. */
+int sy_block_receive(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *evs);
+/* A device joined this account: the block list goes to the devices again. */
+void sy_block_resync(whisper_client *c);
 
 /* --- keys.c -------------------------------------------------------------------- */
 /* The public key of one-time prekey `id` as stored. */

@@ -19,6 +19,9 @@
 //            is a QR code (finder patterns, timing, quiet zone) of that text
 //   link     a new device's link code as QR text; device 1 approves with the
 //            scanned text
+//   block    bob blocks alice: her message never comes and stays at one tick,
+//            his send to her is refused; bob reports the conversation (what
+//            whisperd --reports prints); unblocked, her next message comes
 //   help     help lists every command with its usage and a line about it;
 //            every command answers in --script mode; hostile lines do no harm
 //   shutdown every client exits 0 at end of input (quit answers ok first);
@@ -33,7 +36,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { spawn } = require('child_process');
+const { spawn, execFileSync } = require('child_process');
 
 // ---------------------------------------------------------------------------
 // options
@@ -473,6 +476,7 @@ const SCENARIOS = [
   ['safety', 'safety'],
   ['link', 'link'],
   ['flags', 'flags'],
+  ['block', 'block'],
   ['help', 'help'],
   ['shutdown', 'shutdown'],
 ];
@@ -481,6 +485,7 @@ const SCENARIOS = [
 const CONTENT_COMMANDS = ['reply', 'react', 'unreact', 'edit', 'delete', 'forward', 'call'];
 
 const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'search', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
+COMMANDS.push('block', 'unblock', 'blocked', 'report'); // (the block scenario's)
 
 class ChatTest {
   constructor(o, dir) {
@@ -1075,6 +1080,55 @@ class ChatTest {
       this.ok(r.ev === 'error' && /usage/.test(r.message || ''), `${line}: ${JSON.stringify(r)}`);
     }
     this.notes.flags = 'mute for 10 minutes and pin on alice.1 reach alice.2 (settings event, flags), unmute too; archive from alice.2; bad lines refused';
+  }
+
+  async block() {
+    const { alice1, bob } = this;
+    const b = await bob.cmd('block alice');
+    this.ok(b.ev === 'ok' && b.cmd === 'block', `block alice: ${JSON.stringify(b)}`);
+    const l = await bob.cmd('blocked');
+    this.ok(l.ev === 'ok' && JSON.stringify(l.accounts) === '["alice"]', `blocked: ${JSON.stringify(l)}`);
+    const from = bob.events.length, afrom = alice1.events.length;
+    const lostText = this.text('while-blocked');
+    const lost = await alice1.send('bob', lostText);
+    await this.status(alice1, lost, 'sent', undefined, undefined, 'one tick for the message to a blocker');
+    const e = await bob.fails('send alice are you still there');
+    this.ok(e.ev === 'error' && e.cmd === 'send' && e.code === -22, `send to a blocked account: ${JSON.stringify(e)}`);
+    const r = await bob.cmd('report alice 3');
+    this.ok(r.ev === 'ok' && r.cmd === 'report', `report: ${JSON.stringify(r)}`);
+    const bad = await bob.cmds(['block bob', 'block', 'unblock', 'report', 'report alice 51', 'report alice 0',
+      'report alice x', `block ${'a'.repeat(65)}`, 'block Alice', 'report #00 1', 'report alice 3 block extra']);
+    this.ok(bad.every((x) => x.ev === 'error'), `bad block and report lines: ${JSON.stringify(bad.filter((x) => x.ev !== 'error'))}`);
+    const still = await bob.cmd('blocked');
+    this.ok(JSON.stringify(still.accounts) === '["alice"]', `the bad lines changed the list: ${JSON.stringify(still)}`);
+    const u = await bob.cmd('unblock alice');
+    this.ok(u.ev === 'ok' && u.cmd === 'unblock', `unblock: ${JSON.stringify(u)}`);
+    const none = await bob.cmd('blocked');
+    this.ok(Array.isArray(none.accounts) && none.accounts.length === 0, `blocked after unblock: ${JSON.stringify(none)}`);
+    // her next message comes; the one sent while blocked never did (the mailbox keeps order)
+    const backText = this.text('after-unblock');
+    const back = await alice1.send('bob', backText);
+    await this.message(bob, back, 'the message sent after the unblock');
+    this.ok(!bob.events.slice(from).some((x) => x.ev === 'message' && x.body === lostText), 'the message sent while blocked came');
+    await this.status(alice1, back, 'delivered', 'bob', 1, 'delivered after the unblock');
+    this.ok(!alice1.events.slice(afrom).some((x) => x.ev === 'status' && x.id === lost && x.status !== 'sent'),
+      'the message sent while blocked got more than one tick');
+    // the report, as moderators read it (the store is open in whisperd meanwhile)
+    let out = '';
+    try {
+      out = execFileSync(this.o.whisperd, ['--reports', '--db', this.server.db, '--key-file', this.server.keyFile,
+        '--log-level', 'error'], { encoding: 'utf8', timeout: this.timeoutMs });
+    } catch (err) {
+      this.ok(false, `whisperd --reports: ${err.message}`);
+    }
+    const reports = out.split('\n').filter((x) => x.trim()).map((x) => JSON.parse(x));
+    const mine = reports.filter((x) => x.reporter === 'bob' && x.conversation === 'alice');
+    this.ok(mine.length === 1, `bob's report as whisperd --reports prints it: ${short(out, 400)}`);
+    const msgs = mine.length ? mine[0].messages : [];
+    this.ok(msgs.length >= 1 && msgs.length <= 3 && msgs.every((m) => typeof m.text === 'string' && (m.sender === 'alice' || m.sender === 'bob')),
+      `the reported messages: ${JSON.stringify(msgs)}`);
+    this.ok(!msgs.some((m) => m.text === lostText), 'the report holds a message bob never got');
+    this.notes.block = `block: ${lostText} kept one tick and never came; send to alice refused (-22); ${bad.length} bad lines refused; report of ${msgs.length} messages printed by whisperd --reports; unblocked: the next message delivered`;
   }
 
   async help() {

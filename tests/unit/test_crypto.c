@@ -55,6 +55,38 @@ static void test_aes(void) {
   CHECK(wh_cbc_decrypt(back, &n, key, iv, ct, 16) != 0);
 }
 
+/* AES-256-GCM: the GCM specification's test case 16 (AES-256, 96-bit IV,
+ * with associated data), and a tag or AD changed. */
+static void test_gcm(void) {
+  uint8_t key[32], iv[12], ad[20], pt[60], ct[60], want[60], tag[16], want_tag[16], back[60];
+  unhex_to(key, 32, "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
+  unhex_to(iv, 12, "cafebabefacedbaddecaf888");
+  unhex_to(ad, 20, "feedfacedeadbeeffeedfacedeadbeefabaddad2");
+  unhex_to(pt, 60,
+           "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+           "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39");
+  unhex_to(want, 60,
+           "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+           "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662");
+  unhex_to(want_tag, 16, "76fc6ece0f4e1768cddf8853bb2d551b");
+  CHECK(wh_gcm_encrypt(ct, tag, key, iv, ad, sizeof ad, pt, sizeof pt) == 0);
+  CHECK(memcmp(ct, want, sizeof ct) == 0 && memcmp(tag, want_tag, 16) == 0);
+  CHECK(wh_gcm_decrypt(back, key, iv, ad, sizeof ad, ct, sizeof ct, tag) == 0 &&
+        memcmp(back, pt, sizeof pt) == 0);
+  tag[0] ^= 1;
+  CHECK(wh_gcm_decrypt(back, key, iv, ad, sizeof ad, ct, sizeof ct, tag) != 0);
+  CHECK(back[0] == 0 && back[59] == 0); /* nothing unauthenticated left */
+  tag[0] ^= 1;
+  ad[0] ^= 1;
+  CHECK(wh_gcm_decrypt(back, key, iv, ad, sizeof ad, ct, sizeof ct, tag) != 0);
+  ad[0] ^= 1;
+  ct[59] ^= 1;
+  CHECK(wh_gcm_decrypt(back, key, iv, ad, sizeof ad, ct, sizeof ct, tag) != 0);
+  /* empty plaintext, no associated data */
+  CHECK(wh_gcm_encrypt(ct, tag, key, iv, NULL, 0, NULL, 0) == 0);
+  CHECK(wh_gcm_decrypt(back, key, iv, NULL, 0, ct, 0, tag) == 0);
+}
+
 static void test_agreement(void) {
   json_value *v = load_vector("agreement.json");
   const json_value *pairs = json_get(v, "pairs");
@@ -215,6 +247,7 @@ int main(void) {
   if (wh_crypto_init() != 0) return 2;
   test_hkdf_hmac();
   test_aes();
+  test_gcm();
   test_agreement();
   test_signatures();
   test_keys_api();

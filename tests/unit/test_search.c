@@ -606,6 +606,33 @@ static void test_sent_and_removed(const char *file) {
   dev_close(&d);
 }
 
+/* --- hidden entries (operations on another message): never found -------------------------- */
+
+static void test_hidden(const char *file) {
+  dev d;
+  dev_open(&d, file, "bob");
+  whisper_device_t to = {"alice", 1};
+  outgoing(&d, "alice", "t1", NOW + 1, "alpha beta", 10);
+  /* an edit this device sent: kept hidden, its body holds words too */
+  wh_entry_extra x = {.kind = WHISPER_KIND_TEXT, .hidden = 1};
+  whisper_message_t op = {.conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
+                          .sort_key = 2, .timestamp_ms = NOW + 2,
+                          .body = (const uint8_t *)"alpha gamma", .body_len = 11};
+  CHECK_RC(wh_history_outgoing_put(d.ctx, &op, &to, 1, &x), WHISPER_OK);
+  EXPECT(&d, "alpha", NULL, "t1");
+  EXPECT(&d, "gamma", NULL, "");
+  /* indexed again from history (as a store from before the index is): the same */
+  CHECK_RC(whisper_search_rebuild(d.ctx), WHISPER_OK);
+  EXPECT(&d, "alpha", NULL, "t1");
+  EXPECT(&d, "gamma", NULL, "");
+  /* a page of one is the newest message that holds the word, not an empty page */
+  whisper_page *p = NULL;
+  CHECK_RC(whisper_search(d.ctx, "alpha", NULL, NULL, 1, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 1);
+  whisper_page_free(p);
+  dev_close(&d);
+}
+
 typedef struct keys {
   uint8_t k[256][40];
   size_t n;
@@ -1310,6 +1337,8 @@ int main(void) {
   test_paging("paging.db");
   test_sent_and_removed(NULL);
   test_sent_and_removed("sent.db");
+  test_hidden(NULL);
+  test_hidden("hidden.db");
   test_deferred(NULL);
   test_deferred("deferred.db");
   test_index_some(NULL);
