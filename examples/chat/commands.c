@@ -143,6 +143,24 @@ static void cmd_gsend(chat *c, char *args) {
   sent(c, conv, id);
 }
 
+/* A group made or being joined: {"ev": ev, group, conversation} or a line. */
+static void group_said(chat *c, const char *ev, const char *what, const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+  char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
+  whisper_client_group_conversation(conv, gid);
+  jbuf b;
+  jb_init(&b);
+  if (c->script) {
+    jb_begin(&b, ev);
+    jb_hex(&b, "group", gid, WHISPER_GROUP_ID_LEN);
+    jb_str(&b, "conversation", conv);
+    jb_print(c, &b);
+  } else {
+    hb_printf(&b, "  %s %s (conversation %s)", what, conv + 1, conv);
+    hb_print(c, &b);
+  }
+  jb_free(&b);
+}
+
 static void cmd_group(chat *c, char *args) {
   static char *members[MAX_ARGS];
   char *op = next_word(&args);
@@ -158,20 +176,7 @@ static void cmd_group(chat *c, char *args) {
       engine_error(c, "group create", rc);
       return;
     }
-    char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, gid);
-    jbuf b;
-    jb_init(&b);
-    if (c->script) {
-      jb_begin(&b, "group_created");
-      jb_hex(&b, "group", gid, sizeof gid);
-      jb_str(&b, "conversation", conv);
-      jb_print(c, &b);
-    } else {
-      hb_printf(&b, "  group created: %s (conversation %s)", conv + 1, conv);
-      hb_print(c, &b);
-    }
-    jb_free(&b);
+    group_said(c, "group_created", "group created:", gid);
     return;
   }
   if (op && (strcmp(op, "add") == 0 || strcmp(op, "remove") == 0)) {
@@ -305,20 +310,7 @@ static void cmd_group(chat *c, char *args) {
       engine_error(c, "group join", rc);
       return;
     }
-    char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, gid);
-    jbuf b;
-    jb_init(&b);
-    if (c->script) {
-      jb_begin(&b, "group_joining");
-      jb_hex(&b, "group", gid, sizeof gid);
-      jb_str(&b, "conversation", conv);
-      jb_print(c, &b);
-    } else {
-      hb_printf(&b, "  joining group %s (conversation %s)", conv + 1, conv);
-      hb_print(c, &b);
-    }
-    jb_free(&b);
+    group_said(c, "group_joining", "joining group", gid);
     return;
   }
   if (op && (strcmp(op, "leave") == 0 || strcmp(op, "show") == 0)) {

@@ -108,8 +108,7 @@ static int check_conv(whisper_client *c, const char *conv) {
   return WHISPER_OK;
 }
 
-/* `sender` as history keys it: NULL for this account's own. */
-static const char *local_sender(const whisper_client *c, const char *sender) {
+const char *sy_local_sender(const whisper_client *c, const char *sender) {
   return sender == NULL || strcmp(sender, c->account) == 0 ? NULL : sender;
 }
 
@@ -124,7 +123,7 @@ static int read_message(whisper_client *c, const char *conv, const char *sender,
                         size_t id_len, wh_found *f) {
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
-  rc = wh_finish(c->ctx, wh_history_lookup(c->ctx, conv, local_sender(c, sender), id, id_len, f));
+  rc = wh_finish(c->ctx, wh_history_lookup(c->ctx, conv, sy_local_sender(c, sender), id, id_len, f));
   if (rc == WHISPER_OK && f->hidden) {
     wh_found_free(f);
     rc = WHISPER_ENOTFOUND;
@@ -191,7 +190,7 @@ int whisper_client_reply(whisper_client *c, const char *conversation, const uint
   Whisper__E2e__Quote q = WHISPER__E2E__QUOTE__INIT;
   q.has_id = 1;
   q.id = (ProtobufCBinaryData){quoted_id_len, (uint8_t *)quoted_id};
-  q.sender = (char *)(local_sender(c, quoted_sender) ? quoted_sender : c->account);
+  q.sender = (char *)(sy_local_sender(c, quoted_sender) ? quoted_sender : c->account);
   q.excerpt = excerpt;
   rc = send_text(c, conversation, body, body_len, &q, 0, now_ms, id_out);
   wh_wipe(excerpt, sizeof excerpt);
@@ -223,7 +222,7 @@ static int send_op(whisper_client *c, const char *conv, const uint8_t *id, size_
   Whisper__E2e__Target t = WHISPER__E2E__TARGET__INIT;
   t.has_id = 1;
   t.id = (ProtobufCBinaryData){id_len, (uint8_t *)id};
-  t.sender = (char *)local_sender(c, sender); /* absent: the sender's own */
+  t.sender = (char *)sy_local_sender(c, sender); /* absent: the sender's own */
   Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
   ct.has_version = ct.has_kind = 1;
   ct.version = SY_CONTENT_VERSION;
@@ -241,7 +240,7 @@ static int send_op(whisper_client *c, const char *conv, const uint8_t *id, size_
                                                                     : WH_OP_DELETE,
                       c->account, now_ms, (const uint8_t *)text, text ? strlen(text) : 0, window};
   wh_entry_extra x = {.content = packed->data, .content_len = packed->len, .hidden = 1};
-  sy_target tg = {local_sender(c, sender), id, id_len, &op};
+  sy_target tg = {sy_local_sender(c, sender), id, id_len, &op};
   uint8_t oid[WHISPER_CLIENT_ID_LEN];
   rc = sy_enqueue(c, conv, NULL, 0, &x, &tg, now_ms, oid);
   whisper_buf_free(packed);

@@ -440,11 +440,6 @@ static int set_target(sy_event *e, const uint8_t *id, size_t len, const char *se
   return WHISPER_OK;
 }
 
-/* `sender` as history keys it: NULL for this account's own. */
-static const char *as_local(const whisper_client *c, const char *sender) {
-  return strcmp(sender, c->account) == 0 ? NULL : sender;
-}
-
 /* A message whose Payload carries content (content.c): a text, kept and
  * shown; an operation on a message of the conversation, applied (or kept
  * until its message comes); call signalling, an event; a kind of a newer
@@ -485,7 +480,7 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
                         (const uint8_t *)text, strlen(text),
                         edit ? WHISPER_EDIT_WINDOW_MS : react ? 0 : c->cfg.delete_window_ms};
     int pending = 0;
-    rc = wh_history_apply(c->ctx, conv, as_local(c, ts), ct->target->id.data, ct->target->id.len, &op,
+    rc = wh_history_apply(c->ctx, conv, sy_local_sender(c, ts), ct->target->id.data, ct->target->id.len, &op,
                           &pending);
     if (rc == WHISPER_EDENIED) {
       out = refuse(c, d, evs, conv, rc);
@@ -496,7 +491,7 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     whisper_buf shown = {.data = (uint8_t *)text, .len = strlen(text)};
     e = ev_of(c, edit ? WHISPER_EV_EDITED : react ? WHISPER_EV_REACTION : WHISPER_EV_DELETED, d, conv,
               &shown);
-    if (set_target(e, ct->target->id.data, ct->target->id.len, as_local(c, ts)) != WHISPER_OK) {
+    if (set_target(e, ct->target->id.data, ct->target->id.len, sy_local_sender(c, ts)) != WHISPER_OK) {
       sy_event_free(e);
       e = NULL;
     }
@@ -554,7 +549,7 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
       x.content = p->content.data;
       x.content_len = p->content.len;
     } else if (ct->quote) {
-      qs = as_local(c, ct->quote->sender ? ct->quote->sender : d->sender);
+      qs = sy_local_sender(c, ct->quote->sender ? ct->quote->sender : d->sender);
       x.quote_id = ct->quote->id.data;
       x.quote_id_len = ct->quote->id.len;
       x.quote_sender = qs;

@@ -365,6 +365,8 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
  * this version does not know is returned as it came. */
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len);
 int sy_content_known(uint32_t kind);
+/* `sender` as history keys it: NULL for this account's own (or NULL). */
+const char *sy_local_sender(const whisper_client *c, const char *sender);
 
 /* --- outbox.c ------------------------------------------------------------------ */
 void sy_jobs_free(whisper_client *c);
