@@ -1,29 +1,37 @@
 /* Primitives: libsodium and OpenSSL, wrapped. Nothing here is hand-rolled. */
 #include "crypto/crypto.h"
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <string.h>
 
-/* Made once: HKDF's extract step with Signal's default salt (32 zero bytes)
- * starts from the same keyed HMAC state every time, and OpenSSL 3 looks a
- * cipher up in its provider tables on every init unless it is fetched. */
-static crypto_auth_hmacsha256_state zero_salt_state;
+/* Made once: OpenSSL 3 looks an algorithm up in its provider tables on
+ * every init unless it is fetched. SHA-256 and HMAC-SHA256 are OpenSSL's
+ * (they use the CPU's SHA extensions; libsodium's are portable C, 2 to 4
+ * times slower here); an HMAC context is kept per thread and re-keyed for
+ * each use, which costs less than making one. */
 static EVP_CIPHER *aes_cbc;
 static EVP_CIPHER *aes_gcm;
+static EVP_MD *sha256_md;
+static EVP_MAC *hmac_alg;
+static pthread_key_t hmac_tls;
 static int init_failed;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+static void hmac_tls_free(void *p) { EVP_MAC_CTX_free(p); }
+
 static void crypto_init_once(void) {
-  static const uint8_t zero_salt[32];
-  if (sodium_init() < 0) {
+  if (sodium_init() < 0 || pthread_key_create(&hmac_tls, hmac_tls_free) != 0) {
     init_failed = 1;
     return;
   }
-  crypto_auth_hmacsha256_init(&zero_salt_state, zero_salt, sizeof zero_salt);
   aes_cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
   aes_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  hmac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+  if (!sha256_md || !hmac_alg) init_failed = 1;
 }
 
 int wh_crypto_init(void) {
@@ -68,61 +76,158 @@ int wh_dh(uint8_t out[WH_KEY_LEN], const uint8_t priv[WH_KEY_LEN], const uint8_t
   return 0;
 }
 
-void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
-             size_t msg_len) {
+/* --- SHA-256 and HMAC-SHA256 (OpenSSL) ------------------------------------------------- */
+
+void *wh_sha256_new(void) {
+  if (wh_crypto_init() != 0) return NULL;
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (c && EVP_DigestInit_ex2(c, sha256_md, NULL) != 1) {
+    EVP_MD_CTX_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+int wh_sha256_update(void *h, const uint8_t *in, size_t len) {
+  return len == 0 || EVP_DigestUpdate(h, in, len) == 1 ? 0 : -1;
+}
+
+int wh_sha256_final(void *h, uint8_t out[32]) {
+  unsigned n = 0;
+  int ok = EVP_DigestFinal_ex(h, out, &n) == 1 && n == 32;
+  EVP_MD_CTX_free(h);
+  return ok ? 0 : -1;
+}
+
+void wh_sha256_free(void *h) { EVP_MD_CTX_free(h); }
+
+int wh_sha256(uint8_t out[32], const uint8_t *in, size_t len) {
+  unsigned n = 0;
+  static const uint8_t empty[1];
+  if (wh_crypto_init() != 0) return -1;
+  return EVP_Digest(len ? in : empty, len, out, &n, sha256_md, NULL) == 1 ? 0 : -1;
+}
+
+/* HMAC with an empty key is HMAC with a block of zeros; OpenSSL 3.0 refuses
+ * a zero-length key, so it gets the zeros. */
+static const uint8_t *hmac_key_or_zeros(const uint8_t *key, size_t *len) {
+  static const uint8_t zeros[32];
+  if (*len) return key;
+  *len = sizeof zeros;
+  return zeros;
+}
+
+int wh_hmac_init(wh_hmac_ctx *h, const uint8_t *key, size_t key_len) {
+  OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                          OSSL_PARAM_construct_end()};
+  h->ctx = NULL;
+  if (wh_crypto_init() != 0) return -1;
+  EVP_MAC_CTX *c = EVP_MAC_CTX_new(hmac_alg);
+  key = hmac_key_or_zeros(key, &key_len);
+  if (c == NULL || EVP_MAC_init(c, key, key_len, params) != 1) {
+    EVP_MAC_CTX_free(c);
+    return -1;
+  }
+  h->ctx = c;
+  return 0;
+}
+
+int wh_hmac_dup(wh_hmac_ctx *to, const wh_hmac_ctx *from) {
+  to->ctx = from->ctx ? EVP_MAC_CTX_dup(from->ctx) : NULL;
+  return to->ctx ? 0 : -1;
+}
+
+int wh_hmac_update(wh_hmac_ctx *h, const uint8_t *in, size_t len) {
+  if (h->ctx == NULL) return -1;
+  return len == 0 || EVP_MAC_update(h->ctx, in, len) == 1 ? 0 : -1;
+}
+
+/* The MAC of what was fed since the key (or the last final); the context
+ * is then ready for the next message under the same key. */
+int wh_hmac_final(wh_hmac_ctx *h, uint8_t out[32]) {
+  size_t n = 0;
+  if (h->ctx == NULL) return -1;
+  if (EVP_MAC_final(h->ctx, out, &n, 32) != 1 || n != 32) return -1;
+  return EVP_MAC_init(h->ctx, NULL, 0, NULL) == 1 ? 0 : -1; /* same key again */
+}
+
+void wh_hmac_free(wh_hmac_ctx *h) {
+  EVP_MAC_CTX_free(h->ctx); /* OpenSSL wipes the key and its pads */
+  h->ctx = NULL;
+}
+
+/* This thread's HMAC context, keyed with `key`; NULL if none can be made. */
+static EVP_MAC_CTX *hmac_tls_keyed(const uint8_t *key, size_t key_len) {
+  OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+                          OSSL_PARAM_construct_end()};
+  if (wh_crypto_init() != 0) return NULL;
+  EVP_MAC_CTX *c = pthread_getspecific(hmac_tls);
+  int fresh = c == NULL;
+  if (fresh && ((c = EVP_MAC_CTX_new(hmac_alg)) == NULL || pthread_setspecific(hmac_tls, c) != 0)) {
+    EVP_MAC_CTX_free(c);
+    return NULL;
+  }
+  key = hmac_key_or_zeros(key, &key_len);
+  return EVP_MAC_init(c, key, key_len, fresh ? params : NULL) == 1 ? c : NULL;
+}
+
+void wh_hmacv(uint8_t out[32], const uint8_t *key, size_t key_len, const wh_iov *parts, size_t n) {
+  EVP_MAC_CTX *c = hmac_tls_keyed(key, key_len);
+  size_t len = 0;
+  int ok = c != NULL;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = parts[i].len == 0 || EVP_MAC_update(c, parts[i].p, parts[i].len) == 1;
+  if (ok && EVP_MAC_final(c, out, &len, 32) == 1 && len == 32) return;
+  /* Only when OpenSSL cannot allocate: the same MAC from libsodium. */
   crypto_auth_hmacsha256_state st;
   crypto_auth_hmacsha256_init(&st, key, key_len);
-  crypto_auth_hmacsha256_update(&st, msg, msg_len);
+  for (size_t i = 0; i < n; i++) crypto_auth_hmacsha256_update(&st, parts[i].p, parts[i].len);
   crypto_auth_hmacsha256_final(&st, out);
   sodium_memzero(&st, sizeof st);
 }
 
+void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
+             size_t msg_len) {
+  wh_iov part = {msg, msg_len};
+  wh_hmacv(out, key, key_len, &part, 1);
+}
+
 void wh_chain_step(uint8_t seed[32], uint8_t ck[32]) {
   static const uint8_t one = 0x01, two = 0x02;
-  crypto_auth_hmacsha256_state keyed, st;
-  crypto_auth_hmacsha256_init(&keyed, ck, 32);
-  if (seed) {
-    st = keyed;
-    crypto_auth_hmacsha256_update(&st, &one, 1);
-    crypto_auth_hmacsha256_final(&st, seed);
-  }
-  crypto_auth_hmacsha256_update(&keyed, &two, 1);
-  crypto_auth_hmacsha256_final(&keyed, ck);
-  sodium_memzero(&st, sizeof st);
-  sodium_memzero(&keyed, sizeof keyed);
+  size_t n = 0;
+  EVP_MAC_CTX *c = hmac_tls_keyed(ck, 32); /* keyed once for both steps */
+  if (c && (!seed || (EVP_MAC_update(c, &one, 1) == 1 && EVP_MAC_final(c, seed, &n, 32) == 1 &&
+                      EVP_MAC_init(c, NULL, 0, NULL) == 1)) &&
+      EVP_MAC_update(c, &two, 1) == 1 && EVP_MAC_final(c, ck, &n, 32) == 1)
+    return;
+  uint8_t key[32]; /* OpenSSL failed before ck changed */
+  memcpy(key, ck, 32);
+  if (seed) wh_hmac(seed, key, 32, &one, 1);
+  wh_hmac(ck, key, 32, &two, 1);
+  sodium_memzero(key, sizeof key);
 }
 
 void wh_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
              const uint8_t *ikm, size_t ikm_len, const char *info) {
+  static const uint8_t zero_salt[32];
   uint8_t prk[32], t[32];
   size_t info_len = strlen(info), done = 0;
   uint8_t counter = 1;
-  crypto_auth_hmacsha256_state keyed, st;
 
-  /* extract */
-  if (salt == NULL && wh_crypto_init() == 0)
-    st = zero_salt_state;
-  else if (salt == NULL)
-    crypto_auth_hmacsha256_init(&st, (const uint8_t[32]){0}, 32);
-  else
-    crypto_auth_hmacsha256_init(&st, salt, salt_len);
-  crypto_auth_hmacsha256_update(&st, ikm, ikm_len);
-  crypto_auth_hmacsha256_final(&st, prk);
-  /* expand: every block is keyed by the PRK, so the keyed state is made once */
-  crypto_auth_hmacsha256_init(&keyed, prk, sizeof prk);
-  while (done < out_len) {
+  if (salt == NULL) {
+    salt = zero_salt;
+    salt_len = sizeof zero_salt;
+  }
+  wh_hmac(prk, salt, salt_len, ikm, ikm_len); /* extract */
+  while (done < out_len) {                     /* expand */
     size_t n = out_len - done < 32 ? out_len - done : 32;
-    st = keyed;
-    if (counter > 1) crypto_auth_hmacsha256_update(&st, t, sizeof t);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)info, info_len);
-    crypto_auth_hmacsha256_update(&st, &counter, 1);
-    crypto_auth_hmacsha256_final(&st, t);
+    wh_iov parts[3] = {{t, counter > 1 ? sizeof t : 0}, {(const uint8_t *)info, info_len},
+                       {&counter, 1}};
+    wh_hmacv(t, prk, sizeof prk, parts, 3);
     memcpy(out + done, t, n);
     done += n;
     counter++;
   }
-  sodium_memzero(&st, sizeof st);
-  sodium_memzero(&keyed, sizeof keyed);
   sodium_memzero(prk, sizeof prk);
   sodium_memzero(t, sizeof t);
 }

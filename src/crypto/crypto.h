@@ -1,6 +1,7 @@
 /*
- * Internal crypto layer: thin wrappers over libsodium (X25519, SHA-2, HMAC,
- * memory) and OpenSSL (AES-256-CBC), plus HKDF and Signal's XEdDSA.
+ * Internal crypto layer: thin wrappers over libsodium (X25519, SHA-512,
+ * randomness, memory) and OpenSSL (SHA-256, HMAC-SHA256, AES-256-CBC and
+ * -GCM), plus HKDF and Signal's XEdDSA.
  * Return 0 on success and -1 on failure unless stated; no error text here:
  * the protocol layer turns failures into codes and sentences.
  */
@@ -43,9 +44,40 @@ int wh_pub_ok(const uint8_t *key, size_t len);
  * difference from libsignal, which never meets one from an honest peer). */
 int wh_dh(uint8_t out[WH_KEY_LEN], const uint8_t priv[WH_KEY_LEN], const uint8_t pub[WH_PUB_LEN]);
 
-/* HMAC-SHA256 over one or more parts. */
+/* SHA-256 and HMAC-SHA256 are OpenSSL's (the CPU's SHA extensions). */
+
+/* One part of a message. */
+typedef struct wh_iov {
+  const uint8_t *p;
+  size_t len;
+} wh_iov;
+
+/* HMAC-SHA256 of the parts, one after the other (an empty key is allowed). */
+void wh_hmacv(uint8_t out[32], const uint8_t *key, size_t key_len, const wh_iov *parts, size_t n);
 void wh_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
              size_t msg_len);
+
+/* An HMAC-SHA256 keyed once and used for many messages (or fed a stream):
+ * init, update..., final (which leaves it ready for the next message under
+ * the same key), free. dup copies the state mid-message (the incremental
+ * MAC of attachments). Each returns 0, or -1 when OpenSSL fails. */
+typedef struct wh_hmac_ctx {
+  void *ctx;
+} wh_hmac_ctx;
+int wh_hmac_init(wh_hmac_ctx *h, const uint8_t *key, size_t key_len);
+int wh_hmac_dup(wh_hmac_ctx *to, const wh_hmac_ctx *from);
+int wh_hmac_update(wh_hmac_ctx *h, const uint8_t *in, size_t len);
+int wh_hmac_final(wh_hmac_ctx *h, uint8_t out[32]);
+void wh_hmac_free(wh_hmac_ctx *h); /* accepts a freed or failed one */
+
+/* SHA-256: one-shot, or streamed (new, update..., final frees it; free
+ * drops one not finished). */
+int wh_sha256(uint8_t out[32], const uint8_t *in, size_t len);
+void *wh_sha256_new(void);
+int wh_sha256_update(void *h, const uint8_t *in, size_t len);
+int wh_sha256_final(void *h, uint8_t out[32]);
+void wh_sha256_free(void *h);
+
 /* One step of a Signal chain (1:1 and sender-key chains alike): seed =
  * HMAC(ck, 0x01) (skipped when seed is NULL), then ck = HMAC(ck, 0x02),
  * keying HMAC once for both. */

@@ -79,32 +79,32 @@ static int need_scan(whisper_ctx *ctx) {
 /* --- tags -------------------------------------------------------------------------------- */
 
 /* HMAC-SHA256 keyed with the search key, ready for a term. */
-static int search_mac(whisper_ctx *ctx, crypto_auth_hmacsha256_state *keyed) {
+static int search_mac(whisper_ctx *ctx, wh_hmac_ctx *keyed) {
   uint8_t salt[TAG_LEN], key[32];
   int rc = wh_history_salt(ctx, salt);
   if (rc != WHISPER_OK) return rc;
   wh_hkdf(key, sizeof key, NULL, 0, salt, sizeof salt, KEY_INFO);
-  crypto_auth_hmacsha256_init(keyed, key, sizeof key);
+  if (wh_hmac_init(keyed, key, sizeof key) != 0) rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   wh_wipe(salt, sizeof salt);
   wh_wipe(key, sizeof key);
-  return WHISPER_OK;
+  return rc;
 }
 
-static void term_tag(const crypto_auth_hmacsha256_state *keyed, uint8_t domain, const uint8_t *p,
-                     size_t n, uint8_t out[TAG_LEN]) {
-  crypto_auth_hmacsha256_state st = *keyed;
-  uint8_t mac[crypto_auth_hmacsha256_BYTES];
-  crypto_auth_hmacsha256_update(&st, &domain, 1);
-  crypto_auth_hmacsha256_update(&st, p, n);
-  crypto_auth_hmacsha256_final(&st, mac);
+static void term_tag(wh_hmac_ctx *keyed, uint8_t domain, const uint8_t *p, size_t n,
+                     uint8_t out[TAG_LEN]) {
+  uint8_t mac[32];
+  /* (OpenSSL fails here only on a broken context: the tag is then random-looking
+   * garbage that matches nothing, never a weaker tag) */
+  if (wh_hmac_update(keyed, &domain, 1) != 0 || wh_hmac_update(keyed, p, n) != 0 ||
+      wh_hmac_final(keyed, mac) != 0)
+    memset(mac, 0, sizeof mac);
   memcpy(out, mac, TAG_LEN);
-  wh_wipe(&st, sizeof st);
   wh_wipe(mac, sizeof mac);
 }
 
 /* The distinct term tags of a text. */
 typedef struct tagset {
-  const crypto_auth_hmacsha256_state *keyed;
+  wh_hmac_ctx *keyed;
   uint8_t (*tags)[TAG_LEN];
   size_t n, cap;
   int rc;
@@ -197,7 +197,7 @@ static void batch_free(batch *b) {
 /* Puts (add) or deletes the postings of a text: the message with tag
  * `msg` at (conv_tag, sort_key), time `ts`, in conversation `conv`. Those
  * added go into `b` if it is not NULL (the caller flushes it). */
-static int postings(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+static int postings(whisper_ctx *ctx, wh_hmac_ctx *keyed,
                     const uint8_t conv_tag[TAG_LEN], const uint8_t msg[TAG_LEN],
                     uint64_t sort_key, uint64_t ts, const char *conv, const uint8_t *text,
                     size_t len, int add, batch *b) {
@@ -275,7 +275,7 @@ int wh_search_add(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *t
 int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t *text,
                      size_t len) {
   uint8_t conv_tag[TAG_LEN], msg[TAG_LEN], key[PKEY_LEN];
-  crypto_auth_hmacsha256_state keyed;
+  wh_hmac_ctx keyed = {0};
   int rc = check_doc(ctx, m, text, len);
   if (rc == WHISPER_OK) rc = need_scan(ctx);
   if (rc == WHISPER_OK) rc = wh_history_tags(ctx, m->conversation, m->id, m->id_len, conv_tag, msg);
@@ -285,7 +285,7 @@ int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
   if ((rc = search_mac(ctx, &keyed)) != WHISPER_OK) return rc;
   rc = postings(ctx, &keyed, conv_tag, msg, m->sort_key, m->timestamp_ms, m->conversation, text,
                 len, 0, NULL);
-  wh_wipe(&keyed, sizeof keyed);
+  wh_hmac_free(&keyed);
   return rc;
 }
 
@@ -293,7 +293,7 @@ int wh_search_remove(whisper_ctx *ctx, const whisper_message_t *m, const uint8_t
  * Added only for a message that shows text: not for an entry that does not
  * decode (it could not be found anyway), nor a hidden one (an operation),
  * nor one deleted for everyone. */
-static int entry_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+static int entry_op(whisper_ctx *ctx, wh_hmac_ctx *keyed,
                     const uint8_t hkey[HKEY_LEN], const Whisper__Store__HistoryEntry *e, int add,
                     batch *b) {
   uint64_t sort_key = 0; /* where the row is */
@@ -306,7 +306,7 @@ static int entry_op(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
 }
 
 /* The postings of the entry bytes (v, n) at hkey into `b`. */
-static int row_add(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
+static int row_add(whisper_ctx *ctx, wh_hmac_ctx *keyed,
                    const uint8_t hkey[HKEY_LEN], const uint8_t *v, size_t n, batch *b) {
   Whisper__Store__HistoryEntry *e = whisper__store__history_entry__unpack(&wh_pb_alloc, n, v);
   int rc = entry_op(ctx, keyed, hkey, e, 1, b);
@@ -317,7 +317,7 @@ static int row_add(whisper_ctx *ctx, const crypto_auth_hmacsha256_state *keyed,
 /* The entry at hkey is about to go: its postings out, and its waiting row. */
 int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN]) {
   whisper_buf *b = NULL;
-  crypto_auth_hmacsha256_state keyed;
+  wh_hmac_ctx keyed = {0};
   int rc = wh_get(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &b);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
@@ -331,7 +331,7 @@ int wh_search_forget(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN]) {
   if (rc == WHISPER_OK) rc = search_mac(ctx, &keyed);
   if (rc == WHISPER_OK) {
     rc = entry_op(ctx, &keyed, hkey, e, 0, NULL);
-    wh_wipe(&keyed, sizeof keyed);
+    wh_hmac_free(&keyed);
   }
   whisper__store__history_entry__free_unpacked(e, &wh_pb_alloc);
   return rc;
@@ -433,7 +433,7 @@ static int walk(whisper_ctx *ctx, int kind, const uint8_t *prefix, size_t prefix
 
 /* What indexes rows: the search key, and the postings on their way in. */
 typedef struct indexer {
-  crypto_auth_hmacsha256_state keyed;
+  wh_hmac_ctx keyed;
   batch b;
 } indexer;
 
@@ -467,6 +467,7 @@ static int index_all(whisper_ctx *ctx) {
   if (rc == WHISPER_OK) rc = wh_search_fresh(ctx); /* (the mark is the same) */
   if (ix) {
     batch_free(&ix->b);
+    wh_hmac_free(&ix->keyed);
     wh_wipe(ix, sizeof *ix);
   }
   free(ix);
@@ -548,6 +549,7 @@ static int catch_up(whisper_ctx *ctx, size_t max, int *more) {
   free(rs);
   if (ix) {
     batch_free(&ix->b);
+    wh_hmac_free(&ix->keyed);
     wh_wipe(ix, sizeof *ix);
   }
   free(ix);
@@ -870,7 +872,7 @@ static int by_length(const void *a, const void *b) {
 
 static int search_in_txn(whisper_ctx *ctx, const query *q, const char *conversation,
                          const whisper_message_t *after, size_t limit, whisper_page *page) {
-  crypto_auth_hmacsha256_state keyed;
+  wh_hmac_ctx keyed = {0};
   uint8_t target[SFX_LEN], conv_tag[TAG_LEN];
   const qtok *pick[WHISPER_SEARCH_WORDS_MAX];
   size_t np = 0;
@@ -910,7 +912,7 @@ static int search_in_txn(whisper_ctx *ctx, const query *q, const char *conversat
     free(cur[i].val);
   }
   free(cur);
-  wh_wipe(&keyed, sizeof keyed);
+  wh_hmac_free(&keyed);
   return rc;
 }
 

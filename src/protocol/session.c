@@ -47,15 +47,10 @@ static void message_keys_step(wh_msgkey *k, uint8_t ck[32], uint32_t index) {
 static void compute_mac(uint8_t out[MAC_LEN], const uint8_t mac_key[32],
                         const uint8_t sender_ik[WH_PUB_LEN], const uint8_t receiver_ik[WH_PUB_LEN],
                         const uint8_t *msg, size_t len) {
-  crypto_auth_hmacsha256_state st;
   uint8_t full[32];
-  crypto_auth_hmacsha256_init(&st, mac_key, 32);
-  crypto_auth_hmacsha256_update(&st, sender_ik, WH_PUB_LEN);
-  crypto_auth_hmacsha256_update(&st, receiver_ik, WH_PUB_LEN);
-  crypto_auth_hmacsha256_update(&st, msg, len);
-  crypto_auth_hmacsha256_final(&st, full);
+  wh_iov parts[3] = {{sender_ik, WH_PUB_LEN}, {receiver_ik, WH_PUB_LEN}, {msg, len}};
+  wh_hmacv(full, mac_key, 32, parts, 3);
   memcpy(out, full, MAC_LEN);
-  wh_wipe(&st, sizeof st);
   wh_wipe(full, sizeof full);
 }
 
