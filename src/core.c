@@ -25,12 +25,16 @@ const char *whisper_strerror(int code) {
     case WHISPER_ESTATE: return "operation not valid in this state";
     case WHISPER_EINTERNAL: return "internal error";
     case WHISPER_EVERSION: return "version mismatch";
-    case WHISPER_EKEY: return "wrong store key";
+    case WHISPER_EKEY: return "wrong key (the store's, or an attachment's)";
     case WHISPER_EBUSY: return "store busy";
     case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
     case WHISPER_EROLLEDBACK: return "state older than keys already used (restored from a copy)";
     case WHISPER_EDENIED: return "not allowed (not the sender's, or too late)";
     case WHISPER_EBLOCKED: return "the account is blocked (unblock it first)";
+    case WHISPER_ETRUNCATED: return "data cut short";
+    case WHISPER_EINTEGRITY: return "data altered (a MAC or digest does not verify)";
+    case WHISPER_ESIZE: return "the stated size is not the data's";
+    case WHISPER_ETOOBIG: return "too large";
     default: return "unknown error";
   }
 }

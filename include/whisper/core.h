@@ -81,7 +81,9 @@ enum {
   /** A peer's data has a version this side cannot compare or read (e.g. a
    *  scanned fingerprint of another version). */
   WHISPER_EVERSION = -16,
-  /** The store key (or passphrase) is not the one the store was made with. */
+  /** A key does not open what it should: the store key (or passphrase) is
+   *  not the one the store was made with, or an attachment's key is not
+   *  the one its blob was made with. */
   WHISPER_EKEY = -17,
   /** The store is locked by another process for longer than the timeout. */
   WHISPER_EBUSY = -18,
@@ -99,7 +101,17 @@ enum {
   WHISPER_EDENIED = -21,
   /** The account is blocked (whisper_client_block()): nothing goes to it
    *  until it is unblocked. */
-  WHISPER_EBLOCKED = -22
+  WHISPER_EBLOCKED = -22,
+  /** Data ended before its stated size (an attachment blob cut short). */
+  WHISPER_ETRUNCATED = -23,
+  /** Data was altered: a MAC or a digest does not verify (an attachment
+   *  blob, a downloaded chunk). */
+  WHISPER_EINTEGRITY = -24,
+  /** A stated size is not the data's (an attachment's pointer and its
+   *  blob disagree). */
+  WHISPER_ESIZE = -25,
+  /** Larger than allowed (an attachment above the configured maximum). */
+  WHISPER_ETOOBIG = -26
 };
 
 /** A short, static English description of an error code. Never NULL. */

@@ -14,6 +14,7 @@
 #include "fingerprint.h"
 #include "group.h"
 #include "history.h"
+#include "attachment.h"
 #include "search.h"
 #include "client.h"
 #include "server.h"

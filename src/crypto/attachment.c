@@ -1,0 +1,513 @@
+/*
+ * Attachments in Signal's format (include/whisper/attachment.h): AES-256-CBC
+ * and HMAC-SHA256 over IV || ciphertext, SHA-256 digests, and libsignal's
+ * incremental MAC, all streamed with bounded memory. OpenSSL does the
+ * cipher, the hashes and the MACs; this file only moves bytes between
+ * them in the right order and checks what the pointer promised.
+ */
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "whisper/attachment.h"
+
+#define PIECE (64 * 1024) /* bytes through the cipher at a time */
+#define MAC_LEN 32
+#define CHUNK_MIN 16u
+
+uint64_t whisper_attachment_padded_size(uint64_t size) {
+  /* Signal's buckets, computed in doubles as Signal computes them. Where
+   * rounding puts a bucket a hair below the size itself, the size is kept
+   * (Signal's padding streams then add nothing either). */
+  double bucket = size ? floor(pow(1.05, ceil(log((double)size) / log(1.05)))) : 0.0;
+  uint64_t padded = bucket > 541.0 ? (uint64_t)bucket : 541;
+  return padded > size ? padded : size;
+}
+
+uint64_t whisper_attachment_blob_size(uint64_t size) {
+  uint64_t padded = whisper_attachment_padded_size(size);
+  return WHISPER_ATTACHMENT_IV_LEN + (padded / 16 + 1) * 16 + MAC_LEN;
+}
+
+uint32_t whisper_attachment_chunk_size(uint64_t blob_size) {
+  const uint64_t count = 8 * 1024 / MAC_LEN, min = 64 * 1024, max = WHISPER_ATTACHMENT_CHUNK_MAX;
+  if (blob_size < count * min) return (uint32_t)min;
+  if (blob_size < count * max) return (uint32_t)((blob_size + count - 1) / count);
+  return (uint32_t)max;
+}
+
+/* --- libsignal's incremental MAC --------------------------------------------------- */
+
+typedef struct imac {
+  wh_hmac_ctx h;
+  uint32_t chunk;
+  uint32_t unused; /* bytes until the next chunk boundary */
+} imac;
+
+typedef int (*imac_out)(void *arg, const uint8_t mac[MAC_LEN]);
+
+static int imac_init(imac *m, const uint8_t *key, size_t key_len, uint32_t chunk) {
+  m->chunk = m->unused = chunk;
+  return wh_hmac_init(&m->h, key, key_len);
+}
+
+/* The MAC of everything so far, leaving the running state as it was. */
+static int imac_peek(imac *m, uint8_t out[MAC_LEN]) {
+  wh_hmac_ctx copy;
+  if (wh_hmac_dup(&copy, &m->h) != 0) return -1;
+  int r = wh_hmac_final(&copy, out);
+  wh_hmac_free(&copy);
+  return r;
+}
+
+/* Feeds bytes; at each chunk boundary the MAC so far goes to `out`. */
+static int imac_update(imac *m, const uint8_t *p, size_t n, imac_out out, void *arg) {
+  while (n) {
+    size_t take = n < m->unused ? n : m->unused;
+    if (wh_hmac_update(&m->h, p, take) != 0) return WHISPER_EINTERNAL;
+    p += take;
+    n -= take;
+    m->unused -= (uint32_t)take;
+    if (m->unused == 0) {
+      uint8_t mac[MAC_LEN];
+      m->unused = m->chunk;
+      if (imac_peek(m, mac) != 0) return WHISPER_EINTERNAL;
+      int r = out(arg, mac);
+      wh_wipe(mac, sizeof mac);
+      if (r != 0) return r;
+    }
+  }
+  return WHISPER_OK;
+}
+
+/* A growing list of MACs (what the encryptor makes). */
+typedef struct maclist {
+  uint8_t *p;
+  size_t n, cap; /* bytes */
+} maclist;
+
+static int maclist_add(void *arg, const uint8_t mac[MAC_LEN]) {
+  maclist *l = arg;
+  if (l->n + MAC_LEN > l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 16 * MAC_LEN;
+    uint8_t *p = realloc(l->p, cap);
+    if (p == NULL) return WHISPER_ENOMEM;
+    l->p = p;
+    l->cap = cap;
+  }
+  memcpy(l->p + l->n, mac, MAC_LEN);
+  l->n += MAC_LEN;
+  return 0;
+}
+
+int whisper_incremental_mac(const uint8_t *key, size_t key_len, uint32_t chunk_size,
+                            const uint8_t *data, size_t len, whisper_buf **out) {
+  if (out) *out = NULL;
+  if ((key == NULL && key_len) || (data == NULL && len) || out == NULL || chunk_size == 0)
+    return WHISPER_EINVAL;
+  imac m;
+  maclist l = {0};
+  uint8_t last[MAC_LEN];
+  int rc = imac_init(&m, key, key_len, chunk_size) == 0 ? WHISPER_OK : WHISPER_EINTERNAL;
+  if (rc == WHISPER_OK) rc = imac_update(&m, data, len, maclist_add, &l);
+  if (rc == WHISPER_OK) rc = wh_hmac_final(&m.h, last) == 0 ? WHISPER_OK : WHISPER_EINTERNAL;
+  if (rc == WHISPER_OK) rc = maclist_add(&l, last);
+  if (rc == WHISPER_OK && (*out = whisper_buf_new(l.p, l.n)) == NULL) rc = WHISPER_ENOMEM;
+  wh_hmac_free(&m.h);
+  free(l.p);
+  return rc;
+}
+
+/* --- encrypting -------------------------------------------------------------------- */
+
+struct whisper_attachment_encryptor {
+  EVP_CIPHER_CTX *cbc;
+  wh_hmac_ctx mac; /* over IV || ciphertext */
+  imac inc;        /* over the whole blob */
+  maclist macs;
+  void *digest;    /* SHA-256 of the blob */
+  void *plain;     /* SHA-256 of the plaintext */
+  uint8_t iv[WHISPER_ATTACHMENT_IV_LEN];
+  uint64_t size, fed, blob_size;
+  int iv_out, broken;
+  whisper_attachment_sink sink;
+  void *user;
+  uint8_t buf[PIECE + 16];
+};
+
+/* Bytes of the blob, in order: the digest and the incremental MAC see them,
+ * then the sink. */
+static int enc_emit(whisper_attachment_encryptor *e, const uint8_t *p, size_t n) {
+  if (n == 0) return WHISPER_OK;
+  if (wh_sha256_update(e->digest, p, n) != 0) return WHISPER_EINTERNAL;
+  int rc = imac_update(&e->inc, p, n, maclist_add, &e->macs);
+  return rc != WHISPER_OK ? rc : e->sink(e->user, p, n);
+}
+
+/* Bytes under the blob's MAC: the IV and the ciphertext. */
+static int enc_macced(whisper_attachment_encryptor *e, const uint8_t *p, size_t n) {
+  if (wh_hmac_update(&e->mac, p, n) != 0) return WHISPER_EINTERNAL;
+  return enc_emit(e, p, n);
+}
+
+static int enc_start(whisper_attachment_encryptor *e) {
+  if (e->iv_out) return WHISPER_OK;
+  e->iv_out = 1;
+  return enc_macced(e, e->iv, sizeof e->iv);
+}
+
+/* Plaintext (or padding) through the cipher, a piece at a time. */
+static int enc_cipher(whisper_attachment_encryptor *e, const uint8_t *p, size_t n) {
+  int rc = enc_start(e);
+  while (rc == WHISPER_OK && n) {
+    size_t take = n < PIECE ? n : PIECE;
+    int outl = 0;
+    if (EVP_EncryptUpdate(e->cbc, e->buf, &outl, p, (int)take) != 1) return WHISPER_EINTERNAL;
+    rc = enc_macced(e, e->buf, (size_t)outl);
+    p += take;
+    n -= take;
+  }
+  return rc;
+}
+
+int whisper_attachment_encrypt_new(whisper_attachment_encryptor **out,
+                                   const uint8_t key[WHISPER_ATTACHMENT_KEY_LEN],
+                                   const uint8_t iv[WHISPER_ATTACHMENT_IV_LEN], uint64_t size,
+                                   whisper_attachment_sink sink, void *user) {
+  if (out) *out = NULL;
+  if (out == NULL || key == NULL || iv == NULL || sink == NULL || size > WHISPER_ATTACHMENT_SIZE_MAX)
+    return WHISPER_EINVAL;
+  if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
+  whisper_attachment_encryptor *e = calloc(1, sizeof *e);
+  if (e == NULL) return WHISPER_ENOMEM;
+  e->size = size;
+  e->blob_size = whisper_attachment_blob_size(size);
+  e->sink = sink;
+  e->user = user;
+  memcpy(e->iv, iv, sizeof e->iv);
+  e->cbc = EVP_CIPHER_CTX_new();
+  e->digest = wh_sha256_new();
+  e->plain = wh_sha256_new();
+  int ok = e->cbc && e->digest && e->plain &&
+           EVP_EncryptInit_ex(e->cbc, EVP_aes_256_cbc(), NULL, key, iv) == 1 &&
+           wh_hmac_init(&e->mac, key + 32, 32) == 0 &&
+           imac_init(&e->inc, key + 32, 32, whisper_attachment_chunk_size(e->blob_size)) == 0;
+  if (!ok) {
+    whisper_attachment_encrypt_free(e);
+    return WHISPER_EINTERNAL;
+  }
+  *out = e;
+  return WHISPER_OK;
+}
+
+int whisper_attachment_encrypt_update(whisper_attachment_encryptor *e, const uint8_t *data,
+                                      size_t len) {
+  if (e == NULL || (data == NULL && len) || e->broken) return WHISPER_EINVAL;
+  if (len > e->size - e->fed) {
+    e->broken = 1;
+    return WHISPER_EINVAL;
+  }
+  if (len == 0) return WHISPER_OK;
+  e->fed += len;
+  int rc = wh_sha256_update(e->plain, data, len) == 0 ? enc_cipher(e, data, len) : WHISPER_EINTERNAL;
+  if (rc != WHISPER_OK) e->broken = 1;
+  return rc;
+}
+
+int whisper_attachment_encrypt_finish(whisper_attachment_encryptor *e,
+                                      whisper_attachment_result_t *out) {
+  static const uint8_t zeros[PIECE];
+  if (out) memset(out, 0, sizeof *out);
+  if (e == NULL || out == NULL || e->broken || e->fed != e->size) return WHISPER_EINVAL;
+  e->broken = 1; /* finished: nothing more goes in */
+  uint64_t pad = whisper_attachment_padded_size(e->size) - e->size;
+  int rc = enc_start(e), outl = 0;
+  while (rc == WHISPER_OK && pad) {
+    size_t take = pad < sizeof zeros ? (size_t)pad : sizeof zeros;
+    rc = enc_cipher(e, zeros, take);
+    pad -= take;
+  }
+  if (rc == WHISPER_OK)
+    rc = EVP_EncryptFinal_ex(e->cbc, e->buf, &outl) == 1 ? enc_macced(e, e->buf, (size_t)outl)
+                                                         : WHISPER_EINTERNAL;
+  uint8_t tag[MAC_LEN], last[MAC_LEN];
+  if (rc == WHISPER_OK) rc = wh_hmac_final(&e->mac, tag) == 0 ? WHISPER_OK : WHISPER_EINTERNAL;
+  if (rc == WHISPER_OK) rc = enc_emit(e, tag, sizeof tag); /* the MAC is not under itself */
+  if (rc == WHISPER_OK) rc = wh_hmac_final(&e->inc.h, last) == 0 ? WHISPER_OK : WHISPER_EINTERNAL;
+  if (rc == WHISPER_OK) rc = maclist_add(&e->macs, last);
+  if (rc == WHISPER_OK) {
+    int a = wh_sha256_final(e->digest, out->digest), b = wh_sha256_final(e->plain, out->plaintext_hash);
+    e->digest = e->plain = NULL;
+    rc = a == 0 && b == 0 ? WHISPER_OK : WHISPER_EINTERNAL;
+  }
+  if (rc == WHISPER_OK) {
+    out->blob_size = e->blob_size;
+    out->chunk_size = e->inc.chunk;
+    if ((out->incremental_mac = whisper_buf_new(e->macs.p, e->macs.n)) == NULL) rc = WHISPER_ENOMEM;
+  }
+  if (rc != WHISPER_OK) whisper_attachment_result_clear(out);
+  return rc;
+}
+
+void whisper_attachment_encrypt_free(whisper_attachment_encryptor *e) {
+  if (e == NULL) return;
+  EVP_CIPHER_CTX_free(e->cbc); /* wipes the key schedule */
+  wh_hmac_free(&e->mac);
+  wh_hmac_free(&e->inc.h);
+  wh_sha256_free(e->digest);
+  wh_sha256_free(e->plain);
+  free(e->macs.p);
+  wh_wipe(e, sizeof *e);
+  free(e);
+}
+
+void whisper_attachment_result_clear(whisper_attachment_result_t *r) {
+  if (r == NULL) return;
+  whisper_buf_free(r->incremental_mac);
+  memset(r, 0, sizeof *r);
+}
+
+/* --- decrypting -------------------------------------------------------------------- */
+
+enum { ONE_PASS, FIRST_PASS, SECOND_PASS };
+
+struct whisper_attachment_decryptor {
+  EVP_CIPHER_CTX *cbc;
+  wh_hmac_ctx mac; /* over IV || ciphertext */
+  imac inc;
+  void *digest, *plain;
+  uint8_t key[WHISPER_ATTACHMENT_KEY_LEN];
+  uint8_t want_digest[MAC_LEN], want_plain[MAC_LEN];
+  int has_plain;
+  uint8_t *macs; /* the expected incremental MACs */
+  size_t nmacs, next;
+  uint64_t size, padded, blob_size;
+  uint64_t got;      /* blob bytes fed (this pass) */
+  uint64_t done;     /* blob bytes processed (verified, decrypted) */
+  uint64_t plainpos; /* padded-plaintext bytes out of the cipher */
+  uint64_t released;
+  uint8_t iv[WHISPER_ATTACHMENT_IV_LEN];
+  uint8_t tail[MAC_LEN]; /* the blob's MAC as it comes */
+  uint8_t *chunk;        /* ONE_PASS: the bytes of the chunk being verified */
+  size_t chunk_len;
+  int pass, err, chunk_failed, finished;
+  whisper_attachment_sink sink;
+  void *user;
+  uint8_t buf[PIECE + 16];
+};
+
+/* Plaintext out of the cipher: the size's worth to the sink and the
+ * plaintext hash, the rest must be the zeros of the padding. */
+static int dec_release(whisper_attachment_decryptor *d, const uint8_t *p, size_t n) {
+  if (n == 0) return WHISPER_OK;
+  size_t keep = 0;
+  if (d->plainpos < d->size) keep = d->size - d->plainpos < n ? (size_t)(d->size - d->plainpos) : n;
+  for (size_t i = keep; i < n; i++)
+    if (p[i] != 0) return WHISPER_ESIZE; /* a longer plaintext than the pointer says */
+  d->plainpos += n;
+  if (keep == 0) return WHISPER_OK;
+  if (wh_sha256_update(d->plain, p, keep) != 0) return WHISPER_EINTERNAL;
+  d->released += keep;
+  return d->sink(d->user, p, keep);
+}
+
+/* Verified blob bytes, in order (the IV, the ciphertext, the MAC): the MAC
+ * sees what it covers, the cipher opens the ciphertext. With `decrypt` 0
+ * (a first pass) nothing is opened. */
+static int dec_process(whisper_attachment_decryptor *d, const uint8_t *p, size_t n, int decrypt) {
+  uint64_t mac_end = d->blob_size - MAC_LEN;
+  while (n) {
+    uint64_t at = d->done;
+    size_t take;
+    if (at < WHISPER_ATTACHMENT_IV_LEN) { /* the IV */
+      take = n < WHISPER_ATTACHMENT_IV_LEN - at ? n : (size_t)(WHISPER_ATTACHMENT_IV_LEN - at);
+      memcpy(d->iv + at, p, take);
+      if (wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
+      if (decrypt && at + take == WHISPER_ATTACHMENT_IV_LEN &&
+          EVP_DecryptInit_ex(d->cbc, EVP_aes_256_cbc(), NULL, d->key, d->iv) != 1)
+        return WHISPER_EINTERNAL;
+    } else if (at < mac_end) { /* ciphertext */
+      take = n < mac_end - at ? n : (size_t)(mac_end - at);
+      if (take > PIECE) take = PIECE;
+      if (wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
+      if (decrypt) {
+        int outl = 0;
+        if (EVP_DecryptUpdate(d->cbc, d->buf, &outl, p, (int)take) != 1) return WHISPER_EINTERNAL;
+        int rc = dec_release(d, d->buf, (size_t)outl);
+        if (rc != WHISPER_OK) return rc;
+      }
+    } else { /* the MAC */
+      take = n < d->blob_size - at ? n : (size_t)(d->blob_size - at);
+      memcpy(d->tail + (at - mac_end), p, take);
+    }
+    d->done += take;
+    p += take;
+    n -= take;
+  }
+  return WHISPER_OK;
+}
+
+/* An incremental MAC at a chunk boundary: it must be the next expected. */
+static int dec_check_mac(void *arg, const uint8_t mac[MAC_LEN]) {
+  whisper_attachment_decryptor *d = arg;
+  /* the last expected MAC is the whole blob's, which only finish checks */
+  if (d->next + 1 >= d->nmacs || !wh_ct_eq(mac, d->macs + d->next * MAC_LEN, MAC_LEN)) {
+    d->chunk_failed = 1;
+    return WHISPER_EINTEGRITY;
+  }
+  d->next++;
+  int rc = dec_process(d, d->chunk, d->chunk_len, 1); /* verified: opened */
+  d->chunk_len = 0;
+  return rc;
+}
+
+int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
+                                   const whisper_attachment_expect_t *x,
+                                   whisper_attachment_sink sink, void *user) {
+  if (out) *out = NULL;
+  if (out == NULL || x == NULL || x->key == NULL || x->digest == NULL || sink == NULL ||
+      (x->incremental_mac == NULL && x->incremental_mac_len))
+    return WHISPER_EINVAL;
+  uint64_t max = x->max_size && x->max_size < WHISPER_ATTACHMENT_SIZE_MAX ? x->max_size
+                                                                         : WHISPER_ATTACHMENT_SIZE_MAX;
+  if (x->size > max) return WHISPER_ETOOBIG;
+  if (x->incremental_mac &&
+      (x->chunk_size < CHUNK_MIN || x->chunk_size > WHISPER_ATTACHMENT_CHUNK_MAX ||
+       x->incremental_mac_len == 0 || x->incremental_mac_len % MAC_LEN))
+    return WHISPER_EINVALIDMSG;
+  if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
+  whisper_attachment_decryptor *d = calloc(1, sizeof *d);
+  if (d == NULL) return WHISPER_ENOMEM;
+  d->size = x->size;
+  d->padded = whisper_attachment_padded_size(x->size);
+  d->blob_size = whisper_attachment_blob_size(x->size);
+  d->sink = sink;
+  d->user = user;
+  memcpy(d->key, x->key, sizeof d->key);
+  memcpy(d->want_digest, x->digest, MAC_LEN);
+  if ((d->has_plain = x->plaintext_hash != NULL)) memcpy(d->want_plain, x->plaintext_hash, MAC_LEN);
+  d->pass = x->incremental_mac ? ONE_PASS : FIRST_PASS;
+  int ok = (d->cbc = EVP_CIPHER_CTX_new()) && (d->digest = wh_sha256_new()) &&
+           (d->plain = wh_sha256_new()) && wh_hmac_init(&d->mac, d->key + 32, 32) == 0;
+  if (ok && x->incremental_mac) {
+    d->nmacs = x->incremental_mac_len / MAC_LEN;
+    ok = (d->macs = malloc(x->incremental_mac_len)) && (d->chunk = malloc(x->chunk_size)) &&
+         imac_init(&d->inc, d->key + 32, 32, x->chunk_size) == 0;
+    if (ok) memcpy(d->macs, x->incremental_mac, x->incremental_mac_len);
+  }
+  if (!ok) {
+    whisper_attachment_decrypt_free(d);
+    return WHISPER_ENOMEM;
+  }
+  *out = d;
+  return WHISPER_OK;
+}
+
+static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t n) {
+  if (wh_sha256_update(d->digest, p, n) != 0) return WHISPER_EINTERNAL;
+  if (d->chunk_failed) { /* only the digest still runs: finish tells a wrong key */
+    d->got += n;
+    return WHISPER_EINTEGRITY;
+  }
+  if (d->got + n > d->blob_size) return WHISPER_ESIZE; /* longer than the size says */
+  d->got += n;
+  if (d->pass != ONE_PASS) return dec_process(d, p, n, d->pass == SECOND_PASS);
+  while (n) { /* buffer to the next boundary; the imac callback opens the chunk */
+    size_t take = n < d->inc.unused ? n : d->inc.unused;
+    memcpy(d->chunk + d->chunk_len, p, take);
+    d->chunk_len += take;
+    int rc = imac_update(&d->inc, p, take, dec_check_mac, d);
+    if (rc != WHISPER_OK) return rc;
+    p += take;
+    n -= take;
+  }
+  return WHISPER_OK;
+}
+
+int whisper_attachment_decrypt_update(whisper_attachment_decryptor *d, const uint8_t *data,
+                                      size_t len) {
+  if (d == NULL || (data == NULL && len) || d->finished) return WHISPER_EINVAL;
+  if (len == 0 || (d->err && !d->chunk_failed)) return d->err;
+  int rc = dec_update(d, data, len);
+  if (rc != WHISPER_OK && d->err == WHISPER_OK) d->err = rc;
+  return rc;
+}
+
+/* Whether the bytes fed are the blob the digest names. */
+static int digest_matches(whisper_attachment_decryptor *d) {
+  uint8_t got[MAC_LEN];
+  int ok = wh_sha256_final(d->digest, got) == 0 && wh_ct_eq(got, d->want_digest, MAC_LEN);
+  d->digest = NULL;
+  return ok;
+}
+
+static int dec_finish(whisper_attachment_decryptor *d) {
+  if (d->chunk_failed) /* intact blob, failing MAC: the key is wrong */
+    return d->got == d->blob_size && digest_matches(d) ? WHISPER_EKEY : WHISPER_EINTEGRITY;
+  if (d->err) return d->err;
+  if (d->got < d->blob_size) return digest_matches(d) ? WHISPER_ESIZE : WHISPER_ETRUNCATED;
+  if (d->pass == ONE_PASS) { /* the last chunk, under the whole blob's MAC */
+    uint8_t last[MAC_LEN];
+    if (wh_hmac_final(&d->inc.h, last) != 0) return WHISPER_EINTERNAL;
+    if (d->next + 1 != d->nmacs || !wh_ct_eq(last, d->macs + d->next * MAC_LEN, MAC_LEN))
+      return digest_matches(d) ? WHISPER_EKEY : WHISPER_EINTEGRITY;
+    int rc = dec_process(d, d->chunk, d->chunk_len, 1);
+    d->chunk_len = 0;
+    if (rc != WHISPER_OK) return rc;
+  }
+  if (!digest_matches(d)) return WHISPER_EINTEGRITY;
+  uint8_t mac[MAC_LEN];
+  if (wh_hmac_final(&d->mac, mac) != 0) return WHISPER_EINTERNAL;
+  if (!wh_ct_eq(mac, d->tail, MAC_LEN)) /* the blob is the one named: so is the MAC key not */
+    return d->pass == FIRST_PASS ? WHISPER_EKEY : WHISPER_EINTEGRITY;
+  if (d->pass == FIRST_PASS) { /* checked: now again, opening it */
+    d->pass = SECOND_PASS;
+    d->got = d->done = 0;
+    if ((d->digest = wh_sha256_new()) == NULL) return WHISPER_ENOMEM;
+    return WHISPER_ATTACHMENT_AGAIN;
+  }
+  int outl = 0;
+  if (EVP_DecryptFinal_ex(d->cbc, d->buf, &outl) != 1) return WHISPER_EINTEGRITY; /* bad PKCS#7 */
+  int rc = dec_release(d, d->buf, (size_t)outl);
+  if (rc != WHISPER_OK) return rc;
+  if (d->plainpos != d->padded || d->released != d->size) return WHISPER_ESIZE;
+  uint8_t ph[MAC_LEN];
+  int ok = wh_sha256_final(d->plain, ph) == 0;
+  d->plain = NULL;
+  if (!ok) return WHISPER_EINTERNAL;
+  if (d->has_plain && !wh_ct_eq(ph, d->want_plain, MAC_LEN)) return WHISPER_ESIZE;
+  return WHISPER_OK;
+}
+
+int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *d) {
+  if (d == NULL || d->finished) return WHISPER_EINVAL;
+  int rc = dec_finish(d);
+  if (rc != WHISPER_ATTACHMENT_AGAIN) d->finished = 1;
+  if (rc != WHISPER_OK && rc != WHISPER_ATTACHMENT_AGAIN && d->err == WHISPER_OK) d->err = rc;
+  if (rc == WHISPER_ATTACHMENT_AGAIN) {
+    /* the MAC runs again over the second pass (the bytes must be the same) */
+    wh_hmac_free(&d->mac);
+    if (wh_hmac_init(&d->mac, d->key + 32, 32) != 0) rc = d->err = WHISPER_EINTERNAL;
+  }
+  return rc;
+}
+
+uint64_t whisper_attachment_decrypt_released(const whisper_attachment_decryptor *d) {
+  return d ? d->released : 0;
+}
+
+void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d) {
+  if (d == NULL) return;
+  EVP_CIPHER_CTX_free(d->cbc);
+  wh_hmac_free(&d->mac);
+  wh_hmac_free(&d->inc.h);
+  wh_sha256_free(d->digest);
+  wh_sha256_free(d->plain);
+  free(d->macs);
+  if (d->chunk) wh_wipe(d->chunk, d->inc.chunk);
+  free(d->chunk);
+  wh_wipe(d, sizeof *d);
+  free(d);
+}

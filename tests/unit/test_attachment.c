@@ -1,0 +1,368 @@
+/* Attachments: Signal's blob format checked against OpenSSL's one-shot
+ * primitives (an independent computation), libsignal's chunk sizes, the
+ * streaming both ways with pieces of any size, and every way a download can
+ * go wrong, each with its own error and no unverified byte released. The
+ * vectors made by Node's crypto and libsignal are checked by
+ * tests/interop/attachment. */
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "test.h"
+
+/* --- sinks ------------------------------------------------------------------------ */
+
+typedef struct sinkbuf {
+  uint8_t *p;
+  size_t n, cap;
+  int fail_at; /* return this once n passes `fail_after` (0: never) */
+  size_t fail_after;
+} sinkbuf;
+
+static int sink_add(void *user, const uint8_t *data, size_t len) {
+  sinkbuf *s = user;
+  if (s->fail_at && s->n + len > s->fail_after) return s->fail_at;
+  if (s->n + len > s->cap) {
+    s->cap = (s->n + len) * 2;
+    s->p = realloc(s->p, s->cap);
+  }
+  memcpy(s->p + s->n, data, len);
+  s->n += len;
+  return 0;
+}
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) {
+  rng_state = rng_state * 1103515245u + 12345u;
+  return rng_state >> 8;
+}
+
+/* Encrypts `pt` fed in random pieces. */
+static int encrypt(const uint8_t key[64], const uint8_t iv[16], const uint8_t *pt, size_t n,
+                   sinkbuf *blob, whisper_attachment_result_t *res) {
+  whisper_attachment_encryptor *e = NULL;
+  int rc = whisper_attachment_encrypt_new(&e, key, iv, n, sink_add, blob);
+  for (size_t at = 0; rc == WHISPER_OK && at < n;) {
+    size_t take = 1 + rnd() % 100000;
+    if (take > n - at) take = n - at;
+    rc = whisper_attachment_encrypt_update(e, pt + at, take);
+    at += take;
+  }
+  if (rc == WHISPER_OK) rc = whisper_attachment_encrypt_finish(e, res);
+  whisper_attachment_encrypt_free(e);
+  return rc;
+}
+
+/* Decrypts `blob` (len bytes) in random pieces; the result of finish, or
+ * of the first failing update when `stop` is set. Two passes when there is
+ * no incremental MAC. */
+static int decrypt(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                   sinkbuf *out, int stop) {
+  whisper_attachment_decryptor *d = NULL;
+  int rc = whisper_attachment_decrypt_new(&d, x, sink_add, out);
+  if (rc != WHISPER_OK) return rc;
+  for (int pass = 0; pass < 2; pass++) {
+    int urc = WHISPER_OK;
+    for (size_t at = 0; at < len;) {
+      size_t take = 1 + rnd() % 150000;
+      if (take > len - at) take = len - at;
+      int r = whisper_attachment_decrypt_update(d, blob + at, take);
+      if (r != WHISPER_OK && urc == WHISPER_OK) urc = r;
+      if (r != WHISPER_OK && stop) break;
+      at += take;
+    }
+    if (urc != WHISPER_OK && stop) {
+      whisper_attachment_decrypt_free(d);
+      return urc;
+    }
+    rc = whisper_attachment_decrypt_finish(d);
+    if (rc != WHISPER_ATTACHMENT_AGAIN) break;
+  }
+  whisper_attachment_decrypt_free(d);
+  return rc;
+}
+
+static whisper_attachment_expect_t expect_of(const uint8_t key[64], size_t size,
+                                             const whisper_attachment_result_t *r, int incremental) {
+  whisper_attachment_expect_t x = {0};
+  x.key = key;
+  x.size = size;
+  x.digest = r->digest;
+  x.plaintext_hash = r->plaintext_hash;
+  if (incremental) {
+    x.incremental_mac = r->incremental_mac->data;
+    x.incremental_mac_len = r->incremental_mac->len;
+    x.chunk_size = r->chunk_size;
+  }
+  return x;
+}
+
+/* --- sizes ------------------------------------------------------------------------ */
+
+static void test_sizes(void) {
+  /* Signal's buckets: 541 at least, then powers of 1.05 (floored) */
+  CHECK(whisper_attachment_padded_size(0) == 541);
+  CHECK(whisper_attachment_padded_size(1) == 541);
+  CHECK(whisper_attachment_padded_size(541) == 541);
+  CHECK(whisper_attachment_padded_size(542) == 568); /* (Node computes the same) */
+  CHECK(whisper_attachment_padded_size(1000000) == 1041743);
+  for (uint64_t n = 0; n < 3000000; n += 1 + n / 7) {
+    uint64_t p = whisper_attachment_padded_size(n);
+    CHECK(p >= n && p <= (n < 541 ? 541 : n + n / 20 + 1));
+  }
+  CHECK(whisper_attachment_blob_size(0) == 16 + 544 + 32);
+  CHECK(whisper_attachment_blob_size(1000000) == 16 + 1041744 + 32);
+  /* libsignal's table (incremental_mac.rs, chunk_sizes_sha256) */
+  const uint64_t K = 1024, M = 1024 * 1024;
+  struct { uint64_t size, chunk; } t[] = {
+      {0, 64 * K},        {K, 64 * K},           {100 * K, 64 * K},      {10 * M, 64 * K},
+      {20 * M, 80 * K},   {100 * M, 400 * K},    {200 * M, 800 * K},     {256 * M, M},
+      {512 * M, 2 * M},   {1024 * M, 2 * M},     {2048 * M, 2 * M}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    CHECK(whisper_attachment_chunk_size(t[i].size) == t[i].chunk);
+}
+
+/* --- the incremental MAC against one-shot HMACs of each prefix ---------------------- */
+
+static void test_incremental_mac(void) {
+  uint8_t key[32], data[1000];
+  for (size_t i = 0; i < sizeof key; i++) key[i] = (uint8_t)(0xA0 + i);
+  for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7);
+  size_t lens[] = {0, 1, 31, 32, 33, 64, 999, 1000};
+  for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+    size_t n = lens[k];
+    whisper_buf *macs = NULL;
+    CHECK_RC(whisper_incremental_mac(key, sizeof key, 32, data, n, &macs), WHISPER_OK);
+    size_t count = n / 32 + 1; /* one per whole chunk, and the whole */
+    CHECK(macs && macs->len == count * 32);
+    for (size_t c = 0; macs && c < count; c++) {
+      size_t prefix = c + 1 < count ? (c + 1) * 32 : n;
+      uint8_t want[32];
+      unsigned wl = 0;
+      HMAC(EVP_sha256(), key, sizeof key, data, prefix, want, &wl);
+      CHECK(memcmp(macs->data + c * 32, want, 32) == 0);
+    }
+    whisper_buf_free(macs);
+  }
+  whisper_buf *m = NULL;
+  CHECK_RC(whisper_incremental_mac(key, 32, 0, data, 10, &m), WHISPER_EINVAL);
+}
+
+/* --- the blob against OpenSSL one-shots --------------------------------------------- */
+
+static void check_blob(const uint8_t key[64], const uint8_t iv[16], const uint8_t *pt, size_t n,
+                       const sinkbuf *blob, const whisper_attachment_result_t *r) {
+  uint64_t padded = whisper_attachment_padded_size(n);
+  CHECK(blob->n == whisper_attachment_blob_size(n) && r->blob_size == blob->n);
+  CHECK(memcmp(blob->p, iv, 16) == 0);
+  /* the MAC: HMAC-SHA256(mac key, IV || ciphertext) */
+  uint8_t mac[32];
+  unsigned ml = 0;
+  HMAC(EVP_sha256(), key + 32, 32, blob->p, blob->n - 32, mac, &ml);
+  CHECK(memcmp(mac, blob->p + blob->n - 32, 32) == 0);
+  /* the digests */
+  uint8_t d[32];
+  EVP_Digest(blob->p, blob->n, d, NULL, EVP_sha256(), NULL);
+  CHECK(memcmp(d, r->digest, 32) == 0);
+  EVP_Digest(n ? pt : (const uint8_t *)"", n, d, NULL, EVP_sha256(), NULL);
+  CHECK(memcmp(d, r->plaintext_hash, 32) == 0);
+  /* the ciphertext opens to the plaintext and zeros, PKCS#7-padded */
+  uint8_t *open = malloc(blob->n);
+  int l1 = 0, l2 = 0;
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  EVP_DecryptInit_ex(c, EVP_aes_256_cbc(), NULL, key, iv);
+  CHECK(EVP_DecryptUpdate(c, open, &l1, blob->p + 16, (int)(blob->n - 48)) == 1);
+  CHECK(EVP_DecryptFinal_ex(c, open + l1, &l2) == 1);
+  EVP_CIPHER_CTX_free(c);
+  CHECK((uint64_t)(l1 + l2) == padded);
+  CHECK(n == 0 || memcmp(open, pt, n) == 0);
+  int zeros = 1;
+  for (uint64_t i = n; i < padded; i++) zeros &= open[i] == 0;
+  CHECK(zeros);
+  free(open);
+  /* the incremental MAC is libsignal's over the whole blob, keyed by the MAC key */
+  whisper_buf *im = NULL;
+  CHECK_RC(whisper_incremental_mac(key + 32, 32, whisper_attachment_chunk_size(blob->n), blob->p,
+                                   blob->n, &im),
+           WHISPER_OK);
+  CHECK(im && r->incremental_mac && im->len == r->incremental_mac->len &&
+        memcmp(im->data, r->incremental_mac->data, im->len) == 0);
+  CHECK(r->chunk_size == whisper_attachment_chunk_size(blob->n));
+  whisper_buf_free(im);
+}
+
+static void test_round_trips(void) {
+  uint8_t key[64], iv[16];
+  for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 3 + 1);
+  for (size_t i = 0; i < 16; i++) iv[i] = (uint8_t)(0xF0 - i);
+  size_t sizes[] = {0, 1, 15, 16, 17, 540, 541, 542, 65535, 65536, 200000, 1048583, 3 * 1048576};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t n = sizes[k];
+    uint8_t *pt = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)(rnd());
+    sinkbuf blob = {0}, out = {0}, out2 = {0};
+    whisper_attachment_result_t r;
+    CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+    check_blob(key, iv, pt, n, &blob, &r);
+    /* the same key and IV make the same blob (how an upload resumes) */
+    sinkbuf again = {0};
+    whisper_attachment_result_t r2;
+    CHECK_RC(encrypt(key, iv, pt, n, &again, &r2), WHISPER_OK);
+    CHECK(again.n == blob.n && memcmp(again.p, blob.p, blob.n) == 0);
+    whisper_attachment_result_clear(&r2);
+    free(again.p);
+    /* decrypted with the incremental MAC, and in two passes without it */
+    whisper_attachment_expect_t x = expect_of(key, n, &r, 1);
+    CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 0), WHISPER_OK);
+    CHECK(out.n == n && (n == 0 || memcmp(out.p, pt, n) == 0));
+    x = expect_of(key, n, &r, 0);
+    CHECK_RC(decrypt(&x, blob.p, blob.n, &out2, 0), WHISPER_OK);
+    CHECK(out2.n == n && (n == 0 || memcmp(out2.p, pt, n) == 0));
+    whisper_attachment_result_clear(&r);
+    free(blob.p);
+    free(out.p);
+    free(out2.p);
+    free(pt);
+  }
+}
+
+/* --- what goes wrong --------------------------------------------------------------- */
+
+/* How many plaintext bytes the chunks entirely before blob offset `bad`
+ * hold: the most a decryptor may release when the blob is bad from there. */
+static size_t verified_before(size_t bad, uint32_t chunk) {
+  size_t whole = bad / chunk * chunk; /* blob bytes in whole chunks before it */
+  return whole > 16 ? whole - 16 : 0;
+}
+
+static void test_failures(void) {
+  uint8_t key[64], iv[16], wrong[64];
+  for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i + 9);
+  memcpy(wrong, key, 64);
+  wrong[40] ^= 1; /* the MAC key differs */
+  memset(iv, 7, sizeof iv);
+  size_t n = 300000; /* 5 chunks of 64 KiB */
+  uint8_t *pt = malloc(n);
+  for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
+  sinkbuf blob = {0};
+  whisper_attachment_result_t r;
+  CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+  uint32_t chunk = r.chunk_size;
+
+  for (int inc = 1; inc >= 0; inc--) {
+    whisper_attachment_expect_t x = expect_of(key, n, &r, inc);
+    sinkbuf out = {0};
+    /* truncation: the end missing */
+    size_t cuts[] = {blob.n - 1, blob.n - 32, blob.n / 2, 10, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+      out.n = 0;
+      CHECK_RC(decrypt(&x, blob.p, cuts[i], &out, 0), WHISPER_ETRUNCATED);
+      CHECK(out.n <= (inc ? verified_before(cuts[i], chunk) : 0));
+    }
+    /* a wrong key: the blob is intact, the key does not open it; nothing comes out */
+    whisper_attachment_expect_t xw = x;
+    xw.key = wrong;
+    out.n = 0;
+    CHECK_RC(decrypt(&xw, blob.p, blob.n, &out, 0), WHISPER_EKEY);
+    CHECK(out.n == 0);
+    /* a flipped bit anywhere: in the IV, early, mid-chunk, on a boundary, the last
+     * ciphertext block, the MAC */
+    size_t flips[] = {0, 15, 16, 100, chunk - 1, chunk, 2 * chunk + 5, blob.n - 40, blob.n - 33,
+                      blob.n - 32, blob.n - 1};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+      blob.p[flips[i]] ^= 0x10;
+      out.n = 0;
+      CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 0), WHISPER_EINTEGRITY);
+      CHECK(out.n <= (inc ? verified_before(flips[i], chunk) : 0));
+      /* and an update says so as soon as the chunk is in */
+      if (inc) {
+        out.n = 0;
+        CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 1), WHISPER_EINTEGRITY);
+        CHECK(out.n <= verified_before(flips[i], chunk));
+      }
+      blob.p[flips[i]] ^= 0x10;
+    }
+    /* a wrong size: another bucket (the blob is shorter or longer than it says) */
+    whisper_attachment_expect_t xs = x;
+    xs.size = n + 100000;
+    out.n = 0;
+    CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
+    xs.size = n - 100000;
+    out.n = 0;
+    CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
+    /* ... or the same bucket: a few bytes off either way */
+    xs.size = n - 3;
+    out.n = 0;
+    CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
+    xs.size = n + 3;
+    out.n = 0;
+    CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
+    /* a plaintext hash that is not the plaintext's */
+    uint8_t ph[32];
+    memcpy(ph, r.plaintext_hash, 32);
+    ph[0] ^= 1;
+    xs = x;
+    xs.plaintext_hash = ph;
+    out.n = 0;
+    CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
+    /* oversize: refused before a byte is read */
+    xs = x;
+    xs.max_size = n - 1;
+    whisper_attachment_decryptor *d = NULL;
+    CHECK_RC(whisper_attachment_decrypt_new(&d, &xs, sink_add, &out), WHISPER_ETOOBIG);
+    CHECK(d == NULL);
+    /* the sink's own error stops the stream */
+    sinkbuf failing = {0};
+    failing.fail_at = 77;
+    failing.fail_after = 1000;
+    CHECK_RC(decrypt(&x, blob.p, blob.n, &failing, 1), 77);
+    free(failing.p);
+    free(out.p);
+  }
+  /* malformed incremental MACs in the pointer */
+  whisper_attachment_expect_t x = expect_of(key, n, &r, 1);
+  whisper_attachment_decryptor *d = NULL;
+  x.incremental_mac_len = 33;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, NULL), WHISPER_EINVALIDMSG);
+  x = expect_of(key, n, &r, 1);
+  x.chunk_size = WHISPER_ATTACHMENT_CHUNK_MAX + 1;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, NULL), WHISPER_EINVALIDMSG);
+  /* one MAC missing from the list, or one too many */
+  x = expect_of(key, n, &r, 1);
+  x.incremental_mac_len -= 32;
+  sinkbuf out = {0};
+  CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 0), WHISPER_EKEY);
+  x.incremental_mac_len += 32;
+  x.incremental_mac += 32; /* the first MAC gone */
+  x.incremental_mac_len -= 32;
+  out.n = 0;
+  CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 0), WHISPER_EKEY);
+  CHECK(out.n == 0);
+  free(out.p);
+
+  /* the encryptor refuses more or fewer bytes than it was told */
+  whisper_attachment_encryptor *e = NULL;
+  sinkbuf sb = {0};
+  whisper_attachment_result_t rr;
+  CHECK_RC(whisper_attachment_encrypt_new(&e, key, iv, 10, sink_add, &sb), WHISPER_OK);
+  CHECK_RC(whisper_attachment_encrypt_update(e, pt, 9), WHISPER_OK);
+  CHECK_RC(whisper_attachment_encrypt_finish(e, &rr), WHISPER_EINVAL);
+  whisper_attachment_encrypt_free(e);
+  CHECK_RC(whisper_attachment_encrypt_new(&e, key, iv, 10, sink_add, &sb), WHISPER_OK);
+  CHECK_RC(whisper_attachment_encrypt_update(e, pt, 11), WHISPER_EINVAL);
+  whisper_attachment_encrypt_free(e);
+  CHECK_RC(whisper_attachment_encrypt_new(&e, key, iv, WHISPER_ATTACHMENT_SIZE_MAX + 1, sink_add,
+                                          &sb),
+           WHISPER_EINVAL);
+  free(sb.p);
+  whisper_attachment_result_clear(&r);
+  free(blob.p);
+  free(pt);
+}
+
+int main(void) {
+  test_sizes();
+  test_incremental_mac();
+  test_round_trips();
+  test_failures();
+  return test_done();
+}
