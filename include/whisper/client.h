@@ -68,7 +68,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 4
+#define WHISPER_CLIENT_CONFIG_VERSION 5
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -94,6 +94,12 @@ typedef struct whisper_client_config_t {
   uint32_t max_group_members;  /* members per group (WHISPER_GROUP_MEMBERS_DEFAULT; at most
                                 * WHISPER_GROUP_MEMBERS_MAX): the engine makes no change, and
                                 * takes none, that grows a group past it */
+  /* --- version 5 --- */
+  const char *media_dir;       /* a directory of the app's where the engine keeps encrypted
+                                * blobs in flight (copied; NULL: no media jobs) */
+  uint64_t media_max_size;     /* the largest attachment sent or taken, in bytes of plaintext
+                                * (default 100 MiB) */
+  uint32_t media_piece;        /* bytes per upload or download request (default 1 MiB) */
 } whisper_client_config_t;
 
 #define WHISPER_GROUP_MEMBERS_DEFAULT 1024
@@ -101,7 +107,7 @@ typedef struct whisper_client_config_t {
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
-    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT }
+    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20 }
 
 /** A message may be edited this long after it was sent (15 minutes). */
 #define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)
@@ -232,6 +238,167 @@ WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation,
  *  tombstone remains (whisper_message_t.deleted). */
 WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversation,
                                       const uint8_t *id, size_t id_len, uint64_t now_ms);
+
+/* --- media: attachments ------------------------------------------------------
+ *
+ * A file is sent as an attachment (attachment.h): the engine encrypts it
+ * under a fresh key into an encrypted blob in the config's media_dir,
+ * uploads the blob to the server's blob store, and only then sends the
+ * pointer (where the blob is, its key, sizes and digests, the app's
+ * metadata and thumbnail) end to end as the message. Every step is a job
+ * kept in the store: after a crash or a lost connection the upload goes on
+ * from the last offset the server acknowledged, with the same key and IV;
+ * a download goes on from the bytes already here, verifying as it goes.
+ * WHISPER_EV_MEDIA reports progress. Nothing unencrypted is written by the
+ * library except the file the app names for a download, and that one is
+ * removed again if the download fails.
+ *
+ * The blob store speaks HTTP (tus 1.0 resumable uploads, downloads with
+ * Range) on the server's port; the engine stays sans-I/O: it hands the app
+ * HTTP requests (whisper_client_take_http()) and the app gives back the
+ * answers (whisper_client_http_done()), as it does with frames. The upload
+ * token they carry comes through the sync connection.
+ *
+ * The same file (by its plaintext's SHA-256) is uploaded once per account
+ * while its blob lives: sending it again, or forwarding the message, sends
+ * the pointer again. The library does not decode images: thumbnails are
+ * the app's bytes.
+ */
+
+#define WHISPER_MEDIA_VOICE_NOTE 1      /* flags: a voice note */
+#define WHISPER_MEDIA_VIEW_ONCE 2       /* flags: opened once, then wiped on every device */
+#define WHISPER_MEDIA_TYPE_MAX 127      /* bytes of a content type */
+#define WHISPER_MEDIA_NAME_MAX 255      /* bytes of a file name */
+#define WHISPER_MEDIA_CAPTION_MAX 4096  /* bytes of a caption (UTF-8) */
+#define WHISPER_MEDIA_THUMBNAIL_MAX 65536 /* bytes of an inline thumbnail */
+
+/** What the app says of a file it sends; every field may be zero/NULL. */
+typedef struct whisper_media_meta_t {
+  const char *content_type;  /* a MIME type ("image/jpeg"); NULL: application/octet-stream */
+  const char *file_name;     /* shown to the recipient; no directories */
+  uint32_t width, height;    /* pixels (images, video) */
+  uint32_t duration_ms;      /* audio, video */
+  const char *caption;       /* UTF-8 */
+  const uint8_t *thumbnail;  /* a small image the app made */
+  size_t thumbnail_len;
+  uint32_t flags;            /* WHISPER_MEDIA_VOICE_NOTE, WHISPER_MEDIA_VIEW_ONCE */
+} whisper_media_meta_t;
+
+/**
+ * Sends the file at `path` to `conversation` (an account or a group's
+ * conversation) as an attachment. The file is read, encrypted and
+ * uploaded by the engine's ticks and the app's HTTP (above); the message,
+ * with its id in `id_out`, is stored and sent when its blob is uploaded.
+ * The file must stay where it is until then. Returns WHISPER_OK,
+ * WHISPER_EINVAL (a bad argument, a field too long, no media_dir),
+ * WHISPER_ENOTFOUND (no such file), WHISPER_ETOOBIG (larger than
+ * media_max_size), WHISPER_EBLOCKED, WHISPER_ESTATE (not a member of the
+ * group) or a store error.
+ */
+WHISPER_API int whisper_client_send_file(whisper_client *c, const char *conversation,
+                                         const char *path, const whisper_media_meta_t *meta,
+                                         uint64_t now_ms, uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+
+/* A media job's state (whisper_media_t.state, WHISPER_EV_MEDIA's status). */
+#define WHISPER_MEDIA_ENCRYPTING 1  /* outgoing: being encrypted */
+#define WHISPER_MEDIA_UPLOADING 2   /* outgoing: being uploaded */
+#define WHISPER_MEDIA_SENT 3        /* outgoing: uploaded; the message is sent */
+#define WHISPER_MEDIA_REMOTE 4      /* incoming: on the server, not downloaded */
+#define WHISPER_MEDIA_DOWNLOADING 5 /* incoming: being downloaded and verified */
+#define WHISPER_MEDIA_DOWNLOADED 6  /* incoming: verified and written to `path` */
+#define WHISPER_MEDIA_OPENED 7      /* view-once: opened; its key is gone on every device */
+#define WHISPER_MEDIA_FAILED 8      /* the job failed: `error` says why; download again to retry */
+
+#define WHISPER_MEDIA_STRUCT_VERSION 1
+
+/** An attachment as this device holds it (whisper_client_media_get());
+ *  fields are only ever appended. */
+typedef struct whisper_media_t {
+  unsigned version;
+  char *content_type;       /* NUL-terminated; "" if none */
+  char *file_name;          /* "" if none */
+  char *caption;            /* "" if none */
+  uint8_t *thumbnail;       /* NULL if none */
+  size_t thumbnail_len;
+  uint64_t size;            /* the plaintext's bytes */
+  uint32_t width, height, duration_ms, flags;
+  int state;                /* WHISPER_MEDIA_* */
+  uint64_t done, total;     /* the job's progress, in bytes */
+  char *path;               /* the app's file: sent from, or downloaded to ("" if none) */
+  int error;                /* WHISPER_MEDIA_FAILED: the WHISPER_E* code */
+} whisper_media_t;
+
+/** The attachment of message (id, sender) of `conversation` (`sender`
+ *  NULL: this account's own), into `*out` (free it with
+ *  whisper_media_free()). Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_ENOTFOUND (no such message, or not an attachment) or a store
+ *  error. */
+WHISPER_API int whisper_client_media_get(whisper_client *c, const char *conversation,
+                                         const uint8_t *id, size_t id_len, const char *sender,
+                                         whisper_media_t **out);
+
+/** Frees what whisper_client_media_get() returned. Accepts NULL. */
+WHISPER_API void whisper_media_free(whisper_media_t *m);
+
+/**
+ * Downloads the attachment of message (id, sender) into the file `path`
+ * the app names (created or replaced): a job, resumed after a restart or a
+ * lost connection, that writes only verified plaintext and reports
+ * WHISPER_EV_MEDIA (DOWNLOADING with progress, then DOWNLOADED or FAILED
+ * with the error: WHISPER_EINTEGRITY, WHISPER_ETRUNCATED, WHISPER_EKEY,
+ * WHISPER_ESIZE, WHISPER_ENOTFOUND for a blob the server no longer has).
+ * On failure `path` is removed. While it runs, `path` holds the verified
+ * prefix, so that a player can start. Returns WHISPER_OK, WHISPER_EINVAL,
+ * WHISPER_ENOTFOUND (no such attachment), WHISPER_EDENIED (a view-once
+ * attachment: whisper_client_view_once_open()), WHISPER_ETOOBIG (above
+ * media_max_size) or a store error.
+ */
+WHISPER_API int whisper_client_download(whisper_client *c, const char *conversation,
+                                        const uint8_t *id, size_t id_len, const char *sender,
+                                        const char *path, uint64_t now_ms);
+
+/**
+ * Opens a view-once attachment: downloads it into `path` as
+ * whisper_client_download() does; once it is there (WHISPER_EV_MEDIA,
+ * DOWNLOADED) its key and blob are wiped from this device and the
+ * account's other devices (state WHISPER_MEDIA_OPENED), and the sender
+ * gets an end-to-end receipt (WHISPER_STATUS_OPENED). The app shows the
+ * file and deletes it. Returns as whisper_client_download(), and
+ * WHISPER_EDENIED when the attachment is not view-once or was opened.
+ */
+WHISPER_API int whisper_client_view_once_open(whisper_client *c, const char *conversation,
+                                              const uint8_t *id, size_t id_len,
+                                              const char *sender, const char *path,
+                                              uint64_t now_ms);
+
+/* --- the app's HTTP, for the blob store ------------------------------------------ */
+
+/** An HTTP request for the app to make to the server's host (the one its
+ *  sync connection goes to, over the same scheme: http or https). Valid
+ *  until the next call on the engine. */
+typedef struct whisper_http_request_t {
+  uint64_t handle;           /* give it back to whisper_client_http_done() */
+  const char *method;        /* "POST", "HEAD", "PATCH", "GET", "DELETE", "OPTIONS" */
+  const char *path;          /* "/v1/blobs..." */
+  const char *headers;       /* "Name: value\r\n" lines to send (Content-Length aside) */
+  const uint8_t *body;
+  size_t body_len;
+} whisper_http_request_t;
+
+/** Takes the next HTTP request to make: returns 1 and fills `*out`, or 0.
+ *  Requests come only while the sync connection is logged in. */
+WHISPER_API int whisper_client_take_http(whisper_client *c, whisper_http_request_t *out);
+
+/**
+ * The answer to request `handle`: its HTTP status (0: no answer, the
+ * request failed), its headers as "Name: value\r\n" lines (the engine
+ * reads Location and Upload-Offset; NULL if none) and its body. The
+ * engine goes on with the job (or tries again after a backoff). Returns
+ * WHISPER_OK, WHISPER_EINVAL (no such request) or a store error.
+ */
+WHISPER_API int whisper_client_http_done(whisper_client *c, uint64_t handle, int status,
+                                         const char *headers, const uint8_t *body,
+                                         size_t body_len, uint64_t now_ms);
 
 /* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
 
@@ -756,6 +923,9 @@ typedef enum whisper_client_event_type {
                                * device set it): whisper_client_profile_get() */
   WHISPER_EV_BLOCKED = 24,    /* another device of this account blocked (status 1) or unblocked
                                * (status 0) account `from` (conversation too) */
+  WHISPER_EV_MEDIA = 25,      /* an attachment's job moved: message id of conversation (from: its
+                               * sender, NULL for this account's own), status WHISPER_MEDIA_*,
+                               * done_bytes of total_bytes; code with WHISPER_MEDIA_FAILED */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes
@@ -791,6 +961,9 @@ typedef struct whisper_client_event_t {
   size_t target_id_len;     /* quoted message */
   const char *target_sender; /* its sender (NULL: this account) */
   uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
+  /* version 5 (media): */
+  uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress */
+  uint64_t total_bytes;
 } whisper_client_event_t;
 
 /** Takes the next event: returns 1 and fills `out`, or 0. */

@@ -32,12 +32,15 @@ extern "C" {
  *  decrypt it and the sender could not send it again): never after
  *  DELIVERED. */
 #define WHISPER_STATUS_FAILED 4
+/** A view-once attachment was opened by that device's user (after READ). */
+#define WHISPER_STATUS_OPENED 5
 
 #define WHISPER_MESSAGE_ID_MAX 64
 
 /* What a message is (whisper_message_t.kind). */
 #define WHISPER_KIND_TEXT 0        /* a text, maybe a reply (quote_id) or a forward */
 #define WHISPER_KIND_UNSUPPORTED 1 /* content of a newer version: kept, shown as unsupported */
+#define WHISPER_KIND_ATTACHMENT 2  /* an attachment (whisper_client_media_get()); body: its caption */
 
 /** Past this many forwards a message is "forwarded many times". */
 #define WHISPER_FORWARDED_MANY 5
