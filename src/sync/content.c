@@ -40,6 +40,29 @@ static int no_tag0(const ProtobufCMessage *m) {
   return 1;
 }
 
+static int opt_utf8(const char *s, size_t max) { return s == NULL || utf8_ok(s, max); }
+
+/* A pointer the engine can use: a blob id the URL path takes, a key, a
+ * digest, sizes in range; the metadata within the limits client.h gives. */
+static int attachment_ok(const Whisper__E2e__AttachmentPointer *p) {
+  if (p == NULL || !no_tag0(&p->base) || p->blob_id == NULL || p->blob_id[0] == 0 ||
+      strlen(p->blob_id) > 128 || p->key.len != WHISPER_ATTACHMENT_KEY_LEN ||
+      p->digest.len != WHISPER_ATTACHMENT_DIGEST_LEN || p->size > WHISPER_ATTACHMENT_SIZE_MAX ||
+      (p->has_plaintext_hash && p->plaintext_hash.len != WHISPER_ATTACHMENT_DIGEST_LEN) ||
+      p->thumbnail.len > WHISPER_MEDIA_THUMBNAIL_MAX || !opt_utf8(p->content_type, WHISPER_MEDIA_TYPE_MAX) ||
+      !opt_utf8(p->file_name, WHISPER_MEDIA_NAME_MAX) || !opt_utf8(p->caption, WHISPER_MEDIA_CAPTION_MAX) ||
+      (p->file_name && strchr(p->file_name, '/')))
+    return 0;
+  for (const char *s = p->blob_id; *s; s++) /* it goes into a URL path */
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_'))
+      return 0;
+  if (p->incremental_mac.len) /* the decryptor checks the rest */
+    return p->chunk_size >= 16 && p->chunk_size <= WHISPER_ATTACHMENT_CHUNK_MAX &&
+           p->incremental_mac.len % 32 == 0;
+  return 1;
+}
+
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
   Whisper__E2e__Content *ct = whisper__e2e__content__unpack(&wh_pb_alloc, len, data);
   if (ct == NULL) return NULL;
@@ -62,6 +85,13 @@ Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
     if (ct->kind == WHISPER__E2E__CONTENT__KIND__EDIT)
       ok = ok && ct->text && utf8_ok(ct->text, SY_TEXT_MAX);
     break;
+  case WHISPER__E2E__CONTENT__KIND__ATTACHMENT:
+    ok = attachment_ok(ct->attachment);
+    break;
+  case WHISPER__E2E__CONTENT__KIND__OPENED:
+    ok = ct->target && ct->target->has_id && id_ok(&ct->target->id) && sender_ok(ct->target->sender) &&
+         ct->text && utf8_ok(ct->text, WH_NAME_MAX);
+    break;
   case WHISPER__E2E__CONTENT__KIND__CALL:
     ok = ct->call && ct->call->has_call_id && ct->call->call_id.len == WHISPER_CALL_ID_LEN &&
          ct->call->type >= WHISPER_CALL_OFFER && ct->call->type <= WHISPER_CALL_BUSY &&
@@ -80,7 +110,7 @@ Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
 int sy_content_known(uint32_t kind) {
   return kind == WHISPER__E2E__CONTENT__KIND__TEXT || kind == WHISPER__E2E__CONTENT__KIND__REACTION ||
          kind == WHISPER__E2E__CONTENT__KIND__EDIT || kind == WHISPER__E2E__CONTENT__KIND__DELETE ||
-         kind == WHISPER__E2E__CONTENT__KIND__CALL;
+         kind == WHISPER__E2E__CONTENT__KIND__CALL || kind == WHISPER__E2E__CONTENT__KIND__ATTACHMENT;
 }
 
 static int pack(const Whisper__E2e__Content *ct, whisper_buf **out) {
