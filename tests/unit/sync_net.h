@@ -17,6 +17,8 @@
 #define MAX_EVENTS 1024
 
 static char dbdir[128];
+static char net_media_root[160];  /* set: each new node gets media_dir root/name.device */
+static uint32_t net_media_piece;  /* and this media_piece (0: the default) */
 static const uint8_t KEY[32] = "sync test store key ............";
 
 /* --- recorded events ------------------------------------------------------------------------ */
@@ -191,6 +193,11 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
   if (sqlite) {
     snprintf(d->path, sizeof d->path, "%s/%s.%u.db", dbdir, name, device);
     whisper_store_sqlite_destroy(d->path);
+  }
+  if (net_media_root[0]) {
+    snprintf(d->media_dir, sizeof d->media_dir, "%s/%s.%u.media", net_media_root, name, device);
+    mkdir(d->media_dir, 0700);
+    d->media_piece = net_media_piece;
   }
   node_open(d);
   CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, T0), WHISPER_OK);
