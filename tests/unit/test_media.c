@@ -129,6 +129,10 @@ static int serve(net *n, blobstore *s, const whisper_http_request_t *r, char *hd
   return 405;
 }
 
+static void blobs_free(blobstore *s) {
+  for (int i = 0; i < s->n; i++) free(s->b[i].data);
+}
+
 static int http_hook(net *n, node *d, void *arg) {
   blobstore *s = arg;
   whisper_http_request_t r;
@@ -157,7 +161,7 @@ static int http_hook(net *n, node *d, void *arg) {
 
 /* --- helpers ------------------------------------------------------------------------------ */
 
-static char tmpdir[160];
+static char tmpdir[100];
 
 static node *media_account(net *n, const char *name) { return account_new(n, name, 1); }
 
@@ -315,6 +319,7 @@ static void test_send_and_download(void) {
            WHISPER_ENOTFOUND);
   CHECK(s.unauthorized == 0);
   net_close(&n);
+  blobs_free(&s);
 }
 
 /* The sender dies mid-upload: after the restart the upload goes on from
@@ -365,6 +370,7 @@ static void test_upload_crash(void) {
   /* the 7 pieces taken before the crash were not fetched again (the 8th was lost with bob) */
   CHECK(s.bytes_out - out_before == whisper_attachment_blob_size(size) - 7 * 65536);
   net_close(&n);
+  blobs_free(&s);
 }
 
 /* A blob store that lies or loses: the download fails with its own error
@@ -421,6 +427,7 @@ static void test_bad_blobs(void) {
   settle(&n);
   CHECK(same_files(src, dst));
   net_close(&n);
+  blobs_free(&s);
 }
 
 /* View once: opened once on one device, gone on every device of the
@@ -457,6 +464,7 @@ static void test_view_once(void) {
   CHECK(ev_status(alice, id, "bob", 1, WHISPER_STATUS_OPENED)); /* alice sees it was opened */
   /* a view-once opening that does not come from bob's own account is refused */
   net_close(&n);
+  blobs_free(&s);
 }
 
 int main(void) {
