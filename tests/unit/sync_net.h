@@ -19,6 +19,9 @@
 static char dbdir[128];
 static char net_media_root[160];  /* set: each new node gets media_dir root/name.device */
 static uint32_t net_media_piece;  /* and this media_piece (0: the default) */
+struct node;
+/* Sees every event an engine raises, whole (record() keeps a summary). */
+static void (*net_on_event)(struct node *d, const whisper_client_event_t *e);
 static const uint8_t KEY[32] = "sync test store key ............";
 
 /* --- recorded events ------------------------------------------------------------------------ */
@@ -96,6 +99,7 @@ typedef struct net {
 __attribute__((unused)) static void record(node *d) {
   whisper_client_event_t e;
   while (whisper_client_next_event(d->cl, &e)) {
+    if (net_on_event) net_on_event(d, &e);
     if (d->n_ev == MAX_EVENTS) continue;
     rec_event *r = &d->ev[d->n_ev++];
     memset(r, 0, sizeof *r);

@@ -229,6 +229,33 @@ static void settle(net *n) {
   for (int i = 0; i < 20; i++) net_advance(n, 100);
 }
 
+/* WHISPER_EV_MEDIA_DATA pieces, gathered */
+static struct {
+  uint8_t *p;
+  size_t n, cap;
+  int in_order;
+} collected = {NULL, 0, 0, 1};
+static node *collect_from;
+
+static void collect(struct node *d, const whisper_client_event_t *e) {
+  if (d != collect_from || e->type != WHISPER_EV_MEDIA_DATA) return;
+  if (e->done_bytes != collected.n) collected.in_order = 0;
+  if (collected.n + e->body_len > collected.cap) {
+    collected.cap = (collected.n + e->body_len) * 2;
+    collected.p = realloc(collected.p, collected.cap);
+  }
+  memcpy(collected.p + collected.n, e->body, e->body_len);
+  collected.n += e->body_len;
+}
+
+static int same_bytes(const char *path, const uint8_t *p, size_t n) {
+  FILE *f = fopen(path, "rb");
+  int same = f != NULL;
+  for (size_t i = 0; same && i < n; i++) same = fgetc(f) == p[i];
+  if (f) same = same && fgetc(f) == EOF, fclose(f);
+  return same;
+}
+
 /* --- the tests ------------------------------------------------------------------------------- */
 
 static void test_send_and_download(void) {
@@ -285,6 +312,15 @@ static void test_send_and_download(void) {
   CHECK(media_state(bob, "alice", id, "alice") == WHISPER_MEDIA_DOWNLOADED);
   CHECK(same_files(src, dst));
   CHECK(files_in(bob->media_dir) == 0);
+  /* or without a file: the verified bytes come as events, in order */
+  collected.n = 0;
+  collect_from = bob;
+  net_on_event = collect;
+  CHECK_RC(whisper_client_download(bob->cl, "alice", id, 16, "alice", NULL, n.now), WHISPER_OK);
+  settle(&n);
+  net_on_event = NULL;
+  CHECK(media_state(bob, "alice", id, "alice") == WHISPER_MEDIA_DOWNLOADED);
+  CHECK(collected.n == size && collected.in_order && same_bytes(src, collected.p, collected.n));
   /* the same file again: the blob is not uploaded twice */
   int posts = s.posts;
   uint64_t in = s.bytes_in;
@@ -480,5 +516,6 @@ int main(void) {
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+  free(collected.p);
   return test_done();
 }
