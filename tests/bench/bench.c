@@ -8,7 +8,9 @@
  * untimed warm-up: the fastest of its 5 slices, marked [CPU n%] when even
  * that slice lost the CPU to other processes. The floor of an operation is
  * the sum of the costs of the primitives the protocol must compute for it
- * (each primitive timed in a tight loop in the same run), counted from
+ * (each primitive timed in a tight loop in the same run; where OpenSSL and
+ * libsodium both have it, X25519 and the SHA-256 based MACs and KDFs, both
+ * are timed and the faster counts), counted from
  * src/protocol/session.c and src/protocol/group.c; see print_model() and
  * tests/bench/README.md. "% of floor" is floor_time / measured_time * 100:
  * 100% would mean no overhead at all.
@@ -26,6 +28,7 @@
 
 #include <limits.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -191,6 +194,7 @@ typedef struct prim_args {
   uint8_t gsig[WH_SIG_LEN]; /* a's signature over pt[0..g_len): a group message's */
   uint8_t z[64];            /* the signature's randomness */
   size_t g_len;
+  EVP_PKEY_CTX *dh_ctx; /* OpenSSL X25519: a's private key, b's public key as the peer */
 } prim_args;
 
 /* The store's own primitives: sealing a row (XChaCha20-Poly1305, the row
@@ -283,7 +287,142 @@ static void p_rand64(void *v) { /* the randomness each signature takes */
   if (wh_random(&p->rng, p->z, sizeof p->z) != 0) die("wh_random", WHISPER_ERANDOM, NULL);
 }
 
+/* The same hash-based primitives from libsodium (portable C), so that each
+ * floor is the faster of the two libraries: HMAC-SHA256 through
+ * crypto_auth_hmacsha256_*, keyed once where the computation allows it (the
+ * chain step's two MACs, HKDF's expand blocks: the keyed state is copied),
+ * as the fastest use of the API would. libsodium 1.0.18 has no HKDF of its
+ * own (crypto_kdf_hkdf_sha256_* came in 1.0.19): it is RFC 5869 over these
+ * MACs, as wh_hkdf() is. Checked against the library's once
+ * (check_sodium_prims()). */
+static void s_hmac(uint8_t out[32], const uint8_t *key, size_t key_len, const uint8_t *msg,
+                   size_t len) {
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, key, key_len);
+  crypto_auth_hmacsha256_update(&st, msg, len);
+  crypto_auth_hmacsha256_final(&st, out);
+}
+
+static void s_chain_step(uint8_t seed[32], uint8_t ck[32]) {
+  static const uint8_t one = 0x01, two = 0x02;
+  crypto_auth_hmacsha256_state a, b;
+  crypto_auth_hmacsha256_init(&a, ck, 32);
+  b = a;
+  crypto_auth_hmacsha256_update(&a, &one, 1);
+  crypto_auth_hmacsha256_final(&a, seed);
+  crypto_auth_hmacsha256_update(&b, &two, 1);
+  crypto_auth_hmacsha256_final(&b, ck);
+}
+
+static void s_hkdf(uint8_t *out, size_t out_len, const uint8_t *salt, size_t salt_len,
+                   const uint8_t *ikm, size_t ikm_len, const char *info) {
+  static const uint8_t zero_salt[32];
+  uint8_t prk[32], t[32], counter = 1;
+  size_t info_len = strlen(info), done = 0;
+  crypto_auth_hmacsha256_state keyed, st;
+  if (salt == NULL) {
+    salt = zero_salt;
+    salt_len = sizeof zero_salt;
+  }
+  s_hmac(prk, salt, salt_len, ikm, ikm_len); /* extract */
+  crypto_auth_hmacsha256_init(&keyed, prk, sizeof prk);
+  while (done < out_len) { /* expand, keyed once */
+    size_t n = out_len - done < 32 ? out_len - done : 32;
+    st = keyed;
+    if (counter > 1) crypto_auth_hmacsha256_update(&st, t, sizeof t);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)info, info_len);
+    crypto_auth_hmacsha256_update(&st, &counter, 1);
+    crypto_auth_hmacsha256_final(&st, t);
+    memcpy(out + done, t, n);
+    done += n;
+    counter++;
+  }
+}
+
+static void s_hmac1(void *v) {
+  prim_args *p = v;
+  static const uint8_t two = 0x02;
+  s_hmac(p->key, p->key, 32, &two, 1);
+}
+static void s_step(void *v) {
+  prim_args *p = v;
+  s_chain_step(p->out, p->key);
+}
+static void s_hkdf64(void *v) {
+  prim_args *p = v;
+  s_hkdf(p->out, 64, p->salt, 32, p->ikm, 32, "WhisperRatchet");
+}
+static void s_hkdf64_x3dh(void *v) {
+  prim_args *p = v;
+  s_hkdf(p->out, 64, NULL, 0, p->ikm, 160, "WhisperText");
+}
+static void s_hkdf80(void *v) {
+  prim_args *p = v;
+  s_hkdf(p->out, 80, NULL, 0, p->key, 32, "WhisperMessageKeys");
+}
+static void s_hkdf48(void *v) {
+  prim_args *p = v;
+  s_hkdf(p->out, 48, NULL, 0, p->key, 32, "WhisperGroup");
+}
+static void s_mac(void *v) {
+  prim_args *p = v;
+  s_hmac(p->out, p->key, 32, p->mac_in, p->mac_len);
+}
+
+/* OpenSSL's X25519: EVP_PKEY_derive on keys and a context made before the
+ * clock (a's private key, b's public key, the peer set): the derivation
+ * alone, the least an OpenSSL X25519 can cost. */
+static void o_dh(void *v) {
+  prim_args *p = v;
+  size_t n = 32;
+  if (EVP_PKEY_derive(p->dh_ctx, p->out, &n) != 1 || n != 32)
+    die("EVP_PKEY_derive (X25519)", WHISPER_EINTERNAL, NULL);
+}
+
+/* The libsodium primitives compute what the library's do (once, untimed),
+ * and so does OpenSSL's X25519. */
+static void check_alt_prims(prim_args *p) {
+  static const uint8_t one = 0x01;
+  uint8_t a[80], b[80], ck_a[32], ck_b[32];
+  int ok = 1;
+  wh_hmac(a, p->key, 32, &one, 1);
+  s_hmac(b, p->key, 32, &one, 1);
+  ok &= memcmp(a, b, 32) == 0;
+  wh_hmac(a, p->key, 32, p->mac_in, 1000);
+  s_hmac(b, p->key, 32, p->mac_in, 1000);
+  ok &= memcmp(a, b, 32) == 0;
+  memcpy(ck_a, p->key, 32);
+  memcpy(ck_b, p->key, 32);
+  wh_chain_step(a, ck_a);
+  s_chain_step(b, ck_b);
+  ok &= memcmp(a, b, 32) == 0 && memcmp(ck_a, ck_b, 32) == 0;
+  wh_hkdf(a, 80, NULL, 0, p->key, 32, "WhisperMessageKeys");
+  s_hkdf(b, 80, NULL, 0, p->key, 32, "WhisperMessageKeys");
+  ok &= memcmp(a, b, 80) == 0;
+  wh_hkdf(a, 64, p->salt, 32, p->ikm, 32, "WhisperRatchet");
+  s_hkdf(b, 64, p->salt, 32, p->ikm, 32, "WhisperRatchet");
+  ok &= memcmp(a, b, 64) == 0;
+  wh_hkdf(a, 64, NULL, 0, p->ikm, 160, "WhisperText");
+  s_hkdf(b, 64, NULL, 0, p->ikm, 160, "WhisperText");
+  ok &= memcmp(a, b, 64) == 0;
+  if (!ok) die("libsodium's HMAC/HKDF (not the library's result)", WHISPER_EINTERNAL, NULL);
+  size_t n = 32;
+  if (wh_dh(a, p->a.priv, p->b.pub) != 0 || EVP_PKEY_derive(p->dh_ctx, b, &n) != 1 || n != 32 ||
+      memcmp(a, b, 32) != 0)
+    die("OpenSSL's X25519 (not libsodium's result)", WHISPER_EINTERNAL, NULL);
+}
+
+/* The primitives both libraries have, each timed both ways: OpenSSL's and
+ * libsodium's time; the floor (the field of `prims`) is the faster. */
+typedef struct alt_time {
+  double openssl, sodium;
+} alt_time;
+
+enum { ALT_DH, ALT_HMAC1, ALT_STEP, ALT_HKDF64, ALT_HKDF64_X3DH, ALT_HKDF80, ALT_MAC_SMALL,
+       ALT_MAC_BIG, ALT_HKDF48, ALT_MAC_CONTENT, ALT_N };
+
 typedef struct prims {
+  alt_time alt[ALT_N];
   double dh, keygen, hmac1, step, hkdf64, hkdf64_x3dh, hkdf80, verify;
   double cbc_enc_small, cbc_dec_small, mac_small;
   double cbc_enc_big, cbc_dec_big, mac_big;
@@ -299,9 +438,25 @@ static void print_prim(const char *what, double secs) {
   fflush(stdout);
 }
 
+/* A primitive both libraries have: OpenSSL's (`ossl`) and libsodium's
+ * (`sodium`) each timed as every figure, printed side by side with the
+ * faster; *alt gets both, and the floor (the faster) is returned. */
+static double time_alt(const char *what, op_fn ossl, op_fn sodium, void *p, alt_time *alt) {
+  alt->openssl = time_op(ossl, p, NULL, NULL);
+  double busy = g_figure_busy;
+  alt->sodium = time_op(sodium, p, NULL, NULL);
+  if (busy < g_figure_busy) g_figure_busy = busy; /* marked if either was disturbed */
+  int o = alt->openssl <= alt->sodium;
+  double floor_s = o ? alt->openssl : alt->sodium;
+  printf("  %-52s %10.3f us  %9.3f %9.3f  %-9s%s\n", what, floor_s * 1e6, alt->openssl * 1e6,
+         alt->sodium * 1e6, o ? "OpenSSL" : "libsodium", busy_mark());
+  fflush(stdout);
+  return floor_s;
+}
+
 /* Times the CBC and MAC primitives for one message size. */
 static void time_message_prims(prim_args *p, size_t pt_len, size_t mac_len, double *enc,
-                               double *dec, double *mac) {
+                               double *dec, double *mac, alt_time *mac_alt) {
   char label[96];
   p->pt_len = pt_len;
   p->ct_len = wh_cbc_len(pt_len);
@@ -313,7 +468,7 @@ static void time_message_prims(prim_args *p, size_t pt_len, size_t mac_len, doub
   snprintf(label, sizeof label, "AES-256-CBC decrypt, %zu B (wh_cbc_decrypt)", p->ct_len);
   print_prim(label, *dec = time_op(p_cbc_dec, p, NULL, NULL));
   snprintf(label, sizeof label, "HMAC-SHA256 over %zu B (the message MAC)", mac_len);
-  print_prim(label, *mac = time_op(p_mac, p, NULL, NULL));
+  *mac = time_alt(label, p_mac, s_mac, p, mac_alt);
 }
 
 static void time_prims(prims *t) {
@@ -337,25 +492,38 @@ static void time_prims(prims *t) {
   /* a signs b's public key, as an identity signs its signed prekey */
   if (wh_xeddsa_sign(p->sig, p->a.priv, p->b.pub, WH_PUB_LEN, z) != 0)
     die("wh_xeddsa_sign", WHISPER_EINTERNAL, NULL);
+  /* OpenSSL's X25519 on the same two keys, made before any clock */
+  EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, p->a.priv, 32);
+  EVP_PKEY *peer = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, p->b.pub + 1, 32);
+  if (priv == NULL || peer == NULL || (p->dh_ctx = EVP_PKEY_CTX_new(priv, NULL)) == NULL ||
+      EVP_PKEY_derive_init(p->dh_ctx) != 1 || EVP_PKEY_derive_set_peer(p->dh_ctx, peer) != 1)
+    die("OpenSSL's X25519 set-up", WHISPER_EINTERNAL, NULL);
+  check_alt_prims(p);
 
-  printf("Primitive costs (each a tight loop, timed as every figure):\n");
-  print_prim("X25519 scalar mult (wh_dh)", t->dh = time_op(p_dh, p, NULL, NULL));
-  print_prim("key generation (wh_keypair_generate)", t->keygen = time_op(p_keygen, p, NULL, NULL));
-  print_prim("HMAC-SHA256, 32 B key, 1 B message (wh_hmac)",
-             t->hmac1 = time_op(p_hmac1, p, NULL, NULL));
-  print_prim("chain step: seed + next key, HMAC keyed once (wh_chain_step)",
-             t->step = time_op(p_step, p, NULL, NULL));
-  print_prim("HKDF-SHA256 -> 64 B, 32 B salt, 32 B ikm (root KDF)",
-             t->hkdf64 = time_op(p_hkdf64, p, NULL, NULL));
-  print_prim("HKDF-SHA256 -> 64 B, 160 B ikm (X3DH)",
-             t->hkdf64_x3dh = time_op(p_hkdf64_x3dh, p, NULL, NULL));
-  print_prim("HKDF-SHA256 -> 80 B, 32 B ikm (message keys)",
-             t->hkdf80 = time_op(p_hkdf80, p, NULL, NULL));
+  printf(
+      "Primitive costs (each a tight loop, timed as every figure). Where OpenSSL and libsodium\n"
+      "both have a primitive, both are timed and the floor is the faster:\n");
+  printf("  %-52s %13s  %9s %9s  %s\n", "", "floor", "OpenSSL", "libsodium", "faster");
+  t->dh = time_alt("X25519 (OpenSSL EVP_PKEY_derive; libsodium: wh_dh)", o_dh, p_dh, p,
+                   &t->alt[ALT_DH]);
+  print_prim("key generation (wh_keypair_generate, libsodium)",
+             t->keygen = time_op(p_keygen, p, NULL, NULL));
+  t->hmac1 = time_alt("HMAC-SHA256, 32 B key, 1 B message (wh_hmac)", p_hmac1, s_hmac1, p,
+                      &t->alt[ALT_HMAC1]);
+  t->step = time_alt("chain step: seed + next key (wh_chain_step)", p_step, s_step, p,
+                     &t->alt[ALT_STEP]);
+  t->hkdf64 = time_alt("HKDF-SHA256 -> 64 B, 32 B salt, 32 B ikm (root KDF)", p_hkdf64, s_hkdf64,
+                       p, &t->alt[ALT_HKDF64]);
+  t->hkdf64_x3dh = time_alt("HKDF-SHA256 -> 64 B, 160 B ikm (X3DH)", p_hkdf64_x3dh,
+                            s_hkdf64_x3dh, p, &t->alt[ALT_HKDF64_X3DH]);
+  t->hkdf80 = time_alt("HKDF-SHA256 -> 80 B, 32 B ikm (message keys)", p_hkdf80, s_hkdf80, p,
+                       &t->alt[ALT_HKDF80]);
   print_prim("XEdDSA verify, 33 B message (wh_xeddsa_verify)",
              t->verify = time_op(p_verify, p, NULL, NULL));
   time_message_prims(p, SMALL_LEN, t->mac_small_len, &t->cbc_enc_small, &t->cbc_dec_small,
-                     &t->mac_small);
-  time_message_prims(p, BIG_LEN, t->mac_big_len, &t->cbc_enc_big, &t->cbc_dec_big, &t->mac_big);
+                     &t->mac_small, &t->alt[ALT_MAC_SMALL]);
+  time_message_prims(p, BIG_LEN, t->mac_big_len, &t->cbc_enc_big, &t->cbc_dec_big, &t->mac_big,
+                     &t->alt[ALT_MAC_BIG]);
 
   char label[96];
   p->g_len = t->g_signed_len;
@@ -363,8 +531,8 @@ static void time_prims(prims *t) {
     die("wh_xeddsa_sign", WHISPER_EINTERNAL, NULL);
   memcpy(p->z, z, sizeof p->z);
   printf("  groups:\n");
-  print_prim("HKDF-SHA256 -> 48 B, 32 B ikm (group message keys)",
-             t->hkdf48 = time_op(p_hkdf48, p, NULL, NULL));
+  t->hkdf48 = time_alt("HKDF-SHA256 -> 48 B, 32 B ikm (group message keys)", p_hkdf48, s_hkdf48,
+                       p, &t->alt[ALT_HKDF48]);
   snprintf(label, sizeof label, "XEdDSA sign, %zu B message (wh_xeddsa_sign)", p->g_len);
   print_prim(label, t->sign_g = time_op(p_sign_g, p, NULL, NULL));
   snprintf(label, sizeof label, "XEdDSA verify, %zu B message (wh_xeddsa_verify)", p->g_len);
@@ -376,8 +544,11 @@ static void time_prims(prims *t) {
   snprintf(label, sizeof label, "AES-256-CBC encrypt, %zu B (the SKDM's Content)", p->pt_len);
   print_prim(label, t->cbc_enc_content = time_op(p_cbc_enc, p, NULL, NULL));
   snprintf(label, sizeof label, "HMAC-SHA256 over %zu B (its 1:1 message MAC)", p->mac_len);
-  print_prim(label, t->mac_content = time_op(p_mac, p, NULL, NULL));
+  t->mac_content = time_alt(label, p_mac, s_mac, p, &t->alt[ALT_MAC_CONTENT]);
   printf("\n");
+  EVP_PKEY_CTX_free(p->dh_ctx);
+  EVP_PKEY_free(priv);
+  EVP_PKEY_free(peer);
   free(p->pt);
   free(p->ct);
   free(p->dec);
@@ -1124,7 +1295,17 @@ static void build_model(const prims *t, model *m) {
 }
 
 static void print_model(const prims *t, const model *m) {
-  printf("Cost model (primitives each operation must compute, from src/protocol/session.c):\n");
+  int o = 0, s = 0;
+  for (int i = 0; i < ALT_N; i++) {
+    if (t->alt[i].openssl <= t->alt[i].sodium)
+      o++;
+    else
+      s++;
+  }
+  printf("Cost model (primitives each operation must compute, from src/protocol/session.c;\n"
+         "each at the faster library's time: OpenSSL for %d of the %d timed both ways,\n"
+         "libsodium for %d):\n",
+         o, ALT_N, s);
   printf("  MK     = message keys: chain step (HMAC(ck, 0x01), HMAC(ck, 0x02))\n"
          "           + HKDF-80                                         %9.3f us\n",
          (t->step + t->hkdf80) * 1e6);
