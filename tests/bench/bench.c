@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +66,7 @@ static int g_only;              /* --only N: that operation alone, no floor */
 static int g_store_only;        /* --store: the store figures (11-14) with their bare inserts */
 static const char *g_dir_opt;   /* --dir D: where the store figures put their databases */
 static size_t g_search_n;       /* --search-messages N (0: SEARCH_N, or 2000 with --quick) */
+static int g_att_rss;           /* --attachment-rss: a 1 GiB attachment streamed, peak RSS */
 
 /* --- timing ------------------------------------------------------------------ */
 
@@ -79,6 +81,22 @@ static double now_s(void) {
 static double thread_cpu_s(void) {
   struct timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double load_average(void) {
+  double l = -1;
+  FILE *f = fopen("/proc/loadavg", "r");
+  if (f) {
+    if (fscanf(f, "%lf", &l) != 1) l = -1;
+    fclose(f);
+  }
+  return l;
+}
+
+static double cpu_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -1062,6 +1080,231 @@ static void time_att_prims(att_args *a, att_prims *t) {
   printf("\n");
 }
 
+/* --- --attachment-rss ------------------------------------------------------------ */
+
+/* A 1 GiB attachment through the encryptor and decryptor with nothing of
+ * it ever stored: the plaintext comes from a generator (a 1 MiB buffer at
+ * a time), the first encryption's sink discards the blob (only the result:
+ * digest, incremental MAC), the second encryption (same key and IV, so the
+ * same blob) feeds the decryptor directly, and the decryptor's sink
+ * compares with the plaintext generated again. Prints the time and the
+ * process's peak resident memory. Run in a fresh process, alone. */
+#define RSS_LEN (1024ull * 1024 * 1024)
+#define RSS_PIECE (1024u * 1024u)
+#define RSS_CMP 4096u /* the sink's comparison buffer */
+#define RSS_LIMIT_KIB (8u * 1024u)
+
+/* The plaintext's 8-byte word i: splitmix64(i). Cheap and deterministic,
+ * so any part can be made again from its offset alone. */
+static uint64_t gen_word(uint64_t i) {
+  uint64_t z = i * 0x9e3779b97f4a7c15ull + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+/* The plaintext's bytes [off, off + len), off a multiple of 8. */
+static void gen_fill(uint8_t *out, uint64_t off, size_t len) {
+  uint64_t w = off / 8;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t v = gen_word(w++);
+    memcpy(out + i, &v, 8);
+  }
+  if (i < len) {
+    uint64_t v = gen_word(w);
+    memcpy(out + i, &v, len - i);
+  }
+}
+
+typedef struct rss_run {
+  whisper_attachment_decryptor *dec; /* the second pass: the encryptor's sink feeds it */
+  uint64_t blob_bytes;               /* blob bytes out of the encryptor */
+  uint64_t plain_at;                 /* plaintext bytes the decryptor released */
+  int mismatch;
+  uint8_t cmp[RSS_CMP + 8];
+} rss_run;
+
+static int rss_discard(void *user, const uint8_t *data, size_t len) {
+  rss_run *r = user;
+  (void)data;
+  r->blob_bytes += len;
+  return 0;
+}
+
+static int rss_to_decryptor(void *user, const uint8_t *data, size_t len) {
+  rss_run *r = user;
+  r->blob_bytes += len;
+  return whisper_attachment_decrypt_update(r->dec, data, len);
+}
+
+/* The decryptor's sink: the plaintext must be the generator's. */
+static int rss_compare(void *user, const uint8_t *data, size_t len) {
+  rss_run *r = user;
+  while (len) {
+    uint64_t at = r->plain_at, base = at & ~7ull;
+    size_t skip = (size_t)(at - base), n = len < RSS_CMP ? len : RSS_CMP;
+    gen_fill(r->cmp, base, skip + n);
+    if (at + n > RSS_LEN || memcmp(r->cmp + skip, data, n) != 0) {
+      r->mismatch = 1;
+      return ATT_SINK_ERR;
+    }
+    r->plain_at += n;
+    data += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Encrypts the generator's RSS_LEN bytes into `sink`, RSS_PIECE at a time. */
+static void rss_encrypt(uint8_t *buf, const uint8_t *key, const uint8_t *iv,
+                        whisper_attachment_sink sink, rss_run *r, whisper_attachment_result_t *res) {
+  whisper_attachment_encryptor *e = NULL;
+  TRY("whisper_attachment_encrypt_new", NULL,
+      whisper_attachment_encrypt_new(&e, key, iv, RSS_LEN, sink, r));
+  for (uint64_t off = 0; off < RSS_LEN; off += RSS_PIECE) {
+    gen_fill(buf, off, RSS_PIECE);
+    int rc = whisper_attachment_encrypt_update(e, buf, RSS_PIECE);
+    if (rc == ATT_SINK_ERR) die("the decrypted plaintext (not the generator's)", rc, NULL);
+    TRY("whisper_attachment_encrypt_update", NULL, rc);
+  }
+  TRY("whisper_attachment_encrypt_finish", NULL, whisper_attachment_encrypt_finish(e, res));
+  whisper_attachment_encrypt_free(e);
+}
+
+/* This process's memory from /proc/self/status, in KiB (-1: not said):
+ * VmRSS, VmHWM (its peak), and VmRSS's two parts: RssAnon (the heap,
+ * mmap'd buffers, stacks) and RssFile (pages of the program and its shared
+ * libraries: code and read-only data, shared with every process that maps
+ * them, counted once touched, and the kernel maps up to 16 neighbouring
+ * pages already in the page cache on each fault). */
+typedef struct proc_mem {
+  long rss, hwm, anon, file;
+} proc_mem;
+
+static void proc_mem_read(proc_mem *m) {
+  char line[256];
+  m->rss = m->hwm = m->anon = m->file = -1;
+  FILE *f = fopen("/proc/self/status", "r");
+  if (f == NULL) return;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "VmRSS:", 6) == 0) m->rss = atol(line + 6);
+    if (strncmp(line, "VmHWM:", 6) == 0) m->hwm = atol(line + 6);
+    if (strncmp(line, "RssAnon:", 8) == 0) m->anon = atol(line + 8);
+    if (strncmp(line, "RssFile:", 8) == 0) m->file = atol(line + 8);
+  }
+  fclose(f);
+}
+
+static long ru_maxrss_kib(void) {
+  struct rusage ru;
+  return getrusage(RUSAGE_SELF, &ru) == 0 ? (long)ru.ru_maxrss : -1;
+}
+
+/* The highest of VmRSS, VmHWM and ru_maxrss read so far (the kernel's
+ * counters are approximate: VmHWM read later may come out a little lower
+ * than a VmRSS read before). */
+static long g_peak_kib = -1;
+
+static void peak_note(long kib) {
+  if (kib > g_peak_kib) g_peak_kib = kib;
+}
+
+static void print_rss(const char *when) {
+  proc_mem m;
+  proc_mem_read(&m);
+  peak_note(m.rss);
+  peak_note(m.hwm);
+  peak_note(ru_maxrss_kib());
+  printf("  %-31s VmRSS %6ld KiB (anon %5ld, file %5ld), VmHWM %6ld, ru_maxrss %6ld\n", when,
+         m.rss, m.anon, m.file, m.hwm, ru_maxrss_kib());
+}
+
+static int run_attachment_rss(void) {
+  uint8_t key[WHISPER_ATTACHMENT_KEY_LEN], iv[WHISPER_ATTACHMENT_IV_LEN];
+  whisper_attachment_result_t r1, r2;
+  rss_run *r = calloc(1, sizeof *r);
+  uint8_t *buf = malloc(RSS_PIECE);
+  if (r == NULL || buf == NULL) die("malloc", WHISPER_ENOMEM, NULL);
+  randombytes_buf(key, sizeof key);
+  randombytes_buf(iv, sizeof iv);
+  memset(&r1, 0, sizeof r1);
+  memset(&r2, 0, sizeof r2);
+  printf("--attachment-rss: a %llu MiB plaintext from a generator (%u KiB at a time), blob %llu B\n",
+         RSS_LEN >> 20, RSS_PIECE >> 10, (unsigned long long)whisper_attachment_blob_size(RSS_LEN));
+  proc_mem m0; /* libraries loaded and initialised (wh_crypto_init), nothing encrypted */
+  proc_mem_read(&m0);
+  print_rss("at the start:");
+
+  /* 1: encrypt, the blob discarded: the pointer's digest and MACs */
+  double t0 = now_s(), c0 = cpu_s();
+  rss_encrypt(buf, key, iv, rss_discard, r, &r1);
+  double t1 = now_s(), c1 = cpu_s();
+  if (r->blob_bytes != r1.blob_size) die("the first encryption (the blob's size)", -1, NULL);
+  printf("  1. encrypt, blob discarded:     %6.2f s, %6.1f MB/s of plaintext (CPU %.0f%%)\n",
+         t1 - t0, (double)RSS_LEN / (t1 - t0) / 1e6, (c1 - c0) / (t1 - t0) * 100);
+  print_rss("after 1:");
+
+  /* 2: the same key and IV again (the same blob), straight into the
+   * decryptor, whose sink compares with the generator */
+  whisper_attachment_expect_t x;
+  memset(&x, 0, sizeof x);
+  x.key = key;
+  x.size = RSS_LEN;
+  x.digest = r1.digest;
+  x.plaintext_hash = r1.plaintext_hash;
+  x.incremental_mac = r1.incremental_mac->data;
+  x.incremental_mac_len = r1.incremental_mac->len;
+  x.chunk_size = r1.chunk_size;
+  TRY("whisper_attachment_decrypt_new", NULL,
+      whisper_attachment_decrypt_new(&r->dec, &x, rss_compare, r));
+  r->blob_bytes = 0;
+  rss_encrypt(buf, key, iv, rss_to_decryptor, r, &r2);
+  int rc = whisper_attachment_decrypt_finish(r->dec);
+  double t2 = now_s(), c2 = cpu_s();
+  if (rc != WHISPER_OK) die("whisper_attachment_decrypt_finish", rc, NULL);
+  if (r->mismatch || r->plain_at != RSS_LEN ||
+      whisper_attachment_decrypt_released(r->dec) != RSS_LEN)
+    die("the decrypted plaintext (not all the generator's)", WHISPER_EINTERNAL, NULL);
+  if (memcmp(r1.digest, r2.digest, 32) != 0 || r2.incremental_mac->len != r1.incremental_mac->len ||
+      memcmp(r2.incremental_mac->data, r1.incremental_mac->data, r1.incremental_mac->len) != 0)
+    die("the second encryption (not the same blob)", WHISPER_EINTERNAL, NULL);
+  printf("  2. encrypt -> decrypt, streamed: %6.2f s, %6.1f MB/s of plaintext (CPU %.0f%%)\n",
+         t2 - t1, (double)RSS_LEN / (t2 - t1) / 1e6, (c2 - c1) / (t2 - t1) * 100);
+  printf("     the decryption checked: %llu B released, all the generator's; the digest, MAC,\n"
+         "     incremental MAC (%zu MACs, chunk %u B) and plaintext hash verified\n",
+         (unsigned long long)RSS_LEN, r1.incremental_mac->len / 32, r1.chunk_size);
+  printf("  in all:                         %6.2f s (2 encryptions and 1 decryption of %llu MiB)\n",
+         t2 - t0, RSS_LEN >> 20);
+  print_rss("after 2:");
+  whisper_attachment_decrypt_free(r->dec);
+  whisper_attachment_result_clear(&r1);
+  whisper_attachment_result_clear(&r2);
+
+  /* the generator alone (after the peak was read; the same buffer) */
+  double g0 = now_s();
+  for (uint64_t off = 0; off < RSS_LEN; off += RSS_PIECE) gen_fill(buf, off, RSS_PIECE);
+  double g1 = now_s();
+  printf("  the generator alone: %.2f s for %llu MiB (in 1 once and in 2 twice: fed and compared)\n",
+         g1 - g0, RSS_LEN >> 20);
+
+  proc_mem m;
+  proc_mem_read(&m);
+  long maxrss = ru_maxrss_kib();
+  peak_note(m.hwm);
+  peak_note(maxrss);
+  printf("peak resident memory of the process: %ld KiB (VmHWM %ld, ru_maxrss %ld at the end;\n"
+         "the highest of all readings): %s 8 MiB (%u KiB); of it, before the first byte was\n"
+         "encrypted: VmRSS %ld KiB (anon %ld, file %ld)\n",
+         g_peak_kib, m.hwm, maxrss, g_peak_kib >= 0 && g_peak_kib < (long)RSS_LIMIT_KIB ? "under" : "OVER",
+         RSS_LIMIT_KIB, m0.rss, m0.anon, m0.file);
+  printf("whisper-bench --attachment-rss: load average %.2f\n", load_average());
+  free(buf);
+  free(r);
+  sodium_memzero(key, sizeof key);
+  return 0;
+}
+
 /* --- the SQLite store (11-14) -------------------------------------------------- */
 
 /* This thread's run-queue wait (runnable, waiting for a CPU) in seconds,
@@ -1634,22 +1877,6 @@ static void print_results_header(void) {
          "%floor", "bar", "", "us/op", "mean us", "floor us", "over us", "ops");
 }
 
-static double load_average(void) {
-  double l = -1;
-  FILE *f = fopen("/proc/loadavg", "r");
-  if (f) {
-    if (fscanf(f, "%lf", &l) != 1) l = -1;
-    fclose(f);
-  }
-  return l;
-}
-
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void print_machine(void) {
   char line[256], model_name[256] = "unknown";
   FILE *f = fopen("/proc/cpuinfo", "r");
@@ -1680,6 +1907,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: whisper-bench [--quick] [--seconds S] [--only N | --store] [--dir D]\n"
           "                     [--search-messages N]\n"
+          "       whisper-bench --attachment-rss\n"
           "  --quick      each timed loop ~0.2 s (a CI smoke run, ~15 s in all)\n"
           "  --seconds S  each timed loop S seconds (default 1)\n"
           "  --only N     run operation N (1-4, 5 = 1b, 6-10: groups, 11-14: the SQLite\n"
@@ -1690,7 +1918,12 @@ static void usage(FILE *f) {
           "  --dir D      put the store figures' databases in a new directory under D\n"
           "               (default: /tmp, or /var/tmp or . if /tmp is in memory)\n"
           "  --search-messages N  the history figure 15 searches (default 100000;\n"
-          "               2000 with --quick)\n");
+          "               2000 with --quick)\n"
+          "  --attachment-rss  nothing else: a 1 GiB attachment from a generator,\n"
+          "               encrypted (blob discarded), then encrypted again straight into\n"
+          "               the decryptor (plaintext compared); prints the time, MB/s and\n"
+          "               the process's peak resident memory (VmHWM, ru_maxrss) against\n"
+          "               8 MiB (~15-30 s)\n");
 }
 
 static int want(int n) {
@@ -1883,6 +2116,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       g_search_n = (size_t)v;
+    } else if (strcmp(argv[i], "--attachment-rss") == 0) {
+      g_att_rss = 1;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -1891,7 +2126,15 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
+  if (g_att_rss && argc != 2) { /* alone, in a fresh process */
+    usage(stderr);
+    return 2;
+  }
   if (wh_crypto_init() != 0) die("wh_crypto_init", WHISPER_EINTERNAL, NULL);
+  if (g_att_rss) {
+    print_machine();
+    return run_attachment_rss();
+  }
   double t_start = now_s(), cpu_start = cpu_s();
   print_machine();
   printf(
