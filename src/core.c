@@ -56,6 +56,18 @@ whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
   return b;
 }
 
+whisper_buf *wh_buf_alloc(size_t len) {
+  whisper_buf *b = malloc(sizeof *b);
+  if (b == NULL) return NULL;
+  b->data = malloc(len ? len : 1); /* not zeroed: the caller writes every byte it keeps */
+  if (b->data == NULL) {
+    free(b);
+    return NULL;
+  }
+  b->len = len;
+  return b;
+}
+
 void whisper_buf_free(whisper_buf *buf) {
   if (buf == NULL) return;
   if (buf->data) {

@@ -57,6 +57,10 @@ int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Clears the last error; returns WHISPER_OK. */
 int wh_ok(whisper_ctx *ctx);
+/* A buffer of len bytes NOT zeroed (whisper_buf_new zeroes it): for one the
+ * caller fills at once, a megabyte message, where zeroing costs as much as
+ * a pass of the cipher. */
+struct whisper_buf *wh_buf_alloc(size_t len);
 
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */

@@ -494,7 +494,7 @@ static int state_decrypt(whisper_ctx *ctx, wh_state *s, const sigmsg *m, whisper
     rc = wh_fail(ctx, WHISPER_EINVALIDMSG, "bad MAC");
     goto out;
   }
-  whisper_buf *out = whisper_buf_new(NULL, m->ct_len + 16);
+  whisper_buf *out = wh_buf_alloc(m->ct_len + 16); /* len becomes what the cipher wrote */
   if (out == NULL) {
     rc = wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
     goto out;
@@ -713,7 +713,7 @@ static int signal_message_seal(whisper_ctx *ctx, whisper_buf **out, const wh_sta
   size_t head = whisper__wire__signal_message__get_packed_size(&pb);
   size_t ct_len = wh_cbc_len(pt_len);
   size_t body = 1 + head + 1 + varint_len(ct_len) + ct_len;
-  whisper_buf *b = whisper_buf_new(NULL, body + MAC_LEN);
+  whisper_buf *b = wh_buf_alloc(body + MAC_LEN); /* every byte is written below */
   if (b == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   uint8_t *p = b->data;
   *p++ = (uint8_t)(s->version << 4 | 4);
