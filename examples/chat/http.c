@@ -208,6 +208,10 @@ static int has_body(const http_req *r) {
          strcmp(r->method, "PUT") == 0;
 }
 
+/* The callback of protocol "whisper-chat-http" (net.c's table). */
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                   size_t len) {
   chat *c = chat_of(wsi);
