@@ -41,12 +41,13 @@ void fzs_frame_free(fzs_frame *f) {
 int fzs_is_request(int b) {
   return (b >= WHISPER__SYNC__FRAME__BODY_REGISTER && b <= WHISPER__SYNC__FRAME__BODY_PUBLISH) ||
          b == WHISPER__SYNC__FRAME__BODY_PROFILE_SET || b == WHISPER__SYNC__FRAME__BODY_PROFILE_GET ||
-         b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT;
+         b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET || b == WHISPER__SYNC__FRAME__BODY_REPORT ||
+         b == WHISPER__SYNC__FRAME__BODY_UPLOAD_AUTH;
 }
 
 int fzs_is_server_body(int b) {
   return (b >= WHISPER__SYNC__FRAME__BODY_CHALLENGE && b <= WHISPER__SYNC__FRAME__BODY_PONG) ||
-         b == WHISPER__SYNC__FRAME__BODY_PROFILE;
+         b == WHISPER__SYNC__FRAME__BODY_PROFILE || b == WHISPER__SYNC__FRAME__BODY_UPLOAD_TOKEN;
 }
 
 int fzs_is_push(int b) {
@@ -69,6 +70,8 @@ const char *fzs_body_name(int b) {
   if (b == WHISPER__SYNC__FRAME__BODY_PROFILE) return "Profile";
   if (b == WHISPER__SYNC__FRAME__BODY_BLOCK_SET) return "BlockSet";
   if (b == WHISPER__SYNC__FRAME__BODY_REPORT) return "Report";
+  if (b == WHISPER__SYNC__FRAME__BODY_UPLOAD_AUTH) return "UploadAuth";
+  if (b == WHISPER__SYNC__FRAME__BODY_UPLOAD_TOKEN) return "UploadToken";
   if (fzs_is_request(b)) return req[b - WHISPER__SYNC__FRAME__BODY_REGISTER];
   if (fzs_is_server_body(b)) return srv[b - WHISPER__SYNC__FRAME__BODY_CHALLENGE];
   return b == 0 ? "(no body)" : "(unknown body)";

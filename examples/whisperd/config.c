@@ -22,6 +22,8 @@ enum kind {
   K_U32,     /* uint32_t */
   K_U64,     /* uint64_t */
   K_SIZE,    /* size_t, with an optional K/M/G suffix (powers of 1024) */
+  K_BYTES,   /* uint64_t, with an optional K/M/G suffix */
+  K_DAYS,    /* whole days, kept as uint64_t milliseconds */
   K_LEVEL,   /* log level name */
   K_SYNC,    /* "normal" | "full" into sync_full */
   K_FLAG     /* a switch without a value on the command line; sets an int to 1
@@ -100,6 +102,21 @@ static const option options[] = {
     {"max-reports", "N", K_U32, SRV(max_reports), 1, UINT32_MAX,
      "users' reports kept for moderators; the oldest go beyond it"},
 
+    {NULL, NULL, K_SECTION, 0, 0, 0, "Blobs (encrypted attachments, tus at /v1/blobs)"},
+    {"blob-dir", "DIR", K_STR, OFF(blob_dir), 0, 0,
+     "where the blobs are kept, made on the first upload (default: a blobs folder beside "
+     "--db; with --db :memory: no blob store unless this is given)"},
+    {"blob-max-size", "BYTES", K_BYTES, SRV(blob_max_size), 1, UINT64_MAX,
+     "the largest blob (Upload-Length beyond it: 413)"},
+    {"blob-quota", "BYTES", K_BYTES, SRV(blob_quota), 1, UINT64_MAX,
+     "bytes of blobs per account, counted by Upload-Length (a creation beyond it: 403)"},
+    {"blob-ttl-days", "N", K_DAYS, SRV(blob_ttl_ms), 1, 36500,
+     "a blob is deleted this many days after its creation, complete or not"},
+    {"upload-token-ttl-ms", "MS", K_U64, SRV(upload_token_ttl_ms), 1000, UINT32_MAX,
+     "how long an upload token (UploadAuth) is good for"},
+    {"clock-offset-ms", "MS", K_U64, OFF(clock_offset_ms), 0, UINT64_MAX / 2,
+     "for tests only: added to the clock the blob store reads (creation times, expiry)"},
+
     {NULL, NULL, K_SECTION, 0, 0, 0, "Moderation"},
     {"reports", NULL, K_FLAG, OFF(reports), 0, 0,
      "print the reports users made (their plaintext included) from the store as JSON lines, "
@@ -113,6 +130,7 @@ static const option options[] = {
 };
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
+#define DAY_MS (24ULL * 60 * 60 * 1000)
 
 void wd_config_init(wd_config *cfg) {
   static const whisper_server_config_t server_defaults = WHISPER_SERVER_CONFIG_INIT;
@@ -137,6 +155,7 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->key_file);
   free(cfg->tls_cert);
   free(cfg->tls_key);
+  free(cfg->blob_dir);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -289,10 +308,13 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
     case K_U32:
     case K_U64:
     case K_SIZE:
-      if (parse_u64(value, o->kind == K_SIZE, &v) || v < o->min || v > o->max) {
+    case K_BYTES:
+    case K_DAYS: {
+      int sized = o->kind == K_SIZE || o->kind == K_BYTES;
+      if (parse_u64(value, sized, &v) || v < o->min || v > o->max) {
         fprintf(stderr, "whisperd: %s: %s: expected a whole number from %llu to %llu%s, got '%s'\n",
                 where, o->name, (unsigned long long)o->min, (unsigned long long)o->max,
-                o->kind == K_SIZE ? " (K, M, G suffixes allowed)" : "", value);
+                sized ? " (K, M, G suffixes allowed)" : "", value);
         return -1;
       }
       switch (o->kind) {
@@ -304,13 +326,18 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
           *(uint32_t *)(void *)(base + o->off) = (uint32_t)v;
           break;
         case K_U64:
+        case K_BYTES:
           *(uint64_t *)(void *)(base + o->off) = v;
+          break;
+        case K_DAYS:
+          *(uint64_t *)(void *)(base + o->off) = v * DAY_MS;
           break;
         default:
           *(size_t *)(void *)(base + o->off) = (size_t)v;
           break;
       }
       return 0;
+    }
   }
   return -1;
 }
@@ -346,6 +373,23 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
         snprintf(buf, cap, "%zu", v);
       break;
     }
+    case K_BYTES: {
+      uint64_t v = *(const uint64_t *)(const void *)(base + o->off);
+      static const char units[] = "GMK";
+      for (int i = 0; i < 3; i++) {
+        uint64_t u = 1ULL << (10 * (3 - i));
+        if (v && v % u == 0) {
+          snprintf(buf, cap, "%llu%c", (unsigned long long)(v / u), units[i]);
+          return;
+        }
+      }
+      snprintf(buf, cap, "%llu", (unsigned long long)v);
+      break;
+    }
+    case K_DAYS:
+      snprintf(buf, cap, "%llu",
+               (unsigned long long)(*(const uint64_t *)(const void *)(base + o->off) / DAY_MS));
+      break;
     case K_LEVEL:
       snprintf(buf, cap, "%s", wd_log_level_name(cfg->log_level));
       break;
@@ -398,6 +442,8 @@ void wd_config_usage(FILE *out) {
           "                           " WHISPERD_WS_PROTOCOL ", or none offered)\n"
           "  GET /healthz             200 \"ok\" (503 while shutting down)\n"
           "  GET /metrics             Prometheus text format 0.0.4\n"
+          "  /v1/blobs                the blob store: tus 1.0.0 uploads with an upload\n"
+          "                           token, GET /v1/blobs/ID downloads (with Range)\n"
           "\n"
           "Every option is a flag (--name VALUE or --name=VALUE) and a config file key\n"
           "(name = VALUE, one per line, # starts a comment). Flags win over the file.\n"
@@ -572,6 +618,20 @@ static int scan_args(wd_config *cfg, int argc, char **argv, int apply, const cha
   return 0;
 }
 
+/* The default blob directory: "blobs" beside the database. */
+static int set_blob_dir(wd_config *cfg) {
+  const char *slash = strrchr(cfg->db_path, '/');
+  size_t dn = slash ? (size_t)(slash - cfg->db_path) + 1 : 0;
+  cfg->blob_dir = malloc(dn + sizeof "blobs");
+  if (!cfg->blob_dir) {
+    fprintf(stderr, "whisperd: out of memory\n");
+    return -1;
+  }
+  memcpy(cfg->blob_dir, cfg->db_path, dn);
+  memcpy(cfg->blob_dir + dn, "blobs", sizeof "blobs");
+  return 0;
+}
+
 int wd_config_from_args(wd_config *cfg, int argc, char **argv) {
   const char *config_path = NULL;
   int help = 0, version = 0;
@@ -592,6 +652,7 @@ int wd_config_from_args(wd_config *cfg, int argc, char **argv) {
     fprintf(stderr, "whisperd: --tls-cert and --tls-key go together\n");
     return -1;
   }
+  if (!cfg->blob_dir && strcmp(cfg->db_path, ":memory:") != 0 && set_blob_dir(cfg)) return -1;
   if (!cfg->key_file && strcmp(cfg->db_path, ":memory:") != 0) {
     size_t n = strlen(cfg->db_path);
     cfg->key_file = malloc(n + 5);

@@ -6,10 +6,13 @@
  *      if missing) and the SQLite store (whisper_store_sqlite_open)
  *   3. the server core (whisper_server_new) with the limits
  *   4. SIGTERM / SIGINT go through a self-pipe into the event loop
- *   5. net.c listens, prints "whisperd: listening on HOST:PORT" and serves
+ *   5. the blob store (blobs.c) is opened: repaired after a crash, expired
+ *      blobs deleted
+ *   6. net.c listens, prints "whisperd: listening on HOST:PORT" and serves
  *      until a signal's graceful shutdown has finished (with --reports:
  *      prints the stored reports instead, reports.c, and exits)
- *   6. teardown: connections, the core, the store; "whisperd: stopped"
+ *   7. teardown: connections, the blob store, the core, the store;
+ *      "whisperd: stopped"
  *
  * Durability: the core commits every state change before it answers (a
  * Send is in every mailbox before its sender hears Sent), so whatever a
@@ -29,6 +32,7 @@
 
 #include <sodium.h>
 
+#include "blobs.h"
 #include "whisperd.h"
 
 #define KEY_LEN 32
@@ -208,6 +212,7 @@ int main(int argc, char **argv) {
   whisper_store *store = NULL;
   whisper_server *srv = NULL;
   wd_net *net = NULL;
+  wd_blobs *blobs = NULL;
   wd_push_hook push;
   wd_push_log_hook(&push);
 
@@ -244,11 +249,16 @@ int main(int argc, char **argv) {
             rc == WHISPER_EINVAL ? " (check the limits)" : "");
     goto out;
   }
-  if (wd_net_start(&net, &cfg, srv, &push, signal_pipe[0])) goto out;
+  if (!cfg.blob_dir)
+    wd_info("no blob store: the store is in memory and no --blob-dir was given");
+  else if (wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))
+    goto out;
+  if (wd_net_start(&net, &cfg, srv, &push, blobs, signal_pipe[0])) goto out;
   if (wd_net_run(net) == 0) status = 0;
 
 out:
   wd_net_free(net); /* before the core: closing connections tells it */
+  wd_blobs_free(blobs); /* after: a PATCH cut off by the shutdown was kept */
   whisper_server_free(srv);
   whisper_store_close(store); /* every answered change was committed already */
   wd_push_hook_destroy(&push);

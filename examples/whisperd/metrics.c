@@ -3,12 +3,14 @@
  *
  * The counters come from the core (whisper_server_stats()); the delivery
  * latency histogram's buckets from whisper_server_latency_bounds(),
- * already cumulative. A few whisperd_net_* series are whisperd's own.
+ * already cumulative. A few whisperd_net_* series are whisperd's own, and
+ * so are the blob store's whisperd_blob_* (blobs.h).
  */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "blobs.h"
 #include "whisperd.h"
 
 typedef struct sbuf {
@@ -60,7 +62,26 @@ static void metric(sbuf *b, const char *name, const char *type, const char *help
             (unsigned long long)v);
 }
 
-char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns, size_t *len) {
+static void blob_metrics(sbuf *b, const wd_tus_ctx *t) {
+  uint64_t blobs = 0, bytes = 0;
+  wd_blobs_count(t->store, &blobs, &bytes);
+  metric(b, "whisperd_blob_bytes_in_total", "counter",
+         "Blob bytes uploaded and acknowledged (PATCH).", t->stats.bytes_in);
+  metric(b, "whisperd_blob_bytes_out_total", "counter", "Blob bytes sent (GET).",
+         t->stats.bytes_out);
+  metric(b, "whisperd_blobs_stored", "gauge", "Blobs in the store, complete or not.", blobs);
+  metric(b, "whisperd_blob_bytes_stored", "gauge", "Bytes acknowledged in the stored blobs.",
+         bytes);
+  const char *r = "whisperd_blob_requests_total";
+  sb_printf(b, "# HELP %s Blob store HTTP requests answered, by status.\n# TYPE %s counter\n", r,
+            r);
+  for (int i = 0; i < WD_BLOB_N_STATUSES; i++)
+    sb_printf(b, "%s{status=\"%u\"} %llu\n", r, wd_blob_status_code(i),
+              (unsigned long long)t->stats.requests[i]);
+}
+
+char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns,
+                        const struct wd_tus_ctx *blobs, size_t *len) {
   whisper_server_stats_t st;
   memset(&st, 0, sizeof st);
   whisper_server_stats(srv, &st);
@@ -109,6 +130,7 @@ char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns, size_
          ns->http_requests);
   metric(&b, "whisperd_shutting_down", "gauge", "1 while whisperd shuts down.",
          (uint64_t)(ns->shutting_down != 0));
+  if (blobs) blob_metrics(&b, blobs);
 
   if (b.failed) {
     free(b.data);

@@ -6,8 +6,9 @@
  * knows the port it got for port 0 and can stop accepting at shutdown
  * while the connections stay (lws 4.1's lws_context_deprecate() is not
  * usable: it touches the listening wsi after freeing it). Protocols:
- *   "http"             GET /healthz, GET /metrics (everything that is not
- *                      a WebSocket upgrade)
+ *   "http"             GET /healthz, GET /metrics, the blob store at
+ *                      /v1/blobs (tus.c) (everything that is not a
+ *                      WebSocket upgrade)
  *   "whisper-sync-v1"  the WebSocket endpoint at /v1/ws; also the default
  *                      protocol, for clients that offer no subprotocol
  *   "whisperd-listen"  the listening socket, adopted as a raw file
@@ -36,6 +37,7 @@
 
 #include <libwebsockets.h>
 
+#include "blobs.h"
 #include "whisperd.h"
 
 /* A queued outgoing frame; its bytes start at buf + LWS_PRE. */
@@ -60,12 +62,16 @@ typedef struct conn {
   char peer[64];
 } conn;
 
-/* An HTTP transaction: the response body being written. */
+/* An HTTP transaction: the response body being written, or a blob
+ * request (tus.c). */
 typedef struct http_tx {
   char *body;
   size_t len, off;
   int close_after;
+  wd_tus *tus;
 } http_tx;
+
+#define SWEEP_US (60 * LWS_US_PER_SEC) /* expired blobs are deleted this often */
 
 enum { RUNNING = 0, DRAINING = 1, CUTTING = 2 };
 
@@ -93,6 +99,8 @@ struct wd_net {
   uint64_t tick_at;
 
   lws_sorted_usec_list_t sul_shutdown;
+  lws_sorted_usec_list_t sul_sweep;
+  wd_tus_ctx tus; /* the blob store's HTTP side */
   int phase;
   int done;
   int destroying;
@@ -304,6 +312,13 @@ static void schedule_tick(wd_net *n) {
   if (delay < 1) delay = 1;
   n->tick_armed = 1;
   lws_sul_schedule(n->ctx, 0, &n->sul_tick, tick_cb, (lws_usec_t)delay * 1000);
+}
+
+static void sweep_cb(lws_sorted_usec_list_t *sul) {
+  wd_net *n = lws_container_of(sul, wd_net, sul_sweep);
+  size_t gone = wd_blobs_sweep(n->tus.store, wd_blob_now(n->cfg));
+  if (gone) wd_info("blobs: %zu expired, deleted", gone);
+  lws_sul_schedule(n->ctx, 0, &n->sul_sweep, sweep_cb, SWEEP_US);
 }
 
 /* --- shutdown ---------------------------------------------------------------- */
@@ -711,6 +726,17 @@ static int respond_text(struct lws *wsi, http_tx *tx, unsigned status, const cha
   return respond(wsi, tx, status, "text/plain; charset=utf-8", body, strlen(body), close_after);
 }
 
+/* The answer to a blob request; once it is out the connection serves the
+ * next request (or closes). */
+static int blob_writeable(wd_net *n, http_tx *tx, struct lws *wsi) {
+  int done = 0;
+  if (wd_tus_writeable(&n->tus, tx->tus, wsi, &done) < 0) return -1;
+  if (!done) return 0;
+  wd_tus_free(&n->tus, tx->tus);
+  tx->tus = NULL;
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len) {
   wd_net *n = lws_context_user(lws_get_context(wsi));
@@ -719,6 +745,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP: {
       const char *path = in ? (const char *)in : "";
       n->stats.http_requests++;
+      if (wd_tus_path(path)) return wd_tus_request(&n->tus, wsi, path, &tx->tus);
       if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
         return respond_text(wsi, tx, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
       if (strcmp(path, "/healthz") == 0) {
@@ -728,7 +755,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
       }
       if (strcmp(path, "/metrics") == 0) {
         size_t mlen = 0;
-        char *text = wd_metrics_render(n->srv, &n->stats, &mlen);
+        char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
         if (!text)
           return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
         return respond(wsi, tx, HTTP_STATUS_OK, WD_METRICS_CONTENT_TYPE, text, mlen, 0);
@@ -738,6 +765,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
       return respond_text(wsi, tx, HTTP_STATUS_NOT_FOUND, "not found\n", 0);
     }
     case LWS_CALLBACK_HTTP_WRITEABLE: {
+      if (tx && tx->tus) return blob_writeable(n, tx, wsi);
       if (!tx || !tx->body) return 0;
       unsigned char buf[LWS_PRE + 4096];
       size_t chunk = tx->len - tx->off;
@@ -757,9 +785,11 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
       if (lws_http_transaction_completed(wsi)) return -1;
       return 0;
     }
-    case LWS_CALLBACK_HTTP_BODY: /* a request body (only with a 405): ignored */
+    case LWS_CALLBACK_HTTP_BODY: /* a blob's, else (only with a 405) ignored */
+      if (tx && tx->tus) return wd_tus_body(&n->tus, tx->tus, in, len);
       return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION: /* lws holds WRITEABLE until here */
+      if (tx && tx->tus) return wd_tus_body_done(&n->tus, tx->tus, wsi);
       if (tx && tx->body) lws_callback_on_writable(wsi);
       return 0;
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -767,6 +797,8 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
       if (tx) {
         free(tx->body);
         tx->body = NULL;
+        wd_tus_free(&n->tus, tx->tus); /* a PATCH cut off keeps what arrived */
+        tx->tus = NULL;
       }
       break;
     default:
@@ -798,7 +830,7 @@ static void lws_emit(int level, const char *line) {
 }
 
 int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_push_hook *push,
-                 int signal_fd) {
+                 struct wd_blobs *blobs, int signal_fd) {
   *out = NULL;
   wd_net *n = calloc(1, sizeof *n);
   if (!n) {
@@ -810,6 +842,9 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   n->push = push;
   n->signal_fd = signal_fd;
   n->tls = cfg->tls_cert != NULL;
+  n->tus.srv = srv;
+  n->tus.cfg = cfg;
+  n->tus.store = blobs;
 
   n->listen_fd = -1;
   if (open_listener(n, cfg->host, cfg->port)) goto fail;
@@ -872,9 +907,11 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   }
 
   schedule_tick(n);
+  if (blobs) lws_sul_schedule(n->ctx, 0, &n->sul_sweep, sweep_cb, SWEEP_US);
 
-  wd_info("serving %s://%s" WHISPERD_WS_PATH " and %s://%s/{healthz,metrics}",
-          n->tls ? "wss" : "ws", n->shown, n->tls ? "https" : "http", n->shown);
+  wd_info("serving %s://%s" WHISPERD_WS_PATH " and %s://%s/{healthz,metrics%s}",
+          n->tls ? "wss" : "ws", n->shown, n->tls ? "https" : "http", n->shown,
+          blobs ? ",v1/blobs" : "");
   /* The line tests and scripts wait for: always printed. */
   fprintf(stderr, "whisperd: listening on %s\n", n->shown);
   *out = n;
@@ -902,6 +939,7 @@ void wd_net_free(wd_net *n) {
     lws_sul_cancel(&n->sul_tick);
     lws_sul_cancel(&n->sul_shutdown);
     lws_sul_cancel(&n->sul_accept);
+    lws_sul_cancel(&n->sul_sweep);
     /* Closes what is left: the CLOSED callbacks tell the core and free. */
     lws_context_destroy(n->ctx);
   }

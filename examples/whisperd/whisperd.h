@@ -11,6 +11,8 @@
  *   net.c      libwebsockets: the WebSocket endpoint, HTTP, timers
  *   metrics.c  the Prometheus text exposition
  *   push.c     the push hook interface and its logging implementation
+ *   blobs.c    the blob store for encrypted attachments, on disk (blobs.h)
+ *   tus.c      the blob store over HTTP: tus 1.0.0 and downloads (blobs.h)
  */
 #ifndef WHISPERD_H
 #define WHISPERD_H
@@ -72,6 +74,8 @@ typedef struct wd_config {
   whisper_server_config_t server;
   int reports;              /* --reports: print the stored reports and exit */
   uint64_t reports_after;   /* only those numbered above it */
+  char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
+  uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
 } wd_config;
 
 /** The defaults. */
@@ -137,12 +141,15 @@ typedef struct wd_net_stats {
   int shutting_down;
 } wd_net_stats;
 
+struct wd_tus_ctx;
+
 /**
- * The Prometheus text exposition (format 0.0.4) of the server's counters:
- * a NUL-terminated string from malloc (its length in *len), or NULL when
- * out of memory.
+ * The Prometheus text exposition (format 0.0.4) of the server's counters
+ * and the blob store's (`blobs`): a NUL-terminated string from malloc (its
+ * length in *len), or NULL when out of memory.
  */
-char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns, size_t *len);
+char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns,
+                        const struct wd_tus_ctx *blobs, size_t *len);
 
 /** The Content-Type of the exposition. */
 #define WD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
@@ -151,14 +158,17 @@ char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns, size_
 
 typedef struct wd_net wd_net;
 
+struct wd_blobs;
+
 /**
  * Binds and listens (printing "whisperd: listening on HOST:PORT" once
- * ready). `srv` and `push` are borrowed. `signal_fd` is the read end of
- * the self-pipe written by the signal handler: a byte on it starts the
- * graceful shutdown. Returns 0 or -1 (reported).
+ * ready). `srv`, `push` and `blobs` (the blob store; NULL: none) are
+ * borrowed. `signal_fd` is the read end of the self-pipe written by the
+ * signal handler: a byte on it starts the graceful shutdown. Returns 0 or
+ * -1 (reported).
  */
 int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_push_hook *push,
-                 int signal_fd);
+                 struct wd_blobs *blobs, int signal_fd);
 
 /** Serves until a shutdown has finished. Returns 0, or -1 if the event
  *  loop failed. */

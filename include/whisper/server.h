@@ -52,9 +52,14 @@ extern "C" {
 #define WHISPER_REC_SERVER_BLOCKS 37   /* key: account: the accounts it blocked */
 #define WHISPER_REC_SERVER_REPORT 98   /* key: report number (8, BE): a user's report */
 
-#define WHISPER_SERVER_CONFIG_VERSION 2
+#define WHISPER_SERVER_CONFIG_VERSION 3
 /** The default of max_reports. */
 #define WHISPER_SERVER_REPORTS_MAX 10000
+/** The defaults of the blob fields (version 3). */
+#define WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS (60ULL * 60 * 1000)         /* 1 hour */
+#define WHISPER_SERVER_BLOB_MAX_SIZE (100ULL * 1024 * 1024)           /* 100 MiB */
+#define WHISPER_SERVER_BLOB_QUOTA (1024ULL * 1024 * 1024)             /* 1 GiB */
+#define WHISPER_SERVER_BLOB_TTL_MS (30ULL * 24 * 60 * 60 * 1000)      /* 30 days */
 
 /** Limits and timers. Start from WHISPER_SERVER_CONFIG_INIT; fields are
  *  only ever appended. */
@@ -75,11 +80,19 @@ typedef struct whisper_server_config_t {
   uint32_t max_mailbox;        /* entries per mailbox; a send beyond it is refused (ERR_LIMIT) */
   /* --- version 2 --- */
   uint32_t max_reports;        /* reports kept (whisper_server_reports()); the oldest go */
+  /* --- version 3: attachment blobs --- */
+  uint64_t upload_token_ttl_ms; /* an upload token is refused this long after it was made */
+  uint64_t blob_max_size;      /* bytes: the largest blob (UploadToken.max_size; UploadAuth over it:
+                                  ERR_LIMIT) */
+  uint64_t blob_quota;         /* bytes of unexpired blobs per account; the blob store's to enforce */
+  uint64_t blob_ttl_ms;        /* a blob is deleted this long after it was created; the blob
+                                  store's to enforce */
 } whisper_server_config_t;
 
 #define WHISPER_SERVER_CONFIG_INIT                                                             \
   { WHISPER_SERVER_CONFIG_VERSION, 256 * 1024, 1024, 16, 1000, 200, 400, 60000, 15000, 6000, \
-    2000, 5000, 256, 100000, WHISPER_SERVER_REPORTS_MAX }
+    2000, 5000, 256, 100000, WHISPER_SERVER_REPORTS_MAX, WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS,   \
+    WHISPER_SERVER_BLOB_MAX_SIZE, WHISPER_SERVER_BLOB_QUOTA, WHISPER_SERVER_BLOB_TTL_MS }
 
 /** A server. */
 typedef struct whisper_server whisper_server;
@@ -234,6 +247,38 @@ typedef int (*whisper_server_report_fn)(void *user, const whisper_server_report_
  */
 WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
                                        whisper_server_report_fn fn, void *user);
+
+/* --- upload tokens -------------------------------------------------------------
+ *
+ * Attachments travel as blobs, encrypted end to end by the sender, through
+ * a blob store beside the server (whisperd's is tus over HTTP). The store
+ * takes an upload only with a token that the server gave a logged-in
+ * device (UploadAuth -> UploadToken, docs/sync-protocol.md "Blobs"): it is
+ * bound to the account and device, lapses after cfg.upload_token_ttl_ms,
+ * and is authenticated with HMAC-SHA256 under a random secret the server
+ * made once and keeps in its store, so any server on the same store can
+ * check it, also after a restart. The store never learns a key: the blobs
+ * are ciphertexts whose keys travel inside the messages. */
+
+/** The longest upload token, in characters. */
+#define WHISPER_UPLOAD_TOKEN_MAX 124
+
+/**
+ * Checks an upload token (the `token` of an UploadToken, `len` characters,
+ * not NUL-terminated) at `now_ms`. On WHISPER_OK the account it was made
+ * for is in `account_out` (NUL-terminated; `account_cap` must hold 65
+ * bytes for any account) and its device id in *device_out. Reads the
+ * store (the device must still be on its account). Returns WHISPER_OK,
+ * WHISPER_EINVALIDMSG (not a token: it does not decode or has a bad
+ * layout), WHISPER_EINVALIDSIG (not made by this server's secret, or
+ * changed; compared in constant time), WHISPER_ESTATE (expired),
+ * WHISPER_ENOTFOUND (the account or the device no longer exists),
+ * WHISPER_EINVAL (a NULL argument, or `account_cap` too small for the
+ * account) or a store error. whisper_server_last_error() says why.
+ */
+WHISPER_API int whisper_server_upload_token_check(whisper_server *srv, const char *token,
+                                                  size_t len, uint64_t now_ms, char *account_out,
+                                                  size_t account_cap, uint32_t *device_out);
 
 #ifdef __cplusplus
 }

@@ -67,7 +67,17 @@ static int config_ok(const whisper_server_config_t *c) {
   return c->version >= 1 && c->max_frame >= 64 && c->max_group_members >= 1 &&
          c->max_devices >= 1 && c->rate_per_sec >= 1 && c->rate_burst >= 1 &&
          c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
-         c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1);
+         c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1) &&
+         (c->version < 3 || (c->upload_token_ttl_ms >= 1 && c->blob_max_size >= 1 &&
+                             c->blob_quota >= 1 && c->blob_ttl_ms >= 1));
+}
+
+/* How much of a caller's config struct there is: an older caller's ends
+ * before the fields of later versions (they keep their defaults). */
+static size_t config_size(unsigned version) {
+  if (version >= 3) return sizeof(whisper_server_config_t);
+  if (version == 2) return offsetof(whisper_server_config_t, upload_token_ttl_ms);
+  return offsetof(whisper_server_config_t, max_reports);
 }
 
 int whisper_server_new(whisper_server **out, whisper_store *store,
@@ -81,9 +91,7 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   if (srv == NULL) return WHISPER_ENOMEM;
   srv->store = store;
   srv->cfg = defaults;
-  /* an older caller's struct ends before the fields of later versions */
-  if (cfg)
-    memcpy(&srv->cfg, cfg, cfg->version >= 2 ? sizeof srv->cfg : offsetof(whisper_server_config_t, max_reports));
+  if (cfg) memcpy(&srv->cfg, cfg, config_size(cfg->version));
   srv->cfg.version = WHISPER_SERVER_CONFIG_VERSION;
   int rc = wsrv_store_init(srv);
   if (rc != WHISPER_OK) {
@@ -271,6 +279,8 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
       return wsrv_handle_block_set(srv, c, f->id, f->block_set, now_ms);
     case WHISPER__SYNC__FRAME__BODY_REPORT:
       return wsrv_handle_report(srv, c, f->id, f->report, now_ms);
+    case WHISPER__SYNC__FRAME__BODY_UPLOAD_AUTH:
+      return wsrv_handle_upload_auth(srv, c, f->id, f->upload_auth, now_ms);
     default:
       return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   }
@@ -284,7 +294,8 @@ static int dispatch(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Fram
   if ((f->body_case < WHISPER__SYNC__FRAME__BODY_REGISTER ||
        f->body_case > WHISPER__SYNC__FRAME__BODY_PUBLISH) &&
       !wsrv_is_profile_request(f->body_case) && f->body_case != WHISPER__SYNC__FRAME__BODY_BLOCK_SET &&
-      f->body_case != WHISPER__SYNC__FRAME__BODY_REPORT)
+      f->body_case != WHISPER__SYNC__FRAME__BODY_REPORT &&
+      f->body_case != WHISPER__SYNC__FRAME__BODY_UPLOAD_AUTH)
     return wsrv_refuse(srv, ERR_MALFORMED, "not a request");
   if (c->state != WSRV_AUTHED) return wsrv_refuse(srv, ERR_AUTH, "log in first");
   return dispatch_authed(srv, c, f, now_ms);

@@ -15,6 +15,7 @@
  *   server_presence.c Typing, PresenceSet, PresenceSubscribe, presence timers
  *   server_profile.c  ProfileSet, ProfileGet
  *   server_block.c    block lists (BlockSet) and reports (Report)
+ *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
@@ -41,6 +42,7 @@
 #define WSRV_TAG_LEN 16                 /* keyed tag of an address (ordered keys) */
 #define WSRV_ID_LEN 16                  /* client ids, group ids, link codes */
 #define WSRV_NONCE_LEN 32
+#define WSRV_SECRET_LEN 32              /* the upload token secret (META "upload_secret") */
 #define WSRV_LINK_TTL_MS (10 * 60 * 1000)
 #define WSRV_LINK_CODES_MAX 8           /* pending codes kept per account */
 #define WSRV_MALFORMED_MAX 3            /* malformed frames in a row: closed */
@@ -197,6 +199,7 @@ struct whisper_server {
   whisper_server_config_t cfg;
   wh_rng rng;
   uint8_t salt[WSRV_TAG_LEN];
+  uint8_t upload_secret[WSRV_SECRET_LEN]; /* the MAC key of upload tokens */
   char last_error[256];
   char refusal[128]; /* the message of the Error frame being answered */
   wsrv_map conns;    /* conn id (8 bytes) -> wsrv_conn */
@@ -465,5 +468,13 @@ int wsrv_block_drops(whisper_server *srv, const char *to, const char *sender, ui
                      int *drop);
 /* 1 if either account blocked the other (or the store failed), else 0. */
 int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
+
+/* --- upload tokens (server_blob.c) -------------------------------------- */
+
+/* Reads the upload token secret into srv, or makes it (in the caller's
+ * transaction: wsrv_store_init's). */
+int wsrv_upload_secret_init(whisper_server *srv);
+int wsrv_handle_upload_auth(whisper_server *srv, wsrv_conn *c, uint64_t id,
+                            const Whisper__Sync__UploadAuth *m, uint64_t now_ms);
 
 #endif

@@ -5,7 +5,7 @@
  *   DEVICE   name || 0 || device id (BE4) -> Device (keys, mailbox counters)
  *   GROUP    group id (16)                -> Group (members, admins)
  *   SENT     address || client id (16)    -> sync Sent (the idempotent answer)
- *   META     "salt" / "server_seq" / "mailbox_depth"
+ *   META     "salt" / "server_seq" / "mailbox_depth" / "upload_secret"
  *   MAILBOX  device tag (16) || seq (BE8) -> sync Deliver
  *   PREKEY   device tag (16) || id (BE4)  -> the 33-byte one-time prekey
  *
@@ -246,8 +246,8 @@ int wsrv_next_server_seq(whisper_server *srv, uint64_t *seq) {
   return wsrv_meta_put_u64(srv, META_SEQ, ++*seq);
 }
 
-/* The salt is made once, in its own transaction; the total depth is read
- * back for the stats. */
+/* The salt and the upload token secret are made once, in their own
+ * transaction; the total depth is read back for the stats. */
 int wsrv_store_init(whisper_server *srv) {
   whisper_buf *b;
   int rc = wsrv_begin(srv);
@@ -265,6 +265,7 @@ int wsrv_store_init(whisper_server *srv) {
                         strlen(META_SALT), srv->salt, sizeof srv->salt)
              : wsrv_fail(srv, WHISPER_ERANDOM, "the random number generator failed");
   }
+  if (rc == WHISPER_OK) rc = wsrv_upload_secret_init(srv);
   if (rc == WHISPER_OK) rc = wsrv_meta_u64(srv, META_DEPTH, &srv->stats.mailbox_depth);
   return wsrv_end(srv, NULL, rc);
 }

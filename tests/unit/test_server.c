@@ -3,6 +3,7 @@
  * receipts, groups, typing, presence, linking, limits, timers, store
  * failures and restarts, on the memory store and on SQLite. */
 #include <protobuf-c/protobuf-c.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include "e2e.pb-c.h"
@@ -2439,6 +2440,235 @@ static void test_restart_sqlite(void) {
   rmdir(dir);
 }
 
+/* --- upload tokens -------------------------------------------------------- */
+
+static uint64_t upload_auth(srvt *t, uint64_t conn, int has_size, uint64_t size) {
+  Whisper__Sync__UploadAuth u = WHISPER__SYNC__UPLOAD_AUTH__INIT;
+  u.has_size = has_size;
+  u.size = size;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_UPLOAD_AUTH;
+  f.upload_auth = &u;
+  return req(t, conn, &f);
+}
+
+/* The UploadToken answered on conn: its token into out, its fields in *tok. */
+static int expect_token(uint64_t conn, char out[WHISPER_UPLOAD_TOKEN_MAX + 1], uint64_t *expires,
+                        uint64_t *max_size) {
+  Frame *f = EXPECT(conn, UPLOAD_TOKEN);
+  if (f == NULL) return 0;
+  const Whisper__Sync__UploadToken *u = f->upload_token;
+  int ok = u->token && strlen(u->token) <= WHISPER_UPLOAD_TOKEN_MAX && u->has_expires_ms &&
+           u->has_max_size;
+  CHECK(ok);
+  if (ok) {
+    snprintf(out, WHISPER_UPLOAD_TOKEN_MAX + 1, "%s", u->token);
+    *expires = u->expires_ms;
+    *max_size = u->max_size;
+  }
+  fr_free(f);
+  return ok;
+}
+
+static int token_check(srvt *t, const char *token, uint64_t now, char account[65], uint32_t *device) {
+  return whisper_server_upload_token_check(t->srv, token, strlen(token), now, account, 65, device);
+}
+
+/* A token with one byte of its decoded form changed (and encoded again). */
+static void token_tamper(char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], size_t at, uint8_t flip) {
+  uint8_t raw[128];
+  size_t n = 0;
+  CHECK(sodium_base642bin(raw, sizeof raw, tok, strlen(tok), NULL, &n, NULL,
+                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && at < n);
+  raw[at] ^= flip;
+  sodium_bin2base64(tok, WHISPER_UPLOAD_TOKEN_MAX + 1, raw, n,
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+}
+
+/* UploadAuth only after login; the token names (account, device), lapses
+ * after the TTL, is refused when changed in any way or made by another
+ * server, and once its device is removed; it survives a restart (the
+ * secret is in the store); a size over the limit gets ERR_LIMIT. */
+static void test_upload_tokens(void) {
+  srvt t;
+  four w;
+  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], tok2[WHISPER_UPLOAD_TOKEN_MAX + 1], bad[200];
+  char account[65];
+  uint32_t device = 0;
+  uint64_t expires = 0, max_size = 0;
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+
+  /* not logged in: the usual ERR_AUTH, nothing made */
+  dev c;
+  dev_init(&c, "carol", 1, 9);
+  dev_connect(&t, &c, 7);
+  upload_auth(&t, 7, 0, 0);
+  EXPECT_ERR(7, 4);
+  EXPECT_NONE(7);
+  dev_hello(&t, &c);
+  EXPECT_OK(7);
+  upload_auth(&t, 7, 0, 0); /* Hello is not a login */
+  EXPECT_ERR(7, 4);
+
+  upload_auth(&t, 1, 0, 0);
+  CHECK(expect_token(1, tok, &expires, &max_size));
+  CHECK(expires == t.now + WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS);
+  CHECK(max_size == WHISPER_SERVER_BLOB_MAX_SIZE);
+  CHECK_RC(token_check(&t, tok, t.now, account, &device), WHISPER_OK);
+  CHECK(strcmp(account, "alice") == 0 && device == 1);
+  CHECK_RC(token_check(&t, tok, expires - 1, account, &device), WHISPER_OK);
+  CHECK(strcmp(whisper_server_last_error(t.srv), "") == 0);
+  /* expired */
+  CHECK_RC(token_check(&t, tok, expires, account, &device), WHISPER_ESTATE);
+  CHECK(strstr(whisper_server_last_error(t.srv), "expired") != NULL);
+  CHECK_RC(token_check(&t, tok, expires + 86400000, account, &device), WHISPER_ESTATE);
+
+  /* the size hint */
+  upload_auth(&t, 3, 1, WHISPER_SERVER_BLOB_MAX_SIZE);
+  CHECK(expect_token(3, tok2, &expires, &max_size));
+  CHECK_RC(token_check(&t, tok2, t.now, account, &device), WHISPER_OK);
+  CHECK(strcmp(account, "bob") == 0 && device == 1);
+  upload_auth(&t, 3, 1, WHISPER_SERVER_BLOB_MAX_SIZE + 1);
+  EXPECT_ERR(3, 10);
+
+  /* tampered: every byte of the decoded token, one at a time (the format
+   * byte makes it no token; the MAC covers the rest) */
+  size_t raw_len = strlen(tok) * 3 / 4;
+  for (size_t i = 0; i < raw_len; i++) {
+    snprintf(bad, sizeof bad, "%s", tok);
+    token_tamper(bad, i, (uint8_t)(1u << (i % 8)));
+    int rc = token_check(&t, bad, t.now, account, &device);
+    if (i == 0)
+      CHECK_RC(rc, WHISPER_EINVALIDMSG);
+    else if (i >= 13 && i < raw_len - 16 && rc == WHISPER_EINVALIDMSG)
+      t_pass++; /* the account became a bad name */
+    else
+      CHECK_RC(rc, WHISPER_EINVALIDSIG);
+  }
+  /* a later expiry cannot be written in */
+  snprintf(bad, sizeof bad, "%s", tok);
+  token_tamper(bad, 4, 0x10);
+  CHECK_RC(token_check(&t, bad, t.now, account, &device), WHISPER_EINVALIDSIG);
+  /* not tokens */
+  const char *junk[] = {"", "a", "!!!!", "AAAA", "Zm9v", "====",
+                        "AQAAAAAAAAAAAAAAAQ"}; /* the head without an account or a MAC */
+  for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+    CHECK_RC(token_check(&t, junk[i], t.now, account, &device), WHISPER_EINVALIDMSG);
+  snprintf(bad, sizeof bad, "%s", tok);
+  bad[strlen(bad) - 1] = 0; /* cut */
+  int rc = token_check(&t, bad, t.now, account, &device);
+  CHECK(rc == WHISPER_EINVALIDMSG || rc == WHISPER_EINVALIDSIG);
+  snprintf(bad, sizeof bad, "%s=", tok); /* padding is not ours */
+  CHECK_RC(token_check(&t, bad, t.now, account, &device), WHISPER_EINVALIDMSG);
+  snprintf(bad, sizeof bad, "%s ", tok);
+  CHECK_RC(token_check(&t, bad, t.now, account, &device), WHISPER_EINVALIDMSG);
+  memset(bad, 'A', 150);
+  bad[150] = 0;
+  CHECK_RC(token_check(&t, bad, t.now, account, &device), WHISPER_EINVALIDMSG);
+  /* another spelling of the same bytes (unused low bits of the last
+   * character set) is refused, whatever its length */
+  snprintf(bad, sizeof bad, "%s", tok);
+  if (strlen(bad) % 4 != 0) {
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *last = &bad[strlen(bad) - 1];
+    size_t v = (size_t)(strchr(b64, *last) - b64);
+    *last = b64[v ^ 1];
+    CHECK_RC(token_check(&t, bad, t.now, account, &device), WHISPER_EINVALIDMSG);
+  }
+  /* the arguments */
+  CHECK_RC(whisper_server_upload_token_check(NULL, tok, strlen(tok), t.now, account, 65, &device),
+           WHISPER_EINVAL);
+  CHECK_RC(whisper_server_upload_token_check(t.srv, tok, strlen(tok), t.now, NULL, 65, &device),
+           WHISPER_EINVAL);
+  CHECK_RC(whisper_server_upload_token_check(t.srv, tok, strlen(tok), t.now, account, 65, NULL),
+           WHISPER_EINVAL);
+  CHECK_RC(whisper_server_upload_token_check(t.srv, tok, strlen(tok), t.now, account, 5, &device),
+           WHISPER_EINVAL);
+  CHECK_RC(whisper_server_upload_token_check(t.srv, tok, strlen(tok), t.now, account, 6, &device),
+           WHISPER_OK);
+
+  /* a removed device's token is refused; the others' stay good */
+  upload_auth(&t, 2, 0, 0);
+  CHECK(expect_token(2, tok2, &expires, &max_size));
+  CHECK_RC(token_check(&t, tok2, t.now, account, &device), WHISPER_OK);
+  CHECK(strcmp(account, "alice") == 0 && device == 2);
+  uint8_t l1[2048];
+  const listed a1_only[] = {{1, &w.a1}};
+  size_t n1 = dlist_make(l1, &w.a1, "alice", 1, a1_only, 1, LIST_OK);
+  publish(&t, 1, l1, n1);
+  EXPECT_OK(1);
+  CHECK(boxes[2].closed);
+  CHECK_RC(token_check(&t, tok2, t.now, account, &device), WHISPER_ENOTFOUND);
+  CHECK(strstr(whisper_server_last_error(t.srv), "device") != NULL);
+  CHECK_RC(token_check(&t, tok, t.now, account, &device), WHISPER_OK);
+
+  /* a restart on the same store: the same secret */
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
+  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  CHECK_RC(token_check(&t, tok, t.now, account, &device), WHISPER_OK);
+  CHECK(strcmp(account, "alice") == 0 && device == 1);
+
+  dev_free(&c);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+/* The config's blob fields reach the tokens; a token of another server
+ * (another store: another secret) is refused; an older config struct
+ * keeps the defaults. */
+static void test_upload_token_config(void) {
+  srvt o;
+  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], account[65];
+  uint32_t device = 0;
+  uint64_t expires = 0, max_size = 0;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.upload_token_ttl_ms = 5000;
+  cfg.blob_max_size = 1000;
+  srvt_open(&o, mem_store(), &cfg);
+  dev a;
+  dev_init(&a, "alice", 1, 1);
+  dev_up(&o, &a, 1, 0);
+  upload_auth(&o, 1, 1, 1001);
+  EXPECT_ERR(1, 10);
+  upload_auth(&o, 1, 1, 1000);
+  CHECK(expect_token(1, tok, &expires, &max_size));
+  CHECK(expires == o.now + 5000 && max_size == 1000);
+  CHECK_RC(token_check(&o, tok, o.now + 4999, account, &device), WHISPER_OK);
+  CHECK_RC(token_check(&o, tok, o.now + 5000, account, &device), WHISPER_ESTATE);
+  uint64_t now = o.now;
+  dev_free(&a);
+  srvt_close(&o);
+
+  srvt_open(&o, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_up(&o, &a, 1, 0);
+  CHECK_RC(token_check(&o, tok, now, account, &device), WHISPER_EINVALIDSIG);
+  dev_free(&a);
+  srvt_close(&o);
+
+  /* a version 2 struct: the blob fields are not read */
+  whisper_server_config_t v2 = WHISPER_SERVER_CONFIG_INIT;
+  v2.version = 2;
+  v2.blob_max_size = 0; /* beyond a version 2 struct: not read */
+  srvt_open(&o, mem_store(), &v2);
+  dev_init(&a, "alice", 1, 1);
+  dev_up(&o, &a, 1, 0);
+  upload_auth(&o, 1, 0, 0);
+  CHECK(expect_token(1, tok, &expires, &max_size));
+  CHECK(expires == o.now + WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS &&
+        max_size == WHISPER_SERVER_BLOB_MAX_SIZE);
+  dev_free(&a);
+  srvt_close(&o);
+  whisper_server *srv2 = NULL;
+  whisper_store *st2 = mem_store();
+  whisper_server_config_t zero = WHISPER_SERVER_CONFIG_INIT;
+  zero.blob_quota = 0;
+  CHECK_RC(whisper_server_new(&srv2, st2, &zero), WHISPER_EINVAL);
+  whisper_store_close(st2);
+}
+
 static void test_api_edges(void) {
   whisper_server *srv = NULL;
   whisper_store *st = mem_store();
@@ -2552,6 +2782,8 @@ int main(void) {
   test_mailbox_limit();
   test_store_failure();
   test_restart_sqlite();
+  test_upload_tokens();
+  test_upload_token_config();
   test_mutations();
   return test_done();
 }
