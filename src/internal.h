@@ -173,7 +173,9 @@ int wh_history_incoming_put_ex(whisper_ctx *ctx, const struct whisper_message_t 
                                const char *sender, uint32_t device_id, const uint8_t *pt,
                                size_t pt_len, const wh_entry_extra *x);
 /* An edit, delete for everyone or reaction. */
-enum { WH_OP_EDIT = 1, WH_OP_DELETE = 2, WH_OP_REACT = 3 };
+/* WH_OP_OPENED: a view-once attachment was opened: its content (the key)
+ * and caption are wiped, the entry stays. */
+enum { WH_OP_EDIT = 1, WH_OP_DELETE = 2, WH_OP_REACT = 3, WH_OP_OPENED = 4 };
 typedef struct wh_history_op {
   int kind;             /* WH_OP_* */
   const char *author;   /* the reactor (reactions) */
@@ -192,6 +194,7 @@ int wh_history_apply(whisper_ctx *ctx, const char *conv, const char *sender, con
 /* A message of history as content needs it (wh_history_lookup). */
 typedef struct wh_found {
   struct whisper_buf *body;
+  struct whisper_buf *content; /* the packed e2e.Content kept with it (NULL: none) */
   int kind, deleted, hidden;
   uint32_t forwarded;
 } wh_found;

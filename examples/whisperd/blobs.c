@@ -27,6 +27,9 @@
  * what: the blobs stay downloadable and expire, but cannot be resumed or
  * deleted by their uploaders, and count for nobody's quota.
  *
+ * An id is the capability to download a blob: the log shows only its
+ * first 8 hex digits.
+ *
  * The index: blobs by id and bytes (Upload-Length) per owner account, in
  * two chained hash tables; ids and tags are random, so their first bytes
  * are the hash.
@@ -348,22 +351,22 @@ static int repair(wd_blobs *b, wd_blob *blob) {
   struct stat st;
   name_of(data, sizeof data, blob, ".data");
   if (fstatat(b->dfd, data, &st, 0) != 0) {
-    wd_warn("blobs: %s has metadata but no data (%s); dropped", blob->hex, strerror(errno));
+    wd_warn("blobs: %.8s... has metadata but no data (%s); dropped", blob->hex, strerror(errno));
     return -1;
   }
   if ((uint64_t)st.st_size > blob->offset) {
     /* bytes written past the last acknowledged offset before a crash */
     int fd = openat(b->dfd, data, O_WRONLY | O_CLOEXEC);
     if (fd < 0 || ftruncate(fd, (off_t)blob->offset) != 0 || fsync(fd) != 0) {
-      wd_warn("blobs: cannot cut %s back to its offset: %s; dropped", blob->hex, strerror(errno));
+      wd_warn("blobs: cannot cut %.8s... back to its offset: %s; dropped", blob->hex, strerror(errno));
       if (fd >= 0) close(fd);
       return -1;
     }
     close(fd);
-    wd_info("blobs: %s cut back from %lld to %llu bytes (unacknowledged after a crash)", blob->hex,
+    wd_info("blobs: %.8s... cut back from %lld to %llu bytes (unacknowledged after a crash)", blob->hex,
             (long long)st.st_size, (unsigned long long)blob->offset);
   } else if ((uint64_t)st.st_size < blob->offset) {
-    wd_warn("blobs: %s has %lld bytes of data, its metadata says %llu; taking %lld", blob->hex,
+    wd_warn("blobs: %.8s... has %lld bytes of data, its metadata says %llu; taking %lld", blob->hex,
             (long long)st.st_size, (unsigned long long)blob->offset, (long long)st.st_size);
     blob->offset = (uint64_t)st.st_size;
     if (meta_write(b, blob) != 0) return -1;
@@ -384,7 +387,7 @@ static wd_blob *load_meta(wd_blobs *b, const char *name) {
   if (fd >= 0) close(fd);
   if (r >= 0) text[r] = 0;
   if (r < 0 || meta_parse(text, blob) != 0) {
-    wd_warn("blobs: %s is not readable metadata; left alone and not served", name);
+    wd_warn("blobs: %.8s... is not readable metadata; left alone and not served", name);
     free(blob);
     return NULL;
   }
@@ -429,7 +432,7 @@ static int scan_pass(wd_blobs *b, int pass) {
       unlinkat(b->dfd, name, 0);
     } else if (pass == 1 && named(name, ".data") && from_hex(id, name, WD_BLOB_ID_LEN) == 0 &&
                !index_find(b, id)) {
-      wd_info("blobs: %s: a creation that did not finish; removed", name);
+      wd_info("blobs: %.8s...: a creation that did not finish; removed", name);
       unlinkat(b->dfd, name, 0);
     }
   }
@@ -582,7 +585,7 @@ int wd_blobs_write(wd_blob *blob, uint64_t at, const void *buf, size_t len) {
 void wd_blobs_write_abort(wd_blob *blob) {
   if (blob->fd >= 0) {
     if (ftruncate(blob->fd, (off_t)blob->offset) != 0)
-      wd_warn("blobs: %s: cannot cut back unacknowledged bytes: %s (cut at the next start)",
+      wd_warn("blobs: %.8s...: cannot cut back unacknowledged bytes: %s (cut at the next start)",
               blob->hex, strerror(errno));
     close(blob->fd);
   }
@@ -621,7 +624,7 @@ int wd_blobs_delete(wd_blobs *b, wd_blob *blob) {
   if (unlinkat(b->dfd, name, 0) != 0 && errno != ENOENT) return -errno;
   name_of(name, sizeof name, blob, ".data");
   if (unlinkat(b->dfd, name, 0) != 0 && errno != ENOENT)
-    wd_warn("blobs: cannot remove %s: %s (removed at the next start)", name, strerror(errno));
+    wd_warn("blobs: cannot remove %.8s...: %s (removed at the next start)", name, strerror(errno));
   fsync_dir(b);
   index_del(b, blob);
   free(blob);
@@ -651,7 +654,7 @@ size_t wd_blobs_sweep(wd_blobs *b, uint64_t now_ms) {
         memcpy(hex, x->hex, sizeof hex);
         if (wd_blobs_delete(b, x) == 0) {
           gone++;
-          wd_debug("blobs: %s expired, deleted", hex);
+          wd_debug("blobs: %.8s... expired, deleted", hex);
         }
       }
       x = next;

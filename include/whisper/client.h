@@ -215,7 +215,9 @@ WHISPER_API int whisper_client_reply(whisper_client *c, const char *conversation
                                      uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
 
 /** Forwards message (id, sender) of `from_conversation` to
- *  `to_conversation`: its text, marked forwarded with its count + 1. */
+ *  `to_conversation`: its text, or its attachment's pointer (nothing is
+ *  uploaded again; a view-once attachment is not forwarded:
+ *  WHISPER_EDENIED), marked forwarded with its count + 1. */
 WHISPER_API int whisper_client_forward(whisper_client *c, const char *to_conversation,
                                        const char *from_conversation, const uint8_t *id,
                                        size_t id_len, const char *sender, uint64_t now_ms,

@@ -917,10 +917,27 @@ static int op_on(whisper_ctx *ctx, Whisper__Store__HistoryEntry *e, const wh_his
     *changed = 1;
     return WHISPER_OK;
   }
+  case WH_OP_OPENED:
+    if (e->kind != WHISPER_KIND_ATTACHMENT || !e->has_content) return WHISPER_OK; /* (already) */
+    wh_wipe(e->content.data, e->content.len); /* the key goes with it */
+    pb_free(e->content.data);
+    e->content = (ProtobufCBinaryData){0, NULL};
+    e->has_content = 0;
+    wh_wipe(e->body.data, e->body.len);
+    pb_free(e->body.data);
+    e->body = (ProtobufCBinaryData){0, NULL};
+    *changed = 1;
+    return WHISPER_OK;
   case WH_OP_DELETE:
     if (too_late(e, op)) return wh_fail(ctx, WHISPER_EDENIED, "too late to delete that message");
     pb_free(e->body.data);
     e->body = (ProtobufCBinaryData){0, NULL};
+    if (e->has_content) { /* an attachment's key goes too */
+      wh_wipe(e->content.data, e->content.len);
+      pb_free(e->content.data);
+      e->content = (ProtobufCBinaryData){0, NULL};
+      e->has_content = 0;
+    }
     if (e->quote) whisper__store__quote_ref__free_unpacked(e->quote, &wh_pb_alloc);
     e->quote = NULL;
     for (size_t i = 0; i < e->n_reactions; i++)
@@ -1008,6 +1025,9 @@ int wh_history_lookup(whisper_ctx *ctx, const char *conv, const char *sender, co
   int rc = target_find(ctx, conv, sender, id, id_len, hkey, &e);
   if (rc != WHISPER_OK) return rc;
   if ((out->body = whisper_buf_new(e->body.data, e->body.len)) == NULL) rc = WHISPER_ENOMEM;
+  if (rc == WHISPER_OK && e->has_content &&
+      (out->content = whisper_buf_new(e->content.data, e->content.len)) == NULL)
+    rc = WHISPER_ENOMEM;
   out->kind = (int)e->kind;
   out->deleted = e->deleted;
   out->hidden = e->hidden;
@@ -1023,7 +1043,8 @@ int wh_history_pending_key(whisper_ctx *ctx, const char *conv, const char *sende
 
 void wh_found_free(wh_found *f) {
   whisper_buf_free(f->body);
-  f->body = NULL;
+  whisper_buf_free(f->content);
+  f->body = f->content = NULL;
 }
 
 /* Keeps op until its message comes (at most WH_PENDING_MAX per message:

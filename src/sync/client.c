@@ -258,6 +258,7 @@ static void connection_reset(whisper_client *c) {
     c->reqs = r->next;
     req_free(r);
   }
+  sy_media_disconnected(c);
   c->connected = c->logged_in = c->close_wanted = c->caught_up = 0;
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
@@ -303,17 +304,27 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->ctx = ctx;
   c->cfg = defaults;
   /* an older caller's struct ends before the fields of later versions */
-  memcpy(&c->cfg, cfg, cfg->version >= 4   ? sizeof c->cfg
+  memcpy(&c->cfg, cfg, cfg->version >= 5   ? sizeof c->cfg
+                       : cfg->version == 4 ? offsetof(whisper_client_config_t, media_dir)
                        : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
                        : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
                                            : offsetof(whisper_client_config_t, hold_on_change));
   c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;
+  if (c->cfg.media_max_size == 0 || c->cfg.media_max_size > WHISPER_ATTACHMENT_SIZE_MAX)
+    c->cfg.media_max_size = defaults.media_max_size;
+  if (c->cfg.media_piece < 4096 || c->cfg.media_piece > (64u << 20)) c->cfg.media_piece = defaults.media_piece;
+  if (c->cfg.media_dir && (c->media_dir = sy_strdup(c->cfg.media_dir)) == NULL) {
+    free(c);
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  }
+  c->cfg.media_dir = c->media_dir; /* the caller's string need not outlive this call */
   strcpy(c->account, ctx->name);
   c->device_id = ctx->device_id;
   sy_join_init(c);
   rc = sy_state_load(c);
   if (rc == WHISPER_OK) rc = sy_ops_load(c);
   if (rc == WHISPER_OK) rc = sy_block_load(c);
+  if (rc == WHISPER_OK) rc = sy_media_load(c);
   if (rc != WHISPER_OK) {
     whisper_client_free(c);
     return rc;
@@ -346,6 +357,8 @@ void whisper_client_free(whisper_client *c) {
   free(c->held);
   free(c->above);
   sy_rates_free(c);
+  sy_media_free(c);
+  free(c->media_dir);
   wh_wipe(c->nonce, sizeof c->nonce);
   free(c);
 }
@@ -451,6 +464,9 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_BLOCK:
     case RQ_REPORT:
       sy_block_answer(c, r, f);
+      break;
+    case RQ_MEDIA_AUTH:
+      sy_media_token_answer(c, r, f);
       break;
     default:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
@@ -573,8 +589,8 @@ static void stamp_requests(whisper_client *c, uint64_t now_ms) {
 
 uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c == NULL) return UINT64_MAX;
-  uint64_t d = UINT64_MAX;
-  if (!c->connected) return c->next_connect_at;
+  uint64_t d = sy_media_deadline(c); /* encryption runs offline too */
+  if (!c->connected) return c->next_connect_at < d ? c->next_connect_at : d;
   for (const sy_req *r = c->reqs; r; r = r->next) {
     if (r->timed && r->deadline == 0) return c->now; /* to be stamped: tick now */
     if (r->deadline && r->deadline < d) d = r->deadline;
@@ -593,6 +609,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return;
   c->now = now_ms;
   sy_typing_tick(c);
+  sy_media_tick(c, now_ms);
   if (!c->connected || c->close_wanted) return;
   stamp_requests(c, now_ms);
   for (const sy_req *r = c->reqs; r; r = r->next)

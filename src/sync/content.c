@@ -40,6 +40,29 @@ static int no_tag0(const ProtobufCMessage *m) {
   return 1;
 }
 
+static int opt_utf8(const char *s, size_t max) { return s == NULL || utf8_ok(s, max); }
+
+/* A pointer the engine can use: a blob id the URL path takes, a key, a
+ * digest, sizes in range; the metadata within the limits client.h gives. */
+static int attachment_ok(const Whisper__E2e__AttachmentPointer *p) {
+  if (p == NULL || !no_tag0(&p->base) || p->blob_id == NULL || p->blob_id[0] == 0 ||
+      strlen(p->blob_id) > 128 || p->key.len != WHISPER_ATTACHMENT_KEY_LEN ||
+      p->digest.len != WHISPER_ATTACHMENT_DIGEST_LEN || p->size > WHISPER_ATTACHMENT_SIZE_MAX ||
+      (p->has_plaintext_hash && p->plaintext_hash.len != WHISPER_ATTACHMENT_DIGEST_LEN) ||
+      p->thumbnail.len > WHISPER_MEDIA_THUMBNAIL_MAX || !opt_utf8(p->content_type, WHISPER_MEDIA_TYPE_MAX) ||
+      !opt_utf8(p->file_name, WHISPER_MEDIA_NAME_MAX) || !opt_utf8(p->caption, WHISPER_MEDIA_CAPTION_MAX) ||
+      (p->file_name && strchr(p->file_name, '/')))
+    return 0;
+  for (const char *s = p->blob_id; *s; s++) /* it goes into a URL path */
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+          *s == '-' || *s == '_'))
+      return 0;
+  if (p->incremental_mac.len) /* the decryptor checks the rest */
+    return p->chunk_size >= 16 && p->chunk_size <= WHISPER_ATTACHMENT_CHUNK_MAX &&
+           p->incremental_mac.len % 32 == 0;
+  return 1;
+}
+
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
   Whisper__E2e__Content *ct = whisper__e2e__content__unpack(&wh_pb_alloc, len, data);
   if (ct == NULL) return NULL;
@@ -62,6 +85,13 @@ Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
     if (ct->kind == WHISPER__E2E__CONTENT__KIND__EDIT)
       ok = ok && ct->text && utf8_ok(ct->text, SY_TEXT_MAX);
     break;
+  case WHISPER__E2E__CONTENT__KIND__ATTACHMENT:
+    ok = attachment_ok(ct->attachment);
+    break;
+  case WHISPER__E2E__CONTENT__KIND__OPENED:
+    ok = ct->target && ct->target->has_id && id_ok(&ct->target->id) && sender_ok(ct->target->sender) &&
+         ct->text && utf8_ok(ct->text, WH_NAME_MAX);
+    break;
   case WHISPER__E2E__CONTENT__KIND__CALL:
     ok = ct->call && ct->call->has_call_id && ct->call->call_id.len == WHISPER_CALL_ID_LEN &&
          ct->call->type >= WHISPER_CALL_OFFER && ct->call->type <= WHISPER_CALL_BUSY &&
@@ -80,7 +110,7 @@ Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
 int sy_content_known(uint32_t kind) {
   return kind == WHISPER__E2E__CONTENT__KIND__TEXT || kind == WHISPER__E2E__CONTENT__KIND__REACTION ||
          kind == WHISPER__E2E__CONTENT__KIND__EDIT || kind == WHISPER__E2E__CONTENT__KIND__DELETE ||
-         kind == WHISPER__E2E__CONTENT__KIND__CALL;
+         kind == WHISPER__E2E__CONTENT__KIND__CALL || kind == WHISPER__E2E__CONTENT__KIND__ATTACHMENT;
 }
 
 static int pack(const Whisper__E2e__Content *ct, whisper_buf **out) {
@@ -120,7 +150,7 @@ static int check_target(whisper_client *c, const uint8_t *id, size_t id_len, con
 
 /* A message of history to quote or forward. */
 static int read_message(whisper_client *c, const char *conv, const char *sender, const uint8_t *id,
-                        size_t id_len, wh_found *f) {
+                        size_t id_len, int attachments, wh_found *f) {
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
   rc = wh_finish(c->ctx, wh_history_lookup(c->ctx, conv, sy_local_sender(c, sender), id, id_len, f));
@@ -129,9 +159,11 @@ static int read_message(whisper_client *c, const char *conv, const char *sender,
     rc = WHISPER_ENOTFOUND;
   }
   if (rc == WHISPER_ENOTFOUND) return sy_fail(c, rc, "no such message in that conversation");
-  if (rc == WHISPER_OK && (f->deleted || f->kind != WHISPER_KIND_TEXT)) {
+  if (rc == WHISPER_OK && (f->deleted || (f->kind != WHISPER_KIND_TEXT && !attachments) ||
+                           (f->kind != WHISPER_KIND_TEXT && f->kind != WHISPER_KIND_ATTACHMENT))) {
+    int deleted = f->deleted;
     wh_found_free(f);
-    return sy_fail(c, WHISPER_EDENIED, f->deleted ? "that message was deleted" : "that message is not a text");
+    return sy_fail(c, WHISPER_EDENIED, deleted ? "that message was deleted" : "that message is not a text");
   }
   return rc;
 }
@@ -180,7 +212,7 @@ int whisper_client_reply(whisper_client *c, const char *conversation, const uint
   if (rc == WHISPER_OK && ((body == NULL && body_len) || id_out == NULL))
     rc = sy_fail(c, WHISPER_EINVAL, "reply needs a body and id_out");
   wh_found f;
-  if (rc == WHISPER_OK) rc = read_message(c, conversation, quoted_sender, quoted_id, quoted_id_len, &f);
+  if (rc == WHISPER_OK) rc = read_message(c, conversation, quoted_sender, quoted_id, quoted_id_len, 1, &f);
   if (rc != WHISPER_OK) return rc;
   size_t ex = cut_utf8(f.body ? f.body->data : NULL, f.body ? f.body->len : 0, WH_EXCERPT_MAX);
   char excerpt[WH_EXCERPT_MAX + 1];
@@ -197,6 +229,35 @@ int whisper_client_reply(whisper_client *c, const char *conversation, const uint
   return rc;
 }
 
+/* A forward of an attachment: its pointer with the count, unless it is
+ * view-once or its key is gone (opened, deleted). */
+static int forward_attachment(whisper_client *c, const char *to, const whisper_buf *content,
+                              uint32_t times, uint64_t now_ms, uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
+  Whisper__E2e__Content *ct =
+      content ? whisper__e2e__content__unpack(&wh_pb_alloc, content->len, content->data) : NULL;
+  int rc = WHISPER_OK;
+  if (ct == NULL || ct->attachment == NULL || ct->attachment->key.len != WHISPER_ATTACHMENT_KEY_LEN)
+    rc = sy_fail(c, WHISPER_EDENIED, "that attachment was opened or deleted");
+  else if (ct->attachment->flags & WHISPER_MEDIA_VIEW_ONCE)
+    rc = sy_fail(c, WHISPER_EDENIED, "a view-once attachment cannot be forwarded");
+  whisper_buf *packed = NULL;
+  if (rc == WHISPER_OK) {
+    ct->has_forwarded = 1;
+    ct->forwarded = times;
+    ct->has_at_ms = 0;
+    rc = pack(ct, &packed);
+  }
+  if (rc == WHISPER_OK) {
+    const char *caption = ct->attachment->caption ? ct->attachment->caption : "";
+    wh_entry_extra x = {.kind = WHISPER_KIND_ATTACHMENT, .content = packed->data,
+                        .content_len = packed->len, .forwarded = times};
+    rc = sy_enqueue(c, to, (const uint8_t *)caption, strlen(caption), &x, NULL, now_ms, id_out);
+  }
+  whisper_buf_free(packed);
+  if (ct) whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
+  return rc;
+}
+
 int whisper_client_forward(whisper_client *c, const char *to_conversation, const char *from_conversation,
                            const uint8_t *id, size_t id_len, const char *sender, uint64_t now_ms,
                            uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
@@ -206,9 +267,14 @@ int whisper_client_forward(whisper_client *c, const char *to_conversation, const
   if (rc == WHISPER_OK) rc = check_target(c, id, id_len, sender);
   if (rc == WHISPER_OK && id_out == NULL) rc = sy_fail(c, WHISPER_EINVAL, "id_out is NULL");
   wh_found f;
-  if (rc == WHISPER_OK) rc = read_message(c, from_conversation, sender, id, id_len, &f);
+  if (rc == WHISPER_OK) rc = read_message(c, from_conversation, sender, id, id_len, 1, &f);
   if (rc != WHISPER_OK) return rc;
   uint32_t times = f.forwarded < UINT32_MAX ? f.forwarded + 1 : f.forwarded;
+  if (f.kind == WHISPER_KIND_ATTACHMENT) { /* the pointer again: nothing is uploaded */
+    rc = forward_attachment(c, to_conversation, f.content, times, now_ms, id_out);
+    wh_found_free(&f);
+    return rc;
+  }
   rc = send_text(c, to_conversation, f.body ? f.body->data : NULL, f.body ? f.body->len : 0, NULL,
                  times, now_ms, id_out);
   wh_found_free(&f);

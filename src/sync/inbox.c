@@ -457,9 +457,10 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
   int rc = WHISPER_OK, out = OUT_DONE;
   if (strcmp(conv, c->account) == 0 && ct->kind != WHISPER__E2E__CONTENT__KIND__SETTINGS &&
       ct->kind != WHISPER__E2E__CONTENT__KIND__PROFILE_KEY &&
-      ct->kind != WHISPER__E2E__CONTENT__KIND__BLOCK) {
+      ct->kind != WHISPER__E2E__CONTENT__KIND__BLOCK && ct->kind != WHISPER__E2E__CONTENT__KIND__OPENED) {
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
-    return refuse_why(c, d, evs, conv, "only settings, the profile key and the block list go to oneself");
+    return refuse_why(c, d, evs, conv, "only settings, the profile key, the block list and view-once "
+                                       "openings go to oneself");
   }
   /* when its author made it: an edit made offline goes out later */
   uint64_t at = ct->at_ms ? ct->at_ms : p->sent_at_ms ? p->sent_at_ms : m->timestamp_ms;
@@ -533,6 +534,17 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     else if (took < 0) rc = took;
     break;
   }
+  case WHISPER__E2E__CONTENT__KIND__OPENED: /* a view-once attachment opened (media.c) */
+    if (!own || strcmp(conv, c->account) != 0) {
+      out = refuse_why(c, d, evs, conv, "a view-once opening from another account");
+      break;
+    }
+    rc = sy_media_opened_receive(c, ct);
+    if (rc == WHISPER_EINVAL) {
+      bad_entry(c, d, evs, "a malformed view-once opening");
+      rc = WHISPER_OK;
+    }
+    break;
   case WHISPER__E2E__CONTENT__KIND__BLOCK: /* the block list, as settings (block.c) */
     if (!own || strcmp(conv, c->account) != 0) {
       out = refuse_why(c, d, evs, conv, "a block list from another account");
@@ -542,8 +554,11 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     break;
   default: { /* a text, or a kind of a newer version: kept as it came */
     int text = ct->kind == WHISPER__E2E__CONTENT__KIND__TEXT;
-    wh_entry_extra x = {.kind = text ? WHISPER_KIND_TEXT : WHISPER_KIND_UNSUPPORTED,
-                        .forwarded = text ? ct->forwarded : 0};
+    int att = ct->kind == WHISPER__E2E__CONTENT__KIND__ATTACHMENT; /* media.c reads its pointer */
+    wh_entry_extra x = {.kind = text  ? WHISPER_KIND_TEXT
+                                : att ? WHISPER_KIND_ATTACHMENT
+                                      : WHISPER_KIND_UNSUPPORTED,
+                        .forwarded = text || att ? ct->forwarded : 0};
     const char *qs = NULL;
     if (!text) {
       x.content = p->content.data;
@@ -555,10 +570,12 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
       x.quote_sender = qs;
       x.quote_excerpt = ct->quote->excerpt ? ct->quote->excerpt : "";
     }
-    const uint8_t *body = text ? (const uint8_t *)ct->text : NULL;
-    size_t len = text ? strlen(ct->text) : 0;
+    const char *caption = att && ct->attachment->caption ? ct->attachment->caption : "";
+    const uint8_t *body = text ? (const uint8_t *)ct->text : att ? (const uint8_t *)caption : NULL;
+    size_t len = text ? strlen(ct->text) : att ? strlen(caption) : 0;
     rc = own ? own_copy(c, d, conv, g, body, len, m->timestamp_ms, &x)
              : wh_history_incoming_put_ex(c->ctx, m, d->sender, d->sender_device, body, len, &x);
+    if (rc == WHISPER_OK && own && att) rc = sy_media_seen_put(c, ct->attachment); /* the account's */
     if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
         (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,
                              (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])d->client_id.data, 1)) == WHISPER_OK)
@@ -795,7 +812,8 @@ int sy_may_receive(whisper_client *c, const char *conv, const char *account) {
 static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
                       const Whisper__E2e__Receipt *r, evlist *evs) {
   char conv[WH_NAME_MAX + 1];
-  if (!r->has_status || r->status < WHISPER_STATUS_DELIVERED || r->status > WHISPER_STATUS_READ) {
+  if (!r->has_status || r->status < WHISPER_STATUS_DELIVERED ||
+      (r->status > WHISPER_STATUS_READ && r->status != WHISPER_STATUS_OPENED)) {
     bad_entry(c, d, evs, "a malformed receipt");
     return OUT_DONE;
   }

@@ -229,6 +229,7 @@ static void after_login(whisper_client *c) {
   sy_approvals_flush(c);
   sy_profile_flush(c); /* profile.c: the upload before the outbox's notices */
   sy_block_login(c);
+  sy_media_login(c);
   int rc = sy_jobs_load(c);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot read the outbox");
   sy_pump(c);

@@ -61,6 +61,12 @@ static int conv_accounts(whisper_client *c, const char *conv, sy_group *g, const
  * t's operation to its message in the same transaction. */
 int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
                const wh_entry_extra *x, const sy_target *t, uint64_t now_ms, uint8_t id_out[16]) {
+  return sy_enqueue_as(c, conv, body, len, x, t, now_ms, NULL, id_out);
+}
+
+int sy_enqueue_as(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
+                  const wh_entry_extra *x, const sy_target *t, uint64_t now_ms,
+                  const uint8_t *preset, uint8_t id_out[16]) {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   if (sy_block_has(c, conv)) /* block.c */
     return sy_fail(c, WHISPER_EBLOCKED, "%s is blocked: unblock it to send to it", conv);
@@ -70,7 +76,8 @@ int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t 
   size_t n = 0, n_names = 0, na = 0;
   sy_group g;
   c->now = now_ms;
-  if (wh_random(&c->ctx->rng, id, sizeof id) != 0)
+  if (preset) memcpy(id, preset, sizeof id);
+  else if (wh_random(&c->ctx->rng, id, sizeof id) != 0)
     return sy_fail(c, WHISPER_ERANDOM, "the random number generator failed");
   int rc = sy_txn_begin(c);
   if (rc == WHISPER_OK) rc = conv_accounts(c, conv, &g, &accounts, &na);

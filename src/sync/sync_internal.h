@@ -19,6 +19,8 @@
  *   profile.c profiles: the profile key end to end, the encrypted profile
  *   block.c   blocking accounts (kept, synced to this account's devices and
  *             the server) and reporting conversations to the server
+ *   media.c   attachments: encrypt, upload (the app's HTTP), send the
+ *             pointer; download and verify; view once
  */
 #ifndef WH_SYNC_INTERNAL_H
 #define WH_SYNC_INTERNAL_H
@@ -71,8 +73,11 @@ enum {
   RQ_PUBLISH, RQ_OWN_BUNDLES, RQ_BLOCK, RQ_REPORT
 };
 
-/* profile.c's requests (numbered apart from the others). */
+/* profile.c's requests (numbered apart from the others), and media.c's. */
 enum { RQ_PROFILE_SET = 100, RQ_PROFILE_GET };
+enum { RQ_MEDIA_AUTH = 110 };
+typedef struct sy_media sy_media;
+typedef struct sy_http sy_http;
 
 typedef struct sy_devref {
   char *account;
@@ -316,6 +321,15 @@ struct whisper_client {
   int profile_quiet;       /* profile.c is putting a notice in the outbox: no hook */
   int profile_due;         /* profile work waits for the end of this call (sy_profile_flush) */
   struct sy_blocks *blocks; /* block.c */
+
+  /* media.c */
+  char *media_dir;         /* the config's, copied */
+  sy_media *media;         /* jobs not finished */
+  sy_http *http_q, *http_cur; /* requests for the app, and the one it took last */
+  uint64_t http_next;
+  char media_token[512];   /* the blob store's upload token ("" none) */
+  uint64_t media_token_expires;
+  int media_token_asked;
 };
 
 /* --- client.c ------------------------------------------------------------------ */
@@ -359,6 +373,24 @@ typedef struct sy_target {
 } sy_target;
 int sy_enqueue(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
                const wh_entry_extra *x, const sy_target *t, uint64_t now_ms, uint8_t id_out[16]);
+/* The same with the message's id given (`preset`, 16 bytes; NULL: a new one). */
+int sy_enqueue_as(whisper_client *c, const char *conv, const uint8_t *body, size_t len,
+                  const wh_entry_extra *x, const sy_target *t, uint64_t now_ms,
+                  const uint8_t *preset, uint8_t id_out[16]);
+
+/* --- media.c ------------------------------------------------------------------- */
+int sy_media_load(whisper_client *c);
+void sy_media_free(whisper_client *c);
+void sy_media_tick(whisper_client *c, uint64_t now);
+uint64_t sy_media_deadline(const whisper_client *c);
+void sy_media_login(whisper_client *c);
+void sy_media_disconnected(whisper_client *c);
+void sy_media_token_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
+/* An OPENED content from another device of this account (in the entry's
+ * transaction): WHISPER_OK, WHISPER_EINVAL (malformed) or a store error. */
+int sy_media_opened_receive(whisper_client *c, const Whisper__E2e__Content *ct);
+/* Remembers a blob this account uploaded (in the caller's transaction). */
+int sy_media_seen_put(whisper_client *c, const Whisper__E2e__AttachmentPointer *p);
 #define SY_CONTENT_VERSION 1
 #define SY_TEXT_MAX 65536 /* a text's bytes */
 /* A Content decoded and checked for its kind (NULL: malformed); a kind

@@ -34,6 +34,7 @@ typedef struct rec_event {
   uint8_t target[64];
   size_t target_len;
   char target_sender[80]; /* "" : none (this account's own) */
+  uint64_t done, total;   /* WHISPER_EV_MEDIA */
 } rec_event;
 
 typedef struct node {
@@ -57,6 +58,8 @@ typedef struct node {
   size_t caught_len;
   rec_event ev[MAX_EVENTS];
   int n_ev;
+  char media_dir[256]; /* "": no media jobs */
+  uint32_t media_piece;
 } node;
 
 struct net;
@@ -70,8 +73,13 @@ typedef int (*net_tamper_fn)(struct net *n, struct node *d, uint8_t **frame, siz
 typedef void (*net_watch_fn)(struct net *n, struct node *d, const uint8_t *frame, size_t len,
                              void *arg);
 
+/* Performs an engine's HTTP requests (media); returns 1 if it moved any. */
+typedef int (*net_http_fn)(struct net *n, struct node *d, void *arg);
+
 typedef struct net {
   whisper_server *srv;
+  net_http_fn http;
+  void *http_arg;
   net_tamper_fn tamper;
   void *tamper_arg;
   net_watch_fn watch;
@@ -108,6 +116,8 @@ __attribute__((unused)) static void record(node *d) {
     if (e.target_id && e.target_id_len <= sizeof r->target)
       memcpy(r->target, e.target_id, e.target_id_len), r->target_len = e.target_id_len;
     if (e.target_sender) snprintf(r->target_sender, sizeof r->target_sender, "%s", e.target_sender);
+    r->done = e.done_bytes;
+    r->total = e.total_bytes;
     if (getenv("SYNC_TRACE"))
       fprintf(stderr, "  [%s.%u] ev %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", d->name,
               d->device, e.type, r->conversation, r->from, r->from_device, r->status, r->code,
@@ -165,6 +175,8 @@ __attribute__((unused)) static void node_engine(node *d) {
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 10;
   cfg.prekey_low = 5;
+  if (d->media_dir[0]) cfg.media_dir = d->media_dir;
+  if (d->media_piece) cfg.media_piece = d->media_piece;
   CHECK_RC(whisper_client_new(&d->cl, d->ctx, &cfg), WHISPER_OK);
 }
 
@@ -320,7 +332,8 @@ __attribute__((unused)) static void net_run(net *n) {
         node_cut(n, d);
         moved = 1;
       }
-      record(d);
+      if (n->http && d->cl && n->http(n, d, n->http_arg)) moved = 1;
+      if (d->cl) record(d);
     }
     whisper_server_output_t o;
     while (whisper_server_poll(n->srv, &o)) {
