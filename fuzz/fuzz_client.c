@@ -296,7 +296,8 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_STATUS:
         FZ_ASSERT(e.id && e.id_len == 16 && e.conversation, "EV_STATUS without its message");
-        FZ_ASSERT(e.status >= WHISPER_STATUS_SENT && e.status <= WHISPER_STATUS_READ,
+        FZ_ASSERT(e.status >= WHISPER_STATUS_SENT && e.status <= WHISPER_STATUS_OPENED &&
+                      e.status != WHISPER_STATUS_FAILED,
                   "EV_STATUS %d", e.status);
         break;
       case WHISPER_EV_ERROR:

@@ -209,10 +209,10 @@ static int entry_sane(const Whisper__Store__HistoryEntry *e) {
   for (size_t i = 0; i < e->n_statuses; i++) {
     const Whisper__Store__DeliveryStatus *d = e->statuses[i];
     if (d->name == NULL || strlen(d->name) == 0 || strlen(d->name) > 255 ||
-        d->status > WHISPER_STATUS_FAILED)
+        d->status > WHISPER_STATUS_OPENED)
       return 0;
   }
-  if (e->kind > WHISPER_KIND_UNSUPPORTED) return 0;
+  if (e->kind > WHISPER_KIND_ATTACHMENT) return 0;
   if (e->quote && (e->quote->id.len == 0 || e->quote->id.len > WHISPER_MESSAGE_ID_MAX ||
                    (e->quote->sender &&
                     (strlen(e->quote->sender) == 0 || strlen(e->quote->sender) > 255)) ||
@@ -335,7 +335,7 @@ static void check_contract(const whisper_message_t *m, const char *conv, const c
   CONTRACT(m->id_len >= 1 && m->id_len <= WHISPER_MESSAGE_ID_MAX, "%s: an id of %zu bytes", what,
            m->id_len);
   CONTRACT(m->sender == NULL || (sl >= 1 && sl <= 255), "%s: a sender of %zu bytes", what, sl);
-  CONTRACT(m->status >= WHISPER_STATUS_PENDING && m->status <= WHISPER_STATUS_FAILED,
+  CONTRACT(m->status >= WHISPER_STATUS_PENDING && m->status <= WHISPER_STATUS_OPENED,
            "%s: status %d", what, m->status);
 }
 
@@ -360,7 +360,7 @@ static void check_msg(const whisper_message_t *m, const Whisper__Store__HistoryE
             "%s: body differs", what);
   /* an outgoing message reads back FAILED if any device failed, else the
    * lowest status stored */
-  int failed = 0, lowest = WHISPER_STATUS_READ;
+  int failed = 0, lowest = e->n_statuses ? WHISPER_STATUS_OPENED : WHISPER_STATUS_READ;
   for (size_t i = 0; i < e->n_statuses; i++) {
     if (e->statuses[i]->status == WHISPER_STATUS_FAILED) failed = 1;
     else if ((int)e->statuses[i]->status < lowest) lowest = (int)e->statuses[i]->status;

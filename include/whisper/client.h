@@ -350,7 +350,11 @@ WHISPER_API void whisper_media_free(whisper_media_t *m);
  * with the error: WHISPER_EINTEGRITY, WHISPER_ETRUNCATED, WHISPER_EKEY,
  * WHISPER_ESIZE, WHISPER_ENOTFOUND for a blob the server no longer has).
  * On failure `path` is removed. While it runs, `path` holds the verified
- * prefix, so that a player can start. Returns WHISPER_OK, WHISPER_EINVAL,
+ * prefix, so that a player can start. With `path` NULL the library writes
+ * no file: the verified plaintext comes to the app in WHISPER_EV_MEDIA_DATA
+ * events (after a restart, from the first byte again: done_bytes says
+ * where each piece starts), and on failure the app discards what it got.
+ * Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_ENOTFOUND (no such attachment), WHISPER_EDENIED (a view-once
  * attachment: whisper_client_view_once_open()), WHISPER_ETOOBIG (above
  * media_max_size) or a store error.
@@ -928,6 +932,9 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_MEDIA = 25,      /* an attachment's job moved: message id of conversation (from: its
                                * sender, NULL for this account's own), status WHISPER_MEDIA_*,
                                * done_bytes of total_bytes; code with WHISPER_MEDIA_FAILED */
+  WHISPER_EV_MEDIA_DATA = 26, /* verified plaintext of an attachment downloaded without a path
+                               * (message id of conversation, from): body, starting at plaintext
+                               * offset done_bytes of total_bytes */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes

@@ -178,10 +178,10 @@ static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversat
   for (size_t i = 0; i < e->n_statuses; i++) {
     const Whisper__Store__DeliveryStatus *d = e->statuses[i];
     if (d->name == NULL || strlen(d->name) == 0 || strlen(d->name) > WH_NAME_MAX ||
-        d->status > WHISPER_STATUS_FAILED)
+        d->status > WHISPER_STATUS_OPENED)
       return 0;
   }
-  if (e->kind > WHISPER_KIND_UNSUPPORTED) return 0;
+  if (e->kind > WHISPER_KIND_ATTACHMENT) return 0;
   if (e->quote && (e->quote->id.len == 0 || e->quote->id.len > WHISPER_MESSAGE_ID_MAX ||
                    (e->quote->sender && (strlen(e->quote->sender) == 0 ||
                                          strlen(e->quote->sender) > WH_NAME_MAX)) ||
@@ -199,9 +199,10 @@ static int entry_ok(const Whisper__Store__HistoryEntry *e, const char *conversat
 }
 
 /* An outgoing message's status: FAILED if it failed for any recipient
- * device (a loss never reads back as a delivery), else the lowest. */
+ * device (a loss never reads back as a delivery), else the lowest (READ
+ * when there is none). */
 static int status_of(const Whisper__Store__HistoryEntry *e) {
-  int lowest = WHISPER_STATUS_READ;
+  int lowest = e->n_statuses ? WHISPER_STATUS_OPENED : WHISPER_STATUS_READ;
   for (size_t i = 0; i < e->n_statuses; i++) {
     if (e->statuses[i]->status == WHISPER_STATUS_FAILED) return WHISPER_STATUS_FAILED;
     if ((int)e->statuses[i]->status < lowest) lowest = (int)e->statuses[i]->status;
@@ -562,7 +563,7 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
   int rc = check_ref(ctx, conv, id, id_len);
   if (rc != WHISPER_OK) return rc;
   if (recipient == NULL) return wh_fail(ctx, WHISPER_EINVAL, "recipient is NULL");
-  if (set && (*status < WHISPER_STATUS_PENDING || *status > WHISPER_STATUS_FAILED))
+  if (set && (*status < WHISPER_STATUS_PENDING || *status > WHISPER_STATUS_OPENED))
     return wh_fail(ctx, WHISPER_EINVAL, "unknown status %d", *status);
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = entry_find(ctx, conv, id, id_len, &t, hkey, &e);
@@ -579,7 +580,8 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
    * DELIVERED and READ replace FAILED (it came after all) */
   int forward = d == NULL                           ? 0
                 : d->status == WHISPER_STATUS_FAILED
-                    ? *status == WHISPER_STATUS_DELIVERED || *status == WHISPER_STATUS_READ
+                    ? *status == WHISPER_STATUS_DELIVERED || *status == WHISPER_STATUS_READ ||
+                          *status == WHISPER_STATUS_OPENED
                     : (uint32_t)*status > d->status &&
                           (*status != WHISPER_STATUS_FAILED || d->status < WHISPER_STATUS_DELIVERED);
   if (rc == WHISPER_OK && set && forward) {
@@ -837,7 +839,7 @@ static void entry_extra(Whisper__Store__HistoryEntry *e, Whisper__Store__QuoteRe
 
 static int extra_check(whisper_ctx *ctx, const wh_entry_extra *x) {
   if (x == NULL) return WHISPER_OK;
-  if (x->kind < WHISPER_KIND_TEXT || x->kind > WHISPER_KIND_UNSUPPORTED ||
+  if (x->kind < WHISPER_KIND_TEXT || x->kind > WHISPER_KIND_ATTACHMENT ||
       (x->content == NULL && x->content_len) ||
       (x->quote_id && (x->quote_id_len == 0 || x->quote_id_len > WHISPER_MESSAGE_ID_MAX)) ||
       (x->quote_sender && (strlen(x->quote_sender) == 0 || strlen(x->quote_sender) > WH_NAME_MAX)) ||

@@ -51,6 +51,9 @@ struct sy_media {
   whisper_attachment_decryptor *dec;
   FILE *src, *tmp, *out;
   uint64_t done;        /* encrypting: bytes read */
+  whisper_client *c;    /* downloading without a path: where the bytes go (events) */
+  uint64_t size;        /* downloading: the plaintext's size */
+  uint64_t given;       /* and how many were given */
   struct sy_media *next;
 };
 
@@ -294,7 +297,7 @@ static void job_fail(whisper_client *c, sy_media *j, int code) {
   char *tp = tmp_path(c, j);
   if (tp) unlink(tp);
   free(tp);
-  if (j->dir == DIR_DOWN && j->path) unlink(j->path); /* no unverified whole is left */
+  if (j->dir == DIR_DOWN && j->path[0]) unlink(j->path); /* no unverified whole is left */
   j->state = WHISPER_MEDIA_FAILED;
   j->error = code;
   media_event(c, j, WHISPER_MEDIA_FAILED, code);
@@ -839,8 +842,20 @@ static void upload_answer(whisper_client *c, sy_media *j, int status, const char
 
 /* --- downloading ---------------------------------------------------------------------------- */
 
+/* Verified plaintext: to the app's file, or to the app itself (events). */
 static int out_sink(void *user, const uint8_t *data, size_t len) {
-  return fwrite(data, 1, len, user) == len ? 0 : WHISPER_ESTORE;
+  sy_media *j = user;
+  if (j->out) return fwrite(data, 1, len, j->out) == len ? 0 : WHISPER_ESTORE;
+  sy_event *e = sy_event_new(j->c, WHISPER_EV_MEDIA_DATA);
+  if (e == NULL || sy_event_set(e, j->conv, j->sender, j->id, j->id_len, data, len) != WHISPER_OK) {
+    sy_event_free(e);
+    return WHISPER_ENOMEM;
+  }
+  e->ev.done_bytes = j->given; /* where these bytes start */
+  e->ev.total_bytes = j->size;
+  j->given += len;
+  sy_event_push(j->c, e);
+  return WHISPER_OK;
 }
 
 static Whisper__E2e__AttachmentPointer *job_pointer(sy_media *j, Whisper__E2e__Content **ct) {
@@ -868,12 +883,15 @@ static int download_open(whisper_client *c, sy_media *j) {
     x.chunk_size = p->chunk_size;
   }
   x.max_size = c->cfg.media_max_size;
+  j->size = p->size;
   char *tp = tmp_path(c, j);
   j->tmp = tp ? fopen(tp, "a+b") : NULL;
   free(tp);
-  j->out = fopen(j->path, "wb");
-  int rc = j->tmp && j->out ? WHISPER_OK : WHISPER_ESTORE;
-  if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_new(&j->dec, &x, out_sink, j->out);
+  j->out = j->path[0] ? fopen(j->path, "wb") : NULL; /* "": the bytes go to the app */
+  j->c = c;
+  j->given = 0;
+  int rc = j->tmp && (j->out || !j->path[0]) ? WHISPER_OK : WHISPER_ESTORE;
+  if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_new(&j->dec, &x, out_sink, j);
   whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
   if (rc != WHISPER_OK) return rc;
   /* the blob bytes already here, verified again */
@@ -885,7 +903,7 @@ static int download_open(whisper_client *c, sy_media *j) {
     rc = whisper_attachment_decrypt_update(j->dec, buf, n);
     j->offset += n;
   }
-  if (rc == WHISPER_OK && fflush(j->out) != 0) rc = WHISPER_ESTORE;
+  if (rc == WHISPER_OK && j->out && fflush(j->out) != 0) rc = WHISPER_ESTORE;
   return rc;
 }
 
@@ -902,7 +920,8 @@ static int download_finish(sy_media *j) {
       rc = whisper_attachment_decrypt_update(j->dec, buf, n);
     if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_finish(j->dec);
   }
-  if (rc == WHISPER_OK && (fflush(j->out) != 0 || fsync(fileno(j->out)) != 0)) rc = WHISPER_ESTORE;
+  if (rc == WHISPER_OK && j->out && (fflush(j->out) != 0 || fsync(fileno(j->out)) != 0))
+    rc = WHISPER_ESTORE;
   return rc;
 }
 
@@ -981,7 +1000,7 @@ static void download_answer(whisper_client *c, sy_media *j, int status, const ui
   if (len > j->total - j->offset) len = (size_t)(j->total - j->offset) + 1; /* (ESIZE follows) */
   int rc = fwrite(body, 1, len, j->tmp) == len && fflush(j->tmp) == 0 ? WHISPER_OK : WHISPER_ESTORE;
   if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_update(j->dec, body, len);
-  if (rc == WHISPER_OK && fflush(j->out) != 0) rc = WHISPER_ESTORE;
+  if (rc == WHISPER_OK && j->out && fflush(j->out) != 0) rc = WHISPER_ESTORE;
   if (rc != WHISPER_OK) {
     job_fail(c, j, rc);
     return;
@@ -1009,9 +1028,10 @@ static int find_attachment(whisper_client *c, const char *conv, const uint8_t *i
 static int start_download(whisper_client *c, const char *conv, const uint8_t *id, size_t id_len,
                           const char *sender, const char *path, int view_once, uint64_t now) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (conv == NULL || id == NULL || id_len == 0 || id_len > WHISPER_MESSAGE_ID_MAX || path == NULL ||
-      (sender && !sy_valid_account(sender)))
-    return sy_fail(c, WHISPER_EINVAL, "download needs a conversation, a message and a path");
+  if (conv == NULL || id == NULL || id_len == 0 || id_len > WHISPER_MESSAGE_ID_MAX ||
+      (path && path[0] == 0) || (sender && !sy_valid_account(sender)))
+    return sy_fail(c, WHISPER_EINVAL, "download needs a conversation, a message and a path (or NULL)");
+  if (path == NULL) path = ""; /* the bytes go to the app, in events */
   if (c->cfg.media_dir == NULL) return sy_fail(c, WHISPER_EINVAL, "no media_dir is configured");
   wh_found f;
   int rc = find_attachment(c, conv, id, id_len, sender, &f);
@@ -1064,7 +1084,7 @@ static int start_download(whisper_client *c, const char *conv, const uint8_t *id
         break;
       }
       *pp = old->next;
-      if (strcmp(old->path, path) != 0) unlink(old->path);
+      if (old->path[0] && strcmp(old->path, path) != 0) unlink(old->path);
       job_free(old);
       break;
     }
@@ -1162,7 +1182,7 @@ int sy_media_opened_receive(whisper_client *c, const Whisper__E2e__Content *ct) 
       char *tp = tmp_path(c, j);
       if (tp) unlink(tp);
       free(tp);
-      unlink(j->path);
+      if (j->path[0]) unlink(j->path);
       *pp = j->next;
       job_free(j);
       rc = index_put(c);

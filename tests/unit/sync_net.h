@@ -17,6 +17,11 @@
 #define MAX_EVENTS 1024
 
 static char dbdir[128];
+static char net_media_root[160];  /* set: each new node gets media_dir root/name.device */
+static uint32_t net_media_piece;  /* and this media_piece (0: the default) */
+struct node;
+/* Sees every event an engine raises, whole (record() keeps a summary). */
+static void (*net_on_event)(struct node *d, const whisper_client_event_t *e);
 static const uint8_t KEY[32] = "sync test store key ............";
 
 /* --- recorded events ------------------------------------------------------------------------ */
@@ -94,6 +99,7 @@ typedef struct net {
 __attribute__((unused)) static void record(node *d) {
   whisper_client_event_t e;
   while (whisper_client_next_event(d->cl, &e)) {
+    if (net_on_event) net_on_event(d, &e);
     if (d->n_ev == MAX_EVENTS) continue;
     rec_event *r = &d->ev[d->n_ev++];
     memset(r, 0, sizeof *r);
@@ -191,6 +197,11 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
   if (sqlite) {
     snprintf(d->path, sizeof d->path, "%s/%s.%u.db", dbdir, name, device);
     whisper_store_sqlite_destroy(d->path);
+  }
+  if (net_media_root[0]) {
+    snprintf(d->media_dir, sizeof d->media_dir, "%s/%s.%u.media", net_media_root, name, device);
+    mkdir(d->media_dir, 0700);
+    d->media_piece = net_media_piece;
   }
   node_open(d);
   CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, T0), WHISPER_OK);
