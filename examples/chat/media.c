@@ -450,6 +450,21 @@ void hb_attachment(chat *c, jbuf *b, const char *conversation, const uint8_t *id
 }
 
 int chat_media_event(chat *c, const whisper_client_event_t *ev) {
+  if (ev->type == WHISPER_EV_MEDIA_DATA) {
+    /* only for a download without a path, which whisper-chat never asks for */
+    if (c->script) {
+      jbuf b;
+      jb_init(&b);
+      jb_begin(&b, "media_data");
+      jb_str(&b, "conversation", ev->conversation);
+      jb_hex(&b, "id", ev->id, ev->id_len);
+      jb_u64(&b, "offset", ev->done_bytes);
+      jb_u64(&b, "len", ev->body_len);
+      jb_print(c, &b);
+      jb_free(&b);
+    }
+    return 1;
+  }
   if (ev->type != WHISPER_EV_MEDIA) return 0;
   int own = ev->from == NULL || strcmp(ev->from, c->account) == 0;
   jbuf b;
