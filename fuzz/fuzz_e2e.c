@@ -1105,6 +1105,25 @@ static int tag0_model(const ProtobufCMessage *m) {
   return 0;
 }
 
+/* An attachment pointer the engine can use (client.h's limits; the blob id
+ * goes into a URL path: [A-Za-z0-9_-], 1..128). */
+static int pointer_model(const Whisper__E2e__AttachmentPointer *a) {
+  if (a == NULL || tag0_model(&a->base) || a->blob_id == NULL) return 0;
+  size_t bl = strlen(a->blob_id);
+  if (bl == 0 || bl > 128 || strspn(a->blob_id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != bl)
+    return 0;
+  if (a->key.len != 64 || a->digest.len != 32 || a->size > (1ULL << 40)) return 0;
+  if (a->has_plaintext_hash && a->plaintext_hash.len != 32) return 0;
+  if (a->thumbnail.len > 65536) return 0;
+  if ((a->content_type && !utf8_model(a->content_type, 127)) ||
+      (a->file_name && (!utf8_model(a->file_name, 255) || strchr(a->file_name, '/'))) ||
+      (a->caption && !utf8_model(a->caption, 4096)))
+    return 0;
+  if (a->incremental_mac.len)
+    return a->chunk_size >= 16 && a->chunk_size <= 2u * 1024 * 1024 && a->incremental_mac.len % 32 == 0;
+  return 1;
+}
+
 static void do_content(const uint8_t *p, size_t n) {
   Whisper__E2e__Content *m = whisper__e2e__content__unpack(NULL, n, p);
   int want = m != NULL;
@@ -1133,6 +1152,13 @@ static void do_content(const uint8_t *p, size_t n) {
       want = m->call && m->call->has_call_id && m->call->call_id.len == 16 && m->call->type >= 1 &&
              m->call->type <= 5 && m->call->data.len <= 65536;
       break;
+    case WHISPER__E2E__CONTENT__KIND__ATTACHMENT:
+      want = pointer_model(m->attachment);
+      break;
+    case WHISPER__E2E__CONTENT__KIND__OPENED: /* view once: the target, and its conversation */
+      want = m->target && m->target->has_id && id_model(&m->target->id) && who_model(m->target->sender) &&
+             m->text && utf8_model(m->text, 255);
+      break;
     default:
       break;
     }
@@ -1142,7 +1168,8 @@ static void do_content(const uint8_t *p, size_t n) {
             want ? "takes" : "refuses");
   if (ct) {
     FZ_ASSERT(ct->kind == m->kind, "the kind changed");
-    FZ_ASSERT(sy_content_known(ct->kind) == (ct->kind >= 1 && ct->kind <= 5), "known kinds");
+    FZ_ASSERT(sy_content_known(ct->kind) == ((ct->kind >= 1 && ct->kind <= 5) || ct->kind == 9),
+              "known kinds");
     size_t len = whisper__e2e__content__get_packed_size(ct);
     uint8_t *b = malloc(len ? len : 1);
     FZ_ASSERT(b != NULL, "out of memory");

@@ -745,7 +745,10 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP: {
       const char *path = in ? (const char *)in : "";
       n->stats.http_requests++;
-      if (wd_tus_path(path)) return wd_tus_request(&n->tus, wsi, path, &tx->tus);
+      if (wd_tus_path(path)) {
+        wd_tus_free(&n->tus, tx->tus); /* never left over; HTTP/1.1 is one at a time */
+        return wd_tus_request(&n->tus, wsi, path, &tx->tus);
+      }
       if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
         return respond_text(wsi, tx, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
       if (strcmp(path, "/healthz") == 0) {

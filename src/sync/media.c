@@ -220,8 +220,12 @@ static sy_media *job_from(const uint8_t key[KEY_LEN], const Whisper__Client__Med
   j->path = dup_or_null(m->path);
   j->url = dup_or_null(m->url);
   if (m->has_content) j->content = whisper_buf_new(m->content.data, m->content.len);
-  if (j->conv == NULL || j->path == NULL || j->id_len == 0 || (m->has_content && !j->content) ||
-      (j->dir != DIR_UP && j->dir != DIR_DOWN)) {
+  int up = j->dir == DIR_UP, down = j->dir == DIR_DOWN;
+  if (j->conv == NULL || j->path == NULL || j->id_len == 0 || j->content == NULL || (!up && !down) ||
+      (up && (m->key.len != sizeof j->akey || m->iv.len != sizeof j->iv ||
+              (j->state != WHISPER_MEDIA_ENCRYPTING && j->state != WHISPER_MEDIA_UPLOADING))) ||
+      (down && j->state != WHISPER_MEDIA_DOWNLOADING) || j->offset > j->total ||
+      (j->url && (strncmp(j->url, "/v1/blobs/", 10) != 0 || strlen(j->url) > 300))) {
     job_free(j);
     return NULL;
   }
@@ -783,7 +787,10 @@ static void upload_answer(whisper_client *c, sy_media *j, int status, const char
       /* an absolute URL is cut to its path: the app's host is the server's */
       const char *p = strstr(loc, "://");
       p = p ? strchr(p + 3, '/') : loc;
-      if (p == NULL || strncmp(p, "/v1/blobs/", 10) != 0 || strlen(p) < 11) {
+      /* it goes into the app's next requests: a plain path, nothing that could end a line */
+      if (p == NULL || strncmp(p, "/v1/blobs/", 10) != 0 || strlen(p) < 11 || strlen(p) > 300 ||
+          strspn(p + 10, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+              strlen(p + 10)) {
         job_fail(c, j, WHISPER_EINVALIDMSG);
         return;
       }

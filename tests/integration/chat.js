@@ -894,6 +894,9 @@ class ChatTest {
       ids = h.messages.map((m) => m.id);
       for (const m of h.messages) {
         const p = m.id.slice(0, 4);
+        // an all-decimal prefix may also be a #number of the listing (msgref.c
+        // then says "both", not "ambiguous"): only a prefix with a hex letter
+        if (/^[0-9]+$/.test(p)) continue;
         if (by.has(p)) {
           pair = [by.get(p), m.id, p];
           break;
