@@ -5,7 +5,8 @@
 #  2. examples/demo/sync-demo.js: whisperd on loopback and scripted
 #     whisper-chat clients: a conversation with every tick, a reply, a
 #     reaction, an edit and a delete for everyone (each checked: pass or
-#     FAIL), an offline catch-up, and a group a member leaves.
+#     FAIL), an offline catch-up, a group a member leaves, and a photo
+#     whose upload is cut (SIGKILL) and resumed, downloaded and checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh

@@ -7,6 +7,8 @@
  *   commands.c  the command lines (the same interactive and in --script)
  *   output.c    events and command results: human lines or JSON lines
  *   msgref.c    naming a message: #N of the last history listing, or an id prefix
+ *   http.c      the engine's HTTP requests (the blob store), on lws' HTTP client
+ *   media.c     attachments: send-file, view-once, download, open, their lines
  *   qr.c        QR codes for the terminal (libqrencode), and the scannable texts
  *   util.c      time, hex, the store key file
  *
@@ -25,6 +27,8 @@
 #define CHAT_KEY_LEN 32
 
 typedef struct chat_net chat_net;
+typedef struct chat_http chat_http;
+struct lws_context;
 
 /** A changed identity key an EV_IDENTITY announced, for `trust`. */
 typedef struct chat_key {
@@ -68,6 +72,8 @@ typedef struct chat {
   const char *db_path;
   const char *key_path;
   const char *anchor_path; /* --anchor-file: the store's anchor, kept outside it */
+  char *media_dir;    /* --media-dir, or the folder beside the store */
+  char *downloads_dir; /* where `download` puts a file without a path */
   const char *account;
   uint32_t device;
   const char *server;
@@ -84,6 +90,7 @@ typedef struct chat {
 
   /* the connection and stdin */
   chat_net *net;
+  chat_http *http;    /* the engine's HTTP requests in flight */
 
   /* what the app knows */
   chat_key *changed;  /* identity keys waiting for `trust` */
@@ -156,6 +163,27 @@ void net_close(chat *c);
 
 /** Stops reading stdin (quitting). */
 void net_stdin_stop(chat *c);
+
+/** The libwebsockets context (NULL before net_init()), and where --server
+ *  points: http.c connects there too. */
+struct lws_context *net_context(const chat *c);
+void net_endpoint(const chat *c, const char **host, int *port, const char **host_header, int *tls);
+
+/* --- http.c ---------------------------------------------------------------- */
+
+/** Makes http.c's state. Returns 0 or -1 (no memory). */
+int http_init(chat *c);
+
+/** Starts every HTTP request the engine has for the app. */
+void http_pump(chat *c);
+
+/** Requests started and not answered yet. */
+size_t http_in_flight(const chat *c);
+
+/** Quitting: nothing more is started or answered (net_free calls it
+ *  before it destroys the context, then http_free()). */
+void http_stop(chat *c);
+void http_free(chat *c);
 
 /* --- commands.c ------------------------------------------------------------ */
 
@@ -292,6 +320,30 @@ int chat_block_cmd(chat *c, const char *cmd, char *args);
 
 /** Prints WHISPER_EV_BLOCKED: 1, or 0 for another event. */
 int chat_block_event(chat *c, const whisper_client_event_t *ev);
+
+/* --- media.c ------------------------------------------------------------- */
+
+/** send-file, view-once, download, open, media (help lists them after
+ *  block.c's). */
+extern const chat_cmd chat_media_cmds[];
+extern const size_t chat_media_n;
+
+/** Runs `cmd` if it is one of chat_media_cmds: 1, else 0. */
+int chat_media_cmd(chat *c, const char *cmd, char *args);
+
+/** Prints WHISPER_EV_MEDIA: 1, or 0 for another event. */
+int chat_media_event(chat *c, const whisper_client_event_t *ev);
+
+/** An attachment message of history: its JSON fields ("attachment": name,
+ *  type, size, caption, state, ...), and its human text. */
+void jb_attachment(chat *c, jbuf *b, const char *conversation, const uint8_t *id, size_t id_len,
+                   const char *sender);
+void hb_attachment(chat *c, jbuf *b, const char *conversation, const uint8_t *id, size_t id_len,
+                   const char *sender, const uint8_t *caption, size_t caption_len);
+
+/** The media and downloads folders beside the store (unless --media-dir
+ *  named one), made if missing. Returns 0, or -1 after printing why. */
+int media_dirs(chat *c);
 
 /* --- qr.c ------------------------------------------------------------------ */
 

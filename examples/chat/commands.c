@@ -1673,6 +1673,13 @@ static void cmd_help(chat *c, char *args) {
       jb_str(&b, "about", chat_block_cmds[i].about);
       jb_close(&b, '}');
     }
+    for (size_t i = 0; i < chat_media_n; i++) { /* media.c */
+      jb_open(&b, NULL, '{');
+      jb_str(&b, "command", chat_media_cmds[i].name);
+      jb_str(&b, "usage", chat_media_cmds[i].usage);
+      jb_str(&b, "about", chat_media_cmds[i].about);
+      jb_close(&b, '}');
+    }
     jb_close(&b, ']');
     jb_print(c, &b);
   } else {
@@ -1681,6 +1688,8 @@ static void cmd_help(chat *c, char *args) {
       hb_printf(&b, "\n  %-38s %s", commands[i].usage, commands[i].about);
     for (size_t i = 0; i < chat_block_n; i++) /* block.c */
       hb_printf(&b, "\n  %-38s %s", chat_block_cmds[i].usage, chat_block_cmds[i].about);
+    for (size_t i = 0; i < chat_media_n; i++) /* media.c */
+      hb_printf(&b, "\n  %-38s %s", chat_media_cmds[i].usage, chat_media_cmds[i].about);
     hb_printf(&b,
               "\n\n  A conversation is an account's name, or # and a group's id (as messages show it).\n"
               "  A <message> is #N, the number the last `history` of its conversation showed for it\n"
@@ -1709,5 +1718,6 @@ void cmd_line(chat *c, char *line) {
     }
   }
   if (chat_block_cmd(c, cmd, p)) return; /* block.c */
+  if (chat_media_cmd(c, cmd, p)) return; /* media.c */
   out_cmd_error(c, cmd, 0, "unknown command (try: help)");
 }

@@ -39,6 +39,7 @@ static void usage(FILE *f) {
           "                    --server ws://HOST:PORT/v1/ws [--script]\n"
           "                    [--ca-file PEM] [--insecure] [--backoff-max-ms MS]\n"
           "                    [--no-read-receipts] [--invisible] [--anchor-file FILE]\n"
+          "                    [--media-dir DIR] [--media-piece BYTES]\n"
           "\n"
           "  --db FILE           the device's encrypted store (made on the first run)\n"
           "  --key-file FILE     its 32-byte key (made, mode 0600, when missing)\n"
@@ -54,12 +55,16 @@ static void usage(FILE *f) {
           "  --invisible         others do not see this account online\n"
           "  --anchor-file FILE  keeps the store's anchor here (outside the store): a store\n"
           "                      restored from an older copy is caught at the start\n"
+          "  --media-dir DIR     where attachments in flight are kept, encrypted (default:\n"
+          "                      <db>-media beside the store; downloads go to <db>-downloads)\n"
+          "  --media-piece BYTES bytes per upload or download request (default 1048576)\n"
           "\n"
           "Commands (stdin, one per line; `help` lists them with a line about each): send,\n"
           "gsend, group create|add|remove|admin|info|setting|link|join|leave|show, history,\n"
           "read, typing, subscribe, safety, verify, accept, trust, link-approve,\n"
           "device-remove, status, help, quit; block, unblock, blocked, report.\n");
   fprintf(f, "On a message: reply, react, unreact, edit, delete, forward; and call.\n");
+  fprintf(f, "Attachments: send-file, view-once, download, open, media.\n");
 }
 
 static int valid_account(const char *s) {
@@ -127,6 +132,18 @@ static int parse_args(chat *c, int argc, char **argv) {
     } else if (FLAG("--anchor-file")) {
       VALUE();
       c->anchor_path = val;
+    } else if (FLAG("--media-dir")) {
+      VALUE();
+      free(c->media_dir);
+      c->media_dir = strdup(val);
+      if (!c->media_dir) return 2;
+    } else if (FLAG("--media-piece")) {
+      VALUE();
+      if (parse_uint(val, 64ULL << 20, &v) != 0 || v < 1024) {
+        fprintf(stderr, "whisper-chat: --media-piece must be 1024..67108864\n");
+        return 2;
+      }
+      c->cfg.media_piece = (uint32_t)v;
     } else if (FLAG("--account")) {
       VALUE();
       c->account = val;
@@ -178,6 +195,8 @@ static int anchor_check(chat *c);
 
 static int open_device(chat *c) {
   uint8_t key[CHAT_KEY_LEN];
+  if (media_dirs(c) != 0) return -1;
+  c->cfg.media_dir = c->media_dir;
   if (key_file_load(c->key_path, key) != 0) return -1;
   whisper_sqlite_options_t opts = WHISPER_SQLITE_OPTIONS_INIT;
   opts.key = key;
@@ -302,6 +321,10 @@ static void close_device(chat *c) {
   c->ctx = NULL;
   whisper_store_close(c->store);
   c->store = NULL;
+  free(c->media_dir);
+  c->media_dir = NULL;
+  free(c->downloads_dir);
+  c->downloads_dir = NULL;
 }
 
 void chat_events(chat *c) {
@@ -336,6 +359,7 @@ void chat_pump(chat *c) {
       net_send(c, frame);
     if (whisper_client_want_close(c->client)) net_close(c);
   }
+  if (!c->quit) http_pump(c); /* the blob store's requests (http.c) */
   /* The next round returns by the engine's deadline; while there is no
    * connection also soon enough to see the backoff pass. */
   now = now_ms();

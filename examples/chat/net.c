@@ -73,6 +73,10 @@ struct chat_net {
 
 static chat *chat_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
 
+/* http.c: the callback of the engine's HTTP requests. */
+int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                  size_t len);
+
 /* --- the queue ---------------------------------------------------------------- */
 
 static void queue_clear(chat_net *n) {
@@ -278,6 +282,9 @@ static int on_writeable(chat *c, struct lws *wsi) {
 static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                        size_t len) {
   (void)user;
+  /* An HTTP request of http.c's (its opaque user data) that lws calls
+   * back here before it is bound to its own protocol. */
+  if (lws_get_opaque_user_data(wsi)) return http_callback(wsi, reason, user, in, len);
   chat *c = chat_of(wsi);
   if (!c || !c->net) return 0;
   chat_net *n = c->net;
@@ -412,6 +419,7 @@ void net_stdin_stop(chat *c) {
 static const struct lws_protocols protocols[] = {
     {.name = SUBPROTOCOL, .callback = ws_callback, .rx_buffer_size = 0},
     {.name = STDIN_PROTOCOL, .callback = stdin_callback},
+    {.name = "whisper-chat-http", .callback = http_callback},
     {.name = NULL, .callback = NULL},
 };
 
@@ -485,7 +493,7 @@ int net_init(chat *c) {
     return -1;
   }
   n->line = malloc(MAX_LINE);
-  if (!n->line) return -1;
+  if (!n->line || http_init(c) != 0) return -1;
 
   const char *lvl = getenv("WHISPER_CHAT_LWS_LOG");
   lws_set_log_level(lvl ? atoi(lvl) : LLL_ERR, lws_log);
@@ -531,16 +539,27 @@ void net_wake_at(chat *c, uint64_t at_ms) {
 
 void net_service(chat *c) { lws_service(c->net->ctx, 0); }
 
+struct lws_context *net_context(const chat *c) { return c->net ? c->net->ctx : NULL; }
+
+void net_endpoint(const chat *c, const char **host, int *port, const char **host_header, int *tls) {
+  *host = c->net->host;
+  *port = c->net->port;
+  *host_header = c->net->host_header;
+  *tls = c->net->tls;
+}
+
 void net_free(chat *c) {
   chat_net *n = c->net;
   if (!n) return;
   if (n->ctx) {
     n->destroying = 1;
     n->stopping_stdin = 1;
+    http_stop(c); /* the requests in flight are dropped: the engine asks again next run */
     lws_sul_cancel(&n->wake);
     lws_context_destroy(n->ctx);
     n->ctx = NULL;
   }
+  http_free(c);
   /* The engine hears of the end of an attempt lws did not call back. */
   if (n->state != NET_IDLE) conn_ended(c, NULL);
   queue_clear(n);

@@ -262,6 +262,7 @@ const char *status_name(int status) {
   case WHISPER_STATUS_DELIVERED: return "delivered";
   case WHISPER_STATUS_READ: return "read";
   case WHISPER_STATUS_FAILED: return "failed";
+  case WHISPER_STATUS_OPENED: return "opened";
   default: return "unknown";
   }
 }
@@ -273,6 +274,7 @@ const char *status_ticks(const chat *c, int status) {
   case WHISPER_STATUS_DELIVERED: return "✓✓";
   case WHISPER_STATUS_READ: return c->color ? "\033[34m✓✓\033[0m" : "✓✓ read";
   case WHISPER_STATUS_FAILED: return c->color ? "\033[31m! not delivered\033[0m" : "! not delivered";
+  case WHISPER_STATUS_OPENED: return c->color ? "\033[34m✓✓ opened\033[0m" : "✓✓ opened";
   default: return "?";
   }
 }
@@ -330,8 +332,15 @@ static void hb_quote(const chat *c, jbuf *b, const char *sender, const char *exc
   hb_excerpt(b, (const uint8_t *)excerpt, excerpt ? strlen(excerpt) : 0);
 }
 
+/* A message's kind as the JSON lines name it. */
+static const char *kind_name(int kind) {
+  return kind == WHISPER_KIND_TEXT ? "text" : kind == WHISPER_KIND_ATTACHMENT ? "attachment" : "unsupported";
+}
+
 void jb_content(chat *c, jbuf *b, const whisper_message_t *m) {
-  jb_str(b, "kind", m->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
+  jb_str(b, "kind", kind_name(m->kind));
+  if (m->kind == WHISPER_KIND_ATTACHMENT && !m->deleted) /* media.c */
+    jb_attachment(c, b, m->conversation, m->id, m->id_len, m->sender);
   jb_bool(b, "edited", m->edited_ms != 0);
   if (m->edited_ms) jb_u64(b, "edited_ms", m->edited_ms);
   jb_bool(b, "deleted", m->deleted);
@@ -364,6 +373,11 @@ static void hb_forwarded(const chat *c, jbuf *b, uint32_t forwarded) {
 void hb_content(chat *c, jbuf *b, const whisper_message_t *m) {
   if (m->deleted) {
     hb_printf(b, "%s%s%s", c->color ? "\033[2m" : "", TOMBSTONE_TEXT, c->color ? "\033[0m" : "");
+    return;
+  }
+  if (m->kind == WHISPER_KIND_ATTACHMENT) { /* media.c; the body is its caption */
+    hb_forwarded(c, b, m->forwarded);
+    hb_attachment(c, b, m->conversation, m->id, m->id_len, m->sender, m->body, m->body_len);
     return;
   }
   if (m->kind != WHISPER_KIND_TEXT) { /* unsupported, or a kind of a later library */
@@ -419,6 +433,7 @@ static const char *event_name(int type) {
   case WHISPER_EV_CALL: return "call";
   case WHISPER_EV_SETTINGS: return "settings";
   case WHISPER_EV_PROFILE: return "profile";
+  case WHISPER_EV_MEDIA: return "media";
   default: return "unknown";
   }
 }
@@ -484,8 +499,11 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_bytes(&b, "body", ev->body, ev->body_len);
     jb_u64(&b, "seq", ev->server_seq);
     jb_u64(&b, "ts", ev->server_ts);
-    jb_str(&b, "kind", ev->kind != WHISPER_KIND_TEXT ? "unsupported" : "text");
+    jb_str(&b, "kind", kind_name(ev->kind));
     jb_u64(&b, "forwarded", ev->forwarded);
+    if (ev->kind == WHISPER_KIND_ATTACHMENT) /* media.c; the body is its caption */
+      jb_attachment(c, &b, ev->conversation, ev->id, ev->id_len,
+                    ev->from && strcmp(ev->from, c->account) == 0 ? NULL : ev->from);
     if (ev->target_id && ev->target_id_len) {
       /* a reply: the quote as history keeps it with the reply */
       whisper_page *page;
@@ -777,7 +795,12 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     hb_printf(&b, "] %s", bold);
     hb_str(&b, ev->from);
     hb_printf(&b, ".%u%s: ", (unsigned)ev->from_device, off);
-    if (ev->kind != WHISPER_KIND_TEXT) {
+    if (ev->kind == WHISPER_KIND_ATTACHMENT) {
+      hb_forwarded(c, &b, ev->forwarded);
+      hb_attachment(c, &b, ev->conversation, ev->id, ev->id_len,
+                    ev->from && strcmp(ev->from, c->account) == 0 ? NULL : ev->from, ev->body,
+                    ev->body_len);
+    } else if (ev->kind != WHISPER_KIND_TEXT) {
       puts_(&b, UNSUPPORTED_TEXT);
     } else {
       hb_forwarded(c, &b, ev->forwarded);
@@ -987,6 +1010,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
 void out_event(chat *c, const whisper_client_event_t *ev) {
   if (ev->type == WHISPER_EV_ANCHOR && !c->script) return; /* kept, not shown (--anchor-file) */
   if (chat_block_event(c, ev)) return; /* block.c */
+  if (chat_media_event(c, ev)) return; /* media.c */
   if (c->script)
     event_json(c, ev);
   else
