@@ -8,6 +8,9 @@
  *                                               type from its extension, its name the
  *                                               path's last part)
  *   view-once <conversation> <path> [caption]   the same, opened once (WHISPER_MEDIA_VIEW_ONCE)
+ *   voice-note <conversation> <path>            the same, a voice note (WHISPER_MEDIA_VOICE_NOTE)
+ *   (send-file, view-once and voice-note take --thumb FILE, --size WxH and
+ *   --duration MS between the path and the caption)
  *   download <conversation> <message> [path]    into path (default: the downloads
  *                                               folder beside the store, by its name)
  *   open <conversation> <message> <path>        a view-once attachment, into path
@@ -128,31 +131,95 @@ static void engine_error(chat *c, const char *cmd, int rc) {
 
 /* --- send-file, view-once --------------------------------------------------- */
 
+/* The whole of a small file (a thumbnail), or NULL with why in err. */
+static uint8_t *read_small(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    snprintf(err, errlen, "%.200s: %s", path, strerror(errno));
+    return NULL;
+  }
+  uint8_t *buf = malloc(max + 1);
+  size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
+  fclose(f);
+  if (!buf || n > max) {
+    snprintf(err, errlen, "%.200s: %s", path, buf ? "larger than a thumbnail may be" : "out of memory");
+    free(buf);
+    return NULL;
+  }
+  *len = n;
+  return buf;
+}
+
+/* Options between the path and the caption: --thumb FILE (the app's small
+ * image, carried inline), --size WxH, --duration MS. 0, or -1 (said). */
+static int media_options(chat *c, const char *cmd, char **args, whisper_media_meta_t *meta,
+                         uint8_t **thumb) {
+  for (;;) {
+    char *s = *args;
+    while (*s == ' ' || *s == '\t') s++;
+    if (strncmp(s, "--", 2) != 0) return 0;
+    char *opt = word(args), *val = word(args);
+    unsigned a = 0, b = 0;
+    char err[256], extra;
+    if (!val) {
+      out_cmd_error(c, cmd, 0, "%.40s needs a value", opt);
+      return -1;
+    }
+    if (strcmp(opt, "--thumb") == 0) {
+      size_t n = 0;
+      free(*thumb);
+      if (!(*thumb = read_small(val, WHISPER_MEDIA_THUMBNAIL_MAX, &n, err, sizeof err))) {
+        out_cmd_error(c, cmd, WHISPER_EINVAL, "%s", err);
+        return -1;
+      }
+      meta->thumbnail = *thumb;
+      meta->thumbnail_len = n;
+    } else if (strcmp(opt, "--size") == 0 && sscanf(val, "%ux%u%c", &a, &b, &extra) == 2) {
+      meta->width = a;
+      meta->height = b;
+    } else if (strcmp(opt, "--duration") == 0 && sscanf(val, "%u%c", &a, &extra) == 1) {
+      meta->duration_ms = a;
+    } else {
+      out_cmd_error(c, cmd, 0, "unknown option %.40s %.40s (--thumb FILE, --size WxH, --duration MS)",
+                    opt, val);
+      return -1;
+    }
+  }
+}
+
 static void send_file(chat *c, const char *cmd, char *args, uint32_t flags) {
   char *conv = word(&args);
   char *path = word(&args);
-  char *caption = rest(&args);
+  whisper_media_meta_t meta;
+  memset(&meta, 0, sizeof meta);
+  uint8_t *thumb = NULL;
   if (!conv || !path) {
-    out_cmd_error(c, cmd, 0, "usage: %s <conversation> <path> [caption]", cmd);
+    out_cmd_error(c, cmd, 0, "usage: %s <conversation> <path> [--thumb FILE] [--size WxH] "
+                             "[--duration MS] [caption]", cmd);
     return;
   }
+  if (media_options(c, cmd, &args, &meta, &thumb) != 0) {
+    free(thumb);
+    return;
+  }
+  char *caption = rest(&args);
   struct stat st;
   if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
     out_cmd_error(c, cmd, WHISPER_ENOTFOUND, "%.200s: %s", path,
                   errno == ENOENT || errno == 0 ? "no such file" : strerror(errno));
+    free(thumb);
     return;
   }
   char *full = absolute(path);
   if (!full) {
     out_cmd_error(c, cmd, WHISPER_ENOMEM, "out of memory");
+    free(thumb);
     return;
   }
   const char *base = strrchr(full, '/');
   base = base ? base + 1 : full;
-  whisper_media_meta_t meta;
-  memset(&meta, 0, sizeof meta);
   meta.content_type = content_type_of(base);
-  meta.file_name = base; /* images go without width and height: whisper-chat reads no image */
+  meta.file_name = base; /* (whisper-chat reads no image: --size and --thumb are the user's) */
   meta.caption = *caption ? caption : NULL;
   meta.flags = flags;
   uint8_t id[WHISPER_CLIENT_ID_LEN];
@@ -164,8 +231,10 @@ static void send_file(chat *c, const char *cmd, char *args, uint32_t flags) {
     else
       engine_error(c, cmd, rc);
     free(full);
+    free(thumb);
     return;
   }
+  free(thumb);
   jbuf b;
   jb_init(&b);
   if (c->script) {
@@ -196,6 +265,9 @@ static void send_file(chat *c, const char *cmd, char *args, uint32_t flags) {
 static void cmd_send_file(chat *c, char *args) { send_file(c, "send-file", args, 0); }
 static void cmd_view_once(chat *c, char *args) {
   send_file(c, "view-once", args, WHISPER_MEDIA_VIEW_ONCE);
+}
+static void cmd_voice_note(chat *c, char *args) {
+  send_file(c, "voice-note", args, WHISPER_MEDIA_VOICE_NOTE);
 }
 
 /* --- download, open ------------------------------------------------------------ */
@@ -570,10 +642,12 @@ int media_dirs(chat *c) {
 }
 
 const chat_cmd chat_media_cmds[] = {
-    {"send-file", "send-file <conversation> <path> [caption]",
+    {"send-file", "send-file <conversation> <path> [--thumb FILE] [--size WxH] [--duration MS] [caption]",
      "send a file (encrypted, uploaded, then the message; resumes after a restart)", cmd_send_file},
-    {"view-once", "view-once <conversation> <path> [caption]",
+    {"view-once", "view-once <conversation> <path> [options as send-file] [caption]",
      "send a file that can be opened once, then is wiped", cmd_view_once},
+    {"voice-note", "voice-note <conversation> <path> [--duration MS]",
+     "send an audio file as a voice note", cmd_voice_note},
     {"download", "download <conversation> <message> [path]",
      "download and verify an attachment (default: the downloads folder)", cmd_download},
     {"open", "open <conversation> <message> <path>", "open a view-once attachment (once) into path",

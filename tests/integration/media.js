@@ -648,12 +648,22 @@ class MediaTest {
   async expiry() {
     const { alice1, bob1 } = this;
     const tiny = this.file('note.pdf', TINY);
-    const r = await alice1.cmd(`send-file bob ${tiny}`);
+    const thumb = this.file('thumb.jpg', 3000);
+    const r = await alice1.cmd(`send-file bob ${tiny} --thumb ${thumb} --size 640x480 --duration 1500 the minutes`);
     const id = r.id;
     this.expect.push([bob1, id, 'the file that expires']);
     await this.end(alice1, id, ['sent'], 'the small upload');
     const m = await this.message(bob1, id, 'the small attachment');
-    this.ok(m.attachment && m.attachment.type === 'application/pdf' && m.attachment.size === TINY, `the small attachment: ${short(JSON.stringify(m), 300)}`);
+    const a = m.attachment || {};
+    this.ok(a.type === 'application/pdf' && a.size === TINY && a.width === 640 && a.height === 480 &&
+      a.duration_ms === 1500 && a.thumbnail_len === 3000 && a.caption === 'the minutes' && a.voice_note === false,
+      `the small attachment, its thumbnail, size and duration as sent: ${short(JSON.stringify(m), 400)}`);
+    const v = await alice1.cmd(`voice-note bob ${this.file('hello.opus', 2000)} --duration 2000`);
+    this.expect.push([bob1, v.id, 'the voice note']);
+    await this.end(alice1, v.id, ['sent'], 'the voice note');
+    const vm = await this.message(bob1, v.id, 'the voice note at bob');
+    this.ok(vm.attachment && vm.attachment.voice_note === true && vm.attachment.type === 'audio/ogg' && vm.attachment.duration_ms === 2000,
+      `the voice note at bob: ${short(JSON.stringify(vm), 300)}`);
     const mark = bob1.events.length;
     const code = await this.server.stop();
     this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
