@@ -26,6 +26,11 @@ void fzh_gen_seeds(fz_seeds *s);
 /* fuzz_e2e.c (compiled with FZE_SEEDS_ONLY): signed device lists, group
  * changes, payloads and a link token. */
 void fze_gen_seeds(fz_seeds *s);
+/* fuzz_attachment.c (FZA_SEEDS_ONLY): inputs over real blobs, one
+ * alteration each; fuzz_pointer.c (FZP_SEEDS_ONLY): Contents carrying
+ * attachment pointers. */
+void fza_gen_seeds(fz_seeds *s);
+void fzp_gen_seeds(fz_seeds *s);
 
 static void mkdir_p(const char *path) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST) {
@@ -111,6 +116,14 @@ int main(int argc, char **argv) {
   /* the engine's end-to-end decoders (fuzz_e2e.c) */
   fze_gen_seeds(&s);
   bad |= write_seeds(argv[1], "fuzz_e2e", &s);
+  fz_seeds_free(&s);
+
+  /* attachments: the streaming decryptor, and the pointers in Contents */
+  fza_gen_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_attachment", &s);
+  fz_seeds_free(&s);
+  fzp_gen_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_pointer", &s);
   fz_seeds_free(&s);
   return bad;
 }

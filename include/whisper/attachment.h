@@ -24,11 +24,14 @@
  *
  * Both directions stream: the caller feeds bytes in pieces of any size and
  * a sink gets the output, with memory bounded by the chunk size (at most
- * 2 MiB) whatever the file's size. The decryptor hands its sink only
- * verified plaintext: with an incremental MAC, each chunk once its MAC
- * checks; without one (a sender that does not make it), nothing in a
- * first pass, which checks the whole blob, then the plaintext in a second
- * pass over the same bytes (whisper_attachment_decrypt_finish() says when).
+ * 2 MiB) and the incremental MAC's 32 bytes a chunk, whatever the file's
+ * size. The decryptor hands its sink only verified plaintext: with an
+ * incremental MAC, each chunk once its MAC checks; without one (a sender
+ * that does not make it), nothing in a first pass, which checks the whole
+ * blob and makes its incremental MAC, then the plaintext in a second pass
+ * over the same bytes, each chunk once it checks against that MAC, so
+ * that bytes which changed between the passes are never released
+ * (whisper_attachment_decrypt_finish() says when).
  * The library does not decode images or video: thumbnails are the app's
  * bytes.
  */
@@ -143,10 +146,11 @@ WHISPER_API int whisper_attachment_decrypt_new(whisper_attachment_decryptor **ou
  * Feeds the next `len` bytes of the blob. Returns WHISPER_OK, or:
  *  - WHISPER_EINTEGRITY: a chunk does not verify (nothing of it or after it
  *    is released; the caller may stop, or go on feeding so that finish can
- *    tell a wrong key from an altered blob);
+ *    tell a wrong key from an altered blob); in a second pass, a chunk is
+ *    not what the first pass checked;
  *  - WHISPER_ESIZE: the blob is longer than the pointer's size gives, or
  *    its padding is not zeros (the size is wrong);
- *  - the sink's nonzero value, or WHISPER_EINTERNAL.
+ *  - the sink's nonzero value, WHISPER_ENOMEM or WHISPER_EINTERNAL.
  * After an error every later update returns the same error.
  */
 WHISPER_API int whisper_attachment_decrypt_update(whisper_attachment_decryptor *d,
@@ -169,7 +173,7 @@ WHISPER_API int whisper_attachment_decrypt_update(whisper_attachment_decryptor *
  *  - WHISPER_EINTEGRITY: the blob was altered (a MAC or the digest fails);
  *  - WHISPER_ESIZE: the blob is intact but the pointer's size is not its
  *    plaintext's (longer, shorter, or a plaintext hash that differs);
- *  - WHISPER_EINTERNAL.
+ *  - WHISPER_ENOMEM or WHISPER_EINTERNAL.
  * On any error the caller must discard what the sink got (it was verified
  * as the sender's bytes, but the whole is not what the pointer says).
  */

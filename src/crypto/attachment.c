@@ -281,8 +281,9 @@ struct whisper_attachment_decryptor {
   uint8_t key[WHISPER_ATTACHMENT_KEY_LEN];
   uint8_t want_digest[MAC_LEN], want_plain[MAC_LEN];
   int has_plain;
-  uint8_t *macs; /* the expected incremental MACs */
+  uint8_t *macs; /* the expected incremental MACs (the pointer's, or the first pass's) */
   size_t nmacs, next;
+  maclist own;   /* FIRST_PASS: the incremental MAC of the blob as it comes */
   uint64_t size, padded, blob_size;
   uint64_t got;      /* blob bytes fed (this pass) */
   uint64_t done;     /* blob bytes processed (verified, decrypted) */
@@ -290,7 +291,7 @@ struct whisper_attachment_decryptor {
   uint64_t released;
   uint8_t iv[WHISPER_ATTACHMENT_IV_LEN];
   uint8_t tail[MAC_LEN]; /* the blob's MAC as it comes */
-  uint8_t *chunk;        /* ONE_PASS: the bytes of the chunk being verified */
+  uint8_t *chunk;        /* ONE_PASS, SECOND_PASS: the bytes of the chunk being verified */
   size_t chunk_len;
   int pass, err, chunk_failed, finished;
   whisper_attachment_sink sink;
@@ -389,12 +390,17 @@ int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
   memcpy(d->want_digest, x->digest, MAC_LEN);
   if ((d->has_plain = x->plaintext_hash != NULL)) memcpy(d->want_plain, x->plaintext_hash, MAC_LEN);
   d->pass = x->incremental_mac ? ONE_PASS : FIRST_PASS;
+  /* Without an incremental MAC the first pass makes one (libsignal's chunk
+   * size for the blob), so that the second pass releases each chunk only
+   * once it is the one the first pass checked: bytes that changed between
+   * the passes never reach the sink. */
+  uint32_t chunk = x->incremental_mac ? x->chunk_size : whisper_attachment_chunk_size(d->blob_size);
   int ok = (d->cbc = EVP_CIPHER_CTX_new()) && (d->digest = wh_sha256_new()) &&
-           (d->plain = wh_sha256_new()) && wh_hmac_init(&d->mac, d->key + 32, 32) == 0;
+           (d->plain = wh_sha256_new()) && wh_hmac_init(&d->mac, d->key + 32, 32) == 0 &&
+           (d->chunk = malloc(chunk)) && imac_init(&d->inc, d->key + 32, 32, chunk) == 0;
   if (ok && x->incremental_mac) {
     d->nmacs = x->incremental_mac_len / MAC_LEN;
-    ok = (d->macs = malloc(x->incremental_mac_len)) && (d->chunk = malloc(x->chunk_size)) &&
-         imac_init(&d->inc, d->key + 32, 32, x->chunk_size) == 0;
+    ok = (d->macs = malloc(x->incremental_mac_len)) != NULL;
     if (ok) memcpy(d->macs, x->incremental_mac, x->incremental_mac_len);
   }
   if (!ok) {
@@ -413,7 +419,10 @@ static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t 
   }
   if (d->got + n > d->blob_size) return WHISPER_ESIZE; /* longer than the size says */
   d->got += n;
-  if (d->pass != ONE_PASS) return dec_process(d, p, n, d->pass == SECOND_PASS);
+  if (d->pass == FIRST_PASS) { /* checked, not opened; its incremental MAC made */
+    int rc = imac_update(&d->inc, p, n, maclist_add, &d->own);
+    return rc != WHISPER_OK ? rc : dec_process(d, p, n, 0);
+  }
   while (n) { /* buffer to the next boundary; the imac callback opens the chunk */
     size_t take = n < d->inc.unused ? n : d->inc.unused;
     memcpy(d->chunk + d->chunk_len, p, take);
@@ -448,7 +457,7 @@ static int dec_finish(whisper_attachment_decryptor *d) {
     return d->got == d->blob_size && digest_matches(d) ? WHISPER_EKEY : WHISPER_EINTEGRITY;
   if (d->err) return d->err;
   if (d->got < d->blob_size) return digest_matches(d) ? WHISPER_ESIZE : WHISPER_ETRUNCATED;
-  if (d->pass == ONE_PASS) { /* the last chunk, under the whole blob's MAC */
+  if (d->pass != FIRST_PASS) { /* the last chunk, under the whole blob's MAC */
     uint8_t last[MAC_LEN];
     if (wh_hmac_final(&d->inc.h, last) != 0) return WHISPER_EINTERNAL;
     if (d->next + 1 != d->nmacs || !wh_ct_eq(last, d->macs + d->next * MAC_LEN, MAC_LEN))
@@ -462,7 +471,14 @@ static int dec_finish(whisper_attachment_decryptor *d) {
   if (wh_hmac_final(&d->mac, mac) != 0) return WHISPER_EINTERNAL;
   if (!wh_ct_eq(mac, d->tail, MAC_LEN)) /* the blob is the one named: so is the MAC key not */
     return d->pass == FIRST_PASS ? WHISPER_EKEY : WHISPER_EINTEGRITY;
-  if (d->pass == FIRST_PASS) { /* checked: now again, opening it */
+  if (d->pass == FIRST_PASS) { /* checked: now again, opening it chunk by chunk */
+    uint8_t last[MAC_LEN];
+    if (wh_hmac_final(&d->inc.h, last) != 0) return WHISPER_EINTERNAL;
+    int rc = maclist_add(&d->own, last);
+    if (rc != WHISPER_OK) return rc;
+    d->macs = d->own.p;
+    d->nmacs = d->own.n / MAC_LEN;
+    d->own = (maclist){0};
     d->pass = SECOND_PASS;
     d->got = d->done = 0;
     if ((d->digest = wh_sha256_new()) == NULL) return WHISPER_ENOMEM;
@@ -487,9 +503,11 @@ int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *d) {
   if (rc != WHISPER_ATTACHMENT_AGAIN) d->finished = 1;
   if (rc != WHISPER_OK && rc != WHISPER_ATTACHMENT_AGAIN && d->err == WHISPER_OK) d->err = rc;
   if (rc == WHISPER_ATTACHMENT_AGAIN) {
-    /* the MAC runs again over the second pass (the bytes must be the same) */
+    /* the MACs run again over the second pass (the bytes must be the same) */
     wh_hmac_free(&d->mac);
-    if (wh_hmac_init(&d->mac, d->key + 32, 32) != 0) rc = d->err = WHISPER_EINTERNAL;
+    wh_hmac_free(&d->inc.h);
+    if (wh_hmac_init(&d->mac, d->key + 32, 32) != 0 || imac_init(&d->inc, d->key + 32, 32, d->inc.chunk) != 0)
+      rc = d->err = WHISPER_EINTERNAL;
   }
   return rc;
 }
@@ -506,6 +524,7 @@ void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d) {
   wh_sha256_free(d->digest);
   wh_sha256_free(d->plain);
   free(d->macs);
+  free(d->own.p);
   if (d->chunk) wh_wipe(d->chunk, d->inc.chunk);
   free(d->chunk);
   wh_wipe(d, sizeof *d);

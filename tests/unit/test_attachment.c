@@ -2,8 +2,10 @@
  * primitives (an independent computation), libsignal's chunk sizes, the
  * streaming both ways with pieces of any size, and every way a download can
  * go wrong, each with its own error and no unverified byte released. The
- * vectors made by Node's crypto and libsignal are checked by
- * tests/interop/attachment. */
+ * vectors in tests/vectors/attachment.json were made by node:crypto and
+ * libsignal's IncrementalMac (tests/interop/attachment/attachment.js, which
+ * also checks both directions with Node); test_vectors checks them here,
+ * without Node. */
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -359,10 +361,182 @@ static void test_failures(void) {
   free(pt);
 }
 
+/* Without an incremental MAC, a second pass whose bytes are not the first
+ * pass's (a file changed on disk, a blob fetched again from a server that
+ * serves another) releases only the chunks that are the same as those the
+ * first pass checked. */
+static void test_second_pass_changed(void) {
+  uint8_t key[64], iv[16];
+  for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 5 + 2);
+  memset(iv, 0x3C, sizeof iv);
+  size_t n = 300000;
+  uint8_t *pt = malloc(n);
+  for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
+  sinkbuf blob = {0};
+  whisper_attachment_result_t r;
+  CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+  uint32_t chunk = whisper_attachment_chunk_size(blob.n);
+  uint8_t *other = malloc(blob.n);
+  size_t flips[] = {0, 20, 100000, 2 * (size_t)chunk, blob.n - 40, blob.n - 1}, cuts[] = {0, 70000, blob.n - 1};
+  for (size_t k = 0; k < sizeof flips / sizeof flips[0] + sizeof cuts / sizeof cuts[0]; k++) {
+    int cut = k >= sizeof flips / sizeof flips[0];
+    size_t at = cut ? cuts[k - sizeof flips / sizeof flips[0]] : flips[k];
+    memcpy(other, blob.p, blob.n);
+    if (!cut) other[at] ^= 0x08;
+    whisper_attachment_expect_t x = expect_of(key, n, &r, 0);
+    whisper_attachment_decryptor *d = NULL;
+    sinkbuf out = {0};
+    CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, &out), WHISPER_OK);
+    CHECK_RC(whisper_attachment_decrypt_update(d, blob.p, blob.n), WHISPER_OK);
+    CHECK_RC(whisper_attachment_decrypt_finish(d), WHISPER_ATTACHMENT_AGAIN);
+    int urc = WHISPER_OK;
+    for (size_t i = 0; i < (cut ? at : blob.n); i += 1000) {
+      size_t take = (cut ? at : blob.n) - i < 1000 ? (cut ? at : blob.n) - i : 1000;
+      int u = whisper_attachment_decrypt_update(d, other + i, take);
+      if (urc == WHISPER_OK) urc = u;
+    }
+    /* an update says so once the chunk is in; the last chunk is checked by finish */
+    CHECK(urc == (cut || at >= blob.n / chunk * chunk ? WHISPER_OK : WHISPER_EINTEGRITY));
+    CHECK_RC(whisper_attachment_decrypt_finish(d), cut ? WHISPER_ETRUNCATED : WHISPER_EINTEGRITY);
+    CHECK(out.n <= verified_before(at, chunk) && out.n == whisper_attachment_decrypt_released(d));
+    CHECK(out.n == 0 || memcmp(out.p, pt, out.n) == 0);
+    whisper_attachment_decrypt_free(d);
+    free(out.p);
+  }
+  free(other);
+  whisper_attachment_result_clear(&r);
+  free(blob.p);
+  free(pt);
+}
+
+/* --- vectors made by node:crypto and libsignal (tests/vectors/attachment.json) ------ */
+
+static void to_hex(char *out, const uint8_t *p, size_t n) {
+  for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", p[i]);
+  out[2 * n] = 0;
+}
+
+static int hex_is(const char *want, const uint8_t *p, size_t n) {
+  char *got = malloc(2 * n + 1);
+  to_hex(got, p, n);
+  int same = want && strcmp(want, got) == 0;
+  free(got);
+  return same;
+}
+
+static uint64_t field_u(const json_value *o, const char *key) {
+  uint64_t v = 0;
+  CHECK(json_u53(json_get(o, key), &v) == 0);
+  return v;
+}
+
+/* A vector's key, IV and plaintext: the AES-256-CTR keystream under
+ * SHA-256("libwhisper attachment vector: " || seed), IV zero, over 80 + n
+ * zeros (key, IV, plaintext in that order). */
+static uint8_t *vector_stream(const char *seed, size_t n) {
+  char label[128];
+  uint8_t k[32], iv[16] = {0};
+  snprintf(label, sizeof label, "libwhisper attachment vector: %s", seed);
+  EVP_Digest(label, strlen(label), k, NULL, EVP_sha256(), NULL);
+  uint8_t *s = calloc(80 + n, 1);
+  int l = 0;
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+  CHECK(EVP_EncryptInit_ex(c, EVP_aes_256_ctr(), NULL, k, iv) == 1 &&
+        EVP_EncryptUpdate(c, s, &l, s, (int)(80 + n)) == 1 && (size_t)l == 80 + n);
+  EVP_CIPHER_CTX_free(c);
+  return s;
+}
+
+static void test_vectors(void) {
+  json_value *v = load_vector("attachment.json");
+  const json_value *vs = json_get(v, "vectors");
+  CHECK(vs && vs->type == JSON_ARRAY && vs->count >= 8);
+  for (size_t i = 0; vs && i < vs->count; i++) {
+    const json_value *t = vs->items[i];
+    const char *seed = json_str(json_get(t, "seed"), NULL);
+    size_t n = (size_t)field_u(t, "size");
+    CHECK(seed != NULL);
+    uint8_t *s = vector_stream(seed ? seed : "", n), *key = s, *iv = s + 64, *pt = s + 80;
+    CHECK(hex_is(json_str(json_get(t, "key_hex"), NULL), key, 64));
+    CHECK(hex_is(json_str(json_get(t, "iv_hex"), NULL), iv, 16));
+    /* sizes */
+    uint64_t blob_size = field_u(t, "blob_size");
+    CHECK(whisper_attachment_padded_size(n) == field_u(t, "padded_size"));
+    CHECK(whisper_attachment_blob_size(n) == blob_size);
+    CHECK(whisper_attachment_chunk_size(blob_size) == field_u(t, "chunk_size"));
+    /* the same blob: its digest (SHA-256 of all of it), the plaintext's hash,
+     * libsignal's incremental MAC */
+    sinkbuf blob = {0}, out = {0}, out2 = {0};
+    whisper_attachment_result_t r;
+    CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+    CHECK(blob.n == blob_size && r.blob_size == blob_size);
+    CHECK(hex_is(json_str(json_get(t, "digest_hex"), NULL), r.digest, 32));
+    CHECK(hex_is(json_str(json_get(t, "plaintext_sha256_hex"), NULL), r.plaintext_hash, 32));
+    CHECK(r.chunk_size == field_u(t, "chunk_size"));
+    CHECK(r.incremental_mac && r.incremental_mac->len == 32 * field_u(t, "incremental_mac_count"));
+    const char *imac_hex = json_str(json_get(t, "incremental_mac_hex"), NULL);
+    uint8_t *imac = NULL;
+    size_t imac_len = 0;
+    if (imac_hex) {
+      CHECK(r.incremental_mac && hex_is(imac_hex, r.incremental_mac->data, r.incremental_mac->len));
+      imac = unhex(imac_hex, &imac_len);
+    } else if (r.incremental_mac) { /* a long list: its SHA-256 */
+      uint8_t h[32];
+      EVP_Digest(r.incremental_mac->data, r.incremental_mac->len, h, NULL, EVP_sha256(), NULL);
+      CHECK(hex_is(json_str(json_get(t, "incremental_mac_sha256_hex"), NULL), h, 32));
+      imac_len = r.incremental_mac->len;
+      imac = malloc(imac_len);
+      memcpy(imac, r.incremental_mac->data, imac_len);
+    }
+    /* decrypted from what the vector says, with its incremental MAC and without */
+    uint8_t digest[32] = {0};
+    const char *digest_hex = json_str(json_get(t, "digest_hex"), NULL);
+    unhex_to(digest, 32, digest_hex ? digest_hex : "");
+    whisper_attachment_expect_t x = {0};
+    x.key = key;
+    x.size = n;
+    x.digest = digest;
+    x.incremental_mac = imac;
+    x.incremental_mac_len = imac_len;
+    x.chunk_size = (uint32_t)field_u(t, "chunk_size");
+    CHECK_RC(decrypt(&x, blob.p, blob.n, &out, 0), WHISPER_OK);
+    CHECK(out.n == n && (n == 0 || memcmp(out.p, pt, n) == 0));
+    x.incremental_mac = NULL;
+    x.incremental_mac_len = 0;
+    CHECK_RC(decrypt(&x, blob.p, blob.n, &out2, 0), WHISPER_OK);
+    CHECK(out2.n == n && (n == 0 || memcmp(out2.p, pt, n) == 0));
+    whisper_attachment_result_clear(&r);
+    free(imac);
+    free(blob.p);
+    free(out.p);
+    free(out2.p);
+    free(s);
+  }
+  /* Signal's buckets and libsignal's chunk sizes at chosen points */
+  const json_value *pads = json_get(v, "padded_sizes"), *chunks = json_get(v, "chunk_sizes");
+  CHECK(pads && pads->type == JSON_ARRAY && pads->count >= 10);
+  CHECK(chunks && chunks->type == JSON_ARRAY && chunks->count >= 5);
+  for (size_t i = 0; pads && i < pads->count; i++) {
+    uint64_t size = 0, padded = 0;
+    CHECK(pads->items[i]->count == 2 && json_u53(pads->items[i]->items[0], &size) == 0 &&
+          json_u53(pads->items[i]->items[1], &padded) == 0);
+    CHECK(whisper_attachment_padded_size(size) == padded);
+  }
+  for (size_t i = 0; chunks && i < chunks->count; i++) {
+    uint64_t size = 0, chunk = 0;
+    CHECK(chunks->items[i]->count == 2 && json_u53(chunks->items[i]->items[0], &size) == 0 &&
+          json_u53(chunks->items[i]->items[1], &chunk) == 0);
+    CHECK(whisper_attachment_chunk_size(size) == chunk);
+  }
+  json_free(v);
+}
+
 int main(void) {
   test_sizes();
   test_incremental_mac();
   test_round_trips();
   test_failures();
+  test_second_pass_changed();
+  test_vectors();
   return test_done();
 }
