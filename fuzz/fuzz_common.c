@@ -21,7 +21,7 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...) 
   abort();
 }
 
-int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_EBLOCKED; }
+int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_ETOOBIG; }
 
 int fz_rc_in(int rc, int n, ...) {
   va_list ap;

@@ -1099,9 +1099,23 @@ static int id_model(const ProtobufCBinaryData *b) { return b->len >= 1 && b->len
 
 static int who_model(const char *s) { return s == NULL || name_ok(s); }
 
+/* an unknown field numbered 0 in m or any message inside it */
 static int tag0_model(const ProtobufCMessage *m) {
-  for (size_t i = 0; m && i < m->n_unknown_fields; i++)
+  if (m == NULL) return 0;
+  for (size_t i = 0; i < m->n_unknown_fields; i++)
     if (m->unknown_fields[i].tag == 0) return 1;
+  for (unsigned f = 0; f < m->descriptor->n_fields; f++) {
+    const ProtobufCFieldDescriptor *fd = &m->descriptor->fields[f];
+    if (fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const char *at = (const char *)m + fd->offset;
+    if (fd->label != PROTOBUF_C_LABEL_REPEATED) {
+      if (tag0_model(*(ProtobufCMessage *const *)at)) return 1;
+      continue;
+    }
+    size_t n = *(const size_t *)((const char *)m + fd->quantifier_offset);
+    for (size_t k = 0; k < n; k++)
+      if (tag0_model((*(ProtobufCMessage *const *const *)at)[k])) return 1;
+  }
   return 0;
 }
 
@@ -1128,11 +1142,7 @@ static void do_content(const uint8_t *p, size_t n) {
   Whisper__E2e__Content *m = whisper__e2e__content__unpack(NULL, n, p);
   int want = m != NULL;
   /* an unknown field numbered 0 cannot be written back: malformed */
-  if (m && (tag0_model(&m->base) || tag0_model(m->quote ? &m->quote->base : NULL) ||
-            tag0_model(m->target ? &m->target->base : NULL) ||
-            tag0_model(m->call ? &m->call->base : NULL) ||
-            tag0_model(m->settings ? &m->settings->base : NULL)))
-    want = 0;
+  if (m && tag0_model(&m->base)) want = 0;
   if (want) {
     switch (m->kind) {
     case WHISPER__E2E__CONTENT__KIND__TEXT:

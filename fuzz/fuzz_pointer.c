@@ -7,8 +7,7 @@
  * holds whatever they are:
  *  - a Content it accepts packs, parses again, and packs to the same bytes
  *    (protobuf-c cannot write back an unknown field numbered 0, so an
- *    accepted Content must hold none, in any of its messages: see
- *    FUZZ_POINTER_STRICT below);
+ *    accepted Content must hold none, in any of its messages);
  *  - parsing the packed bytes gives the same kind;
  *  - a pointer with a 64-byte key and a 32-byte digest, taken as the
  *    decryptor's expectation (key, size, digest, plaintext hash when 32
@@ -21,11 +20,10 @@
  *    with exactly `size` bytes out whose SHA-256 is the plaintext hash
  *    given (the seeds carry a real blob there).
  *
- * FUZZ_POINTER_STRICT=1 asserts that an accepted Content holds no unknown
- * field numbered 0 anywhere; without it such a Content is counted (and
- * reported once on stderr) and its round trip skipped. sy_content_parse
- * checks the top level, quote, target, call and settings, but not
- * `attachment` nor `block` (nor its entries): README.md, Limits.
+ * sy_content_parse once checked for a field numbered 0 only at the top
+ * level, quote, target, call and settings: this target found it inside
+ * `attachment` and `block` entries (the seeds *_unknown_field_0); it now
+ * checks every message of the tree.
  * gen_corpus compiles this file with FZP_SEEDS_ONLY and calls
  * fzp_gen_seeds().
  */
@@ -62,15 +60,6 @@ static int has_tag0(const ProtobufCMessage *m, const char **where) {
     }
   }
   return 0;
-}
-
-static int strict(void) {
-  static int s = -1;
-  if (s < 0) {
-    const char *e = getenv("FUZZ_POINTER_STRICT");
-    s = e && *e && strcmp(e, "0") != 0;
-  }
-  return s;
 }
 
 static int sink_add(void *user, const uint8_t *data, size_t len) {
@@ -137,22 +126,15 @@ static void try_pointer(const Whisper__E2e__AttachmentPointer *p) {
   free(out.data);
 }
 
-static unsigned long skipped;
 
 static void run_input(const uint8_t *data, size_t size) {
   Whisper__E2e__Content *ct = sy_content_parse(data, size);
   if (fz_verbose()) fprintf(stderr, "  content (%zu bytes): %s\n", size, ct ? "taken" : "refused");
   if (ct == NULL) return;
   const char *where = NULL;
-  if (has_tag0(&ct->base, &where)) {
-    FZ_ASSERT(!strict(), "sy_content_parse took a Content with an unknown field numbered 0 (in %s), "
-                         "which protobuf-c cannot write back", where);
-    if (skipped++ == 0)
-      fprintf(stderr, "fuzz_pointer: a Content taken with an unknown field numbered 0 (in %s): "
-                      "round trip skipped (FUZZ_POINTER_STRICT=1 asserts)\n", where);
-    whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
-    return;
-  }
+  FZ_ASSERT(!has_tag0(&ct->base, &where),
+            "sy_content_parse took a Content with an unknown field numbered 0 (in %s), which "
+            "protobuf-c cannot write back", where);
   size_t n1 = whisper__e2e__content__get_packed_size(ct);
   uint8_t *b1 = malloc(n1 ? n1 : 1);
   FZ_ASSERT(b1 != NULL, "out of memory");
@@ -294,7 +276,7 @@ void fzp_gen_seeds(fz_seeds *s) {
   /* found by this target: an unknown field numbered 0 (written `80 00`, a
    * varint 0) in an AttachmentPointer (of an ATTACHMENT, or of a TEXT) or
    * in a BlockEntry, which sy_content_parse takes and protobuf-c packs as
-   * `00`, which it cannot read back (skipped unless FUZZ_POINTER_STRICT=1) */
+   * `00`, which it cannot read back (refused since) */
   static const struct {
     const char *name;
     uint8_t b[16];

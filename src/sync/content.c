@@ -32,11 +32,27 @@ static int id_ok(const ProtobufCBinaryData *b) {
 
 static int sender_ok(const char *s) { return s == NULL || sy_valid_account(s); }
 
-/* protobuf-c reads an unknown field numbered 0 but cannot write it back */
+/* protobuf-c reads an unknown field numbered 0 but cannot write it back:
+ * a Content holding one, at any depth (a pointer, a block entry), is
+ * malformed. */
 static int no_tag0(const ProtobufCMessage *m) {
   if (m == NULL) return 1;
   for (size_t i = 0; i < m->n_unknown_fields; i++)
     if (m->unknown_fields[i].tag == 0) return 0;
+  const ProtobufCMessageDescriptor *d = m->descriptor;
+  for (unsigned f = 0; f < d->n_fields; f++) {
+    const ProtobufCFieldDescriptor *fd = &d->fields[f];
+    if (fd->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const char *at = (const char *)m + fd->offset;
+    if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)((const char *)m + fd->quantifier_offset);
+      ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)at;
+      for (size_t k = 0; k < n; k++)
+        if (!no_tag0(v[k])) return 0;
+    } else if (!no_tag0(*(ProtobufCMessage *const *)at)) {
+      return 0;
+    }
+  }
   return 1;
 }
 
@@ -66,9 +82,7 @@ static int attachment_ok(const Whisper__E2e__AttachmentPointer *p) {
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
   Whisper__E2e__Content *ct = whisper__e2e__content__unpack(&wh_pb_alloc, len, data);
   if (ct == NULL) return NULL;
-  int ok = no_tag0(&ct->base) && no_tag0(ct->quote ? &ct->quote->base : NULL) &&
-           no_tag0(ct->target ? &ct->target->base : NULL) && no_tag0(ct->call ? &ct->call->base : NULL) &&
-           no_tag0(ct->settings ? &ct->settings->base : NULL);
+  int ok = no_tag0(&ct->base); /* (every message inside it too) */
   if (ok) switch (ct->kind) {
   case WHISPER__E2E__CONTENT__KIND__TEXT:
     ok = ct->text != NULL && utf8_ok(ct->text, SY_TEXT_MAX) &&
