@@ -2018,6 +2018,29 @@ static void write_seeds(const char *dir) {
   SEED_CHECK(H.n_dl_done[0] == 1 && H.n_data[0] >= 1, "download_events");
   write_seed(dir, "download_events", &s);
 
+  /* regression: two jobs of one conversation at once (they shared their blob
+   * file in media_dir: a second download re-read the first one's bytes, a
+   * second upload's encryption overwrote the first one's blob) */
+  s.n = 0;
+  sb(&s, 1, OP_TICK(1));
+  sb(&s, 1, OP_HONEST_GET);  /* the first attachment's first piece */
+  sb(&s, 1, OP_APP(3));      /* the second one's download */
+  sb(&s, 1, OP_TICK(5));
+  sb_honest(&s, OP_HONEST_GET, 6);
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_dl_done[0] == 1 && H.n_dl_done[1] == 1, "two_downloads");
+  write_seed(dir, "two_downloads", &s);
+  s.n = 0;
+  sb(&s, 1, OP_APP(4));      /* up2.bin too */
+  sb_start(&s);
+  sb(&s, 1, OP_TICK(1));
+  sb_honest(&s, OP_HONEST_UP, 12);
+  sb(&s, 1, OP_TICK(5));
+  sb_honest(&s, OP_HONEST_UP, 4);
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_sent_up == 1 && H.n_post == 2 && H.n_up_sent_ev == 1, "two_uploads");
+  write_seed(dir, "two_uploads", &s);
+
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
   sb(&s, 1, OP_PLANT(0));

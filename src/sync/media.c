@@ -74,12 +74,13 @@ static char *hexstr(const uint8_t *p, size_t n, char *out) {
   return out;
 }
 
-/* media_dir/<job>.up or .down */
+/* media_dir/<job>.up or .down: the job's whole key (conversation tag and
+ * message tag), so that two jobs of one conversation have their own file */
 static char *tmp_path(const whisper_client *c, const sy_media *j) {
   char hex[2 * (KEY_LEN - 1) + 1];
   size_t n = strlen(c->cfg.media_dir) + sizeof hex + 8;
   char *p = malloc(n);
-  if (p) snprintf(p, n, "%s/%s.%s", c->cfg.media_dir, hexstr(j->key + 1, 16, hex),
+  if (p) snprintf(p, n, "%s/%s.%s", c->cfg.media_dir, hexstr(j->key + 1, KEY_LEN - 1, hex),
                   j->dir == DIR_UP ? "up" : "down");
   return p;
 }
