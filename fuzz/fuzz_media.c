@@ -2041,6 +2041,21 @@ static void write_seeds(const char *dir) {
   SEED_CHECK(H.n_sent_up == 1 && H.n_post == 2 && H.n_up_sent_ev == 1, "two_uploads");
   write_seed(dir, "two_uploads", &s);
 
+  /* regression: a token with a line break (and one with a control byte) went
+   * into the Authorization header as it came */
+  s.n = 0;
+  sb(&s, 1, OP_TICK(0));
+  sb(&s, 3, OP_TOKEN_APPEND, 0, 15);
+  sb_bytes(&s, "\r\nX-Injected: 1", 15);
+  sb(&s, 1, OP_TICK(1));     /* (no POST: refused, the upload waits) */
+  sb(&s, 1, OP_TICK(5));     /* UploadAuth again */
+  sb(&s, 2, OP_TOKEN, 0);
+  sb(&s, 1, OP_TICK(5));
+  sb_honest(&s, OP_HONEST_UP, 6);
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_token == 2 && H.n_post == 1 && H.n_sent_up == 1, "token_crlf");
+  write_seed(dir, "token_crlf", &s);
+
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
   sb(&s, 1, OP_PLANT(0));

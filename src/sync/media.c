@@ -74,6 +74,12 @@ static char *hexstr(const uint8_t *p, size_t n, char *out) {
   return out;
 }
 
+/* A character of a blob id or a base64url token. */
+static int id_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         ch == '-' || ch == '_';
+}
+
 /* media_dir/<job>.up or .down: the job's whole key (conversation tag and
  * message tag), so that two jobs of one conversation have their own file */
 static char *tmp_path(const whisper_client *c, const sy_media *j) {
@@ -714,13 +720,25 @@ static void ask_token(whisper_client *c) {
   if (sy_queue(c, &f, RQ_MEDIA_AUTH, 1, NULL) == WHISPER_OK) c->media_token_asked = 1;
 }
 
+/* A token the Authorization header can carry as it is: RFC 7235's token68
+ * (the server's is base64url). Anything else, a CR or LF above all, would
+ * let the server write the app's request lines. */
+static int token68(const char *t) {
+  size_t n = strlen(t), i = 0;
+  if (n == 0) return 0;
+  while (i < n && (id_char(t[i]) || t[i] == '.' || t[i] == '~' || t[i] == '+' || t[i] == '/')) i++;
+  if (i == 0) return 0;
+  while (i < n && t[i] == '=') i++;
+  return i == n;
+}
+
 void sy_media_token_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   (void)r;
   c->media_token_asked = 0;
   if (f->body_case != WHISPER__SYNC__FRAME__BODY_UPLOAD_TOKEN || f->upload_token->token == NULL ||
-      strlen(f->upload_token->token) >= sizeof c->media_token) {
+      strlen(f->upload_token->token) >= sizeof c->media_token || !token68(f->upload_token->token)) {
     sy_error_event(c, WHISPER_ESTATE, f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? (int)f->error->code : 0,
-                   "the server gave no upload token");
+                   "the server gave no upload token (or one a header cannot carry)");
     for (sy_media *j = c->media; j; j = j->next)
       if (j->dir == DIR_UP) backoff(j, c->now);
     return;
