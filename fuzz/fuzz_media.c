@@ -202,7 +202,7 @@ static struct {
   unsigned long sum;
   /* what happened (seed checks) */
   int n_sent_up, n_up_sent_ev, n_up_failed, n_dl_done[2], n_dl_failed[2], n_patch, n_head, n_post,
-      n_get, n_token, n_data[2];
+      n_get, n_token, n_data[2], n_get_corrupt;
 } H;
 
 typedef struct cur {
@@ -1491,6 +1491,7 @@ static void media_get_all(void) {
     int rc = whisper_client_media_get(H.c, "bob", m[i].id, 16, m[i].sender, &x);
     after_call("media_get");
     FZ_ASSERT(rc_known(rc) && (rc == WHISPER_OK) == (x != NULL), "media_get: %d", rc);
+    H.n_get_corrupt += rc == WHISPER_ECORRUPT;
     if (!H.planted) FZ_ASSERT(rc == WHISPER_OK, "media_get of attachment %d: %d", i, rc);
     if (x) {
       FZ_ASSERT(x->content_type && x->file_name && x->caption && x->path, "media_get: a NULL string");
@@ -2055,6 +2056,15 @@ static void write_seeds(const char *dir) {
   run_input(s.b, s.n);
   SEED_CHECK(H.n_token == 2 && H.n_post == 1 && H.n_sent_up == 1, "token_crlf");
   write_seed(dir, "token_crlf", &s);
+
+  /* regression: a stored job that names no state (here: an empty record)
+   * was given to the app with state 0 */
+  s.n = 0;
+  sb(&s, 3, OP_PLANT(2), 0, 0);
+  sb(&s, 1, OP_APP(0));
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_get_corrupt == 1, "media_get_empty_record");
+  write_seed(dir, "media_get_empty_record", &s);
 
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;

@@ -1315,7 +1315,15 @@ int whisper_client_media_get(whisper_client *c, const char *conversation, const 
       rec = job_read(c, key, &rc);
       rc = wh_finish(c->ctx, rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc);
     }
-    if (rc != WHISPER_OK) return rc;
+    /* a record that names no state (or direction) is not one the engine wrote */
+    if (rc == WHISPER_OK && rec &&
+        (rec->state < WHISPER_MEDIA_ENCRYPTING || rec->state > WHISPER_MEDIA_FAILED ||
+         (rec->dir != DIR_UP && rec->dir != DIR_DOWN)))
+      rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "a media job's record is corrupt");
+    if (rc != WHISPER_OK) {
+      if (rec) whisper__client__media_job__free_unpacked(rec, &wh_pb_alloc);
+      return rc;
+    }
   }
   wh_found f;
   whisper_buf *content = NULL;
