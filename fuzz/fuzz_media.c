@@ -1695,14 +1695,19 @@ static void rm_dir(void) {
 /* The files as the world left them: media_dir holds the upload's blob,
  * no download has written anything. */
 static void reset_files(void) {
+  /* the upload's blob stays when it is whole: without a plant the engine
+   * only ever writes the same blob there (the same key, IV and file) */
   char p[512];
+  struct stat st;
+  int keep = G.up_tmp[0] && !G.dirty && stat(G.up_tmp, &st) == 0 &&
+             (uint64_t)st.st_size == G.up_blob_len;
   struct dirent *e;
   DIR *d = opendir(G.media);
   FZ_ASSERT(d != NULL, "media_dir %s is gone", G.media);
   while ((e = readdir(d)) != NULL) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
     snprintf(p, sizeof p, "%s/%s", G.media, e->d_name);
-    unlink(p);
+    if (!keep || strcmp(p, G.up_tmp) != 0) unlink(p);
   }
   closedir(d);
   d = opendir(G.dir);
@@ -1715,7 +1720,7 @@ static void reset_files(void) {
     unlink(p);
   }
   closedir(d);
-  if (G.up_tmp[0]) write_file(G.up_tmp, G.up_blob, G.up_blob_len);
+  if (G.up_tmp[0] && !keep) write_file(G.up_tmp, G.up_blob, G.up_blob_len);
   if (G.dirty) {
     uint8_t *b = malloc(UP_SIZE);
     FZ_ASSERT(b != NULL, "out of memory");
