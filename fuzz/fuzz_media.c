@@ -11,7 +11,8 @@
  *    going to dl.bin, nothing fetched yet;
  *  - bob's second attachment (60 KiB, to dl2.bin when the input asks) and
  *    a second file (up2.bin, 70 KiB, sent when the input asks), so that
- *    two jobs of one conversation run side by side;
+ *    two jobs of one conversation run side by side; and bob's view-once
+ *    attachment (20 KiB, to dl3.bin when the input opens it);
  * media_piece 64 KiB, files in a temporary directory. The store is put
  * back after each input (fz_journal), and the files too (media_dir holds
  * the upload's blob again, dl*.bin are removed).
@@ -47,8 +48,11 @@
  *  0x80..0x8F  an app call: media_get of every attachment; download of
  *              the first attachment to dl.bin, or without a path
  *              (WHISPER_EV_MEDIA_DATA), or of the second to dl2.bin or
- *              without a path; send up2.bin, or up.bin again; the clock
- *              to the engine's next deadline and a tick
+ *              without a path; send up2.bin, or up.bin again;
+ *              view_once_open of the view-once one (to dl3.bin or without
+ *              a path), a download of it, a view_once_open of the first
+ *              (both EDENIED); the clock to the engine's next deadline and
+ *              a tick
  *  0x90..0x9F  the process dies: the engine is freed and made again
  *  0xA0..0xAF  a stored record planted (low 2 bits: "J", the upload's
  *              "M", the download's "M"; 0x04: deleted, else two bytes of
@@ -81,11 +85,13 @@
  *  - events are whole and consistent; WHISPER_EV_MEDIA has a documented
  *    code with FAILED; WHISPER_EV_MEDIA_DATA stays within its total.
  * And, when no record was planted (the store is the engine's own):
+ *  - download and view_once_open return OK, or EDENIED exactly for the
+ *    wrong call or a view-once attachment already OPENED;
  *  - a download's DOWNLOADED comes only when the file holds exactly the
  *    plaintext (or, without a path, when WHISPER_EV_MEDIA_DATA gave all
  *    of it, in order, each piece the plaintext's bytes at done_bytes);
- *    after its FAILED the file is gone; after every operation dl.bin and
- *    dl2.bin are absent or a prefix of their plaintext;
+ *    after its FAILED the file is gone; after every operation dl*.bin
+ *    are absent or a prefix of their plaintext;
  *  - a job fails only after an answer that was not honest for its blob
  *    (a download: to a GET of its blob; an upload: to any upload request);
  *  - a PATCH to a blob the honest store made for the first upload (its
@@ -126,6 +132,8 @@
 #define UP2_SIZE (70u * 1024 + 11)
 #define DL_SIZE (150u * 1024 + 7)
 #define DL2_SIZE (60u * 1024 + 3)
+#define DL3_SIZE (20u * 1024 + 1) /* the view-once one */
+#define NATT 3
 #define T_SETUP (FZ_NOW + 5000)
 #define T_IN (FZ_NOW + 20000)
 #define TOKEN "fzTok_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH-_xyz"
@@ -138,6 +146,7 @@
 
 typedef struct att {
   const char *blob_id;
+  int view_once;
   uint8_t id[16];
   uint8_t *pt, *blob;
   size_t pt_len, blob_len;
@@ -148,7 +157,7 @@ static struct {
   int ready;
   fzs_client_world *w;
   char dir[64], media[96], up[96], up2[96], up_tmp[256];
-  att dl[2];
+  att dl[NATT];
   uint8_t up_id[16];
   uint8_t *up_blob;
   size_t up_blob_len;
@@ -188,9 +197,10 @@ static struct {
   uint64_t last_req_id;
   int planted;
   int acked_strong, acked_weak;
-  int up_tainted, dl_tainted[2];
-  int dl_mode[2];      /* 0 no job, 1 to its file, 2 events */
-  uint64_t dl_next[2]; /* events: the next plaintext offset */
+  int up_tainted, dl_tainted[NATT];
+  int dl_mode[NATT];      /* 0 no job, 1 to its file, 2 events */
+  uint64_t dl_next[NATT]; /* events: the next plaintext offset */
+  int opened;             /* the view-once attachment was opened (its key is gone) */
   int owner_off;       /* two jobs of the first upload's size: no owner check */
   req reqs[MAX_REQS];
   int nreq;
@@ -201,8 +211,8 @@ static struct {
   uint8_t named[100];       /* ids a dishonest answer named: whose is whose is not known */
   unsigned long sum;
   /* what happened (seed checks) */
-  int n_sent_up, n_up_sent_ev, n_up_failed, n_dl_done[2], n_dl_failed[2], n_patch, n_head, n_post,
-      n_get, n_token, n_data[2], n_get_corrupt;
+  int n_sent_up, n_up_sent_ev, n_up_failed, n_dl_done[NATT], n_dl_failed[NATT], n_patch, n_head,
+      n_post, n_get, n_token, n_data[NATT], n_get_corrupt, n_opened, n_denied;
 } H;
 
 typedef struct cur {
@@ -408,7 +418,7 @@ static hblob *blob_by_path(const char *path) {
 }
 
 static int dl_by_path(const char *path) {
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < NATT; k++)
     if (strncmp(path, "/v1/blobs/", 10) == 0 && strcmp(path + 10, G.dl[k].blob_id) == 0) return k;
   return -1;
 }
@@ -521,7 +531,7 @@ static void read_bytes(const uint8_t *p, size_t n) {
 static int which_att(const whisper_client_event_t *e) {
   if (e->id == NULL || e->id_len != 16) return -2;
   if (e->from == NULL && memcmp(e->id, G.up_id, 16) == 0) return -1;
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < NATT; k++)
     if (e->from && strcmp(e->from, "bob") == 0 && memcmp(e->id, G.dl[k].id, 16) == 0) return k;
   return -2;
 }
@@ -543,6 +553,8 @@ static void on_media(const whisper_client_event_t *e) {
   if (k >= 0) {
     H.n_dl_done[k] += e->status == WHISPER_MEDIA_DOWNLOADED;
     H.n_dl_failed[k] += e->status == WHISPER_MEDIA_FAILED;
+    H.n_opened += e->status == WHISPER_MEDIA_OPENED;
+    if (e->status == WHISPER_MEDIA_OPENED) H.opened = 1;
   }
   if (H.planted) {
     if (k == -1 && e->status == WHISPER_MEDIA_SENT)
@@ -562,7 +574,8 @@ static void on_media(const whisper_client_event_t *e) {
   } else if (k >= 0) {
     const att *a = &G.dl[k];
     FZ_ASSERT(e->status == WHISPER_MEDIA_DOWNLOADING || e->status == WHISPER_MEDIA_DOWNLOADED ||
-                  e->status == WHISPER_MEDIA_FAILED,
+                  e->status == WHISPER_MEDIA_FAILED ||
+                  (a->view_once && e->status == WHISPER_MEDIA_OPENED),
               "download %d: EV_MEDIA with status %d", k, e->status);
     FZ_ASSERT(H.dl_mode[k] != 0, "download %d: EV_MEDIA without a job", k);
     if (e->status == WHISPER_MEDIA_DOWNLOADED) {
@@ -773,7 +786,7 @@ static void disconnect(void) {
 /* Files: the downloads hold only verified plaintext. */
 static void check_files(void) {
   if (H.planted) return;
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < NATT; k++)
     FZ_ASSERT(file_is(G.dl[k].path, G.dl[k].pt, G.dl[k].pt_len, 0),
               "%s is not a prefix of the plaintext", G.dl[k].path);
 }
@@ -1448,16 +1461,23 @@ static void other_frame(uint8_t t, cur *in) {
   frame_in(b);
 }
 
-static void download(int k, int to_file) {
-  int rc = whisper_client_download(H.c, "bob", G.dl[k].id, 16, "bob", to_file ? G.dl[k].path : NULL,
-                                   H.now);
+/* A download (or, vo, a view-once opening) of bob's attachment k. */
+static void download(int k, int to_file, int vo) {
+  const att *a = &G.dl[k];
+  const char *path = to_file ? a->path : NULL;
+  int rc = vo ? whisper_client_view_once_open(H.c, "bob", a->id, 16, "bob", path, H.now)
+              : whisper_client_download(H.c, "bob", a->id, 16, "bob", path, H.now);
   after_call("download");
-  if (fz_verbose()) fprintf(stderr, "  download %d to %s: %d\n", k, to_file ? G.dl[k].path : "events", rc);
+  if (fz_verbose())
+    fprintf(stderr, "  %s %d to %s: %d\n", vo ? "view_once_open" : "download", k, path ? path : "events", rc);
+  H.n_denied += rc == WHISPER_EDENIED;
   if (H.planted) {
     FZ_ASSERT(rc == WHISPER_OK || (rc < 0 && rc_known(rc)), "download: %d", rc);
   } else {
-    FZ_ASSERT(rc == WHISPER_OK, "download of bob's attachment %d: %d (%s)", k, rc,
-              whisper_ctx_last_error(H.d->ctx));
+    /* a view-once attachment only opens, once; another only downloads */
+    int want = a->view_once != vo || (a->view_once && H.opened) ? WHISPER_EDENIED : WHISPER_OK;
+    FZ_ASSERT(rc == want, "%s of bob's attachment %d: %d, not %d (%s)", vo ? "view_once_open" : "download",
+              k, rc, want, whisper_ctx_last_error(H.d->ctx));
   }
   if (rc == WHISPER_OK) {
     /* a job of it already running is replaced: its request is no longer one */
@@ -1485,8 +1505,8 @@ static void media_get_all(void) {
   struct {
     const uint8_t *id;
     const char *sender;
-  } m[3] = {{G.up_id, NULL}, {G.dl[0].id, "bob"}, {G.dl[1].id, "bob"}};
-  for (int i = 0; i < 3; i++) {
+  } m[1 + NATT] = {{G.up_id, NULL}, {G.dl[0].id, "bob"}, {G.dl[1].id, "bob"}, {G.dl[2].id, "bob"}};
+  for (int i = 0; i < 1 + NATT; i++) {
     whisper_media_t *x = NULL;
     int rc = whisper_client_media_get(H.c, "bob", m[i].id, 16, m[i].sender, &x);
     after_call("media_get");
@@ -1508,14 +1528,18 @@ static void media_get_all(void) {
 }
 
 static void app(uint8_t t) {
-  switch (t & 7) {
+  switch (t & 15) {
     case 0: media_get_all(); break;
-    case 1: download(0, 1); break;
-    case 2: download(0, 0); break;
-    case 3: download(1, 1); break;
+    case 1: download(0, 1, 0); break;
+    case 2: download(0, 0, 0); break;
+    case 3: download(1, 1, 0); break;
     case 4: send_again(0); break;
     case 5: send_again(1); break;
-    case 6: download(1, 0); break;
+    case 6: download(1, 0, 0); break;
+    case 8: download(2, 1, 1); break;  /* the view-once one, opened */
+    case 9: download(2, 0, 1); break;
+    case 10: download(2, 1, 0); break; /* (EDENIED: it is view-once) */
+    case 11: download(0, 1, 1); break; /* (EDENIED: it is not) */
     default: {
       uint64_t d = whisper_client_next_deadline(H.c);
       tick(d > H.now && d != UINT64_MAX && d - H.now < 7 * 86400000ULL ? d - H.now : 0);
@@ -1595,6 +1619,7 @@ static int mem_sink(void *user, const uint8_t *data, size_t len) {
 /* bob's attachment message to alice: a blob encrypted here, its pointer
  * end to end (a PreKey message from bob). */
 static whisper_buf *attachment_from_bob(att *a, size_t size, uint32_t seed, uint64_t seq) {
+  /* (a->view_once: the pointer's flags say so) */
   a->pt_len = size;
   a->pt = malloc(size);
   FZ_ASSERT(a->pt != NULL, "out of memory");
@@ -1620,6 +1645,7 @@ static whisper_buf *attachment_from_bob(att *a, size_t size, uint32_t seed, uint
   p.digest = (ProtobufCBinaryData){32, r.digest};
   p.plaintext_hash = (ProtobufCBinaryData){32, r.plaintext_hash};
   p.uploaded_at_ms = FZ_NOW;
+  if (a->view_once) p.has_flags = 1, p.flags = WHISPER_MEDIA_VIEW_ONCE;
   p.has_incremental_mac = p.has_chunk_size = 1;
   p.incremental_mac = (ProtobufCBinaryData){r.incremental_mac->len, r.incremental_mac->data};
   p.chunk_size = r.chunk_size;
@@ -1754,10 +1780,14 @@ static void world_new(void) {
   reset_files(); /* (writes up.bin and up2.bin) */
   G.dl[0].blob_id = "fzdl1";
   G.dl[1].blob_id = "fzdl2";
+  G.dl[2].blob_id = "fzdl3";
+  G.dl[2].view_once = 1;
   memset(G.dl[0].id, 0xD1, 16);
   memset(G.dl[1].id, 0xD2, 16);
+  memset(G.dl[2].id, 0xD3, 16);
   snprintf(G.dl[0].path, sizeof G.dl[0].path, "%s/dl.bin", G.dir);
   snprintf(G.dl[1].path, sizeof G.dl[1].path, "%s/dl2.bin", G.dir);
+  snprintf(G.dl[2].path, sizeof G.dl[2].path, "%s/dl3.bin", G.dir);
   G.up2_total = whisper_attachment_blob_size(UP2_SIZE);
   G.w->cfg.media_dir = G.media;
   G.w->cfg.media_piece = PIECE;
@@ -1773,9 +1803,12 @@ static void world_new(void) {
   fz_connect(G.w->bob, G.w->alice, 0);
   whisper_buf *m1 = attachment_from_bob(&G.dl[0], DL_SIZE, 1001, ++G.w->last_seq);
   whisper_buf *m2 = attachment_from_bob(&G.dl[1], DL2_SIZE, 2002, ++G.w->last_seq);
+  whisper_buf *m3 = attachment_from_bob(&G.dl[2], DL3_SIZE, 3003, ++G.w->last_seq);
   feed_ok(m1);
   settle();
   feed_ok(m2);
+  settle();
+  feed_ok(m3);
   settle();
   disconnect();
   /* offline: the download and the upload are asked for; the file is encrypted */
@@ -2070,6 +2103,20 @@ static void write_seeds(const char *dir) {
   run_input(s.b, s.n);
   SEED_CHECK(H.n_get_corrupt == 1, "media_get_empty_record");
   write_seed(dir, "media_get_empty_record", &s);
+
+  /* 8. the view-once attachment: opened once (DOWNLOADED, then OPENED: the
+   * wipe, the notice to alice's devices and bob's receipt go out), then
+   * refused; a plain download of it is refused too */
+  s.n = 0;
+  sb(&s, 1, OP_APP(8));
+  sb(&s, 1, OP_TICK(1));
+  sb_honest(&s, OP_HONEST_GET, 2);
+  sb(&s, 1, OP_APP(8));
+  sb(&s, 1, OP_APP(10));
+  sb(&s, 1, OP_APP(0));
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_dl_done[2] == 1 && H.n_opened == 1 && H.n_denied == 2, "view_once");
+  write_seed(dir, "view_once", &s);
 
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
