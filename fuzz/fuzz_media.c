@@ -11,8 +11,9 @@
  *    going to dl.bin, nothing fetched yet;
  *  - bob's second attachment (60 KiB, to dl2.bin when the input asks) and
  *    a second file (up2.bin, 70 KiB, sent when the input asks), so that
- *    two jobs of one conversation run side by side; and bob's view-once
- *    attachment (20 KiB, to dl3.bin when the input opens it);
+ *    two jobs of one conversation run side by side (the second pointer has
+ *    no incremental MAC: verified whole, then written); and bob's
+ *    view-once attachment (20 KiB, to dl3.bin when the input opens it);
  * media_piece 64 KiB, files in a temporary directory. The store is put
  * back after each input (fz_journal), and the files too (media_dir holds
  * the upload's blob again, dl*.bin are removed).
@@ -51,8 +52,8 @@
  *              without a path; send up2.bin, or up.bin again;
  *              view_once_open of the view-once one (to dl3.bin or without
  *              a path), a download of it, a view_once_open of the first
- *              (both EDENIED); the clock to the engine's next deadline and
- *              a tick
+ *              (both EDENIED); send_file of a missing file (ENOTFOUND);
+ *              the clock to the engine's next deadline and a tick
  *  0x90..0x9F  the process dies: the engine is freed and made again
  *  0xA0..0xAF  a stored record planted (low 2 bits: "J", the upload's
  *              "M", the download's "M"; 0x04: deleted, else two bytes of
@@ -147,6 +148,7 @@
 typedef struct att {
   const char *blob_id;
   int view_once;
+  int two_pass; /* a pointer without an incremental MAC: verified whole, then written */
   uint8_t id[16];
   uint8_t *pt, *blob;
   size_t pt_len, blob_len;
@@ -1506,7 +1508,10 @@ static void download(int k, int to_file, int vo) {
 
 static void send_again(int same) {
   uint8_t id[16];
-  whisper_media_meta_t meta = {.content_type = "application/octet-stream", .file_name = "up2.bin"};
+  static const uint8_t thumb[16] = "a small picture";
+  whisper_media_meta_t meta = {.content_type = "application/octet-stream", .file_name = "up2.bin",
+                               .thumbnail = thumb, .thumbnail_len = sizeof thumb, .width = 3,
+                               .height = 4, .duration_ms = 5, .flags = WHISPER_MEDIA_VOICE_NOTE};
   int rc = whisper_client_send_file(H.c, "bob", same ? G.up : G.up2, &meta, H.now, id);
   after_call("send_file");
   if (fz_verbose()) fprintf(stderr, "  send_file %s: %d\n", same ? "up.bin" : "up2.bin", rc);
@@ -1555,6 +1560,16 @@ static void app(uint8_t t) {
     case 9: download(2, 0, 1); break;
     case 10: download(2, 1, 0); break; /* (EDENIED: it is view-once) */
     case 11: download(0, 1, 1); break; /* (EDENIED: it is not) */
+    case 12: { /* a file that is not there */
+      char missing[128];
+      uint8_t id[16];
+      snprintf(missing, sizeof missing, "%s/missing.bin", G.dir);
+      int rc = whisper_client_send_file(H.c, "bob", missing, NULL, H.now, id);
+      after_call("send_file");
+      FZ_ASSERT(rc == WHISPER_ENOTFOUND, "send_file of a missing file: %d", rc);
+      settle();
+      break;
+    }
     default: {
       uint64_t d = whisper_client_next_deadline(H.c);
       tick(d > H.now && d != UINT64_MAX && d - H.now < 7 * 86400000ULL ? d - H.now : 0);
@@ -1661,9 +1676,13 @@ static whisper_buf *attachment_from_bob(att *a, size_t size, uint32_t seed, uint
   p.plaintext_hash = (ProtobufCBinaryData){32, r.plaintext_hash};
   p.uploaded_at_ms = FZ_NOW;
   if (a->view_once) p.has_flags = 1, p.flags = WHISPER_MEDIA_VIEW_ONCE;
-  p.has_incremental_mac = p.has_chunk_size = 1;
-  p.incremental_mac = (ProtobufCBinaryData){r.incremental_mac->len, r.incremental_mac->data};
-  p.chunk_size = r.chunk_size;
+  if (!a->two_pass) {
+    p.has_incremental_mac = p.has_chunk_size = 1;
+    p.incremental_mac = (ProtobufCBinaryData){r.incremental_mac->len, r.incremental_mac->data};
+    p.chunk_size = r.chunk_size;
+  }
+  static const uint8_t thumb[48] = "a thumbnail the app made, 48 bytes of it .......";
+  if (seed == 1001) p.has_thumbnail = 1, p.thumbnail = (ProtobufCBinaryData){sizeof thumb, (uint8_t *)thumb};
   Whisper__E2e__Content ct = WHISPER__E2E__CONTENT__INIT;
   ct.has_version = ct.has_kind = 1;
   ct.version = SY_CONTENT_VERSION;
@@ -1797,6 +1816,7 @@ static void world_new(void) {
   G.dl[1].blob_id = "fzdl2";
   G.dl[2].blob_id = "fzdl3";
   G.dl[2].view_once = 1;
+  G.dl[1].two_pass = 1;
   memset(G.dl[0].id, 0xD1, 16);
   memset(G.dl[1].id, 0xD2, 16);
   memset(G.dl[2].id, 0xD3, 16);
@@ -2134,6 +2154,21 @@ static void write_seeds(const char *dir) {
   SEED_CHECK(H.n_dl_done[2] == 1 && H.n_opened == 1 && H.n_denied == 2, "view_once");
   write_seed(dir, "view_once", &s);
 
+  /* the second attachment's pointer has no incremental MAC: nothing is
+   * written until the whole blob verified (two passes) */
+  s.n = 0;
+  sb(&s, 1, OP_APP(3));
+  sb(&s, 1, OP_TICK(1));
+  sb(&s, 1, OP_HONEST_GET);
+  sb(&s, 1, OP_APP(0));
+  sb(&s, 1, OP_APP(6));      /* again, without a path */
+  sb(&s, 1, OP_TICK(5));
+  sb_honest(&s, OP_HONEST_GET, 4);
+  sb(&s, 1, OP_APP(12));
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_dl_done[1] >= 1 && H.n_data[1] >= 1, "download_two_pass");
+  write_seed(dir, "download_two_pass", &s);
+
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
   sb(&s, 1, OP_PLANT(0));
@@ -2167,6 +2202,23 @@ static void write_seeds(const char *dir) {
     sb_start(&s);
     sb_honest(&s, OP_HONEST_UP, 4);
     write_seed(dir, "planted_upload_url", &s);
+    /* a total past the blob file's end: the last piece is short, the
+     * blob is made again (the same key and IV) */
+    m = whisper__client__media_job__unpack(NULL, G.rec_up->len, G.rec_up->data);
+    m->has_total = 1;
+    m->total += 4096;
+    n = whisper__client__media_job__get_packed_size(m);
+    FZ_ASSERT(n <= sizeof buf, "record size");
+    whisper__client__media_job__pack(m, buf);
+    whisper__client__media_job__free_unpacked(m, NULL);
+    s.n = 0;
+    sb(&s, 3, OP_PLANT(1), (int)(n >> 8), (int)(n & 0xff));
+    sb_bytes(&s, buf, n);
+    sb_start(&s);
+    sb_honest(&s, OP_HONEST_UP, 5);
+    sb(&s, 1, OP_TICK(5));
+    sb_honest(&s, OP_HONEST_UP, 5);
+    write_seed(dir, "planted_upload_total_past_blob", &s);
     m = whisper__client__media_job__unpack(NULL, G.rec_dl->len, G.rec_dl->data);
     m->has_view_once = 1;
     m->view_once = 1;
