@@ -53,6 +53,7 @@
  *              view_once_open of the view-once one (to dl3.bin or without
  *              a path), a download of it, a view_once_open of the first
  *              (both EDENIED); send_file of a missing file (ENOTFOUND);
+ *              media_dir emptied (as a system clears a cache);
  *              the clock to the engine's next deadline and a tick
  *  0x90..0x9F  the process dies: the engine is freed and made again
  *  0xA0..0xAF  a stored record planted (low 2 bits: "J", the upload's
@@ -1560,6 +1561,19 @@ static void app(uint8_t t) {
     case 9: download(2, 0, 1); break;
     case 10: download(2, 1, 0); break; /* (EDENIED: it is view-once) */
     case 11: download(0, 1, 1); break; /* (EDENIED: it is not) */
+    case 13: { /* the system empties media_dir (a cache): the jobs make again what they need */
+      DIR *d = opendir(G.media);
+      struct dirent *e;
+      char p[512];
+      while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        snprintf(p, sizeof p, "%s/%s", G.media, e->d_name);
+        unlink(p);
+      }
+      if (d) closedir(d);
+      if (fz_verbose()) fprintf(stderr, "  media_dir emptied\n");
+      break;
+    }
     case 12: { /* a file that is not there */
       char missing[128];
       uint8_t id[16];
