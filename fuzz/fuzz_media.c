@@ -2183,6 +2183,21 @@ static void write_seeds(const char *dir) {
   SEED_CHECK(H.n_dl_done[1] >= 1 && H.n_data[1] >= 1, "download_two_pass");
   write_seed(dir, "download_two_pass", &s);
 
+  /* regression: media_dir emptied mid-upload: the blob is made again (the
+   * same key and IV) and the upload goes on; making it again leaked the
+   * first encryption's pointer fields */
+  s.n = 0;
+  sb_start(&s);
+  sb_honest(&s, OP_HONEST_UP, 2); /* POST, PATCH 1 */
+  sb(&s, 1, OP_APP(13));
+  sb_honest(&s, OP_HONEST_UP, 1); /* PATCH 2: the file is gone, not sent */
+  sb(&s, 1, OP_TICK(5));          /* encrypted again */
+  sb(&s, 1, OP_TICK(5));
+  sb_honest(&s, OP_HONEST_UP, 6);
+  run_input(s.b, s.n);
+  SEED_CHECK(H.n_post == 1 && H.n_sent_up == 1, "media_dir_emptied");
+  write_seed(dir, "media_dir_emptied", &s);
+
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
   sb(&s, 1, OP_PLANT(0));

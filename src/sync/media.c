@@ -589,6 +589,9 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
   if (ct) {
     Whisper__E2e__AttachmentPointer *p = ct->attachment;
     const Whisper__E2e__AttachmentPointer *from = seen; /* the same file: its blob again */
+    /* what the unpacker made (a blob made again: the first encryption's
+     * fields), given back to it below to free */
+    ProtobufCBinaryData own[4] = {p->key, p->digest, p->plaintext_hash, p->incremental_mac};
     p->has_key = p->has_digest = p->has_plaintext_hash = p->has_incremental_mac = p->has_chunk_size = 1;
     p->key = from ? from->key : (ProtobufCBinaryData){sizeof j->akey, j->akey};
     p->digest = from ? from->digest : (ProtobufCBinaryData){32, r.digest};
@@ -598,9 +601,11 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
     p->has_incremental_mac = p->incremental_mac.len > 0;
     p->has_chunk_size = p->has_incremental_mac;
     packed = content_pack(ct);
-    /* (the fields point into r, seen and j: not the unpacker's to free) */
-    p->key = p->digest = p->plaintext_hash = p->incremental_mac = (ProtobufCBinaryData){0, NULL};
-    p->has_key = p->has_digest = p->has_plaintext_hash = p->has_incremental_mac = 0;
+    /* (the fields point into r, seen and j: not the unpacker's to free; its own are) */
+    p->key = own[0];
+    p->digest = own[1];
+    p->plaintext_hash = own[2];
+    p->incremental_mac = own[3];
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
   }
   whisper_attachment_result_clear(&r);
