@@ -22,7 +22,7 @@
  * parameters; a missing byte reads as 0):
  *  0x00..0x1F  answer a request the engine handed out (whisper_client_
  *              take_http) honestly; the low 5 bits pick it: 0..15 the
- *              k-th (mod count+1; count+1: a handle that is no request),
+ *              k-th (mod count+1; the last: a handle that is no request),
  *              16..23 the oldest upload request, 24..31 the oldest GET
  *  0x20..0x3F  the same pick, answered as the input says: a byte S (low
  *              nibble the status: 0 honest, else 200 201 204 206 401 403
@@ -94,8 +94,9 @@
  *    of it, in order, each piece the plaintext's bytes at done_bytes);
  *    after its FAILED the file is gone; after every operation dl*.bin
  *    are absent or a prefix of their plaintext;
- *  - a job fails only after an answer that was not honest for its blob
- *    (a download: to a GET of its blob; an upload: to any upload request);
+ *  - the first upload and bob's downloads fail only after an answer that
+ *    was not honest for their blob (a download: to a GET of its blob; the
+ *    upload: to any upload request);
  *  - a PATCH to a blob the honest store made for the first upload (its
  *    POST's Upload-Length was that blob's size, and no answer but the
  *    honest one named its id) carries exactly that blob's bytes at its
