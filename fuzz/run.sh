@@ -37,6 +37,8 @@ fi
 
 out="$build/fuzz-out"
 mkdir -p "$out" || exit 2
+# fuzz_media (the engine's attachment jobs) runs with the others
+[ $# -gt 0 ] || targets+=(fuzz_media)
 work=$(mktemp -d "${TMPDIR:-/tmp}/whisper-fuzz.XXXXXX") || exit 2
 trap 'rm -rf "$work"' EXIT
 

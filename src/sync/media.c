@@ -74,12 +74,19 @@ static char *hexstr(const uint8_t *p, size_t n, char *out) {
   return out;
 }
 
-/* media_dir/<job>.up or .down */
+/* A character of a blob id or a base64url token. */
+static int id_char(char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         ch == '-' || ch == '_';
+}
+
+/* media_dir/<job>.up or .down: the job's whole key (conversation tag and
+ * message tag), so that two jobs of one conversation have their own file */
 static char *tmp_path(const whisper_client *c, const sy_media *j) {
   char hex[2 * (KEY_LEN - 1) + 1];
   size_t n = strlen(c->cfg.media_dir) + sizeof hex + 8;
   char *p = malloc(n);
-  if (p) snprintf(p, n, "%s/%s.%s", c->cfg.media_dir, hexstr(j->key + 1, 16, hex),
+  if (p) snprintf(p, n, "%s/%s.%s", c->cfg.media_dir, hexstr(j->key + 1, KEY_LEN - 1, hex),
                   j->dir == DIR_UP ? "up" : "down");
   return p;
 }
@@ -582,6 +589,9 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
   if (ct) {
     Whisper__E2e__AttachmentPointer *p = ct->attachment;
     const Whisper__E2e__AttachmentPointer *from = seen; /* the same file: its blob again */
+    /* what the unpacker made (a blob made again: the first encryption's
+     * fields), given back to it below to free */
+    ProtobufCBinaryData own[4] = {p->key, p->digest, p->plaintext_hash, p->incremental_mac};
     p->has_key = p->has_digest = p->has_plaintext_hash = p->has_incremental_mac = p->has_chunk_size = 1;
     p->key = from ? from->key : (ProtobufCBinaryData){sizeof j->akey, j->akey};
     p->digest = from ? from->digest : (ProtobufCBinaryData){32, r.digest};
@@ -591,9 +601,11 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
     p->has_incremental_mac = p->incremental_mac.len > 0;
     p->has_chunk_size = p->has_incremental_mac;
     packed = content_pack(ct);
-    /* (the fields point into r, seen and j: not the unpacker's to free) */
-    p->key = p->digest = p->plaintext_hash = p->incremental_mac = (ProtobufCBinaryData){0, NULL};
-    p->has_key = p->has_digest = p->has_plaintext_hash = p->has_incremental_mac = 0;
+    /* (the fields point into r, seen and j: not the unpacker's to free; its own are) */
+    p->key = own[0];
+    p->digest = own[1];
+    p->plaintext_hash = own[2];
+    p->incremental_mac = own[3];
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
   }
   whisper_attachment_result_clear(&r);
@@ -713,13 +725,25 @@ static void ask_token(whisper_client *c) {
   if (sy_queue(c, &f, RQ_MEDIA_AUTH, 1, NULL) == WHISPER_OK) c->media_token_asked = 1;
 }
 
+/* A token the Authorization header can carry as it is: RFC 7235's token68
+ * (the server's is base64url). Anything else, a CR or LF above all, would
+ * let the server write the app's request lines. */
+static int token68(const char *t) {
+  size_t n = strlen(t), i = 0;
+  if (n == 0) return 0;
+  while (i < n && (id_char(t[i]) || t[i] == '.' || t[i] == '~' || t[i] == '+' || t[i] == '/')) i++;
+  if (i == 0) return 0;
+  while (i < n && t[i] == '=') i++;
+  return i == n;
+}
+
 void sy_media_token_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   (void)r;
   c->media_token_asked = 0;
   if (f->body_case != WHISPER__SYNC__FRAME__BODY_UPLOAD_TOKEN || f->upload_token->token == NULL ||
-      strlen(f->upload_token->token) >= sizeof c->media_token) {
+      strlen(f->upload_token->token) >= sizeof c->media_token || !token68(f->upload_token->token)) {
     sy_error_event(c, WHISPER_ESTATE, f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? (int)f->error->code : 0,
-                   "the server gave no upload token");
+                   "the server gave no upload token (or one a header cannot carry)");
     for (sy_media *j = c->media; j; j = j->next)
       if (j->dir == DIR_UP) backoff(j, c->now);
     return;
@@ -1296,7 +1320,15 @@ int whisper_client_media_get(whisper_client *c, const char *conversation, const 
       rec = job_read(c, key, &rc);
       rc = wh_finish(c->ctx, rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc);
     }
-    if (rc != WHISPER_OK) return rc;
+    /* a record that names no state (or direction) is not one the engine wrote */
+    if (rc == WHISPER_OK && rec &&
+        (rec->state < WHISPER_MEDIA_ENCRYPTING || rec->state > WHISPER_MEDIA_FAILED ||
+         (rec->dir != DIR_UP && rec->dir != DIR_DOWN)))
+      rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "a media job's record is corrupt");
+    if (rc != WHISPER_OK) {
+      if (rec) whisper__client__media_job__free_unpacked(rec, &wh_pb_alloc);
+      return rc;
+    }
   }
   wh_found f;
   whisper_buf *content = NULL;
