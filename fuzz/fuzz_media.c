@@ -53,7 +53,8 @@
  *              view_once_open of the view-once one (to dl3.bin or without
  *              a path), a download of it, a view_once_open of the first
  *              (both EDENIED); send_file of a missing file (ENOTFOUND);
- *              media_dir emptied (as a system clears a cache);
+ *              media_dir emptied (as a system clears a cache); up2.bin cut
+ *              to half, or removed;
  *              the clock to the engine's next deadline and a tick
  *  0x90..0x9F  the process dies: the engine is freed and made again
  *  0xA0..0xAF  a stored record planted (low 2 bits: "J", the upload's
@@ -205,6 +206,7 @@ static struct {
   int dl_mode[NATT];      /* 0 no job, 1 to its file, 2 events */
   uint64_t dl_next[NATT]; /* events: the next plaintext offset */
   int opened;             /* the view-once attachment was opened (its key is gone) */
+  int up2_cut, up2_gone;  /* up2.bin was cut to half, removed */
   int owner_off;       /* two jobs of the first upload's size: no owner check */
   req reqs[MAX_REQS];
   int nreq;
@@ -451,7 +453,8 @@ static void check_request(const whisper_http_request_t *r) {
   if (H.planted) return;
   /* the engine's own jobs: what they can ask for */
   if (post)
-    FZ_ASSERT(h.upload_length == G.up_blob_len || h.upload_length == G.up2_total,
+    FZ_ASSERT(h.upload_length == G.up_blob_len || h.upload_length == G.up2_total ||
+                  (H.up2_cut && h.upload_length == whisper_attachment_blob_size(UP2_SIZE / 2)),
               "a POST for a blob of %llu bytes", (unsigned long long)h.upload_length);
   if (get) {
     int k = dl_by_path(r->path);
@@ -1517,7 +1520,8 @@ static void send_again(int same) {
   int rc = whisper_client_send_file(H.c, "bob", same ? G.up : G.up2, &meta, H.now, id);
   after_call("send_file");
   if (fz_verbose()) fprintf(stderr, "  send_file %s: %d\n", same ? "up.bin" : "up2.bin", rc);
-  FZ_ASSERT(H.planted ? (rc < 0 ? rc_known(rc) : rc == WHISPER_OK) : rc == WHISPER_OK,
+  int want = !same && H.up2_gone ? WHISPER_ENOTFOUND : WHISPER_OK;
+  FZ_ASSERT(H.planted ? (rc < 0 ? rc_known(rc) : rc == WHISPER_OK) : rc == want,
             "send_file: %d (%s)", rc, whisper_ctx_last_error(H.d->ctx));
   if (same) H.owner_off = 1; /* two blobs of one size: whose is whose is not known */
   settle();
@@ -1575,6 +1579,18 @@ static void app(uint8_t t) {
       if (fz_verbose()) fprintf(stderr, "  media_dir emptied\n");
       break;
     }
+    case 14: /* the app's second file shrinks, or goes, before it is encrypted */
+    case 15:
+      if ((t & 15) == 14 && !H.up2_gone) {
+        FZ_ASSERT(truncate(G.up2, UP2_SIZE / 2) == 0, "truncate %s", G.up2);
+        H.up2_cut = 1;
+      } else {
+        unlink(G.up2);
+        H.up2_gone = 1;
+      }
+      G.dirty = 1; /* (written again before the next input) */
+      if (fz_verbose()) fprintf(stderr, "  up2.bin %s\n", (t & 15) == 14 ? "cut to half" : "removed");
+      break;
     case 12: { /* a file that is not there */
       char missing[128];
       uint8_t id[16];
@@ -2198,6 +2214,17 @@ static void write_seeds(const char *dir) {
   run_input(s.b, s.n);
   SEED_CHECK(H.n_post == 1 && H.n_sent_up == 1, "media_dir_emptied");
   write_seed(dir, "media_dir_emptied", &s);
+
+  /* the second file shrinks before it is encrypted (ESIZE); then it is
+   * gone (ENOTFOUND) */
+  s.n = 0;
+  sb(&s, 2, OP_APP(4), OP_APP(14));
+  sb(&s, 1, OP_TICK(1));
+  sb(&s, 2, OP_APP(4), OP_APP(15));
+  sb(&s, 1, OP_TICK(1));
+  sb(&s, 1, OP_APP(4));
+  run_input(s.b, s.n);
+  write_seed(dir, "second_file_shrinks", &s);
 
   /* 8. the records planted as they are, then a download and an upload record changed */
   s.n = 0;
