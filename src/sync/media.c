@@ -32,6 +32,7 @@
 #define SEEN_TTL_MS (29ULL * 24 * 3600 * 1000) /* a blob is reused this long after its upload
                                                 * (the server keeps it 30 days) */
 #define TUS "Tus-Resumable: 1.0.0\r\n"
+#define IO_LEN (64 * 1024)    /* a job's file reads, at a time */
 
 struct sy_media {
   uint8_t key[KEY_LEN];
@@ -51,6 +52,7 @@ struct sy_media {
   whisper_attachment_decryptor *dec;
   FILE *src, *tmp, *out;
   uint64_t done;        /* encrypting: bytes read */
+  uint8_t *io;          /* IO_LEN bytes through which files are read (wiped: plaintext) */
   whisper_client *c;    /* downloading without a path: where the bytes go (events) */
   uint64_t size;        /* downloading: the plaintext's size */
   uint64_t given;       /* and how many were given */
@@ -133,6 +135,8 @@ static void job_close_files(sy_media *j) {
 static void job_free(sy_media *j) {
   if (j == NULL) return;
   job_close_files(j);
+  if (j->io) wh_wipe(j->io, IO_LEN);
+  free(j->io);
   free(j->conv);
   free(j->sender);
   free(j->path);
@@ -315,6 +319,28 @@ static void job_fail(whisper_client *c, sy_media *j, int code) {
   job_retire(c, j);
 }
 
+/* The job's read buffer (each job its own: engines may run on several
+ * threads, and what goes through it is plaintext, wiped with the job). */
+static uint8_t *job_io(sy_media *j) {
+  if (j->io == NULL) j->io = malloc(IO_LEN);
+  return j->io;
+}
+
+/* Feeds the decryptor what the file holds, from its start; the count of
+ * bytes fed into *fed (may be NULL). */
+static int feed_file(sy_media *j, FILE *f, uint64_t *fed) {
+  uint8_t *buf = job_io(j);
+  if (buf == NULL) return WHISPER_ENOMEM;
+  int rc = WHISPER_OK;
+  size_t n;
+  rewind(f);
+  while (rc == WHISPER_OK && (n = fread(buf, 1, IO_LEN, f)) > 0) {
+    rc = whisper_attachment_decrypt_update(j->dec, buf, n);
+    if (fed) *fed += n;
+  }
+  return rc;
+}
+
 /* --- pointers ------------------------------------------------------------------------------ */
 
 /* A Content of kind ATTACHMENT (NULL: not one). Only this engine's own
@@ -494,13 +520,8 @@ static void upload_done(whisper_client *c, sy_media *j, const char *blob_id, uin
     ct->attachment->has_uploaded_at_ms = 1;
     ct->attachment->uploaded_at_ms = uploaded_at;
   }
-  char *old_id = NULL;
   whisper_buf *packed = content_pack(ct);
-  if (blob_id) {
-    old_id = NULL;
-    ct->attachment->blob_id = NULL; /* (not the unpacker's to free) */
-  }
-  (void)old_id;
+  if (blob_id) ct->attachment->blob_id = NULL; /* (not the unpacker's to free) */
   const char *caption = ct->attachment->caption ? ct->attachment->caption : "";
   int rc = packed ? WHISPER_OK : WHISPER_ENOMEM;
   if (rc == WHISPER_OK) {
@@ -554,10 +575,11 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
     j->done = 0;
     rc = whisper_attachment_encrypt_new(&j->enc, j->akey, j->iv, j->total, tmp_sink, j->tmp);
   }
-  static uint8_t buf[1 << 16];
+  uint8_t *buf = job_io(j);
   size_t budget = ENCRYPT_BUDGET;
+  if (buf == NULL) rc = WHISPER_ENOMEM;
   while (rc == WHISPER_OK && budget && j->done < j->total) {
-    size_t n = fread(buf, 1, sizeof buf < budget ? sizeof buf : budget, j->src);
+    size_t n = fread(buf, 1, IO_LEN < budget ? IO_LEN : budget, j->src);
     if (n == 0) {
       rc = WHISPER_ESIZE; /* the file shrank since it was given */
       break;
@@ -926,14 +948,8 @@ static int download_open(whisper_client *c, sy_media *j) {
   whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
   if (rc != WHISPER_OK) return rc;
   /* the blob bytes already here, verified again */
-  static uint8_t buf[1 << 16];
   j->offset = 0;
-  rewind(j->tmp);
-  size_t n;
-  while (rc == WHISPER_OK && (n = fread(buf, 1, sizeof buf, j->tmp)) > 0) {
-    rc = whisper_attachment_decrypt_update(j->dec, buf, n);
-    j->offset += n;
-  }
+  rc = feed_file(j, j->tmp, &j->offset);
   if (rc == WHISPER_OK && j->out && fflush(j->out) != 0) rc = WHISPER_ESTORE;
   return rc;
 }
@@ -943,12 +959,7 @@ static int download_open(whisper_client *c, sy_media *j) {
 static int download_finish(sy_media *j) {
   int rc = whisper_attachment_decrypt_finish(j->dec);
   if (rc == WHISPER_ATTACHMENT_AGAIN) {
-    static uint8_t buf[1 << 16];
-    size_t n;
-    rewind(j->tmp);
-    rc = WHISPER_OK;
-    while (rc == WHISPER_OK && (n = fread(buf, 1, sizeof buf, j->tmp)) > 0)
-      rc = whisper_attachment_decrypt_update(j->dec, buf, n);
+    rc = feed_file(j, j->tmp, NULL);
     if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_finish(j->dec);
   }
   if (rc == WHISPER_OK && j->out && (fflush(j->out) != 0 || fsync(fileno(j->out)) != 0))
