@@ -263,6 +263,12 @@ int sy_media_load(whisper_client *c) {
     sy_media *j = job_from(ix->keys[i].data, m);
     whisper__client__media_job__free_unpacked(m, &wh_pb_alloc);
     if (j == NULL) continue; /* a job that cannot be read is dropped, not the others */
+    int twice = 0;
+    for (sy_media *k = c->media; k && !twice; k = k->next) twice = memcmp(k->key, j->key, KEY_LEN) == 0;
+    if (twice) { /* a list naming a job twice: one job */
+      job_free(j);
+      continue;
+    }
     *tail = j;
     tail = &j->next;
   }
@@ -649,6 +655,7 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
     return;
   }
   j->state = WHISPER_MEDIA_UPLOADING;
+  j->offset_known = 0; /* an upload made before (the blob made again): HEAD says where it stands */
   rc = job_save(c, j, 0);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store a media job");
   media_event(c, j, WHISPER_MEDIA_UPLOADING, 0);
