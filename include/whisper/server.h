@@ -224,6 +224,15 @@ WHISPER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, 
                                      uint64_t now_ms);
 
 /**
+ * After relays may have been lost (the caller's link to the other nodes
+ * broke and is back): queues a hello and this node's online devices
+ * again, and pushes every local connection whatever its mailbox holds,
+ * so that nothing waits for a wake that never came. Does nothing outside
+ * cluster mode.
+ */
+WHISPER_API void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms);
+
+/**
  * Leaving the cluster: queues a relay telling the other nodes that this
  * node's devices are offline now (rather than after the node timeout).
  * Call before closing the connections at shutdown.

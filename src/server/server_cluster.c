@@ -291,6 +291,21 @@ int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms) 
   return WHISPER_OK;
 }
 
+void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms) {
+  if (srv == NULL || !srv->cluster.node) return;
+  srv->cluster.now_ms = now_ms;
+  relay_simple(srv, KIND(HELLO), NULL, 0);
+  announce_all(srv);
+  size_t n;
+  void **conns = wsrv_map_values(&srv->conns, &n);
+  /* a pump may drop its connection (a store failure), never another */
+  for (size_t i = 0; i < n; i++) {
+    wsrv_conn *c = conns[i];
+    if (c->state == WSRV_AUTHED) wsrv_pump(srv, c, now_ms);
+  }
+  free(conns);
+}
+
 void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms) {
   if (srv == NULL || !srv->cluster.node) return;
   srv->cluster.now_ms = now_ms;

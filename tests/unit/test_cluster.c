@@ -178,6 +178,17 @@ static void test_across_nodes(void) {
   cluster_run(&n);
   CHECK(messages_with(b, "no relay") == 1 && messages_with(b, "relay again") == 1);
 
+  /* a lost wake is made up by a resync of the node that missed it */
+  drop_relays = 1;
+  say(&n, a, "bob", "lost wake", id);
+  cluster_run(&n);
+  CHECK(messages_with(b, "lost wake") == 0);
+  drop_relays = 0;
+  whisper_server_cluster_resync(S[1], n.now);
+  cluster_run(&n);
+  CHECK(messages_with(b, "lost wake") == 1);
+  CHECK(b->pushes == 0);
+
   /* presence and typing: carol (node 3) watches bob (node 2) */
   const char *who[1] = {"bob"};
   CHECK_RC(whisper_client_subscribe(c->cl, who, 1), WHISPER_OK);
