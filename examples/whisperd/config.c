@@ -75,6 +75,14 @@ static const option options[] = {
     {"sync-full", NULL, K_FLAG, OFF(sync_full), 0, 0, "the same as --synchronous full"},
     {"busy-timeout-ms", "MS", K_UINT, OFF(busy_timeout_ms), 0, 600000,
      "how long a transaction waits for another process holding the store"},
+    {"pg", "CONNINFO", K_STR, OFF(pg), 0, 0,
+     "keep the store in PostgreSQL instead of --db (libpq keywords or a postgresql:// URI); "
+     "durability is the server's (synchronous_commit)"},
+    {"pg-table", "NAME", K_STR, OFF(pg_table), 0, 0,
+     "the table of --pg (default whisper_records): one per cluster"},
+    {"node", "N", K_U32, OFF(node), 0, 255,
+     "cluster mode: this node's number (1-255, unique), several whisperd over the same --pg, "
+     "relays through LISTEN/NOTIFY; 0: a single node"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Protocol limits (whisper_server_config_t)"},
     {"max-frame", "BYTES", K_SIZE, SRV(max_frame), 1024, 64u * 1024 * 1024,
@@ -156,6 +164,8 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free(cfg->blob_dir);
+  free(cfg->pg);
+  free(cfg->pg_table);
   memset(cfg, 0, sizeof *cfg);
 }
 
