@@ -38,7 +38,7 @@ extern "C" {
  *  fields are only ever appended. */
 typedef struct whisper_pg_options_t {
   unsigned version;
-  /** The table, created if missing: 1..48 of [a-z0-9_], starting with a
+  /** The table, created if missing: 1..44 of [a-z0-9_], starting with a
    *  letter. NULL: "whisper_records". */
   const char *table;
   /** How long a statement waits for a lock another node holds, in
@@ -59,6 +59,20 @@ typedef struct whisper_pg_options_t {
  */
 WHISPER_API int whisper_store_pg_open(whisper_store **out, const char *conninfo,
                                       const whisper_pg_options_t *opts, const char **why);
+
+/**
+ * The same, sharded over `n` databases (1..64; `conninfos[0]` is shard 0,
+ * the coordinator of transactions that span shards). Each record lives on
+ * one shard, chosen by a hash of the account (or device tag) its key
+ * names; a transaction that used several shards commits with PostgreSQL's
+ * two-phase commit (each server needs max_prepared_transactions > 0), and
+ * a transaction a crashed node left prepared is finished (committed if it
+ * was decided, else rolled back) by whichever node opens or uses the
+ * store next. Every node must list the same shards in the same order.
+ */
+WHISPER_API int whisper_store_pg_open_sharded(whisper_store **out, const char *const *conninfos,
+                                              size_t n, const whisper_pg_options_t *opts,
+                                              const char **why);
 
 /**
  * Queues a notification on `channel` (1..48 of [a-z0-9_]) with `payload`

@@ -63,7 +63,7 @@ start)
   for try in 1 2 3 4 5 6 7 8; do
     port=$((20000 + RANDOM % 40000))
     if as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=64MB" \
+         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=64MB -c max_prepared_transactions=64" \
          start >/dev/null 2>&1; then
       break
     fi
@@ -92,7 +92,7 @@ stop)
 restart)
   port=$(cat "$dir/port")
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=64MB" \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=200 -c shared_buffers=64MB -c max_prepared_transactions=64" \
     restart >/dev/null
   ;;
 kill)

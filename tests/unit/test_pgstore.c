@@ -15,7 +15,10 @@
 #include "test.h"
 #include "whisper/pgstore.h"
 
-static char conninfo[512];
+static char conninfo[512], conninfo2[512]; /* the second: another database, for shards */
+
+void wh_pg_test_fail_after_prepare(whisper_store *store, int mode);
+void wh_pg_test_recover(whisper_store *store);
 
 static void read_conninfo(void) {
   const char *file = getenv("WHISPER_TEST_PG_FILE");
@@ -26,14 +29,22 @@ static void read_conninfo(void) {
   }
   fclose(f);
   conninfo[strcspn(conninfo, "\n")] = 0;
+  /* the fixture made databases whisper and whisper2 */
+  const char *db = strstr(conninfo, "dbname=whisper");
+  if (db == NULL) exit(1);
+  snprintf(conninfo2, sizeof conninfo2, "%.*sdbname=whisper2%s", (int)(db - conninfo), conninfo,
+           db + strlen("dbname=whisper"));
 }
+
+static int shards = 1; /* the tests run over one database, then over two */
 
 static whisper_store *open_pg(const char *table) {
   whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
   o.table = table;
   whisper_store *st = NULL;
   const char *why = NULL;
-  int rc = whisper_store_pg_open(&st, conninfo, &o, &why);
+  const char *infos[2] = {conninfo, conninfo2};
+  int rc = whisper_store_pg_open_sharded(&st, infos, (size_t)shards, &o, &why);
   if (rc != WHISPER_OK) {
     fprintf(stderr, "test_pgstore: open: %s (%s)\n", whisper_strerror(rc), why);
     exit(1);
@@ -42,12 +53,38 @@ static whisper_store *open_pg(const char *table) {
 }
 
 static void drop_table(const char *table) {
-  PGconn *c = PQconnectdb(conninfo);
+  const char *infos[2] = {conninfo, conninfo2};
+  for (int i = 0; i < 2; i++) {
+    PGconn *c = PQconnectdb(infos[i]);
+    char sql[128];
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
+    PQclear(PQexec(c, sql));
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s_2pc", table);
+    PQclear(PQexec(c, sql));
+    PQfinish(c);
+  }
+}
+
+/* Rows of `table` in database `info`. */
+static long rows_in(const char *info, const char *table) {
+  PGconn *c = PQconnectdb(info);
   char sql[128];
-  snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", table);
-  PQclear(PQexec(c, "SET client_min_messages = warning"));
-  PQclear(PQexec(c, sql));
+  snprintf(sql, sizeof sql, "SELECT count(*) FROM %s", table);
+  PGresult *r = PQexec(c, sql);
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+  PQclear(r);
   PQfinish(c);
+  return n;
+}
+
+static long prepared_in(const char *info) {
+  PGconn *c = PQconnectdb(info);
+  PGresult *r = PQexec(c, "SELECT count(*) FROM pg_prepared_xacts WHERE database = current_database()");
+  long n = PQresultStatus(r) == PGRES_TUPLES_OK ? atol(PQgetvalue(r, 0, 0)) : -1;
+  PQclear(r);
+  PQfinish(c);
+  return n;
 }
 
 /* --- the differential test ----------------------------------------------- */
@@ -309,11 +346,94 @@ static void test_open_and_reconnect(void) {
   drop_table("wh_test_reconnect");
 }
 
+/* --- two shards --------------------------------------------------------- */
+
+static void put_accounts(whisper_store *st, const char *prefix, int n, const char *value) {
+  for (int i = 0; i < n; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "%s%d", prefix, i);
+    CHECK_RC(st->ops.put(st->user, 32, (const uint8_t *)k, strlen(k), (const uint8_t *)value,
+                         strlen(value)),
+             WHISPER_OK);
+  }
+}
+
+/* How many of the accounts hold `value` (read without locks). */
+static int accounts_with(whisper_store *st, const char *prefix, int n, const char *value) {
+  int got = 0;
+  for (int i = 0; i < n; i++) {
+    char k[32];
+    whisper_buf *b = NULL;
+    snprintf(k, sizeof k, "%s%d", prefix, i);
+    if (st->ops.get(st->user, 32, (const uint8_t *)k, strlen(k), &b) == WHISPER_OK &&
+        b->len == strlen(value) && memcmp(b->data, value, b->len) == 0)
+      got++;
+    whisper_buf_free(b);
+  }
+  return got;
+}
+
+static void test_shards(void) {
+  const char *t = "wh_test_shards";
+  drop_table(t);
+  whisper_store *st = open_pg(t), *other = open_pg(t); /* two nodes */
+  /* a transaction over both shards: all or nothing */
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  put_accounts(st, "acct", 20, "one");
+  CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+  CHECK(rows_in(conninfo, t) > 0 && rows_in(conninfo2, t) > 0);
+  CHECK(rows_in(conninfo, t) + rows_in(conninfo2, t) == 20);
+  CHECK(accounts_with(other, "acct", 20, "one") == 20);
+  CHECK(prepared_in(conninfo2) == 0);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  put_accounts(st, "acct", 20, "two");
+  st->ops.rollback(st->user);
+  CHECK(accounts_with(other, "acct", 20, "one") == 20);
+
+  /* the coordinator dies before deciding: another node rolls back */
+  wh_pg_test_fail_after_prepare(st, 1);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  put_accounts(st, "acct", 20, "three");
+  CHECK_RC(st->ops.commit(st->user), WHISPER_ESTORE);
+  CHECK(prepared_in(conninfo2) == 1);
+  wh_pg_test_recover(other);
+  CHECK(prepared_in(conninfo2) == 0);
+  CHECK(accounts_with(other, "acct", 20, "one") == 20);
+
+  /* it dies after deciding: another node commits what is left */
+  wh_pg_test_fail_after_prepare(st, 2);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  put_accounts(st, "acct", 20, "four");
+  CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+  CHECK(prepared_in(conninfo2) == 1);
+  int before = accounts_with(other, "acct", 20, "four");
+  CHECK(before > 0 && before < 20); /* shard 0's part only, until recovery */
+  wh_pg_test_recover(other);
+  CHECK(prepared_in(conninfo2) == 0);
+  CHECK(accounts_with(other, "acct", 20, "four") == 20);
+
+  /* while the coordinator is still deciding, recovery leaves it alone: a
+   * transaction that holds its shard-0 lock is not touched */
+  wh_pg_test_fail_after_prepare(st, 0);
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  put_accounts(st, "acct", 20, "five");
+  CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+  CHECK(accounts_with(other, "acct", 20, "five") == 20);
+  whisper_store_close(st);
+  whisper_store_close(other);
+  drop_table(t);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   read_conninfo();
-  test_differential();
-  test_two_nodes();
+  for (shards = 1; shards <= 2; shards++) {
+    test_differential();
+    test_two_nodes();
+  }
+  shards = 2;
+  test_shards();
+  shards = 1;
   test_notify();
   test_open_and_reconnect();
   return test_done();
