@@ -26,6 +26,7 @@ enum kind {
   K_DAYS,    /* whole days, kept as uint64_t milliseconds */
   K_LEVEL,   /* log level name */
   K_SYNC,    /* "normal" | "full" into sync_full */
+  K_SHARD,   /* a further PostgreSQL database, appended to pg_shards */
   K_FLAG     /* a switch without a value on the command line; sets an int to 1
                 (in the file: true/false) */
 };
@@ -78,6 +79,10 @@ static const option options[] = {
     {"pg", "CONNINFO", K_STR, OFF(pg), 0, 0,
      "keep the store in PostgreSQL instead of --db (libpq keywords or a postgresql:// URI); "
      "durability is the server's (synchronous_commit)"},
+    {"pg-shard", "CONNINFO", K_SHARD, 0, 0, 0,
+     "a further database: the store is sharded by account over --pg (shard 0, the coordinator) "
+     "and each --pg-shard, in order (the same on every node; two-phase commit across them, "
+     "max_prepared_transactions > 0)"},
     {"pg-table", "NAME", K_STR, OFF(pg_table), 0, 0,
      "the table of --pg (default whisper_records): one per cluster"},
     {"node", "N", K_U32, OFF(node), 0, 255,
@@ -166,6 +171,8 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->blob_dir);
   free(cfg->pg);
   free(cfg->pg_table);
+  for (size_t i = 0; i < cfg->n_pg_shards; i++) free(cfg->pg_shards[i]);
+  free(cfg->pg_shards);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -282,6 +289,14 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
       return 0;
     case K_LISTEN:
       return set_listen(cfg, value, where);
+    case K_SHARD: {
+      char **more = realloc(cfg->pg_shards, (cfg->n_pg_shards + 1) * sizeof *more);
+      if (more == NULL) return -1;
+      cfg->pg_shards = more;
+      if ((more[cfg->n_pg_shards] = strdup(value)) == NULL) return -1;
+      cfg->n_pg_shards++;
+      return 0;
+    }
     case K_LEVEL: {
       int level = wd_log_level_parse(value);
       if (level < 0) {
@@ -411,6 +426,7 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
       break;
     case K_FLAG:
     case K_SECTION:
+    case K_SHARD:
       break;
   }
 }

@@ -168,14 +168,22 @@ static int open_store(const wd_config *cfg, whisper_store **store) {
   if (cfg->pg) {
     whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
     o.table = cfg->pg_table;
-    const char *why = NULL;
-    int rc = whisper_store_pg_open(store, cfg->pg, &o, &why);
+    const char *why = NULL, *infos[64];
+    if (cfg->n_pg_shards > 63) {
+      fprintf(stderr, "whisperd: at most 64 shards\n");
+      return -1;
+    }
+    infos[0] = cfg->pg;
+    for (size_t i = 0; i < cfg->n_pg_shards; i++) infos[i + 1] = cfg->pg_shards[i];
+    int rc = whisper_store_pg_open_sharded(store, infos, cfg->n_pg_shards + 1, &o, &why);
     if (rc != WHISPER_OK) {
       fprintf(stderr, "whisperd: cannot open the PostgreSQL store: %s%s%s\n",
               whisper_strerror(rc), why && *why ? ": " : "", why ? why : "");
       return -1;
     }
-    wd_info("store in PostgreSQL, table %s", cfg->pg_table ? cfg->pg_table : "whisper_records");
+    wd_info("store in PostgreSQL, table %s, %zu shard%s",
+            cfg->pg_table ? cfg->pg_table : "whisper_records", cfg->n_pg_shards + 1,
+            cfg->n_pg_shards ? "s" : "");
     return 0;
   }
   if (cfg->node) {

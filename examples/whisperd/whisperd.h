@@ -78,6 +78,8 @@ typedef struct wd_config {
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
   char *pg;                 /* --pg: PostgreSQL conninfo: the store is there, not in --db */
   char *pg_table;           /* --pg-table: the table (NULL: the store's default) */
+  char **pg_shards;         /* --pg-shard: further databases (shards 1..n) */
+  size_t n_pg_shards;
   uint32_t node;            /* --node: 1..255, cluster mode over --pg; 0: a single node */
 } wd_config;
 
