@@ -806,6 +806,11 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
       }
       if (strcmp(path, "/metrics") == 0) {
         size_t mlen = 0;
+        if (n->cluster) {
+          n->stats.node = n->cfg->node;
+          wd_cluster_stats(n->cluster, &n->stats.relays_sent, &n->stats.relays_heard,
+                           &n->stats.relays_dropped, &n->stats.relay_reconnects);
+        }
         char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
         if (!text)
           return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);

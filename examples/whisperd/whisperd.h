@@ -167,6 +167,9 @@ typedef struct wd_net_stats {
   uint64_t ws_dropped;       /* connections dropped by whisperd: too big, slow, text */
   uint64_t http_requests;    /* HTTP requests answered, total */
   int shutting_down;
+  /* cluster mode (node != 0): relays to and from the other nodes */
+  uint32_t node;
+  uint64_t relays_sent, relays_heard, relays_dropped, relay_reconnects;
 } wd_net_stats;
 
 struct wd_tus_ctx;

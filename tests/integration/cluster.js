@@ -324,8 +324,28 @@ class Test {
     this.notes['pg-restart'] = `PostgreSQL restarted after 6 of ${N} sends in two streams; both complete, once, in order`;
   }
 
+  async metrics(node) {
+    const text = await new Promise((resolve, reject) => {
+      require('http').get(`http://127.0.0.1:${node.port}/metrics`, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    const get = (name) => {
+      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : -1;
+    };
+    return { node: get('whisperd_cluster_node'), sent: get('whisperd_cluster_relays_sent_total'),
+             heard: get('whisperd_cluster_relays_heard_total'), dropped: get('whisperd_cluster_relays_dropped_total') };
+  }
+
   async shutdown() {
     this.cat = 'shutdown';
+    for (const n of this.nodes.filter((x) => !x.exited)) {
+      const m = await this.metrics(n);
+      this.ok(m.node === n.k && m.sent > 0 && m.heard > m.sent && m.dropped === 0, `${n.key}'s relay metrics: ${JSON.stringify(m)}`);
+    }
     const n0 = this.rows(this.conninfo, 'whisper_records');
     const n1 = this.o.shards === 2 ? this.rows(this.conninfo2, 'whisper_records') : 0;
     if (this.o.shards === 2) this.ok(n0 > 0 && n1 > 0, `records on both shards: ${n0} and ${n1}`);
