@@ -121,13 +121,6 @@ const char *whisper_ctx_last_error(const whisper_ctx *ctx) {
   return ctx ? ctx->last_error : "no context";
 }
 
-void wh_be32(uint8_t out[4], uint32_t v) {
-  out[0] = (uint8_t)(v >> 24);
-  out[1] = (uint8_t)(v >> 16);
-  out[2] = (uint8_t)(v >> 8);
-  out[3] = (uint8_t)v;
-}
-
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id) {
   if (name == NULL) return wh_fail(ctx, WHISPER_EINVAL, "name is NULL");
   size_t n = strlen(name);

@@ -65,7 +65,13 @@ struct whisper_buf *wh_buf_alloc(size_t len);
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);
-void wh_be32(uint8_t out[4], uint32_t v);
+/* Inline: the server library (src/server) uses it too, and gets no core.c. */
+static inline void wh_be32(uint8_t out[4], uint32_t v) {
+  out[0] = (uint8_t)(v >> 24);
+  out[1] = (uint8_t)(v >> 16);
+  out[2] = (uint8_t)(v >> 8);
+  out[3] = (uint8_t)v;
+}
 
 /* Store access: each sets the context's sentence on failure
  * (WHISPER_ENOTFOUND from get is silent). */

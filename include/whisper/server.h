@@ -24,6 +24,14 @@
  * hears SENT, or in none. Connections and presence are in memory only.
  *
  * A server is used from one thread at a time.
+ *
+ * The server core is its own library, libwhisper-server, beside the client
+ * library libwhisper that apps link: `pkg-config whisper-server`, or in
+ * CMake `find_package(whisper)` and `whisper::whisper-server`
+ * (`whisper::whisper-server_static`). It brings libwhisper along (stores,
+ * signatures, errors come from there) and must be used with the libwhisper
+ * of its own version: whisper_server_new() checks. whisper.h does not
+ * include this header.
  */
 #ifndef WHISPER_SERVER_H
 #define WHISPER_SERVER_H
@@ -101,7 +109,9 @@ typedef struct whisper_server whisper_server;
  * Makes a server over `store` (borrowed: it must outlive the server), with
  * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
  * whisper_server_set_rng(). Returns WHISPER_OK, WHISPER_EINVAL,
- * WHISPER_ENOMEM or a store error.
+ * WHISPER_ENOMEM, a store error, or WHISPER_EVERSION when the libwhisper
+ * loaded is not the version this libwhisper-server was built with (they
+ * share the store's internals; install them together).
  */
 WHISPER_API int whisper_server_new(whisper_server **out, whisper_store *store,
                                    const whisper_server_config_t *cfg);

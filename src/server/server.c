@@ -86,6 +86,8 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   static const whisper_server_config_t defaults = WHISPER_SERVER_CONFIG_INIT;
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
+  /* libwhisper-server reads libwhisper's store handles: the same version only. */
+  if (whisper_version() != WHISPER_VERSION_NUMBER) return WHISPER_EVERSION;
   if (store == NULL || store->ops.version < 2 || (cfg && !config_ok(cfg))) return WHISPER_EINVAL;
   if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
   whisper_server *srv = calloc(1, sizeof *srv);
