@@ -113,9 +113,10 @@ void wd_addr_counts_free(wd_addr_counts *t) {
 
 static size_t bucket_of(const wd_addr_counts *t, const wd_addr *a, size_t cap) {
   uint8_t in[9], h[crypto_shorthash_BYTES];
+  size_t n = a->len <= 8 ? a->len : 8; /* the bytes past len are not the key's */
   in[0] = a->len;
-  memcpy(in + 1, a->b, 8);
-  crypto_shorthash(h, in, sizeof in, t->key);
+  memcpy(in + 1, a->b, n);
+  crypto_shorthash(h, in, 1 + n, t->key);
   uint64_t v;
   memcpy(&v, h, sizeof v);
   return (size_t)v & (cap - 1);
