@@ -198,8 +198,9 @@ typedef struct wd_net wd_net;
 struct wd_blobs;
 
 /**
- * Binds and listens (printing "whisperd: listening on HOST:PORT" once
- * ready). `srv`, `push` and `blobs` (the blob store; NULL: none) are
+ * Binds and listens: the client port, and the metrics port unless
+ * cfg->metrics_host is NULL (printing "whisperd: metrics on HOST:PORT",
+ * then "whisperd: listening on HOST:PORT" once ready). `srv`, `push` and `blobs` (the blob store; NULL: none) are
  * borrowed. `signal_fd` is the read end of the self-pipe written by the
  * signal handler: a byte on it starts the graceful shutdown. Returns 0 or
  * -1 (reported).
