@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what libwhisper needs on Debian 12 (as root): the build and its
-# libraries, clang for the fuzzers, Node.js for the libsignal interop peer.
+# libraries, clang for the fuzzers, Node.js for the libsignal interop peer,
+# openssl (s_client) for whisperd's TLS test.
 # Installs only what is missing, so it is quick on a prepared machine.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libsodium-dev libprotobuf-c-dev
       protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev libqrencode-dev
-      libpq-dev postgresql)
+      openssl libpq-dev postgresql)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

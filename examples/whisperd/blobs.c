@@ -119,6 +119,20 @@ static int write_full(int fd, const void *buf, size_t len) {
 
 static int fsync_dir(const wd_blobs *b) { return fsync(b->dfd) == 0 ? 0 : -errno; }
 
+/* A file the store makes: created with mode 0600 and set to it, whatever
+ * the umask (a umask of 0277 would leave it 0400, unwritable once closed).
+ * The descriptor, or -errno. */
+static int create_at(const wd_blobs *b, const char *name, int flags) {
+  int fd = openat(b->dfd, name, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0600);
+  if (fd < 0) return -errno;
+  if (fchmod(fd, 0600) != 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  return fd;
+}
+
 static void name_of(char *out, size_t cap, const wd_blob *blob, const char *suffix) {
   snprintf(out, cap, "%s%s", blob->hex, suffix);
 }
@@ -284,8 +298,8 @@ static int meta_write(wd_blobs *b, const wd_blob *blob) {
   int n = meta_render(blob, text, sizeof text);
   name_of(tmp, sizeof tmp, blob, ".meta.tmp");
   name_of(meta, sizeof meta, blob, ".meta");
-  int fd = openat(b->dfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return -errno;
+  int fd = create_at(b, tmp, O_TRUNC);
+  if (fd < 0) return fd;
   int rc = write_full(fd, text, (size_t)n);
   if (rc == 0 && fsync(fd) != 0) rc = -errno;
   if (close(fd) != 0 && rc == 0) rc = -errno;
@@ -312,8 +326,8 @@ static int read_key(wd_blobs *b) {
 static int load_key(wd_blobs *b) {
   int rc = read_key(b);
   if (rc != -ENOENT) return rc;
-  int fd = openat(b->dfd, KEY_FILE, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return -errno;
+  int fd = create_at(b, KEY_FILE, O_EXCL);
+  if (fd < 0) return fd;
   randombytes_buf(b->key, KEY_LEN);
   rc = write_full(fd, b->key, KEY_LEN);
   if (rc == 0 && fsync(fd) != 0) rc = -errno;
@@ -327,9 +341,15 @@ static int load_key(wd_blobs *b) {
  * 0, -ENOENT (no directory and not `make`), or -errno. */
 static int dir_open(wd_blobs *b, int make) {
   if (b->dfd >= 0) return 0;
-  if (make && mkdir(b->dir, 0700) != 0 && errno != EEXIST) return -errno;
+  int made = make && mkdir(b->dir, 0700) == 0;
+  if (make && !made && errno != EEXIST) return -errno;
   int fd = open(b->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return -errno;
+  if (made && fchmod(fd, 0700) != 0) { /* 0700 whatever the umask */
+    int e = -errno;
+    close(fd);
+    return e;
+  }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
     close(fd);
@@ -537,11 +557,10 @@ int wd_blobs_create(wd_blobs *b, const char *account, uint32_t device, uint64_t 
   blob->created_ms = now_ms;
   blob->fd = -1;
   name_of(data, sizeof data, blob, ".data");
-  int fd = openat(b->dfd, data, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  int fd = create_at(b, data, O_EXCL);
   if (fd < 0) {
-    rc = -errno;
     free(blob);
-    return rc;
+    return fd;
   }
   close(fd);
   /* the rename's directory fsync makes the data file's name durable too */

@@ -18,6 +18,7 @@ enum kind {
   K_STR,     /* char * */
   K_PORT,    /* unsigned, 0..65535 */
   K_LISTEN,  /* HOST:PORT into host and port */
+  K_METRICS, /* HOST:PORT into metrics_host and metrics_port, or "off" */
   K_UINT,    /* unsigned */
   K_U32,     /* uint32_t */
   K_U64,     /* uint64_t */
@@ -56,6 +57,14 @@ static const option options[] = {
     {"max-connections", "N", K_U32, OFF(max_connections), 0, UINT32_MAX,
      "WebSocket connections at once, further upgrades are refused (0: no limit but the "
      "file descriptor limit)"},
+    {"max-prelogin-per-address", "N", K_U32, OFF(max_prelogin_per_addr), 0, UINT32_MAX,
+     "WebSocket connections not logged in (yet) at once from one source address (an IPv4 "
+     "address, an IPv6 /64); a further upgrade from it is answered 429 (0: no cap; behind a "
+     "reverse proxy every connection has the proxy's address: cap there instead)"},
+    {"metrics-listen", "HOST:PORT", K_METRICS, 0, 0, 0,
+     "where GET /metrics (and /healthz) are served: plain HTTP on a listener of its own, "
+     "never on the client port; port 0 picks a free one (the metrics line says which); off: "
+     "nowhere. Keep it on loopback or a private network"},
     {"max-queue", "BYTES", K_SIZE, OFF(max_queue), 4096, SIZE_MAX,
      "output queued to one connection beyond which it is dropped as too slow"},
     {"close-timeout-ms", "MS", K_U64, OFF(close_flush_ms), 0, 3600000,
@@ -160,6 +169,9 @@ void wd_config_init(wd_config *cfg) {
   cfg->max_queue = 64u * 1024 * 1024;
   cfg->max_connections = 0;
   cfg->server = server_defaults;
+  cfg->metrics_host = strdup("127.0.0.1");
+  cfg->metrics_port = 9480;
+  cfg->max_prelogin_per_addr = 32;
 }
 
 void wd_config_free(wd_config *cfg) {
@@ -173,6 +185,7 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->pg_table);
   for (size_t i = 0; i < cfg->n_pg_shards; i++) free(cfg->pg_shards[i]);
   free(cfg->pg_shards);
+  free(cfg->metrics_host);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -240,8 +253,9 @@ static int set_str(char **field, const char *value) {
   return 0;
 }
 
-/* "HOST:PORT", "[V6]:PORT" */
-static int set_listen(wd_config *cfg, const char *value, const char *where) {
+/* "HOST:PORT", "[V6]:PORT" into *host (replaced) and *port. */
+static int set_hostport(char **host_out, unsigned *port_out, const char *value, const char *name,
+                        const char *where) {
   const char *colon;
   char *host;
   if (value[0] == '[') {
@@ -260,14 +274,18 @@ static int set_listen(wd_config *cfg, const char *value, const char *where) {
     free(host);
     goto bad;
   }
-  free(cfg->host);
-  cfg->host = host;
-  cfg->port = (unsigned)port;
+  free(*host_out);
+  *host_out = host;
+  *port_out = (unsigned)port;
   return 0;
 bad:
-  fprintf(stderr, "whisperd: %s: listen: expected HOST:PORT or [ADDR]:PORT, got '%s'\n", where,
+  fprintf(stderr, "whisperd: %s: %s: expected HOST:PORT or [ADDR]:PORT, got '%s'\n", where, name,
           value);
   return -1;
+}
+
+static int set_listen(wd_config *cfg, const char *value, const char *where) {
+  return set_hostport(&cfg->host, &cfg->port, value, "listen", where);
 }
 
 /* Applies one option; `where` names the source for messages. */
@@ -297,6 +315,14 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
       cfg->n_pg_shards++;
       return 0;
     }
+    case K_METRICS:
+      if (strcmp(value, "off") == 0) {
+        free(cfg->metrics_host);
+        cfg->metrics_host = NULL;
+        return 0;
+      }
+      return set_hostport(&cfg->metrics_host, &cfg->metrics_port, value,
+                          "metrics-listen (or off)", where);
     case K_LEVEL: {
       int level = wd_log_level_parse(value);
       if (level < 0) {
@@ -424,6 +450,14 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
     case K_LISTEN:
       snprintf(buf, cap, "%s:%u", cfg->host, cfg->port);
       break;
+    case K_METRICS:
+      if (!cfg->metrics_host)
+        snprintf(buf, cap, "off");
+      else if (strchr(cfg->metrics_host, ':'))
+        snprintf(buf, cap, "[%s]:%u", cfg->metrics_host, cfg->metrics_port);
+      else
+        snprintf(buf, cap, "%s:%u", cfg->metrics_host, cfg->metrics_port);
+      break;
     case K_FLAG:
     case K_SECTION:
     case K_SHARD:
@@ -463,13 +497,15 @@ void wd_config_usage(FILE *out) {
           "Usage: whisperd [--config FILE] [OPTIONS]\n"
           "\n"
           "The reference server of libwhisper's sync protocol (docs/sync-protocol.md).\n"
-          "On one port:\n"
+          "On the client port (--listen):\n"
           "  ws[s]://HOST:PORT" WHISPERD_WS_PATH "  the WebSocket endpoint (subprotocol\n"
           "                           " WHISPERD_WS_PROTOCOL ", or none offered)\n"
           "  GET /healthz             200 \"ok\" (503 while shutting down)\n"
-          "  GET /metrics             Prometheus text format 0.0.4\n"
           "  /v1/blobs                the blob store: tus 1.0.0 uploads with an upload\n"
           "                           token, GET /v1/blobs/ID downloads (with Range)\n"
+          "On the metrics port (--metrics-listen, loopback by default), plain HTTP:\n"
+          "  GET /metrics             Prometheus text format 0.0.4\n"
+          "  GET /healthz             as above\n"
           "\n"
           "Every option is a flag (--name VALUE or --name=VALUE) and a config file key\n"
           "(name = VALUE, one per line, # starts a comment). Flags win over the file.\n"

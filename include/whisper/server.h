@@ -150,6 +150,13 @@ WHISPER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const
  *  Unknown connections are ignored. */
 WHISPER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
+/** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
+ *  (not logged in yet, closed, unknown). A connection logs in only by a
+ *  frame of its own, so a caller that counts the connections not logged in
+ *  (a cap per source address) asks after each whisper_server_receive() on
+ *  it. */
+WHISPER_API int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn);
+
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */
 WHISPER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);

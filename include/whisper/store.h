@@ -150,6 +150,10 @@ typedef struct whisper_sqlite_options_t {
  * SQLite's write lock at its start (BEGIN IMMEDIATE), so their
  * read-modify-write cycles never interleave.
  *
+ * A new store file is made with mode 0600 whatever the umask, and so are
+ * its -wal and -shm files (SQLite gives them the database file's mode); an
+ * existing file keeps its mode.
+ *
  * A store handle is used by one thread at a time, like a context. Keys of
  * ordered kinds are kept in the clear and may be up to 1024 bytes (a
  * longer one is refused with WHISPER_EINVAL); other keys have no limit.

@@ -183,6 +183,12 @@ void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   wsrv_conn_drop(srv, c, 0, now_ms);
 }
 
+int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn) {
+  if (srv == NULL) return 0;
+  const wsrv_conn *c = wsrv_conn_find(srv, conn);
+  return c != NULL && c->state == WSRV_AUTHED;
+}
+
 /* --- intake --------------------------------------------------------------- */
 
 /* Takes one frame's token; *retry_ms says when one is back. The bucket is

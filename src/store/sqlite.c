@@ -18,11 +18,13 @@
  *                                             the key inside, AD = kind || key
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -672,6 +674,22 @@ static int open_fail(sq_store *s, whisper_store *ws, int rc, const char **why, c
   return rc;
 }
 
+/* Makes a missing store file empty with mode 0600, whatever the umask
+ * (SQLite would make it 0644 less the umask; its -wal, -shm and -journal
+ * files copy the database file's mode, so they are 0600 too). An existing
+ * file keeps its mode. Returns 0, or -1 when the file was made but its mode
+ * could not be set (it is removed again). Any other failure is left to
+ * SQLite's open to report. */
+static int create_private(const char *path) {
+  if (path[0] == 0 || strcmp(path, ":memory:") == 0) return 0;
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return 0;
+  int rc = fchmod(fd, 0600);
+  close(fd);
+  if (rc != 0) unlink(path);
+  return rc == 0 ? 0 : -1;
+}
+
 int whisper_store_sqlite_open(whisper_store **out, const char *path,
                               const whisper_sqlite_options_t *o, const char **why) {
   whisper_store *ws = NULL;
@@ -698,6 +716,8 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
     return open_fail(s, NULL, rc, why,
                      rc == WHISPER_ENOMEM ? "out of memory" : "the store's function table is refused");
   s->self = ws;
+  if (create_private(path) != 0)
+    return open_fail(s, ws, WHISPER_ESTORE, why, "the store file cannot be made private (mode 0600)");
   int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (orc != SQLITE_OK)
     return open_fail(s, ws, sq_code(orc) == WHISPER_ECORRUPT ? WHISPER_ECORRUPT : WHISPER_ESTORE,

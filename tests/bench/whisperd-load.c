@@ -139,6 +139,8 @@ typedef struct server {
   pid_t pid;
   int port;
   char hostport[64];
+  int metrics_port; /* --metrics-listen 127.0.0.1:0: "whisperd: metrics on HOST:PORT" */
+  char metrics_hostport[64];
   char db[512];
   char log[512];
 } server;
@@ -241,6 +243,10 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
   argv[n++] = s->db;
   argv[n++] = "--log-level";
   argv[n++] = "warn";
+  argv[n++] = "--metrics-listen"; /* its own port, for GET /metrics */
+  argv[n++] = HOST ":0";
+  argv[n++] = "--max-prelogin-per-address"; /* every connection comes from 127.0.0.1 */
+  argv[n++] = "0";
   for (; extra && *extra && n < 30; extra++) argv[n++] = *extra;
   argv[n] = NULL;
 
@@ -277,6 +283,15 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
     FILE *f = fopen(s->log, "r");
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
+      const char *m = strstr(line, "whisperd: metrics on "); /* printed before the listening line */
+      if (m) {
+        m += strlen("whisperd: metrics on ");
+        const char *colon = strrchr(m, ':');
+        if (colon) s->metrics_port = atoi(colon + 1);
+        snprintf(s->metrics_hostport, sizeof s->metrics_hostport, "%.*s",
+                 (int)strcspn(m, "\r\n"), m);
+        continue;
+      }
       const char *p = strstr(line, "whisperd: listening on ");
       if (!p) continue;
       p += strlen("whisperd: listening on ");
@@ -288,6 +303,7 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
       break;
     }
     if (f) fclose(f);
+    if (s->port > 0 && s->metrics_port <= 0) fatal("%s printed no metrics line", label);
     if (s->port > 0) return;
     if (mono_s() > until) fatal("%s did not print its listening line in 20 s", label);
     sleep_s(0.01);
@@ -417,11 +433,12 @@ static int metrics_get(const server *s, metrics *m) {
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)s->port);
+  sa.sin_port = htons((uint16_t)s->metrics_port);
   inet_pton(AF_INET, HOST, &sa.sin_addr);
   char req[256];
   int rl = snprintf(req, sizeof req,
-                    "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", s->hostport);
+                    "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                    s->metrics_hostport);
   size_t cap = 16384, len = 0;
   char *buf = malloc(cap);
   int ok = -1;
@@ -462,7 +479,7 @@ static int metrics_get(const server *s, metrics *m) {
   m->mailbox_depth = metric_value(buf, "whisperd_mailbox_depth");
   ok = m->connections >= 0 ? 0 : -1;
 out:
-  if (ok != 0) fprintf(stderr, "%s: GET http://%s/metrics failed\n", PROG, s->hostport);
+  if (ok != 0) fprintf(stderr, "%s: GET http://%s/metrics failed\n", PROG, s->metrics_hostport);
   free(buf);
   close(fd);
   return ok;

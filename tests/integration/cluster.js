@@ -326,7 +326,7 @@ class Test {
 
   async metrics(node) {
     const text = await new Promise((resolve, reject) => {
-      require('http').get(`http://127.0.0.1:${node.port}/metrics`, (res) => {
+      require('http').get(`http://127.0.0.1:${node.metricsPort}/metrics`, (res) => {
         let body = '';
         res.on('data', (d) => (body += d));
         res.on('end', () => resolve(body));

@@ -885,6 +885,9 @@ static void test_login(void) {
   dev_up(&t, &a, 1, 0);
   whisper_server_stats_t s = stats(&t);
   CHECK(s.connections == 1 && s.authenticated == 1);
+  CHECK(whisper_server_conn_authenticated(t.srv, 1) == 1);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0); /* unknown */
+  CHECK(whisper_server_conn_authenticated(NULL, 1) == 0);
 
   /* Auth before Hello; a request before login */
   dev_connect(&t, &b, 2);
@@ -899,9 +902,11 @@ static void test_login(void) {
   /* a bad signature closes the connection */
   dev_hello(&t, &b);
   EXPECT_OK(2);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0); /* open, Hello only */
   dev_auth(&t, &b, 0, 1);
   EXPECT_ERR(2, 4);
   CHECK(boxes[2].closed);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0);
   CHECK_RC(whisper_server_receive(t.srv, 2, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
   /* an unknown device: the same answer */
   dev ghost;
@@ -915,6 +920,7 @@ static void test_login(void) {
   /* a good one; a second Auth is out of order */
   dev_login(&t, &b, 4, 0);
   CHECK(expect_queue_empty(4) == 0);
+  CHECK(whisper_server_conn_authenticated(t.srv, 4) == 1);
   dev_auth(&t, &b, 0, 0);
   EXPECT_ERR(4, 11);
 
@@ -923,6 +929,8 @@ static void test_login(void) {
   expect_queue_empty(5);
   CHECK(boxes[4].closed);
   CHECK(!boxes[5].closed);
+  CHECK(whisper_server_conn_authenticated(t.srv, 4) == 0); /* dropped by the newer login */
+  CHECK(whisper_server_conn_authenticated(t.srv, 5) == 1);
   s = stats(&t);
   CHECK(s.connections == 2 && s.authenticated == 2);
   dev_free(&a);
