@@ -947,18 +947,6 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
           return respond_text(wsi, tx, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n", 0);
         return respond_text(wsi, tx, HTTP_STATUS_OK, "ok\n", 0);
       }
-      if (strcmp(path, "/metrics") == 0) {
-        size_t mlen = 0;
-        if (n->cluster) {
-          n->stats.node = n->cfg->node;
-          wd_cluster_stats(n->cluster, &n->stats.relays_sent, &n->stats.relays_heard,
-                           &n->stats.relays_dropped, &n->stats.relay_reconnects);
-        }
-        char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
-        if (!text)
-          return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
-        return respond(wsi, tx, HTTP_STATUS_OK, WD_METRICS_CONTENT_TYPE, text, mlen, 0);
-      }
       if (strcmp(path, WHISPERD_WS_PATH) == 0)
         return respond_text(wsi, tx, 426, "a WebSocket endpoint (" WHISPERD_WS_PROTOCOL ")\n", 0);
       return respond_text(wsi, tx, HTTP_STATUS_NOT_FOUND, "not found\n", 0);
@@ -1050,6 +1038,11 @@ static int callback_metrics_http(struct lws *wsi, enum lws_callback_reasons reas
         return respond_text(wsi, tx, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
       if (strcmp(path, "/metrics") == 0) {
         size_t mlen = 0;
+        if (n->cluster) {
+          n->stats.node = n->cfg->node;
+          wd_cluster_stats(n->cluster, &n->stats.relays_sent, &n->stats.relays_heard,
+                           &n->stats.relays_dropped, &n->stats.relay_reconnects);
+        }
         char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
         if (!text)
           return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
