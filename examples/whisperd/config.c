@@ -27,6 +27,7 @@ enum kind {
   K_DAYS,    /* whole days, kept as uint64_t milliseconds */
   K_LEVEL,   /* log level name */
   K_SYNC,    /* "normal" | "full" into sync_full */
+  K_SHARD,   /* a further PostgreSQL database, appended to pg_shards */
   K_FLAG     /* a switch without a value on the command line; sets an int to 1
                 (in the file: true/false) */
 };
@@ -84,6 +85,18 @@ static const option options[] = {
     {"sync-full", NULL, K_FLAG, OFF(sync_full), 0, 0, "the same as --synchronous full"},
     {"busy-timeout-ms", "MS", K_UINT, OFF(busy_timeout_ms), 0, 600000,
      "how long a transaction waits for another process holding the store"},
+    {"pg", "CONNINFO", K_STR, OFF(pg), 0, 0,
+     "keep the store in PostgreSQL instead of --db (libpq keywords or a postgresql:// URI); "
+     "durability is the server's (synchronous_commit)"},
+    {"pg-shard", "CONNINFO", K_SHARD, 0, 0, 0,
+     "a further database: the store is sharded by account over --pg (shard 0, the coordinator) "
+     "and each --pg-shard, in order (the same on every node; two-phase commit across them, "
+     "max_prepared_transactions > 0)"},
+    {"pg-table", "NAME", K_STR, OFF(pg_table), 0, 0,
+     "the table of --pg (default whisper_records): one per cluster"},
+    {"node", "N", K_U32, OFF(node), 0, 255,
+     "cluster mode: this node's number (1-255, unique), several whisperd over the same --pg, "
+     "relays through LISTEN/NOTIFY; 0: a single node"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Protocol limits (whisper_server_config_t)"},
     {"max-frame", "BYTES", K_SIZE, SRV(max_frame), 1024, 64u * 1024 * 1024,
@@ -168,6 +181,10 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free(cfg->blob_dir);
+  free(cfg->pg);
+  free(cfg->pg_table);
+  for (size_t i = 0; i < cfg->n_pg_shards; i++) free(cfg->pg_shards[i]);
+  free(cfg->pg_shards);
   free(cfg->metrics_host);
   memset(cfg, 0, sizeof *cfg);
 }
@@ -290,6 +307,14 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
       return 0;
     case K_LISTEN:
       return set_listen(cfg, value, where);
+    case K_SHARD: {
+      char **more = realloc(cfg->pg_shards, (cfg->n_pg_shards + 1) * sizeof *more);
+      if (more == NULL) return -1;
+      cfg->pg_shards = more;
+      if ((more[cfg->n_pg_shards] = strdup(value)) == NULL) return -1;
+      cfg->n_pg_shards++;
+      return 0;
+    }
     case K_METRICS:
       if (strcmp(value, "off") == 0) {
         free(cfg->metrics_host);
@@ -435,6 +460,7 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
       break;
     case K_FLAG:
     case K_SECTION:
+    case K_SHARD:
       break;
   }
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <whisper/pgstore.h>
 
 #include "blobs.h"
 #include "whisperd.h"
@@ -164,6 +165,31 @@ static int load_key(const char *path, uint8_t key[KEY_LEN]) {
 }
 
 static int open_store(const wd_config *cfg, whisper_store **store) {
+  if (cfg->pg) {
+    whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
+    o.table = cfg->pg_table;
+    const char *why = NULL, *infos[64];
+    if (cfg->n_pg_shards > 63) {
+      fprintf(stderr, "whisperd: at most 64 shards\n");
+      return -1;
+    }
+    infos[0] = cfg->pg;
+    for (size_t i = 0; i < cfg->n_pg_shards; i++) infos[i + 1] = cfg->pg_shards[i];
+    int rc = whisper_store_pg_open_sharded(store, infos, cfg->n_pg_shards + 1, &o, &why);
+    if (rc != WHISPER_OK) {
+      fprintf(stderr, "whisperd: cannot open the PostgreSQL store: %s%s%s\n",
+              whisper_strerror(rc), why && *why ? ": " : "", why ? why : "");
+      return -1;
+    }
+    wd_info("store in PostgreSQL, table %s, %zu shard%s",
+            cfg->pg_table ? cfg->pg_table : "whisper_records", cfg->n_pg_shards + 1,
+            cfg->n_pg_shards ? "s" : "");
+    return 0;
+  }
+  if (cfg->node) {
+    fprintf(stderr, "whisperd: --node needs --pg: the nodes of a cluster share one store\n");
+    return -1;
+  }
   if (strcmp(cfg->db_path, ":memory:") == 0) {
     int rc = whisper_store_memory_new(store);
     if (rc != WHISPER_OK) {
@@ -248,6 +274,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "whisperd: cannot start the server core: %s%s\n", whisper_strerror(rc),
             rc == WHISPER_EINVAL ? " (check the limits)" : "");
     goto out;
+  }
+  if (cfg.node) {
+    rc = whisper_server_cluster(srv, cfg.node, wd_now_ms());
+    if (rc != WHISPER_OK) {
+      fprintf(stderr, "whisperd: cannot join the cluster as node %u\n", cfg.node);
+      goto out;
+    }
+    wd_info("cluster mode: node %u", cfg.node);
   }
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");

@@ -42,6 +42,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,6 +120,8 @@ struct wd_net {
   int destroying;
 
   wd_net_stats stats;
+  wd_cluster *cluster; /* cluster mode: the relays to and from the other nodes */
+  int relay_fd;        /* an eventfd the relay thread writes when relays arrived */
 
   /* WebSocket connections not logged in, per source address */
   wd_addr_counts *prelogin;
@@ -302,6 +305,9 @@ static void drain(wd_net *n) {
         wd_info("conn %llu: closed by the server", (unsigned long long)c->id);
         close_after_flush(c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
                           n->cfg->close_flush_ms);
+        break;
+      case WHISPER_SERVER_RELAY:
+        if (n->cluster) wd_cluster_send(n->cluster, out.frame, out.frame_len);
         break;
       case WHISPER_SERVER_PUSH:
         if (n->push && n->push->notify)
@@ -518,6 +524,10 @@ static void begin_shutdown(wd_net *n, int sig) {
   wd_info("shutdown (signal %d): not accepting, flushing %llu connections (at most %llu ms)", sig,
           (unsigned long long)n->stats.ws_open, (unsigned long long)n->cfg->shutdown_ms);
   stop_listening(n);
+  if (n->cluster) { /* the other nodes take this one's devices for offline now */
+    whisper_server_cluster_leave(n->srv, wd_now_ms());
+    drain(n);
+  }
   for (size_t i = 0; i < n->cap; i++)
     if (n->slots[i])
       close_after_flush(n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
@@ -554,6 +564,44 @@ static int callback_signal(struct lws *wsi, enum lws_callback_reasons reason, vo
     }
     default:
       return 0;
+  }
+}
+
+/* Relays from the other nodes (cluster mode): the relay thread wrote the
+ * eventfd; everything it heard goes to the core. */
+static int callback_relay(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len) {
+  (void)user;
+  (void)in;
+  (void)len;
+  wd_net *n = lws_context_user(lws_get_context(wsi));
+  if (reason != LWS_CALLBACK_RAW_RX_FILE || n->cluster == NULL) return 0;
+  uint64_t v;
+  if (read(lws_get_socket_fd(wsi), &v, sizeof v) < 0) { /* EAGAIN: taken already */
+  }
+  uint8_t *relay;
+  size_t rl;
+  int resync;
+  while (wd_cluster_take(n->cluster, &relay, &rl, &resync)) {
+    if (resync) {
+      wd_info("cluster: the link to the other nodes is up: resynchronising");
+      whisper_server_cluster_resync(n->srv, wd_now_ms());
+    }
+    if (relay) {
+      int rc = whisper_server_relay(n->srv, relay, rl, wd_now_ms());
+      if (rc != WHISPER_OK)
+        wd_warn("cluster: a relay was refused: %s", whisper_server_last_error(n->srv));
+      free(relay);
+    }
+    drain(n);
+  }
+  return 0;
+}
+
+static void relay_wake(void *arg) {
+  wd_net *n = arg;
+  uint64_t one = 1;
+  if (write(n->relay_fd, &one, sizeof one) < 0) { /* full: the loop is being woken anyway */
   }
 }
 
@@ -990,6 +1038,11 @@ static int callback_metrics_http(struct lws *wsi, enum lws_callback_reasons reas
         return respond_text(wsi, tx, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
       if (strcmp(path, "/metrics") == 0) {
         size_t mlen = 0;
+        if (n->cluster) {
+          n->stats.node = n->cfg->node;
+          wd_cluster_stats(n->cluster, &n->stats.relays_sent, &n->stats.relays_heard,
+                           &n->stats.relays_dropped, &n->stats.relay_reconnects);
+        }
         char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
         if (!text)
           return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
@@ -1082,6 +1135,7 @@ static const struct lws_protocols protocols[] = {
     {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), 65536, 0, NULL, 0},
     {"whisperd-listen", callback_listen, 0, 0, 0, NULL, 0},
     {"whisperd-signal", callback_signal, 0, 0, 0, NULL, 0},
+    {"whisperd-relay", callback_relay, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* Makes the sync protocol the one a client that offers no subprotocol gets. */
@@ -1115,6 +1169,7 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   n->tus.store = blobs;
 
   n->listen_fd = -1;
+  n->relay_fd = -1;
   n->mlisten_fd = -1;
   n->prelogin = wd_addr_counts_new();
   if (!n->prelogin) {
@@ -1183,6 +1238,17 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
     goto fail;
   }
 
+  if (cfg->node) {
+    n->relay_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    fd.filefd = n->relay_fd >= 0 ? dup(n->relay_fd) : -1;
+    if (fd.filefd < 0 ||
+        !lws_adopt_descriptor_vhost(n->vh, LWS_ADOPT_RAW_FILE_DESC, fd, "whisperd-relay", NULL)) {
+      fprintf(stderr, "whisperd: libwebsockets: cannot watch the relay queue\n");
+      goto fail;
+    }
+    if (wd_cluster_start(&n->cluster, cfg->pg, relay_wake, n)) goto fail;
+  }
+  drain(n); /* the core's first output (cluster mode: the hello) */
   if (start_metrics(n)) goto fail;
 
   schedule_tick(n);
@@ -1230,6 +1296,12 @@ void wd_net_free(wd_net *n) {
     lws_context_destroy(n->ctx);
   }
   if (!n->listen_wsi && n->listen_fd >= 0) close(n->listen_fd); /* never adopted */
+  if (n->cluster) {
+    /* the core said goodbye at the shutdown; give the thread a moment to send it */
+    wd_cluster_flush(n->cluster, 500);
+    wd_cluster_free(n->cluster);
+  }
+  if (n->relay_fd >= 0) close(n->relay_fd);
   if (!n->mlisten_wsi && n->mlisten_fd >= 0) close(n->mlisten_fd);
   wd_addr_counts_free(n->prelogin);
   free(n->slots);

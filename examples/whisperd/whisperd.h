@@ -77,6 +77,11 @@ typedef struct wd_config {
   uint64_t reports_after;   /* only those numbered above it */
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
+  char *pg;                 /* --pg: PostgreSQL conninfo: the store is there, not in --db */
+  char *pg_table;           /* --pg-table: the table (NULL: the store's default) */
+  char **pg_shards;         /* --pg-shard: further databases (shards 1..n) */
+  size_t n_pg_shards;
+  uint32_t node;            /* --node: 1..255, cluster mode over --pg; 0: a single node */
   char *metrics_host;       /* GET /metrics is served here (plain HTTP); NULL: nowhere */
   unsigned metrics_port;    /* 0: pick a free port */
   uint32_t max_prelogin_per_addr; /* WebSocket connections not logged in per source address; 0:
@@ -111,6 +116,29 @@ void wd_config_usage(FILE *out);
 /** Prints the reports numbered above `after`. Returns 0, or -1 after
  *  printing why on stderr. */
 int wd_reports_print(whisper_server *srv, uint64_t after, FILE *out);
+
+/* --- cluster.c -----------------------------------------------------------
+ * Cluster mode (--node with --pg): the relays between nodes over
+ * PostgreSQL LISTEN/NOTIFY, sent and heard by a thread of their own (see
+ * cluster.c for why NOTIFY). */
+
+typedef struct wd_cluster wd_cluster;
+
+/** Starts the relay thread on its own connection to `conninfo`. `notify`
+ *  is called from that thread when relays arrived or the link was made
+ *  again. 0, or -1 (logged). */
+int wd_cluster_start(wd_cluster **out, const char *conninfo, void (*notify)(void *arg), void *arg);
+/** Queues a relay for the other nodes (never blocks). */
+void wd_cluster_send(wd_cluster *cl, const uint8_t *relay, size_t len);
+/** Takes a heard relay into *relay (free() it), or none (*relay NULL);
+ *  *resync is 1 once after the link was made again. Returns 1 if there
+ *  was something (a relay or a resync), 0 if not. */
+int wd_cluster_take(wd_cluster *cl, uint8_t **relay, size_t *len, int *resync);
+void wd_cluster_stats(wd_cluster *cl, uint64_t *sent, uint64_t *heard, uint64_t *dropped,
+                      uint64_t *reconnects);
+/** Waits up to `flush_ms` for the queued relays to go (shutdown). */
+void wd_cluster_flush(wd_cluster *cl, uint64_t flush_ms);
+void wd_cluster_free(wd_cluster *cl);
 
 /* --- push.c --------------------------------------------------------------
  * The push hook: how whisperd wakes a device that is offline and has new
@@ -175,6 +203,9 @@ typedef struct wd_net_stats {
   uint64_t ws_dropped;       /* connections dropped by whisperd: too big, slow, text */
   uint64_t http_requests;    /* HTTP requests answered, total */
   int shutting_down;
+  /* cluster mode (node != 0): relays to and from the other nodes */
+  uint32_t node;
+  uint64_t relays_sent, relays_heard, relays_dropped, relay_reconnects;
   uint64_t prelogin_refused; /* upgrades refused: too many not logged in from their address */
 } wd_net_stats;
 

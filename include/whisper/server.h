@@ -169,7 +169,10 @@ WHISPER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms);
 typedef enum whisper_server_action {
   WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
   WHISPER_SERVER_CLOSE = 2, /* close `conn` (after sending what was queued before) */
-  WHISPER_SERVER_PUSH = 3   /* wake (account, device_id): it is offline with new mail */
+  WHISPER_SERVER_PUSH = 3,  /* wake (account, device_id): it is offline with new mail */
+  WHISPER_SERVER_RELAY = 4  /* cluster mode: broadcast `frame` (at most
+                               WHISPER_SERVER_RELAY_MAX bytes) to the other nodes, which
+                               pass it to whisper_server_relay() */
 } whisper_server_action;
 
 /** One piece of output; valid until the next call on the server. */
@@ -188,6 +191,70 @@ typedef struct whisper_server_output_t {
  * filled, 0 when there is nothing to do.
  */
 WHISPER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+
+/* --- cluster mode ----------------------------------------------------------
+ *
+ * Several servers (nodes) over one shared store (the PostgreSQL store,
+ * pgstore.h), each with its own connections. What one node must tell the
+ * others it queues as WHISPER_SERVER_RELAY output, which the caller
+ * broadcasts to every other node (whisperd: PostgreSQL NOTIFY) after the
+ * commit that made it true; each node feeds what it receives to
+ * whisper_server_relay():
+ *   - new mailbox entries for a device logged in on another node: that
+ *     node pushes them to it (no push notification is sent for a device
+ *     online anywhere in the cluster);
+ *   - logins and logouts: presence is cluster-wide, and a device logging in
+ *     on one node closes its older connection on another;
+ *   - typing notices to devices on other nodes;
+ *   - heartbeats: a node not heard from for WHISPER_SERVER_NODE_TIMEOUT_MS
+ *     counts as gone, and its devices as offline.
+ * In cluster mode the history order (server_seq) is a hybrid clock: the
+ * time in ms shifted left by 20 bits, a counter, and the node in the low
+ * 8 bits, so that nodes never take the same value and never wait on a
+ * shared counter; it stays above the counter an earlier single-node
+ * server handed out. The total mailbox depth is not kept in the store (it
+ * would be a row every node writes): each node reports the change it made.
+ * Relays carry no secret (account names, device ids, typing notices) but
+ * must reach only the cluster's nodes. */
+
+#define WHISPER_SERVER_RELAY_MAX 3000
+#define WHISPER_SERVER_HEARTBEAT_MS 2000
+#define WHISPER_SERVER_NODE_TIMEOUT_MS 10000
+
+/**
+ * Puts the server in cluster mode as node `node` (1..255, unique in the
+ * cluster), before any connection opens. Queues a hello, so that the
+ * other nodes announce their online devices. Returns WHISPER_OK or
+ * WHISPER_EINVAL (bad node, already in cluster mode, or connections open).
+ */
+WHISPER_API int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms);
+
+/**
+ * A relay from another node (the `frame` of its WHISPER_SERVER_RELAY
+ * output). The server applies it and may queue output (frames to local
+ * connections, closes, relays). A relay of this node's own is ignored.
+ * Returns WHISPER_OK, WHISPER_EINVAL (not in cluster mode),
+ * WHISPER_EINVALIDMSG (undecodable or out of range: nothing changes) or a
+ * store error.
+ */
+WHISPER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len,
+                                     uint64_t now_ms);
+
+/**
+ * After relays may have been lost (the caller's link to the other nodes
+ * broke and is back): queues a hello and this node's online devices
+ * again, and pushes every local connection whatever its mailbox holds,
+ * so that nothing waits for a wake that never came. Does nothing outside
+ * cluster mode.
+ */
+WHISPER_API void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms);
+
+/**
+ * Leaving the cluster: queues a relay telling the other nodes that this
+ * node's devices are offline now (rather than after the node timeout).
+ * Call before closing the connections at shutdown.
+ */
+WHISPER_API void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms);
 
 /** Counters for metrics. */
 typedef struct whisper_server_stats_t {

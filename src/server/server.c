@@ -53,6 +53,7 @@ void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t no
     wsrv_dev *d = wsrv_map_get(&srv->devs, c->addr.key, c->addr.len);
     if (d && d->conn == c->id) d->conn = 0;
     wsrv_presence_logout(srv, c, now_ms);
+    wsrv_cluster_offline(srv, c, now_ms);
     srv->stats.authenticated--;
   }
   wsrv_presence_unsubscribe(srv, c);
@@ -112,6 +113,7 @@ void whisper_server_free(whisper_server *srv) {
   wsrv_map_clear(&srv->devs, free_value);
   wsrv_map_clear(&srv->accts, wsrv_acct_free);
   wsrv_map_clear(&srv->typing, free_value);
+  wsrv_cluster_free(srv);
   while (srv->out_head) {
     wsrv_out *o = srv->out_head;
     srv->out_head = o->next;
@@ -331,6 +333,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   if (c == NULL) return WHISPER_ENOTFOUND;
   srv->stats.frames_in++;
   c->last_rx_ms = now_ms;
+  srv->cluster.now_ms = now_ms;
   srv->refusal[0] = 0;
   if (len > srv->cfg.max_frame) {
     wsrv_send_error(srv, conn, 0, ERR_TOO_BIG, "the frame is over the size limit", 0);
@@ -407,7 +410,8 @@ static uint64_t conn_deadline(const whisper_server *srv, const wsrv_conn *c) {
 
 uint64_t whisper_server_next_deadline(const whisper_server *srv) {
   if (srv == NULL) return UINT64_MAX;
-  uint64_t d = wsrv_presence_deadline(srv);
+  uint64_t d = wsrv_presence_deadline(srv), cluster = wsrv_cluster_deadline(srv);
+  if (cluster < d) d = cluster;
   for (size_t i = 0; i < srv->conns.nbuckets; i++)
     for (wsrv_map_item *it = srv->conns.buckets[i]; it; it = it->next) {
       uint64_t cd = conn_deadline(srv, it->value);
@@ -439,6 +443,7 @@ void whisper_server_tick(whisper_server *srv, uint64_t now_ms) {
   for (size_t i = 0; i < n; i++) conn_tick(srv, conns[i], now_ms);
   free(conns);
   wsrv_presence_tick(srv, now_ms);
+  wsrv_cluster_tick(srv, now_ms);
   /* typing throttles older than the throttle period do nothing any more */
   if (now_ms >= wsrv_after(srv->typing_pruned_ms, 60000)) {
     uint64_t cutoff = now_ms > srv->cfg.typing_min_ms ? now_ms - srv->cfg.typing_min_ms : 0;

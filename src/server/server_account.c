@@ -483,6 +483,7 @@ static void login(whisper_server *srv, wsrv_conn *c, const Whisper__Server__Devi
   }
   srv->stats.authenticated++;
   wsrv_presence_login(srv, c, hidden);
+  wsrv_cluster_online(srv, c, hidden);
 }
 
 int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Auth *m,

@@ -172,6 +172,7 @@ typedef struct wsrv_acct {
   uint64_t *subs;   /* subscribed connections */
   size_t n_subs, cap_subs;
   uint64_t last_seen_ms;
+  size_t n_remote;     /* cluster mode: its devices logged in on other nodes */
   uint64_t offline_at; /* offline is announced then (0: nothing pending) */
   int announced_online;
   int hidden;
@@ -194,6 +195,21 @@ typedef struct wsrv_out {
   uint64_t depth;
 } wsrv_out;
 
+/* Cluster mode (server_cluster.c): this node, the devices other nodes
+ * have online, and when each node was last heard from. */
+typedef struct wsrv_cluster {
+  uint32_t node; /* 0: not in cluster mode */
+  uint64_t hlc;  /* the last server_seq handed out */
+  uint64_t now_ms;
+  uint64_t heartbeat_at; /* the next heartbeat is due then */
+  wsrv_map remote;       /* address -> wsrv_remote */
+  uint64_t heard[256];   /* node -> last relay received (ms); 0: never */
+} wsrv_cluster;
+
+typedef struct wsrv_remote {
+  uint32_t node;
+} wsrv_remote;
+
 struct whisper_server {
   whisper_store *store;
   whisper_server_config_t cfg;
@@ -207,6 +223,7 @@ struct whisper_server {
   wsrv_map accts;    /* name -> wsrv_acct */
   wsrv_map typing;   /* address || conversation -> wsrv_typing */
   uint64_t typing_pruned_ms;
+  wsrv_cluster cluster;
   wsrv_out *out_head, *out_tail, *polled;
   whisper_server_stats_t stats;
 };
@@ -252,6 +269,8 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);
 void wsrv_queue_close(whisper_server *srv, uint64_t conn);
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id, uint64_t depth);
+/* Appends to the output FIFO. */
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 /* Drops queued output of `conn`. */
 void wsrv_drop_output(whisper_server *srv, uint64_t conn);
 void wsrv_out_free(wsrv_out *o);
@@ -476,5 +495,28 @@ int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
 int wsrv_upload_secret_init(whisper_server *srv);
 int wsrv_handle_upload_auth(whisper_server *srv, wsrv_conn *c, uint64_t id,
                             const Whisper__Sync__UploadAuth *m, uint64_t now_ms);
+
+/* --- cluster mode (server_cluster.c) ------------------------------------- */
+
+/* The relays of this node's own events; each does nothing outside cluster
+ * mode. */
+void wsrv_cluster_online(whisper_server *srv, const wsrv_conn *c, int hidden);
+void wsrv_cluster_offline(whisper_server *srv, const wsrv_conn *c, uint64_t now_ms);
+/* New entries for a device with no connection here: tells the node that
+ * has it; returns 1 if some node has it online (no push then). */
+int wsrv_cluster_wake(whisper_server *srv, const wsrv_addr *a);
+/* A frame to the devices of `account` online on other nodes. */
+void wsrv_cluster_frame(whisper_server *srv, const char *account, Whisper__Sync__Frame *f);
+void wsrv_cluster_hidden(whisper_server *srv, const char *account, int hidden);
+/* server_seq in cluster mode (see server.h). */
+uint64_t wsrv_cluster_seq(whisper_server *srv);
+void wsrv_cluster_tick(whisper_server *srv, uint64_t now_ms);
+uint64_t wsrv_cluster_deadline(const whisper_server *srv);
+void wsrv_cluster_free(whisper_server *srv);
+/* Presence (server_presence.c) for devices on other nodes. */
+int wsrv_presence_remote(whisper_server *srv, const char *name, int online, int hidden,
+                         uint64_t at_ms);
+/* Sends `f` to the local connections of `name` that are logged in. */
+void wsrv_presence_frame_local(whisper_server *srv, const char *name, Whisper__Sync__Frame *f);
 
 #endif

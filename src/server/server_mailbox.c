@@ -81,7 +81,7 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
     wsrv_conn *c = d && d->conn ? wsrv_conn_find(srv, d->conn) : NULL;
     if (c && c->state == WSRV_AUTHED)
       wsrv_pump(srv, c, now_ms);
-    else
+    else if (!wsrv_cluster_wake(srv, &fx->touched[i].addr)) /* online on another node? */
       wake(srv, &fx->touched[i]);
   }
   wsrv_fx_free(fx);

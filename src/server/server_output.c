@@ -29,7 +29,7 @@ void wsrv_out_free(wsrv_out *o) {
   free(o);
 }
 
-static void enqueue(whisper_server *srv, wsrv_out *o) {
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o) {
   if (srv->out_tail)
     srv->out_tail->next = o;
   else
@@ -53,7 +53,7 @@ int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
   o->conn = conn;
   o->frame = buf;
   o->len = n;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
   return WHISPER_OK;
 }
 
@@ -100,7 +100,7 @@ void wsrv_queue_close(whisper_server *srv, uint64_t conn) {
   if (o == NULL) return;
   o->action = WHISPER_SERVER_CLOSE;
   o->conn = conn;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
 }
 
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id,
@@ -112,7 +112,7 @@ void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_i
   o->device_id = device_id;
   o->depth = depth;
   srv->stats.pushes++;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
 }
 
 void wsrv_drop_output(whisper_server *srv, uint64_t conn) {

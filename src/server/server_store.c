@@ -81,7 +81,7 @@ static int commit(whisper_server *srv) {
 /* The total mailbox depth is a counter in the store, kept with the
  * mailboxes it counts, so it survives restarts and failed frames. */
 static int depth_write(whisper_server *srv, const wsrv_fx *fx) {
-  if (fx == NULL || fx->depth_delta == 0) return WHISPER_OK;
+  if (fx == NULL || fx->depth_delta == 0 || srv->cluster.node) return WHISPER_OK;
   uint64_t depth;
   int rc = wsrv_meta_u64(srv, META_DEPTH, &depth);
   if (rc != WHISPER_OK) return rc;
@@ -240,6 +240,10 @@ int wsrv_meta_put_u64(whisper_server *srv, const char *name, uint64_t v) {
 }
 
 int wsrv_next_server_seq(whisper_server *srv, uint64_t *seq) {
+  if (srv->cluster.node) { /* a clock, not a shared counter (server.h) */
+    *seq = wsrv_cluster_seq(srv);
+    return WHISPER_OK;
+  }
   int rc = wsrv_meta_u64(srv, META_SEQ, seq);
   if (rc != WHISPER_OK) return rc;
   if (*seq == UINT64_MAX) return wsrv_fail(srv, WHISPER_ECORRUPT, "server_seq is exhausted");

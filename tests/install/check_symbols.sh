@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The two shared libraries export what their headers declare, and nothing
 # else: libwhisper every WHISPER_API function of include/whisper/*.h but
-# server.h, and no whisper_server_* symbol; libwhisper-server exactly the
-# WHISPER_API functions of server.h. The client library links only what a
+# the server's headers (server.h, pgstore.h), and no whisper_server_* or
+# whisper_store_pg_* symbol; libwhisper-server exactly the WHISPER_API
+# functions of server.h and pgstore.h. The client library links only what a
 # client needs (no server-only dependency, no libwhisper-server); the
 # server library links libwhisper.
 # usage: check_symbols.sh INCLUDE_DIR LIBWHISPER.so LIBWHISPER-SERVER.so
@@ -22,22 +23,25 @@ exported() { nm -D --defined-only "$1" | awk 'NF == 3 { print $3 }' | sort -u; }
 
 client_headers=()
 for h in "$inc"/whisper/*.h; do
-  [ "$(basename "$h")" = server.h ] || client_headers+=("$h")
+  case "$(basename "$h")" in
+    server.h | pgstore.h) ;;
+    *) client_headers+=("$h") ;;
+  esac
 done
 declared "${client_headers[@]}" >"$work/client.api"
-declared "$inc/whisper/server.h" >"$work/server.api"
+declared "$inc/whisper/server.h" "$inc/whisper/pgstore.h" >"$work/server.api"
 exported "$client" >"$work/client.exp"
 exported "$server" >"$work/server.exp"
 [ -s "$work/client.api" ] && [ -s "$work/server.api" ] || err "no WHISPER_API declaration found under $inc"
 
 bad=$(grep -v '^whisper_' "$work/client.exp" || true)
 [ -z "$bad" ] || err "libwhisper exports non-whisper_ symbols:" $bad
-bad=$(grep '^whisper_server_' "$work/client.exp" || true)
+bad=$(grep -E '^whisper_(server_|store_pg_)' "$work/client.exp" || true)
 [ -z "$bad" ] || err "libwhisper exports server symbols:" $bad
-bad=$(grep -v '^whisper_server_' "$work/server.exp" || true)
-[ -z "$bad" ] || err "libwhisper-server exports symbols other than whisper_server_*:" $bad
-bad=$(grep -v '^whisper_server_' "$work/server.api" || true)
-[ -z "$bad" ] || err "server.h declares functions not named whisper_server_*:" $bad
+bad=$(grep -Ev '^whisper_(server_|store_pg_)' "$work/server.exp" || true)
+[ -z "$bad" ] || err "libwhisper-server exports symbols other than whisper_server_* and whisper_store_pg_*:" $bad
+bad=$(grep -Ev '^whisper_(server_|store_pg_)' "$work/server.api" || true)
+[ -z "$bad" ] || err "server.h or pgstore.h declares functions not named whisper_server_* or whisper_store_pg_*:" $bad
 
 # Declared exactly when exported.
 if ! diff -u "$work/client.api" "$work/client.exp" >"$work/d1"; then
@@ -45,7 +49,7 @@ if ! diff -u "$work/client.api" "$work/client.exp" >"$work/d1"; then
   cat "$work/d1"
 fi
 if ! diff -u "$work/server.api" "$work/server.exp" >"$work/d2"; then
-  err "libwhisper-server's exports differ from server.h's declarations (-declared +exported):"
+  err "libwhisper-server's exports differ from server.h's and pgstore.h's declarations (-declared +exported):"
   cat "$work/d2"
 fi
 
