@@ -427,7 +427,13 @@ int wsrv_handle_link_approve(whisper_server *srv, wsrv_conn *c, uint64_t id,
   if (rc != WHISPER_OK) return rc;
   wsrv_send_ok(srv, c, id);
   held_run_all(srv, account, code, now_ms);
+  wsrv_cluster_linked(srv, account, code); /* the new device may wait on another node */
   return 0;
+}
+
+void wsrv_link_approved_elsewhere(whisper_server *srv, const char *account,
+                                  const uint8_t code[WSRV_ID_LEN], uint64_t now_ms) {
+  held_run_all(srv, account, code, now_ms);
 }
 
 /* --- login ---------------------------------------------------------------- */

@@ -107,6 +107,16 @@ void wsrv_cluster_hidden(whisper_server *srv, const char *account, int hidden) {
   relay_queue(srv, &r);
 }
 
+void wsrv_cluster_linked(whisper_server *srv, const char *account, const uint8_t code[WSRV_ID_LEN]) {
+  if (!srv->cluster.node) return;
+  Whisper__Server__Relay r = WHISPER__SERVER__RELAY__INIT;
+  r.kind = KIND(LINKED);
+  r.account = (char *)account;
+  r.has_frame = 1;
+  r.frame = (ProtobufCBinaryData){WSRV_ID_LEN, (uint8_t *)code};
+  relay_queue(srv, &r);
+}
+
 /* --- the clock of server_seq ------------------------------------------------ */
 
 uint64_t wsrv_cluster_seq(whisper_server *srv) {
@@ -206,6 +216,8 @@ static int relay_ok(const Whisper__Server__Relay *r) {
       return r->account && wsrv_name_ok(r->account) && r->has_frame && r->frame.len > 0;
     case KIND(HIDDEN):
       return r->account && wsrv_name_ok(r->account) && r->has_hidden;
+    case KIND(LINKED):
+      return r->account && wsrv_name_ok(r->account) && r->has_frame && r->frame.len == WSRV_ID_LEN;
     default:
       return 0;
   }
@@ -224,7 +236,7 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
   int first = srv->cluster.heard[r->node] == 0;
   srv->cluster.heard[r->node] = now_ms ? now_ms : 1;
   wsrv_addr a;
-  if (r->account && r->kind != KIND(FRAME) && r->kind != KIND(HIDDEN))
+  if (r->account && r->kind != KIND(FRAME) && r->kind != KIND(HIDDEN) && r->kind != KIND(LINKED))
     wsrv_addr_make(&a, r->account, r->device_id);
   switch (r->kind) {
     case KIND(HELLO):
@@ -263,6 +275,9 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
       wsrv_msg_free(f);
       break;
     }
+    case KIND(LINKED):
+      wsrv_link_approved_elsewhere(srv, r->account, r->frame.data, now_ms);
+      break;
     case KIND(HIDDEN): {
       wsrv_acct *ac = wsrv_acct_find(srv, r->account);
       if (ac && ac->hidden != (int)r->hidden) {

@@ -508,6 +508,11 @@ int wsrv_cluster_wake(whisper_server *srv, const wsrv_addr *a);
 /* A frame to the devices of `account` online on other nodes. */
 void wsrv_cluster_frame(whisper_server *srv, const char *account, Whisper__Sync__Frame *f);
 void wsrv_cluster_hidden(whisper_server *srv, const char *account, int hidden);
+/* A link code approved here: a Register held on it may wait on another node. */
+void wsrv_cluster_linked(whisper_server *srv, const char *account, const uint8_t code[WSRV_ID_LEN]);
+/* Another node approved it (server_account.c): the Registers held here run. */
+void wsrv_link_approved_elsewhere(whisper_server *srv, const char *account,
+                                  const uint8_t code[WSRV_ID_LEN], uint64_t now_ms);
 /* server_seq in cluster mode (see server.h). */
 uint64_t wsrv_cluster_seq(whisper_server *srv);
 void wsrv_cluster_tick(whisper_server *srv, uint64_t now_ms);

@@ -240,6 +240,34 @@ static void test_across_nodes(void) {
   cluster_close(&n);
 }
 
+/* Linking a device that waits on another node than the approving one. */
+static void test_link_across(void) {
+  net n;
+  cluster_open(&n);
+  node *a = add_device(&n, "hana", 1, 0);
+  cluster_run(&n);
+  node *a2 = add_device(&n, "hana", 2, 2); /* the new device, on node 3 */
+  cluster_run(&n);
+  const rec_event *code = ev_find(a2, WHISPER_EV_LINK_CODE, 0);
+  CHECK(code != NULL);
+  CHECK(ev_count(a2, WHISPER_EV_REGISTERED) == 0);
+  if (code)
+    CHECK_RC(whisper_client_link_approve(a->cl, (const uint8_t *)code->body, code->body_len),
+             WHISPER_OK);
+  cluster_run(&n);
+  CHECK(ev_count(a2, WHISPER_EV_REGISTERED) == 1);
+  CHECK(ev_count(a2, WHISPER_EV_ONLINE) == 1);
+  /* and the new device is reachable across nodes */
+  node *b = add_device(&n, "ivan", 1, 1);
+  cluster_run(&n);
+  uint8_t id[16];
+  say(&n, b, "hana", "to both of hana's devices", id);
+  cluster_run(&n);
+  CHECK(messages_with(a, "to both of hana's devices") == 1);
+  CHECK(messages_with(a2, "to both of hana's devices") == 1);
+  cluster_close(&n);
+}
+
 /* A node dies without a word: its devices are online in the others' view
  * until the node timeout, then offline; they reconnect elsewhere and get
  * everything once. */
@@ -373,6 +401,7 @@ static void test_relay_refusals(void) {
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp");
   test_across_nodes();
+  test_link_across();
   test_node_death();
   test_seq();
   test_relay_refusals();
