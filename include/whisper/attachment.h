@@ -197,13 +197,17 @@ typedef int (*whisper_attachment_source)(void *user, uint64_t offset, uint8_t *b
  * decryptor nothing was fed to (or one whose first pass just returned
  * WHISPER_ATTACHMENT_AGAIN), and finishes it: its memory is 64 KiB and a
  * 32-byte hash per 64 KiB of a chunk, not a chunk. Each chunk is read
- * twice: once for its incremental MAC (and the blob's digest), every 64
- * KiB piece hashed with SHA-256, then again, each piece released only once
- * it hashes the same, so that a source whose bytes change between the
- * reads gets nothing unverified out. Without an incremental MAC the blob is
- * first read whole (the first pass), then as above against the incremental
- * MAC the first pass made. After the blob's end one byte more is asked for,
- * and must not come. Returns what whisper_attachment_decrypt_finish()
+ * twice: once for its incremental MAC and the blob's digest (SHA-256),
+ * whose value at the end of each 64 KiB piece is kept, then again, each
+ * piece released only once the digest run again from the chunk's start
+ * over the bytes read now comes to the same value, so that a source whose
+ * bytes change between the reads gets nothing unverified out. The blob's
+ * MAC is taken from the incremental MAC's state where the ciphertext ends
+ * (the same HMAC), so that the work per byte is the fed decryptor's.
+ * Without an incremental MAC the blob is first read whole (the first
+ * pass), then as above against the incremental MAC the first pass made.
+ * After the blob's end one byte more is asked for, and must not come.
+ * Returns what whisper_attachment_decrypt_finish()
  * returns (never WHISPER_ATTACHMENT_AGAIN), WHISPER_EINTEGRITY also when a
  * piece read again is not what it was (or is shorter), WHISPER_ESIZE when
  * the source goes on past the blob's end, the source's nonzero value (or

@@ -299,7 +299,9 @@ struct whisper_attachment_decryptor {
   whisper_attachment_source src;
   void *src_user;
   uint8_t *rbuf;   /* PIECE bytes the source reads into */
-  uint8_t *hashes; /* SHA-256 of each piece of the chunk being verified, as first read */
+  void *chunk_sha; /* the digest's SHA-256 as the chunk being verified began */
+  uint8_t *hashes; /* the digest's SHA-256 at the end of each piece of that chunk, as first
+                    * read (the blob's SHA-256 to there) */
   size_t nhashes, maxhashes;
   uint8_t blob_mac[MAC_LEN]; /* with a source: the blob's MAC, from the incremental MAC's state */
   int blob_mac_taken;
@@ -370,26 +372,36 @@ static int src_read(whisper_attachment_decryptor *d, uint64_t at, size_t len, si
   return rc;
 }
 
+/* The SHA-256 of what `h` has had so far, `h` left running. */
+static int sha_peek(const void *h, uint8_t out[MAC_LEN]) {
+  void *c = wh_sha256_dup(h);
+  return c ? wh_sha256_final(c, out) : -1;
+}
+
 /* The chunk whose MAC just checked, read again from the source piece by
- * piece (as the first read cut it), each piece opened once it is the one
- * the first read hashed: bytes that changed in the source are never
- * released. */
+ * piece (as the first read cut it), each piece opened once the blob's
+ * SHA-256 to its end, run again from the chunk's start over the bytes read
+ * now, is the one the first read made: bytes that changed in the source
+ * are never released. */
 static int src_replay(whisper_attachment_decryptor *d) {
   size_t left = d->chunk_len, k = 0;
-  while (left) {
+  void *sha = d->chunk_sha ? wh_sha256_dup(d->chunk_sha) : NULL;
+  int rc = sha ? WHISPER_OK : WHISPER_EINTERNAL;
+  while (rc == WHISPER_OK && left) {
     size_t take = left < PIECE ? left : PIECE, got = 0;
     uint8_t h[MAC_LEN];
-    int rc = src_read(d, d->done, take, &got);
-    if (rc != 0) return rc;
-    if (k >= d->nhashes || got != take) return WHISPER_EINTEGRITY; /* shorter than it was */
-    if (wh_sha256(h, d->rbuf, take) != 0) return WHISPER_EINTERNAL;
-    if (!wh_ct_eq(h, d->hashes + k * MAC_LEN, MAC_LEN)) return WHISPER_EINTEGRITY; /* changed */
-    if ((rc = dec_process(d, d->rbuf, take, 1)) != WHISPER_OK) return rc;
+    if ((rc = src_read(d, d->done, take, &got)) != 0) break;
+    if (k >= d->nhashes || got != take) rc = WHISPER_EINTEGRITY; /* shorter than it was */
+    else if (wh_sha256_update(sha, d->rbuf, take) != 0 || sha_peek(sha, h) != 0)
+      rc = WHISPER_EINTERNAL;
+    else if (!wh_ct_eq(h, d->hashes + k * MAC_LEN, MAC_LEN)) rc = WHISPER_EINTEGRITY; /* changed */
+    else rc = dec_process(d, d->rbuf, take, 1);
     left -= take;
     k++;
   }
+  wh_sha256_free(sha);
   d->nhashes = 0;
-  return WHISPER_OK;
+  return rc;
 }
 
 /* The chunk being verified checked: opened. */
@@ -483,6 +495,12 @@ static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t 
   if (d->pass != FIRST_PASS && d->src == NULL && d->chunk == NULL &&
       (d->chunk = malloc(d->inc.chunk)) == NULL)
     return WHISPER_ENOMEM;
+  if (d->pass != FIRST_PASS && d->src && d->chunk_len == 0 && !d->chunk_failed) {
+    /* a chunk begins (a source's piece is never across a boundary): where
+     * its second read's SHA-256 starts */
+    wh_sha256_free(d->chunk_sha);
+    if ((d->chunk_sha = wh_sha256_dup(d->digest)) == NULL) return WHISPER_ENOMEM;
+  }
   if (wh_sha256_update(d->digest, p, n) != 0) return WHISPER_EINTERNAL;
   if (d->chunk_failed) { /* only the digest still runs: finish tells a wrong key */
     d->got += n;
@@ -499,9 +517,10 @@ static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t 
     size_t take = n < d->inc.unused ? n : d->inc.unused;
     if (d->src == NULL) {
       memcpy(d->chunk + d->chunk_len, p, take);
-    } else { /* a piece read from the source (never across a boundary): hashed, to know it again */
-      if (d->nhashes == d->maxhashes || take > PIECE) return WHISPER_EINTERNAL;
-      if (wh_sha256(d->hashes + d->nhashes * MAC_LEN, p, take) != 0) return WHISPER_EINTERNAL;
+    } else { /* a piece read from the source (all of this update's bytes): the digest's
+              * SHA-256 to its end, to know it again */
+      if (d->nhashes == d->maxhashes || take != n) return WHISPER_EINTERNAL;
+      if (sha_peek(d->digest, d->hashes + d->nhashes * MAC_LEN) != 0) return WHISPER_EINTERNAL;
       d->nhashes++;
     }
     d->chunk_len += take;
@@ -640,7 +659,9 @@ int whisper_attachment_decrypt_source(whisper_attachment_decryptor *d,
   if (d->rbuf) wh_wipe(d->rbuf, PIECE);
   free(d->rbuf);
   free(d->hashes);
+  wh_sha256_free(d->chunk_sha);
   d->rbuf = d->hashes = NULL;
+  d->chunk_sha = NULL;
   return rc;
 }
 
@@ -657,6 +678,7 @@ void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d) {
   wh_sha256_free(d->plain);
   free(d->macs);
   free(d->own.p);
+  wh_sha256_free(d->chunk_sha);
   if (d->chunk) wh_wipe(d->chunk, d->inc.chunk);
   free(d->chunk);
   wh_wipe(d, sizeof *d);
