@@ -68,7 +68,8 @@ static int g_only;              /* --only N: that operation alone, no floor */
 static int g_store_only;        /* --store: the store figures (11-14) with their bare inserts */
 static const char *g_dir_opt;   /* --dir D: where the store figures put their databases */
 static size_t g_search_n;       /* --search-messages N (0: SEARCH_N, or 2000 with --quick) */
-static int g_att_rss;           /* --attachment-rss: a 1 GiB attachment streamed, peak RSS */
+static int g_att_rss;           /* --attachment-rss(-fed): a 1 GiB attachment streamed, peak RSS
+                                 * (2: with the fed decryptor) */
 
 /* --- timing ------------------------------------------------------------------ */
 
@@ -1319,7 +1320,20 @@ static void rss_check(int rc, const rss_run *r, const whisper_attachment_decrypt
     die("the decrypted plaintext (not all the generator's)", WHISPER_EINTERNAL, NULL);
 }
 
-static int run_attachment_rss(void) {
+/* Decrypts the file with the fed decryptor: the file read once, 64 KiB at a
+ * time, into decrypt_update. */
+static int rss_decrypt_fed(whisper_attachment_decryptor *d, rss_run *r, uint8_t *buf,
+                           uint64_t blob_size) {
+  int rc = WHISPER_OK;
+  for (uint64_t off = 0; rc == WHISPER_OK && off < blob_size; off += RSS_PIECE) {
+    size_t got = 0;
+    rc = rss_source(r, off, buf, RSS_PIECE, &got);
+    if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_update(d, buf, got);
+  }
+  return rc == WHISPER_OK ? whisper_attachment_decrypt_finish(d) : rc;
+}
+
+static int run_attachment_rss(int fed) {
   uint8_t key[WHISPER_ATTACHMENT_KEY_LEN], iv[WHISPER_ATTACHMENT_IV_LEN];
   whisper_attachment_result_t res;
   whisper_attachment_expect_t x;
@@ -1327,14 +1341,15 @@ static int run_attachment_rss(void) {
   rss_run *r = calloc(1, sizeof *r);
   uint8_t *buf = malloc(RSS_PIECE);
   if (r == NULL || buf == NULL) die("malloc", WHISPER_ENOMEM, NULL);
+  print_machine();
   r->fd = rss_file_open(where, sizeof where);
   randombytes_buf(key, sizeof key);
   randombytes_buf(iv, sizeof iv);
   memset(&res, 0, sizeof res);
-  printf("--attachment-rss: a %llu MiB plaintext from a generator (%u KiB at a time), blob %llu B\n"
-         "in a file (unlinked) on %s; load average %.2f\n",
-         RSS_LEN >> 20, RSS_PIECE >> 10, (unsigned long long)whisper_attachment_blob_size(RSS_LEN),
-         where, load_average());
+  printf("--attachment-rss%s: a %llu MiB plaintext from a generator (%u KiB at a time), blob\n"
+         "%llu B in a file (unlinked) on %s; load average %.2f\n",
+         fed ? "-fed" : "", RSS_LEN >> 20, RSS_PIECE >> 10,
+         (unsigned long long)whisper_attachment_blob_size(RSS_LEN), where, load_average());
   proc_mem m0; /* libraries loaded and initialised (wh_crypto_init), nothing encrypted */
   proc_mem_read(&m0);
   print_rss("at the start:");
@@ -1362,70 +1377,54 @@ static int run_attachment_rss(void) {
          t1 - t0, (double)RSS_LEN / (t1 - t0) / 1e6, (c1 - c0) / (t1 - t0) * 100);
   print_rss("after 1:");
 
-  /* 2: decrypt from the file, each chunk read twice */
+  /* 2: decrypt from the file: the decryptor reading it (each chunk twice),
+   * or fed it (holding each chunk until its MAC checks) */
   whisper_attachment_decryptor *d = NULL;
   rss_expect(&x, key, &res);
   TRY("whisper_attachment_decrypt_new", NULL,
       whisper_attachment_decrypt_new(&d, &x, rss_compare, r));
-  rc = whisper_attachment_decrypt_source(d, rss_source, r);
+  rc = fed ? rss_decrypt_fed(d, r, buf, res.blob_size)
+           : whisper_attachment_decrypt_source(d, rss_source, r);
   double t2 = now_s(), c2 = cpu_s();
-  rss_check(rc, r, d, "whisper_attachment_decrypt_source");
-  printf("  2. decrypt from the file:       %6.2f s, %6.1f MB/s of plaintext (CPU %.0f%%)\n"
+  rss_check(rc, r, d, fed ? "whisper_attachment_decrypt_update/finish"
+                          : "whisper_attachment_decrypt_source");
+  printf("  2. decrypt from the file:       %6.2f s, %6.1f MB/s of plaintext (CPU %.0f%%), %s\n"
          "     checked: %llu B released, all the generator's; the digest, MAC, incremental MAC\n"
-         "     (%zu MACs, chunk %u B) and plaintext hash verified; %llu B read (each chunk\n"
-         "     twice)\n",
+         "     (%zu MACs, chunk %u B) and plaintext hash verified; %llu B of the file read\n",
          t2 - t1, (double)RSS_LEN / (t2 - t1) / 1e6, (c2 - c1) / (t2 - t1) * 100,
+         fed ? "fed (decrypt_update)" : "read by the decryptor (decrypt_source)",
          (unsigned long long)RSS_LEN, res.incremental_mac->len / 32, res.chunk_size,
          (unsigned long long)r->read_bytes);
   print_rss("after 2:");
   print_mappings("after 2, by mapping:");
   whisper_attachment_decrypt_free(d);
+  whisper_attachment_result_clear(&res);
+
+  /* the generator alone (the same buffer) */
+  double g0 = now_s();
+  for (uint64_t off = 0; off < RSS_LEN; off += RSS_PIECE) gen_fill(buf, off, RSS_PIECE);
+  double g1 = now_s();
+  printf("  the generator alone: %.2f s for %llu MiB (in 1 and in 2 once each)\n", g1 - g0,
+         RSS_LEN >> 20);
+  close(r->fd);
+  free(buf);
+  free(r);
+  sodium_memzero(key, sizeof key);
+
+  /* last: the peak over the process's whole life */
   proc_mem m;
   proc_mem_read(&m);
   long maxrss = ru_maxrss_kib();
   peak_note(m.hwm);
   peak_note(maxrss);
-  long peak = g_peak_kib;
   printf("peak resident memory of the process: %ld KiB (VmHWM %ld, ru_maxrss %ld at the end;\n"
          "the highest of all readings): %s 8 MiB (%u KiB); of it, before the first byte was\n"
          "encrypted: VmRSS %ld KiB (anon %ld, file %ld)\n",
-         peak, m.hwm, maxrss, peak >= 0 && peak < (long)RSS_LIMIT_KIB ? "under" : "OVER",
-         RSS_LIMIT_KIB, m0.rss, m0.anon, m0.file);
-
-  /* 3, after the peak was read: the fed decryptor (decrypt_update), which
-   * holds each chunk until its MAC checks */
-  r->plain_at = 0;
-  TRY("whisper_attachment_decrypt_new", NULL,
-      whisper_attachment_decrypt_new(&d, &x, rss_compare, r));
-  rc = WHISPER_OK;
-  for (uint64_t off = 0; rc == WHISPER_OK && off < res.blob_size; off += RSS_PIECE) {
-    size_t got = 0;
-    rc = rss_source(r, off, buf, RSS_PIECE, &got);
-    if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_update(d, buf, got);
-  }
-  if (rc == WHISPER_OK) rc = whisper_attachment_decrypt_finish(d);
-  double t3 = now_s(), c3 = cpu_s();
-  rss_check(rc, r, d, "whisper_attachment_decrypt_update/finish");
-  printf("  3. (apart) the fed decryptor, the file read once: %.2f s, %.1f MB/s (CPU %.0f%%)\n",
-         t3 - t2, (double)RSS_LEN / (t3 - t2) / 1e6, (c3 - c2) / (t3 - t2) * 100);
-  print_rss("after 3:");
-  whisper_attachment_decrypt_free(d);
-  whisper_attachment_result_clear(&res);
-  printf("     its peak: %ld KiB (it holds a chunk of %u KiB)\n", ru_maxrss_kib(),
-         x.chunk_size >> 10);
-
-  /* the generator alone (after the peak was read; the same buffer) */
-  double g0 = now_s();
-  for (uint64_t off = 0; off < RSS_LEN; off += RSS_PIECE) gen_fill(buf, off, RSS_PIECE);
-  double g1 = now_s();
-  printf("  the generator alone: %.2f s for %llu MiB (in 1 once, in 2 and 3 once each: compared)\n",
-         g1 - g0, RSS_LEN >> 20);
-  print_machine(); /* after the peak: its libraries' pages (SQLite's) are not the attachment's */
-  printf("whisper-bench --attachment-rss: load average %.2f\n", load_average());
-  close(r->fd);
-  free(buf);
-  free(r);
-  sodium_memzero(key, sizeof key);
+         g_peak_kib, m.hwm, maxrss,
+         g_peak_kib >= 0 && g_peak_kib < (long)RSS_LIMIT_KIB ? "under" : "OVER", RSS_LIMIT_KIB,
+         m0.rss, m0.anon, m0.file);
+  printf("whisper-bench --attachment-rss%s: load average %.2f\n", fed ? "-fed" : "",
+         load_average());
   return 0;
 }
 
@@ -2031,7 +2030,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: whisper-bench [--quick] [--seconds S] [--only N | --store] [--dir D]\n"
           "                     [--search-messages N]\n"
-          "       whisper-bench --attachment-rss [--dir D]\n"
+          "       whisper-bench --attachment-rss | --attachment-rss-fed [--dir D]\n"
           "  --quick      each timed loop ~0.2 s (a CI smoke run, ~15 s in all)\n"
           "  --seconds S  each timed loop S seconds (default 1)\n"
           "  --only N     run operation N (1-4, 5 = 1b, 6-10: groups, 11-14: the SQLite\n"
@@ -2047,7 +2046,9 @@ static void usage(FILE *f) {
           "               encrypted to a file (under D, as the store's databases; 1.1 GB,\n"
           "               unlinked), decrypted from it (plaintext compared); prints the\n"
           "               time, MB/s and the process's peak resident memory (VmHWM,\n"
-          "               ru_maxrss) against 8 MiB; then the fed decryptor apart (~20-40 s)\n");
+          "               ru_maxrss) against 8 MiB (~15-30 s)\n"
+          "  --attachment-rss-fed  the same with the fed decryptor (decrypt_update), which\n"
+          "               holds a chunk (2 MiB here)\n");
 }
 
 static int want(int n) {
@@ -2242,6 +2243,8 @@ int main(int argc, char **argv) {
       g_search_n = (size_t)v;
     } else if (strcmp(argv[i], "--attachment-rss") == 0) {
       g_att_rss = 1;
+    } else if (strcmp(argv[i], "--attachment-rss-fed") == 0) {
+      g_att_rss = 2;
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       usage(stdout);
       return 0;
@@ -2255,7 +2258,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (wh_crypto_init() != 0) die("wh_crypto_init", WHISPER_EINTERNAL, NULL);
-  if (g_att_rss) return run_attachment_rss(); /* (the machine's line at its end) */
+  if (g_att_rss) return run_attachment_rss(g_att_rss == 2);
   double t_start = now_s(), cpu_start = cpu_s();
   print_machine();
   printf(
