@@ -1248,7 +1248,7 @@ static void print_mappings(const char *when) {
     if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %255[^\n]", &a, &b, perms, path) >= 3) {
       const char *base = strrchr(path, '/');
       const char *name = base ? base + 1 : path[0] == '[' && strcmp(path, "[heap]") ? path : "anon";
-      snprintf(cur, sizeof cur, "%s", name);
+      snprintf(cur, sizeof cur, "%.47s", name); /* (a longer name cut) */
       continue;
     }
     if (strncmp(line, "Rss:", 4) != 0) continue;
