@@ -106,6 +106,8 @@ int whisper_ctx_new(whisper_ctx **out, whisper_store *store) {
 
 void whisper_ctx_free(whisper_ctx *ctx) {
   if (ctx == NULL) return;
+  wh_session_memo_free(ctx);
+  whisper_buf_free(ctx->view_buf);
   wh_wipe(ctx, sizeof *ctx);
   free(ctx);
 }
@@ -199,6 +201,8 @@ void wh_rollback(whisper_ctx *ctx) {
 }
 
 int wh_finish(whisper_ctx *ctx, int rc) {
+  whisper_buf_free(ctx->view_buf); /* no copy of a record outlives the call */
+  ctx->view_buf = NULL;
   if (rc == WHISPER_OK) return wh_commit(ctx);
   wh_rollback(ctx);
   return rc;
@@ -221,6 +225,27 @@ int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisp
   if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
     return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+  return rc;
+}
+
+int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                const uint8_t **val, size_t *val_len) {
+  whisper_store *s = ctx->store;
+  whisper_buf_free(ctx->view_buf); /* the last view ends here */
+  ctx->view_buf = NULL;
+  *val = NULL;
+  *val_len = 0;
+  if (s->view) {
+    int rc = s->view(s->user, kind, key, key_len, val, val_len);
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
+      return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+    return rc;
+  }
+  int rc = wh_get(ctx, kind, key, key_len, &ctx->view_buf);
+  if (rc == WHISPER_OK) {
+    *val = ctx->view_buf->data;
+    *val_len = ctx->view_buf->len;
+  }
   return rc;
 }
 

@@ -231,6 +231,92 @@ static int record_copy(wh_record *dst, const wh_record *src) {
 }
 
 /*
+ * The session memo: the context keeps the records of the last few
+ * addresses it used decoded, each with the exact bytes it was read from
+ * or written as. A read still asks the store (the store is the truth: other
+ * contexts and processes write it, transactions roll back, rows are put
+ * back from copies) and decodes only when the bytes are not those: equal
+ * bytes decode to an equal record. A read takes the record out of the
+ * memo (the caller changes it) and a write puts the new one in, so the
+ * memo never holds a record its bytes do not stand for. Wiped when the
+ * context is freed.
+ */
+#define MEMO_SLOTS 4
+typedef struct memo_slot {
+  wh_addr a;      /* a.len 0: unused */
+  uint8_t *bytes; /* the stored record's bytes (len 0: none known) */
+  size_t len, cap;
+  int has_r; /* r is what bytes decode to */
+  wh_record r;
+  uint64_t used;
+} memo_slot;
+
+struct wh_session_memo {
+  memo_slot slot[MEMO_SLOTS];
+  uint64_t clock;
+};
+
+static void memo_slot_clear(memo_slot *sl) {
+  if (sl->has_r) wh_record_free(&sl->r);
+  sl->has_r = 0;
+  wh_wipe(sl->bytes, sl->len);
+  sl->len = 0;
+}
+
+void wh_session_memo_free(whisper_ctx *ctx) {
+  struct wh_session_memo *m = ctx->session_memo;
+  if (m == NULL) return;
+  for (int i = 0; i < MEMO_SLOTS; i++) {
+    memo_slot_clear(&m->slot[i]);
+    free(m->slot[i].bytes);
+  }
+  wh_wipe(m, sizeof *m);
+  free(m);
+  ctx->session_memo = NULL;
+}
+
+static memo_slot *memo_find(whisper_ctx *ctx, const wh_addr *a) {
+  struct wh_session_memo *m = ctx->session_memo;
+  for (int i = 0; m && i < MEMO_SLOTS; i++)
+    if (m->slot[i].a.len == a->len && memcmp(m->slot[i].a.key, a->key, a->len) == 0) {
+      m->slot[i].used = ++m->clock;
+      return &m->slot[i];
+    }
+  return NULL;
+}
+
+/* The slot of `a`, or the least recently used one, cleared, for it. NULL
+ * only when there is no memory for the memo (it is then simply not used). */
+static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
+  memo_slot *sl = memo_find(ctx, a);
+  if (sl) return sl;
+  if (ctx->session_memo == NULL && (ctx->session_memo = calloc(1, sizeof *ctx->session_memo)) == NULL)
+    return NULL;
+  struct wh_session_memo *m = ctx->session_memo;
+  sl = &m->slot[0];
+  for (int i = 1; i < MEMO_SLOTS; i++)
+    if (m->slot[i].used < sl->used) sl = &m->slot[i];
+  memo_slot_clear(sl);
+  sl->a = *a;
+  sl->used = ++m->clock;
+  return sl;
+}
+
+/* Room for n bytes (what was there is wiped); -1 when out of memory. */
+static int memo_reserve(memo_slot *sl, size_t n) {
+  if (n <= sl->cap) return 0;
+  size_t cap = (n + 64) & ~(size_t)63; /* a record grows a little at a time */
+  uint8_t *b = malloc(cap);
+  if (b == NULL) return -1;
+  wh_wipe(sl->bytes, sl->len);
+  free(sl->bytes);
+  sl->bytes = b;
+  sl->cap = cap;
+  sl->len = 0;
+  return 0;
+}
+
+/*
  * Within a batch (whisper_session_decrypt_batch) the records of the
  * addresses it touches are kept decoded: a load gets a copy, a successful
  * message replaces the kept record, and wh_record_cache_end() writes each
@@ -249,7 +335,7 @@ struct wh_record_cache {
   int n;
 };
 
-static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r);
+static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r);
 
 static cache_slot *cache_find(whisper_ctx *ctx, const wh_addr *a) {
   struct wh_record_cache *c = ctx->record_cache;
@@ -302,15 +388,47 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
   return rc;
 }
 
+/* The stored record of `a`: the memo's when the stored bytes are the ones
+ * it stands for (it leaves the memo), else decoded (and the bytes noted,
+ * for record_give_back). */
 static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  whisper_buf *b;
+  const uint8_t *v;
+  size_t n;
   memset(r, 0, sizeof *r);
-  int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
-  if (rc != WHISPER_OK) return rc;
-  rc = wh_record_decode(r, b->data, b->len);
-  whisper_buf_free(b);
-  if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+  int rc = wh_get_view(ctx, WHISPER_REC_SESSION, a->key, a->len, &v, &n);
+  memo_slot *sl = memo_find(ctx, a);
+  if (rc != WHISPER_OK) {
+    if (sl) memo_slot_clear(sl);
+    return rc;
+  }
+  if (sl && sl->has_r && sl->len == n && memcmp(sl->bytes, v, n) == 0) {
+    *r = sl->r;
+    memset(&sl->r, 0, sizeof sl->r);
+    sl->has_r = 0;
+    return WHISPER_OK;
+  }
+  rc = wh_record_decode(r, v, n);
+  if (rc == WHISPER_ECORRUPT) {
+    if (sl) memo_slot_clear(sl);
+    return wh_fail(ctx, rc, "the stored session record is corrupt");
+  }
+  if (rc == WHISPER_OK && (sl = memo_slot_for(ctx, a)) != NULL) {
+    memo_slot_clear(sl);
+    if (memo_reserve(sl, n) == 0) {
+      memcpy(sl->bytes, v, n);
+      sl->len = n;
+    }
+  }
   return rc;
+}
+
+/* For a caller that read `r` and did not change it: back into the memo. */
+static void record_give_back(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  memo_slot *sl = memo_find(ctx, a);
+  if (sl == NULL || sl->has_r || sl->len == 0) return;
+  sl->r = *r;
+  memset(r, 0, sizeof *r);
+  sl->has_r = 1;
 }
 
 static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
@@ -348,13 +466,31 @@ static int record_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   return WHISPER_OK;
 }
 
-static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
-  whisper_buf *b;
-  int rc = wh_record_encode(r, &b);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
-  rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
-  whisper_buf_free(b);
-  return rc;
+/* Encodes and writes `r`, which then moves into the memo with its bytes
+ * (`r` is left empty; the caller frees it either way). */
+static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  size_t n = wh_record_encoded_len(r);
+  memo_slot *sl = memo_slot_for(ctx, a);
+  if (sl) memo_slot_clear(sl);
+  if (sl == NULL || memo_reserve(sl, n) != 0) { /* no memory for the memo: without it */
+    whisper_buf *b;
+    int rc = wh_record_encode(r, &b);
+    if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
+    rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
+    whisper_buf_free(b);
+    return rc;
+  }
+  wh_record_encode_to(r, sl->bytes);
+  int rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, sl->bytes, n);
+  if (rc != WHISPER_OK) {
+    wh_wipe(sl->bytes, n);
+    return rc;
+  }
+  sl->len = n;
+  sl->r = *r;
+  memset(r, 0, sizeof *r);
+  sl->has_r = 1;
+  return WHISPER_OK;
 }
 
 /* --- the session generation --------------------------------------------------- */
@@ -683,6 +819,7 @@ int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_i
   rc = record_load(ctx, &a, &r);
   if (rc == WHISPER_OK) {
     *out = is_session_usable(&r, now_ms);
+    if (ctx->record_cache == NULL) record_give_back(ctx, &a, &r);
     wh_record_free(&r);
   } else if (rc == WHISPER_ENOTFOUND) {
     rc = WHISPER_OK;

@@ -139,6 +139,84 @@ static void test_memory_rollback(void) {
   CHECK_RC(whisper_store_new(&st, &bad, NULL), WHISPER_EINVAL);
 }
 
+/* The memory store against a model: random puts and deletes of a few keys
+ * (short ones and ones longer than the journal keeps inline), each
+ * transaction committed or rolled back, the same key written, removed and
+ * written again within one; after each, every key reads as the model says,
+ * through get and through the store's view. */
+#define MODEL_KEYS 12
+static void test_memory_model(void) {
+  whisper_store *st;
+  uint8_t keys[MODEL_KEYS][80];
+  size_t key_len[MODEL_KEYS];
+  int have[MODEL_KEYS] = {0}, was[MODEL_KEYS];
+  uint32_t val[MODEL_KEYS] = {0}, old[MODEL_KEYS];
+  uint32_t seed = 12345, next = 1;
+  int bad = 0, rollbacks = 0, journaled = 0;
+  CHECK_RC(whisper_store_memory_new(&st), WHISPER_OK);
+  CHECK(st->view != NULL);
+  for (int i = 0; i < MODEL_KEYS; i++) {
+    key_len[i] = i % 3 == 0 ? 49 + (size_t)i : 1 + (size_t)i; /* 49+: on the heap */
+    memset(keys[i], 'k', key_len[i]);
+    keys[i][0] = (uint8_t)i;
+  }
+  for (int round = 0; round < 3000; round++) {
+    int txn = round % 5 != 0;
+    if (txn) CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+    memcpy(was, have, sizeof have);
+    memcpy(old, val, sizeof val);
+    int ops = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+    for (int o = 0; o < ops; o++) {
+      seed = seed * 1103515245u + 12345u;
+      int k = (int)(seed >> 16) % MODEL_KEYS, del = (seed >> 8) % 4 == 0;
+      if (del) {
+        CHECK_RC(st->ops.del(st->user, 5, keys[k], key_len[k]), WHISPER_OK);
+        have[k] = 0;
+      } else {
+        uint32_t v = next++;
+        uint8_t bytes[64]; /* the value's length varies with it */
+        size_t n = 4 + v % 50;
+        memset(bytes, (int)(v & 0xFF), n);
+        memcpy(bytes, &v, 4);
+        CHECK_RC(st->ops.put(st->user, 5, keys[k], key_len[k], bytes, n), WHISPER_OK);
+        have[k] = 1, val[k] = v;
+      }
+      journaled++;
+    }
+    if (txn && (seed >> 20) % 3 == 0) {
+      st->ops.rollback(st->user);
+      memcpy(have, was, sizeof have);
+      memcpy(val, old, sizeof val);
+      rollbacks++;
+    } else if (txn) {
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+    }
+    for (int k = 0; k < MODEL_KEYS; k++) {
+      whisper_buf *b = NULL;
+      const uint8_t *v = NULL;
+      size_t vn = 0;
+      int rc = st->ops.get(st->user, 5, keys[k], key_len[k], &b);
+      int rv = st->view(st->user, 5, keys[k], key_len[k], &v, &vn);
+      if (!have[k]) {
+        bad += rc != WHISPER_ENOTFOUND || rv != WHISPER_ENOTFOUND;
+      } else {
+        uint32_t got = 0;
+        if (rc == WHISPER_OK && b->len == 4 + val[k] % 50) memcpy(&got, b->data, 4);
+        bad += rc != WHISPER_OK || got != val[k];
+        bad += rv != WHISPER_OK || vn != b->len || memcmp(v, b->data, vn) != 0;
+      }
+      whisper_buf_free(b);
+    }
+  }
+  CHECK(bad == 0);
+  CHECK(rollbacks > 300 && journaled > 10000);
+  /* closed in the middle of a transaction: rolled back, nothing leaks (asan) */
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  CHECK_RC(st->ops.put(st->user, 5, keys[0], key_len[0], (const uint8_t *)"x", 1), WHISPER_OK);
+  CHECK_RC(st->ops.del(st->user, 5, keys[1], key_len[1]), WHISPER_OK);
+  whisper_store_close(st);
+}
+
 /* add(): inserts a free key, refuses a taken one without writing, and
  * rolls back like put; on the memory store and the SQLite store, for a
  * plain kind and an ordered one. */
@@ -329,6 +407,7 @@ static void test_refusals_change_nothing(void) {
 int main(void) {
   if (wh_crypto_init() != 0) return 2;
   test_memory_rollback();
+  test_memory_model();
   test_add();
   test_fault_injection();
   test_refusals_change_nothing();
