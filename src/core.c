@@ -107,6 +107,7 @@ int whisper_ctx_new(whisper_ctx **out, whisper_store *store) {
 void whisper_ctx_free(whisper_ctx *ctx) {
   if (ctx == NULL) return;
   wh_session_memo_free(ctx);
+  wh_trust_memo_free(ctx);
   whisper_buf_free(ctx->view_buf);
   wh_wipe(ctx, sizeof *ctx);
   free(ctx);

@@ -49,6 +49,9 @@ struct whisper_ctx {
   /* The last session records this context wrote or read, decoded, with
    * the stored bytes they stand for (protocol/session.c). */
   struct wh_session_memo *session_memo;
+  /* The trust rows last read per address, with the key they expect
+   * (protocol/identity.c). */
+  struct wh_trust_memo *trust_memo;
   /* What wh_get_view() last handed out, when the store copied it. */
   struct whisper_buf *view_buf;
   wh_identity_memo identity_memo; /* valid only while record_cache is set */
@@ -117,8 +120,9 @@ int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PU
  * expected, else it is remembered (trust on first use). */
 int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
 
-/* Wipes and frees the session memo (whisper_ctx_free). */
+/* Wipe and free the session memo and the trust memo (whisper_ctx_free). */
 void wh_session_memo_free(whisper_ctx *ctx);
+void wh_trust_memo_free(whisper_ctx *ctx);
 
 /* The batch record cache: begin, then end(write=1) before the commit, or
  * end(write=0) to drop it. */

@@ -242,6 +242,14 @@ static int record_copy(wh_record *dst, const wh_record *src) {
  * context is freed.
  */
 #define MEMO_SLOTS 4
+#define SEND_MARK_CHAINS 4
+#define SEND_MARK_MAX (SEND_MARK_CHAINS * (2 + 2 + WH_PUB_LEN + 1 + 5))
+
+typedef struct mark_chain {
+  uint8_t ratchet[WH_PUB_LEN];
+  uint32_t counter;
+} mark_chain;
+
 typedef struct memo_slot {
   wh_addr a;      /* a.len 0: unused */
   uint8_t *bytes; /* the stored record's bytes (len 0: none known) */
@@ -249,6 +257,10 @@ typedef struct memo_slot {
   int has_r; /* r is what bytes decode to */
   wh_record r;
   uint64_t used;
+  /* the address's send mark as last written here (mark_len 0: not known) */
+  uint8_t mark[SEND_MARK_MAX];
+  size_t mark_len, mark_n;
+  mark_chain marks[SEND_MARK_CHAINS];
 } memo_slot;
 
 struct wh_session_memo {
@@ -299,6 +311,7 @@ static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
   memo_slot_clear(sl);
   sl->a = *a;
   sl->used = ++m->clock;
+  sl->mark_len = 0;
   return sl;
 }
 
@@ -499,14 +512,14 @@ static const uint8_t GEN_KEY[] = "session-generation";
 
 /* The store's session generation (0 until whisper_sessions_distrust()). */
 int wh_session_gen(whisper_ctx *ctx, uint64_t *gen) {
-  whisper_buf *b = NULL;
+  const uint8_t *v;
+  size_t n;
   *gen = 0;
-  int rc = wh_get(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, &b);
+  int rc = wh_get_view(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, &v, &n);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
-  if (b->len == 8)
-    for (int i = 0; i < 8; i++) *gen = *gen << 8 | b->data[i];
-  whisper_buf_free(b);
+  if (n == 8)
+    for (int i = 0; i < 8; i++) *gen = *gen << 8 | v[i];
   return WHISPER_OK;
 }
 
@@ -891,45 +904,113 @@ static int prekey_message_wrap(whisper_buf **out, const wh_state *s, const whisp
 
 /* --- send marks: a restored session row is caught before it reuses a key ---- */
 
-#define SEND_MARK_CHAINS 4
+/* A mark of chains that each have both fields (the form written here),
+ * as protobuf-c packs SendMark: field 1 per chain, each ratchet_key (1)
+ * then counter (2). Returns the length (at most SEND_MARK_MAX). */
+static size_t send_mark_encode(uint8_t *out, const mark_chain *c, size_t n) {
+  uint8_t *p = out;
+  for (size_t i = 0; i < n; i++) {
+    *p++ = 1 << 3 | 2;
+    *p++ = (uint8_t)(2 + WH_PUB_LEN + 1 + varint_len(c[i].counter));
+    *p++ = 1 << 3 | 2;
+    *p++ = WH_PUB_LEN;
+    memcpy(p, c[i].ratchet, WH_PUB_LEN);
+    p += WH_PUB_LEN;
+    *p++ = 2 << 3;
+    for (uint64_t v = c[i].counter;; v >>= 7) {
+      *p++ = (uint8_t)(v >= 0x80 ? (v & 0x7F) | 0x80 : v);
+      if (v < 0x80) break;
+    }
+  }
+  return (size_t)(p - out);
+}
+
+static int mark_chain_plain(const Whisper__Store__SendMark__Chain *c) {
+  return c->has_ratchet_key && c->ratchet_key.len == WH_PUB_LEN && c->has_counter &&
+         c->base.n_unknown_fields == 0;
+}
 
 /* Refuses index `index` on chain `ratchet` if that chain was used at or
  * past it, else records it (in the caller's transaction, beside the
- * session it writes). */
+ * session it writes). The mark's row is read every time; when its bytes
+ * are the ones this context last wrote for the address (the session memo
+ * keeps them), their chains are known without decoding. */
 static int send_mark_check(whisper_ctx *ctx, const wh_addr *a, const uint8_t ratchet[WH_PUB_LEN],
                            uint32_t index) {
-  whisper_buf *b = NULL;
+  const uint8_t *v;
+  size_t n;
   Whisper__Store__SendMark *m = NULL;
-  int rc = wh_get(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &b);
-  if (rc == WHISPER_OK) {
-    m = whisper__store__send_mark__unpack(&wh_pb_alloc, b->len, b->data);
-    whisper_buf_free(b);
-    if (m == NULL) return wh_fail(ctx, WHISPER_ECORRUPT, "a stored send mark is corrupt");
-  } else if (rc != WHISPER_ENOTFOUND) {
-    return rc;
-  }
+  mark_chain next[SEND_MARK_CHAINS];
+  size_t nn = 0;
+  int plain = 1;
+  int rc = wh_get_view(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &v, &n);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  memo_slot *sl = memo_find(ctx, a);
+  memcpy(next[0].ratchet, ratchet, WH_PUB_LEN);
+  next[0].counter = index;
+  nn = 1;
   Whisper__Store__SendMark__Chain ch[SEND_MARK_CHAINS], *chp[SEND_MARK_CHAINS];
-  size_t n = 0;
+  size_t np = 0;
   whisper__store__send_mark__chain__init(&ch[0]);
   ch[0].has_ratchet_key = ch[0].has_counter = 1;
   ch[0].ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)ratchet};
   ch[0].counter = index;
-  chp[n++] = &ch[0];
-  for (size_t i = 0; m && i < m->n_chains; i++) {
-    const Whisper__Store__SendMark__Chain *c = m->chains[i];
-    int same = c->ratchet_key.len == WH_PUB_LEN && memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
-    if (same && index <= c->counter) {
-      whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
-      return wh_fail(ctx, WHISPER_EROLLEDBACK,
-                     "the session with that device is older than keys it already used (restored?)");
+  chp[np++] = &ch[0];
+  if (rc == WHISPER_OK && sl && sl->mark_len && n == sl->mark_len && memcmp(v, sl->mark, n) == 0) {
+    for (size_t i = 0; i < sl->mark_n; i++) {
+      const mark_chain *c = &sl->marks[i];
+      int same = memcmp(c->ratchet, ratchet, WH_PUB_LEN) == 0;
+      if (same && index <= c->counter)
+        return wh_fail(ctx, WHISPER_EROLLEDBACK,
+                       "the session with that device is older than keys it already used (restored?)");
+      if (!same && nn < SEND_MARK_CHAINS) next[nn++] = *c;
     }
-    if (!same && n < SEND_MARK_CHAINS) chp[n++] = m->chains[i];
+  } else {
+    if (rc == WHISPER_OK) {
+      m = whisper__store__send_mark__unpack(&wh_pb_alloc, n, v);
+      if (m == NULL) return wh_fail(ctx, WHISPER_ECORRUPT, "a stored send mark is corrupt");
+    }
+    for (size_t i = 0; m && i < m->n_chains; i++) {
+      const Whisper__Store__SendMark__Chain *c = m->chains[i];
+      int same = c->ratchet_key.len == WH_PUB_LEN && memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
+      if (same && index <= c->counter) {
+        whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+        return wh_fail(ctx, WHISPER_EROLLEDBACK,
+                       "the session with that device is older than keys it already used (restored?)");
+      }
+      if (!same && np < SEND_MARK_CHAINS) {
+        chp[np++] = m->chains[i];
+        if (!mark_chain_plain(c)) {
+          plain = 0;
+        } else {
+          memcpy(next[nn].ratchet, c->ratchet_key.data, WH_PUB_LEN);
+          next[nn++].counter = c->counter;
+        }
+      }
+    }
   }
-  Whisper__Store__SendMark out = WHISPER__STORE__SEND_MARK__INIT;
-  out.n_chains = n;
-  out.chains = chp;
-  rc = wh_put_msg(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &out.base);
+  if (!plain) { /* a mark not written here: packed by protobuf-c as it was decoded */
+    if (sl) sl->mark_len = 0;
+    Whisper__Store__SendMark out = WHISPER__STORE__SEND_MARK__INIT;
+    out.n_chains = np;
+    out.chains = chp;
+    rc = wh_put_msg(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &out.base);
+    whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+    return rc;
+  }
   if (m) whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+  uint8_t buf[SEND_MARK_MAX];
+  size_t len = send_mark_encode(buf, next, nn);
+  rc = wh_put(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, buf, len);
+  if (sl) {
+    sl->mark_len = 0;
+    if (rc == WHISPER_OK) {
+      memcpy(sl->mark, buf, len);
+      memcpy(sl->marks, next, nn * sizeof *next);
+      sl->mark_len = len;
+      sl->mark_n = nn;
+    }
+  }
   return rc;
 }
 
