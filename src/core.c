@@ -43,36 +43,37 @@ unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
 size_t whisper_public_key_len(void) { return WHISPER_PUBLIC_KEY_LEN; }
 size_t whisper_signature_len(void) { return WHISPER_SIGNATURE_LEN; }
 
-whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
-  whisper_buf *b = calloc(1, sizeof *b);
+/* A buffer is one block: the struct, then its bytes (data points just past
+ * the struct; whisper_buf_free() also takes a buffer whose data is a block
+ * of its own). One allocation instead of two: every message makes some. */
+static whisper_buf *buf_block(size_t len) {
+  if (len > SIZE_MAX - sizeof(whisper_buf) - 1) return NULL;
+  whisper_buf *b = malloc(sizeof *b + (len ? len : 1));
   if (b == NULL) return NULL;
-  b->data = calloc(1, len ? len : 1);
-  if (b->data == NULL) {
-    free(b);
-    return NULL;
-  }
-  if (data && len) memcpy(b->data, data, len);
+  b->data = (uint8_t *)(b + 1);
   b->len = len;
   return b;
 }
 
-whisper_buf *wh_buf_alloc(size_t len) {
-  whisper_buf *b = malloc(sizeof *b);
+whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
+  whisper_buf *b = buf_block(len);
   if (b == NULL) return NULL;
-  b->data = malloc(len ? len : 1); /* not zeroed: the caller writes every byte it keeps */
-  if (b->data == NULL) {
-    free(b);
-    return NULL;
-  }
-  b->len = len;
+  if (data && len)
+    memcpy(b->data, data, len);
+  else
+    memset(b->data, 0, len ? len : 1);
   return b;
+}
+
+whisper_buf *wh_buf_alloc(size_t len) {
+  return buf_block(len); /* not zeroed: the caller writes every byte it keeps */
 }
 
 void whisper_buf_free(whisper_buf *buf) {
   if (buf == NULL) return;
   if (buf->data) {
     wh_wipe(buf->data, buf->len);
-    free(buf->data);
+    if (buf->data != (uint8_t *)(buf + 1)) free(buf->data);
   }
   free(buf);
 }

@@ -267,17 +267,18 @@ static size_t pending_len(const wh_state *s) {
          vlen(int32_wire(s->pending_spk_id)) + 1 + vlen(s->pending_ts);
 }
 
-size_t wh_state_encoded_len(const wh_state *s) {
+/* The sizes of a state's nested messages, worked out once per encoding. */
+static size_t state_sizes(const wh_state *s, wh_state_plan *z) {
   size_t n = 1 + vlen(s->version) + 2 * blen(WH_PUB_LEN) + blen(32) + 1 + vlen(s->previous_counter);
-  if (s->has_sender) n += blen(chain_len(&s->sender, 1));
-  for (uint32_t i = 0; i < s->nrecv; i++) n += blen(chain_len(&s->recv[i], 0));
-  if (s->has_pending) n += blen(pending_len(s));
+  if (s->has_sender) n += blen(z->sender = chain_len(&s->sender, 1));
+  for (uint32_t i = 0; i < s->nrecv; i++) n += blen(z->recv[i] = chain_len(&s->recv[i], 0));
+  if (s->has_pending) n += blen(z->pending = pending_len(s));
   n += 1 + vlen(s->remote_reg) + 1 + vlen(s->local_reg) + blen(WH_PUB_LEN);
   if (s->sender_gen) n += 1 + vlen(s->sender_gen);
-  return n;
+  return z->len = n;
 }
 
-uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p) {
+static uint8_t *state_put(const wh_state *s, const wh_state_plan *z, uint8_t *p) {
   p = put_uint(p, T_VARINT(1), s->version);
   p = put_bytes(p, T_BYTES(2), s->local_ik, WH_PUB_LEN);
   p = put_bytes(p, T_BYTES(3), s->remote_ik, WH_PUB_LEN);
@@ -285,17 +286,17 @@ uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p) {
   p = put_uint(p, T_VARINT(5), s->previous_counter);
   if (s->has_sender) {
     *p++ = T_BYTES(6);
-    p = put_varint(p, chain_len(&s->sender, 1));
+    p = put_varint(p, z->sender);
     p = put_chain(p, &s->sender, s->sender_priv);
   }
   for (uint32_t i = 0; i < s->nrecv; i++) {
     *p++ = T_BYTES(7);
-    p = put_varint(p, chain_len(&s->recv[i], 0));
+    p = put_varint(p, z->recv[i]);
     p = put_chain(p, &s->recv[i], NULL);
   }
   if (s->has_pending) {
     *p++ = T_BYTES(9);
-    p = put_varint(p, pending_len(s));
+    p = put_varint(p, z->pending);
     if (s->pending_has_prekey) p = put_uint(p, T_VARINT(1), s->pending_prekey_id);
     p = put_bytes(p, T_BYTES(2), s->pending_base, WH_PUB_LEN);
     p = put_uint(p, T_VARINT(3), int32_wire(s->pending_spk_id));
@@ -308,18 +309,33 @@ uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p) {
   return p;
 }
 
-size_t wh_record_encoded_len(const wh_record *r) {
+size_t wh_state_encoded_len(const wh_state *s) {
+  wh_state_plan z;
+  return state_sizes(s, &z);
+}
+
+uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p) {
+  wh_state_plan z;
+  state_sizes(s, &z);
+  return state_put(s, &z, p);
+}
+
+size_t wh_record_encoded_len(const wh_record *r, wh_state_plan *plan) {
+  wh_state_plan own;
+  if (plan == NULL) plan = &own;
   size_t n = 1 + vlen(WH_RECORD_FORMAT);
-  if (r->has_current) n += blen(wh_state_encoded_len(&r->cur));
+  if (r->has_current) n += blen(state_sizes(&r->cur, plan));
   for (uint32_t i = 0; i < r->narchived; i++) n += blen(r->archived[i]->len);
   return n;
 }
 
-uint8_t *wh_record_encode_to(const wh_record *r, uint8_t *p) {
+uint8_t *wh_record_encode_to(const wh_record *r, const wh_state_plan *plan, uint8_t *p) {
+  wh_state_plan own;
   if (r->has_current) {
+    if (plan == NULL) state_sizes(&r->cur, &own), plan = &own;
     *p++ = T_BYTES(1);
-    p = put_varint(p, wh_state_encoded_len(&r->cur));
-    p = wh_state_encode_to(&r->cur, p);
+    p = put_varint(p, plan->len);
+    p = state_put(&r->cur, plan, p);
   }
   for (uint32_t i = 0; i < r->narchived; i++)
     p = put_bytes(p, T_BYTES(2), r->archived[i]->data, r->archived[i]->len);
@@ -334,9 +350,10 @@ int wh_state_encode(const wh_state *s, whisper_buf **out) {
 }
 
 int wh_record_encode(const wh_record *r, whisper_buf **out) {
-  size_t n = wh_record_encoded_len(r);
+  wh_state_plan plan;
+  size_t n = wh_record_encoded_len(r, &plan);
   if ((*out = wh_buf_alloc(n)) == NULL) return WHISPER_ENOMEM;
-  wh_record_encode_to(r, (*out)->data);
+  wh_record_encode_to(r, &plan, (*out)->data);
   return WHISPER_OK;
 }
 

@@ -672,7 +672,7 @@ static void test_record_codec(void) {
     CHECK_RC(wh_record_encode(&r, &mine), WHISPER_OK);
     CHECK_RC(wh_record_encode_pb(&r, &pb), WHISPER_OK);
     CHECK(bufs_equal(mine, pb));
-    CHECK(mine && mine->len == wh_record_encoded_len(&r));
+    CHECK(mine && mine->len == wh_record_encoded_len(&r, NULL));
     /* and it decodes to a record that encodes to the same bytes */
     CHECK_RC(wh_record_decode(&back, mine->data, mine->len), WHISPER_OK);
     CHECK_RC(wh_record_encode(&back, &again), WHISPER_OK);
