@@ -407,20 +407,21 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
 static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   const uint8_t *v;
   size_t n;
-  memset(r, 0, sizeof *r);
   int rc = wh_get_view(ctx, WHISPER_REC_SESSION, a->key, a->len, &v, &n);
   memo_slot *sl = memo_find(ctx, a);
   if (rc != WHISPER_OK) {
+    memset(r, 0, sizeof *r);
     if (sl) memo_slot_clear(sl);
     return rc;
   }
   if (sl && sl->has_r && sl->len == n && memcmp(sl->bytes, v, n) == 0) {
+    /* moved out; the slot's copy is left as it is (it is what sl->bytes
+     * holds anyway, both wiped with the memo), never freed from there */
     *r = sl->r;
-    memset(&sl->r, 0, sizeof sl->r);
     sl->has_r = 0;
     return WHISPER_OK;
   }
-  rc = wh_record_decode(r, v, n);
+  rc = wh_record_decode(r, v, n); /* (it clears r first) */
   if (rc == WHISPER_ECORRUPT) {
     if (sl) memo_slot_clear(sl);
     return wh_fail(ctx, rc, "the stored session record is corrupt");
@@ -502,7 +503,8 @@ static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   }
   sl->len = n;
   sl->r = *r;
-  memset(r, 0, sizeof *r);
+  r->has_current = 0; /* now the memo's; the caller's free wipes this copy */
+  r->narchived = 0;
   sl->has_r = 1;
   return WHISPER_OK;
 }
