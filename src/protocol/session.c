@@ -236,10 +236,11 @@ static int record_copy(wh_record *dst, const wh_record *src) {
  * or written as. A read still asks the store (the store is the truth: other
  * contexts and processes write it, transactions roll back, rows are put
  * back from copies) and decodes only when the bytes are not those: equal
- * bytes decode to an equal record. A read takes the record out of the
- * memo (the caller changes it) and a write puts the new one in, so the
- * memo never holds a record its bytes do not stand for. Wiped when the
- * context is freed.
+ * bytes decode to an equal record. A call that loads a record borrows the
+ * memo's own (record_load: `lent`) and changes it in place; a write makes
+ * it the memo's record of the bytes written, and record_done() drops it if
+ * the call ends without writing, so the memo never holds a record its
+ * bytes do not stand for. Wiped when the context is freed.
  */
 #define MEMO_SLOTS 4
 #define SEND_MARK_CHAINS 4
@@ -254,7 +255,8 @@ typedef struct memo_slot {
   wh_addr a;      /* a.len 0: unused */
   uint8_t *bytes; /* the stored record's bytes (len 0: none known) */
   size_t len, cap;
-  int has_r; /* r is what bytes decode to */
+  int has_r; /* r is what bytes decode to, at rest */
+  int lent;  /* r is out with the running call (record_load) */
   wh_record r;
   uint64_t used;
   /* the address's send mark as last written here (mark_len 0: not known) */
@@ -268,6 +270,7 @@ struct wh_session_memo {
   uint64_t clock;
 };
 
+/* (never on a lent slot) */
 static void memo_slot_clear(memo_slot *sl) {
   if (sl->has_r) wh_record_free(&sl->r);
   sl->has_r = 0;
@@ -279,6 +282,7 @@ void wh_session_memo_free(whisper_ctx *ctx) {
   struct wh_session_memo *m = ctx->session_memo;
   if (m == NULL) return;
   for (int i = 0; i < MEMO_SLOTS; i++) {
+    if (m->slot[i].lent) wh_record_free(&m->slot[i].r);
     memo_slot_clear(&m->slot[i]);
     free(m->slot[i].bytes);
   }
@@ -297,17 +301,19 @@ static memo_slot *memo_find(whisper_ctx *ctx, const wh_addr *a) {
   return NULL;
 }
 
-/* The slot of `a`, or the least recently used one, cleared, for it. NULL
- * only when there is no memory for the memo (it is then simply not used). */
+/* The slot of `a` (it may be lent), or the least recently used one not
+ * lent, cleared, for it. NULL when there is no memory for the memo (it is
+ * then simply not used). */
 static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
   memo_slot *sl = memo_find(ctx, a);
   if (sl) return sl;
   if (ctx->session_memo == NULL && (ctx->session_memo = calloc(1, sizeof *ctx->session_memo)) == NULL)
     return NULL;
   struct wh_session_memo *m = ctx->session_memo;
-  sl = &m->slot[0];
-  for (int i = 1; i < MEMO_SLOTS; i++)
-    if (m->slot[i].used < sl->used) sl = &m->slot[i];
+  sl = NULL;
+  for (int i = 0; i < MEMO_SLOTS; i++)
+    if (!m->slot[i].lent && (sl == NULL || m->slot[i].used < sl->used)) sl = &m->slot[i];
+  if (sl == NULL) return NULL;
   memo_slot_clear(sl);
   sl->a = *a;
   sl->used = ++m->clock;
@@ -315,13 +321,14 @@ static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
   return sl;
 }
 
-/* Room for n bytes (what was there is wiped); -1 when out of memory. */
+/* Room for n bytes (a smaller buffer is wiped whole and freed); -1 when
+ * out of memory. */
 static int memo_reserve(memo_slot *sl, size_t n) {
   if (n <= sl->cap) return 0;
   size_t cap = (n + 64) & ~(size_t)63; /* a record grows a little at a time */
   uint8_t *b = malloc(cap);
   if (b == NULL) return -1;
-  wh_wipe(sl->bytes, sl->len);
+  wh_wipe(sl->bytes, sl->cap);
   free(sl->bytes);
   sl->bytes = b;
   sl->cap = cap;
@@ -401,68 +408,118 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
   return rc;
 }
 
-/* The stored record of `a`: the memo's when the stored bytes are the ones
- * it stands for (it leaves the memo), else decoded (and the bytes noted,
- * for record_give_back). */
-static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+/* The slot whose record `r` is, if it is one. */
+static memo_slot *memo_of(whisper_ctx *ctx, const wh_record *r) {
+  struct wh_session_memo *m = ctx->session_memo;
+  for (int i = 0; m && i < MEMO_SLOTS; i++)
+    if (&m->slot[i].r == r) return &m->slot[i];
+  return NULL;
+}
+
+/* The stored record of `a`, in *r. With `lend`: the memo's own record
+ * when the stored bytes are the ones it stands for, else decoded into the
+ * memo (lent either way), else (no memo) into buf. Without: in buf, moved
+ * out of the memo or decoded (the batch cache keeps it). On failure *r is
+ * buf, cleared. */
+static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **r,
+                       int lend) {
   const uint8_t *v;
   size_t n;
+  *r = buf;
   int rc = wh_get_view(ctx, WHISPER_REC_SESSION, a->key, a->len, &v, &n);
   memo_slot *sl = memo_find(ctx, a);
+  if (sl && sl->lent) sl = NULL; /* (a call loads an address once) */
   if (rc != WHISPER_OK) {
-    memset(r, 0, sizeof *r);
+    memset(buf, 0, sizeof *buf);
     if (sl) memo_slot_clear(sl);
     return rc;
   }
   if (sl && sl->has_r && sl->len == n && memcmp(sl->bytes, v, n) == 0) {
-    /* moved out; the slot's copy is left as it is (it is what sl->bytes
-     * holds anyway, both wiped with the memo), never freed from there */
-    *r = sl->r;
     sl->has_r = 0;
+    if (lend) {
+      sl->lent = 1;
+      *r = &sl->r;
+    } else {
+      *buf = sl->r; /* moved; the slot's copy is left as it is (what sl->bytes holds anyway) */
+    }
     return WHISPER_OK;
   }
-  rc = wh_record_decode(r, v, n); /* (it clears r first) */
-  if (rc == WHISPER_ECORRUPT) {
-    if (sl) memo_slot_clear(sl);
-    return wh_fail(ctx, rc, "the stored session record is corrupt");
-  }
-  if (rc == WHISPER_OK && (sl = memo_slot_for(ctx, a)) != NULL) {
+  if (lend && (sl = memo_slot_for(ctx, a)) != NULL && !sl->lent) {
     memo_slot_clear(sl);
     if (memo_reserve(sl, n) == 0) {
-      memcpy(sl->bytes, v, n);
-      sl->len = n;
+      rc = wh_record_decode(&sl->r, v, n);
+      if (rc == WHISPER_OK) {
+        memcpy(sl->bytes, v, n);
+        sl->len = n;
+        sl->lent = 1;
+        *r = &sl->r;
+        return WHISPER_OK;
+      }
+      memset(buf, 0, sizeof *buf);
+      if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+      return rc;
     }
+  }
+  rc = wh_record_decode(buf, v, n); /* (it clears buf first) */
+  if (rc == WHISPER_ECORRUPT) {
+    if (sl && !sl->lent) memo_slot_clear(sl);
+    return wh_fail(ctx, rc, "the stored session record is corrupt");
   }
   return rc;
 }
 
-/* For a caller that read `r` and did not change it: back into the memo. */
-static void record_give_back(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  memo_slot *sl = memo_find(ctx, a);
-  if (sl == NULL || sl->has_r || sl->len == 0) return;
-  sl->r = *r;
-  memset(r, 0, sizeof *r);
-  sl->has_r = 1;
+/* Ends a call's use of the record record_load gave it: a lent record not
+ * written is dropped from the memo (it may have changed), one in buf is
+ * freed. */
+static void record_done(whisper_ctx *ctx, wh_record *r, wh_record *buf) {
+  if (r == buf) {
+    wh_record_free(buf);
+    return;
+  }
+  memo_slot *sl = memo_of(ctx, r);
+  if (sl && sl->lent) {
+    wh_record_free(&sl->r);
+    sl->lent = 0;
+  }
 }
 
-static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  if (ctx->record_cache == NULL) return record_read(ctx, a, r);
+/* The same for a call that did not change the record: a lent one goes
+ * back into the memo as it was. */
+static void record_done_unchanged(whisper_ctx *ctx, wh_record *r, wh_record *buf) {
+  memo_slot *sl = r == buf ? NULL : memo_of(ctx, r);
+  if (sl && sl->lent) {
+    sl->lent = 0;
+    sl->has_r = 1;
+    return;
+  }
+  record_done(ctx, r, buf);
+}
+
+/* Loads the record of `a` into *r (see record_read); inside a batch, a copy
+ * of the batch's kept record, in buf. End with record_done(). */
+static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **r) {
+  if (ctx->record_cache == NULL) return record_read(ctx, a, buf, r, 1);
+  *r = buf;
   cache_slot *sl = cache_find(ctx, a);
   if (sl == NULL) {
-    wh_record fresh;
-    int rc = record_read(ctx, a, &fresh);
-    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+    wh_record fresh, *f;
+    int rc = record_read(ctx, a, &fresh, &f, 0);
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) {
+      memset(buf, 0, sizeof *buf);
+      return rc;
+    }
     int rc2 = cache_slot_for(ctx, a, &sl);
     if (rc2 != WHISPER_OK) {
       if (rc == WHISPER_OK) wh_record_free(&fresh);
+      memset(buf, 0, sizeof *buf);
       return rc2;
     }
     sl->present = rc == WHISPER_OK;
     if (sl->present) sl->r = fresh;
   }
-  memset(r, 0, sizeof *r);
+  memset(buf, 0, sizeof *buf);
   if (!sl->present) return WHISPER_ENOTFOUND;
-  return record_copy(r, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  return record_copy(buf, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
 }
 
 /* Keeps `r` as the address's record: written at once, or, inside a batch,
@@ -480,13 +537,21 @@ static int record_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   return WHISPER_OK;
 }
 
-/* Encodes and writes `r`, which then moves into the memo with its bytes
- * (`r` is left empty; the caller frees it either way). */
+/* Encodes and writes `r`, which then becomes the memo's record of the
+ * bytes written: a lent record stays where it is, another moves in (`r` is
+ * left empty; the caller frees it either way). */
 static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   wh_state_plan plan;
   size_t n = wh_record_encoded_len(r, &plan);
-  memo_slot *sl = memo_slot_for(ctx, a);
-  if (sl) memo_slot_clear(sl);
+  memo_slot *sl = memo_of(ctx, r);
+  if (sl == NULL && (sl = memo_slot_for(ctx, a)) != NULL) {
+    if (sl->lent) sl = NULL; /* (not this record's: not expected) */
+    else if (sl->has_r) wh_record_free(&sl->r), sl->has_r = 0;
+  }
+  if (sl) {
+    if (sl->len > n) wh_wipe(sl->bytes + n, sl->len - n);
+    sl->len = 0;
+  }
   if (sl == NULL || memo_reserve(sl, n) != 0) { /* no memory for the memo: without it */
     whisper_buf *b;
     int rc = wh_record_encode(r, &b);
@@ -502,9 +567,13 @@ static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
     return rc;
   }
   sl->len = n;
-  sl->r = *r;
-  r->has_current = 0; /* now the memo's; the caller's free wipes this copy */
-  r->narchived = 0;
+  if (r == &sl->r) {
+    sl->lent = 0;
+  } else {
+    sl->r = *r;
+    r->has_current = 0; /* now the memo's; the caller's free wipes this copy */
+    r->narchived = 0;
+  }
   sl->has_r = 1;
   return WHISPER_OK;
 }
@@ -740,7 +809,7 @@ static int is_session_usable(const wh_record *r, uint64_t now_ms) {
 int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
                           const whisper_prekey_bundle_t *b, uint64_t now_ms) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r = &rbuf;
   wh_state s;
   wh_keypair ek, ra;
   uint8_t secret[160], ck0[32], dh[32];
@@ -754,7 +823,7 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   memset(&s, 0, sizeof s);
-  memset(&r, 0, sizeof r);
+  memset(&rbuf, 0, sizeof rbuf);
   rc = wh_identity_is_trusted(ctx, &a, b->identity_key, &trusted);
   if (rc != WHISPER_OK) goto out;
   if (!trusted) {
@@ -805,14 +874,14 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   s.remote_reg = b->registration_id;
   memcpy(s.alice_base, ek.pub, WH_PUB_LEN);
 
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
-  if (rc == WHISPER_OK) rc = wh_record_promote(&r, &s);
+  if (rc == WHISPER_OK) rc = wh_record_promote(r, &s);
   if (rc == WHISPER_OK) rc = wh_identity_save(ctx, &a, b->identity_key);
-  if (rc == WHISPER_OK) rc = record_store(ctx, &a, &r);
+  if (rc == WHISPER_OK) rc = record_store(ctx, &a, r);
 out:
   wh_state_free(&s);
-  wh_record_free(&r);
+  record_done(ctx, r, &rbuf);
   wh_wipe(&ek, sizeof ek);
   wh_wipe(&ra, sizeof ra);
   wh_wipe(secret, sizeof secret);
@@ -825,18 +894,17 @@ out:
 int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_id, uint64_t now_ms,
                            int *out) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r;
   int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
   *out = 0;
   if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_OK) {
-    *out = is_session_usable(&r, now_ms);
-    if (ctx->record_cache == NULL) record_give_back(ctx, &a, &r);
-    wh_record_free(&r);
+    *out = is_session_usable(r, now_ms);
+    record_done_unchanged(ctx, r, &rbuf);
   } else if (rc == WHISPER_ENOTFOUND) {
     rc = WHISPER_OK;
   }
@@ -1027,7 +1095,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
                             const uint8_t *pt, size_t pt_len, uint64_t now_ms, int *type_out,
                             whisper_buf **out) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r;
   wh_msgkey mk;
   whisper_buf *msg = NULL, *wrapped = NULL;
   int rc;
@@ -1039,18 +1107,18 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   *out = NULL;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   memset(&mk, 0, sizeof mk);
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_ENOTFOUND) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with %s.%u", name, device_id);
     return wh_finish(ctx, rc);
   }
   if (rc != WHISPER_OK) return wh_finish(ctx, rc);
-  if (!is_session_usable(&r, now_ms)) {
+  if (!is_session_usable(r, now_ms)) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "no usable session with %s.%u%s", name, device_id,
-                 r.has_current && r.cur.has_pending ? " (unacknowledged for over 30 days)" : "");
+                 r->has_current && r->cur.has_pending ? " (unacknowledged for over 30 days)" : "");
     goto out;
   }
-  wh_state *s = &r.cur;
+  wh_state *s = &r->cur;
   if (s->sender.index == UINT32_MAX) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "the sending chain is exhausted: start a new session");
     goto out;
@@ -1075,13 +1143,13 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   }
   s->sender.index++;
   if ((rc = wh_identity_check_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
-  rc = record_store(ctx, &a, &r);
+  rc = record_store(ctx, &a, r);
   goto out;
 oom:
   rc = wh_fail(ctx, rc, "out of memory");
 out:
   wh_wipe(&mk, sizeof mk);
-  wh_record_free(&r);
+  record_done(ctx, r, &rbuf);
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     whisper_buf_free(msg);
@@ -1150,10 +1218,11 @@ static int record_has_base_key(const wh_record *r, uint8_t version, const uint8_
   return 0;
 }
 
-static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
-                          size_t len, whisper_buf **pt) {
+static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **pr,
+                          const uint8_t *body, size_t len, whisper_buf **pt) {
   prekeymsg m;
   wh_state s;
+  wh_record *r;
   int rc, trusted = 0, used_opk = 0;
   if ((rc = prekey_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
   const uint8_t *ik = m.pb->identity_key.data;
@@ -1162,7 +1231,8 @@ static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, cons
     rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the sender's identity key changed");
     goto out;
   }
-  rc = record_load(ctx, a, r);
+  rc = record_load(ctx, a, buf, pr);
+  r = *pr;
   if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
   if (rc != WHISPER_OK) goto out;
   if (!record_has_base_key(r, m.version, m.pb->base_key.data)) {
@@ -1189,32 +1259,32 @@ out:
   return rc;
 }
 
-static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
-                           size_t len, whisper_buf **pt) {
+static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **pr,
+                           const uint8_t *body, size_t len, whisper_buf **pt) {
   sigmsg m;
   int rc;
   if ((rc = signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
-  rc = record_load(ctx, a, r);
+  rc = record_load(ctx, a, buf, pr);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
-  if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);
-  if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, r->cur.remote_ik);
+  if (rc == WHISPER_OK) rc = record_decrypt(ctx, *pr, &m, pt);
+  if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, (*pr)->cur.remote_ik);
   return rc;
 }
 
 int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
                             size_t body_len, whisper_buf **pt_out, wh_decrypt_then_fn then,
                             void *arg) {
-  wh_record r;
+  wh_record rbuf, *r = &rbuf;
   whisper_buf *pt = NULL;
   int rc;
-  memset(&r, 0, sizeof r);
+  memset(&rbuf, 0, sizeof rbuf);
   if (type == WHISPER_MSG_PREKEY)
-    rc = decrypt_prekey(ctx, a, &r, body, body_len, &pt);
+    rc = decrypt_prekey(ctx, a, &rbuf, &r, body, body_len, &pt);
   else
-    rc = decrypt_whisper(ctx, a, &r, body, body_len, &pt);
+    rc = decrypt_whisper(ctx, a, &rbuf, &r, body, body_len, &pt);
   if (rc == WHISPER_OK && then) rc = then(ctx, arg, pt);
-  if (rc == WHISPER_OK) rc = record_store(ctx, a, &r);
-  wh_record_free(&r);
+  if (rc == WHISPER_OK) rc = record_store(ctx, a, r);
+  record_done(ctx, r, &rbuf);
   if (rc != WHISPER_OK) {
     whisper_buf_free(pt);
     return rc;
