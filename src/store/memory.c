@@ -10,9 +10,11 @@
 typedef struct mem_entry {
   struct mem_entry *next;
   int kind;
-  uint8_t *key, *val;
+  uint8_t *val;
   size_t key_len, val_len;
+  uint64_t hash;
   uint64_t journaled; /* the transaction whose journal holds this key's old value */
+  uint8_t key[];      /* key_len bytes */
 } mem_entry;
 
 /* One undo record: the value a key had before its first write in a
@@ -35,18 +37,42 @@ typedef struct mem_store {
   size_t nundo, capundo;
 } mem_store;
 
+/* Eight bytes at a time, then mixed so that the low bits (the bucket)
+ * depend on every byte. */
 static uint64_t hash(int kind, const uint8_t *k, size_t n) {
-  uint64_t h = 1469598103934665603ULL ^ (uint64_t)kind;
-  for (size_t i = 0; i < n; i++) h = (h ^ k[i]) * 1099511628211ULL;
-  return h;
+  const uint64_t M = 0x9E3779B97F4A7C15ULL;
+  uint64_t h = ((uint64_t)(unsigned)kind << 32 | n) * M;
+  for (; n >= 8; n -= 8, k += 8) {
+    uint64_t w;
+    memcpy(&w, k, 8);
+    h = (h ^ w) * M;
+    h ^= h >> 29;
+  }
+  if (n) {
+    uint64_t w = 0;
+    for (size_t i = 0; i < n; i++) w |= (uint64_t)k[i] << (8 * i);
+    h = (h ^ w) * M;
+  }
+  h ^= h >> 32;
+  h *= 0xD6E8FEB86659FD93ULL;
+  return h ^ h >> 32;
+}
+
+/* The link that points at (kind, k), or the empty one at its bucket's end;
+ * *h gets the key's hash. */
+static mem_entry **find_h(mem_store *m, int kind, const uint8_t *k, size_t n, uint64_t *h) {
+  *h = hash(kind, k, n);
+  mem_entry **pp = &m->buckets[*h & (m->nbuckets - 1)];
+  for (; *pp; pp = &(*pp)->next)
+    if ((*pp)->hash == *h && (*pp)->kind == kind && (*pp)->key_len == n &&
+        (n == 0 || memcmp((*pp)->key, k, n) == 0))
+      return pp;
+  return pp;
 }
 
 static mem_entry **find(mem_store *m, int kind, const uint8_t *k, size_t n) {
-  mem_entry **pp = &m->buckets[hash(kind, k, n) & (m->nbuckets - 1)];
-  for (; *pp; pp = &(*pp)->next)
-    if ((*pp)->kind == kind && (*pp)->key_len == n && (n == 0 || memcmp((*pp)->key, k, n) == 0))
-      return pp;
-  return pp;
+  uint64_t h;
+  return find_h(m, kind, k, n, &h);
 }
 
 static void free_bytes(uint8_t *p, size_t n) {
@@ -70,7 +96,7 @@ static int grow(mem_store *m) {
     mem_entry *e = m->buckets[i], *next;
     for (; e; e = next) {
       next = e->next;
-      size_t j = hash(e->kind, e->key, e->key_len) & (nb - 1);
+      size_t j = e->hash & (nb - 1);
       e->next = b[j];
       b[j] = e;
     }
@@ -125,11 +151,11 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
     (*pp)->val_len = vn;
     return WHISPER_OK;
   }
-  mem_entry *e = calloc(1, sizeof *e);
-  if (e == NULL || (e->key = dup_bytes(k, n)) == NULL) {
-    free(e);
-    return WHISPER_ENOMEM;
-  }
+  mem_entry *e = malloc(sizeof *e + n);
+  if (e == NULL) return WHISPER_ENOMEM;
+  e->next = NULL;
+  if (n) memcpy(e->key, k, n);
+  e->hash = hash(kind, k, n);
   e->kind = kind;
   e->key_len = n;
   e->val = val;
@@ -143,7 +169,6 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
 static void unlink_entry(mem_store *m, mem_entry **pp) {
   mem_entry *e = *pp;
   *pp = e->next;
-  free(e->key);
   free(e);
   m->count--;
 }
@@ -295,7 +320,6 @@ static void mem_destroy(void *user) {
     mem_entry *e = m->buckets[i], *next;
     for (; e; e = next) {
       next = e->next;
-      free(e->key);
       free_bytes(e->val, e->val_len);
       free(e);
     }
