@@ -151,7 +151,12 @@ struct whisper_store;
  */
 WHISPER_API int whisper_ctx_new(whisper_ctx **out, struct whisper_store *store);
 
-/** Frees a context. Accepts NULL. */
+/**
+ * Frees a context. Accepts NULL. A context keeps, between calls, the
+ * decoded session records of the last few devices it used (each checked
+ * against the store's bytes at every call: other contexts and processes
+ * may share the store); they are wiped here.
+ */
 WHISPER_API void whisper_ctx_free(whisper_ctx *ctx);
 
 /** Replaces the context's RNG (for tests, fuzzers and vectors, or a
