@@ -9,11 +9,10 @@
  * Quotas: a mailbox holds at most cfg.max_mailbox entries and
  * cfg.max_mailbox_bytes, and of them at most cfg.sender_max_entries and
  * cfg.sender_max_bytes from any one other account, so that no account
- * fills another's mailbox and blocks the mail of everyone else. A sender
- * cannot hold more than the mailbox does, so what each sender holds
- * (share records) is kept only once a mailbox grows past a sender's
- * quota: it is counted then from the entries, and kept until the mailbox
- * is empty again. Ordinary mailboxes cost nothing more.
+ * fills another's mailbox and blocks the mail of everyone else. What each
+ * other account holds in a mailbox is a share record, written with each
+ * entry it appends and lowered by the Ack that deletes them (an entry of
+ * the account's own devices has none).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +98,7 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
 
 /* --- what each sender holds ---------------------------------------------- */
 
-/* Per sender: entries and bytes, gathered from entries. */
+/* Per sender: the entries and bytes an Ack deletes. */
 typedef struct tally {
   char sender[WSRV_NAME_MAX + 1];
   uint64_t entries, bytes;
@@ -174,64 +173,16 @@ static int share_put(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t 
   return wsrv_put_msg(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN, &sh.base);
 }
 
-/* Counts what each other account holds in the mailbox (of `owner`, under
- * `tag`) from its entries, and writes the share records anew. */
-static int shares_count(whisper_server *srv, const char *owner, const uint8_t tag[WSRV_TAG_LEN]) {
-  uint8_t bound[MKEY_LEN], key[SKEY_LEN];
-  tallies ts = {0};
-  uint64_t dropped;
-  int have_bound = 0, more = 1;
-  int rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_SHARE, tag, &dropped);
-  while (rc == WHISPER_OK && more) {
-    wsrv_rec *recs;
-    size_t n;
-    rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, tag, WSRV_TAG_LEN, have_bound ? bound : NULL,
-                   sizeof bound, ACK_BATCH, &recs, &n);
-    if (rc != WHISPER_OK) break;
-    more = n == ACK_BATCH;
-    for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
-      if (recs[i].key_len != MKEY_LEN) continue;
-      memcpy(bound, recs[i].key, MKEY_LEN);
-      have_bound = 1;
-      Whisper__Sync__Deliver *d =
-          whisper__sync__deliver__unpack(&wh_pb_alloc, recs[i].val_len, recs[i].val);
-      const char *s = d ? other_sender(d, owner) : NULL;
-      if (s && tally_add(&ts, s, recs[i].val_len) != WHISPER_OK)
-        rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-      wsrv_msg_free(d);
-    }
-    wsrv_recs_free(recs, n);
-  }
-  for (size_t i = 0; rc == WHISPER_OK && i < ts.n; i++) {
-    share_key(srv, key, tag, ts.t[i].sender);
-    rc = share_put(srv, key, ts.t[i].entries, ts.t[i].bytes);
-  }
-  tallies_free(&ts);
-  return rc;
-}
-
 /* An entry of `size` bytes from `sender` (another account) is to join the
- * mailbox: 0 with its share counted, or ERR_LIMIT. The first time the
- * mailbox could hold more than a sender's quota, the shares are counted
- * and the device record says so (written at once: a receipt refused here
- * does not fail its transaction). */
-static int share_take(whisper_server *srv, const char *name, uint32_t device_id,
-                      Whisper__Server__Device *dev, const uint8_t tag[WSRV_TAG_LEN],
-                      const char *sender, uint64_t size) {
+ * mailbox under `tag`: 0 with its share counted, or ERR_LIMIT. */
+static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], const char *sender,
+                      uint64_t size) {
   const whisper_server_config_t *cfg = &srv->cfg;
   uint8_t key[SKEY_LEN];
   uint64_t entries, bytes;
-  int rc;
-  if (!dev->shares) {
-    if (dev->mailbox_count < cfg->sender_max_entries && size <= cfg->sender_max_bytes &&
-        dev->mailbox_bytes <= cfg->sender_max_bytes - size)
-      return 0; /* nobody can hold more than the quota */
-    if ((rc = shares_count(srv, name, tag)) != WHISPER_OK) return rc;
-    dev->has_shares = dev->shares = 1;
-    if ((rc = wsrv_device_put(srv, name, device_id, dev)) != WHISPER_OK) return rc;
-  }
   share_key(srv, key, tag, sender);
-  if ((rc = share_get(srv, key, &entries, &bytes)) != WHISPER_OK) return rc;
+  int rc = share_get(srv, key, &entries, &bytes);
+  if (rc != WHISPER_OK) return rc;
   if (entries >= cfg->sender_max_entries || size > cfg->sender_max_bytes ||
       bytes > cfg->sender_max_bytes - size)
     return wsrv_refuse(srv, ERR_LIMIT, "a recipient's mailbox holds all it takes from this account");
@@ -259,7 +210,7 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
   const char *sender = other_sender(d, name);
-  if (sender) rc = share_take(srv, name, device_id, dev, tag, sender, size);
+  if (sender) rc = share_take(srv, tag, sender, size);
   mailbox_key(key, tag, d->seq);
   if (rc == WHISPER_OK) rc = wsrv_put_msg(srv, WHISPER_REC_SERVER_MAILBOX, key, sizeof key, &d->base);
   if (rc == WHISPER_OK) {
@@ -489,23 +440,16 @@ static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
   return rc;
 }
 
-/* The device record counts the deletion; an empty mailbox keeps no share
- * records any more. */
+/* The device record and the senders' shares count the deletion. */
 static int count_down(whisper_server *srv, wsrv_conn *c, const ack_state *st) {
   Whisper__Server__Device *dev;
-  uint64_t gone;
   if (st->deleted == 0) return WHISPER_OK;
   int rc = wsrv_device_get(srv, c->account, c->device_id, &dev);
   if (rc != WHISPER_OK) return rc;
   dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
   dev->mailbox_count = dev->mailbox_count > st->deleted ? dev->mailbox_count - st->deleted : 0;
   dev->mailbox_bytes = dev->mailbox_bytes > st->bytes ? dev->mailbox_bytes - st->bytes : 0;
-  if (dev->shares && dev->mailbox_count == 0) {
-    rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_SHARE, c->tag, &gone);
-    dev->shares = 0;
-  } else if (dev->shares) {
-    rc = shares_down(srv, c, &st->senders);
-  }
+  rc = shares_down(srv, c, &st->senders);
   if (rc == WHISPER_OK) rc = wsrv_device_put(srv, c->account, c->device_id, dev);
   wsrv_msg_free(dev);
   return rc;
