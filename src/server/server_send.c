@@ -238,7 +238,10 @@ static int send_direct(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whi
 }
 
 /* The one SenderKeyMessage goes to every device of every member but the
- * sending device. */
+ * sending device. A device whose mailbox takes no more (full, or full of
+ * this sender: server_mailbox.c) misses it, as it would a receipt, rather
+ * than one member's mailbox stopping the group's messages for everyone;
+ * its engine shows the gap. */
 static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whisper__Sync__Send *m,
                       const Whisper__Sync__Sent *s) {
   Whisper__Server__Group *g;
@@ -261,7 +264,7 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   fx->now_ms = s->server_ts;
   for (size_t i = 0; i < g->n_members && rc == WHISPER_OK; i++) {
     int me = strcmp(g->members[i], c->account) == 0;
-    rc = wsrv_mailbox_append_account(srv, fx, g->members[i], me ? c->device_id : 0, &d, 0);
+    rc = wsrv_mailbox_append_account(srv, fx, g->members[i], me ? c->device_id : 0, &d, 1);
     if (rc == WHISPER_ENOTFOUND) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a group member has no account");
   }
   fx->mute_conv = NULL;

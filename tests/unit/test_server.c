@@ -2926,6 +2926,38 @@ static void test_mailbox_quotas(void) {
   send_to(&t, &c, "bob", b1, 1, NULL, 0);
   EXPECT_SENT(3, NULL);
   srvt_close(&t);
+  /* a group: a member whose mailbox holds all it takes from alice misses
+   * her next group message; the others get it and alice hears Sent */
+  bc = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  bc.sender_max_entries = 3;
+  srvt_open(&t, mem_store(), &bc);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  uint8_t gid[16], gcid[16];
+  memset(gid, 0x9A, 16);
+  const char *bcm[] = {"bob", "carol"};
+  group_op(&t, 1, 1, gid, bcm, 2); /* its notice is alice's first entry at bob's */
+  fr_free(EXPECT(1, GROUP_INFO));
+  box_reset(1); /* alice's own copy of the notice */
+  CHECK(EXPECT_DELIVER(3, 3, 0) != NULL);
+  for (int i = 0; i < 3; i++) { /* carol takes each as it comes */
+    cid_make(gcid, 900 + i);
+    send_group(&t, &a, gid, gcid);
+    EXPECT_SENT(1, NULL);
+    Whisper__Sync__Deliver *gd = EXPECT_DELIVER(3, 1, 0);
+    CHECK(gd != NULL);
+    ack(&t, 3, gd ? gd->seq : 0);
+    EXPECT_OK(3);
+    box_reset(1); /* carol's receipt */
+  }
+  dev_login(&t, &b, 2, 0);
+  CHECK(EXPECT_DELIVER(2, 3, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  expect_queue_empty(2);
+  srvt_close(&t);
   /* an entry larger than a sender's whole share */
   bc = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
   bc.sender_max_bytes = 10;
