@@ -6,7 +6,9 @@
  * login, the prekey directory, one mailbox per device with a monotonic
  * sequence, idempotent sends, delivery and read receipts, typing and
  * presence between online devices, groups with server-side fan-out, device
- * linking, rate limits and frame size limits.
+ * linking, rate limits and frame size limits, and limits against abuse by
+ * other users (mailbox quotas per sender, rationed one-time prekeys,
+ * limits per source address: docs/security.md, "whisperd").
  *
  * It does no I/O and never reads the clock. The caller (whisperd, a test,
  * a fuzzer) tells it that a connection opened or closed, feeds it each
