@@ -44,8 +44,11 @@
  * and at the end of the input: the total mailbox depth (stats, and the
  * stored counter) equals the number of stored mailbox entries; each device
  * record's mailbox_count equals the entries under its tag (all at or
- * below mailbox_last) and its prekeys count the one-time prekeys stored
- * under its tag. Profiles: a ProfileSet answered Ok is stored exactly as
+ * below mailbox_last), its mailbox_bytes their bytes, its share records
+ * (server_mailbox.c) what each other account has among them, and its
+ * prekeys count the one-time prekeys stored under its tag. Slots 3 and 4
+ * open with a source (whisper_server_open_from), so the limits per
+ * source run too. Profiles: a ProfileSet answered Ok is stored exactly as
  * sent under the logged-in device's account (ERR_STATE only for a version
  * not above the stored one); a Profile answer is exactly the stored
  * profile of the account it names; every stored profile decodes with a
@@ -253,6 +256,83 @@ static counter count(int kind, const uint8_t *prefix, size_t n, int seq_at) {
   return c;
 }
 
+/* A mailbox's entries: their bytes and, per other account, how many and
+ * how many bytes (keyed by the sender's tag, as the share records are). */
+#define BOOK_SENDERS 64
+typedef struct book {
+  const char *owner;
+  uint64_t bytes;
+  struct {
+    uint8_t tag[WSRV_TAG_LEN];
+    uint64_t n, bytes, seen;
+  } s[BOOK_SENDERS];
+  int ns;
+} book;
+
+static int book_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                   size_t val_len) {
+  (void)key, (void)key_len;
+  book *bk = arg;
+  bk->bytes += val_len;
+  Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(NULL, val_len, val);
+  FZ_ASSERT(d != NULL, "a mailbox entry does not decode");
+  if (d->sender && strcmp(d->sender, bk->owner) != 0) {
+    wsrv_addr a;
+    uint8_t tag[WSRV_TAG_LEN];
+    wsrv_addr_make(&a, d->sender, 0);
+    wsrv_tag(H.srv, &a, tag);
+    int i = 0;
+    while (i < bk->ns && memcmp(bk->s[i].tag, tag, WSRV_TAG_LEN) != 0) i++;
+    FZ_ASSERT(i < BOOK_SENDERS, "too many senders for the harness");
+    if (i == bk->ns) {
+      memset(&bk->s[i], 0, sizeof bk->s[i]);
+      memcpy(bk->s[i].tag, tag, WSRV_TAG_LEN);
+      bk->ns++;
+    }
+    bk->s[i].n++;
+    bk->s[i].bytes += val_len;
+  }
+  whisper__sync__deliver__free_unpacked(d, NULL);
+  return 0;
+}
+
+static int share_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                    size_t val_len) {
+  book *bk = arg;
+  FZ_ASSERT(key_len == 2 * WSRV_TAG_LEN, "a share record's key is %zu bytes", key_len);
+  Whisper__Server__Share *sh = whisper__server__share__unpack(NULL, val_len, val);
+  FZ_ASSERT(sh != NULL, "a share record does not decode");
+  int i = 0;
+  while (i < bk->ns && memcmp(bk->s[i].tag, key + WSRV_TAG_LEN, WSRV_TAG_LEN) != 0) i++;
+  FZ_ASSERT(i < bk->ns, "%s: a share record of a sender with no entry", bk->owner);
+  FZ_ASSERT(sh->entries == bk->s[i].n && sh->bytes == bk->s[i].bytes,
+            "%s: a share says %llu entries, %llu bytes; the mailbox has %llu, %llu", bk->owner,
+            (unsigned long long)sh->entries, (unsigned long long)sh->bytes,
+            (unsigned long long)bk->s[i].n, (unsigned long long)bk->s[i].bytes);
+  bk->s[i].seen = 1;
+  whisper__server__share__free_unpacked(sh, NULL);
+  return 0;
+}
+
+static void check_mailbox_book(const fz_dev *d, const Whisper__Server__Device *dev,
+                               const uint8_t tag[WSRV_TAG_LEN]) {
+  static book bk;
+  memset(&bk, 0, sizeof bk);
+  bk.owner = d->name;
+  whisper_store *in = W->fs.inner;
+  FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_MAILBOX, tag, WSRV_TAG_LEN, NULL, 0, 0,
+                         SIZE_MAX, book_fn, &bk) == WHISPER_OK,
+            "scan");
+  FZ_ASSERT(bk.bytes == dev->mailbox_bytes, "%s.%u: mailbox_bytes %llu, %llu stored", d->name,
+            d->device_id, (unsigned long long)dev->mailbox_bytes, (unsigned long long)bk.bytes);
+  FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_SHARE, tag, WSRV_TAG_LEN, NULL, 0, 0,
+                         SIZE_MAX, share_fn, &bk) == WHISPER_OK,
+            "scan");
+  for (int i = 0; i < bk.ns; i++)
+    FZ_ASSERT(bk.s[i].seen, "%s.%u: a sender's entries have no share record", d->name,
+              d->device_id);
+}
+
 static void check_conns(void) {
   whisper_server_stats_t st;
   whisper_server_stats(H.srv, &st);
@@ -301,6 +381,7 @@ static void check_books(void) {
               d->device_id);
     FZ_ASSERT(pk.n == dev->prekeys, "%s.%u: prekeys %u, %llu stored", d->name, d->device_id,
               dev->prekeys, (unsigned long long)pk.n);
+    check_mailbox_book(d, dev, tag);
     whisper__server__device__free_unpacked(dev, NULL);
     Whisper__Server__Profile *p = stored_profile(d->name);
     if (p) whisper__server__profile__free_unpacked(p, NULL);
@@ -320,7 +401,9 @@ static void drain_deferred(void) {
 
 static void op_open(int k) {
   drain_deferred();
-  int rc = whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  static const uint8_t src[2] = {0x0a, 0x0b};
+  int rc = k >= 2 ? whisper_server_open_from(H.srv, (uint64_t)k + 1, &src[k & 1], 1, H.now)
+                  : whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
   trace("  open %d: %d\n", k + 1, rc);
   if (H.slot[k].open) {
     FZ_ASSERT(rc == WHISPER_EINVAL, "open of an open connection: %d", rc);

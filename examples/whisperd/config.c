@@ -124,6 +124,27 @@ static const option options[] = {
     {"max-reports", "N", K_U32, SRV(max_reports), 1, UINT32_MAX,
      "users' reports kept for moderators; the oldest go beyond it"},
 
+    {NULL, NULL, K_SECTION, 0, 0, 0, "Abuse limits (docs/security.md, \"whisperd\")"},
+    {"max-mailbox-bytes", "BYTES", K_BYTES, SRV(max_mailbox_bytes), 1, UINT64_MAX,
+     "bytes of entries waiting in one mailbox; a send beyond it gets ERR_LIMIT"},
+    {"sender-max-entries", "N", K_U32, SRV(sender_max_entries), 1, UINT32_MAX,
+     "entries one other account may have waiting in one mailbox (ERR_LIMIT beyond)"},
+    {"sender-max-bytes", "BYTES", K_BYTES, SRV(sender_max_bytes), 1, UINT64_MAX,
+     "bytes one other account may have waiting in one mailbox (ERR_LIMIT beyond)"},
+    {"prekeys-per-requester", "N", K_U32, SRV(prekeys_per_requester), 1, UINT32_MAX,
+     "one-time prekeys a device may take per hour; past it bundles carry the signed prekey alone"},
+    {"prekeys-per-target", "N", K_U32, SRV(prekeys_per_target), 1, UINT32_MAX,
+     "one-time prekeys of a device handed out per hour; past it the signed prekey alone"},
+    {"register-per-source", "N", K_U32, SRV(register_per_source), 1, UINT32_MAX,
+     "accounts one source address may create per hour (ERR_RATE beyond)"},
+    {"link-per-source", "N", K_U32, SRV(link_per_source), 1, UINT32_MAX,
+     "link codes one source address may ask for per hour (ERR_RATE beyond)"},
+    {"prelogin-per-source", "N", K_U32, SRV(prelogin_per_source), 1, UINT32_MAX,
+     "connections of one source address not logged in at once; more are closed"},
+    {"sent-ttl-ms", "MS", K_U64, SRV(sent_ttl_ms), 1000, UINT64_MAX,
+     "a Send's idempotency record answers a resend at least this long (at most twice), then "
+     "is pruned"},
+
     {NULL, NULL, K_SECTION, 0, 0, 0, "Blobs (encrypted attachments, tus at /v1/blobs)"},
     {"blob-dir", "DIR", K_STR, OFF(blob_dir), 0, 0,
      "where the blobs are kept, made on the first upload (default: a blobs folder beside "

@@ -85,7 +85,8 @@ enum {
    *  not the one the store was made with, or an attachment's key is not
    *  the one its blob was made with. */
   WHISPER_EKEY = -17,
-  /** The store is locked by another process for longer than the timeout. */
+  /** The store is locked by another process for longer than the timeout
+   *  (whisper_server_open_from(): the source has too many connections). */
   WHISPER_EBUSY = -18,
   /** Refused: the server sent what no one entitled made (a device its
    *  account did not sign, a member no admin added, a message filed under

@@ -6,7 +6,9 @@
  * login, the prekey directory, one mailbox per device with a monotonic
  * sequence, idempotent sends, delivery and read receipts, typing and
  * presence between online devices, groups with server-side fan-out, device
- * linking, rate limits and frame size limits.
+ * linking, rate limits and frame size limits, and limits against abuse by
+ * other users (mailbox quotas per sender, rationed one-time prekeys,
+ * limits per source address: docs/security.md, "whisperd").
  *
  * It does no I/O and never reads the clock. The caller (whisperd, a test,
  * a fuzzer) tells it that a connection opened or closed, feeds it each
@@ -52,15 +54,20 @@ extern "C" {
 #define WHISPER_REC_SERVER_ACCOUNT 32  /* key: account: its devices, link codes */
 #define WHISPER_REC_SERVER_DEVICE 33   /* key: address: keys, mailbox counters */
 #define WHISPER_REC_SERVER_GROUP 34    /* key: 16-byte group id: members, admins */
-#define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer */
+#define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer (before
+                                        * version 4 of the config; no longer written) */
 #define WHISPER_REC_SERVER_META 36     /* key: a short ASCII name */
 #define WHISPER_REC_SERVER_PROFILE 40  /* key: account: its profile, ciphertext only */
 #define WHISPER_REC_SERVER_MAILBOX 96  /* key: device tag (16) || seq (8, BE) */
 #define WHISPER_REC_SERVER_PREKEY 97   /* key: device tag (16) || prekey id (4, BE) */
 #define WHISPER_REC_SERVER_BLOCKS 37   /* key: account: the accounts it blocked */
 #define WHISPER_REC_SERVER_REPORT 98   /* key: report number (8, BE): a user's report */
+#define WHISPER_REC_SERVER_SHARE 99    /* key: device tag (16) || sender tag (16): what one
+                                        * account has waiting in a busy mailbox */
+#define WHISPER_REC_SERVER_SENT_AT 100 /* key: period (4, BE) || device tag (16) || client id:
+                                        * the Sent answer, pruned by period (sent_ttl_ms) */
 
-#define WHISPER_SERVER_CONFIG_VERSION 3
+#define WHISPER_SERVER_CONFIG_VERSION 4
 /** The default of max_reports. */
 #define WHISPER_SERVER_REPORTS_MAX 10000
 /** The defaults of the blob fields (version 3). */
@@ -68,6 +75,16 @@ extern "C" {
 #define WHISPER_SERVER_BLOB_MAX_SIZE (100ULL * 1024 * 1024)           /* 100 MiB */
 #define WHISPER_SERVER_BLOB_QUOTA (1024ULL * 1024 * 1024)             /* 1 GiB */
 #define WHISPER_SERVER_BLOB_TTL_MS (30ULL * 24 * 60 * 60 * 1000)      /* 30 days */
+/** The defaults of the abuse limits (version 4; docs/security.md, "whisperd"). */
+#define WHISPER_SERVER_MAILBOX_BYTES (256ULL * 1024 * 1024)            /* 256 MiB */
+#define WHISPER_SERVER_SENDER_ENTRIES 5000
+#define WHISPER_SERVER_SENDER_BYTES (32ULL * 1024 * 1024)              /* 32 MiB */
+#define WHISPER_SERVER_PREKEYS_PER_REQUESTER 1000                     /* per hour */
+#define WHISPER_SERVER_PREKEYS_PER_TARGET 100                         /* per hour */
+#define WHISPER_SERVER_REGISTER_PER_SOURCE 10                         /* per hour */
+#define WHISPER_SERVER_LINK_PER_SOURCE 30                             /* per hour */
+#define WHISPER_SERVER_PRELOGIN_PER_SOURCE 32
+#define WHISPER_SERVER_SENT_TTL_MS (7ULL * 24 * 60 * 60 * 1000)        /* 7 days */
 
 /** Limits and timers. Start from WHISPER_SERVER_CONFIG_INIT; fields are
  *  only ever appended. */
@@ -95,12 +112,31 @@ typedef struct whisper_server_config_t {
   uint64_t blob_quota;         /* bytes of unexpired blobs per account; the blob store's to enforce */
   uint64_t blob_ttl_ms;        /* a blob is deleted this long after it was created; the blob
                                   store's to enforce */
+  /* --- version 4: abuse limits (docs/security.md, "whisperd") --- */
+  uint64_t max_mailbox_bytes;  /* bytes of entries waiting in one mailbox; a send beyond it is
+                                  refused (ERR_LIMIT) */
+  uint32_t sender_max_entries; /* entries one other account may have waiting in one mailbox
+                                  (ERR_LIMIT beyond); an account's own devices are not counted */
+  uint64_t sender_max_bytes;   /* bytes of them */
+  uint32_t prekeys_per_requester; /* one-time prekeys a device may take per hour (a bucket of
+                                  as many); past it, bundles carry the signed prekey alone */
+  uint32_t prekeys_per_target; /* one-time prekeys a device hands out per hour, the same way */
+  uint32_t register_per_source; /* accounts a source may create per hour (a bucket of as many;
+                                  ERR_RATE beyond); sources: whisper_server_open_from() */
+  uint32_t link_per_source;    /* link codes a source may ask for per hour (ERR_RATE beyond) */
+  uint32_t prelogin_per_source; /* connections of one source not logged in at once */
+  uint64_t sent_ttl_ms;        /* a Send's idempotency record is kept at least this long, at most
+                                  twice as long */
 } whisper_server_config_t;
 
 #define WHISPER_SERVER_CONFIG_INIT                                                             \
   { WHISPER_SERVER_CONFIG_VERSION, 256 * 1024, 1024, 16, 1000, 200, 400, 60000, 15000, 6000, \
     2000, 5000, 256, 100000, WHISPER_SERVER_REPORTS_MAX, WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS,   \
-    WHISPER_SERVER_BLOB_MAX_SIZE, WHISPER_SERVER_BLOB_QUOTA, WHISPER_SERVER_BLOB_TTL_MS }
+    WHISPER_SERVER_BLOB_MAX_SIZE, WHISPER_SERVER_BLOB_QUOTA, WHISPER_SERVER_BLOB_TTL_MS,        \
+    WHISPER_SERVER_MAILBOX_BYTES, WHISPER_SERVER_SENDER_ENTRIES, WHISPER_SERVER_SENDER_BYTES,  \
+    WHISPER_SERVER_PREKEYS_PER_REQUESTER, WHISPER_SERVER_PREKEYS_PER_TARGET,                  \
+    WHISPER_SERVER_REGISTER_PER_SOURCE, WHISPER_SERVER_LINK_PER_SOURCE,                       \
+    WHISPER_SERVER_PRELOGIN_PER_SOURCE, WHISPER_SERVER_SENT_TTL_MS }
 
 /** A server. */
 typedef struct whisper_server whisper_server;
@@ -132,6 +168,29 @@ WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);
  * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
 WHISPER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+
+/** The longest source key of whisper_server_open_from(), in bytes. */
+#define WHISPER_SERVER_SOURCE_MAX 64
+
+/**
+ * whisper_server_open() for a connection from `source`: the caller's key
+ * for where it comes from, 1..WHISPER_SERVER_SOURCE_MAX bytes compared as
+ * bytes (whisperd: the peer's IPv4 address, or the /64 prefix of its IPv6
+ * address, in binary). The limits per source then hold for it: at most
+ * cfg.prelogin_per_source connections of a source not logged in at once,
+ * cfg.register_per_source accounts made and cfg.link_per_source link codes
+ * asked for per hour (ERR_RATE with retry_ms beyond; a source's link codes
+ * pending for one account are one: a new one replaces it). Connections
+ * opened with whisper_server_open() have no source and none of these
+ * limits. What is counted per source lives in memory (a restart starts it
+ * anew; it is forgotten an hour after the source's last connection).
+ * Returns WHISPER_OK, WHISPER_EINVAL (a bad argument, conn 0 or already
+ * open), WHISPER_ENOMEM, or WHISPER_EBUSY: the source already has
+ * cfg.prelogin_per_source connections not logged in, so this one is not
+ * opened and nothing is queued for it (the caller closes it).
+ */
+WHISPER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
+                                         size_t source_len, uint64_t now_ms);
 
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by

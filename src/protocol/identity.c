@@ -254,6 +254,17 @@ int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms, uint64_t max
   return wh_ok(ctx);
 }
 
+int wh_signed_prekey_current(whisper_ctx *ctx, uint32_t *id, uint64_t *made_ms) {
+  wh_keypair kp;
+  int rc = wh_begin(ctx);
+  if (rc != WHISPER_OK) return rc;
+  rc = meta_get_u32(ctx, META_SPK_CURRENT, id);
+  if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ESTATE, "no signed prekey yet");
+  if (rc == WHISPER_OK) rc = wh_load_prekey(ctx, WHISPER_REC_SIGNED_PREKEY, *id, &kp, NULL, made_ms);
+  wh_wipe(&kp, sizeof kp);
+  return wh_finish(ctx, rc);
+}
+
 int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms) {
   if (ctx == NULL) return WHISPER_EINVAL;
   int rc = wh_local_identity(ctx);

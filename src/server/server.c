@@ -49,6 +49,7 @@ void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t no
   uint8_t k[8];
   conn_key(k, c->id);
   wsrv_map_take(&srv->conns, k, sizeof k);
+  wsrv_src_release(srv, c, now_ms);
   if (c->state == WSRV_AUTHED) {
     wsrv_dev *d = wsrv_map_get(&srv->devs, c->addr.key, c->addr.len);
     if (d && d->conn == c->id) d->conn = 0;
@@ -70,13 +71,19 @@ static int config_ok(const whisper_server_config_t *c) {
          c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
          c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1) &&
          (c->version < 3 || (c->upload_token_ttl_ms >= 1 && c->blob_max_size >= 1 &&
-                             c->blob_quota >= 1 && c->blob_ttl_ms >= 1));
+                             c->blob_quota >= 1 && c->blob_ttl_ms >= 1)) &&
+         (c->version < 4 ||
+          (c->max_mailbox_bytes >= 1 && c->sender_max_entries >= 1 && c->sender_max_bytes >= 1 &&
+           c->prekeys_per_requester >= 1 && c->prekeys_per_target >= 1 &&
+           c->register_per_source >= 1 && c->link_per_source >= 1 &&
+           c->prelogin_per_source >= 1 && c->sent_ttl_ms >= 1000));
 }
 
 /* How much of a caller's config struct there is: an older caller's ends
  * before the fields of later versions (they keep their defaults). */
 static size_t config_size(unsigned version) {
-  if (version >= 3) return sizeof(whisper_server_config_t);
+  if (version >= 4) return sizeof(whisper_server_config_t);
+  if (version == 3) return offsetof(whisper_server_config_t, max_mailbox_bytes);
   if (version == 2) return offsetof(whisper_server_config_t, upload_token_ttl_ms);
   return offsetof(whisper_server_config_t, max_reports);
 }
@@ -97,6 +104,7 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   if (cfg) memcpy(&srv->cfg, cfg, config_size(cfg->version));
   srv->cfg.version = WHISPER_SERVER_CONFIG_VERSION;
   int rc = wsrv_store_init(srv);
+  if (rc == WHISPER_OK) rc = wsrv_limits_init(srv);
   if (rc != WHISPER_OK) {
     whisper_server_free(srv);
     return rc;
@@ -114,6 +122,7 @@ void whisper_server_free(whisper_server *srv) {
   wsrv_map_clear(&srv->accts, wsrv_acct_free);
   wsrv_map_clear(&srv->typing, free_value);
   wsrv_cluster_free(srv);
+  wsrv_map_clear(&srv->srcs, free_value);
   while (srv->out_head) {
     wsrv_out *o = srv->out_head;
     srv->out_head = o->next;
@@ -260,7 +269,7 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
     case WHISPER__SYNC__FRAME__BODY_UPLOAD:
       return wsrv_handle_upload(srv, c, f->id, f->upload);
     case WHISPER__SYNC__FRAME__BODY_FETCH:
-      return wsrv_handle_fetch(srv, c, f->id, f->fetch);
+      return wsrv_handle_fetch(srv, c, f->id, f->fetch, now_ms);
     case WHISPER__SYNC__FRAME__BODY_LIST_DEVICES:
       return wsrv_handle_list_devices(srv, c, f->id, f->list_devices);
     case WHISPER__SYNC__FRAME__BODY_SEND:
@@ -319,7 +328,7 @@ static int answer(whisper_server *srv, uint64_t conn, uint64_t id, int r, uint64
   if (r < 0) {
     wsrv_send_error(srv, conn, id, ERR_INTERNAL, "the server's store failed; retry", 0);
   } else if (r > 0) {
-    wsrv_send_error(srv, conn, id, r, srv->refusal, 0);
+    wsrv_send_error(srv, conn, id, r, srv->refusal, r == ERR_RATE ? srv->refusal_retry_ms : 0);
   }
   c->malformed = r == ERR_MALFORMED ? c->malformed + 1 : 0;
   if (c->malformed >= WSRV_MALFORMED_MAX) wsrv_conn_drop(srv, c, 1, now_ms);
@@ -412,6 +421,7 @@ uint64_t whisper_server_next_deadline(const whisper_server *srv) {
   if (srv == NULL) return UINT64_MAX;
   uint64_t d = wsrv_presence_deadline(srv), cluster = wsrv_cluster_deadline(srv);
   if (cluster < d) d = cluster;
+  if (wsrv_limits_deadline(srv) < d) d = wsrv_limits_deadline(srv);
   for (size_t i = 0; i < srv->conns.nbuckets; i++)
     for (wsrv_map_item *it = srv->conns.buckets[i]; it; it = it->next) {
       uint64_t cd = conn_deadline(srv, it->value);
@@ -450,4 +460,5 @@ void whisper_server_tick(whisper_server *srv, uint64_t now_ms) {
     wsrv_map_prune(&srv->typing, typing_stale, &cutoff, free);
     srv->typing_pruned_ms = now_ms;
   }
+  wsrv_limits_tick(srv, now_ms);
 }

@@ -16,6 +16,8 @@
  *   server_profile.c  ProfileSet, ProfileGet
  *   server_block.c    block lists (BlockSet) and reports (Report)
  *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
+ *   server_limits.c   abuse limits: buckets, sources (pre-login connections,
+ *                     registrations, link codes), pruning idempotency records
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
@@ -134,6 +136,12 @@ typedef struct wsrv_conn {
   int malformed;        /* malformed frames in a row */
   wsrv_bucket bucket;   /* the rate limit until login (then the device's) */
   uint32_t prekeys_left;
+  uint32_t spk_id;      /* the signed prekey id the server hands out for it (Oks once logged in) */
+  /* where it comes from (whisper_server_open_from; src_len 0: unknown), and
+   * whether it counts among its source's connections not logged in */
+  uint8_t src[WHISPER_SERVER_SOURCE_MAX];
+  size_t src_len;
+  int prelogin;
   /* delivery: entries past sent_upto are not pushed yet; `inflight` holds
    * the seqs pushed and not acknowledged, oldest first (a ring) */
   uint64_t resume_after, sent_upto;
@@ -162,7 +170,18 @@ typedef struct wsrv_dev {
   uint64_t conn; /* its logged-in connection, 0: offline */
   int pushed;    /* a push went out in this offline period */
   wsrv_bucket bucket;
+  wsrv_bucket pk_taken; /* one-time prekeys it took from bundles (cfg.prekeys_per_requester) */
+  wsrv_bucket pk_given; /* one-time prekeys of it handed out (cfg.prekeys_per_target) */
 } wsrv_dev;
+
+/* A source of connections (whisper_server_open_from), while it has any or
+ * its buckets are not full again. */
+typedef struct wsrv_src {
+  uint32_t prelogin;    /* its connections not logged in */
+  wsrv_bucket reg;      /* accounts created (cfg.register_per_source per hour) */
+  wsrv_bucket link;     /* link codes asked for (cfg.link_per_source per hour) */
+  uint64_t last_ms;     /* its last use */
+} wsrv_src;
 
 /* An account someone subscribed to or that has devices online. */
 typedef struct wsrv_acct {
@@ -218,12 +237,17 @@ struct whisper_server {
   uint8_t upload_secret[WSRV_SECRET_LEN]; /* the MAC key of upload tokens */
   char last_error[256];
   char refusal[128]; /* the message of the Error frame being answered */
+  uint64_t refusal_retry_ms; /* and its retry_ms (ERR_RATE) */
   wsrv_map conns;    /* conn id (8 bytes) -> wsrv_conn */
   wsrv_map devs;     /* address -> wsrv_dev */
   wsrv_map accts;    /* name -> wsrv_acct */
   wsrv_map typing;   /* address || conversation -> wsrv_typing */
   uint64_t typing_pruned_ms;
   wsrv_cluster cluster;
+  wsrv_map srcs;     /* source key -> wsrv_src */
+  uint64_t srcs_pruned_ms;
+  uint64_t sent_prune_at; /* when idempotency records are pruned next (0: at the first tick) */
+  uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
   wsrv_out *out_head, *out_tail, *polled;
   whisper_server_stats_t stats;
 };
@@ -261,6 +285,8 @@ int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets the refusal message; returns the ERR_* `code`. */
 int wsrv_refuse(whisper_server *srv, int code, const char *msg);
+/* ERR_RATE with its retry_ms. */
+int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg);
 
 /* Queues `f` (version set here) for `conn`. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f);
@@ -312,6 +338,9 @@ typedef struct wsrv_rec {
 int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefix_len,
               const uint8_t *bound, size_t bound_len, size_t limit, wsrv_rec **out, size_t *n);
 void wsrv_recs_free(wsrv_rec *r, size_t n);
+/* Deletes every record of an ordered kind under a device's tag, in
+ * batches; *n counts them (server_devices.c). */
+int wsrv_delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TAG_LEN], uint64_t *n);
 
 void wsrv_addr_make(wsrv_addr *a, const char *name, uint32_t device_id);
 void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TAG_LEN]);
@@ -380,7 +409,10 @@ int wsrv_handle_publish(whisper_server *srv, wsrv_conn *c, uint64_t id,
 /* --- mailboxes (server_mailbox.c) ---------------------------------------- */
 
 /* Appends `d` (its seq is set here) to the mailbox of (name, device).
- * ERR_LIMIT when the mailbox is full. */
+ * ERR_LIMIT when the mailbox is full (cfg.max_mailbox entries,
+ * cfg.max_mailbox_bytes), or holds as much from d's sender as it takes
+ * (cfg.sender_max_entries, cfg.sender_max_bytes; the account's own
+ * devices are not counted). */
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d);
 /* Appends `d` to every device of `name` but `skip_device` (0: none).
@@ -422,7 +454,7 @@ int wsrv_prekeys_put(whisper_server *srv, const char *name, uint32_t device_id,
 int wsrv_handle_upload(whisper_server *srv, wsrv_conn *c, uint64_t id,
                        const Whisper__Sync__UploadPrekeys *m);
 int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                      const Whisper__Sync__FetchBundles *m);
+                      const Whisper__Sync__FetchBundles *m, uint64_t now_ms);
 int wsrv_handle_list_devices(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__ListDevices *m);
 
@@ -487,6 +519,34 @@ int wsrv_block_drops(whisper_server *srv, const char *to, const char *sender, ui
                      int *drop);
 /* 1 if either account blocked the other (or the store failed), else 0. */
 int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
+
+/* --- abuse limits (server_limits.c) ------------------------------------- */
+
+#define WSRV_SRC_TAG_LEN 8 /* a keyed tag of a source, kept with the link codes it asked for */
+
+/* Takes a token of a bucket of `cap` tokens, as many coming back per
+ * `period_ms`: 1, or 0 with *retry_ms (may be NULL) when one is back. */
+int wsrv_bucket_take(wsrv_bucket *b, uint64_t cap, uint64_t period_ms, uint64_t now_ms,
+                     uint64_t *retry_ms);
+/* The connection logged in or went: it no longer counts among its
+ * source's connections not logged in. */
+void wsrv_src_release(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+/* An account made, a link code asked for, by c's source: 0, or ERR_RATE
+ * (refusal set) when the source is over cfg.register_per_source /
+ * cfg.link_per_source. Connections without a source are not limited. */
+int wsrv_src_register_take(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+int wsrv_src_link_take(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+/* c's source tag: 1, or 0 for a connection without a source. */
+int wsrv_src_tag(const whisper_server *srv, const wsrv_conn *c, uint8_t tag[WSRV_SRC_TAG_LEN]);
+/* The idempotency period of now_ms (now / cfg.sent_ttl_ms). */
+uint32_t wsrv_sent_period(const whisper_server *srv, uint64_t now_ms);
+/* A record of `period` was written: pruning is due when it lapses. */
+void wsrv_sent_written(whisper_server *srv, uint32_t period);
+/* At whisper_server_new(): the decoy key, the first pruning deadline. */
+int wsrv_limits_init(whisper_server *srv);
+uint64_t wsrv_limits_deadline(const whisper_server *srv);
+/* Forgets idle sources, prunes lapsed idempotency records (a batch). */
+void wsrv_limits_tick(whisper_server *srv, uint64_t now_ms);
 
 /* --- upload tokens (server_blob.c) -------------------------------------- */
 

@@ -1,10 +1,18 @@
 /*
  * Mailboxes: one per device, entries keyed by the device tag and a
  * sequence that only grows (the device record keeps the last one handed
- * out and the count). Entries are appended inside the caller's
+ * out, the count and the bytes). Entries are appended inside the caller's
  * transaction; after its commit they are pushed to the device's
  * connection, at most cfg.deliver_window unacknowledged at a time, and an
  * Ack deletes them and tells the senders DELIVERED.
+ *
+ * Quotas: a mailbox holds at most cfg.max_mailbox entries and
+ * cfg.max_mailbox_bytes, and of them at most cfg.sender_max_entries and
+ * cfg.sender_max_bytes from any one other account, so that no account
+ * fills another's mailbox and blocks the mail of everyone else. What each
+ * other account holds in a mailbox is a share record, written with each
+ * entry it appends and lowered by the Ack that deletes them (an entry of
+ * the account's own devices has none).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +20,7 @@
 #include "server/server_internal.h"
 
 #define MKEY_LEN (WSRV_TAG_LEN + 8)
+#define SKEY_LEN (2 * WSRV_TAG_LEN)
 #define ACK_BATCH 256
 
 static const uint64_t latency_bounds[12] = {1,   2,   5,   10,   25,   50,
@@ -87,6 +96,99 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
   wsrv_fx_free(fx);
 }
 
+/* --- what each sender holds ---------------------------------------------- */
+
+/* Per sender: the entries and bytes an Ack deletes. */
+typedef struct tally {
+  char sender[WSRV_NAME_MAX + 1];
+  uint64_t entries, bytes;
+} tally;
+
+typedef struct tallies {
+  tally *t;
+  size_t n, cap;
+} tallies;
+
+static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
+  for (size_t i = 0; i < ts->n; i++)
+    if (strcmp(ts->t[i].sender, sender) == 0) {
+      ts->t[i].entries++;
+      ts->t[i].bytes += bytes;
+      return WHISPER_OK;
+    }
+  if (ts->n == ts->cap) {
+    size_t cap = ts->cap ? ts->cap * 2 : 8;
+    tally *t = realloc(ts->t, cap * sizeof *t);
+    if (t == NULL) return WHISPER_ENOMEM;
+    ts->t = t;
+    ts->cap = cap;
+  }
+  tally *t = &ts->t[ts->n++];
+  snprintf(t->sender, sizeof t->sender, "%s", sender);
+  t->entries = 1;
+  t->bytes = bytes;
+  return WHISPER_OK;
+}
+
+static void tallies_free(tallies *ts) {
+  free(ts->t);
+  memset(ts, 0, sizeof *ts);
+}
+
+/* An entry of mailbox `owner` from another account: its sender, else NULL. */
+static const char *other_sender(const Whisper__Sync__Deliver *d, const char *owner) {
+  return d->sender && wsrv_name_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
+}
+
+static void share_key(const whisper_server *srv, uint8_t out[SKEY_LEN],
+                      const uint8_t tag[WSRV_TAG_LEN], const char *sender) {
+  wsrv_addr a;
+  memcpy(out, tag, WSRV_TAG_LEN);
+  wsrv_addr_make(&a, sender, 0); /* device 0: the account as a whole */
+  wsrv_tag(srv, &a, out + WSRV_TAG_LEN);
+}
+
+static int share_get(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t *entries,
+                     uint64_t *bytes) {
+  Whisper__Server__Share *sh;
+  *entries = *bytes = 0;
+  int rc = wsrv_get_msg(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN,
+                        &whisper__server__share__descriptor, (ProtobufCMessage **)&sh);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  *entries = sh->entries;
+  *bytes = sh->bytes;
+  wsrv_msg_free(sh);
+  return WHISPER_OK;
+}
+
+/* Nothing held: no record. */
+static int share_put(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t entries,
+                     uint64_t bytes) {
+  if (entries == 0) return wsrv_del(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN);
+  Whisper__Server__Share sh = WHISPER__SERVER__SHARE__INIT;
+  sh.has_entries = sh.has_bytes = 1;
+  sh.entries = entries;
+  sh.bytes = bytes;
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN, &sh.base);
+}
+
+/* An entry of `size` bytes from `sender` (another account) is to join the
+ * mailbox under `tag`: 0 with its share counted, or ERR_LIMIT. */
+static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], const char *sender,
+                      uint64_t size) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  uint8_t key[SKEY_LEN];
+  uint64_t entries, bytes;
+  share_key(srv, key, tag, sender);
+  int rc = share_get(srv, key, &entries, &bytes);
+  if (rc != WHISPER_OK) return rc;
+  if (entries >= cfg->sender_max_entries || size > cfg->sender_max_bytes ||
+      bytes > cfg->sender_max_bytes - size)
+    return wsrv_refuse(srv, ERR_LIMIT, "a recipient's mailbox holds all it takes from this account");
+  return share_put(srv, key, entries + 1, bytes + size);
+}
+
 /* --- appending ------------------------------------------------------------ */
 
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
@@ -95,7 +197,11 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   int rc = wsrv_device_get(srv, name, device_id, &dev);
   if (rc == WHISPER_ENOTFOUND) return wsrv_fail(srv, WHISPER_ECORRUPT, "a listed device is not stored");
   if (rc != WHISPER_OK) return rc;
-  if (dev->mailbox_count >= srv->cfg.max_mailbox || dev->mailbox_last == UINT64_MAX) {
+  d->has_seq = 1;
+  d->seq = dev->mailbox_last + 1;
+  uint64_t size = protobuf_c_message_get_packed_size(&d->base);
+  if (dev->mailbox_count >= srv->cfg.max_mailbox || dev->mailbox_last == UINT64_MAX ||
+      size > srv->cfg.max_mailbox_bytes || dev->mailbox_bytes > srv->cfg.max_mailbox_bytes - size) {
     wsrv_msg_free(dev);
     return wsrv_refuse(srv, ERR_LIMIT, "a recipient's mailbox is full");
   }
@@ -103,14 +209,15 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   uint8_t tag[WSRV_TAG_LEN], key[MKEY_LEN];
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
-  d->has_seq = 1;
-  d->seq = dev->mailbox_last + 1;
+  const char *sender = other_sender(d, name);
+  if (sender) rc = share_take(srv, tag, sender, size);
   mailbox_key(key, tag, d->seq);
-  rc = wsrv_put_msg(srv, WHISPER_REC_SERVER_MAILBOX, key, sizeof key, &d->base);
+  if (rc == WHISPER_OK) rc = wsrv_put_msg(srv, WHISPER_REC_SERVER_MAILBOX, key, sizeof key, &d->base);
   if (rc == WHISPER_OK) {
-    dev->has_mailbox_last = dev->has_mailbox_count = 1;
+    dev->has_mailbox_last = dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
     dev->mailbox_last = d->seq;
     dev->mailbox_count++;
+    dev->mailbox_bytes += size;
     rc = wsrv_device_put(srv, name, device_id, dev);
   }
   if (rc == WHISPER_OK) rc = fx_touch(srv, fx, &a, dev->mailbox_count);
@@ -220,6 +327,8 @@ typedef struct ack_state {
   receipt *r;
   size_t n, cap;
   uint64_t deleted;
+  uint64_t bytes;     /* of the entries deleted */
+  tallies senders;    /* what each other account had in them */
   uint64_t le[12], lat_count, lat_sum;
 } ack_state;
 
@@ -260,9 +369,15 @@ static void latency_add(ack_state *st, uint64_t ms) {
  * them) and a latency sample. */
 static int note_acked(whisper_server *srv, wsrv_conn *c, ack_state *st, const wsrv_rec *rec,
                       uint64_t now_ms) {
+  st->bytes += rec->val_len;
   Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, rec->val_len, rec->val);
   if (d == NULL) return WHISPER_OK; /* a corrupt entry is deleted all the same */
   int rc = WHISPER_OK;
+  const char *other = other_sender(d, c->account);
+  if (other && tally_add(&st->senders, other, rec->val_len) != WHISPER_OK) {
+    wsrv_msg_free(d);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
   if (d->kind == ENTRY_MESSAGE) {
     latency_add(st, now_ms > d->server_ts ? now_ms - d->server_ts : 0);
     if (d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
@@ -309,14 +424,33 @@ static int delete_upto(whisper_server *srv, wsrv_conn *c, ack_state *st, uint64_
   return rc;
 }
 
-static int count_down(whisper_server *srv, wsrv_conn *c, uint64_t deleted) {
+/* The senders' shares lose what was deleted. */
+static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
+  uint8_t key[SKEY_LEN];
+  uint64_t entries, bytes;
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < ts->n; i++) {
+    share_key(srv, key, c->tag, ts->t[i].sender);
+    rc = share_get(srv, key, &entries, &bytes);
+    if (rc != WHISPER_OK) break;
+    entries = entries > ts->t[i].entries ? entries - ts->t[i].entries : 0;
+    bytes = bytes > ts->t[i].bytes ? bytes - ts->t[i].bytes : 0;
+    rc = share_put(srv, key, entries, bytes);
+  }
+  return rc;
+}
+
+/* The device record and the senders' shares count the deletion. */
+static int count_down(whisper_server *srv, wsrv_conn *c, const ack_state *st) {
   Whisper__Server__Device *dev;
-  if (deleted == 0) return WHISPER_OK;
+  if (st->deleted == 0) return WHISPER_OK;
   int rc = wsrv_device_get(srv, c->account, c->device_id, &dev);
   if (rc != WHISPER_OK) return rc;
-  dev->has_mailbox_count = 1;
-  dev->mailbox_count = dev->mailbox_count > deleted ? dev->mailbox_count - deleted : 0;
-  rc = wsrv_device_put(srv, c->account, c->device_id, dev);
+  dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
+  dev->mailbox_count = dev->mailbox_count > st->deleted ? dev->mailbox_count - st->deleted : 0;
+  dev->mailbox_bytes = dev->mailbox_bytes > st->bytes ? dev->mailbox_bytes - st->bytes : 0;
+  rc = shares_down(srv, c, &st->senders);
+  if (rc == WHISPER_OK) rc = wsrv_device_put(srv, c->account, c->device_id, dev);
   wsrv_msg_free(dev);
   return rc;
 }
@@ -352,6 +486,7 @@ static int send_receipts(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, ack_sta
 static void ack_state_free(ack_state *st) {
   for (size_t i = 0; i < st->n; i++) free(st->r[i].ids);
   free(st->r);
+  tallies_free(&st->senders);
 }
 
 static void stats_add(whisper_server *srv, const ack_state *st) {
@@ -373,7 +508,7 @@ int wsrv_handle_ack(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whispe
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
   rc = delete_upto(srv, c, &st, limit, now_ms);
-  if (rc == WHISPER_OK) rc = count_down(srv, c, st.deleted);
+  if (rc == WHISPER_OK) rc = count_down(srv, c, &st);
   fx.depth_delta = -(int64_t)st.deleted;
   if (rc == WHISPER_OK) rc = send_receipts(srv, c, &fx, &st, now_ms);
   rc = wsrv_end(srv, &fx, rc);

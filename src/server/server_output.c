@@ -17,7 +17,14 @@ int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...) {
 
 int wsrv_refuse(whisper_server *srv, int code, const char *msg) {
   snprintf(srv->refusal, sizeof srv->refusal, "%s", msg);
+  srv->refusal_retry_ms = 0;
   return code;
+}
+
+int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg) {
+  wsrv_refuse(srv, ERR_RATE, msg);
+  srv->refusal_retry_ms = retry_ms ? retry_ms : 1;
+  return ERR_RATE;
 }
 
 void wsrv_out_free(wsrv_out *o) {
@@ -76,13 +83,17 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
   return wsrv_send(srv, conn, &f);
 }
 
-/* Every Ok after login carries the device's count of one-time prekeys. */
+/* Every Ok after login carries the device's count of one-time prekeys
+ * and the id of the signed prekey its bundles carry (the engine uploads
+ * its current one when they differ). */
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id) {
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
   if (c->state == WSRV_AUTHED) {
     ok.has_prekeys_left = 1;
     ok.prekeys_left = c->prekeys_left;
+    ok.has_signed_prekey_id = 1;
+    ok.signed_prekey_id = c->spk_id;
   }
   f.has_id = id != 0;
   f.id = id;

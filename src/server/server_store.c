@@ -4,7 +4,9 @@
  *   ACCOUNT  name                         -> Account (devices, link codes, privacy)
  *   DEVICE   name || 0 || device id (BE4) -> Device (keys, mailbox counters)
  *   GROUP    group id (16)                -> Group (members, admins)
- *   SENT     address || client id (16)    -> sync Sent (the idempotent answer)
+ *   SENT_AT  period (BE4) || device tag (16) || client id (16) -> sync Sent
+ *                                         (the idempotent answer, pruned by period)
+ *   SHARE    device tag (16) || sender tag (16) -> Share (a busy mailbox's senders)
  *   META     "salt" / "server_seq" / "mailbox_depth" / "upload_secret"
  *   MAILBOX  device tag (16) || seq (BE8) -> sync Deliver
  *   PREKEY   device tag (16) || id (BE4)  -> the 33-byte one-time prekey
