@@ -57,6 +57,12 @@ void wd_addr_of_fd(int fd, wd_addr *out) {
   wd_addr_of_sockaddr(&ss, sl, out);
 }
 
+int wd_addr_is_loopback(const wd_addr *a) {
+  static const uint8_t v6_64[8] = {0}; /* ::1's /64 is all zeros */
+  if (a->len == 4) return a->b[0] == 127;
+  return a->len == 8 && memcmp(a->b, v6_64, 8) == 0;
+}
+
 const char *wd_addr_format(const wd_addr *a, char *buf, size_t cap) {
   if (cap == 0) return buf;
   buf[0] = 0;

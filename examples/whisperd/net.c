@@ -830,20 +830,25 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
         wd_error("out of memory accepting a connection");
         return -1;
       }
-      int rc = whisper_server_open(n->srv, c->id, wd_now_ms());
+      /* The core's limits per source (accounts and link codes per hour,
+       * connections waiting for login) key on the same address as the cap
+       * above; loopback peers (tests, a proxy on this host) have none. */
+      wd_addr_of_fd(lws_get_socket_fd(wsi), &c->addr);
+      int rc = c->addr.len && !wd_addr_is_loopback(&c->addr)
+                   ? whisper_server_open_from(n->srv, c->id, c->addr.b, c->addr.len, wd_now_ms())
+                   : whisper_server_open(n->srv, c->id, wd_now_ms());
       if (rc != WHISPER_OK) {
         map_del(n, c->id);
-        wd_error("conn %llu: the server core refused it: %s", (unsigned long long)c->id,
-                 whisper_strerror(rc));
+        if (rc == WHISPER_EBUSY)
+          wd_warn("conn %llu: refused: too many connections not logged in from its source",
+                  (unsigned long long)c->id);
+        else
+          wd_error("conn %llu: the server core refused it: %s", (unsigned long long)c->id,
+                   whisper_strerror(rc));
         return -1;
       }
       c->open = 1;
       prelogin_add(n, c);
-      /* HOOK (issue #15, the registration rate limit in the server core):
-       * c->addr is the connection's source address (IPv4, IPv6 /64), as
-       * the per-address cap above keys it. Once the core takes an address
-       * per connection (a whisper_server_* call of the server-core side of
-       * #15), pass c->addr to it here, before any frame of the connection. */
       n->stats.ws_open++;
       n->stats.ws_accepted++;
       wd_info("conn %llu open (peer %s)", (unsigned long long)c->id, c->peer[0] ? c->peer : "?");

@@ -179,6 +179,8 @@ void wd_addr_of_sockaddr(const void *sa, size_t len, wd_addr *out);
 void wd_addr_of_fd(int fd, wd_addr *out);
 /** "192.0.2.10", "2001:db8:1:2::/64", "?"; returns `buf`. */
 const char *wd_addr_format(const wd_addr *a, char *buf, size_t cap);
+/** 1 for 127.0.0.0/8 and the /64 of ::1. */
+int wd_addr_is_loopback(const wd_addr *a);
 
 /** A count per address (a hash table keyed with a random SipHash key, so
  *  chosen addresses cannot collide on purpose); an address at 0 is gone. */

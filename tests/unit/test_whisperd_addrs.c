@@ -54,6 +54,11 @@ static void test_keys(void) {
   CHECK(v6("::ffff:192.0.2.10").len == 4);
   /* ::1 and :: are /64s like any other */
   CHECK(v6("::1").len == 8 && same(v6("::1"), v6("::2")));
+  /* loopback peers get no source limits in the core (net.c) */
+  wd_addr lo4 = v4("127.0.0.1"), lo42 = v4("127.1.2.3"), lo6 = v6("::1"), m = v6("::ffff:127.0.0.1");
+  CHECK(wd_addr_is_loopback(&lo4) && wd_addr_is_loopback(&lo42) && wd_addr_is_loopback(&lo6));
+  CHECK(wd_addr_is_loopback(&m));
+  CHECK(!wd_addr_is_loopback(&a) && !wd_addr_is_loopback(&b));
   /* not an IP peer: no key */
   struct sockaddr_un un;
   memset(&un, 0, sizeof un);
