@@ -24,6 +24,9 @@
 //              1 and 2, then 403 through node 3 past 20 MiB, 201 up to it
 //              exactly; five creations at once through the three nodes: two
 //              201, three 403 (the check and the insert are one transaction)
+//   pgrestart  PostgreSQL restarted under a PATCH open on node 1: refused
+//              (500: its writer lock went with its session), the offset
+//              unchanged; every node goes on creating and uploading
 //   metrics    every node's whisperd_blobs_stored is the table's row count
 //   expiry     leftover data files planted (one 2 hours old, one new);
 //              nodes 2 and 3 restarted at once with --clock-offset-ms 2 days
@@ -177,7 +180,7 @@ class Devices extends Proc {
 // ---------------------------------------------------------------------------
 // the test
 
-const SCENARIOS = ['setup', 'media', 'crash', 'concurrent', 'quota', 'metrics', 'expiry', 'wrongdir', 'shutdown'];
+const SCENARIOS = ['setup', 'media', 'crash', 'concurrent', 'quota', 'pgrestart', 'metrics', 'expiry', 'wrongdir', 'shutdown'];
 
 class Test {
   constructor(o, dir) {
@@ -534,6 +537,39 @@ class Test {
     this.notes.quota = `8 + 8 MiB through nodes 1 and 2, 403 one byte past 20 MiB through node 3, 201 up to it, 403 through node 1; a DELETE through node 2 freed room; five creations at once: ${rs.map((r) => r.status).join(' ')}`;
   }
 
+  // PostgreSQL restarted: a PATCH open across it is refused (its lock went
+  // with its session) and changes nothing; every node goes on.
+  async pgrestart() {
+    const [n1, n2, n3] = this.nodes;
+    const c1 = this.tok.c1;
+    const c = await this.create(n1, c1, 100000);
+    const id = c.id;
+    const b = this.model.get(id);
+    this.ok(c.status === 201 && (await this.put(n1, id, c1, 0, 40000)).status === 204, 'a blob through node 1, 40000 bytes in');
+    const open = this.openPatch(n1, id, c1, 40000, 30000);
+    open.req.write(b.data.subarray(40000, 50000));
+    await this.until(() => fileSize(this.dataFile(id)) >= 50000, 'the open PATCH\'s bytes on the disk');
+    this.ev('PostgreSQL: restart');
+    this.pg('restart', this.pgDir);
+    open.req.end(b.data.subarray(50000, 70000));
+    const o = await open.response;
+    this.ok(o.status === 500, `the PATCH open across the restart: ${o.status} (its writer lock went with its session)`);
+    this.ok(this.sql(`SELECT off FROM whisper_records_blobs WHERE id = '\\x${id}'`) === '40000', 'the offset in PostgreSQL: still 40000');
+    this.ok((await this.offsetOf(n2, id, c1)) === 40000, 'HEAD through node 2 after the restart: 40000');
+    const r = await this.put(n1, id, c1, 40000, 100000);
+    this.ok(r.status === 204 && r.headers['upload-offset'] === '100000', `node 1 goes on: ${r.status} ${r.headers['upload-offset']}`);
+    const g = await this.get(n3, id);
+    this.ok(g.status === 200 && g.body.equals(b.data), `GET through node 3: ${g.status}, equal ${g.body.equals(b.data)}`);
+    for (const n of this.nodes) {
+      const e = await this.create(n, c1, 1000);
+      const p = e.status === 201 ? await this.put(n, e.id, c1, 0, 1000) : { status: 0 };
+      this.ok(e.status === 201 && p.status === 204, `${n.key} creates and uploads after the restart: ${e.status} ${p.status}`);
+      this.blobCount++;
+    }
+    this.blobCount++;
+    this.notes.pgrestart = 'PostgreSQL restarted under an open PATCH on node 1: 500, the offset unchanged; HEAD through node 2, the upload completed through node 1, GET through node 3; each node creates and uploads again';
+  }
+
   async metricsScenario() {
     const rows = this.rows();
     this.ok(rows === this.blobCount, `rows in PostgreSQL: ${rows}, the test made ${this.blobCount}`);
@@ -647,7 +683,7 @@ async function main() {
   process.stderr.write(`cluster_blobs.js: work directory ${dir}\n`);
   let fatal = false;
   const steps = [['setup', t.setup], ['media', t.mediaScenario], ['crash', t.crash], ['concurrent', t.concurrent],
-    ['quota', t.quota], ['metrics', t.metricsScenario], ['expiry', t.expiry], ['wrongdir', t.wrongdir], ['shutdown', t.shutdown]];
+    ['quota', t.quota], ['pgrestart', t.pgrestart], ['metrics', t.metricsScenario], ['expiry', t.expiry], ['wrongdir', t.wrongdir], ['shutdown', t.shutdown]];
   for (const [name, fn] of steps) {
     t.cat = name;
     t.ev(`=== ${name}`);
