@@ -163,7 +163,8 @@ static void rollback(wd_bmeta_pg *m) {
 
 /* --- opening ---------------------------------------------------------------------- */
 
-static int create_tables(wd_bmeta_pg *m, const uint8_t fp[WD_BMETA_FP_LEN], uint8_t have[WD_BMETA_FP_LEN]) {
+static int create_tables(wd_bmeta_pg *m, const uint8_t fp[WD_BMETA_FP_LEN],
+                         uint8_t have[WD_BMETA_FP_LEN]) {
   char sql[512], fph[2 * WD_BMETA_FP_LEN + 3];
   const char *vals[1] = {fph};
   bytea_param(fph, fp, WD_BMETA_FP_LEN);
@@ -264,8 +265,8 @@ int wd_bmeta_pg_get(wd_bmeta_pg *m, wd_blob *blob) {
   const char *vals[1] = {id};
   PGresult *r;
   bytea_param(id, blob->id, WD_BLOB_ID_LEN);
-  snprintf(sql, sizeof sql, "SELECT owner, device, length, off, created FROM %s WHERE id = $1::bytea",
-           m->blobs);
+  snprintf(sql, sizeof sql,
+           "SELECT owner, device, length, off, created FROM %s WHERE id = $1::bytea", m->blobs);
   int rc = run(m, sql, 1, vals, &r, 1, "reading a blob");
   if (rc != 0) return rc;
   if (PQntuples(r) == 0) {
@@ -366,8 +367,8 @@ int wd_bmeta_pg_set_offset(wd_bmeta_pg *m, const uint8_t id[WD_BLOB_ID_LEN], uin
   bytea_param(idh, id, WD_BLOB_ID_LEN);
   snprintf(o, sizeof o, "%llu", (unsigned long long)old);
   snprintf(n, sizeof n, "%llu", (unsigned long long)now);
-  snprintf(sql, sizeof sql, "UPDATE %s SET off = $3::bigint WHERE id = $1::bytea AND off = $2::bigint",
-           m->blobs);
+  snprintf(sql, sizeof sql,
+           "UPDATE %s SET off = $3::bigint WHERE id = $1::bytea AND off = $2::bigint", m->blobs);
   PGresult *r;
   int rc = run(m, sql, 3, vals, &r, 0, "recording a blob's offset");
   if (rc != 0) return rc;

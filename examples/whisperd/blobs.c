@@ -500,13 +500,15 @@ static wd_blob *writing_find(const wd_blobs *b, const uint8_t id[WD_BLOB_ID_LEN]
   return NULL;
 }
 
-static void writing_del(wd_blobs *b, wd_blob *blob) {
+/* 1 if `blob` was one of the writing ones (it is no longer), 0 if not. */
+static int writing_del(wd_blobs *b, wd_blob *blob) {
   for (wd_blob **pp = &b->writing; *pp; pp = &(*pp)->next)
     if (*pp == blob) {
       *pp = blob->next;
       blob->next = NULL;
-      return;
+      return 1;
     }
+  return 0;
 }
 
 /* A copy of a row: the caller's. */
@@ -687,15 +689,14 @@ static int create_cluster(wd_blobs *b, const char *account, uint32_t device, uin
 }
 
 /* The end of a PATCH in cluster mode: the data file closed, the lock
- * released. Bytes written past the offset stay (the next writer cuts them). */
+ * released (if this copy is the writer: a copy that only says another
+ * PATCH of this node writes the blob holds nothing). Bytes written past
+ * the offset stay (the next writer cuts them). */
 static void write_done_cluster(wd_blob *blob) {
   wd_blobs *b = blob->cluster;
   if (blob->fd >= 0) close(blob->fd);
   blob->fd = -1;
-  if (blob->busy) {
-    wd_bmeta_pg_unlock(b->pg, blob->id, blob->lock_gen);
-    writing_del(b, blob);
-  }
+  if (writing_del(b, blob)) wd_bmeta_pg_unlock(b->pg, blob->id, blob->lock_gen);
   blob->busy = 0;
 }
 
@@ -922,7 +923,7 @@ int wd_blobs_get(wd_blobs *b, const char *hex, size_t len, wd_blob **out) {
 void wd_blobs_done(wd_blobs *b, wd_blob *blob) {
   (void)b;
   if (!blob || !blob->cluster) return; /* the index's */
-  if (blob->busy) write_done_cluster(blob);
+  write_done_cluster(blob); /* nothing, unless it is still writing */
   free(blob);
 }
 
