@@ -91,6 +91,7 @@ static int errno_of(const PGresult *r) {
 static int session_setup(wd_bmeta_pg *m) {
   char sql[64];
   PQclear(PQexec(m->db, "SET client_min_messages = warning"));
+  PQclear(PQexec(m->db, "SET bytea_output = hex")); /* what bytea_value() reads */
   snprintf(sql, sizeof sql, "SET lock_timeout = %d", LOCK_TIMEOUT_MS);
   PGresult *r = PQexec(m->db, sql);
   int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
