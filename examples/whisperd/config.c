@@ -148,7 +148,8 @@ static const option options[] = {
     {NULL, NULL, K_SECTION, 0, 0, 0, "Blobs (encrypted attachments, tus at /v1/blobs)"},
     {"blob-dir", "DIR", K_STR, OFF(blob_dir), 0, 0,
      "where the blobs are kept, made on the first upload (default: a blobs folder beside "
-     "--db; with --db :memory: no blob store unless this is given)"},
+     "--db; with --db :memory: no blob store unless this is given; with --pg the directory "
+     "every node of the cluster shares, the blobs' metadata then being in PostgreSQL)"},
     {"blob-max-size", "BYTES", K_BYTES, SRV(blob_max_size), 1, UINT64_MAX,
      "the largest blob (Upload-Length beyond it: 413)"},
     {"blob-quota", "BYTES", K_BYTES, SRV(blob_quota), 1, UINT64_MAX,

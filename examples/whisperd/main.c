@@ -7,7 +7,8 @@
  *   3. the server core (whisper_server_new) with the limits
  *   4. SIGTERM / SIGINT go through a self-pipe into the event loop
  *   5. the blob store (blobs.c) is opened: repaired after a crash, expired
- *      blobs deleted
+ *      blobs deleted (with --pg: the directory shared by the nodes, the
+ *      metadata in PostgreSQL, blobmeta_pg.c)
  *   6. net.c listens, prints "whisperd: listening on HOST:PORT" and serves
  *      until a signal's graceful shutdown has finished (with --reports:
  *      prints the stored reports instead, reports.c, and exits)
@@ -285,7 +286,9 @@ int main(int argc, char **argv) {
   }
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");
-  else if (wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))
+  else if (cfg.pg ? wd_blobs_open_cluster(&blobs, cfg.blob_dir, cfg.pg, cfg.pg_table,
+                                          cfg.server.blob_ttl_ms, wd_blob_now(&cfg))
+                  : wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))
     goto out;
   if (wd_net_start(&net, &cfg, srv, &push, blobs, signal_pipe[0])) goto out;
   if (wd_net_run(net) == 0) status = 0;

@@ -14,6 +14,8 @@
  *   addrs.c    source addresses (IPv4, IPv6 /64) and counts per address
  *   blobs.c    the blob store for encrypted attachments, on disk (blobs.h)
  *   tus.c      the blob store over HTTP: tus 1.0.0 and downloads (blobs.h)
+ *   blobmeta_pg.c  cluster mode: the blob store's metadata in PostgreSQL
+ *              (blobmeta_pg.h)
  */
 #ifndef WHISPERD_H
 #define WHISPERD_H
