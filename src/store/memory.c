@@ -1,6 +1,8 @@
 /*
  * The volatile in-memory store: a hash table of (kind, key) -> value with
- * an undo journal, so rollback really restores the state at begin.
+ * an undo journal, so rollback really restores the state at begin. A
+ * savepoint marks the journal's head: the records journaled after it
+ * restore the state at the savepoint (rollback_to).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,9 @@ typedef struct mem_store {
   mem_entry **buckets;
   size_t nbuckets, count;
   int in_txn;
-  mem_undo *undo;
+  mem_undo *undo;   /* newest first */
+  mem_undo **marks; /* the journal's head at each open savepoint, oldest first */
+  size_t n_marks, cap_marks;
 } mem_store;
 
 static uint64_t hash(int kind, const uint8_t *k, size_t n) {
@@ -75,10 +79,12 @@ static int grow(mem_store *m) {
   return 0;
 }
 
-/* Saves the current value of a key once per transaction. */
+/* Saves the current value of a key once per transaction, or once per
+ * savepoint inside one (the records since the newest mark are searched). */
 static int journal(mem_store *m, int kind, const uint8_t *k, size_t n) {
   if (!m->in_txn) return 0;
-  for (mem_undo *u = m->undo; u; u = u->next)
+  mem_undo *stop = m->n_marks ? m->marks[m->n_marks - 1] : NULL;
+  for (mem_undo *u = m->undo; u && u != stop; u = u->next)
     if (u->kind == kind && u->key_len == n && (n == 0 || memcmp(u->key, k, n) == 0)) return 0;
   mem_undo *u = calloc(1, sizeof *u);
   if (u == NULL) return -1;
@@ -138,15 +144,26 @@ static void raw_del(mem_store *m, int kind, const uint8_t *k, size_t n) {
   m->count--;
 }
 
-static void drop_journal(mem_store *m) {
+/* Undoes (if `undo`) and frees the journal records down to `stop`, newest
+ * first: each key ends with its oldest record's value. */
+static void unwind(mem_store *m, mem_undo *stop, int undo) {
   mem_undo *u = m->undo, *next;
-  for (; u; u = next) {
+  for (; u && u != stop; u = next) {
     next = u->next;
+    if (undo && u->val)
+      raw_put(m, u->kind, u->key, u->key_len, u->val, u->val_len);
+    else if (undo)
+      raw_del(m, u->kind, u->key, u->key_len);
     free(u->key);
     free_bytes(u->val, u->val_len);
     free(u);
   }
-  m->undo = NULL;
+  m->undo = u;
+}
+
+static void drop_journal(mem_store *m) {
+  unwind(m, NULL, 0);
+  m->n_marks = 0;
 }
 
 static int mem_begin(void *user) {
@@ -165,14 +182,39 @@ static int mem_commit(void *user) {
 
 static void mem_rollback(void *user) {
   mem_store *m = user;
-  for (mem_undo *u = m->undo; u; u = u->next) {
-    if (u->val)
-      raw_put(m, u->kind, u->key, u->key_len, u->val, u->val_len);
-    else
-      raw_del(m, u->kind, u->key, u->key_len);
-  }
-  drop_journal(m);
+  unwind(m, NULL, 1);
+  m->n_marks = 0;
   m->in_txn = 0;
+}
+
+static int mem_savepoint(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn) return WHISPER_ESTATE;
+  if (m->n_marks == m->cap_marks) {
+    size_t cap = m->cap_marks ? m->cap_marks * 2 : 4;
+    mem_undo **marks = realloc(m->marks, cap * sizeof *marks);
+    if (marks == NULL) return WHISPER_ENOMEM;
+    m->marks = marks;
+    m->cap_marks = cap;
+  }
+  m->marks[m->n_marks++] = m->undo;
+  return WHISPER_OK;
+}
+
+/* The savepoint's records stay: the enclosing savepoint (or the
+ * transaction) restores what was before them. */
+static int mem_release(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn || m->n_marks == 0) return WHISPER_ESTATE;
+  m->n_marks--;
+  return WHISPER_OK;
+}
+
+static int mem_rollback_to(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn || m->n_marks == 0) return WHISPER_ESTATE;
+  unwind(m, m->marks[--m->n_marks], 1);
+  return WHISPER_OK;
 }
 
 static int mem_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
@@ -255,13 +297,15 @@ static void mem_destroy(void *user) {
     }
   }
   free(m->buckets);
+  free(m->marks);
   free(m);
 }
 
 int whisper_store_memory_new(whisper_store **out) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, mem_begin, mem_commit,
                                         mem_rollback, mem_get, mem_put, mem_del, mem_destroy,
-                                        mem_scan,    mem_add};
+                                        mem_scan,    mem_add,     mem_savepoint,
+                                        mem_release, mem_rollback_to};
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
   mem_store *m = calloc(1, sizeof *m);
