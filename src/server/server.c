@@ -115,6 +115,12 @@ void whisper_server_free(whisper_server *srv) {
     srv->out_head = o->next;
     wsrv_out_free(o);
   }
+  while (srv->held_head) {
+    wsrv_out *o = srv->held_head;
+    srv->held_head = o->next;
+    wsrv_out_free(o);
+  }
+  if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
   wsrv_out_free(srv->polled);
   wh_wipe(srv, sizeof *srv);
   free(srv);
@@ -323,6 +329,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   if (c == NULL) return WHISPER_ENOTFOUND;
   srv->stats.frames_in++;
   c->last_rx_ms = now_ms;
+  wsrv_batch_conn(srv, c);
   srv->refusal[0] = 0;
   if (len > srv->cfg.max_frame) {
     wsrv_send_error(srv, conn, 0, ERR_TOO_BIG, "the frame is over the size limit", 0);
@@ -343,6 +350,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
     r = answer(srv, conn, id, dispatch(srv, c, f, frame, len, now_ms), now_ms);
   }
   wsrv_msg_free(f);
+  wsrv_batch_settle(srv, now_ms);
   return r;
 }
 

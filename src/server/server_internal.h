@@ -16,13 +16,16 @@
  *   server_profile.c  ProfileSet, ProfileGet
  *   server_block.c    block lists (BlockSet) and reports (Report)
  *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
+ *   server_batch.c    group commit: batches, their held output, a failed batch
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
  * srv->refusal), or a negative WHISPER_E* code when the store failed (the
  * dispatcher answers ERR_INTERNAL). Store work happens in one transaction
  * and output is queued only after the commit, so a refused or failed frame
- * leaves neither stored state nor output behind.
+ * leaves neither stored state nor output behind. Inside a batch (group
+ * commit) wsrv_begin/wsrv_end open and close a savepoint of the batch's
+ * transaction instead, and output is held until the batch commits.
  */
 #ifndef WSRV_INTERNAL_H
 #define WSRV_INTERNAL_H
@@ -155,6 +158,7 @@ typedef struct wsrv_conn {
   /* presence subscriptions (account names) */
   char **subs;
   size_t n_subs;
+  uint64_t batch_no; /* the last batch that touched it (closed if that batch fails) */
 } wsrv_conn;
 
 /* A device seen since the server started. */
@@ -175,6 +179,7 @@ typedef struct wsrv_acct {
   uint64_t offline_at; /* offline is announced then (0: nothing pending) */
   int announced_online;
   int hidden;
+  uint64_t batch_no; /* the last batch that set `hidden` (read again if that batch fails) */
 } wsrv_acct;
 
 /* The last typing notice forwarded per device and conversation. */
@@ -209,7 +214,34 @@ struct whisper_server {
   uint64_t typing_pruned_ms;
   wsrv_out *out_head, *out_tail, *polled;
   whisper_server_stats_t stats;
+  /* group commit (server_batch.c) */
+  int batch;                /* between whisper_server_batch_begin and _end */
+  int batch_txn;            /* the batch's store transaction is open */
+  int batch_broken;         /* a savepoint failed: the transaction may be lost */
+  uint64_t batch_no;        /* the current (or last) batch: 1, 2, ... */
+  int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
+  wsrv_out *held_head, *held_tail; /* its output, released after the commit */
+  whisper_server_stats_t batch_stats; /* the counters when it began */
 };
+
+/* --- group commit (server_batch.c) ---------------------------------------- */
+
+/* Marks what a batch touched: a failed batch closes the connection, and
+ * reads the account's `hidden` from the store again. */
+static inline void wsrv_batch_conn(whisper_server *srv, wsrv_conn *c) {
+  if (srv->batch) c->batch_no = srv->batch_no;
+}
+static inline void wsrv_batch_acct(whisper_server *srv, wsrv_acct *a) {
+  if (srv->batch) a->batch_no = srv->batch_no;
+}
+/* After a frame: a batch whose transaction broke fails now (its output
+ * dropped, its connections closed) and a new one goes on. */
+void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms);
+/* The store side (server_store.c): a savepoint in the batch's transaction
+ * (begun at the first), the commit with the depth counter, the rollback. */
+int wsrv_batch_savepoint(whisper_server *srv);
+int wsrv_batch_commit(whisper_server *srv);
+void wsrv_batch_rollback(whisper_server *srv);
 
 /* --- effects of a transaction, applied after its commit ------------------ */
 
@@ -252,8 +284,10 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);
 void wsrv_queue_close(whisper_server *srv, uint64_t conn);
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id, uint64_t depth);
-/* Drops queued output of `conn`. */
+/* Drops queued output of `conn` (held output too). */
 void wsrv_drop_output(whisper_server *srv, uint64_t conn);
+/* Appends `o` to the output, or to the held output inside a batch. */
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 void wsrv_out_free(wsrv_out *o);
 
 /* --- checks (server_check.c) --------------------------------------------- */

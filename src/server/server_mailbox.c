@@ -179,6 +179,7 @@ static void queue_empty(whisper_server *srv, wsrv_conn *c) {
  * reconnects and resumes): `c` is freed then, so callers use it no more. */
 void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   if (c->state != WSRV_AUTHED) return;
+  wsrv_batch_conn(srv, c); /* its window may move past entries of the batch */
   uint32_t room = srv->cfg.deliver_window - c->in_len;
   if (room == 0) return;
   uint8_t bound[MKEY_LEN];

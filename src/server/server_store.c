@@ -53,6 +53,7 @@ void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TA
 
 int wsrv_begin(whisper_server *srv) {
   whisper_store *s = srv->store;
+  if (srv->batch) return wsrv_batch_savepoint(srv);
   if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
   int rc = s->ops.begin(s->user);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
@@ -80,23 +81,77 @@ static int commit(whisper_server *srv) {
 
 /* The total mailbox depth is a counter in the store, kept with the
  * mailboxes it counts, so it survives restarts and failed frames. */
-static int depth_write(whisper_server *srv, const wsrv_fx *fx) {
-  if (fx == NULL || fx->depth_delta == 0) return WHISPER_OK;
+static int depth_write(whisper_server *srv, int64_t delta) {
+  if (delta == 0) return WHISPER_OK;
   uint64_t depth;
   int rc = wsrv_meta_u64(srv, META_DEPTH, &depth);
   if (rc != WHISPER_OK) return rc;
-  if (fx->depth_delta < 0 && (uint64_t)-fx->depth_delta > depth)
+  if (delta < 0 && (uint64_t)-delta > depth)
     depth = 0;
   else
-    depth += (uint64_t)fx->depth_delta;
+    depth += (uint64_t)delta;
   return wsrv_meta_put_u64(srv, META_DEPTH, depth);
 }
 
+/* Inside a batch: the frame's savepoint is released (its depth change
+ * waits for the commit) or rolled back. A savepoint that cannot be
+ * closed leaves the transaction in doubt: the batch is broken. */
+static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
+  whisper_store *s = srv->store;
+  int r = rc == 0 ? s->ops.release(s->user) : s->ops.rollback_to(s->user);
+  if (r != WHISPER_OK) {
+    srv->batch_broken = 1;
+    return wsrv_fail(srv, r, "store: cannot close a savepoint (%s): the batch fails",
+                     whisper_strerror(r));
+  }
+  if (rc == 0 && fx) srv->batch_depth += fx->depth_delta;
+  return rc;
+}
+
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
-  if (rc == 0) rc = depth_write(srv, fx);
+  if (srv->batch) return batch_end_frame(srv, fx, rc);
+  if (rc == 0) rc = depth_write(srv, fx ? fx->depth_delta : 0);
   if (rc == 0) return commit(srv);
   rollback(srv);
   return rc;
+}
+
+/* --- the batch's transaction ------------------------------------------------ */
+
+int wsrv_batch_savepoint(whisper_server *srv) {
+  whisper_store *s = srv->store;
+  if (srv->batch_broken) return wsrv_fail(srv, WHISPER_ESTORE, "the batch's transaction is lost");
+  if (!srv->batch_txn) {
+    if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+    int rc = s->ops.begin(s->user);
+    if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
+    s->in_txn = 1;
+    srv->batch_txn = 1;
+  }
+  int rc = s->ops.savepoint(s->user);
+  if (rc != WHISPER_OK) {
+    srv->batch_broken = 1;
+    return wsrv_fail(srv, rc, "store: cannot open a savepoint (%s): the batch fails",
+                     whisper_strerror(rc));
+  }
+  return WHISPER_OK;
+}
+
+int wsrv_batch_commit(whisper_server *srv) {
+  if (!srv->batch_txn) return WHISPER_OK;
+  srv->batch_txn = 0;
+  int rc = depth_write(srv, srv->batch_depth);
+  srv->batch_depth = 0;
+  if (rc == WHISPER_OK) return commit(srv);
+  rollback(srv);
+  return rc;
+}
+
+void wsrv_batch_rollback(whisper_server *srv) {
+  if (srv->batch_txn) rollback(srv);
+  srv->batch_txn = 0;
+  srv->batch_depth = 0;
+  srv->batch_broken = 0;
 }
 
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
