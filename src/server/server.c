@@ -121,6 +121,7 @@ void whisper_server_free(whisper_server *srv) {
     wsrv_out_free(o);
   }
   if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
+  wsrv_cache_free(srv);
   wsrv_out_free(srv->polled);
   wh_wipe(srv, sizeof *srv);
   free(srv);

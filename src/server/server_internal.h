@@ -17,6 +17,7 @@
  *   server_block.c    block lists (BlockSet) and reports (Report)
  *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
  *   server_batch.c    group commit: batches, their held output, a failed batch
+ *   server_cache.c    the batch's record cache (plain kinds read and written once)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
@@ -125,6 +126,14 @@ typedef struct wsrv_bucket {
 
 enum { WSRV_NEW = 0, WSRV_HELLO = 1, WSRV_AUTHED = 2 };
 
+/* An entry pushed to a connection and not acknowledged yet. */
+typedef struct wsrv_inflight {
+  uint64_t seq;
+  uint64_t server_ts; /* a message's, for the latency figure */
+  uint8_t message;    /* an ENTRY_MESSAGE */
+  uint8_t slow;       /* its Ack must read it (a receipt to make, or it did not read) */
+} wsrv_inflight;
+
 typedef struct wsrv_conn {
   uint64_t id;
   uint64_t opened_ms, last_rx_ms;
@@ -138,11 +147,15 @@ typedef struct wsrv_conn {
   wsrv_bucket bucket;   /* the rate limit until login (then the device's) */
   uint32_t prekeys_left;
   /* delivery: entries past sent_upto are not pushed yet; `inflight` holds
-   * the seqs pushed and not acknowledged, oldest first (a ring) */
+   * the entries pushed and not acknowledged, oldest first (a ring) */
   uint64_t resume_after, sent_upto;
-  uint64_t *inflight;
+  wsrv_inflight *inflight;
   uint32_t in_head, in_len;
   int backlog_done;
+  int idle;          /* the last read of the mailbox found nothing past sent_upto, and
+                        every entry since came through wsrv_fx_apply */
+  int acked_known;   /* an Ack went through: nothing at or below acked_upto is left */
+  uint64_t acked_upto;
   /* linking: the connection stays past the auth timeout until the latest
    * expiry of a link code it asked for or holds a Register on */
   uint64_t link_until;
@@ -222,6 +235,10 @@ struct whisper_server {
   int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
   wsrv_out *held_head, *held_tail; /* its output, released after the commit */
   whisper_server_stats_t batch_stats; /* the counters when it began */
+  wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
+  struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
+  size_t n_cundo, cap_cundo;
+  uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
 };
 
 /* --- group commit (server_batch.c) ---------------------------------------- */
@@ -243,12 +260,36 @@ int wsrv_batch_savepoint(whisper_server *srv);
 int wsrv_batch_commit(whisper_server *srv);
 void wsrv_batch_rollback(whisper_server *srv);
 
+/* The batch's record cache (server_cache.c): wsrv_get/put/del go through
+ * it for the plain kinds inside a batch (wsrv_cache_usable). */
+int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
+int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
+/* A frame's savepoint opened / closed (keep: released, else rolled back). */
+void wsrv_cache_frame_begin(whisper_server *srv);
+void wsrv_cache_frame_end(whisper_server *srv, int keep);
+/* Writes the dirty records to the store; drop forgets the cache. */
+int wsrv_cache_flush(whisper_server *srv);
+void wsrv_cache_drop(whisper_server *srv);
+void wsrv_cache_free(whisper_server *srv);
+
 /* --- effects of a transaction, applied after its commit ------------------ */
+
+/* One record of a scan, copied. */
+typedef struct wsrv_rec {
+  uint8_t *key, *val;
+  size_t key_len, val_len;
+} wsrv_rec;
 
 typedef struct wsrv_touched {
   wsrv_addr addr;
   uint64_t count; /* entries in its mailbox after the transaction */
   int loud;       /* one of them may wake it (not all from muted conversations) */
+  wsrv_rec *pre;  /* the entries appended, kept when the device is online: pushed */
+  size_t n_pre, cap_pre; /* without reading them back */
+  int pre_lost;   /* one could not be kept: the mailbox is read */
 } wsrv_touched;
 
 typedef struct wsrv_fx {
@@ -306,6 +347,11 @@ int wsrv_begin(whisper_server *srv);
  * change), else rolls back. Returns the final code. */
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc);
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+/* The store itself, past the batch's cache. */
+int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
 int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
              size_t vn);
 int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
@@ -317,11 +363,6 @@ int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                  const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
 void wsrv_msg_free(void *m);
 
-/* One record of a scan, copied. */
-typedef struct wsrv_rec {
-  uint8_t *key, *val;
-  size_t key_len, val_len;
-} wsrv_rec;
 /* Up to `limit` records of an ordered kind past `bound` (NULL: from the
  * start) under `prefix`, ascending, copied into *out. */
 int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefix_len,

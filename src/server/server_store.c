@@ -99,6 +99,7 @@ static int depth_write(whisper_server *srv, int64_t delta) {
 static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
   whisper_store *s = srv->store;
   int r = rc == 0 ? s->ops.release(s->user) : s->ops.rollback_to(s->user);
+  wsrv_cache_frame_end(srv, rc == 0 && r == WHISPER_OK);
   if (r != WHISPER_OK) {
     srv->batch_broken = 1;
     return wsrv_fail(srv, r, "store: cannot close a savepoint (%s): the batch fails",
@@ -134,16 +135,25 @@ int wsrv_batch_savepoint(whisper_server *srv) {
     return wsrv_fail(srv, rc, "store: cannot open a savepoint (%s): the batch fails",
                      whisper_strerror(rc));
   }
+  wsrv_cache_frame_begin(srv);
   return WHISPER_OK;
 }
 
+/* The depth counter and the cached records are written last (through
+ * the cache while it is on), then the commit; the cache goes either way. */
 int wsrv_batch_commit(whisper_server *srv) {
-  if (!srv->batch_txn) return WHISPER_OK;
-  srv->batch_txn = 0;
-  int rc = depth_write(srv, srv->batch_depth);
+  int rc = WHISPER_OK;
+  if (srv->batch_txn) {
+    srv->batch_txn = 0;
+    rc = depth_write(srv, srv->batch_depth);
+    if (rc == WHISPER_OK) rc = wsrv_cache_flush(srv);
+    if (rc == WHISPER_OK)
+      rc = commit(srv);
+    else
+      rollback(srv);
+  }
   srv->batch_depth = 0;
-  if (rc == WHISPER_OK) return commit(srv);
-  rollback(srv);
+  wsrv_cache_drop(srv);
   return rc;
 }
 
@@ -152,9 +162,27 @@ void wsrv_batch_rollback(whisper_server *srv) {
   srv->batch_txn = 0;
   srv->batch_depth = 0;
   srv->batch_broken = 0;
+  wsrv_cache_drop(srv);
 }
 
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_get(srv, kind, key, n, out);
+  return wsrv_store_get(srv, kind, key, n, out);
+}
+
+int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+             size_t vn) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_put(srv, kind, key, n, v, vn);
+  return wsrv_store_put(srv, kind, key, n, v, vn);
+}
+
+int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_del(srv, kind, key, n);
+  return wsrv_store_del(srv, kind, key, n);
+}
+
+int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                   whisper_buf **out) {
   whisper_store *s = srv->store;
   *out = NULL;
   int rc = s->ops.get(s->user, kind, key, n, out);
@@ -164,15 +192,15 @@ int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whispe
   return rc;
 }
 
-int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
-             size_t vn) {
+int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn) {
   whisper_store *s = srv->store;
   int rc = s->ops.put(s->user, kind, key, n, v, vn);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: write failed (%s)", whisper_strerror(rc));
   return WHISPER_OK;
 }
 
-int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   whisper_store *s = srv->store;
   int rc = s->ops.del(s->user, kind, key, n);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: delete failed (%s)", whisper_strerror(rc));

@@ -2386,6 +2386,101 @@ static void test_store_failure(void) {
   whisper_store_close(fl.inner);
 }
 
+/* --- delivery without reading the mailbox back ---------------------------- */
+
+/* Entries appended for an online device that had everything are pushed
+ * from memory, and once an Ack went through on a connection the next ones
+ * delete what was pushed by key: the mailbox, its count and the counters
+ * must come out as if every entry had been read back. */
+static void test_delivery_fast(void) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 3;
+  cfg.max_mailbox = 4;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  target b1[] = {{1, 0}};
+  uint8_t cid[16];
+  for (int i = 1; i <= 5; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 4)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i);
+    else
+      EXPECT_ERR(1, 10); /* four in the mailbox: full */
+  }
+  for (uint64_t s = 1; s <= 3; s++) CHECK(EXPECT_DELIVER(2, 1, s) != NULL);
+  EXPECT_NONE(2); /* the window is full: 4 waits */
+  t.now += 10;
+  ack(&t, 2, 1); /* the first Ack reads the mailbox */
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 4) != NULL);
+  EXPECT_NONE(2);
+  t.now += 10;
+  ack(&t, 2, 3); /* by key */
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).entries_delivered == 3);
+  for (int i = 6; i <= 8; i++) { /* room for three again: pushed as they come */
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+  }
+  CHECK(EXPECT_DELIVER(2, 1, 5) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 6) != NULL);
+  EXPECT_NONE(2); /* 4, 5, 6 in flight: 7 waits */
+  t.now += 10;
+  ack(&t, 2, 6);
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 7) != NULL);
+  ack(&t, 2, 7);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  whisper_server_stats_t s = stats(&t);
+  CHECK(s.mailbox_depth == 0 && s.entries_delivered == 7 && s.latency_count == 7 &&
+        s.latency_sum_ms == 10 + 20 + 20 + 30 + 10 + 10 + 10);
+  /* nothing is left: a new connection gets no entry, and the mailbox takes
+   * four again */
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &b, 3, 0);
+  CHECK(expect_queue_empty(3) == 0);
+  EXPECT_NONE(3);
+  whisper_server_close(t.srv, 3, t.now);
+  for (int i = 9; i <= 13; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 12)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+    else
+      EXPECT_ERR(1, 10);
+  }
+  /* resuming after 9 (8 and 9 are the device's already; 10 and 11 are
+   * pushed): the first Ack reads the mailbox, and so does the next while
+   * entries it did not push may be left (9); then by key */
+  dev_login(&t, &b, 4, 9);
+  CHECK(EXPECT_DELIVER(4, 1, 10) != NULL);
+  CHECK(EXPECT_DELIVER(4, 1, 11) != NULL);
+  CHECK(expect_queue_empty(4) == 11);
+  ack(&t, 4, 8);
+  EXPECT_OK(4);
+  ack(&t, 4, 10);
+  EXPECT_OK(4);
+  ack(&t, 4, 11);
+  EXPECT_OK(4);
+  CHECK(stats(&t).mailbox_depth == 0);
+  whisper_server_close(t.srv, 4, t.now);
+  dev_login(&t, &b, 5, 0);
+  CHECK(expect_queue_empty(5) == 0);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
 /* --- group commit ---------------------------------------------------------- */
 
 static void batch_begin(srvt *t) { CHECK_RC(whisper_server_batch_begin(t->srv), WHISPER_OK); }
@@ -2456,7 +2551,7 @@ static void test_batch(void) {
   send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* server_seq 1, bob's seq 1 */
   CHECK(t.rc == WHISPER_OK && all_quiet(4));
   cid_make(cid, 2);
-  fl.fail_puts_after = 2; /* the server_seq and the mailbox entry are written: then a put fails */
+  fl.fail_puts_after = 0; /* the server_seq is taken: then the mailbox entry's put fails */
   send_direct(&t, &c, "bob", cid, b1, 1, NULL, 0, MSG);
   CHECK(t.rc == WHISPER_ESTORE && all_quiet(4));
   fl.fail_puts_after = -1;
@@ -2559,7 +2654,35 @@ static void test_batch(void) {
   dev_login(&t, &b, 2, 3);
   fr_free(EXPECT(2, QUEUE_EMPTY)); /* alice's send 7 was not kept */
 
-  /* 4. a batch that never ends keeps nothing */
+  /* 4. a frame sees what the frames before it in the batch wrote (through
+   * the batch's record cache); what the batch wrote is in the store after
+   * the commit (a new server reads it) */
+  box_reset(2);
+  box_reset(4);
+  dev_login(&t, &a, 1, 0);
+  box_reset(1);
+  batch_begin(&t);
+  cid_make(cid, 10);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* again: the recorded answer */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  uint64_t seq10 = EXPECT_SENT(1, NULL);
+  CHECK(seq10 > 0 && EXPECT_SENT(1, NULL) == seq10);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  EXPECT_NONE(2);
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  whisper_server_stats(t.srv, &after);
+  CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
+  for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
+  dev_login(&t, &a, 1, 0);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  batch_begin(&t);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == seq10);
+
+  /* 5. a batch that never ends keeps nothing */
   batch_begin(&t);
   cid_make(cid, 9);
   send_direct(&t, &b, "dave", cid, a1, 1, NULL, 0, MSG);
@@ -2567,7 +2690,7 @@ static void test_batch(void) {
   t.srv = NULL;
   CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
   whisper_server_stats(t.srv, &after);
-  CHECK(after.mailbox_depth == 1);
+  CHECK(after.mailbox_depth == 2);
   dev_free(&a);
   dev_free(&b);
   dev_free(&c);
@@ -2992,6 +3115,7 @@ int main(void) {
   test_rate_heartbeat_push();
   test_mailbox_limit();
   test_store_failure();
+  test_delivery_fast();
   test_batch();
   test_restart_sqlite();
   test_upload_tokens();

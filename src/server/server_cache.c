@@ -1,0 +1,221 @@
+/*
+ * The batch's record cache. Inside a batch (server_batch.c) the records
+ * of the plain kinds (accounts, devices, groups, Sent answers, counters,
+ * profiles, block lists: not the ordered kinds, which are scanned) are
+ * read from the store once and written to it once, when the batch
+ * commits: the frames of a batch touch the same few records again and
+ * again (a device's mailbox counters, the server_seq counter, the
+ * accounts of a conversation), and each store access costs a B-tree
+ * lookup and an AEAD operation.
+ *
+ * The cache lives only as long as the batch (nothing is kept across
+ * batches, so a store shared with other servers is read afresh by each
+ * batch) and is the batch's view of those records: what its frames wrote
+ * over what the store holds. A frame's changes are undone with the
+ * frame's savepoint (an undo log of the entries it changed first); a
+ * failed batch drops the cache with its transaction.
+ *
+ * An entry is a record known to exist (with its value), known not to,
+ * or unknown (written blindly and then undone: the store has the truth).
+ * Dirty entries are written to the store at the commit.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/server_internal.h"
+
+enum { C_UNKNOWN = 0, C_ABSENT = 1, C_PRESENT = 2 };
+
+typedef struct centry {
+  int state;
+  int dirty;
+  uint64_t saved_in; /* the frame that logged this entry's previous state */
+  uint8_t *val;
+  size_t len;
+} centry;
+
+struct wsrv_cundo {
+  centry *e;
+  int state, dirty;
+  uint8_t *val;
+  size_t len;
+};
+
+#define CKEY_MAX 1100 /* kind (1) || key: longer keys bypass the cache */
+
+static size_t ckey(uint8_t out[CKEY_MAX], int kind, const uint8_t *key, size_t n) {
+  if (n + 1 > CKEY_MAX || kind < 0 || kind > 255) return 0;
+  out[0] = (uint8_t)kind;
+  if (n) memcpy(out + 1, key, n);
+  return n + 1;
+}
+
+static void bytes_free(uint8_t *p, size_t n) {
+  if (p == NULL) return;
+  wh_wipe(p, n);
+  free(p);
+}
+
+static void centry_free(void *p) {
+  centry *e = p;
+  if (e == NULL) return;
+  bytes_free(e->val, e->len);
+  free(e);
+}
+
+int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n) {
+  return srv->batch && !WHISPER_REC_IS_ORDERED(kind) && kind >= 0 && kind <= 255 &&
+         n + 1 <= CKEY_MAX;
+}
+
+/* The entry of (kind, key), made (unknown) if missing; NULL: no memory. */
+static centry *entry(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+  uint8_t k[CKEY_MAX];
+  size_t kn = ckey(k, kind, key, n);
+  centry *e = wsrv_map_get(&srv->cache, k, kn);
+  if (e) return e;
+  if ((e = calloc(1, sizeof *e)) == NULL) return NULL;
+  if (wsrv_map_put(&srv->cache, k, kn, e) != WHISPER_OK) {
+    free(e);
+    return NULL;
+  }
+  return e;
+}
+
+int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
+  *out = NULL;
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (e->state == C_UNKNOWN) {
+    whisper_buf *b;
+    int rc = wsrv_store_get(srv, kind, key, n, &b);
+    if (rc == WHISPER_ENOTFOUND) {
+      e->state = C_ABSENT;
+    } else if (rc != WHISPER_OK) {
+      return rc;
+    } else {
+      e->val = b->len ? malloc(b->len) : NULL;
+      if (b->len && e->val == NULL) {
+        whisper_buf_free(b);
+        return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+      }
+      if (b->len) memcpy(e->val, b->data, b->len);
+      e->len = b->len;
+      e->state = C_PRESENT;
+      *out = b; /* the store's copy goes to the caller */
+      return WHISPER_OK;
+    }
+  }
+  if (e->state == C_ABSENT) return WHISPER_ENOTFOUND;
+  if ((*out = whisper_buf_new(e->val, e->len)) == NULL)
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  return WHISPER_OK;
+}
+
+/* Logs e's state before the frame's first change of it. */
+static int save(whisper_server *srv, centry *e) {
+  if (e->saved_in == srv->cache_frame) return WHISPER_OK;
+  if (srv->n_cundo == srv->cap_cundo) {
+    size_t cap = srv->cap_cundo ? srv->cap_cundo * 2 : 32;
+    struct wsrv_cundo *u = realloc(srv->cundo, cap * sizeof *u);
+    if (u == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    srv->cundo = u;
+    srv->cap_cundo = cap;
+  }
+  struct wsrv_cundo *u = &srv->cundo[srv->n_cundo++];
+  u->e = e;
+  u->state = e->state;
+  u->dirty = e->dirty;
+  u->val = e->val; /* handed to the log: the change replaces it */
+  u->len = e->len;
+  e->val = NULL;
+  e->len = 0;
+  e->saved_in = srv->cache_frame;
+  return WHISPER_OK;
+}
+
+/* Sets e to `v` (NULL: absent), dirty. */
+static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn) {
+  uint8_t *copy = NULL;
+  if (v && vn && (copy = malloc(vn)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (copy) memcpy(copy, v, vn);
+  int rc = save(srv, e);
+  if (rc != WHISPER_OK) {
+    free(copy);
+    return rc;
+  }
+  bytes_free(e->val, e->len);
+  e->val = copy;
+  e->len = v ? vn : 0;
+  e->state = v ? C_PRESENT : C_ABSENT;
+  e->dirty = 1;
+  return WHISPER_OK;
+}
+
+int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn) {
+  static const uint8_t empty[1];
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  return set(srv, e, v ? v : empty, vn);
+}
+
+int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  return set(srv, e, NULL, 0);
+}
+
+void wsrv_cache_frame_begin(whisper_server *srv) {
+  srv->cache_frame++;
+  srv->n_cundo = 0;
+}
+
+/* Keeps the frame's changes (its log's old values go), or undoes them,
+ * newest first. */
+void wsrv_cache_frame_end(whisper_server *srv, int keep) {
+  for (size_t i = srv->n_cundo; i-- > 0;) {
+    struct wsrv_cundo *u = &srv->cundo[i];
+    if (keep) {
+      bytes_free(u->val, u->len);
+      continue;
+    }
+    centry *e = u->e;
+    bytes_free(e->val, e->len);
+    e->state = u->state;
+    e->dirty = u->dirty;
+    e->val = u->val;
+    e->len = u->len;
+    e->saved_in = 0;
+  }
+  srv->n_cundo = 0;
+}
+
+/* Writes the dirty entries to the store (inside the batch's transaction). */
+int wsrv_cache_flush(whisper_server *srv) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; i < srv->cache.nbuckets && rc == WHISPER_OK; i++)
+    for (wsrv_map_item *it = srv->cache.buckets[i]; it && rc == WHISPER_OK; it = it->next) {
+      centry *e = it->value;
+      if (!e->dirty) continue;
+      int kind = it->key[0];
+      const uint8_t *key = it->key + 1;
+      size_t n = it->key_len - 1;
+      rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                                 : wsrv_store_del(srv, kind, key, n);
+      if (rc == WHISPER_OK) e->dirty = 0;
+    }
+  return rc;
+}
+
+void wsrv_cache_drop(whisper_server *srv) {
+  wsrv_cache_frame_end(srv, 1);
+  wsrv_map_clear(&srv->cache, centry_free);
+}
+
+void wsrv_cache_free(whisper_server *srv) {
+  wsrv_cache_drop(srv);
+  free(srv->cundo);
+  srv->cundo = NULL;
+  srv->cap_cundo = 0;
+}
