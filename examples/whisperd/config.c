@@ -75,6 +75,9 @@ static const option options[] = {
     {"sync-full", NULL, K_FLAG, OFF(sync_full), 0, 0, "the same as --synchronous full"},
     {"busy-timeout-ms", "MS", K_UINT, OFF(busy_timeout_ms), 0, 600000,
      "how long a transaction waits for another process holding the store"},
+    {"no-group-commit", NULL, K_FLAG, OFF(no_group_commit), 0, 0,
+     "one store transaction (one commit) per frame, instead of one for all the frames of a "
+     "pass of the event loop (for comparisons)"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Protocol limits (whisper_server_config_t)"},
     {"max-frame", "BYTES", K_SIZE, SRV(max_frame), 1024, 64u * 1024 * 1024,

@@ -22,6 +22,11 @@
  * wait for the queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
  *
+ * Group commit: each pass of the loop (one lws_service()) is a batch of
+ * the core (whisper_server_batch_begin/_end, see service_pass()): the
+ * frames it reads share one store transaction, committed when the pass is
+ * over, and the core's output is drained after that commit only.
+ *
  * Everything runs on the one lws service thread.
  */
 #include <errno.h>
@@ -104,6 +109,7 @@ struct wd_net {
   int phase;
   int done;
   int destroying;
+  int batching; /* inside a pass's batch: the output waits for its commit */
 
   wd_net_stats stats;
 };
@@ -253,9 +259,9 @@ static void enqueue(wd_net *n, conn *c, const uint8_t *frame, size_t len) {
 }
 
 /* Carries out everything the core has to say. Call after every call into
- * the core. */
+ * the core. Inside a batch, the end of the pass does it. */
 static void drain(wd_net *n) {
-  if (n->destroying) return;
+  if (n->destroying || n->batching) return;
   whisper_server_output_t out;
   while (whisper_server_poll(n->srv, &out)) {
     conn *c;
@@ -925,9 +931,30 @@ fail:
   return -1;
 }
 
+/* One pass of the loop as one batch of the core: the frames that were
+ * ready when the poll returned share one commit (one fsync with
+ * synchronous=FULL), and the frames that arrive during that commit share
+ * the next pass's. Nothing the core says leaves before the commit that
+ * makes it true; a failed commit keeps nothing of the pass and closes its
+ * connections (the core queues their CLOSEs). */
+static int service_pass(wd_net *n) {
+  n->batching = !n->cfg->no_group_commit && whisper_server_batch_begin(n->srv) == WHISPER_OK;
+  int rc = lws_service(n->ctx, 0);
+  if (n->batching) {
+    n->batching = 0;
+    int brc = whisper_server_batch_end(n->srv, wd_now_ms());
+    if (brc != WHISPER_OK)
+      wd_error("the store failed to commit: %s (%s); nothing of the pass was kept, its "
+               "connections are closed",
+               whisper_strerror(brc), whisper_server_last_error(n->srv));
+    drain(n);
+  }
+  return rc;
+}
+
 int wd_net_run(wd_net *n) {
   while (!n->done) {
-    if (lws_service(n->ctx, 0) < 0) {
+    if (service_pass(n) < 0) {
       wd_error("the event loop failed");
       return -1;
     }

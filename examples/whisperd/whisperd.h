@@ -76,6 +76,7 @@ typedef struct wd_config {
   uint64_t reports_after;   /* only those numbered above it */
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
+  int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
 } wd_config;
 
 /** The defaults. */
