@@ -154,10 +154,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
   wsrv_conn *c = calloc(1, sizeof *c);
-  if (c == NULL || (c->inflight = calloc(srv->cfg.deliver_window, sizeof *c->inflight)) == NULL) {
-    conn_free(c);
-    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  }
+  if (c == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   c->id = conn;
   c->opened_ms = c->last_rx_ms = now_ms;
   if (wh_random(&srv->rng, c->nonce, sizeof c->nonce) != 0) {

@@ -149,8 +149,8 @@ typedef struct wsrv_conn {
   /* delivery: entries past sent_upto are not pushed yet; `inflight` holds
    * the entries pushed and not acknowledged, oldest first (a ring) */
   uint64_t resume_after, sent_upto;
-  wsrv_inflight *inflight;
-  uint32_t in_head, in_len;
+  wsrv_inflight *inflight; /* made at the first push, grown up to cfg.deliver_window */
+  uint32_t in_head, in_len, in_cap;
   int backlog_done;
   int idle;          /* the last read of the mailbox found nothing past sent_upto, and
                         every entry since came through wsrv_fx_apply */

@@ -187,19 +187,35 @@ int wsrv_mailbox_append_account(whisper_server *srv, wsrv_fx *fx, const char *na
 
 /* --- pushing -------------------------------------------------------------- */
 
-static wsrv_inflight *inflight_at(whisper_server *srv, wsrv_conn *c, uint32_t i) {
-  return &c->inflight[(c->in_head + i) % srv->cfg.deliver_window];
+static wsrv_inflight *inflight_at(const wsrv_conn *c, uint32_t i) {
+  return &c->inflight[(c->in_head + i) % c->in_cap];
 }
 
-static void inflight_push(whisper_server *srv, wsrv_conn *c, const wsrv_inflight *e) {
-  *inflight_at(srv, c, c->in_len) = *e;
+/* Room for one more in the ring (at most the window: callers check),
+ * which grows from 8 as needed: an idle connection holds none. */
+static int inflight_room(whisper_server *srv, wsrv_conn *c) {
+  if (c->in_len < c->in_cap) return WHISPER_OK;
+  uint32_t cap = c->in_cap ? c->in_cap * 2 : 8;
+  if (cap > srv->cfg.deliver_window) cap = srv->cfg.deliver_window;
+  wsrv_inflight *r = malloc((size_t)cap * sizeof *r);
+  if (r == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < c->in_len; i++) r[i] = *inflight_at(c, i);
+  free(c->inflight);
+  c->inflight = r;
+  c->in_cap = cap;
+  c->in_head = 0;
+  return WHISPER_OK;
+}
+
+static void inflight_push(wsrv_conn *c, const wsrv_inflight *e) {
+  *inflight_at(c, c->in_len) = *e;
   c->in_len++;
 }
 
 /* Forgets the pushed entries an Ack covered: the window opens again. */
-static void inflight_ack(whisper_server *srv, wsrv_conn *c, uint64_t up_to) {
+static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
   while (c->in_len && c->inflight[c->in_head].seq <= up_to) {
-    c->in_head = (c->in_head + 1) % srv->cfg.deliver_window;
+    c->in_head = (c->in_head + 1) % c->in_cap;
     c->in_len--;
   }
 }
@@ -217,10 +233,11 @@ static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
  * passed over, noted as one its Ack must read: the Ack deletes it). */
 static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
   wsrv_inflight e = {wsrv_rd64(r->key + WSRV_TAG_LEN), 0, 0, 1};
+  if (inflight_room(srv, c) != WHISPER_OK) return WHISPER_ENOMEM;
   Whisper__Sync__Deliver *d =
       whisper__sync__deliver__unpack(&wh_pb_alloc, r->val_len, r->val);
   if (d == NULL) {
-    inflight_push(srv, c, &e);
+    inflight_push(c, &e);
     return wsrv_fail(srv, WHISPER_ECORRUPT, "a mailbox entry is corrupt");
   }
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
@@ -233,7 +250,7 @@ static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
     e.message = d->kind == ENTRY_MESSAGE;
     e.server_ts = d->server_ts;
     e.slow = (uint8_t)earns_receipt(c, d);
-    inflight_push(srv, c, &e);
+    inflight_push(c, &e);
   }
   wsrv_msg_free(d);
   return rc;
@@ -430,8 +447,9 @@ static int delete_upto(whisper_server *srv, wsrv_conn *c, ack_state *st, uint64_
  * applies. */
 static int fast_ack_applies(whisper_server *srv, const wsrv_conn *c, uint64_t limit) {
   if (!c->acked_known || c->acked_upto < c->resume_after) return 0;
+  (void)srv;
   for (uint32_t i = 0; i < c->in_len; i++) {
-    const wsrv_inflight *e = &c->inflight[(c->in_head + i) % srv->cfg.deliver_window];
+    const wsrv_inflight *e = inflight_at(c, i);
     if (e->seq > limit) break;
     if (e->slow) return 0;
   }
@@ -442,7 +460,7 @@ static int delete_inflight(whisper_server *srv, wsrv_conn *c, ack_state *st, uin
                            uint64_t now_ms) {
   int rc = WHISPER_OK;
   for (uint32_t i = 0; rc == WHISPER_OK && i < c->in_len; i++) {
-    const wsrv_inflight *e = inflight_at(srv, c, i);
+    const wsrv_inflight *e = inflight_at(c, i);
     if (e->seq > limit) break;
     uint8_t key[MKEY_LEN];
     mailbox_key(key, c->tag, e->seq);
@@ -525,7 +543,7 @@ int wsrv_handle_ack(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whispe
   rc = wsrv_end(srv, &fx, rc);
   if (rc == WHISPER_OK) {
     stats_add(srv, &st);
-    inflight_ack(srv, c, limit);
+    inflight_ack(c, limit);
     if (!c->acked_known || limit > c->acked_upto) c->acked_upto = limit;
     c->acked_known = 1;
     wsrv_send_ok(srv, c, id);

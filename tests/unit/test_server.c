@@ -2479,6 +2479,34 @@ static void test_delivery_fast(void) {
   dev_free(&a);
   dev_free(&b);
   srvt_close(&t);
+
+  /* the ring of entries in flight grows (from 8) and wraps around */
+  cfg = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 20;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  uint64_t next = 1;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 13; i++) {
+      cid_make(cid, 100 + round * 13 + i);
+      send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+      fr_free(EXPECT(1, SENT));
+    }
+    uint64_t first = next;
+    for (; next < first + 13; next++) CHECK(EXPECT_DELIVER(2, 1, next) != NULL);
+    ack(&t, 2, first + 5); /* part of it: the rest stays in flight, the ring wraps */
+    EXPECT_OK(2);
+  }
+  ack(&t, 2, next - 1);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).entries_delivered == 39);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
 }
 
 /* --- group commit ---------------------------------------------------------- */
