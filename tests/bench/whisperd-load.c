@@ -1121,7 +1121,7 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
     /* Every engine when the earliest deadline seen has come (new requests
      * may have earlier ones: at least every SWEEP_S). */
     double t = mono_s();
-    if (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S) {
+    if (g_dev && (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S)) {
       g_last_sweep = t;
       g_min_deadline = UINT64_MAX;
       for (int i = 0; i < g_clients; i++) device_pump(&g_dev[i]);
