@@ -22,10 +22,11 @@
  * wait for the queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
  *
- * Group commit: each pass of the loop (one lws_service()) is a batch of
- * the core (whisper_server_batch_begin/_end, see service_pass()): the
- * frames it reads share one store transaction, committed when the pass is
- * over, and the core's output is drained after that commit only.
+ * Group commit: the frames read in one pass of the loop (one
+ * lws_service()) are a batch of the core (whisper_server_batch_begin/_end,
+ * see service_pass()): they share one store transaction, committed when
+ * the pass is over, and the core's output is drained after that commit
+ * only.
  *
  * Everything runs on the one lws service thread.
  */
@@ -550,9 +551,12 @@ static void conn_release(wd_net *n, conn *c) {
   }
 }
 
-/* A complete message: into the core, then its output out. */
+/* A complete message: into the core, then its output out (at the end of
+ * the pass with group commit: the first frame of a pass opens its batch). */
 static void deliver(wd_net *n, conn *c, const uint8_t *msg, size_t len) {
   static const uint8_t empty[1];
+  if (!n->batching && !n->cfg->no_group_commit)
+    n->batching = whisper_server_batch_begin(n->srv) == WHISPER_OK;
   if (wd_log_enabled(WD_LOG_DEBUG))
     wd_debug("conn %llu: frame in, %zu bytes", (unsigned long long)c->id, len);
   int rc = whisper_server_receive(n->srv, c->id, msg ? msg : empty, len, wd_now_ms());
@@ -931,14 +935,16 @@ fail:
   return -1;
 }
 
-/* One pass of the loop as one batch of the core: the frames that were
- * ready when the poll returned share one commit (one fsync with
- * synchronous=FULL), and the frames that arrive during that commit share
- * the next pass's. Nothing the core says leaves before the commit that
- * makes it true; a failed commit keeps nothing of the pass and closes its
+/* One pass of the loop: lws runs the timers that are due, waits in poll,
+ * then serves the sockets that are ready. The first frame read opens a
+ * batch (deliver()), so the frames that were ready when the poll returned
+ * share one commit (one fsync with synchronous=FULL), and the frames that
+ * arrive during that commit share the next pass's; the timers run before
+ * the poll, outside any batch, so what a tick says is not held while the
+ * loop waits. Nothing the core says leaves before the commit that makes it
+ * true; a failed commit keeps nothing of the pass and closes its
  * connections (the core queues their CLOSEs). */
 static int service_pass(wd_net *n) {
-  n->batching = !n->cfg->no_group_commit && whisper_server_batch_begin(n->srv) == WHISPER_OK;
   int rc = lws_service(n->ctx, 0);
   if (n->batching) {
     n->batching = 0;
