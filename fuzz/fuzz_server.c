@@ -51,9 +51,10 @@
  * profile of the account it names; every stored profile decodes with a
  * version and 1..WSRV_PROFILE_MAX bytes.
  * Each input runs twice: as above, then with group commit
- * (whisper_server_batch_begin/_end): every frame, open and tick in a batch
- * of its own, and deferred frames (fuzz_sync.h) one after another in one
- * batch, ended by the next operation; the same assertions hold (a batch
+ * (whisper_server_batch_begin/_end) and records kept between batches:
+ * every frame, open and tick in a batch of its own, and deferred frames
+ * (fuzz_sync.h) one after another in one batch, ended by the next
+ * operation; the same assertions hold (a batch
  * hands out nothing before its end, and a refused frame's writes are
  * undone with its savepoint: they count as no committed write).
  * ASan/UBSan/LSan catch the rest.
@@ -548,6 +549,7 @@ static void start(int batching) {
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
   whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
+  if (batching) whisper_server_set_record_cache(H.srv, 64); /* kept between batches, or dropped */
   op_open(0);
   op_login(0, FZS_ALICE1);
   op_open(1);

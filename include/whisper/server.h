@@ -188,6 +188,19 @@ WHISPER_API int whisper_server_batch_begin(whisper_server *srv);
  */
 WHISPER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
 
+/**
+ * Lets the records that batches read (accounts, devices, groups, block
+ * lists, counters: not Sent answers, profiles or the ordered kinds) stay
+ * in memory from one batch to the next, up to `max_records` of them (past
+ * that the cache is emptied after a batch); every batch still writes what
+ * it changed to the store at its commit. Only for a server that is the
+ * only writer of its store (one whisperd on its SQLite file): a record
+ * that something else changes would be seen as it was. A failed batch, or
+ * a frame handled outside a batch, empties the cache. 0 (the default):
+ * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL).
+ */
+WHISPER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
+
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */
 WHISPER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);

@@ -8,12 +8,16 @@
  * accounts of a conversation), and each store access costs a B-tree
  * lookup and an AEAD operation.
  *
- * The cache lives only as long as the batch (nothing is kept across
- * batches, so a store shared with other servers is read afresh by each
- * batch) and is the batch's view of those records: what its frames wrote
+ * The cache is the batch's view of those records: what its frames wrote
  * over what the store holds. A frame's changes are undone with the
  * frame's savepoint (an undo log of the entries it changed first); a
- * failed batch drops the cache with its transaction.
+ * failed batch drops the cache with its transaction. By default it lives
+ * as long as the batch, so a store shared with other servers is read
+ * afresh by each batch; a server that is its store's only writer may keep
+ * the records that are read again and again (accounts, devices, groups,
+ * block lists, counters) from one batch to the next
+ * (whisper_server_set_record_cache()): after a commit they are what the
+ * store holds. Any write outside a batch empties it (server_store.c).
  *
  * An entry is a record known to exist (with its value), known not to,
  * or unknown (written blindly and then undone: the store has the truth).
@@ -211,6 +215,47 @@ int wsrv_cache_flush(whisper_server *srv) {
 void wsrv_cache_drop(whisper_server *srv) {
   wsrv_cache_frame_end(srv, 1);
   wsrv_map_clear(&srv->cache, centry_free);
+}
+
+/* Kinds worth keeping: read by most frames. A Sent answer is read once
+ * (a resend), a profile or a report rarely. */
+static int kept_kind(int kind) {
+  return kind == WHISPER_REC_SERVER_ACCOUNT || kind == WHISPER_REC_SERVER_DEVICE ||
+         kind == WHISPER_REC_SERVER_GROUP || kind == WHISPER_REC_SERVER_BLOCKS ||
+         kind == WHISPER_REC_SERVER_META;
+}
+
+void wsrv_cache_settle(whisper_server *srv) {
+  wsrv_cache_frame_end(srv, 1);
+  if (srv->cache_keep == 0) {
+    wsrv_cache_drop(srv);
+    return;
+  }
+  /* the kinds not kept go; so does everything when it grew too big */
+  for (size_t i = 0; i < srv->cache.nbuckets; i++) {
+    wsrv_map_item **pp = &srv->cache.buckets[i];
+    while (*pp) {
+      wsrv_map_item *it = *pp;
+      centry *e = it->value;
+      if (!kept_kind(it->key[0]) || e->state == C_UNKNOWN) {
+        *pp = it->next;
+        centry_free(e);
+        free(it);
+        srv->cache.count--;
+      } else {
+        e->saved_in = 0;
+        pp = &it->next;
+      }
+    }
+  }
+  if (srv->cache.count > srv->cache_keep) wsrv_cache_drop(srv);
+}
+
+int whisper_server_set_record_cache(whisper_server *srv, size_t max_records) {
+  if (srv == NULL) return WHISPER_EINVAL;
+  srv->cache_keep = max_records;
+  if (!srv->batch && max_records == 0) wsrv_cache_drop(srv);
+  return WHISPER_OK;
 }
 
 void wsrv_cache_free(whisper_server *srv) {

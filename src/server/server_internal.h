@@ -239,6 +239,7 @@ struct whisper_server {
   struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
   size_t n_cundo, cap_cundo;
   uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
+  size_t cache_keep;        /* records kept between batches (0: none) */
 };
 
 /* --- group commit (server_batch.c) ---------------------------------------- */
@@ -270,9 +271,11 @@ int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
 /* A frame's savepoint opened / closed (keep: released, else rolled back). */
 void wsrv_cache_frame_begin(whisper_server *srv);
 void wsrv_cache_frame_end(whisper_server *srv, int keep);
-/* Writes the dirty records to the store; drop forgets the cache. */
+/* Writes the dirty records to the store; drop forgets the cache; after a
+ * commit, settle keeps what may stay for the next batch (or drops). */
 int wsrv_cache_flush(whisper_server *srv);
 void wsrv_cache_drop(whisper_server *srv);
+void wsrv_cache_settle(whisper_server *srv);
 void wsrv_cache_free(whisper_server *srv);
 
 /* --- effects of a transaction, applied after its commit ------------------ */

@@ -54,6 +54,8 @@ void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TA
 int wsrv_begin(whisper_server *srv) {
   whisper_store *s = srv->store;
   if (srv->batch) return wsrv_batch_savepoint(srv);
+  if (srv->cache.count) wsrv_cache_drop(srv); /* a write outside a batch: the records kept
+                                                 from the last one may go stale */
   if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
   int rc = s->ops.begin(s->user);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
@@ -153,7 +155,10 @@ int wsrv_batch_commit(whisper_server *srv) {
       rollback(srv);
   }
   srv->batch_depth = 0;
-  wsrv_cache_drop(srv);
+  if (rc == WHISPER_OK)
+    wsrv_cache_settle(srv);
+  else
+    wsrv_cache_drop(srv);
   return rc;
 }
 

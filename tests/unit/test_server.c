@@ -2532,7 +2532,7 @@ static int all_quiet(uint64_t n) {
  * commit (or a savepoint the store could not open) keeps nothing, hands
  * out nothing, closes the connections the batch touched, and puts the
  * counters, push flags and presence back. */
-static void test_batch(void) {
+static void test_batch(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
   srvt t;
   dev a, b, c, d;
@@ -2541,6 +2541,8 @@ static void test_batch(void) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(NULL, keep), WHISPER_EINVAL);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_init(&c, "carol", 1, 3);
@@ -2700,6 +2702,7 @@ static void test_batch(void) {
   EXPECT_NONE(2);
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
   whisper_server_stats(t.srv, &after);
   CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
   for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
@@ -2710,6 +2713,20 @@ static void test_batch(void) {
   CHECK_RC(batch_end(&t), WHISPER_OK);
   CHECK(EXPECT_SENT(1, NULL) == seq10);
 
+  /* records kept between batches (with keep) never outlive a change made
+   * outside a batch: the server_seq counter goes on from the store's */
+  box_reset(1);
+  uint64_t seqs[3];
+  for (int i = 0; i < 3; i++) {
+    if (i != 1) batch_begin(&t);
+    cid_make(cid, 20 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i != 1) CHECK_RC(batch_end(&t), WHISPER_OK);
+    seqs[i] = EXPECT_SENT(1, NULL);
+  }
+  CHECK(seqs[0] > seq10 && seqs[1] == seqs[0] + 1 && seqs[2] == seqs[1] + 1);
+  CHECK(stats(&t).mailbox_depth == 5);
+
   /* 5. a batch that never ends keeps nothing */
   batch_begin(&t);
   cid_make(cid, 9);
@@ -2718,7 +2735,7 @@ static void test_batch(void) {
   t.srv = NULL;
   CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
   whisper_server_stats(t.srv, &after);
-  CHECK(after.mailbox_depth == 2);
+  CHECK(after.mailbox_depth == 5);
   dev_free(&a);
   dev_free(&b);
   dev_free(&c);
@@ -3144,7 +3161,8 @@ int main(void) {
   test_mailbox_limit();
   test_store_failure();
   test_delivery_fast();
-  test_batch();
+  test_batch(0);
+  test_batch(1000); /* records kept between batches */
   test_restart_sqlite();
   test_upload_tokens();
   test_upload_token_config();
