@@ -249,6 +249,7 @@ int main(int argc, char **argv) {
             rc == WHISPER_EINVAL ? " (check the limits)" : "");
     goto out;
   }
+  whisper_server_set_record_cache(srv, cfg.record_cache); /* whisperd is its store's only writer */
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");
   else if (wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))

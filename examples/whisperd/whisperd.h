@@ -77,6 +77,7 @@ typedef struct wd_config {
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
   int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
+  size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
 
 /** The defaults. */
