@@ -72,18 +72,47 @@ int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n) {
          n + 1 <= CKEY_MAX;
 }
 
-/* The entry of (kind, key), made (unknown) if missing; NULL: no memory. */
+/* Kinds worth keeping between batches: read by most frames. A Sent
+ * answer is read once (a resend), a profile or a report rarely. */
+static int kept_kind(int kind) {
+  return kind == WHISPER_REC_SERVER_ACCOUNT || kind == WHISPER_REC_SERVER_DEVICE ||
+         kind == WHISPER_REC_SERVER_GROUP || kind == WHISPER_REC_SERVER_BLOCKS ||
+         kind == WHISPER_REC_SERVER_META;
+}
+
+/* The entry of (kind, key), made (unknown) if missing; NULL: no memory.
+ * A new entry of a kind not kept is listed, to go after the batch. */
 static centry *entry(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   uint8_t k[CKEY_MAX];
   size_t kn = ckey(k, kind, key, n);
   centry *e = wsrv_map_get(&srv->cache, k, kn);
   if (e) return e;
+  if (!kept_kind(kind) && srv->cache_keep) {
+    if (srv->n_cgone == srv->cap_cgone) {
+      size_t cap = srv->cap_cgone ? srv->cap_cgone * 2 : 32;
+      uint8_t **g = realloc(srv->cgone, cap * sizeof *g);
+      if (g == NULL) return NULL;
+      srv->cgone = g;
+      srv->cap_cgone = cap;
+    }
+    uint8_t *copy = malloc(kn + 2);
+    if (copy == NULL) return NULL;
+    copy[0] = (uint8_t)(kn >> 8);
+    copy[1] = (uint8_t)kn;
+    memcpy(copy + 2, k, kn);
+    srv->cgone[srv->n_cgone++] = copy;
+  }
   if ((e = calloc(1, sizeof *e)) == NULL) return NULL;
   if (wsrv_map_put(&srv->cache, k, kn, e) != WHISPER_OK) {
     free(e);
     return NULL;
   }
   return e;
+}
+
+static void cgone_clear(whisper_server *srv) {
+  for (size_t i = 0; i < srv->n_cgone; i++) free(srv->cgone[i]);
+  srv->n_cgone = 0;
 }
 
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
@@ -215,39 +244,22 @@ int wsrv_cache_flush(whisper_server *srv) {
 void wsrv_cache_drop(whisper_server *srv) {
   wsrv_cache_frame_end(srv, 1);
   wsrv_map_clear(&srv->cache, centry_free);
+  cgone_clear(srv);
 }
 
-/* Kinds worth keeping: read by most frames. A Sent answer is read once
- * (a resend), a profile or a report rarely. */
-static int kept_kind(int kind) {
-  return kind == WHISPER_REC_SERVER_ACCOUNT || kind == WHISPER_REC_SERVER_DEVICE ||
-         kind == WHISPER_REC_SERVER_GROUP || kind == WHISPER_REC_SERVER_BLOCKS ||
-         kind == WHISPER_REC_SERVER_META;
-}
-
+/* After a commit: the entries of kinds not kept go (those the batch made:
+ * listed), and everything when the cache grew past its size. */
 void wsrv_cache_settle(whisper_server *srv) {
   wsrv_cache_frame_end(srv, 1);
-  if (srv->cache_keep == 0) {
+  if (srv->cache_keep == 0 || srv->cache.count > srv->cache_keep) {
     wsrv_cache_drop(srv);
     return;
   }
-  /* the kinds not kept go; so does everything when it grew too big */
-  for (size_t i = 0; i < srv->cache.nbuckets; i++) {
-    wsrv_map_item **pp = &srv->cache.buckets[i];
-    while (*pp) {
-      wsrv_map_item *it = *pp;
-      centry *e = it->value;
-      if (!kept_kind(it->key[0]) || e->state == C_UNKNOWN) {
-        *pp = it->next;
-        centry_free(e);
-        free(it);
-        srv->cache.count--;
-      } else {
-        e->saved_in = 0;
-        pp = &it->next;
-      }
-    }
+  for (size_t i = 0; i < srv->n_cgone; i++) {
+    const uint8_t *g = srv->cgone[i];
+    centry_free(wsrv_map_take(&srv->cache, g + 2, (size_t)g[0] << 8 | g[1]));
   }
+  cgone_clear(srv);
   if (srv->cache.count > srv->cache_keep) wsrv_cache_drop(srv);
 }
 
@@ -263,4 +275,7 @@ void wsrv_cache_free(whisper_server *srv) {
   free(srv->cundo);
   srv->cundo = NULL;
   srv->cap_cundo = 0;
+  free(srv->cgone);
+  srv->cgone = NULL;
+  srv->cap_cgone = 0;
 }

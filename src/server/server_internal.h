@@ -240,6 +240,8 @@ struct whisper_server {
   size_t n_cundo, cap_cundo;
   uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
   size_t cache_keep;        /* records kept between batches (0: none) */
+  uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
+  size_t n_cgone, cap_cgone;
 };
 
 /* --- group commit (server_batch.c) ---------------------------------------- */
