@@ -53,6 +53,13 @@
  * not above the stored one); a Profile answer is exactly the stored
  * profile of the account it names; every stored profile decodes with a
  * version and 1..WSRV_PROFILE_MAX bytes.
+ * Each input runs twice: as above, then with group commit
+ * (whisper_server_batch_begin/_end) and records kept between batches:
+ * every frame, open and tick in a batch of its own, and deferred frames
+ * (fuzz_sync.h) one after another in one batch, ended by the next
+ * operation; the same assertions hold (a batch
+ * hands out nothing before its end, and a refused frame's writes are
+ * undone with its savepoint: they count as no committed write).
  * ASan/UBSan/LSan catch the rest.
  */
 #include <stdarg.h>
@@ -98,6 +105,8 @@ static struct {
   uint64_t answer_seq; /* of a Sent */
   int deferred;        /* output left queued by a deferred RECV */
   int ticking;         /* the output being drained is a tick's */
+  int batching;        /* this run uses group commit */
+  int batch_open;      /* a batch is open (deferred frames in it) */
   sent_rec sent[64];
   size_t n_sent;
 } H;
@@ -390,8 +399,30 @@ static void check_books(void) {
 
 /* --- operations ----------------------------------------------------------------- */
 
+/* With group commit: a batch for the next operation (if none is open). */
+static void batch_start(void) {
+  if (!H.batching || H.batch_open) return;
+  int rc = whisper_server_batch_begin(H.srv);
+  FZ_ASSERT(rc == WHISPER_OK, "batch_begin: %d (%s)", rc, whisper_server_last_error(H.srv));
+  H.batch_open = 1;
+}
+
+/* Ends the open batch: the memory store's commit cannot fail, and nothing
+ * was handed out before it. */
+static void batch_finish(void) {
+  if (!H.batch_open) return;
+  whisper_server_output_t o;
+  FZ_ASSERT(whisper_server_poll(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
+            o.action);
+  H.batch_open = 0;
+  int rc = whisper_server_batch_end(H.srv, H.now);
+  FZ_ASSERT(rc == WHISPER_OK, "batch_end: %d (%s)", rc, whisper_server_last_error(H.srv));
+  FZ_ASSERT(!W->fs.outer->in_txn, "batch_end left a store transaction open");
+}
+
 /* Output a deferred RECV left queued: taken and checked, not attributed. */
 static void drain_deferred(void) {
+  batch_finish();
   if (!H.deferred) return;
   H.deferred = 0;
   H.want_conn = 0;
@@ -402,8 +433,10 @@ static void drain_deferred(void) {
 static void op_open(int k) {
   drain_deferred();
   static const uint8_t src[2] = {0x0a, 0x0b};
+  batch_start();
   int rc = k >= 2 ? whisper_server_open_from(H.srv, (uint64_t)k + 1, &src[k & 1], 1, H.now)
                   : whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  batch_finish();
   trace("  open %d: %d\n", k + 1, rc);
   if (H.slot[k].open) {
     FZ_ASSERT(rc == WHISPER_EINVAL, "open of an open connection: %d", rc);
@@ -428,6 +461,11 @@ static void op_close(int k) {
   H.slot[k].have_nonce = 0;
   H.slot[k].dev = -1;
   H.slot[k].held = 0;
+  if (H.batch_open) { /* the deferred frames' batch: its output is not attributed */
+    H.want_conn = 0;
+    H.answered = 1;
+    batch_finish();
+  }
   drain();
 }
 
@@ -435,7 +473,9 @@ static void op_tick(uint8_t t) {
   drain_deferred();
   H.now += t < 128 ? (uint64_t)t * 100 : (uint64_t)(t - 127) * 15000;
   trace("  tick at +%llu ms\n", (unsigned long long)(H.now - FZS_T0));
+  batch_start();
   whisper_server_tick(H.srv, H.now);
+  batch_finish();
   H.ticking = 1;
   drain();
   H.ticking = 0;
@@ -463,8 +503,9 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
 
   if (was_open) H.slot[k].last_rx = H.now;
   fz_watch_begin(&W->fs);
+  batch_start();
   int rc = whisper_server_receive(H.srv, conn, p, n, H.now);
-  FZ_ASSERT(!W->fs.outer->in_txn, "receive left a store transaction open");
+  FZ_ASSERT(H.batch_open || !W->fs.outer->in_txn, "receive left a store transaction open");
   if (was_open)
     FZ_ASSERT(rc == WHISPER_OK, "receive returned %d (%s)", rc, whisper_server_last_error(H.srv));
   else
@@ -475,6 +516,7 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
     fzs_frame_free(f);
     return 0;
   }
+  batch_finish();
   drain();
   if (was_open) {
     FZ_ASSERT(H.answered || held_ok, "a frame (id %llu) got no answer",
@@ -573,11 +615,12 @@ static void setup_once(void) {
   W = fzs_server_world_new();
 }
 
-static void start(void) {
+static void start(int batching) {
   fz_journal_begin(&W->fs);
   W->rng.counter = UINT64_C(1) << 40;
   for (int i = 0; i < FZS_NDEV; i++) W->dev[i]->rng.counter = UINT64_C(1) << 40;
   memset(&H, 0, sizeof H);
+  H.batching = batching;
   for (int k = 0; k < FZS_SLOTS; k++) H.slot[k].dev = -1;
   for (int i = 0; i < FZS_MAILBOX; i++) {
     H.sent[i].dev = FZS_ALICE1;
@@ -589,6 +632,7 @@ static void start(void) {
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
   whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
+  if (batching) whisper_server_set_record_cache(H.srv, 64); /* kept between batches, or dropped */
   op_open(0);
   op_login(0, FZS_ALICE1);
   op_open(1);
@@ -605,10 +649,8 @@ static void end(void) {
   fz_journal_restore(&W->fs);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  setup_once();
-  start();
+static void run(const uint8_t *data, size_t size, int batching) {
+  start(batching);
   size_t i = 0;
   while (i < size) {
     uint8_t op = data[i++];
@@ -634,5 +676,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   drain_deferred();
   check_books();
   end();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  setup_once();
+  trace("without batches\n");
+  run(data, size, 0);
+  trace("with batches\n");
+  run(data, size, 1);
   return 0;
 }

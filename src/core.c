@@ -146,13 +146,15 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   *out = NULL;
   if (ops == NULL || ops->version < 1 || ops->version > WHISPER_STORE_OPS_VERSION || !ops->begin ||
       !ops->commit || !ops->rollback || !ops->get || !ops->put || !ops->del ||
-      (ops->version >= 2 && !ops->scan))
+      (ops->version >= 2 && !ops->scan) ||
+      (ops->version >= 4 && (!ops->savepoint != !ops->release || !ops->release != !ops->rollback_to)))
     return WHISPER_EINVAL;
   whisper_store *s = calloc(1, sizeof *s);
   if (s == NULL) return WHISPER_ENOMEM;
   /* copy only the fields the caller's version has */
   memcpy(&s->ops, ops,
-         ops->version >= 3   ? sizeof *ops
+         ops->version >= 4   ? sizeof *ops
+         : ops->version == 3 ? offsetof(whisper_store_ops, savepoint)
          : ops->version == 2 ? offsetof(whisper_store_ops, add)
                              : offsetof(whisper_store_ops, scan));
   s->ops.version = ops->version;

@@ -97,6 +97,13 @@ static const option options[] = {
     {"node", "N", K_U32, OFF(node), 0, 255,
      "cluster mode: this node's number (1-255, unique), several whisperd over the same --pg, "
      "relays through LISTEN/NOTIFY; 0: a single node"},
+    {"no-group-commit", NULL, K_FLAG, OFF(no_group_commit), 0, 0,
+     "one store transaction (one commit) per frame, instead of one for all the frames of a "
+     "pass of the event loop (for comparisons)"},
+    {"record-cache", "N", K_SIZE, OFF(record_cache), 0, SIZE_MAX,
+     "records (accounts, devices, groups, block lists) kept in memory between passes, read "
+     "from the store once; 0: read again by every pass (needed when another process writes "
+     "the store)"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Protocol limits (whisper_server_config_t)"},
     {"max-frame", "BYTES", K_SIZE, SRV(max_frame), 1024, 64u * 1024 * 1024,
@@ -190,6 +197,7 @@ void wd_config_init(wd_config *cfg) {
   cfg->close_flush_ms = 5000;
   cfg->max_queue = 64u * 1024 * 1024;
   cfg->max_connections = 0;
+  cfg->record_cache = 100000;
   cfg->server = server_defaults;
   cfg->metrics_host = strdup("127.0.0.1");
   cfg->metrics_port = 9480;

@@ -33,6 +33,12 @@
  * wait for the queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
  *
+ * Group commit: the frames read in one pass of the loop (one
+ * lws_service()) are a batch of the core (whisper_server_batch_begin/_end,
+ * see service_pass()): they share one store transaction, committed when
+ * the pass is over, and the core's output is drained after that commit
+ * only.
+ *
  * Everything runs on the one lws service thread.
  */
 #include <errno.h>
@@ -118,6 +124,7 @@ struct wd_net {
   int phase;
   int done;
   int destroying;
+  int batching; /* inside a pass's batch: the output waits for its commit */
 
   wd_net_stats stats;
   wd_cluster *cluster; /* cluster mode: the relays to and from the other nodes */
@@ -281,9 +288,9 @@ static void enqueue(wd_net *n, conn *c, const uint8_t *frame, size_t len) {
 }
 
 /* Carries out everything the core has to say. Call after every call into
- * the core. */
+ * the core. Inside a batch, the end of the pass does it. */
 static void drain(wd_net *n) {
-  if (n->destroying) return;
+  if (n->destroying || n->batching) return;
   whisper_server_output_t out;
   while (whisper_server_poll(n->srv, &out)) {
     conn *c;
@@ -704,9 +711,12 @@ static void conn_release(wd_net *n, conn *c) {
   }
 }
 
-/* A complete message: into the core, then its output out. */
+/* A complete message: into the core, then its output out (at the end of
+ * the pass with group commit: the first frame of a pass opens its batch). */
 static void deliver(wd_net *n, conn *c, const uint8_t *msg, size_t len) {
   static const uint8_t empty[1];
+  if (!n->batching && !n->cfg->no_group_commit)
+    n->batching = whisper_server_batch_begin(n->srv) == WHISPER_OK;
   if (wd_log_enabled(WD_LOG_DEBUG))
     wd_debug("conn %llu: frame in, %zu bytes", (unsigned long long)c->id, len);
   int rc = whisper_server_receive(n->srv, c->id, msg ? msg : empty, len, wd_now_ms());
@@ -1278,9 +1288,32 @@ fail:
   return -1;
 }
 
+/* One pass of the loop: lws runs the timers that are due, waits in poll,
+ * then serves the sockets that are ready. The first frame read opens a
+ * batch (deliver()), so the frames that were ready when the poll returned
+ * share one commit (one fsync with synchronous=FULL), and the frames that
+ * arrive during that commit share the next pass's; the timers run before
+ * the poll, outside any batch, so what a tick says is not held while the
+ * loop waits. Nothing the core says leaves before the commit that makes it
+ * true; a failed commit keeps nothing of the pass and closes its
+ * connections (the core queues their CLOSEs). */
+static int service_pass(wd_net *n) {
+  int rc = lws_service(n->ctx, 0);
+  if (n->batching) {
+    n->batching = 0;
+    int brc = whisper_server_batch_end(n->srv, wd_now_ms());
+    if (brc != WHISPER_OK)
+      wd_error("the store failed to commit: %s (%s); nothing of the pass was kept, its "
+               "connections are closed",
+               whisper_strerror(brc), whisper_server_last_error(n->srv));
+    drain(n);
+  }
+  return rc;
+}
+
 int wd_net_run(wd_net *n) {
   while (!n->done) {
-    if (lws_service(n->ctx, 0) < 0) {
+    if (service_pass(n) < 0) {
       wd_error("the event loop failed");
       return -1;
     }

@@ -88,6 +88,8 @@ typedef struct wd_config {
   unsigned metrics_port;    /* 0: pick a free port */
   uint32_t max_prelogin_per_addr; /* WebSocket connections not logged in per source address; 0:
                                      no cap */
+  int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
+  size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
 
 /** The defaults. */

@@ -24,6 +24,9 @@
  * that changes state is handled in one transaction: a send is in every
  * recipient's mailbox, with its idempotency record, before the sender
  * hears SENT, or in none. Connections and presence are in memory only.
+ * With group commit (whisper_server_batch_begin()) the frames of one pass
+ * of the caller's event loop share one transaction, and nothing they
+ * cause leaves before it commits.
  *
  * A server is used from one thread at a time.
  *
@@ -215,6 +218,64 @@ WHISPER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64
  *  (a cap per source address) asks after each whisper_server_receive() on
  *  it. */
 WHISPER_API int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn);
+/* --- group commit ----------------------------------------------------------
+ *
+ * One transaction per frame costs one commit (with synchronous=FULL, one
+ * fsync) per frame. In a batch, every frame received shares one store
+ * transaction, opened at the batch's first write and committed by
+ * whisper_server_batch_end(): a server calls whisper_server_batch_begin()
+ * before it hands the core the frames of one pass of its event loop, and
+ * whisper_server_batch_end() after the last (frames that arrive while the
+ * commit is on its way wait for the next pass, and share its commit).
+ *
+ * What a client hears stays as durable as without batches. Every output
+ * queued inside a batch (answers, deliveries, receipts, presence and
+ * typing notices, closes, pushes) is held: whisper_server_poll() hands it
+ * out only once the commit succeeded. Each frame's writes run inside a
+ * savepoint of the batch's transaction, so a frame that is refused (or
+ * that meets a store error) undoes its own writes and no other frame's.
+ * If the commit fails (or the store loses the transaction), the whole
+ * batch is rolled back: its held frames and pushes are dropped, and every
+ * connection the batch touched (a frame received on it, output queued for
+ * it, its delivery window moved) is closed, as is every connection the
+ * batch's frames asked to close; the core's in-memory state (delivery
+ * windows, presence, counters) is put back in line with the store. The
+ * clients reconnect and send again (sends are idempotent by client id).
+ *
+ * Without a batch the core behaves as before: one transaction per frame,
+ * its output at once. Batches need a store with savepoints (store ops
+ * version 4: the SQLite and memory stores have them). */
+
+/**
+ * Opens a batch. Returns WHISPER_OK, WHISPER_EINVAL (NULL, or a store
+ * without savepoints) or WHISPER_ESTATE (a batch is open already).
+ */
+WHISPER_API int whisper_server_batch_begin(whisper_server *srv);
+
+/**
+ * Commits the open batch's transaction (if one of its frames wrote) and
+ * releases its held output to whisper_server_poll(). Returns WHISPER_OK,
+ * WHISPER_EINVAL (NULL), WHISPER_ESTATE (no batch is open) or the store's
+ * error when the commit failed: then nothing was kept, the held output is
+ * dropped and the connections the batch touched are closed (their CLOSE
+ * actions are queued), and whisper_server_last_error() says why. The
+ * batch is over in every case.
+ */
+WHISPER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
+
+/**
+ * Lets the records that batches read (accounts, devices, groups, block
+ * lists, counters: not Sent answers, profiles or the ordered kinds) stay
+ * in memory from one batch to the next, up to `max_records` of them (past
+ * that the cache is emptied after a batch); every batch still writes what
+ * it changed to the store at its commit. Only for a server that is the
+ * only writer of its store (one whisperd on its SQLite file): a record
+ * that something else changes would be seen as it was. A failed batch, or
+ * a frame handled outside a batch, empties the cache. 0 (the default):
+ * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL,
+ * or a server in cluster mode, whose store other nodes write).
+ */
+WHISPER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
 
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */

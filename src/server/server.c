@@ -128,6 +128,13 @@ void whisper_server_free(whisper_server *srv) {
     srv->out_head = o->next;
     wsrv_out_free(o);
   }
+  while (srv->held_head) {
+    wsrv_out *o = srv->held_head;
+    srv->held_head = o->next;
+    wsrv_out_free(o);
+  }
+  if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
+  wsrv_cache_free(srv);
   wsrv_out_free(srv->polled);
   wh_wipe(srv, sizeof *srv);
   free(srv);
@@ -160,10 +167,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
   wsrv_conn *c = calloc(1, sizeof *c);
-  if (c == NULL || (c->inflight = calloc(srv->cfg.deliver_window, sizeof *c->inflight)) == NULL) {
-    conn_free(c);
-    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  }
+  if (c == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   c->id = conn;
   c->opened_ms = c->last_rx_ms = now_ms;
   if (wh_random(&srv->rng, c->nonce, sizeof c->nonce) != 0) {
@@ -343,6 +347,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   srv->stats.frames_in++;
   c->last_rx_ms = now_ms;
   srv->cluster.now_ms = now_ms;
+  wsrv_batch_conn(srv, c);
   srv->refusal[0] = 0;
   if (len > srv->cfg.max_frame) {
     wsrv_send_error(srv, conn, 0, ERR_TOO_BIG, "the frame is over the size limit", 0);
@@ -363,6 +368,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
     r = answer(srv, conn, id, dispatch(srv, c, f, frame, len, now_ms), now_ms);
   }
   wsrv_msg_free(f);
+  wsrv_batch_settle(srv, now_ms);
   return r;
 }
 

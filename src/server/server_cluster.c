@@ -261,7 +261,10 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
     case KIND(WAKE): {
       wsrv_dev *d = wsrv_map_get(&srv->devs, a.key, a.len);
       wsrv_conn *c = d && d->conn ? wsrv_conn_find(srv, d->conn) : NULL;
-      if (c && c->state == WSRV_AUTHED) wsrv_pump(srv, c, now_ms);
+      if (c && c->state == WSRV_AUTHED) {
+        c->idle = 0; /* entries came through another node: read the mailbox */
+        wsrv_pump(srv, c, now_ms);
+      }
       break;
     }
     case KIND(FRAME): {
@@ -301,6 +304,8 @@ int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms) 
     return WHISPER_EINVAL;
   srv->cluster.node = node;
   srv->cluster.now_ms = now_ms;
+  /* other nodes write the same records: none may be kept between batches */
+  srv->cache_keep = 0;
   srv->cluster.heartbeat_at = wsrv_after(now_ms, WHISPER_SERVER_HEARTBEAT_MS);
   relay_simple(srv, KIND(HELLO), NULL, 0);
   return WHISPER_OK;
@@ -316,7 +321,10 @@ void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms) {
   /* a pump may drop its connection (a store failure), never another */
   for (size_t i = 0; i < n; i++) {
     wsrv_conn *c = conns[i];
-    if (c->state == WSRV_AUTHED) wsrv_pump(srv, c, now_ms);
+    if (c->state == WSRV_AUTHED) {
+      c->idle = 0;
+      wsrv_pump(srv, c, now_ms);
+    }
   }
   free(conns);
 }

@@ -18,13 +18,17 @@
  *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
  *   server_limits.c   abuse limits: buckets, sources (pre-login connections,
  *                     registrations, link codes), pruning idempotency records
+ *   server_batch.c    group commit: batches, their held output, a failed batch
+ *   server_cache.c    the batch's record cache (plain kinds read and written once)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
  * srv->refusal), or a negative WHISPER_E* code when the store failed (the
  * dispatcher answers ERR_INTERNAL). Store work happens in one transaction
  * and output is queued only after the commit, so a refused or failed frame
- * leaves neither stored state nor output behind.
+ * leaves neither stored state nor output behind. Inside a batch (group
+ * commit) wsrv_begin/wsrv_end open and close a savepoint of the batch's
+ * transaction instead, and output is held until the batch commits.
  */
 #ifndef WSRV_INTERNAL_H
 #define WSRV_INTERNAL_H
@@ -124,6 +128,16 @@ typedef struct wsrv_bucket {
 
 enum { WSRV_NEW = 0, WSRV_HELLO = 1, WSRV_AUTHED = 2 };
 
+/* An entry pushed to a connection and not acknowledged yet. */
+typedef struct wsrv_inflight {
+  uint64_t seq;
+  uint64_t server_ts; /* a message's, for the latency figure */
+  uint32_t len;       /* its stored size (the mailbox's byte count) */
+  uint8_t message;    /* an ENTRY_MESSAGE */
+  uint8_t slow;       /* its Ack must read it (a receipt to make, another account's share to
+                         lower, or it did not read) */
+} wsrv_inflight;
+
 typedef struct wsrv_conn {
   uint64_t id;
   uint64_t opened_ms, last_rx_ms;
@@ -143,11 +157,15 @@ typedef struct wsrv_conn {
   size_t src_len;
   int prelogin;
   /* delivery: entries past sent_upto are not pushed yet; `inflight` holds
-   * the seqs pushed and not acknowledged, oldest first (a ring) */
+   * the entries pushed and not acknowledged, oldest first (a ring) */
   uint64_t resume_after, sent_upto;
-  uint64_t *inflight;
-  uint32_t in_head, in_len;
+  wsrv_inflight *inflight; /* made at the first push, grown up to cfg.deliver_window */
+  uint32_t in_head, in_len, in_cap;
   int backlog_done;
+  int idle;          /* the last read of the mailbox found nothing past sent_upto, and
+                        every entry since came through wsrv_fx_apply */
+  int acked_known;   /* an Ack went through: nothing at or below acked_upto is left */
+  uint64_t acked_upto;
   /* linking: the connection stays past the auth timeout until the latest
    * expiry of a link code it asked for or holds a Register on */
   uint64_t link_until;
@@ -163,6 +181,7 @@ typedef struct wsrv_conn {
   /* presence subscriptions (account names) */
   char **subs;
   size_t n_subs;
+  uint64_t batch_no; /* the last batch that touched it (closed if that batch fails) */
 } wsrv_conn;
 
 /* A device seen since the server started. */
@@ -195,6 +214,7 @@ typedef struct wsrv_acct {
   uint64_t offline_at; /* offline is announced then (0: nothing pending) */
   int announced_online;
   int hidden;
+  uint64_t batch_no; /* the last batch that set `hidden` (read again if that batch fails) */
 } wsrv_acct;
 
 /* The last typing notice forwarded per device and conversation. */
@@ -250,14 +270,74 @@ struct whisper_server {
   uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
   wsrv_out *out_head, *out_tail, *polled;
   whisper_server_stats_t stats;
+  /* group commit (server_batch.c) */
+  int batch;                /* between whisper_server_batch_begin and _end */
+  int batch_txn;            /* the batch's store transaction is open */
+  int batch_broken;         /* a savepoint failed: the transaction may be lost */
+  uint64_t batch_no;        /* the current (or last) batch: 1, 2, ... */
+  int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
+  wsrv_out *held_head, *held_tail; /* its output, released after the commit */
+  whisper_server_stats_t batch_stats; /* the counters when it began */
+  wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
+  struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
+  size_t n_cundo, cap_cundo;
+  uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
+  size_t cache_keep;        /* records kept between batches (0: none) */
+  uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
+  size_t n_cgone, cap_cgone;
 };
 
+/* --- group commit (server_batch.c) ---------------------------------------- */
+
+/* Marks what a batch touched: a failed batch closes the connection, and
+ * reads the account's `hidden` from the store again. */
+static inline void wsrv_batch_conn(whisper_server *srv, wsrv_conn *c) {
+  if (srv->batch) c->batch_no = srv->batch_no;
+}
+static inline void wsrv_batch_acct(whisper_server *srv, wsrv_acct *a) {
+  if (srv->batch) a->batch_no = srv->batch_no;
+}
+/* After a frame: a batch whose transaction broke fails now (its output
+ * dropped, its connections closed) and a new one goes on. */
+void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms);
+/* The store side (server_store.c): a savepoint in the batch's transaction
+ * (begun at the first), the commit with the depth counter, the rollback. */
+int wsrv_batch_savepoint(whisper_server *srv);
+int wsrv_batch_commit(whisper_server *srv);
+void wsrv_batch_rollback(whisper_server *srv);
+
+/* The batch's record cache (server_cache.c): wsrv_get/put/del go through
+ * it for the plain kinds inside a batch (wsrv_cache_usable). */
+int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
+int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
+/* A frame's savepoint opened / closed (keep: released, else rolled back). */
+void wsrv_cache_frame_begin(whisper_server *srv);
+void wsrv_cache_frame_end(whisper_server *srv, int keep);
+/* Writes the dirty records to the store; drop forgets the cache; after a
+ * commit, settle keeps what may stay for the next batch (or drops). */
+int wsrv_cache_flush(whisper_server *srv);
+void wsrv_cache_drop(whisper_server *srv);
+void wsrv_cache_settle(whisper_server *srv);
+void wsrv_cache_free(whisper_server *srv);
+
 /* --- effects of a transaction, applied after its commit ------------------ */
+
+/* One record of a scan, copied. */
+typedef struct wsrv_rec {
+  uint8_t *key, *val;
+  size_t key_len, val_len;
+} wsrv_rec;
 
 typedef struct wsrv_touched {
   wsrv_addr addr;
   uint64_t count; /* entries in its mailbox after the transaction */
   int loud;       /* one of them may wake it (not all from muted conversations) */
+  wsrv_rec *pre;  /* the entries appended, kept when the device is online: pushed */
+  size_t n_pre, cap_pre; /* without reading them back */
+  int pre_lost;   /* one could not be kept: the mailbox is read */
 } wsrv_touched;
 
 typedef struct wsrv_fx {
@@ -295,10 +375,10 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);
 void wsrv_queue_close(whisper_server *srv, uint64_t conn);
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id, uint64_t depth);
-/* Appends to the output FIFO. */
-void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
-/* Drops queued output of `conn`. */
+/* Drops queued output of `conn` (held output too). */
 void wsrv_drop_output(whisper_server *srv, uint64_t conn);
+/* Appends `o` to the output, or to the held output inside a batch. */
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 void wsrv_out_free(wsrv_out *o);
 
 /* --- checks (server_check.c) --------------------------------------------- */
@@ -317,6 +397,11 @@ int wsrv_begin(whisper_server *srv);
  * change), else rolls back. Returns the final code. */
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc);
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+/* The store itself, past the batch's cache. */
+int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
 int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
              size_t vn);
 int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
@@ -328,11 +413,6 @@ int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                  const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
 void wsrv_msg_free(void *m);
 
-/* One record of a scan, copied. */
-typedef struct wsrv_rec {
-  uint8_t *key, *val;
-  size_t key_len, val_len;
-} wsrv_rec;
 /* Up to `limit` records of an ordered kind past `bound` (NULL: from the
  * start) under `prefix`, ascending, copied into *out. */
 int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefix_len,

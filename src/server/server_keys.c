@@ -269,6 +269,7 @@ static void counts_update(whisper_server *srv, const char *account, const fetche
     wsrv_dev *d = wsrv_map_get(&srv->devs, a.key, a.len);
     wsrv_conn *c = d && d->conn ? wsrv_conn_find(srv, d->conn) : NULL;
     if (c) c->prekeys_left = fs[i].dev->prekeys;
+    if (c) wsrv_batch_conn(srv, c); /* a failed batch closes it: the count was not kept */
   }
 }
 

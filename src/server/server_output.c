@@ -1,5 +1,7 @@
 /* The server's output: a FIFO of frames to send, connections to close and
- * devices to wake, drained by whisper_server_poll(). */
+ * devices to wake, drained by whisper_server_poll(). Inside a batch the
+ * output goes to a second FIFO, held until the batch commits
+ * (server_batch.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,12 +38,21 @@ void wsrv_out_free(wsrv_out *o) {
   free(o);
 }
 
+/* Held output marks its connection: if the batch fails, the connection
+ * is closed (what it was told, or its delivery window, is not kept). */
 void wsrv_enqueue(whisper_server *srv, wsrv_out *o) {
-  if (srv->out_tail)
-    srv->out_tail->next = o;
+  wsrv_out **head = &srv->out_head, **tail = &srv->out_tail;
+  if (srv->batch) {
+    head = &srv->held_head;
+    tail = &srv->held_tail;
+    wsrv_conn *c = o->action == WHISPER_SERVER_PUSH ? NULL : wsrv_conn_find(srv, o->conn);
+    if (c) wsrv_batch_conn(srv, c);
+  }
+  if (*tail)
+    (*tail)->next = o;
   else
-    srv->out_head = o;
-  srv->out_tail = o;
+    *head = o;
+  *tail = o;
 }
 
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
@@ -126,8 +137,8 @@ void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_i
   wsrv_enqueue(srv, o);
 }
 
-void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
-  wsrv_out **pp = &srv->out_head, *last = NULL;
+static void drop_from(wsrv_out **head, wsrv_out **tail, uint64_t conn) {
+  wsrv_out **pp = head, *last = NULL;
   while (*pp) {
     wsrv_out *o = *pp;
     if (o->action != WHISPER_SERVER_PUSH && o->conn == conn) {
@@ -138,5 +149,10 @@ void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
       pp = &o->next;
     }
   }
-  srv->out_tail = last;
+  *tail = last;
+}
+
+void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
+  drop_from(&srv->out_head, &srv->out_tail, conn);
+  drop_from(&srv->held_head, &srv->held_tail, conn);
 }

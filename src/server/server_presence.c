@@ -51,6 +51,7 @@ static wsrv_acct *acct_make(whisper_server *srv, const char *name, int hidden) {
   if (a == NULL) return NULL;
   snprintf(a->name, sizeof a->name, "%s", name);
   a->hidden = hidden;
+  wsrv_batch_acct(srv, a);
   if (wsrv_map_put(&srv->accts, name, strlen(name), a) != WHISPER_OK) {
     free(a);
     return NULL;
@@ -100,6 +101,7 @@ int wsrv_presence_login(whisper_server *srv, wsrv_conn *c, int hidden) {
   wsrv_acct *a = wsrv_acct_find(srv, c->account);
   if (a == NULL && (a = acct_make(srv, c->account, hidden)) == NULL) return WHISPER_ENOMEM;
   a->hidden = hidden;
+  wsrv_batch_acct(srv, a);
   int rc = ids_add(&a->online, &a->n_online, &a->cap_online, c->id);
   a->offline_at = 0;
   if (seen_online(a) && !a->announced_online) announce(srv, a);
@@ -317,6 +319,7 @@ int wsrv_handle_presence_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
   wsrv_acct *a = wsrv_acct_find(srv, c->account);
   if (a && m->has_online_visible && a->hidden != !m->online_visible) {
     a->hidden = !m->online_visible;
+    wsrv_batch_acct(srv, a);
     announce(srv, a);
   }
   if (m->has_online_visible) wsrv_cluster_hidden(srv, c->account, !m->online_visible);

@@ -1,6 +1,9 @@
 /*
  * The volatile in-memory store: a hash table of (kind, key) -> value with
- * an undo journal, so rollback really restores the state at begin.
+ * an undo journal, so rollback really restores the state at begin. A
+ * savepoint marks the journal's length (and starts a new journal stamp):
+ * the records journaled after it restore the state at the savepoint
+ * (rollback_to); a key is journaled once per transaction or savepoint.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,9 +35,15 @@ typedef struct mem_store {
   mem_entry **buckets;
   size_t nbuckets, count;
   int in_txn;
-  uint64_t txn; /* the number of the open (or last) transaction */
-  mem_undo *undo; /* the journal, oldest first; kept between transactions */
+  uint64_t txn;    /* the stamp of the open transaction or savepoint (unique) */
+  uint64_t stamps; /* stamps handed out */
+  mem_undo *undo;  /* the journal, oldest first; kept between transactions */
   size_t nundo, capundo;
+  struct mem_mark {
+    size_t nundo;  /* the journal's length at the savepoint */
+    uint64_t txn;  /* the stamp before it */
+  } *marks;        /* the open savepoints, oldest first */
+  size_t n_marks, cap_marks;
 } mem_store;
 
 /* Eight bytes at a time, then mixed so that the low bits (the bucket)
@@ -176,13 +185,14 @@ static void unlink_entry(mem_store *m, mem_entry **pp) {
 static void drop_journal(mem_store *m) {
   for (size_t i = 0; i < m->nundo; i++) undo_free(&m->undo[i]);
   m->nundo = 0;
+  m->n_marks = 0;
 }
 
 static int mem_begin(void *user) {
   mem_store *m = user;
   if (m->in_txn) return WHISPER_ESTATE;
   m->in_txn = 1;
-  m->txn++;
+  m->txn = ++m->stamps;
   return WHISPER_OK;
 }
 
@@ -193,11 +203,11 @@ static int mem_commit(void *user) {
   return WHISPER_OK;
 }
 
-/* The newest undo first: a key journaled twice (removed, then made again)
- * ends with its oldest record, its value at begin. */
-static void mem_rollback(void *user) {
-  mem_store *m = user;
-  for (size_t i = m->nundo; i-- > 0;) {
+/* Undoes the journal's records down to `to`, the newest first: a key
+ * journaled twice (removed, then made again; or once in a savepoint and
+ * once before it) ends with its oldest record's value. */
+static void unwind(mem_store *m, size_t to) {
+  for (size_t i = m->nundo; i-- > to;) {
     mem_undo *u = &m->undo[i];
     mem_entry **pp = find(m, u->kind, undo_key(u), u->key_len);
     if (*pp) {
@@ -210,9 +220,52 @@ static void mem_rollback(void *user) {
       free_bytes(u->val, u->val_len); /* out of memory: the value is lost */
     }
     u->val = NULL; /* given back */
+    undo_free(u);
   }
+  m->nundo = to;
+}
+
+static void mem_rollback(void *user) {
+  mem_store *m = user;
+  unwind(m, 0);
   drop_journal(m);
   m->in_txn = 0;
+}
+
+static int mem_savepoint(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn) return WHISPER_ESTATE;
+  if (m->n_marks == m->cap_marks) {
+    size_t cap = m->cap_marks ? m->cap_marks * 2 : 4;
+    struct mem_mark *marks = realloc(m->marks, cap * sizeof *marks);
+    if (marks == NULL) return WHISPER_ENOMEM;
+    m->marks = marks;
+    m->cap_marks = cap;
+  }
+  m->marks[m->n_marks].nundo = m->nundo;
+  m->marks[m->n_marks].txn = m->txn;
+  m->n_marks++;
+  m->txn = ++m->stamps; /* keys are journaled again inside it */
+  return WHISPER_OK;
+}
+
+/* The savepoint's records stay, in the enclosing one's part of the
+ * journal; a key they cover may be journaled once more there (harmless:
+ * unwinding ends with the oldest record). */
+static int mem_release(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn || m->n_marks == 0) return WHISPER_ESTATE;
+  m->txn = m->marks[--m->n_marks].txn;
+  return WHISPER_OK;
+}
+
+static int mem_rollback_to(void *user) {
+  mem_store *m = user;
+  if (!m->in_txn || m->n_marks == 0) return WHISPER_ESTATE;
+  m->n_marks--;
+  unwind(m, m->marks[m->n_marks].nundo);
+  m->txn = m->marks[m->n_marks].txn;
+  return WHISPER_OK;
 }
 
 static int mem_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
@@ -316,6 +369,7 @@ static void mem_destroy(void *user) {
   mem_store *m = user;
   drop_journal(m);
   free(m->undo);
+  free(m->marks);
   for (size_t i = 0; i < m->nbuckets; i++) {
     mem_entry *e = m->buckets[i], *next;
     for (; e; e = next) {
@@ -331,7 +385,8 @@ static void mem_destroy(void *user) {
 int whisper_store_memory_new(whisper_store **out) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, mem_begin, mem_commit,
                                         mem_rollback, mem_get, mem_put, mem_del, mem_destroy,
-                                        mem_scan,    mem_add};
+                                        mem_scan,    mem_add,     mem_savepoint,
+                                        mem_release, mem_rollback_to};
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
   mem_store *m = calloc(1, sizeof *m);

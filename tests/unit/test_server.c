@@ -2270,6 +2270,7 @@ typedef struct failing {
   whisper_store *inner;
   int fail_puts_after; /* -1: never; n: the put after n more succeeds fails */
   int fail_commit;
+  int fail_savepoint;  /* the next savepoint fails (once) */
 } failing;
 
 static int f_begin(void *u) {
@@ -2308,13 +2309,33 @@ static int f_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t 
   return f->inner->ops.scan(f->inner->user, kind, p, pn, b, bn, desc, limit, fn, arg);
 }
 
+static int f_savepoint(void *u) {
+  failing *f = u;
+  if (f->fail_savepoint) {
+    f->fail_savepoint = 0;
+    return WHISPER_ESTORE;
+  }
+  return f->inner->ops.savepoint(f->inner->user);
+}
+static int f_release(void *u) {
+  failing *f = u;
+  return f->inner->ops.release(f->inner->user);
+}
+static int f_rollback_to(void *u) {
+  failing *f = u;
+  return f->inner->ops.rollback_to(f->inner->user);
+}
+
+static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
+                                              f_rollback, f_get, f_put, f_del, NULL, f_scan,
+                                              NULL, f_savepoint, f_release, f_rollback_to};
+
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0};
+  failing fl = {NULL, -1, 0, 0};
   whisper_store *st;
-  static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit, f_rollback,
-                                        f_get, f_put, f_del, NULL, f_scan, NULL};
+  const whisper_store_ops ops = failing_ops;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
@@ -2369,6 +2390,364 @@ static void test_store_failure(void) {
   dev_free(&c);
   dev_free(&a);
   dev_free(&b);
+  srvt_close(&t);
+  whisper_store_close(fl.inner);
+}
+
+/* --- delivery without reading the mailbox back ---------------------------- */
+
+/* Entries appended for an online device that had everything are pushed
+ * from memory, and once an Ack went through on a connection the next ones
+ * delete what was pushed by key: the mailbox, its count and the counters
+ * must come out as if every entry had been read back. */
+static void test_delivery_fast(void) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 3;
+  cfg.max_mailbox = 4;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  target b1[] = {{1, 0}};
+  uint8_t cid[16];
+  for (int i = 1; i <= 5; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 4)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i);
+    else
+      EXPECT_ERR(1, 10); /* four in the mailbox: full */
+  }
+  for (uint64_t s = 1; s <= 3; s++) CHECK(EXPECT_DELIVER(2, 1, s) != NULL);
+  EXPECT_NONE(2); /* the window is full: 4 waits */
+  t.now += 10;
+  ack(&t, 2, 1); /* the first Ack reads the mailbox */
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 4) != NULL);
+  EXPECT_NONE(2);
+  t.now += 10;
+  ack(&t, 2, 3); /* by key */
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).entries_delivered == 3);
+  for (int i = 6; i <= 8; i++) { /* room for three again: pushed as they come */
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+  }
+  CHECK(EXPECT_DELIVER(2, 1, 5) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 6) != NULL);
+  EXPECT_NONE(2); /* 4, 5, 6 in flight: 7 waits */
+  t.now += 10;
+  ack(&t, 2, 6);
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 7) != NULL);
+  ack(&t, 2, 7);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  whisper_server_stats_t s = stats(&t);
+  CHECK(s.mailbox_depth == 0 && s.entries_delivered == 7 && s.latency_count == 7 &&
+        s.latency_sum_ms == 10 + 20 + 20 + 30 + 10 + 10 + 10);
+  /* nothing is left: a new connection gets no entry, and the mailbox takes
+   * four again */
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &b, 3, 0);
+  CHECK(expect_queue_empty(3) == 0);
+  EXPECT_NONE(3);
+  whisper_server_close(t.srv, 3, t.now);
+  for (int i = 9; i <= 13; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 12)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+    else
+      EXPECT_ERR(1, 10);
+  }
+  /* resuming after 9 (8 and 9 are the device's already; 10 and 11 are
+   * pushed): the first Ack reads the mailbox, and so does the next while
+   * entries it did not push may be left (9); then by key */
+  dev_login(&t, &b, 4, 9);
+  CHECK(EXPECT_DELIVER(4, 1, 10) != NULL);
+  CHECK(EXPECT_DELIVER(4, 1, 11) != NULL);
+  CHECK(expect_queue_empty(4) == 11);
+  ack(&t, 4, 8);
+  EXPECT_OK(4);
+  ack(&t, 4, 10);
+  EXPECT_OK(4);
+  ack(&t, 4, 11);
+  EXPECT_OK(4);
+  CHECK(stats(&t).mailbox_depth == 0);
+  whisper_server_close(t.srv, 4, t.now);
+  dev_login(&t, &b, 5, 0);
+  CHECK(expect_queue_empty(5) == 0);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+
+  /* the ring of entries in flight grows (from 8) and wraps around */
+  cfg = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 20;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  uint64_t next = 1;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 13; i++) {
+      cid_make(cid, 100 + round * 13 + i);
+      send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+      fr_free(EXPECT(1, SENT));
+    }
+    uint64_t first = next;
+    for (; next < first + 13; next++) CHECK(EXPECT_DELIVER(2, 1, next) != NULL);
+    ack(&t, 2, first + 5); /* part of it: the rest stays in flight, the ring wraps */
+    EXPECT_OK(2);
+  }
+  ack(&t, 2, next - 1);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).entries_delivered == 39);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+/* --- group commit ---------------------------------------------------------- */
+
+static void batch_begin(srvt *t) { CHECK_RC(whisper_server_batch_begin(t->srv), WHISPER_OK); }
+
+static int batch_end(srvt *t) {
+  int rc = whisper_server_batch_end(t->srv, t->now);
+  drain(t->srv);
+  return rc;
+}
+
+/* Nothing at all is queued for conns 1..n (nothing was handed out). */
+static int all_quiet(uint64_t n) {
+  for (uint64_t c = 1; c <= n; c++)
+    if (pending(c) || boxes[c].closed) return 0;
+  return n_pushes == 0;
+}
+
+/* Frames received between whisper_server_batch_begin() and _end() share
+ * one transaction: nothing they cause is handed out before the commit; a
+ * frame refused or failed inside undoes its own writes only; a failed
+ * commit (or a savepoint the store could not open) keeps nothing, hands
+ * out nothing, closes the connections the batch touched, and puts the
+ * counters, push flags and presence back. */
+static void test_batch(size_t keep) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
+  srvt t;
+  dev a, b, c, d;
+  failing fl = {NULL, -1, 0, 0};
+  whisper_store *st;
+  whisper_store_memory_new(&fl.inner);
+  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
+  srvt_open(&t, st, NULL);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(NULL, keep), WHISPER_EINVAL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_init(&d, "dave", 1, 4);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  dev_up(&t, &d, 4, 0);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}}, a1[] = {{1, 0}}, wrong[] = {{2, 0}};
+
+  /* the API's edges */
+  CHECK_RC(whisper_server_batch_begin(NULL), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_batch_end(NULL, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_batch_end(t.srv, t.now), WHISPER_ESTATE);
+  batch_begin(&t);
+  CHECK_RC(whisper_server_batch_begin(t.srv), WHISPER_ESTATE);
+  CHECK_RC(batch_end(&t), WHISPER_OK); /* empty */
+  CHECK(all_quiet(4));
+  {
+    whisper_store_ops v3 = failing_ops;
+    v3.version = 3;
+    whisper_store *st3;
+    whisper_server *srv3;
+    CHECK_RC(whisper_store_new(&st3, &v3, &fl), WHISPER_OK);
+    CHECK_RC(whisper_server_new(&srv3, st3, NULL), WHISPER_OK);
+    CHECK_RC(whisper_server_batch_begin(srv3), WHISPER_EINVAL); /* no savepoints */
+    whisper_server_free(srv3);
+    whisper_store_close(st3);
+  }
+
+  /* 1. held until the commit; a failed frame and a refused one undo only
+   * their own writes */
+  batch_begin(&t);
+  cid_make(cid, 1);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* server_seq 1, bob's seq 1 */
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  cid_make(cid, 2);
+  fl.fail_puts_after = 0; /* the server_seq is taken: then the mailbox entry's put fails */
+  send_direct(&t, &c, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_ESTORE && all_quiet(4));
+  fl.fail_puts_after = -1;
+  cid_make(cid, 3);
+  send_direct(&t, &a, "bob", cid, wrong, 1, NULL, 0, MSG); /* takes a server_seq, then refused */
+  cid_make(cid, 4);
+  send_direct(&t, &b, "alice", cid, a1, 1, NULL, 0, MSG);
+  ping(&t, 4);
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  CHECK(stats(&t).messages_sent == 2 && stats(&t).mailbox_depth == 2);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == 1);
+  fr_free(EXPECT(1, STALE));
+  CHECK(EXPECT_DELIVER(1, 1, 1) != NULL); /* bob's: after its commit */
+  EXPECT_NONE(1);
+  EXPECT_ERR(3, 12); /* carol's failed send: ERR_INTERNAL */
+  EXPECT_NONE(3);
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  CHECK(EXPECT_SENT(2, NULL) == 2); /* the failed and the refused sends kept no server_seq */
+  EXPECT_NONE(2);
+  fr_free(EXPECT(4, PONG));
+  /* carol's retry is new: mailbox seq 2, server_seq 3 */
+  cid_make(cid, 2);
+  send_direct(&t, &c, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(3, NULL) == 3);
+  Whisper__Sync__Deliver *dv = EXPECT_DELIVER(2, 1, 2);
+  CHECK(dv && strcmp(dv->sender, "carol") == 0);
+  ack(&t, 2, 2);
+  EXPECT_OK(2);
+  ack(&t, 1, 1);
+  EXPECT_OK(1);
+  CHECK(stats(&t).mailbox_depth == 0);
+  whisper_server_stats_t before = stats(&t);
+
+  /* 2. a failed commit: nothing kept, nothing handed out, the touched
+   * connections closed, the others (dave) left alone; a push dropped
+   * leaves its device to be woken next time */
+  whisper_server_close(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
+  const char *acc_a[] = {"alice"};
+  batch_begin(&t);
+  cid_make(cid, 5);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  cid_make(cid, 6);
+  send_direct(&t, &b, "carol", cid, a1, 1, NULL, 0, MSG);
+  presence_set(&t, 1, 1, 0, 0, 0); /* alice hides */
+  CHECK(all_quiet(4));
+  fl.fail_commit = 1;
+  CHECK_RC(batch_end(&t), WHISPER_ESTORE);
+  fl.fail_commit = 0;
+  CHECK(boxes[1].closed && boxes[2].closed && !boxes[4].closed);
+  CHECK(pending(1) == 0 && pending(2) == 0 && pending(4) == 0 && n_pushes == 0);
+  whisper_server_stats_t after = stats(&t);
+  CHECK(after.messages_sent == before.messages_sent && after.mailbox_depth == 0 &&
+        after.pushes == before.pushes && after.frames_refused == before.frames_refused &&
+        after.authenticated == 1 && after.connections == 1); /* dave's */
+  /* alice is not hidden (the store says so): dave, subscribing before she
+   * is back, sees her online (within the grace period) */
+  subscribe(&t, 4, acc_a, 1);
+  EXPECT_OK(4);
+  EXPECT_PRESENCE(4, "alice", 1, 0);
+  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &a, 1, 0);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  dev_login(&t, &b, 2, 2);
+  fr_free(EXPECT(2, QUEUE_EMPTY)); /* nothing waits for bob */
+  cid_make(cid, 5);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(1, NULL) == 4); /* a new send: its server_seq was not kept */
+  CHECK(EXPECT_DELIVER(2, 1, 3) != NULL);
+  cid_make(cid, 6);
+  send_direct(&t, &b, "carol", cid, a1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(2, NULL) == 5);
+  CHECK(n_pushes == 1 && strcmp(pushes[0].account, "carol") == 0); /* woken after all */
+  ack(&t, 2, 3);
+  EXPECT_OK(2);
+
+  /* 3. a savepoint the store cannot open: the batch so far fails at once,
+   * the frames after it go on in a new batch */
+  box_reset(4);
+  n_pushes = 0;
+  batch_begin(&t);
+  cid_make(cid, 7);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK);
+  fl.fail_savepoint = 1;
+  cid_make(cid, 8);
+  send_direct(&t, &b, "alice", cid, a1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_ESTORE);
+  CHECK(boxes[1].closed && boxes[2].closed && pending(1) == 0 && pending(2) == 0);
+  ping(&t, 4);
+  CHECK(pending(4) == 0); /* the new batch holds it */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  fr_free(EXPECT(4, PONG));
+  EXPECT_NONE(4);
+  /* what is left: send 6 for carol (offline) */
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).messages_sent == before.messages_sent + 2);
+  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &b, 2, 3);
+  fr_free(EXPECT(2, QUEUE_EMPTY)); /* alice's send 7 was not kept */
+
+  /* 4. a frame sees what the frames before it in the batch wrote (through
+   * the batch's record cache); what the batch wrote is in the store after
+   * the commit (a new server reads it) */
+  box_reset(2);
+  box_reset(4);
+  dev_login(&t, &a, 1, 0);
+  box_reset(1);
+  batch_begin(&t);
+  cid_make(cid, 10);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* again: the recorded answer */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  uint64_t seq10 = EXPECT_SENT(1, NULL);
+  CHECK(seq10 > 0 && EXPECT_SENT(1, NULL) == seq10);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  EXPECT_NONE(2);
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  whisper_server_stats(t.srv, &after);
+  CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
+  for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
+  dev_login(&t, &a, 1, 0);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  batch_begin(&t);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == seq10);
+
+  /* records kept between batches (with keep) never outlive a change made
+   * outside a batch: the server_seq counter goes on from the store's */
+  box_reset(1);
+  uint64_t seqs[3];
+  for (int i = 0; i < 3; i++) {
+    if (i != 1) batch_begin(&t);
+    cid_make(cid, 20 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i != 1) CHECK_RC(batch_end(&t), WHISPER_OK);
+    seqs[i] = EXPECT_SENT(1, NULL);
+  }
+  CHECK(seqs[0] > seq10 && seqs[1] == seqs[0] + 1 && seqs[2] == seqs[1] + 1);
+  CHECK(stats(&t).mailbox_depth == 5);
+
+  /* 5. a batch that never ends keeps nothing */
+  batch_begin(&t);
+  cid_make(cid, 9);
+  send_direct(&t, &b, "dave", cid, a1, 1, NULL, 0, MSG);
+  whisper_server_free(t.srv);
+  t.srv = NULL;
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  whisper_server_stats(t.srv, &after);
+  CHECK(after.mailbox_depth == 5);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  dev_free(&d);
   srvt_close(&t);
   whisper_store_close(fl.inner);
 }
@@ -3341,6 +3720,9 @@ int main(void) {
   test_rate_heartbeat_push();
   test_mailbox_limit();
   test_store_failure();
+  test_delivery_fast();
+  test_batch(0);
+  test_batch(1000); /* records kept between batches */
   test_restart_sqlite();
   test_upload_tokens();
   test_upload_token_config();

@@ -64,7 +64,7 @@ static int f_add(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v
 
 static const whisper_store_ops faulty_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
                                              f_rollback, f_get, f_put, f_del, NULL, f_scan,
-                                             f_add};
+                                             f_add, NULL, NULL, NULL};
 
 /* Reads the raw session record for an address (NULL if none). */
 static whisper_buf *raw_record(whisper_store *st, const char *name, uint32_t dev) {
@@ -521,6 +521,123 @@ static void test_memo_follows_store(void) {
     side_close(&a);
     side_close(&b);
   }
+/* The value of (kind, k) as a NUL-terminated string ("" if none). */
+static const char *val(whisper_store *st, int kind, const char *k) {
+  static char out[32];
+  whisper_buf *b = NULL;
+  out[0] = 0;
+  if (st->ops.get(st->user, kind, (const uint8_t *)k, strlen(k), &b) == WHISPER_OK && b->len < 32) {
+    memcpy(out, b->data, b->len);
+    out[b->len] = 0;
+  }
+  whisper_buf_free(b);
+  return out;
+}
+
+static int put(whisper_store *st, int kind, const char *k, const char *v) {
+  return st->ops.put(st->user, kind, (const uint8_t *)k, strlen(k), (const uint8_t *)v, strlen(v));
+}
+
+/* Savepoints (ops version 4): rollback_to undoes the writes since the
+ * newest savepoint and no others, release keeps them for the enclosing
+ * savepoint or transaction to keep or undo; on the memory store and the
+ * SQLite store, for a plain kind and an ordered one. */
+static void test_savepoints(void) {
+  char dir[] = "/tmp/whisper-test-sp-XXXXXX", path[64];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/sp.db", dir);
+  static const uint8_t key[32] = "store savepoint test key .......";
+  for (int sqlite = 0; sqlite <= 1; sqlite++) {
+    whisper_store *st;
+    whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+    o.key = key;
+    o.key_len = sizeof key;
+    CHECK_RC(sqlite ? whisper_store_sqlite_open(&st, path, &o, NULL) : whisper_store_memory_new(&st),
+             WHISPER_OK);
+    CHECK(st->ops.savepoint && st->ops.release && st->ops.rollback_to);
+    static const int kinds[] = {WHISPER_REC_META, WHISPER_REC_HISTORY};
+    for (size_t i = 0; i < 2; i++) {
+      int kind = kinds[i];
+      /* none outside a transaction, nothing to close without one */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_ESTATE);
+      CHECK_RC(put(st, kind, "k", "a"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "gone", "z"), WHISPER_OK);
+      /* one frame refused: its writes go, the transaction's stay */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "b"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "b2"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "new", "x"), WHISPER_OK);
+      CHECK_RC(st->ops.del(st->user, kind, (const uint8_t *)"gone", 4), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "b2") == 0 && strcmp(val(st, kind, "gone"), "") == 0);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "a") == 0 && strcmp(val(st, kind, "new"), "") == 0 &&
+            strcmp(val(st, kind, "gone"), "z") == 0);
+      /* the next one kept */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "c"), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "c") == 0 && strcmp(val(st, kind, "gone"), "z") == 0);
+      /* nested: a released inner savepoint is undone with its outer one */
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "d"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "e"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "f"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "inner", "i"), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "g"), WHISPER_OK); /* journaled already, by the inner one */
+      CHECK(strcmp(val(st, kind, "k"), "g") == 0 && strcmp(val(st, kind, "inner"), "i") == 0);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "d") == 0 && strcmp(val(st, kind, "inner"), "") == 0);
+      /* an inner rollback keeps the outer savepoint's writes; a rollback of
+       * the transaction undoes everything */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "h"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "j"), WHISPER_OK);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "h") == 0);
+      st->ops.rollback(st->user);
+      CHECK(strcmp(val(st, kind, "k"), "c") == 0);
+      /* a rollback closed the savepoint it left open */
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_ESTATE);
+      st->ops.rollback(st->user);
+    }
+    whisper_store_close(st);
+  }
+  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  rmdir(dir);
+  /* a table of version 3 ends before the savepoints: nothing past it is read */
+  size_t v3_size = offsetof(whisper_store_ops, savepoint);
+  whisper_store_ops head = faulty_ops;
+  head.version = 3;
+  void *v3 = malloc(v3_size);
+  memcpy(v3, &head, v3_size);
+  whisper_store *st;
+  CHECK_RC(whisper_store_new(&st, (const whisper_store_ops *)v3, NULL), WHISPER_OK);
+  CHECK(st->ops.savepoint == NULL && st->ops.release == NULL && st->ops.rollback_to == NULL);
+  whisper_store_close(st);
+  free(v3);
+  /* version 4: all three, or none */
+  whisper_store_ops v4 = faulty_ops;
+  v4.savepoint = f_begin;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_EINVAL);
+  v4.release = f_commit;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_EINVAL);
+  v4.rollback_to = f_begin;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_OK);
+  whisper_store_close(st);
 }
 
 int main(void) {
@@ -529,6 +646,7 @@ int main(void) {
   test_memory_rollback();
   test_memory_model();
   test_add();
+  test_savepoints();
   test_fault_injection();
   test_refusals_change_nothing();
   return test_done();
