@@ -70,6 +70,7 @@ typedef struct pg_store {
   char table[PG_NAME_MAX + 1];
   unsigned lock_timeout_ms;
   int in_txn;
+  unsigned n_sp;        /* open savepoints (sp1..spN on every shard the transaction uses) */
   uint8_t hash_key[16]; /* keys the lock and routing hashes (per table, not secret) */
   char run_id[17];      /* this handle's part of gids */
   uint64_t gid_seq;
@@ -265,12 +266,57 @@ static size_t route(const pg_store *s, int kind, const uint8_t *key, size_t n) {
 
 static int shard_begin(pg_store *s, pg_shard *sh) {
   int rc = exec_on(s, sh->db, "BEGIN", "beginning a transaction");
-  if (rc != WHISPER_OK && PQstatus(sh->db) != CONNECTION_OK) {
+  if (rc != WHISPER_OK && PQstatus(sh->db) != CONNECTION_OK && !s->n_sp) {
     /* the server ended the connection since the last statement */
     rc = reconnect(s, sh);
     if (rc == WHISPER_OK) rc = exec_on(s, sh->db, "BEGIN", "beginning a transaction");
   }
+  /* a shard first used inside savepoints takes them too, so that rolling
+   * back to one undoes its writes as well */
+  for (unsigned i = 1; rc == WHISPER_OK && i <= s->n_sp; i++) {
+    char sql[32];
+    snprintf(sql, sizeof sql, "SAVEPOINT sp%u", i);
+    rc = exec_on(s, sh->db, sql, "making a savepoint");
+  }
   if (rc == WHISPER_OK) sh->begun = 1;
+  return rc;
+}
+
+/* The same statement on every shard the transaction uses. */
+static int on_begun(pg_store *s, const char *sql, const char *what) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < s->n; i++)
+    if (s->shards[i].begun) rc = exec_on(s, s->shards[i].db, sql, what);
+  return rc;
+}
+
+static int pg_savepoint(void *user) {
+  pg_store *s = user;
+  if (!s->in_txn) return WHISPER_ESTATE;
+  char sql[32];
+  snprintf(sql, sizeof sql, "SAVEPOINT sp%u", s->n_sp + 1);
+  int rc = on_begun(s, sql, "making a savepoint");
+  if (rc == WHISPER_OK) s->n_sp++;
+  return rc;
+}
+
+static int pg_release(void *user) {
+  pg_store *s = user;
+  if (!s->in_txn || s->n_sp == 0) return WHISPER_ESTATE;
+  char sql[40];
+  snprintf(sql, sizeof sql, "RELEASE SAVEPOINT sp%u", s->n_sp);
+  int rc = on_begun(s, sql, "releasing a savepoint");
+  if (rc == WHISPER_OK) s->n_sp--;
+  return rc;
+}
+
+static int pg_rollback_to(void *user) {
+  pg_store *s = user;
+  if (!s->in_txn || s->n_sp == 0) return WHISPER_ESTATE;
+  char sql[80];
+  snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT sp%u; RELEASE SAVEPOINT sp%u", s->n_sp, s->n_sp);
+  int rc = on_begun(s, sql, "rolling back to a savepoint");
+  if (rc == WHISPER_OK) s->n_sp--;
   return rc;
 }
 
@@ -281,6 +327,7 @@ static void rollback_all(pg_store *s) {
     sh->begun = 0;
   }
   s->in_txn = 0;
+  s->n_sp = 0;
 }
 
 static void recover(pg_store *s);
@@ -398,6 +445,7 @@ static int commit_two_phase(pg_store *s) {
 
 static int pg_commit(void *user) {
   pg_store *s = user;
+  s->n_sp = 0;
   size_t used = 0, which = 0;
   for (size_t i = 0; i < s->n; i++)
     if (s->shards[i].begun) used++, which = i;
@@ -660,7 +708,7 @@ int whisper_store_pg_open_sharded(whisper_store **out, const char *const *connin
   static const whisper_pg_options_t defaults = WHISPER_PG_OPTIONS_INIT;
   static const whisper_store_ops ops = {
       WHISPER_STORE_OPS_VERSION, pg_begin, pg_commit, pg_rollback, pg_get, pg_put, pg_del,
-      pg_destroy,                pg_scan,  pg_add};
+      pg_destroy,                pg_scan,  pg_add,     pg_savepoint, pg_release, pg_rollback_to};
   const char *dummy;
   if (why == NULL) why = &dummy;
   *why = "";

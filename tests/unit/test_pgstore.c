@@ -152,6 +152,10 @@ static void test_differential(void) {
         r[s] = st->ops.add(st->user, kind, k, kn, v, vn);
       } else if (op < 60) {
         r[s] = st->ops.del(st->user, kind, k, kn);
+      } else if (op < 64) { /* savepoints: make, release, roll back to */
+        r[s] = op < 61   ? st->ops.savepoint(st->user)
+               : op < 62 ? st->ops.release(st->user)
+                         : st->ops.rollback_to(st->user);
       } else if (op < 80) {
         whisper_buf *out = NULL;
         r[s] = st->ops.get(st->user, kind, k, kn, &out);

@@ -521,6 +521,8 @@ static void test_memo_follows_store(void) {
     side_close(&a);
     side_close(&b);
   }
+}
+
 /* The value of (kind, k) as a NUL-terminated string ("" if none). */
 static const char *val(whisper_store *st, int kind, const char *k) {
   static char out[32];
