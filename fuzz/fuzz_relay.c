@@ -98,6 +98,7 @@
 
 #define NODE 1
 #define PEER 2
+#define PEER_CONN 1 /* node 2's connection */
 #define KIND(k) WHISPER__SERVER__RELAY__KIND__##k
 
 enum { OP_RAW, OP_RELAY, OP_ECHO, OP_TICK, OP_RECV, OP_LOGIN, OP_CONN, OP_RESYNC };
@@ -256,7 +257,15 @@ static struct {
   /* pushes: a device is woken once per offline period (until it logs in,
    * here or on another node) */
   int pushed[FZS_NDEV];
+  /* node 2's connection (carol.1, logged in at its first PEER operation):
+   * 0 none yet, 1 logged in, -1 closed */
+  int peer_state;
+  uint8_t peer_nonce[32];
+  uint64_t peer_sends;
+  uint64_t depth0; /* the stored depth when the input started */
 } H;
+
+static uint32_t bob_regid;
 
 static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void trace(const char *fmt, ...) {
@@ -441,9 +450,13 @@ static void check_out_relay(const whisper_server_output_t *o, outrec *rec) {
   FZ_ASSERT(rc == WHISPER_OK, "node 2 refused a relay of node 1: %d (%s)", rc,
             whisper_server_last_error(H.peer));
   whisper_server_output_t po;
-  while (whisper_server_poll(H.peer, &po))
-    FZ_ASSERT(po.action == WHISPER_SERVER_RELAY || po.action == WHISPER_SERVER_PUSH,
-              "node 2, without connections, asked for action %d", po.action);
+  while (whisper_server_poll(H.peer, &po)) {
+    FZ_ASSERT(po.action == WHISPER_SERVER_RELAY || po.action == WHISPER_SERVER_PUSH ||
+                  (po.conn == PEER_CONN && H.peer_state == 1),
+              "node 2 asked for action %d on connection %llu", po.action,
+              (unsigned long long)po.conn);
+    if (po.action == WHISPER_SERVER_CLOSE) H.peer_state = -1;
+  }
 }
 
 static int view_has(const char *account, uint32_t device) { return view_find(account, device) != NULL; }
@@ -988,6 +1001,85 @@ static void op_login(int k, uint8_t arg) {
   }
 }
 
+/* Node 2's output: what it says to carol.1 is dropped (the answer to
+ * `want_id` is returned, 0: none), its relays are broadcast to node 1
+ * once it is all taken. */
+static int peer_drain(uint64_t want_id) {
+  whisper_server_output_t po;
+  uint8_t (*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
+  size_t *lens = NULL, n = 0;
+  int answer = 0;
+  while (whisper_server_poll(H.peer, &po)) {
+    if (po.action == WHISPER_SERVER_RELAY) {
+      FZ_ASSERT(po.frame_len > 0 && po.frame_len <= WHISPER_SERVER_RELAY_MAX,
+                "node 2 made a relay of %zu bytes", po.frame_len);
+      relays = realloc(relays, (n + 1) * sizeof *relays);
+      lens = realloc(lens, (n + 1) * sizeof *lens);
+      FZ_ASSERT(relays != NULL && lens != NULL, "out of memory");
+      memcpy(relays[n], po.frame, po.frame_len);
+      lens[n++] = po.frame_len;
+    } else if (po.action == WHISPER_SERVER_CLOSE) {
+      H.peer_state = -1;
+    } else if (po.action == WHISPER_SERVER_SEND) {
+      fzs_frame *f = fzs_unpack(po.frame, po.frame_len);
+      FZ_ASSERT(f != NULL, "node 2 sent a frame that does not parse");
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_CHALLENGE && f->challenge->nonce.len == 32)
+        memcpy(H.peer_nonce, f->challenge->nonce.data, 32);
+      if (want_id && f->has_id && f->id == want_id && !fzs_is_push(f->body_case))
+        answer = f->body_case;
+      fzs_frame_free(f);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    trace("  node 2's relay:\n");
+    op_relay_bytes(relays[i], lens[i]);
+    op_end(0);
+  }
+  free(relays);
+  free(lens);
+  return answer;
+}
+
+static int peer_feed(whisper_buf *b, uint64_t id) {
+  int rc = whisper_server_receive(H.peer, PEER_CONN, b->data, b->len, H.now);
+  whisper_buf_free(b);
+  FZ_ASSERT(rc == WHISPER_OK, "node 2 receive: %d (%s)", rc, whisper_server_last_error(H.peer));
+  return peer_drain(id);
+}
+
+/* carol.1, logged in on node 2 (first time), sends a message to bob.1 or
+ * to alice.1 and alice.2 through it: node 2 writes their mailboxes and
+ * wakes them with relays. */
+static void op_peer(uint8_t arg) {
+  fz_dev *carol = W->dev[FZS_CAROL1];
+  trace("  node 2: carol.1 sends to %s\n", arg & 1 ? "alice" : "bob");
+  if (H.peer_state < 0) return;
+  if (H.peer_state == 0) {
+    FZ_ASSERT(whisper_server_open(H.peer, PEER_CONN, H.now) == WHISPER_OK, "node 2 open");
+    peer_drain(0);
+    uint64_t id = ++H.next_id;
+    if (peer_feed(fzs_hello(id, carol->name, carol->device_id), id) !=
+        WHISPER__SYNC__FRAME__BODY_OK)
+      return;
+    id = ++H.next_id;
+    H.peer_state = 1;
+    if (peer_feed(fzs_auth(carol, id, H.peer_nonce, 32, 0), id) != WHISPER__SYNC__FRAME__BODY_OK) {
+      H.peer_state = -1;
+      return;
+    }
+  }
+  if (H.peer_state != 1) return;
+  uint8_t cid[16];
+  memset(cid, 0, sizeof cid);
+  memcpy(cid, "fz-peer-", 8);
+  wsrv_be64(cid + 8, ++H.peer_sends);
+  const uint32_t alice[] = {1, 2}, bob[] = {1};
+  uint64_t id = ++H.next_id;
+  whisper_buf *b = arg & 1 ? fzs_send_direct(id, cid, "alice", alice, NULL, 2, NULL, 0, "peer")
+                           : fzs_send_direct(id, cid, "bob", bob, &bob_regid, 1, NULL, 0, "peer");
+  peer_feed(b, id);
+}
+
 static void op_resync(int leave) {
   trace("  %s\n", leave ? "leave" : "resync");
   if (leave)
@@ -1028,6 +1120,9 @@ static void start(void) {
   H.next_id = UINT64_C(1) << 62;
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
+  whisper_server_stats_t st0;
+  whisper_server_stats(H.srv, &st0);
+  H.depth0 = st0.mailbox_depth;
   whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
   rc = whisper_server_new(&H.peer, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new (node 2): %d", rc);
@@ -1071,15 +1166,19 @@ static int count_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t
 }
 
 static void end(void) {
-  whisper_server_stats_t st;
+  whisper_server_stats_t st, pst;
   whisper_server_stats(H.srv, &st);
+  whisper_server_stats(H.peer, &pst);
   uint64_t n = 0;
   whisper_store *in = W->fs.inner;
   FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_MAILBOX, NULL, 0, NULL, 0, 0, SIZE_MAX,
                          count_fn, &n) == WHISPER_OK,
             "scan");
-  FZ_ASSERT(st.mailbox_depth == n, "the stats say %llu entries, %llu are stored",
-            (unsigned long long)st.mailbox_depth, (unsigned long long)n);
+  /* each node reports the change it made */
+  FZ_ASSERT(st.mailbox_depth + pst.mailbox_depth - H.depth0 == n,
+            "the stats say %llu entries (node 1) and %llu (node 2) from %llu, %llu are stored",
+            (unsigned long long)st.mailbox_depth, (unsigned long long)pst.mailbox_depth,
+            (unsigned long long)H.depth0, (unsigned long long)n);
   whisper_server_free(H.srv);
   whisper_server_free(H.peer);
   H.srv = H.peer = NULL;
@@ -1088,7 +1187,10 @@ static void end(void) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (W == NULL) W = fzs_server_world_new();
+  if (W == NULL) {
+    W = fzs_server_world_new();
+    bob_regid = fzs_regid(W->dev[FZS_BOB1]);
+  }
   start();
   size_t i = 0;
   while (i < size) {
@@ -1132,7 +1234,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           op_open(k);
         break;
       default:
-        op_resync(flag & 1);
+        if (flag & 2)
+          op_peer(i < size ? data[i++] : 0);
+        else
+          op_resync(flag & 1);
         break;
     }
     op_end(kind == OP_TICK);
@@ -1411,7 +1516,7 @@ void fzr_gen_seeds(fz_seeds *seeds) {
    * heartbeats of node 1 go out; bob's connection is silent past its
    * heartbeat */
   s_dev(&s, 2, KIND(ONLINE), A_CAROL, 1);
-  s_tick(&s, 127 + 5);
+  s_tick(&s, 127 + 9); /* node 2 times out before node 1's next heartbeat is due */
   s_dev(&s, 3, KIND(ONLINE), A_DAVE, 1);
   s_tick(&s, 127 + 6);
   s_simple(&s, 3, KIND(HEARTBEAT));
@@ -1421,6 +1526,24 @@ void fzr_gen_seeds(fz_seeds *seeds) {
   s_recv(&s, 0, fzs_send_direct(1, cid, "carol", &bob1, NULL, 1, NULL, 0, "to carol"));
   s_tick(&s, 127 + 60);
   s_add(seeds, "timeouts", &s);
+
+  /* mail through node 2: carol.1 logs in there (node 1 hears ONLINE), bob
+   * acks his backlog, carol writes to bob (node 2's WAKE: node 1 delivers
+   * it) and to alice (alice.1 here, alice.2 nowhere); then carol.1 logs
+   * in on node 1 (node 2 closes its connection) */
+  fzs_put_byte(&s, OP(OP_RESYNC, 0, 2));
+  fzs_put_byte(&s, 0);
+  s_recv(&s, 1, fzs_ack(1, 5));
+  fzs_put_byte(&s, OP(OP_RESYNC, 0, 2));
+  fzs_put_byte(&s, 0);
+  fzs_put_byte(&s, OP(OP_RESYNC, 0, 2));
+  fzs_put_byte(&s, 1);
+  s_recv(&s, 1, fzs_ack(2, UINT64_MAX));
+  fzs_put_byte(&s, OP(OP_LOGIN, 2, 0));
+  fzs_put_byte(&s, FZS_CAROL1);
+  fzs_put_byte(&s, OP(OP_RESYNC, 0, 2));
+  fzs_put_byte(&s, 1);
+  s_add(seeds, "peer_mail", &s);
 
   fzs_server_world_free(w);
 }
