@@ -12,8 +12,9 @@
  * watching memory store: a new core joins the cluster as node 1 at
  * FZS_T0, alice.1 logs in on slot 0 and subscribes to the presence of
  * bob, carol, dave and erin, bob.1 logs in on slot 1 and subscribes to
- * alice, slot 2 is open, slot 3 closed. A second core (node 2, no
- * connections) over the same store takes every relay node 1 emits.
+ * alice, slot 2 is open, slot 3 closed. A second core (node 2) over the
+ * same store takes every relay node 1 emits (what it says back is
+ * dropped: a lossy broadcast).
  *
  * The input, operation after operation (a byte op: kind = op & 7,
  * slot = (op >> 3) & 3, flag = op >> 5):
@@ -27,7 +28,11 @@
  *   5 LOGIN   one byte d: Hello and Auth of device d % FZS_NDEV on the
  *             slot, signed over its challenge;
  *   6 CONN    flag & 1: the slot's connection closes, else it opens;
- *   7 RESYNC  flag & 1: whisper_server_cluster_leave, else
+ *   7 RESYNC  flag & 2: one byte b: carol.1 (logged in on node 2 at the
+ *             first such operation) sends a message through node 2 to
+ *             alice.1 and alice.2 (b & 1) or to bob.1; node 2's relays
+ *             (its ONLINE, the WAKEs of the mail) go to node 1 as relays;
+ *             else flag & 1: whisper_server_cluster_leave, else
  *             whisper_server_cluster_resync.
  * A RELAY is six bytes p0..p5 (missing bytes are 0), then for a frame one
  * byte m and, when m >= 0x80, m & 0x7f bytes:
@@ -80,11 +85,21 @@
  *  - a login says ONLINE, a logged-in connection closing says OFFLINE; a
  *    resync says HELLO and ONLINE for each logged-in connection; a leave
  *    says BYE and nothing else;
+ *  - pushes: never of a device online anywhere, never twice in one offline
+ *    period (which a login here or an ONLINE relay ends), and always for
+ *    new mail (a WAKE relay) to a device offline everywhere and not woken
+ *    since it last logged in, unless its account mutes something (the
+ *    harness does not follow which entries are muted);
+ *  - presence: an account with no device logged in anywhere is announced
+ *    offline once the presence grace has run from when its last device
+ *    left: after a tick, its subscribers' last notice does not say online;
+ *    no notice has a last seen in the future;
  *  - after whisper_server_tick(now), whisper_server_next_deadline() > now;
  *  - the stats: connections == open connections, authenticated == the
  *    connections logged in (whisper_server_conn_authenticated agrees);
- *  - at the end, the mailbox depth of the stats is the number of stored
- *    entries (in cluster mode the store does not keep it).
+ *  - at the end, the two nodes' mailbox depths (each counts the change it
+ *    made, from the stored depth at the start) add up to the stored
+ *    entries (in cluster mode the store does not keep the total).
  * ASan/UBSan/LSan catch the rest.
  */
 #include <stdarg.h>
@@ -118,7 +133,14 @@ enum { OP_RAW, OP_RELAY, OP_ECHO, OP_TICK, OP_RECV, OP_LOGIN, OP_CONN, OP_RESYNC
 
 #define N_ACCOUNTS 10
 static const char *const RELAY_ACCOUNTS[N_ACCOUNTS] = {
-    "alice", "bob", "carol", "dave", "erin", "zed", "", "Bad Name",
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "erin",
+    "zed",
+    "",
+    "Bad Name",
     "a123456789b123456789c123456789d123456789e123456789f123456789g123",
     "a123456789b123456789c123456789d123456789e123456789f123456789g1234"};
 static const uint32_t DEVICE_SPECIAL[8] = {0,    0x7FFFFFFFu, 0x80000000u, 0xFFFFFFFFu,
@@ -221,14 +243,14 @@ typedef struct vent {
 /* One output of the operation being checked. */
 typedef struct outrec {
   int action;
-  int slot;            /* SEND, CLOSE */
-  int body;            /* SEND */
-  uint64_t id;         /* SEND */
-  uint32_t code;       /* SEND of an Error */
-  int closed_dev;      /* CLOSE: the device that was logged in on it (-1: none) */
-  int kind;            /* RELAY */
+  int slot;                        /* SEND, CLOSE */
+  int body;                        /* SEND */
+  uint64_t id;                     /* SEND */
+  uint32_t code;                   /* SEND of an Error */
+  int closed_dev;                  /* CLOSE: the device that was logged in on it (-1: none) */
+  int kind;                        /* RELAY */
   char account[WSRV_NAME_MAX + 1]; /* RELAY, PUSH */
-  uint32_t device;     /* RELAY, PUSH */
+  uint32_t device;                 /* RELAY, PUSH */
 } outrec;
 
 #define OUT_MAX 256
@@ -370,8 +392,8 @@ static void check_view(void) {
       const wsrv_remote *r = it->value;
       FZ_ASSERT(v != NULL, "%s.%u is online on node %u, the model has it offline", name, dev,
                 r->node);
-      FZ_ASSERT(v->node == r->node, "%s.%u is online on node %u, the model says node %u", name,
-                dev, r->node, v->node);
+      FZ_ASSERT(v->node == r->node, "%s.%u is online on node %u, the model says node %u", name, dev,
+                r->node, v->node);
     }
   for (size_t i = 0; i < H.n_view; i++)
     FZ_ASSERT(wsrv_acct_find(H.srv, H.view[i].account) != NULL,
@@ -459,7 +481,9 @@ static void check_out_relay(const whisper_server_output_t *o, outrec *rec) {
   }
 }
 
-static int view_has(const char *account, uint32_t device) { return view_find(account, device) != NULL; }
+static int view_has(const char *account, uint32_t device) {
+  return view_find(account, device) != NULL;
+}
 
 /* Takes and checks all output; records it in H.out. */
 static void drain(void) {
@@ -486,8 +510,7 @@ static void drain(void) {
       rec.device = o.device_id;
       int d = world_dev(o.account, o.device_id);
       if (d >= 0) {
-        FZ_ASSERT(!H.pushed[d], "%s.%u pushed twice in one offline period", o.account,
-                  o.device_id);
+        FZ_ASSERT(!H.pushed[d], "%s.%u pushed twice in one offline period", o.account, o.device_id);
         H.pushed[d] = 1;
       }
     } else {
@@ -511,8 +534,10 @@ static void drain(void) {
         FZ_ASSERT(fzs_is_server_body(f->body_case), "the server sent a frame with body %d (%s)",
                   f->body_case, fzs_body_name(f->body_case));
         uint64_t id = f->has_id ? f->id : 0;
-        trace("    -> %d: %s id %llu\n", k + 1, fzs_body_name(f->body_case), (unsigned long long)id);
-        if (fzs_is_push(f->body_case)) FZ_ASSERT(id == 0, "a push with id %llu", (unsigned long long)id);
+        trace("    -> %d: %s id %llu\n", k + 1, fzs_body_name(f->body_case),
+              (unsigned long long)id);
+        if (fzs_is_push(f->body_case))
+          FZ_ASSERT(id == 0, "a push with id %llu", (unsigned long long)id);
         rec.body = f->body_case;
         rec.id = id;
         switch (f->body_case) {
@@ -566,7 +591,8 @@ static void drain(void) {
  * has it, on another node. */
 static int has_devices(int a) {
   for (int k = 0; k < FZS_SLOTS; k++)
-    if (H.slot[k].open && H.slot[k].dev >= 0 && strcmp(W->dev[H.slot[k].dev]->name, RELAY_ACCOUNTS[a]) == 0)
+    if (H.slot[k].open && H.slot[k].dev >= 0 &&
+        strcmp(W->dev[H.slot[k].dev]->name, RELAY_ACCOUNTS[a]) == 0)
       return 1;
   for (size_t i = 0; i < H.n_view; i++)
     if (strcmp(H.view[i].account, RELAY_ACCOUNTS[a]) == 0) return 1;
@@ -617,8 +643,7 @@ static size_t count_relays(int kind, const char *account, uint32_t device) {
   size_t n = 0;
   for (size_t i = 0; i < H.n_out; i++)
     n += H.out[i].action == WHISPER_SERVER_RELAY && H.out[i].kind == kind &&
-         (account == NULL ||
-          (strcmp(H.out[i].account, account) == 0 && H.out[i].device == device));
+         (account == NULL || (strcmp(H.out[i].account, account) == 0 && H.out[i].device == device));
   return n;
 }
 
@@ -788,8 +813,8 @@ static void op_relay_bytes(const uint8_t *b, size_t n) {
       case KIND(BYE):
       case KIND(OFFLINE):
       case KIND(HIDDEN):
-        FZ_ASSERT(sends == notices && H.n_out == sends, "a %s relay queued %zu outputs, %zu notices",
-                  kind_name(kind), H.n_out, notices);
+        FZ_ASSERT(sends == notices && H.n_out == sends,
+                  "a %s relay queued %zu outputs, %zu notices", kind_name(kind), H.n_out, notices);
         break;
       case KIND(ONLINE): {
         /* the device logged in elsewhere: its connection here closes */
@@ -802,9 +827,9 @@ static void op_relay_bytes(const uint8_t *b, size_t n) {
         }
         FZ_ASSERT(closes == n_local, "an ONLINE relay closed %zu connections, %zu of the device",
                   closes, n_local);
-        FZ_ASSERT(relays == count_relays(KIND(OFFLINE), r->account, r->device_id) &&
-                      relays == n_local,
-                  "an ONLINE relay queued %zu relays", relays);
+        FZ_ASSERT(
+            relays == count_relays(KIND(OFFLINE), r->account, r->device_id) && relays == n_local,
+            "an ONLINE relay queued %zu relays", relays);
         FZ_ASSERT(sends == notices && pushes == 0, "an ONLINE relay queued frames or a push");
         check_closes();
         break;
@@ -824,8 +849,8 @@ static void op_relay_bytes(const uint8_t *b, size_t n) {
         int got[FZS_SLOTS] = {0};
         for (size_t i = 0; i < H.n_out; i++) {
           const outrec *o = &H.out[i];
-          FZ_ASSERT(o->body == WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE,
-                    "a FRAME relay sent a %s", fzs_body_name(o->body));
+          FZ_ASSERT(o->body == WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE, "a FRAME relay sent a %s",
+                    fzs_body_name(o->body));
           got[o->slot]++;
         }
         for (int k = 0; k < FZS_SLOTS; k++) {
@@ -935,15 +960,15 @@ static void check_pushes(const int pushed_before[FZS_NDEV]) {
     const outrec *o = &H.out[i];
     if (o->action != WHISPER_SERVER_RELAY || o->kind != KIND(WAKE)) continue;
     int d = world_dev(o->account, o->device);
-    if (d < 0 || pushed_before[d] || view_has(o->account, o->device) ||
-        account_mutes(o->account))
+    if (d < 0 || pushed_before[d] || view_has(o->account, o->device) || account_mutes(o->account))
       continue;
     size_t n = 0;
     for (size_t j = 0; j < H.n_out; j++)
       n += H.out[j].action == WHISPER_SERVER_PUSH && H.out[j].device == o->device &&
            strcmp(H.out[j].account, o->account) == 0;
-    FZ_ASSERT(n == 1, "new mail for %s.%u, offline everywhere and not woken since it last logged "
-                      "in: %zu pushes",
+    FZ_ASSERT(n == 1,
+              "new mail for %s.%u, offline everywhere and not woken since it last logged "
+              "in: %zu pushes",
               o->account, o->device, n);
   }
 }
@@ -969,8 +994,8 @@ static int op_recv(int k, const uint8_t *p, size_t n) {
   check_closes();
   check_pushes(pushed_before);
   for (size_t i = 0; i < H.n_out; i++)
-    if (H.out[i].action == WHISPER_SERVER_SEND && H.out[i].slot == k && !fzs_is_push(H.out[i].body) &&
-        H.out[i].id == id)
+    if (H.out[i].action == WHISPER_SERVER_SEND && H.out[i].slot == k &&
+        !fzs_is_push(H.out[i].body) && H.out[i].id == id)
       return H.out[i].body;
   return 0;
 }
@@ -1006,7 +1031,7 @@ static void op_login(int k, uint8_t arg) {
  * once it is all taken. */
 static int peer_drain(uint64_t want_id) {
   whisper_server_output_t po;
-  uint8_t (*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
+  uint8_t(*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
   size_t *lens = NULL, n = 0;
   int answer = 0;
   while (whisper_server_poll(H.peer, &po)) {
@@ -1090,20 +1115,20 @@ static void op_resync(int leave) {
   drain();
   if (H.out_lost) return;
   if (leave) {
-    FZ_ASSERT(H.n_out == 1 && count_relays(KIND(BYE), NULL, 0) == 1,
-              "a leave queued %zu outputs", H.n_out);
+    FZ_ASSERT(H.n_out == 1 && count_relays(KIND(BYE), NULL, 0) == 1, "a leave queued %zu outputs",
+              H.n_out);
     return;
   }
   FZ_ASSERT(count_relays(KIND(HELLO), NULL, 0) == 1, "a resync without a HELLO");
   check_online_all();
   for (size_t i = 0; i < H.n_out; i++) {
     const outrec *o = &H.out[i];
-    FZ_ASSERT(o->action == WHISPER_SERVER_RELAY ||
-                  (o->action == WHISPER_SERVER_SEND &&
-                   (o->body == WHISPER__SYNC__FRAME__BODY_DELIVER ||
-                    o->body == WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY) &&
-                   H.slot[o->slot].dev >= 0),
-              "a resync queued action %d (%s)", o->action, fzs_body_name(o->body));
+    FZ_ASSERT(
+        o->action == WHISPER_SERVER_RELAY || (o->action == WHISPER_SERVER_SEND &&
+                                              (o->body == WHISPER__SYNC__FRAME__BODY_DELIVER ||
+                                               o->body == WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY) &&
+                                              H.slot[o->slot].dev >= 0),
+        "a resync queued action %d (%s)", o->action, fzs_body_name(o->body));
   }
 }
 
@@ -1256,15 +1281,22 @@ typedef fzs_script script;
  * device byte, at byte; frame: m (< 0: none), raw bytes after it. */
 static void s_relay(script *s, uint8_t set, unsigned node, int kind, int acct, uint8_t dev,
                     uint8_t at) {
-  uint8_t p[7] = {OP(OP_RELAY, 0, 0), set, (uint8_t)node,
-                  (uint8_t)(kind | (node >= 256 ? 0x10 : 0)), (uint8_t)acct, dev, at};
+  uint8_t p[7] = {OP(OP_RELAY, 0, 0),
+                  set,
+                  (uint8_t)node,
+                  (uint8_t)(kind | (node >= 256 ? 0x10 : 0)),
+                  (uint8_t)acct,
+                  dev,
+                  at};
   fzs_put(s, p, sizeof p);
 }
 
 #define S_ADDR (F_NODE | F_KIND | F_ACCOUNT | F_DEVICE)
 #define S_BARE (F_NODE | F_KIND)
 
-static void s_simple(script *s, unsigned node, int kind) { s_relay(s, S_BARE, node, kind, 0, 0, 0); }
+static void s_simple(script *s, unsigned node, int kind) {
+  s_relay(s, S_BARE, node, kind, 0, 0, 0);
+}
 static void s_dev(script *s, unsigned node, int kind, int acct, uint8_t dev) {
   s_relay(s, S_ADDR, node, kind, acct, dev, 0);
 }
