@@ -201,7 +201,27 @@ static void close_local(whisper_server *srv, const wsrv_addr *a, uint64_t now_ms
   if (c) wsrv_conn_drop(srv, c, 1, now_ms);
 }
 
-static int relay_ok(const Whisper__Server__Relay *r) {
+/* A FRAME relay carries a typing notice (typing_to() in server_presence.c,
+ * the only frame nodes relay): one with a valid sender and device,
+ * started or not, and a 16-byte group id if any. *out gets it decoded. */
+static int relay_notice(const Whisper__Server__Relay *r, Whisper__Sync__Frame **out) {
+  *out = NULL;
+  if (!r->has_frame || r->frame.len == 0) return 0;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, r->frame.len, r->frame.data);
+  if (f == NULL) return 0;
+  const Whisper__Sync__TypingNotice *t = f->typing_notice;
+  if (f->body_case != WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE || !wsrv_name_ok(t->from) ||
+      !wsrv_device_ok(t->has_from_device, t->from_device) || !t->has_started ||
+      (t->has_group_id && t->group_id.len != WSRV_ID_LEN)) {
+    wsrv_msg_free(f);
+    return 0;
+  }
+  *out = f;
+  return 1;
+}
+
+static int relay_ok(const Whisper__Server__Relay *r, Whisper__Sync__Frame **notice) {
+  *notice = NULL;
   if (!r->has_node || r->node < 1 || r->node > 255 || !r->has_kind) return 0;
   switch (r->kind) {
     case KIND(HELLO):
@@ -213,7 +233,7 @@ static int relay_ok(const Whisper__Server__Relay *r) {
     case KIND(WAKE):
       return r->account && wsrv_name_ok(r->account) && wsrv_device_ok(r->has_device_id, r->device_id);
     case KIND(FRAME):
-      return r->account && wsrv_name_ok(r->account) && r->has_frame && r->frame.len > 0;
+      return r->account && wsrv_name_ok(r->account) && relay_notice(r, notice);
     case KIND(HIDDEN):
       return r->account && wsrv_name_ok(r->account) && r->has_hidden;
     case KIND(LINKED):
@@ -223,16 +243,42 @@ static int relay_ok(const Whisper__Server__Relay *r) {
   }
 }
 
+/* The typing notice of a FRAME relay goes to the local connections of the
+ * account as this node makes it: the fields it checked, nothing else (a
+ * relayed frame is never passed on as it came: another body, an id, or
+ * unknown fields that protobuf-c would write back in a form the engines
+ * cannot read). */
+static void relay_typing(whisper_server *srv, const char *account, const Whisper__Sync__Frame *in) {
+  const Whisper__Sync__TypingNotice *t = in->typing_notice;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__TypingNotice n = WHISPER__SYNC__TYPING_NOTICE__INIT;
+  n.from = t->from;
+  n.has_from_device = n.has_started = 1;
+  n.from_device = t->from_device;
+  n.started = t->started;
+  n.has_expires_ms = t->has_expires_ms;
+  n.expires_ms = t->expires_ms;
+  n.has_group_id = t->has_group_id;
+  n.group_id = t->group_id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE;
+  f.typing_notice = &n;
+  wsrv_presence_frame_local(srv, account, &f);
+}
+
+/* Everything is checked before anything changes: a malformed relay (also
+ * one whose frame is not a well-formed typing notice) leaves no trace,
+ * not even the time its node was last heard from. */
 int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, uint64_t now_ms) {
   if (srv == NULL || !srv->cluster.node || (relay == NULL && len > 0)) return WHISPER_EINVAL;
-  srv->cluster.now_ms = now_ms;
+  Whisper__Sync__Frame *notice = NULL;
   Whisper__Server__Relay *r = whisper__server__relay__unpack(&wh_pb_alloc, len, relay);
-  if (r == NULL || !relay_ok(r)) {
+  if (r == NULL || !relay_ok(r, &notice)) {
     wsrv_msg_free(r);
     return wsrv_fail(srv, WHISPER_EINVALIDMSG, "a relay from another node is malformed");
   }
   int rc = WHISPER_OK;
   if (r->node == srv->cluster.node) goto done; /* our own, back from the broadcast */
+  srv->cluster.now_ms = now_ms;
   int first = srv->cluster.heard[r->node] == 0;
   srv->cluster.heard[r->node] = now_ms ? now_ms : 1;
   wsrv_addr a;
@@ -249,13 +295,21 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
     case KIND(BYE):
       node_gone(srv, r->node, now_ms);
       break;
-    case KIND(ONLINE):
+    case KIND(ONLINE): {
       close_local(srv, &a, now_ms);
+      /* it logged in there: when it leaves, a new offline period starts,
+       * in which this node wakes it again (as after a login here) */
+      wsrv_dev *d = wsrv_map_get(&srv->devs, a.key, a.len);
+      if (d) d->pushed = 0;
       rc = remote_add(srv, &a, r->node, r->hidden, now_ms);
       break;
+    }
     case KIND(OFFLINE): {
+      /* its last seen, as the other node's clock has it, but never in the
+       * future of this node's: the grace period would run from then */
+      uint64_t at = r->has_at_ms && r->at_ms < now_ms ? r->at_ms : now_ms;
       const wsrv_remote *rm = wsrv_map_get(&srv->cluster.remote, a.key, a.len);
-      if (rm && rm->node == r->node) remote_drop(srv, &a, r->has_at_ms ? r->at_ms : now_ms);
+      if (rm && rm->node == r->node) remote_drop(srv, &a, at);
       break;
     }
     case KIND(WAKE): {
@@ -267,17 +321,9 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
       }
       break;
     }
-    case KIND(FRAME): {
-      Whisper__Sync__Frame *f =
-          whisper__sync__frame__unpack(&wh_pb_alloc, r->frame.len, r->frame.data);
-      if (f == NULL) {
-        rc = wsrv_fail(srv, WHISPER_EINVALIDMSG, "a relayed frame is malformed");
-        break;
-      }
-      wsrv_presence_frame_local(srv, r->account, f);
-      wsrv_msg_free(f);
+    case KIND(FRAME):
+      relay_typing(srv, r->account, notice);
       break;
-    }
     case KIND(LINKED):
       wsrv_link_approved_elsewhere(srv, r->account, r->frame.data, now_ms);
       break;
@@ -293,6 +339,7 @@ int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len, 
       break;
   }
 done:
+  wsrv_msg_free(notice);
   wsrv_msg_free(r);
   return rc;
 }

@@ -398,6 +398,96 @@ static void test_relay_refusals(void) {
   cluster_close(&n);
 }
 
+/* A relay of node `from` to S[0]: kind, account and device (0: none), a frame
+ * (NULL: none), an at_ms (0: none). */
+static int relay0(net *n, uint32_t from, int kind, const char *account, uint32_t device,
+                  const uint8_t *frame, size_t frame_len, uint64_t at_ms) {
+  Whisper__Server__Relay r = WHISPER__SERVER__RELAY__INIT;
+  uint8_t buf[512];
+  r.has_node = r.has_kind = 1;
+  r.node = from;
+  r.kind = (Whisper__Server__Relay__Kind)kind;
+  r.account = (char *)account;
+  r.has_device_id = device != 0;
+  r.device_id = device;
+  r.has_frame = frame != NULL;
+  r.frame = (ProtobufCBinaryData){frame_len, (uint8_t *)frame};
+  r.has_at_ms = at_ms != 0;
+  r.at_ms = at_ms;
+  CHECK(whisper__server__relay__get_packed_size(&r) <= sizeof buf);
+  size_t len = whisper__server__relay__pack(&r, buf);
+  return whisper_server_relay(S[0], buf, len, n->now);
+}
+
+/* Found by fuzz_relay (fuzz/README.md): a FRAME relay's frame went to the
+ * local connections whatever it was; a malformed FRAME relay still counted
+ * as word from its node (keeping its devices online past its timeout); a
+ * device woken by one node was never woken by it again after it had been
+ * online on another node; an OFFLINE whose last seen was in the future
+ * (another node's clock) put off the offline notice until then. */
+static void test_relay_fixes(void) {
+  net n;
+  cluster_open(&n);
+  node *y = add_device(&n, "yan", 1, 0);
+  node *z = add_device(&n, "zed", 1, 1);
+  cluster_run(&n);
+  z->offline = 1;
+  cut(&n, z);
+  cluster_advance(&n, 6000); /* zed is offline everywhere, past the grace */
+  const char *who[1] = {"zed"};
+  CHECK_RC(whisper_client_subscribe(y->cl, who, 1), WHISPER_OK);
+  cluster_run(&n);
+  uint8_t id[16];
+
+  /* a FRAME relay carries a typing notice, nothing else */
+  Whisper__Sync__Ping ping = WHISPER__SYNC__PING__INIT;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  uint8_t fb[64];
+  f.has_version = f.has_id = 1;
+  f.version = 1;
+  f.id = 7;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_PING;
+  f.ping = &ping;
+  size_t fl = whisper__sync__frame__pack(&f, fb);
+  CHECK_RC(relay0(&n, 2, WHISPER__SERVER__RELAY__KIND__FRAME, "yan", 0, fb, fl, 0),
+           WHISPER_EINVALIDMSG);
+
+  /* zed logs in on node 7 (which only node 1 hears) */
+  ev_clear(y);
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__ONLINE, "zed", 1, NULL, 0, 0), WHISPER_OK);
+  cluster_run(&n);
+  const rec_event *p = ev_find(y, WHISPER_EV_PRESENCE, 0);
+  CHECK(p && p->online == 1);
+  /* a malformed relay of node 7 is no word from it: at its timeout zed is
+   * offline, and mail to him is pushed */
+  cluster_advance(&n, 9000);
+  static const uint8_t junk[] = {0xff, 0xff, 0x01};
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__FRAME, "yan", 0, junk, sizeof junk, 0),
+           WHISPER_EINVALIDMSG);
+  cluster_advance(&n, 1500);
+  say(&n, y, "zed", "node 7 is gone", id);
+  cluster_run(&n);
+  CHECK(z->pushes == 1);
+  /* online on node 7 again, then offline: a new offline period, woken again */
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__ONLINE, "zed", 1, NULL, 0, 0), WHISPER_OK);
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__OFFLINE, "zed", 1, NULL, 0, n.now),
+           WHISPER_OK);
+  say(&n, y, "zed", "woken again", id);
+  cluster_run(&n);
+  CHECK(z->pushes == 2);
+  /* a last seen in the future: offline after the grace all the same */
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__ONLINE, "zed", 1, NULL, 0, 0), WHISPER_OK);
+  cluster_run(&n);
+  ev_clear(y);
+  CHECK_RC(relay0(&n, 7, WHISPER__SERVER__RELAY__KIND__OFFLINE, "zed", 1, NULL, 0,
+                  n.now + 3600 * 1000),
+           WHISPER_OK);
+  cluster_advance(&n, 6000);
+  p = ev_find(y, WHISPER_EV_PRESENCE, 0);
+  CHECK(p && p->online == 0 && p->last_seen_ms > 0 && p->last_seen_ms <= n.now);
+  cluster_close(&n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp");
   test_across_nodes();
@@ -405,5 +495,6 @@ int main(void) {
   test_node_death();
   test_seq();
   test_relay_refusals();
+  test_relay_fixes();
   return test_done();
 }
