@@ -307,7 +307,8 @@ static memo_slot *memo_find(whisper_ctx *ctx, const wh_addr *a) {
 static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
   memo_slot *sl = memo_find(ctx, a);
   if (sl) return sl;
-  if (ctx->session_memo == NULL && (ctx->session_memo = calloc(1, sizeof *ctx->session_memo)) == NULL)
+  if (ctx->session_memo == NULL &&
+      (ctx->session_memo = calloc(1, sizeof *ctx->session_memo)) == NULL)
     return NULL;
   struct wh_session_memo *m = ctx->session_memo;
   sl = NULL;
@@ -519,7 +520,8 @@ static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_re
   }
   memset(buf, 0, sizeof *buf);
   if (!sl->present) return WHISPER_ENOTFOUND;
-  return record_copy(buf, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  return record_copy(buf, &sl->r) == WHISPER_OK ? WHISPER_OK
+                                                 : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
 }
 
 /* Keeps `r` as the address's record: written at once, or, inside a batch,
@@ -1002,6 +1004,11 @@ static size_t send_mark_encode(uint8_t *out, const mark_chain *c, size_t n) {
   return (size_t)(p - out);
 }
 
+static int send_mark_refused(whisper_ctx *ctx) {
+  return wh_fail(ctx, WHISPER_EROLLEDBACK,
+                 "the session with that device is older than keys it already used (restored?)");
+}
+
 static int mark_chain_plain(const Whisper__Store__SendMark__Chain *c) {
   return c->has_ratchet_key && c->ratchet_key.len == WH_PUB_LEN && c->has_counter &&
          c->base.n_unknown_fields == 0;
@@ -1037,9 +1044,7 @@ static int send_mark_check(whisper_ctx *ctx, const wh_addr *a, const uint8_t rat
     for (size_t i = 0; i < sl->mark_n; i++) {
       const mark_chain *c = &sl->marks[i];
       int same = memcmp(c->ratchet, ratchet, WH_PUB_LEN) == 0;
-      if (same && index <= c->counter)
-        return wh_fail(ctx, WHISPER_EROLLEDBACK,
-                       "the session with that device is older than keys it already used (restored?)");
+      if (same && index <= c->counter) return send_mark_refused(ctx);
       if (!same && nn < SEND_MARK_CHAINS) next[nn++] = *c;
     }
   } else {
@@ -1049,11 +1054,11 @@ static int send_mark_check(whisper_ctx *ctx, const wh_addr *a, const uint8_t rat
     }
     for (size_t i = 0; m && i < m->n_chains; i++) {
       const Whisper__Store__SendMark__Chain *c = m->chains[i];
-      int same = c->ratchet_key.len == WH_PUB_LEN && memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
+      int same = c->ratchet_key.len == WH_PUB_LEN &&
+                 memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
       if (same && index <= c->counter) {
         whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
-        return wh_fail(ctx, WHISPER_EROLLEDBACK,
-                       "the session with that device is older than keys it already used (restored?)");
+        return send_mark_refused(ctx);
       }
       if (!same && np < SEND_MARK_CHAINS) {
         chp[np++] = m->chains[i];

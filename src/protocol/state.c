@@ -230,7 +230,9 @@ static uint8_t *put_uint(uint8_t *p, uint8_t tag, uint64_t v) {
 #define T_VARINT(f) ((uint8_t)((f) << 3))
 #define T_BYTES(f) ((uint8_t)((f) << 3 | 2))
 
-static size_t msgkey_len(const wh_msgkey *k) { return 1 + vlen(k->index) + 2 * blen(32) + blen(16); }
+static size_t msgkey_len(const wh_msgkey *k) {
+  return 1 + vlen(k->index) + 2 * blen(32) + blen(16);
+}
 
 static size_t chain_key_len(const wh_chain *c) { return 1 + vlen(c->index) + blen(32); }
 

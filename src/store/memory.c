@@ -216,7 +216,8 @@ static void unwind(mem_store *m, size_t to) {
         (*pp)->val = u->val, (*pp)->val_len = u->val_len;
       else
         unlink_entry(m, pp);
-    } else if (u->val && set_val(m, pp, u->kind, undo_key(u), u->key_len, u->val, u->val_len, 0) != WHISPER_OK) {
+    } else if (u->val &&
+               set_val(m, pp, u->kind, undo_key(u), u->key_len, u->val, u->val_len, 0) != 0) {
       free_bytes(u->val, u->val_len); /* out of memory: the value is lost */
     }
     u->val = NULL; /* given back */

@@ -404,6 +404,18 @@ static void test_refusals_change_nothing(void) {
   side_close(&b);
 }
 
+static int enc(whisper_ctx *c, const char *to, int *type, whisper_buf **m) {
+  return whisper_session_encrypt(c, to, 1, (const uint8_t *)"hi", 2, NOW, type, m);
+}
+
+/* Decrypts, and frees the plaintext. */
+static int dec(whisper_ctx *c, const char *from, int type, const whisper_buf *m) {
+  whisper_buf *pt = NULL;
+  int rc = whisper_session_decrypt(c, from, 1, type, m->data, m->len, &pt);
+  whisper_buf_free(pt);
+  return rc;
+}
+
 /* The counter of a SignalMessage (below 128: one byte after the ratchet key). */
 static int msg_counter(const whisper_buf *m) {
   return m && m->len > 38 && m->data[1] == 0x0A && m->data[36] == 0x10 ? m->data[37] : -1;
@@ -421,7 +433,7 @@ static void test_memo_follows_store(void) {
     side a, b;
     whisper_ctx *a2, *b2;
     whisper_prekey_bundle_t bundle;
-    whisper_buf *m[12], *pt = NULL;
+    whisper_buf *m[12];
     int type;
     side_open(&a, "alice", 5);
     side_open(&b, "bob", 6);
@@ -431,35 +443,26 @@ static void test_memo_follows_store(void) {
     CHECK_RC(whisper_ctx_new(&b2, faulty_store ? b.st : b.mem), WHISPER_OK);
     CHECK_RC(whisper_bundle_make(b.ctx, &bundle, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
-    CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"hi", 2, NOW, &type, &m[0]),
-             WHISPER_OK);
-    CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, type, m[0]->data, m[0]->len, &pt), WHISPER_OK);
-    whisper_buf_free(pt);
+    CHECK_RC(enc(a.ctx, "bob", &type, &m[0]), WHISPER_OK);
+    CHECK_RC(dec(b.ctx, "alice", type, m[0]), WHISPER_OK);
     whisper_buf_free(m[0]);
-    CHECK_RC(whisper_session_encrypt(b.ctx, "alice", 1, (const uint8_t *)"yo", 2, NOW, &type, &m[0]),
-             WHISPER_OK);
-    CHECK_RC(whisper_session_decrypt(a.ctx, "bob", 1, type, m[0]->data, m[0]->len, &pt), WHISPER_OK);
-    whisper_buf_free(pt);
+    CHECK_RC(enc(b.ctx, "alice", &type, &m[0]), WHISPER_OK);
+    CHECK_RC(dec(a.ctx, "bob", type, m[0]), WHISPER_OK);
     whisper_buf_free(m[0]);
     /* alice's two contexts take turns: every message has the next counter */
     for (int i = 0; i < 12; i++) {
       whisper_ctx *c = i % 2 ? a2 : a.ctx;
-      CHECK_RC(whisper_session_encrypt(c, "bob", 1, (const uint8_t *)"turn", 4, NOW, &type, &m[i]),
-               WHISPER_OK);
+      CHECK_RC(enc(c, "bob", &type, &m[i]), WHISPER_OK);
       CHECK(type == WHISPER_MSG_WHISPER && msg_counter(m[i]) == i); /* a new chain: from 0 */
     }
     /* bob's two contexts take turns decrypting them: each decrypts once */
     for (int i = 0; i < 12; i++) {
       whisper_ctx *c = i % 3 ? b2 : b.ctx;
-      CHECK_RC(whisper_session_decrypt(c, "alice", 1, type, m[i]->data, m[i]->len, &pt), WHISPER_OK);
-      whisper_buf_free(pt);
-      pt = NULL;
+      CHECK_RC(dec(c, "alice", type, m[i]), WHISPER_OK);
     }
     for (int i = 0; i < 12; i++) {
-      CHECK_RC(whisper_session_decrypt(b.ctx, "alice", 1, type, m[i]->data, m[i]->len, &pt),
-               WHISPER_EDUPLICATE);
-      CHECK_RC(whisper_session_decrypt(b2, "alice", 1, type, m[i]->data, m[i]->len, &pt),
-               WHISPER_EDUPLICATE);
+      CHECK_RC(dec(b.ctx, "alice", type, m[i]), WHISPER_EDUPLICATE);
+      CHECK_RC(dec(b2, "alice", type, m[i]), WHISPER_EDUPLICATE);
       whisper_buf_free(m[i]);
     }
     if (faulty_store) {
@@ -473,7 +476,7 @@ static void test_memo_follows_store(void) {
         a.f.failed = 0;
         whisper_buf_free(failed);
         failed = NULL;
-        int rc = whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"x", 1, NOW, &type, &failed);
+        int rc = enc(a.ctx, "bob", &type, &failed);
         if (!a.f.failed) {
           CHECK_RC(rc, WHISPER_OK);
           break;
@@ -486,24 +489,21 @@ static void test_memo_follows_store(void) {
       whisper_buf_free(before);
       whisper_buf_free(failed);
       a.f.fail_at = -1;
-      CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"x", 1, NOW, &type, &again),
-               WHISPER_OK);
+      CHECK_RC(enc(a.ctx, "bob", &type, &again), WHISPER_OK);
       CHECK(msg_counter(again) == 13);
       whisper_buf_free(again);
     }
     /* a session row put back from a copy: refused by the send mark, in
      * both contexts, though each kept the newer record */
     whisper_buf *old = raw_record(a.mem, "bob", 1), *x = NULL;
-    CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"x", 1, NOW, &type, &x), WHISPER_OK);
+    CHECK_RC(enc(a.ctx, "bob", &type, &x), WHISPER_OK);
     whisper_buf_free(x);
     x = NULL;
     uint8_t key[8] = {'b', 'o', 'b', 0, 0, 0, 0, 1};
     CHECK_RC(a.mem->ops.put(a.mem->user, WHISPER_REC_SESSION, key, sizeof key, old->data, old->len),
              WHISPER_OK);
-    CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"x", 1, NOW, &type, &x),
-             WHISPER_EROLLEDBACK);
-    CHECK_RC(whisper_session_encrypt(a2, "bob", 1, (const uint8_t *)"x", 1, NOW, &type, &x),
-             WHISPER_EROLLEDBACK);
+    CHECK_RC(enc(a.ctx, "bob", &type, &x), WHISPER_EROLLEDBACK);
+    CHECK_RC(enc(a2, "bob", &type, &x), WHISPER_EROLLEDBACK);
     CHECK(x == NULL);
     whisper_buf_free(old);
     /* a new key trusted for bob through a2: alice's first context refuses
@@ -511,10 +511,9 @@ static void test_memo_follows_store(void) {
     uint8_t other[33];
     other[0] = 5;
     memset(other + 1, 0x42, 32);
-    CHECK_RC(whisper_session_encrypt(b.ctx, "alice", 1, (const uint8_t *)"z", 1, NOW, &type, &x),
-             WHISPER_OK);
+    CHECK_RC(enc(b.ctx, "alice", &type, &x), WHISPER_OK);
     CHECK_RC(whisper_identity_trust(a2, "bob", 1, other, sizeof other), WHISPER_OK);
-    CHECK_RC(whisper_session_decrypt(a.ctx, "bob", 1, type, x->data, x->len, &pt), WHISPER_EUNTRUSTED);
+    CHECK_RC(dec(a.ctx, "bob", type, x), WHISPER_EUNTRUSTED);
     whisper_buf_free(x);
     whisper_ctx_free(a2);
     whisper_ctx_free(b2);
