@@ -138,15 +138,34 @@ int wsrv_mailbox_append_account(whisper_server *srv, wsrv_fx *fx, const char *na
 
 /* --- pushing -------------------------------------------------------------- */
 
-static void inflight_push(whisper_server *srv, wsrv_conn *c, uint64_t seq) {
-  c->inflight[(c->in_head + c->in_len) % srv->cfg.deliver_window] = seq;
+/* Makes the ring hold `n` more seqs (it grows by doubling, from 16 up to
+ * the window: an idle connection has none, a quiet one a small one).
+ * WHISPER_OK or WHISPER_ENOMEM. */
+static int inflight_room(whisper_server *srv, wsrv_conn *c, uint32_t n) {
+  uint32_t need = c->in_len + n;
+  if (need <= c->in_cap) return WHISPER_OK;
+  uint32_t cap = c->in_cap ? c->in_cap : 16;
+  while (cap < need) cap *= 2;
+  if (cap > srv->cfg.deliver_window) cap = srv->cfg.deliver_window;
+  uint64_t *v = malloc((size_t)cap * sizeof *v);
+  if (v == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < c->in_len; i++) v[i] = c->inflight[(c->in_head + i) % c->in_cap];
+  free(c->inflight);
+  c->inflight = v;
+  c->in_cap = cap;
+  c->in_head = 0;
+  return WHISPER_OK;
+}
+
+static void inflight_push(wsrv_conn *c, uint64_t seq) {
+  c->inflight[(c->in_head + c->in_len) % c->in_cap] = seq;
   c->in_len++;
 }
 
 /* Forgets the pushed entries an Ack covered: the window opens again. */
-static void inflight_ack(whisper_server *srv, wsrv_conn *c, uint64_t up_to) {
+static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
   while (c->in_len && c->inflight[c->in_head] <= up_to) {
-    c->in_head = (c->in_head + 1) % srv->cfg.deliver_window;
+    c->in_head = (c->in_head + 1) % c->in_cap;
     c->in_len--;
   }
 }
@@ -187,11 +206,12 @@ void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   mailbox_key(bound, c->tag, c->sent_upto);
   int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
                      room, &recs, &n);
+  if (rc == WHISPER_OK) rc = inflight_room(srv, c, (uint32_t)n); /* n <= room */
   for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
     if (recs[i].key_len != MKEY_LEN) continue;
     uint64_t seq = wsrv_rd64(recs[i].key + WSRV_TAG_LEN);
     rc = push_entry(srv, c, &recs[i]);
-    if (rc == WHISPER_OK) inflight_push(srv, c, seq);
+    if (rc == WHISPER_OK) inflight_push(c, seq);
     /* an entry that cannot be read is passed over; an Ack past it deletes it */
     if (rc == WHISPER_ECORRUPT) rc = WHISPER_OK;
     if (rc == WHISPER_OK) c->sent_upto = seq;
@@ -379,7 +399,7 @@ int wsrv_handle_ack(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whispe
   rc = wsrv_end(srv, &fx, rc);
   if (rc == WHISPER_OK) {
     stats_add(srv, &st);
-    inflight_ack(srv, c, limit);
+    inflight_ack(c, limit);
     wsrv_send_ok(srv, c, id);
     wsrv_pump(srv, c, now_ms); /* may drop c: the last use of it */
     wsrv_fx_apply(srv, &fx, now_ms);
