@@ -76,7 +76,12 @@ typedef struct wd_config {
   uint64_t reports_after;   /* only those numbered above it */
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
+  int event_loop;           /* WD_LOOP_*: what libwebsockets runs on */
 } wd_config;
+
+/* --event-loop: libuv (epoll, through libwebsockets' libuv plugin), lws's
+ * own poll() loop, or libuv when it loads and poll otherwise. */
+enum { WD_LOOP_AUTO = 0, WD_LOOP_LIBUV = 1, WD_LOOP_POLL = 2 };
 
 /** The defaults. */
 void wd_config_init(wd_config *cfg);
