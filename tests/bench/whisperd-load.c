@@ -52,6 +52,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -62,6 +64,7 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include <whisper/whisper.h>
 
@@ -75,11 +78,18 @@
 #define HOST "127.0.0.1"
 #define BODY_LEN 100
 #define BODY_MAGIC "WLD1"
-#define REG_WAVE 25         /* devices registering at once in the warm-up */
+#define REG_WAVE 25         /* devices registering at once in the warm-up (or N/100) */
 #define IDLE_WARMUP 16      /* plain connections opened and closed before the idle baseline */
-#define IDLE_INFLIGHT 64    /* plain connections in their handshake at once */
+#define IDLE_INFLIGHT 256   /* plain connections in their handshake at once */
+#define LOGIN_INFLIGHT 256  /* devices connecting and logging in at once */
 #define SETTLE_S 0.3        /* quiet time before an RSS reading */
-#define SWEEP_S 0.1         /* every engine is pumped at least this often */
+#define PLAIN_BUF 512       /* a plain connection's answer: the 101 and the Challenge */
+/* Source addresses of our connections, 127.0.0.1 .. 127.0.0.N_SRC (all
+ * loopback): from one address Linux hands out the even ports of its
+ * 28,232 ephemeral ones to connect() first, and past ~14,000 connections
+ * each connect() searches through all of them (hundreds of us in the
+ * kernel, growing). Spread over 16 addresses no connect() searches. */
+#define N_SRC 16
 #define MAX_RX (4u << 20)
 #define MAX_ERRORS_SHOWN 10
 
@@ -395,6 +405,45 @@ static int proc_sched_s(pid_t pid, double *run, double *wait) {
   return sched_s(path, run, wait);
 }
 
+/* The CPU whisperd and this process used over a phase, and how long
+ * each was ready to run but waited for a CPU (other processes had them):
+ * when they waited, the phase's rate says more about the machine than
+ * about whisperd, and the CPU time per operation is the figure. */
+typedef struct cpu_span {
+  pid_t pid;
+  double srv_run, srv_wait, own_run, own_wait;
+} cpu_span;
+
+static void cpu_read(pid_t pid, double v[4]) {
+  if (proc_sched_s(pid, &v[0], &v[1]) != 0) v[0] = proc_cpu_s(pid), v[1] = 0;
+  if (sched_s("/proc/thread-self/schedstat", &v[2], &v[3]) != 0) v[2] = cpu_s(), v[3] = 0;
+}
+
+static void span_begin(cpu_span *c, pid_t pid) {
+  double v[4];
+  c->pid = pid;
+  cpu_read(pid, v);
+  c->srv_run = v[0], c->srv_wait = v[1], c->own_run = v[2], c->own_wait = v[3];
+}
+
+static void span_end(cpu_span *c) {
+  double v[4];
+  cpu_read(c->pid, v);
+  c->srv_run = v[0] - c->srv_run, c->srv_wait = v[1] - c->srv_wait;
+  c->own_run = v[2] - c->own_run, c->own_wait = v[3] - c->own_wait;
+}
+
+/* "whisperd 1.20 s (61 us each, waited 0.40 s for a CPU); whisperd-load ..." */
+static const char *fmt_span(char *buf, size_t cap, const cpu_span *c, long n) {
+  double d = n > 0 ? (double)n : 1;
+  snprintf(buf, cap,
+           "CPU whisperd %.2f s (%.0f us each; waited %.2f s for a CPU), whisperd-load %.2f s "
+           "(%.0f us each; waited %.2f s)",
+           c->srv_run, c->srv_run / d * 1e6, c->srv_wait, c->own_run, c->own_run / d * 1e6,
+           c->own_wait);
+  return buf;
+}
+
 /* --- GET /metrics ------------------------------------------------------------------ */
 
 typedef struct metrics {
@@ -471,17 +520,15 @@ out:
 /* --- connections ----------------------------------------------------------------- */
 
 enum { L_IDLE = 0, L_CONNECTING = 1, L_OPEN = 2 };
-enum { K_DEVICE = 1, K_PLAIN = 2 };
 
 typedef struct qent {
   struct qent *next;
   whisper_buf *frame;
 } qent;
 
-/* One WebSocket client connection (the first member of a device or a
- * plain connection). */
+/* A device's WebSocket connection (an lws client; the first member of a
+ * device). */
 typedef struct wlink {
-  int kind;
   int state;
   struct lws *wsi;
   int close_wanted;
@@ -511,17 +558,17 @@ typedef struct device {
   whisper_client *client;
   int allow_connect;
   int registered, online, caught_up;
-  int next_k; /* the next message to send */
+  int ready;   /* registered, online and caught up (counted in g_n_ready) */
+  int waiting; /* in g_waiting, for a login slot */
+  int next_k;  /* the next message to send */
   int dirty;
+  size_t heap_pos; /* 1 + its index in g_heap (0: not in it) */
+  uint64_t heap_at; /* its engine's next deadline, as last seen */
 } device;
 
-typedef struct plain {
-  wlink ln;
-  int challenged;
-} plain;
-
 static struct lws_context *g_lws;
-static lws_sorted_usec_list_t g_wake;
+static uv_loop_t g_uv;     /* the loop: lws on it (a foreign loop), and the plain connections */
+static uv_timer_t g_wake;  /* wakes the loop to look at the conditions again */
 static server *g_cur; /* the whisperd the connections go to */
 static device *g_dev;
 static device **g_dirty;
@@ -537,9 +584,15 @@ static unsigned g_received, g_sent_n, g_delivered_n;
 static unsigned g_dups, g_bad, g_status_dups, g_errors, g_identity;
 static unsigned g_unexpected_closes;
 
-/* plain connections */
-static plain *g_plain;
-static int g_n_plain, g_plain_started, g_plain_challenged, g_plain_bad;
+/* the devices' connections: not idle, ready; devices waiting for a login
+ * slot (at most LOGIN_INFLIGHT connecting or logging in at once), a FIFO */
+static int g_n_links, g_n_ready;
+static device **g_waiting;
+static size_t g_wait_head, g_n_waiting;
+
+/* the engines' deadlines: a binary min-heap of devices by heap_at */
+static device **g_heap;
+static size_t g_heap_n;
 
 static void mark_dirty(device *d) {
   if (d->dirty) return;
@@ -557,8 +610,12 @@ static void queue_clear(wlink *l) {
   l->tail = NULL;
 }
 
+static void update_ready(device *d);
+static void login_slots(void);
+
 static void link_ended(wlink *l, const char *why) {
   if (l->state == L_IDLE) return;
+  g_n_links--;
   int was_open = l->state == L_OPEN;
   if (l->wsi) lws_set_opaque_user_data(l->wsi, NULL);
   l->wsi = NULL;
@@ -575,17 +632,25 @@ static void link_ended(wlink *l, const char *why) {
               why && *why ? why : l->why[0] ? l->why : "the socket closed without a close frame");
   }
   l->why[0] = 0;
-  if (l->kind == K_DEVICE) {
-    device *d = (device *)l;
-    whisper_client_disconnected(d->client, wall_ms());
-    d->online = d->caught_up = 0;
-    mark_dirty(d);
-  }
+  device *d = (device *)l;
+  whisper_client_disconnected(d->client, wall_ms());
+  d->online = d->caught_up = 0;
+  update_ready(d);
+  mark_dirty(d);
+  login_slots();
+}
+
+static const char *src_addr(size_t i) {
+  static char names[N_SRC][16];
+  char *n = names[i % N_SRC];
+  if (!n[0]) snprintf(n, sizeof names[0], "127.0.0.%u", (unsigned)(1 + i % N_SRC));
+  return n;
 }
 
 static void link_connect(wlink *l) {
   struct lws_client_connect_info ci;
   memset(&ci, 0, sizeof ci);
+  ci.iface = src_addr((size_t)((device *)l)->idx);
   ci.context = g_lws;
   ci.address = HOST;
   ci.port = g_cur->port;
@@ -595,6 +660,7 @@ static void link_connect(wlink *l) {
   ci.protocol = SUBPROTOCOL;
   ci.local_protocol_name = SUBPROTOCOL;
   ci.opaque_user_data = l;
+  g_n_links++;
   l->state = L_CONNECTING;
   l->close_wanted = 0;
   l->expect_close = 0;
@@ -734,18 +800,6 @@ static int on_receive(wlink *l, struct lws *wsi, const void *in, size_t len) {
     snprintf(l->why, sizeof l->why, "a text message from whisperd");
     return -1;
   }
-  if (l->kind == K_PLAIN) {
-    plain *p = (plain *)l;
-    if (!p->challenged) {
-      if (is_challenge(l->rx, flen)) {
-        p->challenged = 1;
-        g_plain_challenged++;
-      } else {
-        g_plain_bad++;
-      }
-    }
-    return 0;
-  }
   device *d = (device *)l;
   int rc = whisper_client_receive(d->client, l->rx, flen, wall_ms());
   mark_dirty(d);
@@ -803,11 +857,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
       l->state = L_OPEN;
       l->rx_len = 0;
       l->opened++;
-      if (l->kind == K_DEVICE) {
-        device *d = (device *)l;
-        whisper_client_connected(d->client, wall_ms());
-        mark_dirty(d);
-      }
+      whisper_client_connected(((device *)l)->client, wall_ms());
+      mark_dirty((device *)l);
       break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       char why[160];
@@ -850,7 +901,13 @@ static void lws_emit(int level, const char *line) {
   fprintf(stderr, "%s: lws: %s", PROG, line);
 }
 
-static void wake_cb(lws_sorted_usec_list_t *sul) { (void)sul; }
+static void wake_cb(uv_timer_t *t) { (void)t; }
+
+/* No lws validity timer (a PING after 300 s idle) per connection: lws 4.1
+ * keeps its timers in one sorted list, and a timer per connection makes
+ * every new one walk all of them. The engines ping whisperd themselves. */
+static const lws_retry_bo_t no_validity_timer = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
 
 /* --- messages ------------------------------------------------------------------------ */
 
@@ -992,7 +1049,6 @@ static void device_engine(device *d) {
 
 static void device_new(device *d, int idx) {
   memset(d, 0, sizeof *d);
-  d->ln.kind = K_DEVICE;
   d->idx = idx;
   snprintf(d->name, sizeof d->name, "u%05d", idx);
   int rc = whisper_store_memory_new(&d->store);
@@ -1013,13 +1069,97 @@ static void device_free(device *d) {
   whisper_store_close(d->store);
 }
 
-static uint64_t g_min_deadline = UINT64_MAX; /* the engines' earliest, as last seen */
+/* --- the engines' deadlines: a heap of devices ---------------------------------------- */
+
+static void heap_place(device *d, size_t i) {
+  g_heap[i] = d;
+  d->heap_pos = i + 1;
+}
+
+static void heap_up(size_t i) {
+  device *d = g_heap[i];
+  while (i > 0 && g_heap[(i - 1) / 2]->heap_at > d->heap_at) {
+    heap_place(g_heap[(i - 1) / 2], i);
+    i = (i - 1) / 2;
+  }
+  heap_place(d, i);
+}
+
+static void heap_down(size_t i) {
+  device *d = g_heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= g_heap_n) break;
+    if (c + 1 < g_heap_n && g_heap[c + 1]->heap_at < g_heap[c]->heap_at) c++;
+    if (d->heap_at <= g_heap[c]->heap_at) break;
+    heap_place(g_heap[c], i);
+    i = c;
+  }
+  heap_place(d, i);
+}
+
+/* Puts the device in the heap at `at` (UINT64_MAX: takes it out). The
+ * heap has room for every device. */
+static void heap_set(device *d, uint64_t at) {
+  if (at == UINT64_MAX) {
+    if (!d->heap_pos) return;
+    size_t i = d->heap_pos - 1;
+    d->heap_pos = 0;
+    device *last = g_heap[--g_heap_n];
+    if (i == g_heap_n) return;
+    heap_place(last, i);
+    heap_up(i);
+    heap_down(last->heap_pos - 1);
+    return;
+  }
+  if (!d->heap_pos) {
+    d->heap_at = at;
+    heap_place(d, g_heap_n++);
+    heap_up(g_heap_n - 1);
+    return;
+  }
+  uint64_t was = d->heap_at;
+  d->heap_at = at;
+  if (at < was) heap_up(d->heap_pos - 1);
+  else if (at > was) heap_down(d->heap_pos - 1);
+}
+
+/* --- devices: logging in ------------------------------------------------------------ */
+
+static void update_ready(device *d) {
+  int ready = d->registered && d->online && d->caught_up;
+  if (ready == d->ready) return;
+  d->ready = ready;
+  g_n_ready += ready ? 1 : -1;
+  if (ready) login_slots();
+}
+
+/* Devices connecting or logging in (not ready yet) hold a login slot. */
+static int login_slot_free(void) { return g_n_links - g_n_ready < LOGIN_INFLIGHT; }
+
+/* Wakes devices waiting for a login slot, as many as there are slots. */
+static void login_slots(void) {
+  int free_slots = LOGIN_INFLIGHT - (g_n_links - g_n_ready);
+  while (g_n_waiting && free_slots-- > 0) {
+    device *d = g_waiting[g_wait_head];
+    g_wait_head = (g_wait_head + 1) % (size_t)g_clients;
+    g_n_waiting--;
+    d->waiting = 0;
+    mark_dirty(d);
+  }
+}
 
 static void device_pump(device *d) {
   uint64_t now = wall_ms();
   if (whisper_client_next_deadline(d->client) <= now) whisper_client_tick(d->client, now);
-  if (d->allow_connect && d->ln.state == L_IDLE && whisper_client_want_connect(d->client, now))
-    link_connect(&d->ln);
+  if (d->allow_connect && d->ln.state == L_IDLE && whisper_client_want_connect(d->client, now)) {
+    if (login_slot_free()) {
+      link_connect(&d->ln);
+    } else if (!d->waiting) {
+      d->waiting = 1;
+      g_waiting[(g_wait_head + g_n_waiting++) % (size_t)g_clients] = d;
+    }
+  }
   whisper_client_event_t ev;
   while (whisper_client_next_event(d->client, &ev) == 1) {
     switch (ev.type) {
@@ -1067,18 +1207,20 @@ static void device_pump(device *d) {
       }
     }
   }
-  /* (an engine that is connecting hears from its connection's callbacks) */
-  if (d->ln.state == L_OPEN || (d->ln.state == L_IDLE && d->allow_connect)) {
-    uint64_t dl = whisper_client_next_deadline(d->client);
-    if (dl < g_min_deadline) g_min_deadline = dl;
-  }
+  update_ready(d);
+  /* its deadline, in the heap (an engine that is connecting hears from its
+   * connection's callbacks; one waiting for a slot from login_slots()) */
+  uint64_t dl = UINT64_MAX;
+  if (d->ln.state == L_OPEN || (d->ln.state == L_IDLE && d->allow_connect && !d->waiting))
+    dl = whisper_client_next_deadline(d->client);
+  heap_set(d, dl);
 }
 
 /* --- the loop ---------------------------------------------------------------------------- */
 
 typedef int (*cond_fn)(void *arg);
 
-static double g_last_sweep, g_last_alive;
+static double g_last_alive;
 static int g_msg_started; /* the messages are on their way */
 
 /* After a timeout: which messages or statuses are missing. */
@@ -1108,19 +1250,20 @@ static void plain_start_more(void);
 static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
   double until = mono_s() + secs;
   for (;;) {
+    /* the engines whose deadline came (an engine's deadline moves only
+     * when it is called, and every call is followed by a pump) */
+    uint64_t now = wall_ms();
+    while (g_heap_n && g_heap[0]->heap_at <= now) {
+      device *d = g_heap[0];
+      heap_set(d, UINT64_MAX);
+      mark_dirty(d);
+    }
     while (g_n_dirty) {
       device *d = g_dirty[--g_n_dirty];
       d->dirty = 0;
       device_pump(d);
     }
-    /* Every engine when the earliest deadline seen has come (new requests
-     * may have earlier ones: at least every SWEEP_S). */
     double t = mono_s();
-    if (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S) {
-      g_last_sweep = t;
-      g_min_deadline = UINT64_MAX;
-      for (int i = 0; i < g_clients; i++) device_pump(&g_dev[i]);
-    }
     plain_start_more();
     if (cond(arg)) return;
     if (t - g_last_alive >= 0.1) {
@@ -1132,8 +1275,14 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
       fatal("%s: not done after %.0f s (--timeout)", what, secs);
     }
     if (g_n_dirty) continue;
-    lws_sul_schedule(g_lws, 0, &g_wake, wake_cb, 5 * LWS_US_PER_MS);
-    lws_service(g_lws, 0);
+    /* wait for the connections, at most 5 ms (the conditions are looked at
+     * again) or until the next engine deadline */
+    uint64_t wait = 5;
+    now = wall_ms();
+    if (g_heap_n && g_heap[0]->heap_at < now + wait)
+      wait = g_heap[0]->heap_at > now ? g_heap[0]->heap_at - now : 0;
+    uv_timer_start(&g_wake, wake_cb, wait, 0);
+    uv_run(&g_uv, UV_RUN_ONCE);
   }
 }
 
@@ -1149,18 +1298,15 @@ typedef struct range {
   int from, to;
 } range;
 
+/* (only the devices of the range are allowed to connect: counters do) */
 static int cond_ready(void *arg) {
   range *r = arg;
-  for (int i = r->from; i < r->to; i++)
-    if (!g_dev[i].registered || !g_dev[i].online || !g_dev[i].caught_up) return 0;
-  return 1;
+  return g_n_ready == r->to - r->from;
 }
 
 static int cond_closed(void *arg) {
-  range *r = arg;
-  for (int i = r->from; i < r->to; i++)
-    if (g_dev[i].ln.state != L_IDLE) return 0;
-  return 1;
+  (void)arg;
+  return g_n_links == 0;
 }
 
 typedef struct server_wait {
@@ -1202,40 +1348,230 @@ static int cond_statuses(void *arg) {
   return g_sent_n >= total && (g_no_receipts || g_delivered_n >= total);
 }
 
-/* --- plain connections --------------------------------------------------------------------- */
+/* --- plain connections: raw sockets on epoll ----------------------------------------- */
 
-static int g_plain_target; /* start connections up to this index */
+/* The cheapest WebSocket client there is, so that opening many of them
+ * measures whisperd and not this program: a non-blocking socket, one
+ * upgrade request made once for all (RFC 6455's sample key: whisperd does
+ * not care which key, and the answer is then known), the 101 and the
+ * Challenge parsed in a small buffer that is freed once they are in, and
+ * then nothing but the descriptor. All of them sit in one epoll
+ * descriptor, which the libuv loop watches (g_plain_poll). */
+
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+enum { P_IDLE = 0, P_CONNECTING, P_HANDSHAKE, P_OPEN, P_CLOSING };
+
+typedef struct plain {
+  int fd;
+  uint8_t state;
+  uint8_t challenged;
+  uint8_t failures;
+  uint8_t closing_asked; /* the close is ours */
+  uint16_t got;          /* bytes in buf */
+  char *buf;             /* PLAIN_BUF bytes while the answer comes in */
+} plain;
+
+static plain *g_plain;
+static int g_n_plain;
+static int g_plain_started, g_plain_target; /* connect [.., target) */
+static int g_plain_inflight;                /* connecting or in the handshake */
+static int g_plain_challenged, g_plain_open, g_plain_bad;
+static int g_epoll = -1;
+static uv_poll_t g_plain_poll;
+static char g_upgrade[512];
+static size_t g_upgrade_len;
+static double g_plain_last; /* when the last Challenge came */
+
+static void plain_release(plain *p) {
+  free(p->buf);
+  p->buf = NULL;
+  p->got = 0;
+  if (p->fd >= 0) close(p->fd); /* (also takes it out of the epoll set) */
+  p->fd = -1;
+  if (p->state == P_CONNECTING || p->state == P_HANDSHAKE) g_plain_inflight--;
+  if (p->state != P_IDLE) g_plain_open--;
+  p->state = P_IDLE;
+}
+
+static void plain_connect(int i);
+
+/* Failed or closed by whisperd. Before its Challenge it is tried again
+ * (twice); after, it is counted as lost. */
+static void plain_failed(int i, const char *why) {
+  plain *p = &g_plain[i];
+  int before = !p->challenged;
+  plain_release(p);
+  g_unexpected_closes++;
+  if (g_unexpected_closes <= MAX_ERRORS_SHOWN)
+    fprintf(stderr, "%s: warning: a plain connection %s: %s\n", PROG,
+            before ? "failed before its Challenge" : "closed", why);
+  if (!before) return;
+  if (++p->failures > 2) fatal("a plain connection failed 3 times before its Challenge");
+  plain_connect(i);
+}
+
+static void plain_connect(int i) {
+  plain *p = &g_plain[i];
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)g_cur->port);
+  inet_pton(AF_INET, HOST, &sa.sin_addr);
+  p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) fatal("socket: %s", strerror(errno));
+  /* from one of N_SRC loopback addresses, the port picked by connect() */
+  struct sockaddr_in src;
+  memset(&src, 0, sizeof src);
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, src_addr((size_t)i), &src.sin_addr);
+  int one = 1;
+  setsockopt(p->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (bind(p->fd, (struct sockaddr *)&src, sizeof src) != 0)
+    fatal("bind %s: %s", src_addr((size_t)i), strerror(errno));
+  p->state = P_CONNECTING;
+  p->closing_asked = 0;
+  g_plain_inflight++;
+  g_plain_open++;
+  if (connect(p->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+    char why[96];
+    snprintf(why, sizeof why, "connect: %s", strerror(errno));
+    plain_failed(i, why);
+    return;
+  }
+  struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+  if (epoll_ctl(g_epoll, EPOLL_CTL_ADD, p->fd, &ev) != 0) fatal("epoll_ctl: %s", strerror(errno));
+}
+
+/* The 101 (with the accept value of our key) and the Challenge frame, once
+ * both are in: 1 done, 0 more to come, -1 not what whisperd says. */
+static int plain_answer(plain *p) {
+  p->buf[p->got] = 0;
+  char *end = strstr(p->buf, "\r\n\r\n");
+  if (!end) return p->got >= PLAIN_BUF - 1 ? -1 : 0;
+  if (strncmp(p->buf, "HTTP/1.1 101", 12) != 0) return -1;
+  const char *acc = p->buf;
+  static const char name[] = "\r\nsec-websocket-accept:";
+  while ((acc = strchr(acc + 1, '\r')) != NULL && acc < end &&
+         strncasecmp(acc, name, sizeof name - 1) != 0) {
+  }
+  if (!acc || acc >= end) return -1;
+  acc += sizeof name - 1;
+  while (*acc == ' ') acc++;
+  if (strncmp(acc, WS_ACCEPT "\r\n", strlen(WS_ACCEPT) + 2) != 0) return -1;
+  const uint8_t *f = (const uint8_t *)end + 4, *lim = (const uint8_t *)p->buf + p->got;
+  if (lim - f < 2) return 0;
+  if (f[0] != 0x82 || (f[1] & 0x80) || (f[1] & 0x7f) >= 126) return -1; /* a small binary frame */
+  size_t n = f[1] & 0x7f;
+  if ((size_t)(lim - f) < 2 + n) return 0;
+  if ((size_t)(lim - f) > 2 + n) return -1; /* nothing else comes before we speak */
+  if (!is_challenge(f + 2, n)) g_plain_bad++;
+  return 1;
+}
+
+static void plain_event(int i, uint32_t events) {
+  plain *p = &g_plain[i];
+  if (p->state == P_IDLE) return; /* released by an earlier event of this batch */
+  if (p->state == P_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+    if (err) {
+      plain_failed(i, strerror(err));
+      return;
+    }
+    if (write(p->fd, g_upgrade, g_upgrade_len) != (ssize_t)g_upgrade_len) {
+      plain_failed(i, "the upgrade request did not go out at once");
+      return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    epoll_ctl(g_epoll, EPOLL_CTL_MOD, p->fd, &ev);
+    p->state = P_HANDSHAKE;
+    return;
+  }
+  if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+  if (p->state == P_HANDSHAKE) {
+    if (!p->buf && !(p->buf = malloc(PLAIN_BUF))) fatal("out of memory");
+    ssize_t r = read(p->fd, p->buf + p->got, PLAIN_BUF - 1 - p->got);
+    if (r <= 0) {
+      if (r < 0 && errno == EAGAIN) return;
+      plain_failed(i, r == 0 ? "closed by whisperd" : strerror(errno));
+      return;
+    }
+    p->got = (uint16_t)(p->got + r);
+    int a = plain_answer(p);
+    if (a == 0) return;
+    if (a < 0) {
+      plain_failed(i, "whisperd's answer is not a 101 and a frame");
+      return;
+    }
+    free(p->buf);
+    p->buf = NULL;
+    p->got = 0;
+    p->state = P_OPEN;
+    p->challenged = 1;
+    g_plain_inflight--;
+    g_plain_challenged++;
+    g_plain_last = mono_s();
+    return;
+  }
+  /* open or closing: whisperd's close frame, then the end of the stream */
+  char sink[256];
+  ssize_t r;
+  while ((r = read(p->fd, sink, sizeof sink)) > 0) {
+    if (p->state == P_OPEN) { /* whisperd sends nothing to an idle connection */
+      plain_failed(i, "whisperd sent something to an idle connection");
+      return;
+    }
+  }
+  if (r < 0 && errno == EAGAIN) return;
+  if (p->closing_asked) {
+    plain_release(p);
+    return;
+  }
+  plain_failed(i, r == 0 ? "closed by whisperd" : strerror(errno));
+}
+
+/* A masked close frame, 1000. */
+static void plain_close_one(int i) {
+  plain *p = &g_plain[i];
+  if (p->state == P_IDLE) return;
+  p->closing_asked = 1;
+  if (p->state != P_OPEN) { /* not open yet: just go */
+    plain_release(p);
+    return;
+  }
+  static const uint8_t bye[] = {0x88, 0x82, 0x11, 0x22, 0x33, 0x44, 0x03 ^ 0x11, 0xe8 ^ 0x22};
+  p->state = P_CLOSING;
+  if (write(p->fd, bye, sizeof bye) != (ssize_t)sizeof bye) plain_release(p);
+}
+
+static void plain_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  struct epoll_event ev[256];
+  int n;
+  do {
+    n = epoll_wait(g_epoll, ev, 256, 0);
+    for (int k = 0; k < n; k++) plain_event((int)ev[k].data.u32, ev[k].events);
+  } while (n == 256);
+}
 
 static void plain_start_more(void) {
-  while (g_plain_started < g_plain_target) {
-    /* (at most IDLE_INFLIGHT without their Challenge yet) */
-    if (g_plain_started - g_plain_challenged >= IDLE_INFLIGHT) break;
-    plain *p = &g_plain[g_plain_started++];
-    link_connect(&p->ln);
-  }
+  while (g_plain_started < g_plain_target && g_plain_inflight < IDLE_INFLIGHT)
+    plain_connect(g_plain_started++);
 }
 
 static int cond_plain_ready(void *arg) {
   int n = *(int *)arg;
-  if (g_plain_started < n) return 0;
-  for (int i = 0; i < n; i++)
-    if (!g_plain[i].challenged) {
-      if (g_plain[i].ln.state == L_IDLE) {
-        /* failed or closed before its Challenge (reported): again, twice */
-        if (g_plain[i].ln.failures > 2)
-          fatal("a plain connection failed 3 times before its Challenge");
-        link_connect(&g_plain[i].ln);
-      }
-      return 0;
-    }
-  return 1;
+  return g_plain_started >= n && g_plain_inflight == 0;
 }
 
 static int cond_plain_closed(void *arg) {
-  int n = *(int *)arg;
-  for (int i = 0; i < n; i++)
-    if (g_plain[i].ln.state != L_IDLE) return 0;
-  return 1;
+  (void)arg;
+  return g_plain_open == 0;
 }
 
 /* Opens plain connections [from, to) and waits for each one's Challenge. */
@@ -1243,11 +1579,49 @@ static void plain_open(int from, int to) {
   g_plain_started = from;
   g_plain_target = to;
   run_until(cond_plain_ready, &to, g_timeout, "plain connections receiving their Challenge");
+  for (int i = from; i < to; i++)
+    if (!g_plain[i].challenged) fatal("plain connection %d has no Challenge", i);
 }
 
+/* Closes [from, to) and waits until whisperd has closed them too. */
 static void plain_close(int from, int to) {
-  for (int i = from; i < to; i++) link_close(&g_plain[i].ln);
-  run_until(cond_plain_closed, &to, g_timeout, "closing the plain connections");
+  for (int i = from; i < to; i++) plain_close_one(i);
+  run_until(cond_plain_closed, NULL, g_timeout, "closing the plain connections");
+}
+
+static void plain_setup(int n) {
+  g_n_plain = n;
+  g_plain = calloc((size_t)n, sizeof *g_plain);
+  if (!g_plain) fatal("out of memory");
+  for (int i = 0; i < n; i++) g_plain[i].fd = -1;
+  g_epoll = epoll_create1(EPOLL_CLOEXEC);
+  if (g_epoll < 0) fatal("epoll_create1: %s", strerror(errno));
+  if (uv_poll_init(&g_uv, &g_plain_poll, g_epoll) != 0 ||
+      uv_poll_start(&g_plain_poll, UV_READABLE, plain_poll_cb) != 0)
+    fatal("cannot watch the epoll descriptor");
+  int len = snprintf(g_upgrade, sizeof g_upgrade,
+                     "GET " WS_PATH " HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " SUBPROTOCOL
+                     "\r\n\r\n",
+                     g_cur->hostport);
+  g_upgrade_len = (size_t)len;
+}
+
+static void plain_teardown(void) {
+  for (int i = 0; i < g_n_plain; i++) {
+    g_plain[i].closing_asked = 1;
+    plain_release(&g_plain[i]);
+  }
+  if (g_epoll >= 0) {
+    uv_poll_stop(&g_plain_poll);
+    uv_close((uv_handle_t *)&g_plain_poll, NULL);
+    close(g_epoll);
+    g_epoll = -1;
+  }
+  free(g_plain);
+  g_plain = NULL;
+  g_n_plain = 0;
 }
 
 /* --- figures ------------------------------------------------------------------------- */
@@ -1370,7 +1744,7 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--clients") == 0) {
       target = &g_clients, min = 2, max = 100000, flag = &set_clients;
     } else if (strcmp(a, "--messages") == 0) {
-      target = &g_messages, min = 1, max = 1000000, flag = &set_messages;
+      target = &g_messages, min = 0, max = 1000000, flag = &set_messages;
     } else if (strcmp(a, "--idle") == 0) {
       target = &g_idle, min = 0, max = 1000000, flag = &set_idle;
     } else if (strcmp(a, "--timeout") == 0) {
@@ -1450,15 +1824,26 @@ int main(int argc, char **argv) {
          g_quick ? " (--quick)" : "");
   fflush(stdout);
 
+  /* One libuv loop (epoll) for everything: lws's client connections on it
+   * as a foreign loop, the plain connections' epoll descriptor, and the
+   * wake-up timer. */
+  if (uv_loop_init(&g_uv) != 0 || uv_timer_init(&g_uv, &g_wake) != 0)
+    fatal("cannot make the libuv loop");
   lws_set_log_level(LLL_ERR, lws_emit);
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
+  void *loops[1] = {&g_uv};
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = protocols;
   info.gid = -1;
   info.uid = -1;
+  info.options = LWS_SERVER_OPTION_LIBUV;
+  info.foreign_loops = loops;
+  info.retry_and_idle_policy = &no_validity_timer;
+  info.pcontext = &g_lws; /* NULL once lws has freed it */
   g_lws = lws_create_context(&info);
-  if (!g_lws) fatal("cannot make the libwebsockets context");
+  if (!g_lws)
+    fatal("cannot make the libwebsockets context on libuv (Debian: libwebsockets-evlib-uv)");
 
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 5;
@@ -1477,8 +1862,10 @@ int main(int argc, char **argv) {
   double t0 = mono_s();
   g_dev = calloc((size_t)g_clients, sizeof *g_dev);
   g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
-  g_msg = calloc((size_t)g_clients * (size_t)g_messages, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  g_waiting = calloc((size_t)g_clients, sizeof *g_waiting);
+  g_heap = calloc((size_t)g_clients, sizeof *g_heap);
+  g_msg = calloc((size_t)g_clients * (size_t)g_messages + 1, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
   for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
   double t_ident = mono_s() - t0;
 
@@ -1491,13 +1878,14 @@ int main(int argc, char **argv) {
   fflush(stdout);
   long rss_fresh = rss_kib(s1.pid);
 
-  /* Warm-up: every device registers and logs in, REG_WAVE at a time, and
+  /* Warm-up: every device registers and logs in, `wave` at a time, and
    * disconnects: the accounts, prekeys and SQLite's cache are in place,
-   * and whisperd never held more than REG_WAVE connections before the
-   * baseline. */
+   * and whisperd never held more than `wave` connections before the
+   * baseline (at most 1% of N: malloc reuses what they freed). */
   t0 = mono_s();
-  for (int from = 0; from < g_clients; from += REG_WAVE) {
-    range r = {from, from + REG_WAVE < g_clients ? from + REG_WAVE : g_clients};
+  int wave = g_clients / 100 > REG_WAVE ? g_clients / 100 : REG_WAVE;
+  for (int from = 0; from < g_clients; from += wave) {
+    range r = {from, from + wave < g_clients ? from + wave : g_clients};
     for (int i = r.from; i < r.to; i++) {
       g_dev[i].allow_connect = 1;
       mark_dirty(&g_dev[i]);
@@ -1522,8 +1910,10 @@ int main(int argc, char **argv) {
   unsigned closes_warmup = g_unexpected_closes;
   long rss0 = settle_rss(0, 0, "whisperd's connections closing after the warm-up", NULL);
 
-  /* All N log in at once and stay idle. */
+  /* All N log in at once (at most LOGIN_INFLIGHT at a time) and stay idle. */
   t0 = mono_s();
+  cpu_span login_span;
+  span_begin(&login_span, s1.pid);
   range all = {0, g_clients};
   for (int i = 0; i < g_clients; i++) {
     g_dev[i].allow_connect = 1;
@@ -1531,6 +1921,7 @@ int main(int argc, char **argv) {
   }
   run_until(cond_ready, &all, g_timeout, "all devices logging in");
   double t_login = mono_s() - t0;
+  span_end(&login_span);
   metrics m_idle;
   long rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
                           &m_idle);
@@ -1620,25 +2011,32 @@ int main(int argc, char **argv) {
   /* --- whisperd #2: plain idle connections --- */
   long rss_p0 = -1, rss_pk = -1;
   unsigned closes_plain0 = g_unexpected_closes;
-  double t_plain = 0;
+  double t_plain = 0, t_plain_close = 0;
+  cpu_span open_span = {0}, close_span = {0};
   static server s2;
   if (g_idle > 0) {
     static const char *const extra[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
                                         "3600000", NULL};
     server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", extra);
     g_cur = &s2;
-    g_n_plain = IDLE_WARMUP + g_idle;
-    g_plain = calloc((size_t)g_n_plain, sizeof *g_plain);
-    if (!g_plain) fatal("out of memory");
-    for (int i = 0; i < g_n_plain; i++) g_plain[i].ln.kind = K_PLAIN;
+    plain_setup(IDLE_WARMUP + g_idle);
     plain_open(0, IDLE_WARMUP);
     plain_close(0, IDLE_WARMUP);
     rss_p0 = settle_rss(0, -1, "whisperd (idle) closing the warm-up connections", NULL);
+    /* opening: from the first connect to the last Challenge in */
     t0 = mono_s();
+    span_begin(&open_span, s2.pid);
     plain_open(IDLE_WARMUP, g_n_plain);
-    t_plain = mono_s() - t0;
+    t_plain = g_plain_last - t0;
+    span_end(&open_span);
     rss_pk = settle_rss(g_idle, 0, "whisperd (idle) counting the plain connections", NULL);
+    /* closing: from the first close frame until whisperd has closed them all */
+    t0 = mono_s();
+    span_begin(&close_span, s2.pid);
     plain_close(IDLE_WARMUP, g_n_plain);
+    t_plain_close = mono_s() - t0;
+    span_end(&close_span);
+    plain_teardown();
     if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
     int stop2 = server_stop(&s2, 1);
     g_cur = NULL;
@@ -1647,51 +2045,66 @@ int main(int argc, char **argv) {
   if (stop1 != 0) problem(&g_bad, "whisperd did not stop cleanly");
 
   /* --- the table --- */
-  char v[64], w[64], x[64];
+  char v[64], w[64], x[256];
   printf("\nSet-up (whisperd VmRSS %ld KiB when started):\n", rss_fresh);
   row("identities + engines (in process, untimed)", "", "%d in %.2f s", g_clients, t_ident);
   snprintf(v, sizeof v, "%.1f /s", g_clients / t_register);
   row("register + first login (warm-up)", v, "%d devices in %.2f s, %d at a time", g_clients,
-      t_register, REG_WAVE);
+      t_register, wave);
   snprintf(v, sizeof v, "%.1f /s", g_clients / t_login);
-  row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP)", g_clients,
-      t_login);
+  row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP), %d at a time",
+      g_clients, t_login, g_clients < LOGIN_INFLIGHT ? g_clients : LOGIN_INFLIGHT);
+  row("   logging in", "", "%s", fmt_span(x, sizeof x, &login_span, g_clients));
 
   printf("\nResults:\n");
   printf("  %-46s %14s  %s\n", "figure", "value", "detail");
-  snprintf(v, sizeof v, "%.0f msg/s", span > 0 ? (double)g_received / span : 0);
-  row("1. messages per second, end to end", v,
-      "%u messages in %.3f s, first send call -> last delivery", g_received, span);
-  row("2. delivery latency p50", fmt_ms(v, sizeof v, pct(lat, n_lat, 50)),
-      "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
-  row("   p99", fmt_ms(v, sizeof v, pct(lat, n_lat, 99)), "%s", "");
-  row("   max", fmt_ms(v, sizeof v, n_lat ? lat[n_lat - 1] : 0), "%s", "");
-  row("   first message of each device p50", fmt_ms(v, sizeof v, pct(lat_first, n_first, 50)),
-      "max %s; with the session set-up (ListDevices, FetchBundles)",
-      fmt_ms(w, sizeof w, n_first ? lat_first[n_first - 1] : 0));
-  if (n_rest)
-    row("   the others p50", fmt_ms(v, sizeof v, pct(lat_rest, n_rest, 50)), "p99 %s, max %s",
-        fmt_ms(w, sizeof w, pct(lat_rest, n_rest, 99)),
-        fmt_ms(x, sizeof x, lat_rest[n_rest - 1]));
-  row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, pct(lat_sent, n_sent, 50)),
-      "p99 %s (informational)", fmt_ms(w, sizeof w, pct(lat_sent, n_sent, 99)));
-  row("   CPU during 1: whisperd", "",
-      "%.2f s (%.0f%% of one CPU, %.0f us per message); whisperd-load %.2f s (%.0f%%)", srv_cpu,
-      span > 0 ? srv_cpu / span * 100 : 0, g_received ? srv_cpu / g_received * 1e6 : 0, own_cpu,
-      span > 0 ? own_cpu / span * 100 : 0);
-  if (have_sched)
-    row("   waiting for a CPU during 1: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
-        srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait,
-        span > 0 ? own_wait / span * 100 : 0,
-        span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
-            ? ": other processes had the CPUs, 1 and 2 are low" : "");
+  if (g_messages == 0) {
+    row("1. messages per second, end to end", "skipped", "--messages 0");
+    row("2. delivery latency", "skipped", "--messages 0");
+  } else {
+    snprintf(v, sizeof v, "%.0f msg/s", span > 0 ? (double)g_received / span : 0);
+    row("1. messages per second, end to end", v,
+        "%u messages in %.3f s, first send call -> last delivery", g_received, span);
+    row("2. delivery latency p50", fmt_ms(v, sizeof v, pct(lat, n_lat, 50)),
+        "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+    row("   p99", fmt_ms(v, sizeof v, pct(lat, n_lat, 99)), "%s", "");
+    row("   max", fmt_ms(v, sizeof v, n_lat ? lat[n_lat - 1] : 0), "%s", "");
+    row("   first message of each device p50", fmt_ms(v, sizeof v, pct(lat_first, n_first, 50)),
+        "max %s; with the session set-up (ListDevices, FetchBundles)",
+        fmt_ms(w, sizeof w, n_first ? lat_first[n_first - 1] : 0));
+    if (n_rest)
+      row("   the others p50", fmt_ms(v, sizeof v, pct(lat_rest, n_rest, 50)), "p99 %s, max %s",
+          fmt_ms(w, sizeof w, pct(lat_rest, n_rest, 99)),
+          fmt_ms(x, sizeof x, lat_rest[n_rest - 1]));
+    row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, pct(lat_sent, n_sent, 50)),
+        "p99 %s (informational)", fmt_ms(w, sizeof w, pct(lat_sent, n_sent, 99)));
+    row("   CPU during 1: whisperd", "",
+        "%.2f s (%.0f%% of one CPU, %.0f us per message); whisperd-load %.2f s (%.0f%%)", srv_cpu,
+        span > 0 ? srv_cpu / span * 100 : 0, g_received ? srv_cpu / g_received * 1e6 : 0, own_cpu,
+        span > 0 ? own_cpu / span * 100 : 0);
+    if (have_sched)
+      row("   waiting for a CPU during 1: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
+          srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait,
+          span > 0 ? own_wait / span * 100 : 0,
+          span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
+              ? ": other processes had the CPUs, 1 and 2 are low" : "");
+  }
   row("3. whisperd RSS per logged-in idle connection", fmt_kib_per(v, sizeof v, rss0, rss_n, g_clients),
       "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", rss0, rss_n, g_clients);
-  if (g_idle > 0)
+  if (g_idle > 0) {
     row("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
         "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0, rss_pk,
         g_idle, t_plain);
-  else
+    snprintf(v, sizeof v, "%.0f /s", t_plain > 0 ? g_idle / t_plain : 0);
+    row("   opening them", v,
+        "%d in %.2f s, first connect -> last Challenge, %d in the handshake at a time", g_idle,
+        t_plain, IDLE_INFLIGHT);
+    row("", "", "%s", fmt_span(x, sizeof x, &open_span, g_idle));
+    snprintf(v, sizeof v, "%.0f /s", t_plain_close > 0 ? g_idle / t_plain_close : 0);
+    row("   closing them", v, "%d in %.2f s, our close frames -> whisperd closed them all",
+        g_idle, t_plain_close);
+    row("", "", "%s", fmt_span(x, sizeof x, &close_span, g_idle));
+  } else
     row("4. whisperd RSS per plain idle WebSocket", "skipped", "--idle 0");
 
   printf("\nChecks:\n");
@@ -1718,13 +2131,19 @@ int main(int argc, char **argv) {
   free(lat_first);
   free(lat_rest);
   free(lat_sent);
-  lws_sul_cancel(&g_wake);
+  /* lws on a foreign libuv loop: its handles close as the loop runs, then
+   * a second lws_context_destroy() frees it (g_lws is NULL once gone) */
   lws_context_destroy(g_lws);
+  for (int i = 0; i < 1000 && g_lws && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  if (g_lws) lws_context_destroy(g_lws);
+  uv_close((uv_handle_t *)&g_wake, NULL);
+  for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  uv_loop_close(&g_uv);
   for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
-  for (int i = 0; i < g_n_plain; i++) free(g_plain[i].ln.rx);
-  free(g_plain);
   free(g_dev);
   free(g_dirty);
+  free(g_waiting);
+  free(g_heap);
   free(g_msg);
   free(g_tx);
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
