@@ -237,6 +237,11 @@ static void free_queue(wd_net *n, conn *c) {
   c->queued = 0;
 }
 
+/* close_after_flush() without a timer of its own: a shutdown has one for
+ * all of them (an lws timer per connection is an insertion into lws's
+ * sorted list, which walks every timer already in it). */
+#define NO_TIMER UINT64_MAX
+
 /* Close after what is queued has been written, within close-timeout-ms.
  * Nothing more is read from the connection. */
 static void close_after_flush(conn *c, int status, const char *reason, uint64_t within_ms) {
@@ -246,6 +251,8 @@ static void close_after_flush(conn *c, int status, const char *reason, uint64_t 
   c->close_reason = reason;
   lws_rx_flow_control(c->wsi, 0);
   lws_callback_on_writable(c->wsi);
+  if (within_ms == NO_TIMER)
+    return;
   if (within_ms == 0)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   else
@@ -371,14 +378,11 @@ static void shutdown_cb(lws_sorted_usec_list_t *sul) {
   wd_net *n = lws_container_of(sul, wd_net, sul_shutdown);
   if (n->phase == DRAINING) {
     n->phase = CUTTING;
+    /* the loop ends; lws_context_destroy() (wd_net_free) cuts them, and
+     * their CLOSED callbacks tell the core (not one lws kill timer each:
+     * every insertion into lws's sorted timer list walks all of them) */
     wd_info("shutdown: %llu connections did not flush in time, cutting them",
             (unsigned long long)n->stats.ws_open);
-    for (size_t i = 0; i < n->cap; i++)
-      if (n->slots[i])
-        lws_set_timeout(n->slots[i]->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    /* Give the kills one more second to go through the loop. */
-    lws_sul_schedule(n->ctx, 0, &n->sul_shutdown, shutdown_cb, 1000000);
-    return;
   }
   finish(n);
 }
@@ -525,7 +529,7 @@ static void begin_shutdown(wd_net *n, int sig) {
   for (size_t i = 0; i < n->cap; i++)
     if (n->slots[i])
       close_after_flush(n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
-                        n->cfg->shutdown_ms);
+                        NO_TIMER); /* sul_shutdown is the deadline of them all */
   if (n->stats.ws_open == 0) {
     finish(n);
     return;
@@ -652,9 +656,15 @@ too_big:
  * lws_close_reason(): lws 4.1 on an event library (libuv) then shuts the
  * socket without sending the close frame, and the peer sees no close
  * code. Started outside a callback, lws's close handshake sends it. */
+#define CLOSE_BATCH 256 /* closes started per pass (see close_cb) */
+
 static void close_cb(lws_sorted_usec_list_t *sul) {
   wd_net *n = lws_container_of(sul, wd_net, sul_close);
-  while (n->n_close) {
+  /* At most CLOSE_BATCH at a time: each puts a timer of lws's close
+   * handshake into lws's sorted timer list (an insertion walks the whole
+   * list), so when thousands close at once (a shutdown) the list holds
+   * those of a few batches, not all of them. */
+  for (int batch = 0; n->n_close && batch < CLOSE_BATCH; batch++) {
     uint64_t id = n->close_ids[--n->n_close];
     conn *c = map_get(n, id);
     if (!c || c->closing != CLOSE_QUEUED) continue;
@@ -662,10 +672,14 @@ static void close_cb(lws_sorted_usec_list_t *sul) {
     c->closing = CLOSE_SENT;
     lws_close_reason(c->wsi, (enum lws_close_status)c->close_status,
                      (unsigned char *)(uintptr_t)r, strlen(r));
+    /* lws reads again, for the peer's answering close frame (on_receive
+     * passes nothing on from a closing connection) */
+    lws_rx_flow_control(c->wsi, 1);
     /* not a kill: the close reason makes lws send the close frame, then
      * wait (at most 5 s) for the peer's */
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
   }
+  if (n->n_close) lws_sul_schedule(n->ctx, 0, &n->sul_close, close_cb, 1);
 }
 
 static int queue_close(wd_net *n, conn *c) {

@@ -4,14 +4,15 @@
  *
  * It starts a whisperd (the one built beside it, or --whisperd PATH) on
  * 127.0.0.1 with a port it picks (--port 0) and a store in a new temporary
- * directory, and measures, in one process and on one libwebsockets context
- * (single-threaded):
+ * directory, and measures, in one process and one thread on one libuv
+ * loop (libwebsockets' client connections on it, as a foreign loop):
  *
  *   1. set-up: N simulated devices (--clients, default 200), each a
  *      whisper_ctx on a memory store with its own identity and a
  *      whisper_client engine (prekey_batch 5). They register and log in
- *      in waves of REG_WAVE connections (the warm-up), disconnect, and
- *      then all N connect and log in at once.
+ *      in waves of max(25, N/100) connections (the warm-up), disconnect,
+ *      and then all N connect and log in at once (at most 256 in their
+ *      login at a time); with --hold S they are then held idle S seconds.
  *   2. messages: in a ring, device i sends M (--messages, default 20)
  *      messages of 100 B to device i+1 (mod N), 1:1 through whisperd.
  *      Paced by default: a device sends its next message when the engine
@@ -25,7 +26,9 @@
  *      on a second, fresh whisperd, with 0 connections after a small
  *      warm-up and with K (--idle, default 1000) plain WebSocket
  *      connections that only completed the handshake and received the
- *      Challenge (no engine). The difference / count is the figure.
+ *      Challenge (no engine: raw sockets on epoll). The difference /
+ *      count is the figure. How fast they open and close, and the CPU
+ *      either side spends on it, are printed beside it.
  *
  * Every message is checked: its body (sender, index, run tag, filler), its
  * sender, conversation and client id, and that it arrives exactly once at
@@ -100,6 +103,7 @@ static int g_messages = 20;
 static int g_idle = 1000;
 static int g_quick;
 static int g_burst;
+static int g_hold; /* --hold S: the logged-in devices are held idle S seconds (their pings) */
 static int g_no_receipts; /* --no-receipts: no DELIVERED receipts (their cost, by difference) */
 static int g_keep;
 static double g_timeout = 120;
@@ -262,6 +266,13 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    /* whisperd starts with the soft descriptor limit most service managers
+     * give (1024) and must raise it itself to hold more connections */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024) {
+      rl.rlim_cur = 1024;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
     int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || null < 0) _exit(127);
@@ -306,6 +317,14 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
 
 /* SIGTERM, then waits (SIGKILL after 10 s). Returns 0 if it stopped
  * cleanly (exit status 0). */
+/* Set while connections are open at a shutdown: serves them (one short
+ * pass of the loop) while whisperd is waited for; and whisperd's CPU time
+ * as last seen before it exited (g_stop_pid's schedstat). */
+static void (*g_stop_serve)(void);
+static pid_t g_stop_pid;
+static double g_stop_run;
+static int proc_sched_s(pid_t pid, double *run, double *wait);
+
 static int server_stop(server *s, int slot) {
   if (s->pid <= 0) return -1;
   kill(s->pid, SIGTERM);
@@ -321,6 +340,10 @@ static int server_stop(server *s, int slot) {
       s->pid = 0;
       g_servers[slot] = NULL;
       return -1;
+    } else if (g_stop_serve) {
+      double run, wait;
+      if (g_stop_pid == s->pid && proc_sched_s(s->pid, &run, &wait) == 0) g_stop_run = run;
+      g_stop_serve();
     } else {
       sleep_s(0.01);
     }
@@ -342,6 +365,23 @@ static void server_check_alive(server *s) {
       fatal("%s died of signal %d (%s)", s->label, WTERMSIG(st), strsignal(WTERMSIG(st)));
     fatal("%s exited with status %d", s->label, WEXITSTATUS(st));
   }
+}
+
+/* The kernel's slab memory, all of it (/proc/meminfo Slab), in KiB; -1
+ * if unknown. A socket's kernel side (the TCP socket, its file, its
+ * epoll entry) is there, not in any process's RSS. */
+static long slab_kib(void) {
+  char line[256];
+  long v = -1;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "Slab:", 5) == 0) {
+      v = strtol(line + 5, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return v;
 }
 
 /* VmRSS in KiB, -1 if unknown. */
@@ -1383,6 +1423,8 @@ static uv_poll_t g_plain_poll;
 static char g_upgrade[512];
 static size_t g_upgrade_len;
 static double g_plain_last; /* when the last Challenge came */
+static int g_plain_goaway;  /* 1001 close frames from whisperd shutting down */
+static int g_plain_shutdown; /* whisperd is shutting down: its close frames are expected */
 
 static void plain_release(plain *p) {
   free(p->buf);
@@ -1517,11 +1559,22 @@ static void plain_event(int i, uint32_t events) {
     return;
   }
   /* open or closing: whisperd's close frame, then the end of the stream */
-  char sink[256];
+  uint8_t sink[256];
   ssize_t r;
   while ((r = read(p->fd, sink, sizeof sink)) > 0) {
-    if (p->state == P_OPEN) { /* whisperd sends nothing to an idle connection */
+    if (p->state != P_OPEN) continue;
+    /* whisperd sends nothing to an idle connection but, when it shuts
+     * down, a close frame with 1001 (answered with ours) */
+    if (!g_plain_shutdown || r < 4 || sink[0] != 0x88 || sink[2] != 0x03 || sink[3] != 0xe9) {
       plain_failed(i, "whisperd sent something to an idle connection");
+      return;
+    }
+    static const uint8_t bye[] = {0x88, 0x82, 0x11, 0x22, 0x33, 0x44, 0x03 ^ 0x11, 0xe9 ^ 0x22};
+    g_plain_goaway++;
+    p->closing_asked = 1;
+    p->state = P_CLOSING;
+    if (write(p->fd, bye, sizeof bye) != (ssize_t)sizeof bye) {
+      plain_release(p);
       return;
     }
   }
@@ -1570,8 +1623,7 @@ static int cond_plain_ready(void *arg) {
 }
 
 static int cond_plain_closed(void *arg) {
-  (void)arg;
-  return g_plain_open == 0;
+  return g_plain_open == *(int *)arg;
 }
 
 /* Opens plain connections [from, to) and waits for each one's Challenge. */
@@ -1585,8 +1637,10 @@ static void plain_open(int from, int to) {
 
 /* Closes [from, to) and waits until whisperd has closed them too. */
 static void plain_close(int from, int to) {
+  int left = g_plain_open;
+  for (int i = from; i < to; i++) left -= g_plain[i].state != P_IDLE;
   for (int i = from; i < to; i++) plain_close_one(i);
-  run_until(cond_plain_closed, NULL, g_timeout, "closing the plain connections");
+  run_until(cond_plain_closed, &left, g_timeout, "closing the plain connections");
 }
 
 static void plain_setup(int n) {
@@ -1606,6 +1660,12 @@ static void plain_setup(int n) {
                      "\r\n\r\n",
                      g_cur->hostport);
   g_upgrade_len = (size_t)len;
+}
+
+/* One short pass of the loop (for server_stop). */
+static void plain_stop_serve(void) {
+  uv_timer_start(&g_wake, wake_cb, 2, 0);
+  uv_run(&g_uv, UV_RUN_ONCE);
 }
 
 static void plain_teardown(void) {
@@ -1693,12 +1753,15 @@ static const char *fmt_kib_per(char *buf, size_t cap, long a, long b, int n) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--burst]\n"
-          "                     [--no-receipts] [--whisperd PATH] [--timeout S] [--keep]\n"
+          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]\n"
+          "                     [--burst] [--no-receipts] [--whisperd PATH] [--timeout S] [--keep]\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
-          "  --messages M    messages of 100 B each device sends, in a ring (default 20)\n"
+          "  --messages M    messages of 100 B each device sends, in a ring (default 20; 0: no\n"
+          "                  messages, figures 1 and 2 skipped)\n"
           "  --idle K        plain WebSocket connections for the idle-memory figure (default\n"
           "                  1000; 0: skip it)\n"
+          "  --hold S        hold the N logged-in devices idle S seconds before the messages and\n"
+          "                  report the CPU whisperd spends on them (their pings; default 0)\n"
           "  --quick         N=20, M=5, K=100, --timeout 25 (the ctest smoke run)\n"
           "  --burst         each device sends its M messages at once (default: the next one\n"
           "                  when the previous is SENT)\n"
@@ -1719,7 +1782,7 @@ static int parse_int(const char *s, int min, int max, int *out) {
 }
 
 int main(int argc, char **argv) {
-  int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0;
+  int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0, set_hold = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int *target = NULL, min = 0, max = 0, *flag = NULL;
@@ -1747,6 +1810,8 @@ int main(int argc, char **argv) {
       target = &g_messages, min = 0, max = 1000000, flag = &set_messages;
     } else if (strcmp(a, "--idle") == 0) {
       target = &g_idle, min = 0, max = 1000000, flag = &set_idle;
+    } else if (strcmp(a, "--hold") == 0) {
+      target = &g_hold, min = 0, max = 86400, flag = &set_hold;
     } else if (strcmp(a, "--timeout") == 0) {
       int t;
       if (i + 1 >= argc || parse_int(argv[++i], 1, 86400, &t) != 0) {
@@ -1925,6 +1990,19 @@ int main(int argc, char **argv) {
   metrics m_idle;
   long rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
                           &m_idle);
+  /* held idle: what N idle devices cost whisperd per second (their pings) */
+  cpu_span hold_span = {0};
+  metrics m_hold0 = {0}, m_hold1 = {0};
+  if (g_hold > 0) {
+    if (metrics_get(&s1, &m_hold0) != 0) fatal("/metrics did not answer");
+    span_begin(&hold_span, s1.pid);
+    serve_for(g_hold);
+    span_end(&hold_span);
+    if (metrics_get(&s1, &m_hold1) != 0) fatal("/metrics did not answer");
+    if (m_hold1.authenticated != g_clients)
+      problem(&g_bad, "%lld of %d devices still logged in after %d s idle",
+              m_hold1.authenticated, g_clients, g_hold);
+  }
 
   /* --- messages --- */
   metrics m_before;
@@ -2009,20 +2087,25 @@ int main(int argc, char **argv) {
   g_cur = NULL;
 
   /* --- whisperd #2: plain idle connections --- */
-  long rss_p0 = -1, rss_pk = -1;
+  long rss_p0 = -1, rss_pk = -1, slab_p0 = -1, slab_pk = -1;
   unsigned closes_plain0 = g_unexpected_closes;
-  double t_plain = 0, t_plain_close = 0;
+  double t_plain = 0, t_plain_close = 0, t_shutdown = 0, shut_run = 0;
+  int n_closed = 0, n_shut = 0;
   cpu_span open_span = {0}, close_span = {0};
   static server s2;
   if (g_idle > 0) {
-    static const char *const extra[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
-                                        "3600000", NULL};
+    /* (a long shutdown timeout: the check is that every connection open
+     * at the shutdown gets its close frame; how long it takes is printed) */
+    static const char *const extra[] = {"--auth-timeout-ms",   "3600000", "--heartbeat-ms",
+                                        "3600000",             "--shutdown-timeout-ms",
+                                        "60000",               NULL};
     server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", extra);
     g_cur = &s2;
     plain_setup(IDLE_WARMUP + g_idle);
     plain_open(0, IDLE_WARMUP);
     plain_close(0, IDLE_WARMUP);
     rss_p0 = settle_rss(0, -1, "whisperd (idle) closing the warm-up connections", NULL);
+    slab_p0 = slab_kib();
     /* opening: from the first connect to the last Challenge in */
     t0 = mono_s();
     span_begin(&open_span, s2.pid);
@@ -2030,17 +2113,36 @@ int main(int argc, char **argv) {
     t_plain = g_plain_last - t0;
     span_end(&open_span);
     rss_pk = settle_rss(g_idle, 0, "whisperd (idle) counting the plain connections", NULL);
-    /* closing: from the first close frame until whisperd has closed them all */
+    slab_pk = slab_kib();
+    /* closing the first half: from our first close frame until whisperd
+     * has closed them all */
+    n_closed = g_idle / 2;
     t0 = mono_s();
     span_begin(&close_span, s2.pid);
-    plain_close(IDLE_WARMUP, g_n_plain);
+    plain_close(IDLE_WARMUP, IDLE_WARMUP + n_closed);
     t_plain_close = mono_s() - t0;
     span_end(&close_span);
-    plain_teardown();
-    if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
+    /* the other half open at a shutdown (SIGTERM): each is sent 1001,
+     * answers with its own close frame, and whisperd exits */
+    n_shut = g_idle - n_closed;
+    g_plain_shutdown = 1;
+    g_stop_serve = plain_stop_serve;
+    t0 = mono_s();
+    double run0, wait0;
+    if (proc_sched_s(s2.pid, &run0, &wait0) != 0) run0 = 0;
+    g_stop_run = run0;
+    g_stop_pid = s2.pid;
     int stop2 = server_stop(&s2, 1);
+    t_shutdown = mono_s() - t0;
+    shut_run = g_stop_run - run0;
+    g_stop_serve = NULL;
     g_cur = NULL;
     if (stop2 != 0) problem(&g_bad, "whisperd (idle) did not stop cleanly");
+    if (g_plain_goaway != n_shut)
+      problem(&g_bad, "%d of the %d connections open at the shutdown got whisperd's 1001",
+              g_plain_goaway, n_shut);
+    plain_teardown();
+    if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
   }
   if (stop1 != 0) problem(&g_bad, "whisperd did not stop cleanly");
 
@@ -2091,19 +2193,38 @@ int main(int argc, char **argv) {
   }
   row("3. whisperd RSS per logged-in idle connection", fmt_kib_per(v, sizeof v, rss0, rss_n, g_clients),
       "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", rss0, rss_n, g_clients);
+  if (g_hold > 0) {
+    long long fin = m_hold1.frames_in - m_hold0.frames_in;
+    snprintf(v, sizeof v, "%.1f%% CPU", hold_span.srv_run / g_hold * 100);
+    row("   held idle", v,
+        "%d s: whisperd %.2f s on a CPU, %lld frames in (%.0f /s, the engines' pings), %.1f us "
+        "per frame, %.2f us per device per second",
+        g_hold, hold_span.srv_run, fin, (double)fin / g_hold,
+        fin > 0 ? hold_span.srv_run / (double)fin * 1e6 : 0,
+        hold_span.srv_run / g_hold / g_clients * 1e6);
+  }
   if (g_idle > 0) {
     row("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
         "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0, rss_pk,
         g_idle, t_plain);
+    if (slab_p0 >= 0 && slab_pk >= 0) /* both ends of each connection are on this machine */
+      row("   the kernel's side", fmt_kib_per(v, sizeof v, slab_p0, slab_pk, 2 * g_idle),
+          "per socket: /proc/meminfo Slab %+ld KiB with the %d connections, both ends here "
+          "(2 sockets each), not in RSS; the whole machine's, so other jobs move it",
+          slab_pk - slab_p0, g_idle);
     snprintf(v, sizeof v, "%.0f /s", t_plain > 0 ? g_idle / t_plain : 0);
     row("   opening them", v,
         "%d in %.2f s, first connect -> last Challenge, %d in the handshake at a time", g_idle,
         t_plain, IDLE_INFLIGHT);
     row("", "", "%s", fmt_span(x, sizeof x, &open_span, g_idle));
-    snprintf(v, sizeof v, "%.0f /s", t_plain_close > 0 ? g_idle / t_plain_close : 0);
-    row("   closing them", v, "%d in %.2f s, our close frames -> whisperd closed them all",
-        g_idle, t_plain_close);
-    row("", "", "%s", fmt_span(x, sizeof x, &close_span, g_idle));
+    snprintf(v, sizeof v, "%.0f /s", t_plain_close > 0 ? n_closed / t_plain_close : 0);
+    row("   closing half of them", v,
+        "%d in %.2f s, our close frames -> whisperd closed them all", n_closed, t_plain_close);
+    row("", "", "%s", fmt_span(x, sizeof x, &close_span, n_closed));
+    snprintf(v, sizeof v, "%.2f s", t_shutdown);
+    row("   shutdown with the other half open", v,
+        "SIGTERM -> whisperd exited 0; %d of %d got its close frame (1001) and answered; "
+        "whisperd %.2f s on a CPU", g_plain_goaway, n_shut, shut_run);
   } else
     row("4. whisperd RSS per plain idle WebSocket", "skipped", "--idle 0");
 
