@@ -277,15 +277,20 @@ static void free_queue(wd_net *n, conn *c) {
  * sorted list, which walks every timer already in it). */
 #define NO_TIMER UINT64_MAX
 
+static int queue_close(wd_net *n, conn *c);
+
 /* Close after what is queued has been written, within close-timeout-ms.
  * Nothing more is read from the connection. */
-static void close_after_flush(conn *c, int status, const char *reason, uint64_t within_ms) {
+static void close_after_flush(wd_net *n, conn *c, int status, const char *reason,
+                              uint64_t within_ms) {
   if (c->closing) return;
   c->closing = CLOSE_FLUSHING;
   c->close_status = status;
   c->close_reason = reason;
-  lws_rx_flow_control(c->wsi, 0);
-  lws_callback_on_writable(c->wsi);
+  if (c->head || queue_close(n, c) != 0) { /* (nothing queued: its close starts now) */
+    lws_rx_flow_control(c->wsi, 0);
+    lws_callback_on_writable(c->wsi);
+  }
   if (within_ms == NO_TIMER)
     return;
   if (within_ms == 0)
@@ -354,7 +359,7 @@ static void drain(wd_net *n) {
         c = map_get(n, out.conn);
         if (!c) break;
         wd_info("conn %llu: closed by the server", (unsigned long long)c->id);
-        close_after_flush(c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
+        close_after_flush(n, c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
                           n->cfg->close_flush_ms);
         break;
       case WHISPER_SERVER_RELAY:
@@ -578,7 +583,7 @@ static void begin_shutdown(wd_net *n, int sig) {
   }
   for (size_t i = 0; i < n->cap; i++)
     if (n->slots[i])
-      close_after_flush(n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
+      close_after_flush(n, n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
                         NO_TIMER); /* sul_shutdown is the deadline of them all */
   if (n->stats.ws_open == 0) {
     finish(n);
@@ -775,7 +780,7 @@ static int on_receive(wd_net *n, conn *c, struct lws *wsi, const uint8_t *in, si
   if (!lws_frame_is_binary(wsi)) {
     wd_info("conn %llu: text message refused, closing", (unsigned long long)c->id);
     n->stats.ws_dropped++;
-    close_after_flush(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames only",
+    close_after_flush(n, c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames only",
                       n->cfg->close_flush_ms);
     return 0;
   }
@@ -817,7 +822,7 @@ too_big:
   free(c->rx);
   c->rx = NULL;
   c->rx_len = c->rx_cap = 0;
-  close_after_flush(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
+  close_after_flush(n, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
                     n->cfg->close_flush_ms);
   return 0;
 }
