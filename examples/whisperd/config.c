@@ -27,6 +27,7 @@ enum kind {
   K_DAYS,    /* whole days, kept as uint64_t milliseconds */
   K_LEVEL,   /* log level name */
   K_SYNC,    /* "normal" | "full" into sync_full */
+  K_LOOP,    /* "auto" | "libuv" | "poll" into event_loop */
   K_SHARD,   /* a further PostgreSQL database, appended to pg_shards */
   K_FLAG     /* a switch without a value on the command line; sets an int to 1
                 (in the file: true/false) */
@@ -71,6 +72,11 @@ static const option options[] = {
      "how long a connection the server closes may take to receive its last frames"},
     {"shutdown-timeout-ms", "MS", K_U64, OFF(shutdown_ms), 0, 3600000,
      "on SIGTERM/SIGINT, how long queued output may take to flush before connections are cut"},
+    {"event-loop", "LOOP", K_LOOP, 0, 0, 0,
+     "libuv: epoll through libwebsockets' libuv plugin, the cost of an event independent of "
+     "the connections open; poll: libwebsockets' own poll() loop, which goes through every "
+     "connection on every event (slow past a few thousand); auto: libuv if it loads, else "
+     "poll with a warning"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Store"},
     {"db", "PATH", K_STR, OFF(db_path), 0, 0,
@@ -374,6 +380,19 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
         return -1;
       }
       return 0;
+    case K_LOOP:
+      if (strcmp(value, "auto") == 0)
+        cfg->event_loop = WD_LOOP_AUTO;
+      else if (strcmp(value, "libuv") == 0)
+        cfg->event_loop = WD_LOOP_LIBUV;
+      else if (strcmp(value, "poll") == 0)
+        cfg->event_loop = WD_LOOP_POLL;
+      else {
+        fprintf(stderr, "whisperd: %s: event-loop: expected auto, libuv or poll, got '%s'\n",
+                where, value);
+        return -1;
+      }
+      return 0;
     case K_FLAG: {
       int b;
       if (parse_bool(value, &b)) {
@@ -476,6 +495,11 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
       break;
     case K_SYNC:
       snprintf(buf, cap, "%s", cfg->sync_full ? "full" : "normal");
+      break;
+    case K_LOOP:
+      snprintf(buf, cap, "%s", cfg->event_loop == WD_LOOP_LIBUV  ? "libuv"
+                               : cfg->event_loop == WD_LOOP_POLL ? "poll"
+                                                                 : "auto");
       break;
     case K_LISTEN:
       snprintf(buf, cap, "%s:%u", cfg->host, cfg->port);

@@ -33,13 +33,26 @@
  * wait for the queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
  *
- * Group commit: the frames read in one pass of the loop (one
- * lws_service()) are a batch of the core (whisper_server_batch_begin/_end,
- * see service_pass()): they share one store transaction, committed when
- * the pass is over, and the core's output is drained after that commit
- * only.
+ * Everything runs on one thread. The event loop (wd_net_run) is libuv (on
+ * epoll) by default: lws's libuv plugin with our own uv loop handed to lws
+ * as a foreign loop, so each pass of the loop is one uv_run(UV_RUN_ONCE)
+ * and costs what the ready descriptors and due timers cost, not the
+ * number of connections. --event-loop poll (or a libuv plugin that does
+ * not load) falls back to lws's own poll() loop, one lws_service() per
+ * pass, which walks every descriptor on every pass. (Not libev: lws
+ * 4.1's libev plugin does not move its timer earlier when an earlier
+ * timer is added, so timers would fire late.)
  *
- * Everything runs on the one lws service thread.
+ * Per connection lws keeps no timer of its own once the WebSocket is up
+ * (no lws "validity" ping timer: the core's heartbeat closes silent
+ * connections), because lws 4.1 keeps its timers in one sorted list and
+ * a timer per connection would make every insertion walk all of them.
+ *
+ * Group commit: the frames read in one pass of the loop (one
+ * uv_run(UV_RUN_ONCE), or one lws_service() on poll) are a batch of the
+ * core (whisper_server_batch_begin/_end, see pass()): they share one store
+ * transaction, committed when the pass is over, before the loop polls
+ * again, and the core's output is drained after that commit only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -48,6 +61,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -55,8 +69,23 @@
 
 #include <libwebsockets.h>
 
+#if defined(WD_HAVE_LIBUV) && defined(LWS_WITH_LIBUV)
+#define WD_LIBUV 1
+#include <uv.h>
+#else
+#define WD_LIBUV 0
+#endif
+
 #include "blobs.h"
 #include "whisperd.h"
+
+/* conn.closing */
+enum {
+  CLOSE_NO = 0,
+  CLOSE_FLUSHING = 1, /* writing out the queue */
+  CLOSE_QUEUED = 2,   /* flushed: in close_ids, for close_cb */
+  CLOSE_SENT = 3      /* handed to lws's close handshake */
+};
 
 /* A queued outgoing frame; its bytes start at buf + LWS_PRE. */
 typedef struct outmsg {
@@ -74,7 +103,7 @@ typedef struct conn {
   uint8_t *rx;   /* the message being reassembled */
   size_t rx_len, rx_cap;
   int open;    /* known to the core */
-  int closing; /* close once the queue is flushed; read nothing more */
+  int closing; /* CLOSE_*: close once the queue is flushed; read nothing more */
   int close_status;
   const char *close_reason;
   char peer[64];
@@ -101,6 +130,11 @@ struct wd_net {
   wd_push_hook *push;
   struct lws_context *ctx;
   struct lws_vhost *vh;
+#if WD_LIBUV
+  uv_loop_t uv;    /* ours; lws runs on it as a foreign loop */
+  uv_loop_t *loop; /* &uv once made, NULL: lws's poll() loop */
+  void *loops[1];  /* lws's foreign_loops */
+#endif
   int signal_fd;
   int tls;
 
@@ -120,6 +154,9 @@ struct wd_net {
 
   lws_sorted_usec_list_t sul_shutdown;
   lws_sorted_usec_list_t sul_sweep;
+  lws_sorted_usec_list_t sul_close;
+  uint64_t *close_ids; /* flushed connections to close (close_cb) */
+  size_t n_close, cap_close;
   wd_tus_ctx tus; /* the blob store's HTTP side */
   int phase;
   int done;
@@ -235,15 +272,27 @@ static void free_queue(wd_net *n, conn *c) {
   c->queued = 0;
 }
 
+/* close_after_flush() without a timer of its own: a shutdown has one for
+ * all of them (an lws timer per connection is an insertion into lws's
+ * sorted list, which walks every timer already in it). */
+#define NO_TIMER UINT64_MAX
+
+static int queue_close(wd_net *n, conn *c);
+
 /* Close after what is queued has been written, within close-timeout-ms.
  * Nothing more is read from the connection. */
-static void close_after_flush(conn *c, int status, const char *reason, uint64_t within_ms) {
+static void close_after_flush(wd_net *n, conn *c, int status, const char *reason,
+                              uint64_t within_ms) {
   if (c->closing) return;
-  c->closing = 1;
+  c->closing = CLOSE_FLUSHING;
   c->close_status = status;
   c->close_reason = reason;
-  lws_rx_flow_control(c->wsi, 0);
-  lws_callback_on_writable(c->wsi);
+  if (c->head || queue_close(n, c) != 0) { /* (nothing queued: its close starts now) */
+    lws_rx_flow_control(c->wsi, 0);
+    lws_callback_on_writable(c->wsi);
+  }
+  if (within_ms == NO_TIMER)
+    return;
   if (within_ms == 0)
     lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   else
@@ -253,7 +302,7 @@ static void close_after_flush(conn *c, int status, const char *reason, uint64_t 
 /* Close now, dropping the queue (a peer too slow to read it). */
 static void drop_now(wd_net *n, conn *c, int status, const char *reason) {
   free_queue(n, c);
-  c->closing = 1;
+  c->closing = CLOSE_SENT;
   c->close_status = status;
   c->close_reason = reason;
   n->stats.ws_dropped++;
@@ -310,7 +359,7 @@ static void drain(wd_net *n) {
         c = map_get(n, out.conn);
         if (!c) break;
         wd_info("conn %llu: closed by the server", (unsigned long long)c->id);
-        close_after_flush(c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
+        close_after_flush(n, c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
                           n->cfg->close_flush_ms);
         break;
       case WHISPER_SERVER_RELAY:
@@ -372,14 +421,11 @@ static void shutdown_cb(lws_sorted_usec_list_t *sul) {
   wd_net *n = lws_container_of(sul, wd_net, sul_shutdown);
   if (n->phase == DRAINING) {
     n->phase = CUTTING;
+    /* the loop ends; lws_context_destroy() (wd_net_free) cuts them, and
+     * their CLOSED callbacks tell the core (not one lws kill timer each:
+     * every insertion into lws's sorted timer list walks all of them) */
     wd_info("shutdown: %llu connections did not flush in time, cutting them",
             (unsigned long long)n->stats.ws_open);
-    for (size_t i = 0; i < n->cap; i++)
-      if (n->slots[i])
-        lws_set_timeout(n->slots[i]->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-    /* Give the kills one more second to go through the loop. */
-    lws_sul_schedule(n->ctx, 0, &n->sul_shutdown, shutdown_cb, 1000000);
-    return;
   }
   finish(n);
 }
@@ -537,8 +583,8 @@ static void begin_shutdown(wd_net *n, int sig) {
   }
   for (size_t i = 0; i < n->cap; i++)
     if (n->slots[i])
-      close_after_flush(n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
-                        n->cfg->shutdown_ms);
+      close_after_flush(n, n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
+                        NO_TIMER); /* sul_shutdown is the deadline of them all */
   if (n->stats.ws_open == 0) {
     finish(n);
     return;
@@ -734,7 +780,7 @@ static int on_receive(wd_net *n, conn *c, struct lws *wsi, const uint8_t *in, si
   if (!lws_frame_is_binary(wsi)) {
     wd_info("conn %llu: text message refused, closing", (unsigned long long)c->id);
     n->stats.ws_dropped++;
-    close_after_flush(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames only",
+    close_after_flush(n, c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "binary frames only",
                       n->cfg->close_flush_ms);
     return 0;
   }
@@ -765,11 +811,9 @@ static int on_receive(wd_net *n, conn *c, struct lws *wsi, const uint8_t *in, si
   size_t total = c->rx_len;
   c->rx_len = 0;
   deliver(n, c, c->rx, total);
-  if (c->rx_cap > 65536) { /* do not keep a big buffer per idle connection */
-    free(c->rx);
-    c->rx = NULL;
-    c->rx_cap = 0;
-  }
+  free(c->rx); /* an idle connection keeps no buffer */
+  c->rx = NULL;
+  c->rx_cap = 0;
   return 0;
 
 too_big:
@@ -778,8 +822,53 @@ too_big:
   free(c->rx);
   c->rx = NULL;
   c->rx_len = c->rx_cap = 0;
-  close_after_flush(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
+  close_after_flush(n, c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big",
                     n->cfg->close_flush_ms);
+  return 0;
+}
+
+/* The close of a flushed connection is started from a timer (close_cb),
+ * not by returning -1 from its WRITEABLE callback after
+ * lws_close_reason(): lws 4.1 on an event library (libuv) then shuts the
+ * socket without sending the close frame, and the peer sees no close
+ * code. Started outside a callback, lws's close handshake sends it. */
+#define CLOSE_BATCH 256 /* closes started per pass (see close_cb) */
+
+static void close_cb(lws_sorted_usec_list_t *sul) {
+  wd_net *n = lws_container_of(sul, wd_net, sul_close);
+  /* At most CLOSE_BATCH at a time: each puts a timer of lws's close
+   * handshake into lws's sorted timer list (an insertion walks the whole
+   * list), so when thousands close at once (a shutdown) the list holds
+   * those of a few batches, not all of them. */
+  for (int batch = 0; n->n_close && batch < CLOSE_BATCH; batch++) {
+    uint64_t id = n->close_ids[--n->n_close];
+    conn *c = map_get(n, id);
+    if (!c || c->closing != CLOSE_QUEUED) continue;
+    const char *r = c->close_reason ? c->close_reason : "";
+    c->closing = CLOSE_SENT;
+    lws_close_reason(c->wsi, (enum lws_close_status)c->close_status,
+                     (unsigned char *)(uintptr_t)r, strlen(r));
+    /* lws reads again, for the peer's answering close frame (on_receive
+     * passes nothing on from a closing connection) */
+    lws_rx_flow_control(c->wsi, 1);
+    /* not a kill: the close reason makes lws send the close frame, then
+     * wait (at most 5 s) for the peer's */
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+  }
+  if (n->n_close) lws_sul_schedule(n->ctx, 0, &n->sul_close, close_cb, 1);
+}
+
+static int queue_close(wd_net *n, conn *c) {
+  if (n->n_close == n->cap_close) {
+    size_t cap = n->cap_close ? n->cap_close * 2 : 64;
+    uint64_t *v = realloc(n->close_ids, cap * sizeof *v);
+    if (!v) return -1;
+    n->close_ids = v;
+    n->cap_close = cap;
+  }
+  n->close_ids[n->n_close++] = c->id;
+  c->closing = CLOSE_QUEUED;
+  if (n->n_close == 1) lws_sul_schedule(n->ctx, 0, &n->sul_close, close_cb, 1);
   return 0;
 }
 
@@ -800,10 +889,9 @@ static int on_writeable(wd_net *n, conn *c, struct lws *wsi) {
     if (c->head || c->closing) lws_callback_on_writable(wsi);
     return 0;
   }
-  if (c->closing) {
-    const char *r = c->close_reason ? c->close_reason : "";
-    lws_close_reason(wsi, (enum lws_close_status)c->close_status, (unsigned char *)(uintptr_t)r,
-                     strlen(r));
+  if (c->closing == CLOSE_FLUSHING) {
+    if (queue_close(n, c) == 0) return 0;
+    /* out of memory: closed at once, without a close frame */
     return -1;
   }
   return 0;
@@ -1134,6 +1222,15 @@ static int start_metrics(wd_net *n) {
 
 /* --- startup ----------------------------------------------------------------- */
 
+/* lws's receive buffer of each WebSocket connection (its rx_buffer_size),
+ * allocated with the connection: a message longer than this comes in
+ * pieces, which on_receive() puts together in a buffer of its own, freed
+ * once the message is delivered. Most frames are a few hundred bytes
+ * (messages, acks, receipts); this is most of what an idle connection
+ * costs whisperd (measured with whisperd-load: with 64 KiB here an idle
+ * connection cost 6.1 KiB of RSS, with 4000 B 6.0, 2000 B 4.0, 1000 B
+ * 3.1). */
+#define WD_RX_CHUNK 1000
 /* TLS: 1.3, and 1.2 with ECDHE key exchange and AEAD ciphers only (forward
  * secrecy; no CBC, no RSA key exchange, no DHE); never 1.1 or older. */
 #define WD_TLS12_CIPHERS                                                  \
@@ -1147,11 +1244,17 @@ static int start_metrics(wd_net *n) {
 
 static const struct lws_protocols protocols[] = {
     {"http", callback_http, sizeof(http_tx), 0, 0, NULL, 0},
-    {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), 65536, 0, NULL, 0},
+    {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), WD_RX_CHUNK, 0, NULL, 0},
     {"whisperd-listen", callback_listen, 0, 0, 0, NULL, 0},
     {"whisperd-signal", callback_signal, 0, 0, 0, NULL, 0},
     {"whisperd-relay", callback_relay, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* No lws validity timer (PING after 300 s idle) on our connections: it is
+ * one entry per connection in lws's sorted timer list, and the core's
+ * heartbeat closes silent connections already. */
+static const lws_retry_bo_t no_validity_timer = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
 
 /* Makes the sync protocol the one a client that offers no subprotocol gets. */
 static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
@@ -1164,6 +1267,105 @@ static void lws_emit(int level, const char *line) {
   size_t len = strlen(line);
   while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
   wd_log(ours, "lws: %.*s", (int)len, line);
+}
+
+/* Descriptors whisperd needs besides its WebSocket connections: stdio, the
+ * store (database, WAL, shared memory), the listening socket, the pipes,
+ * epoll, HTTP requests and blob files. */
+#define FD_RESERVE 64
+
+/* Every connection is a descriptor, so the soft limit goes up to the hard
+ * one (before the lws context is made: lws sizes its descriptor tables by
+ * it). With --max-connections, no further than they need: lws 4.1 goes
+ * through its whole descriptor table once per connection it closes, so a
+ * table far bigger than the connections costs time. */
+static void raise_fd_limit(const wd_config *cfg) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  rlim_t want = rl.rlim_max;
+  if (want == RLIM_INFINITY) { /* the kernel's own ceiling then */
+    want = 1u << 20;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+    unsigned long long v;
+    if (f && fscanf(f, "%llu", &v) == 1 && v > 0) want = (rlim_t)v;
+    if (f) fclose(f);
+  }
+  if (cfg->max_connections && (rlim_t)cfg->max_connections + FD_RESERVE < want)
+    want = (rlim_t)cfg->max_connections + FD_RESERVE;
+  if (rl.rlim_cur < want) {
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+      wd_warn("cannot raise the descriptor limit from %llu to %llu: %s", (unsigned long long)was,
+              (unsigned long long)want, strerror(errno));
+      rl.rlim_cur = was;
+    }
+  }
+  rlim_t cur = rl.rlim_cur;
+  if (cfg->max_connections && cur < (rlim_t)cfg->max_connections + FD_RESERVE)
+    wd_warn("the descriptor limit (%llu, hard limit %llu) holds fewer than max-connections (%lu) "
+            "+ %d: raise the hard limit (ulimit -Hn, LimitNOFILE=)",
+            (unsigned long long)cur, (unsigned long long)rl.rlim_max,
+            (unsigned long)cfg->max_connections, FD_RESERVE);
+  wd_info("descriptor limit %llu: about %llu connections", (unsigned long long)cur,
+          (unsigned long long)(cur > FD_RESERVE ? cur - FD_RESERVE : 0));
+}
+
+#if WD_LIBUV
+/* Runs the loop until lws has closed its handles (libuv closes them
+ * asynchronously), then closes it. */
+static void loop_run_out(wd_net *n) {
+  for (int i = 0; i < 1000 && uv_loop_alive(n->loop); i++) uv_run(n->loop, UV_RUN_NOWAIT);
+}
+
+static void loop_close(wd_net *n) {
+  if (!n->loop) return;
+  loop_run_out(n);
+  if (uv_loop_close(n->loop) != 0) wd_warn("the event loop still had handles at exit");
+  n->loop = NULL;
+}
+#endif
+
+/* The lws context, on libuv (our loop, foreign to lws) unless told
+ * otherwise or the libuv plugin does not load. */
+static struct lws_context *make_context(wd_net *n, struct lws_context_creation_info *info) {
+  int want = n->cfg->event_loop;
+#if WD_LIBUV
+  if (want != WD_LOOP_POLL && uv_loop_init(&n->uv) == 0) {
+    n->loop = &n->uv;
+    n->loops[0] = n->loop;
+    info->options |= LWS_SERVER_OPTION_LIBUV;
+    info->foreign_loops = n->loops;
+    struct lws_context *ctx = lws_create_context(info);
+    info->options &= ~(uint64_t)LWS_SERVER_OPTION_LIBUV;
+    info->foreign_loops = NULL;
+    if (ctx) {
+      wd_info("event loop: libuv %s", uv_version_string());
+      return ctx;
+    }
+    loop_close(n);
+  }
+  if (want == WD_LOOP_LIBUV) {
+    fprintf(stderr,
+            "whisperd: --event-loop libuv: libwebsockets' libuv plugin does not load "
+            "(Debian: apt-get install libwebsockets-evlib-uv)\n");
+    return NULL;
+  }
+  if (want == WD_LOOP_AUTO)
+    wd_warn("libwebsockets' libuv plugin does not load (Debian: libwebsockets-evlib-uv): "
+            "falling back to poll(), which goes through every connection on every event");
+#else
+  if (want == WD_LOOP_LIBUV) {
+    fprintf(stderr, "whisperd: --event-loop libuv: built without libuv (or libwebsockets "
+                    "without LWS_WITH_LIBUV)\n");
+    return NULL;
+  }
+  if (want == WD_LOOP_AUTO)
+    wd_warn("built without libuv: poll() goes through every connection on every event");
+#endif
+  struct lws_context *ctx = lws_create_context(info);
+  if (ctx) wd_info("event loop: poll");
+  return ctx;
 }
 
 int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_push_hook *push,
@@ -1199,6 +1401,7 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   }
 
   lws_set_log_level(LLL_ERR | LLL_WARN | (wd_log_enabled(WD_LOG_DEBUG) ? LLL_NOTICE : 0), lws_emit);
+  raise_fd_limit(cfg);
 
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
@@ -1206,7 +1409,8 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   if (n->tls) info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.user = n;
   info.port = CONTEXT_PORT_NO_LISTEN;
-  n->ctx = lws_create_context(&info);
+  info.pcontext = &n->ctx; /* NULL once lws has freed it */
+  n->ctx = make_context(n, &info);
   if (!n->ctx) {
     fprintf(stderr, "whisperd: libwebsockets: cannot create the context\n");
     goto fail;
@@ -1220,6 +1424,7 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   vinfo.pvo = &pvo;
   vinfo.server_string = "whisperd";
   vinfo.alpn = "http/1.1";
+  vinfo.retry_and_idle_policy = &no_validity_timer;
   if (n->tls) {
     /* lws 4.1 checks this option on the vhost too before it sets up TLS */
     vinfo.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
@@ -1288,32 +1493,48 @@ fail:
   return -1;
 }
 
-/* One pass of the loop: lws runs the timers that are due, waits in poll,
- * then serves the sockets that are ready. The first frame read opens a
- * batch (deliver()), so the frames that were ready when the poll returned
- * share one commit (one fsync with synchronous=FULL), and the frames that
- * arrive during that commit share the next pass's; the timers run before
- * the poll, outside any batch, so what a tick says is not held while the
- * loop waits. Nothing the core says leaves before the commit that makes it
- * true; a failed commit keeps nothing of the pass and closes its
- * connections (the core queues their CLOSEs). */
-static int service_pass(wd_net *n) {
-  int rc = lws_service(n->ctx, 0);
-  if (n->batching) {
-    n->batching = 0;
-    int brc = whisper_server_batch_end(n->srv, wd_now_ms());
-    if (brc != WHISPER_OK)
-      wd_error("the store failed to commit: %s (%s); nothing of the pass was kept, its "
-               "connections are closed",
-               whisper_strerror(brc), whisper_server_last_error(n->srv));
-    drain(n);
-  }
+/* The first frame read in a pass opens a batch (deliver()), so the frames
+ * that were ready when the poll returned share one commit (one fsync with
+ * synchronous=FULL), and the frames that arrive during that commit share
+ * the next pass's. The batch is committed when the pass is over, before
+ * the loop polls again, so nothing is held while the loop waits. Nothing
+ * the core says leaves before the commit that makes it true; a failed
+ * commit keeps nothing of the pass and closes its connections (the core
+ * queues their CLOSEs). A timer that runs inside the pass (libuv runs the
+ * due timers after the poll as well as before) has its output held to
+ * that commit. */
+static void commit_pass(wd_net *n) {
+  if (!n->batching) return;
+  n->batching = 0;
+  int brc = whisper_server_batch_end(n->srv, wd_now_ms());
+  if (brc != WHISPER_OK)
+    wd_error("the store failed to commit: %s (%s); nothing of the pass was kept, its "
+             "connections are closed",
+             whisper_strerror(brc), whisper_server_last_error(n->srv));
+  drain(n);
+}
+
+/* One pass of the event loop: waits until a descriptor is ready or a timer
+ * is due (or, when lws has work pending, not at all), then runs every
+ * callback that makes: lws's for the ready descriptors (accept, receive,
+ * writeable, close), and the ripe timers (the core's tick, shutdown,
+ * blob sweep), then commits the pass's batch. Everything whisperd does
+ * happens inside some pass. */
+static int pass(wd_net *n) {
+  int rc;
+#if WD_LIBUV
+  if (n->loop)
+    rc = !uv_run(n->loop, UV_RUN_ONCE) && !n->done ? -1 : 0; /* -1: nothing left to watch */
+  else
+#endif
+    rc = lws_service(n->ctx, 0) < 0 ? -1 : 0;
+  commit_pass(n);
   return rc;
 }
 
 int wd_net_run(wd_net *n) {
   while (!n->done) {
-    if (service_pass(n) < 0) {
+    if (pass(n) < 0) {
       wd_error("the event loop failed");
       return -1;
     }
@@ -1329,10 +1550,23 @@ void wd_net_free(wd_net *n) {
     lws_sul_cancel(&n->sul_shutdown);
     lws_sul_cancel(&n->sul_accept);
     lws_sul_cancel(&n->sul_sweep);
+    lws_sul_cancel(&n->sul_close);
     lws_sul_cancel(&n->sul_maccept);
     /* Closes what is left: the CLOSED callbacks tell the core and free. */
     lws_context_destroy(n->ctx);
+#if WD_LIBUV
+    /* On a foreign libuv loop lws 4.1 finishes in two steps: its handles
+     * close as the loop runs, then a second lws_context_destroy() frees
+     * the context (n->ctx is set to NULL once it is gone). */
+    if (n->loop) {
+      loop_run_out(n);
+      if (n->ctx) lws_context_destroy(n->ctx);
+    }
+#endif
   }
+#if WD_LIBUV
+  loop_close(n);
+#endif
   if (!n->listen_wsi && n->listen_fd >= 0) close(n->listen_fd); /* never adopted */
   if (n->cluster) {
     /* the core said goodbye at the shutdown; give the thread a moment to send it */
@@ -1343,5 +1577,6 @@ void wd_net_free(wd_net *n) {
   if (!n->mlisten_wsi && n->mlisten_fd >= 0) close(n->mlisten_fd);
   wd_addr_counts_free(n->prelogin);
   free(n->slots);
+  free(n->close_ids);
   free(n);
 }

@@ -79,6 +79,7 @@ typedef struct wd_config {
   uint64_t reports_after;   /* only those numbered above it */
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
+  int event_loop;           /* WD_LOOP_*: what libwebsockets runs on */
   char *pg;                 /* --pg: PostgreSQL conninfo: the store is there, not in --db */
   char *pg_table;           /* --pg-table: the table (NULL: the store's default) */
   char **pg_shards;         /* --pg-shard: further databases (shards 1..n) */
@@ -91,6 +92,10 @@ typedef struct wd_config {
   int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
   size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
+
+/* --event-loop: libuv (epoll, through libwebsockets' libuv plugin), lws's
+ * own poll() loop, or libuv when it loads and poll otherwise. */
+enum { WD_LOOP_AUTO = 0, WD_LOOP_LIBUV = 1, WD_LOOP_POLL = 2 };
 
 /** The defaults. */
 void wd_config_init(wd_config *cfg);

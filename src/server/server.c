@@ -49,6 +49,7 @@ void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t no
   uint8_t k[8];
   conn_key(k, c->id);
   wsrv_map_take(&srv->conns, k, sizeof k);
+  wsrv_heap_del(&srv->conn_timers, &c->timer);
   wsrv_src_release(srv, c, now_ms);
   if (c->state == WSRV_AUTHED) {
     wsrv_dev *d = wsrv_map_get(&srv->devs, c->addr.key, c->addr.len);
@@ -121,6 +122,8 @@ void whisper_server_free(whisper_server *srv) {
   wsrv_map_clear(&srv->devs, free_value);
   wsrv_map_clear(&srv->accts, wsrv_acct_free);
   wsrv_map_clear(&srv->typing, free_value);
+  wsrv_heap_free(&srv->conn_timers);
+  wsrv_heap_free(&srv->acct_timers);
   wsrv_cluster_free(srv);
   wsrv_map_clear(&srv->srcs, free_value);
   while (srv->out_head) {
@@ -163,11 +166,22 @@ static int send_challenge(whisper_server *srv, wsrv_conn *c) {
   return wsrv_send(srv, c->id, &f);
 }
 
+static uint64_t conn_deadline(const whisper_server *srv, const wsrv_conn *c);
+
+void wsrv_conn_rearm(whisper_server *srv, wsrv_conn *c) {
+  wsrv_heap_set(&srv->conn_timers, &c->timer, conn_deadline(srv, c));
+}
+
 int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
+  /* (the delivery window's ring is made when the first entry is pushed:
+   * an idle connection does not carry it) */
   wsrv_conn *c = calloc(1, sizeof *c);
-  if (c == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (c == NULL || wsrv_heap_reserve(&srv->conn_timers, srv->conns.count + 1) != WHISPER_OK) {
+    free(c);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
   c->id = conn;
   c->opened_ms = c->last_rx_ms = now_ms;
   if (wh_random(&srv->rng, c->nonce, sizeof c->nonce) != 0) {
@@ -182,6 +196,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
     conn_free(c);
     return wsrv_fail(srv, rc, "out of memory");
   }
+  wsrv_conn_rearm(srv, c);
   srv->stats.connections++;
   return WHISPER_OK;
 }
@@ -369,6 +384,9 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   }
   wsrv_msg_free(f);
   wsrv_batch_settle(srv, now_ms);
+  /* its deadline moved (the frame, a login, a held Register); the frame
+   * may have closed it */
+  if ((c = wsrv_conn_find(srv, conn)) != NULL) wsrv_conn_rearm(srv, c);
   return r;
 }
 
@@ -423,27 +441,33 @@ static uint64_t conn_deadline(const whisper_server *srv, const wsrv_conn *c) {
   return d;
 }
 
+/* O(1): the earliest of the two heaps (every connection is in
+ * conn_timers, at its deadline or, if the deadline moved away since,
+ * earlier). */
 uint64_t whisper_server_next_deadline(const whisper_server *srv) {
   if (srv == NULL) return UINT64_MAX;
   uint64_t d = wsrv_presence_deadline(srv), cluster = wsrv_cluster_deadline(srv);
   if (cluster < d) d = cluster;
   if (wsrv_limits_deadline(srv) < d) d = wsrv_limits_deadline(srv);
-  for (size_t i = 0; i < srv->conns.nbuckets; i++)
-    for (wsrv_map_item *it = srv->conns.buckets[i]; it; it = it->next) {
-      uint64_t cd = conn_deadline(srv, it->value);
-      if (cd < d) d = cd;
-    }
+  const wsrv_timer *t = wsrv_heap_top(&srv->conn_timers);
+  if (t && t->at < d) d = t->at;
   return d;
 }
 
 /* A lapsed link code is answered before the connection it kept open is
- * closed by the auth timeout (its Error is queued before the CLOSE). */
-static void conn_tick(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
+ * closed by the auth timeout (its Error is queued before the CLOSE).
+ * Returns 1 if the connection was dropped (freed). */
+static int conn_tick(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   if (c->held && now_ms >= c->held_until) wsrv_link_expire(srv, c);
   if (now_ms >= wsrv_after(c->last_rx_ms, srv->cfg.heartbeat_ms) ||
-      (c->state != WSRV_AUTHED && now_ms >= auth_deadline(srv, c)))
+      (c->state != WSRV_AUTHED && now_ms >= auth_deadline(srv, c))) {
     wsrv_conn_drop(srv, c, 1, now_ms);
+    return 1;
+  }
+  return 0;
 }
+
+#define conn_of(t) ((wsrv_conn *)(void *)((char *)(t) - offsetof(wsrv_conn, timer)))
 
 static int typing_stale(void *value, void *arg) {
   const wsrv_typing *t = value;
@@ -451,13 +475,19 @@ static int typing_stale(void *value, void *arg) {
   return t->at_ms < *cutoff;
 }
 
+/* Only the connections whose timer is due: each is ticked, or, when its
+ * deadline moved away since its timer was set (frames came in), set
+ * again. O(due x log connections). */
 void whisper_server_tick(whisper_server *srv, uint64_t now_ms) {
   if (srv == NULL) return;
-  size_t n;
-  void **conns = wsrv_map_values(&srv->conns, &n);
-  /* dropping one connection never drops another, so the array stays valid */
-  for (size_t i = 0; i < n; i++) conn_tick(srv, conns[i], now_ms);
-  free(conns);
+  wsrv_timer *t;
+  while ((t = wsrv_heap_top(&srv->conn_timers)) != NULL && t->at <= now_ms) {
+    wsrv_conn *c = conn_of(t);
+    if (conn_deadline(srv, c) <= now_ms && conn_tick(srv, c, now_ms)) continue;
+    uint64_t d = conn_deadline(srv, c);
+    wsrv_heap_set(&srv->conn_timers, t, d);
+    if (d <= now_ms) break; /* cannot be put past now (a deadline at the end of time) */
+  }
   wsrv_presence_tick(srv, now_ms);
   wsrv_cluster_tick(srv, now_ms);
   /* typing throttles older than the throttle period do nothing any more */

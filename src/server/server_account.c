@@ -218,6 +218,7 @@ static int hold(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__S
   c->held_id = id;
   c->held_until = until;
   if (until > c->link_until) c->link_until = until;
+  wsrv_conn_rearm(srv, c); /* (also when it is another connection's frame that held it again) */
   return 0;
 }
 
@@ -387,6 +388,7 @@ int wsrv_handle_link_request(whisper_server *srv, wsrv_conn *c, uint64_t id,
   rc = wsrv_end(srv, NULL, link_add(srv, c, m->account, code, now_ms));
   if (rc != WHISPER_OK) return rc;
   c->link_until = wsrv_after(now_ms, WSRV_LINK_TTL_MS);
+  wsrv_conn_rearm(srv, c);
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__LinkCode lc = WHISPER__SYNC__LINK_CODE__INIT;
   lc.has_link_code = 1;

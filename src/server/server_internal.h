@@ -111,6 +111,32 @@ void wsrv_map_prune(wsrv_map *m, int (*drop)(void *value, void *arg), void *arg,
 /* Frees the buckets and items; `free_value` (may be NULL) frees each value. */
 void wsrv_map_clear(wsrv_map *m, void (*free_value)(void *));
 
+/* --- timers: a binary min-heap of deadlines (server_map.c) -------------- */
+
+/* Lives inside what it times (a connection, an account); the heap holds
+ * pointers to it. */
+typedef struct wsrv_timer {
+  uint64_t at; /* the deadline, while in the heap */
+  size_t pos;  /* 1 + its index in the heap; 0: not in it */
+} wsrv_timer;
+
+typedef struct wsrv_heap {
+  wsrv_timer **v;
+  size_t n, cap;
+} wsrv_heap;
+
+/* Makes room for `n` timers, so that setting them cannot fail. WHISPER_OK
+ * or WHISPER_ENOMEM. */
+int wsrv_heap_reserve(wsrv_heap *h, size_t n);
+/* Puts `t` in the heap at `at`, or moves it there (either way); the room
+ * must have been reserved. O(log n). */
+void wsrv_heap_set(wsrv_heap *h, wsrv_timer *t, uint64_t at);
+/* Takes `t` out (nothing if it is not in). O(log n). */
+void wsrv_heap_del(wsrv_heap *h, wsrv_timer *t);
+/* The earliest timer, or NULL. */
+static inline wsrv_timer *wsrv_heap_top(const wsrv_heap *h) { return h->n ? h->v[0] : NULL; }
+void wsrv_heap_free(wsrv_heap *h);
+
 /* --- in-memory state ----------------------------------------------------- */
 
 /* An address: the store key of a device and its in-memory map key. */
@@ -140,6 +166,7 @@ typedef struct wsrv_inflight {
 
 typedef struct wsrv_conn {
   uint64_t id;
+  wsrv_timer timer; /* in srv->conn_timers at conn_deadline() (server.c) */
   uint64_t opened_ms, last_rx_ms;
   uint8_t nonce[WSRV_NONCE_LEN];
   int state;
@@ -212,6 +239,7 @@ typedef struct wsrv_acct {
   uint64_t last_seen_ms;
   size_t n_remote;     /* cluster mode: its devices logged in on other nodes */
   uint64_t offline_at; /* offline is announced then (0: nothing pending) */
+  wsrv_timer timer;    /* in srv->acct_timers at offline_at while it is pending */
   int announced_online;
   int hidden;
   uint64_t batch_no; /* the last batch that set `hidden` (read again if that batch fails) */
@@ -263,6 +291,9 @@ struct whisper_server {
   wsrv_map accts;    /* name -> wsrv_acct */
   wsrv_map typing;   /* address || conversation -> wsrv_typing */
   uint64_t typing_pruned_ms;
+  wsrv_heap conn_timers; /* every connection, at its deadline */
+  wsrv_heap acct_timers; /* accounts whose offline is to be announced */
+  uint64_t accts_pruned_ms;
   wsrv_cluster cluster;
   wsrv_map srcs;     /* source key -> wsrv_src */
   uint64_t srcs_pruned_ms;
@@ -565,6 +596,10 @@ int wsrv_handle_profile_get(whisper_server *srv, wsrv_conn *c, uint64_t id,
 /* --- connections and presence (server.c, server_presence.c) -------------- */
 
 wsrv_conn *wsrv_conn_find(const whisper_server *srv, uint64_t id);
+/* Sets the connection's timer to its deadline again: after anything that
+ * may bring the deadline nearer (a held Register, a link code). Moves
+ * away from now need not call it: the tick finds them. */
+void wsrv_conn_rearm(whisper_server *srv, wsrv_conn *c);
 /* Forgets a connection: it goes offline, its subscriptions end. With
  * `close_it`, the caller is asked to close it (after its queued output). */
 void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t now_ms);

@@ -1,5 +1,6 @@
 /* A hash map of byte keys to pointers, for the server's in-memory tables
- * (connections, devices and accounts seen online, typing throttles). */
+ * (connections, devices and accounts seen online, typing throttles), and
+ * a heap of deadlines for their timers. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -113,4 +114,80 @@ void wsrv_map_clear(wsrv_map *m, void (*free_value)(void *)) {
   }
   free(m->buckets);
   memset(m, 0, sizeof *m);
+}
+
+/* --- the timer heap -------------------------------------------------------- */
+
+int wsrv_heap_reserve(wsrv_heap *h, size_t n) {
+  if (n <= h->cap) return WHISPER_OK;
+  size_t cap = h->cap ? h->cap : 64;
+  while (cap < n) cap *= 2;
+  wsrv_timer **v = realloc(h->v, cap * sizeof *v);
+  if (v == NULL) return WHISPER_ENOMEM;
+  h->v = v;
+  h->cap = cap;
+  return WHISPER_OK;
+}
+
+static void heap_place(wsrv_heap *h, wsrv_timer *t, size_t i) {
+  h->v[i] = t;
+  t->pos = i + 1;
+}
+
+static void heap_up(wsrv_heap *h, size_t i) {
+  wsrv_timer *t = h->v[i];
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (h->v[parent]->at <= t->at) break;
+    heap_place(h, h->v[parent], i);
+    i = parent;
+  }
+  heap_place(h, t, i);
+}
+
+static void heap_down(wsrv_heap *h, size_t i) {
+  wsrv_timer *t = h->v[i];
+  for (;;) {
+    size_t child = 2 * i + 1;
+    if (child >= h->n) break;
+    if (child + 1 < h->n && h->v[child + 1]->at < h->v[child]->at) child++;
+    if (t->at <= h->v[child]->at) break;
+    heap_place(h, h->v[child], i);
+    i = child;
+  }
+  heap_place(h, t, i);
+}
+
+void wsrv_heap_set(wsrv_heap *h, wsrv_timer *t, uint64_t at) {
+  if (t->pos == 0) {
+    if (h->n == h->cap) return; /* not reserved: a caller's bug, never a crash */
+    t->at = at;
+    heap_place(h, t, h->n++);
+    heap_up(h, h->n - 1);
+    return;
+  }
+  uint64_t was = t->at;
+  t->at = at;
+  if (at < was)
+    heap_up(h, t->pos - 1);
+  else if (at > was)
+    heap_down(h, t->pos - 1);
+}
+
+void wsrv_heap_del(wsrv_heap *h, wsrv_timer *t) {
+  if (t->pos == 0) return;
+  size_t i = t->pos - 1;
+  t->pos = 0;
+  wsrv_timer *last = h->v[--h->n];
+  if (i == h->n) return;
+  heap_place(h, last, i);
+  if (i > 0 && h->v[(i - 1) / 2]->at > last->at)
+    heap_up(h, i);
+  else
+    heap_down(h, i);
+}
+
+void wsrv_heap_free(wsrv_heap *h) {
+  free(h->v);
+  memset(h, 0, sizeof *h);
 }

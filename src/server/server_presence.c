@@ -5,6 +5,7 @@
  * device and conversation. The privacy settings of PresenceSet are kept
  * in the store (the account's `hidden`, the device's `no_read_receipts`).
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +47,10 @@ wsrv_acct *wsrv_acct_find(const whisper_server *srv, const char *name) {
   return wsrv_map_get(&srv->accts, name, strlen(name));
 }
 
+/* Every account in memory may come to wait for its offline notice: room
+ * for its timer is made with it. */
 static wsrv_acct *acct_make(whisper_server *srv, const char *name, int hidden) {
+  if (wsrv_heap_reserve(&srv->acct_timers, srv->accts.count + 1) != WHISPER_OK) return NULL;
   wsrv_acct *a = calloc(1, sizeof *a);
   if (a == NULL) return NULL;
   snprintf(a->name, sizeof a->name, "%s", name);
@@ -104,6 +108,7 @@ int wsrv_presence_login(whisper_server *srv, wsrv_conn *c, int hidden) {
   wsrv_batch_acct(srv, a);
   int rc = ids_add(&a->online, &a->n_online, &a->cap_online, c->id);
   a->offline_at = 0;
+  wsrv_heap_del(&srv->acct_timers, &a->timer);
   if (seen_online(a) && !a->announced_online) announce(srv, a);
   return rc;
 }
@@ -116,6 +121,7 @@ void wsrv_presence_logout(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   a->last_seen_ms = now_ms;
   a->offline_at = wsrv_after(now_ms, srv->cfg.presence_grace_ms);
   if (a->offline_at == 0) a->offline_at = 1;
+  wsrv_heap_set(&srv->acct_timers, &a->timer, a->offline_at);
 }
 
 void wsrv_presence_unsubscribe(whisper_server *srv, wsrv_conn *c) {
@@ -135,27 +141,28 @@ static int acct_idle(void *value, void *arg) {
   return a->n_online == 0 && a->n_remote == 0 && a->n_subs == 0 && a->offline_at == 0;
 }
 
+#define acct_of(t) ((wsrv_acct *)(void *)((char *)(t) - offsetof(wsrv_acct, timer)))
+
+/* The accounts whose grace ran out (an account is in acct_timers exactly
+ * while its offline_at is set); the accounts nobody needs any more are
+ * forgotten once a minute (a walk over all of them). */
 void wsrv_presence_tick(whisper_server *srv, uint64_t now_ms) {
-  size_t n;
-  void **accts = wsrv_map_values(&srv->accts, &n);
-  for (size_t i = 0; i < n; i++) {
-    wsrv_acct *a = accts[i];
-    if (a->offline_at == 0 || now_ms < a->offline_at || a->n_online > 0) continue;
+  wsrv_timer *t;
+  while ((t = wsrv_heap_top(&srv->acct_timers)) != NULL && t->at <= now_ms) {
+    wsrv_acct *a = acct_of(t);
+    wsrv_heap_del(&srv->acct_timers, t);
     a->offline_at = 0;
     if (a->announced_online) announce(srv, a);
   }
-  free(accts);
-  wsrv_map_prune(&srv->accts, acct_idle, NULL, wsrv_acct_free);
+  if (now_ms >= wsrv_after(srv->accts_pruned_ms, 60000)) {
+    wsrv_map_prune(&srv->accts, acct_idle, NULL, wsrv_acct_free);
+    srv->accts_pruned_ms = now_ms;
+  }
 }
 
 uint64_t wsrv_presence_deadline(const whisper_server *srv) {
-  uint64_t d = UINT64_MAX;
-  for (size_t i = 0; i < srv->accts.nbuckets; i++)
-    for (wsrv_map_item *it = srv->accts.buckets[i]; it; it = it->next) {
-      const wsrv_acct *a = it->value;
-      if (a->offline_at && a->offline_at < d) d = a->offline_at;
-    }
-  return d;
+  const wsrv_timer *t = wsrv_heap_top(&srv->acct_timers);
+  return t ? t->at : UINT64_MAX;
 }
 
 /* --- devices on other nodes (cluster mode) --------------------------------- */
@@ -172,6 +179,7 @@ int wsrv_presence_remote(whisper_server *srv, const char *name, int online, int 
     a->hidden = hidden;
     if (online == 1) a->n_remote++;
     a->offline_at = 0;
+    wsrv_heap_del(&srv->acct_timers, &a->timer);
     if ((seen_online(a) && !a->announced_online) || was != hidden) announce(srv, a);
     return WHISPER_OK;
   }
@@ -181,6 +189,7 @@ int wsrv_presence_remote(whisper_server *srv, const char *name, int online, int 
   a->last_seen_ms = at_ms;
   a->offline_at = wsrv_after(at_ms, srv->cfg.presence_grace_ms);
   if (a->offline_at == 0) a->offline_at = 1;
+  wsrv_heap_set(&srv->acct_timers, &a->timer, a->offline_at);
   return WHISPER_OK;
 }
 

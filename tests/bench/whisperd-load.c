@@ -4,14 +4,15 @@
  *
  * It starts a whisperd (the one built beside it, or --whisperd PATH) on
  * 127.0.0.1 with a port it picks (--port 0) and a store in a new temporary
- * directory, and measures, in one process and on one libwebsockets context
- * (single-threaded):
+ * directory, and measures, in one process and one thread on one libuv
+ * loop (libwebsockets' client connections on it, as a foreign loop):
  *
  *   1. set-up: N simulated devices (--clients, default 200), each a
  *      whisper_ctx on a memory store with its own identity and a
  *      whisper_client engine (prekey_batch 5). They register and log in
- *      in waves of REG_WAVE connections (the warm-up), disconnect, and
- *      then all N connect and log in at once.
+ *      in waves of max(25, N/100) connections (the warm-up), disconnect,
+ *      and then all N connect and log in at once (at most 256 in their
+ *      login at a time); with --hold S they are then held idle S seconds.
  *   2. messages: in a ring, device i sends M (--messages, default 20)
  *      messages of 100 B to device i+1 (mod N), 1:1 through whisperd.
  *      Paced by default: a device sends its next message when the engine
@@ -25,7 +26,9 @@
  *      on a second, fresh whisperd, with 0 connections after a small
  *      warm-up and with K (--idle, default 1000) plain WebSocket
  *      connections that only completed the handshake and received the
- *      Challenge (no engine). The difference / count is the figure.
+ *      Challenge (no engine: raw sockets on epoll). The difference /
+ *      count is the figure. How fast they open and close, and the CPU
+ *      either side spends on it, are printed beside it.
  *
  * Every message is checked: its body (sender, index, run tag, filler), its
  * sender, conversation and client id, and that it arrives exactly once at
@@ -52,6 +55,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -62,6 +67,7 @@
 #include <unistd.h>
 
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include <whisper/whisper.h>
 
@@ -75,11 +81,18 @@
 #define HOST "127.0.0.1"
 #define BODY_LEN 100
 #define BODY_MAGIC "WLD1"
-#define REG_WAVE 25         /* devices registering at once in the warm-up */
+#define REG_WAVE 25         /* devices registering at once in the warm-up (or N/100) */
 #define IDLE_WARMUP 16      /* plain connections opened and closed before the idle baseline */
-#define IDLE_INFLIGHT 64    /* plain connections in their handshake at once */
+#define IDLE_INFLIGHT 256   /* plain connections in their handshake at once */
+#define LOGIN_INFLIGHT 256  /* devices connecting and logging in at once */
 #define SETTLE_S 0.3        /* quiet time before an RSS reading */
-#define SWEEP_S 0.1         /* every engine is pumped at least this often */
+#define PLAIN_BUF 512       /* a plain connection's answer: the 101 and the Challenge */
+/* Source addresses of our connections, 127.0.0.1 .. 127.0.0.N_SRC (all
+ * loopback): from one address Linux hands out the even ports of its
+ * 28,232 ephemeral ones to connect() first, and past ~14,000 connections
+ * each connect() searches through all of them (hundreds of us in the
+ * kernel, growing). Spread over 16 addresses no connect() searches. */
+#define N_SRC 16
 #define MAX_RX (4u << 20)
 #define MAX_ERRORS_SHOWN 10
 
@@ -90,6 +103,7 @@ static int g_messages = 20;
 static int g_idle = 1000;
 static int g_quick;
 static int g_burst;
+static int g_hold; /* --hold S: the logged-in devices are held idle S seconds (their pings) */
 static int g_no_receipts; /* --no-receipts: no DELIVERED receipts (their cost, by difference) */
 static int g_keep;
 static double g_timeout = 120;
@@ -280,6 +294,13 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    /* whisperd starts with the soft descriptor limit most service managers
+     * give (1024) and must raise it itself to hold more connections */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 1024) {
+      rl.rlim_cur = 1024;
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
     int fd = open(s->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || null < 0) _exit(127);
@@ -333,12 +354,22 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
   }
 }
 
-/* SIGTERM, then waits (SIGKILL after 10 s). Returns 0 if it stopped
+/* SIGTERM, then waits (SIGKILL after 10 s, or 70 s when connections are
+ * open: whisperd #2's shutdown timeout is 60 s). Returns 0 if it stopped
  * cleanly (exit status 0). */
+/* Set while connections are open at a shutdown: serves them (one short
+ * pass of the loop) while whisperd is waited for; and whisperd's CPU time
+ * as last seen before it exited (g_stop_pid's schedstat). */
+static void (*g_stop_serve)(void);
+static pid_t g_stop_pid;
+static double g_stop_run, g_stop_wait;
+static int proc_sched_s(pid_t pid, double *run, double *wait);
+
 static int server_stop(server *s, int slot) {
   if (s->pid <= 0) return -1;
   kill(s->pid, SIGTERM);
-  double until = mono_s() + 10;
+  double limit = g_stop_serve ? 70 : 10;
+  double until = mono_s() + limit;
   int st = 0, done = 0;
   while (!done) {
     pid_t r = waitpid(s->pid, &st, WNOHANG);
@@ -346,10 +377,16 @@ static int server_stop(server *s, int slot) {
     else if (mono_s() > until) {
       kill(s->pid, SIGKILL);
       waitpid(s->pid, &st, 0);
-      fprintf(stderr, "%s: %s did not stop within 10 s of SIGTERM: killed\n", PROG, s->label);
+      fprintf(stderr, "%s: %s did not stop within %.0f s of SIGTERM: killed\n", PROG, s->label,
+              limit);
       s->pid = 0;
       g_servers[slot] = NULL;
       return -1;
+    } else if (g_stop_serve) {
+      double run, wait;
+      if (g_stop_pid == s->pid && proc_sched_s(s->pid, &run, &wait) == 0)
+        g_stop_run = run, g_stop_wait = wait;
+      g_stop_serve();
     } else {
       sleep_s(0.01);
     }
@@ -371,6 +408,23 @@ static void server_check_alive(server *s) {
       fatal("%s died of signal %d (%s)", s->label, WTERMSIG(st), strsignal(WTERMSIG(st)));
     fatal("%s exited with status %d", s->label, WEXITSTATUS(st));
   }
+}
+
+/* The kernel's slab memory, all of it (/proc/meminfo Slab), in KiB; -1
+ * if unknown. A socket's kernel side (the TCP socket, its file, its
+ * epoll entry) is there, not in any process's RSS. */
+static long slab_kib(void) {
+  char line[256];
+  long v = -1;
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (!f) return -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "Slab:", 5) == 0) {
+      v = strtol(line + 5, NULL, 10);
+      break;
+    }
+  fclose(f);
+  return v;
 }
 
 /* VmRSS in KiB, -1 if unknown. */
@@ -432,6 +486,45 @@ static int proc_sched_s(pid_t pid, double *run, double *wait) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%ld/schedstat", (long)pid);
   return sched_s(path, run, wait);
+}
+
+/* The CPU whisperd and this process used over a phase, and how long
+ * each was ready to run but waited for a CPU (other processes had them):
+ * when they waited, the phase's rate says more about the machine than
+ * about whisperd, and the CPU time per operation is the figure. */
+typedef struct cpu_span {
+  pid_t pid;
+  double srv_run, srv_wait, own_run, own_wait;
+} cpu_span;
+
+static void cpu_read(pid_t pid, double v[4]) {
+  if (proc_sched_s(pid, &v[0], &v[1]) != 0) v[0] = proc_cpu_s(pid), v[1] = 0;
+  if (sched_s("/proc/thread-self/schedstat", &v[2], &v[3]) != 0) v[2] = cpu_s(), v[3] = 0;
+}
+
+static void span_begin(cpu_span *c, pid_t pid) {
+  double v[4];
+  c->pid = pid;
+  cpu_read(pid, v);
+  c->srv_run = v[0], c->srv_wait = v[1], c->own_run = v[2], c->own_wait = v[3];
+}
+
+static void span_end(cpu_span *c) {
+  double v[4];
+  cpu_read(c->pid, v);
+  c->srv_run = v[0] - c->srv_run, c->srv_wait = v[1] - c->srv_wait;
+  c->own_run = v[2] - c->own_run, c->own_wait = v[3] - c->own_wait;
+}
+
+/* "whisperd 1.20 s (61 us each, waited 0.40 s for a CPU); whisperd-load ..." */
+static const char *fmt_span(char *buf, size_t cap, const cpu_span *c, long n) {
+  double d = n > 0 ? (double)n : 1;
+  snprintf(buf, cap,
+           "CPU whisperd %.2f s (%.0f us each; waited %.2f s for a CPU), whisperd-load %.2f s "
+           "(%.0f us each; waited %.2f s)",
+           c->srv_run, c->srv_run / d * 1e6, c->srv_wait, c->own_run, c->own_run / d * 1e6,
+           c->own_wait);
+  return buf;
 }
 
 /* --- GET /metrics ------------------------------------------------------------------ */
@@ -511,17 +604,15 @@ out:
 /* --- connections ----------------------------------------------------------------- */
 
 enum { L_IDLE = 0, L_CONNECTING = 1, L_OPEN = 2 };
-enum { K_DEVICE = 1, K_PLAIN = 2 };
 
 typedef struct qent {
   struct qent *next;
   whisper_buf *frame;
 } qent;
 
-/* One WebSocket client connection (the first member of a device or a
- * plain connection). */
+/* A device's WebSocket connection (an lws client; the first member of a
+ * device). */
 typedef struct wlink {
-  int kind;
   int state;
   struct lws *wsi;
   int close_wanted;
@@ -551,17 +642,17 @@ typedef struct device {
   whisper_client *client;
   int allow_connect;
   int registered, online, caught_up;
-  int next_k; /* the next message to send */
+  int ready;   /* registered, online and caught up (counted in g_n_ready) */
+  int waiting; /* in g_waiting, for a login slot */
+  int next_k;  /* the next message to send */
   int dirty;
+  size_t heap_pos; /* 1 + its index in g_heap (0: not in it) */
+  uint64_t heap_at; /* its engine's next deadline, as last seen */
 } device;
 
-typedef struct plain {
-  wlink ln;
-  int challenged;
-} plain;
-
 static struct lws_context *g_lws;
-static lws_sorted_usec_list_t g_wake;
+static uv_loop_t g_uv;     /* the loop: lws on it (a foreign loop), and the plain connections */
+static uv_timer_t g_wake;  /* wakes the loop to look at the conditions again */
 static server *g_cur; /* the whisperd the connections go to */
 static device *g_dev;
 static device **g_dirty;
@@ -577,9 +668,15 @@ static unsigned g_received, g_sent_n, g_delivered_n;
 static unsigned g_dups, g_bad, g_status_dups, g_errors, g_identity;
 static unsigned g_unexpected_closes;
 
-/* plain connections */
-static plain *g_plain;
-static int g_n_plain, g_plain_started, g_plain_challenged, g_plain_bad;
+/* the devices' connections: not idle, ready; devices waiting for a login
+ * slot (at most LOGIN_INFLIGHT connecting or logging in at once), a FIFO */
+static int g_n_links, g_n_ready;
+static device **g_waiting;
+static size_t g_wait_head, g_n_waiting;
+
+/* the engines' deadlines: a binary min-heap of devices by heap_at */
+static device **g_heap;
+static size_t g_heap_n;
 
 static void mark_dirty(device *d) {
   if (d->dirty) return;
@@ -597,8 +694,12 @@ static void queue_clear(wlink *l) {
   l->tail = NULL;
 }
 
+static void update_ready(device *d);
+static void login_slots(void);
+
 static void link_ended(wlink *l, const char *why) {
   if (l->state == L_IDLE) return;
+  g_n_links--;
   int was_open = l->state == L_OPEN;
   if (l->wsi) lws_set_opaque_user_data(l->wsi, NULL);
   l->wsi = NULL;
@@ -615,17 +716,25 @@ static void link_ended(wlink *l, const char *why) {
               why && *why ? why : l->why[0] ? l->why : "the socket closed without a close frame");
   }
   l->why[0] = 0;
-  if (l->kind == K_DEVICE) {
-    device *d = (device *)l;
-    whisper_client_disconnected(d->client, wall_ms());
-    d->online = d->caught_up = 0;
-    mark_dirty(d);
-  }
+  device *d = (device *)l;
+  whisper_client_disconnected(d->client, wall_ms());
+  d->online = d->caught_up = 0;
+  update_ready(d);
+  mark_dirty(d);
+  login_slots();
+}
+
+static const char *src_addr(size_t i) {
+  static char names[N_SRC][16];
+  char *n = names[i % N_SRC];
+  if (!n[0]) snprintf(n, sizeof names[0], "127.0.0.%u", (unsigned)(1 + i % N_SRC));
+  return n;
 }
 
 static void link_connect(wlink *l) {
   struct lws_client_connect_info ci;
   memset(&ci, 0, sizeof ci);
+  ci.iface = src_addr((size_t)((device *)l)->idx);
   ci.context = g_lws;
   ci.address = HOST;
   ci.port = g_cur->port;
@@ -635,6 +744,7 @@ static void link_connect(wlink *l) {
   ci.protocol = SUBPROTOCOL;
   ci.local_protocol_name = SUBPROTOCOL;
   ci.opaque_user_data = l;
+  g_n_links++;
   l->state = L_CONNECTING;
   l->close_wanted = 0;
   l->expect_close = 0;
@@ -774,18 +884,6 @@ static int on_receive(wlink *l, struct lws *wsi, const void *in, size_t len) {
     snprintf(l->why, sizeof l->why, "a text message from whisperd");
     return -1;
   }
-  if (l->kind == K_PLAIN) {
-    plain *p = (plain *)l;
-    if (!p->challenged) {
-      if (is_challenge(l->rx, flen)) {
-        p->challenged = 1;
-        g_plain_challenged++;
-      } else {
-        g_plain_bad++;
-      }
-    }
-    return 0;
-  }
   device *d = (device *)l;
   int rc = whisper_client_receive(d->client, l->rx, flen, wall_ms());
   mark_dirty(d);
@@ -843,11 +941,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
       l->state = L_OPEN;
       l->rx_len = 0;
       l->opened++;
-      if (l->kind == K_DEVICE) {
-        device *d = (device *)l;
-        whisper_client_connected(d->client, wall_ms());
-        mark_dirty(d);
-      }
+      whisper_client_connected(((device *)l)->client, wall_ms());
+      mark_dirty((device *)l);
       break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       char why[160];
@@ -890,7 +985,13 @@ static void lws_emit(int level, const char *line) {
   fprintf(stderr, "%s: lws: %s", PROG, line);
 }
 
-static void wake_cb(lws_sorted_usec_list_t *sul) { (void)sul; }
+static void wake_cb(uv_timer_t *t) { (void)t; }
+
+/* No lws validity timer (a PING after 300 s idle) per connection: lws 4.1
+ * keeps its timers in one sorted list, and a timer per connection makes
+ * every new one walk all of them. The engines ping whisperd themselves. */
+static const lws_retry_bo_t no_validity_timer = {.secs_since_valid_ping = 0,
+                                                  .secs_since_valid_hangup = 0};
 
 /* --- messages ------------------------------------------------------------------------ */
 
@@ -1032,7 +1133,6 @@ static void device_engine(device *d) {
 
 static void device_new(device *d, int idx) {
   memset(d, 0, sizeof *d);
-  d->ln.kind = K_DEVICE;
   d->idx = idx;
   snprintf(d->name, sizeof d->name, "u%05d", idx);
   int rc = whisper_store_memory_new(&d->store);
@@ -1053,13 +1153,97 @@ static void device_free(device *d) {
   whisper_store_close(d->store);
 }
 
-static uint64_t g_min_deadline = UINT64_MAX; /* the engines' earliest, as last seen */
+/* --- the engines' deadlines: a heap of devices ---------------------------------------- */
+
+static void heap_place(device *d, size_t i) {
+  g_heap[i] = d;
+  d->heap_pos = i + 1;
+}
+
+static void heap_up(size_t i) {
+  device *d = g_heap[i];
+  while (i > 0 && g_heap[(i - 1) / 2]->heap_at > d->heap_at) {
+    heap_place(g_heap[(i - 1) / 2], i);
+    i = (i - 1) / 2;
+  }
+  heap_place(d, i);
+}
+
+static void heap_down(size_t i) {
+  device *d = g_heap[i];
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= g_heap_n) break;
+    if (c + 1 < g_heap_n && g_heap[c + 1]->heap_at < g_heap[c]->heap_at) c++;
+    if (d->heap_at <= g_heap[c]->heap_at) break;
+    heap_place(g_heap[c], i);
+    i = c;
+  }
+  heap_place(d, i);
+}
+
+/* Puts the device in the heap at `at` (UINT64_MAX: takes it out). The
+ * heap has room for every device. */
+static void heap_set(device *d, uint64_t at) {
+  if (at == UINT64_MAX) {
+    if (!d->heap_pos) return;
+    size_t i = d->heap_pos - 1;
+    d->heap_pos = 0;
+    device *last = g_heap[--g_heap_n];
+    if (i == g_heap_n) return;
+    heap_place(last, i);
+    heap_up(i);
+    heap_down(last->heap_pos - 1);
+    return;
+  }
+  if (!d->heap_pos) {
+    d->heap_at = at;
+    heap_place(d, g_heap_n++);
+    heap_up(g_heap_n - 1);
+    return;
+  }
+  uint64_t was = d->heap_at;
+  d->heap_at = at;
+  if (at < was) heap_up(d->heap_pos - 1);
+  else if (at > was) heap_down(d->heap_pos - 1);
+}
+
+/* --- devices: logging in ------------------------------------------------------------ */
+
+static void update_ready(device *d) {
+  int ready = d->registered && d->online && d->caught_up;
+  if (ready == d->ready) return;
+  d->ready = ready;
+  g_n_ready += ready ? 1 : -1;
+  if (ready) login_slots();
+}
+
+/* Devices connecting or logging in (not ready yet) hold a login slot. */
+static int login_slot_free(void) { return g_n_links - g_n_ready < LOGIN_INFLIGHT; }
+
+/* Wakes devices waiting for a login slot, as many as there are slots. */
+static void login_slots(void) {
+  int free_slots = LOGIN_INFLIGHT - (g_n_links - g_n_ready);
+  while (g_n_waiting && free_slots-- > 0) {
+    device *d = g_waiting[g_wait_head];
+    g_wait_head = (g_wait_head + 1) % (size_t)g_clients;
+    g_n_waiting--;
+    d->waiting = 0;
+    mark_dirty(d);
+  }
+}
 
 static void device_pump(device *d) {
   uint64_t now = wall_ms();
   if (whisper_client_next_deadline(d->client) <= now) whisper_client_tick(d->client, now);
-  if (d->allow_connect && d->ln.state == L_IDLE && whisper_client_want_connect(d->client, now))
-    link_connect(&d->ln);
+  if (d->allow_connect && d->ln.state == L_IDLE && whisper_client_want_connect(d->client, now)) {
+    if (login_slot_free()) {
+      link_connect(&d->ln);
+    } else if (!d->waiting) {
+      d->waiting = 1;
+      g_waiting[(g_wait_head + g_n_waiting++) % (size_t)g_clients] = d;
+    }
+  }
   whisper_client_event_t ev;
   while (whisper_client_next_event(d->client, &ev) == 1) {
     switch (ev.type) {
@@ -1107,18 +1291,20 @@ static void device_pump(device *d) {
       }
     }
   }
-  /* (an engine that is connecting hears from its connection's callbacks) */
-  if (d->ln.state == L_OPEN || (d->ln.state == L_IDLE && d->allow_connect)) {
-    uint64_t dl = whisper_client_next_deadline(d->client);
-    if (dl < g_min_deadline) g_min_deadline = dl;
-  }
+  update_ready(d);
+  /* its deadline, in the heap (an engine that is connecting hears from its
+   * connection's callbacks; one waiting for a slot from login_slots()) */
+  uint64_t dl = UINT64_MAX;
+  if (d->ln.state == L_OPEN || (d->ln.state == L_IDLE && d->allow_connect && !d->waiting))
+    dl = whisper_client_next_deadline(d->client);
+  heap_set(d, dl);
 }
 
 /* --- the loop ---------------------------------------------------------------------------- */
 
 typedef int (*cond_fn)(void *arg);
 
-static double g_last_sweep, g_last_alive;
+static double g_last_alive;
 static int g_msg_started; /* the messages are on their way */
 
 /* After a timeout: which messages or statuses are missing. */
@@ -1148,19 +1334,20 @@ static void plain_start_more(void);
 static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
   double until = mono_s() + secs;
   for (;;) {
+    /* the engines whose deadline came (an engine's deadline moves only
+     * when it is called, and every call is followed by a pump) */
+    uint64_t now = wall_ms();
+    while (g_heap_n && g_heap[0]->heap_at <= now) {
+      device *d = g_heap[0];
+      heap_set(d, UINT64_MAX);
+      mark_dirty(d);
+    }
     while (g_n_dirty) {
       device *d = g_dirty[--g_n_dirty];
       d->dirty = 0;
       device_pump(d);
     }
-    /* Every engine when the earliest deadline seen has come (new requests
-     * may have earlier ones: at least every SWEEP_S). */
     double t = mono_s();
-    if (g_dev && (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S)) {
-      g_last_sweep = t;
-      g_min_deadline = UINT64_MAX;
-      for (int i = 0; i < g_clients; i++) device_pump(&g_dev[i]);
-    }
     plain_start_more();
     if (cond(arg)) return;
     if (t - g_last_alive >= 0.1) {
@@ -1172,8 +1359,14 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
       fatal("%s: not done after %.0f s (--timeout)", what, secs);
     }
     if (g_n_dirty) continue;
-    lws_sul_schedule(g_lws, 0, &g_wake, wake_cb, 5 * LWS_US_PER_MS);
-    lws_service(g_lws, 0);
+    /* wait for the connections, at most 5 ms (the conditions are looked at
+     * again) or until the next engine deadline */
+    uint64_t wait = 5;
+    now = wall_ms();
+    if (g_heap_n && g_heap[0]->heap_at < now + wait)
+      wait = g_heap[0]->heap_at > now ? g_heap[0]->heap_at - now : 0;
+    uv_timer_start(&g_wake, wake_cb, wait, 0);
+    uv_run(&g_uv, UV_RUN_ONCE);
   }
 }
 
@@ -1189,18 +1382,15 @@ typedef struct range {
   int from, to;
 } range;
 
+/* (only the devices of the range are allowed to connect: counters do) */
 static int cond_ready(void *arg) {
   range *r = arg;
-  for (int i = r->from; i < r->to; i++)
-    if (!g_dev[i].registered || !g_dev[i].online || !g_dev[i].caught_up) return 0;
-  return 1;
+  return g_n_ready == r->to - r->from;
 }
 
 static int cond_closed(void *arg) {
-  range *r = arg;
-  for (int i = r->from; i < r->to; i++)
-    if (g_dev[i].ln.state != L_IDLE) return 0;
-  return 1;
+  (void)arg;
+  return g_n_links == 0;
 }
 
 typedef struct server_wait {
@@ -1242,40 +1432,242 @@ static int cond_statuses(void *arg) {
   return g_sent_n >= total && (g_no_receipts || g_delivered_n >= total);
 }
 
-/* --- plain connections --------------------------------------------------------------------- */
+/* --- plain connections: raw sockets on epoll ----------------------------------------- */
 
-static int g_plain_target; /* start connections up to this index */
+/* The cheapest WebSocket client there is, so that opening many of them
+ * measures whisperd and not this program: a non-blocking socket, one
+ * upgrade request made once for all (RFC 6455's sample key: whisperd does
+ * not care which key, and the answer is then known), the 101 and the
+ * Challenge parsed in a small buffer that is freed once they are in, and
+ * then nothing but the descriptor. All of them sit in one epoll
+ * descriptor, which the libuv loop watches (g_plain_poll). */
+
+#define WS_KEY "dGhlIHNhbXBsZSBub25jZQ=="
+#define WS_ACCEPT "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+enum { P_IDLE = 0, P_CONNECTING, P_HANDSHAKE, P_OPEN, P_CLOSING };
+
+typedef struct plain {
+  int fd;
+  uint8_t state;
+  uint8_t challenged;
+  uint8_t failures;
+  uint8_t closing_asked; /* the close is ours */
+  uint16_t got;          /* bytes in buf */
+  char *buf;             /* PLAIN_BUF bytes while the answer comes in */
+} plain;
+
+static plain *g_plain;
+static int g_n_plain;
+static int g_plain_started, g_plain_target; /* connect [.., target) */
+static int g_plain_inflight;                /* connecting or in the handshake */
+static int g_plain_challenged, g_plain_open, g_plain_bad;
+static int g_epoll = -1;
+static uv_poll_t g_plain_poll;
+static char g_upgrade[512];
+static size_t g_upgrade_len;
+static double g_plain_last; /* when the last Challenge came */
+static int g_plain_goaway;  /* 1001 close frames from whisperd shutting down */
+static int g_plain_shutdown; /* whisperd is shutting down: its close frames are expected */
+
+static void plain_release(plain *p) {
+  free(p->buf);
+  p->buf = NULL;
+  p->got = 0;
+  if (p->fd >= 0) close(p->fd); /* (also takes it out of the epoll set) */
+  p->fd = -1;
+  if (p->state == P_CONNECTING || p->state == P_HANDSHAKE) g_plain_inflight--;
+  if (p->state != P_IDLE) g_plain_open--;
+  p->state = P_IDLE;
+}
+
+static void plain_connect(int i);
+
+/* Failed or closed by whisperd. Before its Challenge it is tried again
+ * (twice); after, it is counted as lost. */
+static void plain_failed(int i, const char *why) {
+  plain *p = &g_plain[i];
+  int before = !p->challenged;
+  plain_release(p);
+  g_unexpected_closes++;
+  if (g_unexpected_closes <= MAX_ERRORS_SHOWN)
+    fprintf(stderr, "%s: warning: a plain connection %s: %s\n", PROG,
+            before ? "failed before its Challenge" : "closed", why);
+  if (!before) return;
+  if (++p->failures > 2) fatal("a plain connection failed 3 times before its Challenge");
+  plain_connect(i);
+}
+
+static void plain_connect(int i) {
+  plain *p = &g_plain[i];
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)g_cur->port);
+  inet_pton(AF_INET, HOST, &sa.sin_addr);
+  p->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (p->fd < 0) fatal("socket: %s", strerror(errno));
+  /* from one of N_SRC loopback addresses, the port picked by connect() */
+  struct sockaddr_in src;
+  memset(&src, 0, sizeof src);
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, src_addr((size_t)i), &src.sin_addr);
+  int one = 1;
+  setsockopt(p->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (bind(p->fd, (struct sockaddr *)&src, sizeof src) != 0)
+    fatal("bind %s: %s", src_addr((size_t)i), strerror(errno));
+  p->state = P_CONNECTING;
+  p->closing_asked = 0;
+  g_plain_inflight++;
+  g_plain_open++;
+  if (connect(p->fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+    char why[96];
+    snprintf(why, sizeof why, "connect: %s", strerror(errno));
+    plain_failed(i, why);
+    return;
+  }
+  struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
+  if (epoll_ctl(g_epoll, EPOLL_CTL_ADD, p->fd, &ev) != 0) fatal("epoll_ctl: %s", strerror(errno));
+}
+
+/* The 101 (with the accept value of our key) and the Challenge frame, once
+ * both are in: 1 done, 0 more to come, -1 not what whisperd says. */
+static int plain_answer(plain *p) {
+  p->buf[p->got] = 0;
+  char *end = strstr(p->buf, "\r\n\r\n");
+  if (!end) return p->got >= PLAIN_BUF - 1 ? -1 : 0;
+  if (strncmp(p->buf, "HTTP/1.1 101", 12) != 0) return -1;
+  const char *acc = p->buf;
+  static const char name[] = "\r\nsec-websocket-accept:";
+  while ((acc = strchr(acc + 1, '\r')) != NULL && acc < end &&
+         strncasecmp(acc, name, sizeof name - 1) != 0) {
+  }
+  if (!acc || acc >= end) return -1;
+  acc += sizeof name - 1;
+  while (*acc == ' ') acc++;
+  if (strncmp(acc, WS_ACCEPT "\r\n", strlen(WS_ACCEPT) + 2) != 0) return -1;
+  const uint8_t *f = (const uint8_t *)end + 4, *lim = (const uint8_t *)p->buf + p->got;
+  if (lim - f < 2) return 0;
+  if (f[0] != 0x82 || (f[1] & 0x80) || (f[1] & 0x7f) >= 126) return -1; /* a small binary frame */
+  size_t n = f[1] & 0x7f;
+  if ((size_t)(lim - f) < 2 + n) return 0;
+  if ((size_t)(lim - f) > 2 + n) return -1; /* nothing else comes before we speak */
+  if (!is_challenge(f + 2, n)) g_plain_bad++;
+  return 1;
+}
+
+static void plain_event(int i, uint32_t events) {
+  plain *p = &g_plain[i];
+  if (p->state == P_IDLE) return; /* released by an earlier event of this batch */
+  if (p->state == P_CONNECTING) {
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0) err = errno;
+    if (err) {
+      plain_failed(i, strerror(err));
+      return;
+    }
+    if (write(p->fd, g_upgrade, g_upgrade_len) != (ssize_t)g_upgrade_len) {
+      plain_failed(i, "the upgrade request did not go out at once");
+      return;
+    }
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+    epoll_ctl(g_epoll, EPOLL_CTL_MOD, p->fd, &ev);
+    p->state = P_HANDSHAKE;
+    return;
+  }
+  if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+  if (p->state == P_HANDSHAKE) {
+    if (!p->buf && !(p->buf = malloc(PLAIN_BUF))) fatal("out of memory");
+    ssize_t r = read(p->fd, p->buf + p->got, PLAIN_BUF - 1 - p->got);
+    if (r <= 0) {
+      if (r < 0 && errno == EAGAIN) return;
+      plain_failed(i, r == 0 ? "closed by whisperd" : strerror(errno));
+      return;
+    }
+    p->got = (uint16_t)(p->got + r);
+    int a = plain_answer(p);
+    if (a == 0) return;
+    if (a < 0) {
+      plain_failed(i, "whisperd's answer is not a 101 and a frame");
+      return;
+    }
+    free(p->buf);
+    p->buf = NULL;
+    p->got = 0;
+    p->state = P_OPEN;
+    p->challenged = 1;
+    g_plain_inflight--;
+    g_plain_challenged++;
+    g_plain_last = mono_s();
+    return;
+  }
+  /* open or closing: whisperd's close frame, then the end of the stream */
+  uint8_t sink[256];
+  ssize_t r;
+  while ((r = read(p->fd, sink, sizeof sink)) > 0) {
+    if (p->state != P_OPEN) continue;
+    /* whisperd sends nothing to an idle connection but, when it shuts
+     * down, a close frame with 1001 (answered with ours) */
+    if (!g_plain_shutdown || r < 4 || sink[0] != 0x88 || sink[2] != 0x03 || sink[3] != 0xe9) {
+      plain_failed(i, "whisperd sent something to an idle connection");
+      return;
+    }
+    static const uint8_t bye[] = {0x88, 0x82, 0x11, 0x22, 0x33, 0x44, 0x03 ^ 0x11, 0xe9 ^ 0x22};
+    g_plain_goaway++;
+    p->closing_asked = 1;
+    p->state = P_CLOSING;
+    if (write(p->fd, bye, sizeof bye) != (ssize_t)sizeof bye) {
+      plain_release(p);
+      return;
+    }
+  }
+  if (r < 0 && errno == EAGAIN) return;
+  if (p->closing_asked) {
+    plain_release(p);
+    return;
+  }
+  plain_failed(i, r == 0 ? "closed by whisperd" : strerror(errno));
+}
+
+/* A masked close frame, 1000. */
+static void plain_close_one(int i) {
+  plain *p = &g_plain[i];
+  if (p->state == P_IDLE) return;
+  p->closing_asked = 1;
+  if (p->state != P_OPEN) { /* not open yet: just go */
+    plain_release(p);
+    return;
+  }
+  static const uint8_t bye[] = {0x88, 0x82, 0x11, 0x22, 0x33, 0x44, 0x03 ^ 0x11, 0xe8 ^ 0x22};
+  p->state = P_CLOSING;
+  if (write(p->fd, bye, sizeof bye) != (ssize_t)sizeof bye) plain_release(p);
+}
+
+static void plain_poll_cb(uv_poll_t *h, int status, int events) {
+  (void)h;
+  (void)status;
+  (void)events;
+  struct epoll_event ev[256];
+  int n;
+  do {
+    n = epoll_wait(g_epoll, ev, 256, 0);
+    for (int k = 0; k < n; k++) plain_event((int)ev[k].data.u32, ev[k].events);
+  } while (n == 256);
+}
 
 static void plain_start_more(void) {
-  while (g_plain_started < g_plain_target) {
-    /* (at most IDLE_INFLIGHT without their Challenge yet) */
-    if (g_plain_started - g_plain_challenged >= IDLE_INFLIGHT) break;
-    plain *p = &g_plain[g_plain_started++];
-    link_connect(&p->ln);
-  }
+  while (g_plain_started < g_plain_target && g_plain_inflight < IDLE_INFLIGHT)
+    plain_connect(g_plain_started++);
 }
 
 static int cond_plain_ready(void *arg) {
   int n = *(int *)arg;
-  if (g_plain_started < n) return 0;
-  for (int i = 0; i < n; i++)
-    if (!g_plain[i].challenged) {
-      if (g_plain[i].ln.state == L_IDLE) {
-        /* failed or closed before its Challenge (reported): again, twice */
-        if (g_plain[i].ln.failures > 2)
-          fatal("a plain connection failed 3 times before its Challenge");
-        link_connect(&g_plain[i].ln);
-      }
-      return 0;
-    }
-  return 1;
+  return g_plain_started >= n && g_plain_inflight == 0;
 }
 
 static int cond_plain_closed(void *arg) {
-  int n = *(int *)arg;
-  for (int i = 0; i < n; i++)
-    if (g_plain[i].ln.state != L_IDLE) return 0;
-  return 1;
+  return g_plain_open == *(int *)arg;
 }
 
 /* Opens plain connections [from, to) and waits for each one's Challenge. */
@@ -1283,11 +1675,57 @@ static void plain_open(int from, int to) {
   g_plain_started = from;
   g_plain_target = to;
   run_until(cond_plain_ready, &to, g_timeout, "plain connections receiving their Challenge");
+  for (int i = from; i < to; i++)
+    if (!g_plain[i].challenged) fatal("plain connection %d has no Challenge", i);
 }
 
+/* Closes [from, to) and waits until whisperd has closed them too. */
 static void plain_close(int from, int to) {
-  for (int i = from; i < to; i++) link_close(&g_plain[i].ln);
-  run_until(cond_plain_closed, &to, g_timeout, "closing the plain connections");
+  int left = g_plain_open;
+  for (int i = from; i < to; i++) left -= g_plain[i].state != P_IDLE;
+  for (int i = from; i < to; i++) plain_close_one(i);
+  run_until(cond_plain_closed, &left, g_timeout, "closing the plain connections");
+}
+
+static void plain_setup(int n) {
+  g_n_plain = n;
+  g_plain = calloc((size_t)n, sizeof *g_plain);
+  if (!g_plain) fatal("out of memory");
+  for (int i = 0; i < n; i++) g_plain[i].fd = -1;
+  g_epoll = epoll_create1(EPOLL_CLOEXEC);
+  if (g_epoll < 0) fatal("epoll_create1: %s", strerror(errno));
+  if (uv_poll_init(&g_uv, &g_plain_poll, g_epoll) != 0 ||
+      uv_poll_start(&g_plain_poll, UV_READABLE, plain_poll_cb) != 0)
+    fatal("cannot watch the epoll descriptor");
+  int len = snprintf(g_upgrade, sizeof g_upgrade,
+                     "GET " WS_PATH " HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: " WS_KEY "\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: " SUBPROTOCOL
+                     "\r\n\r\n",
+                     g_cur->hostport);
+  g_upgrade_len = (size_t)len;
+}
+
+/* One short pass of the loop (for server_stop). */
+static void plain_stop_serve(void) {
+  uv_timer_start(&g_wake, wake_cb, 2, 0);
+  uv_run(&g_uv, UV_RUN_ONCE);
+}
+
+static void plain_teardown(void) {
+  for (int i = 0; i < g_n_plain; i++) {
+    g_plain[i].closing_asked = 1;
+    plain_release(&g_plain[i]);
+  }
+  if (g_epoll >= 0) {
+    uv_poll_stop(&g_plain_poll);
+    uv_close((uv_handle_t *)&g_plain_poll, NULL);
+    close(g_epoll);
+    g_epoll = -1;
+  }
+  free(g_plain);
+  g_plain = NULL;
+  g_n_plain = 0;
 }
 
 /* --- figures ------------------------------------------------------------------------- */
@@ -1369,6 +1807,9 @@ typedef struct result {
   size_t total, n_lat, n_first, n_rest, n_sent;
   double p50, p99, max, first_p50, first_max, rest_p50, rest_p99, rest_max, sent_p50, sent_p99;
   metrics m_before, m_after, m_idle;
+  int wave;                          /* devices registering at a time in the warm-up */
+  cpu_span login_span, hold_span;    /* whisperd logging them all in; holding them idle */
+  metrics m_hold0, m_hold1;          /* before and after --hold */
 } result;
 
 /* Fresh devices (identities, engines, message records) for a run. */
@@ -1376,10 +1817,13 @@ static void devices_make(result *r) {
   double t0 = mono_s();
   g_dev = calloc((size_t)g_clients, sizeof *g_dev);
   g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
-  g_msg = calloc((size_t)g_clients * (size_t)g_messages, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  g_waiting = calloc((size_t)g_clients, sizeof *g_waiting);
+  g_heap = calloc((size_t)g_clients, sizeof *g_heap);
+  g_msg = calloc((size_t)g_clients * (size_t)g_messages + 1, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
   g_n_dirty = 0;
-  g_min_deadline = UINT64_MAX;
+  g_heap_n = 0;
+  g_wait_head = g_n_waiting = 0;
   g_received = g_sent_n = g_delivered_n = 0;
   g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
   for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
@@ -1390,9 +1834,13 @@ static void devices_free(void) {
   for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
   free(g_dev);
   free(g_dirty);
+  free(g_waiting);
+  free(g_heap);
   free(g_msg);
   g_dev = NULL;
   g_dirty = NULL;
+  g_waiting = NULL;
+  g_heap = NULL;
   g_msg = NULL;
 }
 
@@ -1414,13 +1862,15 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   fflush(stdout);
   r->rss_fresh = rss_kib(s1.pid);
 
-  /* Warm-up: every device registers and logs in, REG_WAVE at a time, and
+  /* Warm-up: every device registers and logs in, `wave` at a time, and
    * disconnects: the accounts, prekeys and SQLite's cache are in place,
-   * and whisperd never held more than REG_WAVE connections before the
-   * baseline. */
+   * and whisperd never held more than `wave` connections before the
+   * baseline (at most 1% of N: malloc reuses what they freed). */
   double t0 = mono_s();
-  for (int from = 0; from < g_clients; from += REG_WAVE) {
-    range rg = {from, from + REG_WAVE < g_clients ? from + REG_WAVE : g_clients};
+  int wave = g_clients / 100 > REG_WAVE ? g_clients / 100 : REG_WAVE;
+  r->wave = wave;
+  for (int from = 0; from < g_clients; from += wave) {
+    range rg = {from, from + wave < g_clients ? from + wave : g_clients};
     for (int i = rg.from; i < rg.to; i++) {
       g_dev[i].allow_connect = 1;
       mark_dirty(&g_dev[i]);
@@ -1445,8 +1895,9 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   r->closes_warmup = g_unexpected_closes;
   r->rss0 = settle_rss(0, 0, "whisperd's connections closing after the warm-up", NULL);
 
-  /* All N log in at once and stay idle. */
+  /* All N log in at once (at most LOGIN_INFLIGHT at a time) and stay idle. */
   t0 = mono_s();
+  span_begin(&r->login_span, s1.pid);
   range all = {0, g_clients};
   for (int i = 0; i < g_clients; i++) {
     g_dev[i].allow_connect = 1;
@@ -1454,8 +1905,20 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   }
   run_until(cond_ready, &all, g_timeout, "all devices logging in");
   r->t_login = mono_s() - t0;
+  span_end(&r->login_span);
   r->rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
                         &r->m_idle);
+  /* held idle: what N idle devices cost whisperd per second (their pings) */
+  if (g_hold > 0) {
+    if (metrics_get(&s1, &r->m_hold0) != 0) fatal("/metrics did not answer");
+    span_begin(&r->hold_span, s1.pid);
+    serve_for(g_hold);
+    span_end(&r->hold_span);
+    if (metrics_get(&s1, &r->m_hold1) != 0) fatal("/metrics did not answer");
+    if (r->m_hold1.authenticated != g_clients)
+      problem(&g_bad, "%lld of %d devices still logged in after %d s idle (%s)",
+              r->m_hold1.authenticated, g_clients, g_hold, label);
+  }
 
   /* --- messages --- */
   if (metrics_get(&s1, &r->m_before) != 0) fatal("/metrics did not answer");
@@ -1617,13 +2080,16 @@ static void print_checks(const result *r) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--burst]\n"
-          "                     [--no-receipts] [--whisperd PATH] [--whisperd-arg ARG]...\n"
+          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]\n"
+          "                     [--burst] [--no-receipts] [--whisperd PATH] [--whisperd-arg ARG]...\n"
           "                     [--baseline PATH] [--baseline-arg ARG]... [--timeout S] [--keep]\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
-          "  --messages M    messages of 100 B each device sends, in a ring (default 20)\n"
+          "  --messages M    messages of 100 B each device sends, in a ring (default 20; 0: no\n"
+          "                  messages, figures 1 and 2 skipped)\n"
           "  --idle K        plain WebSocket connections for the idle-memory figure (default\n"
           "                  1000; 0: skip it)\n"
+          "  --hold S        hold the N logged-in devices idle S seconds before the messages and\n"
+          "                  report the CPU whisperd spends on them (their pings; default 0)\n"
           "  --quick         N=20, M=5, K=100, --timeout 25 (the ctest smoke run)\n"
           "  --burst         each device sends its M messages at once (default: the next one\n"
           "                  when the previous is SENT)\n"
@@ -1650,7 +2116,7 @@ static int parse_int(const char *s, int min, int max, int *out) {
 }
 
 int main(int argc, char **argv) {
-  int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0;
+  int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0, set_hold = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int *target = NULL, min = 0, max = 0, *flag = NULL;
@@ -1688,9 +2154,11 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--clients") == 0) {
       target = &g_clients, min = 2, max = 100000, flag = &set_clients;
     } else if (strcmp(a, "--messages") == 0) {
-      target = &g_messages, min = 1, max = 1000000, flag = &set_messages;
+      target = &g_messages, min = 0, max = 1000000, flag = &set_messages;
     } else if (strcmp(a, "--idle") == 0) {
       target = &g_idle, min = 0, max = 1000000, flag = &set_idle;
+    } else if (strcmp(a, "--hold") == 0) {
+      target = &g_hold, min = 0, max = 86400, flag = &set_hold;
     } else if (strcmp(a, "--timeout") == 0) {
       int t;
       if (i + 1 >= argc || parse_int(argv[++i], 1, 86400, &t) != 0) {
@@ -1784,15 +2252,26 @@ int main(int argc, char **argv) {
   printf("\n");
   fflush(stdout);
 
+  /* One libuv loop (epoll) for everything: lws's client connections on it
+   * as a foreign loop, the plain connections' epoll descriptor, and the
+   * wake-up timer. */
+  if (uv_loop_init(&g_uv) != 0 || uv_timer_init(&g_uv, &g_wake) != 0)
+    fatal("cannot make the libuv loop");
   lws_set_log_level(LLL_ERR, lws_emit);
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
+  void *loops[1] = {&g_uv};
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = protocols;
   info.gid = -1;
   info.uid = -1;
+  info.options = LWS_SERVER_OPTION_LIBUV;
+  info.foreign_loops = loops;
+  info.retry_and_idle_policy = &no_validity_timer;
+  info.pcontext = &g_lws; /* NULL once lws has freed it */
   g_lws = lws_create_context(&info);
-  if (!g_lws) fatal("cannot make the libwebsockets context");
+  if (!g_lws)
+    fatal("cannot make the libwebsockets context on libuv (Debian: libwebsockets-evlib-uv)");
 
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 5;
@@ -1819,102 +2298,168 @@ int main(int argc, char **argv) {
   cur.closes_warmup -= closes0;
 
   /* --- whisperd #2: plain idle connections --- */
-  long rss_p0 = -1, rss_pk = -1;
+  long rss_p0 = -1, rss_pk = -1, slab_p0 = -1, slab_pk = -1;
   unsigned closes_plain0 = g_unexpected_closes;
-  double t_plain = 0, t0;
+  double t_plain = 0, t_plain_close = 0, t_shutdown = 0, shut_run = 0, shut_wait = 0, t0;
+  int n_closed = 0, n_shut = 0;
+  cpu_span open_span = {0}, close_span = {0};
   static server s2;
   if (g_idle > 0) {
+    /* (a long shutdown timeout: the check is that every connection open
+     * at the shutdown gets its close frame; how long it takes is printed) */
     const char *extra[64];
     int n = 0;
     static const char *const idle_flags[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
-                                             "3600000"};
-    for (int i = 0; i < 4; i++) extra[n++] = idle_flags[i];
+                                             "3600000", "--shutdown-timeout-ms", "60000"};
+    for (int i = 0; i < 6; i++) extra[n++] = idle_flags[i];
     for (int i = 0; g_args[i] && n < 63; i++) extra[n++] = g_args[i];
     extra[n] = NULL;
     server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", g_whisperd, extra);
     g_cur = &s2;
-    g_n_plain = IDLE_WARMUP + g_idle;
-    g_plain = calloc((size_t)g_n_plain, sizeof *g_plain);
-    if (!g_plain) fatal("out of memory");
-    for (int i = 0; i < g_n_plain; i++) g_plain[i].ln.kind = K_PLAIN;
+    plain_setup(IDLE_WARMUP + g_idle);
     plain_open(0, IDLE_WARMUP);
     plain_close(0, IDLE_WARMUP);
     rss_p0 = settle_rss(0, -1, "whisperd (idle) closing the warm-up connections", NULL);
+    slab_p0 = slab_kib();
+    /* opening: from the first connect to the last Challenge in */
     t0 = mono_s();
+    span_begin(&open_span, s2.pid);
     plain_open(IDLE_WARMUP, g_n_plain);
-    t_plain = mono_s() - t0;
+    t_plain = g_plain_last - t0;
+    span_end(&open_span);
     rss_pk = settle_rss(g_idle, 0, "whisperd (idle) counting the plain connections", NULL);
-    plain_close(IDLE_WARMUP, g_n_plain);
-    if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
+    slab_pk = slab_kib();
+    /* closing the first half: from our first close frame until whisperd
+     * has closed them all */
+    n_closed = g_idle / 2;
+    t0 = mono_s();
+    span_begin(&close_span, s2.pid);
+    plain_close(IDLE_WARMUP, IDLE_WARMUP + n_closed);
+    t_plain_close = mono_s() - t0;
+    span_end(&close_span);
+    /* the other half open at a shutdown (SIGTERM): each is sent 1001,
+     * answers with its own close frame, and whisperd exits */
+    n_shut = g_idle - n_closed;
+    g_plain_shutdown = 1;
+    g_stop_serve = plain_stop_serve;
+    t0 = mono_s();
+    double run0, wait0;
+    if (proc_sched_s(s2.pid, &run0, &wait0) != 0) run0 = wait0 = 0;
+    g_stop_run = run0, g_stop_wait = wait0;
+    g_stop_pid = s2.pid;
     int stop2 = server_stop(&s2, 1);
+    t_shutdown = mono_s() - t0;
+    shut_run = g_stop_run - run0;
+    shut_wait = g_stop_wait - wait0;
+    g_stop_serve = NULL;
     g_cur = NULL;
     if (stop2 != 0) problem(&g_bad, "whisperd (idle) did not stop cleanly");
+    if (g_plain_goaway != n_shut)
+      problem(&g_bad, "%d of the %d connections open at the shutdown got whisperd's 1001",
+              g_plain_goaway, n_shut);
+    plain_teardown();
+    if (g_plain_bad) problem(&g_bad, "%d first frame(s) were not a Challenge", g_plain_bad);
   }
 
   /* --- the table --- */
   const result *r = &cur, *b = g_base;
-  char v[64], w[64], x[64], bv[64];
+  char v[64], w[64], x[256], bv[64];
   printf("\nSet-up (whisperd VmRSS %ld KiB when started):\n", r->rss_fresh);
   row("identities + engines (in process, untimed)", "", "%d in %.2f s", g_clients, r->t_ident);
   snprintf(v, sizeof v, "%.1f /s", g_clients / r->t_register);
   row("register + first login (warm-up)", v, "%d devices in %.2f s, %d at a time", g_clients,
-      r->t_register, REG_WAVE);
+      r->t_register, r->wave);
   snprintf(v, sizeof v, "%.1f /s", g_clients / r->t_login);
-  row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP)", g_clients,
-      r->t_login);
+  row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP), %d at a time",
+      g_clients, r->t_login, g_clients < LOGIN_INFLIGHT ? g_clients : LOGIN_INFLIGHT);
+  row("   logging in", "", "%s", fmt_span(x, sizeof x, &r->login_span, g_clients));
 
   printf("\nResults%s:\n", b ? " (the baseline's beside: the same workload, in this run)" : "");
   if (b)
     printf("  %-40s %14s %14s  %s\n", "figure", "whisperd", "baseline", "detail");
   else
     printf("  %-46s %14s  %s\n", "figure", "value", "detail");
-  row2("1. messages per second, end to end", fmt_rate(v, sizeof v, r),
-       b ? fmt_rate(bv, sizeof bv, b) : NULL, "%u messages in %.3f s, first send call -> last delivery",
-       r->received, r->span);
-  row2("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
-       b ? fmt_ms(bv, sizeof bv, b->p50) : NULL,
-       "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
-  row2("   p99", fmt_ms(v, sizeof v, r->p99), b ? fmt_ms(bv, sizeof bv, b->p99) : NULL, "%s", "");
-  row2("   max", fmt_ms(v, sizeof v, r->max), b ? fmt_ms(bv, sizeof bv, b->max) : NULL, "%s", "");
-  row2("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
-       b ? fmt_ms(bv, sizeof bv, b->first_p50) : NULL,
-       "max %s; with the session set-up (ListDevices, FetchBundles)",
-       fmt_ms(w, sizeof w, r->first_max));
-  if (r->n_rest)
-    row2("   the others p50", fmt_ms(v, sizeof v, r->rest_p50),
-         b ? fmt_ms(bv, sizeof bv, b->rest_p50) : NULL, "p99 %s, max %s",
-         fmt_ms(w, sizeof w, r->rest_p99), fmt_ms(x, sizeof x, r->rest_max));
-  row2("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50),
-       b ? fmt_ms(bv, sizeof bv, b->sent_p50) : NULL, "p99 %s (informational)",
-       fmt_ms(w, sizeof w, r->sent_p99));
-  row2("   whisperd CPU per message", fmt_us(v, sizeof v, r->srv_cpu, r->received),
-       b ? fmt_us(bv, sizeof bv, b->srv_cpu, b->received) : NULL,
-       "%.2f s during 1 (%.0f%% of one CPU)", r->srv_cpu,
-       r->span > 0 ? r->srv_cpu / r->span * 100 : 0);
-  row2("   whisperd-load CPU per message", fmt_us(v, sizeof v, r->own_cpu, r->received),
-       b ? fmt_us(bv, sizeof bv, b->own_cpu, b->received) : NULL,
-       "%.2f s during 1 (%.0f%% of one CPU): the engines and their connections", r->own_cpu,
-       r->span > 0 ? r->own_cpu / r->span * 100 : 0);
-  if (r->have_sched)
-    row2("   waiting for a CPU during 1: whisperd", "", "",
-         "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s", r->srv_wait,
-         r->span > 0 ? r->srv_wait / r->span * 100 : 0, r->own_wait,
-         r->span > 0 ? r->own_wait / r->span * 100 : 0,
-         r->span > 0 && (r->srv_wait > 0.1 * r->span || r->own_wait > 0.1 * r->span)
-             ? ": other processes had the CPUs, 1 and 2 are low" : "");
-  if (b && b->have_sched)
-    row2("   (baseline: waiting for a CPU)", "", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)",
-         b->srv_wait, b->span > 0 ? b->srv_wait / b->span * 100 : 0, b->own_wait,
-         b->span > 0 ? b->own_wait / b->span * 100 : 0);
+  if (g_messages == 0) {
+    row2("1. messages per second, end to end", "skipped", NULL, "--messages 0");
+    row2("2. delivery latency", "skipped", NULL, "--messages 0");
+  } else {
+    row2("1. messages per second, end to end", fmt_rate(v, sizeof v, r),
+         b ? fmt_rate(bv, sizeof bv, b) : NULL,
+         "%u messages in %.3f s, first send call -> last delivery", r->received, r->span);
+    row2("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
+         b ? fmt_ms(bv, sizeof bv, b->p50) : NULL,
+         "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+    row2("   p99", fmt_ms(v, sizeof v, r->p99), b ? fmt_ms(bv, sizeof bv, b->p99) : NULL, "%s", "");
+    row2("   max", fmt_ms(v, sizeof v, r->max), b ? fmt_ms(bv, sizeof bv, b->max) : NULL, "%s", "");
+    row2("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
+         b ? fmt_ms(bv, sizeof bv, b->first_p50) : NULL,
+         "max %s; with the session set-up (ListDevices, FetchBundles)",
+         fmt_ms(w, sizeof w, r->first_max));
+    if (r->n_rest)
+      row2("   the others p50", fmt_ms(v, sizeof v, r->rest_p50),
+           b ? fmt_ms(bv, sizeof bv, b->rest_p50) : NULL, "p99 %s, max %s",
+           fmt_ms(w, sizeof w, r->rest_p99), fmt_ms(x, sizeof x, r->rest_max));
+    row2("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50),
+         b ? fmt_ms(bv, sizeof bv, b->sent_p50) : NULL, "p99 %s (informational)",
+         fmt_ms(w, sizeof w, r->sent_p99));
+    row2("   whisperd CPU per message", fmt_us(v, sizeof v, r->srv_cpu, r->received),
+         b ? fmt_us(bv, sizeof bv, b->srv_cpu, b->received) : NULL,
+         "%.2f s during 1 (%.0f%% of one CPU)", r->srv_cpu,
+         r->span > 0 ? r->srv_cpu / r->span * 100 : 0);
+    row2("   whisperd-load CPU per message", fmt_us(v, sizeof v, r->own_cpu, r->received),
+         b ? fmt_us(bv, sizeof bv, b->own_cpu, b->received) : NULL,
+         "%.2f s during 1 (%.0f%% of one CPU): the engines and their connections", r->own_cpu,
+         r->span > 0 ? r->own_cpu / r->span * 100 : 0);
+    if (r->have_sched)
+      row2("   waiting for a CPU during 1: whisperd", "", "",
+           "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s", r->srv_wait,
+           r->span > 0 ? r->srv_wait / r->span * 100 : 0, r->own_wait,
+           r->span > 0 ? r->own_wait / r->span * 100 : 0,
+           r->span > 0 && (r->srv_wait > 0.1 * r->span || r->own_wait > 0.1 * r->span)
+               ? ": other processes had the CPUs, 1 and 2 are low" : "");
+    if (b && b->have_sched)
+      row2("   (baseline: waiting for a CPU)", "", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)",
+           b->srv_wait, b->span > 0 ? b->srv_wait / b->span * 100 : 0, b->own_wait,
+           b->span > 0 ? b->own_wait / b->span * 100 : 0);
+  }
   row2("3. whisperd RSS per logged-in idle connection",
        fmt_kib_per(v, sizeof v, r->rss0, r->rss_n, g_clients),
        b ? fmt_kib_per(bv, sizeof bv, b->rss0, b->rss_n, g_clients) : NULL,
        "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", r->rss0, r->rss_n, g_clients);
-  if (g_idle > 0)
+  if (g_hold > 0) {
+    long long fin = r->m_hold1.frames_in - r->m_hold0.frames_in;
+    snprintf(v, sizeof v, "%.1f%% CPU", r->hold_span.srv_run / g_hold * 100);
+    row2("   held idle", v, NULL,
+         "%d s: whisperd %.2f s on a CPU, %lld frames in (%.0f /s, the engines' pings), %.1f us "
+         "per frame, %.2f us per device per second",
+         g_hold, r->hold_span.srv_run, fin, (double)fin / g_hold,
+         fin > 0 ? r->hold_span.srv_run / (double)fin * 1e6 : 0,
+         r->hold_span.srv_run / g_hold / g_clients * 1e6);
+  }
+  if (g_idle > 0) {
     row2("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
          NULL, "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0,
          rss_pk, g_idle, t_plain);
-  else
+    if (slab_p0 >= 0 && slab_pk >= 0) /* both ends of each connection are on this machine */
+      row2("   the kernel's side", fmt_kib_per(v, sizeof v, slab_p0, slab_pk, 2 * g_idle), NULL,
+           "per socket: /proc/meminfo Slab %+ld KiB with the %d connections, both ends here "
+           "(2 sockets each), not in RSS; the whole machine's, so other jobs move it",
+           slab_pk - slab_p0, g_idle);
+    snprintf(v, sizeof v, "%.0f /s", t_plain > 0 ? g_idle / t_plain : 0);
+    row2("   opening them", v, NULL,
+         "%d in %.2f s, first connect -> last Challenge, %d in the handshake at a time", g_idle,
+         t_plain, IDLE_INFLIGHT);
+    row2("", "", NULL, "%s", fmt_span(x, sizeof x, &open_span, g_idle));
+    snprintf(v, sizeof v, "%.0f /s", t_plain_close > 0 ? n_closed / t_plain_close : 0);
+    row2("   closing half of them", v, NULL,
+         "%d in %.2f s, our close frames -> whisperd closed them all", n_closed, t_plain_close);
+    row2("", "", NULL, "%s", fmt_span(x, sizeof x, &close_span, n_closed));
+    snprintf(v, sizeof v, "%.2f s", t_shutdown);
+    row2("   shutdown with the other half open", v, NULL,
+         "SIGTERM -> whisperd exited 0; %d of %d got its close frame (1001) and answered; "
+         "whisperd %.2f s on a CPU (waited %.2f s for one)", g_plain_goaway, n_shut, shut_run,
+         shut_wait);
+  } else
     row2("4. whisperd RSS per plain idle WebSocket", "skipped", NULL, "--idle 0");
 
   printf("\nChecks:\n");
@@ -1926,10 +2471,14 @@ int main(int argc, char **argv) {
   printf("\n%s: %.1f s in all; this process's CPU time %.1f s; load average %.2f; %s\n", PROG, wall,
          cpu_s() - cpu_start, load_average(), g_failed ? "FAILED" : "all checks passed");
 
-  lws_sul_cancel(&g_wake);
+  /* lws on a foreign libuv loop: its handles close as the loop runs, then
+   * a second lws_context_destroy() frees it (g_lws is NULL once gone) */
   lws_context_destroy(g_lws);
-  for (int i = 0; i < g_n_plain; i++) free(g_plain[i].ln.rx);
-  free(g_plain);
+  for (int i = 0; i < 1000 && g_lws && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  if (g_lws) lws_context_destroy(g_lws);
+  uv_close((uv_handle_t *)&g_wake, NULL);
+  for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  uv_loop_close(&g_uv);
   free(g_tx);
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
   remove_dir();

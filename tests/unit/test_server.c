@@ -2237,6 +2237,81 @@ static void test_rate_heartbeat_push(void) {
   srvt_close(&t);
 }
 
+/* The core's timers against a model: connections opened, pinged and
+ * closed at random times; after every step next_deadline() is the
+ * earliest deadline of the model, and a tick closes exactly the
+ * connections whose deadline came (the core keeps them in a heap, moved
+ * lazily when frames come in). */
+static void test_timers(void) {
+  srvt t;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.heartbeat_ms = 5000;
+  cfg.auth_timeout_ms = 40000;
+  cfg.rate_per_sec = 1000000;
+  cfg.rate_burst = 1000000;
+  srvt_open(&t, mem_store(), &cfg);
+  struct {
+    int open;
+    uint64_t opened, last_rx;
+  } m[MAXC] = {{0}};
+  uint64_t x = 88172645463325252ULL; /* xorshift64 */
+  int ticked_closed = 0, pings = 0, min_moved = 0;
+  for (int step = 0; step < 4000; step++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    uint64_t c = 1 + x % (MAXC - 1);
+    int action = (int)((x >> 20) % 10);
+    if (action >= 2 && action <= 7) /* a frame or a close: for an open one */
+      for (int k = 0; k < MAXC - 1 && !m[c].open; k++) c = c % (MAXC - 1) + 1;
+    if (action <= 1 && !m[c].open) { /* open */
+      box_reset(c);
+      CHECK_RC(whisper_server_open(t.srv, c, t.now), WHISPER_OK);
+      m[c].open = 1;
+      m[c].opened = m[c].last_rx = t.now;
+    } else if (action >= 2 && action <= 6 && m[c].open) { /* a frame moves its heartbeat */
+      uint64_t before = whisper_server_next_deadline(t.srv);
+      ping(&t, c);
+      m[c].last_rx = t.now;
+      pings++;
+      min_moved += whisper_server_next_deadline(t.srv) != before; /* it was the earliest */
+    } else if (action == 7 && m[c].open) { /* the peer goes */
+      whisper_server_close(t.srv, c, t.now);
+      m[c].open = 0;
+    } else { /* time passes */
+      t.now += (x >> 32) % 1000;
+      tick(&t);
+      for (uint64_t i = 1; i < MAXC; i++) {
+        if (!m[i].open) {
+          CHECK(!boxes[i].closed);
+          continue;
+        }
+        uint64_t d = m[i].last_rx + 5000;
+        if (m[i].opened + 40000 < d) d = m[i].opened + 40000;
+        CHECK(boxes[i].closed == (d <= t.now));
+        if (boxes[i].closed) {
+          whisper_server_close(t.srv, i, t.now); /* as whisperd does once it closed */
+          m[i].open = 0;
+          ticked_closed++;
+        }
+        box_reset(i);
+      }
+    }
+    uint64_t want = UINT64_MAX;
+    size_t open = 0;
+    for (uint64_t i = 1; i < MAXC; i++) {
+      if (!m[i].open) continue;
+      open++;
+      uint64_t d = m[i].last_rx + 5000;
+      if (m[i].opened + 40000 < d) d = m[i].opened + 40000;
+      if (d < want) want = d;
+    }
+    CHECK(whisper_server_next_deadline(t.srv) == want);
+    CHECK(stats(&t).connections == open);
+  }
+  /* every path ran, many times */
+  CHECK(ticked_closed > 200 && pings > 1000 && min_moved > 50);
+  srvt_close(&t);
+}
+
 static void test_mailbox_limit(void) {
   srvt t;
   dev a, b;
@@ -3718,6 +3793,7 @@ int main(void) {
   test_group_changes();
   test_bad_frames();
   test_rate_heartbeat_push();
+  test_timers();
   test_mailbox_limit();
   test_store_failure();
   test_delivery_fast();
