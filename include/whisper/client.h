@@ -68,7 +68,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 5
+#define WHISPER_CLIENT_CONFIG_VERSION 6
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -100,14 +100,23 @@ typedef struct whisper_client_config_t {
   uint64_t media_max_size;     /* the largest attachment sent or taken, in bytes of plaintext
                                 * (default 100 MiB) */
   uint32_t media_piece;        /* bytes per upload or download request (default 1 MiB) */
+  /* --- version 6 --- */
+  uint32_t send_window;        /* messages sent at once before the server answers them (default
+                                * WHISPER_SEND_WINDOW_DEFAULT, at most WHISPER_SEND_WINDOW_MAX;
+                                * 0 or 1: one at a time), in order: only with a server that
+                                * takes them in that order (sync.proto Send.after), else one */
 } whisper_client_config_t;
+
+#define WHISPER_SEND_WINDOW_DEFAULT 32
+#define WHISPER_SEND_WINDOW_MAX 256
 
 #define WHISPER_GROUP_MEMBERS_DEFAULT 1024
 #define WHISPER_GROUP_MEMBERS_MAX 10000
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
-    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20 }
+    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20, \
+    WHISPER_SEND_WINDOW_DEFAULT }
 
 /** A message may be edited this long after it was sent (15 minutes). */
 #define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)

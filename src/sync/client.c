@@ -304,7 +304,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->ctx = ctx;
   c->cfg = defaults;
   /* an older caller's struct ends before the fields of later versions */
-  memcpy(&c->cfg, cfg, cfg->version >= 5   ? sizeof c->cfg
+  memcpy(&c->cfg, cfg, cfg->version >= 6   ? sizeof c->cfg
+                       : cfg->version == 5 ? offsetof(whisper_client_config_t, send_window)
                        : cfg->version == 4 ? offsetof(whisper_client_config_t, media_dir)
                        : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
                        : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
@@ -313,6 +314,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (c->cfg.media_max_size == 0 || c->cfg.media_max_size > WHISPER_ATTACHMENT_SIZE_MAX)
     c->cfg.media_max_size = defaults.media_max_size;
   if (c->cfg.media_piece < 4096 || c->cfg.media_piece > (64u << 20)) c->cfg.media_piece = defaults.media_piece;
+  if (c->cfg.send_window == 0) c->cfg.send_window = 1;
+  if (c->cfg.send_window > WHISPER_SEND_WINDOW_MAX) c->cfg.send_window = WHISPER_SEND_WINDOW_MAX;
   if (c->cfg.media_dir && (c->media_dir = sy_strdup(c->cfg.media_dir)) == NULL) {
     free(c);
     return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");

@@ -91,6 +91,7 @@ typedef struct sy_req {
   uint64_t deadline; /* set by the first tick or receive after it was queued (0: not yet) */
   char account[WH_NAME_MAX + 1];
   uint64_t value;    /* RQ_ACK: up_to */
+  int chained;       /* RQ_SEND, RQ_SKDM: the Send carried `after` (pipelined) */
   sy_devref *devs;   /* RQ_SKDM: the devices the distribution went to */
   size_t n_devs;
   struct sy_req *next;
@@ -126,6 +127,7 @@ typedef struct sy_job {
   int kind;         /* JOB_* */
   uint8_t resend_of[WHISPER_CLIENT_ID_LEN]; /* JOB_RESEND: the message; body: its Payload */
   uint32_t device;  /* JOB_RESEND: the one device it goes to */
+  uint64_t inflight; /* the request id of its Send while unanswered (0: none) */
   struct sy_job *next;
 } sy_job;
 
@@ -290,7 +292,13 @@ struct whisper_client {
 
   /* sending */
   sy_job *jobs;
-  sy_job *cur_job;         /* the job whose request is out */
+  sy_job *cur_job;         /* the job whose list, bundle or sender key request is out */
+  uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
+                            * the server checks their order; else 1) */
+  uint32_t n_inflight;     /* jobs whose Send is unanswered */
+  int draining;            /* a Send in flight was refused: none goes until all are answered */
+  uint64_t after_req;      /* the last Send queued, while unanswered (0: none) */
+  uint8_t after_cid[WHISPER_CLIENT_ID_LEN]; /* and its client id (the next one's `after`) */
   sy_name *dropped;        /* client ids (hex) given up on this connection */
   int outbox_more;         /* the outbox held more than one page */
   uint64_t send_wait;      /* the request the head job waits for */
