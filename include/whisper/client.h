@@ -944,6 +944,11 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_MEDIA_DATA = 26, /* verified plaintext of an attachment downloaded without a path
                                * (message id of conversation, from): body, starting at plaintext
                                * offset done_bytes of total_bytes */
+  WHISPER_EV_CATCHING_UP = 27, /* the mailbox's backlog is arriving (after a login, until
+                               * WHISPER_EV_CAUGHT_UP): done_bytes entries of total_bytes are
+                               * handled and stored. total_bytes is the server's count at the
+                               * login (never below done_bytes); a server may misstate it, which
+                               * only moves a progress bar: CAUGHT_UP says when it is over */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes
@@ -980,7 +985,7 @@ typedef struct whisper_client_event_t {
   const char *target_sender; /* its sender (NULL: this account) */
   uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
   /* version 5 (media): */
-  uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress */
+  uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress (bytes); WHISPER_EV_CATCHING_UP (entries) */
   uint64_t total_bytes;
 } whisper_client_event_t;
 

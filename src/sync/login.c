@@ -320,6 +320,9 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
         if (sy_state_save(c) == WHISPER_OK) sy_event_push(c, sy_event_new(c, WHISPER_EV_REGISTERED));
       }
       c->register_exists = 0;
+      c->catching = 1; /* until QueueEmpty: progress events (the count is the server's word) */
+      c->catch_done = 0;
+      c->catch_total = f->ok->has_waiting ? f->ok->waiting : 0;
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));
       sy_prekeys_check(c, f->ok);
       after_login(c);

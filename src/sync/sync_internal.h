@@ -58,6 +58,7 @@
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
+#define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -285,6 +286,15 @@ struct whisper_client {
   sy_req *reqs;
   sy_out *out_head, *out_tail;
   uint64_t acked;          /* the last Ack up_to queued on this connection */
+  Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
+                            * together, in batches, when the app next takes events or frames,
+                            * ticks, or another frame comes */
+  size_t n_inq, cap_inq;
+  int in_batch;            /* inbox.c is handling a batch: the pending ops are stored once, at
+                            * its end (ops_dirty) */
+  int ops_dirty;
+  int catching;            /* the backlog is arriving (login to QueueEmpty): progress events */
+  uint64_t catch_done, catch_total; /* entries handled since the login, and the server's count */
   int upload_inflight, ping_inflight;
 
   /* events */
@@ -427,6 +437,10 @@ sy_req *sy_list_request(whisper_client *c, const char *account);
 
 /* --- inbox.c ------------------------------------------------------------------- */
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory);
+/* Deliver frames received one after the other (q[i]->deliver), in batches
+ * of one transaction each (entries that need one of their own alone); the
+ * frames stay the caller's. */
+void sy_deliver_many(whisper_client *c, Whisper__Sync__Frame *const *q, size_t n);
 uint64_t sy_watermark(const whisper_client *c);
 void sy_ack_flush(whisper_client *c);
 void sy_retry_held(whisper_client *c);
