@@ -106,6 +106,7 @@ int sy_fail(whisper_client *c, int code, const char *fmt, ...) {
 }
 
 static void inq_flush(whisper_client *c);
+static void inq_flush_due(whisper_client *c);
 
 /* --- events ----------------------------------------------------------------------------- */
 
@@ -174,7 +175,7 @@ void sy_error_event(whisper_client *c, int code, int server_code, const char *me
 
 int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
   if (c == NULL || out == NULL) return 0;
-  inq_flush(c);
+  inq_flush_due(c);
   sy_event_free(c->ev_cur);
   c->ev_cur = NULL;
   sy_event *e = c->ev_head;
@@ -238,6 +239,12 @@ static void req_free(sy_req *r) {
   free(r);
 }
 
+static const sy_req *req_find(const whisper_client *c, uint64_t id) {
+  for (const sy_req *r = c->reqs; r; r = r->next)
+    if (r->id == id) return r;
+  return NULL;
+}
+
 static sy_req *req_take(whisper_client *c, uint64_t id) {
   for (sy_req **p = &c->reqs; *p; p = &(*p)->next)
     if ((*p)->id == id) {
@@ -273,6 +280,22 @@ static int inq_add(whisper_client *c, Whisper__Sync__Frame *f) {
 /* Handles the Deliver frames received so far: in batches of one store
  * transaction each (inbox.c), their events raised and their Ack due once
  * committed; then what they made due (receipts, retries) goes out. */
+/* Whether the entries waiting should be handled now: at once, but while
+ * the backlog arrives (c->catching) only once a batch is worth a commit:
+ * SY_CATCH_BATCH of them (a server pushes 256 before it waits for an Ack),
+ * all the server said were waiting, or SY_CATCH_WAIT_MS after the first
+ * (a server that pushes fewer at a time, or misstates the count). */
+static int inq_due(const whisper_client *c) {
+  if (c->n_inq == 0) return 0;
+  if (!c->catching) return 1;
+  return c->n_inq >= SY_CATCH_BATCH || c->catch_done + c->n_inq >= c->catch_total ||
+         c->now >= c->inq_at + SY_CATCH_WAIT_MS;
+}
+
+static void inq_flush_due(whisper_client *c) {
+  if (inq_due(c)) inq_flush(c);
+}
+
 static void inq_flush(whisper_client *c) {
   if (c->n_inq == 0) return;
   Whisper__Sync__Frame **q = c->inq;
@@ -456,7 +479,7 @@ int whisper_client_want_close(const whisper_client *c) { return c && c->close_wa
 int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   if (c == NULL || out == NULL) return 0;
   *out = NULL;
-  inq_flush(c);
+  inq_flush_due(c);
   if (!c->connected) return 0;
   sy_ack_flush(c);
   sy_out *o = c->out_head;
@@ -577,10 +600,14 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   /* entries wait to be handled together (up to SY_BATCH_MAX) */
   if (!(f->has_id && f->id != 0) && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       c->logged_in && !c->close_wanted && inq_add(c, f) == 0) {
+    if (c->n_inq == 1) c->inq_at = now_ms;
     if (c->n_inq >= SY_BATCH_MAX) inq_flush(c);
     return WHISPER_OK;
   }
-  inq_flush(c); /* what came before goes first */
+  /* what came before goes first; but the answers to Sends, Acks and Pings
+   * (which entries do not depend on) leave a batch growing */
+  const sy_req *ar = f->has_id && f->id != 0 ? req_find(c, f->id) : NULL;
+  if (ar == NULL || (ar->kind != RQ_SEND && ar->kind != RQ_ACK && ar->kind != RQ_PING)) inq_flush(c);
   if (f->has_id && f->id != 0) {
     sy_req *r = req_take(c, f->id);
     if (r) {
@@ -649,7 +676,7 @@ static void stamp_requests(whisper_client *c, uint64_t now_ms) {
 
 uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c == NULL) return UINT64_MAX;
-  if (c->n_inq) return c->now; /* entries to handle: tick now */
+  if (inq_due(c)) return c->now; /* entries to handle: tick now */
   uint64_t d = sy_media_deadline(c); /* encryption runs offline too */
   if (!c->connected) return c->next_connect_at < d ? c->next_connect_at : d;
   for (const sy_req *r = c->reqs; r; r = r->next) {
@@ -663,13 +690,14 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   uint64_t t = sy_typing_deadline(c);
   if (t < d) d = t;
   if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
+  if (c->n_inq && c->inq_at + SY_CATCH_WAIT_MS < d) d = c->inq_at + SY_CATCH_WAIT_MS; /* a batch */
   return d;
 }
 
 void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return;
   c->now = now_ms;
-  inq_flush(c);
+  inq_flush_due(c);
   sy_typing_tick(c);
   sy_media_tick(c, now_ms);
   if (!c->connected || c->close_wanted) return;

@@ -1241,6 +1241,12 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
   evlist evs = {NULL, NULL};
   int rc = snap_take(c, &snap);
   if (rc == WHISPER_OK) rc = sy_txn_begin(c);
+  /* the engine's records, and the sessions' (the library's), each read and
+   * written once per batch */
+  if (rc == WHISPER_OK) {
+    if ((rc = sy_txn_cache(c)) == WHISPER_OK) rc = wh_record_cache_begin(c->ctx);
+    if (rc != WHISPER_OK) sy_txn_end(c, rc);
+  }
   if (rc != WHISPER_OK) {
     snap_free(&snap);
     sy_error_event(c, rc, 0, "mailbox entries could not be stored; they will come again");
@@ -1291,6 +1297,7 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
   }
   if (n == 0 && rc == WHISPER_OK) { /* nothing taken (done before, or absurd): nothing to commit */
     c->in_batch = 0;
+    wh_record_cache_end(c->ctx, 0);
     sy_txn_end(c, sy_txn_alive(c) ? WHISPER_EFORGED : WHISPER_ESTORE);
     snap_restore(c, &snap);
     ev_commit(c, &evs);
@@ -1298,6 +1305,7 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
   }
   if (k < to || rc != WHISPER_OK) { /* given back: the entries before k again, then k alone */
     c->in_batch = 0;
+    wh_record_cache_end(c->ctx, 0);
     if (sy_txn_alive(c)) sy_txn_end(c, WHISPER_EFORGED);
     else sy_txn_end(c, WHISPER_ESTORE);
     snap_restore(c, &snap);
@@ -1305,7 +1313,8 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
     if (rc != WHISPER_OK) k = from; /* out of memory: each alone */
     return k == from ? from : batch_run(c, q, from, k);
   }
-  if (c->ops_dirty) rc = sy_ops_save(c);
+  rc = wh_record_cache_end(c->ctx, 1);
+  if (rc == WHISPER_OK && c->ops_dirty) rc = sy_ops_save(c);
   c->in_batch = 0;
   if (rc == WHISPER_OK)
     rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held,

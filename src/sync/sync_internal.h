@@ -59,6 +59,8 @@
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
 #define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
+#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for */
+#define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -203,9 +205,16 @@ typedef struct sy_approve {
 } sy_approve;
 
 /* Library calls joined to the engine's transaction (txn.c). */
+typedef struct sy_kv sy_kv;
+#define SY_KV_BUCKETS 256
 typedef struct sy_join {
   whisper_store *real;
   int aborted; /* an inner call rolled the real transaction back */
+  /* In a batch (sy_txn_cache()): the engine's own records (kind
+   * WHISPER_REC_SYNC_STATE, never scanned) as the transaction has them,
+   * read once and written once, at its commit (sy_txn_end). */
+  int caching;
+  sy_kv **kv;
 } sy_join;
 
 /* The device list of an account. */
@@ -290,6 +299,7 @@ struct whisper_client {
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */
   size_t n_inq, cap_inq;
+  uint64_t inq_at;         /* when the first of them came */
   int in_batch;            /* inbox.c is handling a batch: the pending ops are stored once, at
                             * its end (ops_dirty) */
   int ops_dirty;
@@ -533,6 +543,10 @@ int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
 /* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
 int sy_txn_end(whisper_client *c, int rc);
+/* From now until sy_txn_end(): the engine's records are read from the
+ * store once and written to it once, before the commit (a batch of
+ * entries rewrites the same few). Returns WHISPER_OK or WHISPER_ENOMEM. */
+int sy_txn_cache(whisper_client *c);
 
 /* --- trust.c ------------------------------------------------------------------- */
 /* Checks a signed list of `account` and, if it may replace what `l` holds

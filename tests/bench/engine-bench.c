@@ -35,6 +35,7 @@
 #define T0 1700000000000ULL
 
 static int g_n = 200, g_m = 20, g_window = 1, g_quiet;
+static int g_catch, g_warm; /* --catch-up; its contacts' first messages */
 static const char *g_sqlite;
 
 typedef struct dev {
@@ -46,6 +47,9 @@ typedef struct dev {
   int online, caught_up;
   int sent_calls, sent_ok, delivered, received;
   int next_k; /* the sender's message due next (they come in order) */
+  int *next_ks; /* --catch-up, the receiver: per sender */
+  int offline;
+  double cpu;   /* engine CPU of this device */
   uint8_t (*ids)[16];
   unsigned char *got;
 } dev;
@@ -75,17 +79,26 @@ static void die(const char *what, int rc) {
   exit(1);
 }
 
-static int recipient(int i) { return (i + 1) % g_n; }
+static int recipient(int i) { return g_catch ? g_n - 1 : (i + 1) % g_n; }
+
+/* Engine CPU, per device and in all. */
+#define ENGINE(d, call)                     \
+  do {                                      \
+    double t_ = thread_cpu();               \
+    call;                                   \
+    t_ = thread_cpu() - t_;                 \
+    g_cpu_engine += t_;                     \
+    (d)->cpu += t_;                         \
+  } while (0)
 
 static void send_next(dev *d) {
   if (d->sent_calls >= g_m) return;
   uint8_t body[BODY_LEN];
   memset(body, 'a' + d->sent_calls % 26, sizeof body);
   memcpy(body, &d->sent_calls, sizeof d->sent_calls);
-  double t = thread_cpu();
-  int rc = whisper_client_send(d->cl, g_dev[recipient((int)(d - g_dev))].name, body, sizeof body,
-                               g_now, d->ids[d->sent_calls]);
-  g_cpu_engine += thread_cpu() - t;
+  int rc;
+  ENGINE(d, rc = whisper_client_send(d->cl, g_dev[recipient((int)(d - g_dev))].name, body,
+                                     sizeof body, g_now, d->ids[d->sent_calls]));
   if (rc != WHISPER_OK) die("whisper_client_send", rc);
   d->sent_calls++;
 }
@@ -100,9 +113,8 @@ static int find_id(const dev *d, const uint8_t *id, size_t len) {
 static void events(dev *d, int sending) {
   whisper_client_event_t e;
   for (;;) {
-    double t = thread_cpu();
-    int got = whisper_client_next_event(d->cl, &e);
-    g_cpu_engine += thread_cpu() - t;
+    int got;
+    ENGINE(d, got = whisper_client_next_event(d->cl, &e));
     if (!got) break;
     switch (e.type) {
       case WHISPER_EV_ONLINE:
@@ -112,16 +124,20 @@ static void events(dev *d, int sending) {
         d->caught_up = 1;
         break;
       case WHISPER_EV_MESSAGE: {
-        const dev *s = &g_dev[(int)(d - g_dev + g_n - 1) % g_n];
-        int k = find_id(s, e.id, e.id_len);
-        if (k < 0 || e.body_len != BODY_LEN || d->got[k]++) {
+        if (g_warm) break;
+        int si = g_catch ? (e.from ? atoi(e.from + 1) : -1) : (int)(d - g_dev + g_n - 1) % g_n;
+        if (si < 0 || si >= g_n) si = 0;
+        const dev *s = &g_dev[si];
+        int k = find_id(s, e.id, e.id_len), *due = g_catch ? &d->next_ks[si] : &d->next_k;
+        unsigned char *seen = g_catch ? &d->got[(size_t)si * (size_t)g_m] : d->got;
+        if (k < 0 || e.body_len != BODY_LEN || seen[k]++) {
           fprintf(stderr, "%s: a message unknown or twice\n", d->name);
           g_failed++;
-        } else if (k != d->next_k) {
-          fprintf(stderr, "%s: message %d of its sender came when %d was due\n", d->name, k, d->next_k);
+        } else if (k != *due) {
+          fprintf(stderr, "%s: message %d of its sender came when %d was due\n", d->name, k, *due);
           g_failed++;
         }
-        d->next_k = k + 1;
+        *due = k + 1;
         d->received++;
         break;
       }
@@ -152,25 +168,22 @@ static int run_once(int sending) {
   int moved = 0;
   for (int i = 0; i < g_n; i++) {
     dev *d = &g_dev[i];
-    if (!d->conn && whisper_client_want_connect(d->cl, g_now)) {
+    if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, g_now)) {
       d->conn = ++g_conn;
       double t = thread_cpu();
       int rc = whisper_server_open(g_srv, d->conn, g_now);
       g_cpu_server += thread_cpu() - t;
       if (rc != WHISPER_OK) die("whisper_server_open", rc);
-      t = thread_cpu();
-      whisper_client_connected(d->cl, g_now);
-      g_cpu_engine += thread_cpu() - t;
+      ENGINE(d, whisper_client_connected(d->cl, g_now));
       moved = 1;
     }
     events(d, sending);
     for (;;) {
       whisper_buf *b = NULL;
-      double t = thread_cpu();
-      int got = d->conn && whisper_client_take_frame(d->cl, &b);
-      g_cpu_engine += thread_cpu() - t;
+      int got;
+      ENGINE(d, got = d->conn && whisper_client_take_frame(d->cl, &b));
       if (!got) break;
-      t = thread_cpu();
+      double t = thread_cpu();
       whisper_server_receive(g_srv, d->conn, b->data, b->len, g_now);
       g_cpu_server += thread_cpu() - t;
       whisper_buf_free(b);
@@ -191,9 +204,8 @@ static int run_once(int sending) {
       if (g_dev[i].conn == o.conn) d = &g_dev[i];
     if (d == NULL) continue;
     g_frames_down++;
-    t = thread_cpu();
-    int rc = whisper_client_receive(d->cl, o.frame, o.frame_len, g_now);
-    g_cpu_engine += thread_cpu() - t;
+    int rc;
+    ENGINE(d, rc = whisper_client_receive(d->cl, o.frame, o.frame_len, g_now));
     if (rc != WHISPER_OK) die("whisper_client_receive", rc);
   }
   return moved;
@@ -204,11 +216,10 @@ static void run(int sending, int (*done)(void)) {
   for (long round = 0; round < 10000000; round++) {
     int moved = run_once(sending);
     g_now++;
-    double t = thread_cpu();
     for (int i = 0; i < g_n; i++)
-      if (whisper_client_next_deadline(g_dev[i].cl) <= g_now) whisper_client_tick(g_dev[i].cl, g_now);
-    g_cpu_engine += thread_cpu() - t;
-    t = thread_cpu();
+      ENGINE(&g_dev[i], if (whisper_client_next_deadline(g_dev[i].cl) <= g_now)
+                          whisper_client_tick(g_dev[i].cl, g_now));
+    double t = thread_cpu();
     if (whisper_server_next_deadline(g_srv) <= g_now) whisper_server_tick(g_srv, g_now);
     g_cpu_server += thread_cpu() - t;
     if (!moved && done()) return;
@@ -239,6 +250,57 @@ __attribute__((noinline)) static void messages_phase(void) {
   run(1, all_done);
 }
 
+/* --catch-up: devices 0..N-2 each send M to the last one while it is
+ * offline (after one first message each, so that they are contacts), then
+ * it logs in; its engine's CPU alone is the figure. */
+static int backlog_sent(void) {
+  for (int i = 0; i < g_n - 1; i++)
+    if (g_dev[i].sent_ok < g_m) return 0;
+  return 1;
+}
+
+static int backlog_in(void) { return g_dev[g_n - 1].received >= (g_n - 1) * g_m; }
+
+static int quiet(void) { return 1; }
+
+static void go_offline(dev *d) {
+  d->offline = 1;
+  if (!d->conn) return;
+  whisper_server_close(g_srv, d->conn, g_now);
+  ENGINE(d, whisper_client_disconnected(d->cl, g_now));
+  d->conn = 0;
+}
+
+__attribute__((noinline)) static void catch_up_phase(void) { run(0, backlog_in); }
+
+static void catch_up(void) {
+  dev *r = &g_dev[g_n - 1];
+  g_warm = 1;
+  for (int i = 0; i < g_n - 1; i++) {
+    uint8_t id[16];
+    ENGINE(&g_dev[i], whisper_client_send(g_dev[i].cl, r->name, (const uint8_t *)"hello", 5, g_now, id));
+  }
+  run(0, quiet);
+  g_warm = 0;
+  go_offline(r);
+  for (int i = 0; i < g_n - 1; i++)
+    while (g_dev[i].sent_calls < g_m) send_next(&g_dev[i]);
+  run(0, backlog_sent);
+  r->offline = 0;
+  r->cpu = g_cpu_engine = g_cpu_server = 0;
+  double t0 = mono();
+  catch_up_phase();
+  double wall = mono() - t0;
+  long total = (long)(g_n - 1) * g_m;
+  printf("catch-up: %d senders, %d messages each (%ld) to one device, its store SQLite (FULL)\n",
+         g_n - 1, g_m, total);
+  printf("  the receiver's engine CPU %8.1f us per message (%.3f s), wall %.3f s (login to last)\n",
+         r->cpu * 1e6 / (double)total, r->cpu, wall);
+  printf("  the senders' engines      %8.1f us per message (its receipts)\n",
+         (g_cpu_engine - r->cpu) * 1e6 / (double)total);
+  printf("  server core CPU           %8.1f us per message\n", g_cpu_server * 1e6 / (double)total);
+}
+
 int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--clients") == 0 && i + 1 < argc) g_n = atoi(argv[++i]);
@@ -246,11 +308,18 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--window") == 0 && i + 1 < argc) g_window = atoi(argv[++i]);
     else if (strcmp(argv[i], "--sqlite") == 0 && i + 1 < argc) g_sqlite = argv[++i];
     else if (strcmp(argv[i], "--quiet") == 0) g_quiet = 1;
+    else if (strcmp(argv[i], "--catch-up") == 0) g_catch = 1;
     else {
       fprintf(stderr, "usage: whisper-engine-bench [--clients N] [--messages M] [--window W] "
                       "[--sqlite DIR] [--quiet]\n");
       return 2;
     }
+  }
+  if (g_catch) {
+    int set_n = 0, set_m = 0;
+    for (int i = 1; i < argc; i++) set_n |= !strcmp(argv[i], "--clients"), set_m |= !strcmp(argv[i], "--messages");
+    if (!set_n) g_n = 11;
+    if (!set_m) g_m = 1000;
   }
   if (g_n < 2 || g_m < 1 || g_window < 0) return 2;
   whisper_server_config_t scfg = WHISPER_SERVER_CONFIG_INIT;
@@ -276,15 +345,16 @@ int main(int argc, char **argv) {
   for (int i = 0; i < g_n; i++) {
     dev *d = &g_dev[i];
     snprintf(d->name, sizeof d->name, "u%05d", i);
-    if (g_sqlite) {
+    int receiver = g_catch && i == g_n - 1;
+    if (g_sqlite || receiver) {
       char path[512];
-      snprintf(path, sizeof path, "%s/%s.db", g_sqlite, d->name);
+      snprintf(path, sizeof path, "%s/%s.db", g_sqlite ? g_sqlite : tmpl, d->name);
       whisper_store_sqlite_destroy(path);
       whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
       static const uint8_t key[32] = "engine bench store key .........";
       o.key = key;
       o.key_len = 32;
-      o.synchronous = WHISPER_SYNC_NORMAL;
+      o.synchronous = receiver ? WHISPER_SYNC_FULL : WHISPER_SYNC_NORMAL;
       rc = whisper_store_sqlite_open(&d->st, path, &o, NULL);
     } else {
       rc = whisper_store_memory_new(&d->st);
@@ -294,9 +364,14 @@ int main(int argc, char **argv) {
     if (rc == WHISPER_OK) rc = whisper_client_new(&d->cl, d->ctx, &cfg);
     if (rc != WHISPER_OK) die("a device", rc);
     d->ids = calloc((size_t)g_m, 16);
-    d->got = calloc((size_t)g_m, 1);
+    d->got = calloc((size_t)g_m * (size_t)(receiver ? g_n : 1), 1);
+    d->next_ks = calloc((size_t)g_n, sizeof *d->next_ks);
   }
   run(0, all_online);
+  if (g_catch) {
+    catch_up();
+    return g_failed ? 1 : 0;
+  }
   g_cpu_engine = g_cpu_server = 0;
   g_frames_up = g_frames_down = 0;
   double t0 = mono(), c0 = thread_cpu();

@@ -260,6 +260,31 @@ static void test_pipeline_refused(void) {
   pair_close(&n);
 }
 
+/* bob, online, stores three of alice's entries and dies before it acks
+ * them: they come again after the restart and are known (no second event),
+ * the other three come once. */
+static void test_stored_not_acked(void) {
+  net n;
+  node *a, *b;
+  net_open(&n);
+  a = account_new(&n, "alice", 0);
+  b = account_new(&n, "bob", 1);
+  send_text(&n, a, "bob", "hello", NULL);
+  net_run(&n);
+  tally_watch(&n, b);
+  net_on_event = tally_event;
+  int ia = node_index_of_name(&n, "alice");
+  b->crash_after_delivers = 3;
+  send_many(&n, a, "bob", 0, 6);
+  net_run(&n);
+  CHECK(b->cl == NULL && g_t.got[ia] == 3);
+  node_restart(b);
+  net_advance(&n, 3000);
+  CHECK(g_t.got[ia] == 6 && g_t.dup == 0 && g_t.disorder == 0);
+  CHECK(history_count(b, "alice") == 7);
+  pair_close(&n);
+}
+
 /* --- a server that breaks the order of a window ------------------------------------------------------ */
 
 static int strip_after(whisper_buf **b) {
@@ -572,6 +597,7 @@ int main(void) {
   test_pipeline_cut();
   test_pipeline_restart();
   test_pipeline_refused();
+  test_stored_not_acked();
   test_window_lies();
   test_catch_up();
   test_catch_up_crash();
