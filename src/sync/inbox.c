@@ -1266,10 +1266,28 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
     }
     evlist one = {NULL, NULL};
     entry_ctx x;
+    unsigned long w0 = c->join.writes;
     int out = entry_work(c, d, &one, &x);
-    if (out < 0 || out == OUT_REFUSED || out == OUT_HOLD || x.retry || !sy_txn_alive(c)) {
+    /* an entry that waits (its sender's list first) having written nothing
+     * waits from within the batch */
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
       ev_drop(&one);
       break; /* an entry of its own */
+    }
+    if (hold_here) {
+      size_t n_waiting = 0;
+      rc = held_count(c, &n_waiting);
+      if (rc == WHISPER_OK && n_waiting >= SY_MAX_HELD) { /* full: alone (it is not acked) */
+        ev_drop(&one);
+        break;
+      }
+      if (rc == WHISPER_OK) rc = hold(c, d);
+      if (rc != WHISPER_OK) {
+        ev_drop(&one);
+        break;
+      }
+      if (x.fetch[0]) fetch_list(c, x.fetch); /* (asked when the batch's frames go) */
     }
     uint64_t *held = NULL, *above = NULL, last = 0;
     size_t n_held = 0, n_above = 0;
@@ -1354,12 +1372,100 @@ void sy_deliver_many(whisper_client *c, Whisper__Sync__Frame *const *q, size_t n
   if (c->receipts_due) sy_ops_flush(c);
 }
 
+/* The waiting entries tried again in one transaction (with the batch's
+ * caches): those that still wait stay, the others leave the set, which is
+ * written once. Returns 1 when done (or the store failed: said), 0 when an
+ * entry needs a rollback of its own: nothing was kept, `h` is changed. */
+static int retry_batch(whisper_client *c, sy_heldset *h) {
+  batch_snap snap;
+  evlist evs = {NULL, NULL};
+  int rc = snap_take(c, &snap);
+  if (rc == WHISPER_OK && (rc = sy_txn_begin(c)) == WHISPER_OK) {
+    if ((rc = sy_txn_cache(c)) == WHISPER_OK) rc = wh_record_cache_begin(c->ctx);
+    if (rc != WHISPER_OK) sy_txn_end(c, rc);
+  }
+  if (rc != WHISPER_OK) {
+    snap_free(&snap);
+    return 0;
+  }
+  c->in_batch = 1;
+  c->ops_dirty = 0;
+  int given_back = 0;
+  for (size_t i = 0; i < h->n;) {
+    Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, h->e[i]->len, h->e[i]->data);
+    evlist one = {NULL, NULL};
+    entry_ctx x;
+    memset(&x, 0, sizeof x);
+    int out = OUT_DONE;
+    unsigned long w0 = c->join.writes;
+    if (d) out = entry_work(c, d, &one, &x);
+    if (d) whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
+      ev_drop(&one);
+      given_back = 1;
+      break;
+    }
+    if (out == OUT_HOLD) { /* still waiting: said when it first came */
+      if (x.fetch[0]) fetch_list(c, x.fetch);
+      ev_drop(&one);
+      i++;
+      continue;
+    }
+    whisper_buf_free(h->e[i]);
+    memmove(&h->e[i], &h->e[i + 1], (h->n - i - 1) * sizeof *h->e);
+    h->n--;
+    while (one.head) {
+      sy_event *e = one.head;
+      one.head = e->next;
+      ev_add(&evs, e);
+    }
+  }
+  c->in_batch = 0;
+  if (given_back) {
+    wh_record_cache_end(c->ctx, 0);
+    sy_txn_end(c, sy_txn_alive(c) ? WHISPER_EFORGED : WHISPER_ESTORE);
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    return 0;
+  }
+  rc = wh_record_cache_end(c->ctx, 1);
+  if (rc == WHISPER_OK && c->ops_dirty) rc = sy_ops_save(c);
+  if (rc == WHISPER_OK) rc = sy_held_write(c, h);
+  rc = sy_txn_end(c, rc);
+  if (rc != WHISPER_OK) {
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    sy_error_event(c, rc, 0, "the waiting entries could not be handled; they stay");
+    return 1;
+  }
+  snap_free(&snap);
+  ev_commit(c, &evs);
+  return 1;
+}
+
 void sy_retry_held(whisper_client *c) {
   c->retry_due = 0;
   sy_heldset h;
   if (c->close_wanted || wh_begin(c->ctx) != WHISPER_OK) return;
   int rc = wh_finish(c->ctx, sy_held_read(c, &h));
   if (rc != WHISPER_OK) {
+    sy_error_event(c, rc, 0, "cannot read the waiting entries");
+    return;
+  }
+  if (h.n == 0) {
+    sy_heldset_free(&h);
+    return;
+  }
+  if (retry_batch(c, &h)) {
+    sy_heldset_free(&h);
+    if (c->receipts_due) sy_ops_flush(c);
+    return;
+  }
+  /* one of them needs a transaction of its own: each alone, as read again */
+  sy_heldset_free(&h);
+  if (wh_begin(c->ctx) != WHISPER_OK) return;
+  if ((rc = wh_finish(c->ctx, sy_held_read(c, &h))) != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the waiting entries");
     return;
   }

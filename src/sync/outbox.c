@@ -1016,10 +1016,14 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
     return;
   }
   whisper_device_t *devs = calloc(r->n_devs ? r->n_devs : 1, sizeof *devs);
-  int rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
-  if (rc == WHISPER_OK && devs) {
-    for (size_t i = 0; i < r->n_devs; i++) devs[i] = (whisper_device_t){r->devs[i].account, r->devs[i].device};
-    rc = wh_history_recipients(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, devs, r->n_devs, 1);
+  int rc = devs ? sy_txn_begin(c) : WHISPER_ENOMEM; /* (one commit for both) */
+  if (rc == WHISPER_OK) {
+    rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
+    for (size_t i = 0; rc == WHISPER_OK && i < r->n_devs; i++)
+      devs[i] = (whisper_device_t){r->devs[i].account, r->devs[i].device};
+    if (rc == WHISPER_OK)
+      rc = wh_history_recipients(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, devs, r->n_devs, 1);
+    rc = sy_txn_end(c, rc);
   }
   free(devs);
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)

@@ -215,6 +215,8 @@ typedef struct sy_join {
    * read once and written once, at its commit (sy_txn_end). */
   int caching;
   sy_kv **kv;
+  unsigned long writes; /* writes made through it so far (an entry that made none has
+                         * nothing to roll back) */
 } sy_join;
 
 /* The device list of an account. */

@@ -142,6 +142,7 @@ static int j_put(void *u, int kind, const uint8_t *key, size_t key_len, const ui
                  size_t n) {
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
+  j->writes++;
   if (j->caching && kind == WHISPER_REC_SYNC_STATE) return kv_set(j, key, key_len, v, n, 1);
   return j->real->ops.put(j->real->user, kind, key, key_len, v, n);
 }
@@ -150,6 +151,7 @@ static int j_add(void *u, int kind, const uint8_t *key, size_t key_len, const ui
                  size_t n) {
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
+  j->writes++;
   if (j->caching && kind == WHISPER_REC_SYNC_STATE) { /* (not used on these; as a get and a put) */
     whisper_buf *b = NULL;
     int rc = j_get(u, kind, key, key_len, &b);
@@ -163,6 +165,7 @@ static int j_add(void *u, int kind, const uint8_t *key, size_t key_len, const ui
 static int j_del(void *u, int kind, const uint8_t *key, size_t key_len) {
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
+  j->writes++;
   if (j->caching && kind == WHISPER_REC_SYNC_STATE) return kv_set(j, key, key_len, NULL, 0, 0);
   return j->real->ops.del(j->real->user, kind, key, key_len);
 }

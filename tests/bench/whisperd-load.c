@@ -1477,6 +1477,9 @@ static int catch_up_main(void) {
   metrics m_before;
   if (metrics_get(&s1, &m_before) != 0) fatal("/metrics did not answer");
   double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
+  double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
+  int have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
+                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
   double t_login = mono_s();
   g_catch_t_login = t_login;
   r->allow_connect = 1;
@@ -1487,6 +1490,14 @@ static int catch_up_main(void) {
     if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
   double srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0, own_cpu = cpu_s() - cpu0;
   double span = t_last - t_login;
+  double srv_run, srv_wait = 0, own_run, own_wait = 0;
+  if (have_sched && proc_sched_s(s1.pid, &srv_run, &srv_wait) == 0 &&
+      sched_s("/proc/thread-self/schedstat", &own_run, &own_wait) == 0) {
+    srv_wait -= srv_wait0;
+    own_wait -= own_wait0;
+  } else {
+    have_sched = 0;
+  }
   run_until(cond_catch_delivered, NULL, g_timeout, "the DELIVERED receipts");
   double t_receipts = mono_s() - t_login;
   metrics m_after;
@@ -1522,6 +1533,11 @@ static int catch_up_main(void) {
       "%.2f s (%.0f us per message); whisperd-load %.2f s (%.0f us per message: the receiver, "
       "and the senders taking its receipts)", srv_cpu, g_received ? srv_cpu / g_received * 1e6 : 0,
       own_cpu, g_received ? own_cpu / g_received * 1e6 : 0);
+  if (have_sched)
+    row("   waiting for a CPU during 5: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
+        srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait, span > 0 ? own_wait / span * 100 : 0,
+        span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
+            ? ": other processes had the CPUs, 5 is slow" : "");
   printf("\nChecks:\n  %u of %zu messages stored exactly once, each sender's in order (lost %u,\n"
          "  duplicated %u, wrong %u); engine errors %u; whisperd: %lld entries acknowledged,\n"
          "  %lld frames in, %lld out during 5\n",
