@@ -16,10 +16,14 @@
  *  - a message is in history and the outbox (PENDING) before the send
  *    call returns; it is sent when a connection is up, again after every
  *    reconnect until the server answers SENT (the same client id, so the
- *    server keeps it once);
- *  - an incoming message is decrypted and stored in one transaction, and
- *    only then acknowledged to the server; a redelivered entry is
- *    recognised and acknowledged without a second event;
+ *    server keeps it once); up to the config's send_window are sent before
+ *    the server answers them, in order (a server that checks their order
+ *    takes none past one it refuses, and the engine sends those again);
+ *  - incoming messages are decrypted and stored in batches, one
+ *    transaction each (a backlog: up to 256 entries), and only then
+ *    acknowledged to the server (one Ack) and raised as events; a
+ *    redelivered entry is recognised and acknowledged without a second
+ *    event;
  *  - history is ordered by the server's sequence;
  *  - an entry that has to wait (a device list to fetch first; a contact
  *    from before signed lists whose identity key changed,
@@ -153,10 +157,14 @@ WHISPER_API int whisper_client_connected(whisper_client *c, uint64_t now_ms);
 WHISPER_API void whisper_client_disconnected(whisper_client *c, uint64_t now_ms);
 
 /**
- * A frame arrived. Returns WHISPER_OK (also when the engine reported a
- * problem as an event), WHISPER_EINVALIDMSG for bytes that are not a
- * frame (nothing changed; the app should close the connection), or a
- * store error.
+ * A frame arrived. Mailbox entries (Deliver frames) wait in the engine and
+ * are handled together, in one store transaction per batch, when the app
+ * next takes events or frames or calls whisper_client_tick() (by
+ * whisper_client_next_deadline()), or when another frame comes; while the
+ * login's backlog arrives, a batch waits for up to 256 entries (or 20 ms).
+ * Returns WHISPER_OK (also when the engine reported a problem as an
+ * event), WHISPER_EINVALIDMSG for bytes that are not a frame (nothing
+ * changed; the app should close the connection), or a store error.
  */
 WHISPER_API int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len,
                                        uint64_t now_ms);
