@@ -29,6 +29,9 @@
  * The decryptor runs twice on each input: with the incremental MAC (one
  * pass, when the expectation has one) and without it (two passes: the
  * blob again, or the second-pass bytes, after WHISPER_ATTACHMENT_AGAIN).
+ * Each time it also reads the blob itself (whisper_attachment_decrypt_source())
+ * from a source that gives the blob's bytes the first time each is read
+ * and the second pass's bytes when read again.
  * Asserts:
  *  - decrypt_new gives ETOOBIG exactly for a size above the maximum,
  *    EINVALIDMSG exactly for a chunk size out of 16..2 MiB or a MAC list
@@ -55,7 +58,14 @@
  *    another digest EINTEGRITY, another size or plaintext hash ESIZE,
  *    another MAC list or chunk size EKEY;
  *  - the encryptor's blob of the untouched input opens in the model, and
- *    its incremental MAC is the model's.
+ *    its incremental MAC is the model's;
+ *  - read from the source: WHISPER_OK only when the model opens the blob,
+ *    and then the plaintext; never more than the fed decryptor may release
+ *    nor more than the bytes before the first that the second pass
+ *    changes, all of them the blob's; when the second pass's bytes are the
+ *    blob's, WHISPER_OK exactly when the model opens it, and the
+ *    documented error for a single alteration, as fed; never more than 64
+ *    KiB asked for at a time.
  * gen_corpus compiles this file with FZA_SEEDS_ONLY and calls
  * fza_gen_seeds().
  */
@@ -356,6 +366,30 @@ static int single_cause(const run *r) {
   return 0;
 }
 
+/* The source of whisper_attachment_decrypt_source(): the blob's bytes at
+ * and after the highest offset read so far, the second pass's below it
+ * (read again). */
+typedef struct source {
+  const bytes *first, *again;
+  uint64_t seen;
+  size_t largest;
+} source;
+
+static int source_read(void *user, uint64_t offset, uint8_t *buf, size_t len, size_t *got) {
+  source *s = user;
+  size_t n = 0;
+  if (len > s->largest) s->largest = len;
+  for (; n < len; n++) {
+    uint64_t at = offset + n;
+    const bytes *b = at < s->seen ? s->again : s->first;
+    if (at >= b->n) break;
+    buf[n] = b->p[at];
+  }
+  if (offset + n > s->seen) s->seen = offset + n;
+  *got = n;
+  return 0;
+}
+
 /* What finish documents (never EINTERNAL here). */
 static int finish_code(int rc) {
   return fz_rc_in(rc, 5, WHISPER_OK, WHISPER_ETRUNCATED, WHISPER_EKEY, WHISPER_EINTEGRITY, WHISPER_ESIZE);
@@ -443,6 +477,48 @@ static void decrypt_once(const run *r0) {
       FZ_ASSERT(rc == cause, "gave %d, not %d (diffs %#x, blob %d)", rc, cause, r.diffs, r.bclass);
   }
   whisper_attachment_decrypt_free(d);
+
+  /* the same, the decryptor reading the blob itself */
+  bytes sout = {0};
+  source src = {r.blob, r.second, 0, 0};
+  FZ_ASSERT(whisper_attachment_decrypt_new(&d, &e, sink_add, &sout) == WHISPER_OK, "decrypt_new");
+  int src_rc = whisper_attachment_decrypt_source(d, source_read, &src);
+  FZ_ASSERT(finish_code(src_rc), "decrypt_source gave %d", src_rc);
+  FZ_ASSERT(whisper_attachment_decrypt_released(d) == sout.n, "decrypt_source: released");
+  FZ_ASSERT(whisper_attachment_decrypt_finish(d) == WHISPER_EINVAL, "finish after decrypt_source");
+  FZ_ASSERT(src.largest <= 65536, "decrypt_source asked for %zu bytes", src.largest);
+  whisper_attachment_decrypt_free(d);
+  if (fz_verbose())
+    fprintf(stderr, "  source: rc %d, released %zu\n", src_rc, sout.n);
+  FZ_ASSERT(src_rc != WHISPER_OK || ok, "decrypt_source opened what the model refuses");
+  if (src_rc == WHISPER_OK) {
+    FZ_ASSERT(b_eq(&sout, &pt), "decrypt_source's output is not the plaintext");
+  } else {
+    size_t v = r.inc ? verified_model(r.blob, x) : 0, same = first_diff(r.blob, r.second);
+    if (!r.inc && first_pass_model(r.blob, x)) v = same;
+    if (v > same) v = same;
+    uint64_t limit = v > 16 ? v - 16 : 0;
+    if (limit > x->size) limit = x->size;
+    FZ_ASSERT(sout.n <= limit, "decrypt_source released %zu bytes, %llu verified", sout.n,
+              (unsigned long long)limit);
+    cbc_model(x->key, r.blob, &stream);
+    FZ_ASSERT(sout.n <= stream.n && (sout.n == 0 || memcmp(sout.p, stream.p, sout.n) == 0),
+              "decrypt_source released bytes that are not the blob's plaintext");
+  }
+  if (b_eq(r.blob, r.second)) {
+    /* (on an error, what each released, and which error it saw first, depends
+     * on where the fed pieces ended) */
+    FZ_ASSERT((src_rc == WHISPER_OK) == ok, "decrypt_source gave %d, the model %s", src_rc,
+              ok ? "opens" : "refuses");
+    int cause = r.structured && !ok ? single_cause(&r) : 0;
+    if (cause && r.diffs == D_KEY_AES)
+      FZ_ASSERT(src_rc == WHISPER_ESIZE || src_rc == WHISPER_EINTEGRITY,
+                "decrypt_source: another AES key gave %d", src_rc);
+    else if (cause)
+      FZ_ASSERT(src_rc == cause, "decrypt_source gave %d, not %d (diffs %#x, blob %d)", src_rc,
+                cause, r.diffs, r.bclass);
+  }
+  free(sout.p);
   free(out.p);
   free(pt.p);
   free(stream.p);

@@ -48,6 +48,7 @@ int fz_rng_fn(void *user, uint8_t *out, size_t len) {
 static int w_begin(void *user) {
   fz_store *f = user;
   f->txn_writes = 0;
+  f->n_sp = 0;
   return f->inner->ops.begin(f->inner->user);
 }
 
@@ -56,6 +57,7 @@ static int w_commit(void *user) {
   int rc = f->inner->ops.commit(f->inner->user);
   if (rc == WHISPER_OK && f->txn_writes) f->committed_writes++;
   f->txn_writes = 0;
+  f->n_sp = 0;
   return rc;
 }
 
@@ -63,6 +65,30 @@ static void w_rollback(void *user) {
   fz_store *f = user;
   f->inner->ops.rollback(f->inner->user);
   f->txn_writes = 0;
+  f->n_sp = 0;
+}
+
+/* Writes undone with their savepoint do not count. */
+static int w_savepoint(void *user) {
+  fz_store *f = user;
+  FZ_ASSERT(f->n_sp < sizeof f->sp_writes / sizeof f->sp_writes[0], "savepoints nest too deep");
+  int rc = f->inner->ops.savepoint(f->inner->user);
+  if (rc == WHISPER_OK) f->sp_writes[f->n_sp++] = f->txn_writes;
+  return rc;
+}
+
+static int w_release(void *user) {
+  fz_store *f = user;
+  int rc = f->inner->ops.release(f->inner->user);
+  if (rc == WHISPER_OK && f->n_sp) f->n_sp--;
+  return rc;
+}
+
+static int w_rollback_to(void *user) {
+  fz_store *f = user;
+  int rc = f->inner->ops.rollback_to(f->inner->user);
+  if (rc == WHISPER_OK && f->n_sp) f->txn_writes = f->sp_writes[--f->n_sp];
+  return rc;
 }
 
 static int w_get(void *user, int kind, const uint8_t *key, size_t key_len, whisper_buf **out) {
@@ -137,7 +163,8 @@ static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len
 
 void fz_store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
-                                        w_get, w_put, w_del, NULL, w_scan,    w_add};
+                                        w_get, w_put, w_del, NULL, w_scan,    w_add,
+                                        w_savepoint, w_release, w_rollback_to};
   memset(f, 0, sizeof *f);
   FZ_ASSERT(whisper_store_memory_new(&f->inner) == WHISPER_OK, "memory store");
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");

@@ -67,6 +67,8 @@ typedef struct fz_store {
   size_t ntouched, cap;
   unsigned txn_writes;       /* writes in the open transaction */
   unsigned committed_writes; /* transactions committed with writes */
+  unsigned sp_writes[64];    /* txn_writes when each open savepoint began */
+  unsigned n_sp;
   /* the journal: every record written since fz_journal_begin(), with its
    * value before its first write (targets that run several calls per
    * input and put the store back once, at the end) */

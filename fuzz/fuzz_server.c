@@ -44,12 +44,22 @@
  * and at the end of the input: the total mailbox depth (stats, and the
  * stored counter) equals the number of stored mailbox entries; each device
  * record's mailbox_count equals the entries under its tag (all at or
- * below mailbox_last) and its prekeys count the one-time prekeys stored
- * under its tag. Profiles: a ProfileSet answered Ok is stored exactly as
+ * below mailbox_last), its mailbox_bytes their bytes, its share records
+ * (server_mailbox.c) what each other account has among them, and its
+ * prekeys count the one-time prekeys stored under its tag. Slots 3 and 4
+ * open with a source (whisper_server_open_from), so the limits per
+ * source run too. Profiles: a ProfileSet answered Ok is stored exactly as
  * sent under the logged-in device's account (ERR_STATE only for a version
  * not above the stored one); a Profile answer is exactly the stored
  * profile of the account it names; every stored profile decodes with a
  * version and 1..WSRV_PROFILE_MAX bytes.
+ * Each input runs twice: as above, then with group commit
+ * (whisper_server_batch_begin/_end) and records kept between batches:
+ * every frame, open and tick in a batch of its own, and deferred frames
+ * (fuzz_sync.h) one after another in one batch, ended by the next
+ * operation; the same assertions hold (a batch
+ * hands out nothing before its end, and a refused frame's writes are
+ * undone with its savepoint: they count as no committed write).
  * ASan/UBSan/LSan catch the rest.
  */
 #include <stdarg.h>
@@ -95,6 +105,8 @@ static struct {
   uint64_t answer_seq; /* of a Sent */
   int deferred;        /* output left queued by a deferred RECV */
   int ticking;         /* the output being drained is a tick's */
+  int batching;        /* this run uses group commit */
+  int batch_open;      /* a batch is open (deferred frames in it) */
   sent_rec sent[64];
   size_t n_sent;
 } H;
@@ -253,6 +265,83 @@ static counter count(int kind, const uint8_t *prefix, size_t n, int seq_at) {
   return c;
 }
 
+/* A mailbox's entries: their bytes and, per other account, how many and
+ * how many bytes (keyed by the sender's tag, as the share records are). */
+#define BOOK_SENDERS 64
+typedef struct book {
+  const char *owner;
+  uint64_t bytes;
+  struct {
+    uint8_t tag[WSRV_TAG_LEN];
+    uint64_t n, bytes, seen;
+  } s[BOOK_SENDERS];
+  int ns;
+} book;
+
+static int book_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                   size_t val_len) {
+  (void)key, (void)key_len;
+  book *bk = arg;
+  bk->bytes += val_len;
+  Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(NULL, val_len, val);
+  FZ_ASSERT(d != NULL, "a mailbox entry does not decode");
+  if (d->sender && strcmp(d->sender, bk->owner) != 0) {
+    wsrv_addr a;
+    uint8_t tag[WSRV_TAG_LEN];
+    wsrv_addr_make(&a, d->sender, 0);
+    wsrv_tag(H.srv, &a, tag);
+    int i = 0;
+    while (i < bk->ns && memcmp(bk->s[i].tag, tag, WSRV_TAG_LEN) != 0) i++;
+    FZ_ASSERT(i < BOOK_SENDERS, "too many senders for the harness");
+    if (i == bk->ns) {
+      memset(&bk->s[i], 0, sizeof bk->s[i]);
+      memcpy(bk->s[i].tag, tag, WSRV_TAG_LEN);
+      bk->ns++;
+    }
+    bk->s[i].n++;
+    bk->s[i].bytes += val_len;
+  }
+  whisper__sync__deliver__free_unpacked(d, NULL);
+  return 0;
+}
+
+static int share_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
+                    size_t val_len) {
+  book *bk = arg;
+  FZ_ASSERT(key_len == 2 * WSRV_TAG_LEN, "a share record's key is %zu bytes", key_len);
+  Whisper__Server__Share *sh = whisper__server__share__unpack(NULL, val_len, val);
+  FZ_ASSERT(sh != NULL, "a share record does not decode");
+  int i = 0;
+  while (i < bk->ns && memcmp(bk->s[i].tag, key + WSRV_TAG_LEN, WSRV_TAG_LEN) != 0) i++;
+  FZ_ASSERT(i < bk->ns, "%s: a share record of a sender with no entry", bk->owner);
+  FZ_ASSERT(sh->entries == bk->s[i].n && sh->bytes == bk->s[i].bytes,
+            "%s: a share says %llu entries, %llu bytes; the mailbox has %llu, %llu", bk->owner,
+            (unsigned long long)sh->entries, (unsigned long long)sh->bytes,
+            (unsigned long long)bk->s[i].n, (unsigned long long)bk->s[i].bytes);
+  bk->s[i].seen = 1;
+  whisper__server__share__free_unpacked(sh, NULL);
+  return 0;
+}
+
+static void check_mailbox_book(const fz_dev *d, const Whisper__Server__Device *dev,
+                               const uint8_t tag[WSRV_TAG_LEN]) {
+  static book bk;
+  memset(&bk, 0, sizeof bk);
+  bk.owner = d->name;
+  whisper_store *in = W->fs.inner;
+  FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_MAILBOX, tag, WSRV_TAG_LEN, NULL, 0, 0,
+                         SIZE_MAX, book_fn, &bk) == WHISPER_OK,
+            "scan");
+  FZ_ASSERT(bk.bytes == dev->mailbox_bytes, "%s.%u: mailbox_bytes %llu, %llu stored", d->name,
+            d->device_id, (unsigned long long)dev->mailbox_bytes, (unsigned long long)bk.bytes);
+  FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_SHARE, tag, WSRV_TAG_LEN, NULL, 0, 0,
+                         SIZE_MAX, share_fn, &bk) == WHISPER_OK,
+            "scan");
+  for (int i = 0; i < bk.ns; i++)
+    FZ_ASSERT(bk.s[i].seen, "%s.%u: a sender's entries have no share record", d->name,
+              d->device_id);
+}
+
 static void check_conns(void) {
   whisper_server_stats_t st;
   whisper_server_stats(H.srv, &st);
@@ -301,6 +390,7 @@ static void check_books(void) {
               d->device_id);
     FZ_ASSERT(pk.n == dev->prekeys, "%s.%u: prekeys %u, %llu stored", d->name, d->device_id,
               dev->prekeys, (unsigned long long)pk.n);
+    check_mailbox_book(d, dev, tag);
     whisper__server__device__free_unpacked(dev, NULL);
     Whisper__Server__Profile *p = stored_profile(d->name);
     if (p) whisper__server__profile__free_unpacked(p, NULL);
@@ -309,8 +399,30 @@ static void check_books(void) {
 
 /* --- operations ----------------------------------------------------------------- */
 
+/* With group commit: a batch for the next operation (if none is open). */
+static void batch_start(void) {
+  if (!H.batching || H.batch_open) return;
+  int rc = whisper_server_batch_begin(H.srv);
+  FZ_ASSERT(rc == WHISPER_OK, "batch_begin: %d (%s)", rc, whisper_server_last_error(H.srv));
+  H.batch_open = 1;
+}
+
+/* Ends the open batch: the memory store's commit cannot fail, and nothing
+ * was handed out before it. */
+static void batch_finish(void) {
+  if (!H.batch_open) return;
+  whisper_server_output_t o;
+  FZ_ASSERT(whisper_server_poll(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
+            o.action);
+  H.batch_open = 0;
+  int rc = whisper_server_batch_end(H.srv, H.now);
+  FZ_ASSERT(rc == WHISPER_OK, "batch_end: %d (%s)", rc, whisper_server_last_error(H.srv));
+  FZ_ASSERT(!W->fs.outer->in_txn, "batch_end left a store transaction open");
+}
+
 /* Output a deferred RECV left queued: taken and checked, not attributed. */
 static void drain_deferred(void) {
+  batch_finish();
   if (!H.deferred) return;
   H.deferred = 0;
   H.want_conn = 0;
@@ -320,7 +432,11 @@ static void drain_deferred(void) {
 
 static void op_open(int k) {
   drain_deferred();
-  int rc = whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  static const uint8_t src[2] = {0x0a, 0x0b};
+  batch_start();
+  int rc = k >= 2 ? whisper_server_open_from(H.srv, (uint64_t)k + 1, &src[k & 1], 1, H.now)
+                  : whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  batch_finish();
   trace("  open %d: %d\n", k + 1, rc);
   if (H.slot[k].open) {
     FZ_ASSERT(rc == WHISPER_EINVAL, "open of an open connection: %d", rc);
@@ -345,6 +461,11 @@ static void op_close(int k) {
   H.slot[k].have_nonce = 0;
   H.slot[k].dev = -1;
   H.slot[k].held = 0;
+  if (H.batch_open) { /* the deferred frames' batch: its output is not attributed */
+    H.want_conn = 0;
+    H.answered = 1;
+    batch_finish();
+  }
   drain();
 }
 
@@ -352,7 +473,9 @@ static void op_tick(uint8_t t) {
   drain_deferred();
   H.now += t < 128 ? (uint64_t)t * 100 : (uint64_t)(t - 127) * 15000;
   trace("  tick at +%llu ms\n", (unsigned long long)(H.now - FZS_T0));
+  batch_start();
   whisper_server_tick(H.srv, H.now);
+  batch_finish();
   H.ticking = 1;
   drain();
   H.ticking = 0;
@@ -380,8 +503,9 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
 
   if (was_open) H.slot[k].last_rx = H.now;
   fz_watch_begin(&W->fs);
+  batch_start();
   int rc = whisper_server_receive(H.srv, conn, p, n, H.now);
-  FZ_ASSERT(!W->fs.outer->in_txn, "receive left a store transaction open");
+  FZ_ASSERT(H.batch_open || !W->fs.outer->in_txn, "receive left a store transaction open");
   if (was_open)
     FZ_ASSERT(rc == WHISPER_OK, "receive returned %d (%s)", rc, whisper_server_last_error(H.srv));
   else
@@ -392,6 +516,7 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
     fzs_frame_free(f);
     return 0;
   }
+  batch_finish();
   drain();
   if (was_open) {
     FZ_ASSERT(H.answered || held_ok, "a frame (id %llu) got no answer",
@@ -490,11 +615,12 @@ static void setup_once(void) {
   W = fzs_server_world_new();
 }
 
-static void start(void) {
+static void start(int batching) {
   fz_journal_begin(&W->fs);
   W->rng.counter = UINT64_C(1) << 40;
   for (int i = 0; i < FZS_NDEV; i++) W->dev[i]->rng.counter = UINT64_C(1) << 40;
   memset(&H, 0, sizeof H);
+  H.batching = batching;
   for (int k = 0; k < FZS_SLOTS; k++) H.slot[k].dev = -1;
   for (int i = 0; i < FZS_MAILBOX; i++) {
     H.sent[i].dev = FZS_ALICE1;
@@ -506,6 +632,7 @@ static void start(void) {
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
   whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
+  if (batching) whisper_server_set_record_cache(H.srv, 64); /* kept between batches, or dropped */
   op_open(0);
   op_login(0, FZS_ALICE1);
   op_open(1);
@@ -522,10 +649,8 @@ static void end(void) {
   fz_journal_restore(&W->fs);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  setup_once();
-  start();
+static void run(const uint8_t *data, size_t size, int batching) {
+  start(batching);
   size_t i = 0;
   while (i < size) {
     uint8_t op = data[i++];
@@ -551,5 +676,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   drain_deferred();
   check_books();
   end();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  setup_once();
+  trace("without batches\n");
+  run(data, size, 0);
+  trace("with batches\n");
+  run(data, size, 1);
   return 0;
 }

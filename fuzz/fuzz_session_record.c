@@ -3,8 +3,9 @@
  *
  * 1. The codec: wh_record_decode returns WHISPER_OK or WHISPER_ECORRUPT;
  *    on success encode -> decode -> encode gives two byte-identical
- *    encodings; every archived state is decoded with wh_state_decode and,
- *    when it decodes, round-trips the same way.
+ *    encodings, and the direct encoder writes the bytes protobuf-c packs
+ *    (wh_record_encode_pb); every archived state is decoded with
+ *    wh_state_decode and, when it decodes, round-trips the same way.
  * 2. The API on the record: the input is planted in alice's store as her
  *    session with bob.1, then whisper_session_exists, _encrypt, and
  *    _decrypt with two fixed SignalMessages and a fixed
@@ -39,6 +40,9 @@ static void state_roundtrip(const whisper_buf *b) {
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_ECORRUPT, "wh_state_decode returned %d", rc);
   if (rc != WHISPER_OK) return;
   FZ_ASSERT(wh_state_encode(&s, &e1) == WHISPER_OK, "wh_state_encode failed");
+  FZ_ASSERT(wh_state_encode_pb(&s, &e2) == WHISPER_OK, "wh_state_encode_pb failed");
+  FZ_ASSERT(fz_buf_eq(e1, e2), "the direct state encoder differs from protobuf-c's");
+  whisper_buf_free(e2);
   rc = wh_state_decode(&s2, e1->data, e1->len);
   FZ_ASSERT(rc == WHISPER_OK, "a state we encoded does not decode: %d", rc);
   FZ_ASSERT(wh_state_encode(&s2, &e2) == WHISPER_OK, "wh_state_encode failed");
@@ -100,6 +104,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_ASSERT(r.narchived <= WH_MAX_ARCHIVED, "%u archived states", r.narchived);
     FZ_ASSERT(r.cur.nrecv <= WH_MAX_RECV_CHAINS, "%u receiver chains", r.cur.nrecv);
     FZ_ASSERT(wh_record_encode(&r, &e1) == WHISPER_OK, "wh_record_encode failed");
+    FZ_ASSERT(wh_record_encode_pb(&r, &e2) == WHISPER_OK, "wh_record_encode_pb failed");
+    FZ_ASSERT(fz_buf_eq(e1, e2), "the direct record encoder differs from protobuf-c's");
+    whisper_buf_free(e2);
     int rc = wh_record_decode(&r2, e1->data, e1->len);
     FZ_ASSERT(rc == WHISPER_OK, "a record we encoded does not decode: %d", rc);
     FZ_ASSERT(wh_record_encode(&r2, &e2) == WHISPER_OK, "wh_record_encode failed");

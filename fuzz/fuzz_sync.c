@@ -1355,6 +1355,24 @@ static whisper_buf *report_frame(uint64_t id, const char *conv, size_t n, int bl
   return simple(WHISPER__SYNC__FRAME__BODY_REPORT, &r, id);
 }
 
+/* The builders other targets' seeds use (fuzz_sync.h). */
+uint32_t fzs_regid(fz_dev *d) { return regid_of(d); }
+whisper_buf *fzs_send_direct(uint64_t id, const uint8_t *client_id, const char *to,
+                             const uint32_t *to_devs, const uint32_t *to_regids, size_t n_to,
+                             const uint32_t *own_devs, size_t n_own, const char *body) {
+  return send_direct(id, client_id, to, to_devs, to_regids, n_to, own_devs, n_own, body);
+}
+whisper_buf *fzs_typing(uint64_t id, const char *to, const uint8_t *gid, int started) {
+  return typing_frame(id, to, gid, started);
+}
+whisper_buf *fzs_presence_set(uint64_t id, int visible, int receipts) {
+  return presence_set_frame(id, visible, receipts);
+}
+whisper_buf *fzs_subscribe(uint64_t id, const char *const *accts, size_t n) {
+  return subscribe_frame(id, accts, n);
+}
+whisper_buf *fzs_ack(uint64_t id, uint64_t up_to) { return ack_frame(id, up_to); }
+
 void fzs_gen_server_seeds(fz_seeds *seeds) {
   fzs_server_world *w = fzs_server_world_new();
   fzs_script s = {0};

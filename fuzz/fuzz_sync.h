@@ -61,6 +61,20 @@ whisper_buf *fzs_hello(uint64_t id, const char *account, uint32_t device);
 whisper_buf *fzs_auth(fz_dev *d, uint64_t id, const uint8_t *nonce, size_t nonce_len,
                       uint64_t resume_after);
 
+/* Requests of a logged-in device (fuzz_server's seeds build them; other
+ * targets' seeds use them too): a 1:1 Send of fake ciphertexts to `to`'s
+ * devices (with registration ids if not NULL) and copies for the
+ * sender's own devices; Typing to an account or a group; PresenceSet;
+ * PresenceSubscribe; Ack. fzs_regid: d's registration id. */
+uint32_t fzs_regid(fz_dev *d);
+whisper_buf *fzs_send_direct(uint64_t id, const uint8_t *client_id, const char *to,
+                             const uint32_t *to_devs, const uint32_t *to_regids, size_t n_to,
+                             const uint32_t *own_devs, size_t n_own, const char *body);
+whisper_buf *fzs_typing(uint64_t id, const char *to, const uint8_t *gid, int started);
+whisper_buf *fzs_presence_set(uint64_t id, int visible, int receipts);
+whisper_buf *fzs_subscribe(uint64_t id, const char *const *accts, size_t n);
+whisper_buf *fzs_ack(uint64_t id, uint64_t up_to);
+
 /* --- inputs: a byte script ---------------------------------------------- */
 
 typedef struct fzs_script {

@@ -31,6 +31,8 @@ void fze_gen_seeds(fz_seeds *s);
  * attachment pointers. */
 void fza_gen_seeds(fz_seeds *s);
 void fzp_gen_seeds(fz_seeds *s);
+/* fuzz_relay.c (FZR_SEEDS_ONLY): operation scripts of cluster relays. */
+void fzr_gen_seeds(fz_seeds *s);
 
 static void mkdir_p(const char *path) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST) {
@@ -124,6 +126,11 @@ int main(int argc, char **argv) {
   fz_seeds_free(&s);
   fzp_gen_seeds(&s);
   bad |= write_seeds(argv[1], "fuzz_pointer", &s);
+  fz_seeds_free(&s);
+
+  /* cluster mode's relays (fuzz_relay.c) */
+  fzr_gen_seeds(&s);
+  bad |= write_seeds(argv[1], "fuzz_relay", &s);
   fz_seeds_free(&s);
   return bad;
 }

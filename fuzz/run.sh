@@ -32,7 +32,7 @@ else
   targets=(fuzz_signal_message fuzz_prekey_message fuzz_bundle fuzz_session_record
     fuzz_skdm fuzz_sender_key_message fuzz_sender_key_record fuzz_history_record
     fuzz_fingerprint fuzz_small_records fuzz_server fuzz_client fuzz_sync_frame fuzz_e2e
-    fuzz_search fuzz_content_records fuzz_attachment fuzz_pointer)
+    fuzz_search fuzz_content_records fuzz_attachment fuzz_pointer fuzz_relay)
 fi
 
 out="$build/fuzz-out"

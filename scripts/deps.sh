@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what libwhisper needs on Debian 12 (as root): the build and its
-# libraries, clang for the fuzzers, Node.js for the libsignal interop peer.
+# libraries, clang for the fuzzers, Node.js for the libsignal interop peer,
+# openssl (s_client) for whisperd's TLS test.
 # Installs only what is missing, so it is quick on a prepared machine.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang libsodium-dev libprotobuf-c-dev
-      protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev libqrencode-dev)
+      protobuf-c-compiler libsqlite3-dev libwebsockets-dev libssl-dev libqrencode-dev
+      openssl libpq-dev postgresql)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()
@@ -13,6 +15,12 @@ for p in "${pkgs[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
+  # PostgreSQL's server is for the tests, which start private clusters
+  # (tests/tools/pg_cluster.sh): no system cluster, no service.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

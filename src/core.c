@@ -43,36 +43,37 @@ unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
 size_t whisper_public_key_len(void) { return WHISPER_PUBLIC_KEY_LEN; }
 size_t whisper_signature_len(void) { return WHISPER_SIGNATURE_LEN; }
 
-whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
-  whisper_buf *b = calloc(1, sizeof *b);
+/* A buffer is one block: the struct, then its bytes (data points just past
+ * the struct; whisper_buf_free() also takes a buffer whose data is a block
+ * of its own). One allocation instead of two: every message makes some. */
+static whisper_buf *buf_block(size_t len) {
+  if (len > SIZE_MAX - sizeof(whisper_buf) - 1) return NULL;
+  whisper_buf *b = malloc(sizeof *b + (len ? len : 1));
   if (b == NULL) return NULL;
-  b->data = calloc(1, len ? len : 1);
-  if (b->data == NULL) {
-    free(b);
-    return NULL;
-  }
-  if (data && len) memcpy(b->data, data, len);
+  b->data = (uint8_t *)(b + 1);
   b->len = len;
   return b;
 }
 
-whisper_buf *wh_buf_alloc(size_t len) {
-  whisper_buf *b = malloc(sizeof *b);
+whisper_buf *whisper_buf_new(const uint8_t *data, size_t len) {
+  whisper_buf *b = buf_block(len);
   if (b == NULL) return NULL;
-  b->data = malloc(len ? len : 1); /* not zeroed: the caller writes every byte it keeps */
-  if (b->data == NULL) {
-    free(b);
-    return NULL;
-  }
-  b->len = len;
+  if (data && len)
+    memcpy(b->data, data, len);
+  else
+    memset(b->data, 0, len ? len : 1);
   return b;
+}
+
+whisper_buf *wh_buf_alloc(size_t len) {
+  return buf_block(len); /* not zeroed: the caller writes every byte it keeps */
 }
 
 void whisper_buf_free(whisper_buf *buf) {
   if (buf == NULL) return;
   if (buf->data) {
     wh_wipe(buf->data, buf->len);
-    free(buf->data);
+    if (buf->data != (uint8_t *)(buf + 1)) free(buf->data);
   }
   free(buf);
 }
@@ -106,6 +107,9 @@ int whisper_ctx_new(whisper_ctx **out, whisper_store *store) {
 
 void whisper_ctx_free(whisper_ctx *ctx) {
   if (ctx == NULL) return;
+  wh_session_memo_free(ctx);
+  wh_trust_memo_free(ctx);
+  whisper_buf_free(ctx->view_buf);
   wh_wipe(ctx, sizeof *ctx);
   free(ctx);
 }
@@ -119,13 +123,6 @@ int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
 
 const char *whisper_ctx_last_error(const whisper_ctx *ctx) {
   return ctx ? ctx->last_error : "no context";
-}
-
-void wh_be32(uint8_t out[4], uint32_t v) {
-  out[0] = (uint8_t)(v >> 24);
-  out[1] = (uint8_t)(v >> 16);
-  out[2] = (uint8_t)(v >> 8);
-  out[3] = (uint8_t)v;
 }
 
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id) {
@@ -149,13 +146,15 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   *out = NULL;
   if (ops == NULL || ops->version < 1 || ops->version > WHISPER_STORE_OPS_VERSION || !ops->begin ||
       !ops->commit || !ops->rollback || !ops->get || !ops->put || !ops->del ||
-      (ops->version >= 2 && !ops->scan))
+      (ops->version >= 2 && !ops->scan) ||
+      (ops->version >= 4 && (!ops->savepoint != !ops->release || !ops->release != !ops->rollback_to)))
     return WHISPER_EINVAL;
   whisper_store *s = calloc(1, sizeof *s);
   if (s == NULL) return WHISPER_ENOMEM;
   /* copy only the fields the caller's version has */
   memcpy(&s->ops, ops,
-         ops->version >= 3   ? sizeof *ops
+         ops->version >= 4   ? sizeof *ops
+         : ops->version == 3 ? offsetof(whisper_store_ops, savepoint)
          : ops->version == 2 ? offsetof(whisper_store_ops, add)
                              : offsetof(whisper_store_ops, scan));
   s->ops.version = ops->version;
@@ -199,6 +198,8 @@ void wh_rollback(whisper_ctx *ctx) {
 }
 
 int wh_finish(whisper_ctx *ctx, int rc) {
+  whisper_buf_free(ctx->view_buf); /* no copy of a record outlives the call */
+  ctx->view_buf = NULL;
   if (rc == WHISPER_OK) return wh_commit(ctx);
   wh_rollback(ctx);
   return rc;
@@ -221,6 +222,27 @@ int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisp
   if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
     return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+  return rc;
+}
+
+int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                const uint8_t **val, size_t *val_len) {
+  whisper_store *s = ctx->store;
+  whisper_buf_free(ctx->view_buf); /* the last view ends here */
+  ctx->view_buf = NULL;
+  *val = NULL;
+  *val_len = 0;
+  if (s->view) {
+    int rc = s->view(s->user, kind, key, key_len, val, val_len);
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
+      return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+    return rc;
+  }
+  int rc = wh_get(ctx, kind, key, key_len, &ctx->view_buf);
+  if (rc == WHISPER_OK) {
+    *val = ctx->view_buf->data;
+    *val_len = ctx->view_buf->len;
+  }
   return rc;
 }
 

@@ -15,6 +15,11 @@ struct whisper_store {
   void *user;
   int in_txn;
   char last_error[256]; /* set by the store implementation */
+  /* Optional, for the library's own stores (memory.c): get without a copy.
+   * *val points into the store's own copy, valid until the next call on
+   * the store. */
+  int (*view)(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t **val,
+              size_t *val_len);
 };
 
 /* An address key: name || 0x00 || device id (4 bytes big-endian). */
@@ -41,6 +46,14 @@ struct whisper_ctx {
   char name[WH_NAME_MAX + 1];
   /* Session records kept decoded during a batch (protocol/session.c). */
   struct wh_record_cache *record_cache;
+  /* The last session records this context wrote or read, decoded, with
+   * the stored bytes they stand for (protocol/session.c). */
+  struct wh_session_memo *session_memo;
+  /* The trust rows last read per address, with the key they expect
+   * (protocol/identity.c). */
+  struct wh_trust_memo *trust_memo;
+  /* What wh_get_view() last handed out, when the store copied it. */
+  struct whisper_buf *view_buf;
   wh_identity_memo identity_memo; /* valid only while record_cache is set */
   /* The history salt, cached once read from the store, and the tag of the
    * last conversation tagged with it (a batch from one sender hashes the
@@ -65,7 +78,13 @@ struct whisper_buf *wh_buf_alloc(size_t len);
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);
-void wh_be32(uint8_t out[4], uint32_t v);
+/* Inline: the server library (src/server) uses it too, and gets no core.c. */
+static inline void wh_be32(uint8_t out[4], uint32_t v) {
+  out[0] = (uint8_t)(v >> 24);
+  out[1] = (uint8_t)(v >> 16);
+  out[2] = (uint8_t)(v >> 8);
+  out[3] = (uint8_t)v;
+}
 
 /* Store access: each sets the context's sentence on failure
  * (WHISPER_ENOTFOUND from get is silent). */
@@ -78,6 +97,11 @@ int wh_finish(whisper_ctx *ctx, int rc);
  * the last error. Returns the final code. */
 int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out);
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
+/* wh_get() without a copy to free: *val is valid until the next store call
+ * through ctx (it may point into the store's own memory: read it, never
+ * keep it). */
+int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                const uint8_t **val, size_t *val_len);
 /* 1 if s (n bytes) is well-formed UTF-8 (protocol/fold.c). */
 int wh_utf8_valid(const uint8_t *s, size_t n);
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
@@ -101,6 +125,10 @@ int wh_identity_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PU
 /* Both at once (one lookup): WHISPER_EUNTRUSTED if the key is not the one
  * expected, else it is remembered (trust on first use). */
 int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]);
+
+/* Wipe and free the session memo and the trust memo (whisper_ctx_free). */
+void wh_session_memo_free(whisper_ctx *ctx);
+void wh_trust_memo_free(whisper_ctx *ctx);
 
 /* The batch record cache: begin, then end(write=1) before the commit, or
  * end(write=0) to drop it. */

@@ -120,14 +120,19 @@ const message = (c, text) => c.wait((e) => e.ev === 'message' && e.body === text
 
 async function main() {
   say('== whisperd: the reference server, on loopback');
-  const d = spawn(args.whisperd, ['--port', '0', '--db', path.join(dir, 'server.db'), '--key-file', path.join(dir, 'server.key')],
+  // /metrics is served on a listener of its own (loopback; a free port here)
+  const d = spawn(args.whisperd, ['--port', '0', '--db', path.join(dir, 'server.db'), '--key-file', path.join(dir, 'server.key'),
+                                  '--metrics-listen', '127.0.0.1:0'],
                   { stdio: ['ignore', 'ignore', 'pipe'] });
   procs.push(d);
+  let metricsPort = 0;
   const port = await new Promise((resolve) => {
     let err = '';
     const timer = setTimeout(() => fail(`whisperd did not start:\n${err}`), TIMEOUT_MS);
     d.stderr.on('data', (b) => {
       err += b;
+      const mm = /metrics on [^\s:]+:(\d+)/.exec(err); // printed before the listening line
+      if (mm) metricsPort = Number(mm[1]);
       const m = /listening on [^\s:]+:(\d+)/.exec(err);
       if (m) {
         clearTimeout(timer);
@@ -135,7 +140,7 @@ async function main() {
       }
     });
   });
-  say(`  listening on 127.0.0.1:${port}`);
+  say(`  listening on 127.0.0.1:${port} (metrics on 127.0.0.1:${metricsPort}, loopback only)`);
 
   say('\n== alice and bob register (identity key, signed prekey, one-time prekeys) and log in');
   const alice = new Client('alice', port).start();
@@ -314,9 +319,9 @@ async function main() {
           !cutOff && cut < up.total && savedSha === photoSha,
           cutOff ? 'the upload had ended before the kill' : `sha256 ${savedSha} vs ${photoSha}`);
 
-  say('\n== whisperd /metrics (Prometheus), an excerpt');
+  say(`\n== whisperd /metrics (Prometheus, on its own port ${metricsPort}), an excerpt`);
   const metrics = await new Promise((resolve, reject) => {
-    http.get(`http://127.0.0.1:${port}/metrics`, (r) => {
+    http.get(`http://127.0.0.1:${metricsPort}/metrics`, (r) => {
       let b = '';
       r.on('data', (c) => (b += c));
       r.on('end', () => resolve(b));

@@ -3,7 +3,9 @@
  *
  *   blobs.c  the store: a directory with a data file and a metadata file
  *            per blob, an index in memory (by id, and bytes per account
- *            for the quota), crash repair at startup, expiry
+ *            for the quota), crash repair at startup, expiry; in cluster
+ *            mode (--pg) the directory is shared by the nodes and the
+ *            metadata is in PostgreSQL (blobmeta_pg.c)
  *   tus.c    HTTP: tus 1.0.0 (core, creation, termination) at /v1/blobs,
  *            and downloads with ranges
  *
@@ -16,7 +18,10 @@
  * a temporary file, fsynced and renamed over the old one, and the
  * directory fsynced). A crash leaves each blob at its last acknowledged
  * offset or later in the data file; the metadata says which, and at
- * startup the data file is cut back to it.
+ * startup the data file is cut back to it. In cluster mode the new offset
+ * is a committed PostgreSQL transaction after the data's fsync, and the
+ * data file is cut back to the recorded offset by whichever node writes
+ * the blob next, under the blob's writer lock.
  */
 #ifndef WHISPERD_BLOBS_H
 #define WHISPERD_BLOBS_H
@@ -54,6 +59,10 @@ typedef struct wd_blob {
   uint64_t created_ms; /* whisperd's clock (with --clock-offset-ms) */
   int busy;            /* a PATCH is writing it */
   int fd;              /* the data file, open while busy */
+  /* cluster mode: the blob is a copy of its row, the caller's until
+   * wd_blobs_done() (wd_blobs_delete() frees it) */
+  struct wd_blobs *cluster; /* the store it came from; NULL: the index's */
+  uint64_t lock_gen;        /* the writer lock's connection (blobmeta_pg.h) */
 } wd_blob;
 
 typedef struct wd_blobs wd_blobs;
@@ -68,6 +77,20 @@ typedef struct wd_blobs wd_blobs;
  */
 int wd_blobs_open(wd_blobs **out, const char *dir, uint64_t ttl_ms, uint64_t now_ms);
 
+/**
+ * Cluster mode (--pg): the store in `dir`, which every node shares (made
+ * if missing, never locked whole), with its metadata in PostgreSQL
+ * (`conninfo`, tables beside the store's `table`; blobmeta_pg.h). Data
+ * files left by creations that did not finish (older than an hour, with
+ * no row) are removed and expired blobs deleted. 0, or -1 after printing
+ * why on stderr.
+ */
+int wd_blobs_open_cluster(wd_blobs **out, const char *dir, const char *conninfo,
+                          const char *table, uint64_t ttl_ms, uint64_t now_ms);
+
+/** 1 in cluster mode. */
+int wd_blobs_clustered(const wd_blobs *b);
+
 /** Frees the index and releases the directory. Accepts NULL. */
 void wd_blobs_free(wd_blobs *b);
 
@@ -81,8 +104,18 @@ int wd_blobs_same(const wd_blob_owner *a, const wd_blob_owner *b);
 /** Bytes (the sum of Upload-Length) of the account's blobs. */
 uint64_t wd_blobs_used(const wd_blobs *b, const wd_blob_owner *owner);
 
-/** The blob named by `hex` (WD_BLOB_HEX_LEN lowercase hex digits), or NULL. */
+/** The blob named by `hex` (WD_BLOB_HEX_LEN lowercase hex digits), or
+ *  NULL (the index: not in cluster mode). */
 wd_blob *wd_blobs_find(const wd_blobs *b, const char *hex, size_t len);
+
+/** The blob named by `hex`, as it is now: 0, -ENOENT, or -errno (cluster
+ *  mode: PostgreSQL failed). Give it back with wd_blobs_done(). In cluster
+ *  mode `busy` says whether a PATCH of this node writes it. */
+int wd_blobs_get(wd_blobs *b, const char *hex, size_t len, wd_blob **out);
+
+/** The caller is done with a blob from wd_blobs_get() or
+ *  wd_blobs_create_within() (nothing to do but in cluster mode). Accepts NULL. */
+void wd_blobs_done(wd_blobs *b, wd_blob *blob);
 
 /** Makes an empty blob of `length` bytes for (account, device), durably
  *  (the directory and its key too, on the first upload): 0, or -errno
@@ -90,7 +123,21 @@ wd_blob *wd_blobs_find(const wd_blobs *b, const char *hex, size_t len);
 int wd_blobs_create(wd_blobs *b, const char *account, uint32_t device, uint64_t length,
                     uint64_t now_ms, wd_blob **out);
 
-/** Opens the blob's data file for a PATCH and marks it busy: 0 or -errno. */
+/** wd_blobs_create_within(): the account's quota would be exceeded. */
+#define WD_BLOBS_OVER_QUOTA 1
+
+/** wd_blobs_create() if the account's blobs (their Upload-Length, expired
+ *  ones not counted) and `length` fit in `quota`, else WD_BLOBS_OVER_QUOTA
+ *  (nothing made). In cluster mode the check and the creation are one
+ *  transaction (the quota holds across the nodes). */
+int wd_blobs_create_within(wd_blobs *b, const char *account, uint32_t device, uint64_t length,
+                           uint64_t quota, uint64_t now_ms, wd_blob **out);
+
+/** Opens the blob's data file for a PATCH and marks it busy: 0 or -errno.
+ *  In cluster mode it takes the blob's writer lock first (-EBUSY: another
+ *  node writes it), reads the offset again (-ESTALE: it moved, blob->offset
+ *  is the new one; -ENOENT: the blob is gone) and cuts the data file back
+ *  to it (bytes past it were never acknowledged). */
 int wd_blobs_write_begin(wd_blobs *b, wd_blob *blob);
 
 /** Writes bytes at `at` (at or past the acknowledged offset): 0 or -errno. */
@@ -105,7 +152,9 @@ int wd_blobs_write_end(wd_blobs *b, wd_blob *blob, uint64_t offset);
  *  the acknowledged offset and closed, busy is cleared. */
 void wd_blobs_write_abort(wd_blob *blob);
 
-/** Deletes a blob (not busy): its metadata, then its data. 0 or -errno. */
+/** Deletes a blob (not busy): its metadata, then its data. 0 (the blob is
+ *  freed) or -errno (it is still the caller's). In cluster mode -EBUSY when
+ *  another node writes it, -ENOENT when it is gone already. */
 int wd_blobs_delete(wd_blobs *b, wd_blob *blob);
 
 /** A read-only descriptor of the blob's data file (the caller closes it;

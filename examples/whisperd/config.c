@@ -18,6 +18,7 @@ enum kind {
   K_STR,     /* char * */
   K_PORT,    /* unsigned, 0..65535 */
   K_LISTEN,  /* HOST:PORT into host and port */
+  K_METRICS, /* HOST:PORT into metrics_host and metrics_port, or "off" */
   K_UINT,    /* unsigned */
   K_U32,     /* uint32_t */
   K_U64,     /* uint64_t */
@@ -26,6 +27,7 @@ enum kind {
   K_DAYS,    /* whole days, kept as uint64_t milliseconds */
   K_LEVEL,   /* log level name */
   K_SYNC,    /* "normal" | "full" into sync_full */
+  K_SHARD,   /* a further PostgreSQL database, appended to pg_shards */
   K_FLAG     /* a switch without a value on the command line; sets an int to 1
                 (in the file: true/false) */
 };
@@ -55,6 +57,14 @@ static const option options[] = {
     {"max-connections", "N", K_U32, OFF(max_connections), 0, UINT32_MAX,
      "WebSocket connections at once, further upgrades are refused (0: no limit but the "
      "file descriptor limit)"},
+    {"max-prelogin-per-address", "N", K_U32, OFF(max_prelogin_per_addr), 0, UINT32_MAX,
+     "WebSocket connections not logged in (yet) at once from one source address (an IPv4 "
+     "address, an IPv6 /64); a further upgrade from it is answered 429 (0: no cap; behind a "
+     "reverse proxy every connection has the proxy's address: cap there instead)"},
+    {"metrics-listen", "HOST:PORT", K_METRICS, 0, 0, 0,
+     "where GET /metrics (and /healthz) are served: plain HTTP on a listener of its own, "
+     "never on the client port; port 0 picks a free one (the metrics line says which); off: "
+     "nowhere. Keep it on loopback or a private network"},
     {"max-queue", "BYTES", K_SIZE, OFF(max_queue), 4096, SIZE_MAX,
      "output queued to one connection beyond which it is dropped as too slow"},
     {"close-timeout-ms", "MS", K_U64, OFF(close_flush_ms), 0, 3600000,
@@ -75,6 +85,25 @@ static const option options[] = {
     {"sync-full", NULL, K_FLAG, OFF(sync_full), 0, 0, "the same as --synchronous full"},
     {"busy-timeout-ms", "MS", K_UINT, OFF(busy_timeout_ms), 0, 600000,
      "how long a transaction waits for another process holding the store"},
+    {"pg", "CONNINFO", K_STR, OFF(pg), 0, 0,
+     "keep the store in PostgreSQL instead of --db (libpq keywords or a postgresql:// URI); "
+     "durability is the server's (synchronous_commit)"},
+    {"pg-shard", "CONNINFO", K_SHARD, 0, 0, 0,
+     "a further database: the store is sharded by account over --pg (shard 0, the coordinator) "
+     "and each --pg-shard, in order (the same on every node; two-phase commit across them, "
+     "max_prepared_transactions > 0)"},
+    {"pg-table", "NAME", K_STR, OFF(pg_table), 0, 0,
+     "the table of --pg (default whisper_records): one per cluster"},
+    {"node", "N", K_U32, OFF(node), 0, 255,
+     "cluster mode: this node's number (1-255, unique), several whisperd over the same --pg, "
+     "relays through LISTEN/NOTIFY; 0: a single node"},
+    {"no-group-commit", NULL, K_FLAG, OFF(no_group_commit), 0, 0,
+     "one store transaction (one commit) per frame, instead of one for all the frames of a "
+     "pass of the event loop (for comparisons)"},
+    {"record-cache", "N", K_SIZE, OFF(record_cache), 0, SIZE_MAX,
+     "records (accounts, devices, groups, block lists) kept in memory between passes, read "
+     "from the store once; 0: read again by every pass (needed when another process writes "
+     "the store)"},
 
     {NULL, NULL, K_SECTION, 0, 0, 0, "Protocol limits (whisper_server_config_t)"},
     {"max-frame", "BYTES", K_SIZE, SRV(max_frame), 1024, 64u * 1024 * 1024,
@@ -102,10 +131,32 @@ static const option options[] = {
     {"max-reports", "N", K_U32, SRV(max_reports), 1, UINT32_MAX,
      "users' reports kept for moderators; the oldest go beyond it"},
 
+    {NULL, NULL, K_SECTION, 0, 0, 0, "Abuse limits (docs/security.md, \"whisperd\")"},
+    {"max-mailbox-bytes", "BYTES", K_BYTES, SRV(max_mailbox_bytes), 1, UINT64_MAX,
+     "bytes of entries waiting in one mailbox; a send beyond it gets ERR_LIMIT"},
+    {"sender-max-entries", "N", K_U32, SRV(sender_max_entries), 1, UINT32_MAX,
+     "entries one other account may have waiting in one mailbox (ERR_LIMIT beyond)"},
+    {"sender-max-bytes", "BYTES", K_BYTES, SRV(sender_max_bytes), 1, UINT64_MAX,
+     "bytes one other account may have waiting in one mailbox (ERR_LIMIT beyond)"},
+    {"prekeys-per-requester", "N", K_U32, SRV(prekeys_per_requester), 1, UINT32_MAX,
+     "one-time prekeys a device may take per hour; past it bundles carry the signed prekey alone"},
+    {"prekeys-per-target", "N", K_U32, SRV(prekeys_per_target), 1, UINT32_MAX,
+     "one-time prekeys of a device handed out per hour; past it the signed prekey alone"},
+    {"register-per-source", "N", K_U32, SRV(register_per_source), 1, UINT32_MAX,
+     "accounts one source address may create per hour (ERR_RATE beyond)"},
+    {"link-per-source", "N", K_U32, SRV(link_per_source), 1, UINT32_MAX,
+     "link codes one source address may ask for per hour (ERR_RATE beyond)"},
+    {"prelogin-per-source", "N", K_U32, SRV(prelogin_per_source), 1, UINT32_MAX,
+     "connections of one source address not logged in at once; more are closed"},
+    {"sent-ttl-ms", "MS", K_U64, SRV(sent_ttl_ms), 1000, UINT64_MAX,
+     "a Send's idempotency record answers a resend at least this long (at most twice), then "
+     "is pruned"},
+
     {NULL, NULL, K_SECTION, 0, 0, 0, "Blobs (encrypted attachments, tus at /v1/blobs)"},
     {"blob-dir", "DIR", K_STR, OFF(blob_dir), 0, 0,
      "where the blobs are kept, made on the first upload (default: a blobs folder beside "
-     "--db; with --db :memory: no blob store unless this is given)"},
+     "--db; with --db :memory: no blob store unless this is given; with --pg the directory "
+     "every node of the cluster shares, the blobs' metadata then being in PostgreSQL)"},
     {"blob-max-size", "BYTES", K_BYTES, SRV(blob_max_size), 1, UINT64_MAX,
      "the largest blob (Upload-Length beyond it: 413)"},
     {"blob-quota", "BYTES", K_BYTES, SRV(blob_quota), 1, UINT64_MAX,
@@ -146,7 +197,11 @@ void wd_config_init(wd_config *cfg) {
   cfg->close_flush_ms = 5000;
   cfg->max_queue = 64u * 1024 * 1024;
   cfg->max_connections = 0;
+  cfg->record_cache = 100000;
   cfg->server = server_defaults;
+  cfg->metrics_host = strdup("127.0.0.1");
+  cfg->metrics_port = 9480;
+  cfg->max_prelogin_per_addr = 32;
 }
 
 void wd_config_free(wd_config *cfg) {
@@ -156,6 +211,11 @@ void wd_config_free(wd_config *cfg) {
   free(cfg->tls_cert);
   free(cfg->tls_key);
   free(cfg->blob_dir);
+  free(cfg->pg);
+  free(cfg->pg_table);
+  for (size_t i = 0; i < cfg->n_pg_shards; i++) free(cfg->pg_shards[i]);
+  free(cfg->pg_shards);
+  free(cfg->metrics_host);
   memset(cfg, 0, sizeof *cfg);
 }
 
@@ -223,8 +283,9 @@ static int set_str(char **field, const char *value) {
   return 0;
 }
 
-/* "HOST:PORT", "[V6]:PORT" */
-static int set_listen(wd_config *cfg, const char *value, const char *where) {
+/* "HOST:PORT", "[V6]:PORT" into *host (replaced) and *port. */
+static int set_hostport(char **host_out, unsigned *port_out, const char *value, const char *name,
+                        const char *where) {
   const char *colon;
   char *host;
   if (value[0] == '[') {
@@ -243,14 +304,18 @@ static int set_listen(wd_config *cfg, const char *value, const char *where) {
     free(host);
     goto bad;
   }
-  free(cfg->host);
-  cfg->host = host;
-  cfg->port = (unsigned)port;
+  free(*host_out);
+  *host_out = host;
+  *port_out = (unsigned)port;
   return 0;
 bad:
-  fprintf(stderr, "whisperd: %s: listen: expected HOST:PORT or [ADDR]:PORT, got '%s'\n", where,
+  fprintf(stderr, "whisperd: %s: %s: expected HOST:PORT or [ADDR]:PORT, got '%s'\n", where, name,
           value);
   return -1;
+}
+
+static int set_listen(wd_config *cfg, const char *value, const char *where) {
+  return set_hostport(&cfg->host, &cfg->port, value, "listen", where);
 }
 
 /* Applies one option; `where` names the source for messages. */
@@ -272,6 +337,22 @@ static int set_option(wd_config *cfg, const option *o, const char *value, const 
       return 0;
     case K_LISTEN:
       return set_listen(cfg, value, where);
+    case K_SHARD: {
+      char **more = realloc(cfg->pg_shards, (cfg->n_pg_shards + 1) * sizeof *more);
+      if (more == NULL) return -1;
+      cfg->pg_shards = more;
+      if ((more[cfg->n_pg_shards] = strdup(value)) == NULL) return -1;
+      cfg->n_pg_shards++;
+      return 0;
+    }
+    case K_METRICS:
+      if (strcmp(value, "off") == 0) {
+        free(cfg->metrics_host);
+        cfg->metrics_host = NULL;
+        return 0;
+      }
+      return set_hostport(&cfg->metrics_host, &cfg->metrics_port, value,
+                          "metrics-listen (or off)", where);
     case K_LEVEL: {
       int level = wd_log_level_parse(value);
       if (level < 0) {
@@ -399,8 +480,17 @@ static void format_default(const wd_config *cfg, const option *o, char *buf, siz
     case K_LISTEN:
       snprintf(buf, cap, "%s:%u", cfg->host, cfg->port);
       break;
+    case K_METRICS:
+      if (!cfg->metrics_host)
+        snprintf(buf, cap, "off");
+      else if (strchr(cfg->metrics_host, ':'))
+        snprintf(buf, cap, "[%s]:%u", cfg->metrics_host, cfg->metrics_port);
+      else
+        snprintf(buf, cap, "%s:%u", cfg->metrics_host, cfg->metrics_port);
+      break;
     case K_FLAG:
     case K_SECTION:
+    case K_SHARD:
       break;
   }
 }
@@ -437,13 +527,15 @@ void wd_config_usage(FILE *out) {
           "Usage: whisperd [--config FILE] [OPTIONS]\n"
           "\n"
           "The reference server of libwhisper's sync protocol (docs/sync-protocol.md).\n"
-          "On one port:\n"
+          "On the client port (--listen):\n"
           "  ws[s]://HOST:PORT" WHISPERD_WS_PATH "  the WebSocket endpoint (subprotocol\n"
           "                           " WHISPERD_WS_PROTOCOL ", or none offered)\n"
           "  GET /healthz             200 \"ok\" (503 while shutting down)\n"
-          "  GET /metrics             Prometheus text format 0.0.4\n"
           "  /v1/blobs                the blob store: tus 1.0.0 uploads with an upload\n"
           "                           token, GET /v1/blobs/ID downloads (with Range)\n"
+          "On the metrics port (--metrics-listen, loopback by default), plain HTTP:\n"
+          "  GET /metrics             Prometheus text format 0.0.4\n"
+          "  GET /healthz             as above\n"
           "\n"
           "Every option is a flag (--name VALUE or --name=VALUE) and a config file key\n"
           "(name = VALUE, one per line, # starts a comment). Flags win over the file.\n"

@@ -7,7 +7,8 @@
  *   3. the server core (whisper_server_new) with the limits
  *   4. SIGTERM / SIGINT go through a self-pipe into the event loop
  *   5. the blob store (blobs.c) is opened: repaired after a crash, expired
- *      blobs deleted
+ *      blobs deleted (with --pg: the directory shared by the nodes, the
+ *      metadata in PostgreSQL, blobmeta_pg.c)
  *   6. net.c listens, prints "whisperd: listening on HOST:PORT" and serves
  *      until a signal's graceful shutdown has finished (with --reports:
  *      prints the stored reports instead, reports.c, and exits)
@@ -31,6 +32,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <whisper/pgstore.h>
 
 #include "blobs.h"
 #include "whisperd.h"
@@ -164,6 +166,31 @@ static int load_key(const char *path, uint8_t key[KEY_LEN]) {
 }
 
 static int open_store(const wd_config *cfg, whisper_store **store) {
+  if (cfg->pg) {
+    whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
+    o.table = cfg->pg_table;
+    const char *why = NULL, *infos[64];
+    if (cfg->n_pg_shards > 63) {
+      fprintf(stderr, "whisperd: at most 64 shards\n");
+      return -1;
+    }
+    infos[0] = cfg->pg;
+    for (size_t i = 0; i < cfg->n_pg_shards; i++) infos[i + 1] = cfg->pg_shards[i];
+    int rc = whisper_store_pg_open_sharded(store, infos, cfg->n_pg_shards + 1, &o, &why);
+    if (rc != WHISPER_OK) {
+      fprintf(stderr, "whisperd: cannot open the PostgreSQL store: %s%s%s\n",
+              whisper_strerror(rc), why && *why ? ": " : "", why ? why : "");
+      return -1;
+    }
+    wd_info("store in PostgreSQL, table %s, %zu shard%s",
+            cfg->pg_table ? cfg->pg_table : "whisper_records", cfg->n_pg_shards + 1,
+            cfg->n_pg_shards ? "s" : "");
+    return 0;
+  }
+  if (cfg->node) {
+    fprintf(stderr, "whisperd: --node needs --pg: the nodes of a cluster share one store\n");
+    return -1;
+  }
   if (strcmp(cfg->db_path, ":memory:") == 0) {
     int rc = whisper_store_memory_new(store);
     if (rc != WHISPER_OK) {
@@ -249,9 +276,22 @@ int main(int argc, char **argv) {
             rc == WHISPER_EINVAL ? " (check the limits)" : "");
     goto out;
   }
+  if (cfg.node) {
+    rc = whisper_server_cluster(srv, cfg.node, wd_now_ms());
+    if (rc != WHISPER_OK) {
+      fprintf(stderr, "whisperd: cannot join the cluster as node %u\n", cfg.node);
+      goto out;
+    }
+    wd_info("cluster mode: node %u", cfg.node);
+  }
+  /* whisperd is its store's only writer, but for the nodes of a cluster, which
+   * share theirs: no records kept between batches there */
+  whisper_server_set_record_cache(srv, cfg.node ? 0 : cfg.record_cache);
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");
-  else if (wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))
+  else if (cfg.pg ? wd_blobs_open_cluster(&blobs, cfg.blob_dir, cfg.pg, cfg.pg_table,
+                                          cfg.server.blob_ttl_ms, wd_blob_now(&cfg))
+                  : wd_blobs_open(&blobs, cfg.blob_dir, cfg.server.blob_ttl_ms, wd_blob_now(&cfg)))
     goto out;
   if (wd_net_start(&net, &cfg, srv, &push, blobs, signal_pipe[0])) goto out;
   if (wd_net_run(net) == 0) status = 0;

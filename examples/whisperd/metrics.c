@@ -126,10 +126,26 @@ char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns,
          ns->ws_dropped);
   metric(&b, "whisperd_net_queued_bytes", "gauge", "Bytes queued for sending on all connections.",
          ns->out_queued_bytes);
-  metric(&b, "whisperd_net_http_requests_total", "counter", "HTTP requests answered.",
-         ns->http_requests);
+  metric(&b, "whisperd_net_http_requests_total", "counter",
+         "HTTP requests answered on the client port.", ns->http_requests);
+  metric(&b, "whisperd_net_prelogin_refused_total", "counter",
+         "WebSocket upgrades refused (429): their source address had max-prelogin-per-address "
+         "connections not logged in.",
+         ns->prelogin_refused);
   metric(&b, "whisperd_shutting_down", "gauge", "1 while whisperd shuts down.",
          (uint64_t)(ns->shutting_down != 0));
+  if (ns->node) {
+    metric(&b, "whisperd_cluster_node", "gauge", "This node's number in its cluster.", ns->node);
+    metric(&b, "whisperd_cluster_relays_sent_total", "counter",
+           "Relays sent to the other nodes (NOTIFY).", ns->relays_sent);
+    metric(&b, "whisperd_cluster_relays_heard_total", "counter",
+           "Relays heard from the nodes (LISTEN), this node's own included.", ns->relays_heard);
+    metric(&b, "whisperd_cluster_relays_dropped_total", "counter",
+           "Relays dropped because a queue was full.", ns->relays_dropped);
+    metric(&b, "whisperd_cluster_reconnects_total", "counter",
+           "Times the relay link to PostgreSQL was made (the first included).",
+           ns->relay_reconnects);
+  }
   if (blobs) blob_metrics(&b, blobs);
 
   if (b.failed) {

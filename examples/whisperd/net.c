@@ -15,12 +15,29 @@
  *   "whisperd-signal"  the read end of the signal self-pipe, adopted as a
  *                      raw file: a byte on it starts the graceful shutdown
  *
+ * GET /metrics is not served there: it has a listener and a vhost of its
+ * own, plain HTTP, loopback by default (--metrics-listen; see "the metrics
+ * listener" below).
+ *
+ * A WebSocket connection counts against its source address (IPv4, IPv6
+ * /64; addrs.c) from its upgrade until it logs in (or closes); an upgrade
+ * from an address with --max-prelogin-per-address such connections is
+ * answered 429 (see "connections not logged in" below).
+ *
+ * With TLS: TLS 1.3, and TLS 1.2 with ECDHE and AEAD suites only.
+ *
  * Each WebSocket connection gets an id from a counter. Every complete
  * binary message goes to whisper_server_receive(); after every call into
  * the core its output is drained with whisper_server_poll(): frames are
  * queued on their connection (written one per WRITEABLE callback), closes
  * wait for the queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
+ *
+ * Group commit: the frames read in one pass of the loop (one
+ * lws_service()) are a batch of the core (whisper_server_batch_begin/_end,
+ * see service_pass()): they share one store transaction, committed when
+ * the pass is over, and the core's output is drained after that commit
+ * only.
  *
  * Everything runs on the one lws service thread.
  */
@@ -31,6 +48,7 @@
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +78,8 @@ typedef struct conn {
   int close_status;
   const char *close_reason;
   char peer[64];
+  wd_addr addr; /* its source address (IPv4, IPv6 /64) */
+  int prelogin; /* counted in wd_net.prelogin: open and not logged in */
 } conn;
 
 /* An HTTP transaction: the response body being written, or a blob
@@ -104,8 +124,23 @@ struct wd_net {
   int phase;
   int done;
   int destroying;
+  int batching; /* inside a pass's batch: the output waits for its commit */
 
   wd_net_stats stats;
+  wd_cluster *cluster; /* cluster mode: the relays to and from the other nodes */
+  int relay_fd;        /* an eventfd the relay thread writes when relays arrived */
+
+  /* WebSocket connections not logged in, per source address */
+  wd_addr_counts *prelogin;
+  uint64_t prelogin_warned_ms;
+  uint64_t prelogin_unwarned; /* refusals since the last warning line */
+
+  /* the metrics listener (--metrics-listen): a vhost of its own */
+  struct lws_vhost *mvh;
+  int mlisten_fd; /* ours until adopted (mlisten_wsi), then lws's */
+  struct lws *mlisten_wsi;
+  lws_sorted_usec_list_t sul_maccept;
+  char mshown[96];
 };
 
 /* --- the clock ------------------------------------------------------------ */
@@ -253,9 +288,9 @@ static void enqueue(wd_net *n, conn *c, const uint8_t *frame, size_t len) {
 }
 
 /* Carries out everything the core has to say. Call after every call into
- * the core. */
+ * the core. Inside a batch, the end of the pass does it. */
 static void drain(wd_net *n) {
-  if (n->destroying) return;
+  if (n->destroying || n->batching) return;
   whisper_server_output_t out;
   while (whisper_server_poll(n->srv, &out)) {
     conn *c;
@@ -277,6 +312,9 @@ static void drain(wd_net *n) {
         wd_info("conn %llu: closed by the server", (unsigned long long)c->id);
         close_after_flush(c, LWS_CLOSE_STATUS_NORMAL, "closed by the server",
                           n->cfg->close_flush_ms);
+        break;
+      case WHISPER_SERVER_RELAY:
+        if (n->cluster) wd_cluster_send(n->cluster, out.frame, out.frame_len);
         break;
       case WHISPER_SERVER_PUSH:
         if (n->push && n->push->notify)
@@ -417,9 +455,12 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
   }
 }
 
-/* Binds HOST:PORT. "*" or "": every interface (IPv6 dual stack if there is
- * IPv6, else IPv4). A name binds the first of its addresses that works. */
-static int open_listener(wd_net *n, const char *host, unsigned port) {
+/* Binds HOST:PORT and listens: the socket in *fd_out, the bound address as
+ * printed in shown ("127.0.0.1:8480", "[::1]:8480"). "*" or "": every
+ * interface (IPv6 dual stack if there is IPv6, else IPv4). A name binds the
+ * first of its addresses that works. `what` prefixes the error lines. */
+static int bind_listener(const char *host, unsigned port, const char *what, int *fd_out,
+                         char *shown, size_t shown_cap) {
   int any = !host[0] || strcmp(host, "*") == 0;
   char service[8];
   snprintf(service, sizeof service, "%u", port);
@@ -430,7 +471,8 @@ static int open_listener(wd_net *n, const char *host, unsigned port) {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   int rc = getaddrinfo(any ? NULL : host, service, &hints, &res);
   if (rc != 0) {
-    fprintf(stderr, "whisperd: cannot resolve listen address '%s': %s\n", host, gai_strerror(rc));
+    fprintf(stderr, "whisperd: %scannot resolve listen address '%s': %s\n", what, host,
+            gai_strerror(rc));
     return -1;
   }
   int fd = -1, err = EADDRNOTAVAIL;
@@ -457,7 +499,7 @@ static int open_listener(wd_net *n, const char *host, unsigned port) {
   }
   freeaddrinfo(res);
   if (fd < 0) {
-    fprintf(stderr, "whisperd: cannot listen on %s port %u: %s\n", any ? "*" : host, port,
+    fprintf(stderr, "whisperd: %scannot listen on %s port %u: %s\n", what, any ? "*" : host, port,
             strerror(err));
     return -1;
   }
@@ -467,16 +509,20 @@ static int open_listener(wd_net *n, const char *host, unsigned port) {
   if (set_nonblock_cloexec(fd) != 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0 ||
       getnameinfo((struct sockaddr *)&ss, sl, addr, sizeof addr, serv, sizeof serv,
                   NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
-    fprintf(stderr, "whisperd: cannot set up the listening socket: %s\n", strerror(errno));
+    fprintf(stderr, "whisperd: %scannot set up the listening socket: %s\n", what, strerror(errno));
     close(fd);
     return -1;
   }
   if (strchr(addr, ':'))
-    snprintf(n->shown, sizeof n->shown, "[%s]:%s", addr, serv);
+    snprintf(shown, shown_cap, "[%s]:%s", addr, serv);
   else
-    snprintf(n->shown, sizeof n->shown, "%s:%s", addr, serv);
-  n->listen_fd = fd;
+    snprintf(shown, shown_cap, "%s:%s", addr, serv);
+  *fd_out = fd;
   return 0;
+}
+
+static int open_listener(wd_net *n, const char *host, unsigned port) {
+  return bind_listener(host, port, "", &n->listen_fd, n->shown, sizeof n->shown);
 }
 
 static void begin_shutdown(wd_net *n, int sig) {
@@ -485,6 +531,10 @@ static void begin_shutdown(wd_net *n, int sig) {
   wd_info("shutdown (signal %d): not accepting, flushing %llu connections (at most %llu ms)", sig,
           (unsigned long long)n->stats.ws_open, (unsigned long long)n->cfg->shutdown_ms);
   stop_listening(n);
+  if (n->cluster) { /* the other nodes take this one's devices for offline now */
+    whisper_server_cluster_leave(n->srv, wd_now_ms());
+    drain(n);
+  }
   for (size_t i = 0; i < n->cap; i++)
     if (n->slots[i])
       close_after_flush(n->slots[i], LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down",
@@ -524,9 +574,126 @@ static int callback_signal(struct lws *wsi, enum lws_callback_reasons reason, vo
   }
 }
 
+/* Relays from the other nodes (cluster mode): the relay thread wrote the
+ * eventfd; everything it heard goes to the core. */
+static int callback_relay(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len) {
+  (void)user;
+  (void)in;
+  (void)len;
+  wd_net *n = lws_context_user(lws_get_context(wsi));
+  if (reason != LWS_CALLBACK_RAW_RX_FILE || n->cluster == NULL) return 0;
+  uint64_t v;
+  if (read(lws_get_socket_fd(wsi), &v, sizeof v) < 0) { /* EAGAIN: taken already */
+  }
+  uint8_t *relay;
+  size_t rl;
+  int resync;
+  while (wd_cluster_take(n->cluster, &relay, &rl, &resync)) {
+    if (resync) {
+      wd_info("cluster: the link to the other nodes is up: resynchronising");
+      whisper_server_cluster_resync(n->srv, wd_now_ms());
+    }
+    if (relay) {
+      int rc = whisper_server_relay(n->srv, relay, rl, wd_now_ms());
+      if (rc != WHISPER_OK)
+        wd_warn("cluster: a relay was refused: %s", whisper_server_last_error(n->srv));
+      free(relay);
+    }
+    drain(n);
+  }
+  return 0;
+}
+
+static void relay_wake(void *arg) {
+  wd_net *n = arg;
+  uint64_t one = 1;
+  if (write(n->relay_fd, &one, sizeof one) < 0) { /* full: the loop is being woken anyway */
+  }
+}
+
+/* --- connections not logged in, per source address ----------------------------
+ * A WebSocket connection costs the core a connection and a challenge, and
+ * whisperd its buffers, before anyone is known: without a cap, one host
+ * could hold every file descriptor with connections that never log in
+ * (each lives up to --auth-timeout-ms, longer while it waits on a link
+ * code). So each source address (addrs.c: IPv4, IPv6 /64) may have
+ * --max-prelogin-per-address of them at once; a further upgrade from it
+ * gets 429 before it is a WebSocket. A connection counts from its upgrade
+ * until it logs in (it logs in only by a frame of its own, so whisperd asks
+ * the core after each one) or closes. HTTP requests (blobs, /healthz) do
+ * not count. */
+
+/* Answers an HTTP request at once, with a short text and Retry-After, for
+ * an upgrade refused in the filter callback (lws closes the connection
+ * once the callback returns nonzero). 0, or -1 if it could not be written. */
+static int answer_now(struct lws *wsi, unsigned status, const char *text) {
+  unsigned char buf[LWS_PRE + 512];
+  unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  unsigned char body[LWS_PRE + 256];
+  size_t len = strlen(text);
+  if (len > sizeof body - LWS_PRE) len = sizeof body - LWS_PRE;
+  memcpy(body + LWS_PRE, text, len);
+  if (lws_add_http_common_headers(wsi, status, "text/plain; charset=utf-8", len, &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_RETRY_AFTER, (const unsigned char *)"5", 1,
+                                   &p, end) ||
+      lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5,
+                                   &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  int w = lws_write(wsi, body + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+  return w < 0 || (size_t)w < len ? -1 : 0;
+}
+
+/* 1 if the upgrade on `wsi` is refused (answered 429): its source address
+ * has its fill of connections not logged in. */
+static int prelogin_refused(wd_net *n, struct lws *wsi) {
+  uint32_t max = n->cfg->max_prelogin_per_addr;
+  if (!max) return 0;
+  wd_addr a;
+  wd_addr_of_fd(lws_get_socket_fd(wsi), &a);
+  if (wd_addr_count(n->prelogin, &a) < max) return 0;
+  n->stats.prelogin_refused++;
+  n->prelogin_unwarned++;
+  uint64_t now = wd_now_ms();
+  if (now - n->prelogin_warned_ms >= 10000) { /* one line per 10 s, however many refusals */
+    char shown[64];
+    wd_warn("WebSocket upgrade refused (429): %lu connections not logged in from %s "
+            "(max-prelogin-per-address); %llu such refusals in the last 10 s",
+            (unsigned long)max, wd_addr_format(&a, shown, sizeof shown),
+            (unsigned long long)n->prelogin_unwarned);
+    n->prelogin_warned_ms = now;
+    n->prelogin_unwarned = 0;
+  }
+  if (answer_now(wsi, 429, "too many connections not logged in from your address; retry later\n"))
+    wd_debug("the 429 answer could not be written");
+  return 1;
+}
+
+/* A connection is upgraded: it counts against its address. */
+static void prelogin_add(wd_net *n, conn *c) {
+  wd_addr_of_fd(lws_get_socket_fd(c->wsi), &c->addr);
+  if (!n->cfg->max_prelogin_per_addr || !n->prelogin) return;
+  if (wd_addr_inc(n->prelogin, &c->addr) == 0) c->prelogin = 1;
+}
+
+/* After a frame of c's: once it logged in, it counts no more. */
+static void prelogin_check(wd_net *n, conn *c) {
+  if (!c->prelogin || !whisper_server_conn_authenticated(n->srv, c->id)) return;
+  c->prelogin = 0;
+  wd_addr_dec(n->prelogin, &c->addr);
+}
+
+static void prelogin_remove(wd_net *n, conn *c) {
+  if (!c->prelogin) return;
+  c->prelogin = 0;
+  wd_addr_dec(n->prelogin, &c->addr);
+}
+
 /* --- the WebSocket endpoint -------------------------------------------------- */
 
 static void conn_release(wd_net *n, conn *c) {
+  prelogin_remove(n, c);
   free_queue(n, c);
   free(c->rx);
   c->rx = NULL;
@@ -544,12 +711,16 @@ static void conn_release(wd_net *n, conn *c) {
   }
 }
 
-/* A complete message: into the core, then its output out. */
+/* A complete message: into the core, then its output out (at the end of
+ * the pass with group commit: the first frame of a pass opens its batch). */
 static void deliver(wd_net *n, conn *c, const uint8_t *msg, size_t len) {
   static const uint8_t empty[1];
+  if (!n->batching && !n->cfg->no_group_commit)
+    n->batching = whisper_server_batch_begin(n->srv) == WHISPER_OK;
   if (wd_log_enabled(WD_LOG_DEBUG))
     wd_debug("conn %llu: frame in, %zu bytes", (unsigned long long)c->id, len);
   int rc = whisper_server_receive(n->srv, c->id, msg ? msg : empty, len, wd_now_ms());
+  prelogin_check(n, c);
   if (rc == WHISPER_ENOTFOUND)
     wd_warn("conn %llu: unknown to the server core", (unsigned long long)c->id);
   else if (rc != WHISPER_OK)
@@ -656,6 +827,7 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
                 (unsigned long)n->cfg->max_connections);
         return 1;
       }
+      if (prelogin_refused(n, wsi)) return 1;
       return 0;
     }
     case LWS_CALLBACK_ESTABLISHED: {
@@ -668,14 +840,25 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
         wd_error("out of memory accepting a connection");
         return -1;
       }
-      int rc = whisper_server_open(n->srv, c->id, wd_now_ms());
+      /* The core's limits per source (accounts and link codes per hour,
+       * connections waiting for login) key on the same address as the cap
+       * above; loopback peers (tests, a proxy on this host) have none. */
+      wd_addr_of_fd(lws_get_socket_fd(wsi), &c->addr);
+      int rc = c->addr.len && !wd_addr_is_loopback(&c->addr)
+                   ? whisper_server_open_from(n->srv, c->id, c->addr.b, c->addr.len, wd_now_ms())
+                   : whisper_server_open(n->srv, c->id, wd_now_ms());
       if (rc != WHISPER_OK) {
         map_del(n, c->id);
-        wd_error("conn %llu: the server core refused it: %s", (unsigned long long)c->id,
-                 whisper_strerror(rc));
+        if (rc == WHISPER_EBUSY)
+          wd_warn("conn %llu: refused: too many connections not logged in from its source",
+                  (unsigned long long)c->id);
+        else
+          wd_error("conn %llu: the server core refused it: %s", (unsigned long long)c->id,
+                   whisper_strerror(rc));
         return -1;
       }
       c->open = 1;
+      prelogin_add(n, c);
       n->stats.ws_open++;
       n->stats.ws_accepted++;
       wd_info("conn %llu open (peer %s)", (unsigned long long)c->id, c->peer[0] ? c->peer : "?");
@@ -699,7 +882,7 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
   }
 }
 
-/* --- HTTP: /healthz, /metrics ------------------------------------------------- */
+/* --- HTTP: /healthz (and /metrics on the metrics listener) -------------------- */
 
 static int respond(struct lws *wsi, http_tx *tx, unsigned status, const char *type, char *body,
                    size_t len, int close_after) {
@@ -724,6 +907,29 @@ static int respond_text(struct lws *wsi, http_tx *tx, unsigned status, const cha
   char *body = strdup(text);
   if (!body) return 1;
   return respond(wsi, tx, status, "text/plain; charset=utf-8", body, strlen(body), close_after);
+}
+
+/* Writes the next piece of a response body (respond()); once it is all
+ * out, the connection serves the next request, or closes. */
+static int body_writeable(http_tx *tx, struct lws *wsi) {
+  if (!tx || !tx->body) return 0;
+  unsigned char buf[LWS_PRE + 4096];
+  size_t chunk = tx->len - tx->off;
+  if (chunk > sizeof buf - LWS_PRE) chunk = sizeof buf - LWS_PRE;
+  int last = tx->off + chunk == tx->len;
+  memcpy(buf + LWS_PRE, tx->body + tx->off, chunk);
+  int w = lws_write(wsi, buf + LWS_PRE, chunk, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
+  if (w < 0 || (size_t)w < chunk) return -1;
+  tx->off += chunk;
+  if (!last) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  free(tx->body);
+  tx->body = NULL;
+  if (tx->close_after) return -1;
+  if (lws_http_transaction_completed(wsi)) return -1;
+  return 0;
 }
 
 /* The answer to a blob request; once it is out the connection serves the
@@ -756,38 +962,13 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
           return respond_text(wsi, tx, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n", 0);
         return respond_text(wsi, tx, HTTP_STATUS_OK, "ok\n", 0);
       }
-      if (strcmp(path, "/metrics") == 0) {
-        size_t mlen = 0;
-        char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
-        if (!text)
-          return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
-        return respond(wsi, tx, HTTP_STATUS_OK, WD_METRICS_CONTENT_TYPE, text, mlen, 0);
-      }
       if (strcmp(path, WHISPERD_WS_PATH) == 0)
         return respond_text(wsi, tx, 426, "a WebSocket endpoint (" WHISPERD_WS_PROTOCOL ")\n", 0);
       return respond_text(wsi, tx, HTTP_STATUS_NOT_FOUND, "not found\n", 0);
     }
-    case LWS_CALLBACK_HTTP_WRITEABLE: {
+    case LWS_CALLBACK_HTTP_WRITEABLE:
       if (tx && tx->tus) return blob_writeable(n, tx, wsi);
-      if (!tx || !tx->body) return 0;
-      unsigned char buf[LWS_PRE + 4096];
-      size_t chunk = tx->len - tx->off;
-      if (chunk > sizeof buf - LWS_PRE) chunk = sizeof buf - LWS_PRE;
-      int last = tx->off + chunk == tx->len;
-      memcpy(buf + LWS_PRE, tx->body + tx->off, chunk);
-      int w = lws_write(wsi, buf + LWS_PRE, chunk, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP);
-      if (w < 0 || (size_t)w < chunk) return -1;
-      tx->off += chunk;
-      if (!last) {
-        lws_callback_on_writable(wsi);
-        return 0;
-      }
-      free(tx->body);
-      tx->body = NULL;
-      if (tx->close_after) return -1;
-      if (lws_http_transaction_completed(wsi)) return -1;
-      return 0;
-    }
+      return body_writeable(tx, wsi);
     case LWS_CALLBACK_HTTP_BODY: /* a blob's, else (only with a 405) ignored */
       if (tx && tx->tus) return wd_tus_body(&n->tus, tx->tus, in, len);
       return 0;
@@ -810,13 +991,166 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
   return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* --- the metrics listener -------------------------------------------------------
+ * GET /metrics (and /healthz) on a socket of their own (--metrics-listen,
+ * 127.0.0.1:9480 by default), in a vhost of their own: plain HTTP, even
+ * when the client port speaks TLS, and nothing else (no WebSocket, no
+ * blobs). The counters say how busy the server is and how many accounts
+ * are online: that is for the operator, not for the world. Its sockets are
+ * accepted like the client port's and closed with the context; a shutdown
+ * leaves it open, so a scrape still sees whisperd_shutting_down. */
+
+static void maccept_resume_cb(lws_sorted_usec_list_t *sul) {
+  wd_net *n = lws_container_of(sul, wd_net, sul_maccept);
+  if (n->mlisten_wsi) lws_rx_flow_control(n->mlisten_wsi, 1);
+}
+
+static int callback_metrics_listen(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                                   void *in, size_t len) {
+  (void)user;
+  (void)in;
+  (void)len;
+  wd_net *n = lws_context_user(lws_get_context(wsi));
+  switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+      for (int i = 0; i < 16; i++) {
+        int fd = accept(n->mlisten_fd, NULL, NULL);
+        if (fd < 0) {
+          if (errno == EINTR || errno == ECONNABORTED) continue;
+          if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            lws_rx_flow_control(wsi, 0); /* pause instead of spinning */
+            lws_sul_schedule(n->ctx, 0, &n->sul_maccept, maccept_resume_cb, 250000);
+          } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            wd_error("metrics: accept: %s", strerror(errno));
+          }
+          break;
+        }
+        if (set_nonblock_cloexec(fd) != 0) {
+          close(fd);
+          continue;
+        }
+        if (!lws_adopt_socket_vhost(n->mvh, fd)) /* lws closed it */
+          wd_warn("libwebsockets refused a metrics connection");
+      }
+      return 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+      n->mlisten_wsi = NULL;
+      n->mlisten_fd = -1; /* lws closes it */
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+static int callback_metrics_http(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+                                 void *in, size_t len) {
+  wd_net *n = lws_context_user(lws_get_context(wsi));
+  http_tx *tx = user;
+  switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+      const char *path = in ? (const char *)in : "";
+      if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0)
+        return respond_text(wsi, tx, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed\n", 1);
+      if (strcmp(path, "/metrics") == 0) {
+        size_t mlen = 0;
+        if (n->cluster) {
+          n->stats.node = n->cfg->node;
+          wd_cluster_stats(n->cluster, &n->stats.relays_sent, &n->stats.relays_heard,
+                           &n->stats.relays_dropped, &n->stats.relay_reconnects);
+        }
+        char *text = wd_metrics_render(n->srv, &n->stats, &n->tus, &mlen);
+        if (!text)
+          return respond_text(wsi, tx, HTTP_STATUS_INTERNAL_SERVER_ERROR, "out of memory\n", 1);
+        return respond(wsi, tx, HTTP_STATUS_OK, WD_METRICS_CONTENT_TYPE, text, mlen, 0);
+      }
+      if (strcmp(path, "/healthz") == 0) {
+        if (n->phase != RUNNING)
+          return respond_text(wsi, tx, HTTP_STATUS_SERVICE_UNAVAILABLE, "shutting down\n", 0);
+        return respond_text(wsi, tx, HTTP_STATUS_OK, "ok\n", 0);
+      }
+      return respond_text(wsi, tx, HTTP_STATUS_NOT_FOUND, "not found\n", 0);
+    }
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+      return body_writeable(tx, wsi);
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: /* lws holds WRITEABLE until here */
+      if (tx && tx->body) lws_callback_on_writable(wsi);
+      return 0;
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    case LWS_CALLBACK_CLOSED_HTTP:
+      if (tx) {
+        free(tx->body);
+        tx->body = NULL;
+      }
+      break;
+    default:
+      break;
+  }
+  return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols metrics_protocols[] = {
+    {"http", callback_metrics_http, sizeof(http_tx), 0, 0, NULL, 0},
+    {"whisperd-metrics-listen", callback_metrics_listen, 0, 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0}};
+
+/* Binds --metrics-listen and serves it (nothing with "off"). 0 or -1
+ * (reported). */
+static int start_metrics(wd_net *n) {
+  const wd_config *cfg = n->cfg;
+  if (!cfg->metrics_host) return 0;
+  if (bind_listener(cfg->metrics_host, cfg->metrics_port, "metrics-listen: ", &n->mlisten_fd,
+                    n->mshown, sizeof n->mshown))
+    return -1;
+  struct lws_context_creation_info vinfo;
+  memset(&vinfo, 0, sizeof vinfo);
+  vinfo.vhost_name = "whisperd-metrics";
+  /* Not CONTEXT_PORT_NO_LISTEN_SERVER like the client vhost: lws rebinds an
+   * HTTP request to the vhost that has its Host header as name (or else to
+   * the first vhost) among those with the same listen port, so with equal
+   * ports a request on the metrics socket would be served by the client
+   * vhost, and a "Host: whisperd-metrics" on the client port by this one.
+   * With a port of its own (NO_LISTEN: lws listens for neither, the sockets
+   * are ours) each vhost keeps its own connections. */
+  vinfo.port = CONTEXT_PORT_NO_LISTEN;
+  vinfo.protocols = metrics_protocols;
+  vinfo.server_string = "whisperd";
+  n->mvh = lws_create_vhost(n->ctx, &vinfo);
+  if (!n->mvh) {
+    fprintf(stderr, "whisperd: libwebsockets: cannot create the metrics server\n");
+    return -1;
+  }
+  lws_sock_file_fd_type fd;
+  fd.filefd = n->mlisten_fd;
+  n->mlisten_fd = -1; /* lws's from here, adopted or closed */
+  n->mlisten_wsi = lws_adopt_descriptor_vhost(n->mvh, LWS_ADOPT_RAW_FILE_DESC, fd,
+                                              "whisperd-metrics-listen", NULL);
+  if (!n->mlisten_wsi) {
+    fprintf(stderr, "whisperd: libwebsockets: cannot watch the metrics socket\n");
+    return -1;
+  }
+  n->mlisten_fd = fd.filefd;
+  return 0;
+}
+
 /* --- startup ----------------------------------------------------------------- */
+
+/* TLS: 1.3, and 1.2 with ECDHE key exchange and AEAD ciphers only (forward
+ * secrecy; no CBC, no RSA key exchange, no DHE); never 1.1 or older. */
+#define WD_TLS12_CIPHERS                                                  \
+  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"            \
+  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"            \
+  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define WD_TLS13_CIPHERS "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+#define WD_TLS_OPTIONS                                                                      \
+  ((long)(SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_NO_COMPRESSION | \
+          SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE))
 
 static const struct lws_protocols protocols[] = {
     {"http", callback_http, sizeof(http_tx), 0, 0, NULL, 0},
     {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), 65536, 0, NULL, 0},
     {"whisperd-listen", callback_listen, 0, 0, 0, NULL, 0},
     {"whisperd-signal", callback_signal, 0, 0, 0, NULL, 0},
+    {"whisperd-relay", callback_relay, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0}};
 
 /* Makes the sync protocol the one a client that offers no subprotocol gets. */
@@ -850,6 +1184,13 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
   n->tus.store = blobs;
 
   n->listen_fd = -1;
+  n->relay_fd = -1;
+  n->mlisten_fd = -1;
+  n->prelogin = wd_addr_counts_new();
+  if (!n->prelogin) {
+    fprintf(stderr, "whisperd: out of memory\n");
+    goto fail;
+  }
   if (open_listener(n, cfg->host, cfg->port)) goto fail;
   if (n->tls && (access(cfg->tls_cert, R_OK) != 0 || access(cfg->tls_key, R_OK) != 0)) {
     const char *bad = access(cfg->tls_cert, R_OK) != 0 ? cfg->tls_cert : cfg->tls_key;
@@ -884,6 +1225,9 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
     vinfo.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     vinfo.ssl_cert_filepath = cfg->tls_cert;
     vinfo.ssl_private_key_filepath = cfg->tls_key;
+    vinfo.ssl_cipher_list = WD_TLS12_CIPHERS;
+    vinfo.tls1_3_plus_cipher_list = WD_TLS13_CIPHERS;
+    vinfo.ssl_options_set = WD_TLS_OPTIONS;
   }
   n->vh = lws_create_vhost(n->ctx, &vinfo);
   if (!n->vh) {
@@ -909,12 +1253,31 @@ int wd_net_start(wd_net **out, const wd_config *cfg, whisper_server *srv, wd_pus
     goto fail;
   }
 
+  if (cfg->node) {
+    n->relay_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    fd.filefd = n->relay_fd >= 0 ? dup(n->relay_fd) : -1;
+    if (fd.filefd < 0 ||
+        !lws_adopt_descriptor_vhost(n->vh, LWS_ADOPT_RAW_FILE_DESC, fd, "whisperd-relay", NULL)) {
+      fprintf(stderr, "whisperd: libwebsockets: cannot watch the relay queue\n");
+      goto fail;
+    }
+    if (wd_cluster_start(&n->cluster, cfg->pg, relay_wake, n)) goto fail;
+  }
+  drain(n); /* the core's first output (cluster mode: the hello) */
+  if (start_metrics(n)) goto fail;
+
   schedule_tick(n);
   if (blobs) lws_sul_schedule(n->ctx, 0, &n->sul_sweep, sweep_cb, SWEEP_US);
 
-  wd_info("serving %s://%s" WHISPERD_WS_PATH " and %s://%s/{healthz,metrics%s}",
+  wd_info("serving %s://%s" WHISPERD_WS_PATH " and %s://%s/{healthz%s}",
           n->tls ? "wss" : "ws", n->shown, n->tls ? "https" : "http", n->shown,
           blobs ? ",v1/blobs" : "");
+  /* Printed before the listening line, so that whoever waits for that one
+   * knows the metrics port too (always printed when there is one). */
+  if (n->mvh)
+    fprintf(stderr, "whisperd: metrics on %s\n", n->mshown);
+  else
+    wd_info("no metrics listener (metrics-listen off)");
   /* The line tests and scripts wait for: always printed. */
   fprintf(stderr, "whisperd: listening on %s\n", n->shown);
   *out = n;
@@ -925,9 +1288,32 @@ fail:
   return -1;
 }
 
+/* One pass of the loop: lws runs the timers that are due, waits in poll,
+ * then serves the sockets that are ready. The first frame read opens a
+ * batch (deliver()), so the frames that were ready when the poll returned
+ * share one commit (one fsync with synchronous=FULL), and the frames that
+ * arrive during that commit share the next pass's; the timers run before
+ * the poll, outside any batch, so what a tick says is not held while the
+ * loop waits. Nothing the core says leaves before the commit that makes it
+ * true; a failed commit keeps nothing of the pass and closes its
+ * connections (the core queues their CLOSEs). */
+static int service_pass(wd_net *n) {
+  int rc = lws_service(n->ctx, 0);
+  if (n->batching) {
+    n->batching = 0;
+    int brc = whisper_server_batch_end(n->srv, wd_now_ms());
+    if (brc != WHISPER_OK)
+      wd_error("the store failed to commit: %s (%s); nothing of the pass was kept, its "
+               "connections are closed",
+               whisper_strerror(brc), whisper_server_last_error(n->srv));
+    drain(n);
+  }
+  return rc;
+}
+
 int wd_net_run(wd_net *n) {
   while (!n->done) {
-    if (lws_service(n->ctx, 0) < 0) {
+    if (service_pass(n) < 0) {
       wd_error("the event loop failed");
       return -1;
     }
@@ -943,10 +1329,19 @@ void wd_net_free(wd_net *n) {
     lws_sul_cancel(&n->sul_shutdown);
     lws_sul_cancel(&n->sul_accept);
     lws_sul_cancel(&n->sul_sweep);
+    lws_sul_cancel(&n->sul_maccept);
     /* Closes what is left: the CLOSED callbacks tell the core and free. */
     lws_context_destroy(n->ctx);
   }
   if (!n->listen_wsi && n->listen_fd >= 0) close(n->listen_fd); /* never adopted */
+  if (n->cluster) {
+    /* the core said goodbye at the shutdown; give the thread a moment to send it */
+    wd_cluster_flush(n->cluster, 500);
+    wd_cluster_free(n->cluster);
+  }
+  if (n->relay_fd >= 0) close(n->relay_fd);
+  if (!n->mlisten_wsi && n->mlisten_fd >= 0) close(n->mlisten_fd);
+  wd_addr_counts_free(n->prelogin);
   free(n->slots);
   free(n);
 }

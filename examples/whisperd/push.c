@@ -21,11 +21,14 @@
  */
 #include "whisperd.h"
 
+/* At debug level only: a line per wake-up names who got mail when, which
+ * a log kept at the default level should not collect. The count is in
+ * /metrics (whisperd_pushes_total). */
 static void log_notify(void *user, const char *account, uint32_t device_id,
                        uint64_t mailbox_depth) {
   (void)user;
-  wd_info("push account=%s device=%lu depth=%llu", account ? account : "?",
-          (unsigned long)device_id, (unsigned long long)mailbox_depth);
+  wd_debug("push account=%s device=%lu depth=%llu", account ? account : "?",
+           (unsigned long)device_id, (unsigned long long)mailbox_depth);
 }
 
 void wd_push_log_hook(wd_push_hook *hook) {

@@ -199,24 +199,43 @@ static int authenticate(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, char account
   return 0;
 }
 
+/* The blob named by `id` (wd_blobs_get), or NULL when an answer was
+ * decided: 404 (none, or expired), 500. */
+static wd_blob *get_blob(wd_tus_ctx *t, wd_tus *tx, const char *id, int tus) {
+  wd_blob *blob = NULL;
+  int rc = wd_blobs_get(t->store, id, strlen(id), &blob);
+  if (rc != 0 && rc != -ENOENT) {
+    tx->tus = tus;
+    write_failed(t, tx, rc, "reading a blob");
+    return NULL;
+  }
+  if (!blob || wd_blobs_expired(t->store, blob, wd_blob_now(t->cfg))) {
+    wd_blobs_done(t->store, blob);
+    tx->tus = tus;
+    answer(t, tx, 404, "no such blob");
+    return NULL;
+  }
+  return blob;
+}
+
 /* The blob a tus request on /v1/blobs/<id> is about, checked: the token's
- * device uploaded it. NULL when an answer was decided (401, 404, 403). */
+ * device uploaded it. NULL when an answer was decided (401, 404, 403). The
+ * caller gives it back with wd_blobs_done(). */
 static wd_blob *own_blob(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
   char account[65];
   uint32_t device;
   wd_blob_owner who;
   if (!tus_version_ok(t, tx, wsi) || !authenticate(t, tx, wsi, account, &device)) return NULL;
-  wd_blob *blob = wd_blobs_find(t->store, id, strlen(id));
-  if (!blob || wd_blobs_expired(t->store, blob, wd_blob_now(t->cfg))) {
-    refuse(t, tx, 404, "no such blob");
-    return NULL;
-  }
+  wd_blob *blob = get_blob(t, tx, id, 1);
+  if (!blob) return NULL;
   int rc = wd_blobs_owner(t->store, account, device, &who);
   if (rc != 0) {
+    wd_blobs_done(t->store, blob);
     write_failed(t, tx, rc, "the owner key");
     return NULL;
   }
   if (wd_blobs_same(&who, &blob->owner) != 2) {
+    wd_blobs_done(t->store, blob);
     refuse(t, tx, 403, "another device uploaded this blob");
     return NULL;
   }
@@ -243,23 +262,17 @@ static int do_create(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi) {
     return refuse(t, tx, 400, "a creation takes no body (creation-with-upload is not supported)");
   if (length > t->cfg->server.blob_max_size)
     return refuse(t, tx, 413, "the blob is over the server's size limit");
-  wd_blob_owner who;
-  uint64_t used = 0, now = wd_blob_now(t->cfg);
-  int rc = wd_blobs_owner(t->store, account, device, &who);
-  if (rc != 0 && rc != -ENOENT) return write_failed(t, tx, rc, "the owner key");
-  if (rc == 0) used = wd_blobs_used(t->store, &who);
-  if (rc == 0 && (used > t->cfg->server.blob_quota || length > t->cfg->server.blob_quota - used)) {
-    wd_blobs_sweep(t->store, now); /* expired blobs no longer count */
-    used = wd_blobs_used(t->store, &who);
-    if (used > t->cfg->server.blob_quota || length > t->cfg->server.blob_quota - used)
-      return refuse(t, tx, 403, "the account's blob quota would be exceeded");
-  }
+  /* the quota: in cluster mode checked and the blob made in one transaction */
   wd_blob *blob;
-  rc = wd_blobs_create(t->store, account, device, length, now, &blob);
+  int rc = wd_blobs_create_within(t->store, account, device, length, t->cfg->server.blob_quota,
+                                  wd_blob_now(t->cfg), &blob);
+  if (rc == WD_BLOBS_OVER_QUOTA)
+    return refuse(t, tx, 403, "the account's blob quota would be exceeded");
   if (rc != 0) return write_failed(t, tx, rc, "creating a blob");
   snprintf(tx->location, sizeof tx->location, WD_BLOBS_PATH "/%s", blob->hex);
   wd_info("blobs: %.8s... created, %llu bytes, device %lu", blob->hex,
           (unsigned long long)length, (unsigned long)device);
+  wd_blobs_done(t->store, blob);
   tx->tus = 1;
   return answer(t, tx, 201, NULL);
 }
@@ -270,15 +283,15 @@ static int do_head(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
   tx->has_offset = tx->has_length = tx->no_store = tx->tus = 1;
   tx->upload_offset = blob->offset;
   tx->upload_length = blob->length;
+  wd_blobs_done(t->store, blob);
   return answer(t, tx, 200, NULL);
 }
 
-/* PATCH: checked, then the body goes to the data file as it comes. */
-static int do_patch(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
+/* PATCH: checked (a refusal gives the blob back), then the body goes to
+ * the data file as it comes. */
+static int patch_check(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, wd_blob *blob) {
   char ctype[64];
   uint64_t offset = 0;
-  wd_blob *blob = own_blob(t, tx, wsi, id);
-  if (!blob) return 0;
   if (header(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype) < 0 ||
       strcasecmp(ctype, "application/offset+octet-stream") != 0)
     return refuse(t, tx, 415, "Content-Type must be application/offset+octet-stream");
@@ -295,10 +308,26 @@ static int do_patch(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) 
   if (tx->body_len > blob->length - offset)
     return refuse(t, tx, 413, "the body would pass Upload-Length");
   int rc = wd_blobs_write_begin(t->store, blob);
+  /* cluster mode: another node writes it, or it moved or went meanwhile */
+  if (rc == -EBUSY) return refuse(t, tx, 423, "another PATCH is writing this blob");
+  if (rc == -ESTALE) {
+    tx->has_offset = 1;
+    tx->upload_offset = blob->offset;
+    return refuse(t, tx, 409, "Upload-Offset is not the blob's offset");
+  }
+  if (rc == -ENOENT) return refuse(t, tx, 404, "no such blob");
   if (rc != 0) return write_failed(t, tx, rc, "opening a blob");
   tx->blob = blob;
   tx->start = offset;
   return 0; /* decided when the body is in */
+}
+
+static int do_patch(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
+  wd_blob *blob = own_blob(t, tx, wsi, id);
+  if (!blob) return 0;
+  patch_check(t, tx, wsi, blob);
+  if (!tx->blob) wd_blobs_done(t->store, blob);
+  return 0;
 }
 
 /* The PATCH's bytes so far made durable: the answer. */
@@ -307,10 +336,14 @@ static int patch_end(wd_tus_ctx *t, wd_tus *tx) {
   tx->blob = NULL;
   if (tx->write_err) {
     wd_blobs_write_abort(blob);
+    wd_blobs_done(t->store, blob);
     return write_failed(t, tx, tx->write_err, "writing a blob");
   }
   int rc = wd_blobs_write_end(t->store, blob, tx->start + tx->received);
-  if (rc != 0) return write_failed(t, tx, rc, "syncing a blob");
+  if (rc != 0) {
+    wd_blobs_done(t->store, blob);
+    return write_failed(t, tx, rc, "syncing a blob");
+  }
   t->stats.bytes_in += tx->received;
   wd_debug("blobs: %.8s... at %llu of %llu bytes", blob->hex, (unsigned long long)blob->offset,
            (unsigned long long)blob->length);
@@ -318,6 +351,7 @@ static int patch_end(wd_tus_ctx *t, wd_tus *tx) {
     wd_info("blobs: %.8s... complete, %llu bytes", blob->hex, (unsigned long long)blob->length);
   tx->has_offset = tx->tus = 1;
   tx->upload_offset = blob->offset;
+  wd_blobs_done(t->store, blob);
   return answer(t, tx, 204, NULL);
 }
 
@@ -331,21 +365,30 @@ static void patch_cut(wd_tus_ctx *t, wd_tus *tx) {
   if (tx->write_err) wd_blobs_write_abort(blob);
   if (rc != 0) {
     wd_error("blobs: %.8s...: keeping a cut-off PATCH: %s", blob->hex, strerror(-rc));
+    wd_blobs_done(t->store, blob);
     return;
   }
   t->stats.bytes_in += tx->received;
   wd_info("blobs: %.8s...: a PATCH cut off after %llu of %llu bytes; kept, at %llu", blob->hex,
           (unsigned long long)tx->received, (unsigned long long)tx->body_len,
           (unsigned long long)blob->offset);
+  wd_blobs_done(t->store, blob);
 }
 
 static int do_delete(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
   wd_blob *blob = own_blob(t, tx, wsi, id);
   if (!blob) return 0;
-  if (blob->busy) return refuse(t, tx, 423, "a PATCH is writing this blob");
+  if (blob->busy) {
+    wd_blobs_done(t->store, blob);
+    return refuse(t, tx, 423, "a PATCH is writing this blob");
+  }
   char hex[9];
   snprintf(hex, sizeof hex, "%.8s", blob->hex);
-  int rc = wd_blobs_delete(t->store, blob);
+  int rc = wd_blobs_delete(t->store, blob); /* frees it when it succeeds */
+  if (rc != 0) wd_blobs_done(t->store, blob);
+  /* cluster mode: another node writes it, or deleted it meanwhile */
+  if (rc == -EBUSY) return refuse(t, tx, 423, "a PATCH is writing this blob");
+  if (rc == -ENOENT) return refuse(t, tx, 404, "no such blob");
   if (rc != 0) return write_failed(t, tx, rc, "deleting a blob");
   wd_info("blobs: %s... deleted by its uploader", hex);
   tx->tus = 1;
@@ -382,19 +425,25 @@ static int parse_range(const char *v, uint64_t len, uint64_t *from, uint64_t *to
 /* GET /v1/blobs/<id>: a complete blob, or a range of it. */
 static int do_get(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
   char range[96];
-  wd_blob *blob = wd_blobs_find(t->store, id, strlen(id));
-  if (!blob || blob->offset < blob->length ||
-      wd_blobs_expired(t->store, blob, wd_blob_now(t->cfg)))
+  wd_blob *blob = get_blob(t, tx, id, 0);
+  if (!blob) return 0;
+  uint64_t from = 0, to = blob->length, length = blob->length;
+  if (blob->offset < blob->length) {
+    wd_blobs_done(t->store, blob);
     return answer(t, tx, 404, "no such blob");
-  uint64_t from = 0, to = blob->length;
-  int r = 0, n = header(wsi, WSI_TOKEN_HTTP_RANGE, range, sizeof range);
-  if (n >= 0) r = parse_range(range, blob->length, &from, &to);
-  if (r < 0) {
-    snprintf(tx->content_range, sizeof tx->content_range, "bytes */%llu",
-             (unsigned long long)blob->length);
-    return answer(t, tx, 416, "the range is past the end of the blob");
   }
   int fd = wd_blobs_open_data(t->store, blob);
+  wd_blobs_done(t->store, blob);
+  int r = 0, n = header(wsi, WSI_TOKEN_HTTP_RANGE, range, sizeof range);
+  if (n >= 0) r = parse_range(range, length, &from, &to);
+  if (r < 0) {
+    if (fd >= 0) close(fd);
+    snprintf(tx->content_range, sizeof tx->content_range, "bytes */%llu",
+             (unsigned long long)length);
+    return answer(t, tx, 416, "the range is past the end of the blob");
+  }
+  /* cluster mode: deleted by another node since its row was read */
+  if (fd == -ENOENT) return answer(t, tx, 404, "no such blob");
   if (fd < 0) return write_failed(t, tx, fd, "reading a blob");
   if (!(tx->buf = malloc(LWS_PRE + CHUNK))) {
     close(fd);
@@ -406,8 +455,7 @@ static int do_get(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, const char *id) {
   tx->no_store = 1;
   if (r > 0)
     snprintf(tx->content_range, sizeof tx->content_range, "bytes %llu-%llu/%llu",
-             (unsigned long long)from, (unsigned long long)to - 1,
-             (unsigned long long)blob->length);
+             (unsigned long long)from, (unsigned long long)to - 1, (unsigned long long)length);
   return answer(t, tx, r > 0 ? 206 : 200, NULL);
 }
 

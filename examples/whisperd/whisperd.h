@@ -11,8 +11,11 @@
  *   net.c      libwebsockets: the WebSocket endpoint, HTTP, timers
  *   metrics.c  the Prometheus text exposition
  *   push.c     the push hook interface and its logging implementation
+ *   addrs.c    source addresses (IPv4, IPv6 /64) and counts per address
  *   blobs.c    the blob store for encrypted attachments, on disk (blobs.h)
  *   tus.c      the blob store over HTTP: tus 1.0.0 and downloads (blobs.h)
+ *   blobmeta_pg.c  cluster mode: the blob store's metadata in PostgreSQL
+ *              (blobmeta_pg.h)
  */
 #ifndef WHISPERD_H
 #define WHISPERD_H
@@ -76,6 +79,17 @@ typedef struct wd_config {
   uint64_t reports_after;   /* only those numbered above it */
   char *blob_dir;           /* the blob store; NULL: none (a :memory: store without --blob-dir) */
   uint64_t clock_offset_ms; /* tests: added to the clock the blob store's expiry reads */
+  char *pg;                 /* --pg: PostgreSQL conninfo: the store is there, not in --db */
+  char *pg_table;           /* --pg-table: the table (NULL: the store's default) */
+  char **pg_shards;         /* --pg-shard: further databases (shards 1..n) */
+  size_t n_pg_shards;
+  uint32_t node;            /* --node: 1..255, cluster mode over --pg; 0: a single node */
+  char *metrics_host;       /* GET /metrics is served here (plain HTTP); NULL: nowhere */
+  unsigned metrics_port;    /* 0: pick a free port */
+  uint32_t max_prelogin_per_addr; /* WebSocket connections not logged in per source address; 0:
+                                     no cap */
+  int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
+  size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
 
 /** The defaults. */
@@ -107,6 +121,29 @@ void wd_config_usage(FILE *out);
  *  printing why on stderr. */
 int wd_reports_print(whisper_server *srv, uint64_t after, FILE *out);
 
+/* --- cluster.c -----------------------------------------------------------
+ * Cluster mode (--node with --pg): the relays between nodes over
+ * PostgreSQL LISTEN/NOTIFY, sent and heard by a thread of their own (see
+ * cluster.c for why NOTIFY). */
+
+typedef struct wd_cluster wd_cluster;
+
+/** Starts the relay thread on its own connection to `conninfo`. `notify`
+ *  is called from that thread when relays arrived or the link was made
+ *  again. 0, or -1 (logged). */
+int wd_cluster_start(wd_cluster **out, const char *conninfo, void (*notify)(void *arg), void *arg);
+/** Queues a relay for the other nodes (never blocks). */
+void wd_cluster_send(wd_cluster *cl, const uint8_t *relay, size_t len);
+/** Takes a heard relay into *relay (free() it), or none (*relay NULL);
+ *  *resync is 1 once after the link was made again. Returns 1 if there
+ *  was something (a relay or a resync), 0 if not. */
+int wd_cluster_take(wd_cluster *cl, uint8_t **relay, size_t *len, int *resync);
+void wd_cluster_stats(wd_cluster *cl, uint64_t *sent, uint64_t *heard, uint64_t *dropped,
+                      uint64_t *reconnects);
+/** Waits up to `flush_ms` for the queued relays to go (shutdown). */
+void wd_cluster_flush(wd_cluster *cl, uint64_t flush_ms);
+void wd_cluster_free(wd_cluster *cl);
+
 /* --- push.c --------------------------------------------------------------
  * The push hook: how whisperd wakes a device that is offline and has new
  * mail (the core's WHISPER_SERVER_PUSH action, at most once per offline
@@ -125,9 +162,42 @@ typedef struct wd_push_hook {
   void (*destroy)(void *user);
 } wd_push_hook;
 
-/** The logging implementation: one line per push on stderr (level info). */
+/** The logging implementation: one line per push on stderr, at level debug
+ *  only (a line names an account, a device and a time). */
 void wd_push_log_hook(wd_push_hook *hook);
 void wd_push_hook_destroy(wd_push_hook *hook);
+
+/* --- addrs.c --------------------------------------------------------------
+ * Source addresses, for limits per address: an IPv4 address, or an IPv6
+ * /64 (a host usually holds a whole /64); an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d, from a dual-stack socket) counts as its IPv4 address. */
+
+typedef struct wd_addr {
+  uint8_t len;  /* 4: IPv4, 8: an IPv6 /64; 0: none known (never counted) */
+  uint8_t b[8]; /* the address, or the /64's first 8 bytes */
+} wd_addr;
+
+/** The key of a struct sockaddr (`sa`, `len` bytes); len 0 for other families. */
+void wd_addr_of_sockaddr(const void *sa, size_t len, wd_addr *out);
+/** The key of a connected socket's peer (getpeername); len 0 if none. */
+void wd_addr_of_fd(int fd, wd_addr *out);
+/** "192.0.2.10", "2001:db8:1:2::/64", "?"; returns `buf`. */
+const char *wd_addr_format(const wd_addr *a, char *buf, size_t cap);
+/** 1 for 127.0.0.0/8 and the /64 of ::1. */
+int wd_addr_is_loopback(const wd_addr *a);
+
+/** A count per address (a hash table keyed with a random SipHash key, so
+ *  chosen addresses cannot collide on purpose); an address at 0 is gone. */
+typedef struct wd_addr_counts wd_addr_counts;
+wd_addr_counts *wd_addr_counts_new(void); /* NULL: out of memory */
+void wd_addr_counts_free(wd_addr_counts *t);
+uint32_t wd_addr_count(const wd_addr_counts *t, const wd_addr *a);
+/** Adds one (an address of len 0 is not counted). 0, or -1 out of memory. */
+int wd_addr_inc(wd_addr_counts *t, const wd_addr *a);
+/** Takes one away (nothing if the address is not counted). */
+void wd_addr_dec(wd_addr_counts *t, const wd_addr *a);
+/** How many addresses have a count. */
+size_t wd_addr_counts_size(const wd_addr_counts *t);
 
 /* --- metrics.c ----------------------------------------------------------- */
 
@@ -139,6 +209,10 @@ typedef struct wd_net_stats {
   uint64_t ws_dropped;       /* connections dropped by whisperd: too big, slow, text */
   uint64_t http_requests;    /* HTTP requests answered, total */
   int shutting_down;
+  /* cluster mode (node != 0): relays to and from the other nodes */
+  uint32_t node;
+  uint64_t relays_sent, relays_heard, relays_dropped, relay_reconnects;
+  uint64_t prelogin_refused; /* upgrades refused: too many not logged in from their address */
 } wd_net_stats;
 
 struct wd_tus_ctx;
@@ -161,8 +235,9 @@ typedef struct wd_net wd_net;
 struct wd_blobs;
 
 /**
- * Binds and listens (printing "whisperd: listening on HOST:PORT" once
- * ready). `srv`, `push` and `blobs` (the blob store; NULL: none) are
+ * Binds and listens: the client port, and the metrics port unless
+ * cfg->metrics_host is NULL (printing "whisperd: metrics on HOST:PORT",
+ * then "whisperd: listening on HOST:PORT" once ready). `srv`, `push` and `blobs` (the blob store; NULL: none) are
  * borrowed. `signal_fd` is the read end of the self-pipe written by the
  * signal handler: a byte on it starts the graceful shutdown. Returns 0 or
  * -1 (reported).

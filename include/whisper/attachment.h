@@ -23,9 +23,13 @@
  *    video can play before it has all arrived.
  *
  * Both directions stream: the caller feeds bytes in pieces of any size and
- * a sink gets the output, with memory bounded by the chunk size (at most
- * 2 MiB) and the incremental MAC's 32 bytes a chunk, whatever the file's
- * size. The decryptor hands its sink only verified plaintext: with an
+ * a sink gets the output, with memory bounded whatever the file's size:
+ * the encryptor holds 64 KiB and the incremental MAC's 32 bytes a chunk;
+ * the decryptor fed a blob holds a chunk (at most 2 MiB) until its MAC
+ * checks, and one that reads the blob itself from a source that can be
+ * read again (a file: whisper_attachment_decrypt_source()) holds 64 KiB,
+ * reading each chunk twice. The decryptor hands its sink only verified
+ * plaintext: with an
  * incremental MAC, each chunk once its MAC checks; without one (a sender
  * that does not make it), nothing in a first pass, which checks the whole
  * blob and makes its incremental MAC, then the plaintext in a second pass
@@ -178,6 +182,43 @@ WHISPER_API int whisper_attachment_decrypt_update(whisper_attachment_decryptor *
  * as the sender's bytes, but the whole is not what the pointer says).
  */
 WHISPER_API int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *d);
+
+/** Where whisper_attachment_decrypt_source() reads the blob: up to `len`
+ *  bytes at `offset` (from the blob's first byte) into `buf`, their number
+ *  in `*got`; fewer than `len` only where the blob ends (0 at or past its
+ *  end). The same offset may be asked for again, and must then give the
+ *  same bytes. Return 0 to go on; anything else stops the decryption,
+ *  which returns that value. */
+typedef int (*whisper_attachment_source)(void *user, uint64_t offset, uint8_t *buf, size_t len,
+                                         size_t *got);
+
+/**
+ * Decrypts the whole blob from `source` instead of bytes fed, on a
+ * decryptor nothing was fed to (or one whose first pass just returned
+ * WHISPER_ATTACHMENT_AGAIN), and finishes it: its memory is 64 KiB and a
+ * 32-byte hash per 64 KiB of a chunk, not a chunk. Each chunk is read
+ * twice: once for its incremental MAC and the blob's digest (SHA-256),
+ * whose value at the end of each 64 KiB piece is kept, then again, each
+ * piece released only once the digest run again from the chunk's start
+ * over the bytes read now comes to the same value, so that a source whose
+ * bytes change between the reads gets nothing unverified out. The blob's
+ * MAC is taken from the incremental MAC's state where the ciphertext ends
+ * (the same HMAC), so that the work per byte is the fed decryptor's.
+ * Without an incremental MAC the blob is first read whole (the first
+ * pass), then as above against the incremental MAC the first pass made.
+ * After the blob's end one byte more is asked for, and must not come.
+ * Returns what whisper_attachment_decrypt_finish()
+ * returns (never WHISPER_ATTACHMENT_AGAIN), WHISPER_EINTEGRITY also when a
+ * piece read again is not what it was (or is shorter), WHISPER_ESIZE when
+ * the source goes on past the blob's end, the source's nonzero value (or
+ * WHISPER_EINVAL when it says it read more than asked), the sink's nonzero
+ * value; WHISPER_EINVAL when `d` or `source` is NULL, `d` is finished, or
+ * bytes were fed to this pass. The decryptor is finished either way (free
+ * it); the released count says how much the sink got, and on any error the
+ * caller must discard it, as after finish.
+ */
+WHISPER_API int whisper_attachment_decrypt_source(whisper_attachment_decryptor *d,
+                                                  whisper_attachment_source source, void *user);
 
 /** Bytes of plaintext released to the sink so far. */
 WHISPER_API uint64_t whisper_attachment_decrypt_released(const whisper_attachment_decryptor *d);

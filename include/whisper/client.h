@@ -72,7 +72,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 6
+#define WHISPER_CLIENT_CONFIG_VERSION 7
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -105,6 +105,12 @@ typedef struct whisper_client_config_t {
                                 * (default 100 MiB) */
   uint32_t media_piece;        /* bytes per upload or download request (default 1 MiB) */
   /* --- version 6 --- */
+  uint64_t signed_prekey_rotate_ms; /* the signed prekey is replaced by a new one when it is older
+                                * than this (at login, and on a timer while logged in) and
+                                * uploaded (default 7 days; 0: never; else at least a minute) */
+  uint64_t signed_prekey_grace_ms;  /* a replaced signed prekey is kept this long, for PreKey
+                                * messages built from bundles fetched before (default 30 days) */
+  /* --- version 7 --- */
   uint32_t send_window;        /* messages sent at once before the server answers them (default
                                 * WHISPER_SEND_WINDOW_DEFAULT, at most WHISPER_SEND_WINDOW_MAX;
                                 * 0 or 1: one at a time), in order: only with a server that
@@ -119,8 +125,8 @@ typedef struct whisper_client_config_t {
 
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
-    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20, \
-    WHISPER_SEND_WINDOW_DEFAULT }
+    48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20,   \
+    7ULL * 24 * 3600 * 1000, 30ULL * 24 * 3600 * 1000, WHISPER_SEND_WINDOW_DEFAULT }
 
 /** A message may be edited this long after it was sent (15 minutes). */
 #define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)

@@ -85,7 +85,8 @@ enum {
    *  not the one the store was made with, or an attachment's key is not
    *  the one its blob was made with. */
   WHISPER_EKEY = -17,
-  /** The store is locked by another process for longer than the timeout. */
+  /** The store is locked by another process for longer than the timeout
+   *  (whisper_server_open_from(): the source has too many connections). */
   WHISPER_EBUSY = -18,
   /** Refused: the server sent what no one entitled made (a device its
    *  account did not sign, a member no admin added, a message filed under
@@ -151,7 +152,12 @@ struct whisper_store;
  */
 WHISPER_API int whisper_ctx_new(whisper_ctx **out, struct whisper_store *store);
 
-/** Frees a context. Accepts NULL. */
+/**
+ * Frees a context. Accepts NULL. A context keeps, between calls, the
+ * decoded session records of the last few devices it used (each checked
+ * against the store's bytes at every call: other contexts and processes
+ * may share the store); they are wiped here.
+ */
 WHISPER_API void whisper_ctx_free(whisper_ctx *ctx);
 
 /** Replaces the context's RNG (for tests, fuzzers and vectors, or a

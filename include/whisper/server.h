@@ -6,7 +6,9 @@
  * login, the prekey directory, one mailbox per device with a monotonic
  * sequence, idempotent sends, delivery and read receipts, typing and
  * presence between online devices, groups with server-side fan-out, device
- * linking, rate limits and frame size limits.
+ * linking, rate limits and frame size limits, and limits against abuse by
+ * other users (mailbox quotas per sender, rationed one-time prekeys,
+ * limits per source address: docs/security.md, "whisperd").
  *
  * It does no I/O and never reads the clock. The caller (whisperd, a test,
  * a fuzzer) tells it that a connection opened or closed, feeds it each
@@ -22,8 +24,19 @@
  * that changes state is handled in one transaction: a send is in every
  * recipient's mailbox, with its idempotency record, before the sender
  * hears SENT, or in none. Connections and presence are in memory only.
+ * With group commit (whisper_server_batch_begin()) the frames of one pass
+ * of the caller's event loop share one transaction, and nothing they
+ * cause leaves before it commits.
  *
  * A server is used from one thread at a time.
+ *
+ * The server core is its own library, libwhisper-server, beside the client
+ * library libwhisper that apps link: `pkg-config whisper-server`, or in
+ * CMake `find_package(whisper)` and `whisper::whisper-server`
+ * (`whisper::whisper-server_static`). It brings libwhisper along (stores,
+ * signatures, errors come from there) and must be used with the libwhisper
+ * of its own version: whisper_server_new() checks. whisper.h does not
+ * include this header.
  */
 #ifndef WHISPER_SERVER_H
 #define WHISPER_SERVER_H
@@ -44,15 +57,20 @@ extern "C" {
 #define WHISPER_REC_SERVER_ACCOUNT 32  /* key: account: its devices, link codes */
 #define WHISPER_REC_SERVER_DEVICE 33   /* key: address: keys, mailbox counters */
 #define WHISPER_REC_SERVER_GROUP 34    /* key: 16-byte group id: members, admins */
-#define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer */
+#define WHISPER_REC_SERVER_SENT 35     /* key: address || client id: the Sent answer (before
+                                        * version 4 of the config; no longer written) */
 #define WHISPER_REC_SERVER_META 36     /* key: a short ASCII name */
 #define WHISPER_REC_SERVER_PROFILE 40  /* key: account: its profile, ciphertext only */
 #define WHISPER_REC_SERVER_MAILBOX 96  /* key: device tag (16) || seq (8, BE) */
 #define WHISPER_REC_SERVER_PREKEY 97   /* key: device tag (16) || prekey id (4, BE) */
 #define WHISPER_REC_SERVER_BLOCKS 37   /* key: account: the accounts it blocked */
 #define WHISPER_REC_SERVER_REPORT 98   /* key: report number (8, BE): a user's report */
+#define WHISPER_REC_SERVER_SHARE 99    /* key: device tag (16) || sender tag (16): what one
+                                        * account has waiting in a busy mailbox */
+#define WHISPER_REC_SERVER_SENT_AT 100 /* key: period (4, BE) || device tag (16) || client id:
+                                        * the Sent answer, pruned by period (sent_ttl_ms) */
 
-#define WHISPER_SERVER_CONFIG_VERSION 3
+#define WHISPER_SERVER_CONFIG_VERSION 4
 /** The default of max_reports. */
 #define WHISPER_SERVER_REPORTS_MAX 10000
 /** The defaults of the blob fields (version 3). */
@@ -60,6 +78,16 @@ extern "C" {
 #define WHISPER_SERVER_BLOB_MAX_SIZE (100ULL * 1024 * 1024)           /* 100 MiB */
 #define WHISPER_SERVER_BLOB_QUOTA (1024ULL * 1024 * 1024)             /* 1 GiB */
 #define WHISPER_SERVER_BLOB_TTL_MS (30ULL * 24 * 60 * 60 * 1000)      /* 30 days */
+/** The defaults of the abuse limits (version 4; docs/security.md, "whisperd"). */
+#define WHISPER_SERVER_MAILBOX_BYTES (256ULL * 1024 * 1024)            /* 256 MiB */
+#define WHISPER_SERVER_SENDER_ENTRIES 5000
+#define WHISPER_SERVER_SENDER_BYTES (32ULL * 1024 * 1024)              /* 32 MiB */
+#define WHISPER_SERVER_PREKEYS_PER_REQUESTER 1000                     /* per hour */
+#define WHISPER_SERVER_PREKEYS_PER_TARGET 100                         /* per hour */
+#define WHISPER_SERVER_REGISTER_PER_SOURCE 10                         /* per hour */
+#define WHISPER_SERVER_LINK_PER_SOURCE 30                             /* per hour */
+#define WHISPER_SERVER_PRELOGIN_PER_SOURCE 32
+#define WHISPER_SERVER_SENT_TTL_MS (7ULL * 24 * 60 * 60 * 1000)        /* 7 days */
 
 /** Limits and timers. Start from WHISPER_SERVER_CONFIG_INIT; fields are
  *  only ever appended. */
@@ -87,12 +115,31 @@ typedef struct whisper_server_config_t {
   uint64_t blob_quota;         /* bytes of unexpired blobs per account; the blob store's to enforce */
   uint64_t blob_ttl_ms;        /* a blob is deleted this long after it was created; the blob
                                   store's to enforce */
+  /* --- version 4: abuse limits (docs/security.md, "whisperd") --- */
+  uint64_t max_mailbox_bytes;  /* bytes of entries waiting in one mailbox; a send beyond it is
+                                  refused (ERR_LIMIT) */
+  uint32_t sender_max_entries; /* entries one other account may have waiting in one mailbox
+                                  (ERR_LIMIT beyond); an account's own devices are not counted */
+  uint64_t sender_max_bytes;   /* bytes of them */
+  uint32_t prekeys_per_requester; /* one-time prekeys a device may take per hour (a bucket of
+                                  as many); past it, bundles carry the signed prekey alone */
+  uint32_t prekeys_per_target; /* one-time prekeys a device hands out per hour, the same way */
+  uint32_t register_per_source; /* accounts a source may create per hour (a bucket of as many;
+                                  ERR_RATE beyond); sources: whisper_server_open_from() */
+  uint32_t link_per_source;    /* link codes a source may ask for per hour (ERR_RATE beyond) */
+  uint32_t prelogin_per_source; /* connections of one source not logged in at once */
+  uint64_t sent_ttl_ms;        /* a Send's idempotency record is kept at least this long, at most
+                                  twice as long */
 } whisper_server_config_t;
 
 #define WHISPER_SERVER_CONFIG_INIT                                                             \
   { WHISPER_SERVER_CONFIG_VERSION, 256 * 1024, 1024, 16, 1000, 200, 400, 60000, 15000, 6000, \
     2000, 5000, 256, 100000, WHISPER_SERVER_REPORTS_MAX, WHISPER_SERVER_UPLOAD_TOKEN_TTL_MS,   \
-    WHISPER_SERVER_BLOB_MAX_SIZE, WHISPER_SERVER_BLOB_QUOTA, WHISPER_SERVER_BLOB_TTL_MS }
+    WHISPER_SERVER_BLOB_MAX_SIZE, WHISPER_SERVER_BLOB_QUOTA, WHISPER_SERVER_BLOB_TTL_MS,        \
+    WHISPER_SERVER_MAILBOX_BYTES, WHISPER_SERVER_SENDER_ENTRIES, WHISPER_SERVER_SENDER_BYTES,  \
+    WHISPER_SERVER_PREKEYS_PER_REQUESTER, WHISPER_SERVER_PREKEYS_PER_TARGET,                  \
+    WHISPER_SERVER_REGISTER_PER_SOURCE, WHISPER_SERVER_LINK_PER_SOURCE,                       \
+    WHISPER_SERVER_PRELOGIN_PER_SOURCE, WHISPER_SERVER_SENT_TTL_MS }
 
 /** A server. */
 typedef struct whisper_server whisper_server;
@@ -101,7 +148,9 @@ typedef struct whisper_server whisper_server;
  * Makes a server over `store` (borrowed: it must outlive the server), with
  * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
  * whisper_server_set_rng(). Returns WHISPER_OK, WHISPER_EINVAL,
- * WHISPER_ENOMEM or a store error.
+ * WHISPER_ENOMEM, a store error, or WHISPER_EVERSION when the libwhisper
+ * loaded is not the version this libwhisper-server was built with (they
+ * share the store's internals; install them together).
  */
 WHISPER_API int whisper_server_new(whisper_server **out, whisper_store *store,
                                    const whisper_server_config_t *cfg);
@@ -123,6 +172,29 @@ WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);
  */
 WHISPER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
+/** The longest source key of whisper_server_open_from(), in bytes. */
+#define WHISPER_SERVER_SOURCE_MAX 64
+
+/**
+ * whisper_server_open() for a connection from `source`: the caller's key
+ * for where it comes from, 1..WHISPER_SERVER_SOURCE_MAX bytes compared as
+ * bytes (whisperd: the peer's IPv4 address, or the /64 prefix of its IPv6
+ * address, in binary). The limits per source then hold for it: at most
+ * cfg.prelogin_per_source connections of a source not logged in at once,
+ * cfg.register_per_source accounts made and cfg.link_per_source link codes
+ * asked for per hour (ERR_RATE with retry_ms beyond; a source's link codes
+ * pending for one account are one: a new one replaces it). Connections
+ * opened with whisper_server_open() have no source and none of these
+ * limits. What is counted per source lives in memory (a restart starts it
+ * anew; it is forgotten an hour after the source's last connection).
+ * Returns WHISPER_OK, WHISPER_EINVAL (a bad argument, conn 0 or already
+ * open), WHISPER_ENOMEM, or WHISPER_EBUSY: the source already has
+ * cfg.prelogin_per_source connections not logged in, so this one is not
+ * opened and nothing is queued for it (the caller closes it).
+ */
+WHISPER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
+                                         size_t source_len, uint64_t now_ms);
+
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by
  * queuing output (a result, an Error frame with its code, or a close for
@@ -140,6 +212,71 @@ WHISPER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const
  *  Unknown connections are ignored. */
 WHISPER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
+/** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
+ *  (not logged in yet, closed, unknown). A connection logs in only by a
+ *  frame of its own, so a caller that counts the connections not logged in
+ *  (a cap per source address) asks after each whisper_server_receive() on
+ *  it. */
+WHISPER_API int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn);
+/* --- group commit ----------------------------------------------------------
+ *
+ * One transaction per frame costs one commit (with synchronous=FULL, one
+ * fsync) per frame. In a batch, every frame received shares one store
+ * transaction, opened at the batch's first write and committed by
+ * whisper_server_batch_end(): a server calls whisper_server_batch_begin()
+ * before it hands the core the frames of one pass of its event loop, and
+ * whisper_server_batch_end() after the last (frames that arrive while the
+ * commit is on its way wait for the next pass, and share its commit).
+ *
+ * What a client hears stays as durable as without batches. Every output
+ * queued inside a batch (answers, deliveries, receipts, presence and
+ * typing notices, closes, pushes) is held: whisper_server_poll() hands it
+ * out only once the commit succeeded. Each frame's writes run inside a
+ * savepoint of the batch's transaction, so a frame that is refused (or
+ * that meets a store error) undoes its own writes and no other frame's.
+ * If the commit fails (or the store loses the transaction), the whole
+ * batch is rolled back: its held frames and pushes are dropped, and every
+ * connection the batch touched (a frame received on it, output queued for
+ * it, its delivery window moved) is closed, as is every connection the
+ * batch's frames asked to close; the core's in-memory state (delivery
+ * windows, presence, counters) is put back in line with the store. The
+ * clients reconnect and send again (sends are idempotent by client id).
+ *
+ * Without a batch the core behaves as before: one transaction per frame,
+ * its output at once. Batches need a store with savepoints (store ops
+ * version 4: the SQLite and memory stores have them). */
+
+/**
+ * Opens a batch. Returns WHISPER_OK, WHISPER_EINVAL (NULL, or a store
+ * without savepoints) or WHISPER_ESTATE (a batch is open already).
+ */
+WHISPER_API int whisper_server_batch_begin(whisper_server *srv);
+
+/**
+ * Commits the open batch's transaction (if one of its frames wrote) and
+ * releases its held output to whisper_server_poll(). Returns WHISPER_OK,
+ * WHISPER_EINVAL (NULL), WHISPER_ESTATE (no batch is open) or the store's
+ * error when the commit failed: then nothing was kept, the held output is
+ * dropped and the connections the batch touched are closed (their CLOSE
+ * actions are queued), and whisper_server_last_error() says why. The
+ * batch is over in every case.
+ */
+WHISPER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
+
+/**
+ * Lets the records that batches read (accounts, devices, groups, block
+ * lists, counters: not Sent answers, profiles or the ordered kinds) stay
+ * in memory from one batch to the next, up to `max_records` of them (past
+ * that the cache is emptied after a batch); every batch still writes what
+ * it changed to the store at its commit. Only for a server that is the
+ * only writer of its store (one whisperd on its SQLite file): a record
+ * that something else changes would be seen as it was. A failed batch, or
+ * a frame handled outside a batch, empties the cache. 0 (the default):
+ * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL,
+ * or a server in cluster mode, whose store other nodes write).
+ */
+WHISPER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
+
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */
 WHISPER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);
@@ -152,7 +289,10 @@ WHISPER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms);
 typedef enum whisper_server_action {
   WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
   WHISPER_SERVER_CLOSE = 2, /* close `conn` (after sending what was queued before) */
-  WHISPER_SERVER_PUSH = 3   /* wake (account, device_id): it is offline with new mail */
+  WHISPER_SERVER_PUSH = 3,  /* wake (account, device_id): it is offline with new mail */
+  WHISPER_SERVER_RELAY = 4  /* cluster mode: broadcast `frame` (at most
+                               WHISPER_SERVER_RELAY_MAX bytes) to the other nodes, which
+                               pass it to whisper_server_relay() */
 } whisper_server_action;
 
 /** One piece of output; valid until the next call on the server. */
@@ -171,6 +311,70 @@ typedef struct whisper_server_output_t {
  * filled, 0 when there is nothing to do.
  */
 WHISPER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+
+/* --- cluster mode ----------------------------------------------------------
+ *
+ * Several servers (nodes) over one shared store (the PostgreSQL store,
+ * pgstore.h), each with its own connections. What one node must tell the
+ * others it queues as WHISPER_SERVER_RELAY output, which the caller
+ * broadcasts to every other node (whisperd: PostgreSQL NOTIFY) after the
+ * commit that made it true; each node feeds what it receives to
+ * whisper_server_relay():
+ *   - new mailbox entries for a device logged in on another node: that
+ *     node pushes them to it (no push notification is sent for a device
+ *     online anywhere in the cluster);
+ *   - logins and logouts: presence is cluster-wide, and a device logging in
+ *     on one node closes its older connection on another;
+ *   - typing notices to devices on other nodes;
+ *   - heartbeats: a node not heard from for WHISPER_SERVER_NODE_TIMEOUT_MS
+ *     counts as gone, and its devices as offline.
+ * In cluster mode the history order (server_seq) is a hybrid clock: the
+ * time in ms shifted left by 20 bits, a counter, and the node in the low
+ * 8 bits, so that nodes never take the same value and never wait on a
+ * shared counter; it stays above the counter an earlier single-node
+ * server handed out. The total mailbox depth is not kept in the store (it
+ * would be a row every node writes): each node reports the change it made.
+ * Relays carry no secret (account names, device ids, typing notices) but
+ * must reach only the cluster's nodes. */
+
+#define WHISPER_SERVER_RELAY_MAX 3000
+#define WHISPER_SERVER_HEARTBEAT_MS 2000
+#define WHISPER_SERVER_NODE_TIMEOUT_MS 10000
+
+/**
+ * Puts the server in cluster mode as node `node` (1..255, unique in the
+ * cluster), before any connection opens. Queues a hello, so that the
+ * other nodes announce their online devices. Returns WHISPER_OK or
+ * WHISPER_EINVAL (bad node, already in cluster mode, or connections open).
+ */
+WHISPER_API int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms);
+
+/**
+ * A relay from another node (the `frame` of its WHISPER_SERVER_RELAY
+ * output). The server applies it and may queue output (frames to local
+ * connections, closes, relays). A relay of this node's own is ignored.
+ * Returns WHISPER_OK, WHISPER_EINVAL (not in cluster mode),
+ * WHISPER_EINVALIDMSG (undecodable or out of range: nothing changes) or a
+ * store error.
+ */
+WHISPER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len,
+                                     uint64_t now_ms);
+
+/**
+ * After relays may have been lost (the caller's link to the other nodes
+ * broke and is back): queues a hello and this node's online devices
+ * again, and pushes every local connection whatever its mailbox holds,
+ * so that nothing waits for a wake that never came. Does nothing outside
+ * cluster mode.
+ */
+WHISPER_API void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms);
+
+/**
+ * Leaving the cluster: queues a relay telling the other nodes that this
+ * node's devices are offline now (rather than after the node timeout).
+ * Call before closing the connections at shutdown.
+ */
+WHISPER_API void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms);
 
 /** Counters for metrics. */
 typedef struct whisper_server_stats_t {

@@ -56,12 +56,13 @@ typedef int (*whisper_scan_fn)(void *arg, const uint8_t *key, size_t key_len, co
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
  * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
 
-#define WHISPER_STORE_OPS_VERSION 3
+#define WHISPER_STORE_OPS_VERSION 4
 
 /**
  * The functions of a store. Fill in `version` with WHISPER_STORE_OPS_VERSION
  * (fields are only ever appended; a version-1 table, without scan, still
- * serves everything but message history; a version-2 table has no add). Every function returns WHISPER_OK or a
+ * serves everything but message history; a version-2 table has no add; a
+ * version-3 table has no savepoints). Every function returns WHISPER_OK or a
  * negative code: WHISPER_ENOTFOUND for a missing record, WHISPER_ESTORE (or
  * WHISPER_ENOMEM) for a failure.
  */
@@ -101,6 +102,22 @@ typedef struct whisper_store_ops {
    *  be NULL: libwhisper then reads before it writes. */
   int (*add)(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t *value,
              size_t value_len);
+  /* --- version 4: savepoints (all three, or none: NULL) --- */
+  /** Marks a point inside the open transaction that later writes can be
+   *  undone back to, alone (rollback_to) or kept (release). Savepoints
+   *  nest: release and rollback_to act on the newest one. Returns
+   *  WHISPER_OK, WHISPER_ESTATE (no transaction is open) or a store error
+   *  (also when the transaction was lost: the store rolled it back on its
+   *  own after a failure; the caller must then roll back). The server
+   *  core's group commit (whisper_server_batch_begin()) needs them. */
+  int (*savepoint)(void *user);
+  /** Forgets the newest savepoint; its writes stay in the transaction.
+   *  Returns WHISPER_OK, WHISPER_ESTATE (none open) or a store error. */
+  int (*release)(void *user);
+  /** Undoes the writes made since the newest savepoint and forgets it; the
+   *  transaction goes on. Returns WHISPER_OK, WHISPER_ESTATE (none open) or
+   *  a store error: then the transaction is lost (only rollback is left). */
+  int (*rollback_to)(void *user);
 } whisper_store_ops;
 
 /** A store handle. */
@@ -149,6 +166,10 @@ typedef struct whisper_sqlite_options_t {
  * notification extension) may open the same file: every transaction takes
  * SQLite's write lock at its start (BEGIN IMMEDIATE), so their
  * read-modify-write cycles never interleave.
+ *
+ * A new store file is made with mode 0600 whatever the umask, and so are
+ * its -wal and -shm files (SQLite gives them the database file's mode); an
+ * existing file keeps its mode.
  *
  * A store handle is used by one thread at a time, like a context. Keys of
  * ordered kinds are kept in the clear and may be up to 1024 bytes (a

@@ -3,6 +3,9 @@
  *
  * The umbrella header: include this one. See core.h for the conventions
  * that hold for the whole API (errors, ownership, threads, time).
+ *
+ * The server core (server.h) is not included: it is a library of its own,
+ * libwhisper-server, that apps do not link (see server.h).
  */
 #ifndef WHISPER_WHISPER_H
 #define WHISPER_WHISPER_H
@@ -17,6 +20,5 @@
 #include "attachment.h"
 #include "search.h"
 #include "client.h"
-#include "server.h"
 
 #endif

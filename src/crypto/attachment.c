@@ -291,9 +291,22 @@ struct whisper_attachment_decryptor {
   uint64_t released;
   uint8_t iv[WHISPER_ATTACHMENT_IV_LEN];
   uint8_t tail[MAC_LEN]; /* the blob's MAC as it comes */
-  uint8_t *chunk;        /* ONE_PASS, SECOND_PASS: the bytes of the chunk being verified */
-  size_t chunk_len;
+  uint8_t *chunk;        /* ONE_PASS, SECOND_PASS, fed: the bytes of the chunk being verified
+                          * (allocated with the first byte fed) */
+  size_t chunk_len;      /* bytes of the chunk being verified (held, or read from the source) */
+  /* whisper_attachment_decrypt_source(): the blob is read, each chunk twice
+   * (its MAC checked, then opened), instead of held */
+  whisper_attachment_source src;
+  void *src_user;
+  uint8_t *rbuf;   /* PIECE bytes the source reads into */
+  void *chunk_sha; /* the digest's SHA-256 as the chunk being verified began */
+  uint8_t *hashes; /* the digest's SHA-256 at the end of each piece of that chunk, as first
+                    * read (the blob's SHA-256 to there) */
+  size_t nhashes, maxhashes;
+  uint8_t blob_mac[MAC_LEN]; /* with a source: the blob's MAC, from the incremental MAC's state */
+  int blob_mac_taken;
   int pass, err, chunk_failed, finished;
+  int again; /* dec_finish returned WHISPER_ATTACHMENT_AGAIN (not a sink's 1) */
   whisper_attachment_sink sink;
   void *user;
   uint8_t buf[PIECE + 16];
@@ -325,14 +338,14 @@ static int dec_process(whisper_attachment_decryptor *d, const uint8_t *p, size_t
     if (at < WHISPER_ATTACHMENT_IV_LEN) { /* the IV */
       take = n < WHISPER_ATTACHMENT_IV_LEN - at ? n : (size_t)(WHISPER_ATTACHMENT_IV_LEN - at);
       memcpy(d->iv + at, p, take);
-      if (wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
+      if (d->src == NULL && wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
       if (decrypt && at + take == WHISPER_ATTACHMENT_IV_LEN &&
           EVP_DecryptInit_ex(d->cbc, EVP_aes_256_cbc(), NULL, d->key, d->iv) != 1)
         return WHISPER_EINTERNAL;
     } else if (at < mac_end) { /* ciphertext */
       take = n < mac_end - at ? n : (size_t)(mac_end - at);
       if (take > PIECE) take = PIECE;
-      if (wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
+      if (d->src == NULL && wh_hmac_update(&d->mac, p, take) != 0) return WHISPER_EINTERNAL;
       if (decrypt) {
         int outl = 0;
         if (EVP_DecryptUpdate(d->cbc, d->buf, &outl, p, (int)take) != 1) return WHISPER_EINTERNAL;
@@ -350,6 +363,54 @@ static int dec_process(whisper_attachment_decryptor *d, const uint8_t *p, size_t
   return WHISPER_OK;
 }
 
+/* Reads `len` bytes of the blob at `at` into rbuf: the source's nonzero
+ * value, or WHISPER_EINVAL for a source that says it read more. */
+static int src_read(whisper_attachment_decryptor *d, uint64_t at, size_t len, size_t *got) {
+  *got = 0;
+  int rc = d->src(d->src_user, at, d->rbuf, len, got);
+  if (rc == 0 && *got > len) rc = WHISPER_EINVAL;
+  return rc;
+}
+
+/* The SHA-256 of what `h` has had so far, `h` left running. */
+static int sha_peek(const void *h, uint8_t out[MAC_LEN]) {
+  void *c = wh_sha256_dup(h);
+  return c ? wh_sha256_final(c, out) : -1;
+}
+
+/* The chunk whose MAC just checked, read again from the source piece by
+ * piece (as the first read cut it), each piece opened once the blob's
+ * SHA-256 to its end, run again from the chunk's start over the bytes read
+ * now, is the one the first read made: bytes that changed in the source
+ * are never released. */
+static int src_replay(whisper_attachment_decryptor *d) {
+  size_t left = d->chunk_len, k = 0;
+  void *sha = d->chunk_sha ? wh_sha256_dup(d->chunk_sha) : NULL;
+  int rc = sha ? WHISPER_OK : WHISPER_EINTERNAL;
+  while (rc == WHISPER_OK && left) {
+    size_t take = left < PIECE ? left : PIECE, got = 0;
+    uint8_t h[MAC_LEN];
+    if ((rc = src_read(d, d->done, take, &got)) != 0) break;
+    if (k >= d->nhashes || got != take) rc = WHISPER_EINTEGRITY; /* shorter than it was */
+    else if (wh_sha256_update(sha, d->rbuf, take) != 0 || sha_peek(sha, h) != 0)
+      rc = WHISPER_EINTERNAL;
+    else if (!wh_ct_eq(h, d->hashes + k * MAC_LEN, MAC_LEN)) rc = WHISPER_EINTEGRITY; /* changed */
+    else rc = dec_process(d, d->rbuf, take, 1);
+    left -= take;
+    k++;
+  }
+  wh_sha256_free(sha);
+  d->nhashes = 0;
+  return rc;
+}
+
+/* The chunk being verified checked: opened. */
+static int dec_open_chunk(whisper_attachment_decryptor *d) {
+  int rc = d->src ? src_replay(d) : dec_process(d, d->chunk, d->chunk_len, 1);
+  d->chunk_len = 0;
+  return rc;
+}
+
 /* An incremental MAC at a chunk boundary: it must be the next expected. */
 static int dec_check_mac(void *arg, const uint8_t mac[MAC_LEN]) {
   whisper_attachment_decryptor *d = arg;
@@ -359,9 +420,7 @@ static int dec_check_mac(void *arg, const uint8_t mac[MAC_LEN]) {
     return WHISPER_EINTEGRITY;
   }
   d->next++;
-  int rc = dec_process(d, d->chunk, d->chunk_len, 1); /* verified: opened */
-  d->chunk_len = 0;
-  return rc;
+  return dec_open_chunk(d); /* verified: opened */
 }
 
 int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
@@ -397,7 +456,7 @@ int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
   uint32_t chunk = x->incremental_mac ? x->chunk_size : whisper_attachment_chunk_size(d->blob_size);
   int ok = (d->cbc = EVP_CIPHER_CTX_new()) && (d->digest = wh_sha256_new()) &&
            (d->plain = wh_sha256_new()) && wh_hmac_init(&d->mac, d->key + 32, 32) == 0 &&
-           (d->chunk = malloc(chunk)) && imac_init(&d->inc, d->key + 32, 32, chunk) == 0;
+           imac_init(&d->inc, d->key + 32, 32, chunk) == 0;
   if (ok && x->incremental_mac) {
     d->nmacs = x->incremental_mac_len / MAC_LEN;
     ok = (d->macs = malloc(x->incremental_mac_len)) != NULL;
@@ -411,24 +470,63 @@ int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
   return WHISPER_OK;
 }
 
+/* Blob bytes [at, at + n) into the incremental MAC. With a source, its
+ * state at the end of the ciphertext is also the blob's MAC (both are
+ * HMAC-SHA256 under the MAC key from the blob's first byte), taken there
+ * instead of running a second HMAC over the same bytes. (A chunk boundary
+ * is only ever at the end of a source's piece, so a callback that reads
+ * the chunk again comes after the last use of `p`.) */
+static int dec_imac(whisper_attachment_decryptor *d, uint64_t at, const uint8_t *p, size_t n,
+                    imac_out out, void *arg) {
+  uint64_t mac_end = d->blob_size - MAC_LEN;
+  if (d->src && !d->blob_mac_taken && at <= mac_end && mac_end - at <= n) {
+    size_t k = (size_t)(mac_end - at);
+    int rc = imac_update(&d->inc, p, k, out, arg);
+    if (rc != WHISPER_OK) return rc;
+    if (imac_peek(&d->inc, d->blob_mac) != 0) return WHISPER_EINTERNAL;
+    d->blob_mac_taken = 1;
+    p += k;
+    n -= k;
+  }
+  return imac_update(&d->inc, p, n, out, arg);
+}
+
 static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t n) {
+  if (d->pass != FIRST_PASS && d->src == NULL && d->chunk == NULL &&
+      (d->chunk = malloc(d->inc.chunk)) == NULL)
+    return WHISPER_ENOMEM;
+  if (d->pass != FIRST_PASS && d->src && d->chunk_len == 0 && !d->chunk_failed) {
+    /* a chunk begins (a source's piece is never across a boundary): where
+     * its second read's SHA-256 starts */
+    wh_sha256_free(d->chunk_sha);
+    if ((d->chunk_sha = wh_sha256_dup(d->digest)) == NULL) return WHISPER_ENOMEM;
+  }
   if (wh_sha256_update(d->digest, p, n) != 0) return WHISPER_EINTERNAL;
   if (d->chunk_failed) { /* only the digest still runs: finish tells a wrong key */
     d->got += n;
     return WHISPER_EINTEGRITY;
   }
   if (d->got + n > d->blob_size) return WHISPER_ESIZE; /* longer than the size says */
+  uint64_t at = d->got;
   d->got += n;
   if (d->pass == FIRST_PASS) { /* checked, not opened; its incremental MAC made */
-    int rc = imac_update(&d->inc, p, n, maclist_add, &d->own);
+    int rc = dec_imac(d, at, p, n, maclist_add, &d->own);
     return rc != WHISPER_OK ? rc : dec_process(d, p, n, 0);
   }
   while (n) { /* buffer to the next boundary; the imac callback opens the chunk */
     size_t take = n < d->inc.unused ? n : d->inc.unused;
-    memcpy(d->chunk + d->chunk_len, p, take);
+    if (d->src == NULL) {
+      memcpy(d->chunk + d->chunk_len, p, take);
+    } else { /* a piece read from the source (all of this update's bytes): the digest's
+              * SHA-256 to its end, to know it again */
+      if (d->nhashes == d->maxhashes || take != n) return WHISPER_EINTERNAL;
+      if (sha_peek(d->digest, d->hashes + d->nhashes * MAC_LEN) != 0) return WHISPER_EINTERNAL;
+      d->nhashes++;
+    }
     d->chunk_len += take;
-    int rc = imac_update(&d->inc, p, take, dec_check_mac, d);
+    int rc = dec_imac(d, at, p, take, dec_check_mac, d);
     if (rc != WHISPER_OK) return rc;
+    at += take;
     p += take;
     n -= take;
   }
@@ -462,13 +560,14 @@ static int dec_finish(whisper_attachment_decryptor *d) {
     if (wh_hmac_final(&d->inc.h, last) != 0) return WHISPER_EINTERNAL;
     if (d->next + 1 != d->nmacs || !wh_ct_eq(last, d->macs + d->next * MAC_LEN, MAC_LEN))
       return digest_matches(d) ? WHISPER_EKEY : WHISPER_EINTEGRITY;
-    int rc = dec_process(d, d->chunk, d->chunk_len, 1);
-    d->chunk_len = 0;
+    int rc = dec_open_chunk(d);
     if (rc != WHISPER_OK) return rc;
   }
   if (!digest_matches(d)) return WHISPER_EINTEGRITY;
   uint8_t mac[MAC_LEN];
-  if (wh_hmac_final(&d->mac, mac) != 0) return WHISPER_EINTERNAL;
+  if (d->src && !d->blob_mac_taken) return WHISPER_EINTERNAL; /* (the whole blob came) */
+  if (d->src) memcpy(mac, d->blob_mac, MAC_LEN);
+  else if (wh_hmac_final(&d->mac, mac) != 0) return WHISPER_EINTERNAL;
   if (!wh_ct_eq(mac, d->tail, MAC_LEN)) /* the blob is the one named: so is the MAC key not */
     return d->pass == FIRST_PASS ? WHISPER_EKEY : WHISPER_EINTEGRITY;
   if (d->pass == FIRST_PASS) { /* checked: now again, opening it chunk by chunk */
@@ -482,6 +581,7 @@ static int dec_finish(whisper_attachment_decryptor *d) {
     d->pass = SECOND_PASS;
     d->got = d->done = 0;
     if ((d->digest = wh_sha256_new()) == NULL) return WHISPER_ENOMEM;
+    d->again = 1;
     return WHISPER_ATTACHMENT_AGAIN;
   }
   int outl = 0;
@@ -499,16 +599,69 @@ static int dec_finish(whisper_attachment_decryptor *d) {
 
 int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *d) {
   if (d == NULL || d->finished) return WHISPER_EINVAL;
-  int rc = dec_finish(d);
-  if (rc != WHISPER_ATTACHMENT_AGAIN) d->finished = 1;
-  if (rc != WHISPER_OK && rc != WHISPER_ATTACHMENT_AGAIN && d->err == WHISPER_OK) d->err = rc;
-  if (rc == WHISPER_ATTACHMENT_AGAIN) {
+  d->again = 0;
+  int rc = dec_finish(d), again = d->again;
+  if (!again) d->finished = 1;
+  if (rc != WHISPER_OK && !again && d->err == WHISPER_OK) d->err = rc;
+  if (again) {
     /* the MACs run again over the second pass (the bytes must be the same) */
     wh_hmac_free(&d->mac);
     wh_hmac_free(&d->inc.h);
+    d->blob_mac_taken = 0;
     if (wh_hmac_init(&d->mac, d->key + 32, 32) != 0 || imac_init(&d->inc, d->key + 32, 32, d->inc.chunk) != 0)
       rc = d->err = WHISPER_EINTERNAL;
   }
+  return rc;
+}
+
+/* One pass over the blob from the source, through update: the whole blob
+ * at once in a first pass, else chunk by chunk (each piece inside one
+ * chunk, so that the piece that ends a chunk is the last update's bytes
+ * when its MAC opens the chunk, read again into the same buffer). Then one
+ * byte past the end, which must not be there. */
+static int src_pass(whisper_attachment_decryptor *d) {
+  for (;;) {
+    size_t want = PIECE, got = 0;
+    if (d->pass != FIRST_PASS && d->inc.unused < want) want = d->inc.unused;
+    if (d->got >= d->blob_size) want = 1;
+    else if (d->blob_size - d->got < want) want = (size_t)(d->blob_size - d->got);
+    int rc = src_read(d, d->got, want, &got);
+    if (rc != 0) return rc;
+    if (got == 0) return WHISPER_OK; /* the blob's end: finish says whether it was early */
+    rc = whisper_attachment_decrypt_update(d, d->rbuf, got);
+    /* a chunk that fails: the rest only digested, so that finish tells a wrong key */
+    if (rc != WHISPER_OK && !(rc == WHISPER_EINTEGRITY && d->chunk_failed)) return rc;
+    if (got < want) return WHISPER_OK;
+  }
+}
+
+int whisper_attachment_decrypt_source(whisper_attachment_decryptor *d,
+                                      whisper_attachment_source source, void *user) {
+  if (d == NULL || source == NULL || d->finished || d->got != 0 || d->src != NULL)
+    return WHISPER_EINVAL;
+  d->src = source;
+  d->src_user = user;
+  d->maxhashes = (d->inc.chunk + PIECE - 1) / PIECE;
+  int rc = (d->rbuf = malloc(PIECE)) && (d->hashes = malloc(d->maxhashes * MAC_LEN))
+               ? WHISPER_OK
+               : WHISPER_ENOMEM;
+  while (rc == WHISPER_OK) {
+    rc = src_pass(d);
+    if (rc != WHISPER_OK) break;
+    rc = whisper_attachment_decrypt_finish(d);
+    if (d->finished) break;
+    rc = WHISPER_OK; /* WHISPER_ATTACHMENT_AGAIN: the second pass, from the first byte */
+  }
+  if (!d->finished) { /* stopped by an error before finish */
+    d->finished = 1;
+    if (d->err == WHISPER_OK) d->err = rc;
+  }
+  if (d->rbuf) wh_wipe(d->rbuf, PIECE);
+  free(d->rbuf);
+  free(d->hashes);
+  wh_sha256_free(d->chunk_sha);
+  d->rbuf = d->hashes = NULL;
+  d->chunk_sha = NULL;
   return rc;
 }
 
@@ -525,6 +678,7 @@ void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d) {
   wh_sha256_free(d->plain);
   free(d->macs);
   free(d->own.p);
+  wh_sha256_free(d->chunk_sha);
   if (d->chunk) wh_wipe(d->chunk, d->inc.chunk);
   free(d->chunk);
   wh_wipe(d, sizeof *d);

@@ -101,6 +101,15 @@ int wh_sha256_final(void *h, uint8_t out[32]) {
 
 void wh_sha256_free(void *h) { EVP_MD_CTX_free(h); }
 
+void *wh_sha256_dup(const void *h) {
+  EVP_MD_CTX *c = EVP_MD_CTX_new();
+  if (c && EVP_MD_CTX_copy_ex(c, h) != 1) {
+    EVP_MD_CTX_free(c);
+    return NULL;
+  }
+  return c;
+}
+
 int wh_sha256(uint8_t out[32], const uint8_t *in, size_t len) {
   unsigned n = 0;
   static const uint8_t empty[1];

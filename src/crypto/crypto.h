@@ -76,6 +76,9 @@ int wh_sha256(uint8_t out[32], const uint8_t *in, size_t len);
 void *wh_sha256_new(void);
 int wh_sha256_update(void *h, const uint8_t *in, size_t len);
 int wh_sha256_final(void *h, uint8_t out[32]);
+/* A copy of a running SHA-256 (freed with wh_sha256_free or final); NULL if
+ * none can be made. */
+void *wh_sha256_dup(const void *h);
 void wh_sha256_free(void *h);
 
 /* One step of a Signal chain (1:1 and sender-key chains alike): seed =

@@ -254,6 +254,17 @@ int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms, uint64_t max
   return wh_ok(ctx);
 }
 
+int wh_signed_prekey_current(whisper_ctx *ctx, uint32_t *id, uint64_t *made_ms) {
+  wh_keypair kp;
+  int rc = wh_begin(ctx);
+  if (rc != WHISPER_OK) return rc;
+  rc = meta_get_u32(ctx, META_SPK_CURRENT, id);
+  if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ESTATE, "no signed prekey yet");
+  if (rc == WHISPER_OK) rc = wh_load_prekey(ctx, WHISPER_REC_SIGNED_PREKEY, *id, &kp, NULL, made_ms);
+  wh_wipe(&kp, sizeof kp);
+  return wh_finish(ctx, rc);
+}
+
 int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, uint64_t now_ms) {
   if (ctx == NULL) return WHISPER_EINVAL;
   int rc = wh_local_identity(ctx);
@@ -477,16 +488,8 @@ typedef struct remote_id {
   uint64_t changed_at; /* 0: never changed; 1: changed at an unknown time */
 } remote_id;
 
-static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
-                       remote_id *out) {
-  whisper_buf *b;
-  memset(out, 0, sizeof *out);
-  int rc = wh_get(ctx, kind, key, key_len, &b);
-  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
-  if (rc != WHISPER_OK) return rc;
-  Whisper__Store__RemoteIdentity *r =
-      whisper__store__remote_identity__unpack(&wh_pb_alloc, b->len, b->data);
-  whisper_buf_free(b);
+static int remote_parse(whisper_ctx *ctx, const uint8_t *b, size_t n, remote_id *out) {
+  Whisper__Store__RemoteIdentity *r = whisper__store__remote_identity__unpack(&wh_pb_alloc, n, b);
   if (r == NULL || r->identity_key.len != WH_PUB_LEN) {
     if (r) whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
     return wh_fail(ctx, WHISPER_ECORRUPT, "a stored remote identity is corrupt");
@@ -497,6 +500,17 @@ static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t ke
   out->changed_at = r->has_changed_at ? r->changed_at : 0;
   whisper__store__remote_identity__free_unpacked(r, &wh_pb_alloc);
   return WHISPER_OK;
+}
+
+static int remote_load(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
+                       remote_id *out) {
+  const uint8_t *v;
+  size_t n;
+  memset(out, 0, sizeof *out);
+  int rc = wh_get_view(ctx, kind, key, key_len, &v, &n);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  return remote_parse(ctx, v, n, out);
 }
 
 /* `changed_at`: when the key replaced a different one (0: it did not; 1:
@@ -519,13 +533,98 @@ static int remote_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key
 /* The name part of an address key (up to the 0x00). */
 static size_t addr_name_len(const wh_addr *a) { return a->len - 5; }
 
-/* The key expected from a device, if any. */
+/*
+ * The trust memo: for the last few addresses checked, the bytes of the
+ * two rows expected_key() reads (the device's and the name's, or their
+ * absence) and the key they expect. The rows are read every time (the
+ * store is the truth); they are decoded only when their bytes are not the
+ * ones remembered.
+ */
+#define TRUST_ROW_MAX 96 /* a RemoteIdentity is at most 57 bytes as written here */
+#define TRUST_SLOTS 4
+
+typedef struct trust_row {
+  int present;
+  size_t len; /* > TRUST_ROW_MAX: not kept */
+  uint8_t b[TRUST_ROW_MAX];
+} trust_row;
+
+typedef struct trust_slot {
+  wh_addr a; /* a.len 0: unused */
+  trust_row row[2];
+  remote_id want;
+  uint64_t used;
+} trust_slot;
+
+struct wh_trust_memo {
+  trust_slot slot[TRUST_SLOTS];
+  uint64_t clock;
+};
+
+void wh_trust_memo_free(whisper_ctx *ctx) {
+  free(ctx->trust_memo);
+  ctx->trust_memo = NULL;
+}
+
+static int rows_equal(const trust_row *x, const trust_row *y) {
+  return x->present == y->present && x->len == y->len && x->len <= TRUST_ROW_MAX &&
+         memcmp(x->b, y->b, x->len) == 0;
+}
+
+/* The key expected from a device, if any: the newer of the device's and
+ * the name's. */
 static int expected_key(whisper_ctx *ctx, const wh_addr *a, remote_id *out) {
-  remote_id dev, name;
-  int rc = remote_load(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, &dev);
-  if (rc == WHISPER_OK) rc = remote_load(ctx, WHISPER_REC_TRUSTED_NAME, a->key, addr_name_len(a), &name);
-  if (rc != WHISPER_OK) return rc;
-  *out = name.present && (!dev.present || name.seq > dev.seq) ? name : dev;
+  const int kinds[2] = {WHISPER_REC_REMOTE_IDENTITY, WHISPER_REC_TRUSTED_NAME};
+  const size_t lens[2] = {a->len, addr_name_len(a)};
+  trust_row row[2];
+  remote_id id[2];
+  int parsed[2] = {0, 0};
+  for (int i = 0; i < 2; i++) {
+    const uint8_t *v;
+    size_t n;
+    memset(&id[i], 0, sizeof id[i]);
+    row[i].present = 0;
+    row[i].len = 0;
+    int rc = wh_get_view(ctx, kinds[i], a->key, lens[i], &v, &n);
+    if (rc == WHISPER_ENOTFOUND) continue;
+    if (rc != WHISPER_OK) return rc;
+    row[i].present = 1;
+    row[i].len = n;
+    if (n <= TRUST_ROW_MAX) {
+      memcpy(row[i].b, v, n);
+    } else { /* parsed now: the view ends at the next read */
+      if ((rc = remote_parse(ctx, v, n, &id[i])) != WHISPER_OK) return rc;
+      parsed[i] = 1;
+    }
+  }
+  struct wh_trust_memo *m = ctx->trust_memo;
+  trust_slot *sl = NULL;
+  for (int i = 0; m && i < TRUST_SLOTS; i++)
+    if (m->slot[i].a.len == a->len && memcmp(m->slot[i].a.key, a->key, a->len) == 0)
+      sl = &m->slot[i];
+  if (sl && rows_equal(&sl->row[0], &row[0]) && rows_equal(&sl->row[1], &row[1])) {
+    sl->used = ++m->clock;
+    *out = sl->want;
+    return WHISPER_OK;
+  }
+  for (int i = 0; i < 2; i++)
+    if (row[i].present && !parsed[i]) {
+      int rc = remote_parse(ctx, row[i].b, row[i].len, &id[i]);
+      if (rc != WHISPER_OK) return rc;
+    }
+  *out = id[1].present && (!id[0].present || id[1].seq > id[0].seq) ? id[1] : id[0];
+  if (row[0].len > TRUST_ROW_MAX || row[1].len > TRUST_ROW_MAX) return WHISPER_OK;
+  if (m == NULL && (m = ctx->trust_memo = calloc(1, sizeof *m)) == NULL) return WHISPER_OK;
+  if (sl == NULL) {
+    sl = &m->slot[0];
+    for (int i = 1; i < TRUST_SLOTS; i++)
+      if (m->slot[i].used < sl->used) sl = &m->slot[i];
+    sl->a = *a;
+  }
+  sl->row[0] = row[0];
+  sl->row[1] = row[1];
+  sl->want = *out;
+  sl->used = ++m->clock;
   return WHISPER_OK;
 }
 

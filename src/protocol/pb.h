@@ -20,4 +20,8 @@ int wh_add_msg(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
 int wh_load_prekey(whisper_ctx *ctx, int kind, uint32_t id, wh_keypair *kp, uint8_t *sig,
                    uint64_t *ts);
 
+/* The current signed prekey's id and when it was made (its timestamp).
+ * WHISPER_ESTATE when there is none. */
+int wh_signed_prekey_current(whisper_ctx *ctx, uint32_t *id, uint64_t *made_ms);
+
 #endif

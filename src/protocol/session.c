@@ -231,6 +231,113 @@ static int record_copy(wh_record *dst, const wh_record *src) {
 }
 
 /*
+ * The session memo: the context keeps the records of the last few
+ * addresses it used decoded, each with the exact bytes it was read from
+ * or written as. A read still asks the store (the store is the truth: other
+ * contexts and processes write it, transactions roll back, rows are put
+ * back from copies) and decodes only when the bytes are not those: equal
+ * bytes decode to an equal record. A call that loads a record borrows the
+ * memo's own (record_load: `lent`) and changes it in place; a write makes
+ * it the memo's record of the bytes written, and record_done() drops it if
+ * the call ends without writing, so the memo never holds a record its
+ * bytes do not stand for. Wiped when the context is freed.
+ */
+#define MEMO_SLOTS 4
+#define SEND_MARK_CHAINS 4
+#define SEND_MARK_MAX (SEND_MARK_CHAINS * (2 + 2 + WH_PUB_LEN + 1 + 5))
+
+typedef struct mark_chain {
+  uint8_t ratchet[WH_PUB_LEN];
+  uint32_t counter;
+} mark_chain;
+
+typedef struct memo_slot {
+  wh_addr a;      /* a.len 0: unused */
+  uint8_t *bytes; /* the stored record's bytes (len 0: none known) */
+  size_t len, cap;
+  int has_r; /* r is what bytes decode to, at rest */
+  int lent;  /* r is out with the running call (record_load) */
+  wh_record r;
+  uint64_t used;
+  /* the address's send mark as last written here (mark_len 0: not known) */
+  uint8_t mark[SEND_MARK_MAX];
+  size_t mark_len, mark_n;
+  mark_chain marks[SEND_MARK_CHAINS];
+} memo_slot;
+
+struct wh_session_memo {
+  memo_slot slot[MEMO_SLOTS];
+  uint64_t clock;
+};
+
+/* (never on a lent slot) */
+static void memo_slot_clear(memo_slot *sl) {
+  if (sl->has_r) wh_record_free(&sl->r);
+  sl->has_r = 0;
+  wh_wipe(sl->bytes, sl->len);
+  sl->len = 0;
+}
+
+void wh_session_memo_free(whisper_ctx *ctx) {
+  struct wh_session_memo *m = ctx->session_memo;
+  if (m == NULL) return;
+  for (int i = 0; i < MEMO_SLOTS; i++) {
+    if (m->slot[i].lent) wh_record_free(&m->slot[i].r);
+    memo_slot_clear(&m->slot[i]);
+    free(m->slot[i].bytes);
+  }
+  wh_wipe(m, sizeof *m);
+  free(m);
+  ctx->session_memo = NULL;
+}
+
+static memo_slot *memo_find(whisper_ctx *ctx, const wh_addr *a) {
+  struct wh_session_memo *m = ctx->session_memo;
+  for (int i = 0; m && i < MEMO_SLOTS; i++)
+    if (m->slot[i].a.len == a->len && memcmp(m->slot[i].a.key, a->key, a->len) == 0) {
+      m->slot[i].used = ++m->clock;
+      return &m->slot[i];
+    }
+  return NULL;
+}
+
+/* The slot of `a` (it may be lent), or the least recently used one not
+ * lent, cleared, for it. NULL when there is no memory for the memo (it is
+ * then simply not used). */
+static memo_slot *memo_slot_for(whisper_ctx *ctx, const wh_addr *a) {
+  memo_slot *sl = memo_find(ctx, a);
+  if (sl) return sl;
+  if (ctx->session_memo == NULL &&
+      (ctx->session_memo = calloc(1, sizeof *ctx->session_memo)) == NULL)
+    return NULL;
+  struct wh_session_memo *m = ctx->session_memo;
+  sl = NULL;
+  for (int i = 0; i < MEMO_SLOTS; i++)
+    if (!m->slot[i].lent && (sl == NULL || m->slot[i].used < sl->used)) sl = &m->slot[i];
+  if (sl == NULL) return NULL;
+  memo_slot_clear(sl);
+  sl->a = *a;
+  sl->used = ++m->clock;
+  sl->mark_len = 0;
+  return sl;
+}
+
+/* Room for n bytes (a smaller buffer is wiped whole and freed); -1 when
+ * out of memory. */
+static int memo_reserve(memo_slot *sl, size_t n) {
+  if (n <= sl->cap) return 0;
+  size_t cap = (n + 64) & ~(size_t)63; /* a record grows a little at a time */
+  uint8_t *b = malloc(cap);
+  if (b == NULL) return -1;
+  wh_wipe(sl->bytes, sl->cap);
+  free(sl->bytes);
+  sl->bytes = b;
+  sl->cap = cap;
+  sl->len = 0;
+  return 0;
+}
+
+/*
  * Within a batch (whisper_session_decrypt_batch) the records of the
  * addresses it touches are kept decoded: a load gets a copy, a successful
  * message replaces the kept record, and wh_record_cache_end() writes each
@@ -249,7 +356,7 @@ struct wh_record_cache {
   int n;
 };
 
-static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r);
+static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r);
 
 static cache_slot *cache_find(whisper_ctx *ctx, const wh_addr *a) {
   struct wh_record_cache *c = ctx->record_cache;
@@ -302,35 +409,119 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
   return rc;
 }
 
-static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  whisper_buf *b;
-  memset(r, 0, sizeof *r);
-  int rc = wh_get(ctx, WHISPER_REC_SESSION, a->key, a->len, &b);
-  if (rc != WHISPER_OK) return rc;
-  rc = wh_record_decode(r, b->data, b->len);
-  whisper_buf_free(b);
-  if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+/* The slot whose record `r` is, if it is one. */
+static memo_slot *memo_of(whisper_ctx *ctx, const wh_record *r) {
+  struct wh_session_memo *m = ctx->session_memo;
+  for (int i = 0; m && i < MEMO_SLOTS; i++)
+    if (&m->slot[i].r == r) return &m->slot[i];
+  return NULL;
+}
+
+/* The stored record of `a`, in *r. With `lend`: the memo's own record
+ * when the stored bytes are the ones it stands for, else decoded into the
+ * memo (lent either way), else (no memo) into buf. Without: in buf, moved
+ * out of the memo or decoded (the batch cache keeps it). On failure *r is
+ * buf, cleared. */
+static int record_read(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **r,
+                       int lend) {
+  const uint8_t *v;
+  size_t n;
+  *r = buf;
+  int rc = wh_get_view(ctx, WHISPER_REC_SESSION, a->key, a->len, &v, &n);
+  memo_slot *sl = memo_find(ctx, a);
+  if (sl && sl->lent) sl = NULL; /* (a call loads an address once) */
+  if (rc != WHISPER_OK) {
+    memset(buf, 0, sizeof *buf);
+    if (sl) memo_slot_clear(sl);
+    return rc;
+  }
+  if (sl && sl->has_r && sl->len == n && memcmp(sl->bytes, v, n) == 0) {
+    sl->has_r = 0;
+    if (lend) {
+      sl->lent = 1;
+      *r = &sl->r;
+    } else {
+      *buf = sl->r; /* moved; the slot's copy is left as it is (what sl->bytes holds anyway) */
+    }
+    return WHISPER_OK;
+  }
+  if (lend && (sl = memo_slot_for(ctx, a)) != NULL && !sl->lent) {
+    memo_slot_clear(sl);
+    if (memo_reserve(sl, n) == 0) {
+      rc = wh_record_decode(&sl->r, v, n);
+      if (rc == WHISPER_OK) {
+        memcpy(sl->bytes, v, n);
+        sl->len = n;
+        sl->lent = 1;
+        *r = &sl->r;
+        return WHISPER_OK;
+      }
+      memset(buf, 0, sizeof *buf);
+      if (rc == WHISPER_ECORRUPT) return wh_fail(ctx, rc, "the stored session record is corrupt");
+      return rc;
+    }
+  }
+  rc = wh_record_decode(buf, v, n); /* (it clears buf first) */
+  if (rc == WHISPER_ECORRUPT) {
+    if (sl && !sl->lent) memo_slot_clear(sl);
+    return wh_fail(ctx, rc, "the stored session record is corrupt");
+  }
   return rc;
 }
 
-static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
-  if (ctx->record_cache == NULL) return record_read(ctx, a, r);
+/* Ends a call's use of the record record_load gave it: a lent record not
+ * written is dropped from the memo (it may have changed), one in buf is
+ * freed. */
+static void record_done(whisper_ctx *ctx, wh_record *r, wh_record *buf) {
+  if (r == buf) {
+    wh_record_free(buf);
+    return;
+  }
+  memo_slot *sl = memo_of(ctx, r);
+  if (sl && sl->lent) {
+    wh_record_free(&sl->r);
+    sl->lent = 0;
+  }
+}
+
+/* The same for a call that did not change the record: a lent one goes
+ * back into the memo as it was. */
+static void record_done_unchanged(whisper_ctx *ctx, wh_record *r, wh_record *buf) {
+  memo_slot *sl = r == buf ? NULL : memo_of(ctx, r);
+  if (sl && sl->lent) {
+    sl->lent = 0;
+    sl->has_r = 1;
+    return;
+  }
+  record_done(ctx, r, buf);
+}
+
+/* Loads the record of `a` into *r (see record_read); inside a batch, a copy
+ * of the batch's kept record, in buf. End with record_done(). */
+static int record_load(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **r) {
+  if (ctx->record_cache == NULL) return record_read(ctx, a, buf, r, 1);
+  *r = buf;
   cache_slot *sl = cache_find(ctx, a);
   if (sl == NULL) {
-    wh_record fresh;
-    int rc = record_read(ctx, a, &fresh);
-    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+    wh_record fresh, *f;
+    int rc = record_read(ctx, a, &fresh, &f, 0);
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) {
+      memset(buf, 0, sizeof *buf);
+      return rc;
+    }
     int rc2 = cache_slot_for(ctx, a, &sl);
     if (rc2 != WHISPER_OK) {
       if (rc == WHISPER_OK) wh_record_free(&fresh);
+      memset(buf, 0, sizeof *buf);
       return rc2;
     }
     sl->present = rc == WHISPER_OK;
     if (sl->present) sl->r = fresh;
   }
-  memset(r, 0, sizeof *r);
+  memset(buf, 0, sizeof *buf);
   if (!sl->present) return WHISPER_ENOTFOUND;
-  return record_copy(r, &sl->r) == WHISPER_OK ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
+  return record_copy(buf, &sl->r) == WHISPER_OK ? WHISPER_OK
+                                                 : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
 }
 
 /* Keeps `r` as the address's record: written at once, or, inside a batch,
@@ -348,13 +539,45 @@ static int record_store(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
   return WHISPER_OK;
 }
 
-static int record_write(whisper_ctx *ctx, const wh_addr *a, const wh_record *r) {
-  whisper_buf *b;
-  int rc = wh_record_encode(r, &b);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
-  rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
-  whisper_buf_free(b);
-  return rc;
+/* Encodes and writes `r`, which then becomes the memo's record of the
+ * bytes written: a lent record stays where it is, another moves in (`r` is
+ * left empty; the caller frees it either way). */
+static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r) {
+  wh_state_plan plan;
+  size_t n = wh_record_encoded_len(r, &plan);
+  memo_slot *sl = memo_of(ctx, r);
+  if (sl == NULL && (sl = memo_slot_for(ctx, a)) != NULL) {
+    if (sl->lent) sl = NULL; /* (not this record's: not expected) */
+    else if (sl->has_r) wh_record_free(&sl->r), sl->has_r = 0;
+  }
+  if (sl) {
+    if (sl->len > n) wh_wipe(sl->bytes + n, sl->len - n);
+    sl->len = 0;
+  }
+  if (sl == NULL || memo_reserve(sl, n) != 0) { /* no memory for the memo: without it */
+    whisper_buf *b;
+    int rc = wh_record_encode(r, &b);
+    if (rc != WHISPER_OK) return wh_fail(ctx, rc, "cannot encode the session record");
+    rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, b->data, b->len);
+    whisper_buf_free(b);
+    return rc;
+  }
+  wh_record_encode_to(r, &plan, sl->bytes);
+  int rc = wh_put(ctx, WHISPER_REC_SESSION, a->key, a->len, sl->bytes, n);
+  if (rc != WHISPER_OK) {
+    wh_wipe(sl->bytes, n);
+    return rc;
+  }
+  sl->len = n;
+  if (r == &sl->r) {
+    sl->lent = 0;
+  } else {
+    sl->r = *r;
+    r->has_current = 0; /* now the memo's; the caller's free wipes this copy */
+    r->narchived = 0;
+  }
+  sl->has_r = 1;
+  return WHISPER_OK;
 }
 
 /* --- the session generation --------------------------------------------------- */
@@ -363,14 +586,14 @@ static const uint8_t GEN_KEY[] = "session-generation";
 
 /* The store's session generation (0 until whisper_sessions_distrust()). */
 int wh_session_gen(whisper_ctx *ctx, uint64_t *gen) {
-  whisper_buf *b = NULL;
+  const uint8_t *v;
+  size_t n;
   *gen = 0;
-  int rc = wh_get(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, &b);
+  int rc = wh_get_view(ctx, WHISPER_REC_META, GEN_KEY, sizeof GEN_KEY - 1, &v, &n);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
-  if (b->len == 8)
-    for (int i = 0; i < 8; i++) *gen = *gen << 8 | b->data[i];
-  whisper_buf_free(b);
+  if (n == 8)
+    for (int i = 0; i < 8; i++) *gen = *gen << 8 | v[i];
   return WHISPER_OK;
 }
 
@@ -588,7 +811,7 @@ static int is_session_usable(const wh_record *r, uint64_t now_ms) {
 int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
                           const whisper_prekey_bundle_t *b, uint64_t now_ms) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r = &rbuf;
   wh_state s;
   wh_keypair ek, ra;
   uint8_t secret[160], ck0[32], dh[32];
@@ -602,7 +825,7 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   memset(&s, 0, sizeof s);
-  memset(&r, 0, sizeof r);
+  memset(&rbuf, 0, sizeof rbuf);
   rc = wh_identity_is_trusted(ctx, &a, b->identity_key, &trusted);
   if (rc != WHISPER_OK) goto out;
   if (!trusted) {
@@ -653,14 +876,14 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   s.remote_reg = b->registration_id;
   memcpy(s.alice_base, ek.pub, WH_PUB_LEN);
 
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
-  if (rc == WHISPER_OK) rc = wh_record_promote(&r, &s);
+  if (rc == WHISPER_OK) rc = wh_record_promote(r, &s);
   if (rc == WHISPER_OK) rc = wh_identity_save(ctx, &a, b->identity_key);
-  if (rc == WHISPER_OK) rc = record_store(ctx, &a, &r);
+  if (rc == WHISPER_OK) rc = record_store(ctx, &a, r);
 out:
   wh_state_free(&s);
-  wh_record_free(&r);
+  record_done(ctx, r, &rbuf);
   wh_wipe(&ek, sizeof ek);
   wh_wipe(&ra, sizeof ra);
   wh_wipe(secret, sizeof secret);
@@ -673,17 +896,17 @@ out:
 int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_id, uint64_t now_ms,
                            int *out) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r;
   int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
   *out = 0;
   if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_OK) {
-    *out = is_session_usable(&r, now_ms);
-    wh_record_free(&r);
+    *out = is_session_usable(r, now_ms);
+    record_done_unchanged(ctx, r, &rbuf);
   } else if (rc == WHISPER_ENOTFOUND) {
     rc = WHISPER_OK;
   }
@@ -699,30 +922,39 @@ static size_t varint_len(uint64_t v) {
 
 /*
  * Builds version || SignalMessage || MAC, encrypting the plaintext straight
- * into its place: fields 1-3 are packed by protobuf-c, field 4 (the
- * ciphertext) is appended by hand in the same encoding protobuf-c would
- * use, so a megabyte message is neither copied nor held twice.
+ * into its place: the four fields are written directly, in the encoding
+ * protobuf-c gives them (fields in order, the ciphertext last), so a
+ * megabyte message is neither copied nor held twice.
  */
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+  for (;; v >>= 7) {
+    *p++ = (uint8_t)(v >= 0x80 ? (v & 0x7F) | 0x80 : v);
+    if (v < 0x80) return p;
+  }
+}
+
 static int signal_message_seal(whisper_ctx *ctx, whisper_buf **out, const wh_state *s,
                                const wh_msgkey *mk, const uint8_t *pt, size_t pt_len) {
-  Whisper__Wire__SignalMessage pb = WHISPER__WIRE__SIGNAL_MESSAGE__INIT;
-  pb.has_ratchet_key = pb.has_counter = pb.has_previous_counter = 1;
-  pb.ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)s->sender.ratchet};
-  pb.counter = s->sender.index;
-  pb.previous_counter = s->previous_counter;
-  size_t head = whisper__wire__signal_message__get_packed_size(&pb);
+  /* fields 1 (ratchet_key), 2 (counter), 3 (previous_counter), as
+   * protobuf-c packs them (test_session's wire sheet checks every byte) */
+  size_t head = 2 + WH_PUB_LEN + 1 + varint_len(s->sender.index) + 1 +
+                varint_len(s->previous_counter);
   size_t ct_len = wh_cbc_len(pt_len);
   size_t body = 1 + head + 1 + varint_len(ct_len) + ct_len;
   whisper_buf *b = wh_buf_alloc(body + MAC_LEN); /* every byte is written below */
   if (b == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   uint8_t *p = b->data;
   *p++ = (uint8_t)(s->version << 4 | 4);
-  p += whisper__wire__signal_message__pack(&pb, p);
+  *p++ = 1 << 3 | 2;
+  *p++ = WH_PUB_LEN;
+  memcpy(p, s->sender.ratchet, WH_PUB_LEN);
+  p += WH_PUB_LEN;
+  *p++ = 2 << 3;
+  p = put_varint(p, s->sender.index);
+  *p++ = 3 << 3;
+  p = put_varint(p, s->previous_counter);
   *p++ = 4 << 3 | 2; /* field 4, length-delimited */
-  for (uint64_t v = ct_len; ; v >>= 7) {
-    *p++ = (uint8_t)(v >= 0x80 ? (v & 0x7F) | 0x80 : v);
-    if (v < 0x80) break;
-  }
+  p = put_varint(p, ct_len);
   if (wh_cbc_encrypt(p, mk->cipher, mk->iv, pt, pt_len) != 0) {
     whisper_buf_free(b);
     return wh_fail(ctx, WHISPER_EINTERNAL, "AES-CBC encryption failed");
@@ -754,45 +986,113 @@ static int prekey_message_wrap(whisper_buf **out, const wh_state *s, const whisp
 
 /* --- send marks: a restored session row is caught before it reuses a key ---- */
 
-#define SEND_MARK_CHAINS 4
+/* A mark of chains that each have both fields (the form written here),
+ * as protobuf-c packs SendMark: field 1 per chain, each ratchet_key (1)
+ * then counter (2). Returns the length (at most SEND_MARK_MAX). */
+static size_t send_mark_encode(uint8_t *out, const mark_chain *c, size_t n) {
+  uint8_t *p = out;
+  for (size_t i = 0; i < n; i++) {
+    *p++ = 1 << 3 | 2;
+    *p++ = (uint8_t)(2 + WH_PUB_LEN + 1 + varint_len(c[i].counter));
+    *p++ = 1 << 3 | 2;
+    *p++ = WH_PUB_LEN;
+    memcpy(p, c[i].ratchet, WH_PUB_LEN);
+    p += WH_PUB_LEN;
+    *p++ = 2 << 3;
+    p = put_varint(p, c[i].counter);
+  }
+  return (size_t)(p - out);
+}
+
+static int send_mark_refused(whisper_ctx *ctx) {
+  return wh_fail(ctx, WHISPER_EROLLEDBACK,
+                 "the session with that device is older than keys it already used (restored?)");
+}
+
+static int mark_chain_plain(const Whisper__Store__SendMark__Chain *c) {
+  return c->has_ratchet_key && c->ratchet_key.len == WH_PUB_LEN && c->has_counter &&
+         c->base.n_unknown_fields == 0;
+}
 
 /* Refuses index `index` on chain `ratchet` if that chain was used at or
  * past it, else records it (in the caller's transaction, beside the
- * session it writes). */
+ * session it writes). The mark's row is read every time; when its bytes
+ * are the ones this context last wrote for the address (the session memo
+ * keeps them), their chains are known without decoding. */
 static int send_mark_check(whisper_ctx *ctx, const wh_addr *a, const uint8_t ratchet[WH_PUB_LEN],
                            uint32_t index) {
-  whisper_buf *b = NULL;
+  const uint8_t *v;
+  size_t n;
   Whisper__Store__SendMark *m = NULL;
-  int rc = wh_get(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &b);
-  if (rc == WHISPER_OK) {
-    m = whisper__store__send_mark__unpack(&wh_pb_alloc, b->len, b->data);
-    whisper_buf_free(b);
-    if (m == NULL) return wh_fail(ctx, WHISPER_ECORRUPT, "a stored send mark is corrupt");
-  } else if (rc != WHISPER_ENOTFOUND) {
-    return rc;
-  }
+  mark_chain next[SEND_MARK_CHAINS];
+  size_t nn = 0;
+  int plain = 1;
+  int rc = wh_get_view(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &v, &n);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  memo_slot *sl = memo_find(ctx, a);
+  memcpy(next[0].ratchet, ratchet, WH_PUB_LEN);
+  next[0].counter = index;
+  nn = 1;
   Whisper__Store__SendMark__Chain ch[SEND_MARK_CHAINS], *chp[SEND_MARK_CHAINS];
-  size_t n = 0;
+  size_t np = 0;
   whisper__store__send_mark__chain__init(&ch[0]);
   ch[0].has_ratchet_key = ch[0].has_counter = 1;
   ch[0].ratchet_key = (ProtobufCBinaryData){WH_PUB_LEN, (uint8_t *)ratchet};
   ch[0].counter = index;
-  chp[n++] = &ch[0];
-  for (size_t i = 0; m && i < m->n_chains; i++) {
-    const Whisper__Store__SendMark__Chain *c = m->chains[i];
-    int same = c->ratchet_key.len == WH_PUB_LEN && memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
-    if (same && index <= c->counter) {
-      whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
-      return wh_fail(ctx, WHISPER_EROLLEDBACK,
-                     "the session with that device is older than keys it already used (restored?)");
+  chp[np++] = &ch[0];
+  if (rc == WHISPER_OK && sl && sl->mark_len && n == sl->mark_len && memcmp(v, sl->mark, n) == 0) {
+    for (size_t i = 0; i < sl->mark_n; i++) {
+      const mark_chain *c = &sl->marks[i];
+      int same = memcmp(c->ratchet, ratchet, WH_PUB_LEN) == 0;
+      if (same && index <= c->counter) return send_mark_refused(ctx);
+      if (!same && nn < SEND_MARK_CHAINS) next[nn++] = *c;
     }
-    if (!same && n < SEND_MARK_CHAINS) chp[n++] = m->chains[i];
+  } else {
+    if (rc == WHISPER_OK) {
+      m = whisper__store__send_mark__unpack(&wh_pb_alloc, n, v);
+      if (m == NULL) return wh_fail(ctx, WHISPER_ECORRUPT, "a stored send mark is corrupt");
+    }
+    for (size_t i = 0; m && i < m->n_chains; i++) {
+      const Whisper__Store__SendMark__Chain *c = m->chains[i];
+      int same = c->ratchet_key.len == WH_PUB_LEN &&
+                 memcmp(c->ratchet_key.data, ratchet, WH_PUB_LEN) == 0;
+      if (same && index <= c->counter) {
+        whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+        return send_mark_refused(ctx);
+      }
+      if (!same && np < SEND_MARK_CHAINS) {
+        chp[np++] = m->chains[i];
+        if (!mark_chain_plain(c)) {
+          plain = 0;
+        } else {
+          memcpy(next[nn].ratchet, c->ratchet_key.data, WH_PUB_LEN);
+          next[nn++].counter = c->counter;
+        }
+      }
+    }
   }
-  Whisper__Store__SendMark out = WHISPER__STORE__SEND_MARK__INIT;
-  out.n_chains = n;
-  out.chains = chp;
-  rc = wh_put_msg(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &out.base);
+  if (!plain) { /* a mark not written here: packed by protobuf-c as it was decoded */
+    if (sl) sl->mark_len = 0;
+    Whisper__Store__SendMark out = WHISPER__STORE__SEND_MARK__INIT;
+    out.n_chains = np;
+    out.chains = chp;
+    rc = wh_put_msg(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, &out.base);
+    whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+    return rc;
+  }
   if (m) whisper__store__send_mark__free_unpacked(m, &wh_pb_alloc);
+  uint8_t buf[SEND_MARK_MAX];
+  size_t len = send_mark_encode(buf, next, nn);
+  rc = wh_put(ctx, WHISPER_REC_SEND_MARK, a->key, a->len, buf, len);
+  if (sl) {
+    sl->mark_len = 0;
+    if (rc == WHISPER_OK) {
+      memcpy(sl->mark, buf, len);
+      memcpy(sl->marks, next, nn * sizeof *next);
+      sl->mark_len = len;
+      sl->mark_n = nn;
+    }
+  }
   return rc;
 }
 
@@ -800,7 +1100,7 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
                             const uint8_t *pt, size_t pt_len, uint64_t now_ms, int *type_out,
                             whisper_buf **out) {
   wh_addr a;
-  wh_record r;
+  wh_record rbuf, *r;
   wh_msgkey mk;
   whisper_buf *msg = NULL, *wrapped = NULL;
   int rc;
@@ -812,18 +1112,18 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   *out = NULL;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   memset(&mk, 0, sizeof mk);
-  rc = record_load(ctx, &a, &r);
+  rc = record_load(ctx, &a, &rbuf, &r);
   if (rc == WHISPER_ENOTFOUND) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with %s.%u", name, device_id);
     return wh_finish(ctx, rc);
   }
   if (rc != WHISPER_OK) return wh_finish(ctx, rc);
-  if (!is_session_usable(&r, now_ms)) {
+  if (!is_session_usable(r, now_ms)) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "no usable session with %s.%u%s", name, device_id,
-                 r.has_current && r.cur.has_pending ? " (unacknowledged for over 30 days)" : "");
+                 r->has_current && r->cur.has_pending ? " (unacknowledged for over 30 days)" : "");
     goto out;
   }
-  wh_state *s = &r.cur;
+  wh_state *s = &r->cur;
   if (s->sender.index == UINT32_MAX) {
     rc = wh_fail(ctx, WHISPER_ENOSESSION, "the sending chain is exhausted: start a new session");
     goto out;
@@ -848,13 +1148,13 @@ int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_
   }
   s->sender.index++;
   if ((rc = wh_identity_check_save(ctx, &a, s->remote_ik)) != WHISPER_OK) goto out;
-  rc = record_store(ctx, &a, &r);
+  rc = record_store(ctx, &a, r);
   goto out;
 oom:
   rc = wh_fail(ctx, rc, "out of memory");
 out:
   wh_wipe(&mk, sizeof mk);
-  wh_record_free(&r);
+  record_done(ctx, r, &rbuf);
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     whisper_buf_free(msg);
@@ -923,10 +1223,11 @@ static int record_has_base_key(const wh_record *r, uint8_t version, const uint8_
   return 0;
 }
 
-static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
-                          size_t len, whisper_buf **pt) {
+static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **pr,
+                          const uint8_t *body, size_t len, whisper_buf **pt) {
   prekeymsg m;
   wh_state s;
+  wh_record *r;
   int rc, trusted = 0, used_opk = 0;
   if ((rc = prekey_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
   const uint8_t *ik = m.pb->identity_key.data;
@@ -935,7 +1236,8 @@ static int decrypt_prekey(whisper_ctx *ctx, const wh_addr *a, wh_record *r, cons
     rc = wh_fail(ctx, WHISPER_EUNTRUSTED, "the sender's identity key changed");
     goto out;
   }
-  rc = record_load(ctx, a, r);
+  rc = record_load(ctx, a, buf, pr);
+  r = *pr;
   if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
   if (rc != WHISPER_OK) goto out;
   if (!record_has_base_key(r, m.version, m.pb->base_key.data)) {
@@ -962,32 +1264,32 @@ out:
   return rc;
 }
 
-static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *r, const uint8_t *body,
-                           size_t len, whisper_buf **pt) {
+static int decrypt_whisper(whisper_ctx *ctx, const wh_addr *a, wh_record *buf, wh_record **pr,
+                           const uint8_t *body, size_t len, whisper_buf **pt) {
   sigmsg m;
   int rc;
   if ((rc = signal_message_parse(ctx, &m, body, len)) != WHISPER_OK) return rc;
-  rc = record_load(ctx, a, r);
+  rc = record_load(ctx, a, buf, pr);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ENOSESSION, "no session with this device");
-  if (rc == WHISPER_OK) rc = record_decrypt(ctx, r, &m, pt);
-  if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, r->cur.remote_ik);
+  if (rc == WHISPER_OK) rc = record_decrypt(ctx, *pr, &m, pt);
+  if (rc == WHISPER_OK) rc = wh_identity_check_save(ctx, a, (*pr)->cur.remote_ik);
   return rc;
 }
 
 int wh_session_decrypt_then(whisper_ctx *ctx, const wh_addr *a, int type, const uint8_t *body,
                             size_t body_len, whisper_buf **pt_out, wh_decrypt_then_fn then,
                             void *arg) {
-  wh_record r;
+  wh_record rbuf, *r = &rbuf;
   whisper_buf *pt = NULL;
   int rc;
-  memset(&r, 0, sizeof r);
+  memset(&rbuf, 0, sizeof rbuf);
   if (type == WHISPER_MSG_PREKEY)
-    rc = decrypt_prekey(ctx, a, &r, body, body_len, &pt);
+    rc = decrypt_prekey(ctx, a, &rbuf, &r, body, body_len, &pt);
   else
-    rc = decrypt_whisper(ctx, a, &r, body, body_len, &pt);
+    rc = decrypt_whisper(ctx, a, &rbuf, &r, body, body_len, &pt);
   if (rc == WHISPER_OK && then) rc = then(ctx, arg, pt);
-  if (rc == WHISPER_OK) rc = record_store(ctx, a, &r);
-  wh_record_free(&r);
+  if (rc == WHISPER_OK) rc = record_store(ctx, a, r);
+  record_done(ctx, r, &rbuf);
   if (rc != WHISPER_OK) {
     whisper_buf_free(pt);
     return rc;

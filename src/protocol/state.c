@@ -154,7 +154,7 @@ static void state_pb_free(pb_chain *sender, pb_chain recv[WH_MAX_RECV_CHAINS]) {
   for (int i = 0; i < WH_MAX_RECV_CHAINS; i++) pb_chain_free(&recv[i]);
 }
 
-int wh_state_encode(const wh_state *s, whisper_buf **out) {
+int wh_state_encode_pb(const wh_state *s, whisper_buf **out) {
   Whisper__Store__SessionStructure ss;
   Whisper__Store__PendingPreKey pp;
   pb_chain sender, recv[WH_MAX_RECV_CHAINS];
@@ -165,7 +165,7 @@ int wh_state_encode(const wh_state *s, whisper_buf **out) {
   return rc;
 }
 
-int wh_record_encode(const wh_record *r, whisper_buf **out) {
+int wh_record_encode_pb(const wh_record *r, whisper_buf **out) {
   Whisper__Store__RecordStructure rs = WHISPER__STORE__RECORD_STRUCTURE__INIT;
   Whisper__Store__SessionStructure ss;
   Whisper__Store__PendingPreKey pp;
@@ -188,6 +188,175 @@ int wh_record_encode(const wh_record *r, whisper_buf **out) {
   if (rc == WHISPER_OK) rc = pack_to_buf(&rs.base, out);
   state_pb_free(&sender, recv);
   return rc;
+}
+
+/* --- encode, directly ---------------------------------------------------------
+ *
+ * The same bytes as protobuf-c packs from state_to_pb() (fields in number
+ * order, each optional field present exactly when state_to_pb sets its
+ * has_ flag, an int32 below 0 as a 10-byte varint), written in one pass
+ * into a buffer of the exact size, with no allocation: a record is
+ * written at every message. The fuzz target fuzz_session_record and
+ * test_session check it against protobuf-c (wh_record_encode_pb). Every
+ * tag here is one byte (field numbers below 16). */
+
+static size_t vlen(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) v >>= 7, n++;
+  return n;
+}
+
+static uint8_t *put_varint(uint8_t *p, uint64_t v) {
+  while (v >= 0x80) *p++ = (uint8_t)(v | 0x80), v >>= 7;
+  *p++ = (uint8_t)v;
+  return p;
+}
+
+/* tag + length + bytes */
+static size_t blen(size_t n) { return 1 + vlen(n) + n; }
+
+static uint8_t *put_bytes(uint8_t *p, uint8_t tag, const uint8_t *d, size_t n) {
+  *p++ = tag;
+  p = put_varint(p, n);
+  memcpy(p, d, n);
+  return p + n;
+}
+
+static uint8_t *put_uint(uint8_t *p, uint8_t tag, uint64_t v) {
+  *p++ = tag;
+  return put_varint(p, v);
+}
+
+#define T_VARINT(f) ((uint8_t)((f) << 3))
+#define T_BYTES(f) ((uint8_t)((f) << 3 | 2))
+
+static size_t msgkey_len(const wh_msgkey *k) {
+  return 1 + vlen(k->index) + 2 * blen(32) + blen(16);
+}
+
+static size_t chain_key_len(const wh_chain *c) { return 1 + vlen(c->index) + blen(32); }
+
+static size_t chain_len(const wh_chain *c, int priv) {
+  size_t n = blen(WH_PUB_LEN) + (priv ? blen(WH_KEY_LEN) : 0) + blen(chain_key_len(c));
+  for (uint32_t i = 0; i < c->nkeys; i++) n += blen(msgkey_len(&c->keys[i]));
+  return n;
+}
+
+static uint8_t *put_chain(uint8_t *p, const wh_chain *c, const uint8_t *priv) {
+  p = put_bytes(p, T_BYTES(1), c->ratchet, WH_PUB_LEN);
+  if (priv) p = put_bytes(p, T_BYTES(2), priv, WH_KEY_LEN);
+  *p++ = T_BYTES(3);
+  p = put_varint(p, chain_key_len(c));
+  p = put_uint(p, T_VARINT(1), c->index);
+  p = put_bytes(p, T_BYTES(2), c->ck, 32);
+  for (uint32_t i = c->nkeys; i-- > 0;) { /* newest first */
+    const wh_msgkey *k = &c->keys[i];
+    *p++ = T_BYTES(4);
+    p = put_varint(p, msgkey_len(k));
+    p = put_uint(p, T_VARINT(1), k->index);
+    p = put_bytes(p, T_BYTES(2), k->cipher, 32);
+    p = put_bytes(p, T_BYTES(3), k->mac, 32);
+    p = put_bytes(p, T_BYTES(4), k->iv, 16);
+  }
+  return p;
+}
+
+/* int32 as protobuf encodes it: a negative value sign-extended to 64 bits */
+static uint64_t int32_wire(int32_t v) { return (uint64_t)(int64_t)v; }
+
+static size_t pending_len(const wh_state *s) {
+  return (s->pending_has_prekey ? 1 + vlen(s->pending_prekey_id) : 0) + blen(WH_PUB_LEN) + 1 +
+         vlen(int32_wire(s->pending_spk_id)) + 1 + vlen(s->pending_ts);
+}
+
+/* The sizes of a state's nested messages, worked out once per encoding. */
+static size_t state_sizes(const wh_state *s, wh_state_plan *z) {
+  size_t n = 1 + vlen(s->version) + 2 * blen(WH_PUB_LEN) + blen(32) + 1 + vlen(s->previous_counter);
+  if (s->has_sender) n += blen(z->sender = chain_len(&s->sender, 1));
+  for (uint32_t i = 0; i < s->nrecv; i++) n += blen(z->recv[i] = chain_len(&s->recv[i], 0));
+  if (s->has_pending) n += blen(z->pending = pending_len(s));
+  n += 1 + vlen(s->remote_reg) + 1 + vlen(s->local_reg) + blen(WH_PUB_LEN);
+  if (s->sender_gen) n += 1 + vlen(s->sender_gen);
+  return z->len = n;
+}
+
+static uint8_t *state_put(const wh_state *s, const wh_state_plan *z, uint8_t *p) {
+  p = put_uint(p, T_VARINT(1), s->version);
+  p = put_bytes(p, T_BYTES(2), s->local_ik, WH_PUB_LEN);
+  p = put_bytes(p, T_BYTES(3), s->remote_ik, WH_PUB_LEN);
+  p = put_bytes(p, T_BYTES(4), s->root, 32);
+  p = put_uint(p, T_VARINT(5), s->previous_counter);
+  if (s->has_sender) {
+    *p++ = T_BYTES(6);
+    p = put_varint(p, z->sender);
+    p = put_chain(p, &s->sender, s->sender_priv);
+  }
+  for (uint32_t i = 0; i < s->nrecv; i++) {
+    *p++ = T_BYTES(7);
+    p = put_varint(p, z->recv[i]);
+    p = put_chain(p, &s->recv[i], NULL);
+  }
+  if (s->has_pending) {
+    *p++ = T_BYTES(9);
+    p = put_varint(p, z->pending);
+    if (s->pending_has_prekey) p = put_uint(p, T_VARINT(1), s->pending_prekey_id);
+    p = put_bytes(p, T_BYTES(2), s->pending_base, WH_PUB_LEN);
+    p = put_uint(p, T_VARINT(3), int32_wire(s->pending_spk_id));
+    p = put_uint(p, T_VARINT(4), s->pending_ts);
+  }
+  p = put_uint(p, T_VARINT(10), s->remote_reg);
+  p = put_uint(p, T_VARINT(11), s->local_reg);
+  p = put_bytes(p, T_BYTES(13), s->alice_base, WH_PUB_LEN);
+  if (s->sender_gen) p = put_uint(p, T_VARINT(14), s->sender_gen);
+  return p;
+}
+
+size_t wh_state_encoded_len(const wh_state *s) {
+  wh_state_plan z;
+  return state_sizes(s, &z);
+}
+
+uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p) {
+  wh_state_plan z;
+  state_sizes(s, &z);
+  return state_put(s, &z, p);
+}
+
+size_t wh_record_encoded_len(const wh_record *r, wh_state_plan *plan) {
+  wh_state_plan own;
+  if (plan == NULL) plan = &own;
+  size_t n = 1 + vlen(WH_RECORD_FORMAT);
+  if (r->has_current) n += blen(state_sizes(&r->cur, plan));
+  for (uint32_t i = 0; i < r->narchived; i++) n += blen(r->archived[i]->len);
+  return n;
+}
+
+uint8_t *wh_record_encode_to(const wh_record *r, const wh_state_plan *plan, uint8_t *p) {
+  wh_state_plan own;
+  if (r->has_current) {
+    if (plan == NULL) state_sizes(&r->cur, &own), plan = &own;
+    *p++ = T_BYTES(1);
+    p = put_varint(p, plan->len);
+    p = state_put(&r->cur, plan, p);
+  }
+  for (uint32_t i = 0; i < r->narchived; i++)
+    p = put_bytes(p, T_BYTES(2), r->archived[i]->data, r->archived[i]->len);
+  return put_uint(p, T_VARINT(15), WH_RECORD_FORMAT);
+}
+
+int wh_state_encode(const wh_state *s, whisper_buf **out) {
+  size_t n = wh_state_encoded_len(s);
+  if ((*out = wh_buf_alloc(n)) == NULL) return WHISPER_ENOMEM;
+  wh_state_encode_to(s, (*out)->data);
+  return WHISPER_OK;
+}
+
+int wh_record_encode(const wh_record *r, whisper_buf **out) {
+  wh_state_plan plan;
+  size_t n = wh_record_encoded_len(r, &plan);
+  if ((*out = wh_buf_alloc(n)) == NULL) return WHISPER_ENOMEM;
+  wh_record_encode_to(r, &plan, (*out)->data);
+  return WHISPER_OK;
 }
 
 /* --- decode ---------------------------------------------------------------- */

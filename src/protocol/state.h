@@ -69,6 +69,20 @@ int wh_state_encode(const wh_state *s, whisper_buf **out);
 int wh_state_decode(wh_state *s, const uint8_t *data, size_t len);
 int wh_record_encode(const wh_record *r, whisper_buf **out);
 int wh_record_decode(wh_record *r, const uint8_t *data, size_t len);
+/* The encoders without allocation: the exact length, then the bytes
+ * written at `p` (returns the end). The same bytes as the _pb versions,
+ * which go through protobuf-c and serve as the tests' reference. A plan
+ * filled by wh_record_encoded_len() saves wh_record_encode_to() working
+ * the sizes out again (NULL: none). */
+typedef struct wh_state_plan {
+  size_t len, sender, pending, recv[WH_MAX_RECV_CHAINS];
+} wh_state_plan;
+size_t wh_state_encoded_len(const wh_state *s);
+uint8_t *wh_state_encode_to(const wh_state *s, uint8_t *p);
+size_t wh_record_encoded_len(const wh_record *r, wh_state_plan *plan);
+uint8_t *wh_record_encode_to(const wh_record *r, const wh_state_plan *plan, uint8_t *p);
+int wh_state_encode_pb(const wh_state *s, whisper_buf **out);
+int wh_record_encode_pb(const wh_record *r, whisper_buf **out);
 
 /* Makes `s` current, archiving the old current state (pending prekey
  * cleared in the archived copy; at most 40 kept). Takes `s` by value. */

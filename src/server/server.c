@@ -49,10 +49,12 @@ void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t no
   uint8_t k[8];
   conn_key(k, c->id);
   wsrv_map_take(&srv->conns, k, sizeof k);
+  wsrv_src_release(srv, c, now_ms);
   if (c->state == WSRV_AUTHED) {
     wsrv_dev *d = wsrv_map_get(&srv->devs, c->addr.key, c->addr.len);
     if (d && d->conn == c->id) d->conn = 0;
     wsrv_presence_logout(srv, c, now_ms);
+    wsrv_cluster_offline(srv, c, now_ms);
     srv->stats.authenticated--;
   }
   wsrv_presence_unsubscribe(srv, c);
@@ -69,13 +71,19 @@ static int config_ok(const whisper_server_config_t *c) {
          c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
          c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1) &&
          (c->version < 3 || (c->upload_token_ttl_ms >= 1 && c->blob_max_size >= 1 &&
-                             c->blob_quota >= 1 && c->blob_ttl_ms >= 1));
+                             c->blob_quota >= 1 && c->blob_ttl_ms >= 1)) &&
+         (c->version < 4 ||
+          (c->max_mailbox_bytes >= 1 && c->sender_max_entries >= 1 && c->sender_max_bytes >= 1 &&
+           c->prekeys_per_requester >= 1 && c->prekeys_per_target >= 1 &&
+           c->register_per_source >= 1 && c->link_per_source >= 1 &&
+           c->prelogin_per_source >= 1 && c->sent_ttl_ms >= 1000));
 }
 
 /* How much of a caller's config struct there is: an older caller's ends
  * before the fields of later versions (they keep their defaults). */
 static size_t config_size(unsigned version) {
-  if (version >= 3) return sizeof(whisper_server_config_t);
+  if (version >= 4) return sizeof(whisper_server_config_t);
+  if (version == 3) return offsetof(whisper_server_config_t, max_mailbox_bytes);
   if (version == 2) return offsetof(whisper_server_config_t, upload_token_ttl_ms);
   return offsetof(whisper_server_config_t, max_reports);
 }
@@ -85,6 +93,8 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   static const whisper_server_config_t defaults = WHISPER_SERVER_CONFIG_INIT;
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
+  /* libwhisper-server reads libwhisper's store handles: the same version only. */
+  if (whisper_version() != WHISPER_VERSION_NUMBER) return WHISPER_EVERSION;
   if (store == NULL || store->ops.version < 2 || (cfg && !config_ok(cfg))) return WHISPER_EINVAL;
   if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
   whisper_server *srv = calloc(1, sizeof *srv);
@@ -94,6 +104,7 @@ int whisper_server_new(whisper_server **out, whisper_store *store,
   if (cfg) memcpy(&srv->cfg, cfg, config_size(cfg->version));
   srv->cfg.version = WHISPER_SERVER_CONFIG_VERSION;
   int rc = wsrv_store_init(srv);
+  if (rc == WHISPER_OK) rc = wsrv_limits_init(srv);
   if (rc != WHISPER_OK) {
     whisper_server_free(srv);
     return rc;
@@ -110,11 +121,20 @@ void whisper_server_free(whisper_server *srv) {
   wsrv_map_clear(&srv->devs, free_value);
   wsrv_map_clear(&srv->accts, wsrv_acct_free);
   wsrv_map_clear(&srv->typing, free_value);
+  wsrv_cluster_free(srv);
+  wsrv_map_clear(&srv->srcs, free_value);
   while (srv->out_head) {
     wsrv_out *o = srv->out_head;
     srv->out_head = o->next;
     wsrv_out_free(o);
   }
+  while (srv->held_head) {
+    wsrv_out *o = srv->held_head;
+    srv->held_head = o->next;
+    wsrv_out_free(o);
+  }
+  if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
+  wsrv_cache_free(srv);
   wsrv_out_free(srv->polled);
   wh_wipe(srv, sizeof *srv);
   free(srv);
@@ -147,10 +167,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
   wsrv_conn *c = calloc(1, sizeof *c);
-  if (c == NULL || (c->inflight = calloc(srv->cfg.deliver_window, sizeof *c->inflight)) == NULL) {
-    conn_free(c);
-    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  }
+  if (c == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   c->id = conn;
   c->opened_ms = c->last_rx_ms = now_ms;
   if (wh_random(&srv->rng, c->nonce, sizeof c->nonce) != 0) {
@@ -177,6 +194,12 @@ void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   wsrv_conn *c = wsrv_conn_find(srv, conn);
   if (c == NULL) return;
   wsrv_conn_drop(srv, c, 0, now_ms);
+}
+
+int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn) {
+  if (srv == NULL) return 0;
+  const wsrv_conn *c = wsrv_conn_find(srv, conn);
+  return c != NULL && c->state == WSRV_AUTHED;
 }
 
 /* --- intake --------------------------------------------------------------- */
@@ -250,7 +273,7 @@ static int dispatch_authed(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
     case WHISPER__SYNC__FRAME__BODY_UPLOAD:
       return wsrv_handle_upload(srv, c, f->id, f->upload);
     case WHISPER__SYNC__FRAME__BODY_FETCH:
-      return wsrv_handle_fetch(srv, c, f->id, f->fetch);
+      return wsrv_handle_fetch(srv, c, f->id, f->fetch, now_ms);
     case WHISPER__SYNC__FRAME__BODY_LIST_DEVICES:
       return wsrv_handle_list_devices(srv, c, f->id, f->list_devices);
     case WHISPER__SYNC__FRAME__BODY_SEND:
@@ -309,7 +332,7 @@ static int answer(whisper_server *srv, uint64_t conn, uint64_t id, int r, uint64
   if (r < 0) {
     wsrv_send_error(srv, conn, id, ERR_INTERNAL, "the server's store failed; retry", 0);
   } else if (r > 0) {
-    wsrv_send_error(srv, conn, id, r, srv->refusal, 0);
+    wsrv_send_error(srv, conn, id, r, srv->refusal, r == ERR_RATE ? srv->refusal_retry_ms : 0);
   }
   c->malformed = r == ERR_MALFORMED ? c->malformed + 1 : 0;
   if (c->malformed >= WSRV_MALFORMED_MAX) wsrv_conn_drop(srv, c, 1, now_ms);
@@ -323,6 +346,8 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   if (c == NULL) return WHISPER_ENOTFOUND;
   srv->stats.frames_in++;
   c->last_rx_ms = now_ms;
+  srv->cluster.now_ms = now_ms;
+  wsrv_batch_conn(srv, c);
   srv->refusal[0] = 0;
   if (len > srv->cfg.max_frame) {
     wsrv_send_error(srv, conn, 0, ERR_TOO_BIG, "the frame is over the size limit", 0);
@@ -343,6 +368,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
     r = answer(srv, conn, id, dispatch(srv, c, f, frame, len, now_ms), now_ms);
   }
   wsrv_msg_free(f);
+  wsrv_batch_settle(srv, now_ms);
   return r;
 }
 
@@ -399,7 +425,9 @@ static uint64_t conn_deadline(const whisper_server *srv, const wsrv_conn *c) {
 
 uint64_t whisper_server_next_deadline(const whisper_server *srv) {
   if (srv == NULL) return UINT64_MAX;
-  uint64_t d = wsrv_presence_deadline(srv);
+  uint64_t d = wsrv_presence_deadline(srv), cluster = wsrv_cluster_deadline(srv);
+  if (cluster < d) d = cluster;
+  if (wsrv_limits_deadline(srv) < d) d = wsrv_limits_deadline(srv);
   for (size_t i = 0; i < srv->conns.nbuckets; i++)
     for (wsrv_map_item *it = srv->conns.buckets[i]; it; it = it->next) {
       uint64_t cd = conn_deadline(srv, it->value);
@@ -431,10 +459,12 @@ void whisper_server_tick(whisper_server *srv, uint64_t now_ms) {
   for (size_t i = 0; i < n; i++) conn_tick(srv, conns[i], now_ms);
   free(conns);
   wsrv_presence_tick(srv, now_ms);
+  wsrv_cluster_tick(srv, now_ms);
   /* typing throttles older than the throttle period do nothing any more */
   if (now_ms >= wsrv_after(srv->typing_pruned_ms, 60000)) {
     uint64_t cutoff = now_ms > srv->cfg.typing_min_ms ? now_ms - srv->cfg.typing_min_ms : 0;
     wsrv_map_prune(&srv->typing, typing_stale, &cutoff, free);
     srv->typing_pruned_ms = now_ms;
   }
+  wsrv_limits_tick(srv, now_ms);
 }

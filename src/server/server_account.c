@@ -163,8 +163,9 @@ static int link_join(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync__Regi
 }
 
 /* Inside the transaction: the account exists (or not), then the device. */
-static int register_store(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync__Register *m,
-                          uint64_t now_ms, uint64_t *held_until, wsrv_gone *gone) {
+static int register_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx,
+                          const Whisper__Sync__Register *m, uint64_t now_ms, uint64_t *held_until,
+                          wsrv_gone *gone) {
   Whisper__Server__Account *a = NULL;
   const Whisper__Sync__DeviceKeys *k = m->keys;
   int same, rc = wsrv_account_get(srv, m->account, &a);
@@ -172,6 +173,8 @@ static int register_store(whisper_server *srv, wsrv_fx *fx, const Whisper__Sync_
     if (m->has_link_code) return wsrv_refuse(srv, ERR_AUTH, "no such link code");
     if (k->device_id != 1)
       return wsrv_refuse(srv, ERR_AUTH, "a device other than 1 joins through a link code");
+    /* a new account: its source's registration bucket pays for it */
+    if ((rc = wsrv_src_register_take(srv, c, now_ms)) != 0) return rc;
     rc = device_create(srv, m);
     return rc == WHISPER_OK ? account_add(srv, m->account, NULL, k, -1) : rc;
   }
@@ -227,7 +230,7 @@ static int register_run(whisper_server *srv, wsrv_conn *c, uint64_t id,
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
   /* a held registration wrote nothing: rolled back like a refusal */
-  rc = wsrv_end(srv, &fx, register_store(srv, &fx, m, now_ms, &until, &gone));
+  rc = wsrv_end(srv, &fx, register_store(srv, c, &fx, m, now_ms, &until, &gone));
   if (rc == HELD) {
     rc = hold(srv, c, id, m, frame, len, until);
   } else if (rc == WHISPER_OK) {
@@ -284,7 +287,7 @@ static void held_retry(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   } else {
     int r = register_run(srv, c, id, f->register_, frame, len, now_ms);
     if (r > 0 && r != HELD)
-      wsrv_send_error(srv, c->id, id, r, srv->refusal, 0);
+      wsrv_send_error(srv, c->id, id, r, srv->refusal, r == ERR_RATE ? srv->refusal_retry_ms : 0);
     else if (r < 0)
       wsrv_send_error(srv, c->id, id, ERR_INTERNAL, "the server's store failed; retry", 0);
   }
@@ -315,24 +318,33 @@ static void held_run_all(whisper_server *srv, const char *account, const uint8_t
 
 /* --- linking -------------------------------------------------------------- */
 
-/* Codes that expired are dropped, and the oldest when there are too many
- * (anyone may ask for a code, so an account cannot collect them). */
-static size_t links_keep(const Whisper__Server__Account *a, uint64_t now_ms,
-                         Whisper__Server__LinkCode **keep) {
+/* The codes kept when a new one is added: not the expired ones, and not
+ * the pending (unapproved) code the same source asked for before. A code
+ * is never pushed out by others: anyone may ask for one, so with
+ * WSRV_LINK_CODES_MAX pending a new request waits (ERR_RATE) until the
+ * first of them lapses, and a person's code stays until it is used or
+ * lapses. *retry_ms says when the first one lapses. */
+static size_t links_keep(const Whisper__Server__Account *a, uint64_t now_ms, const uint8_t *src,
+                         Whisper__Server__LinkCode **keep, uint64_t *retry_ms) {
   size_t n = 0;
-  for (size_t i = 0; i < a->n_link_codes; i++)
-    if (a->link_codes[i]->expires_ms > now_ms) keep[n++] = a->link_codes[i];
-  if (n >= WSRV_LINK_CODES_MAX) {
-    memmove(keep, keep + (n - WSRV_LINK_CODES_MAX + 1),
-            (WSRV_LINK_CODES_MAX - 1) * sizeof *keep);
-    n = WSRV_LINK_CODES_MAX - 1;
+  *retry_ms = UINT64_MAX;
+  for (size_t i = 0; i < a->n_link_codes; i++) {
+    Whisper__Server__LinkCode *l = a->link_codes[i];
+    if (l->expires_ms <= now_ms) continue;
+    if (src && !l->approved && l->has_source && l->source.len == WSRV_SRC_TAG_LEN &&
+        memcmp(l->source.data, src, WSRV_SRC_TAG_LEN) == 0)
+      continue;
+    keep[n++] = l;
+    if (l->expires_ms - now_ms < *retry_ms) *retry_ms = l->expires_ms - now_ms;
   }
   return n;
 }
 
-static int link_add(whisper_server *srv, const char *name, const uint8_t code[WSRV_ID_LEN],
-                    uint64_t now_ms) {
+static int link_add(whisper_server *srv, wsrv_conn *c, const char *name,
+                    const uint8_t code[WSRV_ID_LEN], uint64_t now_ms) {
   Whisper__Server__Account *a;
+  uint8_t src[WSRV_SRC_TAG_LEN];
+  uint64_t retry_ms;
   int rc = wsrv_account_get(srv, name, &a);
   if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such account");
   if (rc != WHISPER_OK) return rc;
@@ -341,16 +353,23 @@ static int link_add(whisper_server *srv, const char *name, const uint8_t code[WS
     wsrv_msg_free(a);
     return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   }
+  int has_src = wsrv_src_tag(srv, c, src);
   Whisper__Server__LinkCode l = WHISPER__SERVER__LINK_CODE__INIT;
   l.has_code = l.has_expires_ms = l.has_approved = 1;
   l.code = (ProtobufCBinaryData){WSRV_ID_LEN, (uint8_t *)code};
   l.expires_ms = wsrv_after(now_ms, WSRV_LINK_TTL_MS);
-  size_t n = links_keep(a, now_ms, keep);
-  keep[n++] = &l;
-  Whisper__Server__Account out = *a;
-  out.link_codes = keep;
-  out.n_link_codes = n;
-  rc = wsrv_account_put(srv, name, &out);
+  l.has_source = has_src;
+  l.source = (ProtobufCBinaryData){WSRV_SRC_TAG_LEN, src};
+  size_t n = links_keep(a, now_ms, has_src ? src : NULL, keep, &retry_ms);
+  if (n >= WSRV_LINK_CODES_MAX) {
+    rc = wsrv_refuse_rate(srv, retry_ms, "too many link codes wait for this account; try later");
+  } else {
+    keep[n++] = &l;
+    Whisper__Server__Account out = *a;
+    out.link_codes = keep;
+    out.n_link_codes = n;
+    rc = wsrv_account_put(srv, name, &out);
+  }
   free(keep);
   wsrv_msg_free(a);
   return rc;
@@ -360,11 +379,12 @@ int wsrv_handle_link_request(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__LinkRequest *m, uint64_t now_ms) {
   uint8_t code[WSRV_ID_LEN];
   if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  int rc = wsrv_src_link_take(srv, c, now_ms);
+  if (rc != 0) return rc;
   if (wh_random(&srv->rng, code, sizeof code) != 0)
     return wsrv_fail(srv, WHISPER_ERANDOM, "the random number generator failed");
-  int rc = wsrv_begin(srv);
-  if (rc != WHISPER_OK) return rc;
-  rc = wsrv_end(srv, NULL, link_add(srv, m->account, code, now_ms));
+  if ((rc = wsrv_begin(srv)) != WHISPER_OK) return rc;
+  rc = wsrv_end(srv, NULL, link_add(srv, c, m->account, code, now_ms));
   if (rc != WHISPER_OK) return rc;
   c->link_until = wsrv_after(now_ms, WSRV_LINK_TTL_MS);
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
@@ -427,7 +447,13 @@ int wsrv_handle_link_approve(whisper_server *srv, wsrv_conn *c, uint64_t id,
   if (rc != WHISPER_OK) return rc;
   wsrv_send_ok(srv, c, id);
   held_run_all(srv, account, code, now_ms);
+  wsrv_cluster_linked(srv, account, code); /* the new device may wait on another node */
   return 0;
+}
+
+void wsrv_link_approved_elsewhere(whisper_server *srv, const char *account,
+                                  const uint8_t code[WSRV_ID_LEN], uint64_t now_ms) {
+  held_run_all(srv, account, code, now_ms);
 }
 
 /* --- login ---------------------------------------------------------------- */
@@ -454,13 +480,13 @@ static int refuse_and_close(whisper_server *srv, wsrv_conn *c, uint64_t id, cons
   return 0;
 }
 
-static int login_signed(const wsrv_conn *c, const Whisper__Server__Device *d,
-                        const Whisper__Sync__Auth *m) {
+/* `key`: the device's identity key (33 bytes). */
+static int login_signed(const wsrv_conn *c, const uint8_t *key, const Whisper__Sync__Auth *m) {
   uint8_t msg[sizeof LOGIN_CONTEXT - 1 + WSRV_NONCE_LEN];
   memcpy(msg, LOGIN_CONTEXT, sizeof LOGIN_CONTEXT - 1);
   memcpy(msg + sizeof LOGIN_CONTEXT - 1, c->nonce, WSRV_NONCE_LEN);
-  return whisper_verify(d->identity_key.data, d->identity_key.len, msg, sizeof msg,
-                        m->signature.data, m->signature.len) == WHISPER_OK;
+  return whisper_verify(key, WHISPER_PUBLIC_KEY_LEN, msg, sizeof msg, m->signature.data,
+                        m->signature.len) == WHISPER_OK;
 }
 
 /* The device is logged in on `c`: an older connection of it is closed. */
@@ -468,8 +494,10 @@ static void login(whisper_server *srv, wsrv_conn *c, const Whisper__Server__Devi
                   uint64_t resume_after, int hidden, uint64_t now_ms) {
   wsrv_addr_make(&c->addr, c->account, c->device_id);
   wsrv_tag(srv, &c->addr, c->tag);
+  wsrv_src_release(srv, c, now_ms);
   c->state = WSRV_AUTHED;
   c->prekeys_left = d->prekeys;
+  c->spk_id = d->signed_prekey_id;
   /* a device cannot have stored more than was ever handed out */
   c->resume_after = c->sent_upto = resume_after < d->mailbox_last ? resume_after : d->mailbox_last;
   wsrv_dev *dev = wsrv_dev_get(srv, &c->addr);
@@ -483,6 +511,7 @@ static void login(whisper_server *srv, wsrv_conn *c, const Whisper__Server__Devi
   }
   srv->stats.authenticated++;
   wsrv_presence_login(srv, c, hidden);
+  wsrv_cluster_online(srv, c, hidden);
 }
 
 int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Auth *m,
@@ -494,11 +523,15 @@ int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
   Whisper__Server__Device *d;
   Whisper__Server__Account *a;
   int rc = wsrv_device_get(srv, c->account, c->device_id, &d);
-  if (rc == WHISPER_ENOTFOUND) return refuse_and_close(srv, c, id, "unknown device", now_ms);
-  if (rc != WHISPER_OK) return rc;
-  if (!login_signed(c, d, m)) {
-    wsrv_msg_free(d);
-    return refuse_and_close(srv, c, id, "the signature does not verify", now_ms);
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
+  /* An unknown device and a wrong signature get the same answer, after
+   * the same work (a signature checked, against a key nobody holds for an
+   * unknown device), so that logins do not tell which accounts and
+   * devices exist. */
+  int signed_ok = login_signed(c, rc == WHISPER_OK ? d->identity_key.data : srv->decoy_key, m);
+  if (rc == WHISPER_ENOTFOUND || !signed_ok) {
+    if (rc == WHISPER_OK) wsrv_msg_free(d);
+    return refuse_and_close(srv, c, id, "login refused: unknown device or bad signature", now_ms);
   }
   if ((rc = wsrv_account_get(srv, c->account, &a)) != WHISPER_OK) {
     wsrv_msg_free(d);

@@ -104,10 +104,8 @@ int wsrv_dlist_check(whisper_server *srv, const char *account, ProtobufCBinaryDa
 
 /* --- removing a device ---------------------------------------------------- */
 
-/* Deletes every record of an ordered kind under the device's tag; *n
- * counts them. */
-static int delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TAG_LEN],
-                        uint64_t *n) {
+int wsrv_delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TAG_LEN],
+                      uint64_t *n) {
   int rc = WHISPER_OK, more = 1;
   *n = 0;
   while (rc == WHISPER_OK && more) {
@@ -125,17 +123,19 @@ static int delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TA
   return rc;
 }
 
-/* The device's keys, one-time prekeys and mailbox go (fx counts the
- * entries). Its idempotency records stay: they are keyed by address and
- * cannot be listed (see Known limits). */
+/* The device's keys, one-time prekeys, mailbox and its share records go
+ * (fx counts the entries). Its idempotency records stay until they lapse
+ * (cfg.sent_ttl_ms): they are kept by period, not by device. */
 static int device_remove(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id) {
   wsrv_addr a;
   uint8_t tag[WSRV_TAG_LEN];
   uint64_t n = 0;
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
-  int rc = delete_under(srv, WHISPER_REC_SERVER_PREKEY, tag, &n);
-  if (rc == WHISPER_OK) rc = delete_under(srv, WHISPER_REC_SERVER_MAILBOX, tag, &n);
+  uint64_t shares = 0;
+  int rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_PREKEY, tag, &n);
+  if (rc == WHISPER_OK) rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_SHARE, tag, &shares);
+  if (rc == WHISPER_OK) rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_MAILBOX, tag, &n);
   if (rc == WHISPER_OK) {
     fx->depth_delta -= (int64_t)n;
     rc = wsrv_del(srv, WHISPER_REC_SERVER_DEVICE, a.key, a.len);

@@ -16,13 +16,19 @@
  *   server_profile.c  ProfileSet, ProfileGet
  *   server_block.c    block lists (BlockSet) and reports (Report)
  *   server_blob.c     upload tokens for the blob store (UploadAuth, the token check)
+ *   server_limits.c   abuse limits: buckets, sources (pre-login connections,
+ *                     registrations, link codes), pruning idempotency records
+ *   server_batch.c    group commit: batches, their held output, a failed batch
+ *   server_cache.c    the batch's record cache (plain kinds read and written once)
  *
  * Handlers return 0 when they queued their answer, a positive sync.proto
  * ERR_* code (the dispatcher answers it with an Error frame, message in
  * srv->refusal), or a negative WHISPER_E* code when the store failed (the
  * dispatcher answers ERR_INTERNAL). Store work happens in one transaction
  * and output is queued only after the commit, so a refused or failed frame
- * leaves neither stored state nor output behind.
+ * leaves neither stored state nor output behind. Inside a batch (group
+ * commit) wsrv_begin/wsrv_end open and close a savepoint of the batch's
+ * transaction instead, and output is held until the batch commits.
  */
 #ifndef WSRV_INTERNAL_H
 #define WSRV_INTERNAL_H
@@ -123,6 +129,16 @@ typedef struct wsrv_bucket {
 
 enum { WSRV_NEW = 0, WSRV_HELLO = 1, WSRV_AUTHED = 2 };
 
+/* An entry pushed to a connection and not acknowledged yet. */
+typedef struct wsrv_inflight {
+  uint64_t seq;
+  uint64_t server_ts; /* a message's, for the latency figure */
+  uint32_t len;       /* its stored size (the mailbox's byte count) */
+  uint8_t message;    /* an ENTRY_MESSAGE */
+  uint8_t slow;       /* its Ack must read it (a receipt to make, another account's share to
+                         lower, or it did not read) */
+} wsrv_inflight;
+
 typedef struct wsrv_conn {
   uint64_t id;
   uint64_t opened_ms, last_rx_ms;
@@ -135,12 +151,22 @@ typedef struct wsrv_conn {
   int malformed;        /* malformed frames in a row */
   wsrv_bucket bucket;   /* the rate limit until login (then the device's) */
   uint32_t prekeys_left;
+  uint32_t spk_id;      /* the signed prekey id the server hands out for it (Oks once logged in) */
+  /* where it comes from (whisper_server_open_from; src_len 0: unknown), and
+   * whether it counts among its source's connections not logged in */
+  uint8_t src[WHISPER_SERVER_SOURCE_MAX];
+  size_t src_len;
+  int prelogin;
   /* delivery: entries past sent_upto are not pushed yet; `inflight` holds
-   * the seqs pushed and not acknowledged, oldest first (a ring) */
+   * the entries pushed and not acknowledged, oldest first (a ring) */
   uint64_t resume_after, sent_upto;
-  uint64_t *inflight;
-  uint32_t in_head, in_len;
+  wsrv_inflight *inflight; /* made at the first push, grown up to cfg.deliver_window */
+  uint32_t in_head, in_len, in_cap;
   int backlog_done;
+  int idle;          /* the last read of the mailbox found nothing past sent_upto, and
+                        every entry since came through wsrv_fx_apply */
+  int acked_known;   /* an Ack went through: nothing at or below acked_upto is left */
+  uint64_t acked_upto;
   /* linking: the connection stays past the auth timeout until the latest
    * expiry of a link code it asked for or holds a Register on */
   uint64_t link_until;
@@ -156,6 +182,7 @@ typedef struct wsrv_conn {
   /* presence subscriptions (account names) */
   char **subs;
   size_t n_subs;
+  uint64_t batch_no; /* the last batch that touched it (closed if that batch fails) */
 } wsrv_conn;
 
 /* A device seen since the server started. */
@@ -163,7 +190,18 @@ typedef struct wsrv_dev {
   uint64_t conn; /* its logged-in connection, 0: offline */
   int pushed;    /* a push went out in this offline period */
   wsrv_bucket bucket;
+  wsrv_bucket pk_taken; /* one-time prekeys it took from bundles (cfg.prekeys_per_requester) */
+  wsrv_bucket pk_given; /* one-time prekeys of it handed out (cfg.prekeys_per_target) */
 } wsrv_dev;
+
+/* A source of connections (whisper_server_open_from), while it has any or
+ * its buckets are not full again. */
+typedef struct wsrv_src {
+  uint32_t prelogin;    /* its connections not logged in */
+  wsrv_bucket reg;      /* accounts created (cfg.register_per_source per hour) */
+  wsrv_bucket link;     /* link codes asked for (cfg.link_per_source per hour) */
+  uint64_t last_ms;     /* its last use */
+} wsrv_src;
 
 /* An account someone subscribed to or that has devices online. */
 typedef struct wsrv_acct {
@@ -173,9 +211,11 @@ typedef struct wsrv_acct {
   uint64_t *subs;   /* subscribed connections */
   size_t n_subs, cap_subs;
   uint64_t last_seen_ms;
+  size_t n_remote;     /* cluster mode: its devices logged in on other nodes */
   uint64_t offline_at; /* offline is announced then (0: nothing pending) */
   int announced_online;
   int hidden;
+  uint64_t batch_no; /* the last batch that set `hidden` (read again if that batch fails) */
 } wsrv_acct;
 
 /* The last typing notice forwarded per device and conversation. */
@@ -195,6 +235,21 @@ typedef struct wsrv_out {
   uint64_t depth;
 } wsrv_out;
 
+/* Cluster mode (server_cluster.c): this node, the devices other nodes
+ * have online, and when each node was last heard from. */
+typedef struct wsrv_cluster {
+  uint32_t node; /* 0: not in cluster mode */
+  uint64_t hlc;  /* the last server_seq handed out */
+  uint64_t now_ms;
+  uint64_t heartbeat_at; /* the next heartbeat is due then */
+  wsrv_map remote;       /* address -> wsrv_remote */
+  uint64_t heard[256];   /* node -> last relay received (ms); 0: never */
+} wsrv_cluster;
+
+typedef struct wsrv_remote {
+  uint32_t node;
+} wsrv_remote;
+
 struct whisper_server {
   whisper_store *store;
   whisper_server_config_t cfg;
@@ -203,21 +258,87 @@ struct whisper_server {
   uint8_t upload_secret[WSRV_SECRET_LEN]; /* the MAC key of upload tokens */
   char last_error[256];
   char refusal[128]; /* the message of the Error frame being answered */
+  uint64_t refusal_retry_ms; /* and its retry_ms (ERR_RATE) */
   wsrv_map conns;    /* conn id (8 bytes) -> wsrv_conn */
   wsrv_map devs;     /* address -> wsrv_dev */
   wsrv_map accts;    /* name -> wsrv_acct */
   wsrv_map typing;   /* address || conversation -> wsrv_typing */
   uint64_t typing_pruned_ms;
+  wsrv_cluster cluster;
+  wsrv_map srcs;     /* source key -> wsrv_src */
+  uint64_t srcs_pruned_ms;
+  uint64_t sent_prune_at; /* when idempotency records are pruned next (0: at the first tick) */
+  uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
   wsrv_out *out_head, *out_tail, *polled;
   whisper_server_stats_t stats;
+  /* group commit (server_batch.c) */
+  int batch;                /* between whisper_server_batch_begin and _end */
+  int batch_txn;            /* the batch's store transaction is open */
+  int batch_broken;         /* a savepoint failed: the transaction may be lost */
+  uint64_t batch_no;        /* the current (or last) batch: 1, 2, ... */
+  int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
+  wsrv_out *held_head, *held_tail; /* its output, released after the commit */
+  whisper_server_stats_t batch_stats; /* the counters when it began */
+  wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
+  struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
+  size_t n_cundo, cap_cundo;
+  uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
+  size_t cache_keep;        /* records kept between batches (0: none) */
+  uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
+  size_t n_cgone, cap_cgone;
 };
 
+/* --- group commit (server_batch.c) ---------------------------------------- */
+
+/* Marks what a batch touched: a failed batch closes the connection, and
+ * reads the account's `hidden` from the store again. */
+static inline void wsrv_batch_conn(whisper_server *srv, wsrv_conn *c) {
+  if (srv->batch) c->batch_no = srv->batch_no;
+}
+static inline void wsrv_batch_acct(whisper_server *srv, wsrv_acct *a) {
+  if (srv->batch) a->batch_no = srv->batch_no;
+}
+/* After a frame: a batch whose transaction broke fails now (its output
+ * dropped, its connections closed) and a new one goes on. */
+void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms);
+/* The store side (server_store.c): a savepoint in the batch's transaction
+ * (begun at the first), the commit with the depth counter, the rollback. */
+int wsrv_batch_savepoint(whisper_server *srv);
+int wsrv_batch_commit(whisper_server *srv);
+void wsrv_batch_rollback(whisper_server *srv);
+
+/* The batch's record cache (server_cache.c): wsrv_get/put/del go through
+ * it for the plain kinds inside a batch (wsrv_cache_usable). */
+int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
+int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
+/* A frame's savepoint opened / closed (keep: released, else rolled back). */
+void wsrv_cache_frame_begin(whisper_server *srv);
+void wsrv_cache_frame_end(whisper_server *srv, int keep);
+/* Writes the dirty records to the store; drop forgets the cache; after a
+ * commit, settle keeps what may stay for the next batch (or drops). */
+int wsrv_cache_flush(whisper_server *srv);
+void wsrv_cache_drop(whisper_server *srv);
+void wsrv_cache_settle(whisper_server *srv);
+void wsrv_cache_free(whisper_server *srv);
+
 /* --- effects of a transaction, applied after its commit ------------------ */
+
+/* One record of a scan, copied. */
+typedef struct wsrv_rec {
+  uint8_t *key, *val;
+  size_t key_len, val_len;
+} wsrv_rec;
 
 typedef struct wsrv_touched {
   wsrv_addr addr;
   uint64_t count; /* entries in its mailbox after the transaction */
   int loud;       /* one of them may wake it (not all from muted conversations) */
+  wsrv_rec *pre;  /* the entries appended, kept when the device is online: pushed */
+  size_t n_pre, cap_pre; /* without reading them back */
+  int pre_lost;   /* one could not be kept: the mailbox is read */
 } wsrv_touched;
 
 typedef struct wsrv_fx {
@@ -245,6 +366,8 @@ int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sets the refusal message; returns the ERR_* `code`. */
 int wsrv_refuse(whisper_server *srv, int code, const char *msg);
+/* ERR_RATE with its retry_ms. */
+int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg);
 
 /* Queues `f` (version set here) for `conn`. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f);
@@ -253,8 +376,10 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);
 void wsrv_queue_close(whisper_server *srv, uint64_t conn);
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id, uint64_t depth);
-/* Drops queued output of `conn`. */
+/* Drops queued output of `conn` (held output too). */
 void wsrv_drop_output(whisper_server *srv, uint64_t conn);
+/* Appends `o` to the output, or to the held output inside a batch. */
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 void wsrv_out_free(wsrv_out *o);
 
 /* --- checks (server_check.c) --------------------------------------------- */
@@ -273,6 +398,11 @@ int wsrv_begin(whisper_server *srv);
  * change), else rolls back. Returns the final code. */
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc);
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+/* The store itself, past the batch's cache. */
+int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn);
+int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
 int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
              size_t vn);
 int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
@@ -284,16 +414,14 @@ int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                  const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
 void wsrv_msg_free(void *m);
 
-/* One record of a scan, copied. */
-typedef struct wsrv_rec {
-  uint8_t *key, *val;
-  size_t key_len, val_len;
-} wsrv_rec;
 /* Up to `limit` records of an ordered kind past `bound` (NULL: from the
  * start) under `prefix`, ascending, copied into *out. */
 int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefix_len,
               const uint8_t *bound, size_t bound_len, size_t limit, wsrv_rec **out, size_t *n);
 void wsrv_recs_free(wsrv_rec *r, size_t n);
+/* Deletes every record of an ordered kind under a device's tag, in
+ * batches; *n counts them (server_devices.c). */
+int wsrv_delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TAG_LEN], uint64_t *n);
 
 void wsrv_addr_make(wsrv_addr *a, const char *name, uint32_t device_id);
 void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TAG_LEN]);
@@ -362,7 +490,10 @@ int wsrv_handle_publish(whisper_server *srv, wsrv_conn *c, uint64_t id,
 /* --- mailboxes (server_mailbox.c) ---------------------------------------- */
 
 /* Appends `d` (its seq is set here) to the mailbox of (name, device).
- * ERR_LIMIT when the mailbox is full. */
+ * ERR_LIMIT when the mailbox is full (cfg.max_mailbox entries,
+ * cfg.max_mailbox_bytes), or holds as much from d's sender as it takes
+ * (cfg.sender_max_entries, cfg.sender_max_bytes; the account's own
+ * devices are not counted). */
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d);
 /* Appends `d` to every device of `name` but `skip_device` (0: none).
@@ -404,7 +535,7 @@ int wsrv_prekeys_put(whisper_server *srv, const char *name, uint32_t device_id,
 int wsrv_handle_upload(whisper_server *srv, wsrv_conn *c, uint64_t id,
                        const Whisper__Sync__UploadPrekeys *m);
 int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                      const Whisper__Sync__FetchBundles *m);
+                      const Whisper__Sync__FetchBundles *m, uint64_t now_ms);
 int wsrv_handle_list_devices(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__ListDevices *m);
 
@@ -470,6 +601,34 @@ int wsrv_block_drops(whisper_server *srv, const char *to, const char *sender, ui
 /* 1 if either account blocked the other (or the store failed), else 0. */
 int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
 
+/* --- abuse limits (server_limits.c) ------------------------------------- */
+
+#define WSRV_SRC_TAG_LEN 8 /* a keyed tag of a source, kept with the link codes it asked for */
+
+/* Takes a token of a bucket of `cap` tokens, as many coming back per
+ * `period_ms`: 1, or 0 with *retry_ms (may be NULL) when one is back. */
+int wsrv_bucket_take(wsrv_bucket *b, uint64_t cap, uint64_t period_ms, uint64_t now_ms,
+                     uint64_t *retry_ms);
+/* The connection logged in or went: it no longer counts among its
+ * source's connections not logged in. */
+void wsrv_src_release(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+/* An account made, a link code asked for, by c's source: 0, or ERR_RATE
+ * (refusal set) when the source is over cfg.register_per_source /
+ * cfg.link_per_source. Connections without a source are not limited. */
+int wsrv_src_register_take(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+int wsrv_src_link_take(whisper_server *srv, wsrv_conn *c, uint64_t now_ms);
+/* c's source tag: 1, or 0 for a connection without a source. */
+int wsrv_src_tag(const whisper_server *srv, const wsrv_conn *c, uint8_t tag[WSRV_SRC_TAG_LEN]);
+/* The idempotency period of now_ms (now / cfg.sent_ttl_ms). */
+uint32_t wsrv_sent_period(const whisper_server *srv, uint64_t now_ms);
+/* A record of `period` was written: pruning is due when it lapses. */
+void wsrv_sent_written(whisper_server *srv, uint32_t period);
+/* At whisper_server_new(): the decoy key, the first pruning deadline. */
+int wsrv_limits_init(whisper_server *srv);
+uint64_t wsrv_limits_deadline(const whisper_server *srv);
+/* Forgets idle sources, prunes lapsed idempotency records (a batch). */
+void wsrv_limits_tick(whisper_server *srv, uint64_t now_ms);
+
 /* --- upload tokens (server_blob.c) -------------------------------------- */
 
 /* Reads the upload token secret into srv, or makes it (in the caller's
@@ -477,5 +636,33 @@ int wsrv_block_either(whisper_server *srv, const char *a, const char *b);
 int wsrv_upload_secret_init(whisper_server *srv);
 int wsrv_handle_upload_auth(whisper_server *srv, wsrv_conn *c, uint64_t id,
                             const Whisper__Sync__UploadAuth *m, uint64_t now_ms);
+
+/* --- cluster mode (server_cluster.c) ------------------------------------- */
+
+/* The relays of this node's own events; each does nothing outside cluster
+ * mode. */
+void wsrv_cluster_online(whisper_server *srv, const wsrv_conn *c, int hidden);
+void wsrv_cluster_offline(whisper_server *srv, const wsrv_conn *c, uint64_t now_ms);
+/* New entries for a device with no connection here: tells the node that
+ * has it; returns 1 if some node has it online (no push then). */
+int wsrv_cluster_wake(whisper_server *srv, const wsrv_addr *a);
+/* A frame to the devices of `account` online on other nodes. */
+void wsrv_cluster_frame(whisper_server *srv, const char *account, Whisper__Sync__Frame *f);
+void wsrv_cluster_hidden(whisper_server *srv, const char *account, int hidden);
+/* A link code approved here: a Register held on it may wait on another node. */
+void wsrv_cluster_linked(whisper_server *srv, const char *account, const uint8_t code[WSRV_ID_LEN]);
+/* Another node approved it (server_account.c): the Registers held here run. */
+void wsrv_link_approved_elsewhere(whisper_server *srv, const char *account,
+                                  const uint8_t code[WSRV_ID_LEN], uint64_t now_ms);
+/* server_seq in cluster mode (see server.h). */
+uint64_t wsrv_cluster_seq(whisper_server *srv);
+void wsrv_cluster_tick(whisper_server *srv, uint64_t now_ms);
+uint64_t wsrv_cluster_deadline(const whisper_server *srv);
+void wsrv_cluster_free(whisper_server *srv);
+/* Presence (server_presence.c) for devices on other nodes. */
+int wsrv_presence_remote(whisper_server *srv, const char *name, int online, int hidden,
+                         uint64_t at_ms);
+/* Sends `f` to the local connections of `name` that are logged in. */
+void wsrv_presence_frame_local(whisper_server *srv, const char *name, Whisper__Sync__Frame *f);
 
 #endif

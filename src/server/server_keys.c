@@ -3,6 +3,13 @@
  * handed out once: deleted in the transaction that hands it out) and
  * ListDevices. Bundles and Devices carry the account's signed device list
  * when it has one.
+ *
+ * One-time prekeys are rationed so that nobody drains a device's supply:
+ * a device takes at most cfg.prekeys_per_requester of them per hour, and
+ * a device's are handed out at most cfg.prekeys_per_target per hour
+ * (token buckets, in memory). Past either, a bundle carries the signed
+ * prekey alone (X3DH without a one-time prekey, as Signal falls back to
+ * when a supply runs out); the fetch itself is not refused.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +17,7 @@
 #include "server/server_internal.h"
 
 #define PKEY_LEN (WSRV_TAG_LEN + 4)
+#define HOUR_MS (60ULL * 60 * 1000)
 #define FETCH_MAX 1024 /* device ids asked for in one FetchBundles */
 
 int wsrv_prekeys_check(whisper_server *srv, Whisper__Sync__OneTimePrekey *const *pk, size_t n) {
@@ -77,7 +85,7 @@ static int signed_check(whisper_server *srv, const Whisper__Sync__DeviceKeys *k,
 /* The device record is written as a copy with the new signed prekey (its
  * bytes belong to m, the unpacked record's to the record). */
 static int upload_store(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__UploadPrekeys *m,
-                        uint32_t *count) {
+                        uint32_t *count, uint32_t *spk_id) {
   Whisper__Server__Device *d;
   int rc = wsrv_device_get(srv, c->account, c->device_id, &d);
   if (rc != WHISPER_OK) return rc;
@@ -92,6 +100,7 @@ static int upload_store(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__
   if (rc == WHISPER_OK) {
     out.has_prekeys = 1;
     out.prekeys = *count;
+    *spk_id = out.signed_prekey_id;
     rc = wsrv_device_put(srv, c->account, c->device_id, &out);
   }
   wsrv_msg_free(d);
@@ -100,14 +109,15 @@ static int upload_store(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__
 
 int wsrv_handle_upload(whisper_server *srv, wsrv_conn *c, uint64_t id,
                        const Whisper__Sync__UploadPrekeys *m) {
-  uint32_t count = 0;
+  uint32_t count = 0, spk_id = 0;
   int r = wsrv_prekeys_check(srv, m->prekeys, m->n_prekeys);
   if (r) return r;
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
-  rc = wsrv_end(srv, NULL, upload_store(srv, c, m, &count));
+  rc = wsrv_end(srv, NULL, upload_store(srv, c, m, &count, &spk_id));
   if (rc != WHISPER_OK) return rc;
   c->prekeys_left = count;
+  c->spk_id = spk_id;
   return wsrv_send_ok(srv, c, id);
 }
 
@@ -120,6 +130,29 @@ typedef struct fetched {
   uint32_t pk_id;
   uint8_t pk[WHISPER_PUBLIC_KEY_LEN];
 } fetched;
+
+/* Whether `requester` may take one of `target`'s one-time prekeys now:
+ * both buckets have a token (then both pay one). With no memory for the
+ * buckets, no. */
+static int ration(whisper_server *srv, const wsrv_conn *requester, const char *name,
+                  uint32_t device_id, uint64_t now_ms) {
+  wsrv_addr a;
+  wsrv_bucket probe;
+  wsrv_addr_make(&a, name, device_id);
+  wsrv_dev *from = wsrv_dev_get(srv, &requester->addr), *to = wsrv_dev_get(srv, &a);
+  if (from == NULL || to == NULL) return 0;
+  /* the target's bucket is tried on a copy, so that a refusal costs the
+   * requester nothing, and the requester's taken only when both agree */
+  probe = to->pk_given;
+  if (!wsrv_bucket_take(&probe, srv->cfg.prekeys_per_target, HOUR_MS, now_ms, NULL)) {
+    to->pk_given = probe;
+    return 0;
+  }
+  if (!wsrv_bucket_take(&from->pk_taken, srv->cfg.prekeys_per_requester, HOUR_MS, now_ms, NULL))
+    return 0;
+  to->pk_given = probe;
+  return 1;
+}
 
 /* Takes the device's lowest one-time prekey, if it has one. */
 static int take_prekey(whisper_server *srv, const char *name, fetched *f) {
@@ -153,8 +186,8 @@ static int wanted(const Whisper__Sync__FetchBundles *m, uint32_t device_id) {
 
 /* Devices the account does not have are left out of the answer. *acct
  * (its signed list) is kept for the answer. */
-static int fetch_store(whisper_server *srv, const Whisper__Sync__FetchBundles *m, fetched **out,
-                       size_t *n, Whisper__Server__Account **acct) {
+static int fetch_store(whisper_server *srv, const wsrv_conn *c, const Whisper__Sync__FetchBundles *m,
+                       fetched **out, size_t *n, Whisper__Server__Account **acct, uint64_t now_ms) {
   Whisper__Server__Account *a;
   *n = 0;
   int rc = wsrv_account_get(srv, m->account, &a);
@@ -170,7 +203,9 @@ static int fetch_store(whisper_server *srv, const Whisper__Sync__FetchBundles *m
     rc = wsrv_device_get(srv, m->account, dev, &f->dev);
     if (rc != WHISPER_OK) break;
     (*n)++;
-    rc = take_prekey(srv, m->account, f);
+    /* a device with none left costs no token */
+    if ((!f->dev->has_prekeys || f->dev->prekeys > 0) && ration(srv, c, m->account, dev, now_ms))
+      rc = take_prekey(srv, m->account, f);
   }
   *acct = a;
   return rc;
@@ -234,11 +269,12 @@ static void counts_update(whisper_server *srv, const char *account, const fetche
     wsrv_dev *d = wsrv_map_get(&srv->devs, a.key, a.len);
     wsrv_conn *c = d && d->conn ? wsrv_conn_find(srv, d->conn) : NULL;
     if (c) c->prekeys_left = fs[i].dev->prekeys;
+    if (c) wsrv_batch_conn(srv, c); /* a failed batch closes it: the count was not kept */
   }
 }
 
 int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
-                      const Whisper__Sync__FetchBundles *m) {
+                      const Whisper__Sync__FetchBundles *m, uint64_t now_ms) {
   if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (m->n_device_ids > FETCH_MAX) return wsrv_refuse(srv, ERR_LIMIT, "too many device ids");
   for (size_t i = 0; i < m->n_device_ids; i++)
@@ -247,7 +283,7 @@ int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
   size_t n = 0;
   Whisper__Server__Account *a = NULL;
   int rc = wsrv_begin(srv);
-  if (rc == WHISPER_OK) rc = wsrv_end(srv, NULL, fetch_store(srv, m, &fs, &n, &a));
+  if (rc == WHISPER_OK) rc = wsrv_end(srv, NULL, fetch_store(srv, c, m, &fs, &n, &a, now_ms));
   if (rc == WHISPER_OK) {
     counts_update(srv, m->account, fs, n);
     rc = send_bundles(srv, c, id, m->account, a, fs, n);

@@ -1,10 +1,18 @@
 /*
  * Mailboxes: one per device, entries keyed by the device tag and a
  * sequence that only grows (the device record keeps the last one handed
- * out and the count). Entries are appended inside the caller's
+ * out, the count and the bytes). Entries are appended inside the caller's
  * transaction; after its commit they are pushed to the device's
  * connection, at most cfg.deliver_window unacknowledged at a time, and an
  * Ack deletes them and tells the senders DELIVERED.
+ *
+ * Quotas: a mailbox holds at most cfg.max_mailbox entries and
+ * cfg.max_mailbox_bytes, and of them at most cfg.sender_max_entries and
+ * cfg.sender_max_bytes from any one other account, so that no account
+ * fills another's mailbox and blocks the mail of everyone else. What each
+ * other account holds in a mailbox is a share record, written with each
+ * entry it appends and lowered by the Ack that deletes them (an entry of
+ * the account's own devices has none).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +20,7 @@
 #include "server/server_internal.h"
 
 #define MKEY_LEN (WSRV_TAG_LEN + 8)
+#define SKEY_LEN (2 * WSRV_TAG_LEN)
 #define ACK_BATCH 256
 
 static const uint64_t latency_bounds[12] = {1,   2,   5,   10,   25,   50,
@@ -33,29 +42,61 @@ int wsrv_muted(const Whisper__Server__Account *a, const char *conv, uint64_t now
   return 0;
 }
 
-static int fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr *a, uint64_t count) {
+static wsrv_touched *fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr *a,
+                              uint64_t count) {
   for (size_t i = 0; i < fx->n; i++) {
     if (fx->touched[i].addr.len == a->len && memcmp(fx->touched[i].addr.key, a->key, a->len) == 0) {
       fx->touched[i].count = count;
       fx->touched[i].loud |= !fx->silent;
-      return WHISPER_OK;
+      return &fx->touched[i];
     }
   }
   if (fx->n == fx->cap) {
     size_t cap = fx->cap ? fx->cap * 2 : 8;
     wsrv_touched *t = realloc(fx->touched, cap * sizeof *t);
-    if (t == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    if (t == NULL) {
+      wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+      return NULL;
+    }
     fx->touched = t;
     fx->cap = cap;
   }
-  fx->touched[fx->n].addr = *a;
-  fx->touched[fx->n].count = count;
-  fx->touched[fx->n].loud = !fx->silent;
-  fx->n++;
-  return WHISPER_OK;
+  wsrv_touched *t = &fx->touched[fx->n++];
+  memset(t, 0, sizeof *t);
+  t->addr = *a;
+  t->count = count;
+  t->loud = !fx->silent;
+  return t;
+}
+
+/* Keeps an appended entry (its key and packed bytes, taken over) for the
+ * push after the commit, if the device is online; else frees it. */
+static void fx_keep(whisper_server *srv, wsrv_touched *t, const uint8_t *key, uint8_t *val,
+                    size_t len) {
+  wsrv_dev *d = wsrv_map_get(&srv->devs, t->addr.key, t->addr.len);
+  if (d && d->conn && !t->pre_lost) {
+    if (t->n_pre == t->cap_pre) {
+      size_t cap = t->cap_pre ? t->cap_pre * 2 : 2;
+      wsrv_rec *r = realloc(t->pre, cap * sizeof *r);
+      if (r) {
+        t->pre = r;
+        t->cap_pre = cap;
+      }
+    }
+    uint8_t *k = t->n_pre < t->cap_pre ? malloc(MKEY_LEN) : NULL;
+    if (k) {
+      memcpy(k, key, MKEY_LEN);
+      t->pre[t->n_pre++] = (wsrv_rec){k, val, MKEY_LEN, len};
+      return;
+    }
+    t->pre_lost = 1; /* out of memory: the push reads the mailbox instead */
+  }
+  wh_wipe(val, len);
+  free(val);
 }
 
 void wsrv_fx_free(wsrv_fx *fx) {
+  for (size_t i = 0; i < fx->n; i++) wsrv_recs_free(fx->touched[i].pre, fx->touched[i].n_pre);
   free(fx->touched);
   memset(fx, 0, sizeof *fx);
 }
@@ -71,20 +112,116 @@ static void wake(whisper_server *srv, const wsrv_touched *t) {
                   t->count);
 }
 
+static void pump_new(whisper_server *srv, wsrv_conn *c, const wsrv_touched *t, uint64_t now_ms);
+
 void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
   if (fx->depth_delta < 0 && (uint64_t)-fx->depth_delta > srv->stats.mailbox_depth)
     srv->stats.mailbox_depth = 0;
   else
     srv->stats.mailbox_depth += (uint64_t)fx->depth_delta;
   for (size_t i = 0; i < fx->n; i++) {
-    wsrv_dev *d = wsrv_map_get(&srv->devs, fx->touched[i].addr.key, fx->touched[i].addr.len);
+    wsrv_touched *t = &fx->touched[i];
+    wsrv_dev *d = wsrv_map_get(&srv->devs, t->addr.key, t->addr.len);
     wsrv_conn *c = d && d->conn ? wsrv_conn_find(srv, d->conn) : NULL;
     if (c && c->state == WSRV_AUTHED)
-      wsrv_pump(srv, c, now_ms);
-    else
-      wake(srv, &fx->touched[i]);
+      pump_new(srv, c, t, now_ms);
+    else if (!wsrv_cluster_wake(srv, &t->addr)) /* online on another node? */
+      wake(srv, t);
   }
   wsrv_fx_free(fx);
+}
+
+/* --- what each sender holds ---------------------------------------------- */
+
+/* Per sender: the entries and bytes an Ack deletes. */
+typedef struct tally {
+  char sender[WSRV_NAME_MAX + 1];
+  uint64_t entries, bytes;
+} tally;
+
+typedef struct tallies {
+  tally *t;
+  size_t n, cap;
+} tallies;
+
+static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
+  for (size_t i = 0; i < ts->n; i++)
+    if (strcmp(ts->t[i].sender, sender) == 0) {
+      ts->t[i].entries++;
+      ts->t[i].bytes += bytes;
+      return WHISPER_OK;
+    }
+  if (ts->n == ts->cap) {
+    size_t cap = ts->cap ? ts->cap * 2 : 8;
+    tally *t = realloc(ts->t, cap * sizeof *t);
+    if (t == NULL) return WHISPER_ENOMEM;
+    ts->t = t;
+    ts->cap = cap;
+  }
+  tally *t = &ts->t[ts->n++];
+  snprintf(t->sender, sizeof t->sender, "%s", sender);
+  t->entries = 1;
+  t->bytes = bytes;
+  return WHISPER_OK;
+}
+
+static void tallies_free(tallies *ts) {
+  free(ts->t);
+  memset(ts, 0, sizeof *ts);
+}
+
+/* An entry of mailbox `owner` from another account: its sender, else NULL. */
+static const char *other_sender(const Whisper__Sync__Deliver *d, const char *owner) {
+  return d->sender && wsrv_name_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
+}
+
+static void share_key(const whisper_server *srv, uint8_t out[SKEY_LEN],
+                      const uint8_t tag[WSRV_TAG_LEN], const char *sender) {
+  wsrv_addr a;
+  memcpy(out, tag, WSRV_TAG_LEN);
+  wsrv_addr_make(&a, sender, 0); /* device 0: the account as a whole */
+  wsrv_tag(srv, &a, out + WSRV_TAG_LEN);
+}
+
+static int share_get(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t *entries,
+                     uint64_t *bytes) {
+  Whisper__Server__Share *sh;
+  *entries = *bytes = 0;
+  int rc = wsrv_get_msg(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN,
+                        &whisper__server__share__descriptor, (ProtobufCMessage **)&sh);
+  if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
+  if (rc != WHISPER_OK) return rc;
+  *entries = sh->entries;
+  *bytes = sh->bytes;
+  wsrv_msg_free(sh);
+  return WHISPER_OK;
+}
+
+/* Nothing held: no record. */
+static int share_put(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t entries,
+                     uint64_t bytes) {
+  if (entries == 0) return wsrv_del(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN);
+  Whisper__Server__Share sh = WHISPER__SERVER__SHARE__INIT;
+  sh.has_entries = sh.has_bytes = 1;
+  sh.entries = entries;
+  sh.bytes = bytes;
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_SHARE, key, SKEY_LEN, &sh.base);
+}
+
+/* An entry of `size` bytes from `sender` (another account) is to join the
+ * mailbox under `tag`: 0 with its share counted, or ERR_LIMIT. */
+static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], const char *sender,
+                      uint64_t size) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  uint8_t key[SKEY_LEN];
+  uint64_t entries, bytes;
+  share_key(srv, key, tag, sender);
+  int rc = share_get(srv, key, &entries, &bytes);
+  if (rc != WHISPER_OK) return rc;
+  if (entries >= cfg->sender_max_entries || size > cfg->sender_max_bytes ||
+      bytes > cfg->sender_max_bytes - size)
+    return wsrv_refuse(srv, ERR_LIMIT, "a recipient's mailbox holds all it takes from this account");
+  return share_put(srv, key, entries + 1, bytes + size);
 }
 
 /* --- appending ------------------------------------------------------------ */
@@ -95,7 +232,11 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   int rc = wsrv_device_get(srv, name, device_id, &dev);
   if (rc == WHISPER_ENOTFOUND) return wsrv_fail(srv, WHISPER_ECORRUPT, "a listed device is not stored");
   if (rc != WHISPER_OK) return rc;
-  if (dev->mailbox_count >= srv->cfg.max_mailbox || dev->mailbox_last == UINT64_MAX) {
+  d->has_seq = 1;
+  d->seq = dev->mailbox_last + 1;
+  uint64_t size = protobuf_c_message_get_packed_size(&d->base);
+  if (dev->mailbox_count >= srv->cfg.max_mailbox || dev->mailbox_last == UINT64_MAX ||
+      size > srv->cfg.max_mailbox_bytes || dev->mailbox_bytes > srv->cfg.max_mailbox_bytes - size) {
     wsrv_msg_free(dev);
     return wsrv_refuse(srv, ERR_LIMIT, "a recipient's mailbox is full");
   }
@@ -103,18 +244,35 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   uint8_t tag[WSRV_TAG_LEN], key[MKEY_LEN];
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
-  d->has_seq = 1;
-  d->seq = dev->mailbox_last + 1;
+  const char *sender = other_sender(d, name);
+  if (sender) rc = share_take(srv, tag, sender, size);
   mailbox_key(key, tag, d->seq);
-  rc = wsrv_put_msg(srv, WHISPER_REC_SERVER_MAILBOX, key, sizeof key, &d->base);
+  size_t len = (size_t)size;
+  uint8_t *buf = NULL;
+  if (rc == WHISPER_OK && (buf = malloc(len ? len : 1)) == NULL)
+    rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   if (rc == WHISPER_OK) {
-    dev->has_mailbox_last = dev->has_mailbox_count = 1;
+    whisper__sync__deliver__pack(d, buf);
+    rc = wsrv_put(srv, WHISPER_REC_SERVER_MAILBOX, key, sizeof key, buf, len);
+  }
+  if (rc == WHISPER_OK) {
+    dev->has_mailbox_last = dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
     dev->mailbox_last = d->seq;
     dev->mailbox_count++;
+    dev->mailbox_bytes += size;
     rc = wsrv_device_put(srv, name, device_id, dev);
   }
-  if (rc == WHISPER_OK) rc = fx_touch(srv, fx, &a, dev->mailbox_count);
-  if (rc == WHISPER_OK) fx->depth_delta++;
+  wsrv_touched *t = rc == WHISPER_OK ? fx_touch(srv, fx, &a, dev->mailbox_count) : NULL;
+  if (t) {
+    fx->depth_delta++;
+    fx_keep(srv, t, key, buf, len); /* takes buf */
+  } else {
+    if (rc == WHISPER_OK) rc = WHISPER_ENOMEM;
+    if (buf) {
+      wh_wipe(buf, len);
+      free(buf);
+    }
+  }
   wsrv_msg_free(dev);
   return rc;
 }
@@ -138,29 +296,72 @@ int wsrv_mailbox_append_account(whisper_server *srv, wsrv_fx *fx, const char *na
 
 /* --- pushing -------------------------------------------------------------- */
 
-static void inflight_push(whisper_server *srv, wsrv_conn *c, uint64_t seq) {
-  c->inflight[(c->in_head + c->in_len) % srv->cfg.deliver_window] = seq;
+static wsrv_inflight *inflight_at(const wsrv_conn *c, uint32_t i) {
+  return &c->inflight[(c->in_head + i) % c->in_cap];
+}
+
+/* Room for one more in the ring (at most the window: callers check),
+ * which grows from 8 as needed: an idle connection holds none. */
+static int inflight_room(whisper_server *srv, wsrv_conn *c) {
+  if (c->in_len < c->in_cap) return WHISPER_OK;
+  uint32_t cap = c->in_cap ? c->in_cap * 2 : 8;
+  if (cap > srv->cfg.deliver_window) cap = srv->cfg.deliver_window;
+  wsrv_inflight *r = malloc((size_t)cap * sizeof *r);
+  if (r == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  for (uint32_t i = 0; i < c->in_len; i++) r[i] = *inflight_at(c, i);
+  free(c->inflight);
+  c->inflight = r;
+  c->in_cap = cap;
+  c->in_head = 0;
+  return WHISPER_OK;
+}
+
+static void inflight_push(wsrv_conn *c, const wsrv_inflight *e) {
+  *inflight_at(c, c->in_len) = *e;
   c->in_len++;
 }
 
 /* Forgets the pushed entries an Ack covered: the window opens again. */
-static void inflight_ack(whisper_server *srv, wsrv_conn *c, uint64_t up_to) {
-  while (c->in_len && c->inflight[c->in_head] <= up_to) {
-    c->in_head = (c->in_head + 1) % srv->cfg.deliver_window;
+static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
+  while (c->in_len && c->inflight[c->in_head].seq <= up_to) {
+    c->in_head = (c->in_head + 1) % c->in_cap;
     c->in_len--;
   }
 }
 
+/* Whether acknowledging entry `d` earns its sender a DELIVERED receipt:
+ * a text message from another account (own-device copies do not: the
+ * account sent them). */
+static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
+  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
+         strcmp(d->sender, c->account) != 0 &&
+         wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
+}
+
+/* Pushes one entry and notes it in flight (an entry that does not read is
+ * passed over, noted as one its Ack must read: the Ack deletes it). */
 static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
+  wsrv_inflight e = {.seq = wsrv_rd64(r->key + WSRV_TAG_LEN), .slow = 1};
+  if (inflight_room(srv, c) != WHISPER_OK) return WHISPER_ENOMEM;
   Whisper__Sync__Deliver *d =
       whisper__sync__deliver__unpack(&wh_pb_alloc, r->val_len, r->val);
-  if (d == NULL) return wsrv_fail(srv, WHISPER_ECORRUPT, "a mailbox entry is corrupt");
+  if (d == NULL) {
+    inflight_push(c, &e);
+    return wsrv_fail(srv, WHISPER_ECORRUPT, "a mailbox entry is corrupt");
+  }
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   d->has_seq = 1;
-  d->seq = wsrv_rd64(r->key + WSRV_TAG_LEN);
+  d->seq = e.seq;
   f.body_case = WHISPER__SYNC__FRAME__BODY_DELIVER;
   f.deliver = d;
   int rc = wsrv_send(srv, c->id, &f);
+  if (rc == WHISPER_OK) {
+    e.message = d->kind == ENTRY_MESSAGE;
+    e.server_ts = d->server_ts;
+    e.slow = (uint8_t)(earns_receipt(c, d) || other_sender(d, c->account) != NULL);
+    e.len = (uint32_t)(r->val_len < UINT32_MAX ? r->val_len : UINT32_MAX);
+    inflight_push(c, &e);
+  }
   wsrv_msg_free(d);
   return rc;
 }
@@ -175,33 +376,75 @@ static void queue_empty(whisper_server *srv, wsrv_conn *c) {
   if (wsrv_send(srv, c->id, &f) == WHISPER_OK) c->backlog_done = 1;
 }
 
-/* A connection whose mailbox cannot be read is closed (the device
- * reconnects and resumes): `c` is freed then, so callers use it no more. */
-void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
-  if (c->state != WSRV_AUTHED) return;
-  uint32_t room = srv->cfg.deliver_window - c->in_len;
-  if (room == 0) return;
-  uint8_t bound[MKEY_LEN];
-  wsrv_rec *recs;
-  size_t n;
-  mailbox_key(bound, c->tag, c->sent_upto);
-  int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
-                     room, &recs, &n);
-  for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+/* Pushes records (entries in seq order) while the window has room; how
+ * many went (an error stops it). */
+static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs, size_t n,
+                     size_t *done) {
+  int rc = WHISPER_OK;
+  *done = 0;
+  for (size_t i = 0; rc == WHISPER_OK && i < n && c->in_len < srv->cfg.deliver_window; i++) {
+    *done = i + 1;
     if (recs[i].key_len != MKEY_LEN) continue;
     uint64_t seq = wsrv_rd64(recs[i].key + WSRV_TAG_LEN);
     rc = push_entry(srv, c, &recs[i]);
-    if (rc == WHISPER_OK) inflight_push(srv, c, seq);
     /* an entry that cannot be read is passed over; an Ack past it deletes it */
     if (rc == WHISPER_ECORRUPT) rc = WHISPER_OK;
     if (rc == WHISPER_OK) c->sent_upto = seq;
   }
+  return rc;
+}
+
+/* A connection whose mailbox cannot be read is closed (the device
+ * reconnects and resumes): `c` is freed then, so callers use it no more.
+ * The mailbox is read only when something may wait in it: not when the
+ * last read found the end and every entry since was handed over by
+ * pump_new (c->idle). */
+void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
+  if (c->state != WSRV_AUTHED) return;
+  wsrv_batch_conn(srv, c); /* its window may move past entries of the batch */
+  uint32_t room = srv->cfg.deliver_window - c->in_len;
+  if (room == 0) {
+    c->idle = 0; /* entries may come while it is full: read them when it opens */
+    return;
+  }
+  if (c->idle && c->backlog_done) return;
+  uint8_t bound[MKEY_LEN];
+  wsrv_rec *recs;
+  size_t n, done = 0;
+  mailbox_key(bound, c->tag, c->sent_upto);
+  int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
+                     room, &recs, &n);
+  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, n, &done);
   wsrv_recs_free(recs, n);
   if (rc != WHISPER_OK) {
     wsrv_conn_drop(srv, c, 1, now_ms);
     return;
   }
+  c->idle = n < room;
   if (n < room && !c->backlog_done) queue_empty(srv, c);
+}
+
+/* After a transaction that appended entries for c's device (in t->pre, in
+ * seq order, when they could be kept): if c had everything before them,
+ * they are pushed from memory; else the mailbox is read. */
+static void pump_new(whisper_server *srv, wsrv_conn *c, const wsrv_touched *t, uint64_t now_ms) {
+  int direct = c->idle && c->backlog_done && !t->pre_lost && t->n_pre > 0 &&
+               wsrv_rd64(t->pre[0].key + WSRV_TAG_LEN) == c->sent_upto + 1;
+  for (size_t i = 1; direct && i < t->n_pre; i++)
+    direct = wsrv_rd64(t->pre[i].key + WSRV_TAG_LEN) == wsrv_rd64(t->pre[i - 1].key + WSRV_TAG_LEN) + 1;
+  if (!direct) {
+    c->idle = 0;
+    wsrv_pump(srv, c, now_ms);
+    return;
+  }
+  wsrv_batch_conn(srv, c);
+  size_t done;
+  int rc = push_recs(srv, c, t->pre, t->n_pre, &done);
+  if (rc != WHISPER_OK) {
+    wsrv_conn_drop(srv, c, 1, now_ms);
+    return;
+  }
+  if (done < t->n_pre) c->idle = 0; /* the window filled: the rest is read when it opens */
 }
 
 /* --- acknowledging -------------------------------------------------------- */
@@ -220,6 +463,8 @@ typedef struct ack_state {
   receipt *r;
   size_t n, cap;
   uint64_t deleted;
+  uint64_t bytes;     /* of the entries deleted */
+  tallies senders;    /* what each other account had in them */
   uint64_t le[12], lat_count, lat_sum;
 } ack_state;
 
@@ -260,14 +505,18 @@ static void latency_add(ack_state *st, uint64_t ms) {
  * them) and a latency sample. */
 static int note_acked(whisper_server *srv, wsrv_conn *c, ack_state *st, const wsrv_rec *rec,
                       uint64_t now_ms) {
+  st->bytes += rec->val_len;
   Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, rec->val_len, rec->val);
   if (d == NULL) return WHISPER_OK; /* a corrupt entry is deleted all the same */
   int rc = WHISPER_OK;
+  const char *other = other_sender(d, c->account);
+  if (other && tally_add(&st->senders, other, rec->val_len) != WHISPER_OK) {
+    wsrv_msg_free(d);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
   if (d->kind == ENTRY_MESSAGE) {
     latency_add(st, now_ms > d->server_ts ? now_ms - d->server_ts : 0);
-    if (d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
-        strcmp(d->sender, c->account) != 0 &&
-        wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN)) {
+    if (earns_receipt(c, d)) {
       receipt *r = receipt_for(st, d->sender, d);
       if (r == NULL)
         rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
@@ -309,14 +558,66 @@ static int delete_upto(whisper_server *srv, wsrv_conn *c, ack_state *st, uint64_
   return rc;
 }
 
-static int count_down(whisper_server *srv, wsrv_conn *c, uint64_t deleted) {
+/* The senders' shares lose what was deleted. */
+static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
+  uint8_t key[SKEY_LEN];
+  uint64_t entries, bytes;
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < ts->n; i++) {
+    share_key(srv, key, c->tag, ts->t[i].sender);
+    rc = share_get(srv, key, &entries, &bytes);
+    if (rc != WHISPER_OK) break;
+    entries = entries > ts->t[i].entries ? entries - ts->t[i].entries : 0;
+    bytes = bytes > ts->t[i].bytes ? bytes - ts->t[i].bytes : 0;
+    rc = share_put(srv, key, entries, bytes);
+  }
+  return rc;
+}
+
+/* The fast way, once an Ack went through on this connection and nothing
+ * it did not push is left (resume_after is behind): the entries up to
+ * `limit` are exactly those in flight, deleted by their keys without
+ * reading them, unless one must be read (a receipt to make, or another
+ * account's share to lower). 1 if it applies. */
+static int fast_ack_applies(whisper_server *srv, const wsrv_conn *c, uint64_t limit) {
+  if (!c->acked_known || c->acked_upto < c->resume_after) return 0;
+  (void)srv;
+  for (uint32_t i = 0; i < c->in_len; i++) {
+    const wsrv_inflight *e = inflight_at(c, i);
+    if (e->seq > limit) break;
+    if (e->slow) return 0;
+  }
+  return 1;
+}
+
+static int delete_inflight(whisper_server *srv, wsrv_conn *c, ack_state *st, uint64_t limit,
+                           uint64_t now_ms) {
+  int rc = WHISPER_OK;
+  for (uint32_t i = 0; rc == WHISPER_OK && i < c->in_len; i++) {
+    const wsrv_inflight *e = inflight_at(c, i);
+    if (e->seq > limit) break;
+    uint8_t key[MKEY_LEN];
+    mailbox_key(key, c->tag, e->seq);
+    rc = wsrv_del(srv, WHISPER_REC_SERVER_MAILBOX, key, MKEY_LEN);
+    if (rc != WHISPER_OK) break;
+    st->deleted++;
+    st->bytes += e->len;
+    if (e->message) latency_add(st, now_ms > e->server_ts ? now_ms - e->server_ts : 0);
+  }
+  return rc;
+}
+
+/* The device record and the senders' shares count the deletion. */
+static int count_down(whisper_server *srv, wsrv_conn *c, const ack_state *st) {
   Whisper__Server__Device *dev;
-  if (deleted == 0) return WHISPER_OK;
+  if (st->deleted == 0) return WHISPER_OK;
   int rc = wsrv_device_get(srv, c->account, c->device_id, &dev);
   if (rc != WHISPER_OK) return rc;
-  dev->has_mailbox_count = 1;
-  dev->mailbox_count = dev->mailbox_count > deleted ? dev->mailbox_count - deleted : 0;
-  rc = wsrv_device_put(srv, c->account, c->device_id, dev);
+  dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
+  dev->mailbox_count = dev->mailbox_count > st->deleted ? dev->mailbox_count - st->deleted : 0;
+  dev->mailbox_bytes = dev->mailbox_bytes > st->bytes ? dev->mailbox_bytes - st->bytes : 0;
+  rc = shares_down(srv, c, &st->senders);
+  if (rc == WHISPER_OK) rc = wsrv_device_put(srv, c->account, c->device_id, dev);
   wsrv_msg_free(dev);
   return rc;
 }
@@ -352,6 +653,7 @@ static int send_receipts(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, ack_sta
 static void ack_state_free(ack_state *st) {
   for (size_t i = 0; i < st->n; i++) free(st->r[i].ids);
   free(st->r);
+  tallies_free(&st->senders);
 }
 
 static void stats_add(whisper_server *srv, const ack_state *st) {
@@ -372,14 +674,17 @@ int wsrv_handle_ack(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whispe
   wsrv_fx fx = {0};
   int rc = wsrv_begin(srv);
   if (rc != WHISPER_OK) return rc;
-  rc = delete_upto(srv, c, &st, limit, now_ms);
-  if (rc == WHISPER_OK) rc = count_down(srv, c, st.deleted);
+  rc = fast_ack_applies(srv, c, limit) ? delete_inflight(srv, c, &st, limit, now_ms)
+                                       : delete_upto(srv, c, &st, limit, now_ms);
+  if (rc == WHISPER_OK) rc = count_down(srv, c, &st);
   fx.depth_delta = -(int64_t)st.deleted;
   if (rc == WHISPER_OK) rc = send_receipts(srv, c, &fx, &st, now_ms);
   rc = wsrv_end(srv, &fx, rc);
   if (rc == WHISPER_OK) {
     stats_add(srv, &st);
-    inflight_ack(srv, c, limit);
+    inflight_ack(c, limit);
+    if (!c->acked_known || limit > c->acked_upto) c->acked_upto = limit;
+    c->acked_known = 1;
     wsrv_send_ok(srv, c, id);
     wsrv_pump(srv, c, now_ms); /* may drop c: the last use of it */
     wsrv_fx_apply(srv, &fx, now_ms);

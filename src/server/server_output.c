@@ -1,5 +1,7 @@
 /* The server's output: a FIFO of frames to send, connections to close and
- * devices to wake, drained by whisper_server_poll(). */
+ * devices to wake, drained by whisper_server_poll(). Inside a batch the
+ * output goes to a second FIFO, held until the batch commits
+ * (server_batch.c). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +19,14 @@ int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...) {
 
 int wsrv_refuse(whisper_server *srv, int code, const char *msg) {
   snprintf(srv->refusal, sizeof srv->refusal, "%s", msg);
+  srv->refusal_retry_ms = 0;
   return code;
+}
+
+int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg) {
+  wsrv_refuse(srv, ERR_RATE, msg);
+  srv->refusal_retry_ms = retry_ms ? retry_ms : 1;
+  return ERR_RATE;
 }
 
 void wsrv_out_free(wsrv_out *o) {
@@ -29,12 +38,21 @@ void wsrv_out_free(wsrv_out *o) {
   free(o);
 }
 
-static void enqueue(whisper_server *srv, wsrv_out *o) {
-  if (srv->out_tail)
-    srv->out_tail->next = o;
+/* Held output marks its connection: if the batch fails, the connection
+ * is closed (what it was told, or its delivery window, is not kept). */
+void wsrv_enqueue(whisper_server *srv, wsrv_out *o) {
+  wsrv_out **head = &srv->out_head, **tail = &srv->out_tail;
+  if (srv->batch) {
+    head = &srv->held_head;
+    tail = &srv->held_tail;
+    wsrv_conn *c = o->action == WHISPER_SERVER_PUSH ? NULL : wsrv_conn_find(srv, o->conn);
+    if (c) wsrv_batch_conn(srv, c);
+  }
+  if (*tail)
+    (*tail)->next = o;
   else
-    srv->out_head = o;
-  srv->out_tail = o;
+    *head = o;
+  *tail = o;
 }
 
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
@@ -53,7 +71,7 @@ int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
   o->conn = conn;
   o->frame = buf;
   o->len = n;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
   return WHISPER_OK;
 }
 
@@ -76,13 +94,17 @@ int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, c
   return wsrv_send(srv, conn, &f);
 }
 
-/* Every Ok after login carries the device's count of one-time prekeys. */
+/* Every Ok after login carries the device's count of one-time prekeys
+ * and the id of the signed prekey its bundles carry (the engine uploads
+ * its current one when they differ). */
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id) {
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
   if (c->state == WSRV_AUTHED) {
     ok.has_prekeys_left = 1;
     ok.prekeys_left = c->prekeys_left;
+    ok.has_signed_prekey_id = 1;
+    ok.signed_prekey_id = c->spk_id;
   }
   f.has_id = id != 0;
   f.id = id;
@@ -100,7 +122,7 @@ void wsrv_queue_close(whisper_server *srv, uint64_t conn) {
   if (o == NULL) return;
   o->action = WHISPER_SERVER_CLOSE;
   o->conn = conn;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
 }
 
 void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_id,
@@ -112,11 +134,11 @@ void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_i
   o->device_id = device_id;
   o->depth = depth;
   srv->stats.pushes++;
-  enqueue(srv, o);
+  wsrv_enqueue(srv, o);
 }
 
-void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
-  wsrv_out **pp = &srv->out_head, *last = NULL;
+static void drop_from(wsrv_out **head, wsrv_out **tail, uint64_t conn) {
+  wsrv_out **pp = head, *last = NULL;
   while (*pp) {
     wsrv_out *o = *pp;
     if (o->action != WHISPER_SERVER_PUSH && o->conn == conn) {
@@ -127,5 +149,10 @@ void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
       pp = &o->next;
     }
   }
-  srv->out_tail = last;
+  *tail = last;
+}
+
+void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
+  drop_from(&srv->out_head, &srv->out_tail, conn);
+  drop_from(&srv->held_head, &srv->held_tail, conn);
 }

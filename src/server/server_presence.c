@@ -51,6 +51,7 @@ static wsrv_acct *acct_make(whisper_server *srv, const char *name, int hidden) {
   if (a == NULL) return NULL;
   snprintf(a->name, sizeof a->name, "%s", name);
   a->hidden = hidden;
+  wsrv_batch_acct(srv, a);
   if (wsrv_map_put(&srv->accts, name, strlen(name), a) != WHISPER_OK) {
     free(a);
     return NULL;
@@ -64,7 +65,7 @@ static wsrv_acct *acct_make(whisper_server *srv, const char *name, int hidden) {
  * less than the grace period ago. Hidden accounts are always offline,
  * with no last seen. */
 static int seen_online(const wsrv_acct *a) {
-  return !a->hidden && (a->n_online > 0 || a->offline_at != 0);
+  return !a->hidden && (a->n_online > 0 || a->n_remote > 0 || a->offline_at != 0);
 }
 
 /* An account is hidden from the accounts it blocked (server_block.c). */
@@ -100,6 +101,7 @@ int wsrv_presence_login(whisper_server *srv, wsrv_conn *c, int hidden) {
   wsrv_acct *a = wsrv_acct_find(srv, c->account);
   if (a == NULL && (a = acct_make(srv, c->account, hidden)) == NULL) return WHISPER_ENOMEM;
   a->hidden = hidden;
+  wsrv_batch_acct(srv, a);
   int rc = ids_add(&a->online, &a->n_online, &a->cap_online, c->id);
   a->offline_at = 0;
   if (seen_online(a) && !a->announced_online) announce(srv, a);
@@ -110,7 +112,7 @@ void wsrv_presence_logout(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   wsrv_acct *a = wsrv_acct_find(srv, c->account);
   if (a == NULL) return;
   ids_remove(a->online, &a->n_online, c->id);
-  if (a->n_online > 0) return;
+  if (a->n_online > 0 || a->n_remote > 0) return;
   a->last_seen_ms = now_ms;
   a->offline_at = wsrv_after(now_ms, srv->cfg.presence_grace_ms);
   if (a->offline_at == 0) a->offline_at = 1;
@@ -130,7 +132,7 @@ void wsrv_presence_unsubscribe(whisper_server *srv, wsrv_conn *c) {
 static int acct_idle(void *value, void *arg) {
   const wsrv_acct *a = value;
   (void)arg;
-  return a->n_online == 0 && a->n_subs == 0 && a->offline_at == 0;
+  return a->n_online == 0 && a->n_remote == 0 && a->n_subs == 0 && a->offline_at == 0;
 }
 
 void wsrv_presence_tick(whisper_server *srv, uint64_t now_ms) {
@@ -154,6 +156,37 @@ uint64_t wsrv_presence_deadline(const whisper_server *srv) {
       if (a->offline_at && a->offline_at < d) d = a->offline_at;
     }
   return d;
+}
+
+/* --- devices on other nodes (cluster mode) --------------------------------- */
+
+/* `online`: 1 a device of `name` logged in on another node, 2 it moved
+ * between nodes (no count change), 0 it left at `at_ms`. */
+int wsrv_presence_remote(whisper_server *srv, const char *name, int online, int hidden,
+                         uint64_t at_ms) {
+  wsrv_acct *a = wsrv_acct_find(srv, name);
+  if (online) {
+    if (a == NULL && (a = acct_make(srv, name, hidden)) == NULL)
+      return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    int was = a->hidden;
+    a->hidden = hidden;
+    if (online == 1) a->n_remote++;
+    a->offline_at = 0;
+    if ((seen_online(a) && !a->announced_online) || was != hidden) announce(srv, a);
+    return WHISPER_OK;
+  }
+  if (a == NULL) return WHISPER_OK;
+  if (a->n_remote) a->n_remote--;
+  if (a->n_online > 0 || a->n_remote > 0) return WHISPER_OK;
+  a->last_seen_ms = at_ms;
+  a->offline_at = wsrv_after(at_ms, srv->cfg.presence_grace_ms);
+  if (a->offline_at == 0) a->offline_at = 1;
+  return WHISPER_OK;
+}
+
+void wsrv_presence_frame_local(whisper_server *srv, const char *name, Whisper__Sync__Frame *f) {
+  const wsrv_acct *a = wsrv_acct_find(srv, name);
+  for (size_t i = 0; a && i < a->n_online; i++) wsrv_send(srv, a->online[i], f);
 }
 
 /* --- PresenceSubscribe ---------------------------------------------------- */
@@ -286,8 +319,10 @@ int wsrv_handle_presence_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
   wsrv_acct *a = wsrv_acct_find(srv, c->account);
   if (a && m->has_online_visible && a->hidden != !m->online_visible) {
     a->hidden = !m->online_visible;
+    wsrv_batch_acct(srv, a);
     announce(srv, a);
   }
+  if (m->has_online_visible) wsrv_cluster_hidden(srv, c->account, !m->online_visible);
   return 0;
 }
 
@@ -319,7 +354,7 @@ static int typing_throttled(whisper_server *srv, const wsrv_conn *c, const char 
 static void typing_to(whisper_server *srv, const wsrv_conn *c, const char *name,
                       const Whisper__Sync__Typing *m, uint64_t now_ms) {
   const wsrv_acct *a = wsrv_acct_find(srv, name);
-  if (a == NULL || a->n_online == 0) return;
+  if (a == NULL || (a->n_online == 0 && a->n_remote == 0)) return;
   if (wsrv_block_either(srv, c->account, name)) return; /* neither way (server_block.c) */
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__TypingNotice t = WHISPER__SYNC__TYPING_NOTICE__INIT;
@@ -334,6 +369,7 @@ static void typing_to(whisper_server *srv, const wsrv_conn *c, const char *name,
   f.typing_notice = &t;
   for (size_t i = 0; i < a->n_online; i++)
     if (a->online[i] != c->id) wsrv_send(srv, a->online[i], &f);
+  wsrv_cluster_frame(srv, name, &f);
 }
 
 static int typing_group(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Typing *m,

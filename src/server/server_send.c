@@ -13,7 +13,7 @@
 
 #include "server/server_internal.h"
 
-#define SENT_KEY_MAX (WSRV_ADDR_MAX + WSRV_ID_LEN)
+#define SENT_KEY_LEN (4 + WSRV_TAG_LEN + WSRV_ID_LEN)
 #define TYPE_SENDER_KEY 7 /* a SenderKeyMessage */
 #define STALE 2000        /* internal: answered with StaleDevices */
 
@@ -67,24 +67,37 @@ static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
 
 /* --- idempotency ---------------------------------------------------------- */
 
-static size_t sent_key(uint8_t out[SENT_KEY_MAX], const wsrv_conn *c, const uint8_t *client_id) {
-  memcpy(out, c->addr.key, c->addr.len);
-  memcpy(out + c->addr.len, client_id, WSRV_ID_LEN);
-  return c->addr.len + WSRV_ID_LEN;
+/* A Sent is kept under the period of its time (cfg.sent_ttl_ms long) and
+ * looked up in the current period and the one before, so it answers a
+ * Send sent again for at least one period and at most two; older periods
+ * are pruned (server_limits.c). Records of the older layout (kind SENT,
+ * keyed by address) are neither read nor pruned. */
+static void sent_key(uint8_t out[SENT_KEY_LEN], uint32_t period, const wsrv_conn *c,
+                     const uint8_t *client_id) {
+  wh_be32(out, period);
+  memcpy(out + 4, c->tag, WSRV_TAG_LEN);
+  memcpy(out + 4 + WSRV_TAG_LEN, client_id, WSRV_ID_LEN);
 }
 
 static int sent_find(whisper_server *srv, const wsrv_conn *c, const uint8_t *client_id,
-                     Whisper__Sync__Sent **out) {
-  uint8_t key[SENT_KEY_MAX];
-  size_t n = sent_key(key, c, client_id);
-  return wsrv_get_msg(srv, WHISPER_REC_SERVER_SENT, key, n, &whisper__sync__sent__descriptor,
-                      (ProtobufCMessage **)out);
+                     uint64_t now_ms, Whisper__Sync__Sent **out) {
+  uint8_t key[SENT_KEY_LEN];
+  uint32_t p = wsrv_sent_period(srv, now_ms);
+  sent_key(key, p, c, client_id);
+  int rc = wsrv_get_msg(srv, WHISPER_REC_SERVER_SENT_AT, key, sizeof key,
+                        &whisper__sync__sent__descriptor, (ProtobufCMessage **)out);
+  if (rc != WHISPER_ENOTFOUND || p == 0) return rc;
+  sent_key(key, p - 1, c, client_id);
+  return wsrv_get_msg(srv, WHISPER_REC_SERVER_SENT_AT, key, sizeof key,
+                      &whisper__sync__sent__descriptor, (ProtobufCMessage **)out);
 }
 
-static int sent_record(whisper_server *srv, const wsrv_conn *c, const Whisper__Sync__Sent *s) {
-  uint8_t key[SENT_KEY_MAX];
-  size_t n = sent_key(key, c, s->client_id.data);
-  return wsrv_put_msg(srv, WHISPER_REC_SERVER_SENT, key, n, &s->base);
+static int sent_record(whisper_server *srv, const wsrv_conn *c, const Whisper__Sync__Sent *s,
+                       uint32_t *period) {
+  uint8_t key[SENT_KEY_LEN];
+  *period = wsrv_sent_period(srv, s->server_ts);
+  sent_key(key, *period, c, s->client_id.data);
+  return wsrv_put_msg(srv, WHISPER_REC_SERVER_SENT_AT, key, sizeof key, &s->base);
 }
 
 static int answer_sent(whisper_server *srv, wsrv_conn *c, uint64_t id, Whisper__Sync__Sent *s) {
@@ -229,7 +242,10 @@ static int send_direct(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whi
 }
 
 /* The one SenderKeyMessage goes to every device of every member but the
- * sending device. */
+ * sending device. A device whose mailbox takes no more (full, or full of
+ * this sender: server_mailbox.c) misses it, as it would a receipt, rather
+ * than one member's mailbox stopping the group's messages for everyone;
+ * its engine shows the gap. */
 static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whisper__Sync__Send *m,
                       const Whisper__Sync__Sent *s) {
   Whisper__Server__Group *g;
@@ -252,7 +268,7 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   fx->now_ms = s->server_ts;
   for (size_t i = 0; i < g->n_members && rc == WHISPER_OK; i++) {
     int me = strcmp(g->members[i], c->account) == 0;
-    rc = wsrv_mailbox_append_account(srv, fx, g->members[i], me ? c->device_id : 0, &d, 0);
+    rc = wsrv_mailbox_append_account(srv, fx, g->members[i], me ? c->device_id : 0, &d, 1);
     if (rc == WHISPER_ENOTFOUND) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a group member has no account");
   }
   fx->mute_conv = NULL;
@@ -262,12 +278,12 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
 
 static int send_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whisper__Sync__Send *m,
                       uint64_t now_ms, Whisper__Sync__Sent *s, Whisper__Sync__Sent **known,
-                      stale_lists *st) {
-  int rc = sent_find(srv, c, m->client_id.data, known);
+                      stale_lists *st, uint32_t *period) {
+  int rc = sent_find(srv, c, m->client_id.data, now_ms, known);
   if (rc != WHISPER_ENOTFOUND) return rc; /* known (0), or a store error */
   if (m->has_after) { /* pipelined: only after the Send it follows was taken */
     Whisper__Sync__Sent *prev = NULL;
-    rc = sent_find(srv, c, m->after.data, &prev);
+    rc = sent_find(srv, c, m->after.data, now_ms, &prev);
     wsrv_msg_free(prev);
     if (rc == WHISPER_ENOTFOUND)
       return wsrv_refuse(srv, ERR_STATE, "the Send this one comes after was not taken: send it first");
@@ -279,7 +295,7 @@ static int send_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   rc = wsrv_next_server_seq(srv, &s->server_seq);
   if (rc == WHISPER_OK)
     rc = m->has_group_id ? send_group(srv, c, fx, m, s) : send_direct(srv, c, fx, m, s, st);
-  if (rc == WHISPER_OK) rc = sent_record(srv, c, s);
+  if (rc == WHISPER_OK) rc = sent_record(srv, c, s, period);
   return rc;
 }
 
@@ -290,14 +306,16 @@ int wsrv_handle_send(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
   Whisper__Sync__Sent s = WHISPER__SYNC__SENT__INIT, *known = NULL;
   stale_lists st = {0};
   wsrv_fx fx = {0};
+  uint32_t period = 0;
   if ((rc = wsrv_begin(srv)) != WHISPER_OK) return rc;
-  rc = wsrv_end(srv, &fx, send_store(srv, c, &fx, m, now_ms, &s, &known, &st));
+  rc = wsrv_end(srv, &fx, send_store(srv, c, &fx, m, now_ms, &s, &known, &st, &period));
   if (rc == STALE) {
     rc = answer_stale(srv, c, id, &st);
   } else if (rc == WHISPER_OK && known) {
     rc = answer_sent(srv, c, id, known);
   } else if (rc == WHISPER_OK) {
     srv->stats.messages_sent++;
+    wsrv_sent_written(srv, period);
     answer_sent(srv, c, id, &s);
     wsrv_fx_apply(srv, &fx, now_ms);
   }

@@ -4,7 +4,9 @@
  *   ACCOUNT  name                         -> Account (devices, link codes, privacy)
  *   DEVICE   name || 0 || device id (BE4) -> Device (keys, mailbox counters)
  *   GROUP    group id (16)                -> Group (members, admins)
- *   SENT     address || client id (16)    -> sync Sent (the idempotent answer)
+ *   SENT_AT  period (BE4) || device tag (16) || client id (16) -> sync Sent
+ *                                         (the idempotent answer, pruned by period)
+ *   SHARE    device tag (16) || sender tag (16) -> Share (a busy mailbox's senders)
  *   META     "salt" / "server_seq" / "mailbox_depth" / "upload_secret"
  *   MAILBOX  device tag (16) || seq (BE8) -> sync Deliver
  *   PREKEY   device tag (16) || id (BE4)  -> the 33-byte one-time prekey
@@ -53,6 +55,9 @@ void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TA
 
 int wsrv_begin(whisper_server *srv) {
   whisper_store *s = srv->store;
+  if (srv->batch) return wsrv_batch_savepoint(srv);
+  if (srv->cache.count) wsrv_cache_drop(srv); /* a write outside a batch: the records kept
+                                                 from the last one may go stale */
   if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
   int rc = s->ops.begin(s->user);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
@@ -80,26 +85,111 @@ static int commit(whisper_server *srv) {
 
 /* The total mailbox depth is a counter in the store, kept with the
  * mailboxes it counts, so it survives restarts and failed frames. */
-static int depth_write(whisper_server *srv, const wsrv_fx *fx) {
-  if (fx == NULL || fx->depth_delta == 0) return WHISPER_OK;
+static int depth_write(whisper_server *srv, int64_t delta) {
+  if (delta == 0 || srv->cluster.node) return WHISPER_OK; /* cluster mode: per node (server.h) */
   uint64_t depth;
   int rc = wsrv_meta_u64(srv, META_DEPTH, &depth);
   if (rc != WHISPER_OK) return rc;
-  if (fx->depth_delta < 0 && (uint64_t)-fx->depth_delta > depth)
+  if (delta < 0 && (uint64_t)-delta > depth)
     depth = 0;
   else
-    depth += (uint64_t)fx->depth_delta;
+    depth += (uint64_t)delta;
   return wsrv_meta_put_u64(srv, META_DEPTH, depth);
 }
 
+/* Inside a batch: the frame's savepoint is released (its depth change
+ * waits for the commit) or rolled back. A savepoint that cannot be
+ * closed leaves the transaction in doubt: the batch is broken. */
+static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
+  whisper_store *s = srv->store;
+  int r = rc == 0 ? s->ops.release(s->user) : s->ops.rollback_to(s->user);
+  wsrv_cache_frame_end(srv, rc == 0 && r == WHISPER_OK);
+  if (r != WHISPER_OK) {
+    srv->batch_broken = 1;
+    return wsrv_fail(srv, r, "store: cannot close a savepoint (%s): the batch fails",
+                     whisper_strerror(r));
+  }
+  if (rc == 0 && fx) srv->batch_depth += fx->depth_delta;
+  return rc;
+}
+
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
-  if (rc == 0) rc = depth_write(srv, fx);
+  if (srv->batch) return batch_end_frame(srv, fx, rc);
+  if (rc == 0) rc = depth_write(srv, fx ? fx->depth_delta : 0);
   if (rc == 0) return commit(srv);
   rollback(srv);
   return rc;
 }
 
+/* --- the batch's transaction ------------------------------------------------ */
+
+int wsrv_batch_savepoint(whisper_server *srv) {
+  whisper_store *s = srv->store;
+  if (srv->batch_broken) return wsrv_fail(srv, WHISPER_ESTORE, "the batch's transaction is lost");
+  if (!srv->batch_txn) {
+    if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+    int rc = s->ops.begin(s->user);
+    if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
+    s->in_txn = 1;
+    srv->batch_txn = 1;
+  }
+  int rc = s->ops.savepoint(s->user);
+  if (rc != WHISPER_OK) {
+    srv->batch_broken = 1;
+    return wsrv_fail(srv, rc, "store: cannot open a savepoint (%s): the batch fails",
+                     whisper_strerror(rc));
+  }
+  wsrv_cache_frame_begin(srv);
+  return WHISPER_OK;
+}
+
+/* The depth counter and the cached records are written last (through
+ * the cache while it is on), then the commit; the cache goes either way. */
+int wsrv_batch_commit(whisper_server *srv) {
+  int rc = WHISPER_OK;
+  if (srv->batch_txn) {
+    srv->batch_txn = 0;
+    rc = depth_write(srv, srv->batch_depth);
+    if (rc == WHISPER_OK) rc = wsrv_cache_flush(srv);
+    if (rc == WHISPER_OK)
+      rc = commit(srv);
+    else
+      rollback(srv);
+  }
+  srv->batch_depth = 0;
+  if (rc == WHISPER_OK)
+    wsrv_cache_settle(srv);
+  else
+    wsrv_cache_drop(srv);
+  return rc;
+}
+
+void wsrv_batch_rollback(whisper_server *srv) {
+  if (srv->batch_txn) rollback(srv);
+  srv->batch_txn = 0;
+  srv->batch_depth = 0;
+  srv->batch_broken = 0;
+  wsrv_cache_drop(srv);
+}
+
 int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_get(srv, kind, key, n, out);
+  return wsrv_store_get(srv, kind, key, n, out);
+}
+
+int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+             size_t vn) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_put(srv, kind, key, n, v, vn);
+  return wsrv_store_put(srv, kind, key, n, v, vn);
+}
+
+int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+  if (wsrv_cache_usable(srv, kind, n)) return wsrv_cache_del(srv, kind, key, n);
+  return wsrv_store_del(srv, kind, key, n);
+}
+
+int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                   whisper_buf **out) {
   whisper_store *s = srv->store;
   *out = NULL;
   int rc = s->ops.get(s->user, kind, key, n, out);
@@ -109,15 +199,15 @@ int wsrv_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whispe
   return rc;
 }
 
-int wsrv_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
-             size_t vn) {
+int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
+                   size_t vn) {
   whisper_store *s = srv->store;
   int rc = s->ops.put(s->user, kind, key, n, v, vn);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: write failed (%s)", whisper_strerror(rc));
   return WHISPER_OK;
 }
 
-int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
+int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   whisper_store *s = srv->store;
   int rc = s->ops.del(s->user, kind, key, n);
   if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: delete failed (%s)", whisper_strerror(rc));
@@ -240,6 +330,10 @@ int wsrv_meta_put_u64(whisper_server *srv, const char *name, uint64_t v) {
 }
 
 int wsrv_next_server_seq(whisper_server *srv, uint64_t *seq) {
+  if (srv->cluster.node) { /* a clock, not a shared counter (server.h) */
+    *seq = wsrv_cluster_seq(srv);
+    return WHISPER_OK;
+  }
   int rc = wsrv_meta_u64(srv, META_SEQ, seq);
   if (rc != WHISPER_OK) return rc;
   if (*seq == UINT64_MAX) return wsrv_fail(srv, WHISPER_ECORRUPT, "server_seq is exhausted");

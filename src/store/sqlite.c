@@ -18,11 +18,13 @@
  *                                             the key inside, AD = kind || key
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -43,12 +45,14 @@ static const char CHECK_PLAIN[] = "libwhisper store key check";
 typedef struct sq_store {
   sqlite3 *db;
   sqlite3_stmt *get, *put, *add, *del, *oget, *oput, *oadd, *odel, *tbegin, *tcommit, *trollback;
+  sqlite3_stmt *tsave, *trelease, *tundo; /* SAVEPOINT, RELEASE, ROLLBACK TO (savepoint "sp") */
   sqlite3_stmt *scan[8]; /* scan()'s statements, by shape (see sq_scan), prepared on first use */
   uint8_t nonces[NONCE_POOL]; /* random, public once used: one syscall per 170 */
   size_t nonces_left;
   uint8_t *key; /* 3 x KEY_LEN in sodium secure memory: master, sealing, row index */
   whisper_store *self;
   int in_txn;
+  unsigned savepoints; /* open inside the transaction */
 } sq_store;
 
 static int sq_begin(void *user);
@@ -287,6 +291,7 @@ static int sq_commit(void *user) {
   int rc = run(s, s->tcommit, "COMMIT");
   if (rc != WHISPER_OK && !sqlite3_get_autocommit(s->db)) run(s, s->trollback, "ROLLBACK");
   s->in_txn = 0;
+  s->savepoints = 0;
   return rc;
 }
 
@@ -294,6 +299,48 @@ static void sq_rollback(void *user) {
   sq_store *s = user;
   if (s->in_txn && !sqlite3_get_autocommit(s->db)) run(s, s->trollback, "ROLLBACK");
   s->in_txn = 0;
+  s->savepoints = 0;
+}
+
+/* Savepoints are all named "sp": SQLite keeps them in a stack, and RELEASE
+ * and ROLLBACK TO act on the newest of that name. SQLite may roll the
+ * whole transaction back by itself after an I/O error, a full disk or a
+ * lack of memory: a savepoint then would start a new transaction, so the
+ * three refuse once SQLite is back in autocommit mode. */
+static int txn_lost(sq_store *s) {
+  if (!sqlite3_get_autocommit(s->db)) return WHISPER_OK;
+  snprintf(s->self->last_error, sizeof s->self->last_error,
+           "the transaction was rolled back after a failure");
+  return WHISPER_ESTORE;
+}
+
+static int sq_savepoint(void *user) {
+  sq_store *s = user;
+  if (!s->in_txn) return WHISPER_ESTATE;
+  int rc = txn_lost(s);
+  if (rc == WHISPER_OK) rc = run(s, s->tsave, "SAVEPOINT sp");
+  if (rc == WHISPER_OK) s->savepoints++;
+  return rc;
+}
+
+static int sq_release(void *user) {
+  sq_store *s = user;
+  if (!s->in_txn || s->savepoints == 0) return WHISPER_ESTATE;
+  int rc = txn_lost(s);
+  if (rc == WHISPER_OK) rc = run(s, s->trelease, "RELEASE sp");
+  if (rc == WHISPER_OK) s->savepoints--;
+  return rc;
+}
+
+/* ROLLBACK TO keeps the savepoint open: RELEASE closes it. */
+static int sq_rollback_to(void *user) {
+  sq_store *s = user;
+  if (!s->in_txn || s->savepoints == 0) return WHISPER_ESTATE;
+  int rc = txn_lost(s);
+  if (rc == WHISPER_OK) rc = run(s, s->tundo, "ROLLBACK TO sp");
+  if (rc == WHISPER_OK) rc = run(s, s->trelease, "RELEASE sp");
+  if (rc == WHISPER_OK) s->savepoints--;
+  return rc;
 }
 
 /* Binds the row of (kind, key): its hash in `records`, or (kind, key) in
@@ -485,6 +532,9 @@ static void sq_destroy(void *user) {
   sqlite3_finalize(s->tbegin);
   sqlite3_finalize(s->tcommit);
   sqlite3_finalize(s->trollback);
+  sqlite3_finalize(s->tsave);
+  sqlite3_finalize(s->trelease);
+  sqlite3_finalize(s->tundo);
   for (int i = 0; i < 8; i++) sqlite3_finalize(s->scan[i]);
   if (s->db) sqlite3_close_v2(s->db);
   if (s->key) sodium_free(s->key);
@@ -493,7 +543,7 @@ static void sq_destroy(void *user) {
 
 static const whisper_store_ops sq_ops = {WHISPER_STORE_OPS_VERSION, sq_begin, sq_commit, sq_rollback,
                                          sq_get, sq_put, sq_del, sq_destroy, sq_scan,
-                                         sq_add};
+                                         sq_add, sq_savepoint, sq_release, sq_rollback_to};
 
 /* --- keys ------------------------------------------------------------------------- */
 
@@ -672,6 +722,22 @@ static int open_fail(sq_store *s, whisper_store *ws, int rc, const char **why, c
   return rc;
 }
 
+/* Makes a missing store file empty with mode 0600, whatever the umask
+ * (SQLite would make it 0644 less the umask; its -wal, -shm and -journal
+ * files copy the database file's mode, so they are 0600 too). An existing
+ * file keeps its mode. Returns 0, or -1 when the file was made but its mode
+ * could not be set (it is removed again). Any other failure is left to
+ * SQLite's open to report. */
+static int create_private(const char *path) {
+  if (path[0] == 0 || strcmp(path, ":memory:") == 0) return 0;
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return 0;
+  int rc = fchmod(fd, 0600);
+  close(fd);
+  if (rc != 0) unlink(path);
+  return rc == 0 ? 0 : -1;
+}
+
 int whisper_store_sqlite_open(whisper_store **out, const char *path,
                               const whisper_sqlite_options_t *o, const char **why) {
   whisper_store *ws = NULL;
@@ -698,6 +764,8 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
     return open_fail(s, NULL, rc, why,
                      rc == WHISPER_ENOMEM ? "out of memory" : "the store's function table is refused");
   s->self = ws;
+  if (create_private(path) != 0)
+    return open_fail(s, ws, WHISPER_ESTORE, why, "the store file cannot be made private (mode 0600)");
   int orc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
   if (orc != SQLITE_OK)
     return open_fail(s, ws, sq_code(orc) == WHISPER_ECORRUPT ? WHISPER_ECORRUPT : WHISPER_ESTORE,
@@ -806,6 +874,12 @@ int whisper_store_sqlite_open(whisper_store **out, const char *path,
       sqlite3_prepare_v3(s->db, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT, &s->tcommit, NULL) !=
           SQLITE_OK ||
       sqlite3_prepare_v3(s->db, "ROLLBACK", -1, SQLITE_PREPARE_PERSISTENT, &s->trollback, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "SAVEPOINT sp", -1, SQLITE_PREPARE_PERSISTENT, &s->tsave, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "RELEASE sp", -1, SQLITE_PREPARE_PERSISTENT, &s->trelease, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v3(s->db, "ROLLBACK TO sp", -1, SQLITE_PREPARE_PERSISTENT, &s->tundo, NULL) !=
           SQLITE_OK)
     return open_fail(s, ws, WHISPER_ESTORE, why, "the store's statements cannot be prepared");
   *out = ws;

@@ -332,6 +332,7 @@ static void connection_reset(whisper_client *c) {
   c->nonce_len = 0;
   c->acked = 0;
   c->upload_inflight = c->ping_inflight = 0;
+  c->spk_inflight = c->spk_server_known = 0;
   c->send_wait = 0;
   c->send_retry_at = 0;
   sy_names_free(&c->unlisted);
@@ -357,7 +358,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
       cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
       cfg->request_timeout_ms == 0 ||
-      (cfg->version >= 4 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)))
+      (cfg->version >= 4 && (cfg->max_group_members < 2 || cfg->max_group_members > WHISPER_GROUP_MEMBERS_MAX)) ||
+      (cfg->version >= 6 && cfg->signed_prekey_rotate_ms && cfg->signed_prekey_rotate_ms < 60000))
     return wh_fail(ctx, WHISPER_EINVAL, "bad client configuration");
   if (ctx->store->ops.version < 2 || ctx->store->ops.scan == NULL)
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
@@ -371,8 +373,9 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->ctx = ctx;
   c->cfg = defaults;
   /* an older caller's struct ends before the fields of later versions */
-  memcpy(&c->cfg, cfg, cfg->version >= 6   ? sizeof c->cfg
-                       : cfg->version == 5 ? offsetof(whisper_client_config_t, send_window)
+  memcpy(&c->cfg, cfg, cfg->version >= 7   ? sizeof c->cfg
+                       : cfg->version == 6 ? offsetof(whisper_client_config_t, send_window)
+                       : cfg->version == 5 ? offsetof(whisper_client_config_t, signed_prekey_rotate_ms)
                        : cfg->version == 4 ? offsetof(whisper_client_config_t, media_dir)
                        : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
                        : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
@@ -543,6 +546,9 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_MEDIA_AUTH:
       sy_media_token_answer(c, r, f);
       break;
+    case RQ_SPK:
+      sy_spk_answer(c, r, f);
+      break;
     default:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
         const Whisper__Sync__Error *e = f->error;
@@ -691,6 +697,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (t < d) d = t;
   if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
   if (c->n_inq && c->inq_at + SY_CATCH_WAIT_MS < d) d = c->inq_at + SY_CATCH_WAIT_MS; /* a batch */
+  if (c->logged_in && c->spk_due_at && c->spk_due_at < d) d = c->spk_due_at; /* login.c */
   return d;
 }
 
@@ -734,6 +741,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
     int rc = wh_search_index_some(c->ctx, SY_INDEX_BATCH, &more);
     c->index_at = rc == WHISPER_OK && more ? now_ms + SY_INDEX_GAP_MS : 0;
   }
+  if (c->logged_in && c->spk_due_at && now_ms >= c->spk_due_at) sy_spk_check(c);
   sy_pump(c);
 }
 

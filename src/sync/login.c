@@ -1,7 +1,12 @@
 /*
  * Registration (first device), linking (a further device), login
- * (Hello + Auth over the server's challenge) and keeping the server's
- * supply of one-time prekeys.
+ * (Hello + Auth over the server's challenge), keeping the server's
+ * supply of one-time prekeys, and rotating the signed prekey: a new one
+ * when the current one is older than cfg.signed_prekey_rotate_ms (checked
+ * at login and on a timer), uploaded, and uploaded again whenever the
+ * server says at login that it hands out another (an upload lost with its
+ * connection, a store restored from a copy). The replaced one stays for
+ * cfg.signed_prekey_grace_ms (whisper_signed_prekey_rotate()).
  */
 #include "sync/sync_internal.h"
 
@@ -323,8 +328,11 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       c->catching = 1; /* until QueueEmpty: progress events (the count is the server's word) */
       c->catch_done = 0;
       c->catch_total = f->ok->has_waiting ? f->ok->waiting : 0;
+      c->spk_server_known = f->ok->has_signed_prekey_id;
+      c->spk_server = f->ok->signed_prekey_id;
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));
       sy_prekeys_check(c, f->ok);
+      sy_spk_check(c);
       after_login(c);
       return;
     case RQ_OWN_BUNDLES:
@@ -366,4 +374,63 @@ void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok) {
   f.upload = &u;
   if (sy_queue(c, &f, RQ_UPLOAD, 1, NULL) == WHISPER_OK) c->upload_inflight = 1;
   prekey_set_free(&ps);
+}
+
+/* --- the signed prekey --------------------------------------------------------- */
+
+static void spk_upload(whisper_client *c) {
+  whisper_prekey_bundle_t b;
+  int rc = whisper_bundle_make(c->ctx, &b, 0);
+  if (rc != WHISPER_OK) {
+    sy_error_event(c, rc, 0, "cannot read the signed prekey");
+    return;
+  }
+  Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
+  k.has_device_id = k.has_identity_key = 1;
+  k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
+  k.device_id = c->device_id;
+  k.identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, b.identity_key};
+  k.signed_prekey_id = b.signed_prekey_id;
+  k.signed_prekey = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, b.signed_prekey};
+  k.signed_prekey_signature = (ProtobufCBinaryData){WHISPER_SIGNATURE_LEN, b.signed_prekey_signature};
+  Whisper__Sync__UploadPrekeys u = WHISPER__SYNC__UPLOAD_PREKEYS__INIT;
+  u.signed_ = &k;
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_UPLOAD;
+  f.upload = &u;
+  if (sy_queue(c, &f, RQ_SPK, 1, NULL) == WHISPER_OK) c->spk_inflight = 1;
+}
+
+void sy_spk_check(whisper_client *c) {
+  uint64_t period = c->cfg.signed_prekey_rotate_ms, made = 0;
+  uint32_t id = 0;
+  int rotated = 0, rc = WHISPER_OK;
+  if (!c->logged_in || c->spk_inflight) return;
+  c->spk_due_at = 0;
+  if (period)
+    rc = whisper_signed_prekey_rotate(c->ctx, c->now, period, c->cfg.signed_prekey_grace_ms, &rotated);
+  if (rc == WHISPER_OK) rc = wh_signed_prekey_current(c->ctx, &id, &made);
+  if (rc != WHISPER_OK) {
+    /* none to rotate (an identity imported without one) is not an error of the engine's */
+    if (rc != WHISPER_ESTATE) sy_error_event(c, rc, 0, "cannot rotate the signed prekey");
+    return;
+  }
+  /* rotated once it is older than the period: the first millisecond after it */
+  if (period) c->spk_due_at = made > UINT64_MAX - period - 1 ? 0 : made + period + 1;
+  if (rotated || (c->spk_server_known && c->spk_server != id)) spk_upload(c);
+}
+
+/* The server's id is compared once per login: after an upload only a
+ * rotation due meanwhile sends another (a server that keeps answering
+ * with another id gets no loop of uploads; a refused one waits for the
+ * next login). */
+void sy_spk_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
+  (void)r;
+  c->spk_inflight = 0;
+  c->spk_server_known = 0;
+  if (f->body_case != WHISPER__SYNC__FRAME__BODY_OK) {
+    server_error(c, f, "signed prekey upload refused");
+    return;
+  }
+  sy_spk_check(c);
 }

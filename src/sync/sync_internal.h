@@ -79,6 +79,7 @@ enum {
 /* profile.c's requests (numbered apart from the others), and media.c's. */
 enum { RQ_PROFILE_SET = 100, RQ_PROFILE_GET };
 enum { RQ_MEDIA_AUTH = 110 };
+enum { RQ_SPK = 120 }; /* login.c: a rotated signed prekey's upload */
 typedef struct sy_media sy_media;
 typedef struct sy_http sy_http;
 
@@ -308,6 +309,12 @@ struct whisper_client {
   int catching;            /* the backlog is arriving (login to QueueEmpty): progress events */
   uint64_t catch_done, catch_total; /* entries handled since the login, and the server's count */
   int upload_inflight, ping_inflight;
+  /* the signed prekey (login.c): when it is due for rotation (0: not
+   * known or never), its upload on its way, the id the server hands out
+   * (Ok.signed_prekey_id at login) */
+  uint64_t spk_due_at;
+  int spk_inflight, spk_server_known;
+  uint32_t spk_server;
 
   /* events */
   sy_event *ev_head, *ev_tail, *ev_cur;
@@ -391,6 +398,10 @@ void sy_login_start(whisper_client *c);
 void sy_login_on_challenge(whisper_client *c, const Whisper__Sync__Challenge *ch);
 void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok);
+/* Rotates the signed prekey when it is older than cfg.signed_prekey_rotate_ms
+ * and uploads it when the server hands out another (logged in only). */
+void sy_spk_check(whisper_client *c);
+void sy_spk_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f);
 
 /* --- ops.c, content.c ------------------------------------------------------------ */
 /* An operation to apply to message (sender, id) of the conversation with

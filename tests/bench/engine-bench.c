@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <whisper/server.h>
 #include <whisper/whisper.h>
 
 #define BODY_LEN 100

@@ -96,6 +96,11 @@ static int g_catch;       /* --catch-up: the catch-up figure instead of the othe
 static int g_keep;
 static double g_timeout = 120;
 static const char *g_whisperd = WHISPERD_LOAD_WHISPERD;
+static const char *g_baseline;  /* --baseline PATH: the same runs against it first */
+#define MAX_ARGS 32
+static const char *g_args[MAX_ARGS + 1];      /* --whisperd-arg: to every whisperd started */
+static const char *g_base_args[MAX_ARGS + 1]; /* those and --baseline-arg: to the baseline */
+static int g_n_args, g_n_base_args;
 
 /* --- clocks and small helpers ---------------------------------------------------- */
 
@@ -141,6 +146,9 @@ typedef struct server {
   pid_t pid;
   int port;
   char hostport[64];
+  int metrics_port; /* --metrics-listen 127.0.0.1:0: "whisperd: metrics on HOST:PORT" */
+  int old_metrics;  /* a whisperd from before --metrics-listen: /metrics on its port */
+  char metrics_hostport[64];
   char db[512];
   char log[512];
 } server;
@@ -224,17 +232,30 @@ static void on_fatal_signal(int sig) {
   raise(sig);
 }
 
+/* 1 if `path --help` names `flag` (an older whisperd as the baseline may
+ * not have it). */
+static int help_mentions(const char *path, const char *flag) {
+  char cmd[1200], line[512];
+  snprintf(cmd, sizeof cmd, "'%s' --help 2>&1", path);
+  FILE *f = popen(cmd, "r");
+  int found = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (strstr(line, flag)) found = 1;
+  if (f) pclose(f);
+  return found;
+}
+
 /* Starts whisperd with `extra` flags (NULL-terminated) and waits for its
  * "whisperd: listening on HOST:PORT" line. */
 static void server_start(server *s, int slot, const char *label, const char *dbname,
-                         const char *const *extra) {
+                         const char *path, const char *const *extra) {
   memset(s, 0, sizeof *s);
   s->label = label;
   snprintf(s->db, sizeof s->db, "%s/%s.db", g_dir, dbname);
   snprintf(s->log, sizeof s->log, "%s/%s.log", g_dir, dbname);
-  const char *argv[32];
+  const char *argv[80];
   int n = 0;
-  argv[n++] = g_whisperd;
+  argv[n++] = path;
   argv[n++] = "--host";
   argv[n++] = HOST;
   argv[n++] = "--port";
@@ -243,7 +264,14 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
   argv[n++] = s->db;
   argv[n++] = "--log-level";
   argv[n++] = "warn";
-  for (; extra && *extra && n < 30; extra++) argv[n++] = *extra;
+  s->old_metrics = !help_mentions(path, "--metrics-listen"); /* a baseline from before it */
+  if (!s->old_metrics) {
+    argv[n++] = "--metrics-listen"; /* its own port, for GET /metrics */
+    argv[n++] = HOST ":0";
+    argv[n++] = "--max-prelogin-per-address"; /* every connection comes from 127.0.0.1 */
+    argv[n++] = "0";
+  }
+  for (; extra && *extra && n < 78; extra++) argv[n++] = *extra;
   argv[n] = NULL;
 
   pid_t parent = getpid();
@@ -261,8 +289,8 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
     dup2(fd, 1);
     dup2(fd, 2);
     signal(SIGPIPE, SIG_DFL);
-    execv(g_whisperd, (char *const *)argv);
-    dprintf(2, "%s: cannot run %s: %s\n", PROG, g_whisperd, strerror(errno));
+    execv(path, (char *const *)argv);
+    dprintf(2, "%s: cannot run %s: %s\n", PROG, path, strerror(errno));
     _exit(127);
   }
   s->pid = pid;
@@ -273,12 +301,21 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
     int st;
     if (waitpid(pid, &st, WNOHANG) == pid) {
       s->pid = 0;
-      fatal("%s (%s) exited before listening (status %d)", label, g_whisperd,
+      fatal("%s (%s) exited before listening (status %d)", label, path,
             WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
     }
     FILE *f = fopen(s->log, "r");
     char line[512];
     while (f && fgets(line, sizeof line, f)) {
+      const char *m = strstr(line, "whisperd: metrics on "); /* printed before the listening line */
+      if (m) {
+        m += strlen("whisperd: metrics on ");
+        const char *colon = strrchr(m, ':');
+        if (colon) s->metrics_port = atoi(colon + 1);
+        snprintf(s->metrics_hostport, sizeof s->metrics_hostport, "%.*s",
+                 (int)strcspn(m, "\r\n"), m);
+        continue;
+      }
       const char *p = strstr(line, "whisperd: listening on ");
       if (!p) continue;
       p += strlen("whisperd: listening on ");
@@ -290,6 +327,8 @@ static void server_start(server *s, int slot, const char *label, const char *dbn
       break;
     }
     if (f) fclose(f);
+    if (s->port > 0 && s->metrics_port <= 0 && s->old_metrics) s->metrics_port = s->port;
+    if (s->port > 0 && s->metrics_port <= 0) fatal("%s printed no metrics line", label);
     if (s->port > 0) return;
     if (mono_s() > until) fatal("%s did not print its listening line in 20 s", label);
     sleep_s(0.01);
@@ -419,11 +458,12 @@ static int metrics_get(const server *s, metrics *m) {
   struct sockaddr_in sa;
   memset(&sa, 0, sizeof sa);
   sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)s->port);
+  sa.sin_port = htons((uint16_t)s->metrics_port);
   inet_pton(AF_INET, HOST, &sa.sin_addr);
   char req[256];
   int rl = snprintf(req, sizeof req,
-                    "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", s->hostport);
+                    "GET /metrics HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                    s->metrics_hostport);
   size_t cap = 16384, len = 0;
   char *buf = malloc(cap);
   int ok = -1;
@@ -464,7 +504,7 @@ static int metrics_get(const server *s, metrics *m) {
   m->mailbox_depth = metric_value(buf, "whisperd_mailbox_depth");
   ok = m->connections >= 0 ? 0 : -1;
 out:
-  if (ok != 0) fprintf(stderr, "%s: GET http://%s/metrics failed\n", PROG, s->hostport);
+  if (ok != 0) fprintf(stderr, "%s: GET http://%s/metrics failed\n", PROG, s->metrics_hostport);
   free(buf);
   close(fd);
   return ok;
@@ -1170,7 +1210,7 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
     /* Every engine when the earliest deadline seen has come (new requests
      * may have earlier ones: at least every SWEEP_S). */
     double t = mono_s();
-    if (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S) {
+    if (g_dev && (wall_ms() >= g_min_deadline || t - g_last_sweep >= SWEEP_S)) {
       g_last_sweep = t;
       g_min_deadline = UINT64_MAX;
       for (int i = 0; i < g_clients; i++) device_pump(&g_dev[i]);
@@ -1425,7 +1465,7 @@ static int catch_up_main(void) {
   device_engine(r);
 
   static server s1;
-  server_start(&s1, 0, "whisperd", "whisperd", NULL);
+  server_start(&s1, 0, "whisperd", "whisperd", g_whisperd, g_args);
   g_cur = &s1;
   printf("whisperd: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", g_whisperd, (long)s1.pid,
          s1.hostport, s1.db);
@@ -1558,13 +1598,272 @@ static int catch_up_main(void) {
   return g_failed ? 1 : 0;
 }
 
+/* --- one whisperd under the devices' load ------------------------------------------- */
+
+/* What one run of the devices against one whisperd measured. */
+typedef struct result {
+  const char *label, *path;
+  long rss_fresh, rss0, rss_n, rss_after;
+  double t_ident, t_register, t_login, t_status;
+  double span, srv_cpu, own_cpu, srv_wait, own_wait;
+  int have_sched, stopped;
+  unsigned received, lost, dups, bad, sent_n, delivered_n, status_dups, errors, identity;
+  unsigned closes_warmup, closes_msg;
+  size_t total, n_lat, n_first, n_rest, n_sent;
+  double p50, p99, max, first_p50, first_max, rest_p50, rest_p99, rest_max, sent_p50, sent_p99;
+  metrics m_before, m_after, m_idle;
+} result;
+
+/* Fresh devices (identities, engines, message records) for a run. */
+static void devices_make(result *r) {
+  double t0 = mono_s();
+  g_dev = calloc((size_t)g_clients, sizeof *g_dev);
+  g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
+  g_msg = calloc((size_t)g_clients * (size_t)g_messages, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  g_n_dirty = 0;
+  g_min_deadline = UINT64_MAX;
+  g_received = g_sent_n = g_delivered_n = 0;
+  g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
+  for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
+  r->t_ident = mono_s() - t0;
+}
+
+static void devices_free(void) {
+  for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
+  free(g_dev);
+  free(g_dirty);
+  free(g_msg);
+  g_dev = NULL;
+  g_dirty = NULL;
+  g_msg = NULL;
+}
+
+/* Starts `path` (with the --whisperd-arg flags and `extra`), and runs the
+ * devices against it: the warm-up, the login of all, the messages and
+ * their checks, the closing; then stops it. */
+static void run_devices(const char *path, const char *label, const char *dbname,
+                        const char *const *extra, result *r) {
+  memset(r, 0, sizeof *r);
+  r->label = label;
+  r->path = path;
+  devices_make(r);
+  unsigned bad0 = g_bad;
+  static server s1;
+  server_start(&s1, 0, label, dbname, path, extra);
+  g_cur = &s1;
+  printf("%s: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", label, path, (long)s1.pid,
+         s1.hostport, s1.db);
+  fflush(stdout);
+  r->rss_fresh = rss_kib(s1.pid);
+
+  /* Warm-up: every device registers and logs in, REG_WAVE at a time, and
+   * disconnects: the accounts, prekeys and SQLite's cache are in place,
+   * and whisperd never held more than REG_WAVE connections before the
+   * baseline. */
+  double t0 = mono_s();
+  for (int from = 0; from < g_clients; from += REG_WAVE) {
+    range rg = {from, from + REG_WAVE < g_clients ? from + REG_WAVE : g_clients};
+    for (int i = rg.from; i < rg.to; i++) {
+      g_dev[i].allow_connect = 1;
+      mark_dirty(&g_dev[i]);
+    }
+    run_until(cond_ready, &rg, g_timeout, "registration and first login (a wave)");
+    for (int i = rg.from; i < rg.to; i++) {
+      g_dev[i].allow_connect = 0;
+      link_close(&g_dev[i].ln);
+    }
+    run_until(cond_closed, &rg, g_timeout, "closing a wave");
+  }
+  r->t_register = mono_s() - t0;
+  for (int i = 0; i < g_clients; i++) {
+    if (g_dev[i].ln.failures)
+      fprintf(stderr, "%s: warning: %s needed %u attempts to register\n", PROG, g_dev[i].name,
+              g_dev[i].ln.failures + 1);
+    /* New engines (over the same stores): no reconnect backoff left. */
+    whisper_client_free(g_dev[i].client);
+    g_dev[i].client = NULL;
+    device_engine(&g_dev[i]);
+  }
+  r->closes_warmup = g_unexpected_closes;
+  r->rss0 = settle_rss(0, 0, "whisperd's connections closing after the warm-up", NULL);
+
+  /* All N log in at once and stay idle. */
+  t0 = mono_s();
+  range all = {0, g_clients};
+  for (int i = 0; i < g_clients; i++) {
+    g_dev[i].allow_connect = 1;
+    mark_dirty(&g_dev[i]);
+  }
+  run_until(cond_ready, &all, g_timeout, "all devices logging in");
+  r->t_login = mono_s() - t0;
+  r->rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
+                        &r->m_idle);
+
+  /* --- messages --- */
+  if (metrics_get(&s1, &r->m_before) != 0) fatal("/metrics did not answer");
+  unsigned closes_before = g_unexpected_closes;
+  double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
+  double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
+  r->have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
+                  sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
+  double t_first = mono_s();
+  g_msg_started = 1;
+  for (int i = 0; i < g_clients; i++) {
+    if (g_burst)
+      while (g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
+    else
+      while (g_dev[i].next_k < g_window && g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
+  }
+  run_until(cond_all_received, NULL, g_timeout, "delivering the messages");
+  double t_last = t_first;
+  size_t total = (size_t)g_clients * (size_t)g_messages;
+  r->total = total;
+  for (size_t i = 0; i < total; i++)
+    if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
+  r->srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0;
+  r->own_cpu = cpu_s() - cpu0;
+  double srv_run, own_run;
+  if (r->have_sched && proc_sched_s(s1.pid, &srv_run, &r->srv_wait) == 0 &&
+      sched_s("/proc/thread-self/schedstat", &own_run, &r->own_wait) == 0) {
+    r->srv_wait -= srv_wait0;
+    r->own_wait -= own_wait0;
+  } else {
+    r->have_sched = 0;
+  }
+  r->span = t_last - t_first;
+  /* Statuses: every message SENT once to its sender, DELIVERED by its
+   * recipient; then a short quiet time in which nothing may arrive twice. */
+  double t_status0 = mono_s();
+  run_until(cond_statuses, NULL, g_timeout, "SENT and DELIVERED statuses");
+  r->t_status = mono_s() - t_status0;
+  serve_for(0.25);
+  r->closes_msg = g_unexpected_closes - closes_before;
+  if (metrics_get(&s1, &r->m_after) != 0) fatal("/metrics did not answer");
+
+  g_msg_started = 0;
+  /* exactly once */
+  for (size_t i = 0; i < total; i++) {
+    msgrec *m = &g_msg[i];
+    int s = (int)(i / (size_t)g_messages), k = (int)(i % (size_t)g_messages);
+    if (m->received == 0)
+      problem(&r->lost, "message %d of %s to %s was never delivered (%s)", k, g_dev[s].name,
+              g_dev[recipient_of(s)].name, label);
+  }
+
+  /* latencies */
+  double *lat = malloc(total * sizeof *lat), *lat_first = malloc((size_t)g_clients * sizeof *lat),
+         *lat_rest = malloc(total * sizeof *lat), *lat_sent = malloc(total * sizeof *lat);
+  if (!lat || !lat_first || !lat_rest || !lat_sent) fatal("out of memory");
+  size_t n_lat = 0, n_first = 0, n_rest = 0, n_sent = 0;
+  for (size_t i = 0; i < total; i++) {
+    msgrec *m = &g_msg[i];
+    if (m->received) {
+      double l = m->t_recv - m->t_send;
+      lat[n_lat++] = l;
+      if (i % (size_t)g_messages == 0) lat_first[n_first++] = l;
+      else lat_rest[n_rest++] = l;
+    }
+    if (m->sent) lat_sent[n_sent++] = m->t_sent - m->t_send;
+  }
+  qsort(lat, n_lat, sizeof *lat, cmp_double);
+  qsort(lat_first, n_first, sizeof *lat, cmp_double);
+  qsort(lat_rest, n_rest, sizeof *lat, cmp_double);
+  qsort(lat_sent, n_sent, sizeof *lat, cmp_double);
+  r->n_lat = n_lat;
+  r->n_first = n_first;
+  r->n_rest = n_rest;
+  r->n_sent = n_sent;
+  r->p50 = pct(lat, n_lat, 50);
+  r->p99 = pct(lat, n_lat, 99);
+  r->max = n_lat ? lat[n_lat - 1] : 0;
+  r->first_p50 = pct(lat_first, n_first, 50);
+  r->first_max = n_first ? lat_first[n_first - 1] : 0;
+  r->rest_p50 = pct(lat_rest, n_rest, 50);
+  r->rest_p99 = pct(lat_rest, n_rest, 99);
+  r->rest_max = n_rest ? lat_rest[n_rest - 1] : 0;
+  r->sent_p50 = pct(lat_sent, n_sent, 50);
+  r->sent_p99 = pct(lat_sent, n_sent, 99);
+  free(lat);
+  free(lat_first);
+  free(lat_rest);
+  free(lat_sent);
+  r->received = g_received;
+  r->dups = g_dups;
+  r->bad = g_bad - bad0;
+  r->sent_n = g_sent_n;
+  r->delivered_n = g_delivered_n;
+  r->status_dups = g_status_dups;
+  r->errors = g_errors;
+  r->identity = g_identity;
+
+  /* whisperd with its connections closed (malloc keeps what it had) */
+  for (int i = 0; i < g_clients; i++) {
+    g_dev[i].allow_connect = 0;
+    link_close(&g_dev[i].ln);
+  }
+  run_until(cond_closed, &all, g_timeout, "closing the devices' connections");
+  r->rss_after = settle_rss(0, 0, "whisperd's connections closing", NULL);
+  r->stopped = server_stop(&s1, 0) == 0;
+  g_cur = NULL;
+  if (!r->stopped) problem(&g_bad, "%s did not stop cleanly", label);
+  devices_free();
+}
+
+/* A figure of the two runs: this whisperd's value, the baseline's beside
+ * it (with --baseline), then the detail. */
+static result *g_base; /* the baseline's result, or NULL */
+
+static void row2(const char *name, const char *value, const char *base, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void row2(const char *name, const char *value, const char *base, const char *fmt, ...) {
+  if (g_base)
+    printf("  %-40s %14s %14s  ", name, value, base ? base : "");
+  else
+    printf("  %-46s %14s  ", name, value);
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+  fflush(stdout);
+}
+
+static const char *fmt_rate(char *buf, size_t cap, const result *r) {
+  snprintf(buf, cap, "%.0f msg/s", r->span > 0 ? (double)r->received / r->span : 0);
+  return buf;
+}
+
+static const char *fmt_us(char *buf, size_t cap, double cpu, unsigned n) {
+  snprintf(buf, cap, "%.0f us", n ? cpu / n * 1e6 : 0);
+  return buf;
+}
+
+static void print_checks(const result *r) {
+  printf("  %s: %u of %zu messages delivered exactly once to their recipient (lost %u, duplicated\n"
+         "  %u, wrong %u); SENT %u, DELIVERED %u (all within %.2f s of the last delivery; %u\n"
+         "  status(es) repeated); engine errors %u, identity events %u; connections lost: %u in\n"
+         "  the warm-up, %u during the messages\n",
+         r->label, r->received, r->total, r->lost, r->dups, r->bad, r->sent_n, r->delivered_n,
+         r->t_status, r->status_dups, r->errors, r->identity, r->closes_warmup, r->closes_msg);
+  printf("  %s during the messages: %lld Send accepted, %lld entries acknowledged, %lld frames\n"
+         "  refused (Error), %lld frames in, %lld out; mailbox depth %lld after; %lld logged in when\n"
+         "  idle; VmRSS %ld KiB after the devices closed\n",
+         r->label, r->m_after.messages_sent - r->m_before.messages_sent,
+         r->m_after.entries_delivered - r->m_before.entries_delivered,
+         r->m_after.refused - r->m_before.refused, r->m_after.frames_in - r->m_before.frames_in,
+         r->m_after.frames_out - r->m_before.frames_out, r->m_after.mailbox_depth,
+         r->m_idle.authenticated, r->rss_after);
+}
+
 /* --- main ---------------------------------------------------------------------------- */
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--burst]\n"
-          "                     [--window W] [--no-receipts] [--whisperd PATH] [--timeout S]\n"
-          "                     [--keep] [--catch-up]\n"
+          "                     [--window W] [--no-receipts] [--whisperd PATH]\n"
+          "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...\n"
+          "                     [--timeout S] [--keep] [--catch-up]\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
           "  --messages M    messages of 100 B each device sends, in a ring (default 20)\n"
           "  --idle K        plain WebSocket connections for the idle-memory figure (default\n"
@@ -1579,6 +1878,12 @@ static void usage(FILE *f) {
           "  --no-receipts   the engines send no DELIVERED receipts (end to end since the\n"
           "                  signed-receipts change): what they cost, by difference\n"
           "  --whisperd PATH the whisperd to start (default: the one built with this program)\n"
+          "  --whisperd-arg ARG  a flag for every whisperd started (repeat it for each word:\n"
+          "                  --whisperd-arg --synchronous --whisperd-arg full)\n"
+          "  --baseline PATH another whisperd (e.g. a build of an older commit): the devices\n"
+          "                  run first against it, the same way, and its figures are printed\n"
+          "                  beside whisperd's (the idle figure 4 is whisperd's only)\n"
+          "  --baseline-arg ARG  a flag for the baseline only (after the --whisperd-arg ones)\n"
           "  --timeout S     how long each phase may take before the run fails (default 120)\n"
           "  --keep          keep the temporary directory (databases, whisperd logs)\n");
 }
@@ -1623,6 +1928,19 @@ int main(int argc, char **argv) {
       return 0;
     } else if (strcmp(a, "--whisperd") == 0 && i + 1 < argc) {
       g_whisperd = argv[++i];
+      continue;
+    } else if (strcmp(a, "--baseline") == 0 && i + 1 < argc) {
+      g_baseline = argv[++i];
+      continue;
+    } else if ((strcmp(a, "--whisperd-arg") == 0 || strcmp(a, "--baseline-arg") == 0) &&
+               i + 1 < argc) {
+      int both = a[2] == 'w';
+      if ((both && g_n_args == MAX_ARGS) || g_n_base_args == MAX_ARGS) {
+        fprintf(stderr, "%s: at most %d whisperd arguments\n", PROG, MAX_ARGS);
+        return 2;
+      }
+      if (both) g_args[g_n_args++] = argv[i + 1];
+      g_base_args[g_n_base_args++] = argv[++i];
       continue;
     } else if (strcmp(a, "--clients") == 0) {
       target = &g_clients, min = 2, max = 100000, flag = &set_clients;
@@ -1693,6 +2011,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: cannot run whisperd at %s (--whisperd PATH)\n", PROG, g_whisperd);
     return 2;
   }
+  if (g_baseline && access(g_baseline, X_OK) != 0) {
+    fprintf(stderr, "%s: cannot run the baseline whisperd at %s (--baseline PATH)\n", PROG,
+            g_baseline);
+    return 2;
+  }
   const char *tmp = getenv("TMPDIR");
   snprintf(g_dir, sizeof g_dir, "%s/whisperd-load-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(g_dir)) {
@@ -1704,15 +2027,26 @@ int main(int argc, char **argv) {
   double t_start = mono_s(), cpu_start = cpu_s();
   print_machine();
   if (g_catch)
-    printf("catch-up: %d devices, %d messages each to one more, offline (%d in all, %d B)\n\n",
+    printf("catch-up: %d devices, %d messages each to one more, offline (%d in all, %d B)\n",
            g_clients - 1, g_messages, (g_clients - 1) * g_messages, BODY_LEN);
   else printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1), %s;\n"
-         "idle plain connections %d%s\n\n",
+         "idle plain connections %d%s\n",
          g_clients, g_messages, g_clients * g_messages, BODY_LEN,
          g_burst ? "burst (all at once)"
          : g_window > 1 ? "windowed (up to --window unanswered by the server per device)"
                         : "paced (the next one once the previous is SENT)", g_idle,
          g_quick ? " (--quick)" : "");
+  if (g_n_args) {
+    printf("whisperd flags:");
+    for (int i = 0; i < g_n_args; i++) printf(" %s", g_args[i]);
+    printf("\n");
+  }
+  if (g_baseline) {
+    printf("baseline: %s, flags:", g_baseline);
+    for (int i = 0; i < g_n_base_args; i++) printf(" %s", g_base_args[i]);
+    printf("%s (its devices run first, against it alone)\n", g_n_base_args ? "" : " none");
+  }
+  printf("\n");
   fflush(stdout);
 
   lws_set_log_level(LLL_ERR, lws_emit);
@@ -1739,159 +2073,31 @@ int main(int argc, char **argv) {
   close(rfd);
   if (g_catch) return catch_up_main();
 
-  /* --- the devices (in process, untimed) --- */
-  double t0 = mono_s();
-  g_dev = calloc((size_t)g_clients, sizeof *g_dev);
-  g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
-  g_msg = calloc((size_t)g_clients * (size_t)g_messages, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
-  for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
-  double t_ident = mono_s() - t0;
-
-  /* --- whisperd #1 --- */
-  static server s1;
-  server_start(&s1, 0, "whisperd", "whisperd", NULL);
-  g_cur = &s1;
-  printf("whisperd: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", g_whisperd, (long)s1.pid,
-         s1.hostport, s1.db);
-  fflush(stdout);
-  long rss_fresh = rss_kib(s1.pid);
-
-  /* Warm-up: every device registers and logs in, REG_WAVE at a time, and
-   * disconnects: the accounts, prekeys and SQLite's cache are in place,
-   * and whisperd never held more than REG_WAVE connections before the
-   * baseline. */
-  t0 = mono_s();
-  for (int from = 0; from < g_clients; from += REG_WAVE) {
-    range r = {from, from + REG_WAVE < g_clients ? from + REG_WAVE : g_clients};
-    for (int i = r.from; i < r.to; i++) {
-      g_dev[i].allow_connect = 1;
-      mark_dirty(&g_dev[i]);
-    }
-    run_until(cond_ready, &r, g_timeout, "registration and first login (a wave)");
-    for (int i = r.from; i < r.to; i++) {
-      g_dev[i].allow_connect = 0;
-      link_close(&g_dev[i].ln);
-    }
-    run_until(cond_closed, &r, g_timeout, "closing a wave");
+  /* --- the devices against the baseline, then against whisperd --- */
+  static result base, cur;
+  if (g_baseline) {
+    run_devices(g_baseline, "baseline", "baseline", g_base_args, &base);
+    g_base = &base;
+    printf("\n");
   }
-  double t_register = mono_s() - t0;
-  for (int i = 0; i < g_clients; i++) {
-    if (g_dev[i].ln.failures)
-      fprintf(stderr, "%s: warning: %s needed %u attempts to register\n", PROG, g_dev[i].name,
-              g_dev[i].ln.failures + 1);
-    /* New engines (over the same stores): no reconnect backoff left. */
-    whisper_client_free(g_dev[i].client);
-    g_dev[i].client = NULL;
-    device_engine(&g_dev[i]);
-  }
-  unsigned closes_warmup = g_unexpected_closes;
-  long rss0 = settle_rss(0, 0, "whisperd's connections closing after the warm-up", NULL);
-
-  /* All N log in at once and stay idle. */
-  t0 = mono_s();
-  range all = {0, g_clients};
-  for (int i = 0; i < g_clients; i++) {
-    g_dev[i].allow_connect = 1;
-    mark_dirty(&g_dev[i]);
-  }
-  run_until(cond_ready, &all, g_timeout, "all devices logging in");
-  double t_login = mono_s() - t0;
-  metrics m_idle;
-  long rss_n = settle_rss(g_clients, g_clients, "whisperd counting the logged-in connections",
-                          &m_idle);
-
-  /* --- messages --- */
-  metrics m_before;
-  if (metrics_get(&s1, &m_before) != 0) fatal("/metrics did not answer");
-  unsigned closes_before = g_unexpected_closes;
-  double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
-  double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
-  int have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
-                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
-  double t_first = mono_s();
-  g_msg_started = 1;
-  for (int i = 0; i < g_clients; i++) {
-    if (g_burst)
-      while (g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
-    else
-      while (g_dev[i].next_k < g_window && g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
-  }
-  run_until(cond_all_received, NULL, g_timeout, "delivering the messages");
-  double t_last = t_first;
-  size_t total = (size_t)g_clients * (size_t)g_messages;
-  for (size_t i = 0; i < total; i++)
-    if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
-  double srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0, own_cpu = cpu_s() - cpu0;
-  double srv_run, srv_wait = 0, own_run, own_wait = 0;
-  if (have_sched && proc_sched_s(s1.pid, &srv_run, &srv_wait) == 0 &&
-      sched_s("/proc/thread-self/schedstat", &own_run, &own_wait) == 0) {
-    srv_wait -= srv_wait0;
-    own_wait -= own_wait0;
-  } else {
-    have_sched = 0;
-  }
-  double span = t_last - t_first;
-  /* Statuses: every message SENT once to its sender, DELIVERED by its
-   * recipient; then a short quiet time in which nothing may arrive twice. */
-  double t_status0 = mono_s();
-  run_until(cond_statuses, NULL, g_timeout, "SENT and DELIVERED statuses");
-  double t_status = mono_s() - t_status0;
-  serve_for(0.25);
-  unsigned closes_msg = g_unexpected_closes - closes_before;
-  metrics m_after;
-  if (metrics_get(&s1, &m_after) != 0) fatal("/metrics did not answer");
-
-  g_msg_started = 0;
-  /* exactly once */
-  unsigned lost = 0;
-  for (size_t i = 0; i < total; i++) {
-    msgrec *m = &g_msg[i];
-    int s = (int)(i / (size_t)g_messages), k = (int)(i % (size_t)g_messages);
-    if (m->received == 0)
-      problem(&lost, "message %d of %s to %s was never delivered", k, g_dev[s].name,
-              g_dev[recipient_of(s)].name);
-  }
-
-  /* latencies */
-  double *lat = malloc(total * sizeof *lat), *lat_first = malloc((size_t)g_clients * sizeof *lat),
-         *lat_rest = malloc(total * sizeof *lat), *lat_sent = malloc(total * sizeof *lat);
-  if (!lat || !lat_first || !lat_rest || !lat_sent) fatal("out of memory");
-  size_t n_lat = 0, n_first = 0, n_rest = 0, n_sent = 0;
-  for (size_t i = 0; i < total; i++) {
-    msgrec *m = &g_msg[i];
-    if (m->received) {
-      double l = m->t_recv - m->t_send;
-      lat[n_lat++] = l;
-      if (i % (size_t)g_messages == 0) lat_first[n_first++] = l;
-      else lat_rest[n_rest++] = l;
-    }
-    if (m->sent) lat_sent[n_sent++] = m->t_sent - m->t_send;
-  }
-  qsort(lat, n_lat, sizeof *lat, cmp_double);
-  qsort(lat_first, n_first, sizeof *lat, cmp_double);
-  qsort(lat_rest, n_rest, sizeof *lat, cmp_double);
-  qsort(lat_sent, n_sent, sizeof *lat, cmp_double);
-
-  /* whisperd #1 with its connections closed (malloc keeps what it had) */
-  for (int i = 0; i < g_clients; i++) {
-    g_dev[i].allow_connect = 0;
-    link_close(&g_dev[i].ln);
-  }
-  run_until(cond_closed, &all, g_timeout, "closing the devices' connections");
-  long rss_after = settle_rss(0, 0, "whisperd's connections closing", NULL);
-  int stop1 = server_stop(&s1, 0);
-  g_cur = NULL;
+  unsigned closes0 = g_unexpected_closes;
+  run_devices(g_whisperd, "whisperd", "whisperd", g_args, &cur);
+  cur.closes_warmup -= closes0;
 
   /* --- whisperd #2: plain idle connections --- */
   long rss_p0 = -1, rss_pk = -1;
   unsigned closes_plain0 = g_unexpected_closes;
-  double t_plain = 0;
+  double t_plain = 0, t0;
   static server s2;
   if (g_idle > 0) {
-    static const char *const extra[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
-                                        "3600000", NULL};
-    server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", extra);
+    const char *extra[64];
+    int n = 0;
+    static const char *const idle_flags[] = {"--auth-timeout-ms", "3600000", "--heartbeat-ms",
+                                             "3600000"};
+    for (int i = 0; i < 4; i++) extra[n++] = idle_flags[i];
+    for (int i = 0; g_args[i] && n < 63; i++) extra[n++] = g_args[i];
+    extra[n] = NULL;
+    server_start(&s2, 1, "whisperd (idle)", "whisperd-idle", g_whisperd, extra);
     g_cur = &s2;
     g_n_plain = IDLE_WARMUP + g_idle;
     g_plain = calloc((size_t)g_n_plain, sizeof *g_plain);
@@ -1910,89 +2116,86 @@ int main(int argc, char **argv) {
     g_cur = NULL;
     if (stop2 != 0) problem(&g_bad, "whisperd (idle) did not stop cleanly");
   }
-  if (stop1 != 0) problem(&g_bad, "whisperd did not stop cleanly");
 
   /* --- the table --- */
-  char v[64], w[64], x[64];
-  printf("\nSet-up (whisperd VmRSS %ld KiB when started):\n", rss_fresh);
-  row("identities + engines (in process, untimed)", "", "%d in %.2f s", g_clients, t_ident);
-  snprintf(v, sizeof v, "%.1f /s", g_clients / t_register);
+  const result *r = &cur, *b = g_base;
+  char v[64], w[64], x[64], bv[64];
+  printf("\nSet-up (whisperd VmRSS %ld KiB when started):\n", r->rss_fresh);
+  row("identities + engines (in process, untimed)", "", "%d in %.2f s", g_clients, r->t_ident);
+  snprintf(v, sizeof v, "%.1f /s", g_clients / r->t_register);
   row("register + first login (warm-up)", v, "%d devices in %.2f s, %d at a time", g_clients,
-      t_register, REG_WAVE);
-  snprintf(v, sizeof v, "%.1f /s", g_clients / t_login);
+      r->t_register, REG_WAVE);
+  snprintf(v, sizeof v, "%.1f /s", g_clients / r->t_login);
   row("login, all at once", v, "%d devices in %.2f s (to ONLINE + CAUGHT_UP)", g_clients,
-      t_login);
+      r->t_login);
 
-  printf("\nResults:\n");
-  printf("  %-46s %14s  %s\n", "figure", "value", "detail");
-  snprintf(v, sizeof v, "%.0f msg/s", span > 0 ? (double)g_received / span : 0);
-  row("1. messages per second, end to end", v,
-      "%u messages in %.3f s, first send call -> last delivery", g_received, span);
-  row("2. delivery latency p50", fmt_ms(v, sizeof v, pct(lat, n_lat, 50)),
-      "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
-  row("   p99", fmt_ms(v, sizeof v, pct(lat, n_lat, 99)), "%s", "");
-  row("   max", fmt_ms(v, sizeof v, n_lat ? lat[n_lat - 1] : 0), "%s", "");
-  row("   first message of each device p50", fmt_ms(v, sizeof v, pct(lat_first, n_first, 50)),
-      "max %s; with the session set-up (ListDevices, FetchBundles)",
-      fmt_ms(w, sizeof w, n_first ? lat_first[n_first - 1] : 0));
-  if (n_rest)
-    row("   the others p50", fmt_ms(v, sizeof v, pct(lat_rest, n_rest, 50)), "p99 %s, max %s",
-        fmt_ms(w, sizeof w, pct(lat_rest, n_rest, 99)),
-        fmt_ms(x, sizeof x, lat_rest[n_rest - 1]));
-  row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, pct(lat_sent, n_sent, 50)),
-      "p99 %s (informational)", fmt_ms(w, sizeof w, pct(lat_sent, n_sent, 99)));
-  row("   CPU during 1: whisperd", "",
-      "%.2f s (%.0f%% of one CPU, %.0f us per message); whisperd-load %.2f s (%.0f%%, %.0f us "
-      "per message: the engines, and their WebSockets)", srv_cpu,
-      span > 0 ? srv_cpu / span * 100 : 0, g_received ? srv_cpu / g_received * 1e6 : 0, own_cpu,
-      span > 0 ? own_cpu / span * 100 : 0, g_received ? own_cpu / g_received * 1e6 : 0);
-  if (have_sched)
-    row("   waiting for a CPU during 1: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
-        srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait,
-        span > 0 ? own_wait / span * 100 : 0,
-        span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
-            ? ": other processes had the CPUs, 1 and 2 are low" : "");
-  row("3. whisperd RSS per logged-in idle connection", fmt_kib_per(v, sizeof v, rss0, rss_n, g_clients),
-      "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", rss0, rss_n, g_clients);
-  if (g_idle > 0)
-    row("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
-        "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0, rss_pk,
-        g_idle, t_plain);
+  printf("\nResults%s:\n", b ? " (the baseline's beside: the same workload, in this run)" : "");
+  if (b)
+    printf("  %-40s %14s %14s  %s\n", "figure", "whisperd", "baseline", "detail");
   else
-    row("4. whisperd RSS per plain idle WebSocket", "skipped", "--idle 0");
+    printf("  %-46s %14s  %s\n", "figure", "value", "detail");
+  row2("1. messages per second, end to end", fmt_rate(v, sizeof v, r),
+       b ? fmt_rate(bv, sizeof bv, b) : NULL, "%u messages in %.3f s, first send call -> last delivery",
+       r->received, r->span);
+  row2("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
+       b ? fmt_ms(bv, sizeof bv, b->p50) : NULL,
+       "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+  row2("   p99", fmt_ms(v, sizeof v, r->p99), b ? fmt_ms(bv, sizeof bv, b->p99) : NULL, "%s", "");
+  row2("   max", fmt_ms(v, sizeof v, r->max), b ? fmt_ms(bv, sizeof bv, b->max) : NULL, "%s", "");
+  row2("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
+       b ? fmt_ms(bv, sizeof bv, b->first_p50) : NULL,
+       "max %s; with the session set-up (ListDevices, FetchBundles)",
+       fmt_ms(w, sizeof w, r->first_max));
+  if (r->n_rest)
+    row2("   the others p50", fmt_ms(v, sizeof v, r->rest_p50),
+         b ? fmt_ms(bv, sizeof bv, b->rest_p50) : NULL, "p99 %s, max %s",
+         fmt_ms(w, sizeof w, r->rest_p99), fmt_ms(x, sizeof x, r->rest_max));
+  row2("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50),
+       b ? fmt_ms(bv, sizeof bv, b->sent_p50) : NULL, "p99 %s (informational)",
+       fmt_ms(w, sizeof w, r->sent_p99));
+  row2("   whisperd CPU per message", fmt_us(v, sizeof v, r->srv_cpu, r->received),
+       b ? fmt_us(bv, sizeof bv, b->srv_cpu, b->received) : NULL,
+       "%.2f s during 1 (%.0f%% of one CPU)", r->srv_cpu,
+       r->span > 0 ? r->srv_cpu / r->span * 100 : 0);
+  row2("   whisperd-load CPU per message", fmt_us(v, sizeof v, r->own_cpu, r->received),
+       b ? fmt_us(bv, sizeof bv, b->own_cpu, b->received) : NULL,
+       "%.2f s during 1 (%.0f%% of one CPU): the engines and their connections", r->own_cpu,
+       r->span > 0 ? r->own_cpu / r->span * 100 : 0);
+  if (r->have_sched)
+    row2("   waiting for a CPU during 1: whisperd", "", "",
+         "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s", r->srv_wait,
+         r->span > 0 ? r->srv_wait / r->span * 100 : 0, r->own_wait,
+         r->span > 0 ? r->own_wait / r->span * 100 : 0,
+         r->span > 0 && (r->srv_wait > 0.1 * r->span || r->own_wait > 0.1 * r->span)
+             ? ": other processes had the CPUs, 1 and 2 are low" : "");
+  if (b && b->have_sched)
+    row2("   (baseline: waiting for a CPU)", "", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)",
+         b->srv_wait, b->span > 0 ? b->srv_wait / b->span * 100 : 0, b->own_wait,
+         b->span > 0 ? b->own_wait / b->span * 100 : 0);
+  row2("3. whisperd RSS per logged-in idle connection",
+       fmt_kib_per(v, sizeof v, r->rss0, r->rss_n, g_clients),
+       b ? fmt_kib_per(bv, sizeof bv, b->rss0, b->rss_n, g_clients) : NULL,
+       "VmRSS %ld KiB with 0 (after the warm-up), %ld KiB with %d", r->rss0, r->rss_n, g_clients);
+  if (g_idle > 0)
+    row2("4. whisperd RSS per plain idle WebSocket", fmt_kib_per(v, sizeof v, rss_p0, rss_pk, g_idle),
+         NULL, "VmRSS %ld KiB with 0, %ld KiB with %d (Challenge only; opened in %.2f s)", rss_p0,
+         rss_pk, g_idle, t_plain);
+  else
+    row2("4. whisperd RSS per plain idle WebSocket", "skipped", NULL, "--idle 0");
 
   printf("\nChecks:\n");
-  printf("  %u of %zu messages delivered exactly once to their recipient (lost %u, duplicated %u,\n"
-         "  wrong %u); SENT %u, DELIVERED %u (all within %.2f s of the last delivery; %u status(es)\n"
-         "  repeated); engine errors %u, identity events %u; connections lost: %u in the warm-up,\n"
-         "  %u during the messages, %u plain\n",
-         g_received, total, lost, g_dups, g_bad, g_sent_n, g_delivered_n, t_status, g_status_dups,
-         g_errors, g_identity, closes_warmup, closes_msg, g_unexpected_closes - closes_plain0);
-  printf("  whisperd during the messages: %lld Send accepted, %lld entries acknowledged, %lld frames\n"
-         "  refused (Error), %lld frames in, %lld out; mailbox depth %lld after; %lld logged in when\n"
-         "  idle; VmRSS %ld KiB after the devices closed\n",
-         m_after.messages_sent - m_before.messages_sent,
-         m_after.entries_delivered - m_before.entries_delivered,
-         m_after.refused - m_before.refused, m_after.frames_in - m_before.frames_in,
-         m_after.frames_out - m_before.frames_out, m_after.mailbox_depth, m_idle.authenticated,
-         rss_after);
+  if (b) print_checks(b);
+  print_checks(r);
+  printf("  plain connections lost: %u\n", g_unexpected_closes - closes_plain0);
 
   double wall = mono_s() - t_start;
   printf("\n%s: %.1f s in all; this process's CPU time %.1f s; load average %.2f; %s\n", PROG, wall,
          cpu_s() - cpu_start, load_average(), g_failed ? "FAILED" : "all checks passed");
 
-  free(lat);
-  free(lat_first);
-  free(lat_rest);
-  free(lat_sent);
   lws_sul_cancel(&g_wake);
   lws_context_destroy(g_lws);
-  for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
   for (int i = 0; i < g_n_plain; i++) free(g_plain[i].ln.rx);
   free(g_plain);
-  free(g_dev);
-  free(g_dirty);
-  free(g_msg);
   free(g_tx);
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
   remove_dir();

@@ -219,6 +219,7 @@ class Whisperd extends Proc {
     this.keyFile = path.join(t.dir, 'server.key');
     this.blobDir = path.join(t.dir, 'blobs'); // the default: beside the database
     this.port = 0;
+    this.metricsPort = 0; // GET /metrics: its own listener, a free port each start
   }
 
   async start(extra = []) {
@@ -227,8 +228,10 @@ class Whisperd extends Proc {
     this.spawn(
       ['--listen', `127.0.0.1:${this.port}`, '--db', this.db, '--key-file', this.keyFile,
         '--log-level', 'info', '--blob-max-size', String(MAX_SIZE), '--blob-quota', String(QUOTA),
-        ...extra],
+        '--metrics-listen', '127.0.0.1:0', ...extra],
       (line) => {
+        const mm = /whisperd: metrics on (.*):(\d+)\s*$/.exec(line); // printed before the listening line
+        if (mm) this.metricsPort = Number(mm[2]);
         const m = /whisperd: listening on (.*):(\d+)\s*$/.exec(line);
         if (m) listening(Number(m[2]));
       }
@@ -347,11 +350,11 @@ class BlobTest {
   // --- HTTP ----------------------------------------------------------------
 
   // One request on its own connection: {status, headers, body}.
-  request(method, p, headers = {}, body = null) {
+  request(method, p, headers = {}, body = null, port = this.server.port) {
     const hs = { ...headers };
     if (body || method === 'POST' || method === 'PATCH') hs['Content-Length'] = String(body ? body.length : 0);
     return new Promise((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: this.server.port, method, path: p, headers: hs, agent: false }, (res) => {
+      const req = http.request({ host: '127.0.0.1', port, method, path: p, headers: hs, agent: false }, (res) => {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
         res.on('end', () => {
@@ -474,7 +477,7 @@ class BlobTest {
   }
 
   async metrics() {
-    const r = await this.request('GET', '/metrics');
+    const r = await this.request('GET', '/metrics', {}, null, this.server.metricsPort); // its own listener
     const m = {};
     for (const line of r.body.toString().split('\n')) {
       const x = /^(whisperd_blob\w*)(\{status="(\d+)"\})?\s+(\d+)$/.exec(line);

@@ -169,7 +169,7 @@ class MediaTest {
   // whisperd's blob counters (/metrics).
   metrics() {
     return new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: this.server.port, path: '/metrics', timeout: this.timeoutMs }, (r) => {
+      const req = http.get({ host: '127.0.0.1', port: this.server.metricsPort, path: '/metrics', timeout: this.timeoutMs }, (r) => {
         let body = '';
         r.setEncoding('utf8');
         r.on('data', (d) => (body += d));

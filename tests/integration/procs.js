@@ -247,6 +247,7 @@ class Whisperd extends Proc {
     this.db = path.join(t.dir, 'server.db');
     this.keyFile = path.join(t.dir, 'server.key');
     this.port = 0;
+    this.metricsPort = 0; // GET /metrics: its own listener, a free port each start
   }
 
   get url() {
@@ -258,8 +259,11 @@ class Whisperd extends Proc {
     let listening;
     const ready = new Promise((resolve) => (listening = resolve));
     const args = ['--listen', `127.0.0.1:${this.port}`, '--db', this.db, '--key-file', this.keyFile, '--log-level', 'info',
-                  ...(this.t.whisperdArgs || []), ...extra];
+                  '--metrics-listen', '127.0.0.1:0', ...(this.t.whisperdArgs || []), ...extra];
+    this.metricsPort = 0;
     this.spawn(args, (line) => {
+      const mm = /whisperd: metrics on (.*):(\d+)\s*$/.exec(line); // printed before the listening line
+      if (mm) this.metricsPort = Number(mm[2]);
       const m = /whisperd: listening on (.*):(\d+)\s*$/.exec(line);
       if (m) listening(Number(m[2]));
     });

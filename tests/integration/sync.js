@@ -346,6 +346,7 @@ class Whisperd extends Proc {
     this.spawn(
       [
         '--listen', `127.0.0.1:${this.port}`, '--db', this.db, '--key-file', this.keyFile,
+        '--metrics-listen', '127.0.0.1:0',
         '--log-level', 'info', '--presence-grace-ms', '300', '--typing-ttl-ms', '1500',
         '--typing-min-ms', '0',
       ],

@@ -11,6 +11,7 @@
 
 #include "sync.pb-c.h"
 #include "test.h"
+#include "whisper/server.h"
 
 #define T0 1700000000000ULL
 #define MAX_NODES 12

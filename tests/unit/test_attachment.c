@@ -54,11 +54,81 @@ static int encrypt(const uint8_t key[64], const uint8_t iv[16], const uint8_t *p
   return rc;
 }
 
+/* A source for whisper_attachment_decrypt_source(): `len` bytes at `p`;
+ * from the moment offset `change_at` has been read once, later reads of it
+ * and after it get the blob with that byte flipped (`flip`) or cut there
+ * (`cut`). It counts the bytes read and the largest read asked for. */
+typedef struct source {
+  const uint8_t *p;
+  size_t len;
+  size_t change_at;
+  int flip, cut, fail_at_read; /* fail_at_read: return 55 at that read (1-based; 0: never) */
+  int claim_more;              /* say one byte more than asked was read */
+  size_t seen;                 /* the highest offset read + 1 */
+  size_t bytes, reads, largest;
+} source;
+
+static int source_read(void *user, uint64_t offset, uint8_t *buf, size_t len, size_t *got) {
+  source *s = user;
+  s->reads++;
+  if (s->fail_at_read && (int)s->reads == s->fail_at_read) return 55;
+  if (len > s->largest) s->largest = len;
+  int changed = (s->flip || s->cut) && s->seen > s->change_at;
+  size_t end = changed && s->cut ? s->change_at : s->len;
+  size_t n = offset >= end ? 0 : end - offset < len ? (size_t)(end - offset) : len;
+  if (n) memcpy(buf, s->p + offset, n);
+  if (changed && s->flip && s->change_at >= offset && s->change_at < offset + n)
+    buf[s->change_at - offset] ^= 0x20;
+  if (offset + n > s->seen) s->seen = offset + n;
+  s->bytes += n;
+  *got = n + (s->claim_more ? 1 : 0);
+  return 0;
+}
+
+/* Decrypts with the decryptor reading `src` itself. */
+static int decrypt_from(const whisper_attachment_expect_t *x, source *src, sinkbuf *out) {
+  whisper_attachment_decryptor *d = NULL;
+  int rc = whisper_attachment_decrypt_new(&d, x, sink_add, out);
+  if (rc != WHISPER_OK) return rc;
+  rc = whisper_attachment_decrypt_source(d, source_read, src);
+  CHECK(rc != WHISPER_ATTACHMENT_AGAIN);
+  /* (a sink that failed was given the bytes it refused) */
+  CHECK(whisper_attachment_decrypt_released(d) == out->n || out->fail_at);
+  /* finished, whatever it returned */
+  CHECK_RC(whisper_attachment_decrypt_update(d, (const uint8_t *)"x", 1), WHISPER_EINVAL);
+  CHECK_RC(whisper_attachment_decrypt_finish(d), WHISPER_EINVAL);
+  CHECK_RC(whisper_attachment_decrypt_source(d, source_read, src), WHISPER_EINVAL);
+  whisper_attachment_decrypt_free(d);
+  return rc;
+}
+
+static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                       sinkbuf *out, int stop);
+
 /* Decrypts `blob` (len bytes) in random pieces; the result of finish, or
  * of the first failing update when `stop` is set. Two passes when there is
- * no incremental MAC. */
+ * no incremental MAC. Unless `stop`, it decrypts the blob again with the
+ * decryptor reading it (whisper_attachment_decrypt_source()), which must
+ * give the same result and release the same bytes. */
 static int decrypt(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
                    sinkbuf *out, int stop) {
+  size_t before = out->n;
+  int rc = decrypt_fed(x, blob, len, out, stop);
+  if (stop) return rc;
+  sinkbuf again = {0};
+  source src = {blob, len, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  again.fail_at = out->fail_at;
+  again.fail_after = out->fail_after;
+  CHECK_RC(decrypt_from(x, &src, &again), rc);
+  CHECK(again.n == out->n - before &&
+        (again.n == 0 || memcmp(again.p, out->p + before, again.n) == 0));
+  CHECK(src.largest <= 65536);
+  free(again.p);
+  return rc;
+}
+
+static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                       sinkbuf *out, int stop) {
   whisper_attachment_decryptor *d = NULL;
   int rc = whisper_attachment_decrypt_new(&d, x, sink_add, out);
   if (rc != WHISPER_OK) return rc;
@@ -409,6 +479,177 @@ static void test_second_pass_changed(void) {
   free(pt);
 }
 
+/* --- the decryptor reading the blob itself ------------------------------------------ */
+
+/* The incremental MAC of `blob` at `chunk`, as a pointer would carry it. */
+static whisper_attachment_expect_t expect_chunk(const uint8_t key[64], size_t n,
+                                                const whisper_attachment_result_t *r,
+                                                const sinkbuf *blob, uint32_t chunk,
+                                                whisper_buf **im) {
+  whisper_attachment_expect_t x = expect_of(key, n, r, 1);
+  CHECK_RC(whisper_incremental_mac(key + 32, 32, chunk, blob->p, blob->n, im), WHISPER_OK);
+  x.incremental_mac = (*im)->data;
+  x.incremental_mac_len = (*im)->len;
+  x.chunk_size = chunk;
+  return x;
+}
+
+/* Plaintext bytes a decryptor reading the source may have released when
+ * blob offset `bad` changed between its reads: the chunks before it, and
+ * the 64 KiB pieces before it in its chunk. */
+static size_t source_verified_before(size_t bad, uint32_t chunk) {
+  size_t start = bad / chunk * chunk, whole = start + (bad - start) / 65536 * 65536;
+  return whole > 16 ? whole - 16 : 0;
+}
+
+static void test_source(void) {
+  uint8_t key[64], iv[16];
+  for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 7 + 3);
+  memset(iv, 0x5A, sizeof iv);
+  size_t n = 700000;
+  uint8_t *pt = malloc(n);
+  for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
+  sinkbuf blob = {0};
+  whisper_attachment_result_t r;
+  CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+
+  /* chunks of several pieces (the last one short), of exactly one, of less
+   * than one, and a blob of whole chunks: opened, each chunk read twice,
+   * never more than 64 KiB asked for at a time */
+  uint32_t chunks[] = {200000, 65536, 1000, (uint32_t)blob.n / 4, (uint32_t)blob.n,
+                       WHISPER_ATTACHMENT_CHUNK_MAX};
+  CHECK(blob.n % 4 == 0);
+  for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+    whisper_buf *im = NULL;
+    whisper_attachment_expect_t x = expect_chunk(key, n, &r, &blob, chunks[k], &im);
+    sinkbuf out = {0};
+    source src = {blob.p, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_RC(decrypt_from(&x, &src, &out), WHISPER_OK);
+    CHECK(out.n == n && memcmp(out.p, pt, n) == 0);
+    CHECK(src.bytes == 2 * blob.n && src.largest <= 65536);
+    /* and what the fed decryptor releases, from the same pointer */
+    sinkbuf fed = {0};
+    CHECK_RC(decrypt_fed(&x, blob.p, blob.n, &fed, 0), WHISPER_OK);
+    CHECK(fed.n == n && memcmp(fed.p, pt, n) == 0);
+    free(fed.p);
+    free(out.p);
+    whisper_buf_free(im);
+  }
+  /* without an incremental MAC: the blob read three times (the first pass whole) */
+  whisper_attachment_expect_t x0 = expect_of(key, n, &r, 0);
+  sinkbuf out = {0};
+  source src = {blob.p, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_RC(decrypt_from(&x0, &src, &out), WHISPER_OK);
+  CHECK(out.n == n && memcmp(out.p, pt, n) == 0 && src.bytes == 3 * blob.n);
+
+  /* a source whose bytes change (or that gets shorter) once read: nothing
+   * of the changed piece or after it comes out */
+  size_t at[] = {0, 16, 1000, 65535, 65536, 150000, 199999, 200000, 300000, blob.n - 33, blob.n - 1};
+  for (int inc = 1; inc >= 0; inc--) {
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+      for (int cut = 0; cut < 2; cut++) {
+        whisper_buf *im = NULL;
+        whisper_attachment_expect_t x = inc ? expect_chunk(key, n, &r, &blob, 200000, &im) : x0;
+        source ch = {blob.p, blob.n, at[i], !cut, cut, 0, 0, 0, 0, 0, 0};
+        out.n = 0;
+        int rc = decrypt_from(&x, &ch, &out);
+        /* a piece read again that differs, or a chunk whose MAC (in two
+         * passes, the first pass's) fails; cut, the blob may also end
+         * before a chunk is first read */
+        CHECK(rc == WHISPER_EINTEGRITY || (cut && rc == WHISPER_ETRUNCATED));
+        CHECK(out.n <= (inc ? source_verified_before(at[i], 200000)
+                            : verified_before(at[i], whisper_attachment_chunk_size(blob.n))));
+        CHECK(out.n == 0 || memcmp(out.p, pt, out.n) == 0);
+        whisper_buf_free(im);
+      }
+    }
+  }
+  /* a blob cut short, a byte more, a flipped byte, another MAC key */
+  for (int inc = 1; inc >= 0; inc--) {
+    whisper_attachment_expect_t x = expect_of(key, n, &r, inc);
+    source s1 = {blob.p, blob.n - 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    out.n = 0;
+    CHECK_RC(decrypt_from(&x, &s1, &out), WHISPER_ETRUNCATED);
+    uint8_t *longer = malloc(blob.n + 1);
+    memcpy(longer, blob.p, blob.n);
+    longer[blob.n] = 0;
+    source s2 = {longer, blob.n + 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    out.n = 0;
+    CHECK_RC(decrypt_from(&x, &s2, &out), WHISPER_ESIZE);
+    longer[300000] ^= 1;
+    source s3 = {longer, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    out.n = 0;
+    CHECK_RC(decrypt_from(&x, &s3, &out), WHISPER_EINTEGRITY);
+    CHECK(out.n <= (inc ? verified_before(300000, r.chunk_size) : 0));
+    free(longer);
+    uint8_t wrong[64];
+    memcpy(wrong, key, 64);
+    wrong[50] ^= 4;
+    whisper_attachment_expect_t xw = x;
+    xw.key = wrong;
+    source s4 = {blob.p, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    out.n = 0;
+    CHECK_RC(decrypt_from(&xw, &s4, &out), WHISPER_EKEY);
+    CHECK(out.n == 0 && s4.bytes >= blob.n); /* read to its end, to tell a wrong key */
+    /* the source's error, at its first read and later; one that says it read more */
+    for (int f = 1; f <= 9; f += 4) {
+      source s5 = {blob.p, blob.n, 0, 0, 0, f, 0, 0, 0, 0, 0};
+      out.n = 0;
+      CHECK_RC(decrypt_from(&x, &s5, &out), 55);
+    }
+    source s6 = {blob.p, blob.n, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+    out.n = 0;
+    CHECK_RC(decrypt_from(&x, &s6, &out), WHISPER_EINVAL);
+    CHECK(out.n == 0);
+    /* the sink's error */
+    sinkbuf failing = {0};
+    failing.fail_at = 77;
+    failing.fail_after = 100000;
+    source s7 = {blob.p, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    CHECK_RC(decrypt_from(&x, &s7, &failing), 77);
+    free(failing.p);
+  }
+  /* refused: no decryptor, no source, bytes already fed, finished */
+  whisper_attachment_expect_t x = expect_of(key, n, &r, 1);
+  whisper_attachment_decryptor *d = NULL;
+  CHECK_RC(whisper_attachment_decrypt_source(NULL, source_read, &src), WHISPER_EINVAL);
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, &out), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_source(d, NULL, &src), WHISPER_EINVAL);
+  CHECK_RC(whisper_attachment_decrypt_update(d, blob.p, 10), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_source(d, source_read, &src), WHISPER_EINVAL);
+  whisper_attachment_decrypt_free(d);
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, &out), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_finish(d), WHISPER_ETRUNCATED);
+  CHECK_RC(whisper_attachment_decrypt_source(d, source_read, &src), WHISPER_EINVAL);
+  whisper_attachment_decrypt_free(d);
+  /* the first pass fed, the second read from the source */
+  out.n = 0;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x0, sink_add, &out), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_update(d, blob.p, blob.n), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_finish(d), WHISPER_ATTACHMENT_AGAIN);
+  source s8 = {blob.p, blob.n, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  CHECK_RC(whisper_attachment_decrypt_source(d, source_read, &s8), WHISPER_OK);
+  CHECK(out.n == n && memcmp(out.p, pt, n) == 0 && s8.bytes == 2 * blob.n);
+  whisper_attachment_decrypt_free(d);
+  /* a sink that returns 1 (WHISPER_ATTACHMENT_AGAIN's value) as finish
+   * releases the last chunk: that is the sink's value, and the decryptor
+   * is finished */
+  sinkbuf one = {0};
+  one.fail_at = 1;
+  one.fail_after = n - 10;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &x, sink_add, &one), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_update(d, blob.p, blob.n), WHISPER_OK);
+  CHECK_RC(whisper_attachment_decrypt_finish(d), 1);
+  CHECK_RC(whisper_attachment_decrypt_finish(d), WHISPER_EINVAL);
+  CHECK_RC(whisper_attachment_decrypt_update(d, blob.p, 1), WHISPER_EINVAL);
+  whisper_attachment_decrypt_free(d);
+  free(one.p);
+  free(out.p);
+  whisper_attachment_result_clear(&r);
+  free(blob.p);
+  free(pt);
+}
+
 /* --- vectors made by node:crypto and libsignal (tests/vectors/attachment.json) ------ */
 
 static void to_hex(char *out, const uint8_t *p, size_t n) {
@@ -537,6 +778,7 @@ int main(void) {
   test_round_trips();
   test_failures();
   test_second_pass_changed();
+  test_source();
   test_vectors();
   return test_done();
 }

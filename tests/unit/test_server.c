@@ -885,6 +885,9 @@ static void test_login(void) {
   dev_up(&t, &a, 1, 0);
   whisper_server_stats_t s = stats(&t);
   CHECK(s.connections == 1 && s.authenticated == 1);
+  CHECK(whisper_server_conn_authenticated(t.srv, 1) == 1);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0); /* unknown */
+  CHECK(whisper_server_conn_authenticated(NULL, 1) == 0);
 
   /* Auth before Hello; a request before login */
   dev_connect(&t, &b, 2);
@@ -899,9 +902,11 @@ static void test_login(void) {
   /* a bad signature closes the connection */
   dev_hello(&t, &b);
   EXPECT_OK(2);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0); /* open, Hello only */
   dev_auth(&t, &b, 0, 1);
   EXPECT_ERR(2, 4);
   CHECK(boxes[2].closed);
+  CHECK(whisper_server_conn_authenticated(t.srv, 2) == 0);
   CHECK_RC(whisper_server_receive(t.srv, 2, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
   /* an unknown device: the same answer */
   dev ghost;
@@ -915,6 +920,7 @@ static void test_login(void) {
   /* a good one; a second Auth is out of order */
   dev_login(&t, &b, 4, 0);
   CHECK(expect_queue_empty(4) == 0);
+  CHECK(whisper_server_conn_authenticated(t.srv, 4) == 1);
   dev_auth(&t, &b, 0, 0);
   EXPECT_ERR(4, 11);
 
@@ -923,6 +929,8 @@ static void test_login(void) {
   expect_queue_empty(5);
   CHECK(boxes[4].closed);
   CHECK(!boxes[5].closed);
+  CHECK(whisper_server_conn_authenticated(t.srv, 4) == 0); /* dropped by the newer login */
+  CHECK(whisper_server_conn_authenticated(t.srv, 5) == 1);
   s = stats(&t);
   CHECK(s.connections == 2 && s.authenticated == 2);
   dev_free(&a);
@@ -2262,6 +2270,7 @@ typedef struct failing {
   whisper_store *inner;
   int fail_puts_after; /* -1: never; n: the put after n more succeeds fails */
   int fail_commit;
+  int fail_savepoint;  /* the next savepoint fails (once) */
 } failing;
 
 static int f_begin(void *u) {
@@ -2300,13 +2309,33 @@ static int f_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t 
   return f->inner->ops.scan(f->inner->user, kind, p, pn, b, bn, desc, limit, fn, arg);
 }
 
+static int f_savepoint(void *u) {
+  failing *f = u;
+  if (f->fail_savepoint) {
+    f->fail_savepoint = 0;
+    return WHISPER_ESTORE;
+  }
+  return f->inner->ops.savepoint(f->inner->user);
+}
+static int f_release(void *u) {
+  failing *f = u;
+  return f->inner->ops.release(f->inner->user);
+}
+static int f_rollback_to(void *u) {
+  failing *f = u;
+  return f->inner->ops.rollback_to(f->inner->user);
+}
+
+static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
+                                              f_rollback, f_get, f_put, f_del, NULL, f_scan,
+                                              NULL, f_savepoint, f_release, f_rollback_to};
+
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0};
+  failing fl = {NULL, -1, 0, 0};
   whisper_store *st;
-  static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit, f_rollback,
-                                        f_get, f_put, f_del, NULL, f_scan, NULL};
+  const whisper_store_ops ops = failing_ops;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
@@ -2361,6 +2390,364 @@ static void test_store_failure(void) {
   dev_free(&c);
   dev_free(&a);
   dev_free(&b);
+  srvt_close(&t);
+  whisper_store_close(fl.inner);
+}
+
+/* --- delivery without reading the mailbox back ---------------------------- */
+
+/* Entries appended for an online device that had everything are pushed
+ * from memory, and once an Ack went through on a connection the next ones
+ * delete what was pushed by key: the mailbox, its count and the counters
+ * must come out as if every entry had been read back. */
+static void test_delivery_fast(void) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 3;
+  cfg.max_mailbox = 4;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  target b1[] = {{1, 0}};
+  uint8_t cid[16];
+  for (int i = 1; i <= 5; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 4)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i);
+    else
+      EXPECT_ERR(1, 10); /* four in the mailbox: full */
+  }
+  for (uint64_t s = 1; s <= 3; s++) CHECK(EXPECT_DELIVER(2, 1, s) != NULL);
+  EXPECT_NONE(2); /* the window is full: 4 waits */
+  t.now += 10;
+  ack(&t, 2, 1); /* the first Ack reads the mailbox */
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 4) != NULL);
+  EXPECT_NONE(2);
+  t.now += 10;
+  ack(&t, 2, 3); /* by key */
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).entries_delivered == 3);
+  for (int i = 6; i <= 8; i++) { /* room for three again: pushed as they come */
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+  }
+  CHECK(EXPECT_DELIVER(2, 1, 5) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 6) != NULL);
+  EXPECT_NONE(2); /* 4, 5, 6 in flight: 7 waits */
+  t.now += 10;
+  ack(&t, 2, 6);
+  EXPECT_OK(2);
+  CHECK(EXPECT_DELIVER(2, 1, 7) != NULL);
+  ack(&t, 2, 7);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  whisper_server_stats_t s = stats(&t);
+  CHECK(s.mailbox_depth == 0 && s.entries_delivered == 7 && s.latency_count == 7 &&
+        s.latency_sum_ms == 10 + 20 + 20 + 30 + 10 + 10 + 10);
+  /* nothing is left: a new connection gets no entry, and the mailbox takes
+   * four again */
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &b, 3, 0);
+  CHECK(expect_queue_empty(3) == 0);
+  EXPECT_NONE(3);
+  whisper_server_close(t.srv, 3, t.now);
+  for (int i = 9; i <= 13; i++) {
+    cid_make(cid, i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i <= 12)
+      CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i - 1);
+    else
+      EXPECT_ERR(1, 10);
+  }
+  /* resuming after 9 (8 and 9 are the device's already; 10 and 11 are
+   * pushed): the first Ack reads the mailbox, and so does the next while
+   * entries it did not push may be left (9); then by key */
+  dev_login(&t, &b, 4, 9);
+  CHECK(EXPECT_DELIVER(4, 1, 10) != NULL);
+  CHECK(EXPECT_DELIVER(4, 1, 11) != NULL);
+  CHECK(expect_queue_empty(4) == 11);
+  ack(&t, 4, 8);
+  EXPECT_OK(4);
+  ack(&t, 4, 10);
+  EXPECT_OK(4);
+  ack(&t, 4, 11);
+  EXPECT_OK(4);
+  CHECK(stats(&t).mailbox_depth == 0);
+  whisper_server_close(t.srv, 4, t.now);
+  dev_login(&t, &b, 5, 0);
+  CHECK(expect_queue_empty(5) == 0);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+
+  /* the ring of entries in flight grows (from 8) and wraps around */
+  cfg = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 20;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  uint64_t next = 1;
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 13; i++) {
+      cid_make(cid, 100 + round * 13 + i);
+      send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+      fr_free(EXPECT(1, SENT));
+    }
+    uint64_t first = next;
+    for (; next < first + 13; next++) CHECK(EXPECT_DELIVER(2, 1, next) != NULL);
+    ack(&t, 2, first + 5); /* part of it: the rest stays in flight, the ring wraps */
+    EXPECT_OK(2);
+  }
+  ack(&t, 2, next - 1);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).entries_delivered == 39);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
+/* --- group commit ---------------------------------------------------------- */
+
+static void batch_begin(srvt *t) { CHECK_RC(whisper_server_batch_begin(t->srv), WHISPER_OK); }
+
+static int batch_end(srvt *t) {
+  int rc = whisper_server_batch_end(t->srv, t->now);
+  drain(t->srv);
+  return rc;
+}
+
+/* Nothing at all is queued for conns 1..n (nothing was handed out). */
+static int all_quiet(uint64_t n) {
+  for (uint64_t c = 1; c <= n; c++)
+    if (pending(c) || boxes[c].closed) return 0;
+  return n_pushes == 0;
+}
+
+/* Frames received between whisper_server_batch_begin() and _end() share
+ * one transaction: nothing they cause is handed out before the commit; a
+ * frame refused or failed inside undoes its own writes only; a failed
+ * commit (or a savepoint the store could not open) keeps nothing, hands
+ * out nothing, closes the connections the batch touched, and puts the
+ * counters, push flags and presence back. */
+static void test_batch(size_t keep) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
+  srvt t;
+  dev a, b, c, d;
+  failing fl = {NULL, -1, 0, 0};
+  whisper_store *st;
+  whisper_store_memory_new(&fl.inner);
+  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
+  srvt_open(&t, st, NULL);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(NULL, keep), WHISPER_EINVAL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_init(&d, "dave", 1, 4);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  dev_up(&t, &d, 4, 0);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}}, a1[] = {{1, 0}}, wrong[] = {{2, 0}};
+
+  /* the API's edges */
+  CHECK_RC(whisper_server_batch_begin(NULL), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_batch_end(NULL, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_batch_end(t.srv, t.now), WHISPER_ESTATE);
+  batch_begin(&t);
+  CHECK_RC(whisper_server_batch_begin(t.srv), WHISPER_ESTATE);
+  CHECK_RC(batch_end(&t), WHISPER_OK); /* empty */
+  CHECK(all_quiet(4));
+  {
+    whisper_store_ops v3 = failing_ops;
+    v3.version = 3;
+    whisper_store *st3;
+    whisper_server *srv3;
+    CHECK_RC(whisper_store_new(&st3, &v3, &fl), WHISPER_OK);
+    CHECK_RC(whisper_server_new(&srv3, st3, NULL), WHISPER_OK);
+    CHECK_RC(whisper_server_batch_begin(srv3), WHISPER_EINVAL); /* no savepoints */
+    whisper_server_free(srv3);
+    whisper_store_close(st3);
+  }
+
+  /* 1. held until the commit; a failed frame and a refused one undo only
+   * their own writes */
+  batch_begin(&t);
+  cid_make(cid, 1);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* server_seq 1, bob's seq 1 */
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  cid_make(cid, 2);
+  fl.fail_puts_after = 0; /* the server_seq is taken: then the mailbox entry's put fails */
+  send_direct(&t, &c, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_ESTORE && all_quiet(4));
+  fl.fail_puts_after = -1;
+  cid_make(cid, 3);
+  send_direct(&t, &a, "bob", cid, wrong, 1, NULL, 0, MSG); /* takes a server_seq, then refused */
+  cid_make(cid, 4);
+  send_direct(&t, &b, "alice", cid, a1, 1, NULL, 0, MSG);
+  ping(&t, 4);
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  CHECK(stats(&t).messages_sent == 2 && stats(&t).mailbox_depth == 2);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == 1);
+  fr_free(EXPECT(1, STALE));
+  CHECK(EXPECT_DELIVER(1, 1, 1) != NULL); /* bob's: after its commit */
+  EXPECT_NONE(1);
+  EXPECT_ERR(3, 12); /* carol's failed send: ERR_INTERNAL */
+  EXPECT_NONE(3);
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  CHECK(EXPECT_SENT(2, NULL) == 2); /* the failed and the refused sends kept no server_seq */
+  EXPECT_NONE(2);
+  fr_free(EXPECT(4, PONG));
+  /* carol's retry is new: mailbox seq 2, server_seq 3 */
+  cid_make(cid, 2);
+  send_direct(&t, &c, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(3, NULL) == 3);
+  Whisper__Sync__Deliver *dv = EXPECT_DELIVER(2, 1, 2);
+  CHECK(dv && strcmp(dv->sender, "carol") == 0);
+  ack(&t, 2, 2);
+  EXPECT_OK(2);
+  ack(&t, 1, 1);
+  EXPECT_OK(1);
+  CHECK(stats(&t).mailbox_depth == 0);
+  whisper_server_stats_t before = stats(&t);
+
+  /* 2. a failed commit: nothing kept, nothing handed out, the touched
+   * connections closed, the others (dave) left alone; a push dropped
+   * leaves its device to be woken next time */
+  whisper_server_close(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
+  const char *acc_a[] = {"alice"};
+  batch_begin(&t);
+  cid_make(cid, 5);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  cid_make(cid, 6);
+  send_direct(&t, &b, "carol", cid, a1, 1, NULL, 0, MSG);
+  presence_set(&t, 1, 1, 0, 0, 0); /* alice hides */
+  CHECK(all_quiet(4));
+  fl.fail_commit = 1;
+  CHECK_RC(batch_end(&t), WHISPER_ESTORE);
+  fl.fail_commit = 0;
+  CHECK(boxes[1].closed && boxes[2].closed && !boxes[4].closed);
+  CHECK(pending(1) == 0 && pending(2) == 0 && pending(4) == 0 && n_pushes == 0);
+  whisper_server_stats_t after = stats(&t);
+  CHECK(after.messages_sent == before.messages_sent && after.mailbox_depth == 0 &&
+        after.pushes == before.pushes && after.frames_refused == before.frames_refused &&
+        after.authenticated == 1 && after.connections == 1); /* dave's */
+  /* alice is not hidden (the store says so): dave, subscribing before she
+   * is back, sees her online (within the grace period) */
+  subscribe(&t, 4, acc_a, 1);
+  EXPECT_OK(4);
+  EXPECT_PRESENCE(4, "alice", 1, 0);
+  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &a, 1, 0);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  dev_login(&t, &b, 2, 2);
+  fr_free(EXPECT(2, QUEUE_EMPTY)); /* nothing waits for bob */
+  cid_make(cid, 5);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(1, NULL) == 4); /* a new send: its server_seq was not kept */
+  CHECK(EXPECT_DELIVER(2, 1, 3) != NULL);
+  cid_make(cid, 6);
+  send_direct(&t, &b, "carol", cid, a1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(2, NULL) == 5);
+  CHECK(n_pushes == 1 && strcmp(pushes[0].account, "carol") == 0); /* woken after all */
+  ack(&t, 2, 3);
+  EXPECT_OK(2);
+
+  /* 3. a savepoint the store cannot open: the batch so far fails at once,
+   * the frames after it go on in a new batch */
+  box_reset(4);
+  n_pushes = 0;
+  batch_begin(&t);
+  cid_make(cid, 7);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK);
+  fl.fail_savepoint = 1;
+  cid_make(cid, 8);
+  send_direct(&t, &b, "alice", cid, a1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_ESTORE);
+  CHECK(boxes[1].closed && boxes[2].closed && pending(1) == 0 && pending(2) == 0);
+  ping(&t, 4);
+  CHECK(pending(4) == 0); /* the new batch holds it */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  fr_free(EXPECT(4, PONG));
+  EXPECT_NONE(4);
+  /* what is left: send 6 for carol (offline) */
+  CHECK(stats(&t).mailbox_depth == 1 && stats(&t).messages_sent == before.messages_sent + 2);
+  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_close(t.srv, 2, t.now);
+  dev_login(&t, &b, 2, 3);
+  fr_free(EXPECT(2, QUEUE_EMPTY)); /* alice's send 7 was not kept */
+
+  /* 4. a frame sees what the frames before it in the batch wrote (through
+   * the batch's record cache); what the batch wrote is in the store after
+   * the commit (a new server reads it) */
+  box_reset(2);
+  box_reset(4);
+  dev_login(&t, &a, 1, 0);
+  box_reset(1);
+  batch_begin(&t);
+  cid_make(cid, 10);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* again: the recorded answer */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  uint64_t seq10 = EXPECT_SENT(1, NULL);
+  CHECK(seq10 > 0 && EXPECT_SENT(1, NULL) == seq10);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  EXPECT_NONE(2);
+  whisper_server_free(t.srv);
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  whisper_server_stats(t.srv, &after);
+  CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
+  for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
+  dev_login(&t, &a, 1, 0);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  batch_begin(&t);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == seq10);
+
+  /* records kept between batches (with keep) never outlive a change made
+   * outside a batch: the server_seq counter goes on from the store's */
+  box_reset(1);
+  uint64_t seqs[3];
+  for (int i = 0; i < 3; i++) {
+    if (i != 1) batch_begin(&t);
+    cid_make(cid, 20 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    if (i != 1) CHECK_RC(batch_end(&t), WHISPER_OK);
+    seqs[i] = EXPECT_SENT(1, NULL);
+  }
+  CHECK(seqs[0] > seq10 && seqs[1] == seqs[0] + 1 && seqs[2] == seqs[1] + 1);
+  CHECK(stats(&t).mailbox_depth == 5);
+
+  /* 5. a batch that never ends keeps nothing */
+  batch_begin(&t);
+  cid_make(cid, 9);
+  send_direct(&t, &b, "dave", cid, a1, 1, NULL, 0, MSG);
+  whisper_server_free(t.srv);
+  t.srv = NULL;
+  CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
+  whisper_server_stats(t.srv, &after);
+  CHECK(after.mailbox_depth == 5);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  dev_free(&d);
   srvt_close(&t);
   whisper_store_close(fl.inner);
 }
@@ -2762,6 +3149,558 @@ static void test_mutations(void) {
   srvt_close(&t);
 }
 
+/* --- abuse limits (docs/security.md, "whisperd") --------------------------- */
+
+static int count_rec(void *arg, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn) {
+  (void)k, (void)kn, (void)v, (void)vn;
+  (*(int *)arg)++;
+  return 0;
+}
+
+/* The records of an ordered kind in the server's store. */
+static int records(srvt *t, int kind) {
+  int n = 0;
+  CHECK_RC(t->st->ops.scan(t->st->user, kind, NULL, 0, NULL, 0, 0, 1000000, count_rec, &n),
+           WHISPER_OK);
+  return n;
+}
+
+/* The server on the same store again (a restart), with `cfg`. */
+static void srvt_restart(srvt *t, const whisper_server_config_t *cfg) {
+  whisper_server_free(t->srv);
+  for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
+  CHECK_RC(whisper_server_new(&t->srv, t->st, cfg), WHISPER_OK);
+  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+}
+
+/* The next Error's message. */
+static void expect_err_msg(uint64_t conn, unsigned code, char *msg, size_t cap) {
+  Frame *f = EXPECT(conn, ERROR);
+  msg[0] = 0;
+  CHECK(f && f->error->code == code);
+  if (f && f->error->message) snprintf(msg, cap, "%s", f->error->message);
+  fr_free(f);
+}
+
+/* A 1:1 send (CONTENT_MESSAGE: its Ack makes no receipt entries) with a
+ * fresh client id. */
+static int cid_next = 5000;
+static uint64_t send_to(srvt *t, dev *from, const char *to, const target *tt, size_t n,
+                        const target *own, size_t n_own) {
+  uint8_t cid[16];
+  cid_make(cid, cid_next++);
+  return send_direct(t, from, to, cid, tt, n, own, n_own, 4);
+}
+
+/* Mailboxes hold at most so much from any one other account: an account
+ * that fills its share of a mailbox is refused (ERR_LIMIT), everyone
+ * else's mail still comes, the account's own devices are not counted, an
+ * Ack gives the share back, it survives a restart, and a device removed
+ * by its account's list takes its shares along. */
+static void test_mailbox_quotas(void) {
+  srvt t;
+  four w;
+  dev c1;
+  uint8_t l1[2048];
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.sender_max_entries = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  four_up(&t, &w);
+  dev_init(&c1, "carol", 1, 5);
+  dev_up(&t, &c1, 5, 0);
+  whisper_server_close(t.srv, 3, t.now); /* bob's devices are away */
+  whisper_server_close(t.srv, 4, t.now);
+  const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
+  for (int i = 0; i < 4; i++) {
+    send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+    if (i < 3)
+      EXPECT_SENT(1, NULL);
+    else
+      EXPECT_ERR(1, 10);
+  }
+  CHECK(stats(&t).mailbox_depth == 3 * 3); /* bob.1, bob.2 and alice.2 */
+  /* carol's mail still comes */
+  send_to(&t, &c1, "bob", b12, 2, NULL, 0);
+  EXPECT_SENT(5, NULL);
+  /* alice's own devices have no quota: notes to herself, many */
+  for (int i = 0; i < 6; i++) {
+    send_to(&t, &w.a1, "alice", a2, 1, NULL, 0);
+    EXPECT_SENT(1, NULL);
+  }
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 4); /* alice and carol, in bob.1's and bob.2's */
+  /* a restart keeps the shares */
+  srvt_restart(&t, &cfg);
+  dev_login(&t, &w.a1, 1, 0);
+  box_reset(1);
+  send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+  EXPECT_ERR(1, 10);
+  /* bob.1 takes its mail: alice's share there is back, bob.2's is still full */
+  dev_login(&t, &w.b1, 3, 0);
+  for (int i = 0; i < 4; i++) CHECK(EXPECT_DELIVER(3, 1, 0) != NULL);
+  uint64_t last = expect_queue_empty(3);
+  ack(&t, 3, last);
+  EXPECT_OK(3);
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 2);
+  send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+  EXPECT_ERR(1, 10);
+  /* bob.1 removes bob.2 from its list: bob.2 goes, with its shares */
+  const listed b1_only[] = {{1, &w.b1}};
+  size_t n1 = dlist_make(l1, &w.b1, "bob", 1, b1_only, 1, LIST_OK);
+  publish(&t, 3, l1, n1);
+  EXPECT_OK(3);
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 0);
+  CHECK(records(&t, WHISPER_REC_SERVER_MAILBOX) == 9); /* alice.2's own copies and notes */
+  send_to(&t, &w.a1, "bob", b12, 2, a2, 1); /* bob has device 1 only now */
+  CHECK_STALE(1, "bob", 0, 2, 0);
+  const target b1[] = {{1, 0}};
+  send_to(&t, &w.a1, "bob", b1, 1, a2, 1);
+  EXPECT_SENT(1, NULL);
+  four_free(&w);
+  dev_free(&c1);
+  srvt_close(&t);
+
+  /* in bytes: one sender's share, and the mailbox as a whole */
+  dev a, b, c;
+  whisper_server_config_t bc = WHISPER_SERVER_CONFIG_INIT;
+  bc.sender_max_bytes = 300;
+  srvt_open(&t, mem_store(), &bc);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  int took = 0;
+  for (int i = 0; i < 50; i++) {
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    Frame *f = pop(1);
+    int sent = f && f->body_case == WHISPER__SYNC__FRAME__BODY_SENT;
+    CHECK(sent || (f && f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->code == 10));
+    fr_free(f);
+    if (!sent) break;
+    took++;
+  }
+  CHECK(took >= 2 && took < 50); /* entries of a few dozen bytes: a handful fit in 300 */
+  send_to(&t, &c, "bob", b1, 1, NULL, 0);
+  EXPECT_SENT(3, NULL);
+  srvt_close(&t);
+  bc = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  bc.max_mailbox_bytes = 300;
+  srvt_open(&t, mem_store(), &bc);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  int before = took;
+  took = 0;
+  for (int i = 0; i < 50; i++) {
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    Frame *f = pop(1);
+    int sent = f && f->body_case == WHISPER__SYNC__FRAME__BODY_SENT;
+    fr_free(f);
+    if (!sent) break;
+    took++;
+  }
+  CHECK(took == before);
+  send_to(&t, &c, "bob", b1, 1, NULL, 0); /* full for everyone */
+  EXPECT_ERR(3, 10);
+  /* an Ack gives the bytes back */
+  dev_login(&t, &b, 2, 0);
+  for (int i = 0; i < took; i++) CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  ack(&t, 2, expect_queue_empty(2));
+  EXPECT_OK(2);
+  send_to(&t, &c, "bob", b1, 1, NULL, 0);
+  EXPECT_SENT(3, NULL);
+  srvt_close(&t);
+  /* a group: a member whose mailbox holds all it takes from alice misses
+   * her next group message; the others get it and alice hears Sent */
+  bc = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  bc.sender_max_entries = 3;
+  srvt_open(&t, mem_store(), &bc);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  uint8_t gid[16], gcid[16];
+  memset(gid, 0x9A, 16);
+  const char *bcm[] = {"bob", "carol"};
+  group_op(&t, 1, 1, gid, bcm, 2); /* its notice is alice's first entry at bob's */
+  fr_free(EXPECT(1, GROUP_INFO));
+  box_reset(1); /* alice's own copy of the notice */
+  CHECK(EXPECT_DELIVER(3, 3, 0) != NULL);
+  for (int i = 0; i < 3; i++) { /* carol takes each as it comes */
+    cid_make(gcid, 900 + i);
+    send_group(&t, &a, gid, gcid);
+    EXPECT_SENT(1, NULL);
+    Whisper__Sync__Deliver *gd = EXPECT_DELIVER(3, 1, 0);
+    CHECK(gd != NULL);
+    ack(&t, 3, gd ? gd->seq : 0);
+    EXPECT_OK(3);
+    box_reset(1); /* carol's receipt */
+  }
+  dev_login(&t, &b, 2, 0);
+  CHECK(EXPECT_DELIVER(2, 3, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  expect_queue_empty(2);
+  srvt_close(&t);
+  /* an entry larger than a sender's whole share */
+  bc = (whisper_server_config_t)WHISPER_SERVER_CONFIG_INIT;
+  bc.sender_max_bytes = 10;
+  srvt_open(&t, mem_store(), &bc);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  send_to(&t, &a, "bob", b1, 1, NULL, 0);
+  EXPECT_ERR(1, 10);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  srvt_close(&t);
+}
+
+/* The bundle of the next Bundles (one device): its one-time prekey id (0:
+ * none), and that it carries the signed prekey, verified. */
+static uint32_t fetched_prekey(uint64_t conn, uint32_t *spk_id) {
+  Frame *f = EXPECT(conn, BUNDLES);
+  uint32_t id = UINT32_MAX;
+  if (f && f->bundles->n_bundles == 1) {
+    const Whisper__Sync__Bundle *bd = f->bundles->bundles[0];
+    CHECK(whisper_verify(bd->keys->identity_key.data, 33, bd->keys->signed_prekey.data, 33,
+                         bd->keys->signed_prekey_signature.data, 64) == WHISPER_OK);
+    id = bd->prekey ? bd->prekey->id : 0;
+    if (spk_id) *spk_id = bd->keys->signed_prekey_id;
+  }
+  CHECK(id != UINT32_MAX);
+  fr_free(f);
+  return id;
+}
+
+/* The next Ok's signed_prekey_id (UINT32_MAX: none). */
+static uint32_t ok_spk(uint64_t conn) {
+  Frame *f = EXPECT(conn, OK);
+  uint32_t id = f && f->ok->has_signed_prekey_id ? f->ok->signed_prekey_id : UINT32_MAX;
+  fr_free(f);
+  return id;
+}
+
+/* One-time prekeys are rationed: a requester takes at most
+ * prekeys_per_requester of them per hour, a target hands out at most
+ * prekeys_per_target; past either, bundles carry the signed prekey alone
+ * and no prekey is used up. The Oks name the signed prekey handed out. */
+static void test_prekey_ration(void) {
+  srvt t;
+  dev a, b, c, d;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.prekeys_per_requester = 2;
+  cfg.prekeys_per_target = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_init(&d, "dave", 1, 4);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 10);
+  dev_up(&t, &c, 3, 0);
+  dev_up(&t, &d, 4, 0);
+  uint32_t spk = 0;
+  /* alice: two, then the signed prekey alone */
+  fetch(&t, 1, "bob", NULL, 0);
+  CHECK(fetched_prekey(1, &spk) == 1 && spk == 1);
+  fetch(&t, 1, "bob", NULL, 0);
+  CHECK(fetched_prekey(1, NULL) == 2);
+  fetch(&t, 1, "bob", NULL, 0);
+  CHECK(fetched_prekey(1, &spk) == 0 && spk == 1);
+  /* carol gets bob's third of the hour; dave none */
+  fetch(&t, 3, "bob", NULL, 0);
+  CHECK(fetched_prekey(3, NULL) == 3);
+  fetch(&t, 4, "bob", NULL, 0);
+  CHECK(fetched_prekey(4, NULL) == 0);
+  fetch(&t, 4, "bob", NULL, 0);
+  CHECK(fetched_prekey(4, NULL) == 0);
+  /* only three were used up */
+  ack(&t, 2, 0);
+  CHECK(EXPECT_OK(2) == 7);
+  /* a third of an hour gives bob one back (3 per hour), dave takes it */
+  t.now += 20 * 60 * 1000;
+  fetch(&t, 4, "bob", NULL, 0);
+  CHECK(fetched_prekey(4, NULL) == 4);
+  fetch(&t, 3, "bob", NULL, 0);
+  CHECK(fetched_prekey(3, NULL) == 0);
+  /* an hour on, alice may take again */
+  t.now += 60 * 60 * 1000;
+  fetch(&t, 1, "bob", NULL, 0);
+  CHECK(fetched_prekey(1, NULL) == 5);
+  /* the Oks name the signed prekey handed out; an upload changes it */
+  ack(&t, 2, 0);
+  CHECK(ok_spk(2) == 1);
+  whisper_keypair_t sk;
+  uint8_t sig[64];
+  whisper_keypair_generate(b.ctx, &sk);
+  CHECK_RC(whisper_sign(b.ctx, sig, b.ik.priv, sk.pub, 33), WHISPER_OK);
+  Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
+  k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
+  k.signed_prekey_id = 2;
+  k.signed_prekey = (ProtobufCBinaryData){33, sk.pub};
+  k.signed_prekey_signature = (ProtobufCBinaryData){64, sig};
+  Whisper__Sync__UploadPrekeys u = WHISPER__SYNC__UPLOAD_PREKEYS__INIT;
+  u.signed_ = &k;
+  Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_UPLOAD;
+  f.upload = &u;
+  req(&t, 2, &f);
+  CHECK(ok_spk(2) == 2);
+  fetch(&t, 3, "bob", NULL, 0);
+  fetched_prekey(3, &spk);
+  CHECK(spk == 2);
+  /* and a new login's Ok names it */
+  dev_login(&t, &b, 5, 0);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  dev_free(&d);
+  srvt_close(&t);
+}
+
+/* Login says the same, and closes the same way, for an unknown account,
+ * an unknown device of a known account and a bad signature. */
+static void test_login_uniform(void) {
+  srvt t;
+  dev a, a7, ghost;
+  char m1[128], m2[128], m3[128];
+  srvt_open(&t, mem_store(), NULL);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&a7, "alice", 7, 2);
+  dev_init(&ghost, "ghost", 1, 3);
+  dev_up(&t, &a, 1, 0);
+  dev_connect(&t, &ghost, 2);
+  dev_hello(&t, &ghost);
+  EXPECT_OK(2);
+  dev_auth(&t, &ghost, 0, 0);
+  expect_err_msg(2, 4, m1, sizeof m1);
+  dev_connect(&t, &a7, 3);
+  dev_hello(&t, &a7);
+  EXPECT_OK(3);
+  dev_auth(&t, &a7, 0, 0);
+  expect_err_msg(3, 4, m2, sizeof m2);
+  dev_connect(&t, &a, 4);
+  dev_hello(&t, &a);
+  EXPECT_OK(4);
+  dev_auth(&t, &a, 0, 1);
+  expect_err_msg(4, 4, m3, sizeof m3);
+  CHECK(m1[0] && strcmp(m1, m2) == 0 && strcmp(m1, m3) == 0);
+  CHECK(boxes[2].closed && boxes[3].closed && boxes[4].closed);
+  EXPECT_NONE(2);
+  EXPECT_NONE(3);
+  EXPECT_NONE(4);
+  dev_free(&a);
+  dev_free(&a7);
+  dev_free(&ghost);
+  srvt_close(&t);
+}
+
+static void dev_connect_from(srvt *t, dev *d, uint64_t conn, const char *src) {
+  box_reset(conn);
+  CHECK_RC(whisper_server_open_from(t->srv, conn, (const uint8_t *)src, strlen(src), t->now),
+           WHISPER_OK);
+  drain(t->srv);
+  d->conn = conn;
+  Frame *f = EXPECT(conn, CHALLENGE);
+  if (f) memcpy(d->nonce, f->challenge->nonce.data, 32);
+  fr_free(f);
+}
+
+/* Per source: connections not logged in at once, accounts made per hour;
+ * connections without a source have neither limit. */
+static void test_sources(void) {
+  srvt t;
+  dev a, b, c, d, e;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.prelogin_per_source = 2;
+  cfg.register_per_source = 2;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_init(&d, "dave", 1, 4);
+  dev_init(&e, "erin", 1, 5);
+  const uint8_t *s1 = (const uint8_t *)"\x0a\x00\x00\x01";
+  uint8_t long_src[WHISPER_SERVER_SOURCE_MAX + 1];
+  memset(long_src, 7, sizeof long_src);
+  CHECK_RC(whisper_server_open_from(t.srv, 9, NULL, 4, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_open_from(t.srv, 9, s1, 0, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_open_from(t.srv, 9, long_src, sizeof long_src, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_open_from(t.srv, 0, s1, 4, t.now), WHISPER_EINVAL);
+  /* two connections of a source wait for login; a third is refused, with nothing queued */
+  dev_connect_from(&t, &a, 1, "src-1");
+  dev_connect_from(&t, &b, 2, "src-1");
+  CHECK_RC(whisper_server_open_from(t.srv, 3, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  drain(t.srv);
+  CHECK(pending(3) == 0 && stats(&t).connections == 2);
+  CHECK_RC(whisper_server_receive(t.srv, 3, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
+  dev_connect_from(&t, &c, 3, "src-2"); /* another source */
+  dev_connect(&t, &e, 8);               /* no source: no limit */
+  /* a login frees a place */
+  dev_register(&t, &a, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(1);
+  dev_hello(&t, &a);
+  EXPECT_OK(1);
+  dev_auth(&t, &a, 0, 0);
+  EXPECT_OK(1);
+  fr_free(EXPECT(1, QUEUE_EMPTY));
+  dev_connect_from(&t, &d, 4, "src-1");
+  /* and so does a close */
+  CHECK_RC(whisper_server_open_from(t.srv, 5, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  whisper_server_close(t.srv, 4, t.now);
+  dev_connect_from(&t, &d, 5, "src-1");
+  /* two accounts per hour from src-1 (alice was one): bob, then not dave */
+  dev_register(&t, &b, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(2);
+  dev_register(&t, &d, 0, 1, NULL, BAD_NONE);
+  uint64_t retry = EXPECT_ERR(5, 9);
+  CHECK(retry > 20 * 60 * 1000 && retry <= 30 * 60 * 1000);
+  /* bob's Register sent again (a lost answer) makes no account: Ok */
+  dev_register(&t, &b, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(2);
+  /* another source, and a connection without one, are not held back */
+  dev_register(&t, &c, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(3);
+  dev_register(&t, &e, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(8);
+  /* once the time said has passed, dave may */
+  t.now += retry;
+  dev_register(&t, &d, 0, 1, NULL, BAD_NONE);
+  EXPECT_OK(5);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  dev_free(&d);
+  dev_free(&e);
+  srvt_close(&t);
+}
+
+/* Link codes: anyone may ask for one for any account, but nobody pushes
+ * another's code out: past 8 waiting, a request waits (ERR_RATE) until
+ * the first lapses; a source has one code per account waiting (a new one
+ * replaces its own) and asks for at most link_per_source per hour. */
+static void test_link_codes_kept(void) {
+  srvt t;
+  dev b1, b2, x;
+  uint8_t code[16], mine[16], again[16], other[16];
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.link_per_source = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&b1, "bob", 1, 1);
+  dev_init(&b2, "bob", 2, 2);
+  dev_init(&x, "mallory", 1, 3);
+  dev_up(&t, &b1, 1, 0);
+  /* bob's new device asks first */
+  dev_connect_from(&t, &b2, 2, "home");
+  link_request(&t, 2, "bob");
+  CHECK(get_link_code(2, code));
+  /* seven others fill the account's places */
+  char src[16];
+  for (int i = 0; i < 7; i++) {
+    snprintf(src, sizeof src, "evil-%d", i);
+    dev_connect_from(&t, &x, (uint64_t)(10 + i), src);
+    link_request(&t, (uint64_t)(10 + i), "bob");
+    CHECK(get_link_code((uint64_t)(10 + i), i == 0 ? mine : other));
+  }
+  /* an eighth source waits for the first code to lapse */
+  dev_connect_from(&t, &x, 20, "evil-7");
+  link_request(&t, 20, "bob");
+  uint64_t retry = EXPECT_ERR(20, 9);
+  CHECK(retry > 0 && retry <= 10 * 60 * 1000);
+  /* a source asking again replaces its own code, which no longer works */
+  link_request(&t, 10, "bob");
+  CHECK(get_link_code(10, again));
+  link_approve(&t, 1, mine);
+  EXPECT_ERR(1, 6);
+  /* bob's code is still there: the device joins */
+  uint64_t rid = dev_register(&t, &b2, 1, 1, code, BAD_NONE);
+  EXPECT_NONE(2);
+  link_approve(&t, 1, code);
+  EXPECT_OK(1);
+  Frame *f = EXPECT(2, OK);
+  CHECK(f && f->id == rid);
+  fr_free(f);
+  /* evil-0 asked three times in the hour: no more */
+  link_request(&t, 10, "bob");
+  CHECK(get_link_code(10, again));
+  link_request(&t, 10, "bob");
+  EXPECT_ERR(10, 9);
+  dev_free(&b1);
+  dev_free(&b2);
+  dev_free(&x);
+  srvt_close(&t);
+}
+
+/* Idempotency records answer a Send sent again for at least sent_ttl_ms,
+ * then are pruned by the timer (in batches), also after a restart. */
+static void test_sent_pruned(void) {
+  srvt t;
+  dev a, b;
+  uint8_t cid[16];
+  const uint64_t ttl = 60000;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.sent_ttl_ms = ttl;
+  srvt_open(&t, mem_store(), &cfg);
+  CHECK(whisper_server_next_deadline(t.srv) == UINT64_MAX); /* nothing to prune */
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  const target b1[] = {{1, 0}};
+  uint64_t p0 = t.now / ttl;
+  cid_make(cid, 1);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  uint64_t s1 = EXPECT_SENT(1, NULL);
+  /* with no connection left (and presence announced), pruning is what is due */
+  whisper_server_close(t.srv, 1, t.now);
+  t.now += 6000;
+  tick(&t);
+  CHECK(whisper_server_next_deadline(t.srv) == (p0 + 2) * ttl);
+  dev_login(&t, &a, 1, 0);
+  box_reset(1);
+  /* sent again in the next period: the same answer, nothing delivered twice */
+  t.now = (p0 + 1) * ttl + ttl - 1;
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) == s1);
+  CHECK(stats(&t).mailbox_depth == 1);
+  /* a restart finds the record's deadline */
+  srvt_restart(&t, &cfg);
+  CHECK(whisper_server_next_deadline(t.srv) == (p0 + 2) * ttl);
+  dev_login(&t, &a, 1, 0);
+  box_reset(1);
+  /* two periods on, it is pruned: the Send is a new one */
+  t.now = (p0 + 2) * ttl;
+  tick(&t);
+  CHECK(records(&t, WHISPER_REC_SERVER_SENT_AT) == 0);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+  CHECK(EXPECT_SENT(1, NULL) > s1);
+  /* many at once go in batches, each tick a batch */
+  for (int i = 0; i < 700; i++) {
+    cid_make(cid, 100 + i);
+    t.now += 10; /* within the frame rate */
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
+    EXPECT_SENT(1, NULL);
+  }
+  CHECK(records(&t, WHISPER_REC_SERVER_SENT_AT) == 701);
+  t.now += 2 * ttl;
+  CHECK(whisper_server_next_deadline(t.srv) <= t.now);
+  tick(&t);
+  int left = records(&t, WHISPER_REC_SERVER_SENT_AT);
+  CHECK(left > 0 && left < 701);
+  CHECK(whisper_server_next_deadline(t.srv) <= t.now); /* more to do at once */
+  tick(&t);
+  CHECK(records(&t, WHISPER_REC_SERVER_SENT_AT) == 0);
+  CHECK(whisper_server_next_deadline(t.srv) > t.now);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
 int main(void) {
   test_api_edges();
   test_register();
@@ -2781,9 +3720,18 @@ int main(void) {
   test_rate_heartbeat_push();
   test_mailbox_limit();
   test_store_failure();
+  test_delivery_fast();
+  test_batch(0);
+  test_batch(1000); /* records kept between batches */
   test_restart_sqlite();
   test_upload_tokens();
   test_upload_token_config();
+  test_mailbox_quotas();
+  test_prekey_ration();
+  test_login_uniform();
+  test_sources();
+  test_link_codes_kept();
+  test_sent_pruned();
   test_mutations();
   return test_done();
 }

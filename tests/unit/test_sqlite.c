@@ -1,7 +1,8 @@
 /* The SQLite store: durability across reopen, keys and passphrases, rekey,
  * damage, the recreate path, schema versions, encryption at rest, moved
- * ciphertexts, and two processes sharing one store. */
+ * ciphertexts, two processes sharing one store, and the files' modes. */
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -630,6 +631,46 @@ static void test_scan_bounds(void) {
   whisper_store_close(mem);
 }
 
+static unsigned mode_of(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0xffffu;
+}
+
+/* A new store and its -wal and -shm files are 0600 whatever the umask (SQLite
+ * alone made them 0644 less the umask); an existing file keeps its mode. */
+static void test_file_modes(void) {
+  static const mode_t masks[] = {0, 022, 0277};
+  for (size_t i = 0; i < sizeof masks / sizeof masks[0]; i++) {
+    char p[300], wal[310], shm[310];
+    snprintf(p, sizeof p, "%s/modes-%zu.db", dir, i);
+    snprintf(wal, sizeof wal, "%s-wal", p);
+    snprintf(shm, sizeof shm, "%s-shm", p);
+    mode_t old = umask(masks[i]);
+    whisper_store *st = NULL;
+    CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+    whisper_ctx *c = NULL;
+    whisper_ctx_new(&c, st);
+    CHECK_RC(whisper_identity_create(c, "modes", 1, 0, NOW), WHISPER_OK); /* writes the WAL */
+    umask(old);
+    CHECK(mode_of(p) == 0600);
+    CHECK(mode_of(wal) == 0600);
+    CHECK(mode_of(shm) == 0600);
+    if (mode_of(p) != 0600 || mode_of(wal) != 0600 || mode_of(shm) != 0600)
+      fprintf(stderr, "umask %03o: db %03o, wal %03o, shm %03o\n", (unsigned)masks[i], mode_of(p),
+              mode_of(wal), mode_of(shm));
+    whisper_ctx_free(c);
+    whisper_store_close(st);
+  }
+  /* an existing store keeps the mode its owner gave it */
+  char p[300];
+  snprintf(p, sizeof p, "%s/modes-0.db", dir);
+  CHECK(chmod(p, 0640) == 0);
+  whisper_store *st = NULL;
+  CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+  CHECK(mode_of(p) == 0640);
+  whisper_store_close(st);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/whisper-test-sqlite-XXXXXX");
   if (mkdtemp(dir) == NULL) return 2;
@@ -641,6 +682,7 @@ int main(void) {
   test_migration_v2();
   test_ordered_key_limit();
   test_scan_bounds();
+  test_file_modes();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

@@ -64,7 +64,7 @@ static int f_add(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v
 
 static const whisper_store_ops faulty_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
                                              f_rollback, f_get, f_put, f_del, NULL, f_scan,
-                                             f_add};
+                                             f_add, NULL, NULL, NULL};
 
 /* Reads the raw session record for an address (NULL if none). */
 static whisper_buf *raw_record(whisper_store *st, const char *name, uint32_t dev) {
@@ -137,6 +137,84 @@ static void test_memory_rollback(void) {
   bad = faulty_ops;
   bad.version = 99;
   CHECK_RC(whisper_store_new(&st, &bad, NULL), WHISPER_EINVAL);
+}
+
+/* The memory store against a model: random puts and deletes of a few keys
+ * (short ones and ones longer than the journal keeps inline), each
+ * transaction committed or rolled back, the same key written, removed and
+ * written again within one; after each, every key reads as the model says,
+ * through get and through the store's view. */
+#define MODEL_KEYS 12
+static void test_memory_model(void) {
+  whisper_store *st;
+  uint8_t keys[MODEL_KEYS][80];
+  size_t key_len[MODEL_KEYS];
+  int have[MODEL_KEYS] = {0}, was[MODEL_KEYS];
+  uint32_t val[MODEL_KEYS] = {0}, old[MODEL_KEYS];
+  uint32_t seed = 12345, next = 1;
+  int bad = 0, rollbacks = 0, journaled = 0;
+  CHECK_RC(whisper_store_memory_new(&st), WHISPER_OK);
+  CHECK(st->view != NULL);
+  for (int i = 0; i < MODEL_KEYS; i++) {
+    key_len[i] = i % 3 == 0 ? 49 + (size_t)i : 1 + (size_t)i; /* 49+: on the heap */
+    memset(keys[i], 'k', key_len[i]);
+    keys[i][0] = (uint8_t)i;
+  }
+  for (int round = 0; round < 3000; round++) {
+    int txn = round % 5 != 0;
+    if (txn) CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+    memcpy(was, have, sizeof have);
+    memcpy(old, val, sizeof val);
+    int ops = 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % 40;
+    for (int o = 0; o < ops; o++) {
+      seed = seed * 1103515245u + 12345u;
+      int k = (int)(seed >> 16) % MODEL_KEYS, del = (seed >> 8) % 4 == 0;
+      if (del) {
+        CHECK_RC(st->ops.del(st->user, 5, keys[k], key_len[k]), WHISPER_OK);
+        have[k] = 0;
+      } else {
+        uint32_t v = next++;
+        uint8_t bytes[64]; /* the value's length varies with it */
+        size_t n = 4 + v % 50;
+        memset(bytes, (int)(v & 0xFF), n);
+        memcpy(bytes, &v, 4);
+        CHECK_RC(st->ops.put(st->user, 5, keys[k], key_len[k], bytes, n), WHISPER_OK);
+        have[k] = 1, val[k] = v;
+      }
+      journaled++;
+    }
+    if (txn && (seed >> 20) % 3 == 0) {
+      st->ops.rollback(st->user);
+      memcpy(have, was, sizeof have);
+      memcpy(val, old, sizeof val);
+      rollbacks++;
+    } else if (txn) {
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+    }
+    for (int k = 0; k < MODEL_KEYS; k++) {
+      whisper_buf *b = NULL;
+      const uint8_t *v = NULL;
+      size_t vn = 0;
+      int rc = st->ops.get(st->user, 5, keys[k], key_len[k], &b);
+      int rv = st->view(st->user, 5, keys[k], key_len[k], &v, &vn);
+      if (!have[k]) {
+        bad += rc != WHISPER_ENOTFOUND || rv != WHISPER_ENOTFOUND;
+      } else {
+        uint32_t got = 0;
+        if (rc == WHISPER_OK && b->len == 4 + val[k] % 50) memcpy(&got, b->data, 4);
+        bad += rc != WHISPER_OK || got != val[k];
+        bad += rv != WHISPER_OK || vn != b->len || memcmp(v, b->data, vn) != 0;
+      }
+      whisper_buf_free(b);
+    }
+  }
+  CHECK(bad == 0);
+  CHECK(rollbacks > 300 && journaled > 10000);
+  /* closed in the middle of a transaction: rolled back, nothing leaks (asan) */
+  CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+  CHECK_RC(st->ops.put(st->user, 5, keys[0], key_len[0], (const uint8_t *)"x", 1), WHISPER_OK);
+  CHECK_RC(st->ops.del(st->user, 5, keys[1], key_len[1]), WHISPER_OK);
+  whisper_store_close(st);
 }
 
 /* add(): inserts a free key, refuses a taken one without writing, and
@@ -326,10 +404,250 @@ static void test_refusals_change_nothing(void) {
   side_close(&b);
 }
 
+static int enc(whisper_ctx *c, const char *to, int *type, whisper_buf **m) {
+  return whisper_session_encrypt(c, to, 1, (const uint8_t *)"hi", 2, NOW, type, m);
+}
+
+/* Decrypts, and frees the plaintext. */
+static int dec(whisper_ctx *c, const char *from, int type, const whisper_buf *m) {
+  whisper_buf *pt = NULL;
+  int rc = whisper_session_decrypt(c, from, 1, type, m->data, m->len, &pt);
+  whisper_buf_free(pt);
+  return rc;
+}
+
+/* The counter of a SignalMessage (below 128: one byte after the ratchet key). */
+static int msg_counter(const whisper_buf *m) {
+  return m && m->len > 38 && m->data[1] == 0x0A && m->data[36] == 0x10 ? m->data[37] : -1;
+}
+
+/* Each context keeps the session records it used decoded (the session
+ * memo), and the trust and send-mark rows it saw: none of it may stand in
+ * for what the store holds now. Two contexts on one store take turns (each
+ * finds the rows the other wrote); a write whose transaction fails leaves
+ * the store as it was and the next call starts from the store; a session
+ * row put back from a copy is caught by the send mark; a trust decision
+ * made through the other context counts at once. */
+static void test_memo_follows_store(void) {
+  for (int faulty_store = 0; faulty_store <= 1; faulty_store++) {
+    side a, b;
+    whisper_ctx *a2, *b2;
+    whisper_prekey_bundle_t bundle;
+    whisper_buf *m[12];
+    int type;
+    side_open(&a, "alice", 5);
+    side_open(&b, "bob", 6);
+    /* the second context of each: straight on the memory store (its view),
+     * or through the faulty store like the first */
+    CHECK_RC(whisper_ctx_new(&a2, faulty_store ? a.st : a.mem), WHISPER_OK);
+    CHECK_RC(whisper_ctx_new(&b2, faulty_store ? b.st : b.mem), WHISPER_OK);
+    CHECK_RC(whisper_bundle_make(b.ctx, &bundle, 1), WHISPER_OK);
+    CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
+    CHECK_RC(enc(a.ctx, "bob", &type, &m[0]), WHISPER_OK);
+    CHECK_RC(dec(b.ctx, "alice", type, m[0]), WHISPER_OK);
+    whisper_buf_free(m[0]);
+    CHECK_RC(enc(b.ctx, "alice", &type, &m[0]), WHISPER_OK);
+    CHECK_RC(dec(a.ctx, "bob", type, m[0]), WHISPER_OK);
+    whisper_buf_free(m[0]);
+    /* alice's two contexts take turns: every message has the next counter */
+    for (int i = 0; i < 12; i++) {
+      whisper_ctx *c = i % 2 ? a2 : a.ctx;
+      CHECK_RC(enc(c, "bob", &type, &m[i]), WHISPER_OK);
+      CHECK(type == WHISPER_MSG_WHISPER && msg_counter(m[i]) == i); /* a new chain: from 0 */
+    }
+    /* bob's two contexts take turns decrypting them: each decrypts once */
+    for (int i = 0; i < 12; i++) {
+      whisper_ctx *c = i % 3 ? b2 : b.ctx;
+      CHECK_RC(dec(c, "alice", type, m[i]), WHISPER_OK);
+    }
+    for (int i = 0; i < 12; i++) {
+      CHECK_RC(dec(b.ctx, "alice", type, m[i]), WHISPER_EDUPLICATE);
+      CHECK_RC(dec(b2, "alice", type, m[i]), WHISPER_EDUPLICATE);
+      whisper_buf_free(m[i]);
+    }
+    if (faulty_store) {
+      /* a commit that fails: the store keeps the record before it, and the
+       * next encrypt uses the counter the failed one used */
+      whisper_buf *before = raw_record(a.mem, "bob", 1), *failed = NULL, *again = NULL;
+      a.f.calls = 0;
+      a.f.fail_at = 0;
+      for (;; a.f.fail_at++) { /* the last store call of the encrypt: its commit */
+        a.f.calls = 0;
+        a.f.failed = 0;
+        whisper_buf_free(failed);
+        failed = NULL;
+        int rc = enc(a.ctx, "bob", &type, &failed);
+        if (!a.f.failed) {
+          CHECK_RC(rc, WHISPER_OK);
+          break;
+        }
+        whisper_buf *after = raw_record(a.mem, "bob", 1);
+        CHECK(same_buf(before, after));
+        whisper_buf_free(after);
+      }
+      CHECK(msg_counter(failed) == 12);
+      whisper_buf_free(before);
+      whisper_buf_free(failed);
+      a.f.fail_at = -1;
+      CHECK_RC(enc(a.ctx, "bob", &type, &again), WHISPER_OK);
+      CHECK(msg_counter(again) == 13);
+      whisper_buf_free(again);
+    }
+    /* a session row put back from a copy: refused by the send mark, in
+     * both contexts, though each kept the newer record */
+    whisper_buf *old = raw_record(a.mem, "bob", 1), *x = NULL;
+    CHECK_RC(enc(a.ctx, "bob", &type, &x), WHISPER_OK);
+    whisper_buf_free(x);
+    x = NULL;
+    uint8_t key[8] = {'b', 'o', 'b', 0, 0, 0, 0, 1};
+    CHECK_RC(a.mem->ops.put(a.mem->user, WHISPER_REC_SESSION, key, sizeof key, old->data, old->len),
+             WHISPER_OK);
+    CHECK_RC(enc(a.ctx, "bob", &type, &x), WHISPER_EROLLEDBACK);
+    CHECK_RC(enc(a2, "bob", &type, &x), WHISPER_EROLLEDBACK);
+    CHECK(x == NULL);
+    whisper_buf_free(old);
+    /* a new key trusted for bob through a2: alice's first context refuses
+     * to decrypt from the old one at once */
+    uint8_t other[33];
+    other[0] = 5;
+    memset(other + 1, 0x42, 32);
+    CHECK_RC(enc(b.ctx, "alice", &type, &x), WHISPER_OK);
+    CHECK_RC(whisper_identity_trust(a2, "bob", 1, other, sizeof other), WHISPER_OK);
+    CHECK_RC(dec(a.ctx, "bob", type, x), WHISPER_EUNTRUSTED);
+    whisper_buf_free(x);
+    whisper_ctx_free(a2);
+    whisper_ctx_free(b2);
+    side_close(&a);
+    side_close(&b);
+  }
+}
+
+/* The value of (kind, k) as a NUL-terminated string ("" if none). */
+static const char *val(whisper_store *st, int kind, const char *k) {
+  static char out[32];
+  whisper_buf *b = NULL;
+  out[0] = 0;
+  if (st->ops.get(st->user, kind, (const uint8_t *)k, strlen(k), &b) == WHISPER_OK && b->len < 32) {
+    memcpy(out, b->data, b->len);
+    out[b->len] = 0;
+  }
+  whisper_buf_free(b);
+  return out;
+}
+
+static int put(whisper_store *st, int kind, const char *k, const char *v) {
+  return st->ops.put(st->user, kind, (const uint8_t *)k, strlen(k), (const uint8_t *)v, strlen(v));
+}
+
+/* Savepoints (ops version 4): rollback_to undoes the writes since the
+ * newest savepoint and no others, release keeps them for the enclosing
+ * savepoint or transaction to keep or undo; on the memory store and the
+ * SQLite store, for a plain kind and an ordered one. */
+static void test_savepoints(void) {
+  char dir[] = "/tmp/whisper-test-sp-XXXXXX", path[64];
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(path, sizeof path, "%s/sp.db", dir);
+  static const uint8_t key[32] = "store savepoint test key .......";
+  for (int sqlite = 0; sqlite <= 1; sqlite++) {
+    whisper_store *st;
+    whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+    o.key = key;
+    o.key_len = sizeof key;
+    CHECK_RC(sqlite ? whisper_store_sqlite_open(&st, path, &o, NULL) : whisper_store_memory_new(&st),
+             WHISPER_OK);
+    CHECK(st->ops.savepoint && st->ops.release && st->ops.rollback_to);
+    static const int kinds[] = {WHISPER_REC_META, WHISPER_REC_HISTORY};
+    for (size_t i = 0; i < 2; i++) {
+      int kind = kinds[i];
+      /* none outside a transaction, nothing to close without one */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_ESTATE);
+      CHECK_RC(put(st, kind, "k", "a"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "gone", "z"), WHISPER_OK);
+      /* one frame refused: its writes go, the transaction's stay */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "b"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "b2"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "new", "x"), WHISPER_OK);
+      CHECK_RC(st->ops.del(st->user, kind, (const uint8_t *)"gone", 4), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "b2") == 0 && strcmp(val(st, kind, "gone"), "") == 0);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "a") == 0 && strcmp(val(st, kind, "new"), "") == 0 &&
+            strcmp(val(st, kind, "gone"), "z") == 0);
+      /* the next one kept */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "c"), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "c") == 0 && strcmp(val(st, kind, "gone"), "z") == 0);
+      /* nested: a released inner savepoint is undone with its outer one */
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "d"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "e"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "f"), WHISPER_OK);
+      CHECK_RC(put(st, kind, "inner", "i"), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "g"), WHISPER_OK); /* journaled already, by the inner one */
+      CHECK(strcmp(val(st, kind, "k"), "g") == 0 && strcmp(val(st, kind, "inner"), "i") == 0);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "d") == 0 && strcmp(val(st, kind, "inner"), "") == 0);
+      /* an inner rollback keeps the outer savepoint's writes; a rollback of
+       * the transaction undoes everything */
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "h"), WHISPER_OK);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(put(st, kind, "k", "j"), WHISPER_OK);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_OK);
+      CHECK(strcmp(val(st, kind, "k"), "h") == 0);
+      st->ops.rollback(st->user);
+      CHECK(strcmp(val(st, kind, "k"), "c") == 0);
+      /* a rollback closed the savepoint it left open */
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.release(st->user), WHISPER_ESTATE);
+      CHECK_RC(st->ops.savepoint(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
+      CHECK_RC(st->ops.rollback_to(st->user), WHISPER_ESTATE);
+      st->ops.rollback(st->user);
+    }
+    whisper_store_close(st);
+  }
+  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  rmdir(dir);
+  /* a table of version 3 ends before the savepoints: nothing past it is read */
+  size_t v3_size = offsetof(whisper_store_ops, savepoint);
+  whisper_store_ops head = faulty_ops;
+  head.version = 3;
+  void *v3 = malloc(v3_size);
+  memcpy(v3, &head, v3_size);
+  whisper_store *st;
+  CHECK_RC(whisper_store_new(&st, (const whisper_store_ops *)v3, NULL), WHISPER_OK);
+  CHECK(st->ops.savepoint == NULL && st->ops.release == NULL && st->ops.rollback_to == NULL);
+  whisper_store_close(st);
+  free(v3);
+  /* version 4: all three, or none */
+  whisper_store_ops v4 = faulty_ops;
+  v4.savepoint = f_begin;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_EINVAL);
+  v4.release = f_commit;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_EINVAL);
+  v4.rollback_to = f_begin;
+  CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_OK);
+  whisper_store_close(st);
+}
+
 int main(void) {
   if (wh_crypto_init() != 0) return 2;
+  test_memo_follows_store();
   test_memory_rollback();
+  test_memory_model();
   test_add();
+  test_savepoints();
   test_fault_injection();
   test_refusals_change_nothing();
   return test_done();

@@ -600,6 +600,163 @@ static void test_api_checks(void) {
   tdev_close(&d);
 }
 
+/* --- the signed prekey's rotation ------------------------------------------------------------- */
+
+typedef struct spk_watch {
+  node *who;
+  int uploads;      /* UploadPrekeys with a signed prekey from `who` */
+  uint32_t last_id; /* the last one's id */
+} spk_watch;
+
+static void spk_watch_fn(net *n, node *d, const uint8_t *frame, size_t len, void *arg) {
+  (void)n;
+  spk_watch *w = arg;
+  if (d != w->who) return;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, len, frame);
+  if (f && f->body_case == WHISPER__SYNC__FRAME__BODY_UPLOAD && f->upload->signed_) {
+    w->uploads++;
+    w->last_id = f->upload->signed_->signed_prekey_id;
+  }
+  if (f) whisper__sync__frame__free_unpacked(f, NULL);
+}
+
+/* The signed prekey ids in the Bundles the server sends (to anyone). */
+static uint32_t served_spk;
+static int spk_served_fn(net *n, node *d, uint8_t **frame, size_t *len, void *arg) {
+  (void)n, (void)d, (void)arg;
+  Whisper__Sync__Frame *f = whisper__sync__frame__unpack(NULL, *len, *frame);
+  if (f && f->body_case == WHISPER__SYNC__FRAME__BODY_BUNDLES)
+    for (size_t i = 0; i < f->bundles->n_bundles; i++)
+      if (f->bundles->bundles[i]->keys) served_spk = f->bundles->bundles[i]->keys->signed_prekey_id;
+  if (f) whisper__sync__frame__free_unpacked(f, NULL);
+  return 0;
+}
+
+/* Whether `d` still holds the signed prekey of `saved` (a bundle of its
+ * from before): a PreKey message built on it by a stranger opens. */
+static int spk_opens(node *d, const whisper_prekey_bundle_t *saved, uint64_t now) {
+  static int k;
+  char name[16];
+  tdev z;
+  whisper_buf *ct = NULL, *pt = NULL;
+  int type = 0;
+  snprintf(name, sizeof name, "zed%d", ++k);
+  tdev_new(&z, name, 1, (uint8_t)(0x70 + k));
+  CHECK_RC(whisper_session_start(z.ctx, d->name, d->device, saved, now), WHISPER_OK);
+  CHECK_RC(whisper_session_encrypt(z.ctx, d->name, d->device, (const uint8_t *)"x", 1, now, &type, &ct),
+           WHISPER_OK);
+  int rc = ct ? whisper_session_decrypt(d->ctx, name, 1, type, ct->data, ct->len, &pt) : -1;
+  whisper_buf_free(ct);
+  whisper_buf_free(pt);
+  tdev_close(&z);
+  return rc;
+}
+
+static uint32_t spk_current(node *d) {
+  whisper_prekey_bundle_t b;
+  CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
+  return b.signed_prekey_id;
+}
+
+/* The engine replaces its signed prekey once it is older than the period
+ * (at login, and on its timer while logged in) and uploads it, and the
+ * server's bundles carry it from then on; a message built on the old one
+ * before the rotation still opens (the grace); a server that hands out
+ * another one than the device's current (a lost upload, a restore) gets
+ * the current one at the next login. */
+static void test_signed_prekey_rotation(void) {
+  net n;
+  net_open(&n);
+  spk_watch w = {0};
+  node *a = account_new(&n, "alice", 0);
+  node *b = account_new(&n, "bob", 0);
+  w.who = b;
+  n.watch = spk_watch_fn;
+  n.watch_arg = &w;
+  n.tamper = spk_served_fn;
+  CHECK(spk_current(b) == 1);
+  whisper_prekey_bundle_t first;
+  CHECK_RC(whisper_bundle_make(b->ctx, &first, 0), WHISPER_OK);
+  /* alice starts a session on bob's bundle (signed prekey 1) while bob is away */
+  b->offline = 1;
+  node_cut(&n, b);
+  send_text(&n, a, "bob", "built on the old key", NULL);
+  net_run(&n);
+  CHECK(served_spk == 1);
+  a->offline = 1;
+  node_cut(&n, a);
+  /* eight days later bob logs in: a new signed prekey, uploaded, and the
+   * message built on the old one opens */
+  n.now += 8ULL * 24 * 3600 * 1000;
+  b->offline = 0;
+  net_advance(&n, 2000);
+  CHECK(spk_current(b) == 2);
+  CHECK(w.uploads == 1 && w.last_id == 2);
+  CHECK(ev_messages(b, "built on the old key") == 1);
+  CHECK(ev_count(b, WHISPER_EV_ERROR) == 0);
+  /* the server hands out the new one; a new contact's first message opens */
+  node *c = account_new(&n, "carol", 0);
+  served_spk = 0;
+  send_text(&n, c, "bob", "built on the new key", NULL);
+  net_run(&n);
+  CHECK(served_spk == 2);
+  CHECK(ev_messages(b, "built on the new key") == 1);
+  /* a login with nothing due uploads nothing */
+  node_cut(&n, b);
+  net_advance(&n, 2000);
+  CHECK(b->conn != 0 && w.uploads == 1);
+  /* the device's signed prekey changed without the server knowing (a
+   * rotation whose upload was lost, a restored store): the login's Ok
+   * names the server's one, and the engine uploads its own */
+  b->offline = 1;
+  node_cut(&n, b);
+  CHECK_RC(whisper_signed_prekey_rotate(b->ctx, n.now, 0, 30ULL * 24 * 3600 * 1000, NULL), WHISPER_OK);
+  CHECK(spk_current(b) == 3);
+  b->offline = 0;
+  net_advance(&n, 2000);
+  CHECK(w.uploads == 2 && w.last_id == 3);
+  CHECK(spk_current(b) == 3); /* nothing was due: uploaded, not rotated */
+  node *e = account_new(&n, "erin", 0);
+  served_spk = 0;
+  send_text(&n, e, "bob", "after the restore", NULL);
+  net_run(&n);
+  CHECK(served_spk == 3);
+  CHECK(ev_messages(b, "after the restore") == 1);
+  /* on the timer while logged in: an engine with a 10-minute period */
+  b->offline = 1;
+  node_cut(&n, b);
+  whisper_client_free(b->cl);
+  whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
+  cfg.prekey_batch = 10;
+  cfg.prekey_low = 5;
+  cfg.signed_prekey_rotate_ms = 10 * 60 * 1000;
+  CHECK_RC(whisper_client_new(&b->cl, b->ctx, &cfg), WHISPER_OK);
+  b->offline = 0;
+  net_advance(&n, 2000);
+  CHECK(b->conn != 0 && w.uploads == 2);
+  uint64_t due = whisper_client_next_deadline(b->cl);
+  CHECK(due <= n.now + 10 * 60 * 1000);
+  net_advance(&n, 11 * 60 * 1000);
+  CHECK(spk_current(b) == 4);
+  CHECK(w.uploads == 3 && w.last_id == 4);
+  CHECK(ev_count(b, WHISPER_EV_ERROR) == 0);
+  /* the first one, replaced 10 minutes ago, is still kept (30 days) ... */
+  CHECK_RC(spk_opens(b, &first, n.now), WHISPER_OK);
+  /* ... and gone at the first check after its grace */
+  b->offline = 1;
+  node_cut(&n, b);
+  n.now += 31ULL * 24 * 3600 * 1000;
+  b->offline = 0;
+  net_advance(&n, 2000);
+  CHECK(spk_current(b) == 5 && w.uploads == 4);
+  CHECK(spk_opens(b, &first, n.now) != WHISPER_OK);
+  /* a period under a minute is refused */
+  whisper_client *bad = NULL;
+  cfg.signed_prekey_rotate_ms = 59999;
+  CHECK_RC(whisper_client_new(&bad, b->ctx, &cfg), WHISPER_EINVAL);
+  net_close(&n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-sync-test-%d", (int)getpid());
   mkdir(dbdir, 0700);
@@ -615,6 +772,7 @@ int main(void) {
   test_link();
   test_malformed();
   test_prekeys_and_refusals();
+  test_signed_prekey_rotation();
   rmdir(dbdir);
   return test_done();
 }

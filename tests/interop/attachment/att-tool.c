@@ -10,12 +10,14 @@
  *       "chunk_size", "blob_size", "padded_size"} (hex, numbers).
  *   att-tool decrypt --key HEX --size N --digest HEX [--plaintext-hash HEX]
  *                    [--incremental-mac HEX --chunk-size N] [--max N]
- *                    [--piece N] [--seed N] [--stop] IN OUT
+ *                    [--piece N] [--seed N] [--stop | --source] IN OUT
  *       decrypts the blob file IN into OUT (only what the decryptor
  *       releases; two passes over IN without an incremental MAC) and prints
  *       {"rc", "error", "update_rc", "released", "passes"}: rc is finish's
  *       result (or the first failing update's with --stop), update_rc the
- *       first nonzero update result (0: none).
+ *       first nonzero update result (0: none). With --source the decryptor
+ *       reads IN itself (whisper_attachment_decrypt_source(), pread of
+ *       the piece sizes asked for): rc is its result, update_rc 0, passes 0.
  *   att-tool imac --key HEX --chunk-size N IN
  *       prints {"incremental_mac"}: whisper_incremental_mac of file IN
  *       under the key (any length) with that chunk size.
@@ -28,10 +30,13 @@
  * Exit status 0 when the command ran (whatever rc says), 2 on a usage or
  * I/O error.
  */
+#define _XOPEN_SOURCE 700 /* pread */
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "whisper/attachment.h"
 
@@ -64,7 +69,7 @@ static const char *code_name(int rc) {
 typedef struct args {
   const char *key, *iv, *digest, *plain_hash, *imac;
   uint64_t size, chunk, max, piece, seed;
-  int has_size, stop;
+  int has_size, stop, source;
   const char *in, *out;
 } args;
 
@@ -83,6 +88,10 @@ static void parse_args(int argc, char **argv, args *a) {
     const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(o, "--stop") == 0) {
       a->stop = 1;
+      continue;
+    }
+    if (strcmp(o, "--source") == 0) {
+      a->source = 1;
       continue;
     }
     if (strncmp(o, "--", 2) != 0) {
@@ -144,6 +153,19 @@ static FILE *open_or_die(const char *path, const char *mode) {
   FILE *f = fopen(path, mode);
   if (f == NULL) die(path);
   return f;
+}
+
+/* whisper_attachment_decrypt_source()'s source: the file, at any offset. */
+static int source_file(void *user, uint64_t offset, uint8_t *buf, size_t len, size_t *got) {
+  int fd = *(int *)user;
+  *got = 0;
+  while (*got < len) {
+    ssize_t k = pread(fd, buf + *got, len - *got, (off_t)(offset + *got));
+    if (k < 0) return 98;
+    if (k == 0) break;
+    *got += (size_t)k;
+  }
+  return 0;
 }
 
 /* --- the commands ---------------------------------------------------------------------- */
@@ -214,7 +236,13 @@ static int cmd_decrypt(args *a) {
   if (buf == NULL) die("out of memory");
   whisper_attachment_decryptor *d = NULL;
   int rc = whisper_attachment_decrypt_new(&d, &x, sink_file, out), urc = WHISPER_OK, passes = 0;
-  while (rc == WHISPER_OK || rc == WHISPER_ATTACHMENT_AGAIN) {
+  if (rc == WHISPER_OK && a->source) {
+    int fd = open(a->in, O_RDONLY);
+    if (fd < 0) die(a->in);
+    rc = whisper_attachment_decrypt_source(d, source_file, &fd);
+    close(fd);
+  }
+  while (!a->source && (rc == WHISPER_OK || rc == WHISPER_ATTACHMENT_AGAIN)) {
     passes++;
     FILE *in = open_or_die(a->in, "rb");
     if (in == stdin && passes > 1) die("two passes need a file, not stdin");

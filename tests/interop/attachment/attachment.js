@@ -204,6 +204,16 @@ function toolDecrypt(ctx, blobFile, exp, opts = {}) {
   args.push(blobFile, out);
   const r = toolJson(ctx.tool, args);
   r.output = fs.readFileSync(out);
+  if (!opts.stop) {
+    // the same blob read by the decryptor itself (whisper_attachment_decrypt_source): the
+    // same result, and the same plaintext released
+    args.splice(args.length - 2, 0, '--source');
+    const s = toolJson(ctx.tool, args);
+    const sOut = fs.readFileSync(out);
+    check(s.rc === r.rc && s.released === r.released && sOut.equals(r.output),
+      `decrypt_source gave ${s.error} (${s.released} B released), ` +
+      `fed ${r.error} (${r.released} B)`);
+  }
   return r;
 }
 

@@ -1,0 +1,671 @@
+#!/usr/bin/env node
+// whisperd's hardening (issue #15, its whisperd part) with real processes:
+// a whisperd on loopback, whisper-chat clients in --script mode, raw
+// WebSocket connections that never log in, and `openssl s_client`.
+//
+//   setup     whisperd (under umask 0277, --max-prelogin-per-address 3);
+//             alice.1 and bob.1 register
+//   metrics   /metrics is not on the client port (404, also with the metrics
+//             vhost's name as Host); it is on --metrics-listen (a port of its
+//             own, plain HTTP), with /healthz; --help gives 127.0.0.1:9480 as
+//             the default; "off" serves it nowhere; a bad value is refused
+//   prelogin  3 WebSocket connections from 127.0.0.1 that do not log in: the
+//             4th gets 429 (Retry-After, a text), one from 127.0.0.2 does not;
+//             a close frees a slot; a whisper-chat client refused at the cap
+//             gets in once a slot is free, and once logged in it counts no
+//             more; the refusals are counted in /metrics and logged
+//   push      bob.1 offline gets mail: whisperd_pushes_total moves, and at
+//             the default log level no line names him; restarted at debug,
+//             the next push is logged (so the check can see such a line)
+//   files     after an attachment upload: the store, its -wal and -shm, the
+//             key file, the blob files 0600 and the blob directory 0700,
+//             although whisperd ran under umask 0277
+//   tls       whisperd with an RSA and with an EC certificate, checked with
+//             openssl s_client under a permissive OpenSSL config (TLS 1.0 and
+//             every suite allowed at security level 0, so that every refusal
+//             is whisperd's own): TLS 1.3 and TLS 1.2 ECDHE with AES-GCM or
+//             ChaCha20-Poly1305 work; TLS 1.2 with CBC suites, with RSA key
+//             exchange, and TLS 1.1 and 1.0 are refused; https works
+//   shutdown every client exits 0 at end of input, whisperd 0 on SIGTERM
+//
+//   node harden.js --whisperd PATH --chat PATH [--openssl PATH] [--timeout SECONDS]
+//                  [--workdir DIR] [--keep] [--trace]
+//
+// Without --openssl (or an openssl on PATH) the tls scenario is not run
+// (and says so). Every wait has a timeout; no assertion depends on a sleep.
+'use strict';
+
+const crypto = require('crypto');
+const fs = require('fs');
+const http = require('http');
+const https = require('https');
+const net = require('net');
+const os = require('os');
+const path = require('path');
+const { spawnSync } = require('child_process');
+
+const { Fatal, short, Chat, Whisperd } = require('./procs');
+
+// ---------------------------------------------------------------------------
+// options
+
+function usage(msg) {
+  if (msg) process.stderr.write(`harden.js: ${msg}\n`);
+  process.stderr.write(
+    'usage: node harden.js --whisperd PATH --chat PATH [--openssl PATH] [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const o = { whisperd: null, chat: null, openssl: null, timeout: 30, workdir: null, keep: false, trace: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const val = () => {
+      if (i + 1 >= argv.length) usage(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--whisperd') o.whisperd = path.resolve(val());
+    else if (a === '--chat') o.chat = path.resolve(val());
+    else if (a === '--openssl') o.openssl = val();
+    else if (a === '--timeout') o.timeout = Number(val());
+    else if (a === '--workdir') o.workdir = val();
+    else if (a === '--keep') o.keep = true;
+    else if (a === '--trace') o.trace = true;
+    else if (a === '--help' || a === '-h') usage();
+    else usage(`unknown option ${a}`);
+  }
+  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
+  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
+  for (const f of [o.whisperd, o.chat]) {
+    try {
+      fs.accessSync(f, fs.constants.X_OK);
+    } catch {
+      usage(`not an executable: ${f}`);
+    }
+  }
+  if (!o.openssl) {
+    const r = spawnSync('openssl', ['version'], { encoding: 'utf8' });
+    if (r.status === 0) o.openssl = 'openssl';
+  }
+  return o;
+}
+
+// ---------------------------------------------------------------------------
+// the test
+
+const SCENARIOS = ['setup', 'metrics', 'prelogin', 'push', 'files', 'tls', 'shutdown'];
+const CAP = 3; // --max-prelogin-per-address
+const UMASK = 0o277; // whisperd runs under it: files it makes must still be 0600 (dirs 0700)
+const WHISPERD_ARGS = ['--max-prelogin-per-address', String(CAP), '--auth-timeout-ms', '120000'];
+
+const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+const mode = (p) => {
+  try {
+    return fs.statSync(p).mode & 0o7777;
+  } catch {
+    return -1;
+  }
+};
+const oct = (m) => (m < 0 ? 'missing' : `0${m.toString(8)}`);
+
+// A GET on its own connection: {status, headers, body}.
+function get(port, p, headers = {}, { tls = false, timeoutMs = 10000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const mod = tls ? https : http;
+    const req = mod.request({ host: '127.0.0.1', port, path: p, headers, agent: false, rejectUnauthorized: false }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p}: no answer in time`)));
+    req.end();
+  });
+}
+
+// A WebSocket upgrade to /v1/ws from `localAddress`, by hand (Node 18 has no
+// WebSocket client): {status, headers, body} for a refusal, or {status: 101,
+// sock, frame} once the first binary frame (the core's Challenge) arrived.
+function wsOpen(port, localAddress = '127.0.0.1', timeoutMs = 10000) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port, localAddress });
+    let buf = Buffer.alloc(0);
+    let head = null;
+    let done = false;
+    const finish = (v, err) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        sock.destroy();
+        reject(err);
+      } else resolve(v);
+    };
+    const timer = setTimeout(() => finish(null, new Error(`WebSocket upgrade from ${localAddress}: nothing in ${timeoutMs} ms`)), timeoutMs);
+    sock.on('connect', () => {
+      sock.write(`GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n` +
+        'Sec-WebSocket-Protocol: whisper-sync-v1\r\n\r\n');
+    });
+    const parse = () => {
+      if (!head) {
+        const k = buf.indexOf('\r\n\r\n');
+        if (k < 0) return;
+        const lines = buf.slice(0, k).toString('latin1').split('\r\n');
+        const status = Number((/^HTTP\/1\.[01] (\d{3})/.exec(lines[0]) || [])[1]); // lws answers a refused upgrade in HTTP/1.0
+        const headers = {};
+        for (const l of lines.slice(1)) {
+          const c = l.indexOf(':');
+          if (c > 0) headers[l.slice(0, c).trim().toLowerCase()] = l.slice(c + 1).trim();
+        }
+        head = { status, headers };
+        buf = buf.slice(k + 4);
+      }
+      if (head.status !== 101) {
+        const len = Number(head.headers['content-length'] || NaN);
+        if (Number.isFinite(len) && buf.length >= len) finish({ ...head, body: buf.slice(0, len).toString() });
+        return;
+      }
+      // a server frame: FIN|opcode, unmasked length
+      if (buf.length < 2) return;
+      let len = buf[1] & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (buf.length < 4) return;
+        len = buf.readUInt16BE(2);
+        off = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) return;
+        len = Number(buf.readBigUInt64BE(2));
+        off = 10;
+      }
+      if (buf.length < off + len) return;
+      finish({ ...head, sock, opcode: buf[0] & 0x0f, frame: buf.slice(off, off + len) });
+    };
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      parse();
+    });
+    sock.on('error', (e) => finish(null, e));
+    sock.on('close', () => {
+      if (head && head.status !== 101) finish({ ...head, body: buf.toString(), closed: true });
+      else finish(null, new Error(`WebSocket upgrade from ${localAddress}: closed before ${head ? 'a frame' : 'an answer'}`));
+    });
+  });
+}
+
+function closeWs(c) {
+  return new Promise((resolve) => {
+    if (!c || !c.sock || c.sock.destroyed) return resolve();
+    c.sock.on('close', resolve);
+    c.sock.destroy();
+  });
+}
+
+class HardenTest {
+  constructor(o, dir) {
+    this.o = o;
+    this.dir = dir;
+    this.timeoutMs = o.timeout * 1000;
+    this.t0 = Date.now();
+    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
+    this.stats = {};
+    this.notes = {};
+    for (const k of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
+    this.stats.script = { passed: 0, failed: 0 };
+    this.cat = 'setup';
+    this.whisperdArgs = WHISPERD_ARGS;
+    this.server = new Whisperd(this);
+    this.procs = [this.server];
+    this.raw = []; // raw WebSocket connections still open
+  }
+
+  ev(line) {
+    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
+    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
+    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
+  }
+
+  check(cat, cond, msg) {
+    const s = this.stats[cat] || this.stats[this.cat];
+    if (cond) {
+      s.passed++;
+      return true;
+    }
+    s.failed++;
+    this.ev(`FAIL ${cat}: ${msg}`);
+    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
+    return false;
+  }
+
+  ok(cond, msg) {
+    return this.check(this.cat, cond, msg);
+  }
+
+  chat(account, device) {
+    const c = new Chat(this, account, device);
+    this.procs.push(c);
+    return c;
+  }
+
+  // whisperd (this.server) started under UMASK: the spawn happens at once in
+  // start(), so the umask is back before anything else runs.
+  async startServer(extra = []) {
+    const old = process.umask(UMASK);
+    let p;
+    try {
+      p = this.server.start(extra);
+    } finally {
+      process.umask(old);
+    }
+    await p;
+  }
+
+  // The metrics port's exposition as {name: value} (labels kept in the name).
+  async metrics() {
+    const r = await get(this.server.metricsPort, '/metrics');
+    if (r.status !== 200) throw new Error(`GET /metrics on the metrics port: ${r.status}`);
+    const m = {};
+    for (const line of r.body.split('\n')) {
+      const x = /^([a-z_]+(?:\{[^}]*\})?) (\d+(?:\.\d+)?)$/.exec(line);
+      if (x) m[x[1]] = Number(x[2]);
+    }
+    this.ev(`metrics: connections ${m.whisperd_connections}, authenticated ${m.whisperd_authenticated_connections}, ` +
+      `prelogin refused ${m.whisperd_net_prelogin_refused_total}, pushes ${m.whisperd_pushes_total}`);
+    return m;
+  }
+
+  // Polls /metrics until pred(m) holds.
+  async metricsUntil(pred, desc) {
+    const until = Date.now() + this.timeoutMs;
+    for (;;) {
+      const m = await this.metrics();
+      if (pred(m)) return m;
+      if (Date.now() > until) throw new Error(`no ${desc} within ${this.o.timeout}s (metrics: ${JSON.stringify(m)})`);
+      await delay(50);
+    }
+  }
+
+  // whisperd's stderr of its current run.
+  serverLog() {
+    const all = fs.readFileSync(this.server.logPath, 'utf8');
+    const k = all.lastIndexOf('\n--- run ');
+    return k < 0 ? all : all.slice(k);
+  }
+
+  async ws(localAddress) {
+    const c = await wsOpen(this.server.port, localAddress, this.timeoutMs);
+    this.ev(`ws from ${localAddress}: ${c.status}${c.status === 101 ? ` (frame of ${c.frame.length} bytes)` : ` ${short(c.body || '', 100)}`}`);
+    if (c.status === 101) this.raw.push(c);
+    return c;
+  }
+
+  async close(c) {
+    this.raw = this.raw.filter((x) => x !== c);
+    await closeWs(c);
+  }
+
+  async setup() {
+    await this.startServer();
+    this.ok(this.server.port > 0 && this.server.metricsPort > 0 && this.server.metricsPort !== this.server.port,
+      `whisperd: client port ${this.server.port}, metrics port ${this.server.metricsPort}`);
+    this.alice1 = this.chat('alice', 1);
+    this.bob1 = this.chat('bob', 1);
+    for (const c of [this.alice1, this.bob1]) c.start();
+    for (const c of [this.alice1, this.bob1]) {
+      await c.waitFor((e) => e.ev === 'registered', 'registered');
+      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    }
+    const hi = await this.alice1.send('bob', 'hello');
+    await this.bob1.waitFor((e) => e.ev === 'message' && e.id === hi, 'alice\'s hello');
+    this.notes.setup = `whisperd on 127.0.0.1:${this.server.port} (metrics on ${this.server.metricsPort}) under umask 0${UMASK.toString(8)}, ` +
+      `--max-prelogin-per-address ${CAP}; alice.1 and bob.1 registered and talking`;
+  }
+
+  async metricsScenario() {
+    const { port, metricsPort } = this.server;
+    for (const [p, h] of [['/metrics', {}], ['/metrics', { Host: 'whisperd-metrics' }], ['/metrics?x=1', {}]]) {
+      const r = await get(port, p, h);
+      this.ok(r.status === 404, `GET ${p}${h.Host ? ` (Host: ${h.Host})` : ''} on the client port: ${r.status}, wanted 404`);
+      this.ok(!/whisperd_connections/.test(r.body), `GET ${p} on the client port gave the exposition`);
+    }
+    const r = await get(metricsPort, '/metrics');
+    this.ok(r.status === 200, `GET /metrics on the metrics port: ${r.status}`);
+    this.ok(/^text\/plain; version=0\.0\.4/.test(r.headers['content-type'] || ''), `its Content-Type: ${r.headers['content-type']}`);
+    const m = await this.metrics();
+    this.ok(m.whisperd_connections === 2 && m.whisperd_authenticated_connections === 2,
+      `the metrics port's counts: ${m.whisperd_connections} connections, ${m.whisperd_authenticated_connections} logged in (alice.1, bob.1)`);
+    this.ok(m.whisperd_net_prelogin_refused_total === 0, `whisperd_net_prelogin_refused_total ${m.whisperd_net_prelogin_refused_total} before any refusal`);
+    // the client vhost's name as Host on the metrics port stays on the metrics vhost
+    const rh = await get(metricsPort, '/metrics', { Host: 'whisperd' });
+    this.ok(rh.status === 200 && /whisperd_connections/.test(rh.body), `GET /metrics with Host: whisperd on the metrics port: ${rh.status}`);
+    for (const p of [port, metricsPort]) {
+      const h = await get(p, '/healthz');
+      this.ok(h.status === 200 && h.body === 'ok\n', `/healthz on port ${p}: ${h.status} ${JSON.stringify(h.body)}`);
+    }
+    for (const p of ['/v1/blobs', '/', '/v1/ws']) {
+      const x = await get(metricsPort, p);
+      this.ok(x.status === 404, `GET ${p} on the metrics port: ${x.status}, wanted 404 (it serves /metrics and /healthz only)`);
+    }
+    const up = await wsOpen(metricsPort, '127.0.0.1', this.timeoutMs).catch((e) => ({ status: 0, error: e.message }));
+    if (up.sock) up.sock.destroy();
+    this.ok(up.status !== 101, `a WebSocket upgrade on the metrics port: ${up.status}${up.error ? ` (${up.error})` : ''}`);
+
+    // the default, in --help; "off"; a bad value
+    const help = spawnSync(this.o.whisperd, ['--help'], { encoding: 'utf8' });
+    this.ok(/--metrics-listen HOST:PORT[\s\S]*?\(default:\s+127\.0\.0\.1:9480\)/.test(help.stdout), '--help does not give 127.0.0.1:9480 as the default of --metrics-listen');
+    this.ok(/--max-prelogin-per-address N[\s\S]*?\(default:\s+32\)/.test(help.stdout), '--help does not give 32 as the default of --max-prelogin-per-address');
+    const off = new Whisperd(this);
+    off.key = 'whisperd-off';
+    off.logPath = path.join(this.dir, 'whisperd-off.stderr');
+    this.procs.push(off);
+    await off.start(['--db', ':memory:', '--metrics-listen', 'off']);
+    const offLog = fs.readFileSync(off.logPath, 'utf8');
+    this.ok(!/whisperd: metrics on/.test(offLog) && off.metricsPort === 0, 'with --metrics-listen off whisperd printed a metrics line');
+    const ro = await get(off.port, '/metrics');
+    this.ok(ro.status === 404, `--metrics-listen off: /metrics on the client port ${ro.status}, wanted 404`);
+    this.ok((await off.stop()) === 0, 'the whisperd with --metrics-listen off did not exit 0');
+    const bad = spawnSync(this.o.whisperd, ['--db', ':memory:', '--metrics-listen', 'nonsense'], { encoding: 'utf8', timeout: this.timeoutMs });
+    this.ok(bad.status === 2 && /metrics-listen/.test(bad.stderr), `--metrics-listen nonsense: exit ${bad.status}, ${short(bad.stderr.trim(), 160)}`);
+    this.notes.metrics = '/metrics: 404 on the client port (also as Host: whisperd-metrics), 200 on its own port (text 0.0.4, the counts), /healthz on both, ' +
+      'nothing else there; default 127.0.0.1:9480 (--help); off: nowhere; a bad value refused';
+  }
+
+  async prelogin() {
+    const frames = [];
+    // CAP connections from 127.0.0.1 that do not log in: each gets its Challenge
+    const held = [];
+    for (let i = 0; i < CAP; i++) {
+      const c = await this.ws('127.0.0.1');
+      this.ok(c.status === 101 && c.opcode === 2 && c.frame.length > 0, `pre-login connection ${i + 1} of ${CAP}: ${c.status}`);
+      held.push(c);
+      frames.push(c.frame.length);
+    }
+    const r = await this.ws('127.0.0.1');
+    this.ok(r.status === 429, `connection ${CAP + 1} from 127.0.0.1: ${r.status}, wanted 429`);
+    this.ok(/not logged in/.test(r.body || '') && r.headers['retry-after'] === '5',
+      `the 429 says why and when to retry: ${JSON.stringify(r.body)}, Retry-After ${r.headers['retry-after']}`);
+    const other = await this.ws('127.0.0.2');
+    this.ok(other.status === 101, `a connection from 127.0.0.2 (another address): ${other.status}`);
+    let m = await this.metrics();
+    this.ok(m.whisperd_net_prelogin_refused_total === 1, `whisperd_net_prelogin_refused_total ${m.whisperd_net_prelogin_refused_total}, wanted 1`);
+    this.ok(m.whisperd_connections === 2 + CAP + 1 && m.whisperd_authenticated_connections === 2,
+      `${m.whisperd_connections} connections, ${m.whisperd_authenticated_connections} logged in`);
+    this.ok(/warn WebSocket upgrade refused \(429\): 3 connections not logged in from 127\.0\.0\.1/.test(this.serverLog()),
+      'no warning line for the refusal in whisperd\'s log');
+
+    // a close frees a slot
+    await this.close(held.shift());
+    await this.metricsUntil((x) => x.whisperd_connections === 2 + CAP, 'the closed connection gone');
+    const again = await this.ws('127.0.0.1');
+    this.ok(again.status === 101, `after a close, a connection from 127.0.0.1: ${again.status}`);
+    held.push(again);
+
+    // a real client at the cap: refused, then in once a slot is free; logged
+    // in, it counts no more
+    await this.alice1.kill9('to reconnect at the cap');
+    await this.metricsUntil((x) => x.whisperd_authenticated_connections === 1, 'alice.1\'s connection gone');
+    const refusedBefore = (await this.metrics()).whisperd_net_prelogin_refused_total;
+    this.alice1.start();
+    m = await this.metricsUntil((x) => x.whisperd_net_prelogin_refused_total > refusedBefore, 'a refusal of alice.1 at the cap');
+    this.ok(!this.alice1.events.some((e) => e.ev === 'online'), 'alice.1 got online at the cap');
+    await this.close(held.shift());
+    await this.alice1.waitFor((e) => e.ev === 'online', 'online once a slot is free');
+    const refusedAlice = (await this.metrics()).whisperd_net_prelogin_refused_total - refusedBefore;
+    const disc = this.alice1.events.filter((e) => e.ev === 'disconnected').map((e) => short(JSON.stringify(e), 160));
+    this.ev(`alice.1 while refused: ${disc.join(' | ')}`);
+    // 127.0.0.1 now holds CAP-1 pre-login connections and alice.1, logged in
+    const in1 = await this.ws('127.0.0.1');
+    this.ok(in1.status === 101, `with alice.1 logged in, connection ${CAP} of 127.0.0.1's pre-login ones: ${in1.status} (a logged-in connection still counted?)`);
+    held.push(in1);
+    const out1 = await this.ws('127.0.0.1');
+    this.ok(out1.status === 429, `and one more: ${out1.status}, wanted 429`);
+    for (const c of [...held, other]) await this.close(c);
+    await this.metricsUntil((x) => x.whisperd_connections === 2, 'the raw connections gone');
+    const back = await this.ws('127.0.0.1');
+    this.ok(back.status === 101, `once they closed, 127.0.0.1 again: ${back.status}`);
+    await this.close(back);
+    this.notes.prelogin = `${CAP} connections not logged in from 127.0.0.1 (Challenges of ${frames.join(', ')} bytes): the next 429 with Retry-After, ` +
+      `127.0.0.2 not; a close frees a slot; whisper-chat refused ${refusedAlice} time(s) at the cap, online once a slot was free, ` +
+      'and not counted once logged in; counted and logged';
+  }
+
+  async push() {
+    const bob = this.bob1;
+    this.ok((await bob.quit()) === 0, 'bob.1 exit code at end of input');
+    await this.metricsUntil((x) => x.whisperd_authenticated_connections === 1, 'bob.1 offline');
+    const p0 = (await this.metrics()).whisperd_pushes_total;
+    await this.alice1.send('bob', 'are you there?');
+    const m = await this.metricsUntil((x) => x.whisperd_pushes_total > p0, 'a push for bob.1');
+    const log = this.serverLog();
+    this.ok(!/ push /.test(log) && !/account=bob/.test(log), 'at log level info whisperd\'s log has a line about the push');
+    // the same at debug: the line is there (so the check above can see one)
+    const mark = this.alice1.events.length;
+    const code = await this.server.stop();
+    this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
+    await this.startServer(['--log-level', 'debug']);
+    await this.alice1.waitFor((e) => e.ev === 'online', 'online after whisperd\'s restart', { from: mark });
+    await this.alice1.send('bob', 'still there?');
+    await this.metricsUntil((x) => x.whisperd_pushes_total >= 1, 'a push after the restart');
+    this.ok(/debug push account=bob device=1 /.test(this.serverLog()), 'at log level debug whisperd did not log the push');
+    this.notes.push = `pushes for offline bob.1 (whisperd_pushes_total ${m.whisperd_pushes_total}): no line about them at level info; at debug "push account=bob device=1"`;
+  }
+
+  async files() {
+    const f = path.join(this.dir, 'photo.jpg');
+    fs.writeFileSync(f, crypto.randomBytes(100000));
+    const r = await this.alice1.cmd(`send-file bob ${f} a photo`);
+    const end = await this.alice1.waitFor((e) => e.ev === 'media' && e.id === r.id && (e.state === 'sent' || e.state === 'failed'), 'the upload\'s end');
+    this.ok(end.state === 'sent', `the upload: ${JSON.stringify(end)}`);
+    const want = [];
+    const db = this.server.db;
+    for (const p of [db, `${db}-wal`, `${db}-shm`, this.server.keyFile]) want.push([p, 0o600]);
+    const blobs = path.join(path.dirname(db), 'blobs');
+    want.push([blobs, 0o700]);
+    const names = fs.existsSync(blobs) ? fs.readdirSync(blobs) : [];
+    for (const n of names) want.push([path.join(blobs, n), 0o600]);
+    this.ok(names.includes('owner.key') && names.some((n) => n.endsWith('.data')) && names.some((n) => n.endsWith('.meta')),
+      `the blob directory holds owner.key, a .data and a .meta: ${names.map((n) => short(n, 12)).join(' ')}`);
+    const seen = [];
+    for (const [p, m] of want) {
+      const got = mode(p);
+      seen.push(`${path.basename(p).slice(0, 16)} ${oct(got)}`);
+      this.ok(got === m, `${p}: mode ${oct(got)}, wanted ${oct(m)} (whisperd's umask 0${UMASK.toString(8)})`);
+    }
+    this.notes.files = `under umask 0${UMASK.toString(8)}: ${seen.join(', ')}`;
+  }
+
+  // --- tls -------------------------------------------------------------------
+
+  openssl(args, opts = {}) {
+    const r = spawnSync(this.o.openssl, args, { encoding: 'utf8', input: '', timeout: this.timeoutMs, ...opts });
+    return { status: r.status, out: `${r.stdout || ''}${r.stderr || ''}` };
+  }
+
+  async tlsServer(name, cert, key, conf) {
+    const w = new Whisperd(this);
+    w.key = `whisperd-${name}`;
+    w.logPath = path.join(this.dir, `whisperd-${name}.stderr`);
+    this.procs.push(w);
+    const old = process.env.OPENSSL_CONF;
+    process.env.OPENSSL_CONF = conf; // whisperd's OpenSSL: everything allowed but what whisperd refuses
+    let p;
+    try {
+      p = w.start(['--db', ':memory:', '--tls-cert', cert, '--tls-key', key]);
+    } finally {
+      if (old === undefined) delete process.env.OPENSSL_CONF;
+      else process.env.OPENSSL_CONF = old;
+    }
+    await p;
+    return w;
+  }
+
+  // One handshake with s_client: {ok, protocol, cipher, out}.
+  handshake(port, args, conf) {
+    const r = this.openssl(['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', '-brief', ...args],
+      { env: { ...process.env, OPENSSL_CONF: conf } });
+    const protocol = (/Protocol version: (\S+)/.exec(r.out) || [])[1] || null;
+    const cipher = (/Ciphersuite: (\S+)/.exec(r.out) || [])[1] || null;
+    const ok = r.status === 0 && /CONNECTION ESTABLISHED/.test(r.out);
+    this.ev(`s_client ${args.join(' ')}: ${ok ? `${protocol} ${cipher}` : `refused (exit ${r.status}): ${short(r.out.replace(/\s+/g, ' '), 200)}`}`);
+    return { ok, protocol, cipher, out: r.out };
+  }
+
+  async tls() {
+    if (!this.o.openssl) {
+      this.notes.tls = 'NOT RUN: no openssl (give --openssl PATH)';
+      return;
+    }
+    const conf = path.join(this.dir, 'openssl-permissive.cnf');
+    fs.writeFileSync(conf, [
+      'openssl_conf = openssl_init', '[openssl_init]', 'ssl_conf = ssl_sect', '[ssl_sect]',
+      'system_default = system_default_sect', '[system_default_sect]', 'MinProtocol = TLSv1',
+      'CipherString = ALL:@SECLEVEL=0', '',
+    ].join('\n'));
+    const certs = {};
+    for (const [name, alg] of [['rsa', ['-newkey', 'rsa:2048']], ['ec', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1']]]) {
+      const cert = path.join(this.dir, `${name}-cert.pem`);
+      const key = path.join(this.dir, `${name}-key.pem`);
+      const r = this.openssl(['req', '-x509', ...alg, '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost']);
+      if (r.status !== 0) throw new Fatal(`openssl req (${name}): ${short(r.out, 300)}`);
+      certs[name] = { cert, key };
+    }
+    const accepted = [];
+    const refused = [];
+    const cases = {
+      rsa: {
+        ok: [
+          [['-tls1_3'], 'TLSv1.3', null],
+          [['-tls1_3', '-ciphersuites', 'TLS_AES_128_GCM_SHA256'], 'TLSv1.3', 'TLS_AES_128_GCM_SHA256'],
+          [['-tls1_3', '-ciphersuites', 'TLS_CHACHA20_POLY1305_SHA256'], 'TLSv1.3', 'TLS_CHACHA20_POLY1305_SHA256'],
+          [['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], 'TLSv1.2', 'ECDHE-RSA-AES128-GCM-SHA256'],
+          [['-tls1_2', '-cipher', 'ECDHE-RSA-AES256-GCM-SHA384'], 'TLSv1.2', 'ECDHE-RSA-AES256-GCM-SHA384'],
+          [['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'], 'TLSv1.2', 'ECDHE-RSA-CHACHA20-POLY1305'],
+        ],
+        // [args, what, the alert the server must send]
+        no: [
+          [['-tls1_2', '-cipher', 'AES128-GCM-SHA256:@SECLEVEL=0'], 'TLS 1.2 RSA key exchange (AES-GCM)', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'AES256-GCM-SHA384:@SECLEVEL=0'], 'TLS 1.2 RSA key exchange (AES-256-GCM)', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'AES128-SHA:@SECLEVEL=0'], 'TLS 1.2 RSA key exchange, CBC', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'AES256-SHA256:@SECLEVEL=0'], 'TLS 1.2 RSA key exchange, CBC (SHA-256)', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA:@SECLEVEL=0'], 'TLS 1.2 ECDHE, AES-CBC', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'ECDHE-RSA-AES256-SHA384:@SECLEVEL=0'], 'TLS 1.2 ECDHE, AES-CBC (SHA-384)', /alert handshake failure/],
+          [['-tls1_1', '-cipher', 'ALL:@SECLEVEL=0'], 'TLS 1.1', /alert protocol version/],
+          [['-tls1', '-cipher', 'ALL:@SECLEVEL=0'], 'TLS 1.0', /alert protocol version/],
+        ],
+      },
+      ec: {
+        ok: [
+          [['-tls1_3'], 'TLSv1.3', null],
+          [['-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-GCM-SHA256'], 'TLSv1.2', 'ECDHE-ECDSA-AES128-GCM-SHA256'],
+          [['-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-GCM-SHA384'], 'TLSv1.2', 'ECDHE-ECDSA-AES256-GCM-SHA384'],
+          [['-tls1_2', '-cipher', 'ECDHE-ECDSA-CHACHA20-POLY1305'], 'TLSv1.2', 'ECDHE-ECDSA-CHACHA20-POLY1305'],
+        ],
+        no: [
+          [['-tls1_2', '-cipher', 'ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0'], 'TLS 1.2 ECDHE-ECDSA, AES-CBC', /alert handshake failure/],
+          [['-tls1_2', '-cipher', 'ECDHE-ECDSA-AES256-SHA384:@SECLEVEL=0'], 'TLS 1.2 ECDHE-ECDSA, AES-CBC (SHA-384)', /alert handshake failure/],
+          [['-tls1_1', '-cipher', 'ALL:@SECLEVEL=0'], 'TLS 1.1', /alert protocol version/],
+        ],
+      },
+    };
+    for (const name of ['rsa', 'ec']) {
+      const w = await this.tlsServer(name, certs[name].cert, certs[name].key, conf);
+      for (const [args, proto, cipher] of cases[name].ok) {
+        const h = this.handshake(w.port, args, conf);
+        this.ok(h.ok && h.protocol === proto && (!cipher || h.cipher === cipher),
+          `${name}: s_client ${args.join(' ')}: ${h.ok ? `${h.protocol} ${h.cipher}` : 'refused'}, wanted ${proto} ${cipher || ''}${h.ok ? '' : `: ${short(h.out, 300)}`}`);
+        if (h.ok) accepted.push(`${name} ${h.protocol} ${h.cipher}`);
+      }
+      for (const [args, what, alert] of cases[name].no) {
+        const h = this.handshake(w.port, args, conf);
+        // the server's alert: the client did offer it, and whisperd said no
+        this.ok(!h.ok && alert.test(h.out), `${name}: ${what} (s_client ${args.join(' ')}) ${h.ok ? `accepted: ${h.protocol} ${h.cipher}` : `not refused by the server's alert: ${short(h.out, 300)}`}`);
+        if (!h.ok) refused.push(`${name} ${what}`);
+      }
+      // https over it: /healthz, no /metrics
+      const hz = await get(w.port, '/healthz', {}, { tls: true });
+      this.ok(hz.status === 200, `${name}: https /healthz ${hz.status}`);
+      const hm = await get(w.port, '/metrics', {}, { tls: true });
+      this.ok(hm.status === 404, `${name}: https /metrics on the client port ${hm.status}, wanted 404`);
+      this.ok((await w.stop()) === 0, `the TLS whisperd (${name}) did not exit 0`);
+    }
+    this.notes.tls = `accepted: ${accepted.length} handshakes (${[...new Set(accepted.map((a) => a.split(' ').slice(1).join(' ')))].join(', ')}); ` +
+      `refused by the server's alert: ${refused.join('; ')}`;
+  }
+
+  async shutdown() {
+    for (const c of [this.alice1, this.bob1]) this.ok((await c.quit()) === 0, `${c.key} exit code at end of input`);
+    const code = await this.server.stop();
+    this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
+    this.notes.shutdown = 'every client exited 0 at end of input, whisperd 0 on SIGTERM';
+  }
+
+  async killAll() {
+    for (const c of this.raw) c.sock.destroy();
+    for (const p of this.procs) await p.kill9('cleanup');
+  }
+
+  summary() {
+    let passed = 0;
+    let failed = 0;
+    for (const k of SCENARIOS) {
+      const s = this.stats[k];
+      passed += s.passed;
+      failed += s.failed;
+      if (s.failed) process.stdout.write(`FAIL ${k}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
+      else if (this.notes[k]) process.stdout.write(`${/^NOT RUN/.test(this.notes[k]) ? '--' : 'ok'} ${k}: ${this.notes[k]} (${s.passed} checks)\n`);
+      else process.stdout.write(`-- ${k}: not run\n`);
+    }
+    const s = this.stats.script;
+    passed += s.passed;
+    failed += s.failed;
+    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
+    return { passed, failed };
+  }
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const dir = o.workdir
+    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'harden-'))
+    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-harden-'));
+  const t = new HardenTest(o, dir);
+  process.stderr.write(`harden.js: work directory ${dir}\n`);
+  let fatal = false;
+  const run = { setup: t.setup, metrics: t.metricsScenario, prelogin: t.prelogin, push: t.push, files: t.files, tls: t.tls, shutdown: t.shutdown };
+  for (const name of SCENARIOS) {
+    t.cat = name;
+    t.ev(`=== ${name}`);
+    try {
+      await run[name].call(t);
+    } catch (e) {
+      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
+      t.ev(e && e.stack ? e.stack : String(e));
+      if (name === 'setup' || t.server.exited) {
+        fatal = true;
+        break;
+      }
+    }
+  }
+  await t.killAll();
+  const { passed, failed } = t.summary();
+  fs.closeSync(t.traceFd);
+  process.stderr.write(`harden.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
+  if (failed || fatal || o.keep) {
+    process.stderr.write(`harden.js: kept ${dir} (events.log, the processes' stderr, the stores)\n`);
+  } else {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed || fatal ? 1 : 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    process.stderr.write(`harden.js: ${e && e.stack ? e.stack : e}\n`);
+    process.exit(1);
+  }
+);
