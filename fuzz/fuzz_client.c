@@ -28,7 +28,7 @@
  *  - every event is read in full (strings, id and body bytes) and is
  *    consistent: a known type, EV_MESSAGE with conversation, sender and a
  *    16-byte id, EV_STATUS with a 16-byte id and a status, EV_ERROR with a
- *    documented WHISPER_E* code;
+ *    documented WHISPER_E* code, EV_CATCHING_UP with 0 < done <= total;
  *  - an app call returns a documented code (OK, EINVAL, ESTATE,
  *    EINVALIDKEY) and changes no stored byte when it fails;
  *  - after the input, the engine is freed and made again from the store
@@ -279,8 +279,9 @@ static size_t drain_events(void) {
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.status,
               e.code, e.server_code, e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_BLOCKED, "event type %d",
-              e.type);
+    FZ_ASSERT((e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_BLOCKED) ||
+                  e.type == WHISPER_EV_CATCHING_UP,
+              "event type %d", e.type);
     read_str(e.conversation);
     read_str(e.from);
     read_str(e.message);
@@ -315,6 +316,10 @@ static size_t drain_events(void) {
         break;
       case WHISPER_EV_PROFILE:
         FZ_ASSERT(e.from && name_ok(e.from), "EV_PROFILE without its account");
+        break;
+      case WHISPER_EV_CATCHING_UP: /* the server's count, never below what came */
+        FZ_ASSERT(e.done_bytes > 0 && e.done_bytes <= e.total_bytes, "EV_CATCHING_UP %llu of %llu",
+                  (unsigned long long)e.done_bytes, (unsigned long long)e.total_bytes);
         break;
       case WHISPER_EV_BLOCKED:
         FZ_ASSERT(e.from && e.conversation && strcmp(e.from, e.conversation) == 0 &&

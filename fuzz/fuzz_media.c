@@ -632,7 +632,7 @@ static size_t drain_events(void) {
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.status, e.code,
               e.server_code, (unsigned long long)e.done_bytes, (unsigned long long)e.total_bytes,
               e.message ? e.message : "");
-    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_MEDIA_DATA, "event type %d",
+    FZ_ASSERT(e.type >= WHISPER_EV_REGISTERED && e.type <= WHISPER_EV_CATCHING_UP, "event type %d",
               e.type);
     read_str(e.conversation);
     read_str(e.from);

@@ -413,6 +413,7 @@ static const char *event_name(int type) {
   case WHISPER_EV_REGISTERED: return "registered";
   case WHISPER_EV_ONLINE: return "online";
   case WHISPER_EV_CAUGHT_UP: return "caught_up";
+  case WHISPER_EV_CATCHING_UP: return "catching_up";
   case WHISPER_EV_MESSAGE: return "message";
   case WHISPER_EV_STATUS: return "status";
   case WHISPER_EV_TYPING: return "typing";
@@ -490,6 +491,10 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_REGISTERED:
   case WHISPER_EV_ONLINE:
   case WHISPER_EV_CAUGHT_UP:
+    break;
+  case WHISPER_EV_CATCHING_UP:
+    jb_u64(&b, "done", ev->done_bytes);
+    jb_u64(&b, "total", ev->total_bytes);
     break;
   case WHISPER_EV_MESSAGE:
     jb_str(&b, "conversation", ev->conversation);
@@ -787,6 +792,10 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     break;
   case WHISPER_EV_CAUGHT_UP:
     hb_printf(&b, "* caught up");
+    break;
+  case WHISPER_EV_CATCHING_UP:
+    hb_printf(&b, "%s* catching up: %llu of %llu%s", dim, (unsigned long long)ev->done_bytes,
+              (unsigned long long)ev->total_bytes, off);
     break;
   case WHISPER_EV_MESSAGE:
     clock_str(when, ev->server_ts);

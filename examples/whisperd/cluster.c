@@ -116,6 +116,19 @@ static int send_batch(wd_cluster *cl, PGconn *db) {
   pthread_mutex_lock(&cl->mu);
   while (n < BATCH && (items[n] = q_pop(&cl->out)) != NULL) n++;
   pthread_mutex_unlock(&cl->mu);
+  /* PostgreSQL delivers identical payloads of one transaction once: such a
+   * repeat (a burst of pipelined Sends waking the same device) is not sent
+   * nor counted */
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t j = 0;
+    while (j < k && (items[j]->len != items[i]->len ||
+                     memcmp(items[j]->data, items[i]->data, items[i]->len) != 0))
+      j++;
+    if (j < k) free(items[i]);
+    else items[k++] = items[i];
+  }
+  n = k;
   if (n == 0) return 0;
   /* SELECT pg_notify($1, $2), pg_notify($1, $3), ... with hex payloads */
   char sql[BATCH * 32 + 16];

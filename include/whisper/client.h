@@ -16,10 +16,14 @@
  *  - a message is in history and the outbox (PENDING) before the send
  *    call returns; it is sent when a connection is up, again after every
  *    reconnect until the server answers SENT (the same client id, so the
- *    server keeps it once);
- *  - an incoming message is decrypted and stored in one transaction, and
- *    only then acknowledged to the server; a redelivered entry is
- *    recognised and acknowledged without a second event;
+ *    server keeps it once); up to the config's send_window are sent before
+ *    the server answers them, in order (a server that checks their order
+ *    takes none past one it refuses, and the engine sends those again);
+ *  - incoming messages are decrypted and stored in batches, one
+ *    transaction each (a backlog: up to 256 entries), and only then
+ *    acknowledged to the server (one Ack) and raised as events; a
+ *    redelivered entry is recognised and acknowledged without a second
+ *    event;
  *  - history is ordered by the server's sequence;
  *  - an entry that has to wait (a device list to fetch first; a contact
  *    from before signed lists whose identity key changed,
@@ -68,7 +72,7 @@ extern "C" {
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
 
-#define WHISPER_CLIENT_CONFIG_VERSION 6
+#define WHISPER_CLIENT_CONFIG_VERSION 7
 
 /** Start from WHISPER_CLIENT_CONFIG_INIT; fields are only ever appended. */
 typedef struct whisper_client_config_t {
@@ -106,7 +110,15 @@ typedef struct whisper_client_config_t {
                                 * uploaded (default 7 days; 0: never; else at least a minute) */
   uint64_t signed_prekey_grace_ms;  /* a replaced signed prekey is kept this long, for PreKey
                                 * messages built from bundles fetched before (default 30 days) */
+  /* --- version 7 --- */
+  uint32_t send_window;        /* messages sent at once before the server answers them (default
+                                * WHISPER_SEND_WINDOW_DEFAULT, at most WHISPER_SEND_WINDOW_MAX;
+                                * 0 or 1: one at a time), in order: only with a server that
+                                * takes them in that order (sync.proto Send.after), else one */
 } whisper_client_config_t;
+
+#define WHISPER_SEND_WINDOW_DEFAULT 32
+#define WHISPER_SEND_WINDOW_MAX 256
 
 #define WHISPER_GROUP_MEMBERS_DEFAULT 1024
 #define WHISPER_GROUP_MEMBERS_MAX 10000
@@ -114,7 +126,7 @@ typedef struct whisper_client_config_t {
 #define WHISPER_CLIENT_CONFIG_INIT \
   { WHISPER_CLIENT_CONFIG_VERSION, 100, 20, 500, 60000, 25000, 10000, 2000, 1, 1, 0, 1, \
     48ULL * 3600 * 1000, WHISPER_GROUP_MEMBERS_DEFAULT, NULL, 100ULL << 20, 1u << 20,   \
-    7ULL * 24 * 3600 * 1000, 30ULL * 24 * 3600 * 1000 }
+    7ULL * 24 * 3600 * 1000, 30ULL * 24 * 3600 * 1000, WHISPER_SEND_WINDOW_DEFAULT }
 
 /** A message may be edited this long after it was sent (15 minutes). */
 #define WHISPER_EDIT_WINDOW_MS (15ULL * 60 * 1000)
@@ -151,10 +163,14 @@ WHISPER_API int whisper_client_connected(whisper_client *c, uint64_t now_ms);
 WHISPER_API void whisper_client_disconnected(whisper_client *c, uint64_t now_ms);
 
 /**
- * A frame arrived. Returns WHISPER_OK (also when the engine reported a
- * problem as an event), WHISPER_EINVALIDMSG for bytes that are not a
- * frame (nothing changed; the app should close the connection), or a
- * store error.
+ * A frame arrived. Mailbox entries (Deliver frames) wait in the engine and
+ * are handled together, in one store transaction per batch, when the app
+ * next takes events or frames or calls whisper_client_tick() (by
+ * whisper_client_next_deadline()), or when another frame comes; while the
+ * login's backlog arrives, a batch waits for up to 256 entries (or 20 ms).
+ * Returns WHISPER_OK (also when the engine reported a problem as an
+ * event), WHISPER_EINVALIDMSG for bytes that are not a frame (nothing
+ * changed; the app should close the connection), or a store error.
  */
 WHISPER_API int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len,
                                        uint64_t now_ms);
@@ -942,6 +958,11 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_MEDIA_DATA = 26, /* verified plaintext of an attachment downloaded without a path
                                * (message id of conversation, from): body, starting at plaintext
                                * offset done_bytes of total_bytes */
+  WHISPER_EV_CATCHING_UP = 27, /* the mailbox's backlog is arriving (after a login, until
+                               * WHISPER_EV_CAUGHT_UP): done_bytes entries of total_bytes are
+                               * handled and stored. total_bytes is the server's count at the
+                               * login (never below done_bytes); a server may misstate it, which
+                               * only moves a progress bar: CAUGHT_UP says when it is over */
   WHISPER_EV_GAP = 14         /* messages from from/from_device in conversation are missing: status
                                * says how many; each has a placeholder in history (an incoming
                                * entry whose body is "message-missing"), which the message takes
@@ -978,7 +999,7 @@ typedef struct whisper_client_event_t {
   const char *target_sender; /* its sender (NULL: this account) */
   uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
   /* version 5 (media): */
-  uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress */
+  uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress (bytes); WHISPER_EV_CATCHING_UP (entries) */
   uint64_t total_bytes;
 } whisper_client_event_t;
 

@@ -540,9 +540,23 @@ int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
     return rc == WHISPER_ENOTFOUND ? wsrv_fail(srv, WHISPER_ECORRUPT, "a device has no account") : rc;
   }
   login(srv, c, d, m->resume_after, a->hidden, now_ms);
+  /* Ok (wsrv_send_ok's fields), with what a device may pipeline and how much waits for it */
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
+  ok.has_prekeys_left = ok.has_send_window = ok.has_waiting = 1;
+  ok.prekeys_left = c->prekeys_left;
+  ok.has_signed_prekey_id = 1; /* as every Ok after login (wsrv_send_ok) */
+  ok.signed_prekey_id = c->spk_id;
+  ok.send_window = WSRV_SEND_WINDOW;
+  uint64_t past = d->mailbox_last - c->resume_after; /* (resume_after <= mailbox_last) */
+  ok.waiting = past < d->mailbox_count ? past : d->mailbox_count;
+  f.has_id = 1;
+  f.id = id;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_OK;
+  f.ok = &ok;
   wsrv_msg_free(a);
   wsrv_msg_free(d);
-  wsrv_send_ok(srv, c, id);
+  wsrv_send(srv, c->id, &f);
   wsrv_pump(srv, c, now_ms);
   return 0;
 }

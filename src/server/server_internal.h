@@ -56,6 +56,7 @@
 #define WSRV_SUBS_MAX 4096              /* presence subscriptions per connection */
 #define WSRV_RECEIPT_IDS_MAX 256        /* client ids per generated receipt entry */
 #define WSRV_CONV_MAX (1 + 2 * WSRV_ID_LEN)
+#define WSRV_SEND_WINDOW 256            /* Sends a device may pipeline (Ok.send_window) */
 
 /* sync.proto codes, shorter. */
 #define ERR_MALFORMED WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED

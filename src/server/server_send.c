@@ -3,7 +3,9 @@
  *
  * A Send runs in one transaction: the idempotency record is looked up
  * first (a known client id gets its recorded Sent and queues nothing),
- * then the device lists are checked, a server_seq is taken, one entry is
+ * then the one of the Send it comes `after` (pipelining: a device's Sends
+ * in flight are taken in the order it sent them, or the rest are refused
+ * with ERR_STATE), then the device lists are checked, a server_seq is taken, one entry is
  * appended to every recipient device's mailbox and the Sent is recorded.
  */
 #include <stdlib.h>
@@ -38,6 +40,8 @@ static int messages_ok(Whisper__Sync__DeviceMessage *const *ms, size_t n, size_t
 static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
   if (!wsrv_bytes_ok(m->has_client_id, m->client_id, WSRV_ID_LEN))
     return wsrv_refuse(srv, ERR_MALFORMED, "Send needs a 16-byte client_id");
+  if (m->has_after && !wsrv_bytes_ok(1, m->after, WSRV_ID_LEN))
+    return wsrv_refuse(srv, ERR_MALFORMED, "Send.after is a 16-byte client id");
   if (!m->has_content || m->content < CONTENT_TEXT || m->content > CONTENT_RETRY)
     return wsrv_refuse(srv, ERR_MALFORMED, "Send needs content (TEXT, SKDM, RECEIPT, MESSAGE or RETRY)");
   if (m->has_resend_of &&
@@ -277,6 +281,14 @@ static int send_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
                       stale_lists *st, uint32_t *period) {
   int rc = sent_find(srv, c, m->client_id.data, now_ms, known);
   if (rc != WHISPER_ENOTFOUND) return rc; /* known (0), or a store error */
+  if (m->has_after) { /* pipelined: only after the Send it follows was taken */
+    Whisper__Sync__Sent *prev = NULL;
+    rc = sent_find(srv, c, m->after.data, now_ms, &prev);
+    wsrv_msg_free(prev);
+    if (rc == WHISPER_ENOTFOUND)
+      return wsrv_refuse(srv, ERR_STATE, "the Send this one comes after was not taken: send it first");
+    if (rc != WHISPER_OK) return rc;
+  }
   s->has_client_id = s->has_server_ts = s->has_server_seq = 1;
   s->client_id = m->client_id;
   s->server_ts = now_ms;

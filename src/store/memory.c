@@ -342,9 +342,14 @@ static int mem_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_l
                     whisper_scan_fn fn, void *arg) {
   mem_store *m = user;
   if (!WHISPER_REC_IS_ORDERED(kind)) return WHISPER_EINVAL;
+  if (limit == 0) return WHISPER_OK;
+  /* the first `limit` in scan order: all of them sorted, or (a short limit
+   * of many) only those kept, in order, as they are found */
+  size_t keep = limit < m->count ? limit : m->count;
   mem_entry **hits = malloc((m->count ? m->count : 1) * sizeof *hits);
   if (hits == NULL) return WHISPER_ENOMEM;
   size_t n = 0;
+  int bounded = keep < m->count && keep <= 256;
   for (size_t i = 0; i < m->nbuckets; i++) {
     for (mem_entry *e = m->buckets[i]; e; e = e->next) {
       if (e->kind != kind || e->key_len < prefix_len ||
@@ -354,12 +359,28 @@ static int mem_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_l
         int c = key_cmp(e->key, e->key_len, bound, bound_len);
         if (descending ? c >= 0 : c <= 0) continue;
       }
-      hits[n++] = e;
+      if (!bounded) {
+        hits[n++] = e;
+        continue;
+      }
+      /* hits[0..n) in scan order; e goes in if it comes before the last */
+      size_t lo = 0, hi = n;
+      while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = key_cmp(e->key, e->key_len, hits[mid]->key, hits[mid]->key_len);
+        if (descending ? c > 0 : c < 0) hi = mid;
+        else lo = mid + 1;
+      }
+      if (lo >= keep) continue;
+      size_t move = (n < keep ? n : keep - 1) - lo;
+      memmove(&hits[lo + 1], &hits[lo], move * sizeof *hits);
+      hits[lo] = e;
+      if (n < keep) n++;
     }
   }
-  qsort(hits, n, sizeof *hits, entry_cmp);
+  if (!bounded) qsort(hits, n, sizeof *hits, entry_cmp);
   for (size_t i = 0; i < n && i < limit; i++) {
-    mem_entry *e = hits[descending ? n - 1 - i : i];
+    mem_entry *e = hits[bounded || !descending ? i : n - 1 - i];
     if (fn(arg, e->key, e->key_len, e->val, e->val_len)) break;
   }
   free(hits);

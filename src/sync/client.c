@@ -105,6 +105,9 @@ int sy_fail(whisper_client *c, int code, const char *fmt, ...) {
   return code;
 }
 
+static void inq_flush(whisper_client *c);
+static void inq_flush_due(whisper_client *c);
+
 /* --- events ----------------------------------------------------------------------------- */
 
 sy_event *sy_event_new(whisper_client *c, int type) {
@@ -172,6 +175,7 @@ void sy_error_event(whisper_client *c, int code, int server_code, const char *me
 
 int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
   if (c == NULL || out == NULL) return 0;
+  inq_flush_due(c);
   sy_event_free(c->ev_cur);
   c->ev_cur = NULL;
   sy_event *e = c->ev_head;
@@ -235,6 +239,12 @@ static void req_free(sy_req *r) {
   free(r);
 }
 
+static const sy_req *req_find(const whisper_client *c, uint64_t id) {
+  for (const sy_req *r = c->reqs; r; r = r->next)
+    if (r->id == id) return r;
+  return NULL;
+}
+
 static sy_req *req_take(whisper_client *c, uint64_t id) {
   for (sy_req **p = &c->reqs; *p; p = &(*p)->next)
     if ((*p)->id == id) {
@@ -243,6 +253,62 @@ static sy_req *req_take(whisper_client *c, uint64_t id) {
       return r;
     }
   return NULL;
+}
+
+/* --- Deliver frames, handled together --------------------------------------------------------- */
+
+static void inq_drop(whisper_client *c) {
+  for (size_t i = 0; i < c->n_inq; i++) whisper__sync__frame__free_unpacked(c->inq[i], &wh_pb_alloc);
+  free(c->inq);
+  c->inq = NULL;
+  c->n_inq = c->cap_inq = 0;
+}
+
+/* Takes a Deliver frame to handle later (0), or says it cannot (-1). */
+static int inq_add(whisper_client *c, Whisper__Sync__Frame *f) {
+  if (c->n_inq == c->cap_inq) {
+    size_t cap = c->cap_inq ? 2 * c->cap_inq : 64;
+    Whisper__Sync__Frame **n = realloc(c->inq, cap * sizeof *n);
+    if (n == NULL) return -1;
+    c->inq = n;
+    c->cap_inq = cap;
+  }
+  c->inq[c->n_inq++] = f;
+  return 0;
+}
+
+/* Handles the Deliver frames received so far: in batches of one store
+ * transaction each (inbox.c), their events raised and their Ack due once
+ * committed; then what they made due (receipts, retries) goes out. */
+/* Whether the entries waiting should be handled now: at once, but while
+ * the backlog arrives (c->catching) only once a batch is worth a commit:
+ * SY_CATCH_BATCH of them (a server pushes 256 before it waits for an Ack),
+ * all the server said were waiting, or SY_CATCH_WAIT_MS after the first
+ * (a server that pushes fewer at a time, or misstates the count). */
+static int inq_due(const whisper_client *c) {
+  if (c->n_inq == 0) return 0;
+  if (!c->catching) return 1;
+  return c->n_inq >= SY_CATCH_BATCH || c->catch_done + c->n_inq >= c->catch_total ||
+         c->now >= c->inq_at + SY_CATCH_WAIT_MS;
+}
+
+static void inq_flush_due(whisper_client *c) {
+  if (inq_due(c)) inq_flush(c);
+}
+
+static void inq_flush(whisper_client *c) {
+  if (c->n_inq == 0) return;
+  Whisper__Sync__Frame **q = c->inq;
+  size_t n = c->n_inq;
+  c->inq = NULL;
+  c->n_inq = c->cap_inq = 0;
+  sy_deliver_many(c, q, n);
+  for (size_t i = 0; i < n; i++) whisper__sync__frame__free_unpacked(q[i], &wh_pb_alloc);
+  free(q);
+  if (c->caught_up && !c->index_at) c->index_at = c->now + SY_INDEX_GAP_MS; /* (tick) */
+  if (c->retry_due) sy_retry_held(c);
+  if (c->profile_due) sy_profile_flush(c);
+  sy_pump(c);
 }
 
 static void connection_reset(whisper_client *c) {
@@ -260,6 +326,7 @@ static void connection_reset(whisper_client *c) {
   }
   sy_media_disconnected(c);
   c->connected = c->logged_in = c->close_wanted = c->caught_up = 0;
+  c->catching = 0;
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
@@ -306,7 +373,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->ctx = ctx;
   c->cfg = defaults;
   /* an older caller's struct ends before the fields of later versions */
-  memcpy(&c->cfg, cfg, cfg->version >= 6   ? sizeof c->cfg
+  memcpy(&c->cfg, cfg, cfg->version >= 7   ? sizeof c->cfg
+                       : cfg->version == 6 ? offsetof(whisper_client_config_t, send_window)
                        : cfg->version == 5 ? offsetof(whisper_client_config_t, signed_prekey_rotate_ms)
                        : cfg->version == 4 ? offsetof(whisper_client_config_t, media_dir)
                        : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
@@ -316,6 +384,8 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   if (c->cfg.media_max_size == 0 || c->cfg.media_max_size > WHISPER_ATTACHMENT_SIZE_MAX)
     c->cfg.media_max_size = defaults.media_max_size;
   if (c->cfg.media_piece < 4096 || c->cfg.media_piece > (64u << 20)) c->cfg.media_piece = defaults.media_piece;
+  if (c->cfg.send_window == 0) c->cfg.send_window = 1;
+  if (c->cfg.send_window > WHISPER_SEND_WINDOW_MAX) c->cfg.send_window = WHISPER_SEND_WINDOW_MAX;
   if (c->cfg.media_dir && (c->media_dir = sy_strdup(c->cfg.media_dir)) == NULL) {
     free(c);
     return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
@@ -339,6 +409,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
 
 void whisper_client_free(whisper_client *c) {
   if (c == NULL) return;
+  inq_drop(c); /* not acknowledged: they come again */
   connection_reset(c);
   while (c->ev_head) {
     sy_event *e = c->ev_head;
@@ -374,6 +445,7 @@ int whisper_client_want_connect(const whisper_client *c, uint64_t now_ms) {
 
 int whisper_client_connected(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
+  inq_flush(c);
   connection_reset(c);
   c->now = now_ms;
   c->connected = 1;
@@ -385,6 +457,8 @@ int whisper_client_connected(whisper_client *c, uint64_t now_ms) {
 void whisper_client_disconnected(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return;
   c->now = now_ms;
+  inq_flush(c); /* stored; their Ack is lost with the connection: they come again, and are
+                 * recognised */
   int was = c->connected;
   connection_reset(c);
   /* a connection that never opened backs off too, unless already waiting */
@@ -408,6 +482,7 @@ int whisper_client_want_close(const whisper_client *c) { return c && c->close_wa
 int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   if (c == NULL || out == NULL) return 0;
   *out = NULL;
+  inq_flush_due(c);
   if (!c->connected) return 0;
   sy_ack_flush(c);
   sy_out *o = c->out_head;
@@ -528,6 +603,17 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   stamp_requests(c, now_ms);
   if (!c->connected) goto done;
   c->last_rx = now_ms;
+  /* entries wait to be handled together (up to SY_BATCH_MAX) */
+  if (!(f->has_id && f->id != 0) && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
+      c->logged_in && !c->close_wanted && inq_add(c, f) == 0) {
+    if (c->n_inq == 1) c->inq_at = now_ms;
+    if (c->n_inq >= SY_BATCH_MAX) inq_flush(c);
+    return WHISPER_OK;
+  }
+  /* what came before goes first; but the answers to Sends, Acks and Pings
+   * (which entries do not depend on) leave a batch growing */
+  const sy_req *ar = f->has_id && f->id != 0 ? req_find(c, f->id) : NULL;
+  if (ar == NULL || (ar->kind != RQ_SEND && ar->kind != RQ_ACK && ar->kind != RQ_PING)) inq_flush(c);
   if (f->has_id && f->id != 0) {
     sy_req *r = req_take(c, f->id);
     if (r) {
@@ -549,6 +635,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
         /* the backlog is in: what it stored is indexed for search on the
          * next ticks, a few messages at a time */
         c->caught_up = 1;
+        c->catching = 0;
         c->index_at = now_ms + SY_INDEX_GAP_MS;
         sy_event *e = sy_event_new(c, WHISPER_EV_CAUGHT_UP);
         if (e) e->ev.server_seq = f->queue_empty->last_seq;
@@ -595,6 +682,7 @@ static void stamp_requests(whisper_client *c, uint64_t now_ms) {
 
 uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c == NULL) return UINT64_MAX;
+  if (inq_due(c)) return c->now; /* entries to handle: tick now */
   uint64_t d = sy_media_deadline(c); /* encryption runs offline too */
   if (!c->connected) return c->next_connect_at < d ? c->next_connect_at : d;
   for (const sy_req *r = c->reqs; r; r = r->next) {
@@ -608,6 +696,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   uint64_t t = sy_typing_deadline(c);
   if (t < d) d = t;
   if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
+  if (c->n_inq && c->inq_at + SY_CATCH_WAIT_MS < d) d = c->inq_at + SY_CATCH_WAIT_MS; /* a batch */
   if (c->logged_in && c->spk_due_at && c->spk_due_at < d) d = c->spk_due_at; /* login.c */
   return d;
 }
@@ -615,6 +704,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
 void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return;
   c->now = now_ms;
+  inq_flush_due(c);
   sy_typing_tick(c);
   sy_media_tick(c, now_ms);
   if (!c->connected || c->close_wanted) return;
@@ -660,6 +750,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
 int whisper_client_retry(whisper_client *c, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
+  inq_flush(c);
   sy_names_free(&c->blocked);
   sy_retry_held(c);
   if (c->profile_due) sy_profile_flush(c);

@@ -321,6 +321,16 @@ static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
 static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
                       const Whisper__E2e__Receipt *r, evlist *evs);
 
+/* The pending receipts, stored with the entry; in a batch, once before
+ * its commit. */
+static int ops_save(whisper_client *c) {
+  if (c->in_batch) {
+    c->ops_dirty = 1;
+    return WHISPER_OK;
+  }
+  return sy_ops_save(c);
+}
+
 /* --- gaps -------------------------------------------------------------------------------------------- */
 
 #define SY_MAX_MISSING 1000 /* missing numbers remembered per sender device and conversation */
@@ -579,7 +589,7 @@ static int on_content(whisper_client *c, const Whisper__Sync__Deliver *d, const 
     if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
         (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,
                              (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])d->client_id.data, 1)) == WHISPER_OK)
-      rc = sy_ops_save(c);
+      rc = ops_save(c);
     if (rc != WHISPER_OK) break;
     whisper_buf shown = {.data = (uint8_t *)body, .len = len};
     e = ev_of(c, WHISPER_EV_MESSAGE, d, conv, &shown);
@@ -774,7 +784,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     if (rc == WHISPER_OK && !own && c->cfg.delivery_receipts &&
         (rc = sy_receipt_add(c, d->sender, WHISPER_STATUS_DELIVERED,
                              (const uint8_t(*)[WHISPER_CLIENT_ID_LEN])d->client_id.data, 1)) == WHISPER_OK)
-      rc = sy_ops_save(c);
+      rc = ops_save(c);
     if (rc == WHISPER_OK) {
       whisper_buf shown = {.data = (uint8_t *)body, .len = body_len};
       out = classify(c, d, conv, rc, &shown, evs, 1);
@@ -1033,17 +1043,23 @@ static int held_next(const whisper_client *c, uint64_t seq, int hold, uint64_t *
 /* Handles one entry inside a transaction it begins; on return with
  * WHISPER_OK the transaction is open (and holds what the entry did, unless
  * it was refused or failed: then only what follows). */
+/* What one entry does, inside the caller's transaction: its outcome or a
+ * store error. */
+static int entry_work(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs, entry_ctx *x) {
+  x->fetch[0] = '\0';
+  x->retry = 0;
+  /* ENTRY_RECEIPT is the server's word: ticks come only end to end */
+  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) return on_message(c, d, evs, x);
+  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) return on_group(c, d, evs, x);
+  return OUT_DONE; /* a kind this engine does not know: skipped */
+}
+
 static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *evs, entry_ctx *x,
                   int *out) {
   int rc = WHISPER_OK;
   *out = OUT_DONE;
-  x->fetch[0] = '\0';
-  x->retry = 0;
   if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
-  /* ENTRY_RECEIPT is the server's word: ticks come only end to end */
-  if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE) *out = on_message(c, d, evs, x);
-  else if (d->kind == WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP) *out = on_group(c, d, evs, x);
-  else *out = OUT_DONE; /* a kind this engine does not know: skipped */
+  *out = entry_work(c, d, evs, x);
   if (*out < 0) return sy_txn_end(c, *out);
   if (*out == OUT_REFUSED || *out == OUT_HOLD || !sy_txn_alive(c)) {
     /* nothing of it is kept (a refused or waiting entry, or a library
@@ -1092,21 +1108,30 @@ static int held_count(whisper_client *c, size_t *n) {
   return rc;
 }
 
+/* A seq no mailbox can hold: the entry is refused (not handled, not
+ * acknowledged), with its event. */
+static sy_event *absurd(const whisper_client *c, const Whisper__Sync__Deliver *d) {
+  uint64_t seq = d->seq;
+  if (!(seq == 0 || (seq > c->last_seq && seq - c->last_seq > SY_MAX_SEQ_JUMP) ||
+        (seq > c->last_seq + 1 && c->n_above >= SY_MAX_ABOVE)))
+    return NULL;
+  sy_event *e = sy_event_new((whisper_client *)c, WHISPER_EV_REFUSED);
+  if (e) {
+    e->ev.code = WHISPER_EFORGED;
+    e->ev.server_seq = d->server_seq;
+    e->message = sy_strdup("a mailbox entry with an absurd sequence number");
+  }
+  return e;
+}
+
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory) {
   (void)from_memory;
   if (c->close_wanted) return WHISPER_OK; /* after a failure: the entries come again */
   uint64_t seq = d->seq;
   if (!is_held(c, seq) && seen(c, seq)) return WHISPER_OK; /* done before: acked */
-  if (seq == 0 || (seq > c->last_seq && seq - c->last_seq > SY_MAX_SEQ_JUMP) ||
-      (seq > c->last_seq + 1 && c->n_above >= SY_MAX_ABOVE)) {
-    /* nothing a mailbox can hold: not handled, not acknowledged */
-    sy_event *e = sy_event_new(c, WHISPER_EV_REFUSED);
-    if (e) {
-      e->ev.code = WHISPER_EFORGED;
-      e->ev.server_seq = d->server_seq;
-      e->message = sy_strdup("a mailbox entry with an absurd sequence number");
-    }
-    sy_event_push(c, e);
+  sy_event *bad = absurd(c, d);
+  if (bad) {
+    sy_event_push(c, bad);
     return WHISPER_OK;
   }
   evlist evs = {NULL, NULL};
@@ -1152,12 +1177,295 @@ int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memo
   return WHISPER_OK;
 }
 
+/* --- batches ------------------------------------------------------------------------------------ */
+
+/* What a batch may have to give back: the progress and the pending ops as
+ * they were before it (entries only append ops, or ids to ops). */
+typedef struct batch_snap {
+  uint64_t last_seq;
+  uint64_t *above, *held;
+  size_t n_above, n_held;
+  size_t n_ops;
+  size_t *n_ids;
+} batch_snap;
+
+static int snap_take(const whisper_client *c, batch_snap *s) {
+  memset(s, 0, sizeof *s);
+  s->last_seq = c->last_seq;
+  s->n_above = c->n_above;
+  s->n_held = c->n_held;
+  s->n_ops = c->n_ops;
+  s->above = malloc((c->n_above + 1) * sizeof *s->above);
+  s->held = malloc((c->n_held + 1) * sizeof *s->held);
+  s->n_ids = malloc((c->n_ops + 1) * sizeof *s->n_ids);
+  if (!s->above || !s->held || !s->n_ids) return WHISPER_ENOMEM;
+  if (c->n_above) memcpy(s->above, c->above, c->n_above * sizeof *s->above);
+  if (c->n_held) memcpy(s->held, c->held, c->n_held * sizeof *s->held);
+  for (size_t i = 0; i < c->n_ops; i++) s->n_ids[i] = c->ops[i].n_ids;
+  return WHISPER_OK;
+}
+
+static void snap_free(batch_snap *s) {
+  free(s->above);
+  free(s->held);
+  free(s->n_ids);
+  memset(s, 0, sizeof *s);
+}
+
+/* Back to the snapshot (its arrays are taken over). */
+static void snap_restore(whisper_client *c, batch_snap *s) {
+  free(c->above);
+  free(c->held);
+  c->last_seq = s->last_seq;
+  c->above = s->above;
+  c->n_above = s->n_above;
+  c->held = s->held;
+  c->n_held = s->n_held;
+  s->above = s->held = NULL;
+  while (c->n_ops > s->n_ops) sy_op_drop(c, c->n_ops - 1);
+  for (size_t i = 0; i < c->n_ops; i++)
+    if (c->ops[i].n_ids > s->n_ids[i]) c->ops[i].n_ids = s->n_ids[i];
+  snap_free(s);
+}
+
+/* Handles entries [from, to) in one transaction (one durable commit): the
+ * progress ("s") and the pending receipts are written once, before it, and
+ * the events are raised after it. An entry that needs what the batch
+ * cannot give it, a rollback of its own (refused, waiting, failed, asked
+ * for again), ends the batch: everything is rolled back and the entries
+ * before it are handled again as a batch of their own. Returns the index
+ * of the first entry not handled (to: all were, or a store failure closed
+ * the connection; `from`: the first one needs an entry of its own). */
+static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_t from, size_t to) {
+  batch_snap snap;
+  evlist evs = {NULL, NULL};
+  int rc = snap_take(c, &snap);
+  if (rc == WHISPER_OK) rc = sy_txn_begin(c);
+  /* the engine's records, and the sessions' (the library's), each read and
+   * written once per batch */
+  if (rc == WHISPER_OK) {
+    if ((rc = sy_txn_cache(c)) == WHISPER_OK) rc = wh_record_cache_begin(c->ctx);
+    if (rc != WHISPER_OK) sy_txn_end(c, rc);
+  }
+  if (rc != WHISPER_OK) {
+    snap_free(&snap);
+    sy_error_event(c, rc, 0, "mailbox entries could not be stored; they will come again");
+    c->close_wanted = 1;
+    return to;
+  }
+  c->in_batch = 1;
+  c->ops_dirty = 0;
+  size_t k = from, n = 0;
+  for (; k < to && rc == WHISPER_OK; k++) {
+    const Whisper__Sync__Deliver *d = q[k]->deliver;
+    if (!is_held(c, d->seq) && seen(c, d->seq)) continue; /* done before: acked */
+    sy_event *bad = absurd(c, d);
+    if (bad) {
+      ev_add(&evs, bad);
+      continue;
+    }
+    evlist one = {NULL, NULL};
+    entry_ctx x;
+    unsigned long w0 = c->join.writes;
+    int out = entry_work(c, d, &one, &x);
+    /* an entry that waits (its sender's list first) having written nothing
+     * waits from within the batch */
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
+      ev_drop(&one);
+      break; /* an entry of its own */
+    }
+    if (hold_here) {
+      size_t n_waiting = 0;
+      rc = held_count(c, &n_waiting);
+      if (rc == WHISPER_OK && n_waiting >= SY_MAX_HELD) { /* full: alone (it is not acked) */
+        ev_drop(&one);
+        break;
+      }
+      if (rc == WHISPER_OK) rc = hold(c, d);
+      if (rc != WHISPER_OK) {
+        ev_drop(&one);
+        break;
+      }
+      if (x.fetch[0]) fetch_list(c, x.fetch); /* (asked when the batch's frames go) */
+    }
+    uint64_t *held = NULL, *above = NULL, last = 0;
+    size_t n_held = 0, n_above = 0;
+    rc = held_next(c, d->seq, 0, &held, &n_held);
+    if (rc == WHISPER_OK) rc = handled_next(c, d->seq, &last, &above, &n_above);
+    if (rc != WHISPER_OK) {
+      free(held);
+      free(above);
+      ev_drop(&one);
+      break;
+    }
+    free(c->held);
+    c->held = held;
+    c->n_held = n_held;
+    free(c->above);
+    c->above = above;
+    c->n_above = n_above;
+    c->last_seq = last;
+    while (one.head) { /* (ev_commit's order, into the batch's list) */
+      sy_event *e = one.head;
+      one.head = e->next;
+      ev_add(&evs, e);
+    }
+    n++;
+  }
+  if (n == 0 && rc == WHISPER_OK) { /* nothing taken (done before, or absurd): nothing to commit */
+    c->in_batch = 0;
+    wh_record_cache_end(c->ctx, 0);
+    sy_txn_end(c, sy_txn_alive(c) ? WHISPER_EFORGED : WHISPER_ESTORE);
+    snap_restore(c, &snap);
+    ev_commit(c, &evs);
+    return k;
+  }
+  if (k < to || rc != WHISPER_OK) { /* given back: the entries before k again, then k alone */
+    c->in_batch = 0;
+    wh_record_cache_end(c->ctx, 0);
+    if (sy_txn_alive(c)) sy_txn_end(c, WHISPER_EFORGED);
+    else sy_txn_end(c, WHISPER_ESTORE);
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    if (rc != WHISPER_OK) k = from; /* out of memory: each alone */
+    return k == from ? from : batch_run(c, q, from, k);
+  }
+  rc = wh_record_cache_end(c->ctx, 1);
+  if (rc == WHISPER_OK && c->ops_dirty) rc = sy_ops_save(c);
+  c->in_batch = 0;
+  if (rc == WHISPER_OK)
+    rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held,
+                      c->upload_first, c->upload_count);
+  rc = sy_txn_end(c, rc);
+  if (rc != WHISPER_OK) {
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    sy_error_event(c, rc, 0, "mailbox entries could not be stored; they will come again");
+    c->close_wanted = 1;
+    return to;
+  }
+  snap_free(&snap);
+  ev_commit(c, &evs);
+  return to;
+}
+
+void sy_deliver_many(whisper_client *c, Whisper__Sync__Frame *const *q, size_t n) {
+  size_t i = 0;
+  while (i < n && !c->close_wanted) {
+    size_t stop = batch_run(c, q, i, n);
+    if (stop == i) { /* this one alone, as it always was */
+      if (sy_deliver(c, q[i]->deliver, 0) != WHISPER_OK) break;
+      stop = i + 1;
+    }
+    i = stop;
+  }
+  if (c->catching && !c->close_wanted) { /* the backlog's progress, for the app to show */
+    c->catch_done += n;
+    sy_event *e = sy_event_new(c, WHISPER_EV_CATCHING_UP);
+    if (e) {
+      e->ev.done_bytes = c->catch_done;
+      e->ev.total_bytes = c->catch_total > c->catch_done ? c->catch_total : c->catch_done;
+    }
+    sy_event_push(c, e);
+  }
+  if (c->receipts_due) sy_ops_flush(c);
+}
+
+/* The waiting entries tried again in one transaction (with the batch's
+ * caches): those that still wait stay, the others leave the set, which is
+ * written once. Returns 1 when done (or the store failed: said), 0 when an
+ * entry needs a rollback of its own: nothing was kept, `h` is changed. */
+static int retry_batch(whisper_client *c, sy_heldset *h) {
+  batch_snap snap;
+  evlist evs = {NULL, NULL};
+  int rc = snap_take(c, &snap);
+  if (rc == WHISPER_OK && (rc = sy_txn_begin(c)) == WHISPER_OK) {
+    if ((rc = sy_txn_cache(c)) == WHISPER_OK) rc = wh_record_cache_begin(c->ctx);
+    if (rc != WHISPER_OK) sy_txn_end(c, rc);
+  }
+  if (rc != WHISPER_OK) {
+    snap_free(&snap);
+    return 0;
+  }
+  c->in_batch = 1;
+  c->ops_dirty = 0;
+  int given_back = 0;
+  for (size_t i = 0; i < h->n;) {
+    Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, h->e[i]->len, h->e[i]->data);
+    evlist one = {NULL, NULL};
+    entry_ctx x;
+    memset(&x, 0, sizeof x);
+    int out = OUT_DONE;
+    unsigned long w0 = c->join.writes;
+    if (d) out = entry_work(c, d, &one, &x);
+    if (d) whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
+      ev_drop(&one);
+      given_back = 1;
+      break;
+    }
+    if (out == OUT_HOLD) { /* still waiting: said when it first came */
+      if (x.fetch[0]) fetch_list(c, x.fetch);
+      ev_drop(&one);
+      i++;
+      continue;
+    }
+    whisper_buf_free(h->e[i]);
+    memmove(&h->e[i], &h->e[i + 1], (h->n - i - 1) * sizeof *h->e);
+    h->n--;
+    while (one.head) {
+      sy_event *e = one.head;
+      one.head = e->next;
+      ev_add(&evs, e);
+    }
+  }
+  c->in_batch = 0;
+  if (given_back) {
+    wh_record_cache_end(c->ctx, 0);
+    sy_txn_end(c, sy_txn_alive(c) ? WHISPER_EFORGED : WHISPER_ESTORE);
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    return 0;
+  }
+  rc = wh_record_cache_end(c->ctx, 1);
+  if (rc == WHISPER_OK && c->ops_dirty) rc = sy_ops_save(c);
+  if (rc == WHISPER_OK) rc = sy_held_write(c, h);
+  rc = sy_txn_end(c, rc);
+  if (rc != WHISPER_OK) {
+    snap_restore(c, &snap);
+    ev_drop(&evs);
+    sy_error_event(c, rc, 0, "the waiting entries could not be handled; they stay");
+    return 1;
+  }
+  snap_free(&snap);
+  ev_commit(c, &evs);
+  return 1;
+}
+
 void sy_retry_held(whisper_client *c) {
   c->retry_due = 0;
   sy_heldset h;
   if (c->close_wanted || wh_begin(c->ctx) != WHISPER_OK) return;
   int rc = wh_finish(c->ctx, sy_held_read(c, &h));
   if (rc != WHISPER_OK) {
+    sy_error_event(c, rc, 0, "cannot read the waiting entries");
+    return;
+  }
+  if (h.n == 0) {
+    sy_heldset_free(&h);
+    return;
+  }
+  if (retry_batch(c, &h)) {
+    sy_heldset_free(&h);
+    if (c->receipts_due) sy_ops_flush(c);
+    return;
+  }
+  /* one of them needs a transaction of its own: each alone, as read again */
+  sy_heldset_free(&h);
+  if (wh_begin(c->ctx) != WHISPER_OK) return;
+  if ((rc = wh_finish(c->ctx, sy_held_read(c, &h))) != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the waiting entries");
     return;
   }

@@ -315,12 +315,19 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       }
       c->logged_in = 1;
       c->attempts = 0;
+      /* Sends are pipelined only with a server that keeps their order */
+      c->window = f->ok->has_send_window && f->ok->send_window > 1
+                      ? (f->ok->send_window < c->cfg.send_window ? f->ok->send_window : c->cfg.send_window)
+                      : 1;
       if (c->register_exists && !c->registered) {
         c->registered = 1;
         c->upload_first = c->upload_count = 0;
         if (sy_state_save(c) == WHISPER_OK) sy_event_push(c, sy_event_new(c, WHISPER_EV_REGISTERED));
       }
       c->register_exists = 0;
+      c->catching = 1; /* until QueueEmpty: progress events (the count is the server's word) */
+      c->catch_done = 0;
+      c->catch_total = f->ok->has_waiting ? f->ok->waiting : 0;
       c->spk_server_known = f->ok->has_signed_prekey_id;
       c->spk_server = f->ok->signed_prekey_id;
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));

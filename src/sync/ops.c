@@ -332,12 +332,15 @@ int sy_receipt_add(whisper_client *c, const char *to, int status,
 }
 
 /* The receipt op that travelled as job `cid`: the server took it. */
+/* The server took a receipt's Send: it is done. Its removal is stored with
+ * the next change of the pending ops (a batch's receipts, an operation),
+ * not on its own: one that comes back after a restart goes again under
+ * its client id, which the server answers without delivering it twice
+ * (and a receipt repeated changes nothing). */
 void sy_receipt_done(whisper_client *c, const uint8_t cid[WHISPER_CLIENT_ID_LEN]) {
   for (size_t i = 0; i < c->n_ops; i++)
     if (c->ops[i].kind == OP_RECEIPT && memcmp(c->ops[i].cid, cid, WHISPER_CLIENT_ID_LEN) == 0) {
       sy_op_drop(c, i);
-      int rc = sy_ops_store(c);
-      if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store the pending receipts");
       return;
     }
 }

@@ -31,7 +31,8 @@
 
 #include "sync/sync_internal.h"
 
-enum { STEP_WAIT, STEP_DONE, STEP_DROP, STEP_BLOCKED, STEP_AGAIN, STEP_STOP };
+/* STEP_SENT: the job's Send is out (in flight): the next job may go. */
+enum { STEP_WAIT, STEP_DONE, STEP_DROP, STEP_BLOCKED, STEP_AGAIN, STEP_STOP, STEP_SENT };
 
 /* --- jobs --------------------------------------------------------------------------------- */
 
@@ -55,6 +56,9 @@ void sy_jobs_free(whisper_client *c) {
   }
   c->cur_job = NULL;
   c->outbox_more = 0;
+  c->n_inflight = 0;
+  c->draining = 0;
+  c->after_req = 0;
   sy_names_free(&c->dropped);
 }
 
@@ -186,6 +190,7 @@ static void job_remove(whisper_client *c, sy_job *j, int dropped) {
       break;
     }
   if (c->cur_job == j) c->cur_job = NULL;
+  if (j->inflight && c->n_inflight) c->n_inflight--;
   job_free(j);
 }
 
@@ -229,10 +234,37 @@ int sy_own_others(whisper_client *c, sy_devlist *own) {
   return rc;
 }
 
+/* A request the job waits for before it goes on (a list, bundles, a
+ * sender key's distribution): nothing else is sent meanwhile. */
 static int wait_on(whisper_client *c, sy_job *j, sy_req *r) {
   c->send_wait = r->id;
   c->cur_job = j;
   return STEP_WAIT;
+}
+
+/* The job's own Send is out: in flight until its answer, while the next
+ * jobs go (up to the window). */
+static int fly(whisper_client *c, sy_job *j, sy_req *r) {
+  j->inflight = r->id;
+  c->n_inflight++;
+  return STEP_SENT;
+}
+
+/* Queues a Send (or a distribution's): pipelined, it names the Send before
+ * it that is still unanswered (`after`), so that the server takes them in
+ * this order or refuses the rest. */
+static int send_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, sy_req **out) {
+  Whisper__Sync__Send *s = f->send;
+  if (c->window > 1 && c->after_req) {
+    s->has_after = 1;
+    s->after = (ProtobufCBinaryData){WHISPER_CLIENT_ID_LEN, c->after_cid};
+  }
+  int rc = sy_queue(c, f, kind, 1, out);
+  if (rc != WHISPER_OK) return rc;
+  (*out)->chained = s->has_after;
+  c->after_req = (*out)->id;
+  memcpy(c->after_cid, s->client_id.data, WHISPER_CLIENT_ID_LEN);
+  return WHISPER_OK;
 }
 
 sy_req *sy_list_request(whisper_client *c, const char *account) {
@@ -437,14 +469,14 @@ static int send_direct(whisper_client *c, sy_job *j, int kind, const uint8_t *cl
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
   f.send = &s;
   sy_req *r;
-  if (sy_queue(c, &f, kind, 1, &r) != WHISPER_OK) goto out;
+  if (send_queue(c, &f, kind, &r) != WHISPER_OK) goto out;
   snprintf(r->account, sizeof r->account, "%s", to);
   /* the recipients: `to`'s devices (own devices get no DELIVERED), except
    * for a distribution, where every device that got the key counts */
   if (devrefs_set(r, to, tl, 0) != WHISPER_OK ||
       (kind == RQ_SKDM && devrefs_set(r, c->account, own, 0) != WHISPER_OK))
     goto out;
-  step = wait_on(c, j, r);
+  step = kind == RQ_SKDM ? wait_on(c, j, r) : fly(c, j, r);
 out:
   if (env) {
     for (size_t i = 0; i < tl->n + own->n; i++) whisper_buf_free(env[i].body);
@@ -509,7 +541,7 @@ static int retry_step(whisper_client *c, sy_job *j) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
   f.send = &sd;
   sy_req *r;
-  if (sy_queue(c, &f, RQ_SEND, 1, &r) == WHISPER_OK) step = wait_on(c, j, r);
+  if (send_queue(c, &f, RQ_SEND, &r) == WHISPER_OK) step = fly(c, j, r);
   free(dm);
   free(dp);
 out:
@@ -564,7 +596,7 @@ static int resend_step(whisper_client *c, sy_job *j) {
   f.send = &sd;
   sy_req *r;
   step = STEP_STOP;
-  if (sy_queue(c, &f, RQ_SEND, 1, &r) == WHISPER_OK) step = wait_on(c, j, r);
+  if (send_queue(c, &f, RQ_SEND, &r) == WHISPER_OK) step = fly(c, j, r);
   whisper_buf_free(ct);
 out:
   sy_devs_free(&one);
@@ -736,7 +768,7 @@ static int group_step(whisper_client *c, sy_job *j) {
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
   f.send = &s;
   sy_req *r;
-  rc = sy_queue(c, &f, RQ_SEND, 1, &r);
+  rc = send_queue(c, &f, RQ_SEND, &r);
   whisper_buf_free(ct);
   if (rc != WHISPER_OK) goto out;
   for (size_t i = 0; i < g.n_members; i++) {
@@ -746,7 +778,7 @@ static int group_step(whisper_client *c, sy_job *j) {
         devrefs_set(r, g.members[i], &l, 0) != WHISPER_OK)
       break;
   }
-  step = wait_on(c, j, r);
+  step = fly(c, j, r);
 out:
   sy_devs_free(&l);
   sy_group_free(&g);
@@ -757,12 +789,14 @@ out:
 
 void sy_pump(whisper_client *c) {
   for (int guard = 0; guard < 10000; guard++) {
-    if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at) return;
+    if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at || c->draining)
+      return;
     /* peers refuse messages from an account without a signed list: the
      * primary's first list goes before anything else */
     if (!c->own_listed) return;
+    if (c->n_inflight >= c->window) return;
     sy_job *j = c->jobs;
-    while (j && (sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv) ||
+    while (j && (j->inflight || sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv) ||
                  sy_block_has(c, j->conv))) /* (block.c: waits until unblocked) */
       j = j->next;
     if (j == NULL) {
@@ -779,6 +813,8 @@ void sy_pump(whisper_client *c) {
     switch (step) {
       case STEP_WAIT:
         return;
+      case STEP_SENT:
+        break; /* the next job, if the window allows */
       case STEP_DROP:
         job_remove(c, j, 1);
         break;
@@ -980,10 +1016,14 @@ static void on_sent(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync
     return;
   }
   whisper_device_t *devs = calloc(r->n_devs ? r->n_devs : 1, sizeof *devs);
-  int rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
-  if (rc == WHISPER_OK && devs) {
-    for (size_t i = 0; i < r->n_devs; i++) devs[i] = (whisper_device_t){r->devs[i].account, r->devs[i].device};
-    rc = wh_history_recipients(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, devs, r->n_devs, 1);
+  int rc = devs ? sy_txn_begin(c) : WHISPER_ENOMEM; /* (one commit for both) */
+  if (rc == WHISPER_OK) {
+    rc = whisper_history_sent(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, s->server_seq);
+    for (size_t i = 0; rc == WHISPER_OK && i < r->n_devs; i++)
+      devs[i] = (whisper_device_t){r->devs[i].account, r->devs[i].device};
+    if (rc == WHISPER_OK)
+      rc = wh_history_recipients(c->ctx, j->conv, j->id, WHISPER_CLIENT_ID_LEN, devs, r->n_devs, 1);
+    rc = sy_txn_end(c, rc);
   }
   free(devs);
   if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
@@ -1028,13 +1068,33 @@ static void on_skdm_sent(whisper_client *c, sy_job *j, sy_req *r) {
   sy_group_free(&g);
 }
 
+static void answer_one(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Frame *f);
+
 void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   sy_job *j = NULL;
   if (c->send_wait == r->id) {
     c->send_wait = 0;
     j = c->cur_job;
     c->cur_job = NULL;
+  } else if (r->kind == RQ_SEND) {
+    for (j = c->jobs; j && j->inflight != r->id; j = j->next) {
+    }
+    if (j) {
+      j->inflight = 0;
+      c->n_inflight--;
+    }
   }
+  if (r->id == c->after_req) c->after_req = 0;
+  int sent = f->body_case == WHISPER__SYNC__FRAME__BODY_SENT;
+  /* a Send refused while others are in flight: they are refused too (their
+   * `after` was not taken) or were taken; none goes until all are answered,
+   * then the refused ones go again, in order */
+  if ((r->kind == RQ_SEND || r->kind == RQ_SKDM) && !sent && c->n_inflight) c->draining = 1;
+  answer_one(c, j, r, f);
+  if (c->n_inflight == 0) c->draining = 0;
+}
+
+static void answer_one(whisper_client *c, sy_job *j, sy_req *r, const Whisper__Sync__Frame *f) {
   switch (r->kind) {
     case RQ_LIST:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_DEVICES) on_devices(c, r, f->devices);
@@ -1054,6 +1114,9 @@ void sy_send_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f)
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
                  f->error->code == SY_ERR_STALE) {
         if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) refused(c, j, f);
+      } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
+                 f->error->code == SY_ERR_STATE && r->chained) {
+        /* the Send before it was refused: this one goes again after it */
       } else {
         refused(c, j, f);
       }

@@ -58,6 +58,9 @@
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
+#define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
+#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for */
+#define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -92,6 +95,7 @@ typedef struct sy_req {
   uint64_t deadline; /* set by the first tick or receive after it was queued (0: not yet) */
   char account[WH_NAME_MAX + 1];
   uint64_t value;    /* RQ_ACK: up_to */
+  int chained;       /* RQ_SEND, RQ_SKDM: the Send carried `after` (pipelined) */
   sy_devref *devs;   /* RQ_SKDM: the devices the distribution went to */
   size_t n_devs;
   struct sy_req *next;
@@ -127,6 +131,7 @@ typedef struct sy_job {
   int kind;         /* JOB_* */
   uint8_t resend_of[WHISPER_CLIENT_ID_LEN]; /* JOB_RESEND: the message; body: its Payload */
   uint32_t device;  /* JOB_RESEND: the one device it goes to */
+  uint64_t inflight; /* the request id of its Send while unanswered (0: none) */
   struct sy_job *next;
 } sy_job;
 
@@ -201,9 +206,18 @@ typedef struct sy_approve {
 } sy_approve;
 
 /* Library calls joined to the engine's transaction (txn.c). */
+typedef struct sy_kv sy_kv;
+#define SY_KV_BUCKETS 256
 typedef struct sy_join {
   whisper_store *real;
   int aborted; /* an inner call rolled the real transaction back */
+  /* In a batch (sy_txn_cache()): the engine's own records (kind
+   * WHISPER_REC_SYNC_STATE, never scanned) as the transaction has them,
+   * read once and written once, at its commit (sy_txn_end). */
+  int caching;
+  sy_kv **kv;
+  unsigned long writes; /* writes made through it so far (an entry that made none has
+                         * nothing to roll back) */
 } sy_join;
 
 /* The device list of an account. */
@@ -284,6 +298,16 @@ struct whisper_client {
   sy_req *reqs;
   sy_out *out_head, *out_tail;
   uint64_t acked;          /* the last Ack up_to queued on this connection */
+  Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
+                            * together, in batches, when the app next takes events or frames,
+                            * ticks, or another frame comes */
+  size_t n_inq, cap_inq;
+  uint64_t inq_at;         /* when the first of them came */
+  int in_batch;            /* inbox.c is handling a batch: the pending ops are stored once, at
+                            * its end (ops_dirty) */
+  int ops_dirty;
+  int catching;            /* the backlog is arriving (login to QueueEmpty): progress events */
+  uint64_t catch_done, catch_total; /* entries handled since the login, and the server's count */
   int upload_inflight, ping_inflight;
   /* the signed prekey (login.c): when it is due for rotation (0: not
    * known or never), its upload on its way, the id the server hands out
@@ -297,7 +321,13 @@ struct whisper_client {
 
   /* sending */
   sy_job *jobs;
-  sy_job *cur_job;         /* the job whose request is out */
+  sy_job *cur_job;         /* the job whose list, bundle or sender key request is out */
+  uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
+                            * the server checks their order; else 1) */
+  uint32_t n_inflight;     /* jobs whose Send is unanswered */
+  int draining;            /* a Send in flight was refused: none goes until all are answered */
+  uint64_t after_req;      /* the last Send queued, while unanswered (0: none) */
+  uint8_t after_cid[WHISPER_CLIENT_ID_LEN]; /* and its client id (the next one's `after`) */
   sy_name *dropped;        /* client ids (hex) given up on this connection */
   int outbox_more;         /* the outbox held more than one page */
   uint64_t send_wait;      /* the request the head job waits for */
@@ -430,6 +460,10 @@ sy_req *sy_list_request(whisper_client *c, const char *account);
 
 /* --- inbox.c ------------------------------------------------------------------- */
 int sy_deliver(whisper_client *c, const Whisper__Sync__Deliver *d, int from_memory);
+/* Deliver frames received one after the other (q[i]->deliver), in batches
+ * of one transaction each (entries that need one of their own alone); the
+ * frames stay the caller's. */
+void sy_deliver_many(whisper_client *c, Whisper__Sync__Frame *const *q, size_t n);
 uint64_t sy_watermark(const whisper_client *c);
 void sy_ack_flush(whisper_client *c);
 void sy_retry_held(whisper_client *c);
@@ -522,6 +556,10 @@ int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
 /* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
 int sy_txn_end(whisper_client *c, int rc);
+/* From now until sy_txn_end(): the engine's records are read from the
+ * store once and written to it once, before the commit (a batch of
+ * entries rewrites the same few). Returns WHISPER_OK or WHISPER_ENOMEM. */
+int sy_txn_cache(whisper_client *c);
 
 /* --- trust.c ------------------------------------------------------------------- */
 /* Checks a signed list of `account` and, if it may replace what `l` holds

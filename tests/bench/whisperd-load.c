@@ -105,6 +105,8 @@ static int g_quick;
 static int g_burst;
 static int g_hold; /* --hold S: the logged-in devices are held idle S seconds (their pings) */
 static int g_no_receipts; /* --no-receipts: no DELIVERED receipts (their cost, by difference) */
+static int g_window = 1;  /* --window W: messages a device has sent and not seen SENT yet */
+static int g_catch;       /* --catch-up: the catch-up figure instead of the others */
 static int g_keep;
 static double g_timeout = 120;
 static const char *g_whisperd = WHISPERD_LOAD_WHISPERD;
@@ -1093,6 +1095,49 @@ static void on_message(device *r, const whisper_client_event_t *ev) {
   g_received++;
 }
 
+/* --catch-up: devices 0..N-2 send to the last one, offline meanwhile. */
+static unsigned g_catch_events;          /* WHISPER_EV_CATCHING_UP at the receiver */
+static uint64_t g_catch_done, g_catch_total;
+static int g_catch_back;                 /* a progress event went backwards */
+static double g_catch_t_login;
+
+static int g_catch_warm; /* the contacts' first messages: counted, not checked */
+static unsigned g_warm_got;
+
+static void on_catch_message(device *r, const whisper_client_event_t *ev) {
+  const uint8_t *b = ev->body;
+  if (g_catch_warm) {
+    g_warm_got++;
+    return;
+  }
+  int s = -1, k = -1;
+  if (b && ev->body_len == BODY_LEN && memcmp(b, BODY_MAGIC, 4) == 0) {
+    s = (int)((uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 | (uint32_t)b[6] << 8 | b[7]);
+    k = (int)((uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11]);
+  }
+  uint8_t want[BODY_LEN];
+  if (s < 0 || s >= g_clients - 1 || k < 0 || k >= g_messages ||
+      (make_body(want, s, k), memcmp(want, b, BODY_LEN) != 0) || !ev->from ||
+      strcmp(ev->from, g_dev[s].name) != 0) {
+    problem(&g_bad, "%s received a message that is not one of ours, or misrouted", r->name);
+    return;
+  }
+  msgrec *m = &g_msg[(size_t)s * (size_t)g_messages + (size_t)k];
+  if (!ev->id || ev->id_len != WHISPER_CLIENT_ID_LEN || memcmp(ev->id, m->id, WHISPER_CLIENT_ID_LEN) != 0) {
+    problem(&g_bad, "message %d of %s came with another client id", k, g_dev[s].name);
+    return;
+  }
+  if (m->received++) {
+    problem(&g_dups, "message %d of %s came again", k, g_dev[s].name);
+    return;
+  }
+  /* each sender's in its order: the one before it came already */
+  if (k > 0 && !g_msg[(size_t)s * (size_t)g_messages + (size_t)k - 1].received)
+    problem(&g_bad, "message %d of %s came before %d", k, g_dev[s].name, k - 1);
+  m->t_recv = mono_s();
+  g_received++;
+}
+
 static void on_status(device *d, const whisper_client_event_t *ev) {
   msgrec *m = find_sent(d->idx, ev->id, ev->id_len);
   if (!m) {
@@ -1257,10 +1302,19 @@ static void device_pump(device *d) {
         d->caught_up = 1;
         break;
       case WHISPER_EV_MESSAGE:
-        on_message(d, &ev);
+        if (g_catch) on_catch_message(d, &ev);
+        else on_message(d, &ev);
         break;
       case WHISPER_EV_STATUS:
-        on_status(d, &ev);
+        if (!g_catch) on_status(d, &ev);
+        else if (ev.status == WHISPER_STATUS_SENT) g_sent_n++;
+        else if (ev.status == WHISPER_STATUS_DELIVERED) g_delivered_n++;
+        break;
+      case WHISPER_EV_CATCHING_UP:
+        g_catch_events++;
+        if (ev.done_bytes < g_catch_done) g_catch_back = 1;
+        g_catch_done = ev.done_bytes;
+        g_catch_total = ev.total_bytes;
         break;
       case WHISPER_EV_IDENTITY:
         g_identity++;
@@ -1793,6 +1847,195 @@ static const char *fmt_kib_per(char *buf, size_t cap, long a, long b, int n) {
   return buf;
 }
 
+/* --- the catch-up figure ---------------------------------------------------------------- */
+
+static int cond_warm(void *arg) {
+  (void)arg;
+  return g_warm_got >= (unsigned)(g_clients - 1) && g_sent_n >= (unsigned)(g_clients - 1);
+}
+
+static int cond_catch_sent(void *arg) {
+  (void)arg;
+  return g_sent_n >= (unsigned)(g_clients - 1) * (unsigned)g_messages;
+}
+
+static int cond_catch_received(void *arg) {
+  (void)arg;
+  return g_received + g_bad + g_dups >= (unsigned)(g_clients - 1) * (unsigned)g_messages;
+}
+
+static int cond_catch_delivered(void *arg) {
+  (void)arg;
+  return g_no_receipts || g_delivered_n >= (unsigned)(g_clients - 1) * (unsigned)g_messages;
+}
+
+/* Devices 0..N-2 (memory stores) send M messages each to device N-1, whose
+ * store is SQLite (synchronous=FULL, the default) in the temporary
+ * directory, while it is offline; then it logs in. The figure: from the
+ * connection it opens to its last WHISPER_EV_MESSAGE (raised once the
+ * batch holding the message is committed: durably stored), checked exactly
+ * once and in each sender's order. */
+static int catch_up_main(void) {
+  int n = g_clients, rcv = n - 1;
+  size_t total = (size_t)rcv * (size_t)g_messages;
+  g_dev = calloc((size_t)n, sizeof *g_dev);
+  g_dirty = calloc((size_t)n, sizeof *g_dirty);
+  g_msg = calloc((size_t)n * (size_t)g_messages, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  for (int i = 0; i < rcv; i++) device_new(&g_dev[i], i);
+  /* the receiver: an app's store */
+  device *r = &g_dev[rcv];
+  memset(r, 0, sizeof *r);
+  r->ln.kind = K_DEVICE;
+  r->idx = rcv;
+  snprintf(r->name, sizeof r->name, "u%05d", rcv);
+  char path[600];
+  snprintf(path, sizeof path, "%s/receiver.db", g_dir);
+  static const uint8_t key[32] = "whisperd-load receiver store key";
+  whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
+  o.key = key;
+  o.key_len = 32;
+  o.synchronous = WHISPER_SYNC_FULL;
+  int rc = whisper_store_sqlite_open(&r->store, path, &o, NULL);
+  if (rc == WHISPER_OK) rc = whisper_ctx_new(&r->ctx, r->store);
+  if (rc == WHISPER_OK) rc = whisper_identity_create(r->ctx, r->name, 1, 0, wall_ms());
+  if (rc != WHISPER_OK) fatal("the receiver's SQLite store: %s", whisper_strerror(rc));
+  device_engine(r);
+
+  static server s1;
+  server_start(&s1, 0, "whisperd", "whisperd", g_whisperd, g_args);
+  g_cur = &s1;
+  printf("whisperd: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", g_whisperd, (long)s1.pid,
+         s1.hostport, s1.db);
+  fflush(stdout);
+
+  /* every device registers and logs in; each sender writes to the receiver once (contacts) */
+  range all = {0, n};
+  for (int i = 0; i < n; i++) {
+    g_dev[i].allow_connect = 1;
+    mark_dirty(&g_dev[i]);
+  }
+  run_until(cond_ready, &all, g_timeout, "registration and login");
+  g_catch_warm = 1;
+  for (int i = 0; i < rcv; i++) {
+    uint8_t id[WHISPER_CLIENT_ID_LEN];
+    rc = whisper_client_send(g_dev[i].client, r->name, (const uint8_t *)"hello", 5, wall_ms(), id);
+    if (rc != WHISPER_OK) fatal("whisper_client_send: %s", whisper_strerror(rc));
+    mark_dirty(&g_dev[i]);
+  }
+  run_until(cond_warm, NULL, g_timeout, "the contacts' first messages");
+  serve_for(0.3); /* (their receipts) */
+  g_catch_warm = 0;
+  r->allow_connect = 0;
+  link_close(&r->ln);
+  range last = {rcv, n};
+  run_until(cond_closed, &last, g_timeout, "the receiver going offline");
+
+  /* the backlog */
+  g_sent_n = g_delivered_n = 0;
+  double t0 = mono_s();
+  for (int i = 0; i < rcv; i++) {
+    device *d = &g_dev[i];
+    for (int k = 0; k < g_messages; k++) {
+      msgrec *m = &g_msg[(size_t)i * (size_t)g_messages + (size_t)k];
+      uint8_t body[BODY_LEN];
+      make_body(body, i, k);
+      m->t_send = mono_s();
+      rc = whisper_client_send(d->client, r->name, body, BODY_LEN, wall_ms(), m->id);
+      if (rc != WHISPER_OK) fatal("whisper_client_send: %s", whisper_strerror(rc));
+      m->issued = 1;
+    }
+    mark_dirty(d);
+  }
+  run_until(cond_catch_sent, NULL, g_timeout, "the senders' messages");
+  double t_backlog = mono_s() - t0;
+  serve_for(0.3);
+
+  /* the receiver logs in */
+  metrics m_before;
+  if (metrics_get(&s1, &m_before) != 0) fatal("/metrics did not answer");
+  double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
+  double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
+  int have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
+                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
+  double t_login = mono_s();
+  g_catch_t_login = t_login;
+  r->allow_connect = 1;
+  mark_dirty(r);
+  run_until(cond_catch_received, NULL, g_timeout, "the catch-up");
+  double t_last = t_login;
+  for (size_t i = 0; i < total; i++)
+    if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
+  double srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0, own_cpu = cpu_s() - cpu0;
+  double span = t_last - t_login;
+  double srv_run, srv_wait = 0, own_run, own_wait = 0;
+  if (have_sched && proc_sched_s(s1.pid, &srv_run, &srv_wait) == 0 &&
+      sched_s("/proc/thread-self/schedstat", &own_run, &own_wait) == 0) {
+    srv_wait -= srv_wait0;
+    own_wait -= own_wait0;
+  } else {
+    have_sched = 0;
+  }
+  run_until(cond_catch_delivered, NULL, g_timeout, "the DELIVERED receipts");
+  double t_receipts = mono_s() - t_login;
+  metrics m_after;
+  if (metrics_get(&s1, &m_after) != 0) fatal("/metrics did not answer");
+  unsigned lost = 0;
+  for (size_t i = 0; i < total; i++)
+    if (!g_msg[i].received)
+      problem(&lost, "message %d of %s never came", (int)(i % (size_t)g_messages),
+              g_dev[i / (size_t)g_messages].name);
+  if (g_catch_back) problem(&g_bad, "a progress event went backwards");
+  for (int i = 0; i < n; i++) {
+    g_dev[i].allow_connect = 0;
+    link_close(&g_dev[i].ln);
+  }
+  run_until(cond_closed, &all, g_timeout, "closing the connections");
+  if (server_stop(&s1, 0) != 0) problem(&g_bad, "whisperd did not stop cleanly");
+  g_cur = NULL;
+
+  char v[64];
+  printf("\nCatch-up (%d senders, %d messages each, to one device that was offline; its store\n"
+         "SQLite, synchronous=FULL; the backlog was sent in %.2f s):\n",
+         rcv, g_messages, t_backlog);
+  printf("  %-46s %14s  %s\n", "figure", "value", "detail");
+  snprintf(v, sizeof v, "%.3f s", span);
+  row("5. catch-up: login -> last message stored", v,
+      "%u messages, %.0f msg/s; each raised once its batch committed", g_received,
+      span > 0 ? g_received / span : 0);
+  row("   progress events (WHISPER_EV_CATCHING_UP)", "", "%u, the last %llu of %llu", g_catch_events,
+      (unsigned long long)g_catch_done, (unsigned long long)g_catch_total);
+  row("   DELIVERED at the senders", "", "%u, all %.3f s after the login (informational)",
+      g_delivered_n, t_receipts);
+  row("   CPU during 5: whisperd", "",
+      "%.2f s (%.0f us per message); whisperd-load %.2f s (%.0f us per message: the receiver, "
+      "and the senders taking its receipts)", srv_cpu, g_received ? srv_cpu / g_received * 1e6 : 0,
+      own_cpu, g_received ? own_cpu / g_received * 1e6 : 0);
+  if (have_sched)
+    row("   waiting for a CPU during 5: whisperd", "", "%.2f s (%.0f%%); whisperd-load %.2f s (%.0f%%)%s",
+        srv_wait, span > 0 ? srv_wait / span * 100 : 0, own_wait, span > 0 ? own_wait / span * 100 : 0,
+        span > 0 && (srv_wait > 0.1 * span || own_wait > 0.1 * span)
+            ? ": other processes had the CPUs, 5 is slow" : "");
+  printf("\nChecks:\n  %u of %zu messages stored exactly once, each sender's in order (lost %u,\n"
+         "  duplicated %u, wrong %u); engine errors %u; whisperd: %lld entries acknowledged,\n"
+         "  %lld frames in, %lld out during 5\n",
+         g_received, total, lost, g_dups, g_bad, g_errors,
+         m_after.entries_delivered - m_before.entries_delivered,
+         m_after.frames_in - m_before.frames_in, m_after.frames_out - m_before.frames_out);
+  printf("\n%s: load average %.2f; %s\n", PROG, load_average(),
+         g_failed ? "FAILED" : "all checks passed");
+  lws_sul_cancel(&g_wake);
+  lws_context_destroy(g_lws);
+  for (int i = 0; i < n; i++) device_free(&g_dev[i]);
+  free(g_dev);
+  free(g_dirty);
+  free(g_msg);
+  free(g_tx);
+  if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
+  remove_dir();
+  return g_failed ? 1 : 0;
+}
+
 /* --- one whisperd under the devices' load ------------------------------------------- */
 
 /* What one run of the devices against one whisperd measured. */
@@ -1933,7 +2176,7 @@ static void run_devices(const char *path, const char *label, const char *dbname,
     if (g_burst)
       while (g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
     else
-      send_one(&g_dev[i]);
+      while (g_dev[i].next_k < g_window && g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
   }
   run_until(cond_all_received, NULL, g_timeout, "delivering the messages");
   double t_last = t_first;
@@ -2080,9 +2323,14 @@ static void print_checks(const result *r) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]\n"
-          "                     [--burst] [--no-receipts] [--whisperd PATH] [--whisperd-arg ARG]...\n"
-          "                     [--baseline PATH] [--baseline-arg ARG]... [--timeout S] [--keep]\n"
+          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]
+"
+          "                     [--burst] [--window W] [--no-receipts] [--whisperd PATH]
+"
+          "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...
+"
+          "                     [--timeout S] [--keep] [--catch-up]
+"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
           "  --messages M    messages of 100 B each device sends, in a ring (default 20; 0: no\n"
           "                  messages, figures 1 and 2 skipped)\n"
@@ -2093,6 +2341,10 @@ static void usage(FILE *f) {
           "  --quick         N=20, M=5, K=100, --timeout 25 (the ctest smoke run)\n"
           "  --burst         each device sends its M messages at once (default: the next one\n"
           "                  when the previous is SENT)\n"
+          "  --window W      each device keeps up to W messages not yet SENT (default 1)\n"
+          "  --catch-up      the catch-up figure alone: N-1 devices (default 10) send M messages\n"
+          "                  each (default 1000) to the last one while it is offline; it logs in\n"
+          "                  with a SQLite store (synchronous=FULL): time to the last message\n"
           "  --no-receipts   the engines send no DELIVERED receipts (end to end since the\n"
           "                  signed-receipts change): what they cost, by difference\n"
           "  --whisperd PATH the whisperd to start (default: the one built with this program)\n"
@@ -2128,6 +2380,15 @@ int main(int argc, char **argv) {
       continue;
     } else if (strcmp(a, "--no-receipts") == 0) {
       g_no_receipts = 1;
+      continue;
+    } else if (strcmp(a, "--catch-up") == 0) {
+      g_catch = 1;
+      continue;
+    } else if (strcmp(a, "--window") == 0) {
+      if (i + 1 >= argc || parse_int(argv[++i], 1, 100000, &g_window) != 0) {
+        fprintf(stderr, "%s: --window takes 1..100000\n", PROG);
+        return 2;
+      }
       continue;
     } else if (strcmp(a, "--keep") == 0) {
       g_keep = 1;
@@ -2177,7 +2438,10 @@ int main(int argc, char **argv) {
     *flag = 1;
     i++;
   }
-  if (g_quick) {
+  if (g_catch) {
+    if (!set_clients) g_clients = 11;
+    if (!set_messages) g_messages = g_quick ? 200 : 1000;
+  } else if (g_quick) {
     if (!set_clients) g_clients = 20;
     if (!set_messages) g_messages = 5;
     if (!set_idle) g_idle = 100;
@@ -2234,10 +2498,15 @@ int main(int argc, char **argv) {
 
   double t_start = mono_s(), cpu_start = cpu_s();
   print_machine();
-  printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1), %s;\n"
+  if (g_catch)
+    printf("catch-up: %d devices, %d messages each to one more, offline (%d in all, %d B)\n",
+           g_clients - 1, g_messages, (g_clients - 1) * g_messages, BODY_LEN);
+  else printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1), %s;\n"
          "idle plain connections %d%s\n",
          g_clients, g_messages, g_clients * g_messages, BODY_LEN,
-         g_burst ? "burst (all at once)" : "paced (the next one once the previous is SENT)", g_idle,
+         g_burst ? "burst (all at once)"
+         : g_window > 1 ? "windowed (up to --window unanswered by the server per device)"
+                        : "paced (the next one once the previous is SENT)", g_idle,
          g_quick ? " (--quick)" : "");
   if (g_n_args) {
     printf("whisperd flags:");
@@ -2285,6 +2554,7 @@ int main(int argc, char **argv) {
   if (rfd < 0 || read(rfd, g_run_tag, sizeof g_run_tag) != (ssize_t)sizeof g_run_tag)
     fatal("/dev/urandom");
   close(rfd);
+  if (g_catch) return catch_up_main();
 
   /* --- the devices against the baseline, then against whisperd --- */
   static result base, cur;

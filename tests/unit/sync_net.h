@@ -56,8 +56,12 @@ typedef struct node {
   uint64_t conn; /* 0: not connected */
   int offline;   /* 1: stays disconnected */
   int crash_after_delivers; /* >0: crash when this many Delivers went in */
+  int crash_hard;           /* node_crash takes no last events: what the engine had received
+                             * and not committed yet is lost with it */
   int pushes;               /* PUSH (wake) outputs the server made for it */
   int drop_sent;            /* >0: drop this many Sent answers, then cut the connection */
+  int cut_after_sends;      /* >0: cut the connection once this many Send frames reached the
+                             * server (what the engine had queued after them is lost) */
   int mute;                 /* the server's frames to it are lost */
   int catch_group;          /* keep the body of the next group Send taken from the engine */
   uint8_t caught[1024];
@@ -247,7 +251,7 @@ __attribute__((unused)) static void node_cut(net *n, node *d) {
 __attribute__((unused)) static void node_crash(net *n, node *d) {
   if (d->conn) whisper_server_close(n->srv, d->conn, n->now);
   d->conn = 0;
-  record(d);
+  if (!d->crash_hard) record(d);
   whisper_client_free(d->cl);
   whisper_ctx_free(d->ctx);
   whisper_store_close(d->st);
@@ -337,8 +341,11 @@ __attribute__((unused)) static void net_run(net *n) {
         }
         if (n->watch) n->watch(n, d, b->data, b->len, n->watch_arg);
         whisper_server_receive(n->srv, d->conn, b->data, b->len, n->now);
+        int cut = d->cut_after_sends > 0 && body_case(b->data, b->len) == WHISPER__SYNC__FRAME__BODY_SEND &&
+                  --d->cut_after_sends == 0;
         whisper_buf_free(b);
         moved = 1;
+        if (cut) node_cut(n, d);
       }
       if (d->conn && whisper_client_want_close(d->cl)) {
         node_cut(n, d);

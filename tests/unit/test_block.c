@@ -992,10 +992,14 @@ static int lose_tamper(net *n, node *d, uint8_t **frame, size_t *len, void *arg)
 static void test_report(void) {
   world w;
   world_open(&w, NULL);
-  /* a conversation bob and alice had */
+  /* a conversation bob and alice had (each message taken by the server
+   * before the next is written: pipelined, alice's next one would pass
+   * bob's, which waits for alice's bundle) */
   send_text(&w.n, w.alice, "bob", "buy my stuff", NULL);
+  net_run(&w.n);
   w.n.now += 1000;
   send_text(&w.n, w.bob, "alice", "no thanks", NULL);
+  net_run(&w.n);
   w.n.now += 1000;
   static char longtext[3000];
   memset(longtext, 'z', sizeof longtext - 1);

@@ -476,6 +476,9 @@ typedef struct target {
   uint32_t regid; /* 0: not given */
 } target;
 
+/* Set: send_direct's Sends name this client id in Send.after (pipelined). */
+static const uint8_t *g_send_after;
+
 /* A 1:1 Send: one ciphertext per target of `to` and of the own account. */
 static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t cid[16],
                             const target *tt, size_t n, const target *own, size_t n_own,
@@ -510,6 +513,10 @@ static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t ci
   s.n_own = n_own;
   s.own = op;
   s.content = (uint32_t)content;
+  if (g_send_after) { /* pipelined */
+    s.has_after = 1;
+    s.after = (ProtobufCBinaryData){16, (uint8_t *)g_send_after};
+  }
   Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
   f.send = &s;
@@ -2697,6 +2704,7 @@ static void test_batch(size_t keep) {
   ack(&t, 1, 1);
   EXPECT_OK(1);
   CHECK(stats(&t).mailbox_depth == 0);
+
   whisper_server_stats_t before = stats(&t);
 
   /* 2. a failed commit: nothing kept, nothing handed out, the touched
@@ -2823,6 +2831,65 @@ static void test_batch(size_t keep) {
   dev_free(&b);
   dev_free(&c);
   dev_free(&d);
+  srvt_close(&t);
+  whisper_store_close(fl.inner);
+}
+
+
+/* Pipelined Sends (Send.after) inside a group-commit batch. */
+static void test_batch_pipelined(size_t keep) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
+  srvt t;
+  dev a, b;
+  failing fl = {NULL, -1, 0, 0};
+  whisper_store *st;
+  whisper_store_memory_new(&fl.inner);
+  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
+  srvt_open(&t, st, NULL);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  uint8_t cid[16];
+  target b1[] = {{1, 0}}, wrong[] = {{2, 0}};
+
+  /* pipelined Sends (Send.after) in one batch: a Send sees the earlier
+   * ones of its batch, not committed yet; one refused inside undoes only
+   * its own writes, and the next one, after it, is refused (ERR_STATE) */
+  uint8_t prev[16];
+  batch_begin(&t);
+  cid_make(cid, 20);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* server_seq 1, bob's seq 1 */
+  memcpy(prev, cid, 16);
+  g_send_after = prev;
+  cid_make(cid, 21);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* after 20: server_seq 2, seq 2 */
+  uint8_t prev2[16];
+  memcpy(prev2, cid, 16);
+  g_send_after = prev2;
+  cid_make(cid, 22);
+  send_direct(&t, &a, "bob", cid, wrong, 1, NULL, 0, MSG); /* after 21: StaleDevices */
+  memcpy(prev, cid, 16);
+  g_send_after = prev;
+  cid_make(cid, 23);
+  send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG); /* after 22, not taken */
+  g_send_after = NULL;
+  CHECK(t.rc == WHISPER_OK && all_quiet(2));
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(EXPECT_SENT(1, NULL) == 1);
+  CHECK(EXPECT_SENT(1, NULL) == 2);
+  fr_free(EXPECT(1, STALE));
+  EXPECT_ERR(1, 11); /* ERR_STATE */
+  EXPECT_NONE(1);
+  CHECK(EXPECT_DELIVER(2, 1, 1) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 2) != NULL);
+  EXPECT_NONE(2);
+  ack(&t, 2, 2);
+  EXPECT_OK(2);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).messages_sent == 2);
+  dev_free(&a);
+  dev_free(&b);
   srvt_close(&t);
   whisper_store_close(fl.inner);
 }
@@ -3799,6 +3866,8 @@ int main(void) {
   test_delivery_fast();
   test_batch(0);
   test_batch(1000); /* records kept between batches */
+  test_batch_pipelined(0);
+  test_batch_pipelined(1000);
   test_restart_sqlite();
   test_upload_tokens();
   test_upload_token_config();

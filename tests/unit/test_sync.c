@@ -205,14 +205,17 @@ static void test_restart_midstream(void) {
   }
   net_run(&n);
   CHECK(ev_count(a, WHISPER_EV_STATUS) >= 6);
-  /* bob comes back and dies after three entries, before acking them */
+  /* bob comes back and dies after three entries: the backlog is handled in
+   * one batch once all six are in (the login said six wait), so nothing of
+   * it is stored or acked yet (test_sync_pipe.c: a crash after entries
+   * stored and not acked) */
   ev_clear(b);
   b->offline = 0;
   b->crash_after_delivers = 3;
   net_advance(&n, 2000);
   CHECK(b->cl == NULL);
   int before = ev_count(b, WHISPER_EV_MESSAGE);
-  CHECK(before == 3);
+  CHECK(before == 0);
   node_restart(b);
   net_advance(&n, 2000);
   CHECK(ev_count(b, WHISPER_EV_MESSAGE) == 6); /* the other three, none twice */
