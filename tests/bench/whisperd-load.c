@@ -1880,13 +1880,17 @@ static int catch_up_main(void) {
   size_t total = (size_t)rcv * (size_t)g_messages;
   g_dev = calloc((size_t)n, sizeof *g_dev);
   g_dirty = calloc((size_t)n, sizeof *g_dirty);
-  g_msg = calloc((size_t)n * (size_t)g_messages, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_msg) fatal("out of memory");
+  g_waiting = calloc((size_t)n, sizeof *g_waiting);
+  g_heap = calloc((size_t)n, sizeof *g_heap);
+  g_msg = calloc((size_t)n * (size_t)g_messages + 1, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
+  g_n_dirty = 0;
+  g_heap_n = 0;
+  g_wait_head = g_n_waiting = 0;
   for (int i = 0; i < rcv; i++) device_new(&g_dev[i], i);
   /* the receiver: an app's store */
   device *r = &g_dev[rcv];
   memset(r, 0, sizeof *r);
-  r->ln.kind = K_DEVICE;
   r->idx = rcv;
   snprintf(r->name, sizeof r->name, "u%05d", rcv);
   char path[600];
@@ -2024,8 +2028,13 @@ static int catch_up_main(void) {
          m_after.frames_in - m_before.frames_in, m_after.frames_out - m_before.frames_out);
   printf("\n%s: load average %.2f; %s\n", PROG, load_average(),
          g_failed ? "FAILED" : "all checks passed");
-  lws_sul_cancel(&g_wake);
+  /* as at the end of main(): lws on the libuv loop, then the loop */
   lws_context_destroy(g_lws);
+  for (int i = 0; i < 1000 && g_lws && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  if (g_lws) lws_context_destroy(g_lws);
+  uv_close((uv_handle_t *)&g_wake, NULL);
+  for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
+  uv_loop_close(&g_uv);
   for (int i = 0; i < n; i++) device_free(&g_dev[i]);
   free(g_dev);
   free(g_dirty);
@@ -2323,14 +2332,10 @@ static void print_checks(const result *r) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]
-"
-          "                     [--burst] [--window W] [--no-receipts] [--whisperd PATH]
-"
-          "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...
-"
-          "                     [--timeout S] [--keep] [--catch-up]
-"
+          "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]\n"
+          "                     [--burst] [--window W] [--no-receipts] [--whisperd PATH]\n"
+          "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...\n"
+          "                     [--timeout S] [--keep] [--catch-up]\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
           "  --messages M    messages of 100 B each device sends, in a ring (default 20; 0: no\n"
           "                  messages, figures 1 and 2 skipped)\n"
@@ -2554,7 +2559,14 @@ int main(int argc, char **argv) {
   if (rfd < 0 || read(rfd, g_run_tag, sizeof g_run_tag) != (ssize_t)sizeof g_run_tag)
     fatal("/dev/urandom");
   close(rfd);
-  if (g_catch) return catch_up_main();
+  if (g_catch) {
+    /* The catch-up figure was written for the lws client loop; since the
+     * load tool runs on libuv (the connections' rewrite) its receiver
+     * never goes offline. Refused rather than left to hang: to be fixed. */
+    fprintf(stderr, "%s: --catch-up does not work in this version (see tests/bench/README.md)\n", PROG);
+    return 2;
+  }
+  if (0) return catch_up_main();
 
   /* --- the devices against the baseline, then against whisperd --- */
   static result base, cur;
