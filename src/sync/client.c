@@ -262,6 +262,7 @@ static void inq_drop(whisper_client *c) {
   free(c->inq);
   c->inq = NULL;
   c->n_inq = c->cap_inq = 0;
+  c->inq_bytes = 0;
 }
 
 /* Takes a Deliver frame to handle later (0), or says it cannot (-1). */
@@ -302,6 +303,7 @@ static void inq_flush(whisper_client *c) {
   size_t n = c->n_inq;
   c->inq = NULL;
   c->n_inq = c->cap_inq = 0;
+  c->inq_bytes = 0;
   sy_deliver_many(c, q, n);
   for (size_t i = 0; i < n; i++) whisper__sync__frame__free_unpacked(q[i], &wh_pb_alloc);
   free(q);
@@ -327,6 +329,7 @@ static void connection_reset(whisper_client *c) {
   sy_media_disconnected(c);
   c->connected = c->logged_in = c->close_wanted = c->caught_up = 0;
   c->catching = 0;
+  c->window = 1; /* (the login says more) */
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
@@ -601,7 +604,8 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   if (!(f->has_id && f->id != 0) && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       c->logged_in && !c->close_wanted && inq_add(c, f) == 0) {
     if (c->n_inq == 1) c->inq_at = now_ms;
-    if (c->n_inq >= SY_BATCH_MAX) inq_flush(c);
+    c->inq_bytes += len;
+    if (c->n_inq >= SY_BATCH_MAX || c->inq_bytes >= SY_BATCH_BYTES) inq_flush(c);
     return WHISPER_OK;
   }
   /* what came before goes first; but the answers to Sends, Acks and Pings

@@ -59,6 +59,7 @@
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
 #define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
+#define SY_BATCH_BYTES (4u << 20) /* or bytes of them */
 #define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for */
 #define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
 
@@ -300,7 +301,7 @@ struct whisper_client {
   Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */
-  size_t n_inq, cap_inq;
+  size_t n_inq, cap_inq, inq_bytes;
   uint64_t inq_at;         /* when the first of them came */
   int in_batch;            /* inbox.c is handling a batch: the pending ops are stored once, at
                             * its end (ops_dirty) */
