@@ -283,13 +283,14 @@ static int inq_add(whisper_client *c, Whisper__Sync__Frame *f) {
  * committed; then what they made due (receipts, retries) goes out. */
 /* Whether the entries waiting should be handled now: at once, but while
  * the backlog arrives (c->catching) only once a batch is worth a commit:
- * SY_CATCH_BATCH of them (a server pushes 256 before it waits for an Ack),
- * all the server said were waiting, or SY_CATCH_WAIT_MS after the first
- * (a server that pushes fewer at a time, or misstates the count). */
+ * half the server's push window of them (so that it pushes the next half
+ * meanwhile; at most SY_CATCH_BATCH), all the server said were waiting, or
+ * SY_CATCH_WAIT_MS after the first (a server that pushes fewer at a time,
+ * or misstates the count). */
 static int inq_due(const whisper_client *c) {
   if (c->n_inq == 0) return 0;
   if (!c->catching) return 1;
-  return c->n_inq >= SY_CATCH_BATCH || c->catch_done + c->n_inq >= c->catch_total ||
+  return c->n_inq >= c->catch_batch || c->catch_done + c->n_inq >= c->catch_total ||
          c->now >= c->inq_at + SY_CATCH_WAIT_MS;
 }
 

@@ -323,6 +323,13 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       c->catching = 1; /* until QueueEmpty: progress events (the count is the server's word) */
       c->catch_done = 0;
       c->catch_total = f->ok->has_waiting ? f->ok->waiting : 0;
+      /* a batch of the backlog commits at half the server's push window, so
+       * that it pushes the next entries while these are handled */
+      c->catch_batch = f->ok->has_deliver_window && f->ok->deliver_window
+                           ? f->ok->deliver_window / 2
+                           : SY_CATCH_BATCH / 2;
+      if (c->catch_batch < 1) c->catch_batch = 1;
+      if (c->catch_batch > SY_CATCH_BATCH) c->catch_batch = SY_CATCH_BATCH;
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));
       sy_prekeys_check(c, f->ok);
       after_login(c);

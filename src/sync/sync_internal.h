@@ -60,7 +60,8 @@
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
 #define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
 #define SY_BATCH_BYTES (4u << 20) /* or bytes of them */
-#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for */
+#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for, at most
+                                * (half the server's push window, Ok.deliver_window) */
 #define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
 
 /* Server error codes (sync.proto ErrorCode). */
@@ -308,6 +309,7 @@ struct whisper_client {
   int ops_dirty;
   int catching;            /* the backlog is arriving (login to QueueEmpty): progress events */
   uint64_t catch_done, catch_total; /* entries handled since the login, and the server's count */
+  uint32_t catch_batch;    /* entries a batch of the backlog waits for (half the server's window) */
   int upload_inflight, ping_inflight;
 
   /* events */

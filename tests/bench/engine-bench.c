@@ -12,7 +12,7 @@
  * the engine's and the core's alone.
  *
  *   whisper-engine-bench [--clients N] [--messages M] [--window W]
- *                        [--sqlite DIR] [--quiet]
+ *                        [--sqlite DIR] [--catch-up] [--deliver-window N] [--quiet]
  *
  * --window W: each device keeps at most W of its messages sent and not yet
  * SENT (default 1: paced, as whisperd-load); 0: all M at once.
@@ -36,6 +36,7 @@
 
 static int g_n = 200, g_m = 20, g_window = 1, g_quiet;
 static int g_catch, g_warm; /* --catch-up; its contacts' first messages */
+static int g_deliver_window; /* --deliver-window N: the server core's (0: its default) */
 static const char *g_sqlite;
 
 typedef struct dev {
@@ -309,9 +310,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--sqlite") == 0 && i + 1 < argc) g_sqlite = argv[++i];
     else if (strcmp(argv[i], "--quiet") == 0) g_quiet = 1;
     else if (strcmp(argv[i], "--catch-up") == 0) g_catch = 1;
+    else if (strcmp(argv[i], "--deliver-window") == 0 && i + 1 < argc) g_deliver_window = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: whisper-engine-bench [--clients N] [--messages M] [--window W] "
-                      "[--sqlite DIR] [--quiet]\n");
+                      "[--sqlite DIR] [--catch-up] [--deliver-window N] [--quiet]\n");
       return 2;
     }
   }
@@ -325,6 +327,7 @@ int main(int argc, char **argv) {
   whisper_server_config_t scfg = WHISPER_SERVER_CONFIG_INIT;
   scfg.rate_per_sec = 1000000; /* the fake clock moves slowly */
   scfg.rate_burst = 1000000;
+  if (g_deliver_window) scfg.deliver_window = (uint32_t)g_deliver_window;
   /* the server's store as whisperd's: SQLite (NORMAL), in a new directory */
   char tmpl[] = "/tmp/whisper-engine-bench-XXXXXX", spath[600];
   if (mkdtemp(tmpl) == NULL) die("mkdtemp", WHISPER_ESTORE);

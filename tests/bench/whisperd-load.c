@@ -1381,6 +1381,14 @@ static int cond_catch_sent(void *arg) {
   return g_sent_n >= (unsigned)(g_clients - 1) * (unsigned)g_messages;
 }
 
+static int cond_senders_idle(void *arg) {
+  (void)arg;
+  uint64_t now = wall_ms();
+  for (int i = 0; i < g_clients - 1; i++)
+    if (whisper_client_next_deadline(g_dev[i].client) < now + 1000) return 0;
+  return 1;
+}
+
 static int cond_catch_received(void *arg) {
   (void)arg;
   return g_received + g_bad + g_dups >= (unsigned)(g_clients - 1) * (unsigned)g_messages;
@@ -1471,6 +1479,8 @@ static int catch_up_main(void) {
   }
   run_until(cond_catch_sent, NULL, g_timeout, "the senders' messages");
   double t_backlog = mono_s() - t0;
+  /* the senders done with what follows (indexing their messages for search) */
+  run_until(cond_senders_idle, NULL, g_timeout, "the senders' engines going idle");
   serve_for(0.3);
 
   /* the receiver logs in */
