@@ -311,9 +311,9 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       c->logged_in = 1;
       c->attempts = 0;
       /* Sends are pipelined only with a server that keeps their order */
-      c->window = f->ok->has_send_window && f->ok->send_window > 1
-                      ? (f->ok->send_window < c->cfg.send_window ? f->ok->send_window : c->cfg.send_window)
-                      : 1;
+      c->window = 1;
+      if (f->ok->has_send_window && f->ok->send_window > 1)
+        c->window = f->ok->send_window < c->cfg.send_window ? f->ok->send_window : c->cfg.send_window;
       if (c->register_exists && !c->registered) {
         c->registered = 1;
         c->upload_first = c->upload_count = 0;
