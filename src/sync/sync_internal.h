@@ -219,6 +219,7 @@ typedef struct sy_join {
   sy_kv **kv;
   unsigned long writes; /* writes made through it so far (an entry that made none has
                          * nothing to roll back) */
+  int searched;         /* a row for the search index was written (client.c: indexing due) */
 } sy_join;
 
 /* The device list of an account. */
