@@ -371,9 +371,10 @@ int main(int argc, char **argv) {
     d->next_ks = calloc((size_t)g_n, sizeof *d->next_ks);
   }
   run(0, all_online);
+  int lost = 0;
   if (g_catch) {
     catch_up();
-    return g_failed ? 1 : 0;
+    goto done;
   }
   g_cpu_engine = g_cpu_server = 0;
   g_frames_up = g_frames_down = 0;
@@ -381,7 +382,6 @@ int main(int argc, char **argv) {
   messages_phase();
   double wall = mono() - t0, cpu = thread_cpu() - c0;
   long total = (long)g_n * g_m;
-  int lost = 0;
   for (int i = 0; i < g_n; i++)
     for (int k = 0; k < g_m; k++) lost += g_dev[recipient(i)].got[k] != 1;
   printf("engines %d, messages %d each (%ld), window %d, %s stores\n", g_n, g_m, total, g_window,
@@ -393,21 +393,28 @@ int main(int argc, char **argv) {
          cpu * 1e6 / (double)total, cpu, wall);
   printf("  frames          %8.2f up, %.2f down per message\n", (double)g_frames_up / (double)total,
          (double)g_frames_down / (double)total);
-  if (lost || g_failed) {
-    printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);
-    return 1;
-  }
+done:
   for (int i = 0; i < g_n; i++) {
     whisper_client_free(g_dev[i].cl);
     whisper_ctx_free(g_dev[i].ctx);
     whisper_store_close(g_dev[i].st);
+    if (g_catch && i == g_n - 1 && !g_sqlite) {
+      char path[600];
+      snprintf(path, sizeof path, "%s/%s.db", tmpl, g_dev[i].name);
+      whisper_store_sqlite_destroy(path);
+    }
     free(g_dev[i].ids);
     free(g_dev[i].got);
+    free(g_dev[i].next_ks);
   }
   free(g_dev);
   whisper_server_free(g_srv);
   whisper_store_close(g_sst);
   whisper_store_sqlite_destroy(spath);
   rmdir(tmpl);
+  if (lost || g_failed) {
+    printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);
+    return 1;
+  }
   return 0;
 }
