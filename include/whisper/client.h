@@ -20,7 +20,7 @@
  *    the server answers them, in order (a server that checks their order
  *    takes none past one it refuses, and the engine sends those again);
  *  - incoming messages are decrypted and stored in batches, one
- *    transaction each (a backlog: up to 256 entries), and only then
+ *    transaction each (a backlog: 128 entries for whisperd), and only then
  *    acknowledged to the server (one Ack) and raised as events; a
  *    redelivered entry is recognised and acknowledged without a second
  *    event;
@@ -167,7 +167,9 @@ WHISPER_API void whisper_client_disconnected(whisper_client *c, uint64_t now_ms)
  * are handled together, in one store transaction per batch, when the app
  * next takes events or frames or calls whisper_client_tick() (by
  * whisper_client_next_deadline()), or when another frame comes; while the
- * login's backlog arrives, a batch waits for up to 256 entries (or 20 ms).
+ * login's backlog arrives, a batch waits for up to half the entries the
+ * server pushes before it waits for an Ack (128 of whisperd's 256), or
+ * 20 ms.
  * Returns WHISPER_OK (also when the engine reported a problem as an
  * event), WHISPER_EINVALIDMSG for bytes that are not a frame (nothing
  * changed; the app should close the connection), or a store error.

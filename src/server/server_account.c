@@ -543,7 +543,8 @@ int wsrv_handle_auth(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
   /* Ok (wsrv_send_ok's fields), with what a device may pipeline and how much waits for it */
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__Ok ok = WHISPER__SYNC__OK__INIT;
-  ok.has_prekeys_left = ok.has_send_window = ok.has_waiting = 1;
+  ok.has_prekeys_left = ok.has_send_window = ok.has_waiting = ok.has_deliver_window = 1;
+  ok.deliver_window = srv->cfg.deliver_window;
   ok.prekeys_left = c->prekeys_left;
   ok.has_signed_prekey_id = 1; /* as every Ok after login (wsrv_send_ok) */
   ok.signed_prekey_id = c->spk_id;

@@ -286,7 +286,8 @@ static int send_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
     rc = sent_find(srv, c, m->after.data, now_ms, &prev);
     wsrv_msg_free(prev);
     if (rc == WHISPER_ENOTFOUND)
-      return wsrv_refuse(srv, ERR_STATE, "the Send this one comes after was not taken: send it first");
+      return wsrv_refuse(srv, ERR_STATE,
+                         "the Send this one comes after was not taken: send it first");
     if (rc != WHISPER_OK) return rc;
   }
   s->has_client_id = s->has_server_ts = s->has_server_seq = 1;

@@ -262,6 +262,7 @@ static void inq_drop(whisper_client *c) {
   free(c->inq);
   c->inq = NULL;
   c->n_inq = c->cap_inq = 0;
+  c->inq_bytes = 0;
 }
 
 /* Takes a Deliver frame to handle later (0), or says it cannot (-1). */
@@ -282,13 +283,14 @@ static int inq_add(whisper_client *c, Whisper__Sync__Frame *f) {
  * committed; then what they made due (receipts, retries) goes out. */
 /* Whether the entries waiting should be handled now: at once, but while
  * the backlog arrives (c->catching) only once a batch is worth a commit:
- * SY_CATCH_BATCH of them (a server pushes 256 before it waits for an Ack),
- * all the server said were waiting, or SY_CATCH_WAIT_MS after the first
- * (a server that pushes fewer at a time, or misstates the count). */
+ * half the server's push window of them (so that it pushes the next half
+ * meanwhile; at most SY_CATCH_BATCH), all the server said were waiting, or
+ * SY_CATCH_WAIT_MS after the first (a server that pushes fewer at a time,
+ * or misstates the count). */
 static int inq_due(const whisper_client *c) {
   if (c->n_inq == 0) return 0;
   if (!c->catching) return 1;
-  return c->n_inq >= SY_CATCH_BATCH || c->catch_done + c->n_inq >= c->catch_total ||
+  return c->n_inq >= c->catch_batch || c->catch_done + c->n_inq >= c->catch_total ||
          c->now >= c->inq_at + SY_CATCH_WAIT_MS;
 }
 
@@ -302,10 +304,13 @@ static void inq_flush(whisper_client *c) {
   size_t n = c->n_inq;
   c->inq = NULL;
   c->n_inq = c->cap_inq = 0;
+  c->inq_bytes = 0;
   sy_deliver_many(c, q, n);
   for (size_t i = 0; i < n; i++) whisper__sync__frame__free_unpacked(q[i], &wh_pb_alloc);
   free(q);
-  if (c->caught_up && !c->index_at) c->index_at = c->now + SY_INDEX_GAP_MS; /* (tick) */
+  /* (tick) what they stored waits for the search index (receipts store none) */
+  if (c->caught_up && c->join.searched && !c->index_at) c->index_at = c->now + SY_INDEX_GAP_MS;
+  c->join.searched = 0;
   if (c->retry_due) sy_retry_held(c);
   if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
@@ -327,6 +332,7 @@ static void connection_reset(whisper_client *c) {
   sy_media_disconnected(c);
   c->connected = c->logged_in = c->close_wanted = c->caught_up = 0;
   c->catching = 0;
+  c->window = 1; /* (the login says more) */
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
@@ -607,7 +613,8 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
   if (!(f->has_id && f->id != 0) && f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER &&
       c->logged_in && !c->close_wanted && inq_add(c, f) == 0) {
     if (c->n_inq == 1) c->inq_at = now_ms;
-    if (c->n_inq >= SY_BATCH_MAX) inq_flush(c);
+    c->inq_bytes += len;
+    if (c->n_inq >= SY_BATCH_MAX || c->inq_bytes >= SY_BATCH_BYTES) inq_flush(c);
     return WHISPER_OK;
   }
   /* what came before goes first; but the answers to Sends, Acks and Pings
@@ -628,7 +635,8 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
       break;
     case WHISPER__SYNC__FRAME__BODY_DELIVER:
       if (c->logged_in) rc = sy_deliver(c, f->deliver, 0);
-      if (c->caught_up && !c->index_at) c->index_at = now_ms + SY_INDEX_GAP_MS; /* (tick) */
+      if (c->caught_up && c->join.searched && !c->index_at) c->index_at = now_ms + SY_INDEX_GAP_MS;
+      c->join.searched = 0;
       break;
     case WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY:
       if (c->logged_in) {

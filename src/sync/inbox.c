@@ -1271,7 +1271,8 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
     /* an entry that waits (its sender's list first) having written nothing
      * waits from within the batch */
     int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
-    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry ||
+        !sy_txn_alive(c)) {
       ev_drop(&one);
       break; /* an entry of its own */
     }
@@ -1392,7 +1393,8 @@ static int retry_batch(whisper_client *c, sy_heldset *h) {
   c->ops_dirty = 0;
   int given_back = 0;
   for (size_t i = 0; i < h->n;) {
-    Whisper__Sync__Deliver *d = whisper__sync__deliver__unpack(&wh_pb_alloc, h->e[i]->len, h->e[i]->data);
+    Whisper__Sync__Deliver *d =
+        whisper__sync__deliver__unpack(&wh_pb_alloc, h->e[i]->len, h->e[i]->data);
     evlist one = {NULL, NULL};
     entry_ctx x;
     memset(&x, 0, sizeof x);
@@ -1401,7 +1403,8 @@ static int retry_batch(whisper_client *c, sy_heldset *h) {
     if (d) out = entry_work(c, d, &one, &x);
     if (d) whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
     int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
-    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry || !sy_txn_alive(c)) {
+    if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry ||
+        !sy_txn_alive(c)) {
       ev_drop(&one);
       given_back = 1;
       break;

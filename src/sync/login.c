@@ -316,9 +316,9 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       c->logged_in = 1;
       c->attempts = 0;
       /* Sends are pipelined only with a server that keeps their order */
-      c->window = f->ok->has_send_window && f->ok->send_window > 1
-                      ? (f->ok->send_window < c->cfg.send_window ? f->ok->send_window : c->cfg.send_window)
-                      : 1;
+      c->window = 1;
+      if (f->ok->has_send_window && f->ok->send_window > 1)
+        c->window = f->ok->send_window < c->cfg.send_window ? f->ok->send_window : c->cfg.send_window;
       if (c->register_exists && !c->registered) {
         c->registered = 1;
         c->upload_first = c->upload_count = 0;
@@ -330,6 +330,13 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
       c->catch_total = f->ok->has_waiting ? f->ok->waiting : 0;
       c->spk_server_known = f->ok->has_signed_prekey_id;
       c->spk_server = f->ok->signed_prekey_id;
+      /* a batch of the backlog commits at half the server's push window, so
+       * that it pushes the next entries while these are handled */
+      c->catch_batch = f->ok->has_deliver_window && f->ok->deliver_window
+                           ? f->ok->deliver_window / 2
+                           : SY_CATCH_BATCH / 2;
+      if (c->catch_batch < 1) c->catch_batch = 1;
+      if (c->catch_batch > SY_CATCH_BATCH) c->catch_batch = SY_CATCH_BATCH;
       sy_event_push(c, sy_event_new(c, WHISPER_EV_ONLINE));
       sy_prekeys_check(c, f->ok);
       sy_spk_check(c);

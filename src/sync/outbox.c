@@ -796,7 +796,8 @@ void sy_pump(whisper_client *c) {
     if (!c->own_listed) return;
     if (c->n_inflight >= c->window) return;
     sy_job *j = c->jobs;
-    while (j && (j->inflight || sy_name_has(c->blocked, j->conv) || sy_name_has(c->unlisted, j->conv) ||
+    while (j && (j->inflight || sy_name_has(c->blocked, j->conv) ||
+                 sy_name_has(c->unlisted, j->conv) ||
                  sy_block_has(c, j->conv))) /* (block.c: waits until unblocked) */
       j = j->next;
     if (j == NULL) {

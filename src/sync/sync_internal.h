@@ -59,7 +59,9 @@
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
 #define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
-#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for */
+#define SY_BATCH_BYTES (4u << 20) /* or bytes of them */
+#define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for, at most
+                                * (half the server's push window, Ok.deliver_window) */
 #define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
 
 /* Server error codes (sync.proto ErrorCode). */
@@ -218,6 +220,7 @@ typedef struct sy_join {
   sy_kv **kv;
   unsigned long writes; /* writes made through it so far (an entry that made none has
                          * nothing to roll back) */
+  int searched;         /* a row for the search index was written (client.c: indexing due) */
 } sy_join;
 
 /* The device list of an account. */
@@ -301,13 +304,14 @@ struct whisper_client {
   Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */
-  size_t n_inq, cap_inq;
+  size_t n_inq, cap_inq, inq_bytes;
   uint64_t inq_at;         /* when the first of them came */
   int in_batch;            /* inbox.c is handling a batch: the pending ops are stored once, at
                             * its end (ops_dirty) */
   int ops_dirty;
   int catching;            /* the backlog is arriving (login to QueueEmpty): progress events */
   uint64_t catch_done, catch_total; /* entries handled since the login, and the server's count */
+  uint32_t catch_batch;    /* entries a batch of the backlog waits for (half the server's window) */
   int upload_inflight, ping_inflight;
   /* the signed prekey (login.c): when it is due for rotation (0: not
    * known or never), its upload on its way, the id the server hands out

@@ -143,6 +143,7 @@ static int j_put(void *u, int kind, const uint8_t *key, size_t key_len, const ui
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
   j->writes++;
+  if (kind == WHISPER_REC_SEARCH) j->searched = 1;
   if (j->caching && kind == WHISPER_REC_SYNC_STATE) return kv_set(j, key, key_len, v, n, 1);
   return j->real->ops.put(j->real->user, kind, key, key_len, v, n);
 }
@@ -152,6 +153,7 @@ static int j_add(void *u, int kind, const uint8_t *key, size_t key_len, const ui
   sy_join *j = u;
   if (j->aborted) return WHISPER_ESTORE;
   j->writes++;
+  if (kind == WHISPER_REC_SEARCH) j->searched = 1;
   if (j->caching && kind == WHISPER_REC_SYNC_STATE) { /* (not used on these; as a get and a put) */
     whisper_buf *b = NULL;
     int rc = j_get(u, kind, key, key_len, &b);

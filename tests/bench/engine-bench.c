@@ -12,7 +12,7 @@
  * the engine's and the core's alone.
  *
  *   whisper-engine-bench [--clients N] [--messages M] [--window W]
- *                        [--sqlite DIR] [--quiet]
+ *                        [--sqlite DIR] [--catch-up] [--deliver-window N] [--quiet]
  *
  * --window W: each device keeps at most W of its messages sent and not yet
  * SENT (default 1: paced, as whisperd-load); 0: all M at once.
@@ -37,6 +37,7 @@
 
 static int g_n = 200, g_m = 20, g_window = 1, g_quiet;
 static int g_catch, g_warm; /* --catch-up; its contacts' first messages */
+static int g_deliver_window; /* --deliver-window N: the server core's (0: its default) */
 static const char *g_sqlite;
 
 typedef struct dev {
@@ -310,9 +311,10 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--sqlite") == 0 && i + 1 < argc) g_sqlite = argv[++i];
     else if (strcmp(argv[i], "--quiet") == 0) g_quiet = 1;
     else if (strcmp(argv[i], "--catch-up") == 0) g_catch = 1;
+    else if (strcmp(argv[i], "--deliver-window") == 0 && i + 1 < argc) g_deliver_window = atoi(argv[++i]);
     else {
       fprintf(stderr, "usage: whisper-engine-bench [--clients N] [--messages M] [--window W] "
-                      "[--sqlite DIR] [--quiet]\n");
+                      "[--sqlite DIR] [--catch-up] [--deliver-window N] [--quiet]\n");
       return 2;
     }
   }
@@ -326,6 +328,7 @@ int main(int argc, char **argv) {
   whisper_server_config_t scfg = WHISPER_SERVER_CONFIG_INIT;
   scfg.rate_per_sec = 1000000; /* the fake clock moves slowly */
   scfg.rate_burst = 1000000;
+  if (g_deliver_window) scfg.deliver_window = (uint32_t)g_deliver_window;
   /* the server's store as whisperd's: SQLite (NORMAL), in a new directory */
   char tmpl[] = "/tmp/whisper-engine-bench-XXXXXX", spath[600];
   if (mkdtemp(tmpl) == NULL) die("mkdtemp", WHISPER_ESTORE);
@@ -369,9 +372,10 @@ int main(int argc, char **argv) {
     d->next_ks = calloc((size_t)g_n, sizeof *d->next_ks);
   }
   run(0, all_online);
+  int lost = 0;
   if (g_catch) {
     catch_up();
-    return g_failed ? 1 : 0;
+    goto done;
   }
   g_cpu_engine = g_cpu_server = 0;
   g_frames_up = g_frames_down = 0;
@@ -379,7 +383,6 @@ int main(int argc, char **argv) {
   messages_phase();
   double wall = mono() - t0, cpu = thread_cpu() - c0;
   long total = (long)g_n * g_m;
-  int lost = 0;
   for (int i = 0; i < g_n; i++)
     for (int k = 0; k < g_m; k++) lost += g_dev[recipient(i)].got[k] != 1;
   printf("engines %d, messages %d each (%ld), window %d, %s stores\n", g_n, g_m, total, g_window,
@@ -391,21 +394,28 @@ int main(int argc, char **argv) {
          cpu * 1e6 / (double)total, cpu, wall);
   printf("  frames          %8.2f up, %.2f down per message\n", (double)g_frames_up / (double)total,
          (double)g_frames_down / (double)total);
-  if (lost || g_failed) {
-    printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);
-    return 1;
-  }
+done:
   for (int i = 0; i < g_n; i++) {
     whisper_client_free(g_dev[i].cl);
     whisper_ctx_free(g_dev[i].ctx);
     whisper_store_close(g_dev[i].st);
+    if (g_catch && i == g_n - 1 && !g_sqlite) {
+      char path[600];
+      snprintf(path, sizeof path, "%s/%s.db", tmpl, g_dev[i].name);
+      whisper_store_sqlite_destroy(path);
+    }
     free(g_dev[i].ids);
     free(g_dev[i].got);
+    free(g_dev[i].next_ks);
   }
   free(g_dev);
   whisper_server_free(g_srv);
   whisper_store_close(g_sst);
   whisper_store_sqlite_destroy(spath);
   rmdir(tmpl);
+  if (lost || g_failed) {
+    printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);
+    return 1;
+  }
   return 0;
 }

@@ -480,6 +480,9 @@ typedef struct target {
 static const uint8_t *g_send_after;
 
 /* A 1:1 Send: one ciphertext per target of `to` and of the own account. */
+static const uint8_t *g_after; /* send_direct: the Send's `after` (g_after_len bytes), or NULL */
+static size_t g_after_len;
+
 static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t cid[16],
                             const target *tt, size_t n, const target *own, size_t n_own,
                             int content) {
@@ -516,6 +519,9 @@ static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t ci
   if (g_send_after) { /* pipelined */
     s.has_after = 1;
     s.after = (ProtobufCBinaryData){16, (uint8_t *)g_send_after};
+  } else if (g_after) { /* a given after, of any length */
+    s.has_after = 1;
+    s.after = (ProtobufCBinaryData){g_after_len, (uint8_t *)g_after};
   }
   Frame f = WHISPER__SYNC__FRAME__INIT;
   f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
@@ -1146,6 +1152,59 @@ static void test_send_stale_and_idempotent(void) {
   cid_make(cid, 2);
   send_direct(&t, &w.a1, "alice", cid, own, 1, NULL, 0, 1);
   CHECK(EXPECT_SENT(1, NULL) == 3);
+  four_free(&w);
+  srvt_close(&t);
+}
+
+/* Pipelining: a Send is taken only after the one it names in `after`. */
+static void test_send_after(void) {
+  srvt t;
+  four w;
+  uint8_t c1[16], c2[16], c3[16];
+  srvt_open(&t, mem_store(), NULL);
+  four_up(&t, &w);
+  cid_make(c1, 1);
+  cid_make(c2, 2);
+  cid_make(c3, 3);
+  target b_all[] = {{1, 0}, {2, 0}}, own[] = {{2, 0}};
+  send_direct(&t, &w.a1, "bob", c1, b_all, 2, own, 1, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 1);
+  CHECK(EXPECT_DELIVER(3, 1, 0) && EXPECT_DELIVER(4, 1, 0) && EXPECT_DELIVER(2, 1, 0));
+  /* after a Send never taken: refused, nothing queued */
+  g_after = c2, g_after_len = 16;
+  send_direct(&t, &w.a1, "bob", c3, b_all, 2, own, 1, 1);
+  EXPECT_ERR(1, 11);
+  EXPECT_NONE(2);
+  EXPECT_NONE(3);
+  EXPECT_NONE(4);
+  CHECK(stats(&t).messages_sent == 1);
+  /* after one taken: taken */
+  g_after = c1;
+  send_direct(&t, &w.a1, "bob", c2, b_all, 2, own, 1, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 2);
+  g_after = c2;
+  send_direct(&t, &w.a1, "bob", c3, b_all, 2, own, 1, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 3);
+  CHECK(stats(&t).messages_sent == 3);
+  /* a known client id is answered as before, whatever its `after` */
+  uint8_t none[16];
+  cid_make(none, 9);
+  g_after = none;
+  send_direct(&t, &w.a1, "bob", c3, b_all, 2, own, 1, 1);
+  CHECK(EXPECT_SENT(1, NULL) == 3);
+  /* (the copies of c2 and c3 on alice's and bob's other devices) */
+  for (int i = 0; i < 2; i++) CHECK(EXPECT_DELIVER(2, 1, 0) && EXPECT_DELIVER(3, 1, 0) && EXPECT_DELIVER(4, 1, 0));
+  EXPECT_NONE(2);
+  /* another device's Send of that client id is not this one's */
+  g_after = c1;
+  cid_make(c3, 4);
+  send_direct(&t, &w.a2, "bob", c3, b_all, 2, (target[]){{1, 0}}, 1, 1);
+  EXPECT_ERR(2, 11);
+  /* `after` is a client id: 16 bytes */
+  g_after_len = 8;
+  send_direct(&t, &w.a1, "bob", c3, b_all, 2, own, 1, 1);
+  EXPECT_ERR(1, 1);
+  g_after = NULL;
   four_free(&w);
   srvt_close(&t);
 }
@@ -3849,6 +3908,7 @@ int main(void) {
   test_login();
   test_prekeys();
   test_send_stale_and_idempotent();
+  test_send_after();
   test_delivery_ack_receipts();
   test_groups();
   test_typing();

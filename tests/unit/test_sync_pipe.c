@@ -25,7 +25,7 @@ typedef struct tally {
   unsigned char seen[MAXS][MAXK];
   int dup, disorder, foreign;
   int progress, progress_back, caught, store_errors;
-  uint64_t last_done, last_total;
+  uint64_t first_done, last_done, last_total;
 } tally;
 
 static tally g_t;
@@ -48,7 +48,7 @@ static void tally_event(node *d, const whisper_client_event_t *e) {
   if (e->type == WHISPER_EV_MESSAGE) {
     int s = e->from ? sender_index(e->from) : -1, k = -1;
     char b[32] = "";
-    if (e->body && e->body_len < sizeof b) memcpy(b, e->body, e->body_len);
+    if (e->body) memcpy(b, e->body, e->body_len < sizeof b - 1 ? e->body_len : sizeof b - 1);
     if (s < 0 || sscanf(b, "m %d", &k) != 1 || k < 0 || k >= MAXK) {
       g_t.foreign++;
       return;
@@ -61,6 +61,7 @@ static void tally_event(node *d, const whisper_client_event_t *e) {
     g_t.next[s] = k + 1;
     g_t.got[s]++;
   } else if (e->type == WHISPER_EV_CATCHING_UP) {
+    if (g_t.progress == 0) g_t.first_done = e->done_bytes;
     g_t.progress++;
     if (e->done_bytes < g_t.last_done || e->total_bytes < e->done_bytes) g_t.progress_back++;
     g_t.last_done = e->done_bytes;
@@ -591,6 +592,40 @@ static void test_catch_up_commit_fails(void) {
   world_close(&w);
 }
 
+/* Big entries: a batch holds at most 4 MiB of frames (SY_BATCH_BYTES), so
+ * 80 entries of 60 kB come in two batches, not one. */
+static void test_catch_up_big(void) {
+  net n;
+  net_open(&n);
+  memset(&g_w, 0, sizeof g_w);
+  node *bob = node_new(&n, "bob", 1, 1);
+  wrap_node(bob);
+  net_run(&n);
+  node *a = account_new(&n, "alice", 0);
+  send_text(&n, a, "bob", "x", NULL);
+  net_run(&n);
+  bob->offline = 1;
+  node_cut(&n, bob);
+  static char big[60001];
+  for (int k = 0; k < 80; k++) {
+    memset(big, 'a' + k % 26, sizeof big - 1);
+    snprintf(big, 16, "m %d ", k);
+    big[strlen(big)] = ' ';
+    send_text(&n, a, "bob", big, NULL);
+  }
+  net_run(&n);
+  tally_watch(&n, bob);
+  net_on_event = tally_event;
+  g_w.commits = 0;
+  bob->offline = 0;
+  net_advance(&n, 3000);
+  CHECK(g_t.got[node_index_of_name(&n, "alice")] == 80 && g_t.dup == 0 && g_t.disorder == 0);
+  CHECK(g_t.progress >= 2 && g_t.first_done < 80); /* the first batch ended at 4 MiB */
+  CHECK(g_w.commits >= 2 && g_w.commits <= 4);
+  net_on_event = NULL;
+  net_close(&n);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-sync-pipe-%d", (int)getpid());
   mkdir(dbdir, 0700);
@@ -603,6 +638,7 @@ int main(void) {
   test_catch_up();
   test_catch_up_crash();
   test_catch_up_commit_fails();
+  test_catch_up_big();
   rmdir(dbdir);
   return test_done();
 }
