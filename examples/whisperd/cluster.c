@@ -35,11 +35,7 @@
 #define CHANNEL "whisper_relay"
 #define BATCH 64 /* relays per NOTIFY statement */
 
-typedef struct relay_item {
-  struct relay_item *next;
-  size_t len;
-  uint8_t data[];
-} relay_item;
+typedef wd_relay relay_item; /* whisperd.h: handed to the loop whole */
 
 typedef struct relay_queue {
   relay_item *head, *tail;
@@ -285,22 +281,13 @@ void wd_cluster_send(wd_cluster *cl, const uint8_t *relay, size_t len) {
   }
 }
 
-int wd_cluster_take(wd_cluster *cl, uint8_t **relay, size_t *len, int *resync) {
+int wd_cluster_take(wd_cluster *cl, wd_relay **relay, int *resync) {
   pthread_mutex_lock(&cl->mu);
   *resync = cl->resync;
   cl->resync = 0;
-  relay_item *it = q_pop(&cl->in);
+  *relay = q_pop(&cl->in);
   pthread_mutex_unlock(&cl->mu);
-  if (it == NULL) {
-    *relay = NULL;
-    *len = 0;
-    return *resync;
-  }
-  /* the item's bytes are handed over: the caller frees *relay with free() */
-  *len = it->len;
-  memmove(it, it->data, it->len);
-  *relay = (uint8_t *)it;
-  return 1;
+  return *relay != NULL || *resync;
 }
 
 void wd_cluster_stats(wd_cluster *cl, uint64_t *sent, uint64_t *heard, uint64_t *dropped,

@@ -632,16 +632,15 @@ static int callback_relay(struct lws *wsi, enum lws_callback_reasons reason, voi
   uint64_t v;
   if (read(lws_get_socket_fd(wsi), &v, sizeof v) < 0) { /* EAGAIN: taken already */
   }
-  uint8_t *relay;
-  size_t rl;
+  wd_relay *relay;
   int resync;
-  while (wd_cluster_take(n->cluster, &relay, &rl, &resync)) {
+  while (wd_cluster_take(n->cluster, &relay, &resync)) {
     if (resync) {
       wd_info("cluster: the link to the other nodes is up: resynchronising");
       whisper_server_cluster_resync(n->srv, wd_now_ms());
     }
     if (relay) {
-      int rc = whisper_server_relay(n->srv, relay, rl, wd_now_ms());
+      int rc = whisper_server_relay(n->srv, relay->data, relay->len, wd_now_ms());
       if (rc != WHISPER_OK)
         wd_warn("cluster: a relay was refused: %s", whisper_server_last_error(n->srv));
       free(relay);

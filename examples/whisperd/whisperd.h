@@ -139,10 +139,16 @@ typedef struct wd_cluster wd_cluster;
 int wd_cluster_start(wd_cluster **out, const char *conninfo, void (*notify)(void *arg), void *arg);
 /** Queues a relay for the other nodes (never blocks). */
 void wd_cluster_send(wd_cluster *cl, const uint8_t *relay, size_t len);
+/** A relay heard from another node: `len` bytes at `data`; free() it. */
+typedef struct wd_relay {
+  struct wd_relay *next; /* the queue's */
+  size_t len;
+  uint8_t data[];
+} wd_relay;
 /** Takes a heard relay into *relay (free() it), or none (*relay NULL);
  *  *resync is 1 once after the link was made again. Returns 1 if there
  *  was something (a relay or a resync), 0 if not. */
-int wd_cluster_take(wd_cluster *cl, uint8_t **relay, size_t *len, int *resync);
+int wd_cluster_take(wd_cluster *cl, wd_relay **relay, int *resync);
 void wd_cluster_stats(wd_cluster *cl, uint64_t *sent, uint64_t *heard, uint64_t *dropped,
                       uint64_t *reconnects);
 /** Waits up to `flush_ms` for the queued relays to go (shutdown). */

@@ -184,6 +184,16 @@ static int prepare(pg_store *s, pg_shard *sh, int id) {
   return rc;
 }
 
+/* The settings of every session, new or made again: notices quiet, and
+ * the lock timeout. */
+static int session_setup(pg_store *s, PGconn *db) {
+  PQclear(PQexec(db, "SET client_min_messages = warning"));
+  if (s->lock_timeout_ms == 0) return WHISPER_OK;
+  char sql[64];
+  snprintf(sql, sizeof sql, "SET lock_timeout = %u", s->lock_timeout_ms);
+  return exec_on(s, db, sql, "setting the lock timeout");
+}
+
 /* A connection that dropped is made again, outside a transaction only
  * (its statements are prepared again). */
 static int reconnect(pg_store *s, pg_shard *sh) {
@@ -192,13 +202,7 @@ static int reconnect(pg_store *s, pg_shard *sh) {
   memset(sh->prepared, 0, sizeof sh->prepared);
   if (PQstatus(sh->db) != CONNECTION_OK)
     return pg_fail(s, WHISPER_ESTORE, "the connection to PostgreSQL is lost", sh->db, NULL);
-  PQclear(PQexec(sh->db, "SET client_min_messages = warning"));
-  if (s->lock_timeout_ms) {
-    char sql[64];
-    snprintf(sql, sizeof sql, "SET lock_timeout = %u", s->lock_timeout_ms);
-    return exec_on(s, sh->db, sql, "setting the lock timeout");
-  }
-  return WHISPER_OK;
+  return session_setup(s, sh->db);
 }
 
 static int shard_begin(pg_store *s, pg_shard *sh);
@@ -750,12 +754,7 @@ int whisper_store_pg_open_sharded(whisper_store **out, const char *const *connin
       *why = "cannot connect to PostgreSQL";
       rc = WHISPER_ESTORE;
     } else {
-      PQclear(PQexec(sh->db, "SET client_min_messages = warning"));
-      if (s->lock_timeout_ms) {
-        char sql[64];
-        snprintf(sql, sizeof sql, "SET lock_timeout = %u", s->lock_timeout_ms);
-        rc = exec_on(s, sh->db, sql, "setting the lock timeout");
-      }
+      rc = session_setup(s, sh->db);
       if (rc == WHISPER_OK) rc = create_tables(s, sh);
       if (rc != WHISPER_OK) *why = "cannot create the store's table in PostgreSQL";
     }
