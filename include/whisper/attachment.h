@@ -48,6 +48,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_ATTACHMENT_KEY_LEN 64    /* AES-256 key || HMAC-SHA256 key */
 #define WHISPER_ATTACHMENT_IV_LEN 16
 #define WHISPER_ATTACHMENT_DIGEST_LEN 32
@@ -64,10 +66,12 @@ WHISPER_API uint64_t whisper_attachment_blob_size(uint64_t size);
 /** libsignal's incremental MAC chunk size for a blob of `blob_size` bytes. */
 WHISPER_API uint32_t whisper_attachment_chunk_size(uint64_t blob_size);
 
-/** Where output goes: `len` bytes at `data`, valid during the call only.
+/** Where output goes: `len` bytes at `data` (never 0 bytes, never NULL),
+ *  valid during the call only.
  *  Return 0 to go on; anything else stops the stream, and the call that
  *  fed it returns that value. */
-typedef int (*whisper_attachment_sink)(void *user, const uint8_t *data, size_t len);
+typedef int (*whisper_attachment_sink)(void *WHISPER_NULLABLE user, const uint8_t *data,
+                                       size_t len);
 
 /* --- encrypting ----------------------------------------------------------- */
 
@@ -79,7 +83,7 @@ typedef struct whisper_attachment_result_t {
   uint8_t plaintext_hash[WHISPER_ATTACHMENT_DIGEST_LEN]; /* SHA-256 of the plaintext */
   uint64_t blob_size;
   uint32_t chunk_size;        /* of the incremental MAC */
-  whisper_buf *incremental_mac; /* 32 bytes per MAC; the caller frees it */
+  whisper_buf *WHISPER_NULLABLE incremental_mac; /* 32 bytes per MAC; the caller frees it */
 } whisper_attachment_result_t;
 
 /**
@@ -91,18 +95,18 @@ typedef struct whisper_attachment_result_t {
  * WHISPER_EINVAL (a NULL argument, size above WHISPER_ATTACHMENT_SIZE_MAX),
  * WHISPER_ENOMEM or WHISPER_EINTERNAL (OpenSSL failed).
  */
-WHISPER_API int whisper_attachment_encrypt_new(whisper_attachment_encryptor **out,
-                                               const uint8_t key[WHISPER_ATTACHMENT_KEY_LEN],
-                                               const uint8_t iv[WHISPER_ATTACHMENT_IV_LEN],
+WHISPER_API int whisper_attachment_encrypt_new(whisper_attachment_encryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                               const uint8_t key[WHISPER_NONNULL WHISPER_ATTACHMENT_KEY_LEN],
+                                               const uint8_t iv[WHISPER_NONNULL WHISPER_ATTACHMENT_IV_LEN],
                                                uint64_t size, whisper_attachment_sink sink,
-                                               void *user);
+                                               void *WHISPER_NULLABLE user);
 
 /** Feeds the next `len` bytes of plaintext; blob bytes go to the sink.
  *  Returns WHISPER_OK, WHISPER_EINVAL (more than `size` bytes in all; the
  *  encryptor is then unusable), the sink's nonzero value, or
  *  WHISPER_EINTERNAL. */
 WHISPER_API int whisper_attachment_encrypt_update(whisper_attachment_encryptor *e,
-                                                  const uint8_t *data, size_t len);
+                                                  const uint8_t *WHISPER_NULLABLE data, size_t len);
 
 /** After all `size` bytes: the padding, the last block and the MAC go to
  *  the sink, and `*out` gets the digests. Returns WHISPER_OK,
@@ -112,10 +116,10 @@ WHISPER_API int whisper_attachment_encrypt_finish(whisper_attachment_encryptor *
                                                   whisper_attachment_result_t *out);
 
 /** Wipes and frees an encryptor. Accepts NULL. */
-WHISPER_API void whisper_attachment_encrypt_free(whisper_attachment_encryptor *e);
+WHISPER_API void whisper_attachment_encrypt_free(whisper_attachment_encryptor *WHISPER_NULLABLE e);
 
 /** Frees what a result holds (not the struct). Accepts NULL. */
-WHISPER_API void whisper_attachment_result_clear(whisper_attachment_result_t *r);
+WHISPER_API void whisper_attachment_result_clear(whisper_attachment_result_t *WHISPER_NULLABLE r);
 
 /* --- decrypting ----------------------------------------------------------- */
 
@@ -126,8 +130,8 @@ typedef struct whisper_attachment_expect_t {
   const uint8_t *key;          /* WHISPER_ATTACHMENT_KEY_LEN bytes */
   uint64_t size;               /* the plaintext's size */
   const uint8_t *digest;       /* SHA-256 of the blob (32 bytes) */
-  const uint8_t *plaintext_hash; /* SHA-256 of the plaintext (32 bytes), or NULL */
-  const uint8_t *incremental_mac; /* NULL: none (two passes) */
+  const uint8_t *WHISPER_NULLABLE plaintext_hash; /* SHA-256 of the plaintext (32 bytes), or NULL */
+  const uint8_t *WHISPER_NULLABLE incremental_mac; /* NULL: none (two passes) */
   size_t incremental_mac_len;
   uint32_t chunk_size;         /* with an incremental MAC: 16..WHISPER_ATTACHMENT_CHUNK_MAX */
   uint64_t max_size;           /* the largest plaintext the caller takes (0: no limit
@@ -142,9 +146,10 @@ typedef struct whisper_attachment_expect_t {
  * or an incremental MAC whose length is not a whole number of MACs),
  * WHISPER_ENOMEM or WHISPER_EINTERNAL.
  */
-WHISPER_API int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
+WHISPER_API int whisper_attachment_decrypt_new(whisper_attachment_decryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
                                                const whisper_attachment_expect_t *expect,
-                                               whisper_attachment_sink sink, void *user);
+                                               whisper_attachment_sink sink,
+                                               void *WHISPER_NULLABLE user);
 
 /**
  * Feeds the next `len` bytes of the blob. Returns WHISPER_OK, or:
@@ -158,7 +163,7 @@ WHISPER_API int whisper_attachment_decrypt_new(whisper_attachment_decryptor **ou
  * After an error every later update returns the same error.
  */
 WHISPER_API int whisper_attachment_decrypt_update(whisper_attachment_decryptor *d,
-                                                  const uint8_t *data, size_t len);
+                                                  const uint8_t *WHISPER_NULLABLE data, size_t len);
 
 /** Returned by whisper_attachment_decrypt_finish() after a first pass
  *  without an incremental MAC: the blob checked; feed it again from its
@@ -189,8 +194,8 @@ WHISPER_API int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *
  *  end). The same offset may be asked for again, and must then give the
  *  same bytes. Return 0 to go on; anything else stops the decryption,
  *  which returns that value. */
-typedef int (*whisper_attachment_source)(void *user, uint64_t offset, uint8_t *buf, size_t len,
-                                         size_t *got);
+typedef int (*whisper_attachment_source)(void *WHISPER_NULLABLE user, uint64_t offset,
+                                         uint8_t *buf, size_t len, size_t *got);
 
 /**
  * Decrypts the whole blob from `source` instead of bytes fed, on a
@@ -218,13 +223,14 @@ typedef int (*whisper_attachment_source)(void *user, uint64_t offset, uint8_t *b
  * caller must discard it, as after finish.
  */
 WHISPER_API int whisper_attachment_decrypt_source(whisper_attachment_decryptor *d,
-                                                  whisper_attachment_source source, void *user);
+                                                  whisper_attachment_source source,
+                                                  void *WHISPER_NULLABLE user);
 
 /** Bytes of plaintext released to the sink so far. */
 WHISPER_API uint64_t whisper_attachment_decrypt_released(const whisper_attachment_decryptor *d);
 
 /** Wipes and frees a decryptor. Accepts NULL. */
-WHISPER_API void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d);
+WHISPER_API void whisper_attachment_decrypt_free(whisper_attachment_decryptor *WHISPER_NULLABLE d);
 
 /* --- libsignal's incremental MAC, alone ----------------------------------- */
 
@@ -234,8 +240,11 @@ WHISPER_API void whisper_attachment_decrypt_free(whisper_attachment_decryptor *d
  * (the caller frees it). For tests and tools; the encryptor makes it for
  * attachments. Returns WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_incremental_mac(const uint8_t *key, size_t key_len, uint32_t chunk_size,
-                                        const uint8_t *data, size_t len, whisper_buf **out);
+WHISPER_API int whisper_incremental_mac(const uint8_t *WHISPER_NULLABLE key, size_t key_len,
+                                        uint32_t chunk_size, const uint8_t *WHISPER_NULLABLE data,
+                                        size_t len, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

@@ -68,6 +68,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_CLIENT_ID_LEN 16       /* a message's client id */
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)
@@ -99,7 +101,7 @@ typedef struct whisper_client_config_t {
                                 * WHISPER_GROUP_MEMBERS_MAX): the engine makes no change, and
                                 * takes none, that grows a group past it */
   /* --- version 5 --- */
-  const char *media_dir;       /* a directory of the app's where the engine keeps encrypted
+  const char *WHISPER_NULLABLE media_dir; /* a directory of the app's where the engine keeps encrypted
                                 * blobs in flight (copied; NULL: no media jobs) */
   uint64_t media_max_size;     /* the largest attachment sent or taken, in bytes of plaintext
                                 * (default 100 MiB) */
@@ -137,15 +139,16 @@ typedef struct whisper_client whisper_client;
 /**
  * Makes an engine for the local identity of `ctx` (whisper_identity_create
  * first: its name is the account, its device id the device). `ctx` is
- * borrowed and must outlive the engine. Returns WHISPER_OK, WHISPER_EINVAL,
+ * borrowed and must outlive the engine; `cfg` NULL: the defaults
+ * (WHISPER_CLIENT_CONFIG_INIT). Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_ESTATE (no local identity, or a store without scan()),
  * WHISPER_ENOMEM or a store error.
  */
-WHISPER_API int whisper_client_new(whisper_client **out, whisper_ctx *ctx,
-                                   const whisper_client_config_t *cfg);
+WHISPER_API int whisper_client_new(whisper_client *WHISPER_NULLABLE *WHISPER_NONNULL out, whisper_ctx *ctx,
+                                   const whisper_client_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees an engine (nothing stored is touched). Accepts NULL. */
-WHISPER_API void whisper_client_free(whisper_client *c);
+WHISPER_API void whisper_client_free(whisper_client *WHISPER_NULLABLE c);
 
 /* --- the connection ------------------------------------------------------ */
 
@@ -179,7 +182,7 @@ WHISPER_API int whisper_client_receive(whisper_client *c, const uint8_t *frame, 
 
 /** Takes the next frame to send: returns 1 and sets `*out` (the caller
  *  frees it), or 0 when there is none. */
-WHISPER_API int whisper_client_take_frame(whisper_client *c, whisper_buf **out);
+WHISPER_API int whisper_client_take_frame(whisper_client *c, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** 1 when the engine wants the connection closed (the server broke the
  *  protocol, or stopped answering). */
@@ -204,17 +207,19 @@ WHISPER_API void whisper_client_tick(whisper_client *c, uint64_t now_ms);
  * when a connection is up. Returns WHISPER_OK, WHISPER_EINVAL or a store
  * error.
  */
-WHISPER_API int whisper_client_send(whisper_client *c, const char *to, const uint8_t *body,
+WHISPER_API int whisper_client_send(whisper_client *c, const char *to,
+                                    const uint8_t *WHISPER_NULLABLE body,
                                     size_t body_len, uint64_t now_ms,
-                                    uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+                                    uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /** Sends `body` to a group (encrypted once with this device's sender key;
  *  the engine first distributes the sender key to member devices that do
  *  not have it). As whisper_client_send() otherwise. */
 WHISPER_API int whisper_client_send_group(whisper_client *c,
-                                          const uint8_t group_id[WHISPER_GROUP_ID_LEN],
-                                          const uint8_t *body, size_t body_len, uint64_t now_ms,
-                                          uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+                                          const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+                                          const uint8_t *WHISPER_NULLABLE body, size_t body_len,
+                                          uint64_t now_ms,
+                                          uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /* --- message content: replies, forwards, reactions, edits, deletes, calls -------------------
  *
@@ -235,9 +240,10 @@ WHISPER_API int whisper_client_send_group(whisper_client *c,
  *  the conversation (its first 100 bytes go along as the quote). */
 WHISPER_API int whisper_client_reply(whisper_client *c, const char *conversation,
                                      const uint8_t *quoted_id, size_t quoted_id_len,
-                                     const char *quoted_sender, const uint8_t *body,
+                                     const char *WHISPER_NULLABLE quoted_sender,
+                                     const uint8_t *WHISPER_NULLABLE body,
                                      size_t body_len, uint64_t now_ms,
-                                     uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+                                     uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /** Forwards message (id, sender) of `from_conversation` to
  *  `to_conversation`: its text, or its attachment's pointer (nothing is
@@ -245,19 +251,22 @@ WHISPER_API int whisper_client_reply(whisper_client *c, const char *conversation
  *  WHISPER_EDENIED), marked forwarded with its count + 1. */
 WHISPER_API int whisper_client_forward(whisper_client *c, const char *to_conversation,
                                        const char *from_conversation, const uint8_t *id,
-                                       size_t id_len, const char *sender, uint64_t now_ms,
-                                       uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+                                       size_t id_len, const char *WHISPER_NULLABLE sender,
+                                       uint64_t now_ms,
+                                       uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /** Reacts to message (id, sender) with one emoji (at most 64 bytes of
  *  UTF-8), replacing this account's reaction to it; "" removes it. */
 WHISPER_API int whisper_client_react(whisper_client *c, const char *conversation, const uint8_t *id,
-                                     size_t id_len, const char *sender, const char *emoji,
+                                     size_t id_len, const char *WHISPER_NULLABLE sender,
+                                     const char *emoji,
                                      uint64_t now_ms);
 
 /** Replaces the text of this account's message `id`, within
  *  WHISPER_EDIT_WINDOW_MS of sending it; history keeps that it was edited. */
 WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation, const uint8_t *id,
-                                    size_t id_len, const uint8_t *body, size_t body_len,
+                                    size_t id_len, const uint8_t *WHISPER_NULLABLE body,
+                                    size_t body_len,
                                     uint64_t now_ms);
 
 /** Deletes this account's message `id` for everyone, within the
@@ -301,12 +310,13 @@ WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversatio
 
 /** What the app says of a file it sends; every field may be zero/NULL. */
 typedef struct whisper_media_meta_t {
-  const char *content_type;  /* a MIME type ("image/jpeg"); NULL: application/octet-stream */
-  const char *file_name;     /* shown to the recipient; no directories */
+  const char *WHISPER_NULLABLE content_type; /* a MIME type ("image/jpeg"); NULL:
+                                              * application/octet-stream */
+  const char *WHISPER_NULLABLE file_name;     /* shown to the recipient; no directories */
   uint32_t width, height;    /* pixels (images, video) */
   uint32_t duration_ms;      /* audio, video */
-  const char *caption;       /* UTF-8 */
-  const uint8_t *thumbnail;  /* a small image the app made */
+  const char *WHISPER_NULLABLE caption; /* UTF-8 */
+  const uint8_t *WHISPER_NULLABLE thumbnail; /* a small image the app made */
   size_t thumbnail_len;
   uint32_t flags;            /* WHISPER_MEDIA_VOICE_NOTE, WHISPER_MEDIA_VIEW_ONCE */
 } whisper_media_meta_t;
@@ -316,15 +326,16 @@ typedef struct whisper_media_meta_t {
  * conversation) as an attachment. The file is read, encrypted and
  * uploaded by the engine's ticks and the app's HTTP (above); the message,
  * with its id in `id_out`, is stored and sent when its blob is uploaded.
- * The file must stay where it is until then. Returns WHISPER_OK,
+ * `meta` may be NULL (no metadata). The file must stay where it is until then. Returns WHISPER_OK,
  * WHISPER_EINVAL (a bad argument, a field too long, no media_dir),
  * WHISPER_ENOTFOUND (no such file), WHISPER_ETOOBIG (larger than
  * media_max_size), WHISPER_EBLOCKED, WHISPER_ESTATE (not a member of the
  * group) or a store error.
  */
 WHISPER_API int whisper_client_send_file(whisper_client *c, const char *conversation,
-                                         const char *path, const whisper_media_meta_t *meta,
-                                         uint64_t now_ms, uint8_t id_out[WHISPER_CLIENT_ID_LEN]);
+                                         const char *path,
+                                         const whisper_media_meta_t *WHISPER_NULLABLE meta,
+                                         uint64_t now_ms, uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /* A media job's state (whisper_media_t.state, WHISPER_EV_MEDIA's status). */
 #define WHISPER_MEDIA_ENCRYPTING 1  /* outgoing: being encrypted */
@@ -345,7 +356,7 @@ typedef struct whisper_media_t {
   char *content_type;       /* NUL-terminated; "" if none */
   char *file_name;          /* "" if none */
   char *caption;            /* "" if none */
-  uint8_t *thumbnail;       /* NULL if none */
+  uint8_t *WHISPER_NULLABLE thumbnail; /* NULL if none */
   size_t thumbnail_len;
   uint64_t size;            /* the plaintext's bytes */
   uint32_t width, height, duration_ms, flags;
@@ -361,11 +372,12 @@ typedef struct whisper_media_t {
  *  WHISPER_ENOTFOUND (no such message, or not an attachment) or a store
  *  error. */
 WHISPER_API int whisper_client_media_get(whisper_client *c, const char *conversation,
-                                         const uint8_t *id, size_t id_len, const char *sender,
-                                         whisper_media_t **out);
+                                         const uint8_t *id, size_t id_len,
+                                         const char *WHISPER_NULLABLE sender,
+                                         whisper_media_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Frees what whisper_client_media_get() returned. Accepts NULL. */
-WHISPER_API void whisper_media_free(whisper_media_t *m);
+WHISPER_API void whisper_media_free(whisper_media_t *WHISPER_NULLABLE m);
 
 /**
  * Downloads the attachment of message (id, sender) into the file `path`
@@ -385,8 +397,9 @@ WHISPER_API void whisper_media_free(whisper_media_t *m);
  * media_max_size) or a store error.
  */
 WHISPER_API int whisper_client_download(whisper_client *c, const char *conversation,
-                                        const uint8_t *id, size_t id_len, const char *sender,
-                                        const char *path, uint64_t now_ms);
+                                        const uint8_t *id, size_t id_len,
+                                        const char *WHISPER_NULLABLE sender,
+                                        const char *WHISPER_NULLABLE path, uint64_t now_ms);
 
 /**
  * Opens a view-once attachment: downloads it into `path` as
@@ -394,13 +407,14 @@ WHISPER_API int whisper_client_download(whisper_client *c, const char *conversat
  * DOWNLOADED) its key and blob are wiped from this device and the
  * account's other devices (state WHISPER_MEDIA_OPENED), and the sender
  * gets an end-to-end receipt (WHISPER_STATUS_OPENED). The app shows the
- * file and deletes it. Returns as whisper_client_download(), and
+ * file and deletes it. `path` NULL: the plaintext comes in
+ * WHISPER_EV_MEDIA_DATA events, as with whisper_client_download(). Returns as whisper_client_download(), and
  * WHISPER_EDENIED when the attachment is not view-once or was opened.
  */
 WHISPER_API int whisper_client_view_once_open(whisper_client *c, const char *conversation,
                                               const uint8_t *id, size_t id_len,
-                                              const char *sender, const char *path,
-                                              uint64_t now_ms);
+                                              const char *WHISPER_NULLABLE sender,
+                                              const char *WHISPER_NULLABLE path, uint64_t now_ms);
 
 /* --- the app's HTTP, for the blob store ------------------------------------------ */
 
@@ -412,7 +426,7 @@ typedef struct whisper_http_request_t {
   const char *method;        /* "POST", "HEAD", "PATCH", "GET", "DELETE", "OPTIONS" */
   const char *path;          /* "/v1/blobs..." */
   const char *headers;       /* "Name: value\r\n" lines to send (Content-Length aside) */
-  const uint8_t *body;
+  const uint8_t *WHISPER_NULLABLE body; /* NULL when body_len is 0 */
   size_t body_len;
 } whisper_http_request_t;
 
@@ -428,7 +442,8 @@ WHISPER_API int whisper_client_take_http(whisper_client *c, whisper_http_request
  * WHISPER_OK, WHISPER_EINVAL (no such request) or a store error.
  */
 WHISPER_API int whisper_client_http_done(whisper_client *c, uint64_t handle, int status,
-                                         const char *headers, const uint8_t *body,
+                                         const char *WHISPER_NULLABLE headers,
+                                         const uint8_t *WHISPER_NULLABLE body,
                                          size_t body_len, uint64_t now_ms);
 
 /* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
@@ -486,7 +501,7 @@ typedef struct whisper_profile_t {
   int known;                 /* 1: a profile is held; 0: none yet (the strings are "") */
   char *name;                /* NUL-terminated UTF-8 */
   char *about;               /* NUL-terminated UTF-8, maybe "" */
-  uint8_t *picture;          /* NULL when there is none */
+  uint8_t *WHISPER_NULLABLE picture; /* NULL when there is none */
   size_t picture_len;
   uint64_t profile_version;  /* grows with every change (0: none) */
 } whisper_profile_t;
@@ -505,7 +520,7 @@ typedef struct whisper_profile_t {
  * a store error.
  */
 WHISPER_API int whisper_client_profile_set(whisper_client *c, const char *name, const char *about,
-                                           const uint8_t *picture, size_t picture_len,
+                                           const uint8_t *WHISPER_NULLABLE picture, size_t picture_len,
                                            uint64_t now_ms);
 
 /**
@@ -514,11 +529,11 @@ WHISPER_API int whisper_client_profile_set(whisper_client *c, const char *name, 
  * none has come yet. Reads the store only. Returns WHISPER_OK,
  * WHISPER_EINVAL or a store error.
  */
-WHISPER_API int whisper_client_profile_get(whisper_client *c, const char *account,
-                                           whisper_profile_t **out);
+WHISPER_API int whisper_client_profile_get(whisper_client *c, const char *WHISPER_NULLABLE account,
+                                           whisper_profile_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Wipes and frees a profile. Accepts NULL. */
-WHISPER_API void whisper_profile_free(whisper_profile_t *p);
+WHISPER_API void whisper_profile_free(whisper_profile_t *WHISPER_NULLABLE p);
 
 /**
  * Fetches the profile of `account` (NULL: this account's) again, now if a
@@ -526,7 +541,7 @@ WHISPER_API void whisper_profile_free(whisper_profile_t *p);
  * if it changed. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (no
  * profile key of that account has reached this device) or a store error.
  */
-WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *account);
+WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *WHISPER_NULLABLE account);
 
 /**
  * On device 1: replaces the profile key with a new one (as Signal does
@@ -538,7 +553,7 @@ WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *ac
  * member by member. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE
  * (not device 1, or no profile set yet) or a store error.
  */
-WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char *withhold,
+WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char *WHISPER_NULLABLE withhold,
                                                   uint64_t now_ms);
 
 #define WHISPER_CALL_OFFER 1
@@ -554,13 +569,15 @@ WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char 
  *  made (at most WHISPER_CALL_DATA_MAX bytes). The peer gets
  *  WHISPER_EV_CALL. Not kept in history. */
 WHISPER_API int whisper_client_call(whisper_client *c, const char *to, int type,
-                                    const uint8_t call_id[WHISPER_CALL_ID_LEN], const uint8_t *data,
+                                    const uint8_t call_id[WHISPER_NONNULL WHISPER_CALL_ID_LEN],
+                                    const uint8_t *WHISPER_NULLABLE data,
                                     size_t data_len, uint64_t now_ms);
 
 /** Marks messages of a conversation, from `sender`, as read: READ
  *  receipts go to the sender (batched; none if read receipts are off). */
 WHISPER_API int whisper_client_mark_read(whisper_client *c, const char *conversation,
-                                         const char *sender, const uint8_t (*ids)[WHISPER_CLIENT_ID_LEN],
+                                         const char *sender,
+                                         const uint8_t (*WHISPER_NULLABLE ids)[WHISPER_CLIENT_ID_LEN],
                                          size_t n, uint64_t now_ms);
 
 /** Typing started (1) or stopped (0) in a conversation; throttled. */
@@ -568,30 +585,34 @@ WHISPER_API int whisper_client_typing(whisper_client *c, const char *conversatio
                                       uint64_t now_ms);
 
 /** Asks for presence of these accounts (online / last seen events). */
-WHISPER_API int whisper_client_subscribe(whisper_client *c, const char *const *accounts, size_t n);
+WHISPER_API int whisper_client_subscribe(whisper_client *c,
+                                         const char *const WHISPER_NONNULL *WHISPER_NULLABLE accounts,
+                                         size_t n);
 
 /** Creates a group with this account and `members`; its id is written to
  *  `group_id_out`. */
-WHISPER_API int whisper_client_group_create(whisper_client *c, const char *const *members,
+WHISPER_API int whisper_client_group_create(whisper_client *c,
+                                            const char *const WHISPER_NONNULL *WHISPER_NULLABLE members,
                                             size_t n, uint64_t now_ms,
-                                            uint8_t group_id_out[WHISPER_GROUP_ID_LEN]);
+                                            uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /** Adds members (admins only). */
 WHISPER_API int whisper_client_group_add(whisper_client *c,
-                                         const uint8_t group_id[WHISPER_GROUP_ID_LEN],
-                                         const char *const *members, size_t n, uint64_t now_ms);
+                                         const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+                                         const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n,
+                                         uint64_t now_ms);
 
 /** Removes members (admins), or leaves (remove this account). The members
  *  who stay rotate their sender keys when they hear of it. */
 WHISPER_API int whisper_client_group_remove(whisper_client *c,
-                                            const uint8_t group_id[WHISPER_GROUP_ID_LEN],
-                                            const char *const *members, size_t n,
+                                            const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+                                            const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n,
                                             uint64_t now_ms);
 
 /** The conversation name of a group: "#" and 32 lowercase hex digits,
  *  NUL-terminated. */
 WHISPER_API void whisper_client_group_conversation(
-    char out[WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_GROUP_ID_LEN]);
+    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /* --- group administration -------------------------------------------------
  *
@@ -644,7 +665,7 @@ WHISPER_API void whisper_client_group_conversation(
 /** Promotes `member` to admin (`admin` 1) or demotes an admin (`admin` 0).
  *  Admins only; the last admin cannot be demoted. */
 WHISPER_API int whisper_client_group_admin(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
                                            const char *member, int admin, uint64_t now_ms);
 
 /** Sets an info field (WHISPER_GROUP_NAME, _DESCRIPTION: UTF-8 without NUL;
@@ -652,14 +673,14 @@ WHISPER_API int whisper_client_group_admin(whisper_client *c,
  *  WHISPER_GROUP_NAME_MAX, _DESCRIPTION_MAX, _PICTURE_MAX bytes. Any member,
  *  unless only admins edit the info. */
 WHISPER_API int whisper_client_group_set_info(whisper_client *c,
-                                              const uint8_t group_id[WHISPER_GROUP_ID_LEN],
-                                              int field, const uint8_t *value, size_t len,
+                                              const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+                                              int field, const uint8_t *WHISPER_NULLABLE value, size_t len,
                                               uint64_t now_ms);
 
 /** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
  *  on (1) or off (0). Admins only. */
 WHISPER_API int whisper_client_group_set(whisper_client *c,
-                                         const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                         const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
                                          int setting, int on, uint64_t now_ms);
 
 /* "whisper-group:" and base64url (no padding) of version 1, the group id
@@ -678,14 +699,14 @@ WHISPER_API int whisper_client_group_set(whisper_client *c,
  * and make a new one to show it again. Wipe it when done with it.
  */
 WHISPER_API int whisper_client_group_link_make(whisper_client *c,
-                                               const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                               const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
                                                uint64_t now_ms,
-                                               char link_out[WHISPER_GROUP_LINK_LEN + 1]);
+                                               char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
 
 /** Revokes the group's invite link (admins only): it no longer lets
  *  anyone join, and joins signed with it are refused by every member. */
 WHISPER_API int whisper_client_group_link_revoke(whisper_client *c,
-                                                 const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                                 const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
                                                  uint64_t now_ms);
 
 /**
@@ -704,12 +725,12 @@ WHISPER_API int whisper_client_group_link_revoke(whisper_client *c,
  * join of that group on its way) or a store error.
  */
 WHISPER_API int whisper_client_group_join(whisper_client *c, const char *link, uint64_t now_ms,
-                                          uint8_t group_id_out[WHISPER_GROUP_ID_LEN]);
+                                          uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /** Leaves the group (as whisper_client_group_remove() of this account).
  *  The last admin's leaving makes the first remaining member admin. */
 WHISPER_API int whisper_client_group_leave(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
                                            uint64_t now_ms);
 
 #define WHISPER_GROUP_STATE_VERSION 1
@@ -718,15 +739,16 @@ WHISPER_API int whisper_client_group_leave(whisper_client *c,
  *  the library: fields are only ever appended (check `version`). */
 typedef struct whisper_group_state_t {
   unsigned version;           /* WHISPER_GROUP_STATE_VERSION of the library that made it */
-  char **members;             /* account names */
+  char *WHISPER_NONNULL *WHISPER_NULLABLE members; /* account names (NULL when none) */
   size_t n_members;
-  char **admins;
+  char *WHISPER_NONNULL *WHISPER_NULLABLE admins;
   size_t n_admins;
-  char **requests;            /* accounts that asked to join (kept for admins) */
+  char *WHISPER_NONNULL *WHISPER_NULLABLE requests; /* accounts that asked to join (kept
+                                                      * for admins) */
   size_t n_requests;
   char *name;                 /* NUL-terminated UTF-8 ("" when unset) */
   char *description;
-  uint8_t *picture;           /* NULL when unset */
+  uint8_t *WHISPER_NULLABLE picture; /* NULL when unset */
   size_t picture_len;
   int admins_edit_info;       /* the settings, 0 or 1 */
   int admins_send;
@@ -742,11 +764,11 @@ typedef struct whisper_group_state_t {
  *  WHISPER_ENOTFOUND (a group this device never heard of) or a store
  *  error. */
 WHISPER_API int whisper_client_group_state(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_GROUP_ID_LEN],
-                                           whisper_group_state_t **out);
+                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+                                           whisper_group_state_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Frees a group state. Accepts NULL. */
-WHISPER_API void whisper_group_state_free(whisper_group_state_t *s);
+WHISPER_API void whisper_group_state_free(whisper_group_state_t *WHISPER_NULLABLE s);
 
 /**
  * On the primary device (device 1, which holds the account key): approves
@@ -769,7 +791,7 @@ WHISPER_API int whisper_client_link_approve(whisper_client *c, const uint8_t *to
  *  account, the new device's id and its identity key, NUL-terminated. Both devices show it; the
  *  user approves only if they match. Returns WHISPER_OK or WHISPER_EINVAL. */
 WHISPER_API int whisper_client_link_digits(const uint8_t *token, size_t len,
-                                           char out[WHISPER_LINK_DIGITS + 1]);
+                                           char out[WHISPER_NONNULL WHISPER_LINK_DIGITS + 1]);
 
 /** On the primary device: removes one of this account's other devices. A
  *  new signed list without it goes to the server, which drops the device
@@ -791,7 +813,7 @@ WHISPER_API int whisper_client_device_remove(whisper_client *c, uint32_t device_
  * WHISPER_OK, WHISPER_EINVAL or a store error.
  */
 WHISPER_API int whisper_client_account_info(whisper_client *c, const char *account, int *trust,
-                                            uint8_t key[WHISPER_PUBLIC_KEY_LEN]);
+                                            uint8_t key[WHISPER_NULLABLE WHISPER_PUBLIC_KEY_LEN]);
 
 /**
  * The app's decision on an account key: `verified` 1 after the user
@@ -804,7 +826,7 @@ WHISPER_API int whisper_client_account_info(whisper_client *c, const char *accou
  * (a different key is held now) or a store error.
  */
 WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *account,
-                                             const uint8_t key[WHISPER_PUBLIC_KEY_LEN],
+                                             const uint8_t key[WHISPER_NONNULL WHISPER_PUBLIC_KEY_LEN],
                                              int verified);
 
 #define WHISPER_ANCHOR_LEN 16
@@ -816,7 +838,7 @@ WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *acco
  * platform keystore) and passes it to whisper_client_check_anchor() right
  * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.
  */
-WHISPER_API int whisper_client_anchor(whisper_client *c, uint8_t out[WHISPER_ANCHOR_LEN]);
+WHISPER_API int whisper_client_anchor(whisper_client *c, uint8_t out[WHISPER_NONNULL WHISPER_ANCHOR_LEN]);
 
 /**
  * Checks the store against the anchor the app kept. A store older than
@@ -874,7 +896,8 @@ WHISPER_API int whisper_client_is_blocked(whisper_client *c, const char *account
 /** The blocked accounts, in name order: each name followed by a NUL byte,
  *  in one buffer (the caller frees it), and how many in `*count`. Returns
  *  WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
-WHISPER_API int whisper_client_blocked_list(whisper_client *c, whisper_buf **out, size_t *count);
+WHISPER_API int whisper_client_blocked_list(whisper_client *c, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                            size_t *count);
 
 #define WHISPER_REPORT_DEFAULT 5   /* messages a report holds when the caller says 0 */
 #define WHISPER_REPORT_MAX 50      /* at most */
@@ -975,15 +998,16 @@ typedef enum whisper_client_event_type {
 #define WHISPER_RETRY_RESENT 2
 #define WHISPER_RETRY_FAILED 3
 
-/** An event; its pointers are valid until the next call on the engine. */
+/** An event; its pointers are valid until the next call on the engine, and
+ *  NULL where the event type gives no such field. */
 typedef struct whisper_client_event_t {
   int type;
-  const char *conversation;
-  const char *from;
+  const char *WHISPER_NULLABLE conversation;
+  const char *WHISPER_NULLABLE from;
   uint32_t from_device;
-  const uint8_t *id;     /* client id */
+  const uint8_t *WHISPER_NULLABLE id; /* client id */
   size_t id_len;
-  const uint8_t *body;
+  const uint8_t *WHISPER_NULLABLE body;
   size_t body_len;
   int status;            /* WHISPER_STATUS_* */
   int started;           /* typing */
@@ -993,12 +1017,12 @@ typedef struct whisper_client_event_t {
   uint64_t server_ts;
   int code;              /* WHISPER_EV_ERROR */
   int server_code;
-  const char *message;
+  const char *WHISPER_NULLABLE message;
   /* version 3 (content): */
   int kind;              /* WHISPER_EV_MESSAGE: WHISPER_KIND_* (1: unsupported content) */
-  const uint8_t *target_id; /* EDITED, DELETED, REACTION: the message; MESSAGE: a reply's */
+  const uint8_t *WHISPER_NULLABLE target_id; /* EDITED, DELETED, REACTION: the message; MESSAGE: a reply's */
   size_t target_id_len;     /* quoted message */
-  const char *target_sender; /* its sender (NULL: this account) */
+  const char *WHISPER_NULLABLE target_sender; /* its sender (NULL: this account) */
   uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
   /* version 5 (media): */
   uint64_t done_bytes;   /* WHISPER_EV_MEDIA: progress (bytes); WHISPER_EV_CATCHING_UP (entries) */
@@ -1007,6 +1031,8 @@ typedef struct whisper_client_event_t {
 
 /** Takes the next event: returns 1 and fills `out`, or 0. */
 WHISPER_API int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,32 @@ extern "C" {
 #  define WHISPER_API __attribute__((visibility("default")))
 #endif
 
+/*
+ * Nullability, for Swift's importer and clang's checks. Every pointer in
+ * the public headers is non-NULL unless marked WHISPER_NULLABLE: each
+ * header's declarations sit in a WHISPER_NONNULL_BEGIN/END region, and a
+ * pointer to a pointer spells both levels (an out-parameter is
+ * `T *WHISPER_NULLABLE *WHISPER_NONNULL out`: the caller's variable must
+ * exist, what the call stores in it may be NULL on failure). A byte input
+ * that may be empty (a plaintext, a message body) is WHISPER_NULLABLE:
+ * NULL with length 0 is the empty input. Under clang
+ * these are _Nullable, _Nonnull and `#pragma clang assume_nonnull`; under
+ * other compilers they expand to nothing.
+ */
+#if defined(__clang__)
+#  define WHISPER_NULLABLE _Nullable
+#  define WHISPER_NONNULL _Nonnull
+#  define WHISPER_NONNULL_BEGIN _Pragma("clang assume_nonnull begin")
+#  define WHISPER_NONNULL_END _Pragma("clang assume_nonnull end")
+#else
+#  define WHISPER_NULLABLE
+#  define WHISPER_NONNULL
+#  define WHISPER_NONNULL_BEGIN
+#  define WHISPER_NONNULL_END
+#endif
+
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_VERSION_MAJOR 0
 #define WHISPER_VERSION_MINOR 1
 #define WHISPER_VERSION_PATCH 0
@@ -124,20 +150,21 @@ WHISPER_API unsigned whisper_version(void);
 /** A byte buffer owned by the caller once returned. `data` may be NULL only
  *  when `len` is 0. Free with whisper_buf_free(); the bytes are wiped. */
 typedef struct whisper_buf {
-  uint8_t *data;
+  uint8_t *WHISPER_NULLABLE data;
   size_t len;
 } whisper_buf;
 
 /** Wipes and frees a buffer returned by the library. Accepts NULL. */
-WHISPER_API void whisper_buf_free(whisper_buf *buf);
+WHISPER_API void whisper_buf_free(whisper_buf *WHISPER_NULLABLE buf);
 
 /** Allocates a buffer of `len` bytes (zeroed) for a store implementation to
  *  return through whisper_store_ops. Returns NULL when out of memory. */
-WHISPER_API whisper_buf *whisper_buf_new(const uint8_t *data, size_t len);
+WHISPER_API whisper_buf *WHISPER_NULLABLE whisper_buf_new(const uint8_t *WHISPER_NULLABLE data,
+                                                         size_t len);
 
 /** A random number source: fill `out` with `len` random bytes; return 0 on
  *  success and nonzero on failure. */
-typedef int (*whisper_rng_fn)(void *user, uint8_t *out, size_t len);
+typedef int (*whisper_rng_fn)(void *WHISPER_NULLABLE user, uint8_t *out, size_t len);
 
 /** The context: the local device's handle (store, randomness, last error). */
 typedef struct whisper_ctx whisper_ctx;
@@ -150,7 +177,7 @@ struct whisper_store;
  * Returns WHISPER_OK, WHISPER_EINVAL (NULL argument), WHISPER_ENOMEM, or
  * WHISPER_EINTERNAL if libsodium cannot be initialised.
  */
-WHISPER_API int whisper_ctx_new(whisper_ctx **out, struct whisper_store *store);
+WHISPER_API int whisper_ctx_new(whisper_ctx *WHISPER_NULLABLE *WHISPER_NONNULL out, struct whisper_store *store);
 
 /**
  * Frees a context. Accepts NULL. A context keeps, between calls, the
@@ -158,12 +185,13 @@ WHISPER_API int whisper_ctx_new(whisper_ctx **out, struct whisper_store *store);
  * against the store's bytes at every call: other contexts and processes
  * may share the store); they are wiped here.
  */
-WHISPER_API void whisper_ctx_free(whisper_ctx *ctx);
+WHISPER_API void whisper_ctx_free(whisper_ctx *WHISPER_NULLABLE ctx);
 
 /** Replaces the context's RNG (for tests, fuzzers and vectors, or a
  *  platform source). `fn` NULL restores the default. Returns WHISPER_OK or
  *  WHISPER_EINVAL. */
-WHISPER_API int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn fn, void *user);
+WHISPER_API int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
+                                        void *WHISPER_NULLABLE user);
 
 /** The sentence describing the last failure on this context ("" if none).
  *  Valid until the next call on the context. Never contains secrets. */
@@ -177,6 +205,8 @@ WHISPER_API const char *whisper_ctx_last_error(const whisper_ctx *ctx);
 WHISPER_API size_t whisper_public_key_len(void);
 /** WHISPER_SIGNATURE_LEN (64), for bindings. */
 WHISPER_API size_t whisper_signature_len(void);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

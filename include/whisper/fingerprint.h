@@ -18,6 +18,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 /** Signal's iteration count and scannable version. */
 #define WHISPER_FINGERPRINT_ITERATIONS 5200
 #define WHISPER_FINGERPRINT_VERSION 2
@@ -38,12 +40,13 @@ extern "C" {
  * whisper_buf_free). Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_EINVALIDKEY or WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_fingerprint(char displayable[WHISPER_FINGERPRINT_DISPLAY_LEN],
-                                    whisper_buf **scannable, uint32_t iterations,
-                                    const uint8_t *local_id, size_t local_id_len,
+WHISPER_API int whisper_fingerprint(char displayable[WHISPER_NULLABLE WHISPER_FINGERPRINT_DISPLAY_LEN],
+                                    whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE scannable, uint32_t iterations,
+                                    const uint8_t *WHISPER_NULLABLE local_id, size_t local_id_len,
                                     const uint8_t *local_key, size_t local_key_len,
-                                    const uint8_t *remote_id, size_t remote_id_len,
-                                    const uint8_t *remote_key, size_t remote_key_len);
+                                    const uint8_t *WHISPER_NULLABLE remote_id,
+                                    size_t remote_id_len, const uint8_t *remote_key,
+                                    size_t remote_key_len);
 
 /**
  * Compares our scannable fingerprint with one scanned from the other
@@ -55,6 +58,8 @@ WHISPER_API int whisper_fingerprint(char displayable[WHISPER_FINGERPRINT_DISPLAY
 WHISPER_API int whisper_fingerprint_compare(const uint8_t *ours, size_t ours_len,
                                             const uint8_t *scanned, size_t scanned_len,
                                             int *match);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

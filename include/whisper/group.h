@@ -22,6 +22,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_DISTRIBUTION_ID_LEN 16
 #define WHISPER_MSG_SENDERKEY 7 /* Signal's type number for a SenderKeyMessage */
 
@@ -32,8 +34,8 @@ extern "C" {
  * store error.
  */
 WHISPER_API int whisper_group_create(whisper_ctx *ctx,
-                                     const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
-                                     whisper_buf **skdm_out);
+                                     const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+                                     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
 /**
  * Starts a new chain for the distribution (new chain id, chain key and
@@ -41,8 +43,8 @@ WHISPER_API int whisper_group_create(whisper_ctx *ctx,
  * send. What an app does when a member leaves.
  */
 WHISPER_API int whisper_group_rotate(whisper_ctx *ctx,
-                                     const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
-                                     whisper_buf **skdm_out);
+                                     const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+                                     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
 /**
  * Processes an SKDM received from (sender, device_id). A repeated SKDM
@@ -62,9 +64,9 @@ WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint
  * error.
  */
 WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
-                                      const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
-                                      const uint8_t *plaintext, size_t plaintext_len,
-                                      whisper_buf **out);
+                                      const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+                                      const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
+                                      whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
  * Decrypts a SenderKeyMessage from (sender, device_id). The signature is
@@ -75,7 +77,7 @@ WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
  */
 WHISPER_API int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                       const uint8_t *body, size_t body_len,
-                                      whisper_buf **plaintext_out);
+                                      whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL plaintext_out);
 
 /** A member device, for whisper_group_distribute(). */
 typedef struct whisper_device_t {
@@ -87,7 +89,8 @@ typedef struct whisper_device_t {
 typedef struct whisper_envelope_t {
   int status;        /* WHISPER_OK, or why this device got nothing */
   int type;          /* WHISPER_MSG_PREKEY or WHISPER_MSG_WHISPER */
-  whisper_buf *body; /* the 1:1 message; the caller frees it */
+  whisper_buf *WHISPER_NULLABLE body; /* the 1:1 message (NULL when status is not
+                                      * WHISPER_OK); the caller frees it */
 } whisper_envelope_t;
 
 /**
@@ -100,9 +103,9 @@ typedef struct whisper_envelope_t {
  * or an error for the whole call.
  */
 WHISPER_API int whisper_group_distribute(whisper_ctx *ctx,
-                                         const uint8_t distribution_id[WHISPER_DISTRIBUTION_ID_LEN],
-                                         const whisper_device_t *devices, size_t n, uint64_t now_ms,
-                                         whisper_envelope_t *out);
+                                         const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+                                         const whisper_device_t *WHISPER_NULLABLE devices, size_t n,
+                                         uint64_t now_ms, whisper_envelope_t *WHISPER_NULLABLE out);
 
 /**
  * The receiving side of whisper_group_distribute(): decrypts a 1:1 message
@@ -114,6 +117,8 @@ WHISPER_API int whisper_group_distribute(whisper_ctx *ctx,
 WHISPER_API int whisper_group_receive_distribution(whisper_ctx *ctx, const char *sender,
                                                    uint32_t device_id, int type,
                                                    const uint8_t *body, size_t body_len);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_STATUS_PENDING 0
 #define WHISPER_STATUS_SENT 1
 #define WHISPER_STATUS_DELIVERED 2
@@ -59,11 +61,11 @@ typedef struct whisper_message_t {
   const char *conversation;  /* 1..255 bytes */
   const uint8_t *id;         /* 1..WHISPER_MESSAGE_ID_MAX bytes */
   size_t id_len;
-  const char *sender;        /* the sender's name; NULL for this device's own */
+  const char *WHISPER_NULLABLE sender; /* the sender's name; NULL for this device's own */
   uint32_t sender_device;
   uint64_t sort_key;         /* the server's sequence or timestamp */
   uint64_t timestamp_ms;     /* when it was written */
-  const uint8_t *body;
+  const uint8_t *WHISPER_NULLABLE body; /* NULL when empty or deleted */
   size_t body_len;
   int status;                /* read back: WHISPER_STATUS_FAILED if it failed for any
                               * recipient device, else the lowest over them */
@@ -73,11 +75,14 @@ typedef struct whisper_message_t {
   int deleted;               /* deleted for everyone: body, quote and reactions are gone */
   uint32_t forwarded;        /* times forwarded (0: not; WHISPER_FORWARDED_MANY and up:
                               * "forwarded many times") */
-  const uint8_t *quote_id;   /* a reply: the quoted message's id (NULL: not a reply) */
+  const uint8_t *WHISPER_NULLABLE quote_id; /* a reply: the quoted message's id (NULL: not
+                                             * a reply) */
   size_t quote_id_len;
-  const char *quote_sender;  /* its sender (NULL: this account) */
-  const char *quote_excerpt; /* a short excerpt of it, as the replier saw it */
-  const whisper_reaction_t *reactions; /* one per reactor, oldest first */
+  const char *WHISPER_NULLABLE quote_sender;  /* its sender (NULL: this account) */
+  const char *WHISPER_NULLABLE quote_excerpt; /* a short excerpt of it, as the replier saw it
+                                               * (NULL: not a reply) */
+  const whisper_reaction_t *WHISPER_NULLABLE reactions; /* one per reactor, oldest first
+                                                         * (NULL when none) */
   size_t n_reactions;
 } whisper_message_t;
 
@@ -89,7 +94,7 @@ typedef struct whisper_message_t {
  * with that id exists in the conversation), or a store error.
  */
 WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
-                                             const whisper_device_t *recipients, size_t n);
+                                             const whisper_device_t *WHISPER_NULLABLE recipients, size_t n);
 
 /**
  * Decrypts a 1:1 message from (name, device_id) and stores it in history as
@@ -105,7 +110,7 @@ WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_mes
 WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name,
                                               uint32_t device_id, int type, const uint8_t *body,
                                               size_t body_len, const whisper_message_t *meta,
-                                              whisper_buf **plaintext_out);
+                                              whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
 /**
  * The group counterpart of whisper_session_decrypt_store(): decrypts a
@@ -121,7 +126,7 @@ WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name
 WHISPER_API int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender,
                                             uint32_t device_id, const uint8_t *body,
                                             size_t body_len, const whisper_message_t *meta,
-                                            whisper_buf **plaintext_out);
+                                            whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
 /** One message of a batch for whisper_session_decrypt_batch(). */
 typedef struct whisper_incoming_t {
@@ -132,7 +137,7 @@ typedef struct whisper_incoming_t {
   size_t body_len;
   whisper_message_t meta;
   int result;                /* out: WHISPER_OK or why this one failed */
-  whisper_buf *plaintext;    /* out: on success, for the caller to free */
+  whisper_buf *WHISPER_NULLABLE plaintext; /* out: on success, for the caller to free */
 } whisper_incoming_t;
 
 /**
@@ -142,7 +147,8 @@ typedef struct whisper_incoming_t {
  * batch committed (see each result), or a store error for the whole batch
  * (then nothing changed).
  */
-WHISPER_API int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, size_t n);
+WHISPER_API int whisper_session_decrypt_batch(whisper_ctx *ctx,
+                                              whisper_incoming_t *WHISPER_NULLABLE msgs, size_t n);
 
 /** The server took message `id` of `conversation`: status SENT for every
  *  recipient, out of the outbox, and sorted by `server_sort_key` from now
@@ -175,24 +181,27 @@ typedef struct whisper_page whisper_page;
  * start from the newest. Returns WHISPER_OK, WHISPER_EINVAL or an error.
  */
 WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
-                                     uint64_t before_sort_key, const uint8_t *before_id,
-                                     size_t before_id_len, size_t limit, whisper_page **out);
+                                     uint64_t before_sort_key, const uint8_t *WHISPER_NULLABLE before_id,
+                                     size_t before_id_len, size_t limit,
+                                     whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
  * The outbox: up to `limit` outgoing messages the server has not taken
  * yet, oldest first (to send again after a reconnect).
  */
-WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page **out);
+WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** The number of messages in a page. */
 WHISPER_API size_t whisper_page_count(const whisper_page *page);
 
 /** Message `i` of a page (NULL when out of range); valid until the page is
  *  freed. */
-WHISPER_API const whisper_message_t *whisper_page_get(const whisper_page *page, size_t i);
+WHISPER_API const whisper_message_t *WHISPER_NULLABLE whisper_page_get(const whisper_page *page, size_t i);
 
 /** Frees a page (its bodies wiped). Accepts NULL. */
-WHISPER_API void whisper_page_free(whisper_page *page);
+WHISPER_API void whisper_page_free(whisper_page *WHISPER_NULLABLE page);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

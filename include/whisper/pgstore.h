@@ -32,6 +32,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 #define WHISPER_PG_OPTIONS_VERSION 1
 
 /** Options for whisper_store_pg_open(). Start from WHISPER_PG_OPTIONS_INIT;
@@ -40,7 +42,7 @@ typedef struct whisper_pg_options_t {
   unsigned version;
   /** The table, created if missing: 1..44 of [a-z0-9_], starting with a
    *  letter. NULL: "whisper_records". */
-  const char *table;
+  const char *WHISPER_NULLABLE table;
   /** How long a statement waits for a lock another node holds, in
    *  milliseconds (0: PostgreSQL's setting); then WHISPER_EBUSY. */
   unsigned lock_timeout_ms;
@@ -51,14 +53,16 @@ typedef struct whisper_pg_options_t {
 /**
  * Connects to PostgreSQL with `conninfo` (libpq's "host=... dbname=..." or
  * a postgresql:// URI) and opens the store in `opts->table`, creating it if
- * it is missing (several nodes may do so at once). Returns WHISPER_OK;
+ * it is missing (several nodes may do so at once); `opts` NULL: the
+ * defaults. Returns WHISPER_OK;
  * WHISPER_EINVAL (bad arguments or table name); WHISPER_ESTORE (cannot
  * connect or create the table: `why`, if not NULL, receives a static
  * sentence, and whisper_store_last_error() is not available since there is
  * no store); WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_store_pg_open(whisper_store **out, const char *conninfo,
-                                      const whisper_pg_options_t *opts, const char **why);
+WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const char *conninfo,
+                                      const whisper_pg_options_t *WHISPER_NULLABLE opts,
+                                      const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * The same, sharded over `n` databases (1..64; `conninfos[0]` is shard 0,
@@ -70,9 +74,11 @@ WHISPER_API int whisper_store_pg_open(whisper_store **out, const char *conninfo,
  * was decided, else rolled back) by whichever node opens or uses the
  * store next. Every node must list the same shards in the same order.
  */
-WHISPER_API int whisper_store_pg_open_sharded(whisper_store **out, const char *const *conninfos,
-                                              size_t n, const whisper_pg_options_t *opts,
-                                              const char **why);
+WHISPER_API int whisper_store_pg_open_sharded(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                              const char *const WHISPER_NONNULL *WHISPER_NONNULL conninfos,
+                                              size_t n,
+                                              const whisper_pg_options_t *WHISPER_NULLABLE opts,
+                                              const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * Queues a notification on `channel` (1..48 of [a-z0-9_]) with `payload`
@@ -84,6 +90,8 @@ WHISPER_API int whisper_store_pg_open_sharded(whisper_store **out, const char *c
  */
 WHISPER_API int whisper_store_pg_notify(whisper_store *store, const char *channel,
                                         const uint8_t *payload, size_t len);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

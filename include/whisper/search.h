@@ -58,6 +58,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 /** The longest query, in bytes. */
 #define WHISPER_SEARCH_QUERY_MAX 1024
 /** The most words (and characters of scripts without spaces) in a query. */
@@ -89,8 +91,10 @@ extern "C" {
  * is NULL and nothing changed. A search changes nothing but the index:
  * what waited is indexed, and, once, older history.
  */
-WHISPER_API int whisper_search(whisper_ctx *ctx, const char *query, const char *conversation,
-                               const whisper_message_t *after, size_t limit, whisper_page **out);
+WHISPER_API int whisper_search(whisper_ctx *ctx, const char *query,
+                               const char *WHISPER_NULLABLE conversation,
+                               const whisper_message_t *WHISPER_NULLABLE after, size_t limit,
+                               whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
  * Lets the index catch up: indexes the messages stored and not indexed
@@ -121,6 +125,8 @@ WHISPER_API int whisper_search_prepare(whisper_ctx *ctx);
  * on failure nothing changed.
  */
 WHISPER_API int whisper_search_rebuild(whisper_ctx *ctx);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 /** The version of sync.proto this library speaks. */
 #define WHISPER_SYNC_PROTOCOL 1
 
@@ -152,15 +154,16 @@ typedef struct whisper_server whisper_server;
  * loaded is not the version this libwhisper-server was built with (they
  * share the store's internals; install them together).
  */
-WHISPER_API int whisper_server_new(whisper_server **out, whisper_store *store,
-                                   const whisper_server_config_t *cfg);
+WHISPER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out, whisper_store *store,
+                                   const whisper_server_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees a server (connections are forgotten, not closed). Accepts NULL. */
-WHISPER_API void whisper_server_free(whisper_server *srv);
+WHISPER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
 
 /** Replaces the random source (challenges, link codes); for tests and
  *  fuzzers. */
-WHISPER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn fn, void *user);
+WHISPER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
+                                           void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
 WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);
@@ -299,9 +302,9 @@ typedef enum whisper_server_action {
 typedef struct whisper_server_output_t {
   int action;
   uint64_t conn;
-  const uint8_t *frame;
+  const uint8_t *WHISPER_NULLABLE frame; /* SEND, RELAY (NULL otherwise) */
   size_t frame_len;
-  const char *account;  /* WHISPER_SERVER_PUSH */
+  const char *WHISPER_NULLABLE account; /* WHISPER_SERVER_PUSH (NULL otherwise) */
   uint32_t device_id;
   uint64_t mailbox_depth;
 } whisper_server_output_t;
@@ -416,7 +419,8 @@ typedef struct whisper_server_report_message_t {
   size_t id_len;
   const char *sender;    /* the account that sent it */
   uint64_t sent_at_ms;   /* its time as the reporter's history has it */
-  const uint8_t *text;   /* as the reporter has it (not always UTF-8); may be cut */
+  const uint8_t *WHISPER_NULLABLE text; /* as the reporter has it (not always UTF-8); may
+                                          * be cut; NULL when text_len is 0 */
   size_t text_len;
   int truncated;         /* 1: the text was longer */
   int deleted;           /* 1: it was deleted for everyone (no text) */
@@ -434,13 +438,15 @@ typedef struct whisper_server_report_t {
   uint32_t reporter_device;
   const char *conversation; /* an account, or "#" and a group id in hex */
   int blocked;           /* 1: the reporter blocked the account as well */
-  const whisper_server_report_message_t *messages; /* oldest first */
+  const whisper_server_report_message_t *WHISPER_NULLABLE messages; /* oldest first (NULL
+                                                                     * when none) */
   size_t n_messages;
 } whisper_server_report_t;
 
 /** Called for each report; the report is valid during the call only.
  *  Returns 0 to go on, nonzero to stop. */
-typedef int (*whisper_server_report_fn)(void *user, const whisper_server_report_t *report);
+typedef int (*whisper_server_report_fn)(void *WHISPER_NULLABLE user,
+                                        const whisper_server_report_t *report);
 
 /**
  * Hands the stored reports numbered above `after` to `fn`, oldest first,
@@ -450,7 +456,7 @@ typedef int (*whisper_server_report_fn)(void *user, const whisper_server_report_
  * were handed out) or a store error.
  */
 WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
-                                       whisper_server_report_fn fn, void *user);
+                                       whisper_server_report_fn fn, void *WHISPER_NULLABLE user);
 
 /* --- upload tokens -------------------------------------------------------------
  *
@@ -483,6 +489,8 @@ WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size
 WHISPER_API int whisper_server_upload_token_check(whisper_server *srv, const char *token,
                                                   size_t len, uint64_t now_ms, char *account_out,
                                                   size_t account_cap, uint32_t *device_out);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

@@ -30,6 +30,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 /** Message types, as Signal numbers them (the transport carries them). */
 #define WHISPER_MSG_WHISPER 2 /* SignalMessage */
 #define WHISPER_MSG_PREKEY 3  /* PreKeySignalMessage */
@@ -57,9 +59,11 @@ WHISPER_API int whisper_identity_import(whisper_ctx *ctx, const char *name, uint
 /** This device's identity: any of the outputs may be NULL. `name_out`, if
  *  not NULL, receives a pointer valid until the next call on `ctx`.
  *  Returns WHISPER_OK or WHISPER_ESTATE when there is no identity yet. */
-WHISPER_API int whisper_identity_get(whisper_ctx *ctx, uint8_t pub[WHISPER_PUBLIC_KEY_LEN],
-                                     uint32_t *registration_id, const char **name_out,
-                                     uint32_t *device_id);
+WHISPER_API int whisper_identity_get(whisper_ctx *ctx,
+                                     uint8_t pub[WHISPER_NULLABLE WHISPER_PUBLIC_KEY_LEN],
+                                     uint32_t *WHISPER_NULLABLE registration_id,
+                                     const char *WHISPER_NULLABLE *WHISPER_NULLABLE name_out,
+                                     uint32_t *WHISPER_NULLABLE device_id);
 
 /** Trusts `key` (33 bytes) for (name, device_id), or, with
  *  WHISPER_ALL_DEVICES, for every device of the name: it then becomes the
@@ -94,7 +98,7 @@ WHISPER_API int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32
 /** The identity key last seen for (name, device_id). Returns WHISPER_OK or
  *  WHISPER_ENOTFOUND. */
 WHISPER_API int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,
-                                        uint8_t key[WHISPER_PUBLIC_KEY_LEN]);
+                                        uint8_t key[WHISPER_NONNULL WHISPER_PUBLIC_KEY_LEN]);
 
 /** Makes and stores a signed prekey with id `id`, signed by the identity,
  *  timestamped `now_ms`. Returns WHISPER_OK or an error. */
@@ -111,7 +115,7 @@ WHISPER_API int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, ui
  */
 WHISPER_API int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms,
                                              uint64_t max_age_ms, uint64_t grace_ms,
-                                             int *rotated);
+                                             int *WHISPER_NULLABLE rotated);
 
 /** The number of one-time prekeys not used yet, to replenish the server's
  *  supply (whisper_prekeys_generate) when it runs low. */
@@ -120,7 +124,8 @@ WHISPER_API int whisper_prekeys_count(whisper_ctx *ctx, uint32_t *count);
 /** Makes and stores `count` one-time prekeys with ids following the last
  *  one made (ids only increase); the first id is written to `first_id`
  *  (may be NULL). */
-WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count, uint32_t *first_id);
+WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count,
+                                         uint32_t *WHISPER_NULLABLE first_id);
 
 /** Stores a signed prekey made elsewhere (migration from another library,
  *  test vectors) and makes it the current one. The signature must verify
@@ -129,7 +134,7 @@ WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count, uint3
  *  error. */
 WHISPER_API int whisper_signed_prekey_import(whisper_ctx *ctx, uint32_t id,
                                              const whisper_keypair_t *key,
-                                             const uint8_t signature[WHISPER_SIGNATURE_LEN],
+                                             const uint8_t signature[WHISPER_NONNULL WHISPER_SIGNATURE_LEN],
                                              uint64_t timestamp_ms);
 
 /** Stores a one-time prekey made elsewhere under `id`. Later generated ids
@@ -160,7 +165,8 @@ WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *o
 
 /** Serializes a bundle (libwhisper's own protobuf form) for transport.
  *  Returns WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
-WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle, whisper_buf **out);
+WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle,
+                                      whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Parses a serialized bundle from untrusted bytes into `out`. Keys longer
  *  than 33 bytes keep their first 33, as libsignal reads them. Returns
@@ -210,8 +216,9 @@ WHISPER_API int whisper_session_exists(whisper_ctx *ctx, const char *name, uint3
  * whisper_sessions_distrust(): start a new session), or an error.
  */
 WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
-                                        const uint8_t *plaintext, size_t plaintext_len,
-                                        uint64_t now_ms, int *type_out, whisper_buf **out);
+                                        const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
+                                        uint64_t now_ms, int *type_out,
+                                        whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
  * Decrypts a message of `type` (WHISPER_MSG_PREKEY or WHISPER_MSG_WHISPER)
@@ -223,7 +230,9 @@ WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint
  */
 WHISPER_API int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         int type, const uint8_t *body, size_t body_len,
-                                        whisper_buf **plaintext_out);
+                                        whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL plaintext_out);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }

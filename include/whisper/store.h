@@ -24,6 +24,8 @@
 extern "C" {
 #endif
 
+WHISPER_NONNULL_BEGIN
+
 /** Kinds of record. Values are stable and may be used as table ids. */
 typedef enum whisper_record_kind {
   WHISPER_REC_LOCAL_IDENTITY = 1,  /* key: empty */
@@ -51,7 +53,8 @@ typedef enum whisper_record_kind {
 #define WHISPER_REC_IS_ORDERED(kind) ((kind) >= 64)
 
 /** A callback of scan(): return 0 to go on, nonzero to stop. */
-typedef int (*whisper_scan_fn)(void *arg, const uint8_t *key, size_t key_len, const uint8_t *value,
+typedef int (*whisper_scan_fn)(void *WHISPER_NULLABLE arg, const uint8_t *WHISPER_NULLABLE key,
+                               size_t key_len, const uint8_t *WHISPER_NULLABLE value,
                                size_t value_len);
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
  * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
@@ -69,21 +72,23 @@ typedef int (*whisper_scan_fn)(void *arg, const uint8_t *key, size_t key_len, co
 typedef struct whisper_store_ops {
   unsigned version;
   /** Starts a transaction. Transactions do not nest. */
-  int (*begin)(void *user);
+  int (*begin)(void *WHISPER_NULLABLE user);
   /** Makes the transaction's writes permanent. If it fails, the store must
    *  be as before begin. */
-  int (*commit)(void *user);
+  int (*commit)(void *WHISPER_NULLABLE user);
   /** Discards the transaction's writes. */
-  void (*rollback)(void *user);
+  void (*rollback)(void *WHISPER_NULLABLE user);
   /** Reads a record into a buffer made with whisper_buf_new(). */
-  int (*get)(void *user, int kind, const uint8_t *key, size_t key_len, whisper_buf **out);
+  int (*get)(void *WHISPER_NULLABLE user, int kind, const uint8_t *WHISPER_NULLABLE key,
+             size_t key_len, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
   /** Inserts or replaces a record. */
-  int (*put)(void *user, int kind, const uint8_t *key, size_t key_len,
-             const uint8_t *value, size_t value_len);
+  int (*put)(void *WHISPER_NULLABLE user, int kind, const uint8_t *WHISPER_NULLABLE key,
+             size_t key_len, const uint8_t *WHISPER_NULLABLE value, size_t value_len);
   /** Deletes a record; deleting a missing record is WHISPER_OK. */
-  int (*del)(void *user, int kind, const uint8_t *key, size_t key_len);
+  int (*del)(void *WHISPER_NULLABLE user, int kind, const uint8_t *WHISPER_NULLABLE key,
+             size_t key_len);
   /** Releases `user`. Called by whisper_store_close(). May be NULL. */
-  void (*destroy)(void *user);
+  void (*WHISPER_NULLABLE destroy)(void *WHISPER_NULLABLE user);
   /* --- version 2 --- */
   /** For an ordered kind: calls `fn` for the records whose key starts with
    *  `prefix`, in key order (bytewise; descending if `descending`),
@@ -91,17 +96,20 @@ typedef struct whisper_store_ops {
    *  when ascending; NULL: from the end), for at most `limit` records.
    *  Returns WHISPER_OK, WHISPER_EINVAL (not an ordered kind) or a store
    *  error. */
-  int (*scan)(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
-              const uint8_t *bound, size_t bound_len, int descending, size_t limit,
-              whisper_scan_fn fn, void *arg);
+  int (*WHISPER_NULLABLE scan)(void *WHISPER_NULLABLE user, int kind,
+                               const uint8_t *WHISPER_NULLABLE prefix, size_t prefix_len,
+                               const uint8_t *WHISPER_NULLABLE bound, size_t bound_len,
+                               int descending, size_t limit, whisper_scan_fn fn,
+                               void *WHISPER_NULLABLE arg);
   /* --- version 3 --- */
   /** Inserts a record only if (kind, key) has none, in one step: WHISPER_OK
    *  if it was written, WHISPER_EDUPLICATE (nothing written) if the key is
    *  taken. The duplicate guard of incoming messages uses it, so a store
    *  that can test and insert in one lookup saves a read per message. May
    *  be NULL: libwhisper then reads before it writes. */
-  int (*add)(void *user, int kind, const uint8_t *key, size_t key_len, const uint8_t *value,
-             size_t value_len);
+  int (*WHISPER_NULLABLE add)(void *WHISPER_NULLABLE user, int kind,
+                              const uint8_t *WHISPER_NULLABLE key, size_t key_len,
+                              const uint8_t *WHISPER_NULLABLE value, size_t value_len);
   /* --- version 4: savepoints (all three, or none: NULL) --- */
   /** Marks a point inside the open transaction that later writes can be
    *  undone back to, alone (rollback_to) or kept (release). Savepoints
@@ -110,14 +118,14 @@ typedef struct whisper_store_ops {
    *  (also when the transaction was lost: the store rolled it back on its
    *  own after a failure; the caller must then roll back). The server
    *  core's group commit (whisper_server_batch_begin()) needs them. */
-  int (*savepoint)(void *user);
+  int (*WHISPER_NULLABLE savepoint)(void *WHISPER_NULLABLE user);
   /** Forgets the newest savepoint; its writes stay in the transaction.
    *  Returns WHISPER_OK, WHISPER_ESTATE (none open) or a store error. */
-  int (*release)(void *user);
+  int (*WHISPER_NULLABLE release)(void *WHISPER_NULLABLE user);
   /** Undoes the writes made since the newest savepoint and forgets it; the
    *  transaction goes on. Returns WHISPER_OK, WHISPER_ESTATE (none open) or
    *  a store error: then the transaction is lost (only rollback is left). */
-  int (*rollback_to)(void *user);
+  int (*WHISPER_NULLABLE rollback_to)(void *WHISPER_NULLABLE user);
 } whisper_store_ops;
 
 /** A store handle. */
@@ -126,11 +134,12 @@ typedef struct whisper_store whisper_store;
 /** Makes a store from caller-supplied functions. `ops` is copied. Returns
  *  WHISPER_OK, WHISPER_EINVAL (NULL, unknown version, missing function) or
  *  WHISPER_ENOMEM. */
-WHISPER_API int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *user);
+WHISPER_API int whisper_store_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const whisper_store_ops *ops,
+                                  void *WHISPER_NULLABLE user);
 
 /** A volatile store in memory. Transactions are real: rollback restores
  *  the state as it was at begin. */
-WHISPER_API int whisper_store_memory_new(whisper_store **out);
+WHISPER_API int whisper_store_memory_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /* --- the SQLite store --------------------------------------------------- */
 
@@ -144,10 +153,11 @@ WHISPER_API int whisper_store_memory_new(whisper_store **out);
 typedef struct whisper_sqlite_options_t {
   unsigned version;
   /** A 32-byte store key (e.g. from the platform keychain), or NULL. */
-  const uint8_t *key;
+  const uint8_t *WHISPER_NULLABLE key;
   size_t key_len;
-  /** A passphrase, stretched with Argon2id (salt kept in the store). */
-  const char *passphrase;
+  /** A passphrase, stretched with Argon2id (salt kept in the store), or
+   *  NULL. */
+  const char *WHISPER_NULLABLE passphrase;
   /** WHISPER_SYNC_FULL or WHISPER_SYNC_NORMAL. */
   int synchronous;
   /** How long a transaction waits for another process holding the store
@@ -182,9 +192,9 @@ typedef struct whisper_sqlite_options_t {
  * WHISPER_ESTORE (I/O); WHISPER_ENOMEM. `why`, if not NULL, receives a
  * static sentence about the failure.
  */
-WHISPER_API int whisper_store_sqlite_open(whisper_store **out, const char *path,
+WHISPER_API int whisper_store_sqlite_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const char *path,
                                           const whisper_sqlite_options_t *opts,
-                                          const char **why);
+                                          const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * Re-encrypts every value of an open SQLite store under a new key or
@@ -193,8 +203,8 @@ WHISPER_API int whisper_store_sqlite_open(whisper_store **out, const char *path,
  * store, or bad arguments), WHISPER_ECORRUPT, WHISPER_EBUSY or
  * WHISPER_ESTORE.
  */
-WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *key, size_t key_len,
-                                    const char *passphrase);
+WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *WHISPER_NULLABLE key,
+                                    size_t key_len, const char *WHISPER_NULLABLE passphrase);
 
 /**
  * The explicit recreate path: deletes the store at `path` (and its WAL
@@ -208,7 +218,9 @@ WHISPER_API int whisper_store_sqlite_destroy(const char *path);
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
 
 /** Closes a store (calling its destroy function). Accepts NULL. */
-WHISPER_API void whisper_store_close(whisper_store *store);
+WHISPER_API void whisper_store_close(whisper_store *WHISPER_NULLABLE store);
+
+WHISPER_NONNULL_END
 
 #ifdef __cplusplus
 }
