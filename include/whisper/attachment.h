@@ -95,11 +95,11 @@ typedef struct whisper_attachment_result_t {
  * WHISPER_EINVAL (a NULL argument, size above WHISPER_ATTACHMENT_SIZE_MAX),
  * WHISPER_ENOMEM or WHISPER_EINTERNAL (OpenSSL failed).
  */
-WHISPER_API int whisper_attachment_encrypt_new(whisper_attachment_encryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                               const uint8_t key[WHISPER_NONNULL WHISPER_ATTACHMENT_KEY_LEN],
-                                               const uint8_t iv[WHISPER_NONNULL WHISPER_ATTACHMENT_IV_LEN],
-                                               uint64_t size, whisper_attachment_sink sink,
-                                               void *WHISPER_NULLABLE user);
+WHISPER_API int whisper_attachment_encrypt_new(
+    whisper_attachment_encryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
+    const uint8_t key[WHISPER_NONNULL WHISPER_ATTACHMENT_KEY_LEN],
+    const uint8_t iv[WHISPER_NONNULL WHISPER_ATTACHMENT_IV_LEN], uint64_t size,
+    whisper_attachment_sink sink, void *WHISPER_NULLABLE user);
 
 /** Feeds the next `len` bytes of plaintext; blob bytes go to the sink.
  *  Returns WHISPER_OK, WHISPER_EINVAL (more than `size` bytes in all; the
@@ -146,10 +146,10 @@ typedef struct whisper_attachment_expect_t {
  * or an incremental MAC whose length is not a whole number of MACs),
  * WHISPER_ENOMEM or WHISPER_EINTERNAL.
  */
-WHISPER_API int whisper_attachment_decrypt_new(whisper_attachment_decryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                               const whisper_attachment_expect_t *expect,
-                                               whisper_attachment_sink sink,
-                                               void *WHISPER_NULLABLE user);
+WHISPER_API int whisper_attachment_decrypt_new(
+    whisper_attachment_decryptor *WHISPER_NULLABLE *WHISPER_NONNULL out,
+    const whisper_attachment_expect_t *expect, whisper_attachment_sink sink,
+    void *WHISPER_NULLABLE user);
 
 /**
  * Feeds the next `len` bytes of the blob. Returns WHISPER_OK, or:
@@ -194,8 +194,8 @@ WHISPER_API int whisper_attachment_decrypt_finish(whisper_attachment_decryptor *
  *  end). The same offset may be asked for again, and must then give the
  *  same bytes. Return 0 to go on; anything else stops the decryption,
  *  which returns that value. */
-typedef int (*whisper_attachment_source)(void *WHISPER_NULLABLE user, uint64_t offset,
-                                         uint8_t *buf, size_t len, size_t *got);
+typedef int (*whisper_attachment_source)(void *WHISPER_NULLABLE user, uint64_t offset, uint8_t *buf,
+                                         size_t len, size_t *got);
 
 /**
  * Decrypts the whole blob from `source` instead of bytes fed, on a
@@ -242,7 +242,8 @@ WHISPER_API void whisper_attachment_decrypt_free(whisper_attachment_decryptor *W
  */
 WHISPER_API int whisper_incremental_mac(const uint8_t *WHISPER_NULLABLE key, size_t key_len,
                                         uint32_t chunk_size, const uint8_t *WHISPER_NULLABLE data,
-                                        size_t len, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
+                                        size_t len,
+                                        whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 WHISPER_NONNULL_END
 

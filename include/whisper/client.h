@@ -101,8 +101,9 @@ typedef struct whisper_client_config_t {
                                 * WHISPER_GROUP_MEMBERS_MAX): the engine makes no change, and
                                 * takes none, that grows a group past it */
   /* --- version 5 --- */
-  const char *WHISPER_NULLABLE media_dir; /* a directory of the app's where the engine keeps encrypted
-                                * blobs in flight (copied; NULL: no media jobs) */
+  /* a directory of the app's where the engine keeps encrypted blobs in
+   * flight (copied; NULL: no media jobs) */
+  const char *WHISPER_NULLABLE media_dir;
   uint64_t media_max_size;     /* the largest attachment sent or taken, in bytes of plaintext
                                 * (default 100 MiB) */
   uint32_t media_piece;        /* bytes per upload or download request (default 1 MiB) */
@@ -144,7 +145,8 @@ typedef struct whisper_client whisper_client;
  * WHISPER_ESTATE (no local identity, or a store without scan()),
  * WHISPER_ENOMEM or a store error.
  */
-WHISPER_API int whisper_client_new(whisper_client *WHISPER_NULLABLE *WHISPER_NONNULL out, whisper_ctx *ctx,
+WHISPER_API int whisper_client_new(whisper_client *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                   whisper_ctx *ctx,
                                    const whisper_client_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees an engine (nothing stored is touched). Accepts NULL. */
@@ -182,7 +184,8 @@ WHISPER_API int whisper_client_receive(whisper_client *c, const uint8_t *frame, 
 
 /** Takes the next frame to send: returns 1 and sets `*out` (the caller
  *  frees it), or 0 when there is none. */
-WHISPER_API int whisper_client_take_frame(whisper_client *c, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
+WHISPER_API int whisper_client_take_frame(whisper_client *c,
+                                          whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** 1 when the engine wants the connection closed (the server broke the
  *  protocol, or stopped answering). */
@@ -208,18 +211,17 @@ WHISPER_API void whisper_client_tick(whisper_client *c, uint64_t now_ms);
  * error.
  */
 WHISPER_API int whisper_client_send(whisper_client *c, const char *to,
-                                    const uint8_t *WHISPER_NULLABLE body,
-                                    size_t body_len, uint64_t now_ms,
+                                    const uint8_t *WHISPER_NULLABLE body, size_t body_len,
+                                    uint64_t now_ms,
                                     uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /** Sends `body` to a group (encrypted once with this device's sender key;
  *  the engine first distributes the sender key to member devices that do
  *  not have it). As whisper_client_send() otherwise. */
-WHISPER_API int whisper_client_send_group(whisper_client *c,
-                                          const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                          const uint8_t *WHISPER_NULLABLE body, size_t body_len,
-                                          uint64_t now_ms,
-                                          uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
+WHISPER_API int whisper_client_send_group(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    const uint8_t *WHISPER_NULLABLE body, size_t body_len, uint64_t now_ms,
+    uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /* --- message content: replies, forwards, reactions, edits, deletes, calls -------------------
  *
@@ -241,8 +243,8 @@ WHISPER_API int whisper_client_send_group(whisper_client *c,
 WHISPER_API int whisper_client_reply(whisper_client *c, const char *conversation,
                                      const uint8_t *quoted_id, size_t quoted_id_len,
                                      const char *WHISPER_NULLABLE quoted_sender,
-                                     const uint8_t *WHISPER_NULLABLE body,
-                                     size_t body_len, uint64_t now_ms,
+                                     const uint8_t *WHISPER_NULLABLE body, size_t body_len,
+                                     uint64_t now_ms,
                                      uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /** Forwards message (id, sender) of `from_conversation` to
@@ -259,15 +261,13 @@ WHISPER_API int whisper_client_forward(whisper_client *c, const char *to_convers
  *  UTF-8), replacing this account's reaction to it; "" removes it. */
 WHISPER_API int whisper_client_react(whisper_client *c, const char *conversation, const uint8_t *id,
                                      size_t id_len, const char *WHISPER_NULLABLE sender,
-                                     const char *emoji,
-                                     uint64_t now_ms);
+                                     const char *emoji, uint64_t now_ms);
 
 /** Replaces the text of this account's message `id`, within
  *  WHISPER_EDIT_WINDOW_MS of sending it; history keeps that it was edited. */
 WHISPER_API int whisper_client_edit(whisper_client *c, const char *conversation, const uint8_t *id,
                                     size_t id_len, const uint8_t *WHISPER_NULLABLE body,
-                                    size_t body_len,
-                                    uint64_t now_ms);
+                                    size_t body_len, uint64_t now_ms);
 
 /** Deletes this account's message `id` for everyone, within the
  *  configured delete window: its body is wiped on every device and a
@@ -312,7 +312,7 @@ WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversatio
 typedef struct whisper_media_meta_t {
   const char *WHISPER_NULLABLE content_type; /* a MIME type ("image/jpeg"); NULL:
                                               * application/octet-stream */
-  const char *WHISPER_NULLABLE file_name;     /* shown to the recipient; no directories */
+  const char *WHISPER_NULLABLE file_name; /* shown to the recipient; no directories */
   uint32_t width, height;    /* pixels (images, video) */
   uint32_t duration_ms;      /* audio, video */
   const char *WHISPER_NULLABLE caption; /* UTF-8 */
@@ -335,7 +335,8 @@ typedef struct whisper_media_meta_t {
 WHISPER_API int whisper_client_send_file(whisper_client *c, const char *conversation,
                                          const char *path,
                                          const whisper_media_meta_t *WHISPER_NULLABLE meta,
-                                         uint64_t now_ms, uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
+                                         uint64_t now_ms,
+                                         uint8_t id_out[WHISPER_NONNULL WHISPER_CLIENT_ID_LEN]);
 
 /* A media job's state (whisper_media_t.state, WHISPER_EV_MEDIA's status). */
 #define WHISPER_MEDIA_ENCRYPTING 1  /* outgoing: being encrypted */
@@ -408,8 +409,9 @@ WHISPER_API int whisper_client_download(whisper_client *c, const char *conversat
  * account's other devices (state WHISPER_MEDIA_OPENED), and the sender
  * gets an end-to-end receipt (WHISPER_STATUS_OPENED). The app shows the
  * file and deletes it. `path` NULL: the plaintext comes in
- * WHISPER_EV_MEDIA_DATA events, as with whisper_client_download(). Returns as whisper_client_download(), and
- * WHISPER_EDENIED when the attachment is not view-once or was opened.
+ * WHISPER_EV_MEDIA_DATA events, as with whisper_client_download().
+ * Returns as whisper_client_download(), and WHISPER_EDENIED when the
+ * attachment is not view-once or was opened.
  */
 WHISPER_API int whisper_client_view_once_open(whisper_client *c, const char *conversation,
                                               const uint8_t *id, size_t id_len,
@@ -443,8 +445,8 @@ WHISPER_API int whisper_client_take_http(whisper_client *c, whisper_http_request
  */
 WHISPER_API int whisper_client_http_done(whisper_client *c, uint64_t handle, int status,
                                          const char *WHISPER_NULLABLE headers,
-                                         const uint8_t *WHISPER_NULLABLE body,
-                                         size_t body_len, uint64_t now_ms);
+                                         const uint8_t *WHISPER_NULLABLE body, size_t body_len,
+                                         uint64_t now_ms);
 
 /* --- per-conversation flags: mute, archive, pin ---------------------------------------------- */
 
@@ -520,8 +522,8 @@ typedef struct whisper_profile_t {
  * a store error.
  */
 WHISPER_API int whisper_client_profile_set(whisper_client *c, const char *name, const char *about,
-                                           const uint8_t *WHISPER_NULLABLE picture, size_t picture_len,
-                                           uint64_t now_ms);
+                                           const uint8_t *WHISPER_NULLABLE picture,
+                                           size_t picture_len, uint64_t now_ms);
 
 /**
  * The profile of `account` (NULL: this account's) as the store holds it,
@@ -529,8 +531,9 @@ WHISPER_API int whisper_client_profile_set(whisper_client *c, const char *name, 
  * none has come yet. Reads the store only. Returns WHISPER_OK,
  * WHISPER_EINVAL or a store error.
  */
-WHISPER_API int whisper_client_profile_get(whisper_client *c, const char *WHISPER_NULLABLE account,
-                                           whisper_profile_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
+WHISPER_API int whisper_client_profile_get(
+    whisper_client *c, const char *WHISPER_NULLABLE account,
+    whisper_profile_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Wipes and frees a profile. Accepts NULL. */
 WHISPER_API void whisper_profile_free(whisper_profile_t *WHISPER_NULLABLE p);
@@ -541,7 +544,8 @@ WHISPER_API void whisper_profile_free(whisper_profile_t *WHISPER_NULLABLE p);
  * if it changed. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (no
  * profile key of that account has reached this device) or a store error.
  */
-WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *WHISPER_NULLABLE account);
+WHISPER_API int whisper_client_profile_refresh(whisper_client *c,
+                                               const char *WHISPER_NULLABLE account);
 
 /**
  * On device 1: replaces the profile key with a new one (as Signal does
@@ -553,7 +557,8 @@ WHISPER_API int whisper_client_profile_refresh(whisper_client *c, const char *WH
  * member by member. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE
  * (not device 1, or no profile set yet) or a store error.
  */
-WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char *WHISPER_NULLABLE withhold,
+WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c,
+                                                  const char *WHISPER_NULLABLE withhold,
                                                   uint64_t now_ms);
 
 #define WHISPER_CALL_OFFER 1
@@ -570,49 +575,45 @@ WHISPER_API int whisper_client_profile_rotate_key(whisper_client *c, const char 
  *  WHISPER_EV_CALL. Not kept in history. */
 WHISPER_API int whisper_client_call(whisper_client *c, const char *to, int type,
                                     const uint8_t call_id[WHISPER_NONNULL WHISPER_CALL_ID_LEN],
-                                    const uint8_t *WHISPER_NULLABLE data,
-                                    size_t data_len, uint64_t now_ms);
+                                    const uint8_t *WHISPER_NULLABLE data, size_t data_len,
+                                    uint64_t now_ms);
 
 /** Marks messages of a conversation, from `sender`, as read: READ
  *  receipts go to the sender (batched; none if read receipts are off). */
-WHISPER_API int whisper_client_mark_read(whisper_client *c, const char *conversation,
-                                         const char *sender,
-                                         const uint8_t (*WHISPER_NULLABLE ids)[WHISPER_CLIENT_ID_LEN],
-                                         size_t n, uint64_t now_ms);
+WHISPER_API int whisper_client_mark_read(
+    whisper_client *c, const char *conversation, const char *sender,
+    const uint8_t (*WHISPER_NULLABLE ids)[WHISPER_CLIENT_ID_LEN], size_t n, uint64_t now_ms);
 
 /** Typing started (1) or stopped (0) in a conversation; throttled. */
 WHISPER_API int whisper_client_typing(whisper_client *c, const char *conversation, int started,
                                       uint64_t now_ms);
 
 /** Asks for presence of these accounts (online / last seen events). */
-WHISPER_API int whisper_client_subscribe(whisper_client *c,
-                                         const char *const WHISPER_NONNULL *WHISPER_NULLABLE accounts,
-                                         size_t n);
+WHISPER_API int whisper_client_subscribe(
+    whisper_client *c, const char *const WHISPER_NONNULL *WHISPER_NULLABLE accounts, size_t n);
 
 /** Creates a group with this account and `members`; its id is written to
  *  `group_id_out`. */
-WHISPER_API int whisper_client_group_create(whisper_client *c,
-                                            const char *const WHISPER_NONNULL *WHISPER_NULLABLE members,
-                                            size_t n, uint64_t now_ms,
-                                            uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
+WHISPER_API int whisper_client_group_create(
+    whisper_client *c, const char *const WHISPER_NONNULL *WHISPER_NULLABLE members, size_t n,
+    uint64_t now_ms, uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /** Adds members (admins only). */
-WHISPER_API int whisper_client_group_add(whisper_client *c,
-                                         const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                         const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n,
-                                         uint64_t now_ms);
+WHISPER_API int whisper_client_group_add(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n, uint64_t now_ms);
 
 /** Removes members (admins), or leaves (remove this account). The members
  *  who stay rotate their sender keys when they hear of it. */
-WHISPER_API int whisper_client_group_remove(whisper_client *c,
-                                            const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                            const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n,
-                                            uint64_t now_ms);
+WHISPER_API int whisper_client_group_remove(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n, uint64_t now_ms);
 
 /** The conversation name of a group: "#" and 32 lowercase hex digits,
  *  NUL-terminated. */
 WHISPER_API void whisper_client_group_conversation(
-    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1], const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
+    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1],
+    const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /* --- group administration -------------------------------------------------
  *
@@ -664,24 +665,23 @@ WHISPER_API void whisper_client_group_conversation(
 
 /** Promotes `member` to admin (`admin` 1) or demotes an admin (`admin` 0).
  *  Admins only; the last admin cannot be demoted. */
-WHISPER_API int whisper_client_group_admin(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                           const char *member, int admin, uint64_t now_ms);
+WHISPER_API int whisper_client_group_admin(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    const char *member, int admin, uint64_t now_ms);
 
 /** Sets an info field (WHISPER_GROUP_NAME, _DESCRIPTION: UTF-8 without NUL;
  *  _PICTURE: any bytes) to `value` (`len` 0 clears it), at most
  *  WHISPER_GROUP_NAME_MAX, _DESCRIPTION_MAX, _PICTURE_MAX bytes. Any member,
  *  unless only admins edit the info. */
-WHISPER_API int whisper_client_group_set_info(whisper_client *c,
-                                              const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                              int field, const uint8_t *WHISPER_NULLABLE value, size_t len,
-                                              uint64_t now_ms);
+WHISPER_API int whisper_client_group_set_info(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int field,
+    const uint8_t *WHISPER_NULLABLE value, size_t len, uint64_t now_ms);
 
 /** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
  *  on (1) or off (0). Admins only. */
-WHISPER_API int whisper_client_group_set(whisper_client *c,
-                                         const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                         int setting, int on, uint64_t now_ms);
+WHISPER_API int whisper_client_group_set(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int setting,
+    int on, uint64_t now_ms);
 
 /* "whisper-group:" and base64url (no padding) of version 1, the group id
  * and a 32-byte secret. */
@@ -698,16 +698,15 @@ WHISPER_API int whisper_client_group_set(whisper_client *c,
  * WHISPER_GROUP_CHANGED_LINK); the engine keeps no copy of it: show it,
  * and make a new one to show it again. Wipe it when done with it.
  */
-WHISPER_API int whisper_client_group_link_make(whisper_client *c,
-                                               const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                               uint64_t now_ms,
-                                               char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
+WHISPER_API int whisper_client_group_link_make(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    uint64_t now_ms, char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
 
 /** Revokes the group's invite link (admins only): it no longer lets
  *  anyone join, and joins signed with it are refused by every member. */
-WHISPER_API int whisper_client_group_link_revoke(whisper_client *c,
-                                                 const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                                 uint64_t now_ms);
+WHISPER_API int whisper_client_group_link_revoke(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    uint64_t now_ms);
 
 /**
  * Joins a group by its invite link; the group's id is written to
@@ -724,14 +723,15 @@ WHISPER_API int whisper_client_group_link_revoke(whisper_client *c,
  * WHISPER_EINVAL (not a link), WHISPER_ESTATE (already a member, or a
  * join of that group on its way) or a store error.
  */
-WHISPER_API int whisper_client_group_join(whisper_client *c, const char *link, uint64_t now_ms,
-                                          uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
+WHISPER_API int whisper_client_group_join(
+    whisper_client *c, const char *link, uint64_t now_ms,
+    uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /** Leaves the group (as whisper_client_group_remove() of this account).
  *  The last admin's leaving makes the first remaining member admin. */
-WHISPER_API int whisper_client_group_leave(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                           uint64_t now_ms);
+WHISPER_API int whisper_client_group_leave(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    uint64_t now_ms);
 
 #define WHISPER_GROUP_STATE_VERSION 1
 
@@ -763,9 +763,9 @@ typedef struct whisper_group_state_t {
  *  whisper_group_state_free()). Returns WHISPER_OK, WHISPER_EINVAL,
  *  WHISPER_ENOTFOUND (a group this device never heard of) or a store
  *  error. */
-WHISPER_API int whisper_client_group_state(whisper_client *c,
-                                           const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
-                                           whisper_group_state_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
+WHISPER_API int whisper_client_group_state(
+    whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    whisper_group_state_t *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** Frees a group state. Accepts NULL. */
 WHISPER_API void whisper_group_state_free(whisper_group_state_t *WHISPER_NULLABLE s);
@@ -825,9 +825,9 @@ WHISPER_API int whisper_client_account_info(whisper_client *c, const char *accou
  * WHISPER_EV_IDENTITY. Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE
  * (a different key is held now) or a store error.
  */
-WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *account,
-                                             const uint8_t key[WHISPER_NONNULL WHISPER_PUBLIC_KEY_LEN],
-                                             int verified);
+WHISPER_API int whisper_client_account_trust(
+    whisper_client *c, const char *account,
+    const uint8_t key[WHISPER_NONNULL WHISPER_PUBLIC_KEY_LEN], int verified);
 
 #define WHISPER_ANCHOR_LEN 16
 
@@ -838,7 +838,8 @@ WHISPER_API int whisper_client_account_trust(whisper_client *c, const char *acco
  * platform keystore) and passes it to whisper_client_check_anchor() right
  * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.
  */
-WHISPER_API int whisper_client_anchor(whisper_client *c, uint8_t out[WHISPER_NONNULL WHISPER_ANCHOR_LEN]);
+WHISPER_API int whisper_client_anchor(whisper_client *c,
+                                      uint8_t out[WHISPER_NONNULL WHISPER_ANCHOR_LEN]);
 
 /**
  * Checks the store against the anchor the app kept. A store older than
@@ -896,7 +897,8 @@ WHISPER_API int whisper_client_is_blocked(whisper_client *c, const char *account
 /** The blocked accounts, in name order: each name followed by a NUL byte,
  *  in one buffer (the caller frees it), and how many in `*count`. Returns
  *  WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
-WHISPER_API int whisper_client_blocked_list(whisper_client *c, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out,
+WHISPER_API int whisper_client_blocked_list(whisper_client *c,
+                                            whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out,
                                             size_t *count);
 
 #define WHISPER_REPORT_DEFAULT 5   /* messages a report holds when the caller says 0 */
@@ -1020,8 +1022,9 @@ typedef struct whisper_client_event_t {
   const char *WHISPER_NULLABLE message;
   /* version 3 (content): */
   int kind;              /* WHISPER_EV_MESSAGE: WHISPER_KIND_* (1: unsupported content) */
-  const uint8_t *WHISPER_NULLABLE target_id; /* EDITED, DELETED, REACTION: the message; MESSAGE: a reply's */
-  size_t target_id_len;     /* quoted message */
+  /* EDITED, DELETED, REACTION: the message; MESSAGE: a reply's quoted message */
+  const uint8_t *WHISPER_NULLABLE target_id;
+  size_t target_id_len;
   const char *WHISPER_NULLABLE target_sender; /* its sender (NULL: this account) */
   uint32_t forwarded;    /* WHISPER_EV_MESSAGE: times forwarded */
   /* version 5 (media): */

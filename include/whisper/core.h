@@ -160,7 +160,7 @@ WHISPER_API void whisper_buf_free(whisper_buf *WHISPER_NULLABLE buf);
 /** Allocates a buffer of `len` bytes (zeroed) for a store implementation to
  *  return through whisper_store_ops. Returns NULL when out of memory. */
 WHISPER_API whisper_buf *WHISPER_NULLABLE whisper_buf_new(const uint8_t *WHISPER_NULLABLE data,
-                                                         size_t len);
+                                                          size_t len);
 
 /** A random number source: fill `out` with `len` random bytes; return 0 on
  *  success and nonzero on failure. */
@@ -177,7 +177,8 @@ struct whisper_store;
  * Returns WHISPER_OK, WHISPER_EINVAL (NULL argument), WHISPER_ENOMEM, or
  * WHISPER_EINTERNAL if libsodium cannot be initialised.
  */
-WHISPER_API int whisper_ctx_new(whisper_ctx *WHISPER_NULLABLE *WHISPER_NONNULL out, struct whisper_store *store);
+WHISPER_API int whisper_ctx_new(whisper_ctx *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                struct whisper_store *store);
 
 /**
  * Frees a context. Accepts NULL. A context keeps, between calls, the
@@ -191,7 +192,7 @@ WHISPER_API void whisper_ctx_free(whisper_ctx *WHISPER_NULLABLE ctx);
  *  platform source). `fn` NULL restores the default. Returns WHISPER_OK or
  *  WHISPER_EINVAL. */
 WHISPER_API int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
-                                        void *WHISPER_NULLABLE user);
+                                    void *WHISPER_NULLABLE user);
 
 /** The sentence describing the last failure on this context ("" if none).
  *  Valid until the next call on the context. Never contains secrets. */

@@ -33,18 +33,18 @@ WHISPER_NONNULL_BEGIN
  * WHISPER_EINVAL, WHISPER_ESTATE (no local identity), WHISPER_ERANDOM or a
  * store error.
  */
-WHISPER_API int whisper_group_create(whisper_ctx *ctx,
-                                     const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
-                                     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
+WHISPER_API int whisper_group_create(
+    whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+    whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
 /**
  * Starts a new chain for the distribution (new chain id, chain key and
  * signing key) and returns its SKDM; the old chain is no longer used to
  * send. What an app does when a member leaves.
  */
-WHISPER_API int whisper_group_rotate(whisper_ctx *ctx,
-                                     const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
-                                     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
+WHISPER_API int whisper_group_rotate(
+    whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+    whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
 /**
  * Processes an SKDM received from (sender, device_id). A repeated SKDM
@@ -63,10 +63,10 @@ WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint
  * from before whisper_sessions_distrust(): rotate), WHISPER_ERANDOM or an
  * error.
  */
-WHISPER_API int whisper_group_encrypt(whisper_ctx *ctx,
-                                      const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
-                                      const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
-                                      whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
+WHISPER_API int whisper_group_encrypt(
+    whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+    const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
+    whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
  * Decrypts a SenderKeyMessage from (sender, device_id). The signature is
@@ -102,10 +102,10 @@ typedef struct whisper_envelope_t {
  * others). Returns WHISPER_OK when the SKDM exists (inspect each status),
  * or an error for the whole call.
  */
-WHISPER_API int whisper_group_distribute(whisper_ctx *ctx,
-                                         const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
-                                         const whisper_device_t *WHISPER_NULLABLE devices, size_t n,
-                                         uint64_t now_ms, whisper_envelope_t *WHISPER_NULLABLE out);
+WHISPER_API int whisper_group_distribute(
+    whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
+    const whisper_device_t *WHISPER_NULLABLE devices, size_t n, uint64_t now_ms,
+    whisper_envelope_t *WHISPER_NULLABLE out);
 
 /**
  * The receiving side of whisper_group_distribute(): decrypts a 1:1 message

@@ -78,7 +78,7 @@ typedef struct whisper_message_t {
   const uint8_t *WHISPER_NULLABLE quote_id; /* a reply: the quoted message's id (NULL: not
                                              * a reply) */
   size_t quote_id_len;
-  const char *WHISPER_NULLABLE quote_sender;  /* its sender (NULL: this account) */
+  const char *WHISPER_NULLABLE quote_sender; /* its sender (NULL: this account) */
   const char *WHISPER_NULLABLE quote_excerpt; /* a short excerpt of it, as the replier saw it
                                                * (NULL: not a reply) */
   const whisper_reaction_t *WHISPER_NULLABLE reactions; /* one per reactor, oldest first
@@ -94,7 +94,8 @@ typedef struct whisper_message_t {
  * with that id exists in the conversation), or a store error.
  */
 WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
-                                             const whisper_device_t *WHISPER_NULLABLE recipients, size_t n);
+                                             const whisper_device_t *WHISPER_NULLABLE recipients,
+                                             size_t n);
 
 /**
  * Decrypts a 1:1 message from (name, device_id) and stores it in history as
@@ -107,10 +108,10 @@ WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_mes
  * Otherwise the codes of whisper_session_decrypt(); on any failure nothing
  * changes. `plaintext_out` may be NULL.
  */
-WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name,
-                                              uint32_t device_id, int type, const uint8_t *body,
-                                              size_t body_len, const whisper_message_t *meta,
-                                              whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
+WHISPER_API int whisper_session_decrypt_store(
+    whisper_ctx *ctx, const char *name, uint32_t device_id, int type, const uint8_t *body,
+    size_t body_len, const whisper_message_t *meta,
+    whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
 /**
  * The group counterpart of whisper_session_decrypt_store(): decrypts a
@@ -123,10 +124,9 @@ WHISPER_API int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name
  * whisper_group_decrypt(); on any failure nothing changes. `plaintext_out`
  * may be NULL.
  */
-WHISPER_API int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender,
-                                            uint32_t device_id, const uint8_t *body,
-                                            size_t body_len, const whisper_message_t *meta,
-                                            whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
+WHISPER_API int whisper_group_decrypt_store(
+    whisper_ctx *ctx, const char *sender, uint32_t device_id, const uint8_t *body, size_t body_len,
+    const whisper_message_t *meta, whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
 /** One message of a batch for whisper_session_decrypt_batch(). */
 typedef struct whisper_incoming_t {
@@ -181,7 +181,8 @@ typedef struct whisper_page whisper_page;
  * start from the newest. Returns WHISPER_OK, WHISPER_EINVAL or an error.
  */
 WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
-                                     uint64_t before_sort_key, const uint8_t *WHISPER_NULLABLE before_id,
+                                     uint64_t before_sort_key,
+                                     const uint8_t *WHISPER_NULLABLE before_id,
                                      size_t before_id_len, size_t limit,
                                      whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
@@ -189,14 +190,16 @@ WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
  * The outbox: up to `limit` outgoing messages the server has not taken
  * yet, oldest first (to send again after a reconnect).
  */
-WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit, whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
+WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit,
+                                    whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /** The number of messages in a page. */
 WHISPER_API size_t whisper_page_count(const whisper_page *page);
 
 /** Message `i` of a page (NULL when out of range); valid until the page is
  *  freed. */
-WHISPER_API const whisper_message_t *WHISPER_NULLABLE whisper_page_get(const whisper_page *page, size_t i);
+WHISPER_API const whisper_message_t *WHISPER_NULLABLE whisper_page_get(const whisper_page *page,
+                                                                       size_t i);
 
 /** Frees a page (its bodies wiped). Accepts NULL. */
 WHISPER_API void whisper_page_free(whisper_page *WHISPER_NULLABLE page);

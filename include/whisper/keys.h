@@ -28,7 +28,8 @@ WHISPER_API int whisper_keypair_generate(whisper_ctx *ctx, whisper_keypair_t *ou
 
 /** Makes the key pair of a 32-byte private key (clamped first). Returns
  *  WHISPER_OK or WHISPER_EINVAL. */
-WHISPER_API int whisper_keypair_from_private(whisper_keypair_t *out, const uint8_t priv[WHISPER_NONNULL 32]);
+WHISPER_API int whisper_keypair_from_private(whisper_keypair_t *out,
+                                             const uint8_t priv[WHISPER_NONNULL 32]);
 
 /** Wipes a key pair. Accepts NULL. */
 WHISPER_API void whisper_keypair_wipe(whisper_keypair_t *WHISPER_NULLABLE kp);

@@ -60,7 +60,8 @@ typedef struct whisper_pg_options_t {
  * sentence, and whisper_store_last_error() is not available since there is
  * no store); WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const char *conninfo,
+WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                      const char *conninfo,
                                       const whisper_pg_options_t *WHISPER_NULLABLE opts,
                                       const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
@@ -74,11 +75,11 @@ WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_N
  * was decided, else rolled back) by whichever node opens or uses the
  * store next. Every node must list the same shards in the same order.
  */
-WHISPER_API int whisper_store_pg_open_sharded(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                              const char *const WHISPER_NONNULL *WHISPER_NONNULL conninfos,
-                                              size_t n,
-                                              const whisper_pg_options_t *WHISPER_NULLABLE opts,
-                                              const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
+WHISPER_API int whisper_store_pg_open_sharded(
+    whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+    const char *const WHISPER_NONNULL *WHISPER_NONNULL conninfos, size_t n,
+    const whisper_pg_options_t *WHISPER_NULLABLE opts,
+    const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * Queues a notification on `channel` (1..48 of [a-z0-9_]) with `payload`

@@ -154,7 +154,8 @@ typedef struct whisper_server whisper_server;
  * loaded is not the version this libwhisper-server was built with (they
  * share the store's internals; install them together).
  */
-WHISPER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out, whisper_store *store,
+WHISPER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                   whisper_store *store,
                                    const whisper_server_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees a server (connections are forgotten, not closed). Accepts NULL. */
@@ -163,7 +164,7 @@ WHISPER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
 /** Replaces the random source (challenges, link codes); for tests and
  *  fuzzers. */
 WHISPER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
-                                           void *WHISPER_NULLABLE user);
+                                       void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
 WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);

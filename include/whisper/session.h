@@ -113,9 +113,8 @@ WHISPER_API int whisper_signed_prekey_generate(whisper_ctx *ctx, uint32_t id, ui
  * new one was made. Call it regularly (e.g. daily, with Signal's 2-day age
  * and 30-day grace). Returns WHISPER_OK, WHISPER_ESTATE or an error.
  */
-WHISPER_API int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms,
-                                             uint64_t max_age_ms, uint64_t grace_ms,
-                                             int *WHISPER_NULLABLE rotated);
+WHISPER_API int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms, uint64_t max_age_ms,
+                                             uint64_t grace_ms, int *WHISPER_NULLABLE rotated);
 
 /** The number of one-time prekeys not used yet, to replenish the server's
  *  supply (whisper_prekeys_generate) when it runs low. */
@@ -132,10 +131,9 @@ WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count,
  *  with this device's identity key. Returns WHISPER_OK, WHISPER_EINVAL,
  *  WHISPER_EINVALIDKEY, WHISPER_EINVALIDSIG, WHISPER_ESTATE or a store
  *  error. */
-WHISPER_API int whisper_signed_prekey_import(whisper_ctx *ctx, uint32_t id,
-                                             const whisper_keypair_t *key,
-                                             const uint8_t signature[WHISPER_NONNULL WHISPER_SIGNATURE_LEN],
-                                             uint64_t timestamp_ms);
+WHISPER_API int whisper_signed_prekey_import(
+    whisper_ctx *ctx, uint32_t id, const whisper_keypair_t *key,
+    const uint8_t signature[WHISPER_NONNULL WHISPER_SIGNATURE_LEN], uint64_t timestamp_ms);
 
 /** Stores a one-time prekey made elsewhere under `id`. Later generated ids
  *  stay above every imported one. Returns WHISPER_OK, WHISPER_EINVAL,
@@ -216,8 +214,8 @@ WHISPER_API int whisper_session_exists(whisper_ctx *ctx, const char *name, uint3
  * whisper_sessions_distrust(): start a new session), or an error.
  */
 WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
-                                        const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
-                                        uint64_t now_ms, int *type_out,
+                                        const uint8_t *WHISPER_NULLABLE plaintext,
+                                        size_t plaintext_len, uint64_t now_ms, int *type_out,
                                         whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /**
@@ -228,9 +226,9 @@ WHISPER_API int whisper_session_encrypt(whisper_ctx *ctx, const char *name, uint
  * WHISPER_ETOOFAR, WHISPER_ENOSESSION (a SignalMessage and no session),
  * WHISPER_EUNTRUSTED, or an error; on any failure nothing changes.
  */
-WHISPER_API int whisper_session_decrypt(whisper_ctx *ctx, const char *name, uint32_t device_id,
-                                        int type, const uint8_t *body, size_t body_len,
-                                        whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL plaintext_out);
+WHISPER_API int whisper_session_decrypt(
+    whisper_ctx *ctx, const char *name, uint32_t device_id, int type, const uint8_t *body,
+    size_t body_len, whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL plaintext_out);
 
 WHISPER_NONNULL_END
 

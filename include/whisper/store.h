@@ -134,8 +134,8 @@ typedef struct whisper_store whisper_store;
 /** Makes a store from caller-supplied functions. `ops` is copied. Returns
  *  WHISPER_OK, WHISPER_EINVAL (NULL, unknown version, missing function) or
  *  WHISPER_ENOMEM. */
-WHISPER_API int whisper_store_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const whisper_store_ops *ops,
-                                  void *WHISPER_NULLABLE user);
+WHISPER_API int whisper_store_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                  const whisper_store_ops *ops, void *WHISPER_NULLABLE user);
 
 /** A volatile store in memory. Transactions are real: rollback restores
  *  the state as it was at begin. */
@@ -192,8 +192,8 @@ typedef struct whisper_sqlite_options_t {
  * WHISPER_ESTORE (I/O); WHISPER_ENOMEM. `why`, if not NULL, receives a
  * static sentence about the failure.
  */
-WHISPER_API int whisper_store_sqlite_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out, const char *path,
-                                          const whisper_sqlite_options_t *opts,
+WHISPER_API int whisper_store_sqlite_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                          const char *path, const whisper_sqlite_options_t *opts,
                                           const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
