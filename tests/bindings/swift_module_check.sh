@@ -11,7 +11,8 @@
 #        errors: the module map is not [system]).
 #     2. Every pointer in every declaration of the module (functions, their
 #        parameters, struct fields, callback types), as clang's AST prints
-#        them, is _Nonnull or _Nullable.
+#        them, is _Nonnull or _Nullable; so is every pointer of server.h and
+#        pgstore.h (the server library's headers, not in the module).
 #     3. The annotations mean something: passing a _Nullable pointer where
 #        the API wants one that is not NULL fails the compile, and
 #        whisper_*_free() takes NULL.
@@ -72,7 +73,6 @@ fresh() { # $1: directory to make
   rm -rf "$1"
   mkdir -p "$1/include" "$1/mod"
   cp -r "$src/include/whisper" "$1/include/"
-  rm -f "$1/include/whisper/server.h" "$1/include/whisper/pgstore.h" # not in the module
   cp -r "$src/bindings/swift/Sources/CWhisper" "$1/mod/"
 }
 
@@ -134,7 +134,9 @@ EOF
 # prints them. (Typedefs of function pointers are annotated where they are
 # used, so their own `(*)` is left out.)
 ast_check() { # $1: tree
-  printf '#include <whisper/whisper.h>\n' >"$1/all.c"
+  # The module's headers, and the server library's (not in the module, as
+  # annotated).
+  printf '#include <whisper/%s.h>\n' whisper server pgstore >"$1/all.c"
   "$CC" -fsyntax-only -I"$1/include" -Xclang -ast-dump -Xclang -ast-dump-filter -Xclang whisper_ \
     "$1/all.c" >"$1/ast.txt" 2>"$1/ast.err" || { cat "$1/ast.err" >&2; return 1; }
   local n
