@@ -41,9 +41,9 @@ extern "C" {
  * `T *WHISPER_NULLABLE *WHISPER_NONNULL out`: the caller's variable must
  * exist, what the call stores in it may be NULL on failure). A byte input
  * that may be empty (a plaintext, a message body) is WHISPER_NULLABLE:
- * NULL with length 0 is the empty input. Under clang
- * these are _Nullable, _Nonnull and `#pragma clang assume_nonnull`; under
- * other compilers they expand to nothing.
+ * NULL with length 0 is the empty input. Under clang these are _Nullable,
+ * _Nonnull and `#pragma clang assume_nonnull`; under other compilers they
+ * expand to nothing. bindings/swift checks them (tests/bindings).
  */
 #if defined(__clang__)
 #  define WHISPER_NULLABLE _Nullable
