@@ -280,6 +280,11 @@ class Test {
     );
   }
 
+  // The next media event (WHISPER_EV_MEDIA) of job `id` at `c` matching `pred` (from `from` on).
+  media(c, id, pred, desc, from = 0) {
+    return c.waitFor((e) => e.ev === 'media' && e.id === id && pred(e), `${desc} (${id.slice(0, 8)})`, { from });
+  }
+
   // Waits until cond() (it may be async) holds, asked every pollMs (for a
   // state in files or in a server's answers).
   async until(cond, desc, pollMs = 5) {
