@@ -202,12 +202,7 @@ class ChatTest extends Test {
     this.alice1 = this.chat('alice', 1);
     this.bob = this.chat('bob', 1);
     this.carol = this.chat('carol', 1);
-    for (const c of [this.alice1, this.bob, this.carol]) c.start();
-    for (const c of [this.alice1, this.bob, this.carol]) {
-      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
-      this.ok(!!r, `${c.key} registered`);
-      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
-    }
+    await this.register([this.alice1, this.bob, this.carol]);
     // carol only receives (the prefix scenario): she need not be online
     this.ok((await this.carol.quit()) === 0, 'carol.1 exit code at end of input');
     this.notes.setup = `whisperd on 127.0.0.1:${this.server.port}; alice.1, bob.1 and carol.1 registered`;

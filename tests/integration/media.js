@@ -96,12 +96,7 @@ class MediaTest extends Test {
     this.alice1 = this.chat('alice', 1);
     this.bob1 = this.chat('bob', 1);
     this.carol1 = this.chat('carol', 1);
-    for (const c of [this.alice1, this.bob1, this.carol1]) c.start();
-    for (const c of [this.alice1, this.bob1, this.carol1]) {
-      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
-      this.ok(!!r, `${c.key} registered`);
-      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
-    }
+    await this.register([this.alice1, this.bob1, this.carol1]);
     this.bob2 = this.chat('bob', 2);
     this.bob2.start();
     const code = await this.bob2.waitFor((e) => e.ev === 'link_code', 'a link code');

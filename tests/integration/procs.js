@@ -263,6 +263,16 @@ class Test {
     return new Chat(this, account, device, server);
   }
 
+  // Starts new clients at once and waits until each registered and caught up.
+  async register(chats) {
+    for (const c of chats) c.start();
+    for (const c of chats) {
+      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
+      this.ok(!!r, `${c.key} registered`);
+      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    }
+  }
+
   // A unique, recognisable text.
   text(label) {
     this.seq++;
