@@ -594,13 +594,16 @@ class Whisperd extends Proc {
       const m = /whisperd: listening on (.*):(\d+)\s*$/.exec(line);
       if (m) listening(Number(m[2]));
     }, env ? { env } : {});
+    let timer;
     const port = await Promise.race([
       ready,
       this.exitPromise.then(() => {
         throw new Fatal(`${this.key} exited (${this.exitSignal || `code ${this.exitCode}`}) before listening${this.stderrTail()}`);
       }),
-      new Promise((_, reject) => setTimeout(() => reject(new Fatal(`${this.key} did not print "listening on" within ${this.t.o.timeout}s${this.stderrTail()}`)), this.t.timeoutMs)),
-    ]);
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Fatal(`${this.key} did not print "listening on" within ${this.t.o.timeout}s${this.stderrTail()}`)), this.t.timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
     if (this.port && port !== this.port) throw new Fatal(`${this.key} listens on ${port}, asked for ${this.port}`);
     this.port = port;
   }
