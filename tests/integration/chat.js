@@ -34,51 +34,9 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
-const path = require('path');
 const { spawn, execFileSync } = require('child_process');
 
-// ---------------------------------------------------------------------------
-// options
-
-function usage(msg) {
-  if (msg) process.stderr.write(`chat.js: ${msg}\n`);
-  process.stderr.write(
-    'usage: node chat.js --whisperd PATH --chat PATH [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
-  );
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = { whisperd: null, chat: null, timeout: 20, workdir: null, keep: false, trace: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usage(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--whisperd') o.whisperd = path.resolve(val());
-    else if (a === '--chat') o.chat = path.resolve(val());
-    else if (a === '--timeout') o.timeout = Number(val());
-    else if (a === '--workdir') o.workdir = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--trace') o.trace = true;
-    else if (a === '--help' || a === '-h') usage();
-    else usage(`unknown option ${a}`);
-  }
-  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
-  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
-  for (const f of [o.whisperd, o.chat]) {
-    try {
-      fs.accessSync(f, fs.constants.X_OK);
-    } catch {
-      usage(`not an executable: ${f}`);
-    }
-  }
-  return o;
-}
-
-const { Fatal, short, Chat, Whisperd } = require('./procs');
+const { short, Test, Whisperd } = require('./procs');
 
 // whisper-chat in human mode: `lines` on stdin, then end of input (once
 // stdout matches `until`, if given); returns the exit code and stdout.
@@ -218,65 +176,10 @@ const CONTENT_COMMANDS = ['reply', 'react', 'unreact', 'edit', 'delete', 'forwar
 const COMMANDS = ['send', 'gsend', 'group', 'history', 'read', 'search', 'mute', 'unmute', 'archive', 'pin', 'flags', 'typing', 'subscribe', 'safety', 'verify', 'accept', 'trust', 'link-approve', 'device-remove', 'status', 'help', 'quit'];
 COMMANDS.push('block', 'unblock', 'blocked', 'report'); // (the block scenario's)
 
-class ChatTest {
+class ChatTest extends Test {
   constructor(o, dir) {
-    this.o = o;
-    this.dir = dir;
-    this.timeoutMs = o.timeout * 1000;
-    this.t0 = Date.now();
-    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
-    this.stats = {};
-    this.notes = {};
-    for (const [k] of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
-    this.stats.script = { passed: 0, failed: 0 };
-    this.cat = 'setup';
+    super(o, dir, SCENARIOS);
     this.server = new Whisperd(this);
-    this.procs = [this.server];
-    this.seq = 0;
-  }
-
-  ev(line) {
-    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
-    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
-    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
-  }
-
-  check(cat, cond, msg) {
-    const s = this.stats[cat] || this.stats[this.cat];
-    if (cond) {
-      s.passed++;
-      return true;
-    }
-    s.failed++;
-    this.ev(`FAIL ${cat}: ${msg}`);
-    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
-    return false;
-  }
-
-  ok(cond, msg) {
-    return this.check(this.cat, cond, msg);
-  }
-
-  chat(account, device) {
-    const c = new Chat(this, account, device);
-    this.procs.push(c);
-    return c;
-  }
-
-  text(label) {
-    this.seq++;
-    return `${label}-${this.seq}-${Math.random().toString(36).slice(2, 8)}`;
-  }
-
-  message(c, id, desc) {
-    return c.waitFor((e) => e.ev === 'message' && e.id === id, desc || `message ${id}`);
-  }
-
-  status(c, id, status, to, device, desc) {
-    return c.waitFor(
-      (e) => e.ev === 'status' && e.id === id && e.status === status && (to === undefined || (e.to === to && e.device === device)),
-      desc || `status ${status} of ${id}`
-    );
   }
 
   // The ids the read receipts seen at `c` so far name (from `to`).
@@ -299,12 +202,7 @@ class ChatTest {
     this.alice1 = this.chat('alice', 1);
     this.bob = this.chat('bob', 1);
     this.carol = this.chat('carol', 1);
-    for (const c of [this.alice1, this.bob, this.carol]) c.start();
-    for (const c of [this.alice1, this.bob, this.carol]) {
-      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
-      this.ok(!!r, `${c.key} registered`);
-      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
-    }
+    await this.register([this.alice1, this.bob, this.carol]);
     // carol only receives (the prefix scenario): she need not be online
     this.ok((await this.carol.quit()) === 0, 'carol.1 exit code at end of input');
     this.notes.setup = `whisperd on 127.0.0.1:${this.server.port}; alice.1, bob.1 and carol.1 registered`;
@@ -903,69 +801,6 @@ class ChatTest {
     this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
     this.notes.shutdown = 'quit answered ok and bye, exit 0; end of input exit 0; whisperd 0 on SIGTERM';
   }
-
-  async killAll() {
-    for (const p of this.procs) await p.kill9('cleanup');
-  }
-
-  summary() {
-    let passed = 0;
-    let failed = 0;
-    for (const [k, label] of SCENARIOS) {
-      const s = this.stats[k];
-      passed += s.passed;
-      failed += s.failed;
-      if (s.failed) process.stdout.write(`FAIL ${label}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
-      else if (this.notes[k]) process.stdout.write(`ok ${label}: ${this.notes[k]} (${s.passed} checks)\n`);
-      else process.stdout.write(`-- ${label}: not run\n`);
-    }
-    const s = this.stats.script;
-    passed += s.passed;
-    failed += s.failed;
-    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
-    return { passed, failed };
-  }
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const dir = o.workdir
-    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'chat-'))
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-chat-'));
-  const t = new ChatTest(o, dir);
-  process.stderr.write(`chat.js: work directory ${dir}\n`);
-  let fatal = false;
-  for (const [name] of SCENARIOS) {
-    t.cat = name;
-    t.ev(`=== ${name}`);
-    try {
-      await t[name]();
-    } catch (e) {
-      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
-      t.ev(e && e.stack ? e.stack : String(e));
-      if (name === 'setup' || t.server.exited) {
-        fatal = true;
-        break;
-      }
-    }
-  }
-  await t.killAll();
-  const { passed, failed } = t.summary();
-  fs.closeSync(t.traceFd);
-  process.stderr.write(`chat.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
-  if (failed || fatal || o.keep) {
-    process.stderr.write(`chat.js: kept ${dir} (events.log: every line in and out; *.stderr; the stores)\n`);
-  } else {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed || fatal ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`chat.js: ${e && e.stack ? e.stack : e}\n`);
-    process.exit(1);
-  }
-);
+ChatTest.main('chat.js', { programs: ['whisperd', 'chat'] }, 'events.log: every line in and out; *.stderr; the stores');

@@ -23,41 +23,9 @@
 //                   [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]
 'use strict';
 
-const fs = require('fs');
 const net = require('net');
-const os = require('os');
 const path = require('path');
-const { execFile, execFileSync } = require('child_process');
-const { Fatal, Chat, Whisperd } = require('./procs');
-
-function usage(msg) {
-  if (msg) process.stderr.write(`cluster.js: ${msg}\n`);
-  process.stderr.write('usage: node cluster.js --whisperd PATH --chat PATH --pg-cluster PATH [--shards 1|2] [--timeout S] [--workdir DIR] [--keep] [--trace]\n');
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = { whisperd: null, chat: null, pgCluster: null, shards: 1, timeout: 30, workdir: null, keep: false, trace: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usage(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--whisperd') o.whisperd = val();
-    else if (a === '--chat') o.chat = val();
-    else if (a === '--pg-cluster') o.pgCluster = val();
-    else if (a === '--shards') o.shards = Number(val());
-    else if (a === '--timeout') o.timeout = Number(val());
-    else if (a === '--workdir') o.workdir = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--trace') o.trace = true;
-    else usage(`unknown option ${a}`);
-  }
-  if (!o.whisperd || !o.chat || !o.pgCluster) usage('--whisperd, --chat and --pg-cluster are needed');
-  if (o.shards !== 1 && o.shards !== 2) usage('--shards is 1 or 2');
-  return o;
-}
+const { Test, Whisperd, Pg } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the load balancer: port i sends to node i while it listens, else to the
@@ -125,14 +93,12 @@ class Balancer {
 
 class Node extends Whisperd {
   constructor(t, k) {
-    super(t);
-    this.key = `node${k}`;
+    super(t, `node${k}`);
     this.k = k;
-    this.logPath = path.join(t.dir, `node${k}.stderr`);
   }
 
   async startNode() {
-    const args = ['--pg', this.t.conninfo, '--node', String(this.k), '--presence-grace-ms', '300', '--typing-min-ms', '0',
+    const args = ['--pg', this.t.pg.conninfo, '--node', String(this.k), '--presence-grace-ms', '300', '--typing-min-ms', '0',
                   '--db', path.join(this.t.dir, `unused${this.k}.db`)];
     if (this.t.o.shards === 2) args.push('--pg-shard', this.t.conninfo2);
     this.port = 0;
@@ -140,60 +106,19 @@ class Node extends Whisperd {
   }
 }
 
-class Client extends Chat {
-  constructor(t, account, node) {
-    super(t, account, 1);
-    this.node = node;
+const SCENARIOS = ['setup', ['1:1', '1:1', 'oneToOne'], 'group', 'live', ['node-kill', 'node-kill', 'nodeKill'],
+  ['pg-restart', 'pg-restart', 'pgRestart'], 'shutdown'];
+
+class ClusterTest extends Test {
+  constructor(o, dir) {
+    super(o, dir, SCENARIOS);
+    this.pg = new Pg(this, 'cluster');
+    this.backoffMs = 500;
   }
 
-  args() {
-    return ['--db', this.db, '--key-file', this.keyFile, '--account', this.account, '--device', '1',
-            '--server', this.t.lb.url(this.node), '--backoff-max-ms', '500'];
-  }
-}
-
-class Test {
-  constructor(o) {
-    this.o = o;
-    this.timeoutMs = o.timeout * 1000;
-    this.dir = o.workdir ? path.resolve(o.workdir) : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-cluster-'));
-    fs.mkdirSync(this.dir, { recursive: true });
-    this.pgDir = path.join(os.tmpdir(), `whisper-cluster-pg-${process.pid}`);
-    this.failures = [];
-    this.notes = {};
-    this.t0 = Date.now();
-    this.cat = 'setup';
-  }
-
-  ev(s) {
-    const line = `[${((Date.now() - this.t0) / 1000).toFixed(2)}] ${s}`;
-    fs.appendFileSync(path.join(this.dir, 'trace.log'), `${line}\n`);
-    if (this.o.trace) process.stderr.write(`${line}\n`);
-  }
-
-  check(cat, cond, what) {
-    const was = this.cat;
-    this.cat = cat;
-    this.ok(cond, what);
-    this.cat = was;
-  }
-
-  ok(cond, what) {
-    if (!cond) {
-      this.failures.push(`${this.cat}: ${what}`);
-      this.ev(`FAIL ${this.cat}: ${what}`);
-    }
-  }
-
-  pg(...args) {
-    execFileSync(this.o.pgCluster, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  }
-
-  // The same, while the test goes on (the restart happens under load).
-  pgAsync(...args) {
-    return new Promise((resolve, reject) => {
-      execFile(this.o.pgCluster, args, (err) => (err ? reject(err) : resolve()));
-    });
+  // A failed scenario stops the run.
+  stops() {
+    return true;
   }
 
   // The messages `c` got from `from` whose text starts with `prefix`, in order.
@@ -217,32 +142,31 @@ class Test {
   }
 
   async setup() {
-    this.pg('start', this.pgDir, 'whisper', 'whisper2');
-    this.conninfo = fs.readFileSync(path.join(this.pgDir, 'conninfo'), 'utf8').trim();
-    this.conninfo2 = this.conninfo.replace('dbname=whisper', 'dbname=whisper2');
+    this.pg.start('whisper', 'whisper2');
+    this.conninfo2 = this.pg.conninfo.replace('dbname=whisper', 'dbname=whisper2');
     this.nodes = [1, 2, 3].map((k) => new Node(this, k));
     for (const n of this.nodes) await n.startNode();
     this.lb = new Balancer(this);
     await this.lb.listen(this.nodes);
+    const at = (i) => ({ url: this.lb.url(i) }); // through the balancer's port for node i
     this.clients = {
-      alice: new Client(this, 'alice', 0),
-      dave: new Client(this, 'dave', 0),
-      bob: new Client(this, 'bob', 1),
-      carol: new Client(this, 'carol', 2),
+      alice: this.chat('alice', 1, at(0)),
+      dave: this.chat('dave', 1, at(0)),
+      bob: this.chat('bob', 1, at(1)),
+      carol: this.chat('carol', 1, at(2)),
     };
     await Promise.all(Object.values(this.clients).map((c) => c.startOnline()));
     const r = this.lb.routes;
     this.ok(r[0][0] === 2 && r[1][1] === 1 && r[2][2] === 1, `the clients on their nodes: ${JSON.stringify(r)}`);
+    this.notes.setup = `PostgreSQL (${this.o.shards === 2 ? 'two databases, sharded' : 'one database'}), three nodes, a balancer, alice and dave on node 1, bob on 2, carol on 3`;
   }
 
-  // Rows of the store's table in a database (psql, PostgreSQL's client).
+  // Rows of the store's table in a database.
   rows(conninfo, table) {
-    const out = execFileSync('psql', [conninfo, '-tAc', `SELECT count(*) FROM ${table}`], { encoding: 'utf8' });
-    return Number(out.trim());
+    return Number(this.pg.sql(`SELECT count(*) FROM ${table}`, conninfo));
   }
 
   async oneToOne() {
-    this.cat = '1:1';
     const { alice, bob, carol } = this.clients;
     const pairs = [[alice, bob], [bob, carol], [carol, alice]];
     for (const [from, to] of pairs) {
@@ -256,7 +180,6 @@ class Test {
   }
 
   async group() {
-    this.cat = 'group';
     const { alice, bob, carol, dave } = this.clients;
     const r = await alice.cmd('group create bob carol dave');
     const conv = r.conversation;
@@ -271,7 +194,6 @@ class Test {
   }
 
   async live() {
-    this.cat = 'live';
     const { alice, bob, carol } = this.clients;
     let from = carol.events.length;
     await carol.cmd('subscribe bob');
@@ -286,7 +208,6 @@ class Test {
   }
 
   async nodeKill() {
-    this.cat = 'node-kill';
     const { alice, bob } = this.clients;
     const N = 30;
     const sent = [];
@@ -301,7 +222,6 @@ class Test {
   }
 
   async pgRestart() {
-    this.cat = 'pg-restart';
     const { alice, bob, carol, dave } = this.clients;
     const N = 20;
     const sent = [];
@@ -309,10 +229,7 @@ class Test {
     for (let i = 0; i < N; i++) {
       sent.push(carol.send('alice', `stream-c-${i}`));
       sent.push(bob.send('dave', `stream-b-${i}`));
-      if (i === 5) {
-        this.ev('PostgreSQL: restart');
-        restart = this.pgAsync('restart', this.pgDir);
-      }
+      if (i === 5) restart = this.pg.restartAsync();
       await new Promise((r) => setTimeout(r, 50)); /* the stream spans the restart */
     }
     await Promise.all(sent);
@@ -325,32 +242,21 @@ class Test {
   }
 
   async metrics(node) {
-    const text = await new Promise((resolve, reject) => {
-      require('http').get(`http://127.0.0.1:${node.metricsPort}/metrics`, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => resolve(body));
-      }).on('error', reject);
-    });
-    const get = (name) => {
-      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
-      return m ? Number(m[1]) : -1;
-    };
-    return { node: get('whisperd_cluster_node'), sent: get('whisperd_cluster_relays_sent_total'),
-             heard: get('whisperd_cluster_relays_heard_total'), dropped: get('whisperd_cluster_relays_dropped_total') };
+    const m = await node.metrics();
+    return { node: m.whisperd_cluster_node, sent: m.whisperd_cluster_relays_sent_total,
+             heard: m.whisperd_cluster_relays_heard_total, dropped: m.whisperd_cluster_relays_dropped_total };
   }
 
   async shutdown() {
-    this.cat = 'shutdown';
     for (const n of this.nodes.filter((x) => !x.exited)) {
       const m = await this.metrics(n);
       this.ok(m.node === n.k && m.sent > 0 && m.heard > m.sent && m.dropped === 0, `${n.key}'s relay metrics: ${JSON.stringify(m)}`);
     }
-    const n0 = this.rows(this.conninfo, 'whisper_records');
+    const n0 = this.rows(this.pg.conninfo, 'whisper_records');
     const n1 = this.o.shards === 2 ? this.rows(this.conninfo2, 'whisper_records') : 0;
     if (this.o.shards === 2) this.ok(n0 > 0 && n1 > 0, `records on both shards: ${n0} and ${n1}`);
     else this.ok(n0 > 0, `records in the database: ${n0}`);
-    this.notes.store = this.o.shards === 2 ? `${n0} records on shard 0, ${n1} on shard 1` : `${n0} records`;
+    const store = this.o.shards === 2 ? `${n0} records on shard 0, ${n1} on shard 1` : `${n0} records`;
     for (const c of Object.values(this.clients)) {
       const code = await c.quit();
       this.ok(code === 0, `${c.key} exit code ${code}`);
@@ -360,48 +266,21 @@ class Test {
       const code = await n.stop();
       this.ok(code === 0, `${n.key} exit code ${code}`);
     }
+    this.notes.shutdown = `relay metrics on every live node; ${store}; clients exit 0, nodes 0 on SIGTERM`;
   }
 
   async cleanup() {
-    for (const c of Object.values(this.clients || {})) await c.kill9('cleanup');
-    for (const n of this.nodes || []) await n.kill9('cleanup');
+    await super.cleanup();
     if (this.lb) this.lb.close();
-    try {
-      this.pg('stop', this.pgDir);
-    } catch (e) {
-      this.ev(`pg stop: ${e.message}`);
-    }
-    if (!this.o.keep && this.failures.length === 0) fs.rmSync(this.dir, { recursive: true, force: true });
+    this.pg.stop();
   }
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const t = new Test(o);
-  let fatal = null;
-  try {
-    await t.setup();
-    await t.oneToOne();
-    await t.group();
-    await t.live();
-    await t.nodeKill();
-    await t.pgRestart();
-    await t.shutdown();
-  } catch (e) {
-    fatal = e;
-    t.failures.push(`${t.cat}: ${e instanceof Fatal ? '' : 'error: '}${e.message}`);
-  }
-  await t.cleanup();
-  const shards = o.shards === 2 ? 'two databases (sharded)' : 'one database';
-  for (const [k, v] of Object.entries(t.notes)) process.stdout.write(`  ${k.padEnd(11)} ${v}\n`);
-  if (t.failures.length) {
-    process.stdout.write(`cluster.js (${shards}): ${t.failures.length} failure(s):\n`);
-    for (const f of t.failures) process.stdout.write(`  ${f}\n`);
-    if (fatal && o.trace) process.stderr.write(`${fatal.stack}\n`);
-    process.stdout.write(`  logs: ${t.dir}\n`);
-    process.exit(1);
-  }
-  process.stdout.write(`cluster.js (${shards}): all checks passed in ${((Date.now() - t.t0) / 1000).toFixed(1)} s\n`);
-}
-
-main();
+ClusterTest.main('cluster.js', {
+  programs: ['whisperd', 'chat', 'pgCluster'],
+  timeout: 30,
+  own: { shards: [1, '1|2'] },
+  check: (o, usage) => {
+    if (o.shards !== 1 && o.shards !== 2) usage('--shards is 1 or 2');
+  },
+}, 'events.log, node*.stderr, the clients\' stores');

@@ -15,79 +15,39 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
 const path = require('path');
 const { PeerProc, Rng, pb, splitCommand, short } = require('../interop/scenarios/harness');
+const { Fatal, parseOptions, workDir, finish, exitWith } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // options
 
-function usage(msg) {
-  if (msg) process.stderr.write(`crash.js: ${msg}\n`);
-  process.stderr.write(
-    'usage: node crash.js --peer CMD [--batch] [--messages N] [--seed S] [--kill-every R]\n' +
-      '                     [--workdir DIR] [--keep] [--timeout SECONDS] [--trace]\n'
-  );
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = {
-    peer: null,
-    batch: false,
-    messages: 3000,
-    seed: '1',
-    killEvery: 50,
-    workdir: null,
-    keep: false,
-    timeout: 60,
-    trace: false,
-  };
-  const val = (i) => {
-    if (i + 1 >= argv.length) usage(`${argv[i]} needs a value`);
-    return argv[i + 1];
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    switch (a) {
-      case '--peer': o.peer = val(i++); break;
-      case '--batch': o.batch = true; break;
-      case '--messages': o.messages = Number(val(i++)); break;
-      case '--seed': o.seed = val(i++); break;
-      case '--kill-every': o.killEvery = Number(val(i++)); break;
-      case '--workdir': o.workdir = val(i++); break;
-      case '--keep': o.keep = true; break;
-      case '--timeout': o.timeout = Number(val(i++)); break;
-      case '--trace': o.trace = true; break;
-      case '-h':
-      case '--help': usage();
-      // falls through
-      default: usage(`unknown argument ${a}`);
+const OPTIONS = {
+  timeout: 60,
+  own: { peer: [null, 'CMD'], batch: [false], messages: [3000, 'N'], seed: ['1', 'S'], killEvery: [50, 'R'] },
+  check: (o, usage) => {
+    if (!o.peer) {
+      const def = path.resolve(__dirname, '..', '..', 'build', 'tests', 'interop', 'whisper-peer', 'whisper-peer');
+      if (!fs.existsSync(def)) usage('--peer is required');
+      o.peer = def;
     }
-  }
-  if (!o.peer) {
-    const def = path.resolve(__dirname, '..', '..', 'build', 'tests', 'interop', 'whisper-peer', 'whisper-peer');
-    if (!fs.existsSync(def)) usage('--peer is required');
-    o.peer = def;
-  }
-  if (o.peer === 'libsignal') {
-    if (o.batch) usage('--batch needs a libwhisper peer: the libsignal peer has no decrypt_batch or history');
-    const dir = path.resolve(__dirname, '..', 'interop', 'libsignal-peer');
-    if (!fs.existsSync(path.join(dir, 'node_modules', '@signalapp', 'libsignal-client'))) {
-      usage(`the reference peer is not installed: run "npm ci" in ${dir}`);
+    if (o.peer === 'libsignal') {
+      if (o.batch) usage('--batch needs a libwhisper peer: the libsignal peer has no decrypt_batch or history');
+      const dir = path.resolve(__dirname, '..', 'interop', 'libsignal-peer');
+      if (!fs.existsSync(path.join(dir, 'node_modules', '@signalapp', 'libsignal-client'))) {
+        usage(`the reference peer is not installed: run "npm ci" in ${dir}`);
+      }
+      o.peer = `${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(dir, 'peer.js'))}`;
     }
-    o.peer = `${JSON.stringify(process.execPath)} ${JSON.stringify(path.join(dir, 'peer.js'))}`;
-  }
-  try {
-    splitCommand(o.peer);
-  } catch (e) {
-    usage(e.message);
-  }
-  if (!(Number.isInteger(o.messages) && o.messages >= 10)) usage('--messages must be an integer >= 10');
-  if (!(o.killEvery >= 2)) usage('--kill-every must be a number >= 2 (requests per kill on average)');
-  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
-  return o;
-}
+    try {
+      splitCommand(o.peer);
+    } catch (e) {
+      usage(e.message);
+    }
+    if (!(Number.isInteger(o.messages) && o.messages >= 10)) usage('--messages must be an integer >= 10');
+    if (!(o.killEvery >= 2)) usage('--kill-every must be a number >= 2 (requests per kill on average)');
+  },
+};
 
 // ---------------------------------------------------------------------------
 // helpers
@@ -146,8 +106,6 @@ const CATEGORIES = [
   ['history', 'history'], // --batch only
   ['final', 'final'],
 ];
-
-class Fatal extends Error {}
 
 class Side {
   constructor(key, name, device, registrationId, dir) {
@@ -574,34 +532,8 @@ class CrashTest {
     this.ev(`${side.key} < decrypt ${this.mid(m)} ${res.ok ? 'ok' : res.code}`);
     switch (m.state) {
       case 'pending':
-        // Acknowledged, never decrypted: must decrypt now.
-        if (this.check('delivery', res.ok && res.plaintext === m.pt, `${what} (acknowledged, not yet decrypted): expected ok with its plaintext, got ${got}`)) {
-          m.okN++;
-          this.markDelivered(side, m);
-        } else if (res.ok) {
-          m.okN++;
-          this.markDelivered(side, m);
-        } else {
-          this.lost(side, m);
-        }
-        break;
       case 'maybe':
-        // Its earlier decrypt was cut by a kill: it either did not commit
-        // (decrypts now) or did (duplicate_message).
-        if (res.ok) {
-          this.check('delivery', res.plaintext === m.pt, `${what} (retried after a kill): expected its plaintext, got ${got}`);
-          m.okN++;
-          this.n.maybeNotCommitted++;
-          this.markDelivered(side, m);
-        } else if (res.code === 'duplicate_message') {
-          this.check('delivery', true, '');
-          m.dupResolved = true;
-          this.n.maybeCommitted++;
-          this.markDelivered(side, m);
-        } else {
-          this.check('delivery', false, `${what} (retried after a kill): expected ok or duplicate_message, got ${got}`);
-          this.lost(side, m);
-        }
+        this.settle(side, m, res.ok, res.plaintext, res.code, what, got, 'retried after a kill');
         break;
       case 'delivered': {
         // A replay: never a plaintext again.
@@ -625,6 +557,39 @@ class CrashTest {
         // lost: already reported
         break;
     }
+  }
+
+  // A decrypt of m: acknowledged and not yet decrypted ('pending'), it
+  // must decrypt now; tried before with the answer lost ('maybe', `why`),
+  // it did not commit then (decrypts now) or did (duplicate_message).
+  // Counts it and moves it on; 'ok', 'dup', or null (lost).
+  settle(side, m, ok, plaintext, code, what, got, why) {
+    if (m.state === 'pending') {
+      if (this.check('delivery', ok && plaintext === m.pt, `${what} (acknowledged, not yet decrypted): expected ok with its plaintext, got ${got}`) || ok) {
+        m.okN++;
+        this.markDelivered(side, m);
+        return 'ok';
+      }
+      this.lost(side, m);
+      return null;
+    }
+    if (ok) {
+      this.check('delivery', plaintext === m.pt, `${what} (${why}): expected its plaintext, got ${got}`);
+      m.okN++;
+      this.n.maybeNotCommitted++;
+      this.markDelivered(side, m);
+      return 'ok';
+    }
+    if (code === 'duplicate_message') {
+      this.check('delivery', true, '');
+      m.dupResolved = true;
+      this.n.maybeCommitted++;
+      this.markDelivered(side, m);
+      return 'dup';
+    }
+    this.check('delivery', false, `${what} (${why}): expected ok or duplicate_message, got ${got}`);
+    this.lost(side, m);
+    return null;
   }
 
   lost(side, m) {
@@ -864,33 +829,13 @@ class CrashTest {
       }
       switch (m.state) {
         case 'pending':
-          if (this.check('delivery', ok && r.plaintext === m.pt, `${what} (acknowledged, not yet decrypted): expected ok with its plaintext, got ${got}`) || ok) {
-            m.okN++;
-            this.markDelivered(side, m);
-          } else {
-            this.lost(side, m);
-          }
+        case 'maybe': {
+          // 'maybe': in a batch whose response was lost: committed then (all of it) or not.
+          const was = m.state;
+          const how = this.settle(side, m, ok, r.plaintext, r.code, what, got, 'retried after a lost batch');
+          if (was === 'maybe' && how) resolved.push({ m, dup: how === 'dup' });
           break;
-        case 'maybe':
-          // In a batch whose response was lost: committed then (all of it)
-          // or not.
-          if (ok) {
-            this.check('delivery', r.plaintext === m.pt, `${what} (retried after a lost batch): expected its plaintext, got ${got}`);
-            m.okN++;
-            this.n.maybeNotCommitted++;
-            resolved.push({ m, dup: false });
-            this.markDelivered(side, m);
-          } else if (r.code === 'duplicate_message') {
-            this.check('delivery', true, '');
-            m.dupResolved = true;
-            this.n.maybeCommitted++;
-            resolved.push({ m, dup: true });
-            this.markDelivered(side, m);
-          } else {
-            this.check('delivery', false, `${what} (retried after a lost batch): expected ok or duplicate_message, got ${got}`);
-            this.lost(side, m);
-          }
-          break;
+        }
         default:
           break; // lost: already reported
       }
@@ -1367,15 +1312,12 @@ class CrashTest {
   }
 }
 
-async function main() {
-  const opts = parseArgs(process.argv.slice(2));
-  const dir = opts.workdir
-    ? fs.mkdtempSync(path.join(path.resolve(opts.workdir), 'crash-'))
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-crash-'));
+exitWith('crash.js', async () => {
+  const opts = parseOptions('crash.js', process.argv.slice(2), OPTIONS);
+  const dir = workDir(opts, 'crash');
   const t = new CrashTest(opts, dir);
   const t0 = Date.now();
   process.stderr.write(`crash.js: seed ${opts.seed}, ${opts.messages} messages, a kill every ~${opts.killEvery} requests, work directory ${dir}\n`);
-  let fatal = null;
   try {
     await t.setup();
     await t.exchange();
@@ -1383,26 +1325,11 @@ async function main() {
     t.killsEnabled = false;
     await t.final();
   } catch (e) {
-    fatal = e instanceof Fatal ? e.message : e && e.stack ? e.stack : String(e);
+    const fatal = e instanceof Fatal ? e.message : e && e.stack ? e.stack : String(e);
     t.check('final', false, `the run stopped: ${fatal}`);
     await t.killAll();
   }
   fs.closeSync(t.traceFd);
   t.summary(Date.now() - t0);
-  const { passed, failed } = t.totals();
-  if (failed || opts.keep) {
-    process.stderr.write(`crash.js: kept ${dir} (events.log: every request, response and kill; alice.db, bob.db, *.stderr)\n`);
-  } else {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`crash.js: ${e && e.stack ? e.stack : e}\n`);
-    process.exit(1);
-  }
-);
+  return finish('crash.js', opts, dir, t.totals(), 'events.log: every request, response and kill; alice.db, bob.db, *.stderr');
+});

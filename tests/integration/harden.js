@@ -37,69 +37,20 @@
 
 const crypto = require('crypto');
 const fs = require('fs');
-const http = require('http');
-const https = require('https');
 const net = require('net');
-const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
-const { Fatal, short, Chat, Whisperd } = require('./procs');
-
-// ---------------------------------------------------------------------------
-// options
-
-function usage(msg) {
-  if (msg) process.stderr.write(`harden.js: ${msg}\n`);
-  process.stderr.write(
-    'usage: node harden.js --whisperd PATH --chat PATH [--openssl PATH] [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
-  );
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = { whisperd: null, chat: null, openssl: null, timeout: 30, workdir: null, keep: false, trace: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usage(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--whisperd') o.whisperd = path.resolve(val());
-    else if (a === '--chat') o.chat = path.resolve(val());
-    else if (a === '--openssl') o.openssl = val();
-    else if (a === '--timeout') o.timeout = Number(val());
-    else if (a === '--workdir') o.workdir = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--trace') o.trace = true;
-    else if (a === '--help' || a === '-h') usage();
-    else usage(`unknown option ${a}`);
-  }
-  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
-  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
-  for (const f of [o.whisperd, o.chat]) {
-    try {
-      fs.accessSync(f, fs.constants.X_OK);
-    } catch {
-      usage(`not an executable: ${f}`);
-    }
-  }
-  if (!o.openssl) {
-    const r = spawnSync('openssl', ['version'], { encoding: 'utf8' });
-    if (r.status === 0) o.openssl = 'openssl';
-  }
-  return o;
-}
+const { Fatal, short, Test, Whisperd, httpRequest } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the test
 
-const SCENARIOS = ['setup', 'metrics', 'prelogin', 'push', 'files', 'tls', 'shutdown'];
+const SCENARIOS = ['setup', ['metrics', 'metrics', 'metricsScenario'], 'prelogin', 'push', 'files', 'tls', 'shutdown'];
 const CAP = 3; // --max-prelogin-per-address
 const UMASK = 0o277; // whisperd runs under it: files it makes must still be 0600 (dirs 0700)
 const WHISPERD_ARGS = ['--max-prelogin-per-address', String(CAP), '--auth-timeout-ms', '120000'];
 
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 const mode = (p) => {
   try {
     return fs.statSync(p).mode & 0o7777;
@@ -109,20 +60,10 @@ const mode = (p) => {
 };
 const oct = (m) => (m < 0 ? 'missing' : `0${m.toString(8)}`);
 
-// A GET on its own connection: {status, headers, body}.
-function get(port, p, headers = {}, { tls = false, timeoutMs = 10000 } = {}) {
-  return new Promise((resolve, reject) => {
-    const mod = tls ? https : http;
-    const req = mod.request({ host: '127.0.0.1', port, path: p, headers, agent: false, rejectUnauthorized: false }, (res) => {
-      const chunks = [];
-      res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET ${p}: no answer in time`)));
-    req.end();
-  });
+// A GET on its own connection: {status, headers, body (a string)}.
+async function get(port, p, headers = {}, { tls = false, timeoutMs = 10000 } = {}) {
+  const r = await httpRequest({ port, path: p, headers, tls, timeoutMs });
+  return { ...r, body: r.body.toString() };
 }
 
 // A WebSocket upgrade to /v1/ws from `localAddress`, by hand (Node 18 has no
@@ -204,50 +145,12 @@ function closeWs(c) {
   });
 }
 
-class HardenTest {
+class HardenTest extends Test {
   constructor(o, dir) {
-    this.o = o;
-    this.dir = dir;
-    this.timeoutMs = o.timeout * 1000;
-    this.t0 = Date.now();
-    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
-    this.stats = {};
-    this.notes = {};
-    for (const k of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
-    this.stats.script = { passed: 0, failed: 0 };
-    this.cat = 'setup';
+    super(o, dir, SCENARIOS);
     this.whisperdArgs = WHISPERD_ARGS;
     this.server = new Whisperd(this);
-    this.procs = [this.server];
     this.raw = []; // raw WebSocket connections still open
-  }
-
-  ev(line) {
-    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
-    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
-    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
-  }
-
-  check(cat, cond, msg) {
-    const s = this.stats[cat] || this.stats[this.cat];
-    if (cond) {
-      s.passed++;
-      return true;
-    }
-    s.failed++;
-    this.ev(`FAIL ${cat}: ${msg}`);
-    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
-    return false;
-  }
-
-  ok(cond, msg) {
-    return this.check(this.cat, cond, msg);
-  }
-
-  chat(account, device) {
-    const c = new Chat(this, account, device);
-    this.procs.push(c);
-    return c;
   }
 
   // whisperd (this.server) started under UMASK: the spawn happens at once in
@@ -265,13 +168,7 @@ class HardenTest {
 
   // The metrics port's exposition as {name: value} (labels kept in the name).
   async metrics() {
-    const r = await get(this.server.metricsPort, '/metrics');
-    if (r.status !== 200) throw new Error(`GET /metrics on the metrics port: ${r.status}`);
-    const m = {};
-    for (const line of r.body.split('\n')) {
-      const x = /^([a-z_]+(?:\{[^}]*\})?) (\d+(?:\.\d+)?)$/.exec(line);
-      if (x) m[x[1]] = Number(x[2]);
-    }
+    const m = await this.server.metrics();
     this.ev(`metrics: connections ${m.whisperd_connections}, authenticated ${m.whisperd_authenticated_connections}, ` +
       `prelogin refused ${m.whisperd_net_prelogin_refused_total}, pushes ${m.whisperd_pushes_total}`);
     return m;
@@ -279,20 +176,16 @@ class HardenTest {
 
   // Polls /metrics until pred(m) holds.
   async metricsUntil(pred, desc) {
-    const until = Date.now() + this.timeoutMs;
-    for (;;) {
-      const m = await this.metrics();
-      if (pred(m)) return m;
-      if (Date.now() > until) throw new Error(`no ${desc} within ${this.o.timeout}s (metrics: ${JSON.stringify(m)})`);
-      await delay(50);
-    }
+    let m;
+    await this.until(async () => pred((m = await this.metrics())), desc, 50).catch((e) => {
+      throw new Error(`${e.message} (metrics: ${JSON.stringify(m)})`);
+    });
+    return m;
   }
 
   // whisperd's stderr of its current run.
   serverLog() {
-    const all = fs.readFileSync(this.server.logPath, 'utf8');
-    const k = all.lastIndexOf('\n--- run ');
-    return k < 0 ? all : all.slice(k);
+    return this.server.lines.join('\n');
   }
 
   async ws(localAddress) {
@@ -357,10 +250,7 @@ class HardenTest {
     const help = spawnSync(this.o.whisperd, ['--help'], { encoding: 'utf8' });
     this.ok(/--metrics-listen HOST:PORT[\s\S]*?\(default:\s+127\.0\.0\.1:9480\)/.test(help.stdout), '--help does not give 127.0.0.1:9480 as the default of --metrics-listen');
     this.ok(/--max-prelogin-per-address N[\s\S]*?\(default:\s+32\)/.test(help.stdout), '--help does not give 32 as the default of --max-prelogin-per-address');
-    const off = new Whisperd(this);
-    off.key = 'whisperd-off';
-    off.logPath = path.join(this.dir, 'whisperd-off.stderr');
-    this.procs.push(off);
+    const off = new Whisperd(this, 'whisperd-off');
     await off.start(['--db', ':memory:', '--metrics-listen', 'off']);
     const offLog = fs.readFileSync(off.logPath, 'utf8');
     this.ok(!/whisperd: metrics on/.test(offLog) && off.metricsPort === 0, 'with --metrics-listen off whisperd printed a metrics line');
@@ -485,20 +375,9 @@ class HardenTest {
   }
 
   async tlsServer(name, cert, key, conf) {
-    const w = new Whisperd(this);
-    w.key = `whisperd-${name}`;
-    w.logPath = path.join(this.dir, `whisperd-${name}.stderr`);
-    this.procs.push(w);
-    const old = process.env.OPENSSL_CONF;
-    process.env.OPENSSL_CONF = conf; // whisperd's OpenSSL: everything allowed but what whisperd refuses
-    let p;
-    try {
-      p = w.start(['--db', ':memory:', '--tls-cert', cert, '--tls-key', key]);
-    } finally {
-      if (old === undefined) delete process.env.OPENSSL_CONF;
-      else process.env.OPENSSL_CONF = old;
-    }
-    await p;
+    const w = new Whisperd(this, `whisperd-${name}`);
+    // whisperd's OpenSSL: everything allowed but what whisperd refuses
+    await w.start(['--db', ':memory:', '--tls-cert', cert, '--tls-key', key], { ...process.env, OPENSSL_CONF: conf });
     return w;
   }
 
@@ -602,70 +481,17 @@ class HardenTest {
     this.notes.shutdown = 'every client exited 0 at end of input, whisperd 0 on SIGTERM';
   }
 
-  async killAll() {
+  async cleanup() {
     for (const c of this.raw) c.sock.destroy();
-    for (const p of this.procs) await p.kill9('cleanup');
-  }
-
-  summary() {
-    let passed = 0;
-    let failed = 0;
-    for (const k of SCENARIOS) {
-      const s = this.stats[k];
-      passed += s.passed;
-      failed += s.failed;
-      if (s.failed) process.stdout.write(`FAIL ${k}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
-      else if (this.notes[k]) process.stdout.write(`${/^NOT RUN/.test(this.notes[k]) ? '--' : 'ok'} ${k}: ${this.notes[k]} (${s.passed} checks)\n`);
-      else process.stdout.write(`-- ${k}: not run\n`);
-    }
-    const s = this.stats.script;
-    passed += s.passed;
-    failed += s.failed;
-    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
-    return { passed, failed };
+    await super.cleanup();
   }
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const dir = o.workdir
-    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'harden-'))
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-harden-'));
-  const t = new HardenTest(o, dir);
-  process.stderr.write(`harden.js: work directory ${dir}\n`);
-  let fatal = false;
-  const run = { setup: t.setup, metrics: t.metricsScenario, prelogin: t.prelogin, push: t.push, files: t.files, tls: t.tls, shutdown: t.shutdown };
-  for (const name of SCENARIOS) {
-    t.cat = name;
-    t.ev(`=== ${name}`);
-    try {
-      await run[name].call(t);
-    } catch (e) {
-      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
-      t.ev(e && e.stack ? e.stack : String(e));
-      if (name === 'setup' || t.server.exited) {
-        fatal = true;
-        break;
-      }
-    }
-  }
-  await t.killAll();
-  const { passed, failed } = t.summary();
-  fs.closeSync(t.traceFd);
-  process.stderr.write(`harden.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
-  if (failed || fatal || o.keep) {
-    process.stderr.write(`harden.js: kept ${dir} (events.log, the processes' stderr, the stores)\n`);
-  } else {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed || fatal ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`harden.js: ${e && e.stack ? e.stack : e}\n`);
-    process.exit(1);
-  }
-);
+HardenTest.main('harden.js', {
+  programs: ['whisperd', 'chat'],
+  timeout: 30,
+  own: { openssl: [null, 'PATH'] },
+  check: (o) => {
+    if (!o.openssl && spawnSync('openssl', ['version'], { encoding: 'utf8' }).status === 0) o.openssl = 'openssl';
+  },
+}, 'events.log, the processes\' stderr, the stores');

@@ -35,51 +35,9 @@
 
 const crypto = require('crypto');
 const fs = require('fs');
-const http = require('http');
-const os = require('os');
 const path = require('path');
 
-// ---------------------------------------------------------------------------
-// options
-
-function usage(msg) {
-  if (msg) process.stderr.write(`media.js: ${msg}\n`);
-  process.stderr.write(
-    'usage: node media.js --whisperd PATH --chat PATH [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
-  );
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = { whisperd: null, chat: null, timeout: 60, workdir: null, keep: false, trace: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usage(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--whisperd') o.whisperd = path.resolve(val());
-    else if (a === '--chat') o.chat = path.resolve(val());
-    else if (a === '--timeout') o.timeout = Number(val());
-    else if (a === '--workdir') o.workdir = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--trace') o.trace = true;
-    else if (a === '--help' || a === '-h') usage();
-    else usage(`unknown option ${a}`);
-  }
-  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
-  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
-  for (const f of [o.whisperd, o.chat]) {
-    try {
-      fs.accessSync(f, fs.constants.X_OK);
-    } catch {
-      usage(`not an executable: ${f}`);
-    }
-  }
-  return o;
-}
-
-const { Fatal, short, Chat, Whisperd } = require('./procs');
+const { short, sha256, fileSize, Test, Whisperd } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the test
@@ -104,60 +62,13 @@ const SCENARIOS = [
   ['shutdown', 'shutdown'],
 ];
 
-const sha256 = (file) => crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-const fileSize = (file) => {
-  try {
-    return fs.statSync(file).size;
-  } catch {
-    return -1;
-  }
-};
-
-class MediaTest {
+class MediaTest extends Test {
   constructor(o, dir) {
-    this.o = o;
-    this.dir = dir;
-    this.timeoutMs = o.timeout * 1000;
-    this.t0 = Date.now();
-    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
-    this.stats = {};
-    this.notes = {};
+    super(o, dir, SCENARIOS);
     this.chatArgs = ['--media-piece', String(PIECE)]; /* bytes per upload or download request */
     this.whisperdArgs = ['--blob-ttl-days', '1'];     /* the blob store's TTL: a day */
-    for (const [k] of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
-    this.stats.script = { passed: 0, failed: 0 };
-    this.cat = 'setup';
     this.server = new Whisperd(this);
-    this.procs = [this.server];
     this.expect = []; // [chat, id, what]: messages each device must have exactly once
-  }
-
-  ev(line) {
-    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
-    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
-    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
-  }
-
-  check(cat, cond, msg) {
-    const s = this.stats[cat] || this.stats[this.cat];
-    if (cond) {
-      s.passed++;
-      return true;
-    }
-    s.failed++;
-    this.ev(`FAIL ${cat}: ${msg}`);
-    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
-    return false;
-  }
-
-  ok(cond, msg) {
-    return this.check(this.cat, cond, msg);
-  }
-
-  chat(account, device) {
-    const c = new Chat(this, account, device);
-    this.procs.push(c);
-    return c;
   }
 
   file(name, size) {
@@ -167,34 +78,11 @@ class MediaTest {
   }
 
   // whisperd's blob counters (/metrics).
-  metrics() {
-    return new Promise((resolve, reject) => {
-      const req = http.get({ host: '127.0.0.1', port: this.server.metricsPort, path: '/metrics', timeout: this.timeoutMs }, (r) => {
-        let body = '';
-        r.setEncoding('utf8');
-        r.on('data', (d) => (body += d));
-        r.on('end', () => {
-          const get = (name) => {
-            const m = new RegExp(`^${name} (\\d+)`, 'm').exec(body);
-            return m ? Number(m[1]) : NaN;
-          };
-          const m = { in: get('whisperd_blob_bytes_in_total'), out: get('whisperd_blob_bytes_out_total'), stored: get('whisperd_blobs_stored') };
-          this.ev(`metrics: ${JSON.stringify(m)}`);
-          resolve(m);
-        });
-      });
-      req.on('error', reject);
-      req.on('timeout', () => req.destroy(new Error('/metrics timed out')));
-    });
-  }
-
-  message(c, id, desc) {
-    return c.waitFor((e) => e.ev === 'message' && e.id === id, desc || `message ${id}`);
-  }
-
-  // The next WHISPER_EV_MEDIA line of job `id` matching `pred` (from `from` on).
-  media(c, id, pred, desc, from = 0) {
-    return c.waitFor((e) => e.ev === 'media' && e.id === id && pred(e), `${desc} (${id.slice(0, 8)})`, { from });
+  async metrics() {
+    const m = await this.server.metrics();
+    const b = { in: m.whisperd_blob_bytes_in_total, out: m.whisperd_blob_bytes_out_total, stored: m.whisperd_blobs_stored };
+    this.ev(`metrics: ${JSON.stringify(b)}`);
+    return b;
   }
 
   // The job's end: "sent" (uploads) or "downloaded"/"opened", or "failed".
@@ -208,12 +96,7 @@ class MediaTest {
     this.alice1 = this.chat('alice', 1);
     this.bob1 = this.chat('bob', 1);
     this.carol1 = this.chat('carol', 1);
-    for (const c of [this.alice1, this.bob1, this.carol1]) c.start();
-    for (const c of [this.alice1, this.bob1, this.carol1]) {
-      const r = await c.waitFor((e) => e.ev === 'registered', 'registered');
-      this.ok(!!r, `${c.key} registered`);
-      await c.waitFor((e) => e.ev === 'caught_up', 'caught_up');
-    }
+    await this.register([this.alice1, this.bob1, this.carol1]);
     this.bob2 = this.chat('bob', 2);
     this.bob2.start();
     const code = await this.bob2.waitFor((e) => e.ev === 'link_code', 'a link code');
@@ -225,7 +108,7 @@ class MediaTest {
     await this.message(this.bob1, hi);
     await this.message(this.bob2, hi);
     this.big = this.file('holiday.jpg', BIG);
-    this.bigSha = sha256(this.big);
+    this.bigSha = sha256(fs.readFileSync(this.big));
     this.notes.setup = `whisperd on 127.0.0.1:${this.server.port} (blob TTL 1 day); alice.1, bob.1, carol.1 registered, bob.2 linked`;
   }
 
@@ -287,7 +170,7 @@ class MediaTest {
     bob1.start();
     const end = await this.end(bob1, id, ['downloaded'], 'the download\'s end after the restart');
     this.ok(end.state === 'downloaded' && (end.path === undefined || end.path === out), `the download ended: ${JSON.stringify(end)}`);
-    const got = fileSize(out) === BIG ? sha256(out) : `(${fileSize(out)} bytes)`;
+    const got = fileSize(out) === BIG ? sha256(fs.readFileSync(out)) : `(${fileSize(out)} bytes)`;
     this.ok(got === this.bigSha, `the downloaded bytes are alice's: sha256 ${got}, expected ${this.bigSha}`);
     const m1 = await this.metrics();
     const read = m1.out - m0.out;
@@ -323,8 +206,8 @@ class MediaTest {
     this.ok(o.ev === 'ok' && o.cmd === 'open' && o.path === out, `open: ${JSON.stringify(o)}`);
     const got = await this.end(bob1, id, ['downloaded', 'opened'], 'the view-once file', from);
     this.ok(got.state !== 'failed', `opened: ${JSON.stringify(got)}`);
-    const sha = fileSize(out) === SMALL ? sha256(out) : `(${fileSize(out)} bytes)`;
-    this.ok(sha === sha256(secret), `the view-once bytes are alice's: ${sha}`);
+    const sha = fileSize(out) === SMALL ? sha256(fs.readFileSync(out)) : `(${fileSize(out)} bytes)`;
+    this.ok(sha === sha256(fs.readFileSync(secret)), `the view-once bytes are alice's: ${sha}`);
     await this.media(bob1, id, (e) => e.state === 'opened', 'opened', from);
     const again = await bob1.fails(`open alice ${ref} ${path.join(this.dir, 'again.png')}`);
     this.ok(again.ev === 'error' && again.cmd === 'open' && again.code === EDENIED, `a second open refused: ${JSON.stringify(again)}`);
@@ -366,7 +249,7 @@ class MediaTest {
     const out = path.join(this.dir, 'carol-holiday.jpg');
     await carol1.cmd(`download bob ${f.id.slice(0, 8)} ${out}`);
     const d = await this.end(carol1, f.id, ['downloaded'], 'carol\'s download');
-    const sha = fileSize(out) === BIG ? sha256(out) : `(${fileSize(out)} bytes)`;
+    const sha = fileSize(out) === BIG ? sha256(fs.readFileSync(out)) : `(${fileSize(out)} bytes)`;
     this.ok(d.state === 'downloaded' && sha === this.bigSha, `carol's copy of the forward: ${JSON.stringify(d)}, sha256 ${sha}`);
     this.notes.forward = 'bob forwarded the 20 MiB attachment to carol and alice sent the same file to carol again: 0 blob bytes uploaded; carol downloaded the forward, bytes equal';
   }
@@ -444,69 +327,6 @@ class MediaTest {
     this.ok(code === 0, `whisperd exit code on SIGTERM: ${code}`);
     this.notes.shutdown = 'every client exited 0 at end of input, whisperd 0 on SIGTERM';
   }
-
-  async killAll() {
-    for (const p of this.procs) await p.kill9('cleanup');
-  }
-
-  summary() {
-    let passed = 0;
-    let failed = 0;
-    for (const [k, label] of SCENARIOS) {
-      const s = this.stats[k];
-      passed += s.passed;
-      failed += s.failed;
-      if (s.failed) process.stdout.write(`FAIL ${label}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
-      else if (this.notes[k]) process.stdout.write(`ok ${label}: ${this.notes[k]} (${s.passed} checks)\n`);
-      else process.stdout.write(`-- ${label}: not run\n`);
-    }
-    const s = this.stats.script;
-    passed += s.passed;
-    failed += s.failed;
-    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
-    return { passed, failed };
-  }
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const dir = o.workdir
-    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'media-'))
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-media-'));
-  const t = new MediaTest(o, dir);
-  process.stderr.write(`media.js: work directory ${dir}\n`);
-  let fatal = false;
-  for (const [name] of SCENARIOS) {
-    t.cat = name;
-    t.ev(`=== ${name}`);
-    try {
-      await t[name]();
-    } catch (e) {
-      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
-      t.ev(e && e.stack ? e.stack : String(e));
-      if (name === 'setup' || t.server.exited) {
-        fatal = true;
-        break;
-      }
-    }
-  }
-  await t.killAll();
-  const { passed, failed } = t.summary();
-  fs.closeSync(t.traceFd);
-  process.stderr.write(`media.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
-  if (failed || fatal || o.keep) {
-    process.stderr.write(`media.js: kept ${dir} (events.log: every line in and out; *.stderr; the stores and files)\n`);
-  } else {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed || fatal ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`media.js: ${e && e.stack ? e.stack : e}\n`);
-    process.exit(1);
-  }
-);
+MediaTest.main('media.js', { programs: ['whisperd', 'chat'], timeout: 60 }, 'events.log: every line in and out; *.stderr; the stores and files');

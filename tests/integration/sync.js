@@ -35,347 +35,8 @@
 'use strict';
 
 const fs = require('fs');
-const os = require('os');
-const path = require('path');
-const { spawn } = require('child_process');
 
-// ---------------------------------------------------------------------------
-// options
-
-function usage(msg) {
-  if (msg) process.stderr.write(`sync.js: ${msg}\n`);
-  process.stderr.write(
-    'usage: node sync.js --whisperd PATH --chat PATH [--timeout SECONDS] [--workdir DIR] [--keep] [--trace]\n'
-  );
-  process.exit(2);
-}
-
-function parseArgs(argv) {
-  const o = { whisperd: null, chat: null, timeout: 20, workdir: null, keep: false, trace: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const val = () => {
-      if (i + 1 >= argv.length) usage(`${a} needs a value`);
-      return argv[++i];
-    };
-    if (a === '--whisperd') o.whisperd = path.resolve(val());
-    else if (a === '--chat') o.chat = path.resolve(val());
-    else if (a === '--timeout') o.timeout = Number(val());
-    else if (a === '--workdir') o.workdir = val();
-    else if (a === '--keep') o.keep = true;
-    else if (a === '--trace') o.trace = true;
-    else if (a === '--help' || a === '-h') usage();
-    else usage(`unknown option ${a}`);
-  }
-  if (!o.whisperd || !o.chat) usage('--whisperd and --chat are required');
-  if (!(o.timeout > 0)) usage('--timeout must be a positive number of seconds');
-  for (const f of [o.whisperd, o.chat]) {
-    try {
-      fs.accessSync(f, fs.constants.X_OK);
-    } catch {
-      usage(`not an executable: ${f}`);
-    }
-  }
-  return o;
-}
-
-class Fatal extends Error {}
-
-const short = (s, n = 200) => (s.length > n ? `${s.slice(0, n)}...` : s);
-
-// Events that answer a command (in the order the commands were written).
-const RESULT_EVENTS = new Set(['safety', 'sent_cmd', 'group_created', 'ok', 'history', 'state', 'help',
-  'group_link', 'group_joining', 'group_state']);
-const isResult = (e) => RESULT_EVENTS.has(e.ev) || (e.ev === 'error' && e.cmd !== undefined);
-
-// ---------------------------------------------------------------------------
-// processes
-
-// A child process with its stderr in a file and, for whisper-chat, JSON
-// lines on stdout. `events` holds the current run's events; `all` every
-// run's, each tagged with its run number.
-class Proc {
-  constructor(t, key, file, logName) {
-    this.t = t;
-    this.key = key;
-    this.file = file;
-    this.logPath = path.join(t.dir, logName);
-    this.run = 0;
-    this.events = [];
-    this.all = [];
-    this.waiters = [];
-    this.proc = null;
-    this.exited = true;
-  }
-
-  spawn(args, onStderrLine) {
-    this.run++;
-    this.events = [];
-    this.buf = '';
-    this.errBuf = '';
-    this.exited = false;
-    this.exitCode = null;
-    this.exitSignal = null;
-    fs.appendFileSync(this.logPath, `--- run ${this.run} ${new Date().toISOString()}: ${this.file} ${args.join(' ')}\n`);
-    this.t.ev(`${this.key}: start (run ${this.run}) ${args.join(' ')}`);
-    const p = spawn(this.file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.proc = p;
-    this.exitPromise = new Promise((resolve) => {
-      p.on('error', (e) => {
-        this.t.ev(`${this.key}: cannot run: ${e.message}`);
-        this.exited = true;
-        this.wake();
-        resolve();
-      });
-      p.on('close', (code, signal) => {
-        if (this.buf.length) this.onLine(this.buf);
-        this.buf = '';
-        this.exited = true;
-        this.exitCode = code;
-        this.exitSignal = signal;
-        this.t.ev(`${this.key}: exited (${signal ? `signal ${signal}` : `code ${code}`})`);
-        this.wake();
-        resolve();
-      });
-    });
-    p.stdin.on('error', () => {}); // EPIPE after a kill: reported by the waits
-    p.stdout.setEncoding('utf8');
-    p.stdout.on('data', (d) => {
-      this.buf += d;
-      let k;
-      while ((k = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, k);
-        this.buf = this.buf.slice(k + 1);
-        this.onLine(line);
-      }
-    });
-    p.stderr.setEncoding('utf8');
-    p.stderr.on('data', (d) => {
-      fs.appendFileSync(this.logPath, d);
-      if (!onStderrLine) return;
-      this.errBuf += d;
-      let k;
-      while ((k = this.errBuf.indexOf('\n')) >= 0) {
-        onStderrLine(this.errBuf.slice(0, k));
-        this.errBuf = this.errBuf.slice(k + 1);
-      }
-    });
-  }
-
-  onLine(line) {
-    if (!line.trim()) return;
-    this.t.ev(`${this.key} < ${line}`);
-    let e;
-    try {
-      e = JSON.parse(line);
-    } catch {
-      this.t.check('script', false, `${this.key}: a stdout line that is not JSON: ${short(line)}`);
-      return;
-    }
-    if (typeof e !== 'object' || e === null || typeof e.ev !== 'string') {
-      this.t.check('script', false, `${this.key}: a JSON line without "ev": ${short(line)}`);
-      return;
-    }
-    e._run = this.run;
-    e._i = this.events.length;
-    this.events.push(e);
-    this.all.push(e);
-    this.wake();
-  }
-
-  wake() {
-    const ws = this.waiters;
-    this.waiters = [];
-    for (const w of ws) w();
-  }
-
-  // The first event of the current run at index >= from that satisfies
-  // pred; waits for it up to the timeout.
-  waitFor(pred, desc, { from = 0, timeoutMs = this.t.timeoutMs } = {}) {
-    return new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      let timer = null;
-      const look = () => {
-        for (let i = from; i < this.events.length; i++) {
-          if (pred(this.events[i])) {
-            if (timer) clearTimeout(timer);
-            resolve(this.events[i]);
-            return;
-          }
-        }
-        if (this.exited) {
-          if (timer) clearTimeout(timer);
-          reject(new Error(`${this.key} exited (${this.exitSignal || `code ${this.exitCode}`}) while waiting for ${desc}${this.stderrTail()}`));
-          return;
-        }
-        this.waiters.push(look);
-      };
-      timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== look);
-        const last = this.events.slice(-4).map((e) => short(JSON.stringify(e), 160)).join(' | ');
-        reject(new Error(`${this.key}: no ${desc} within ${((Date.now() - t0) / 1000).toFixed(1)}s (last events: ${last || 'none'})`));
-      }, timeoutMs);
-      look();
-    });
-  }
-
-  // Waits until cond() holds, re-evaluated now and on every new event.
-  waitUntil(cond, desc, timeoutMs = this.t.timeoutMs) {
-    return new Promise((resolve, reject) => {
-      const t0 = Date.now();
-      let timer = null;
-      const look = () => {
-        if (cond(this.events)) {
-          if (timer) clearTimeout(timer);
-          resolve(true);
-          return;
-        }
-        if (this.exited) {
-          if (timer) clearTimeout(timer);
-          reject(new Error(`${this.key} exited (${this.exitSignal || `code ${this.exitCode}`}) while waiting for ${desc}${this.stderrTail()}`));
-          return;
-        }
-        this.waiters.push(look);
-      };
-      timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== look);
-        const last = this.events.slice(-4).map((e) => short(JSON.stringify(e), 160)).join(' | ');
-        reject(new Error(`${this.key}: no ${desc} within ${((Date.now() - t0) / 1000).toFixed(1)}s (last events: ${last || 'none'})`));
-      }, timeoutMs);
-      look();
-    });
-  }
-
-  stderrTail() {
-    try {
-      const lines = fs.readFileSync(this.logPath, 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('--- '));
-      const tail = lines.slice(-3).join(' | ');
-      return tail ? `; stderr: ${short(tail, 400)}` : '';
-    } catch {
-      return '';
-    }
-  }
-
-  write(line) {
-    if (this.exited || !this.proc) throw new Error(`${this.key} is not running (writing "${short(line, 60)}")`);
-    this.t.ev(`${this.key} > ${line}`);
-    this.proc.stdin.write(`${line}\n`);
-  }
-
-  async kill9(why) {
-    if (this.exited || !this.proc) return;
-    this.t.ev(`${this.key}: SIGKILL (${why})`);
-    this.proc.kill('SIGKILL');
-    await this.exitPromise;
-  }
-}
-
-class Chat extends Proc {
-  constructor(t, account, device) {
-    const key = `${account}.${device}`;
-    super(t, key, t.o.chat, `${account}${device}.stderr`);
-    this.account = account;
-    this.device = device;
-    this.db = path.join(t.dir, `${account}${device}.db`);
-    this.keyFile = path.join(t.dir, `${account}${device}.key`);
-    this.anchorFile = path.join(t.dir, `${account}${device}.anchor`);
-  }
-
-  start() {
-    this.spawn([
-      '--db', this.db, '--key-file', this.keyFile, '--account', this.account,
-      '--device', String(this.device), '--server', this.t.server.url, '--script',
-      '--backoff-max-ms', '1000', '--anchor-file', this.anchorFile,
-    ]);
-  }
-
-  // Starts and waits until logged in with the mailbox drained.
-  async startOnline() {
-    this.start();
-    await this.waitFor((e) => e.ev === 'online', 'online');
-    await this.waitFor((e) => e.ev === 'caught_up', 'caught_up');
-  }
-
-  // Runs a command and returns its result event (an error result throws).
-  async cmd(line, { allowError = false } = {}) {
-    const from = this.events.length;
-    this.write(line);
-    const r = await this.waitFor(isResult, `the result of "${short(line, 60)}"`, { from });
-    if (r.ev === 'error' && !allowError) throw new Error(`${this.key}: "${short(line, 60)}" failed: ${JSON.stringify(r)}`);
-    return r;
-  }
-
-  async send(to, text) {
-    const r = await this.cmd(`send ${to} ${text}`);
-    return r.id;
-  }
-
-  // Ends stdin and waits for the exit; returns the exit code.
-  async quit() {
-    if (this.exited) return this.exitCode;
-    this.t.ev(`${this.key}: end of input`);
-    this.proc.stdin.end();
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), this.t.timeoutMs);
-    await this.exitPromise;
-    clearTimeout(timer);
-    return this.exitCode;
-  }
-
-  // Message events across all runs.
-  messages(pred = () => true) {
-    return this.all.filter((e) => e.ev === 'message' && pred(e));
-  }
-}
-
-class Whisperd extends Proc {
-  constructor(t) {
-    super(t, 'whisperd', t.o.whisperd, 'whisperd.stderr');
-    this.db = path.join(t.dir, 'server.db');
-    this.keyFile = path.join(t.dir, 'server.key');
-    this.port = 0;
-  }
-
-  get url() {
-    return `ws://127.0.0.1:${this.port}/v1/ws`;
-  }
-
-  // Starts on this.port (0: a free one) and waits for the listening line.
-  async start() {
-    let listening;
-    const ready = new Promise((resolve) => (listening = resolve));
-    this.spawn(
-      [
-        '--listen', `127.0.0.1:${this.port}`, '--db', this.db, '--key-file', this.keyFile,
-        '--metrics-listen', '127.0.0.1:0',
-        '--log-level', 'info', '--presence-grace-ms', '300', '--typing-ttl-ms', '1500',
-        '--typing-min-ms', '0',
-      ],
-      (line) => {
-        const m = /whisperd: listening on (.*):(\d+)\s*$/.exec(line);
-        if (m) listening(Number(m[2]));
-      }
-    );
-    const port = await Promise.race([
-      ready,
-      this.exitPromise.then(() => {
-        throw new Fatal(`whisperd exited (${this.exitSignal || `code ${this.exitCode}`}) before listening${this.stderrTail()}`);
-      }),
-      new Promise((_, reject) => setTimeout(() => reject(new Fatal(`whisperd did not print "listening on" within ${this.t.o.timeout}s${this.stderrTail()}`)), this.t.timeoutMs)),
-    ]);
-    if (this.port && port !== this.port) throw new Fatal(`whisperd listens on ${port}, asked for ${this.port}`);
-    this.port = port;
-  }
-
-  async stop() {
-    if (this.exited) return this.exitCode;
-    this.t.ev('whisperd: SIGTERM');
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), this.t.timeoutMs);
-    await this.exitPromise;
-    clearTimeout(timer);
-    return this.exitCode;
-  }
-}
+const { isResult, Test, Whisperd } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the test
@@ -385,7 +46,7 @@ const SCENARIOS = [
   ['direct', '1:1'],
   ['devices', 'devices'],
   ['offline', 'offline'],
-  ['lostack', 'lost-ack'],
+  ['lostack', 'lost-ack', 'lostAck'],
   ['group', 'group'],
   ['admin', 'admin'],
   ['typing', 'typing'],
@@ -394,65 +55,33 @@ const SCENARIOS = [
   ['shutdown', 'shutdown'],
 ];
 
-class SyncTest {
+class SyncTest extends Test {
   constructor(o, dir) {
-    this.o = o;
-    this.dir = dir;
-    this.timeoutMs = o.timeout * 1000;
-    this.t0 = Date.now();
-    this.traceFd = fs.openSync(path.join(dir, 'events.log'), 'w');
-    this.stats = {};
-    this.notes = {};
-    for (const [k] of SCENARIOS) this.stats[k] = { passed: 0, failed: 0 };
-    this.stats.script = { passed: 0, failed: 0 };
-    this.cat = 'setup';
+    super(o, dir, SCENARIOS);
+    this.anchors = true; // whisper-chat --anchor-file (the restore scenario)
+    this.whisperdArgs = ['--presence-grace-ms', '300', '--typing-ttl-ms', '1500', '--typing-min-ms', '0'];
     this.server = new Whisperd(this);
-    this.procs = [this.server];
-    this.seq = 0;
   }
 
-  ev(line) {
-    const ts = ((Date.now() - this.t0) / 1000).toFixed(3);
-    fs.writeSync(this.traceFd, `+${ts} ${line}\n`);
-    if (this.o.trace) process.stderr.write(`+${ts} ${line}\n`);
+  // typing and admin need the group scenario's group
+  skip(name) {
+    return (name === 'typing' || name === 'admin') && !this.gid;
   }
 
-  check(cat, cond, msg) {
-    const s = this.stats[cat] || this.stats[this.cat];
-    if (cond) {
-      s.passed++;
-      return true;
-    }
-    s.failed++;
-    this.ev(`FAIL ${cat}: ${msg}`);
-    process.stdout.write(`FAIL ${cat}: ${msg}\n`);
-    return false;
+  // Only a failed setup stops the run.
+  stops(name) {
+    return name === 'setup';
   }
 
-  ok(cond, msg) {
-    return this.check(this.cat, cond, msg);
-  }
-
-  chat(account, device) {
-    const c = new Chat(this, account, device);
-    this.procs.push(c);
-    return c;
-  }
-
-  // A unique, recognisable text.
-  text(label) {
-    this.seq++;
-    return `${label}-${this.seq}-${Math.random().toString(36).slice(2, 8)}`;
+  // whisperd died (or a scenario failed with it down): it comes back for
+  // the next scenario, on the same port and db.
+  async between(name) {
+    if (!this.server.exited || name === 'shutdown') return true;
+    this.check(name, this.server.exitSignal === 'SIGKILL' && name === 'crash', `whisperd is not running after ${name} (${this.server.exitSignal || `code ${this.server.exitCode}`})${this.server.stderrTail()}`);
+    return this.runOne(name, () => this.server.start());
   }
 
   // ---- helpers over events
-
-  async status(c, id, status, to, device, desc) {
-    return c.waitFor(
-      (e) => e.ev === 'status' && e.id === id && e.status === status && (to === undefined || (e.to === to && e.device === device)),
-      desc || `status ${status} of ${id}${to ? ` for ${to}.${device}` : ''}`
-    );
-  }
 
   // Waits until every id in `ids` has `status` (or a later one) at `c` for
   // (to, device): a status only moves forward, and a status event may be
@@ -469,10 +98,6 @@ class SyncTest {
       }
       return ids.every((id) => (seen.get(id) || 0) >= want);
     }, desc);
-  }
-
-  async message(c, id, desc) {
-    return c.waitFor((e) => e.ev === 'message' && e.id === id, desc || `message ${id}`);
   }
 
   // The history of `conv` at `c` holds each of `ids` exactly once, in
@@ -1203,95 +828,6 @@ class SyncTest {
     }
     this.notes.shutdown = 'every client exited 0 at end of input, whisperd 0 on SIGTERM; no store key on stdout';
   }
-
-  async killAll() {
-    for (const p of this.procs) await p.kill9('cleanup');
-  }
-
-  summary() {
-    let passed = 0;
-    let failed = 0;
-    for (const [k, label] of SCENARIOS) {
-      const s = this.stats[k];
-      passed += s.passed;
-      failed += s.failed;
-      if (s.failed) process.stdout.write(`FAIL ${label}: ${s.failed} of ${s.passed + s.failed} checks failed\n`);
-      else if (this.notes[k]) process.stdout.write(`ok ${label}: ${this.notes[k]} (${s.passed} checks)\n`);
-      else process.stdout.write(`-- ${label}: not run\n`);
-    }
-    const s = this.stats.script;
-    passed += s.passed;
-    failed += s.failed;
-    if (s.failed) process.stdout.write(`FAIL script output: ${s.failed} bad lines\n`);
-    return { passed, failed };
-  }
 }
 
-async function main() {
-  const o = parseArgs(process.argv.slice(2));
-  const dir = o.workdir
-    ? fs.mkdtempSync(path.join(path.resolve(o.workdir), 'sync-'))
-    : fs.mkdtempSync(path.join(os.tmpdir(), 'whisper-sync-'));
-  const t = new SyncTest(o, dir);
-  process.stderr.write(`sync.js: work directory ${dir}\n`);
-  const run = async (name, fn) => {
-    t.cat = name;
-    t.ev(`=== ${name}`);
-    try {
-      await fn.call(t);
-      return true;
-    } catch (e) {
-      t.check(name, false, `stopped: ${e instanceof Error ? e.message : String(e)}`);
-      t.ev(e && e.stack ? e.stack : String(e));
-      return false;
-    }
-  };
-  let fatal = false;
-  if (await run('setup', t.setup)) {
-    for (const [name, fn] of [
-      ['direct', t.direct],
-      ['devices', t.devices],
-      ['offline', t.offline],
-      ['lostack', t.lostAck],
-      ['group', t.group],
-      ['admin', t.admin],
-      ['typing', t.typing],
-      ['crash', t.crash],
-      ['restore', t.restore],
-      ['shutdown', t.shutdown],
-    ]) {
-      if ((name === 'typing' || name === 'admin') && !t.gid) continue;
-      await run(name, fn);
-      if (t.server.exited && name !== 'shutdown') {
-        // whisperd died (or a scenario failed with it down): bring it back
-        // for the next scenario, on the same port and db.
-        t.check(name, t.server.exitSignal === 'SIGKILL' && name === 'crash', `whisperd is not running after ${name} (${t.server.exitSignal || `code ${t.server.exitCode}`})${t.server.stderrTail()}`);
-        if (!(await run(name, t.server.start.bind(t.server)))) {
-          fatal = true;
-          break;
-        }
-      }
-    }
-  } else {
-    fatal = true;
-  }
-  await t.killAll();
-  const { passed, failed } = t.summary();
-  fs.closeSync(t.traceFd);
-  process.stderr.write(`sync.js: ${((Date.now() - t.t0) / 1000).toFixed(1)}s\n`);
-  if (failed || fatal || o.keep) {
-    process.stderr.write(`sync.js: kept ${dir} (events.log: every line in and out; *.stderr; the stores)\n`);
-  } else {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
-  return failed || fatal ? 1 : 0;
-}
-
-main().then(
-  (code) => process.exit(code),
-  (e) => {
-    process.stderr.write(`sync.js: ${e && e.stack ? e.stack : e}\n`);
-    process.exit(1);
-  }
-);
+SyncTest.main('sync.js', { programs: ['whisperd', 'chat'] }, 'events.log: every line in and out; *.stderr; the stores');
