@@ -21,7 +21,10 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...) 
   abort();
 }
 
-int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_ETOOBIG; }
+/* WHISPER_OK or a WHISPER_E* code (whisper_strerror() knows every one). */
+int fz_rc_known(int rc) {
+  return rc == WHISPER_OK || (rc < 0 && strcmp(whisper_strerror(rc), "unknown error") != 0);
+}
 
 int fz_rc_in(int rc, int n, ...) {
   va_list ap;
