@@ -29,7 +29,10 @@ if ! command -v abidw >/dev/null || ! command -v abidiff >/dev/null; then
 fi
 for so in "$client" "$server"; do
   [ -f "$so" ] || { echo "abi-check: $so: no such library (build it first)"; exit 1; }
-  if ! readelf -S "$so" 2>/dev/null | grep -q '\.debug_info'; then
+  # (captured first: grep -q in a pipe could cut readelf short, and
+  # pipefail would count its SIGPIPE)
+  sections=$(readelf -S "$so" 2>/dev/null || true)
+  if [[ $sections != *.debug_info* ]]; then
     echo "abi-check: skipped: $so has no debug information (build RelWithDebInfo or Debug)"
     exit 77
   fi

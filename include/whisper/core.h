@@ -125,8 +125,11 @@ WHISPER_NONNULL_BEGIN
  *   5 WHISPER_ERRGROUP_FATAL   -100 .. -119  ECORRUPT EINTERNAL
  *     see whisper_err_is_fatal().
  *
- * A store failure's own text (e.g. SQLite's extended code and message)
- * is appended to whisper_ctx_last_error()'s sentence after "store: ".
+ * "A store error" in a function's list means WHISPER_ESTORE, WHISPER_EBUSY,
+ * WHISPER_ENOMEM or WHISPER_ECORRUPT: any call that reads or writes the
+ * store may fail with them. The store's own text about such a failure
+ * (for the SQLite store, SQLite's code, extended code and message) ends
+ * whisper_ctx_last_error()'s sentence.
  */
 enum {
   WHISPER_OK = 0,

@@ -74,6 +74,8 @@ WHISPER_SERVER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WH
  * a transaction a crashed node left prepared is finished (committed if it
  * was decided, else rolled back) by whichever node opens or uses the
  * store next. Every node must list the same shards in the same order.
+ * Returns as whisper_store_pg_open() (WHISPER_EINVAL also for `n` out of
+ * range), or WHISPER_EINTERNAL.
  */
 WHISPER_SERVER_API int whisper_store_pg_open_sharded(
     whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,

@@ -162,7 +162,7 @@ WHISPER_SERVER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHIS
 WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
 
 /** Replaces the random source (challenges, link codes); for tests and
- *  fuzzers. */
+ *  fuzzers. Returns WHISPER_OK or WHISPER_EINVAL (`srv` NULL). */
 WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
                                        void *WHISPER_NULLABLE user);
 

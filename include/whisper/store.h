@@ -146,7 +146,8 @@ WHISPER_API int whisper_store_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNU
                                   const whisper_store_ops *ops, void *WHISPER_NULLABLE user);
 
 /** A volatile store in memory. Transactions are real: rollback restores
- *  the state as it was at begin. */
+ *  the state as it was at begin. Returns WHISPER_OK, WHISPER_EINVAL (`out`
+ *  NULL) or WHISPER_ENOMEM. */
 WHISPER_API int whisper_store_memory_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /* --- the SQLite store --------------------------------------------------- */

@@ -17,7 +17,7 @@ err() { echo "check_symbols: $*"; fail=1; }
 # The functions a header declares (WHISPER_API or WHISPER_SERVER_API ...
 # name(...)).
 declared() {
-  grep -hE 'WHISPER_(SERVER_)?API' "$@" | grep -v '#' |
+  grep -hE '^WHISPER_(SERVER_)?API ' "$@" |
     sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z0-9_]+)\(.*$/\1/' | sort -u
 }
 # (nm -D prints a versioned symbol as name@@NODE; the node is checked below.)
