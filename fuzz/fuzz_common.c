@@ -167,7 +167,7 @@ static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len
 void fz_store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
                                         w_get, w_put, w_del, NULL, w_scan,    w_add,
-                                        w_savepoint, w_release, w_rollback_to};
+                                        w_savepoint, w_release, w_rollback_to, NULL};
   memset(f, 0, sizeof *f);
   FZ_ASSERT(whisper_store_memory_new(&f->inner) == WHISPER_OK, "memory store");
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");
