@@ -61,9 +61,9 @@ typedef struct whisper_pg_options_t {
  * no store); WHISPER_ENOMEM.
  */
 WHISPER_SERVER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                      const char *conninfo,
-                                      const whisper_pg_options_t *WHISPER_NULLABLE opts,
-                                      const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
+                                             const char *conninfo,
+                                             const whisper_pg_options_t *WHISPER_NULLABLE opts,
+                                             const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * The same, sharded over `n` databases (1..64; `conninfos[0]` is shard 0,
@@ -92,7 +92,7 @@ WHISPER_SERVER_API int whisper_store_pg_open_sharded(
  * payload) or WHISPER_ESTORE.
  */
 WHISPER_SERVER_API int whisper_store_pg_notify(whisper_store *store, const char *channel,
-                                        const uint8_t *payload, size_t len);
+                                               const uint8_t *payload, size_t len);
 
 WHISPER_NONNULL_END
 

@@ -155,8 +155,8 @@ typedef struct whisper_server whisper_server;
  * share the store's internals; install them together).
  */
 WHISPER_SERVER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                   whisper_store *store,
-                                   const whisper_server_config_t *WHISPER_NULLABLE cfg);
+                                          whisper_store *store,
+                                          const whisper_server_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees a server (connections are forgotten, not closed). Accepts NULL. */
 WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
@@ -164,7 +164,7 @@ WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv
 /** Replaces the random source (challenges, link codes); for tests and
  *  fuzzers. Returns WHISPER_OK or WHISPER_EINVAL (`srv` NULL). */
 WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
-                                       void *WHISPER_NULLABLE user);
+                                              void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
 WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
@@ -197,7 +197,7 @@ WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, u
  * opened and nothing is queued for it (the caller closes it).
  */
 WHISPER_SERVER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
-                                         size_t source_len, uint64_t now_ms);
+                                                size_t source_len, uint64_t now_ms);
 
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by
@@ -209,7 +209,7 @@ WHISPER_SERVER_API int whisper_server_open_from(whisper_server *srv, uint64_t co
  * changed nothing and its sender got ERR_INTERNAL).
  */
 WHISPER_SERVER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *frame,
-                                       size_t len, uint64_t now_ms);
+                                              size_t len, uint64_t now_ms);
 
 /** A connection closed (by the peer, the network or the server). Its
  *  queued output is dropped; unacknowledged entries stay in the mailbox.
@@ -362,7 +362,7 @@ WHISPER_SERVER_API int whisper_server_cluster(whisper_server *srv, uint32_t node
  * store error.
  */
 WHISPER_SERVER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len,
-                                     uint64_t now_ms);
+                                            uint64_t now_ms);
 
 /**
  * After relays may have been lost (the caller's link to the other nodes
@@ -457,7 +457,8 @@ typedef int (*whisper_server_report_fn)(void *WHISPER_NULLABLE user,
  * were handed out) or a store error.
  */
 WHISPER_SERVER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
-                                       whisper_server_report_fn fn, void *WHISPER_NULLABLE user);
+                                              whisper_server_report_fn fn,
+                                              void *WHISPER_NULLABLE user);
 
 /* --- upload tokens -------------------------------------------------------------
  *
@@ -488,8 +489,9 @@ WHISPER_SERVER_API int whisper_server_reports(whisper_server *srv, uint64_t afte
  * account) or a store error. whisper_server_last_error() says why.
  */
 WHISPER_SERVER_API int whisper_server_upload_token_check(whisper_server *srv, const char *token,
-                                                  size_t len, uint64_t now_ms, char *account_out,
-                                                  size_t account_cap, uint32_t *device_out);
+                                                         size_t len, uint64_t now_ms,
+                                                         char *account_out, size_t account_cap,
+                                                         uint32_t *device_out);
 
 WHISPER_NONNULL_END
 
