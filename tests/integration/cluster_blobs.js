@@ -46,7 +46,7 @@ const http = require('http');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
-const { Proc, Chat, Whisperd, short } = require('./procs');
+const { Proc, Chat, Whisperd, short, whisperCode } = require('./procs');
 
 const MIB = 1 << 20;
 const MAX_SIZE = 8 * MIB;
@@ -56,7 +56,7 @@ const FILE_SIZE = 6 * MIB;
 const DAY = 24 * 3600 * 1000;
 const TUS = { 'Tus-Resumable': '1.0.0' };
 const OCTETS = 'application/offset+octet-stream';
-const ENOTFOUND = -10;
+const ENOTFOUND = whisperCode('WHISPER_ENOTFOUND');
 
 function usage(msg) {
   if (msg) process.stderr.write(`cluster_blobs.js: ${msg}\n`);

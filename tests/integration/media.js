@@ -79,7 +79,7 @@ function parseArgs(argv) {
   return o;
 }
 
-const { Fatal, short, Chat, Whisperd } = require('./procs');
+const { Fatal, short, Chat, Whisperd, whisperCode } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the test
@@ -90,8 +90,8 @@ const BIG = 20 * MIB;           // the file cut in its upload and its download
 const SMALL = 300 * 1024;       // the view-once file
 const TINY = 64 * 1024;         // the file that expires
 const DAY_MS = 24 * 3600 * 1000;
-const ENOTFOUND = -10;
-const EDENIED = -21;
+const ENOTFOUND = whisperCode('WHISPER_ENOTFOUND');
+const EDENIED = whisperCode('WHISPER_EDENIED');
 
 const SCENARIOS = [
   ['setup', 'setup'],
