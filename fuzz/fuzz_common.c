@@ -21,7 +21,10 @@ void fz_die(const char *file, int line, const char *cond, const char *fmt, ...) 
   abort();
 }
 
-int fz_rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_ETOOBIG; }
+/* WHISPER_OK or a WHISPER_E* code (whisper_strerror() knows every one). */
+int fz_rc_known(int rc) {
+  return rc == WHISPER_OK || (rc < 0 && strcmp(whisper_strerror(rc), "unknown error") != 0);
+}
 
 int fz_rc_in(int rc, int n, ...) {
   va_list ap;
@@ -164,7 +167,7 @@ static int w_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len
 void fz_store_open(fz_store *f) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback,
                                         w_get, w_put, w_del, NULL, w_scan,    w_add,
-                                        w_savepoint, w_release, w_rollback_to};
+                                        w_savepoint, w_release, w_rollback_to, NULL};
   memset(f, 0, sizeof *f);
   FZ_ASSERT(whisper_store_memory_new(&f->inner) == WHISPER_OK, "memory store");
   FZ_ASSERT(whisper_store_new(&f->outer, &ops, f) == WHISPER_OK, "wrapper store");

@@ -275,9 +275,8 @@ static uint8_t *read_file(const char *path, size_t *n) {
   return p;
 }
 
-/* A documented code: fz_rc_known() stops at WHISPER_EBLOCKED, before the
- * attachment codes (core.h: ETRUNCATED .. ETOOBIG). */
-static int rc_known(int rc) { return rc <= WHISPER_OK && rc >= WHISPER_ETOOBIG; }
+/* A documented code (every WHISPER_E* code, see fz_rc_known()). */
+static int rc_known(int rc) { return fz_rc_known(rc); }
 
 static int exists(const char *p) { return access(p, F_OK) == 0; }
 

@@ -2,14 +2,15 @@
 # Installs what libwhisper needs on Debian 12 (as root): the build and its
 # libraries, clang for the fuzzers (and clang-19, which reads API notes, for
 # the Swift module's check, tests/bindings), Node.js for the libsignal interop peer,
-# openssl (s_client) for whisperd's TLS test.
+# openssl (s_client) for whisperd's TLS test, abigail-tools (abidw, abidiff)
+# for the ABI check (scripts/abi-check.sh).
 # whisperd runs libwebsockets on libuv: libuv1-dev to build, and lws's
 # libuv event loop plugin (libwebsockets-evlib-uv) to run.
 # Installs only what is missing, so it is quick on a prepared machine.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config clang clang-19 libsodium-dev libprotobuf-c-dev
       protobuf-c-compiler libsqlite3-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
-      libssl-dev libqrencode-dev openssl libpq-dev postgresql)
+      libssl-dev libqrencode-dev openssl libpq-dev postgresql abigail-tools)
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 missing=()

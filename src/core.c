@@ -9,34 +9,44 @@
 const char *whisper_strerror(int code) {
   switch (code) {
     case WHISPER_OK: return "success";
+    /* usage */
     case WHISPER_EINVAL: return "invalid argument";
-    case WHISPER_ENOMEM: return "out of memory";
-    case WHISPER_EINVALIDMSG: return "invalid message";
-    case WHISPER_EDUPLICATE: return "duplicate message";
-    case WHISPER_EINVALIDSIG: return "invalid signature";
     case WHISPER_EINVALIDKEY: return "invalid key";
-    case WHISPER_ENOSESSION: return "no session";
-    case WHISPER_EUNTRUSTED: return "untrusted identity";
+    case WHISPER_ETOOBIG: return "too large";
+    /* input verdicts */
+    case WHISPER_EINVALIDMSG: return "invalid message";
+    case WHISPER_EINVALIDSIG: return "invalid signature";
     case WHISPER_ETOOFAR: return "message too far ahead";
-    case WHISPER_ENOTFOUND: return "not found";
-    case WHISPER_ESTORE: return "store failure";
-    case WHISPER_ECORRUPT: return "corrupt record";
-    case WHISPER_ERANDOM: return "random number generator failure";
-    case WHISPER_ESTATE: return "operation not valid in this state";
-    case WHISPER_EINTERNAL: return "internal error";
     case WHISPER_EVERSION: return "version mismatch";
     case WHISPER_EKEY: return "wrong key (the store's, or an attachment's)";
-    case WHISPER_EBUSY: return "store busy";
-    case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
-    case WHISPER_EROLLEDBACK: return "state older than keys already used (restored from a copy)";
-    case WHISPER_EDENIED: return "not allowed (not the sender's, or too late)";
-    case WHISPER_EBLOCKED: return "the account is blocked (unblock it first)";
     case WHISPER_ETRUNCATED: return "data cut short";
     case WHISPER_EINTEGRITY: return "data altered (a MAC or digest does not verify)";
     case WHISPER_ESIZE: return "the stated size is not the data's";
-    case WHISPER_ETOOBIG: return "too large";
+    /* trust */
+    case WHISPER_EUNTRUSTED: return "untrusted identity";
+    case WHISPER_EFORGED: return "refused: not made by anyone entitled to";
+    case WHISPER_EDENIED: return "not allowed (not the sender's, or too late)";
+    case WHISPER_EBLOCKED: return "the account is blocked (unblock it first)";
+    /* state */
+    case WHISPER_ENOSESSION: return "no session";
+    case WHISPER_EDUPLICATE: return "duplicate message";
+    case WHISPER_ENOTFOUND: return "not found";
+    case WHISPER_ESTATE: return "operation not valid in this state";
+    case WHISPER_EROLLEDBACK: return "state older than keys already used (restored from a copy)";
+    /* storage and system */
+    case WHISPER_ENOMEM: return "out of memory";
+    case WHISPER_ESTORE: return "store failure";
+    case WHISPER_EBUSY: return "store busy";
+    case WHISPER_ERANDOM: return "random number generator failure";
+    /* fatal */
+    case WHISPER_ECORRUPT: return "corrupt record";
+    case WHISPER_EINTERNAL: return "internal error";
     default: return "unknown error";
   }
+}
+
+int whisper_err_is_fatal(int code) {
+  return code == WHISPER_ECORRUPT || code == WHISPER_EINTERNAL;
 }
 
 unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
@@ -153,7 +163,8 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   if (s == NULL) return WHISPER_ENOMEM;
   /* copy only the fields the caller's version has */
   memcpy(&s->ops, ops,
-         ops->version >= 4   ? sizeof *ops
+         ops->version >= 5   ? sizeof *ops
+         : ops->version == 4 ? offsetof(whisper_store_ops, last_error)
          : ops->version == 3 ? offsetof(whisper_store_ops, savepoint)
          : ops->version == 2 ? offsetof(whisper_store_ops, add)
                              : offsetof(whisper_store_ops, scan));
@@ -170,22 +181,45 @@ void whisper_store_close(whisper_store *store) {
   free(store);
 }
 
+const char *wh_store_error(const whisper_store *s) {
+  if (s->ops.version >= 5 && s->ops.last_error) {
+    const char *t = s->ops.last_error(s->user);
+    return t ? t : "";
+  }
+  return s->last_error;
+}
+
+const char *whisper_store_last_error(const whisper_store *store) {
+  return store ? wh_store_error(store) : "no store";
+}
+
+/* A store call failed with `rc`: the context's sentence is `what`, the
+ * code's text, then the store's own (e.g. SQLite's code and message). */
+static int store_fail(whisper_ctx *ctx, int rc, const char *what) {
+  const char *detail = wh_store_error(ctx->store);
+  return wh_fail(ctx, rc, "%s (%s)%s%.160s", what, whisper_strerror(rc), detail[0] ? ": " : "",
+                 detail);
+}
+
 int wh_begin(whisper_ctx *ctx) {
   whisper_store *s = ctx->store;
   if (s->in_txn) return wh_fail(ctx, WHISPER_ESTATE, "a store transaction is already open");
+  s->last_error[0] = '\0';
   int rc = s->ops.begin(s->user);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: cannot begin a transaction");
+  if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: cannot begin a transaction");
   s->in_txn = 1;
   return WHISPER_OK;
 }
 
 int wh_commit(whisper_ctx *ctx) {
   whisper_store *s = ctx->store;
+  s->last_error[0] = '\0';
   int rc = s->ops.commit(s->user);
   s->in_txn = 0;
   if (rc != WHISPER_OK) {
+    store_fail(ctx, rc, "store: commit failed");
     s->ops.rollback(s->user);
-    return wh_fail(ctx, rc, "store: commit failed");
+    return rc;
   }
   return WHISPER_OK;
 }
@@ -218,10 +252,10 @@ int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out) {
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out) {
   whisper_store *s = ctx->store;
   *out = NULL;
+  s->last_error[0] = '\0';
   int rc = s->ops.get(s->user, kind, key, key_len, out);
   if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
-  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
-    return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return store_fail(ctx, rc, "store: read failed");
   return rc;
 }
 
@@ -233,9 +267,9 @@ int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
   *val = NULL;
   *val_len = 0;
   if (s->view) {
+    s->last_error[0] = '\0';
     int rc = s->view(s->user, kind, key, key_len, val, val_len);
-    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
-      return wh_fail(ctx, rc, "store: read failed (%s)", whisper_strerror(rc));
+    if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return store_fail(ctx, rc, "store: read failed");
     return rc;
   }
   int rc = wh_get(ctx, kind, key, key_len, &ctx->view_buf);
@@ -249,8 +283,9 @@ int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len) {
   whisper_store *s = ctx->store;
+  s->last_error[0] = '\0';
   int rc = s->ops.put(s->user, kind, key, key_len, val, val_len);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: write failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: write failed");
   return WHISPER_OK;
 }
 
@@ -266,14 +301,16 @@ int wh_store_add(whisper_store *s, int kind, const uint8_t *key, size_t key_len,
 
 int wh_add(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len) {
+  ctx->store->last_error[0] = '\0';
   int rc = wh_store_add(ctx->store, kind, key, key_len, val, val_len);
   if (rc == WHISPER_OK || rc == WHISPER_EDUPLICATE) return rc;
-  return wh_fail(ctx, rc, "store: write failed (%s)", whisper_strerror(rc));
+  return store_fail(ctx, rc, "store: write failed");
 }
 
 int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len) {
   whisper_store *s = ctx->store;
+  s->last_error[0] = '\0';
   int rc = s->ops.del(s->user, kind, key, key_len);
-  if (rc != WHISPER_OK) return wh_fail(ctx, rc, "store: delete failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: delete failed");
   return WHISPER_OK;
 }

@@ -14,7 +14,7 @@ struct whisper_store {
   whisper_store_ops ops;
   void *user;
   int in_txn;
-  char last_error[256]; /* set by the store implementation */
+  char last_error[256]; /* set by the library's own stores; cleared before each call */
   /* Optional, for the library's own stores (memory.c): get without a copy.
    * *val points into the store's own copy, valid until the next call on
    * the store. */
@@ -86,8 +86,11 @@ static inline void wh_be32(uint8_t out[4], uint32_t v) {
   out[3] = (uint8_t)v;
 }
 
-/* Store access: each sets the context's sentence on failure
- * (WHISPER_ENOTFOUND from get is silent). */
+/* The store's own text about its last failure ("" if none): ops.last_error
+ * (version 5) for a caller's store, else the library's stores' own. */
+const char *wh_store_error(const whisper_store *s);
+/* Store access: each sets the context's sentence on failure, the store's
+ * own text appended (WHISPER_ENOTFOUND from get is silent). */
 int wh_begin(whisper_ctx *ctx);
 int wh_commit(whisper_ctx *ctx);
 void wh_rollback(whisper_ctx *ctx);

@@ -159,7 +159,8 @@ WHISPER_API void whisper_client_free(whisper_client *WHISPER_NULLABLE c);
 WHISPER_API int whisper_client_want_connect(const whisper_client *c, uint64_t now_ms);
 
 /** The connection is open. The engine then logs in (registering the device
- *  first if it never did) and resumes its mailbox. */
+ *  first if it never did) and resumes its mailbox. Returns WHISPER_OK or
+ *  WHISPER_EINVAL (`c` NULL). */
 WHISPER_API int whisper_client_connected(whisper_client *c, uint64_t now_ms);
 
 /** The connection closed or failed. Frames not yet taken are dropped; what
@@ -217,7 +218,9 @@ WHISPER_API int whisper_client_send(whisper_client *c, const char *to,
 
 /** Sends `body` to a group (encrypted once with this device's sender key;
  *  the engine first distributes the sender key to member devices that do
- *  not have it). As whisper_client_send() otherwise. */
+ *  not have it). As whisper_client_send() otherwise. Returns WHISPER_OK,
+ *  WHISPER_EINVAL, WHISPER_ESTATE (not a member of that group, or only
+ *  admins send to it), WHISPER_ERANDOM or a store error. */
 WHISPER_API int whisper_client_send_group(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const uint8_t *WHISPER_NULLABLE body, size_t body_len, uint64_t now_ms,
@@ -579,32 +582,41 @@ WHISPER_API int whisper_client_call(whisper_client *c, const char *to, int type,
                                     uint64_t now_ms);
 
 /** Marks messages of a conversation, from `sender`, as read: READ
- *  receipts go to the sender (batched; none if read receipts are off). */
+ *  receipts go to the sender (batched; none if read receipts are off).
+ *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
 WHISPER_API int whisper_client_mark_read(
     whisper_client *c, const char *conversation, const char *sender,
     const uint8_t (*WHISPER_NULLABLE ids)[WHISPER_CLIENT_ID_LEN], size_t n, uint64_t now_ms);
 
-/** Typing started (1) or stopped (0) in a conversation; throttled. */
+/** Typing started (1) or stopped (0) in a conversation; throttled (nothing
+ *  goes out while logged out, or to a blocked account). Returns WHISPER_OK,
+ *  WHISPER_EINVAL or WHISPER_ENOMEM. */
 WHISPER_API int whisper_client_typing(whisper_client *c, const char *conversation, int started,
                                       uint64_t now_ms);
 
-/** Asks for presence of these accounts (online / last seen events). */
+/** Asks for presence of these accounts (online / last seen events).
+ *  Returns WHISPER_OK, WHISPER_EINVAL (more than 1024, or not an account
+ *  name) or WHISPER_ENOMEM. */
 WHISPER_API int whisper_client_subscribe(
     whisper_client *c, const char *const WHISPER_NONNULL *WHISPER_NULLABLE accounts, size_t n);
 
 /** Creates a group with this account and `members`; its id is written to
- *  `group_id_out`. */
+ *  `group_id_out`. Returns WHISPER_OK, WHISPER_EINVAL (bad names, too many
+ *  members), WHISPER_ERANDOM or a store error. */
 WHISPER_API int whisper_client_group_create(
     whisper_client *c, const char *const WHISPER_NONNULL *WHISPER_NULLABLE members, size_t n,
     uint64_t now_ms, uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
-/** Adds members (admins only). */
+/** Adds members (admins only; the other members refuse a change no admin
+ *  signed). Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (more than
+ *  the configured maximum of members) or a store error. */
 WHISPER_API int whisper_client_group_add(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n, uint64_t now_ms);
 
 /** Removes members (admins), or leaves (remove this account). The members
- *  who stay rotate their sender keys when they hear of it. */
+ *  who stay rotate their sender keys when they hear of it. Returns
+ *  WHISPER_OK, WHISPER_EINVAL or a store error. */
 WHISPER_API int whisper_client_group_remove(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const char *const WHISPER_NONNULL *WHISPER_NONNULL members, size_t n, uint64_t now_ms);
@@ -664,7 +676,9 @@ WHISPER_API void whisper_client_group_conversation(
 #define WHISPER_GROUP_JOIN_REQUESTED 64 /* this account's join waits for an admin's approval */
 
 /** Promotes `member` to admin (`admin` 1) or demotes an admin (`admin` 0).
- *  Admins only; the last admin cannot be demoted. */
+ *  Admins only; the last admin cannot be demoted. Returns WHISPER_OK,
+ *  WHISPER_EINVAL, WHISPER_ESTATE (this account not an admin, `member` not
+ *  a member or not an admin, the last admin) or a store error. */
 WHISPER_API int whisper_client_group_admin(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const char *member, int admin, uint64_t now_ms);
@@ -672,13 +686,16 @@ WHISPER_API int whisper_client_group_admin(
 /** Sets an info field (WHISPER_GROUP_NAME, _DESCRIPTION: UTF-8 without NUL;
  *  _PICTURE: any bytes) to `value` (`len` 0 clears it), at most
  *  WHISPER_GROUP_NAME_MAX, _DESCRIPTION_MAX, _PICTURE_MAX bytes. Any member,
- *  unless only admins edit the info. */
+ *  unless only admins edit the info. Returns WHISPER_OK, WHISPER_EINVAL
+ *  (field, size, encoding), WHISPER_ESTATE (not a member, or not an admin
+ *  where only admins edit) or a store error. */
 WHISPER_API int whisper_client_group_set_info(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int field,
     const uint8_t *WHISPER_NULLABLE value, size_t len, uint64_t now_ms);
 
 /** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
- *  on (1) or off (0). Admins only. */
+ *  on (1) or off (0). Admins only. Returns WHISPER_OK, WHISPER_EINVAL,
+ *  WHISPER_ESTATE (not an admin of that group) or a store error. */
 WHISPER_API int whisper_client_group_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int setting,
     int on, uint64_t now_ms);
@@ -697,13 +714,17 @@ WHISPER_API int whisper_client_group_set(
  * one. The link works once the change is taken (WHISPER_EV_GROUP with
  * WHISPER_GROUP_CHANGED_LINK); the engine keeps no copy of it: show it,
  * and make a new one to show it again. Wipe it when done with it.
+ * Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (not an admin of that
+ * group), WHISPER_ERANDOM or a store error.
  */
 WHISPER_API int whisper_client_group_link_make(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     uint64_t now_ms, char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
 
 /** Revokes the group's invite link (admins only): it no longer lets
- *  anyone join, and joins signed with it are refused by every member. */
+ *  anyone join, and joins signed with it are refused by every member.
+ *  Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (not an admin of
+ *  that group) or a store error. */
 WHISPER_API int whisper_client_group_link_revoke(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     uint64_t now_ms);
@@ -728,7 +749,8 @@ WHISPER_API int whisper_client_group_join(
     uint8_t group_id_out[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
 
 /** Leaves the group (as whisper_client_group_remove() of this account).
- *  The last admin's leaving makes the first remaining member admin. */
+ *  The last admin's leaving makes the first remaining member admin.
+ *  Returns as whisper_client_group_remove(). */
 WHISPER_API int whisper_client_group_leave(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     uint64_t now_ms);
@@ -858,7 +880,8 @@ WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *an
 /** After the app trusted a changed identity (whisper_identity_trust()):
  *  tries again what waited for it, the messages to that conversation and
  *  the mailbox entries that raised WHISPER_EV_IDENTITY (those not kept in
- *  memory come again on the next login anyway). */
+ *  memory come again on the next login anyway). Returns WHISPER_OK or
+ *  WHISPER_EINVAL (`c` NULL). */
 WHISPER_API int whisper_client_retry(whisper_client *c, uint64_t now_ms);
 
 /* --- blocking and reporting --------------------------------------------------

@@ -27,10 +27,40 @@
 extern "C" {
 #endif
 
-#if defined(_WIN32)
-#  define WHISPER_API
-#else
+/*
+ * WHISPER_API marks the exported functions. On Windows (a DLL):
+ * __declspec(dllexport) while building libwhisper (CMake defines
+ * WHISPER_BUILDING for the library's own sources), __declspec(dllimport)
+ * for its users; an application linking the static library defines
+ * WHISPER_STATIC (whisper.pc's Cflags.private and the CMake target
+ * whisper::whisper_static set it) and gets neither. Elsewhere: default
+ * visibility (the library is built with -fvisibility=hidden and a linker
+ * version script, src/whisper.map). WHISPER_SERVER_API is the same for
+ * libwhisper-server's functions (server.h, pgstore.h), exported while
+ * WHISPER_SERVER_BUILDING is defined (the server library's sources, which
+ * import libwhisper's functions like any user).
+ */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#  if defined(WHISPER_STATIC)
+#    define WHISPER_API
+#  elif defined(WHISPER_BUILDING)
+#    define WHISPER_API __declspec(dllexport)
+#  else
+#    define WHISPER_API __declspec(dllimport)
+#  endif
+#  if defined(WHISPER_STATIC)
+#    define WHISPER_SERVER_API
+#  elif defined(WHISPER_SERVER_BUILDING)
+#    define WHISPER_SERVER_API __declspec(dllexport)
+#  else
+#    define WHISPER_SERVER_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
 #  define WHISPER_API __attribute__((visibility("default")))
+#  define WHISPER_SERVER_API __attribute__((visibility("default")))
+#else
+#  define WHISPER_API
+#  define WHISPER_SERVER_API
 #endif
 
 /*
@@ -59,89 +89,168 @@ extern "C" {
 
 WHISPER_NONNULL_BEGIN
 
-#define WHISPER_VERSION_MAJOR 0
-#define WHISPER_VERSION_MINOR 1
+#define WHISPER_VERSION_MAJOR 1
+#define WHISPER_VERSION_MINOR 0
 #define WHISPER_VERSION_PATCH 0
 /** The version as one number: major * 10000 + minor * 100 + patch. */
 #define WHISPER_VERSION_NUMBER \
   (WHISPER_VERSION_MAJOR * 10000 + WHISPER_VERSION_MINOR * 100 + WHISPER_VERSION_PATCH)
 
-/** Error codes. Stable: values are never reused for another meaning. */
+/*
+ * Error codes, in ranges. Every fallible function returns WHISPER_OK (0) or
+ * one of these negative codes, and its documentation lists the codes it
+ * returns. Callers compare with the names, never with the numbers (the
+ * numbers were regrouped before 1.0; from 1.0 on a value is never reused
+ * for another meaning). WHISPER_ERR_GROUP(code) gives the range:
+ *
+ *   group                      values        codes
+ *   0 WHISPER_ERRGROUP_USAGE   -1 .. -19     EINVAL EINVALIDKEY ETOOBIG
+ *     the caller's arguments or configuration are wrong; nothing changed;
+ *     the same call fails again until the arguments change.
+ *   1 WHISPER_ERRGROUP_INPUT   -20 .. -39    EINVALIDMSG EINVALIDSIG ETOOFAR
+ *     a verdict about received or       EVERSION EKEY ETRUNCATED
+ *     decoded bytes (a message, a         EINTEGRITY ESIZE
+ *     blob, a key that does not open them); nothing changed; drop or
+ *     report the input.
+ *   2 WHISPER_ERRGROUP_TRUST   -40 .. -59    EUNTRUSTED EFORGED EDENIED EBLOCKED
+ *     identity and permission: a key not trusted yet, data no one
+ *     entitled made, an action not allowed; nothing changed.
+ *   3 WHISPER_ERRGROUP_STATE   -60 .. -79    ENOSESSION EDUPLICATE ENOTFOUND
+ *     the local state does not allow    ESTATE EROLLEDBACK
+ *     the call (no session, already done, missing record, wrong order).
+ *   4 WHISPER_ERRGROUP_SYSTEM  -80 .. -99    ENOMEM ESTORE EBUSY ERANDOM
+ *     a resource failed (memory, the store's I/O or lock, the RNG); the
+ *     call was undone (the store's transaction rolled back) and may be
+ *     retried later.
+ *   5 WHISPER_ERRGROUP_FATAL   -100 .. -119  ECORRUPT EINTERNAL
+ *     see whisper_err_is_fatal().
+ *
+ * "A store error" in a function's list means WHISPER_ESTORE, WHISPER_EBUSY,
+ * WHISPER_ENOMEM or WHISPER_ECORRUPT: any call that reads or writes the
+ * store may fail with them. The store's own text about such a failure
+ * (for the SQLite store, SQLite's code, extended code and message) ends
+ * whisper_ctx_last_error()'s sentence.
+ */
 enum {
   WHISPER_OK = 0,
+
+  /* --- usage: -1 .. -19 --- */
   /** An argument is invalid (NULL where not allowed, bad length, bad name). */
   WHISPER_EINVAL = -1,
-  /** Memory could not be allocated. */
-  WHISPER_ENOMEM = -2,
+  /** A key given by the caller is malformed (wrong length or type byte). */
+  WHISPER_EINVALIDKEY = -2,
+  /** Larger than allowed (an attachment above the configured maximum). */
+  WHISPER_ETOOBIG = -3,
+
+  /* --- input verdicts: -20 .. -39 --- */
   /** A received message is malformed, fails its MAC, cannot be decrypted,
    *  has an unsupported version, names a prekey we do not hold, or belongs
    *  to a chain too old to be kept. State is unchanged. */
-  WHISPER_EINVALIDMSG = -3,
-  /** A received message was already decrypted (or its key is no longer
-   *  kept). State is unchanged. */
-  WHISPER_EDUPLICATE = -4,
+  WHISPER_EINVALIDMSG = -20,
   /** A signature (signed prekey, group message) does not verify. */
-  WHISPER_EINVALIDSIG = -5,
-  /** A key given by the caller is malformed (wrong length or type byte). */
-  WHISPER_EINVALIDKEY = -6,
-  /** No usable session (or sender key) for that address. */
-  WHISPER_ENOSESSION = -7,
-  /** The remote identity key changed and is not trusted yet; see
-   *  whisper_identity_trust(). State is unchanged. */
-  WHISPER_EUNTRUSTED = -8,
+  WHISPER_EINVALIDSIG = -21,
   /** The message's counter is more than 25000 ahead of its chain. */
-  WHISPER_ETOOFAR = -9,
-  /** A record asked of the store does not exist. */
-  WHISPER_ENOTFOUND = -10,
-  /** The store failed (I/O, corruption, a failed transaction). */
-  WHISPER_ESTORE = -11,
-  /** A stored record cannot be read (corrupt, or from a newer version). */
-  WHISPER_ECORRUPT = -12,
-  /** The random number generator failed. */
-  WHISPER_ERANDOM = -13,
-  /** The operation is not valid in the current state (e.g. no local
-   *  identity yet). */
-  WHISPER_ESTATE = -14,
-  /** An internal error: a crypto primitive failed unexpectedly. */
-  WHISPER_EINTERNAL = -15,
+  WHISPER_ETOOFAR = -22,
   /** A peer's data has a version this side cannot compare or read (e.g. a
-   *  scanned fingerprint of another version). */
-  WHISPER_EVERSION = -16,
+   *  scanned fingerprint of another version), or a store was written by a
+   *  newer libwhisper. */
+  WHISPER_EVERSION = -23,
   /** A key does not open what it should: the store key (or passphrase) is
    *  not the one the store was made with, or an attachment's key is not
    *  the one its blob was made with. */
-  WHISPER_EKEY = -17,
-  /** The store is locked by another process for longer than the timeout
-   *  (whisper_server_open_from(): the source has too many connections). */
-  WHISPER_EBUSY = -18,
+  WHISPER_EKEY = -24,
+  /** Data ended before its stated size (an attachment blob cut short). */
+  WHISPER_ETRUNCATED = -25,
+  /** Data was altered: a MAC or a digest does not verify (an attachment
+   *  blob, a downloaded chunk). */
+  WHISPER_EINTEGRITY = -26,
+  /** A stated size is not the data's (an attachment's pointer and its
+   *  blob disagree). */
+  WHISPER_ESIZE = -27,
+
+  /* --- trust and identity: -40 .. -59 --- */
+  /** The remote identity key changed and is not trusted yet; see
+   *  whisper_identity_trust(). State is unchanged. */
+  WHISPER_EUNTRUSTED = -40,
   /** Refused: the server sent what no one entitled made (a device its
    *  account did not sign, a member no admin added, a message filed under
    *  another conversation, an older device list). */
-  WHISPER_EFORGED = -19,
-  /** The state is older than what was already used (a store, or one of its
-   *  records, restored from a copy): using it would reuse keys. Start a new
-   *  session. */
-  WHISPER_EROLLEDBACK = -20,
+  WHISPER_EFORGED = -41,
   /** Not allowed: only a message's sender may edit or delete it, and only
    *  within its window (15 minutes for an edit, 48 hours by default for a
    *  delete); a message deleted for everyone cannot be changed. */
-  WHISPER_EDENIED = -21,
+  WHISPER_EDENIED = -42,
   /** The account is blocked (whisper_client_block()): nothing goes to it
    *  until it is unblocked. */
-  WHISPER_EBLOCKED = -22,
-  /** Data ended before its stated size (an attachment blob cut short). */
-  WHISPER_ETRUNCATED = -23,
-  /** Data was altered: a MAC or a digest does not verify (an attachment
-   *  blob, a downloaded chunk). */
-  WHISPER_EINTEGRITY = -24,
-  /** A stated size is not the data's (an attachment's pointer and its
-   *  blob disagree). */
-  WHISPER_ESIZE = -25,
-  /** Larger than allowed (an attachment above the configured maximum). */
-  WHISPER_ETOOBIG = -26
+  WHISPER_EBLOCKED = -43,
+
+  /* --- state: -60 .. -79 --- */
+  /** No usable session (or sender key) for that address. */
+  WHISPER_ENOSESSION = -60,
+  /** A received message was already decrypted (or its key is no longer
+   *  kept). State is unchanged. */
+  WHISPER_EDUPLICATE = -61,
+  /** A record asked of the store does not exist. */
+  WHISPER_ENOTFOUND = -62,
+  /** The operation is not valid in the current state (e.g. no local
+   *  identity yet). */
+  WHISPER_ESTATE = -63,
+  /** The state is older than what was already used (a store, or one of its
+   *  records, restored from a copy): using it would reuse keys. Start a new
+   *  session. */
+  WHISPER_EROLLEDBACK = -64,
+
+  /* --- storage and system: -80 .. -99 --- */
+  /** Memory could not be allocated. */
+  WHISPER_ENOMEM = -80,
+  /** The store failed (I/O, a full disk, a read-only file, a refused
+   *  write): the transaction was rolled back. */
+  WHISPER_ESTORE = -81,
+  /** The store is locked by another process for longer than the timeout
+   *  (whisper_server_open_from(): the source has too many connections). */
+  WHISPER_EBUSY = -82,
+  /** The random number generator failed. */
+  WHISPER_ERANDOM = -83,
+
+  /* --- fatal: -100 .. -119 (whisper_err_is_fatal()) --- */
+  /** A stored record (or the store file) cannot be read: damaged, or
+   *  written by a newer version. */
+  WHISPER_ECORRUPT = -100,
+  /** An internal error: a crypto primitive failed unexpectedly, or an
+   *  invariant of the library does not hold. */
+  WHISPER_EINTERNAL = -101
 };
 
-/** A short, static English description of an error code. Never NULL. */
+/** The groups of WHISPER_ERR_GROUP(). */
+enum {
+  WHISPER_ERRGROUP_OK = -1, /* WHISPER_OK and positive values: not an error */
+  WHISPER_ERRGROUP_USAGE = 0,
+  WHISPER_ERRGROUP_INPUT = 1,
+  WHISPER_ERRGROUP_TRUST = 2,
+  WHISPER_ERRGROUP_STATE = 3,
+  WHISPER_ERRGROUP_SYSTEM = 4,
+  WHISPER_ERRGROUP_FATAL = 5
+};
+/** The range a code belongs to (WHISPER_ERRGROUP_*); a code below -119
+ *  gives 6 or more (unknown). */
+#define WHISPER_ERR_GROUP(code) ((code) >= 0 ? WHISPER_ERRGROUP_OK : (-(code)) / 20)
+
+/**
+ * 1 if `code` is fatal, else 0 (also for WHISPER_OK and unknown codes).
+ * A fatal code (WHISPER_ECORRUPT, WHISPER_EINTERNAL: the -100 .. -119
+ * range) means the library can no longer vouch for the state behind the
+ * call: the store holds bytes it cannot read (damage, or a newer
+ * version's records) or an invariant broke. The failing call itself
+ * changed nothing (its transaction was rolled back), but the caller must
+ * not go on using that store, nor any context or client made on it:
+ * close them, report the failure, and recover the store (restore a
+ * backup, or whisper_store_sqlite_destroy() and set up again). Retrying
+ * does not help. Every other code leaves the context and the store usable.
+ */
+WHISPER_API int whisper_err_is_fatal(int code);
+
+/** A short, static English description of an error code (every WHISPER_E*
+ *  code has its own; "unknown error" for any other value). Never NULL. */
 WHISPER_API const char *whisper_strerror(int code);
 
 /** The library's version as WHISPER_VERSION_NUMBER; nonzero. */

@@ -40,7 +40,8 @@ WHISPER_API int whisper_group_create(
 /**
  * Starts a new chain for the distribution (new chain id, chain key and
  * signing key) and returns its SKDM; the old chain is no longer used to
- * send. What an app does when a member leaves.
+ * send. What an app does when a member leaves. Returns as
+ * whisper_group_create().
  */
 WHISPER_API int whisper_group_rotate(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],

@@ -165,7 +165,9 @@ WHISPER_API int whisper_history_status(whisper_ctx *ctx, const char *conversatio
                                        const uint8_t *id, size_t id_len, const char *recipient,
                                        uint32_t device_id, int status);
 
-/** The status one recipient device has for an outgoing message. */
+/** The status one recipient device has for an outgoing message. Returns
+ *  WHISPER_OK, WHISPER_EINVAL, WHISPER_ENOTFOUND (no such message or
+ *  recipient) or a store error. */
 WHISPER_API int whisper_history_status_get(whisper_ctx *ctx, const char *conversation,
                                            const uint8_t *id, size_t id_len,
                                            const char *recipient, uint32_t device_id,
@@ -188,7 +190,8 @@ WHISPER_API int whisper_history_page(whisper_ctx *ctx, const char *conversation,
 
 /**
  * The outbox: up to `limit` outgoing messages the server has not taken
- * yet, oldest first (to send again after a reconnect).
+ * yet, oldest first (to send again after a reconnect). Returns WHISPER_OK,
+ * WHISPER_EINVAL (also: a store without scan()) or a store error.
  */
 WHISPER_API int whisper_outbox_page(whisper_ctx *ctx, size_t limit,
                                     whisper_page *WHISPER_NULLABLE *WHISPER_NONNULL out);

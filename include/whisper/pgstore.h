@@ -60,10 +60,10 @@ typedef struct whisper_pg_options_t {
  * sentence, and whisper_store_last_error() is not available since there is
  * no store); WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                      const char *conninfo,
-                                      const whisper_pg_options_t *WHISPER_NULLABLE opts,
-                                      const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
+WHISPER_SERVER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                             const char *conninfo,
+                                             const whisper_pg_options_t *WHISPER_NULLABLE opts,
+                                             const char *WHISPER_NULLABLE *WHISPER_NULLABLE why);
 
 /**
  * The same, sharded over `n` databases (1..64; `conninfos[0]` is shard 0,
@@ -74,8 +74,10 @@ WHISPER_API int whisper_store_pg_open(whisper_store *WHISPER_NULLABLE *WHISPER_N
  * a transaction a crashed node left prepared is finished (committed if it
  * was decided, else rolled back) by whichever node opens or uses the
  * store next. Every node must list the same shards in the same order.
+ * Returns as whisper_store_pg_open() (WHISPER_EINVAL also for `n` out of
+ * range), or WHISPER_EINTERNAL.
  */
-WHISPER_API int whisper_store_pg_open_sharded(
+WHISPER_SERVER_API int whisper_store_pg_open_sharded(
     whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out,
     const char *const WHISPER_NONNULL *WHISPER_NONNULL conninfos, size_t n,
     const whisper_pg_options_t *WHISPER_NULLABLE opts,
@@ -89,8 +91,8 @@ WHISPER_API int whisper_store_pg_open_sharded(
  * WHISPER_OK, WHISPER_EINVAL (not a PostgreSQL store, bad channel or
  * payload) or WHISPER_ESTORE.
  */
-WHISPER_API int whisper_store_pg_notify(whisper_store *store, const char *channel,
-                                        const uint8_t *payload, size_t len);
+WHISPER_SERVER_API int whisper_store_pg_notify(whisper_store *store, const char *channel,
+                                               const uint8_t *payload, size_t len);
 
 WHISPER_NONNULL_END
 

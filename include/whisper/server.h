@@ -154,27 +154,27 @@ typedef struct whisper_server whisper_server;
  * loaded is not the version this libwhisper-server was built with (they
  * share the store's internals; install them together).
  */
-WHISPER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out,
-                                   whisper_store *store,
-                                   const whisper_server_config_t *WHISPER_NULLABLE cfg);
+WHISPER_SERVER_API int whisper_server_new(whisper_server *WHISPER_NULLABLE *WHISPER_NONNULL out,
+                                          whisper_store *store,
+                                          const whisper_server_config_t *WHISPER_NULLABLE cfg);
 
 /** Frees a server (connections are forgotten, not closed). Accepts NULL. */
-WHISPER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
+WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv);
 
 /** Replaces the random source (challenges, link codes); for tests and
- *  fuzzers. */
-WHISPER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
-                                       void *WHISPER_NULLABLE user);
+ *  fuzzers. Returns WHISPER_OK or WHISPER_EINVAL (`srv` NULL). */
+WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
+                                              void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
-WHISPER_API const char *whisper_server_last_error(const whisper_server *srv);
+WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
 
 /**
  * A connection opened. `conn` is the caller's id for it (nonzero, unique
  * among open connections). The server queues a Challenge for it. Returns
  * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
-WHISPER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
 /** The longest source key of whisper_server_open_from(), in bytes. */
 #define WHISPER_SERVER_SOURCE_MAX 64
@@ -196,8 +196,8 @@ WHISPER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t
  * cfg.prelogin_per_source connections not logged in, so this one is not
  * opened and nothing is queued for it (the caller closes it).
  */
-WHISPER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
-                                         size_t source_len, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
+                                                size_t source_len, uint64_t now_ms);
 
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by
@@ -208,20 +208,20 @@ WHISPER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, con
  * connection, or a store error when the store failed (the frame then
  * changed nothing and its sender got ERR_INTERNAL).
  */
-WHISPER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *frame,
-                                       size_t len, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *frame,
+                                              size_t len, uint64_t now_ms);
 
 /** A connection closed (by the peer, the network or the server). Its
  *  queued output is dropped; unacknowledged entries stay in the mailbox.
  *  Unknown connections are ignored. */
-WHISPER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
 /** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
  *  (not logged in yet, closed, unknown). A connection logs in only by a
  *  frame of its own, so a caller that counts the connections not logged in
  *  (a cap per source address) asks after each whisper_server_receive() on
  *  it. */
-WHISPER_API int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn);
+WHISPER_SERVER_API int whisper_server_conn_authenticated(const whisper_server *srv, uint64_t conn);
 /* --- group commit ----------------------------------------------------------
  *
  * One transaction per frame costs one commit (with synchronous=FULL, one
@@ -254,7 +254,7 @@ WHISPER_API int whisper_server_conn_authenticated(const whisper_server *srv, uin
  * Opens a batch. Returns WHISPER_OK, WHISPER_EINVAL (NULL, or a store
  * without savepoints) or WHISPER_ESTATE (a batch is open already).
  */
-WHISPER_API int whisper_server_batch_begin(whisper_server *srv);
+WHISPER_SERVER_API int whisper_server_batch_begin(whisper_server *srv);
 
 /**
  * Commits the open batch's transaction (if one of its frames wrote) and
@@ -265,7 +265,7 @@ WHISPER_API int whisper_server_batch_begin(whisper_server *srv);
  * actions are queued), and whisper_server_last_error() says why. The
  * batch is over in every case.
  */
-WHISPER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
 
 /**
  * Lets the records that batches read (accounts, devices, groups, block
@@ -279,15 +279,15 @@ WHISPER_API int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms);
  * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL,
  * or a server in cluster mode, whose store other nodes write).
  */
-WHISPER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
+WHISPER_SERVER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
 
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */
-WHISPER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);
+WHISPER_SERVER_API uint64_t whisper_server_next_deadline(const whisper_server *srv);
 
 /** Runs the timers due at `now_ms`: closes silent connections, lapses
  *  typing, announces presence after the grace period. */
-WHISPER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms);
 
 /** What the server asks its caller to do. */
 typedef enum whisper_server_action {
@@ -314,7 +314,7 @@ typedef struct whisper_server_output_t {
  * Takes the next piece of output, in order. Returns 1 when `out` was
  * filled, 0 when there is nothing to do.
  */
-WHISPER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+WHISPER_SERVER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
 
 /* --- cluster mode ----------------------------------------------------------
  *
@@ -351,7 +351,7 @@ WHISPER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t
  * other nodes announce their online devices. Returns WHISPER_OK or
  * WHISPER_EINVAL (bad node, already in cluster mode, or connections open).
  */
-WHISPER_API int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_cluster(whisper_server *srv, uint32_t node, uint64_t now_ms);
 
 /**
  * A relay from another node (the `frame` of its WHISPER_SERVER_RELAY
@@ -361,8 +361,8 @@ WHISPER_API int whisper_server_cluster(whisper_server *srv, uint32_t node, uint6
  * WHISPER_EINVALIDMSG (undecodable or out of range: nothing changes) or a
  * store error.
  */
-WHISPER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len,
-                                     uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, size_t len,
+                                            uint64_t now_ms);
 
 /**
  * After relays may have been lost (the caller's link to the other nodes
@@ -371,14 +371,14 @@ WHISPER_API int whisper_server_relay(whisper_server *srv, const uint8_t *relay, 
  * so that nothing waits for a wake that never came. Does nothing outside
  * cluster mode.
  */
-WHISPER_API void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_cluster_resync(whisper_server *srv, uint64_t now_ms);
 
 /**
  * Leaving the cluster: queues a relay telling the other nodes that this
  * node's devices are offline now (rather than after the node timeout).
  * Call before closing the connections at shutdown.
  */
-WHISPER_API void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms);
 
 /** Counters for metrics. */
 typedef struct whisper_server_stats_t {
@@ -400,10 +400,10 @@ typedef struct whisper_server_stats_t {
 } whisper_server_stats_t;
 
 /** Fills `out` with the server's counters. */
-WHISPER_API void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out);
+WHISPER_SERVER_API void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out);
 
 /** The 12 upper bounds (ms) of the latency histogram buckets. */
-WHISPER_API const uint64_t *whisper_server_latency_bounds(void);
+WHISPER_SERVER_API const uint64_t *whisper_server_latency_bounds(void);
 
 /* --- reports ------------------------------------------------------------------
  *
@@ -456,8 +456,9 @@ typedef int (*whisper_server_report_fn)(void *WHISPER_NULLABLE user,
  * WHISPER_ECORRUPT (a stored report that cannot be read; those before it
  * were handed out) or a store error.
  */
-WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
-                                       whisper_server_report_fn fn, void *WHISPER_NULLABLE user);
+WHISPER_SERVER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
+                                              whisper_server_report_fn fn,
+                                              void *WHISPER_NULLABLE user);
 
 /* --- upload tokens -------------------------------------------------------------
  *
@@ -487,9 +488,10 @@ WHISPER_API int whisper_server_reports(whisper_server *srv, uint64_t after, size
  * WHISPER_EINVAL (a NULL argument, or `account_cap` too small for the
  * account) or a store error. whisper_server_last_error() says why.
  */
-WHISPER_API int whisper_server_upload_token_check(whisper_server *srv, const char *token,
-                                                  size_t len, uint64_t now_ms, char *account_out,
-                                                  size_t account_cap, uint32_t *device_out);
+WHISPER_SERVER_API int whisper_server_upload_token_check(whisper_server *srv, const char *token,
+                                                         size_t len, uint64_t now_ms,
+                                                         char *account_out, size_t account_cap,
+                                                         uint32_t *device_out);
 
 WHISPER_NONNULL_END
 

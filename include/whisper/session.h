@@ -51,7 +51,8 @@ WHISPER_API int whisper_identity_create(whisper_ctx *ctx, const char *name, uint
                                         uint32_t registration_id, uint64_t now_ms);
 
 /** Like whisper_identity_create() with a given identity key pair (imports,
- *  tests). */
+ *  tests). Returns as whisper_identity_create(), or WHISPER_EINVALIDKEY
+ *  (not a key pair). */
 WHISPER_API int whisper_identity_import(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         uint32_t registration_id,
                                         const whisper_keypair_t *identity);
@@ -76,7 +77,8 @@ WHISPER_API int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint3
 
 /** whisper_identity_trust() at `now_ms`: when the key replaces a different
  *  one, the change is recorded with that time (whisper_identity_info()).
- *  whisper_identity_trust() records a change without a time. */
+ *  whisper_identity_trust() records a change without a time. Returns as
+ *  whisper_identity_trust(). */
 WHISPER_API int whisper_identity_trust_at(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                           const uint8_t *key, size_t key_len, uint64_t now_ms);
 
@@ -117,12 +119,14 @@ WHISPER_API int whisper_signed_prekey_rotate(whisper_ctx *ctx, uint64_t now_ms, 
                                              uint64_t grace_ms, int *WHISPER_NULLABLE rotated);
 
 /** The number of one-time prekeys not used yet, to replenish the server's
- *  supply (whisper_prekeys_generate) when it runs low. */
+ *  supply (whisper_prekeys_generate) when it runs low. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
 WHISPER_API int whisper_prekeys_count(whisper_ctx *ctx, uint32_t *count);
 
 /** Makes and stores `count` one-time prekeys with ids following the last
  *  one made (ids only increase); the first id is written to `first_id`
- *  (may be NULL). */
+ *  (may be NULL). Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (no
+ *  local identity), WHISPER_ERANDOM or a store error. */
 WHISPER_API int whisper_prekeys_generate(whisper_ctx *ctx, uint32_t count,
                                          uint32_t *WHISPER_NULLABLE first_id);
 
@@ -200,7 +204,8 @@ WHISPER_API int whisper_sessions_distrust(whisper_ctx *ctx);
 
 /** Sets *out to 1 if there is a session with (name, device_id) that can
  *  send (a current state with a sender chain whose pending prekey, if
- *  any, is at most 30 days old), else 0. */
+ *  any, is at most 30 days old), else 0. Returns WHISPER_OK,
+ *  WHISPER_EINVAL or a store error. */
 WHISPER_API int whisper_session_exists(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                        uint64_t now_ms, int *out);
 

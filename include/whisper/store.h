@@ -59,13 +59,13 @@ typedef int (*whisper_scan_fn)(void *WHISPER_NULLABLE arg, const uint8_t *WHISPE
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
  * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
 
-#define WHISPER_STORE_OPS_VERSION 4
+#define WHISPER_STORE_OPS_VERSION 5
 
 /**
  * The functions of a store. Fill in `version` with WHISPER_STORE_OPS_VERSION
  * (fields are only ever appended; a version-1 table, without scan, still
  * serves everything but message history; a version-2 table has no add; a
- * version-3 table has no savepoints). Every function returns WHISPER_OK or a
+ * version-3 table has no savepoints; a version-4 table has no last_error). Every function returns WHISPER_OK or a
  * negative code: WHISPER_ENOTFOUND for a missing record, WHISPER_ESTORE (or
  * WHISPER_ENOMEM) for a failure.
  */
@@ -126,6 +126,14 @@ typedef struct whisper_store_ops {
    *  transaction goes on. Returns WHISPER_OK, WHISPER_ESTATE (none open) or
    *  a store error: then the transaction is lost (only rollback is left). */
   int (*WHISPER_NULLABLE rollback_to)(void *WHISPER_NULLABLE user);
+  /* --- version 5 --- */
+  /** The store's own sentence about its last failed call (e.g. its
+   *  database's error code and message), or NULL or "" if it has none.
+   *  Called right after a call failed; the text must stay valid until the
+   *  next call on the store, and must hold no secret (no record value).
+   *  libwhisper appends it to whisper_ctx_last_error()'s sentence, and
+   *  whisper_store_last_error() returns it. May be NULL. */
+  const char *WHISPER_NULLABLE (*WHISPER_NULLABLE last_error)(void *WHISPER_NULLABLE user);
 } whisper_store_ops;
 
 /** A store handle. */
@@ -138,7 +146,8 @@ WHISPER_API int whisper_store_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNU
                                   const whisper_store_ops *ops, void *WHISPER_NULLABLE user);
 
 /** A volatile store in memory. Transactions are real: rollback restores
- *  the state as it was at begin. */
+ *  the state as it was at begin. Returns WHISPER_OK, WHISPER_EINVAL (`out`
+ *  NULL) or WHISPER_ENOMEM. */
 WHISPER_API int whisper_store_memory_new(whisper_store *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
 /* --- the SQLite store --------------------------------------------------- */
@@ -214,7 +223,12 @@ WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *WHISPER
  */
 WHISPER_API int whisper_store_sqlite_destroy(const char *path);
 
-/** The sentence describing the store's last failure ("" if none). */
+/** The store's own sentence about its last failed call ("" if none): for
+ *  the SQLite store, SQLite's code and message, e.g. "writing a record:
+ *  SQLITE_READONLY (8): attempt to write a readonly database"; for a store
+ *  of whisper_store_new(), its ops.last_error (version 5). Valid until the
+ *  next call on the store. The same text ends whisper_ctx_last_error()'s
+ *  sentence after a store failure. */
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
 
 /** Closes a store (calling its destroy function). Accepts NULL. */

@@ -408,7 +408,7 @@ int whisper_store_memory_new(whisper_store **out) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, mem_begin, mem_commit,
                                         mem_rollback, mem_get, mem_put, mem_del, mem_destroy,
                                         mem_scan,    mem_add,     mem_savepoint,
-                                        mem_release, mem_rollback_to};
+                                        mem_release, mem_rollback_to, NULL};
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
   mem_store *m = calloc(1, sizeof *m);

@@ -712,7 +712,7 @@ int whisper_store_pg_open_sharded(whisper_store **out, const char *const *connin
   static const whisper_pg_options_t defaults = WHISPER_PG_OPTIONS_INIT;
   static const whisper_store_ops ops = {
       WHISPER_STORE_OPS_VERSION, pg_begin, pg_commit, pg_rollback, pg_get, pg_put, pg_del,
-      pg_destroy,                pg_scan,  pg_add,     pg_savepoint, pg_release, pg_rollback_to};
+      pg_destroy,                pg_scan,  pg_add,     pg_savepoint, pg_release, pg_rollback_to, NULL};
   const char *dummy;
   if (why == NULL) why = &dummy;
   *why = "";

@@ -59,11 +59,46 @@ static int sq_begin(void *user);
 
 /* --- errors ----------------------------------------------------------------- */
 
+/* A failure of the store's own (not SQLite's): `what` alone. */
 static int sq_fail(sq_store *s, int code, const char *what) {
+  if (s->self) snprintf(s->self->last_error, sizeof s->self->last_error, "%s", what);
+  return code;
+}
+
+/* SQLite's name of a primary result code. */
+static const char *sq_name(int rc) {
+  static const char *const names[] = {
+      "SQLITE_OK",       "SQLITE_ERROR",    "SQLITE_INTERNAL", "SQLITE_PERM",
+      "SQLITE_ABORT",    "SQLITE_BUSY",     "SQLITE_LOCKED",   "SQLITE_NOMEM",
+      "SQLITE_READONLY", "SQLITE_INTERRUPT", "SQLITE_IOERR",   "SQLITE_CORRUPT",
+      "SQLITE_NOTFOUND", "SQLITE_FULL",     "SQLITE_CANTOPEN", "SQLITE_PROTOCOL",
+      "SQLITE_EMPTY",    "SQLITE_SCHEMA",   "SQLITE_TOOBIG",   "SQLITE_CONSTRAINT",
+      "SQLITE_MISMATCH", "SQLITE_MISUSE",   "SQLITE_NOLFS",    "SQLITE_AUTH",
+      "SQLITE_FORMAT",   "SQLITE_RANGE",    "SQLITE_NOTADB",   "SQLITE_NOTICE",
+      "SQLITE_WARNING"};
+  rc &= 0xFF;
+  if (rc == SQLITE_ROW) return "SQLITE_ROW";
+  if (rc == SQLITE_DONE) return "SQLITE_DONE";
+  return rc < (int)(sizeof names / sizeof *names) ? names[rc] : "SQLITE_?";
+}
+
+static int sq_code(int rc);
+
+/* SQLite failed with `rc` doing `what`: the store's sentence is `what`,
+ * SQLite's code name, its extended code and its message, e.g. "writing a
+ * record: SQLITE_BUSY (5): database is locked". SQLite's messages name
+ * tables and constraints, never a bound value. Returns our code. */
+static int sq_err(sq_store *s, int rc, const char *what) {
+  int code = sq_code(rc);
   if (s->self) {
-    const char *detail = s->db ? sqlite3_errmsg(s->db) : "";
-    snprintf(s->self->last_error, sizeof s->self->last_error, "%s%s%s", what,
-             detail[0] ? ": " : "", detail);
+    int ext = rc;
+    const char *msg = sqlite3_errstr(rc);
+    if (s->db && (sqlite3_extended_errcode(s->db) & 0xFF) == (rc & 0xFF)) {
+      ext = sqlite3_extended_errcode(s->db); /* else the handle's is another call's */
+      msg = sqlite3_errmsg(s->db);
+    }
+    snprintf(s->self->last_error, sizeof s->self->last_error, "%s: %s (%d): %s", what, sq_name(rc),
+             ext, msg);
   }
   return code;
 }
@@ -231,13 +266,13 @@ static int unseal_ordered(const uint8_t seal_key[KEY_LEN], int kind, const uint8
 
 static int exec(sq_store *s, const char *sql) {
   int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-  return rc == SQLITE_OK ? WHISPER_OK : sq_fail(s, sq_code(rc), sql);
+  return rc == SQLITE_OK ? WHISPER_OK : sq_err(s, rc, sql);
 }
 
 static int meta_get(sq_store *s, const char *name, uint8_t **v, size_t *n) {
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE name = ?", -1, &st, NULL);
-  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "reading the store's metadata");
+  if (rc != SQLITE_OK) return sq_err(s, rc, "reading the store's metadata");
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
   int out = WHISPER_ENOTFOUND;
@@ -250,7 +285,7 @@ static int meta_get(sq_store *s, const char *name, uint8_t **v, size_t *n) {
       out = WHISPER_OK;
     }
   } else if (rc != SQLITE_DONE) {
-    out = sq_fail(s, sq_code(rc), "reading the store's metadata");
+    out = sq_err(s, rc, "reading the store's metadata");
   }
   sqlite3_finalize(st);
   return out;
@@ -260,12 +295,12 @@ static int meta_put(sq_store *s, const char *name, const uint8_t *v, size_t n) {
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(name, value) VALUES (?, ?)", -1,
                               &st, NULL);
-  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "writing the store's metadata");
+  if (rc != SQLITE_OK) return sq_err(s, rc, "writing the store's metadata");
   sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
   sqlite3_bind_blob(st, 2, v, (int)n, SQLITE_STATIC);
   rc = sqlite3_step(st);
   sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(rc), "writing the store's metadata");
+  return rc == SQLITE_DONE ? WHISPER_OK : sq_err(s, rc, "writing the store's metadata");
 }
 
 /* --- the record interface ---------------------------------------------------------- */
@@ -275,7 +310,7 @@ static int run(sq_store *s, sqlite3_stmt *st, const char *sql) {
   if (st == NULL) return exec(s, sql);
   int rc = sqlite3_step(st);
   sqlite3_reset(st);
-  return rc == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(rc), sql);
+  return rc == SQLITE_DONE ? WHISPER_OK : sq_err(s, rc, sql);
 }
 
 static int sq_begin(void *user) {
@@ -373,7 +408,7 @@ static int sq_get(void *user, int kind, const uint8_t *k, size_t n, whisper_buf 
   } else if (rc == SQLITE_DONE) {
     out_rc = WHISPER_ENOTFOUND;
   } else {
-    out_rc = sq_fail(s, sq_code(rc), "reading a record");
+    out_rc = sq_err(s, rc, "reading a record");
   }
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
@@ -402,7 +437,7 @@ static int write_row(sq_store *s, sqlite3_stmt *st, int kind, const uint8_t *k, 
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
   free(c);
-  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "writing a record");
+  return step == SQLITE_DONE ? WHISPER_OK : sq_err(s, step, "writing a record");
 }
 
 static int sq_put(void *user, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
@@ -428,7 +463,7 @@ static int sq_del(void *user, int kind, const uint8_t *k, size_t n) {
   int step = sqlite3_step(st);
   sqlite3_reset(st);
   sqlite3_clear_bindings(st);
-  return step == SQLITE_DONE ? WHISPER_OK : sq_fail(s, sq_code(step), "deleting a record");
+  return step == SQLITE_DONE ? WHISPER_OK : sq_err(s, step, "deleting a record");
 }
 
 /* The smallest key above every key that starts with `p` (n bytes), in
@@ -484,7 +519,7 @@ static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_le
              lo_open ? ">" : ">=", hi ? " AND key < ?3" : "", descending ? "DESC" : "ASC");
     int keep = s->scan[shape] == NULL;
     rc = sqlite3_prepare_v3(s->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
-    if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "scanning records");
+    if (rc != SQLITE_OK) return sq_err(s, rc, "scanning records");
     if (keep) s->scan[shape] = st;
     kept = keep;
   }
@@ -508,7 +543,7 @@ static int sq_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_le
     if (stop) break;
   }
   if (out == WHISPER_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
-    out = sq_fail(s, sq_code(rc), "scanning records");
+    out = sq_err(s, rc, "scanning records");
   if (kept) {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -543,7 +578,7 @@ static void sq_destroy(void *user) {
 
 static const whisper_store_ops sq_ops = {WHISPER_STORE_OPS_VERSION, sq_begin, sq_commit, sq_rollback,
                                          sq_get, sq_put, sq_del, sq_destroy, sq_scan,
-                                         sq_add, sq_savepoint, sq_release, sq_rollback_to};
+                                         sq_add, sq_savepoint, sq_release, sq_rollback_to, NULL};
 
 /* --- keys ------------------------------------------------------------------------- */
 
@@ -603,11 +638,11 @@ static const char *const MIGRATIONS[SCHEMA_VERSION] = {
 static int schema_version(sq_store *s, int *v) {
   sqlite3_stmt *st;
   int rc = sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL);
-  if (rc != SQLITE_OK) return sq_fail(s, sq_code(rc), "reading the schema version");
+  if (rc != SQLITE_OK) return sq_err(s, rc, "reading the schema version");
   rc = sqlite3_step(st);
   *v = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
   sqlite3_finalize(st);
-  return rc == SQLITE_ROW ? WHISPER_OK : sq_fail(s, sq_code(rc), "reading the schema version");
+  return rc == SQLITE_ROW ? WHISPER_OK : sq_err(s, rc, "reading the schema version");
 }
 
 /* Schema 2 -> 3: every ordered row's value, sealed as a records row's
@@ -651,7 +686,7 @@ static int migrate_v3_chunk(sq_store *s, sqlite3_stmt *sel, resealed *r, size_t 
     }
   }
   if (rc == WHISPER_OK && *n < MIGRATE_CHUNK && step != SQLITE_DONE)
-    rc = sq_fail(s, sq_code(step), "re-sealing the history");
+    rc = sq_err(s, step, "re-sealing the history");
   return rc;
 }
 
@@ -668,7 +703,7 @@ static int migrate_v3(sq_store *s) {
                           -1, &sel, NULL) != SQLITE_OK ||
        sqlite3_prepare_v2(s->db, "UPDATE ordered SET value = ?1 WHERE kind = ?2 AND key = ?3", -1,
                           &upd, NULL) != SQLITE_OK))
-    rc = sq_fail(s, WHISPER_ESTORE, "re-sealing the history");
+    rc = sq_err(s, sqlite3_errcode(s->db), "re-sealing the history");
   if (rc == WHISPER_OK) { /* the cursor starts below every row */
     sqlite3_bind_int64(sel, 1, INT64_MIN);
     sqlite3_bind_blob(sel, 2, empty, 0, SQLITE_STATIC);
@@ -683,7 +718,7 @@ static int migrate_v3(sq_store *s) {
       sqlite3_bind_blob(upd, 3, r[i].key->data, (int)r[i].key->len, SQLITE_STATIC);
       int step = sqlite3_step(upd);
       sqlite3_reset(upd);
-      if (step != SQLITE_DONE) rc = sq_fail(s, sq_code(step), "re-sealing the history");
+      if (step != SQLITE_DONE) rc = sq_err(s, step, "re-sealing the history");
     }
     if (n == MIGRATE_CHUNK) { /* go on after the chunk's last row */
       sqlite3_bind_int(sel, 1, r[n - 1].kind);
@@ -912,12 +947,12 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
                          "SELECT row, value, NULL, NULL FROM records UNION ALL "
                          "SELECT NULL, value, kind, key FROM ordered",
                          -1, &st, NULL) != SQLITE_OK)
-    rc = sq_fail(s, WHISPER_ESTORE, "re-encrypting the store");
+    rc = sq_err(s, sqlite3_errcode(s->db), "re-encrypting the store");
   while (rc == WHISPER_OK) {
     int step = sqlite3_step(st);
     if (step == SQLITE_DONE) break;
     if (step != SQLITE_ROW) {
-      rc = sq_fail(s, sq_code(step), "re-encrypting the store");
+      rc = sq_err(s, step, "re-encrypting the store");
       break;
     }
     if (n == cap) {
@@ -984,6 +1019,3 @@ int whisper_store_sqlite_destroy(const char *path) {
   return rc;
 }
 
-const char *whisper_store_last_error(const whisper_store *store) {
-  return store ? store->last_error : "no store";
-}

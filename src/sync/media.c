@@ -170,7 +170,7 @@ static int job_put(whisper_client *c, const sy_media *j) {
     m.has_content = 1;
     m.content = (ProtobufCBinaryData){j->content->len, j->content->data};
   }
-  if (j->error) m.has_error = 1, m.error = j->error;
+  if (j->error) m.has_error_code = 1, m.error_code = j->error;
   if (j->view_once) m.has_view_once = 1, m.view_once = 1;
   return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, j->key, KEY_LEN, &m.base);
 }
@@ -211,13 +211,29 @@ static Whisper__Client__MediaJob *job_read(whisper_client *c, const uint8_t key[
 
 static char *dup_or_null(const char *s) { return s ? sy_strdup(s) : NULL; }
 
+/* A stored job's error: field 16 holds a WHISPER_E* code; field 13, written
+ * before the codes were regrouped into ranges, the old number (-1..-26). */
+static int job_error(const Whisper__Client__MediaJob *m) {
+  static const int old[26] = {
+      WHISPER_EINVAL,      WHISPER_ENOMEM,     WHISPER_EINVALIDMSG, WHISPER_EDUPLICATE,
+      WHISPER_EINVALIDSIG, WHISPER_EINVALIDKEY, WHISPER_ENOSESSION, WHISPER_EUNTRUSTED,
+      WHISPER_ETOOFAR,     WHISPER_ENOTFOUND,  WHISPER_ESTORE,      WHISPER_ECORRUPT,
+      WHISPER_ERANDOM,     WHISPER_ESTATE,     WHISPER_EINTERNAL,   WHISPER_EVERSION,
+      WHISPER_EKEY,        WHISPER_EBUSY,      WHISPER_EFORGED,     WHISPER_EROLLEDBACK,
+      WHISPER_EDENIED,     WHISPER_EBLOCKED,   WHISPER_ETRUNCATED,  WHISPER_EINTEGRITY,
+      WHISPER_ESIZE,       WHISPER_ETOOBIG};
+  if (m->has_error_code) return m->error_code;
+  if (m->has_error && m->error < 0 && m->error >= -26) return old[-m->error - 1];
+  return m->has_error ? m->error : 0;
+}
+
 static sy_media *job_from(const uint8_t key[KEY_LEN], const Whisper__Client__MediaJob *m) {
   sy_media *j = calloc(1, sizeof *j);
   if (j == NULL) return NULL;
   memcpy(j->key, key, KEY_LEN);
   j->dir = (int)m->dir;
   j->state = (int)m->state;
-  j->error = m->error;
+  j->error = job_error(m);
   j->view_once = m->view_once;
   j->offset = m->offset;
   j->total = m->total;
@@ -1392,7 +1408,7 @@ int whisper_client_media_get(whisper_client *c, const char *conversation, const 
       m->state = (int)rec->state;
       m->done = rec->offset;
       m->total = rec->total;
-      m->error = rec->error;
+      m->error = job_error(rec);
       m->path = dup_or_empty(rec->path);
     } else {
       m->state = p == NULL ? WHISPER_MEDIA_OPENED : ls ? WHISPER_MEDIA_REMOTE : WHISPER_MEDIA_SENT;

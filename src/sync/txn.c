@@ -181,6 +181,11 @@ static int j_scan(void *u, int kind, const uint8_t *prefix, size_t prefix_len,
                            limit, fn, arg);
 }
 
+static const char *j_last_error(void *u) {
+  sy_join *j = u;
+  return j->aborted ? "the joined transaction was aborted" : wh_store_error(j->real);
+}
+
 void sy_join_init(whisper_client *c) {
   memset(&c->shim, 0, sizeof c->shim);
   c->shim.ops.version = WHISPER_STORE_OPS_VERSION;
@@ -192,6 +197,7 @@ void sy_join_init(whisper_client *c) {
   c->shim.ops.del = j_del;
   c->shim.ops.scan = j_scan;
   c->shim.ops.add = j_add;
+  c->shim.ops.last_error = j_last_error;
   c->shim.user = &c->join;
   c->join.real = c->ctx->store;
   c->join.aborted = 0;

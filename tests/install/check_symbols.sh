@@ -14,12 +14,16 @@ trap 'rm -rf "$work"' EXIT
 fail=0
 err() { echo "check_symbols: $*"; fail=1; }
 
-# The functions a header declares (WHISPER_API ... name(...)).
+# The functions a header declares (WHISPER_API or WHISPER_SERVER_API ...
+# name(...)).
 declared() {
-  grep -h 'WHISPER_API' "$@" | grep -v '#' |
+  grep -hE '^WHISPER_(SERVER_)?API ' "$@" |
     sed -E 's/^.*[^A-Za-z0-9_]([A-Za-z0-9_]+)\(.*$/\1/' | sort -u
 }
-exported() { nm -D --defined-only "$1" | awk 'NF == 3 { print $3 }' | sort -u; }
+# (nm -D prints a versioned symbol as name@@NODE; the node is checked below.)
+exported() { nm -D --defined-only "$1" | awk 'NF == 3 { sub(/@.*/, "", $3); print $3 }' | grep -v '^WHISPER_' | sort -u; }
+# Every exported function sits in the library's version node.
+nodes() { nm -D --defined-only "$1" | awk 'NF == 3 && $3 ~ /@/ { sub(/^[^@]*@@?/, "", $3); print $3 }' | sort -u; }
 
 client_headers=()
 for h in "$inc"/whisper/*.h; do
@@ -33,6 +37,9 @@ declared "$inc/whisper/server.h" "$inc/whisper/pgstore.h" >"$work/server.api"
 exported "$client" >"$work/client.exp"
 exported "$server" >"$work/server.exp"
 [ -s "$work/client.api" ] && [ -s "$work/server.api" ] || err "no WHISPER_API declaration found under $inc"
+[ "$(nodes "$client")" = WHISPER_1.0 ] || err "libwhisper's version nodes are not WHISPER_1.0:" $(nodes "$client")
+[ "$(nodes "$server")" = WHISPER_SERVER_1.0 ] ||
+  err "libwhisper-server's version nodes are not WHISPER_SERVER_1.0:" $(nodes "$server")
 
 bad=$(grep -v '^whisper_' "$work/client.exp" || true)
 [ -z "$bad" ] || err "libwhisper exports non-whisper_ symbols:" $bad

@@ -24,10 +24,15 @@ test -f "$libdir/libwhisper-server.a"
 client_so=$(ls "$libdir"/libwhisper.so.*.*.* | head -1)
 server_so=$(ls "$libdir"/libwhisper-server.so.*.*.* | head -1)
 "$src/tests/install/check_symbols.sh" "$prefix/include" "$client_so" "$server_so"
-grep -q 'SONAME *libwhisper.so.0' <<<"$(objdump -p "$client_so")"
-grep -q 'SONAME *libwhisper-server.so.0' <<<"$(objdump -p "$server_so")"
+grep -q 'SONAME *libwhisper.so.1' <<<"$(objdump -p "$client_so")"
+grep -q 'SONAME *libwhisper-server.so.1' <<<"$(objdump -p "$server_so")"
 
 export PKG_CONFIG_PATH=$libdir/pkgconfig
+# A static build defines WHISPER_STATIC (core.h: no dllimport on Windows).
+[[ " $(pkg-config --static --cflags whisper-server) " == *" -DWHISPER_STATIC "* ]] ||
+  { echo "pkg-config --static --cflags whisper-server lacks -DWHISPER_STATIC"; exit 1; }
+[[ " $(pkg-config --cflags whisper) " != *WHISPER_STATIC* ]] ||
+  { echo "pkg-config --cflags whisper (shared) defines WHISPER_STATIC"; exit 1; }
 cc=${CC:-cc}
 deps_static=$(pkg-config --static --libs-only-l libsodium libprotobuf-c libcrypto sqlite3)
 for prog in main server; do
@@ -37,7 +42,7 @@ for prog in main server; do
   $cc -o "$work/pc_${prog}_shared" "$c" $(pkg-config --cflags --libs $pc)
   LD_LIBRARY_PATH=$libdir "$work/pc_${prog}_shared"
   # static: the archives plus their private requirements
-  $cc -o "$work/pc_${prog}_static" "$c" $(pkg-config --cflags $pc) $archives $deps_static
+  $cc -o "$work/pc_${prog}_static" "$c" $(pkg-config --static --cflags $pc) $archives $deps_static
   "$work/pc_${prog}_static"
   if [[ $(ldd "$work/pc_${prog}_static") == *libwhisper* ]]; then
     echo "static consumer $prog links a libwhisper shared library"
@@ -52,7 +57,7 @@ case $(loads "$work/pc_main_shared") in
   *libwhisper-server*) echo "the client consumer loads libwhisper-server"; exit 1 ;;
 esac
 case $(loads "$work/pc_server_shared") in
-  *"libwhisper-server.so.0 => $libdir/"*) ;;
+  *"libwhisper-server.so.1 => $libdir/"*) ;;
   *) echo "the server consumer does not load the installed libwhisper-server"; exit 1 ;;
 esac
 
@@ -63,7 +68,7 @@ LD_LIBRARY_PATH=$libdir "$work/cm/consumer_shared"
 LD_LIBRARY_PATH=$libdir "$work/cm/consumer_server_shared"
 "$work/cm/consumer_server_static"
 case $(loads "$work/cm/consumer_server_shared") in
-  *"libwhisper-server.so.0 => $libdir/"*) ;;
+  *"libwhisper-server.so.1 => $libdir/"*) ;;
   *) echo "consumer_server_shared does not load the installed libwhisper-server"; exit 1 ;;
 esac
 for exe in consumer_shared consumer_static consumer_server_static; do

@@ -36,7 +36,7 @@
 const fs = require('fs');
 const { spawn, execFileSync } = require('child_process');
 
-const { short, Test, Whisperd } = require('./procs');
+const { short, Test, Whisperd, whisperCode } = require('./procs');
 
 // whisper-chat in human mode: `lines` on stdin, then end of input (once
 // stdout matches `until`, if given); returns the exit code and stdout.
@@ -725,7 +725,7 @@ class ChatTest extends Test {
     const lost = await alice1.send('bob', lostText);
     await this.status(alice1, lost, 'sent', undefined, undefined, 'one tick for the message to a blocker');
     const e = await bob.fails('send alice are you still there');
-    this.ok(e.ev === 'error' && e.cmd === 'send' && e.code === -22, `send to a blocked account: ${JSON.stringify(e)}`);
+    this.ok(e.ev === 'error' && e.cmd === 'send' && e.code === whisperCode('WHISPER_EBLOCKED'), `send to a blocked account: ${JSON.stringify(e)}`);
     const r = await bob.cmd('report alice 3');
     this.ok(r.ev === 'ok' && r.cmd === 'report', `report: ${JSON.stringify(r)}`);
     const bad = await bob.cmds(['block bob', 'block', 'unblock', 'report', 'report alice 51', 'report alice 0',
@@ -760,7 +760,7 @@ class ChatTest extends Test {
     this.ok(msgs.length >= 1 && msgs.length <= 3 && msgs.every((m) => typeof m.text === 'string' && (m.sender === 'alice' || m.sender === 'bob')),
       `the reported messages: ${JSON.stringify(msgs)}`);
     this.ok(!msgs.some((m) => m.text === lostText), 'the report holds a message bob never got');
-    this.notes.block = `block: ${lostText} kept one tick and never came; send to alice refused (-22); ${bad.length} bad lines refused; report of ${msgs.length} messages printed by whisperd --reports; unblocked: the next message delivered`;
+    this.notes.block = `block: ${lostText} kept one tick and never came; send to alice refused (WHISPER_EBLOCKED); ${bad.length} bad lines refused; report of ${msgs.length} messages printed by whisperd --reports; unblocked: the next message delivered`;
   }
 
   async help() {

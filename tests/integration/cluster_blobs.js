@@ -43,7 +43,7 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
-const { short, sha256, fileSize, Test, Whisperd, Devices, Tus, Pg } = require('./procs');
+const { short, sha256, fileSize, Test, Whisperd, Devices, Tus, Pg, whisperCode } = require('./procs');
 
 const MIB = 1 << 20;
 const MAX_SIZE = 8 * MIB;
@@ -51,7 +51,7 @@ const QUOTA = 20 * MIB;
 const PIECE = 256 * 1024;
 const FILE_SIZE = 6 * MIB;
 const DAY = 24 * 3600 * 1000;
-const ENOTFOUND = -10;
+const ENOTFOUND = whisperCode('WHISPER_ENOTFOUND');
 
 // ---------------------------------------------------------------------------
 // processes

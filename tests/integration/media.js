@@ -37,7 +37,7 @@ const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
 
-const { short, sha256, fileSize, Test, Whisperd } = require('./procs');
+const { short, sha256, fileSize, Test, Whisperd, whisperCode } = require('./procs');
 
 // ---------------------------------------------------------------------------
 // the test
@@ -48,8 +48,8 @@ const BIG = 20 * MIB;           // the file cut in its upload and its download
 const SMALL = 300 * 1024;       // the view-once file
 const TINY = 64 * 1024;         // the file that expires
 const DAY_MS = 24 * 3600 * 1000;
-const ENOTFOUND = -10;
-const EDENIED = -21;
+const ENOTFOUND = whisperCode('WHISPER_ENOTFOUND');
+const EDENIED = whisperCode('WHISPER_EDENIED');
 
 const SCENARIOS = [
   ['setup', 'setup'],

@@ -838,8 +838,17 @@ class Pg {
   }
 }
 
+// A WHISPER_E* code by its name, read from include/whisper/core.h (the
+// numbers are not repeated here: they follow the header).
+const CORE_H = fs.readFileSync(path.join(__dirname, '..', '..', 'include', 'whisper', 'core.h'), 'utf8');
+function whisperCode(name) {
+  const m = CORE_H.match(new RegExp(`\\b${name} = (-?\\d+)\\b`));
+  if (!m) throw new Error(`core.h has no ${name}`);
+  return Number(m[1]);
+}
+
 module.exports = {
-  Fatal, short, delay, sha256, fileSize, RESULT_EVENTS, isResult,
+  Fatal, short, delay, sha256, fileSize, RESULT_EVENTS, isResult, whisperCode,
   parseOptions, workDir, finish, exitWith, Test,
   Proc, Chat, Whisperd, Devices, httpRequest, TUS, OCTETS, Tus, Pg,
 };

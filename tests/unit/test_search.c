@@ -70,7 +70,7 @@ typedef struct dev {
 
 static void dev_wrap(dev *d, whisper_store *inner, unsigned version) {
   whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, c_begin, c_commit, c_rollback, c_get,
-                           c_put, c_del, c_destroy, c_scan, c_add, NULL, NULL, NULL};
+                           c_put, c_del, c_destroy, c_scan, c_add, NULL, NULL, NULL, NULL};
   ops.version = version;
   d->cnt.inner = inner;
   d->cnt.writes = 0;

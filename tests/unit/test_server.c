@@ -2469,7 +2469,7 @@ static int f_rollback_to(void *u) {
 
 static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
                                               f_rollback, f_get, f_put, f_del, NULL, f_scan,
-                                              NULL, f_savepoint, f_release, f_rollback_to};
+                                              NULL, f_savepoint, f_release, f_rollback_to, NULL};
 
 static void test_store_failure(void) {
   srvt t;

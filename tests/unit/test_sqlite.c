@@ -2,6 +2,8 @@
  * damage, the recreate path, schema versions, encryption at rest, moved
  * ciphertexts, two processes sharing one store, and the files' modes. */
 #include <sqlite3.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -276,11 +278,80 @@ static void test_two_processes(void) {
   CHECK_RC(whisper_store_sqlite_open(&other, p, &o, NULL), WHISPER_OK);
   CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
   CHECK_RC(other->ops.begin(other->user), WHISPER_EBUSY);
+  /* through a context: the sentence ends with SQLite's code and message */
+  whisper_ctx *oc;
+  CHECK_RC(whisper_ctx_new(&oc, other), WHISPER_OK);
+  CHECK_RC(whisper_prekeys_generate(oc, 1, NULL), WHISPER_EBUSY);
+  CHECK(strstr(whisper_ctx_last_error(oc), "store: cannot begin a transaction (store busy): ") ==
+        whisper_ctx_last_error(oc));
+  CHECK(strstr(whisper_ctx_last_error(oc), ": SQLITE_BUSY (5): database is locked") != NULL);
+  CHECK(strstr(whisper_store_last_error(other), "SQLITE_BUSY (5): database is locked") != NULL);
+  if (strstr(whisper_ctx_last_error(oc), "SQLITE_BUSY") == NULL)
+    fprintf(stderr, "busy: %s\n", whisper_ctx_last_error(oc));
+  whisper_ctx_free(oc);
   st->ops.rollback(st->user);
   CHECK_RC(other->ops.begin(other->user), WHISPER_OK);
   other->ops.rollback(other->user);
   whisper_store_close(other);
   whisper_store_close(st);
+}
+
+/* SQLite's own failures reach the context's last error: a constraint (a
+ * trigger another connection added refuses every write) and an I/O
+ * failure (a file size limit: writes fail with EFBIG, also for root). */
+static void test_store_error_text(void) {
+  char p[300];
+  whisper_store *st;
+  whisper_ctx *c;
+  path_of(p, sizeof p, "errors.db");
+  CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
+  CHECK_RC(whisper_ctx_new(&c, st), WHISPER_OK);
+  CHECK_RC(whisper_identity_create(c, "erin", 1, 0, NOW), WHISPER_OK);
+  CHECK(strcmp(whisper_ctx_last_error(c), "") == 0);
+  sqlite3 *db;
+  CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db,
+                     "CREATE TRIGGER refuse BEFORE INSERT ON records BEGIN"
+                     " SELECT RAISE(ABORT, 'refused by the test'); END;",
+                     NULL, NULL, NULL) == SQLITE_OK);
+  int rc = whisper_prekeys_generate(c, 1, NULL);
+  CHECK_RC(rc, WHISPER_ESTORE);
+  const char *e = whisper_ctx_last_error(c);
+  CHECK(strstr(e, "store: write failed (store failure): writing a record: SQLITE_CONSTRAINT (1811): "
+                  "refused by the test") == e);
+  if (strstr(e, "SQLITE_CONSTRAINT") == NULL) fprintf(stderr, "constraint: %s\n", e);
+  CHECK(!whisper_err_is_fatal(rc));
+  CHECK(sqlite3_exec(db, "DROP TRIGGER refuse", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  /* the failed call changed nothing; the next works and clears the sentence */
+  CHECK_RC(whisper_prekeys_generate(c, 1, NULL), WHISPER_OK);
+  CHECK(strcmp(whisper_ctx_last_error(c), "") == 0);
+  whisper_ctx_free(c);
+  whisper_store_close(st);
+
+  /* I/O: in a child, with RLIMIT_FSIZE of 1 byte, every write fails */
+  fflush(NULL);
+  pid_t kid = fork();
+  if (kid == 0) {
+    whisper_store *s;
+    whisper_ctx *x;
+    if (open_key(&s, p, KEY, NULL) != WHISPER_OK || whisper_ctx_new(&x, s) != WHISPER_OK) _exit(3);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {1, 1};
+    if (setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(4);
+    int r = WHISPER_OK;
+    for (int i = 0; i < 200 && r == WHISPER_OK; i++) r = whisper_prekeys_generate(x, 50, NULL);
+    const char *m = whisper_ctx_last_error(x);
+    fprintf(stderr, "test_store_error_text: I/O: %s (%s)\n", whisper_strerror(r), m);
+    if (r != WHISPER_ESTORE) _exit(5);
+    if (strstr(m, "store: ") != m ||
+        (strstr(m, ": SQLITE_IOERR (") == NULL && strstr(m, ": SQLITE_FULL (") == NULL))
+      _exit(6);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(kid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
 /* Copies tests/vectors/`name` into the test directory, its path in `out`. */
@@ -678,6 +749,7 @@ int main(void) {
   test_persistence_and_keys();
   test_damage_and_versions();
   test_two_processes();
+  test_store_error_text();
   test_migration();
   test_migration_v2();
   test_ordered_key_limit();

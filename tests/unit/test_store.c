@@ -15,14 +15,21 @@ typedef struct faulty {
   whisper_store *inner;
   long calls, fail_at;
   int failed;
+  char why[64]; /* its last_error (ops version 5) */
 } faulty;
 
 static int tick(faulty *f) {
   if (f->fail_at >= 0 && f->calls++ == f->fail_at) {
     f->failed = 1;
+    snprintf(f->why, sizeof f->why, "faulty: call %ld failed", f->fail_at);
     return 1;
   }
   return 0;
+}
+
+static const char *f_last_error(void *u) {
+  faulty *f = u;
+  return f->why;
 }
 
 static int f_begin(void *u) {
@@ -64,7 +71,7 @@ static int f_add(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v
 
 static const whisper_store_ops faulty_ops = {WHISPER_STORE_OPS_VERSION, f_begin, f_commit,
                                              f_rollback, f_get, f_put, f_del, NULL, f_scan,
-                                             f_add, NULL, NULL, NULL};
+                                             f_add, NULL, NULL, NULL, f_last_error};
 
 /* Reads the raw session record for an address (NULL if none). */
 static whisper_buf *raw_record(whisper_store *st, const char *name, uint32_t dev) {
@@ -321,6 +328,77 @@ static void side_close(side *s) {
       faults++;                                                                   \
     }                                                                             \
   } while (0)
+
+/* A caller's store's own text (ops.last_error, version 5) ends the
+ * context's sentence after a failure; a version-4 table has none. */
+static void test_store_error_text(void) {
+  for (unsigned version = 5; version >= 4; version--) {
+    faulty f = {0};
+    whisper_store *mem, *st;
+    whisper_ctx *c;
+    whisper_store_ops ops = faulty_ops;
+    ops.version = version;
+    CHECK_RC(whisper_store_memory_new(&mem), WHISPER_OK);
+    f.inner = mem;
+    f.fail_at = 1; /* begin, then the first get */
+    CHECK_RC(whisper_store_new(&st, &ops, &f), WHISPER_OK);
+    CHECK_RC(whisper_ctx_new(&c, st), WHISPER_OK);
+    int rc = whisper_identity_create(c, "fay", 1, 0, NOW);
+    CHECK_RC(rc, WHISPER_ESTORE);
+    CHECK(f.failed);
+    const char *e = whisper_ctx_last_error(c);
+    if (version == 5) {
+      CHECK(strcmp(e, "store: read failed (store failure): faulty: call 1 failed") == 0);
+      CHECK(strcmp(whisper_store_last_error(st), "faulty: call 1 failed") == 0);
+    } else {
+      CHECK(strcmp(e, "store: read failed (store failure)") == 0);
+      CHECK(strcmp(whisper_store_last_error(st), "") == 0);
+    }
+    if (f.failed && strncmp(e, "store: read failed", 18) != 0) fprintf(stderr, "v%u: %s\n", version, e);
+    CHECK(!whisper_err_is_fatal(rc));
+    whisper_ctx_free(c);
+    whisper_store_close(st);
+    whisper_store_close(mem);
+  }
+}
+
+/* The error ranges of core.h: every code is in its group, has its own
+ * text, and only the fatal range is fatal. */
+static void test_error_codes(void) {
+  static const struct {
+    int code, group;
+  } codes[] = {
+      {WHISPER_EINVAL, WHISPER_ERRGROUP_USAGE},      {WHISPER_EINVALIDKEY, WHISPER_ERRGROUP_USAGE},
+      {WHISPER_ETOOBIG, WHISPER_ERRGROUP_USAGE},     {WHISPER_EINVALIDMSG, WHISPER_ERRGROUP_INPUT},
+      {WHISPER_EINVALIDSIG, WHISPER_ERRGROUP_INPUT}, {WHISPER_ETOOFAR, WHISPER_ERRGROUP_INPUT},
+      {WHISPER_EVERSION, WHISPER_ERRGROUP_INPUT},    {WHISPER_EKEY, WHISPER_ERRGROUP_INPUT},
+      {WHISPER_ETRUNCATED, WHISPER_ERRGROUP_INPUT},  {WHISPER_EINTEGRITY, WHISPER_ERRGROUP_INPUT},
+      {WHISPER_ESIZE, WHISPER_ERRGROUP_INPUT},       {WHISPER_EUNTRUSTED, WHISPER_ERRGROUP_TRUST},
+      {WHISPER_EFORGED, WHISPER_ERRGROUP_TRUST},     {WHISPER_EDENIED, WHISPER_ERRGROUP_TRUST},
+      {WHISPER_EBLOCKED, WHISPER_ERRGROUP_TRUST},    {WHISPER_ENOSESSION, WHISPER_ERRGROUP_STATE},
+      {WHISPER_EDUPLICATE, WHISPER_ERRGROUP_STATE},  {WHISPER_ENOTFOUND, WHISPER_ERRGROUP_STATE},
+      {WHISPER_ESTATE, WHISPER_ERRGROUP_STATE},      {WHISPER_EROLLEDBACK, WHISPER_ERRGROUP_STATE},
+      {WHISPER_ENOMEM, WHISPER_ERRGROUP_SYSTEM},     {WHISPER_ESTORE, WHISPER_ERRGROUP_SYSTEM},
+      {WHISPER_EBUSY, WHISPER_ERRGROUP_SYSTEM},      {WHISPER_ERANDOM, WHISPER_ERRGROUP_SYSTEM},
+      {WHISPER_ECORRUPT, WHISPER_ERRGROUP_FATAL},    {WHISPER_EINTERNAL, WHISPER_ERRGROUP_FATAL}};
+  size_t n = sizeof codes / sizeof *codes;
+  int known = 0;
+  for (int v = -200; v <= 0; v++)
+    if (strcmp(whisper_strerror(v), "unknown error") != 0) known++;
+  CHECK(known == (int)n + 1); /* the table lists every code, and WHISPER_OK */
+  for (size_t i = 0; i < n; i++) {
+    CHECK(WHISPER_ERR_GROUP(codes[i].code) == codes[i].group);
+    CHECK(whisper_err_is_fatal(codes[i].code) == (codes[i].group == WHISPER_ERRGROUP_FATAL));
+    CHECK(strcmp(whisper_strerror(codes[i].code), "unknown error") != 0);
+    for (size_t j = 0; j < i; j++) {
+      CHECK(codes[i].code != codes[j].code);
+      CHECK(strcmp(whisper_strerror(codes[i].code), whisper_strerror(codes[j].code)) != 0);
+    }
+  }
+  CHECK(WHISPER_ERR_GROUP(WHISPER_OK) == WHISPER_ERRGROUP_OK);
+  CHECK(!whisper_err_is_fatal(WHISPER_OK) && !whisper_err_is_fatal(-119) &&
+        !whisper_err_is_fatal(1));
+}
 
 static void test_fault_injection(void) {
   side a, b;
@@ -649,6 +727,8 @@ int main(void) {
   test_add();
   test_savepoints();
   test_fault_injection();
+  test_store_error_text();
+  test_error_codes();
   test_refusals_change_nothing();
   return test_done();
 }

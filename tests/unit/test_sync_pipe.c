@@ -445,7 +445,7 @@ static void w_destroy(void *u) { whisper_store_close(((wrap *)u)->in); }
 static void wrap_node(node *d) {
   static const whisper_store_ops ops = {WHISPER_STORE_OPS_VERSION, w_begin, w_commit, w_rollback, w_get,
                                         w_put, w_del, w_destroy, w_scan, w_add,
-                                        NULL, NULL, NULL}; /* no savepoints */
+                                        NULL, NULL, NULL, NULL}; /* no savepoints */
   whisper_client_free(d->cl);
   whisper_ctx_free(d->ctx);
   g_w.in = d->st;

@@ -29,6 +29,7 @@ WORDS = {"ctx": "Context", "buf": "Buffer", "rng": "RNG", "http": "HTTP", "id": 
 # Functions whose mechanical name reads badly.
 FUNCTIONS = {
     "whisper_strerror": "whisperErrorDescription(_:)",
+    "whisper_err_is_fatal": "whisperErrorIsFatal(_:)",
     "whisper_ctx_new": "whisperContextCreate(_:store:)",
 }
 
