@@ -29,9 +29,13 @@ class Whisperd(exe: String, dir: File) : AutoCloseable {
         val q = LinkedBlockingQueue<Int>()
         val log = File(dir, "whisperd.log")
         Thread {
-            proc.inputStream.bufferedReader().forEachLine { line ->
-                log.appendText(line + "\n")
-                Regex("whisperd: listening on .*:(\\d+)\\s*$").find(line)?.let { q.put(it.groupValues[1].toInt()) }
+            try {
+                proc.inputStream.bufferedReader().forEachLine { line ->
+                    log.appendText(line + "\n")
+                    Regex("whisperd: listening on .*:(\\d+)\\s*$").find(line)?.let { q.put(it.groupValues[1].toInt()) }
+                }
+            } catch (e: java.io.IOException) {
+                // the process ended
             }
         }.apply { isDaemon = true }.start()
         port = q.poll(20, TimeUnit.SECONDS) ?: run {
@@ -51,7 +55,8 @@ class Conn(val name: String, val client: Client, private val port: Int) {
     private object Closed
     private val inbox = LinkedBlockingQueue<Any>()
     private var ws: WebSocket? = null
-    private val http: HttpClient = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build()
+    private val http: HttpClient = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
+        .connectTimeout(Duration.ofSeconds(5)).build()
     val events = mutableListOf<ClientEvent>()
 
     private fun listener() = object : WebSocket.Listener {
@@ -107,16 +112,26 @@ class Conn(val name: String, val client: Client, private val port: Int) {
         b.method(r.method, body)
         val (status, headers, data) = try {
             val resp = http.send(b.build(), HttpResponse.BodyHandlers.ofByteArray())
-            val h = resp.headers().map().entries.joinToString("") { (k, v) -> v.joinToString("") { "$k: $it\r\n" } }
+            val h = resp.headers().map().entries.filter { !it.key.startsWith(":") }.joinToString("") { (k, v) -> v.joinToString("") { "$k: $it\r\n" } }
             Triple(resp.statusCode(), h, resp.body())
         } catch (e: Exception) {
             Triple(0, null, null)
         }
+        if (System.getenv("WK_TRACE") != null)
+            println("  http $name: ${r.method} ${r.path} [${r.headers.replace("\r\n", "; ")}] ${r.body.size} B -> $status [${headers?.replace("\r\n", "; ")}] ${data?.size} B")
         client.httpDone(r.handle, status, headers, data, System.currentTimeMillis())
     }
 
     inline fun <reified T : ClientEvent> find(pred: (T) -> Boolean = { true }): T? =
         events.filterIsInstance<T>().firstOrNull(pred)
+}
+
+fun describe(e: ClientEvent): String = when (e) {
+    is ClientEvent.Media -> "Media(state ${e.state}, ${e.done}/${e.total}, code ${e.code})"
+    is ClientEvent.Error -> "Error(${e.code}, ${e.serverCode}, ${e.message})"
+    is ClientEvent.Refused -> "Refused(${e.code}, ${e.message})"
+    is ClientEvent.StatusChanged -> "Status(${e.status})"
+    else -> e.javaClass.simpleName
 }
 
 fun pump(conns: List<Conn>, what: String, timeoutMs: Long = 20_000, until: () -> Boolean) {
@@ -125,7 +140,7 @@ fun pump(conns: List<Conn>, what: String, timeoutMs: Long = 20_000, until: () ->
         for (c in conns) c.step()
         if (until()) return
         if (System.currentTimeMillis() > end) {
-            val ev = conns.joinToString("; ") { c -> c.name + ": " + c.events.joinToString { it.javaClass.simpleName } }
+            val ev = conns.joinToString("; ") { c -> c.name + ": " + c.events.joinToString { describe(it) } }
             throw AssertionError("timed out waiting for $what ($ev)")
         }
         Thread.sleep(2)

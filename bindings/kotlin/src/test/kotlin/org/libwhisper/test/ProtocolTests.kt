@@ -97,9 +97,15 @@ fun badInputThrows() {
             }
             assertEquals(ErrorCode.EINVALIDMSG, e1.code)
             assertTrue(e1.message!!.isNotEmpty())
+            bob.ctx.decrypt("alice", 1, alice.ctx.encrypt("bob", 1, bytes("first")))
+            alice.ctx.decrypt("bob", 1, bob.ctx.encrypt("alice", 1, bytes("back")))
             val good = alice.ctx.encrypt("bob", 1, bytes("still fine"))
-            val flipped = good.body.copyOf().also { it[it.size - 3] = (it[it.size - 3].toInt() xor 1).toByte() }
-            assertFailsWith<WhisperException> { bob.ctx.decrypt("alice", 1, Ciphertext(good.type, flipped)) }
+            assertEquals(MessageType.WHISPER, good.type)
+            // the last byte is the MAC's: refused, and the session is unchanged
+            val flipped = good.body.copyOf().also { it[it.size - 1] = (it[it.size - 1].toInt() xor 1).toByte() }
+            assertEquals(ErrorCode.EINVALIDMSG, assertFailsWith<WhisperException> {
+                bob.ctx.decrypt("alice", 1, Ciphertext(good.type, flipped))
+            }.code)
             assertEquals("still fine", bob.ctx.decrypt("alice", 1, good).decodeToString())
             // no session
             val e2 = assertFailsWith<WhisperException> {
