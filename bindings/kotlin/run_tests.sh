@@ -53,7 +53,17 @@ fi
 args=()
 [ -n "$whisperd" ] && args+=(--whisperd "$whisperd")
 # A fixed, pre-touched Java heap: the leak test reads VmRSS, which then
-# does not move with the heap's growth.
-exec "$java" -Xms96m -Xmx96m -XX:+AlwaysPreTouch -Dwhisper.jni.path="$jni" \
+# does not move with the heap's growth. -Xcheck:jni checks every JNI call
+# the shim makes; a warning of it fails the test.
+log="$out/last-run.log"
+set +e
+"$java" -Xms96m -Xmx96m -XX:+AlwaysPreTouch -Xcheck:jni -Dwhisper.jni.path="$jni" \
   -cp "$jar:$kc/lib/kotlin-stdlib.jar:$kc/lib/kotlin-test.jar" \
-  org.libwhisper.test.RunnerKt "${args[@]}" "${only[@]}"
+  org.libwhisper.test.RunnerKt "${args[@]}" "${only[@]}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+if grep -q "WARNING in native method" "$log"; then
+  echo "FAIL: -Xcheck:jni found a misuse of JNI (above)"
+  exit 1
+fi
+exit "$rc"

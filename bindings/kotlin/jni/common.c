@@ -59,6 +59,10 @@ int wj_closed(JNIEnv *env, jlong h) {
 
 wj_bytes wj_bytes_get(JNIEnv *env, jbyteArray a, int cstr) {
   wj_bytes b = {NULL, 0, 1};
+  if ((*env)->ExceptionCheck(env)) { /* an earlier argument failed: no JNI call now */
+    b.ok = 0;
+    return b;
+  }
   if (a == NULL) return b;
   jsize n = (*env)->GetArrayLength(env, a);
   b.data = malloc((size_t)n + 1);
@@ -88,6 +92,7 @@ void wj_bytes_done(wj_bytes *b) {
 }
 
 jbyteArray wj_new_bytes(JNIEnv *env, const void *data, size_t len) {
+  if ((*env)->ExceptionCheck(env)) return NULL;
   if (len > INT32_MAX) {
     wj_check(env, WHISPER_ETOOBIG, "too large for a Java array");
     return NULL;
@@ -109,6 +114,7 @@ jbyteArray wj_take_buf(JNIEnv *env, whisper_buf *buf) {
 }
 
 void wj_set_longs(JNIEnv *env, jlongArray a, const jlong *v, size_t n) {
+  if ((*env)->ExceptionCheck(env)) return;
   if ((size_t)(*env)->GetArrayLength(env, a) < n) {
     wj_throw_inval(env, "the record array is too short");
     return;
@@ -117,6 +123,7 @@ void wj_set_longs(JNIEnv *env, jlongArray a, const jlong *v, size_t n) {
 }
 
 jobjectArray wj_new_bytes_array(JNIEnv *env, size_t n) {
+  if ((*env)->ExceptionCheck(env)) return NULL;
   jclass c = (*env)->FindClass(env, "[B");
   if (c == NULL) return NULL;
   jobjectArray arr = (*env)->NewObjectArray(env, (jsize)n, c, NULL);
@@ -133,6 +140,10 @@ int wj_array_set(JNIEnv *env, jobjectArray arr, size_t i, jbyteArray v) {
 
 wj_cstrs wj_cstrs_get(JNIEnv *env, jobjectArray a) {
   wj_cstrs s = {NULL, 0, NULL, 1};
+  if ((*env)->ExceptionCheck(env)) {
+    s.ok = 0;
+    return s;
+  }
   if (a == NULL) return s;
   jsize n = (*env)->GetArrayLength(env, a);
   if (n == 0) return s;
