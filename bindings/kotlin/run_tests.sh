@@ -44,7 +44,7 @@ jar="$out/whisper-kotlin-tests.jar"
 if [ ! -f "$jar" ] || [ -n "$(find "$here/src" -name '*.kt' -newer "$jar" | head -1)" ]; then
   echo "kotlinc: compiling $(find "$here/src" -name '*.kt' | wc -l) files"
   t0=$(date +%s)
-  "$kc/bin/kotlinc" -jvm-target 17 -nowarn -cp "$kc/lib/kotlin-test.jar" \
+  "$kc/bin/kotlinc" -jvm-target 17 -cp "$kc/lib/kotlin-test.jar" \
     "$here/src/main/kotlin" "$here/src/test/kotlin" -d "$jar.tmp.jar"
   mv "$jar.tmp.jar" "$jar"
   echo "kotlinc: $(( $(date +%s) - t0 )) s"
