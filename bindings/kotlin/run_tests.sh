@@ -39,6 +39,14 @@ fi
 
 # Compile the API and the tests together when a source is newer than the jar.
 jni="$(realpath "$jni")"
+# The shim exports what the JVM looks up and nothing else.
+if command -v nm >/dev/null 2>&1; then
+  extra="$(nm -D --defined-only "$jni" | awk '{print $3}' | grep -v -E '^(Java_org_libwhisper_|JNI_OnLoad$)' || true)"
+  if [ -n "$extra" ]; then
+    echo "FAIL: libwhisper_jni exports more than Java_* and JNI_OnLoad: $extra"
+    exit 1
+  fi
+fi
 mkdir -p "$out"
 jar="$out/whisper-kotlin-tests.jar"
 if [ ! -f "$jar" ] || [ -n "$(find "$here/src" -name '*.kt' -newer "$jar" | head -1)" ]; then
