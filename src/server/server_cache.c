@@ -1,7 +1,8 @@
 /*
  * The batch's record cache. Inside a batch (server_batch.c) the records
  * of the plain kinds (accounts, devices, groups, Sent answers, counters,
- * profiles, block lists: not the ordered kinds, which are scanned) are
+ * profiles, block lists: not the ordered kinds, which are scanned, but for
+ * the share records, written out before a scan of them) are
  * read from the store once and written to it once, when the batch
  * commits: the frames of a batch touch the same few records again and
  * again (a device's mailbox counters, the server_seq counter, the
@@ -67,17 +68,21 @@ static void centry_free(void *p) {
   free(e);
 }
 
+/* Of the ordered kinds, only the share records (read and written by
+ * every append and Ack of another account's entry, scanned only when a
+ * device goes: wsrv_scan() writes the cached ones out first). */
 int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n) {
-  return srv->batch && !WHISPER_REC_IS_ORDERED(kind) && kind >= 0 && kind <= 255 &&
-         n + 1 <= CKEY_MAX;
+  return srv->batch && (!WHISPER_REC_IS_ORDERED(kind) || kind == WHISPER_REC_SERVER_SHARE) &&
+         kind >= 0 && kind <= 255 && n + 1 <= CKEY_MAX;
 }
 
-/* Kinds worth keeping between batches: read by most frames. A Sent
- * answer is read once (a resend), a profile or a report rarely. */
+/* Kinds worth keeping between batches: read by most frames (a share by
+ * the next entry or Ack between the same two accounts). A Sent answer is
+ * read once (a resend), a profile or a report rarely. */
 static int kept_kind(int kind) {
   return kind == WHISPER_REC_SERVER_ACCOUNT || kind == WHISPER_REC_SERVER_DEVICE ||
          kind == WHISPER_REC_SERVER_GROUP || kind == WHISPER_REC_SERVER_BLOCKS ||
-         kind == WHISPER_REC_SERVER_META;
+         kind == WHISPER_REC_SERVER_META || kind == WHISPER_REC_SERVER_SHARE;
 }
 
 /* The entry of (kind, key), made (unknown) if missing; NULL: no memory.
@@ -237,6 +242,37 @@ int wsrv_cache_flush(whisper_server *srv) {
       rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
                                  : wsrv_store_del(srv, kind, key, n);
       if (rc == WHISPER_OK) e->dirty = 0;
+    }
+  return rc;
+}
+
+/* Writes the dirty entries of `kind` to the store now (before a scan of
+ * that kind, which reads the store). Each is logged first, as a change
+ * would be, so that the frame's rollback (which undoes the write with
+ * its savepoint) makes it dirty again. */
+int wsrv_cache_flush_kind(whisper_server *srv, int kind) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; i < srv->cache.nbuckets && rc == WHISPER_OK; i++)
+    for (wsrv_map_item *it = srv->cache.buckets[i]; it && rc == WHISPER_OK; it = it->next) {
+      centry *e = it->value;
+      if (!e->dirty || it->key[0] != (uint8_t)kind) continue;
+      uint8_t *copy = NULL;
+      if (e->len && (copy = malloc(e->len)) == NULL)
+        return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+      if (e->len) memcpy(copy, e->val, e->len);
+      const uint8_t *key = it->key + 1;
+      size_t n = it->key_len - 1, len = e->len;
+      rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                                 : wsrv_store_del(srv, kind, key, n);
+      if (rc == WHISPER_OK) rc = save(srv, e); /* the log takes e->val (unless it has one) */
+      if (rc != WHISPER_OK) {
+        free(copy);
+        break;
+      }
+      bytes_free(e->val, e->len);
+      e->val = copy;
+      e->len = len;
+      e->dirty = 0;
     }
   return rc;
 }

@@ -161,8 +161,9 @@ typedef struct wsrv_inflight {
   uint64_t server_ts; /* a message's, for the latency figure */
   uint32_t len;       /* its stored size (the mailbox's byte count) */
   uint8_t message;    /* an ENTRY_MESSAGE */
-  uint8_t slow;       /* its Ack must read it (a receipt to make, another account's share to
-                         lower, or it did not read) */
+  uint8_t slow;       /* its Ack must read it (a receipt to make, or it did not read) */
+  uint8_t other;      /* from another account, whose share its Ack lowers: */
+  uint8_t sender[WSRV_TAG_LEN]; /* the tag of (sender, 0), as in its SHARE key */
 } wsrv_inflight;
 
 typedef struct wsrv_conn {
@@ -210,6 +211,10 @@ typedef struct wsrv_conn {
   char **subs;
   size_t n_subs;
   uint64_t batch_no; /* the last batch that touched it (closed if that batch fails) */
+  /* the client id of the last Send taken (or answered as known) on it:
+   * the Send that comes `after` it needs no lookup (server_send.c) */
+  uint8_t last_sent[WSRV_ID_LEN];
+  int has_last_sent;
 } wsrv_conn;
 
 /* A device seen since the server started. */
@@ -339,7 +344,7 @@ int wsrv_batch_commit(whisper_server *srv);
 void wsrv_batch_rollback(whisper_server *srv);
 
 /* The batch's record cache (server_cache.c): wsrv_get/put/del go through
- * it for the plain kinds inside a batch (wsrv_cache_usable). */
+ * it for the plain kinds and the shares inside a batch (wsrv_cache_usable). */
 int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
 int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
@@ -351,6 +356,8 @@ void wsrv_cache_frame_end(whisper_server *srv, int keep);
 /* Writes the dirty records to the store; drop forgets the cache; after a
  * commit, settle keeps what may stay for the next batch (or drops). */
 int wsrv_cache_flush(whisper_server *srv);
+/* Writes the dirty cached records of `kind` to the store (before a scan of it). */
+int wsrv_cache_flush_kind(whisper_server *srv, int kind);
 void wsrv_cache_drop(whisper_server *srv);
 void wsrv_cache_settle(whisper_server *srv);
 void wsrv_cache_free(whisper_server *srv);

@@ -133,9 +133,10 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
 
 /* --- what each sender holds ---------------------------------------------- */
 
-/* Per sender: the entries and bytes an Ack deletes. */
+/* Per sender (the tag of (sender, 0), as in its SHARE key): the entries
+ * and bytes an Ack deletes. */
 typedef struct tally {
-  char sender[WSRV_NAME_MAX + 1];
+  uint8_t sender[WSRV_TAG_LEN];
   uint64_t entries, bytes;
 } tally;
 
@@ -144,9 +145,9 @@ typedef struct tallies {
   size_t n, cap;
 } tallies;
 
-static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
+static int tally_add(tallies *ts, const uint8_t sender[WSRV_TAG_LEN], uint64_t bytes) {
   for (size_t i = 0; i < ts->n; i++)
-    if (strcmp(ts->t[i].sender, sender) == 0) {
+    if (memcmp(ts->t[i].sender, sender, WSRV_TAG_LEN) == 0) {
       ts->t[i].entries++;
       ts->t[i].bytes += bytes;
       return WHISPER_OK;
@@ -159,7 +160,7 @@ static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
     ts->cap = cap;
   }
   tally *t = &ts->t[ts->n++];
-  snprintf(t->sender, sizeof t->sender, "%s", sender);
+  memcpy(t->sender, sender, WSRV_TAG_LEN);
   t->entries = 1;
   t->bytes = bytes;
   return WHISPER_OK;
@@ -175,12 +176,17 @@ static const char *other_sender(const Whisper__Sync__Deliver *d, const char *own
   return d->sender && wsrv_name_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
 }
 
+/* The tag of `sender` in SHARE keys: of (sender, 0), the account as a whole. */
+static void sender_tag(const whisper_server *srv, const char *sender, uint8_t out[WSRV_TAG_LEN]) {
+  wsrv_addr a;
+  wsrv_addr_make(&a, sender, 0);
+  wsrv_tag(srv, &a, out);
+}
+
 static void share_key(const whisper_server *srv, uint8_t out[SKEY_LEN],
                       const uint8_t tag[WSRV_TAG_LEN], const char *sender) {
-  wsrv_addr a;
   memcpy(out, tag, WSRV_TAG_LEN);
-  wsrv_addr_make(&a, sender, 0); /* device 0: the account as a whole */
-  wsrv_tag(srv, &a, out + WSRV_TAG_LEN);
+  sender_tag(srv, sender, out + WSRV_TAG_LEN);
 }
 
 static int share_get(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t *entries,
@@ -358,7 +364,12 @@ static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
   if (rc == WHISPER_OK) {
     e.message = d->kind == ENTRY_MESSAGE;
     e.server_ts = d->server_ts;
-    e.slow = (uint8_t)(earns_receipt(c, d) || other_sender(d, c->account) != NULL);
+    e.slow = (uint8_t)earns_receipt(c, d);
+    const char *other = other_sender(d, c->account);
+    if (other) { /* its Ack lowers this sender's share without reading it */
+      e.other = 1;
+      sender_tag(srv, other, e.sender);
+    }
     e.len = (uint32_t)(r->val_len < UINT32_MAX ? r->val_len : UINT32_MAX);
     inflight_push(c, &e);
   }
@@ -510,9 +521,13 @@ static int note_acked(whisper_server *srv, wsrv_conn *c, ack_state *st, const ws
   if (d == NULL) return WHISPER_OK; /* a corrupt entry is deleted all the same */
   int rc = WHISPER_OK;
   const char *other = other_sender(d, c->account);
-  if (other && tally_add(&st->senders, other, rec->val_len) != WHISPER_OK) {
-    wsrv_msg_free(d);
-    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (other) {
+    uint8_t tag[WSRV_TAG_LEN];
+    sender_tag(srv, other, tag);
+    if (tally_add(&st->senders, tag, rec->val_len) != WHISPER_OK) {
+      wsrv_msg_free(d);
+      return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    }
   }
   if (d->kind == ENTRY_MESSAGE) {
     latency_add(st, now_ms > d->server_ts ? now_ms - d->server_ts : 0);
@@ -564,7 +579,8 @@ static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
   uint64_t entries, bytes;
   int rc = WHISPER_OK;
   for (size_t i = 0; rc == WHISPER_OK && i < ts->n; i++) {
-    share_key(srv, key, c->tag, ts->t[i].sender);
+    memcpy(key, c->tag, WSRV_TAG_LEN);
+    memcpy(key + WSRV_TAG_LEN, ts->t[i].sender, WSRV_TAG_LEN);
     rc = share_get(srv, key, &entries, &bytes);
     if (rc != WHISPER_OK) break;
     entries = entries > ts->t[i].entries ? entries - ts->t[i].entries : 0;
@@ -577,8 +593,9 @@ static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
 /* The fast way, once an Ack went through on this connection and nothing
  * it did not push is left (resume_after is behind): the entries up to
  * `limit` are exactly those in flight, deleted by their keys without
- * reading them, unless one must be read (a receipt to make, or another
- * account's share to lower). 1 if it applies. */
+ * reading them (the senders' shares lowered from what the push noted),
+ * unless one must be read (a receipt to make, or it did not read). 1 if
+ * it applies. */
 static int fast_ack_applies(whisper_server *srv, const wsrv_conn *c, uint64_t limit) {
   if (!c->acked_known || c->acked_upto < c->resume_after) return 0;
   (void)srv;
@@ -599,6 +616,8 @@ static int delete_inflight(whisper_server *srv, wsrv_conn *c, ack_state *st, uin
     uint8_t key[MKEY_LEN];
     mailbox_key(key, c->tag, e->seq);
     rc = wsrv_del(srv, WHISPER_REC_SERVER_MAILBOX, key, MKEY_LEN);
+    if (rc == WHISPER_OK && e->other && tally_add(&st->senders, e->sender, e->len) != WHISPER_OK)
+      rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
     if (rc != WHISPER_OK) break;
     st->deleted++;
     st->bytes += e->len;

@@ -286,6 +286,11 @@ int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefi
   *n = 0;
   if (s->ops.version < 2 || s->ops.scan == NULL)
     return wsrv_fail(srv, WHISPER_EINVAL, "the server needs a store with scan()");
+  /* an ordered kind the batch's cache holds (shares): the store first */
+  if (srv->cache.count && wsrv_cache_usable(srv, kind, 0)) {
+    int frc = wsrv_cache_flush_kind(srv, kind);
+    if (frc != WHISPER_OK) return frc;
+  }
   int rc = s->ops.scan(s->user, kind, prefix, prefix_len, bound, bound_len, 0, limit, scan_copy,
                        &acc);
   if (rc == WHISPER_OK && acc.failed) rc = WHISPER_ENOMEM;

@@ -3560,6 +3560,86 @@ static void test_mailbox_quotas(void) {
   srvt_close(&t);
 }
 
+/* Shares in batches, where the record cache holds them (kept from one
+ * batch to the next with `keep`): each entry counts against its sender
+ * and each Ack gives it back, also an Ack that deletes the entries it
+ * pushed by their keys without reading them (the second Ack on a
+ * connection); a device removed in the batch that counted shares for it
+ * takes them along (the cached ones are written out before its shares
+ * are listed). */
+static void test_batch_shares(size_t keep) {
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.sender_max_entries = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  const target b1[] = {{1, 0}};
+  /* bob takes each one and acknowledges it: alice never runs out */
+  for (int i = 0; i < 8; i++) {
+    batch_begin(&t);
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    CHECK_RC(batch_end(&t), WHISPER_OK);
+    CHECK(EXPECT_SENT(1, NULL) != 0);
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(2, 1, 0);
+    uint64_t seq = d ? d->seq : 0;
+    batch_begin(&t);
+    ack(&t, 2, seq);
+    CHECK_RC(batch_end(&t), WHISPER_OK);
+    EXPECT_OK(2);
+    CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 0);
+  }
+  CHECK(stats(&t).mailbox_depth == 0);
+  /* bob does not acknowledge: three, then ERR_LIMIT, one batch each */
+  for (int i = 0; i < 4; i++) {
+    batch_begin(&t);
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    CHECK_RC(batch_end(&t), WHISPER_OK);
+    if (i < 3) {
+      EXPECT_SENT(1, NULL);
+      CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+    } else {
+      EXPECT_ERR(1, 10);
+    }
+    CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 1);
+  }
+  /* his Ack (a fast one) gives all three back */
+  batch_begin(&t);
+  ack(&t, 2, 11);
+  send_to(&t, &a, "bob", b1, 1, NULL, 0);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  EXPECT_OK(2);
+  EXPECT_SENT(1, NULL);
+  CHECK(stats(&t).mailbox_depth == 1 && records(&t, WHISPER_REC_SERVER_SHARE) == 1);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+
+  /* one batch: alice writes to both of bob's devices (bob.2 away), bob.1
+   * then drops bob.2 from its list: no share is left for bob.2 */
+  four w;
+  srvt_open(&t, mem_store(), &cfg);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  four_up(&t, &w);
+  whisper_server_close(t.srv, 4, t.now);
+  const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
+  uint8_t l1[2048];
+  const listed b1_only[] = {{1, &w.b1}};
+  size_t n1 = dlist_make(l1, &w.b1, "bob", 1, b1_only, 1, LIST_OK);
+  batch_begin(&t);
+  send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+  publish(&t, 3, l1, n1);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  EXPECT_SENT(1, NULL);
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 1); /* alice's in bob.1's */
+  four_free(&w);
+  srvt_close(&t);
+}
+
 /* The bundle of the next Bundles (one device): its one-time prekey id (0:
  * none), and that it carries the signed prekey, verified. */
 static uint32_t fetched_prekey(uint64_t conn, uint32_t *spk_id) {
@@ -3932,6 +4012,8 @@ int main(void) {
   test_upload_tokens();
   test_upload_token_config();
   test_mailbox_quotas();
+  test_batch_shares(0);
+  test_batch_shares(1000);
   test_prekey_ration();
   test_login_uniform();
   test_sources();
