@@ -376,6 +376,7 @@ typedef struct wsrv_touched {
   int loud;       /* one of them may wake it (not all from muted conversations) */
   wsrv_rec *pre;  /* the entries appended, kept when the device is online: pushed */
   size_t n_pre, cap_pre; /* without reading them back */
+  wsrv_inflight *pre_e;  /* what their push notes (as push_entry would read it), beside */
   int pre_lost;   /* one could not be kept: the mailbox is read */
 } wsrv_touched;
 
@@ -409,6 +410,9 @@ int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg);
 
 /* Queues `f` (version set here) for `conn`. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f);
+/* A Frame pushing the packed Deliver `d` (its seq set), built around its
+ * bytes (what wsrv_send of the Frame would give), without unpacking it. */
+int wsrv_send_deliver(whisper_server *srv, uint64_t conn, const uint8_t *d, size_t len);
 int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, const char *msg,
                     uint64_t retry_ms);
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);

@@ -69,23 +69,27 @@ static wsrv_touched *fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr 
   return t;
 }
 
-/* Keeps an appended entry (its key and packed bytes, taken over) for the
- * push after the commit, if the device is online; else frees it. */
+/* Keeps an appended entry (its key and packed bytes, taken over, and what
+ * its push notes) for the push after the commit, if the device is
+ * online; else frees it. */
 static void fx_keep(whisper_server *srv, wsrv_touched *t, const uint8_t *key, uint8_t *val,
-                    size_t len) {
+                    size_t len, const wsrv_inflight *e) {
   wsrv_dev *d = wsrv_map_get(&srv->devs, t->addr.key, t->addr.len);
   if (d && d->conn && !t->pre_lost) {
     if (t->n_pre == t->cap_pre) {
       size_t cap = t->cap_pre ? t->cap_pre * 2 : 2;
       wsrv_rec *r = realloc(t->pre, cap * sizeof *r);
-      if (r) {
-        t->pre = r;
+      if (r) t->pre = r;
+      wsrv_inflight *m = r ? realloc(t->pre_e, cap * sizeof *m) : NULL;
+      if (m) {
+        t->pre_e = m;
         t->cap_pre = cap;
       }
     }
     uint8_t *k = t->n_pre < t->cap_pre ? malloc(MKEY_LEN) : NULL;
     if (k) {
       memcpy(k, key, MKEY_LEN);
+      t->pre_e[t->n_pre] = *e;
       t->pre[t->n_pre++] = (wsrv_rec){k, val, MKEY_LEN, len};
       return;
     }
@@ -96,7 +100,10 @@ static void fx_keep(whisper_server *srv, wsrv_touched *t, const uint8_t *key, ui
 }
 
 void wsrv_fx_free(wsrv_fx *fx) {
-  for (size_t i = 0; i < fx->n; i++) wsrv_recs_free(fx->touched[i].pre, fx->touched[i].n_pre);
+  for (size_t i = 0; i < fx->n; i++) {
+    wsrv_recs_free(fx->touched[i].pre, fx->touched[i].n_pre);
+    free(fx->touched[i].pre_e);
+  }
   free(fx->touched);
   memset(fx, 0, sizeof *fx);
 }
@@ -183,12 +190,6 @@ static void sender_tag(const whisper_server *srv, const char *sender, uint8_t ou
   wsrv_tag(srv, &a, out);
 }
 
-static void share_key(const whisper_server *srv, uint8_t out[SKEY_LEN],
-                      const uint8_t tag[WSRV_TAG_LEN], const char *sender) {
-  memcpy(out, tag, WSRV_TAG_LEN);
-  sender_tag(srv, sender, out + WSRV_TAG_LEN);
-}
-
 static int share_get(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t *entries,
                      uint64_t *bytes) {
   Whisper__Server__Share *sh;
@@ -216,12 +217,13 @@ static int share_put(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t 
 
 /* An entry of `size` bytes from `sender` (another account) is to join the
  * mailbox under `tag`: 0 with its share counted, or ERR_LIMIT. */
-static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], const char *sender,
-                      uint64_t size) {
+static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN],
+                      const uint8_t sender[WSRV_TAG_LEN], uint64_t size) {
   const whisper_server_config_t *cfg = &srv->cfg;
   uint8_t key[SKEY_LEN];
   uint64_t entries, bytes;
-  share_key(srv, key, tag, sender);
+  memcpy(key, tag, WSRV_TAG_LEN);
+  memcpy(key + WSRV_TAG_LEN, sender, WSRV_TAG_LEN);
   int rc = share_get(srv, key, &entries, &bytes);
   if (rc != WHISPER_OK) return rc;
   if (entries >= cfg->sender_max_entries || size > cfg->sender_max_bytes ||
@@ -231,6 +233,15 @@ static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], cons
 }
 
 /* --- appending ------------------------------------------------------------ */
+
+/* Whether acknowledging entry `d` of `owner`'s mailbox earns its sender a
+ * DELIVERED receipt: a text message from another account (own-device
+ * copies do not: the account sent them). */
+static int earns_receipt_in(const char *owner, const Whisper__Sync__Deliver *d) {
+  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
+         strcmp(d->sender, owner) != 0 &&
+         wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
+}
 
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d) {
@@ -251,7 +262,15 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
   const char *sender = other_sender(d, name);
-  if (sender) rc = share_take(srv, tag, sender, size);
+  /* what its push notes (push_entry reads the same from the entry) */
+  wsrv_inflight e = {.seq = d->seq, .server_ts = d->server_ts,
+                     .len = (uint32_t)(size < UINT32_MAX ? size : UINT32_MAX),
+                     .message = d->kind == ENTRY_MESSAGE,
+                     .slow = (uint8_t)earns_receipt_in(name, d), .other = sender != NULL};
+  if (sender) {
+    sender_tag(srv, sender, e.sender);
+    rc = share_take(srv, tag, e.sender, size);
+  }
   mailbox_key(key, tag, d->seq);
   size_t len = (size_t)size;
   uint8_t *buf = NULL;
@@ -271,7 +290,7 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   wsrv_touched *t = rc == WHISPER_OK ? fx_touch(srv, fx, &a, dev->mailbox_count) : NULL;
   if (t) {
     fx->depth_delta++;
-    fx_keep(srv, t, key, buf, len); /* takes buf */
+    fx_keep(srv, t, key, buf, len, &e); /* takes buf */
   } else {
     if (rc == WHISPER_OK) rc = WHISPER_ENOMEM;
     if (buf) {
@@ -335,13 +354,8 @@ static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
   }
 }
 
-/* Whether acknowledging entry `d` earns its sender a DELIVERED receipt:
- * a text message from another account (own-device copies do not: the
- * account sent them). */
 static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
-  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
-         strcmp(d->sender, c->account) != 0 &&
-         wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
+  return earns_receipt_in(c->account, d);
 }
 
 /* Pushes one entry and notes it in flight (an entry that does not read is
@@ -377,6 +391,15 @@ static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
   return rc;
 }
 
+/* An entry appended by this server (fx_keep: its seq in its bytes, what
+ * its push notes made with it): pushed around its bytes, not read back. */
+static int push_kept(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r, const wsrv_inflight *e) {
+  if (inflight_room(srv, c) != WHISPER_OK) return WHISPER_ENOMEM;
+  int rc = wsrv_send_deliver(srv, c->id, r->val, r->val_len);
+  if (rc == WHISPER_OK) inflight_push(c, e);
+  return rc;
+}
+
 static void queue_empty(whisper_server *srv, wsrv_conn *c) {
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
   Whisper__Sync__QueueEmpty q = WHISPER__SYNC__QUEUE_EMPTY__INIT;
@@ -389,15 +412,15 @@ static void queue_empty(whisper_server *srv, wsrv_conn *c) {
 
 /* Pushes records (entries in seq order) while the window has room; how
  * many went (an error stops it). */
-static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs, size_t n,
-                     size_t *done) {
+static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs,
+                     const wsrv_inflight *meta, size_t n, size_t *done) {
   int rc = WHISPER_OK;
   *done = 0;
   for (size_t i = 0; rc == WHISPER_OK && i < n && c->in_len < srv->cfg.deliver_window; i++) {
     *done = i + 1;
     if (recs[i].key_len != MKEY_LEN) continue;
     uint64_t seq = wsrv_rd64(recs[i].key + WSRV_TAG_LEN);
-    rc = push_entry(srv, c, &recs[i]);
+    rc = meta ? push_kept(srv, c, &recs[i], &meta[i]) : push_entry(srv, c, &recs[i]);
     /* an entry that cannot be read is passed over; an Ack past it deletes it */
     if (rc == WHISPER_ECORRUPT) rc = WHISPER_OK;
     if (rc == WHISPER_OK) c->sent_upto = seq;
@@ -425,7 +448,7 @@ void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   mailbox_key(bound, c->tag, c->sent_upto);
   int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
                      room, &recs, &n);
-  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, n, &done);
+  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, NULL, n, &done);
   wsrv_recs_free(recs, n);
   if (rc != WHISPER_OK) {
     wsrv_conn_drop(srv, c, 1, now_ms);
@@ -450,7 +473,7 @@ static void pump_new(whisper_server *srv, wsrv_conn *c, const wsrv_touched *t, u
   }
   wsrv_batch_conn(srv, c);
   size_t done;
-  int rc = push_recs(srv, c, t->pre, t->n_pre, &done);
+  int rc = push_recs(srv, c, t->pre, t->pre_e, t->n_pre, &done);
   if (rc != WHISPER_OK) {
     wsrv_conn_drop(srv, c, 1, now_ms);
     return;
