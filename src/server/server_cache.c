@@ -34,6 +34,8 @@ enum { C_UNKNOWN = 0, C_ABSENT = 1, C_PRESENT = 2 };
 typedef struct centry {
   int state;
   int dirty;
+  int listed;          /* in srv->cdirty */
+  wsrv_map_item *item; /* its item in srv->cache (its key) */
   uint64_t saved_in; /* the frame that logged this entry's previous state */
   uint8_t *val;
   size_t len;
@@ -108,7 +110,7 @@ static centry *entry(whisper_server *srv, int kind, const uint8_t *key, size_t n
     srv->cgone[srv->n_cgone++] = copy;
   }
   if ((e = calloc(1, sizeof *e)) == NULL) return NULL;
-  if (wsrv_map_put(&srv->cache, k, kn, e) != WHISPER_OK) {
+  if ((e->item = wsrv_map_put_item(&srv->cache, k, kn, e)) == NULL) {
     free(e);
     return NULL;
   }
@@ -172,12 +174,28 @@ static int save(whisper_server *srv, centry *e) {
   return WHISPER_OK;
 }
 
+/* Lists e among the entries to write at the flush (once). */
+static int list_dirty(whisper_server *srv, centry *e) {
+  if (e->listed) return WHISPER_OK;
+  if (srv->n_cdirty == srv->cap_cdirty) {
+    size_t cap = srv->cap_cdirty ? srv->cap_cdirty * 2 : 64;
+    wsrv_map_item **d = realloc(srv->cdirty, cap * sizeof *d);
+    if (d == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    srv->cdirty = d;
+    srv->cap_cdirty = cap;
+  }
+  srv->cdirty[srv->n_cdirty++] = e->item;
+  e->listed = 1;
+  return WHISPER_OK;
+}
+
 /* Sets e to `v` (NULL: absent), dirty. */
 static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn) {
   uint8_t *copy = NULL;
   if (v && vn && (copy = malloc(vn)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   if (copy) memcpy(copy, v, vn);
-  int rc = save(srv, e);
+  int rc = list_dirty(srv, e);
+  if (rc == WHISPER_OK) rc = save(srv, e);
   if (rc != WHISPER_OK) {
     free(copy);
     return rc;
@@ -229,20 +247,27 @@ void wsrv_cache_frame_end(whisper_server *srv, int keep) {
   srv->n_cundo = 0;
 }
 
-/* Writes the dirty entries to the store (inside the batch's transaction). */
+/* Writes the dirty entries to the store (inside the batch's transaction):
+ * those listed since the last flush (an entry listed and then put back
+ * clean by a frame's rollback is passed over). */
 int wsrv_cache_flush(whisper_server *srv) {
   int rc = WHISPER_OK;
-  for (size_t i = 0; i < srv->cache.nbuckets && rc == WHISPER_OK; i++)
-    for (wsrv_map_item *it = srv->cache.buckets[i]; it && rc == WHISPER_OK; it = it->next) {
-      centry *e = it->value;
-      if (!e->dirty) continue;
-      int kind = it->key[0];
-      const uint8_t *key = it->key + 1;
-      size_t n = it->key_len - 1;
-      rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
-                                 : wsrv_store_del(srv, kind, key, n);
-      if (rc == WHISPER_OK) e->dirty = 0;
+  size_t i = 0;
+  for (; i < srv->n_cdirty && rc == WHISPER_OK; i++) {
+    wsrv_map_item *it = srv->cdirty[i];
+    centry *e = it->value;
+    if (!e->dirty) {
+      e->listed = 0;
+      continue;
     }
+    int kind = it->key[0];
+    const uint8_t *key = it->key + 1;
+    size_t n = it->key_len - 1;
+    rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                               : wsrv_store_del(srv, kind, key, n);
+    if (rc == WHISPER_OK) e->dirty = e->listed = 0;
+  }
+  if (rc == WHISPER_OK) srv->n_cdirty = 0;
   return rc;
 }
 
@@ -252,28 +277,28 @@ int wsrv_cache_flush(whisper_server *srv) {
  * its savepoint) makes it dirty again. */
 int wsrv_cache_flush_kind(whisper_server *srv, int kind) {
   int rc = WHISPER_OK;
-  for (size_t i = 0; i < srv->cache.nbuckets && rc == WHISPER_OK; i++)
-    for (wsrv_map_item *it = srv->cache.buckets[i]; it && rc == WHISPER_OK; it = it->next) {
-      centry *e = it->value;
-      if (!e->dirty || it->key[0] != (uint8_t)kind) continue;
-      uint8_t *copy = NULL;
-      if (e->len && (copy = malloc(e->len)) == NULL)
-        return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-      if (e->len) memcpy(copy, e->val, e->len);
-      const uint8_t *key = it->key + 1;
-      size_t n = it->key_len - 1, len = e->len;
-      rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
-                                 : wsrv_store_del(srv, kind, key, n);
-      if (rc == WHISPER_OK) rc = save(srv, e); /* the log takes e->val (unless it has one) */
-      if (rc != WHISPER_OK) {
-        free(copy);
-        break;
-      }
-      bytes_free(e->val, e->len);
-      e->val = copy;
-      e->len = len;
-      e->dirty = 0;
+  for (size_t i = 0; i < srv->n_cdirty && rc == WHISPER_OK; i++) {
+    wsrv_map_item *it = srv->cdirty[i];
+    centry *e = it->value;
+    if (!e->dirty || it->key[0] != (uint8_t)kind) continue;
+    uint8_t *copy = NULL;
+    if (e->len && (copy = malloc(e->len)) == NULL)
+      return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    if (e->len) memcpy(copy, e->val, e->len);
+    const uint8_t *key = it->key + 1;
+    size_t n = it->key_len - 1, len = e->len;
+    rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                               : wsrv_store_del(srv, kind, key, n);
+    if (rc == WHISPER_OK) rc = save(srv, e); /* the log takes e->val (unless it has one) */
+    if (rc != WHISPER_OK) {
+      free(copy);
+      break;
     }
+    bytes_free(e->val, e->len);
+    e->val = copy;
+    e->len = len;
+    e->dirty = 0;
+  }
   return rc;
 }
 
@@ -281,6 +306,7 @@ void wsrv_cache_drop(whisper_server *srv) {
   wsrv_cache_frame_end(srv, 1);
   wsrv_map_clear(&srv->cache, centry_free);
   cgone_clear(srv);
+  srv->n_cdirty = 0;
 }
 
 /* After a commit: the entries of kinds not kept go (those the batch made:
@@ -315,4 +341,7 @@ void wsrv_cache_free(whisper_server *srv) {
   free(srv->cgone);
   srv->cgone = NULL;
   srv->cap_cgone = 0;
+  free(srv->cdirty);
+  srv->cdirty = NULL;
+  srv->cap_cdirty = 0;
 }

@@ -101,6 +101,9 @@ typedef struct wsrv_map {
 void *wsrv_map_get(const wsrv_map *m, const void *key, size_t n);
 /* Adds (key, value); the key must not be there. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_map_put(wsrv_map *m, const void *key, size_t n, void *value);
+/* As wsrv_map_put, and gives the item (stable until it is taken or the
+ * map cleared), or NULL when out of memory. */
+wsrv_map_item *wsrv_map_put_item(wsrv_map *m, const void *key, size_t n, void *value);
 /* Removes the key and returns its value (NULL if absent). */
 void *wsrv_map_take(wsrv_map *m, const void *key, size_t n);
 /* Every value, into a malloc'd array (NULL when empty or out of memory);
@@ -322,6 +325,9 @@ struct whisper_server {
   size_t cache_keep;        /* records kept between batches (0: none) */
   uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
   size_t n_cgone, cap_cgone;
+  struct wsrv_map_item **cdirty; /* the entries made dirty since the last flush (a commit writes
+                                    these, not the whole cache) */
+  size_t n_cdirty, cap_cdirty;
 };
 
 /* --- group commit (server_batch.c) ---------------------------------------- */
