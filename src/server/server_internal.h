@@ -316,6 +316,9 @@ struct whisper_server {
   int batch_broken;         /* a savepoint failed: the transaction may be lost */
   uint64_t batch_no;        /* the current (or last) batch: 1, 2, ... */
   int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
+  wsrv_addr *rebuild;       /* mailboxes whose share records are to be counted (made exact)
+                               before the transaction commits (server_mailbox.c) */
+  size_t n_rebuild, cap_rebuild;
   wsrv_out *held_head, *held_tail; /* its output, released after the commit */
   whisper_server_stats_t batch_stats; /* the counters when it began */
   wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
@@ -542,6 +545,9 @@ int wsrv_handle_publish(whisper_server *srv, wsrv_conn *c, uint64_t id,
  * cfg.max_mailbox_bytes), or holds as much from d's sender as it takes
  * (cfg.sender_max_entries, cfg.sender_max_bytes; the account's own
  * devices are not counted). */
+/* Counts the share records of the mailboxes listed for it (srv->rebuild),
+ * inside the transaction about to commit; the list is emptied either way. */
+int wsrv_shares_rebuild(whisper_server *srv);
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d);
 /* Appends `d` to every device of `name` but `skip_device` (0: none).

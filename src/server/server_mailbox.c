@@ -232,6 +232,124 @@ static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN],
   return share_put(srv, key, entries + 1, bytes + size);
 }
 
+/* --- shares: counted while a mailbox is busy ----------------------------- */
+
+/* A small mailbox keeps no share records (Device.shares_lazy): while it
+ * holds less than half of a sender's share (sender_max_entries,
+ * sender_max_bytes), no account can come near its share, so appending and
+ * acknowledging count nothing. When an append brings it to half, its
+ * shares are counted from its entries (shares_count) before the
+ * transaction commits (wsrv_shares_rebuild: a frame refused after the
+ * append does not undo the count, so no sender can make the server count
+ * again and again) and kept exactly from then on, until the mailbox is
+ * empty again. An append that needs them before that (half a share
+ * appended in one transaction) counts them at once. A device record from
+ * before this (no shares_lazy) has its shares kept; it turns lazy once its
+ * mailbox is empty. */
+
+static int lazy_room(const whisper_server *srv, const Whisper__Server__Device *dev,
+                     uint64_t size) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  return dev->mailbox_count < cfg->sender_max_entries && size <= cfg->sender_max_bytes &&
+         dev->mailbox_bytes <= cfg->sender_max_bytes - size;
+}
+
+static int half_full(const whisper_server *srv, const Whisper__Server__Device *dev) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  return dev->mailbox_count >= cfg->sender_max_entries / 2 + cfg->sender_max_entries % 2 ||
+         dev->mailbox_bytes >= cfg->sender_max_bytes / 2 + cfg->sender_max_bytes % 2;
+}
+
+static int rebuild_request(whisper_server *srv, const char *name, uint32_t device_id) {
+  wsrv_addr a;
+  wsrv_addr_make(&a, name, device_id);
+  for (size_t i = 0; i < srv->n_rebuild; i++)
+    if (srv->rebuild[i].len == a.len && memcmp(srv->rebuild[i].key, a.key, a.len) == 0)
+      return WHISPER_OK;
+  if (srv->n_rebuild == srv->cap_rebuild) {
+    size_t cap = srv->cap_rebuild ? srv->cap_rebuild * 2 : 8;
+    wsrv_addr *r = realloc(srv->rebuild, cap * sizeof *r);
+    if (r == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    srv->rebuild = r;
+    srv->cap_rebuild = cap;
+  }
+  srv->rebuild[srv->n_rebuild++] = a;
+  return WHISPER_OK;
+}
+
+/* Counts the shares of the mailbox under `tag` (of `name`) from its
+ * entries, replacing whatever share records it had, and marks `dev` (the
+ * caller writes it) as keeping them. */
+static int shares_count(whisper_server *srv, const char *name, const uint8_t tag[WSRV_TAG_LEN],
+                        Whisper__Server__Device *dev) {
+  uint64_t gone;
+  tallies ts = {0};
+  uint8_t bound[MKEY_LEN];
+  int have_bound = 0, more = 1;
+  int rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_SHARE, tag, &gone);
+  while (rc == WHISPER_OK && more) {
+    wsrv_rec *recs;
+    size_t n;
+    rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, tag, WSRV_TAG_LEN, have_bound ? bound : NULL,
+                   sizeof bound, ACK_BATCH, &recs, &n);
+    if (rc != WHISPER_OK) break;
+    more = n == ACK_BATCH;
+    for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+      if (recs[i].key_len != MKEY_LEN) continue;
+      memcpy(bound, recs[i].key, MKEY_LEN);
+      have_bound = 1;
+      Whisper__Sync__Deliver *d =
+          whisper__sync__deliver__unpack(&wh_pb_alloc, recs[i].val_len, recs[i].val);
+      const char *other = d ? other_sender(d, name) : NULL; /* (unreadable: counts for nobody) */
+      if (other) {
+        uint8_t st[WSRV_TAG_LEN];
+        sender_tag(srv, other, st);
+        if (tally_add(&ts, st, recs[i].val_len) != WHISPER_OK)
+          rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+      }
+      wsrv_msg_free(d);
+    }
+    wsrv_recs_free(recs, n);
+  }
+  for (size_t i = 0; rc == WHISPER_OK && i < ts.n; i++) {
+    uint8_t key[SKEY_LEN];
+    memcpy(key, tag, WSRV_TAG_LEN);
+    memcpy(key + WSRV_TAG_LEN, ts.t[i].sender, WSRV_TAG_LEN);
+    rc = share_put(srv, key, ts.t[i].entries, ts.t[i].bytes);
+  }
+  tallies_free(&ts);
+  if (rc == WHISPER_OK) {
+    dev->has_shares_lazy = 1;
+    dev->shares_lazy = 0;
+  }
+  return rc;
+}
+
+int wsrv_shares_rebuild(whisper_server *srv) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < srv->n_rebuild; i++) {
+    const wsrv_addr *a = &srv->rebuild[i];
+    const char *name = (const char *)a->key;
+    uint32_t device_id = wsrv_rd32(a->key + a->len - 4);
+    Whisper__Server__Device *dev;
+    rc = wsrv_device_get(srv, name, device_id, &dev);
+    if (rc == WHISPER_ENOTFOUND) { /* gone since (removed by its account) */
+      rc = WHISPER_OK;
+      continue;
+    }
+    if (rc != WHISPER_OK) break;
+    if (dev->shares_lazy && half_full(srv, dev)) { /* (still: the append may have been undone) */
+      uint8_t tag[WSRV_TAG_LEN];
+      wsrv_tag(srv, a, tag);
+      rc = shares_count(srv, name, tag, dev);
+      if (rc == WHISPER_OK) rc = wsrv_device_put(srv, name, device_id, dev);
+    }
+    wsrv_msg_free(dev);
+  }
+  srv->n_rebuild = 0;
+  return rc;
+}
+
 /* --- appending ------------------------------------------------------------ */
 
 /* Whether acknowledging entry `d` of `owner`'s mailbox earns its sender a
@@ -267,9 +385,18 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
                      .len = (uint32_t)(size < UINT32_MAX ? size : UINT32_MAX),
                      .message = d->kind == ENTRY_MESSAGE,
                      .slow = (uint8_t)earns_receipt_in(name, d), .other = sender != NULL};
+  int lazy = dev->shares_lazy;
+  if (!lazy && dev->mailbox_count == 0) { /* nothing held: nothing to count */
+    lazy = 1;
+    dev->has_shares_lazy = dev->shares_lazy = 1;
+  }
   if (sender) {
     sender_tag(srv, sender, e.sender);
-    rc = share_take(srv, tag, e.sender, size);
+    if (lazy && !lazy_room(srv, dev, size)) { /* (see "shares" above) */
+      rc = shares_count(srv, name, tag, dev);
+      lazy = 0;
+    }
+    if (rc == WHISPER_OK && !lazy) rc = share_take(srv, tag, e.sender, size);
   }
   mailbox_key(key, tag, d->seq);
   size_t len = (size_t)size;
@@ -286,6 +413,7 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
     dev->mailbox_count++;
     dev->mailbox_bytes += size;
     rc = wsrv_device_put(srv, name, device_id, dev);
+    if (rc == WHISPER_OK && lazy && half_full(srv, dev)) rc = rebuild_request(srv, name, device_id);
   }
   wsrv_touched *t = rc == WHISPER_OK ? fx_touch(srv, fx, &a, dev->mailbox_count) : NULL;
   if (t) {
@@ -658,7 +786,8 @@ static int count_down(whisper_server *srv, wsrv_conn *c, const ack_state *st) {
   dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
   dev->mailbox_count = dev->mailbox_count > st->deleted ? dev->mailbox_count - st->deleted : 0;
   dev->mailbox_bytes = dev->mailbox_bytes > st->bytes ? dev->mailbox_bytes - st->bytes : 0;
-  rc = shares_down(srv, c, &st->senders);
+  if (!dev->shares_lazy) rc = shares_down(srv, c, &st->senders);
+  if (dev->mailbox_count == 0) dev->has_shares_lazy = dev->shares_lazy = 1; /* all back to 0 */
   if (rc == WHISPER_OK) rc = wsrv_device_put(srv, c->account, c->device_id, dev);
   wsrv_msg_free(dev);
   return rc;

@@ -115,9 +115,22 @@ static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
 
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
   if (srv->batch) return batch_end_frame(srv, fx, rc);
+  if (rc == 0) rc = wsrv_shares_rebuild(srv);
   if (rc == 0) rc = depth_write(srv, fx ? fx->depth_delta : 0);
   if (rc == 0) return commit(srv);
   rollback(srv);
+  if (srv->n_rebuild) { /* asked by the frame that failed: in a transaction of its own */
+    char why[sizeof srv->last_error];
+    memcpy(why, srv->last_error, sizeof why);
+    if (wsrv_begin(srv) == WHISPER_OK) {
+      if (wsrv_shares_rebuild(srv) == WHISPER_OK)
+        commit(srv);
+      else
+        rollback(srv);
+    }
+    srv->n_rebuild = 0;
+    memcpy(srv->last_error, why, sizeof why);
+  }
   return rc;
 }
 
@@ -149,7 +162,8 @@ int wsrv_batch_commit(whisper_server *srv) {
   int rc = WHISPER_OK;
   if (srv->batch_txn) {
     srv->batch_txn = 0;
-    rc = depth_write(srv, srv->batch_depth);
+    rc = wsrv_shares_rebuild(srv); /* the mailboxes its frames brought to half a share */
+    if (rc == WHISPER_OK) rc = depth_write(srv, srv->batch_depth);
     if (rc == WHISPER_OK) rc = wsrv_cache_flush(srv);
     if (rc == WHISPER_OK)
       rc = commit(srv);
@@ -157,6 +171,7 @@ int wsrv_batch_commit(whisper_server *srv) {
       rollback(srv);
   }
   srv->batch_depth = 0;
+  srv->n_rebuild = 0;
   if (rc == WHISPER_OK)
     wsrv_cache_settle(srv);
   else
@@ -168,6 +183,7 @@ void wsrv_batch_rollback(whisper_server *srv) {
   if (srv->batch_txn) rollback(srv);
   srv->batch_txn = 0;
   srv->batch_depth = 0;
+  srv->n_rebuild = 0;
   srv->batch_broken = 0;
   wsrv_cache_drop(srv);
 }
