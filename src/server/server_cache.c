@@ -122,6 +122,27 @@ static void cgone_clear(whisper_server *srv) {
   srv->n_cgone = 0;
 }
 
+/* The entry's value in place (valid until the entry changes): no copy. */
+int wsrv_cache_peek(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                    const uint8_t **v, size_t *vn) {
+  static const uint8_t empty[1];
+  whisper_buf *b = NULL;
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (e->state == C_UNKNOWN) { /* read into the entry */
+    int rc = wsrv_cache_get(srv, kind, key, n, &b);
+    if (b) {
+      wh_wipe(b->data, b->len);
+      whisper_buf_free(b);
+    }
+    if (rc != WHISPER_OK) return rc;
+  }
+  if (e->state != C_PRESENT) return WHISPER_ENOTFOUND;
+  *v = e->val ? e->val : empty;
+  *vn = e->len;
+  return WHISPER_OK;
+}
+
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
   *out = NULL;
   centry *e = entry(srv, kind, key, n);
@@ -189,15 +210,21 @@ static int list_dirty(whisper_server *srv, centry *e) {
   return WHISPER_OK;
 }
 
-/* Sets e to `v` (NULL: absent), dirty. */
-static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn) {
-  uint8_t *copy = NULL;
-  if (v && vn && (copy = malloc(vn)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  if (copy) memcpy(copy, v, vn);
+/* Sets e to `v` (NULL: absent), dirty; `owned`: v is a malloc'd buffer
+ * the entry takes over (freed, wiped, on failure too), else it is copied. */
+static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn, uint8_t *owned) {
+  uint8_t *copy = owned;
+  if (!owned && v && vn && (copy = malloc(vn)) == NULL)
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (copy && !owned) memcpy(copy, v, vn);
+  if (copy && !vn) { /* (an owned buffer of nothing) */
+    free(copy);
+    copy = NULL;
+  }
   int rc = list_dirty(srv, e);
   if (rc == WHISPER_OK) rc = save(srv, e);
   if (rc != WHISPER_OK) {
-    free(copy);
+    bytes_free(copy, vn);
     return rc;
   }
   bytes_free(e->val, e->len);
@@ -213,13 +240,23 @@ int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, 
   static const uint8_t empty[1];
   centry *e = entry(srv, kind, key, n);
   if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  return set(srv, e, v ? v : empty, vn);
+  return set(srv, e, v ? v : empty, vn, NULL);
+}
+
+int wsrv_cache_put_owned(whisper_server *srv, int kind, const uint8_t *key, size_t n, uint8_t *v,
+                         size_t vn) {
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) {
+    bytes_free(v, vn);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  return set(srv, e, v, vn, v);
 }
 
 int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   centry *e = entry(srv, kind, key, n);
   if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  return set(srv, e, NULL, 0);
+  return set(srv, e, NULL, 0, NULL);
 }
 
 void wsrv_cache_frame_begin(whisper_server *srv) {

@@ -356,6 +356,12 @@ void wsrv_batch_rollback(whisper_server *srv);
  * it for the plain kinds and the shares inside a batch (wsrv_cache_usable). */
 int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+/* The cached value in place, valid until that record changes (no copy). */
+int wsrv_cache_peek(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                    const uint8_t **v, size_t *vn);
+/* As wsrv_cache_put, taking over the malloc'd `v` (freed on failure too). */
+int wsrv_cache_put_owned(whisper_server *srv, int kind, const uint8_t *key, size_t n, uint8_t *v,
+                         size_t vn);
 int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
                    size_t vn);
 int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);

@@ -236,6 +236,8 @@ int wsrv_put_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
   uint8_t *buf = malloc(len ? len : 1);
   if (buf == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   protobuf_c_message_pack(m, buf);
+  if (wsrv_cache_usable(srv, kind, n)) /* the cache keeps the packed bytes */
+    return wsrv_cache_put_owned(srv, kind, key, n, buf, len);
   int rc = wsrv_put(srv, kind, key, n, buf, len);
   wh_wipe(buf, len);
   free(buf);
@@ -246,6 +248,15 @@ int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                  const ProtobufCMessageDescriptor *d, ProtobufCMessage **out) {
   whisper_buf *b;
   *out = NULL;
+  if (wsrv_cache_usable(srv, kind, n)) { /* unpacked from the cached bytes in place */
+    const uint8_t *v;
+    size_t vn;
+    int rc = wsrv_cache_peek(srv, kind, key, n, &v, &vn);
+    if (rc != WHISPER_OK) return rc;
+    *out = protobuf_c_message_unpack(d, &wh_pb_alloc, vn, v);
+    if (*out == NULL) return wsrv_fail(srv, WHISPER_ECORRUPT, "a stored %s is corrupt", d->short_name);
+    return WHISPER_OK;
+  }
   int rc = wsrv_get(srv, kind, key, n, &b);
   if (rc != WHISPER_OK) return rc;
   *out = protobuf_c_message_unpack(d, &wh_pb_alloc, b->len, b->data);
