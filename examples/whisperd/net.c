@@ -580,6 +580,10 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
           continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (n->cfg->sndbuf) {
+          int sb = (int)n->cfg->sndbuf;
+          setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+        }
         if (!lws_adopt_socket_vhost(n->vh, fd)) /* lws closed it */
           wd_warn("libwebsockets refused an accepted connection");
       }

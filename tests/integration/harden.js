@@ -95,7 +95,7 @@ function parseArgs(argv) {
 // ---------------------------------------------------------------------------
 // the test
 
-const SCENARIOS = ['setup', 'metrics', 'prelogin', 'push', 'files', 'tls', 'shutdown'];
+const SCENARIOS = ['setup', 'metrics', 'prelogin', 'push', 'files', 'tls', 'slow', 'shutdown'];
 const CAP = 3; // --max-prelogin-per-address
 const UMASK = 0o277; // whisperd runs under it: files it makes must still be 0600 (dirs 0700)
 const WHISPERD_ARGS = ['--max-prelogin-per-address', String(CAP), '--auth-timeout-ms', '120000'];
@@ -606,6 +606,44 @@ class HardenTest {
       `refused by the server's alert: ${refused.join('; ')}`;
   }
 
+  // A reader that stops reading (SIGSTOP): with --sndbuf 4096 whisperd's
+  // writes to it soon fill its socket, lws keeps what the socket did not
+  // take, and whisperd queues the rest (whisperd_net_queued_bytes) until
+  // the socket takes more (net.c write_out). Once it reads again, every
+  // message arrives, once, in order, and nothing is left queued.
+  async slow() {
+    const mark = this.alice1.events.length;
+    this.ok((await this.server.stop()) === 0, 'whisperd exit code on SIGTERM');
+    await this.startServer(['--sndbuf', '4096']);
+    await this.alice1.waitFor((e) => e.ev === 'online', 'online after whisperd\'s restart', { from: mark });
+    const carol = this.chat('carol', 1);
+    carol.start();
+    await carol.waitFor((e) => e.ev === 'registered', 'registered');
+    await carol.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    const hi = await this.alice1.send('carol', 'hi carol');
+    await carol.waitFor((e) => e.ev === 'message' && e.id === hi, 'alice\'s hi');
+    const N = 100;
+    const filler = 'z'.repeat(4000);
+    const ids = [];
+    let queued = 0;
+    process.kill(carol.proc.pid, 'SIGSTOP');
+    try {
+      for (let i = 0; i < N; i++) ids.push(await this.alice1.send('carol', `slow ${i} ${filler}`));
+      queued = (await this.metricsUntil((x) => x.whisperd_net_queued_bytes > 0, 'output queued for carol.1')).whisperd_net_queued_bytes;
+    } finally {
+      process.kill(carol.proc.pid, 'SIGCONT');
+    }
+    for (const id of ids) await carol.waitFor((e) => e.ev === 'message' && e.id === id, `message ${ids.indexOf(id)}`);
+    const got = carol.events.filter((e) => e.ev === 'message' && ids.includes(e.id)).map((e) => e.id);
+    this.ok(got.length === N && got.every((id, i) => id === ids[i]),
+      `carol.1 got ${got.length} of ${N} messages, in order: ${got.every((id, i) => id === ids[i])}`);
+    const m = await this.metricsUntil((x) => x.whisperd_net_queued_bytes === 0, 'nothing queued');
+    this.ok(m.whisperd_net_connections_dropped_total === 0, `connections dropped: ${m.whisperd_net_connections_dropped_total}`);
+    this.ok((await carol.quit()) === 0, 'carol.1 exit code at end of input');
+    this.notes.slow = `carol.1 stopped (SIGSTOP) while alice sent ${N} messages of 4 KB, whisperd --sndbuf 4096: ` +
+      `${queued} bytes queued in whisperd, then all ${N} delivered once, in order`;
+  }
+
   async shutdown() {
     for (const c of [this.alice1, this.bob1]) this.ok((await c.quit()) === 0, `${c.key} exit code at end of input`);
     const code = await this.server.stop();
@@ -645,7 +683,7 @@ async function main() {
   const t = new HardenTest(o, dir);
   process.stderr.write(`harden.js: work directory ${dir}\n`);
   let fatal = false;
-  const run = { setup: t.setup, metrics: t.metricsScenario, prelogin: t.prelogin, push: t.push, files: t.files, tls: t.tls, shutdown: t.shutdown };
+  const run = { setup: t.setup, metrics: t.metricsScenario, prelogin: t.prelogin, push: t.push, files: t.files, tls: t.tls, slow: t.slow, shutdown: t.shutdown };
   for (const name of SCENARIOS) {
     t.cat = name;
     t.ev(`=== ${name}`);
