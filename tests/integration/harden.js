@@ -25,7 +25,12 @@
 //             every suite allowed at security level 0, so that every refusal
 //             is whisperd's own): TLS 1.3 and TLS 1.2 ECDHE with AES-GCM or
 //             ChaCha20-Poly1305 work; TLS 1.2 with CBC suites, with RSA key
-//             exchange, and TLS 1.1 and 1.0 are refused; https works
+//             exchange, and TLS 1.1 and 1.0 are refused; https works, and a
+//             WebSocket over it gets its Challenge
+//   slow      whisperd restarted with --sndbuf 4096; carol.1 stopped
+//             (SIGSTOP) while alice sends her 100 messages of 4 KB: whisperd
+//             queues what the socket does not take; once she goes on, all
+//             arrive once, in order, and nothing is left queued
 //   shutdown every client exits 0 at end of input, whisperd 0 on SIGTERM
 //
 //   node harden.js --whisperd PATH --chat PATH [--openssl PATH] [--timeout SECONDS]
