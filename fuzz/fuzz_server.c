@@ -45,7 +45,9 @@
  * stored counter) equals the number of stored mailbox entries; each device
  * record's mailbox_count equals the entries under its tag (all at or
  * below mailbox_last), its mailbox_bytes their bytes, its share records
- * (server_mailbox.c) what each other account has among them, and its
+ * (server_mailbox.c) what each other account has among them (a mailbox
+ * that keeps none, shares_lazy, has none, and holds less than half of a
+ * sender's share), and its
  * prekeys count the one-time prekeys stored under its tag. Slots 3 and 4
  * open with a source (whisper_server_open_from), so the limits per
  * source run too. Profiles: a ProfileSet answered Ok is stored exactly as
@@ -270,6 +272,7 @@ static counter count(int kind, const uint8_t *prefix, size_t n, int seq_at) {
 #define BOOK_SENDERS 64
 typedef struct book {
   const char *owner;
+  int lazy; /* the mailbox keeps no share records */
   uint64_t bytes;
   struct {
     uint8_t tag[WSRV_TAG_LEN];
@@ -308,6 +311,7 @@ static int book_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t 
 static int share_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t *val,
                     size_t val_len) {
   book *bk = arg;
+  FZ_ASSERT(!bk->lazy, "%s: a share record in a mailbox that keeps none", bk->owner);
   FZ_ASSERT(key_len == 2 * WSRV_TAG_LEN, "a share record's key is %zu bytes", key_len);
   Whisper__Server__Share *sh = whisper__server__share__unpack(NULL, val_len, val);
   FZ_ASSERT(sh != NULL, "a share record does not decode");
@@ -334,10 +338,17 @@ static void check_mailbox_book(const fz_dev *d, const Whisper__Server__Device *d
             "scan");
   FZ_ASSERT(bk.bytes == dev->mailbox_bytes, "%s.%u: mailbox_bytes %llu, %llu stored", d->name,
             d->device_id, (unsigned long long)dev->mailbox_bytes, (unsigned long long)bk.bytes);
+  bk.lazy = dev->shares_lazy;
   FZ_ASSERT(in->ops.scan(in->user, WHISPER_REC_SERVER_SHARE, tag, WSRV_TAG_LEN, NULL, 0, 0,
                          SIZE_MAX, share_fn, &bk) == WHISPER_OK,
             "scan");
-  for (int i = 0; i < bk.ns; i++)
+  const whisper_server_config_t *cfg = &H.srv->cfg;
+  if (bk.lazy)
+    FZ_ASSERT(dev->mailbox_count * 2 < cfg->sender_max_entries &&
+                  dev->mailbox_bytes * 2 < cfg->sender_max_bytes,
+              "%s.%u: %llu entries, %llu bytes and no share records", d->name, d->device_id,
+              (unsigned long long)dev->mailbox_count, (unsigned long long)dev->mailbox_bytes);
+  for (int i = 0; i < bk.ns && !bk.lazy; i++)
     FZ_ASSERT(bk.s[i].seen, "%s.%u: a sender's entries have no share record", d->name,
               d->device_id);
 }

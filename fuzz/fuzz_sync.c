@@ -245,6 +245,9 @@ void fzs_server_config(whisper_server_config_t *cfg) {
   cfg->deliver_window = 4;
   cfg->max_mailbox = 12;
   cfg->max_reports = 2;
+  /* a share of 8: mailboxes cross half a share (their share records
+   * counted) and empty again (none kept), and senders meet the limit */
+  cfg->sender_max_entries = 8;
 }
 
 /* A server driven by whole requests (the world's builder). */

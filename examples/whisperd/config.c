@@ -68,6 +68,9 @@ static const option options[] = {
      "nowhere. Keep it on loopback or a private network"},
     {"max-queue", "BYTES", K_SIZE, OFF(max_queue), 4096, SIZE_MAX,
      "output queued to one connection beyond which it is dropped as too slow"},
+    {"sndbuf", "BYTES", K_SIZE, OFF(sndbuf), 0, 64u * 1024 * 1024,
+     "the kernel's send buffer of each connection (SO_SNDBUF; 0: the system's, which grows "
+     "as needed); what a slow reader leaves unread past it waits in whisperd (--max-queue)"},
     {"close-timeout-ms", "MS", K_U64, OFF(close_flush_ms), 0, 3600000,
      "how long a connection the server closes may take to receive its last frames"},
     {"shutdown-timeout-ms", "MS", K_U64, OFF(shutdown_ms), 0, 3600000,

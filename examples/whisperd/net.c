@@ -29,8 +29,10 @@
  * Each WebSocket connection gets an id from a counter. Every complete
  * binary message goes to whisper_server_receive(); after every call into
  * the core its output is drained with whisper_server_poll(): frames are
- * queued on their connection (written one per WRITEABLE callback), closes
- * wait for the queue to flush, pushes go to the push hook. One lws_sul
+ * framed into their connection's buffer and, once the drain is over,
+ * each connection's buffer is written in one lws_write() (write_out: no
+ * WRITEABLE round trip unless the socket is full), closes wait for the
+ * queue to flush, pushes go to the push hook. One lws_sul
  * timer runs whisper_server_tick() at whisper_server_next_deadline().
  *
  * Everything runs on one thread. The event loop (wd_net_run) is libuv (on
@@ -87,19 +89,19 @@ enum {
   CLOSE_SENT = 3      /* handed to lws's close handshake */
 };
 
-/* A queued outgoing frame; its bytes start at buf + LWS_PRE. */
-typedef struct outmsg {
-  struct outmsg *next;
-  size_t len;
-  unsigned char buf[];
-} outmsg;
-
-/* A WebSocket connection: lws's per-session data (zeroed by lws). */
+/* A WebSocket connection: lws's per-session data (zeroed by lws).
+ *
+ * Output: the frames the core queued for it, each already framed as a
+ * WebSocket binary message (the server's frames are not masked), one
+ * after the other in `out` from out + LWS_PRE + out_off to out + LWS_PRE +
+ * out_len; freed once written. */
 typedef struct conn {
   uint64_t id;
   struct lws *wsi;
-  outmsg *head, *tail;
-  size_t queued; /* bytes in the queue */
+  uint8_t *out;
+  size_t out_off, out_len, out_cap;
+  size_t queued;  /* bytes waiting in `out` (out_len - out_off) */
+  int to_flush;   /* listed in wd_net.flush_ids */
   uint8_t *rx;   /* the message being reassembled */
   size_t rx_len, rx_cap;
   int open;    /* known to the core */
@@ -157,6 +159,8 @@ struct wd_net {
   lws_sorted_usec_list_t sul_close;
   uint64_t *close_ids; /* flushed connections to close (close_cb) */
   size_t n_close, cap_close;
+  uint64_t *flush_ids; /* connections given frames by this drain (write_out at its end) */
+  size_t n_flush, cap_flush;
   wd_tus_ctx tus; /* the blob store's HTTP side */
   int phase;
   int done;
@@ -262,12 +266,9 @@ static void map_del(wd_net *n, uint64_t id) {
 static void schedule_tick(wd_net *n);
 
 static void free_queue(wd_net *n, conn *c) {
-  while (c->head) {
-    outmsg *m = c->head;
-    c->head = m->next;
-    free(m);
-  }
-  c->tail = NULL;
+  free(c->out);
+  c->out = NULL;
+  c->out_off = c->out_len = c->out_cap = 0;
   n->stats.out_queued_bytes -= c->queued;
   c->queued = 0;
 }
@@ -287,7 +288,8 @@ static void close_after_flush(wd_net *n, conn *c, int status, const char *reason
   c->closing = CLOSE_FLUSHING;
   c->close_status = status;
   c->close_reason = reason;
-  if (c->head || queue_close(n, c) != 0) { /* (nothing queued: its close starts now) */
+  /* (nothing waiting, here or in lws: its close starts now) */
+  if (c->queued || lws_partial_buffered(c->wsi) || queue_close(n, c) != 0) {
     lws_rx_flow_control(c->wsi, 0);
     lws_callback_on_writable(c->wsi);
   }
@@ -309,6 +311,32 @@ static void drop_now(wd_net *n, conn *c, int status, const char *reason) {
   lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+/* The most handed to lws_write() at once: lws sends at most the
+ * protocol's tx_packet_size (+ LWS_PRE + 4) per call and buffers the rest
+ * itself (see the protocol table). */
+#define WD_TX_CHUNK 65536
+
+/* A WebSocket frame header (RFC 6455 5.2: FIN, binary, not masked) for a
+ * payload of `len` bytes: its length (2, 4 or 10). */
+static size_t ws_header(uint8_t h[10], size_t len) {
+  h[0] = 0x82;
+  if (len < 126) {
+    h[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len < 65536) {
+    h[1] = 126;
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    return 4;
+  }
+  h[1] = 127;
+  for (int i = 0; i < 8; i++) h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+  return 10;
+}
+
+/* Appends a frame to c's output, framed; it is written at the end of the
+ * drain (write_out). */
 static void enqueue(wd_net *n, conn *c, const uint8_t *frame, size_t len) {
   if (c->queued + len > n->cfg->max_queue) {
     wd_warn("conn %llu: more than %zu bytes waiting to be sent, dropping the connection",
@@ -316,24 +344,91 @@ static void enqueue(wd_net *n, conn *c, const uint8_t *frame, size_t len) {
     drop_now(n, c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too slow");
     return;
   }
-  outmsg *m = malloc(sizeof *m + LWS_PRE + len);
-  if (!m) {
-    wd_error("conn %llu: out of memory queuing a frame, dropping the connection",
-             (unsigned long long)c->id);
-    drop_now(n, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
-    return;
+  uint8_t h[10];
+  size_t hl = ws_header(h, len), need = c->out_len + hl + len;
+  if (c->out_off && c->out_off == c->out_len) c->out_off = c->out_len = 0, need = hl + len;
+  if (LWS_PRE + need > c->out_cap) {
+    size_t cap = c->out_cap ? c->out_cap : 1024;
+    while (cap < LWS_PRE + need) cap *= 2;
+    uint8_t *p = realloc(c->out, cap);
+    if (!p) {
+      wd_error("conn %llu: out of memory queuing a frame, dropping the connection",
+               (unsigned long long)c->id);
+      drop_now(n, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+      return;
+    }
+    c->out = p;
+    c->out_cap = cap;
   }
-  m->next = NULL;
-  m->len = len;
-  if (len) memcpy(m->buf + LWS_PRE, frame, len);
-  if (c->tail)
-    c->tail->next = m;
-  else
-    c->head = m;
-  c->tail = m;
-  c->queued += len;
-  n->stats.out_queued_bytes += len;
-  lws_callback_on_writable(c->wsi);
+  if (!c->to_flush) {
+    if (n->n_flush == n->cap_flush) {
+      size_t cap = n->cap_flush ? n->cap_flush * 2 : 64;
+      uint64_t *v = realloc(n->flush_ids, cap * sizeof *v);
+      if (!v) {
+        wd_error("conn %llu: out of memory queuing a frame, dropping the connection",
+                 (unsigned long long)c->id);
+        drop_now(n, c, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "out of memory");
+        return;
+      }
+      n->flush_ids = v;
+      n->cap_flush = cap;
+    }
+    n->flush_ids[n->n_flush++] = c->id;
+    c->to_flush = 1;
+  }
+  uint8_t *at = c->out + LWS_PRE + c->out_len;
+  memcpy(at, h, hl);
+  if (len) memcpy(at + hl, frame, len);
+  c->out_len += hl + len;
+  c->queued += hl + len;
+  n->stats.out_queued_bytes += hl + len;
+}
+
+/* Writes c's output: straight to the socket through lws (lws_write()
+ * outside a WRITEABLE callback is what lws does with whatever it cannot
+ * send at once: it keeps the rest, sends it first when the socket can
+ * take more, and appends any later write after it), all of it in one
+ * write when it fits a chunk. So a frame costs no wait for POLLOUT and no
+ * epoll change: on libuv every lws_callback_on_writable() turns POLLOUT on
+ * and off again, a few epoll_ctl each. Once lws holds unsent bytes, the
+ * rest waits here until lws says the socket took them (WRITEABLE), so a
+ * peer that does not read still meets max-queue. -1: the connection
+ * failed (it is being closed). */
+static int write_out(wd_net *n, conn *c) {
+  while (c->out_off < c->out_len) {
+    if (lws_partial_buffered(c->wsi)) return 0; /* lws asked for WRITEABLE itself */
+    size_t len = c->out_len - c->out_off;
+    if (len > WD_TX_CHUNK) len = WD_TX_CHUNK;
+    int w = lws_write(c->wsi, c->out + LWS_PRE + c->out_off, len, LWS_WRITE_RAW);
+    if (w < 0 || (size_t)w < len) {
+      wd_debug("conn %llu: write failed", (unsigned long long)c->id);
+      return -1;
+    }
+    c->out_off += len;
+    c->queued -= len;
+    n->stats.out_queued_bytes -= len;
+  }
+  /* all of it with lws: an idle connection keeps no buffer */
+  free(c->out);
+  c->out = NULL;
+  c->out_off = c->out_len = c->out_cap = 0;
+  return 0;
+}
+
+/* Writes the output of the connections this drain gave frames. */
+static void flush_out(wd_net *n) {
+  for (size_t i = 0; i < n->n_flush; i++) {
+    conn *c = map_get(n, n->flush_ids[i]);
+    if (!c) continue;
+    c->to_flush = 0;
+    if (c->closing == CLOSE_SENT || !c->queued) continue;
+    if (write_out(n, c) != 0) {
+      free_queue(n, c);
+      c->closing = CLOSE_SENT;
+      lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+  }
+  n->n_flush = 0;
 }
 
 /* Carries out everything the core has to say. Call after every call into
@@ -374,6 +469,7 @@ static void drain(wd_net *n) {
         break;
     }
   }
+  flush_out(n);
   schedule_tick(n);
 }
 
@@ -484,6 +580,10 @@ static int callback_listen(struct lws *wsi, enum lws_callback_reasons reason, vo
           continue;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (n->cfg->sndbuf) {
+          int sb = (int)n->cfg->sndbuf;
+          setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+        }
         if (!lws_adopt_socket_vhost(n->vh, fd)) /* lws closed it */
           wd_warn("libwebsockets refused an accepted connection");
       }
@@ -871,24 +971,14 @@ static int queue_close(wd_net *n, conn *c) {
   return 0;
 }
 
+/* lws had buffered part of a write and the socket took it: the rest of
+ * the output goes on (write_out); a connection closing once flushed starts
+ * its close when nothing is left, here or in lws. */
 static int on_writeable(wd_net *n, conn *c, struct lws *wsi) {
-  outmsg *m = c->head;
-  if (m) {
-    c->head = m->next;
-    if (!c->head) c->tail = NULL;
-    c->queued -= m->len;
-    n->stats.out_queued_bytes -= m->len;
-    size_t len = m->len;
-    int w = lws_write(wsi, m->buf + LWS_PRE, len, LWS_WRITE_BINARY);
-    free(m);
-    if (w < 0 || (size_t)w < len) {
-      wd_debug("conn %llu: write failed", (unsigned long long)c->id);
-      return -1;
-    }
-    if (c->head || c->closing) lws_callback_on_writable(wsi);
-    return 0;
-  }
-  if (c->closing == CLOSE_FLUSHING) {
+  (void)wsi;
+  if (c->closing == CLOSE_SENT) return 0;
+  if (c->queued && write_out(n, c) != 0) return -1;
+  if (c->closing == CLOSE_FLUSHING && !c->queued && !lws_partial_buffered(c->wsi)) {
     if (queue_close(n, c) == 0) return 0;
     /* out of memory: closed at once, without a close frame */
     return -1;
@@ -1243,7 +1333,9 @@ static int start_metrics(wd_net *n) {
 
 static const struct lws_protocols protocols[] = {
     {"http", callback_http, sizeof(http_tx), 0, 0, NULL, 0},
-    {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), WD_RX_CHUNK, 0, NULL, 0},
+    /* tx_packet_size: what lws sends in one call (write_out hands it up
+     * to WD_TX_CHUNK at once; lws's default would be the rx size) */
+    {WHISPERD_WS_PROTOCOL, callback_ws, sizeof(conn), WD_RX_CHUNK, 0, NULL, WD_TX_CHUNK},
     {"whisperd-listen", callback_listen, 0, 0, 0, NULL, 0},
     {"whisperd-signal", callback_signal, 0, 0, 0, NULL, 0},
     {"whisperd-relay", callback_relay, 0, 0, 0, NULL, 0},
@@ -1577,5 +1669,6 @@ void wd_net_free(wd_net *n) {
   wd_addr_counts_free(n->prelogin);
   free(n->slots);
   free(n->close_ids);
+  free(n->flush_ids);
   free(n);
 }

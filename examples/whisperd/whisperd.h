@@ -73,6 +73,7 @@ typedef struct wd_config {
   uint64_t shutdown_ms;     /* how long queued output may take to flush at shutdown */
   uint64_t close_flush_ms;  /* how long a connection the server closes may take to flush */
   size_t max_queue;         /* bytes queued to one connection before it is dropped */
+  size_t sndbuf;            /* SO_SNDBUF of each accepted connection; 0: the system's */
   uint32_t max_connections; /* WebSocket connections at once; 0: no limit */
   whisper_server_config_t server;
   int reports;              /* --reports: print the stored reports and exit */

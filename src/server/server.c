@@ -138,6 +138,7 @@ void whisper_server_free(whisper_server *srv) {
   }
   if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
   wsrv_cache_free(srv);
+  free(srv->rebuild);
   wsrv_out_free(srv->polled);
   wh_wipe(srv, sizeof *srv);
   free(srv);

@@ -1,7 +1,8 @@
 /*
  * The batch's record cache. Inside a batch (server_batch.c) the records
  * of the plain kinds (accounts, devices, groups, Sent answers, counters,
- * profiles, block lists: not the ordered kinds, which are scanned) are
+ * profiles, block lists: not the ordered kinds, which are scanned, but for
+ * the share records, written out before a scan of them) are
  * read from the store once and written to it once, when the batch
  * commits: the frames of a batch touch the same few records again and
  * again (a device's mailbox counters, the server_seq counter, the
@@ -33,6 +34,8 @@ enum { C_UNKNOWN = 0, C_ABSENT = 1, C_PRESENT = 2 };
 typedef struct centry {
   int state;
   int dirty;
+  int listed;          /* in srv->cdirty */
+  wsrv_map_item *item; /* its item in srv->cache (its key) */
   uint64_t saved_in; /* the frame that logged this entry's previous state */
   uint8_t *val;
   size_t len;
@@ -67,17 +70,21 @@ static void centry_free(void *p) {
   free(e);
 }
 
+/* Of the ordered kinds, only the share records (read and written by
+ * every append and Ack of another account's entry, scanned only when a
+ * device goes: wsrv_scan() writes the cached ones out first). */
 int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n) {
-  return srv->batch && !WHISPER_REC_IS_ORDERED(kind) && kind >= 0 && kind <= 255 &&
-         n + 1 <= CKEY_MAX;
+  return srv->batch && (!WHISPER_REC_IS_ORDERED(kind) || kind == WHISPER_REC_SERVER_SHARE) &&
+         kind >= 0 && kind <= 255 && n + 1 <= CKEY_MAX;
 }
 
-/* Kinds worth keeping between batches: read by most frames. A Sent
- * answer is read once (a resend), a profile or a report rarely. */
+/* Kinds worth keeping between batches: read by most frames (a share by
+ * the next entry or Ack between the same two accounts). A Sent answer is
+ * read once (a resend), a profile or a report rarely. */
 static int kept_kind(int kind) {
   return kind == WHISPER_REC_SERVER_ACCOUNT || kind == WHISPER_REC_SERVER_DEVICE ||
          kind == WHISPER_REC_SERVER_GROUP || kind == WHISPER_REC_SERVER_BLOCKS ||
-         kind == WHISPER_REC_SERVER_META;
+         kind == WHISPER_REC_SERVER_META || kind == WHISPER_REC_SERVER_SHARE;
 }
 
 /* The entry of (kind, key), made (unknown) if missing; NULL: no memory.
@@ -103,7 +110,7 @@ static centry *entry(whisper_server *srv, int kind, const uint8_t *key, size_t n
     srv->cgone[srv->n_cgone++] = copy;
   }
   if ((e = calloc(1, sizeof *e)) == NULL) return NULL;
-  if (wsrv_map_put(&srv->cache, k, kn, e) != WHISPER_OK) {
+  if ((e->item = wsrv_map_put_item(&srv->cache, k, kn, e)) == NULL) {
     free(e);
     return NULL;
   }
@@ -113,6 +120,27 @@ static centry *entry(whisper_server *srv, int kind, const uint8_t *key, size_t n
 static void cgone_clear(whisper_server *srv) {
   for (size_t i = 0; i < srv->n_cgone; i++) free(srv->cgone[i]);
   srv->n_cgone = 0;
+}
+
+/* The entry's value in place (valid until the entry changes): no copy. */
+int wsrv_cache_peek(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                    const uint8_t **v, size_t *vn) {
+  static const uint8_t empty[1];
+  whisper_buf *b = NULL;
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (e->state == C_UNKNOWN) { /* read into the entry */
+    int rc = wsrv_cache_get(srv, kind, key, n, &b);
+    if (b) {
+      wh_wipe(b->data, b->len);
+      whisper_buf_free(b);
+    }
+    if (rc != WHISPER_OK) return rc;
+  }
+  if (e->state != C_PRESENT) return WHISPER_ENOTFOUND;
+  *v = e->val ? e->val : empty;
+  *vn = e->len;
+  return WHISPER_OK;
 }
 
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
@@ -167,14 +195,36 @@ static int save(whisper_server *srv, centry *e) {
   return WHISPER_OK;
 }
 
-/* Sets e to `v` (NULL: absent), dirty. */
-static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn) {
-  uint8_t *copy = NULL;
-  if (v && vn && (copy = malloc(vn)) == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  if (copy) memcpy(copy, v, vn);
-  int rc = save(srv, e);
-  if (rc != WHISPER_OK) {
+/* Lists e among the entries to write at the flush (once). */
+static int list_dirty(whisper_server *srv, centry *e) {
+  if (e->listed) return WHISPER_OK;
+  if (srv->n_cdirty == srv->cap_cdirty) {
+    size_t cap = srv->cap_cdirty ? srv->cap_cdirty * 2 : 64;
+    wsrv_map_item **d = realloc(srv->cdirty, cap * sizeof *d);
+    if (d == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    srv->cdirty = d;
+    srv->cap_cdirty = cap;
+  }
+  srv->cdirty[srv->n_cdirty++] = e->item;
+  e->listed = 1;
+  return WHISPER_OK;
+}
+
+/* Sets e to `v` (NULL: absent), dirty; `owned`: v is a malloc'd buffer
+ * the entry takes over (freed, wiped, on failure too), else it is copied. */
+static int set(whisper_server *srv, centry *e, const uint8_t *v, size_t vn, uint8_t *owned) {
+  uint8_t *copy = owned;
+  if (!owned && v && vn && (copy = malloc(vn)) == NULL)
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (copy && !owned) memcpy(copy, v, vn);
+  if (copy && !vn) { /* (an owned buffer of nothing) */
     free(copy);
+    copy = NULL;
+  }
+  int rc = list_dirty(srv, e);
+  if (rc == WHISPER_OK) rc = save(srv, e);
+  if (rc != WHISPER_OK) {
+    bytes_free(copy, vn);
     return rc;
   }
   bytes_free(e->val, e->len);
@@ -190,13 +240,23 @@ int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, 
   static const uint8_t empty[1];
   centry *e = entry(srv, kind, key, n);
   if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  return set(srv, e, v ? v : empty, vn);
+  return set(srv, e, v ? v : empty, vn, NULL);
+}
+
+int wsrv_cache_put_owned(whisper_server *srv, int kind, const uint8_t *key, size_t n, uint8_t *v,
+                         size_t vn) {
+  centry *e = entry(srv, kind, key, n);
+  if (e == NULL) {
+    bytes_free(v, vn);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  return set(srv, e, v, vn, v);
 }
 
 int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   centry *e = entry(srv, kind, key, n);
   if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
-  return set(srv, e, NULL, 0);
+  return set(srv, e, NULL, 0, NULL);
 }
 
 void wsrv_cache_frame_begin(whisper_server *srv) {
@@ -224,20 +284,58 @@ void wsrv_cache_frame_end(whisper_server *srv, int keep) {
   srv->n_cundo = 0;
 }
 
-/* Writes the dirty entries to the store (inside the batch's transaction). */
+/* Writes the dirty entries to the store (inside the batch's transaction):
+ * those listed since the last flush (an entry listed and then put back
+ * clean by a frame's rollback is passed over). */
 int wsrv_cache_flush(whisper_server *srv) {
   int rc = WHISPER_OK;
-  for (size_t i = 0; i < srv->cache.nbuckets && rc == WHISPER_OK; i++)
-    for (wsrv_map_item *it = srv->cache.buckets[i]; it && rc == WHISPER_OK; it = it->next) {
-      centry *e = it->value;
-      if (!e->dirty) continue;
-      int kind = it->key[0];
-      const uint8_t *key = it->key + 1;
-      size_t n = it->key_len - 1;
-      rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
-                                 : wsrv_store_del(srv, kind, key, n);
-      if (rc == WHISPER_OK) e->dirty = 0;
+  size_t i = 0;
+  for (; i < srv->n_cdirty && rc == WHISPER_OK; i++) {
+    wsrv_map_item *it = srv->cdirty[i];
+    centry *e = it->value;
+    if (!e->dirty) {
+      e->listed = 0;
+      continue;
     }
+    int kind = it->key[0];
+    const uint8_t *key = it->key + 1;
+    size_t n = it->key_len - 1;
+    rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                               : wsrv_store_del(srv, kind, key, n);
+    if (rc == WHISPER_OK) e->dirty = e->listed = 0;
+  }
+  if (rc == WHISPER_OK) srv->n_cdirty = 0;
+  return rc;
+}
+
+/* Writes the dirty entries of `kind` to the store now (before a scan of
+ * that kind, which reads the store). Each is logged first, as a change
+ * would be, so that the frame's rollback (which undoes the write with
+ * its savepoint) makes it dirty again. */
+int wsrv_cache_flush_kind(whisper_server *srv, int kind) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; i < srv->n_cdirty && rc == WHISPER_OK; i++) {
+    wsrv_map_item *it = srv->cdirty[i];
+    centry *e = it->value;
+    if (!e->dirty || it->key[0] != (uint8_t)kind) continue;
+    uint8_t *copy = NULL;
+    if (e->len && (copy = malloc(e->len)) == NULL)
+      return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    if (e->len) memcpy(copy, e->val, e->len);
+    const uint8_t *key = it->key + 1;
+    size_t n = it->key_len - 1, len = e->len;
+    rc = e->state == C_PRESENT ? wsrv_store_put(srv, kind, key, n, e->val, e->len)
+                               : wsrv_store_del(srv, kind, key, n);
+    if (rc == WHISPER_OK) rc = save(srv, e); /* the log takes e->val (unless it has one) */
+    if (rc != WHISPER_OK) {
+      free(copy);
+      break;
+    }
+    bytes_free(e->val, e->len);
+    e->val = copy;
+    e->len = len;
+    e->dirty = 0;
+  }
   return rc;
 }
 
@@ -245,6 +343,7 @@ void wsrv_cache_drop(whisper_server *srv) {
   wsrv_cache_frame_end(srv, 1);
   wsrv_map_clear(&srv->cache, centry_free);
   cgone_clear(srv);
+  srv->n_cdirty = 0;
 }
 
 /* After a commit: the entries of kinds not kept go (those the batch made:
@@ -279,4 +378,7 @@ void wsrv_cache_free(whisper_server *srv) {
   free(srv->cgone);
   srv->cgone = NULL;
   srv->cap_cgone = 0;
+  free(srv->cdirty);
+  srv->cdirty = NULL;
+  srv->cap_cdirty = 0;
 }

@@ -101,6 +101,9 @@ typedef struct wsrv_map {
 void *wsrv_map_get(const wsrv_map *m, const void *key, size_t n);
 /* Adds (key, value); the key must not be there. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_map_put(wsrv_map *m, const void *key, size_t n, void *value);
+/* As wsrv_map_put, and gives the item (stable until it is taken or the
+ * map cleared), or NULL when out of memory. */
+wsrv_map_item *wsrv_map_put_item(wsrv_map *m, const void *key, size_t n, void *value);
 /* Removes the key and returns its value (NULL if absent). */
 void *wsrv_map_take(wsrv_map *m, const void *key, size_t n);
 /* Every value, into a malloc'd array (NULL when empty or out of memory);
@@ -161,8 +164,9 @@ typedef struct wsrv_inflight {
   uint64_t server_ts; /* a message's, for the latency figure */
   uint32_t len;       /* its stored size (the mailbox's byte count) */
   uint8_t message;    /* an ENTRY_MESSAGE */
-  uint8_t slow;       /* its Ack must read it (a receipt to make, another account's share to
-                         lower, or it did not read) */
+  uint8_t slow;       /* its Ack must read it (a receipt to make, or it did not read) */
+  uint8_t other;      /* from another account, whose share its Ack lowers: */
+  uint8_t sender[WSRV_TAG_LEN]; /* the tag of (sender, 0), as in its SHARE key */
 } wsrv_inflight;
 
 typedef struct wsrv_conn {
@@ -210,6 +214,10 @@ typedef struct wsrv_conn {
   char **subs;
   size_t n_subs;
   uint64_t batch_no; /* the last batch that touched it (closed if that batch fails) */
+  /* the client id of the last Send taken (or answered as known) on it:
+   * the Send that comes `after` it needs no lookup (server_send.c) */
+  uint8_t last_sent[WSRV_ID_LEN];
+  int has_last_sent;
 } wsrv_conn;
 
 /* A device seen since the server started. */
@@ -308,6 +316,9 @@ struct whisper_server {
   int batch_broken;         /* a savepoint failed: the transaction may be lost */
   uint64_t batch_no;        /* the current (or last) batch: 1, 2, ... */
   int64_t batch_depth;      /* mailbox depth change of its frames, written at the commit */
+  wsrv_addr *rebuild;       /* mailboxes whose share records are to be counted (made exact)
+                               before the transaction commits (server_mailbox.c) */
+  size_t n_rebuild, cap_rebuild;
   wsrv_out *held_head, *held_tail; /* its output, released after the commit */
   whisper_server_stats_t batch_stats; /* the counters when it began */
   wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
@@ -317,6 +328,9 @@ struct whisper_server {
   size_t cache_keep;        /* records kept between batches (0: none) */
   uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
   size_t n_cgone, cap_cgone;
+  struct wsrv_map_item **cdirty; /* the entries made dirty since the last flush (a commit writes
+                                    these, not the whole cache) */
+  size_t n_cdirty, cap_cdirty;
 };
 
 /* --- group commit (server_batch.c) ---------------------------------------- */
@@ -339,9 +353,15 @@ int wsrv_batch_commit(whisper_server *srv);
 void wsrv_batch_rollback(whisper_server *srv);
 
 /* The batch's record cache (server_cache.c): wsrv_get/put/del go through
- * it for the plain kinds inside a batch (wsrv_cache_usable). */
+ * it for the plain kinds and the shares inside a batch (wsrv_cache_usable). */
 int wsrv_cache_usable(const whisper_server *srv, int kind, size_t n);
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out);
+/* The cached value in place, valid until that record changes (no copy). */
+int wsrv_cache_peek(whisper_server *srv, int kind, const uint8_t *key, size_t n,
+                    const uint8_t **v, size_t *vn);
+/* As wsrv_cache_put, taking over the malloc'd `v` (freed on failure too). */
+int wsrv_cache_put_owned(whisper_server *srv, int kind, const uint8_t *key, size_t n, uint8_t *v,
+                         size_t vn);
 int wsrv_cache_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
                    size_t vn);
 int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n);
@@ -351,6 +371,8 @@ void wsrv_cache_frame_end(whisper_server *srv, int keep);
 /* Writes the dirty records to the store; drop forgets the cache; after a
  * commit, settle keeps what may stay for the next batch (or drops). */
 int wsrv_cache_flush(whisper_server *srv);
+/* Writes the dirty cached records of `kind` to the store (before a scan of it). */
+int wsrv_cache_flush_kind(whisper_server *srv, int kind);
 void wsrv_cache_drop(whisper_server *srv);
 void wsrv_cache_settle(whisper_server *srv);
 void wsrv_cache_free(whisper_server *srv);
@@ -369,6 +391,7 @@ typedef struct wsrv_touched {
   int loud;       /* one of them may wake it (not all from muted conversations) */
   wsrv_rec *pre;  /* the entries appended, kept when the device is online: pushed */
   size_t n_pre, cap_pre; /* without reading them back */
+  wsrv_inflight *pre_e;  /* what their push notes (as push_entry would read it), beside */
   int pre_lost;   /* one could not be kept: the mailbox is read */
 } wsrv_touched;
 
@@ -402,6 +425,9 @@ int wsrv_refuse_rate(whisper_server *srv, uint64_t retry_ms, const char *msg);
 
 /* Queues `f` (version set here) for `conn`. WHISPER_OK or WHISPER_ENOMEM. */
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f);
+/* A Frame pushing the packed Deliver `d` (its seq set), built around its
+ * bytes (what wsrv_send of the Frame would give), without unpacking it. */
+int wsrv_send_deliver(whisper_server *srv, uint64_t conn, const uint8_t *d, size_t len);
 int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, const char *msg,
                     uint64_t retry_ms);
 int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id);
@@ -525,6 +551,9 @@ int wsrv_handle_publish(whisper_server *srv, wsrv_conn *c, uint64_t id,
  * cfg.max_mailbox_bytes), or holds as much from d's sender as it takes
  * (cfg.sender_max_entries, cfg.sender_max_bytes; the account's own
  * devices are not counted). */
+/* Counts the share records of the mailboxes listed for it (srv->rebuild),
+ * inside the transaction about to commit; the list is emptied either way. */
+int wsrv_shares_rebuild(whisper_server *srv);
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d);
 /* Appends `d` to every device of `name` but `skip_device` (0: none).

@@ -69,23 +69,27 @@ static wsrv_touched *fx_touch(whisper_server *srv, wsrv_fx *fx, const wsrv_addr 
   return t;
 }
 
-/* Keeps an appended entry (its key and packed bytes, taken over) for the
- * push after the commit, if the device is online; else frees it. */
+/* Keeps an appended entry (its key and packed bytes, taken over, and what
+ * its push notes) for the push after the commit, if the device is
+ * online; else frees it. */
 static void fx_keep(whisper_server *srv, wsrv_touched *t, const uint8_t *key, uint8_t *val,
-                    size_t len) {
+                    size_t len, const wsrv_inflight *e) {
   wsrv_dev *d = wsrv_map_get(&srv->devs, t->addr.key, t->addr.len);
   if (d && d->conn && !t->pre_lost) {
     if (t->n_pre == t->cap_pre) {
       size_t cap = t->cap_pre ? t->cap_pre * 2 : 2;
       wsrv_rec *r = realloc(t->pre, cap * sizeof *r);
-      if (r) {
-        t->pre = r;
+      if (r) t->pre = r;
+      wsrv_inflight *m = r ? realloc(t->pre_e, cap * sizeof *m) : NULL;
+      if (m) {
+        t->pre_e = m;
         t->cap_pre = cap;
       }
     }
     uint8_t *k = t->n_pre < t->cap_pre ? malloc(MKEY_LEN) : NULL;
     if (k) {
       memcpy(k, key, MKEY_LEN);
+      t->pre_e[t->n_pre] = *e;
       t->pre[t->n_pre++] = (wsrv_rec){k, val, MKEY_LEN, len};
       return;
     }
@@ -96,7 +100,10 @@ static void fx_keep(whisper_server *srv, wsrv_touched *t, const uint8_t *key, ui
 }
 
 void wsrv_fx_free(wsrv_fx *fx) {
-  for (size_t i = 0; i < fx->n; i++) wsrv_recs_free(fx->touched[i].pre, fx->touched[i].n_pre);
+  for (size_t i = 0; i < fx->n; i++) {
+    wsrv_recs_free(fx->touched[i].pre, fx->touched[i].n_pre);
+    free(fx->touched[i].pre_e);
+  }
   free(fx->touched);
   memset(fx, 0, sizeof *fx);
 }
@@ -133,9 +140,10 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms) {
 
 /* --- what each sender holds ---------------------------------------------- */
 
-/* Per sender: the entries and bytes an Ack deletes. */
+/* Per sender (the tag of (sender, 0), as in its SHARE key): the entries
+ * and bytes an Ack deletes. */
 typedef struct tally {
-  char sender[WSRV_NAME_MAX + 1];
+  uint8_t sender[WSRV_TAG_LEN];
   uint64_t entries, bytes;
 } tally;
 
@@ -144,9 +152,9 @@ typedef struct tallies {
   size_t n, cap;
 } tallies;
 
-static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
+static int tally_add(tallies *ts, const uint8_t sender[WSRV_TAG_LEN], uint64_t bytes) {
   for (size_t i = 0; i < ts->n; i++)
-    if (strcmp(ts->t[i].sender, sender) == 0) {
+    if (memcmp(ts->t[i].sender, sender, WSRV_TAG_LEN) == 0) {
       ts->t[i].entries++;
       ts->t[i].bytes += bytes;
       return WHISPER_OK;
@@ -159,7 +167,7 @@ static int tally_add(tallies *ts, const char *sender, uint64_t bytes) {
     ts->cap = cap;
   }
   tally *t = &ts->t[ts->n++];
-  snprintf(t->sender, sizeof t->sender, "%s", sender);
+  memcpy(t->sender, sender, WSRV_TAG_LEN);
   t->entries = 1;
   t->bytes = bytes;
   return WHISPER_OK;
@@ -175,12 +183,11 @@ static const char *other_sender(const Whisper__Sync__Deliver *d, const char *own
   return d->sender && wsrv_name_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
 }
 
-static void share_key(const whisper_server *srv, uint8_t out[SKEY_LEN],
-                      const uint8_t tag[WSRV_TAG_LEN], const char *sender) {
+/* The tag of `sender` in SHARE keys: of (sender, 0), the account as a whole. */
+static void sender_tag(const whisper_server *srv, const char *sender, uint8_t out[WSRV_TAG_LEN]) {
   wsrv_addr a;
-  memcpy(out, tag, WSRV_TAG_LEN);
-  wsrv_addr_make(&a, sender, 0); /* device 0: the account as a whole */
-  wsrv_tag(srv, &a, out + WSRV_TAG_LEN);
+  wsrv_addr_make(&a, sender, 0);
+  wsrv_tag(srv, &a, out);
 }
 
 static int share_get(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t *entries,
@@ -210,12 +217,13 @@ static int share_put(whisper_server *srv, const uint8_t key[SKEY_LEN], uint64_t 
 
 /* An entry of `size` bytes from `sender` (another account) is to join the
  * mailbox under `tag`: 0 with its share counted, or ERR_LIMIT. */
-static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], const char *sender,
-                      uint64_t size) {
+static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN],
+                      const uint8_t sender[WSRV_TAG_LEN], uint64_t size) {
   const whisper_server_config_t *cfg = &srv->cfg;
   uint8_t key[SKEY_LEN];
   uint64_t entries, bytes;
-  share_key(srv, key, tag, sender);
+  memcpy(key, tag, WSRV_TAG_LEN);
+  memcpy(key + WSRV_TAG_LEN, sender, WSRV_TAG_LEN);
   int rc = share_get(srv, key, &entries, &bytes);
   if (rc != WHISPER_OK) return rc;
   if (entries >= cfg->sender_max_entries || size > cfg->sender_max_bytes ||
@@ -224,7 +232,134 @@ static int share_take(whisper_server *srv, const uint8_t tag[WSRV_TAG_LEN], cons
   return share_put(srv, key, entries + 1, bytes + size);
 }
 
+/* --- shares: counted while a mailbox is busy ----------------------------- */
+
+/* A small mailbox keeps no share records (Device.shares_lazy): while it
+ * holds less than half of a sender's share (sender_max_entries,
+ * sender_max_bytes), no account can come near its share, so appending and
+ * acknowledging count nothing. When an append brings it to half, its
+ * shares are counted from its entries (shares_count) before the
+ * transaction commits (wsrv_shares_rebuild: a frame refused after the
+ * append does not undo the count, so no sender can make the server count
+ * again and again) and kept exactly from then on, until the mailbox is
+ * empty again. An append that needs them before that (half a share
+ * appended in one transaction) counts them at once. A device record from
+ * before this (no shares_lazy) has its shares kept; it turns lazy once its
+ * mailbox is empty. */
+
+static int lazy_room(const whisper_server *srv, const Whisper__Server__Device *dev,
+                     uint64_t size) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  return dev->mailbox_count < cfg->sender_max_entries && size <= cfg->sender_max_bytes &&
+         dev->mailbox_bytes <= cfg->sender_max_bytes - size;
+}
+
+static int half_full(const whisper_server *srv, const Whisper__Server__Device *dev) {
+  const whisper_server_config_t *cfg = &srv->cfg;
+  return dev->mailbox_count >= cfg->sender_max_entries / 2 + cfg->sender_max_entries % 2 ||
+         dev->mailbox_bytes >= cfg->sender_max_bytes / 2 + cfg->sender_max_bytes % 2;
+}
+
+static int rebuild_request(whisper_server *srv, const char *name, uint32_t device_id) {
+  wsrv_addr a;
+  wsrv_addr_make(&a, name, device_id);
+  for (size_t i = 0; i < srv->n_rebuild; i++)
+    if (srv->rebuild[i].len == a.len && memcmp(srv->rebuild[i].key, a.key, a.len) == 0)
+      return WHISPER_OK;
+  if (srv->n_rebuild == srv->cap_rebuild) {
+    size_t cap = srv->cap_rebuild ? srv->cap_rebuild * 2 : 8;
+    wsrv_addr *r = realloc(srv->rebuild, cap * sizeof *r);
+    if (r == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    srv->rebuild = r;
+    srv->cap_rebuild = cap;
+  }
+  srv->rebuild[srv->n_rebuild++] = a;
+  return WHISPER_OK;
+}
+
+/* Counts the shares of the mailbox under `tag` (of `name`) from its
+ * entries, replacing whatever share records it had, and marks `dev` (the
+ * caller writes it) as keeping them. */
+static int shares_count(whisper_server *srv, const char *name, const uint8_t tag[WSRV_TAG_LEN],
+                        Whisper__Server__Device *dev) {
+  uint64_t gone;
+  tallies ts = {0};
+  uint8_t bound[MKEY_LEN];
+  int have_bound = 0, more = 1;
+  int rc = wsrv_delete_under(srv, WHISPER_REC_SERVER_SHARE, tag, &gone);
+  while (rc == WHISPER_OK && more) {
+    wsrv_rec *recs;
+    size_t n;
+    rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, tag, WSRV_TAG_LEN, have_bound ? bound : NULL,
+                   sizeof bound, ACK_BATCH, &recs, &n);
+    if (rc != WHISPER_OK) break;
+    more = n == ACK_BATCH;
+    for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
+      if (recs[i].key_len != MKEY_LEN) continue;
+      memcpy(bound, recs[i].key, MKEY_LEN);
+      have_bound = 1;
+      Whisper__Sync__Deliver *d =
+          whisper__sync__deliver__unpack(&wh_pb_alloc, recs[i].val_len, recs[i].val);
+      const char *other = d ? other_sender(d, name) : NULL; /* (unreadable: counts for nobody) */
+      if (other) {
+        uint8_t st[WSRV_TAG_LEN];
+        sender_tag(srv, other, st);
+        if (tally_add(&ts, st, recs[i].val_len) != WHISPER_OK)
+          rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+      }
+      wsrv_msg_free(d);
+    }
+    wsrv_recs_free(recs, n);
+  }
+  for (size_t i = 0; rc == WHISPER_OK && i < ts.n; i++) {
+    uint8_t key[SKEY_LEN];
+    memcpy(key, tag, WSRV_TAG_LEN);
+    memcpy(key + WSRV_TAG_LEN, ts.t[i].sender, WSRV_TAG_LEN);
+    rc = share_put(srv, key, ts.t[i].entries, ts.t[i].bytes);
+  }
+  tallies_free(&ts);
+  if (rc == WHISPER_OK) {
+    dev->has_shares_lazy = 1;
+    dev->shares_lazy = 0;
+  }
+  return rc;
+}
+
+int wsrv_shares_rebuild(whisper_server *srv) {
+  int rc = WHISPER_OK;
+  for (size_t i = 0; rc == WHISPER_OK && i < srv->n_rebuild; i++) {
+    const wsrv_addr *a = &srv->rebuild[i];
+    const char *name = (const char *)a->key;
+    uint32_t device_id = wsrv_rd32(a->key + a->len - 4);
+    Whisper__Server__Device *dev;
+    rc = wsrv_device_get(srv, name, device_id, &dev);
+    if (rc == WHISPER_ENOTFOUND) { /* gone since (removed by its account) */
+      rc = WHISPER_OK;
+      continue;
+    }
+    if (rc != WHISPER_OK) break;
+    if (dev->shares_lazy && half_full(srv, dev)) { /* (still: the append may have been undone) */
+      uint8_t tag[WSRV_TAG_LEN];
+      wsrv_tag(srv, a, tag);
+      rc = shares_count(srv, name, tag, dev);
+      if (rc == WHISPER_OK) rc = wsrv_device_put(srv, name, device_id, dev);
+    }
+    wsrv_msg_free(dev);
+  }
+  srv->n_rebuild = 0;
+  return rc;
+}
+
 /* --- appending ------------------------------------------------------------ */
+
+/* Whether acknowledging entry `d` of `owner`'s mailbox earns its sender a
+ * DELIVERED receipt: a text message from another account (own-device
+ * copies do not: the account sent them). */
+static int earns_receipt_in(const char *owner, const Whisper__Sync__Deliver *d) {
+  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
+         strcmp(d->sender, owner) != 0 &&
+         wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
+}
 
 int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint32_t device_id,
                         Whisper__Sync__Deliver *d) {
@@ -245,7 +380,24 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
   wsrv_addr_make(&a, name, device_id);
   wsrv_tag(srv, &a, tag);
   const char *sender = other_sender(d, name);
-  if (sender) rc = share_take(srv, tag, sender, size);
+  /* what its push notes (push_entry reads the same from the entry) */
+  wsrv_inflight e = {.seq = d->seq, .server_ts = d->server_ts,
+                     .len = (uint32_t)(size < UINT32_MAX ? size : UINT32_MAX),
+                     .message = d->kind == ENTRY_MESSAGE,
+                     .slow = (uint8_t)earns_receipt_in(name, d), .other = sender != NULL};
+  int lazy = dev->shares_lazy;
+  if (!lazy && dev->mailbox_count == 0) { /* nothing held: nothing to count */
+    lazy = 1;
+    dev->has_shares_lazy = dev->shares_lazy = 1;
+  }
+  if (sender) {
+    sender_tag(srv, sender, e.sender);
+    if (lazy && !lazy_room(srv, dev, size)) { /* (see "shares" above) */
+      rc = shares_count(srv, name, tag, dev);
+      lazy = 0;
+    }
+    if (rc == WHISPER_OK && !lazy) rc = share_take(srv, tag, e.sender, size);
+  }
   mailbox_key(key, tag, d->seq);
   size_t len = (size_t)size;
   uint8_t *buf = NULL;
@@ -261,11 +413,12 @@ int wsrv_mailbox_append(whisper_server *srv, wsrv_fx *fx, const char *name, uint
     dev->mailbox_count++;
     dev->mailbox_bytes += size;
     rc = wsrv_device_put(srv, name, device_id, dev);
+    if (rc == WHISPER_OK && lazy && half_full(srv, dev)) rc = rebuild_request(srv, name, device_id);
   }
   wsrv_touched *t = rc == WHISPER_OK ? fx_touch(srv, fx, &a, dev->mailbox_count) : NULL;
   if (t) {
     fx->depth_delta++;
-    fx_keep(srv, t, key, buf, len); /* takes buf */
+    fx_keep(srv, t, key, buf, len, &e); /* takes buf */
   } else {
     if (rc == WHISPER_OK) rc = WHISPER_ENOMEM;
     if (buf) {
@@ -329,13 +482,8 @@ static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
   }
 }
 
-/* Whether acknowledging entry `d` earns its sender a DELIVERED receipt:
- * a text message from another account (own-device copies do not: the
- * account sent them). */
 static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
-  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
-         strcmp(d->sender, c->account) != 0 &&
-         wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
+  return earns_receipt_in(c->account, d);
 }
 
 /* Pushes one entry and notes it in flight (an entry that does not read is
@@ -358,11 +506,25 @@ static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
   if (rc == WHISPER_OK) {
     e.message = d->kind == ENTRY_MESSAGE;
     e.server_ts = d->server_ts;
-    e.slow = (uint8_t)(earns_receipt(c, d) || other_sender(d, c->account) != NULL);
+    e.slow = (uint8_t)earns_receipt(c, d);
+    const char *other = other_sender(d, c->account);
+    if (other) { /* its Ack lowers this sender's share without reading it */
+      e.other = 1;
+      sender_tag(srv, other, e.sender);
+    }
     e.len = (uint32_t)(r->val_len < UINT32_MAX ? r->val_len : UINT32_MAX);
     inflight_push(c, &e);
   }
   wsrv_msg_free(d);
+  return rc;
+}
+
+/* An entry appended by this server (fx_keep: its seq in its bytes, what
+ * its push notes made with it): pushed around its bytes, not read back. */
+static int push_kept(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r, const wsrv_inflight *e) {
+  if (inflight_room(srv, c) != WHISPER_OK) return WHISPER_ENOMEM;
+  int rc = wsrv_send_deliver(srv, c->id, r->val, r->val_len);
+  if (rc == WHISPER_OK) inflight_push(c, e);
   return rc;
 }
 
@@ -378,15 +540,15 @@ static void queue_empty(whisper_server *srv, wsrv_conn *c) {
 
 /* Pushes records (entries in seq order) while the window has room; how
  * many went (an error stops it). */
-static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs, size_t n,
-                     size_t *done) {
+static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs,
+                     const wsrv_inflight *meta, size_t n, size_t *done) {
   int rc = WHISPER_OK;
   *done = 0;
   for (size_t i = 0; rc == WHISPER_OK && i < n && c->in_len < srv->cfg.deliver_window; i++) {
     *done = i + 1;
     if (recs[i].key_len != MKEY_LEN) continue;
     uint64_t seq = wsrv_rd64(recs[i].key + WSRV_TAG_LEN);
-    rc = push_entry(srv, c, &recs[i]);
+    rc = meta ? push_kept(srv, c, &recs[i], &meta[i]) : push_entry(srv, c, &recs[i]);
     /* an entry that cannot be read is passed over; an Ack past it deletes it */
     if (rc == WHISPER_ECORRUPT) rc = WHISPER_OK;
     if (rc == WHISPER_OK) c->sent_upto = seq;
@@ -414,7 +576,7 @@ void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   mailbox_key(bound, c->tag, c->sent_upto);
   int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
                      room, &recs, &n);
-  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, n, &done);
+  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, NULL, n, &done);
   wsrv_recs_free(recs, n);
   if (rc != WHISPER_OK) {
     wsrv_conn_drop(srv, c, 1, now_ms);
@@ -439,7 +601,7 @@ static void pump_new(whisper_server *srv, wsrv_conn *c, const wsrv_touched *t, u
   }
   wsrv_batch_conn(srv, c);
   size_t done;
-  int rc = push_recs(srv, c, t->pre, t->n_pre, &done);
+  int rc = push_recs(srv, c, t->pre, t->pre_e, t->n_pre, &done);
   if (rc != WHISPER_OK) {
     wsrv_conn_drop(srv, c, 1, now_ms);
     return;
@@ -510,9 +672,13 @@ static int note_acked(whisper_server *srv, wsrv_conn *c, ack_state *st, const ws
   if (d == NULL) return WHISPER_OK; /* a corrupt entry is deleted all the same */
   int rc = WHISPER_OK;
   const char *other = other_sender(d, c->account);
-  if (other && tally_add(&st->senders, other, rec->val_len) != WHISPER_OK) {
-    wsrv_msg_free(d);
-    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  if (other) {
+    uint8_t tag[WSRV_TAG_LEN];
+    sender_tag(srv, other, tag);
+    if (tally_add(&st->senders, tag, rec->val_len) != WHISPER_OK) {
+      wsrv_msg_free(d);
+      return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+    }
   }
   if (d->kind == ENTRY_MESSAGE) {
     latency_add(st, now_ms > d->server_ts ? now_ms - d->server_ts : 0);
@@ -564,7 +730,8 @@ static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
   uint64_t entries, bytes;
   int rc = WHISPER_OK;
   for (size_t i = 0; rc == WHISPER_OK && i < ts->n; i++) {
-    share_key(srv, key, c->tag, ts->t[i].sender);
+    memcpy(key, c->tag, WSRV_TAG_LEN);
+    memcpy(key + WSRV_TAG_LEN, ts->t[i].sender, WSRV_TAG_LEN);
     rc = share_get(srv, key, &entries, &bytes);
     if (rc != WHISPER_OK) break;
     entries = entries > ts->t[i].entries ? entries - ts->t[i].entries : 0;
@@ -577,8 +744,9 @@ static int shares_down(whisper_server *srv, wsrv_conn *c, const tallies *ts) {
 /* The fast way, once an Ack went through on this connection and nothing
  * it did not push is left (resume_after is behind): the entries up to
  * `limit` are exactly those in flight, deleted by their keys without
- * reading them, unless one must be read (a receipt to make, or another
- * account's share to lower). 1 if it applies. */
+ * reading them (the senders' shares lowered from what the push noted),
+ * unless one must be read (a receipt to make, or it did not read). 1 if
+ * it applies. */
 static int fast_ack_applies(whisper_server *srv, const wsrv_conn *c, uint64_t limit) {
   if (!c->acked_known || c->acked_upto < c->resume_after) return 0;
   (void)srv;
@@ -599,6 +767,8 @@ static int delete_inflight(whisper_server *srv, wsrv_conn *c, ack_state *st, uin
     uint8_t key[MKEY_LEN];
     mailbox_key(key, c->tag, e->seq);
     rc = wsrv_del(srv, WHISPER_REC_SERVER_MAILBOX, key, MKEY_LEN);
+    if (rc == WHISPER_OK && e->other && tally_add(&st->senders, e->sender, e->len) != WHISPER_OK)
+      rc = wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
     if (rc != WHISPER_OK) break;
     st->deleted++;
     st->bytes += e->len;
@@ -616,7 +786,8 @@ static int count_down(whisper_server *srv, wsrv_conn *c, const ack_state *st) {
   dev->has_mailbox_count = dev->has_mailbox_bytes = 1;
   dev->mailbox_count = dev->mailbox_count > st->deleted ? dev->mailbox_count - st->deleted : 0;
   dev->mailbox_bytes = dev->mailbox_bytes > st->bytes ? dev->mailbox_bytes - st->bytes : 0;
-  rc = shares_down(srv, c, &st->senders);
+  if (!dev->shares_lazy) rc = shares_down(srv, c, &st->senders);
+  if (dev->mailbox_count == 0) dev->has_shares_lazy = dev->shares_lazy = 1; /* all back to 0 */
   if (rc == WHISPER_OK) rc = wsrv_device_put(srv, c->account, c->device_id, dev);
   wsrv_msg_free(dev);
   return rc;

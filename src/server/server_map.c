@@ -47,13 +47,17 @@ static void grow(wsrv_map *m) {
 }
 
 int wsrv_map_put(wsrv_map *m, const void *key, size_t n, void *value) {
+  return wsrv_map_put_item(m, key, n, value) ? WHISPER_OK : WHISPER_ENOMEM;
+}
+
+wsrv_map_item *wsrv_map_put_item(wsrv_map *m, const void *key, size_t n, void *value) {
   if (m->nbuckets == 0) {
     m->buckets = calloc(MAP_MIN_BUCKETS, sizeof *m->buckets);
-    if (m->buckets == NULL) return WHISPER_ENOMEM;
+    if (m->buckets == NULL) return NULL;
     m->nbuckets = MAP_MIN_BUCKETS;
   }
   wsrv_map_item *it = malloc(sizeof *it + n);
-  if (it == NULL) return WHISPER_ENOMEM;
+  if (it == NULL) return NULL;
   memcpy(it->key, key, n);
   it->key_len = n;
   it->value = value;
@@ -61,7 +65,7 @@ int wsrv_map_put(wsrv_map *m, const void *key, size_t n, void *value) {
   it->next = *pp;
   *pp = it;
   if (++m->count > m->nbuckets) grow(m);
-  return WHISPER_OK;
+  return it;
 }
 
 void *wsrv_map_take(wsrv_map *m, const void *key, size_t n) {

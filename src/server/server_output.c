@@ -75,6 +75,36 @@ int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
   return WHISPER_OK;
 }
 
+/* Frame{version = 1 (field 1, varint), deliver = d (field 47, bytes)}, in
+ * field order as protobuf-c packs it. */
+int wsrv_send_deliver(whisper_server *srv, uint64_t conn, const uint8_t *d, size_t len) {
+  uint8_t head[2 + 2 + 10];
+  size_t h = 0;
+  head[h++] = 0x08; /* 1 << 3 | varint */
+  head[h++] = WHISPER_SYNC_PROTOCOL;
+  head[h++] = 0xFA; /* 47 << 3 | length-delimited, as a varint: 378 */
+  head[h++] = 0x02;
+  for (uint64_t v = len; ; v >>= 7) {
+    head[h++] = (uint8_t)(v < 0x80 ? v : (v & 0x7F) | 0x80);
+    if (v < 0x80) break;
+  }
+  wsrv_out *o = calloc(1, sizeof *o);
+  uint8_t *buf = malloc(h + len);
+  if (o == NULL || buf == NULL) {
+    free(o);
+    free(buf);
+    return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
+  }
+  memcpy(buf, head, h);
+  if (len) memcpy(buf + h, d, len);
+  o->action = WHISPER_SERVER_SEND;
+  o->conn = conn;
+  o->frame = buf;
+  o->len = h + len;
+  wsrv_enqueue(srv, o);
+  return WHISPER_OK;
+}
+
 int wsrv_send_error(whisper_server *srv, uint64_t conn, uint64_t id, int code, const char *msg,
                     uint64_t retry_ms) {
   Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;

@@ -281,7 +281,11 @@ static int send_store(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
                       stale_lists *st, uint32_t *period) {
   int rc = sent_find(srv, c, m->client_id.data, now_ms, known);
   if (rc != WHISPER_ENOTFOUND) return rc; /* known (0), or a store error */
-  if (m->has_after) { /* pipelined: only after the Send it follows was taken */
+  /* pipelined: only after the Send it follows was taken. The one taken
+   * last on this connection was (its frame committed with the batch, or
+   * the batch failed and closed the connection): no lookup for it. */
+  if (m->has_after &&
+      !(c->has_last_sent && memcmp(c->last_sent, m->after.data, WSRV_ID_LEN) == 0)) {
     Whisper__Sync__Sent *prev = NULL;
     rc = sent_find(srv, c, m->after.data, now_ms, &prev);
     wsrv_msg_free(prev);
@@ -310,6 +314,10 @@ int wsrv_handle_send(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
   uint32_t period = 0;
   if ((rc = wsrv_begin(srv)) != WHISPER_OK) return rc;
   rc = wsrv_end(srv, &fx, send_store(srv, c, &fx, m, now_ms, &s, &known, &st, &period));
+  if (rc == WHISPER_OK) { /* taken now, or before (known) */
+    memcpy(c->last_sent, m->client_id.data, WSRV_ID_LEN);
+    c->has_last_sent = 1;
+  }
   if (rc == STALE) {
     rc = answer_stale(srv, c, id, &st);
   } else if (rc == WHISPER_OK && known) {

@@ -115,9 +115,22 @@ static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
 
 int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
   if (srv->batch) return batch_end_frame(srv, fx, rc);
+  if (rc == 0) rc = wsrv_shares_rebuild(srv);
   if (rc == 0) rc = depth_write(srv, fx ? fx->depth_delta : 0);
   if (rc == 0) return commit(srv);
   rollback(srv);
+  if (srv->n_rebuild) { /* asked by the frame that failed: in a transaction of its own */
+    char why[sizeof srv->last_error];
+    memcpy(why, srv->last_error, sizeof why);
+    if (wsrv_begin(srv) == WHISPER_OK) {
+      if (wsrv_shares_rebuild(srv) == WHISPER_OK)
+        commit(srv);
+      else
+        rollback(srv);
+    }
+    srv->n_rebuild = 0;
+    memcpy(srv->last_error, why, sizeof why);
+  }
   return rc;
 }
 
@@ -149,7 +162,8 @@ int wsrv_batch_commit(whisper_server *srv) {
   int rc = WHISPER_OK;
   if (srv->batch_txn) {
     srv->batch_txn = 0;
-    rc = depth_write(srv, srv->batch_depth);
+    rc = wsrv_shares_rebuild(srv); /* the mailboxes its frames brought to half a share */
+    if (rc == WHISPER_OK) rc = depth_write(srv, srv->batch_depth);
     if (rc == WHISPER_OK) rc = wsrv_cache_flush(srv);
     if (rc == WHISPER_OK)
       rc = commit(srv);
@@ -157,6 +171,7 @@ int wsrv_batch_commit(whisper_server *srv) {
       rollback(srv);
   }
   srv->batch_depth = 0;
+  srv->n_rebuild = 0;
   if (rc == WHISPER_OK)
     wsrv_cache_settle(srv);
   else
@@ -168,6 +183,7 @@ void wsrv_batch_rollback(whisper_server *srv) {
   if (srv->batch_txn) rollback(srv);
   srv->batch_txn = 0;
   srv->batch_depth = 0;
+  srv->n_rebuild = 0;
   srv->batch_broken = 0;
   wsrv_cache_drop(srv);
 }
@@ -220,6 +236,8 @@ int wsrv_put_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
   uint8_t *buf = malloc(len ? len : 1);
   if (buf == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   protobuf_c_message_pack(m, buf);
+  if (wsrv_cache_usable(srv, kind, n)) /* the cache keeps the packed bytes */
+    return wsrv_cache_put_owned(srv, kind, key, n, buf, len);
   int rc = wsrv_put(srv, kind, key, n, buf, len);
   wh_wipe(buf, len);
   free(buf);
@@ -230,6 +248,15 @@ int wsrv_get_msg(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                  const ProtobufCMessageDescriptor *d, ProtobufCMessage **out) {
   whisper_buf *b;
   *out = NULL;
+  if (wsrv_cache_usable(srv, kind, n)) { /* unpacked from the cached bytes in place */
+    const uint8_t *v;
+    size_t vn;
+    int rc = wsrv_cache_peek(srv, kind, key, n, &v, &vn);
+    if (rc != WHISPER_OK) return rc;
+    *out = protobuf_c_message_unpack(d, &wh_pb_alloc, vn, v);
+    if (*out == NULL) return wsrv_fail(srv, WHISPER_ECORRUPT, "a stored %s is corrupt", d->short_name);
+    return WHISPER_OK;
+  }
   int rc = wsrv_get(srv, kind, key, n, &b);
   if (rc != WHISPER_OK) return rc;
   *out = protobuf_c_message_unpack(d, &wh_pb_alloc, b->len, b->data);
@@ -286,6 +313,11 @@ int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefi
   *n = 0;
   if (s->ops.version < 2 || s->ops.scan == NULL)
     return wsrv_fail(srv, WHISPER_EINVAL, "the server needs a store with scan()");
+  /* an ordered kind the batch's cache holds (shares): the store first */
+  if (srv->cache.count && wsrv_cache_usable(srv, kind, 0)) {
+    int frc = wsrv_cache_flush_kind(srv, kind);
+    if (frc != WHISPER_OK) return frc;
+  }
   int rc = s->ops.scan(s->user, kind, prefix, prefix_len, bound, bound_len, 0, limit, scan_copy,
                        &acc);
   if (rc == WHISPER_OK && acc.failed) rc = WHISPER_ENOMEM;

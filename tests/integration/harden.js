@@ -25,7 +25,12 @@
 //             every suite allowed at security level 0, so that every refusal
 //             is whisperd's own): TLS 1.3 and TLS 1.2 ECDHE with AES-GCM or
 //             ChaCha20-Poly1305 work; TLS 1.2 with CBC suites, with RSA key
-//             exchange, and TLS 1.1 and 1.0 are refused; https works
+//             exchange, and TLS 1.1 and 1.0 are refused; https works, and a
+//             WebSocket over it gets its Challenge
+//   slow      whisperd restarted with --sndbuf 4096; carol.1 stopped
+//             (SIGSTOP) while alice sends her 100 messages of 4 KB: whisperd
+//             queues what the socket does not take; once she goes on, all
+//             arrive once, in order, and nothing is left queued
 //   shutdown every client exits 0 at end of input, whisperd 0 on SIGTERM
 //
 //   node harden.js --whisperd PATH --chat PATH [--openssl PATH] [--timeout SECONDS]
@@ -38,6 +43,7 @@
 const crypto = require('crypto');
 const fs = require('fs');
 const net = require('net');
+const tlsmod = require('tls');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
@@ -46,7 +52,7 @@ const { Fatal, short, Test, Whisperd, httpRequest } = require('./procs');
 // ---------------------------------------------------------------------------
 // the test
 
-const SCENARIOS = ['setup', ['metrics', 'metrics', 'metricsScenario'], 'prelogin', 'push', 'files', 'tls', 'shutdown'];
+const SCENARIOS = ['setup', ['metrics', 'metrics', 'metricsScenario'], 'prelogin', 'push', 'files', 'tls', 'slow', 'shutdown'];
 const CAP = 3; // --max-prelogin-per-address
 const UMASK = 0o277; // whisperd runs under it: files it makes must still be 0600 (dirs 0700)
 const WHISPERD_ARGS = ['--max-prelogin-per-address', String(CAP), '--auth-timeout-ms', '120000'];
@@ -69,9 +75,12 @@ async function get(port, p, headers = {}, { tls = false, timeoutMs = 10000 } = {
 // A WebSocket upgrade to /v1/ws from `localAddress`, by hand (Node 18 has no
 // WebSocket client): {status, headers, body} for a refusal, or {status: 101,
 // sock, frame} once the first binary frame (the core's Challenge) arrived.
-function wsOpen(port, localAddress = '127.0.0.1', timeoutMs = 10000) {
+// With tls: over TLS (any certificate).
+function wsOpen(port, localAddress = '127.0.0.1', timeoutMs = 10000, { tls = false } = {}) {
   return new Promise((resolve, reject) => {
-    const sock = net.connect({ host: '127.0.0.1', port, localAddress });
+    const sock = tls
+      ? tlsmod.connect({ host: '127.0.0.1', port, localAddress, servername: 'localhost', rejectUnauthorized: false })
+      : net.connect({ host: '127.0.0.1', port, localAddress });
     let buf = Buffer.alloc(0);
     let head = null;
     let done = false;
@@ -85,7 +94,7 @@ function wsOpen(port, localAddress = '127.0.0.1', timeoutMs = 10000) {
       } else resolve(v);
     };
     const timer = setTimeout(() => finish(null, new Error(`WebSocket upgrade from ${localAddress}: nothing in ${timeoutMs} ms`)), timeoutMs);
-    sock.on('connect', () => {
+    sock.on(tls ? 'secureConnect' : 'connect', () => {
       sock.write(`GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
         `Sec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n` +
         'Sec-WebSocket-Protocol: whisper-sync-v1\r\n\r\n');
@@ -468,10 +477,55 @@ class HardenTest extends Test {
       this.ok(hz.status === 200, `${name}: https /healthz ${hz.status}`);
       const hm = await get(w.port, '/metrics', {}, { tls: true });
       this.ok(hm.status === 404, `${name}: https /metrics on the client port ${hm.status}, wanted 404`);
+      // a WebSocket over it: the Challenge comes through whisperd's own
+      // framing (net.c write_out) and TLS (protobuf: version 1, nonce of 32)
+      const ws = await wsOpen(w.port, '127.0.0.1', 10000, { tls: true });
+      const ch = ws.frame || Buffer.alloc(0);
+      this.ok(ws.status === 101 && ws.opcode === 2 && ch.length > 36 && ch[0] === 0x08 && ch[1] === 0x01,
+        `${name}: wss: ${ws.status}, frame of ${ch.length} bytes (${ch.slice(0, 8).toString('hex')}), wanted a Challenge`);
+      await closeWs(ws);
       this.ok((await w.stop()) === 0, `the TLS whisperd (${name}) did not exit 0`);
     }
     this.notes.tls = `accepted: ${accepted.length} handshakes (${[...new Set(accepted.map((a) => a.split(' ').slice(1).join(' ')))].join(', ')}); ` +
       `refused by the server's alert: ${refused.join('; ')}`;
+  }
+
+  // A reader that stops reading (SIGSTOP): with --sndbuf 4096 whisperd's
+  // writes to it soon fill its socket, lws keeps what the socket did not
+  // take, and whisperd queues the rest (whisperd_net_queued_bytes) until
+  // the socket takes more (net.c write_out). Once it reads again, every
+  // message arrives, once, in order, and nothing is left queued.
+  async slow() {
+    const mark = this.alice1.events.length;
+    this.ok((await this.server.stop()) === 0, 'whisperd exit code on SIGTERM');
+    await this.startServer(['--sndbuf', '4096']);
+    await this.alice1.waitFor((e) => e.ev === 'online', 'online after whisperd\'s restart', { from: mark });
+    const carol = this.chat('carol', 1);
+    carol.start();
+    await carol.waitFor((e) => e.ev === 'registered', 'registered');
+    await carol.waitFor((e) => e.ev === 'caught_up', 'caught_up');
+    const hi = await this.alice1.send('carol', 'hi carol');
+    await carol.waitFor((e) => e.ev === 'message' && e.id === hi, 'alice\'s hi');
+    const N = 100;
+    const filler = 'z'.repeat(4000);
+    const ids = [];
+    let queued = 0;
+    process.kill(carol.proc.pid, 'SIGSTOP');
+    try {
+      for (let i = 0; i < N; i++) ids.push(await this.alice1.send('carol', `slow ${i} ${filler}`));
+      queued = (await this.metricsUntil((x) => x.whisperd_net_queued_bytes > 0, 'output queued for carol.1')).whisperd_net_queued_bytes;
+    } finally {
+      process.kill(carol.proc.pid, 'SIGCONT');
+    }
+    for (const id of ids) await carol.waitFor((e) => e.ev === 'message' && e.id === id, `message ${ids.indexOf(id)}`);
+    const got = carol.events.filter((e) => e.ev === 'message' && ids.includes(e.id)).map((e) => e.id);
+    this.ok(got.length === N && got.every((id, i) => id === ids[i]),
+      `carol.1 got ${got.length} of ${N} messages, in order: ${got.every((id, i) => id === ids[i])}`);
+    const m = await this.metricsUntil((x) => x.whisperd_net_queued_bytes === 0, 'nothing queued');
+    this.ok(m.whisperd_net_connections_dropped_total === 0, `connections dropped: ${m.whisperd_net_connections_dropped_total}`);
+    this.ok((await carol.quit()) === 0, 'carol.1 exit code at end of input');
+    this.notes.slow = `carol.1 stopped (SIGSTOP) while alice sent ${N} messages of 4 KB, whisperd --sndbuf 4096: ` +
+      `${queued} bytes queued in whisperd, then all ${N} delivered once, in order`;
   }
 
   async shutdown() {

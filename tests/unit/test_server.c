@@ -3560,6 +3560,133 @@ static void test_mailbox_quotas(void) {
   srvt_close(&t);
 }
 
+/* Shares in batches, where the record cache holds them (kept from one
+ * batch to the next with `keep`), and (batched 0) with a transaction per
+ * frame. A small mailbox (less than half a
+ * share, here 2 of 3 entries) has no share records; the append that brings
+ * it to half has them counted when the batch commits, and from then on
+ * each entry counts against its sender and each Ack gives it back, also an
+ * Ack that deletes the entries it pushed by their keys without reading
+ * them (the second Ack on a connection), until the mailbox is empty. A
+ * frame refused after such an append leaves nothing to count. A device
+ * removed in the batch that counted shares for it takes them along (the
+ * cached ones are written out before its shares are listed). */
+static int shares_batched; /* test_batch_shares: in batches, or a transaction per frame */
+static void sb_begin(srvt *t) {
+  if (shares_batched) batch_begin(t);
+}
+static int sb_end(srvt *t) { return shares_batched ? batch_end(t) : WHISPER_OK; }
+
+static void test_batch_shares(size_t keep, int batched) {
+  shares_batched = batched;
+  srvt t;
+  dev a, b;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.sender_max_entries = 3;
+  srvt_open(&t, mem_store(), &cfg);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  const target b1[] = {{1, 0}};
+  /* bob takes each one and acknowledges it: nothing is counted */
+  for (int i = 0; i < 8; i++) {
+    sb_begin(&t);
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    CHECK_RC(sb_end(&t), WHISPER_OK);
+    CHECK(EXPECT_SENT(1, NULL) != 0);
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(2, 1, 0);
+    uint64_t seq = d ? d->seq : 0;
+    sb_begin(&t);
+    ack(&t, 2, seq);
+    CHECK_RC(sb_end(&t), WHISPER_OK);
+    EXPECT_OK(2);
+    CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 0);
+  }
+  CHECK(stats(&t).mailbox_depth == 0);
+  /* bob does not acknowledge: three, then ERR_LIMIT, one batch each; the
+   * share is counted from the second on */
+  for (int i = 0; i < 4; i++) {
+    sb_begin(&t);
+    send_to(&t, &a, "bob", b1, 1, NULL, 0);
+    CHECK_RC(sb_end(&t), WHISPER_OK);
+    if (i < 3) {
+      EXPECT_SENT(1, NULL);
+      CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+    } else {
+      EXPECT_ERR(1, 10);
+    }
+    CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == (i == 0 ? 0 : 1));
+  }
+  /* his Ack (a fast one) gives all three back, and the empty mailbox
+   * counts nothing again */
+  sb_begin(&t);
+  ack(&t, 2, 11);
+  send_to(&t, &a, "bob", b1, 1, NULL, 0);
+  CHECK_RC(sb_end(&t), WHISPER_OK);
+  EXPECT_OK(2);
+  EXPECT_SENT(1, NULL);
+  CHECK(stats(&t).mailbox_depth == 1 && records(&t, WHISPER_REC_SERVER_SHARE) == 0);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+
+  /* bob.2 (away) full of alice's, bob.1 at 1 entry: her Send to both
+   * brings bob.1 to half a share and is then refused (bob.2): bob.1,
+   * back at 1, is not counted */
+  four w;
+  dev c1, d1;
+  srvt_open(&t, mem_store(), &cfg);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  four_up(&t, &w);
+  dev_init(&c1, "carol", 1, 5);
+  dev_up(&t, &c1, 5, 0);
+  dev_init(&d1, "dave", 1, 6);
+  dev_up(&t, &d1, 6, 0);
+  whisper_server_close(t.srv, 4, t.now);
+  const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
+  for (int i = 0; i < 3; i++) {
+    sb_begin(&t);
+    send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+    CHECK_RC(sb_end(&t), WHISPER_OK);
+    EXPECT_SENT(1, NULL);
+    Whisper__Sync__Deliver *d = EXPECT_DELIVER(3, 1, 0);
+    uint64_t seq = d ? d->seq : 0;
+    sb_begin(&t);
+    ack(&t, 3, seq);
+    CHECK_RC(sb_end(&t), WHISPER_OK);
+    EXPECT_OK(3);
+  }
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 1); /* alice's 3 in bob.2's */
+  sb_begin(&t);
+  send_to(&t, &c1, "bob", b12, 2, NULL, 0);
+  CHECK_RC(sb_end(&t), WHISPER_OK);
+  EXPECT_SENT(5, NULL);
+  CHECK(EXPECT_DELIVER(3, 1, 0) != NULL);
+  sb_begin(&t);
+  send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
+  CHECK_RC(sb_end(&t), WHISPER_OK);
+  EXPECT_ERR(1, 10);
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 2); /* alice's and carol's in bob.2's */
+  /* one batch: dave writes to both of bob's devices (his share in bob.2's
+   * new, in the cache only; bob.1 now at half: counted at the commit),
+   * bob.1 then drops bob.2 from its list: no share is left for bob.2 */
+  uint8_t l1[2048];
+  const listed b1_only[] = {{1, &w.b1}};
+  size_t n1 = dlist_make(l1, &w.b1, "bob", 1, b1_only, 1, LIST_OK);
+  sb_begin(&t);
+  send_to(&t, &d1, "bob", b12, 2, NULL, 0);
+  publish(&t, 3, l1, n1);
+  CHECK_RC(sb_end(&t), WHISPER_OK);
+  EXPECT_SENT(6, NULL);
+  CHECK(records(&t, WHISPER_REC_SERVER_SHARE) == 2); /* carol's and dave's, in bob.1's */
+  four_free(&w);
+  dev_free(&c1);
+  dev_free(&d1);
+  srvt_close(&t);
+}
+
 /* The bundle of the next Bundles (one device): its one-time prekey id (0:
  * none), and that it carries the signed prekey, verified. */
 static uint32_t fetched_prekey(uint64_t conn, uint32_t *spk_id) {
@@ -3932,6 +4059,9 @@ int main(void) {
   test_upload_tokens();
   test_upload_token_config();
   test_mailbox_quotas();
+  test_batch_shares(0, 1);
+  test_batch_shares(1000, 1);
+  test_batch_shares(0, 0);
   test_prekey_ration();
   test_login_uniform();
   test_sources();
