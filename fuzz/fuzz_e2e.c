@@ -818,7 +818,7 @@ static void do_list(int variant, const uint8_t *p, size_t n) {
         FZ_ASSERT(x->regid == 0 && x->refetch, "device %u's key changed and it kept its session",
                   d->device_id);
       if (own && d->device_id == c->device_id) continue;
-      whisper_identity_info_t info;
+      whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
       FZ_ASSERT(whisper_identity_info(c->ctx, account, d->device_id, &info) == WHISPER_OK &&
                     memcmp(info.key, d->identity_key.data, WHISPER_PUBLIC_KEY_LEN) == 0,
                 "the library does not trust %s.%u's listed key", account, d->device_id);

@@ -109,7 +109,7 @@ static void run_calls(void) {
   uint8_t key[33];
   uint32_t reg = 0, dev = 0, count = 0, first = 0;
   const char *name = NULL;
-  whisper_identity_info_t info;
+  whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
   whisper_prekey_bundle_t b;
   int rotated = 0, type = 0;
   whisper_buf *out = NULL;

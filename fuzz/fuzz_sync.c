@@ -2108,7 +2108,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
   {
     /* bob's sender key through 1:1 (CONTENT_SKDM), then his group message */
     whisper_buf *f[2];
-    whisper_envelope_t env;
+    whisper_envelope_t env = WHISPER_ENVELOPE_INIT;
     whisper_device_t dev = {"alice", 1};
     fz_connect(w->bob, w->alice, 0);
     FZ_ASSERT(whisper_group_distribute(w->bob->ctx, w->group_id, &dev, 1, FZ_NOW, &env) ==

@@ -1024,7 +1024,11 @@ typedef enum whisper_client_event_type {
 #define WHISPER_RETRY_FAILED 3
 
 /** An event; its pointers are valid until the next call on the engine, and
- *  NULL where the event type gives no such field. */
+ *  NULL where the event type gives no such field. A versioned struct
+ *  (docs/api.md) tied to the client config: whisper_client_next_event()
+ *  writes only the fields of the config version the engine was made with
+ *  (version 1-2: up to `message`; 3-4: up to `forwarded`; 5 and later: all),
+ *  so fields are only appended, each with a new config version. */
 typedef struct whisper_client_event_t {
   int type;
   const char *WHISPER_NULLABLE conversation;
@@ -1055,7 +1059,8 @@ typedef struct whisper_client_event_t {
   uint64_t total_bytes;
 } whisper_client_event_t;
 
-/** Takes the next event: returns 1 and fills `out`, or 0. */
+/** Takes the next event: returns 1 and fills `out` (the fields of the
+ *  engine's config version; the rest is left alone), or 0. */
 WHISPER_API int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out);
 
 WHISPER_NONNULL_END

@@ -86,13 +86,21 @@ typedef struct whisper_device_t {
   uint32_t device_id;
 } whisper_device_t;
 
-/** One result of whisper_group_distribute(), filled in by the library. */
+/** One result of whisper_group_distribute(), filled in by the library. A
+ *  versioned struct (docs/api.md): the caller sets the first element's
+ *  `size` (WHISPER_ENVELOPE_INIT); fields are only appended. */
 typedef struct whisper_envelope_t {
+  size_t size;       /* sizeof(whisper_envelope_t) as the caller was built */
   int status;        /* WHISPER_OK, or why this device got nothing */
   int type;          /* WHISPER_MSG_PREKEY or WHISPER_MSG_WHISPER */
   whisper_buf *WHISPER_NULLABLE body; /* the 1:1 message (NULL when status is not
                                       * WHISPER_OK); the caller frees it */
 } whisper_envelope_t;
+
+/** The first released (1.0) size of whisper_envelope_t. */
+#define WHISPER_ENVELOPE_SIZE_1_0 (offsetof(whisper_envelope_t, body) + sizeof(whisper_buf *))
+/** Initializer: `whisper_envelope_t env = WHISPER_ENVELOPE_INIT;` */
+#define WHISPER_ENVELOPE_INIT {.size = sizeof(whisper_envelope_t)}
 
 /**
  * Wraps this device's current SKDM for the distribution (creating the
@@ -100,8 +108,12 @@ typedef struct whisper_envelope_t {
  * through the 1:1 session with each of the `n` devices. `out` is an array
  * of `n` envelopes the caller provides; each gets its own status (a
  * device without a session, or whose identity changed, does not stop the
- * others). Returns WHISPER_OK when the SKDM exists (inspect each status),
- * or an error for the whole call.
+ * others). `out[0].size` gives the element size the array is stepped by
+ * (at least WHISPER_ENVELOPE_SIZE_1_0, else WHISPER_EINVAL before anything
+ * is written); the library writes it into every element's `size` and
+ * leaves fields it does not know alone. Returns WHISPER_OK when the SKDM
+ * exists (inspect each status), WHISPER_EINVAL, or an error for the whole
+ * call.
  */
 WHISPER_API int whisper_group_distribute(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],

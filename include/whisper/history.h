@@ -128,8 +128,11 @@ WHISPER_API int whisper_group_decrypt_store(
     whisper_ctx *ctx, const char *sender, uint32_t device_id, const uint8_t *body, size_t body_len,
     const whisper_message_t *meta, whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
-/** One message of a batch for whisper_session_decrypt_batch(). */
+/** One message of a batch for whisper_session_decrypt_batch(). A versioned
+ *  struct (docs/api.md): start every element with WHISPER_INCOMING_INIT (or
+ *  set `size` to sizeof(whisper_incoming_t)); fields are only appended. */
 typedef struct whisper_incoming_t {
+  size_t size; /* sizeof(whisper_incoming_t) as the caller was built: the same in every element */
   const char *name;
   uint32_t device_id;
   int type;
@@ -140,12 +143,23 @@ typedef struct whisper_incoming_t {
   whisper_buf *WHISPER_NULLABLE plaintext; /* out: on success, for the caller to free */
 } whisper_incoming_t;
 
+/** The first released (1.0) size of whisper_incoming_t: the smallest the
+ *  library accepts. */
+#define WHISPER_INCOMING_SIZE_1_0 (offsetof(whisper_incoming_t, plaintext) + sizeof(whisper_buf *))
+/** Initializer: `whisper_incoming_t in = WHISPER_INCOMING_INIT;` */
+#define WHISPER_INCOMING_INIT {.size = sizeof(whisper_incoming_t)}
+
 /**
  * whisper_session_decrypt_store() for `n` messages in one transaction (one
  * durable commit): each message gets its own result, and one that fails
- * changes nothing while the others are kept. Returns WHISPER_OK when the
- * batch committed (see each result), or a store error for the whole batch
- * (then nothing changed).
+ * changes nothing while the others are kept. The array is stepped by
+ * msgs[0].size (a caller built with a later, bigger whisper_incoming_t
+ * works; the library reads and writes only the fields it knows); every
+ * element must carry the same `size`, at least WHISPER_INCOMING_SIZE_1_0,
+ * else WHISPER_EINVAL and nothing is read past the first element's size
+ * nor changed. Returns WHISPER_OK when the batch committed (see each
+ * result), WHISPER_EINVAL, or a store error for the whole batch (then
+ * nothing changed).
  */
 WHISPER_API int whisper_session_decrypt_batch(whisper_ctx *ctx,
                                               whisper_incoming_t *WHISPER_NULLABLE msgs, size_t n);

@@ -55,7 +55,8 @@ typedef struct whisper_pg_options_t {
  * a postgresql:// URI) and opens the store in `opts->table`, creating it if
  * it is missing (several nodes may do so at once); `opts` NULL: the
  * defaults. Returns WHISPER_OK;
- * WHISPER_EINVAL (bad arguments or table name); WHISPER_ESTORE (cannot
+ * WHISPER_EINVAL (bad arguments or table name, an `opts->version` this
+ * library does not know); WHISPER_ESTORE (cannot
  * connect or create the table: `why`, if not NULL, receives a static
  * sentence, and whisper_store_last_error() is not available since there is
  * no store); WHISPER_ENOMEM.

@@ -149,7 +149,8 @@ typedef struct whisper_server whisper_server;
 /**
  * Makes a server over `store` (borrowed: it must outlive the server), with
  * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
- * whisper_server_set_rng(). Returns WHISPER_OK, WHISPER_EINVAL,
+ * whisper_server_set_rng(). `cfg->version` must be one this library knows
+ * (1..WHISPER_SERVER_CONFIG_VERSION). Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_ENOMEM, a store error, or WHISPER_EVERSION when the libwhisper
  * loaded is not the version this libwhisper-server was built with (they
  * share the store's internals; install them together).

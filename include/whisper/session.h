@@ -82,18 +82,31 @@ WHISPER_API int whisper_identity_trust(whisper_ctx *ctx, const char *name, uint3
 WHISPER_API int whisper_identity_trust_at(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                           const uint8_t *key, size_t key_len, uint64_t now_ms);
 
-/** What is known of a remote device's identity. */
+/** What is known of a remote device's identity. A versioned struct
+ *  (docs/api.md): the caller sets `size` (WHISPER_IDENTITY_INFO_INIT);
+ *  fields are only appended. */
 typedef struct whisper_identity_info_t {
+  size_t size;                         /* sizeof(whisper_identity_info_t), set by the caller */
   uint8_t key[WHISPER_PUBLIC_KEY_LEN]; /* the key expected from the device */
   int changed;                         /* 1 if it replaced a different key */
   uint64_t changed_at_ms;              /* when (0: not changed, or the time was not given) */
 } whisper_identity_info_t;
 
+/** The first released (1.0) size of whisper_identity_info_t. */
+#define WHISPER_IDENTITY_INFO_SIZE_1_0 \
+  (offsetof(whisper_identity_info_t, changed_at_ms) + sizeof(uint64_t))
+/** Initializer: `whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;` */
+#define WHISPER_IDENTITY_INFO_INIT {.size = sizeof(whisper_identity_info_t)}
+
 /** The key expected from (name, device_id) (the device's own or a
  *  name-wide one, whichever was decided last) and whether and when it
  *  changed. A message signed by any other key is refused with
  *  WHISPER_EUNTRUSTED, changing nothing, until the app trusts the new key.
- *  Returns WHISPER_OK, WHISPER_ENOTFOUND or an error. */
+ *  `out->size` must be set (WHISPER_IDENTITY_INFO_INIT): a size smaller
+ *  than WHISPER_IDENTITY_INFO_SIZE_1_0 is refused with WHISPER_EINVAL; the
+ *  library writes only the fields both it and the caller's struct have
+ *  (`size` kept; newer fields it does not know are left alone). Returns
+ *  WHISPER_OK, WHISPER_EINVAL, WHISPER_ENOTFOUND or an error. */
 WHISPER_API int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                       whisper_identity_info_t *out);
 

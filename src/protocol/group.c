@@ -582,7 +582,21 @@ int whisper_group_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
   whisper_buf *skdm = NULL, *content = NULL;
   if (ctx == NULL) return WHISPER_EINVAL;
   if ((devices == NULL || out == NULL) && n) return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
-  for (size_t i = 0; i < n; i++) memset(&out[i], 0, sizeof out[i]);
+  /* A versioned array: stepped by the caller's element size (out[0].size);
+   * only the fields this library knows are written. */
+  size_t esz = n ? out[0].size : sizeof *out;
+  if (esz < WHISPER_ENVELOPE_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "out[0].size is %zu, smaller than any whisper_envelope_t (%zu): "
+                   "initialize it with WHISPER_ENVELOPE_INIT",
+                   esz, (size_t)WHISPER_ENVELOPE_SIZE_1_0);
+  if (n > SIZE_MAX / esz) return wh_fail(ctx, WHISPER_EINVAL, "too many devices");
+  size_t known = esz < sizeof *out ? esz : sizeof *out;
+#define ENV_AT(i) ((whisper_envelope_t *)((unsigned char *)out + (i) * esz))
+  for (size_t i = 0; i < n; i++) {
+    memset(ENV_AT(i), 0, known);
+    ENV_AT(i)->size = esz;
+  }
   int rc = whisper_group_create(ctx, uuid, &skdm);
   if (rc != WHISPER_OK) return rc;
   Whisper__Wire__Content c = WHISPER__WIRE__CONTENT__INIT;
@@ -594,10 +608,12 @@ int whisper_group_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
     return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   }
   whisper__wire__content__pack(&c, content->data);
-  for (size_t i = 0; i < n; i++)
-    out[i].status = whisper_session_encrypt(ctx, devices[i].name, devices[i].device_id,
-                                            content->data, content->len, now_ms, &out[i].type,
-                                            &out[i].body);
+  for (size_t i = 0; i < n; i++) {
+    whisper_envelope_t *e = ENV_AT(i);
+    e->status = whisper_session_encrypt(ctx, devices[i].name, devices[i].device_id, content->data,
+                                        content->len, now_ms, &e->type, &e->body);
+  }
+#undef ENV_AT
   whisper_buf_free(content);
   whisper_buf_free(skdm);
   return wh_ok(ctx);

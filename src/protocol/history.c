@@ -441,6 +441,7 @@ int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name, uint32_t d
                                   const whisper_message_t *meta, whisper_buf **plaintext_out) {
   whisper_incoming_t in;
   memset(&in, 0, sizeof in);
+  in.size = sizeof in;
   in.name = name;
   in.device_id = device_id;
   in.type = type;
@@ -462,13 +463,29 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
   int rc = need_scan(ctx);
   if (rc != WHISPER_OK) return rc;
   if (msgs == NULL && n) return wh_fail(ctx, WHISPER_EINVAL, "msgs is NULL");
-  for (size_t i = 0; i < n; i++) msgs[i].result = WHISPER_EINTERNAL, msgs[i].plaintext = NULL;
+  /* A versioned array: stepped by the caller's element size, which every
+   * element repeats; only the fields this library knows are touched. */
+  size_t esz = n ? msgs[0].size : sizeof *msgs;
+  if (esz < WHISPER_INCOMING_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "msgs[0].size is %zu, smaller than any whisper_incoming_t (%zu): "
+                   "initialize each element with WHISPER_INCOMING_INIT",
+                   esz, (size_t)WHISPER_INCOMING_SIZE_1_0);
+  if (n > SIZE_MAX / esz) return wh_fail(ctx, WHISPER_EINVAL, "too many messages");
+#define IN_AT(i) ((whisper_incoming_t *)((unsigned char *)msgs + (i) * esz))
+  for (size_t i = 1; i < n; i++)
+    if (IN_AT(i)->size != esz)
+      return wh_fail(ctx, WHISPER_EINVAL,
+                     "msgs[%zu].size is %zu, not msgs[0].size (%zu): every element of the "
+                     "array must have the same size",
+                     i, IN_AT(i)->size, esz);
+  for (size_t i = 0; i < n; i++) IN_AT(i)->result = WHISPER_EINTERNAL, IN_AT(i)->plaintext = NULL;
   if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   if (n > 1 && (rc = wh_record_cache_begin(ctx)) != WHISPER_OK) return wh_finish(ctx, rc);
   char last[256] = "";
   for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
-    whisper_incoming_t *m = &msgs[i];
+    whisper_incoming_t *m = IN_AT(i);
     wh_addr a;
     int r = check_message(ctx, &m->meta);
     if (r == WHISPER_OK)
@@ -486,12 +503,14 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
   rc = wh_finish(ctx, rc);
   if (rc != WHISPER_OK) {
     for (size_t i = 0; i < n; i++) {
-      whisper_buf_free(msgs[i].plaintext);
-      msgs[i].plaintext = NULL;
-      if (msgs[i].result == WHISPER_OK) msgs[i].result = rc;
+      whisper_incoming_t *m = IN_AT(i);
+      whisper_buf_free(m->plaintext);
+      m->plaintext = NULL;
+      if (m->result == WHISPER_OK) m->result = rc;
     }
     return rc;
   }
+#undef IN_AT
   if (last[0]) {
     snprintf(ctx->last_error, sizeof ctx->last_error, "%s", last);
     return WHISPER_OK;

@@ -711,7 +711,7 @@ int whisper_identity_trust_at(whisper_ctx *ctx, const char *name, uint32_t devic
 int whisper_identity_remote(whisper_ctx *ctx, const char *name, uint32_t device_id,
                             uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
   if (key == NULL) return ctx ? wh_fail(ctx, WHISPER_EINVAL, "key is NULL") : WHISPER_EINVAL;
-  whisper_identity_info_t info;
+  whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
   int rc = whisper_identity_info(ctx, name, device_id, &info);
   if (rc == WHISPER_OK) memcpy(key, info.key, WH_PUB_LEN);
   return rc;
@@ -722,7 +722,15 @@ int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id
   wh_addr a;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
-  memset(out, 0, sizeof *out);
+  /* A versioned struct: the caller's size says how much of it there is. */
+  size_t size = out->size;
+  if (size < WHISPER_IDENTITY_INFO_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "out->size is %zu, smaller than any whisper_identity_info_t (%zu): "
+                   "initialize it with WHISPER_IDENTITY_INFO_INIT",
+                   size, (size_t)WHISPER_IDENTITY_INFO_SIZE_1_0);
+  whisper_identity_info_t info;
+  memset(&info, 0, sizeof info);
   int rc = wh_addr_make(ctx, &a, name, device_id);
   if (rc != WHISPER_OK) return rc;
   remote_id want;
@@ -730,8 +738,13 @@ int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id
   if (rc != WHISPER_OK) return rc;
   if (!want.present)
     return wh_fail(ctx, WHISPER_ENOTFOUND, "no identity known for %s.%u", name, device_id);
-  memcpy(out->key, want.key, WH_PUB_LEN);
-  out->changed = want.changed_at != 0;
-  out->changed_at_ms = want.changed_at > 1 ? want.changed_at : 0;
+  memcpy(info.key, want.key, WH_PUB_LEN);
+  info.changed = want.changed_at != 0;
+  info.changed_at_ms = want.changed_at > 1 ? want.changed_at : 0;
+  /* only what both the caller's struct and this library's have: the
+   * newer fields of a bigger (later) struct are left as the caller set them */
+  size_t n = size < sizeof info ? size : sizeof info;
+  memcpy((unsigned char *)out + sizeof info.size, (const unsigned char *)&info + sizeof info.size,
+         n - sizeof info.size);
   return wh_ok(ctx);
 }

@@ -67,7 +67,7 @@ void wsrv_conn_drop(whisper_server *srv, wsrv_conn *c, int close_it, uint64_t no
 /* --- lifecycle ------------------------------------------------------------ */
 
 static int config_ok(const whisper_server_config_t *c) {
-  return c->version >= 1 && c->max_frame >= 64 && c->max_group_members >= 1 &&
+  return c->version >= 1 && c->version <= WHISPER_SERVER_CONFIG_VERSION && c->max_frame >= 64 && c->max_group_members >= 1 &&
          c->max_devices >= 1 && c->rate_per_sec >= 1 && c->rate_burst >= 1 &&
          c->heartbeat_ms >= 1 && c->deliver_window >= 1 && c->deliver_window <= 65536 &&
          c->max_mailbox >= 1 && (c->version < 2 || c->max_reports >= 1) &&

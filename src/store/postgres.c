@@ -721,6 +721,10 @@ int whisper_store_pg_open_sharded(whisper_store **out, const char *const *connin
   for (size_t i = 0; i < n; i++)
     if (conninfos[i] == NULL) return WHISPER_EINVAL;
   if (opts == NULL) opts = &defaults;
+  if (opts->version < 1 || opts->version > WHISPER_PG_OPTIONS_VERSION) {
+    *why = "unknown options version: initialize them with WHISPER_PG_OPTIONS_INIT";
+    return WHISPER_EINVAL;
+  }
   const char *table = opts->table ? opts->table : "whisper_records";
   /* "_2pc" is appended for the decision table: 44 + 4 <= PG_NAME_MAX */
   if (opts->version < 1 || !name_ok(table) || strlen(table) > PG_NAME_MAX - 4) {

@@ -183,17 +183,20 @@ int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
   c->ev_head = e->next;
   if (c->ev_head == NULL) c->ev_tail = NULL;
   c->ev_cur = e;
-  *out = e->ev;
-  out->conversation = e->conversation;
-  out->from = e->from;
-  out->id = e->id;
-  out->id_len = e->id ? e->ev.id_len : 0;
-  out->body = e->body;
-  out->body_len = e->body_len;
-  out->message = e->message;
-  out->target_id = e->target_id;
-  out->target_id_len = e->target_id ? e->ev.target_id_len : 0;
-  out->target_sender = e->target_sender;
+  whisper_client_event_t ev = e->ev;
+  ev.conversation = e->conversation;
+  ev.from = e->from;
+  ev.id = e->id;
+  ev.id_len = e->id ? e->ev.id_len : 0;
+  ev.body = e->body;
+  ev.body_len = e->body_len;
+  ev.message = e->message;
+  ev.target_id = e->target_id;
+  ev.target_id_len = e->target_id ? e->ev.target_id_len : 0;
+  ev.target_sender = e->target_sender;
+  /* only the fields of the caller's config version: an older caller's
+   * struct ends before the later ones */
+  memcpy(out, &ev, c->event_size);
   return 1;
 }
 
@@ -361,6 +364,11 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   *out = NULL;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (cfg == NULL) cfg = &defaults;
+  if (cfg->version < 1 || cfg->version > WHISPER_CLIENT_CONFIG_VERSION)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "client configuration version %u unknown (this library knows 1..%d): "
+                   "initialize it with WHISPER_CLIENT_CONFIG_INIT",
+                   cfg->version, WHISPER_CLIENT_CONFIG_VERSION);
   if (cfg->version < 1 || cfg->prekey_batch == 0 || cfg->prekey_batch > 1000 ||
       cfg->backoff_min_ms == 0 || cfg->backoff_max_ms < cfg->backoff_min_ms ||
       cfg->request_timeout_ms == 0 ||
@@ -386,6 +394,10 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
                        : cfg->version == 3 ? offsetof(whisper_client_config_t, max_group_members)
                        : cfg->version == 2 ? offsetof(whisper_client_config_t, delete_window_ms)
                                            : offsetof(whisper_client_config_t, hold_on_change));
+  /* the event struct the caller has: the fields of its config version */
+  c->event_size = cfg->version >= 5   ? sizeof(whisper_client_event_t)
+                  : cfg->version >= 3 ? offsetof(whisper_client_event_t, done_bytes)
+                                      : offsetof(whisper_client_event_t, kind);
   c->cfg.version = WHISPER_CLIENT_CONFIG_VERSION;
   if (c->cfg.media_max_size == 0 || c->cfg.media_max_size > WHISPER_ATTACHMENT_SIZE_MAX)
     c->cfg.media_max_size = defaults.media_max_size;

@@ -421,6 +421,7 @@ static int send_direct(whisper_client *c, sy_job *j, int kind, const uint8_t *cl
       free(devs);
       goto out;
     }
+    env[0].size = sizeof *env;
     for (size_t i = 0; i < tl->n; i++) devs[i] = (whisper_device_t){to, tl->d[i].id};
     for (size_t i = 0; i < own->n; i++) devs[tl->n + i] = (whisper_device_t){c->account, own->d[i].id};
     int rc = whisper_group_distribute(c->ctx, gid, devs, n, c->now, env);

@@ -268,6 +268,7 @@ typedef struct sy_group {
 struct whisper_client {
   whisper_ctx *ctx;
   whisper_client_config_t cfg;
+  size_t event_size; /* the caller's whisper_client_event_t: by its config version */
   char account[WH_NAME_MAX + 1];
   uint32_t device_id;
   uint64_t now;

@@ -686,6 +686,7 @@ typedef struct fanout_args {
 #define FANOUT_PER_NAME (FANOUT / FANOUT_NAMES)
 
 static void fanout_setup(fanout_args *f, const uint8_t *pt) {
+  f->env[0].size = sizeof f->env[0]; /* the library repeats it in every element */
   for (int i = 0; i < FANOUT; i++) {
     dev *r = &f->recv[i / FANOUT_PER_NAME];
     uint32_t dev_id = (uint32_t)(i % FANOUT_PER_NAME) + 1;
@@ -1618,6 +1619,7 @@ static void store_refill(store_fig *f) {
     memcpy(f->ids[i], "whbench-", 8);
     for (int b = 0; b < 8; b++) f->ids[i][15 - b] = (uint8_t)(seq >> (8 * b));
     memset(m, 0, sizeof *m);
+    m->size = sizeof *m;
     m->name = f->alice.name;
     m->device_id = 1;
     m->type = type;

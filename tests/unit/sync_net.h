@@ -103,6 +103,7 @@ typedef struct net {
 
 __attribute__((unused)) static void record(node *d) {
   whisper_client_event_t e;
+  memset(&e, 0, sizeof e); /* fields the library does not write stay 0 (test_groups) */
   while (whisper_client_next_event(d->cl, &e)) {
     if (net_on_event) net_on_event(d, &e);
     if (d->n_ev == MAX_EVENTS) continue;

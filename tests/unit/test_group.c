@@ -278,7 +278,7 @@ static void test_distribution(void) {
     CHECK_RC(whisper_session_start(a.ctx, "bob", (uint32_t)(i + 1), &bundle, NOW), WHISPER_OK);
   }
   whisper_device_t devs[3] = {{"bob", 1}, {"bob", 2}, {"carol", 1}};
-  whisper_envelope_t env[3];
+  whisper_envelope_t env[3] = {WHISPER_ENVELOPE_INIT};
   CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, env), WHISPER_OK);
   CHECK(env[0].status == WHISPER_OK && env[1].status == WHISPER_OK);
   CHECK(env[2].status == WHISPER_ENOSESSION && env[2].body == NULL); /* no session with carol */
@@ -294,6 +294,28 @@ static void test_distribution(void) {
                                                 env[i].body->data, env[i].body->len),
              WHISPER_OK);
     whisper_buf_free(env[i].body);
+  }
+  /* a versioned array (docs/api.md): out[0].size below 1.0's is refused
+   * before anything is written; a later caller's bigger element type is
+   * stepped by its size, each element's size set, its newer field left alone */
+  whisper_envelope_t small[3];
+  memset(small, 0x5a, sizeof small);
+  small[0].size = WHISPER_ENVELOPE_SIZE_1_0 - 1;
+  CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, small), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(a.ctx), "WHISPER_ENVELOPE_INIT") != NULL);
+  CHECK(small[0].status == 0x5a5a5a5a && small[1].size == (size_t)0x5a5a5a5a5a5a5a5aull);
+  struct later_envelope {
+    whisper_envelope_t e;
+    uint64_t newer;
+  } big[3];
+  memset(big, 0x5a, sizeof big);
+  big[0].e.size = sizeof big[0];
+  CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, &big[0].e), WHISPER_OK);
+  for (int i = 0; i < 3; i++) {
+    CHECK(big[i].e.size == sizeof big[0] && big[i].newer == 0x5a5a5a5a5a5a5a5aull);
+    if (i < 2) CHECK(big[i].e.status == WHISPER_OK && big[i].e.body && big[i].e.body->len > 0);
+    else CHECK(big[i].e.status == WHISPER_ENOSESSION && big[i].e.body == NULL);
+    whisper_buf_free(big[i].e.body);
   }
   whisper_buf *m;
   CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"to all", 6, &m), WHISPER_OK);

@@ -224,6 +224,7 @@ static void test_incoming(int sqlite, int acked) {
   for (int i = 0; i < 100; i++) {
     int k = i + 2;
     snprintf(ids[i], sizeof ids[i], "id-%d", k);
+    in[i].size = sizeof in[i];
     in[i].name = "alice";
     in[i].device_id = 1;
     in[i].type = ts[k];
@@ -259,6 +260,58 @@ static void test_incoming(int sqlite, int acked) {
   CHECK(top && top->sort_key == 201 && strcmp(top->sender, "alice") == 0 && top->sender_device == 1);
   CHECK(top && top->body_len == 7 && memcmp(top->body, "msg 101", 7) == 0);
   whisper_page_free(p);
+  /* a versioned array (docs/api.md): an element size below 1.0's, or one
+   * that differs between elements, is refused before anything is read past
+   * the first element's size or changed */
+  whisper_incoming_t two[2];
+  char vids[3][16];
+  memset(two, 0, sizeof two);
+  for (int i = 0; i < 2; i++) {
+    snprintf(vids[i], sizeof vids[i], "id-v%d", i);
+    two[i].name = "alice";
+    two[i].device_id = 1;
+    two[i].type = ts[103 + i];
+    two[i].body = ms[103 + i]->data;
+    two[i].body_len = ms[103 + i]->len;
+    two[i].meta = msg("alice", vids[i], (uint64_t)(300 + i), "");
+    two[i].result = 12345;
+  }
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL); /* size 0 */
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "WHISPER_INCOMING_INIT") != NULL);
+  two[0].size = two[1].size = WHISPER_INCOMING_SIZE_1_0 - 1;
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  two[0].size = sizeof two[0];
+  two[1].size = sizeof two[0] + 8;
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "same size") != NULL);
+  CHECK(two[0].result == 12345 && two[1].result == 12345 && two[0].plaintext == NULL);
+  /* a later caller's bigger element type: stepped by its size, and its
+   * newer field left alone */
+  struct later_incoming {
+    whisper_incoming_t in;
+    uint64_t newer;
+  } big[3];
+  memset(big, 0, sizeof big);
+  for (int i = 0; i < 3; i++) {
+    snprintf(vids[i], sizeof vids[i], "id-v%d", i);
+    big[i].in.size = sizeof big[i];
+    big[i].in.name = "alice";
+    big[i].in.device_id = 1;
+    big[i].in.type = ts[103 + i];
+    big[i].in.body = ms[103 + i]->data;
+    big[i].in.body_len = ms[103 + i]->len;
+    big[i].in.meta = msg("alice", vids[i], (uint64_t)(300 + i), "");
+    big[i].newer = 0x5eed0000u + (uint64_t)i;
+  }
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, &big[0].in, 3), WHISPER_OK);
+  for (int i = 0; i < 3; i++) {
+    snprintf(text, sizeof text, "msg %d", 103 + i);
+    CHECK_RC(big[i].in.result, WHISPER_OK);
+    CHECK(big[i].in.plaintext && big[i].in.plaintext->len == strlen(text) &&
+          memcmp(big[i].in.plaintext->data, text, strlen(text)) == 0);
+    CHECK(big[i].newer == 0x5eed0000u + (uint64_t)i);
+    whisper_buf_free(big[i].in.plaintext);
+  }
   for (int i = 0; i < 120; i++) whisper_buf_free(ms[i]);
   dev_close(&a);
   dev_close(&b);

@@ -312,6 +312,10 @@ static void test_open_and_reconnect(void) {
   o.table = "Robert'); DROP TABLE x;--";
   CHECK_RC(whisper_store_pg_open(&st, conninfo, &o, &why), WHISPER_EINVAL);
   CHECK(st == NULL && why && why[0]);
+  whisper_pg_options_t newer = WHISPER_PG_OPTIONS_INIT; /* a version it does not know */
+  newer.version = WHISPER_PG_OPTIONS_VERSION + 1;
+  CHECK_RC(whisper_store_pg_open(&st, conninfo, &newer, &why), WHISPER_EINVAL);
+  CHECK(st == NULL && strstr(why, "WHISPER_PG_OPTIONS_INIT") != NULL);
   CHECK_RC(whisper_store_pg_open(&st, "host=127.0.0.1 port=1 connect_timeout=2", NULL, &why),
            WHISPER_ESTORE);
   CHECK(st == NULL);

@@ -3254,6 +3254,13 @@ static void test_upload_token_config(void) {
   whisper_server_config_t zero = WHISPER_SERVER_CONFIG_INIT;
   zero.blob_quota = 0;
   CHECK_RC(whisper_server_new(&srv2, st2, &zero), WHISPER_EINVAL);
+  /* a version this library does not know is refused */
+  whisper_server_config_t newer = WHISPER_SERVER_CONFIG_INIT;
+  newer.version = WHISPER_SERVER_CONFIG_VERSION + 1;
+  CHECK_RC(whisper_server_new(&srv2, st2, &newer), WHISPER_EINVAL);
+  newer.version = WHISPER_SERVER_CONFIG_VERSION;
+  CHECK_RC(whisper_server_new(&srv2, st2, &newer), WHISPER_OK);
+  whisper_server_free(srv2);
   whisper_store_close(st2);
 }
 

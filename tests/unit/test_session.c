@@ -377,7 +377,7 @@ static void test_identity_change(void) {
   uint8_t seen[33];
   CHECK_RC(whisper_identity_remote(a.ctx, "bob", 1, seen), WHISPER_OK);
   CHECK(memcmp(seen, key, 33) == 0);
-  whisper_identity_info_t info;
+  whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
   CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &info), WHISPER_OK);
   CHECK(memcmp(info.key, key, 33) == 0 && info.changed == 0 && info.changed_at_ms == 0);
   CHECK_RC(whisper_identity_info(a.ctx, "nobody", 1, &info), WHISPER_ENOTFOUND);
@@ -388,6 +388,27 @@ static void test_identity_change(void) {
   CHECK_RC(whisper_identity_trust_at(a.ctx, "bob", 1, key, 33, NOW + 999), WHISPER_OK);
   CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &info), WHISPER_OK);
   CHECK(memcmp(info.key, key, 33) == 0 && info.changed == 1 && info.changed_at_ms == NOW + 777);
+  /* a versioned struct (docs/api.md): a size below 1.0's is refused and
+   * nothing is written; a later caller's bigger struct is filled up to the
+   * fields the library knows, and its newer ones are left alone */
+  whisper_identity_info_t old_info;
+  memset(&old_info, 0x5a, sizeof old_info);
+  old_info.size = 0;
+  CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &old_info), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(a.ctx), "WHISPER_IDENTITY_INFO_INIT") != NULL);
+  old_info.size = WHISPER_IDENTITY_INFO_SIZE_1_0 - 1;
+  CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &old_info), WHISPER_EINVAL);
+  CHECK(old_info.key[0] == 0x5a && old_info.changed == 0x5a5a5a5a);
+  struct later_info {
+    whisper_identity_info_t info;
+    uint64_t newer;
+  } later;
+  memset(&later, 0x5a, sizeof later);
+  later.info.size = sizeof later;
+  CHECK_RC(whisper_identity_info(a.ctx, "bob", 1, &later.info), WHISPER_OK);
+  CHECK(later.info.size == sizeof later && memcmp(later.info.key, key, 33) == 0);
+  CHECK(later.info.changed == 1 && later.info.changed_at_ms == NOW + 777 &&
+        later.newer == 0x5a5a5a5a5a5a5a5aull);
   CHECK_RC(recv_from(&a, "bob", 1, t, m, "new me"), WHISPER_OK);
   whisper_buf_free(m);
   /* and encrypting on the old session to the old key is now refused */

@@ -120,6 +120,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Group, distribute)(JNIEnv *env, jclass cls,
     wj_check(env, WHISPER_ENOMEM, NULL);
     goto done;
   }
+  env_out[0].size = sizeof *env_out;
   (*env)->GetIntArrayRegion(env, ids, 0, (jsize)n.n, idv);
   for (size_t i = 0; i < n.n; i++) {
     devs[i].name = n.v[i];

@@ -87,7 +87,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, identityInfo)(JNIEnv *env, jclass cl
   wj_bytes n = wj_bytes_get(env, name, 1);
   jbyteArray key = NULL;
   if (n.ok) {
-    whisper_identity_info_t info;
+    whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
     int rc = whisper_identity_info(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id, &info);
     if (!wj_check_ctx(env, rc, CTX)) {
       jlong v[2] = {info.changed, (jlong)info.changed_at_ms};

@@ -489,6 +489,7 @@ static int op_decrypt_batch(peer *p, const json_value *req, json_out *o, failure
   }
   uint64_t now = now_ms();
   for (size_t i = 0; i < n; i++) {
+    in[i].size = sizeof in[i];
     if (parse_batch_item(jl->items[i], i, &in[i], &items[i], now, f) != 0) goto out;
   }
   if (need_identity(p, f) != 0) goto out;
