@@ -283,6 +283,15 @@ int main(int argc, char **argv) {
       goto out;
     }
     wd_info("cluster mode: node %u", cfg.node);
+    /* A node's batch holds the row locks of all its frames until it commits,
+     * and two nodes' batches can take the same rows in opposite orders: a
+     * deadlock that PostgreSQL breaks only after its deadlock_timeout, with
+     * both loops blocked (docs/deploy.md). A transaction per frame holds its
+     * locks for one frame: no deadlock, more commits. */
+    if (!cfg.group_commit && !cfg.no_group_commit) {
+      cfg.no_group_commit = 1;
+      wd_info("cluster mode: a transaction per frame (--group-commit to batch them)");
+    }
   }
   /* whisperd is its store's only writer, but for the nodes of a cluster, which
    * share theirs: no records kept between batches there */
