@@ -644,8 +644,14 @@ static void pg_watchdog(void) {
     if (r == 1) _exit(0); /* stopped by us already */
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) dup2(null, 0), dup2(null, 1), dup2(null, 2);
-    execl("/bin/bash", "bash", g_pg_script, "stop", g_pg_dir, (char *)NULL);
-    _exit(127);
+    pid_t stop = fork();
+    if (stop == 0) {
+      execl("/bin/bash", "bash", g_pg_script, "stop", g_pg_dir, (char *)NULL);
+      _exit(127);
+    }
+    if (stop > 0) waitpid(stop, NULL, 0);
+    remove_dir(); /* (as we would have; not with --keep) */
+    _exit(0);
   }
   close(p[0]);
   g_pg_watch = p[1];
