@@ -785,18 +785,24 @@ static void pg_stop(void) {
 /* PostgreSQL's own counters: transactions of the database, and its WAL
  * (pg_stat_wal: PostgreSQL 14 and later; -1 when unknown). */
 typedef struct pg_stats {
-  long long commits, rollbacks, deadlocks, wal_records, wal_bytes, wal_writes, wal_syncs;
+  long long commits, rollbacks, deadlocks, fetched, inserted, updated, deleted;
+  long long wal_records, wal_bytes, wal_writes, wal_syncs;
 } pg_stats;
 
 static void pg_stats_read(pg_stats *st) {
   memset(st, 0xff, sizeof *st); /* -1 */
   if (!g_pg_conn) return;
-  PGresult *res = PQexec(g_pg_conn, "SELECT xact_commit, xact_rollback, deadlocks FROM "
-                                    "pg_stat_database WHERE datname = current_database()");
+  PGresult *res = PQexec(g_pg_conn, "SELECT xact_commit, xact_rollback, deadlocks, tup_fetched, "
+                                    "tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                                    "WHERE datname = current_database()");
   if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
     st->commits = atoll(PQgetvalue(res, 0, 0));
     st->rollbacks = atoll(PQgetvalue(res, 0, 1));
     st->deadlocks = atoll(PQgetvalue(res, 0, 2));
+    st->fetched = atoll(PQgetvalue(res, 0, 3));
+    st->inserted = atoll(PQgetvalue(res, 0, 4));
+    st->updated = atoll(PQgetvalue(res, 0, 5));
+    st->deleted = atoll(PQgetvalue(res, 0, 6));
   }
   PQclear(res);
   res = PQexec(g_pg_conn, "SELECT wal_records, wal_bytes, wal_write, wal_sync FROM pg_stat_wal");
@@ -2933,6 +2939,13 @@ static void print_topo_run(const topo *t, const result *r) {
         "%lld commits, %lld rollbacks, %lld deadlocks (from 1 s before the first send to 1 s "
         "after the last status)", r->pgs.commits, r->pgs.rollbacks, r->pgs.deadlocks);
   }
+  if (r->pg && r->pgs.fetched >= 0) {
+    snprintf(v, sizeof v, "%.1f", (double)(r->pgs.fetched + r->pgs.inserted + r->pgs.updated +
+                                           r->pgs.deleted) / d);
+    row("   PostgreSQL rows per message", v, "%.1f fetched, %.1f inserted, %.1f updated, %.1f deleted",
+        (double)r->pgs.fetched / d, (double)r->pgs.inserted / d, (double)r->pgs.updated / d,
+        (double)r->pgs.deleted / d);
+  }
   if (r->pg && r->pgs.wal_syncs >= 0) {
     snprintf(v, sizeof v, "%.2f", (double)r->pgs.wal_syncs / d);
     row("   PostgreSQL WAL flushes per message", v,
@@ -2992,7 +3005,9 @@ static void nodes_main(void) {
       static char labels[3 + MAX_NODES][32]; /* (results keep the pointer) */
       snprintf(labels[i], sizeof labels[i], "%s", label);
       printf("--- %s (run %d of %d) ---\n", t->name, rep + 1, g_repeat);
+      unsigned closes0 = g_unexpected_closes;
       run_devices(g_whisperd, labels[i], db, g_args, t, r);
+      r->closes_warmup -= closes0; /* (the count is the program's) */
       if (t->pg) pg_drop_tables(t->table);
       print_topo_run(t, r);
       printf("\n");
