@@ -703,7 +703,8 @@ static void pg_start(void) {
     snprintf(sql, sizeof sql, "ALTER SYSTEM SET %s = %s", name, lit);
     PQfreemem(lit);
     PGresult *res = PQexec(c, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK) fatal("--pg-set %s: %s", g_pg_set[i], PQerrorMessage(c));
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      fatal("--pg-set %s: %s", g_pg_set[i], PQerrorMessage(c));
     PQclear(res);
   }
   if (g_n_pg_set) {
@@ -716,11 +717,13 @@ static void pg_start(void) {
   /* what it runs with: the durability the figures are for */
   PGresult *res = PQexec(c, "SELECT current_setting('server_version'), "
                             "current_setting('synchronous_commit'), current_setting('fsync'), "
-                            "current_setting('wal_sync_method'), current_setting('shared_buffers'), "
+                            "current_setting('wal_sync_method'), "
+                            "current_setting('shared_buffers'), "
                             "current_setting('deadlock_timeout')");
   if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
     fatal("PostgreSQL: %s", PQerrorMessage(c));
-  int durable = strcmp(PQgetvalue(res, 0, 1), "on") == 0 && strcmp(PQgetvalue(res, 0, 2), "on") == 0;
+  int durable =
+      strcmp(PQgetvalue(res, 0, 1), "on") == 0 && strcmp(PQgetvalue(res, 0, 2), "on") == 0;
   if (!durable && !g_n_pg_set)
     fatal("PostgreSQL runs with synchronous_commit=%s, fsync=%s: the figures are for on, on",
           PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
@@ -734,7 +737,8 @@ static void pg_start(void) {
   for (int i = 0; i < g_n_pg_set && n > 0 && (size_t)n < sizeof g_pg_about; i++) {
     const char *eq = strchr(g_pg_set[i], '=');
     char sql[128];
-    snprintf(sql, sizeof sql, "SELECT current_setting('%.*s')", (int)(eq - g_pg_set[i]), g_pg_set[i]);
+    snprintf(sql, sizeof sql, "SELECT current_setting('%.*s')", (int)(eq - g_pg_set[i]),
+             g_pg_set[i]);
     res = PQexec(c, sql);
     n += snprintf(g_pg_about + n, sizeof g_pg_about - (size_t)n, "%s --pg-set %.*s: %s",
                   i ? "," : ";", (int)(eq - g_pg_set[i]), g_pg_set[i],
@@ -821,10 +825,11 @@ static void pg_stats_read(pg_stats *st) {
 static void pg_drop_tables(const char *table) {
   if (!g_pg_conn) return;
   const char *params[1] = {table};
-  PGresult *res = PQexecParams(g_pg_conn,
-                               "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
-                               "(tablename = $1 OR tablename LIKE replace($1, '_', '\\_') || '\\_%')",
-                               1, NULL, params, NULL, NULL, 0);
+  PGresult *res =
+      PQexecParams(g_pg_conn,
+                   "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
+                   "(tablename = $1 OR tablename LIKE replace($1, '_', '\\_') || '\\_%')",
+                   1, NULL, params, NULL, NULL, 0);
   for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
     char sql[128];
     snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", PQgetvalue(res, i, 0));
@@ -2507,7 +2512,7 @@ typedef struct result {
    * threads), PostgreSQL's, and the load average before and after */
   int n_nodes, pg, pg_procs;
   double node_cpu[MAX_NODES], node_wait[MAX_NODES], pg_cpu, pg_wait, load0, load1;
-  pg_stats pgs; /* PostgreSQL's counters, from 1 s before the messages to 1 s after their statuses */
+  pg_stats pgs; /* PostgreSQL's counters, 1 s before the messages to 1 s after their statuses */
 } result;
 
 /* Where the devices' whisperd runs (run_devices; NULL: one whisperd on
@@ -2942,9 +2947,9 @@ static void print_topo_run(const topo *t, const result *r) {
   if (r->pg && r->pgs.fetched >= 0) {
     snprintf(v, sizeof v, "%.1f", (double)(r->pgs.fetched + r->pgs.inserted + r->pgs.updated +
                                            r->pgs.deleted) / d);
-    row("   PostgreSQL rows per message", v, "%.1f fetched, %.1f inserted, %.1f updated, %.1f deleted",
-        (double)r->pgs.fetched / d, (double)r->pgs.inserted / d, (double)r->pgs.updated / d,
-        (double)r->pgs.deleted / d);
+    row("   PostgreSQL rows per message", v,
+        "%.1f fetched, %.1f inserted, %.1f updated, %.1f deleted", (double)r->pgs.fetched / d,
+        (double)r->pgs.inserted / d, (double)r->pgs.updated / d, (double)r->pgs.deleted / d);
   }
   if (r->pg && r->pgs.wal_syncs >= 0) {
     snprintf(v, sizeof v, "%.2f", (double)r->pgs.wal_syncs / d);
@@ -2958,9 +2963,9 @@ static void print_topo_run(const topo *t, const result *r) {
       "%.2f s during 1 (%.0f%% of one CPU): the engines; waited %.2f s", r->own_cpu,
       r->own_cpu / span * 100, r->own_wait);
   double busy = nodes_cpu + r->pg_cpu + r->own_cpu;
-  row("   CPU of all three per message", fmt_us(v, sizeof v, busy, r->received),
-      "%.0f%% of the machine's %ld CPUs during 1", busy / span / (double)sysconf(_SC_NPROCESSORS_ONLN) * 100,
-      sysconf(_SC_NPROCESSORS_ONLN));
+  row("   CPU of these per message", fmt_us(v, sizeof v, busy, r->received),
+      "%.0f%% of the machine's %ld CPUs during 1",
+      busy / span / (double)sysconf(_SC_NPROCESSORS_ONLN) * 100, sysconf(_SC_NPROCESSORS_ONLN));
   print_checks(r);
 }
 
@@ -2981,7 +2986,8 @@ static void nodes_main(void) {
     if (!list[i].name) {
       if (list[i].pg)
         snprintf(names[i], sizeof names[i], "PostgreSQL, %d node%s%s", list[i].nodes,
-                 list[i].nodes > 1 ? "s" : "", list[i].nodes == 1 && list[i].cluster ? ", cluster mode" : "");
+                 list[i].nodes > 1 ? "s" : "",
+                 list[i].nodes == 1 && list[i].cluster ? ", cluster mode" : "");
       else
         snprintf(names[i], sizeof names[i], "SQLite, 1 node");
       list[i].name = names[i];
@@ -3033,7 +3039,8 @@ static void nodes_main(void) {
           off += snprintf(per + off, sizeof per - (size_t)off, "%s%.0f", k ? "+" : " (",
                           r->node_cpu[k] / d * 1e6);
       }
-      if (r->n_nodes > 1 && off < (int)sizeof per) snprintf(per + off, sizeof per - (size_t)off, ")");
+      if (r->n_nodes > 1 && off < (int)sizeof per)
+        snprintf(per + off, sizeof per - (size_t)off, ")");
       snprintf(wh, sizeof wh, "%.0f%s", sum / d * 1e6, per);
       if (r->pg) snprintf(pgc, sizeof pgc, "%.0f", r->pg_cpu / d * 1e6);
       printf("  %-34s %7.0f %8.1f %8.1f %20s %6s %6.0f %6.0f\n", list[i].name,
@@ -3050,7 +3057,8 @@ static void nodes_main(void) {
       double d = r->received ? (double)r->received : 1, wsum = 0;
       for (int k = 0; k < r->n_nodes; k++) wsum += r->node_wait[k];
       char commits[24] = "-", dl[24] = "-", wcol[64], pgw[24] = "-";
-      if (r->pg && r->pgs.commits >= 0) snprintf(commits, sizeof commits, "%.2f", r->pgs.commits / d);
+      if (r->pg && r->pgs.commits >= 0)
+        snprintf(commits, sizeof commits, "%.2f", r->pgs.commits / d);
       if (r->pg && r->pgs.deadlocks >= 0) snprintf(dl, sizeof dl, "%lld", r->pgs.deadlocks);
       if (r->pg) snprintf(pgw, sizeof pgw, "%.1f", r->pg_wait);
       snprintf(wcol, sizeof wcol, "%.1f/%s/%.1f", wsum, pgw, r->own_wait);
@@ -3096,10 +3104,10 @@ static void usage(FILE *f) {
           "  --baseline-arg ARG  a flag for the baseline only (after the --whisperd-arg ones)\n"
           "  --timeout S     how long each phase may take before the run fails (default 120)\n"
           "  --keep          keep the temporary directory (databases, whisperd logs)\n"
-          "  --pg            whisperd over a private PostgreSQL started for the run (pg_cluster.sh;\n"
-          "                  synchronous_commit=on, fsync=on) and stopped after it; figures 1 and\n"
-          "                  2, with each node's and PostgreSQL's CPU per message (no figure 3\n"
-          "                  table, no figure 4). Exit 77 when PostgreSQL is not installed\n"
+          "  --pg            whisperd over a private PostgreSQL started for the run\n"
+          "                  (pg_cluster.sh; synchronous_commit=on, fsync=on) and stopped after\n"
+          "                  it: figures 1 and 2, with each node's and PostgreSQL's CPU per\n"
+          "                  message (no figures 3 and 4). Exit 77 without PostgreSQL\n"
           "  --nodes N       N whisperd (1..%d) over that PostgreSQL (--pg), cluster mode (--node\n"
           "                  1..N), device i on node i mod N: every message crosses nodes\n"
           "  --cluster       with --pg --nodes 1: the one node in cluster mode too (--node 1)\n"
@@ -3239,7 +3247,10 @@ int main(int argc, char **argv) {
   g_multi = g_pg || g_compare;
   if (!g_multi && (g_nodes > 1 || g_cluster1 || set_repeat || g_n_pg_set)) {
     fprintf(stderr, "%s: %s goes with --pg or --compare-pg (the nodes share a PostgreSQL)\n", PROG,
-            g_nodes > 1 ? "--nodes N" : g_cluster1 ? "--cluster" : set_repeat ? "--repeat" : "--pg-set");
+            g_nodes > 1    ? "--nodes N"
+            : g_cluster1   ? "--cluster"
+            : set_repeat   ? "--repeat"
+                           : "--pg-set");
     return 2;
   }
   if (g_multi && (g_baseline || g_catch || g_messages == 0)) {
