@@ -2528,7 +2528,7 @@ typedef struct topo {
 /* Starts node k of `t` (--pg, --pg-table, --node k+1 before `extra`). */
 static void node_start(server *s, int k, const topo *t, const char *label, const char *dbname,
                        const char *path, const char *const *extra) {
-  static char labels[MAX_NODES][96], dbs[MAX_NODES][96], numbers[MAX_NODES][8];
+  static char labels[MAX_NODES][96], dbs[MAX_NODES][96], numbers[MAX_NODES][12];
   const char *argv[MAX_ARGS + 16];
   int n = 0;
   if (t->pg) {
