@@ -39,6 +39,16 @@
  * phase does not finish within --timeout seconds; otherwise 0, whatever
  * the figures (they are informational). 2: bad usage.
  *
+ * With --pg, --nodes N or --compare-pg (figures 1 and 2 only): whisperd
+ * runs over a private PostgreSQL this program starts (tests/tools/pg_cluster.sh,
+ * synchronous_commit and fsync on) and stops, as N nodes (--node 1..N,
+ * relays over LISTEN/NOTIFY) with the devices spread round-robin over them,
+ * so that every message of the ring crosses nodes; each node's CPU per
+ * message and PostgreSQL's (its postmaster and children) are reported.
+ * --compare-pg runs SQLite one node, PostgreSQL one node (alone, then in
+ * cluster mode) and 2..N nodes one after the other, and prints one table.
+ * Exit 77 (skipped) when PostgreSQL's server is not installed.
+ *
  * tests/bench/README.md describes the figures and how to read them.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -47,6 +57,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -66,6 +77,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <libwebsockets.h>
 #include <uv.h>
 
@@ -73,6 +85,9 @@
 
 #ifndef WHISPERD_LOAD_WHISPERD
 #define WHISPERD_LOAD_WHISPERD "whisperd"
+#endif
+#ifndef WHISPERD_LOAD_PG_CLUSTER
+#define WHISPERD_LOAD_PG_CLUSTER "tests/tools/pg_cluster.sh"
 #endif
 
 #define PROG "whisperd-load"
@@ -115,6 +130,16 @@ static const char *g_baseline;  /* --baseline PATH: the same runs against it fir
 static const char *g_args[MAX_ARGS + 1];      /* --whisperd-arg: to every whisperd started */
 static const char *g_base_args[MAX_ARGS + 1]; /* those and --baseline-arg: to the baseline */
 static int g_n_args, g_n_base_args;
+/* --pg, --nodes, --compare-pg: whisperd over PostgreSQL, as several nodes */
+#define MAX_NODES 8
+#define SKIPPED 77 /* ctest's SKIP_RETURN_CODE: no PostgreSQL server installed */
+static int g_pg;          /* --pg: the nodes over a private PostgreSQL */
+static int g_nodes = 1;   /* --nodes N */
+static int g_cluster1;    /* --cluster: one node in cluster mode (--node 1) too */
+static int g_compare;     /* --compare-pg */
+static int g_repeat = 1;  /* --repeat R: each configuration R times, interleaved */
+static int g_multi;       /* one of the above: nodes_main() runs instead of main's path */
+static const char *g_pg_script = WHISPERD_LOAD_PG_CLUSTER; /* --pg-cluster PATH */
 
 /* --- clocks and small helpers ---------------------------------------------------- */
 
@@ -168,23 +193,31 @@ typedef struct server {
 } server;
 
 static char g_dir[256];       /* the temporary directory */
-static server *g_servers[2];  /* running, to stop on exit */
+#define N_SLOTS (MAX_NODES + 1)
+static server *g_servers[N_SLOTS]; /* running, to stop on exit */
 static int g_failed;          /* checks failed */
 
-static void remove_dir(void) {
-  if (!g_dir[0] || g_keep) return;
-  DIR *d = opendir(g_dir);
+/* Removes a directory and what it holds, `depth` levels down (whisperd's
+ * blob directory, made beside its store). */
+static void remove_tree(const char *dir, int depth) {
+  DIR *d = opendir(dir);
   if (d) {
     struct dirent *e;
     char path[600];
     while ((e = readdir(d)) != NULL) {
       if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-      snprintf(path, sizeof path, "%s/%s", g_dir, e->d_name);
-      unlink(path);
+      snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+      if (unlink(path) != 0 && (errno == EISDIR || errno == EPERM) && depth > 0)
+        remove_tree(path, depth - 1);
     }
     closedir(d);
   }
-  rmdir(g_dir);
+  rmdir(dir);
+}
+
+static void remove_dir(void) {
+  if (!g_dir[0] || g_keep) return;
+  remove_tree(g_dir, 2);
   g_dir[0] = 0;
 }
 
@@ -209,7 +242,7 @@ static void print_log_tail(const server *s, int lines) {
 }
 
 static void kill_servers(void) {
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < N_SLOTS; i++) {
     server *s = g_servers[i];
     if (s && s->pid > 0) {
       kill(s->pid, SIGKILL);
@@ -220,6 +253,8 @@ static void kill_servers(void) {
   }
 }
 
+static void pg_stop(void);
+
 static void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void fatal(const char *fmt, ...) {
   va_list ap;
@@ -229,9 +264,10 @@ static void fatal(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   va_end(ap);
   fputc('\n', stderr);
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < N_SLOTS; i++)
     if (g_servers[i]) print_log_tail(g_servers[i], 20);
   kill_servers();
+  pg_stop();
   if (g_keep && g_dir[0]) fprintf(stderr, "%s: kept %s\n", PROG, g_dir);
   remove_dir();
   exit(1);
@@ -240,7 +276,7 @@ static void fatal(const char *fmt, ...) {
 static void on_fatal_signal(int sig) {
   /* ctest's timeout, ^C: do not leave a whisperd behind (it also has
    * PR_SET_PDEATHSIG). */
-  for (int i = 0; i < 2; i++)
+  for (int i = 0; i < N_SLOTS; i++)
     if (g_servers[i] && g_servers[i]->pid > 0) kill(g_servers[i]->pid, SIGKILL);
   signal(sig, SIG_DFL);
   raise(sig);
@@ -529,6 +565,359 @@ static const char *fmt_span(char *buf, size_t cap, const cpu_span *c, long n) {
   return buf;
 }
 
+/* --- a private PostgreSQL (--pg) ----------------------------------------------------- */
+
+/* tests/tools/pg_cluster.sh starts it (initdb in g_dir/pg, on loopback, as
+ * the postgres user when root; PostgreSQL's defaults: fsync on,
+ * synchronous_commit on) and stops it. A watchdog process stops it too if
+ * this program dies any other way (a signal, ctest's timeout): it waits
+ * for the end of a pipe only this process holds. */
+static char g_pg_dir[300];      /* the cluster's directory; "" when none runs */
+static char g_pg_conninfo[512]; /* libpq keywords, database whisper */
+static char g_pg_about[1024];   /* its version and durability settings, as it says */
+static PGconn *g_pg_conn;        /* ours, for its statistics */
+#define MAX_PG_SET 16
+static const char *g_pg_set[MAX_PG_SET]; /* --pg-set NAME=VALUE: ALTER SYSTEM SET, reloaded */
+static int g_n_pg_set;
+static pid_t g_pg_postmaster;
+static int g_pg_watch = -1;     /* the write end of the watchdog's pipe */
+static pid_t g_pg_watch_pid;
+
+/* 1 if PostgreSQL's server is installed where pg_cluster.sh looks for it. */
+static int pg_installed(void) {
+  glob_t g;
+  int found = 0;
+  if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0)
+    for (size_t i = 0; i < g.gl_pathc; i++)
+      if (access(g.gl_pathv[i], X_OK) == 0) found = 1;
+  globfree(&g);
+  return found;
+}
+
+/* Runs `pg_cluster.sh CMD g_pg_dir [DB]`, its output appended to
+ * g_dir/pg_cluster.log. Its exit status (-1: it could not run). */
+static int pg_script(const char *cmd, const char *db) {
+  char log[600];
+  snprintf(log, sizeof log, "%s/pg_cluster.log", g_dir);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0) fd = null;
+    if (null >= 0) dup2(null, 0);
+    if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
+    signal(SIGPIPE, SIG_DFL);
+    execl("/bin/bash", "bash", g_pg_script, cmd, g_pg_dir, db, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void pg_watchdog(void) {
+  int p[2];
+  if (pipe(p) != 0) fatal("pipe: %s", strerror(errno));
+  fcntl(p[0], F_SETFD, FD_CLOEXEC); /* (whisperd must not hold it) */
+  fcntl(p[1], F_SETFD, FD_CLOEXEC);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  if (pid < 0) fatal("fork: %s", strerror(errno));
+  if (pid == 0) {
+    /* its own process group (a ^C to ours does not end it first), deaf
+     * to the signals that end us, holding nothing of ours but the pipe */
+    setpgid(0, 0);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+    for (int fd = 3; fd < 4096; fd++)
+      if (fd != p[0]) close(fd);
+    char c;
+    ssize_t r;
+    while ((r = read(p[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (r == 1) _exit(0); /* stopped by us already */
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    pid_t stop = fork();
+    if (stop == 0) {
+      execl("/bin/bash", "bash", g_pg_script, "stop", g_pg_dir, (char *)NULL);
+      _exit(127);
+    }
+    if (stop > 0) waitpid(stop, NULL, 0);
+    remove_dir(); /* (as we would have; not with --keep) */
+    _exit(0);
+  }
+  close(p[0]);
+  g_pg_watch = p[1];
+  g_pg_watch_pid = pid;
+}
+
+/* Prints the end of pg_cluster.sh's output and of PostgreSQL's log. */
+static void pg_print_logs(void) {
+  server s;
+  memset(&s, 0, sizeof s);
+  s.label = "pg_cluster.sh";
+  snprintf(s.log, sizeof s.log, "%s/pg_cluster.log", g_dir);
+  print_log_tail(&s, 10);
+  s.label = "PostgreSQL";
+  snprintf(s.log, sizeof s.log, "%s/server.log", g_pg_dir);
+  print_log_tail(&s, 10);
+}
+
+static void pg_start(void) {
+  snprintf(g_pg_dir, sizeof g_pg_dir, "%s/pg", g_dir);
+  pg_watchdog();
+  double t0 = mono_s();
+  int st = pg_script("start", "whisper");
+  if (st != 0) {
+    pg_print_logs();
+    fatal("%s start %s: exit status %d", g_pg_script, g_pg_dir, st);
+  }
+  char path[600];
+  snprintf(path, sizeof path, "%s/conninfo", g_pg_dir);
+  FILE *f = fopen(path, "r");
+  if (!f || !fgets(g_pg_conninfo, sizeof g_pg_conninfo, f)) fatal("no %s", path);
+  fclose(f);
+  g_pg_conninfo[strcspn(g_pg_conninfo, "\n")] = 0;
+  snprintf(path, sizeof path, "%s/data/postmaster.pid", g_pg_dir);
+  f = fopen(path, "r");
+  long pm = 0;
+  if (!f || fscanf(f, "%ld", &pm) != 1 || pm <= 0) fatal("no postmaster pid in %s", path);
+  fclose(f);
+  g_pg_postmaster = (pid_t)pm;
+  PGconn *c = PQconnectdb(g_pg_conninfo);
+  if (PQstatus(c) != CONNECTION_OK) fatal("PostgreSQL: %s", PQerrorMessage(c));
+  /* --pg-set: ALTER SYSTEM SET for each, then a reload, read back below */
+  for (int i = 0; i < g_n_pg_set; i++) {
+    const char *eq = strchr(g_pg_set[i], '=');
+    char name[64], sql[512];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - g_pg_set[i]), g_pg_set[i]);
+    char *lit = PQescapeLiteral(c, eq + 1, strlen(eq + 1));
+    if (!lit) fatal("PostgreSQL: %s", PQerrorMessage(c));
+    snprintf(sql, sizeof sql, "ALTER SYSTEM SET %s = %s", name, lit);
+    PQfreemem(lit);
+    PGresult *res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+      fatal("--pg-set %s: %s", g_pg_set[i], PQerrorMessage(c));
+    PQclear(res);
+  }
+  if (g_n_pg_set) {
+    PQclear(PQexec(c, "SELECT pg_reload_conf()"));
+    PQfinish(c);
+    sleep_s(0.3); /* (the postmaster and its children reload on SIGHUP) */
+    c = PQconnectdb(g_pg_conninfo);
+    if (PQstatus(c) != CONNECTION_OK) fatal("PostgreSQL: %s", PQerrorMessage(c));
+  }
+  /* what it runs with: the durability the figures are for */
+  PGresult *res = PQexec(c, "SELECT current_setting('server_version'), "
+                            "current_setting('synchronous_commit'), current_setting('fsync'), "
+                            "current_setting('wal_sync_method'), "
+                            "current_setting('shared_buffers'), "
+                            "current_setting('deadlock_timeout')");
+  if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+    fatal("PostgreSQL: %s", PQerrorMessage(c));
+  int durable =
+      strcmp(PQgetvalue(res, 0, 1), "on") == 0 && strcmp(PQgetvalue(res, 0, 2), "on") == 0;
+  if (!durable && !g_n_pg_set)
+    fatal("PostgreSQL runs with synchronous_commit=%s, fsync=%s: the figures are for on, on",
+          PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
+  int n = snprintf(g_pg_about, sizeof g_pg_about,
+                   "PostgreSQL %s, synchronous_commit=%s, fsync=%s%s, wal_sync_method=%s, "
+                   "shared_buffers=%s, deadlock_timeout=%s",
+                   PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2),
+                   durable ? "" : " (NOT durable: not how whisperd may run)",
+                   PQgetvalue(res, 0, 3), PQgetvalue(res, 0, 4), PQgetvalue(res, 0, 5));
+  PQclear(res);
+  for (int i = 0; i < g_n_pg_set && n > 0 && (size_t)n < sizeof g_pg_about; i++) {
+    const char *eq = strchr(g_pg_set[i], '=');
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT current_setting('%.*s')", (int)(eq - g_pg_set[i]),
+             g_pg_set[i]);
+    res = PQexec(c, sql);
+    n += snprintf(g_pg_about + n, sizeof g_pg_about - (size_t)n, "%s --pg-set %.*s: %s",
+                  i ? "," : ";", (int)(eq - g_pg_set[i]), g_pg_set[i],
+                  PQresultStatus(res) == PGRES_TUPLES_OK ? PQgetvalue(res, 0, 0) : "?");
+    PQclear(res);
+  }
+  g_pg_conn = c;
+  printf("%s: a private cluster in %s (started in %.1f s), %s\n", g_pg_about, g_pg_dir,
+         mono_s() - t0, g_pg_conninfo);
+  fflush(stdout);
+}
+
+static void copy_file(const char *from, const char *to) {
+  FILE *a = fopen(from, "r"), *b = a ? fopen(to, "w") : NULL;
+  char buf[8192];
+  size_t n;
+  while (b && (n = fread(buf, 1, sizeof buf, a)) > 0) fwrite(buf, 1, n, b);
+  if (b) fclose(b);
+  if (a) fclose(a);
+}
+
+/* Stops it (and its directory goes); its log is kept with --keep. */
+static void pg_stop(void) {
+  if (g_pg_dir[0]) {
+    if (g_keep) {
+      char from[600], to[600];
+      snprintf(from, sizeof from, "%s/server.log", g_pg_dir);
+      snprintf(to, sizeof to, "%s/postgresql.log", g_dir);
+      copy_file(from, to);
+    }
+    if (g_pg_conn) PQfinish(g_pg_conn);
+    g_pg_conn = NULL;
+    if (pg_script("stop", NULL) != 0)
+      fprintf(stderr, "%s: warning: %s stop %s failed\n", PROG, g_pg_script, g_pg_dir);
+    g_pg_dir[0] = 0;
+    g_pg_postmaster = 0;
+  }
+  if (g_pg_watch >= 0) {
+    /* (had the byte not gone, it would stop the stopped cluster: harmless) */
+    ssize_t w = write(g_pg_watch, "x", 1);
+    (void)w;
+    close(g_pg_watch);
+    g_pg_watch = -1;
+    waitpid(g_pg_watch_pid, NULL, 0);
+  }
+}
+
+/* PostgreSQL's own counters: transactions of the database, and its WAL
+ * (pg_stat_wal: PostgreSQL 14 and later; -1 when unknown). */
+typedef struct pg_stats {
+  long long commits, rollbacks, deadlocks, fetched, inserted, updated, deleted;
+  long long wal_records, wal_bytes, wal_writes, wal_syncs;
+} pg_stats;
+
+static void pg_stats_read(pg_stats *st) {
+  memset(st, 0xff, sizeof *st); /* -1 */
+  if (!g_pg_conn) return;
+  PGresult *res = PQexec(g_pg_conn, "SELECT xact_commit, xact_rollback, deadlocks, tup_fetched, "
+                                    "tup_inserted, tup_updated, tup_deleted FROM pg_stat_database "
+                                    "WHERE datname = current_database()");
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+    st->commits = atoll(PQgetvalue(res, 0, 0));
+    st->rollbacks = atoll(PQgetvalue(res, 0, 1));
+    st->deadlocks = atoll(PQgetvalue(res, 0, 2));
+    st->fetched = atoll(PQgetvalue(res, 0, 3));
+    st->inserted = atoll(PQgetvalue(res, 0, 4));
+    st->updated = atoll(PQgetvalue(res, 0, 5));
+    st->deleted = atoll(PQgetvalue(res, 0, 6));
+  }
+  PQclear(res);
+  res = PQexec(g_pg_conn, "SELECT wal_records, wal_bytes, wal_write, wal_sync FROM pg_stat_wal");
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+    st->wal_records = atoll(PQgetvalue(res, 0, 0));
+    st->wal_bytes = atoll(PQgetvalue(res, 0, 1));
+    st->wal_writes = atoll(PQgetvalue(res, 0, 2));
+    st->wal_syncs = atoll(PQgetvalue(res, 0, 3));
+  }
+  PQclear(res);
+}
+
+/* Drops a run's tables (`table` and those named `table`_...: the 2PC
+ * decisions, whisperd's blob metadata), so that every run finds PostgreSQL
+ * as the first did. */
+static void pg_drop_tables(const char *table) {
+  if (!g_pg_conn) return;
+  const char *params[1] = {table};
+  PGresult *res =
+      PQexecParams(g_pg_conn,
+                   "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND "
+                   "(tablename = $1 OR tablename LIKE replace($1, '_', '\\_') || '\\_%')",
+                   1, NULL, params, NULL, NULL, 0);
+  for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", PQgetvalue(res, i, 0));
+    PQclear(PQexec(g_pg_conn, sql));
+  }
+  PQclear(res);
+}
+
+/* The parent pid of a process and the CPU seconds of its reaped children
+ * (cutime + cstime); -1 if it is gone. */
+static int proc_parent(pid_t pid, pid_t *ppid, double *children_s) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')'), *save = NULL;
+  if (!p) return -1;
+  /* after the comm: state (3), ppid (4) ... cutime (16), cstime (17) */
+  unsigned long long cu = 0, cs = 0;
+  int field = 2;
+  for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+    field++;
+    if (field == 4) *ppid = (pid_t)strtol(tok, NULL, 10);
+    if (field == 16) cu = strtoull(tok, NULL, 10);
+    if (field == 17) {
+      cs = strtoull(tok, NULL, 10);
+      break;
+    }
+  }
+  if (children_s) *children_s = (double)(cu + cs) / (double)sysconf(_SC_CLK_TCK);
+  return 0;
+}
+
+/* PostgreSQL's CPU: the postmaster and its children (the backends of every
+ * node's connections, the WAL writer, the checkpointer, autovacuum...), on
+ * a CPU and waiting for one (schedstat), plus what the children that ended
+ * used (the postmaster's cutime + cstime: their wait is not known). The
+ * count of processes in *procs. */
+static int pg_sched_s(double *run, double *wait, int *procs) {
+  *run = *wait = 0;
+  *procs = 0;
+  pid_t pm = g_pg_postmaster, pp;
+  double reaped;
+  if (pm <= 0 || proc_parent(pm, &pp, &reaped) != 0) return -1;
+  *run += reaped;
+  DIR *d = opendir("/proc");
+  if (!d) return -1;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+    if (pid != pm && (proc_parent(pid, &pp, NULL) != 0 || pp != pm)) continue;
+    double r, w;
+    if (proc_sched_s(pid, &r, &w) != 0) continue;
+    *run += r;
+    *wait += w;
+    (*procs)++;
+  }
+  closedir(d);
+  return 0;
+}
+
+/* On-CPU and wait seconds of all the threads of a process (whisperd's
+ * relay thread in cluster mode besides its loop). */
+static int proc_sched_all_s(pid_t pid, double *run, double *wait) {
+  char path[320];
+  snprintf(path, sizeof path, "/proc/%ld/task", (long)pid);
+  DIR *d = opendir(path);
+  if (!d) return -1;
+  *run = *wait = 0;
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+    double r, w;
+    snprintf(path, sizeof path, "/proc/%ld/task/%s/schedstat", (long)pid, e->d_name);
+    if (sched_s(path, &r, &w) != 0) continue;
+    *run += r;
+    *wait += w;
+    n++;
+  }
+  closedir(d);
+  return n ? 0 : -1;
+}
+
 /* --- GET /metrics ------------------------------------------------------------------ */
 
 typedef struct metrics {
@@ -656,6 +1045,12 @@ static struct lws_context *g_lws;
 static uv_loop_t g_uv;     /* the loop: lws on it (a foreign loop), and the plain connections */
 static uv_timer_t g_wake;  /* wakes the loop to look at the conditions again */
 static server *g_cur; /* the whisperd the connections go to */
+/* With --nodes N: the nodes, device i's connection going to node i mod N
+ * (g_n_node 0 or 1: g_cur alone). */
+static server *g_node[MAX_NODES];
+static int g_n_node;
+
+static server *server_for(int idx) { return g_n_node > 1 ? g_node[idx % g_n_node] : g_cur; }
 static device *g_dev;
 static device **g_dirty;
 static size_t g_n_dirty;
@@ -735,14 +1130,15 @@ static const char *src_addr(size_t i) {
 
 static void link_connect(wlink *l) {
   struct lws_client_connect_info ci;
+  const server *to = server_for(((device *)l)->idx);
   memset(&ci, 0, sizeof ci);
   ci.iface = src_addr((size_t)((device *)l)->idx);
   ci.context = g_lws;
   ci.address = HOST;
-  ci.port = g_cur->port;
+  ci.port = to->port;
   ci.path = WS_PATH;
-  ci.host = g_cur->hostport;
-  ci.origin = g_cur->hostport;
+  ci.host = to->hostport;
+  ci.origin = to->hostport;
   ci.protocol = SUBPROTOCOL;
   ci.local_protocol_name = SUBPROTOCOL;
   ci.opaque_user_data = l;
@@ -1406,7 +1802,10 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
     if (cond(arg)) return;
     if (t - g_last_alive >= 0.1) {
       g_last_alive = t;
-      if (g_cur) server_check_alive(g_cur);
+      if (g_n_node > 1)
+        for (int k = 0; k < g_n_node; k++) server_check_alive(g_node[k]);
+      else if (g_cur)
+        server_check_alive(g_cur);
     }
     if (t > until) {
       if (g_msg_started) report_missing();
@@ -1453,12 +1852,43 @@ typedef struct server_wait {
   metrics m;
 } server_wait;
 
+/* GET /metrics of g_cur, or of every node (their counters summed). */
+static int metrics_nodes(metrics *m) {
+  if (g_n_node <= 1) return metrics_get(g_cur, m);
+  memset(m, 0, sizeof *m);
+  for (int k = 0; k < g_n_node; k++) {
+    metrics one;
+    if (metrics_get(g_node[k], &one) != 0) return -1;
+    m->connections += one.connections;
+    m->authenticated += one.authenticated;
+    m->frames_in += one.frames_in;
+    m->frames_out += one.frames_out;
+    m->refused += one.refused;
+    m->messages_sent += one.messages_sent;
+    m->entries_delivered += one.entries_delivered;
+    m->mailbox_depth += one.mailbox_depth;
+  }
+  return 0;
+}
+
+/* VmRSS of g_cur, or of every node (summed). */
+static long rss_nodes(void) {
+  if (g_n_node <= 1) return rss_kib(g_cur->pid);
+  long sum = 0;
+  for (int k = 0; k < g_n_node; k++) {
+    long v = rss_kib(g_node[k]->pid);
+    if (v < 0) return -1;
+    sum += v;
+  }
+  return sum;
+}
+
 static int cond_server(void *arg) {
   server_wait *w = arg;
   double t = mono_s();
   if (t < w->next) return 0;
   w->next = t + 0.05;
-  if (metrics_get(g_cur, &w->m) != 0) fatal("%s: /metrics did not answer", g_cur->label);
+  if (metrics_nodes(&w->m) != 0) fatal("%s: /metrics did not answer", g_cur->label);
   return (w->connections < 0 || w->m.connections == w->connections) &&
          (w->authenticated < 0 || w->m.authenticated == w->authenticated);
 }
@@ -1470,7 +1900,7 @@ static long settle_rss(long long conns, long long auth, const char *what, metric
   server_wait w = {conns, auth, 0, {0}};
   run_until(cond_server, &w, g_timeout, what);
   serve_for(SETTLE_S);
-  long rss = rss_kib(g_cur->pid);
+  long rss = rss_nodes();
   if (m_out) *m_out = w.m;
   return rss;
 }
@@ -2078,7 +2508,83 @@ typedef struct result {
   int wave;                          /* devices registering at a time in the warm-up */
   cpu_span login_span, hold_span;    /* whisperd logging them all in; holding them idle */
   metrics m_hold0, m_hold1;          /* before and after --hold */
+  /* --pg, --nodes: during the messages, each node's CPU and wait (all its
+   * threads), PostgreSQL's, and the load average before and after */
+  int n_nodes, pg, pg_procs;
+  double node_cpu[MAX_NODES], node_wait[MAX_NODES], pg_cpu, pg_wait, load0, load1;
+  pg_stats pgs; /* PostgreSQL's counters, 1 s before the messages to 1 s after their statuses */
 } result;
+
+/* Where the devices' whisperd runs (run_devices; NULL: one whisperd on
+ * SQLite, as without --pg). */
+typedef struct topo {
+  const char *name; /* "PostgreSQL, 2 nodes" */
+  int pg;           /* over the private PostgreSQL */
+  int nodes;        /* whisperd processes, devices round-robin over them */
+  int cluster;      /* cluster mode (--node K on each; always with more than one) */
+  char table[48];   /* its own table in PostgreSQL (--pg-table): a fresh store per run */
+} topo;
+
+/* Starts node k of `t` (--pg, --pg-table, --node k+1 before `extra`). */
+static void node_start(server *s, int k, const topo *t, const char *label, const char *dbname,
+                       const char *path, const char *const *extra) {
+  static char labels[MAX_NODES][96], dbs[MAX_NODES][96], numbers[MAX_NODES][12];
+  const char *argv[MAX_ARGS + 16];
+  int n = 0;
+  if (t->pg) {
+    argv[n++] = "--pg";
+    argv[n++] = g_pg_conninfo;
+    argv[n++] = "--pg-table";
+    argv[n++] = t->table;
+  }
+  if (t->cluster) {
+    snprintf(numbers[k], sizeof numbers[k], "%d", k + 1);
+    argv[n++] = "--node";
+    argv[n++] = numbers[k];
+  }
+  for (; extra && *extra && n < MAX_ARGS + 15; extra++) argv[n++] = *extra;
+  argv[n] = NULL;
+  if (t->nodes > 1) {
+    snprintf(labels[k], sizeof labels[k], "%s node %d", label, k + 1);
+    snprintf(dbs[k], sizeof dbs[k], "%s-node%d", dbname, k + 1);
+  } else {
+    snprintf(labels[k], sizeof labels[k], "%s", label);
+    snprintf(dbs[k], sizeof dbs[k], "%s", dbname);
+  }
+  server_start(s, k, labels[k], dbs[k], path, argv);
+}
+
+/* CPU seconds of the nodes (or g_cur), summed. */
+static double nodes_cpu_s(void) {
+  if (g_n_node <= 1) return proc_cpu_s(g_cur->pid);
+  double sum = 0;
+  for (int k = 0; k < g_n_node; k++) sum += proc_cpu_s(g_node[k]->pid);
+  return sum;
+}
+
+/* On-CPU and wait seconds of the nodes (or g_cur), summed: the main
+ * thread's without the new flags, as before them; all threads' with. */
+static int nodes_sched_s(double *run, double *wait) {
+  if (g_n_node <= 1 && !g_multi) return proc_sched_s(g_cur->pid, run, wait);
+  *run = *wait = 0;
+  for (int k = 0; k < (g_n_node > 1 ? g_n_node : 1); k++) {
+    double r, w;
+    if (proc_sched_all_s(g_n_node > 1 ? g_node[k]->pid : g_cur->pid, &r, &w) != 0) return -1;
+    *run += r;
+    *wait += w;
+  }
+  return 0;
+}
+
+/* Each node's (all threads) and PostgreSQL's CPU and wait, now. */
+static void topo_read(const topo *t, double run[MAX_NODES], double wait[MAX_NODES],
+                      double *pg_run, double *pg_wait, int *pg_procs) {
+  for (int k = 0; k < t->nodes; k++)
+    if (proc_sched_all_s(g_node[k]->pid, &run[k], &wait[k]) != 0) run[k] = wait[k] = 0;
+  *pg_run = *pg_wait = 0;
+  *pg_procs = 0;
+  if (t->pg && pg_sched_s(pg_run, pg_wait, pg_procs) != 0) *pg_run = *pg_wait = 0;
+}
 
 /* Fresh devices (identities, engines, message records) for a run. */
 static void devices_make(result *r) {
@@ -2116,19 +2622,34 @@ static void devices_free(void) {
  * devices against it: the warm-up, the login of all, the messages and
  * their checks, the closing; then stops it. */
 static void run_devices(const char *path, const char *label, const char *dbname,
-                        const char *const *extra, result *r) {
+                        const char *const *extra, const topo *t, result *r) {
   memset(r, 0, sizeof *r);
   r->label = label;
   r->path = path;
+  r->n_nodes = t ? t->nodes : 1;
+  r->pg = t && t->pg;
   devices_make(r);
   unsigned bad0 = g_bad;
-  static server s1;
-  server_start(&s1, 0, label, dbname, path, extra);
-  g_cur = &s1;
-  printf("%s: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", label, path, (long)s1.pid,
-         s1.hostport, s1.db);
+  static server srv[MAX_NODES];
+  server *s1 = &srv[0];
+  if (!t) {
+    server_start(s1, 0, label, dbname, path, extra);
+    g_cur = s1;
+    printf("%s: %s, pid %ld, ws://%s" WS_PATH ", store %s\n", label, path, (long)s1->pid,
+           s1->hostport, s1->db);
+  } else {
+    for (int k = 0; k < t->nodes; k++) {
+      node_start(&srv[k], k, t, label, dbname, path, extra);
+      g_node[k] = &srv[k];
+      printf("%s: pid %ld, ws://%s" WS_PATH ", store %s%s%s\n", srv[k].label, (long)srv[k].pid,
+             srv[k].hostport, t->pg ? "PostgreSQL, table " : srv[k].db, t->pg ? t->table : "",
+             t->cluster ? ", cluster mode" : "");
+    }
+    g_n_node = t->nodes;
+    g_cur = s1;
+  }
   fflush(stdout);
-  r->rss_fresh = rss_kib(s1.pid);
+  r->rss_fresh = rss_nodes();
 
   /* Warm-up: every device registers and logs in, `wave` at a time, and
    * disconnects: the accounts, prekeys and SQLite's cache are in place,
@@ -2165,7 +2686,7 @@ static void run_devices(const char *path, const char *label, const char *dbname,
 
   /* All N log in at once (at most LOGIN_INFLIGHT at a time) and stay idle. */
   t0 = mono_s();
-  span_begin(&r->login_span, s1.pid);
+  span_begin(&r->login_span, s1->pid);
   range all = {0, g_clients};
   for (int i = 0; i < g_clients; i++) {
     g_dev[i].allow_connect = 1;
@@ -2178,22 +2699,32 @@ static void run_devices(const char *path, const char *label, const char *dbname,
                         &r->m_idle);
   /* held idle: what N idle devices cost whisperd per second (their pings) */
   if (g_hold > 0) {
-    if (metrics_get(&s1, &r->m_hold0) != 0) fatal("/metrics did not answer");
-    span_begin(&r->hold_span, s1.pid);
+    if (metrics_nodes(&r->m_hold0) != 0) fatal("/metrics did not answer");
+    span_begin(&r->hold_span, s1->pid);
     serve_for(g_hold);
     span_end(&r->hold_span);
-    if (metrics_get(&s1, &r->m_hold1) != 0) fatal("/metrics did not answer");
+    if (metrics_nodes(&r->m_hold1) != 0) fatal("/metrics did not answer");
     if (r->m_hold1.authenticated != g_clients)
       problem(&g_bad, "%lld of %d devices still logged in after %d s idle (%s)",
               r->m_hold1.authenticated, g_clients, g_hold, label);
   }
 
   /* --- messages --- */
-  if (metrics_get(&s1, &r->m_before) != 0) fatal("/metrics did not answer");
+  if (metrics_nodes(&r->m_before) != 0) fatal("/metrics did not answer");
   unsigned closes_before = g_unexpected_closes;
-  double srv_cpu0 = proc_cpu_s(s1.pid), cpu0 = cpu_s();
+  double node_run0[MAX_NODES], node_wait0[MAX_NODES], pg_run0 = 0, pg_wait0 = 0;
+  pg_stats pgs0;
+  if (t && t->pg) { /* (its backends report their counters within 1 s of going idle) */
+    serve_for(1.1);
+    pg_stats_read(&pgs0);
+  }
+  if (t) {
+    r->load0 = load_average();
+    topo_read(t, node_run0, node_wait0, &pg_run0, &pg_wait0, &r->pg_procs);
+  }
+  double srv_cpu0 = nodes_cpu_s(), cpu0 = cpu_s();
   double srv_run0 = 0, srv_wait0 = 0, own_run0 = 0, own_wait0 = 0;
-  r->have_sched = proc_sched_s(s1.pid, &srv_run0, &srv_wait0) == 0 &&
+  r->have_sched = nodes_sched_s(&srv_run0, &srv_wait0) == 0 &&
                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
   double t_first = mono_s();
   g_msg_started = 1;
@@ -2209,10 +2740,21 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   r->total = total;
   for (size_t i = 0; i < total; i++)
     if (g_msg[i].received && g_msg[i].t_recv > t_last) t_last = g_msg[i].t_recv;
-  r->srv_cpu = proc_cpu_s(s1.pid) - srv_cpu0;
+  r->srv_cpu = nodes_cpu_s() - srv_cpu0;
   r->own_cpu = cpu_s() - cpu0;
+  if (t) {
+    double run[MAX_NODES], wait[MAX_NODES], pg_run, pg_wait;
+    topo_read(t, run, wait, &pg_run, &pg_wait, &r->pg_procs);
+    for (int k = 0; k < t->nodes; k++) {
+      r->node_cpu[k] = run[k] - node_run0[k];
+      r->node_wait[k] = wait[k] - node_wait0[k];
+    }
+    r->pg_cpu = pg_run - pg_run0;
+    r->pg_wait = pg_wait - pg_wait0;
+    r->load1 = load_average();
+  }
   double srv_run, own_run;
-  if (r->have_sched && proc_sched_s(s1.pid, &srv_run, &r->srv_wait) == 0 &&
+  if (r->have_sched && nodes_sched_s(&srv_run, &r->srv_wait) == 0 &&
       sched_s("/proc/thread-self/schedstat", &own_run, &r->own_wait) == 0) {
     r->srv_wait -= srv_wait0;
     r->own_wait -= own_wait0;
@@ -2227,7 +2769,14 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   r->t_status = mono_s() - t_status0;
   serve_for(0.25);
   r->closes_msg = g_unexpected_closes - closes_before;
-  if (metrics_get(&s1, &r->m_after) != 0) fatal("/metrics did not answer");
+  if (metrics_nodes(&r->m_after) != 0) fatal("/metrics did not answer");
+  if (t && t->pg) {
+    serve_for(1.1);
+    pg_stats_read(&r->pgs);
+    long long *a = &r->pgs.commits, *b = &pgs0.commits;
+    for (size_t i = 0; i < sizeof r->pgs / sizeof r->pgs.commits; i++)
+      a[i] = a[i] >= 0 && b[i] >= 0 ? a[i] - b[i] : -1;
+  }
 
   g_msg_started = 0;
   /* exactly once */
@@ -2292,8 +2841,11 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   }
   run_until(cond_closed, &all, g_timeout, "closing the devices' connections");
   r->rss_after = settle_rss(0, 0, "whisperd's connections closing", NULL);
-  r->stopped = server_stop(&s1, 0) == 0;
+  r->stopped = 1;
+  for (int k = (t ? t->nodes : 1) - 1; k >= 0; k--)
+    if (server_stop(&srv[k], k) != 0) r->stopped = 0;
   g_cur = NULL;
+  g_n_node = 0;
   if (!r->stopped) problem(&g_bad, "%s did not stop cleanly", label);
   devices_free();
 }
@@ -2344,6 +2896,179 @@ static void print_checks(const result *r) {
          r->m_idle.authenticated, r->rss_after);
 }
 
+/* --- --pg, --nodes, --compare-pg ------------------------------------------------------ */
+
+/* The figures of one run under a topology: 1 and 2, and the CPU per
+ * message of each node, of PostgreSQL and of this program. */
+static void print_topo_run(const topo *t, const result *r) {
+  char v[64], w[64], x[64];
+  double d = r->received ? (double)r->received : 1, span = r->span > 0 ? r->span : 1;
+  printf("\nResults: %s (load average %.2f before the messages, %.2f after):\n", t->name,
+         r->load0, r->load1);
+  printf("  %-46s %14s  %s\n", "figure", "value", "detail");
+  row("1. messages per second, end to end", fmt_rate(v, sizeof v, r),
+      "%u messages in %.3f s, first send call -> last delivery", r->received, r->span);
+  row("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
+      "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+  row("   p99", fmt_ms(v, sizeof v, r->p99), "max %s", fmt_ms(w, sizeof w, r->max));
+  row("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
+      "max %s; with the session set-up (ListDevices, FetchBundles)",
+      fmt_ms(w, sizeof w, r->first_max));
+  if (r->n_rest)
+    row("   the others p50", fmt_ms(v, sizeof v, r->rest_p50), "p99 %s, max %s",
+        fmt_ms(w, sizeof w, r->rest_p99), fmt_ms(x, sizeof x, r->rest_max));
+  row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50), "p99 %s",
+      fmt_ms(w, sizeof w, r->sent_p99));
+  double nodes_cpu = 0, nodes_wait = 0;
+  for (int k = 0; k < r->n_nodes; k++) nodes_cpu += r->node_cpu[k], nodes_wait += r->node_wait[k];
+  snprintf(v, sizeof v, "%.0f us", nodes_cpu / d * 1e6);
+  row(r->n_nodes > 1 ? "   whisperd CPU per message, all nodes" : "   whisperd CPU per message", v,
+      "%.2f s during 1 (%.0f%% of one CPU); waited %.2f s for a CPU", nodes_cpu,
+      nodes_cpu / span * 100, nodes_wait);
+  for (int k = 0; r->n_nodes > 1 && k < r->n_nodes; k++) {
+    char name[32];
+    snprintf(name, sizeof name, "     node %d", k + 1);
+    snprintf(v, sizeof v, "%.0f us", r->node_cpu[k] / d * 1e6);
+    row(name, v, "%.2f s (%.0f%% of one CPU); waited %.2f s", r->node_cpu[k],
+        r->node_cpu[k] / span * 100, r->node_wait[k]);
+  }
+  if (r->pg) {
+    snprintf(v, sizeof v, "%.0f us", r->pg_cpu / d * 1e6);
+    row("   PostgreSQL CPU per message", v,
+        "%.2f s during 1 (%.0f%% of one CPU), %d processes; waited %.2f s for a CPU", r->pg_cpu,
+        r->pg_cpu / span * 100, r->pg_procs, r->pg_wait);
+  }
+  if (r->pg && r->pgs.commits >= 0) {
+    snprintf(v, sizeof v, "%.2f", (double)r->pgs.commits / d);
+    row("   PostgreSQL commits per message", v,
+        "%lld commits, %lld rollbacks, %lld deadlocks (from 1 s before the first send to 1 s "
+        "after the last status)", r->pgs.commits, r->pgs.rollbacks, r->pgs.deadlocks);
+  }
+  if (r->pg && r->pgs.fetched >= 0) {
+    snprintf(v, sizeof v, "%.1f", (double)(r->pgs.fetched + r->pgs.inserted + r->pgs.updated +
+                                           r->pgs.deleted) / d);
+    row("   PostgreSQL rows per message", v,
+        "%.1f fetched, %.1f inserted, %.1f updated, %.1f deleted", (double)r->pgs.fetched / d,
+        (double)r->pgs.inserted / d, (double)r->pgs.updated / d, (double)r->pgs.deleted / d);
+  }
+  if (r->pg && r->pgs.wal_syncs >= 0) {
+    snprintf(v, sizeof v, "%.2f", (double)r->pgs.wal_syncs / d);
+    row("   PostgreSQL WAL flushes per message", v,
+        "%lld fsyncs of the WAL (%lld writes), %.1f KiB and %.1f records of WAL per message",
+        r->pgs.wal_syncs, r->pgs.wal_writes, (double)r->pgs.wal_bytes / d / 1024,
+        (double)r->pgs.wal_records / d);
+  }
+  snprintf(v, sizeof v, "%.0f us", r->own_cpu / d * 1e6);
+  row("   whisperd-load CPU per message", v,
+      "%.2f s during 1 (%.0f%% of one CPU): the engines; waited %.2f s", r->own_cpu,
+      r->own_cpu / span * 100, r->own_wait);
+  double busy = nodes_cpu + r->pg_cpu + r->own_cpu;
+  row("   CPU of these per message", fmt_us(v, sizeof v, busy, r->received),
+      "%.0f%% of the machine's %ld CPUs during 1",
+      busy / span / (double)sysconf(_SC_NPROCESSORS_ONLN) * 100, sysconf(_SC_NPROCESSORS_ONLN));
+  print_checks(r);
+}
+
+/* The runs of --pg / --nodes / --compare-pg, and their table. */
+static void nodes_main(void) {
+  static topo list[3 + MAX_NODES];
+  int n = 0;
+  if (g_compare) {
+    list[n++] = (topo){"SQLite, 1 node", 0, 1, 0, ""};
+    list[n++] = (topo){"PostgreSQL, 1 node", 1, 1, 0, ""};
+    list[n++] = (topo){"PostgreSQL, 1 node, cluster mode", 1, 1, 1, ""};
+    for (int k = 2; k <= g_nodes; k++) list[n++] = (topo){NULL, 1, k, 1, ""};
+  } else {
+    list[n++] = (topo){NULL, g_pg, g_nodes, g_nodes > 1 || g_cluster1, ""};
+  }
+  static char names[3 + MAX_NODES][64];
+  for (int i = 0; i < n; i++)
+    if (!list[i].name) {
+      if (list[i].pg)
+        snprintf(names[i], sizeof names[i], "PostgreSQL, %d node%s%s", list[i].nodes,
+                 list[i].nodes > 1 ? "s" : "",
+                 list[i].nodes == 1 && list[i].cluster ? ", cluster mode" : "");
+      else
+        snprintf(names[i], sizeof names[i], "SQLite, 1 node");
+      list[i].name = names[i];
+    }
+  if (g_pg || g_compare) pg_start();
+  printf("devices round-robin over the nodes: device i on node i mod N, so that with N > 1 every\n"
+         "message of the ring crosses nodes (relayed by LISTEN/NOTIFY); %d configuration%s, %d "
+         "time%s each, interleaved\n\n", n, n > 1 ? "s" : "", g_repeat, g_repeat > 1 ? "s" : "");
+  fflush(stdout);
+  result *res = calloc((size_t)(n * g_repeat), sizeof *res);
+  if (!res) fatal("out of memory");
+  for (int rep = 0; rep < g_repeat; rep++)
+    for (int i = 0; i < n; i++) {
+      topo *t = &list[i];
+      result *r = &res[rep * n + i];
+      char label[32], db[64];
+      snprintf(label, sizeof label, "%s%d%s", t->pg ? "pg" : "sqlite", t->nodes,
+               t->nodes == 1 && t->cluster ? "c" : "");
+      snprintf(db, sizeof db, "%s-r%d", label, rep + 1);
+      snprintf(t->table, sizeof t->table, "wl_%s_r%d", label, rep + 1);
+      static char labels[3 + MAX_NODES][32]; /* (results keep the pointer) */
+      snprintf(labels[i], sizeof labels[i], "%s", label);
+      printf("--- %s (run %d of %d) ---\n", t->name, rep + 1, g_repeat);
+      unsigned closes0 = g_unexpected_closes;
+      run_devices(g_whisperd, labels[i], db, g_args, t, r);
+      r->closes_warmup -= closes0; /* (the count is the program's) */
+      if (t->pg) pg_drop_tables(t->table);
+      print_topo_run(t, r);
+      printf("\n");
+    }
+  pg_stop();
+
+  /* Two tables: the figures and the CPU they cost; then what PostgreSQL did
+   * and who waited for a CPU (the machine's other load shows there). */
+  printf("Summary (%d devices, %d messages of %d B each, %s; CPU: microseconds per message "
+         "during 1,\nwhisperd's summed over the nodes, each node's in brackets):\n",
+         g_clients, g_messages, BODY_LEN, g_burst ? "burst" : g_window > 1 ? "windowed" : "paced");
+  printf("  %-34s %7s %8s %8s %20s %6s %6s %6s\n", "configuration", "msg/s", "p50 ms", "p99 ms",
+         "whisperd", "PG", "load", "all");
+  for (int i = 0; i < n; i++)
+    for (int rep = 0; rep < g_repeat; rep++) {
+      const result *r = &res[rep * n + i];
+      double d = r->received ? (double)r->received : 1, sum = 0;
+      char per[64] = "", wh[80], pgc[16] = "-";
+      int off = 0;
+      for (int k = 0; k < r->n_nodes; k++) {
+        sum += r->node_cpu[k];
+        if (r->n_nodes > 1 && off < (int)sizeof per)
+          off += snprintf(per + off, sizeof per - (size_t)off, "%s%.0f", k ? "+" : " (",
+                          r->node_cpu[k] / d * 1e6);
+      }
+      if (r->n_nodes > 1 && off < (int)sizeof per)
+        snprintf(per + off, sizeof per - (size_t)off, ")");
+      snprintf(wh, sizeof wh, "%.0f%s", sum / d * 1e6, per);
+      if (r->pg) snprintf(pgc, sizeof pgc, "%.0f", r->pg_cpu / d * 1e6);
+      printf("  %-34s %7.0f %8.1f %8.1f %20s %6s %6.0f %6.0f\n", list[i].name,
+             r->span > 0 ? r->received / r->span : 0, r->p50 * 1e3, r->p99 * 1e3, wh, pgc,
+             r->own_cpu / d * 1e6, (sum + r->pg_cpu + r->own_cpu) / d * 1e6);
+    }
+  printf("\n  %-34s %8s %9s %9s %9s %16s %10s\n", "configuration", "commits", "deadlocks",
+         "refused", "conns", "CPU wait s", "load avg");
+  printf("  %-34s %8s %9s %9s %9s %16s %10s\n", "", "per msg", "", "frames", "lost",
+         "nodes/PG/load", "before-after");
+  for (int i = 0; i < n; i++)
+    for (int rep = 0; rep < g_repeat; rep++) {
+      const result *r = &res[rep * n + i];
+      double d = r->received ? (double)r->received : 1, wsum = 0;
+      for (int k = 0; k < r->n_nodes; k++) wsum += r->node_wait[k];
+      char commits[24] = "-", dl[24] = "-", wcol[64], pgw[24] = "-";
+      if (r->pg && r->pgs.commits >= 0)
+        snprintf(commits, sizeof commits, "%.2f", r->pgs.commits / d);
+      if (r->pg && r->pgs.deadlocks >= 0) snprintf(dl, sizeof dl, "%lld", r->pgs.deadlocks);
+      if (r->pg) snprintf(pgw, sizeof pgw, "%.1f", r->pg_wait);
+      snprintf(wcol, sizeof wcol, "%.1f/%s/%.1f", wsum, pgw, r->own_wait);
+      printf("  %-34s %8s %9s %9lld %9u %16s %4.2f-%4.2f\n", list[i].name, commits, dl,
+             r->m_after.refused - r->m_before.refused, r->closes_msg, wcol, r->load0, r->load1);
+    }
+  if (g_pg || g_compare) printf("  (%s)\n", g_pg_about);
+  free(res);
+}
+
 /* --- main ---------------------------------------------------------------------------- */
 
 static void usage(FILE *f) {
@@ -2352,6 +3077,8 @@ static void usage(FILE *f) {
           "                     [--burst] [--window W] [--no-receipts] [--whisperd PATH]\n"
           "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...\n"
           "                     [--timeout S] [--keep] [--catch-up]\n"
+          "                     [--pg] [--nodes N] [--cluster] [--compare-pg] [--repeat R]\n"
+          "                     [--pg-cluster PATH] [--pg-set NAME=VALUE]...\n"
           "  --clients N     simulated devices, each with its engine and connection (default 200)\n"
           "  --messages M    messages of 100 B each device sends, in a ring (default 20; 0: no\n"
           "                  messages, figures 1 and 2 skipped)\n"
@@ -2376,8 +3103,24 @@ static void usage(FILE *f) {
           "                  beside whisperd's (the idle figure 4 is whisperd's only)\n"
           "  --baseline-arg ARG  a flag for the baseline only (after the --whisperd-arg ones)\n"
           "  --timeout S     how long each phase may take before the run fails (default 120)\n"
-          "  --keep          keep the temporary directory (databases, whisperd logs)\n");
+          "  --keep          keep the temporary directory (databases, whisperd logs)\n"
+          "  --pg            whisperd over a private PostgreSQL started for the run\n"
+          "                  (pg_cluster.sh; synchronous_commit=on, fsync=on) and stopped after\n"
+          "                  it: figures 1 and 2, with each node's and PostgreSQL's CPU per\n"
+          "                  message (no figures 3 and 4). Exit 77 without PostgreSQL\n"
+          "  --nodes N       N whisperd (1..%d) over that PostgreSQL (--pg), cluster mode (--node\n"
+          "                  1..N), device i on node i mod N: every message crosses nodes\n"
+          "  --cluster       with --pg --nodes 1: the one node in cluster mode too (--node 1)\n"
+          "  --compare-pg    one run each of: SQLite one node, PostgreSQL one node, the same in\n"
+          "                  cluster mode, PostgreSQL 2..N nodes (--nodes, default 3); one table\n"
+          "  --repeat R      with --pg or --compare-pg: every configuration R times, interleaved\n"
+          "  --pg-cluster PATH  tests/tools/pg_cluster.sh (default: the source tree's)\n"
+          "  --pg-set NAME=VALUE  a PostgreSQL setting for the run (ALTER SYSTEM SET, reloaded;\n"
+          "                  repeatable), e.g. deadlock_timeout=50ms: printed with the figures\n",
+          MAX_NODES);
 }
+
+static int finish(double t_start, double cpu_start);
 
 static int parse_int(const char *s, int min, int max, int *out) {
   char *end;
@@ -2390,6 +3133,7 @@ static int parse_int(const char *s, int min, int max, int *out) {
 
 int main(int argc, char **argv) {
   int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0, set_hold = 0;
+  int set_nodes = 0, set_repeat = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     int *target = NULL, min = 0, max = 0, *flag = NULL;
@@ -2413,6 +3157,29 @@ int main(int argc, char **argv) {
       continue;
     } else if (strcmp(a, "--keep") == 0) {
       g_keep = 1;
+      continue;
+    } else if (strcmp(a, "--pg") == 0) {
+      g_pg = 1;
+      continue;
+    } else if (strcmp(a, "--cluster") == 0) {
+      g_cluster1 = 1;
+      continue;
+    } else if (strcmp(a, "--compare-pg") == 0) {
+      g_compare = 1;
+      continue;
+    } else if (strcmp(a, "--pg-cluster") == 0 && i + 1 < argc) {
+      g_pg_script = argv[++i];
+      continue;
+    } else if (strcmp(a, "--pg-set") == 0 && i + 1 < argc) {
+      const char *v = argv[++i], *eq = strchr(v, '=');
+      size_t nl = eq ? (size_t)(eq - v) : 0;
+      if (!eq || nl == 0 || nl > 60 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789_.") != nl ||
+          strlen(eq + 1) > 200 || g_n_pg_set == MAX_PG_SET) {
+        fprintf(stderr, "%s: --pg-set takes NAME=VALUE (a PostgreSQL setting; at most %d)\n", PROG,
+                MAX_PG_SET);
+        return 2;
+      }
+      g_pg_set[g_n_pg_set++] = v;
       continue;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
@@ -2441,6 +3208,10 @@ int main(int argc, char **argv) {
       target = &g_idle, min = 0, max = 1000000, flag = &set_idle;
     } else if (strcmp(a, "--hold") == 0) {
       target = &g_hold, min = 0, max = 86400, flag = &set_hold;
+    } else if (strcmp(a, "--nodes") == 0) {
+      target = &g_nodes, min = 1, max = MAX_NODES, flag = &set_nodes;
+    } else if (strcmp(a, "--repeat") == 0) {
+      target = &g_repeat, min = 1, max = 100, flag = &set_repeat;
     } else if (strcmp(a, "--timeout") == 0) {
       int t;
       if (i + 1 >= argc || parse_int(argv[++i], 1, 86400, &t) != 0) {
@@ -2471,6 +3242,33 @@ int main(int argc, char **argv) {
   if ((double)g_clients * g_messages > 50e6) {
     fprintf(stderr, "%s: --clients x --messages is too large\n", PROG);
     return 2;
+  }
+  if (g_compare && !set_nodes) g_nodes = 3;
+  g_multi = g_pg || g_compare;
+  if (!g_multi && (g_nodes > 1 || g_cluster1 || set_repeat || g_n_pg_set)) {
+    fprintf(stderr, "%s: %s goes with --pg or --compare-pg (the nodes share a PostgreSQL)\n", PROG,
+            g_nodes > 1    ? "--nodes N"
+            : g_cluster1   ? "--cluster"
+            : set_repeat   ? "--repeat"
+                           : "--pg-set");
+    return 2;
+  }
+  if (g_multi && (g_baseline || g_catch || g_messages == 0)) {
+    fprintf(stderr, "%s: --pg and --compare-pg do not go with %s\n", PROG,
+            g_baseline ? "--baseline" : g_catch ? "--catch-up" : "--messages 0");
+    return 2;
+  }
+  if (g_multi) {
+    g_idle = 0; /* figure 4 is one whisperd's, on SQLite: run without --pg for it */
+    if (!pg_installed()) {
+      printf("%s: SKIP: PostgreSQL's server is not installed (no /usr/lib/postgresql/*/bin/initdb;"
+             " Debian: postgresql)\n", PROG);
+      return SKIPPED;
+    }
+    if (access(g_pg_script, R_OK) != 0) {
+      fprintf(stderr, "%s: cannot read %s (--pg-cluster PATH)\n", PROG, g_pg_script);
+      return 2;
+    }
   }
 
   signal(SIGPIPE, SIG_IGN);
@@ -2583,16 +3381,20 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (0) return catch_up_main();
+  if (g_multi) {
+    nodes_main();
+    return finish(t_start, cpu_start);
+  }
 
   /* --- the devices against the baseline, then against whisperd --- */
   static result base, cur;
   if (g_baseline) {
-    run_devices(g_baseline, "baseline", "baseline", g_base_args, &base);
+    run_devices(g_baseline, "baseline", "baseline", g_base_args, NULL, &base);
     g_base = &base;
     printf("\n");
   }
   unsigned closes0 = g_unexpected_closes;
-  run_devices(g_whisperd, "whisperd", "whisperd", g_args, &cur);
+  run_devices(g_whisperd, "whisperd", "whisperd", g_args, NULL, &cur);
   cur.closes_warmup -= closes0;
 
   /* --- whisperd #2: plain idle connections --- */
@@ -2764,7 +3566,11 @@ int main(int argc, char **argv) {
   if (b) print_checks(b);
   print_checks(r);
   printf("  plain connections lost: %u\n", g_unexpected_closes - closes_plain0);
+  return finish(t_start, cpu_start);
+}
 
+/* The last line, and everything torn down. The exit status. */
+static int finish(double t_start, double cpu_start) {
   double wall = mono_s() - t_start;
   printf("\n%s: %.1f s in all; this process's CPU time %.1f s; load average %.2f; %s\n", PROG, wall,
          cpu_s() - cpu_start, load_average(), g_failed ? "FAILED" : "all checks passed");
@@ -2778,6 +3584,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
   uv_loop_close(&g_uv);
   free(g_tx);
+  pg_stop();
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
   remove_dir();
   return g_failed ? 1 : 0;
