@@ -134,6 +134,17 @@ typedef struct sy_job {
   uint8_t resend_of[WHISPER_CLIENT_ID_LEN]; /* JOB_RESEND: the message; body: its Payload */
   uint32_t device;  /* JOB_RESEND: the one device it goes to */
   uint64_t inflight; /* the request id of its Send while unanswered (0: none) */
+  /* A 1:1 job's last Send, packed without `after`, and its recipients: when
+   * the server refuses it without taking it (ERR_RATE, ERR_INTERNAL, or a
+   * pipelined one after a refused one) the same ciphertexts go again, so
+   * no message key is spent twice (each spent and never delivered would
+   * be a skipped key kept by every recipient device). Made anew when the
+   * device lists changed since (devs_gen), or the server said they are
+   * stale. */
+  whisper_buf *kept;
+  sy_devref *kept_devs;
+  size_t n_kept_devs;
+  uint64_t kept_gen;
   struct sy_job *next;
 } sy_job;
 
@@ -326,6 +337,8 @@ struct whisper_client {
   /* sending */
   sy_job *jobs;
   sy_job *cur_job;         /* the job whose list, bundle or sender key request is out */
+  uint64_t devs_gen;       /* device lists saved (sy_devs_save) so far: a job's kept Send is
+                            * sent again only while this has not moved */
   uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
                             * the server checks their order; else 1) */
   uint32_t n_inflight;     /* jobs whose Send is unanswered */

@@ -11,6 +11,7 @@
  *    commit that fails. */
 #include "sync_net.h"
 
+#include "protocol/state.h"        /* the skipped keys of a session record */
 #include "server/server_internal.h" /* the rate limit, set for one test */
 
 /* --- what one recipient saw ---------------------------------------------------------------------- */
@@ -235,6 +236,23 @@ static void tick_per_send(net *n, node *d, const uint8_t *frame, size_t len, voi
   if (d == arg && is_send(frame, len)) n->now += 1;
 }
 
+/* The message keys `d` keeps for messages it skipped in its session with
+ * (name, device 1): spent by the sender for ciphertexts never delivered. */
+static int skipped_keys(node *d, const char *name) {
+  wh_addr a;
+  const uint8_t *v;
+  size_t n;
+  wh_record r;
+  int keys = 0;
+  if (wh_addr_make(d->ctx, &a, name, 1) != WHISPER_OK ||
+      wh_get_view(d->ctx, WHISPER_REC_SESSION, a.key, a.len, &v, &n) != WHISPER_OK ||
+      wh_record_decode(&r, v, n) != WHISPER_OK)
+    return -1;
+  for (uint32_t i = 0; r.has_current && i < r.cur.nrecv; i++) keys += (int)r.cur.recv[i].nkeys;
+  wh_record_free(&r);
+  return keys;
+}
+
 static void test_pipeline_refused(void) {
   net n;
   node *a, *b;
@@ -255,9 +273,42 @@ static void test_pipeline_refused(void) {
   net_advance(&n, 1000);
   CHECK(g_t.got[ia] == 40 && g_t.dup == 0 && g_t.disorder == 0 && g_t.foreign == 0);
   CHECK(statuses(a, WHISPER_STATUS_SENT) == 40);
+
   int lost = 0; /* a message given up says so with its conversation (acks refused do not) */
   for (int i = 0; i < a->n_ev; i++) lost += a->ev[i].type == WHISPER_EV_ERROR && a->ev[i].conversation[0];
   CHECK(lost == 0);
+  pair_close(&n);
+}
+
+/* The same while bob is offline (no receipt makes alice's ratchet turn
+ * meanwhile, so all 40 go on one chain): each refused Send goes again with
+ * the ciphertext it had, so bob, when he logs in, decrypts 40 consecutive
+ * keys and keeps none for skipped messages (a ciphertext made anew would
+ * have spent the key of the one refused: one kept at bob for each). */
+static void test_refused_same_ciphertext(void) {
+  net n;
+  node *a, *b;
+  pair_open(&n, &a, &b, 0);
+  int ia = node_index_of_name(&n, "alice");
+  b->offline = 1;
+  node_cut(&n, b);
+  whisper_server_config_t keep = n.srv->cfg;
+  n.srv->cfg.rate_burst = 2;
+  n.srv->cfg.rate_per_sec = 500;
+  net_advance(&n, 1000);
+  n.watch = tick_per_send;
+  n.watch_arg = a;
+  ev_clear(a);
+  send_many(&n, a, "bob", 0, 40);
+  net_run(&n);
+  CHECK(statuses(a, WHISPER_STATUS_SENT) < 40); /* some were refused */
+  for (int i = 0; i < 40 && statuses(a, WHISPER_STATUS_SENT) < 40; i++) net_advance(&n, 100);
+  n.srv->cfg = keep;
+  CHECK(statuses(a, WHISPER_STATUS_SENT) == 40 && g_t.got[ia] == 0);
+  b->offline = 0;
+  net_advance(&n, 1000);
+  CHECK(g_t.got[ia] == 40 && g_t.dup == 0 && g_t.disorder == 0 && g_t.foreign == 0);
+  CHECK(skipped_keys(b, "alice") == 0);
   pair_close(&n);
 }
 
@@ -633,6 +684,7 @@ int main(void) {
   test_pipeline_cut();
   test_pipeline_restart();
   test_pipeline_refused();
+  test_refused_same_ciphertext();
   test_stored_not_acked();
   test_window_lies();
   test_catch_up();
