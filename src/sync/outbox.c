@@ -852,7 +852,59 @@ out:
 
 /* --- the pump ----------------------------------------------------------------------------------- */
 
+/* The pump's steps run in one transaction, opened before the first (so a
+ * pump with nothing to send opens none): what they encrypt (sessions, send
+ * marks) commits once for all, not once per recipient and message, and the
+ * frames they queue leave only after that commit, as each did after its
+ * own before. */
+static void pump_txn_open(whisper_client *c) {
+  if (c->pump_txn || c->pump_tried) return;
+  c->pump_tried = 1;
+  sy_out *mark = c->out_tail;
+  if (sy_txn_begin_steps(c) != WHISPER_OK) return; /* (each call commits on its own) */
+  c->pump_txn = 1;
+  c->pump_mark = mark;
+}
+
+/* Frees the frames queued after `mark` (NULL: all). */
+static void out_drop_after(whisper_client *c, sy_out *mark) {
+  sy_out *o = mark ? mark->next : c->out_head;
+  if (mark) mark->next = NULL;
+  else c->out_head = NULL;
+  c->out_tail = mark;
+  while (o) {
+    sy_out *next = o->next;
+    whisper_buf_free(o->frame);
+    free(o);
+    o = next;
+  }
+}
+
+static void pump_steps(whisper_client *c);
+
 void sy_pump(whisper_client *c) {
+  if (c->in_pump) { /* (inside the running one's transaction) */
+    pump_steps(c);
+    return;
+  }
+  c->in_pump = 1;
+  c->pump_txn = c->pump_tried = 0;
+  pump_steps(c);
+  if (c->pump_txn) {
+    c->pump_txn = 0;
+    if (sy_txn_end(c, WHISPER_OK) != WHISPER_OK) {
+      /* nothing it encrypted is kept: none of its frames may leave (a key
+       * used and not recorded could be used again) */
+      out_drop_after(c, c->pump_mark);
+      sy_error_event(c, WHISPER_ESTORE, 0, "sending stopped: the store failed");
+      c->close_wanted = 1;
+    }
+  }
+  c->pump_mark = NULL;
+  c->in_pump = 0;
+}
+
+static void pump_steps(whisper_client *c) {
   for (int guard = 0; guard < 10000; guard++) {
     if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at || c->draining)
       return;
@@ -872,6 +924,7 @@ void sy_pump(whisper_client *c) {
       }
       return;
     }
+    pump_txn_open(c);
     if (j->kept && j->kept_gen != c->devs_gen) kept_drop(j); /* the lists changed since */
     int step = j->kept                 ? kept_step(c, j)
                : j->kind == JOB_RETRY  ? retry_step(c, j)

@@ -232,6 +232,10 @@ typedef struct sy_join {
   unsigned long writes; /* writes made through it so far (an entry that made none has
                          * nothing to roll back) */
   int searched;         /* a row for the search index was written (client.c: indexing due) */
+  /* sy_txn_begin_steps(): each library call inside gets a savepoint of
+   * its own (depth: open now), so that one failing undoes itself alone */
+  int steps;
+  unsigned depth;
 } sy_join;
 
 /* The device list of an account. */
@@ -339,6 +343,9 @@ struct whisper_client {
   sy_job *cur_job;         /* the job whose list, bundle or sender key request is out */
   uint64_t devs_gen;       /* device lists saved (sy_devs_save) so far: a job's kept Send is
                             * sent again only while this has not moved */
+  int in_pump;             /* sy_pump() is running; with its transaction open (pump_txn), */
+  int pump_txn, pump_tried; /* the frames queued before it ended at pump_mark (NULL: none) */
+  sy_out *pump_mark;
   uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
                             * the server checks their order; else 1) */
   uint32_t n_inflight;     /* jobs whose Send is unanswered */
@@ -571,6 +578,11 @@ void sy_join_init(whisper_client *c);
  * then 0). */
 int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
+/* The same, but a library call that fails undoes only its own writes (a
+ * savepoint each): the send pump's, one commit for all it encrypts.
+ * WHISPER_ESTATE when the store has no savepoints (store interface < 4)
+ * or a transaction is open already: then the calls commit on their own. */
+int sy_txn_begin_steps(whisper_client *c);
 /* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
 int sy_txn_end(whisper_client *c, int rc);
 /* From now until sy_txn_end(): the engine's records are read from the
