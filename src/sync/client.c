@@ -233,6 +233,19 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
   return WHISPER_OK;
 }
 
+void sy_out_truncate(whisper_client *c, sy_out *mark) {
+  sy_out *o = mark ? mark->next : c->out_head;
+  if (mark) mark->next = NULL;
+  else c->out_head = NULL;
+  c->out_tail = mark;
+  while (o) {
+    sy_out *next = o->next;
+    whisper_buf_free(o->frame);
+    free(o);
+    o = next;
+  }
+}
+
 static void req_free(sy_req *r) {
   for (size_t i = 0; i < r->n_devs; i++) free(r->devs[i].account);
   free(r->devs);

@@ -1338,8 +1338,19 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
   if (rc == WHISPER_OK)
     rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held,
                       c->upload_first, c->upload_count);
+  /* The receipts (DELIVERED) of what it stored, encrypted under the same
+   * commit (one per batch, not a second for them): their Sends leave after
+   * it, as its Ack does, or not at all. A library call that fails in them
+   * undoes only itself (a savepoint each). */
+  sy_out *mark = c->out_tail;
+  if (rc == WHISPER_OK && c->receipts_due && sy_txn_alive(c)) {
+    c->join.steps = 1;
+    sy_ops_flush(c);
+    c->join.steps = 0;
+  }
   rc = sy_txn_end(c, rc);
   if (rc != WHISPER_OK) {
+    sy_out_truncate(c, mark);
     snap_restore(c, &snap);
     ev_drop(&evs);
     sy_error_event(c, rc, 0, "mailbox entries could not be stored; they will come again");

@@ -866,20 +866,6 @@ static void pump_txn_open(whisper_client *c) {
   c->pump_mark = mark;
 }
 
-/* Frees the frames queued after `mark` (NULL: all). */
-static void out_drop_after(whisper_client *c, sy_out *mark) {
-  sy_out *o = mark ? mark->next : c->out_head;
-  if (mark) mark->next = NULL;
-  else c->out_head = NULL;
-  c->out_tail = mark;
-  while (o) {
-    sy_out *next = o->next;
-    whisper_buf_free(o->frame);
-    free(o);
-    o = next;
-  }
-}
-
 static void pump_steps(whisper_client *c);
 
 void sy_pump(whisper_client *c) {
@@ -895,7 +881,7 @@ void sy_pump(whisper_client *c) {
     if (sy_txn_end(c, WHISPER_OK) != WHISPER_OK) {
       /* nothing it encrypted is kept: none of its frames may leave (a key
        * used and not recorded could be used again) */
-      out_drop_after(c, c->pump_mark);
+      sy_out_truncate(c, c->pump_mark);
       sy_error_event(c, WHISPER_ESTORE, 0, "sending stopped: the store failed");
       c->close_wanted = 1;
     }

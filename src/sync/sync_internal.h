@@ -399,6 +399,9 @@ int sy_fail(whisper_client *c, int code, const char *fmt, ...) __attribute__((fo
  * given and remembered (*req_out, may be NULL). timeout: 1 for the usual
  * request timeout. Returns WHISPER_OK or WHISPER_ENOMEM. */
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out);
+/* Frees the frames queued after `mark` (the queue's tail some time before;
+ * NULL: all): what a transaction that failed to commit made must not leave. */
+void sy_out_truncate(whisper_client *c, sy_out *mark);
 /* Raises an event; strings and bytes are copied. */
 sy_event *sy_event_new(whisper_client *c, int type);
 int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
