@@ -31,9 +31,26 @@ typedef struct mem_undo {
   uint8_t ikey[48];
 } mem_undo;
 
+/* The entries of one ordered kind (WHISPER_REC_IS_ORDERED), sorted by key:
+ * a scan finds its first row by binary search and walks from there. Each
+ * with its key's first 8 bytes (big-endian, zero-padded): most comparisons
+ * end there, without reading the entry. */
+typedef struct mem_ref {
+  uint64_t head;
+  mem_entry *e;
+} mem_ref;
+
+typedef struct mem_order {
+  int kind;
+  mem_ref *v;
+  size_t n, cap;
+} mem_order;
+
 typedef struct mem_store {
   mem_entry **buckets;
   size_t nbuckets, count;
+  mem_order *orders; /* one per ordered kind stored so far */
+  size_t n_orders;
   int in_txn;
   uint64_t txn;    /* the stamp of the open transaction or savepoint (unique) */
   uint64_t stamps; /* stamps handed out */
@@ -152,6 +169,81 @@ static void undo_free(mem_undo *u) {
   u->val = NULL;
 }
 
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  int c = memcmp(a, b, an < bn ? an : bn);
+  if (c) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+/* The sorted entries of an ordered kind (made if `make`; NULL if none, or
+ * out of memory). */
+static mem_order *order_of(mem_store *m, int kind, int make) {
+  for (size_t i = 0; i < m->n_orders; i++)
+    if (m->orders[i].kind == kind) return &m->orders[i];
+  if (!make) return NULL;
+  mem_order *o = realloc(m->orders, (m->n_orders + 1) * sizeof *o);
+  if (o == NULL) return NULL;
+  m->orders = o;
+  o = &m->orders[m->n_orders++];
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  return o;
+}
+
+static uint64_t key_head(const uint8_t *k, size_t n) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < 8; i++) h = h << 8 | (i < n ? k[i] : 0);
+  return h;
+}
+
+/* The index of the first entry whose key is >= k (strict: > k). */
+static size_t order_lower(const mem_order *o, const uint8_t *k, size_t n, int strict) {
+  uint64_t head = key_head(k, n);
+  size_t lo = 0, hi = o->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    const mem_ref *r = &o->v[mid];
+    int c = r->head < head ? -1 : r->head > head ? 1 : key_cmp(r->e->key, r->e->key_len, k, n);
+    if (strict ? c <= 0 : c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Room for one more entry of `kind` in its order (before the entry is
+ * made, so that a failure leaves nothing half done). */
+static int order_reserve(mem_store *m, int kind) {
+  if (!WHISPER_REC_IS_ORDERED(kind)) return 0;
+  mem_order *o = order_of(m, kind, 1);
+  if (o == NULL) return -1;
+  if (o->n < o->cap) return 0;
+  size_t cap = o->cap ? o->cap * 2 : 16;
+  mem_ref *v = realloc(o->v, cap * sizeof *v);
+  if (v == NULL) return -1;
+  o->v = v;
+  o->cap = cap;
+  return 0;
+}
+
+static void order_insert(mem_store *m, mem_entry *e) {
+  if (!WHISPER_REC_IS_ORDERED(e->kind)) return;
+  mem_order *o = order_of(m, e->kind, 0); /* (reserved) */
+  size_t at = order_lower(o, e->key, e->key_len, 0);
+  memmove(&o->v[at + 1], &o->v[at], (o->n - at) * sizeof *o->v);
+  o->v[at].head = key_head(e->key, e->key_len);
+  o->v[at].e = e;
+  o->n++;
+}
+
+static void order_remove(mem_store *m, const mem_entry *e) {
+  if (!WHISPER_REC_IS_ORDERED(e->kind)) return;
+  mem_order *o = order_of(m, e->kind, 0);
+  size_t at = o ? order_lower(o, e->key, e->key_len, 0) : 0;
+  if (o == NULL || at == o->n || o->v[at].e != e) return; /* (not expected) */
+  memmove(&o->v[at], &o->v[at + 1], (o->n - at - 1) * sizeof *o->v);
+  o->n--;
+}
+
 /* Gives (kind, k) the value `val` (taken). `pp` is find()'s answer. */
 static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, size_t n,
                    uint8_t *val, size_t vn, uint64_t journaled) {
@@ -160,6 +252,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
     (*pp)->val_len = vn;
     return WHISPER_OK;
   }
+  if (order_reserve(m, kind) != 0) return WHISPER_ENOMEM;
   mem_entry *e = malloc(sizeof *e + n);
   if (e == NULL) return WHISPER_ENOMEM;
   e->next = NULL;
@@ -171,6 +264,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
   e->val_len = vn;
   e->journaled = journaled;
   *pp = e;
+  order_insert(m, e);
   if (++m->count > m->nbuckets) grow(m); /* a failed grow only costs speed */
   return WHISPER_OK;
 }
@@ -178,6 +272,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
 static void unlink_entry(mem_store *m, mem_entry **pp) {
   mem_entry *e = *pp;
   *pp = e->next;
+  order_remove(m, e);
   free(e);
   m->count--;
 }
@@ -324,65 +419,45 @@ static int mem_del(void *user, int kind, const uint8_t *k, size_t n) {
   return WHISPER_OK;
 }
 
-static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  int c = memcmp(a, b, an < bn ? an : bn);
-  if (c) return c;
-  return an < bn ? -1 : an > bn;
+static int has_prefix(const mem_entry *e, const uint8_t *prefix, size_t prefix_len) {
+  return e->key_len >= prefix_len && (prefix_len == 0 || memcmp(e->key, prefix, prefix_len) == 0);
 }
 
-static int entry_cmp(const void *x, const void *y) {
-  const mem_entry *a = *(const mem_entry *const *)x, *b = *(const mem_entry *const *)y;
-  return key_cmp(a->key, a->key_len, b->key, b->key_len);
-}
-
-/* The volatile store scans by sorting what matches: fine for its uses
- * (tests, ephemeral devices). */
+/* A scan walks the kind's sorted entries from the first in its range (a
+ * binary search): the rows it gives, not the whole store. They are taken
+ * first and called back after, so that a callback may scan again. */
 static int mem_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
                     const uint8_t *bound, size_t bound_len, int descending, size_t limit,
                     whisper_scan_fn fn, void *arg) {
   mem_store *m = user;
   if (!WHISPER_REC_IS_ORDERED(kind)) return WHISPER_EINVAL;
-  if (limit == 0) return WHISPER_OK;
-  /* the first `limit` in scan order: all of them sorted, or (a short limit
-   * of many) only those kept, in order, as they are found */
-  size_t keep = limit < m->count ? limit : m->count;
-  mem_entry **hits = malloc((m->count ? m->count : 1) * sizeof *hits);
-  if (hits == NULL) return WHISPER_ENOMEM;
-  size_t n = 0;
-  int bounded = keep < m->count && keep <= 256;
-  for (size_t i = 0; i < m->nbuckets; i++) {
-    for (mem_entry *e = m->buckets[i]; e; e = e->next) {
-      if (e->kind != kind || e->key_len < prefix_len ||
-          (prefix_len && memcmp(e->key, prefix, prefix_len) != 0))
-        continue;
-      if (bound) {
-        int c = key_cmp(e->key, e->key_len, bound, bound_len);
-        if (descending ? c >= 0 : c <= 0) continue;
-      }
-      if (!bounded) {
-        hits[n++] = e;
-        continue;
-      }
-      /* hits[0..n) in scan order; e goes in if it comes before the last */
-      size_t lo = 0, hi = n;
-      while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = key_cmp(e->key, e->key_len, hits[mid]->key, hits[mid]->key_len);
-        if (descending ? c > 0 : c < 0) hi = mid;
-        else lo = mid + 1;
-      }
-      if (lo >= keep) continue;
-      size_t move = (n < keep ? n : keep - 1) - lo;
-      memmove(&hits[lo + 1], &hits[lo], move * sizeof *hits);
-      hits[lo] = e;
-      if (n < keep) n++;
+  const mem_order *o = order_of(m, kind, 0);
+  if (limit == 0 || o == NULL || o->n == 0) return WHISPER_OK;
+  /* [lo, hi): the keys with the prefix (the prefix and the bound compare
+   * as keys: a key with the prefix is >= it, and its range ends before
+   * the first key past it that does not have it) */
+  size_t lo = order_lower(o, prefix, prefix_len, 0), a = lo, b = o->n;
+  while (a < b) {
+    size_t mid = a + (b - a) / 2;
+    if (has_prefix(o->v[mid].e, prefix, prefix_len)) a = mid + 1;
+    else b = mid;
+  }
+  size_t hi = a;
+  if (bound) { /* ascending: keys > bound; descending: keys < bound */
+    size_t at = order_lower(o, bound, bound_len, !descending);
+    if (descending ? at < hi : at > lo) {
+      if (descending) hi = at;
+      else lo = at;
     }
+    if (lo > hi) lo = hi;
   }
-  if (!bounded) qsort(hits, n, sizeof *hits, entry_cmp);
-  for (size_t i = 0; i < n && i < limit; i++) {
-    mem_entry *e = hits[bounded || !descending ? i : n - 1 - i];
-    if (fn(arg, e->key, e->key_len, e->val, e->val_len)) break;
-  }
+  size_t n = hi - lo < limit ? hi - lo : limit;
+  if (n == 0) return WHISPER_OK;
+  mem_entry **hits = malloc(n * sizeof *hits);
+  if (hits == NULL) return WHISPER_ENOMEM;
+  for (size_t i = 0; i < n; i++) hits[i] = o->v[descending ? hi - 1 - i : lo + i].e;
+  for (size_t i = 0; i < n; i++)
+    if (fn(arg, hits[i]->key, hits[i]->key_len, hits[i]->val, hits[i]->val_len)) break;
   free(hits);
   return WHISPER_OK;
 }
@@ -401,6 +476,8 @@ static void mem_destroy(void *user) {
     }
   }
   free(m->buckets);
+  for (size_t i = 0; i < m->n_orders; i++) free(m->orders[i].v);
+  free(m->orders);
   free(m);
 }
 
