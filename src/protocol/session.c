@@ -355,8 +355,9 @@ typedef struct cache_slot {
 } cache_slot;
 
 struct wh_record_cache {
-  cache_slot slot[CACHE_SLOTS];
-  int n;
+  cache_slot *slot; /* grown as addresses come, up to CACHE_SLOTS (a batch of one entry
+                     * zeroes one slot, not sixty-four) */
+  int n, cap;
 };
 
 static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r);
@@ -373,8 +374,15 @@ static cache_slot *cache_find(whisper_ctx *ctx, const wh_addr *a) {
 static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) {
   struct wh_record_cache *c = ctx->record_cache;
   cache_slot *sl;
-  if (c->n < CACHE_SLOTS) {
+  if (c->n == c->cap && c->cap < CACHE_SLOTS) {
+    int cap = c->cap ? 2 * c->cap : 4;
+    cache_slot *more = realloc(c->slot, (size_t)cap * sizeof *more);
+    if (more != NULL) c->slot = more, c->cap = cap; /* (else: the oldest makes room) */
+  }
+  if (c->n < c->cap) {
     sl = &c->slot[c->n++];
+  } else if (c->n == 0) {
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   } else {
     sl = &c->slot[0];
     if (sl->dirty) {
@@ -382,8 +390,8 @@ static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) 
       if (rc != WHISPER_OK) return rc;
     }
     wh_record_free(&sl->r);
-    memmove(&c->slot[0], &c->slot[1], (CACHE_SLOTS - 1) * sizeof *sl);
-    sl = &c->slot[CACHE_SLOTS - 1];
+    memmove(&c->slot[0], &c->slot[1], (size_t)(c->n - 1) * sizeof *sl);
+    sl = &c->slot[c->n - 1];
   }
   memset(sl, 0, sizeof *sl);
   sl->a = *a;
@@ -413,6 +421,7 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
       rc = record_write(ctx, &c->slot[i].a, &c->slot[i].r);
     wh_record_free(&c->slot[i].r);
   }
+  free(c->slot);
   free(c);
   return rc;
 }
