@@ -184,7 +184,8 @@ static void undo_free(mem_undo *u) {
 }
 
 static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  int c = memcmp(a, b, an < bn ? an : bn);
+  size_t n = an < bn ? an : bn;
+  int c = n ? memcmp(a, b, n) : 0; /* (a prefix of none may be NULL) */
   if (c) return c;
   return an < bn ? -1 : an > bn;
 }
