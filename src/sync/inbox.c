@@ -100,6 +100,10 @@ static int is_held(const whisper_client *c, uint64_t seq) {
 
 void sy_ack_flush(whisper_client *c) {
   if (!c->logged_in || c->close_wanted) return;
+  if (c->ack_retry_at) {
+    if (c->now < c->ack_retry_at) return;
+    c->ack_retry_at = 0;
+  }
   uint64_t w = sy_watermark(c);
   if (w <= c->acked) return;
   Whisper__Sync__Ack a = WHISPER__SYNC__ACK__INIT;

@@ -316,6 +316,8 @@ struct whisper_client {
   sy_req *reqs;
   sy_out *out_head, *out_tail;
   uint64_t acked;          /* the last Ack up_to queued on this connection */
+  uint64_t ack_retry_at;   /* an Ack was refused (ERR_RATE, ERR_INTERNAL): none goes before
+                            * this; then the watermark again (0: none waits) */
   Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */

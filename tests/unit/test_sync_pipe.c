@@ -710,6 +710,27 @@ static void test_catch_up_pump_fails(void) {
   world_close(&w);
 }
 
+/* The catch-up over the server's rate limit (a burst of 8 frames, then 20
+ * a second): bob's Acks and receipts are refused (ERR_RATE) as often as
+ * taken. A refused Ack goes again after the wait the server asks for; it
+ * was lost before, and with the server's window full nothing more came:
+ * the backlog stalled for good. */
+static void test_catch_up_rate_limited(void) {
+  world w;
+  world_open(&w, 0);
+  whisper_server_config_t keep = w.n.srv->cfg;
+  w.n.srv->cfg.rate_burst = 8;
+  w.n.srv->cfg.rate_per_sec = 20;
+  net_advance(&w.n, 1000); /* full buckets */
+  w.bob->offline = 0;
+  net_advance(&w.n, 60000);
+  w.n.srv->cfg = keep;
+  net_advance(&w.n, 2000);
+  world_check(&w);
+  CHECK(g_t.caught == 1);
+  world_close(&w);
+}
+
 /* Big entries: a batch holds at most 4 MiB of frames (SY_BATCH_BYTES), so
  * 80 entries of 60 kB come in two batches, not one. */
 static void test_catch_up_big(void) {
@@ -758,6 +779,7 @@ int main(void) {
   test_catch_up_crash();
   test_catch_up_commit_fails();
   test_catch_up_pump_fails();
+  test_catch_up_rate_limited();
   test_catch_up_big();
   rmdir(dbdir);
   return test_done();
