@@ -349,7 +349,7 @@ static void connection_reset(whisper_client *c) {
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
-  c->acked = c->ack_retry_at = 0;
+  c->acked = c->ack_retry_at = c->receipts_at = 0;
   c->upload_inflight = c->ping_inflight = 0;
   c->spk_inflight = c->spk_server_known = 0;
   c->send_wait = 0;
@@ -673,6 +673,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
         c->caught_up = 1;
         c->catching = 0;
         c->index_at = now_ms + SY_INDEX_GAP_MS;
+        if (c->receipts_at) sy_ops_flush(c); /* the receipts held for the backlog's end */
         sy_event *e = sy_event_new(c, WHISPER_EV_CAUGHT_UP);
         if (e) e->ev.server_seq = f->queue_empty->last_seq;
         sy_event_push(c, e);
@@ -734,6 +735,7 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
   if (c->n_inq && c->inq_at + SY_CATCH_WAIT_MS < d) d = c->inq_at + SY_CATCH_WAIT_MS; /* a batch */
   if (c->ack_retry_at && c->ack_retry_at < d) d = c->ack_retry_at; /* an Ack again */
+  if (c->receipts_at && c->receipts_at < d) d = c->receipts_at;   /* receipts held */
   if (c->logged_in && c->spk_due_at && c->spk_due_at < d) d = c->spk_due_at; /* login.c */
   return d;
 }
@@ -767,6 +769,7 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
     sy_block_flush(c);
   }
   if (c->ack_retry_at && now_ms >= c->ack_retry_at) sy_ack_flush(c); /* (it clears it) */
+  if (c->receipts_at && now_ms >= c->receipts_at) sy_ops_flush(c);    /* (the same) */
   if (c->unlisted_at && now_ms >= c->unlisted_at) { /* their lists are asked for again */
     c->unlisted_at = 0;
     sy_names_free(&c->unlisted);

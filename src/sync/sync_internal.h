@@ -63,6 +63,11 @@
 #define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for, at most
                                 * (half the server's push window, Ok.deliver_window) */
 #define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
+#define SY_CATCH_RECEIPT_IDS 256 /* while the backlog arrives, a sender's receipt waits for this
+                                  * many messages, */
+#define SY_CATCH_RECEIPT_MS 250  /* or this long after its first, or the backlog's end (one
+                                  * Send per sender and batch was a burst over the server's
+                                  * rate limit, and as many for the senders to take) */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -173,6 +178,7 @@ typedef struct sy_op {
   uint64_t inflight;       /* the request id while sent and unanswered (SY_IN_JOB: a receipt
                             * on its way as a job) */
   uint8_t cid[WHISPER_CLIENT_ID_LEN]; /* receipt: the client id of its Send */
+  uint64_t made_at;        /* receipt: when its first id came (0: from the store) */
   whisper_buf *change;     /* group: the signed change it carries (CREATE: made once;
                             * others: made from the state held when sent) */
   struct sy_edit {         /* group: what an UPDATE, ADMIN, PEEK or JOIN changes (groups.c) */
@@ -318,6 +324,7 @@ struct whisper_client {
   uint64_t acked;          /* the last Ack up_to queued on this connection */
   uint64_t ack_retry_at;   /* an Ack was refused (ERR_RATE, ERR_INTERNAL): none goes before
                             * this; then the watermark again (0: none waits) */
+  uint64_t receipts_at;    /* receipts held while catching up go then (0: none held) */
   Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */
