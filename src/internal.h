@@ -27,7 +27,9 @@ typedef struct wh_addr {
   uint8_t key[WH_ADDR_MAX + 16];
   size_t len;
 } wh_addr;
-/* The last identity found trusted inside a batch. */
+/* The identities found trusted inside a batch (the last WH_IDENTITY_MEMO
+ * addresses: a batch of the backlog interleaves many senders). */
+#define WH_IDENTITY_MEMO 32
 typedef struct wh_identity_memo {
   int valid;
   wh_addr addr;
@@ -54,7 +56,8 @@ struct whisper_ctx {
   struct wh_trust_memo *trust_memo;
   /* What wh_get_view() last handed out, when the store copied it. */
   struct whisper_buf *view_buf;
-  wh_identity_memo identity_memo; /* valid only while record_cache is set */
+  wh_identity_memo identity_memo[WH_IDENTITY_MEMO]; /* valid only while record_cache is set */
+  unsigned identity_memo_next;                        /* the slot the next one takes */
   /* The history salt, cached once read from the store, and the tag of the
    * last conversation tagged with it (a batch from one sender hashes the
    * name once). */

@@ -212,6 +212,7 @@ void wd_config_init(wd_config *cfg) {
   cfg->max_connections = 0;
   cfg->record_cache = 100000;
   cfg->server = server_defaults;
+  cfg->server.deliver_window = 1024; /* a backlog in batches of 256 (tests/bench/README.md, figure 5) */
   cfg->metrics_host = strdup("127.0.0.1");
   cfg->metrics_port = 9480;
   cfg->max_prelogin_per_addr = 32;

@@ -640,11 +640,14 @@ int wh_identity_is_trusted(whisper_ctx *ctx, const wh_addr *a, const uint8_t key
 
 int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key[WH_PUB_LEN]) {
   /* inside a batch (one transaction, nothing else changes trust) the last
-   * address found trusted is remembered */
-  wh_identity_memo *memo = &ctx->identity_memo;
-  if (ctx->record_cache && memo->valid && memo->addr.len == a->len &&
-      memcmp(memo->addr.key, a->key, a->len) == 0 && memcmp(memo->key, key, WH_PUB_LEN) == 0)
-    return WHISPER_OK;
+   * addresses found trusted are remembered */
+  if (ctx->record_cache)
+    for (int i = 0; i < WH_IDENTITY_MEMO; i++) {
+      const wh_identity_memo *m = &ctx->identity_memo[i];
+      if (m->valid && m->addr.len == a->len && memcmp(m->addr.key, a->key, a->len) == 0 &&
+          memcmp(m->key, key, WH_PUB_LEN) == 0)
+        return WHISPER_OK;
+    }
   remote_id want;
   int rc = expected_key(ctx, a, &want);
   if (rc != WHISPER_OK) return rc;
@@ -652,9 +655,10 @@ int wh_identity_check_save(whisper_ctx *ctx, const wh_addr *a, const uint8_t key
     return wh_fail(ctx, WHISPER_EUNTRUSTED, "the identity key of this device changed");
   if (!want.present) rc = remote_put(ctx, WHISPER_REC_REMOTE_IDENTITY, a->key, a->len, key, 0);
   if (rc == WHISPER_OK && ctx->record_cache) {
-    memo->addr = *a;
-    memcpy(memo->key, key, WH_PUB_LEN);
-    memo->valid = 1;
+    wh_identity_memo *m = &ctx->identity_memo[ctx->identity_memo_next++ % WH_IDENTITY_MEMO];
+    m->addr = *a;
+    memcpy(m->key, key, WH_PUB_LEN);
+    m->valid = 1;
   }
   return rc;
 }

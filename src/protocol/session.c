@@ -338,13 +338,16 @@ static int memo_reserve(memo_slot *sl, size_t n) {
 }
 
 /*
- * Within a batch (whisper_session_decrypt_batch) the records of the
- * addresses it touches are kept decoded: a load gets a copy, a successful
- * message replaces the kept record, and wh_record_cache_end() writes each
- * changed record once, before the batch commits. A failed message never
- * reaches record_store, so it leaves the kept record as it was.
+ * Within a batch (whisper_session_decrypt_batch, the engine's batches of
+ * entries) the records of the addresses it touches are kept decoded: a
+ * load gets a copy, a successful message replaces the kept record, and
+ * wh_record_cache_end() writes each changed record once, before the batch
+ * commits. A failed message never reaches record_store, so it leaves the
+ * kept record as it was. Up to CACHE_SLOTS addresses (a batch of the
+ * backlog interleaves its senders' messages: with fewer slots than
+ * senders, every message wrote one record out and read another back).
  */
-#define CACHE_SLOTS 8
+#define CACHE_SLOTS 64
 typedef struct cache_slot {
   wh_addr a;
   wh_record r;
@@ -352,8 +355,9 @@ typedef struct cache_slot {
 } cache_slot;
 
 struct wh_record_cache {
-  cache_slot slot[CACHE_SLOTS];
-  int n;
+  cache_slot *slot; /* grown as addresses come, up to CACHE_SLOTS (a batch of one entry
+                     * zeroes one slot, not sixty-four) */
+  int n, cap;
 };
 
 static int record_write(whisper_ctx *ctx, const wh_addr *a, wh_record *r);
@@ -370,8 +374,15 @@ static cache_slot *cache_find(whisper_ctx *ctx, const wh_addr *a) {
 static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) {
   struct wh_record_cache *c = ctx->record_cache;
   cache_slot *sl;
-  if (c->n < CACHE_SLOTS) {
+  if (c->n == c->cap && c->cap < CACHE_SLOTS) {
+    int cap = c->cap ? 2 * c->cap : 4;
+    cache_slot *more = realloc(c->slot, (size_t)cap * sizeof *more);
+    if (more != NULL) c->slot = more, c->cap = cap; /* (else: the oldest makes room) */
+  }
+  if (c->n < c->cap) {
     sl = &c->slot[c->n++];
+  } else if (c->n == 0) {
+    return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   } else {
     sl = &c->slot[0];
     if (sl->dirty) {
@@ -379,8 +390,8 @@ static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) 
       if (rc != WHISPER_OK) return rc;
     }
     wh_record_free(&sl->r);
-    memmove(&c->slot[0], &c->slot[1], (CACHE_SLOTS - 1) * sizeof *sl);
-    sl = &c->slot[CACHE_SLOTS - 1];
+    memmove(&c->slot[0], &c->slot[1], (size_t)(c->n - 1) * sizeof *sl);
+    sl = &c->slot[c->n - 1];
   }
   memset(sl, 0, sizeof *sl);
   sl->a = *a;
@@ -388,8 +399,13 @@ static int cache_slot_for(whisper_ctx *ctx, const wh_addr *a, cache_slot **out) 
   return WHISPER_OK;
 }
 
+static void identity_memo_clear(whisper_ctx *ctx) {
+  for (int i = 0; i < WH_IDENTITY_MEMO; i++) ctx->identity_memo[i].valid = 0;
+  ctx->identity_memo_next = 0;
+}
+
 int wh_record_cache_begin(whisper_ctx *ctx) {
-  ctx->identity_memo.valid = 0;
+  identity_memo_clear(ctx);
   ctx->record_cache = calloc(1, sizeof *ctx->record_cache);
   return ctx->record_cache ? WHISPER_OK : wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
 }
@@ -399,12 +415,13 @@ int wh_record_cache_end(whisper_ctx *ctx, int write) {
   int rc = WHISPER_OK;
   if (c == NULL) return WHISPER_OK;
   ctx->record_cache = NULL;
-  ctx->identity_memo.valid = 0;
+  identity_memo_clear(ctx);
   for (int i = 0; i < c->n; i++) {
     if (write && rc == WHISPER_OK && c->slot[i].dirty)
       rc = record_write(ctx, &c->slot[i].a, &c->slot[i].r);
     wh_record_free(&c->slot[i].r);
   }
+  free(c->slot);
   free(c);
   return rc;
 }

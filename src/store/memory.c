@@ -31,9 +31,40 @@ typedef struct mem_undo {
   uint8_t ikey[48];
 } mem_undo;
 
+/* The entries of one ordered kind (WHISPER_REC_IS_ORDERED), sorted by key,
+ * in chunks of at most CHUNK (an insert or a removal moves at most a
+ * chunk's refs, not every entry's): a scan finds its first row by binary
+ * search and walks from there. Each ref has its key's first 8 bytes
+ * (big-endian, zero-padded): most comparisons end there, without reading
+ * the entry. */
+#define CHUNK 128
+typedef struct mem_ref {
+  uint64_t head;
+  mem_entry *e;
+} mem_ref;
+
+typedef struct mem_chunk {
+  size_t n;
+  mem_ref r[CHUNK];
+} mem_chunk;
+
+typedef struct mem_order {
+  int kind;
+  mem_chunk **c; /* nc chunks, none empty */
+  size_t nc, capc;
+  mem_chunk *spare; /* one made ahead, so that an insert cannot fail */
+} mem_order;
+
+/* A place in an order: chunk ci, ref i (ci == nc: the end). */
+typedef struct mem_pos {
+  size_t ci, i;
+} mem_pos;
+
 typedef struct mem_store {
   mem_entry **buckets;
   size_t nbuckets, count;
+  mem_order *orders; /* one per ordered kind stored so far */
+  size_t n_orders;
   int in_txn;
   uint64_t txn;    /* the stamp of the open transaction or savepoint (unique) */
   uint64_t stamps; /* stamps handed out */
@@ -152,6 +183,134 @@ static void undo_free(mem_undo *u) {
   u->val = NULL;
 }
 
+static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  size_t n = an < bn ? an : bn;
+  int c = n ? memcmp(a, b, n) : 0; /* (a prefix of none may be NULL) */
+  if (c) return c;
+  return an < bn ? -1 : an > bn;
+}
+
+/* The sorted entries of an ordered kind (made if `make`; NULL if none, or
+ * out of memory). */
+static mem_order *order_of(mem_store *m, int kind, int make) {
+  for (size_t i = 0; i < m->n_orders; i++)
+    if (m->orders[i].kind == kind) return &m->orders[i];
+  if (!make) return NULL;
+  mem_order *o = realloc(m->orders, (m->n_orders + 1) * sizeof *o);
+  if (o == NULL) return NULL;
+  m->orders = o;
+  o = &m->orders[m->n_orders++];
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  return o;
+}
+
+static uint64_t key_head(const uint8_t *k, size_t n) {
+  uint64_t h = 0;
+  for (size_t i = 0; i < 8; i++) h = h << 8 | (i < n ? k[i] : 0);
+  return h;
+}
+
+static int ref_cmp(const mem_ref *r, uint64_t head, const uint8_t *k, size_t n) {
+  return r->head < head ? -1 : r->head > head ? 1 : key_cmp(r->e->key, r->e->key_len, k, n);
+}
+
+/* The place of the first entry whose key is >= k (strict: > k). */
+static mem_pos order_lower(const mem_order *o, const uint8_t *k, size_t n, int strict) {
+  uint64_t head = key_head(k, n);
+  size_t lo = 0, hi = o->nc; /* the first chunk whose last key is >= (>) k */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int c = ref_cmp(&o->c[mid]->r[o->c[mid]->n - 1], head, k, n);
+    if (strict ? c <= 0 : c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  mem_pos p = {lo, 0};
+  if (lo == o->nc) return p;
+  const mem_chunk *ch = o->c[lo];
+  size_t a = 0, b = ch->n;
+  while (a < b) {
+    size_t mid = a + (b - a) / 2;
+    int c = ref_cmp(&ch->r[mid], head, k, n);
+    if (strict ? c <= 0 : c < 0) a = mid + 1;
+    else b = mid;
+  }
+  p.i = a;
+  return p;
+}
+
+static int pos_before(mem_pos x, mem_pos y) { return x.ci < y.ci || (x.ci == y.ci && x.i < y.i); }
+
+/* Room for one more entry of `kind` in its order (before the entry is
+ * made, so that a failure leaves nothing half done). */
+static int order_reserve(mem_store *m, int kind) {
+  if (!WHISPER_REC_IS_ORDERED(kind)) return 0;
+  mem_order *o = order_of(m, kind, 1);
+  if (o == NULL) return -1;
+  if (o->spare == NULL && (o->spare = malloc(sizeof *o->spare)) == NULL) return -1;
+  if (o->nc < o->capc) return 0;
+  size_t cap = o->capc ? o->capc * 2 : 4;
+  mem_chunk **c = realloc(o->c, cap * sizeof *c);
+  if (c == NULL) return -1;
+  o->c = c;
+  o->capc = cap;
+  return 0;
+}
+
+/* Puts the spare chunk in at index at (reserved: room and a spare). */
+static mem_chunk *chunk_add(mem_order *o, size_t at) {
+  mem_chunk *ch = o->spare;
+  o->spare = NULL;
+  ch->n = 0;
+  memmove(&o->c[at + 1], &o->c[at], (o->nc - at) * sizeof *o->c);
+  o->c[at] = ch;
+  o->nc++;
+  return ch;
+}
+
+static void order_insert(mem_store *m, mem_entry *e) {
+  if (!WHISPER_REC_IS_ORDERED(e->kind)) return;
+  mem_order *o = order_of(m, e->kind, 0); /* (reserved) */
+  mem_pos p = order_lower(o, e->key, e->key_len, 0);
+  if (o->nc == 0) {
+    chunk_add(o, 0);
+    p.ci = p.i = 0;
+  } else if (p.ci == o->nc) { /* past every key: at the end of the last chunk */
+    p.ci = o->nc - 1;
+    p.i = o->c[p.ci]->n;
+  }
+  mem_chunk *ch = o->c[p.ci];
+  if (ch->n == CHUNK) { /* full: its upper half to a new chunk after it */
+    mem_chunk *up = chunk_add(o, p.ci + 1);
+    up->n = CHUNK / 2;
+    memcpy(up->r, &ch->r[CHUNK / 2], (CHUNK / 2) * sizeof *up->r);
+    ch->n = CHUNK / 2;
+    if (p.i > CHUNK / 2) {
+      ch = up;
+      p.i -= CHUNK / 2;
+    }
+  }
+  memmove(&ch->r[p.i + 1], &ch->r[p.i], (ch->n - p.i) * sizeof *ch->r);
+  ch->r[p.i].head = key_head(e->key, e->key_len);
+  ch->r[p.i].e = e;
+  ch->n++;
+}
+
+static void order_remove(mem_store *m, const mem_entry *e) {
+  if (!WHISPER_REC_IS_ORDERED(e->kind)) return;
+  mem_order *o = order_of(m, e->kind, 0);
+  if (o == NULL) return;
+  mem_pos p = order_lower(o, e->key, e->key_len, 0);
+  if (p.ci == o->nc || o->c[p.ci]->r[p.i].e != e) return; /* (not expected) */
+  mem_chunk *ch = o->c[p.ci];
+  memmove(&ch->r[p.i], &ch->r[p.i + 1], (ch->n - p.i - 1) * sizeof *ch->r);
+  if (--ch->n) return;
+  memmove(&o->c[p.ci], &o->c[p.ci + 1], (o->nc - p.ci - 1) * sizeof *o->c);
+  o->nc--;
+  if (o->spare == NULL) o->spare = ch;
+  else free(ch);
+}
+
 /* Gives (kind, k) the value `val` (taken). `pp` is find()'s answer. */
 static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, size_t n,
                    uint8_t *val, size_t vn, uint64_t journaled) {
@@ -160,6 +319,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
     (*pp)->val_len = vn;
     return WHISPER_OK;
   }
+  if (order_reserve(m, kind) != 0) return WHISPER_ENOMEM;
   mem_entry *e = malloc(sizeof *e + n);
   if (e == NULL) return WHISPER_ENOMEM;
   e->next = NULL;
@@ -171,6 +331,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
   e->val_len = vn;
   e->journaled = journaled;
   *pp = e;
+  order_insert(m, e);
   if (++m->count > m->nbuckets) grow(m); /* a failed grow only costs speed */
   return WHISPER_OK;
 }
@@ -178,6 +339,7 @@ static int set_val(mem_store *m, mem_entry **pp, int kind, const uint8_t *k, siz
 static void unlink_entry(mem_store *m, mem_entry **pp) {
   mem_entry *e = *pp;
   *pp = e->next;
+  order_remove(m, e);
   free(e);
   m->count--;
 }
@@ -324,65 +486,66 @@ static int mem_del(void *user, int kind, const uint8_t *k, size_t n) {
   return WHISPER_OK;
 }
 
-static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  int c = memcmp(a, b, an < bn ? an : bn);
-  if (c) return c;
-  return an < bn ? -1 : an > bn;
-}
-
-static int entry_cmp(const void *x, const void *y) {
-  const mem_entry *a = *(const mem_entry *const *)x, *b = *(const mem_entry *const *)y;
-  return key_cmp(a->key, a->key_len, b->key, b->key_len);
-}
-
-/* The volatile store scans by sorting what matches: fine for its uses
- * (tests, ephemeral devices). */
+/* A scan walks the kind's sorted entries from the first in its range (a
+ * binary search): the rows it gives, not the whole store. They are taken
+ * first and called back after, so that a callback may scan again. */
 static int mem_scan(void *user, int kind, const uint8_t *prefix, size_t prefix_len,
                     const uint8_t *bound, size_t bound_len, int descending, size_t limit,
                     whisper_scan_fn fn, void *arg) {
   mem_store *m = user;
   if (!WHISPER_REC_IS_ORDERED(kind)) return WHISPER_EINVAL;
-  if (limit == 0) return WHISPER_OK;
-  /* the first `limit` in scan order: all of them sorted, or (a short limit
-   * of many) only those kept, in order, as they are found */
-  size_t keep = limit < m->count ? limit : m->count;
-  mem_entry **hits = malloc((m->count ? m->count : 1) * sizeof *hits);
+  const mem_order *o = order_of(m, kind, 0);
+  if (limit == 0 || o == NULL || o->nc == 0) return WHISPER_OK;
+  /* [lo, hi): the keys with the prefix: from the prefix itself up to the
+   * first key at or past its successor (the prefix without its trailing
+   * 0xFF bytes, the last one plus one; none: to the end) */
+  mem_pos lo = order_lower(o, prefix, prefix_len, 0), hi = {o->nc, 0};
+  size_t sn = prefix_len;
+  while (sn && prefix[sn - 1] == 0xFF) sn--;
+  if (sn) {
+    uint8_t *succ = malloc(sn);
+    if (succ == NULL) return WHISPER_ENOMEM;
+    memcpy(succ, prefix, sn);
+    succ[sn - 1]++;
+    hi = order_lower(o, succ, sn, 0);
+    free(succ);
+  }
+  if (bound) { /* ascending: keys > bound; descending: keys < bound */
+    mem_pos at = order_lower(o, bound, bound_len, !descending);
+    if (descending && pos_before(at, hi)) hi = at;
+    if (!descending && pos_before(lo, at)) lo = at;
+  }
+  if (!pos_before(lo, hi)) return WHISPER_OK;
+  /* (a place at a chunk's end is the next chunk's start) */
+  if (descending && hi.i == 0) hi.i = o->c[--hi.ci]->n;
+  size_t n = 0, cap = limit < 64 ? limit : 64;
+  mem_entry **hits = malloc(cap * sizeof *hits);
   if (hits == NULL) return WHISPER_ENOMEM;
-  size_t n = 0;
-  int bounded = keep < m->count && keep <= 256;
-  for (size_t i = 0; i < m->nbuckets; i++) {
-    for (mem_entry *e = m->buckets[i]; e; e = e->next) {
-      if (e->kind != kind || e->key_len < prefix_len ||
-          (prefix_len && memcmp(e->key, prefix, prefix_len) != 0))
-        continue;
-      if (bound) {
-        int c = key_cmp(e->key, e->key_len, bound, bound_len);
-        if (descending ? c >= 0 : c <= 0) continue;
-      }
-      if (!bounded) {
-        hits[n++] = e;
-        continue;
-      }
-      /* hits[0..n) in scan order; e goes in if it comes before the last */
-      size_t lo = 0, hi = n;
-      while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = key_cmp(e->key, e->key_len, hits[mid]->key, hits[mid]->key_len);
-        if (descending ? c > 0 : c < 0) hi = mid;
-        else lo = mid + 1;
-      }
-      if (lo >= keep) continue;
-      size_t move = (n < keep ? n : keep - 1) - lo;
-      memmove(&hits[lo + 1], &hits[lo], move * sizeof *hits);
-      hits[lo] = e;
-      if (n < keep) n++;
+  mem_pos at = descending ? hi : lo;
+  while (n < limit) {
+    if (descending) {
+      if (!pos_before(lo, at)) break;
+      if (at.i == 0) at.i = o->c[--at.ci]->n;
+      at.i--;
+    } else {
+      if (at.i == o->c[at.ci]->n) at.ci++, at.i = 0;
+      if (!pos_before(at, hi)) break;
     }
+    if (n == cap) {
+      size_t nc = cap * 2 < limit ? cap * 2 : limit;
+      mem_entry **h = realloc(hits, nc * sizeof *h);
+      if (h == NULL) {
+        free(hits);
+        return WHISPER_ENOMEM;
+      }
+      hits = h;
+      cap = nc;
+    }
+    hits[n++] = o->c[at.ci]->r[at.i].e;
+    if (!descending) at.i++;
   }
-  if (!bounded) qsort(hits, n, sizeof *hits, entry_cmp);
-  for (size_t i = 0; i < n && i < limit; i++) {
-    mem_entry *e = hits[bounded || !descending ? i : n - 1 - i];
-    if (fn(arg, e->key, e->key_len, e->val, e->val_len)) break;
-  }
+  for (size_t i = 0; i < n; i++)
+    if (fn(arg, hits[i]->key, hits[i]->key_len, hits[i]->val, hits[i]->val_len)) break;
   free(hits);
   return WHISPER_OK;
 }
@@ -401,6 +564,12 @@ static void mem_destroy(void *user) {
     }
   }
   free(m->buckets);
+  for (size_t i = 0; i < m->n_orders; i++) {
+    for (size_t k = 0; k < m->orders[i].nc; k++) free(m->orders[i].c[k]);
+    free(m->orders[i].c);
+    free(m->orders[i].spare);
+  }
+  free(m->orders);
   free(m);
 }
 

@@ -236,6 +236,19 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
   return WHISPER_OK;
 }
 
+void sy_out_truncate(whisper_client *c, sy_out *mark) {
+  sy_out *o = mark ? mark->next : c->out_head;
+  if (mark) mark->next = NULL;
+  else c->out_head = NULL;
+  c->out_tail = mark;
+  while (o) {
+    sy_out *next = o->next;
+    whisper_buf_free(o->frame);
+    free(o);
+    o = next;
+  }
+}
+
 static void req_free(sy_req *r) {
   for (size_t i = 0; i < r->n_devs; i++) free(r->devs[i].account);
   free(r->devs);
@@ -339,7 +352,7 @@ static void connection_reset(whisper_client *c) {
   c->have_nonce = c->hello_sent = c->auth_sent = c->register_sent = c->link_sent = 0;
   c->register_exists = 0;
   c->nonce_len = 0;
-  c->acked = 0;
+  c->acked = c->ack_retry_at = c->receipts_at = 0;
   c->upload_inflight = c->ping_inflight = 0;
   c->spk_inflight = c->spk_server_known = 0;
   c->send_wait = 0;
@@ -567,6 +580,21 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
     case RQ_SPK:
       sy_spk_answer(c, r, f);
       break;
+    case RQ_ACK:
+      /* An Ack the server did not take (over its rate limit, or its store
+       * failed) goes again, later: the server pushes no more entries past
+       * its window until one is taken, so a lost Ack stalled the mailbox. */
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
+          (f->error->code == SY_ERR_RATE || f->error->code == SY_ERR_INTERNAL)) {
+        uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+        c->acked = 0;
+        c->ack_retry_at = c->now + (wait < 600000 ? wait : 600000);
+        break;
+      }
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR)
+        sy_error_event(c, WHISPER_EINVAL, (int)f->error->code,
+                       f->error->message ? f->error->message : "request refused");
+      break;
     default:
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR) {
         const Whisper__Sync__Error *e = f->error;
@@ -657,6 +685,7 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
         c->caught_up = 1;
         c->catching = 0;
         c->index_at = now_ms + SY_INDEX_GAP_MS;
+        if (c->receipts_at) sy_ops_flush(c); /* the receipts held for the backlog's end */
         sy_event *e = sy_event_new(c, WHISPER_EV_CAUGHT_UP);
         if (e) e->ev.server_seq = f->queue_empty->last_seq;
         sy_event_push(c, e);
@@ -717,6 +746,8 @@ uint64_t whisper_client_next_deadline(const whisper_client *c) {
   if (t < d) d = t;
   if (c->caught_up && c->index_at && c->index_at < d) d = c->index_at; /* search indexing */
   if (c->n_inq && c->inq_at + SY_CATCH_WAIT_MS < d) d = c->inq_at + SY_CATCH_WAIT_MS; /* a batch */
+  if (c->ack_retry_at && c->ack_retry_at < d) d = c->ack_retry_at; /* an Ack again */
+  if (c->receipts_at && c->receipts_at < d) d = c->receipts_at;   /* receipts held */
   if (c->logged_in && c->spk_due_at && c->spk_due_at < d) d = c->spk_due_at; /* login.c */
   return d;
 }
@@ -749,6 +780,8 @@ void whisper_client_tick(whisper_client *c, uint64_t now_ms) {
     sy_ops_flush(c);
     sy_block_flush(c);
   }
+  if (c->ack_retry_at && now_ms >= c->ack_retry_at) sy_ack_flush(c); /* (it clears it) */
+  if (c->receipts_at && now_ms >= c->receipts_at) sy_ops_flush(c);    /* (the same) */
   if (c->unlisted_at && now_ms >= c->unlisted_at) { /* their lists are asked for again */
     c->unlisted_at = 0;
     sy_names_free(&c->unlisted);

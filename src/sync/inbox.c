@@ -100,6 +100,10 @@ static int is_held(const whisper_client *c, uint64_t seq) {
 
 void sy_ack_flush(whisper_client *c) {
   if (!c->logged_in || c->close_wanted) return;
+  if (c->ack_retry_at) {
+    if (c->now < c->ack_retry_at) return;
+    c->ack_retry_at = 0;
+  }
   uint64_t w = sy_watermark(c);
   if (w <= c->acked) return;
   Whisper__Sync__Ack a = WHISPER__SYNC__ACK__INIT;
@@ -1338,8 +1342,19 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
   if (rc == WHISPER_OK)
     rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held,
                       c->upload_first, c->upload_count);
+  /* The receipts (DELIVERED) of what it stored, encrypted under the same
+   * commit (one per batch, not a second for them): their Sends leave after
+   * it, as its Ack does, or not at all. A library call that fails in them
+   * undoes only itself (a savepoint each). */
+  sy_out *mark = c->out_tail;
+  if (rc == WHISPER_OK && c->receipts_due && sy_txn_alive(c)) {
+    c->join.steps = 1;
+    sy_ops_flush(c);
+    c->join.steps = 0;
+  }
   rc = sy_txn_end(c, rc);
   if (rc != WHISPER_OK) {
+    sy_out_truncate(c, mark);
     snap_restore(c, &snap);
     ev_drop(&evs);
     sy_error_event(c, rc, 0, "mailbox entries could not be stored; they will come again");

@@ -181,10 +181,17 @@ static int group_busy(const whisper_client *c, size_t upto, const uint8_t *gid) 
 void sy_ops_flush(whisper_client *c) {
   int jobs = 0;
   c->receipts_due = 0;
+  c->receipts_at = 0;
   if (!c->logged_in || c->close_wanted) return;
   for (size_t i = 0; i < c->n_ops; i++) {
     sy_op *o = &c->ops[i];
     if (o->inflight) continue;
+    if (o->kind == OP_RECEIPT && c->catching && o->made_at && o->n_ids < SY_CATCH_RECEIPT_IDS &&
+        c->now < o->made_at + SY_CATCH_RECEIPT_MS) { /* it gathers more first */
+      if (!c->receipts_at || o->made_at + SY_CATCH_RECEIPT_MS < c->receipts_at)
+        c->receipts_at = o->made_at + SY_CATCH_RECEIPT_MS;
+      continue;
+    }
     if (o->kind == OP_RECEIPT) {
       /* end to end: a message of its own, through the sessions */
       if (sy_receipt_job(c, o) == WHISPER_OK) o->inflight = SY_IN_JOB, jobs = 1;
@@ -311,6 +318,7 @@ int sy_receipt_add(whisper_client *c, const char *to, int status,
     if ((o = op_new(c)) == NULL) return sy_fail(c, WHISPER_ENOMEM, "too many pending receipts");
     o->kind = OP_RECEIPT;
     o->code = (uint32_t)status;
+    o->made_at = c->now ? c->now : 1;
     if ((o->to = sy_strdup(to)) == NULL || wh_random(&c->ctx->rng, o->cid, sizeof o->cid) != 0) {
       sy_op_drop(c, c->n_ops - 1);
       return WHISPER_ENOMEM;

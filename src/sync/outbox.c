@@ -36,7 +36,17 @@ enum { STEP_WAIT, STEP_DONE, STEP_DROP, STEP_BLOCKED, STEP_AGAIN, STEP_STOP, STE
 
 /* --- jobs --------------------------------------------------------------------------------- */
 
+static void kept_drop(sy_job *j) {
+  whisper_buf_free(j->kept);
+  for (size_t i = 0; i < j->n_kept_devs; i++) free(j->kept_devs[i].account);
+  free(j->kept_devs);
+  j->kept = NULL;
+  j->kept_devs = NULL;
+  j->n_kept_devs = 0;
+}
+
 static void job_free(sy_job *j) {
+  kept_drop(j);
   if (j->body) {
     wh_wipe(j->body, j->body_len);
     free(j->body);
@@ -248,6 +258,60 @@ static int fly(whisper_client *c, sy_job *j, sy_req *r) {
   j->inflight = r->id;
   c->n_inflight++;
   return STEP_SENT;
+}
+
+/* Copies n recipients into *out (NULL and 0 when out of memory). */
+static size_t devrefs_copy(sy_devref **out, const sy_devref *from, size_t n) {
+  sy_devref *d = calloc(n ? n : 1, sizeof *d);
+  *out = d;
+  for (size_t i = 0; d && i < n; i++) {
+    d[i].device = from[i].device;
+    if ((d[i].account = sy_strdup(from[i].account)) == NULL) {
+      while (i-- > 0) free(d[i].account);
+      free(d);
+      *out = NULL;
+    }
+  }
+  return *out ? n : 0;
+}
+
+/* Keeps a 1:1 job's Send (just queued as r), packed without its `after`,
+ * to send it again as it is if the server does not take it (sy_job). */
+static void keep_send(whisper_client *c, sy_job *j, Whisper__Sync__Send *s, const sy_req *r) {
+  kept_drop(j);
+  int had_after = s->has_after;
+  s->has_after = 0;
+  j->kept = whisper_buf_new(NULL, whisper__sync__send__get_packed_size(s));
+  if (j->kept) whisper__sync__send__pack(s, j->kept->data);
+  s->has_after = had_after;
+  j->n_kept_devs = devrefs_copy(&j->kept_devs, r->devs, r->n_devs);
+  if (j->kept == NULL || j->kept_devs == NULL) kept_drop(j); /* (encrypted anew next time) */
+  j->kept_gen = c->devs_gen;
+}
+
+static int send_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, sy_req **out);
+
+/* The job's kept Send again, with the same ciphertexts (a new `after`). */
+static int kept_step(whisper_client *c, sy_job *j) {
+  Whisper__Sync__Send *s = whisper__sync__send__unpack(&wh_pb_alloc, j->kept->len, j->kept->data);
+  if (s == NULL) {
+    kept_drop(j);
+    return STEP_AGAIN;
+  }
+  Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
+  f.body_case = WHISPER__SYNC__FRAME__BODY_SEND;
+  f.send = s;
+  sy_req *r;
+  int step = STEP_STOP;
+  if (send_queue(c, &f, RQ_SEND, &r) == WHISPER_OK) {
+    snprintf(r->account, sizeof r->account, "%s", j->conv);
+    r->n_devs = devrefs_copy(&r->devs, j->kept_devs, j->n_kept_devs);
+    if (r->devs != NULL) step = fly(c, j, r);
+  }
+  s->has_after = 0; /* (send_queue pointed it at c->after_cid: not the unpacker's to free) */
+  s->after = (ProtobufCBinaryData){0, NULL};
+  whisper__sync__send__free_unpacked(s, &wh_pb_alloc);
+  return step;
 }
 
 /* Queues a Send (or a distribution's): pipelined, it names the Send before
@@ -477,6 +541,7 @@ static int send_direct(whisper_client *c, sy_job *j, int kind, const uint8_t *cl
   if (devrefs_set(r, to, tl, 0) != WHISPER_OK ||
       (kind == RQ_SKDM && devrefs_set(r, c->account, own, 0) != WHISPER_OK))
     goto out;
+  if (kind == RQ_SEND && j && j->kind == JOB_MESSAGE && !j->group) keep_send(c, j, &s, r);
   step = kind == RQ_SKDM ? wait_on(c, j, r) : fly(c, j, r);
 out:
   if (env) {
@@ -788,7 +853,45 @@ out:
 
 /* --- the pump ----------------------------------------------------------------------------------- */
 
+/* The pump's steps run in one transaction, opened before the first (so a
+ * pump with nothing to send opens none): what they encrypt (sessions, send
+ * marks) commits once for all, not once per recipient and message, and the
+ * frames they queue leave only after that commit, as each did after its
+ * own before. */
+static void pump_txn_open(whisper_client *c) {
+  if (c->pump_txn || c->pump_tried) return;
+  c->pump_tried = 1;
+  sy_out *mark = c->out_tail;
+  if (sy_txn_begin_steps(c) != WHISPER_OK) return; /* (each call commits on its own) */
+  c->pump_txn = 1;
+  c->pump_mark = mark;
+}
+
+static void pump_steps(whisper_client *c);
+
 void sy_pump(whisper_client *c) {
+  if (c->in_pump) { /* (inside the running one's transaction) */
+    pump_steps(c);
+    return;
+  }
+  c->in_pump = 1;
+  c->pump_txn = c->pump_tried = 0;
+  pump_steps(c);
+  if (c->pump_txn) {
+    c->pump_txn = 0;
+    if (sy_txn_end(c, WHISPER_OK) != WHISPER_OK) {
+      /* nothing it encrypted is kept: none of its frames may leave (a key
+       * used and not recorded could be used again) */
+      sy_out_truncate(c, c->pump_mark);
+      sy_error_event(c, WHISPER_ESTORE, 0, "sending stopped: the store failed");
+      c->close_wanted = 1;
+    }
+  }
+  c->pump_mark = NULL;
+  c->in_pump = 0;
+}
+
+static void pump_steps(whisper_client *c) {
   for (int guard = 0; guard < 10000; guard++) {
     if (!c->logged_in || c->close_wanted || c->send_wait || c->send_retry_at || c->draining)
       return;
@@ -808,7 +911,10 @@ void sy_pump(whisper_client *c) {
       }
       return;
     }
-    int step = j->kind == JOB_RETRY    ? retry_step(c, j)
+    pump_txn_open(c);
+    if (j->kept && j->kept_gen != c->devs_gen) kept_drop(j); /* the lists changed since */
+    int step = j->kept                 ? kept_step(c, j)
+               : j->kind == JOB_RETRY  ? retry_step(c, j)
                : j->kind == JOB_RESEND ? resend_step(c, j)
                : j->group              ? group_step(c, j)
                                        : direct_step(c, j);
@@ -1112,9 +1218,11 @@ static void answer_one(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
         if (r->kind == RQ_SEND && j) on_sent(c, j, r, f->sent);
         else on_skdm_sent(c, j, r);
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_STALE) {
+        if (j) kept_drop(j); /* other devices now: encrypted anew */
         on_stale(c, j, f->stale);
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
                  f->error->code == SY_ERR_STALE) {
+        if (j) kept_drop(j);
         if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) refused(c, j, f);
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
                  f->error->code == SY_ERR_STATE && r->chained) {

@@ -192,6 +192,7 @@ int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l) {
 }
 
 int sy_devs_save(whisper_client *c, const char *account, const sy_devlist *l) {
+  c->devs_gen++; /* (outbox.c: kept Sends are made anew) */
   Whisper__Client__DeviceList m = WHISPER__CLIENT__DEVICE_LIST__INIT;
   Whisper__Client__KnownDevice *d = calloc(l->n ? l->n : 1, sizeof *d);
   Whisper__Client__KnownDevice **dp = calloc(l->n ? l->n : 1, sizeof *dp);

@@ -63,6 +63,11 @@
 #define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for, at most
                                 * (half the server's push window, Ok.deliver_window) */
 #define SY_CATCH_WAIT_MS 20    /* and at most this long after its first */
+#define SY_CATCH_RECEIPT_IDS 256 /* while the backlog arrives, a sender's receipt waits for this
+                                  * many messages, */
+#define SY_CATCH_RECEIPT_MS 250  /* or this long after its first, or the backlog's end (one
+                                  * Send per sender and batch was a burst over the server's
+                                  * rate limit, and as many for the senders to take) */
 
 /* Server error codes (sync.proto ErrorCode). */
 enum {
@@ -134,6 +139,17 @@ typedef struct sy_job {
   uint8_t resend_of[WHISPER_CLIENT_ID_LEN]; /* JOB_RESEND: the message; body: its Payload */
   uint32_t device;  /* JOB_RESEND: the one device it goes to */
   uint64_t inflight; /* the request id of its Send while unanswered (0: none) */
+  /* A 1:1 job's last Send, packed without `after`, and its recipients: when
+   * the server refuses it without taking it (ERR_RATE, ERR_INTERNAL, or a
+   * pipelined one after a refused one) the same ciphertexts go again, so
+   * no message key is spent twice (each spent and never delivered would
+   * be a skipped key kept by every recipient device). Made anew when the
+   * device lists changed since (devs_gen), or the server said they are
+   * stale. */
+  whisper_buf *kept;
+  sy_devref *kept_devs;
+  size_t n_kept_devs;
+  uint64_t kept_gen;
   struct sy_job *next;
 } sy_job;
 
@@ -162,6 +178,7 @@ typedef struct sy_op {
   uint64_t inflight;       /* the request id while sent and unanswered (SY_IN_JOB: a receipt
                             * on its way as a job) */
   uint8_t cid[WHISPER_CLIENT_ID_LEN]; /* receipt: the client id of its Send */
+  uint64_t made_at;        /* receipt: when its first id came (0: from the store) */
   whisper_buf *change;     /* group: the signed change it carries (CREATE: made once;
                             * others: made from the state held when sent) */
   struct sy_edit {         /* group: what an UPDATE, ADMIN, PEEK or JOIN changes (groups.c) */
@@ -221,6 +238,10 @@ typedef struct sy_join {
   unsigned long writes; /* writes made through it so far (an entry that made none has
                          * nothing to roll back) */
   int searched;         /* a row for the search index was written (client.c: indexing due) */
+  /* sy_txn_begin_steps(): each library call inside gets a savepoint of
+   * its own (depth: open now), so that one failing undoes itself alone */
+  int steps;
+  unsigned depth;
 } sy_join;
 
 /* The device list of an account. */
@@ -302,6 +323,9 @@ struct whisper_client {
   sy_req *reqs;
   sy_out *out_head, *out_tail;
   uint64_t acked;          /* the last Ack up_to queued on this connection */
+  uint64_t ack_retry_at;   /* an Ack was refused (ERR_RATE, ERR_INTERNAL): none goes before
+                            * this; then the watermark again (0: none waits) */
+  uint64_t receipts_at;    /* receipts held while catching up go then (0: none held) */
   Whisper__Sync__Frame **inq; /* Deliver frames received and not handled yet (client.c): handled
                             * together, in batches, when the app next takes events or frames,
                             * ticks, or another frame comes */
@@ -327,6 +351,11 @@ struct whisper_client {
   /* sending */
   sy_job *jobs;
   sy_job *cur_job;         /* the job whose list, bundle or sender key request is out */
+  uint64_t devs_gen;       /* device lists saved (sy_devs_save) so far: a job's kept Send is
+                            * sent again only while this has not moved */
+  int in_pump;             /* sy_pump() is running; with its transaction open (pump_txn), */
+  int pump_txn, pump_tried; /* the frames queued before it ended at pump_mark (NULL: none) */
+  sy_out *pump_mark;
   uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
                             * the server checks their order; else 1) */
   uint32_t n_inflight;     /* jobs whose Send is unanswered */
@@ -380,6 +409,9 @@ int sy_fail(whisper_client *c, int code, const char *fmt, ...) __attribute__((fo
  * given and remembered (*req_out, may be NULL). timeout: 1 for the usual
  * request timeout. Returns WHISPER_OK or WHISPER_ENOMEM. */
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out);
+/* Frees the frames queued after `mark` (the queue's tail some time before;
+ * NULL: all): what a transaction that failed to commit made must not leave. */
+void sy_out_truncate(whisper_client *c, sy_out *mark);
 /* Raises an event; strings and bytes are copied. */
 sy_event *sy_event_new(whisper_client *c, int type);
 int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
@@ -559,6 +591,11 @@ void sy_join_init(whisper_client *c);
  * then 0). */
 int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
+/* The same, but a library call that fails undoes only its own writes (a
+ * savepoint each): the send pump's, one commit for all it encrypts.
+ * WHISPER_ESTATE when the store has no savepoints (store interface < 4)
+ * or a transaction is open already: then the calls commit on their own. */
+int sy_txn_begin_steps(whisper_client *c);
 /* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
 int sy_txn_end(whisper_client *c, int rc);
 /* From now until sy_txn_end(): the engine's records are read from the

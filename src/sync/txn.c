@@ -15,6 +15,12 @@
  * A batch of entries (inbox.c) also keeps the engine's own records in
  * memory through its transaction (sy_txn_cache()): each is read from the
  * store once and written once, just before the commit.
+ *
+ * The send pump's transaction (sy_txn_begin_steps(), outbox.c) is the
+ * other kind: there a library call that fails (a recipient's changed
+ * identity, no session) must not undo what the calls before it encrypted,
+ * so each call gets a savepoint (its begin, release and rollback_to), and
+ * only a failure of the store itself ends the whole.
  */
 #include "sync/sync_internal.h"
 
@@ -87,16 +93,28 @@ static whisper_buf *buf_copy(const uint8_t *v, size_t n) { return whisper_buf_ne
 
 static int j_begin(void *u) {
   sy_join *j = u;
-  return j->aborted ? WHISPER_ESTORE : WHISPER_OK;
+  if (j->aborted) return WHISPER_ESTORE;
+  if (!j->steps) return WHISPER_OK;
+  int rc = j->real->ops.savepoint(j->real->user);
+  if (rc == WHISPER_OK) j->depth++;
+  return rc;
 }
 
 static int j_commit(void *u) {
   sy_join *j = u;
-  return j->aborted ? WHISPER_ESTORE : WHISPER_OK;
+  if (j->aborted) return WHISPER_ESTORE;
+  if (!j->steps || j->depth == 0) return WHISPER_OK;
+  int rc = j->real->ops.release(j->real->user);
+  if (rc == WHISPER_OK) j->depth--;
+  return rc; /* (the caller rolls back: j_rollback) */
 }
 
 static void j_rollback(void *u) {
   sy_join *j = u;
+  if (!j->aborted && j->steps && j->depth > 0) { /* the call's own writes only */
+    j->depth--;
+    if (j->real->ops.rollback_to(j->real->user) == WHISPER_OK) return;
+  }
   kv_drop(j);
   if (j->aborted) return;
   j->real->ops.rollback(j->real->user);
@@ -206,12 +224,23 @@ void sy_join_init(whisper_client *c) {
 int sy_txn_begin(whisper_client *c) {
   c->ctx->store = c->join.real;
   kv_drop(&c->join);
+  c->join.steps = 0;
+  c->join.depth = 0;
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
   c->join.aborted = 0;
   c->shim.in_txn = 0;
   c->ctx->store = &c->shim;
   return WHISPER_OK;
+}
+
+int sy_txn_begin_steps(whisper_client *c) {
+  const whisper_store *r = c->join.real;
+  if (c->ctx->store != r || r->in_txn || r->ops.version < 4 || r->ops.savepoint == NULL)
+    return WHISPER_ESTATE;
+  int rc = sy_txn_begin(c);
+  if (rc == WHISPER_OK) c->join.steps = 1;
+  return rc;
 }
 
 int sy_txn_alive(const whisper_client *c) { return !c->join.aborted; }
@@ -226,6 +255,8 @@ int sy_txn_cache(whisper_client *c) {
 
 int sy_txn_end(whisper_client *c, int rc) {
   c->ctx->store = c->join.real;
+  c->join.steps = 0;
+  c->join.depth = 0;
   if (c->join.aborted) {
     c->join.aborted = 0;
     kv_drop(&c->join);

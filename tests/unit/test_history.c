@@ -317,6 +317,131 @@ static void test_incoming(int sqlite, int acked) {
   dev_close(&b);
 }
 
+/* --- a batch from many senders at once ----------------------------------------------------- */
+
+/* A memory store that counts the session records written. */
+typedef struct counting {
+  whisper_store *in;
+  int session_puts, identity_gets;
+} counting;
+
+static int c_begin(void *u) { return ((counting *)u)->in->ops.begin(((counting *)u)->in->user); }
+static int c_commit(void *u) { return ((counting *)u)->in->ops.commit(((counting *)u)->in->user); }
+static void c_rollback(void *u) { ((counting *)u)->in->ops.rollback(((counting *)u)->in->user); }
+static int c_get(void *u, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
+  if (kind == WHISPER_REC_REMOTE_IDENTITY) ((counting *)u)->identity_gets++;
+  return ((counting *)u)->in->ops.get(((counting *)u)->in->user, kind, k, n, out);
+}
+static int c_put(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  if (kind == WHISPER_REC_SESSION) ((counting *)u)->session_puts++;
+  return ((counting *)u)->in->ops.put(((counting *)u)->in->user, kind, k, n, v, vn);
+}
+static int c_del(void *u, int kind, const uint8_t *k, size_t n) {
+  return ((counting *)u)->in->ops.del(((counting *)u)->in->user, kind, k, n);
+}
+static int c_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t *b, size_t bn,
+                  int desc, size_t limit, whisper_scan_fn fn, void *arg) {
+  counting *c = u;
+  return c->in->ops.scan(c->in->user, kind, p, pn, b, bn, desc, limit, fn, arg);
+}
+static int c_add(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
+  return ((counting *)u)->in->ops.add(((counting *)u)->in->user, kind, k, n, v, vn);
+}
+
+/* Twelve senders' messages interleaved in one batch: each session record
+ * is read once and written once (more senders than a batch kept records
+ * for made it write one out and read another back, message after
+ * message). */
+#define MANY 12
+static void test_batch_many_senders(void) {
+  counting cs = {NULL, 0, 0};
+  CHECK_RC(whisper_store_memory_new(&cs.in), WHISPER_OK);
+  whisper_store_ops ops = cs.in->ops;
+  ops.begin = c_begin, ops.commit = c_commit, ops.rollback = c_rollback, ops.get = c_get;
+  ops.put = c_put, ops.del = c_del, ops.scan = c_scan, ops.add = c_add, ops.destroy = NULL;
+  ops.savepoint = NULL, ops.release = NULL, ops.rollback_to = NULL;
+  ops.version = 3;
+  whisper_store *bst;
+  whisper_ctx *bob;
+  CHECK_RC(whisper_store_new(&bst, &ops, &cs), WHISPER_OK);
+  CHECK_RC(whisper_ctx_new(&bob, bst), WHISPER_OK);
+  CHECK_RC(whisper_identity_create(bob, "bob", 1, 0, NOW), WHISPER_OK);
+  dev s[MANY];
+  char names[MANY][8];
+  whisper_buf *ms[MANY][3];
+  int ts[MANY][3];
+  for (int i = 0; i < MANY; i++) {
+    whisper_prekey_bundle_t bundle;
+    snprintf(names[i], sizeof names[i], "s%02d", i);
+    dev_open(&s[i], MEMORY, names[i]);
+    whisper_identity_create(s[i].ctx, names[i], 1, 0, NOW);
+    CHECK_RC(whisper_bundle_make(bob, &bundle, (uint32_t)i + 1), WHISPER_OK);
+    CHECK_RC(whisper_session_start(s[i].ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
+    for (int k = 0; k < 3; k++)
+      CHECK_RC(whisper_session_encrypt(s[i].ctx, "bob", 1, (const uint8_t *)"hello", 5, NOW, &ts[i][k],
+                                       &ms[i][k]), WHISPER_OK);
+  }
+  whisper_incoming_t in[3 * MANY];
+  char ids[3 * MANY][16];
+  memset(in, 0, sizeof in);
+  for (int k = 0, n = 0; k < 3; k++)
+    for (int i = 0; i < MANY; i++, n++) {
+      snprintf(ids[n], sizeof ids[n], "id-%d", n);
+      in[n].name = names[i];
+      in[n].device_id = 1;
+      in[n].type = ts[i][k];
+      in[n].body = ms[i][k]->data;
+      in[n].body_len = ms[i][k]->len;
+      in[n].meta = msg(names[i], ids[n], (uint64_t)n + 1, "");
+    }
+  cs.session_puts = 0;
+  CHECK_RC(whisper_session_decrypt_batch(bob, in, 3 * MANY), WHISPER_OK);
+  for (int n = 0; n < 3 * MANY; n++) {
+    CHECK_RC(in[n].result, WHISPER_OK);
+    whisper_buf_free(in[n].plaintext);
+  }
+  CHECK(cs.session_puts == MANY);
+  /* answered (their sessions acknowledged), then three more each: the
+   * identity each sender's messages come with is read once a batch */
+  for (int i = 0; i < MANY; i++) {
+    whisper_buf *ct = NULL, *pt = NULL;
+    int t = 0;
+    CHECK_RC(whisper_session_encrypt(bob, names[i], 1, (const uint8_t *)"yo", 2, NOW, &t, &ct), WHISPER_OK);
+    CHECK_RC(whisper_session_decrypt(s[i].ctx, "bob", 1, t, ct->data, ct->len, &pt), WHISPER_OK);
+    whisper_buf_free(ct);
+    whisper_buf_free(pt);
+    for (int k = 0; k < 3; k++) {
+      whisper_buf_free(ms[i][k]);
+      CHECK_RC(whisper_session_encrypt(s[i].ctx, "bob", 1, (const uint8_t *)"again", 5, NOW, &ts[i][k],
+                                       &ms[i][k]), WHISPER_OK);
+      CHECK(ts[i][k] == WHISPER_MSG_WHISPER);
+    }
+  }
+  for (int k = 0, n = 0; k < 3; k++)
+    for (int i = 0; i < MANY; i++, n++) {
+      snprintf(ids[n], sizeof ids[n], "id2-%d", n);
+      in[n].type = ts[i][k];
+      in[n].body = ms[i][k]->data;
+      in[n].body_len = ms[i][k]->len;
+      in[n].meta = msg(names[i], ids[n], (uint64_t)n + 100, "");
+      in[n].plaintext = NULL;
+    }
+  cs.session_puts = cs.identity_gets = 0;
+  CHECK_RC(whisper_session_decrypt_batch(bob, in, 3 * MANY), WHISPER_OK);
+  for (int n = 0; n < 3 * MANY; n++) {
+    CHECK_RC(in[n].result, WHISPER_OK);
+    whisper_buf_free(in[n].plaintext);
+  }
+  CHECK(cs.session_puts == MANY && cs.identity_gets == MANY);
+  for (int i = 0; i < MANY; i++) {
+    for (int k = 0; k < 3; k++) whisper_buf_free(ms[i][k]);
+    dev_close(&s[i]);
+  }
+  whisper_ctx_free(bob);
+  whisper_store_close(bst);
+  whisper_store_close(cs.in);
+}
+
 int main(void) {
   snprintf(dbdir, sizeof dbdir, "/tmp/whisper-test-history-XXXXXX");
   if (mkdtemp(dbdir) == NULL) return 2;
@@ -325,6 +450,7 @@ int main(void) {
     test_incoming(store, 0);
     test_incoming(store, 1);
   }
+  test_batch_many_senders();
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dbdir);
   if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dbdir);

@@ -621,7 +621,9 @@ static void test_migration_v2(void) {
 /* scan() on SQLite gives what the memory store gives, for keys, prefixes
  * and bounds made of the bytes at the edges (0x00, 0xFF...), every shape
  * (with or without a bound, one inside or outside the prefix's range,
- * either direction), also when a scan runs inside another's callback. */
+ * either direction), also when a scan runs inside another's callback, and
+ * as keys of two ordered kinds are written and deleted in transactions
+ * kept or rolled back, with savepoints released or rolled back to. */
 typedef struct scan_out {
   uint8_t keys[300][8];
   size_t lens[300], n;
@@ -668,6 +670,28 @@ static void test_scan_bounds(void) {
   }
   int same = 1, nested = 1;
   for (int t = 0; t < 3000; t++) {
+    if (t % 100 == 50) { /* keys come and go: in a transaction kept or undone, savepoints */
+      whisper_store *both[2] = {sq, mem};
+      int keep = NEXT_R % 2, sp = NEXT_R % 2, undo_sp = NEXT_R % 2;
+      uint32_t r0 = r;
+      for (int w = 0; w < 2; w++) {
+        whisper_store *s = both[w];
+        r = r0; /* the same changes in both */
+        CHECK_RC(s->ops.begin(s->user), WHISPER_OK);
+        for (int i = 0; i < 40; i++) {
+          if (sp && i == 20) CHECK_RC(s->ops.savepoint(s->user), WHISPER_OK);
+          uint8_t k[5];
+          size_t n = NEXT_R % 6;
+          int kind = NEXT_R % 4 == 0 ? 65 : 64, del = NEXT_R % 3 == 0;
+          for (size_t j = 0; j < n; j++) k[j] = alpha[NEXT_R % 5];
+          if (del) CHECK_RC(s->ops.del(s->user, kind, k, n), WHISPER_OK);
+          else CHECK_RC(s->ops.put(s->user, kind, k, n, k, n), WHISPER_OK);
+        }
+        if (sp) CHECK_RC(undo_sp ? s->ops.rollback_to(s->user) : s->ops.release(s->user), WHISPER_OK);
+        if (keep) CHECK_RC(s->ops.commit(s->user), WHISPER_OK);
+        else s->ops.rollback(s->user);
+      }
+    }
     uint8_t p[3], b[6];
     size_t pn = NEXT_R % 4, bn = NEXT_R % 7;
     for (size_t j = 0; j < pn; j++) p[j] = alpha[NEXT_R % 5];
