@@ -387,6 +387,7 @@ static void test_batch_many_senders(void) {
   for (int k = 0, n = 0; k < 3; k++)
     for (int i = 0; i < MANY; i++, n++) {
       snprintf(ids[n], sizeof ids[n], "id-%d", n);
+      in[n].size = sizeof in[n];
       in[n].name = names[i];
       in[n].device_id = 1;
       in[n].type = ts[i][k];
