@@ -105,15 +105,20 @@ int fzg_skm_parse(fzg_skm *m, const uint8_t *b, size_t len);
 void fzg_ck_advance(uint8_t out[32], const uint8_t ck[32], uint32_t n);
 void fzg_ck_seed(uint8_t out[32], const uint8_t ck[32]);
 
-/* A set of return codes: FZG_BIT(rc) for each. */
-#define FZG_BIT(rc) (1u << (unsigned)(-(rc)))
-int fzg_in(int rc, unsigned set);
+/* A set of return codes: FZG_BIT(rc) for each. A code's bit is its place
+ * in core.h's ranges (20 codes a group, fewer than 10 used in each): group
+ * * 10 + its place in the group, so every code up to the fatal group's
+ * fits in 64 bits. */
+typedef uint64_t fzg_set;
+#define FZG_IDX(rc) ((unsigned)(-(rc)) / 20u * 10u + (unsigned)(-(rc)) % 20u)
+#define FZG_BIT(rc) ((fzg_set)1 << FZG_IDX(rc))
+int fzg_in(int rc, fzg_set set);
 
 /* The codes whisper_group_decrypt may give for alice's real message at
  * `iteration` of chain `ch` against record r (which decodes). *real_key is
  * set to 1 when the key that would be used is the real one (so a success
  * must give alice's plaintext). */
-unsigned fzg_expect_decrypt(const fzg_record *r, const fzg_chain *ch, uint32_t iteration,
+fzg_set fzg_expect_decrypt(const fzg_record *r, const fzg_chain *ch, uint32_t iteration,
                             int *real_key);
 
 /* The index of the first state with this chain id, or -1. */
@@ -142,7 +147,7 @@ void fzg_check_process_update(const fzg_record *before, const fzg_record *after,
  * against the new record (WHISPER_EDUPLICATE only, if `strict_replay`),
  * and when that fails it writes nothing. Returns the first call's code. */
 int fzg_decrypt_check(fz_dev *d, const fzg_world *w, const fzg_record *r, const fzg_chain *ch,
-                      uint32_t iteration, const uint8_t *m, size_t len, unsigned extra,
+                      uint32_t iteration, const uint8_t *m, size_t len, fzg_set extra,
                       int strict_replay);
 
 /* --- store helpers -------------------------------------------------------- */

@@ -78,7 +78,7 @@ static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisp
   FZ_ASSERT(rc == (s->pub[0] == 0x05 ? WHISPER_OK : WHISPER_EINVALIDMSG),
             "carol: process of bob's SKDM returned %d (%s)", rc, whisper_ctx_last_error(carol->ctx));
   if (rc == WHISPER_OK) {
-    unsigned want;
+    fzg_set want;
     if ((uint8_t)(s->version << 4 | 3) >> 4 != FZG_VERSION)
       want = FZG_BIT(WHISPER_EINVALIDMSG); /* the message's version byte */
     else if (priv_matches(s))
@@ -86,8 +86,8 @@ static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisp
     else /* another encoding of the same public key still verifies */
       want = FZG_BIT(WHISPER_EINVALIDSIG) | FZG_BIT(WHISPER_OK);
     int rc2 = whisper_group_decrypt(carol->ctx, "bob", 1, msg->data, msg->len, &pt);
-    FZ_ASSERT(fzg_in(rc2, want), "carol: decrypt of bob's message returned %d (%s); allowed %#x",
-              rc2, whisper_ctx_last_error(carol->ctx), want);
+    FZ_ASSERT(fzg_in(rc2, want), "carol: decrypt of bob's message returned %d (%s); allowed %#llx",
+              rc2, whisper_ctx_last_error(carol->ctx), (unsigned long long)want);
     if (rc2 == WHISPER_OK)
       FZ_ASSERT(pt->len == 4 && memcmp(pt->data, "fuzz", 4) == 0, "carol: wrong plaintext");
   }
