@@ -198,8 +198,8 @@ WHISPER_API uint64_t whisper_client_next_deadline(const whisper_client *c);
 /** Runs the timers due at `now_ms`: pings, request timeouts, typing.
  *  Once the mailbox's backlog has arrived (WHISPER_EV_CAUGHT_UP) it also
  *  indexes for search (search.h) the messages stored and not indexed yet,
- *  a few at a time (at most 32 a tick, the next tick due 1 ms later, until
- *  none waits). */
+ *  a few at a time (the first tick 200 ms after a message is stored, at
+ *  most 32 a tick, the next due 1 ms later, until none waits). */
 WHISPER_API void whisper_client_tick(whisper_client *c, uint64_t now_ms);
 
 /* --- what the app does --------------------------------------------------- */

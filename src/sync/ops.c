@@ -108,7 +108,7 @@ int sy_enqueue_as(whisper_client *c, const char *conv, const uint8_t *body, size
   sy_group_free(&g);
   if (rc != WHISPER_OK) return rc;
   memcpy(id_out, id, sizeof id);
-  if (!c->index_at) c->index_at = now_ms + SY_INDEX_GAP_MS; /* waits for the index (tick) */
+  if (!c->index_at) c->index_at = now_ms + SY_INDEX_DELAY_MS; /* waits for the index (tick) */
   if (c->logged_in) {
     if (sy_job_add_content(c, conv, id, body, len, x ? x->content : NULL, x ? x->content_len : 0,
                            x && x->hidden) != WHISPER_OK)

@@ -58,6 +58,9 @@
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
 #define SY_INDEX_BATCH 32      /* messages a tick indexes for search (wh_search_index_some) */
 #define SY_INDEX_GAP_MS 1      /* and the time from one such tick to the next */
+#define SY_INDEX_DELAY_MS 200  /* and from a message stored to the first (those of a busy
+                                * conversation indexed a batch at a time; whisper_search()
+                                * indexes what still waits first) */
 #define SY_BATCH_MAX 1024      /* Deliver frames queued before they are handled (client.c) */
 #define SY_BATCH_BYTES (4u << 20) /* or bytes of them */
 #define SY_CATCH_BATCH 256     /* while the backlog arrives: entries a batch waits for, at most

@@ -1822,6 +1822,15 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
     now = wall_ms();
     if (g_heap_n && g_heap[0]->heap_at < now + wait)
       wait = g_heap[0]->heap_at > now ? g_heap[0]->heap_at - now : 0;
+    if (wait == 0) { /* an engine is due: what is ready, without waiting */
+      uv_run(&g_uv, UV_RUN_NOWAIT);
+      continue;
+    }
+    /* The timer counts from the loop's clock, which libuv updates only as
+     * it runs: from a stale one the wake-up was due already, ran before
+     * libuv polled, and the poll then waited for the next timer (lws's,
+     * up to ~30 s) unless I/O came: the loop stalled when all was quiet. */
+    uv_update_time(&g_uv);
     uv_timer_start(&g_wake, wake_cb, wait, 0);
     uv_run(&g_uv, UV_RUN_ONCE);
   }
@@ -2196,6 +2205,7 @@ static void plain_setup(int n) {
 
 /* One short pass of the loop (for server_stop). */
 static void plain_stop_serve(void) {
+  uv_update_time(&g_uv); /* (see run_until) */
   uv_timer_start(&g_wake, wake_cb, 2, 0);
   uv_run(&g_uv, UV_RUN_ONCE);
 }
