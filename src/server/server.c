@@ -12,7 +12,7 @@
 
 /* --- connections and in-memory devices ------------------------------------ */
 
-static void conn_key(uint8_t out[8], uint64_t id) { wsrv_be64(out, id); }
+static void conn_key(uint8_t out[8], uint64_t id) { wh_be64(out, id); }
 
 wsrv_conn *wsrv_conn_find(const whisper_server *srv, uint64_t id) {
   uint8_t k[8];
@@ -373,7 +373,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   if (f == NULL) return answer(srv, conn, 0, wsrv_refuse(srv, ERR_MALFORMED, "the frame does not parse"), now_ms);
   uint64_t id = f->has_id ? f->id : 0, retry_ms = 0;
   int r;
-  if (!f->has_version || f->version != WHISPER_SYNC_PROTOCOL) {
+  if (!f->has_version || f->version != WH_SYNC_PROTOCOL) {
     wsrv_send_error(srv, conn, id, ERR_VERSION, "this server speaks version 1", 0);
     wsrv_conn_drop(srv, c, 1, now_ms);
     r = WHISPER_OK;

@@ -263,7 +263,7 @@ static int op_peek(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Group
   if (ok < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   if (!ok) return wsrv_refuse(srv, ERR_FORBIDDEN, "not the group's invite link");
   const char *author = g->stored.body->author;
-  if (author && wsrv_name_ok(author)) {
+  if (author && wh_account_ok(author)) {
     rc = wsrv_account_get(srv, author, &g->author);
     if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
   }
@@ -567,7 +567,7 @@ static int group_check(whisper_server *srv, const Whisper__Sync__GroupOp *m) {
   if (m->n_members > srv->cfg.max_group_members)
     return wsrv_refuse(srv, ERR_LIMIT, "too many members");
   for (size_t i = 0; i < m->n_members; i++)
-    if (!wsrv_name_ok(m->members[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+    if (!wh_account_ok(m->members[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   return 0;
 }
 

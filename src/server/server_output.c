@@ -2,20 +2,11 @@
  * devices to wake, drained by whisper_server_poll(). Inside a batch the
  * output goes to a second FIFO, held until the batch commits
  * (server_batch.c). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/server_internal.h"
-
-int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(srv->last_error, sizeof srv->last_error, fmt, ap);
-  va_end(ap);
-  return code;
-}
 
 int wsrv_refuse(whisper_server *srv, int code, const char *msg) {
   snprintf(srv->refusal, sizeof srv->refusal, "%s", msg);
@@ -57,7 +48,7 @@ void wsrv_enqueue(whisper_server *srv, wsrv_out *o) {
 
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
   f->has_version = 1;
-  f->version = WHISPER_SYNC_PROTOCOL;
+  f->version = WH_SYNC_PROTOCOL;
   size_t n = whisper__sync__frame__get_packed_size(f);
   wsrv_out *o = calloc(1, sizeof *o);
   uint8_t *buf = malloc(n ? n : 1);
@@ -81,7 +72,7 @@ int wsrv_send_deliver(whisper_server *srv, uint64_t conn, const uint8_t *d, size
   uint8_t head[2 + 2 + 10];
   size_t h = 0;
   head[h++] = 0x08; /* 1 << 3 | varint */
-  head[h++] = WHISPER_SYNC_PROTOCOL;
+  head[h++] = WH_SYNC_PROTOCOL;
   head[h++] = 0xFA; /* 47 << 3 | length-delimited, as a varint: 378 */
   head[h++] = 0x02;
   for (uint64_t v = len; ; v >>= 7) {

@@ -18,20 +18,6 @@ char *sy_strdup(const char *s) {
   return d;
 }
 
-/* An account name as the protocol allows: 1..64 bytes of [a-z0-9._-]. */
-int sy_valid_account(const char *s) {
-  if (s == NULL) return 0;
-  size_t n = strlen(s);
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = s[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-          ch == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 int sy_name_has(const sy_name *l, const char *name) {
   for (; l; l = l->next)
     if (strcmp(l->name, name) == 0) return 1;
@@ -72,37 +58,7 @@ void sy_names_free(sy_name **l) {
 
 void whisper_client_group_conversation(char out[WHISPER_GROUP_CONVERSATION_LEN + 1],
                                        const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
-  static const char hex[] = "0123456789abcdef";
-  if (out == NULL) return;
-  out[0] = '#';
-  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
-    out[1 + 2 * i] = hex[gid[i] >> 4];
-    out[2 + 2 * i] = hex[gid[i] & 15];
-  }
-  out[WHISPER_GROUP_CONVERSATION_LEN] = '\0';
-}
-
-int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]) {
-  if (conv == NULL || conv[0] != '#' || strlen(conv) != WHISPER_GROUP_CONVERSATION_LEN) return 0;
-  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
-    int v = 0;
-    for (int k = 0; k < 2; k++) {
-      char ch = conv[1 + 2 * i + k];
-      int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-      if (d < 0) return 0;
-      v = v << 4 | d;
-    }
-    gid[i] = (uint8_t)v;
-  }
-  return 1;
-}
-
-int sy_fail(whisper_client *c, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->ctx->last_error, sizeof c->ctx->last_error, fmt, ap);
-  va_end(ap);
-  return code;
+  if (out) wh_group_conv(out, gid);
 }
 
 static void inq_flush(whisper_client *c);
@@ -206,7 +162,7 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
   sy_req *r = NULL;
   if (req_out) *req_out = NULL;
   f->has_version = 1;
-  f->version = SY_PROTOCOL;
+  f->version = WH_SYNC_PROTOCOL;
   if (kind) {
     if ((r = calloc(1, sizeof *r)) == NULL) return WHISPER_ENOMEM;
     r->id = ++c->next_id;
@@ -392,7 +348,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
   int rc = wh_local_identity(ctx);
   if (rc != WHISPER_OK) return rc;
-  if (!sy_valid_account(ctx->name) || ctx->device_id == 0 || ctx->device_id > INT32_MAX)
+  if (!wh_account_ok(ctx->name) || ctx->device_id == 0 || ctx->device_id > INT32_MAX)
     return wh_fail(ctx, WHISPER_ESTATE,
                    "the identity's name is not an account name (1-64 of [a-z0-9._-]) or its device id is out of range");
   whisper_client *c = calloc(1, sizeof *c);
@@ -585,7 +541,7 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
        * failed) goes again, later: the server pushes no more entries past
        * its window until one is taken, so a lost Ack stalled the mailbox. */
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
-          (f->error->code == SY_ERR_RATE || f->error->code == SY_ERR_INTERNAL)) {
+          (f->error->code == ERR_RATE || f->error->code == ERR_INTERNAL)) {
         uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
         c->acked = 0;
         c->ack_retry_at = c->now + (wait < 600000 ? wait : 600000);
@@ -607,7 +563,7 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
 /* Checks what the handlers rely on, so that a frame refused here changes
  * nothing. */
 static int frame_ok(const Whisper__Sync__Frame *f) {
-  if (!f->has_version || f->version != SY_PROTOCOL) return 0;
+  if (!f->has_version || f->version != WH_SYNC_PROTOCOL) return 0;
   switch (f->body_case) {
     case WHISPER__SYNC__FRAME__BODY_CHALLENGE:
       return f->challenge->has_nonce && f->challenge->nonce.len >= 16 &&
@@ -619,13 +575,13 @@ static int frame_ok(const Whisper__Sync__Frame *f) {
     case WHISPER__SYNC__FRAME__BODY_SENT:
       return f->sent->has_server_seq;
     case WHISPER__SYNC__FRAME__BODY_STALE:
-      return sy_valid_account(f->stale->account);
+      return wh_account_ok(f->stale->account);
     case WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE:
-      return sy_valid_account(f->typing_notice->from) &&
+      return wh_account_ok(f->typing_notice->from) &&
              (!f->typing_notice->has_group_id ||
               f->typing_notice->group_id.len == WHISPER_GROUP_ID_LEN);
     case WHISPER__SYNC__FRAME__BODY_PRESENCE:
-      return sy_valid_account(f->presence->account);
+      return wh_account_ok(f->presence->account);
     case WHISPER__SYNC__FRAME__BODY_LINK_CODE:
       return f->link_code->has_link_code && f->link_code->link_code.len == SY_LINK_CODE_LEN;
     case WHISPER__SYNC__FRAME__BODY__NOT_SET:

@@ -715,7 +715,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
       o->code = WHISPER__SYNC__GROUP_OP__OP__JOIN; /* signed when sent, on that state */
       again = 1;
     }
-  } else if (err && err->code == SY_ERR_STATE && o->edit.tries < SY_JOIN_TRIES) {
+  } else if (err && err->code == ERR_STATE && o->edit.tries < SY_JOIN_TRIES) {
     o->code = WHISPER__SYNC__GROUP_OP__OP__PEEK; /* the group moved on: read it again */
     again = 1;
   } else if (err) {
@@ -805,7 +805,7 @@ int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER
                                const char *member, int admin, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
-  if (group_id == NULL || !sy_valid_account(member))
+  if (group_id == NULL || !wh_account_ok(member))
     return sy_fail(c, WHISPER_EINVAL, "group_admin needs a group id and a member's account name");
   sy_group g;
   int rc = held_for(c, group_id, "promote or demote members", &g);

@@ -30,6 +30,8 @@
 #include <string.h>
 
 #include "client.pb-c.h"
+#include "common/names.h"
+#include "common/protocol.h"
 #include "internal.h"
 #include "protocol/pb.h"
 #include "sync.pb-c.h"
@@ -42,7 +44,6 @@
 #define WHISPER_REC_SYNC_STATE 10
 
 #define SY_STATE_FORMAT 1
-#define SY_PROTOCOL 1
 #define SY_OUTBOX_PAGE 256     /* outbox messages loaded at a time */
 #define SY_MAX_ROUNDS 4        /* stale-device rounds per message and connection */
 #define SY_HELD_FRAMES 64      /* held entries kept in memory for whisper_client_retry() */
@@ -72,12 +73,11 @@
                                   * Send per sender and batch was a burst over the server's
                                   * rate limit, and as many for the senders to take) */
 
-/* Server error codes (sync.proto ErrorCode). */
-enum {
-  SY_ERR_MALFORMED = 1, SY_ERR_VERSION, SY_ERR_TOO_BIG, SY_ERR_AUTH, SY_ERR_EXISTS,
-  SY_ERR_NOT_FOUND, SY_ERR_STALE, SY_ERR_FORBIDDEN, SY_ERR_RATE, SY_ERR_LIMIT, SY_ERR_STATE,
-  SY_ERR_INTERNAL
-};
+/* The server's error codes (ERR_*) and the protocol version
+ * (WH_SYNC_PROTOCOL) are common/protocol.h's, shared with the server core. */
+_Static_assert(WH_GROUP_CONV_LEN == WHISPER_GROUP_CONVERSATION_LEN &&
+                   WH_GROUP_ID_LEN == WHISPER_GROUP_ID_LEN,
+               "group conversation names");
 
 /* What a request was, to read its answer. */
 enum {
@@ -407,7 +407,8 @@ struct whisper_client {
 };
 
 /* --- client.c ------------------------------------------------------------------ */
-int sy_fail(whisper_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records the failure in the context's last error; returns `code`. */
+#define sy_fail(c, code, ...) wh_fail((c)->ctx, (code), __VA_ARGS__)
 /* Queues a frame (version set here). With `kind`, it is a request: an id is
  * given and remembered (*req_out, may be NULL). timeout: 1 for the usual
  * request timeout. Returns WHISPER_OK or WHISPER_ENOMEM. */
@@ -424,13 +425,12 @@ void sy_event_free(sy_event *e);
 void sy_error_event(whisper_client *c, int code, int server_code, const char *message);
 /* EV_IDENTITY for (name, device); key (33 bytes) may be NULL. */
 void sy_identity_event(whisper_client *c, const char *name, uint32_t device, const uint8_t *key);
-/* The conversation of a group, and back (0 if `conv` is not a group's). */
-int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]);
+/* The conversation of a group, and back: wh_group_conv, wh_group_conv_parse
+ * (common/names.h); account names: wh_account_ok. */
 int sy_name_has(const sy_name *l, const char *name);
 int sy_name_add(sy_name **l, const char *name);
 void sy_name_del(sy_name **l, const char *name);
 void sy_names_free(sy_name **l);
-int sy_valid_account(const char *s);
 char *sy_strdup(const char *s);
 
 /* --- login.c ------------------------------------------------------------------- */
