@@ -348,7 +348,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
   int rc = wh_local_identity(ctx);
   if (rc != WHISPER_OK) return rc;
-  if (!wh_account_ok(ctx->name) || ctx->device_id == 0 || ctx->device_id > INT32_MAX)
+  if (!wh_account_ok(ctx->name) || !wh_device_id_ok(ctx->device_id))
     return wh_fail(ctx, WHISPER_ESTATE,
                    "the identity's name is not an account name (1-64 of [a-z0-9._-]) or its device id is out of range");
   whisper_client *c = calloc(1, sizeof *c);

@@ -618,7 +618,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   char conv[WH_NAME_MAX + 1];
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   uint32_t content = d->has_content ? d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
-  if (!wh_account_ok(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
+  if (!wh_account_ok(d->sender) || !wh_device_id_ok(d->sender_device) ||
       !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7 && d->type != 8) ||
       content < WHISPER__SYNC__CONTENT__CONTENT_TEXT || content > WHISPER__SYNC__CONTENT__CONTENT_RETRY ||
       (content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT && d->type == 7) ||

@@ -806,7 +806,7 @@ int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t 
 
 int whisper_client_device_remove(whisper_client *c, uint32_t device_id) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (device_id == 0 || device_id > INT32_MAX) return sy_fail(c, WHISPER_EINVAL, "bad device id");
+  if (!wh_device_id_ok(device_id)) return sy_fail(c, WHISPER_EINVAL, "bad device id");
   return publish(c, 0, NULL, device_id, NULL, 0);
 }
 

@@ -1000,7 +1000,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
     l.legacy = old.legacy;
     for (size_t i = 0; i < d->n_device_ids; i++) {
       uint32_t id = d->device_ids[i];
-      if (id == 0 || id > INT32_MAX || !old.legacy) continue;
+      if (!wh_device_id_ok(id) || !old.legacy) continue;
       sy_dev *o = sy_devs_find(&old, id);
       if (sy_devs_add(&l, id, o ? o->regid : 0) != WHISPER_OK) break;
       if (o) sy_devs_find(&l, id)->refetch = o->refetch;
@@ -1021,7 +1021,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
 static int bundle_from(whisper_prekey_bundle_t *b, const Whisper__Sync__Bundle *pb) {
   const Whisper__Sync__DeviceKeys *k = pb->keys;
   memset(b, 0, sizeof *b);
-  if (k == NULL || !k->has_device_id || k->device_id == 0 || k->device_id > INT32_MAX ||
+  if (k == NULL || !k->has_device_id || !wh_device_id_ok(k->device_id) ||
       k->identity_key.len < WHISPER_PUBLIC_KEY_LEN || k->signed_prekey.len < WHISPER_PUBLIC_KEY_LEN ||
       k->signed_prekey_signature.len != WHISPER_SIGNATURE_LEN)
     return WHISPER_EINVALIDMSG;
@@ -1098,10 +1098,10 @@ static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDev
   l.known = 1;
   for (size_t i = 0; !l.authed && i < s->n_extra; i++) sy_devs_del(&l, s->extra[i]);
   for (size_t i = 0; !l.authed && i < s->n_missing; i++)
-    if (s->missing[i] && s->missing[i] <= INT32_MAX) sy_devs_add(&l, s->missing[i], 0);
+    if (wh_device_id_ok(s->missing[i])) sy_devs_add(&l, s->missing[i], 0);
   /* a signed list's devices stay its own; a re-registered one needs a session */
   for (size_t i = 0; i < s->n_stale; i++)
-    if (s->stale[i] && s->stale[i] <= INT32_MAX &&
+    if (wh_device_id_ok(s->stale[i]) &&
         (l.authed ? sy_devs_find(&l, s->stale[i]) != NULL : sy_devs_add(&l, s->stale[i], 0) == WHISPER_OK)) {
       sy_dev *d = sy_devs_find(&l, s->stale[i]);
       d->refetch = 1;

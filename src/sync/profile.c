@@ -129,9 +129,7 @@ int sy_profile_open(const uint8_t pk[PK_LEN], const char *account, uint64_t vers
   const uint8_t *nonce = blob + 1, *ct = nonce + WH_GCM_NONCE_LEN;
   int rc = wh_gcm_decrypt(plain, key, nonce, ad, adl, ct, n, ct + n) == 0 ? WHISPER_OK : WHISPER_EFORGED;
   wh_wipe(key, sizeof key);
-  uint32_t bl = rc == WHISPER_OK ? (uint32_t)plain[0] << 24 | (uint32_t)plain[1] << 16 |
-                                       (uint32_t)plain[2] << 8 | plain[3]
-                                 : 0;
+  uint32_t bl = rc == WHISPER_OK ? wh_rd32(plain) : 0;
   if (rc == WHISPER_OK && bl > n - 4) rc = WHISPER_EINVALIDMSG;
   for (size_t i = 4 + (size_t)bl; rc == WHISPER_OK && i < n; i++)
     if (plain[i] != 0) rc = WHISPER_EINVALIDMSG; /* the padding is zeros */

@@ -176,7 +176,7 @@ int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l) {
   }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_devices; i++) {
     const Whisper__Client__KnownDevice *d = m->devices[i];
-    if (d->device_id == 0 || d->device_id > INT32_MAX) continue;
+    if (!wh_device_id_ok(d->device_id)) continue;
     rc = sy_devs_add(l, d->device_id, d->registration_id);
     if (rc != WHISPER_OK) break;
     sy_dev *x = sy_devs_find(l, d->device_id);

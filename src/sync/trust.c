@@ -115,7 +115,7 @@ static int list_parse(whisper_client *c, const char *account, const uint8_t *byt
     goto bad;
   for (size_t i = 0; i < v->b->n_devices; i++) {
     const Whisper__E2e__ListedDevice *d = v->b->devices[i];
-    if (!d->has_device_id || d->device_id == 0 || d->device_id > INT32_MAX ||
+    if (!d->has_device_id || !wh_device_id_ok(d->device_id) ||
         d->identity_key.len != WHISPER_PUBLIC_KEY_LEN ||
         whisper_public_key_check(d->identity_key.data, d->identity_key.len) != WHISPER_OK)
       goto bad;
@@ -356,7 +356,7 @@ int sy_change_parse(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], 
       memcmp(b->group_id.data, gid, WHISPER_GROUP_ID_LEN) != 0 || !b->has_version ||
       b->version == 0 || (b->version > 1) != (b->has_prev && b->prev.len == 32) ||
       (b->version == 1 && b->has_prev) || !wh_account_ok(b->author) || !b->has_author_device ||
-      b->author_device == 0 || b->author_device > INT32_MAX || !sy_group_body_ok(ch->s, b))
+      !wh_device_id_ok(b->author_device) || !sy_group_body_ok(ch->s, b))
     goto bad;
   int ok = names_ok(b->members, b->n_members);
   if (ok == 1) ok = names_ok(b->admins, b->n_admins);
@@ -565,7 +565,7 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out) {
     return WHISPER_EINVAL;
   memcpy(out->account, t + TOKEN_HEAD + 1, al);
   out->account[al] = '\0';
-  out->device = (uint32_t)t[1] << 24 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 8 | t[4];
+  out->device = wh_rd32(t + 1);
   out->key = t + 5;
   out->code = t + TOKEN_HEAD + 1 + al;
   out->code_len = len - TOKEN_HEAD - 1 - al;
