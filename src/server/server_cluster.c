@@ -82,9 +82,7 @@ void wsrv_cluster_frame(whisper_server *srv, const char *account, Whisper__Sync_
   if (!srv->cluster.node) return;
   const wsrv_acct *a = wsrv_acct_find(srv, account);
   if (a == NULL || a->n_remote == 0) return; /* no device of it elsewhere */
-  f->has_version = 1;
-  f->version = WH_SYNC_PROTOCOL;
-  size_t n = whisper__sync__frame__get_packed_size(f);
+  size_t n = wh_frame_prepare(f);
   uint8_t *buf = malloc(n ? n : 1);
   if (buf == NULL) return;
   whisper__sync__frame__pack(f, buf);

@@ -38,6 +38,7 @@
 
 #include "e2e.pb-c.h"
 #include "common/names.h"
+#include "common/outq.h"
 #include "common/protocol.h"
 #include "internal.h"
 #include "protocol/pb.h"
@@ -246,7 +247,7 @@ typedef struct wsrv_typing {
 } wsrv_typing;
 
 typedef struct wsrv_out {
-  struct wsrv_out *next;
+  wh_out link; /* in srv->out or srv->held (common/outq.h) */
   int action;
   uint64_t conn;
   uint8_t *frame;
@@ -293,7 +294,8 @@ struct whisper_server {
   uint64_t srcs_pruned_ms;
   uint64_t sent_prune_at; /* when idempotency records are pruned next (0: at the first tick) */
   uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
-  wsrv_out *out_head, *out_tail, *polled;
+  wh_outq out;       /* wsrv_out: what whisper_server_poll() hands out next */
+  wsrv_out *polled;
   whisper_server_stats_t stats;
   /* group commit (server_batch.c) */
   int batch;                /* between whisper_server_batch_begin and _end */
@@ -304,7 +306,7 @@ struct whisper_server {
   wsrv_addr *rebuild;       /* mailboxes whose share records are to be counted (made exact)
                                before the transaction commits (server_mailbox.c) */
   size_t n_rebuild, cap_rebuild;
-  wsrv_out *held_head, *held_tail; /* its output, released after the commit */
+  wh_outq held;             /* its output (wsrv_out), released after the commit */
   whisper_server_stats_t batch_stats; /* the counters when it began */
   wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
   struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
@@ -422,6 +424,7 @@ void wsrv_drop_output(whisper_server *srv, uint64_t conn);
 /* Appends `o` to the output, or to the held output inside a batch. */
 void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 void wsrv_out_free(wsrv_out *o);
+void wsrv_out_item_free(wh_out *o); /* the same, for wh_outq_clear and wh_outq_drop_if */
 
 /* --- checks (server_check.c) --------------------------------------------- */
 

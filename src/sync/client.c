@@ -161,8 +161,6 @@ int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out) {
   sy_req *r = NULL;
   if (req_out) *req_out = NULL;
-  f->has_version = 1;
-  f->version = WH_SYNC_PROTOCOL;
   if (kind) {
     if ((r = calloc(1, sizeof *r)) == NULL) return WHISPER_ENOMEM;
     r->id = ++c->next_id;
@@ -173,17 +171,15 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
     f->has_id = 1;
     f->id = r->id;
   }
+  size_t n = wh_frame_prepare(f); /* (its id set) */
   sy_out *o = calloc(1, sizeof *o);
-  size_t n = whisper__sync__frame__get_packed_size(f);
   if (o == NULL || (o->frame = whisper_buf_new(NULL, n)) == NULL) {
     free(o);
     free(r);
     return WHISPER_ENOMEM;
   }
   whisper__sync__frame__pack(f, o->frame->data);
-  if (c->out_tail) c->out_tail->next = o;
-  else c->out_head = o;
-  c->out_tail = o;
+  wh_outq_push(&c->out, &o->link);
   if (r) {
     r->next = c->reqs;
     c->reqs = r;
@@ -192,16 +188,15 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
   return WHISPER_OK;
 }
 
-void sy_out_truncate(whisper_client *c, sy_out *mark) {
-  sy_out *o = mark ? mark->next : c->out_head;
-  if (mark) mark->next = NULL;
-  else c->out_head = NULL;
-  c->out_tail = mark;
-  while (o) {
-    sy_out *next = o->next;
-    whisper_buf_free(o->frame);
-    free(o);
-    o = next;
+static void out_free(wh_out *o) {
+  whisper_buf_free(((sy_out *)o)->frame);
+  free(o);
+}
+
+void sy_out_truncate(whisper_client *c, wh_out *mark) {
+  for (wh_out *o = wh_outq_cut(&c->out, mark), *next; o; o = next) {
+    next = o->next;
+    out_free(o);
   }
 }
 
@@ -289,13 +284,7 @@ static void inq_flush(whisper_client *c) {
 }
 
 static void connection_reset(whisper_client *c) {
-  while (c->out_head) {
-    sy_out *o = c->out_head;
-    c->out_head = o->next;
-    whisper_buf_free(o->frame);
-    free(o);
-  }
-  c->out_tail = NULL;
+  wh_outq_clear(&c->out, out_free);
   while (c->reqs) {
     sy_req *r = c->reqs;
     c->reqs = r->next;
@@ -472,10 +461,8 @@ int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   inq_flush_due(c);
   if (!c->connected) return 0;
   sy_ack_flush(c);
-  sy_out *o = c->out_head;
+  sy_out *o = (sy_out *)wh_outq_pop(&c->out);
   if (o == NULL) return 0;
-  c->out_head = o->next;
-  if (c->out_head == NULL) c->out_tail = NULL;
   *out = o->frame;
   free(o);
   return 1;

@@ -1346,7 +1346,7 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
    * commit (one per batch, not a second for them): their Sends leave after
    * it, as its Ack does, or not at all. A library call that fails in them
    * undoes only itself (a savepoint each). */
-  sy_out *mark = c->out_tail;
+  wh_out *mark = c->out.tail;
   if (rc == WHISPER_OK && c->receipts_due && sy_txn_alive(c)) {
     c->join.steps = 1;
     sy_ops_flush(c);

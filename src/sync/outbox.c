@@ -861,7 +861,7 @@ out:
 static void pump_txn_open(whisper_client *c) {
   if (c->pump_txn || c->pump_tried) return;
   c->pump_tried = 1;
-  sy_out *mark = c->out_tail;
+  wh_out *mark = c->out.tail;
   if (sy_txn_begin_steps(c) != WHISPER_OK) return; /* (each call commits on its own) */
   c->pump_txn = 1;
   c->pump_mark = mark;

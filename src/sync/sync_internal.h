@@ -31,6 +31,7 @@
 
 #include "client.pb-c.h"
 #include "common/names.h"
+#include "common/outq.h"
 #include "common/protocol.h"
 #include "internal.h"
 #include "protocol/pb.h"
@@ -112,8 +113,8 @@ typedef struct sy_req {
 } sy_req;
 
 typedef struct sy_out {
+  wh_out link; /* in c->out (common/outq.h) */
   whisper_buf *frame;
-  struct sy_out *next;
 } sy_out;
 
 typedef struct sy_event {
@@ -324,7 +325,7 @@ struct whisper_client {
   uint64_t last_rx;
   uint64_t next_id;
   sy_req *reqs;
-  sy_out *out_head, *out_tail;
+  wh_outq out;             /* sy_out: frames for the app to send */
   uint64_t acked;          /* the last Ack up_to queued on this connection */
   uint64_t ack_retry_at;   /* an Ack was refused (ERR_RATE, ERR_INTERNAL): none goes before
                             * this; then the watermark again (0: none waits) */
@@ -358,7 +359,7 @@ struct whisper_client {
                             * sent again only while this has not moved */
   int in_pump;             /* sy_pump() is running; with its transaction open (pump_txn), */
   int pump_txn, pump_tried; /* the frames queued before it ended at pump_mark (NULL: none) */
-  sy_out *pump_mark;
+  wh_out *pump_mark;
   uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
                             * the server checks their order; else 1) */
   uint32_t n_inflight;     /* jobs whose Send is unanswered */
@@ -415,7 +416,7 @@ struct whisper_client {
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out);
 /* Frees the frames queued after `mark` (the queue's tail some time before;
  * NULL: all): what a transaction that failed to commit made must not leave. */
-void sy_out_truncate(whisper_client *c, sy_out *mark);
+void sy_out_truncate(whisper_client *c, wh_out *mark);
 /* Raises an event; strings and bytes are copied. */
 sy_event *sy_event_new(whisper_client *c, int type);
 int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
