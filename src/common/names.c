@@ -1,7 +1,8 @@
 /* Internal (src/common): account-name and device-id checks, the group
- * conversation name (names.h). */
+ * conversation name, name lists compared as sets (names.h). */
 #include "common/names.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 int wh_account_ok(const char *s) {
@@ -40,4 +41,38 @@ int wh_group_conv_parse(const char *conv, uint8_t gid[WH_GROUP_ID_LEN]) {
     gid[i] = (uint8_t)v;
   }
   return 1;
+}
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int wh_names_same(char *const *a, size_t na, char *const *b, size_t nb) {
+  if (na != nb) return 0;
+  if (na == 0) return 1;
+  char **x = malloc(na * sizeof *x), **y = malloc(nb * sizeof *y);
+  int same = x && y ? 1 : -1;
+  if (same == 1) {
+    memcpy(x, a, na * sizeof *x);
+    memcpy(y, b, nb * sizeof *y);
+    qsort(x, na, sizeof *x, name_cmp);
+    qsort(y, nb, sizeof *y, name_cmp);
+    for (size_t i = 0; i < na && same == 1; i++) same = strcmp(x[i], y[i]) == 0;
+  }
+  free(x);
+  free(y);
+  return same;
+}
+
+int wh_names_same_but(char *const *a, size_t na, char *const *b, size_t nb, const char *name,
+                      int op) {
+  char **v = malloc((nb + 1) * sizeof *v);
+  if (v == NULL) return -1;
+  size_t n = 0;
+  for (size_t i = 0; i < nb; i++)
+    if (op >= 0 || strcmp(b[i], name) != 0) v[n++] = b[i];
+  if (op > 0) v[n++] = (char *)name;
+  int same = wh_names_same(a, na, v, n);
+  free(v);
+  return same;
 }

@@ -300,34 +300,6 @@ static int op_join(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Group
   return 0;
 }
 
-static int name_cmp(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* a == b, with `name` added (op 1), taken out (op -1) or not (op 0), as
- * sets (lists without repeats; compared sorted). 1 yes, 0 no, -1 out of
- * memory. */
-static int same_set(char *const *a, size_t na, char *const *b, size_t nb, const char *name, int op) {
-  char **x = malloc((na + 1) * sizeof *x), **y = malloc((nb + 1) * sizeof *y);
-  int same = x && y ? 1 : -1;
-  size_t ny = 0;
-  if (same == 1) {
-    memcpy(x, a, na * sizeof *x);
-    for (size_t i = 0; i < nb; i++)
-      if (op >= 0 || strcmp(b[i], name) != 0) y[ny++] = b[i];
-    if (op > 0) y[ny++] = (char *)name;
-    same = na == ny;
-  }
-  if (same == 1) {
-    qsort(x, na, sizeof *x, name_cmp);
-    qsort(y, ny, sizeof *y, name_cmp);
-    for (size_t i = 0; i < na && same == 1; i++) same = strcmp(x[i], y[i]) == 0;
-  }
-  free(x);
-  free(y);
-  return same;
-}
-
 static int bytes_same(protobuf_c_boolean ha, ProtobufCBinaryData a, protobuf_c_boolean hb,
                       ProtobufCBinaryData b) {
   size_t la = ha ? a.len : 0, lb = hb ? b.len : 0;
@@ -370,9 +342,13 @@ static int change_entitled(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
     if (strcmp(h->admins[i], c->account) == 0) return 0;
   int member = 0;
   for (size_t i = 0; i < h->n_members && !member; i++) member = strcmp(h->members[i], c->account) == 0;
-  int same_members = same_set(b->members, b->n_members, h->members, h->n_members, c->account,
-                              !member ? 1 : m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE ? -1 : 0);
-  int same_admins = same_set(b->admins, b->n_admins, h->admins, h->n_admins, c->account, -1);
+  /* the change leaves members and admins as they were, but for its author
+   * (joining, leaving, no longer an admin) */
+  int op = !member ? 1 : m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE ? -1 : 0;
+  int same_members =
+      wh_names_same_but(b->members, b->n_members, h->members, h->n_members, c->account, op);
+  int same_admins =
+      wh_names_same_but(b->admins, b->n_admins, h->admins, h->n_admins, c->account, -1);
   if (same_members < 0 || same_admins < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   int info = bytes_same(b->has_name, b->name, h->has_name, h->name) &&
              bytes_same(b->has_description, b->description, h->has_description, h->description) &&
