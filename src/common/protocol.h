@@ -11,6 +11,9 @@
 
 /* Frame.version and Hello.protocol (whisper/server.h's WHISPER_SYNC_PROTOCOL). */
 #define WH_SYNC_PROTOCOL 1
+/* Client ids, group ids and link codes: bytes (client.h's
+ * WHISPER_CLIENT_ID_LEN and WHISPER_GROUP_ID_LEN). */
+#define WH_SYNC_ID_LEN 16
 
 /* ErrorCode: Error.code. */
 #define ERR_MALFORMED WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED

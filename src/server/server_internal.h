@@ -49,7 +49,7 @@
 #define WSRV_NAME_MAX WH_ACCOUNT_MAX     /* account names: 1..64 of [a-z0-9._-] */
 #define WSRV_ADDR_MAX (WSRV_NAME_MAX + 5) /* name || 0 || device id (4, BE) */
 #define WSRV_TAG_LEN 16                 /* keyed tag of an address (ordered keys) */
-#define WSRV_ID_LEN 16                  /* client ids, group ids, link codes */
+#define WSRV_ID_LEN WH_SYNC_ID_LEN       /* client ids, group ids, link codes */
 #define WSRV_NONCE_LEN 32
 #define WSRV_SECRET_LEN 32              /* the upload token secret (META "upload_secret") */
 #define WSRV_LINK_TTL_MS (10 * 60 * 1000)

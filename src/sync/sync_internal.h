@@ -54,7 +54,7 @@
 #define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
 #define SY_MAX_LIST 64         /* devices in a signed list */
 #define SY_LIST_WAIT_MS 2000   /* first wait for a contact's first signed list (doubles to a minute) */
-#define SY_LINK_CODE_LEN 16    /* the server's link codes (LinkCode, Register.link_code) */
+#define SY_LINK_CODE_LEN WH_SYNC_ID_LEN /* the server's link codes (LinkCode, Register.link_code) */
 #define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
                                 * (a mailbox holds 100000 entries, 256 pushed unacked) */
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
@@ -77,8 +77,9 @@
 /* The server's error codes (ERR_*) and the protocol version
  * (WH_SYNC_PROTOCOL) are common/protocol.h's, shared with the server core. */
 _Static_assert(WH_GROUP_CONV_LEN == WHISPER_GROUP_CONVERSATION_LEN &&
-                   WH_GROUP_ID_LEN == WHISPER_GROUP_ID_LEN,
+                   WH_GROUP_ID_LEN == WHISPER_GROUP_ID_LEN && WH_GROUP_ID_LEN == WH_SYNC_ID_LEN,
                "group conversation names");
+_Static_assert(WHISPER_CLIENT_ID_LEN == WH_SYNC_ID_LEN, "client ids");
 
 /* What a request was, to read its answer. */
 enum {
