@@ -388,7 +388,7 @@ static void check_view(void) {
       FZ_ASSERT(it->key_len >= 6 && it->key_len <= WSRV_ADDR_MAX && it->key[it->key_len - 5] == 0,
                 "a remote address of %zu bytes", it->key_len);
       const char *name = (const char *)it->key;
-      uint32_t dev = wsrv_rd32(it->key + it->key_len - 4);
+      uint32_t dev = wh_rd32(it->key + it->key_len - 4);
       const vent *v = view_find(name, dev);
       const wsrv_remote *r = it->value;
       FZ_ASSERT(v != NULL, "%s.%u is online on node %u, the model has it offline", name, dev,
@@ -1107,7 +1107,7 @@ static void op_peer(uint8_t arg) {
   uint8_t cid[16];
   memset(cid, 0, sizeof cid);
   memcpy(cid, "fz-peer-", 8);
-  wsrv_be64(cid + 8, ++H.peer_sends);
+  wh_be64(cid + 8, ++H.peer_sends);
   const uint32_t alice[] = {1, 2}, bob[] = {1};
   uint64_t id = ++H.next_id;
   whisper_buf *b = arg & 1 ? fzs_send_direct(id, cid, "alice", alice, NULL, 2, NULL, 0, "peer")

@@ -149,7 +149,7 @@ static Whisper__Server__Profile *stored_profile(const char *account) {
 
 /* A Profile answer is exactly the stored profile of the account it names. */
 static void check_profile_answer(const Whisper__Sync__Profile *a) {
-  FZ_ASSERT(wsrv_name_ok(a->account), "a Profile of a bad account name");
+  FZ_ASSERT(wh_account_ok(a->account), "a Profile of a bad account name");
   Whisper__Server__Profile *p = stored_profile(a->account);
   FZ_ASSERT(p != NULL, "a Profile of %s, which has none stored", a->account);
   FZ_ASSERT(a->has_version && a->version == p->version && a->has_ciphertext &&
@@ -166,7 +166,7 @@ static void drain(void) {
     if (o.action == WHISPER_SERVER_PUSH) {
       trace("    PUSH %s.%u depth %llu\n", o.account ? o.account : "(null)", o.device_id,
             (unsigned long long)o.mailbox_depth);
-      FZ_ASSERT(o.account != NULL && wsrv_name_ok(o.account) && o.device_id >= 1 &&
+      FZ_ASSERT(o.account != NULL && wh_account_ok(o.account) && o.device_id >= 1 &&
                     o.device_id <= 0x7fffffffu,
                 "a PUSH for a bad device");
       continue;
@@ -252,7 +252,7 @@ static int count_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t
   (void)val_len;
   c->n++;
   if (c->seq_at >= 0 && key_len == (size_t)c->seq_at + 8) {
-    uint64_t s = wsrv_rd64(key + c->seq_at);
+    uint64_t s = wh_rd64(key + c->seq_at);
     if (s > c->max_seq) c->max_seq = s;
   }
   return 0;
@@ -373,7 +373,7 @@ static void check_books(void) {
   if (in->ops.get(in->user, WHISPER_REC_SERVER_META, (const uint8_t *)"mailbox_depth", 13, &b) ==
       WHISPER_OK) {
     FZ_ASSERT(b->len == 8, "the stored depth is not 8 bytes");
-    stored_depth = wsrv_rd64(b->data);
+    stored_depth = wh_rd64(b->data);
     whisper_buf_free(b);
   }
   counter all = count(WHISPER_REC_SERVER_MAILBOX, NULL, 0, -1);

@@ -3,20 +3,21 @@
  * sides run on a decoded frame. Neither side has a decode/validate
  * function of its own: the server (server.c whisper_server_receive) and
  * the engine (client.c whisper_client_receive, frame_ok) call protobuf-c's
- * unpack and then check fields, the server in server_check.c
- * (wsrv_name_ok, wsrv_group_conv, ...) and in each handler, the engine in
- * frame_ok and its handlers (sy_valid_account, sy_group_id_of, ...). The
- * input is one frame:
+ * unpack and then check fields, the server in server_check.c and in each
+ * handler, the engine in frame_ok and its handlers, both with the checks
+ * of src/common/names.c (wh_account_ok, wh_group_conv, ...). The input is
+ * one frame:
  *
  *  1. the round trip: a frame that unpacks packs to bytes that unpack to a
  *     frame that packs to the same bytes (unless it carries an unknown
  *     field numbered 0, which protobuf-c reads but writes back as bytes
  *     it cannot read: see README.md);
- *  2. the two sides' name rules agree on every string of the frame
- *     (wsrv_name_ok == sy_valid_account), and their group conversation
- *     names agree on every 16-byte bytes field (wsrv_group_conv ==
- *     whisper_client_group_conversation, and sy_group_id_of reads it
- *     back);
+ *  2. the one name rule both sides use (wh_account_ok) is sync.proto's on
+ *     every string of the frame (1..64 bytes of [a-z0-9._-], written out
+ *     here apart), and the group conversation name of every 16-byte bytes
+ *     field is the same from wh_group_conv and the public
+ *     whisper_client_group_conversation, and wh_group_conv_parse reads it
+ *     back;
  *  3. the engine's decoder (an engine that is not connected, so the
  *     frame is only decoded): WHISPER_OK or WHISPER_EINVALIDMSG; bytes
  *     that do not unpack, a version other than 1 or a frame without a
@@ -58,19 +59,25 @@ static void setup_once(void) {
 
 /* --- 1, 2: walking a decoded message ------------------------------------ */
 
+/* sync.proto's account names, apart from common/names.c's. */
+static int account_rule(const char *s) {
+  size_t n = strlen(s);
+  return n >= 1 && n <= 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+}
+
 static void check_string(const char *s) {
-  FZ_ASSERT(wsrv_name_ok(s) == sy_valid_account(s), "the name rules disagree on \"%s\"", s);
+  FZ_ASSERT(wh_account_ok(s) == account_rule(s), "the name rule is wrong on \"%s\"", s);
 }
 
 static void check_bytes(const ProtobufCBinaryData *b) {
   if (b->len != 16) return;
   char a[WSRV_CONV_MAX + 1], c[WHISPER_GROUP_CONVERSATION_LEN + 1];
   uint8_t back[16];
-  wsrv_group_conv(a, b->data);
+  wh_group_conv(a, b->data);
   whisper_client_group_conversation(c, b->data);
   FZ_ASSERT(strcmp(a, c) == 0, "group conversations differ: %s, %s", a, c);
-  FZ_ASSERT(sy_group_id_of(c, back) && memcmp(back, b->data, 16) == 0,
-            "sy_group_id_of does not read %s back", c);
+  FZ_ASSERT(wh_group_conv_parse(c, back) && memcmp(back, b->data, 16) == 0,
+            "wh_group_conv_parse does not read %s back", c);
 }
 
 /* Walks every field of a message: returns 1 if it (or a message inside)

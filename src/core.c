@@ -89,12 +89,10 @@ void whisper_buf_free(whisper_buf *buf) {
 }
 
 int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...) {
-  if (ctx) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx->last_error, sizeof ctx->last_error, fmt, ap);
-    va_end(ap);
-  }
+  va_list ap;
+  va_start(ap, fmt);
+  wh_error_setv(ctx ? ctx->last_error : NULL, code, fmt, ap);
+  va_end(ap);
   return code;
 }
 

@@ -4,6 +4,8 @@
 
 #include <stdarg.h>
 
+#include "common/bytes.h"
+#include "common/err.h"
 #include "crypto/crypto.h"
 #include "whisper/whisper.h"
 
@@ -39,7 +41,7 @@ typedef struct wh_identity_memo {
 struct whisper_ctx {
   whisper_store *store;
   wh_rng rng;
-  char last_error[256];
+  char last_error[WH_ERROR_LEN];
   /* The local identity, cached after the first load. */
   int have_identity;
   wh_keypair identity;
@@ -81,13 +83,6 @@ struct whisper_buf *wh_buf_alloc(size_t len);
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);
-/* Inline: the server library (src/server) uses it too, and gets no core.c. */
-static inline void wh_be32(uint8_t out[4], uint32_t v) {
-  out[0] = (uint8_t)(v >> 24);
-  out[1] = (uint8_t)(v >> 16);
-  out[2] = (uint8_t)(v >> 8);
-  out[3] = (uint8_t)v;
-}
 
 /* The store's own text about its last failure ("" if none): ops.last_error
  * (version 5) for a caller's store, else the library's stores' own. */

@@ -12,7 +12,7 @@
 
 /* --- connections and in-memory devices ------------------------------------ */
 
-static void conn_key(uint8_t out[8], uint64_t id) { wsrv_be64(out, id); }
+static void conn_key(uint8_t out[8], uint64_t id) { wh_be64(out, id); }
 
 wsrv_conn *wsrv_conn_find(const whisper_server *srv, uint64_t id) {
   uint8_t k[8];
@@ -126,16 +126,8 @@ void whisper_server_free(whisper_server *srv) {
   wsrv_heap_free(&srv->acct_timers);
   wsrv_cluster_free(srv);
   wsrv_map_clear(&srv->srcs, free_value);
-  while (srv->out_head) {
-    wsrv_out *o = srv->out_head;
-    srv->out_head = o->next;
-    wsrv_out_free(o);
-  }
-  while (srv->held_head) {
-    wsrv_out *o = srv->held_head;
-    srv->held_head = o->next;
-    wsrv_out_free(o);
-  }
+  wh_outq_clear(&srv->out, wsrv_out_item_free);
+  wh_outq_clear(&srv->held, wsrv_out_item_free);
   if (srv->batch) wsrv_batch_rollback(srv); /* a batch never ended keeps nothing */
   wsrv_cache_free(srv);
   free(srv->rebuild);
@@ -373,7 +365,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
   if (f == NULL) return answer(srv, conn, 0, wsrv_refuse(srv, ERR_MALFORMED, "the frame does not parse"), now_ms);
   uint64_t id = f->has_id ? f->id : 0, retry_ms = 0;
   int r;
-  if (!f->has_version || f->version != WHISPER_SYNC_PROTOCOL) {
+  if (!f->has_version || f->version != WH_SYNC_PROTOCOL) {
     wsrv_send_error(srv, conn, id, ERR_VERSION, "this server speaks version 1", 0);
     wsrv_conn_drop(srv, c, 1, now_ms);
     r = WHISPER_OK;
@@ -397,11 +389,8 @@ int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out) {
   if (srv == NULL || out == NULL) return 0;
   wsrv_out_free(srv->polled);
   srv->polled = NULL;
-  wsrv_out *o = srv->out_head;
+  wsrv_out *o = (wsrv_out *)wh_outq_pop(&srv->out);
   if (o == NULL) return 0;
-  srv->out_head = o->next;
-  if (srv->out_head == NULL) srv->out_tail = NULL;
-  o->next = NULL;
   srv->polled = o;
   memset(out, 0, sizeof *out);
   out->action = o->action;

@@ -47,7 +47,7 @@ static int register_signed(const Whisper__Sync__Register *m) {
 }
 
 static int register_check(whisper_server *srv, const Whisper__Sync__Register *m) {
-  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (!keys_ok(m->keys)) return wsrv_refuse(srv, ERR_MALFORMED, "bad or missing device keys");
   if (!wsrv_bytes_ok(m->has_signature, m->signature, WHISPER_SIGNATURE_LEN))
     return wsrv_refuse(srv, ERR_MALFORMED, "Register needs a 64-byte signature");
@@ -379,7 +379,7 @@ static int link_add(whisper_server *srv, wsrv_conn *c, const char *name,
 int wsrv_handle_link_request(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__LinkRequest *m, uint64_t now_ms) {
   uint8_t code[WSRV_ID_LEN];
-  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   int rc = wsrv_src_link_take(srv, c, now_ms);
   if (rc != 0) return rc;
   if (wh_random(&srv->rng, code, sizeof code) != 0)
@@ -464,10 +464,10 @@ void wsrv_link_approved_elsewhere(whisper_server *srv, const char *account,
  * that every request has an answer. */
 int wsrv_handle_hello(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisper__Sync__Hello *m) {
   if (c->state == WSRV_AUTHED) return wsrv_refuse(srv, ERR_STATE, "already logged in");
-  if (!wsrv_name_ok(m->account) || !wsrv_device_ok(m->has_device_id, m->device_id) ||
+  if (!wh_account_ok(m->account) || !wsrv_device_ok(m->has_device_id, m->device_id) ||
       !m->has_protocol)
     return wsrv_refuse(srv, ERR_MALFORMED, "Hello needs an account, a device id and a protocol");
-  if (m->protocol != WHISPER_SYNC_PROTOCOL)
+  if (m->protocol != WH_SYNC_PROTOCOL)
     return wsrv_refuse(srv, ERR_VERSION, "this server speaks protocol 1");
   snprintf(c->account, sizeof c->account, "%s", m->account);
   c->device_id = m->device_id;

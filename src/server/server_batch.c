@@ -68,11 +68,10 @@ static void stats_restore(whisper_server *srv) {
 /* The held output goes, but for its closes (those connections are gone
  * from the core already); a dropped push wakes its device next time. */
 static void held_drop(whisper_server *srv) {
-  wsrv_out *o = srv->held_head, *next;
-  srv->held_head = srv->held_tail = NULL;
+  wsrv_out *o = (wsrv_out *)wh_outq_cut(&srv->held, NULL), *next;
   for (; o; o = next) {
-    next = o->next;
-    o->next = NULL;
+    next = (wsrv_out *)o->link.next;
+    o->link.next = NULL;
     if (o->action == WHISPER_SERVER_CLOSE) {
       wsrv_enqueue(srv, o); /* not in a batch now: straight out */
       continue;
@@ -133,13 +132,6 @@ int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms) {
     return rc;
   }
   srv->batch = 0;
-  if (srv->held_head) { /* released, in order, after what was out already */
-    if (srv->out_tail)
-      srv->out_tail->next = srv->held_head;
-    else
-      srv->out_head = srv->held_head;
-    srv->out_tail = srv->held_tail;
-    srv->held_head = srv->held_tail = NULL;
-  }
+  wh_outq_append(&srv->out, &srv->held); /* released, in order, after what was out already */
   return WHISPER_OK;
 }

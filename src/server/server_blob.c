@@ -77,7 +77,7 @@ static int token_make(whisper_server *srv, const char *account, uint32_t device,
   uint8_t raw[TOKEN_RAW_MAX];
   size_t an = strlen(account), n = TOKEN_HEAD + an;
   raw[0] = TOKEN_FORMAT;
-  wsrv_be64(raw + 1, expires_ms);
+  wh_be64(raw + 1, expires_ms);
   wh_be32(raw + 9, device);
   memcpy(raw + TOKEN_HEAD, account, an);
   if (token_mac(srv, raw, n, raw + n) != 0)
@@ -137,9 +137,9 @@ static int token_open(whisper_server *srv, const char *token, size_t len, char a
   size_t body = n - TOKEN_MAC_LEN, an = body - TOKEN_HEAD;
   memcpy(account, raw + TOKEN_HEAD, an);
   account[an] = 0;
-  *device = wsrv_rd32(raw + 9);
-  *expires = wsrv_rd64(raw + 1);
-  if (memchr(account, 0, an) || !wsrv_name_ok(account) || !wsrv_device_ok(1, *device))
+  *device = wh_rd32(raw + 9);
+  *expires = wh_rd64(raw + 1);
+  if (memchr(account, 0, an) || !wh_account_ok(account) || !wsrv_device_ok(1, *device))
     return wsrv_fail(srv, WHISPER_EINVALIDMSG, "an upload token with a bad account or device");
   if (token_mac(srv, raw, body, mac) != 0)
     return wsrv_fail(srv, WHISPER_EINTERNAL, "HMAC-SHA256 failed (OpenSSL)");

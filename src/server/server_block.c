@@ -77,7 +77,7 @@ static int list_load(whisper_server *srv, const char *name, entry **out, size_t 
   if (rc == WHISPER_OK && (*out = calloc(b->n_entries + 1, sizeof **out)) == NULL) rc = WHISPER_ENOMEM;
   for (size_t i = 0; rc == WHISPER_OK && i < b->n_entries; i++) {
     const Whisper__Sync__BlockEntry *e = b->entries[i];
-    if (!wsrv_name_ok(e->account)) {
+    if (!wh_account_ok(e->account)) {
       rc = WHISPER_ECORRUPT;
       break;
     }
@@ -152,7 +152,7 @@ static int block_check(whisper_server *srv, const wsrv_conn *c, const Whisper__S
     return wsrv_refuse(srv, ERR_MALFORMED, "a BlockSet has at most 1024 entries");
   for (size_t i = 0; i < m->n_entries; i++) {
     const Whisper__Sync__BlockEntry *e = m->entries[i];
-    if (!wsrv_name_ok(e->account) || !e->has_changed_at || strcmp(e->account, c->account) == 0)
+    if (!wh_account_ok(e->account) || !e->has_changed_at || strcmp(e->account, c->account) == 0)
       return wsrv_refuse(srv, ERR_MALFORMED, "a block entry names another account, with changed_at");
     for (size_t k = 0; k < i; k++)
       if (strcmp(m->entries[k]->account, e->account) == 0)
@@ -221,7 +221,7 @@ int wsrv_handle_block_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
 
 static int conv_ok(const char *s) {
   if (s == NULL) return 0;
-  if (s[0] != '#') return wsrv_name_ok(s);
+  if (s[0] != '#') return wh_account_ok(s);
   if (strlen(s) != WSRV_CONV_MAX) return 0;
   for (size_t i = 1; i < WSRV_CONV_MAX; i++)
     if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
@@ -235,7 +235,7 @@ static int report_check(whisper_server *srv, const Whisper__Sync__Report *m) {
     return wsrv_refuse(srv, ERR_LIMIT, "a report has at most 50 messages");
   for (size_t i = 0; i < m->n_messages; i++) {
     const Whisper__Sync__ReportedMessage *r = m->messages[i];
-    if (!r->has_id || r->id.len == 0 || r->id.len > WSRV_REPORT_ID_MAX || !wsrv_name_ok(r->sender) ||
+    if (!r->has_id || r->id.len == 0 || r->id.len > WSRV_REPORT_ID_MAX || !wh_account_ok(r->sender) ||
         r->text.len > WSRV_REPORT_TEXT_MAX)
       return wsrv_refuse(srv, ERR_MALFORMED,
                          "a reported message has an id, a sender and at most 2048 bytes of text");
@@ -243,7 +243,7 @@ static int report_check(whisper_server *srv, const Whisper__Sync__Report *m) {
   return 0;
 }
 
-static void report_key(uint8_t k[8], uint64_t n) { wsrv_be64(k, n); }
+static void report_key(uint8_t k[8], uint64_t n) { wh_be64(k, n); }
 
 /* The report as stored: the checked fields only (nothing unknown is kept). */
 static int report_store(whisper_server *srv, const wsrv_conn *c, const Whisper__Sync__Report *m,
@@ -320,7 +320,7 @@ static int report_give(whisper_server *srv, const wsrv_rec *r, whisper_server_re
                        int *stop) {
   Whisper__Server__StoredReport *s =
       whisper__server__stored_report__unpack(&wh_pb_alloc, r->val_len, r->val);
-  if (s == NULL || r->key_len != 8 || s->report == NULL || !wsrv_name_ok(s->reporter) ||
+  if (s == NULL || r->key_len != 8 || s->report == NULL || !wh_account_ok(s->reporter) ||
       !conv_ok(s->report->conversation)) {
     wsrv_msg_free(s);
     return wsrv_fail(srv, WHISPER_ECORRUPT, "a stored report is corrupt");
@@ -334,7 +334,7 @@ static int report_give(whisper_server *srv, const wsrv_rec *r, whisper_server_re
   int rc = WHISPER_OK;
   for (size_t i = 0; i < rep->n_messages; i++) {
     const Whisper__Sync__ReportedMessage *m = rep->messages[i];
-    if (!wsrv_name_ok(m->sender)) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored report is corrupt");
+    if (!wh_account_ok(m->sender)) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored report is corrupt");
     ms[i].id = m->id.data;
     ms[i].id_len = m->id.len;
     ms[i].sender = m->sender;
@@ -345,7 +345,7 @@ static int report_give(whisper_server *srv, const wsrv_rec *r, whisper_server_re
     ms[i].deleted = m->deleted;
   }
   if (rc == WHISPER_OK) {
-    whisper_server_report_t out = {WHISPER_SERVER_REPORT_VERSION, wsrv_rd64(r->key), s->at_ms,
+    whisper_server_report_t out = {WHISPER_SERVER_REPORT_VERSION, wh_rd64(r->key), s->at_ms,
                                    s->reporter, s->reporter_device, rep->conversation, rep->blocked,
                                    ms, rep->n_messages};
     *stop = fn(user, &out) != 0;

@@ -74,7 +74,7 @@ void wsrv_cluster_offline(whisper_server *srv, const wsrv_conn *c, uint64_t now_
 int wsrv_cluster_wake(whisper_server *srv, const wsrv_addr *a) {
   if (!srv->cluster.node) return 0;
   const char *name = (const char *)a->key;
-  relay_simple(srv, KIND(WAKE), name, wsrv_rd32(a->key + a->len - 4));
+  relay_simple(srv, KIND(WAKE), name, wh_rd32(a->key + a->len - 4));
   return wsrv_map_get(&srv->cluster.remote, a->key, a->len) != NULL;
 }
 
@@ -82,9 +82,7 @@ void wsrv_cluster_frame(whisper_server *srv, const char *account, Whisper__Sync_
   if (!srv->cluster.node) return;
   const wsrv_acct *a = wsrv_acct_find(srv, account);
   if (a == NULL || a->n_remote == 0) return; /* no device of it elsewhere */
-  f->has_version = 1;
-  f->version = WHISPER_SYNC_PROTOCOL;
-  size_t n = whisper__sync__frame__get_packed_size(f);
+  size_t n = wh_frame_prepare(f);
   uint8_t *buf = malloc(n ? n : 1);
   if (buf == NULL) return;
   whisper__sync__frame__pack(f, buf);
@@ -210,7 +208,7 @@ static int relay_notice(const Whisper__Server__Relay *r, Whisper__Sync__Frame **
   Whisper__Sync__Frame *f = whisper__sync__frame__unpack(&wh_pb_alloc, r->frame.len, r->frame.data);
   if (f == NULL) return 0;
   const Whisper__Sync__TypingNotice *t = f->typing_notice;
-  if (f->body_case != WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE || !wsrv_name_ok(t->from) ||
+  if (f->body_case != WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE || !wh_account_ok(t->from) ||
       !wsrv_device_ok(t->has_from_device, t->from_device) || !t->has_started ||
       (t->has_group_id && t->group_id.len != WSRV_ID_LEN)) {
     wsrv_msg_free(f);
@@ -231,13 +229,13 @@ static int relay_ok(const Whisper__Server__Relay *r, Whisper__Sync__Frame **noti
     case KIND(ONLINE):
     case KIND(OFFLINE):
     case KIND(WAKE):
-      return r->account && wsrv_name_ok(r->account) && wsrv_device_ok(r->has_device_id, r->device_id);
+      return r->account && wh_account_ok(r->account) && wsrv_device_ok(r->has_device_id, r->device_id);
     case KIND(FRAME):
-      return r->account && wsrv_name_ok(r->account) && relay_notice(r, notice);
+      return r->account && wh_account_ok(r->account) && relay_notice(r, notice);
     case KIND(HIDDEN):
-      return r->account && wsrv_name_ok(r->account) && r->has_hidden;
+      return r->account && wh_account_ok(r->account) && r->has_hidden;
     case KIND(LINKED):
-      return r->account && wsrv_name_ok(r->account) && r->has_frame && r->frame.len == WSRV_ID_LEN;
+      return r->account && wh_account_ok(r->account) && r->has_frame && r->frame.len == WSRV_ID_LEN;
     default:
       return 0;
   }

@@ -263,7 +263,7 @@ static int op_peek(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Group
   if (ok < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   if (!ok) return wsrv_refuse(srv, ERR_FORBIDDEN, "not the group's invite link");
   const char *author = g->stored.body->author;
-  if (author && wsrv_name_ok(author)) {
+  if (author && wh_account_ok(author)) {
     rc = wsrv_account_get(srv, author, &g->author);
     if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return rc;
   }
@@ -298,34 +298,6 @@ static int op_join(whisper_server *srv, wsrv_conn *c, const Whisper__Sync__Group
   names_add(&g->members, c->account);
   g->changed = 1;
   return 0;
-}
-
-static int name_cmp(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* a == b, with `name` added (op 1), taken out (op -1) or not (op 0), as
- * sets (lists without repeats; compared sorted). 1 yes, 0 no, -1 out of
- * memory. */
-static int same_set(char *const *a, size_t na, char *const *b, size_t nb, const char *name, int op) {
-  char **x = malloc((na + 1) * sizeof *x), **y = malloc((nb + 1) * sizeof *y);
-  int same = x && y ? 1 : -1;
-  size_t ny = 0;
-  if (same == 1) {
-    memcpy(x, a, na * sizeof *x);
-    for (size_t i = 0; i < nb; i++)
-      if (op >= 0 || strcmp(b[i], name) != 0) y[ny++] = b[i];
-    if (op > 0) y[ny++] = (char *)name;
-    same = na == ny;
-  }
-  if (same == 1) {
-    qsort(x, na, sizeof *x, name_cmp);
-    qsort(y, ny, sizeof *y, name_cmp);
-    for (size_t i = 0; i < na && same == 1; i++) same = strcmp(x[i], y[i]) == 0;
-  }
-  free(x);
-  free(y);
-  return same;
 }
 
 static int bytes_same(protobuf_c_boolean ha, ProtobufCBinaryData a, protobuf_c_boolean hb,
@@ -370,9 +342,13 @@ static int change_entitled(whisper_server *srv, wsrv_conn *c, const Whisper__Syn
     if (strcmp(h->admins[i], c->account) == 0) return 0;
   int member = 0;
   for (size_t i = 0; i < h->n_members && !member; i++) member = strcmp(h->members[i], c->account) == 0;
-  int same_members = same_set(b->members, b->n_members, h->members, h->n_members, c->account,
-                              !member ? 1 : m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE ? -1 : 0);
-  int same_admins = same_set(b->admins, b->n_admins, h->admins, h->n_admins, c->account, -1);
+  /* the change leaves members and admins as they were, but for its author
+   * (joining, leaving, no longer an admin) */
+  int op = !member ? 1 : m->op == WHISPER__SYNC__GROUP_OP__OP__REMOVE ? -1 : 0;
+  int same_members =
+      wh_names_same_but(b->members, b->n_members, h->members, h->n_members, c->account, op);
+  int same_admins =
+      wh_names_same_but(b->admins, b->n_admins, h->admins, h->n_admins, c->account, -1);
   if (same_members < 0 || same_admins < 0) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   int info = bytes_same(b->has_name, b->name, h->has_name, h->name) &&
              bytes_same(b->has_description, b->description, h->has_description, h->description) &&
@@ -567,7 +543,7 @@ static int group_check(whisper_server *srv, const Whisper__Sync__GroupOp *m) {
   if (m->n_members > srv->cfg.max_group_members)
     return wsrv_refuse(srv, ERR_LIMIT, "too many members");
   for (size_t i = 0; i < m->n_members; i++)
-    if (!wsrv_name_ok(m->members[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+    if (!wh_account_ok(m->members[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   return 0;
 }
 

@@ -37,16 +37,19 @@
 #include <stdio.h>
 
 #include "e2e.pb-c.h"
+#include "common/names.h"
+#include "common/outq.h"
+#include "common/protocol.h"
 #include "internal.h"
 #include "protocol/pb.h"
 #include "server.pb-c.h"
 #include "sync.pb-c.h"
 #include "whisper/server.h"
 
-#define WSRV_NAME_MAX 64                /* account names: 1..64 of [a-z0-9._-] */
+#define WSRV_NAME_MAX WH_ACCOUNT_MAX     /* account names: 1..64 of [a-z0-9._-] */
 #define WSRV_ADDR_MAX (WSRV_NAME_MAX + 5) /* name || 0 || device id (4, BE) */
 #define WSRV_TAG_LEN 16                 /* keyed tag of an address (ordered keys) */
-#define WSRV_ID_LEN 16                  /* client ids, group ids, link codes */
+#define WSRV_ID_LEN WH_SYNC_ID_LEN       /* client ids, group ids, link codes */
 #define WSRV_NONCE_LEN 32
 #define WSRV_SECRET_LEN 32              /* the upload token secret (META "upload_secret") */
 #define WSRV_LINK_TTL_MS (10 * 60 * 1000)
@@ -55,30 +58,13 @@
 #define WSRV_LIST_MAX 1024              /* client ids per Receipt, accounts per subscribe */
 #define WSRV_SUBS_MAX 4096              /* presence subscriptions per connection */
 #define WSRV_RECEIPT_IDS_MAX 256        /* client ids per generated receipt entry */
-#define WSRV_CONV_MAX (1 + 2 * WSRV_ID_LEN)
+#define WSRV_CONV_MAX (1 + 2 * WSRV_ID_LEN) /* a group conversation name (WH_GROUP_CONV_LEN) */
 #define WSRV_SEND_WINDOW 256            /* Sends a device may pipeline (Ok.send_window) */
 
-/* sync.proto codes, shorter. */
-#define ERR_MALFORMED WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED
-#define ERR_VERSION WHISPER__SYNC__ERROR_CODE__ERR_VERSION
-#define ERR_TOO_BIG WHISPER__SYNC__ERROR_CODE__ERR_TOO_BIG
-#define ERR_AUTH WHISPER__SYNC__ERROR_CODE__ERR_AUTH
-#define ERR_EXISTS WHISPER__SYNC__ERROR_CODE__ERR_EXISTS
-#define ERR_NOT_FOUND WHISPER__SYNC__ERROR_CODE__ERR_NOT_FOUND
-#define ERR_FORBIDDEN WHISPER__SYNC__ERROR_CODE__ERR_FORBIDDEN
-#define ERR_RATE WHISPER__SYNC__ERROR_CODE__ERR_RATE
-#define ERR_LIMIT WHISPER__SYNC__ERROR_CODE__ERR_LIMIT
-#define ERR_STATE WHISPER__SYNC__ERROR_CODE__ERR_STATE
-#define ERR_INTERNAL WHISPER__SYNC__ERROR_CODE__ERR_INTERNAL
-#define ENTRY_MESSAGE WHISPER__SYNC__ENTRY_KIND__ENTRY_MESSAGE
-#define ENTRY_RECEIPT WHISPER__SYNC__ENTRY_KIND__ENTRY_RECEIPT
-#define ENTRY_GROUP WHISPER__SYNC__ENTRY_KIND__ENTRY_GROUP
-#define CONTENT_TEXT WHISPER__SYNC__CONTENT__CONTENT_TEXT
-#define CONTENT_SKDM WHISPER__SYNC__CONTENT__CONTENT_SKDM
-#define CONTENT_MESSAGE WHISPER__SYNC__CONTENT__CONTENT_MESSAGE
-#define CONTENT_RETRY WHISPER__SYNC__CONTENT__CONTENT_RETRY
-#define STATUS_DELIVERED 2
-#define STATUS_READ 3
+/* The sync.proto codes (ERR_*, ENTRY_*, CONTENT_*, STATUS_*) are
+ * common/protocol.h's, shared with the engine. */
+_Static_assert(WH_SYNC_PROTOCOL == WHISPER_SYNC_PROTOCOL, "server.h's protocol version");
+_Static_assert(WSRV_CONV_MAX == WH_GROUP_CONV_LEN, "group conversation names");
 
 /* a + b, capped at UINT64_MAX: deadlines from untrusted times and
  * configured periods never wrap. */
@@ -261,7 +247,7 @@ typedef struct wsrv_typing {
 } wsrv_typing;
 
 typedef struct wsrv_out {
-  struct wsrv_out *next;
+  wh_out link; /* in srv->out or srv->held (common/outq.h) */
   int action;
   uint64_t conn;
   uint8_t *frame;
@@ -292,7 +278,7 @@ struct whisper_server {
   wh_rng rng;
   uint8_t salt[WSRV_TAG_LEN];
   uint8_t upload_secret[WSRV_SECRET_LEN]; /* the MAC key of upload tokens */
-  char last_error[256];
+  char last_error[WH_ERROR_LEN];
   char refusal[128]; /* the message of the Error frame being answered */
   uint64_t refusal_retry_ms; /* and its retry_ms (ERR_RATE) */
   wsrv_map conns;    /* conn id (8 bytes) -> wsrv_conn */
@@ -308,7 +294,8 @@ struct whisper_server {
   uint64_t srcs_pruned_ms;
   uint64_t sent_prune_at; /* when idempotency records are pruned next (0: at the first tick) */
   uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
-  wsrv_out *out_head, *out_tail, *polled;
+  wh_outq out;       /* wsrv_out: what whisper_server_poll() hands out next */
+  wsrv_out *polled;
   whisper_server_stats_t stats;
   /* group commit (server_batch.c) */
   int batch;                /* between whisper_server_batch_begin and _end */
@@ -319,7 +306,7 @@ struct whisper_server {
   wsrv_addr *rebuild;       /* mailboxes whose share records are to be counted (made exact)
                                before the transaction commits (server_mailbox.c) */
   size_t n_rebuild, cap_rebuild;
-  wsrv_out *held_head, *held_tail; /* its output, released after the commit */
+  wh_outq held;             /* its output (wsrv_out), released after the commit */
   whisper_server_stats_t batch_stats; /* the counters when it began */
   wsrv_map cache;           /* kind || key -> the batch's view of a record (server_cache.c) */
   struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
@@ -415,9 +402,8 @@ void wsrv_fx_apply(whisper_server *srv, wsrv_fx *fx, uint64_t now_ms);
 
 /* --- errors and output (server_output.c) --------------------------------- */
 
-/* Records the last failure; returns `code`. */
-int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Records the last failure (srv->last_error); returns `code`. */
+#define wsrv_fail(srv, code, ...) wh_error_set((srv)->last_error, (code), __VA_ARGS__)
 /* Sets the refusal message; returns the ERR_* `code`. */
 int wsrv_refuse(whisper_server *srv, int code, const char *msg);
 /* ERR_RATE with its retry_ms. */
@@ -438,15 +424,15 @@ void wsrv_drop_output(whisper_server *srv, uint64_t conn);
 /* Appends `o` to the output, or to the held output inside a batch. */
 void wsrv_enqueue(whisper_server *srv, wsrv_out *o);
 void wsrv_out_free(wsrv_out *o);
+void wsrv_out_item_free(wh_out *o); /* the same, for wh_outq_clear and wh_outq_drop_if */
 
 /* --- checks (server_check.c) --------------------------------------------- */
 
-int wsrv_name_ok(const char *s);
+/* Account names: wh_account_ok (common/names.h). A device id present and
+ * valid (wh_device_id_ok). */
 int wsrv_device_ok(protobuf_c_boolean has, uint32_t id);
 int wsrv_bytes_ok(protobuf_c_boolean has, ProtobufCBinaryData b, size_t len);
 int wsrv_key_ok(protobuf_c_boolean has, ProtobufCBinaryData b);
-/* The group conversation name: "#" and 32 hex digits. */
-void wsrv_group_conv(char out[WSRV_CONV_MAX + 1], const uint8_t id[WSRV_ID_LEN]);
 
 /* --- the store (server_store.c) ------------------------------------------ */
 
@@ -482,9 +468,6 @@ int wsrv_delete_under(whisper_server *srv, int kind, const uint8_t tag[WSRV_TAG_
 
 void wsrv_addr_make(wsrv_addr *a, const char *name, uint32_t device_id);
 void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TAG_LEN]);
-void wsrv_be64(uint8_t out[8], uint64_t v);
-uint64_t wsrv_rd64(const uint8_t *p);
-uint32_t wsrv_rd32(const uint8_t *p);
 
 /* Makes the salt if needed and reads the counters. */
 int wsrv_store_init(whisper_server *srv);

@@ -164,7 +164,7 @@ static int take_prekey(whisper_server *srv, const char *name, fetched *f) {
   if (rc != WHISPER_OK || n == 0) return rc;
   if (recs[0].key_len == PKEY_LEN && recs[0].val_len == WHISPER_PUBLIC_KEY_LEN) {
     f->has_pk = 1;
-    f->pk_id = wsrv_rd32(recs[0].key + WSRV_TAG_LEN);
+    f->pk_id = wh_rd32(recs[0].key + WSRV_TAG_LEN);
     memcpy(f->pk, recs[0].val, WHISPER_PUBLIC_KEY_LEN);
   }
   rc = wsrv_del(srv, WHISPER_REC_SERVER_PREKEY, recs[0].key, recs[0].key_len);
@@ -275,7 +275,7 @@ static void counts_update(whisper_server *srv, const char *account, const fetche
 
 int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
                       const Whisper__Sync__FetchBundles *m, uint64_t now_ms) {
-  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (m->n_device_ids > FETCH_MAX) return wsrv_refuse(srv, ERR_LIMIT, "too many device ids");
   for (size_t i = 0; i < m->n_device_ids; i++)
     if (!wsrv_device_ok(1, m->device_ids[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad device id");
@@ -298,7 +298,7 @@ int wsrv_handle_fetch(whisper_server *srv, wsrv_conn *c, uint64_t id,
 
 int wsrv_handle_list_devices(whisper_server *srv, wsrv_conn *c, uint64_t id,
                              const Whisper__Sync__ListDevices *m) {
-  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   Whisper__Server__Account *a;
   int rc = wsrv_account_get(srv, m->account, &a);
   if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no such account");

@@ -173,7 +173,7 @@ static int sent_oldest(whisper_server *srv) {
   size_t n;
   int rc = wsrv_scan(srv, WHISPER_REC_SERVER_SENT_AT, NULL, 0, NULL, 0, 1, &r, &n);
   if (rc != WHISPER_OK) return rc;
-  srv->sent_prune_at = n && r[0].key_len >= 4 ? prune_time(srv, wsrv_rd32(r[0].key)) : UINT64_MAX;
+  srv->sent_prune_at = n && r[0].key_len >= 4 ? prune_time(srv, wh_rd32(r[0].key)) : UINT64_MAX;
   wsrv_recs_free(r, n);
   return WHISPER_OK;
 }
@@ -208,7 +208,7 @@ static void sent_prune(whisper_server *srv, uint64_t now_ms) {
   if (rc != WHISPER_OK) return;
   rc = wsrv_scan(srv, WHISPER_REC_SERVER_SENT_AT, NULL, 0, NULL, 0, SENT_PRUNE_BATCH, &r, &n);
   for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
-    if (r[i].key_len >= 4 && (uint64_t)wsrv_rd32(r[i].key) + 1 >= cur) break;
+    if (r[i].key_len >= 4 && (uint64_t)wh_rd32(r[i].key) + 1 >= cur) break;
     rc = wsrv_del(srv, WHISPER_REC_SERVER_SENT_AT, r[i].key, r[i].key_len);
   }
   wsrv_recs_free(r, n);

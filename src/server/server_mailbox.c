@@ -30,7 +30,7 @@ const uint64_t *whisper_server_latency_bounds(void) { return latency_bounds; }
 
 static void mailbox_key(uint8_t out[MKEY_LEN], const uint8_t tag[WSRV_TAG_LEN], uint64_t seq) {
   memcpy(out, tag, WSRV_TAG_LEN);
-  wsrv_be64(out + WSRV_TAG_LEN, seq);
+  wh_be64(out + WSRV_TAG_LEN, seq);
 }
 
 /* --- effects -------------------------------------------------------------- */
@@ -115,7 +115,7 @@ static void wake(whisper_server *srv, const wsrv_touched *t) {
   wsrv_dev *d = wsrv_dev_get(srv, &t->addr);
   if (d == NULL || d->pushed) return;
   d->pushed = 1;
-  wsrv_queue_push(srv, (const char *)t->addr.key, wsrv_rd32(t->addr.key + t->addr.len - 4),
+  wsrv_queue_push(srv, (const char *)t->addr.key, wh_rd32(t->addr.key + t->addr.len - 4),
                   t->count);
 }
 
@@ -180,7 +180,7 @@ static void tallies_free(tallies *ts) {
 
 /* An entry of mailbox `owner` from another account: its sender, else NULL. */
 static const char *other_sender(const Whisper__Sync__Deliver *d, const char *owner) {
-  return d->sender && wsrv_name_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
+  return d->sender && wh_account_ok(d->sender) && strcmp(d->sender, owner) != 0 ? d->sender : NULL;
 }
 
 /* The tag of `sender` in SHARE keys: of (sender, 0), the account as a whole. */
@@ -330,7 +330,7 @@ int wsrv_shares_rebuild(whisper_server *srv) {
   for (size_t i = 0; rc == WHISPER_OK && i < srv->n_rebuild; i++) {
     const wsrv_addr *a = &srv->rebuild[i];
     const char *name = (const char *)a->key;
-    uint32_t device_id = wsrv_rd32(a->key + a->len - 4);
+    uint32_t device_id = wh_rd32(a->key + a->len - 4);
     Whisper__Server__Device *dev;
     rc = wsrv_device_get(srv, name, device_id, &dev);
     if (rc == WHISPER_ENOTFOUND) { /* gone since (removed by its account) */
@@ -356,7 +356,7 @@ int wsrv_shares_rebuild(whisper_server *srv) {
  * DELIVERED receipt: a text message from another account (own-device
  * copies do not: the account sent them). */
 static int earns_receipt_in(const char *owner, const Whisper__Sync__Deliver *d) {
-  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wsrv_name_ok(d->sender) &&
+  return d->kind == ENTRY_MESSAGE && d->content == CONTENT_TEXT && wh_account_ok(d->sender) &&
          strcmp(d->sender, owner) != 0 &&
          wsrv_bytes_ok(d->has_client_id, d->client_id, WSRV_ID_LEN);
 }
@@ -489,7 +489,7 @@ static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
 /* Pushes one entry and notes it in flight (an entry that does not read is
  * passed over, noted as one its Ack must read: the Ack deletes it). */
 static int push_entry(whisper_server *srv, wsrv_conn *c, const wsrv_rec *r) {
-  wsrv_inflight e = {.seq = wsrv_rd64(r->key + WSRV_TAG_LEN), .slow = 1};
+  wsrv_inflight e = {.seq = wh_rd64(r->key + WSRV_TAG_LEN), .slow = 1};
   if (inflight_room(srv, c) != WHISPER_OK) return WHISPER_ENOMEM;
   Whisper__Sync__Deliver *d =
       whisper__sync__deliver__unpack(&wh_pb_alloc, r->val_len, r->val);
@@ -547,7 +547,7 @@ static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs,
   for (size_t i = 0; rc == WHISPER_OK && i < n && c->in_len < srv->cfg.deliver_window; i++) {
     *done = i + 1;
     if (recs[i].key_len != MKEY_LEN) continue;
-    uint64_t seq = wsrv_rd64(recs[i].key + WSRV_TAG_LEN);
+    uint64_t seq = wh_rd64(recs[i].key + WSRV_TAG_LEN);
     rc = meta ? push_kept(srv, c, &recs[i], &meta[i]) : push_entry(srv, c, &recs[i]);
     /* an entry that cannot be read is passed over; an Ack past it deletes it */
     if (rc == WHISPER_ECORRUPT) rc = WHISPER_OK;
@@ -591,9 +591,9 @@ void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
  * they are pushed from memory; else the mailbox is read. */
 static void pump_new(whisper_server *srv, wsrv_conn *c, const wsrv_touched *t, uint64_t now_ms) {
   int direct = c->idle && c->backlog_done && !t->pre_lost && t->n_pre > 0 &&
-               wsrv_rd64(t->pre[0].key + WSRV_TAG_LEN) == c->sent_upto + 1;
+               wh_rd64(t->pre[0].key + WSRV_TAG_LEN) == c->sent_upto + 1;
   for (size_t i = 1; direct && i < t->n_pre; i++)
-    direct = wsrv_rd64(t->pre[i].key + WSRV_TAG_LEN) == wsrv_rd64(t->pre[i - 1].key + WSRV_TAG_LEN) + 1;
+    direct = wh_rd64(t->pre[i].key + WSRV_TAG_LEN) == wh_rd64(t->pre[i - 1].key + WSRV_TAG_LEN) + 1;
   if (!direct) {
     c->idle = 0;
     wsrv_pump(srv, c, now_ms);
@@ -709,7 +709,7 @@ static int delete_upto(whisper_server *srv, wsrv_conn *c, ack_state *st, uint64_
     more = n == ACK_BATCH;
     for (size_t i = 0; rc == WHISPER_OK && i < n; i++) {
       if (recs[i].key_len != MKEY_LEN) continue;
-      if (wsrv_rd64(recs[i].key + WSRV_TAG_LEN) > limit) {
+      if (wh_rd64(recs[i].key + WSRV_TAG_LEN) > limit) {
         more = 0;
         break;
       }

@@ -2,20 +2,11 @@
  * devices to wake, drained by whisper_server_poll(). Inside a batch the
  * output goes to a second FIFO, held until the batch commits
  * (server_batch.c). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/server_internal.h"
-
-int wsrv_fail(whisper_server *srv, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(srv->last_error, sizeof srv->last_error, fmt, ap);
-  va_end(ap);
-  return code;
-}
 
 int wsrv_refuse(whisper_server *srv, int code, const char *msg) {
   snprintf(srv->refusal, sizeof srv->refusal, "%s", msg);
@@ -38,27 +29,22 @@ void wsrv_out_free(wsrv_out *o) {
   free(o);
 }
 
+void wsrv_out_item_free(wh_out *o) { wsrv_out_free((wsrv_out *)o); }
+
 /* Held output marks its connection: if the batch fails, the connection
  * is closed (what it was told, or its delivery window, is not kept). */
 void wsrv_enqueue(whisper_server *srv, wsrv_out *o) {
-  wsrv_out **head = &srv->out_head, **tail = &srv->out_tail;
+  wh_outq *q = &srv->out;
   if (srv->batch) {
-    head = &srv->held_head;
-    tail = &srv->held_tail;
+    q = &srv->held;
     wsrv_conn *c = o->action == WHISPER_SERVER_PUSH ? NULL : wsrv_conn_find(srv, o->conn);
     if (c) wsrv_batch_conn(srv, c);
   }
-  if (*tail)
-    (*tail)->next = o;
-  else
-    *head = o;
-  *tail = o;
+  wh_outq_push(q, &o->link);
 }
 
 int wsrv_send(whisper_server *srv, uint64_t conn, Whisper__Sync__Frame *f) {
-  f->has_version = 1;
-  f->version = WHISPER_SYNC_PROTOCOL;
-  size_t n = whisper__sync__frame__get_packed_size(f);
+  size_t n = wh_frame_prepare(f);
   wsrv_out *o = calloc(1, sizeof *o);
   uint8_t *buf = malloc(n ? n : 1);
   if (o == NULL || buf == NULL) {
@@ -81,7 +67,7 @@ int wsrv_send_deliver(whisper_server *srv, uint64_t conn, const uint8_t *d, size
   uint8_t head[2 + 2 + 10];
   size_t h = 0;
   head[h++] = 0x08; /* 1 << 3 | varint */
-  head[h++] = WHISPER_SYNC_PROTOCOL;
+  head[h++] = WH_SYNC_PROTOCOL;
   head[h++] = 0xFA; /* 47 << 3 | length-delimited, as a varint: 378 */
   head[h++] = 0x02;
   for (uint64_t v = len; ; v >>= 7) {
@@ -167,22 +153,12 @@ void wsrv_queue_push(whisper_server *srv, const char *account, uint32_t device_i
   wsrv_enqueue(srv, o);
 }
 
-static void drop_from(wsrv_out **head, wsrv_out **tail, uint64_t conn) {
-  wsrv_out **pp = head, *last = NULL;
-  while (*pp) {
-    wsrv_out *o = *pp;
-    if (o->action != WHISPER_SERVER_PUSH && o->conn == conn) {
-      *pp = o->next;
-      wsrv_out_free(o);
-    } else {
-      last = o;
-      pp = &o->next;
-    }
-  }
-  *tail = last;
+static int of_conn(const wh_out *item, void *conn) {
+  const wsrv_out *o = (const wsrv_out *)item;
+  return o->action != WHISPER_SERVER_PUSH && o->conn == *(const uint64_t *)conn;
 }
 
 void wsrv_drop_output(whisper_server *srv, uint64_t conn) {
-  drop_from(&srv->out_head, &srv->out_tail, conn);
-  drop_from(&srv->held_head, &srv->held_tail, conn);
+  wh_outq_drop_if(&srv->out, of_conn, &conn, wsrv_out_item_free);
+  wh_outq_drop_if(&srv->held, of_conn, &conn, wsrv_out_item_free);
 }

@@ -239,7 +239,7 @@ int wsrv_handle_subscribe(whisper_server *srv, wsrv_conn *c, uint64_t id,
                           const Whisper__Sync__PresenceSubscribe *m) {
   if (m->n_accounts > WSRV_LIST_MAX) return wsrv_refuse(srv, ERR_LIMIT, "too many accounts");
   for (size_t i = 0; i < m->n_accounts; i++)
-    if (!wsrv_name_ok(m->accounts[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+    if (!wh_account_ok(m->accounts[i])) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (c->n_subs + m->n_accounts > WSRV_SUBS_MAX)
     return wsrv_refuse(srv, ERR_LIMIT, "too many subscriptions");
   wsrv_acct **now = calloc(m->n_accounts ? m->n_accounts : 1, sizeof *now);
@@ -403,12 +403,12 @@ int wsrv_handle_typing(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whi
   char conv[WSRV_CONV_MAX + WSRV_NAME_MAX + 1];
   if (!m->has_started || (m->to != NULL) == (m->has_group_id != 0))
     return wsrv_refuse(srv, ERR_MALFORMED, "Typing goes to an account or a group, started or not");
-  if (m->to && !wsrv_name_ok(m->to)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (m->to && !wh_account_ok(m->to)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (m->has_group_id && m->group_id.len != WSRV_ID_LEN)
     return wsrv_refuse(srv, ERR_MALFORMED, "a group id is 16 bytes");
   int rc = 0;
   if (m->has_group_id) {
-    wsrv_group_conv(conv, m->group_id.data);
+    wh_group_conv(conv, m->group_id.data);
     rc = typing_group(srv, c, m, conv, now_ms);
   } else {
     snprintf(conv, sizeof conv, "%s", m->to);

@@ -55,7 +55,7 @@ int wsrv_handle_profile_set(whisper_server *srv, wsrv_conn *c, uint64_t id,
 
 int wsrv_handle_profile_get(whisper_server *srv, wsrv_conn *c, uint64_t id,
                             const Whisper__Sync__ProfileGet *m) {
-  if (!wsrv_name_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->account)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   Whisper__Server__Profile *p = NULL;
   int rc = profile_get(srv, m->account, &p);
   if (rc == WHISPER_ENOTFOUND) return wsrv_refuse(srv, ERR_NOT_FOUND, "no profile for that account");

@@ -56,7 +56,7 @@ static int send_check(whisper_server *srv, const Whisper__Sync__Send *m) {
       return wsrv_refuse(srv, ERR_MALFORMED, "a group Send has a 16-byte group_id and a body only");
     return 0;
   }
-  if (!wsrv_name_ok(m->to) || m->has_body)
+  if (!wh_account_ok(m->to) || m->has_body)
     return wsrv_refuse(srv, ERR_MALFORMED, "a 1:1 Send has an account and per-device messages");
   int plain = m->content == CONTENT_RETRY;
   if (!messages_ok(m->messages, m->n_messages, srv->cfg.max_devices, plain) ||
@@ -263,7 +263,7 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   d.has_group_id = 1;
   d.group_id = m->group_id;
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, m->group_id.data);
+  wh_group_conv(conv, m->group_id.data);
   fx->mute_conv = conv; /* members that muted the group are not woken */
   fx->now_ms = s->server_ts;
   for (size_t i = 0; i < g->n_members && rc == WHISPER_OK; i++) {
@@ -337,7 +337,7 @@ int wsrv_handle_send(whisper_server *srv, wsrv_conn *c, uint64_t id, const Whisp
 /* --- Receipt -------------------------------------------------------------- */
 
 static int receipt_check(whisper_server *srv, const Whisper__Sync__Receipt *m) {
-  if (!wsrv_name_ok(m->to)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
+  if (!wh_account_ok(m->to)) return wsrv_refuse(srv, ERR_MALFORMED, "bad account name");
   if (!m->has_status || (m->status != STATUS_DELIVERED && m->status != STATUS_READ))
     return wsrv_refuse(srv, ERR_MALFORMED, "a receipt's status is 2 or 3");
   if (m->n_client_ids == 0 || m->n_client_ids > WSRV_LIST_MAX)

@@ -24,20 +24,6 @@ static const char META_SALT[] = "salt";
 static const char META_SEQ[] = "server_seq";
 static const char META_DEPTH[] = "mailbox_depth";
 
-void wsrv_be64(uint8_t out[8], uint64_t v) {
-  for (int i = 7; i >= 0; i--, v >>= 8) out[i] = (uint8_t)v;
-}
-
-uint64_t wsrv_rd64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
-}
-
-uint32_t wsrv_rd32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 void wsrv_addr_make(wsrv_addr *a, const char *name, uint32_t device_id) {
   size_t n = strlen(name);
   if (n > WSRV_NAME_MAX) n = WSRV_NAME_MAX; /* names are checked before; never cut in practice */
@@ -348,7 +334,7 @@ int wsrv_meta_u64(whisper_server *srv, const char *name, uint64_t *v) {
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
   if (b->len == 8)
-    *v = wsrv_rd64(b->data);
+    *v = wh_rd64(b->data);
   else
     rc = wsrv_fail(srv, WHISPER_ECORRUPT, "the counter %s is corrupt", name);
   whisper_buf_free(b);
@@ -357,7 +343,7 @@ int wsrv_meta_u64(whisper_server *srv, const char *name, uint64_t *v) {
 
 int wsrv_meta_put_u64(whisper_server *srv, const char *name, uint64_t v) {
   uint8_t be[8];
-  wsrv_be64(be, v);
+  wh_be64(be, v);
   return wsrv_put(srv, WHISPER_REC_SERVER_META, (const uint8_t *)name, strlen(name), be, 8);
 }
 

@@ -117,7 +117,7 @@ static int state_read(whisper_client *c, sy_bentry **out, size_t *n, int *unsync
   rc = v ? WHISPER_OK : WHISPER_ENOMEM;
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_entries; i++) {
     const Whisper__Sync__BlockEntry *e = m->entries[i];
-    if (!sy_valid_account(e->account) || strcmp(e->account, c->account) == 0) {
+    if (!wh_account_ok(e->account) || strcmp(e->account, c->account) == 0) {
       rc = corrupt(c);
       break;
     }
@@ -385,7 +385,7 @@ int sy_block_receive(whisper_client *c, const Whisper__E2e__Block *blk, sy_evq *
   if (blk == NULL || blk->n_entries > WHISPER_BLOCK_MAX)
     return malformed(c, evs, "a malformed block list from another device of this account");
   for (size_t i = 0; i < blk->n_entries; i++)
-    if (!sy_valid_account(blk->entries[i]->account) || strcmp(blk->entries[i]->account, c->account) == 0 ||
+    if (!wh_account_ok(blk->entries[i]->account) || strcmp(blk->entries[i]->account, c->account) == 0 ||
         !blk->entries[i]->has_changed_at)
       return malformed(c, evs, "a malformed block list from another device of this account");
   int rc = state_read(c, &v, &n, &unsynced);
@@ -494,7 +494,7 @@ static void changed(whisper_client *c, sy_bentry *v, size_t n, const char *accou
 }
 
 static int check_account(whisper_client *c, const char *account) {
-  if (!sy_valid_account(account) || strcmp(account, c->account) == 0)
+  if (!wh_account_ok(account) || strcmp(account, c->account) == 0)
     return sy_fail(c, WHISPER_EINVAL, "block names another account (1-64 of [a-z0-9._-])");
   return WHISPER_OK;
 }
@@ -526,7 +526,7 @@ int whisper_client_unblock(whisper_client *c, const char *account, uint64_t now_
 
 int whisper_client_is_blocked(whisper_client *c, const char *account, int *blocked) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (blocked == NULL || !sy_valid_account(account))
+  if (blocked == NULL || !wh_account_ok(account))
     return sy_fail(c, WHISPER_EINVAL, "is_blocked needs an account name and somewhere to answer");
   *blocked = sy_block_has(c, account);
   return wh_ok(c->ctx);
@@ -643,7 +643,7 @@ static size_t cut_utf8(const uint8_t *s, size_t n, size_t max) {
 static int reportable(whisper_client *c, const whisper_message_t *m) {
   if (m->id_len != WHISPER_CLIENT_ID_LEN) return 0; /* placeholders of missing messages */
   if (m->sender && m->sender_device == 0) return 0;  /* device notices */
-  if (m->sender && !sy_valid_account(m->sender)) return 0; /* not the engine's */
+  if (m->sender && !wh_account_ok(m->sender)) return 0; /* not the engine's */
   if (m->sender) {
     int rc;
     Whisper__Client__Waiting *w = sy_waiting_get(c, m->id, &rc);
@@ -734,9 +734,9 @@ int whisper_client_report(whisper_client *c, const char *conversation, size_t n,
                           uint64_t now_ms) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (c == NULL) return WHISPER_EINVAL;
-  int group = conversation && sy_group_id_of(conversation, gid);
+  int group = conversation && wh_group_conv_parse(conversation, gid);
   if (conversation == NULL ||
-      (!group && (!sy_valid_account(conversation) || strcmp(conversation, c->account) == 0)))
+      (!group && (!wh_account_ok(conversation) || strcmp(conversation, c->account) == 0)))
     return sy_fail(c, WHISPER_EINVAL, "a report names an account or a group's conversation");
   if (n > WHISPER_REPORT_MAX)
     return sy_fail(c, WHISPER_EINVAL, "a report holds at most %d messages", WHISPER_REPORT_MAX);
@@ -817,7 +817,7 @@ void sy_block_flush(whisper_client *c) {
 
 /* Rate limited, or the server failed: again after a while. */
 static void later(whisper_client *c, const Whisper__Sync__Frame *f) {
-  uint64_t wait = f->error->code == SY_ERR_RATE && f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+  uint64_t wait = f->error->code == ERR_RATE && f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
   if (!c->send_retry_at) c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
 }
 
@@ -825,7 +825,7 @@ void sy_block_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
   struct sy_blocks *b = c->blocks;
   int ok = f->body_case == WHISPER__SYNC__FRAME__BODY_OK;
   const Whisper__Sync__Error *e = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error : NULL;
-  int again = e && (e->code == SY_ERR_RATE || e->code == SY_ERR_INTERNAL);
+  int again = e && (e->code == ERR_RATE || e->code == ERR_INTERNAL);
   if (r->kind == RQ_BLOCK) {
     if (r->id != b->srv_req) return;
     b->srv_req = 0;

@@ -18,20 +18,6 @@ char *sy_strdup(const char *s) {
   return d;
 }
 
-/* An account name as the protocol allows: 1..64 bytes of [a-z0-9._-]. */
-int sy_valid_account(const char *s) {
-  if (s == NULL) return 0;
-  size_t n = strlen(s);
-  if (n == 0 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = s[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-          ch == '-'))
-      return 0;
-  }
-  return 1;
-}
-
 int sy_name_has(const sy_name *l, const char *name) {
   for (; l; l = l->next)
     if (strcmp(l->name, name) == 0) return 1;
@@ -72,37 +58,7 @@ void sy_names_free(sy_name **l) {
 
 void whisper_client_group_conversation(char out[WHISPER_GROUP_CONVERSATION_LEN + 1],
                                        const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
-  static const char hex[] = "0123456789abcdef";
-  if (out == NULL) return;
-  out[0] = '#';
-  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
-    out[1 + 2 * i] = hex[gid[i] >> 4];
-    out[2 + 2 * i] = hex[gid[i] & 15];
-  }
-  out[WHISPER_GROUP_CONVERSATION_LEN] = '\0';
-}
-
-int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]) {
-  if (conv == NULL || conv[0] != '#' || strlen(conv) != WHISPER_GROUP_CONVERSATION_LEN) return 0;
-  for (int i = 0; i < WHISPER_GROUP_ID_LEN; i++) {
-    int v = 0;
-    for (int k = 0; k < 2; k++) {
-      char ch = conv[1 + 2 * i + k];
-      int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-      if (d < 0) return 0;
-      v = v << 4 | d;
-    }
-    gid[i] = (uint8_t)v;
-  }
-  return 1;
-}
-
-int sy_fail(whisper_client *c, int code, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(c->ctx->last_error, sizeof c->ctx->last_error, fmt, ap);
-  va_end(ap);
-  return code;
+  if (out) wh_group_conv(out, gid);
 }
 
 static void inq_flush(whisper_client *c);
@@ -205,8 +161,6 @@ int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out) {
   sy_req *r = NULL;
   if (req_out) *req_out = NULL;
-  f->has_version = 1;
-  f->version = SY_PROTOCOL;
   if (kind) {
     if ((r = calloc(1, sizeof *r)) == NULL) return WHISPER_ENOMEM;
     r->id = ++c->next_id;
@@ -217,17 +171,15 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
     f->has_id = 1;
     f->id = r->id;
   }
+  size_t n = wh_frame_prepare(f); /* (its id set) */
   sy_out *o = calloc(1, sizeof *o);
-  size_t n = whisper__sync__frame__get_packed_size(f);
   if (o == NULL || (o->frame = whisper_buf_new(NULL, n)) == NULL) {
     free(o);
     free(r);
     return WHISPER_ENOMEM;
   }
   whisper__sync__frame__pack(f, o->frame->data);
-  if (c->out_tail) c->out_tail->next = o;
-  else c->out_head = o;
-  c->out_tail = o;
+  wh_outq_push(&c->out, &o->link);
   if (r) {
     r->next = c->reqs;
     c->reqs = r;
@@ -236,16 +188,15 @@ int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, 
   return WHISPER_OK;
 }
 
-void sy_out_truncate(whisper_client *c, sy_out *mark) {
-  sy_out *o = mark ? mark->next : c->out_head;
-  if (mark) mark->next = NULL;
-  else c->out_head = NULL;
-  c->out_tail = mark;
-  while (o) {
-    sy_out *next = o->next;
-    whisper_buf_free(o->frame);
-    free(o);
-    o = next;
+static void out_free(wh_out *o) {
+  whisper_buf_free(((sy_out *)o)->frame);
+  free(o);
+}
+
+void sy_out_truncate(whisper_client *c, wh_out *mark) {
+  for (wh_out *o = wh_outq_cut(&c->out, mark), *next; o; o = next) {
+    next = o->next;
+    out_free(o);
   }
 }
 
@@ -333,13 +284,7 @@ static void inq_flush(whisper_client *c) {
 }
 
 static void connection_reset(whisper_client *c) {
-  while (c->out_head) {
-    sy_out *o = c->out_head;
-    c->out_head = o->next;
-    whisper_buf_free(o->frame);
-    free(o);
-  }
-  c->out_tail = NULL;
+  wh_outq_clear(&c->out, out_free);
   while (c->reqs) {
     sy_req *r = c->reqs;
     c->reqs = r->next;
@@ -392,7 +337,7 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
     return wh_fail(ctx, WHISPER_ESTATE, "the engine needs a store with scan()");
   int rc = wh_local_identity(ctx);
   if (rc != WHISPER_OK) return rc;
-  if (!sy_valid_account(ctx->name) || ctx->device_id == 0 || ctx->device_id > INT32_MAX)
+  if (!wh_account_ok(ctx->name) || !wh_device_id_ok(ctx->device_id))
     return wh_fail(ctx, WHISPER_ESTATE,
                    "the identity's name is not an account name (1-64 of [a-z0-9._-]) or its device id is out of range");
   whisper_client *c = calloc(1, sizeof *c);
@@ -516,10 +461,8 @@ int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   inq_flush_due(c);
   if (!c->connected) return 0;
   sy_ack_flush(c);
-  sy_out *o = c->out_head;
+  sy_out *o = (sy_out *)wh_outq_pop(&c->out);
   if (o == NULL) return 0;
-  c->out_head = o->next;
-  if (c->out_head == NULL) c->out_tail = NULL;
   *out = o->frame;
   free(o);
   return 1;
@@ -585,7 +528,7 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
        * failed) goes again, later: the server pushes no more entries past
        * its window until one is taken, so a lost Ack stalled the mailbox. */
       if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
-          (f->error->code == SY_ERR_RATE || f->error->code == SY_ERR_INTERNAL)) {
+          (f->error->code == ERR_RATE || f->error->code == ERR_INTERNAL)) {
         uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
         c->acked = 0;
         c->ack_retry_at = c->now + (wait < 600000 ? wait : 600000);
@@ -607,7 +550,7 @@ static void answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) 
 /* Checks what the handlers rely on, so that a frame refused here changes
  * nothing. */
 static int frame_ok(const Whisper__Sync__Frame *f) {
-  if (!f->has_version || f->version != SY_PROTOCOL) return 0;
+  if (!f->has_version || f->version != WH_SYNC_PROTOCOL) return 0;
   switch (f->body_case) {
     case WHISPER__SYNC__FRAME__BODY_CHALLENGE:
       return f->challenge->has_nonce && f->challenge->nonce.len >= 16 &&
@@ -619,13 +562,13 @@ static int frame_ok(const Whisper__Sync__Frame *f) {
     case WHISPER__SYNC__FRAME__BODY_SENT:
       return f->sent->has_server_seq;
     case WHISPER__SYNC__FRAME__BODY_STALE:
-      return sy_valid_account(f->stale->account);
+      return wh_account_ok(f->stale->account);
     case WHISPER__SYNC__FRAME__BODY_TYPING_NOTICE:
-      return sy_valid_account(f->typing_notice->from) &&
+      return wh_account_ok(f->typing_notice->from) &&
              (!f->typing_notice->has_group_id ||
               f->typing_notice->group_id.len == WHISPER_GROUP_ID_LEN);
     case WHISPER__SYNC__FRAME__BODY_PRESENCE:
-      return sy_valid_account(f->presence->account);
+      return wh_account_ok(f->presence->account);
     case WHISPER__SYNC__FRAME__BODY_LINK_CODE:
       return f->link_code->has_link_code && f->link_code->link_code.len == SY_LINK_CODE_LEN;
     case WHISPER__SYNC__FRAME__BODY__NOT_SET:

@@ -30,7 +30,7 @@ static int id_ok(const ProtobufCBinaryData *b) {
   return b->len >= 1 && b->len <= WHISPER_MESSAGE_ID_MAX;
 }
 
-static int sender_ok(const char *s) { return s == NULL || sy_valid_account(s); }
+static int sender_ok(const char *s) { return s == NULL || wh_account_ok(s); }
 
 /* protobuf-c reads an unknown field numbered 0 but cannot write it back:
  * a Content holding one, at any depth (a pointer, a block entry), is
@@ -147,7 +147,7 @@ static size_t cut_utf8(const uint8_t *s, size_t n, size_t max) {
 
 static int check_conv(whisper_client *c, const char *conv) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  if (conv == NULL || (!sy_group_id_of(conv, gid) && (!sy_valid_account(conv) || strcmp(conv, c->account) == 0)))
+  if (conv == NULL || (!wh_group_conv_parse(conv, gid) && (!wh_account_ok(conv) || strcmp(conv, c->account) == 0)))
     return sy_fail(c, WHISPER_EINVAL, "a conversation is an account name or a group's conversation");
   return WHISPER_OK;
 }
@@ -373,7 +373,7 @@ int whisper_client_call(whisper_client *c, const char *to, int type,
                         const uint8_t call_id[WHISPER_CALL_ID_LEN], const uint8_t *data, size_t data_len,
                         uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (!sy_valid_account(to) || strcmp(to, c->account) == 0 || type < WHISPER_CALL_OFFER ||
+  if (!wh_account_ok(to) || strcmp(to, c->account) == 0 || type < WHISPER_CALL_OFFER ||
       type > WHISPER_CALL_BUSY || call_id == NULL || (data == NULL && data_len) ||
       data_len > WHISPER_CALL_DATA_MAX)
     return sy_fail(c, WHISPER_EINVAL, "call needs another account, a WHISPER_CALL_* type, a call id "

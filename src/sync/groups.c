@@ -105,38 +105,6 @@ static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* The same names (both lists hold each at most once; groups may be large:
- * compared sorted). -1: out of memory. */
-static int same_set(char *const *a, size_t na, char *const *b, size_t nb) {
-  if (na != nb) return 0;
-  if (na == 0) return 1;
-  char **x = malloc(na * sizeof *x), **y = malloc(nb * sizeof *y);
-  int same = x && y ? 1 : -1;
-  if (same == 1) {
-    memcpy(x, a, na * sizeof *x);
-    memcpy(y, b, nb * sizeof *y);
-    qsort(x, na, sizeof *x, name_cmp);
-    qsort(y, nb, sizeof *y, name_cmp);
-    for (size_t i = 0; i < na && same == 1; i++) same = strcmp(x[i], y[i]) == 0;
-  }
-  free(x);
-  free(y);
-  return same;
-}
-
-/* a == b with `name` added (add) or taken out (!add). -1: out of memory. */
-static int same_but(char *const *a, size_t na, char *const *b, size_t nb, const char *name, int add) {
-  char **v = malloc((nb + 1) * sizeof *v);
-  if (v == NULL) return -1;
-  size_t n = 0;
-  for (size_t i = 0; i < nb; i++)
-    if (add || strcmp(b[i], name) != 0) v[n++] = b[i];
-  if (add) v[n++] = (char *)name;
-  int same = same_set(a, na, v, n);
-  free(v);
-  return same;
-}
-
 static int strv_set(char ***out, size_t *n, char *const *src, size_t ns) {
   char **v = calloc(ns + 1, sizeof *v);
   if (v == NULL) return WHISPER_ENOMEM;
@@ -281,8 +249,8 @@ static int step_why(whisper_client *c, const sy_group *g, const sy_group *n, con
   if (sy_group_is_member(g, author)) {
     if (!has(n->members, n->n_members, author)) {
       /* leaving: the same group without it */
-      if ((same = same_but(n->members, n->n_members, g->members, g->n_members, author, 0)) < 0)
-        return WHISPER_ENOMEM;
+      same = wh_names_same_but(n->members, n->n_members, g->members, g->n_members, author, -1);
+      if (same < 0) return WHISPER_ENOMEM;
       for (size_t i = 0; same && i < n->n_admins; i++)
         same = g->n_admins == 0 || sy_group_is_admin(g, n->admins[i]);
       if (!same || !same_info(g, n) || !same_sets || !same_links)
@@ -290,8 +258,8 @@ static int step_why(whisper_client *c, const sy_group *g, const sy_group *n, con
       return WHISPER_OK;
     }
     /* the info alone */
-    if ((same = same_set(n->members, n->n_members, g->members, g->n_members)) == 1)
-      same = same_set(n->admins, n->n_admins, g->admins, g->n_admins);
+    if ((same = wh_names_same(n->members, n->n_members, g->members, g->n_members)) == 1)
+      same = wh_names_same(n->admins, n->n_admins, g->admins, g->n_admins);
     if (same < 0) return WHISPER_ENOMEM;
     if (!same || !same_sets || !same_links)
       *why = "a group change by a member who is not an admin";
@@ -300,8 +268,9 @@ static int step_why(whisper_client *c, const sy_group *g, const sy_group *n, con
     return WHISPER_OK;
   }
   /* a join by invite link: the same group with its author added */
-  if ((same = same_but(n->members, n->n_members, g->members, g->n_members, author, 1)) == 1)
-    same = same_set(n->admins, n->n_admins, g->admins, g->n_admins);
+  same = wh_names_same_but(n->members, n->n_members, g->members, g->n_members, author, 1);
+  if (same == 1)
+    same = wh_names_same(n->admins, n->n_admins, g->admins, g->n_admins);
   if (same < 0) return WHISPER_ENOMEM;
   if (!has(n->members, n->n_members, author) || !same || !same_info(g, n) || !same_sets ||
       !same_links)
@@ -369,11 +338,13 @@ int sy_group_take(whisper_client *c, sy_group *g, const Whisper__E2e__GroupChang
   if (rc == WHISPER_OK) rc = state_set(g, b);
   int bits = 0, same;
   if (rc == WHISPER_OK) {
-    if ((same = same_set(old.members, old.n_members, g->members, g->n_members)) < 0) rc = WHISPER_ENOMEM;
+    if ((same = wh_names_same(old.members, old.n_members, g->members, g->n_members)) < 0)
+      rc = WHISPER_ENOMEM;
     else if (!same || !old.known) bits |= WHISPER_GROUP_CHANGED_MEMBERS;
   }
   if (rc == WHISPER_OK) {
-    if ((same = same_set(old.admins, old.n_admins, g->admins, g->n_admins)) < 0) rc = WHISPER_ENOMEM;
+    if ((same = wh_names_same(old.admins, old.n_admins, g->admins, g->n_admins)) < 0)
+      rc = WHISPER_ENOMEM;
     else if (!same) bits |= WHISPER_GROUP_CHANGED_ADMINS;
   }
   if (!same_info(&old, g)) bits |= WHISPER_GROUP_CHANGED_INFO;
@@ -715,7 +686,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
       o->code = WHISPER__SYNC__GROUP_OP__OP__JOIN; /* signed when sent, on that state */
       again = 1;
     }
-  } else if (err && err->code == SY_ERR_STATE && o->edit.tries < SY_JOIN_TRIES) {
+  } else if (err && err->code == ERR_STATE && o->edit.tries < SY_JOIN_TRIES) {
     o->code = WHISPER__SYNC__GROUP_OP__OP__PEEK; /* the group moved on: read it again */
     again = 1;
   } else if (err) {
@@ -805,7 +776,7 @@ int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER
                                const char *member, int admin, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
-  if (group_id == NULL || !sy_valid_account(member))
+  if (group_id == NULL || !wh_account_ok(member))
     return sy_fail(c, WHISPER_EINVAL, "group_admin needs a group id and a member's account name");
   sy_group g;
   int rc = held_for(c, group_id, "promote or demote members", &g);

@@ -618,7 +618,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   char conv[WH_NAME_MAX + 1];
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   uint32_t content = d->has_content ? d->content : WHISPER__SYNC__CONTENT__CONTENT_TEXT;
-  if (!sy_valid_account(d->sender) || d->sender_device == 0 || d->sender_device > INT32_MAX ||
+  if (!wh_account_ok(d->sender) || !wh_device_id_ok(d->sender_device) ||
       !d->has_body || !d->has_type || (d->type != 2 && d->type != 3 && d->type != 7 && d->type != 8) ||
       content < WHISPER__SYNC__CONTENT__CONTENT_TEXT || content > WHISPER__SYNC__CONTENT__CONTENT_RETRY ||
       (content == WHISPER__SYNC__CONTENT__CONTENT_RECEIPT && d->type == 7) ||
@@ -688,7 +688,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     g = gid;
     whisper_client_group_conversation(conv, gid);
   } else if (own) {
-    if (!sy_valid_account(d->conversation_to)) {
+    if (!wh_account_ok(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
       out = OUT_DONE;
       goto done;
@@ -811,7 +811,7 @@ done:
  * member of the group as this device holds it). */
 int sy_may_receive(whisper_client *c, const char *conv, const char *account) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  if (!sy_group_id_of(conv, gid)) return strcmp(conv, account) == 0;
+  if (!wh_group_conv_parse(conv, gid)) return strcmp(conv, account) == 0;
   sy_group g;
   if (sy_group_load(c, gid, &g) != WHISPER_OK) return 0;
   int yes = g.known && sy_group_is_member(&g, account);
@@ -1346,7 +1346,7 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
    * commit (one per batch, not a second for them): their Sends leave after
    * it, as its Ack does, or not at all. A library call that fails in them
    * undoes only itself (a savepoint each). */
-  sy_out *mark = c->out_tail;
+  wh_out *mark = c->out.tail;
   if (rc == WHISPER_OK && c->receipts_due && sy_txn_alive(c)) {
     c->join.steps = 1;
     sy_ops_flush(c);

@@ -181,7 +181,7 @@ static void login(whisper_client *c) {
     h.account = c->account;
     h.has_device_id = h.has_protocol = 1;
     h.device_id = c->device_id;
-    h.protocol = SY_PROTOCOL;
+    h.protocol = WH_SYNC_PROTOCOL;
     Whisper__Sync__Frame f = WHISPER__SYNC__FRAME__INIT;
     f.body_case = WHISPER__SYNC__FRAME__BODY_HELLO;
     f.hello = &h;
@@ -267,11 +267,11 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
         c->link_mode = 0;
         sy_event_push(c, sy_event_new(c, WHISPER_EV_REGISTERED));
         login(c);
-      } else if (err == SY_ERR_EXISTS && !c->link_mode) {
+      } else if (err == ERR_EXISTS && !c->link_mode) {
         /* registered before, the answer lost: the login tells */
         c->register_exists = 1;
         login(c);
-      } else if (err == SY_ERR_AUTH && c->link_mode) {
+      } else if (err == ERR_AUTH && c->link_mode) {
         server_error(c, f, "the link code expired");
         send_link_request(c);
       } else {
@@ -305,8 +305,8 @@ void sy_login_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f
     case RQ_AUTH:
       if (!ok) {
         if (c->register_exists && f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
-            f->error->code == SY_ERR_AUTH)
-          sy_error_event(c, WHISPER_ESTATE, SY_ERR_EXISTS,
+            f->error->code == ERR_AUTH)
+          sy_error_event(c, WHISPER_ESTATE, ERR_EXISTS,
                          "the account is registered with another identity");
         else
           server_error(c, f, "login refused");

@@ -455,8 +455,8 @@ int whisper_client_send_file(whisper_client *c, const char *conversation, const 
   if (meta == NULL) meta = &none;
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (conversation == NULL || path == NULL || id_out == NULL ||
-      (!sy_group_id_of(conversation, gid) &&
-       (!sy_valid_account(conversation) || strcmp(conversation, c->account) == 0)))
+      (!wh_group_conv_parse(conversation, gid) &&
+       (!wh_account_ok(conversation) || strcmp(conversation, c->account) == 0)))
     return sy_fail(c, WHISPER_EINVAL, "send_file needs a conversation, a path and id_out");
   if (c->cfg.media_dir == NULL) return sy_fail(c, WHISPER_EINVAL, "no media_dir is configured");
   const char *name = meta->file_name;
@@ -1094,7 +1094,7 @@ static int start_download(whisper_client *c, const char *conv, const uint8_t *id
                           const char *sender, const char *path, int view_once, uint64_t now) {
   if (c == NULL) return WHISPER_EINVAL;
   if (conv == NULL || id == NULL || id_len == 0 || id_len > WHISPER_MESSAGE_ID_MAX ||
-      (path && path[0] == 0) || (sender && !sy_valid_account(sender)))
+      (path && path[0] == 0) || (sender && !wh_account_ok(sender)))
     return sy_fail(c, WHISPER_EINVAL, "download needs a conversation, a message and a path (or NULL)");
   if (path == NULL) path = ""; /* the bytes go to the app, in events */
   if (c->cfg.media_dir == NULL) return sy_fail(c, WHISPER_EINVAL, "no media_dir is configured");
@@ -1231,7 +1231,7 @@ static void view_once_opened(whisper_client *c, sy_media *j, uint64_t now) {
 int sy_media_opened_receive(whisper_client *c, const Whisper__E2e__Content *ct) {
   if (ct->target == NULL || !ct->target->has_id || ct->target->id.len == 0 ||
       ct->target->id.len > WHISPER_MESSAGE_ID_MAX || ct->text == NULL ||
-      (ct->target->sender && !sy_valid_account(ct->target->sender)))
+      (ct->target->sender && !wh_account_ok(ct->target->sender)))
     return WHISPER_EINVAL;
   const char *sender = sy_local_sender(c, ct->target->sender);
   int rc = wipe_here(c, ct->text, sender, ct->target->id.data, ct->target->id.len);

@@ -39,7 +39,7 @@ static int conv_accounts(whisper_client *c, const char *conv, sy_group *g, const
   memset(g, 0, sizeof *g);
   *out = NULL;
   *n = 0;
-  if (!sy_group_id_of(conv, gid)) {
+  if (!wh_group_conv_parse(conv, gid)) {
     if ((*out = calloc(1, sizeof **out)) == NULL) return WHISPER_ENOMEM;
     (*out)[(*n)++] = conv;
     return WHISPER_OK;
@@ -122,7 +122,7 @@ int sy_enqueue_as(whisper_client *c, const char *conv, const uint8_t *body, size
 int whisper_client_send(whisper_client *c, const char *to, const uint8_t *body, size_t body_len,
                         uint64_t now_ms, uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (!sy_valid_account(to) || strcmp(to, c->account) == 0 || (body == NULL && body_len) ||
+  if (!wh_account_ok(to) || strcmp(to, c->account) == 0 || (body == NULL && body_len) ||
       id_out == NULL)
     return sy_fail(c, WHISPER_EINVAL,
                    "send needs another account's name (1-64 of [a-z0-9._-]), a body and id_out");
@@ -255,10 +255,10 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
   if (i == c->n_ops) return;
   uint32_t code = f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR ? f->error->code : 0;
   /* a CREATE sent again after a lost answer finds its group */
-  if (code == SY_ERR_EXISTS && c->ops[i].kind == OP_GROUP &&
+  if (code == ERR_EXISTS && c->ops[i].kind == OP_GROUP &&
       c->ops[i].code == WHISPER__SYNC__GROUP_OP__OP__CREATE)
     code = 0;
-  if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
+  if (code == ERR_RATE || code == ERR_INTERNAL) {
     c->ops[i].inflight = 0;
     uint64_t wait = f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
     if (!c->send_retry_at) c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
@@ -359,8 +359,8 @@ int whisper_client_mark_read(whisper_client *c, const char *conversation, const 
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
-  int group = sy_group_id_of(conversation, gid);
-  if ((!group && !sy_valid_account(conversation)) || !sy_valid_account(sender) ||
+  int group = wh_group_conv_parse(conversation, gid);
+  if ((!group && !wh_account_ok(conversation)) || !wh_account_ok(sender) ||
       (ids == NULL && n) || n > 100000)
     return sy_fail(c, WHISPER_EINVAL, "mark_read needs a conversation, a sender and ids");
   if (!c->cfg.read_receipts || n == 0 || strcmp(sender, c->account) == 0) return wh_ok(c->ctx);
@@ -401,7 +401,7 @@ static int check_members(whisper_client *c, const char *const *members, size_t n
   if ((members == NULL && n) || n > WHISPER_GROUP_MEMBERS_MAX)
     return sy_fail(c, WHISPER_EINVAL, "bad member list");
   for (size_t i = 0; i < n; i++)
-    if (!sy_valid_account(members[i]) || (!allow_self && strcmp(members[i], c->account) == 0))
+    if (!wh_account_ok(members[i]) || (!allow_self && strcmp(members[i], c->account) == 0))
       return sy_fail(c, WHISPER_EINVAL, "a member is not an account name");
   return WHISPER_OK;
 }
@@ -549,8 +549,8 @@ int whisper_client_typing(whisper_client *c, const char *conversation, int start
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
-  int group = sy_group_id_of(conversation, gid);
-  if (!group && !sy_valid_account(conversation))
+  int group = wh_group_conv_parse(conversation, gid);
+  if (!group && !wh_account_ok(conversation))
     return sy_fail(c, WHISPER_EINVAL, "typing needs a conversation");
   if (!c->logged_in) return wh_ok(c->ctx); /* typing is only for now */
   if (!group && sy_block_has(c, conversation)) return wh_ok(c->ctx); /* not to a blocked account */
@@ -662,7 +662,7 @@ int whisper_client_subscribe(whisper_client *c, const char *const *accounts, siz
   if (c == NULL) return WHISPER_EINVAL;
   if ((accounts == NULL && n) || n > 1024) return sy_fail(c, WHISPER_EINVAL, "bad account list");
   for (size_t i = 0; i < n; i++)
-    if (!sy_valid_account(accounts[i])) return sy_fail(c, WHISPER_EINVAL, "not an account name");
+    if (!wh_account_ok(accounts[i])) return sy_fail(c, WHISPER_EINVAL, "not an account name");
   char **fresh = calloc(n ? n : 1, sizeof *fresh);
   char **all = realloc(c->subs, (c->n_subs + n + 1) * sizeof *all);
   if (all) c->subs = all;
@@ -741,7 +741,7 @@ void sy_publish_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
     if (rc != WHISPER_OK) sy_error_event(c, rc, 0, whisper_ctx_last_error(c->ctx));
     else c->own_listed = 1;
     if (rc == WHISPER_OK && a->len) sy_block_resync(c); /* the new device gets the block list */
-  } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->code == SY_ERR_STATE &&
+  } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && f->error->code == ERR_STATE &&
              !c->own_listed) {
     /* the first list went before, its answer lost: read it back (it must
      * verify under this device's key to be taken) */
@@ -806,7 +806,7 @@ int whisper_client_link_approve(whisper_client *c, const uint8_t *token, size_t 
 
 int whisper_client_device_remove(whisper_client *c, uint32_t device_id) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (device_id == 0 || device_id > INT32_MAX) return sy_fail(c, WHISPER_EINVAL, "bad device id");
+  if (!wh_device_id_ok(device_id)) return sy_fail(c, WHISPER_EINVAL, "bad device id");
   return publish(c, 0, NULL, device_id, NULL, 0);
 }
 
@@ -847,7 +847,7 @@ int sy_publish_first(whisper_client *c, const Whisper__Sync__Bundles *b) {
 int whisper_client_account_info(whisper_client *c, const char *account, int *trust,
                                 uint8_t key[WHISPER_PUBLIC_KEY_LEN]) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (!sy_valid_account(account) || trust == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account");
+  if (!wh_account_ok(account) || trust == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account");
   sy_devlist l;
   int rc = wh_begin(c->ctx);
   if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_devs_load(c, account, &l));
@@ -861,7 +861,7 @@ int whisper_client_account_info(whisper_client *c, const char *account, int *tru
 int whisper_client_account_trust(whisper_client *c, const char *account,
                                  const uint8_t key[WHISPER_PUBLIC_KEY_LEN], int verified) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (!sy_valid_account(account) || key == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account or key");
+  if (!wh_account_ok(account) || key == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account or key");
   sy_devlist l;
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;

@@ -109,7 +109,7 @@ int sy_job_add_content(whisper_client *c, const char *conv, const uint8_t *id, c
   j->hidden = hidden;
   snprintf(j->conv, sizeof j->conv, "%s", conv);
   memcpy(j->id, id, WHISPER_CLIENT_ID_LEN);
-  j->group = sy_group_id_of(conv, j->group_id);
+  j->group = wh_group_conv_parse(conv, j->group_id);
   *tail = j;
   return WHISPER_OK;
 }
@@ -131,7 +131,7 @@ int sy_resend_job(whisper_client *c, const char *conv, const char *to, uint32_t 
                   const sy_body *b, uint64_t sent_at) {
   uint8_t gid[WHISPER_GROUP_ID_LEN], jid[WHISPER_CLIENT_ID_LEN];
   const uint8_t *id = b->id;
-  int group = sy_group_id_of(conv, gid);
+  int group = wh_group_conv_parse(conv, gid);
   whisper_buf *pl = NULL; /* it keeps the time it was written */
   int rc = sy_payload_make(group ? NULL : conv, group ? gid : NULL, b, sy_outref_counter(c, id),
                            sent_at, 1, &pl);
@@ -176,7 +176,7 @@ int sy_jobs_load(whisper_client *c) {
     const whisper_message_t *m = whisper_page_get(p, i);
     if (m->id_len != WHISPER_CLIENT_ID_LEN) continue; /* not the engine's */
     uint8_t gid[WHISPER_GROUP_ID_LEN];
-    if (!sy_valid_account(m->conversation) && !sy_group_id_of(m->conversation, gid)) continue;
+    if (!wh_account_ok(m->conversation) && !wh_group_conv_parse(m->conversation, gid)) continue;
     const uint8_t *ct;
     size_t ctl;
     int hidden;
@@ -861,7 +861,7 @@ out:
 static void pump_txn_open(whisper_client *c) {
   if (c->pump_txn || c->pump_tried) return;
   c->pump_tried = 1;
-  sy_out *mark = c->out_tail;
+  wh_out *mark = c->out.tail;
   if (sy_txn_begin_steps(c) != WHISPER_OK) return; /* (each call commits on its own) */
   c->pump_txn = 1;
   c->pump_mark = mark;
@@ -946,8 +946,8 @@ static void refused(whisper_client *c, sy_job *j, const Whisper__Sync__Frame *f)
     return;
   }
   uint32_t code = f->error->code;
-  if (code == SY_ERR_RATE || code == SY_ERR_INTERNAL) {
-    uint64_t wait = code == SY_ERR_RATE && f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
+  if (code == ERR_RATE || code == ERR_INTERNAL) {
+    uint64_t wait = code == ERR_RATE && f->has_retry_ms && f->retry_ms ? f->retry_ms : SY_RETRY_MS;
     c->send_retry_at = c->now + (wait < 600000 ? wait : 600000);
     return;
   }
@@ -1000,7 +1000,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
     l.legacy = old.legacy;
     for (size_t i = 0; i < d->n_device_ids; i++) {
       uint32_t id = d->device_ids[i];
-      if (id == 0 || id > INT32_MAX || !old.legacy) continue;
+      if (!wh_device_id_ok(id) || !old.legacy) continue;
       sy_dev *o = sy_devs_find(&old, id);
       if (sy_devs_add(&l, id, o ? o->regid : 0) != WHISPER_OK) break;
       if (o) sy_devs_find(&l, id)->refetch = o->refetch;
@@ -1021,7 +1021,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
 static int bundle_from(whisper_prekey_bundle_t *b, const Whisper__Sync__Bundle *pb) {
   const Whisper__Sync__DeviceKeys *k = pb->keys;
   memset(b, 0, sizeof *b);
-  if (k == NULL || !k->has_device_id || k->device_id == 0 || k->device_id > INT32_MAX ||
+  if (k == NULL || !k->has_device_id || !wh_device_id_ok(k->device_id) ||
       k->identity_key.len < WHISPER_PUBLIC_KEY_LEN || k->signed_prekey.len < WHISPER_PUBLIC_KEY_LEN ||
       k->signed_prekey_signature.len != WHISPER_SIGNATURE_LEN)
     return WHISPER_EINVALIDMSG;
@@ -1093,15 +1093,15 @@ static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
 
 static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDevices *s) {
   sy_devlist l;
-  if (!sy_valid_account(s->account) || sy_devs_load(c, s->account, &l) != WHISPER_OK) return;
+  if (!wh_account_ok(s->account) || sy_devs_load(c, s->account, &l) != WHISPER_OK) return;
   sy_name_del(&c->refreshed, s->account); /* listed again before the next try */
   l.known = 1;
   for (size_t i = 0; !l.authed && i < s->n_extra; i++) sy_devs_del(&l, s->extra[i]);
   for (size_t i = 0; !l.authed && i < s->n_missing; i++)
-    if (s->missing[i] && s->missing[i] <= INT32_MAX) sy_devs_add(&l, s->missing[i], 0);
+    if (wh_device_id_ok(s->missing[i])) sy_devs_add(&l, s->missing[i], 0);
   /* a signed list's devices stay its own; a re-registered one needs a session */
   for (size_t i = 0; i < s->n_stale; i++)
-    if (s->stale[i] && s->stale[i] <= INT32_MAX &&
+    if (wh_device_id_ok(s->stale[i]) &&
         (l.authed ? sy_devs_find(&l, s->stale[i]) != NULL : sy_devs_add(&l, s->stale[i], 0) == WHISPER_OK)) {
       sy_dev *d = sy_devs_find(&l, s->stale[i]);
       d->refetch = 1;
@@ -1111,7 +1111,7 @@ static void on_stale(whisper_client *c, sy_job *j, const Whisper__Sync__StaleDev
     sy_error_event(c, WHISPER_ESTORE, 0, "cannot store a device list");
   sy_devs_free(&l);
   if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) {
-    job_error(c, j, WHISPER_ESTATE, SY_ERR_STALE, "the device lists keep changing");
+    job_error(c, j, WHISPER_ESTATE, ERR_STALE_DEVICES, "the device lists keep changing");
     job_remove(c, j, 1);
   }
 }
@@ -1221,11 +1221,11 @@ static void answer_one(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
         if (j) kept_drop(j); /* other devices now: encrypted anew */
         on_stale(c, j, f->stale);
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
-                 f->error->code == SY_ERR_STALE) {
+                 f->error->code == ERR_STALE_DEVICES) {
         if (j) kept_drop(j);
         if (j && ++j->rounds > 2 * SY_MAX_ROUNDS) refused(c, j, f);
       } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_ERROR &&
-                 f->error->code == SY_ERR_STATE && r->chained) {
+                 f->error->code == ERR_STATE && r->chained) {
         /* the Send before it was refused: this one goes again after it */
       } else {
         refused(c, j, f);

@@ -79,7 +79,7 @@ int sy_profile_seal(const wh_rng *rng, const uint8_t pk[PK_LEN], const char *acc
                     const uint8_t *name, size_t name_len, const uint8_t *about, size_t about_len,
                     const uint8_t *picture, size_t picture_len, whisper_buf **out) {
   *out = NULL;
-  if (!sy_valid_account(account) || version == 0 ||
+  if (!wh_account_ok(account) || version == 0 ||
       !sy_profile_fields_ok(name, name_len, about, about_len, picture, picture_len))
     return WHISPER_EINVAL;
   Whisper__E2e__ProfileBody b = WHISPER__E2E__PROFILE_BODY__INIT;
@@ -118,7 +118,7 @@ int sy_profile_open(const uint8_t pk[PK_LEN], const char *account, uint64_t vers
   *out = NULL;
   const size_t over = 1 + WH_GCM_NONCE_LEN + WH_GCM_TAG_LEN;
   if (blob == NULL || len < over + P_PAD || len > SY_PROFILE_BLOB_MAX || (len - over) % P_PAD != 0 ||
-      blob[0] != P_FORMAT || !sy_valid_account(account) || version == 0)
+      blob[0] != P_FORMAT || !wh_account_ok(account) || version == 0)
     return WHISPER_EINVALIDMSG;
   size_t n = len - over;
   uint8_t *plain = malloc(n);
@@ -129,9 +129,7 @@ int sy_profile_open(const uint8_t pk[PK_LEN], const char *account, uint64_t vers
   const uint8_t *nonce = blob + 1, *ct = nonce + WH_GCM_NONCE_LEN;
   int rc = wh_gcm_decrypt(plain, key, nonce, ad, adl, ct, n, ct + n) == 0 ? WHISPER_OK : WHISPER_EFORGED;
   wh_wipe(key, sizeof key);
-  uint32_t bl = rc == WHISPER_OK ? (uint32_t)plain[0] << 24 | (uint32_t)plain[1] << 16 |
-                                       (uint32_t)plain[2] << 8 | plain[3]
-                                 : 0;
+  uint32_t bl = rc == WHISPER_OK ? wh_rd32(plain) : 0;
   if (rc == WHISPER_OK && bl > n - 4) rc = WHISPER_EINVALIDMSG;
   for (size_t i = 4 + (size_t)bl; rc == WHISPER_OK && i < n; i++)
     if (plain[i] != 0) rc = WHISPER_EINVALIDMSG; /* the padding is zeros */
@@ -554,7 +552,7 @@ static int reach_one(whisper_client *c, const char *account, round *r) {
  * when this account may not send to the group). */
 static int reach(whisper_client *c, const char *conv, round *r) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  if (!sy_group_id_of(conv, gid)) return reach_one(c, conv, r);
+  if (!wh_group_conv_parse(conv, gid)) return reach_one(c, conv, r);
   sy_group g;
   int rc;
   READ(c, sy_group_load(c, gid, &g));
@@ -637,7 +635,7 @@ int sy_profile_group_noted(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID
 void sy_profile_sent_to(whisper_client *c, const char *conv, uint64_t now_ms) {
   if (c->profile_quiet || is_self(c, conv)) return;
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  int group = sy_group_id_of(conv, gid);
+  int group = wh_group_conv_parse(conv, gid);
   psent st;
   pself s;
   int rc = wh_begin(c->ctx);
@@ -664,7 +662,7 @@ int sy_profile_key_receive(whisper_client *c, const char *sender, const char *co
                            const Whisper__E2e__Content *ct) {
   const char *owner = ct->profile_owner;
   int with_key = ct->has_profile_key;
-  if (!sy_valid_account(owner) || (with_key && ct->profile_key.len != PK_LEN) ||
+  if (!wh_account_ok(owner) || (with_key && ct->profile_key.len != PK_LEN) ||
       (with_key && (!ct->has_profile_version || ct->profile_version == 0)))
     return sy_fail(c, WHISPER_EINVALIDMSG, "a malformed profile key");
   if (strcmp(owner, sender) != 0)
@@ -715,7 +713,7 @@ int sy_profile_key_receive(whisper_client *c, const char *sender, const char *co
       s.fanout = took = 1;
     /* who the key is withheld from (a rotation), before this device tells anyone */
     for (size_t i = 0; rc == WHISPER_OK && is_self(c, conv) && i < ct->n_profile_withheld; i++)
-      if (sy_valid_account(ct->profile_withheld[i]) && !is_self(c, ct->profile_withheld[i]))
+      if (wh_account_ok(ct->profile_withheld[i]) && !is_self(c, ct->profile_withheld[i]))
         rc = names_change(c, 'w', ct->profile_withheld[i], 1, P_LIST_MAX);
     /* another device wrote to a withheld contact again: it has the key now */
     if (rc == WHISPER_OK && !is_self(c, conv) && !group) rc = names_change(c, 'w', conv, 0, 0);
@@ -724,7 +722,7 @@ int sy_profile_key_receive(whisper_client *c, const char *sender, const char *co
       psent st;
       uint8_t gid[WHISPER_GROUP_ID_LEN], mh[32];
       int has_mh = 0;
-      if (group && sy_group_id_of(conv, gid)) {
+      if (group && wh_group_conv_parse(conv, gid)) {
         sy_group g;
         if ((rc = sy_group_load(c, gid, &g)) == WHISPER_OK) members_hash(mh, &g), has_mh = 1;
         sy_group_free(&g);
@@ -775,7 +773,7 @@ void sy_profile_flush(whisper_client *c) {
   Whisper__Client__ProfileNames *due = NULL;
   if (rc == WHISPER_OK) READ(c, (due = names_load(c, 'd', &rc), rc));
   for (size_t i = 0, n = 0; rc == WHISPER_OK && due && i < due->n_names && n < P_FETCH_BATCH; i++)
-    if (sy_valid_account(due->names[i])) fetch(c, due->names[i]), n++;
+    if (wh_account_ok(due->names[i])) fetch(c, due->names[i]), n++;
   rec_free(due);
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot send the profile key");
 }
@@ -865,7 +863,7 @@ void sy_profile_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame 
   }
   int rc;
   pself s;
-  if (f->body_case == WHISPER__SYNC__FRAME__BODY_OK || (e && e->code == SY_ERR_STATE)) {
+  if (f->body_case == WHISPER__SYNC__FRAME__BODY_OK || (e && e->code == ERR_STATE)) {
     /* taken, or the server holds this version or a newer one from another
      * device of the account (then it is fetched: the newest wins) */
     rc = sy_txn_begin(c);
@@ -940,7 +938,7 @@ int whisper_client_profile_set(whisper_client *c, const char *name, const char *
 
 int whisper_client_profile_rotate_key(whisper_client *c, const char *withhold, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (withhold && (!sy_valid_account(withhold) || is_self(c, withhold)))
+  if (withhold && (!wh_account_ok(withhold) || is_self(c, withhold)))
     return sy_fail(c, WHISPER_EINVAL, "withhold names another account (1-64 of [a-z0-9._-]), or NULL");
   if (c->device_id != 1)
     return sy_fail(c, WHISPER_ESTATE, "only the primary device (1) rotates the profile key");
@@ -973,7 +971,7 @@ int whisper_client_profile_rotate_key(whisper_client *c, const char *withhold, u
 
 int whisper_client_profile_get(whisper_client *c, const char *account, whisper_profile_t **out) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (out == NULL || (account && !sy_valid_account(account)))
+  if (out == NULL || (account && !wh_account_ok(account)))
     return sy_fail(c, WHISPER_EINVAL, "profile_get needs out and an account name (or NULL for this one)");
   *out = NULL;
   pprof p;
@@ -1017,7 +1015,7 @@ void whisper_profile_free(whisper_profile_t *p) {
 
 int whisper_client_profile_refresh(whisper_client *c, const char *account) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (account && !sy_valid_account(account))
+  if (account && !wh_account_ok(account))
     return sy_fail(c, WHISPER_EINVAL, "profile_refresh needs an account name (or NULL for this one)");
   const char *who = account ? account : c->account;
   int self = is_self(c, who), rc, has = 0;

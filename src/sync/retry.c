@@ -201,7 +201,7 @@ Whisper__Client__Waiting *sy_waiting_get(whisper_client *c, const uint8_t *id, i
   if (*rc != WHISPER_OK) return NULL;
   Whisper__Client__Waiting *w = whisper__client__waiting__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
-  if (w == NULL || !sy_valid_account(w->sender) || w->conversation == NULL) {
+  if (w == NULL || !wh_account_ok(w->sender) || w->conversation == NULL) {
     if (w) whisper__client__waiting__free_unpacked(w, &wh_pb_alloc);
     *rc = wh_fail(c->ctx, WHISPER_ECORRUPT, "the engine's stored waiting message is corrupt");
   }

@@ -131,7 +131,7 @@ int whisper_client_set_conversation_flags(whisper_client *c, const char *convers
   if (c == NULL) return WHISPER_EINVAL;
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (conversation == NULL || flags == NULL ||
-      (!sy_group_id_of(conversation, gid) && !sy_valid_account(conversation)))
+      (!wh_group_conv_parse(conversation, gid) && !wh_account_ok(conversation)))
     return sy_fail(c, WHISPER_EINVAL, "a conversation is an account name or a group's conversation");
   c->now = now_ms;
   Whisper__E2e__Settings s = WHISPER__E2E__SETTINGS__INIT;
@@ -171,7 +171,7 @@ int whisper_client_set_conversation_flags(whisper_client *c, const char *convers
 
 int sy_settings_receive(whisper_client *c, const Whisper__E2e__Settings *s) {
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  if (s->conversation == NULL || (!sy_group_id_of(s->conversation, gid) && !sy_valid_account(s->conversation)))
+  if (s->conversation == NULL || (!wh_group_conv_parse(s->conversation, gid) && !wh_account_ok(s->conversation)))
     return WHISPER_EINVAL;
   if (!s->has_changed_at) return WHISPER_EINVAL;
   return flags_take(c, s);

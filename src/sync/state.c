@@ -176,7 +176,7 @@ int sy_devs_load(whisper_client *c, const char *account, sy_devlist *l) {
   }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_devices; i++) {
     const Whisper__Client__KnownDevice *d = m->devices[i];
-    if (d->device_id == 0 || d->device_id > INT32_MAX) continue;
+    if (!wh_device_id_ok(d->device_id)) continue;
     rc = sy_devs_add(l, d->device_id, d->registration_id);
     if (rc != WHISPER_OK) break;
     sy_dev *x = sy_devs_find(l, d->device_id);
@@ -301,23 +301,23 @@ int sy_group_load(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], sy
       (g->picture = whisper_buf_new(m->picture.data, m->picture.len)) == NULL)
     rc = WHISPER_ENOMEM;
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_requests && i < SY_MAX_REQUESTS; i++) {
-    if (!sy_valid_account(m->requests[i])) continue;
+    if (!wh_account_ok(m->requests[i])) continue;
     if ((g->requests[g->n_requests] = sy_strdup(m->requests[i])) == NULL) rc = WHISPER_ENOMEM;
     else g->n_requests++;
   }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_admins; i++) {
-    if (!sy_valid_account(m->admins[i])) continue;
+    if (!wh_account_ok(m->admins[i])) continue;
     if ((g->admins[g->n_admins] = sy_strdup(m->admins[i])) == NULL) rc = WHISPER_ENOMEM;
     else g->n_admins++;
   }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_members; i++) {
-    if (!sy_valid_account(m->members[i])) continue;
+    if (!wh_account_ok(m->members[i])) continue;
     if ((g->members[g->n_members] = sy_strdup(m->members[i])) == NULL) rc = WHISPER_ENOMEM;
     else g->n_members++;
   }
   for (size_t i = 0; rc == WHISPER_OK && i < m->n_have_key; i++) {
     const Whisper__Client__DeviceRef *d = m->have_key[i];
-    if (!sy_valid_account(d->account)) continue;
+    if (!wh_account_ok(d->account)) continue;
     if ((g->have[g->n_have].account = sy_strdup(d->account)) == NULL) rc = WHISPER_ENOMEM;
     else g->have[g->n_have++].device = d->device;
   }
@@ -548,7 +548,7 @@ static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
   memset(o, 0, sizeof *o);
   if (p->receipt) {
     const Whisper__Sync__Receipt *r = p->receipt;
-    if (!sy_valid_account(r->to)) return WHISPER_EINVAL;
+    if (!wh_account_ok(r->to)) return WHISPER_EINVAL;
     o->kind = OP_RECEIPT;
     o->code = r->status;
     if (r->has_group_id && r->group_id.len == WHISPER_GROUP_ID_LEN) {
@@ -598,7 +598,7 @@ static int op_from(sy_op *o, const Whisper__Client__PendingOp *p) {
     o->members = calloc(g->n_members ? g->n_members : 1, sizeof *o->members);
     if (o->members == NULL) return WHISPER_ENOMEM;
     for (size_t i = 0; i < g->n_members; i++)
-      if (sy_valid_account(g->members[i])) {
+      if (wh_account_ok(g->members[i])) {
         if ((o->members[o->n_members] = sy_strdup(g->members[i])) == NULL) return WHISPER_ENOMEM;
         o->n_members++;
       }

@@ -30,6 +30,9 @@
 #include <string.h>
 
 #include "client.pb-c.h"
+#include "common/names.h"
+#include "common/outq.h"
+#include "common/protocol.h"
 #include "internal.h"
 #include "protocol/pb.h"
 #include "sync.pb-c.h"
@@ -42,7 +45,6 @@
 #define WHISPER_REC_SYNC_STATE 10
 
 #define SY_STATE_FORMAT 1
-#define SY_PROTOCOL 1
 #define SY_OUTBOX_PAGE 256     /* outbox messages loaded at a time */
 #define SY_MAX_ROUNDS 4        /* stale-device rounds per message and connection */
 #define SY_HELD_FRAMES 64      /* held entries kept in memory for whisper_client_retry() */
@@ -52,7 +54,7 @@
 #define SY_MAX_HELD 1024       /* mailbox entries kept waiting in the store */
 #define SY_MAX_LIST 64         /* devices in a signed list */
 #define SY_LIST_WAIT_MS 2000   /* first wait for a contact's first signed list (doubles to a minute) */
-#define SY_LINK_CODE_LEN 16    /* the server's link codes (LinkCode, Register.link_code) */
+#define SY_LINK_CODE_LEN WH_SYNC_ID_LEN /* the server's link codes (LinkCode, Register.link_code) */
 #define SY_MAX_SEQ_JUMP 100256 /* a mailbox seq further than this past the last handled is absurd
                                 * (a mailbox holds 100000 entries, 256 pushed unacked) */
 #define SY_MAX_ABOVE 4096      /* entries handled above a missing one, at most */
@@ -72,12 +74,12 @@
                                   * Send per sender and batch was a burst over the server's
                                   * rate limit, and as many for the senders to take) */
 
-/* Server error codes (sync.proto ErrorCode). */
-enum {
-  SY_ERR_MALFORMED = 1, SY_ERR_VERSION, SY_ERR_TOO_BIG, SY_ERR_AUTH, SY_ERR_EXISTS,
-  SY_ERR_NOT_FOUND, SY_ERR_STALE, SY_ERR_FORBIDDEN, SY_ERR_RATE, SY_ERR_LIMIT, SY_ERR_STATE,
-  SY_ERR_INTERNAL
-};
+/* The server's error codes (ERR_*) and the protocol version
+ * (WH_SYNC_PROTOCOL) are common/protocol.h's, shared with the server core. */
+_Static_assert(WH_GROUP_CONV_LEN == WHISPER_GROUP_CONVERSATION_LEN &&
+                   WH_GROUP_ID_LEN == WHISPER_GROUP_ID_LEN && WH_GROUP_ID_LEN == WH_SYNC_ID_LEN,
+               "group conversation names");
+_Static_assert(WHISPER_CLIENT_ID_LEN == WH_SYNC_ID_LEN, "client ids");
 
 /* What a request was, to read its answer. */
 enum {
@@ -112,8 +114,8 @@ typedef struct sy_req {
 } sy_req;
 
 typedef struct sy_out {
+  wh_out link; /* in c->out (common/outq.h) */
   whisper_buf *frame;
-  struct sy_out *next;
 } sy_out;
 
 typedef struct sy_event {
@@ -324,7 +326,7 @@ struct whisper_client {
   uint64_t last_rx;
   uint64_t next_id;
   sy_req *reqs;
-  sy_out *out_head, *out_tail;
+  wh_outq out;             /* sy_out: frames for the app to send */
   uint64_t acked;          /* the last Ack up_to queued on this connection */
   uint64_t ack_retry_at;   /* an Ack was refused (ERR_RATE, ERR_INTERNAL): none goes before
                             * this; then the watermark again (0: none waits) */
@@ -358,7 +360,7 @@ struct whisper_client {
                             * sent again only while this has not moved */
   int in_pump;             /* sy_pump() is running; with its transaction open (pump_txn), */
   int pump_txn, pump_tried; /* the frames queued before it ended at pump_mark (NULL: none) */
-  sy_out *pump_mark;
+  wh_out *pump_mark;
   uint32_t window;         /* Sends in flight allowed on this connection (the config's, if
                             * the server checks their order; else 1) */
   uint32_t n_inflight;     /* jobs whose Send is unanswered */
@@ -407,14 +409,15 @@ struct whisper_client {
 };
 
 /* --- client.c ------------------------------------------------------------------ */
-int sy_fail(whisper_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records the failure in the context's last error; returns `code`. */
+#define sy_fail(c, code, ...) wh_fail((c)->ctx, (code), __VA_ARGS__)
 /* Queues a frame (version set here). With `kind`, it is a request: an id is
  * given and remembered (*req_out, may be NULL). timeout: 1 for the usual
  * request timeout. Returns WHISPER_OK or WHISPER_ENOMEM. */
 int sy_queue(whisper_client *c, Whisper__Sync__Frame *f, int kind, int timeout, sy_req **req_out);
 /* Frees the frames queued after `mark` (the queue's tail some time before;
  * NULL: all): what a transaction that failed to commit made must not leave. */
-void sy_out_truncate(whisper_client *c, sy_out *mark);
+void sy_out_truncate(whisper_client *c, wh_out *mark);
 /* Raises an event; strings and bytes are copied. */
 sy_event *sy_event_new(whisper_client *c, int type);
 int sy_event_set(sy_event *e, const char *conversation, const char *from, const uint8_t *id,
@@ -424,13 +427,12 @@ void sy_event_free(sy_event *e);
 void sy_error_event(whisper_client *c, int code, int server_code, const char *message);
 /* EV_IDENTITY for (name, device); key (33 bytes) may be NULL. */
 void sy_identity_event(whisper_client *c, const char *name, uint32_t device, const uint8_t *key);
-/* The conversation of a group, and back (0 if `conv` is not a group's). */
-int sy_group_id_of(const char *conv, uint8_t gid[WHISPER_GROUP_ID_LEN]);
+/* The conversation of a group, and back: wh_group_conv, wh_group_conv_parse
+ * (common/names.h); account names: wh_account_ok. */
 int sy_name_has(const sy_name *l, const char *name);
 int sy_name_add(sy_name **l, const char *name);
 void sy_name_del(sy_name **l, const char *name);
 void sy_names_free(sy_name **l);
-int sy_valid_account(const char *s);
 char *sy_strdup(const char *s);
 
 /* --- login.c ------------------------------------------------------------------- */

@@ -115,7 +115,7 @@ static int list_parse(whisper_client *c, const char *account, const uint8_t *byt
     goto bad;
   for (size_t i = 0; i < v->b->n_devices; i++) {
     const Whisper__E2e__ListedDevice *d = v->b->devices[i];
-    if (!d->has_device_id || d->device_id == 0 || d->device_id > INT32_MAX ||
+    if (!d->has_device_id || !wh_device_id_ok(d->device_id) ||
         d->identity_key.len != WHISPER_PUBLIC_KEY_LEN ||
         whisper_public_key_check(d->identity_key.data, d->identity_key.len) != WHISPER_OK)
       goto bad;
@@ -325,7 +325,7 @@ static int name_cmp(const void *a, const void *b) {
 static int names_ok(char **names, size_t n) {
   if (n > WHISPER_GROUP_MEMBERS_MAX) return 0;
   for (size_t i = 0; i < n; i++)
-    if (!sy_valid_account(names[i])) return 0;
+    if (!wh_account_ok(names[i])) return 0;
   if (n < 2) return 1;
   char **v = malloc(n * sizeof *v);
   if (v == NULL) return -1;
@@ -355,8 +355,8 @@ int sy_change_parse(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], 
   if (b == NULL || !b->has_group_id || b->group_id.len != WHISPER_GROUP_ID_LEN ||
       memcmp(b->group_id.data, gid, WHISPER_GROUP_ID_LEN) != 0 || !b->has_version ||
       b->version == 0 || (b->version > 1) != (b->has_prev && b->prev.len == 32) ||
-      (b->version == 1 && b->has_prev) || !sy_valid_account(b->author) || !b->has_author_device ||
-      b->author_device == 0 || b->author_device > INT32_MAX || !sy_group_body_ok(ch->s, b))
+      (b->version == 1 && b->has_prev) || !wh_account_ok(b->author) || !b->has_author_device ||
+      !wh_device_id_ok(b->author_device) || !sy_group_body_ok(ch->s, b))
     goto bad;
   int ok = names_ok(b->members, b->n_members);
   if (ok == 1) ok = names_ok(b->admins, b->n_admins);
@@ -533,7 +533,7 @@ Whisper__E2e__Payload *sy_payload_parse(const uint8_t *pt, size_t len) {
   if (p && (p->has_body != (p->receipt != NULL)) && ((p->to != NULL) != (p->has_group_id != 0)) &&
       (p->receipt == NULL || p->to != NULL) &&
       (!p->has_group_id || p->group_id.len == WHISPER_GROUP_ID_LEN) &&
-      (p->to == NULL || sy_valid_account(p->to)))
+      (p->to == NULL || wh_account_ok(p->to)))
     return p;
   if (p) whisper__e2e__payload__free_unpacked(p, &wh_pb_alloc);
   return NULL;
@@ -565,11 +565,11 @@ int sy_token_parse(const uint8_t *t, size_t len, sy_token *out) {
     return WHISPER_EINVAL;
   memcpy(out->account, t + TOKEN_HEAD + 1, al);
   out->account[al] = '\0';
-  out->device = (uint32_t)t[1] << 24 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 8 | t[4];
+  out->device = wh_rd32(t + 1);
   out->key = t + 5;
   out->code = t + TOKEN_HEAD + 1 + al;
   out->code_len = len - TOKEN_HEAD - 1 - al;
-  if (strlen(out->account) != al || !sy_valid_account(out->account) || out->device <= 1 ||
+  if (strlen(out->account) != al || !wh_account_ok(out->account) || out->device <= 1 ||
       out->device > INT32_MAX ||
       whisper_public_key_check(out->key, WHISPER_PUBLIC_KEY_LEN) != WHISPER_OK)
     return WHISPER_EINVAL;
