@@ -108,11 +108,11 @@ static const option options[] = {
      "relays through LISTEN/NOTIFY; 0: a single node"},
     {"no-group-commit", NULL, K_FLAG, OFF(no_group_commit), 0, 0,
      "one store transaction (one commit) per frame, instead of one for all the frames of a "
-     "pass of the event loop (for comparisons; the default in cluster mode, see --group-commit)"},
+     "pass of the event loop (for comparisons)"},
     {"group-commit", NULL, K_FLAG, OFF(group_commit), 0, 0,
-     "group commit in cluster mode too (--node): off there by default, since two nodes' batches "
-     "can lock the same records in opposite orders and wait on PostgreSQL's deadlock timeout "
-     "(docs/deploy.md)"},
+     "group commit, also in cluster mode (--node): the default everywhere now (a frame that "
+     "meets a lock conflict with another node runs again alone, docs/deploy.md); kept for "
+     "older command lines"},
     {"record-cache", "N", K_SIZE, OFF(record_cache), 0, SIZE_MAX,
      "records (accounts, devices, groups, block lists) kept in memory between passes, read "
      "from the store once; 0: read again by every pass (needed when another process writes "

@@ -283,15 +283,14 @@ int main(int argc, char **argv) {
       goto out;
     }
     wd_info("cluster mode: node %u", cfg.node);
-    /* A node's batch holds the row locks of all its frames until it commits,
-     * and two nodes' batches can take the same rows in opposite orders: a
-     * deadlock that PostgreSQL breaks only after its deadlock_timeout, with
-     * both loops blocked (docs/deploy.md). A transaction per frame holds its
-     * locks for one frame: no deadlock, more commits. */
-    if (!cfg.group_commit && !cfg.no_group_commit) {
-      cfg.no_group_commit = 1;
-      wd_info("cluster mode: a transaction per frame (--group-commit to batch them)");
-    }
+    /* Group commit in cluster mode too: a frame of a batch that meets a
+     * lock conflict with another node (a deadlock, a lock timeout) ends
+     * its batch (the frames before it commit, releasing their locks) and
+     * runs again alone (the server core, server_batch.c; docs/deploy.md).
+     * --no-group-commit: a transaction per frame. */
+    wd_info("cluster mode: %s", cfg.no_group_commit ? "a transaction per frame"
+                                                   : "group commit (--no-group-commit: a "
+                                                     "transaction per frame)");
   }
   /* whisperd is its store's only writer, but for the nodes of a cluster, which
    * share theirs: no records kept between batches there */

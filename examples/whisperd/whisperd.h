@@ -91,7 +91,7 @@ typedef struct wd_config {
   uint32_t max_prelogin_per_addr; /* WebSocket connections not logged in per source address; 0:
                                      no cap */
   int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
-  int group_commit;         /* 1: group commit in cluster mode too (off there by default) */
+  int group_commit;         /* --group-commit: the default; kept for older command lines */
   size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
 

@@ -346,6 +346,18 @@ static inline void wsrv_batch_acct(whisper_server *srv, wsrv_acct *a) {
 /* After a frame: a batch whose transaction broke fails now (its output
  * dropped, its connections closed) and a new one goes on. */
 void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms);
+/* A frame met a lock conflict (WHISPER_EBUSY) inside a batch: the batch is
+ * committed without it (its held output released) and the core is left
+ * outside a batch, for the frame to run alone; 1. 0 when there is no batch
+ * to split (none open, or broken), or its commit failed (the batch failed,
+ * its connections closed, a new batch is open). */
+int wsrv_batch_split(whisper_server *srv, uint64_t now_ms);
+/* After the frame ran alone: the frames after it go on in a new batch. */
+void wsrv_batch_resume(whisper_server *srv);
+/* A lock-conflicted frame runs alone at most this many times. */
+#define WSRV_BUSY_TRIES 4
+/* The wait before attempt `attempt` (1: none). */
+void wsrv_busy_backoff(whisper_server *srv, int attempt);
 /* The store side (server_store.c): a savepoint in the batch's transaction
  * (begun at the first), the commit with the depth counter, the rollback. */
 int wsrv_batch_savepoint(whisper_server *srv);
