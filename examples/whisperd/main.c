@@ -169,6 +169,8 @@ static int open_store(const wd_config *cfg, whisper_store **store) {
   if (cfg->pg) {
     whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
     o.table = cfg->pg_table;
+    /* a batch gives up a lock wait soon: see --pg-batch-lock-timeout */
+    o.savepoint_lock_timeout_ms = cfg->pg_batch_lock_ms;
     const char *why = NULL, *infos[64];
     if (cfg->n_pg_shards > 63) {
       fprintf(stderr, "whisperd: at most 64 shards\n");
