@@ -57,6 +57,13 @@
 #define WSRV_RECEIPT_IDS_MAX 256        /* client ids per generated receipt entry */
 #define WSRV_CONV_MAX (1 + 2 * WSRV_ID_LEN)
 #define WSRV_SEND_WINDOW 256            /* Sends a device may pipeline (Ok.send_window) */
+/* Bytes of mailbox entries pushed to a connection and not acknowledged
+ * (as stored; each frame carries up to 16 more): pushes pause past it
+ * (but one entry always goes) and go on with the Acks, so a device with
+ * a backlog of large entries stays within what its server queues for one
+ * connection (whisperd: --max-queue, 64 MiB). */
+#define WSRV_INFLIGHT_BYTES (8u * 1024 * 1024)
+#define WSRV_PUMP_CHUNK 256             /* entries a pump reads from the mailbox at a time */
 
 /* sync.proto codes, shorter. */
 #define ERR_MALFORMED WHISPER__SYNC__ERROR_CODE__ERR_MALFORMED
@@ -193,6 +200,7 @@ typedef struct wsrv_conn {
   uint64_t resume_after, sent_upto;
   wsrv_inflight *inflight; /* made at the first push, grown up to cfg.deliver_window */
   uint32_t in_head, in_len, in_cap;
+  uint64_t in_bytes;       /* their stored bytes (at most WSRV_INFLIGHT_BYTES but for one) */
   int backlog_done;
   int idle;          /* the last read of the mailbox found nothing past sent_upto, and
                         every entry since came through wsrv_fx_apply */

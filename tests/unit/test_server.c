@@ -483,6 +483,10 @@ static const uint8_t *g_send_after;
 static const uint8_t *g_after; /* send_direct: the Send's `after` (g_after_len bytes), or NULL */
 static size_t g_after_len;
 
+/* Set: send_direct's ciphertexts are these g_body_len bytes. */
+static const uint8_t *g_body;
+static size_t g_body_len;
+
 static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t cid[16],
                             const target *tt, size_t n, const target *own, size_t n_own,
                             int content) {
@@ -497,7 +501,8 @@ static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t ci
     dm->type = 3;
     memcpy(body[i], "ct-dev-", 7);
     body[i][7] = (uint8_t)('0' + x->device);
-    dm->body = (ProtobufCBinaryData){8, body[i]};
+    dm->body = g_body ? (ProtobufCBinaryData){g_body_len, (uint8_t *)g_body}
+                      : (ProtobufCBinaryData){8, body[i]};
     if (x->regid) {
       dm->has_registration_id = 1;
       dm->registration_id = x->regid;
@@ -2671,6 +2676,82 @@ static void test_delivery_fast(void) {
   srvt_close(&t);
 }
 
+/* A backlog of large entries, with the default window of whisperd (1024
+ * entries): pushes pause once the entries pushed and not acknowledged
+ * reach 8 MiB (the core's WSRV_INFLIGHT_BYTES, as stored: a Deliver as
+ * received is at most a seq field longer) and go on with each Ack, whole
+ * or partial; every entry arrives once, in order, and QueueEmpty only
+ * after the last. */
+static void test_push_bytes(void) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, N = 70, BIG = 200 * 1024 };
+  const uint64_t bound = 8u * 1024 * 1024;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 1024;
+  srvt t;
+  dev a, b;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  box_reset(2);
+  uint8_t *big = malloc(BIG), cid[16];
+  memset(big, 0xab, BIG);
+  g_body = big;
+  g_body_len = BIG;
+  target b1[] = {{1, 0}};
+  for (int i = 0; i < N; i++) {
+    cid_make(cid, 1000 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
+    t.now += 10; /* the rate limit */
+  }
+  g_body = NULL;
+  free(big);
+  dev_login(&t, &b, 3, 0);
+  size_t sizes[N + 1] = {0};
+  uint64_t got = 0, acked = 0, most = 0, rounds = 0, first_burst = 0;
+  int empty = 0, in_order = 1;
+  for (;;) {
+    Frame *f;
+    while ((f = pop(3)) != NULL) {
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER) {
+        if (f->deliver->seq != got + 1 || empty) in_order = 0;
+        got = f->deliver->seq;
+        if (got <= N) sizes[got] = whisper__sync__deliver__get_packed_size(f->deliver);
+      } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY) {
+        empty = 1;
+      } else {
+        CHECK(f->body_case == WHISPER__SYNC__FRAME__BODY_OK);
+      }
+      fr_free(f);
+    }
+    uint64_t inflight = 0;
+    for (uint64_t q = acked + 1; q <= got && q <= N; q++) inflight += sizes[q];
+    CHECK(inflight <= bound + 16 * (got - acked));
+    if (inflight > most) most = inflight;
+    if (rounds == 0) first_burst = got;
+    if (got == N || got == acked || ++rounds > 4 * N) break;
+    /* every other round, half of what is in flight; else all of it */
+    acked = rounds % 2 ? acked + (got - acked + 1) / 2 : got;
+    ack(&t, 3, acked);
+  }
+  CHECK(got == N && in_order);
+  CHECK(first_burst > 1 && first_burst < N && first_burst <= bound / BIG + 1);
+  CHECK(most > bound - 2 * BIG); /* the bound, not something below it, was the limit */
+  ack(&t, 3, N);
+  EXPECT_OK(3);
+  if (!empty) { /* the end, told once the last entry went (and the pump read past it) */
+    fr_free(EXPECT(3, QUEUE_EMPTY));
+  }
+  EXPECT_NONE(3);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).entries_delivered == N);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
 /* --- group commit ---------------------------------------------------------- */
 
 static void batch_begin(srvt *t) { CHECK_RC(whisper_server_batch_begin(t->srv), WHISPER_OK); }
@@ -4211,6 +4292,7 @@ int main(void) {
   test_delivery_fast();
   test_batch(0);
   test_batch(1000); /* records kept between batches */
+  test_push_bytes();
   test_batch_busy(0);
   test_batch_busy(1000);
   test_batch_pipelined(0);
