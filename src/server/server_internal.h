@@ -333,6 +333,7 @@ struct whisper_server {
   struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
   size_t n_cundo, cap_cundo;
   uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
+  int cache_in_frame;       /* inside a frame's savepoint: reads are logged too */
   size_t cache_keep;        /* records kept between batches (0: none) */
   uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
   size_t n_cgone, cap_cgone;

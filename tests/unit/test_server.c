@@ -2423,6 +2423,7 @@ typedef struct failing {
    * batch's cached records its commit writes) */
   int busy_puts_after, busy_times;
   int commits;         /* commits that went through */
+  int bob_reads;       /* reads of the account record "bob" */
 } failing;
 
 static int f_begin(void *u) {
@@ -2445,6 +2446,7 @@ static void f_rollback(void *u) {
 }
 static int f_get(void *u, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
   failing *f = u;
+  if (kind == WHISPER_REC_SERVER_ACCOUNT && n == 3 && memcmp(k, "bob", 3) == 0) f->bob_reads++;
   return f->inner->ops.get(f->inner->user, kind, k, n, out);
 }
 static int f_put(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
@@ -2492,7 +2494,7 @@ static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   const whisper_store_ops ops = failing_ops;
   whisper_store_memory_new(&fl.inner);
@@ -2779,7 +2781,7 @@ static void test_batch(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
   srvt t;
   dev a, b, c, d;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
@@ -3010,7 +3012,7 @@ static void test_batch_busy(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
   srvt t;
   dev a, b, c, d;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
@@ -3111,7 +3113,30 @@ static void test_batch_busy(size_t keep) {
   CHECK(EXPECT_SENT(2, NULL) == 7);
   CHECK(EXPECT_DELIVER(3, 1, 2) != NULL);
 
-  /* 4. outside a batch a conflict is answered as before (the client retries) */
+  /* 4. a record first read by a frame that is rolled back is read from the
+   * store again by the next frame of the batch (a store that locks what
+   * is read released it with the savepoint), not taken from the cache;
+   * one read by a frame that went through is not */
+  batch_begin(&t);
+  target wrong[] = {{2, 0}};
+  int reads = fl.bob_reads;
+  cid_make(cid, 20);
+  send_direct(&t, &a, "bob", cid, wrong, 1, NULL, 0, MSG); /* reads bob, then refused */
+  CHECK(fl.bob_reads == reads + 1);
+  cid_make(cid, 21);
+  send_direct(&t, &a, "bob", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.bob_reads == reads + 2);
+  cid_make(cid, 22);
+  send_direct(&t, &c, "bob", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.bob_reads == reads + 2);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  fr_free(EXPECT(1, STALE));
+  CHECK(EXPECT_SENT(1, NULL) == 8);
+  CHECK(EXPECT_SENT(3, NULL) == 9);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+
+  /* 5. outside a batch a conflict is answered as before (the client retries) */
   fl.busy_puts_after = 0;
   fl.busy_times = 1;
   cid_make(cid, 8);
@@ -3132,7 +3157,7 @@ static void test_batch_pipelined(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
