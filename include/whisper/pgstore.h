@@ -46,13 +46,14 @@ typedef struct whisper_pg_options_t {
   /** How long a statement waits for a lock another node holds, in
    *  milliseconds (0: PostgreSQL's setting); then WHISPER_EBUSY. */
   unsigned lock_timeout_ms;
-  /** (version 2) The lock timeout, in milliseconds, of a transaction from
-   *  its first savepoint on (a server's group-commit batch, whose frames
-   *  each run in a savepoint): a batch waiting on another node's batch
-   *  gives up soon (WHISPER_EBUSY: the server core commits the frames
-   *  before and runs the frame alone, under `lock_timeout_ms`) instead of
-   *  holding its locks until PostgreSQL's deadlock_timeout finds the two
-   *  waiting on each other. 0: `lock_timeout_ms` throughout. */
+  /** (version 2) How long a statement inside a savepoint waits for a
+   *  lock, in milliseconds (a server's group-commit batch runs each frame
+   *  in one): a batch waiting on another node's batch gives up soon
+   *  (WHISPER_EBUSY: the server core commits the frames before it and runs
+   *  the frame alone, under `lock_timeout_ms`) instead of holding its
+   *  locks until PostgreSQL's deadlock_timeout finds the two waiting on
+   *  each other. Outside savepoints `lock_timeout_ms` holds. 0:
+   *  `lock_timeout_ms` everywhere. */
   unsigned savepoint_lock_timeout_ms;
 } whisper_pg_options_t;
 

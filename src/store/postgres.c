@@ -69,8 +69,7 @@ typedef struct pg_store {
   whisper_store *self;
   char table[PG_NAME_MAX + 1];
   unsigned lock_timeout_ms;
-  unsigned sp_lock_timeout_ms; /* from the first savepoint of a transaction on (0: none) */
-  int sp_timeout;              /* the current transaction is on it */
+  unsigned sp_lock_timeout_ms; /* inside savepoints (0: lock_timeout_ms there too) */
   int in_txn;
   unsigned n_sp;        /* open savepoints (sp1..spN on every shard the transaction uses) */
   uint8_t hash_key[16]; /* keys the lock and routing hashes (per table, not secret) */
@@ -279,14 +278,11 @@ static int shard_begin(pg_store *s, pg_shard *sh) {
   }
   /* a shard first used inside savepoints takes them too, so that rolling
    * back to one undoes its writes as well */
-  if (rc == WHISPER_OK && s->sp_timeout) { /* the transaction's, as on the other shards */
-    char sql[48];
-    snprintf(sql, sizeof sql, "SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
-    rc = exec_on(s, sh->db, sql, "setting the lock timeout");
-  }
   for (unsigned i = 1; rc == WHISPER_OK && i <= s->n_sp; i++) {
-    char sql[32];
-    snprintf(sql, sizeof sql, "SAVEPOINT sp%u", i);
+    char sql[80];
+    size_t k = (size_t)snprintf(sql, sizeof sql, "SAVEPOINT sp%u", i);
+    if (i == 1 && s->sp_lock_timeout_ms) /* as on the other shards (pg_savepoint) */
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
     rc = exec_on(s, sh->db, sql, "making a savepoint");
   }
   if (rc == WHISPER_OK) sh->begun = 1;
@@ -301,21 +297,17 @@ static int on_begun(pg_store *s, const char *sql, const char *what) {
   return rc;
 }
 
+/* Inside savepoints (a server's batch runs each frame in one) lock waits
+ * end after sp_lock_timeout_ms: SET LOCAL made inside the outermost
+ * savepoint, undone by a rollback to it and put back by its release. */
 static int pg_savepoint(void *user) {
   pg_store *s = user;
   if (!s->in_txn) return WHISPER_ESTATE;
-  char sql[48];
-  int rc = WHISPER_OK;
-  if (s->sp_lock_timeout_ms && !s->sp_timeout) {
-    /* before the savepoint: a rollback to it keeps the setting (the
-     * transaction's, gone at its end) */
-    snprintf(sql, sizeof sql, "SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
-    rc = on_begun(s, sql, "setting the lock timeout");
-    if (rc != WHISPER_OK) return rc;
-    s->sp_timeout = 1;
-  }
-  snprintf(sql, sizeof sql, "SAVEPOINT sp%u", s->n_sp + 1);
-  rc = on_begun(s, sql, "making a savepoint");
+  char sql[80];
+  size_t k = (size_t)snprintf(sql, sizeof sql, "SAVEPOINT sp%u", s->n_sp + 1);
+  if (s->n_sp == 0 && s->sp_lock_timeout_ms)
+    snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
+  int rc = on_begun(s, sql, "making a savepoint");
   if (rc == WHISPER_OK) s->n_sp++;
   return rc;
 }
@@ -323,8 +315,14 @@ static int pg_savepoint(void *user) {
 static int pg_release(void *user) {
   pg_store *s = user;
   if (!s->in_txn || s->n_sp == 0) return WHISPER_ESTATE;
-  char sql[40];
-  snprintf(sql, sizeof sql, "RELEASE SAVEPOINT sp%u", s->n_sp);
+  char sql[96];
+  size_t k = (size_t)snprintf(sql, sizeof sql, "RELEASE SAVEPOINT sp%u", s->n_sp);
+  if (s->n_sp == 1 && s->sp_lock_timeout_ms) { /* the transaction's timeout again */
+    if (s->lock_timeout_ms)
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->lock_timeout_ms);
+    else
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = DEFAULT");
+  }
   int rc = on_begun(s, sql, "releasing a savepoint");
   if (rc == WHISPER_OK) s->n_sp--;
   return rc;
@@ -348,7 +346,6 @@ static void rollback_all(pg_store *s) {
   }
   s->in_txn = 0;
   s->n_sp = 0;
-  s->sp_timeout = 0;
 }
 
 static void recover(pg_store *s);
@@ -357,7 +354,6 @@ static int pg_begin(void *user) {
   pg_store *s = user;
   if (s->n > 1 && now_ms() >= s->recovered_ms + RECOVER_EVERY_MS) recover(s);
   s->in_txn = 1;
-  s->sp_timeout = 0;
   /* one shard: begin at once, as a plain store would (and its errors show
    * here); several: each begins when first used */
   if (s->n == 1) {
@@ -468,7 +464,6 @@ static int commit_two_phase(pg_store *s) {
 static int pg_commit(void *user) {
   pg_store *s = user;
   s->n_sp = 0;
-  s->sp_timeout = 0;
   size_t used = 0, which = 0;
   for (size_t i = 0; i < s->n; i++)
     if (s->shards[i].begun) used++, which = i;

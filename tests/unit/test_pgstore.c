@@ -276,10 +276,11 @@ static int locked_read(whisper_store *b, double *waited) {
   return rc;
 }
 
-/* From a transaction's first savepoint on, a lock wait gives up after
- * savepoint_lock_timeout_ms (a server's group-commit batch); before it,
- * and in the next transaction, the lock timeout is lock_timeout_ms. After
- * the savepoint is rolled back the transaction goes on. */
+/* Inside a savepoint a lock wait gives up after savepoint_lock_timeout_ms
+ * (a server's group-commit batch runs each frame in one); outside (before
+ * the first, after one is released, in the next transaction) the lock
+ * timeout is lock_timeout_ms. After the savepoint is rolled back the
+ * transaction goes on. */
 static void test_savepoint_lock_timeout(void) {
   const char *table = "wh_test_splock";
   static const uint8_t key[] = "held", other[] = "other";
@@ -317,6 +318,13 @@ static void test_savepoint_lock_timeout(void) {
            WHISPER_OK);
   CHECK_RC(b->ops.release(b->user), WHISPER_OK);
   CHECK_RC(b->ops.commit(b->user), WHISPER_OK);
+  /* released: the 1 s again, in the same transaction */
+  CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.savepoint(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.release(b->user), WHISPER_OK);
+  CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
+  CHECK(waited >= 900);
+  b->ops.rollback(b->user);
   /* the next transaction: the 1 s again */
   CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
   CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
