@@ -103,16 +103,20 @@ static const option options[] = {
      "max_prepared_transactions > 0)"},
     {"pg-table", "NAME", K_STR, OFF(pg_table), 0, 0,
      "the table of --pg (default whisper_records): one per cluster"},
+    {"pg-batch-lock-timeout", "MS", K_U32, OFF(pg_batch_lock_ms), 0, 3600000,
+     "how long a group-commit batch waits for a lock another node holds before it gives up "
+     "(its earlier frames commit, the frame runs again alone, under the 5 s lock timeout; "
+     "default 50; 0: 5 s, as a frame alone)"},
     {"node", "N", K_U32, OFF(node), 0, 255,
      "cluster mode: this node's number (1-255, unique), several whisperd over the same --pg, "
      "relays through LISTEN/NOTIFY; 0: a single node"},
     {"no-group-commit", NULL, K_FLAG, OFF(no_group_commit), 0, 0,
      "one store transaction (one commit) per frame, instead of one for all the frames of a "
-     "pass of the event loop (for comparisons; the default in cluster mode, see --group-commit)"},
+     "pass of the event loop (for comparisons)"},
     {"group-commit", NULL, K_FLAG, OFF(group_commit), 0, 0,
-     "group commit in cluster mode too (--node): off there by default, since two nodes' batches "
-     "can lock the same records in opposite orders and wait on PostgreSQL's deadlock timeout "
-     "(docs/deploy.md)"},
+     "group commit, also in cluster mode (--node): the default everywhere now (a frame that "
+     "meets a lock conflict with another node runs again alone, docs/deploy.md); kept for "
+     "older command lines"},
     {"record-cache", "N", K_SIZE, OFF(record_cache), 0, SIZE_MAX,
      "records (accounts, devices, groups, block lists) kept in memory between passes, read "
      "from the store once; 0: read again by every pass (needed when another process writes "
@@ -211,6 +215,7 @@ void wd_config_init(wd_config *cfg) {
   cfg->max_queue = 64u * 1024 * 1024;
   cfg->max_connections = 0;
   cfg->record_cache = 100000;
+  cfg->pg_batch_lock_ms = 50;
   cfg->server = server_defaults;
   cfg->server.deliver_window = 1024; /* a backlog in batches of 256 (tests/bench/README.md, figure 5) */
   cfg->metrics_host = strdup("127.0.0.1");

@@ -169,6 +169,8 @@ static int open_store(const wd_config *cfg, whisper_store **store) {
   if (cfg->pg) {
     whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
     o.table = cfg->pg_table;
+    /* a batch gives up a lock wait soon: see --pg-batch-lock-timeout */
+    o.savepoint_lock_timeout_ms = cfg->pg_batch_lock_ms;
     const char *why = NULL, *infos[64];
     if (cfg->n_pg_shards > 63) {
       fprintf(stderr, "whisperd: at most 64 shards\n");
@@ -283,15 +285,14 @@ int main(int argc, char **argv) {
       goto out;
     }
     wd_info("cluster mode: node %u", cfg.node);
-    /* A node's batch holds the row locks of all its frames until it commits,
-     * and two nodes' batches can take the same rows in opposite orders: a
-     * deadlock that PostgreSQL breaks only after its deadlock_timeout, with
-     * both loops blocked (docs/deploy.md). A transaction per frame holds its
-     * locks for one frame: no deadlock, more commits. */
-    if (!cfg.group_commit && !cfg.no_group_commit) {
-      cfg.no_group_commit = 1;
-      wd_info("cluster mode: a transaction per frame (--group-commit to batch them)");
-    }
+    /* Group commit in cluster mode too: a frame of a batch that meets a
+     * lock conflict with another node (a deadlock, a lock timeout) ends
+     * its batch (the frames before it commit, releasing their locks) and
+     * runs again alone (the server core, server_batch.c; docs/deploy.md).
+     * --no-group-commit: a transaction per frame. */
+    wd_info("cluster mode: %s", cfg.no_group_commit ? "a transaction per frame"
+                                                   : "group commit (--no-group-commit: a "
+                                                     "transaction per frame)");
   }
   /* whisperd is its store's only writer, but for the nodes of a cluster, which
    * share theirs: no records kept between batches there */

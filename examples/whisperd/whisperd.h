@@ -83,6 +83,7 @@ typedef struct wd_config {
   int event_loop;           /* WD_LOOP_*: what libwebsockets runs on */
   char *pg;                 /* --pg: PostgreSQL conninfo: the store is there, not in --db */
   char *pg_table;           /* --pg-table: the table (NULL: the store's default) */
+  uint32_t pg_batch_lock_ms; /* --pg-batch-lock-timeout: a batch's lock timeout (0: the 5 s) */
   char **pg_shards;         /* --pg-shard: further databases (shards 1..n) */
   size_t n_pg_shards;
   uint32_t node;            /* --node: 1..255, cluster mode over --pg; 0: a single node */
@@ -91,7 +92,7 @@ typedef struct wd_config {
   uint32_t max_prelogin_per_addr; /* WebSocket connections not logged in per source address; 0:
                                      no cap */
   int no_group_commit;      /* 1: a transaction per frame, not per pass of the loop */
-  int group_commit;         /* 1: group commit in cluster mode too (off there by default) */
+  int group_commit;         /* --group-commit: the default; kept for older command lines */
   size_t record_cache;      /* records the core keeps between batches (0: none) */
 } wd_config;
 

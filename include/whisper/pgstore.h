@@ -34,7 +34,7 @@ extern "C" {
 
 WHISPER_NONNULL_BEGIN
 
-#define WHISPER_PG_OPTIONS_VERSION 1
+#define WHISPER_PG_OPTIONS_VERSION 2
 
 /** Options for whisper_store_pg_open(). Start from WHISPER_PG_OPTIONS_INIT;
  *  fields are only ever appended. */
@@ -46,9 +46,18 @@ typedef struct whisper_pg_options_t {
   /** How long a statement waits for a lock another node holds, in
    *  milliseconds (0: PostgreSQL's setting); then WHISPER_EBUSY. */
   unsigned lock_timeout_ms;
+  /** (version 2) How long a statement inside a savepoint waits for a
+   *  lock, in milliseconds (a server's group-commit batch runs each frame
+   *  in one): a batch waiting on another node's batch gives up soon
+   *  (WHISPER_EBUSY: the server core commits the frames before it and runs
+   *  the frame alone, under `lock_timeout_ms`) instead of holding its
+   *  locks until PostgreSQL's deadlock_timeout finds the two waiting on
+   *  each other. Outside savepoints `lock_timeout_ms` holds. 0:
+   *  `lock_timeout_ms` everywhere. */
+  unsigned savepoint_lock_timeout_ms;
 } whisper_pg_options_t;
 
-#define WHISPER_PG_OPTIONS_INIT { WHISPER_PG_OPTIONS_VERSION, NULL, 5000 }
+#define WHISPER_PG_OPTIONS_INIT { WHISPER_PG_OPTIONS_VERSION, NULL, 5000, 0 }
 
 /**
  * Connects to PostgreSQL with `conninfo` (libpq's "host=... dbname=..." or

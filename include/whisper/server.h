@@ -106,7 +106,9 @@ typedef struct whisper_server_config_t {
   uint64_t typing_ttl_ms;      /* a typing notice lapses after this */
   uint64_t typing_min_ms;      /* at most one typing notice per device per conversation per this */
   uint64_t presence_grace_ms;  /* offline is announced this long after the last connection closes */
-  uint32_t deliver_window;     /* unacknowledged entries pushed to a connection at once */
+  uint32_t deliver_window;     /* unacknowledged entries pushed to a connection at once (and
+                                  at most 8 MiB of them, but for one larger entry: pushes
+                                  pause there and go on with the Acks) */
   uint32_t max_mailbox;        /* entries per mailbox; a send beyond it is refused (ERR_LIMIT) */
   /* --- version 2 --- */
   uint32_t max_reports;        /* reports kept (whisper_server_reports()); the oldest go */

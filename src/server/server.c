@@ -373,7 +373,19 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
     wsrv_send_error(srv, conn, id, ERR_RATE, "over the rate limit", retry_ms);
     r = WHISPER_OK;
   } else {
-    r = answer(srv, conn, id, dispatch(srv, c, f, frame, len, now_ms), now_ms);
+    r = dispatch(srv, c, f, frame, len, now_ms);
+    /* a lock conflict in a batch: the frames before it commit, it runs
+     * alone (server_batch.c) and the batch goes on after it */
+    if (r == WHISPER_EBUSY && wsrv_batch_split(srv, now_ms)) {
+      for (int attempt = 1; attempt <= WSRV_BUSY_TRIES && r == WHISPER_EBUSY; attempt++) {
+        if ((c = wsrv_conn_find(srv, conn)) == NULL) break;
+        wsrv_busy_backoff(srv, attempt);
+        srv->refusal[0] = 0;
+        r = dispatch(srv, c, f, frame, len, now_ms);
+      }
+      wsrv_batch_resume(srv);
+    }
+    r = answer(srv, conn, id, r, now_ms);
   }
   wsrv_msg_free(f);
   wsrv_batch_settle(srv, now_ms);

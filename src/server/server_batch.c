@@ -27,8 +27,10 @@
  * Rate buckets, typing throttles and the malformed-frame counts are not
  * put back: they only ever make the server stricter for a moment.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "server/server_internal.h"
 
@@ -119,9 +121,9 @@ void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms) {
   batch_open(srv); /* the frames after it go on in a new batch */
 }
 
-int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms) {
-  if (srv == NULL) return WHISPER_EINVAL;
-  if (!srv->batch) return wsrv_fail(srv, WHISPER_ESTATE, "no batch is open");
+/* Commits the open batch and releases its held output; a failed commit
+ * fails the batch (batch_fail). Either way the batch is over. */
+static int batch_close(whisper_server *srv, uint64_t now_ms) {
   int rc = srv->batch_broken ? wsrv_fail(srv, WHISPER_ESTORE, "the batch's transaction is lost")
                              : wsrv_batch_commit(srv);
   if (rc != WHISPER_OK) {
@@ -134,4 +136,50 @@ int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms) {
   srv->batch = 0;
   wh_outq_append(&srv->out, &srv->held); /* released, in order, after what was out already */
   return WHISPER_OK;
+}
+
+int whisper_server_batch_end(whisper_server *srv, uint64_t now_ms) {
+  if (srv == NULL) return WHISPER_EINVAL;
+  if (!srv->batch) return wsrv_fail(srv, WHISPER_ESTATE, "no batch is open");
+  return batch_close(srv, now_ms);
+}
+
+/* --- lock conflicts inside a batch ------------------------------------------
+ *
+ * A frame whose store call meets a lock conflict (WHISPER_EBUSY: a lock
+ * timeout, a deadlock or a serialisation failure, as the PostgreSQL store
+ * reports them) has had its savepoint rolled back, but the frames before
+ * it in the batch still hold their locks, which is what another node's
+ * batch may be waiting for (and this one for its). So the batch ends at
+ * the frame before: it commits (releasing those locks and handing out the
+ * earlier frames' held output), the frame runs again alone, in a
+ * transaction of its own, and the frames after it go on in a new batch.
+ * whisper_server_receive() drives it; the frame is answered once, after
+ * its last attempt. */
+
+int wsrv_batch_split(whisper_server *srv, uint64_t now_ms) {
+  if (!srv->batch || srv->batch_broken) return 0;
+  if (batch_close(srv, now_ms) != WHISPER_OK) {
+    batch_open(srv); /* the failed batch closed the frame's connection */
+    return 0;
+  }
+  return 1;
+}
+
+void wsrv_batch_resume(whisper_server *srv) {
+  if (!srv->batch) batch_open(srv);
+}
+
+/* Before attempt `attempt` (2, 3, ...) of a frame alone: a short wait,
+ * longer each time, with jitter, so that two nodes that conflicted do not
+ * meet again in step. The first runs at once: the locks this node's batch
+ * held are released by then. */
+void wsrv_busy_backoff(whisper_server *srv, int attempt) {
+  if (attempt < 2) return;
+  uint8_t r = 0;
+  if (wh_random(&srv->rng, &r, 1) != 0) r = 0;
+  long us = (1000L << (attempt - 2)) + (long)r * 8; /* 1, 2, 4 ms, + up to 2 ms */
+  struct timespec ts = {0, us * 1000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
 }

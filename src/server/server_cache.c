@@ -143,11 +143,18 @@ int wsrv_cache_peek(whisper_server *srv, int kind, const uint8_t *key, size_t n,
   return WHISPER_OK;
 }
 
+static int save(whisper_server *srv, centry *e);
+
 int wsrv_cache_get(whisper_server *srv, int kind, const uint8_t *key, size_t n, whisper_buf **out) {
   *out = NULL;
   centry *e = entry(srv, kind, key, n);
   if (e == NULL) return wsrv_fail(srv, WHISPER_ENOMEM, "out of memory");
   if (e->state == C_UNKNOWN) {
+    /* A read inside a frame is undone with it: a store that locks what a
+     * transaction reads (PostgreSQL) releases the locks a rolled-back
+     * savepoint took, so the record must be read (and locked) again by the
+     * next frame that needs it, not taken from here unlocked. */
+    if (srv->cache_in_frame && save(srv, e) != WHISPER_OK) return WHISPER_ENOMEM;
     whisper_buf *b;
     int rc = wsrv_store_get(srv, kind, key, n, &b);
     if (rc == WHISPER_ENOTFOUND) {
@@ -262,11 +269,13 @@ int wsrv_cache_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) 
 void wsrv_cache_frame_begin(whisper_server *srv) {
   srv->cache_frame++;
   srv->n_cundo = 0;
+  srv->cache_in_frame = 1;
 }
 
 /* Keeps the frame's changes (its log's old values go), or undoes them,
  * newest first. */
 void wsrv_cache_frame_end(whisper_server *srv, int keep) {
+  srv->cache_in_frame = 0;
   for (size_t i = srv->n_cundo; i-- > 0;) {
     struct wsrv_cundo *u = &srv->cundo[i];
     if (keep) {

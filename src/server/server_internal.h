@@ -60,6 +60,13 @@
 #define WSRV_RECEIPT_IDS_MAX 256        /* client ids per generated receipt entry */
 #define WSRV_CONV_MAX (1 + 2 * WSRV_ID_LEN) /* a group conversation name (WH_GROUP_CONV_LEN) */
 #define WSRV_SEND_WINDOW 256            /* Sends a device may pipeline (Ok.send_window) */
+/* Bytes of mailbox entries pushed to a connection and not acknowledged
+ * (as stored; each frame carries up to 16 more): pushes pause past it
+ * (but one entry always goes) and go on with the Acks, so a device with
+ * a backlog of large entries stays within what its server queues for one
+ * connection (whisperd: --max-queue, 64 MiB). */
+#define WSRV_INFLIGHT_BYTES (8u * 1024 * 1024)
+#define WSRV_PUMP_CHUNK 256             /* entries a pump reads from the mailbox at a time */
 
 /* The sync.proto codes (ERR_*, ENTRY_*, CONTENT_*, STATUS_*) are
  * common/protocol.h's, shared with the engine. */
@@ -179,6 +186,7 @@ typedef struct wsrv_conn {
   uint64_t resume_after, sent_upto;
   wsrv_inflight *inflight; /* made at the first push, grown up to cfg.deliver_window */
   uint32_t in_head, in_len, in_cap;
+  uint64_t in_bytes;       /* their stored bytes (at most WSRV_INFLIGHT_BYTES but for one) */
   int backlog_done;
   int idle;          /* the last read of the mailbox found nothing past sent_upto, and
                         every entry since came through wsrv_fx_apply */
@@ -312,6 +320,7 @@ struct whisper_server {
   struct wsrv_cundo *cundo; /* the current frame's undo log of the cache */
   size_t n_cundo, cap_cundo;
   uint64_t cache_frame;     /* numbers the frames (savepoints) of the cache's log */
+  int cache_in_frame;       /* inside a frame's savepoint: reads are logged too */
   size_t cache_keep;        /* records kept between batches (0: none) */
   uint8_t **cgone;          /* the keys (length BE2 || key) of entries not kept past the batch */
   size_t n_cgone, cap_cgone;
@@ -333,6 +342,18 @@ static inline void wsrv_batch_acct(whisper_server *srv, wsrv_acct *a) {
 /* After a frame: a batch whose transaction broke fails now (its output
  * dropped, its connections closed) and a new one goes on. */
 void wsrv_batch_settle(whisper_server *srv, uint64_t now_ms);
+/* A frame met a lock conflict (WHISPER_EBUSY) inside a batch: the batch is
+ * committed without it (its held output released) and the core is left
+ * outside a batch, for the frame to run alone; 1. 0 when there is no batch
+ * to split (none open, or broken), or its commit failed (the batch failed,
+ * its connections closed, a new batch is open). */
+int wsrv_batch_split(whisper_server *srv, uint64_t now_ms);
+/* After the frame ran alone: the frames after it go on in a new batch. */
+void wsrv_batch_resume(whisper_server *srv);
+/* A lock-conflicted frame runs alone at most this many times. */
+#define WSRV_BUSY_TRIES 4
+/* The wait before attempt `attempt` (1: none). */
+void wsrv_busy_backoff(whisper_server *srv, int attempt);
 /* The store side (server_store.c): a savepoint in the batch's transaction
  * (begun at the first), the commit with the depth counter, the rollback. */
 int wsrv_batch_savepoint(whisper_server *srv);

@@ -472,14 +472,25 @@ static int inflight_room(whisper_server *srv, wsrv_conn *c) {
 static void inflight_push(wsrv_conn *c, const wsrv_inflight *e) {
   *inflight_at(c, c->in_len) = *e;
   c->in_len++;
+  c->in_bytes += e->len;
 }
 
 /* Forgets the pushed entries an Ack covered: the window opens again. */
 static void inflight_ack(wsrv_conn *c, uint64_t up_to) {
   while (c->in_len && c->inflight[c->in_head].seq <= up_to) {
+    uint32_t len = c->inflight[c->in_head].len;
+    c->in_bytes = c->in_bytes > len ? c->in_bytes - len : 0;
     c->in_head = (c->in_head + 1) % c->in_cap;
     c->in_len--;
   }
+}
+
+/* Whether an entry of `len` stored bytes may be pushed now: the window has
+ * room for one more, and its bytes stay within WSRV_INFLIGHT_BYTES (an
+ * entry always goes when nothing is in flight, whatever its size). */
+static int window_open(const whisper_server *srv, const wsrv_conn *c, size_t len) {
+  return c->in_len < srv->cfg.deliver_window &&
+         (c->in_len == 0 || c->in_bytes + len <= WSRV_INFLIGHT_BYTES);
 }
 
 static int earns_receipt(const wsrv_conn *c, const Whisper__Sync__Deliver *d) {
@@ -538,13 +549,13 @@ static void queue_empty(whisper_server *srv, wsrv_conn *c) {
   if (wsrv_send(srv, c->id, &f) == WHISPER_OK) c->backlog_done = 1;
 }
 
-/* Pushes records (entries in seq order) while the window has room; how
- * many went (an error stops it). */
+/* Pushes records (entries in seq order) while the window has room (in
+ * entries and in bytes); how many went (an error stops it). */
 static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs,
                      const wsrv_inflight *meta, size_t n, size_t *done) {
   int rc = WHISPER_OK;
   *done = 0;
-  for (size_t i = 0; rc == WHISPER_OK && i < n && c->in_len < srv->cfg.deliver_window; i++) {
+  for (size_t i = 0; rc == WHISPER_OK && i < n && window_open(srv, c, recs[i].val_len); i++) {
     *done = i + 1;
     if (recs[i].key_len != MKEY_LEN) continue;
     uint64_t seq = wh_rd64(recs[i].key + WSRV_TAG_LEN);
@@ -561,29 +572,54 @@ static int push_recs(whisper_server *srv, wsrv_conn *c, const wsrv_rec *recs,
  * The mailbox is read only when something may wait in it: not when the
  * last read found the end and every entry since was handed over by
  * pump_new (c->idle). */
+/* How many entries a pump reads next: what the window has room for, at
+ * most WSRV_PUMP_CHUNK, and, when its bytes are the limit, about as many
+ * as fit in them at the size of the entries in flight (so that a backlog
+ * of large entries is not read a window at a time to push a few). */
+static uint32_t pump_want(const whisper_server *srv, const wsrv_conn *c) {
+  uint32_t want = srv->cfg.deliver_window - c->in_len;
+  if (want > WSRV_PUMP_CHUNK) want = WSRV_PUMP_CHUNK;
+  if (c->in_len && c->in_bytes) {
+    uint64_t avg = c->in_bytes / c->in_len + 1;
+    uint64_t left = c->in_bytes < WSRV_INFLIGHT_BYTES ? WSRV_INFLIGHT_BYTES - c->in_bytes : 0;
+    uint64_t fit = left / avg + 1;
+    if (fit < want) want = (uint32_t)fit;
+  }
+  return want;
+}
+
 void wsrv_pump(whisper_server *srv, wsrv_conn *c, uint64_t now_ms) {
   if (c->state != WSRV_AUTHED) return;
   wsrv_batch_conn(srv, c); /* its window may move past entries of the batch */
-  uint32_t room = srv->cfg.deliver_window - c->in_len;
-  if (room == 0) {
-    c->idle = 0; /* entries may come while it is full: read them when it opens */
-    return;
+  if (c->idle && c->backlog_done && c->in_len < srv->cfg.deliver_window) return;
+  for (;;) {
+    if (c->in_len >= srv->cfg.deliver_window || (c->in_len && c->in_bytes >= WSRV_INFLIGHT_BYTES)) {
+      c->idle = 0; /* entries may come while it is full: read them when it opens */
+      return;
+    }
+    uint32_t want = pump_want(srv, c);
+    uint8_t bound[MKEY_LEN];
+    wsrv_rec *recs;
+    size_t n, done = 0;
+    mailbox_key(bound, c->tag, c->sent_upto);
+    int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
+                       want, &recs, &n);
+    if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, NULL, n, &done);
+    wsrv_recs_free(recs, n);
+    if (rc != WHISPER_OK) {
+      wsrv_conn_drop(srv, c, 1, now_ms);
+      return;
+    }
+    if (done < n) { /* the window filled (its bytes): the rest when it opens */
+      c->idle = 0;
+      return;
+    }
+    if (n < want) { /* the end of the mailbox */
+      c->idle = 1;
+      if (!c->backlog_done) queue_empty(srv, c);
+      return;
+    }
   }
-  if (c->idle && c->backlog_done) return;
-  uint8_t bound[MKEY_LEN];
-  wsrv_rec *recs;
-  size_t n, done = 0;
-  mailbox_key(bound, c->tag, c->sent_upto);
-  int rc = wsrv_scan(srv, WHISPER_REC_SERVER_MAILBOX, c->tag, WSRV_TAG_LEN, bound, sizeof bound,
-                     room, &recs, &n);
-  if (rc == WHISPER_OK) rc = push_recs(srv, c, recs, NULL, n, &done);
-  wsrv_recs_free(recs, n);
-  if (rc != WHISPER_OK) {
-    wsrv_conn_drop(srv, c, 1, now_ms);
-    return;
-  }
-  c->idle = n < room;
-  if (n < room && !c->backlog_done) queue_empty(srv, c);
 }
 
 /* After a transaction that appended entries for c's device (in t->pre, in

@@ -69,6 +69,7 @@ typedef struct pg_store {
   whisper_store *self;
   char table[PG_NAME_MAX + 1];
   unsigned lock_timeout_ms;
+  unsigned sp_lock_timeout_ms; /* inside savepoints (0: lock_timeout_ms there too) */
   int in_txn;
   unsigned n_sp;        /* open savepoints (sp1..spN on every shard the transaction uses) */
   uint8_t hash_key[16]; /* keys the lock and routing hashes (per table, not secret) */
@@ -278,8 +279,10 @@ static int shard_begin(pg_store *s, pg_shard *sh) {
   /* a shard first used inside savepoints takes them too, so that rolling
    * back to one undoes its writes as well */
   for (unsigned i = 1; rc == WHISPER_OK && i <= s->n_sp; i++) {
-    char sql[32];
-    snprintf(sql, sizeof sql, "SAVEPOINT sp%u", i);
+    char sql[80];
+    size_t k = (size_t)snprintf(sql, sizeof sql, "SAVEPOINT sp%u", i);
+    if (i == 1 && s->sp_lock_timeout_ms) /* as on the other shards (pg_savepoint) */
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
     rc = exec_on(s, sh->db, sql, "making a savepoint");
   }
   if (rc == WHISPER_OK) sh->begun = 1;
@@ -294,11 +297,16 @@ static int on_begun(pg_store *s, const char *sql, const char *what) {
   return rc;
 }
 
+/* Inside savepoints (a server's batch runs each frame in one) lock waits
+ * end after sp_lock_timeout_ms: SET LOCAL made inside the outermost
+ * savepoint, undone by a rollback to it and put back by its release. */
 static int pg_savepoint(void *user) {
   pg_store *s = user;
   if (!s->in_txn) return WHISPER_ESTATE;
-  char sql[32];
-  snprintf(sql, sizeof sql, "SAVEPOINT sp%u", s->n_sp + 1);
+  char sql[80];
+  size_t k = (size_t)snprintf(sql, sizeof sql, "SAVEPOINT sp%u", s->n_sp + 1);
+  if (s->n_sp == 0 && s->sp_lock_timeout_ms)
+    snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->sp_lock_timeout_ms);
   int rc = on_begun(s, sql, "making a savepoint");
   if (rc == WHISPER_OK) s->n_sp++;
   return rc;
@@ -307,8 +315,14 @@ static int pg_savepoint(void *user) {
 static int pg_release(void *user) {
   pg_store *s = user;
   if (!s->in_txn || s->n_sp == 0) return WHISPER_ESTATE;
-  char sql[40];
-  snprintf(sql, sizeof sql, "RELEASE SAVEPOINT sp%u", s->n_sp);
+  char sql[96];
+  size_t k = (size_t)snprintf(sql, sizeof sql, "RELEASE SAVEPOINT sp%u", s->n_sp);
+  if (s->n_sp == 1 && s->sp_lock_timeout_ms) { /* the transaction's timeout again */
+    if (s->lock_timeout_ms)
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = %u", s->lock_timeout_ms);
+    else
+      snprintf(sql + k, sizeof sql - k, "; SET LOCAL lock_timeout = DEFAULT");
+  }
   int rc = on_begun(s, sql, "releasing a savepoint");
   if (rc == WHISPER_OK) s->n_sp--;
   return rc;
@@ -743,6 +757,7 @@ int whisper_store_pg_open_sharded(whisper_store **out, const char *const *connin
   s->n = n;
   snprintf(s->table, sizeof s->table, "%s", table);
   s->lock_timeout_ms = opts->lock_timeout_ms;
+  if (opts->version >= 2) s->sp_lock_timeout_ms = opts->savepoint_lock_timeout_ms;
   crypto_generichash(s->hash_key, sizeof s->hash_key, (const uint8_t *)s->table, strlen(s->table),
                      NULL, 0);
   uint8_t run[8];

@@ -101,7 +101,7 @@ class Node extends Whisperd {
     const args = ['--pg', this.t.pg.conninfo, '--node', String(this.k), '--presence-grace-ms', '300', '--typing-min-ms', '0',
                   '--db', path.join(this.t.dir, `unused${this.k}.db`)];
     if (this.t.o.shards === 2) args.push('--pg-shard', this.t.conninfo2);
-    if (this.t.o.groupCommit) args.push('--group-commit'); // batches of frames (off by default in cluster mode)
+    if (this.t.o.noGroupCommit) args.push('--no-group-commit'); // a transaction per frame (group commit is the default)
     this.port = 0;
     await this.start(args);
   }
@@ -159,7 +159,7 @@ class ClusterTest extends Test {
     await Promise.all(Object.values(this.clients).map((c) => c.startOnline()));
     const r = this.lb.routes;
     this.ok(r[0][0] === 2 && r[1][1] === 1 && r[2][2] === 1, `the clients on their nodes: ${JSON.stringify(r)}`);
-    this.notes.setup = `PostgreSQL (${this.o.shards === 2 ? 'two databases, sharded' : 'one database'}), three nodes${this.o.groupCommit ? ' (group commit)' : ''}, a balancer, alice and dave on node 1, bob on 2, carol on 3`;
+    this.notes.setup = `PostgreSQL (${this.o.shards === 2 ? 'two databases, sharded' : 'one database'}), three nodes${this.o.noGroupCommit ? ' (a transaction per frame)' : ''}, a balancer, alice and dave on node 1, bob on 2, carol on 3`;
   }
 
   // Rows of the store's table in a database.
@@ -280,7 +280,7 @@ class ClusterTest extends Test {
 ClusterTest.main('cluster.js', {
   programs: ['whisperd', 'chat', 'pgCluster'],
   timeout: 30,
-  own: { shards: [1, '1|2'], groupCommit: [false, ''] },
+  own: { shards: [1, '1|2'], noGroupCommit: [false, ''] },
   check: (o, usage) => {
     if (o.shards !== 1 && o.shards !== 2) usage('--shards is 1 or 2');
   },

@@ -257,6 +257,88 @@ static void test_two_nodes(void) {
   drop_table(table);
 }
 
+/* --- a batch's lock timeout (savepoint_lock_timeout_ms) ------------------ */
+
+static double ms_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* B reads (FOR UPDATE) the row A holds: the code and how long it waited (ms). */
+static int locked_read(whisper_store *b, double *waited) {
+  static const uint8_t key[] = "held";
+  whisper_buf *v = NULL;
+  double t0 = ms_now();
+  int rc = b->ops.get(b->user, WHISPER_REC_META, key, sizeof key, &v);
+  *waited = ms_now() - t0;
+  whisper_buf_free(v);
+  return rc;
+}
+
+/* Inside a savepoint a lock wait gives up after savepoint_lock_timeout_ms
+ * (a server's group-commit batch runs each frame in one); outside (before
+ * the first, after one is released, in the next transaction) the lock
+ * timeout is lock_timeout_ms. After the savepoint is rolled back the
+ * transaction goes on. */
+static void test_savepoint_lock_timeout(void) {
+  const char *table = "wh_test_splock";
+  static const uint8_t key[] = "held", other[] = "other";
+  drop_table(table);
+  whisper_store *a = open_pg(table), *b = NULL;
+  whisper_pg_options_t o = WHISPER_PG_OPTIONS_INIT;
+  o.table = table;
+  o.lock_timeout_ms = 1000;
+  o.savepoint_lock_timeout_ms = 100;
+  const char *why = NULL;
+  CHECK_RC(whisper_store_pg_open(&b, conninfo, &o, &why), WHISPER_OK);
+  if (b == NULL) return;
+  CHECK_RC(a->ops.begin(a->user), WHISPER_OK);
+  CHECK_RC(a->ops.put(a->user, WHISPER_REC_META, key, sizeof key, (const uint8_t *)"v", 1), WHISPER_OK);
+  CHECK_RC(a->ops.commit(a->user), WHISPER_OK);
+  whisper_buf *v = NULL;
+  CHECK_RC(a->ops.begin(a->user), WHISPER_OK);
+  CHECK_RC(a->ops.get(a->user, WHISPER_REC_META, key, sizeof key, &v), WHISPER_OK); /* locked */
+  whisper_buf_free(v);
+  double waited;
+  /* no savepoint: the 1 s */
+  CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
+  CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
+  CHECK(waited >= 900);
+  b->ops.rollback(b->user);
+  /* inside a savepoint: 100 ms; rolled back to it, the transaction goes on */
+  CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.savepoint(b->user), WHISPER_OK);
+  CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
+  CHECK(waited >= 80 && waited < 700);
+  if (waited >= 700) fprintf(stderr, "savepoint lock wait: %.0f ms\n", waited);
+  CHECK_RC(b->ops.rollback_to(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.savepoint(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.put(b->user, WHISPER_REC_META, other, sizeof other, (const uint8_t *)"w", 1),
+           WHISPER_OK);
+  CHECK_RC(b->ops.release(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.commit(b->user), WHISPER_OK);
+  /* released: the 1 s again, in the same transaction */
+  CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.savepoint(b->user), WHISPER_OK);
+  CHECK_RC(b->ops.release(b->user), WHISPER_OK);
+  CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
+  CHECK(waited >= 900);
+  b->ops.rollback(b->user);
+  /* the next transaction: the 1 s again */
+  CHECK_RC(b->ops.begin(b->user), WHISPER_OK);
+  CHECK_RC(locked_read(b, &waited), WHISPER_EBUSY);
+  CHECK(waited >= 900);
+  b->ops.rollback(b->user);
+  a->ops.rollback(a->user);
+  CHECK_RC(a->ops.get(a->user, WHISPER_REC_META, other, sizeof other, &v), WHISPER_OK);
+  CHECK(v && v->len == 1 && v->data[0] == 'w');
+  whisper_buf_free(v);
+  whisper_store_close(a);
+  whisper_store_close(b);
+  drop_table(table);
+}
+
 /* --- notifications ------------------------------------------------------- */
 
 static int notified(PGconn *l, const char *want_hex) {
@@ -442,6 +524,7 @@ int main(void) {
   shards = 2;
   test_shards();
   shards = 1;
+  test_savepoint_lock_timeout();
   test_notify();
   test_open_and_reconnect();
   return test_done();

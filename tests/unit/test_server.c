@@ -483,6 +483,10 @@ static const uint8_t *g_send_after;
 static const uint8_t *g_after; /* send_direct: the Send's `after` (g_after_len bytes), or NULL */
 static size_t g_after_len;
 
+/* Set: send_direct's ciphertexts are these g_body_len bytes. */
+static const uint8_t *g_body;
+static size_t g_body_len;
+
 static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t cid[16],
                             const target *tt, size_t n, const target *own, size_t n_own,
                             int content) {
@@ -497,7 +501,8 @@ static uint64_t send_direct(srvt *t, dev *from, const char *to, const uint8_t ci
     dm->type = 3;
     memcpy(body[i], "ct-dev-", 7);
     body[i][7] = (uint8_t)('0' + x->device);
-    dm->body = (ProtobufCBinaryData){8, body[i]};
+    dm->body = g_body ? (ProtobufCBinaryData){g_body_len, (uint8_t *)g_body}
+                      : (ProtobufCBinaryData){8, body[i]};
     if (x->regid) {
       dm->has_registration_id = 1;
       dm->registration_id = x->regid;
@@ -2412,6 +2417,13 @@ typedef struct failing {
   int fail_puts_after; /* -1: never; n: the put after n more succeeds fails */
   int fail_commit;
   int fail_savepoint;  /* the next savepoint fails (once) */
+  /* lock conflicts: while busy_times > 0, the mailbox entry put after
+   * busy_puts_after more fails with WHISPER_EBUSY (each such failure counts
+   * one off busy_times; mailbox entries: a frame's own writes, never the
+   * batch's cached records its commit writes) */
+  int busy_puts_after, busy_times;
+  int commits;         /* commits that went through */
+  int bob_reads;       /* reads of the account record "bob" */
 } failing;
 
 static int f_begin(void *u) {
@@ -2424,7 +2436,9 @@ static int f_commit(void *u) {
     f->inner->ops.rollback(f->inner->user);
     return WHISPER_ESTORE;
   }
-  return f->inner->ops.commit(f->inner->user);
+  int rc = f->inner->ops.commit(f->inner->user);
+  if (rc == WHISPER_OK) f->commits++;
+  return rc;
 }
 static void f_rollback(void *u) {
   failing *f = u;
@@ -2432,12 +2446,18 @@ static void f_rollback(void *u) {
 }
 static int f_get(void *u, int kind, const uint8_t *k, size_t n, whisper_buf **out) {
   failing *f = u;
+  if (kind == WHISPER_REC_SERVER_ACCOUNT && n == 3 && memcmp(k, "bob", 3) == 0) f->bob_reads++;
   return f->inner->ops.get(f->inner->user, kind, k, n, out);
 }
 static int f_put(void *u, int kind, const uint8_t *k, size_t n, const uint8_t *v, size_t vn) {
   failing *f = u;
   if (f->fail_puts_after == 0) return WHISPER_ESTORE;
   if (f->fail_puts_after > 0) f->fail_puts_after--;
+  if (f->busy_times > 0 && kind == WHISPER_REC_SERVER_MAILBOX && f->busy_puts_after-- == 0) {
+    f->busy_puts_after = 0;
+    f->busy_times--;
+    return WHISPER_EBUSY;
+  }
   return f->inner->ops.put(f->inner->user, kind, k, n, v, vn);
 }
 static int f_del(void *u, int kind, const uint8_t *k, size_t n) {
@@ -2474,7 +2494,7 @@ static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   const whisper_store_ops ops = failing_ops;
   whisper_store_memory_new(&fl.inner);
@@ -2658,6 +2678,82 @@ static void test_delivery_fast(void) {
   srvt_close(&t);
 }
 
+/* A backlog of large entries, with the default window of whisperd (1024
+ * entries): pushes pause once the entries pushed and not acknowledged
+ * reach 8 MiB (the core's WSRV_INFLIGHT_BYTES, as stored: a Deliver as
+ * received is at most a seq field longer) and go on with each Ack, whole
+ * or partial; every entry arrives once, in order, and QueueEmpty only
+ * after the last. */
+static void test_push_bytes(void) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE, N = 70, BIG = 200 * 1024 };
+  const uint64_t bound = 8u * 1024 * 1024;
+  whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
+  cfg.deliver_window = 1024;
+  srvt t;
+  dev a, b;
+  srvt_open(&t, mem_store(), &cfg);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  whisper_server_close(t.srv, 2, t.now);
+  box_reset(2);
+  uint8_t *big = malloc(BIG), cid[16];
+  memset(big, 0xab, BIG);
+  g_body = big;
+  g_body_len = BIG;
+  target b1[] = {{1, 0}};
+  for (int i = 0; i < N; i++) {
+    cid_make(cid, 1000 + i);
+    send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
+    CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
+    t.now += 10; /* the rate limit */
+  }
+  g_body = NULL;
+  free(big);
+  dev_login(&t, &b, 3, 0);
+  size_t sizes[N + 1] = {0};
+  uint64_t got = 0, acked = 0, most = 0, rounds = 0, first_burst = 0;
+  int empty = 0, in_order = 1;
+  for (;;) {
+    Frame *f;
+    while ((f = pop(3)) != NULL) {
+      if (f->body_case == WHISPER__SYNC__FRAME__BODY_DELIVER) {
+        if (f->deliver->seq != got + 1 || empty) in_order = 0;
+        got = f->deliver->seq;
+        if (got <= N) sizes[got] = whisper__sync__deliver__get_packed_size(f->deliver);
+      } else if (f->body_case == WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY) {
+        empty = 1;
+      } else {
+        CHECK(f->body_case == WHISPER__SYNC__FRAME__BODY_OK);
+      }
+      fr_free(f);
+    }
+    uint64_t inflight = 0;
+    for (uint64_t q = acked + 1; q <= got && q <= N; q++) inflight += sizes[q];
+    CHECK(inflight <= bound + 16 * (got - acked));
+    if (inflight > most) most = inflight;
+    if (rounds == 0) first_burst = got;
+    if (got == N || got == acked || ++rounds > 4 * N) break;
+    /* every other round, half of what is in flight; else all of it */
+    acked = rounds % 2 ? acked + (got - acked + 1) / 2 : got;
+    ack(&t, 3, acked);
+  }
+  CHECK(got == N && in_order);
+  CHECK(first_burst > 1 && first_burst < N && first_burst <= bound / BIG + 1);
+  CHECK(most > bound - 2 * BIG); /* the bound, not something below it, was the limit */
+  ack(&t, 3, N);
+  EXPECT_OK(3);
+  if (!empty) { /* the end, told once the last entry went (and the pump read past it) */
+    fr_free(EXPECT(3, QUEUE_EMPTY));
+  }
+  EXPECT_NONE(3);
+  CHECK(stats(&t).mailbox_depth == 0 && stats(&t).entries_delivered == N);
+  dev_free(&a);
+  dev_free(&b);
+  srvt_close(&t);
+}
+
 /* --- group commit ---------------------------------------------------------- */
 
 static void batch_begin(srvt *t) { CHECK_RC(whisper_server_batch_begin(t->srv), WHISPER_OK); }
@@ -2685,7 +2781,7 @@ static void test_batch(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
   srvt t;
   dev a, b, c, d;
-  failing fl = {NULL, -1, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
@@ -2895,12 +2991,173 @@ static void test_batch(size_t keep) {
 }
 
 
+/* The mailbox depth a new server reads from `st`: what was committed. */
+static uint64_t committed_depth(whisper_store *st) {
+  whisper_server *srv;
+  whisper_server_stats_t s = {0};
+  CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
+  whisper_server_stats(srv, &s);
+  whisper_server_free(srv);
+  return s.mailbox_depth;
+}
+
+/* A lock conflict (WHISPER_EBUSY, as the PostgreSQL store reports a
+ * deadlock or a lock timeout) inside a batch: the frames before it are
+ * committed and their output handed out at once, the frame runs again
+ * alone (in a transaction of its own) and is answered once, the frames
+ * after it go on in a new batch; a frame that keeps conflicting is tried
+ * a bounded number of times, then answered ERR_INTERNAL, and keeps
+ * nothing. */
+static void test_batch_busy(size_t keep) {
+  enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
+  srvt t;
+  dev a, b, c, d;
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
+  whisper_store *st;
+  whisper_store_memory_new(&fl.inner);
+  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
+  srvt_open(&t, st, NULL);
+  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  dev_init(&a, "alice", 1, 1);
+  dev_init(&b, "bob", 1, 2);
+  dev_init(&c, "carol", 1, 3);
+  dev_init(&d, "dave", 1, 4);
+  dev_up(&t, &a, 1, 0);
+  dev_up(&t, &b, 2, 0);
+  dev_up(&t, &c, 3, 0);
+  dev_up(&t, &d, 4, 0);
+  uint8_t cid[16];
+  target t1[] = {{1, 0}};
+
+  /* 1. one conflict: retried once alone */
+  int commits = fl.commits;
+  batch_begin(&t);
+  cid_make(cid, 1);
+  send_direct(&t, &a, "bob", cid, t1, 1, NULL, 0, MSG);
+  cid_make(cid, 2);
+  send_direct(&t, &d, "carol", cid, t1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK && all_quiet(4) && fl.commits == commits);
+  fl.busy_puts_after = 0; /* carol's send: its first write conflicts */
+  fl.busy_times = 1;
+  cid_make(cid, 3);
+  send_direct(&t, &c, "bob", cid, t1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK && fl.busy_times == 0);
+  /* the two before it committed in their own transaction, then it alone */
+  CHECK(fl.commits == commits + 2);
+  CHECK(committed_depth(fl.inner) == 3);
+  CHECK(EXPECT_SENT(1, NULL) == 1); /* out before the batch ends */
+  CHECK(EXPECT_SENT(4, NULL) == 2);
+  Whisper__Sync__Deliver *dv = EXPECT_DELIVER(3, 1, 1);
+  CHECK(dv && strcmp(dv->sender, "dave") == 0);
+  CHECK(EXPECT_SENT(3, NULL) == 3); /* answered once */
+  EXPECT_NONE(3);
+  dv = EXPECT_DELIVER(2, 1, 1);
+  CHECK(dv && strcmp(dv->sender, "alice") == 0);
+  dv = EXPECT_DELIVER(2, 1, 2);
+  CHECK(dv && strcmp(dv->sender, "carol") == 0);
+  /* the frames after it: a new batch, held until its end */
+  cid_make(cid, 4);
+  send_direct(&t, &b, "alice", cid, t1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  CHECK(fl.commits == commits + 3);
+  CHECK(EXPECT_SENT(2, NULL) == 4);
+  CHECK(EXPECT_DELIVER(1, 1, 1) != NULL);
+  for (uint64_t cn = 1; cn <= 4; cn++) EXPECT_NONE(cn);
+  CHECK(stats(&t).messages_sent == 4 && stats(&t).mailbox_depth == 4);
+  CHECK(committed_depth(fl.inner) == 4);
+
+  /* 2. the frame before it an Ack (its deletions kept, its Ok out before
+   * the batch ends); the conflict twice: the second attempt alone waits
+   * a little first */
+  batch_begin(&t);
+  ack(&t, 2, 2);
+  CHECK(t.rc == WHISPER_OK && all_quiet(4));
+  fl.busy_puts_after = 0;
+  fl.busy_times = 2;
+  cid_make(cid, 5);
+  send_direct(&t, &c, "dave", cid, t1, 1, NULL, 0, MSG);
+  CHECK(t.rc == WHISPER_OK && fl.busy_times == 0);
+  EXPECT_OK(2);
+  EXPECT_NONE(2);
+  CHECK(EXPECT_SENT(3, NULL) == 5);
+  CHECK(EXPECT_DELIVER(4, 1, 1) != NULL);
+  CHECK(committed_depth(fl.inner) == 3);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  for (uint64_t cn = 1; cn <= 4; cn++) EXPECT_NONE(cn);
+  CHECK(stats(&t).mailbox_depth == 3 && stats(&t).entries_delivered == 2);
+
+  /* 3. a frame that keeps conflicting: 1 + WSRV_BUSY_TRIES (4) attempts,
+   * then ERR_INTERNAL (once); it kept nothing, the frame before it was
+   * kept, and the client's resend goes through */
+  commits = fl.commits;
+  batch_begin(&t);
+  cid_make(cid, 6);
+  send_direct(&t, &d, "alice", cid, t1, 1, NULL, 0, MSG);
+  fl.busy_puts_after = 0;
+  fl.busy_times = 100;
+  cid_make(cid, 7);
+  send_direct(&t, &b, "carol", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.busy_times == 100 - 5);
+  fl.busy_times = 0;
+  CHECK(fl.commits == commits + 1);
+  CHECK(EXPECT_SENT(4, NULL) == 6);
+  CHECK(EXPECT_DELIVER(1, 1, 2) != NULL);
+  CHECK(pending(2) == 0); /* its Error is held in the new batch */
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  EXPECT_ERR(2, 12); /* ERR_INTERNAL */
+  for (uint64_t cn = 1; cn <= 4; cn++) EXPECT_NONE(cn);
+  CHECK(stats(&t).messages_sent == 6 && stats(&t).mailbox_depth == 4);
+  CHECK(committed_depth(fl.inner) == 4);
+  send_direct(&t, &b, "carol", cid, t1, 1, NULL, 0, MSG);
+  CHECK(EXPECT_SENT(2, NULL) == 7);
+  CHECK(EXPECT_DELIVER(3, 1, 2) != NULL);
+
+  /* 4. a record first read by a frame that is rolled back is read from the
+   * store again by the next frame of the batch (a store that locks what
+   * is read released it with the savepoint), not taken from the cache;
+   * one read by a frame that went through is not */
+  batch_begin(&t);
+  target wrong[] = {{2, 0}};
+  int reads = fl.bob_reads;
+  cid_make(cid, 20);
+  send_direct(&t, &a, "bob", cid, wrong, 1, NULL, 0, MSG); /* reads bob, then refused */
+  CHECK(fl.bob_reads == reads + 1);
+  cid_make(cid, 21);
+  send_direct(&t, &a, "bob", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.bob_reads == reads + 2);
+  cid_make(cid, 22);
+  send_direct(&t, &c, "bob", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.bob_reads == reads + 2);
+  CHECK_RC(batch_end(&t), WHISPER_OK);
+  fr_free(EXPECT(1, STALE));
+  CHECK(EXPECT_SENT(1, NULL) == 8);
+  CHECK(EXPECT_SENT(3, NULL) == 9);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+  CHECK(EXPECT_DELIVER(2, 1, 0) != NULL);
+
+  /* 5. outside a batch a conflict is answered as before (the client retries) */
+  fl.busy_puts_after = 0;
+  fl.busy_times = 1;
+  cid_make(cid, 8);
+  send_direct(&t, &c, "alice", cid, t1, 1, NULL, 0, MSG);
+  CHECK(fl.busy_times == 0);
+  EXPECT_ERR(3, 12);
+  for (uint64_t cn = 1; cn <= 4; cn++) EXPECT_NONE(cn);
+  dev_free(&a);
+  dev_free(&b);
+  dev_free(&c);
+  dev_free(&d);
+  srvt_close(&t);
+  whisper_store_close(fl.inner);
+}
+
 /* Pipelined Sends (Send.after) inside a group-commit batch. */
 static void test_batch_pipelined(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0, 0};
+  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
@@ -4060,6 +4317,9 @@ int main(void) {
   test_delivery_fast();
   test_batch(0);
   test_batch(1000); /* records kept between batches */
+  test_push_bytes();
+  test_batch_busy(0);
+  test_batch_busy(1000);
   test_batch_pipelined(0);
   test_batch_pipelined(1000);
   test_restart_sqlite();
