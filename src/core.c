@@ -274,7 +274,7 @@ int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out) {
 
 /* A record call inside a transaction that has failed. */
 static int failed_txn(whisper_ctx *ctx) {
-  return wh_fail(ctx, WHISPER_ESTATE,
+  return wh_fail(ctx, WHISPER_ESTORE,
                  "the store's transaction has failed (a call inside it failed and could not be "
                  "undone alone): roll it back");
 }

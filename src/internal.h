@@ -111,7 +111,7 @@ const char *wh_store_error(const whisper_store *s);
 /* Transactions nest (common/txn.h): a begin inside an open transaction
  * joins it, with a savepoint when the store has them, so that a failed
  * call's rollback undoes its own writes alone. wh_begin_flags() takes
- * WH_TXN_* flags. Record calls fail at once (WHISPER_ESTATE) while the
+ * WH_TXN_* flags. Record calls fail at once (WHISPER_ESTORE) while the
  * transaction has failed. */
 int wh_begin(whisper_ctx *ctx);
 int wh_begin_flags(whisper_ctx *ctx, unsigned flags);

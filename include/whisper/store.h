@@ -249,7 +249,8 @@ WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
  *    writes alone and the transaction goes on. On a store without
  *    savepoints a call that fails cannot be undone alone: the transaction
  *    is then failed, every later library call in it fails at once with
- *    WHISPER_ESTATE, and whisper_store_commit() rolls it back.
+ *    WHISPER_ESTORE (as when a store loses its transaction), and
+ *    whisper_store_commit() rolls it back and returns WHISPER_ESTATE.
  *  - Nothing is durable before the outermost commit returns WHISPER_OK;
  *    nothing a call returned (a ciphertext to send, a decrypted message to
  *    show) should leave the app before it (a rollback would let a key be
@@ -262,11 +263,15 @@ WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
  *  - A store handle is used by one thread at a time: the transaction
  *    belongs to the handle, not to a thread.
  *  - Closing a store with a transaction open rolls it back.
+ *  - The client engine (client.h) never joins one: its acknowledgements
+ *    and frames leave after its own commit, which must be durable then.
+ *    Its calls that store something fail (WHISPER_ESTATE, or an error
+ *    event) while the app holds a transaction on its store.
  *
- * Returns WHISPER_OK; WHISPER_EINVAL (`store` NULL); WHISPER_ESTATE (the
- * open transaction has failed, or 64 levels are open); WHISPER_EBUSY;
- * WHISPER_ESTORE or WHISPER_ENOMEM (the store failed; a nested begin's
- * failure also fails the transaction). whisper_store_last_error() says why.
+ * Returns WHISPER_OK; WHISPER_EINVAL (`store` NULL); WHISPER_ESTATE (64
+ * levels are open); WHISPER_EBUSY; WHISPER_ESTORE (the open transaction
+ * has failed, or the store failed: a nested begin's failure also fails
+ * the transaction); WHISPER_ENOMEM. whisper_store_last_error() says why.
  */
 WHISPER_API int whisper_store_begin(whisper_store *store);
 

@@ -31,7 +31,7 @@ int wh_txn_begin(whisper_store *s, unsigned flags, wh_txn_err *err) {
     return WHISPER_OK;
   }
   if (s->failed)
-    return fail(err, WHISPER_ESTATE,
+    return fail(err, WHISPER_ESTORE,
                 "the store's transaction has failed (a call inside it failed and could not be "
                 "undone alone): roll it back",
                 0);
