@@ -156,11 +156,11 @@ int sy_rec_del(whisper_client *c, const uint8_t *key, size_t key_len) {
 /* --- transactions ------------------------------------------------------------------------------- */
 
 static int begin(whisper_client *c, unsigned flags) {
-  kv_drop(c);
   if (c->ctx->store->depth)
     return wh_fail(c->ctx, WHISPER_ESTATE,
                    "a store transaction is open (the client engine never joins the app's: its "
                    "progress must be durable before its frames leave)");
+  kv_drop(c);
   int rc = wh_begin_flags(c->ctx, flags);
   if (rc == WHISPER_OK) {
     c->txn_open = 1;
