@@ -230,7 +230,9 @@ WHISPER_API int whisper_store_sqlite_destroy(const char *path);
  *  SQLITE_READONLY (8): attempt to write a readonly database"; for a store
  *  of whisper_store_new(), its ops.last_error (version 5). Valid until the
  *  next call on the store. The same text ends whisper_ctx_last_error()'s
- *  sentence after a store failure. */
+ *  sentence after a store failure. After whisper_store_begin(),
+ *  whisper_store_commit() or whisper_store_rollback() refused (e.g.
+ *  WHISPER_ESTATE), the library's sentence about that instead. */
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
 
 /* --- the app's transactions ---------------------------------------------- */

@@ -7,7 +7,7 @@
  *   inbox.c   mailbox entries: messages, receipts, group changes, acks
  *   ops.c     read receipts, typing, presence, group operations, link approval
  *   state.c   what the engine keeps in the store (WHISPER_REC_SYNC_STATE)
- *   txn.c     running library calls inside the engine's own transaction
+ *   txn.c     the engine's transactions (the library's nesting) and its records through a batch
  *   keys.c    reading public keys and registration ids from stored records
  *   retry.c   messages that cannot be decrypted: asked for, and sent, again
  *   anchor.c  the store's epoch and its anchor outside the file
