@@ -265,10 +265,10 @@ WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
  *  - A store handle is used by one thread at a time: the transaction
  *    belongs to the handle, not to a thread.
  *  - Closing a store with a transaction open rolls it back.
- *  - The client engine (client.h) never joins one: its acknowledgements
- *    and frames leave after its own commit, which must be durable then.
- *    Its calls that store something fail (WHISPER_ESTATE, or an error
- *    event) while the app holds a transaction on its store.
+ *  - Do not call the client engine (client.h) while holding one on its
+ *    store: its acknowledgements and frames leave after its own commits,
+ *    which must be durable then, so its transactions refuse to start
+ *    inside the app's (WHISPER_ESTATE, or an error event).
  *
  * Returns WHISPER_OK; WHISPER_EINVAL (`store` NULL); WHISPER_ESTATE (64
  * levels are open); WHISPER_EBUSY; WHISPER_ESTORE (the open transaction

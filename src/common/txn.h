@@ -12,10 +12,11 @@
  * commit keeps them in the enclosing level (release). A level without a
  * savepoint cannot be undone alone: its rollback marks the transaction
  * failed; then every begin and every record call fails at once
- * (WHISPER_ESTORE, as a store whose transaction is lost) until the failure reaches a level with a savepoint (its
- * rollback, or its commit, which then rolls back: undone, the transaction
- * goes on) or level 1 (its commit rolls the whole back and fails). A
- * commit of level 1 of a failed transaction never commits.
+ * (WHISPER_ESTORE, as a store whose transaction is lost) until the failure
+ * reaches a level with a savepoint (its rollback, or its commit, which then
+ * rolls back: undone, the transaction goes on) or level 1 (its commit rolls
+ * the whole back and fails). A commit of level 1 of a failed transaction
+ * never commits.
  */
 #ifndef WH_COMMON_TXN_H
 #define WH_COMMON_TXN_H
