@@ -174,7 +174,7 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
 
 void whisper_store_close(whisper_store *store) {
   if (store == NULL) return;
-  if (store->in_txn) store->ops.rollback(store->user);
+  while (store->depth > 0) wh_txn_rollback(store); /* an app's transaction left open */
   if (store->ops.destroy) store->ops.destroy(store->user);
   free(store);
 }
@@ -188,7 +188,8 @@ const char *wh_store_error(const whisper_store *s) {
 }
 
 const char *whisper_store_last_error(const whisper_store *store) {
-  return store ? wh_store_error(store) : "no store";
+  if (store == NULL) return "no store";
+  return store->txn_error ? store->txn_error : wh_store_error(store);
 }
 
 /* A store call failed with `rc`: the context's sentence is `what`, the
@@ -199,34 +200,56 @@ static int store_fail(whisper_ctx *ctx, int rc, const char *what) {
                  detail);
 }
 
-int wh_begin(whisper_ctx *ctx) {
-  whisper_store *s = ctx->store;
-  if (s->in_txn) return wh_fail(ctx, WHISPER_ESTATE, "a store transaction is already open");
-  s->last_error[0] = '\0';
-  int rc = s->ops.begin(s->user);
-  if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: cannot begin a transaction");
-  s->in_txn = 1;
-  return WHISPER_OK;
+/* A transaction call failed: the context's sentence (the store's own text
+ * appended when a store call failed). */
+static int txn_fail(whisper_ctx *ctx, int rc, const wh_txn_err *e) {
+  if (e->from_store) return store_fail(ctx, rc, e->why);
+  return wh_fail(ctx, rc, "%s", e->why);
 }
+
+int wh_begin_flags(whisper_ctx *ctx, unsigned flags) {
+  wh_txn_err e;
+  int rc = wh_txn_begin(ctx->store, flags, &e);
+  return rc == WHISPER_OK ? rc : txn_fail(ctx, rc, &e);
+}
+
+int wh_begin(whisper_ctx *ctx) { return wh_begin_flags(ctx, 0); }
 
 int wh_commit(whisper_ctx *ctx) {
-  whisper_store *s = ctx->store;
-  s->last_error[0] = '\0';
-  int rc = s->ops.commit(s->user);
-  s->in_txn = 0;
-  if (rc != WHISPER_OK) {
-    store_fail(ctx, rc, "store: commit failed");
-    s->ops.rollback(s->user);
-    return rc;
-  }
-  return WHISPER_OK;
+  wh_txn_err e;
+  int rc = wh_txn_commit(ctx->store, &e);
+  return rc == WHISPER_OK ? rc : txn_fail(ctx, rc, &e);
 }
 
-void wh_rollback(whisper_ctx *ctx) {
-  whisper_store *s = ctx->store;
-  if (!s->in_txn) return;
-  s->ops.rollback(s->user);
-  s->in_txn = 0;
+void wh_rollback(whisper_ctx *ctx) { wh_txn_rollback(ctx->store); }
+
+/* --- the app's transactions (store.h) ---------------------------------------------------------- */
+
+int whisper_store_begin(whisper_store *store) {
+  if (store == NULL) return WHISPER_EINVAL;
+  wh_txn_err e;
+  int rc = wh_txn_begin(store, 0, &e);
+  store->txn_error = rc == WHISPER_OK || e.from_store ? NULL : e.why;
+  return rc;
+}
+
+int whisper_store_commit(whisper_store *store) {
+  if (store == NULL) return WHISPER_EINVAL;
+  wh_txn_err e;
+  int rc = wh_txn_commit(store, &e);
+  store->txn_error = rc == WHISPER_OK || e.from_store ? NULL : e.why;
+  return rc;
+}
+
+int whisper_store_rollback(whisper_store *store) {
+  if (store == NULL) return WHISPER_EINVAL;
+  if (store->depth == 0) {
+    store->txn_error = "no store transaction is open";
+    return WHISPER_ESTATE;
+  }
+  store->txn_error = NULL;
+  wh_txn_rollback(store);
+  return WHISPER_OK;
 }
 
 int wh_finish(whisper_ctx *ctx, int rc) {
@@ -247,9 +270,17 @@ int wh_finish_out(whisper_ctx *ctx, int rc, whisper_buf **out) {
   return wh_ok(ctx);
 }
 
+/* A record call inside a transaction that has failed. */
+static int failed_txn(whisper_ctx *ctx) {
+  return wh_fail(ctx, WHISPER_ESTORE,
+                 "the store's transaction has failed (a call inside it failed and could not be "
+                 "undone alone): roll it back");
+}
+
 int wh_get(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, whisper_buf **out) {
   whisper_store *s = ctx->store;
   *out = NULL;
+  if (s->failed) return failed_txn(ctx);
   s->last_error[0] = '\0';
   int rc = s->ops.get(s->user, kind, key, key_len, out);
   if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
@@ -264,6 +295,7 @@ int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
   ctx->view_buf = NULL;
   *val = NULL;
   *val_len = 0;
+  if (s->failed) return failed_txn(ctx);
   if (s->view) {
     s->last_error[0] = '\0';
     int rc = s->view(s->user, kind, key, key_len, val, val_len);
@@ -281,6 +313,9 @@ int wh_get_view(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len,
 int wh_put(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len) {
   whisper_store *s = ctx->store;
+  if (s->failed) return failed_txn(ctx);
+  ctx->writes++;
+  if (kind == WHISPER_REC_SEARCH) ctx->search_puts++;
   s->last_error[0] = '\0';
   int rc = s->ops.put(s->user, kind, key, key_len, val, val_len);
   if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: write failed");
@@ -299,6 +334,8 @@ int wh_store_add(whisper_store *s, int kind, const uint8_t *key, size_t key_len,
 
 int wh_add(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const uint8_t *val,
            size_t val_len) {
+  if (ctx->store->failed) return failed_txn(ctx);
+  ctx->writes++;
   ctx->store->last_error[0] = '\0';
   int rc = wh_store_add(ctx->store, kind, key, key_len, val, val_len);
   if (rc == WHISPER_OK || rc == WHISPER_EDUPLICATE) return rc;
@@ -307,6 +344,8 @@ int wh_add(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len, const
 
 int wh_del(whisper_ctx *ctx, int kind, const uint8_t *key, size_t key_len) {
   whisper_store *s = ctx->store;
+  if (s->failed) return failed_txn(ctx);
+  ctx->writes++;
   s->last_error[0] = '\0';
   int rc = s->ops.del(s->user, kind, key, key_len);
   if (rc != WHISPER_OK) return store_fail(ctx, rc, "store: delete failed");

@@ -6,6 +6,7 @@
 
 #include "common/bytes.h"
 #include "common/err.h"
+#include "common/txn.h"
 #include "crypto/crypto.h"
 #include "whisper/whisper.h"
 
@@ -15,7 +16,16 @@
 struct whisper_store {
   whisper_store_ops ops;
   void *user;
-  int in_txn;
+  /* Transactions (common/txn.c): the levels open (0: none; 1: the store's
+   * transaction; more: calls joined to it), and per level (bit level-1)
+   * whether it holds a savepoint and whether the levels begun inside it
+   * join without one. failed: a level without a savepoint failed, so the
+   * enclosing levels up to one with a savepoint must roll back. */
+  unsigned depth;
+  int failed;
+  uint64_t sp, plain;
+  /* The public calls' sentence about their last failure (NULL: none). */
+  const char *txn_error;
   char last_error[256]; /* set by the library's own stores; cleared before each call */
   /* Optional, for the library's own stores (memory.c): get without a copy.
    * *val points into the store's own copy, valid until the next call on
@@ -40,6 +50,10 @@ typedef struct wh_identity_memo {
 
 struct whisper_ctx {
   whisper_store *store;
+  /* Writes made through this context (wh_put, wh_add, wh_del), and those
+   * of them to the search index (WHISPER_REC_SEARCH puts): the engine
+   * compares them before and after a step. */
+  unsigned long writes, search_puts;
   wh_rng rng;
   char last_error[WH_ERROR_LEN];
   /* The local identity, cached after the first load. */
@@ -89,7 +103,13 @@ int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device
 const char *wh_store_error(const whisper_store *s);
 /* Store access: each sets the context's sentence on failure, the store's
  * own text appended (WHISPER_ENOTFOUND from get is silent). */
+/* Transactions nest (common/txn.h): a begin inside an open transaction
+ * joins it, with a savepoint when the store has them, so that a failed
+ * call's rollback undoes its own writes alone. wh_begin_flags() takes
+ * WH_TXN_* flags. Record calls fail at once (WHISPER_ESTORE) while the
+ * transaction has failed. */
 int wh_begin(whisper_ctx *ctx);
+int wh_begin_flags(whisper_ctx *ctx, unsigned flags);
 int wh_commit(whisper_ctx *ctx);
 void wh_rollback(whisper_ctx *ctx);
 /* Commits when rc is WHISPER_OK, else rolls back; returns the final code. */

@@ -9,7 +9,8 @@
  * Every protocol operation that changes state runs inside one transaction
  * (begin ... commit, or rollback on any failure), so a decrypted message,
  * the session's new state and the consumed prekey are kept together or not
- * at all. A store must make a committed transaction durable before commit
+ * at all. An app may hold a transaction of its own across several calls
+ * (whisper_store_begin()): the calls join it. A store must make a committed transaction durable before commit
  * returns if it promises durability.
  *
  * An app may bring its own store; whisper_store_memory_new() gives a
@@ -71,7 +72,8 @@ typedef int (*whisper_scan_fn)(void *WHISPER_NULLABLE arg, const uint8_t *WHISPE
  */
 typedef struct whisper_store_ops {
   unsigned version;
-  /** Starts a transaction. Transactions do not nest. */
+  /** Starts a transaction. A store's transactions do not nest (libwhisper
+   *  nests them above the store: whisper_store_begin(), savepoints). */
   int (*begin)(void *WHISPER_NULLABLE user);
   /** Makes the transaction's writes permanent. If it fails, the store must
    *  be as before begin. */
@@ -228,8 +230,73 @@ WHISPER_API int whisper_store_sqlite_destroy(const char *path);
  *  SQLITE_READONLY (8): attempt to write a readonly database"; for a store
  *  of whisper_store_new(), its ops.last_error (version 5). Valid until the
  *  next call on the store. The same text ends whisper_ctx_last_error()'s
- *  sentence after a store failure. */
+ *  sentence after a store failure. After whisper_store_begin(),
+ *  whisper_store_commit() or whisper_store_rollback() refused (e.g.
+ *  WHISPER_ESTATE), the library's sentence about that instead. */
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
+
+/* --- the app's transactions ---------------------------------------------- */
+
+/**
+ * Opens a transaction on `store` that library calls join: every call on a
+ * context or client using this store, until whisper_store_commit() or
+ * whisper_store_rollback(), reads and writes inside it, and what they
+ * write is kept or discarded with it, together with the app's own calls
+ * in between. The rules:
+ *
+ *  - Transactions nest. A library call (or a whisper_store_begin()) inside
+ *    an open transaction joins it; on a store with savepoints (the SQLite
+ *    and memory stores; a store of whisper_store_new() with ops version 4
+ *    or later) it takes a savepoint, so a call that fails undoes its own
+ *    writes alone and the transaction goes on. On a store without
+ *    savepoints a call that fails cannot be undone alone: the transaction
+ *    is then failed, every later library call in it fails at once with
+ *    WHISPER_ESTORE (as when a store loses its transaction), and
+ *    whisper_store_commit() rolls it back and returns WHISPER_ESTATE.
+ *  - Nothing is durable before the outermost commit returns WHISPER_OK;
+ *    nothing a call returned (a ciphertext to send, a decrypted message to
+ *    show) should leave the app before it (a rollback would let a key be
+ *    used twice, or a message be shown and then lost).
+ *  - The outermost begin takes the store's write lock (the SQLite store:
+ *    BEGIN IMMEDIATE), waiting for another process holding it up to the
+ *    store's busy timeout (whisper_sqlite_options_t.busy_timeout_ms), then
+ *    WHISPER_EBUSY; while it is open, other processes sharing the store
+ *    wait in turn: keep it short, and never wait for the network in it.
+ *  - A store handle is used by one thread at a time: the transaction
+ *    belongs to the handle, not to a thread.
+ *  - Closing a store with a transaction open rolls it back.
+ *  - Do not call the client engine (client.h) while holding one on its
+ *    store: its acknowledgements and frames leave after its own commits,
+ *    which must be durable then, so its transactions refuse to start
+ *    inside the app's (WHISPER_ESTATE, or an error event).
+ *
+ * Returns WHISPER_OK; WHISPER_EINVAL (`store` NULL); WHISPER_ESTATE (64
+ * levels are open); WHISPER_EBUSY; WHISPER_ESTORE (the open transaction
+ * has failed, or the store failed: a nested begin's failure also fails
+ * the transaction); WHISPER_ENOMEM. whisper_store_last_error() says why.
+ */
+WHISPER_API int whisper_store_begin(whisper_store *store);
+
+/**
+ * Ends the newest open transaction keeping its writes: the outermost one
+ * commits (durably, if the store promises it); a nested one's writes join
+ * the enclosing transaction. Returns WHISPER_OK; WHISPER_EINVAL (`store`
+ * NULL); WHISPER_ESTATE (none is open, or a call inside it failed and could
+ * not be undone alone: it was rolled back instead, and for a nested one
+ * the enclosing transaction goes on if it could be undone alone);
+ * WHISPER_EBUSY, WHISPER_ESTORE or WHISPER_ENOMEM (the store failed: the
+ * transaction was rolled back). whisper_store_last_error() says why.
+ */
+WHISPER_API int whisper_store_commit(whisper_store *store);
+
+/**
+ * Ends the newest open transaction without its writes (the outermost: all
+ * of them; a nested one: its own, back to its savepoint, or, on a store
+ * without savepoints, by failing the enclosing transaction, as above).
+ * Returns WHISPER_OK, WHISPER_EINVAL (`store` NULL) or WHISPER_ESTATE
+ * (none is open).
+ */
+WHISPER_API int whisper_store_rollback(whisper_store *store);
 
 /** Closes a store (calling its destroy function). Accepts NULL. */
 WHISPER_API void whisper_store_close(whisper_store *WHISPER_NULLABLE store);

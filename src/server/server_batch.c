@@ -46,9 +46,9 @@ int whisper_server_batch_begin(whisper_server *srv) {
   if (srv == NULL) return WHISPER_EINVAL;
   whisper_store *s = srv->store;
   if (srv->batch) return wsrv_fail(srv, WHISPER_ESTATE, "a batch is open already");
-  if (s->ops.version < 4 || s->ops.savepoint == NULL)
+  if (!wh_txn_has_savepoints(s))
     return wsrv_fail(srv, WHISPER_EINVAL, "batches need a store with savepoints (ops version 4)");
-  if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+  if (s->depth) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
   batch_open(srv);
   return WHISPER_OK;
 }

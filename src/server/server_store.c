@@ -39,33 +39,31 @@ void wsrv_tag(const whisper_server *srv, const wsrv_addr *a, uint8_t tag[WSRV_TA
 
 /* --- transactions and raw access ----------------------------------------- */
 
+/* The server's transactions are common/txn.c's, as the client library's:
+ * one frame's transaction, or the batch's with a savepoint per frame. The
+ * server never joins a transaction it did not open (its commits are the
+ * points where its output may leave). */
 int wsrv_begin(whisper_server *srv) {
   whisper_store *s = srv->store;
   if (srv->batch) return wsrv_batch_savepoint(srv);
   if (srv->cache.count) wsrv_cache_drop(srv); /* a write outside a batch: the records kept
                                                  from the last one may go stale */
-  if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
-  int rc = s->ops.begin(s->user);
-  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
-  s->in_txn = 1;
+  if (s->depth) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+  wh_txn_err e;
+  int rc = wh_txn_begin(s, 0, &e);
+  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "%s", e.why);
   return WHISPER_OK;
 }
 
 static void rollback(whisper_server *srv) {
   whisper_store *s = srv->store;
-  if (!s->in_txn) return;
-  s->ops.rollback(s->user);
-  s->in_txn = 0;
+  while (s->depth) wh_txn_rollback(s);
 }
 
 static int commit(whisper_server *srv) {
-  whisper_store *s = srv->store;
-  int rc = s->ops.commit(s->user);
-  s->in_txn = 0;
-  if (rc != WHISPER_OK) {
-    s->ops.rollback(s->user);
-    return wsrv_fail(srv, rc, "store: commit failed (%s)", whisper_strerror(rc));
-  }
+  wh_txn_err e;
+  int rc = wh_txn_commit(srv->store, &e);
+  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "%s (%s)", e.why, whisper_strerror(rc));
   return WHISPER_OK;
 }
 
@@ -88,7 +86,13 @@ static int depth_write(whisper_server *srv, int64_t delta) {
  * closed leaves the transaction in doubt: the batch is broken. */
 static int batch_end_frame(whisper_server *srv, wsrv_fx *fx, int rc) {
   whisper_store *s = srv->store;
-  int r = rc == 0 ? s->ops.release(s->user) : s->ops.rollback_to(s->user);
+  int r = WHISPER_OK;
+  if (rc == 0) {
+    r = wh_txn_commit(s, NULL); /* (release) */
+  } else {
+    wh_txn_rollback(s); /* (rollback_to) */
+    if (s->failed) r = WHISPER_ESTORE;
+  }
   wsrv_cache_frame_end(srv, rc == 0 && r == WHISPER_OK);
   if (r != WHISPER_OK) {
     srv->batch_broken = 1;
@@ -125,14 +129,15 @@ int wsrv_end(whisper_server *srv, wsrv_fx *fx, int rc) {
 int wsrv_batch_savepoint(whisper_server *srv) {
   whisper_store *s = srv->store;
   if (srv->batch_broken) return wsrv_fail(srv, WHISPER_ESTORE, "the batch's transaction is lost");
+  wh_txn_err e;
   if (!srv->batch_txn) {
-    if (s->in_txn) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
-    int rc = s->ops.begin(s->user);
-    if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: cannot begin a transaction");
-    s->in_txn = 1;
+    if (s->depth) return wsrv_fail(srv, WHISPER_ESTATE, "a store transaction is already open");
+    int rc = wh_txn_begin(s, 0, &e);
+    if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "%s", e.why);
     srv->batch_txn = 1;
   }
-  int rc = s->ops.savepoint(s->user);
+  /* the frame's level: a savepoint (the batch checked the store has them) */
+  int rc = wh_txn_begin(s, 0, &e);
   if (rc != WHISPER_OK) {
     srv->batch_broken = 1;
     return wsrv_fail(srv, rc, "store: cannot open a savepoint (%s): the batch fails",

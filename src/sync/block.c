@@ -104,7 +104,7 @@ static int state_read(whisper_client *c, sy_bentry **out, size_t *n, int *unsync
   *out = NULL;
   *n = 0;
   *unsynced = 0;
-  int rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, KEY_BLOCKS, sizeof KEY_BLOCKS, &b);
+  int rc = sy_rec_get(c, KEY_BLOCKS, sizeof KEY_BLOCKS, &b);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
   Whisper__Client__BlockState *m = whisper__client__block_state__unpack(&wh_pb_alloc, b->len, b->data);
@@ -170,7 +170,7 @@ static int state_write(whisper_client *c, const sy_bentry *v, size_t n, int unsy
   m.n_entries = n;
   m.entries = ep;
   if (unsynced) m.has_unsynced = m.unsynced = 1;
-  int rc = wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, KEY_BLOCKS, sizeof KEY_BLOCKS, &m.base);
+  int rc = sy_rec_put_msg(c, KEY_BLOCKS, sizeof KEY_BLOCKS, &m.base);
   free(e);
   free(ep);
   return rc;
@@ -240,7 +240,7 @@ static void fresh(whisper_client *c) {
   b->v = v;
   b->n = n;
   /* read inside the engine's transaction: it may still roll back */
-  b->stale = c->ctx->store == &c->shim || c->ctx->store->in_txn;
+  b->stale = c->ctx->store->depth > 0;
 }
 
 int sy_block_has(whisper_client *c, const char *account) {
@@ -561,7 +561,7 @@ int whisper_client_blocked_list(whisper_client *c, whisper_buf **out, size_t *co
 static int reports_read(whisper_client *c, Whisper__Client__PendingReports **out) {
   whisper_buf *b;
   *out = NULL;
-  int rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, KEY_REPORTS, sizeof KEY_REPORTS, &b);
+  int rc = sy_rec_get(c, KEY_REPORTS, sizeof KEY_REPORTS, &b);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
   *out = whisper__client__pending_reports__unpack(&wh_pb_alloc, b->len, b->data);
@@ -621,8 +621,8 @@ static int report_done(whisper_client *c, uint64_t key) {
       else pr->reports[w++] = pr->reports[i];
     }
     pr->n_reports = w;
-    rc = w ? wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, KEY_REPORTS, sizeof KEY_REPORTS, &pr->base)
-           : wh_del(c->ctx, WHISPER_REC_SYNC_STATE, KEY_REPORTS, sizeof KEY_REPORTS);
+    rc = w ? sy_rec_put_msg(c, KEY_REPORTS, sizeof KEY_REPORTS, &pr->base)
+           : sy_rec_del(c, KEY_REPORTS, sizeof KEY_REPORTS);
   }
   if (pr) whisper__client__pending_reports__free_unpacked(pr, &wh_pb_alloc);
   return wh_finish(c->ctx, rc);
@@ -780,7 +780,7 @@ int whisper_client_report(whisper_client *c, const char *conversation, size_t n,
       all[have] = &one;
       fresh_pr.n_reports = have + 1;
       fresh_pr.reports = all;
-      rc = wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, KEY_REPORTS, sizeof KEY_REPORTS, &fresh_pr.base);
+      rc = sy_rec_put_msg(c, KEY_REPORTS, sizeof KEY_REPORTS, &fresh_pr.base);
       free(all);
     }
   }

@@ -276,8 +276,8 @@ static void inq_flush(whisper_client *c) {
   for (size_t i = 0; i < n; i++) whisper__sync__frame__free_unpacked(q[i], &wh_pb_alloc);
   free(q);
   /* (tick) what they stored waits for the search index (receipts store none) */
-  if (c->caught_up && c->join.searched && !c->index_at) c->index_at = c->now + SY_INDEX_DELAY_MS;
-  c->join.searched = 0;
+  if (c->caught_up && c->searched && !c->index_at) c->index_at = c->now + SY_INDEX_DELAY_MS;
+  c->searched = 0;
   if (c->retry_due) sy_retry_held(c);
   if (c->profile_due) sy_profile_flush(c);
   sy_pump(c);
@@ -369,7 +369,6 @@ int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_cli
   c->cfg.media_dir = c->media_dir; /* the caller's string need not outlive this call */
   strcpy(c->account, ctx->name);
   c->device_id = ctx->device_id;
-  sy_join_init(c);
   rc = sy_state_load(c);
   if (rc == WHISPER_OK) rc = sy_ops_load(c);
   if (rc == WHISPER_OK) rc = sy_block_load(c);
@@ -618,8 +617,8 @@ int whisper_client_receive(whisper_client *c, const uint8_t *frame, size_t len, 
       break;
     case WHISPER__SYNC__FRAME__BODY_DELIVER:
       if (c->logged_in) rc = sy_deliver(c, f->deliver, 0);
-      if (c->caught_up && c->join.searched && !c->index_at) c->index_at = now_ms + SY_INDEX_DELAY_MS;
-      c->join.searched = 0;
+      if (c->caught_up && c->searched && !c->index_at) c->index_at = now_ms + SY_INDEX_DELAY_MS;
+      c->searched = 0;
       break;
     case WHISPER__SYNC__FRAME__BODY_QUEUE_EMPTY:
       if (c->logged_in) {

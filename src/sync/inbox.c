@@ -1063,13 +1063,28 @@ static int handle(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *ev
   int rc = WHISPER_OK;
   *out = OUT_DONE;
   if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+  /* the entry's work in a level of its own (a savepoint, the library's
+   * calls joined to it plain), so that it can be undone alone */
+  int alone = wh_txn_has_savepoints(c->ctx->store);
+  if (alone && (rc = wh_begin_flags(c->ctx, WH_TXN_SAVEPOINT | WH_TXN_PLAIN)) != WHISPER_OK) {
+    sy_txn_end(c, rc);
+    return rc;
+  }
   *out = entry_work(c, d, evs, x);
   if (*out < 0) return sy_txn_end(c, *out);
   if (*out == OUT_REFUSED || *out == OUT_HOLD || !sy_txn_alive(c)) {
     /* nothing of it is kept (a refused or waiting entry, or a library
-     * call that failed and rolled back): the progress alone */
-    sy_txn_end(c, WHISPER_EFORGED);
-    if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+     * call that failed): the progress alone, in the same transaction
+     * (without savepoints: in a new one) */
+    if (alone) {
+      wh_rollback(c->ctx);
+    } else {
+      sy_txn_end(c, WHISPER_EFORGED);
+      if ((rc = sy_txn_begin(c)) != WHISPER_OK) return rc;
+    }
+  } else if (alone && (rc = wh_commit(c->ctx)) != WHISPER_OK) {
+    sy_txn_end(c, rc);
+    return rc;
   }
   /* it could not be decrypted: its placeholder, and its sender asked */
   if (x->retry && (rc = sy_retry_ask(c, d, x->conv, evs)) != WHISPER_OK) {
@@ -1270,11 +1285,11 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
     }
     evlist one = {NULL, NULL};
     entry_ctx x;
-    unsigned long w0 = c->join.writes;
+    unsigned long w0 = c->ctx->writes;
     int out = entry_work(c, d, &one, &x);
     /* an entry that waits (its sender's list first) having written nothing
      * waits from within the batch */
-    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->ctx->writes == w0;
     if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry ||
         !sy_txn_alive(c)) {
       ev_drop(&one);
@@ -1348,9 +1363,9 @@ static size_t batch_run(whisper_client *c, Whisper__Sync__Frame *const *q, size_
    * undoes only itself (a savepoint each). */
   wh_out *mark = c->out.tail;
   if (rc == WHISPER_OK && c->receipts_due && sy_txn_alive(c)) {
-    c->join.steps = 1;
+    wh_txn_plain(c->ctx->store, 0);
     sy_ops_flush(c);
-    c->join.steps = 0;
+    wh_txn_plain(c->ctx->store, 1);
   }
   rc = sy_txn_end(c, rc);
   if (rc != WHISPER_OK) {
@@ -1414,10 +1429,10 @@ static int retry_batch(whisper_client *c, sy_heldset *h) {
     entry_ctx x;
     memset(&x, 0, sizeof x);
     int out = OUT_DONE;
-    unsigned long w0 = c->join.writes;
+    unsigned long w0 = c->ctx->writes;
     if (d) out = entry_work(c, d, &one, &x);
     if (d) whisper__sync__deliver__free_unpacked(d, &wh_pb_alloc);
-    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->join.writes == w0;
+    int hold_here = out == OUT_HOLD && !x.retry && sy_txn_alive(c) && c->ctx->writes == w0;
     if (out < 0 || out == OUT_REFUSED || (out == OUT_HOLD && !hold_here) || x.retry ||
         !sy_txn_alive(c)) {
       ev_drop(&one);

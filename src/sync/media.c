@@ -172,7 +172,7 @@ static int job_put(whisper_client *c, const sy_media *j) {
   }
   if (j->error) m.has_error_code = 1, m.error_code = j->error;
   if (j->view_once) m.has_view_once = 1, m.view_once = 1;
-  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, j->key, KEY_LEN, &m.base);
+  return sy_rec_put_msg(c, j->key, KEY_LEN, &m.base);
 }
 
 static int index_put(whisper_client *c) {
@@ -185,7 +185,7 @@ static int index_put(whisper_client *c) {
   Whisper__Client__MediaIndex ix = WHISPER__CLIENT__MEDIA_INDEX__INIT;
   ix.n_keys = n;
   ix.keys = keys;
-  int rc = wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, (const uint8_t *)"J", 1, &ix.base);
+  int rc = sy_rec_put_msg(c, (const uint8_t *)"J", 1, &ix.base);
   free(keys);
   return rc;
 }
@@ -201,7 +201,7 @@ static int job_save(whisper_client *c, const sy_media *j, int with_index) {
 
 static Whisper__Client__MediaJob *job_read(whisper_client *c, const uint8_t key[KEY_LEN], int *rc) {
   whisper_buf *b = NULL;
-  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, key, KEY_LEN, &b);
+  *rc = sy_rec_get(c, key, KEY_LEN, &b);
   if (*rc != WHISPER_OK) return NULL;
   Whisper__Client__MediaJob *m = whisper__client__media_job__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
@@ -261,7 +261,7 @@ static sy_media *job_from(const uint8_t key[KEY_LEN], const Whisper__Client__Med
 
 int sy_media_load(whisper_client *c) {
   whisper_buf *b = NULL;
-  int rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, (const uint8_t *)"J", 1, &b);
+  int rc = sy_rec_get(c, (const uint8_t *)"J", 1, &b);
   if (rc == WHISPER_ENOTFOUND) return WHISPER_OK;
   if (rc != WHISPER_OK) return rc;
   Whisper__Client__MediaIndex *ix = whisper__client__media_index__unpack(&wh_pb_alloc, b->len, b->data);
@@ -396,7 +396,7 @@ static Whisper__E2e__AttachmentPointer *seen_get(whisper_client *c, const uint8_
                                                  uint64_t now) {
   uint8_t k[33];
   whisper_buf *b = NULL;
-  if (wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, hash), &b) != WHISPER_OK) return NULL;
+  if (sy_rec_get(c, k, seen_key(k, hash), &b) != WHISPER_OK) return NULL;
   Whisper__Client__MediaSeen *s = whisper__client__media_seen__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   Whisper__E2e__AttachmentPointer *p =
@@ -435,7 +435,7 @@ int sy_media_seen_put(whisper_client *c, const Whisper__E2e__AttachmentPointer *
   s.has_pointer = 1;
   s.pointer = (ProtobufCBinaryData){n, buf};
   uint8_t k[33];
-  int rc = wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, p->plaintext_hash.data), &s.base);
+  int rc = sy_rec_put_msg(c, k, seen_key(k, p->plaintext_hash.data), &s.base);
   wh_wipe(buf, n);
   free(buf);
   return rc;

@@ -164,7 +164,7 @@ static ProtobufCMessage *rec_load(whisper_client *c, char sub, const char *name,
                                   const ProtobufCMessageDescriptor *d, int *rc) {
   uint8_t k[KEY_MAX];
   whisper_buf *b = NULL;
-  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, rkey(k, sub, name), &b);
+  *rc = sy_rec_get(c, k, rkey(k, sub, name), &b);
   if (*rc == WHISPER_ENOTFOUND) {
     *rc = WHISPER_OK;
     return NULL;
@@ -178,7 +178,7 @@ static ProtobufCMessage *rec_load(whisper_client *c, char sub, const char *name,
 
 static int rec_save(whisper_client *c, char sub, const char *name, const ProtobufCMessage *m) {
   uint8_t k[KEY_MAX];
-  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, rkey(k, sub, name), m);
+  return sy_rec_put_msg(c, k, rkey(k, sub, name), m);
 }
 
 static void rec_free(void *m) {

@@ -193,7 +193,7 @@ static int waiting_key(uint8_t k[1 + WHISPER_CLIENT_ID_LEN], const uint8_t *id) 
 Whisper__Client__Waiting *sy_waiting_get(whisper_client *c, const uint8_t *id, int *rc) {
   uint8_t k[1 + WHISPER_CLIENT_ID_LEN];
   whisper_buf *b;
-  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, (size_t)waiting_key(k, id), &b);
+  *rc = sy_rec_get(c, k, (size_t)waiting_key(k, id), &b);
   if (*rc == WHISPER_ENOTFOUND) {
     *rc = WHISPER_OK;
     return NULL;
@@ -210,7 +210,7 @@ Whisper__Client__Waiting *sy_waiting_get(whisper_client *c, const uint8_t *id, i
 
 static int waiting_put(whisper_client *c, const uint8_t *id, const Whisper__Client__Waiting *w) {
   uint8_t k[1 + WHISPER_CLIENT_ID_LEN];
-  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, (size_t)waiting_key(k, id), &w->base);
+  return sy_rec_put_msg(c, k, (size_t)waiting_key(k, id), &w->base);
 }
 
 /* The list of waiting ids ("W", a Held record of client ids). */
@@ -218,7 +218,7 @@ static int waiting_list(whisper_client *c, const uint8_t *id, int add) {
   uint8_t k = 'W';
   whisper_buf *b;
   Whisper__Client__Held *h = NULL;
-  int rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1, &b);
+  int rc = sy_rec_get(c, &k, 1, &b);
   if (rc == WHISPER_OK) {
     h = whisper__client__held__unpack(&wh_pb_alloc, b->len, b->data);
     whisper_buf_free(b);
@@ -237,8 +237,8 @@ static int waiting_list(whisper_client *c, const uint8_t *id, int add) {
     Whisper__Client__Held out = WHISPER__CLIENT__HELD__INIT;
     out.n_deliver = m;
     out.deliver = ids;
-    rc = m ? wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1, &out.base)
-           : wh_del(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1);
+    rc = m ? sy_rec_put_msg(c, &k, 1, &out.base)
+           : sy_rec_del(c, &k, 1);
     if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
   }
   free(ids);
@@ -328,7 +328,7 @@ size_t sy_waiting_count(whisper_client *c, const char *sender, uint32_t device, 
   uint8_t k = 'W';
   whisper_buf *b;
   size_t n = 0;
-  if (wh_get(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1, &b) != WHISPER_OK) return 0;
+  if (sy_rec_get(c, &k, 1, &b) != WHISPER_OK) return 0;
   Whisper__Client__Held *h = whisper__client__held__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   for (size_t i = 0; h && i < h->n_deliver; i++) {
@@ -347,7 +347,7 @@ size_t sy_waiting_count(whisper_client *c, const char *sender, uint32_t device, 
 void sy_retry_again(whisper_client *c) {
   uint8_t k = 'W';
   whisper_buf *b;
-  if (wh_get(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1, &b) != WHISPER_OK) return;
+  if (sy_rec_get(c, &k, 1, &b) != WHISPER_OK) return;
   Whisper__Client__Held *h = whisper__client__held__unpack(&wh_pb_alloc, b->len, b->data);
   whisper_buf_free(b);
   for (size_t i = 0; h && i < h->n_deliver; i++) {

@@ -14,7 +14,7 @@ static const uint8_t FLAGS_KEY[] = "f";
 
 static Whisper__Client__ConversationFlags *flags_load(whisper_client *c, int *rc) {
   whisper_buf *b = NULL;
-  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, FLAGS_KEY, 1, &b);
+  *rc = sy_rec_get(c, FLAGS_KEY, 1, &b);
   if (*rc == WHISPER_ENOTFOUND) {
     *rc = WHISPER_OK;
     return NULL;
@@ -67,7 +67,7 @@ static int flags_take(whisper_client *c, const Whisper__E2e__Settings *s) {
     Whisper__Client__ConversationFlags nf = WHISPER__CLIENT__CONVERSATION_FLAGS__INIT;
     nf.n_conversations = k;
     nf.conversations = all;
-    rc = wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, FLAGS_KEY, 1, &nf.base);
+    rc = sy_rec_put_msg(c, FLAGS_KEY, 1, &nf.base);
   }
   free(all);
   if (f) whisper__client__conversation_flags__free_unpacked(f, &wh_pb_alloc);

@@ -20,13 +20,13 @@ static int put_msg(whisper_client *c, char prefix, const void *data, size_t len,
                    const ProtobufCMessage *m) {
   uint8_t k[KEY_MAX];
   size_t n = key_make(k, prefix, data, len);
-  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, n, m);
+  return sy_rec_put_msg(c, k, n, m);
 }
 
 static int get_raw(whisper_client *c, char prefix, const void *data, size_t len, whisper_buf **b) {
   uint8_t k[KEY_MAX];
   size_t n = key_make(k, prefix, data, len);
-  return wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, n, b);
+  return sy_rec_get(c, k, n, b);
 }
 
 static int corrupt(whisper_client *c, const char *what) {
@@ -409,7 +409,7 @@ int sy_held_read(whisper_client *c, sy_heldset *h) {
 int sy_held_write(whisper_client *c, const sy_heldset *h) {
   uint8_t k = 'h';
   if (h->n == 0) {
-    int rc = wh_del(c->ctx, WHISPER_REC_SYNC_STATE, &k, 1);
+    int rc = sy_rec_del(c, &k, 1);
     return rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc;
   }
   Whisper__Client__Held m = WHISPER__CLIENT__HELD__INIT;
@@ -485,7 +485,7 @@ Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender
                                            const char *conv, int *rc) {
   uint8_t k[1 + 2 * WH_NAME_MAX + 6];
   whisper_buf *b;
-  *rc = wh_get(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &b);
+  *rc = sy_rec_get(c, k, seen_key(k, sender, device, conv), &b);
   if (*rc == WHISPER_ENOTFOUND) {
     *rc = WHISPER_OK;
     return NULL;
@@ -500,12 +500,12 @@ Whisper__Client__SeenCounter *sy_seen_load(whisper_client *c, const char *sender
 int sy_seen_save(whisper_client *c, const char *sender, uint32_t device, const char *conv,
                  const Whisper__Client__SeenCounter *m) {
   uint8_t k[1 + 2 * WH_NAME_MAX + 6];
-  return wh_put_msg(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv), &m->base);
+  return sy_rec_put_msg(c, k, seen_key(k, sender, device, conv), &m->base);
 }
 
 int sy_seen_del(whisper_client *c, const char *sender, uint32_t device, const char *conv) {
   uint8_t k[1 + 2 * WH_NAME_MAX + 6];
-  return wh_del(c->ctx, WHISPER_REC_SYNC_STATE, k, seen_key(k, sender, device, conv));
+  return sy_rec_del(c, k, seen_key(k, sender, device, conv));
 }
 
 int sy_outref_get(whisper_client *c, const uint8_t id[WHISPER_CLIENT_ID_LEN],

@@ -7,7 +7,7 @@
  *   inbox.c   mailbox entries: messages, receipts, group changes, acks
  *   ops.c     read receipts, typing, presence, group operations, link approval
  *   state.c   what the engine keeps in the store (WHISPER_REC_SYNC_STATE)
- *   txn.c     running library calls inside the engine's own transaction
+ *   txn.c     the engine's transactions (the library's nesting) and its records through a batch
  *   keys.c    reading public keys and registration ids from stored records
  *   retry.c   messages that cannot be decrypted: asked for, and sent, again
  *   anchor.c  the store's epoch and its anchor outside the file
@@ -229,25 +229,9 @@ typedef struct sy_approve {
   struct sy_approve *next;
 } sy_approve;
 
-/* Library calls joined to the engine's transaction (txn.c). */
+/* The engine's records kept through a batch (txn.c). */
 typedef struct sy_kv sy_kv;
 #define SY_KV_BUCKETS 256
-typedef struct sy_join {
-  whisper_store *real;
-  int aborted; /* an inner call rolled the real transaction back */
-  /* In a batch (sy_txn_cache()): the engine's own records (kind
-   * WHISPER_REC_SYNC_STATE, never scanned) as the transaction has them,
-   * read once and written once, at its commit (sy_txn_end). */
-  int caching;
-  sy_kv **kv;
-  unsigned long writes; /* writes made through it so far (an entry that made none has
-                         * nothing to roll back) */
-  int searched;         /* a row for the search index was written (client.c: indexing due) */
-  /* sy_txn_begin_steps(): each library call inside gets a savepoint of
-   * its own (depth: open now), so that one failing undoes itself alone */
-  int steps;
-  unsigned depth;
-} sy_join;
 
 /* The device list of an account. */
 typedef struct sy_dev {
@@ -299,8 +283,15 @@ struct whisper_client {
   uint32_t device_id;
   uint64_t now;
 
-  whisper_store shim;
-  sy_join join;
+  /* txn.c: the engine's transaction is open (sy_txn_begin ... sy_txn_end);
+   * in a batch (sy_txn_cache()), the engine's own records (kind
+   * WHISPER_REC_SYNC_STATE, never scanned) as the transaction has them,
+   * read once and written once, at its commit */
+  int txn_open;
+  int caching;
+  sy_kv **kv;
+  unsigned long search0; /* the context's search_puts at its begin */
+  int searched;          /* a row for the search index was written (client.c: indexing due) */
 
   /* stored progress (mirror of the "s" record) */
   int registered;
@@ -590,10 +581,10 @@ int sy_ops_load(whisper_client *c);
 int sy_ops_save(whisper_client *c); /* inside a transaction */
 
 /* --- txn.c --------------------------------------------------------------------- */
-void sy_join_init(whisper_client *c);
-/* Begins a transaction that library calls on the context join: their own
- * begin and commit do nothing, their rollback ends it (sy_txn_alive() is
- * then 0). */
+/* Begins the engine's transaction (none may be open: WHISPER_ESTATE, the
+ * engine never joins an app's). Library calls inside join it without
+ * savepoints: one that fails fails the transaction (sy_txn_alive() is then
+ * 0, and later calls in it fail with WHISPER_ESTORE). */
 int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
 /* The same, but a library call that fails undoes only its own writes (a
@@ -601,12 +592,20 @@ int sy_txn_alive(const whisper_client *c);
  * WHISPER_ESTATE when the store has no savepoints (store interface < 4)
  * or a transaction is open already: then the calls commit on their own. */
 int sy_txn_begin_steps(whisper_client *c);
-/* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code. */
+/* Commits (rc WHISPER_OK and still alive) or rolls back; returns the code.
+ * After a begin that failed: nothing, returns rc. */
 int sy_txn_end(whisper_client *c, int rc);
 /* From now until sy_txn_end(): the engine's records are read from the
  * store once and written to it once, before the commit (a batch of
  * entries rewrites the same few). Returns WHISPER_OK or WHISPER_ENOMEM. */
 int sy_txn_cache(whisper_client *c);
+/* The engine's records (WHISPER_REC_SYNC_STATE): always through these
+ * (they see the batch's cache). As wh_get, wh_put, wh_put_msg, wh_del. */
+int sy_rec_get(whisper_client *c, const uint8_t *key, size_t key_len, whisper_buf **out);
+int sy_rec_put(whisper_client *c, const uint8_t *key, size_t key_len, const uint8_t *v, size_t n);
+int sy_rec_put_msg(whisper_client *c, const uint8_t *key, size_t key_len,
+                   const ProtobufCMessage *m);
+int sy_rec_del(whisper_client *c, const uint8_t *key, size_t key_len);
 
 /* --- trust.c ------------------------------------------------------------------- */
 /* Checks a signed list of `account` and, if it may replace what `l` holds

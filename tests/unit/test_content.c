@@ -105,6 +105,18 @@ static void send_raw(net *n, node *from, const char *conv, const Whisper__E2e__C
   net_run(n);
 }
 
+/* The stored bytes of d's session with (name, device) (NULL: none). */
+static whisper_buf *raw_session(node *d, const char *name, uint32_t device) {
+  uint8_t k[300];
+  size_t n = strlen(name);
+  memcpy(k, name, n);
+  k[n] = 0;
+  wh_be32(k + n + 1, device);
+  whisper_buf *b = NULL;
+  if (d->st->ops.get(d->st->user, WHISPER_REC_SESSION, k, n + 5, &b) != WHISPER_OK) return NULL;
+  return b;
+}
+
 static void raw_op(Whisper__E2e__Content *ct, Whisper__E2e__Target *t, uint32_t kind, const uint8_t id[16],
                    const char *sender, uint64_t at) {
   whisper__e2e__target__init(t);
@@ -280,8 +292,16 @@ static void test_edits(void) {
   raw_op(&ct, &t, WHISPER__E2E__CONTENT__KIND__EDIT, id, "alice", p.n.now);
   ct.text = "bob wrote this";
   ev_clear(p.alice);
+  whisper_buf *sess0 = raw_session(p.alice, "bob", p.bob->device);
+  CHECK(sess0 != NULL);
   send_raw(&p.n, p.bob, "alice", &ct);
   CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1 && ev_count(p.alice, WHISPER_EV_EDITED) == 0);
+  /* nothing of the refused entry is kept, not even its decryption's step
+   * of the session (undone by its savepoint; the progress alone is kept) */
+  whisper_buf *sess1 = raw_session(p.alice, "bob", p.bob->device);
+  CHECK(sess1 && sess0 && sess1->len == sess0->len && memcmp(sess1->data, sess0->data, sess0->len) == 0);
+  whisper_buf_free(sess0);
+  whisper_buf_free(sess1);
   CHECK(strcmp(body_of(p.alice, "bob", id), "the typo") == 0);
   CHECK(strcmp(body_of(p.alice2, "bob", id), "the typo") == 0);
   /* the same without naming alice: it can only reach bob's own messages */

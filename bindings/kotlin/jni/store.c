@@ -51,6 +51,28 @@ WJ_EXPORT void JNICALL WJ_FN(Store, rekey)(JNIEnv *env, jclass cls, jlong h, jby
   wj_bytes_done(&pw);
 }
 
+/* whisper_store_begin/commit/rollback: the app's transaction (store.h). */
+WJ_EXPORT void JNICALL WJ_FN(Store, begin)(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+  if (wj_closed(env, h)) return;
+  whisper_store *s = WJ_PTR(whisper_store, h);
+  wj_check(env, whisper_store_begin(s), whisper_store_last_error(s));
+}
+
+WJ_EXPORT void JNICALL WJ_FN(Store, commit)(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+  if (wj_closed(env, h)) return;
+  whisper_store *s = WJ_PTR(whisper_store, h);
+  wj_check(env, whisper_store_commit(s), whisper_store_last_error(s));
+}
+
+WJ_EXPORT void JNICALL WJ_FN(Store, rollback)(JNIEnv *env, jclass cls, jlong h) {
+  (void)cls;
+  if (wj_closed(env, h)) return;
+  whisper_store *s = WJ_PTR(whisper_store, h);
+  wj_check(env, whisper_store_rollback(s), whisper_store_last_error(s));
+}
+
 WJ_EXPORT void JNICALL WJ_FN(Store, sqliteDestroy)(JNIEnv *env, jclass cls, jbyteArray path) {
   (void)cls;
   wj_bytes p = wj_bytes_get(env, path, 1);

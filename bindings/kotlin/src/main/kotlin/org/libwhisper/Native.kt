@@ -34,6 +34,9 @@ internal object NativeStore {
                                        synchronous: Int, busyTimeoutMs: Int): Long
     @JvmStatic external fun rekey(store: Long, key: ByteArray?, passphrase: ByteArray?)
     @JvmStatic external fun sqliteDestroy(path: ByteArray)
+    @JvmStatic external fun begin(store: Long)
+    @JvmStatic external fun commit(store: Long)
+    @JvmStatic external fun rollback(store: Long)
     @JvmStatic external fun close(store: Long)
     @JvmStatic external fun ctxNew(store: Long): Long
     @JvmStatic external fun ctxFree(ctx: Long)

@@ -19,6 +19,26 @@ class Store private constructor(handle: Long) : NativeObject(handle) {
     fun rekey(key: ByteArray? = null, passphrase: ByteArray? = null) =
         NativeStore.rekey(handle, key, passphrase)
 
+    /** Runs `block` in one store transaction that library calls on every
+     *  context over this store join (whisper_store_begin()): committed
+     *  when it returns, rolled back when it throws (the exception goes on).
+     *  Nests: inside another, it joins it (with a savepoint on the SQLite
+     *  and memory stores, so its rollback undoes its own writes alone).
+     *  Nothing is durable before the outermost commit: send nothing made
+     *  in it before then. It holds the store's lock (waiting up to the busy
+     *  timeout to take it): keep it short. A Client never joins it. */
+    fun <T> transaction(block: () -> T): T {
+        NativeStore.begin(handle)
+        val result = try {
+            block()
+        } catch (e: Throwable) {
+            NativeStore.rollback(handle)
+            throw e
+        }
+        NativeStore.commit(handle)
+        return result
+    }
+
     companion object {
         const val SYNC_FULL = 2
         const val SYNC_NORMAL = 1

@@ -5,6 +5,45 @@ package org.libwhisper.test
 import org.libwhisper.*
 import kotlin.test.*
 
+// Store.transaction: calls join it; a throw rolls both back, a return
+// commits both.
+fun storeTransaction() {
+    Device("alice").use { alice ->
+        Device("bob").use { bob -> Device("carol").use { carol ->
+            val bundle = bob.ctx.bundle(withPrekey = true)
+            val boom = assertFailsWith<IllegalStateException> {
+                alice.store.transaction {
+                    alice.ctx.startSession("bob", 1, bundle)
+                    alice.ctx.encrypt("bob", 1, bytes("never sent"))
+                    assertTrue(alice.ctx.hasSession("bob", 1))
+                    throw IllegalStateException("changed my mind")
+                }
+            }
+            assertEquals("changed my mind", boom.message)
+            assertFalse(alice.ctx.hasSession("bob", 1)) // both calls rolled back
+            val m = alice.store.transaction {
+                alice.ctx.startSession("bob", 1, bundle)
+                alice.ctx.encrypt("bob", 1, bytes("kept"))
+            }
+            assertTrue(alice.ctx.hasSession("bob", 1))
+            assertEquals("kept", bob.ctx.decrypt("alice", 1, m).decodeToString())
+            // nested: the inner one's throw undoes its own writes alone
+            alice.store.transaction {
+                alice.ctx.encrypt("bob", 1, bytes("outer"))
+                assertFailsWith<IllegalStateException> {
+                    alice.store.transaction {
+                        alice.ctx.startSession("carol", 1, carol.ctx.bundle())
+                        assertTrue(alice.ctx.hasSession("carol", 1))
+                        throw IllegalStateException("inner")
+                    }
+                }
+                assertFalse(alice.ctx.hasSession("carol", 1))
+                assertTrue(alice.ctx.hasSession("bob", 1))
+            }
+        } }
+    }
+}
+
 fun twoDevicesTalk() {
     Device("alice").use { alice ->
         Device("bob").use { bob ->

@@ -16,6 +16,7 @@ object Options {
 
 val tests: List<Pair<String, () -> Unit>> = listOf(
     "two_devices_talk" to ::twoDevicesTalk,
+    "store_transaction" to ::storeTransaction,
     "sender_keys_and_fingerprints" to ::senderKeysAndFingerprints,
     "bad_input_throws" to ::badInputThrows,
     "history_paging_and_search" to ::historyPagingAndSearch,
