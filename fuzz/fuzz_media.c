@@ -686,7 +686,7 @@ static void feed_ok(whisper_buf *b) {
  * from devices on a signed list. */
 static whisper_buf *bob_devices(uint64_t id) {
   static const char ctx_str[] = "whisper-devices-v1";
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   fz_dev *bob = G.w->bob;
   FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
   Whisper__E2e__ListedDevice ld = WHISPER__E2E__LISTED_DEVICE__INIT, *ldp = &ld;

@@ -623,7 +623,7 @@ static size_t xfer(dev *from, uint32_t from_dev, dev *to, uint32_t to_dev, const
 /* A confirmed session between a (device 1) and b (device 1): a starts it,
  * b answers, a reads the answer. */
 static void connect_pair(dev *a, dev *b, const uint8_t *pt) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   int type;
   TRY("whisper_bundle_make", b->ctx, whisper_bundle_make(b->ctx, &bundle, 1));
   TRY("whisper_session_start", a->ctx, whisper_session_start(a->ctx, b->name, 1, &bundle, NOW_MS));
@@ -690,7 +690,7 @@ static void fanout_setup(fanout_args *f, const uint8_t *pt) {
   for (int i = 0; i < FANOUT; i++) {
     dev *r = &f->recv[i / FANOUT_PER_NAME];
     uint32_t dev_id = (uint32_t)(i % FANOUT_PER_NAME) + 1;
-    whisper_prekey_bundle_t bundle;
+    whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     int type;
     f->devices[i].name = r->name;
     f->devices[i].device_id = dev_id;
@@ -921,8 +921,10 @@ static double setup_run(void *v, double secs, unsigned long *calls_out) {
   double timed = 0, cpu = 0;
   unsigned long calls = 0;
   while (timed < secs) {
-    for (int i = 0; i < SETUP_BATCH; i++)
+    for (int i = 0; i < SETUP_BATCH; i++) {
+      s->bundles[i].size = sizeof s->bundles[i];
       TRY("whisper_bundle_make", s->bob->ctx, whisper_bundle_make(s->bob->ctx, &s->bundles[i], 1));
+    }
     double c0 = thread_cpu_s(), t0 = now_s();
     for (int i = 0; i < SETUP_BATCH; i++) setup_once(s, &s->bundles[i]);
     timed += now_s() - t0;

@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
   if (whisper_identity_create(a, "alice", 1, 1111, now) ||
       whisper_identity_create(b, "bob", 1, 2222, now))
     return 1;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now))
     return 1;
   if (incoming(a, b, "alice", "in-1", "first", 10, now) ||

@@ -149,7 +149,7 @@ static void test_outgoing(int sqlite) {
  * PreKeySignalMessages (looked up first). */
 static void test_incoming(int sqlite, int acked) {
   dev a, b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   char text[32];
   snprintf(text, sizeof text, "a%d.db", acked);
   dev_open(&a, sqlite, text);
@@ -371,7 +371,7 @@ static void test_batch_many_senders(void) {
   whisper_buf *ms[MANY][3];
   int ts[MANY][3];
   for (int i = 0; i < MANY; i++) {
-    whisper_prekey_bundle_t bundle;
+    whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     snprintf(names[i], sizeof names[i], "s%02d", i);
     dev_open(&s[i], MEMORY, names[i]);
     whisper_identity_create(s[i].ctx, names[i], 1, 0, NOW);

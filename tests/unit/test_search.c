@@ -143,7 +143,7 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
 
 /* alice and bob with a 1:1 session and alice's sender key at bob. */
 static void pair(dev *alice, dev *bob) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *skdm = NULL;
   CHECK_RC(whisper_bundle_make(bob->ctx, &bundle, 1), WHISPER_OK);
   CHECK_RC(whisper_session_start(alice->ctx, "bob", 1, &bundle, NOW), WHISPER_OK);

@@ -49,7 +49,7 @@ static void test_persistence_and_keys(void) {
   char pa[300], pb[300];
   whisper_store *sa, *sb;
   whisper_ctx *a, *b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m, *pt;
   int type;
   path_of(pa, sizeof pa, "alice.db");

@@ -653,7 +653,7 @@ static int spk_opens(node *d, const whisper_prekey_bundle_t *saved, uint64_t now
 }
 
 static uint32_t spk_current(node *d) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
   return b.signed_prekey_id;
 }
@@ -675,7 +675,7 @@ static void test_signed_prekey_rotation(void) {
   n.watch_arg = &w;
   n.tamper = spk_served_fn;
   CHECK(spk_current(b) == 1);
-  whisper_prekey_bundle_t first;
+  whisper_prekey_bundle_t first = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(b->ctx, &first, 0), WHISPER_OK);
   /* alice starts a session on bob's bundle (signed prekey 1) while bob is away */
   b->offline = 1;
