@@ -545,7 +545,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_bytes(&b, "data", ev->body, ev->body_len);
     break;
   case WHISPER_EV_SETTINGS: { /* another device of ours changed them */
-    whisper_conversation_flags_t f;
+    whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     jb_str(&b, "conversation", ev->conversation);
     if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK) {
       jb_u64(&b, "muted_until", f.muted_until_ms);
@@ -843,7 +843,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     call_human(c, &b, ev);
     break;
   case WHISPER_EV_SETTINGS: {
-    whisper_conversation_flags_t f;
+    whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     hb_printf(&b, "  * another device of yours changed ");
     hb_str(&b, ev->conversation ? ev->conversation : "?");
     if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK)
