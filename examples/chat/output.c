@@ -356,9 +356,9 @@ void jb_content(chat *c, jbuf *b, const whisper_message_t *m) {
   jb_open(b, "reactions", '[');
   for (size_t i = 0; i < m->n_reactions && m->reactions; i++) {
     jb_open(b, NULL, '{');
-    jb_str(b, "from", m->reactions[i].reactor);
-    jb_str(b, "emoji", m->reactions[i].emoji);
-    jb_u64(b, "at_ms", m->reactions[i].at_ms);
+    jb_str(b, "from", WHISPER_MESSAGE_REACTION(m, i)->reactor);
+    jb_str(b, "emoji", WHISPER_MESSAGE_REACTION(m, i)->emoji);
+    jb_u64(b, "at_ms", WHISPER_MESSAGE_REACTION(m, i)->at_ms);
     jb_close(b, '}');
   }
   jb_close(b, ']');
@@ -399,9 +399,9 @@ void hb_content_below(chat *c, jbuf *b, const whisper_message_t *m) {
     puts_(b, "\n          ");
     for (size_t i = 0; i < m->n_reactions; i++) {
       if (i) puts_(b, ", ");
-      hb_str(b, m->reactions[i].emoji);
+      hb_str(b, WHISPER_MESSAGE_REACTION(m, i)->emoji);
       puts_(b, " ");
-      hb_who(c, b, m->reactions[i].reactor);
+      hb_who(c, b, WHISPER_MESSAGE_REACTION(m, i)->reactor);
     }
   }
 }

@@ -1624,6 +1624,7 @@ static void store_refill(store_fig *f) {
     for (int b = 0; b < 8; b++) f->ids[i][15 - b] = (uint8_t)(seq >> (8 * b));
     memset(m, 0, sizeof *m);
     m->size = sizeof *m;
+    m->meta.size = sizeof m->meta;
     m->name = f->alice.name;
     m->device_id = 1;
     m->type = type;

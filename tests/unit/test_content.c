@@ -42,9 +42,15 @@ static const char *reactions_of(node *d, const char *conv, const uint8_t id[16])
   whisper_page *pg;
   const whisper_message_t *m = msg_in(d, conv, id, &pg);
   out[0] = 0;
+  /* versioned structs in library memory (docs/api.md): the message and
+   * every reaction carry the library's size; the reactions are stepped by
+   * it (WHISPER_MESSAGE_REACTION()) */
+  CHECK(m == NULL || m->size == sizeof *m);
   for (size_t i = 0; m && i < m->n_reactions; i++) {
+    const whisper_reaction_t *r = WHISPER_MESSAGE_REACTION(m, i);
+    CHECK(r->size == sizeof *r && r->size >= WHISPER_REACTION_SIZE_1_0);
     size_t l = strlen(out);
-    snprintf(out + l, sizeof out - l, "%s:%s,", m->reactions[i].reactor, m->reactions[i].emoji);
+    snprintf(out + l, sizeof out - l, "%s:%s,", r->reactor, r->emoji);
   }
   whisper_page_free(pg);
   return out;

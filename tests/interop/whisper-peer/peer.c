@@ -459,6 +459,7 @@ static int parse_batch_item(const json_value *jm, size_t i, whisper_incoming_t *
   }
   in->body = it->body;
   in->body_len = it->body_len;
+  in->meta.size = sizeof in->meta;
   in->meta.conversation = in->name;
   in->meta.id = it->id;
   in->meta.id_len = it->id_len;
