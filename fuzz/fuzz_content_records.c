@@ -29,7 +29,8 @@ static fz_dev *alice;
 static uint8_t m0_hkey[40];
 
 static whisper_message_t meta(const char *id, uint64_t seq) {
-  whisper_message_t m = {.size = sizeof(whisper_message_t), .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = seq, .timestamp_ms = 1700000000000ULL + seq};
   return m;
 }

@@ -71,7 +71,8 @@ typedef struct whisper_reaction_t {
  *  `size`: check it before reading a field newer than your header's first
  *  version. Fields are only appended. */
 typedef struct whisper_message_t {
-  size_t size;               /* sizeof(whisper_message_t): the caller's (in) or the library's (out) */
+  size_t size;               /* sizeof(whisper_message_t): the caller's (in) or the
+                              * library's (out, in a page) */
   const char *conversation;  /* 1..255 bytes */
   const uint8_t *id;         /* 1..WHISPER_MESSAGE_ID_MAX bytes */
   size_t id_len;

@@ -1059,7 +1059,8 @@ static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Sto
   int rc = op_on(ctx, e, op, &changed);
   if (rc == WHISPER_OK && changed) rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
   if (rc == WHISPER_OK && changed && old) {
-    whisper_message_t m = {.size = sizeof(whisper_message_t), .conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
                            .sort_key = e->sort_key, .timestamp_ms = e->timestamp};
     rc = wh_search_remove(ctx, &m, old->data, old->len);
     if (rc == WHISPER_OK && op->kind == WH_OP_EDIT && e->body.len)

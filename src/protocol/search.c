@@ -925,8 +925,10 @@ int whisper_search(whisper_ctx *ctx, const char *query_text, const char *convers
   if (rc != WHISPER_OK) return rc;
   /* a versioned struct: the fields both sides have */
   whisper_message_t after_copy, *after = NULL;
-  if (in_after && (rc = wh_message_in(ctx, in_after, "after", &after_copy)) != WHISPER_OK) return rc;
-  if (in_after) after = &after_copy;
+  if (in_after) {
+    if ((rc = wh_message_in(ctx, in_after, "after", &after_copy)) != WHISPER_OK) return rc;
+    after = &after_copy;
+  }
   query *q = calloc(1, sizeof *q);
   if (q == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   rc = check_query(ctx, query_text, conversation, after, limit, q);

@@ -29,7 +29,8 @@ static int incoming(whisper_ctx *a, whisper_ctx *b, const char *conv, const char
   int type = 0;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)body, strlen(body), now, &type, &m))
     return 1;
-  whisper_message_t meta = {.size = sizeof(whisper_message_t), .conversation = conv, .id = (const uint8_t *)id,
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = conv, .id = (const uint8_t *)id,
                             .id_len = strlen(id), .sort_key = sort_key, .timestamp_ms = now};
   int rc = whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt);
   whisper_buf_free(m);
@@ -40,7 +41,8 @@ static int incoming(whisper_ctx *a, whisper_ctx *b, const char *conv, const char
 static int outgoing(whisper_ctx *a, const char *id, const char *body, uint64_t sort_key,
                     uint64_t now) {
   whisper_device_t to = {"bob", 1};
-  whisper_message_t m = {.size = sizeof(whisper_message_t), .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = sort_key, .timestamp_ms = now,
                          .body = (const uint8_t *)body, .body_len = strlen(body)};
   return whisper_history_add_outgoing(a, &m, &to, 1) != WHISPER_OK;

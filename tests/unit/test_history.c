@@ -47,7 +47,8 @@ static void dev_close(dev *d) {
 }
 
 static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key, const char *body) {
-  whisper_message_t m = {.size = sizeof(whisper_message_t), .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = sort_key, .timestamp_ms = NOW + sort_key,
                          .body = (const uint8_t *)body, .body_len = strlen(body)};
   return m;

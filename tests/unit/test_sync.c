@@ -336,7 +336,8 @@ static void test_group(void) {
       if (strcmp(g3->body, "g3") == 0) break;
     CHECK(g3 != NULL);
     if (g3) {
-      whisper_message_t meta = {.size = sizeof(whisper_message_t), .conversation = conv, .id = g3->id, .id_len = 16,
+      whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                                .conversation = conv, .id = g3->id, .id_len = 16,
                                 .sort_key = g3->server_seq};
       CHECK_RC(whisper_group_decrypt_store(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len,
                                            &meta, NULL), WHISPER_EDUPLICATE);
