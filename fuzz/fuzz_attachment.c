@@ -398,10 +398,9 @@ static int finish_code(int rc) {
 static void decrypt_once(const run *r0) {
   run r = *r0;
   const expect *x = r.x;
-  whisper_attachment_expect_t e;
-  memset(&e, 0, sizeof e);
+  whisper_attachment_expect_t e = WHISPER_ATTACHMENT_EXPECT_INIT;
   e.key = x->key;
-  e.size = x->size;
+  e.plaintext_size = x->size;
   e.digest = x->digest;
   e.plaintext_hash = x->has_ph ? x->ph : NULL;
   if (r.inc) {
@@ -560,7 +559,7 @@ static void run_input(const uint8_t *data, size_t size) {
     pt.n = n;
     /* the untouched blob, by the library's encryptor */
     whisper_attachment_encryptor *e = NULL;
-    whisper_attachment_result_t res;
+    whisper_attachment_result_t res = WHISPER_ATTACHMENT_RESULT_INIT;
     FZ_ASSERT(whisper_attachment_encrypt_new(&e, x.key, iv, n, sink_add, &blob) == WHISPER_OK, "encrypt_new");
     FZ_ASSERT(whisper_attachment_encrypt_update(e, pt.p, n) == WHISPER_OK, "encrypt_update");
     FZ_ASSERT(whisper_attachment_encrypt_finish(e, &res) == WHISPER_OK, "encrypt_finish");

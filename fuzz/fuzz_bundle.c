@@ -18,12 +18,13 @@ static fz_dev *carol;
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static const whisper_prekey_bundle_t zero;
-  whisper_prekey_bundle_t b, b2;
+  static const whisper_prekey_bundle_t zero = WHISPER_PREKEY_BUNDLE_INIT;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT, b2 = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *e1 = NULL, *e2 = NULL;
   if (carol == NULL) carol = fz_scenario_bundle(NULL);
 
   memset(&b, 0xA5, sizeof b);
+  b.size = sizeof b;
   int rc = whisper_bundle_decode(&b, data, size);
   FZ_ASSERT(fz_rc_in(rc, 4, WHISPER_OK, WHISPER_EINVALIDMSG, WHISPER_EINVALIDKEY,
                      WHISPER_EINVALIDSIG),
@@ -35,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FZ_ASSERT(b.has_prekey == 0 || b.has_prekey == 1, "has_prekey is %d", b.has_prekey);
   FZ_ASSERT(whisper_bundle_encode(&b, &e1) == WHISPER_OK, "bundle_encode failed");
   memset(&b2, 0x5A, sizeof b2);
+  b2.size = sizeof b2;
   rc = whisper_bundle_decode(&b2, e1->data, e1->len);
   FZ_ASSERT(rc == WHISPER_OK, "our own encoding does not decode: %d", rc);
   FZ_ASSERT(memcmp(&b, &b2, sizeof b) == 0, "decode(encode(decode(x))) != decode(x)");

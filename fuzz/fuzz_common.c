@@ -366,7 +366,7 @@ void fz_recv(fz_dev *to, const char *from, uint32_t from_dev, int type, const wh
 }
 
 void fz_connect(fz_dev *a, fz_dev *b, int with_prekey) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   int rc = whisper_bundle_make(b->ctx, &bundle, with_prekey);
   FZ_ASSERT(rc == WHISPER_OK, "bundle_make %s: %d", b->name, rc);
   rc = whisper_session_start(a->ctx, b->name, b->device_id, &bundle, FZ_NOW);
@@ -533,7 +533,7 @@ static whisper_buf *pack_bundle_pb(const Whisper__Wire__PreKeyBundle *pb) {
 fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
   fz_dev *bob = fz_dev_new("bob", 1, 0xB3), *carol = fz_dev_new("carol", 1, 0xC3);
   fz_dev *dave = fz_dev_new("dave", 1, 0xD3);
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m;
 
   /* carol knows bob already */
@@ -552,7 +552,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
 
   /* keys longer than 33 bytes (libsignal ignores the extra bytes) */
   {
-    whisper_prekey_bundle_t g;
+    whisper_prekey_bundle_t g = WHISPER_PREKEY_BUNDLE_INIT;
     uint8_t ik[40], spk[40], pk[40], sig[64];
     FZ_ASSERT(whisper_bundle_make(bob->ctx, &g, 1) == WHISPER_OK, "bundle");
     memcpy(ik, g.identity_key, 33);

@@ -29,7 +29,8 @@ static fz_dev *alice;
 static uint8_t m0_hkey[40];
 
 static whisper_message_t meta(const char *id, uint64_t seq) {
-  whisper_message_t m = {.conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = seq, .timestamp_ms = 1700000000000ULL + seq};
   return m;
 }
@@ -94,7 +95,7 @@ static void page_reads(const char *what) {
     const whisper_message_t *m = whisper_page_get(p, i);
     FZ_ASSERT(m->n_reactions <= 1024 && (m->n_reactions == 0 || m->reactions != NULL), "reactions");
     for (size_t k = 0; k < m->n_reactions; k++)
-      FZ_ASSERT(m->reactions[k].reactor && m->reactions[k].emoji && m->reactions[k].emoji[0],
+      FZ_ASSERT(WHISPER_MESSAGE_REACTION(m, k)->reactor && WHISPER_MESSAGE_REACTION(m, k)->emoji && WHISPER_MESSAGE_REACTION(m, k)->emoji[0],
                 "a reaction without its reactor or emoji");
     FZ_ASSERT(!m->deleted || m->body_len == 0, "a deleted message with a body");
   }

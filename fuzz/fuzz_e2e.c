@@ -534,7 +534,8 @@ static void world_new(void) {
       rc = WHISPER_OK;
       if (i == S_OWN_COPY) {
         whisper_device_t to[2] = {{"bob", 1}, {"bob", 2}};
-        whisper_message_t hm = {.conversation = m->to, .id = m->id, .id_len = sizeof m->id,
+        whisper_message_t hm = {.size = sizeof(whisper_message_t),
+                                .conversation = m->to, .id = m->id, .id_len = sizeof m->id,
                                 .sort_key = 77, .timestamp_ms = FZ_NOW - m->age_ms,
                                 .body = (const uint8_t *)m->body, .body_len = strlen(m->body)};
         rc = whisper_history_add_outgoing(W->c->ctx, &hm, to, 2);

@@ -543,7 +543,7 @@ static int find_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t 
 }
 
 static whisper_message_t msg_of(int t, uint64_t sort_key) {
-  whisper_message_t m = {.conversation = M[t].conv,
+  whisper_message_t m = {.size = sizeof(whisper_message_t), .conversation = M[t].conv,
                          .id = (const uint8_t *)M[t].id,
                          .id_len = strlen(M[t].id),
                          .sort_key = sort_key,
@@ -956,7 +956,8 @@ static void call_add(int t, int existing) {
 static void call_decrypt_store(int t, int existing) {
   const char *what = existing ? "decrypt_store (existing id)" : "decrypt_store (new id)";
   /* existing: a redelivery of t (same conversation, id and sort key) */
-  whisper_message_t meta = {.conversation = existing ? M[t].conv : "bob",
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = existing ? M[t].conv : "bob",
                             .id = (const uint8_t *)(existing ? M[t].id : "b3"),
                             .id_len = 2,
                             .sort_key = existing ? sort_key_of(t) : 3003,

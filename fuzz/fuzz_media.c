@@ -500,9 +500,9 @@ static char *dup_str(const char *s) {
 
 /* Takes every request the engine has for the app. */
 static int take_http(void) {
-  whisper_http_request_t r;
+  whisper_http_request_t r = WHISPER_HTTP_REQUEST_INIT;
   int n = 0;
-  while (H.c && whisper_client_take_http(H.c, &r)) {
+  while (H.c && whisper_client_take_http(H.c, &r) > 0) {
     after_call("take_http");
     check_request(&r);
     FZ_ASSERT(r.handle > H.max_handle, "handle %llu after %llu", (unsigned long long)r.handle,
@@ -686,7 +686,7 @@ static void feed_ok(whisper_buf *b) {
  * from devices on a signed list. */
 static whisper_buf *bob_devices(uint64_t id) {
   static const char ctx_str[] = "whisper-devices-v1";
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   fz_dev *bob = G.w->bob;
   FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
   Whisper__E2e__ListedDevice ld = WHISPER__E2E__LISTED_DEVICE__INIT, *ldp = &ld;
@@ -785,8 +785,8 @@ static void disconnect(void) {
   for (int i = 0; i < H.nreq; i++) H.reqs[i].fresh = 0; /* their answers are dropped */
   whisper_buf *b;
   FZ_ASSERT(!whisper_client_take_frame(H.c, &b), "a frame to take after the connection closed");
-  whisper_http_request_t r;
-  FZ_ASSERT(!whisper_client_take_http(H.c, &r), "an HTTP request to take while not logged in");
+  whisper_http_request_t r = WHISPER_HTTP_REQUEST_INIT;
+  FZ_ASSERT(whisper_client_take_http(H.c, &r) == 0, "an HTTP request to take while not logged in");
 }
 
 /* Files: the downloads hold only verified plaintext. A file is read again
@@ -1513,7 +1513,7 @@ static void download(int k, int to_file, int vo) {
 static void send_again(int same) {
   uint8_t id[16];
   static const uint8_t thumb[16] = "a small picture";
-  whisper_media_meta_t meta = {.content_type = "application/octet-stream", .file_name = "up2.bin",
+  whisper_media_meta_t meta = {.size = sizeof meta, .content_type = "application/octet-stream", .file_name = "up2.bin",
                                .thumbnail = thumb, .thumbnail_len = sizeof thumb, .width = 3,
                                .height = 4, .duration_ms = 5, .flags = WHISPER_MEDIA_VOICE_NOTE};
   int rc = whisper_client_send_file(H.c, "bob", same ? G.up : G.up2, &meta, H.now, id);
@@ -1690,7 +1690,7 @@ static whisper_buf *attachment_from_bob(att *a, size_t size, uint32_t seed, uint
   whisper_attachment_encryptor *enc = NULL;
   FZ_ASSERT(whisper_attachment_encrypt_new(&enc, key, iv, size, mem_sink, a) == WHISPER_OK, "encrypt_new");
   FZ_ASSERT(whisper_attachment_encrypt_update(enc, a->pt, size) == WHISPER_OK, "encrypt_update");
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   FZ_ASSERT(whisper_attachment_encrypt_finish(enc, &r) == WHISPER_OK, "encrypt_finish");
   whisper_attachment_encrypt_free(enc);
   FZ_ASSERT(a->blob_len == whisper_attachment_blob_size(size), "blob size");
@@ -1879,7 +1879,7 @@ static void world_new(void) {
   /* offline: the download and the upload are asked for; the file is encrypted */
   FZ_ASSERT(whisper_client_download(H.c, "bob", G.dl[0].id, 16, "bob", G.dl[0].path, H.now) == WHISPER_OK,
             "download: %s", whisper_ctx_last_error(H.d->ctx));
-  whisper_media_meta_t meta = {.content_type = "application/octet-stream", .file_name = "up.bin",
+  whisper_media_meta_t meta = {.size = sizeof meta, .content_type = "application/octet-stream", .file_name = "up.bin",
                                .caption = "a file"};
   FZ_ASSERT(whisper_client_send_file(H.c, "bob", G.up, &meta, H.now, G.up_id) == WHISPER_OK,
             "send_file: %s", whisper_ctx_last_error(H.d->ctx));

@@ -75,10 +75,9 @@ static int sink_add(void *user, const uint8_t *data, size_t len) {
 /* The pointer as the decryptor takes it, its thumbnail as the blob. */
 static void try_pointer(const Whisper__E2e__AttachmentPointer *p) {
   if (p->key.len != WHISPER_ATTACHMENT_KEY_LEN || p->digest.len != WHISPER_ATTACHMENT_DIGEST_LEN) return;
-  whisper_attachment_expect_t x;
-  memset(&x, 0, sizeof x);
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   x.key = p->key.data;
-  x.size = p->size;
+  x.plaintext_size = p->size;
   x.digest = p->digest.data;
   if (p->has_plaintext_hash && p->plaintext_hash.len == 32) x.plaintext_hash = p->plaintext_hash.data;
   if (p->incremental_mac.len) {
@@ -176,7 +175,7 @@ void fzp_gen_seeds(fz_seeds *s) {
   for (size_t i = 0; i < sizeof pt; i++) pt[i] = (uint8_t)(i * 7 ^ i >> 3);
   whisper_buf blob = {NULL, 0};
   whisper_attachment_encryptor *e = NULL;
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   FZ_ASSERT(whisper_attachment_encrypt_new(&e, key, iv, sizeof pt, sink_add, &blob) == WHISPER_OK &&
                 whisper_attachment_encrypt_update(e, pt, sizeof pt) == WHISPER_OK &&
                 whisper_attachment_encrypt_finish(e, &r) == WHISPER_OK,

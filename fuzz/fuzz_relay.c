@@ -410,7 +410,7 @@ static void check_view(void) {
 }
 
 static void check_conns(void) {
-  whisper_server_stats_t st;
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st);
   uint64_t open = 0, authed = 0;
   for (int k = 0; k < FZS_SLOTS; k++) {
@@ -476,8 +476,8 @@ static void check_out_relay(const whisper_server_output_t *o, outrec *rec) {
   int rc = whisper_server_relay(H.peer, H.last_relay, H.last_relay_len, H.now);
   FZ_ASSERT(rc == WHISPER_OK, "node 2 refused a relay of node 1: %d (%s)", rc,
             whisper_server_last_error(H.peer));
-  whisper_server_output_t po;
-  while (whisper_server_poll(H.peer, &po)) {
+  whisper_server_output_t po = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(H.peer, &po) > 0) {
     FZ_ASSERT(po.action == WHISPER_SERVER_RELAY || po.action == WHISPER_SERVER_PUSH ||
                   (po.conn == PEER_CONN && H.peer_state == 1),
               "node 2 asked for action %d on connection %llu", po.action,
@@ -492,8 +492,8 @@ static int view_has(const char *account, uint32_t device) {
 
 /* Takes and checks all output; records it in H.out. */
 static void drain(void) {
-  whisper_server_output_t o;
-  while (whisper_server_poll(H.srv, &o)) {
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(H.srv, &o) > 0) {
     outrec rec;
     memset(&rec, 0, sizeof rec);
     rec.action = o.action;
@@ -727,6 +727,7 @@ typedef struct snapshot {
 
 static void snap(snapshot *s) {
   memset(s, 0, sizeof *s);
+  s->st.size = sizeof s->st;
   whisper_server_stats(H.srv, &s->st);
   s->deadline = whisper_server_next_deadline(H.srv);
   s->hlc = H.srv->cluster.hlc;
@@ -1040,11 +1041,11 @@ static void op_login(int k, uint8_t arg) {
  * `want_id` is returned, 0: none), its relays are broadcast to node 1
  * once it is all taken. */
 static int peer_drain(uint64_t want_id) {
-  whisper_server_output_t po;
+  whisper_server_output_t po = WHISPER_SERVER_OUTPUT_INIT;
   uint8_t(*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
   size_t *lens = NULL, n = 0;
   int answer = 0;
-  while (whisper_server_poll(H.peer, &po)) {
+  while (whisper_server_poll(H.peer, &po) > 0) {
     if (po.action == WHISPER_SERVER_RELAY) {
       FZ_ASSERT(po.frame_len > 0 && po.frame_len <= WHISPER_SERVER_RELAY_MAX,
                 "node 2 made a relay of %zu bytes", po.frame_len);
@@ -1155,7 +1156,7 @@ static void start(void) {
   H.next_id = UINT64_C(1) << 62;
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
-  whisper_server_stats_t st0;
+  whisper_server_stats_t st0 = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st0);
   H.depth0 = st0.mailbox_depth;
   whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
@@ -1163,8 +1164,8 @@ static void start(void) {
   FZ_ASSERT(rc == WHISPER_OK, "server_new (node 2): %d", rc);
   whisper_server_set_rng(H.peer, fz_rng_fn, &W->rng);
   FZ_ASSERT(whisper_server_cluster(H.peer, PEER, H.now) == WHISPER_OK, "cluster (node 2)");
-  whisper_server_output_t po;
-  while (whisper_server_poll(H.peer, &po)) {
+  whisper_server_output_t po = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(H.peer, &po) > 0) {
   }
   FZ_ASSERT(whisper_server_cluster(H.srv, NODE, H.now) == WHISPER_OK, "cluster (node 1)");
   op_begin();
@@ -1201,7 +1202,7 @@ static int count_fn(void *arg, const uint8_t *key, size_t key_len, const uint8_t
 }
 
 static void end(void) {
-  whisper_server_stats_t st, pst;
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT, pst = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st);
   whisper_server_stats(H.peer, &pst);
   uint64_t n = 0;

@@ -563,7 +563,8 @@ static void setup_once(void) {
   alice = fz_dev_new("alice", 1, 71);
   FZ_ASSERT(whisper_search_prepare(alice->ctx) == WHISPER_OK, "prepare");
   for (size_t i = 0; i < NCORPUS; i++) {
-    whisper_message_t m = {.conversation = CORPUS[i].conv, .id = (const uint8_t *)CORPUS[i].id,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = CORPUS[i].conv, .id = (const uint8_t *)CORPUS[i].id,
                            .id_len = strlen(CORPUS[i].id), .sort_key = 100 + i,
                            .timestamp_ms = FZ_NOW + CORPUS[i].dt, .body = (const uint8_t *)CORPUS[i].body,
                            .body_len = strlen(CORPUS[i].body)};

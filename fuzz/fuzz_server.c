@@ -161,8 +161,8 @@ static void check_profile_answer(const Whisper__Sync__Profile *a) {
 
 /* Takes and checks all output. */
 static void drain(void) {
-  whisper_server_output_t o;
-  while (whisper_server_poll(H.srv, &o)) {
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(H.srv, &o) > 0) {
     if (o.action == WHISPER_SERVER_PUSH) {
       trace("    PUSH %s.%u depth %llu\n", o.account ? o.account : "(null)", o.device_id,
             (unsigned long long)o.mailbox_depth);
@@ -354,7 +354,7 @@ static void check_mailbox_book(const fz_dev *d, const Whisper__Server__Device *d
 }
 
 static void check_conns(void) {
-  whisper_server_stats_t st;
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st);
   FZ_ASSERT(st.connections == (uint64_t)open_slots(), "stats: %llu connections, %d open",
             (unsigned long long)st.connections, open_slots());
@@ -364,7 +364,7 @@ static void check_conns(void) {
 /* The stored counters against the stored records (scans the whole store:
  * after the start and at the end of each input). */
 static void check_books(void) {
-  whisper_server_stats_t st;
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st);
   check_conns();
   whisper_store *in = W->fs.inner;
@@ -422,7 +422,7 @@ static void batch_start(void) {
  * was handed out before it. */
 static void batch_finish(void) {
   if (!H.batch_open) return;
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   FZ_ASSERT(whisper_server_poll(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
             o.action);
   H.batch_open = 0;

@@ -80,7 +80,7 @@ static void setup_once(void) {
                 WHISPER_OK,
             "name-wide trust");
   /* carol builds a PreKey message on alice's bundle (one-time prekey included) */
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   FZ_ASSERT(whisper_bundle_make(alice->ctx, &b, 1) == WHISPER_OK && b.has_prekey, "bundle");
   prekey_id = b.prekey_id;
   FZ_ASSERT(whisper_session_start(carol->ctx, "alice", 1, &b, FZ_NOW) == WHISPER_OK, "start");
@@ -110,7 +110,7 @@ static void run_calls(void) {
   uint32_t reg = 0, dev = 0, count = 0, first = 0;
   const char *name = NULL;
   whisper_identity_info_t info = WHISPER_IDENTITY_INFO_INIT;
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   int rotated = 0, type = 0;
   whisper_buf *out = NULL;
 

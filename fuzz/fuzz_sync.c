@@ -89,7 +89,7 @@ static void prekey_pub(fz_dev *d, uint32_t id, uint8_t pub[WHISPER_PUBLIC_KEY_LE
 /* Register with `n_prekeys` new one-time prekeys of d, signed by d. */
 whisper_buf *fzs_register(fz_dev *d, uint64_t id, uint32_t n_prekeys, const uint8_t *link_code) {
   static const char ctx_str[] = "whisper-register-v1";
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   uint8_t msg[sizeof ctx_str + 64 + 5 + WHISPER_PUBLIC_KEY_LEN], sig[WHISPER_SIGNATURE_LEN];
   uint8_t pubs[16][WHISPER_PUBLIC_KEY_LEN];
   Whisper__Sync__OneTimePrekey pk[16], *pkp[16];
@@ -259,9 +259,9 @@ typedef struct drv {
 
 /* Drains the output; returns the answer to (conn, id) if there is one. */
 static fzs_frame *drv_drain(drv *v, uint64_t conn, uint64_t id) {
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   fzs_frame *answer = NULL;
-  while (whisper_server_poll(v->srv, &o)) {
+  while (whisper_server_poll(v->srv, &o) > 0) {
     if (o.action != WHISPER_SERVER_SEND) continue;
     fzs_frame *f = fzs_unpack(o.frame, o.frame_len);
     FZ_ASSERT(f != NULL, "the server sent a frame that does not parse");
@@ -393,7 +393,7 @@ static whisper_buf *send_direct(uint64_t id, const uint8_t *client_id, const cha
 static const uint8_t server_group_id[16] = "fz-server-group";
 
 static uint32_t regid_of(fz_dev *d) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle_make");
   return b.registration_id;
 }
@@ -582,6 +582,7 @@ static whisper_buf *bundles_frame(fzs_client_world *w, uint64_t id, const char *
     int wanted = n_ids == 0;
     for (size_t j = 0; j < n_ids; j++) wanted |= ids[j] == devs[i]->device_id;
     if (!wanted || devs[i] == w->alice) continue;
+    wb[nb].size = sizeof wb[nb];
     FZ_ASSERT(whisper_bundle_make(devs[i]->ctx, &wb[nb], 1) == WHISPER_OK, "bundle");
     whisper__sync__bundle__init(&b[nb]);
     whisper__sync__device_keys__init(&k[nb]);
@@ -1117,7 +1118,7 @@ static whisper_buf *upload_frame(fz_dev *d, uint64_t id, uint32_t n, int rotate)
   u.n_prekeys = n;
   u.prekeys = pkp;
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   if (rotate) {
     FZ_ASSERT(whisper_signed_prekey_generate(d->ctx, 7, FZ_NOW) == WHISPER_OK, "spk");
     FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle");
@@ -1155,7 +1156,7 @@ static whisper_buf *device_list(fz_dev *signer, const char *account, uint64_t ve
   uint8_t sig[WHISPER_SIGNATURE_LEN];
   FZ_ASSERT(n <= 8, "device_list");
   for (size_t i = 0; i < n; i++) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     FZ_ASSERT(whisper_bundle_make(keys[i]->ctx, &b, 0) == WHISPER_OK, "bundle_make");
     memcpy(pubs[i], b.identity_key, WHISPER_PUBLIC_KEY_LEN);
     whisper__e2e__listed_device__init(&ld[i]);

@@ -163,8 +163,8 @@ static struct {
 } A;
 
 static void drain(void) {
-  whisper_server_output_t o;
-  while (whisper_server_poll(SRV, &o)) {
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(SRV, &o) > 0) {
     FZ_ASSERT(o.action != WHISPER_SERVER_PUSH, "a push for a connection that never logged in");
     FZ_ASSERT(o.conn == 1 && !A.closed, "output for connection %llu (closed: %d)",
               (unsigned long long)o.conn, A.closed);
@@ -242,7 +242,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   A.answer = NULL;
   whisper_server_close(SRV, 1, FZ_NOW);
   drain();
-  whisper_server_stats_t st;
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(SRV, &st);
   FZ_ASSERT(st.connections == 0, "%llu connections after closing the only one",
             (unsigned long long)st.connections);

@@ -185,6 +185,11 @@ struct whisper_message_t;
 struct whisper_buf;
 struct whisper_device_t;
 int wh_history_incoming_check(whisper_ctx *ctx, const struct whisper_message_t *meta);
+/* A caller's versioned whisper_message_t `in` (named `what` in the
+ * sentence) into the library's `out`: its size checked (WHISPER_EINVAL),
+ * the fields both have copied. */
+int wh_message_in(whisper_ctx *ctx, const struct whisper_message_t *in, const char *what,
+                  struct whisper_message_t *out);
 int wh_history_incoming_put(whisper_ctx *ctx, const struct whisper_message_t *meta,
                             const char *sender, uint32_t device_id, const uint8_t *pt,
                             size_t pt_len);

@@ -1377,7 +1377,7 @@ static void cmd_search(chat *c, char *args) {
 
 /* Reads the flags, lets `change` set one, writes them back, and shows them. */
 static void flags_change(chat *c, const char *cmd, const char *conv, int which, uint64_t value) {
-  whisper_conversation_flags_t f;
+  whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
   int rc = whisper_client_conversation_flags(c->client, conv, &f);
   if (rc == WHISPER_OK) {
     if (which == 0) f.muted_until_ms = value;

@@ -345,7 +345,7 @@ int http_init(chat *c) {
 }
 
 void http_pump(chat *c) {
-  whisper_http_request_t q;
+  whisper_http_request_t q = WHISPER_HTTP_REQUEST_INIT;
   if (!c->http || c->http->stopping || net_context(c) == NULL) return;
   while (whisper_client_take_http(c->client, &q) == 1) start(c, &q);
 }

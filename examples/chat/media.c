@@ -190,8 +190,7 @@ static int media_options(chat *c, const char *cmd, char **args, whisper_media_me
 static void send_file(chat *c, const char *cmd, char *args, uint32_t flags) {
   char *conv = word(&args);
   char *path = word(&args);
-  whisper_media_meta_t meta;
-  memset(&meta, 0, sizeof meta);
+  whisper_media_meta_t meta = WHISPER_MEDIA_META_INIT;
   uint8_t *thumb = NULL;
   if (!conv || !path) {
     out_cmd_error(c, cmd, 0, "usage: %s <conversation> <path> [--thumb FILE] [--size WxH] "

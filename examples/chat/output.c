@@ -356,9 +356,9 @@ void jb_content(chat *c, jbuf *b, const whisper_message_t *m) {
   jb_open(b, "reactions", '[');
   for (size_t i = 0; i < m->n_reactions && m->reactions; i++) {
     jb_open(b, NULL, '{');
-    jb_str(b, "from", m->reactions[i].reactor);
-    jb_str(b, "emoji", m->reactions[i].emoji);
-    jb_u64(b, "at_ms", m->reactions[i].at_ms);
+    jb_str(b, "from", WHISPER_MESSAGE_REACTION(m, i)->reactor);
+    jb_str(b, "emoji", WHISPER_MESSAGE_REACTION(m, i)->emoji);
+    jb_u64(b, "at_ms", WHISPER_MESSAGE_REACTION(m, i)->at_ms);
     jb_close(b, '}');
   }
   jb_close(b, ']');
@@ -399,9 +399,9 @@ void hb_content_below(chat *c, jbuf *b, const whisper_message_t *m) {
     puts_(b, "\n          ");
     for (size_t i = 0; i < m->n_reactions; i++) {
       if (i) puts_(b, ", ");
-      hb_str(b, m->reactions[i].emoji);
+      hb_str(b, WHISPER_MESSAGE_REACTION(m, i)->emoji);
       puts_(b, " ");
-      hb_who(c, b, m->reactions[i].reactor);
+      hb_who(c, b, WHISPER_MESSAGE_REACTION(m, i)->reactor);
     }
   }
 }
@@ -545,7 +545,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
     jb_bytes(&b, "data", ev->body, ev->body_len);
     break;
   case WHISPER_EV_SETTINGS: { /* another device of ours changed them */
-    whisper_conversation_flags_t f;
+    whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     jb_str(&b, "conversation", ev->conversation);
     if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK) {
       jb_u64(&b, "muted_until", f.muted_until_ms);
@@ -843,7 +843,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     call_human(c, &b, ev);
     break;
   case WHISPER_EV_SETTINGS: {
-    whisper_conversation_flags_t f;
+    whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     hb_printf(&b, "  * another device of yours changed ");
     hb_str(&b, ev->conversation ? ev->conversation : "?");
     if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK)

@@ -84,13 +84,13 @@ int main(void) {
   if (device_open(&alice, "alice", 1) || device_open(&bob, "bob", 1)) return 1;
 
   printf("\n1. Bob publishes a prekey bundle; Alice fetches it and runs X3DH.\n");
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *wire_bundle = NULL;
   if (check(&bob, whisper_bundle_make(bob.ctx, &bundle, 1), "bundle")) goto out;
   if (check(&bob, whisper_bundle_encode(&bundle, &wire_bundle), "bundle encode")) goto out;
   printf("  bundle: %zu bytes, signed prekey %u, one-time prekey %u\n", wire_bundle->len,
          bundle.signed_prekey_id, bundle.prekey_id);
-  whisper_prekey_bundle_t fetched;
+  whisper_prekey_bundle_t fetched = WHISPER_PREKEY_BUNDLE_INIT;
   rc = whisper_bundle_decode(&fetched, wire_bundle->data, wire_bundle->len);
   whisper_buf_free(wire_bundle);
   if (check(&alice, rc, "bundle decode")) goto out;

@@ -82,8 +82,7 @@ static void blob_metrics(sbuf *b, const wd_tus_ctx *t) {
 
 char *wd_metrics_render(const whisper_server *srv, const wd_net_stats *ns,
                         const struct wd_tus_ctx *blobs, size_t *len) {
-  whisper_server_stats_t st;
-  memset(&st, 0, sizeof st);
+  whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(srv, &st);
 
   sbuf b = {malloc(4096), 0, 4096, 0};

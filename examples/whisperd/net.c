@@ -435,8 +435,8 @@ static void flush_out(wd_net *n) {
  * the core. Inside a batch, the end of the pass does it. */
 static void drain(wd_net *n) {
   if (n->destroying || n->batching) return;
-  whisper_server_output_t out;
-  while (whisper_server_poll(n->srv, &out)) {
+  whisper_server_output_t out = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(n->srv, &out) > 0) {
     conn *c;
     switch (out.action) {
       case WHISPER_SERVER_SEND:

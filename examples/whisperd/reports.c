@@ -87,7 +87,7 @@ static int print_one(void *user, const whisper_server_report_t *r) {
   json_cstr(out, r->conversation);
   fprintf(out, ",\"blocked\":%s,\"messages\":[", r->blocked ? "true" : "false");
   for (size_t i = 0; i < r->n_messages; i++) {
-    const whisper_server_report_message_t *m = &r->messages[i];
+    const whisper_server_report_message_t *m = WHISPER_SERVER_REPORT_MESSAGE(r, i);
     fprintf(out, "%s{\"id\":", i ? "," : "");
     hex(out, m->id, m->id_len);
     fputs(",\"sender\":", out);

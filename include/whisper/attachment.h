@@ -77,14 +77,23 @@ typedef int (*whisper_attachment_sink)(void *WHISPER_NULLABLE user, const uint8_
 
 typedef struct whisper_attachment_encryptor whisper_attachment_encryptor;
 
-/** What an encryption made, for the pointer. */
+/** What an encryption made, for the pointer. A versioned struct
+ *  (docs/api.md): the caller sets `size` (WHISPER_ATTACHMENT_RESULT_INIT);
+ *  fields are only appended. */
 typedef struct whisper_attachment_result_t {
+  size_t size; /* sizeof(whisper_attachment_result_t) as the caller was built */
   uint8_t digest[WHISPER_ATTACHMENT_DIGEST_LEN];         /* SHA-256 of the blob */
   uint8_t plaintext_hash[WHISPER_ATTACHMENT_DIGEST_LEN]; /* SHA-256 of the plaintext */
   uint64_t blob_size;
   uint32_t chunk_size;        /* of the incremental MAC */
   whisper_buf *WHISPER_NULLABLE incremental_mac; /* 32 bytes per MAC; the caller frees it */
 } whisper_attachment_result_t;
+
+/** The first released (1.0) size of whisper_attachment_result_t. */
+#define WHISPER_ATTACHMENT_RESULT_SIZE_1_0 \
+  (offsetof(whisper_attachment_result_t, incremental_mac) + sizeof(whisper_buf *))
+/** Initializer: `whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;` */
+#define WHISPER_ATTACHMENT_RESULT_INIT {.size = sizeof(whisper_attachment_result_t)}
 
 /**
  * Starts encrypting a plaintext of exactly `size` bytes under `key` (64
@@ -109,8 +118,11 @@ WHISPER_API int whisper_attachment_encrypt_update(whisper_attachment_encryptor *
                                                   const uint8_t *WHISPER_NULLABLE data, size_t len);
 
 /** After all `size` bytes: the padding, the last block and the MAC go to
- *  the sink, and `*out` gets the digests. Returns WHISPER_OK,
- *  WHISPER_EINVAL (fewer than `size` bytes were fed), the sink's value, or
+ *  the sink, and `*out` gets the digests (the fields both the library and
+ *  the caller's struct have; `size` kept, newer fields left alone).
+ *  Returns WHISPER_OK, WHISPER_EINVAL (fewer than `size` bytes were fed;
+ *  or `out->size` below WHISPER_ATTACHMENT_RESULT_SIZE_1_0: then nothing
+ *  is written and the encryptor is unchanged), the sink's value, or
  *  WHISPER_EINTERNAL. */
 WHISPER_API int whisper_attachment_encrypt_finish(whisper_attachment_encryptor *e,
                                                   whisper_attachment_result_t *out);
@@ -118,17 +130,22 @@ WHISPER_API int whisper_attachment_encrypt_finish(whisper_attachment_encryptor *
 /** Wipes and frees an encryptor. Accepts NULL. */
 WHISPER_API void whisper_attachment_encrypt_free(whisper_attachment_encryptor *WHISPER_NULLABLE e);
 
-/** Frees what a result holds (not the struct). Accepts NULL. */
+/** Frees what a result holds (not the struct) and zeroes the fields the
+ *  library knows. Accepts NULL; does nothing when `r->size` is below
+ *  WHISPER_ATTACHMENT_RESULT_SIZE_1_0. */
 WHISPER_API void whisper_attachment_result_clear(whisper_attachment_result_t *WHISPER_NULLABLE r);
 
 /* --- decrypting ----------------------------------------------------------- */
 
 typedef struct whisper_attachment_decryptor whisper_attachment_decryptor;
 
-/** What the decryptor is told, from the pointer. */
+/** What the decryptor is told, from the pointer. A versioned struct
+ *  (docs/api.md): the caller sets `size` (WHISPER_ATTACHMENT_EXPECT_INIT);
+ *  fields are only appended. */
 typedef struct whisper_attachment_expect_t {
+  size_t size;                 /* sizeof(whisper_attachment_expect_t) as the caller was built */
   const uint8_t *key;          /* WHISPER_ATTACHMENT_KEY_LEN bytes */
-  uint64_t size;               /* the plaintext's size */
+  uint64_t plaintext_size;     /* the plaintext's size */
   const uint8_t *digest;       /* SHA-256 of the blob (32 bytes) */
   const uint8_t *WHISPER_NULLABLE plaintext_hash; /* SHA-256 of the plaintext (32 bytes), or NULL */
   const uint8_t *WHISPER_NULLABLE incremental_mac; /* NULL: none (two passes) */
@@ -138,11 +155,19 @@ typedef struct whisper_attachment_expect_t {
                                 * but WHISPER_ATTACHMENT_SIZE_MAX) */
 } whisper_attachment_expect_t;
 
+/** The first released (1.0) size of whisper_attachment_expect_t. */
+#define WHISPER_ATTACHMENT_EXPECT_SIZE_1_0 \
+  (offsetof(whisper_attachment_expect_t, max_size) + sizeof(uint64_t))
+/** Initializer: `whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;` */
+#define WHISPER_ATTACHMENT_EXPECT_INIT {.size = sizeof(whisper_attachment_expect_t)}
+
 /**
  * Starts decrypting a blob. The sink gets verified plaintext only, exactly
- * `size` bytes in all when everything checks. Returns WHISPER_OK,
- * WHISPER_EINVAL (a NULL argument or a missing digest), WHISPER_ETOOBIG
- * (size above max_size), WHISPER_EINVALIDMSG (a chunk size out of range,
+ * `plaintext_size` bytes in all when everything checks. Only the fields both the
+ * library and the caller's `expect` have are read. Returns WHISPER_OK,
+ * WHISPER_EINVAL (a NULL argument, a missing digest, or `expect->size`
+ * below WHISPER_ATTACHMENT_EXPECT_SIZE_1_0), WHISPER_ETOOBIG
+ * (plaintext_size above max_size), WHISPER_EINVALIDMSG (a chunk size out of range,
  * or an incremental MAC whose length is not a whole number of MACs),
  * WHISPER_ENOMEM or WHISPER_EINTERNAL.
  */

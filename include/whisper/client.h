@@ -311,8 +311,11 @@ WHISPER_API int whisper_client_delete(whisper_client *c, const char *conversatio
 #define WHISPER_MEDIA_CAPTION_MAX 4096  /* bytes of a caption (UTF-8) */
 #define WHISPER_MEDIA_THUMBNAIL_MAX 65536 /* bytes of an inline thumbnail */
 
-/** What the app says of a file it sends; every field may be zero/NULL. */
+/** What the app says of a file it sends; every field but `size` may be
+ *  zero/NULL. A versioned struct (docs/api.md): the caller sets `size`
+ *  (WHISPER_MEDIA_META_INIT); fields are only appended. */
 typedef struct whisper_media_meta_t {
+  size_t size;               /* sizeof(whisper_media_meta_t) as the caller was built */
   const char *WHISPER_NULLABLE content_type; /* a MIME type ("image/jpeg"); NULL:
                                               * application/octet-stream */
   const char *WHISPER_NULLABLE file_name; /* shown to the recipient; no directories */
@@ -324,13 +327,20 @@ typedef struct whisper_media_meta_t {
   uint32_t flags;            /* WHISPER_MEDIA_VOICE_NOTE, WHISPER_MEDIA_VIEW_ONCE */
 } whisper_media_meta_t;
 
+/** The first released (1.0) size of whisper_media_meta_t. */
+#define WHISPER_MEDIA_META_SIZE_1_0 (offsetof(whisper_media_meta_t, flags) + sizeof(uint32_t))
+/** Initializer: `whisper_media_meta_t meta = WHISPER_MEDIA_META_INIT;` */
+#define WHISPER_MEDIA_META_INIT {.size = sizeof(whisper_media_meta_t)}
+
 /**
  * Sends the file at `path` to `conversation` (an account or a group's
  * conversation) as an attachment. The file is read, encrypted and
  * uploaded by the engine's ticks and the app's HTTP (above); the message,
  * with its id in `id_out`, is stored and sent when its blob is uploaded.
- * `meta` may be NULL (no metadata). The file must stay where it is until then. Returns WHISPER_OK,
- * WHISPER_EINVAL (a bad argument, a field too long, no media_dir),
+ * `meta` may be NULL (no metadata); only the fields both the library and
+ * the caller's `meta` have are read. The file must stay where it is until
+ * then. Returns WHISPER_OK, WHISPER_EINVAL (a bad argument, a field too
+ * long, `meta->size` below WHISPER_MEDIA_META_SIZE_1_0, no media_dir),
  * WHISPER_ENOTFOUND (no such file), WHISPER_ETOOBIG (larger than
  * media_max_size), WHISPER_EBLOCKED, WHISPER_ESTATE (not a member of the
  * group) or a store error.
@@ -425,8 +435,11 @@ WHISPER_API int whisper_client_view_once_open(whisper_client *c, const char *con
 
 /** An HTTP request for the app to make to the server's host (the one its
  *  sync connection goes to, over the same scheme: http or https). Valid
- *  until the next call on the engine. */
+ *  until the next call on the engine. A versioned struct (docs/api.md):
+ *  the caller sets `size` (WHISPER_HTTP_REQUEST_INIT); fields are only
+ *  appended. */
 typedef struct whisper_http_request_t {
+  size_t size;               /* sizeof(whisper_http_request_t) as the caller was built */
   uint64_t handle;           /* give it back to whisper_client_http_done() */
   const char *method;        /* "POST", "HEAD", "PATCH", "GET", "DELETE", "OPTIONS" */
   const char *path;          /* "/v1/blobs..." */
@@ -435,8 +448,17 @@ typedef struct whisper_http_request_t {
   size_t body_len;
 } whisper_http_request_t;
 
-/** Takes the next HTTP request to make: returns 1 and fills `*out`, or 0.
- *  Requests come only while the sync connection is logged in. */
+/** The first released (1.0) size of whisper_http_request_t. */
+#define WHISPER_HTTP_REQUEST_SIZE_1_0 (offsetof(whisper_http_request_t, body_len) + sizeof(size_t))
+/** Initializer: `whisper_http_request_t req = WHISPER_HTTP_REQUEST_INIT;` */
+#define WHISPER_HTTP_REQUEST_INIT {.size = sizeof(whisper_http_request_t)}
+
+/** Takes the next HTTP request to make: returns 1 and fills `*out` (the
+ *  fields both the library and the caller's struct have; `size` kept,
+ *  newer fields left alone), or 0 (none, or `c` or `out` NULL). Requests
+ *  come only while the sync connection is logged in. `out->size` below
+ *  WHISPER_HTTP_REQUEST_SIZE_1_0: WHISPER_EINVAL (with a sentence),
+ *  nothing taken or written; loop while it returns 1 (`> 0`). */
 WHISPER_API int whisper_client_take_http(whisper_client *c, whisper_http_request_t *out);
 
 /**
@@ -455,20 +477,35 @@ WHISPER_API int whisper_client_http_done(whisper_client *c, uint64_t handle, int
 
 #define WHISPER_MUTE_FOREVER UINT64_MAX
 
-/** A conversation's flags, the same on every device of the account. */
+/** A conversation's flags, the same on every device of the account. A
+ *  versioned struct (docs/api.md): the caller sets `size`
+ *  (WHISPER_CONVERSATION_FLAGS_INIT), to read flags as well as to set
+ *  them; fields are only appended. */
 typedef struct whisper_conversation_flags_t {
+  size_t size;             /* sizeof(whisper_conversation_flags_t) as the caller was built */
   uint64_t muted_until_ms; /* 0: not muted; else muted until then (WHISPER_MUTE_FOREVER:
                             * until unmuted); the server wakes no device for it meanwhile */
   int archived;
   int pinned;
 } whisper_conversation_flags_t;
 
-/** Reads the flags of `conversation` (all zero if none were set).
- *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
+/** The first released (1.0) size of whisper_conversation_flags_t. */
+#define WHISPER_CONVERSATION_FLAGS_SIZE_1_0 \
+  (offsetof(whisper_conversation_flags_t, pinned) + sizeof(int))
+/** Initializer: `whisper_conversation_flags_t fl = WHISPER_CONVERSATION_FLAGS_INIT;` */
+#define WHISPER_CONVERSATION_FLAGS_INIT {.size = sizeof(whisper_conversation_flags_t)}
+
+/** Reads the flags of `conversation` (all zero if none were set) into the
+ *  fields both the library and the caller's `out` have (`size` kept,
+ *  newer fields left alone). Returns WHISPER_OK, WHISPER_EINVAL (also:
+ *  `out->size` below WHISPER_CONVERSATION_FLAGS_SIZE_1_0, nothing
+ *  written) or a store error. */
 WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
                                                   whisper_conversation_flags_t *out);
 
-/** Sets the flags of `conversation`: kept in the store, sent (end to end)
+/** Sets the flags of `conversation` (only the fields both the library and
+ *  the caller's `flags` have are read; `flags->size` below
+ *  WHISPER_CONVERSATION_FLAGS_SIZE_1_0: WHISPER_EINVAL): kept in the store, sent (end to end)
  *  to this account's other devices, which raise WHISPER_EV_SETTINGS, and
  *  the mutes told to the server so that it sends no push for a muted
  *  conversation. The newest setting (by the setting device's clock) wins.

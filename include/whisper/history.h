@@ -47,17 +47,32 @@ WHISPER_NONNULL_BEGIN
 /** Past this many forwards a message is "forwarded many times". */
 #define WHISPER_FORWARDED_MANY 5
 
-/** One reactor's reaction to a message (read back in a page). */
+/** One reactor's reaction to a message (read back in a page). A versioned
+ *  struct (docs/api.md) in library memory: `size` is the library's
+ *  sizeof, the same in every element of a message's `reactions`, and the
+ *  array is stepped by it, not by the caller's sizeof: take reaction i
+ *  with WHISPER_MESSAGE_REACTION(message, i). Fields are only appended. */
 typedef struct whisper_reaction_t {
+  size_t size;               /* sizeof(whisper_reaction_t) of the library */
   const char *reactor;       /* the account that reacted */
   const char *emoji;         /* one emoji (UTF-8) */
   uint64_t at_ms;            /* the reactor's clock */
 } whisper_reaction_t;
 
+/** The first released (1.0) size of whisper_reaction_t. */
+#define WHISPER_REACTION_SIZE_1_0 (offsetof(whisper_reaction_t, at_ms) + sizeof(uint64_t))
+
 /** A message, as the caller describes one (all pointers borrowed) or as
  *  the library returns one from a page (pointers valid until the page is
- *  freed). */
+ *  freed). A versioned struct (docs/api.md): a caller describing a
+ *  message sets `size` (WHISPER_MESSAGE_INIT) and the library reads only
+ *  the fields both have (a size below WHISPER_MESSAGE_SIZE_1_0:
+ *  WHISPER_EINVAL); a message read back from a page has the library's
+ *  `size`: check it before reading a field newer than your header's first
+ *  version. Fields are only appended. */
 typedef struct whisper_message_t {
+  size_t size;               /* sizeof(whisper_message_t): the caller's (in) or the
+                              * library's (out, in a page) */
   const char *conversation;  /* 1..255 bytes */
   const uint8_t *id;         /* 1..WHISPER_MESSAGE_ID_MAX bytes */
   size_t id_len;
@@ -82,14 +97,28 @@ typedef struct whisper_message_t {
   const char *WHISPER_NULLABLE quote_excerpt; /* a short excerpt of it, as the replier saw it
                                                * (NULL: not a reply) */
   const whisper_reaction_t *WHISPER_NULLABLE reactions; /* one per reactor, oldest first
-                                                         * (NULL when none) */
+                                                         * (NULL when none); step by
+                                                         * reactions[0].size
+                                                         * (WHISPER_MESSAGE_REACTION()) */
   size_t n_reactions;
 } whisper_message_t;
+
+/** The first released (1.0) size of whisper_message_t. */
+#define WHISPER_MESSAGE_SIZE_1_0 (offsetof(whisper_message_t, n_reactions) + sizeof(size_t))
+/** Initializer: `whisper_message_t m = WHISPER_MESSAGE_INIT;` */
+#define WHISPER_MESSAGE_INIT {.size = sizeof(whisper_message_t)}
+/** Reaction `i` (< n_reactions) of a const whisper_message_t *, stepped by
+ *  the library's element size. */
+#define WHISPER_MESSAGE_REACTION(message, i)                                     \
+  ((const whisper_reaction_t *)((const unsigned char *)(message)->reactions + \
+                                (i) * (message)->reactions[0].size))
 
 /**
  * Records an outgoing message (sender NULL) for the given recipient
  * devices, each PENDING, and puts it in the outbox, in one transaction.
- * `sort_key` orders it until the server's sequence is known. Returns
+ * `sort_key` orders it until the server's sequence is known. `m->size`
+ * must be set (WHISPER_MESSAGE_INIT; below WHISPER_MESSAGE_SIZE_1_0:
+ * WHISPER_EINVAL); only the fields both sides have are read. Returns
  * WHISPER_OK, WHISPER_EINVAL, WHISPER_EDUPLICATE (an outgoing message
  * with that id exists in the conversation), or a store error.
  */
@@ -106,7 +135,8 @@ WHISPER_API int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_mes
  * refused with WHISPER_EDUPLICATE before anything is decrypted, also after
  * a restart; a replayed ciphertext is refused by the session anyway.
  * Otherwise the codes of whisper_session_decrypt(); on any failure nothing
- * changes. `plaintext_out` may be NULL.
+ * changes. `plaintext_out` may be NULL. `meta->size` must be set
+ * (WHISPER_MESSAGE_INIT; below WHISPER_MESSAGE_SIZE_1_0: WHISPER_EINVAL).
  */
 WHISPER_API int whisper_session_decrypt_store(
     whisper_ctx *ctx, const char *name, uint32_t device_id, int type, const uint8_t *body,
@@ -122,7 +152,8 @@ WHISPER_API int whisper_session_decrypt_store(
  * that conversation with the same sort key and id is refused with
  * WHISPER_EDUPLICATE before anything is decrypted. Otherwise the codes of
  * whisper_group_decrypt(); on any failure nothing changes. `plaintext_out`
- * may be NULL.
+ * may be NULL. `meta->size` must be set (WHISPER_MESSAGE_INIT; below
+ * WHISPER_MESSAGE_SIZE_1_0: WHISPER_EINVAL).
  */
 WHISPER_API int whisper_group_decrypt_store(
     whisper_ctx *ctx, const char *sender, uint32_t device_id, const uint8_t *body, size_t body_len,
@@ -130,7 +161,13 @@ WHISPER_API int whisper_group_decrypt_store(
 
 /** One message of a batch for whisper_session_decrypt_batch(). A versioned
  *  struct (docs/api.md): start every element with WHISPER_INCOMING_INIT (or
- *  set `size` to sizeof(whisper_incoming_t)); fields are only appended. */
+ *  set `size` to sizeof(whisper_incoming_t) and `meta.size` to
+ *  sizeof(whisper_message_t)); fields are only appended.
+ *  It ends with its whisper_message_t, itself versioned: a later, bigger
+ *  `meta` only makes the element bigger (the fields before it keep their
+ *  places), and the library reads the part of `meta` it knows, by
+ *  `meta.size`. A field added to whisper_incoming_t itself would go after
+ *  `meta`, at offsetof(meta) + meta.size. */
 typedef struct whisper_incoming_t {
   size_t size; /* sizeof(whisper_incoming_t) as the caller was built: the same in every element */
   const char *name;
@@ -138,16 +175,17 @@ typedef struct whisper_incoming_t {
   int type;
   const uint8_t *body;
   size_t body_len;
-  whisper_message_t meta;
   int result;                /* out: WHISPER_OK or why this one failed */
   whisper_buf *WHISPER_NULLABLE plaintext; /* out: on success, for the caller to free */
+  whisper_message_t meta;    /* last: see above */
 } whisper_incoming_t;
 
 /** The first released (1.0) size of whisper_incoming_t: the smallest the
  *  library accepts. */
-#define WHISPER_INCOMING_SIZE_1_0 (offsetof(whisper_incoming_t, plaintext) + sizeof(whisper_buf *))
+#define WHISPER_INCOMING_SIZE_1_0 (offsetof(whisper_incoming_t, meta) + WHISPER_MESSAGE_SIZE_1_0)
 /** Initializer: `whisper_incoming_t in = WHISPER_INCOMING_INIT;` */
-#define WHISPER_INCOMING_INIT {.size = sizeof(whisper_incoming_t)}
+#define WHISPER_INCOMING_INIT \
+  {.size = sizeof(whisper_incoming_t), .meta = {.size = sizeof(whisper_message_t)}}
 
 /**
  * whisper_session_decrypt_store() for `n` messages in one transaction (one
@@ -156,8 +194,9 @@ typedef struct whisper_incoming_t {
  * msgs[0].size (a caller built with a later, bigger whisper_incoming_t
  * works; the library reads and writes only the fields it knows); every
  * element must carry the same `size`, at least WHISPER_INCOMING_SIZE_1_0,
- * else WHISPER_EINVAL and nothing is read past the first element's size
- * nor changed. Returns WHISPER_OK when the batch committed (see each
+ * and the same `meta.size`, at least WHISPER_MESSAGE_SIZE_1_0 and within
+ * the element, else WHISPER_EINVAL and nothing is read past the first
+ * element's size nor changed. Returns WHISPER_OK when the batch committed (see each
  * result), WHISPER_EINVAL, or a store error for the whole batch (then
  * nothing changed).
  */

@@ -84,7 +84,9 @@ WHISPER_NONNULL_BEGIN
  * whisper_page_free()); WHISPER_EINVAL (NULL query or out, a query that
  * is empty, not UTF-8, longer than WHISPER_SEARCH_QUERY_MAX, with no word
  * or more than WHISPER_SEARCH_WORDS_MAX of them, a limit of 0 or over
- * WHISPER_SEARCH_LIMIT_MAX, a bad conversation name or `after`, a store
+ * WHISPER_SEARCH_LIMIT_MAX, a bad conversation name or `after` (also: its
+ * `size` below WHISPER_MESSAGE_SIZE_1_0; a message of a page has the
+ * library's), a store
  * without scan()); WHISPER_ECORRUPT (a stored history entry or index row
  * cannot be read: whisper_search_rebuild() remakes the index); or a store
  * error (WHISPER_ESTORE, WHISPER_EBUSY, WHISPER_ENOMEM). On failure *out

@@ -302,8 +302,11 @@ typedef enum whisper_server_action {
                                pass it to whisper_server_relay() */
 } whisper_server_action;
 
-/** One piece of output; valid until the next call on the server. */
+/** One piece of output; valid until the next call on the server. A
+ *  versioned struct (docs/api.md): the caller sets `size`
+ *  (WHISPER_SERVER_OUTPUT_INIT); fields are only appended. */
 typedef struct whisper_server_output_t {
+  size_t size; /* sizeof(whisper_server_output_t) as the caller was built */
   int action;
   uint64_t conn;
   const uint8_t *WHISPER_NULLABLE frame; /* SEND, RELAY (NULL otherwise) */
@@ -313,9 +316,21 @@ typedef struct whisper_server_output_t {
   uint64_t mailbox_depth;
 } whisper_server_output_t;
 
+/** The first released (1.0) size of whisper_server_output_t. */
+#define WHISPER_SERVER_OUTPUT_SIZE_1_0 \
+  (offsetof(whisper_server_output_t, mailbox_depth) + sizeof(uint64_t))
+/** Initializer: `whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;` */
+#define WHISPER_SERVER_OUTPUT_INIT {.size = sizeof(whisper_server_output_t)}
+
 /**
  * Takes the next piece of output, in order. Returns 1 when `out` was
- * filled, 0 when there is nothing to do.
+ * filled, 0 when there is nothing to do (or `srv` or `out` is NULL), or
+ * WHISPER_EINVAL when `out->size` is below WHISPER_SERVER_OUTPUT_SIZE_1_0
+ * (initialize it with WHISPER_SERVER_OUTPUT_INIT): nothing is taken or
+ * written, and whisper_server_last_error() says why. The library writes
+ * only the fields both it and the caller's struct have (`size` kept,
+ * newer fields left alone). Loop while it returns 1 (`> 0`), not while it
+ * is nonzero.
  */
 WHISPER_SERVER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
 
@@ -383,8 +398,10 @@ WHISPER_SERVER_API void whisper_server_cluster_resync(whisper_server *srv, uint6
  */
 WHISPER_SERVER_API void whisper_server_cluster_leave(whisper_server *srv, uint64_t now_ms);
 
-/** Counters for metrics. */
+/** Counters for metrics. A versioned struct (docs/api.md): the caller
+ *  sets `size` (WHISPER_SERVER_STATS_INIT); fields are only appended. */
 typedef struct whisper_server_stats_t {
+  size_t size;                 /* sizeof(whisper_server_stats_t) as the caller was built */
   uint64_t connections;        /* open now */
   uint64_t authenticated;      /* open and logged in */
   uint64_t frames_in;          /* total */
@@ -402,8 +419,18 @@ typedef struct whisper_server_stats_t {
   uint64_t latency_sum_ms;
 } whisper_server_stats_t;
 
-/** Fills `out` with the server's counters. */
-WHISPER_SERVER_API void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out);
+/** The first released (1.0) size of whisper_server_stats_t. */
+#define WHISPER_SERVER_STATS_SIZE_1_0 \
+  (offsetof(whisper_server_stats_t, latency_sum_ms) + sizeof(uint64_t))
+/** Initializer: `whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;` */
+#define WHISPER_SERVER_STATS_INIT {.size = sizeof(whisper_server_stats_t)}
+
+/** Fills `out` with the server's counters: the fields both the library
+ *  and the caller's struct have (`size` kept, newer fields left alone).
+ *  Returns WHISPER_OK, or WHISPER_EINVAL when `out` is NULL or its `size`
+ *  is below WHISPER_SERVER_STATS_SIZE_1_0 (nothing written), or when
+ *  `srv` is NULL (the counters written as zero). */
+WHISPER_SERVER_API int whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out);
 
 /** The 12 upper bounds (ms) of the latency histogram buckets. */
 WHISPER_SERVER_API const uint64_t *whisper_server_latency_bounds(void);
@@ -417,8 +444,15 @@ WHISPER_SERVER_API const uint64_t *whisper_server_latency_bounds(void);
  * they came, for moderators. A report is the reporter's word: nothing
  * proves that the messages were sent as it says. */
 
-/** One message of a report; its pointers live as long as the report's. */
+/** One message of a report; its pointers live as long as the report's.
+ *  A versioned struct (docs/api.md) in library memory: `size` is the
+ *  library's sizeof, the same in every element, and the array is stepped
+ *  by it, not by the caller's sizeof: take message i with
+ *  WHISPER_SERVER_REPORT_MESSAGE(report, i). Fields are only appended;
+ *  one newer than WHISPER_SERVER_REPORT_MESSAGE_SIZE_1_0 is there only
+ *  when `size` covers it. */
 typedef struct whisper_server_report_message_t {
+  size_t size;           /* sizeof(whisper_server_report_message_t) of the library */
   const uint8_t *id;     /* its client id */
   size_t id_len;
   const char *sender;    /* the account that sent it */
@@ -429,6 +463,15 @@ typedef struct whisper_server_report_message_t {
   int truncated;         /* 1: the text was longer */
   int deleted;           /* 1: it was deleted for everyone (no text) */
 } whisper_server_report_message_t;
+
+/** The first released (1.0) size of whisper_server_report_message_t. */
+#define WHISPER_SERVER_REPORT_MESSAGE_SIZE_1_0 \
+  (offsetof(whisper_server_report_message_t, deleted) + sizeof(int))
+/** Message `i` (< n_messages) of a whisper_server_report_t *, stepped by
+ *  the library's element size. */
+#define WHISPER_SERVER_REPORT_MESSAGE(report, i)                                     \
+  ((const whisper_server_report_message_t *)((const unsigned char *)(report)->messages + \
+                                             (i) * (report)->messages[0].size))
 
 #define WHISPER_SERVER_REPORT_VERSION 1
 
@@ -443,7 +486,10 @@ typedef struct whisper_server_report_t {
   const char *conversation; /* an account, or "#" and a group id in hex */
   int blocked;           /* 1: the reporter blocked the account as well */
   const whisper_server_report_message_t *WHISPER_NULLABLE messages; /* oldest first (NULL
-                                                                     * when none) */
+                                                                     * when none); step
+                                                                     * by messages[0].size
+                                                                     * (WHISPER_SERVER_
+                                                                     * REPORT_MESSAGE()) */
   size_t n_messages;
 } whisper_server_report_t;
 

@@ -157,8 +157,12 @@ WHISPER_API int whisper_signed_prekey_import(
  *  WHISPER_EINVALIDKEY, WHISPER_ESTATE or a store error. */
 WHISPER_API int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t *key);
 
-/** What a device publishes so that others can start sessions with it. */
+/** What a device publishes so that others can start sessions with it. A
+ *  versioned struct (docs/api.md): the caller sets `size`
+ *  (WHISPER_PREKEY_BUNDLE_INIT), for a bundle it fills in as well as one
+ *  it gives; fields are only appended (the post-quantum prekey will be). */
 typedef struct whisper_prekey_bundle_t {
+  size_t size; /* sizeof(whisper_prekey_bundle_t) as the caller was built */
   uint32_t registration_id;
   uint32_t device_id;
   int has_prekey; /* 1 if prekey_id/prekey are set */
@@ -170,31 +174,50 @@ typedef struct whisper_prekey_bundle_t {
   uint8_t identity_key[WHISPER_PUBLIC_KEY_LEN];
 } whisper_prekey_bundle_t;
 
+/** The first released (1.0) size of whisper_prekey_bundle_t: the smallest
+ *  the library accepts. */
+#define WHISPER_PREKEY_BUNDLE_SIZE_1_0 \
+  (offsetof(whisper_prekey_bundle_t, identity_key) + WHISPER_PUBLIC_KEY_LEN)
+/** Initializer: `whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;` */
+#define WHISPER_PREKEY_BUNDLE_INIT {.size = sizeof(whisper_prekey_bundle_t)}
+
 /**
  * Fills `out` with this device's bundle: the newest signed prekey and,
- * if `with_prekey`, a newly made one-time prekey. Returns WHISPER_OK,
- * WHISPER_ESTATE (no identity) or an error; on an error `out` is zeroed.
+ * if `with_prekey`, a newly made one-time prekey. `out->size` must be set
+ * (WHISPER_PREKEY_BUNDLE_INIT): a size smaller than
+ * WHISPER_PREKEY_BUNDLE_SIZE_1_0 is refused with WHISPER_EINVAL, changing
+ * nothing; the library writes only the fields both it and the caller's
+ * struct have (`size` kept, newer fields left alone). Returns WHISPER_OK,
+ * WHISPER_EINVAL, WHISPER_ESTATE (no identity) or an error; on an error
+ * other than WHISPER_EINVAL the fields it knows are zeroed.
  */
 WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
                                     int with_prekey);
 
 /** Serializes a bundle (libwhisper's own protobuf form) for transport.
+ *  Only the fields both the library and the caller's struct have are read
+ *  (its `size` below WHISPER_PREKEY_BUNDLE_SIZE_1_0: WHISPER_EINVAL).
  *  Returns WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
 WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle,
                                       whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
 
-/** Parses a serialized bundle from untrusted bytes into `out`. Keys longer
+/** Parses a serialized bundle from untrusted bytes into `out`, whose
+ *  `size` the caller sets (WHISPER_PREKEY_BUNDLE_INIT; the library writes
+ *  only the fields both it and the caller's struct have). Keys longer
  *  than 33 bytes keep their first 33, as libsignal reads them. Returns
- *  WHISPER_OK, WHISPER_EINVAL (NULL), WHISPER_EINVALIDMSG (malformed or a
- *  field missing), WHISPER_EINVALIDKEY (a malformed key) or
- *  WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on failure
- *  `out` is zeroed. The signature itself is checked by
- *  whisper_session_start(). */
+ *  WHISPER_OK, WHISPER_EINVAL (NULL, or `out->size` below
+ *  WHISPER_PREKEY_BUNDLE_SIZE_1_0: `out` unchanged), WHISPER_EINVALIDMSG
+ *  (malformed or a field missing), WHISPER_EINVALIDKEY (a malformed key)
+ *  or WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on those
+ *  failures the fields it knows are zeroed. The signature itself is
+ *  checked by whisper_session_start(). */
 WHISPER_API int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len);
 
 /**
  * Starts an outgoing session with (name, device_id) from its bundle (X3DH,
  * initiator). A current session with that address is archived, not lost.
+ * The bundle's `size` below WHISPER_PREKEY_BUNDLE_SIZE_1_0 is refused
+ * (WHISPER_EINVAL); only the fields both sides have are read.
  * Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_EINVALIDKEY (a malformed key
  * in the bundle), WHISPER_EINVALIDSIG (the signed prekey's signature does
  * not verify), WHISPER_EUNTRUSTED, WHISPER_ESTATE (no local identity), or a

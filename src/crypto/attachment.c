@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
+#include "versioned.h"
 #include "whisper/attachment.h"
 
 #define PIECE (64 * 1024) /* bytes through the cipher at a time */
@@ -216,11 +217,23 @@ int whisper_attachment_encrypt_update(whisper_attachment_encryptor *e, const uin
   return rc;
 }
 
+static int finish(whisper_attachment_encryptor *e, whisper_attachment_result_t *out);
+
 int whisper_attachment_encrypt_finish(whisper_attachment_encryptor *e,
-                                      whisper_attachment_result_t *out) {
+                                      whisper_attachment_result_t *caller) {
+  if (caller == NULL || caller->size < WHISPER_ATTACHMENT_RESULT_SIZE_1_0) return WHISPER_EINVAL;
+  /* filled here, then the fields both sides have copied out */
+  whisper_attachment_result_t result;
+  memset(&result, 0, sizeof result);
+  result.size = sizeof result;
+  int rc = finish(e, &result);
+  wh_versioned_out(caller, &result, sizeof result);
+  return rc;
+}
+
+static int finish(whisper_attachment_encryptor *e, whisper_attachment_result_t *out) {
   static const uint8_t zeros[PIECE];
-  if (out) memset(out, 0, sizeof *out);
-  if (e == NULL || out == NULL || e->broken || e->fed != e->size) return WHISPER_EINVAL;
+  if (e == NULL || e->broken || e->fed != e->size) return WHISPER_EINVAL;
   e->broken = 1; /* finished: nothing more goes in */
   uint64_t pad = whisper_attachment_padded_size(e->size) - e->size;
   int rc = enc_start(e), outl = 0;
@@ -264,9 +277,11 @@ void whisper_attachment_encrypt_free(whisper_attachment_encryptor *e) {
 }
 
 void whisper_attachment_result_clear(whisper_attachment_result_t *r) {
-  if (r == NULL) return;
+  if (r == NULL || r->size < WHISPER_ATTACHMENT_RESULT_SIZE_1_0) return;
   whisper_buf_free(r->incremental_mac);
-  memset(r, 0, sizeof *r);
+  whisper_attachment_result_t zero;
+  memset(&zero, 0, sizeof zero);
+  wh_versioned_out(r, &zero, sizeof zero); /* size and newer fields kept */
 }
 
 /* --- decrypting -------------------------------------------------------------------- */
@@ -424,15 +439,18 @@ static int dec_check_mac(void *arg, const uint8_t mac[MAC_LEN]) {
 }
 
 int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
-                                   const whisper_attachment_expect_t *x,
+                                   const whisper_attachment_expect_t *in,
                                    whisper_attachment_sink sink, void *user) {
   if (out) *out = NULL;
-  if (out == NULL || x == NULL || x->key == NULL || x->digest == NULL || sink == NULL ||
+  if (in == NULL || in->size < WHISPER_ATTACHMENT_EXPECT_SIZE_1_0) return WHISPER_EINVAL;
+  whisper_attachment_expect_t expect, *x = &expect; /* the fields both sides have */
+  wh_versioned_in(&expect, sizeof expect, in);
+  if (out == NULL || x->key == NULL || x->digest == NULL || sink == NULL ||
       (x->incremental_mac == NULL && x->incremental_mac_len))
     return WHISPER_EINVAL;
   uint64_t max = x->max_size && x->max_size < WHISPER_ATTACHMENT_SIZE_MAX ? x->max_size
                                                                          : WHISPER_ATTACHMENT_SIZE_MAX;
-  if (x->size > max) return WHISPER_ETOOBIG;
+  if (x->plaintext_size > max) return WHISPER_ETOOBIG;
   if (x->incremental_mac &&
       (x->chunk_size < CHUNK_MIN || x->chunk_size > WHISPER_ATTACHMENT_CHUNK_MAX ||
        x->incremental_mac_len == 0 || x->incremental_mac_len % MAC_LEN))
@@ -440,9 +458,9 @@ int whisper_attachment_decrypt_new(whisper_attachment_decryptor **out,
   if (wh_crypto_init() != 0) return WHISPER_EINTERNAL;
   whisper_attachment_decryptor *d = calloc(1, sizeof *d);
   if (d == NULL) return WHISPER_ENOMEM;
-  d->size = x->size;
-  d->padded = whisper_attachment_padded_size(x->size);
-  d->blob_size = whisper_attachment_blob_size(x->size);
+  d->size = x->plaintext_size;
+  d->padded = whisper_attachment_padded_size(x->plaintext_size);
+  d->blob_size = whisper_attachment_blob_size(x->plaintext_size);
   d->sink = sink;
   d->user = user;
   memcpy(d->key, x->key, sizeof d->key);

@@ -3,12 +3,15 @@
 
 #include "internal.h"
 #include "protocol/pb.h"
+#include "versioned.h"
 #include "wire.pb-c.h"
 
-int whisper_bundle_encode(const whisper_prekey_bundle_t *b, whisper_buf **out) {
+int whisper_bundle_encode(const whisper_prekey_bundle_t *in, whisper_buf **out) {
   if (out == NULL) return WHISPER_EINVAL;
   *out = NULL;
-  if (b == NULL) return WHISPER_EINVAL;
+  if (in == NULL || in->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0) return WHISPER_EINVAL;
+  whisper_prekey_bundle_t bundle, *b = &bundle; /* the fields both sides have */
+  wh_versioned_in(&bundle, sizeof bundle, in);
   Whisper__Wire__PreKeyBundle pb = WHISPER__WIRE__PRE_KEY_BUNDLE__INIT;
   pb.has_registration_id = pb.has_device_id = pb.has_signed_prekey_id = 1;
   pb.has_signed_prekey = pb.has_signed_prekey_signature = pb.has_identity_key = 1;
@@ -35,11 +38,17 @@ static int take_key(uint8_t out[WH_PUB_LEN], const ProtobufCBinaryData *k) {
   return WHISPER_OK;
 }
 
-int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len) {
-  if (out == NULL || (data == NULL && len)) return WHISPER_EINVAL;
+int whisper_bundle_decode(whisper_prekey_bundle_t *caller, const uint8_t *data, size_t len) {
+  if (caller == NULL || (data == NULL && len) || caller->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
+    return WHISPER_EINVAL;
+  /* filled here, then the fields both sides have copied out */
+  whisper_prekey_bundle_t bundle, *out = &bundle;
   memset(out, 0, sizeof *out);
   Whisper__Wire__PreKeyBundle *pb = whisper__wire__pre_key_bundle__unpack(&wh_pb_alloc, len, data);
-  if (pb == NULL) return WHISPER_EINVALIDMSG;
+  if (pb == NULL) {
+    wh_versioned_out(caller, out, sizeof *out);
+    return WHISPER_EINVALIDMSG;
+  }
   int rc = WHISPER_OK;
   if (!pb->has_registration_id || !pb->has_device_id || !pb->has_signed_prekey_id ||
       !pb->has_signed_prekey || !pb->has_signed_prekey_signature || !pb->has_identity_key ||
@@ -60,5 +69,6 @@ int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, siz
     memset(out, 0, sizeof *out);
   }
   whisper__wire__pre_key_bundle__free_unpacked(pb, &wh_pb_alloc);
+  wh_versioned_out(caller, out, sizeof *out);
   return rc;
 }

@@ -554,14 +554,16 @@ int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_
 
 int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                 const uint8_t *body, size_t body_len,
-                                const whisper_message_t *meta, whisper_buf **plaintext_out) {
+                                const whisper_message_t *in_meta, whisper_buf **plaintext_out) {
   wh_addr probe;
   whisper_buf *pt = NULL;
+  whisper_message_t meta_copy, *meta = &meta_copy; /* the fields both sides have */
   int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (plaintext_out) *plaintext_out = NULL;
-  if (meta == NULL || (body == NULL && body_len))
+  if (in_meta == NULL || (body == NULL && body_len))
     return wh_fail(ctx, WHISPER_EINVAL, "NULL argument");
+  if ((rc = wh_message_in(ctx, in_meta, "meta", &meta_copy)) != WHISPER_OK) return rc;
   if ((rc = wh_addr_make(ctx, &probe, sender, device_id)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
   rc = wh_history_incoming_check(ctx, meta);

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "protocol/pb.h"
+#include "versioned.h"
 #include "storage.pb-c.h"
 #include "whisper/history.h"
 
@@ -281,9 +282,24 @@ static void entry_extra(Whisper__Store__HistoryEntry *e, Whisper__Store__QuoteRe
                         const wh_entry_extra *x);
 static int extra_check(whisper_ctx *ctx, const wh_entry_extra *x);
 
-int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *m,
+int wh_message_in(whisper_ctx *ctx, const whisper_message_t *in, const char *what,
+                  whisper_message_t *out) {
+  if (in == NULL) return wh_fail(ctx, WHISPER_EINVAL, "%s is NULL", what);
+  if (in->size < WHISPER_MESSAGE_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "%s->size is %zu, smaller than any whisper_message_t (%zu): initialize it "
+                   "with WHISPER_MESSAGE_INIT",
+                   what, in->size, (size_t)WHISPER_MESSAGE_SIZE_1_0);
+  wh_versioned_in(out, sizeof *out, in);
+  return WHISPER_OK;
+}
+
+int whisper_history_add_outgoing(whisper_ctx *ctx, const whisper_message_t *in,
                                  const whisper_device_t *recipients, size_t n) {
-  return wh_history_outgoing_put(ctx, m, recipients, n, NULL);
+  whisper_message_t m;
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_message_in(ctx, in, "m", &m);
+  return rc == WHISPER_OK ? wh_history_outgoing_put(ctx, &m, recipients, n, NULL) : rc;
 }
 
 int wh_history_outgoing_put(whisper_ctx *ctx, const whisper_message_t *m,
@@ -448,9 +464,10 @@ int whisper_session_decrypt_store(whisper_ctx *ctx, const char *name, uint32_t d
   in.body = body;
   in.body_len = body_len;
   if (plaintext_out) *plaintext_out = NULL;
-  if (meta == NULL) return ctx ? wh_fail(ctx, WHISPER_EINVAL, "meta is NULL") : WHISPER_EINVAL;
-  in.meta = *meta;
-  int rc = whisper_session_decrypt_batch(ctx, &in, 1);
+  if (ctx == NULL) return WHISPER_EINVAL;
+  int rc = wh_message_in(ctx, meta, "meta", &in.meta); /* the fields both sides have */
+  if (rc != WHISPER_OK) return rc;
+  rc = whisper_session_decrypt_batch(ctx, &in, 1);
   if (rc == WHISPER_OK) rc = in.result;
   if (rc != WHISPER_OK) return rc;
   if (plaintext_out) *plaintext_out = in.plaintext;
@@ -479,6 +496,20 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
                      "msgs[%zu].size is %zu, not msgs[0].size (%zu): every element of the "
                      "array must have the same size",
                      i, IN_AT(i)->size, esz);
+  /* each element ends with its versioned whisper_message_t: the same size
+   * in every element, within it */
+  size_t msz = n ? IN_AT(0)->meta.size : sizeof msgs->meta;
+  if (msz < WHISPER_MESSAGE_SIZE_1_0 || msz > esz - offsetof(whisper_incoming_t, meta))
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "msgs[0].meta.size is %zu, not a whisper_message_t's (at least %zu) within "
+                   "msgs[0].size: initialize each element with WHISPER_INCOMING_INIT",
+                   msz, (size_t)WHISPER_MESSAGE_SIZE_1_0);
+  for (size_t i = 1; i < n; i++)
+    if (IN_AT(i)->meta.size != msz)
+      return wh_fail(ctx, WHISPER_EINVAL,
+                     "msgs[%zu].meta.size is %zu, not msgs[0].meta.size (%zu): every element "
+                     "of the array must have the same sizes",
+                     i, IN_AT(i)->meta.size, msz);
   for (size_t i = 0; i < n; i++) IN_AT(i)->result = WHISPER_EINTERNAL, IN_AT(i)->plaintext = NULL;
   if ((rc = wh_local_identity(ctx)) != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
@@ -486,14 +517,16 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
   char last[256] = "";
   for (size_t i = 0; i < n && rc == WHISPER_OK; i++) {
     whisper_incoming_t *m = IN_AT(i);
+    whisper_message_t meta; /* the fields both sides have */
+    wh_versioned_in(&meta, sizeof meta, &m->meta);
     wh_addr a;
-    int r = check_message(ctx, &m->meta);
+    int r = check_message(ctx, &meta);
     if (r == WHISPER_OK)
       r = wh_session_decrypt_check(ctx, &a, m->name, m->device_id, m->type, m->body, m->body_len,
                                    &m->plaintext);
     if (r == WHISPER_OK)
       r = decrypt_store_in_txn(ctx, &a, m->name, m->device_id, m->type, m->body, m->body_len,
-                               &m->meta, &m->plaintext);
+                               &meta, &m->plaintext);
     m->result = r;
     if (r != WHISPER_OK) snprintf(last, sizeof last, "%s", ctx->last_error);
     if (is_store_failure(r)) rc = r;
@@ -530,7 +563,7 @@ static int entry_find(whisper_ctx *ctx, const char *conv, const uint8_t *id, siz
 }
 
 static int check_ref(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len) {
-  whisper_message_t m = {.conversation = conv, .id = id, .id_len = id_len};
+  whisper_message_t m = {.size = sizeof m, .conversation = conv, .id = id, .id_len = id_len};
   int rc = need_scan(ctx);
   return rc == WHISPER_OK ? check_message(ctx, &m) : rc;
 }
@@ -688,10 +721,11 @@ static int page_add(collect *c, const uint8_t *value, size_t len) {
   nr = 0;
   for (size_t i = 0; i < e->n_reactions; i++) /* a removed one is kept, not shown */
     if (e->reactions[i]->emoji[0])
-      rs[nr++] = (whisper_reaction_t){e->reactions[i]->reactor, e->reactions[i]->emoji,
-                                      e->reactions[i]->at};
+      rs[nr++] = (whisper_reaction_t){sizeof *rs, e->reactions[i]->reactor,
+                                      e->reactions[i]->emoji, e->reactions[i]->at};
   whisper_message_t *m = &p->msgs[p->n];
   memset(m, 0, sizeof *m);
+  m->size = sizeof *m; /* the library's: the caller checks it before newer fields */
   m->conversation = e->conversation;
   m->id = e->id.data;
   m->id_len = e->id.len;
@@ -1025,7 +1059,8 @@ static int apply_to(whisper_ctx *ctx, const uint8_t hkey[HKEY_LEN], Whisper__Sto
   int rc = op_on(ctx, e, op, &changed);
   if (rc == WHISPER_OK && changed) rc = wh_put_msg(ctx, WHISPER_REC_HISTORY, hkey, HKEY_LEN, &e->base);
   if (rc == WHISPER_OK && changed && old) {
-    whisper_message_t m = {.conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = e->conversation, .id = e->id.data, .id_len = e->id.len,
                            .sort_key = e->sort_key, .timestamp_ms = e->timestamp};
     rc = wh_search_remove(ctx, &m, old->data, old->len);
     if (rc == WHISPER_OK && op->kind == WH_OP_EDIT && e->body.len)

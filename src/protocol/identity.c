@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "versioned.h"
 #include "protocol/pb.h"
 #include "storage.pb-c.h"
 
@@ -436,15 +437,22 @@ int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out, int with_prekey) {
+int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *caller, int with_prekey) {
   wh_keypair kp;
   uint32_t spk_id;
   if (ctx == NULL) return WHISPER_EINVAL;
-  if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  if (caller == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
+  if (caller->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "out->size is %zu, smaller than any whisper_prekey_bundle_t (%zu): "
+                   "initialize it with WHISPER_PREKEY_BUNDLE_INIT",
+                   caller->size, (size_t)WHISPER_PREKEY_BUNDLE_SIZE_1_0);
+  /* filled here, then the fields both sides have copied out */
+  whisper_prekey_bundle_t bundle, *out = &bundle;
+  memset(out, 0, sizeof *out);
   int rc = wh_local_identity(ctx);
   if (rc != WHISPER_OK) return rc;
   if ((rc = wh_begin(ctx)) != WHISPER_OK) return rc;
-  memset(out, 0, sizeof *out);
   rc = meta_get_u32(ctx, META_SPK_CURRENT, &spk_id);
   if (rc == WHISPER_ENOTFOUND) rc = wh_fail(ctx, WHISPER_ESTATE, "no signed prekey yet");
   if (rc == WHISPER_OK)
@@ -467,11 +475,9 @@ int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out, int with
   out->device_id = ctx->device_id;
   memcpy(out->identity_key, ctx->identity.pub, WH_PUB_LEN);
   rc = wh_finish(ctx, rc);
-  if (rc != WHISPER_OK) {
-    memset(out, 0, sizeof *out);
-    return rc;
-  }
-  return wh_ok(ctx);
+  if (rc != WHISPER_OK) memset(out, 0, sizeof *out);
+  wh_versioned_out(caller, out, sizeof *out);
+  return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
 /* --- trust ----------------------------------------------------------------- */

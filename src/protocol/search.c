@@ -917,12 +917,18 @@ static int search_in_txn(whisper_ctx *ctx, const query *q, const char *conversat
 }
 
 int whisper_search(whisper_ctx *ctx, const char *query_text, const char *conversation,
-                   const whisper_message_t *after, size_t limit, whisper_page **out) {
+                   const whisper_message_t *in_after, size_t limit, whisper_page **out) {
   if (ctx == NULL) return WHISPER_EINVAL;
   if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
   *out = NULL;
   int rc = need_scan(ctx);
   if (rc != WHISPER_OK) return rc;
+  /* a versioned struct: the fields both sides have */
+  whisper_message_t after_copy, *after = NULL;
+  if (in_after) {
+    if ((rc = wh_message_in(ctx, in_after, "after", &after_copy)) != WHISPER_OK) return rc;
+    after = &after_copy;
+  }
   query *q = calloc(1, sizeof *q);
   if (q == NULL) return wh_fail(ctx, WHISPER_ENOMEM, "out of memory");
   rc = check_query(ctx, query_text, conversation, after, limit, q);

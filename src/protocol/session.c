@@ -11,6 +11,7 @@
 
 #include "protocol/pb.h"
 #include "protocol/state.h"
+#include "versioned.h"
 #include "storage.pb-c.h"
 #include "wire.pb-c.h"
 #include <sodium.h>
@@ -826,7 +827,8 @@ static int is_session_usable(const wh_record *r, uint64_t now_ms) {
 }
 
 int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id,
-                          const whisper_prekey_bundle_t *b, uint64_t now_ms) {
+                          const whisper_prekey_bundle_t *in, uint64_t now_ms) {
+  whisper_prekey_bundle_t bundle, *b = &bundle; /* the fields both sides have */
   wh_addr a;
   wh_record rbuf, *r = &rbuf;
   wh_state s;
@@ -835,7 +837,13 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   int trusted = 0, rc;
   if (ctx == NULL) return WHISPER_EINVAL;
   if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
-  if (b == NULL) return wh_fail(ctx, WHISPER_EINVAL, "bundle is NULL");
+  if (in == NULL) return wh_fail(ctx, WHISPER_EINVAL, "bundle is NULL");
+  if (in->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
+    return wh_fail(ctx, WHISPER_EINVAL,
+                   "bundle->size is %zu, smaller than any whisper_prekey_bundle_t (%zu): "
+                   "initialize it with WHISPER_PREKEY_BUNDLE_INIT",
+                   in->size, (size_t)WHISPER_PREKEY_BUNDLE_SIZE_1_0);
+  wh_versioned_in(&bundle, sizeof bundle, in);
   if (!wh_pub_ok(b->identity_key, WH_PUB_LEN) || !wh_pub_ok(b->signed_prekey, WH_PUB_LEN) ||
       (b->has_prekey && !wh_pub_ok(b->prekey, WH_PUB_LEN)))
     return wh_fail(ctx, WHISPER_EINVALIDKEY, "the bundle holds a malformed key");

@@ -5,10 +5,12 @@
  * server_*.c files (server_internal.h lists them).
  */
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "server/server_internal.h"
+#include "versioned.h"
 
 /* --- connections and in-memory devices ------------------------------------ */
 
@@ -397,8 +399,17 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
 
 /* --- output and stats ----------------------------------------------------- */
 
-int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out) {
-  if (srv == NULL || out == NULL) return 0;
+int whisper_server_poll(whisper_server *srv, whisper_server_output_t *caller) {
+  if (srv == NULL || caller == NULL) return 0;
+  if (caller->size < WHISPER_SERVER_OUTPUT_SIZE_1_0) {
+    snprintf(srv->last_error, sizeof srv->last_error,
+             "out->size is %zu, smaller than any whisper_server_output_t (%zu): initialize it "
+             "with WHISPER_SERVER_OUTPUT_INIT",
+             caller->size, (size_t)WHISPER_SERVER_OUTPUT_SIZE_1_0);
+    return WHISPER_EINVAL;
+  }
+  /* filled here, then the fields both sides have copied out */
+  whisper_server_output_t output, *out = &output;
   wsrv_out_free(srv->polled);
   srv->polled = NULL;
   wsrv_out *o = (wsrv_out *)wh_outq_pop(&srv->out);
@@ -413,16 +424,17 @@ int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out) {
   out->device_id = o->device_id;
   out->mailbox_depth = o->depth;
   if (o->action == WHISPER_SERVER_SEND) srv->stats.frames_out++;
+  wh_versioned_out(caller, out, sizeof *out);
   return 1;
 }
 
-void whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out) {
-  if (out == NULL) return;
-  if (srv == NULL) {
-    memset(out, 0, sizeof *out);
-    return;
-  }
-  *out = srv->stats;
+int whisper_server_stats(const whisper_server *srv, whisper_server_stats_t *out) {
+  if (out == NULL || out->size < WHISPER_SERVER_STATS_SIZE_1_0) return WHISPER_EINVAL;
+  whisper_server_stats_t zero;
+  memset(&zero, 0, sizeof zero);
+  /* the fields both sides have; the caller's size and newer fields kept */
+  wh_versioned_out(out, srv ? &srv->stats : &zero, sizeof zero);
+  return srv ? WHISPER_OK : WHISPER_EINVAL;
 }
 
 /* --- timers --------------------------------------------------------------- */

@@ -335,6 +335,7 @@ static int report_give(whisper_server *srv, const wsrv_rec *r, whisper_server_re
   for (size_t i = 0; i < rep->n_messages; i++) {
     const Whisper__Sync__ReportedMessage *m = rep->messages[i];
     if (!wh_account_ok(m->sender)) rc = wsrv_fail(srv, WHISPER_ECORRUPT, "a stored report is corrupt");
+    ms[i].size = sizeof ms[i]; /* the element size the caller steps by */
     ms[i].id = m->id.data;
     ms[i].id_len = m->id.len;
     ms[i].sender = m->sender;

@@ -311,7 +311,8 @@ static int own_copy(whisper_client *c, const Whisper__Sync__Deliver *d, const ch
   recips r;
   int rc = own_copy_recipients(c, conv, gid, &r);
   if (rc != WHISPER_OK) return rc;
-  whisper_message_t m = {.conversation = conv, .id = d->client_id.data,
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = d->client_id.data,
                          .id_len = d->client_id.len, .sort_key = d->server_seq,
                          .timestamp_ms = ts, .body = body, .body_len = len};
   rc = wh_history_outgoing_put(c->ctx, &m, r.devs, r.n, x);
@@ -388,7 +389,8 @@ static int gap_check(whisper_client *c, const Whisper__Sync__Deliver *d, const c
     add[i].sort_key = at;
     miss[nn++] = &add[i];
     gap_id(id, d->sender_device, k);
-    whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id, .sort_key = at,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = conv, .id = id, .id_len = sizeof id, .sort_key = at,
                            .timestamp_ms = c->now};
     rc = wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device,
                                  (const uint8_t *)"message-missing", 15);
@@ -697,7 +699,8 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   } else {
     strcpy(conv, d->sender);
   }
-  whisper_message_t m = {.conversation = conv, .id = d->client_id.data, .id_len = d->client_id.len,
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = d->client_id.data, .id_len = d->client_id.len,
                          .sort_key = d->server_seq, .timestamp_ms = d->server_ts ? d->server_ts : c->now};
   if (!own && !receipt && (rc = wh_history_incoming_check(c->ctx, &m)) != WHISPER_OK) {
     out = classify(c, d, conv, rc, NULL, evs, 0);

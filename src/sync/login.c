@@ -92,7 +92,7 @@ static int prekey_set_make(whisper_client *c, prekey_set *s) {
 }
 
 static void send_register(whisper_client *c, const uint8_t *code, size_t code_len) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   prekey_set ps;
   int rc = whisper_bundle_make(c->ctx, &b, 0);
   if (rc != WHISPER_OK) {
@@ -386,7 +386,7 @@ void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok) {
 /* --- the signed prekey --------------------------------------------------------- */
 
 static void spk_upload(whisper_client *c) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   int rc = whisper_bundle_make(c->ctx, &b, 0);
   if (rc != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the signed prekey");

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "sync/sync_internal.h"
+#include "versioned.h"
 
 #define DIR_UP 1
 #define DIR_DOWN 2
@@ -448,11 +449,17 @@ static int str_ok(const char *s, size_t max) {
 }
 
 int whisper_client_send_file(whisper_client *c, const char *conversation, const char *path,
-                             const whisper_media_meta_t *meta, uint64_t now_ms,
+                             const whisper_media_meta_t *in_meta, uint64_t now_ms,
                              uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
   if (c == NULL) return WHISPER_EINVAL;
-  static const whisper_media_meta_t none;
-  if (meta == NULL) meta = &none;
+  if (in_meta && in_meta->size < WHISPER_MEDIA_META_SIZE_1_0)
+    return sy_fail(c, WHISPER_EINVAL,
+                   "meta->size is %zu, smaller than any whisper_media_meta_t (%zu): initialize "
+                   "it with WHISPER_MEDIA_META_INIT",
+                   in_meta->size, (size_t)WHISPER_MEDIA_META_SIZE_1_0);
+  /* the fields both sides have (none: all zero) */
+  whisper_media_meta_t meta_copy = WHISPER_MEDIA_META_INIT, *meta = &meta_copy;
+  if (in_meta) wh_versioned_in(&meta_copy, sizeof meta_copy, in_meta);
   uint8_t gid[WHISPER_GROUP_ID_LEN];
   if (conversation == NULL || path == NULL || id_out == NULL ||
       (!wh_group_conv_parse(conversation, gid) &&
@@ -619,7 +626,7 @@ static void encrypt_step(whisper_client *c, sy_media *j, uint64_t now) {
     media_event(c, j, WHISPER_MEDIA_ENCRYPTING, 0);
     return;
   }
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   rc = whisper_attachment_encrypt_finish(j->enc, &r);
   if (rc == WHISPER_OK && (fflush(j->tmp) != 0 || fsync(fileno(j->tmp)) != 0)) rc = WHISPER_ESTORE;
   job_close_files(j);
@@ -698,8 +705,15 @@ static int http_queue(whisper_client *c, sy_media *j, const char *method, const 
   return WHISPER_OK;
 }
 
-int whisper_client_take_http(whisper_client *c, whisper_http_request_t *out) {
-  if (c == NULL || out == NULL) return 0;
+int whisper_client_take_http(whisper_client *c, whisper_http_request_t *caller) {
+  if (c == NULL || caller == NULL) return 0;
+  if (caller->size < WHISPER_HTTP_REQUEST_SIZE_1_0)
+    return sy_fail(c, WHISPER_EINVAL,
+                   "out->size is %zu, smaller than any whisper_http_request_t (%zu): initialize "
+                   "it with WHISPER_HTTP_REQUEST_INIT",
+                   caller->size, (size_t)WHISPER_HTTP_REQUEST_SIZE_1_0);
+  /* filled here, then the fields both sides have copied out */
+  whisper_http_request_t request, *out = &request;
   if (c->http_cur) {
     free(c->http_cur->path);
     free(c->http_cur->headers);
@@ -718,6 +732,7 @@ int whisper_client_take_http(whisper_client *c, whisper_http_request_t *out) {
   out->headers = h->headers;
   out->body = h->body ? h->body->data : NULL;
   out->body_len = h->body ? h->body->len : 0;
+  wh_versioned_out(caller, out, sizeof *out);
   return 1;
 }
 
@@ -948,9 +963,9 @@ static int download_open(whisper_client *c, sy_media *j) {
     p = NULL;
   }
   if (p == NULL) return WHISPER_EINVALIDMSG;
-  whisper_attachment_expect_t x = {0};
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   x.key = p->key.data;
-  x.size = p->size;
+  x.plaintext_size = p->size;
   x.digest = p->digest.data;
   x.plaintext_hash = p->has_plaintext_hash && p->plaintext_hash.len == 32 ? p->plaintext_hash.data : NULL;
   if (p->has_incremental_mac && p->incremental_mac.len) {

@@ -92,7 +92,8 @@ int sy_enqueue_as(whisper_client *c, const char *conv, const uint8_t *body, size
   }
   if (rc == WHISPER_OK) {
     /* until the server's sequence is known, after everything it ordered */
-    whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = conv, .id = id, .id_len = sizeof id,
                            .sort_key = (1ULL << 63) | now_ms, .timestamp_ms = now_ms,
                            .body = body, .body_len = len};
     rc = wh_history_outgoing_put(c->ctx, &m, devs, n, x);

@@ -1021,6 +1021,7 @@ static void on_devices(whisper_client *c, sy_req *r, const Whisper__Sync__Device
 static int bundle_from(whisper_prekey_bundle_t *b, const Whisper__Sync__Bundle *pb) {
   const Whisper__Sync__DeviceKeys *k = pb->keys;
   memset(b, 0, sizeof *b);
+  b->size = sizeof *b;
   if (k == NULL || !k->has_device_id || !wh_device_id_ok(k->device_id) ||
       k->identity_key.len < WHISPER_PUBLIC_KEY_LEN || k->signed_prekey.len < WHISPER_PUBLIC_KEY_LEN ||
       k->signed_prekey_signature.len != WHISPER_SIGNATURE_LEN)
@@ -1061,7 +1062,7 @@ static void on_bundles(whisper_client *c, sy_job *j, sy_req *r, const Whisper__S
     else i++;
   }
   for (size_t k = 0; k < bs->n_bundles; k++) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     if (bundle_from(&b, bs->bundles[k]) != WHISPER_OK) {
       sy_error_event(c, WHISPER_EINVALIDMSG, 0, "a malformed bundle from the server");
       continue;

@@ -297,7 +297,8 @@ int sy_retry_ask(whisper_client *c, const Whisper__Sync__Deliver *d, const char 
     fresh.has_device = fresh.has_sort_key = 1;
     fresh.device = d->sender_device;
     fresh.sort_key = d->server_seq;
-    whisper_message_t m = {.conversation = conv, .id = id, .id_len = WHISPER_CLIENT_ID_LEN,
+    whisper_message_t m = {.size = sizeof(whisper_message_t),
+                           .conversation = conv, .id = id, .id_len = WHISPER_CLIENT_ID_LEN,
                            .sort_key = d->server_seq, .timestamp_ms = c->now};
     rc = wh_history_incoming_put(c->ctx, &m, d->sender, d->sender_device,
                                  (const uint8_t *)"message-waiting", 15);

@@ -7,6 +7,7 @@
  * no device for a muted conversation.
  */
 #include "sync/sync_internal.h"
+#include "versioned.h"
 
 #define FLAGS_MAX 10000 /* conversations with a flag */
 
@@ -36,6 +37,7 @@ static const Whisper__E2e__Settings *find(const Whisper__Client__ConversationFla
 
 static void to_flags(const Whisper__E2e__Settings *s, whisper_conversation_flags_t *out) {
   memset(out, 0, sizeof *out);
+  out->size = sizeof *out;
   if (s == NULL) return;
   out->muted_until_ms = s->muted ? (s->muted_until ? s->muted_until : WHISPER_MUTE_FOREVER) : 0;
   out->archived = s->archived;
@@ -75,16 +77,25 @@ static int flags_take(whisper_client *c, const Whisper__E2e__Settings *s) {
 }
 
 int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
-                                      whisper_conversation_flags_t *out) {
+                                      whisper_conversation_flags_t *caller) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (conversation == NULL || out == NULL || strlen(conversation) == 0 ||
+  if (conversation == NULL || caller == NULL || strlen(conversation) == 0 ||
       strlen(conversation) > WH_NAME_MAX)
     return sy_fail(c, WHISPER_EINVAL, "conversation_flags needs a conversation and out");
+  if (caller->size < WHISPER_CONVERSATION_FLAGS_SIZE_1_0)
+    return sy_fail(c, WHISPER_EINVAL,
+                   "out->size is %zu, smaller than any whisper_conversation_flags_t (%zu): "
+                   "initialize it with WHISPER_CONVERSATION_FLAGS_INIT",
+                   caller->size, (size_t)WHISPER_CONVERSATION_FLAGS_SIZE_1_0);
+  whisper_conversation_flags_t flags, *out = &flags;
   int rc = wh_begin(c->ctx);
   if (rc != WHISPER_OK) return rc;
   Whisper__Client__ConversationFlags *f = flags_load(c, &rc);
   rc = wh_finish(c->ctx, rc);
-  if (rc == WHISPER_OK) to_flags(find(f, conversation), out);
+  if (rc == WHISPER_OK) {
+    to_flags(find(f, conversation), out);
+    wh_versioned_out(caller, out, sizeof *out); /* the fields both sides have */
+  }
   if (f) whisper__client__conversation_flags__free_unpacked(f, &wh_pb_alloc);
   return rc == WHISPER_OK ? wh_ok(c->ctx) : rc;
 }
@@ -127,12 +138,19 @@ void sy_mutes_flush(whisper_client *c) {
 }
 
 int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
-                                          const whisper_conversation_flags_t *flags, uint64_t now_ms) {
+                                          const whisper_conversation_flags_t *in, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   uint8_t gid[WHISPER_GROUP_ID_LEN];
-  if (conversation == NULL || flags == NULL ||
+  if (conversation == NULL || in == NULL ||
       (!wh_group_conv_parse(conversation, gid) && !wh_account_ok(conversation)))
     return sy_fail(c, WHISPER_EINVAL, "a conversation is an account name or a group's conversation");
+  if (in->size < WHISPER_CONVERSATION_FLAGS_SIZE_1_0)
+    return sy_fail(c, WHISPER_EINVAL,
+                   "flags->size is %zu, smaller than any whisper_conversation_flags_t (%zu): "
+                   "initialize it with WHISPER_CONVERSATION_FLAGS_INIT",
+                   in->size, (size_t)WHISPER_CONVERSATION_FLAGS_SIZE_1_0);
+  whisper_conversation_flags_t copy, *flags = &copy; /* the fields both sides have */
+  wh_versioned_in(&copy, sizeof copy, in);
   c->now = now_ms;
   Whisper__E2e__Settings s = WHISPER__E2E__SETTINGS__INIT;
   s.conversation = (char *)conversation;

@@ -157,7 +157,8 @@ int sy_notice(whisper_client *c, const char *account, const char *body) {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
   if (rc == WHISPER_OK && wh_random(&c->ctx->rng, id, sizeof id) != 0) rc = WHISPER_ERANDOM;
   if (rc != WHISPER_OK) return rc;
-  whisper_message_t m = {.conversation = account, .id = id, .id_len = sizeof id,
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = account, .id = id, .id_len = sizeof id,
                          .sort_key = sort_key, .timestamp_ms = c->now};
   return wh_history_incoming_put(c->ctx, &m, account, 0, (const uint8_t *)body, strlen(body));
 }

@@ -623,7 +623,7 @@ static size_t xfer(dev *from, uint32_t from_dev, dev *to, uint32_t to_dev, const
 /* A confirmed session between a (device 1) and b (device 1): a starts it,
  * b answers, a reads the answer. */
 static void connect_pair(dev *a, dev *b, const uint8_t *pt) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   int type;
   TRY("whisper_bundle_make", b->ctx, whisper_bundle_make(b->ctx, &bundle, 1));
   TRY("whisper_session_start", a->ctx, whisper_session_start(a->ctx, b->name, 1, &bundle, NOW_MS));
@@ -690,7 +690,7 @@ static void fanout_setup(fanout_args *f, const uint8_t *pt) {
   for (int i = 0; i < FANOUT; i++) {
     dev *r = &f->recv[i / FANOUT_PER_NAME];
     uint32_t dev_id = (uint32_t)(i % FANOUT_PER_NAME) + 1;
-    whisper_prekey_bundle_t bundle;
+    whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     int type;
     f->devices[i].name = r->name;
     f->devices[i].device_id = dev_id;
@@ -921,8 +921,10 @@ static double setup_run(void *v, double secs, unsigned long *calls_out) {
   double timed = 0, cpu = 0;
   unsigned long calls = 0;
   while (timed < secs) {
-    for (int i = 0; i < SETUP_BATCH; i++)
+    for (int i = 0; i < SETUP_BATCH; i++) {
+      s->bundles[i].size = sizeof s->bundles[i];
       TRY("whisper_bundle_make", s->bob->ctx, whisper_bundle_make(s->bob->ctx, &s->bundles[i], 1));
+    }
     double c0 = thread_cpu_s(), t0 = now_s();
     for (int i = 0; i < SETUP_BATCH; i++) setup_once(s, &s->bundles[i]);
     timed += now_s() - t0;
@@ -992,10 +994,9 @@ static void att_encrypt(att_args *a) {
 
 static void att_decrypt(att_args *a) {
   whisper_attachment_decryptor *d = NULL;
-  whisper_attachment_expect_t x;
-  memset(&x, 0, sizeof x);
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   x.key = a->key;
-  x.size = ATT_LEN;
+  x.plaintext_size = ATT_LEN;
   x.digest = a->res.digest;
   x.plaintext_hash = a->res.plaintext_hash;
   x.incremental_mac = a->res.incremental_mac->data;
@@ -1027,6 +1028,7 @@ static att_args *att_new(void) {
   if (a == NULL) die("calloc", WHISPER_ENOMEM, NULL);
   a->padded = whisper_attachment_padded_size(ATT_LEN);
   a->blob_size = whisper_attachment_blob_size(ATT_LEN);
+  a->res.size = sizeof a->res;
   a->pt = calloc(1, (size_t)a->padded + 16);
   a->blob = malloc((size_t)a->blob_size);
   if (a->pt == NULL || a->blob == NULL) die("malloc (figure 16)", WHISPER_ENOMEM, NULL);
@@ -1358,8 +1360,9 @@ static int rss_file_open(char *where, size_t n) {
 static void rss_expect(whisper_attachment_expect_t *x, const uint8_t *key,
                        const whisper_attachment_result_t *res) {
   memset(x, 0, sizeof *x);
+  x->size = sizeof *x;
   x->key = key;
-  x->size = RSS_LEN;
+  x->plaintext_size = RSS_LEN;
   x->digest = res->digest;
   x->plaintext_hash = res->plaintext_hash;
   x->incremental_mac = res->incremental_mac->data;
@@ -1396,8 +1399,8 @@ static int rss_decrypt_fed(whisper_attachment_decryptor *d, rss_run *r, uint8_t 
 
 static int run_attachment_rss(int fed) {
   uint8_t key[WHISPER_ATTACHMENT_KEY_LEN], iv[WHISPER_ATTACHMENT_IV_LEN];
-  whisper_attachment_result_t res;
-  whisper_attachment_expect_t x;
+  whisper_attachment_result_t res = WHISPER_ATTACHMENT_RESULT_INIT;
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   char where[1024];
   rss_run *r = calloc(1, sizeof *r);
   uint8_t *buf = malloc(RSS_PIECE);
@@ -1407,6 +1410,7 @@ static int run_attachment_rss(int fed) {
   randombytes_buf(key, sizeof key);
   randombytes_buf(iv, sizeof iv);
   memset(&res, 0, sizeof res);
+  res.size = sizeof res;
   printf("--attachment-rss%s: a %llu MiB plaintext from a generator (%u KiB at a time), blob\n"
          "%llu B in a file (unlinked) on %s; load average %.2f\n",
          fed ? "-fed" : "", RSS_LEN >> 20, RSS_PIECE >> 10,
@@ -1620,6 +1624,7 @@ static void store_refill(store_fig *f) {
     for (int b = 0; b < 8; b++) f->ids[i][15 - b] = (uint8_t)(seq >> (8 * b));
     memset(m, 0, sizeof *m);
     m->size = sizeof *m;
+    m->meta.size = sizeof m->meta;
     m->name = f->alice.name;
     m->device_id = 1;
     m->type = type;

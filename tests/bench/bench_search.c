@@ -211,7 +211,8 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
       snprintf(sender, sizeof sender, "u%s", conv + 1);
       memset(id, 0, sizeof id);
       memcpy(id, &i, sizeof i);
-      whisper_message_t m = {.conversation = conv, .id = id, .id_len = sizeof id,
+      whisper_message_t m = {.size = sizeof(whisper_message_t),
+                             .conversation = conv, .id = id, .id_len = sizeof id,
                              .sort_key = i + 1, .timestamp_ms = T0 + 60000ULL * i};
       rc = wh_history_incoming_put(ctx, &m, sender, 1, (const uint8_t *)text, len);
       if (rc != WHISPER_OK) fail("wh_history_incoming_put", rc, ctx);

@@ -132,7 +132,7 @@ static void events(dev *d, int sending) {
   for (;;) {
     int got;
     ENGINE(d, got = whisper_client_next_event(d->cl, &e));
-    if (!got) break;
+    if (got <= 0) break;
     switch (e.type) {
       case WHISPER_EV_ONLINE:
         d->online = 1;
@@ -199,7 +199,7 @@ static int run_once(int sending) {
       whisper_buf *b = NULL;
       int got;
       ENGINE(d, got = d->conn && whisper_client_take_frame(d->cl, &b));
-      if (!got) break;
+      if (got <= 0) break;
       double t = thread_cpu();
       whisper_server_receive(g_srv, d->conn, b->data, b->len, g_now);
       g_cpu_server += thread_cpu() - t;
@@ -209,11 +209,11 @@ static int run_once(int sending) {
     }
   }
   for (;;) {
-    whisper_server_output_t o;
+    whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
     double t = thread_cpu();
     int got = whisper_server_poll(g_srv, &o);
     g_cpu_server += thread_cpu() - t;
-    if (!got) break;
+    if (got <= 0) break;
     moved = 1;
     if (o.action != WHISPER_SERVER_SEND) continue;
     dev *d = NULL;

@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
   const uint64_t now = 1790000000000ULL;
   if (whisper_identity_create(a, "alice", 1, 1111, now) || whisper_identity_create(b, "bob", 1, 2222, now))
     return 1;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
   whisper_buf *m, *pt;
   int type;

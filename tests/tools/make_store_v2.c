@@ -29,7 +29,8 @@ static int incoming(whisper_ctx *a, whisper_ctx *b, const char *conv, const char
   int type = 0;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)body, strlen(body), now, &type, &m))
     return 1;
-  whisper_message_t meta = {.conversation = conv, .id = (const uint8_t *)id,
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = conv, .id = (const uint8_t *)id,
                             .id_len = strlen(id), .sort_key = sort_key, .timestamp_ms = now};
   int rc = whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt);
   whisper_buf_free(m);
@@ -40,7 +41,8 @@ static int incoming(whisper_ctx *a, whisper_ctx *b, const char *conv, const char
 static int outgoing(whisper_ctx *a, const char *id, const char *body, uint64_t sort_key,
                     uint64_t now) {
   whisper_device_t to = {"bob", 1};
-  whisper_message_t m = {.conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = "bob", .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = sort_key, .timestamp_ms = now,
                          .body = (const uint8_t *)body, .body_len = strlen(body)};
   return whisper_history_add_outgoing(a, &m, &to, 1) != WHISPER_OK;
@@ -65,7 +67,7 @@ int main(int argc, char **argv) {
   if (whisper_identity_create(a, "alice", 1, 1111, now) ||
       whisper_identity_create(b, "bob", 1, 2222, now))
     return 1;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now))
     return 1;
   if (incoming(a, b, "alice", "in-1", "first", 10, now) ||

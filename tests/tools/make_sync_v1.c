@@ -217,8 +217,8 @@ static void run(void) {
       need(!(d->conn && whisper_client_want_close(d->cl)), "an engine gave its connection up");
       record(d);
     }
-    whisper_server_output_t o;
-    while (whisper_server_poll(srv, &o)) {
+    whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+    while (whisper_server_poll(srv, &o) > 0) {
       moved = 1;
       node *d = node_by_conn(o.conn);
       if (d == NULL) continue;

@@ -355,8 +355,8 @@ __attribute__((unused)) static void net_run(net *n) {
       if (n->http && d->cl && n->http(n, d, n->http_arg)) moved = 1;
       if (d->cl) record(d);
     }
-    whisper_server_output_t o;
-    while (whisper_server_poll(n->srv, &o)) {
+    whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+    while (whisper_server_poll(n->srv, &o) > 0) {
       moved = 1;
       node *d = node_by_conn(n, o.conn);
       if (o.action == WHISPER_SERVER_SEND && d && d->mute) continue;

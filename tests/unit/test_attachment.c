@@ -155,9 +155,9 @@ static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob
 
 static whisper_attachment_expect_t expect_of(const uint8_t key[64], size_t size,
                                              const whisper_attachment_result_t *r, int incremental) {
-  whisper_attachment_expect_t x = {0};
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   x.key = key;
-  x.size = size;
+  x.plaintext_size = size;
   x.digest = r->digest;
   x.plaintext_hash = r->plaintext_hash;
   if (incremental) {
@@ -272,12 +272,12 @@ static void test_round_trips(void) {
     uint8_t *pt = malloc(n ? n : 1);
     for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)(rnd());
     sinkbuf blob = {0}, out = {0}, out2 = {0};
-    whisper_attachment_result_t r;
+    whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
     CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
     check_blob(key, iv, pt, n, &blob, &r);
     /* the same key and IV make the same blob (how an upload resumes) */
     sinkbuf again = {0};
-    whisper_attachment_result_t r2;
+    whisper_attachment_result_t r2 = WHISPER_ATTACHMENT_RESULT_INIT;
     CHECK_RC(encrypt(key, iv, pt, n, &again, &r2), WHISPER_OK);
     CHECK(again.n == blob.n && memcmp(again.p, blob.p, blob.n) == 0);
     whisper_attachment_result_clear(&r2);
@@ -295,6 +295,65 @@ static void test_round_trips(void) {
     free(out2.p);
     free(pt);
   }
+}
+
+/* The versioned result and expectation structs (docs/api.md): a size
+ * below 1.0's is refused, nothing written and the encryptor unchanged; a
+ * later caller's bigger struct is read and filled up to the fields the
+ * library knows, its newer ones left alone. */
+static void test_versioned_structs(void) {
+  uint8_t key[64], iv[16], pt[3000];
+  for (size_t i = 0; i < sizeof key; i++) key[i] = (uint8_t)(i * 7 + 3);
+  for (size_t i = 0; i < sizeof iv; i++) iv[i] = (uint8_t)i;
+  for (size_t i = 0; i < sizeof pt; i++) pt[i] = (uint8_t)(i * 131 + 7);
+  sinkbuf blob = {0}, out = {0};
+  whisper_attachment_encryptor *e = NULL;
+  CHECK_RC(whisper_attachment_encrypt_new(&e, key, iv, sizeof pt, sink_add, &blob), WHISPER_OK);
+  CHECK_RC(whisper_attachment_encrypt_update(e, pt, sizeof pt), WHISPER_OK);
+  whisper_attachment_result_t old;
+  for (int k = 0; k < 2; k++) {
+    memset(&old, 0x5a, sizeof old);
+    old.size = k ? WHISPER_ATTACHMENT_RESULT_SIZE_1_0 - 1 : 0;
+    size_t before = blob.n;
+    CHECK_RC(whisper_attachment_encrypt_finish(e, &old), WHISPER_EINVAL);
+    CHECK(old.blob_size == 0x5a5a5a5a5a5a5a5aull && old.digest[0] == 0x5a && blob.n == before);
+    whisper_attachment_result_clear(&old); /* a size it cannot trust: nothing freed or written */
+    CHECK(old.blob_size == 0x5a5a5a5a5a5a5a5aull);
+  }
+  struct later_result {
+    whisper_attachment_result_t r;
+    uint64_t newer;
+  } later;
+  memset(&later, 0x5a, sizeof later);
+  later.r.size = sizeof later;
+  /* the encryptor was not spent by the refusals */
+  CHECK_RC(whisper_attachment_encrypt_finish(e, &later.r), WHISPER_OK);
+  whisper_attachment_encrypt_free(e);
+  CHECK(later.r.size == sizeof later && later.newer == 0x5a5a5a5a5a5a5a5aull);
+  CHECK(later.r.blob_size == blob.n && later.r.incremental_mac != NULL);
+  struct later_expect {
+    whisper_attachment_expect_t x;
+    uint64_t newer;
+  } lx;
+  memset(&lx, 0xff, sizeof lx); /* newer fields the library must not read */
+  lx.x = expect_of(key, sizeof pt, &later.r, 1);
+  lx.x.size = sizeof lx;
+  CHECK_RC(decrypt(&lx.x, blob.p, blob.n, &out, 0), WHISPER_OK);
+  CHECK(out.n == sizeof pt && memcmp(out.p, pt, sizeof pt) == 0);
+  whisper_attachment_decryptor *d = (whisper_attachment_decryptor *)1;
+  whisper_attachment_expect_t ox = expect_of(key, sizeof pt, &later.r, 1);
+  ox.size = 0;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &ox, sink_add, &out), WHISPER_EINVAL);
+  CHECK(d == NULL);
+  ox.size = WHISPER_ATTACHMENT_EXPECT_SIZE_1_0 - 1;
+  CHECK_RC(whisper_attachment_decrypt_new(&d, &ox, sink_add, &out), WHISPER_EINVAL);
+  CHECK(d == NULL);
+  /* clearing frees and zeroes what the library knows, no more */
+  whisper_attachment_result_clear(&later.r);
+  CHECK(later.r.size == sizeof later && later.r.incremental_mac == NULL && later.r.blob_size == 0);
+  CHECK(later.newer == 0x5a5a5a5a5a5a5a5aull);
+  free(blob.p);
+  free(out.p);
 }
 
 /* --- what goes wrong --------------------------------------------------------------- */
@@ -316,7 +375,7 @@ static void test_failures(void) {
   uint8_t *pt = malloc(n);
   for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
   sinkbuf blob = {0};
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
   uint32_t chunk = r.chunk_size;
 
@@ -355,17 +414,17 @@ static void test_failures(void) {
     }
     /* a wrong size: another bucket (the blob is shorter or longer than it says) */
     whisper_attachment_expect_t xs = x;
-    xs.size = n + 100000;
+    xs.plaintext_size = n + 100000;
     out.n = 0;
     CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
-    xs.size = n - 100000;
+    xs.plaintext_size = n - 100000;
     out.n = 0;
     CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
     /* ... or the same bucket: a few bytes off either way */
-    xs.size = n - 3;
+    xs.plaintext_size = n - 3;
     out.n = 0;
     CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
-    xs.size = n + 3;
+    xs.plaintext_size = n + 3;
     out.n = 0;
     CHECK_RC(decrypt(&xs, blob.p, blob.n, &out, 0), WHISPER_ESIZE);
     /* a plaintext hash that is not the plaintext's */
@@ -414,7 +473,7 @@ static void test_failures(void) {
   /* the encryptor refuses more or fewer bytes than it was told */
   whisper_attachment_encryptor *e = NULL;
   sinkbuf sb = {0};
-  whisper_attachment_result_t rr;
+  whisper_attachment_result_t rr = WHISPER_ATTACHMENT_RESULT_INIT;
   CHECK_RC(whisper_attachment_encrypt_new(&e, key, iv, 10, sink_add, &sb), WHISPER_OK);
   CHECK_RC(whisper_attachment_encrypt_update(e, pt, 9), WHISPER_OK);
   CHECK_RC(whisper_attachment_encrypt_finish(e, &rr), WHISPER_EINVAL);
@@ -443,7 +502,7 @@ static void test_second_pass_changed(void) {
   uint8_t *pt = malloc(n);
   for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
   sinkbuf blob = {0};
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
   uint32_t chunk = whisper_attachment_chunk_size(blob.n);
   uint8_t *other = malloc(blob.n);
@@ -510,7 +569,7 @@ static void test_source(void) {
   uint8_t *pt = malloc(n);
   for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
   sinkbuf blob = {0};
-  whisper_attachment_result_t r;
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
 
   /* chunks of several pieces (the last one short), of exactly one, of less
@@ -708,7 +767,7 @@ static void test_vectors(void) {
     /* the same blob: its digest (SHA-256 of all of it), the plaintext's hash,
      * libsignal's incremental MAC */
     sinkbuf blob = {0}, out = {0}, out2 = {0};
-    whisper_attachment_result_t r;
+    whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
     CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
     CHECK(blob.n == blob_size && r.blob_size == blob_size);
     CHECK(hex_is(json_str(json_get(t, "digest_hex"), NULL), r.digest, 32));
@@ -733,9 +792,9 @@ static void test_vectors(void) {
     uint8_t digest[32] = {0};
     const char *digest_hex = json_str(json_get(t, "digest_hex"), NULL);
     unhex_to(digest, 32, digest_hex ? digest_hex : "");
-    whisper_attachment_expect_t x = {0};
+    whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
     x.key = key;
-    x.size = n;
+    x.plaintext_size = n;
     x.digest = digest;
     x.incremental_mac = imac;
     x.incremental_mac_len = imac_len;
@@ -780,5 +839,6 @@ int main(void) {
   test_second_pass_changed();
   test_source();
   test_vectors();
+  test_versioned_structs(); /* last: the others' random pieces stay as they were */
   return test_done();
 }

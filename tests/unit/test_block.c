@@ -948,6 +948,7 @@ typedef struct got_reports {
   uint64_t sent_at[16][8];
   int truncated[16][8], deleted[16][8];
   size_t text_len[16][8];
+  int bad_size; /* messages whose size is not the library's */
 } got_reports;
 
 static int take_report(void *user, const whisper_server_report_t *r) {
@@ -961,13 +962,17 @@ static int take_report(void *user, const whisper_server_report_t *r) {
   g->blocked[k] = r->blocked;
   g->n_messages[k] = r->n_messages;
   for (size_t i = 0; i < r->n_messages && i < 8; i++) {
-    snprintf(g->text[k][i], sizeof g->text[k][i], "%.*s", (int)(r->messages[i].text_len < 63 ? r->messages[i].text_len : 63),
-             r->messages[i].text ? (const char *)r->messages[i].text : "");
-    snprintf(g->sender[k][i], sizeof g->sender[k][i], "%s", r->messages[i].sender);
-    g->sent_at[k][i] = r->messages[i].sent_at_ms;
-    g->truncated[k][i] = r->messages[i].truncated;
-    g->deleted[k][i] = r->messages[i].deleted;
-    g->text_len[k][i] = r->messages[i].text_len;
+    /* a versioned array in library memory: stepped by its element size,
+     * the library's, the same in every element */
+    const whisper_server_report_message_t *m = WHISPER_SERVER_REPORT_MESSAGE(r, i);
+    if (m->size != sizeof *m || m->size < WHISPER_SERVER_REPORT_MESSAGE_SIZE_1_0) g->bad_size++;
+    snprintf(g->text[k][i], sizeof g->text[k][i], "%.*s", (int)(m->text_len < 63 ? m->text_len : 63),
+             m->text ? (const char *)m->text : "");
+    snprintf(g->sender[k][i], sizeof g->sender[k][i], "%s", m->sender);
+    g->sent_at[k][i] = m->sent_at_ms;
+    g->truncated[k][i] = m->truncated;
+    g->deleted[k][i] = m->deleted;
+    g->text_len[k][i] = m->text_len;
   }
   return 0;
 }
@@ -975,6 +980,7 @@ static int take_report(void *user, const whisper_server_report_t *r) {
 static void reports_read(net *n, uint64_t after, size_t limit, got_reports *g) {
   memset(g, 0, sizeof *g);
   CHECK_RC(whisper_server_reports(n->srv, after, limit, take_report, g), WHISPER_OK);
+  CHECK(g->bad_size == 0);
 }
 
 /* Drops the Delivers of one message (the server loses it). */

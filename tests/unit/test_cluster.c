@@ -70,8 +70,8 @@ static void cluster_run(net *n) {
     }
     for (int k = 0; k < NODES; k++) {
       if (dead[k]) continue;
-      whisper_server_output_t o;
-      while (whisper_server_poll(S[k], &o)) {
+      whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+      while (whisper_server_poll(S[k], &o) > 0) {
         moved = 1;
         node *d = node_by_conn(n, o.conn);
         if (o.action == WHISPER_SERVER_SEND && d) {
@@ -225,7 +225,7 @@ static void test_across_nodes(void) {
    * (half-open): his login there closes it */
   uint64_t old = b->conn;
   CHECK(old != 0);
-  whisper_server_stats_t st0, st1;
+  whisper_server_stats_t st0 = WHISPER_SERVER_STATS_INIT, st1 = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(S[0], &st0);
   whisper_client_disconnected(b->cl, n.now); /* the engine's side only */
   b->conn = 0;

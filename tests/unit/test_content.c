@@ -42,9 +42,15 @@ static const char *reactions_of(node *d, const char *conv, const uint8_t id[16])
   whisper_page *pg;
   const whisper_message_t *m = msg_in(d, conv, id, &pg);
   out[0] = 0;
+  /* versioned structs in library memory (docs/api.md): the message and
+   * every reaction carry the library's size; the reactions are stepped by
+   * it (WHISPER_MESSAGE_REACTION()) */
+  CHECK(m == NULL || m->size == sizeof *m);
   for (size_t i = 0; m && i < m->n_reactions; i++) {
+    const whisper_reaction_t *r = WHISPER_MESSAGE_REACTION(m, i);
+    CHECK(r->size == sizeof *r && r->size >= WHISPER_REACTION_SIZE_1_0);
     size_t l = strlen(out);
-    snprintf(out + l, sizeof out - l, "%s:%s,", m->reactions[i].reactor, m->reactions[i].emoji);
+    snprintf(out + l, sizeof out - l, "%s:%s,", r->reactor, r->emoji);
   }
   whisper_page_free(pg);
   return out;
@@ -433,7 +439,8 @@ static void test_conversation_flags(void) {
   pair p;
   pair_open(&p);
   node *carol = account_new(&p.n, "carol", 1);
-  whisper_conversation_flags_t f = {.muted_until_ms = WHISPER_MUTE_FOREVER, .pinned = 1}, got;
+  whisper_conversation_flags_t f = {.size = sizeof f, .muted_until_ms = WHISPER_MUTE_FOREVER, .pinned = 1},
+                               got = WHISPER_CONVERSATION_FLAGS_INIT;
   CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
   net_run(&p.n);
   CHECK_RC(whisper_client_conversation_flags(p.alice2->cl, "bob", &got), WHISPER_OK);
@@ -442,6 +449,49 @@ static void test_conversation_flags(void) {
   CHECK(e && strcmp(e->conversation, "bob") == 0);
   CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
   CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived);
+  /* a versioned struct (docs/api.md): a size below 1.0's is refused both
+   * ways, nothing read, written or set; a later caller's bigger struct is
+   * read and filled up to the fields the library knows, its newer ones
+   * left alone */
+  {
+    whisper_conversation_flags_t old;
+    for (int k = 0; k < 2; k++) {
+      memset(&old, 0x5a, sizeof old);
+      old.size = k ? WHISPER_CONVERSATION_FLAGS_SIZE_1_0 - 1 : 0;
+      CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &old), WHISPER_EINVAL);
+      CHECK(strstr(whisper_ctx_last_error(p.alice->ctx), "WHISPER_CONVERSATION_FLAGS_INIT"));
+      CHECK(old.muted_until_ms == 0x5a5a5a5a5a5a5a5aull && old.pinned == 0x5a5a5a5a);
+      old.archived = 1;
+      CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &old, p.n.now),
+               WHISPER_EINVAL);
+      CHECK(strstr(whisper_ctx_last_error(p.alice->ctx), "WHISPER_CONVERSATION_FLAGS_INIT"));
+    }
+    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+    CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived); /* nothing was set */
+    struct later_flags {
+      whisper_conversation_flags_t f;
+      uint64_t newer;
+    } later;
+    memset(&later, 0x5a, sizeof later);
+    later.f.size = sizeof later;
+    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &later.f), WHISPER_OK);
+    CHECK(later.f.size == sizeof later && later.f.muted_until_ms == WHISPER_MUTE_FOREVER &&
+          later.f.pinned == 1 && later.f.archived == 0 && later.newer == 0x5a5a5a5a5a5a5a5aull);
+    /* set from a bigger struct: its known fields taken, the rest ignored */
+    memset(&later, 0x5a, sizeof later);
+    later.f.size = sizeof later;
+    later.f.muted_until_ms = 0;
+    later.f.archived = 0;
+    later.f.pinned = 1;
+    CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &later.f, p.n.now),
+             WHISPER_OK);
+    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+    CHECK(got.muted_until_ms == 0 && got.pinned == 1 && !got.archived);
+    later.f.pinned = 0;
+    CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &later.f, p.n.now + 1),
+             WHISPER_OK);
+    net_run(&p.n);
+  }
   /* alice's devices go offline: bob's messages wake neither, carol's do */
   p.alice->offline = p.alice2->offline = 1;
   node_cut(&p.n, p.alice);
@@ -458,7 +508,7 @@ static void test_conversation_flags(void) {
   CHECK(ev_messages(p.alice, "muted news") == 1); /* muted, not lost */
   /* archived from the other device, later: both hold it; unmuted */
   net_advance(&p.n, 1000);
-  whisper_conversation_flags_t g = {.archived = 1};
+  whisper_conversation_flags_t g = {.size = sizeof g, .archived = 1};
   CHECK_RC(whisper_client_set_conversation_flags(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
   net_run(&p.n);
   CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);

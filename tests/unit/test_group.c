@@ -267,7 +267,7 @@ static void test_limits(void) {
 
 static void test_distribution(void) {
   tdev a, b1, b2, c;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   tdev_new(&a, "alice", 1, 30);
   tdev_new(&b1, "bob", 1, 31);
   tdev_new(&b2, "bob", 2, 32);

@@ -47,7 +47,8 @@ static void dev_close(dev *d) {
 }
 
 static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key, const char *body) {
-  whisper_message_t m = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = sort_key, .timestamp_ms = NOW + sort_key,
                          .body = (const uint8_t *)body, .body_len = strlen(body)};
   return m;
@@ -69,7 +70,34 @@ static void test_outgoing(int sqlite) {
   CHECK_RC(whisper_history_add_outgoing(a.ctx, &dup, to, 2), WHISPER_EDUPLICATE);
   whisper_message_t other = msg("carol", "m05", 1, "same id, other conversation");
   CHECK_RC(whisper_history_add_outgoing(a.ctx, &other, to, 1), WHISPER_OK);
+  /* a versioned struct (docs/api.md): a size below 1.0's is refused,
+   * nothing stored; a later caller's bigger struct is read up to the
+   * fields the library knows (its newer one, garbage here, ignored) */
+  whisper_message_t old = msg("erin", "v1", 5, "old");
+  old.size = 0;
+  CHECK_RC(whisper_history_add_outgoing(a.ctx, &old, to, 1), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(a.ctx), "WHISPER_MESSAGE_INIT") != NULL);
+  old.size = WHISPER_MESSAGE_SIZE_1_0 - 1;
+  CHECK_RC(whisper_history_add_outgoing(a.ctx, &old, to, 1), WHISPER_EINVAL);
+  struct later_message {
+    whisper_message_t m;
+    uint64_t newer;
+  } later;
+  memset(&later, 0x5a, sizeof later);
+  later.m = msg("erin", "v2", 6, "newer caller");
+  later.m.size = sizeof later;
+  CHECK_RC(whisper_history_add_outgoing(a.ctx, &later.m, to, 1), WHISPER_OK);
+  CHECK(later.newer == 0x5a5a5a5a5a5a5a5aull);
   whisper_page *p = NULL;
+  CHECK_RC(whisper_history_page(a.ctx, "erin", 0, NULL, 0, 10, &p), WHISPER_OK);
+  CHECK(whisper_page_count(p) == 1); /* v2 only */
+  const whisper_message_t *v2 = whisper_page_get(p, 0);
+  CHECK(v2 && v2->id_len == 2 && memcmp(v2->id, "v2", 2) == 0 && v2->body_len == 12 &&
+        memcmp(v2->body, "newer caller", 12) == 0);
+  /* a message read back carries the library's size */
+  CHECK(v2 && v2->size == sizeof(whisper_message_t));
+  whisper_page_free(p);
+  CHECK_RC(whisper_history_sent(a.ctx, "erin", (const uint8_t *)"v2", 2, 7), WHISPER_OK);
   CHECK_RC(whisper_outbox_page(a.ctx, 100, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 31);
   const whisper_message_t *first = whisper_page_get(p, 0);
@@ -149,7 +177,7 @@ static void test_outgoing(int sqlite) {
  * PreKeySignalMessages (looked up first). */
 static void test_incoming(int sqlite, int acked) {
   dev a, b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   char text[32];
   snprintf(text, sizeof text, "a%d.db", acked);
   dev_open(&a, sqlite, text);
@@ -202,6 +230,14 @@ static void test_incoming(int sqlite, int acked) {
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[110], junk->data, junk->len, &fresh, NULL), WHISPER_EINVALIDMSG);
   CHECK(strstr(whisper_ctx_last_error(b.ctx), "stored before") == NULL);
   whisper_buf_free(junk);
+  /* meta is versioned: a size below 1.0's is refused before anything is
+   * decrypted (message 1 still decrypts below) */
+  fresh = msg("alice", "id-1", 101, "");
+  fresh.size = 0;
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &fresh, NULL), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "WHISPER_MESSAGE_INIT") != NULL);
+  fresh.size = WHISPER_MESSAGE_SIZE_1_0 - 1;
+  CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &fresh, NULL), WHISPER_EINVAL);
   /* the refused ones changed nothing: message 1 still decrypts as itself */
   meta = msg("alice", "id-1", 101, "");
   CHECK_RC(whisper_session_decrypt_store(b.ctx, "alice", 1, ts[1], ms[1]->data, ms[1]->len, &meta, NULL), WHISPER_OK);
@@ -285,6 +321,54 @@ static void test_incoming(int sqlite, int acked) {
   CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
   CHECK(strstr(whisper_ctx_last_error(b.ctx), "same size") != NULL);
   CHECK(two[0].result == 12345 && two[1].result == 12345 && two[0].plaintext == NULL);
+  /* the embedded whisper_message_t is versioned too: below 1.0's, bigger
+   * than its element, or differing between elements, refused the same way */
+  two[1].size = sizeof two[0];
+  two[0].meta.size = 0;
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "meta.size") != NULL);
+  two[0].meta.size = two[1].meta.size = WHISPER_MESSAGE_SIZE_1_0 - 1;
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  two[0].meta.size = two[1].meta.size = sizeof two[0].meta + 8; /* past the element */
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  two[0].meta.size = sizeof two[0].meta;
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, two, 2), WHISPER_EINVAL);
+  CHECK(strstr(whisper_ctx_last_error(b.ctx), "same sizes") != NULL);
+  CHECK(two[0].result == 12345 && two[1].result == 12345 && two[0].plaintext == NULL);
+  /* a later caller whose whisper_message_t grew: its element is bigger by
+   * as much (meta is last), and the newer part of meta is left alone */
+  struct later_meta {
+    whisper_incoming_t in;
+    uint64_t meta_newer; /* the tail of the later, bigger meta */
+  } lm[3];
+  memset(lm, 0, sizeof lm);
+  for (int i = 0; i < 3; i++) {
+    snprintf(vids[i], sizeof vids[i], "id-m%d", i);
+    lm[i].in.size = sizeof lm[i];
+    lm[i].in.name = "alice";
+    lm[i].in.device_id = 1;
+    lm[i].in.type = ts[106 + i];
+    lm[i].in.body = ms[106 + i]->data;
+    lm[i].in.body_len = ms[106 + i]->len;
+    lm[i].in.meta = msg("lm", vids[i], (uint64_t)(310 + i), "");
+    lm[i].in.meta.size = sizeof lm[i].in.meta + sizeof lm[i].meta_newer;
+    lm[i].meta_newer = 0x5eed0100u + (uint64_t)i;
+  }
+  CHECK_RC(whisper_session_decrypt_batch(b.ctx, &lm[0].in, 3), WHISPER_OK);
+  for (int i = 0; i < 3; i++) {
+    snprintf(text, sizeof text, "msg %d", 106 + i);
+    CHECK_RC(lm[i].in.result, WHISPER_OK);
+    CHECK(lm[i].in.plaintext && lm[i].in.plaintext->len == strlen(text) &&
+          memcmp(lm[i].in.plaintext->data, text, strlen(text)) == 0);
+    CHECK(lm[i].meta_newer == 0x5eed0100u + (uint64_t)i);
+    whisper_buf_free(lm[i].in.plaintext);
+  }
+  whisper_page *lp = NULL;
+  CHECK_RC(whisper_history_page(b.ctx, "lm", 0, NULL, 0, 10, &lp), WHISPER_OK);
+  CHECK(whisper_page_count(lp) == 3); /* stored under the ids and sort keys of the meta */
+  const whisper_message_t *lm0 = whisper_page_get(lp, 2);
+  CHECK(lm0 && lm0->sort_key == 310 && lm0->id_len == 5 && memcmp(lm0->id, "id-m0", 5) == 0);
+  whisper_page_free(lp);
   /* a later caller's bigger element type: stepped by its size, and its
    * newer field left alone */
   struct later_incoming {
@@ -371,7 +455,7 @@ static void test_batch_many_senders(void) {
   whisper_buf *ms[MANY][3];
   int ts[MANY][3];
   for (int i = 0; i < MANY; i++) {
-    whisper_prekey_bundle_t bundle;
+    whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     snprintf(names[i], sizeof names[i], "s%02d", i);
     dev_open(&s[i], MEMORY, names[i]);
     whisper_identity_create(s[i].ctx, names[i], 1, 0, NOW);

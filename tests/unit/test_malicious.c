@@ -380,7 +380,7 @@ static Whisper__Sync__Deliver *forged_message(whisper_ctx *from, const char *fro
   int exists = 0;
   whisper_session_exists(from, to->name, to->device, T0, &exists);
   if (!exists) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(from, to->name, to->device, &b, T0), WHISPER_OK);
   }
@@ -557,6 +557,7 @@ static void lie_list(node *victim, const char *account, whisper_ctx *signer, con
   the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, signer, account, v, ids,
                                  (const uint8_t(*)[33])keys, 2);
   the_lie.extra_device = 7;
+  the_lie.extra_bundle.size = sizeof the_lie.extra_bundle;
   CHECK_RC(whisper_bundle_make(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
 }
 
@@ -665,6 +666,7 @@ static void test_extra_device(void) {
   the_lie.victim = alice;
   snprintf(the_lie.account, sizeof the_lie.account, "bob");
   the_lie.extra_device = 7;
+  the_lie.extra_bundle.size = sizeof the_lie.extra_bundle;
   CHECK_RC(whisper_bundle_make(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
   still_talks(&n, alice, bob, "to bob's devices");
   still_talks(&n, alice, bob, "again");
@@ -1333,7 +1335,7 @@ static Whisper__Sync__Deliver *e2e_receipt(node *from, node *to, int status, con
   int exists = 0;
   whisper_session_exists(from->ctx, to->name, to->device, T0, &exists);
   if (!exists) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(from->ctx, to->name, to->device, &b, T0), WHISPER_OK);
   }

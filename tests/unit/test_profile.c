@@ -853,9 +853,9 @@ static void test_server_rules(void) {
   whisper__sync__frame__pack(&f, b);
   CHECK_RC(whisper_server_receive(n.srv, conn, b, len, n.now), WHISPER_OK);
   free(b);
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   int auth = 0;
-  while (whisper_server_poll(n.srv, &o)) {
+  while (whisper_server_poll(n.srv, &o) > 0) {
     if (o.conn != conn || o.action != WHISPER_SERVER_SEND) continue;
     Whisper__Sync__Frame *r = whisper__sync__frame__unpack(NULL, o.frame_len, o.frame);
     if (r && r->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && r->id == 5)

@@ -114,7 +114,8 @@ static void dev_close(dev *d) {
 static void outgoing(dev *d, const char *conv, const char *id, uint64_t ts, const char *body,
                      size_t body_len) {
   whisper_device_t to = {strcmp(conv, "grp") == 0 ? "carol" : conv, 1};
-  whisper_message_t m = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = ts - NOW, .timestamp_ms = ts, .body = (const uint8_t *)body,
                          .body_len = body_len};
   CHECK_RC(whisper_history_add_outgoing(d->ctx, &m, &to, 1), WHISPER_OK);
@@ -125,7 +126,8 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
                      const char *body, size_t body_len) {
   whisper_buf *m = NULL, *pt = NULL;
   int type = 0;
-  whisper_message_t meta = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                             .sort_key = ts - NOW, .timestamp_ms = ts};
   if (strcmp(conv, "grp") == 0) {
     CHECK_RC(whisper_group_encrypt(alice->ctx, DIST, (const uint8_t *)body, body_len, &m), WHISPER_OK);
@@ -143,7 +145,7 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
 
 /* alice and bob with a 1:1 session and alice's sender key at bob. */
 static void pair(dev *alice, dev *bob) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *skdm = NULL;
   CHECK_RC(whisper_bundle_make(bob->ctx, &bundle, 1), WHISPER_OK);
   CHECK_RC(whisper_session_start(alice->ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
@@ -441,7 +443,8 @@ static void test_paging(const char *file) {
   EXPECT(&d, "京 東", NULL, "k1");
   /* a cursor of its own making: the newest first, then after it */
   CHECK(strcmp(found(&d, "number 24", NULL), "p24") == 0);
-  whisper_message_t cur = {.conversation = "carol", .id = (const uint8_t *)"p24", .id_len = 3,
+  whisper_message_t cur = {.size = sizeof(whisper_message_t),
+                           .conversation = "carol", .id = (const uint8_t *)"p24", .id_len = 3,
                            .timestamp_ms = NOW + 1024};
   CHECK_RC(whisper_search(d.ctx, "paging", NULL, &cur, 1, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 1 && memcmp(whisper_page_get(p, 0)->id, "p23", 3) == 0);
@@ -533,7 +536,8 @@ static void test_sent_and_removed(const char *file) {
   /* an edit: the old words out, the new ones in (what history will call) */
   size_t rows = count_kind(&d, WHISPER_REC_SEARCH);
   CHECK(count_waiting(&d) == 0);
-  whisper_message_t o1 = {.conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
+  whisper_message_t o1 = {.size = sizeof(whisper_message_t),
+                          .conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
                           .sort_key = 9999, .timestamp_ms = NOW + 200};
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_search_remove(d.ctx, &o1, (const uint8_t *)"rocket launch at dawn", 21), WHISPER_OK);
@@ -570,7 +574,8 @@ static void test_sent_and_removed(const char *file) {
 
   /* an incoming placeholder the engine deletes: its words go with it */
   rows = count_kind(&d, WHISPER_REC_SEARCH);
-  whisper_message_t w = {.conversation = "alice", .id = (const uint8_t *)"w1", .id_len = 2,
+  whisper_message_t w = {.size = sizeof(whisper_message_t),
+                         .conversation = "alice", .id = (const uint8_t *)"w1", .id_len = 2,
                          .sort_key = 300, .timestamp_ms = NOW + 300};
   CHECK_RC(wh_begin(d.ctx), WHISPER_OK);
   CHECK_RC(wh_history_incoming_put(d.ctx, &w, "alice", 1, (const uint8_t *)"message-waiting", 15),
@@ -615,7 +620,8 @@ static void test_hidden(const char *file) {
   outgoing(&d, "alice", "t1", NOW + 1, "alpha beta", 10);
   /* an edit this device sent: kept hidden, its body holds words too */
   wh_entry_extra x = {.kind = WHISPER_KIND_TEXT, .hidden = 1};
-  whisper_message_t op = {.conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
+  whisper_message_t op = {.size = sizeof(whisper_message_t),
+                          .conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
                           .sort_key = 2, .timestamp_ms = NOW + 2,
                           .body = (const uint8_t *)"alpha gamma", .body_len = 11};
   CHECK_RC(wh_history_outgoing_put(d.ctx, &op, &to, 1, &x), WHISPER_OK);
@@ -662,7 +668,8 @@ static void change(dev *d, const char *conv, const char *id, const char *text, u
 
 /* Queues message (conv, id) for the index as history's hooks do. */
 static void queue(dev *d, const char *conv, const char *id, uint64_t ts, uint64_t sort_key) {
-  whisper_message_t m = {.conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                          .sort_key = sort_key, .timestamp_ms = ts};
   CHECK_RC(wh_begin(d->ctx), WHISPER_OK);
   CHECK_RC(wh_search_add(d->ctx, &m, (const uint8_t *)"x", 1), WHISPER_OK);
@@ -778,7 +785,8 @@ static void test_deferred(const char *file) {
   CHECK(count_waiting(&bob) == 0 && rows_of(&bob, "alice", "z1", 0, &l) == 0);
   /* nor a hidden one (an operation), nor one that is gone */
   whisper_device_t to = {"alice", 1};
-  whisper_message_t h = {.conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
+  whisper_message_t h = {.size = sizeof(whisper_message_t),
+                         .conversation = "alice", .id = (const uint8_t *)"h1", .id_len = 2,
                          .sort_key = 30, .timestamp_ms = NOW + 30,
                          .body = (const uint8_t *)"hidden words", .body_len = 12};
   wh_entry_extra hx = {.hidden = 1};
@@ -973,7 +981,8 @@ static void test_index_fails(const char *file) {
   pair(&alice, &bob);
   bob.cnt.fail_kind = WHISPER_REC_SEARCH;
   whisper_device_t to = {"alice", 1};
-  whisper_message_t m = {.conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
+  whisper_message_t m = {.size = sizeof(whisper_message_t),
+                         .conversation = "alice", .id = (const uint8_t *)"o1", .id_len = 2,
                          .sort_key = 1, .timestamp_ms = NOW + 1, .body = (const uint8_t *)"hello",
                          .body_len = 5};
   CHECK_RC(whisper_history_add_outgoing(bob.ctx, &m, &to, 1), WHISPER_ESTORE);
@@ -981,7 +990,8 @@ static void test_index_fails(const char *file) {
   int type = 0;
   CHECK_RC(whisper_session_encrypt(alice.ctx, "bob", 1, (const uint8_t *)"kept together", 13, NOW,
                                    &type, &c), WHISPER_OK);
-  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)"i1", .id_len = 2,
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = "alice", .id = (const uint8_t *)"i1", .id_len = 2,
                             .sort_key = 2, .timestamp_ms = NOW + 2};
   CHECK_RC(whisper_session_decrypt_store(bob.ctx, "alice", 1, type, c->data, c->len, &meta, &pt),
            WHISPER_ESTORE);
@@ -1152,7 +1162,8 @@ static void test_bad_input(const char *file) {
   EXPECT(&d, many, NULL, ""); /* 64 words: fine */
   strcat(many, " w");
   BAD(&d, many, NULL, NULL, 10);
-  whisper_message_t after = {.conversation = "alice", .id = (const uint8_t *)"x1", .id_len = 2,
+  whisper_message_t after = {.size = sizeof(whisper_message_t),
+                             .conversation = "alice", .id = (const uint8_t *)"x1", .id_len = 2,
                              .timestamp_ms = NOW + 1};
   after.conversation = NULL;
   BAD(&d, "words", NULL, &after, 10);
@@ -1166,6 +1177,21 @@ static void test_bad_input(const char *file) {
   BAD(&d, "words", NULL, &after, 10);
   after.id_len = WHISPER_MESSAGE_ID_MAX + 1;
   BAD(&d, "words", NULL, &after, 10);
+  /* `after` is versioned (docs/api.md): a size below 1.0's is refused */
+  after.id_len = 2;
+  after.size = 0;
+  BAD(&d, "words", NULL, &after, 10);
+  CHECK(strstr(whisper_ctx_last_error(d.ctx), "WHISPER_MESSAGE_INIT") != NULL);
+  after.size = WHISPER_MESSAGE_SIZE_1_0 - 1;
+  BAD(&d, "words", NULL, &after, 10);
+  /* a group message's meta likewise, before anything is decrypted */
+  {
+    whisper_message_t gm = {.size = 0, .conversation = "grp", .id = (const uint8_t *)"g0",
+                            .id_len = 2, .sort_key = 1, .timestamp_ms = NOW};
+    CHECK_RC(whisper_group_decrypt_store(d.ctx, "alice", 1, (const uint8_t *)"x", 1, &gm, NULL),
+             WHISPER_EINVAL);
+    CHECK(strstr(whisper_ctx_last_error(d.ctx), "WHISPER_MESSAGE_INIT") != NULL);
+  }
   /* and a search that is fine writes nothing */
   unsigned writes = d.cnt.writes;
   EXPECT(&d, "WORDS here", "alice", "x1");

@@ -38,8 +38,8 @@ static push_rec pushes[256];
 static int n_pushes;
 
 static void drain(whisper_server *srv) {
-  whisper_server_output_t o;
-  while (whisper_server_poll(srv, &o)) {
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
+  while (whisper_server_poll(srv, &o) > 0) {
     if (o.action == WHISPER_SERVER_PUSH) {
       if (n_pushes < 256) {
         snprintf(pushes[n_pushes].account, 65, "%s", o.account);
@@ -307,7 +307,7 @@ static uint64_t req_register_raw(srvt *t, uint64_t conn, const Whisper__Sync__Re
 static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk,
                                const uint8_t *code, int bad, const uint8_t *extra,
                                size_t extra_len) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
@@ -834,7 +834,7 @@ static uint64_t expect_queue_empty(uint64_t conn) {
 }
 
 static whisper_server_stats_t stats(srvt *t) {
-  whisper_server_stats_t s;
+  whisper_server_stats_t s = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(t->srv, &s);
   return s;
 }
@@ -1740,9 +1740,9 @@ static void test_link_held(void) {
   t.now = expires;
   whisper_server_tick(t.srv, t.now);
   /* the Error comes out before the CLOSE */
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   int got_error = 0, got_close = 0;
-  while (whisper_server_poll(t.srv, &o)) {
+  while (whisper_server_poll(t.srv, &o) > 0) {
     if (o.conn != 3) continue;
     if (o.action == WHISPER_SERVER_CLOSE) {
       got_close = 1;
@@ -3536,12 +3536,88 @@ static void test_api_edges(void) {
   whisper_server_close(srv, 9, T0);
   /* closing drops what was queued for the connection */
   whisper_server_close(srv, 1, T0);
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   CHECK(whisper_server_poll(srv, &o) == 0);
   CHECK(whisper_server_next_deadline(srv) == UINT64_MAX);
   CHECK(strcmp(whisper_server_last_error(srv), "") == 0);
   whisper_server_free(srv);
   whisper_server_free(NULL);
+  whisper_store_close(st);
+}
+
+/* The versioned output and stats structs (docs/api.md): a size below
+ * 1.0's is refused, nothing taken or written; a later caller's bigger
+ * struct is filled up to the fields the library knows, its newer ones
+ * left alone. */
+static void test_versioned_structs(void) {
+  whisper_server *srv = NULL;
+  whisper_store *st = mem_store();
+  CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
+  CHECK_RC(whisper_server_cluster(srv, 3, T0), WHISPER_OK); /* queues a hello relay */
+  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_OK);
+  whisper_server_output_t old;
+  for (int k = 0; k < 2; k++) {
+    memset(&old, 0x5a, sizeof old);
+    old.size = k ? WHISPER_SERVER_OUTPUT_SIZE_1_0 - 1 : 0;
+    CHECK_RC(whisper_server_poll(srv, &old), WHISPER_EINVAL);
+    CHECK(strstr(whisper_server_last_error(srv), "WHISPER_SERVER_OUTPUT_INIT") != NULL);
+    CHECK(old.action == 0x5a5a5a5a && old.conn == 0x5a5a5a5a5a5a5a5aull);
+  }
+  struct later_output {
+    whisper_server_output_t o;
+    uint64_t newer;
+  } later;
+  memset(&later, 0x5a, sizeof later);
+  later.o.size = sizeof later;
+  CHECK(whisper_server_poll(srv, &later.o) == 1); /* the hello was not taken by the refusals */
+  CHECK(later.o.size == sizeof later && later.o.action == WHISPER_SERVER_RELAY);
+  CHECK(later.o.frame != NULL && later.o.frame_len > 0 && later.o.account == NULL);
+  CHECK(later.newer == 0x5a5a5a5a5a5a5a5aull);
+
+  whisper_server_stats_t sold;
+  memset(&sold, 0x5a, sizeof sold);
+  sold.size = 0;
+  CHECK_RC(whisper_server_stats(srv, &sold), WHISPER_EINVAL);
+  sold.size = WHISPER_SERVER_STATS_SIZE_1_0 - 1;
+  CHECK_RC(whisper_server_stats(srv, &sold), WHISPER_EINVAL);
+  CHECK(sold.connections == 0x5a5a5a5a5a5a5a5aull && sold.latency_sum_ms == 0x5a5a5a5a5a5a5a5aull);
+  CHECK_RC(whisper_server_stats(srv, NULL), WHISPER_EINVAL);
+  struct later_stats {
+    whisper_server_stats_t s;
+    uint64_t newer[2];
+  } lst;
+  memset(&lst, 0x5a, sizeof lst);
+  lst.s.size = sizeof lst;
+  CHECK_RC(whisper_server_stats(srv, &lst.s), WHISPER_OK);
+  CHECK(lst.s.size == sizeof lst && lst.s.connections == 1 && lst.s.authenticated == 0);
+  CHECK(lst.s.latency_sum_ms == 0 && lst.s.latency_le_ms[11] == 0);
+  CHECK(lst.newer[0] == 0x5a5a5a5a5a5a5a5aull && lst.newer[1] == 0x5a5a5a5a5a5a5a5aull);
+  /* no server: the counters it knows zeroed, the rest left alone */
+  memset(&lst, 0x5a, sizeof lst);
+  lst.s.size = sizeof lst;
+  CHECK_RC(whisper_server_stats(NULL, &lst.s), WHISPER_EINVAL);
+  CHECK(lst.s.size == sizeof lst && lst.s.connections == 0 && lst.s.latency_sum_ms == 0);
+  CHECK(lst.newer[1] == 0x5a5a5a5a5a5a5a5aull);
+  whisper_server_free(srv);
+  /* an older caller's config, in memory exactly its size: read no further
+   * (the sanitizer build sees an over-read); unknown versions refused */
+  static const size_t old_sizes[] = {offsetof(whisper_server_config_t, max_reports),
+                                     offsetof(whisper_server_config_t, upload_token_ttl_ms),
+                                     offsetof(whisper_server_config_t, max_mailbox_bytes),
+                                     sizeof(whisper_server_config_t)};
+  static const whisper_server_config_t defaults = WHISPER_SERVER_CONFIG_INIT;
+  for (unsigned v = 0; v <= WHISPER_SERVER_CONFIG_VERSION + 1; v++) {
+    size_t n = v >= 1 && v <= 4 ? old_sizes[v - 1] : sizeof defaults;
+    whisper_server_config_t *c = malloc(n);
+    CHECK(c != NULL);
+    memcpy(c, &defaults, n);
+    c->version = v;
+    srv = NULL;
+    CHECK_RC(whisper_server_new(&srv, st, c),
+             v >= 1 && v <= WHISPER_SERVER_CONFIG_VERSION ? WHISPER_OK : WHISPER_EINVAL);
+    whisper_server_free(srv);
+    free(c);
+  }
   whisper_store_close(st);
 }
 
@@ -4295,6 +4371,7 @@ static void test_sent_pruned(void) {
 
 int main(void) {
   test_api_edges();
+  test_versioned_structs();
   test_register();
   test_login();
   test_prekeys();

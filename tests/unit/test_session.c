@@ -30,7 +30,7 @@ static int recv_from(tdev *to, const char *from, uint32_t from_dev, int type, co
 }
 
 static void connect(tdev *a, const char *bname, tdev *b, uint32_t bdev) {
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(b->ctx, &bundle, 1), WHISPER_OK);
   CHECK_RC(whisper_session_start(a->ctx, bname, bdev, &bundle, NOW), WHISPER_OK);
 }
@@ -57,7 +57,7 @@ static void test_kat(void) {
   CHECK_RC(whisper_signed_prekey_import(bob.ctx, 1, &spk, sig, NOW), WHISPER_EINVALIDSIG);
   sig[0] ^= 1;
 
-  whisper_prekey_bundle_t b = {.registration_id = 2222, .device_id = 1, .has_prekey = 1,
+  whisper_prekey_bundle_t b = {.size = sizeof b, .registration_id = 2222, .device_id = 1, .has_prekey = 1,
                                .prekey_id = 2, .signed_prekey_id = 1};
   memcpy(b.prekey, opk.pub, 33);
   memcpy(b.signed_prekey, spk.pub, 33);
@@ -356,7 +356,7 @@ static void test_identity_change(void) {
   tdev a, b, b2;
   whisper_buf *m;
   int t;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   uint8_t key[33];
   tdev_new(&a, "alice", 1, 50);
   tdev_new(&b, "bob", 1, 51);
@@ -443,7 +443,7 @@ static void test_identity_change(void) {
   /* name-wide trust pins the key for every device: a device still known
    * by another key, and an unseen device with another key, are refused */
   tdev d9, d5, d7;
-  whisper_prekey_bundle_t b5, b7;
+  whisper_prekey_bundle_t b5 = WHISPER_PREKEY_BUNDLE_INIT, b7 = WHISPER_PREKEY_BUNDLE_INIT;
   tdev_new(&d9, "dave", 9, 55);
   tdev_new(&d5, "dave", 5, 56);
   tdev_new(&d7, "dave", 7, 57);
@@ -519,7 +519,7 @@ static void test_expiry_and_devices(void) {
 
 static void test_bundle_wire(void) {
   tdev a, b;
-  whisper_prekey_bundle_t bundle, back;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT, back = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *w;
   tdev_new(&a, "alice", 1, 70);
   tdev_new(&b, "bob", 1, 71);
@@ -533,9 +533,68 @@ static void test_bundle_wire(void) {
     for (size_t n = 0; n < w->len; n++)
       if (whisper_bundle_decode(&back, w->data, n) != WHISPER_OK) refused++;
     CHECK(refused == (int)w->len);
-    static const whisper_prekey_bundle_t zero;
+    static const whisper_prekey_bundle_t zero = WHISPER_PREKEY_BUNDLE_INIT;
     CHECK(memcmp(&back, &zero, sizeof back) == 0);
     whisper_buf_free(w);
+  }
+  /* a versioned struct (docs/api.md): a size below 1.0's is refused by
+   * every function, changing nothing; a later caller's bigger struct is
+   * read and filled up to the fields the library knows, its newer ones
+   * left alone */
+  {
+    whisper_prekey_bundle_t old;
+    uint32_t before = 0, after = 1;
+    CHECK_RC(whisper_prekeys_count(b.ctx, &before), WHISPER_OK);
+    memset(&old, 0x5a, sizeof old);
+    for (int k = 0; k < 2; k++) {
+      old.size = k ? WHISPER_PREKEY_BUNDLE_SIZE_1_0 - 1 : 0;
+      CHECK_RC(whisper_bundle_make(b.ctx, &old, 1), WHISPER_EINVAL);
+      CHECK(strstr(whisper_ctx_last_error(b.ctx), "WHISPER_PREKEY_BUNDLE_INIT") != NULL);
+      CHECK(old.registration_id == 0x5a5a5a5a && old.identity_key[32] == 0x5a);
+      CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
+      CHECK_RC(whisper_bundle_decode(&old, w->data, w->len), WHISPER_EINVAL);
+      CHECK(old.registration_id == 0x5a5a5a5a && old.identity_key[32] == 0x5a);
+      whisper_buf *w2 = (whisper_buf *)1;
+      CHECK_RC(whisper_bundle_encode(&old, &w2), WHISPER_EINVAL);
+      CHECK(w2 == NULL);
+      whisper_buf_free(w);
+      CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &old, NOW), WHISPER_EINVAL);
+      CHECK(strstr(whisper_ctx_last_error(a.ctx), "WHISPER_PREKEY_BUNDLE_INIT") != NULL);
+    }
+    /* no session was started by the refused calls */
+    int exists = 1;
+    CHECK_RC(whisper_session_exists(a.ctx, "bob", 1, NOW, &exists), WHISPER_OK);
+    CHECK(exists == 0);
+    CHECK_RC(whisper_prekeys_count(b.ctx, &after), WHISPER_OK);
+    CHECK(after == before); /* and no one-time prekey was made */
+    struct later_bundle {
+      whisper_prekey_bundle_t b;
+      uint8_t pq_prekey[40]; /* say, the post-quantum prekey */
+      uint64_t newer;
+    } later, later2;
+    memset(&later, 0x5a, sizeof later);
+    later.b.size = sizeof later;
+    CHECK_RC(whisper_bundle_make(b.ctx, &later.b, 1), WHISPER_OK);
+    CHECK(later.b.size == sizeof later && later.b.device_id == 1 && later.b.has_prekey == 1);
+    CHECK(later.pq_prekey[0] == 0x5a && later.pq_prekey[39] == 0x5a &&
+          later.newer == 0x5a5a5a5a5a5a5a5aull);
+    /* encode reads only the fields it knows; decode fills only those */
+    CHECK_RC(whisper_bundle_encode(&later.b, &w), WHISPER_OK);
+    memset(&later2, 0xa5, sizeof later2);
+    later2.b.size = sizeof later2;
+    CHECK_RC(whisper_bundle_decode(&later2.b, w->data, w->len), WHISPER_OK);
+    CHECK(memcmp(&later2.b, &later.b, sizeof later.b) == 0);
+    CHECK(later2.pq_prekey[0] == 0xa5 && later2.newer == 0xa5a5a5a5a5a5a5a5ull);
+    /* a failed decode zeroes only the fields the library knows */
+    CHECK_RC(whisper_bundle_decode(&later2.b, w->data, w->len - 1), WHISPER_EINVALIDMSG);
+    CHECK(later2.b.size == sizeof later2 && later2.b.registration_id == 0 &&
+          later2.b.identity_key[32] == 0);
+    CHECK(later2.pq_prekey[0] == 0xa5 && later2.newer == 0xa5a5a5a5a5a5a5a5ull);
+    whisper_buf_free(w);
+    /* and an outgoing session starts from the bigger struct */
+    CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &later.b, NOW), WHISPER_OK);
+    CHECK_RC(whisper_session_exists(a.ctx, "bob", 1, NOW, &exists), WHISPER_OK);
+    CHECK(exists == 1);
   }
   CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
   /* a key of the wrong type, and a short signature */
@@ -550,7 +609,7 @@ static void test_bundle_wire(void) {
 
 static void test_prekey_upkeep(void) {
   tdev a, b;
-  whisper_prekey_bundle_t early, late;
+  whisper_prekey_bundle_t early = WHISPER_PREKEY_BUNDLE_INIT, late = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m;
   int t, rotated = -1;
   uint32_t count = 99;
@@ -589,7 +648,7 @@ static void test_prekey_upkeep(void) {
   CHECK_RC(recv_from(&b, "carol", 1, t, m, NULL), WHISPER_EINVALIDMSG);
   whisper_buf_free(m);
   /* the current one and the one retired just now still work */
-  whisper_prekey_bundle_t now_b;
+  whisper_prekey_bundle_t now_b = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(b.ctx, &now_b, 1), WHISPER_OK);
   CHECK(now_b.signed_prekey_id == late.signed_prekey_id + 1);
   tdev d;

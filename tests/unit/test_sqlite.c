@@ -49,7 +49,7 @@ static void test_persistence_and_keys(void) {
   char pa[300], pb[300];
   whisper_store *sa, *sb;
   whisper_ctx *a, *b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m, *pt;
   int type;
   path_of(pa, sizeof pa, "alice.db");
@@ -435,7 +435,8 @@ static void test_migration(void) {
   CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"after migration", 15,
                                    1790000000000ULL, &type, &m), WHISPER_OK);
   CHECK(type == WHISPER_MSG_WHISPER);
-  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)"m1", .id_len = 2,
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = "alice", .id = (const uint8_t *)"m1", .id_len = 2,
                             .sort_key = 1};
   CHECK_RC(whisper_session_decrypt_store(b, "alice", 1, type, m->data, m->len, &meta, &pt),
            WHISPER_OK);
@@ -574,7 +575,8 @@ static void test_migration_v2(void) {
 
   /* a redelivery of a migrated message is recognised (its row is read) */
   static const uint8_t junk[40] = {0x33};
-  whisper_message_t meta = {.conversation = "alice", .id = (const uint8_t *)"in-2", .id_len = 4,
+  whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                            .conversation = "alice", .id = (const uint8_t *)"in-2", .id_len = 4,
                             .sort_key = 20};
   CHECK_RC(whisper_session_decrypt_store(b, "alice", 1, WHISPER_MSG_WHISPER, junk, sizeof junk,
                                          &meta, NULL), WHISPER_EDUPLICATE);

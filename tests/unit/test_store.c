@@ -402,7 +402,7 @@ static void test_error_codes(void) {
 
 static void test_fault_injection(void) {
   side a, b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m = NULL, *pt = NULL;
   int type, faults = 0;
   side_open(&a, "alice", 1);
@@ -431,7 +431,7 @@ static void test_fault_injection(void) {
 /* Refused messages leave the stored record and the prekeys byte for byte. */
 static void test_refusals_change_nothing(void) {
   side a, b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m1, *m2, *pt = NULL;
   int t1, t2;
   side_open(&a, "alice", 3);
@@ -510,7 +510,7 @@ static void test_memo_follows_store(void) {
   for (int faulty_store = 0; faulty_store <= 1; faulty_store++) {
     side a, b;
     whisper_ctx *a2, *b2;
-    whisper_prekey_bundle_t bundle;
+    whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     whisper_buf *m[12];
     int type;
     side_open(&a, "alice", 5);

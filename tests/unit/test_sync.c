@@ -336,7 +336,8 @@ static void test_group(void) {
       if (strcmp(g3->body, "g3") == 0) break;
     CHECK(g3 != NULL);
     if (g3) {
-      whisper_message_t meta = {.conversation = conv, .id = g3->id, .id_len = 16,
+      whisper_message_t meta = {.size = sizeof(whisper_message_t),
+                                .conversation = conv, .id = g3->id, .id_len = 16,
                                 .sort_key = g3->server_seq};
       CHECK_RC(whisper_group_decrypt_store(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len,
                                            &meta, NULL), WHISPER_EDUPLICATE);
@@ -653,7 +654,7 @@ static int spk_opens(node *d, const whisper_prekey_bundle_t *saved, uint64_t now
 }
 
 static uint32_t spk_current(node *d) {
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
   return b.signed_prekey_id;
 }
@@ -675,7 +676,7 @@ static void test_signed_prekey_rotation(void) {
   n.watch_arg = &w;
   n.tamper = spk_served_fn;
   CHECK(spk_current(b) == 1);
-  whisper_prekey_bundle_t first;
+  whisper_prekey_bundle_t first = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_make(b->ctx, &first, 0), WHISPER_OK);
   /* alice starts a session on bob's bundle (signed prekey 1) while bob is away */
   b->offline = 1;

@@ -119,8 +119,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Attachment, encryptFinish)(JNIEnv *env, jcl
   (void)cls;
   if (wj_closed(env, h)) return NULL;
   enc *e = WJ_PTR(enc, h);
-  whisper_attachment_result_t r;
-  memset(&r, 0, sizeof r);
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   int rc = whisper_attachment_encrypt_finish(e->e, &r);
   if (rc > 0) rc = WHISPER_EINTERNAL;
   if (wj_check(env, rc, NULL)) return NULL;
@@ -168,10 +167,9 @@ WJ_EXPORT jlong JNICALL WJ_FN(Attachment, decryptNew)(JNIEnv *env, jclass cls, j
     } else if (d == NULL) {
       wj_check(env, WHISPER_ENOMEM, NULL);
     } else {
-      whisper_attachment_expect_t x;
-      memset(&x, 0, sizeof x);
+      whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
       x.key = k.data;
-      x.size = (uint64_t)size;
+      x.plaintext_size = (uint64_t)size;
       x.digest = dg.data;
       x.plaintext_hash = plaintext_hash ? ph.data : NULL;
       x.incremental_mac = incremental_mac ? im.data : NULL;

@@ -272,8 +272,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, sendFile)(JNIEnv *env, jclass cls, jl
   if (c.ok && p.ok && ct.ok && fn.ok && cp.ok && th.ok) {
     jint v[4] = {0, 0, 0, 0};
     if (nums != NULL) (*env)->GetIntArrayRegion(env, nums, 0, 4, v);
-    whisper_media_meta_t m;
-    memset(&m, 0, sizeof m);
+    whisper_media_meta_t m = WHISPER_MEDIA_META_INIT;
     m.content_type = SN(content_type, ct);
     m.file_name = SN(file_name, fn);
     m.caption = SN(caption, cp);
@@ -356,8 +355,8 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Client, takeHttp)(JNIEnv *env, jclass cls, 
                                                        jlongArray handle) {
   (void)cls;
   OPEN_OR(NULL);
-  whisper_http_request_t r;
-  if (!whisper_client_take_http(CL->c, &r)) return NULL;
+  whisper_http_request_t r = WHISPER_HTTP_REQUEST_INIT;
+  if (whisper_client_take_http(CL->c, &r) <= 0) return NULL;
   jlong v = (jlong)r.handle;
   wj_set_longs(env, handle, &v, 1);
   jobjectArray arr = wj_new_bytes_array(env, 4);
@@ -392,8 +391,7 @@ WJ_EXPORT void JNICALL WJ_FN(Client, conversationFlags)(JNIEnv *env, jclass cls,
   OPEN_OR();
   wj_bytes c = wj_bytes_get(env, conv, 1);
   if (c.ok) {
-    whisper_conversation_flags_t f;
-    memset(&f, 0, sizeof f);
+    whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     jlong v[3];
     if (set) {
       (*env)->GetLongArrayRegion(env, flags, 0, 3, v);

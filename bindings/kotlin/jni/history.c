@@ -49,9 +49,9 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(History, pageGet)(JNIEnv *env, jclass cls, 
   wj_array_set(env, arr, 5, wj_new_cstr(env, m->quote_sender));
   wj_array_set(env, arr, 6, wj_new_cstr(env, m->quote_excerpt));
   for (size_t r = 0; r < m->n_reactions && m->reactions != NULL; r++) {
-    wj_array_set(env, arr, 7 + 3 * r, wj_new_cstr(env, m->reactions[r].reactor));
-    wj_array_set(env, arr, 8 + 3 * r, wj_new_cstr(env, m->reactions[r].emoji));
-    wj_array_set(env, arr, 9 + 3 * r, u64be(env, m->reactions[r].at_ms));
+    wj_array_set(env, arr, 7 + 3 * r, wj_new_cstr(env, WHISPER_MESSAGE_REACTION(m, r)->reactor));
+    wj_array_set(env, arr, 8 + 3 * r, wj_new_cstr(env, WHISPER_MESSAGE_REACTION(m, r)->emoji));
+    wj_array_set(env, arr, 9 + 3 * r, u64be(env, WHISPER_MESSAGE_REACTION(m, r)->at_ms));
   }
   return arr;
 }
@@ -101,6 +101,7 @@ WJ_EXPORT jlong JNICALL WJ_FN(History, outboxPage)(JNIEnv *env, jclass cls, jlon
 static void meta_of(whisper_message_t *m, const wj_bytes *conv, const wj_bytes *id,
                     const wj_bytes *body, jlong sort_key, jlong timestamp_ms) {
   memset(m, 0, sizeof *m);
+  m->size = sizeof *m;
   m->conversation = conv->data ? WJ_CSTR(*conv) : "";
   m->id = id->data ? id->data : empty;
   m->id_len = id->len;
@@ -140,7 +141,7 @@ WJ_EXPORT void JNICALL WJ_FN(History, addOutgoing)(JNIEnv *env, jclass cls, jlon
     devs[k].name = n.v[k];
     devs[k].device_id = (uint32_t)idv[k];
   }
-  whisper_message_t m;
+  whisper_message_t m = WHISPER_MESSAGE_INIT;
   meta_of(&m, &c, &i, &b, sort_key, timestamp_ms);
   wj_check_ctx(env, whisper_history_add_outgoing(CTX, &m, devs, n.n), CTX);
 done:
@@ -165,7 +166,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(History, decryptStore)(JNIEnv *env, jclass cl
   wj_bytes c = wj_bytes_get(env, conversation, 1), i = wj_bytes_get(env, id, 0);
   jbyteArray out = NULL;
   if (n.ok && b.ok && c.ok && i.ok) {
-    whisper_message_t m;
+    whisper_message_t m = WHISPER_MESSAGE_INIT;
     meta_of(&m, &c, &i, NULL, sort_key, timestamp_ms);
     whisper_buf *pt = NULL;
     const char *nm = n.data ? WJ_CSTR(n) : "";

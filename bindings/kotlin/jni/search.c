@@ -18,8 +18,7 @@ WJ_EXPORT jlong JNICALL WJ_FN(Search, search)(JNIEnv *env, jclass cls, jlong ctx
   wj_bytes ac = wj_bytes_get(env, after_conversation, 1), ai = wj_bytes_get(env, after_id, 0);
   jlong out = 0;
   if (q.ok && c.ok && ac.ok && ai.ok) {
-    whisper_message_t after;
-    memset(&after, 0, sizeof after);
+    whisper_message_t after = WHISPER_MESSAGE_INIT;
     after.conversation = ac.data ? WJ_CSTR(ac) : "";
     after.id = ai.data ? ai.data : (const uint8_t *)"";
     after.id_len = ai.len;

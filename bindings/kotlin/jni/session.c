@@ -142,7 +142,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleMake)(JNIEnv *env, jclass cls,
                                                         jboolean with_prekey) {
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   if (wj_check_ctx(env, whisper_bundle_make(CTX, &b, with_prekey ? 1 : 0), CTX)) return NULL;
   whisper_buf *out = NULL;
   if (wj_check(env, whisper_bundle_encode(&b, &out), NULL)) return NULL;
@@ -158,7 +158,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Session, bundleDecode)(JNIEnv *env, jclass 
   wj_bytes d = wj_bytes_get(env, data, 0);
   jobjectArray arr = NULL;
   if (d.ok) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL)) {
       jlong v[5] = {b.registration_id, b.device_id, b.has_prekey, b.prekey_id,
                     b.signed_prekey_id};
@@ -184,7 +184,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, sessionStart)(JNIEnv *env, jclass cls, jlo
   wj_bytes n = wj_bytes_get(env, name, 1);
   wj_bytes d = wj_bytes_get(env, bundle, 0);
   if (n.ok && d.ok) {
-    whisper_prekey_bundle_t b;
+    whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
     if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL))
       wj_check_ctx(env,
                    whisper_session_start(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id, &b,

@@ -7,7 +7,7 @@
 int main(void) {
   whisper_store *sa, *sb;
   whisper_ctx *a, *b;
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *m = NULL, *pt = NULL;
   int type;
   const uint64_t now = 1700000000000ULL;

@@ -8,7 +8,7 @@
 int main(void) {
   whisper_store *store;
   whisper_server *srv;
-  whisper_server_output_t o;
+  whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
   const uint64_t now = 1700000000000ULL;
   int sends = 0, closes = 0, challenge = 0;

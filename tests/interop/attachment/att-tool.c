@@ -183,8 +183,7 @@ static int cmd_encrypt(args *a) {
   uint8_t *buf = malloc(MAX_PIECE > a->piece ? MAX_PIECE : (size_t)a->piece);
   if (buf == NULL) die("out of memory");
   whisper_attachment_encryptor *e = NULL;
-  whisper_attachment_result_t r;
-  memset(&r, 0, sizeof r);
+  whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
   int rc = whisper_attachment_encrypt_new(&e, key, iv, a->size, sink_file, out);
   for (uint64_t left = a->size; rc == WHISPER_OK && left;) {
     size_t take = piece(a);
@@ -215,8 +214,7 @@ static int cmd_encrypt(args *a) {
 static int cmd_decrypt(args *a) {
   need_files(a);
   if (a->key == NULL || a->digest == NULL) die("--key and --digest are needed");
-  whisper_attachment_expect_t x;
-  memset(&x, 0, sizeof x);
+  whisper_attachment_expect_t x = WHISPER_ATTACHMENT_EXPECT_INIT;
   uint8_t *key = unhex(a->key, WHISPER_ATTACHMENT_KEY_LEN, NULL);
   uint8_t *digest = unhex(a->digest, WHISPER_ATTACHMENT_DIGEST_LEN, NULL);
   uint8_t *ph = a->plain_hash ? unhex(a->plain_hash, WHISPER_ATTACHMENT_DIGEST_LEN, NULL) : NULL;
@@ -224,7 +222,7 @@ static int cmd_decrypt(args *a) {
   size_t imac_len = 0;
   if (a->imac) imac = unhex(a->imac, 0, &imac_len);
   x.key = key;
-  x.size = a->size;
+  x.plaintext_size = a->size;
   x.digest = digest;
   x.plaintext_hash = ph;
   x.incremental_mac = imac;

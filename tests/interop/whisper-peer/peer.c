@@ -212,8 +212,7 @@ static int op_bundle(peer *p, const json_value *req, json_out *o, failure *f) {
   }
   if (need_identity(p, f) != 0) return -1;
 
-  whisper_prekey_bundle_t b;
-  memset(&b, 0, sizeof b);
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   int rc = whisper_bundle_make(p->ctx, &b, one_time);
   if (rc != WHISPER_OK) return fail_lib(p, f, rc);
 
@@ -262,6 +261,7 @@ static void raw_bundle_free(raw_bundle *r) {
 static int parse_bundle(const json_value *jb, whisper_prekey_bundle_t *b, raw_bundle *raw,
                         failure *f) {
   memset(b, 0, sizeof *b);
+  b->size = sizeof *b;
   if (jb == NULL) return fail(f, "bad_request", "missing field \"bundle\"");
   if (jb->type != JSON_OBJECT) return fail(f, "bad_request", "field \"bundle\" must be an object");
   if (field_u32(jb, "registration_id", &b->registration_id, f) != 0) return -1;
@@ -317,7 +317,7 @@ static int op_start_session(peer *p, const json_value *req, json_out *o, failure
   (void)o;
   const char *name;
   uint32_t device_id;
-  whisper_prekey_bundle_t b;
+  whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   raw_bundle raw;
   memset(&raw, 0, sizeof raw);
   int ret = -1;
@@ -459,6 +459,7 @@ static int parse_batch_item(const json_value *jm, size_t i, whisper_incoming_t *
   }
   in->body = it->body;
   in->body_len = it->body_len;
+  in->meta.size = sizeof in->meta;
   in->meta.conversation = in->name;
   in->meta.id = it->id;
   in->meta.id_len = it->id_len;
