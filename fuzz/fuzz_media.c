@@ -688,7 +688,7 @@ static whisper_buf *bob_devices(uint64_t id) {
   static const char ctx_str[] = "whisper-devices-v1";
   whisper_prekey_bundle_t b;
   fz_dev *bob = G.w->bob;
-  FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+  FZ_ASSERT(whisper_bundle_generate(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
   Whisper__E2e__ListedDevice ld = WHISPER__E2E__LISTED_DEVICE__INIT, *ldp = &ld;
   ld.has_device_id = ld.has_identity_key = 1;
   ld.device_id = 1;
@@ -817,7 +817,7 @@ static void check_files(void) { check_files_all(0); }
 static void settle(void) {
   for (int round = 0; round < 64 && H.c; round++) {
     int moved = 0;
-    if (H.connected && whisper_client_want_close(H.c)) {
+    if (H.connected && whisper_client_want_disconnect(H.c)) {
       disconnect();
       moved = 1;
     }

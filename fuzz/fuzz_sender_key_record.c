@@ -4,17 +4,17 @@
  * D1 and as his own (sending) record for D1, and then, each call in its own
  * bracket (a failure must change nothing; everything written is restored):
  *
- *  1. whisper_group_decrypt of alice's real C6 messages at iterations 5 and
+ *  1. whisper_sender_key_decrypt of alice's real C6 messages at iterations 5 and
  *     2 (fzg_scenario, fuzz_group.h);
- *  2. whisper_group_create: with no states it makes one (private key
+ *  2. whisper_sender_key_generate: with no states it makes one (private key
  *     matching the public one), else it writes nothing; its SKDM describes
  *     state 0;
- *  3. whisper_group_encrypt: WHISPER_ENOSESSION without a state 0 that has
+ *  3. whisper_sender_key_encrypt: WHISPER_ENOSESSION without a state 0 that has
  *     a private key, else success, advancing state 0 by one step and
  *     nothing else; carol.1 then processes create's SKDM and decrypts the
  *     message: it must work (plaintext "fuzz") when the stored private key
  *     matches the public key and the version is 3;
- *  4. whisper_group_process of alice's real SKDM for C7 (a chain the
+ *  4. whisper_sender_key_process of alice's real SKDM for C7 (a chain the
  *     record may or may not hold), checked against the model, then alice's
  *     C7 message at 5 and C6 message at 5 on the record it writes.
  *
@@ -74,7 +74,7 @@ static void check_skdm(const whisper_buf *b, const fzg_state *s) {
 static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisper_buf *msg) {
   whisper_buf *pt = NULL;
   fz_call_begin(carol);
-  int rc = whisper_group_process(carol->ctx, "bob", 1, skdm->data, skdm->len);
+  int rc = whisper_sender_key_process(carol->ctx, "bob", 1, skdm->data, skdm->len);
   FZ_ASSERT(rc == (s->pub[0] == 0x05 ? WHISPER_OK : WHISPER_EINVALIDMSG),
             "carol: process of bob's SKDM returned %d (%s)", rc, whisper_ctx_last_error(carol->ctx));
   if (rc == WHISPER_OK) {
@@ -85,7 +85,7 @@ static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisp
       want = FZG_BIT(WHISPER_OK);
     else /* another encoding of the same public key still verifies */
       want = FZG_BIT(WHISPER_EINVALIDSIG) | FZG_BIT(WHISPER_OK);
-    int rc2 = whisper_group_decrypt(carol->ctx, "bob", 1, msg->data, msg->len, &pt);
+    int rc2 = whisper_sender_key_decrypt(carol->ctx, "bob", 1, msg->data, msg->len, &pt);
     FZ_ASSERT(fzg_in(rc2, want), "carol: decrypt of bob's message returned %d (%s); allowed %#llx",
               rc2, whisper_ctx_last_error(carol->ctx), (unsigned long long)want);
     if (rc2 == WHISPER_OK)
@@ -113,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fzg_record own; /* the own record encrypt will see */
   memset(&own, 0, sizeof own);
   fz_call_begin(bob);
-  int rc = whisper_group_create(bob->ctx, fzg_d1, &skdm);
+  int rc = whisper_sender_key_generate(bob->ctx, fzg_d1, &skdm);
   FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "group_create returned %d (%s)", rc,
             whisper_ctx_last_error(bob->ctx));
   FZ_ASSERT((rc == WHISPER_OK) == (skdm != NULL), "group_create: rc %d, SKDM %p", rc, (void *)skdm);
@@ -140,7 +140,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* 3. encrypt (on what create left), then carol reads it */
   whisper_buf *msg = NULL;
   fz_call_begin(bob);
-  rc = whisper_group_encrypt(bob->ctx, fzg_d1, (const uint8_t *)"fuzz", 4, &msg);
+  rc = whisper_sender_key_encrypt(bob->ctx, fzg_d1, (const uint8_t *)"fuzz", 4, &msg);
   const fzg_state *s0 = dec && own.n ? &own.s[0] : NULL;
   if (!dec)
     FZ_ASSERT(rc == WHISPER_ECORRUPT, "group_encrypt on a corrupt record returned %d", rc);
@@ -199,7 +199,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fzg_record a;
   memset(&a, 0, sizeof a);
   fz_call_begin(bob);
-  rc = whisper_group_process(bob->ctx, "alice", 1, c7->skdm->data, c7->skdm->len);
+  rc = whisper_sender_key_process(bob->ctx, "alice", 1, c7->skdm->data, c7->skdm->len);
   FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "group_process returned %d (%s)", rc,
             whisper_ctx_last_error(bob->ctx));
   if (rc == WHISPER_OK) {

@@ -1,6 +1,6 @@
 /*
  * fuzz_skdm: the input is a SenderKeyDistributionMessage that bob.1
- * processes (whisper_group_process) as from alice.1. Bob's fixed state
+ * processes (whisper_sender_key_process) as from alice.1. Bob's fixed state
  * (fzg_scenario, fuzz_group.h) already holds five of alice's chains for
  * distribution D1 (C6 C5 C4 C3 C2, newest first, C6 and C5 partly read),
  * so a repeated chain, a chain id with another signing key, a new chain
@@ -61,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   fz_call_begin(bob);
-  int rc = whisper_group_process(bob->ctx, "alice", 1, data, size);
+  int rc = whisper_sender_key_process(bob->ctx, "alice", 1, data, size);
   FZ_ASSERT(rc == (valid ? WHISPER_OK : WHISPER_EINVALIDMSG),
             "group_process returned %d (%s) for a%s SKDM", rc, whisper_ctx_last_error(bob->ctx),
             valid ? " valid" : "n invalid");

@@ -96,7 +96,7 @@ whisper_buf *fzs_register(fz_dev *d, uint64_t id, uint32_t n_prekeys, const uint
   uint32_t first = 0;
   size_t an = strlen(d->name);
   FZ_ASSERT(n_prekeys <= 16 && an <= 64, "register: too many prekeys or a long name");
-  FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle_make %s", d->name);
+  FZ_ASSERT(whisper_bundle_generate(d->ctx, &b, 0) == WHISPER_OK, "bundle_make %s", d->name);
   if (n_prekeys)
     FZ_ASSERT(whisper_prekeys_generate(d->ctx, n_prekeys, &first) == WHISPER_OK, "prekeys");
   for (uint32_t i = 0; i < n_prekeys; i++) {
@@ -302,7 +302,7 @@ static void drv_expect(drv *v, uint64_t conn, whisper_buf *b, int body, const ch
 }
 
 static void drv_open(drv *v, uint64_t conn) {
-  FZ_ASSERT(whisper_server_open(v->srv, conn, v->now) == WHISPER_OK, "open");
+  FZ_ASSERT(whisper_server_connected(v->srv, conn, v->now) == WHISPER_OK, "open");
   fzs_frame_free(drv_drain(v, 0, 0));
 }
 
@@ -394,7 +394,7 @@ static const uint8_t server_group_id[16] = "fz-server-group";
 
 static uint32_t regid_of(fz_dev *d) {
   whisper_prekey_bundle_t b;
-  FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+  FZ_ASSERT(whisper_bundle_generate(d->ctx, &b, 0) == WHISPER_OK, "bundle_make");
   return b.registration_id;
 }
 
@@ -493,7 +493,7 @@ fzs_server_world *fzs_server_world_new(void) {
   FZ_ASSERT(lc && lc->body_case == WHISPER__SYNC__FRAME__BODY_LINK_CODE, "link code");
   memcpy(w->link_code2, lc->link_code->link_code.data, 16);
   fzs_frame_free(lc);
-  for (uint64_t c = 1; c <= 4; c++) whisper_server_close(v.srv, c, v.now);
+  for (uint64_t c = 1; c <= 4; c++) whisper_server_disconnected(v.srv, c, v.now);
   fzs_frame_free(drv_drain(&v, 0, 0));
   whisper_server_free(v.srv);
   return w;
@@ -582,7 +582,7 @@ static whisper_buf *bundles_frame(fzs_client_world *w, uint64_t id, const char *
     int wanted = n_ids == 0;
     for (size_t j = 0; j < n_ids; j++) wanted |= ids[j] == devs[i]->device_id;
     if (!wanted || devs[i] == w->alice) continue;
-    FZ_ASSERT(whisper_bundle_make(devs[i]->ctx, &wb[nb], 1) == WHISPER_OK, "bundle");
+    FZ_ASSERT(whisper_bundle_generate(devs[i]->ctx, &wb[nb], 1) == WHISPER_OK, "bundle");
     whisper__sync__bundle__init(&b[nb]);
     whisper__sync__device_keys__init(&k[nb]);
     whisper__sync__one_time_prekey__init(&p[nb]);
@@ -1120,7 +1120,7 @@ static whisper_buf *upload_frame(fz_dev *d, uint64_t id, uint32_t n, int rotate)
   whisper_prekey_bundle_t b;
   if (rotate) {
     FZ_ASSERT(whisper_signed_prekey_generate(d->ctx, 7, FZ_NOW) == WHISPER_OK, "spk");
-    FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle");
+    FZ_ASSERT(whisper_bundle_generate(d->ctx, &b, 0) == WHISPER_OK, "bundle");
     k.has_identity_key = k.has_signed_prekey_id = k.has_signed_prekey = 1;
     k.has_signed_prekey_signature = 1;
     k.identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, b.identity_key};
@@ -1156,7 +1156,7 @@ static whisper_buf *device_list(fz_dev *signer, const char *account, uint64_t ve
   FZ_ASSERT(n <= 8, "device_list");
   for (size_t i = 0; i < n; i++) {
     whisper_prekey_bundle_t b;
-    FZ_ASSERT(whisper_bundle_make(keys[i]->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+    FZ_ASSERT(whisper_bundle_generate(keys[i]->ctx, &b, 0) == WHISPER_OK, "bundle_make");
     memcpy(pubs[i], b.identity_key, WHISPER_PUBLIC_KEY_LEN);
     whisper__e2e__listed_device__init(&ld[i]);
     ld[i].has_device_id = ld[i].has_identity_key = 1;
@@ -2111,7 +2111,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     whisper_envelope_t env = WHISPER_ENVELOPE_INIT;
     whisper_device_t dev = {"alice", 1};
     fz_connect(w->bob, w->alice, 0);
-    FZ_ASSERT(whisper_group_distribute(w->bob->ctx, w->group_id, &dev, 1, FZ_NOW, &env) ==
+    FZ_ASSERT(whisper_sender_key_distribute(w->bob->ctx, w->group_id, &dev, 1, FZ_NOW, &env) ==
                       WHISPER_OK &&
                   env.status == WHISPER_OK,
               "distribute");
@@ -2131,7 +2131,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     f[0] = deliver_frame(&d, seq + 1);
     whisper_buf_free(env.body);
     whisper_buf *ct = NULL;
-    FZ_ASSERT(whisper_group_encrypt(w->bob->ctx, w->group_id, (const uint8_t *)"group hi", 8, &ct) ==
+    FZ_ASSERT(whisper_sender_key_encrypt(w->bob->ctx, w->group_id, (const uint8_t *)"group hi", 8, &ct) ==
                   WHISPER_OK,
               "group_encrypt");
     memset(cid, 0x32, 16);

@@ -161,7 +161,7 @@ static void drain(void) {
     FZ_ASSERT(o.action != WHISPER_SERVER_PUSH, "a push for a connection that never logged in");
     FZ_ASSERT(o.conn == 1 && !A.closed, "output for connection %llu (closed: %d)",
               (unsigned long long)o.conn, A.closed);
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       A.closed = 1;
       continue;
     }
@@ -187,7 +187,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_journal_begin(&S);
   SRNG.counter = UINT64_C(1) << 40;
   memset(&A, 0, sizeof A);
-  FZ_ASSERT(whisper_server_open(SRV, 1, FZ_NOW) == WHISPER_OK, "open");
+  FZ_ASSERT(whisper_server_connected(SRV, 1, FZ_NOW) == WHISPER_OK, "open");
   A.want_id = UINT64_MAX;
   drain(); /* the challenge */
   int big = size > CFG.max_frame;
@@ -233,7 +233,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_watch_end(&S);
   fzs_frame_free(A.answer);
   A.answer = NULL;
-  whisper_server_close(SRV, 1, FZ_NOW);
+  whisper_server_disconnected(SRV, 1, FZ_NOW);
   drain();
   whisper_server_stats_t st;
   whisper_server_stats(SRV, &st);

@@ -174,7 +174,7 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   return WHISPER_OK;
 }
 
-void whisper_store_close(whisper_store *store) {
+void whisper_store_free(whisper_store *store) {
   if (store == NULL) return;
   if (store->in_txn) store->ops.rollback(store->user);
   if (store->ops.destroy) store->ops.destroy(store->user);

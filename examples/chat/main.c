@@ -220,7 +220,7 @@ static int open_device(chat *c) {
   if (rc == WHISPER_ESTATE) {
     /* The first run: a new identity key, registration id and signed
      * prekey; the engine registers them on its first connection. */
-    rc = whisper_identity_create(c->ctx, c->account, c->device, 0, now_ms());
+    rc = whisper_identity_generate(c->ctx, c->account, c->device, 0, now_ms());
     if (rc != WHISPER_OK) {
       fprintf(stderr, "whisper-chat: cannot create the identity: %s (%s)\n", whisper_strerror(rc),
               whisper_ctx_last_error(c->ctx));
@@ -319,7 +319,7 @@ static void close_device(chat *c) {
   c->client = NULL;
   whisper_ctx_free(c->ctx);
   c->ctx = NULL;
-  whisper_store_close(c->store);
+  whisper_store_free(c->store);
   c->store = NULL;
   free(c->media_dir);
   c->media_dir = NULL;
@@ -357,7 +357,7 @@ void chat_pump(chat *c) {
     whisper_buf *frame;
     while (net_state(c) == NET_OPEN && whisper_client_take_frame(c->client, &frame) == 1)
       net_send(c, frame);
-    if (whisper_client_want_close(c->client)) net_close(c);
+    if (whisper_client_want_disconnect(c->client)) net_close(c);
   }
   if (!c->quit) http_pump(c); /* the blob store's requests (http.c) */
   /* The next round returns by the engine's deadline; while there is no

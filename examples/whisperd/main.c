@@ -262,7 +262,7 @@ int main(int argc, char **argv) {
     }
     int printed = wd_reports_print(srv, cfg.reports_after, stdout);
     whisper_server_free(srv);
-    whisper_store_close(store);
+    whisper_store_free(store);
     wd_push_hook_destroy(&push);
     wd_config_free(&cfg);
     return printed == 0 ? 0 : 1;
@@ -309,7 +309,7 @@ out:
   wd_net_free(net); /* before the core: closing connections tells it */
   wd_blobs_free(blobs); /* after: a PATCH cut off by the shutdown was kept */
   whisper_server_free(srv);
-  whisper_store_close(store); /* every answered change was committed already */
+  whisper_store_free(store); /* every answered change was committed already */
   wd_push_hook_destroy(&push);
   restore_signals();
   wd_config_free(&cfg);

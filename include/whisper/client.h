@@ -61,7 +61,7 @@
 #define WHISPER_CLIENT_H
 
 #include "core.h"
-#include "group.h"
+#include "sender_key.h"
 #include "history.h"
 
 #ifdef __cplusplus
@@ -138,7 +138,7 @@ typedef struct whisper_client_config_t {
 typedef struct whisper_client whisper_client;
 
 /**
- * Makes an engine for the local identity of `ctx` (whisper_identity_create
+ * Makes an engine for the local identity of `ctx` (whisper_identity_generate
  * first: its name is the account, its device id the device). `ctx` is
  * borrowed and must outlive the engine; `cfg` NULL: the defaults
  * (WHISPER_CLIENT_CONFIG_INIT). Returns WHISPER_OK, WHISPER_EINVAL,
@@ -190,7 +190,7 @@ WHISPER_API int whisper_client_take_frame(whisper_client *c,
 
 /** 1 when the engine wants the connection closed (the server broke the
  *  protocol, or stopped answering). */
-WHISPER_API int whisper_client_want_close(const whisper_client *c);
+WHISPER_API int whisper_client_want_disconnect(const whisper_client *c);
 
 /** When whisper_client_tick() should next run (UINT64_MAX: nothing). */
 WHISPER_API uint64_t whisper_client_next_deadline(const whisper_client *c);

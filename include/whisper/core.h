@@ -207,7 +207,7 @@ enum {
    *  write): the transaction was rolled back. */
   WHISPER_ESTORE = -81,
   /** The store is locked by another process for longer than the timeout
-   *  (whisper_server_open_from(): the source has too many connections). */
+   *  (whisper_server_connected_from(): the source has too many connections). */
   WHISPER_EBUSY = -82,
   /** The random number generator failed. */
   WHISPER_ERANDOM = -83,

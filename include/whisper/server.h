@@ -127,7 +127,7 @@ typedef struct whisper_server_config_t {
                                   as many); past it, bundles carry the signed prekey alone */
   uint32_t prekeys_per_target; /* one-time prekeys a device hands out per hour, the same way */
   uint32_t register_per_source; /* accounts a source may create per hour (a bucket of as many;
-                                  ERR_RATE beyond); sources: whisper_server_open_from() */
+                                  ERR_RATE beyond); sources: whisper_server_connected_from() */
   uint32_t link_per_source;    /* link codes a source may ask for per hour (ERR_RATE beyond) */
   uint32_t prelogin_per_source; /* connections of one source not logged in at once */
   uint64_t sent_ttl_ms;        /* a Send's idempotency record is kept at least this long, at most
@@ -175,13 +175,13 @@ WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *s
  * among open connections). The server queues a Challenge for it. Returns
  * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
-WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_connected(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
-/** The longest source key of whisper_server_open_from(), in bytes. */
+/** The longest source key of whisper_server_connected_from(), in bytes. */
 #define WHISPER_SERVER_SOURCE_MAX 64
 
 /**
- * whisper_server_open() for a connection from `source`: the caller's key
+ * whisper_server_connected() for a connection from `source`: the caller's key
  * for where it comes from, 1..WHISPER_SERVER_SOURCE_MAX bytes compared as
  * bytes (whisperd: the peer's IPv4 address, or the /64 prefix of its IPv6
  * address, in binary). The limits per source then hold for it: at most
@@ -189,7 +189,7 @@ WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, u
  * cfg.register_per_source accounts made and cfg.link_per_source link codes
  * asked for per hour (ERR_RATE with retry_ms beyond; a source's link codes
  * pending for one account are one: a new one replaces it). Connections
- * opened with whisper_server_open() have no source and none of these
+ * opened with whisper_server_connected() have no source and none of these
  * limits. What is counted per source lives in memory (a restart starts it
  * anew; it is forgotten an hour after the source's last connection).
  * Returns WHISPER_OK, WHISPER_EINVAL (a bad argument, conn 0 or already
@@ -197,7 +197,7 @@ WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, u
  * cfg.prelogin_per_source connections not logged in, so this one is not
  * opened and nothing is queued for it (the caller closes it).
  */
-WHISPER_SERVER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
+WHISPER_SERVER_API int whisper_server_connected_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
                                                 size_t source_len, uint64_t now_ms);
 
 /**
@@ -215,7 +215,7 @@ WHISPER_SERVER_API int whisper_server_receive(whisper_server *srv, uint64_t conn
 /** A connection closed (by the peer, the network or the server). Its
  *  queued output is dropped; unacknowledged entries stay in the mailbox.
  *  Unknown connections are ignored. */
-WHISPER_SERVER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_disconnected(whisper_server *srv, uint64_t conn, uint64_t now_ms);
 
 /** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
  *  (not logged in yet, closed, unknown). A connection logs in only by a
@@ -293,7 +293,7 @@ WHISPER_SERVER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms
 /** What the server asks its caller to do. */
 typedef enum whisper_server_action {
   WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
-  WHISPER_SERVER_CLOSE = 2, /* close `conn` (after sending what was queued before) */
+  WHISPER_SERVER_DISCONNECT = 2, /* close `conn` (after sending what was queued before) */
   WHISPER_SERVER_PUSH = 3,  /* wake (account, device_id): it is offline with new mail */
   WHISPER_SERVER_RELAY = 4  /* cluster mode: broadcast `frame` (at most
                                WHISPER_SERVER_RELAY_MAX bytes) to the other nodes, which

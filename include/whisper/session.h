@@ -47,11 +47,11 @@ WHISPER_NONNULL_BEGIN
  * WHISPER_ESTATE (an identity exists already), WHISPER_ERANDOM or a store
  * error.
  */
-WHISPER_API int whisper_identity_create(whisper_ctx *ctx, const char *name, uint32_t device_id,
+WHISPER_API int whisper_identity_generate(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         uint32_t registration_id, uint64_t now_ms);
 
-/** Like whisper_identity_create() with a given identity key pair (imports,
- *  tests). Returns as whisper_identity_create(), or WHISPER_EINVALIDKEY
+/** Like whisper_identity_generate() with a given identity key pair (imports,
+ *  tests). Returns as whisper_identity_generate(), or WHISPER_EINVALIDKEY
  *  (not a key pair). */
 WHISPER_API int whisper_identity_import(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         uint32_t registration_id,
@@ -175,7 +175,7 @@ typedef struct whisper_prekey_bundle_t {
  * if `with_prekey`, a newly made one-time prekey. Returns WHISPER_OK,
  * WHISPER_ESTATE (no identity) or an error; on an error `out` is zeroed.
  */
-WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
+WHISPER_API int whisper_bundle_generate(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
                                     int with_prekey);
 
 /** Serializes a bundle (libwhisper's own protobuf form) for transport.
@@ -208,7 +208,7 @@ WHISPER_API int whisper_session_start(whisper_ctx *ctx, const char *name, uint32
  * own sender keys: whisper_session_encrypt() refuses them
  * (WHISPER_EROLLEDBACK) until a new session is started
  * (whisper_session_start()) or the peer's next message turns the ratchet,
- * and whisper_group_encrypt() until the sender key is rotated.
+ * and whisper_sender_key_encrypt() until the sender key is rotated.
  * For a store found restored from a copy (client.h's anchor): its sessions
  * may be behind keys already used, and must not encrypt again. Receiving
  * is not affected. Returns WHISPER_OK or a store error.

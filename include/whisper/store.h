@@ -87,7 +87,7 @@ typedef struct whisper_store_ops {
   /** Deletes a record; deleting a missing record is WHISPER_OK. */
   int (*del)(void *WHISPER_NULLABLE user, int kind, const uint8_t *WHISPER_NULLABLE key,
              size_t key_len);
-  /** Releases `user`. Called by whisper_store_close(). May be NULL. */
+  /** Releases `user`. Called by whisper_store_free(). May be NULL. */
   void (*WHISPER_NULLABLE destroy)(void *WHISPER_NULLABLE user);
   /* --- version 2 --- */
   /** For an ordered kind: calls `fn` for the records whose key starts with
@@ -232,7 +232,7 @@ WHISPER_API int whisper_store_sqlite_destroy(const char *path);
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
 
 /** Closes a store (calling its destroy function). Accepts NULL. */
-WHISPER_API void whisper_store_close(whisper_store *WHISPER_NULLABLE store);
+WHISPER_API void whisper_store_free(whisper_store *WHISPER_NULLABLE store);
 
 WHISPER_NONNULL_END
 

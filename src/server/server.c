@@ -173,7 +173,7 @@ void wsrv_conn_rearm(whisper_server *srv, wsrv_conn *c) {
   wsrv_heap_set(&srv->conn_timers, &c->timer, conn_deadline(srv, c));
 }
 
-int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+int whisper_server_connected(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
   /* (the delivery window's ring is made when the first entry is pushed:
@@ -202,7 +202,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   return WHISPER_OK;
 }
 
-void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+void whisper_server_disconnected(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   if (srv == NULL) return;
   /* output queued for it goes too, also when the server had already
    * dropped the connection itself (its id may be reused) */

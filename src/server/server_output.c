@@ -150,7 +150,7 @@ int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id) {
 void wsrv_queue_close(whisper_server *srv, uint64_t conn) {
   wsrv_out *o = calloc(1, sizeof *o);
   if (o == NULL) return;
-  o->action = WHISPER_SERVER_CLOSE;
+  o->action = WHISPER_SERVER_DISCONNECT;
   o->conn = conn;
   wsrv_enqueue(srv, o);
 }

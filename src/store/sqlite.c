@@ -752,7 +752,7 @@ static int migrate(sq_store *s, int from) {
 
 static int open_fail(sq_store *s, whisper_store *ws, int rc, const char **why, const char *msg) {
   if (why) *why = msg;
-  if (ws) whisper_store_close(ws); /* destroys s */
+  if (ws) whisper_store_free(ws); /* destroys s */
   else sq_destroy(s);
   return rc;
 }

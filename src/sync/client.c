@@ -508,7 +508,7 @@ void whisper_client_disconnected(whisper_client *c, uint64_t now_ms) {
   c->attempts++;
 }
 
-int whisper_client_want_close(const whisper_client *c) { return c && c->close_wanted; }
+int whisper_client_want_disconnect(const whisper_client *c) { return c && c->close_wanted; }
 
 int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   if (c == NULL || out == NULL) return 0;

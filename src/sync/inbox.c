@@ -667,7 +667,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     goto done;
   }
   if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM && d->type != 7) {
-    rc = whisper_group_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
+    rc = whisper_sender_key_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
                                             d->body.data, d->body.len);
     out = rc == WHISPER_OK ? OUT_DONE : decrypt_failed(c, d, evs, x, d->sender, &sl, rc);
     goto done;
@@ -704,7 +704,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     goto done;
   }
   whisper_buf *pt = NULL;
-  rc = g ? whisper_group_decrypt(c->ctx, d->sender, d->sender_device, d->body.data, d->body.len, &pt)
+  rc = g ? whisper_sender_key_decrypt(c->ctx, d->sender, d->sender_device, d->body.data, d->body.len, &pt)
          : whisper_session_decrypt(c->ctx, d->sender, d->sender_device, (int)d->type, d->body.data,
                                    d->body.len, &pt);
   if (rc != WHISPER_OK) {
@@ -1004,7 +1004,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
   if (!g.left && removed) {
     /* someone left: a new sender key, for the members who stay */
     whisper_buf *skdm = NULL;
-    rc = whisper_group_rotate(c->ctx, gid, &skdm);
+    rc = whisper_sender_key_rotate(c->ctx, gid, &skdm);
     whisper_buf_free(skdm);
     g.key_gen++;
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);

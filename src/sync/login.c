@@ -94,7 +94,7 @@ static int prekey_set_make(whisper_client *c, prekey_set *s) {
 static void send_register(whisper_client *c, const uint8_t *code, size_t code_len) {
   whisper_prekey_bundle_t b;
   prekey_set ps;
-  int rc = whisper_bundle_make(c->ctx, &b, 0);
+  int rc = whisper_bundle_generate(c->ctx, &b, 0);
   if (rc != WHISPER_OK) {
     fatal(c, rc, "cannot read this device's keys");
     return;
@@ -387,7 +387,7 @@ void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok) {
 
 static void spk_upload(whisper_client *c) {
   whisper_prekey_bundle_t b;
-  int rc = whisper_bundle_make(c->ctx, &b, 0);
+  int rc = whisper_bundle_generate(c->ctx, &b, 0);
   if (rc != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the signed prekey");
     return;

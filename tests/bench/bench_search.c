@@ -240,7 +240,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
   double t_catch_up = now_s() - t0;
   size_t caught = n > ticked ? n - ticked : 0;
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
 
   /* the index's rows */
   sqlite3 *db;
@@ -315,7 +315,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
   }
   free(ms);
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
 
   printf("    worst of all: %.2f ms (bar %.0f ms: %s)\n", all_worst, BAR_MS, over ? "OVER" : "PASS");
   printf("    storing (indexing deferred): %.1f us per message (%zu a transaction, NORMAL; %.1f s)\n",

@@ -174,7 +174,7 @@ static node *node_new(const char *dir, const char *name, uint32_t device, const 
   d->st = open_store(d->path);
   need(whisper_ctx_new(&d->ctx, d->st) == WHISPER_OK, "context");
   whisper_ctx_set_rng(d->ctx, rng_fn, &d->rng);
-  need(whisper_identity_create(d->ctx, name, device, 0, now) == WHISPER_OK, "identity");
+  need(whisper_identity_generate(d->ctx, name, device, 0, now) == WHISPER_OK, "identity");
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 10; /* small stores */
   cfg.prekey_low = 5;
@@ -191,7 +191,7 @@ static node *node_by_conn(uint64_t conn) {
 
 static void node_cut(node *d) {
   if (!d->conn) return;
-  whisper_server_close(srv, d->conn, now);
+  whisper_server_disconnected(srv, d->conn, now);
   whisper_client_disconnected(d->cl, now);
   d->conn = 0;
 }
@@ -204,7 +204,7 @@ static void run(void) {
       node *d = nodes[i];
       if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, now)) {
         d->conn = ++next_conn;
-        need(whisper_server_open(srv, d->conn, now) == WHISPER_OK, "server open");
+        need(whisper_server_connected(srv, d->conn, now) == WHISPER_OK, "server open");
         need(whisper_client_connected(d->cl, now) == WHISPER_OK, "client connected");
         moved = 1;
       }
@@ -214,7 +214,7 @@ static void run(void) {
         whisper_buf_free(b);
         moved = 1;
       }
-      need(!(d->conn && whisper_client_want_close(d->cl)), "an engine gave its connection up");
+      need(!(d->conn && whisper_client_want_disconnect(d->cl)), "an engine gave its connection up");
       record(d);
     }
     whisper_server_output_t o;
@@ -224,7 +224,7 @@ static void run(void) {
       if (d == NULL) continue;
       if (o.action == WHISPER_SERVER_SEND) {
         need(whisper_client_receive(d->cl, o.frame, o.frame_len, now) == WHISPER_OK, "receive");
-      } else if (o.action == WHISPER_SERVER_CLOSE) {
+      } else if (o.action == WHISPER_SERVER_DISCONNECT) {
         need(0, "the server closed a connection");
       }
     }
@@ -353,11 +353,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_nodes; i++) {
     whisper_client_free(nodes[i]->cl);
     whisper_ctx_free(nodes[i]->ctx);
-    whisper_store_close(nodes[i]->st);
+    whisper_store_free(nodes[i]->st);
     free(nodes[i]);
   }
   whisper_server_free(srv);
-  whisper_store_close(sst);
+  whisper_store_free(sst);
   printf("group %s\n", conv);
   return 0;
 }

@@ -210,7 +210,7 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
     d->media_piece = net_media_piece;
   }
   node_open(d);
-  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, T0), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d->ctx, name, device, 0, T0), WHISPER_OK);
   node_engine(d);
   n->nodes[n->n++] = d;
   return d;
@@ -243,19 +243,19 @@ static node *node_by_conn(net *n, uint64_t conn) {
 
 __attribute__((unused)) static void node_cut(net *n, node *d) {
   if (!d->conn) return;
-  whisper_server_close(n->srv, d->conn, n->now);
+  whisper_server_disconnected(n->srv, d->conn, n->now);
   if (d->cl) whisper_client_disconnected(d->cl, n->now);
   d->conn = 0;
 }
 
 /* The process dies: the engine and the store go without a word. */
 __attribute__((unused)) static void node_crash(net *n, node *d) {
-  if (d->conn) whisper_server_close(n->srv, d->conn, n->now);
+  if (d->conn) whisper_server_disconnected(n->srv, d->conn, n->now);
   d->conn = 0;
   if (!d->crash_hard) record(d);
   whisper_client_free(d->cl);
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
   d->cl = NULL;
   d->ctx = NULL;
   d->st = NULL;
@@ -270,7 +270,7 @@ __attribute__((unused)) static void node_free(node *d) {
   if (d->cl) {
     whisper_client_free(d->cl);
     whisper_ctx_free(d->ctx);
-    whisper_store_close(d->st);
+    whisper_store_free(d->st);
   }
   if (d->sqlite) whisper_store_sqlite_destroy(d->path);
   free(d);
@@ -305,7 +305,7 @@ __attribute__((unused)) static void net_open_sqlite(net *n, const char *path, co
 __attribute__((unused)) static void net_close(net *n) {
   for (int i = 0; i < n->n; i++) node_free(n->nodes[i]);
   whisper_server_free(n->srv);
-  whisper_store_close(n->sst);
+  whisper_store_free(n->sst);
 }
 
 __attribute__((unused)) static int body_case(const uint8_t *f, size_t len) {
@@ -324,7 +324,7 @@ __attribute__((unused)) static void net_run(net *n) {
       if (d->cl == NULL) continue;
       if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, n->now)) {
         d->conn = ++n->next_conn;
-        CHECK_RC(whisper_server_open(n->srv, d->conn, n->now), WHISPER_OK);
+        CHECK_RC(whisper_server_connected(n->srv, d->conn, n->now), WHISPER_OK);
         CHECK_RC(whisper_client_connected(d->cl, n->now), WHISPER_OK);
         moved = 1;
       }
@@ -348,7 +348,7 @@ __attribute__((unused)) static void net_run(net *n) {
         moved = 1;
         if (cut) node_cut(n, d);
       }
-      if (d->conn && whisper_client_want_close(d->cl)) {
+      if (d->conn && whisper_client_want_disconnect(d->cl)) {
         node_cut(n, d);
         moved = 1;
       }
@@ -380,8 +380,8 @@ __attribute__((unused)) static void net_run(net *n) {
         for (int i = 0; i < n->n; i++)
           if (strcmp(n->nodes[i]->name, o.account) == 0 && n->nodes[i]->device == o.device_id)
             n->nodes[i]->pushes++;
-      } else if (o.action == WHISPER_SERVER_CLOSE && d) {
-        whisper_server_close(n->srv, d->conn, n->now);
+      } else if (o.action == WHISPER_SERVER_DISCONNECT && d) {
+        whisper_server_disconnected(n->srv, d->conn, n->now);
         whisper_client_disconnected(d->cl, n->now);
         d->conn = 0;
       }

@@ -162,12 +162,12 @@ static inline void tdev_open(tdev *d, uint8_t seed) {
 
 static inline void tdev_new(tdev *d, const char *name, uint32_t device, uint8_t seed) {
   tdev_open(d, seed);
-  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, TEST_NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d->ctx, name, device, 0, TEST_NOW), WHISPER_OK);
 }
 
 static inline void tdev_close(tdev *d) {
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 #endif

@@ -237,9 +237,9 @@ static void test_keys_api(void) {
   CHECK(strcmp(whisper_strerror(12345), "unknown error") == 0);
   whisper_keypair_wipe(&kp);
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
   whisper_ctx_free(NULL);
-  whisper_store_close(NULL);
+  whisper_store_free(NULL);
   whisper_buf_free(NULL);
 }
 

@@ -436,14 +436,14 @@ static void test_non_admin_change_refused(void) {
   CHECK_RC(whisper_store_memory_new(&fst), WHISPER_OK);
   whisper_ctx_new(&fctx, fst);
   whisper_ctx_set_rng(fctx, test_rng_fn, &frng);
-  CHECK_RC(whisper_identity_create(fctx, "alice", 1, 0, T0), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(fctx, "alice", 1, 0, T0), WHISPER_OK);
   gstate st2 = {{"alice", "bob", "carol"}, 3, {"alice", "carol"}, 2, "owned", 0, 0, 0, NULL};
   ch = change_bytes("alice", 1, fctx, gid, v + 1, h, &st2, NULL, &len);
   clear_all(&n);
   lie_to(&n, bob, carol, group_entry("alice", 1, gid, ch, len, &st2));
   CHECK(refused(bob) == 1 && ev_count(bob, WHISPER_EV_GROUP) == 0 && !is_admin(bob, gid, "carol"));
   whisper_ctx_free(fctx);
-  whisper_store_close(fst);
+  whisper_store_free(fst);
   /* carol, no admin, sets an invite link of her own */
   uint8_t carol_link[33];
   CHECK_RC(whisper_identity_get(carol->ctx, carol_link, NULL, NULL, NULL), WHISPER_OK);
@@ -582,7 +582,7 @@ static void test_admins_send(void) {
   uint8_t pl[256];
   size_t pn = whisper__e2e__payload__pack(&p, pl);
   whisper_buf *ct = NULL;
-  CHECK_RC(whisper_group_encrypt(bob->ctx, gid, pl, pn, &ct), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(bob->ctx, gid, pl, pn, &ct), WHISPER_OK);
   Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
   whisper__sync__deliver__init(d);
   d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = 1;

@@ -350,12 +350,12 @@ static void fake_open(fake *f, const char *name, uint32_t device) {
   CHECK_RC(whisper_store_memory_new(&f->st), WHISPER_OK);
   whisper_ctx_new(&f->ctx, f->st);
   whisper_ctx_set_rng(f->ctx, test_rng_fn, &f->rng);
-  CHECK_RC(whisper_identity_create(f->ctx, name, device, 0, T0), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(f->ctx, name, device, 0, T0), WHISPER_OK);
 }
 
 static void fake_close(fake *f) {
   whisper_ctx_free(f->ctx);
-  whisper_store_close(f->st);
+  whisper_store_free(f->st);
 }
 
 /* A payload as the engine makes it. */
@@ -381,7 +381,7 @@ static Whisper__Sync__Deliver *forged_message(whisper_ctx *from, const char *fro
   whisper_session_exists(from, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b;
-    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, &b, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(from, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *pl = payload(to->name, NULL, text), *ct = NULL;
@@ -557,7 +557,7 @@ static void lie_list(node *victim, const char *account, whisper_ctx *signer, con
   the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, signer, account, v, ids,
                                  (const uint8_t(*)[33])keys, 2);
   the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_make(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
 }
 
 
@@ -665,7 +665,7 @@ static void test_extra_device(void) {
   the_lie.victim = alice;
   snprintf(the_lie.account, sizeof the_lie.account, "bob");
   the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_make(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
   still_talks(&n, alice, bob, "to bob's devices");
   still_talks(&n, alice, bob, "again");
   CHECK(got("bob", 1) == 2);
@@ -1334,7 +1334,7 @@ static Whisper__Sync__Deliver *e2e_receipt(node *from, node *to, int status, con
   whisper_session_exists(from->ctx, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b;
-    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, &b, 1), WHISPER_OK);
     CHECK_RC(whisper_session_start(from->ctx, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *ct = NULL;
@@ -2007,7 +2007,7 @@ static void test_removed_member_sends(void) {
   net_run(&n);
   /* his engine refuses; the forgery uses his sender key directly */
   whisper_buf *pl = payload(NULL, gid, "after removal"), *ct = NULL;
-  CHECK_RC(whisper_group_encrypt(bob->ctx, gid, pl->data, pl->len, &ct), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(bob->ctx, gid, pl->data, pl->len, &ct), WHISPER_OK);
   whisper_buf_free(pl);
   Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
   whisper__sync__deliver__init(d);

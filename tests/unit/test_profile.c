@@ -843,7 +843,7 @@ static void test_server_rules(void) {
   if (p) whisper__server__profile__free_unpacked(p, NULL);
   /* before login: refused */
   uint64_t conn = ++n.next_conn;
-  CHECK_RC(whisper_server_open(n.srv, conn, n.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(n.srv, conn, n.now), WHISPER_OK);
   pg.account = "alice";
   f.has_version = f.has_id = 1;
   f.version = 1;
@@ -863,7 +863,7 @@ static void test_server_rules(void) {
     if (r) whisper__sync__frame__free_unpacked(r, NULL);
   }
   CHECK(auth);
-  whisper_server_close(n.srv, conn, n.now);
+  whisper_server_disconnected(n.srv, conn, n.now);
   n.tamper = NULL;
   net_close(&n);
 }

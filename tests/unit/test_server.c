@@ -51,7 +51,7 @@ static void drain(whisper_server *srv) {
     CHECK(o.conn > 0 && o.conn < MAXC);
     if (o.conn == 0 || o.conn >= MAXC) continue;
     box *b = &boxes[o.conn];
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       b->closed = 1;
       continue;
     }
@@ -179,7 +179,7 @@ static void srvt_open(srvt *t, whisper_store *st, const whisper_server_config_t 
 
 static void srvt_close(srvt *t) {
   whisper_server_free(t->srv);
-  whisper_store_close(t->st);
+  whisper_store_free(t->st);
   for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
 }
 
@@ -248,12 +248,12 @@ static void dev_init(dev *d, const char *name, uint32_t id, uint8_t seed) {
 static void dev_free(dev *d) {
   whisper_keypair_wipe(&d->ik);
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 static void dev_connect(srvt *t, dev *d, uint64_t conn) {
   box_reset(conn);
-  CHECK_RC(whisper_server_open(t->srv, conn, t->now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t->srv, conn, t->now), WHISPER_OK);
   drain(t->srv);
   d->conn = conn;
   Frame *f = EXPECT(conn, CHALLENGE);
@@ -308,7 +308,7 @@ static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk
                                const uint8_t *code, int bad, const uint8_t *extra,
                                size_t extra_len) {
   whisper_prekey_bundle_t b;
-  CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d->ctx, &b, 0), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
   k.has_signed_prekey = k.has_signed_prekey_signature = 1;
@@ -1220,7 +1220,7 @@ static void test_delivery_ack_receipts(void) {
   target b_all[] = {{1, 0}, {2, 0}}, own[] = {{2, 0}};
   /* bob's device 2 goes away; alice sends 5 (the 4th a sender key
    * distribution, which earns no receipt) */
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   for (int i = 0; i < 5; i++) {
     cid_make(cid[i], 10 + i);
     send_direct(&t, &w.a1, "bob", cid[i], b_all, 2, own, 1, i == 3 ? 2 : 1);
@@ -1436,7 +1436,7 @@ static void test_typing(void) {
   memset(gid, 0x71, 16);
   srvt_open(&t, mem_store(), NULL);
   four_up(&t, &w);
-  whisper_server_close(t.srv, 4, t.now); /* bob2 offline */
+  whisper_server_disconnected(t.srv, 4, t.now); /* bob2 offline */
   typing(&t, 1, "bob", NULL, 1);
   EXPECT_OK(1);
   Frame *f = EXPECT(3, TYPING_NOTICE);
@@ -1527,7 +1527,7 @@ static void test_presence(void) {
   EXPECT_PRESENCE(2, "alice", 1, 0);
   /* offline only after the grace period, with last seen */
   uint64_t left = t.now += 100;
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   CHECK(whisper_server_next_deadline(t.srv) <= left + 5000);
   t.now = left + 4999;
   tick(&t);
@@ -1538,7 +1538,7 @@ static void test_presence(void) {
   /* back, away and back within the grace period: online, once */
   dev_login(&t, &a1, 1, 0);
   EXPECT_PRESENCE(2, "alice", 1, 0);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 1000;
   dev_login(&t, &a1, 1, 0);
   t.now += 5000;
@@ -1549,7 +1549,7 @@ static void test_presence(void) {
   presence_set(&t, 1, 1, 0, 0, 0);
   EXPECT_OK(1);
   EXPECT_PRESENCE(2, "alice", 0, 0);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   EXPECT_NONE(2);
@@ -1565,8 +1565,8 @@ static void test_presence(void) {
   EXPECT_OK(1);
   EXPECT_PRESENCE(2, "alice", 1, 0);
   /* a closed subscriber hears nothing more */
-  whisper_server_close(t.srv, 2, t.now);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   EXPECT_NONE(2);
@@ -1680,12 +1680,12 @@ static void test_link_held(void) {
   /* the code is asked for on connection 5, which then goes away; b2
    * registers with it on connection 2, which never sent LinkRequest */
   box_reset(5);
-  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t.srv, 5, t.now), WHISPER_OK);
   drain(t.srv);
   fr_free(EXPECT(5, CHALLENGE));
   link_request(&t, 5, "bob");
   CHECK(get_link_code(5, code));
-  whisper_server_close(t.srv, 5, t.now);
+  whisper_server_disconnected(t.srv, 5, t.now);
   dev_connect(&t, &b2, 2);
   uint64_t opened = t.now;
   t.now += 1000;
@@ -1718,13 +1718,13 @@ static void test_link_held(void) {
    * that did not ask for the code) gets ERR_AUTH when it expires, before
    * the connection is closed */
   box_reset(5);
-  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t.srv, 5, t.now), WHISPER_OK);
   drain(t.srv);
   fr_free(EXPECT(5, CHALLENGE));
   link_request(&t, 5, "bob");
   uint64_t expires = t.now + 10 * 60 * 1000;
   CHECK(get_link_code(5, code));
-  whisper_server_close(t.srv, 5, t.now);
+  whisper_server_disconnected(t.srv, 5, t.now);
   dev_connect(&t, &b3, 3);
   rid = dev_register(&t, &b3, 0, 1, code, BAD_NONE);
   EXPECT_NONE(3);
@@ -1739,7 +1739,7 @@ static void test_link_held(void) {
   int got_error = 0, got_close = 0;
   while (whisper_server_poll(t.srv, &o)) {
     if (o.conn != 3) continue;
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       got_close = 1;
       continue;
     }
@@ -2252,7 +2252,7 @@ static void test_rate_heartbeat_push(void) {
 
   /* push: once per offline period, with the depth */
   dev_up(&t, &b, 3, 0);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   n_pushes = 0;
   uint8_t cid[16];
   target b1[] = {{1, 0}};
@@ -2268,7 +2268,7 @@ static void test_rate_heartbeat_push(void) {
   fr_free(pop(3));
   fr_free(pop(3));
   expect_queue_empty(3);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   cid_make(cid, 52);
   send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
   EXPECT_SENT(2, NULL);
@@ -2330,7 +2330,7 @@ static void test_timers(void) {
       for (int k = 0; k < MAXC - 1 && !m[c].open; k++) c = c % (MAXC - 1) + 1;
     if (action <= 1 && !m[c].open) { /* open */
       box_reset(c);
-      CHECK_RC(whisper_server_open(t.srv, c, t.now), WHISPER_OK);
+      CHECK_RC(whisper_server_connected(t.srv, c, t.now), WHISPER_OK);
       m[c].open = 1;
       m[c].opened = m[c].last_rx = t.now;
     } else if (action >= 2 && action <= 6 && m[c].open) { /* a frame moves its heartbeat */
@@ -2340,7 +2340,7 @@ static void test_timers(void) {
       pings++;
       min_moved += whisper_server_next_deadline(t.srv) != before; /* it was the earliest */
     } else if (action == 7 && m[c].open) { /* the peer goes */
-      whisper_server_close(t.srv, c, t.now);
+      whisper_server_disconnected(t.srv, c, t.now);
       m[c].open = 0;
     } else { /* time passes */
       t.now += (x >> 32) % 1000;
@@ -2354,7 +2354,7 @@ static void test_timers(void) {
         if (m[i].opened + 40000 < d) d = m[i].opened + 40000;
         CHECK(boxes[i].closed == (d <= t.now));
         if (boxes[i].closed) {
-          whisper_server_close(t.srv, i, t.now); /* as whisperd does once it closed */
+          whisper_server_disconnected(t.srv, i, t.now); /* as whisperd does once it closed */
           m[i].open = 0;
           ticked_closed++;
         }
@@ -2388,7 +2388,7 @@ static void test_mailbox_limit(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   for (int i = 0; i < 3; i++) {
@@ -2484,7 +2484,7 @@ static void test_store_failure(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   cid_make(cid, 1);
@@ -2532,7 +2532,7 @@ static void test_store_failure(void) {
   dev_free(&a);
   dev_free(&b);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 /* --- delivery without reading the mailbox back ---------------------------- */
@@ -2595,11 +2595,11 @@ static void test_delivery_fast(void) {
         s.latency_sum_ms == 10 + 20 + 20 + 30 + 10 + 10 + 10);
   /* nothing is left: a new connection gets no entry, and the mailbox takes
    * four again */
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &b, 3, 0);
   CHECK(expect_queue_empty(3) == 0);
   EXPECT_NONE(3);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   for (int i = 9; i <= 13; i++) {
     cid_make(cid, i);
     send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
@@ -2622,7 +2622,7 @@ static void test_delivery_fast(void) {
   ack(&t, 4, 11);
   EXPECT_OK(4);
   CHECK(stats(&t).mailbox_depth == 0);
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   dev_login(&t, &b, 5, 0);
   CHECK(expect_queue_empty(5) == 0);
   dev_free(&a);
@@ -2720,7 +2720,7 @@ static void test_batch(size_t keep) {
     CHECK_RC(whisper_server_new(&srv3, st3, NULL), WHISPER_OK);
     CHECK_RC(whisper_server_batch_begin(srv3), WHISPER_EINVAL); /* no savepoints */
     whisper_server_free(srv3);
-    whisper_store_close(st3);
+    whisper_store_free(st3);
   }
 
   /* 1. held until the commit; a failed frame and a refused one undo only
@@ -2769,7 +2769,7 @@ static void test_batch(size_t keep) {
   /* 2. a failed commit: nothing kept, nothing handed out, the touched
    * connections closed, the others (dave) left alone; a push dropped
    * leaves its device to be woken next time */
-  whisper_server_close(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
+  whisper_server_disconnected(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
   const char *acc_a[] = {"alice"};
   batch_begin(&t);
   cid_make(cid, 5);
@@ -2792,8 +2792,8 @@ static void test_batch(size_t keep) {
   subscribe(&t, 4, acc_a, 1);
   EXPECT_OK(4);
   EXPECT_PRESENCE(4, "alice", 1, 0);
-  whisper_server_close(t.srv, 1, t.now);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &a, 1, 0);
   fr_free(EXPECT(1, QUEUE_EMPTY));
   dev_login(&t, &b, 2, 2);
@@ -2829,8 +2829,8 @@ static void test_batch(size_t keep) {
   EXPECT_NONE(4);
   /* what is left: send 6 for carol (offline) */
   CHECK(stats(&t).mailbox_depth == 1 && stats(&t).messages_sent == before.messages_sent + 2);
-  whisper_server_close(t.srv, 1, t.now);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &b, 2, 3);
   fr_free(EXPECT(2, QUEUE_EMPTY)); /* alice's send 7 was not kept */
 
@@ -2891,7 +2891,7 @@ static void test_batch(size_t keep) {
   dev_free(&c);
   dev_free(&d);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 
@@ -2950,7 +2950,7 @@ static void test_batch_pipelined(size_t keep) {
   dev_free(&a);
   dev_free(&b);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 static void test_restart_sqlite(void) {
@@ -2972,7 +2972,7 @@ static void test_restart_sqlite(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 3);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   for (int i = 0; i < 2; i++) {
@@ -2981,7 +2981,7 @@ static void test_restart_sqlite(void) {
     CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
   }
   whisper_server_free(t.srv);
-  whisper_store_close(t.st);
+  whisper_store_free(t.st);
 
   /* a new server on the same file */
   CHECK_RC(whisper_store_sqlite_open(&st, path, &o, NULL), WHISPER_OK);
@@ -3261,7 +3261,7 @@ static void test_upload_token_config(void) {
   newer.version = WHISPER_SERVER_CONFIG_VERSION;
   CHECK_RC(whisper_server_new(&srv2, st2, &newer), WHISPER_OK);
   whisper_server_free(srv2);
-  whisper_store_close(st2);
+  whisper_store_free(st2);
 }
 
 static void test_api_edges(void) {
@@ -3272,20 +3272,20 @@ static void test_api_edges(void) {
   CHECK_RC(whisper_server_new(&srv, NULL, NULL), WHISPER_EINVAL);
   CHECK_RC(whisper_server_new(&srv, st, &bad), WHISPER_EINVAL);
   CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
-  CHECK_RC(whisper_server_open(srv, 0, T0), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_OK);
-  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected(srv, 0, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected(srv, 1, T0), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(srv, 1, T0), WHISPER_EINVAL);
   CHECK_RC(whisper_server_receive(srv, 9, (const uint8_t *)"x", 1, T0), WHISPER_ENOTFOUND);
-  whisper_server_close(srv, 9, T0);
+  whisper_server_disconnected(srv, 9, T0);
   /* closing drops what was queued for the connection */
-  whisper_server_close(srv, 1, T0);
+  whisper_server_disconnected(srv, 1, T0);
   whisper_server_output_t o;
   CHECK(whisper_server_poll(srv, &o) == 0);
   CHECK(whisper_server_next_deadline(srv) == UINT64_MAX);
   CHECK(strcmp(whisper_server_last_error(srv), "") == 0);
   whisper_server_free(srv);
   whisper_server_free(NULL);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 /* Mutated requests (bit flips, truncation, splices of the corpus) on
@@ -3329,7 +3329,7 @@ static void test_mutations(void) {
     int closed = boxes[conn].closed;
     for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
     if (closed) {
-      whisper_server_close(t.srv, conn, t.now);
+      whisper_server_disconnected(t.srv, conn, t.now);
       if (++conn >= MAXC - 1) conn = 2;
       dev_login(&t, &b, conn, 0);
       box_reset(conn);
@@ -3341,7 +3341,7 @@ static void test_mutations(void) {
   target a1[] = {{1, 0}};
   cid_make(cid, 999);
   for (uint64_t c = 1; c < MAXC; c++) {
-    whisper_server_close(t.srv, c, t.now);
+    whisper_server_disconnected(t.srv, c, t.now);
     box_reset(c);
   }
   dev_login(&t, &a, 1, 1u << 30);
@@ -3416,8 +3416,8 @@ static void test_mailbox_quotas(void) {
   four_up(&t, &w);
   dev_init(&c1, "carol", 1, 5);
   dev_up(&t, &c1, 5, 0);
-  whisper_server_close(t.srv, 3, t.now); /* bob's devices are away */
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now); /* bob's devices are away */
+  whisper_server_disconnected(t.srv, 4, t.now);
   const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
   for (int i = 0; i < 4; i++) {
     send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
@@ -3478,7 +3478,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   int took = 0;
   for (int i = 0; i < 50; i++) {
     send_to(&t, &a, "bob", b1, 1, NULL, 0);
@@ -3499,7 +3499,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   int before = took;
   took = 0;
   for (int i = 0; i < 50; i++) {
@@ -3529,7 +3529,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t gid[16], gcid[16];
   memset(gid, 0x9A, 16);
   const char *bcm[] = {"bob", "carol"};
@@ -3651,7 +3651,7 @@ static void test_batch_shares(size_t keep, int batched) {
   dev_up(&t, &c1, 5, 0);
   dev_init(&d1, "dave", 1, 6);
   dev_up(&t, &d1, 6, 0);
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
   for (int i = 0; i < 3; i++) {
     sb_begin(&t);
@@ -3836,7 +3836,7 @@ static void test_login_uniform(void) {
 
 static void dev_connect_from(srvt *t, dev *d, uint64_t conn, const char *src) {
   box_reset(conn);
-  CHECK_RC(whisper_server_open_from(t->srv, conn, (const uint8_t *)src, strlen(src), t->now),
+  CHECK_RC(whisper_server_connected_from(t->srv, conn, (const uint8_t *)src, strlen(src), t->now),
            WHISPER_OK);
   drain(t->srv);
   d->conn = conn;
@@ -3862,14 +3862,14 @@ static void test_sources(void) {
   const uint8_t *s1 = (const uint8_t *)"\x0a\x00\x00\x01";
   uint8_t long_src[WHISPER_SERVER_SOURCE_MAX + 1];
   memset(long_src, 7, sizeof long_src);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, NULL, 4, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, s1, 0, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, long_src, sizeof long_src, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 0, s1, 4, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, NULL, 4, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, s1, 0, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, long_src, sizeof long_src, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 0, s1, 4, t.now), WHISPER_EINVAL);
   /* two connections of a source wait for login; a third is refused, with nothing queued */
   dev_connect_from(&t, &a, 1, "src-1");
   dev_connect_from(&t, &b, 2, "src-1");
-  CHECK_RC(whisper_server_open_from(t.srv, 3, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  CHECK_RC(whisper_server_connected_from(t.srv, 3, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
   drain(t.srv);
   CHECK(pending(3) == 0 && stats(&t).connections == 2);
   CHECK_RC(whisper_server_receive(t.srv, 3, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
@@ -3885,8 +3885,8 @@ static void test_sources(void) {
   fr_free(EXPECT(1, QUEUE_EMPTY));
   dev_connect_from(&t, &d, 4, "src-1");
   /* and so does a close */
-  CHECK_RC(whisper_server_open_from(t.srv, 5, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
-  whisper_server_close(t.srv, 4, t.now);
+  CHECK_RC(whisper_server_connected_from(t.srv, 5, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  whisper_server_disconnected(t.srv, 4, t.now);
   dev_connect_from(&t, &d, 5, "src-1");
   /* two accounts per hour from src-1 (alice was one): bob, then not dave */
   dev_register(&t, &b, 0, 1, NULL, BAD_NONE);
@@ -3985,14 +3985,14 @@ static void test_sent_pruned(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   const target b1[] = {{1, 0}};
   uint64_t p0 = t.now / ttl;
   cid_make(cid, 1);
   send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
   uint64_t s1 = EXPECT_SENT(1, NULL);
   /* with no connection left (and presence announced), pruning is what is due */
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   CHECK(whisper_server_next_deadline(t.srv) == (p0 + 2) * ttl);

@@ -139,10 +139,10 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, takeFrame)(JNIEnv *env, jclass cls, j
   return wj_take_buf(env, b);
 }
 
-WJ_EXPORT jboolean JNICALL WJ_FN(Client, wantClose)(JNIEnv *env, jclass cls, jlong h) {
+WJ_EXPORT jboolean JNICALL WJ_FN(Client, wantDisconnect)(JNIEnv *env, jclass cls, jlong h) {
   (void)cls;
   OPEN_OR(JNI_FALSE);
-  return whisper_client_want_close(CL->c) ? JNI_TRUE : JNI_FALSE;
+  return whisper_client_want_disconnect(CL->c) ? JNI_TRUE : JNI_FALSE;
 }
 
 /* UINT64_MAX comes out as -1: the Kotlin side reads it as "none". */

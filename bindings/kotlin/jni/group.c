@@ -1,4 +1,4 @@
-/* libwhisper's Kotlin (JNI) binding: group.h, sender keys
+/* libwhisper's Kotlin (JNI) binding: sender_key.h, sender keys
  * (org.libwhisper.NativeGroup). */
 #include "common.h"
 
@@ -24,7 +24,7 @@ static jbyteArray skdm(JNIEnv *env, jlong ctx, jbyteArray dist, int rotate) {
   jbyteArray out = NULL;
   if (d.ok) {
     whisper_buf *b = NULL;
-    int rc = rotate ? whisper_group_rotate(CTX, d.data, &b) : whisper_group_create(CTX, d.data, &b);
+    int rc = rotate ? whisper_sender_key_rotate(CTX, d.data, &b) : whisper_sender_key_generate(CTX, d.data, &b);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, b);
   }
   wj_bytes_done(&d);
@@ -50,7 +50,7 @@ WJ_EXPORT void JNICALL WJ_FN(Group, process)(JNIEnv *env, jclass cls, jlong ctx,
   wj_bytes s = wj_bytes_get(env, sender, 1), m = wj_bytes_get(env, msg, 0);
   if (s.ok && m.ok)
     wj_check_ctx(env,
-                 whisper_group_process(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
+                 whisper_sender_key_process(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
                                        m.data ? m.data : empty, m.len),
                  CTX);
   wj_bytes_done(&s);
@@ -66,7 +66,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlon
   jbyteArray out = NULL;
   if (d.ok && p.ok) {
     whisper_buf *b = NULL;
-    if (!wj_check_ctx(env, whisper_group_encrypt(CTX, d.data, p.data, p.len, &b), CTX))
+    if (!wj_check_ctx(env, whisper_sender_key_encrypt(CTX, d.data, p.data, p.len, &b), CTX))
       out = wj_take_buf(env, b);
   }
   wj_bytes_done(&d);
@@ -83,7 +83,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlon
   jbyteArray out = NULL;
   if (s.ok && b.ok) {
     whisper_buf *pt = NULL;
-    int rc = whisper_group_decrypt(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
+    int rc = whisper_sender_key_decrypt(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
                                    b.data ? b.data : empty, b.len, &pt);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, pt);
   }
@@ -126,7 +126,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Group, distribute)(JNIEnv *env, jclass cls,
     devs[i].name = n.v[i];
     devs[i].device_id = (uint32_t)idv[i];
   }
-  if (wj_check_ctx(env, whisper_group_distribute(CTX, d.data, devs, n.n, (uint64_t)now_ms, env_out),
+  if (wj_check_ctx(env, whisper_sender_key_distribute(CTX, d.data, devs, n.n, (uint64_t)now_ms, env_out),
                    CTX))
     goto done;
   arr = wj_new_bytes_array(env, n.n);
@@ -158,7 +158,7 @@ WJ_EXPORT void JNICALL WJ_FN(Group, receiveDistribution)(JNIEnv *env, jclass cls
   wj_bytes s = wj_bytes_get(env, sender, 1), b = wj_bytes_get(env, body, 0);
   if (s.ok && b.ok)
     wj_check_ctx(env,
-                 whisper_group_receive_distribution(CTX, s.data ? WJ_CSTR(s) : "",
+                 whisper_sender_key_receive_distribution(CTX, s.data ? WJ_CSTR(s) : "",
                                                     (uint32_t)device_id, type,
                                                     b.data ? b.data : empty, b.len),
                  CTX);

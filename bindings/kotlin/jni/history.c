@@ -171,7 +171,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(History, decryptStore)(JNIEnv *env, jclass cl
     const char *nm = n.data ? WJ_CSTR(n) : "";
     const uint8_t *bd = b.data ? b.data : empty;
     int rc = type == WHISPER_MSG_SENDERKEY
-                 ? whisper_group_decrypt_store(CTX, nm, (uint32_t)device_id, bd, b.len, &m, &pt)
+                 ? whisper_sender_key_decrypt_store(CTX, nm, (uint32_t)device_id, bd, b.len, &m, &pt)
                  : whisper_session_decrypt_store(CTX, nm, (uint32_t)device_id, type, bd, b.len,
                                                  &m, &pt);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, pt);

@@ -7,7 +7,7 @@
 static const uint8_t empty[1];
 #define CTX WJ_PTR(whisper_ctx, ctx)
 
-WJ_EXPORT void JNICALL WJ_FN(Session, identityCreate)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT void JNICALL WJ_FN(Session, identityGenerate)(JNIEnv *env, jclass cls, jlong ctx,
                                                       jbyteArray name, jint device_id,
                                                       jint registration_id, jlong now_ms) {
   (void)cls;
@@ -15,7 +15,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, identityCreate)(JNIEnv *env, jclass cls, j
   wj_bytes n = wj_bytes_get(env, name, 1);
   if (n.ok)
     wj_check_ctx(env,
-                 whisper_identity_create(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
+                 whisper_identity_generate(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
                                          (uint32_t)registration_id, (uint64_t)now_ms),
                  CTX);
   wj_bytes_done(&n);
@@ -138,12 +138,12 @@ WJ_EXPORT jlong JNICALL WJ_FN(Session, prekeysGenerate)(JNIEnv *env, jclass cls,
 }
 
 /* This device's bundle, encoded (whisper_bundle_encode). */
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleMake)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleGenerate)(JNIEnv *env, jclass cls, jlong ctx,
                                                         jboolean with_prekey) {
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
   whisper_prekey_bundle_t b;
-  if (wj_check_ctx(env, whisper_bundle_make(CTX, &b, with_prekey ? 1 : 0), CTX)) return NULL;
+  if (wj_check_ctx(env, whisper_bundle_generate(CTX, &b, with_prekey ? 1 : 0), CTX)) return NULL;
   whisper_buf *out = NULL;
   if (wj_check(env, whisper_bundle_encode(&b, &out), NULL)) return NULL;
   return wj_take_buf(env, out);

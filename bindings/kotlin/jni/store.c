@@ -62,7 +62,7 @@ WJ_EXPORT void JNICALL WJ_FN(Store, close)(JNIEnv *env, jclass cls, jlong h) {
   (void)env;
   (void)cls;
   if (h == 0) return;
-  whisper_store_close(WJ_PTR(whisper_store, h));
+  whisper_store_free(WJ_PTR(whisper_store, h));
   wj_handle_freed();
 }
 

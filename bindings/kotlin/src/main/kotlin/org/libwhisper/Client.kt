@@ -89,7 +89,7 @@ object Group {
     fun conversation(groupId: ByteArray): String = NativeClient.groupConversation(groupId).decodeToString()
 }
 
-/** The engine over a context with an identity (createIdentity first). */
+/** The engine over a context with an identity (generateIdentity first). */
 class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     NativeObject(NativeClient.create(context.handle, config.toLongs(), config.mediaDir.utf8OrNull())) {
 
@@ -112,7 +112,7 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     fun takeFrame(): ByteArray? = NativeClient.takeFrame(handle)
     /** Every frame waiting to be sent. */
     fun takeFrames(): List<ByteArray> = generateSequence { takeFrame() }.toList()
-    val wantClose: Boolean get() = NativeClient.wantClose(handle)
+    val wantDisconnect: Boolean get() = NativeClient.wantDisconnect(handle)
     /** When tick() should next run; null: nothing is due. */
     val nextDeadline: Long? get() = NativeClient.nextDeadline(handle).let { if (it == -1L) null else it }
     fun tick(nowMs: Long = now()) = NativeClient.tick(handle, nowMs)

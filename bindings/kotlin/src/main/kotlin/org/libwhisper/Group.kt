@@ -1,4 +1,4 @@
-// group.h: group messages with sender keys, as methods of Context.
+// sender_key.h: group messages with sender keys, as methods of Context.
 package org.libwhisper
 
 /** A member device. */
@@ -8,18 +8,18 @@ data class Device(val name: String, val deviceId: Int)
 class Envelope(val device: Device, val status: Int, val message: Ciphertext?)
 
 /** This device's SKDM for the 16-byte distribution id (made on first use). */
-fun Context.groupCreate(distributionId: ByteArray): ByteArray = NativeGroup.create(handle, distributionId)
+fun Context.senderKeyGenerate(distributionId: ByteArray): ByteArray = NativeGroup.create(handle, distributionId)
 
 /** A new sender chain for the distribution; returns its SKDM. */
-fun Context.groupRotate(distributionId: ByteArray): ByteArray = NativeGroup.rotate(handle, distributionId)
+fun Context.senderKeyRotate(distributionId: ByteArray): ByteArray = NativeGroup.rotate(handle, distributionId)
 
-fun Context.groupProcess(sender: String, deviceId: Int, skdm: ByteArray) =
+fun Context.senderKeyProcess(sender: String, deviceId: Int, skdm: ByteArray) =
     NativeGroup.process(handle, sender.utf8(), deviceId, skdm)
 
-fun Context.groupEncrypt(distributionId: ByteArray, plaintext: ByteArray): ByteArray =
+fun Context.senderKeyEncrypt(distributionId: ByteArray, plaintext: ByteArray): ByteArray =
     NativeGroup.encrypt(handle, distributionId, plaintext)
 
-fun Context.groupDecrypt(sender: String, deviceId: Int, body: ByteArray): ByteArray =
+fun Context.senderKeyDecrypt(sender: String, deviceId: Int, body: ByteArray): ByteArray =
     NativeGroup.decrypt(handle, sender.utf8(), deviceId, body)
 
 /** Wraps this device's SKDM for each device through its 1:1 session. */

@@ -51,7 +51,7 @@ internal object NativeKeys {
 
 internal object NativeSession {
     init { NativeLoader.load() }
-    @JvmStatic external fun identityCreate(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, nowMs: Long)
+    @JvmStatic external fun identityGenerate(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, nowMs: Long)
     @JvmStatic external fun identityImport(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, priv: ByteArray)
     @JvmStatic external fun identityGet(ctx: Long, pub: ByteArray, ids: LongArray): ByteArray
     @JvmStatic external fun identityTrust(ctx: Long, name: ByteArray, deviceId: Int, key: ByteArray, nowMs: Long)
@@ -60,7 +60,7 @@ internal object NativeSession {
     @JvmStatic external fun signedPrekeyRotate(ctx: Long, nowMs: Long, maxAgeMs: Long, graceMs: Long): Boolean
     @JvmStatic external fun prekeysCount(ctx: Long): Long
     @JvmStatic external fun prekeysGenerate(ctx: Long, count: Int): Long
-    @JvmStatic external fun bundleMake(ctx: Long, withPrekey: Boolean): ByteArray
+    @JvmStatic external fun bundleGenerate(ctx: Long, withPrekey: Boolean): ByteArray
     @JvmStatic external fun bundleDecode(data: ByteArray, nums: LongArray): Array<ByteArray?>
     @JvmStatic external fun sessionStart(ctx: Long, name: ByteArray, deviceId: Int, bundle: ByteArray, nowMs: Long)
     @JvmStatic external fun sessionsDistrust(ctx: Long)
@@ -136,7 +136,7 @@ internal object NativeClient {
     @JvmStatic external fun disconnected(h: Long, now: Long)
     @JvmStatic external fun receive(h: Long, frame: ByteArray, now: Long)
     @JvmStatic external fun takeFrame(h: Long): ByteArray?
-    @JvmStatic external fun wantClose(h: Long): Boolean
+    @JvmStatic external fun wantDisconnect(h: Long): Boolean
     @JvmStatic external fun nextDeadline(h: Long): Long
     @JvmStatic external fun tick(h: Long, now: Long)
     @JvmStatic external fun send(h: Long, to: ByteArray?, groupId: ByteArray?, body: ByteArray?, now: Long): ByteArray
