@@ -8,9 +8,10 @@
  *    describing the failure, read with whisper_ctx_last_error().
  *  - Outputs come first. A whisper_buf returned through `**out` belongs to
  *    the caller, who releases it with whisper_buf_free(). Sizes are size_t.
- *  - Handles are opaque; the _new and _open functions make them, the _free and
- *    _close functions release them
- *    and accept NULL.
+ *  - Handles are opaque; the _new and _open functions make them, the _free
+ *    functions release them and accept NULL. ("_open" opens a file or a
+ *    database; a connection the app opened or closed is reported with
+ *    _connected / _disconnected.)
  *  - Threads: a whisper_ctx (and everything made from it) is used from one
  *    thread at a time. Separate contexts may be used from separate threads
  *    at once. The library keeps no thread-local state.
@@ -243,7 +244,7 @@ enum {
  * version's records) or an invariant broke. The failing call itself
  * changed nothing (its transaction was rolled back), but the caller must
  * not go on using that store, nor any context or client made on it:
- * close them, report the failure, and recover the store (restore a
+ * free them, report the failure, and recover the store (restore a
  * backup, or whisper_store_sqlite_destroy() and set up again). Retrying
  * does not help. Every other code leaves the context and the store usable.
  */

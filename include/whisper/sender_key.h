@@ -1,17 +1,21 @@
 /*
- * libwhisper: group messages with sender keys, byte-compatible with
- * libsignal 0.52.x.
+ * libwhisper: sender keys (Signal's SenderKey messages: one ciphertext
+ * for many devices), byte-compatible with libsignal 0.52.x.
  *
- * Each sending device has, per group ("distribution", a 16-byte UUID in
- * RFC 4122 byte order), a chain of message keys and a signing key. It tells
- * every member device about them once, with a SenderKeyDistributionMessage
- * (SKDM) sent through the 1:1 sessions; after that a group message is
- * encrypted once and the server fans the same bytes out to everyone.
+ * Each sending device has, per distribution (a 16-byte UUID in RFC 4122
+ * byte order: the set of devices a message goes to, e.g. a conversation
+ * group's), a chain of message keys and a signing key. It tells every
+ * receiving device about them once, with a SenderKeyDistributionMessage
+ * (SKDM) sent through the 1:1 sessions; after that a message is encrypted
+ * once and the server fans the same bytes out to everyone.
+ *
+ * In the API, "group" names only a conversation group (client.h); the
+ * functions here say "sender_key".
  *
  * Receivers keep up to 5 chains per (sender, distribution), newest first,
  * and up to 2000 skipped message keys per chain; a message more than 25000
  * iterations ahead is refused. When a member leaves, the sender rotates
- * (whisper_sender_key_rotate) and distributes the new SKDM to those who remain.
+ * (whisper_sender_key_rotate()) and distributes the new SKDM to those who remain.
  */
 #ifndef WHISPER_SENDER_KEY_H
 #define WHISPER_SENDER_KEY_H
@@ -28,8 +32,9 @@ WHISPER_NONNULL_BEGIN
 #define WHISPER_MSG_SENDERKEY 7 /* Signal's type number for a SenderKeyMessage */
 
 /**
- * This device's SKDM for the distribution: made (a new chain and signing
- * key) on the first call, the current state after that. Returns WHISPER_OK,
+ * This device's SKDM for the distribution: the sender key (a new chain and
+ * signing key) is generated on the first call; later calls return the
+ * current one (whisper_sender_key_rotate() generates a new one). Returns WHISPER_OK,
  * WHISPER_EINVAL, WHISPER_ESTATE (no local identity), WHISPER_ERANDOM or a
  * store error.
  */
@@ -57,7 +62,7 @@ WHISPER_API int whisper_sender_key_process(whisper_ctx *ctx, const char *sender,
                                       const uint8_t *skdm, size_t skdm_len);
 
 /**
- * Encrypts a group message once, signed with this device's sender signing
+ * Encrypts a message once for the distribution, signed with this device's sender signing
  * key. Returns WHISPER_OK, WHISPER_ENOSESSION (no own state for the
  * distribution: call whisper_sender_key_generate first), WHISPER_ESTATE (the chain
  * reached 2^32 - 1 iterations: rotate), WHISPER_EROLLEDBACK (the state is

@@ -171,7 +171,7 @@ WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_f
 WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
 
 /**
- * A connection opened. `conn` is the caller's id for it (nonzero, unique
+ * A connection opened (whisper_server_disconnected() when it closes). `conn` is the caller's id for it (nonzero, unique
  * among open connections). The server queues a Challenge for it. Returns
  * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
@@ -293,7 +293,8 @@ WHISPER_SERVER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms
 /** What the server asks its caller to do. */
 typedef enum whisper_server_action {
   WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
-  WHISPER_SERVER_DISCONNECT = 2, /* close `conn` (after sending what was queued before) */
+  WHISPER_SERVER_DISCONNECT = 2, /* close `conn` (after sending what was queued before),
+                                    then call whisper_server_disconnected() */
   WHISPER_SERVER_PUSH = 3,  /* wake (account, device_id): it is offline with new mail */
   WHISPER_SERVER_RELAY = 4  /* cluster mode: broadcast `frame` (at most
                                WHISPER_SERVER_RELAY_MAX bytes) to the other nodes, which

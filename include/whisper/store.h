@@ -231,7 +231,8 @@ WHISPER_API int whisper_store_sqlite_destroy(const char *path);
  *  sentence after a store failure. */
 WHISPER_API const char *whisper_store_last_error(const whisper_store *store);
 
-/** Closes a store (calling its destroy function). Accepts NULL. */
+/** Frees a store (calling its destroy function; the SQLite store closes
+ *  its database). Accepts NULL. */
 WHISPER_API void whisper_store_free(whisper_store *WHISPER_NULLABLE store);
 
 WHISPER_NONNULL_END
