@@ -688,7 +688,7 @@ static whisper_buf *bob_devices(uint64_t id) {
   static const char ctx_str[] = "whisper-devices-v1";
   whisper_prekey_bundle_t b;
   fz_dev *bob = G.w->bob;
-  FZ_ASSERT(whisper_bundle_generate(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+  FZ_ASSERT(whisper_bundle_generate(bob->ctx, 0, &b) == WHISPER_OK, "bundle_make");
   Whisper__E2e__ListedDevice ld = WHISPER__E2E__LISTED_DEVICE__INIT, *ldp = &ld;
   ld.has_device_id = ld.has_identity_key = 1;
   ld.device_id = 1;
@@ -706,7 +706,7 @@ static whisper_buf *bob_devices(uint64_t id) {
   memcpy(msg, ctx_str, sizeof ctx_str - 1);
   memcpy(msg + sizeof ctx_str - 1, body, bn);
   FZ_ASSERT(wh_local_identity(bob->ctx) == WHISPER_OK, "identity");
-  FZ_ASSERT(whisper_sign(bob->ctx, sig, bob->ctx->identity.priv, msg, sizeof ctx_str - 1 + bn) ==
+  FZ_ASSERT(whisper_sign(bob->ctx, bob->ctx->identity.priv, msg, sizeof ctx_str - 1 + bn, sig) ==
                 WHISPER_OK,
             "sign");
   Whisper__E2e__SignedDeviceList sl = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;

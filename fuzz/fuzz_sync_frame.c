@@ -67,7 +67,7 @@ static void check_bytes(const ProtobufCBinaryData *b) {
   char a[WSRV_CONV_MAX + 1], c[WHISPER_GROUP_CONVERSATION_LEN + 1];
   uint8_t back[16];
   wsrv_group_conv(a, b->data);
-  whisper_client_group_conversation(c, b->data);
+  whisper_client_group_conversation(b->data, c);
   FZ_ASSERT(strcmp(a, c) == 0, "group conversations differ: %s, %s", a, c);
   FZ_ASSERT(sy_group_id_of(c, back) && memcmp(back, b->data, 16) == 0,
             "sy_group_id_of does not read %s back", c);

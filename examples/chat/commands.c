@@ -139,14 +139,14 @@ static void cmd_gsend(chat *c, char *args) {
     return;
   }
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   sent(c, conv, id);
 }
 
 /* A group made or being joined: {"ev": ev, group, conversation} or a line. */
 static void group_said(chat *c, const char *ev, const char *what, const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   jbuf b;
   jb_init(&b);
   if (c->script) {
@@ -1063,10 +1063,10 @@ static int safety_number(chat *c, const char *cmd, const char *name,
                          const uint8_t ours[WHISPER_PUBLIC_KEY_LEN],
                          const uint8_t theirs[WHISPER_PUBLIC_KEY_LEN],
                          char number[WHISPER_FINGERPRINT_DISPLAY_LEN], whisper_buf **scannable) {
-  int rc = whisper_fingerprint(number, scannable, WHISPER_FINGERPRINT_ITERATIONS,
-                               (const uint8_t *)c->account, strlen(c->account), ours,
-                               WHISPER_PUBLIC_KEY_LEN, (const uint8_t *)name, strlen(name), theirs,
-                               WHISPER_PUBLIC_KEY_LEN);
+  int rc = whisper_fingerprint(WHISPER_FINGERPRINT_ITERATIONS, (const uint8_t *)c->account, strlen(c->account),
+                               ours, WHISPER_PUBLIC_KEY_LEN, (const uint8_t *)name,
+                               strlen(name), theirs, WHISPER_PUBLIC_KEY_LEN, number,
+                               scannable);
   if (rc != WHISPER_OK) {
     out_cmd_error(c, cmd, rc, "cannot compute the safety number");
     return -1;

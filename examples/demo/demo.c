@@ -86,12 +86,12 @@ int main(void) {
   printf("\n1. Bob publishes a prekey bundle; Alice fetches it and runs X3DH.\n");
   whisper_prekey_bundle_t bundle;
   whisper_buf *wire_bundle = NULL;
-  if (check(&bob, whisper_bundle_generate(bob.ctx, &bundle, 1), "bundle")) goto out;
+  if (check(&bob, whisper_bundle_generate(bob.ctx, 1, &bundle), "bundle")) goto out;
   if (check(&bob, whisper_bundle_encode(&bundle, &wire_bundle), "bundle encode")) goto out;
   printf("  bundle: %zu bytes, signed prekey %u, one-time prekey %u\n", wire_bundle->len,
          bundle.signed_prekey_id, bundle.prekey_id);
   whisper_prekey_bundle_t fetched;
-  rc = whisper_bundle_decode(&fetched, wire_bundle->data, wire_bundle->len);
+  rc = whisper_bundle_decode(wire_bundle->data, wire_bundle->len, &fetched);
   whisper_buf_free(wire_bundle);
   if (check(&alice, rc, "bundle decode")) goto out;
   if (check(&alice, whisper_session_start(alice.ctx, "bob", 1, &fetched, now_ms()), "X3DH"))

@@ -624,8 +624,8 @@ WHISPER_API int whisper_client_group_remove(
 /** The conversation name of a group: "#" and 32 lowercase hex digits,
  *  NUL-terminated. */
 WHISPER_API void whisper_client_group_conversation(
-    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1],
-    const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
+    const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1]);
 
 /* --- group administration -------------------------------------------------
  *

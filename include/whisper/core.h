@@ -6,8 +6,18 @@
  *    WHISPER_E* code. A failing call changes no state unless its
  *    documentation says otherwise, and the context keeps a sentence
  *    describing the failure, read with whisper_ctx_last_error().
- *  - Outputs come first. A whisper_buf returned through `**out` belongs to
- *    the caller, who releases it with whisper_buf_free(). Sizes are size_t.
+ *  - Parameter order: the handle the call acts on first (the ctx, client,
+ *    server, store, encryptor...), then its inputs, then its outputs last,
+ *    e.g. whisper_sign(ctx, priv, msg, msg_len, sig). A buffer or array
+ *    the caller provides is followed by its length or capacity, wherever
+ *    it stands. One exception: a function that makes a handle (_new,
+ *    _open) returns it through its first parameter, as in
+ *    whisper_ctx_new(&ctx, store); its other outputs (a `why`) come last.
+ *    Callbacks take their `user` pointer first, and a function that takes
+ *    a callback takes it followed by that pointer. (docs/api.md lists the
+ *    rules for names as well.)
+ *  - A whisper_buf returned through `**out` belongs to the caller, who
+ *    releases it with whisper_buf_free(). Sizes are size_t.
  *  - Handles are opaque; the _new and _open functions make them, the _free
  *    functions release them and accept NULL. ("_open" opens a file or a
  *    database; a connection the app opened or closed is reported with

@@ -175,8 +175,8 @@ typedef struct whisper_prekey_bundle_t {
  * if `with_prekey`, a newly made one-time prekey. Returns WHISPER_OK,
  * WHISPER_ESTATE (no identity) or an error; on an error `out` is zeroed.
  */
-WHISPER_API int whisper_bundle_generate(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
-                                    int with_prekey);
+WHISPER_API int whisper_bundle_generate(whisper_ctx *ctx, int with_prekey,
+                                        whisper_prekey_bundle_t *out);
 
 /** Serializes a bundle (libwhisper's own protobuf form) for transport.
  *  Returns WHISPER_OK, WHISPER_EINVAL or WHISPER_ENOMEM. */
@@ -190,7 +190,7 @@ WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle,
  *  WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on failure
  *  `out` is zeroed. The signature itself is checked by
  *  whisper_session_start(). */
-WHISPER_API int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len);
+WHISPER_API int whisper_bundle_decode(const uint8_t *data, size_t len, whisper_prekey_bundle_t *out);
 
 /**
  * Starts an outgoing session with (name, device_id) from its bundle (X3DH,

@@ -35,7 +35,7 @@ static int take_key(uint8_t out[WH_PUB_LEN], const ProtobufCBinaryData *k) {
   return WHISPER_OK;
 }
 
-int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len) {
+int whisper_bundle_decode(const uint8_t *data, size_t len, whisper_prekey_bundle_t *out) {
   if (out == NULL || (data == NULL && len)) return WHISPER_EINVAL;
   memset(out, 0, sizeof *out);
   Whisper__Wire__PreKeyBundle *pb = whisper__wire__pre_key_bundle__unpack(&wh_pb_alloc, len, data);

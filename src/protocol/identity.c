@@ -436,7 +436,7 @@ int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-int whisper_bundle_generate(whisper_ctx *ctx, whisper_prekey_bundle_t *out, int with_prekey) {
+int whisper_bundle_generate(whisper_ctx *ctx, int with_prekey, whisper_prekey_bundle_t *out) {
   wh_keypair kp;
   uint32_t spk_id;
   if (ctx == NULL) return WHISPER_EINVAL;

@@ -263,7 +263,7 @@ static int send_group(whisper_server *srv, wsrv_conn *c, wsrv_fx *fx, const Whis
   d.has_group_id = 1;
   d.group_id = m->group_id;
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, m->group_id.data);
+  whisper_client_group_conversation(m->group_id.data, conv);
   fx->mute_conv = conv; /* members that muted the group are not woken */
   fx->now_ms = s->server_ts;
   for (size_t i = 0; i < g->n_members && rc == WHISPER_OK; i++) {

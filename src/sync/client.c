@@ -70,8 +70,8 @@ void sy_names_free(sy_name **l) {
   }
 }
 
-void whisper_client_group_conversation(char out[WHISPER_GROUP_CONVERSATION_LEN + 1],
-                                       const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+void whisper_client_group_conversation(const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                                       char out[WHISPER_GROUP_CONVERSATION_LEN + 1]) {
   static const char hex[] = "0123456789abcdef";
   if (out == NULL) return;
   out[0] = '#';

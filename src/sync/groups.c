@@ -501,7 +501,7 @@ int sy_group_peek_proof(whisper_client *c, const sy_op *o, uint8_t sig[WHISPER_S
   memcpy(msg + sizeof PEEK_CTX - 1, o->group_id, WHISPER_GROUP_ID_LEN);
   memcpy(msg + sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN, c->account, al);
   if (rc == WHISPER_OK)
-    rc = whisper_sign(c->ctx, sig, kp.priv, msg, sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN + al);
+    rc = whisper_sign(c->ctx, kp.priv, msg, sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN + al, sig);
   wh_wipe(&kp, sizeof kp);
   return rc;
 }
@@ -610,7 +610,7 @@ int sy_group_op_change(whisper_client *c, sy_op *o) {
 static void group_event(whisper_client *c, const uint8_t *gid, int type, int status, int code,
                         const char *message) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   sy_event *e = sy_event_new(c, type);
   if (e == NULL) return;
   if (sy_event_set(e, conv, type == WHISPER_EV_GROUP ? c->account : NULL, NULL, 0, NULL, 0) !=
@@ -698,7 +698,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
     if (err || gi == NULL) {
       sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
       char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-      whisper_client_group_conversation(conv, gid);
+      whisper_client_group_conversation(gid, conv);
       if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
         e->ev.code = WHISPER_EINVAL;
         e->ev.server_code = err ? (int)err->code : 0;
@@ -721,7 +721,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
   } else if (err) {
     sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
     char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, gid);
+    whisper_client_group_conversation(gid, conv);
     if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
       e->ev.code = WHISPER_EINVAL;
       e->ev.server_code = (int)err->code;

@@ -686,7 +686,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     }
     memcpy(gid, d->group_id.data, WHISPER_GROUP_ID_LEN);
     g = gid;
-    whisper_client_group_conversation(conv, gid);
+    whisper_client_group_conversation(gid, conv);
   } else if (own) {
     if (!sy_valid_account(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
@@ -735,7 +735,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   if (w && !g && p && p->has_group_id && p->group_id.len == WHISPER_GROUP_ID_LEN) {
     char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(gconv, p->group_id.data);
+    whisper_client_group_conversation(p->group_id.data, gconv);
     if (strcmp(gconv, w->conversation) == 0) {
       memcpy(gid, p->group_id.data, WHISPER_GROUP_ID_LEN);
       g = gid;
@@ -953,7 +953,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     return OUT_DONE;
   }
   const uint8_t *gid = d->group_id.data;
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   if (!d->has_group_change && d->has_join_request) return on_join_request(c, d, evs, x, gid, conv);
   if (!d->has_group_change)
     return refuse_why(c, d, evs, conv, "a membership change that no member signed");

@@ -625,7 +625,7 @@ static size_t xfer(dev *from, uint32_t from_dev, dev *to, uint32_t to_dev, const
 static void connect_pair(dev *a, dev *b, const uint8_t *pt) {
   whisper_prekey_bundle_t bundle;
   int type;
-  TRY("whisper_bundle_generate", b->ctx, whisper_bundle_generate(b->ctx, &bundle, 1));
+  TRY("whisper_bundle_generate", b->ctx, whisper_bundle_generate(b->ctx, 1, &bundle));
   TRY("whisper_session_start", a->ctx, whisper_session_start(a->ctx, b->name, 1, &bundle, NOW_MS));
   xfer(a, 1, b, 1, pt, SMALL_LEN, 1, &type);
   if (type != WHISPER_MSG_PREKEY) die("the first message (not a PreKey message)", -1, NULL);
@@ -694,7 +694,7 @@ static void fanout_setup(fanout_args *f, const uint8_t *pt) {
     int type;
     f->devices[i].name = r->name;
     f->devices[i].device_id = dev_id;
-    TRY("whisper_bundle_generate", r->ctx, whisper_bundle_generate(r->ctx, &bundle, 1));
+    TRY("whisper_bundle_generate", r->ctx, whisper_bundle_generate(r->ctx, 1, &bundle));
     TRY("whisper_session_start", f->sender->ctx,
         whisper_session_start(f->sender->ctx, r->name, dev_id, &bundle, NOW_MS));
     if (f->ack) { /* a first message and the answer: the session is acknowledged */
@@ -922,7 +922,7 @@ static double setup_run(void *v, double secs, unsigned long *calls_out) {
   unsigned long calls = 0;
   while (timed < secs) {
     for (int i = 0; i < SETUP_BATCH; i++)
-      TRY("whisper_bundle_generate", s->bob->ctx, whisper_bundle_generate(s->bob->ctx, &s->bundles[i], 1));
+      TRY("whisper_bundle_generate", s->bob->ctx, whisper_bundle_generate(s->bob->ctx, 1, &s->bundles[i]));
     double c0 = thread_cpu_s(), t0 = now_s();
     for (int i = 0; i < SETUP_BATCH; i++) setup_once(s, &s->bundles[i]);
     timed += now_s() - t0;

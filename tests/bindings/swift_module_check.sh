@@ -107,7 +107,7 @@ static int probe(void) {
     const char *_Nonnull what = whisper_strerror(rc);
     uint8_t sig[WHISPER_SIGNATURE_LEN];
     uint8_t priv[WHISPER_PRIVATE_KEY_LEN] = {1};
-    rc = whisper_sign(ctx, sig, priv, NULL, 0); /* an empty message may be NULL */
+    rc = whisper_sign(ctx, priv, NULL, 0, sig); /* an empty message may be NULL */
     rc = whisper_sender_key_encrypt(ctx, sig, NULL, 0, &out);
     (void)why;
     (void)what;

@@ -34,7 +34,7 @@ int main(int argc, char **argv) {
   if (whisper_identity_generate(a, "alice", 1, 1111, now) || whisper_identity_generate(b, "bob", 1, 2222, now))
     return 1;
   whisper_prekey_bundle_t bundle;
-  if (whisper_bundle_generate(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
+  if (whisper_bundle_generate(b, 1, &bundle) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
   whisper_buf *m, *pt;
   int type;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"written by schema 1", 19, now, &type, &m)) return 1;

@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
       whisper_identity_generate(b, "bob", 1, 2222, now))
     return 1;
   whisper_prekey_bundle_t bundle;
-  if (whisper_bundle_generate(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now))
+  if (whisper_bundle_generate(b, 1, &bundle) || whisper_session_start(a, "bob", 1, &bundle, now))
     return 1;
   if (incoming(a, b, "alice", "in-1", "first", 10, now) ||
       incoming(a, b, "alice", "in-2", "second", 20, now + 1) ||

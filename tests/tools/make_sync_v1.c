@@ -323,7 +323,7 @@ int main(int argc, char **argv) {
   send_group(b1, gid, "group from bob");
   send_group(c1, gid, "group from carol");
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   need(find_message(b1, "group from alice") && find_message(c1, "group from alice") &&
        find_message(a1, "group from bob") && find_message(c1, "group from bob") &&
        find_message(a1, "group from carol") && find_message(b1, "group from carol") &&

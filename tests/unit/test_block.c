@@ -338,7 +338,7 @@ static void test_nothing_goes(void) {
   CHECK_RC(whisper_client_group_create(w.bob->cl, members, 2, w.n.now, gid), WHISPER_OK);
   net_run(&w.n);
   char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(gconv, gid);
+  whisper_client_group_conversation(gid, gconv);
   /* presence: alice watches bob, bob watches alice */
   const char *bob_name[] = {"bob"}, *alice_name[] = {"alice"};
   CHECK_RC(whisper_client_subscribe(w.alice->cl, bob_name, 1), WHISPER_OK);
@@ -1076,7 +1076,7 @@ static void test_report(void) {
            WHISPER_OK);
   net_run(&w.n);
   char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(gconv, gid);
+  whisper_client_group_conversation(gid, gconv);
   node_cut(&w.n, w.bob);
   w.bob->offline = 1;
   CHECK_RC(whisper_client_report(w.bob->cl, gconv, 1, 0, w.n.now), WHISPER_OK);

@@ -578,7 +578,7 @@ static void test_group_content(void) {
   CHECK_RC(whisper_client_group_create(p.alice->cl, members, 2, p.n.now, gid), WHISPER_OK);
   net_run(&p.n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   CHECK_RC(whisper_client_send_group(p.alice->cl, gid, (const uint8_t *)"group hello", 11, p.n.now, id),
            WHISPER_OK);
   net_run(&p.n);

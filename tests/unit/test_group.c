@@ -274,7 +274,7 @@ static void test_distribution(void) {
   tdev_new(&c, "carol", 1, 33);
   tdev *members[2] = {&b1, &b2};
   for (int i = 0; i < 2; i++) {
-    CHECK_RC(whisper_bundle_generate(members[i]->ctx, &bundle, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(members[i]->ctx, 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", (uint32_t)(i + 1), &bundle, NOW), WHISPER_OK);
   }
   whisper_device_t devs[3] = {{"bob", 1}, {"bob", 2}, {"carol", 1}};

@@ -187,7 +187,7 @@ static uint8_t *change_bytes(const char *author, uint32_t device, whisper_ctx *k
   size_t bl = whisper__e2e__group_change_body__pack(&b, body);
   memcpy(msg, "whisper-group-v1", 16);
   memcpy(msg + 16, body, bl);
-  CHECK_RC(whisper_sign(key, sig, key->identity.priv, msg, 16 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(key, key->identity.priv, msg, 16 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange sc = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   sc.has_body = sc.has_signature = 1;
   sc.body = (ProtobufCBinaryData){bl, body};
@@ -195,7 +195,7 @@ static uint8_t *change_bytes(const char *author, uint32_t device, whisper_ctx *k
   if (invite_priv) {
     memcpy(msg, "whisper-group-join-v1", 21);
     memcpy(msg + 21, body, bl);
-    CHECK_RC(whisper_sign(key, isig, invite_priv, msg, 21 + bl), WHISPER_OK);
+    CHECK_RC(whisper_sign(key, invite_priv, msg, 21 + bl, isig), WHISPER_OK);
     sc.has_invite_signature = 1;
     sc.invite_signature = (ProtobufCBinaryData){64, isig};
   }

@@ -157,7 +157,7 @@ static void test_incoming(int sqlite, int acked) {
   dev_open(&b, sqlite, text);
   whisper_identity_generate(a.ctx, "alice", 1, 0, NOW);
   whisper_identity_generate(b.ctx, "bob", 1, 0, NOW);
-  whisper_bundle_generate(b.ctx, &bundle, 1);
+  whisper_bundle_generate(b.ctx, 1, &bundle);
   whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
   if (acked) {
     whisper_buf *hi = NULL, *pt = NULL;
@@ -375,7 +375,7 @@ static void test_batch_many_senders(void) {
     snprintf(names[i], sizeof names[i], "s%02d", i);
     dev_open(&s[i], MEMORY, names[i]);
     whisper_identity_generate(s[i].ctx, names[i], 1, 0, NOW);
-    CHECK_RC(whisper_bundle_generate(bob, &bundle, (uint32_t)i + 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(bob, (uint32_t)i + 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(s[i].ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
     for (int k = 0; k < 3; k++)
       CHECK_RC(whisper_session_encrypt(s[i].ctx, "bob", 1, (const uint8_t *)"hello", 5, NOW, &ts[i][k],

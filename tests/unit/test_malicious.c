@@ -381,7 +381,7 @@ static Whisper__Sync__Deliver *forged_message(whisper_ctx *from, const char *fro
   whisper_session_exists(from, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b;
-    CHECK_RC(whisper_bundle_generate(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, 1, &b), WHISPER_OK);
     CHECK_RC(whisper_session_start(from, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *pl = payload(to->name, NULL, text), *ct = NULL;
@@ -438,7 +438,7 @@ static size_t forged_list(uint8_t *out, size_t cap, whisper_ctx *signer, const c
   size_t bl = whisper__e2e__device_list_body__pack(&b, body);
   memcpy(msg, "whisper-devices-v1", 18);
   memcpy(msg + 18, body, bl);
-  CHECK_RC(whisper_sign(signer, sig, signer->identity.priv, msg, 18 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(signer, signer->identity.priv, msg, 18 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bl, body};
@@ -482,7 +482,7 @@ static Whisper__Sync__Deliver *forged_change_as(node *author, whisper_ctx *key, 
   size_t bl = whisper__e2e__group_change_body__pack(&b, body);
   memcpy(msg, "whisper-group-v1", 16);
   memcpy(msg + 16, body, bl);
-  CHECK_RC(whisper_sign(key, sig, key->identity.priv, msg, 16 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(key, key->identity.priv, msg, 16 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bl, body};
@@ -557,7 +557,7 @@ static void lie_list(node *victim, const char *account, whisper_ctx *signer, con
   the_lie.list_len = forged_list(the_lie.list, sizeof the_lie.list, signer, account, v, ids,
                                  (const uint8_t(*)[33])keys, 2);
   the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_generate(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f7->ctx, 1, &the_lie.extra_bundle), WHISPER_OK);
 }
 
 
@@ -665,7 +665,7 @@ static void test_extra_device(void) {
   the_lie.victim = alice;
   snprintf(the_lie.account, sizeof the_lie.account, "bob");
   the_lie.extra_device = 7;
-  CHECK_RC(whisper_bundle_generate(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f.ctx, 1, &the_lie.extra_bundle), WHISPER_OK);
   still_talks(&n, alice, bob, "to bob's devices");
   still_talks(&n, alice, bob, "again");
   CHECK(got("bob", 1) == 2);
@@ -858,8 +858,8 @@ static void test_moved_message(void) {
   CHECK_RC(whisper_client_group_create(alice->cl, m2, 2, n.now, g2), WHISPER_OK);
   net_run(&n);
   char c1[33 + 1], c2[33 + 1];
-  whisper_client_group_conversation(c1, g1);
-  whisper_client_group_conversation(c2, g2);
+  whisper_client_group_conversation(g1, c1);
+  whisper_client_group_conversation(g2, c2);
   /* bob's sender key for G1 reaches alice first */
   CHECK_RC(whisper_client_send_group(bob->cl, g1, (const uint8_t *)"in g1", 5, n.now, id), WHISPER_OK);
   net_run(&n);
@@ -1334,7 +1334,7 @@ static Whisper__Sync__Deliver *e2e_receipt(node *from, node *to, int status, con
   whisper_session_exists(from->ctx, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b;
-    CHECK_RC(whisper_bundle_generate(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, 1, &b), WHISPER_OK);
     CHECK_RC(whisper_session_start(from->ctx, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *ct = NULL;
@@ -1651,7 +1651,7 @@ static void test_missing_sender_key(void) {
   CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
   net_run(&n);
   char conv[33 + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   the_lie.kind = LIE_DROP_SKDM;
   the_lie.victim = bob;
   ev_clear(bob);

@@ -462,7 +462,7 @@ static void test_key_of_another_account(void) {
   CHECK_RC(whisper_client_group_create(w.carol->cl, members, 1, w.n.now, gid), WHISPER_OK);
   net_run(&w.n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   clear_all(&w);
   send_raw(&w.n, w.carol, conv, &ct);
   CHECK(ev_count(w.bob, WHISPER_EV_REFUSED) == 1);

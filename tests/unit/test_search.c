@@ -145,7 +145,7 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
 static void pair(dev *alice, dev *bob) {
   whisper_prekey_bundle_t bundle;
   whisper_buf *skdm = NULL;
-  CHECK_RC(whisper_bundle_generate(bob->ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(bob->ctx, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(alice->ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
   CHECK_RC(whisper_sender_key_generate(alice->ctx, DIST, &skdm), WHISPER_OK);
   CHECK_RC(whisper_sender_key_process(bob->ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);

@@ -308,7 +308,7 @@ static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk
                                const uint8_t *code, int bad, const uint8_t *extra,
                                size_t extra_len) {
   whisper_prekey_bundle_t b;
-  CHECK_RC(whisper_bundle_generate(d->ctx, &b, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d->ctx, 0, &b), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
   k.has_signed_prekey = k.has_signed_prekey_signature = 1;
@@ -340,7 +340,7 @@ static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk
   n += 4;
   memcpy(msg + n, d->ik.pub, 33);
   n += 33;
-  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, n), WHISPER_OK);
+  CHECK_RC(whisper_sign(d->ctx, d->ik.priv, msg, n, sig), WHISPER_OK);
   if (bad == BAD_SIG) sig[10] ^= 1;
   Whisper__Sync__Register r = WHISPER__SYNC__REGISTER__INIT;
   r.account = d->name;
@@ -381,7 +381,7 @@ static uint64_t dev_auth(srvt *t, dev *d, uint64_t resume_after, int bad) {
   uint8_t msg[16 + 32], sig[64];
   memcpy(msg, "whisper-login-v1", 16);
   memcpy(msg + 16, d->nonce, 32);
-  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, sizeof msg), WHISPER_OK);
+  CHECK_RC(whisper_sign(d->ctx, d->ik.priv, msg, sizeof msg, sig), WHISPER_OK);
   if (bad) sig[3] ^= 0x40;
   Whisper__Sync__Auth a = WHISPER__SYNC__AUTH__INIT;
   a.has_signature = a.has_resume_after = 1;
@@ -685,7 +685,7 @@ static size_t dlist_make(uint8_t out[2048], const dev *signer, const char *accou
   size_t bn = whisper__e2e__device_list_body__pack(&b, body);
   memcpy(msg, "whisper-devices-v1", 18);
   memcpy(msg + 18, body, bn);
-  CHECK_RC(whisper_sign(signer->ctx, sig, signer->ik.priv, msg, 18 + bn), WHISPER_OK);
+  CHECK_RC(whisper_sign(signer->ctx, signer->ik.priv, msg, 18 + bn, sig), WHISPER_OK);
   if (bad == LIST_BAD_SIG) sig[7] ^= 1;
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
   s.has_body = 1;
@@ -769,7 +769,7 @@ static size_t change_make(uint8_t out[1024], const uint8_t gid[16], uint64_t ver
   memcpy(msg + 16, body, bn);
   CHECK(change_signer != NULL);
   if (change_signer)
-    CHECK_RC(whisper_sign(change_signer->ctx, sig, change_signer->ik.priv, msg, 16 + bn), WHISPER_OK);
+    CHECK_RC(whisper_sign(change_signer->ctx, change_signer->ik.priv, msg, 16 + bn, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bn, body};
@@ -1017,7 +1017,7 @@ static void test_prekeys(void) {
   whisper_keypair_t spk;
   uint8_t sig[64];
   whisper_keypair_generate(b.ctx, &spk);
-  whisper_sign(b.ctx, sig, a.ik.priv, spk.pub, 33); /* the wrong key */
+  whisper_sign(b.ctx, a.ik.priv, spk.pub, 33, sig); /* the wrong key */
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
   k.signed_prekey_id = 2;
@@ -1030,7 +1030,7 @@ static void test_prekeys(void) {
   f2.upload = &u2;
   req(&t, 2, &f2);
   EXPECT_ERR(2, 4);
-  whisper_sign(b.ctx, sig, b.ik.priv, spk.pub, 33);
+  whisper_sign(b.ctx, b.ik.priv, spk.pub, 33, sig);
   f2.has_id = 0;
   req(&t, 2, &f2);
   CHECK(EXPECT_OK(2) == 2);
@@ -3772,7 +3772,7 @@ static void test_prekey_ration(void) {
   whisper_keypair_t sk;
   uint8_t sig[64];
   whisper_keypair_generate(b.ctx, &sk);
-  CHECK_RC(whisper_sign(b.ctx, sig, b.ik.priv, sk.pub, 33), WHISPER_OK);
+  CHECK_RC(whisper_sign(b.ctx, b.ik.priv, sk.pub, 33, sig), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
   k.signed_prekey_id = 2;

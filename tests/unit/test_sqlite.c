@@ -60,7 +60,7 @@ static void test_persistence_and_keys(void) {
   whisper_ctx_new(&b, sb);
   CHECK_RC(whisper_identity_generate(a, "alice", 1, 0, NOW), WHISPER_OK);
   CHECK_RC(whisper_identity_generate(b, "bob", 1, 0, NOW), WHISPER_OK);
-  CHECK_RC(whisper_bundle_generate(b, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(a, "bob", 1, &bundle, NOW), WHISPER_OK);
   const char *secret_text = "a very private message about the surprise party";
   CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)secret_text, strlen(secret_text),

@@ -407,7 +407,7 @@ static void test_fault_injection(void) {
   int type, faults = 0;
   side_open(&a, "alice", 1);
   side_open(&b, "bob", 2);
-  EVERY_FAULT(&b, "alice", whisper_bundle_generate(b.ctx, &bundle, 1));
+  EVERY_FAULT(&b, "alice", whisper_bundle_generate(b.ctx, 1, &bundle));
   EVERY_FAULT(&a, "bob", whisper_session_start(a.ctx, "bob", 1, &bundle, NOW));
   for (int i = 0; i < 6; i++) {
     side *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
@@ -436,7 +436,7 @@ static void test_refusals_change_nothing(void) {
   int t1, t2;
   side_open(&a, "alice", 3);
   side_open(&b, "bob", 4);
-  whisper_bundle_generate(b.ctx, &bundle, 1);
+  whisper_bundle_generate(b.ctx, 1, &bundle);
   whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
   whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m1", 2, NOW, &t1, &m1);
   whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m2", 2, NOW, &t2, &m2);
@@ -519,7 +519,7 @@ static void test_memo_follows_store(void) {
      * or through the faulty store like the first */
     CHECK_RC(whisper_ctx_new(&a2, faulty_store ? a.st : a.mem), WHISPER_OK);
     CHECK_RC(whisper_ctx_new(&b2, faulty_store ? b.st : b.mem), WHISPER_OK);
-    CHECK_RC(whisper_bundle_generate(b.ctx, &bundle, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(b.ctx, 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
     CHECK_RC(enc(a.ctx, "bob", &type, &m[0]), WHISPER_OK);
     CHECK_RC(dec(b.ctx, "alice", type, m[0]), WHISPER_OK);

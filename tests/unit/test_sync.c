@@ -290,7 +290,7 @@ static void test_group(void) {
   CHECK_RC(whisper_client_group_create(m[0]->cl, names + 1, 4, n.now, gid), WHISPER_OK);
   net_run(&n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   for (int i = 0; i < 5; i++) CHECK(ev_count(m[i], WHISPER_EV_GROUP) == 1);
   CHECK(ev_count(a2, WHISPER_EV_GROUP) == 1);
   uint8_t id[16];
@@ -654,7 +654,7 @@ static int spk_opens(node *d, const whisper_prekey_bundle_t *saved, uint64_t now
 
 static uint32_t spk_current(node *d) {
   whisper_prekey_bundle_t b;
-  CHECK_RC(whisper_bundle_generate(d->ctx, &b, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d->ctx, 0, &b), WHISPER_OK);
   return b.signed_prekey_id;
 }
 
@@ -676,7 +676,7 @@ static void test_signed_prekey_rotation(void) {
   n.tamper = spk_served_fn;
   CHECK(spk_current(b) == 1);
   whisper_prekey_bundle_t first;
-  CHECK_RC(whisper_bundle_generate(b->ctx, &first, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b->ctx, 0, &first), WHISPER_OK);
   /* alice starts a session on bob's bundle (signed prekey 1) while bob is away */
   b->offline = 1;
   node_cut(&n, b);

@@ -559,7 +559,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, groupConversation)(JNIEnv *env, jclas
   jbyteArray out = NULL;
   if (g.ok) {
     char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, g.data);
+    whisper_client_group_conversation(g.data, conv);
     out = wj_new_cstr(env, conv);
   }
   wj_bytes_done(&g);

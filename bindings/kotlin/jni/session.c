@@ -32,7 +32,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, identityImport)(JNIEnv *env, jclass cls, j
     whisper_keypair_t kp;
     if (p.len != WHISPER_PRIVATE_KEY_LEN)
       wj_throw_inval(env, "a private key is 32 bytes");
-    else if (!wj_check(env, whisper_keypair_from_private(&kp, p.data), NULL))
+    else if (!wj_check(env, whisper_keypair_from_private(p.data, &kp), NULL))
       wj_check_ctx(env,
                    whisper_identity_import(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
                                            (uint32_t)registration_id, &kp),
@@ -143,7 +143,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleGenerate)(JNIEnv *env, jclass 
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
   whisper_prekey_bundle_t b;
-  if (wj_check_ctx(env, whisper_bundle_generate(CTX, &b, with_prekey ? 1 : 0), CTX)) return NULL;
+  if (wj_check_ctx(env, whisper_bundle_generate(CTX, with_prekey ? 1 : 0, &b), CTX)) return NULL;
   whisper_buf *out = NULL;
   if (wj_check(env, whisper_bundle_encode(&b, &out), NULL)) return NULL;
   return wj_take_buf(env, out);
@@ -159,7 +159,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Session, bundleDecode)(JNIEnv *env, jclass 
   jobjectArray arr = NULL;
   if (d.ok) {
     whisper_prekey_bundle_t b;
-    if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL)) {
+    if (!wj_check(env, whisper_bundle_decode(d.data ? d.data : empty, d.len, &b), NULL)) {
       jlong v[5] = {b.registration_id, b.device_id, b.has_prekey, b.prekey_id,
                     b.signed_prekey_id};
       wj_set_longs(env, nums, v, 5);
@@ -185,7 +185,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, sessionStart)(JNIEnv *env, jclass cls, jlo
   wj_bytes d = wj_bytes_get(env, bundle, 0);
   if (n.ok && d.ok) {
     whisper_prekey_bundle_t b;
-    if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL))
+    if (!wj_check(env, whisper_bundle_decode(d.data ? d.data : empty, d.len, &b), NULL))
       wj_check_ctx(env,
                    whisper_session_start(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id, &b,
                                          (uint64_t)now_ms),

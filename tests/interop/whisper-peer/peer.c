@@ -214,7 +214,7 @@ static int op_bundle(peer *p, const json_value *req, json_out *o, failure *f) {
 
   whisper_prekey_bundle_t b;
   memset(&b, 0, sizeof b);
-  int rc = whisper_bundle_generate(p->ctx, &b, one_time);
+  int rc = whisper_bundle_generate(p->ctx, one_time, &b);
   if (rc != WHISPER_OK) return fail_lib(p, f, rc);
 
   json_out_key(o, "bundle");
@@ -641,8 +641,8 @@ static int op_fingerprint(peer *p, const json_value *req, json_out *o, failure *
   if (check_key(rkey, rkey_len, "remote_identity_key", remote, f) != 0) goto out;
   int rc = whisper_identity_get(p->ctx, local, NULL, NULL, NULL);
   if (rc == WHISPER_OK)
-    rc = whisper_fingerprint(digits, &scan, WHISPER_FINGERPRINT_ITERATIONS, lid, lid_len, local,
-                             sizeof local, rid, rid_len, remote, sizeof remote);
+    rc = whisper_fingerprint(WHISPER_FINGERPRINT_ITERATIONS, lid, lid_len, local, sizeof local, rid,
+                             rid_len, remote, sizeof remote, digits, &scan);
   if (rc != WHISPER_OK) {
     fail_lib(p, f, rc);
     goto out;
