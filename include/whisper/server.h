@@ -475,7 +475,7 @@ WHISPER_SERVER_API int whisper_server_reports(whisper_server *srv, uint64_t afte
  * are ciphertexts whose keys travel inside the messages. */
 
 /** The longest upload token, in characters. */
-#define WHISPER_UPLOAD_TOKEN_MAX 124
+#define WHISPER_SERVER_UPLOAD_TOKEN_MAX 124
 
 /**
  * Checks an upload token (the `token` of an UploadToken, `len` characters,

@@ -3041,16 +3041,16 @@ static uint64_t upload_auth(srvt *t, uint64_t conn, int has_size, uint64_t size)
 }
 
 /* The UploadToken answered on conn: its token into out, its fields in *tok. */
-static int expect_token(uint64_t conn, char out[WHISPER_UPLOAD_TOKEN_MAX + 1], uint64_t *expires,
+static int expect_token(uint64_t conn, char out[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], uint64_t *expires,
                         uint64_t *max_size) {
   Frame *f = EXPECT(conn, UPLOAD_TOKEN);
   if (f == NULL) return 0;
   const Whisper__Sync__UploadToken *u = f->upload_token;
-  int ok = u->token && strlen(u->token) <= WHISPER_UPLOAD_TOKEN_MAX && u->has_expires_ms &&
+  int ok = u->token && strlen(u->token) <= WHISPER_SERVER_UPLOAD_TOKEN_MAX && u->has_expires_ms &&
            u->has_max_size;
   CHECK(ok);
   if (ok) {
-    snprintf(out, WHISPER_UPLOAD_TOKEN_MAX + 1, "%s", u->token);
+    snprintf(out, WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1, "%s", u->token);
     *expires = u->expires_ms;
     *max_size = u->max_size;
   }
@@ -3063,13 +3063,13 @@ static int token_check(srvt *t, const char *token, uint64_t now, char account[65
 }
 
 /* A token with one byte of its decoded form changed (and encoded again). */
-static void token_tamper(char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], size_t at, uint8_t flip) {
+static void token_tamper(char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], size_t at, uint8_t flip) {
   uint8_t raw[128];
   size_t n = 0;
   CHECK(sodium_base642bin(raw, sizeof raw, tok, strlen(tok), NULL, &n, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && at < n);
   raw[at] ^= flip;
-  sodium_bin2base64(tok, WHISPER_UPLOAD_TOKEN_MAX + 1, raw, n,
+  sodium_bin2base64(tok, WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1, raw, n,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
@@ -3080,7 +3080,7 @@ static void token_tamper(char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], size_t at, uint
 static void test_upload_tokens(void) {
   srvt t;
   four w;
-  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], tok2[WHISPER_UPLOAD_TOKEN_MAX + 1], bad[200];
+  char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], tok2[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], bad[200];
   char account[65];
   uint32_t device = 0;
   uint64_t expires = 0, max_size = 0;
@@ -3208,7 +3208,7 @@ static void test_upload_tokens(void) {
  * keeps the defaults. */
 static void test_upload_token_config(void) {
   srvt o;
-  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], account[65];
+  char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], account[65];
   uint32_t device = 0;
   uint64_t expires = 0, max_size = 0;
   whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
