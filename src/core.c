@@ -52,6 +52,7 @@ int whisper_err_is_fatal(int code) {
 unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
 size_t whisper_public_key_len(void) { return WHISPER_PUBLIC_KEY_LEN; }
 size_t whisper_signature_len(void) { return WHISPER_SIGNATURE_LEN; }
+size_t whisper_private_key_len(void) { return WHISPER_PRIVATE_KEY_LEN; }
 
 /* A buffer is one block: the struct, then its bytes (data points just past
  * the struct; whisper_buf_free() also takes a buffer whose data is a block

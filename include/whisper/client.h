@@ -51,6 +51,15 @@
  * of the conversation with it: an incoming entry with sender_device 0 whose
  * body is "device-added N", "device-removed N" or "account-key-changed".
  *
+ * Accounts and devices: an account name is 1..WHISPER_ACCOUNT_NAME_MAX
+ * (64) bytes of [a-z0-9._-] and a device id is 1..WHISPER_DEVICE_ID_MAX
+ * (2^31 - 1), here as in the server (server.h) and on the wire: every
+ * function that takes an account name refuses another with WHISPER_EINVAL,
+ * and whisper_client_new() refuses (WHISPER_ESTATE) a local identity whose
+ * name or device id is outside them. (The session layer, session.h, takes
+ * any name of 1..WHISPER_NAME_MAX bytes: an identity meant for the engine
+ * must be made with an account name.)
+ *
  * Conversations are named as in history.h: a 1:1 conversation by the
  * other account's name, a group by "#" followed by the group id in
  * lowercase hex (whisper_client_group_conversation()).
@@ -69,6 +78,11 @@ extern "C" {
 #endif
 
 WHISPER_NONNULL_BEGIN
+
+/** The longest account name, in bytes (names are 1..64 of [a-z0-9._-]). */
+#define WHISPER_ACCOUNT_NAME_MAX 64
+/** The largest device id (ids are 1..2^31 - 1). */
+#define WHISPER_DEVICE_ID_MAX 0x7FFFFFFFu
 
 #define WHISPER_CLIENT_ID_LEN 16       /* a message's client id */
 #define WHISPER_GROUP_ID_LEN 16

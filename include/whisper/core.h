@@ -27,6 +27,20 @@
  *    at once. The library keeps no thread-local state.
  *  - The library never reads the clock: calls that need the time take
  *    `now_ms`, milliseconds since the Unix epoch.
+ *  - Waiting: the library never sleeps, but any call that reads or writes
+ *    the store (on a ctx, a client, a server or a store) may wait for the
+ *    store's lock, held by another process or connection on the same
+ *    store (an app and its notification extension), for up to the store's
+ *    busy timeout, then fail with WHISPER_EBUSY. For the SQLite store
+ *    that is whisper_sqlite_options_t.busy_timeout_ms, 5000 ms by default
+ *    (Android reports "not responding" after 5 s of a blocked main
+ *    thread: call the library off the main thread, or lower it); for a
+ *    store of whisper_store_new(), whatever its begin() does.
+ *  - Limits: names and device ids are 1..255 bytes (any uint32 id but
+ *    UINT32_MAX) in the session layer (session.h), account names of
+ *    1..64 bytes of [a-z0-9._-] and ids 1..2^31 - 1 in the engine and
+ *    the server (client.h, server.h). Every size and limit macro has a
+ *    function of the same name in lower case (sizes.h).
  */
 #ifndef WHISPER_CORE_H
 #define WHISPER_CORE_H
@@ -326,6 +340,9 @@ WHISPER_API const char *whisper_ctx_last_error(const whisper_ctx *ctx);
 WHISPER_API size_t whisper_public_key_len(void);
 /** WHISPER_SIGNATURE_LEN (64), for bindings. */
 WHISPER_API size_t whisper_signature_len(void);
+/** WHISPER_PRIVATE_KEY_LEN (32), for bindings. (Every other size macro has
+ *  its function too: sizes.h.) */
+WHISPER_API size_t whisper_private_key_len(void);
 
 WHISPER_NONNULL_END
 

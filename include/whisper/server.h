@@ -30,6 +30,14 @@
  *
  * A server is used from one thread at a time.
  *
+ * Accounts and devices: an account name is 1..64 bytes of [a-z0-9._-] and
+ * a device id is 1..2^31 - 1 (WHISPER_ACCOUNT_NAME_MAX and
+ * WHISPER_DEVICE_ID_MAX in client.h, the engine's limits too); a frame
+ * naming another is refused (ERR_MALFORMED).
+ *
+ * Every call that reads or writes the store may wait for the store's lock
+ * up to its busy timeout (core.h).
+ *
  * The server core is its own library, libwhisper-server, beside the client
  * library libwhisper that apps link: `pkg-config whisper-server`, or in
  * CMake `find_package(whisper)` and `whisper::whisper-server`
@@ -494,6 +502,16 @@ WHISPER_SERVER_API int whisper_server_upload_token_check(whisper_server *srv, co
                                                          size_t len, uint64_t now_ms,
                                                          char *account_out, size_t account_cap,
                                                          uint32_t *device_out);
+
+/* --- sizes, for bindings (sizes.h) ------------------------------------------ */
+
+/* Each size or limit macro of server.h as a function of the same name in
+ * lower case (sizes.h explains why). */
+WHISPER_SERVER_API size_t whisper_server_reports_max(void);
+WHISPER_SERVER_API uint64_t whisper_server_blob_max_size(void);
+WHISPER_SERVER_API size_t whisper_server_source_max(void);
+WHISPER_SERVER_API size_t whisper_server_relay_max(void);
+WHISPER_SERVER_API size_t whisper_server_upload_token_max(void);
 
 WHISPER_NONNULL_END
 

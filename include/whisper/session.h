@@ -3,9 +3,15 @@
  * (X3DH and the Double Ratchet, message version 3, byte-compatible with
  * libsignal 0.52.x).
  *
- * A remote device is addressed by (name, device_id): `name` is a
- * NUL-terminated UTF-8 string of 1..255 bytes, `device_id` any uint32 but
- * UINT32_MAX, which stands for every device (WHISPER_ALL_DEVICES).
+ * A device (this one, or a remote one) is addressed by (name, device_id):
+ * `name` is a NUL-terminated string of 1..WHISPER_NAME_MAX (255) bytes
+ * (libwhisper does not check their encoding; UTF-8 is expected), and
+ * `device_id` any uint32 but UINT32_MAX, which stands for every device
+ * (WHISPER_ALL_DEVICES). Every function here refuses another name or id
+ * with WHISPER_EINVAL. These are the session layer's limits, as wide as
+ * libsignal's addresses; the engine and the server (client.h, server.h)
+ * take only account names, 1..WHISPER_ACCOUNT_NAME_MAX (64) bytes of
+ * [a-z0-9._-], and device ids 1..WHISPER_DEVICE_ID_MAX (2^31 - 1).
  *
  * Keys in whisper_prekey_bundle_t are exactly 33 bytes (0x05 then the
  * u-coordinate) and the signature exactly 64: a caller reading a longer
@@ -35,6 +41,9 @@ WHISPER_NONNULL_BEGIN
 /** Message types, as Signal numbers them (the transport carries them). */
 #define WHISPER_MSG_WHISPER 2 /* SignalMessage */
 #define WHISPER_MSG_PREKEY 3  /* PreKeySignalMessage */
+
+/** The longest name of an address, in bytes. */
+#define WHISPER_NAME_MAX 255
 
 /** With whisper_identity_trust(): the key is trusted for every device of
  *  the name, seen or not yet seen. */

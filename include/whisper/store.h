@@ -57,7 +57,7 @@ typedef int (*whisper_scan_fn)(void *WHISPER_NULLABLE arg, const uint8_t *WHISPE
                                size_t key_len, const uint8_t *WHISPER_NULLABLE value,
                                size_t value_len);
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
- * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
+ * 4 bytes big-endian. Names are 1..255 bytes without 0x00 (session.h). */
 
 #define WHISPER_STORE_OPS_VERSION 5
 
@@ -170,7 +170,9 @@ typedef struct whisper_sqlite_options_t {
   /** WHISPER_SYNC_FULL or WHISPER_SYNC_NORMAL. */
   int synchronous;
   /** How long a transaction waits for another process holding the store
-   *  (the cross-process lock), in milliseconds; then WHISPER_EBUSY. */
+   *  (the cross-process lock), in milliseconds; then WHISPER_EBUSY. Any
+   *  call on the store may wait this long (core.h, "Waiting"); 5000 in
+   *  WHISPER_SQLITE_OPTIONS_INIT. */
   unsigned busy_timeout_ms;
 } whisper_sqlite_options_t;
 

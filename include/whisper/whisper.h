@@ -20,5 +20,6 @@
 #include "attachment.h"
 #include "search.h"
 #include "client.h"
+#include "sizes.h"
 
 #endif

@@ -28,7 +28,11 @@ class Store private constructor(handle: Long) : NativeObject(handle) {
 
         /** Opens (or creates) the SQLite store at `path` under a 32-byte
          *  `key` (e.g. from the Android Keystore) or a `passphrase` (UTF-8
-         *  bytes, stretched with Argon2id): exactly one. Neither is kept. */
+         *  bytes, stretched with Argon2id): exactly one. Neither is kept.
+         *  Any call on the store (or a Context or Client over it) may wait up
+         *  to `busyTimeoutMs` for another process's lock, then fails with
+         *  EBUSY (core.h, "Waiting"): Android calls "not responding" a main
+         *  thread blocked for 5 s, so keep the calls off the main thread. */
         fun sqlite(path: String, key: ByteArray? = null, passphrase: ByteArray? = null,
                    synchronous: Int = SYNC_FULL, busyTimeoutMs: Int = 5000): Store =
             Store(NativeStore.sqliteOpen(path.utf8(), key, passphrase, synchronous, busyTimeoutMs))
