@@ -273,7 +273,7 @@ static void read_bytes(const uint8_t *p, size_t n) {
 static size_t drain_events(void) {
   whisper_client_event_t e;
   size_t n = 0;
-  while (whisper_client_next_event(H.c, &e)) {
+  while (whisper_client_take_event(H.c, &e)) {
     n++;
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,

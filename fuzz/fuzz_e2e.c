@@ -378,7 +378,7 @@ static void setup_accept(const char *account, const whisper_buf *list) {
 
 static void drop_events(whisper_client *c) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(c, &e)) {
+  while (whisper_client_take_event(c, &e)) {
   }
 }
 
@@ -1840,7 +1840,7 @@ static void do_profile(int variant, const uint8_t *p, size_t n) {
   int kept = rc == WHISPER_OK; /* version >= 1, the one bob announced */
   int events = 0, type = 0, code = 0;
   whisper_client_event_t e;
-  while (whisper_client_next_event(W->c, &e)) events++, type = e.type, code = e.code;
+  while (whisper_client_take_event(W->c, &e)) events++, type = e.type, code = e.code;
   FZ_ASSERT(events == 1 && type == (kept ? WHISPER_EV_PROFILE : WHISPER_EV_REFUSED) &&
                 (kept || code == WHISPER_EFORGED),
             "a profile answer (%s) raised %d event(s), the last %d", kept ? "kept" : "refused", events, type);

@@ -624,7 +624,7 @@ static void on_media_data(const whisper_client_event_t *e) {
 static size_t drain_events(void) {
   whisper_client_event_t e;
   size_t n = 0;
-  while (H.c && whisper_client_next_event(H.c, &e)) {
+  while (H.c && whisper_client_take_event(H.c, &e)) {
     n++;
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s status=%d code=%d/%d done=%llu/%llu %s\n", e.type,

@@ -477,7 +477,7 @@ static void check_out_relay(const whisper_server_output_t *o, outrec *rec) {
   FZ_ASSERT(rc == WHISPER_OK, "node 2 refused a relay of node 1: %d (%s)", rc,
             whisper_server_last_error(H.peer));
   whisper_server_output_t po;
-  while (whisper_server_poll(H.peer, &po)) {
+  while (whisper_server_take_output(H.peer, &po)) {
     FZ_ASSERT(po.action == WHISPER_SERVER_RELAY || po.action == WHISPER_SERVER_PUSH ||
                   (po.conn == PEER_CONN && H.peer_state == 1),
               "node 2 asked for action %d on connection %llu", po.action,
@@ -493,7 +493,7 @@ static int view_has(const char *account, uint32_t device) {
 /* Takes and checks all output; records it in H.out. */
 static void drain(void) {
   whisper_server_output_t o;
-  while (whisper_server_poll(H.srv, &o)) {
+  while (whisper_server_take_output(H.srv, &o)) {
     outrec rec;
     memset(&rec, 0, sizeof rec);
     rec.action = o.action;
@@ -1044,7 +1044,7 @@ static int peer_drain(uint64_t want_id) {
   uint8_t(*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
   size_t *lens = NULL, n = 0;
   int answer = 0;
-  while (whisper_server_poll(H.peer, &po)) {
+  while (whisper_server_take_output(H.peer, &po)) {
     if (po.action == WHISPER_SERVER_RELAY) {
       FZ_ASSERT(po.frame_len > 0 && po.frame_len <= WHISPER_SERVER_RELAY_MAX,
                 "node 2 made a relay of %zu bytes", po.frame_len);
@@ -1164,7 +1164,7 @@ static void start(void) {
   whisper_server_set_rng(H.peer, fz_rng_fn, &W->rng);
   FZ_ASSERT(whisper_server_cluster(H.peer, PEER, H.now) == WHISPER_OK, "cluster (node 2)");
   whisper_server_output_t po;
-  while (whisper_server_poll(H.peer, &po)) {
+  while (whisper_server_take_output(H.peer, &po)) {
   }
   FZ_ASSERT(whisper_server_cluster(H.srv, NODE, H.now) == WHISPER_OK, "cluster (node 1)");
   op_begin();

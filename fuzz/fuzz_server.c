@@ -162,7 +162,7 @@ static void check_profile_answer(const Whisper__Sync__Profile *a) {
 /* Takes and checks all output. */
 static void drain(void) {
   whisper_server_output_t o;
-  while (whisper_server_poll(H.srv, &o)) {
+  while (whisper_server_take_output(H.srv, &o)) {
     if (o.action == WHISPER_SERVER_PUSH) {
       trace("    PUSH %s.%u depth %llu\n", o.account ? o.account : "(null)", o.device_id,
             (unsigned long long)o.mailbox_depth);
@@ -423,7 +423,7 @@ static void batch_start(void) {
 static void batch_finish(void) {
   if (!H.batch_open) return;
   whisper_server_output_t o;
-  FZ_ASSERT(whisper_server_poll(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
+  FZ_ASSERT(whisper_server_take_output(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
             o.action);
   H.batch_open = 0;
   int rc = whisper_server_batch_end(H.srv, H.now);

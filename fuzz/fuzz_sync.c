@@ -261,7 +261,7 @@ typedef struct drv {
 static fzs_frame *drv_drain(drv *v, uint64_t conn, uint64_t id) {
   whisper_server_output_t o;
   fzs_frame *answer = NULL;
-  while (whisper_server_poll(v->srv, &o)) {
+  while (whisper_server_take_output(v->srv, &o)) {
     if (o.action != WHISPER_SERVER_SEND) continue;
     fzs_frame *f = fzs_unpack(o.frame, o.frame_len);
     FZ_ASSERT(f != NULL, "the server sent a frame that does not parse");
@@ -775,7 +775,7 @@ typedef struct run {
 
 static void events_drop_run(whisper_client *c, run *r) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(c, &e)) {
+  while (whisper_client_take_event(c, &e)) {
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s.%u code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.code,

@@ -143,7 +143,7 @@ static void engine(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_watch_end(&CD->fs);
   whisper_client_event_t e;
   whisper_buf *b;
-  FZ_ASSERT(!whisper_client_next_event(C, &e), "an event from an engine that is not connected");
+  FZ_ASSERT(!whisper_client_take_event(C, &e), "an event from an engine that is not connected");
   FZ_ASSERT(!whisper_client_take_frame(C, &b), "a frame from an engine that is not connected");
 }
 
@@ -157,7 +157,7 @@ static struct {
 
 static void drain(void) {
   whisper_server_output_t o;
-  while (whisper_server_poll(SRV, &o)) {
+  while (whisper_server_take_output(SRV, &o)) {
     FZ_ASSERT(o.action != WHISPER_SERVER_PUSH, "a push for a connection that never logged in");
     FZ_ASSERT(o.conn == 1 && !A.closed, "output for connection %llu (closed: %d)",
               (unsigned long long)o.conn, A.closed);

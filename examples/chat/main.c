@@ -256,7 +256,7 @@ static int anchor_check(chat *c) {
   size_t n = fread(a, 1, sizeof a, f);
   fclose(f);
   int restored = 0;
-  int rc = whisper_client_check_anchor(c->client, a, n, &restored);
+  int rc = whisper_client_anchor_check(c->client, a, n, &restored);
   if (rc != WHISPER_OK) {
     fprintf(stderr, "whisper-chat: %s: %s (%s)\n", c->anchor_path, whisper_strerror(rc),
             whisper_ctx_last_error(c->ctx));
@@ -329,7 +329,7 @@ static void close_device(chat *c) {
 
 void chat_events(chat *c) {
   whisper_client_event_t ev;
-  while (whisper_client_next_event(c->client, &ev) == 1) {
+  while (whisper_client_take_event(c->client, &ev) == 1) {
     if (ev.type == WHISPER_EV_ONLINE) c->online = 1;
     if (ev.type == WHISPER_EV_CAUGHT_UP) c->caught_up = 1;
     if (ev.type == WHISPER_EV_IDENTITY && ev.from && ev.body && ev.body_len == WHISPER_PUBLIC_KEY_LEN)

@@ -28,7 +28,7 @@
  *
  * Each WebSocket connection gets an id from a counter. Every complete
  * binary message goes to whisper_server_receive(); after every call into
- * the core its output is drained with whisper_server_poll(): frames are
+ * the core its output is drained with whisper_server_take_output(): frames are
  * framed into their connection's buffer and, once the drain is over,
  * each connection's buffer is written in one lws_write() (write_out: no
  * WRITEABLE round trip unless the socket is full), closes wait for the
@@ -436,7 +436,7 @@ static void flush_out(wd_net *n) {
 static void drain(wd_net *n) {
   if (n->destroying || n->batching) return;
   whisper_server_output_t out;
-  while (whisper_server_poll(n->srv, &out)) {
+  while (whisper_server_take_output(n->srv, &out)) {
     conn *c;
     switch (out.action) {
       case WHISPER_SERVER_SEND:

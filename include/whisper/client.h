@@ -479,7 +479,7 @@ typedef struct whisper_conversation_flags_t {
 
 /** Reads the flags of `conversation` (all zero if none were set).
  *  Returns WHISPER_OK, WHISPER_EINVAL or a store error. */
-WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+WHISPER_API int whisper_client_conversation_flags_get(whisper_client *c, const char *conversation,
                                                   whisper_conversation_flags_t *out);
 
 /** Sets the flags of `conversation`: kept in the store, sent (end to end)
@@ -488,7 +488,7 @@ WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char 
  *  conversation. The newest setting (by the setting device's clock) wins.
  *  At most 1000 conversations may be muted at once. Returns WHISPER_OK,
  *  WHISPER_EINVAL or a store error. */
-WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+WHISPER_API int whisper_client_conversation_flags_set(whisper_client *c, const char *conversation,
                                                       const whisper_conversation_flags_t *flags,
                                                       uint64_t now_ms);
 
@@ -703,14 +703,14 @@ WHISPER_API int whisper_client_group_admin(
  *  unless only admins edit the info. Returns WHISPER_OK, WHISPER_EINVAL
  *  (field, size, encoding), WHISPER_ESTATE (not a member, or not an admin
  *  where only admins edit) or a store error. */
-WHISPER_API int whisper_client_group_set_info(
+WHISPER_API int whisper_client_group_info_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int field,
     const uint8_t *WHISPER_NULLABLE value, size_t len, uint64_t now_ms);
 
 /** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
  *  on (1) or off (0). Admins only. Returns WHISPER_OK, WHISPER_EINVAL,
  *  WHISPER_ESTATE (not an admin of that group) or a store error. */
-WHISPER_API int whisper_client_group_set(
+WHISPER_API int whisper_client_group_setting_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int setting,
     int on, uint64_t now_ms);
 
@@ -731,7 +731,7 @@ WHISPER_API int whisper_client_group_set(
  * Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (not an admin of that
  * group), WHISPER_ERANDOM or a store error.
  */
-WHISPER_API int whisper_client_group_link_make(
+WHISPER_API int whisper_client_group_link_generate(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     uint64_t now_ms, char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
 
@@ -871,7 +871,7 @@ WHISPER_API int whisper_client_account_trust(
  * The store's anchor: its id and epoch (16 bytes). The epoch grows at
  * every login and every 64 messages sent, each time with
  * WHISPER_EV_ANCHOR; the app keeps the newest outside the store (the
- * platform keystore) and passes it to whisper_client_check_anchor() right
+ * platform keystore) and passes it to whisper_client_anchor_check() right
  * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.
  */
 WHISPER_API int whisper_client_anchor(whisper_client *c,
@@ -888,7 +888,7 @@ WHISPER_API int whisper_client_anchor(whisper_client *c,
  * caught anyway. Returns WHISPER_OK, WHISPER_EINVAL (not an anchor, or
  * another store's) or a store error.
  */
-WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *anchor, size_t len,
+WHISPER_API int whisper_client_anchor_check(whisper_client *c, const uint8_t *anchor, size_t len,
                                             int *restored);
 
 /** After the app trusted a changed identity (whisper_identity_trust()):
@@ -997,11 +997,11 @@ typedef enum whisper_client_event_type {
                                * or _FAILED (it cannot be sent again: its status for that device is
                                * WHISPER_STATUS_FAILED) */
   WHISPER_EV_ROLLBACK = 16,   /* a restored copy was caught before it reused a key: the store
-                               * (whisper_client_check_anchor(); from NULL) or the session with
+                               * (whisper_client_anchor_check(); from NULL) or the session with
                                * from/from_device; fresh sessions are made as needed */
   WHISPER_EV_ANCHOR = 17,     /* body: the store's new anchor (WHISPER_ANCHOR_LEN bytes): keep it
                                * outside the file (the platform keystore) for
-                               * whisper_client_check_anchor() */
+                               * whisper_client_anchor_check() */
   WHISPER_EV_EDITED = 18,     /* message (target_id, target_sender) of conversation was edited by
                                * from: body, its new text (history has it) */
   WHISPER_EV_DELETED = 19,    /* message (target_id, target_sender) was deleted for everyone by
@@ -1011,7 +1011,7 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_CALL = 21,       /* call signalling from from/from_device: status, WHISPER_CALL_*;
                                * id, the call id; body, the SDP or candidate */
   WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
-                               * (whisper_client_conversation_flags()) */
+                               * (whisper_client_conversation_flags_get()) */
   WHISPER_EV_PROFILE = 23,    /* from's profile changed (from: this account's own when another
                                * device set it): whisper_client_profile_get() */
   WHISPER_EV_BLOCKED = 24,    /* another device of this account blocked (status 1) or unblocked
@@ -1039,7 +1039,7 @@ typedef enum whisper_client_event_type {
 
 /** An event; its pointers are valid until the next call on the engine, and
  *  NULL where the event type gives no such field. A versioned struct
- *  (docs/api.md) tied to the client config: whisper_client_next_event()
+ *  (docs/api.md) tied to the client config: whisper_client_take_event()
  *  writes only the fields of the config version the engine was made with
  *  (version 1-2: up to `message`; 3-4: up to `forwarded`; 5 and later: all),
  *  so fields are only appended, each with a new config version. */
@@ -1075,7 +1075,7 @@ typedef struct whisper_client_event_t {
 
 /** Takes the next event: returns 1 and fills `out` (the fields of the
  *  engine's config version; the rest is left alone), or 0. */
-WHISPER_API int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out);
+WHISPER_API int whisper_client_take_event(whisper_client *c, whisper_client_event_t *out);
 
 WHISPER_NONNULL_END
 

@@ -269,7 +269,7 @@ enum {
  * changed nothing (its transaction was rolled back), but the caller must
  * not go on using that store, nor any context or client made on it:
  * free them, report the failure, and recover the store (restore a
- * backup, or whisper_store_sqlite_destroy() and set up again). Retrying
+ * backup, or whisper_store_sqlite_delete() and set up again). Retrying
  * does not help. Every other code leaves the context and the store usable.
  */
 WHISPER_API int whisper_err_is_fatal(int code);

@@ -175,7 +175,7 @@ WHISPER_API int whisper_history_sent(whisper_ctx *ctx, const char *conversation,
  *  A status never moves backwards (an older report is ignored). Returns
  *  WHISPER_OK, WHISPER_ENOTFOUND (no such message or recipient) or an
  *  error. */
-WHISPER_API int whisper_history_status(whisper_ctx *ctx, const char *conversation,
+WHISPER_API int whisper_history_status_set(whisper_ctx *ctx, const char *conversation,
                                        const uint8_t *id, size_t id_len, const char *recipient,
                                        uint32_t device_id, int status);
 

@@ -243,7 +243,7 @@ WHISPER_SERVER_API int whisper_server_conn_authenticated(const whisper_server *s
  *
  * What a client hears stays as durable as without batches. Every output
  * queued inside a batch (answers, deliveries, receipts, presence and
- * typing notices, closes, pushes) is held: whisper_server_poll() hands it
+ * typing notices, closes, pushes) is held: whisper_server_take_output() hands it
  * out only once the commit succeeded. Each frame's writes run inside a
  * savepoint of the batch's transaction, so a frame that is refused (or
  * that meets a store error) undoes its own writes and no other frame's.
@@ -267,7 +267,7 @@ WHISPER_SERVER_API int whisper_server_batch_begin(whisper_server *srv);
 
 /**
  * Commits the open batch's transaction (if one of its frames wrote) and
- * releases its held output to whisper_server_poll(). Returns WHISPER_OK,
+ * releases its held output to whisper_server_take_output(). Returns WHISPER_OK,
  * WHISPER_EINVAL (NULL), WHISPER_ESTATE (no batch is open) or the store's
  * error when the commit failed: then nothing was kept, the held output is
  * dropped and the connections the batch touched are closed (their CLOSE
@@ -324,7 +324,7 @@ typedef struct whisper_server_output_t {
  * Takes the next piece of output, in order. Returns 1 when `out` was
  * filled, 0 when there is nothing to do.
  */
-WHISPER_SERVER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+WHISPER_SERVER_API int whisper_server_take_output(whisper_server *srv, whisper_server_output_t *out);
 
 /* --- cluster mode ----------------------------------------------------------
  *

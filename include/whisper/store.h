@@ -198,7 +198,7 @@ typedef struct whisper_sqlite_options_t {
  *
  * Returns WHISPER_OK; WHISPER_EINVAL (bad options); WHISPER_EKEY (the key
  * or passphrase is not the store's); WHISPER_ECORRUPT (the file is
- * damaged or not a store: see whisper_store_sqlite_destroy());
+ * damaged or not a store: see whisper_store_sqlite_delete());
  * WHISPER_EVERSION (written by a newer libwhisper); WHISPER_EBUSY;
  * WHISPER_ESTORE (I/O); WHISPER_ENOMEM. `why`, if not NULL, receives a
  * static sentence about the failure.
@@ -223,7 +223,7 @@ WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *WHISPER
  * Everything in it is lost: sessions must be set up again. Returns
  * WHISPER_OK (also when nothing was there) or WHISPER_ESTORE.
  */
-WHISPER_API int whisper_store_sqlite_destroy(const char *path);
+WHISPER_API int whisper_store_sqlite_delete(const char *path);
 
 /** The store's own sentence about its last failed call ("" if none): for
  *  the SQLite store, SQLite's code and message, e.g. "writing a record:

@@ -393,7 +393,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
 
 /* --- output and stats ----------------------------------------------------- */
 
-int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out) {
+int whisper_server_take_output(whisper_server *srv, whisper_server_output_t *out) {
   if (srv == NULL || out == NULL) return 0;
   wsrv_out_free(srv->polled);
   srv->polled = NULL;

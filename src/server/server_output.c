@@ -1,5 +1,5 @@
 /* The server's output: a FIFO of frames to send, connections to close and
- * devices to wake, drained by whisper_server_poll(). Inside a batch the
+ * devices to wake, drained by whisper_server_take_output(). Inside a batch the
  * output goes to a second FIFO, held until the batch commits
  * (server_batch.c). */
 #include <stdarg.h>

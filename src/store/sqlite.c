@@ -1004,7 +1004,7 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
   return rc;
 }
 
-int whisper_store_sqlite_destroy(const char *path) {
+int whisper_store_sqlite_delete(const char *path) {
   static const char *const suffix[3] = {"", "-wal", "-shm"};
   if (path == NULL) return WHISPER_EINVAL;
   size_t n = strlen(path);

@@ -173,7 +173,7 @@ void sy_error_event(whisper_client *c, int code, int server_code, const char *me
   sy_event_push(c, e);
 }
 
-int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
+int whisper_client_take_event(whisper_client *c, whisper_client_event_t *out) {
   if (c == NULL || out == NULL) return 0;
   inq_flush_due(c);
   sy_event_free(c->ev_cur);

@@ -825,7 +825,7 @@ int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER
   return edit_queue(c, group_id, op, member, &e);
 }
 
-int whisper_client_group_set_info(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_info_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                   int field, const uint8_t *value, size_t len, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
@@ -854,7 +854,7 @@ int whisper_client_group_set_info(whisper_client *c, const uint8_t group_id[WHIS
   return edit_queue(c, group_id, WHISPER__SYNC__GROUP_OP__OP__UPDATE, NULL, &e);
 }
 
-int whisper_client_group_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_setting_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                              int setting, int on, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
@@ -873,7 +873,7 @@ int whisper_client_group_set(whisper_client *c, const uint8_t group_id[WHISPER_G
   return edit_queue(c, group_id, WHISPER__SYNC__GROUP_OP__OP__UPDATE, NULL, &e);
 }
 
-int whisper_client_group_link_make(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_link_generate(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                    uint64_t now_ms, char link_out[WHISPER_GROUP_LINK_LEN + 1]) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;

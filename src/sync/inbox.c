@@ -855,7 +855,7 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
     }
     if (rc != WHISPER_OK) return rc;
     if (status <= old && old != WHISPER_STATUS_FAILED) continue; /* DELIVERED replaces FAILED */
-    rc = whisper_history_status(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
+    rc = whisper_history_status_set(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
     if (rc != WHISPER_OK) return rc;
     sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
     if (e && sy_event_set(e, conv, d->sender, id->data, id->len, NULL, 0) == WHISPER_OK) {

@@ -1568,7 +1568,7 @@ static void store_cleanup(void) {
   char p[PATH_MAX + 16];
   if (g_store_dir[0] == 0) return;
   for (int i = 0; i < g_nstore; i++) {
-    if (g_store_figs[i].path[0]) whisper_store_sqlite_destroy(g_store_figs[i].path);
+    if (g_store_figs[i].path[0]) whisper_store_sqlite_delete(g_store_figs[i].path);
     for (size_t j = 0; j < sizeof sfx / sizeof sfx[0]; j++) {
       const bare_db *b[2] = {&g_store_figs[i].bare, &g_store_figs[i].obare};
       for (int m = 0; m < 2; m++) {

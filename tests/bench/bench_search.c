@@ -343,7 +343,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
            with / 1e6, without / 1e6, (with - without) / (double)n);
   }
   free(g);
-  whisper_store_sqlite_destroy(path);
+  whisper_store_sqlite_delete(path);
   snprintf(tmp, sizeof tmp, "%s-journal", path);
   unlink(tmp);
   rmdir(dir);

@@ -131,7 +131,7 @@ static void events(dev *d, int sending) {
   whisper_client_event_t e;
   for (;;) {
     int got;
-    ENGINE(d, got = whisper_client_next_event(d->cl, &e));
+    ENGINE(d, got = whisper_client_take_event(d->cl, &e));
     if (!got) break;
     switch (e.type) {
       case WHISPER_EV_ONLINE:
@@ -211,7 +211,7 @@ static int run_once(int sending) {
   for (;;) {
     whisper_server_output_t o;
     double t = thread_cpu();
-    int got = whisper_server_poll(g_srv, &o);
+    int got = whisper_server_take_output(g_srv, &o);
     g_cpu_server += thread_cpu() - t;
     if (!got) break;
     moved = 1;
@@ -377,7 +377,7 @@ int main(int argc, char **argv) {
     if (g_sqlite || receiver) {
       char path[512];
       snprintf(path, sizeof path, "%s/%s.db", g_sqlite ? g_sqlite : tmpl, d->name);
-      whisper_store_sqlite_destroy(path);
+      whisper_store_sqlite_delete(path);
       whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
       static const uint8_t key[32] = "engine bench store key .........";
       o.key = key;
@@ -426,7 +426,7 @@ done:
     if (g_catch && i == g_n - 1 && !g_sqlite) {
       char path[600];
       snprintf(path, sizeof path, "%s/%s.db", tmpl, g_dev[i].name);
-      whisper_store_sqlite_destroy(path);
+      whisper_store_sqlite_delete(path);
     }
     free(g_dev[i].ids);
     free(g_dev[i].got);
@@ -435,7 +435,7 @@ done:
   free(g_dev);
   whisper_server_free(g_srv);
   whisper_store_free(g_sst);
-  whisper_store_sqlite_destroy(spath);
+  whisper_store_sqlite_delete(spath);
   rmdir(tmpl);
   if (lost || g_failed) {
     printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);

@@ -1690,7 +1690,7 @@ static void device_pump(device *d) {
     }
   }
   whisper_client_event_t ev;
-  while (whisper_client_next_event(d->client, &ev) == 1) {
+  while (whisper_client_take_event(d->client, &ev) == 1) {
     switch (ev.type) {
       case WHISPER_EV_REGISTERED:
         d->registered = 1;

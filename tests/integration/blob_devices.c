@@ -329,7 +329,7 @@ static void pump(device *d) {
   if (d->state == IDLE && !d->removed && whisper_client_want_connect(d->client, now))
     connect_dev(d);
   whisper_client_event_t ev;
-  while (whisper_client_next_event(d->client, &ev) == 1) on_event(d, &ev);
+  while (whisper_client_take_event(d->client, &ev) == 1) on_event(d, &ev);
   approve(d);
   if (d->state == OPEN) {
     whisper_buf *frame;

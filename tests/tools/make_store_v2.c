@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
   if (outgoing(a, "out-1", "hello bob", 5, now + 3) || outgoing(a, "out-2", "still pending", 40, now + 4))
     return 1;
   if (whisper_history_sent(a, "bob", (const uint8_t *)"out-1", 5, 15) ||
-      whisper_history_status(a, "bob", (const uint8_t *)"out-1", 5, "bob", 1, WHISPER_STATUS_DELIVERED))
+      whisper_history_status_set(a, "bob", (const uint8_t *)"out-1", 5, "bob", 1, WHISPER_STATUS_DELIVERED))
     return 1;
   whisper_ctx_free(a);
   whisper_ctx_free(b);

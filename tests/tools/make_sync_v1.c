@@ -139,7 +139,7 @@ static whisper_store *open_store(const char *path) {
 
 static void record(node *d) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(d->cl, &e)) {
+  while (whisper_client_take_event(d->cl, &e)) {
     need(e.type != WHISPER_EV_ERROR && e.type != WHISPER_EV_IDENTITY, e.message ? e.message : "an error event");
     if (d->n_ev == MAX_EVENTS) continue;
     ev *r = &d->ev[d->n_ev++];
@@ -218,7 +218,7 @@ static void run(void) {
       record(d);
     }
     whisper_server_output_t o;
-    while (whisper_server_poll(srv, &o)) {
+    while (whisper_server_take_output(srv, &o)) {
       moved = 1;
       node *d = node_by_conn(o.conn);
       if (d == NULL) continue;

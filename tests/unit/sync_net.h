@@ -104,7 +104,7 @@ typedef struct net {
 __attribute__((unused)) static void record(node *d) {
   whisper_client_event_t e;
   memset(&e, 0, sizeof e); /* fields the library does not write stay 0 (test_groups) */
-  while (whisper_client_next_event(d->cl, &e)) {
+  while (whisper_client_take_event(d->cl, &e)) {
     if (net_on_event) net_on_event(d, &e);
     if (d->n_ev == MAX_EVENTS) continue;
     rec_event *r = &d->ev[d->n_ev++];
@@ -202,7 +202,7 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
   snprintf((char *)d->rng.seed, 32, "%s.%u.%d", name, device, ++made);
   if (sqlite) {
     snprintf(d->path, sizeof d->path, "%s/%s.%u.db", dbdir, name, device);
-    whisper_store_sqlite_destroy(d->path);
+    whisper_store_sqlite_delete(d->path);
   }
   if (net_media_root[0]) {
     snprintf(d->media_dir, sizeof d->media_dir, "%s/%s.%u.media", net_media_root, name, device);
@@ -272,7 +272,7 @@ __attribute__((unused)) static void node_free(node *d) {
     whisper_ctx_free(d->ctx);
     whisper_store_free(d->st);
   }
-  if (d->sqlite) whisper_store_sqlite_destroy(d->path);
+  if (d->sqlite) whisper_store_sqlite_delete(d->path);
   free(d);
 }
 
@@ -356,7 +356,7 @@ __attribute__((unused)) static void net_run(net *n) {
       if (d->cl) record(d);
     }
     whisper_server_output_t o;
-    while (whisper_server_poll(n->srv, &o)) {
+    while (whisper_server_take_output(n->srv, &o)) {
       moved = 1;
       node *d = node_by_conn(n, o.conn);
       if (o.action == WHISPER_SERVER_SEND && d && d->mute) continue;

@@ -71,7 +71,7 @@ static void cluster_run(net *n) {
     for (int k = 0; k < NODES; k++) {
       if (dead[k]) continue;
       whisper_server_output_t o;
-      while (whisper_server_poll(S[k], &o)) {
+      while (whisper_server_take_output(S[k], &o)) {
         moved = 1;
         node *d = node_by_conn(n, o.conn);
         if (o.action == WHISPER_SERVER_SEND && d) {

@@ -414,13 +414,13 @@ static void test_conversation_flags(void) {
   pair_open(&p);
   node *carol = account_new(&p.n, "carol", 1);
   whisper_conversation_flags_t f = {.muted_until_ms = WHISPER_MUTE_FOREVER, .pinned = 1}, got;
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
   net_run(&p.n);
-  CHECK_RC(whisper_client_conversation_flags(p.alice2->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice2->cl, "bob", &got), WHISPER_OK);
   CHECK(got.muted_until_ms == WHISPER_MUTE_FOREVER && got.pinned && !got.archived);
   const rec_event *e = last_of_type(p.alice2, WHISPER_EV_SETTINGS);
   CHECK(e && strcmp(e->conversation, "bob") == 0);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "carol", &got), WHISPER_OK);
   CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived);
   /* alice's devices go offline: bob's messages wake neither, carol's do */
   p.alice->offline = p.alice2->offline = 1;
@@ -439,9 +439,9 @@ static void test_conversation_flags(void) {
   /* archived from the other device, later: both hold it; unmuted */
   net_advance(&p.n, 1000);
   whisper_conversation_flags_t g = {.archived = 1};
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
   net_run(&p.n);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &got), WHISPER_OK);
   CHECK(got.archived && !got.pinned && got.muted_until_ms == 0);
   /* and the server wakes for bob again */
   p.alice->offline = 1;
@@ -465,9 +465,9 @@ static void test_conversation_flags(void) {
   ev_clear(p.alice);
   send_raw(&p.n, p.bob, "alice", &ct);
   CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &got), WHISPER_OK);
   CHECK(!got.pinned);
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "no way!", &f, p.n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "no way!", &f, p.n.now), WHISPER_EINVAL);
   net_close(&p.n);
 }
 

@@ -90,13 +90,13 @@ static void test_outgoing(int sqlite) {
   int st = -1;
   CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, &st), WHISPER_OK);
   CHECK(st == WHISPER_STATUS_SENT);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_READ), WHISPER_OK);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_READ), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_DELIVERED), WHISPER_OK);
   CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, &st), WHISPER_OK);
   CHECK(st == WHISPER_STATUS_READ);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, WHISPER_STATUS_DELIVERED), WHISPER_OK);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
   /* pages: newest first by sort key; the 10 sent ones (5000+) are newest */
   CHECK_RC(whisper_history_page(a.ctx, "bob", 0, NULL, 0, 10, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 10);

@@ -1887,14 +1887,14 @@ static void test_restored_store(void) {
     store_copy(&n, alice, "copy", 1); /* the restore */
     int restored = 0;
     if (with_anchor) {
-      CHECK_RC(whisper_client_check_anchor(alice->cl, anchor, 16, &restored), WHISPER_OK);
+      CHECK_RC(whisper_client_anchor_check(alice->cl, anchor, 16, &restored), WHISPER_OK);
       record(alice);
       CHECK(restored == 1 && ev_count(alice, WHISPER_EV_ROLLBACK) >= 1);
       /* and a kept anchor as new as the store says nothing */
       uint8_t now_anchor[16];
       int again = -1;
       CHECK_RC(whisper_client_anchor(alice->cl, now_anchor), WHISPER_OK);
-      CHECK_RC(whisper_client_check_anchor(alice->cl, now_anchor, 16, &again), WHISPER_OK);
+      CHECK_RC(whisper_client_anchor_check(alice->cl, now_anchor, 16, &again), WHISPER_OK);
       CHECK(again == 0);
     }
     net_advance(&n, 2000);

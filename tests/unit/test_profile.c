@@ -632,7 +632,7 @@ static void test_admins_only_group(void) {
   uint8_t gid[16];
   CHECK_RC(whisper_client_group_create(carol->cl, members, 2, n.now, gid), WHISPER_OK);
   net_run(&n);
-  CHECK_RC(whisper_client_group_set(carol->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(carol->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
   net_run(&n);
   ev_clear(carol);
   ev_clear(erin);
@@ -855,7 +855,7 @@ static void test_server_rules(void) {
   free(b);
   whisper_server_output_t o;
   int auth = 0;
-  while (whisper_server_poll(n.srv, &o)) {
+  while (whisper_server_take_output(n.srv, &o)) {
     if (o.conn != conn || o.action != WHISPER_SERVER_SEND) continue;
     Whisper__Sync__Frame *r = whisper__sync__frame__unpack(NULL, o.frame_len, o.frame);
     if (r && r->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && r->id == 5)

@@ -39,7 +39,7 @@ static int n_pushes;
 
 static void drain(whisper_server *srv) {
   whisper_server_output_t o;
-  while (whisper_server_poll(srv, &o)) {
+  while (whisper_server_take_output(srv, &o)) {
     if (o.action == WHISPER_SERVER_PUSH) {
       if (n_pushes < 256) {
         snprintf(pushes[n_pushes].account, 65, "%s", o.account);
@@ -1737,7 +1737,7 @@ static void test_link_held(void) {
   /* the Error comes out before the CLOSE */
   whisper_server_output_t o;
   int got_error = 0, got_close = 0;
-  while (whisper_server_poll(t.srv, &o)) {
+  while (whisper_server_take_output(t.srv, &o)) {
     if (o.conn != 3) continue;
     if (o.action == WHISPER_SERVER_DISCONNECT) {
       got_close = 1;
@@ -3280,7 +3280,7 @@ static void test_api_edges(void) {
   /* closing drops what was queued for the connection */
   whisper_server_disconnected(srv, 1, T0);
   whisper_server_output_t o;
-  CHECK(whisper_server_poll(srv, &o) == 0);
+  CHECK(whisper_server_take_output(srv, &o) == 0);
   CHECK(whisper_server_next_deadline(srv) == UINT64_MAX);
   CHECK(strcmp(whisper_server_last_error(srv), "") == 0);
   whisper_server_free(srv);

@@ -187,11 +187,11 @@ static void test_damage_and_versions(void) {
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, &why), WHISPER_ECORRUPT);
   CHECK(why && strlen(why) > 0);
   /* the explicit recreate path */
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK);
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
   whisper_store_free(st);
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK); /* nothing there: fine */
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK); /* nothing there: fine */
 
   /* a real store with damaged pages */
   path_of(p, sizeof p, "damaged.db");

@@ -273,7 +273,7 @@ static void test_add(void) {
     }
     whisper_store_free(st);
   }
-  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(path), WHISPER_OK);
   rmdir(dir);
 }
 
@@ -695,7 +695,7 @@ static void test_savepoints(void) {
     }
     whisper_store_free(st);
   }
-  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(path), WHISPER_OK);
   rmdir(dir);
   /* a table of version 3 ends before the savepoints: nothing past it is read */
   size_t v3_size = offsetof(whisper_store_ops, savepoint);

@@ -211,7 +211,7 @@ WJ_EXPORT jint JNICALL WJ_FN(History, status)(JNIEnv *env, jclass cls, jlong ctx
     const char *cv = c.data ? WJ_CSTR(c) : "", *rc_ = r.data ? WJ_CSTR(r) : "";
     const uint8_t *id_ = i.data ? i.data : empty;
     int rc = status >= 0
-                 ? whisper_history_status(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, status)
+                 ? whisper_history_status_set(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, status)
                  : whisper_history_status_get(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, &st);
     wj_check_ctx(env, rc, CTX);
   }

@@ -51,10 +51,10 @@ WJ_EXPORT void JNICALL WJ_FN(Store, rekey)(JNIEnv *env, jclass cls, jlong h, jby
   wj_bytes_done(&pw);
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Store, sqliteDestroy)(JNIEnv *env, jclass cls, jbyteArray path) {
+WJ_EXPORT void JNICALL WJ_FN(Store, sqliteDelete)(JNIEnv *env, jclass cls, jbyteArray path) {
   (void)cls;
   wj_bytes p = wj_bytes_get(env, path, 1);
-  if (p.ok) wj_check(env, whisper_store_sqlite_destroy(WJ_CSTR(p)), NULL);
+  if (p.ok) wj_check(env, whisper_store_sqlite_delete(WJ_CSTR(p)), NULL);
   wj_bytes_done(&p);
 }
 

@@ -15,12 +15,12 @@ int main(void) {
   if (whisper_store_memory_new(&store) != WHISPER_OK) return 1;
   if (whisper_server_new(&srv, store, NULL) != WHISPER_OK) return 1;
   if (whisper_server_connected(srv, 1, now) != WHISPER_OK) return 1;
-  if (whisper_server_poll(srv, &o) == 1 && o.action == WHISPER_SERVER_SEND && o.conn == 1 &&
+  if (whisper_server_take_output(srv, &o) == 1 && o.action == WHISPER_SERVER_SEND && o.conn == 1 &&
       o.frame_len > 32)
     challenge = 1;
   for (int i = 0; i < 3; i++) {
     if (whisper_server_receive(srv, 1, junk, sizeof junk, now) != WHISPER_OK) return 1;
-    while (whisper_server_poll(srv, &o) == 1) {
+    while (whisper_server_take_output(srv, &o) == 1) {
       if (o.action == WHISPER_SERVER_SEND) sends++;
       if (o.action == WHISPER_SERVER_DISCONNECT) closes++;
     }

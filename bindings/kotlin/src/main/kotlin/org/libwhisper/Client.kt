@@ -118,12 +118,12 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     fun tick(nowMs: Long = now()) = NativeClient.tick(handle, nowMs)
 
     // --- events
-    fun nextEvent(): ClientEvent? {
+    fun takeEvent(): ClientEvent? {
         val n = LongArray(14)
-        val f = NativeClient.nextEvent(handle, n) ?: return null
+        val f = NativeClient.takeEvent(handle, n) ?: return null
         return ClientEvent.of(n, f)
     }
-    fun events(): List<ClientEvent> = generateSequence { nextEvent() }.toList()
+    fun events(): List<ClientEvent> = generateSequence { takeEvent() }.toList()
 
     // --- messages
     /** Sends `body` to an account; returns the message's 16-byte client id. */
@@ -220,7 +220,7 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
         NativeClient.groupChange(handle, groupId, 4, 0, null, nowMs)
     fun leaveGroup(groupId: ByteArray, nowMs: Long = now()) = NativeClient.groupChange(handle, groupId, 5, 0, null, nowMs)
     /** A new invite link (a secret: bytes; wipe it when shown). */
-    fun makeGroupLink(groupId: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupLinkMake(handle, groupId, nowMs)
+    fun generateGroupLink(groupId: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupLinkGenerate(handle, groupId, nowMs)
     fun joinGroup(link: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupJoin(handle, link, nowMs)
     fun groupState(groupId: ByteArray): GroupState {
         val n = LongArray(7)

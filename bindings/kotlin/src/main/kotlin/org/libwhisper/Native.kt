@@ -33,7 +33,7 @@ internal object NativeStore {
     @JvmStatic external fun sqliteOpen(path: ByteArray, key: ByteArray?, passphrase: ByteArray?,
                                        synchronous: Int, busyTimeoutMs: Int): Long
     @JvmStatic external fun rekey(store: Long, key: ByteArray?, passphrase: ByteArray?)
-    @JvmStatic external fun sqliteDestroy(path: ByteArray)
+    @JvmStatic external fun sqliteDelete(path: ByteArray)
     @JvmStatic external fun close(store: Long)
     @JvmStatic external fun ctxNew(store: Long): Long
     @JvmStatic external fun ctxFree(ctx: Long)
@@ -162,7 +162,7 @@ internal object NativeClient {
     @JvmStatic external fun groupMembers(h: Long, gid: ByteArray, members: Array<ByteArray>, remove: Boolean, now: Long)
     @JvmStatic external fun groupConversation(gid: ByteArray): ByteArray
     @JvmStatic external fun groupChange(h: Long, gid: ByteArray, op: Int, arg: Int, value: ByteArray?, now: Long)
-    @JvmStatic external fun groupLinkMake(h: Long, gid: ByteArray, now: Long): ByteArray
+    @JvmStatic external fun groupLinkGenerate(h: Long, gid: ByteArray, now: Long): ByteArray
     @JvmStatic external fun groupJoin(h: Long, link: ByteArray, now: Long): ByteArray
     @JvmStatic external fun groupState(h: Long, gid: ByteArray, nums: LongArray): Array<Any?>
     @JvmStatic external fun linkApprove(h: Long, token: ByteArray)
@@ -176,5 +176,5 @@ internal object NativeClient {
     @JvmStatic external fun block(h: Long, account: ByteArray, op: Int, now: Long): Boolean
     @JvmStatic external fun blockedList(h: Long): Array<ByteArray?>
     @JvmStatic external fun report(h: Long, conv: ByteArray, n: Int, block: Boolean, now: Long)
-    @JvmStatic external fun nextEvent(h: Long, nums: LongArray): Array<ByteArray?>?
+    @JvmStatic external fun takeEvent(h: Long, nums: LongArray): Array<ByteArray?>?
 }

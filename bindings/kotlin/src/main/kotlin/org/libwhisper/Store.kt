@@ -38,7 +38,7 @@ class Store private constructor(handle: Long) : NativeObject(handle) {
             Store(NativeStore.sqliteOpen(path.utf8(), key, passphrase, synchronous, busyTimeoutMs))
 
         /** Deletes the SQLite store at `path` (and its WAL): the recreate path. */
-        fun destroySqlite(path: String) = NativeStore.sqliteDestroy(path.utf8())
+        fun deleteSqlite(path: String) = NativeStore.sqliteDelete(path.utf8())
     }
 }
 

@@ -40,7 +40,7 @@ fun noLeakInALoop() {
                     engine.accountInfo("bob")
                     engine.conversationFlags("bob")
                     engine.isBlocked("carol")
-                    engine.nextEvent()
+                    engine.takeEvent()
                     engine.anchor
                     alice.ctx.historyPage("bob", 5)
                     alice.ctx.identity()

@@ -156,6 +156,6 @@ fun badInputThrows() {
     val e = assertFailsWith<WhisperException> { Store.sqlite(path, key = ByteArray(32) { 2 }) }
     assertEquals(ErrorCode.EKEY, e.code)
     Store.sqlite(path, key = ByteArray(32) { 1 }).use { st -> Context(st).use { assertEquals("x", it.identity().name) } }
-    Store.destroySqlite(path)
+    Store.deleteSqlite(path)
     assertEquals(0, Whisper.liveHandles)
 }
