@@ -179,11 +179,13 @@ WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_f
 WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
 
 /**
- * A connection opened (whisper_server_disconnected() when it closes). `conn` is the caller's id for it (nonzero, unique
- * among open connections). The server queues a Challenge for it. Returns
- * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
+ * A connection opened (whisper_server_disconnected() when it closes).
+ * `conn` is the caller's id for it (nonzero, unique among open
+ * connections). The server queues a Challenge for it. Returns WHISPER_OK,
+ * WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
-WHISPER_SERVER_API int whisper_server_connected(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_connected(whisper_server *srv, uint64_t conn,
+                                                uint64_t now_ms);
 
 /** The longest source key of whisper_server_connected_from(), in bytes. */
 #define WHISPER_SERVER_SOURCE_MAX 64
@@ -205,8 +207,9 @@ WHISPER_SERVER_API int whisper_server_connected(whisper_server *srv, uint64_t co
  * cfg.prelogin_per_source connections not logged in, so this one is not
  * opened and nothing is queued for it (the caller closes it).
  */
-WHISPER_SERVER_API int whisper_server_connected_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
-                                                size_t source_len, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_connected_from(whisper_server *srv, uint64_t conn,
+                                                     const uint8_t *source, size_t source_len,
+                                                     uint64_t now_ms);
 
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by
@@ -223,7 +226,8 @@ WHISPER_SERVER_API int whisper_server_receive(whisper_server *srv, uint64_t conn
 /** A connection closed (by the peer, the network or the server). Its
  *  queued output is dropped; unacknowledged entries stay in the mailbox.
  *  Unknown connections are ignored. */
-WHISPER_SERVER_API void whisper_server_disconnected(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_disconnected(whisper_server *srv, uint64_t conn,
+                                                    uint64_t now_ms);
 
 /** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
  *  (not logged in yet, closed, unknown). A connection logs in only by a
@@ -324,7 +328,8 @@ typedef struct whisper_server_output_t {
  * Takes the next piece of output, in order. Returns 1 when `out` was
  * filled, 0 when there is nothing to do.
  */
-WHISPER_SERVER_API int whisper_server_take_output(whisper_server *srv, whisper_server_output_t *out);
+WHISPER_SERVER_API int whisper_server_take_output(whisper_server *srv,
+                                                  whisper_server_output_t *out);
 
 /* --- cluster mode ----------------------------------------------------------
  *

@@ -199,7 +199,8 @@ WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle,
  *  WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on failure
  *  `out` is zeroed. The signature itself is checked by
  *  whisper_session_start(). */
-WHISPER_API int whisper_bundle_decode(const uint8_t *data, size_t len, whisper_prekey_bundle_t *out);
+WHISPER_API int whisper_bundle_decode(const uint8_t *data, size_t len,
+                                      whisper_prekey_bundle_t *out);
 
 /**
  * Starts an outgoing session with (name, device_id) from its bundle (X3DH,
