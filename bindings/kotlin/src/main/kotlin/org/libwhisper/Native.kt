@@ -76,7 +76,7 @@ internal object NativeFingerprint {
     @JvmStatic external fun compare(ours: ByteArray, scanned: ByteArray): Boolean
 }
 
-internal object NativeGroup {
+internal object NativeSenderKey {
     init { NativeLoader.load() }
     @JvmStatic external fun create(ctx: Long, dist: ByteArray): ByteArray
     @JvmStatic external fun rotate(ctx: Long, dist: ByteArray): ByteArray

@@ -43,7 +43,7 @@ class Store private constructor(handle: Long) : NativeObject(handle) {
 }
 
 /** The local device's handle over a store (core.h). The identity, sessions,
- *  groups, history and search are its methods (Session.kt, Group.kt,
+ *  sender keys, history and search are its methods (Session.kt, SenderKey.kt,
  *  History.kt, Search.kt). */
 class Context(val store: Store) : NativeObject(NativeStore.ctxNew(store.handle)) {
     internal var users = 0

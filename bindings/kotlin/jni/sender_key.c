@@ -1,5 +1,5 @@
 /* libwhisper's Kotlin (JNI) binding: sender_key.h, sender keys
- * (org.libwhisper.NativeGroup). */
+ * (org.libwhisper.NativeSenderKey). */
 #include "common.h"
 
 #include <stdlib.h>
@@ -31,19 +31,19 @@ static jbyteArray skdm(JNIEnv *env, jlong ctx, jbyteArray dist, int rotate) {
   return out;
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, create)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, create)(JNIEnv *env, jclass cls, jlong ctx,
                                                   jbyteArray dist) {
   (void)cls;
   return skdm(env, ctx, dist, 0);
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, rotate)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, rotate)(JNIEnv *env, jclass cls, jlong ctx,
                                                   jbyteArray dist) {
   (void)cls;
   return skdm(env, ctx, dist, 1);
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Group, process)(JNIEnv *env, jclass cls, jlong ctx, jbyteArray sender,
+WJ_EXPORT void JNICALL WJ_FN(SenderKey, process)(JNIEnv *env, jclass cls, jlong ctx, jbyteArray sender,
                                              jint device_id, jbyteArray msg) {
   (void)cls;
   if (wj_closed(env, ctx)) return;
@@ -57,7 +57,7 @@ WJ_EXPORT void JNICALL WJ_FN(Group, process)(JNIEnv *env, jclass cls, jlong ctx,
   wj_bytes_done(&m);
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, encrypt)(JNIEnv *env, jclass cls, jlong ctx,
                                                    jbyteArray dist, jbyteArray plaintext) {
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
@@ -74,7 +74,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlon
   return out;
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, decrypt)(JNIEnv *env, jclass cls, jlong ctx,
                                                    jbyteArray sender, jint device_id,
                                                    jbyteArray body) {
   (void)cls;
@@ -94,7 +94,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlon
 
 /* For each (names[i], ids[i]): statuses[i], types[i]; returns the bodies
  * (null where the status is not OK). */
-WJ_EXPORT jobjectArray JNICALL WJ_FN(Group, distribute)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jobjectArray JNICALL WJ_FN(SenderKey, distribute)(JNIEnv *env, jclass cls, jlong ctx,
                                                         jbyteArray dist, jobjectArray names,
                                                         jintArray ids, jlong now_ms,
                                                         jintArray statuses, jintArray types) {
@@ -150,7 +150,7 @@ done:
   return arr;
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Group, receiveDistribution)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT void JNICALL WJ_FN(SenderKey, receiveDistribution)(JNIEnv *env, jclass cls, jlong ctx,
                                                          jbyteArray sender, jint device_id,
                                                          jint type, jbyteArray body) {
   (void)cls;
