@@ -264,9 +264,9 @@ int fzg_decrypt_check(fz_dev *d, const fzg_world *w, const fzg_record *r, const 
   char what[64];
   whisper_buf *pt = NULL;
   if (ch == &w->d2)
-    snprintf(what, sizeof what, "group_decrypt D2 at %u", it);
+    snprintf(what, sizeof what, "sender_key_decrypt D2 at %u", it);
   else
-    snprintf(what, sizeof what, "group_decrypt C%d at %u", (int)(ch - w->chain) + 1, it);
+    snprintf(what, sizeof what, "sender_key_decrypt C%d at %u", (int)(ch - w->chain) + 1, it);
   fzg_key(&key, "alice", 1, ch->uuid);
   fzg_set want = r ? fzg_expect_decrypt(r, ch, it, &real) | extra : FZG_BIT(WHISPER_ECORRUPT);
 
@@ -363,14 +363,14 @@ static void chain_init(fzg_chain *ch, const uint8_t *uuid, whisper_buf *skdm) {
 static whisper_buf *g_encrypt(fz_dev *d, const uint8_t *uuid, const char *text) {
   whisper_buf *m = NULL;
   int rc = whisper_sender_key_encrypt(d->ctx, uuid, (const uint8_t *)text, strlen(text), &m);
-  FZ_ASSERT(rc == WHISPER_OK, "%s group_encrypt: %d (%s)", d->name, rc,
+  FZ_ASSERT(rc == WHISPER_OK, "%s sender_key_encrypt: %d (%s)", d->name, rc,
             whisper_ctx_last_error(d->ctx));
   return m;
 }
 
 static void g_process(fz_dev *d, const char *from, const whisper_buf *skdm) {
   int rc = whisper_sender_key_process(d->ctx, from, 1, skdm->data, skdm->len);
-  FZ_ASSERT(rc == WHISPER_OK, "%s group_process: %d (%s)", d->name, rc,
+  FZ_ASSERT(rc == WHISPER_OK, "%s sender_key_process: %d (%s)", d->name, rc,
             whisper_ctx_last_error(d->ctx));
 }
 
@@ -378,11 +378,11 @@ static void g_decrypt(fz_dev *d, const char *from, const whisper_buf *m, int wan
                       const char *text) {
   whisper_buf *pt = NULL;
   int rc = whisper_sender_key_decrypt(d->ctx, from, 1, m->data, m->len, &pt);
-  FZ_ASSERT(rc == want, "%s group_decrypt: %d (%s), wanted %d", d->name, rc,
+  FZ_ASSERT(rc == want, "%s sender_key_decrypt: %d (%s), wanted %d", d->name, rc,
             whisper_ctx_last_error(d->ctx), want);
   if (text)
     FZ_ASSERT(pt->len == strlen(text) && memcmp(pt->data, text, pt->len) == 0,
-              "%s group_decrypt: wrong plaintext", d->name);
+              "%s sender_key_decrypt: wrong plaintext", d->name);
   whisper_buf_free(pt);
 }
 

@@ -2,7 +2,7 @@
  * Shared by the group (sender key) fuzz targets and gen_corpus: the fixed
  * group scenario, and a small independent model of what the library keeps
  * in a sender key record, so that the targets can predict the results of
- * whisper_sender_key_process / _decrypt / _encrypt / _create.
+ * whisper_sender_key_process / _decrypt / _encrypt / _generate.
  *
  * The scenario (fzg_scenario) is deterministic, like those of
  * fuzz_common.c: alice.1 creates distribution D1 and rotates it six times

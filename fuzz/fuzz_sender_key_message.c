@@ -55,10 +55,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_call_begin(bob);
     int rc = whisper_sender_key_decrypt(bob->ctx, "alice", 1, data, size, &pt);
     int want = valid ? WHISPER_ENOSESSION : WHISPER_EINVALIDMSG;
-    FZ_ASSERT(rc == want, "group_decrypt returned %d (%s), wanted %d", rc,
+    FZ_ASSERT(rc == want, "sender_key_decrypt returned %d (%s), wanted %d", rc,
               whisper_ctx_last_error(bob->ctx), want);
-    FZ_ASSERT(pt == NULL, "group_decrypt failed but gave a plaintext");
-    fz_call_end(bob, rc, "group_decrypt");
+    FZ_ASSERT(pt == NULL, "sender_key_decrypt failed but gave a plaintext");
+    fz_call_end(bob, rc, "sender_key_decrypt");
   }
 
   whisper_buf *now = fz_get(bob, WHISPER_REC_SENDER_KEY, key.key, key.len);

@@ -2133,7 +2133,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     whisper_buf *ct = NULL;
     FZ_ASSERT(whisper_sender_key_encrypt(w->bob->ctx, w->group_id, (const uint8_t *)"group hi", 8, &ct) ==
                   WHISPER_OK,
-              "group_encrypt");
+              "sender_key_encrypt");
     memset(cid, 0x32, 16);
     d.type = 7;
     d.body = (ProtobufCBinaryData){ct->len, ct->data};

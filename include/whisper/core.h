@@ -28,14 +28,17 @@
  *  - The library never reads the clock: calls that need the time take
  *    `now_ms`, milliseconds since the Unix epoch.
  *  - Waiting: the library never sleeps, but any call that reads or writes
- *    the store (on a ctx, a client, a server or a store) may wait for the
- *    store's lock, held by another process or connection on the same
- *    store (an app and its notification extension), for up to the store's
- *    busy timeout, then fail with WHISPER_EBUSY. For the SQLite store
+ *    the store (on a ctx, a client, a server or a store, and opening one)
+ *    may wait for the store's lock, held by another process or connection
+ *    on the same store (an app and its notification extension), for up
+ *    to the store's busy timeout (for each transaction it runs: most
+ *    calls run one; the engine's may run a few), then fail with
+ *    WHISPER_EBUSY. For the SQLite store
  *    that is whisper_sqlite_options_t.busy_timeout_ms, 5000 ms by default
  *    (Android reports "not responding" after 5 s of a blocked main
- *    thread: call the library off the main thread, or lower it); for a
- *    store of whisper_store_new(), whatever its begin() does.
+ *    thread: call the library off the main thread, or lower it); for the
+ *    PostgreSQL store (pgstore.h), each statement up to lock_timeout_ms;
+ *    for a store of whisper_store_new(), whatever its begin() does.
  *  - Limits: names and device ids are 1..255 bytes (any uint32 id but
  *    UINT32_MAX) in the session layer (session.h), account names of
  *    1..64 bytes of [a-z0-9._-] and ids 1..2^31 - 1 in the engine and
