@@ -326,7 +326,7 @@ fz_dev *fz_dev_new(const char *name, uint32_t device_id, uint8_t seed) {
   d->name = name;
   d->device_id = device_id;
   FZ_ASSERT(whisper_ctx_new(&d->ctx, d->fs.outer) == WHISPER_OK, "ctx");
-  FZ_ASSERT(whisper_ctx_set_rng(d->ctx, fz_rng_fn, &d->rng) == WHISPER_OK, "rng");
+  FZ_ASSERT(whisper_ctx_rng_set(d->ctx, fz_rng_fn, &d->rng) == WHISPER_OK, "rng");
   int rc = whisper_identity_generate(d->ctx, name, device_id, 0, FZ_NOW);
   FZ_ASSERT(rc == WHISPER_OK, "identity_create %s: %d", name, rc);
   return d;

@@ -1158,10 +1158,10 @@ static void start(void) {
   whisper_server_stats_t st0;
   whisper_server_stats(H.srv, &st0);
   H.depth0 = st0.mailbox_depth;
-  whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
+  whisper_server_rng_set(H.srv, fz_rng_fn, &W->rng);
   rc = whisper_server_new(&H.peer, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new (node 2): %d", rc);
-  whisper_server_set_rng(H.peer, fz_rng_fn, &W->rng);
+  whisper_server_rng_set(H.peer, fz_rng_fn, &W->rng);
   FZ_ASSERT(whisper_server_cluster(H.peer, PEER, H.now) == WHISPER_OK, "cluster (node 2)");
   whisper_server_output_t po;
   while (whisper_server_take_output(H.peer, &po)) {

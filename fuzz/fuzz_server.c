@@ -642,8 +642,8 @@ static void start(int batching) {
   H.next_id = UINT64_C(1) << 62;
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
-  whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
-  if (batching) whisper_server_set_record_cache(H.srv, 64); /* kept between batches, or dropped */
+  whisper_server_rng_set(H.srv, fz_rng_fn, &W->rng);
+  if (batching) whisper_server_record_cache_set(H.srv, 64); /* kept between batches, or dropped */
   op_open(0);
   op_login(0, FZS_ALICE1);
   op_open(1);

@@ -170,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* a fresh context: nothing of alice's is cached */
   whisper_ctx *kept = alice->ctx, *fresh = NULL;
   FZ_ASSERT(whisper_ctx_new(&fresh, alice->fs.outer) == WHISPER_OK, "ctx");
-  FZ_ASSERT(whisper_ctx_set_rng(fresh, fz_rng_fn, &alice->rng) == WHISPER_OK, "rng");
+  FZ_ASSERT(whisper_ctx_rng_set(fresh, fz_rng_fn, &alice->rng) == WHISPER_OK, "rng");
   alice->ctx = fresh;
   run_calls();
   alice->ctx = kept;

@@ -417,7 +417,7 @@ fzs_server_world *fzs_server_world_new(void) {
   drv v = {0};
   v.now = FZ_NOW;
   FZ_ASSERT(whisper_server_new(&v.srv, w->fs.outer, &w->cfg) == WHISPER_OK, "server_new");
-  whisper_server_set_rng(v.srv, fz_rng_fn, &w->rng);
+  whisper_server_rng_set(v.srv, fz_rng_fn, &w->rng);
 
   /* alice.1, bob.1 and carol.1 register on one connection */
   drv_open(&v, 1);

@@ -53,7 +53,7 @@ static void setup_once(void) {
   fzs_server_config(&CFG);
   FZ_ASSERT(whisper_server_new(&SRV, S.outer, &CFG) == WHISPER_OK, "server_new");
   memset(SRNG.seed, 0x7A, sizeof SRNG.seed);
-  whisper_server_set_rng(SRV, fz_rng_fn, &SRNG);
+  whisper_server_rng_set(SRV, fz_rng_fn, &SRNG);
 }
 
 /* --- 1, 2: walking a decoded message ------------------------------------ */

@@ -125,7 +125,7 @@ void whisper_ctx_free(whisper_ctx *ctx) {
   free(ctx);
 }
 
-int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
+int whisper_ctx_rng_set(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
   if (ctx == NULL) return WHISPER_EINVAL;
   ctx->rng.fn = fn;
   ctx->rng.user = fn ? user : NULL;

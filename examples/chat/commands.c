@@ -208,7 +208,7 @@ static void cmd_group(chat *c, char *args) {
       out_cmd_error(c, "group admin", 0, "usage: group admin <groupid-hex> promote|demote <member>");
       return;
     }
-    int rc = whisper_client_group_admin(c->client, gid, who, promote, now_ms());
+    int rc = whisper_client_group_admin_set(c->client, gid, who, promote, now_ms());
     if (rc != WHISPER_OK) engine_error(c, "group admin", rc);
     else ok(c, "group admin");
     return;

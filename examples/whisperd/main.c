@@ -295,7 +295,7 @@ int main(int argc, char **argv) {
   }
   /* whisperd is its store's only writer, but for the nodes of a cluster, which
    * share theirs: no records kept between batches there */
-  whisper_server_set_record_cache(srv, cfg.node ? 0 : cfg.record_cache);
+  whisper_server_record_cache_set(srv, cfg.node ? 0 : cfg.record_cache);
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");
   else if (cfg.pg ? wd_blobs_open_cluster(&blobs, cfg.blob_dir, cfg.pg, cfg.pg_table,

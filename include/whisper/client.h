@@ -693,7 +693,7 @@ WHISPER_API void whisper_client_group_conversation(
  *  Admins only; the last admin cannot be demoted. Returns WHISPER_OK,
  *  WHISPER_EINVAL, WHISPER_ESTATE (this account not an admin, `member` not
  *  a member or not an admin, the last admin) or a store error. */
-WHISPER_API int whisper_client_group_admin(
+WHISPER_API int whisper_client_group_admin_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const char *member, int admin, uint64_t now_ms);
 

@@ -328,7 +328,7 @@ WHISPER_API void whisper_ctx_free(whisper_ctx *WHISPER_NULLABLE ctx);
 /** Replaces the context's RNG (for tests, fuzzers and vectors, or a
  *  platform source). `fn` NULL restores the default. Returns WHISPER_OK or
  *  WHISPER_EINVAL. */
-WHISPER_API int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
+WHISPER_API int whisper_ctx_rng_set(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
                                     void *WHISPER_NULLABLE user);
 
 /** The sentence describing the last failure on this context ("" if none).

@@ -157,7 +157,7 @@ typedef struct whisper_server whisper_server;
 /**
  * Makes a server over `store` (borrowed: it must outlive the server), with
  * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
- * whisper_server_set_rng(). `cfg->version` must be one this library knows
+ * whisper_server_rng_set(). `cfg->version` must be one this library knows
  * (1..WHISPER_SERVER_CONFIG_VERSION). Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_ENOMEM, a store error, or WHISPER_EVERSION when the libwhisper
  * loaded is not the version this libwhisper-server was built with (they
@@ -172,7 +172,7 @@ WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv
 
 /** Replaces the random source (challenges, link codes); for tests and
  *  fuzzers. Returns WHISPER_OK or WHISPER_EINVAL (`srv` NULL). */
-WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
+WHISPER_SERVER_API int whisper_server_rng_set(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
                                               void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
@@ -292,7 +292,7 @@ WHISPER_SERVER_API int whisper_server_batch_end(whisper_server *srv, uint64_t no
  * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL,
  * or a server in cluster mode, whose store other nodes write).
  */
-WHISPER_SERVER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
+WHISPER_SERVER_API int whisper_server_record_cache_set(whisper_server *srv, size_t max_records);
 
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */

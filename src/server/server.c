@@ -144,7 +144,7 @@ void whisper_server_free(whisper_server *srv) {
   free(srv);
 }
 
-int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn fn, void *user) {
+int whisper_server_rng_set(whisper_server *srv, whisper_rng_fn fn, void *user) {
   if (srv == NULL) return WHISPER_EINVAL;
   srv->rng.fn = fn;
   srv->rng.user = fn ? user : NULL;

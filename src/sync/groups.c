@@ -801,7 +801,7 @@ static int edit_queue(whisper_client *c, const uint8_t *gid, int code, const cha
   return wh_ok(c->ctx);
 }
 
-int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_admin_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                const char *member, int admin, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;

@@ -16,8 +16,8 @@
  * Every store (the server's too) is an SQLite store under the same key:
  * 32 bytes of "sync-v1 fixture key", zero padded. The clock is fixed (it
  * starts at SYNC_V1_T0 = 1699990000000 and moves 1 s per step), every
- * context and the server draw from a seeded RNG (whisper_ctx_set_rng,
- * whisper_server_set_rng), and libsodium's randombytes (the store's salt and
+ * context and the server draw from a seeded RNG (whisper_ctx_rng_set,
+ * whisper_server_rng_set), and libsodium's randombytes (the store's salt and
  * nonces) is a seeded stream too, so two runs write the same bytes.
  *
  * What it holds (the in-process network moves frames as tests/unit/sync_net.h
@@ -173,7 +173,7 @@ static node *node_new(const char *dir, const char *name, uint32_t device, const 
   snprintf((char *)d->rng.seed, sizeof d->rng.seed, "sync-v1 %s.%u", name, device);
   d->st = open_store(d->path);
   need(whisper_ctx_new(&d->ctx, d->st) == WHISPER_OK, "context");
-  whisper_ctx_set_rng(d->ctx, rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, rng_fn, &d->rng);
   need(whisper_identity_generate(d->ctx, name, device, 0, now) == WHISPER_OK, "identity");
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 10; /* small stores */
@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
   snprintf(sp, sizeof sp, "%s/sync-v1-server.db", dir);
   sst = open_store(sp);
   need(whisper_server_new(&srv, sst, NULL) == WHISPER_OK, "server");
-  whisper_server_set_rng(srv, rng_fn, &srng);
+  whisper_server_rng_set(srv, rng_fn, &srng);
 
   node *a1 = node_new(dir, "alice", 1, "sync-v1-alice1.db");
   node *b1 = node_new(dir, "bob", 1, "sync-v1-bob1.db");

@@ -180,7 +180,7 @@ __attribute__((unused)) static void node_open(node *d) {
     CHECK_RC(whisper_store_memory_new(&d->st), WHISPER_OK);
   }
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
 }
 
 __attribute__((unused)) static void node_engine(node *d) {
@@ -284,7 +284,7 @@ __attribute__((unused)) static void net_open(net *n) {
   n->now = T0;
   CHECK_RC(whisper_store_memory_new(&n->sst), WHISPER_OK);
   CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
+  whisper_server_rng_set(n->srv, test_rng_fn, &n->srng);
 }
 
 /* The same over an existing SQLite store at `path` (the server's, under
@@ -299,7 +299,7 @@ __attribute__((unused)) static void net_open_sqlite(net *n, const char *path, co
   o.key_len = 32;
   CHECK_RC(whisper_store_sqlite_open(&n->sst, path, &o, NULL), WHISPER_OK);
   CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
+  whisper_server_rng_set(n->srv, test_rng_fn, &n->srng);
 }
 
 __attribute__((unused)) static void net_close(net *n) {

@@ -157,7 +157,7 @@ static inline void tdev_open(tdev *d, uint8_t seed) {
   memset(d->rng.seed, seed, 32);
   whisper_store_memory_new(&d->st);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
 }
 
 static inline void tdev_new(tdev *d, const char *name, uint32_t device, uint8_t seed) {

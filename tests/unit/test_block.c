@@ -109,7 +109,7 @@ static void world_open(world *w, const whisper_server_config_t *cfg) {
   if (cfg) { /* the same server over the same store, with these limits */
     whisper_server_free(w->n.srv);
     CHECK_RC(whisper_server_new(&w->n.srv, w->n.sst, cfg), WHISPER_OK);
-    whisper_server_set_rng(w->n.srv, test_rng_fn, &w->n.srng);
+    whisper_server_rng_set(w->n.srv, test_rng_fn, &w->n.srng);
   }
   w->alice = account_new(&w->n, "alice", 1);
   w->bob = account_new(&w->n, "bob", 1);

@@ -129,7 +129,7 @@ static void cluster_open(net *n) {
   whisper_server_free(n->srv);
   for (int k = 0; k < NODES; k++) {
     CHECK_RC(whisper_server_new(&S[k], n->sst, NULL), WHISPER_OK);
-    whisper_server_set_rng(S[k], test_rng_fn, &n->srng);
+    whisper_server_rng_set(S[k], test_rng_fn, &n->srng);
     CHECK_RC(whisper_server_cluster(S[k], (uint32_t)k + 1, n->now), WHISPER_OK);
     dead[k] = 0;
   }
@@ -303,7 +303,7 @@ static void test_node_death(void) {
   /* the dead node comes back (a new process: a new core over the store) */
   whisper_server_free(S[1]);
   CHECK_RC(whisper_server_new(&S[1], n.sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(S[1], test_rng_fn, &n.srng);
+  whisper_server_rng_set(S[1], test_rng_fn, &n.srng);
   CHECK_RC(whisper_server_cluster(S[1], 2, n.now), WHISPER_OK);
   dead[1] = 0;
   cluster_run(&n);

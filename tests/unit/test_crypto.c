@@ -229,7 +229,7 @@ static void test_keys_api(void) {
   CHECK_RC(whisper_verify(kp.pub, 33, (const uint8_t *)"y", 1, sig, 64), WHISPER_EINVALIDSIG);
   /* a failing RNG is an error, not garbage */
   rng.fail = 1;
-  whisper_ctx_set_rng(ctx, test_rng_fn, &rng);
+  whisper_ctx_rng_set(ctx, test_rng_fn, &rng);
   CHECK_RC(whisper_keypair_generate(ctx, &kp), WHISPER_ERANDOM);
   CHECK(strlen(whisper_ctx_last_error(ctx)) > 0);
   CHECK(whisper_version() == WHISPER_VERSION_NUMBER && whisper_version() != 0);

@@ -337,7 +337,7 @@ static void test_promote_demote(void) {
   CHECK(group_bits(bob) & WHISPER_GROUP_CHANGED_MEMBERS);
   /* promote bob */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(is_admin(alice, gid, "bob") && is_admin(bob, gid, "bob") && is_admin(carol, gid, "bob"));
   const rec_event *e = last_of(carol, WHISPER_EV_GROUP);
@@ -353,26 +353,26 @@ static void test_promote_demote(void) {
   net_run(&n);
   CHECK(is_member(dave, gid, "dave") && is_member(carol, gid, "dave"));
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "alice", 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "alice", 0, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(!is_admin(carol, gid, "alice") && !is_admin(dave, gid, "alice") && is_admin(alice, gid, "bob"));
   CHECK(group_bits(dave) == WHISPER_GROUP_CHANGED_ADMINS && refused(alice) + refused(carol) == 0);
   /* alice is no admin now: refused at the call */
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
   CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_ESTATE);
   CHECK_RC(whisper_client_group_link_revoke(alice->cl, gid, n.now), WHISPER_ESTATE);
   /* the last admin stays */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "erin", 1, n.now), WHISPER_ESTATE); /* not a member */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "carol", 0, n.now), WHISPER_ESTATE); /* not an admin */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "Not A Name", 1, n.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_admin(bob->cl, NULL, "carol", 1, n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "erin", 1, n.now), WHISPER_ESTATE); /* not a member */
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "carol", 0, n.now), WHISPER_ESTATE); /* not an admin */
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "Not A Name", 1, n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, NULL, "carol", 1, n.now), WHISPER_EINVAL);
   /* hand over: promote carol, then bob demotes himself */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "carol", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "carol", 1, n.now), WHISPER_OK);
   /* (checked on the state held: carol is not an admin yet) */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
   net_run(&n);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_OK);
   net_run(&n);
   s = state_of(dave, gid);
   CHECK(s && s->n_admins == 1 && strcmp(s->admins[0], "carol") == 0 && s->change_version == 6);
@@ -404,7 +404,7 @@ static void test_non_admin_change_refused(void) {
   const char *members[] = {"bob", "carol"};
   uint8_t gid[16], h[32];
   group_of(&n, alice, members, 2, gid);
-  CHECK_RC(whisper_client_group_admin(carol->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(carol->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
   CHECK_RC(whisper_client_group_setting_set(carol->cl, gid, WHISPER_GROUP_ADMINS_EDIT_INFO, 1, n.now), WHISPER_ESTATE);
   char link[WHISPER_GROUP_LINK_LEN + 1];
   CHECK_RC(whisper_client_group_link_generate(carol->cl, gid, n.now, link), WHISPER_ESTATE);
@@ -435,7 +435,7 @@ static void test_non_admin_change_refused(void) {
   memcpy(frng.seed, "the server's own key ...........", 32);
   CHECK_RC(whisper_store_memory_new(&fst), WHISPER_OK);
   whisper_ctx_new(&fctx, fst);
-  whisper_ctx_set_rng(fctx, test_rng_fn, &frng);
+  whisper_ctx_rng_set(fctx, test_rng_fn, &frng);
   CHECK_RC(whisper_identity_generate(fctx, "alice", 1, 0, T0), WHISPER_OK);
   gstate st2 = {{"alice", "bob", "carol"}, 3, {"alice", "carol"}, 2, "owned", 0, 0, 0, NULL};
   ch = change_bytes("alice", 1, fctx, gid, v + 1, h, &st2, NULL, &len);
@@ -459,7 +459,7 @@ static void test_non_admin_change_refused(void) {
   whisper_group_state_free(s3);
   /* nothing stalled: alice's next change goes through */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(is_admin(carol, gid, "bob") && ev_count(alice, WHISPER_EV_ERROR) == 0);
   net_close(&n);
@@ -1042,7 +1042,7 @@ static void test_member_limit(void) {
   whisper_server_config_t scfg = WHISPER_SERVER_CONFIG_INIT;
   scfg.max_group_members = 5;
   CHECK_RC(whisper_server_new(&n.srv, n.sst, &scfg), WHISPER_OK);
-  whisper_server_set_rng(n.srv, test_rng_fn, &n.srng);
+  whisper_server_rng_set(n.srv, test_rng_fn, &n.srng);
   node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
   node *carol = account_new(&n, "carol", 1);
   account_new(&n, "dave", 1);
@@ -1072,7 +1072,7 @@ static void test_member_limit(void) {
   const char *d1[] = {"dave"};
   CHECK_RC(whisper_client_group_add(alice->cl, gid, d1, 1, n.now), WHISPER_ESTATE);
   /* bob, an admin with the default limit, adds dave: alice refuses it */
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   clear_all(&n);
   CHECK_RC(whisper_client_group_add(bob->cl, gid, d1, 1, n.now), WHISPER_OK);

@@ -349,7 +349,7 @@ static void fake_open(fake *f, const char *name, uint32_t device) {
   snprintf((char *)f->rng.seed, 32, "fake %s.%u", name, device);
   CHECK_RC(whisper_store_memory_new(&f->st), WHISPER_OK);
   whisper_ctx_new(&f->ctx, f->st);
-  whisper_ctx_set_rng(f->ctx, test_rng_fn, &f->rng);
+  whisper_ctx_rng_set(f->ctx, test_rng_fn, &f->rng);
   CHECK_RC(whisper_identity_generate(f->ctx, name, device, 0, T0), WHISPER_OK);
 }
 

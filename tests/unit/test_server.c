@@ -174,7 +174,7 @@ static void srvt_open(srvt *t, whisper_store *st, const whisper_server_config_t 
   t->now = T0;
   memset(t->rng.seed, 0x5e, 32);
   CHECK_RC(whisper_server_new(&t->srv, st, cfg), WHISPER_OK);
-  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+  whisper_server_rng_set(t->srv, test_rng_fn, &t->rng);
 }
 
 static void srvt_close(srvt *t) {
@@ -239,7 +239,7 @@ static void dev_init(dev *d, const char *name, uint32_t id, uint8_t seed) {
   memset(d->rng.seed, seed, 32);
   whisper_store_memory_new(&d->st);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
   CHECK_RC(whisper_keypair_generate(d->ctx, &d->ik), WHISPER_OK);
   CHECK_RC(whisper_identity_import(d->ctx, name, id, d->regid, &d->ik), WHISPER_OK);
   CHECK_RC(whisper_signed_prekey_generate(d->ctx, 1, T0), WHISPER_OK);
@@ -1929,7 +1929,7 @@ static void test_device_lists(void) {
   /* the list is stored: a new server on the same store hands it out */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   dev_login(&t, &w.b1, 11, 1u << 30);
   box_reset(11);
   list_devices(&t, 11, "alice");
@@ -2150,7 +2150,7 @@ static void test_group_changes(void) {
   /* stored: a new server on the same store answers INFO with it */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   dev_login(&t, &w.b1, 11, 1u << 30);
   box_reset(11);
   group_op(&t, 11, 5, gid, NULL, 0);
@@ -2690,8 +2690,8 @@ static void test_batch(size_t keep) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
-  CHECK_RC(whisper_server_set_record_cache(NULL, keep), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(NULL, keep), WHISPER_EINVAL);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_init(&c, "carol", 1, 3);
@@ -2852,7 +2852,7 @@ static void test_batch(size_t keep) {
   EXPECT_NONE(2);
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   whisper_server_stats(t.srv, &after);
   CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
   for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
@@ -2905,7 +2905,7 @@ static void test_batch_pipelined(size_t keep) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
@@ -3194,7 +3194,7 @@ static void test_upload_tokens(void) {
   /* a restart on the same store: the same secret */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   CHECK_RC(token_check(&t, tok, t.now, account, &device), WHISPER_OK);
   CHECK(strcmp(account, "alice") == 0 && device == 1);
 
@@ -3378,7 +3378,7 @@ static void srvt_restart(srvt *t, const whisper_server_config_t *cfg) {
   whisper_server_free(t->srv);
   for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
   CHECK_RC(whisper_server_new(&t->srv, t->st, cfg), WHISPER_OK);
-  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+  whisper_server_rng_set(t->srv, test_rng_fn, &t->rng);
 }
 
 /* The next Error's message. */
@@ -3591,7 +3591,7 @@ static void test_batch_shares(size_t keep, int batched) {
   whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
   cfg.sender_max_entries = 3;
   srvt_open(&t, mem_store(), &cfg);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
@@ -3645,7 +3645,7 @@ static void test_batch_shares(size_t keep, int batched) {
   four w;
   dev c1, d1;
   srvt_open(&t, mem_store(), &cfg);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   four_up(&t, &w);
   dev_init(&c1, "carol", 1, 5);
   dev_up(&t, &c1, 5, 0);

@@ -292,7 +292,7 @@ static void side_open(side *s, const char *name, uint8_t seed) {
   s->f.fail_at = -1;
   whisper_store_new(&s->st, &faulty_ops, &s->f);
   whisper_ctx_new(&s->ctx, s->st);
-  whisper_ctx_set_rng(s->ctx, test_rng_fn, &s->rng);
+  whisper_ctx_rng_set(s->ctx, test_rng_fn, &s->rng);
   whisper_identity_generate(s->ctx, name, 1, 0, NOW);
 }
 

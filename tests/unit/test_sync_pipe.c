@@ -514,7 +514,7 @@ static void wrap_node(node *d) {
   g_w.in = d->st;
   CHECK_RC(whisper_store_new(&d->st, &ops, &g_w), WHISPER_OK);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
   node_engine(d);
 }
 

@@ -578,7 +578,7 @@ WJ_EXPORT void JNICALL WJ_FN(Client, groupChange)(JNIEnv *env, jclass cls, jlong
     int rc = WHISPER_EINVAL;
     uint64_t t = (uint64_t)now;
     switch (op) {
-      case 1: rc = whisper_client_group_admin(CL->c, g.data, S(v), arg, t); break;
+      case 1: rc = whisper_client_group_admin_set(CL->c, g.data, S(v), arg, t); break;
       case 2: rc = whisper_client_group_info_set(CL->c, g.data, arg, v.len ? v.data : NULL, v.len, t); break;
       case 3: rc = whisper_client_group_setting_set(CL->c, g.data, arg, v.len ? v.data[0] : 0, t); break;
       case 4: rc = whisper_client_group_link_revoke(CL->c, g.data, t); break;
