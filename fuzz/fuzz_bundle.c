@@ -25,7 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   memset(&b, 0xA5, sizeof b);
   b.size = sizeof b;
-  int rc = whisper_bundle_decode(&b, data, size);
+  int rc = whisper_bundle_decode(data, size, &b);
   FZ_ASSERT(fz_rc_in(rc, 4, WHISPER_OK, WHISPER_EINVALIDMSG, WHISPER_EINVALIDKEY,
                      WHISPER_EINVALIDSIG),
             "bundle_decode returned %d", rc);
@@ -37,7 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FZ_ASSERT(whisper_bundle_encode(&b, &e1) == WHISPER_OK, "bundle_encode failed");
   memset(&b2, 0x5A, sizeof b2);
   b2.size = sizeof b2;
-  rc = whisper_bundle_decode(&b2, e1->data, e1->len);
+  rc = whisper_bundle_decode(e1->data, e1->len, &b2);
   FZ_ASSERT(rc == WHISPER_OK, "our own encoding does not decode: %d", rc);
   FZ_ASSERT(memcmp(&b, &b2, sizeof b) == 0, "decode(encode(decode(x))) != decode(x)");
   FZ_ASSERT(whisper_bundle_encode(&b2, &e2) == WHISPER_OK, "bundle_encode failed");

@@ -273,7 +273,7 @@ static void read_bytes(const uint8_t *p, size_t n) {
 static size_t drain_events(void) {
   whisper_client_event_t e;
   size_t n = 0;
-  while (whisper_client_next_event(H.c, &e)) {
+  while (whisper_client_take_event(H.c, &e)) {
     n++;
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s.%u status=%d code=%d/%d %s\n", e.type,
@@ -345,7 +345,7 @@ static size_t drain_events(void) {
 static void after_call(const char *what) {
   FZ_ASSERT(!H.d->fs.outer->in_txn, "%s left a store transaction open", what);
   FZ_ASSERT(H.d->ctx->store == H.d->fs.outer, "%s left the context on the engine's shim", what);
-  (void)whisper_client_want_close(H.c);
+  (void)whisper_client_want_disconnect(H.c);
   (void)whisper_client_next_deadline(H.c);
   (void)whisper_client_want_connect(H.c, H.now);
 }

@@ -188,8 +188,8 @@ void fz_store_close(fz_store *f) {
   free(f->touched);
   touches_clear(f->journal, &f->njournal);
   free(f->journal);
-  whisper_store_close(f->outer);
-  whisper_store_close(f->inner);
+  whisper_store_free(f->outer);
+  whisper_store_free(f->inner);
   memset(f, 0, sizeof *f);
 }
 
@@ -326,8 +326,8 @@ fz_dev *fz_dev_new(const char *name, uint32_t device_id, uint8_t seed) {
   d->name = name;
   d->device_id = device_id;
   FZ_ASSERT(whisper_ctx_new(&d->ctx, d->fs.outer) == WHISPER_OK, "ctx");
-  FZ_ASSERT(whisper_ctx_set_rng(d->ctx, fz_rng_fn, &d->rng) == WHISPER_OK, "rng");
-  int rc = whisper_identity_create(d->ctx, name, device_id, 0, FZ_NOW);
+  FZ_ASSERT(whisper_ctx_rng_set(d->ctx, fz_rng_fn, &d->rng) == WHISPER_OK, "rng");
+  int rc = whisper_identity_generate(d->ctx, name, device_id, 0, FZ_NOW);
   FZ_ASSERT(rc == WHISPER_OK, "identity_create %s: %d", name, rc);
   return d;
 }
@@ -367,7 +367,7 @@ void fz_recv(fz_dev *to, const char *from, uint32_t from_dev, int type, const wh
 
 void fz_connect(fz_dev *a, fz_dev *b, int with_prekey) {
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
-  int rc = whisper_bundle_make(b->ctx, &bundle, with_prekey);
+  int rc = whisper_bundle_generate(b->ctx, with_prekey, &bundle);
   FZ_ASSERT(rc == WHISPER_OK, "bundle_make %s: %d", b->name, rc);
   rc = whisper_session_start(a->ctx, b->name, b->device_id, &bundle, FZ_NOW);
   FZ_ASSERT(rc == WHISPER_OK, "%s session_start with %s: %d (%s)", a->name, b->name, rc,
@@ -542,7 +542,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
   fz_recv(bob, "carol", 1, WHISPER_MSG_PREKEY, m, "hi");
   whisper_buf_free(m);
 
-  FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 1) == WHISPER_OK, "bundle");
+  FZ_ASSERT(whisper_bundle_generate(bob->ctx, 1, &b) == WHISPER_OK, "bundle");
   fz_seeds_add(seeds, "bob_with_prekey", bundle_bytes(&b), 1);
   b.signed_prekey_signature[5] ^= 0x20;
   fz_seeds_add(seeds, "bad_signature", bundle_bytes(&b), 1);
@@ -554,7 +554,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
   {
     whisper_prekey_bundle_t g = WHISPER_PREKEY_BUNDLE_INIT;
     uint8_t ik[40], spk[40], pk[40], sig[64];
-    FZ_ASSERT(whisper_bundle_make(bob->ctx, &g, 1) == WHISPER_OK, "bundle");
+    FZ_ASSERT(whisper_bundle_generate(bob->ctx, 1, &g) == WHISPER_OK, "bundle");
     memcpy(ik, g.identity_key, 33);
     memcpy(spk, g.signed_prekey, 33);
     memcpy(pk, g.prekey, 33);
@@ -583,7 +583,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
     fz_seeds_add(seeds, "prekey_without_id", pack_bundle_pb(&pb), 1);
   }
 
-  FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 0) == WHISPER_OK, "bundle");
+  FZ_ASSERT(whisper_bundle_generate(bob->ctx, 0, &b) == WHISPER_OK, "bundle");
   fz_seeds_add(seeds, "bob_without_prekey", bundle_bytes(&b), 1);
 
   /* a low-order signed prekey, validly signed by bob's identity */
@@ -592,7 +592,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
     whisper_prekey_bundle_t lo = b;
     memset(lo.signed_prekey + 1, 0, 32);
     lo.signed_prekey[1] = 1; /* u = 1: a point of small order */
-    FZ_ASSERT(whisper_sign(bob->ctx, sig, bob->ctx->identity.priv, lo.signed_prekey, 33) ==
+    FZ_ASSERT(whisper_sign(bob->ctx, bob->ctx->identity.priv, lo.signed_prekey, 33, sig) ==
                   WHISPER_OK,
               "sign");
     memcpy(lo.signed_prekey_signature, sig, 64);
@@ -600,7 +600,7 @@ fz_dev *fz_scenario_bundle(fz_seeds *seeds) {
   }
 
   /* another identity under bob's address: untrusted */
-  FZ_ASSERT(whisper_bundle_make(dave->ctx, &b, 1) == WHISPER_OK, "bundle");
+  FZ_ASSERT(whisper_bundle_generate(dave->ctx, 1, &b) == WHISPER_OK, "bundle");
   fz_seeds_add(seeds, "other_identity", bundle_bytes(&b), 1);
 
   fz_dev_free(bob);

@@ -222,7 +222,7 @@ static whisper_buf *sign_wrap(fz_dev *d, const char *ctxs, const uint8_t *body, 
   memcpy(msg, ctxs, cl);
   if (n) memcpy(msg + cl, body, n);
   FZ_ASSERT(wh_local_identity(d->ctx) == WHISPER_OK &&
-                whisper_sign(d->ctx, sig, d->ctx->identity.priv, msg, cl + n) == WHISPER_OK,
+                whisper_sign(d->ctx, d->ctx->identity.priv, msg, cl + n, sig) == WHISPER_OK,
             "sign");
   free(msg);
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
@@ -327,7 +327,7 @@ static whisper_buf *make_change_x(fz_dev *signer, uint64_t version, const uint8_
     FZ_ASSERT(msg != NULL, "out of memory");
     memcpy(msg, "whisper-group-join-v1", 21);
     memcpy(msg + 21, body, len);
-    FZ_ASSERT(whisper_sign(signer->ctx, sig, invite_priv, msg, 21 + len) == WHISPER_OK, "sign");
+    FZ_ASSERT(whisper_sign(signer->ctx, invite_priv, msg, 21 + len, sig) == WHISPER_OK, "sign");
     free(msg);
     Whisper__E2e__SignedGroupChange *sc =
         whisper__e2e__signed_group_change__unpack(NULL, out->len, out->data);
@@ -378,7 +378,7 @@ static void setup_accept(const char *account, const whisper_buf *list) {
 
 static void drop_events(whisper_client *c) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(c, &e)) {
+  while (whisper_client_take_event(c, &e)) {
   }
 }
 
@@ -1686,7 +1686,7 @@ static void do_profile_key(int variant, const uint8_t *p, size_t n) {
   } at[4] = {{"bob", "bob", 0, 0}, {"bob", NULL, 1, 0}, {"alice", "alice", 0, 1}, {"alice", "bob", 0, 1}};
   int v = variant & 3;
   char g3[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(g3, W->g3);
+  whisper_client_group_conversation(W->g3, g3);
   const char *conv = at[v].conv_name ? at[v].conv_name : g3;
   Whisper__E2e__Content *ct = sy_content_parse(p, n);
   if (ct == NULL || ct->kind != WHISPER__E2E__CONTENT__KIND__PROFILE_KEY) {
@@ -1841,7 +1841,7 @@ static void do_profile(int variant, const uint8_t *p, size_t n) {
   int kept = rc == WHISPER_OK; /* version >= 1, the one bob announced */
   int events = 0, type = 0, code = 0;
   whisper_client_event_t e;
-  while (whisper_client_next_event(W->c, &e)) events++, type = e.type, code = e.code;
+  while (whisper_client_take_event(W->c, &e)) events++, type = e.type, code = e.code;
   FZ_ASSERT(events == 1 && type == (kept ? WHISPER_EV_PROFILE : WHISPER_EV_REFUSED) &&
                 (kept || code == WHISPER_EFORGED),
             "a profile answer (%s) raised %d event(s), the last %d", kept ? "kept" : "refused", events, type);

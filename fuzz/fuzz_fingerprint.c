@@ -16,10 +16,10 @@ static whisper_buf *ours, *theirs;
 static void setup(void) {
   static const uint8_t a[33] = {5, 1, 2, 3, 4}, b[33] = {5, 9, 8, 7, 6};
   if (ours) return;
-  FZ_ASSERT(whisper_fingerprint(NULL, &ours, 2, (const uint8_t *)"alice", 5, a, 33,
-                                (const uint8_t *)"bob", 3, b, 33) == WHISPER_OK, "fingerprint");
-  FZ_ASSERT(whisper_fingerprint(NULL, &theirs, 2, (const uint8_t *)"bob", 3, b, 33,
-                                (const uint8_t *)"alice", 5, a, 33) == WHISPER_OK, "fingerprint");
+  FZ_ASSERT(whisper_fingerprint(2, (const uint8_t *)"alice", 5, a, 33, (const uint8_t *)"bob", 3,
+                                b, 33, NULL, &ours) == WHISPER_OK, "fingerprint");
+  FZ_ASSERT(whisper_fingerprint(2, (const uint8_t *)"bob", 3, b, 33, (const uint8_t *)"alice", 5,
+                                a, 33, NULL, &theirs) == WHISPER_OK, "fingerprint");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -264,14 +264,14 @@ int fzg_decrypt_check(fz_dev *d, const fzg_world *w, const fzg_record *r, const 
   char what[64];
   whisper_buf *pt = NULL;
   if (ch == &w->d2)
-    snprintf(what, sizeof what, "group_decrypt D2 at %u", it);
+    snprintf(what, sizeof what, "sender_key_decrypt D2 at %u", it);
   else
-    snprintf(what, sizeof what, "group_decrypt C%d at %u", (int)(ch - w->chain) + 1, it);
+    snprintf(what, sizeof what, "sender_key_decrypt C%d at %u", (int)(ch - w->chain) + 1, it);
   fzg_key(&key, "alice", 1, ch->uuid);
   fzg_set want = r ? fzg_expect_decrypt(r, ch, it, &real) | extra : FZG_BIT(WHISPER_ECORRUPT);
 
   fz_call_begin(d);
-  int rc = whisper_group_decrypt(d->ctx, "alice", 1, m, len, &pt);
+  int rc = whisper_sender_key_decrypt(d->ctx, "alice", 1, m, len, &pt);
   FZ_ASSERT(fzg_in(rc, want), "%s returned %d (%s); allowed: %#llx", what, rc,
             whisper_ctx_last_error(d->ctx), (unsigned long long)want);
   FZ_ASSERT((rc == WHISPER_OK) == (pt != NULL), "%s: rc %d but plaintext %p", what, rc,
@@ -291,7 +291,7 @@ int fzg_decrypt_check(fz_dev *d, const fzg_world *w, const fzg_record *r, const 
     fzg_set want2 = fzg_expect_decrypt(&a, ch, it, &real2) | extra;
     if (strict_replay) want2 = FZG_BIT(WHISPER_EDUPLICATE);
     unsigned committed = d->fs.committed_writes;
-    int rc2 = whisper_group_decrypt(d->ctx, "alice", 1, m, len, &pt2);
+    int rc2 = whisper_sender_key_decrypt(d->ctx, "alice", 1, m, len, &pt2);
     FZ_ASSERT(fzg_in(rc2, want2), "%s: the replay returned %d (%s); allowed: %#llx", what, rc2,
               whisper_ctx_last_error(d->ctx), (unsigned long long)want2);
     FZ_ASSERT(!d->fs.outer->in_txn, "%s: the replay left a transaction open", what);
@@ -362,27 +362,27 @@ static void chain_init(fzg_chain *ch, const uint8_t *uuid, whisper_buf *skdm) {
 
 static whisper_buf *g_encrypt(fz_dev *d, const uint8_t *uuid, const char *text) {
   whisper_buf *m = NULL;
-  int rc = whisper_group_encrypt(d->ctx, uuid, (const uint8_t *)text, strlen(text), &m);
-  FZ_ASSERT(rc == WHISPER_OK, "%s group_encrypt: %d (%s)", d->name, rc,
+  int rc = whisper_sender_key_encrypt(d->ctx, uuid, (const uint8_t *)text, strlen(text), &m);
+  FZ_ASSERT(rc == WHISPER_OK, "%s sender_key_encrypt: %d (%s)", d->name, rc,
             whisper_ctx_last_error(d->ctx));
   return m;
 }
 
 static void g_process(fz_dev *d, const char *from, const whisper_buf *skdm) {
-  int rc = whisper_group_process(d->ctx, from, 1, skdm->data, skdm->len);
-  FZ_ASSERT(rc == WHISPER_OK, "%s group_process: %d (%s)", d->name, rc,
+  int rc = whisper_sender_key_process(d->ctx, from, 1, skdm->data, skdm->len);
+  FZ_ASSERT(rc == WHISPER_OK, "%s sender_key_process: %d (%s)", d->name, rc,
             whisper_ctx_last_error(d->ctx));
 }
 
 static void g_decrypt(fz_dev *d, const char *from, const whisper_buf *m, int want,
                       const char *text) {
   whisper_buf *pt = NULL;
-  int rc = whisper_group_decrypt(d->ctx, from, 1, m->data, m->len, &pt);
-  FZ_ASSERT(rc == want, "%s group_decrypt: %d (%s), wanted %d", d->name, rc,
+  int rc = whisper_sender_key_decrypt(d->ctx, from, 1, m->data, m->len, &pt);
+  FZ_ASSERT(rc == want, "%s sender_key_decrypt: %d (%s), wanted %d", d->name, rc,
             whisper_ctx_last_error(d->ctx), want);
   if (text)
     FZ_ASSERT(pt->len == strlen(text) && memcmp(pt->data, text, pt->len) == 0,
-              "%s group_decrypt: wrong plaintext", d->name);
+              "%s sender_key_decrypt: wrong plaintext", d->name);
   whisper_buf_free(pt);
 }
 
@@ -492,13 +492,13 @@ fzg_world *fzg_scenario(fz_seeds *skdm_seeds, fz_seeds *msg_seeds, fz_seeds *rec
   /* alice: C1..C7, six messages each; an SKDM at iteration 3 of each */
   for (int x = 0; x < FZG_CHAINS; x++) {
     whisper_buf *s = NULL;
-    rc = x == 0 ? whisper_group_create(alice->ctx, fzg_d1, &s)
-                : whisper_group_rotate(alice->ctx, fzg_d1, &s);
+    rc = x == 0 ? whisper_sender_key_generate(alice->ctx, fzg_d1, &s)
+                : whisper_sender_key_rotate(alice->ctx, fzg_d1, &s);
     FZ_ASSERT(rc == WHISPER_OK, "alice create/rotate: %d", rc);
     chain_init(&w->chain[x], fzg_d1, s);
     for (uint32_t i = 0; i < FZG_MSGS; i++) {
       if (i == 3) {
-        rc = whisper_group_create(alice->ctx, fzg_d1, &adv[x]);
+        rc = whisper_sender_key_generate(alice->ctx, fzg_d1, &adv[x]);
         FZ_ASSERT(rc == WHISPER_OK, "alice create: %d", rc);
       }
       fzg_text(w, &w->chain[x], i, text);
@@ -510,7 +510,7 @@ fzg_world *fzg_scenario(fz_seeds *skdm_seeds, fz_seeds *msg_seeds, fz_seeds *rec
   FZ_ASSERT(alice_c6 != NULL && alice_own != NULL, "alice has no own sender key record");
   {
     whisper_buf *s = NULL;
-    FZ_ASSERT(whisper_group_create(alice->ctx, fzg_d2, &s) == WHISPER_OK, "create D2");
+    FZ_ASSERT(whisper_sender_key_generate(alice->ctx, fzg_d2, &s) == WHISPER_OK, "create D2");
     chain_init(&w->d2, fzg_d2, s);
     w->d2.msg[0] = g_encrypt(alice, fzg_d2, "D2.0");
   }

@@ -2,7 +2,7 @@
  * Shared by the group (sender key) fuzz targets and gen_corpus: the fixed
  * group scenario, and a small independent model of what the library keeps
  * in a sender key record, so that the targets can predict the results of
- * whisper_group_process / _decrypt / _encrypt / _create.
+ * whisper_sender_key_process / _decrypt / _encrypt / _generate.
  *
  * The scenario (fzg_scenario) is deterministic, like those of
  * fuzz_common.c: alice.1 creates distribution D1 and rotates it six times
@@ -18,9 +18,9 @@
 #define WHISPER_FUZZ_GROUP_H
 
 #include "fuzz_common.h"
-#include "whisper/group.h"
+#include "whisper/sender_key.h"
 
-/* The library's limits (group.h, src/protocol/group.c). */
+/* The library's limits (sender_key.h, src/protocol/group.c). */
 #define FZG_MAX_STATES 5
 #define FZG_MAX_KEYS 2000
 #define FZG_MAX_JUMP 25000
@@ -90,14 +90,14 @@ typedef struct fzg_skdm {
   uint32_t chain_id, iteration;
   uint8_t ck[32], pub[33];
 } fzg_skdm;
-/* 1 if whisper_group_process must accept the bytes (else EINVALIDMSG). */
+/* 1 if whisper_sender_key_process must accept the bytes (else EINVALIDMSG). */
 int fzg_skdm_parse(fzg_skdm *m, const uint8_t *b, size_t len);
 
 typedef struct fzg_skm {
   uint8_t uuid[16];
   uint32_t chain_id, iteration;
 } fzg_skm;
-/* 1 if whisper_group_decrypt gets past parsing (else EINVALIDMSG). */
+/* 1 if whisper_sender_key_decrypt gets past parsing (else EINVALIDMSG). */
 int fzg_skm_parse(fzg_skm *m, const uint8_t *b, size_t len);
 
 /* ck advanced n steps (HMAC-SHA256(ck, 0x02) each), and the message seed
@@ -114,7 +114,7 @@ typedef uint64_t fzg_set;
 #define FZG_BIT(rc) ((fzg_set)1 << FZG_IDX(rc))
 int fzg_in(int rc, fzg_set set);
 
-/* The codes whisper_group_decrypt may give for alice's real message at
+/* The codes whisper_sender_key_decrypt may give for alice's real message at
  * `iteration` of chain `ch` against record r (which decodes). *real_key is
  * set to 1 when the key that would be used is the real one (so a success
  * must give alice's plaintext). */
@@ -136,7 +136,7 @@ void fzg_check_decrypt_update(const fzg_record *before, const fzg_record *after,
 void fzg_check_process_update(const fzg_record *before, const fzg_record *after,
                               const fzg_skdm *m);
 
-/* Runs whisper_group_decrypt on `d` of the bytes m, which are alice's
+/* Runs whisper_sender_key_decrypt on `d` of the bytes m, which are alice's
  * message at `iteration` of chain `ch` when the signature verifies, from
  * "alice".1, in one fz_call bracket. `r` is the decoded record stored under
  * (alice.1, ch->uuid), NULL if it does not decode (then only

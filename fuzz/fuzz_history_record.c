@@ -21,7 +21,7 @@
  *   whisper_history_page of t's conversation without a cursor, with t's
  *   (sort key, id) as the cursor, and paged through 2 at a time;
  *   whisper_outbox_page; whisper_history_sent(t);
- *   whisper_history_status(t, bob.1, DELIVERED);
+ *   whisper_history_status_set(t, bob.1, DELIVERED);
  *   whisper_history_status_get(t, bob.2); whisper_history_add_outgoing
  *   with t's id and with a new id (then history_sent of it, in the same
  *   bracket); and whisper_session_decrypt_store of a fixed real message
@@ -588,16 +588,16 @@ static void scenario(void) {
                                    (uint64_t)(2000 + t)),
               "sent");
   }
-  expect_ok(whisper_history_status(alice->ctx, "bob", (const uint8_t *)"o1", 2, "bob", 1,
+  expect_ok(whisper_history_status_set(alice->ctx, "bob", (const uint8_t *)"o1", 2, "bob", 1,
                                    WHISPER_STATUS_READ),
             "status");
-  expect_ok(whisper_history_status(alice->ctx, "bob", (const uint8_t *)"o1", 2, "bob", 2,
+  expect_ok(whisper_history_status_set(alice->ctx, "bob", (const uint8_t *)"o1", 2, "bob", 2,
                                    WHISPER_STATUS_DELIVERED),
             "status");
-  expect_ok(whisper_history_status(alice->ctx, "bob", (const uint8_t *)"o2", 2, "bob", 1,
+  expect_ok(whisper_history_status_set(alice->ctx, "bob", (const uint8_t *)"o2", 2, "bob", 1,
                                    WHISPER_STATUS_DELIVERED),
             "status");
-  expect_ok(whisper_history_status(alice->ctx, "group", (const uint8_t *)"g2", 2, "carol", 1,
+  expect_ok(whisper_history_status_set(alice->ctx, "group", (const uint8_t *)"g2", 2, "carol", 1,
                                    WHISPER_STATUS_READ),
             "status");
 
@@ -867,7 +867,7 @@ static void call_status(int t) {
   Whisper__Store__DeliveryStatus *d = recipient(old, "bob", 1);
   if (want == WHISPER_OK && d == NULL) want = WHISPER_ENOTFOUND;
   fz_call_begin(alice);
-  int rc = whisper_history_status(alice->ctx, M[t].conv, (const uint8_t *)M[t].id,
+  int rc = whisper_history_status_set(alice->ctx, M[t].conv, (const uint8_t *)M[t].id,
                                   strlen(M[t].id), "bob", 1, WHISPER_STATUS_DELIVERED);
   FZ_ASSERT(rc == want, "history_status returned %d (%s), the store calls for %d", rc, err(),
             want);

@@ -624,7 +624,7 @@ static void on_media_data(const whisper_client_event_t *e) {
 static size_t drain_events(void) {
   whisper_client_event_t e;
   size_t n = 0;
-  while (H.c && whisper_client_next_event(H.c, &e)) {
+  while (H.c && whisper_client_take_event(H.c, &e)) {
     n++;
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s status=%d code=%d/%d done=%llu/%llu %s\n", e.type,
@@ -688,7 +688,7 @@ static whisper_buf *bob_devices(uint64_t id) {
   static const char ctx_str[] = "whisper-devices-v1";
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   fz_dev *bob = G.w->bob;
-  FZ_ASSERT(whisper_bundle_make(bob->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+  FZ_ASSERT(whisper_bundle_generate(bob->ctx, 0, &b) == WHISPER_OK, "bundle_make");
   Whisper__E2e__ListedDevice ld = WHISPER__E2E__LISTED_DEVICE__INIT, *ldp = &ld;
   ld.has_device_id = ld.has_identity_key = 1;
   ld.device_id = 1;
@@ -706,7 +706,7 @@ static whisper_buf *bob_devices(uint64_t id) {
   memcpy(msg, ctx_str, sizeof ctx_str - 1);
   memcpy(msg + sizeof ctx_str - 1, body, bn);
   FZ_ASSERT(wh_local_identity(bob->ctx) == WHISPER_OK, "identity");
-  FZ_ASSERT(whisper_sign(bob->ctx, sig, bob->ctx->identity.priv, msg, sizeof ctx_str - 1 + bn) ==
+  FZ_ASSERT(whisper_sign(bob->ctx, bob->ctx->identity.priv, msg, sizeof ctx_str - 1 + bn, sig) ==
                 WHISPER_OK,
             "sign");
   Whisper__E2e__SignedDeviceList sl = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
@@ -817,7 +817,7 @@ static void check_files(void) { check_files_all(0); }
 static void settle(void) {
   for (int round = 0; round < 64 && H.c; round++) {
     int moved = 0;
-    if (H.connected && whisper_client_want_close(H.c)) {
+    if (H.connected && whisper_client_want_disconnect(H.c)) {
       disconnect();
       moved = 1;
     }

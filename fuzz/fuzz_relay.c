@@ -477,12 +477,12 @@ static void check_out_relay(const whisper_server_output_t *o, outrec *rec) {
   FZ_ASSERT(rc == WHISPER_OK, "node 2 refused a relay of node 1: %d (%s)", rc,
             whisper_server_last_error(H.peer));
   whisper_server_output_t po = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(H.peer, &po) > 0) {
+  while (whisper_server_take_output(H.peer, &po) > 0) {
     FZ_ASSERT(po.action == WHISPER_SERVER_RELAY || po.action == WHISPER_SERVER_PUSH ||
                   (po.conn == PEER_CONN && H.peer_state == 1),
               "node 2 asked for action %d on connection %llu", po.action,
               (unsigned long long)po.conn);
-    if (po.action == WHISPER_SERVER_CLOSE) H.peer_state = -1;
+    if (po.action == WHISPER_SERVER_DISCONNECT) H.peer_state = -1;
   }
 }
 
@@ -493,7 +493,7 @@ static int view_has(const char *account, uint32_t device) {
 /* Takes and checks all output; records it in H.out. */
 static void drain(void) {
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(H.srv, &o) > 0) {
+  while (whisper_server_take_output(H.srv, &o) > 0) {
     outrec rec;
     memset(&rec, 0, sizeof rec);
     rec.action = o.action;
@@ -524,7 +524,7 @@ static void drain(void) {
                 "output (action %d) for connection %llu, which is not open", o.action,
                 (unsigned long long)o.conn);
       rec.slot = k;
-      if (o.action == WHISPER_SERVER_CLOSE) {
+      if (o.action == WHISPER_SERVER_DISCONNECT) {
         trace("    CLOSE %d\n", k + 1);
         rec.closed_dev = H.slot[k].dev;
         memset(H.watch[k], 0, sizeof H.watch[k]);
@@ -662,7 +662,7 @@ static void check_offline_said(int dev) {
 
 static void check_closes(void) {
   for (size_t i = 0; i < H.n_out; i++)
-    if (H.out[i].action == WHISPER_SERVER_CLOSE) check_offline_said(H.out[i].closed_dev);
+    if (H.out[i].action == WHISPER_SERVER_DISCONNECT) check_offline_said(H.out[i].closed_dev);
 }
 
 /* Each logged-in connection has exactly one ONLINE relay among the output
@@ -806,7 +806,7 @@ static void op_relay_bytes(const uint8_t *b, size_t n) {
     size_t sends = count_out(WHISPER_SERVER_SEND, -1);
     size_t notices = count_out(WHISPER_SERVER_SEND, WHISPER__SYNC__FRAME__BODY_PRESENCE);
     size_t relays = count_out(WHISPER_SERVER_RELAY, -1);
-    size_t closes = count_out(WHISPER_SERVER_CLOSE, -1);
+    size_t closes = count_out(WHISPER_SERVER_DISCONNECT, -1);
     size_t pushes = count_out(WHISPER_SERVER_PUSH, -1);
     switch (kind) {
       case KIND(HEARTBEAT):
@@ -919,7 +919,7 @@ static void op_tick(uint8_t t) {
 }
 
 static void op_open(int k) {
-  int rc = whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  int rc = whisper_server_connected(H.srv, (uint64_t)k + 1, H.now);
   trace("  open %d: %d\n", k + 1, rc);
   if (H.slot[k].open) {
     FZ_ASSERT(rc == WHISPER_EINVAL, "open of an open connection: %d", rc);
@@ -935,7 +935,7 @@ static void op_open(int k) {
 static void op_close(int k) {
   int dev = H.slot[k].open ? H.slot[k].dev : -1;
   trace("  close %d\n", k + 1);
-  whisper_server_close(H.srv, (uint64_t)k + 1, H.now);
+  whisper_server_disconnected(H.srv, (uint64_t)k + 1, H.now);
   memset(H.watch[k], 0, sizeof H.watch[k]);
   H.slot[k].open = 0;
   H.slot[k].have_nonce = 0;
@@ -1045,7 +1045,7 @@ static int peer_drain(uint64_t want_id) {
   uint8_t(*relays)[WHISPER_SERVER_RELAY_MAX] = NULL;
   size_t *lens = NULL, n = 0;
   int answer = 0;
-  while (whisper_server_poll(H.peer, &po) > 0) {
+  while (whisper_server_take_output(H.peer, &po) > 0) {
     if (po.action == WHISPER_SERVER_RELAY) {
       FZ_ASSERT(po.frame_len > 0 && po.frame_len <= WHISPER_SERVER_RELAY_MAX,
                 "node 2 made a relay of %zu bytes", po.frame_len);
@@ -1054,7 +1054,7 @@ static int peer_drain(uint64_t want_id) {
       FZ_ASSERT(relays != NULL && lens != NULL, "out of memory");
       memcpy(relays[n], po.frame, po.frame_len);
       lens[n++] = po.frame_len;
-    } else if (po.action == WHISPER_SERVER_CLOSE) {
+    } else if (po.action == WHISPER_SERVER_DISCONNECT) {
       H.peer_state = -1;
     } else if (po.action == WHISPER_SERVER_SEND) {
       fzs_frame *f = fzs_unpack(po.frame, po.frame_len);
@@ -1091,7 +1091,7 @@ static void op_peer(uint8_t arg) {
   trace("  node 2: carol.1 sends to %s\n", arg & 1 ? "alice" : "bob");
   if (H.peer_state < 0) return;
   if (H.peer_state == 0) {
-    FZ_ASSERT(whisper_server_open(H.peer, PEER_CONN, H.now) == WHISPER_OK, "node 2 open");
+    FZ_ASSERT(whisper_server_connected(H.peer, PEER_CONN, H.now) == WHISPER_OK, "node 2 open");
     peer_drain(0);
     uint64_t id = ++H.next_id;
     if (peer_feed(fzs_hello(id, carol->name, carol->device_id), id) !=
@@ -1159,13 +1159,13 @@ static void start(void) {
   whisper_server_stats_t st0 = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(H.srv, &st0);
   H.depth0 = st0.mailbox_depth;
-  whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
+  whisper_server_rng_set(H.srv, fz_rng_fn, &W->rng);
   rc = whisper_server_new(&H.peer, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new (node 2): %d", rc);
-  whisper_server_set_rng(H.peer, fz_rng_fn, &W->rng);
+  whisper_server_rng_set(H.peer, fz_rng_fn, &W->rng);
   FZ_ASSERT(whisper_server_cluster(H.peer, PEER, H.now) == WHISPER_OK, "cluster (node 2)");
   whisper_server_output_t po = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(H.peer, &po) > 0) {
+  while (whisper_server_take_output(H.peer, &po) > 0) {
   }
   FZ_ASSERT(whisper_server_cluster(H.srv, NODE, H.now) == WHISPER_OK, "cluster (node 1)");
   op_begin();

@@ -1,6 +1,6 @@
 /*
  * fuzz_sender_key_message: the input is a SenderKeyMessage that bob.1
- * decrypts (whisper_group_decrypt) as from alice.1. Bob's fixed state
+ * decrypts (whisper_sender_key_decrypt) as from alice.1. Bob's fixed state
  * (fzg_scenario, fuzz_group.h) holds alice's chains C6 (at iteration 4, a
  * skipped key for 2), C5 (at 1), C4, C3 and C2 (at 0) of distribution D1.
  * Asserts:
@@ -53,12 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     whisper_buf *pt = NULL;
     fz_call_begin(bob);
-    int rc = whisper_group_decrypt(bob->ctx, "alice", 1, data, size, &pt);
+    int rc = whisper_sender_key_decrypt(bob->ctx, "alice", 1, data, size, &pt);
     int want = valid ? WHISPER_ENOSESSION : WHISPER_EINVALIDMSG;
-    FZ_ASSERT(rc == want, "group_decrypt returned %d (%s), wanted %d", rc,
+    FZ_ASSERT(rc == want, "sender_key_decrypt returned %d (%s), wanted %d", rc,
               whisper_ctx_last_error(bob->ctx), want);
-    FZ_ASSERT(pt == NULL, "group_decrypt failed but gave a plaintext");
-    fz_call_end(bob, rc, "group_decrypt");
+    FZ_ASSERT(pt == NULL, "sender_key_decrypt failed but gave a plaintext");
+    fz_call_end(bob, rc, "sender_key_decrypt");
   }
 
   whisper_buf *now = fz_get(bob, WHISPER_REC_SENDER_KEY, key.key, key.len);

@@ -4,17 +4,17 @@
  * D1 and as his own (sending) record for D1, and then, each call in its own
  * bracket (a failure must change nothing; everything written is restored):
  *
- *  1. whisper_group_decrypt of alice's real C6 messages at iterations 5 and
+ *  1. whisper_sender_key_decrypt of alice's real C6 messages at iterations 5 and
  *     2 (fzg_scenario, fuzz_group.h);
- *  2. whisper_group_create: with no states it makes one (private key
+ *  2. whisper_sender_key_generate: with no states it makes one (private key
  *     matching the public one), else it writes nothing; its SKDM describes
  *     state 0;
- *  3. whisper_group_encrypt: WHISPER_ENOSESSION without a state 0 that has
+ *  3. whisper_sender_key_encrypt: WHISPER_ENOSESSION without a state 0 that has
  *     a private key, else success, advancing state 0 by one step and
  *     nothing else; carol.1 then processes create's SKDM and decrypts the
  *     message: it must work (plaintext "fuzz") when the stored private key
  *     matches the public key and the version is 3;
- *  4. whisper_group_process of alice's real SKDM for C7 (a chain the
+ *  4. whisper_sender_key_process of alice's real SKDM for C7 (a chain the
  *     record may or may not hold), checked against the model, then alice's
  *     C7 message at 5 and C6 message at 5 on the record it writes.
  *
@@ -74,7 +74,7 @@ static void check_skdm(const whisper_buf *b, const fzg_state *s) {
 static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisper_buf *msg) {
   whisper_buf *pt = NULL;
   fz_call_begin(carol);
-  int rc = whisper_group_process(carol->ctx, "bob", 1, skdm->data, skdm->len);
+  int rc = whisper_sender_key_process(carol->ctx, "bob", 1, skdm->data, skdm->len);
   FZ_ASSERT(rc == (s->pub[0] == 0x05 ? WHISPER_OK : WHISPER_EINVALIDMSG),
             "carol: process of bob's SKDM returned %d (%s)", rc, whisper_ctx_last_error(carol->ctx));
   if (rc == WHISPER_OK) {
@@ -85,13 +85,13 @@ static void carol_reads(const whisper_buf *skdm, const fzg_state *s, const whisp
       want = FZG_BIT(WHISPER_OK);
     else /* another encoding of the same public key still verifies */
       want = FZG_BIT(WHISPER_EINVALIDSIG) | FZG_BIT(WHISPER_OK);
-    int rc2 = whisper_group_decrypt(carol->ctx, "bob", 1, msg->data, msg->len, &pt);
+    int rc2 = whisper_sender_key_decrypt(carol->ctx, "bob", 1, msg->data, msg->len, &pt);
     FZ_ASSERT(fzg_in(rc2, want), "carol: decrypt of bob's message returned %d (%s); allowed %#llx",
               rc2, whisper_ctx_last_error(carol->ctx), (unsigned long long)want);
     if (rc2 == WHISPER_OK)
       FZ_ASSERT(pt->len == 4 && memcmp(pt->data, "fuzz", 4) == 0, "carol: wrong plaintext");
   }
-  fz_call_end(carol, rc, "carol: group_process + group_decrypt");
+  fz_call_end(carol, rc, "carol: sender_key_process + sender_key_decrypt");
   whisper_buf_free(pt);
 }
 
@@ -113,53 +113,53 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fzg_record own; /* the own record encrypt will see */
   memset(&own, 0, sizeof own);
   fz_call_begin(bob);
-  int rc = whisper_group_create(bob->ctx, fzg_d1, &skdm);
-  FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "group_create returned %d (%s)", rc,
+  int rc = whisper_sender_key_generate(bob->ctx, fzg_d1, &skdm);
+  FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "sender_key_generate returned %d (%s)", rc,
             whisper_ctx_last_error(bob->ctx));
-  FZ_ASSERT((rc == WHISPER_OK) == (skdm != NULL), "group_create: rc %d, SKDM %p", rc, (void *)skdm);
+  FZ_ASSERT((rc == WHISPER_OK) == (skdm != NULL), "sender_key_generate: rc %d, SKDM %p", rc, (void *)skdm);
   if (rc == WHISPER_OK && r.n == 0) {
     created = fz_get(bob, WHISPER_REC_SENDER_KEY, own_key.key, own_key.len);
     FZ_ASSERT(bob->fs.ntouched == 1 && created != NULL &&
                   fzg_record_decode(&own, created->data, created->len),
-              "group_create on an empty record did not write one new record that decodes");
+              "sender_key_generate on an empty record did not write one new record that decodes");
     const fzg_state *s = &own.s[0];
     FZ_ASSERT(own.n == 1 && s->has_priv && s->pub[0] == 0x05 && priv_matches(s) &&
                   s->version == FZG_VERSION && s->iteration == 0 && s->nkeys == 0 &&
                   s->chain_id < 0x80000000u,
-              "group_create on an empty record made a bad state");
+              "sender_key_generate on an empty record made a bad state");
     check_skdm(skdm, s);
   } else if (rc == WHISPER_OK) {
-    FZ_ASSERT(bob->fs.ntouched == 0, "group_create with a state wrote %zu records",
+    FZ_ASSERT(bob->fs.ntouched == 0, "sender_key_generate with a state wrote %zu records",
               bob->fs.ntouched);
     check_skdm(skdm, &r.s[0]);
   }
-  fz_call_end(bob, rc, "group_create");
+  fz_call_end(bob, rc, "sender_key_generate");
   if (created) fzg_put_or_del(bob, WHISPER_REC_SENDER_KEY, &own_key, created);
   else if (dec) fzg_record_decode(&own, data, size);
 
   /* 3. encrypt (on what create left), then carol reads it */
   whisper_buf *msg = NULL;
   fz_call_begin(bob);
-  rc = whisper_group_encrypt(bob->ctx, fzg_d1, (const uint8_t *)"fuzz", 4, &msg);
+  rc = whisper_sender_key_encrypt(bob->ctx, fzg_d1, (const uint8_t *)"fuzz", 4, &msg);
   const fzg_state *s0 = dec && own.n ? &own.s[0] : NULL;
   if (!dec)
-    FZ_ASSERT(rc == WHISPER_ECORRUPT, "group_encrypt on a corrupt record returned %d", rc);
+    FZ_ASSERT(rc == WHISPER_ECORRUPT, "sender_key_encrypt on a corrupt record returned %d", rc);
   else if (s0 == NULL || !s0->has_priv)
-    FZ_ASSERT(rc == WHISPER_ENOSESSION, "group_encrypt without a private key returned %d (%s)", rc,
+    FZ_ASSERT(rc == WHISPER_ENOSESSION, "sender_key_encrypt without a private key returned %d (%s)", rc,
               whisper_ctx_last_error(bob->ctx));
   else if (s0->iteration == UINT32_MAX)
-    FZ_ASSERT(rc == WHISPER_ESTATE, "group_encrypt at iteration 2^32-1 returned %d", rc);
+    FZ_ASSERT(rc == WHISPER_ESTATE, "sender_key_encrypt at iteration 2^32-1 returned %d", rc);
   else
-    FZ_ASSERT(rc == WHISPER_OK, "group_encrypt returned %d (%s)", rc,
+    FZ_ASSERT(rc == WHISPER_OK, "sender_key_encrypt returned %d (%s)", rc,
               whisper_ctx_last_error(bob->ctx));
-  FZ_ASSERT((rc == WHISPER_OK) == (msg != NULL), "group_encrypt: rc %d, message %p", rc,
+  FZ_ASSERT((rc == WHISPER_OK) == (msg != NULL), "sender_key_encrypt: rc %d, message %p", rc,
             (void *)msg);
   if (rc == WHISPER_OK) {
     whisper_buf *now = fz_get(bob, WHISPER_REC_SENDER_KEY, own_key.key, own_key.len);
     fzg_record a;
     FZ_ASSERT(now != NULL && fzg_record_decode(&a, now->data, now->len),
-              "group_encrypt succeeded and left a record that does not decode");
-    FZ_ASSERT(bob->fs.ntouched == 1, "group_encrypt wrote %zu records", bob->fs.ntouched);
+              "sender_key_encrypt succeeded and left a record that does not decode");
+    FZ_ASSERT(bob->fs.ntouched == 1, "sender_key_encrypt wrote %zu records", bob->fs.ntouched);
     uint8_t ck[32];
     fzg_ck_advance(ck, s0->ck, 1);
     FZ_ASSERT(a.n == own.n && a.s[0].iteration == s0->iteration + 1 &&
@@ -167,23 +167,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                   a.s[0].version == s0->version && memcmp(a.s[0].pub, s0->pub, 33) == 0 &&
                   a.s[0].has_priv && memcmp(a.s[0].priv, s0->priv, 32) == 0 &&
                   a.s[0].nkeys == s0->nkeys,
-              "group_encrypt did not advance state 0 by exactly one step");
+              "sender_key_encrypt did not advance state 0 by exactly one step");
     for (uint32_t i = 1; i < a.n; i++)
-      FZ_ASSERT(fzg_state_eq(&a.s[i], &own.s[i]), "group_encrypt changed state %u", i);
+      FZ_ASSERT(fzg_state_eq(&a.s[i], &own.s[i]), "sender_key_encrypt changed state %u", i);
     FZ_ASSERT(msg->len >= 1 + 64 && msg->data[0] == (uint8_t)(s0->version << 4 | 3),
-              "group_encrypt's message has version byte %#x for state version %u", msg->data[0],
+              "sender_key_encrypt's message has version byte %#x for state version %u", msg->data[0],
               s0->version);
     fzg_skm m;
     if (fzg_skm_parse(&m, msg->data, msg->len))
       FZ_ASSERT(memcmp(m.uuid, fzg_d1, 16) == 0 && m.chain_id == s0->chain_id &&
                     m.iteration == s0->iteration,
-                "group_encrypt's message does not carry state 0's chain and iteration");
+                "sender_key_encrypt's message does not carry state 0's chain and iteration");
     else
-      FZ_ASSERT(msg->data[0] >> 4 != FZG_VERSION, "group_encrypt made a message that does not parse");
+      FZ_ASSERT(msg->data[0] >> 4 != FZG_VERSION, "sender_key_encrypt made a message that does not parse");
     fzg_record_free(&a);
     whisper_buf_free(now);
   }
-  fz_call_end(bob, rc, "group_encrypt");
+  fz_call_end(bob, rc, "sender_key_encrypt");
   if (rc == WHISPER_OK && skdm != NULL) carol_reads(skdm, s0, msg);
   whisper_buf_free(msg);
   whisper_buf_free(skdm);
@@ -199,16 +199,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fzg_record a;
   memset(&a, 0, sizeof a);
   fz_call_begin(bob);
-  rc = whisper_group_process(bob->ctx, "alice", 1, c7->skdm->data, c7->skdm->len);
-  FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "group_process returned %d (%s)", rc,
+  rc = whisper_sender_key_process(bob->ctx, "alice", 1, c7->skdm->data, c7->skdm->len);
+  FZ_ASSERT(rc == (dec ? WHISPER_OK : WHISPER_ECORRUPT), "sender_key_process returned %d (%s)", rc,
             whisper_ctx_last_error(bob->ctx));
   if (rc == WHISPER_OK) {
     now = fz_get(bob, WHISPER_REC_SENDER_KEY, at_key.key, at_key.len);
     FZ_ASSERT(now != NULL && fzg_record_decode(&a, now->data, now->len),
-              "group_process succeeded and left a record that does not decode");
+              "sender_key_process succeeded and left a record that does not decode");
     fzg_check_process_update(&r, &a, &m7);
   }
-  fz_call_end(bob, rc, "group_process C7");
+  fz_call_end(bob, rc, "sender_key_process C7");
   if (rc == WHISPER_OK) {
     fzg_put_or_del(bob, WHISPER_REC_SENDER_KEY, &at_key, now);
     const whisper_buf *m75 = c7->msg[5];

@@ -35,9 +35,9 @@
  *  - a Send with a (device, client id) the server answered before (in
  *    the input, or alice.1's five of the world) gets the same Sent
  *    (server_seq) and writes nothing;
- *  - whisper_server_close drops the connection's queued output, also when
+ *  - whisper_server_disconnected drops the connection's queued output, also when
  *    the server had dropped the connection itself;
- *  - whisper_server_open refuses an open connection id (EINVAL) and
+ *  - whisper_server_connected refuses an open connection id (EINVAL) and
  *    accepts a closed one; after whisper_server_tick(now) nothing is due:
  *    whisper_server_next_deadline() > now;
  *  - the stats count exactly the open connections;
@@ -49,7 +49,7 @@
  * that keeps none, shares_lazy, has none, and holds less than half of a
  * sender's share), and its
  * prekeys count the one-time prekeys stored under its tag. Slots 3 and 4
- * open with a source (whisper_server_open_from), so the limits per
+ * open with a source (whisper_server_connected_from), so the limits per
  * source run too. Profiles: a ProfileSet answered Ok is stored exactly as
  * sent under the logged-in device's account (ERR_STATE only for a version
  * not above the stored one); a Profile answer is exactly the stored
@@ -162,7 +162,7 @@ static void check_profile_answer(const Whisper__Sync__Profile *a) {
 /* Takes and checks all output. */
 static void drain(void) {
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(H.srv, &o) > 0) {
+  while (whisper_server_take_output(H.srv, &o) > 0) {
     if (o.action == WHISPER_SERVER_PUSH) {
       trace("    PUSH %s.%u depth %llu\n", o.account ? o.account : "(null)", o.device_id,
             (unsigned long long)o.mailbox_depth);
@@ -174,7 +174,7 @@ static void drain(void) {
     int k = slot_of(o.conn);
     FZ_ASSERT(k >= 0 && H.slot[k].open, "output (action %d) for connection %llu, which is not open",
               o.action, (unsigned long long)o.conn);
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       trace("    CLOSE %llu\n", (unsigned long long)o.conn);
       FZ_ASSERT(!(H.ticking && H.slot[k].held &&
                   H.now < wsrv_after(H.slot[k].last_rx, W->cfg.heartbeat_ms)),
@@ -423,7 +423,7 @@ static void batch_start(void) {
 static void batch_finish(void) {
   if (!H.batch_open) return;
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  FZ_ASSERT(whisper_server_poll(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
+  FZ_ASSERT(whisper_server_take_output(H.srv, &o) == 0, "output handed out inside a batch (action %d)",
             o.action);
   H.batch_open = 0;
   int rc = whisper_server_batch_end(H.srv, H.now);
@@ -445,8 +445,8 @@ static void op_open(int k) {
   drain_deferred();
   static const uint8_t src[2] = {0x0a, 0x0b};
   batch_start();
-  int rc = k >= 2 ? whisper_server_open_from(H.srv, (uint64_t)k + 1, &src[k & 1], 1, H.now)
-                  : whisper_server_open(H.srv, (uint64_t)k + 1, H.now);
+  int rc = k >= 2 ? whisper_server_connected_from(H.srv, (uint64_t)k + 1, &src[k & 1], 1, H.now)
+                  : whisper_server_connected(H.srv, (uint64_t)k + 1, H.now);
   batch_finish();
   trace("  open %d: %d\n", k + 1, rc);
   if (H.slot[k].open) {
@@ -459,7 +459,7 @@ static void op_open(int k) {
   drain();
 }
 
-/* A deferred RECV's output is still queued: whisper_server_close() drops
+/* A deferred RECV's output is still queued: whisper_server_disconnected() drops
  * the connection's part of it ("its queued output is dropped"), also when
  * the server had already dropped the connection itself (a close queued
  * after an Error): otherwise a later connection that reuses the id gets
@@ -467,7 +467,7 @@ static void op_open(int k) {
 static void op_close(int k) {
   trace("  close %d%s\n", k + 1, H.deferred ? " (output queued)" : "");
   H.deferred = 0;
-  whisper_server_close(H.srv, (uint64_t)k + 1, H.now);
+  whisper_server_disconnected(H.srv, (uint64_t)k + 1, H.now);
   H.slot[k].open = 0;
   H.slot[k].have_nonce = 0;
   H.slot[k].dev = -1;
@@ -642,8 +642,8 @@ static void start(int batching) {
   H.next_id = UINT64_C(1) << 62;
   int rc = whisper_server_new(&H.srv, W->fs.outer, &W->cfg);
   FZ_ASSERT(rc == WHISPER_OK, "server_new: %d", rc);
-  whisper_server_set_rng(H.srv, fz_rng_fn, &W->rng);
-  if (batching) whisper_server_set_record_cache(H.srv, 64); /* kept between batches, or dropped */
+  whisper_server_rng_set(H.srv, fz_rng_fn, &W->rng);
+  if (batching) whisper_server_record_cache_set(H.srv, 64); /* kept between batches, or dropped */
   op_open(0);
   op_login(0, FZS_ALICE1);
   op_open(1);

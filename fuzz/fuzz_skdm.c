@@ -1,6 +1,6 @@
 /*
  * fuzz_skdm: the input is a SenderKeyDistributionMessage that bob.1
- * processes (whisper_group_process) as from alice.1. Bob's fixed state
+ * processes (whisper_sender_key_process) as from alice.1. Bob's fixed state
  * (fzg_scenario, fuzz_group.h) already holds five of alice's chains for
  * distribution D1 (C6 C5 C4 C3 C2, newest first, C6 and C5 partly read),
  * so a repeated chain, a chain id with another signing key, a new chain
@@ -61,22 +61,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   fz_call_begin(bob);
-  int rc = whisper_group_process(bob->ctx, "alice", 1, data, size);
+  int rc = whisper_sender_key_process(bob->ctx, "alice", 1, data, size);
   FZ_ASSERT(rc == (valid ? WHISPER_OK : WHISPER_EINVALIDMSG),
-            "group_process returned %d (%s) for a%s SKDM", rc, whisper_ctx_last_error(bob->ctx),
+            "sender_key_process returned %d (%s) for a%s SKDM", rc, whisper_ctx_last_error(bob->ctx),
             valid ? " valid" : "n invalid");
   if (rc == WHISPER_OK) {
     const fz_touch *t = &bob->fs.touched[0];
     FZ_ASSERT(bob->fs.ntouched == 1 && t->kind == WHISPER_REC_SENDER_KEY && t->key_len == key.len &&
                   memcmp(t->key, key.key, key.len) == 0,
-              "group_process wrote %zu records, not just (alice.1, distribution)",
+              "sender_key_process wrote %zu records, not just (alice.1, distribution)",
               bob->fs.ntouched);
     now = fz_get(bob, WHISPER_REC_SENDER_KEY, key.key, key.len);
     FZ_ASSERT(now != NULL && fzg_record_decode(&after, now->data, now->len),
-              "group_process succeeded and left a record that does not decode");
+              "sender_key_process succeeded and left a record that does not decode");
     fzg_check_process_update(&before, &after, &m);
   }
-  fz_call_end(bob, rc, "group_process");
+  fz_call_end(bob, rc, "sender_key_process");
 
   if (rc == WHISPER_OK) {
     /* what the SKDM left, read with each of alice's fixed messages */

@@ -81,7 +81,7 @@ static void setup_once(void) {
             "name-wide trust");
   /* carol builds a PreKey message on alice's bundle (one-time prekey included) */
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  FZ_ASSERT(whisper_bundle_make(alice->ctx, &b, 1) == WHISPER_OK && b.has_prekey, "bundle");
+  FZ_ASSERT(whisper_bundle_generate(alice->ctx, 1, &b) == WHISPER_OK && b.has_prekey, "bundle");
   prekey_id = b.prekey_id;
   FZ_ASSERT(whisper_session_start(carol->ctx, "alice", 1, &b, FZ_NOW) == WHISPER_OK, "start");
   prekey_msg = fz_send(carol, "alice", 1, "planted", WHISPER_MSG_PREKEY);
@@ -117,7 +117,7 @@ static void run_calls(void) {
   CALL("identity_get", whisper_identity_get(alice->ctx, key, &reg, &name, &dev));
   CALL("identity_info", whisper_identity_info(alice->ctx, "bob", 1, &info));
   CALL("prekeys_count", whisper_prekeys_count(alice->ctx, &count));
-  CALL("bundle_make", whisper_bundle_make(alice->ctx, &b, 1));
+  CALL("bundle_make", whisper_bundle_generate(alice->ctx, 1, &b));
   CALL("prekeys_generate", whisper_prekeys_generate(alice->ctx, 2, &first));
   CALL("signed_prekey_rotate",
        whisper_signed_prekey_rotate(alice->ctx, FZ_NOW + 1000, 0, 500, &rotated));
@@ -170,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   /* a fresh context: nothing of alice's is cached */
   whisper_ctx *kept = alice->ctx, *fresh = NULL;
   FZ_ASSERT(whisper_ctx_new(&fresh, alice->fs.outer) == WHISPER_OK, "ctx");
-  FZ_ASSERT(whisper_ctx_set_rng(fresh, fz_rng_fn, &alice->rng) == WHISPER_OK, "rng");
+  FZ_ASSERT(whisper_ctx_rng_set(fresh, fz_rng_fn, &alice->rng) == WHISPER_OK, "rng");
   alice->ctx = fresh;
   run_calls();
   alice->ctx = kept;

@@ -96,7 +96,7 @@ whisper_buf *fzs_register(fz_dev *d, uint64_t id, uint32_t n_prekeys, const uint
   uint32_t first = 0;
   size_t an = strlen(d->name);
   FZ_ASSERT(n_prekeys <= 16 && an <= 64, "register: too many prekeys or a long name");
-  FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle_make %s", d->name);
+  FZ_ASSERT(whisper_bundle_generate(d->ctx, 0, &b) == WHISPER_OK, "bundle_make %s", d->name);
   if (n_prekeys)
     FZ_ASSERT(whisper_prekeys_generate(d->ctx, n_prekeys, &first) == WHISPER_OK, "prekeys");
   for (uint32_t i = 0; i < n_prekeys; i++) {
@@ -114,7 +114,7 @@ whisper_buf *fzs_register(fz_dev *d, uint64_t id, uint32_t n_prekeys, const uint
   wh_be32(p, d->device_id), p += 4;
   memcpy(p, b.identity_key, WHISPER_PUBLIC_KEY_LEN), p += WHISPER_PUBLIC_KEY_LEN;
   FZ_ASSERT(wh_local_identity(d->ctx) == WHISPER_OK, "identity");
-  FZ_ASSERT(whisper_sign(d->ctx, sig, d->ctx->identity.priv, msg, (size_t)(p - msg)) == WHISPER_OK,
+  FZ_ASSERT(whisper_sign(d->ctx, d->ctx->identity.priv, msg, (size_t)(p - msg), sig) == WHISPER_OK,
             "sign");
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_device_id = k.has_registration_id = k.has_identity_key = 1;
@@ -163,7 +163,7 @@ whisper_buf *fzs_auth(fz_dev *d, uint64_t id, const uint8_t *nonce, size_t nonce
   memcpy(msg, ctx_str, sizeof ctx_str - 1);
   memcpy(msg + sizeof ctx_str - 1, nonce, nonce_len);
   FZ_ASSERT(wh_local_identity(d->ctx) == WHISPER_OK, "identity");
-  FZ_ASSERT(whisper_sign(d->ctx, sig, d->ctx->identity.priv, msg, sizeof ctx_str - 1 + nonce_len) ==
+  FZ_ASSERT(whisper_sign(d->ctx, d->ctx->identity.priv, msg, sizeof ctx_str - 1 + nonce_len, sig) ==
                 WHISPER_OK,
             "sign");
   Whisper__Sync__Auth a = WHISPER__SYNC__AUTH__INIT;
@@ -261,7 +261,7 @@ typedef struct drv {
 static fzs_frame *drv_drain(drv *v, uint64_t conn, uint64_t id) {
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   fzs_frame *answer = NULL;
-  while (whisper_server_poll(v->srv, &o) > 0) {
+  while (whisper_server_take_output(v->srv, &o) > 0) {
     if (o.action != WHISPER_SERVER_SEND) continue;
     fzs_frame *f = fzs_unpack(o.frame, o.frame_len);
     FZ_ASSERT(f != NULL, "the server sent a frame that does not parse");
@@ -302,7 +302,7 @@ static void drv_expect(drv *v, uint64_t conn, whisper_buf *b, int body, const ch
 }
 
 static void drv_open(drv *v, uint64_t conn) {
-  FZ_ASSERT(whisper_server_open(v->srv, conn, v->now) == WHISPER_OK, "open");
+  FZ_ASSERT(whisper_server_connected(v->srv, conn, v->now) == WHISPER_OK, "open");
   fzs_frame_free(drv_drain(v, 0, 0));
 }
 
@@ -394,7 +394,7 @@ static const uint8_t server_group_id[16] = "fz-server-group";
 
 static uint32_t regid_of(fz_dev *d) {
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+  FZ_ASSERT(whisper_bundle_generate(d->ctx, 0, &b) == WHISPER_OK, "bundle_make");
   return b.registration_id;
 }
 
@@ -417,7 +417,7 @@ fzs_server_world *fzs_server_world_new(void) {
   drv v = {0};
   v.now = FZ_NOW;
   FZ_ASSERT(whisper_server_new(&v.srv, w->fs.outer, &w->cfg) == WHISPER_OK, "server_new");
-  whisper_server_set_rng(v.srv, fz_rng_fn, &w->rng);
+  whisper_server_rng_set(v.srv, fz_rng_fn, &w->rng);
 
   /* alice.1, bob.1 and carol.1 register on one connection */
   drv_open(&v, 1);
@@ -493,7 +493,7 @@ fzs_server_world *fzs_server_world_new(void) {
   FZ_ASSERT(lc && lc->body_case == WHISPER__SYNC__FRAME__BODY_LINK_CODE, "link code");
   memcpy(w->link_code2, lc->link_code->link_code.data, 16);
   fzs_frame_free(lc);
-  for (uint64_t c = 1; c <= 4; c++) whisper_server_close(v.srv, c, v.now);
+  for (uint64_t c = 1; c <= 4; c++) whisper_server_disconnected(v.srv, c, v.now);
   fzs_frame_free(drv_drain(&v, 0, 0));
   whisper_server_free(v.srv);
   return w;
@@ -583,7 +583,7 @@ static whisper_buf *bundles_frame(fzs_client_world *w, uint64_t id, const char *
     for (size_t j = 0; j < n_ids; j++) wanted |= ids[j] == devs[i]->device_id;
     if (!wanted || devs[i] == w->alice) continue;
     wb[nb].size = sizeof wb[nb];
-    FZ_ASSERT(whisper_bundle_make(devs[i]->ctx, &wb[nb], 1) == WHISPER_OK, "bundle");
+    FZ_ASSERT(whisper_bundle_generate(devs[i]->ctx, 1, &wb[nb]) == WHISPER_OK, "bundle");
     whisper__sync__bundle__init(&b[nb]);
     whisper__sync__device_keys__init(&k[nb]);
     whisper__sync__one_time_prekey__init(&p[nb]);
@@ -776,7 +776,7 @@ typedef struct run {
 
 static void events_drop_run(whisper_client *c, run *r) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(c, &e)) {
+  while (whisper_client_take_event(c, &e)) {
     if (fz_verbose())
       fprintf(stderr, "    event %d conv=%s from=%s.%u code=%d/%d %s\n", e.type,
               e.conversation ? e.conversation : "", e.from ? e.from : "", e.from_device, e.code,
@@ -1121,7 +1121,7 @@ static whisper_buf *upload_frame(fz_dev *d, uint64_t id, uint32_t n, int rotate)
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   if (rotate) {
     FZ_ASSERT(whisper_signed_prekey_generate(d->ctx, 7, FZ_NOW) == WHISPER_OK, "spk");
-    FZ_ASSERT(whisper_bundle_make(d->ctx, &b, 0) == WHISPER_OK, "bundle");
+    FZ_ASSERT(whisper_bundle_generate(d->ctx, 0, &b) == WHISPER_OK, "bundle");
     k.has_identity_key = k.has_signed_prekey_id = k.has_signed_prekey = 1;
     k.has_signed_prekey_signature = 1;
     k.identity_key = (ProtobufCBinaryData){WHISPER_PUBLIC_KEY_LEN, b.identity_key};
@@ -1157,7 +1157,7 @@ static whisper_buf *device_list(fz_dev *signer, const char *account, uint64_t ve
   FZ_ASSERT(n <= 8, "device_list");
   for (size_t i = 0; i < n; i++) {
     whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-    FZ_ASSERT(whisper_bundle_make(keys[i]->ctx, &b, 0) == WHISPER_OK, "bundle_make");
+    FZ_ASSERT(whisper_bundle_generate(keys[i]->ctx, 0, &b) == WHISPER_OK, "bundle_make");
     memcpy(pubs[i], b.identity_key, WHISPER_PUBLIC_KEY_LEN);
     whisper__e2e__listed_device__init(&ld[i]);
     ld[i].has_device_id = ld[i].has_identity_key = 1;
@@ -1177,8 +1177,8 @@ static whisper_buf *device_list(fz_dev *signer, const char *account, uint64_t ve
   memcpy(msg, ctx_str, sizeof ctx_str - 1);
   memcpy(msg + sizeof ctx_str - 1, body, bn);
   FZ_ASSERT(wh_local_identity(signer->ctx) == WHISPER_OK, "identity");
-  FZ_ASSERT(whisper_sign(signer->ctx, sig, signer->ctx->identity.priv, msg,
-                         sizeof ctx_str - 1 + bn) == WHISPER_OK,
+  FZ_ASSERT(whisper_sign(signer->ctx, signer->ctx->identity.priv, msg, sizeof ctx_str - 1 + bn,
+                         sig) == WHISPER_OK,
             "sign");
   if (bad_sig) sig[9] ^= 4;
   Whisper__E2e__SignedDeviceList sl = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
@@ -1454,7 +1454,7 @@ void fzs_gen_server_seeds(fz_seeds *seeds) {
     const uint64_t t1[] = {FZ_NOW + 100, FZ_NOW + 100}, t0[] = {FZ_NOW}, t2[] = {FZ_NOW + 200};
     const char *subs[] = {"bob"};
     char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(gconv, w->group_id);
+    whisper_client_group_conversation(w->group_id, gconv);
     recv_take(&s, 1, block_set_frame(1, alice, yes, t1, 1));
     recv_take(&s, 0, subscribe_frame(2, subs, 1));
     recv_take(&s, 0, send_direct(3, cid, "bob", &bob1, &bob_reg, 1, &alice2, 1, "blocked"));
@@ -2112,7 +2112,7 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     whisper_envelope_t env = WHISPER_ENVELOPE_INIT;
     whisper_device_t dev = {"alice", 1};
     fz_connect(w->bob, w->alice, 0);
-    FZ_ASSERT(whisper_group_distribute(w->bob->ctx, w->group_id, &dev, 1, FZ_NOW, &env) ==
+    FZ_ASSERT(whisper_sender_key_distribute(w->bob->ctx, w->group_id, &dev, 1, FZ_NOW, &env) ==
                       WHISPER_OK &&
                   env.status == WHISPER_OK,
               "distribute");
@@ -2132,9 +2132,9 @@ void fzs_gen_client_seeds(fz_seeds *seeds) {
     f[0] = deliver_frame(&d, seq + 1);
     whisper_buf_free(env.body);
     whisper_buf *ct = NULL;
-    FZ_ASSERT(whisper_group_encrypt(w->bob->ctx, w->group_id, (const uint8_t *)"group hi", 8, &ct) ==
+    FZ_ASSERT(whisper_sender_key_encrypt(w->bob->ctx, w->group_id, (const uint8_t *)"group hi", 8, &ct) ==
                   WHISPER_OK,
-              "group_encrypt");
+              "sender_key_encrypt");
     memset(cid, 0x32, 16);
     d.type = 7;
     d.body = (ProtobufCBinaryData){ct->len, ct->data};

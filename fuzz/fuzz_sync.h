@@ -10,7 +10,7 @@
  *    copies in alice.2's), and alice has two more link codes, not
  *    approved. dave.1, erin.2, alice.3 and alice.4 have keys but are not
  *    registered. Every request is made of real keys and XEdDSA signatures
- *    (whisper_identity_create, whisper_sign).
+ *    (whisper_identity_generate, whisper_sign).
  *  - The client world: alice.1's store after her engine ran against a
  *    scripted server (fzs_respond): registered, logged in, a 1:1 message
  *    to bob and a group message sent, a group with bob; then, offline, a

@@ -54,7 +54,7 @@ static void setup_once(void) {
   fzs_server_config(&CFG);
   FZ_ASSERT(whisper_server_new(&SRV, S.outer, &CFG) == WHISPER_OK, "server_new");
   memset(SRNG.seed, 0x7A, sizeof SRNG.seed);
-  whisper_server_set_rng(SRV, fz_rng_fn, &SRNG);
+  whisper_server_rng_set(SRV, fz_rng_fn, &SRNG);
 }
 
 /* --- 1, 2: walking a decoded message ------------------------------------ */
@@ -74,7 +74,7 @@ static void check_bytes(const ProtobufCBinaryData *b) {
   char a[WSRV_CONV_MAX + 1], c[WHISPER_GROUP_CONVERSATION_LEN + 1];
   uint8_t back[16];
   wh_group_conv(a, b->data);
-  whisper_client_group_conversation(c, b->data);
+  whisper_client_group_conversation(b->data, c);
   FZ_ASSERT(strcmp(a, c) == 0, "group conversations differ: %s, %s", a, c);
   FZ_ASSERT(wh_group_conv_parse(c, back) && memcmp(back, b->data, 16) == 0,
             "wh_group_conv_parse does not read %s back", c);
@@ -150,7 +150,7 @@ static void engine(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_watch_end(&CD->fs);
   whisper_client_event_t e;
   whisper_buf *b;
-  FZ_ASSERT(!whisper_client_next_event(C, &e), "an event from an engine that is not connected");
+  FZ_ASSERT(!whisper_client_take_event(C, &e), "an event from an engine that is not connected");
   FZ_ASSERT(!whisper_client_take_frame(C, &b), "a frame from an engine that is not connected");
 }
 
@@ -164,11 +164,11 @@ static struct {
 
 static void drain(void) {
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(SRV, &o) > 0) {
+  while (whisper_server_take_output(SRV, &o) > 0) {
     FZ_ASSERT(o.action != WHISPER_SERVER_PUSH, "a push for a connection that never logged in");
     FZ_ASSERT(o.conn == 1 && !A.closed, "output for connection %llu (closed: %d)",
               (unsigned long long)o.conn, A.closed);
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       A.closed = 1;
       continue;
     }
@@ -194,7 +194,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_journal_begin(&S);
   SRNG.counter = UINT64_C(1) << 40;
   memset(&A, 0, sizeof A);
-  FZ_ASSERT(whisper_server_open(SRV, 1, FZ_NOW) == WHISPER_OK, "open");
+  FZ_ASSERT(whisper_server_connected(SRV, 1, FZ_NOW) == WHISPER_OK, "open");
   A.want_id = UINT64_MAX;
   drain(); /* the challenge */
   int big = size > CFG.max_frame;
@@ -240,7 +240,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_watch_end(&S);
   fzs_frame_free(A.answer);
   A.answer = NULL;
-  whisper_server_close(SRV, 1, FZ_NOW);
+  whisper_server_disconnected(SRV, 1, FZ_NOW);
   drain();
   whisper_server_stats_t st = WHISPER_SERVER_STATS_INIT;
   whisper_server_stats(SRV, &st);

@@ -52,6 +52,7 @@ int whisper_err_is_fatal(int code) {
 unsigned whisper_version(void) { return WHISPER_VERSION_NUMBER; }
 size_t whisper_public_key_len(void) { return WHISPER_PUBLIC_KEY_LEN; }
 size_t whisper_signature_len(void) { return WHISPER_SIGNATURE_LEN; }
+size_t whisper_private_key_len(void) { return WHISPER_PRIVATE_KEY_LEN; }
 
 /* A buffer is one block: the struct, then its bytes (data points just past
  * the struct; whisper_buf_free() also takes a buffer whose data is a block
@@ -122,7 +123,7 @@ void whisper_ctx_free(whisper_ctx *ctx) {
   free(ctx);
 }
 
-int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
+int whisper_ctx_rng_set(whisper_ctx *ctx, whisper_rng_fn fn, void *user) {
   if (ctx == NULL) return WHISPER_EINVAL;
   ctx->rng.fn = fn;
   ctx->rng.user = fn ? user : NULL;
@@ -172,7 +173,7 @@ int whisper_store_new(whisper_store **out, const whisper_store_ops *ops, void *u
   return WHISPER_OK;
 }
 
-void whisper_store_close(whisper_store *store) {
+void whisper_store_free(whisper_store *store) {
   if (store == NULL) return;
   while (store->depth > 0) wh_txn_rollback(store); /* an app's transaction left open */
   if (store->ops.destroy) store->ops.destroy(store->user);

@@ -139,14 +139,14 @@ static void cmd_gsend(chat *c, char *args) {
     return;
   }
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   sent(c, conv, id);
 }
 
 /* A group made or being joined: {"ev": ev, group, conversation} or a line. */
 static void group_said(chat *c, const char *ev, const char *what, const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   jbuf b;
   jb_init(&b);
   if (c->script) {
@@ -208,7 +208,7 @@ static void cmd_group(chat *c, char *args) {
       out_cmd_error(c, "group admin", 0, "usage: group admin <groupid-hex> promote|demote <member>");
       return;
     }
-    int rc = whisper_client_group_admin(c->client, gid, who, promote, now_ms());
+    int rc = whisper_client_group_admin_set(c->client, gid, who, promote, now_ms());
     if (rc != WHISPER_OK) engine_error(c, "group admin", rc);
     else ok(c, "group admin");
     return;
@@ -226,7 +226,7 @@ static void cmd_group(chat *c, char *args) {
       out_cmd_error(c, "group info", 0, "usage: group info <groupid-hex> name|description|picture [<value>]");
       return;
     }
-    int rc = whisper_client_group_set_info(c->client, gid, f, (const uint8_t *)value, strlen(value), now_ms());
+    int rc = whisper_client_group_info_set(c->client, gid, f, (const uint8_t *)value, strlen(value), now_ms());
     if (rc != WHISPER_OK) engine_error(c, "group info", rc);
     else ok(c, "group info");
     return;
@@ -245,7 +245,7 @@ static void cmd_group(chat *c, char *args) {
                     "usage: group setting <groupid-hex> admins-edit-info|admins-send on|off");
       return;
     }
-    int rc = whisper_client_group_set(c->client, gid, setting, on, now_ms());
+    int rc = whisper_client_group_setting_set(c->client, gid, setting, on, now_ms());
     if (rc != WHISPER_OK) engine_error(c, "group setting", rc);
     else ok(c, "group setting");
     return;
@@ -262,7 +262,7 @@ static void cmd_group(chat *c, char *args) {
       return;
     }
     if (approval) {
-      int rc = whisper_client_group_set(c->client, gid, WHISPER_GROUP_APPROVAL, on, now_ms());
+      int rc = whisper_client_group_setting_set(c->client, gid, WHISPER_GROUP_APPROVAL, on, now_ms());
       if (rc != WHISPER_OK) engine_error(c, "group link", rc);
       else ok(c, "group link");
       return;
@@ -274,7 +274,7 @@ static void cmd_group(chat *c, char *args) {
       return;
     }
     char link[WHISPER_GROUP_LINK_LEN + 1];
-    int rc = whisper_client_group_link_make(c->client, gid, now_ms(), link);
+    int rc = whisper_client_group_link_generate(c->client, gid, now_ms(), link);
     if (rc != WHISPER_OK) {
       engine_error(c, "group link", rc);
       return;
@@ -1063,10 +1063,10 @@ static int safety_number(chat *c, const char *cmd, const char *name,
                          const uint8_t ours[WHISPER_PUBLIC_KEY_LEN],
                          const uint8_t theirs[WHISPER_PUBLIC_KEY_LEN],
                          char number[WHISPER_FINGERPRINT_DISPLAY_LEN], whisper_buf **scannable) {
-  int rc = whisper_fingerprint(number, scannable, WHISPER_FINGERPRINT_ITERATIONS,
-                               (const uint8_t *)c->account, strlen(c->account), ours,
-                               WHISPER_PUBLIC_KEY_LEN, (const uint8_t *)name, strlen(name), theirs,
-                               WHISPER_PUBLIC_KEY_LEN);
+  int rc = whisper_fingerprint(WHISPER_FINGERPRINT_ITERATIONS, (const uint8_t *)c->account, strlen(c->account),
+                               ours, WHISPER_PUBLIC_KEY_LEN, (const uint8_t *)name,
+                               strlen(name), theirs, WHISPER_PUBLIC_KEY_LEN, number,
+                               scannable);
   if (rc != WHISPER_OK) {
     out_cmd_error(c, cmd, rc, "cannot compute the safety number");
     return -1;
@@ -1378,12 +1378,12 @@ static void cmd_search(chat *c, char *args) {
 /* Reads the flags, lets `change` set one, writes them back, and shows them. */
 static void flags_change(chat *c, const char *cmd, const char *conv, int which, uint64_t value) {
   whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
-  int rc = whisper_client_conversation_flags(c->client, conv, &f);
+  int rc = whisper_client_conversation_flags_get(c->client, conv, &f);
   if (rc == WHISPER_OK) {
     if (which == 0) f.muted_until_ms = value;
     else if (which == 1) f.archived = (int)value;
     else if (which == 2) f.pinned = (int)value;
-    if (which <= 2) rc = whisper_client_set_conversation_flags(c->client, conv, &f, now_ms());
+    if (which <= 2) rc = whisper_client_conversation_flags_set(c->client, conv, &f, now_ms());
   }
   if (rc != WHISPER_OK) {
     engine_error(c, cmd, rc);

@@ -220,7 +220,7 @@ static int open_device(chat *c) {
   if (rc == WHISPER_ESTATE) {
     /* The first run: a new identity key, registration id and signed
      * prekey; the engine registers them on its first connection. */
-    rc = whisper_identity_create(c->ctx, c->account, c->device, 0, now_ms());
+    rc = whisper_identity_generate(c->ctx, c->account, c->device, 0, now_ms());
     if (rc != WHISPER_OK) {
       fprintf(stderr, "whisper-chat: cannot create the identity: %s (%s)\n", whisper_strerror(rc),
               whisper_ctx_last_error(c->ctx));
@@ -256,7 +256,7 @@ static int anchor_check(chat *c) {
   size_t n = fread(a, 1, sizeof a, f);
   fclose(f);
   int restored = 0;
-  int rc = whisper_client_check_anchor(c->client, a, n, &restored);
+  int rc = whisper_client_anchor_check(c->client, a, n, &restored);
   if (rc != WHISPER_OK) {
     fprintf(stderr, "whisper-chat: %s: %s (%s)\n", c->anchor_path, whisper_strerror(rc),
             whisper_ctx_last_error(c->ctx));
@@ -319,7 +319,7 @@ static void close_device(chat *c) {
   c->client = NULL;
   whisper_ctx_free(c->ctx);
   c->ctx = NULL;
-  whisper_store_close(c->store);
+  whisper_store_free(c->store);
   c->store = NULL;
   free(c->media_dir);
   c->media_dir = NULL;
@@ -329,7 +329,7 @@ static void close_device(chat *c) {
 
 void chat_events(chat *c) {
   whisper_client_event_t ev;
-  while (whisper_client_next_event(c->client, &ev) == 1) {
+  while (whisper_client_take_event(c->client, &ev) == 1) {
     if (ev.type == WHISPER_EV_ONLINE) c->online = 1;
     if (ev.type == WHISPER_EV_CAUGHT_UP) c->caught_up = 1;
     if (ev.type == WHISPER_EV_IDENTITY && ev.from && ev.body && ev.body_len == WHISPER_PUBLIC_KEY_LEN)
@@ -357,7 +357,7 @@ void chat_pump(chat *c) {
     whisper_buf *frame;
     while (net_state(c) == NET_OPEN && whisper_client_take_frame(c->client, &frame) == 1)
       net_send(c, frame);
-    if (whisper_client_want_close(c->client)) net_close(c);
+    if (whisper_client_want_disconnect(c->client)) net_close(c);
   }
   if (!c->quit) http_pump(c); /* the blob store's requests (http.c) */
   /* The next round returns by the engine's deadline; while there is no

@@ -547,7 +547,7 @@ static void event_json(chat *c, const whisper_client_event_t *ev) {
   case WHISPER_EV_SETTINGS: { /* another device of ours changed them */
     whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     jb_str(&b, "conversation", ev->conversation);
-    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK) {
+    if (ev->conversation && whisper_client_conversation_flags_get(c->client, ev->conversation, &f) == WHISPER_OK) {
       jb_u64(&b, "muted_until", f.muted_until_ms);
       jb_bool(&b, "archived", f.archived);
       jb_bool(&b, "pinned", f.pinned);
@@ -846,7 +846,7 @@ static void event_human(chat *c, const whisper_client_event_t *ev) {
     whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT;
     hb_printf(&b, "  * another device of yours changed ");
     hb_str(&b, ev->conversation ? ev->conversation : "?");
-    if (ev->conversation && whisper_client_conversation_flags(c->client, ev->conversation, &f) == WHISPER_OK)
+    if (ev->conversation && whisper_client_conversation_flags_get(c->client, ev->conversation, &f) == WHISPER_OK)
       hb_printf(&b, ": %s%s%s", f.muted_until_ms > now_ms() ? "muted" : "not muted",
                 f.archived ? ", archived" : "", f.pinned ? ", pinned" : "");
     break;

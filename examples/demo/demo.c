@@ -65,7 +65,7 @@ static int device_open(device *d, const char *name, uint32_t id) {
   d->id = id;
   if (whisper_store_memory_new(&d->store) != WHISPER_OK) return 1;
   if (whisper_ctx_new(&d->ctx, d->store) != WHISPER_OK) return 1;
-  if (check(d, whisper_identity_create(d->ctx, name, id, 0, now_ms()), "identity")) return 1;
+  if (check(d, whisper_identity_generate(d->ctx, name, id, 0, now_ms()), "identity")) return 1;
   uint8_t pub[WHISPER_PUBLIC_KEY_LEN];
   uint32_t reg;
   whisper_identity_get(d->ctx, pub, &reg, NULL, NULL);
@@ -86,12 +86,12 @@ int main(void) {
   printf("\n1. Bob publishes a prekey bundle; Alice fetches it and runs X3DH.\n");
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *wire_bundle = NULL;
-  if (check(&bob, whisper_bundle_make(bob.ctx, &bundle, 1), "bundle")) goto out;
+  if (check(&bob, whisper_bundle_generate(bob.ctx, 1, &bundle), "bundle")) goto out;
   if (check(&bob, whisper_bundle_encode(&bundle, &wire_bundle), "bundle encode")) goto out;
   printf("  bundle: %zu bytes, signed prekey %u, one-time prekey %u\n", wire_bundle->len,
          bundle.signed_prekey_id, bundle.prekey_id);
   whisper_prekey_bundle_t fetched = WHISPER_PREKEY_BUNDLE_INIT;
-  rc = whisper_bundle_decode(&fetched, wire_bundle->data, wire_bundle->len);
+  rc = whisper_bundle_decode(wire_bundle->data, wire_bundle->len, &fetched);
   whisper_buf_free(wire_bundle);
   if (check(&alice, rc, "bundle decode")) goto out;
   if (check(&alice, whisper_session_start(alice.ctx, "bob", 1, &fetched, now_ms()), "X3DH"))
@@ -133,7 +133,7 @@ out:
   for (int i = 0; i < 3; i++) whisper_buf_free(held[i]);
   whisper_ctx_free(alice.ctx);
   whisper_ctx_free(bob.ctx);
-  whisper_store_close(alice.store);
-  whisper_store_close(bob.store);
+  whisper_store_free(alice.store);
+  whisper_store_free(bob.store);
   return rc;
 }

@@ -264,7 +264,7 @@ int main(int argc, char **argv) {
     }
     int printed = wd_reports_print(srv, cfg.reports_after, stdout);
     whisper_server_free(srv);
-    whisper_store_close(store);
+    whisper_store_free(store);
     wd_push_hook_destroy(&push);
     wd_config_free(&cfg);
     return printed == 0 ? 0 : 1;
@@ -296,7 +296,7 @@ int main(int argc, char **argv) {
   }
   /* whisperd is its store's only writer, but for the nodes of a cluster, which
    * share theirs: no records kept between batches there */
-  whisper_server_set_record_cache(srv, cfg.node ? 0 : cfg.record_cache);
+  whisper_server_record_cache_set(srv, cfg.node ? 0 : cfg.record_cache);
   if (!cfg.blob_dir)
     wd_info("no blob store: the store is in memory and no --blob-dir was given");
   else if (cfg.pg ? wd_blobs_open_cluster(&blobs, cfg.blob_dir, cfg.pg, cfg.pg_table,
@@ -310,7 +310,7 @@ out:
   wd_net_free(net); /* before the core: closing connections tells it */
   wd_blobs_free(blobs); /* after: a PATCH cut off by the shutdown was kept */
   whisper_server_free(srv);
-  whisper_store_close(store); /* every answered change was committed already */
+  whisper_store_free(store); /* every answered change was committed already */
   wd_push_hook_destroy(&push);
   restore_signals();
   wd_config_free(&cfg);

@@ -28,7 +28,7 @@
  *
  * Each WebSocket connection gets an id from a counter. Every complete
  * binary message goes to whisper_server_receive(); after every call into
- * the core its output is drained with whisper_server_poll(): frames are
+ * the core its output is drained with whisper_server_take_output(): frames are
  * framed into their connection's buffer and, once the drain is over,
  * each connection's buffer is written in one lws_write() (write_out: no
  * WRITEABLE round trip unless the socket is full), closes wait for the
@@ -436,7 +436,7 @@ static void flush_out(wd_net *n) {
 static void drain(wd_net *n) {
   if (n->destroying || n->batching) return;
   whisper_server_output_t out = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(n->srv, &out) > 0) {
+  while (whisper_server_take_output(n->srv, &out) > 0) {
     conn *c;
     switch (out.action) {
       case WHISPER_SERVER_SEND:
@@ -450,7 +450,7 @@ static void drain(wd_net *n) {
           wd_debug("conn %llu: frame out, %zu bytes", (unsigned long long)out.conn, out.frame_len);
         enqueue(n, c, out.frame, out.frame_len);
         break;
-      case WHISPER_SERVER_CLOSE:
+      case WHISPER_SERVER_DISCONNECT:
         c = map_get(n, out.conn);
         if (!c) break;
         wd_info("conn %llu: closed by the server", (unsigned long long)c->id);
@@ -847,7 +847,7 @@ static void conn_release(wd_net *n, conn *c) {
   c->open = 0;
   map_del(n, c->id);
   n->stats.ws_open--;
-  whisper_server_close(n->srv, c->id, wd_now_ms());
+  whisper_server_disconnected(n->srv, c->id, wd_now_ms());
   wd_info("conn %llu closed", (unsigned long long)c->id);
   drain(n);
   if (n->phase != RUNNING && n->stats.ws_open == 0 && !n->destroying) {
@@ -1022,8 +1022,8 @@ static int callback_ws(struct lws *wsi, enum lws_callback_reasons reason, void *
        * above; loopback peers (tests, a proxy on this host) have none. */
       wd_addr_of_fd(lws_get_socket_fd(wsi), &c->addr);
       int rc = c->addr.len && !wd_addr_is_loopback(&c->addr)
-                   ? whisper_server_open_from(n->srv, c->id, c->addr.b, c->addr.len, wd_now_ms())
-                   : whisper_server_open(n->srv, c->id, wd_now_ms());
+                   ? whisper_server_connected_from(n->srv, c->id, c->addr.b, c->addr.len, wd_now_ms())
+                   : whisper_server_connected(n->srv, c->id, wd_now_ms());
       if (rc != WHISPER_OK) {
         map_del(n, c->id);
         if (rc == WHISPER_EBUSY)

@@ -172,7 +172,7 @@ static int tus_version_ok(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi) {
  * authenticated. */
 static int authenticate(wd_tus_ctx *t, wd_tus *tx, struct lws *wsi, char account[65],
                         uint32_t *device) {
-  char v[WHISPER_UPLOAD_TOKEN_MAX + 32];
+  char v[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 32];
   int n = header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, v, sizeof v);
   const char *tok = v;
   if (n < 0 || strncasecmp(v, "Bearer ", 7) != 0) {

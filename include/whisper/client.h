@@ -51,6 +51,15 @@
  * of the conversation with it: an incoming entry with sender_device 0 whose
  * body is "device-added N", "device-removed N" or "account-key-changed".
  *
+ * Accounts and devices: an account name is 1..WHISPER_ACCOUNT_NAME_MAX
+ * (64) bytes of [a-z0-9._-] and a device id is 1..WHISPER_DEVICE_ID_MAX
+ * (2^31 - 1), here as in the server (server.h) and on the wire: every
+ * function that takes an account name refuses another with WHISPER_EINVAL,
+ * and whisper_client_new() refuses (WHISPER_ESTATE) a local identity whose
+ * name or device id is outside them. (The session layer, session.h, takes
+ * any name of 1..WHISPER_NAME_MAX bytes: an identity meant for the engine
+ * must be made with an account name.)
+ *
  * Conversations are named as in history.h: a 1:1 conversation by the
  * other account's name, a group by "#" followed by the group id in
  * lowercase hex (whisper_client_group_conversation()).
@@ -61,7 +70,7 @@
 #define WHISPER_CLIENT_H
 
 #include "core.h"
-#include "group.h"
+#include "sender_key.h"
 #include "history.h"
 
 #ifdef __cplusplus
@@ -69,6 +78,11 @@ extern "C" {
 #endif
 
 WHISPER_NONNULL_BEGIN
+
+/** The longest account name, in bytes (names are 1..64 of [a-z0-9._-]). */
+#define WHISPER_ACCOUNT_NAME_MAX 64
+/** The largest device id (ids are 1..2^31 - 1). */
+#define WHISPER_DEVICE_ID_MAX 0x7FFFFFFFu
 
 #define WHISPER_CLIENT_ID_LEN 16       /* a message's client id */
 #define WHISPER_GROUP_ID_LEN 16
@@ -138,7 +152,7 @@ typedef struct whisper_client_config_t {
 typedef struct whisper_client whisper_client;
 
 /**
- * Makes an engine for the local identity of `ctx` (whisper_identity_create
+ * Makes an engine for the local identity of `ctx` (whisper_identity_generate
  * first: its name is the account, its device id the device). `ctx` is
  * borrowed and must outlive the engine; `cfg` NULL: the defaults
  * (WHISPER_CLIENT_CONFIG_INIT). Returns WHISPER_OK, WHISPER_EINVAL,
@@ -190,7 +204,7 @@ WHISPER_API int whisper_client_take_frame(whisper_client *c,
 
 /** 1 when the engine wants the connection closed (the server broke the
  *  protocol, or stopped answering). */
-WHISPER_API int whisper_client_want_close(const whisper_client *c);
+WHISPER_API int whisper_client_want_disconnect(const whisper_client *c);
 
 /** When whisper_client_tick() should next run (UINT64_MAX: nothing). */
 WHISPER_API uint64_t whisper_client_next_deadline(const whisper_client *c);
@@ -500,7 +514,7 @@ typedef struct whisper_conversation_flags_t {
  *  newer fields left alone). Returns WHISPER_OK, WHISPER_EINVAL (also:
  *  `out->size` below WHISPER_CONVERSATION_FLAGS_SIZE_1_0, nothing
  *  written) or a store error. */
-WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+WHISPER_API int whisper_client_conversation_flags_get(whisper_client *c, const char *conversation,
                                                   whisper_conversation_flags_t *out);
 
 /** Sets the flags of `conversation` (only the fields both the library and
@@ -511,7 +525,7 @@ WHISPER_API int whisper_client_conversation_flags(whisper_client *c, const char 
  *  conversation. The newest setting (by the setting device's clock) wins.
  *  At most 1000 conversations may be muted at once. Returns WHISPER_OK,
  *  WHISPER_EINVAL or a store error. */
-WHISPER_API int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+WHISPER_API int whisper_client_conversation_flags_set(whisper_client *c, const char *conversation,
                                                       const whisper_conversation_flags_t *flags,
                                                       uint64_t now_ms);
 
@@ -661,8 +675,8 @@ WHISPER_API int whisper_client_group_remove(
 /** The conversation name of a group: "#" and 32 lowercase hex digits,
  *  NUL-terminated. */
 WHISPER_API void whisper_client_group_conversation(
-    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1],
-    const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN]);
+    const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
+    char out[WHISPER_NONNULL WHISPER_GROUP_CONVERSATION_LEN + 1]);
 
 /* --- group administration -------------------------------------------------
  *
@@ -716,7 +730,7 @@ WHISPER_API void whisper_client_group_conversation(
  *  Admins only; the last admin cannot be demoted. Returns WHISPER_OK,
  *  WHISPER_EINVAL, WHISPER_ESTATE (this account not an admin, `member` not
  *  a member or not an admin, the last admin) or a store error. */
-WHISPER_API int whisper_client_group_admin(
+WHISPER_API int whisper_client_group_admin_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     const char *member, int admin, uint64_t now_ms);
 
@@ -726,14 +740,14 @@ WHISPER_API int whisper_client_group_admin(
  *  unless only admins edit the info. Returns WHISPER_OK, WHISPER_EINVAL
  *  (field, size, encoding), WHISPER_ESTATE (not a member, or not an admin
  *  where only admins edit) or a store error. */
-WHISPER_API int whisper_client_group_set_info(
+WHISPER_API int whisper_client_group_info_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int field,
     const uint8_t *WHISPER_NULLABLE value, size_t len, uint64_t now_ms);
 
 /** Turns a setting (WHISPER_GROUP_ADMINS_EDIT_INFO, _ADMINS_SEND, _APPROVAL)
  *  on (1) or off (0). Admins only. Returns WHISPER_OK, WHISPER_EINVAL,
  *  WHISPER_ESTATE (not an admin of that group) or a store error. */
-WHISPER_API int whisper_client_group_set(
+WHISPER_API int whisper_client_group_setting_set(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN], int setting,
     int on, uint64_t now_ms);
 
@@ -754,7 +768,7 @@ WHISPER_API int whisper_client_group_set(
  * Returns WHISPER_OK, WHISPER_EINVAL, WHISPER_ESTATE (not an admin of that
  * group), WHISPER_ERANDOM or a store error.
  */
-WHISPER_API int whisper_client_group_link_make(
+WHISPER_API int whisper_client_group_link_generate(
     whisper_client *c, const uint8_t group_id[WHISPER_NONNULL WHISPER_GROUP_ID_LEN],
     uint64_t now_ms, char link_out[WHISPER_NONNULL WHISPER_GROUP_LINK_LEN + 1]);
 
@@ -894,7 +908,7 @@ WHISPER_API int whisper_client_account_trust(
  * The store's anchor: its id and epoch (16 bytes). The epoch grows at
  * every login and every 64 messages sent, each time with
  * WHISPER_EV_ANCHOR; the app keeps the newest outside the store (the
- * platform keystore) and passes it to whisper_client_check_anchor() right
+ * platform keystore) and passes it to whisper_client_anchor_check() right
  * after whisper_client_new(). Returns WHISPER_OK or WHISPER_EINVAL.
  */
 WHISPER_API int whisper_client_anchor(whisper_client *c,
@@ -911,7 +925,7 @@ WHISPER_API int whisper_client_anchor(whisper_client *c,
  * caught anyway. Returns WHISPER_OK, WHISPER_EINVAL (not an anchor, or
  * another store's) or a store error.
  */
-WHISPER_API int whisper_client_check_anchor(whisper_client *c, const uint8_t *anchor, size_t len,
+WHISPER_API int whisper_client_anchor_check(whisper_client *c, const uint8_t *anchor, size_t len,
                                             int *restored);
 
 /** After the app trusted a changed identity (whisper_identity_trust()):
@@ -1020,11 +1034,11 @@ typedef enum whisper_client_event_type {
                                * or _FAILED (it cannot be sent again: its status for that device is
                                * WHISPER_STATUS_FAILED) */
   WHISPER_EV_ROLLBACK = 16,   /* a restored copy was caught before it reused a key: the store
-                               * (whisper_client_check_anchor(); from NULL) or the session with
+                               * (whisper_client_anchor_check(); from NULL) or the session with
                                * from/from_device; fresh sessions are made as needed */
   WHISPER_EV_ANCHOR = 17,     /* body: the store's new anchor (WHISPER_ANCHOR_LEN bytes): keep it
                                * outside the file (the platform keystore) for
-                               * whisper_client_check_anchor() */
+                               * whisper_client_anchor_check() */
   WHISPER_EV_EDITED = 18,     /* message (target_id, target_sender) of conversation was edited by
                                * from: body, its new text (history has it) */
   WHISPER_EV_DELETED = 19,    /* message (target_id, target_sender) was deleted for everyone by
@@ -1034,7 +1048,7 @@ typedef enum whisper_client_event_type {
   WHISPER_EV_CALL = 21,       /* call signalling from from/from_device: status, WHISPER_CALL_*;
                                * id, the call id; body, the SDP or candidate */
   WHISPER_EV_SETTINGS = 22,   /* another device of this account changed conversation's flags
-                               * (whisper_client_conversation_flags()) */
+                               * (whisper_client_conversation_flags_get()) */
   WHISPER_EV_PROFILE = 23,    /* from's profile changed (from: this account's own when another
                                * device set it): whisper_client_profile_get() */
   WHISPER_EV_BLOCKED = 24,    /* another device of this account blocked (status 1) or unblocked
@@ -1062,7 +1076,7 @@ typedef enum whisper_client_event_type {
 
 /** An event; its pointers are valid until the next call on the engine, and
  *  NULL where the event type gives no such field. A versioned struct
- *  (docs/api.md) tied to the client config: whisper_client_next_event()
+ *  (docs/api.md) tied to the client config: whisper_client_take_event()
  *  writes only the fields of the config version the engine was made with
  *  (version 1-2: up to `message`; 3-4: up to `forwarded`; 5 and later: all),
  *  so fields are only appended, each with a new config version. */
@@ -1098,7 +1112,7 @@ typedef struct whisper_client_event_t {
 
 /** Takes the next event: returns 1 and fills `out` (the fields of the
  *  engine's config version; the rest is left alone), or 0. */
-WHISPER_API int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out);
+WHISPER_API int whisper_client_take_event(whisper_client *c, whisper_client_event_t *out);
 
 WHISPER_NONNULL_END
 

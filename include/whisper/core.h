@@ -6,16 +6,44 @@
  *    WHISPER_E* code. A failing call changes no state unless its
  *    documentation says otherwise, and the context keeps a sentence
  *    describing the failure, read with whisper_ctx_last_error().
- *  - Outputs come first. A whisper_buf returned through `**out` belongs to
- *    the caller, who releases it with whisper_buf_free(). Sizes are size_t.
- *  - Handles are opaque; the _new and _open functions make them, the _free and
- *    _close functions release them
- *    and accept NULL.
+ *  - Parameter order: the handle the call acts on first (the ctx, client,
+ *    server, store, encryptor...), then its inputs, then its outputs last,
+ *    e.g. whisper_sign(ctx, priv, msg, msg_len, sig). A buffer or array
+ *    the caller provides is followed by its length or capacity, wherever
+ *    it stands. One exception: a function that makes a handle (_new,
+ *    _open) returns it through its first parameter, as in
+ *    whisper_ctx_new(&ctx, store); its other outputs (a `why`) come last.
+ *    Callbacks take their `user` pointer first, and a function that takes
+ *    a callback takes it followed by that pointer. (docs/api.md lists the
+ *    rules for names as well.)
+ *  - A whisper_buf returned through `**out` belongs to the caller, who
+ *    releases it with whisper_buf_free(). Sizes are size_t.
+ *  - Handles are opaque; the _new and _open functions make them, the _free
+ *    functions release them and accept NULL. ("_open" opens a file or a
+ *    database; a connection the app opened or closed is reported with
+ *    _connected / _disconnected.)
  *  - Threads: a whisper_ctx (and everything made from it) is used from one
  *    thread at a time. Separate contexts may be used from separate threads
  *    at once. The library keeps no thread-local state.
  *  - The library never reads the clock: calls that need the time take
  *    `now_ms`, milliseconds since the Unix epoch.
+ *  - Waiting: the library never sleeps, but any call that reads or writes
+ *    the store (on a ctx, a client, a server or a store, and opening one)
+ *    may wait for the store's lock, held by another process or connection
+ *    on the same store (an app and its notification extension), for up
+ *    to the store's busy timeout (for each transaction it runs: most
+ *    calls run one; the engine's may run a few), then fail with
+ *    WHISPER_EBUSY. For the SQLite store
+ *    that is whisper_sqlite_options_t.busy_timeout_ms, 5000 ms by default
+ *    (Android reports "not responding" after 5 s of a blocked main
+ *    thread: call the library off the main thread, or lower it); for the
+ *    PostgreSQL store (pgstore.h), each statement up to lock_timeout_ms;
+ *    for a store of whisper_store_new(), whatever its begin() does.
+ *  - Limits: names and device ids are 1..255 bytes (any uint32 id but
+ *    UINT32_MAX) in the session layer (session.h), account names of
+ *    1..64 bytes of [a-z0-9._-] and ids 1..2^31 - 1 in the engine and
+ *    the server (client.h, server.h). Every size and limit macro has a
+ *    function of the same name in lower case (sizes.h).
  */
 #ifndef WHISPER_CORE_H
 #define WHISPER_CORE_H
@@ -207,7 +235,7 @@ enum {
    *  write): the transaction was rolled back. */
   WHISPER_ESTORE = -81,
   /** The store is locked by another process for longer than the timeout
-   *  (whisper_server_open_from(): the source has too many connections). */
+   *  (whisper_server_connected_from(): the source has too many connections). */
   WHISPER_EBUSY = -82,
   /** The random number generator failed. */
   WHISPER_ERANDOM = -83,
@@ -243,8 +271,8 @@ enum {
  * version's records) or an invariant broke. The failing call itself
  * changed nothing (its transaction was rolled back), but the caller must
  * not go on using that store, nor any context or client made on it:
- * close them, report the failure, and recover the store (restore a
- * backup, or whisper_store_sqlite_destroy() and set up again). Retrying
+ * free them, report the failure, and recover the store (restore a
+ * backup, or whisper_store_sqlite_delete() and set up again). Retrying
  * does not help. Every other code leaves the context and the store usable.
  */
 WHISPER_API int whisper_err_is_fatal(int code);
@@ -300,7 +328,7 @@ WHISPER_API void whisper_ctx_free(whisper_ctx *WHISPER_NULLABLE ctx);
 /** Replaces the context's RNG (for tests, fuzzers and vectors, or a
  *  platform source). `fn` NULL restores the default. Returns WHISPER_OK or
  *  WHISPER_EINVAL. */
-WHISPER_API int whisper_ctx_set_rng(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
+WHISPER_API int whisper_ctx_rng_set(whisper_ctx *ctx, whisper_rng_fn WHISPER_NULLABLE fn,
                                     void *WHISPER_NULLABLE user);
 
 /** The sentence describing the last failure on this context ("" if none).
@@ -315,6 +343,9 @@ WHISPER_API const char *whisper_ctx_last_error(const whisper_ctx *ctx);
 WHISPER_API size_t whisper_public_key_len(void);
 /** WHISPER_SIGNATURE_LEN (64), for bindings. */
 WHISPER_API size_t whisper_signature_len(void);
+/** WHISPER_PRIVATE_KEY_LEN (32), for bindings. (Every other size macro has
+ *  its function too: sizes.h.) */
+WHISPER_API size_t whisper_private_key_len(void);
 
 WHISPER_NONNULL_END
 

@@ -41,11 +41,11 @@ WHISPER_NONNULL_BEGIN
  * WHISPER_EINVALIDKEY or WHISPER_ENOMEM.
  */
 WHISPER_API int whisper_fingerprint(
+    uint32_t iterations, const uint8_t *WHISPER_NULLABLE local_id, size_t local_id_len,
+    const uint8_t *local_key, size_t local_key_len, const uint8_t *WHISPER_NULLABLE remote_id,
+    size_t remote_id_len, const uint8_t *remote_key, size_t remote_key_len,
     char displayable[WHISPER_NULLABLE WHISPER_FINGERPRINT_DISPLAY_LEN],
-    whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE scannable, uint32_t iterations,
-    const uint8_t *WHISPER_NULLABLE local_id, size_t local_id_len, const uint8_t *local_key,
-    size_t local_key_len, const uint8_t *WHISPER_NULLABLE remote_id, size_t remote_id_len,
-    const uint8_t *remote_key, size_t remote_key_len);
+    whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE scannable);
 
 /**
  * Compares our scannable fingerprint with one scanned from the other

@@ -18,7 +18,7 @@
 #define WHISPER_HISTORY_H
 
 #include "core.h"
-#include "group.h"
+#include "sender_key.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -145,17 +145,17 @@ WHISPER_API int whisper_session_decrypt_store(
 
 /**
  * The group counterpart of whisper_session_decrypt_store(): decrypts a
- * SenderKeyMessage from (sender, device_id) (see whisper_group_decrypt())
+ * SenderKeyMessage from (sender, device_id) (see whisper_sender_key_decrypt())
  * and stores it in history as `meta` describes (its conversation, e.g.
  * the group's, id, sort key and time; the body is the plaintext), with the
  * sender key's new state, in one transaction. A message already stored in
  * that conversation with the same sort key and id is refused with
  * WHISPER_EDUPLICATE before anything is decrypted. Otherwise the codes of
- * whisper_group_decrypt(); on any failure nothing changes. `plaintext_out`
+ * whisper_sender_key_decrypt(); on any failure nothing changes. `plaintext_out`
  * may be NULL. `meta->size` must be set (WHISPER_MESSAGE_INIT; below
  * WHISPER_MESSAGE_SIZE_1_0: WHISPER_EINVAL).
  */
-WHISPER_API int whisper_group_decrypt_store(
+WHISPER_API int whisper_sender_key_decrypt_store(
     whisper_ctx *ctx, const char *sender, uint32_t device_id, const uint8_t *body, size_t body_len,
     const whisper_message_t *meta, whisper_buf *WHISPER_NULLABLE *WHISPER_NULLABLE plaintext_out);
 
@@ -214,7 +214,7 @@ WHISPER_API int whisper_history_sent(whisper_ctx *ctx, const char *conversation,
  *  A status never moves backwards (an older report is ignored). Returns
  *  WHISPER_OK, WHISPER_ENOTFOUND (no such message or recipient) or an
  *  error. */
-WHISPER_API int whisper_history_status(whisper_ctx *ctx, const char *conversation,
+WHISPER_API int whisper_history_status_set(whisper_ctx *ctx, const char *conversation,
                                        const uint8_t *id, size_t id_len, const char *recipient,
                                        uint32_t device_id, int status);
 

@@ -28,8 +28,8 @@ WHISPER_API int whisper_keypair_generate(whisper_ctx *ctx, whisper_keypair_t *ou
 
 /** Makes the key pair of a 32-byte private key (clamped first). Returns
  *  WHISPER_OK or WHISPER_EINVAL. */
-WHISPER_API int whisper_keypair_from_private(whisper_keypair_t *out,
-                                             const uint8_t priv[WHISPER_NONNULL 32]);
+WHISPER_API int whisper_keypair_from_private(const uint8_t priv[WHISPER_NONNULL 32],
+                                             whisper_keypair_t *out);
 
 /** Wipes a key pair. Accepts NULL. */
 WHISPER_API void whisper_keypair_wipe(whisper_keypair_t *WHISPER_NULLABLE kp);
@@ -42,9 +42,10 @@ WHISPER_API int whisper_public_key_check(const uint8_t *key, size_t len);
 /** Signs `msg` with Signal's XEdDSA using `priv` (32 bytes) and 64 random
  *  bytes from the context's RNG. Returns WHISPER_OK, WHISPER_EINVAL or
  *  WHISPER_ERANDOM. */
-WHISPER_API int whisper_sign(whisper_ctx *ctx, uint8_t sig[WHISPER_NONNULL WHISPER_SIGNATURE_LEN],
+WHISPER_API int whisper_sign(whisper_ctx *ctx,
                              const uint8_t priv[WHISPER_NONNULL WHISPER_PRIVATE_KEY_LEN],
-                             const uint8_t *WHISPER_NULLABLE msg, size_t msg_len);
+                             const uint8_t *WHISPER_NULLABLE msg, size_t msg_len,
+                             uint8_t sig[WHISPER_NONNULL WHISPER_SIGNATURE_LEN]);
 
 /** Verifies an XEdDSA signature with a serialized public key. Returns
  *  WHISPER_OK, WHISPER_EINVALIDKEY (malformed key) or WHISPER_EINVALIDSIG. */

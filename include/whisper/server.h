@@ -30,6 +30,14 @@
  *
  * A server is used from one thread at a time.
  *
+ * Accounts and devices: an account name is 1..64 bytes of [a-z0-9._-] and
+ * a device id is 1..2^31 - 1 (WHISPER_ACCOUNT_NAME_MAX and
+ * WHISPER_DEVICE_ID_MAX in client.h, the engine's limits too); a frame
+ * naming another is refused (ERR_MALFORMED).
+ *
+ * Every call that reads or writes the store may wait for the store's lock
+ * up to its busy timeout (core.h).
+ *
  * The server core is its own library, libwhisper-server, beside the client
  * library libwhisper that apps link: `pkg-config whisper-server`, or in
  * CMake `find_package(whisper)` and `whisper::whisper-server`
@@ -129,7 +137,7 @@ typedef struct whisper_server_config_t {
                                   as many); past it, bundles carry the signed prekey alone */
   uint32_t prekeys_per_target; /* one-time prekeys a device hands out per hour, the same way */
   uint32_t register_per_source; /* accounts a source may create per hour (a bucket of as many;
-                                  ERR_RATE beyond); sources: whisper_server_open_from() */
+                                  ERR_RATE beyond); sources: whisper_server_connected_from() */
   uint32_t link_per_source;    /* link codes a source may ask for per hour (ERR_RATE beyond) */
   uint32_t prelogin_per_source; /* connections of one source not logged in at once */
   uint64_t sent_ttl_ms;        /* a Send's idempotency record is kept at least this long, at most
@@ -151,7 +159,7 @@ typedef struct whisper_server whisper_server;
 /**
  * Makes a server over `store` (borrowed: it must outlive the server), with
  * `cfg` (NULL: the defaults). The RNG is libsodium's unless set with
- * whisper_server_set_rng(). `cfg->version` must be one this library knows
+ * whisper_server_rng_set(). `cfg->version` must be one this library knows
  * (1..WHISPER_SERVER_CONFIG_VERSION). Returns WHISPER_OK, WHISPER_EINVAL,
  * WHISPER_ENOMEM, a store error, or WHISPER_EVERSION when the libwhisper
  * loaded is not the version this libwhisper-server was built with (they
@@ -166,24 +174,26 @@ WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv
 
 /** Replaces the random source (challenges, link codes); for tests and
  *  fuzzers. Returns WHISPER_OK or WHISPER_EINVAL (`srv` NULL). */
-WHISPER_SERVER_API int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
+WHISPER_SERVER_API int whisper_server_rng_set(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
                                               void *WHISPER_NULLABLE user);
 
 /** The sentence describing the server's last failure ("" if none). */
 WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
 
 /**
- * A connection opened. `conn` is the caller's id for it (nonzero, unique
- * among open connections). The server queues a Challenge for it. Returns
- * WHISPER_OK, WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
+ * A connection opened (whisper_server_disconnected() when it closes).
+ * `conn` is the caller's id for it (nonzero, unique among open
+ * connections). The server queues a Challenge for it. Returns WHISPER_OK,
+ * WHISPER_EINVAL (0 or already open) or WHISPER_ENOMEM.
  */
-WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_connected(whisper_server *srv, uint64_t conn,
+                                                uint64_t now_ms);
 
-/** The longest source key of whisper_server_open_from(), in bytes. */
+/** The longest source key of whisper_server_connected_from(), in bytes. */
 #define WHISPER_SERVER_SOURCE_MAX 64
 
 /**
- * whisper_server_open() for a connection from `source`: the caller's key
+ * whisper_server_connected() for a connection from `source`: the caller's key
  * for where it comes from, 1..WHISPER_SERVER_SOURCE_MAX bytes compared as
  * bytes (whisperd: the peer's IPv4 address, or the /64 prefix of its IPv6
  * address, in binary). The limits per source then hold for it: at most
@@ -191,7 +201,7 @@ WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, u
  * cfg.register_per_source accounts made and cfg.link_per_source link codes
  * asked for per hour (ERR_RATE with retry_ms beyond; a source's link codes
  * pending for one account are one: a new one replaces it). Connections
- * opened with whisper_server_open() have no source and none of these
+ * opened with whisper_server_connected() have no source and none of these
  * limits. What is counted per source lives in memory (a restart starts it
  * anew; it is forgotten an hour after the source's last connection).
  * Returns WHISPER_OK, WHISPER_EINVAL (a bad argument, conn 0 or already
@@ -199,8 +209,9 @@ WHISPER_SERVER_API int whisper_server_open(whisper_server *srv, uint64_t conn, u
  * cfg.prelogin_per_source connections not logged in, so this one is not
  * opened and nothing is queued for it (the caller closes it).
  */
-WHISPER_SERVER_API int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
-                                                size_t source_len, uint64_t now_ms);
+WHISPER_SERVER_API int whisper_server_connected_from(whisper_server *srv, uint64_t conn,
+                                                     const uint8_t *source, size_t source_len,
+                                                     uint64_t now_ms);
 
 /**
  * A frame arrived on `conn`. Whatever the bytes, the server answers by
@@ -217,7 +228,8 @@ WHISPER_SERVER_API int whisper_server_receive(whisper_server *srv, uint64_t conn
 /** A connection closed (by the peer, the network or the server). Its
  *  queued output is dropped; unacknowledged entries stay in the mailbox.
  *  Unknown connections are ignored. */
-WHISPER_SERVER_API void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms);
+WHISPER_SERVER_API void whisper_server_disconnected(whisper_server *srv, uint64_t conn,
+                                                    uint64_t now_ms);
 
 /** 1 if `conn` is open and logged in (its Auth was accepted), 0 otherwise
  *  (not logged in yet, closed, unknown). A connection logs in only by a
@@ -237,7 +249,7 @@ WHISPER_SERVER_API int whisper_server_conn_authenticated(const whisper_server *s
  *
  * What a client hears stays as durable as without batches. Every output
  * queued inside a batch (answers, deliveries, receipts, presence and
- * typing notices, closes, pushes) is held: whisper_server_poll() hands it
+ * typing notices, closes, pushes) is held: whisper_server_take_output() hands it
  * out only once the commit succeeded. Each frame's writes run inside a
  * savepoint of the batch's transaction, so a frame that is refused (or
  * that meets a store error) undoes its own writes and no other frame's.
@@ -261,7 +273,7 @@ WHISPER_SERVER_API int whisper_server_batch_begin(whisper_server *srv);
 
 /**
  * Commits the open batch's transaction (if one of its frames wrote) and
- * releases its held output to whisper_server_poll(). Returns WHISPER_OK,
+ * releases its held output to whisper_server_take_output(). Returns WHISPER_OK,
  * WHISPER_EINVAL (NULL), WHISPER_ESTATE (no batch is open) or the store's
  * error when the commit failed: then nothing was kept, the held output is
  * dropped and the connections the batch touched are closed (their CLOSE
@@ -282,7 +294,7 @@ WHISPER_SERVER_API int whisper_server_batch_end(whisper_server *srv, uint64_t no
  * the cache lasts one batch. Returns WHISPER_OK or WHISPER_EINVAL (NULL,
  * or a server in cluster mode, whose store other nodes write).
  */
-WHISPER_SERVER_API int whisper_server_set_record_cache(whisper_server *srv, size_t max_records);
+WHISPER_SERVER_API int whisper_server_record_cache_set(whisper_server *srv, size_t max_records);
 
 /** When whisper_server_tick() should next run (UINT64_MAX: nothing
  *  pending). */
@@ -295,7 +307,8 @@ WHISPER_SERVER_API void whisper_server_tick(whisper_server *srv, uint64_t now_ms
 /** What the server asks its caller to do. */
 typedef enum whisper_server_action {
   WHISPER_SERVER_SEND = 1,  /* send `frame` on `conn` */
-  WHISPER_SERVER_CLOSE = 2, /* close `conn` (after sending what was queued before) */
+  WHISPER_SERVER_DISCONNECT = 2, /* close `conn` (after sending what was queued before),
+                                    then call whisper_server_disconnected() */
   WHISPER_SERVER_PUSH = 3,  /* wake (account, device_id): it is offline with new mail */
   WHISPER_SERVER_RELAY = 4  /* cluster mode: broadcast `frame` (at most
                                WHISPER_SERVER_RELAY_MAX bytes) to the other nodes, which
@@ -332,7 +345,8 @@ typedef struct whisper_server_output_t {
  * newer fields left alone). Loop while it returns 1 (`> 0`), not while it
  * is nonzero.
  */
-WHISPER_SERVER_API int whisper_server_poll(whisper_server *srv, whisper_server_output_t *out);
+WHISPER_SERVER_API int whisper_server_take_output(whisper_server *srv,
+                                                  whisper_server_output_t *out);
 
 /* --- cluster mode ----------------------------------------------------------
  *
@@ -522,7 +536,7 @@ WHISPER_SERVER_API int whisper_server_reports(whisper_server *srv, uint64_t afte
  * are ciphertexts whose keys travel inside the messages. */
 
 /** The longest upload token, in characters. */
-#define WHISPER_UPLOAD_TOKEN_MAX 124
+#define WHISPER_SERVER_UPLOAD_TOKEN_MAX 124
 
 /**
  * Checks an upload token (the `token` of an UploadToken, `len` characters,
@@ -541,6 +555,16 @@ WHISPER_SERVER_API int whisper_server_upload_token_check(whisper_server *srv, co
                                                          size_t len, uint64_t now_ms,
                                                          char *account_out, size_t account_cap,
                                                          uint32_t *device_out);
+
+/* --- sizes, for bindings (sizes.h) ------------------------------------------ */
+
+/* Each size or limit macro of server.h as a function of the same name in
+ * lower case (sizes.h explains why). */
+WHISPER_SERVER_API size_t whisper_server_reports_max(void);
+WHISPER_SERVER_API uint64_t whisper_server_blob_max_size(void);
+WHISPER_SERVER_API size_t whisper_server_source_max(void);
+WHISPER_SERVER_API size_t whisper_server_relay_max(void);
+WHISPER_SERVER_API size_t whisper_server_upload_token_max(void);
 
 WHISPER_NONNULL_END
 

@@ -3,9 +3,15 @@
  * (X3DH and the Double Ratchet, message version 3, byte-compatible with
  * libsignal 0.52.x).
  *
- * A remote device is addressed by (name, device_id): `name` is a
- * NUL-terminated UTF-8 string of 1..255 bytes, `device_id` any uint32 but
- * UINT32_MAX, which stands for every device (WHISPER_ALL_DEVICES).
+ * A device (this one, or a remote one) is addressed by (name, device_id):
+ * `name` is a NUL-terminated string of 1..WHISPER_NAME_MAX (255) bytes
+ * (libwhisper does not check their encoding; UTF-8 is expected), and
+ * `device_id` any uint32 but UINT32_MAX, which stands for every device
+ * (WHISPER_ALL_DEVICES). Every function here refuses another name or id
+ * with WHISPER_EINVAL. These are the session layer's limits, as wide as
+ * libsignal's addresses; the engine and the server (client.h, server.h)
+ * take only account names, 1..WHISPER_ACCOUNT_NAME_MAX (64) bytes of
+ * [a-z0-9._-], and device ids 1..WHISPER_DEVICE_ID_MAX (2^31 - 1).
  *
  * Keys in whisper_prekey_bundle_t are exactly 33 bytes (0x05 then the
  * u-coordinate) and the signature exactly 64: a caller reading a longer
@@ -36,6 +42,9 @@ WHISPER_NONNULL_BEGIN
 #define WHISPER_MSG_WHISPER 2 /* SignalMessage */
 #define WHISPER_MSG_PREKEY 3  /* PreKeySignalMessage */
 
+/** The longest name of an address, in bytes. */
+#define WHISPER_NAME_MAX 255
+
 /** With whisper_identity_trust(): the key is trusted for every device of
  *  the name, seen or not yet seen. */
 #define WHISPER_ALL_DEVICES UINT32_MAX
@@ -47,11 +56,11 @@ WHISPER_NONNULL_BEGIN
  * WHISPER_ESTATE (an identity exists already), WHISPER_ERANDOM or a store
  * error.
  */
-WHISPER_API int whisper_identity_create(whisper_ctx *ctx, const char *name, uint32_t device_id,
+WHISPER_API int whisper_identity_generate(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         uint32_t registration_id, uint64_t now_ms);
 
-/** Like whisper_identity_create() with a given identity key pair (imports,
- *  tests). Returns as whisper_identity_create(), or WHISPER_EINVALIDKEY
+/** Like whisper_identity_generate() with a given identity key pair (imports,
+ *  tests). Returns as whisper_identity_generate(), or WHISPER_EINVALIDKEY
  *  (not a key pair). */
 WHISPER_API int whisper_identity_import(whisper_ctx *ctx, const char *name, uint32_t device_id,
                                         uint32_t registration_id,
@@ -191,8 +200,8 @@ typedef struct whisper_prekey_bundle_t {
  * WHISPER_EINVAL, WHISPER_ESTATE (no identity) or an error; on an error
  * other than WHISPER_EINVAL the fields it knows are zeroed.
  */
-WHISPER_API int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *out,
-                                    int with_prekey);
+WHISPER_API int whisper_bundle_generate(whisper_ctx *ctx, int with_prekey,
+                                        whisper_prekey_bundle_t *out);
 
 /** Serializes a bundle (libwhisper's own protobuf form) for transport.
  *  Only the fields both the library and the caller's struct have are read
@@ -211,7 +220,8 @@ WHISPER_API int whisper_bundle_encode(const whisper_prekey_bundle_t *bundle,
  *  or WHISPER_EINVALIDSIG (a signature that is not 64 bytes); on those
  *  failures the fields it knows are zeroed. The signature itself is
  *  checked by whisper_session_start(). */
-WHISPER_API int whisper_bundle_decode(whisper_prekey_bundle_t *out, const uint8_t *data, size_t len);
+WHISPER_API int whisper_bundle_decode(const uint8_t *data, size_t len,
+                                      whisper_prekey_bundle_t *out);
 
 /**
  * Starts an outgoing session with (name, device_id) from its bundle (X3DH,
@@ -231,7 +241,7 @@ WHISPER_API int whisper_session_start(whisper_ctx *ctx, const char *name, uint32
  * own sender keys: whisper_session_encrypt() refuses them
  * (WHISPER_EROLLEDBACK) until a new session is started
  * (whisper_session_start()) or the peer's next message turns the ratchet,
- * and whisper_group_encrypt() until the sender key is rotated.
+ * and whisper_sender_key_encrypt() until the sender key is rotated.
  * For a store found restored from a copy (client.h's anchor): its sessions
  * may be behind keys already used, and must not encrypt again. Receiving
  * is not affected. Returns WHISPER_OK or a store error.

@@ -58,7 +58,7 @@ typedef int (*whisper_scan_fn)(void *WHISPER_NULLABLE arg, const uint8_t *WHISPE
                                size_t key_len, const uint8_t *WHISPER_NULLABLE value,
                                size_t value_len);
 /* An address key is the name's bytes, a 0x00 byte, then the device id as
- * 4 bytes big-endian. Names are 1..255 bytes of UTF-8 without 0x00. */
+ * 4 bytes big-endian. Names are 1..255 bytes without 0x00 (session.h). */
 
 #define WHISPER_STORE_OPS_VERSION 5
 
@@ -89,7 +89,7 @@ typedef struct whisper_store_ops {
   /** Deletes a record; deleting a missing record is WHISPER_OK. */
   int (*del)(void *WHISPER_NULLABLE user, int kind, const uint8_t *WHISPER_NULLABLE key,
              size_t key_len);
-  /** Releases `user`. Called by whisper_store_close(). May be NULL. */
+  /** Releases `user`. Called by whisper_store_free(). May be NULL. */
   void (*WHISPER_NULLABLE destroy)(void *WHISPER_NULLABLE user);
   /* --- version 2 --- */
   /** For an ordered kind: calls `fn` for the records whose key starts with
@@ -172,7 +172,9 @@ typedef struct whisper_sqlite_options_t {
   /** WHISPER_SYNC_FULL or WHISPER_SYNC_NORMAL. */
   int synchronous;
   /** How long a transaction waits for another process holding the store
-   *  (the cross-process lock), in milliseconds; then WHISPER_EBUSY. */
+   *  (the cross-process lock), in milliseconds; then WHISPER_EBUSY. Any
+   *  call on the store may wait this long (core.h, "Waiting"); 5000 in
+   *  WHISPER_SQLITE_OPTIONS_INIT. */
   unsigned busy_timeout_ms;
 } whisper_sqlite_options_t;
 
@@ -198,7 +200,7 @@ typedef struct whisper_sqlite_options_t {
  *
  * Returns WHISPER_OK; WHISPER_EINVAL (bad options); WHISPER_EKEY (the key
  * or passphrase is not the store's); WHISPER_ECORRUPT (the file is
- * damaged or not a store: see whisper_store_sqlite_destroy());
+ * damaged or not a store: see whisper_store_sqlite_delete());
  * WHISPER_EVERSION (written by a newer libwhisper); WHISPER_EBUSY;
  * WHISPER_ESTORE (I/O); WHISPER_ENOMEM. `why`, if not NULL, receives a
  * static sentence about the failure.
@@ -223,7 +225,7 @@ WHISPER_API int whisper_store_rekey(whisper_store *store, const uint8_t *WHISPER
  * Everything in it is lost: sessions must be set up again. Returns
  * WHISPER_OK (also when nothing was there) or WHISPER_ESTORE.
  */
-WHISPER_API int whisper_store_sqlite_destroy(const char *path);
+WHISPER_API int whisper_store_sqlite_delete(const char *path);
 
 /** The store's own sentence about its last failed call ("" if none): for
  *  the SQLite store, SQLite's code and message, e.g. "writing a record:
@@ -298,8 +300,9 @@ WHISPER_API int whisper_store_commit(whisper_store *store);
  */
 WHISPER_API int whisper_store_rollback(whisper_store *store);
 
-/** Closes a store (calling its destroy function). Accepts NULL. */
-WHISPER_API void whisper_store_close(whisper_store *WHISPER_NULLABLE store);
+/** Frees a store (calling its destroy function; the SQLite store closes
+ *  its database). Accepts NULL. */
+WHISPER_API void whisper_store_free(whisper_store *WHISPER_NULLABLE store);
 
 WHISPER_NONNULL_END
 

@@ -15,10 +15,11 @@
 #include "store.h"
 #include "session.h"
 #include "fingerprint.h"
-#include "group.h"
+#include "sender_key.h"
 #include "history.h"
 #include "attachment.h"
 #include "search.h"
 #include "client.h"
+#include "sizes.h"
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * Internal (src/common): the output queue of the engine (frames for the
  * app to send) and of the server core (frames, closes and pushes for
- * whisper_server_poll()): a FIFO, appended at the tail and taken from the
+ * whisper_server_take_output()): a FIFO, appended at the tail and taken from the
  * head in order. The engine cuts back what a failed transaction queued
  * (wh_outq_cut); the server drops a closed connection's output
  * (wh_outq_drop_if) and holds a batch's apart until it commits

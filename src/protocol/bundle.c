@@ -38,7 +38,7 @@ static int take_key(uint8_t out[WH_PUB_LEN], const ProtobufCBinaryData *k) {
   return WHISPER_OK;
 }
 
-int whisper_bundle_decode(whisper_prekey_bundle_t *caller, const uint8_t *data, size_t len) {
+int whisper_bundle_decode(const uint8_t *data, size_t len, whisper_prekey_bundle_t *caller) {
   if (caller == NULL || (data == NULL && len) || caller->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
     return WHISPER_EINVAL;
   /* filled here, then the fields both sides have copied out */

@@ -37,10 +37,10 @@ static void party_digits(char out[31], const uint8_t h[64]) {
   }
 }
 
-int whisper_fingerprint(char displayable[WHISPER_FINGERPRINT_DISPLAY_LEN], whisper_buf **scannable,
-                        uint32_t iterations, const uint8_t *local_id, size_t local_id_len,
+int whisper_fingerprint(uint32_t iterations, const uint8_t *local_id, size_t local_id_len,
                         const uint8_t *local_key, size_t local_key_len, const uint8_t *remote_id,
-                        size_t remote_id_len, const uint8_t *remote_key, size_t remote_key_len) {
+                        size_t remote_id_len, const uint8_t *remote_key, size_t remote_key_len,
+                        char displayable[WHISPER_FINGERPRINT_DISPLAY_LEN], whisper_buf **scannable) {
   static const uint8_t empty[1];
   uint8_t hl[64], hr[64];
   char dl[31], dr[31];

@@ -9,7 +9,7 @@
 
 #include "protocol/pb.h"
 #include "storage.pb-c.h"
-#include "whisper/group.h"
+#include "whisper/sender_key.h"
 #include "whisper/history.h"
 #include "wire.pb-c.h"
 
@@ -258,12 +258,12 @@ static int own_skdm(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], int rotate, 
   return wh_finish_out(ctx, rc, out);
 }
 
-int whisper_group_create(whisper_ctx *ctx, const uint8_t distribution_id[UUID_LEN],
+int whisper_sender_key_generate(whisper_ctx *ctx, const uint8_t distribution_id[UUID_LEN],
                          whisper_buf **skdm_out) {
   return own_skdm(ctx, distribution_id, 0, skdm_out);
 }
 
-int whisper_group_rotate(whisper_ctx *ctx, const uint8_t distribution_id[UUID_LEN],
+int whisper_sender_key_rotate(whisper_ctx *ctx, const uint8_t distribution_id[UUID_LEN],
                          whisper_buf **skdm_out) {
   return own_skdm(ctx, distribution_id, 1, skdm_out);
 }
@@ -338,7 +338,7 @@ static int check_not_self(whisper_ctx *ctx, const char *sender, uint32_t device_
   return WHISPER_OK;
 }
 
-int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+int whisper_sender_key_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                           const uint8_t *skdm, size_t skdm_len) {
   wh_addr probe;
   int rc;
@@ -352,7 +352,7 @@ int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_
 
 /* --- messages ----------------------------------------------------------------------- */
 
-int whisper_group_encrypt(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], const uint8_t *pt,
+int whisper_sender_key_encrypt(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN], const uint8_t *pt,
                           size_t pt_len, whisper_buf **out) {
   wh_addr k;
   sk_record r;
@@ -541,7 +541,7 @@ done:
   return WHISPER_OK;
 }
 
-int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+int whisper_sender_key_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                           const uint8_t *b, size_t len, whisper_buf **pt_out) {
   int rc;
   if (ctx == NULL) return WHISPER_EINVAL;
@@ -552,7 +552,7 @@ int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_
   return wh_finish_out(ctx, rc, pt_out);
 }
 
-int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+int whisper_sender_key_decrypt_store(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                 const uint8_t *body, size_t body_len,
                                 const whisper_message_t *in_meta, whisper_buf **plaintext_out) {
   wh_addr probe;
@@ -578,7 +578,7 @@ int whisper_group_decrypt_store(whisper_ctx *ctx, const char *sender, uint32_t d
 
 /* --- distribution through 1:1 sessions ------------------------------------------------ */
 
-int whisper_group_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
+int whisper_sender_key_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
                              const whisper_device_t *devices, size_t n, uint64_t now_ms,
                              whisper_envelope_t *out) {
   whisper_buf *skdm = NULL, *content = NULL;
@@ -599,7 +599,7 @@ int whisper_group_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
     memset(ENV_AT(i), 0, known);
     ENV_AT(i)->size = esz;
   }
-  int rc = whisper_group_create(ctx, uuid, &skdm);
+  int rc = whisper_sender_key_generate(ctx, uuid, &skdm);
   if (rc != WHISPER_OK) return rc;
   Whisper__Wire__Content c = WHISPER__WIRE__CONTENT__INIT;
   c.has_sender_key_distribution_message = 1;
@@ -621,7 +621,7 @@ int whisper_group_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN],
   return wh_ok(ctx);
 }
 
-int whisper_group_receive_distribution(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+int whisper_sender_key_receive_distribution(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                        int type, const uint8_t *body, size_t body_len) {
   wh_addr a;
   whisper_buf *pt = NULL;

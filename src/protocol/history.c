@@ -653,7 +653,7 @@ static int status_op(whisper_ctx *ctx, const char *conv, const uint8_t *id, size
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-int whisper_history_status(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
+int whisper_history_status_set(whisper_ctx *ctx, const char *conv, const uint8_t *id, size_t id_len,
                            const char *recipient, uint32_t device_id, int status) {
   return status_op(ctx, conv, id, id_len, recipient, device_id, 1, &status);
 }

@@ -152,7 +152,7 @@ static int identity_store(whisper_ctx *ctx, const char *name, uint32_t device_id
   return wh_ok(ctx);
 }
 
-int whisper_identity_create(whisper_ctx *ctx, const char *name, uint32_t device_id,
+int whisper_identity_generate(whisper_ctx *ctx, const char *name, uint32_t device_id,
                             uint32_t registration_id, uint64_t now_ms) {
   wh_keypair kp;
   if (ctx == NULL) return WHISPER_EINVAL;
@@ -437,7 +437,7 @@ int whisper_prekey_import(whisper_ctx *ctx, uint32_t id, const whisper_keypair_t
   return rc == WHISPER_OK ? wh_ok(ctx) : rc;
 }
 
-int whisper_bundle_make(whisper_ctx *ctx, whisper_prekey_bundle_t *caller, int with_prekey) {
+int whisper_bundle_generate(whisper_ctx *ctx, int with_prekey, whisper_prekey_bundle_t *caller) {
   wh_keypair kp;
   uint32_t spk_id;
   if (ctx == NULL) return WHISPER_EINVAL;

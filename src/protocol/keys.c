@@ -14,7 +14,7 @@ int whisper_keypair_generate(whisper_ctx *ctx, whisper_keypair_t *out) {
   return wh_ok(ctx);
 }
 
-int whisper_keypair_from_private(whisper_keypair_t *out, const uint8_t priv[32]) {
+int whisper_keypair_from_private(const uint8_t priv[32], whisper_keypair_t *out) {
   wh_keypair kp;
   if (out == NULL || priv == NULL) return WHISPER_EINVAL;
   if (wh_crypto_init() != 0 || wh_keypair_from_priv(&kp, priv) != 0) return WHISPER_EINTERNAL;
@@ -32,8 +32,8 @@ int whisper_public_key_check(const uint8_t *key, size_t len) {
   return wh_pub_ok(key, len) ? WHISPER_OK : WHISPER_EINVALIDKEY;
 }
 
-int whisper_sign(whisper_ctx *ctx, uint8_t sig[WHISPER_SIGNATURE_LEN],
-                 const uint8_t priv[WHISPER_PRIVATE_KEY_LEN], const uint8_t *msg, size_t msg_len) {
+int whisper_sign(whisper_ctx *ctx, const uint8_t priv[WHISPER_PRIVATE_KEY_LEN],
+                 const uint8_t *msg, size_t msg_len, uint8_t sig[WHISPER_SIGNATURE_LEN]) {
   uint8_t z[64];
   if (ctx == NULL || sig == NULL || priv == NULL || (msg == NULL && msg_len)) return WHISPER_EINVAL;
   if (wh_random(&ctx->rng, z, sizeof z) != 0)

@@ -138,7 +138,7 @@ void whisper_server_free(whisper_server *srv) {
   free(srv);
 }
 
-int whisper_server_set_rng(whisper_server *srv, whisper_rng_fn fn, void *user) {
+int whisper_server_rng_set(whisper_server *srv, whisper_rng_fn fn, void *user) {
   if (srv == NULL) return WHISPER_EINVAL;
   srv->rng.fn = fn;
   srv->rng.user = fn ? user : NULL;
@@ -167,7 +167,7 @@ void wsrv_conn_rearm(whisper_server *srv, wsrv_conn *c) {
   wsrv_heap_set(&srv->conn_timers, &c->timer, conn_deadline(srv, c));
 }
 
-int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+int whisper_server_connected(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   uint8_t k[8];
   if (srv == NULL || conn == 0 || wsrv_conn_find(srv, conn)) return WHISPER_EINVAL;
   /* (the delivery window's ring is made when the first entry is pushed:
@@ -196,7 +196,7 @@ int whisper_server_open(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   return WHISPER_OK;
 }
 
-void whisper_server_close(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
+void whisper_server_disconnected(whisper_server *srv, uint64_t conn, uint64_t now_ms) {
   if (srv == NULL) return;
   /* output queued for it goes too, also when the server had already
    * dropped the connection itself (its id may be reused) */
@@ -399,7 +399,7 @@ int whisper_server_receive(whisper_server *srv, uint64_t conn, const uint8_t *fr
 
 /* --- output and stats ----------------------------------------------------- */
 
-int whisper_server_poll(whisper_server *srv, whisper_server_output_t *caller) {
+int whisper_server_take_output(whisper_server *srv, whisper_server_output_t *caller) {
   if (srv == NULL || caller == NULL) return 0;
   if (caller->size < WHISPER_SERVER_OUTPUT_SIZE_1_0) {
     snprintf(srv->last_error, sizeof srv->last_error,

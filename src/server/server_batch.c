@@ -74,7 +74,7 @@ static void held_drop(whisper_server *srv) {
   for (; o; o = next) {
     next = (wsrv_out *)o->link.next;
     o->link.next = NULL;
-    if (o->action == WHISPER_SERVER_CLOSE) {
+    if (o->action == WHISPER_SERVER_DISCONNECT) {
       wsrv_enqueue(srv, o); /* not in a batch now: straight out */
       continue;
     }

@@ -71,9 +71,9 @@ static int token_mac(const whisper_server *srv, const uint8_t *raw, size_t n,
 }
 
 /* The token of (account, device) lapsing at expires_ms, NUL-terminated,
- * into out (WHISPER_UPLOAD_TOKEN_MAX + 1 bytes). */
+ * into out (WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1 bytes). */
 static int token_make(whisper_server *srv, const char *account, uint32_t device,
-                      uint64_t expires_ms, char out[WHISPER_UPLOAD_TOKEN_MAX + 1]) {
+                      uint64_t expires_ms, char out[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1]) {
   uint8_t raw[TOKEN_RAW_MAX];
   size_t an = strlen(account), n = TOKEN_HEAD + an;
   raw[0] = TOKEN_FORMAT;
@@ -82,7 +82,7 @@ static int token_make(whisper_server *srv, const char *account, uint32_t device,
   memcpy(raw + TOKEN_HEAD, account, an);
   if (token_mac(srv, raw, n, raw + n) != 0)
     return wsrv_fail(srv, WHISPER_EINTERNAL, "HMAC-SHA256 failed (OpenSSL)");
-  sodium_bin2base64(out, WHISPER_UPLOAD_TOKEN_MAX + 1, raw, n + TOKEN_MAC_LEN,
+  sodium_bin2base64(out, WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1, raw, n + TOKEN_MAC_LEN,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   return WHISPER_OK;
 }
@@ -91,7 +91,7 @@ int wsrv_handle_upload_auth(whisper_server *srv, wsrv_conn *c, uint64_t id,
                             const Whisper__Sync__UploadAuth *m, uint64_t now_ms) {
   if (m->has_size && m->size > srv->cfg.blob_max_size)
     return wsrv_refuse(srv, ERR_LIMIT, "the blob is over the server's size limit");
-  char token[WHISPER_UPLOAD_TOKEN_MAX + 1];
+  char token[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1];
   uint64_t expires = wsrv_after(now_ms, srv->cfg.upload_token_ttl_ms);
   int rc = token_make(srv, c->account, c->device_id, expires, token);
   if (rc != WHISPER_OK) return rc;
@@ -113,9 +113,9 @@ int wsrv_handle_upload_auth(whisper_server *srv, wsrv_conn *c, uint64_t id,
 /* Decodes the token's base64url into raw; its length, or 0 when it is not
  * the canonical encoding of a token's length. */
 static size_t token_decode(const char *token, size_t len, uint8_t raw[TOKEN_RAW_MAX]) {
-  char again[WHISPER_UPLOAD_TOKEN_MAX + 1];
+  char again[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1];
   size_t n = 0;
-  if (len > WHISPER_UPLOAD_TOKEN_MAX) return 0;
+  if (len > WHISPER_SERVER_UPLOAD_TOKEN_MAX) return 0;
   if (sodium_base642bin(raw, TOKEN_RAW_MAX, token, len, NULL, &n, NULL,
                         sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
     return 0;

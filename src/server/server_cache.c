@@ -17,7 +17,7 @@
  * afresh by each batch; a server that is its store's only writer may keep
  * the records that are read again and again (accounts, devices, groups,
  * block lists, counters) from one batch to the next
- * (whisper_server_set_record_cache()): after a commit they are what the
+ * (whisper_server_record_cache_set()): after a commit they are what the
  * store holds. Any write outside a batch empties it (server_store.c).
  *
  * An entry is a record known to exist (with its value), known not to,
@@ -371,7 +371,7 @@ void wsrv_cache_settle(whisper_server *srv) {
   if (srv->cache.count > srv->cache_keep) wsrv_cache_drop(srv);
 }
 
-int whisper_server_set_record_cache(whisper_server *srv, size_t max_records) {
+int whisper_server_record_cache_set(whisper_server *srv, size_t max_records) {
   if (srv == NULL) return WHISPER_EINVAL;
   if (srv->cluster.node && max_records) return WHISPER_EINVAL; /* other nodes write the store */
   srv->cache_keep = max_records;

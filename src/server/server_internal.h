@@ -176,7 +176,7 @@ typedef struct wsrv_conn {
   wsrv_bucket bucket;   /* the rate limit until login (then the device's) */
   uint32_t prekeys_left;
   uint32_t spk_id;      /* the signed prekey id the server hands out for it (Oks once logged in) */
-  /* where it comes from (whisper_server_open_from; src_len 0: unknown), and
+  /* where it comes from (whisper_server_connected_from; src_len 0: unknown), and
    * whether it counts among its source's connections not logged in */
   uint8_t src[WHISPER_SERVER_SOURCE_MAX];
   size_t src_len;
@@ -223,7 +223,7 @@ typedef struct wsrv_dev {
   wsrv_bucket pk_given; /* one-time prekeys of it handed out (cfg.prekeys_per_target) */
 } wsrv_dev;
 
-/* A source of connections (whisper_server_open_from), while it has any or
+/* A source of connections (whisper_server_connected_from), while it has any or
  * its buckets are not full again. */
 typedef struct wsrv_src {
   uint32_t prelogin;    /* its connections not logged in */
@@ -302,7 +302,7 @@ struct whisper_server {
   uint64_t srcs_pruned_ms;
   uint64_t sent_prune_at; /* when idempotency records are pruned next (0: at the first tick) */
   uint8_t decoy_key[WHISPER_PUBLIC_KEY_LEN]; /* Auth of an unknown device verifies against it */
-  wh_outq out;       /* wsrv_out: what whisper_server_poll() hands out next */
+  wh_outq out;       /* wsrv_out: what whisper_server_take_output() hands out next */
   wsrv_out *polled;
   whisper_server_stats_t stats;
   /* group commit (server_batch.c) */

@@ -3,7 +3,7 @@
  *
  *  - token buckets of so many tokens per period (bucket_take);
  *  - sources: where connections come from, as the caller keys them
- *    (whisper_server_open_from): connections not logged in at once per
+ *    (whisper_server_connected_from): connections not logged in at once per
  *    source, accounts created and link codes asked for per source and
  *    hour. In memory only, like the frame rate buckets: a restart, or
  *    another node, starts them full;
@@ -79,7 +79,7 @@ static wsrv_src *src_get(whisper_server *srv, const uint8_t *key, size_t n) {
   return s;
 }
 
-int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
+int whisper_server_connected_from(whisper_server *srv, uint64_t conn, const uint8_t *source,
                              size_t source_len, uint64_t now_ms) {
   if (srv == NULL || source == NULL || source_len == 0 || source_len > WHISPER_SERVER_SOURCE_MAX)
     return WHISPER_EINVAL;
@@ -91,7 +91,7 @@ int whisper_server_open_from(whisper_server *srv, uint64_t conn, const uint8_t *
     return wsrv_fail(srv, WHISPER_EBUSY,
                      "the source has %u connections not logged in: refused",
                      (unsigned)s->prelogin);
-  int rc = whisper_server_open(srv, conn, now_ms);
+  int rc = whisper_server_connected(srv, conn, now_ms);
   if (rc != WHISPER_OK) return rc;
   wsrv_conn *c = wsrv_conn_find(srv, conn);
   memcpy(c->src, source, source_len);

@@ -1,5 +1,5 @@
 /* The server's output: a FIFO of frames to send, connections to close and
- * devices to wake, drained by whisper_server_poll(). Inside a batch the
+ * devices to wake, drained by whisper_server_take_output(). Inside a batch the
  * output goes to a second FIFO, held until the batch commits
  * (server_batch.c). */
 #include <stdio.h>
@@ -136,7 +136,7 @@ int wsrv_send_ok(whisper_server *srv, wsrv_conn *c, uint64_t id) {
 void wsrv_queue_close(whisper_server *srv, uint64_t conn) {
   wsrv_out *o = calloc(1, sizeof *o);
   if (o == NULL) return;
-  o->action = WHISPER_SERVER_CLOSE;
+  o->action = WHISPER_SERVER_DISCONNECT;
   o->conn = conn;
   wsrv_enqueue(srv, o);
 }

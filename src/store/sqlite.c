@@ -752,7 +752,7 @@ static int migrate(sq_store *s, int from) {
 
 static int open_fail(sq_store *s, whisper_store *ws, int rc, const char **why, const char *msg) {
   if (why) *why = msg;
-  if (ws) whisper_store_close(ws); /* destroys s */
+  if (ws) whisper_store_free(ws); /* destroys s */
   else sq_destroy(s);
   return rc;
 }
@@ -1004,7 +1004,7 @@ int whisper_store_rekey(whisper_store *ws, const uint8_t *key, size_t key_len, c
   return rc;
 }
 
-int whisper_store_sqlite_destroy(const char *path) {
+int whisper_store_sqlite_delete(const char *path) {
   static const char *const suffix[3] = {"", "-wal", "-shm"};
   if (path == NULL) return WHISPER_EINVAL;
   size_t n = strlen(path);

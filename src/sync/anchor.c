@@ -7,7 +7,7 @@
  * WHISPER_EV_ANCHOR hands the app the anchor (id || epoch) to keep outside
  * the file, in the platform keystore: a small value, not a write per
  * message. On the next start the app gives it back
- * (whisper_client_check_anchor): a store whose epoch is below its anchor
+ * (whisper_client_anchor_check): a store whose epoch is below its anchor
  * was restored from a copy. Then no session in it encrypts again
  * (whisper_sessions_distrust: each gets a fresh session first), its sender
  * keys are rotated as they are used, and WHISPER_EV_ROLLBACK says so.
@@ -78,7 +78,7 @@ int whisper_client_anchor(whisper_client *c, uint8_t out[WHISPER_ANCHOR_LEN]) {
   return WHISPER_OK;
 }
 
-int whisper_client_check_anchor(whisper_client *c, const uint8_t *anchor, size_t len,
+int whisper_client_anchor_check(whisper_client *c, const uint8_t *anchor, size_t len,
                                 int *restored) {
   if (c == NULL) return WHISPER_EINVAL;
   if (anchor == NULL || len != WHISPER_ANCHOR_LEN || restored == NULL)

@@ -56,8 +56,8 @@ void sy_names_free(sy_name **l) {
   }
 }
 
-void whisper_client_group_conversation(char out[WHISPER_GROUP_CONVERSATION_LEN + 1],
-                                       const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
+void whisper_client_group_conversation(const uint8_t gid[WHISPER_GROUP_ID_LEN],
+                                       char out[WHISPER_GROUP_CONVERSATION_LEN + 1]) {
   if (out) wh_group_conv(out, gid);
 }
 
@@ -129,7 +129,7 @@ void sy_error_event(whisper_client *c, int code, int server_code, const char *me
   sy_event_push(c, e);
 }
 
-int whisper_client_next_event(whisper_client *c, whisper_client_event_t *out) {
+int whisper_client_take_event(whisper_client *c, whisper_client_event_t *out) {
   if (c == NULL || out == NULL) return 0;
   inq_flush_due(c);
   sy_event_free(c->ev_cur);
@@ -452,7 +452,7 @@ void whisper_client_disconnected(whisper_client *c, uint64_t now_ms) {
   c->attempts++;
 }
 
-int whisper_client_want_close(const whisper_client *c) { return c && c->close_wanted; }
+int whisper_client_want_disconnect(const whisper_client *c) { return c && c->close_wanted; }
 
 int whisper_client_take_frame(whisper_client *c, whisper_buf **out) {
   if (c == NULL || out == NULL) return 0;

@@ -472,7 +472,7 @@ int sy_group_peek_proof(whisper_client *c, const sy_op *o, uint8_t sig[WHISPER_S
   memcpy(msg + sizeof PEEK_CTX - 1, o->group_id, WHISPER_GROUP_ID_LEN);
   memcpy(msg + sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN, c->account, al);
   if (rc == WHISPER_OK)
-    rc = whisper_sign(c->ctx, sig, kp.priv, msg, sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN + al);
+    rc = whisper_sign(c->ctx, kp.priv, msg, sizeof PEEK_CTX - 1 + WHISPER_GROUP_ID_LEN + al, sig);
   wh_wipe(&kp, sizeof kp);
   return rc;
 }
@@ -581,7 +581,7 @@ int sy_group_op_change(whisper_client *c, sy_op *o) {
 static void group_event(whisper_client *c, const uint8_t *gid, int type, int status, int code,
                         const char *message) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   sy_event *e = sy_event_new(c, type);
   if (e == NULL) return;
   if (sy_event_set(e, conv, type == WHISPER_EV_GROUP ? c->account : NULL, NULL, 0, NULL, 0) !=
@@ -669,7 +669,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
     if (err || gi == NULL) {
       sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
       char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-      whisper_client_group_conversation(conv, gid);
+      whisper_client_group_conversation(gid, conv);
       if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
         e->ev.code = WHISPER_EINVAL;
         e->ev.server_code = err ? (int)err->code : 0;
@@ -692,7 +692,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
   } else if (err) {
     sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
     char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, gid);
+    whisper_client_group_conversation(gid, conv);
     if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
       e->ev.code = WHISPER_EINVAL;
       e->ev.server_code = (int)err->code;
@@ -772,7 +772,7 @@ static int edit_queue(whisper_client *c, const uint8_t *gid, int code, const cha
   return wh_ok(c->ctx);
 }
 
-int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_admin_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                const char *member, int admin, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
@@ -796,7 +796,7 @@ int whisper_client_group_admin(whisper_client *c, const uint8_t group_id[WHISPER
   return edit_queue(c, group_id, op, member, &e);
 }
 
-int whisper_client_group_set_info(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_info_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                   int field, const uint8_t *value, size_t len, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
@@ -825,7 +825,7 @@ int whisper_client_group_set_info(whisper_client *c, const uint8_t group_id[WHIS
   return edit_queue(c, group_id, WHISPER__SYNC__GROUP_OP__OP__UPDATE, NULL, &e);
 }
 
-int whisper_client_group_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_setting_set(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                              int setting, int on, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;
@@ -844,7 +844,7 @@ int whisper_client_group_set(whisper_client *c, const uint8_t group_id[WHISPER_G
   return edit_queue(c, group_id, WHISPER__SYNC__GROUP_OP__OP__UPDATE, NULL, &e);
 }
 
-int whisper_client_group_link_make(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
+int whisper_client_group_link_generate(whisper_client *c, const uint8_t group_id[WHISPER_GROUP_ID_LEN],
                                    uint64_t now_ms, char link_out[WHISPER_GROUP_LINK_LEN + 1]) {
   if (c == NULL) return WHISPER_EINVAL;
   c->now = now_ms;

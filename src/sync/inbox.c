@@ -669,7 +669,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     goto done;
   }
   if (content == WHISPER__SYNC__CONTENT__CONTENT_SKDM && d->type != 7) {
-    rc = whisper_group_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
+    rc = whisper_sender_key_receive_distribution(c->ctx, d->sender, d->sender_device, (int)d->type,
                                             d->body.data, d->body.len);
     out = rc == WHISPER_OK ? OUT_DONE : decrypt_failed(c, d, evs, x, d->sender, &sl, rc);
     goto done;
@@ -688,7 +688,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     }
     memcpy(gid, d->group_id.data, WHISPER_GROUP_ID_LEN);
     g = gid;
-    whisper_client_group_conversation(conv, gid);
+    whisper_client_group_conversation(gid, conv);
   } else if (own) {
     if (!wh_account_ok(d->conversation_to)) {
       bad_entry(c, d, evs, "an own-device copy without its conversation");
@@ -707,7 +707,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
     goto done;
   }
   whisper_buf *pt = NULL;
-  rc = g ? whisper_group_decrypt(c->ctx, d->sender, d->sender_device, d->body.data, d->body.len, &pt)
+  rc = g ? whisper_sender_key_decrypt(c->ctx, d->sender, d->sender_device, d->body.data, d->body.len, &pt)
          : whisper_session_decrypt(c->ctx, d->sender, d->sender_device, (int)d->type, d->body.data,
                                    d->body.len, &pt);
   if (rc != WHISPER_OK) {
@@ -738,7 +738,7 @@ static int on_message(whisper_client *c, const Whisper__Sync__Deliver *d, evlist
   }
   if (w && !g && p && p->has_group_id && p->group_id.len == WHISPER_GROUP_ID_LEN) {
     char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(gconv, p->group_id.data);
+    whisper_client_group_conversation(p->group_id.data, gconv);
     if (strcmp(gconv, w->conversation) == 0) {
       memcpy(gid, p->group_id.data, WHISPER_GROUP_ID_LEN);
       g = gid;
@@ -858,7 +858,7 @@ static int on_receipt(whisper_client *c, const Whisper__Sync__Deliver *d,
     }
     if (rc != WHISPER_OK) return rc;
     if (status <= old && old != WHISPER_STATUS_FAILED) continue; /* DELIVERED replaces FAILED */
-    rc = whisper_history_status(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
+    rc = whisper_history_status_set(c->ctx, conv, id->data, id->len, d->sender, d->sender_device, status);
     if (rc != WHISPER_OK) return rc;
     sy_event *e = sy_event_new(c, WHISPER_EV_STATUS);
     if (e && sy_event_set(e, conv, d->sender, id->data, id->len, NULL, 0) == WHISPER_OK) {
@@ -956,7 +956,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
     return OUT_DONE;
   }
   const uint8_t *gid = d->group_id.data;
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   if (!d->has_group_change && d->has_join_request) return on_join_request(c, d, evs, x, gid, conv);
   if (!d->has_group_change)
     return refuse_why(c, d, evs, conv, "a membership change that no member signed");
@@ -1007,7 +1007,7 @@ static int on_group(whisper_client *c, const Whisper__Sync__Deliver *d, evlist *
   if (!g.left && removed) {
     /* someone left: a new sender key, for the members who stay */
     whisper_buf *skdm = NULL;
-    rc = whisper_group_rotate(c->ctx, gid, &skdm);
+    rc = whisper_sender_key_rotate(c->ctx, gid, &skdm);
     whisper_buf_free(skdm);
     g.key_gen++;
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);

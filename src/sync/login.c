@@ -94,7 +94,7 @@ static int prekey_set_make(whisper_client *c, prekey_set *s) {
 static void send_register(whisper_client *c, const uint8_t *code, size_t code_len) {
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
   prekey_set ps;
-  int rc = whisper_bundle_make(c->ctx, &b, 0);
+  int rc = whisper_bundle_generate(c->ctx, 0, &b);
   if (rc != WHISPER_OK) {
     fatal(c, rc, "cannot read this device's keys");
     return;
@@ -112,7 +112,7 @@ static void send_register(whisper_client *c, const uint8_t *code, size_t code_le
   *p++ = 0;
   wh_be32(p, c->device_id), p += 4;
   memcpy(p, b.identity_key, WHISPER_PUBLIC_KEY_LEN);
-  rc = whisper_sign(c->ctx, sig, c->ctx->identity.priv, msg, mlen);
+  rc = whisper_sign(c->ctx, c->ctx->identity.priv, msg, mlen, sig);
   if (rc != WHISPER_OK) {
     prekey_set_free(&ps);
     fatal(c, rc, "cannot sign the registration");
@@ -159,7 +159,7 @@ static void send_auth(whisper_client *c) {
   uint8_t msg[sizeof LOGIN_CTX - 1 + sizeof c->nonce], sig[64];
   memcpy(msg, LOGIN_CTX, sizeof LOGIN_CTX - 1);
   memcpy(msg + sizeof LOGIN_CTX - 1, c->nonce, c->nonce_len);
-  int rc = whisper_sign(c->ctx, sig, c->ctx->identity.priv, msg, sizeof LOGIN_CTX - 1 + c->nonce_len);
+  int rc = whisper_sign(c->ctx, c->ctx->identity.priv, msg, sizeof LOGIN_CTX - 1 + c->nonce_len, sig);
   if (rc != WHISPER_OK) {
     fatal(c, rc, "cannot sign the login");
     return;
@@ -387,7 +387,7 @@ void sy_prekeys_check(whisper_client *c, const Whisper__Sync__Ok *ok) {
 
 static void spk_upload(whisper_client *c) {
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  int rc = whisper_bundle_make(c->ctx, &b, 0);
+  int rc = whisper_bundle_generate(c->ctx, 0, &b);
   if (rc != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the signed prekey");
     return;

@@ -137,7 +137,7 @@ int whisper_client_send_group(whisper_client *c, const uint8_t group_id[WHISPER_
   if (c == NULL) return WHISPER_EINVAL;
   if (group_id == NULL || (body == NULL && body_len) || id_out == NULL)
     return sy_fail(c, WHISPER_EINVAL, "send_group needs a group id, a body and id_out");
-  whisper_client_group_conversation(conv, group_id);
+  whisper_client_group_conversation(group_id, conv);
   return sy_enqueue(c, conv, body, body_len, NULL, NULL, now_ms, id_out);
 }
 
@@ -208,7 +208,7 @@ void sy_ops_flush(whisper_client *c) {
         if (rc != WHISPER_OK) {
           sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
           char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-          whisper_client_group_conversation(conv, o->group_id);
+          whisper_client_group_conversation(o->group_id, conv);
           if (e && sy_event_set(e, conv, NULL, NULL, 0, NULL, 0) == WHISPER_OK) {
             e->ev.code = rc;
             e->message = sy_strdup(whisper_ctx_last_error(c->ctx));
@@ -274,7 +274,7 @@ void sy_op_answer(whisper_client *c, sy_req *r, const Whisper__Sync__Frame *f) {
     sy_event *e = sy_event_new(c, WHISPER_EV_ERROR);
     if (e) {
       char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-      if (c->ops[i].has_group) whisper_client_group_conversation(conv, c->ops[i].group_id);
+      if (c->ops[i].has_group) whisper_client_group_conversation(c->ops[i].group_id, conv);
       e->ev.code = WHISPER_EINVAL;
       e->ev.server_code = (int)code;
       e->message = sy_strdup(f->error->message ? f->error->message
@@ -595,7 +595,7 @@ static void typing_event(whisper_client *c, const sy_typing *t, int started) {
 void sy_typing_in_notice(whisper_client *c, const Whisper__Sync__TypingNotice *n) {
   char conv[WH_NAME_MAX + 1];
   if (sy_block_has(c, n->from)) return; /* a blocked account's typing (block.c) */
-  if (n->has_group_id) whisper_client_group_conversation(conv, n->group_id.data);
+  if (n->has_group_id) whisper_client_group_conversation(n->group_id.data, conv);
   else snprintf(conv, sizeof conv, "%s", n->from);
   sy_typing *t = typing_find(c->typing_in, conv, n->from, n->from_device);
   if (n->started) {

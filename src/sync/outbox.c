@@ -488,7 +488,7 @@ static int send_direct(whisper_client *c, sy_job *j, int kind, const uint8_t *cl
     env[0].size = sizeof *env;
     for (size_t i = 0; i < tl->n; i++) devs[i] = (whisper_device_t){to, tl->d[i].id};
     for (size_t i = 0; i < own->n; i++) devs[tl->n + i] = (whisper_device_t){c->account, own->d[i].id};
-    int rc = whisper_group_distribute(c->ctx, gid, devs, n, c->now, env);
+    int rc = whisper_sender_key_distribute(c->ctx, gid, devs, n, c->now, env);
     free(devs);
     if (rc != WHISPER_OK) {
       job_error(c, j, rc, 0, whisper_ctx_last_error(c->ctx));
@@ -797,19 +797,19 @@ static int group_step(whisper_client *c, sy_job *j) {
   sy_devs_free(&own);
   /* everyone has the key: the message, encrypted once */
   whisper_buf *skdm = NULL, *ct = NULL, *pl = NULL;
-  int rc = whisper_group_create(c->ctx, j->group_id, &skdm);
+  int rc = whisper_sender_key_generate(c->ctx, j->group_id, &skdm);
   whisper_buf_free(skdm);
   if (rc == WHISPER_OK)
     rc = sy_payload_make(NULL, j->group_id,
                          &(sy_body){j->id, j->body, j->body_len, j->content, j->content_len},
                          sy_outref_counter(c, j->id), c->now, 0, &pl);
-  if (rc == WHISPER_OK) rc = whisper_group_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
+  if (rc == WHISPER_OK) rc = whisper_sender_key_encrypt(c->ctx, j->group_id, pl->data, pl->len, &ct);
   whisper_buf_free(pl);
   if (rc == WHISPER_EROLLEDBACK) {
     /* a sender key from a restored store: a new one, to every member again */
     sy_rollback_event(c, NULL, 0);
     whisper_buf *fresh = NULL;
-    rc = whisper_group_rotate(c->ctx, j->group_id, &fresh);
+    rc = whisper_sender_key_rotate(c->ctx, j->group_id, &fresh);
     whisper_buf_free(fresh);
     g.key_gen++;
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);

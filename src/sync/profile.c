@@ -624,7 +624,7 @@ static int announce(whisper_client *c, const pself *s, int all, int self, uint64
 
 int sy_profile_group_noted(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN]) {
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   psent s;
   int rc = sent_load(c, conv, &s);
   if (rc != WHISPER_OK || s.known) return rc;

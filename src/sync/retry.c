@@ -415,7 +415,7 @@ int sy_retry_answer(whisper_client *c, const Whisper__Sync__Deliver *d, sy_evq *
     if (rc == WHISPER_OK && (c->now > ts + SY_RESEND_MAX_AGE_MS || !rate_take(c, mkey, SY_RESENDS_PER_MESSAGE, 0) ||
                              !rate_take(c, key, SY_RETRY_RATE, 60000))) {
       /* given up: the tick says so */
-      rc = whisper_history_status(c->ctx, conv, id, WHISPER_CLIENT_ID_LEN, d->sender, d->sender_device,
+      rc = whisper_history_status_set(c->ctx, conv, id, WHISPER_CLIENT_ID_LEN, d->sender, d->sender_device,
                                   WHISPER_STATUS_FAILED);
       if (rc == WHISPER_ENOTFOUND) rc = WHISPER_OK;
       retry_event(c, evs, conv, d->sender, d->sender_device, id, WHISPER_RETRY_FAILED);

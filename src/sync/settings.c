@@ -76,7 +76,7 @@ static int flags_take(whisper_client *c, const Whisper__E2e__Settings *s) {
   return rc == WHISPER_OK ? 1 : rc;
 }
 
-int whisper_client_conversation_flags(whisper_client *c, const char *conversation,
+int whisper_client_conversation_flags_get(whisper_client *c, const char *conversation,
                                       whisper_conversation_flags_t *caller) {
   if (c == NULL) return WHISPER_EINVAL;
   if (conversation == NULL || caller == NULL || strlen(conversation) == 0 ||
@@ -137,7 +137,7 @@ void sy_mutes_flush(whisper_client *c) {
   if (f) whisper__client__conversation_flags__free_unpacked(f, &wh_pb_alloc);
 }
 
-int whisper_client_set_conversation_flags(whisper_client *c, const char *conversation,
+int whisper_client_conversation_flags_set(whisper_client *c, const char *conversation,
                                           const whisper_conversation_flags_t *in, uint64_t now_ms) {
   if (c == NULL) return WHISPER_EINVAL;
   uint8_t gid[WHISPER_GROUP_ID_LEN];

@@ -72,7 +72,7 @@ static int ctx_sign(whisper_client *c, const char *ctxs, const uint8_t *body, si
   if (msg == NULL) return WHISPER_ENOMEM;
   memcpy(msg, ctxs, cl);
   if (n) memcpy(msg + cl, body, n);
-  int rc = whisper_sign(c->ctx, sig, c->ctx->identity.priv, msg, cl + n);
+  int rc = whisper_sign(c->ctx, c->ctx->identity.priv, msg, cl + n, sig);
   free(msg);
   if (rc != WHISPER_OK) return rc;
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
@@ -449,7 +449,7 @@ int sy_change_make(whisper_client *c, const uint8_t gid[WHISPER_GROUP_ID_LEN], c
     if (rc == WHISPER_OK) {
       memcpy(msg, JOIN_CTX, sizeof JOIN_CTX - 1);
       if (len) memcpy(msg + sizeof JOIN_CTX - 1, body, len);
-      rc = whisper_sign(c->ctx, sig, invite_priv, msg, sizeof JOIN_CTX - 1 + len);
+      rc = whisper_sign(c->ctx, invite_priv, msg, sizeof JOIN_CTX - 1 + len, sig);
     }
     free(msg);
     if (rc == WHISPER_OK &&

@@ -592,12 +592,12 @@ static void dev_new(dev *d, const char *name) {
   d->name = name;
   TRY("whisper_store_memory_new", NULL, whisper_store_memory_new(&d->st));
   TRY("whisper_ctx_new", NULL, whisper_ctx_new(&d->ctx, d->st));
-  TRY("whisper_identity_create", d->ctx, whisper_identity_create(d->ctx, name, 1, 0, NOW_MS));
+  TRY("whisper_identity_generate", d->ctx, whisper_identity_generate(d->ctx, name, 1, 0, NOW_MS));
 }
 
 static void dev_free(dev *d) {
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 /* Encrypts `pt` from `from` to (to, to_dev) and decrypts it at `to` as
@@ -625,7 +625,7 @@ static size_t xfer(dev *from, uint32_t from_dev, dev *to, uint32_t to_dev, const
 static void connect_pair(dev *a, dev *b, const uint8_t *pt) {
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   int type;
-  TRY("whisper_bundle_make", b->ctx, whisper_bundle_make(b->ctx, &bundle, 1));
+  TRY("whisper_bundle_generate", b->ctx, whisper_bundle_generate(b->ctx, 1, &bundle));
   TRY("whisper_session_start", a->ctx, whisper_session_start(a->ctx, b->name, 1, &bundle, NOW_MS));
   xfer(a, 1, b, 1, pt, SMALL_LEN, 1, &type);
   if (type != WHISPER_MSG_PREKEY) die("the first message (not a PreKey message)", -1, NULL);
@@ -642,9 +642,9 @@ static const uint8_t G_UUID[WHISPER_DISTRIBUTION_ID_LEN] = {
 /* b learns a's (device 1) sender key: a's SKDM, processed directly. */
 static void group_join(dev *a, dev *b) {
   whisper_buf *skdm = NULL;
-  TRY("whisper_group_create", a->ctx, whisper_group_create(a->ctx, G_UUID, &skdm));
-  TRY("whisper_group_process", b->ctx,
-      whisper_group_process(b->ctx, a->name, 1, skdm->data, skdm->len));
+  TRY("whisper_sender_key_generate", a->ctx, whisper_sender_key_generate(a->ctx, G_UUID, &skdm));
+  TRY("whisper_sender_key_process", b->ctx,
+      whisper_sender_key_process(b->ctx, a->name, 1, skdm->data, skdm->len));
   whisper_buf_free(skdm);
 }
 
@@ -653,8 +653,8 @@ static void group_join(dev *a, dev *b) {
 static void group_recv(dev *from, dev *to, whisper_buf *msg, const uint8_t *pt, size_t len,
                        int check) {
   whisper_buf *out = NULL;
-  TRY("whisper_group_decrypt", to->ctx,
-      whisper_group_decrypt(to->ctx, from->name, 1, msg->data, msg->len, &out));
+  TRY("whisper_sender_key_decrypt", to->ctx,
+      whisper_sender_key_decrypt(to->ctx, from->name, 1, msg->data, msg->len, &out));
   if (out->len != len || (check && len && memcmp(out->data, pt, len) != 0))
     die("the group round trip (wrong plaintext)", WHISPER_EINTERNAL, NULL);
   whisper_buf_free(msg);
@@ -665,7 +665,7 @@ static void group_recv(dev *from, dev *to, whisper_buf *msg, const uint8_t *pt, 
  * wire message. */
 static size_t group_xfer(dev *from, dev *to, const uint8_t *pt, size_t len, int check) {
   whisper_buf *msg = NULL;
-  TRY("whisper_group_encrypt", from->ctx, whisper_group_encrypt(from->ctx, G_UUID, pt, len, &msg));
+  TRY("whisper_sender_key_encrypt", from->ctx, whisper_sender_key_encrypt(from->ctx, G_UUID, pt, len, &msg));
   size_t wire = msg->len;
   group_recv(from, to, msg, pt, len, check);
   return wire;
@@ -694,7 +694,7 @@ static void fanout_setup(fanout_args *f, const uint8_t *pt) {
     int type;
     f->devices[i].name = r->name;
     f->devices[i].device_id = dev_id;
-    TRY("whisper_bundle_make", r->ctx, whisper_bundle_make(r->ctx, &bundle, 1));
+    TRY("whisper_bundle_generate", r->ctx, whisper_bundle_generate(r->ctx, 1, &bundle));
     TRY("whisper_session_start", f->sender->ctx,
         whisper_session_start(f->sender->ctx, r->name, dev_id, &bundle, NOW_MS));
     if (f->ack) { /* a first message and the answer: the session is acknowledged */
@@ -709,11 +709,11 @@ static void fanout_setup(fanout_args *f, const uint8_t *pt) {
 /* One distribution to all FANOUT devices: every envelope must be there. */
 static void op_distribute(void *v) {
   fanout_args *f = v;
-  TRY("whisper_group_distribute", f->sender->ctx,
-      whisper_group_distribute(f->sender->ctx, G_UUID, f->devices, FANOUT, NOW_MS, f->env));
+  TRY("whisper_sender_key_distribute", f->sender->ctx,
+      whisper_sender_key_distribute(f->sender->ctx, G_UUID, f->devices, FANOUT, NOW_MS, f->env));
   for (int i = 0; i < FANOUT; i++) {
     if (f->env[i].status != WHISPER_OK)
-      die("whisper_group_distribute (a device)", f->env[i].status, NULL);
+      die("whisper_sender_key_distribute (a device)", f->env[i].status, NULL);
     whisper_buf_free(f->env[i].body);
     f->env[i].body = NULL;
   }
@@ -721,19 +721,19 @@ static void op_distribute(void *v) {
 
 /* An untimed distribution, checked: every envelope has the expected type,
  * each receiving context processes one of its envelopes
- * (whisper_group_receive_distribution) and then decrypts a group message
+ * (whisper_sender_key_receive_distribution) and then decrypts a group message
  * from the sender. Sets *content_len (the Content carrying the SKDM: the
  * 1:1 plaintext) and *mac_len (what the 1:1 MAC covers: 66 + the
  * SignalMessage less its MAC). */
 static void fanout_check(fanout_args *f, const uint8_t *pt, size_t *content_len, size_t *mac_len) {
   whisper_buf *skdm = NULL, *msg = NULL;
   int want_type = f->ack ? WHISPER_MSG_WHISPER : WHISPER_MSG_PREKEY;
-  TRY("whisper_group_distribute", f->sender->ctx,
-      whisper_group_distribute(f->sender->ctx, G_UUID, f->devices, FANOUT, NOW_MS, f->env));
+  TRY("whisper_sender_key_distribute", f->sender->ctx,
+      whisper_sender_key_distribute(f->sender->ctx, G_UUID, f->devices, FANOUT, NOW_MS, f->env));
   for (int i = 0; i < FANOUT; i++) {
     if (f->env[i].status != WHISPER_OK)
-      die("whisper_group_distribute (a device)", f->env[i].status, NULL);
-    if (f->env[i].type != want_type) die("whisper_group_distribute (the message type)", -1, NULL);
+      die("whisper_sender_key_distribute (a device)", f->env[i].status, NULL);
+    if (f->env[i].type != want_type) die("whisper_sender_key_distribute (the message type)", -1, NULL);
   }
   size_t inner = f->env[0].body->len;
   if (!f->ack) { /* the SignalMessage inside the PreKey message */
@@ -744,7 +744,7 @@ static void fanout_check(fanout_args *f, const uint8_t *pt, size_t *content_len,
     whisper__wire__pre_key_signal_message__free_unpacked(pk, NULL);
   }
   *mac_len = MAC_IK_LEN + inner - MAC_LEN;
-  TRY("whisper_group_create", f->sender->ctx, whisper_group_create(f->sender->ctx, G_UUID, &skdm));
+  TRY("whisper_sender_key_generate", f->sender->ctx, whisper_sender_key_generate(f->sender->ctx, G_UUID, &skdm));
   Whisper__Wire__Content c = WHISPER__WIRE__CONTENT__INIT;
   c.has_sender_key_distribution_message = 1;
   c.sender_key_distribution_message = (ProtobufCBinaryData){skdm->len, skdm->data};
@@ -752,16 +752,16 @@ static void fanout_check(fanout_args *f, const uint8_t *pt, size_t *content_len,
   whisper_buf_free(skdm);
   for (int n = 0; n < FANOUT_NAMES; n++) {
     const whisper_envelope_t *e = &f->env[n * FANOUT_PER_NAME + n % FANOUT_PER_NAME];
-    TRY("whisper_group_receive_distribution", f->recv[n].ctx,
-        whisper_group_receive_distribution(f->recv[n].ctx, f->sender->name, 1, e->type,
+    TRY("whisper_sender_key_receive_distribution", f->recv[n].ctx,
+        whisper_sender_key_receive_distribution(f->recv[n].ctx, f->sender->name, 1, e->type,
                                            e->body->data, e->body->len));
   }
   for (int i = 0; i < FANOUT; i++) {
     whisper_buf_free(f->env[i].body);
     f->env[i].body = NULL;
   }
-  TRY("whisper_group_encrypt", f->sender->ctx,
-      whisper_group_encrypt(f->sender->ctx, G_UUID, pt, SMALL_LEN, &msg));
+  TRY("whisper_sender_key_encrypt", f->sender->ctx,
+      whisper_sender_key_encrypt(f->sender->ctx, G_UUID, pt, SMALL_LEN, &msg));
   for (int n = 0; n < FANOUT_NAMES; n++) {
     whisper_buf *copy = whisper_buf_new(msg->data, msg->len);
     if (copy == NULL) die("whisper_buf_new", WHISPER_ENOMEM, NULL);
@@ -881,8 +881,8 @@ typedef struct group_args {
 static void op_group_encrypt(void *v) {
   group_args *g = v;
   whisper_buf *msg = NULL;
-  TRY("whisper_group_encrypt", g->a->ctx,
-      whisper_group_encrypt(g->a->ctx, G_UUID, g->pt, SMALL_LEN, &msg));
+  TRY("whisper_sender_key_encrypt", g->a->ctx,
+      whisper_sender_key_encrypt(g->a->ctx, G_UUID, g->pt, SMALL_LEN, &msg));
   whisper_buf_free(msg);
 }
 
@@ -900,8 +900,8 @@ static double group_decrypt_run(void *v, double secs, unsigned long *calls_out) 
   unsigned long calls = 0;
   while (timed < secs) {
     for (int i = 0; i < GROUP_BATCH; i++)
-      TRY("whisper_group_encrypt", g->a->ctx,
-          whisper_group_encrypt(g->a->ctx, G_UUID, g->pt, SMALL_LEN, &g->batch[i]));
+      TRY("whisper_sender_key_encrypt", g->a->ctx,
+          whisper_sender_key_encrypt(g->a->ctx, G_UUID, g->pt, SMALL_LEN, &g->batch[i]));
     double c0 = thread_cpu_s(), t0 = now_s();
     for (int i = 0; i < GROUP_BATCH; i++) group_recv(g->a, g->b, g->batch[i], g->pt, SMALL_LEN, 0);
     timed += now_s() - t0;
@@ -923,7 +923,7 @@ static double setup_run(void *v, double secs, unsigned long *calls_out) {
   while (timed < secs) {
     for (int i = 0; i < SETUP_BATCH; i++) {
       s->bundles[i].size = sizeof s->bundles[i];
-      TRY("whisper_bundle_make", s->bob->ctx, whisper_bundle_make(s->bob->ctx, &s->bundles[i], 1));
+      TRY("whisper_bundle_generate", s->bob->ctx, whisper_bundle_generate(s->bob->ctx, 1, &s->bundles[i]));
     }
     double c0 = thread_cpu_s(), t0 = now_s();
     for (int i = 0; i < SETUP_BATCH; i++) setup_once(s, &s->bundles[i]);
@@ -1572,7 +1572,7 @@ static void store_cleanup(void) {
   char p[PATH_MAX + 16];
   if (g_store_dir[0] == 0) return;
   for (int i = 0; i < g_nstore; i++) {
-    if (g_store_figs[i].path[0]) whisper_store_sqlite_destroy(g_store_figs[i].path);
+    if (g_store_figs[i].path[0]) whisper_store_sqlite_delete(g_store_figs[i].path);
     for (size_t j = 0; j < sizeof sfx / sizeof sfx[0]; j++) {
       const bare_db *b[2] = {&g_store_figs[i].bare, &g_store_figs[i].obare};
       for (int m = 0; m < 2; m++) {
@@ -1603,7 +1603,7 @@ static void dev_new_sqlite(dev *d, const char *name, const char *path, int sync)
     die("whisper_store_sqlite_open", rc, NULL);
   }
   TRY("whisper_ctx_new", NULL, whisper_ctx_new(&d->ctx, d->st));
-  TRY("whisper_identity_create", d->ctx, whisper_identity_create(d->ctx, name, 1, 0, NOW_MS));
+  TRY("whisper_identity_generate", d->ctx, whisper_identity_generate(d->ctx, name, 1, 0, NOW_MS));
 }
 
 /* Encrypts the next STORE_BATCH messages (untimed): WhisperMessages, each
@@ -2560,16 +2560,16 @@ int main(int argc, char **argv) {
   if (g_only == 0)
     printf(
         "\n  1: whisper_session_start + the first encrypt (a PreKey message) + Bob's decrypt,\n"
-        "     each with a new address; the bundles (whisper_bundle_make, each with a new\n"
+        "     each with a new address; the bundles (whisper_bundle_generate, each with a new\n"
         "     one-time prekey) are made before each timed batch of %d, outside the clock.\n"
         "  1b: as 1, always between the same two addresses (the records fill up with 40\n"
         "     archived states); informational, not one of the issue's figures.\n"
         "  2-4: whisper_session_encrypt + whisper_session_decrypt + whisper_buf_free of both\n"
         "     buffers. MB = 10^6 bytes of plaintext, each encrypted and decrypted.\n"
-        "  6-8: whisper_group_encrypt / whisper_group_decrypt (+ whisper_buf_free) of 100 B,\n"
+        "  6-8: whisper_sender_key_encrypt / whisper_sender_key_decrypt (+ whisper_buf_free) of 100 B,\n"
         "     one sender and one receiver each; for 7 the messages are encrypted in batches\n"
         "     of %d outside the clock. 8 carries the issue's bar; 6 and 7 are its halves.\n"
-        "  9, 10: one whisper_group_distribute to %d member devices (%d contexts x %d device\n"
+        "  9, 10: one whisper_sender_key_distribute to %d member devices (%d contexts x %d device\n"
         "     ids; + whisper_buf_free of the %d messages), in ms per distribution, then per\n"
         "     device. 9: the sessions are unacknowledged (each message a PreKey message);\n"
         "     10: each was acknowledged (a reply received) before the clock. No bar in the\n"

@@ -241,7 +241,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
   double t_catch_up = now_s() - t0;
   size_t caught = n > ticked ? n - ticked : 0;
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
 
   /* the index's rows */
   sqlite3 *db;
@@ -316,7 +316,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
   }
   free(ms);
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
 
   printf("    worst of all: %.2f ms (bar %.0f ms: %s)\n", all_worst, BAR_MS, over ? "OVER" : "PASS");
   printf("    storing (indexing deferred): %.1f us per message (%zu a transaction, NORMAL; %.1f s)\n",
@@ -344,7 +344,7 @@ void bench_search(const char *base, size_t n, int reps, int measure_disk) {
            with / 1e6, without / 1e6, (with - without) / (double)n);
   }
   free(g);
-  whisper_store_sqlite_destroy(path);
+  whisper_store_sqlite_delete(path);
   snprintf(tmp, sizeof tmp, "%s-journal", path);
   unlink(tmp);
   rmdir(dir);

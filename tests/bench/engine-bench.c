@@ -131,7 +131,7 @@ static void events(dev *d, int sending) {
   whisper_client_event_t e;
   for (;;) {
     int got;
-    ENGINE(d, got = whisper_client_next_event(d->cl, &e));
+    ENGINE(d, got = whisper_client_take_event(d->cl, &e));
     if (got <= 0) break;
     switch (e.type) {
       case WHISPER_EV_ONLINE:
@@ -188,9 +188,9 @@ static int run_once(int sending) {
     if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, g_now)) {
       d->conn = ++g_conn;
       double t = thread_cpu();
-      int rc = whisper_server_open(g_srv, d->conn, g_now);
+      int rc = whisper_server_connected(g_srv, d->conn, g_now);
       g_cpu_server += thread_cpu() - t;
-      if (rc != WHISPER_OK) die("whisper_server_open", rc);
+      if (rc != WHISPER_OK) die("whisper_server_connected", rc);
       ENGINE(d, whisper_client_connected(d->cl, g_now));
       moved = 1;
     }
@@ -211,7 +211,7 @@ static int run_once(int sending) {
   for (;;) {
     whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
     double t = thread_cpu();
-    int got = whisper_server_poll(g_srv, &o);
+    int got = whisper_server_take_output(g_srv, &o);
     g_cpu_server += thread_cpu() - t;
     if (got <= 0) break;
     moved = 1;
@@ -290,7 +290,7 @@ static int quiet(void) { return 1; }
 static void go_offline(dev *d) {
   d->offline = 1;
   if (!d->conn) return;
-  whisper_server_close(g_srv, d->conn, g_now);
+  whisper_server_disconnected(g_srv, d->conn, g_now);
   ENGINE(d, whisper_client_disconnected(d->cl, g_now));
   d->conn = 0;
 }
@@ -377,7 +377,7 @@ int main(int argc, char **argv) {
     if (g_sqlite || receiver) {
       char path[512];
       snprintf(path, sizeof path, "%s/%s.db", g_sqlite ? g_sqlite : tmpl, d->name);
-      whisper_store_sqlite_destroy(path);
+      whisper_store_sqlite_delete(path);
       whisper_sqlite_options_t o = WHISPER_SQLITE_OPTIONS_INIT;
       static const uint8_t key[32] = "engine bench store key .........";
       o.key = key;
@@ -388,7 +388,7 @@ int main(int argc, char **argv) {
       rc = whisper_store_memory_new(&d->st);
     }
     if (rc == WHISPER_OK) rc = whisper_ctx_new(&d->ctx, d->st);
-    if (rc == WHISPER_OK) rc = whisper_identity_create(d->ctx, d->name, 1, 0, g_now);
+    if (rc == WHISPER_OK) rc = whisper_identity_generate(d->ctx, d->name, 1, 0, g_now);
     if (rc == WHISPER_OK) rc = whisper_client_new(&d->cl, d->ctx, &cfg);
     if (rc != WHISPER_OK) die("a device", rc);
     d->ids = calloc((size_t)g_m, 16);
@@ -422,11 +422,11 @@ done:
   for (int i = 0; i < g_n; i++) {
     whisper_client_free(g_dev[i].cl);
     whisper_ctx_free(g_dev[i].ctx);
-    whisper_store_close(g_dev[i].st);
+    whisper_store_free(g_dev[i].st);
     if (g_catch && i == g_n - 1 && !g_sqlite) {
       char path[600];
       snprintf(path, sizeof path, "%s/%s.db", tmpl, g_dev[i].name);
-      whisper_store_sqlite_destroy(path);
+      whisper_store_sqlite_delete(path);
     }
     free(g_dev[i].ids);
     free(g_dev[i].got);
@@ -434,8 +434,8 @@ done:
   }
   free(g_dev);
   whisper_server_free(g_srv);
-  whisper_store_close(g_sst);
-  whisper_store_sqlite_destroy(spath);
+  whisper_store_free(g_sst);
+  whisper_store_sqlite_delete(spath);
   rmdir(tmpl);
   if (lost || g_failed) {
     printf("FAIL: %d messages lost or doubled, %d problems\n", lost, g_failed);

@@ -1583,9 +1583,9 @@ static void device_new(device *d, int idx) {
   int rc = whisper_store_memory_new(&d->store);
   if (rc == WHISPER_OK) rc = whisper_ctx_new(&d->ctx, d->store);
   if (rc != WHISPER_OK) fatal("%s: a memory store and context: %s", d->name, whisper_strerror(rc));
-  rc = whisper_identity_create(d->ctx, d->name, 1, 0, wall_ms());
+  rc = whisper_identity_generate(d->ctx, d->name, 1, 0, wall_ms());
   if (rc != WHISPER_OK)
-    fatal("%s: whisper_identity_create: %s (%s)", d->name, whisper_strerror(rc),
+    fatal("%s: whisper_identity_generate: %s (%s)", d->name, whisper_strerror(rc),
           whisper_ctx_last_error(d->ctx));
   device_engine(d);
 }
@@ -1595,7 +1595,7 @@ static void device_free(device *d) {
   free(d->ln.rx);
   whisper_client_free(d->client);
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->store);
+  whisper_store_free(d->store);
 }
 
 /* --- the engines' deadlines: a heap of devices ---------------------------------------- */
@@ -1690,7 +1690,7 @@ static void device_pump(device *d) {
     }
   }
   whisper_client_event_t ev;
-  while (whisper_client_next_event(d->client, &ev) == 1) {
+  while (whisper_client_take_event(d->client, &ev) == 1) {
     switch (ev.type) {
       case WHISPER_EV_REGISTERED:
         d->registered = 1;
@@ -1737,7 +1737,7 @@ static void device_pump(device *d) {
     whisper_buf *frame;
     while (d->ln.state == L_OPEN && whisper_client_take_frame(d->client, &frame) == 1)
       link_send(&d->ln, frame);
-    if (whisper_client_want_close(d->client)) {
+    if (whisper_client_want_disconnect(d->client)) {
       snprintf(d->ln.why, sizeof d->ln.why, "%s: the engine gave the connection up", d->name);
       if (d->ln.wsi) {
         d->ln.close_wanted = 1;
@@ -2365,7 +2365,7 @@ static int catch_up_main(void) {
   o.synchronous = WHISPER_SYNC_FULL;
   int rc = whisper_store_sqlite_open(&r->store, path, &o, NULL);
   if (rc == WHISPER_OK) rc = whisper_ctx_new(&r->ctx, r->store);
-  if (rc == WHISPER_OK) rc = whisper_identity_create(r->ctx, r->name, 1, 0, wall_ms());
+  if (rc == WHISPER_OK) rc = whisper_identity_generate(r->ctx, r->name, 1, 0, wall_ms());
   if (rc != WHISPER_OK) fatal("the receiver's SQLite store: %s", whisper_strerror(rc));
   device_engine(r);
 

@@ -107,14 +107,14 @@ static int probe(void) {
     const char *_Nonnull what = whisper_strerror(rc);
     uint8_t sig[WHISPER_SIGNATURE_LEN];
     uint8_t priv[WHISPER_PRIVATE_KEY_LEN] = {1};
-    rc = whisper_sign(ctx, sig, priv, NULL, 0); /* an empty message may be NULL */
-    rc = whisper_group_encrypt(ctx, sig, NULL, 0, &out);
+    rc = whisper_sign(ctx, priv, NULL, 0, sig); /* an empty message may be NULL */
+    rc = whisper_sender_key_encrypt(ctx, sig, NULL, 0, &out);
     (void)why;
     (void)what;
   }
   whisper_buf_free(out); /* the _free functions take NULL */
   whisper_ctx_free(maybe_ctx);
-  whisper_store_close(maybe_store);
+  whisper_store_free(maybe_store);
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   whisper_client_event_t ev = {0};
   return rc + (int)cfg.version + (ev.conversation == NULL);

@@ -2,7 +2,7 @@
 # The two shared libraries export what their headers declare, and nothing
 # else: libwhisper every WHISPER_API function of include/whisper/*.h but
 # the server's headers (server.h, pgstore.h), and no whisper_server_* or
-# whisper_store_pg_* symbol; libwhisper-server exactly the WHISPER_API
+# whisper_store_pg_* symbol; every size macro has its function (sizes.h); libwhisper-server exactly the WHISPER_API
 # functions of server.h and pgstore.h. The client library links only what a
 # client needs (no server-only dependency, no libwhisper-server); the
 # server library links libwhisper.
@@ -59,6 +59,20 @@ if ! diff -u "$work/server.api" "$work/server.exp" >"$work/d2"; then
   err "libwhisper-server's exports differ from server.h's and pgstore.h's declarations (-declared +exported):"
   cat "$work/d2"
 fi
+
+# A function for every size and limit macro (sizes.h): each #define
+# WHISPER_..._LEN, _MAX, _MAX_SIZE or _DIGITS has a function of the same
+# name in lower case, declared by the library whose header defines it.
+size_macros() {
+  grep -hoE '^#define WHISPER_[A-Z0-9_]*(_LEN|_MAX|_MAX_SIZE|_DIGITS)[[:space:]]' "$@" |
+    awk '{ print tolower($2) }' | sort -u
+}
+for f in $(size_macros "${client_headers[@]}"); do
+  grep -qx "$f" "$work/client.api" || err "a size macro without its function (sizes.h): $f"
+done
+for f in $(size_macros "$inc/whisper/server.h" "$inc/whisper/pgstore.h"); do
+  grep -qx "$f" "$work/server.api" || err "a size macro of server.h without its function: $f"
+done
 
 # What each links. The client library: the libraries a client needs (and
 # the sanitizer runtimes of a sanitizer build), nothing else.

@@ -329,7 +329,7 @@ static void pump(device *d) {
   if (d->state == IDLE && !d->removed && whisper_client_want_connect(d->client, now))
     connect_dev(d);
   whisper_client_event_t ev;
-  while (whisper_client_next_event(d->client, &ev) == 1) on_event(d, &ev);
+  while (whisper_client_take_event(d->client, &ev) == 1) on_event(d, &ev);
   approve(d);
   if (d->state == OPEN) {
     whisper_buf *frame;
@@ -337,7 +337,7 @@ static void pump(device *d) {
       send_frame(d, frame->data, frame->len);
       whisper_buf_free(frame);
     }
-    if (whisper_client_want_close(d->client) && d->wsi)
+    if (whisper_client_want_disconnect(d->client) && d->wsi)
       lws_set_timeout(d->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   }
 }
@@ -371,13 +371,13 @@ static device *dev_new(const char *cmd, const char *name, const char *account, u
   cfg.backoff_max_ms = 1000;
   int rc = whisper_store_memory_new(&d->store);
   if (rc == WHISPER_OK) rc = whisper_ctx_new(&d->ctx, d->store);
-  if (rc == WHISPER_OK) rc = whisper_identity_create(d->ctx, account, id, 0, now_ms());
+  if (rc == WHISPER_OK) rc = whisper_identity_generate(d->ctx, account, id, 0, now_ms());
   if (rc == WHISPER_OK) rc = whisper_client_new(&d->client, d->ctx, &cfg);
   if (rc != WHISPER_OK) {
     say_error(cmd, "device %s: %s", name, whisper_strerror(rc));
     whisper_client_free(d->client);
     whisper_ctx_free(d->ctx);
-    whisper_store_close(d->store);
+    whisper_store_free(d->store);
     return NULL;
   }
   g_n++;
@@ -532,7 +532,7 @@ int main(int argc, char **argv) {
     free(d->link_token);
     whisper_client_free(d->client);
     whisper_ctx_free(d->ctx);
-    whisper_store_close(d->store);
+    whisper_store_free(d->store);
   }
   free(g_host);
   free(g_path);

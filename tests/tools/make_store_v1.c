@@ -31,10 +31,10 @@ int main(int argc, char **argv) {
   whisper_ctx_new(&a, sa);
   whisper_ctx_new(&b, sb);
   const uint64_t now = 1790000000000ULL;
-  if (whisper_identity_create(a, "alice", 1, 1111, now) || whisper_identity_create(b, "bob", 1, 2222, now))
+  if (whisper_identity_generate(a, "alice", 1, 1111, now) || whisper_identity_generate(b, "bob", 1, 2222, now))
     return 1;
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
-  if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
+  if (whisper_bundle_generate(b, 1, &bundle) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
   whisper_buf *m, *pt;
   int type;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"written by schema 1", 19, now, &type, &m)) return 1;
@@ -47,7 +47,7 @@ int main(int argc, char **argv) {
   whisper_buf_free(pt);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
   return 0;
 }

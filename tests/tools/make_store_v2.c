@@ -64,11 +64,11 @@ int main(int argc, char **argv) {
   whisper_ctx_new(&a, sa);
   whisper_ctx_new(&b, sb);
   const uint64_t now = 1790000000000ULL;
-  if (whisper_identity_create(a, "alice", 1, 1111, now) ||
-      whisper_identity_create(b, "bob", 1, 2222, now))
+  if (whisper_identity_generate(a, "alice", 1, 1111, now) ||
+      whisper_identity_generate(b, "bob", 1, 2222, now))
     return 1;
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
-  if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now))
+  if (whisper_bundle_generate(b, 1, &bundle) || whisper_session_start(a, "bob", 1, &bundle, now))
     return 1;
   if (incoming(a, b, "alice", "in-1", "first", 10, now) ||
       incoming(a, b, "alice", "in-2", "second", 20, now + 1) ||
@@ -83,11 +83,11 @@ int main(int argc, char **argv) {
   if (outgoing(a, "out-1", "hello bob", 5, now + 3) || outgoing(a, "out-2", "still pending", 40, now + 4))
     return 1;
   if (whisper_history_sent(a, "bob", (const uint8_t *)"out-1", 5, 15) ||
-      whisper_history_status(a, "bob", (const uint8_t *)"out-1", 5, "bob", 1, WHISPER_STATUS_DELIVERED))
+      whisper_history_status_set(a, "bob", (const uint8_t *)"out-1", 5, "bob", 1, WHISPER_STATUS_DELIVERED))
     return 1;
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
   return 0;
 }

@@ -16,8 +16,8 @@
  * Every store (the server's too) is an SQLite store under the same key:
  * 32 bytes of "sync-v1 fixture key", zero padded. The clock is fixed (it
  * starts at SYNC_V1_T0 = 1699990000000 and moves 1 s per step), every
- * context and the server draw from a seeded RNG (whisper_ctx_set_rng,
- * whisper_server_set_rng), and libsodium's randombytes (the store's salt and
+ * context and the server draw from a seeded RNG (whisper_ctx_rng_set,
+ * whisper_server_rng_set), and libsodium's randombytes (the store's salt and
  * nonces) is a seeded stream too, so two runs write the same bytes.
  *
  * What it holds (the in-process network moves frames as tests/unit/sync_net.h
@@ -139,7 +139,7 @@ static whisper_store *open_store(const char *path) {
 
 static void record(node *d) {
   whisper_client_event_t e;
-  while (whisper_client_next_event(d->cl, &e)) {
+  while (whisper_client_take_event(d->cl, &e)) {
     need(e.type != WHISPER_EV_ERROR && e.type != WHISPER_EV_IDENTITY, e.message ? e.message : "an error event");
     if (d->n_ev == MAX_EVENTS) continue;
     ev *r = &d->ev[d->n_ev++];
@@ -173,8 +173,8 @@ static node *node_new(const char *dir, const char *name, uint32_t device, const 
   snprintf((char *)d->rng.seed, sizeof d->rng.seed, "sync-v1 %s.%u", name, device);
   d->st = open_store(d->path);
   need(whisper_ctx_new(&d->ctx, d->st) == WHISPER_OK, "context");
-  whisper_ctx_set_rng(d->ctx, rng_fn, &d->rng);
-  need(whisper_identity_create(d->ctx, name, device, 0, now) == WHISPER_OK, "identity");
+  whisper_ctx_rng_set(d->ctx, rng_fn, &d->rng);
+  need(whisper_identity_generate(d->ctx, name, device, 0, now) == WHISPER_OK, "identity");
   whisper_client_config_t cfg = WHISPER_CLIENT_CONFIG_INIT;
   cfg.prekey_batch = 10; /* small stores */
   cfg.prekey_low = 5;
@@ -191,7 +191,7 @@ static node *node_by_conn(uint64_t conn) {
 
 static void node_cut(node *d) {
   if (!d->conn) return;
-  whisper_server_close(srv, d->conn, now);
+  whisper_server_disconnected(srv, d->conn, now);
   whisper_client_disconnected(d->cl, now);
   d->conn = 0;
 }
@@ -204,7 +204,7 @@ static void run(void) {
       node *d = nodes[i];
       if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, now)) {
         d->conn = ++next_conn;
-        need(whisper_server_open(srv, d->conn, now) == WHISPER_OK, "server open");
+        need(whisper_server_connected(srv, d->conn, now) == WHISPER_OK, "server open");
         need(whisper_client_connected(d->cl, now) == WHISPER_OK, "client connected");
         moved = 1;
       }
@@ -214,17 +214,17 @@ static void run(void) {
         whisper_buf_free(b);
         moved = 1;
       }
-      need(!(d->conn && whisper_client_want_close(d->cl)), "an engine gave its connection up");
+      need(!(d->conn && whisper_client_want_disconnect(d->cl)), "an engine gave its connection up");
       record(d);
     }
     whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-    while (whisper_server_poll(srv, &o) > 0) {
+    while (whisper_server_take_output(srv, &o) > 0) {
       moved = 1;
       node *d = node_by_conn(o.conn);
       if (d == NULL) continue;
       if (o.action == WHISPER_SERVER_SEND) {
         need(whisper_client_receive(d->cl, o.frame, o.frame_len, now) == WHISPER_OK, "receive");
-      } else if (o.action == WHISPER_SERVER_CLOSE) {
+      } else if (o.action == WHISPER_SERVER_DISCONNECT) {
         need(0, "the server closed a connection");
       }
     }
@@ -276,7 +276,7 @@ int main(int argc, char **argv) {
   snprintf(sp, sizeof sp, "%s/sync-v1-server.db", dir);
   sst = open_store(sp);
   need(whisper_server_new(&srv, sst, NULL) == WHISPER_OK, "server");
-  whisper_server_set_rng(srv, rng_fn, &srng);
+  whisper_server_rng_set(srv, rng_fn, &srng);
 
   node *a1 = node_new(dir, "alice", 1, "sync-v1-alice1.db");
   node *b1 = node_new(dir, "bob", 1, "sync-v1-bob1.db");
@@ -323,7 +323,7 @@ int main(int argc, char **argv) {
   send_group(b1, gid, "group from bob");
   send_group(c1, gid, "group from carol");
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   need(find_message(b1, "group from alice") && find_message(c1, "group from alice") &&
        find_message(a1, "group from bob") && find_message(c1, "group from bob") &&
        find_message(a1, "group from carol") && find_message(b1, "group from carol") &&
@@ -353,11 +353,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n_nodes; i++) {
     whisper_client_free(nodes[i]->cl);
     whisper_ctx_free(nodes[i]->ctx);
-    whisper_store_close(nodes[i]->st);
+    whisper_store_free(nodes[i]->st);
     free(nodes[i]);
   }
   whisper_server_free(srv);
-  whisper_store_close(sst);
+  whisper_store_free(sst);
   printf("group %s\n", conv);
   return 0;
 }

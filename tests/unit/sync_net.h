@@ -104,7 +104,7 @@ typedef struct net {
 __attribute__((unused)) static void record(node *d) {
   whisper_client_event_t e;
   memset(&e, 0, sizeof e); /* fields the library does not write stay 0 (test_groups) */
-  while (whisper_client_next_event(d->cl, &e)) {
+  while (whisper_client_take_event(d->cl, &e)) {
     if (net_on_event) net_on_event(d, &e);
     if (d->n_ev == MAX_EVENTS) continue;
     rec_event *r = &d->ev[d->n_ev++];
@@ -180,7 +180,7 @@ __attribute__((unused)) static void node_open(node *d) {
     CHECK_RC(whisper_store_memory_new(&d->st), WHISPER_OK);
   }
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
 }
 
 __attribute__((unused)) static void node_engine(node *d) {
@@ -202,7 +202,7 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
   snprintf((char *)d->rng.seed, 32, "%s.%u.%d", name, device, ++made);
   if (sqlite) {
     snprintf(d->path, sizeof d->path, "%s/%s.%u.db", dbdir, name, device);
-    whisper_store_sqlite_destroy(d->path);
+    whisper_store_sqlite_delete(d->path);
   }
   if (net_media_root[0]) {
     snprintf(d->media_dir, sizeof d->media_dir, "%s/%s.%u.media", net_media_root, name, device);
@@ -210,7 +210,7 @@ static node *node_new(net *n, const char *name, uint32_t device, int sqlite) {
     d->media_piece = net_media_piece;
   }
   node_open(d);
-  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, T0), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d->ctx, name, device, 0, T0), WHISPER_OK);
   node_engine(d);
   n->nodes[n->n++] = d;
   return d;
@@ -243,19 +243,19 @@ static node *node_by_conn(net *n, uint64_t conn) {
 
 __attribute__((unused)) static void node_cut(net *n, node *d) {
   if (!d->conn) return;
-  whisper_server_close(n->srv, d->conn, n->now);
+  whisper_server_disconnected(n->srv, d->conn, n->now);
   if (d->cl) whisper_client_disconnected(d->cl, n->now);
   d->conn = 0;
 }
 
 /* The process dies: the engine and the store go without a word. */
 __attribute__((unused)) static void node_crash(net *n, node *d) {
-  if (d->conn) whisper_server_close(n->srv, d->conn, n->now);
+  if (d->conn) whisper_server_disconnected(n->srv, d->conn, n->now);
   d->conn = 0;
   if (!d->crash_hard) record(d);
   whisper_client_free(d->cl);
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
   d->cl = NULL;
   d->ctx = NULL;
   d->st = NULL;
@@ -270,9 +270,9 @@ __attribute__((unused)) static void node_free(node *d) {
   if (d->cl) {
     whisper_client_free(d->cl);
     whisper_ctx_free(d->ctx);
-    whisper_store_close(d->st);
+    whisper_store_free(d->st);
   }
-  if (d->sqlite) whisper_store_sqlite_destroy(d->path);
+  if (d->sqlite) whisper_store_sqlite_delete(d->path);
   free(d);
 }
 
@@ -284,7 +284,7 @@ __attribute__((unused)) static void net_open(net *n) {
   n->now = T0;
   CHECK_RC(whisper_store_memory_new(&n->sst), WHISPER_OK);
   CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
+  whisper_server_rng_set(n->srv, test_rng_fn, &n->srng);
 }
 
 /* The same over an existing SQLite store at `path` (the server's, under
@@ -299,13 +299,13 @@ __attribute__((unused)) static void net_open_sqlite(net *n, const char *path, co
   o.key_len = 32;
   CHECK_RC(whisper_store_sqlite_open(&n->sst, path, &o, NULL), WHISPER_OK);
   CHECK_RC(whisper_server_new(&n->srv, n->sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(n->srv, test_rng_fn, &n->srng);
+  whisper_server_rng_set(n->srv, test_rng_fn, &n->srng);
 }
 
 __attribute__((unused)) static void net_close(net *n) {
   for (int i = 0; i < n->n; i++) node_free(n->nodes[i]);
   whisper_server_free(n->srv);
-  whisper_store_close(n->sst);
+  whisper_store_free(n->sst);
 }
 
 __attribute__((unused)) static int body_case(const uint8_t *f, size_t len) {
@@ -324,7 +324,7 @@ __attribute__((unused)) static void net_run(net *n) {
       if (d->cl == NULL) continue;
       if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, n->now)) {
         d->conn = ++n->next_conn;
-        CHECK_RC(whisper_server_open(n->srv, d->conn, n->now), WHISPER_OK);
+        CHECK_RC(whisper_server_connected(n->srv, d->conn, n->now), WHISPER_OK);
         CHECK_RC(whisper_client_connected(d->cl, n->now), WHISPER_OK);
         moved = 1;
       }
@@ -348,7 +348,7 @@ __attribute__((unused)) static void net_run(net *n) {
         moved = 1;
         if (cut) node_cut(n, d);
       }
-      if (d->conn && whisper_client_want_close(d->cl)) {
+      if (d->conn && whisper_client_want_disconnect(d->cl)) {
         node_cut(n, d);
         moved = 1;
       }
@@ -356,7 +356,7 @@ __attribute__((unused)) static void net_run(net *n) {
       if (d->cl) record(d);
     }
     whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-    while (whisper_server_poll(n->srv, &o) > 0) {
+    while (whisper_server_take_output(n->srv, &o) > 0) {
       moved = 1;
       node *d = node_by_conn(n, o.conn);
       if (o.action == WHISPER_SERVER_SEND && d && d->mute) continue;
@@ -380,8 +380,8 @@ __attribute__((unused)) static void net_run(net *n) {
         for (int i = 0; i < n->n; i++)
           if (strcmp(n->nodes[i]->name, o.account) == 0 && n->nodes[i]->device == o.device_id)
             n->nodes[i]->pushes++;
-      } else if (o.action == WHISPER_SERVER_CLOSE && d) {
-        whisper_server_close(n->srv, d->conn, n->now);
+      } else if (o.action == WHISPER_SERVER_DISCONNECT && d) {
+        whisper_server_disconnected(n->srv, d->conn, n->now);
         whisper_client_disconnected(d->cl, n->now);
         d->conn = 0;
       }

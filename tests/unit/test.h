@@ -157,17 +157,17 @@ static inline void tdev_open(tdev *d, uint8_t seed) {
   memset(d->rng.seed, seed, 32);
   whisper_store_memory_new(&d->st);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
 }
 
 static inline void tdev_new(tdev *d, const char *name, uint32_t device, uint8_t seed) {
   tdev_open(d, seed);
-  CHECK_RC(whisper_identity_create(d->ctx, name, device, 0, TEST_NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d->ctx, name, device, 0, TEST_NOW), WHISPER_OK);
 }
 
 static inline void tdev_close(tdev *d) {
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 #endif

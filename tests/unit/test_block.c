@@ -109,7 +109,7 @@ static void world_open(world *w, const whisper_server_config_t *cfg) {
   if (cfg) { /* the same server over the same store, with these limits */
     whisper_server_free(w->n.srv);
     CHECK_RC(whisper_server_new(&w->n.srv, w->n.sst, cfg), WHISPER_OK);
-    whisper_server_set_rng(w->n.srv, test_rng_fn, &w->n.srng);
+    whisper_server_rng_set(w->n.srv, test_rng_fn, &w->n.srng);
   }
   w->alice = account_new(&w->n, "alice", 1);
   w->bob = account_new(&w->n, "bob", 1);
@@ -338,7 +338,7 @@ static void test_nothing_goes(void) {
   CHECK_RC(whisper_client_group_create(w.bob->cl, members, 2, w.n.now, gid), WHISPER_OK);
   net_run(&w.n);
   char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(gconv, gid);
+  whisper_client_group_conversation(gid, gconv);
   /* presence: alice watches bob, bob watches alice */
   const char *bob_name[] = {"bob"}, *alice_name[] = {"alice"};
   CHECK_RC(whisper_client_subscribe(w.alice->cl, bob_name, 1), WHISPER_OK);
@@ -1082,7 +1082,7 @@ static void test_report(void) {
            WHISPER_OK);
   net_run(&w.n);
   char gconv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(gconv, gid);
+  whisper_client_group_conversation(gid, gconv);
   node_cut(&w.n, w.bob);
   w.bob->offline = 1;
   CHECK_RC(whisper_client_report(w.bob->cl, gconv, 1, 0, w.n.now), WHISPER_OK);

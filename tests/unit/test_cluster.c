@@ -52,7 +52,7 @@ static void cluster_run(net *n) {
       if (d->cl == NULL || dead[home[i]]) continue;
       if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, n->now)) {
         d->conn = ++n->next_conn;
-        CHECK_RC(whisper_server_open(s, d->conn, n->now), WHISPER_OK);
+        CHECK_RC(whisper_server_connected(s, d->conn, n->now), WHISPER_OK);
         CHECK_RC(whisper_client_connected(d->cl, n->now), WHISPER_OK);
         moved = 1;
       }
@@ -62,7 +62,7 @@ static void cluster_run(net *n) {
         whisper_buf_free(b);
         moved = 1;
       }
-      if (d->conn && whisper_client_want_close(d->cl)) {
+      if (d->conn && whisper_client_want_disconnect(d->cl)) {
         cut(n, d);
         moved = 1;
       }
@@ -71,7 +71,7 @@ static void cluster_run(net *n) {
     for (int k = 0; k < NODES; k++) {
       if (dead[k]) continue;
       whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-      while (whisper_server_poll(S[k], &o) > 0) {
+      while (whisper_server_take_output(S[k], &o) > 0) {
         moved = 1;
         node *d = node_by_conn(n, o.conn);
         if (o.action == WHISPER_SERVER_SEND && d) {
@@ -80,8 +80,8 @@ static void cluster_run(net *n) {
           for (int i = 0; i < n->n; i++)
             if (strcmp(n->nodes[i]->name, o.account) == 0 && n->nodes[i]->device == o.device_id)
               n->nodes[i]->pushes++;
-        } else if (o.action == WHISPER_SERVER_CLOSE && d) {
-          whisper_server_close(S[k], d->conn, n->now);
+        } else if (o.action == WHISPER_SERVER_DISCONNECT && d) {
+          whisper_server_disconnected(S[k], d->conn, n->now);
           whisper_client_disconnected(d->cl, n->now);
           d->conn = 0;
         } else if (o.action == WHISPER_SERVER_RELAY) {
@@ -129,7 +129,7 @@ static void cluster_open(net *n) {
   whisper_server_free(n->srv);
   for (int k = 0; k < NODES; k++) {
     CHECK_RC(whisper_server_new(&S[k], n->sst, NULL), WHISPER_OK);
-    whisper_server_set_rng(S[k], test_rng_fn, &n->srng);
+    whisper_server_rng_set(S[k], test_rng_fn, &n->srng);
     CHECK_RC(whisper_server_cluster(S[k], (uint32_t)k + 1, n->now), WHISPER_OK);
     dead[k] = 0;
   }
@@ -139,7 +139,7 @@ static void cluster_open(net *n) {
 static void cluster_close(net *n) {
   for (int i = 0; i < n->n; i++) node_free(n->nodes[i]);
   for (int k = 0; k < NODES; k++) whisper_server_free(S[k]);
-  whisper_store_close(n->sst);
+  whisper_store_free(n->sst);
 }
 
 static int messages_with(const node *d, const char *body) { return ev_messages(d, body); }
@@ -303,7 +303,7 @@ static void test_node_death(void) {
   /* the dead node comes back (a new process: a new core over the store) */
   whisper_server_free(S[1]);
   CHECK_RC(whisper_server_new(&S[1], n.sst, NULL), WHISPER_OK);
-  whisper_server_set_rng(S[1], test_rng_fn, &n.srng);
+  whisper_server_rng_set(S[1], test_rng_fn, &n.srng);
   CHECK_RC(whisper_server_cluster(S[1], 2, n.now), WHISPER_OK);
   dead[1] = 0;
   cluster_run(&n);

@@ -441,13 +441,13 @@ static void test_conversation_flags(void) {
   node *carol = account_new(&p.n, "carol", 1);
   whisper_conversation_flags_t f = {.size = sizeof f, .muted_until_ms = WHISPER_MUTE_FOREVER, .pinned = 1},
                                got = WHISPER_CONVERSATION_FLAGS_INIT;
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "bob", &f, p.n.now), WHISPER_OK);
   net_run(&p.n);
-  CHECK_RC(whisper_client_conversation_flags(p.alice2->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice2->cl, "bob", &got), WHISPER_OK);
   CHECK(got.muted_until_ms == WHISPER_MUTE_FOREVER && got.pinned && !got.archived);
   const rec_event *e = last_of_type(p.alice2, WHISPER_EV_SETTINGS);
   CHECK(e && strcmp(e->conversation, "bob") == 0);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "carol", &got), WHISPER_OK);
   CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived);
   /* a versioned struct (docs/api.md): a size below 1.0's is refused both
    * ways, nothing read, written or set; a later caller's bigger struct is
@@ -458,15 +458,15 @@ static void test_conversation_flags(void) {
     for (int k = 0; k < 2; k++) {
       memset(&old, 0x5a, sizeof old);
       old.size = k ? WHISPER_CONVERSATION_FLAGS_SIZE_1_0 - 1 : 0;
-      CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &old), WHISPER_EINVAL);
+      CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &old), WHISPER_EINVAL);
       CHECK(strstr(whisper_ctx_last_error(p.alice->ctx), "WHISPER_CONVERSATION_FLAGS_INIT"));
       CHECK(old.muted_until_ms == 0x5a5a5a5a5a5a5a5aull && old.pinned == 0x5a5a5a5a);
       old.archived = 1;
-      CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &old, p.n.now),
+      CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "carol", &old, p.n.now),
                WHISPER_EINVAL);
       CHECK(strstr(whisper_ctx_last_error(p.alice->ctx), "WHISPER_CONVERSATION_FLAGS_INIT"));
     }
-    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+    CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "carol", &got), WHISPER_OK);
     CHECK(got.muted_until_ms == 0 && !got.pinned && !got.archived); /* nothing was set */
     struct later_flags {
       whisper_conversation_flags_t f;
@@ -474,7 +474,7 @@ static void test_conversation_flags(void) {
     } later;
     memset(&later, 0x5a, sizeof later);
     later.f.size = sizeof later;
-    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &later.f), WHISPER_OK);
+    CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &later.f), WHISPER_OK);
     CHECK(later.f.size == sizeof later && later.f.muted_until_ms == WHISPER_MUTE_FOREVER &&
           later.f.pinned == 1 && later.f.archived == 0 && later.newer == 0x5a5a5a5a5a5a5a5aull);
     /* set from a bigger struct: its known fields taken, the rest ignored */
@@ -483,12 +483,12 @@ static void test_conversation_flags(void) {
     later.f.muted_until_ms = 0;
     later.f.archived = 0;
     later.f.pinned = 1;
-    CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &later.f, p.n.now),
+    CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "carol", &later.f, p.n.now),
              WHISPER_OK);
-    CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "carol", &got), WHISPER_OK);
+    CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "carol", &got), WHISPER_OK);
     CHECK(got.muted_until_ms == 0 && got.pinned == 1 && !got.archived);
     later.f.pinned = 0;
-    CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "carol", &later.f, p.n.now + 1),
+    CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "carol", &later.f, p.n.now + 1),
              WHISPER_OK);
     net_run(&p.n);
   }
@@ -509,9 +509,9 @@ static void test_conversation_flags(void) {
   /* archived from the other device, later: both hold it; unmuted */
   net_advance(&p.n, 1000);
   whisper_conversation_flags_t g = {.size = sizeof g, .archived = 1};
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice2->cl, "bob", &g, p.n.now), WHISPER_OK);
   net_run(&p.n);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &got), WHISPER_OK);
   CHECK(got.archived && !got.pinned && got.muted_until_ms == 0);
   /* and the server wakes for bob again */
   p.alice->offline = 1;
@@ -535,9 +535,9 @@ static void test_conversation_flags(void) {
   ev_clear(p.alice);
   send_raw(&p.n, p.bob, "alice", &ct);
   CHECK(ev_count(p.alice, WHISPER_EV_REFUSED) == 1);
-  CHECK_RC(whisper_client_conversation_flags(p.alice->cl, "bob", &got), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(p.alice->cl, "bob", &got), WHISPER_OK);
   CHECK(!got.pinned);
-  CHECK_RC(whisper_client_set_conversation_flags(p.alice->cl, "no way!", &f, p.n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_conversation_flags_set(p.alice->cl, "no way!", &f, p.n.now), WHISPER_EINVAL);
   net_close(&p.n);
 }
 
@@ -648,7 +648,7 @@ static void test_group_content(void) {
   CHECK_RC(whisper_client_group_create(p.alice->cl, members, 2, p.n.now, gid), WHISPER_OK);
   net_run(&p.n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   CHECK_RC(whisper_client_send_group(p.alice->cl, gid, (const uint8_t *)"group hello", 11, p.n.now, id),
            WHISPER_OK);
   net_run(&p.n);

@@ -221,15 +221,15 @@ static void test_keys_api(void) {
   CHECK_RC(whisper_ctx_new(NULL, st), WHISPER_EINVAL);
   CHECK_RC(whisper_keypair_generate(ctx, &kp), WHISPER_OK);
   CHECK(kp.pub[0] == 5 && (kp.priv[0] & 7) == 0 && (kp.priv[31] & 0xc0) == 0x40);
-  CHECK_RC(whisper_keypair_from_private(&kp2, kp.priv), WHISPER_OK);
+  CHECK_RC(whisper_keypair_from_private(kp.priv, &kp2), WHISPER_OK);
   CHECK(memcmp(kp.pub, kp2.pub, 33) == 0);
   uint8_t sig[64];
-  CHECK_RC(whisper_sign(ctx, sig, kp.priv, (const uint8_t *)"x", 1), WHISPER_OK);
+  CHECK_RC(whisper_sign(ctx, kp.priv, (const uint8_t *)"x", 1, sig), WHISPER_OK);
   CHECK_RC(whisper_verify(kp.pub, 33, (const uint8_t *)"x", 1, sig, 64), WHISPER_OK);
   CHECK_RC(whisper_verify(kp.pub, 33, (const uint8_t *)"y", 1, sig, 64), WHISPER_EINVALIDSIG);
   /* a failing RNG is an error, not garbage */
   rng.fail = 1;
-  whisper_ctx_set_rng(ctx, test_rng_fn, &rng);
+  whisper_ctx_rng_set(ctx, test_rng_fn, &rng);
   CHECK_RC(whisper_keypair_generate(ctx, &kp), WHISPER_ERANDOM);
   CHECK(strlen(whisper_ctx_last_error(ctx)) > 0);
   CHECK(whisper_version() == WHISPER_VERSION_NUMBER && whisper_version() != 0);
@@ -237,9 +237,9 @@ static void test_keys_api(void) {
   CHECK(strcmp(whisper_strerror(12345), "unknown error") == 0);
   whisper_keypair_wipe(&kp);
   whisper_ctx_free(ctx);
-  whisper_store_close(st);
+  whisper_store_free(st);
   whisper_ctx_free(NULL);
-  whisper_store_close(NULL);
+  whisper_store_free(NULL);
   whisper_buf_free(NULL);
 }
 

@@ -11,11 +11,11 @@ static void check_case(const char *lid_hex, const char *rid_hex, const char *lke
   uint8_t *want_l = unhex(scan_local_hex, &sl);
   char digits[WHISPER_FINGERPRINT_DISPLAY_LEN], digits2[WHISPER_FINGERPRINT_DISPLAY_LEN];
   whisper_buf *scan = NULL, *scan2 = NULL;
-  CHECK_RC(whisper_fingerprint(digits, &scan, 5200, lid, ll, lk, lkl, rid, rl, rk, rkl), WHISPER_OK);
+  CHECK_RC(whisper_fingerprint(5200, lid, ll, lk, lkl, rid, rl, rk, rkl, digits, &scan), WHISPER_OK);
   CHECK(strcmp(digits, display) == 0);
   CHECK(scan && scan->len == sl && memcmp(scan->data, want_l, sl) == 0);
   /* the other side sees the same digits and the mirrored code */
-  CHECK_RC(whisper_fingerprint(digits2, &scan2, 5200, rid, rl, rk, rkl, lid, ll, lk, lkl), WHISPER_OK);
+  CHECK_RC(whisper_fingerprint(5200, rid, rl, rk, rkl, lid, ll, lk, lkl, digits2, &scan2), WHISPER_OK);
   CHECK(strcmp(digits2, display) == 0);
   if (scan_remote_hex) {
     uint8_t *want_r = unhex(scan_remote_hex, &srl);
@@ -61,11 +61,11 @@ int main(void) {
   uint8_t key[33] = {5, 1, 2, 3}, bad[33] = {6};
   char d[WHISPER_FINGERPRINT_DISPLAY_LEN];
   whisper_buf *s1, *s2;
-  CHECK_RC(whisper_fingerprint(d, NULL, 5200, NULL, 0, bad, 33, NULL, 0, key, 33), WHISPER_EINVALIDKEY);
-  CHECK_RC(whisper_fingerprint(d, NULL, 5200, NULL, 0, key, 32, NULL, 0, key, 33), WHISPER_EINVALIDKEY);
-  CHECK_RC(whisper_fingerprint(d, NULL, 0, NULL, 0, key, 33, NULL, 0, key, 33), WHISPER_EINVAL);
-  CHECK_RC(whisper_fingerprint(d, &s1, 5200, (const uint8_t *)"a", 1, key, 33, NULL, 0, key, 33), WHISPER_OK);
-  CHECK_RC(whisper_fingerprint(d, &s2, 5200, NULL, 0, key, 33, (const uint8_t *)"a", 1, key, 33), WHISPER_OK);
+  CHECK_RC(whisper_fingerprint(5200, NULL, 0, bad, 33, NULL, 0, key, 33, d, NULL), WHISPER_EINVALIDKEY);
+  CHECK_RC(whisper_fingerprint(5200, NULL, 0, key, 32, NULL, 0, key, 33, d, NULL), WHISPER_EINVALIDKEY);
+  CHECK_RC(whisper_fingerprint(0, NULL, 0, key, 33, NULL, 0, key, 33, d, NULL), WHISPER_EINVAL);
+  CHECK_RC(whisper_fingerprint(5200, (const uint8_t *)"a", 1, key, 33, NULL, 0, key, 33, d, &s1), WHISPER_OK);
+  CHECK_RC(whisper_fingerprint(5200, NULL, 0, key, 33, (const uint8_t *)"a", 1, key, 33, d, &s2), WHISPER_OK);
   int match = -1;
   s2->data[1] = 3; /* version 3 */
   CHECK_RC(whisper_fingerprint_compare(s1->data, s1->len, s2->data, s2->len, &match), WHISPER_EVERSION);

@@ -9,7 +9,7 @@
 
 static int gdec(tdev *d, const char *from, uint32_t dev_id, const whisper_buf *m, const char *want) {
   whisper_buf *pt = NULL;
-  int rc = whisper_group_decrypt(d->ctx, from, dev_id, m->data, m->len, &pt);
+  int rc = whisper_sender_key_decrypt(d->ctx, from, dev_id, m->data, m->len, &pt);
   if (rc == WHISPER_OK && want) CHECK(pt->len == strlen(want) && memcmp(pt->data, want, pt->len) == 0);
   whisper_buf_free(pt);
   return rc;
@@ -27,7 +27,7 @@ static void test_kat(void) {
   test_rng_push_hex(&a.rng, "2468acf0");
   test_rng_push_hex(&a.rng, "bfedc66b23bd1229018f7fb5c5ce23bc18b60138d0fe3604f2b11ce7548cb110");
   test_rng_push_hex(&a.rng, "80c9ddf773a470c0fa2091708560e446e7b1f3ce7bd48ab56cdadfc3f51c3d53");
-  CHECK_RC(whisper_group_create(a.ctx, KAT_UUID, &skdm), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_generate(a.ctx, KAT_UUID, &skdm), WHISPER_OK);
   size_t n;
   uint8_t *want = unhex("330a106ba7b8109dad41d180b400c04fd430c810f8acd1910118002220bfedc66b23bd"
                         "1229018f7fb5c5ce23bc18b60138d0fe3604f2b11ce7548cb1102a2105f162cf01855081"
@@ -35,7 +35,7 @@ static void test_kat(void) {
                         &n);
   CHECK(skdm->len == n && memcmp(skdm->data, want, n) == 0);
   free(want);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
   const char *z = "7b483e32ed327f6583f9dbb329a0e7e115c5caefec0f5fa9d6a7a2fea71b0d2a"
                   "ca0edd551e0fdd70565793027ee97110f258edfb11150bf547a03dc793f335bf";
   const char *want_hex[2] = {
@@ -49,7 +49,7 @@ static void test_kat(void) {
     char text[16];
     snprintf(text, sizeof text, "KAT group %d", i);
     test_rng_push_hex(&a.rng, z);
-    CHECK_RC(whisper_group_encrypt(a.ctx, KAT_UUID, (const uint8_t *)text, strlen(text), &m),
+    CHECK_RC(whisper_sender_key_encrypt(a.ctx, KAT_UUID, (const uint8_t *)text, strlen(text), &m),
              WHISPER_OK);
     want = unhex(want_hex[i], &n);
     CHECK(m->len == n && memcmp(m->data, want, n) == 0);
@@ -59,7 +59,7 @@ static void test_kat(void) {
   }
   /* a repeated create returns the current state (iteration 2 now) */
   whisper_buf *again;
-  CHECK_RC(whisper_group_create(a.ctx, KAT_UUID, &again), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_generate(a.ctx, KAT_UUID, &again), WHISPER_OK);
   CHECK(again->len == skdm->len && memcmp(again->data, skdm->data, 17) == 0);
   CHECK(memcmp(again->data, skdm->data, again->len) != 0); /* iteration and chain key moved */
   whisper_buf_free(again);
@@ -105,7 +105,7 @@ static void test_vectors(void) {
   size_t n;
   tdev_new(&b, "bob", 1, 3);
   uint8_t *skdm = unhex(jstr(sk, "body_hex"), &n);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm, n), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm, n), WHISPER_OK);
   /* processing the same SKDM again keeps the chain where it is */
   int ran = 0;
   for (size_t i = 0; steps && i < steps->count; i++) {
@@ -122,7 +122,7 @@ static void test_vectors(void) {
       body = unhex(jstr(s, "body_hex"), &len);
     }
     whisper_buf *pt = NULL;
-    int rc = whisper_group_decrypt(b.ctx, "alice", 1, body, len, &pt);
+    int rc = whisper_sender_key_decrypt(b.ctx, "alice", 1, body, len, &pt);
     int want = strcmp(expect, "ok") == 0                  ? WHISPER_OK
                : strcmp(expect, "duplicate_message") == 0 ? WHISPER_EDUPLICATE
                                                           : WHISPER_EINVALIDSIG;
@@ -136,7 +136,7 @@ static void test_vectors(void) {
     }
     whisper_buf_free(pt);
     free(body);
-    if (i == 2) CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm, n), WHISPER_OK);
+    if (i == 2) CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm, n), WHISPER_OK);
     ran++;
   }
   CHECK(ran == 14);
@@ -160,7 +160,7 @@ static void test_vectors(void) {
     uint8_t *ptext = unhex(jstr(msgs->items[i], "plaintext_hex"), &pl);
     uint8_t *want = unhex(jstr(msgs->items[i], "body_hex"), &bl);
     whisper_buf *m = NULL;
-    CHECK_RC(whisper_group_encrypt(a.ctx, uuid, ptext, pl, &m), WHISPER_OK);
+    CHECK_RC(whisper_sender_key_encrypt(a.ctx, uuid, ptext, pl, &m), WHISPER_OK);
     CHECK(m && m->len == bl && memcmp(m->data, want, bl - 64) == 0);
     /* and our signature verifies with libsignal's key: a fresh receiver
      * that processed libsignal's SKDM reads our message */
@@ -181,17 +181,17 @@ static void test_behaviour(void) {
   tdev_new(&a, "alice", 1, 10);
   tdev_new(&b, "bob", 1, 11);
   tdev_new(&c, "carol", 2, 12);
-  CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"x", 1, &m[0]), WHISPER_ENOSESSION);
-  CHECK_RC(whisper_group_create(a.ctx, G, &skdm), WHISPER_OK);
-  CHECK_RC(whisper_group_process(c.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)"x", 1, &m[0]), WHISPER_ENOSESSION);
+  CHECK_RC(whisper_sender_key_generate(a.ctx, G, &skdm), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(c.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
   char text[32];
   for (int i = 0; i < 40; i++) {
     snprintf(text, sizeof text, "group %d", i);
-    CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)text, strlen(text), &m[i]), WHISPER_OK);
+    CHECK_RC(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)text, strlen(text), &m[i]), WHISPER_OK);
   }
   /* no state for a message before it was processed */
   CHECK_RC(gdec(&b, "alice", 1, m[0], NULL), WHISPER_ENOSESSION);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
   int order[] = {39, 5, 0, 20, 1, 38, 2, 3, 4};
   for (size_t k = 0; k < sizeof order / sizeof *order; k++) {
     snprintf(text, sizeof text, "group %d", order[k]);
@@ -213,24 +213,24 @@ static void test_behaviour(void) {
   whisper_buf_free(bad);
   uint8_t junk[100] = {0x33, 0xff, 0xff};
   whisper_buf *pt = NULL;
-  CHECK_RC(whisper_group_decrypt(b.ctx, "alice", 1, junk, sizeof junk, &pt), WHISPER_EINVALIDMSG);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, junk, sizeof junk), WHISPER_EINVALIDMSG);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, 20), WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_sender_key_decrypt(b.ctx, "alice", 1, junk, sizeof junk, &pt), WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, junk, sizeof junk), WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm->data, 20), WHISPER_EINVALIDMSG);
   /* an SKDM claiming to come from this very device would replace its own
    * sending state: refused, and alice can still send */
-  CHECK_RC(whisper_group_process(a.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_EINVAL);
+  CHECK_RC(whisper_sender_key_process(a.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_EINVAL);
   whisper_buf *still;
-  CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"still mine", 10, &still), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)"still mine", 10, &still), WHISPER_OK);
   CHECK_RC(gdec(&b, "alice", 1, still, "still mine"), WHISPER_OK);
   whisper_buf_free(still);
 
   /* rotation: old messages still readable, new chain works for those given it */
   whisper_buf *skdm2, *r1;
-  CHECK_RC(whisper_group_rotate(a.ctx, G, &skdm2), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_rotate(a.ctx, G, &skdm2), WHISPER_OK);
   CHECK(memcmp(skdm2->data, skdm->data, skdm->len < skdm2->len ? skdm->len : skdm2->len) != 0);
-  CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"after", 5, &r1), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)"after", 5, &r1), WHISPER_OK);
   CHECK_RC(gdec(&b, "alice", 1, r1, NULL), WHISPER_ENOSESSION); /* bob has not got the new chain */
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm2->data, skdm2->len), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm2->data, skdm2->len), WHISPER_OK);
   CHECK_RC(gdec(&b, "alice", 1, r1, "after"), WHISPER_OK);
   CHECK_RC(gdec(&b, "alice", 1, m[7], "group 7"), WHISPER_OK); /* the old chain is still kept */
   CHECK_RC(gdec(&c, "alice", 1, r1, NULL), WHISPER_ENOSESSION); /* carol left: she can't */
@@ -250,9 +250,9 @@ static void test_limits(void) {
   whisper_buf *skdm;
   tdev_new(&a, "alice", 1, 20);
   tdev_new(&b, "bob", 1, 21);
-  CHECK_RC(whisper_group_create(a.ctx, G, &skdm), WHISPER_OK);
-  CHECK_RC(whisper_group_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
-  for (int i = 0; i < 25002; i++) CHECK(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"y", 1, &lim[i]) == 0);
+  CHECK_RC(whisper_sender_key_generate(a.ctx, G, &skdm), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(b.ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
+  for (int i = 0; i < 25002; i++) CHECK(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)"y", 1, &lim[i]) == 0);
   CHECK_RC(gdec(&b, "alice", 1, lim[25001], NULL), WHISPER_ETOOFAR);
   CHECK_RC(gdec(&b, "alice", 1, lim[25000], "y"), WHISPER_OK);
   CHECK_RC(gdec(&b, "alice", 1, lim[22999], NULL), WHISPER_EDUPLICATE);
@@ -274,23 +274,23 @@ static void test_distribution(void) {
   tdev_new(&c, "carol", 1, 33);
   tdev *members[2] = {&b1, &b2};
   for (int i = 0; i < 2; i++) {
-    CHECK_RC(whisper_bundle_make(members[i]->ctx, &bundle, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(members[i]->ctx, 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", (uint32_t)(i + 1), &bundle, NOW), WHISPER_OK);
   }
   whisper_device_t devs[3] = {{"bob", 1}, {"bob", 2}, {"carol", 1}};
   whisper_envelope_t env[3] = {WHISPER_ENVELOPE_INIT};
-  CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, env), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_distribute(a.ctx, G, devs, 3, NOW, env), WHISPER_OK);
   CHECK(env[0].status == WHISPER_OK && env[1].status == WHISPER_OK);
   CHECK(env[2].status == WHISPER_ENOSESSION && env[2].body == NULL); /* no session with carol */
   for (int i = 0; i < 2; i++) {
     /* a damaged envelope changes nothing; the real one sets up the chain */
     whisper_buf *bad = whisper_buf_new(env[i].body->data, env[i].body->len);
     bad->data[bad->len - 12] ^= 1;
-    CHECK_RC(whisper_group_receive_distribution(members[i]->ctx, "alice", 1, env[i].type, bad->data,
+    CHECK_RC(whisper_sender_key_receive_distribution(members[i]->ctx, "alice", 1, env[i].type, bad->data,
                                                 bad->len),
              WHISPER_EINVALIDMSG);
     whisper_buf_free(bad);
-    CHECK_RC(whisper_group_receive_distribution(members[i]->ctx, "alice", 1, env[i].type,
+    CHECK_RC(whisper_sender_key_receive_distribution(members[i]->ctx, "alice", 1, env[i].type,
                                                 env[i].body->data, env[i].body->len),
              WHISPER_OK);
     whisper_buf_free(env[i].body);
@@ -301,7 +301,7 @@ static void test_distribution(void) {
   whisper_envelope_t small[3];
   memset(small, 0x5a, sizeof small);
   small[0].size = WHISPER_ENVELOPE_SIZE_1_0 - 1;
-  CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, small), WHISPER_EINVAL);
+  CHECK_RC(whisper_sender_key_distribute(a.ctx, G, devs, 3, NOW, small), WHISPER_EINVAL);
   CHECK(strstr(whisper_ctx_last_error(a.ctx), "WHISPER_ENVELOPE_INIT") != NULL);
   CHECK(small[0].status == 0x5a5a5a5a && small[1].size == (size_t)0x5a5a5a5a5a5a5a5aull);
   struct later_envelope {
@@ -310,7 +310,7 @@ static void test_distribution(void) {
   } big[3];
   memset(big, 0x5a, sizeof big);
   big[0].e.size = sizeof big[0];
-  CHECK_RC(whisper_group_distribute(a.ctx, G, devs, 3, NOW, &big[0].e), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_distribute(a.ctx, G, devs, 3, NOW, &big[0].e), WHISPER_OK);
   for (int i = 0; i < 3; i++) {
     CHECK(big[i].e.size == sizeof big[0] && big[i].newer == 0x5a5a5a5a5a5a5a5aull);
     if (i < 2) CHECK(big[i].e.status == WHISPER_OK && big[i].e.body && big[i].e.body->len > 0);
@@ -318,14 +318,14 @@ static void test_distribution(void) {
     whisper_buf_free(big[i].e.body);
   }
   whisper_buf *m;
-  CHECK_RC(whisper_group_encrypt(a.ctx, G, (const uint8_t *)"to all", 6, &m), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(a.ctx, G, (const uint8_t *)"to all", 6, &m), WHISPER_OK);
   CHECK_RC(gdec(&b1, "alice", 1, m, "to all"), WHISPER_OK);
   CHECK_RC(gdec(&b2, "alice", 1, m, "to all"), WHISPER_OK);
   whisper_buf_free(m);
   /* an ordinary 1:1 message is not a distribution */
   int t;
   CHECK_RC(whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"hi", 2, NOW, &t, &m), WHISPER_OK);
-  CHECK_RC(whisper_group_receive_distribution(b1.ctx, "alice", 1, t, m->data, m->len), WHISPER_EINVALIDMSG);
+  CHECK_RC(whisper_sender_key_receive_distribution(b1.ctx, "alice", 1, t, m->data, m->len), WHISPER_EINVALIDMSG);
   whisper_buf *pt;
   CHECK_RC(whisper_session_decrypt(b1.ctx, "alice", 1, t, m->data, m->len, &pt), WHISPER_OK); /* unchanged */
   whisper_buf_free(pt);

@@ -187,7 +187,7 @@ static uint8_t *change_bytes(const char *author, uint32_t device, whisper_ctx *k
   size_t bl = whisper__e2e__group_change_body__pack(&b, body);
   memcpy(msg, "whisper-group-v1", 16);
   memcpy(msg + 16, body, bl);
-  CHECK_RC(whisper_sign(key, sig, key->identity.priv, msg, 16 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(key, key->identity.priv, msg, 16 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange sc = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   sc.has_body = sc.has_signature = 1;
   sc.body = (ProtobufCBinaryData){bl, body};
@@ -195,7 +195,7 @@ static uint8_t *change_bytes(const char *author, uint32_t device, whisper_ctx *k
   if (invite_priv) {
     memcpy(msg, "whisper-group-join-v1", 21);
     memcpy(msg + 21, body, bl);
-    CHECK_RC(whisper_sign(key, isig, invite_priv, msg, 21 + bl), WHISPER_OK);
+    CHECK_RC(whisper_sign(key, invite_priv, msg, 21 + bl, isig), WHISPER_OK);
     sc.has_invite_signature = 1;
     sc.invite_signature = (ProtobufCBinaryData){64, isig};
   }
@@ -337,7 +337,7 @@ static void test_promote_demote(void) {
   CHECK(group_bits(bob) & WHISPER_GROUP_CHANGED_MEMBERS);
   /* promote bob */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(is_admin(alice, gid, "bob") && is_admin(bob, gid, "bob") && is_admin(carol, gid, "bob"));
   const rec_event *e = last_of(carol, WHISPER_EV_GROUP);
@@ -353,26 +353,26 @@ static void test_promote_demote(void) {
   net_run(&n);
   CHECK(is_member(dave, gid, "dave") && is_member(carol, gid, "dave"));
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "alice", 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "alice", 0, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(!is_admin(carol, gid, "alice") && !is_admin(dave, gid, "alice") && is_admin(alice, gid, "bob"));
   CHECK(group_bits(dave) == WHISPER_GROUP_CHANGED_ADMINS && refused(alice) + refused(carol) == 0);
   /* alice is no admin now: refused at the call */
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
-  CHECK_RC(whisper_client_group_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_ESTATE);
   CHECK_RC(whisper_client_group_link_revoke(alice->cl, gid, n.now), WHISPER_ESTATE);
   /* the last admin stays */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "erin", 1, n.now), WHISPER_ESTATE); /* not a member */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "carol", 0, n.now), WHISPER_ESTATE); /* not an admin */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "Not A Name", 1, n.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_admin(bob->cl, NULL, "carol", 1, n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "erin", 1, n.now), WHISPER_ESTATE); /* not a member */
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "carol", 0, n.now), WHISPER_ESTATE); /* not an admin */
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "Not A Name", 1, n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, NULL, "carol", 1, n.now), WHISPER_EINVAL);
   /* hand over: promote carol, then bob demotes himself */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "carol", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "carol", 1, n.now), WHISPER_OK);
   /* (checked on the state held: carol is not an admin yet) */
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_ESTATE);
   net_run(&n);
-  CHECK_RC(whisper_client_group_admin(bob->cl, gid, "bob", 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(bob->cl, gid, "bob", 0, n.now), WHISPER_OK);
   net_run(&n);
   s = state_of(dave, gid);
   CHECK(s && s->n_admins == 1 && strcmp(s->admins[0], "carol") == 0 && s->change_version == 6);
@@ -404,10 +404,10 @@ static void test_non_admin_change_refused(void) {
   const char *members[] = {"bob", "carol"};
   uint8_t gid[16], h[32];
   group_of(&n, alice, members, 2, gid);
-  CHECK_RC(whisper_client_group_admin(carol->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
-  CHECK_RC(whisper_client_group_set(carol->cl, gid, WHISPER_GROUP_ADMINS_EDIT_INFO, 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_admin_set(carol->cl, gid, "carol", 1, n.now), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_setting_set(carol->cl, gid, WHISPER_GROUP_ADMINS_EDIT_INFO, 1, n.now), WHISPER_ESTATE);
   char link[WHISPER_GROUP_LINK_LEN + 1];
-  CHECK_RC(whisper_client_group_link_make(carol->cl, gid, n.now, link), WHISPER_ESTATE);
+  CHECK_RC(whisper_client_group_link_generate(carol->cl, gid, n.now, link), WHISPER_ESTATE);
   uint64_t v = head(bob, gid, h);
   CHECK(v == 1);
   /* carol signs herself admin, on the state everyone holds */
@@ -435,15 +435,15 @@ static void test_non_admin_change_refused(void) {
   memcpy(frng.seed, "the server's own key ...........", 32);
   CHECK_RC(whisper_store_memory_new(&fst), WHISPER_OK);
   whisper_ctx_new(&fctx, fst);
-  whisper_ctx_set_rng(fctx, test_rng_fn, &frng);
-  CHECK_RC(whisper_identity_create(fctx, "alice", 1, 0, T0), WHISPER_OK);
+  whisper_ctx_rng_set(fctx, test_rng_fn, &frng);
+  CHECK_RC(whisper_identity_generate(fctx, "alice", 1, 0, T0), WHISPER_OK);
   gstate st2 = {{"alice", "bob", "carol"}, 3, {"alice", "carol"}, 2, "owned", 0, 0, 0, NULL};
   ch = change_bytes("alice", 1, fctx, gid, v + 1, h, &st2, NULL, &len);
   clear_all(&n);
   lie_to(&n, bob, carol, group_entry("alice", 1, gid, ch, len, &st2));
   CHECK(refused(bob) == 1 && ev_count(bob, WHISPER_EV_GROUP) == 0 && !is_admin(bob, gid, "carol"));
   whisper_ctx_free(fctx);
-  whisper_store_close(fst);
+  whisper_store_free(fst);
   /* carol, no admin, sets an invite link of her own */
   uint8_t carol_link[33];
   CHECK_RC(whisper_identity_get(carol->ctx, carol_link, NULL, NULL, NULL), WHISPER_OK);
@@ -459,7 +459,7 @@ static void test_non_admin_change_refused(void) {
   whisper_group_state_free(s3);
   /* nothing stalled: alice's next change goes through */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(is_admin(carol, gid, "bob") && ev_count(alice, WHISPER_EV_ERROR) == 0);
   net_close(&n);
@@ -486,14 +486,14 @@ static void test_info(void) {
   uint8_t gid[16], h[32];
   group_of(&n, alice, members, 2, gid);
   clear_all(&n);
-  CHECK_RC(whisper_client_group_set_info(alice->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Lunch", 5, n.now),
+  CHECK_RC(whisper_client_group_info_set(alice->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Lunch", 5, n.now),
            WHISPER_OK);
   const char *desc = "Fridays, 12:30 \xc3\xa0 la cantine";
-  CHECK_RC(whisper_client_group_set_info(alice->cl, gid, WHISPER_GROUP_DESCRIPTION, (const uint8_t *)desc,
+  CHECK_RC(whisper_client_group_info_set(alice->cl, gid, WHISPER_GROUP_DESCRIPTION, (const uint8_t *)desc,
                                          strlen(desc), n.now),
            WHISPER_OK);
   const uint8_t pic[4] = {0, 1, 2, 0xff};
-  CHECK_RC(whisper_client_group_set_info(alice->cl, gid, WHISPER_GROUP_PICTURE, pic, 4, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_info_set(alice->cl, gid, WHISPER_GROUP_PICTURE, pic, 4, n.now), WHISPER_OK);
   net_run(&n);
   whisper_group_state_t *s = state_of(carol, gid);
   CHECK(s && strcmp(s->name, "Lunch") == 0 && strcmp(s->description, desc) == 0 && s->picture_len == 4 &&
@@ -504,36 +504,36 @@ static void test_info(void) {
   /* bad values: refused at the call, nothing queued */
   uint8_t big[WHISPER_GROUP_DESCRIPTION_MAX + 1];
   memset(big, 'x', sizeof big);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_NAME, big, WHISPER_GROUP_NAME_MAX + 1, n.now),
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_NAME, big, WHISPER_GROUP_NAME_MAX + 1, n.now),
            WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_DESCRIPTION, big, sizeof big, n.now),
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_DESCRIPTION, big, sizeof big, n.now),
            WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_PICTURE, big, WHISPER_GROUP_PICTURE_MAX + 1,
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_PICTURE, big, WHISPER_GROUP_PICTURE_MAX + 1,
                                          n.now),
            WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"a\0b", 3, n.now),
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"a\0b", 3, n.now),
            WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"\xc0\xaf", 2, n.now),
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"\xc0\xaf", 2, n.now),
            WHISPER_EINVAL);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, 9, (const uint8_t *)"x", 1, n.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, 9, (const uint8_t *)"x", 1, n.now), WHISPER_EINVAL);
   net_run(&n);
   CHECK(name_is(alice, gid, "Lunch") && head(alice, gid, h) == 4);
   /* a member (no admin) edits the name: allowed by default */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_set_info(carol->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Brunch", 6, n.now),
+  CHECK_RC(whisper_client_group_info_set(carol->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Brunch", 6, n.now),
            WHISPER_OK);
   net_run(&n);
   CHECK(name_is(alice, gid, "Brunch") && name_is(bob, gid, "Brunch") && refused(alice) == 0);
   CHECK(last_of(alice, WHISPER_EV_GROUP) && strcmp(last_of(alice, WHISPER_EV_GROUP)->from, "carol") == 0);
   /* only admins edit info */
   clear_all(&n);
-  CHECK_RC(whisper_client_group_set(alice->cl, gid, WHISPER_GROUP_ADMINS_EDIT_INFO, 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_ADMINS_EDIT_INFO, 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(group_bits(carol) == WHISPER_GROUP_CHANGED_SETTINGS);
   s = state_of(bob, gid);
   CHECK(s && s->admins_edit_info && !s->admins_send);
   whisper_group_state_free(s);
-  CHECK_RC(whisper_client_group_set_info(carol->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Dinner", 6, n.now),
+  CHECK_RC(whisper_client_group_info_set(carol->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Dinner", 6, n.now),
            WHISPER_ESTATE);
   /* carol's engine will not: she signs it herself; the server refuses it,
    * then delivers it anyway */
@@ -549,7 +549,7 @@ static void test_info(void) {
   const rec_event *r = last_of(bob, WHISPER_EV_REFUSED);
   CHECK(r && r->code == WHISPER_EFORGED);
   /* admins still edit it */
-  CHECK_RC(whisper_client_group_set_info(alice->cl, gid, WHISPER_GROUP_NAME, NULL, 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_info_set(alice->cl, gid, WHISPER_GROUP_NAME, NULL, 0, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(name_is(bob, gid, "") && name_is(carol, gid, ""));
   net_close(&n);
@@ -568,7 +568,7 @@ static void test_admins_send(void) {
   gsend(&n, bob, gid, "before", WHISPER_OK); /* alice and carol have bob's sender key */
   CHECK(ev_messages(alice, "before") == 1 && ev_messages(carol, "before") == 1);
   clear_all(&n);
-  CHECK_RC(whisper_client_group_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
   net_run(&n);
   CHECK(group_bits(bob) == WHISPER_GROUP_CHANGED_SETTINGS);
   gsend(&n, bob, gid, "not allowed", WHISPER_ESTATE);
@@ -582,7 +582,7 @@ static void test_admins_send(void) {
   uint8_t pl[256];
   size_t pn = whisper__e2e__payload__pack(&p, pl);
   whisper_buf *ct = NULL;
-  CHECK_RC(whisper_group_encrypt(bob->ctx, gid, pl, pn, &ct), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(bob->ctx, gid, pl, pn, &ct), WHISPER_OK);
   Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
   whisper__sync__deliver__init(d);
   d->has_kind = d->has_sender_device = d->has_type = d->has_body = d->has_client_id = 1;
@@ -604,7 +604,7 @@ static void test_admins_send(void) {
   const rec_event *r = last_of(carol, WHISPER_EV_REFUSED);
   CHECK(r && r->code == WHISPER_EFORGED && strcmp(r->from, "bob") == 0);
   /* off again: bob sends */
-  CHECK_RC(whisper_client_group_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 0, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_ADMINS_SEND, 0, n.now), WHISPER_OK);
   net_run(&n);
   gsend(&n, bob, gid, "after", WHISPER_OK);
   CHECK(ev_messages(alice, "after") == 1 && ev_messages(carol, "after") == 1);
@@ -635,7 +635,7 @@ static void test_invite_link(void) {
   group_of(&n, alice, members, 1, gid);
   char link[WHISPER_GROUP_LINK_LEN + 1];
   clear_all(&n);
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, link), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, link), WHISPER_OK);
   CHECK(strlen(link) == WHISPER_GROUP_LINK_LEN && strncmp(link, "whisper-group:", 14) == 0);
   uint8_t raw[49];
   size_t rl = 0;
@@ -745,8 +745,8 @@ static void test_join_approval(void) {
   uint8_t gid[16], got[16];
   group_of(&n, alice, members, 1, gid);
   char link[WHISPER_GROUP_LINK_LEN + 1];
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, link), WHISPER_OK);
-  CHECK_RC(whisper_client_group_set(alice->cl, gid, WHISPER_GROUP_APPROVAL, 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, link), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(alice->cl, gid, WHISPER_GROUP_APPROVAL, 1, n.now), WHISPER_OK);
   net_run(&n);
   whisper_group_state_t *s = state_of(bob, gid);
   CHECK(s && s->approval_required && s->has_link);
@@ -781,7 +781,7 @@ static void test_join_approval(void) {
   lie_to(&n, bob, alice, group_entry("erin", 1, gid, ch, len, &sj));
   CHECK(refused(bob) == 1 && !is_member(bob, gid, "erin") && head(bob, gid, h) == v);
   /* the group moves on, then alice approves */
-  CHECK_RC(whisper_client_group_set_info(alice->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Club", 4, n.now),
+  CHECK_RC(whisper_client_group_info_set(alice->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"Club", 4, n.now),
            WHISPER_OK);
   net_run(&n);
   const char *add[] = {"erin"};
@@ -848,7 +848,7 @@ static void test_revoked_link(void) {
   uint8_t gid[16], got[16], h[32];
   group_of(&n, alice, members, 1, gid);
   char l1[WHISPER_GROUP_LINK_LEN + 1], l2[WHISPER_GROUP_LINK_LEN + 1];
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, l1), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, l1), WHISPER_OK);
   net_run(&n);
   clear_all(&n);
   CHECK_RC(whisper_client_group_link_revoke(alice->cl, gid, n.now), WHISPER_OK);
@@ -864,7 +864,7 @@ static void test_revoked_link(void) {
   CHECK(e && e->server_code == 8); /* ERR_FORBIDDEN: the group has no link */
   CHECK(!is_member(alice, gid, "frank") && ev_count(alice, WHISPER_EV_GROUP) == 0);
   /* a new link: the old one still fails, the new one works */
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, l2), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, l2), WHISPER_OK);
   net_run(&n);
   CHECK(strcmp(l1, l2) != 0);
   clear_all(&n);
@@ -923,7 +923,7 @@ static void test_forged_join(void) {
   uint8_t gid[16], h[32];
   group_of(&n, alice, members, 1, gid);
   char link[WHISPER_GROUP_LINK_LEN + 1];
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, link), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, link), WHISPER_OK);
   net_run(&n);
   wh_keypair kp;
   link_keys(link, &kp);
@@ -1007,7 +1007,7 @@ static void test_leave(void) {
   CHECK(!is_member(bob, gid, "alice") && is_admin(bob, gid, "bob") && is_admin(dave, gid, "bob"));
   CHECK(group_bits(dave) == (WHISPER_GROUP_CHANGED_MEMBERS | WHISPER_GROUP_CHANGED_ADMINS));
   CHECK(refused(bob) + refused(dave) == 0);
-  CHECK_RC(whisper_client_group_set_info(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"bob's", 5, n.now),
+  CHECK_RC(whisper_client_group_info_set(bob->cl, gid, WHISPER_GROUP_NAME, (const uint8_t *)"bob's", 5, n.now),
            WHISPER_OK);
   net_run(&n);
   CHECK(name_is(dave, gid, "bob's"));
@@ -1042,7 +1042,7 @@ static void test_member_limit(void) {
   whisper_server_config_t scfg = WHISPER_SERVER_CONFIG_INIT;
   scfg.max_group_members = 5;
   CHECK_RC(whisper_server_new(&n.srv, n.sst, &scfg), WHISPER_OK);
-  whisper_server_set_rng(n.srv, test_rng_fn, &n.srng);
+  whisper_server_rng_set(n.srv, test_rng_fn, &n.srng);
   node *alice = account_new(&n, "alice", 1), *bob = account_new(&n, "bob", 1);
   node *carol = account_new(&n, "carol", 1);
   account_new(&n, "dave", 1);
@@ -1072,7 +1072,7 @@ static void test_member_limit(void) {
   const char *d1[] = {"dave"};
   CHECK_RC(whisper_client_group_add(alice->cl, gid, d1, 1, n.now), WHISPER_ESTATE);
   /* bob, an admin with the default limit, adds dave: alice refuses it */
-  CHECK_RC(whisper_client_group_admin(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_admin_set(alice->cl, gid, "bob", 1, n.now), WHISPER_OK);
   net_run(&n);
   clear_all(&n);
   CHECK_RC(whisper_client_group_add(bob->cl, gid, d1, 1, n.now), WHISPER_OK);
@@ -1092,7 +1092,7 @@ static void test_member_limit(void) {
   /* nor by link */
   char link[WHISPER_GROUP_LINK_LEN + 1];
   uint8_t got[16];
-  CHECK_RC(whisper_client_group_link_make(bob->cl, gid, n.now, link), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(bob->cl, gid, n.now, link), WHISPER_OK);
   net_run(&n);
   clear_all(&n);
   CHECK_RC(whisper_client_group_join(fred->cl, link, n.now, got), WHISPER_OK);
@@ -1156,7 +1156,7 @@ static void test_restart_and_old_state(void) {
   uint8_t gid[16], got[16];
   group_of(&n, alice, members, 1, gid);
   char link[WHISPER_GROUP_LINK_LEN + 1];
-  CHECK_RC(whisper_client_group_link_make(alice->cl, gid, n.now, link), WHISPER_OK);
+  CHECK_RC(whisper_client_group_link_generate(alice->cl, gid, n.now, link), WHISPER_OK);
   net_run(&n);
   dave->offline = 1;
   node_cut(&n, dave);

@@ -42,8 +42,8 @@ static void dev_open(dev *d, int sqlite, const char *file) {
 
 static void dev_close(dev *d) {
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
-  whisper_store_close(d->inner);
+  whisper_store_free(d->st);
+  whisper_store_free(d->inner);
 }
 
 static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key, const char *body) {
@@ -57,7 +57,7 @@ static whisper_message_t msg(const char *conv, const char *id, uint64_t sort_key
 static void test_outgoing(int sqlite) {
   dev a;
   dev_open(&a, sqlite, "out.db");
-  whisper_identity_create(a.ctx, "alice", 1, 0, NOW);
+  whisper_identity_generate(a.ctx, "alice", 1, 0, NOW);
   whisper_device_t to[2] = {{"bob", 1}, {"bob", 2}};
   char id[16], body[32];
   for (int i = 0; i < 30; i++) {
@@ -118,13 +118,13 @@ static void test_outgoing(int sqlite) {
   int st = -1;
   CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, &st), WHISPER_OK);
   CHECK(st == WHISPER_STATUS_SENT);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_READ), WHISPER_OK);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_READ), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, WHISPER_STATUS_DELIVERED), WHISPER_OK);
   CHECK_RC(whisper_history_status_get(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, &st), WHISPER_OK);
   CHECK(st == WHISPER_STATUS_READ);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, WHISPER_STATUS_DELIVERED), WHISPER_OK);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
-  CHECK_RC(whisper_history_status(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 2, WHISPER_STATUS_DELIVERED), WHISPER_OK);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 3, WHISPER_STATUS_READ), WHISPER_ENOTFOUND);
+  CHECK_RC(whisper_history_status_set(a.ctx, "bob", (const uint8_t *)"m03", 3, "bob", 1, 9), WHISPER_EINVAL);
   /* pages: newest first by sort key; the 10 sent ones (5000+) are newest */
   CHECK_RC(whisper_history_page(a.ctx, "bob", 0, NULL, 0, 10, &p), WHISPER_OK);
   CHECK(whisper_page_count(p) == 10);
@@ -183,9 +183,9 @@ static void test_incoming(int sqlite, int acked) {
   dev_open(&a, sqlite, text);
   snprintf(text, sizeof text, "b%d.db", acked);
   dev_open(&b, sqlite, text);
-  whisper_identity_create(a.ctx, "alice", 1, 0, NOW);
-  whisper_identity_create(b.ctx, "bob", 1, 0, NOW);
-  whisper_bundle_make(b.ctx, &bundle, 1);
+  whisper_identity_generate(a.ctx, "alice", 1, 0, NOW);
+  whisper_identity_generate(b.ctx, "bob", 1, 0, NOW);
+  whisper_bundle_generate(b.ctx, 1, &bundle);
   whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
   if (acked) {
     whisper_buf *hi = NULL, *pt = NULL;
@@ -449,7 +449,7 @@ static void test_batch_many_senders(void) {
   whisper_ctx *bob;
   CHECK_RC(whisper_store_new(&bst, &ops, &cs), WHISPER_OK);
   CHECK_RC(whisper_ctx_new(&bob, bst), WHISPER_OK);
-  CHECK_RC(whisper_identity_create(bob, "bob", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(bob, "bob", 1, 0, NOW), WHISPER_OK);
   dev s[MANY];
   char names[MANY][8];
   whisper_buf *ms[MANY][3];
@@ -458,8 +458,8 @@ static void test_batch_many_senders(void) {
     whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
     snprintf(names[i], sizeof names[i], "s%02d", i);
     dev_open(&s[i], MEMORY, names[i]);
-    whisper_identity_create(s[i].ctx, names[i], 1, 0, NOW);
-    CHECK_RC(whisper_bundle_make(bob, &bundle, (uint32_t)i + 1), WHISPER_OK);
+    whisper_identity_generate(s[i].ctx, names[i], 1, 0, NOW);
+    CHECK_RC(whisper_bundle_generate(bob, (uint32_t)i + 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(s[i].ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
     for (int k = 0; k < 3; k++)
       CHECK_RC(whisper_session_encrypt(s[i].ctx, "bob", 1, (const uint8_t *)"hello", 5, NOW, &ts[i][k],
@@ -523,8 +523,8 @@ static void test_batch_many_senders(void) {
     dev_close(&s[i]);
   }
   whisper_ctx_free(bob);
-  whisper_store_close(bst);
-  whisper_store_close(cs.in);
+  whisper_store_free(bst);
+  whisper_store_free(cs.in);
 }
 
 int main(void) {

@@ -349,13 +349,13 @@ static void fake_open(fake *f, const char *name, uint32_t device) {
   snprintf((char *)f->rng.seed, 32, "fake %s.%u", name, device);
   CHECK_RC(whisper_store_memory_new(&f->st), WHISPER_OK);
   whisper_ctx_new(&f->ctx, f->st);
-  whisper_ctx_set_rng(f->ctx, test_rng_fn, &f->rng);
-  CHECK_RC(whisper_identity_create(f->ctx, name, device, 0, T0), WHISPER_OK);
+  whisper_ctx_rng_set(f->ctx, test_rng_fn, &f->rng);
+  CHECK_RC(whisper_identity_generate(f->ctx, name, device, 0, T0), WHISPER_OK);
 }
 
 static void fake_close(fake *f) {
   whisper_ctx_free(f->ctx);
-  whisper_store_close(f->st);
+  whisper_store_free(f->st);
 }
 
 /* A payload as the engine makes it. */
@@ -381,7 +381,7 @@ static Whisper__Sync__Deliver *forged_message(whisper_ctx *from, const char *fro
   whisper_session_exists(from, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, 1, &b), WHISPER_OK);
     CHECK_RC(whisper_session_start(from, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *pl = payload(to->name, NULL, text), *ct = NULL;
@@ -438,7 +438,7 @@ static size_t forged_list(uint8_t *out, size_t cap, whisper_ctx *signer, const c
   size_t bl = whisper__e2e__device_list_body__pack(&b, body);
   memcpy(msg, "whisper-devices-v1", 18);
   memcpy(msg + 18, body, bl);
-  CHECK_RC(whisper_sign(signer, sig, signer->identity.priv, msg, 18 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(signer, signer->identity.priv, msg, 18 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bl, body};
@@ -482,7 +482,7 @@ static Whisper__Sync__Deliver *forged_change_as(node *author, whisper_ctx *key, 
   size_t bl = whisper__e2e__group_change_body__pack(&b, body);
   memcpy(msg, "whisper-group-v1", 16);
   memcpy(msg + 16, body, bl);
-  CHECK_RC(whisper_sign(key, sig, key->identity.priv, msg, 16 + bl), WHISPER_OK);
+  CHECK_RC(whisper_sign(key, key->identity.priv, msg, 16 + bl, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bl, body};
@@ -558,7 +558,7 @@ static void lie_list(node *victim, const char *account, whisper_ctx *signer, con
                                  (const uint8_t(*)[33])keys, 2);
   the_lie.extra_device = 7;
   the_lie.extra_bundle.size = sizeof the_lie.extra_bundle;
-  CHECK_RC(whisper_bundle_make(f7->ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f7->ctx, 1, &the_lie.extra_bundle), WHISPER_OK);
 }
 
 
@@ -667,7 +667,7 @@ static void test_extra_device(void) {
   snprintf(the_lie.account, sizeof the_lie.account, "bob");
   the_lie.extra_device = 7;
   the_lie.extra_bundle.size = sizeof the_lie.extra_bundle;
-  CHECK_RC(whisper_bundle_make(f.ctx, &the_lie.extra_bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(f.ctx, 1, &the_lie.extra_bundle), WHISPER_OK);
   still_talks(&n, alice, bob, "to bob's devices");
   still_talks(&n, alice, bob, "again");
   CHECK(got("bob", 1) == 2);
@@ -860,8 +860,8 @@ static void test_moved_message(void) {
   CHECK_RC(whisper_client_group_create(alice->cl, m2, 2, n.now, g2), WHISPER_OK);
   net_run(&n);
   char c1[33 + 1], c2[33 + 1];
-  whisper_client_group_conversation(c1, g1);
-  whisper_client_group_conversation(c2, g2);
+  whisper_client_group_conversation(g1, c1);
+  whisper_client_group_conversation(g2, c2);
   /* bob's sender key for G1 reaches alice first */
   CHECK_RC(whisper_client_send_group(bob->cl, g1, (const uint8_t *)"in g1", 5, n.now, id), WHISPER_OK);
   net_run(&n);
@@ -1336,7 +1336,7 @@ static Whisper__Sync__Deliver *e2e_receipt(node *from, node *to, int status, con
   whisper_session_exists(from->ctx, to->name, to->device, T0, &exists);
   if (!exists) {
     whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-    CHECK_RC(whisper_bundle_make(to->ctx, &b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(to->ctx, 1, &b), WHISPER_OK);
     CHECK_RC(whisper_session_start(from->ctx, to->name, to->device, &b, T0), WHISPER_OK);
   }
   whisper_buf *ct = NULL;
@@ -1653,7 +1653,7 @@ static void test_missing_sender_key(void) {
   CHECK_RC(whisper_client_group_create(alice->cl, members, 2, n.now, gid), WHISPER_OK);
   net_run(&n);
   char conv[33 + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   the_lie.kind = LIE_DROP_SKDM;
   the_lie.victim = bob;
   ev_clear(bob);
@@ -1889,14 +1889,14 @@ static void test_restored_store(void) {
     store_copy(&n, alice, "copy", 1); /* the restore */
     int restored = 0;
     if (with_anchor) {
-      CHECK_RC(whisper_client_check_anchor(alice->cl, anchor, 16, &restored), WHISPER_OK);
+      CHECK_RC(whisper_client_anchor_check(alice->cl, anchor, 16, &restored), WHISPER_OK);
       record(alice);
       CHECK(restored == 1 && ev_count(alice, WHISPER_EV_ROLLBACK) >= 1);
       /* and a kept anchor as new as the store says nothing */
       uint8_t now_anchor[16];
       int again = -1;
       CHECK_RC(whisper_client_anchor(alice->cl, now_anchor), WHISPER_OK);
-      CHECK_RC(whisper_client_check_anchor(alice->cl, now_anchor, 16, &again), WHISPER_OK);
+      CHECK_RC(whisper_client_anchor_check(alice->cl, now_anchor, 16, &again), WHISPER_OK);
       CHECK(again == 0);
     }
     net_advance(&n, 2000);
@@ -2009,7 +2009,7 @@ static void test_removed_member_sends(void) {
   net_run(&n);
   /* his engine refuses; the forgery uses his sender key directly */
   whisper_buf *pl = payload(NULL, gid, "after removal"), *ct = NULL;
-  CHECK_RC(whisper_group_encrypt(bob->ctx, gid, pl->data, pl->len, &ct), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_encrypt(bob->ctx, gid, pl->data, pl->len, &ct), WHISPER_OK);
   whisper_buf_free(pl);
   Whisper__Sync__Deliver *d = calloc(1, sizeof *d);
   whisper__sync__deliver__init(d);

@@ -265,7 +265,7 @@ int main(void) {
   test_migration_sync();
   char sp[300];
   snprintf(sp, sizeof sp, "%s/sync-v1-server.db", dbdir);
-  whisper_store_sqlite_destroy(sp);
+  whisper_store_sqlite_delete(sp);
   if (rmdir(dbdir) != 0) fprintf(stderr, "could not remove %s\n", dbdir);
   return test_done();
 }

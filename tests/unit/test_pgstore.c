@@ -199,8 +199,8 @@ static void test_differential(void) {
   memset(&c, 0, sizeof c);
   CHECK_RC(pg->ops.scan(pg->user, WHISPER_REC_META, NULL, 0, NULL, 0, 0, 10, collect, &c),
            WHISPER_EINVAL);
-  whisper_store_close(mem);
-  whisper_store_close(pg);
+  whisper_store_free(mem);
+  whisper_store_free(pg);
   drop_table(table);
 }
 
@@ -252,8 +252,8 @@ static void test_two_nodes(void) {
   whisper_buf_free(b);
   CHECK(v == 600);
   if (v != 600) fprintf(stderr, "counter %llu, busy %d/%d\n", (unsigned long long)v, w[0].busy, w[1].busy);
-  whisper_store_close(w[0].st);
-  whisper_store_close(w[1].st);
+  whisper_store_free(w[0].st);
+  whisper_store_free(w[1].st);
   drop_table(table);
 }
 
@@ -334,8 +334,8 @@ static void test_savepoint_lock_timeout(void) {
   CHECK_RC(a->ops.get(a->user, WHISPER_REC_META, other, sizeof other, &v), WHISPER_OK);
   CHECK(v && v->len == 1 && v->data[0] == 'w');
   whisper_buf_free(v);
-  whisper_store_close(a);
-  whisper_store_close(b);
+  whisper_store_free(a);
+  whisper_store_free(b);
   drop_table(table);
 }
 
@@ -379,9 +379,9 @@ static void test_notify(void) {
   CHECK_RC(whisper_store_pg_notify(st, "Bad-Channel", big, 1), WHISPER_EINVAL);
   CHECK_RC(whisper_store_memory_new(&mem), WHISPER_OK);
   CHECK_RC(whisper_store_pg_notify(mem, "wh_test_chan", big, 1), WHISPER_EINVAL);
-  whisper_store_close(mem);
+  whisper_store_free(mem);
   PQfinish(l);
-  whisper_store_close(st);
+  whisper_store_free(st);
   drop_table("wh_test_notify");
 }
 
@@ -432,7 +432,7 @@ static void test_open_and_reconnect(void) {
   CHECK(b && b->len == 1 && b->data[0] == '1');
   whisper_buf_free(b);
   CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
-  whisper_store_close(st);
+  whisper_store_free(st);
   drop_table("wh_test_reconnect");
 }
 
@@ -509,8 +509,8 @@ static void test_shards(void) {
   put_accounts(st, "acct", 20, "five");
   CHECK_RC(st->ops.commit(st->user), WHISPER_OK);
   CHECK(accounts_with(other, "acct", 20, "five") == 20);
-  whisper_store_close(st);
-  whisper_store_close(other);
+  whisper_store_free(st);
+  whisper_store_free(other);
   drop_table(t);
 }
 

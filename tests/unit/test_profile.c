@@ -462,7 +462,7 @@ static void test_key_of_another_account(void) {
   CHECK_RC(whisper_client_group_create(w.carol->cl, members, 1, w.n.now, gid), WHISPER_OK);
   net_run(&w.n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   clear_all(&w);
   send_raw(&w.n, w.carol, conv, &ct);
   CHECK(ev_count(w.bob, WHISPER_EV_REFUSED) == 1);
@@ -632,7 +632,7 @@ static void test_admins_only_group(void) {
   uint8_t gid[16];
   CHECK_RC(whisper_client_group_create(carol->cl, members, 2, n.now, gid), WHISPER_OK);
   net_run(&n);
-  CHECK_RC(whisper_client_group_set(carol->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
+  CHECK_RC(whisper_client_group_setting_set(carol->cl, gid, WHISPER_GROUP_ADMINS_SEND, 1, n.now), WHISPER_OK);
   net_run(&n);
   ev_clear(carol);
   ev_clear(erin);
@@ -843,7 +843,7 @@ static void test_server_rules(void) {
   if (p) whisper__server__profile__free_unpacked(p, NULL);
   /* before login: refused */
   uint64_t conn = ++n.next_conn;
-  CHECK_RC(whisper_server_open(n.srv, conn, n.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(n.srv, conn, n.now), WHISPER_OK);
   pg.account = "alice";
   f.has_version = f.has_id = 1;
   f.version = 1;
@@ -855,7 +855,7 @@ static void test_server_rules(void) {
   free(b);
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   int auth = 0;
-  while (whisper_server_poll(n.srv, &o) > 0) {
+  while (whisper_server_take_output(n.srv, &o) > 0) {
     if (o.conn != conn || o.action != WHISPER_SERVER_SEND) continue;
     Whisper__Sync__Frame *r = whisper__sync__frame__unpack(NULL, o.frame_len, o.frame);
     if (r && r->body_case == WHISPER__SYNC__FRAME__BODY_ERROR && r->id == 5)
@@ -863,7 +863,7 @@ static void test_server_rules(void) {
     if (r) whisper__sync__frame__free_unpacked(r, NULL);
   }
   CHECK(auth);
-  whisper_server_close(n.srv, conn, n.now);
+  whisper_server_disconnected(n.srv, conn, n.now);
   n.tamper = NULL;
   net_close(&n);
 }

@@ -59,7 +59,7 @@ static int c_scan(void *u, int kind, const uint8_t *p, size_t pn, const uint8_t 
   counted *c = u;
   return c->inner->ops.scan(c->inner->user, kind, p, pn, b, bn, desc, limit, fn, arg);
 }
-static void c_destroy(void *u) { whisper_store_close(((counted *)u)->inner); }
+static void c_destroy(void *u) { whisper_store_free(((counted *)u)->inner); }
 
 typedef struct dev {
   counted cnt;
@@ -100,13 +100,13 @@ static void dev_open(dev *d, const char *file, const char *name) {
     CHECK_RC(whisper_store_memory_new(&inner), WHISPER_OK);
   }
   dev_wrap(d, inner, WHISPER_STORE_OPS_VERSION);
-  if (name) CHECK_RC(whisper_identity_create(d->ctx, name, 1, 0, NOW), WHISPER_OK);
+  if (name) CHECK_RC(whisper_identity_generate(d->ctx, name, 1, 0, NOW), WHISPER_OK);
   if (name) CHECK_RC(whisper_search_prepare(d->ctx), WHISPER_OK);
 }
 
 static void dev_close(dev *d) {
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 /* --- messages -------------------------------------------------------------------------------- */
@@ -130,8 +130,8 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
                             .conversation = conv, .id = (const uint8_t *)id, .id_len = strlen(id),
                             .sort_key = ts - NOW, .timestamp_ms = ts};
   if (strcmp(conv, "grp") == 0) {
-    CHECK_RC(whisper_group_encrypt(alice->ctx, DIST, (const uint8_t *)body, body_len, &m), WHISPER_OK);
-    CHECK_RC(whisper_group_decrypt_store(bob->ctx, "alice", 1, m->data, m->len, &meta, &pt), WHISPER_OK);
+    CHECK_RC(whisper_sender_key_encrypt(alice->ctx, DIST, (const uint8_t *)body, body_len, &m), WHISPER_OK);
+    CHECK_RC(whisper_sender_key_decrypt_store(bob->ctx, "alice", 1, m->data, m->len, &meta, &pt), WHISPER_OK);
   } else {
     CHECK_RC(whisper_session_encrypt(alice->ctx, "bob", 1, (const uint8_t *)body, body_len, NOW,
                                      &type, &m), WHISPER_OK);
@@ -147,10 +147,10 @@ static void incoming(dev *alice, dev *bob, const char *conv, const char *id, uin
 static void pair(dev *alice, dev *bob) {
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   whisper_buf *skdm = NULL;
-  CHECK_RC(whisper_bundle_make(bob->ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(bob->ctx, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(alice->ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
-  CHECK_RC(whisper_group_create(alice->ctx, DIST, &skdm), WHISPER_OK);
-  CHECK_RC(whisper_group_process(bob->ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_generate(alice->ctx, DIST, &skdm), WHISPER_OK);
+  CHECK_RC(whisper_sender_key_process(bob->ctx, "alice", 1, skdm->data, skdm->len), WHISPER_OK);
   whisper_buf_free(skdm);
 }
 
@@ -891,7 +891,7 @@ static void test_index_some(const char *file) {
   CHECK_RC(whisper_store_memory_new(&inner), WHISPER_OK);
   memset(&d, 0, sizeof d);
   dev_wrap(&d, inner, WHISPER_STORE_OPS_VERSION);
-  CHECK_RC(whisper_identity_create(d.ctx, "bob", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d.ctx, "bob", 1, 0, NOW), WHISPER_OK);
   whisper_buf *mark = NULL;
   CHECK_RC(d.cnt.inner->ops.get(d.cnt.inner->user, WHISPER_REC_META, (const uint8_t *)"search_index",
                                 12, &mark), WHISPER_ENOTFOUND);
@@ -1188,7 +1188,7 @@ static void test_bad_input(const char *file) {
   {
     whisper_message_t gm = {.size = 0, .conversation = "grp", .id = (const uint8_t *)"g0",
                             .id_len = 2, .sort_key = 1, .timestamp_ms = NOW};
-    CHECK_RC(whisper_group_decrypt_store(d.ctx, "alice", 1, (const uint8_t *)"x", 1, &gm, NULL),
+    CHECK_RC(whisper_sender_key_decrypt_store(d.ctx, "alice", 1, (const uint8_t *)"x", 1, &gm, NULL),
              WHISPER_EINVAL);
     CHECK(strstr(whisper_ctx_last_error(d.ctx), "WHISPER_MESSAGE_INIT") != NULL);
   }

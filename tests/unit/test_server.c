@@ -39,7 +39,7 @@ static int n_pushes;
 
 static void drain(whisper_server *srv) {
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  while (whisper_server_poll(srv, &o) > 0) {
+  while (whisper_server_take_output(srv, &o) > 0) {
     if (o.action == WHISPER_SERVER_PUSH) {
       if (n_pushes < 256) {
         snprintf(pushes[n_pushes].account, 65, "%s", o.account);
@@ -51,7 +51,7 @@ static void drain(whisper_server *srv) {
     CHECK(o.conn > 0 && o.conn < MAXC);
     if (o.conn == 0 || o.conn >= MAXC) continue;
     box *b = &boxes[o.conn];
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       b->closed = 1;
       continue;
     }
@@ -174,12 +174,12 @@ static void srvt_open(srvt *t, whisper_store *st, const whisper_server_config_t 
   t->now = T0;
   memset(t->rng.seed, 0x5e, 32);
   CHECK_RC(whisper_server_new(&t->srv, st, cfg), WHISPER_OK);
-  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+  whisper_server_rng_set(t->srv, test_rng_fn, &t->rng);
 }
 
 static void srvt_close(srvt *t) {
   whisper_server_free(t->srv);
-  whisper_store_close(t->st);
+  whisper_store_free(t->st);
   for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
 }
 
@@ -239,7 +239,7 @@ static void dev_init(dev *d, const char *name, uint32_t id, uint8_t seed) {
   memset(d->rng.seed, seed, 32);
   whisper_store_memory_new(&d->st);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
   CHECK_RC(whisper_keypair_generate(d->ctx, &d->ik), WHISPER_OK);
   CHECK_RC(whisper_identity_import(d->ctx, name, id, d->regid, &d->ik), WHISPER_OK);
   CHECK_RC(whisper_signed_prekey_generate(d->ctx, 1, T0), WHISPER_OK);
@@ -248,12 +248,12 @@ static void dev_init(dev *d, const char *name, uint32_t id, uint8_t seed) {
 static void dev_free(dev *d) {
   whisper_keypair_wipe(&d->ik);
   whisper_ctx_free(d->ctx);
-  whisper_store_close(d->st);
+  whisper_store_free(d->st);
 }
 
 static void dev_connect(srvt *t, dev *d, uint64_t conn) {
   box_reset(conn);
-  CHECK_RC(whisper_server_open(t->srv, conn, t->now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t->srv, conn, t->now), WHISPER_OK);
   drain(t->srv);
   d->conn = conn;
   Frame *f = EXPECT(conn, CHALLENGE);
@@ -308,7 +308,7 @@ static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk
                                const uint8_t *code, int bad, const uint8_t *extra,
                                size_t extra_len) {
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d->ctx, 0, &b), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_device_id = k.has_registration_id = k.has_identity_key = k.has_signed_prekey_id = 1;
   k.has_signed_prekey = k.has_signed_prekey_signature = 1;
@@ -340,7 +340,7 @@ static uint64_t dev_register_x(srvt *t, dev *d, int n_prekeys, uint32_t first_pk
   n += 4;
   memcpy(msg + n, d->ik.pub, 33);
   n += 33;
-  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, n), WHISPER_OK);
+  CHECK_RC(whisper_sign(d->ctx, d->ik.priv, msg, n, sig), WHISPER_OK);
   if (bad == BAD_SIG) sig[10] ^= 1;
   Whisper__Sync__Register r = WHISPER__SYNC__REGISTER__INIT;
   r.account = d->name;
@@ -381,7 +381,7 @@ static uint64_t dev_auth(srvt *t, dev *d, uint64_t resume_after, int bad) {
   uint8_t msg[16 + 32], sig[64];
   memcpy(msg, "whisper-login-v1", 16);
   memcpy(msg + 16, d->nonce, 32);
-  CHECK_RC(whisper_sign(d->ctx, sig, d->ik.priv, msg, sizeof msg), WHISPER_OK);
+  CHECK_RC(whisper_sign(d->ctx, d->ik.priv, msg, sizeof msg, sig), WHISPER_OK);
   if (bad) sig[3] ^= 0x40;
   Whisper__Sync__Auth a = WHISPER__SYNC__AUTH__INIT;
   a.has_signature = a.has_resume_after = 1;
@@ -690,7 +690,7 @@ static size_t dlist_make(uint8_t out[2048], const dev *signer, const char *accou
   size_t bn = whisper__e2e__device_list_body__pack(&b, body);
   memcpy(msg, "whisper-devices-v1", 18);
   memcpy(msg + 18, body, bn);
-  CHECK_RC(whisper_sign(signer->ctx, sig, signer->ik.priv, msg, 18 + bn), WHISPER_OK);
+  CHECK_RC(whisper_sign(signer->ctx, signer->ik.priv, msg, 18 + bn, sig), WHISPER_OK);
   if (bad == LIST_BAD_SIG) sig[7] ^= 1;
   Whisper__E2e__SignedDeviceList s = WHISPER__E2E__SIGNED_DEVICE_LIST__INIT;
   s.has_body = 1;
@@ -774,7 +774,7 @@ static size_t change_make(uint8_t out[1024], const uint8_t gid[16], uint64_t ver
   memcpy(msg + 16, body, bn);
   CHECK(change_signer != NULL);
   if (change_signer)
-    CHECK_RC(whisper_sign(change_signer->ctx, sig, change_signer->ik.priv, msg, 16 + bn), WHISPER_OK);
+    CHECK_RC(whisper_sign(change_signer->ctx, change_signer->ik.priv, msg, 16 + bn, sig), WHISPER_OK);
   Whisper__E2e__SignedGroupChange s = WHISPER__E2E__SIGNED_GROUP_CHANGE__INIT;
   s.has_body = s.has_signature = 1;
   s.body = (ProtobufCBinaryData){bn, body};
@@ -1022,7 +1022,7 @@ static void test_prekeys(void) {
   whisper_keypair_t spk;
   uint8_t sig[64];
   whisper_keypair_generate(b.ctx, &spk);
-  whisper_sign(b.ctx, sig, a.ik.priv, spk.pub, 33); /* the wrong key */
+  whisper_sign(b.ctx, a.ik.priv, spk.pub, 33, sig); /* the wrong key */
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
   k.signed_prekey_id = 2;
@@ -1035,7 +1035,7 @@ static void test_prekeys(void) {
   f2.upload = &u2;
   req(&t, 2, &f2);
   EXPECT_ERR(2, 4);
-  whisper_sign(b.ctx, sig, b.ik.priv, spk.pub, 33);
+  whisper_sign(b.ctx, b.ik.priv, spk.pub, 33, sig);
   f2.has_id = 0;
   req(&t, 2, &f2);
   CHECK(EXPECT_OK(2) == 2);
@@ -1225,7 +1225,7 @@ static void test_delivery_ack_receipts(void) {
   target b_all[] = {{1, 0}, {2, 0}}, own[] = {{2, 0}};
   /* bob's device 2 goes away; alice sends 5 (the 4th a sender key
    * distribution, which earns no receipt) */
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   for (int i = 0; i < 5; i++) {
     cid_make(cid[i], 10 + i);
     send_direct(&t, &w.a1, "bob", cid[i], b_all, 2, own, 1, i == 3 ? 2 : 1);
@@ -1441,7 +1441,7 @@ static void test_typing(void) {
   memset(gid, 0x71, 16);
   srvt_open(&t, mem_store(), NULL);
   four_up(&t, &w);
-  whisper_server_close(t.srv, 4, t.now); /* bob2 offline */
+  whisper_server_disconnected(t.srv, 4, t.now); /* bob2 offline */
   typing(&t, 1, "bob", NULL, 1);
   EXPECT_OK(1);
   Frame *f = EXPECT(3, TYPING_NOTICE);
@@ -1532,7 +1532,7 @@ static void test_presence(void) {
   EXPECT_PRESENCE(2, "alice", 1, 0);
   /* offline only after the grace period, with last seen */
   uint64_t left = t.now += 100;
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   CHECK(whisper_server_next_deadline(t.srv) <= left + 5000);
   t.now = left + 4999;
   tick(&t);
@@ -1543,7 +1543,7 @@ static void test_presence(void) {
   /* back, away and back within the grace period: online, once */
   dev_login(&t, &a1, 1, 0);
   EXPECT_PRESENCE(2, "alice", 1, 0);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 1000;
   dev_login(&t, &a1, 1, 0);
   t.now += 5000;
@@ -1554,7 +1554,7 @@ static void test_presence(void) {
   presence_set(&t, 1, 1, 0, 0, 0);
   EXPECT_OK(1);
   EXPECT_PRESENCE(2, "alice", 0, 0);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   EXPECT_NONE(2);
@@ -1570,8 +1570,8 @@ static void test_presence(void) {
   EXPECT_OK(1);
   EXPECT_PRESENCE(2, "alice", 1, 0);
   /* a closed subscriber hears nothing more */
-  whisper_server_close(t.srv, 2, t.now);
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   EXPECT_NONE(2);
@@ -1685,12 +1685,12 @@ static void test_link_held(void) {
   /* the code is asked for on connection 5, which then goes away; b2
    * registers with it on connection 2, which never sent LinkRequest */
   box_reset(5);
-  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t.srv, 5, t.now), WHISPER_OK);
   drain(t.srv);
   fr_free(EXPECT(5, CHALLENGE));
   link_request(&t, 5, "bob");
   CHECK(get_link_code(5, code));
-  whisper_server_close(t.srv, 5, t.now);
+  whisper_server_disconnected(t.srv, 5, t.now);
   dev_connect(&t, &b2, 2);
   uint64_t opened = t.now;
   t.now += 1000;
@@ -1723,13 +1723,13 @@ static void test_link_held(void) {
    * that did not ask for the code) gets ERR_AUTH when it expires, before
    * the connection is closed */
   box_reset(5);
-  CHECK_RC(whisper_server_open(t.srv, 5, t.now), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(t.srv, 5, t.now), WHISPER_OK);
   drain(t.srv);
   fr_free(EXPECT(5, CHALLENGE));
   link_request(&t, 5, "bob");
   uint64_t expires = t.now + 10 * 60 * 1000;
   CHECK(get_link_code(5, code));
-  whisper_server_close(t.srv, 5, t.now);
+  whisper_server_disconnected(t.srv, 5, t.now);
   dev_connect(&t, &b3, 3);
   rid = dev_register(&t, &b3, 0, 1, code, BAD_NONE);
   EXPECT_NONE(3);
@@ -1742,9 +1742,9 @@ static void test_link_held(void) {
   /* the Error comes out before the CLOSE */
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
   int got_error = 0, got_close = 0;
-  while (whisper_server_poll(t.srv, &o) > 0) {
+  while (whisper_server_take_output(t.srv, &o) > 0) {
     if (o.conn != 3) continue;
-    if (o.action == WHISPER_SERVER_CLOSE) {
+    if (o.action == WHISPER_SERVER_DISCONNECT) {
       got_close = 1;
       continue;
     }
@@ -1934,7 +1934,7 @@ static void test_device_lists(void) {
   /* the list is stored: a new server on the same store hands it out */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   dev_login(&t, &w.b1, 11, 1u << 30);
   box_reset(11);
   list_devices(&t, 11, "alice");
@@ -2155,7 +2155,7 @@ static void test_group_changes(void) {
   /* stored: a new server on the same store answers INFO with it */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   dev_login(&t, &w.b1, 11, 1u << 30);
   box_reset(11);
   group_op(&t, 11, 5, gid, NULL, 0);
@@ -2257,7 +2257,7 @@ static void test_rate_heartbeat_push(void) {
 
   /* push: once per offline period, with the depth */
   dev_up(&t, &b, 3, 0);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   n_pushes = 0;
   uint8_t cid[16];
   target b1[] = {{1, 0}};
@@ -2273,7 +2273,7 @@ static void test_rate_heartbeat_push(void) {
   fr_free(pop(3));
   fr_free(pop(3));
   expect_queue_empty(3);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   cid_make(cid, 52);
   send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
   EXPECT_SENT(2, NULL);
@@ -2335,7 +2335,7 @@ static void test_timers(void) {
       for (int k = 0; k < MAXC - 1 && !m[c].open; k++) c = c % (MAXC - 1) + 1;
     if (action <= 1 && !m[c].open) { /* open */
       box_reset(c);
-      CHECK_RC(whisper_server_open(t.srv, c, t.now), WHISPER_OK);
+      CHECK_RC(whisper_server_connected(t.srv, c, t.now), WHISPER_OK);
       m[c].open = 1;
       m[c].opened = m[c].last_rx = t.now;
     } else if (action >= 2 && action <= 6 && m[c].open) { /* a frame moves its heartbeat */
@@ -2345,7 +2345,7 @@ static void test_timers(void) {
       pings++;
       min_moved += whisper_server_next_deadline(t.srv) != before; /* it was the earliest */
     } else if (action == 7 && m[c].open) { /* the peer goes */
-      whisper_server_close(t.srv, c, t.now);
+      whisper_server_disconnected(t.srv, c, t.now);
       m[c].open = 0;
     } else { /* time passes */
       t.now += (x >> 32) % 1000;
@@ -2359,7 +2359,7 @@ static void test_timers(void) {
         if (m[i].opened + 40000 < d) d = m[i].opened + 40000;
         CHECK(boxes[i].closed == (d <= t.now));
         if (boxes[i].closed) {
-          whisper_server_close(t.srv, i, t.now); /* as whisperd does once it closed */
+          whisper_server_disconnected(t.srv, i, t.now); /* as whisperd does once it closed */
           m[i].open = 0;
           ticked_closed++;
         }
@@ -2393,7 +2393,7 @@ static void test_mailbox_limit(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   for (int i = 0; i < 3; i++) {
@@ -2504,7 +2504,7 @@ static void test_store_failure(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   cid_make(cid, 1);
@@ -2552,7 +2552,7 @@ static void test_store_failure(void) {
   dev_free(&a);
   dev_free(&b);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 /* --- delivery without reading the mailbox back ---------------------------- */
@@ -2615,11 +2615,11 @@ static void test_delivery_fast(void) {
         s.latency_sum_ms == 10 + 20 + 20 + 30 + 10 + 10 + 10);
   /* nothing is left: a new connection gets no entry, and the mailbox takes
    * four again */
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &b, 3, 0);
   CHECK(expect_queue_empty(3) == 0);
   EXPECT_NONE(3);
-  whisper_server_close(t.srv, 3, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now);
   for (int i = 9; i <= 13; i++) {
     cid_make(cid, i);
     send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, MSG);
@@ -2642,7 +2642,7 @@ static void test_delivery_fast(void) {
   ack(&t, 4, 11);
   EXPECT_OK(4);
   CHECK(stats(&t).mailbox_depth == 0);
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   dev_login(&t, &b, 5, 0);
   CHECK(expect_queue_empty(5) == 0);
   dev_free(&a);
@@ -2696,7 +2696,7 @@ static void test_push_bytes(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   box_reset(2);
   uint8_t *big = malloc(BIG), cid[16];
   memset(big, 0xab, BIG);
@@ -2786,8 +2786,8 @@ static void test_batch(size_t keep) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
-  CHECK_RC(whisper_server_set_record_cache(NULL, keep), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(NULL, keep), WHISPER_EINVAL);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_init(&c, "carol", 1, 3);
@@ -2816,7 +2816,7 @@ static void test_batch(size_t keep) {
     CHECK_RC(whisper_server_new(&srv3, st3, NULL), WHISPER_OK);
     CHECK_RC(whisper_server_batch_begin(srv3), WHISPER_EINVAL); /* no savepoints */
     whisper_server_free(srv3);
-    whisper_store_close(st3);
+    whisper_store_free(st3);
   }
 
   /* 1. held until the commit; a failed frame and a refused one undo only
@@ -2865,7 +2865,7 @@ static void test_batch(size_t keep) {
   /* 2. a failed commit: nothing kept, nothing handed out, the touched
    * connections closed, the others (dave) left alone; a push dropped
    * leaves its device to be woken next time */
-  whisper_server_close(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
+  whisper_server_disconnected(t.srv, 3, t.now); /* carol offline: a send to her wakes her */
   const char *acc_a[] = {"alice"};
   batch_begin(&t);
   cid_make(cid, 5);
@@ -2888,8 +2888,8 @@ static void test_batch(size_t keep) {
   subscribe(&t, 4, acc_a, 1);
   EXPECT_OK(4);
   EXPECT_PRESENCE(4, "alice", 1, 0);
-  whisper_server_close(t.srv, 1, t.now);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &a, 1, 0);
   fr_free(EXPECT(1, QUEUE_EMPTY));
   dev_login(&t, &b, 2, 2);
@@ -2925,8 +2925,8 @@ static void test_batch(size_t keep) {
   EXPECT_NONE(4);
   /* what is left: send 6 for carol (offline) */
   CHECK(stats(&t).mailbox_depth == 1 && stats(&t).messages_sent == before.messages_sent + 2);
-  whisper_server_close(t.srv, 1, t.now);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   dev_login(&t, &b, 2, 3);
   fr_free(EXPECT(2, QUEUE_EMPTY)); /* alice's send 7 was not kept */
 
@@ -2948,7 +2948,7 @@ static void test_batch(size_t keep) {
   EXPECT_NONE(2);
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, st, NULL), WHISPER_OK);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   whisper_server_stats(t.srv, &after);
   CHECK(after.mailbox_depth == 2); /* send 6 for carol, send 10 for bob */
   for (uint64_t cn = 1; cn < MAXC; cn++) box_reset(cn);
@@ -2987,7 +2987,7 @@ static void test_batch(size_t keep) {
   dev_free(&c);
   dev_free(&d);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 
@@ -3017,7 +3017,7 @@ static void test_batch_busy(size_t keep) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_init(&c, "carol", 1, 3);
@@ -3149,7 +3149,7 @@ static void test_batch_busy(size_t keep) {
   dev_free(&c);
   dev_free(&d);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 /* Pipelined Sends (Send.after) inside a group-commit batch. */
@@ -3162,7 +3162,7 @@ static void test_batch_pipelined(size_t keep) {
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
@@ -3207,7 +3207,7 @@ static void test_batch_pipelined(size_t keep) {
   dev_free(&a);
   dev_free(&b);
   srvt_close(&t);
-  whisper_store_close(fl.inner);
+  whisper_store_free(fl.inner);
 }
 
 static void test_restart_sqlite(void) {
@@ -3229,7 +3229,7 @@ static void test_restart_sqlite(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 3);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t cid[16];
   target b1[] = {{1, 0}};
   for (int i = 0; i < 2; i++) {
@@ -3238,7 +3238,7 @@ static void test_restart_sqlite(void) {
     CHECK(EXPECT_SENT(1, NULL) == (uint64_t)i + 1);
   }
   whisper_server_free(t.srv);
-  whisper_store_close(t.st);
+  whisper_store_free(t.st);
 
   /* a new server on the same file */
   CHECK_RC(whisper_store_sqlite_open(&st, path, &o, NULL), WHISPER_OK);
@@ -3298,16 +3298,16 @@ static uint64_t upload_auth(srvt *t, uint64_t conn, int has_size, uint64_t size)
 }
 
 /* The UploadToken answered on conn: its token into out, its fields in *tok. */
-static int expect_token(uint64_t conn, char out[WHISPER_UPLOAD_TOKEN_MAX + 1], uint64_t *expires,
+static int expect_token(uint64_t conn, char out[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], uint64_t *expires,
                         uint64_t *max_size) {
   Frame *f = EXPECT(conn, UPLOAD_TOKEN);
   if (f == NULL) return 0;
   const Whisper__Sync__UploadToken *u = f->upload_token;
-  int ok = u->token && strlen(u->token) <= WHISPER_UPLOAD_TOKEN_MAX && u->has_expires_ms &&
+  int ok = u->token && strlen(u->token) <= WHISPER_SERVER_UPLOAD_TOKEN_MAX && u->has_expires_ms &&
            u->has_max_size;
   CHECK(ok);
   if (ok) {
-    snprintf(out, WHISPER_UPLOAD_TOKEN_MAX + 1, "%s", u->token);
+    snprintf(out, WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1, "%s", u->token);
     *expires = u->expires_ms;
     *max_size = u->max_size;
   }
@@ -3320,13 +3320,13 @@ static int token_check(srvt *t, const char *token, uint64_t now, char account[65
 }
 
 /* A token with one byte of its decoded form changed (and encoded again). */
-static void token_tamper(char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], size_t at, uint8_t flip) {
+static void token_tamper(char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], size_t at, uint8_t flip) {
   uint8_t raw[128];
   size_t n = 0;
   CHECK(sodium_base642bin(raw, sizeof raw, tok, strlen(tok), NULL, &n, NULL,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) == 0 && at < n);
   raw[at] ^= flip;
-  sodium_bin2base64(tok, WHISPER_UPLOAD_TOKEN_MAX + 1, raw, n,
+  sodium_bin2base64(tok, WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1, raw, n,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 }
 
@@ -3337,7 +3337,7 @@ static void token_tamper(char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], size_t at, uint
 static void test_upload_tokens(void) {
   srvt t;
   four w;
-  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], tok2[WHISPER_UPLOAD_TOKEN_MAX + 1], bad[200];
+  char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], tok2[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], bad[200];
   char account[65];
   uint32_t device = 0;
   uint64_t expires = 0, max_size = 0;
@@ -3451,7 +3451,7 @@ static void test_upload_tokens(void) {
   /* a restart on the same store: the same secret */
   whisper_server_free(t.srv);
   CHECK_RC(whisper_server_new(&t.srv, t.st, NULL), WHISPER_OK);
-  whisper_server_set_rng(t.srv, test_rng_fn, &t.rng);
+  whisper_server_rng_set(t.srv, test_rng_fn, &t.rng);
   CHECK_RC(token_check(&t, tok, t.now, account, &device), WHISPER_OK);
   CHECK(strcmp(account, "alice") == 0 && device == 1);
 
@@ -3465,7 +3465,7 @@ static void test_upload_tokens(void) {
  * keeps the defaults. */
 static void test_upload_token_config(void) {
   srvt o;
-  char tok[WHISPER_UPLOAD_TOKEN_MAX + 1], account[65];
+  char tok[WHISPER_SERVER_UPLOAD_TOKEN_MAX + 1], account[65];
   uint32_t device = 0;
   uint64_t expires = 0, max_size = 0;
   whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
@@ -3518,7 +3518,7 @@ static void test_upload_token_config(void) {
   newer.version = WHISPER_SERVER_CONFIG_VERSION;
   CHECK_RC(whisper_server_new(&srv2, st2, &newer), WHISPER_OK);
   whisper_server_free(srv2);
-  whisper_store_close(st2);
+  whisper_store_free(st2);
 }
 
 static void test_api_edges(void) {
@@ -3529,20 +3529,20 @@ static void test_api_edges(void) {
   CHECK_RC(whisper_server_new(&srv, NULL, NULL), WHISPER_EINVAL);
   CHECK_RC(whisper_server_new(&srv, st, &bad), WHISPER_EINVAL);
   CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
-  CHECK_RC(whisper_server_open(srv, 0, T0), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_OK);
-  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected(srv, 0, T0), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected(srv, 1, T0), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(srv, 1, T0), WHISPER_EINVAL);
   CHECK_RC(whisper_server_receive(srv, 9, (const uint8_t *)"x", 1, T0), WHISPER_ENOTFOUND);
-  whisper_server_close(srv, 9, T0);
+  whisper_server_disconnected(srv, 9, T0);
   /* closing drops what was queued for the connection */
-  whisper_server_close(srv, 1, T0);
+  whisper_server_disconnected(srv, 1, T0);
   whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-  CHECK(whisper_server_poll(srv, &o) == 0);
+  CHECK(whisper_server_take_output(srv, &o) == 0);
   CHECK(whisper_server_next_deadline(srv) == UINT64_MAX);
   CHECK(strcmp(whisper_server_last_error(srv), "") == 0);
   whisper_server_free(srv);
   whisper_server_free(NULL);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 /* The versioned output and stats structs (docs/api.md): a size below
@@ -3554,12 +3554,12 @@ static void test_versioned_structs(void) {
   whisper_store *st = mem_store();
   CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
   CHECK_RC(whisper_server_cluster(srv, 3, T0), WHISPER_OK); /* queues a hello relay */
-  CHECK_RC(whisper_server_open(srv, 1, T0), WHISPER_OK);
+  CHECK_RC(whisper_server_connected(srv, 1, T0), WHISPER_OK);
   whisper_server_output_t old;
   for (int k = 0; k < 2; k++) {
     memset(&old, 0x5a, sizeof old);
     old.size = k ? WHISPER_SERVER_OUTPUT_SIZE_1_0 - 1 : 0;
-    CHECK_RC(whisper_server_poll(srv, &old), WHISPER_EINVAL);
+    CHECK_RC(whisper_server_take_output(srv, &old), WHISPER_EINVAL);
     CHECK(strstr(whisper_server_last_error(srv), "WHISPER_SERVER_OUTPUT_INIT") != NULL);
     CHECK(old.action == 0x5a5a5a5a && old.conn == 0x5a5a5a5a5a5a5a5aull);
   }
@@ -3569,7 +3569,7 @@ static void test_versioned_structs(void) {
   } later;
   memset(&later, 0x5a, sizeof later);
   later.o.size = sizeof later;
-  CHECK(whisper_server_poll(srv, &later.o) == 1); /* the hello was not taken by the refusals */
+  CHECK(whisper_server_take_output(srv, &later.o) == 1); /* the hello was not taken by the refusals */
   CHECK(later.o.size == sizeof later && later.o.action == WHISPER_SERVER_RELAY);
   CHECK(later.o.frame != NULL && later.o.frame_len > 0 && later.o.account == NULL);
   CHECK(later.newer == 0x5a5a5a5a5a5a5a5aull);
@@ -3618,7 +3618,7 @@ static void test_versioned_structs(void) {
     whisper_server_free(srv);
     free(c);
   }
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 /* Mutated requests (bit flips, truncation, splices of the corpus) on
@@ -3662,7 +3662,7 @@ static void test_mutations(void) {
     int closed = boxes[conn].closed;
     for (uint64_t c = 1; c < MAXC; c++) box_reset(c);
     if (closed) {
-      whisper_server_close(t.srv, conn, t.now);
+      whisper_server_disconnected(t.srv, conn, t.now);
       if (++conn >= MAXC - 1) conn = 2;
       dev_login(&t, &b, conn, 0);
       box_reset(conn);
@@ -3674,7 +3674,7 @@ static void test_mutations(void) {
   target a1[] = {{1, 0}};
   cid_make(cid, 999);
   for (uint64_t c = 1; c < MAXC; c++) {
-    whisper_server_close(t.srv, c, t.now);
+    whisper_server_disconnected(t.srv, c, t.now);
     box_reset(c);
   }
   dev_login(&t, &a, 1, 1u << 30);
@@ -3711,7 +3711,7 @@ static void srvt_restart(srvt *t, const whisper_server_config_t *cfg) {
   whisper_server_free(t->srv);
   for (int i = 0; i < MAXC; i++) box_reset((uint64_t)i);
   CHECK_RC(whisper_server_new(&t->srv, t->st, cfg), WHISPER_OK);
-  whisper_server_set_rng(t->srv, test_rng_fn, &t->rng);
+  whisper_server_rng_set(t->srv, test_rng_fn, &t->rng);
 }
 
 /* The next Error's message. */
@@ -3749,8 +3749,8 @@ static void test_mailbox_quotas(void) {
   four_up(&t, &w);
   dev_init(&c1, "carol", 1, 5);
   dev_up(&t, &c1, 5, 0);
-  whisper_server_close(t.srv, 3, t.now); /* bob's devices are away */
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 3, t.now); /* bob's devices are away */
+  whisper_server_disconnected(t.srv, 4, t.now);
   const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
   for (int i = 0; i < 4; i++) {
     send_to(&t, &w.a1, "bob", b12, 2, a2, 1);
@@ -3811,7 +3811,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   int took = 0;
   for (int i = 0; i < 50; i++) {
     send_to(&t, &a, "bob", b1, 1, NULL, 0);
@@ -3832,7 +3832,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   int before = took;
   took = 0;
   for (int i = 0; i < 50; i++) {
@@ -3862,7 +3862,7 @@ static void test_mailbox_quotas(void) {
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
   dev_up(&t, &c, 3, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   uint8_t gid[16], gcid[16];
   memset(gid, 0x9A, 16);
   const char *bcm[] = {"bob", "carol"};
@@ -3924,7 +3924,7 @@ static void test_batch_shares(size_t keep, int batched) {
   whisper_server_config_t cfg = WHISPER_SERVER_CONFIG_INIT;
   cfg.sender_max_entries = 3;
   srvt_open(&t, mem_store(), &cfg);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   dev_init(&a, "alice", 1, 1);
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
@@ -3978,13 +3978,13 @@ static void test_batch_shares(size_t keep, int batched) {
   four w;
   dev c1, d1;
   srvt_open(&t, mem_store(), &cfg);
-  CHECK_RC(whisper_server_set_record_cache(t.srv, keep), WHISPER_OK);
+  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
   four_up(&t, &w);
   dev_init(&c1, "carol", 1, 5);
   dev_up(&t, &c1, 5, 0);
   dev_init(&d1, "dave", 1, 6);
   dev_up(&t, &d1, 6, 0);
-  whisper_server_close(t.srv, 4, t.now);
+  whisper_server_disconnected(t.srv, 4, t.now);
   const target b12[] = {{1, 0}, {2, 0}}, a2[] = {{2, 0}};
   for (int i = 0; i < 3; i++) {
     sb_begin(&t);
@@ -4105,7 +4105,7 @@ static void test_prekey_ration(void) {
   whisper_keypair_t sk;
   uint8_t sig[64];
   whisper_keypair_generate(b.ctx, &sk);
-  CHECK_RC(whisper_sign(b.ctx, sig, b.ik.priv, sk.pub, 33), WHISPER_OK);
+  CHECK_RC(whisper_sign(b.ctx, b.ik.priv, sk.pub, 33, sig), WHISPER_OK);
   Whisper__Sync__DeviceKeys k = WHISPER__SYNC__DEVICE_KEYS__INIT;
   k.has_signed_prekey_id = k.has_signed_prekey = k.has_signed_prekey_signature = 1;
   k.signed_prekey_id = 2;
@@ -4169,7 +4169,7 @@ static void test_login_uniform(void) {
 
 static void dev_connect_from(srvt *t, dev *d, uint64_t conn, const char *src) {
   box_reset(conn);
-  CHECK_RC(whisper_server_open_from(t->srv, conn, (const uint8_t *)src, strlen(src), t->now),
+  CHECK_RC(whisper_server_connected_from(t->srv, conn, (const uint8_t *)src, strlen(src), t->now),
            WHISPER_OK);
   drain(t->srv);
   d->conn = conn;
@@ -4195,14 +4195,14 @@ static void test_sources(void) {
   const uint8_t *s1 = (const uint8_t *)"\x0a\x00\x00\x01";
   uint8_t long_src[WHISPER_SERVER_SOURCE_MAX + 1];
   memset(long_src, 7, sizeof long_src);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, NULL, 4, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, s1, 0, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 9, long_src, sizeof long_src, t.now), WHISPER_EINVAL);
-  CHECK_RC(whisper_server_open_from(t.srv, 0, s1, 4, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, NULL, 4, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, s1, 0, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 9, long_src, sizeof long_src, t.now), WHISPER_EINVAL);
+  CHECK_RC(whisper_server_connected_from(t.srv, 0, s1, 4, t.now), WHISPER_EINVAL);
   /* two connections of a source wait for login; a third is refused, with nothing queued */
   dev_connect_from(&t, &a, 1, "src-1");
   dev_connect_from(&t, &b, 2, "src-1");
-  CHECK_RC(whisper_server_open_from(t.srv, 3, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  CHECK_RC(whisper_server_connected_from(t.srv, 3, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
   drain(t.srv);
   CHECK(pending(3) == 0 && stats(&t).connections == 2);
   CHECK_RC(whisper_server_receive(t.srv, 3, (const uint8_t *)"", 0, t.now), WHISPER_ENOTFOUND);
@@ -4218,8 +4218,8 @@ static void test_sources(void) {
   fr_free(EXPECT(1, QUEUE_EMPTY));
   dev_connect_from(&t, &d, 4, "src-1");
   /* and so does a close */
-  CHECK_RC(whisper_server_open_from(t.srv, 5, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
-  whisper_server_close(t.srv, 4, t.now);
+  CHECK_RC(whisper_server_connected_from(t.srv, 5, (const uint8_t *)"src-1", 5, t.now), WHISPER_EBUSY);
+  whisper_server_disconnected(t.srv, 4, t.now);
   dev_connect_from(&t, &d, 5, "src-1");
   /* two accounts per hour from src-1 (alice was one): bob, then not dave */
   dev_register(&t, &b, 0, 1, NULL, BAD_NONE);
@@ -4318,14 +4318,14 @@ static void test_sent_pruned(void) {
   dev_init(&b, "bob", 1, 2);
   dev_up(&t, &a, 1, 0);
   dev_up(&t, &b, 2, 0);
-  whisper_server_close(t.srv, 2, t.now);
+  whisper_server_disconnected(t.srv, 2, t.now);
   const target b1[] = {{1, 0}};
   uint64_t p0 = t.now / ttl;
   cid_make(cid, 1);
   send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
   uint64_t s1 = EXPECT_SENT(1, NULL);
   /* with no connection left (and presence announced), pruning is what is due */
-  whisper_server_close(t.srv, 1, t.now);
+  whisper_server_disconnected(t.srv, 1, t.now);
   t.now += 6000;
   tick(&t);
   CHECK(whisper_server_next_deadline(t.srv) == (p0 + 2) * ttl);

@@ -19,6 +19,6 @@ int main(int argc, char **argv) {
   printf("whisper_server_new: %s (%d), want %d: %s\n", whisper_strerror(rc), rc, want,
          ok ? "ok" : "FAILED");
   whisper_server_free(srv);
-  whisper_store_close(store);
+  whisper_store_free(store);
   return ok ? 0 : 1;
 }

@@ -9,7 +9,7 @@
 static void keypair_hex(whisper_keypair_t *kp, const char *priv_hex) {
   uint8_t priv[32];
   unhex_to(priv, 32, priv_hex);
-  whisper_keypair_from_private(kp, priv);
+  whisper_keypair_from_private(priv, kp);
 }
 
 static int send_to(tdev *from, const char *to, uint32_t to_dev, const char *text, int *type,
@@ -31,7 +31,7 @@ static int recv_from(tdev *to, const char *from, uint32_t from_dev, int type, co
 
 static void connect(tdev *a, const char *bname, tdev *b, uint32_t bdev) {
   whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
-  CHECK_RC(whisper_bundle_make(b->ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b->ctx, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(a->ctx, bname, bdev, &bundle, NOW), WHISPER_OK);
 }
 
@@ -366,7 +366,7 @@ static void test_identity_change(void) {
   whisper_buf_free(m);
   /* bob reinstalls: a new identity under the same address */
   tdev_new(&b2, "bob", 1, 52);
-  CHECK_RC(whisper_bundle_make(b2.ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b2.ctx, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_EUNTRUSTED);
   /* bob2 starts a session with alice: alice refuses the prekey message */
   connect(&b2, "alice", &a, 1);
@@ -421,7 +421,7 @@ static void test_identity_change(void) {
   tdev_new(&c, "carol", 3, 53);
   tdev_new(&c2, "carol", 3, 54);
   connect(&a, "carol", &c, 3);
-  CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(c2.ctx, 0, &bundle), WHISPER_OK);
   CHECK(bundle.has_prekey == 0);
   CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EUNTRUSTED);
   CHECK_RC(whisper_identity_trust(a.ctx, "carol", WHISPER_ALL_DEVICES, bundle.identity_key, 33),
@@ -448,8 +448,8 @@ static void test_identity_change(void) {
   tdev_new(&d5, "dave", 5, 56);
   tdev_new(&d7, "dave", 7, 57);
   connect(&a, "dave", &d9, 9); /* dave.9 first seen with its own key */
-  CHECK_RC(whisper_bundle_make(d5.ctx, &b5, 1), WHISPER_OK);
-  CHECK_RC(whisper_bundle_make(d7.ctx, &b7, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d5.ctx, 1, &b5), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d7.ctx, 1, &b7), WHISPER_OK);
   CHECK_RC(whisper_identity_trust(a.ctx, "dave", WHISPER_ALL_DEVICES, b5.identity_key, 33),
            WHISPER_OK);
   CHECK_RC(send_to(&a, "dave", 9, "old key", &t, &m), WHISPER_EUNTRUSTED);
@@ -462,7 +462,7 @@ static void test_identity_change(void) {
   tdev_close(&d5);
   tdev_close(&d7);
   /* a bad signature in a bundle */
-  CHECK_RC(whisper_bundle_make(c2.ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(c2.ctx, 1, &bundle), WHISPER_OK);
   bundle.signed_prekey_signature[5] ^= 1;
   CHECK_RC(whisper_session_start(a.ctx, "carol", 3, &bundle, NOW), WHISPER_EINVALIDSIG);
   bundle.signed_prekey_signature[5] ^= 1;
@@ -511,7 +511,7 @@ static void test_expiry_and_devices(void) {
   CHECK_RC(whisper_session_encrypt(a.ctx, "bob", WHISPER_ALL_DEVICES, NULL, 0, NOW, &t, &m),
            WHISPER_EINVAL);
   CHECK(strlen(whisper_ctx_last_error(a.ctx)) > 0);
-  CHECK_RC(whisper_identity_create(a.ctx, "alice", 1, 0, NOW), WHISPER_ESTATE);
+  CHECK_RC(whisper_identity_generate(a.ctx, "alice", 1, 0, NOW), WHISPER_ESTATE);
   tdev_close(&a);
   tdev_close(&b1);
   tdev_close(&b2);
@@ -524,14 +524,14 @@ static void test_bundle_wire(void) {
   tdev_new(&a, "alice", 1, 70);
   tdev_new(&b, "bob", 1, 71);
   for (int with = 0; with <= 1; with++) {
-    CHECK_RC(whisper_bundle_make(b.ctx, &bundle, with), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(b.ctx, with, &bundle), WHISPER_OK);
     CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
-    CHECK_RC(whisper_bundle_decode(&back, w->data, w->len), WHISPER_OK);
+    CHECK_RC(whisper_bundle_decode(w->data, w->len, &back), WHISPER_OK);
     CHECK(memcmp(&back, &bundle, sizeof back) == 0);
     /* every truncation is refused cleanly, and leaves `back` zeroed */
     int refused = 0;
     for (size_t n = 0; n < w->len; n++)
-      if (whisper_bundle_decode(&back, w->data, n) != WHISPER_OK) refused++;
+      if (whisper_bundle_decode(w->data, n, &back) != WHISPER_OK) refused++;
     CHECK(refused == (int)w->len);
     static const whisper_prekey_bundle_t zero = WHISPER_PREKEY_BUNDLE_INIT;
     CHECK(memcmp(&back, &zero, sizeof back) == 0);
@@ -548,11 +548,11 @@ static void test_bundle_wire(void) {
     memset(&old, 0x5a, sizeof old);
     for (int k = 0; k < 2; k++) {
       old.size = k ? WHISPER_PREKEY_BUNDLE_SIZE_1_0 - 1 : 0;
-      CHECK_RC(whisper_bundle_make(b.ctx, &old, 1), WHISPER_EINVAL);
+      CHECK_RC(whisper_bundle_generate(b.ctx, 1, &old), WHISPER_EINVAL);
       CHECK(strstr(whisper_ctx_last_error(b.ctx), "WHISPER_PREKEY_BUNDLE_INIT") != NULL);
       CHECK(old.registration_id == 0x5a5a5a5a && old.identity_key[32] == 0x5a);
       CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
-      CHECK_RC(whisper_bundle_decode(&old, w->data, w->len), WHISPER_EINVAL);
+      CHECK_RC(whisper_bundle_decode(w->data, w->len, &old), WHISPER_EINVAL);
       CHECK(old.registration_id == 0x5a5a5a5a && old.identity_key[32] == 0x5a);
       whisper_buf *w2 = (whisper_buf *)1;
       CHECK_RC(whisper_bundle_encode(&old, &w2), WHISPER_EINVAL);
@@ -574,7 +574,7 @@ static void test_bundle_wire(void) {
     } later, later2;
     memset(&later, 0x5a, sizeof later);
     later.b.size = sizeof later;
-    CHECK_RC(whisper_bundle_make(b.ctx, &later.b, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(b.ctx, 1, &later.b), WHISPER_OK);
     CHECK(later.b.size == sizeof later && later.b.device_id == 1 && later.b.has_prekey == 1);
     CHECK(later.pq_prekey[0] == 0x5a && later.pq_prekey[39] == 0x5a &&
           later.newer == 0x5a5a5a5a5a5a5a5aull);
@@ -582,11 +582,11 @@ static void test_bundle_wire(void) {
     CHECK_RC(whisper_bundle_encode(&later.b, &w), WHISPER_OK);
     memset(&later2, 0xa5, sizeof later2);
     later2.b.size = sizeof later2;
-    CHECK_RC(whisper_bundle_decode(&later2.b, w->data, w->len), WHISPER_OK);
+    CHECK_RC(whisper_bundle_decode(w->data, w->len, &later2.b), WHISPER_OK);
     CHECK(memcmp(&later2.b, &later.b, sizeof later.b) == 0);
     CHECK(later2.pq_prekey[0] == 0xa5 && later2.newer == 0xa5a5a5a5a5a5a5a5ull);
     /* a failed decode zeroes only the fields the library knows */
-    CHECK_RC(whisper_bundle_decode(&later2.b, w->data, w->len - 1), WHISPER_EINVALIDMSG);
+    CHECK_RC(whisper_bundle_decode(w->data, w->len - 1, &later2.b), WHISPER_EINVALIDMSG);
     CHECK(later2.b.size == sizeof later2 && later2.b.registration_id == 0 &&
           later2.b.identity_key[32] == 0);
     CHECK(later2.pq_prekey[0] == 0xa5 && later2.newer == 0xa5a5a5a5a5a5a5a5ull);
@@ -600,9 +600,9 @@ static void test_bundle_wire(void) {
   /* a key of the wrong type, and a short signature */
   bundle.identity_key[0] = 0x06;
   CHECK_RC(whisper_bundle_encode(&bundle, &w), WHISPER_OK);
-  CHECK_RC(whisper_bundle_decode(&back, w->data, w->len), WHISPER_EINVALIDKEY);
+  CHECK_RC(whisper_bundle_decode(w->data, w->len, &back), WHISPER_EINVALIDKEY);
   whisper_buf_free(w);
-  CHECK_RC(whisper_bundle_decode(NULL, NULL, 0), WHISPER_EINVAL);
+  CHECK_RC(whisper_bundle_decode(NULL, 0, NULL), WHISPER_EINVAL);
   tdev_close(&a);
   tdev_close(&b);
 }
@@ -619,7 +619,7 @@ static void test_prekey_upkeep(void) {
   CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
   CHECK(count == 0);
   CHECK_RC(whisper_prekeys_generate(b.ctx, 100, NULL), WHISPER_OK);
-  CHECK_RC(whisper_bundle_make(b.ctx, &early, 1), WHISPER_OK); /* makes one more */
+  CHECK_RC(whisper_bundle_generate(b.ctx, 1, &early), WHISPER_OK); /* makes one more */
   CHECK_RC(whisper_prekeys_count(b.ctx, &count), WHISPER_OK);
   CHECK(count == 101);
   /* young enough: nothing happens */
@@ -628,7 +628,7 @@ static void test_prekey_upkeep(void) {
   /* old: a new signed prekey, the old one kept for its grace */
   CHECK_RC(whisper_signed_prekey_rotate(b.ctx, NOW + 3 * day, 2 * day, 30 * day, &rotated), WHISPER_OK);
   CHECK(rotated == 1);
-  CHECK_RC(whisper_bundle_make(b.ctx, &late, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b.ctx, 0, &late), WHISPER_OK);
   CHECK(late.signed_prekey_id == early.signed_prekey_id + 1);
   CHECK(memcmp(late.signed_prekey, early.signed_prekey, 33) != 0);
   /* a session from the bundle fetched before the rotation still works */
@@ -649,7 +649,7 @@ static void test_prekey_upkeep(void) {
   whisper_buf_free(m);
   /* the current one and the one retired just now still work */
   whisper_prekey_bundle_t now_b = WHISPER_PREKEY_BUNDLE_INIT;
-  CHECK_RC(whisper_bundle_make(b.ctx, &now_b, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b.ctx, 1, &now_b), WHISPER_OK);
   CHECK(now_b.signed_prekey_id == late.signed_prekey_id + 1);
   tdev d;
   tdev_new(&d, "dave", 1, 83);

@@ -58,9 +58,9 @@ static void test_persistence_and_keys(void) {
   CHECK_RC(open_key(&sb, pb, NULL, "correct horse battery staple"), WHISPER_OK);
   whisper_ctx_new(&a, sa);
   whisper_ctx_new(&b, sb);
-  CHECK_RC(whisper_identity_create(a, "alice", 1, 0, NOW), WHISPER_OK);
-  CHECK_RC(whisper_identity_create(b, "bob", 1, 0, NOW), WHISPER_OK);
-  CHECK_RC(whisper_bundle_make(b, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(a, "alice", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(b, "bob", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b, 1, &bundle), WHISPER_OK);
   CHECK_RC(whisper_session_start(a, "bob", 1, &bundle, NOW), WHISPER_OK);
   const char *secret_text = "a very private message about the surprise party";
   CHECK_RC(whisper_session_encrypt(a, "bob", 1, (const uint8_t *)secret_text, strlen(secret_text),
@@ -74,8 +74,8 @@ static void test_persistence_and_keys(void) {
   memcpy(priv_a, a->identity.priv, 32);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
 
   /* nothing secret is in the files in the clear */
   const char *files[2] = {pa, pb};
@@ -110,8 +110,8 @@ static void test_persistence_and_keys(void) {
   whisper_buf_free(m);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
 
   /* wrong keys are a clear error, never garbage */
   const char *why = NULL;
@@ -132,7 +132,7 @@ static void test_persistence_and_keys(void) {
   /* rekey: the old key stops working, the new one opens the same data */
   CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_OK);
   CHECK_RC(whisper_store_rekey(sa, NULL, 0, "new passphrase"), WHISPER_OK);
-  whisper_store_close(sa);
+  whisper_store_free(sa);
   CHECK_RC(open_key(&sa, pa, KEY, NULL), WHISPER_EKEY);
   CHECK_RC(open_key(&sa, pa, NULL, "new passphrase"), WHISPER_OK);
   whisper_ctx_new(&a, sa);
@@ -144,16 +144,16 @@ static void test_persistence_and_keys(void) {
   CHECK_RC(whisper_store_rekey(sa, KEY2, 32, NULL), WHISPER_OK);
   CHECK_RC(whisper_store_rekey(sa, KEY2, 31, NULL), WHISPER_EINVAL);
   whisper_ctx_free(a);
-  whisper_store_close(sa);
+  whisper_store_free(sa);
   CHECK_RC(open_key(&sa, pa, KEY2, NULL), WHISPER_OK);
   whisper_store *mem;
   whisper_store_memory_new(&mem);
   CHECK_RC(whisper_store_rekey(mem, KEY, 32, NULL), WHISPER_EINVAL); /* not a SQLite store */
-  whisper_store_close(mem);
+  whisper_store_free(mem);
 
   /* a ciphertext moved to another row does not open there */
   sqlite3 *db;
-  whisper_store_close(sa);
+  whisper_store_free(sa);
   CHECK(sqlite3_open(pa, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db,
                      "UPDATE records SET value = (SELECT value FROM records ORDER BY row LIMIT 1)",
@@ -169,7 +169,7 @@ static void test_persistence_and_keys(void) {
         (sess_rc == WHISPER_OK || sess_rc == WHISPER_ECORRUPT || sess_rc == WHISPER_ESTATE));
   CHECK(strlen(whisper_store_last_error(sa)) > 0);
   whisper_ctx_free(a);
-  whisper_store_close(sa);
+  whisper_store_free(sa);
 }
 
 static void test_damage_and_versions(void) {
@@ -187,21 +187,21 @@ static void test_damage_and_versions(void) {
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, &why), WHISPER_ECORRUPT);
   CHECK(why && strlen(why) > 0);
   /* the explicit recreate path */
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK);
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
-  whisper_store_close(st);
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK);
-  CHECK_RC(whisper_store_sqlite_destroy(p), WHISPER_OK); /* nothing there: fine */
+  whisper_store_free(st);
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(p), WHISPER_OK); /* nothing there: fine */
 
   /* a real store with damaged pages */
   path_of(p, sizeof p, "damaged.db");
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
   whisper_ctx *c;
   whisper_ctx_new(&c, st);
-  whisper_identity_create(c, "carol", 1, 0, NOW);
+  whisper_identity_generate(c, "carol", 1, 0, NOW);
   whisper_prekeys_generate(c, 300, NULL);
   whisper_ctx_free(c);
-  whisper_store_close(st);
+  whisper_store_free(st);
   sqlite3 *db;
   sqlite3_open(p, &db);
   sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
@@ -219,7 +219,7 @@ static void test_damage_and_versions(void) {
   /* written by a newer libwhisper */
   path_of(p, sizeof p, "newer.db");
   CHECK_RC(whisper_store_sqlite_open(&st, p, &o, NULL), WHISPER_OK);
-  whisper_store_close(st);
+  whisper_store_free(st);
   sqlite3_open(p, &db);
   sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL);
   sqlite3_close(db);
@@ -235,9 +235,9 @@ static void test_two_processes(void) {
   path_of(p, sizeof p, "shared.db");
   CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
   whisper_ctx_new(&c, st);
-  whisper_identity_create(c, "dora", 1, 0, NOW);
+  whisper_identity_generate(c, "dora", 1, 0, NOW);
   whisper_ctx_free(c);
-  whisper_store_close(st);
+  whisper_store_free(st);
   pid_t kids[2];
   for (int k = 0; k < 2; k++) {
     kids[k] = fork();
@@ -249,7 +249,7 @@ static void test_two_processes(void) {
       for (int i = 0; i < 100; i++)
         if (whisper_prekeys_generate(x, 1, NULL) != WHISPER_OK) _exit(4);
       whisper_ctx_free(x);
-      whisper_store_close(s);
+      whisper_store_free(s);
       _exit(0);
     }
   }
@@ -292,8 +292,8 @@ static void test_two_processes(void) {
   st->ops.rollback(st->user);
   CHECK_RC(other->ops.begin(other->user), WHISPER_OK);
   other->ops.rollback(other->user);
-  whisper_store_close(other);
-  whisper_store_close(st);
+  whisper_store_free(other);
+  whisper_store_free(st);
 }
 
 /* SQLite's own failures reach the context's last error: a constraint (a
@@ -306,7 +306,7 @@ static void test_store_error_text(void) {
   path_of(p, sizeof p, "errors.db");
   CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
   CHECK_RC(whisper_ctx_new(&c, st), WHISPER_OK);
-  CHECK_RC(whisper_identity_create(c, "erin", 1, 0, NOW), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(c, "erin", 1, 0, NOW), WHISPER_OK);
   CHECK(strcmp(whisper_ctx_last_error(c), "") == 0);
   sqlite3 *db;
   CHECK(sqlite3_open(p, &db) == SQLITE_OK);
@@ -327,7 +327,7 @@ static void test_store_error_text(void) {
   CHECK_RC(whisper_prekeys_generate(c, 1, NULL), WHISPER_OK);
   CHECK(strcmp(whisper_ctx_last_error(c), "") == 0);
   whisper_ctx_free(c);
-  whisper_store_close(st);
+  whisper_store_free(st);
 
   /* I/O: in a child, with RLIMIT_FSIZE of 1 byte, every write fails */
   fflush(NULL);
@@ -392,7 +392,7 @@ static void test_ordered_key_limit(void) {
   CHECK(b && b->len == 1 && b->data[0] == 'r');
   whisper_buf_free(b);
   free(k);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 static int user_version(const char *path) {
@@ -449,8 +449,8 @@ static void test_migration(void) {
   whisper_page_free(page);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
   CHECK(user_version(pa) == 3);
 }
 
@@ -603,7 +603,7 @@ static void test_migration_v2(void) {
   whisper_buf_free(m);
   CHECK_RC(whisper_store_rekey(sb, KEY2, 32, NULL), WHISPER_OK);
   whisper_ctx_free(b);
-  whisper_store_close(sb);
+  whisper_store_free(sb);
   CHECK_RC(open_key(&sb, pb, KEY2, NULL), WHISPER_OK);
   whisper_ctx_new(&b, sb);
   CHECK_RC(whisper_history_page(b, "alice", 0, NULL, 0, 10, &page), WHISPER_OK);
@@ -613,8 +613,8 @@ static void test_migration_v2(void) {
   whisper_page_free(page);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
   free(before);
   free(after);
   free(still);
@@ -724,8 +724,8 @@ static void test_scan_bounds(void) {
 #undef NEXT_R
   CHECK(same);
   CHECK(nested);
-  whisper_store_close(sq);
-  whisper_store_close(mem);
+  whisper_store_free(sq);
+  whisper_store_free(mem);
 }
 
 static unsigned mode_of(const char *path) {
@@ -747,7 +747,7 @@ static void test_file_modes(void) {
     CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
     whisper_ctx *c = NULL;
     whisper_ctx_new(&c, st);
-    CHECK_RC(whisper_identity_create(c, "modes", 1, 0, NOW), WHISPER_OK); /* writes the WAL */
+    CHECK_RC(whisper_identity_generate(c, "modes", 1, 0, NOW), WHISPER_OK); /* writes the WAL */
     umask(old);
     CHECK(mode_of(p) == 0600);
     CHECK(mode_of(wal) == 0600);
@@ -756,7 +756,7 @@ static void test_file_modes(void) {
       fprintf(stderr, "umask %03o: db %03o, wal %03o, shm %03o\n", (unsigned)masks[i], mode_of(p),
               mode_of(wal), mode_of(shm));
     whisper_ctx_free(c);
-    whisper_store_close(st);
+    whisper_store_free(st);
   }
   /* an existing store keeps the mode its owner gave it */
   char p[300];
@@ -765,7 +765,7 @@ static void test_file_modes(void) {
   whisper_store *st = NULL;
   CHECK_RC(open_key(&st, p, KEY, NULL), WHISPER_OK);
   CHECK(mode_of(p) == 0640);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 int main(void) {

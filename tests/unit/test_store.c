@@ -126,17 +126,17 @@ static void test_memory_rollback(void) {
     }
   }
   CHECK(found == 5000);
-  whisper_store_close(st);
+  whisper_store_free(st);
   /* a store table of version 2 (no add) is still taken; one of 3 may leave add out */
   whisper_store_ops v2 = faulty_ops;
   v2.version = 2;
   CHECK_RC(whisper_store_new(&st, &v2, NULL), WHISPER_OK);
   CHECK(st->ops.add == NULL);
-  whisper_store_close(st);
+  whisper_store_free(st);
   v2.version = 3;
   v2.add = NULL;
   CHECK_RC(whisper_store_new(&st, &v2, NULL), WHISPER_OK);
-  whisper_store_close(st);
+  whisper_store_free(st);
   /* an incomplete ops table is refused */
   whisper_store_ops bad = faulty_ops;
   bad.get = NULL;
@@ -221,7 +221,7 @@ static void test_memory_model(void) {
   CHECK_RC(st->ops.begin(st->user), WHISPER_OK);
   CHECK_RC(st->ops.put(st->user, 5, keys[0], key_len[0], (const uint8_t *)"x", 1), WHISPER_OK);
   CHECK_RC(st->ops.del(st->user, 5, keys[1], key_len[1]), WHISPER_OK);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 /* add(): inserts a free key, refuses a taken one without writing, and
@@ -271,9 +271,9 @@ static void test_add(void) {
       CHECK(b && b->len == 5 && memcmp(b->data, "sixth", 5) == 0);
       whisper_buf_free(b);
     }
-    whisper_store_close(st);
+    whisper_store_free(st);
   }
-  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(path), WHISPER_OK);
   rmdir(dir);
 }
 
@@ -292,14 +292,14 @@ static void side_open(side *s, const char *name, uint8_t seed) {
   s->f.fail_at = -1;
   whisper_store_new(&s->st, &faulty_ops, &s->f);
   whisper_ctx_new(&s->ctx, s->st);
-  whisper_ctx_set_rng(s->ctx, test_rng_fn, &s->rng);
-  whisper_identity_create(s->ctx, name, 1, 0, NOW);
+  whisper_ctx_rng_set(s->ctx, test_rng_fn, &s->rng);
+  whisper_identity_generate(s->ctx, name, 1, 0, NOW);
 }
 
 static void side_close(side *s) {
   whisper_ctx_free(s->ctx);
-  whisper_store_close(s->st);
-  whisper_store_close(s->mem);
+  whisper_store_free(s->st);
+  whisper_store_free(s->mem);
 }
 
 /* Runs `op` with a failure injected at every store call in turn: each
@@ -343,7 +343,7 @@ static void test_store_error_text(void) {
     f.fail_at = 1; /* begin, then the first get */
     CHECK_RC(whisper_store_new(&st, &ops, &f), WHISPER_OK);
     CHECK_RC(whisper_ctx_new(&c, st), WHISPER_OK);
-    int rc = whisper_identity_create(c, "fay", 1, 0, NOW);
+    int rc = whisper_identity_generate(c, "fay", 1, 0, NOW);
     CHECK_RC(rc, WHISPER_ESTORE);
     CHECK(f.failed);
     const char *e = whisper_ctx_last_error(c);
@@ -357,8 +357,8 @@ static void test_store_error_text(void) {
     if (f.failed && strncmp(e, "store: read failed", 18) != 0) fprintf(stderr, "v%u: %s\n", version, e);
     CHECK(!whisper_err_is_fatal(rc));
     whisper_ctx_free(c);
-    whisper_store_close(st);
-    whisper_store_close(mem);
+    whisper_store_free(st);
+    whisper_store_free(mem);
   }
 }
 
@@ -407,7 +407,7 @@ static void test_fault_injection(void) {
   int type, faults = 0;
   side_open(&a, "alice", 1);
   side_open(&b, "bob", 2);
-  EVERY_FAULT(&b, "alice", whisper_bundle_make(b.ctx, &bundle, 1));
+  EVERY_FAULT(&b, "alice", whisper_bundle_generate(b.ctx, 1, &bundle));
   EVERY_FAULT(&a, "bob", whisper_session_start(a.ctx, "bob", 1, &bundle, NOW));
   for (int i = 0; i < 6; i++) {
     side *from = i % 2 ? &b : &a, *to = i % 2 ? &a : &b;
@@ -436,7 +436,7 @@ static void test_refusals_change_nothing(void) {
   int t1, t2;
   side_open(&a, "alice", 3);
   side_open(&b, "bob", 4);
-  whisper_bundle_make(b.ctx, &bundle, 1);
+  whisper_bundle_generate(b.ctx, 1, &bundle);
   whisper_session_start(a.ctx, "bob", 1, &bundle, NOW);
   whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m1", 2, NOW, &t1, &m1);
   whisper_session_encrypt(a.ctx, "bob", 1, (const uint8_t *)"m2", 2, NOW, &t2, &m2);
@@ -519,7 +519,7 @@ static void test_memo_follows_store(void) {
      * or through the faulty store like the first */
     CHECK_RC(whisper_ctx_new(&a2, faulty_store ? a.st : a.mem), WHISPER_OK);
     CHECK_RC(whisper_ctx_new(&b2, faulty_store ? b.st : b.mem), WHISPER_OK);
-    CHECK_RC(whisper_bundle_make(b.ctx, &bundle, 1), WHISPER_OK);
+    CHECK_RC(whisper_bundle_generate(b.ctx, 1, &bundle), WHISPER_OK);
     CHECK_RC(whisper_session_start(a.ctx, "bob", 1, &bundle, NOW), WHISPER_OK);
     CHECK_RC(enc(a.ctx, "bob", &type, &m[0]), WHISPER_OK);
     CHECK_RC(dec(b.ctx, "alice", type, m[0]), WHISPER_OK);
@@ -693,9 +693,9 @@ static void test_savepoints(void) {
       CHECK_RC(st->ops.rollback_to(st->user), WHISPER_ESTATE);
       st->ops.rollback(st->user);
     }
-    whisper_store_close(st);
+    whisper_store_free(st);
   }
-  CHECK_RC(whisper_store_sqlite_destroy(path), WHISPER_OK);
+  CHECK_RC(whisper_store_sqlite_delete(path), WHISPER_OK);
   rmdir(dir);
   /* a table of version 3 ends before the savepoints: nothing past it is read */
   size_t v3_size = offsetof(whisper_store_ops, savepoint);
@@ -706,7 +706,7 @@ static void test_savepoints(void) {
   whisper_store *st;
   CHECK_RC(whisper_store_new(&st, (const whisper_store_ops *)v3, NULL), WHISPER_OK);
   CHECK(st->ops.savepoint == NULL && st->ops.release == NULL && st->ops.rollback_to == NULL);
-  whisper_store_close(st);
+  whisper_store_free(st);
   free(v3);
   /* version 4: all three, or none */
   whisper_store_ops v4 = faulty_ops;
@@ -716,7 +716,7 @@ static void test_savepoints(void) {
   CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_EINVAL);
   v4.rollback_to = f_begin;
   CHECK_RC(whisper_store_new(&st, &v4, NULL), WHISPER_OK);
-  whisper_store_close(st);
+  whisper_store_free(st);
 }
 
 int main(void) {

@@ -25,7 +25,7 @@ static void test_register_login(void) {
   ev_clear(a);
   send_text(&n, a, "bob", "through a timeout", NULL);
   net_run(&n);
-  CHECK(a->conn != 0 && !whisper_client_want_close(a->cl));
+  CHECK(a->conn != 0 && !whisper_client_want_disconnect(a->cl));
   CHECK(whisper_client_next_deadline(a->cl) <= n.now + 10000);
   a->mute = 0;
   uint64_t cut_at = 0;
@@ -290,7 +290,7 @@ static void test_group(void) {
   CHECK_RC(whisper_client_group_create(m[0]->cl, names + 1, 4, n.now, gid), WHISPER_OK);
   net_run(&n);
   char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-  whisper_client_group_conversation(conv, gid);
+  whisper_client_group_conversation(gid, conv);
   for (int i = 0; i < 5; i++) CHECK(ev_count(m[i], WHISPER_EV_GROUP) == 1);
   CHECK(ev_count(a2, WHISPER_EV_GROUP) == 1);
   uint8_t id[16];
@@ -323,11 +323,11 @@ static void test_group(void) {
   CHECK(m[0]->caught_len > 0);
   if (m[0]->caught_len) {
     whisper_buf *pt = NULL;
-    int rc = whisper_group_decrypt(m[4]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len, &pt);
+    int rc = whisper_sender_key_decrypt(m[4]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len, &pt);
     CHECK(rc == WHISPER_ENOSESSION); /* the departed member has no key for the new chain */
     whisper_buf_free(pt);
     /* while a member who stayed has it (and it was stored once: a duplicate now) */
-    rc = whisper_group_decrypt(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len, &pt);
+    rc = whisper_sender_key_decrypt(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len, &pt);
     CHECK(rc == WHISPER_EDUPLICATE);
     whisper_buf_free(pt);
     /* stored with the server's sequence: a redelivery is known before decrypting */
@@ -339,7 +339,7 @@ static void test_group(void) {
       whisper_message_t meta = {.size = sizeof(whisper_message_t),
                                 .conversation = conv, .id = g3->id, .id_len = 16,
                                 .sort_key = g3->server_seq};
-      CHECK_RC(whisper_group_decrypt_store(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len,
+      CHECK_RC(whisper_sender_key_decrypt_store(m[1]->ctx, "alice", 1, m[0]->caught, m[0]->caught_len,
                                            &meta, NULL), WHISPER_EDUPLICATE);
       CHECK(strstr(whisper_ctx_last_error(m[1]->ctx), "stored before") != NULL);
     }
@@ -369,7 +369,7 @@ static void test_typing_presence(void) {
   n.now += 30000;
   CHECK_RC(whisper_client_subscribe(b->cl, who, 1), WHISPER_OK);
   whisper_client_tick(b->cl, n.now);
-  CHECK(!whisper_client_want_close(b->cl));
+  CHECK(!whisper_client_want_disconnect(b->cl));
   net_run(&n);
   const rec_event *p = ev_find(b, WHISPER_EV_PRESENCE, 0);
   CHECK(p && strcmp(p->from, "alice") == 0 && p->online == 1);
@@ -579,7 +579,7 @@ static void test_api_checks(void) {
   tdev_open(&d, 3);
   whisper_client *c = NULL;
   CHECK_RC(whisper_client_new(&c, d.ctx, NULL), WHISPER_ESTATE); /* no identity */
-  CHECK_RC(whisper_identity_create(d.ctx, "Not An Account", 1, 0, T0), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(d.ctx, "Not An Account", 1, 0, T0), WHISPER_OK);
   CHECK_RC(whisper_client_new(&c, d.ctx, NULL), WHISPER_ESTATE);
   tdev_close(&d);
   tdev_new(&d, "carol", 1, 4);
@@ -655,7 +655,7 @@ static int spk_opens(node *d, const whisper_prekey_bundle_t *saved, uint64_t now
 
 static uint32_t spk_current(node *d) {
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  CHECK_RC(whisper_bundle_make(d->ctx, &b, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(d->ctx, 0, &b), WHISPER_OK);
   return b.signed_prekey_id;
 }
 
@@ -677,7 +677,7 @@ static void test_signed_prekey_rotation(void) {
   n.tamper = spk_served_fn;
   CHECK(spk_current(b) == 1);
   whisper_prekey_bundle_t first = WHISPER_PREKEY_BUNDLE_INIT;
-  CHECK_RC(whisper_bundle_make(b->ctx, &first, 0), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(b->ctx, 0, &first), WHISPER_OK);
   /* alice starts a session on bob's bundle (signed prekey 1) while bob is away */
   b->offline = 1;
   node_cut(&n, b);

@@ -499,7 +499,7 @@ static int w_scan(void *u, int kind, const uint8_t *prefix, size_t prefix_len, c
 static int w_add(void *u, int kind, const uint8_t *key, size_t key_len, const uint8_t *v, size_t n) {
   return wh_store_add(((wrap *)u)->in, kind, key, key_len, v, n);
 }
-static void w_destroy(void *u) { whisper_store_close(((wrap *)u)->in); }
+static void w_destroy(void *u) { whisper_store_free(((wrap *)u)->in); }
 static int w_savepoint(void *u) { return ((wrap *)u)->in->ops.savepoint(((wrap *)u)->in->user); }
 static int w_release(void *u) { return ((wrap *)u)->in->ops.release(((wrap *)u)->in->user); }
 static int w_rollback_to(void *u) { return ((wrap *)u)->in->ops.rollback_to(((wrap *)u)->in->user); }
@@ -514,7 +514,7 @@ static void wrap_node(node *d) {
   g_w.in = d->st;
   CHECK_RC(whisper_store_new(&d->st, &ops, &g_w), WHISPER_OK);
   whisper_ctx_new(&d->ctx, d->st);
-  whisper_ctx_set_rng(d->ctx, test_rng_fn, &d->rng);
+  whisper_ctx_rng_set(d->ctx, test_rng_fn, &d->rng);
   node_engine(d);
 }
 
@@ -695,7 +695,7 @@ static void test_catch_up_commit_fails(void) {
 static void leaked_sends(net *n, node *d, const uint8_t *frame, size_t len, void *arg) {
   (void)n;
   bob_sends *b = arg; /* (sends: those taken after the engine gave its connection up) */
-  if (d == b->bob && is_send(frame, len) && d->cl && whisper_client_want_close(d->cl)) b->sends++;
+  if (d == b->bob && is_send(frame, len) && d->cl && whisper_client_want_disconnect(d->cl)) b->sends++;
 }
 
 static void test_catch_up_pump_fails(void) {

@@ -63,9 +63,9 @@ static whisper_store *open_store(int which, int n) {
 }
 
 static void close_store(int which, whisper_store *st) {
-  whisper_store_close(st);
+  whisper_store_free(st);
   if (which == V3) {
-    whisper_store_close(g_inner);
+    whisper_store_free(g_inner);
     g_inner = NULL;
   }
 }
@@ -214,10 +214,10 @@ static void test_app_transaction(int which) {
   test_rng rng;
   memset(&rng, 0, sizeof rng);
   memset(rng.seed, 1, 32);
-  whisper_ctx_set_rng(ctx, test_rng_fn, &rng);
-  CHECK_RC(whisper_identity_create(ctx, "alice", 1, 0, NOW), WHISPER_OK);
+  whisper_ctx_rng_set(ctx, test_rng_fn, &rng);
+  CHECK_RC(whisper_identity_generate(ctx, "alice", 1, 0, NOW), WHISPER_OK);
   whisper_prekey_bundle_t bundle;
-  CHECK_RC(whisper_bundle_make(bob.ctx, &bundle, 1), WHISPER_OK);
+  CHECK_RC(whisper_bundle_generate(bob.ctx, 1, &bundle), WHISPER_OK);
   int exists = -1, type = 0;
   whisper_buf *ct = NULL;
   /* rolled back: neither the session nor the message's step is kept */

@@ -139,10 +139,10 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, takeFrame)(JNIEnv *env, jclass cls, j
   return wj_take_buf(env, b);
 }
 
-WJ_EXPORT jboolean JNICALL WJ_FN(Client, wantClose)(JNIEnv *env, jclass cls, jlong h) {
+WJ_EXPORT jboolean JNICALL WJ_FN(Client, wantDisconnect)(JNIEnv *env, jclass cls, jlong h) {
   (void)cls;
   OPEN_OR(JNI_FALSE);
-  return whisper_client_want_close(CL->c) ? JNI_TRUE : JNI_FALSE;
+  return whisper_client_want_disconnect(CL->c) ? JNI_TRUE : JNI_FALSE;
 }
 
 /* UINT64_MAX comes out as -1: the Kotlin side reads it as "none". */
@@ -398,8 +398,8 @@ WJ_EXPORT void JNICALL WJ_FN(Client, conversationFlags)(JNIEnv *env, jclass cls,
       f.muted_until_ms = (uint64_t)v[0];
       f.archived = (int)v[1];
       f.pinned = (int)v[2];
-      CHECK(whisper_client_set_conversation_flags(CL->c, S(c), &f, (uint64_t)now));
-    } else if (!CHECK(whisper_client_conversation_flags(CL->c, S(c), &f))) {
+      CHECK(whisper_client_conversation_flags_set(CL->c, S(c), &f, (uint64_t)now));
+    } else if (!CHECK(whisper_client_conversation_flags_get(CL->c, S(c), &f))) {
       v[0] = (jlong)f.muted_until_ms;
       v[1] = f.archived;
       v[2] = f.pinned;
@@ -557,7 +557,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, groupConversation)(JNIEnv *env, jclas
   jbyteArray out = NULL;
   if (g.ok) {
     char conv[WHISPER_GROUP_CONVERSATION_LEN + 1];
-    whisper_client_group_conversation(conv, g.data);
+    whisper_client_group_conversation(g.data, conv);
     out = wj_new_cstr(env, conv);
   }
   wj_bytes_done(&g);
@@ -576,9 +576,9 @@ WJ_EXPORT void JNICALL WJ_FN(Client, groupChange)(JNIEnv *env, jclass cls, jlong
     int rc = WHISPER_EINVAL;
     uint64_t t = (uint64_t)now;
     switch (op) {
-      case 1: rc = whisper_client_group_admin(CL->c, g.data, S(v), arg, t); break;
-      case 2: rc = whisper_client_group_set_info(CL->c, g.data, arg, v.len ? v.data : NULL, v.len, t); break;
-      case 3: rc = whisper_client_group_set(CL->c, g.data, arg, v.len ? v.data[0] : 0, t); break;
+      case 1: rc = whisper_client_group_admin_set(CL->c, g.data, S(v), arg, t); break;
+      case 2: rc = whisper_client_group_info_set(CL->c, g.data, arg, v.len ? v.data : NULL, v.len, t); break;
+      case 3: rc = whisper_client_group_setting_set(CL->c, g.data, arg, v.len ? v.data[0] : 0, t); break;
       case 4: rc = whisper_client_group_link_revoke(CL->c, g.data, t); break;
       case 5: rc = whisper_client_group_leave(CL->c, g.data, t); break;
       default: break;
@@ -590,7 +590,7 @@ WJ_EXPORT void JNICALL WJ_FN(Client, groupChange)(JNIEnv *env, jclass cls, jlong
 }
 
 /* The new invite link as bytes (a secret: wiped here). */
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, groupLinkMake)(JNIEnv *env, jclass cls, jlong h,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, groupLinkGenerate)(JNIEnv *env, jclass cls, jlong h,
                                                           jbyteArray gid, jlong now) {
   (void)cls;
   OPEN_OR(NULL);
@@ -598,7 +598,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Client, groupLinkMake)(JNIEnv *env, jclass cl
   jbyteArray out = NULL;
   if (g.ok) {
     char link[WHISPER_GROUP_LINK_LEN + 1];
-    if (!CHECK(whisper_client_group_link_make(CL->c, g.data, (uint64_t)now, link)))
+    if (!CHECK(whisper_client_group_link_generate(CL->c, g.data, (uint64_t)now, link)))
       out = wj_new_cstr(env, link);
     wj_wipe(link, sizeof link);
   }
@@ -739,7 +739,7 @@ WJ_EXPORT jboolean JNICALL WJ_FN(Client, checkAnchor)(JNIEnv *env, jclass cls, j
   OPEN_OR(JNI_FALSE);
   wj_bytes a = wj_bytes_get(env, anchor, 0);
   int restored = 0;
-  if (a.ok) CHECK(whisper_client_check_anchor(CL->c, B(a), a.len, &restored));
+  if (a.ok) CHECK(whisper_client_anchor_check(CL->c, B(a), a.len, &restored));
   wj_bytes_done(&a);
   return restored ? JNI_TRUE : JNI_FALSE;
 }
@@ -800,13 +800,13 @@ WJ_EXPORT void JNICALL WJ_FN(Client, report)(JNIEnv *env, jclass cls, jlong h, j
  * last_seen_ms, server_seq, server_ts, code, server_code, kind, forwarded,
  * done_bytes, total_bytes}; returns [conversation, from, id, body, message,
  * target_id, target_sender]. */
-WJ_EXPORT jobjectArray JNICALL WJ_FN(Client, nextEvent)(JNIEnv *env, jclass cls, jlong h,
+WJ_EXPORT jobjectArray JNICALL WJ_FN(Client, takeEvent)(JNIEnv *env, jclass cls, jlong h,
                                                         jlongArray nums) {
   (void)cls;
   OPEN_OR(NULL);
   whisper_client_event_t e;
   memset(&e, 0, sizeof e);
-  if (!whisper_client_next_event(CL->c, &e)) return NULL;
+  if (!whisper_client_take_event(CL->c, &e)) return NULL;
   jlong v[14] = {e.type,      e.from_device,  e.status,          e.started,
                  e.online,    (jlong)e.last_seen_ms, (jlong)e.server_seq, (jlong)e.server_ts,
                  e.code,      e.server_code,  e.kind,            e.forwarded,

@@ -16,9 +16,9 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Fingerprint, compute)(JNIEnv *env, jclass c
   if (li.ok && lk.ok && ri.ok && rk.ok) {
     char digits[WHISPER_FINGERPRINT_DISPLAY_LEN];
     whisper_buf *scan = NULL;
-    int rc = whisper_fingerprint(digits, &scan, (uint32_t)iterations, li.data, li.len,
-                                 lk.data ? lk.data : empty, lk.len, ri.data, ri.len,
-                                 rk.data ? rk.data : empty, rk.len);
+    int rc = whisper_fingerprint((uint32_t)iterations, li.data, li.len, lk.data ? lk.data : empty, lk.len,
+                                 ri.data, ri.len, rk.data ? rk.data : empty, rk.len,
+                                 digits, &scan);
     if (!wj_check(env, rc, NULL)) {
       arr = wj_new_bytes_array(env, 2);
       if (arr != NULL) {

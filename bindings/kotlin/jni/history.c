@@ -172,7 +172,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(History, decryptStore)(JNIEnv *env, jclass cl
     const char *nm = n.data ? WJ_CSTR(n) : "";
     const uint8_t *bd = b.data ? b.data : empty;
     int rc = type == WHISPER_MSG_SENDERKEY
-                 ? whisper_group_decrypt_store(CTX, nm, (uint32_t)device_id, bd, b.len, &m, &pt)
+                 ? whisper_sender_key_decrypt_store(CTX, nm, (uint32_t)device_id, bd, b.len, &m, &pt)
                  : whisper_session_decrypt_store(CTX, nm, (uint32_t)device_id, type, bd, b.len,
                                                  &m, &pt);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, pt);
@@ -212,7 +212,7 @@ WJ_EXPORT jint JNICALL WJ_FN(History, status)(JNIEnv *env, jclass cls, jlong ctx
     const char *cv = c.data ? WJ_CSTR(c) : "", *rc_ = r.data ? WJ_CSTR(r) : "";
     const uint8_t *id_ = i.data ? i.data : empty;
     int rc = status >= 0
-                 ? whisper_history_status(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, status)
+                 ? whisper_history_status_set(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, status)
                  : whisper_history_status_get(CTX, cv, id_, i.len, rc_, (uint32_t)device_id, &st);
     wj_check_ctx(env, rc, CTX);
   }

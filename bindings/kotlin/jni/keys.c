@@ -25,7 +25,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Keys, publicOf)(JNIEnv *env, jclass cls, jbyt
       wj_throw_inval(env, "a private key is 32 bytes");
     } else {
       whisper_keypair_t kp;
-      if (!wj_check(env, whisper_keypair_from_private(&kp, p.data), NULL))
+      if (!wj_check(env, whisper_keypair_from_private(p.data, &kp), NULL))
         out = wj_new_bytes(env, kp.pub, sizeof kp.pub);
       whisper_keypair_wipe(&kp);
     }
@@ -53,7 +53,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Keys, sign)(JNIEnv *env, jclass cls, jlong ct
       wj_throw_inval(env, "a private key is 32 bytes");
     } else {
       uint8_t sig[WHISPER_SIGNATURE_LEN];
-      int rc = whisper_sign(WJ_PTR(whisper_ctx, ctx), sig, p.data, m.data, m.len);
+      int rc = whisper_sign(WJ_PTR(whisper_ctx, ctx), p.data, m.data, m.len, sig);
       if (!wj_check_ctx(env, rc, WJ_PTR(whisper_ctx, ctx))) out = wj_new_bytes(env, sig, sizeof sig);
     }
   }

@@ -7,7 +7,7 @@
 static const uint8_t empty[1];
 #define CTX WJ_PTR(whisper_ctx, ctx)
 
-WJ_EXPORT void JNICALL WJ_FN(Session, identityCreate)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT void JNICALL WJ_FN(Session, identityGenerate)(JNIEnv *env, jclass cls, jlong ctx,
                                                       jbyteArray name, jint device_id,
                                                       jint registration_id, jlong now_ms) {
   (void)cls;
@@ -15,7 +15,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, identityCreate)(JNIEnv *env, jclass cls, j
   wj_bytes n = wj_bytes_get(env, name, 1);
   if (n.ok)
     wj_check_ctx(env,
-                 whisper_identity_create(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
+                 whisper_identity_generate(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
                                          (uint32_t)registration_id, (uint64_t)now_ms),
                  CTX);
   wj_bytes_done(&n);
@@ -32,7 +32,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, identityImport)(JNIEnv *env, jclass cls, j
     whisper_keypair_t kp;
     if (p.len != WHISPER_PRIVATE_KEY_LEN)
       wj_throw_inval(env, "a private key is 32 bytes");
-    else if (!wj_check(env, whisper_keypair_from_private(&kp, p.data), NULL))
+    else if (!wj_check(env, whisper_keypair_from_private(p.data, &kp), NULL))
       wj_check_ctx(env,
                    whisper_identity_import(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id,
                                            (uint32_t)registration_id, &kp),
@@ -138,12 +138,12 @@ WJ_EXPORT jlong JNICALL WJ_FN(Session, prekeysGenerate)(JNIEnv *env, jclass cls,
 }
 
 /* This device's bundle, encoded (whisper_bundle_encode). */
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleMake)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(Session, bundleGenerate)(JNIEnv *env, jclass cls, jlong ctx,
                                                         jboolean with_prekey) {
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  if (wj_check_ctx(env, whisper_bundle_make(CTX, &b, with_prekey ? 1 : 0), CTX)) return NULL;
+  if (wj_check_ctx(env, whisper_bundle_generate(CTX, with_prekey ? 1 : 0, &b), CTX)) return NULL;
   whisper_buf *out = NULL;
   if (wj_check(env, whisper_bundle_encode(&b, &out), NULL)) return NULL;
   return wj_take_buf(env, out);
@@ -159,7 +159,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Session, bundleDecode)(JNIEnv *env, jclass 
   jobjectArray arr = NULL;
   if (d.ok) {
     whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-    if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL)) {
+    if (!wj_check(env, whisper_bundle_decode(d.data ? d.data : empty, d.len, &b), NULL)) {
       jlong v[5] = {b.registration_id, b.device_id, b.has_prekey, b.prekey_id,
                     b.signed_prekey_id};
       wj_set_longs(env, nums, v, 5);
@@ -185,7 +185,7 @@ WJ_EXPORT void JNICALL WJ_FN(Session, sessionStart)(JNIEnv *env, jclass cls, jlo
   wj_bytes d = wj_bytes_get(env, bundle, 0);
   if (n.ok && d.ok) {
     whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-    if (!wj_check(env, whisper_bundle_decode(&b, d.data ? d.data : empty, d.len), NULL))
+    if (!wj_check(env, whisper_bundle_decode(d.data ? d.data : empty, d.len, &b), NULL))
       wj_check_ctx(env,
                    whisper_session_start(CTX, n.data ? WJ_CSTR(n) : "", (uint32_t)device_id, &b,
                                          (uint64_t)now_ms),

@@ -73,10 +73,10 @@ WJ_EXPORT void JNICALL WJ_FN(Store, rollback)(JNIEnv *env, jclass cls, jlong h) 
   wj_check(env, whisper_store_rollback(s), whisper_store_last_error(s));
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Store, sqliteDestroy)(JNIEnv *env, jclass cls, jbyteArray path) {
+WJ_EXPORT void JNICALL WJ_FN(Store, sqliteDelete)(JNIEnv *env, jclass cls, jbyteArray path) {
   (void)cls;
   wj_bytes p = wj_bytes_get(env, path, 1);
-  if (p.ok) wj_check(env, whisper_store_sqlite_destroy(WJ_CSTR(p)), NULL);
+  if (p.ok) wj_check(env, whisper_store_sqlite_delete(WJ_CSTR(p)), NULL);
   wj_bytes_done(&p);
 }
 
@@ -84,7 +84,7 @@ WJ_EXPORT void JNICALL WJ_FN(Store, close)(JNIEnv *env, jclass cls, jlong h) {
   (void)env;
   (void)cls;
   if (h == 0) return;
-  whisper_store_close(WJ_PTR(whisper_store, h));
+  whisper_store_free(WJ_PTR(whisper_store, h));
   wj_handle_freed();
 }
 

@@ -13,9 +13,9 @@ int main(void) {
   const uint64_t now = 1700000000000ULL;
   if (whisper_store_memory_new(&sa) || whisper_store_memory_new(&sb)) return 1;
   if (whisper_ctx_new(&a, sa) || whisper_ctx_new(&b, sb)) return 1;
-  if (whisper_identity_create(a, "alice", 1, 0, now) || whisper_identity_create(b, "bob", 1, 0, now))
+  if (whisper_identity_generate(a, "alice", 1, 0, now) || whisper_identity_generate(b, "bob", 1, 0, now))
     return 1;
-  if (whisper_bundle_make(b, &bundle, 1) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
+  if (whisper_bundle_generate(b, 1, &bundle) || whisper_session_start(a, "bob", 1, &bundle, now)) return 1;
   if (whisper_session_encrypt(a, "bob", 1, (const uint8_t *)"installed", 9, now, &type, &m)) return 1;
   if (whisper_session_decrypt(b, "alice", 1, type, m->data, m->len, &pt)) return 1;
   int ok = pt->len == 9 && memcmp(pt->data, "installed", 9) == 0;
@@ -24,7 +24,7 @@ int main(void) {
   whisper_buf_free(pt);
   whisper_ctx_free(a);
   whisper_ctx_free(b);
-  whisper_store_close(sa);
-  whisper_store_close(sb);
+  whisper_store_free(sa);
+  whisper_store_free(sb);
   return ok ? 0 : 1;
 }

@@ -14,21 +14,21 @@ int main(void) {
   int sends = 0, closes = 0, challenge = 0;
   if (whisper_store_memory_new(&store) != WHISPER_OK) return 1;
   if (whisper_server_new(&srv, store, NULL) != WHISPER_OK) return 1;
-  if (whisper_server_open(srv, 1, now) != WHISPER_OK) return 1;
-  if (whisper_server_poll(srv, &o) == 1 && o.action == WHISPER_SERVER_SEND && o.conn == 1 &&
+  if (whisper_server_connected(srv, 1, now) != WHISPER_OK) return 1;
+  if (whisper_server_take_output(srv, &o) == 1 && o.action == WHISPER_SERVER_SEND && o.conn == 1 &&
       o.frame_len > 32)
     challenge = 1;
   for (int i = 0; i < 3; i++) {
     if (whisper_server_receive(srv, 1, junk, sizeof junk, now) != WHISPER_OK) return 1;
-    while (whisper_server_poll(srv, &o) == 1) {
+    while (whisper_server_take_output(srv, &o) == 1) {
       if (o.action == WHISPER_SERVER_SEND) sends++;
-      if (o.action == WHISPER_SERVER_CLOSE) closes++;
+      if (o.action == WHISPER_SERVER_DISCONNECT) closes++;
     }
   }
   int ok = challenge && sends == 3 && closes == 1;
   printf("consumer_server: libwhisper-server with libwhisper %u: %s\n", whisper_version(),
          ok ? "ok" : "FAILED");
   whisper_server_free(srv);
-  whisper_store_close(store);
+  whisper_store_free(store);
   return ok ? 0 : 1;
 }

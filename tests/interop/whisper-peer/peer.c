@@ -194,7 +194,7 @@ static int op_init(peer *p, const json_value *req, json_out *o, failure *f) {
   } else if (rc != WHISPER_ESTATE) {
     return fail_lib(p, f, rc);
   } else {
-    rc = whisper_identity_create(p->ctx, name, device_id, registration_id, now_ms());
+    rc = whisper_identity_generate(p->ctx, name, device_id, registration_id, now_ms());
     if (rc != WHISPER_OK) return fail_lib(p, f, rc);
     rc = whisper_identity_get(p->ctx, pub, NULL, NULL, NULL);
     if (rc != WHISPER_OK) return fail_lib(p, f, rc);
@@ -213,7 +213,7 @@ static int op_bundle(peer *p, const json_value *req, json_out *o, failure *f) {
   if (need_identity(p, f) != 0) return -1;
 
   whisper_prekey_bundle_t b = WHISPER_PREKEY_BUNDLE_INIT;
-  int rc = whisper_bundle_make(p->ctx, &b, one_time);
+  int rc = whisper_bundle_generate(p->ctx, one_time, &b);
   if (rc != WHISPER_OK) return fail_lib(p, f, rc);
 
   json_out_key(o, "bundle");
@@ -642,8 +642,8 @@ static int op_fingerprint(peer *p, const json_value *req, json_out *o, failure *
   if (check_key(rkey, rkey_len, "remote_identity_key", remote, f) != 0) goto out;
   int rc = whisper_identity_get(p->ctx, local, NULL, NULL, NULL);
   if (rc == WHISPER_OK)
-    rc = whisper_fingerprint(digits, &scan, WHISPER_FINGERPRINT_ITERATIONS, lid, lid_len, local,
-                             sizeof local, rid, rid_len, remote, sizeof remote);
+    rc = whisper_fingerprint(WHISPER_FINGERPRINT_ITERATIONS, lid, lid_len, local, sizeof local, rid,
+                             rid_len, remote, sizeof remote, digits, &scan);
   if (rc != WHISPER_OK) {
     fail_lib(p, f, rc);
     goto out;
@@ -689,7 +689,7 @@ static int op_group_create(peer *p, const json_value *req, json_out *o, failure 
   whisper_buf *skdm = NULL;
   if (field_uuid(req, "distribution_id", uuid, f) != 0) return -1;
   if (need_identity(p, f) != 0) return -1;
-  int rc = whisper_group_create(p->ctx, uuid, &skdm);
+  int rc = whisper_sender_key_generate(p->ctx, uuid, &skdm);
   if (rc != WHISPER_OK) return fail_lib(p, f, rc);
   json_out_key(o, "skdm");
   json_out_b64(o, skdm->data, skdm->len);
@@ -708,7 +708,7 @@ static int op_group_process(peer *p, const json_value *req, json_out *o, failure
   if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
   if (field_b64(req, "skdm", &skdm, &len, f) != 0) goto out;
   if (need_identity(p, f) != 0) goto out;
-  int rc = whisper_group_process(p->ctx, name, device_id, skdm, len);
+  int rc = whisper_sender_key_process(p->ctx, name, device_id, skdm, len);
   if (rc != WHISPER_OK) {
     fail_lib(p, f, rc);
     goto out;
@@ -728,7 +728,7 @@ static int op_group_encrypt(peer *p, const json_value *req, json_out *o, failure
   if (field_uuid(req, "distribution_id", uuid, f) != 0) goto out;
   if (field_b64(req, "plaintext", &pt, &len, f) != 0) goto out;
   if (need_identity(p, f) != 0) goto out;
-  int rc = whisper_group_encrypt(p->ctx, uuid, pt, len, &body);
+  int rc = whisper_sender_key_encrypt(p->ctx, uuid, pt, len, &body);
   if (rc != WHISPER_OK) {
     fail_lib(p, f, rc);
     goto out;
@@ -753,7 +753,7 @@ static int op_group_decrypt(peer *p, const json_value *req, json_out *o, failure
   if (field_u32(req, "device_id", &device_id, f) != 0) goto out;
   if (field_b64(req, "body", &body, &len, f) != 0) goto out;
   if (need_identity(p, f) != 0) goto out;
-  int rc = whisper_group_decrypt(p->ctx, name, device_id, body, len, &pt);
+  int rc = whisper_sender_key_decrypt(p->ctx, name, device_id, body, len, &pt);
   if (rc != WHISPER_OK) {
     fail_lib(p, f, rc);
     goto out;
@@ -977,7 +977,7 @@ int main(int argc, char **argv) {
   rc = whisper_ctx_new(&p.ctx, p.store);
   if (rc != WHISPER_OK) {
     fprintf(stderr, "whisper-peer: cannot make the context: %s\n", whisper_strerror(rc));
-    whisper_store_close(p.store);
+    whisper_store_free(p.store);
     return 1;
   }
   fprintf(stderr, "whisper-peer: libwhisper %u, store %s\n", whisper_version(), db);
@@ -1016,6 +1016,6 @@ int main(int argc, char **argv) {
   }
   json_out_free(&o);
   whisper_ctx_free(p.ctx);
-  whisper_store_close(p.store);
+  whisper_store_free(p.store);
   return status;
 }

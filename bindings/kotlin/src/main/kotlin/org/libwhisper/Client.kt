@@ -89,7 +89,7 @@ object Group {
     fun conversation(groupId: ByteArray): String = NativeClient.groupConversation(groupId).decodeToString()
 }
 
-/** The engine over a context with an identity (createIdentity first). */
+/** The engine over a context with an identity (generateIdentity first). */
 class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     NativeObject(NativeClient.create(context.handle, config.toLongs(), config.mediaDir.utf8OrNull())) {
 
@@ -112,18 +112,18 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     fun takeFrame(): ByteArray? = NativeClient.takeFrame(handle)
     /** Every frame waiting to be sent. */
     fun takeFrames(): List<ByteArray> = generateSequence { takeFrame() }.toList()
-    val wantClose: Boolean get() = NativeClient.wantClose(handle)
+    val wantDisconnect: Boolean get() = NativeClient.wantDisconnect(handle)
     /** When tick() should next run; null: nothing is due. */
     val nextDeadline: Long? get() = NativeClient.nextDeadline(handle).let { if (it == -1L) null else it }
     fun tick(nowMs: Long = now()) = NativeClient.tick(handle, nowMs)
 
     // --- events
-    fun nextEvent(): ClientEvent? {
+    fun takeEvent(): ClientEvent? {
         val n = LongArray(14)
-        val f = NativeClient.nextEvent(handle, n) ?: return null
+        val f = NativeClient.takeEvent(handle, n) ?: return null
         return ClientEvent.of(n, f)
     }
-    fun events(): List<ClientEvent> = generateSequence { nextEvent() }.toList()
+    fun events(): List<ClientEvent> = generateSequence { takeEvent() }.toList()
 
     // --- messages
     /** Sends `body` to an account; returns the message's 16-byte client id. */
@@ -220,7 +220,7 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
         NativeClient.groupChange(handle, groupId, 4, 0, null, nowMs)
     fun leaveGroup(groupId: ByteArray, nowMs: Long = now()) = NativeClient.groupChange(handle, groupId, 5, 0, null, nowMs)
     /** A new invite link (a secret: bytes; wipe it when shown). */
-    fun makeGroupLink(groupId: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupLinkMake(handle, groupId, nowMs)
+    fun generateGroupLink(groupId: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupLinkGenerate(handle, groupId, nowMs)
     fun joinGroup(link: ByteArray, nowMs: Long = now()): ByteArray = NativeClient.groupJoin(handle, link, nowMs)
     fun groupState(groupId: ByteArray): GroupState {
         val n = LongArray(7)

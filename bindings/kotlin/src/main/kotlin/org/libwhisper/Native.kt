@@ -33,7 +33,7 @@ internal object NativeStore {
     @JvmStatic external fun sqliteOpen(path: ByteArray, key: ByteArray?, passphrase: ByteArray?,
                                        synchronous: Int, busyTimeoutMs: Int): Long
     @JvmStatic external fun rekey(store: Long, key: ByteArray?, passphrase: ByteArray?)
-    @JvmStatic external fun sqliteDestroy(path: ByteArray)
+    @JvmStatic external fun sqliteDelete(path: ByteArray)
     @JvmStatic external fun begin(store: Long)
     @JvmStatic external fun commit(store: Long)
     @JvmStatic external fun rollback(store: Long)
@@ -54,7 +54,7 @@ internal object NativeKeys {
 
 internal object NativeSession {
     init { NativeLoader.load() }
-    @JvmStatic external fun identityCreate(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, nowMs: Long)
+    @JvmStatic external fun identityGenerate(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, nowMs: Long)
     @JvmStatic external fun identityImport(ctx: Long, name: ByteArray, deviceId: Int, registrationId: Int, priv: ByteArray)
     @JvmStatic external fun identityGet(ctx: Long, pub: ByteArray, ids: LongArray): ByteArray
     @JvmStatic external fun identityTrust(ctx: Long, name: ByteArray, deviceId: Int, key: ByteArray, nowMs: Long)
@@ -63,7 +63,7 @@ internal object NativeSession {
     @JvmStatic external fun signedPrekeyRotate(ctx: Long, nowMs: Long, maxAgeMs: Long, graceMs: Long): Boolean
     @JvmStatic external fun prekeysCount(ctx: Long): Long
     @JvmStatic external fun prekeysGenerate(ctx: Long, count: Int): Long
-    @JvmStatic external fun bundleMake(ctx: Long, withPrekey: Boolean): ByteArray
+    @JvmStatic external fun bundleGenerate(ctx: Long, withPrekey: Boolean): ByteArray
     @JvmStatic external fun bundleDecode(data: ByteArray, nums: LongArray): Array<ByteArray?>
     @JvmStatic external fun sessionStart(ctx: Long, name: ByteArray, deviceId: Int, bundle: ByteArray, nowMs: Long)
     @JvmStatic external fun sessionsDistrust(ctx: Long)
@@ -79,7 +79,7 @@ internal object NativeFingerprint {
     @JvmStatic external fun compare(ours: ByteArray, scanned: ByteArray): Boolean
 }
 
-internal object NativeGroup {
+internal object NativeSenderKey {
     init { NativeLoader.load() }
     @JvmStatic external fun create(ctx: Long, dist: ByteArray): ByteArray
     @JvmStatic external fun rotate(ctx: Long, dist: ByteArray): ByteArray
@@ -139,7 +139,7 @@ internal object NativeClient {
     @JvmStatic external fun disconnected(h: Long, now: Long)
     @JvmStatic external fun receive(h: Long, frame: ByteArray, now: Long)
     @JvmStatic external fun takeFrame(h: Long): ByteArray?
-    @JvmStatic external fun wantClose(h: Long): Boolean
+    @JvmStatic external fun wantDisconnect(h: Long): Boolean
     @JvmStatic external fun nextDeadline(h: Long): Long
     @JvmStatic external fun tick(h: Long, now: Long)
     @JvmStatic external fun send(h: Long, to: ByteArray?, groupId: ByteArray?, body: ByteArray?, now: Long): ByteArray
@@ -165,7 +165,7 @@ internal object NativeClient {
     @JvmStatic external fun groupMembers(h: Long, gid: ByteArray, members: Array<ByteArray>, remove: Boolean, now: Long)
     @JvmStatic external fun groupConversation(gid: ByteArray): ByteArray
     @JvmStatic external fun groupChange(h: Long, gid: ByteArray, op: Int, arg: Int, value: ByteArray?, now: Long)
-    @JvmStatic external fun groupLinkMake(h: Long, gid: ByteArray, now: Long): ByteArray
+    @JvmStatic external fun groupLinkGenerate(h: Long, gid: ByteArray, now: Long): ByteArray
     @JvmStatic external fun groupJoin(h: Long, link: ByteArray, now: Long): ByteArray
     @JvmStatic external fun groupState(h: Long, gid: ByteArray, nums: LongArray): Array<Any?>
     @JvmStatic external fun linkApprove(h: Long, token: ByteArray)
@@ -179,5 +179,5 @@ internal object NativeClient {
     @JvmStatic external fun block(h: Long, account: ByteArray, op: Int, now: Long): Boolean
     @JvmStatic external fun blockedList(h: Long): Array<ByteArray?>
     @JvmStatic external fun report(h: Long, conv: ByteArray, n: Int, block: Boolean, now: Long)
-    @JvmStatic external fun nextEvent(h: Long, nums: LongArray): Array<ByteArray?>?
+    @JvmStatic external fun takeEvent(h: Long, nums: LongArray): Array<ByteArray?>?
 }

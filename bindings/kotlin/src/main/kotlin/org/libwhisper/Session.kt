@@ -44,9 +44,9 @@ class PreKeyBundle(val encoded: ByteArray) {
 class Ciphertext(val type: Int, val body: ByteArray)
 
 /** Creates this device's identity (registrationId 0: a random one). */
-fun Context.createIdentity(name: String, deviceId: Int = 1, registrationId: Int = 0,
+fun Context.generateIdentity(name: String, deviceId: Int = 1, registrationId: Int = 0,
                            nowMs: Long = System.currentTimeMillis()) =
-    NativeSession.identityCreate(handle, name.utf8(), deviceId, registrationId, nowMs)
+    NativeSession.identityGenerate(handle, name.utf8(), deviceId, registrationId, nowMs)
 
 /** Creates this device's identity with a given private key (imports). */
 fun Context.importIdentity(name: String, deviceId: Int, registrationId: Int, privateKey: ByteArray) =
@@ -91,7 +91,7 @@ fun Context.generatePrekeys(count: Int): Long = NativeSession.prekeysGenerate(ha
 
 /** This device's bundle (with a new one-time prekey if asked). */
 fun Context.bundle(withPrekey: Boolean = true): PreKeyBundle =
-    PreKeyBundle(NativeSession.bundleMake(handle, withPrekey))
+    PreKeyBundle(NativeSession.bundleGenerate(handle, withPrekey))
 
 /** Starts a session with (name, deviceId) from its bundle (X3DH). */
 fun Context.startSession(name: String, deviceId: Int, bundle: PreKeyBundle,

@@ -48,18 +48,22 @@ class Store private constructor(handle: Long) : NativeObject(handle) {
 
         /** Opens (or creates) the SQLite store at `path` under a 32-byte
          *  `key` (e.g. from the Android Keystore) or a `passphrase` (UTF-8
-         *  bytes, stretched with Argon2id): exactly one. Neither is kept. */
+         *  bytes, stretched with Argon2id): exactly one. Neither is kept.
+         *  Any call on the store (or a Context or Client over it) may wait up
+         *  to `busyTimeoutMs` for another process's lock, then fails with
+         *  EBUSY (core.h, "Waiting"): Android calls "not responding" a main
+         *  thread blocked for 5 s, so keep the calls off the main thread. */
         fun sqlite(path: String, key: ByteArray? = null, passphrase: ByteArray? = null,
                    synchronous: Int = SYNC_FULL, busyTimeoutMs: Int = 5000): Store =
             Store(NativeStore.sqliteOpen(path.utf8(), key, passphrase, synchronous, busyTimeoutMs))
 
         /** Deletes the SQLite store at `path` (and its WAL): the recreate path. */
-        fun destroySqlite(path: String) = NativeStore.sqliteDestroy(path.utf8())
+        fun deleteSqlite(path: String) = NativeStore.sqliteDelete(path.utf8())
     }
 }
 
 /** The local device's handle over a store (core.h). The identity, sessions,
- *  groups, history and search are its methods (Session.kt, Group.kt,
+ *  sender keys, history and search are its methods (Session.kt, SenderKey.kt,
  *  History.kt, Search.kt). */
 class Context(val store: Store) : NativeObject(NativeStore.ctxNew(store.handle)) {
     internal var users = 0

@@ -95,7 +95,7 @@ class Conn(val name: String, val client: Client, private val port: Int) {
         val d = client.nextDeadline
         if (d != null && d <= now) client.tick(now)
         events += client.events()
-        if (client.wantClose && ws != null) { ws!!.abort(); ws = null; client.disconnected(System.currentTimeMillis()) }
+        if (client.wantDisconnect && ws != null) { ws!!.abort(); ws = null; client.disconnected(System.currentTimeMillis()) }
     }
 
     /** Makes the engine's HTTP request to whisperd's blob store. */

@@ -22,7 +22,7 @@ fun noLeakInALoop() {
         Device("bob").use { bob ->
             alice.ctx.startSession("bob", 1, bob.ctx.bundle())
             bob.ctx.decrypt("alice", 1, alice.ctx.encrypt("bob", 1, bytes("first")))
-            bob.ctx.groupProcess("alice", 1, alice.ctx.groupCreate(dist))
+            bob.ctx.senderKeyProcess("alice", 1, alice.ctx.senderKeyGenerate(dist))
             Client(alice.ctx).use { engine ->
                 val plain = ByteArray(4096) { it.toByte() }
                 val key = ByteArray(64) { 5 }
@@ -32,15 +32,15 @@ fun noLeakInALoop() {
                     assertEquals(4096, bob.ctx.decrypt("alice", 1, ct).size)
                     val back = bob.ctx.encrypt("alice", 1, plain, 10_000L + i)
                     alice.ctx.decrypt("bob", 1, back)
-                    val g = alice.ctx.groupEncrypt(dist, plain)
-                    bob.ctx.groupDecrypt("alice", 1, g)
+                    val g = alice.ctx.senderKeyEncrypt(dist, plain)
+                    bob.ctx.senderKeyDecrypt("alice", 1, g)
                     try { bob.ctx.decrypt("alice", 1, ct); fail("a replay") } catch (e: WhisperException) {
                         assertEquals(ErrorCode.EDUPLICATE, e.code)
                     }
                     engine.accountInfo("bob")
                     engine.conversationFlags("bob")
                     engine.isBlocked("carol")
-                    engine.nextEvent()
+                    engine.takeEvent()
                     engine.anchor
                     alice.ctx.historyPage("bob", 5)
                     alice.ctx.identity()

@@ -107,9 +107,9 @@ fun senderKeysAndFingerprints() {
                 assertNull(env[2].message)
                 bob.ctx.receiveSenderKey("alice", 1, env[0].message!!)
                 carol.ctx.receiveSenderKey("alice", 1, env[1].message!!)
-                val g = alice.ctx.groupEncrypt(dist, bytes("to the group"))
-                assertEquals("to the group", bob.ctx.groupDecrypt("alice", 1, g).decodeToString())
-                assertEquals("to the group", carol.ctx.groupDecrypt("alice", 1, g).decodeToString())
+                val g = alice.ctx.senderKeyEncrypt(dist, bytes("to the group"))
+                assertEquals("to the group", bob.ctx.senderKeyDecrypt("alice", 1, g).decodeToString())
+                assertEquals("to the group", carol.ctx.senderKeyDecrypt("alice", 1, g).decodeToString())
 
                 // safety numbers: the same digits on both sides, the QR codes cross-match
                 val a = alice.ctx.identity().publicKey
@@ -156,12 +156,12 @@ fun badInputThrows() {
             // a bundle that is not one
             assertEquals(ErrorCode.EINVALIDMSG, assertFailsWith<WhisperException> { PreKeyBundle(byteArrayOf(9, 9, 9)) }.code)
             // bad lengths, bad names
-            assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.groupCreate(ByteArray(3)) }.code)
+            assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.senderKeyGenerate(ByteArray(3)) }.code)
             assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.encrypt("", 1, bytes("x")) }.code)
             assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.encrypt("a\u0000b", 1, bytes("x")) }.code)
             assertEquals(ErrorCode.EINVALIDKEY, assertFailsWith<WhisperException> { Keys.checkPublicKey(ByteArray(33)) }.code)
             // an identity twice
-            assertEquals(ErrorCode.ESTATE, assertFailsWith<WhisperException> { alice.ctx.createIdentity("alice") }.code)
+            assertEquals(ErrorCode.ESTATE, assertFailsWith<WhisperException> { alice.ctx.generateIdentity("alice") }.code)
             // a changed identity key is refused until trusted
             Device("bob").use { bob2 ->
                 val ex = assertFailsWith<WhisperException> { alice.ctx.startSession("bob", 1, bob2.ctx.bundle()) }
@@ -191,10 +191,10 @@ fun badInputThrows() {
     // SQLite: the wrong key
     val dir = tempDir("wk-sqlite")
     val path = "${dir.path}/s.db"
-    Store.sqlite(path, key = ByteArray(32) { 1 }).use { st -> Context(st).use { it.createIdentity("x") } }
+    Store.sqlite(path, key = ByteArray(32) { 1 }).use { st -> Context(st).use { it.generateIdentity("x") } }
     val e = assertFailsWith<WhisperException> { Store.sqlite(path, key = ByteArray(32) { 2 }) }
     assertEquals(ErrorCode.EKEY, e.code)
     Store.sqlite(path, key = ByteArray(32) { 1 }).use { st -> Context(st).use { assertEquals("x", it.identity().name) } }
-    Store.destroySqlite(path)
+    Store.deleteSqlite(path)
     assertEquals(0, Whisper.liveHandles)
 }

@@ -11,7 +11,7 @@ class Device(val name: String, val deviceId: Int = 1, store: Store = Store.memor
     val store = store
     val ctx = Context(store)
 
-    init { ctx.createIdentity(name, deviceId, nowMs = 1_000) }
+    init { ctx.generateIdentity(name, deviceId, nowMs = 1_000) }
 
     override fun close() {
         ctx.close()

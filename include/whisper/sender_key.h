@@ -1,20 +1,24 @@
 /*
- * libwhisper: group messages with sender keys, byte-compatible with
- * libsignal 0.52.x.
+ * libwhisper: sender keys (Signal's SenderKey messages: one ciphertext
+ * for many devices), byte-compatible with libsignal 0.52.x.
  *
- * Each sending device has, per group ("distribution", a 16-byte UUID in
- * RFC 4122 byte order), a chain of message keys and a signing key. It tells
- * every member device about them once, with a SenderKeyDistributionMessage
- * (SKDM) sent through the 1:1 sessions; after that a group message is
- * encrypted once and the server fans the same bytes out to everyone.
+ * Each sending device has, per distribution (a 16-byte UUID in RFC 4122
+ * byte order: the set of devices a message goes to, e.g. a conversation
+ * group's), a chain of message keys and a signing key. It tells every
+ * receiving device about them once, with a SenderKeyDistributionMessage
+ * (SKDM) sent through the 1:1 sessions; after that a message is encrypted
+ * once and the server fans the same bytes out to everyone.
+ *
+ * In the API, "group" names only a conversation group (client.h); the
+ * functions here say "sender_key".
  *
  * Receivers keep up to 5 chains per (sender, distribution), newest first,
  * and up to 2000 skipped message keys per chain; a message more than 25000
  * iterations ahead is refused. When a member leaves, the sender rotates
- * (whisper_group_rotate) and distributes the new SKDM to those who remain.
+ * (whisper_sender_key_rotate()) and distributes the new SKDM to those who remain.
  */
-#ifndef WHISPER_GROUP_H
-#define WHISPER_GROUP_H
+#ifndef WHISPER_SENDER_KEY_H
+#define WHISPER_SENDER_KEY_H
 
 #include "core.h"
 
@@ -28,12 +32,13 @@ WHISPER_NONNULL_BEGIN
 #define WHISPER_MSG_SENDERKEY 7 /* Signal's type number for a SenderKeyMessage */
 
 /**
- * This device's SKDM for the distribution: made (a new chain and signing
- * key) on the first call, the current state after that. Returns WHISPER_OK,
+ * This device's SKDM for the distribution: the sender key (a new chain and
+ * signing key) is generated on the first call; later calls return the
+ * current one (whisper_sender_key_rotate() generates a new one). Returns WHISPER_OK,
  * WHISPER_EINVAL, WHISPER_ESTATE (no local identity), WHISPER_ERANDOM or a
  * store error.
  */
-WHISPER_API int whisper_group_create(
+WHISPER_API int whisper_sender_key_generate(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
@@ -41,9 +46,9 @@ WHISPER_API int whisper_group_create(
  * Starts a new chain for the distribution (new chain id, chain key and
  * signing key) and returns its SKDM; the old chain is no longer used to
  * send. What an app does when a member leaves. Returns as
- * whisper_group_create().
+ * whisper_sender_key_generate().
  */
-WHISPER_API int whisper_group_rotate(
+WHISPER_API int whisper_sender_key_rotate(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL skdm_out);
 
@@ -53,18 +58,18 @@ WHISPER_API int whisper_group_rotate(
  * for an SKDM claiming to come from this very device), WHISPER_EINVALIDMSG
  * (malformed) or a store error.
  */
-WHISPER_API int whisper_group_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+WHISPER_API int whisper_sender_key_process(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                       const uint8_t *skdm, size_t skdm_len);
 
 /**
- * Encrypts a group message once, signed with this device's sender signing
+ * Encrypts a message once for the distribution, signed with this device's sender signing
  * key. Returns WHISPER_OK, WHISPER_ENOSESSION (no own state for the
- * distribution: call whisper_group_create first), WHISPER_ESTATE (the chain
+ * distribution: call whisper_sender_key_generate first), WHISPER_ESTATE (the chain
  * reached 2^32 - 1 iterations: rotate), WHISPER_EROLLEDBACK (the state is
  * from before whisper_sessions_distrust(): rotate), WHISPER_ERANDOM or an
  * error.
  */
-WHISPER_API int whisper_group_encrypt(
+WHISPER_API int whisper_sender_key_encrypt(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
     const uint8_t *WHISPER_NULLABLE plaintext, size_t plaintext_len,
     whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL out);
@@ -76,17 +81,17 @@ WHISPER_API int whisper_group_encrypt(
  * WHISPER_EDUPLICATE, WHISPER_ETOOFAR, or an error; on failure nothing
  * changes.
  */
-WHISPER_API int whisper_group_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
+WHISPER_API int whisper_sender_key_decrypt(whisper_ctx *ctx, const char *sender, uint32_t device_id,
                                       const uint8_t *body, size_t body_len,
                                       whisper_buf *WHISPER_NULLABLE *WHISPER_NONNULL plaintext_out);
 
-/** A member device, for whisper_group_distribute(). */
+/** A member device, for whisper_sender_key_distribute(). */
 typedef struct whisper_device_t {
   const char *name;
   uint32_t device_id;
 } whisper_device_t;
 
-/** One result of whisper_group_distribute(), filled in by the library. A
+/** One result of whisper_sender_key_distribute(), filled in by the library. A
  *  versioned struct (docs/api.md): the caller sets the first element's
  *  `size` (WHISPER_ENVELOPE_INIT); fields are only appended. */
 typedef struct whisper_envelope_t {
@@ -115,19 +120,19 @@ typedef struct whisper_envelope_t {
  * exists (inspect each status), WHISPER_EINVAL, or an error for the whole
  * call.
  */
-WHISPER_API int whisper_group_distribute(
+WHISPER_API int whisper_sender_key_distribute(
     whisper_ctx *ctx, const uint8_t distribution_id[WHISPER_NONNULL WHISPER_DISTRIBUTION_ID_LEN],
     const whisper_device_t *WHISPER_NULLABLE devices, size_t n, uint64_t now_ms,
     whisper_envelope_t *WHISPER_NULLABLE out);
 
 /**
- * The receiving side of whisper_group_distribute(): decrypts a 1:1 message
+ * The receiving side of whisper_sender_key_distribute(): decrypts a 1:1 message
  * from (sender, device_id) and processes the SKDM it carries. Returns the
- * codes of whisper_session_decrypt() and whisper_group_process(), or
+ * codes of whisper_session_decrypt() and whisper_sender_key_process(), or
  * WHISPER_EINVALIDMSG when the content carries no SKDM; on failure nothing
  * changes.
  */
-WHISPER_API int whisper_group_receive_distribution(whisper_ctx *ctx, const char *sender,
+WHISPER_API int whisper_sender_key_receive_distribution(whisper_ctx *ctx, const char *sender,
                                                    uint32_t device_id, int type,
                                                    const uint8_t *body, size_t body_len);
 

@@ -1,5 +1,5 @@
-/* libwhisper's Kotlin (JNI) binding: group.h, sender keys
- * (org.libwhisper.NativeGroup). */
+/* libwhisper's Kotlin (JNI) binding: sender_key.h, sender keys
+ * (org.libwhisper.NativeSenderKey). */
 #include "common.h"
 
 #include <stdlib.h>
@@ -24,40 +24,40 @@ static jbyteArray skdm(JNIEnv *env, jlong ctx, jbyteArray dist, int rotate) {
   jbyteArray out = NULL;
   if (d.ok) {
     whisper_buf *b = NULL;
-    int rc = rotate ? whisper_group_rotate(CTX, d.data, &b) : whisper_group_create(CTX, d.data, &b);
+    int rc = rotate ? whisper_sender_key_rotate(CTX, d.data, &b) : whisper_sender_key_generate(CTX, d.data, &b);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, b);
   }
   wj_bytes_done(&d);
   return out;
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, create)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, create)(JNIEnv *env, jclass cls, jlong ctx,
                                                   jbyteArray dist) {
   (void)cls;
   return skdm(env, ctx, dist, 0);
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, rotate)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, rotate)(JNIEnv *env, jclass cls, jlong ctx,
                                                   jbyteArray dist) {
   (void)cls;
   return skdm(env, ctx, dist, 1);
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Group, process)(JNIEnv *env, jclass cls, jlong ctx, jbyteArray sender,
+WJ_EXPORT void JNICALL WJ_FN(SenderKey, process)(JNIEnv *env, jclass cls, jlong ctx, jbyteArray sender,
                                              jint device_id, jbyteArray msg) {
   (void)cls;
   if (wj_closed(env, ctx)) return;
   wj_bytes s = wj_bytes_get(env, sender, 1), m = wj_bytes_get(env, msg, 0);
   if (s.ok && m.ok)
     wj_check_ctx(env,
-                 whisper_group_process(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
+                 whisper_sender_key_process(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
                                        m.data ? m.data : empty, m.len),
                  CTX);
   wj_bytes_done(&s);
   wj_bytes_done(&m);
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, encrypt)(JNIEnv *env, jclass cls, jlong ctx,
                                                    jbyteArray dist, jbyteArray plaintext) {
   (void)cls;
   if (wj_closed(env, ctx)) return NULL;
@@ -66,7 +66,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlon
   jbyteArray out = NULL;
   if (d.ok && p.ok) {
     whisper_buf *b = NULL;
-    if (!wj_check_ctx(env, whisper_group_encrypt(CTX, d.data, p.data, p.len, &b), CTX))
+    if (!wj_check_ctx(env, whisper_sender_key_encrypt(CTX, d.data, p.data, p.len, &b), CTX))
       out = wj_take_buf(env, b);
   }
   wj_bytes_done(&d);
@@ -74,7 +74,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, encrypt)(JNIEnv *env, jclass cls, jlon
   return out;
 }
 
-WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jbyteArray JNICALL WJ_FN(SenderKey, decrypt)(JNIEnv *env, jclass cls, jlong ctx,
                                                    jbyteArray sender, jint device_id,
                                                    jbyteArray body) {
   (void)cls;
@@ -83,7 +83,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlon
   jbyteArray out = NULL;
   if (s.ok && b.ok) {
     whisper_buf *pt = NULL;
-    int rc = whisper_group_decrypt(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
+    int rc = whisper_sender_key_decrypt(CTX, s.data ? WJ_CSTR(s) : "", (uint32_t)device_id,
                                    b.data ? b.data : empty, b.len, &pt);
     if (!wj_check_ctx(env, rc, CTX)) out = wj_take_buf(env, pt);
   }
@@ -94,7 +94,7 @@ WJ_EXPORT jbyteArray JNICALL WJ_FN(Group, decrypt)(JNIEnv *env, jclass cls, jlon
 
 /* For each (names[i], ids[i]): statuses[i], types[i]; returns the bodies
  * (null where the status is not OK). */
-WJ_EXPORT jobjectArray JNICALL WJ_FN(Group, distribute)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT jobjectArray JNICALL WJ_FN(SenderKey, distribute)(JNIEnv *env, jclass cls, jlong ctx,
                                                         jbyteArray dist, jobjectArray names,
                                                         jintArray ids, jlong now_ms,
                                                         jintArray statuses, jintArray types) {
@@ -126,7 +126,7 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(Group, distribute)(JNIEnv *env, jclass cls,
     devs[i].name = n.v[i];
     devs[i].device_id = (uint32_t)idv[i];
   }
-  if (wj_check_ctx(env, whisper_group_distribute(CTX, d.data, devs, n.n, (uint64_t)now_ms, env_out),
+  if (wj_check_ctx(env, whisper_sender_key_distribute(CTX, d.data, devs, n.n, (uint64_t)now_ms, env_out),
                    CTX))
     goto done;
   arr = wj_new_bytes_array(env, n.n);
@@ -150,7 +150,7 @@ done:
   return arr;
 }
 
-WJ_EXPORT void JNICALL WJ_FN(Group, receiveDistribution)(JNIEnv *env, jclass cls, jlong ctx,
+WJ_EXPORT void JNICALL WJ_FN(SenderKey, receiveDistribution)(JNIEnv *env, jclass cls, jlong ctx,
                                                          jbyteArray sender, jint device_id,
                                                          jint type, jbyteArray body) {
   (void)cls;
@@ -158,7 +158,7 @@ WJ_EXPORT void JNICALL WJ_FN(Group, receiveDistribution)(JNIEnv *env, jclass cls
   wj_bytes s = wj_bytes_get(env, sender, 1), b = wj_bytes_get(env, body, 0);
   if (s.ok && b.ok)
     wj_check_ctx(env,
-                 whisper_group_receive_distribution(CTX, s.data ? WJ_CSTR(s) : "",
+                 whisper_sender_key_receive_distribution(CTX, s.data ? WJ_CSTR(s) : "",
                                                     (uint32_t)device_id, type,
                                                     b.data ? b.data : empty, b.len),
                  CTX);
