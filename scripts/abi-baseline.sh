@@ -9,8 +9,8 @@ set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$src/build/release}
 cmake --build "$build" --target whisper whisper-server -j2 >/dev/null
-client=$(ls "$build"/libwhisper.so.*.*.* | head -1)
-server=$(ls "$build"/libwhisper-server.so.*.*.* | head -1)
+client=$(readlink -f "$build/libwhisper.so")   # (the current version: an older one may linger)
+server=$(readlink -f "$build/libwhisper-server.so")
 rc=0
 "$src/scripts/abi-check.sh" --update "$src" "$client" "$server" || rc=$?
 if [ $rc = 77 ]; then echo "abi-baseline: cannot dump the ABI (see above)"; fi

@@ -112,6 +112,11 @@ typedef struct whisper_message_t {
 #define WHISPER_MESSAGE_REACTION(message, i)                                     \
   ((const whisper_reaction_t *)((const unsigned char *)(message)->reactions + \
                                 (i) * (message)->reactions[0].size))
+/** Reaction `i` of `message` (NULL when `i` >= n_reactions): the same as
+ *  WHISPER_MESSAGE_REACTION(), as a function for bindings that cannot use a
+ *  macro (Swift, JNI). Valid as long as the message is. */
+WHISPER_API const whisper_reaction_t *WHISPER_NULLABLE whisper_message_reaction(
+    const whisper_message_t *message, size_t i);
 
 /**
  * Records an outgoing message (sender NULL) for the given recipient

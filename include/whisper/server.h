@@ -507,6 +507,12 @@ typedef struct whisper_server_report_t {
   size_t n_messages;
 } whisper_server_report_t;
 
+/** Message `i` of `report` (NULL when `i` >= n_messages): the same as
+ *  WHISPER_SERVER_REPORT_MESSAGE(), as a function for bindings that cannot
+ *  use a macro (Swift, JNI). Valid as long as the report is. */
+WHISPER_SERVER_API const whisper_server_report_message_t *WHISPER_NULLABLE whisper_server_report_message(
+    const whisper_server_report_t *report, size_t i);
+
 /** Called for each report; the report is valid during the call only.
  *  Returns 0 to go on, nonzero to stop. */
 typedef int (*whisper_server_report_fn)(void *WHISPER_NULLABLE user,

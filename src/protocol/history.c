@@ -855,6 +855,11 @@ const whisper_message_t *whisper_page_get(const whisper_page *p, size_t i) {
   return p && i < p->n ? &p->msgs[i] : NULL;
 }
 
+const whisper_reaction_t *whisper_message_reaction(const whisper_message_t *m, size_t i) {
+  if (m == NULL || m->reactions == NULL || i >= m->n_reactions) return NULL;
+  return WHISPER_MESSAGE_REACTION(m, i);
+}
+
 void whisper_page_free(whisper_page *p) {
   if (p == NULL) return;
   for (size_t i = 0; i < p->n; i++) {

@@ -356,6 +356,12 @@ static int report_give(whisper_server *srv, const wsrv_rec *r, whisper_server_re
   return rc;
 }
 
+const whisper_server_report_message_t *whisper_server_report_message(
+    const whisper_server_report_t *report, size_t i) {
+  if (report == NULL || report->messages == NULL || i >= report->n_messages) return NULL;
+  return WHISPER_SERVER_REPORT_MESSAGE(report, i);
+}
+
 int whisper_server_reports(whisper_server *srv, uint64_t after, size_t limit,
                            whisper_server_report_fn fn, void *user) {
   if (srv == NULL || fn == NULL) return WHISPER_EINVAL;

@@ -961,10 +961,12 @@ static int take_report(void *user, const whisper_server_report_t *r) {
   g->device[k] = r->reporter_device;
   g->blocked[k] = r->blocked;
   g->n_messages[k] = r->n_messages;
+  if (whisper_server_report_message(r, r->n_messages) != NULL) g->bad_size++;
   for (size_t i = 0; i < r->n_messages && i < 8; i++) {
     /* a versioned array in library memory: stepped by its element size,
      * the library's, the same in every element */
     const whisper_server_report_message_t *m = WHISPER_SERVER_REPORT_MESSAGE(r, i);
+    if (whisper_server_report_message(r, i) != m) g->bad_size++; /* the function for bindings */
     if (m->size != sizeof *m || m->size < WHISPER_SERVER_REPORT_MESSAGE_SIZE_1_0) g->bad_size++;
     snprintf(g->text[k][i], sizeof g->text[k][i], "%.*s", (int)(m->text_len < 63 ? m->text_len : 63),
              m->text ? (const char *)m->text : "");

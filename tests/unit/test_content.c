@@ -48,10 +48,12 @@ static const char *reactions_of(node *d, const char *conv, const uint8_t id[16])
   CHECK(m == NULL || m->size == sizeof *m);
   for (size_t i = 0; m && i < m->n_reactions; i++) {
     const whisper_reaction_t *r = WHISPER_MESSAGE_REACTION(m, i);
+    CHECK(whisper_message_reaction(m, i) == r); /* the function for bindings */
     CHECK(r->size == sizeof *r && r->size >= WHISPER_REACTION_SIZE_1_0);
     size_t l = strlen(out);
     snprintf(out + l, sizeof out - l, "%s:%s,", r->reactor, r->emoji);
   }
+  CHECK(m == NULL || whisper_message_reaction(m, m->n_reactions) == NULL);
   whisper_page_free(pg);
   return out;
 }

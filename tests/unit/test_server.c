@@ -2994,9 +2994,9 @@ static void test_batch(size_t keep) {
 /* The mailbox depth a new server reads from `st`: what was committed. */
 static uint64_t committed_depth(whisper_store *st) {
   whisper_server *srv;
-  whisper_server_stats_t s = {0};
+  whisper_server_stats_t s = WHISPER_SERVER_STATS_INIT;
   CHECK_RC(whisper_server_new(&srv, st, NULL), WHISPER_OK);
-  whisper_server_stats(srv, &s);
+  CHECK_RC(whisper_server_stats(srv, &s), WHISPER_OK);
   whisper_server_free(srv);
   return s.mailbox_depth;
 }

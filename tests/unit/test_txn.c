@@ -216,7 +216,7 @@ static void test_app_transaction(int which) {
   memset(rng.seed, 1, 32);
   whisper_ctx_rng_set(ctx, test_rng_fn, &rng);
   CHECK_RC(whisper_identity_generate(ctx, "alice", 1, 0, NOW), WHISPER_OK);
-  whisper_prekey_bundle_t bundle;
+  whisper_prekey_bundle_t bundle = WHISPER_PREKEY_BUNDLE_INIT;
   CHECK_RC(whisper_bundle_generate(bob.ctx, 1, &bundle), WHISPER_OK);
   int exists = -1, type = 0;
   whisper_buf *ct = NULL;
