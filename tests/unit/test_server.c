@@ -2491,6 +2491,21 @@ static const whisper_store_ops failing_ops = {WHISPER_STORE_OPS_VERSION, f_begin
                                               f_rollback, f_get, f_put, f_del, NULL, f_scan,
                                               NULL, f_savepoint, f_release, f_rollback_to, NULL};
 
+/* A server on a failing store over a memory store (record cache `keep`)
+ * with the first n of alice, bob, carol and dave logged in, as devices
+ * 1..n on connections 1..n. */
+static void failing_open(srvt *t, failing *fl, whisper_store **st, size_t keep, dev *devs[],
+                         int n) {
+  static const char *const names[] = {"alice", "bob", "carol", "dave"};
+  *fl = (failing){NULL, -1, 0, 0, 0, 0, 0, 0};
+  whisper_store_memory_new(&fl->inner);
+  CHECK_RC(whisper_store_new(st, &failing_ops, fl), WHISPER_OK);
+  srvt_open(t, *st, NULL);
+  CHECK_RC(whisper_server_record_cache_set(t->srv, keep), WHISPER_OK);
+  for (int i = 0; i < n; i++) dev_init(devs[i], names[i], 1, (uint8_t)(i + 1));
+  for (int i = 0; i < n; i++) dev_up(t, devs[i], (uint64_t)(i + 1), 0);
+}
+
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
@@ -2781,21 +2796,10 @@ static void test_batch(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE }; /* no receipts from the server */
   srvt t;
   dev a, b, c, d;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
+  failing fl;
   whisper_store *st;
-  whisper_store_memory_new(&fl.inner);
-  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
-  srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
+  failing_open(&t, &fl, &st, keep, (dev *[]){&a, &b, &c, &d}, 4);
   CHECK_RC(whisper_server_record_cache_set(NULL, keep), WHISPER_EINVAL);
-  dev_init(&a, "alice", 1, 1);
-  dev_init(&b, "bob", 1, 2);
-  dev_init(&c, "carol", 1, 3);
-  dev_init(&d, "dave", 1, 4);
-  dev_up(&t, &a, 1, 0);
-  dev_up(&t, &b, 2, 0);
-  dev_up(&t, &c, 3, 0);
-  dev_up(&t, &d, 4, 0);
   uint8_t cid[16];
   target b1[] = {{1, 0}}, a1[] = {{1, 0}}, wrong[] = {{2, 0}};
 
@@ -3012,20 +3016,9 @@ static void test_batch_busy(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
   srvt t;
   dev a, b, c, d;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
+  failing fl;
   whisper_store *st;
-  whisper_store_memory_new(&fl.inner);
-  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
-  srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
-  dev_init(&a, "alice", 1, 1);
-  dev_init(&b, "bob", 1, 2);
-  dev_init(&c, "carol", 1, 3);
-  dev_init(&d, "dave", 1, 4);
-  dev_up(&t, &a, 1, 0);
-  dev_up(&t, &b, 2, 0);
-  dev_up(&t, &c, 3, 0);
-  dev_up(&t, &d, 4, 0);
+  failing_open(&t, &fl, &st, keep, (dev *[]){&a, &b, &c, &d}, 4);
   uint8_t cid[16];
   target t1[] = {{1, 0}};
 
@@ -3157,16 +3150,9 @@ static void test_batch_pipelined(size_t keep) {
   enum { MSG = WHISPER__SYNC__CONTENT__CONTENT_MESSAGE };
   srvt t;
   dev a, b;
-  failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
+  failing fl;
   whisper_store *st;
-  whisper_store_memory_new(&fl.inner);
-  CHECK_RC(whisper_store_new(&st, &failing_ops, &fl), WHISPER_OK);
-  srvt_open(&t, st, NULL);
-  CHECK_RC(whisper_server_record_cache_set(t.srv, keep), WHISPER_OK);
-  dev_init(&a, "alice", 1, 1);
-  dev_init(&b, "bob", 1, 2);
-  dev_up(&t, &a, 1, 0);
-  dev_up(&t, &b, 2, 0);
+  failing_open(&t, &fl, &st, keep, (dev *[]){&a, &b}, 2);
   uint8_t cid[16];
   target b1[] = {{1, 0}}, wrong[] = {{2, 0}};
 
