@@ -83,6 +83,8 @@
 
 #include <whisper/whisper.h>
 
+#include "bench_clock.h"
+
 #ifndef WHISPERD_LOAD_WHISPERD
 #define WHISPERD_LOAD_WHISPERD "whisperd"
 #endif
@@ -143,23 +145,11 @@ static const char *g_pg_script = WHISPERD_LOAD_PG_CLUSTER; /* --pg-cluster PATH 
 
 /* --- clocks and small helpers ---------------------------------------------------- */
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The engines' clock: milliseconds since the epoch, as whisper-chat gives it. */
 static uint64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static double tv_s(const struct timeval *tv) {
@@ -1653,6 +1643,40 @@ static void heap_set(device *d, uint64_t at) {
   else if (at > was) heap_down(d->heap_pos - 1);
 }
 
+/* --- a run's arrays ---------------------------------------------------------------- */
+
+/* The arrays of a run of n devices (their records, the dirty list, the
+ * login FIFO, the deadline heap, the message records), zeroed, and the
+ * counters of the message phase reset. */
+static void run_alloc(int n) {
+  g_dev = calloc((size_t)n, sizeof *g_dev);
+  g_dirty = calloc((size_t)n, sizeof *g_dirty);
+  g_waiting = calloc((size_t)n, sizeof *g_waiting);
+  g_heap = calloc((size_t)n, sizeof *g_heap);
+  g_msg = calloc((size_t)n * (size_t)g_messages + 1, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
+  g_n_dirty = 0;
+  g_heap_n = 0;
+  g_wait_head = g_n_waiting = 0;
+  g_received = g_sent_n = g_delivered_n = 0;
+  g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
+}
+
+/* The n devices freed, and the arrays of run_alloc(n). */
+static void run_free(int n) {
+  for (int i = 0; i < n; i++) device_free(&g_dev[i]);
+  free(g_dev);
+  free(g_dirty);
+  free(g_waiting);
+  free(g_heap);
+  free(g_msg);
+  g_dev = NULL;
+  g_dirty = NULL;
+  g_waiting = NULL;
+  g_heap = NULL;
+  g_msg = NULL;
+}
+
 /* --- devices: logging in ------------------------------------------------------------ */
 
 static void update_ready(device *d) {
@@ -2341,15 +2365,7 @@ __attribute__((noinline)) static void catch_up_wait(void) {
 static int catch_up_main(void) {
   int n = g_clients, rcv = n - 1;
   size_t total = (size_t)rcv * (size_t)g_messages;
-  g_dev = calloc((size_t)n, sizeof *g_dev);
-  g_dirty = calloc((size_t)n, sizeof *g_dirty);
-  g_waiting = calloc((size_t)n, sizeof *g_waiting);
-  g_heap = calloc((size_t)n, sizeof *g_heap);
-  g_msg = calloc((size_t)n * (size_t)g_messages + 1, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
-  g_n_dirty = 0;
-  g_heap_n = 0;
-  g_wait_head = g_n_waiting = 0;
+  run_alloc(n);
   for (int i = 0; i < rcv; i++) device_new(&g_dev[i], i);
   /* the receiver: an app's store */
   device *r = &g_dev[rcv];
@@ -2513,12 +2529,7 @@ static int catch_up_main(void) {
   uv_close((uv_handle_t *)&g_wake, NULL);
   for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
   uv_loop_close(&g_uv);
-  for (int i = 0; i < n; i++) device_free(&g_dev[i]);
-  free(g_dev);
-  free(g_dirty);
-  free(g_waiting);
-  free(g_heap);
-  free(g_msg);
+  run_free(n);
   free(g_tx);
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
   remove_dir();
@@ -2623,34 +2634,12 @@ static void topo_read(const topo *t, double run[MAX_NODES], double wait[MAX_NODE
 /* Fresh devices (identities, engines, message records) for a run. */
 static void devices_make(result *r) {
   double t0 = mono_s();
-  g_dev = calloc((size_t)g_clients, sizeof *g_dev);
-  g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
-  g_waiting = calloc((size_t)g_clients, sizeof *g_waiting);
-  g_heap = calloc((size_t)g_clients, sizeof *g_heap);
-  g_msg = calloc((size_t)g_clients * (size_t)g_messages + 1, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
-  g_n_dirty = 0;
-  g_heap_n = 0;
-  g_wait_head = g_n_waiting = 0;
-  g_received = g_sent_n = g_delivered_n = 0;
-  g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
+  run_alloc(g_clients);
   for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
   r->t_ident = mono_s() - t0;
 }
 
-static void devices_free(void) {
-  for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
-  free(g_dev);
-  free(g_dirty);
-  free(g_waiting);
-  free(g_heap);
-  free(g_msg);
-  g_dev = NULL;
-  g_dirty = NULL;
-  g_waiting = NULL;
-  g_heap = NULL;
-  g_msg = NULL;
-}
+static void devices_free(void) { run_free(g_clients); }
 
 /* Figure 1's span (a function of its own, for profilers: `valgrind
  * --tool=callgrind --toggle-collect=messages_wait`, or `perf record -g`
