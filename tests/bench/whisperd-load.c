@@ -1440,6 +1440,9 @@ static void send_one(device *d) {
 static int g_sched_on;      /* the messages are on their schedule */
 static double g_sched_t0;   /* when message 0 is due */
 static size_t g_sched_next; /* the next message due */
+/* the longest the loop spent, while on the schedule, in one uv_run() and
+ * in one round of the engines' pumps: where a late send waited */
+static double g_sched_uv_max, g_sched_pump_max;
 
 /* When the next message is due (a large value: none). */
 static double sched_next_at(void) {
@@ -1852,12 +1855,14 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
       heap_set(d, UINT64_MAX);
       mark_dirty(d);
     }
+    double t_pump = g_sched_on ? mono_s() : 0;
     while (g_n_dirty) {
       device *d = g_dirty[--g_n_dirty];
       d->dirty = 0;
       device_pump(d);
     }
     double t = mono_s();
+    if (g_sched_on && t - t_pump > g_sched_pump_max) g_sched_pump_max = t - t_pump;
     plain_start_more();
     if (cond(arg)) return;
     if (t - g_last_alive >= 0.1) {
@@ -1894,7 +1899,9 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
      * up to ~30 s) unless I/O came: the loop stalled when all was quiet. */
     uv_update_time(&g_uv);
     uv_timer_start(&g_wake, wake_cb, wait, 0);
+    double t_uv = g_sched_on ? mono_s() : 0;
     uv_run(&g_uv, UV_RUN_ONCE);
+    if (g_sched_on && mono_s() - t_uv > g_sched_uv_max) g_sched_uv_max = mono_s() - t_uv;
   }
 }
 
@@ -2590,6 +2597,7 @@ typedef struct result {
   /* --rate: how late the send calls were (actual - scheduled), the rate
    * they went out at (first to last call), and the latency from the call */
   double late_p50, late_p99, late_max, send_rate, call_p50, call_p99;
+  double uv_max, pump_max; /* the loop's longest uv_run() and round of pumps */
   metrics m_before, m_after, m_idle;
   int wave;                          /* devices registering at a time in the warm-up */
   cpu_span login_span, hold_span;    /* whisperd logging them all in; holding them idle */
@@ -2803,6 +2811,7 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   if (g_rate) { /* open loop: run_until sends them on their schedule */
     g_sched_t0 = t_first;
     g_sched_next = 0;
+    g_sched_uv_max = g_sched_pump_max = 0;
     g_sched_on = 1;
   }
   for (int i = 0; i < g_clients && !g_rate; i++) {
@@ -2813,6 +2822,8 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   }
   messages_wait();
   g_sched_on = 0;
+  r->uv_max = g_sched_uv_max;
+  r->pump_max = g_sched_pump_max;
   double t_last = t_first;
   size_t total = (size_t)g_clients * (size_t)g_messages;
   r->total = total;
@@ -3006,6 +3017,9 @@ static void print_mode_rows(const result *r) {
   else
     row2("   the tool kept up", "yes", NULL, "sends late by at most %s at p99 (the bar: %.0f ms)",
          fmt_ms(w, sizeof w, r->late_p99), LATE_BAR * 1e3);
+  row2("   the loop's longest step", fmt_ms(v, sizeof v, r->uv_max > r->pump_max ? r->uv_max : r->pump_max),
+       NULL, "one uv_run() (sockets) %s, one round of the engines' pumps %s: a send waits for it",
+       fmt_ms(w, sizeof w, r->uv_max), fmt_ms(x, sizeof x, r->pump_max));
   row2("   latency from the send call p50", fmt_ms(v, sizeof v, r->call_p50), NULL,
        "p99 %s (informational: hides the sends' lateness)", fmt_ms(w, sizeof w, r->call_p99));
 }
