@@ -18,9 +18,13 @@
  *      Paced by default: a device sends its next message when the engine
  *      reports the previous one SENT, so a message never waits in the
  *      sender's own outbox behind the others (--burst: all M at once).
+ *      --rate R: an open loop instead, device i's message k due at
+ *      (k*N + i) / R s and sent then, whatever came back.
  *      Throughput: N*M / (last delivery - first send call). Latency of
- *      each message: whisper_client_send() -> WHISPER_EV_MESSAGE at its
- *      recipient, on this process's CLOCK_MONOTONIC.
+ *      each message: whisper_client_send() (with --rate: the time it was
+ *      due) -> WHISPER_EV_MESSAGE at its recipient, on this process's
+ *      CLOCK_MONOTONIC; with --rate also how late the calls were, and
+ *      whether the tool kept to its schedule.
  *   3. memory: whisperd's VmRSS (/proc/PID/status) with 0 connections
  *      after the warm-up, and with the N devices logged in and idle; then,
  *      on a second, fresh whisperd, with 0 connections after a small
