@@ -78,7 +78,6 @@ static long g_frames_up, g_frames_down;
 static int g_failed;
 static const dev *g_collect; /* the device whose engine calls callgrind counts (catch-up) */
 
-
 static void die(const char *what, int rc) {
   fprintf(stderr, "whisper-engine-bench: %s: %s\n", what, whisper_strerror(rc));
   exit(1);
@@ -91,9 +90,9 @@ static int recipient(int i) { return g_catch ? g_n - 1 : (i + 1) % g_n; }
   do {                                      \
     int c_ = (d) == g_collect;              \
     if (c_) CALLGRIND_TOGGLE_COLLECT;       \
-    double t_ = thread_cpu_s();               \
+    double t_ = thread_cpu_s();             \
     call;                                   \
-    t_ = thread_cpu_s() - t_;                 \
+    t_ = thread_cpu_s() - t_;               \
     if (c_) CALLGRIND_TOGGLE_COLLECT;       \
     g_cpu_engine += t_;                     \
     (d)->cpu += t_;                         \

@@ -3012,8 +3012,8 @@ static void print_mode_rows(const result *r) {
   row2("   mode", g_rate ? "open loop" : "closed loop", NULL, "%s", mode_name(m, sizeof m));
   if (!g_rate) return;
   row2("   sends late (call - schedule) p50", fmt_ms(v, sizeof v, r->late_p50), NULL,
-       "p99 %s, max %s; the calls went out at %.0f msg/s of %.0f asked", fmt_ms(w, sizeof w, r->late_p99),
-       fmt_ms(x, sizeof x, r->late_max), r->send_rate, g_rate);
+       "p99 %s, max %s; the calls went out at %.0f msg/s of %.0f asked",
+       fmt_ms(w, sizeof w, r->late_p99), fmt_ms(x, sizeof x, r->late_max), r->send_rate, g_rate);
   if (r->late_p99 > LATE_BAR)
     row2("   the tool could not keep up", "NOT VALID", NULL,
          "its sends fell behind their schedule (p99 %s > %.0f ms): the latency above is the "
@@ -3021,8 +3021,9 @@ static void print_mode_rows(const result *r) {
   else
     row2("   the tool kept up", "yes", NULL, "sends late by at most %s at p99 (the bar: %.0f ms)",
          fmt_ms(w, sizeof w, r->late_p99), LATE_BAR * 1e3);
-  row2("   the loop's longest step", fmt_ms(v, sizeof v, r->uv_max > r->pump_max ? r->uv_max : r->pump_max),
-       NULL, "one uv_run() (sockets) %s, one round of the engines' pumps %s: a send waits for it",
+  double step = r->uv_max > r->pump_max ? r->uv_max : r->pump_max;
+  row2("   the loop's longest step", fmt_ms(v, sizeof v, step), NULL,
+       "one uv_run() (sockets) %s, one round of the engines' pumps %s: a send waits for it",
        fmt_ms(w, sizeof w, r->uv_max), fmt_ms(x, sizeof x, r->pump_max));
   row2("   latency from the send call p50", fmt_ms(v, sizeof v, r->call_p50), NULL,
        "p99 %s (informational: hides the sends' lateness)", fmt_ms(w, sizeof w, r->call_p99));
