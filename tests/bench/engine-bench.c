@@ -32,6 +32,8 @@
 #include <whisper/server.h>
 #include <whisper/whisper.h>
 
+#include "bench_clock.h"
+
 /* Under callgrind, `--collect-atstart=no` counts the receiver's engine
  * calls during the catch-up alone (CALLGRIND_TOGGLE_COLLECT around them). */
 #if defined(__has_include)
@@ -76,18 +78,6 @@ static long g_frames_up, g_frames_down;
 static int g_failed;
 static const dev *g_collect; /* the device whose engine calls callgrind counts (catch-up) */
 
-static double thread_cpu(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double mono(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void die(const char *what, int rc) {
   fprintf(stderr, "whisper-engine-bench: %s: %s\n", what, whisper_strerror(rc));
   exit(1);
@@ -100,9 +90,9 @@ static int recipient(int i) { return g_catch ? g_n - 1 : (i + 1) % g_n; }
   do {                                      \
     int c_ = (d) == g_collect;              \
     if (c_) CALLGRIND_TOGGLE_COLLECT;       \
-    double t_ = thread_cpu();               \
+    double t_ = thread_cpu_s();             \
     call;                                   \
-    t_ = thread_cpu() - t_;                 \
+    t_ = thread_cpu_s() - t_;               \
     if (c_) CALLGRIND_TOGGLE_COLLECT;       \
     g_cpu_engine += t_;                     \
     (d)->cpu += t_;                         \
@@ -187,9 +177,9 @@ static int run_once(int sending) {
     dev *d = &g_dev[i];
     if (!d->conn && !d->offline && whisper_client_want_connect(d->cl, g_now)) {
       d->conn = ++g_conn;
-      double t = thread_cpu();
+      double t = thread_cpu_s();
       int rc = whisper_server_connected(g_srv, d->conn, g_now);
-      g_cpu_server += thread_cpu() - t;
+      g_cpu_server += thread_cpu_s() - t;
       if (rc != WHISPER_OK) die("whisper_server_connected", rc);
       ENGINE(d, whisper_client_connected(d->cl, g_now));
       moved = 1;
@@ -200,9 +190,9 @@ static int run_once(int sending) {
       int got;
       ENGINE(d, got = d->conn && whisper_client_take_frame(d->cl, &b));
       if (got <= 0) break;
-      double t = thread_cpu();
+      double t = thread_cpu_s();
       whisper_server_receive(g_srv, d->conn, b->data, b->len, g_now);
-      g_cpu_server += thread_cpu() - t;
+      g_cpu_server += thread_cpu_s() - t;
       whisper_buf_free(b);
       g_frames_up++;
       moved = 1;
@@ -210,9 +200,9 @@ static int run_once(int sending) {
   }
   for (;;) {
     whisper_server_output_t o = WHISPER_SERVER_OUTPUT_INIT;
-    double t = thread_cpu();
+    double t = thread_cpu_s();
     int got = whisper_server_take_output(g_srv, &o);
-    g_cpu_server += thread_cpu() - t;
+    g_cpu_server += thread_cpu_s() - t;
     if (got <= 0) break;
     moved = 1;
     if (o.action != WHISPER_SERVER_SEND) continue;
@@ -236,9 +226,9 @@ static void run(int sending, int (*done)(void)) {
     for (int i = 0; i < g_n; i++)
       ENGINE(&g_dev[i], if (whisper_client_next_deadline(g_dev[i].cl) <= g_now)
                           whisper_client_tick(g_dev[i].cl, g_now));
-    double t = thread_cpu();
+    double t = thread_cpu_s();
     if (whisper_server_next_deadline(g_srv) <= g_now) whisper_server_tick(g_srv, g_now);
-    g_cpu_server += thread_cpu() - t;
+    g_cpu_server += thread_cpu_s() - t;
     if (!moved && done()) return;
   }
   fprintf(stderr, "whisper-engine-bench: the network did not settle\n");
@@ -312,11 +302,11 @@ static void catch_up(void) {
   run(0, backlog_sent);
   r->offline = 0;
   r->cpu = g_cpu_engine = g_cpu_server = 0;
-  double t0 = mono();
+  double t0 = mono_s();
   g_collect = r;
   catch_up_phase();
   g_collect = NULL;
-  double wall = mono() - t0;
+  double wall = mono_s() - t0;
   long total = (long)(g_n - 1) * g_m;
   printf("catch-up: %d senders, %d messages each (%ld) to one device, its store SQLite (FULL)\n",
          g_n - 1, g_m, total);
@@ -403,9 +393,9 @@ int main(int argc, char **argv) {
   }
   g_cpu_engine = g_cpu_server = 0;
   g_frames_up = g_frames_down = 0;
-  double t0 = mono(), c0 = thread_cpu();
+  double t0 = mono_s(), c0 = thread_cpu_s();
   messages_phase();
-  double wall = mono() - t0, cpu = thread_cpu() - c0;
+  double wall = mono_s() - t0, cpu = thread_cpu_s() - c0;
   long total = (long)g_n * g_m;
   for (int i = 0; i < g_n; i++)
     for (int k = 0; k < g_m; k++) lost += g_dev[recipient(i)].got[k] != 1;

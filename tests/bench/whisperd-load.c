@@ -18,9 +18,13 @@
  *      Paced by default: a device sends its next message when the engine
  *      reports the previous one SENT, so a message never waits in the
  *      sender's own outbox behind the others (--burst: all M at once).
+ *      --rate R: an open loop instead, device i's message k due at
+ *      (k*N + i) / R s and sent then, whatever came back.
  *      Throughput: N*M / (last delivery - first send call). Latency of
- *      each message: whisper_client_send() -> WHISPER_EV_MESSAGE at its
- *      recipient, on this process's CLOCK_MONOTONIC.
+ *      each message: whisper_client_send() (with --rate: the time it was
+ *      due) -> WHISPER_EV_MESSAGE at its recipient, on this process's
+ *      CLOCK_MONOTONIC; with --rate also how late the calls were, and
+ *      whether the tool kept to its schedule.
  *   3. memory: whisperd's VmRSS (/proc/PID/status) with 0 connections
  *      after the warm-up, and with the N devices logged in and idle; then,
  *      on a second, fresh whisperd, with 0 connections after a small
@@ -83,6 +87,8 @@
 
 #include <whisper/whisper.h>
 
+#include "bench_clock.h"
+
 #ifndef WHISPERD_LOAD_WHISPERD
 #define WHISPERD_LOAD_WHISPERD "whisperd"
 #endif
@@ -122,6 +128,8 @@ static int g_hold; /* --hold S: the logged-in devices are held idle S seconds (t
 static int g_no_receipts; /* --no-receipts: no DELIVERED receipts (their cost, by difference) */
 static int g_window = 1;  /* --window W: messages a device has sent and not seen SENT yet */
 static int g_catch;       /* --catch-up: the catch-up figure instead of the others */
+static double g_rate;     /* --rate R: open loop, R messages per second in all (0: closed loop) */
+#define LATE_BAR 0.010    /* sends later than their schedule by this at p99: not kept up */
 static int g_keep;
 static double g_timeout = 120;
 static const char *g_whisperd = WHISPERD_LOAD_WHISPERD;
@@ -143,23 +151,11 @@ static const char *g_pg_script = WHISPERD_LOAD_PG_CLUSTER; /* --pg-cluster PATH 
 
 /* --- clocks and small helpers ---------------------------------------------------- */
 
-static double mono_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* The engines' clock: milliseconds since the epoch, as whisper-chat gives it. */
 static uint64_t wall_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static double cpu_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static double tv_s(const struct timeval *tv) {
@@ -1023,6 +1019,7 @@ typedef struct wlink {
 
 typedef struct msgrec {
   uint8_t id[WHISPER_CLIENT_ID_LEN];
+  double t_sched; /* when it was due: --rate's schedule, else t_send */
   double t_send, t_sent, t_recv;
   uint8_t sent, delivered, received; /* counts of SENT, DELIVERED, EV_MESSAGE */
   uint8_t issued;
@@ -1430,6 +1427,7 @@ static void send_one(device *d) {
   uint8_t body[BODY_LEN];
   make_body(body, s, k);
   m->t_send = mono_s();
+  if (!g_rate) m->t_sched = m->t_send;
   int rc = whisper_client_send(d->client, g_dev[recipient_of(s)].name, body, BODY_LEN, wall_ms(),
                                m->id);
   if (rc != WHISPER_OK)
@@ -1438,6 +1436,36 @@ static void send_one(device *d) {
   m->issued = 1;
   d->next_k++;
   mark_dirty(d);
+}
+
+/* --rate: the open loop's schedule. Message j of the run (j = k * N + i:
+ * device i's message k) is due at g_sched_t0 + j / R, so each device sends
+ * every N / R seconds, the devices staggered by 1 / R, whatever came back. */
+static int g_sched_on;      /* the messages are on their schedule */
+static double g_sched_t0;   /* when message 0 is due */
+static size_t g_sched_next; /* the next message due */
+/* the longest the loop spent, while on the schedule, in one uv_run() and
+ * in one round of the engines' pumps: where a late send waited */
+static double g_sched_uv_max, g_sched_pump_max;
+
+/* When the next message is due (a large value: none). */
+static double sched_next_at(void) {
+  if (!g_sched_on || g_sched_next >= (size_t)g_clients * (size_t)g_messages) return 1e300;
+  return g_sched_t0 + (double)g_sched_next / g_rate;
+}
+
+/* Sends every message whose time has come, in the order of the schedule. */
+static void sched_send_due(void) {
+  if (!g_sched_on) return;
+  double now = mono_s(), at;
+  while ((at = sched_next_at()) <= now) {
+    device *d = &g_dev[g_sched_next % (size_t)g_clients];
+    int k = (int)(g_sched_next / (size_t)g_clients);
+    if (d->next_k != k) fatal("%s: message %d due, %d next (the schedule)", d->name, k, d->next_k);
+    g_msg[(size_t)d->idx * (size_t)g_messages + (size_t)k].t_sched = at;
+    send_one(d);
+    g_sched_next++;
+  }
 }
 
 /* The message of sender `s` with client id `id`, or NULL. */
@@ -1551,7 +1579,7 @@ static void on_status(device *d, const whisper_client_event_t *ev) {
     }
     m->t_sent = mono_s();
     g_sent_n++;
-    if (!g_burst) send_one(d); /* paced: the next one now */
+    if (!g_burst && !g_rate) send_one(d); /* paced: the next one now */
   } else if (ev->status == WHISPER_STATUS_DELIVERED) {
     int r = recipient_of(d->idx);
     if (!ev->from || strcmp(ev->from, g_dev[r].name) != 0 || ev->from_device != 1) {
@@ -1651,6 +1679,40 @@ static void heap_set(device *d, uint64_t at) {
   d->heap_at = at;
   if (at < was) heap_up(d->heap_pos - 1);
   else if (at > was) heap_down(d->heap_pos - 1);
+}
+
+/* --- a run's arrays ---------------------------------------------------------------- */
+
+/* The arrays of a run of n devices (their records, the dirty list, the
+ * login FIFO, the deadline heap, the message records), zeroed, and the
+ * counters of the message phase reset. */
+static void run_alloc(int n) {
+  g_dev = calloc((size_t)n, sizeof *g_dev);
+  g_dirty = calloc((size_t)n, sizeof *g_dirty);
+  g_waiting = calloc((size_t)n, sizeof *g_waiting);
+  g_heap = calloc((size_t)n, sizeof *g_heap);
+  g_msg = calloc((size_t)n * (size_t)g_messages + 1, sizeof *g_msg);
+  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
+  g_n_dirty = 0;
+  g_heap_n = 0;
+  g_wait_head = g_n_waiting = 0;
+  g_received = g_sent_n = g_delivered_n = 0;
+  g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
+}
+
+/* The n devices freed, and the arrays of run_alloc(n). */
+static void run_free(int n) {
+  for (int i = 0; i < n; i++) device_free(&g_dev[i]);
+  free(g_dev);
+  free(g_dirty);
+  free(g_waiting);
+  free(g_heap);
+  free(g_msg);
+  g_dev = NULL;
+  g_dirty = NULL;
+  g_waiting = NULL;
+  g_heap = NULL;
+  g_msg = NULL;
 }
 
 /* --- devices: logging in ------------------------------------------------------------ */
@@ -1790,18 +1852,21 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
   for (;;) {
     /* the engines whose deadline came (an engine's deadline moves only
      * when it is called, and every call is followed by a pump) */
+    sched_send_due();
     uint64_t now = wall_ms();
     while (g_heap_n && g_heap[0]->heap_at <= now) {
       device *d = g_heap[0];
       heap_set(d, UINT64_MAX);
       mark_dirty(d);
     }
+    double t_pump = g_sched_on ? mono_s() : 0;
     while (g_n_dirty) {
       device *d = g_dirty[--g_n_dirty];
       d->dirty = 0;
       device_pump(d);
     }
     double t = mono_s();
+    if (g_sched_on && t - t_pump > g_sched_pump_max) g_sched_pump_max = t - t_pump;
     plain_start_more();
     if (cond(arg)) return;
     if (t - g_last_alive >= 0.1) {
@@ -1822,6 +1887,12 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
     now = wall_ms();
     if (g_heap_n && g_heap[0]->heap_at < now + wait)
       wait = g_heap[0]->heap_at > now ? g_heap[0]->heap_at - now : 0;
+    /* --rate: the next send on time. libuv's timers count whole ms and
+     * fire up to ~1 ms late, so the last 1.5 ms are polled without
+     * waiting (this spins: the tool's CPU per message counts it) */
+    double due = sched_next_at() - mono_s();
+    if (due < 1.5e-3) wait = 0;
+    else if ((double)wait > due * 1e3 - 0.5) wait = (uint64_t)(due * 1e3 - 0.5);
     if (wait == 0) { /* an engine is due: what is ready, without waiting */
       uv_run(&g_uv, UV_RUN_NOWAIT);
       continue;
@@ -1832,7 +1903,9 @@ static void run_until(cond_fn cond, void *arg, double secs, const char *what) {
      * up to ~30 s) unless I/O came: the loop stalled when all was quiet. */
     uv_update_time(&g_uv);
     uv_timer_start(&g_wake, wake_cb, wait, 0);
+    double t_uv = g_sched_on ? mono_s() : 0;
     uv_run(&g_uv, UV_RUN_ONCE);
+    if (g_sched_on && mono_s() - t_uv > g_sched_uv_max) g_sched_uv_max = mono_s() - t_uv;
   }
 }
 
@@ -2341,15 +2414,7 @@ __attribute__((noinline)) static void catch_up_wait(void) {
 static int catch_up_main(void) {
   int n = g_clients, rcv = n - 1;
   size_t total = (size_t)rcv * (size_t)g_messages;
-  g_dev = calloc((size_t)n, sizeof *g_dev);
-  g_dirty = calloc((size_t)n, sizeof *g_dirty);
-  g_waiting = calloc((size_t)n, sizeof *g_waiting);
-  g_heap = calloc((size_t)n, sizeof *g_heap);
-  g_msg = calloc((size_t)n * (size_t)g_messages + 1, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
-  g_n_dirty = 0;
-  g_heap_n = 0;
-  g_wait_head = g_n_waiting = 0;
+  run_alloc(n);
   for (int i = 0; i < rcv; i++) device_new(&g_dev[i], i);
   /* the receiver: an app's store */
   device *r = &g_dev[rcv];
@@ -2513,12 +2578,7 @@ static int catch_up_main(void) {
   uv_close((uv_handle_t *)&g_wake, NULL);
   for (int i = 0; i < 1000 && uv_loop_alive(&g_uv); i++) uv_run(&g_uv, UV_RUN_NOWAIT);
   uv_loop_close(&g_uv);
-  for (int i = 0; i < n; i++) device_free(&g_dev[i]);
-  free(g_dev);
-  free(g_dirty);
-  free(g_waiting);
-  free(g_heap);
-  free(g_msg);
+  run_free(n);
   free(g_tx);
   if (g_keep) printf("%s: kept %s\n", PROG, g_dir);
   remove_dir();
@@ -2538,6 +2598,10 @@ typedef struct result {
   unsigned closes_warmup, closes_msg;
   size_t total, n_lat, n_first, n_rest, n_sent;
   double p50, p99, max, first_p50, first_max, rest_p50, rest_p99, rest_max, sent_p50, sent_p99;
+  /* --rate: how late the send calls were (actual - scheduled), the rate
+   * they went out at (first to last call), and the latency from the call */
+  double late_p50, late_p99, late_max, send_rate, call_p50, call_p99;
+  double uv_max, pump_max; /* the loop's longest uv_run() and round of pumps */
   metrics m_before, m_after, m_idle;
   int wave;                          /* devices registering at a time in the warm-up */
   cpu_span login_span, hold_span;    /* whisperd logging them all in; holding them idle */
@@ -2623,34 +2687,12 @@ static void topo_read(const topo *t, double run[MAX_NODES], double wait[MAX_NODE
 /* Fresh devices (identities, engines, message records) for a run. */
 static void devices_make(result *r) {
   double t0 = mono_s();
-  g_dev = calloc((size_t)g_clients, sizeof *g_dev);
-  g_dirty = calloc((size_t)g_clients, sizeof *g_dirty);
-  g_waiting = calloc((size_t)g_clients, sizeof *g_waiting);
-  g_heap = calloc((size_t)g_clients, sizeof *g_heap);
-  g_msg = calloc((size_t)g_clients * (size_t)g_messages + 1, sizeof *g_msg);
-  if (!g_dev || !g_dirty || !g_waiting || !g_heap || !g_msg) fatal("out of memory");
-  g_n_dirty = 0;
-  g_heap_n = 0;
-  g_wait_head = g_n_waiting = 0;
-  g_received = g_sent_n = g_delivered_n = 0;
-  g_dups = g_bad = g_status_dups = g_errors = g_identity = 0;
+  run_alloc(g_clients);
   for (int i = 0; i < g_clients; i++) device_new(&g_dev[i], i);
   r->t_ident = mono_s() - t0;
 }
 
-static void devices_free(void) {
-  for (int i = 0; i < g_clients; i++) device_free(&g_dev[i]);
-  free(g_dev);
-  free(g_dirty);
-  free(g_waiting);
-  free(g_heap);
-  free(g_msg);
-  g_dev = NULL;
-  g_dirty = NULL;
-  g_waiting = NULL;
-  g_heap = NULL;
-  g_msg = NULL;
-}
+static void devices_free(void) { run_free(g_clients); }
 
 /* Figure 1's span (a function of its own, for profilers: `valgrind
  * --tool=callgrind --toggle-collect=messages_wait`, or `perf record -g`
@@ -2770,13 +2812,22 @@ static void run_devices(const char *path, const char *label, const char *dbname,
                   sched_s("/proc/thread-self/schedstat", &own_run0, &own_wait0) == 0;
   double t_first = mono_s();
   g_msg_started = 1;
-  for (int i = 0; i < g_clients; i++) {
+  if (g_rate) { /* open loop: run_until sends them on their schedule */
+    g_sched_t0 = t_first;
+    g_sched_next = 0;
+    g_sched_uv_max = g_sched_pump_max = 0;
+    g_sched_on = 1;
+  }
+  for (int i = 0; i < g_clients && !g_rate; i++) {
     if (g_burst)
       while (g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
     else
       while (g_dev[i].next_k < g_window && g_dev[i].next_k < g_messages) send_one(&g_dev[i]);
   }
   messages_wait();
+  g_sched_on = 0;
+  r->uv_max = g_sched_uv_max;
+  r->pump_max = g_sched_pump_max;
   double t_last = t_first;
   size_t total = (size_t)g_clients * (size_t)g_messages;
   r->total = total;
@@ -2831,20 +2882,40 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   }
 
   /* latencies */
+  /* (from the scheduled time: the same as the call's but with --rate,
+   * where a tool that falls behind cannot hide its own delay) */
   double *lat = malloc(total * sizeof *lat), *lat_first = malloc((size_t)g_clients * sizeof *lat),
-         *lat_rest = malloc(total * sizeof *lat), *lat_sent = malloc(total * sizeof *lat);
-  if (!lat || !lat_first || !lat_rest || !lat_sent) fatal("out of memory");
-  size_t n_lat = 0, n_first = 0, n_rest = 0, n_sent = 0;
+         *lat_rest = malloc(total * sizeof *lat), *lat_sent = malloc(total * sizeof *lat),
+         *late = malloc(total * sizeof *lat), *lat_call = malloc(total * sizeof *lat);
+  if (!lat || !lat_first || !lat_rest || !lat_sent || !late || !lat_call) fatal("out of memory");
+  size_t n_lat = 0, n_first = 0, n_rest = 0, n_sent = 0, n_late = 0;
+  double call0 = 1e300, call1 = 0;
   for (size_t i = 0; i < total; i++) {
     msgrec *m = &g_msg[i];
     if (m->received) {
-      double l = m->t_recv - m->t_send;
+      double l = m->t_recv - m->t_sched;
+      lat_call[n_lat] = m->t_recv - m->t_send;
       lat[n_lat++] = l;
       if (i % (size_t)g_messages == 0) lat_first[n_first++] = l;
       else lat_rest[n_rest++] = l;
     }
     if (m->sent) lat_sent[n_sent++] = m->t_sent - m->t_send;
+    if (m->issued) {
+      late[n_late++] = m->t_send - m->t_sched;
+      if (m->t_send < call0) call0 = m->t_send;
+      if (m->t_send > call1) call1 = m->t_send;
+    }
   }
+  qsort(late, n_late, sizeof *lat, cmp_double);
+  qsort(lat_call, n_lat, sizeof *lat, cmp_double);
+  r->late_p50 = pct(late, n_late, 50);
+  r->late_p99 = pct(late, n_late, 99);
+  r->late_max = n_late ? late[n_late - 1] : 0;
+  r->send_rate = call1 > call0 ? (double)(n_late - 1) / (call1 - call0) : 0;
+  r->call_p50 = pct(lat_call, n_lat, 50);
+  r->call_p99 = pct(lat_call, n_lat, 99);
+  free(late);
+  free(lat_call);
   qsort(lat, n_lat, sizeof *lat, cmp_double);
   qsort(lat_first, n_first, sizeof *lat, cmp_double);
   qsort(lat_rest, n_rest, sizeof *lat, cmp_double);
@@ -2892,6 +2963,19 @@ static void run_devices(const char *path, const char *label, const char *dbname,
   devices_free();
 }
 
+/* How the messages are sent, for the reports. */
+static const char *mode_name(char *buf, size_t cap) {
+  if (g_rate)
+    snprintf(buf, cap, "open loop, %.0f msg/s asked (each device every %.1f ms, on a schedule)",
+             g_rate, g_clients / g_rate * 1e3);
+  else
+    snprintf(buf, cap, "closed loop, %s",
+             g_burst        ? "burst (all at once)"
+             : g_window > 1 ? "windowed (up to --window unanswered by the server per device)"
+                            : "paced (the next one once the previous is SENT)");
+  return buf;
+}
+
 /* A figure of the two runs: this whisperd's value, the baseline's beside
  * it (with --baseline), then the detail. */
 static result *g_base; /* the baseline's result, or NULL */
@@ -2919,6 +3003,30 @@ static const char *fmt_rate(char *buf, size_t cap, const result *r) {
 static const char *fmt_us(char *buf, size_t cap, double cpu, unsigned n) {
   snprintf(buf, cap, "%.0f us", n ? cpu / n * 1e6 : 0);
   return buf;
+}
+
+/* The mode, and with --rate how late the sends were and whether the tool
+ * kept to its schedule (the latency is not valid when it did not). */
+static void print_mode_rows(const result *r) {
+  char v[64], w[64], x[64], m[160];
+  row2("   mode", g_rate ? "open loop" : "closed loop", NULL, "%s", mode_name(m, sizeof m));
+  if (!g_rate) return;
+  row2("   sends late (call - schedule) p50", fmt_ms(v, sizeof v, r->late_p50), NULL,
+       "p99 %s, max %s; the calls went out at %.0f msg/s of %.0f asked",
+       fmt_ms(w, sizeof w, r->late_p99), fmt_ms(x, sizeof x, r->late_max), r->send_rate, g_rate);
+  if (r->late_p99 > LATE_BAR)
+    row2("   the tool could not keep up", "NOT VALID", NULL,
+         "its sends fell behind their schedule (p99 %s > %.0f ms): the latency above is the "
+         "tool's own backlog, not whisperd's", fmt_ms(w, sizeof w, r->late_p99), LATE_BAR * 1e3);
+  else
+    row2("   the tool kept up", "yes", NULL, "sends late by at most %s at p99 (the bar: %.0f ms)",
+         fmt_ms(w, sizeof w, r->late_p99), LATE_BAR * 1e3);
+  double step = r->uv_max > r->pump_max ? r->uv_max : r->pump_max;
+  row2("   the loop's longest step", fmt_ms(v, sizeof v, step), NULL,
+       "one uv_run() (sockets) %s, one round of the engines' pumps %s: a send waits for it",
+       fmt_ms(w, sizeof w, r->uv_max), fmt_ms(x, sizeof x, r->pump_max));
+  row2("   latency from the send call p50", fmt_ms(v, sizeof v, r->call_p50), NULL,
+       "p99 %s (informational: hides the sends' lateness)", fmt_ms(w, sizeof w, r->call_p99));
 }
 
 static void print_checks(const result *r) {
@@ -2951,7 +3059,8 @@ static void print_topo_run(const topo *t, const result *r) {
   row("1. messages per second, end to end", fmt_rate(v, sizeof v, r),
       "%u messages in %.3f s, first send call -> last delivery", r->received, r->span);
   row("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
-      "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+      g_rate ? "scheduled send time -> WHISPER_EV_MESSAGE at the recipient"
+             : "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
   row("   p99", fmt_ms(v, sizeof v, r->p99), "max %s", fmt_ms(w, sizeof w, r->max));
   row("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
       "max %s; with the session set-up (ListDevices, FetchBundles)",
@@ -2961,6 +3070,7 @@ static void print_topo_run(const topo *t, const result *r) {
         fmt_ms(w, sizeof w, r->rest_p99), fmt_ms(x, sizeof x, r->rest_max));
   row("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50), "p99 %s",
       fmt_ms(w, sizeof w, r->sent_p99));
+  print_mode_rows(r);
   double nodes_cpu = 0, nodes_wait = 0;
   for (int k = 0; k < r->n_nodes; k++) nodes_cpu += r->node_cpu[k], nodes_wait += r->node_wait[k];
   snprintf(v, sizeof v, "%.0f us", nodes_cpu / d * 1e6);
@@ -3064,9 +3174,10 @@ static void nodes_main(void) {
 
   /* Two tables: the figures and the CPU they cost; then what PostgreSQL did
    * and who waited for a CPU (the machine's other load shows there). */
+  char mode[160];
   printf("Summary (%d devices, %d messages of %d B each, %s; CPU: microseconds per message "
          "during 1,\nwhisperd's summed over the nodes, each node's in brackets):\n",
-         g_clients, g_messages, BODY_LEN, g_burst ? "burst" : g_window > 1 ? "windowed" : "paced");
+         g_clients, g_messages, BODY_LEN, mode_name(mode, sizeof mode));
   printf("  %-34s %7s %8s %8s %20s %6s %6s %6s\n", "configuration", "msg/s", "p50 ms", "p99 ms",
          "whisperd", "PG", "load", "all");
   for (int i = 0; i < n; i++)
@@ -3116,7 +3227,8 @@ static void nodes_main(void) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: whisperd-load [--quick] [--clients N] [--messages M] [--idle K] [--hold S]\n"
-          "                     [--burst] [--window W] [--no-receipts] [--whisperd PATH]\n"
+          "                     [--burst] [--window W] [--rate R] [--no-receipts]\n"
+          "                     [--whisperd PATH]\n"
           "                     [--whisperd-arg ARG]... [--baseline PATH] [--baseline-arg ARG]...\n"
           "                     [--timeout S] [--keep] [--catch-up]\n"
           "                     [--pg] [--nodes N] [--cluster] [--compare-pg] [--repeat R]\n"
@@ -3132,6 +3244,9 @@ static void usage(FILE *f) {
           "  --burst         each device sends its M messages at once (default: the next one\n"
           "                  when the previous is SENT)\n"
           "  --window W      each device keeps up to W messages not yet SENT (default 1)\n"
+          "  --rate R        open loop: R messages per second in all, device i's message k due\n"
+          "                  at (k*N + i) / R s, whatever came back; latency from that time,\n"
+          "                  and how late the sends were (default: the closed loop above)\n"
           "  --catch-up      the catch-up figure alone: N-1 devices (default 10) send M messages\n"
           "                  each (default 1000) to the last one while it is offline; it logs in\n"
           "                  with a SQLite store (synchronous=FULL): time to the last message\n"
@@ -3194,6 +3309,15 @@ int main(int argc, char **argv) {
     } else if (strcmp(a, "--window") == 0) {
       if (i + 1 >= argc || parse_int(argv[++i], 1, 100000, &g_window) != 0) {
         fprintf(stderr, "%s: --window takes 1..100000\n", PROG);
+        return 2;
+      }
+      continue;
+    } else if (strcmp(a, "--rate") == 0) {
+      char *end;
+      errno = 0;
+      g_rate = i + 1 < argc ? strtod(argv[++i], &end) : 0;
+      if (g_rate < 1 || g_rate > 1e6 || errno || *end) {
+        fprintf(stderr, "%s: --rate takes 1..1000000 messages per second\n", PROG);
         return 2;
       }
       continue;
@@ -3285,6 +3409,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: --clients x --messages is too large\n", PROG);
     return 2;
   }
+  if (g_rate && (g_burst || g_window > 1 || g_catch)) {
+    fprintf(stderr, "%s: --rate does not go with %s\n", PROG,
+            g_burst ? "--burst" : g_window > 1 ? "--window" : "--catch-up");
+    return 2;
+  }
   if (g_compare && !set_nodes) g_nodes = 3;
   g_multi = g_pg || g_compare;
   if (!g_multi && (g_nodes > 1 || g_cluster1 || set_repeat || g_n_pg_set)) {
@@ -3358,17 +3487,15 @@ int main(int argc, char **argv) {
   }
 
   double t_start = mono_s(), cpu_start = cpu_s();
+  char mode[160];
   print_machine();
   if (g_catch)
     printf("catch-up: %d devices, %d messages each to one more, offline (%d in all, %d B)\n",
            g_clients - 1, g_messages, (g_clients - 1) * g_messages, BODY_LEN);
-  else printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1), %s;\n"
-         "idle plain connections %d%s\n",
-         g_clients, g_messages, g_clients * g_messages, BODY_LEN,
-         g_burst ? "burst (all at once)"
-         : g_window > 1 ? "windowed (up to --window unanswered by the server per device)"
-                        : "paced (the next one once the previous is SENT)", g_idle,
-         g_quick ? " (--quick)" : "");
+  else printf("clients %d, messages %d each (%d in all, %d B, 1:1 in a ring: device i -> i+1),\n"
+         "%s; idle plain connections %d%s\n",
+         g_clients, g_messages, g_clients * g_messages, BODY_LEN, mode_name(mode, sizeof mode),
+         g_idle, g_quick ? " (--quick)" : "");
   if (g_n_args) {
     printf("whisperd flags:");
     for (int i = 0; i < g_n_args; i++) printf(" %s", g_args[i]);
@@ -3523,7 +3650,8 @@ int main(int argc, char **argv) {
          "%u messages in %.3f s, first send call -> last delivery", r->received, r->span);
     row2("2. delivery latency p50", fmt_ms(v, sizeof v, r->p50),
          b ? fmt_ms(bv, sizeof bv, b->p50) : NULL,
-         "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
+         g_rate ? "scheduled send time -> WHISPER_EV_MESSAGE at the recipient"
+                : "whisper_client_send() -> WHISPER_EV_MESSAGE at the recipient");
     row2("   p99", fmt_ms(v, sizeof v, r->p99), b ? fmt_ms(bv, sizeof bv, b->p99) : NULL, "%s", "");
     row2("   max", fmt_ms(v, sizeof v, r->max), b ? fmt_ms(bv, sizeof bv, b->max) : NULL, "%s", "");
     row2("   first message of each device p50", fmt_ms(v, sizeof v, r->first_p50),
@@ -3537,6 +3665,8 @@ int main(int argc, char **argv) {
     row2("   send -> SENT p50 (server committed)", fmt_ms(v, sizeof v, r->sent_p50),
          b ? fmt_ms(bv, sizeof bv, b->sent_p50) : NULL, "p99 %s (informational)",
          fmt_ms(w, sizeof w, r->sent_p99));
+    if (b) printf("  (the baseline's:)\n"), print_mode_rows(b), printf("  (whisperd's:)\n");
+    print_mode_rows(r);
     row2("   whisperd CPU per message", fmt_us(v, sizeof v, r->srv_cpu, r->received),
          b ? fmt_us(bv, sizeof bv, b->srv_cpu, b->received) : NULL,
          "%.2f s during 1 (%.0f%% of one CPU)", r->srv_cpu,
