@@ -530,10 +530,10 @@ static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t 
    * any others (a chunk they complete is checked and opened), then
    * WHISPER_ESIZE, so that what the sink gets does not depend on where the
    * caller cut its pieces (a source never reads past the end either). */
-  int over = n > d->blob_size - d->got;
-  if (over) n = (size_t)(d->blob_size - d->got);
-  int rc = dec_feed(d, p, n);
-  return rc != WHISPER_OK ? rc : over ? WHISPER_ESIZE : WHISPER_OK;
+  size_t in = n > d->blob_size - d->got ? (size_t)(d->blob_size - d->got) : n;
+  int rc = dec_feed(d, p, in);
+  d->got += n - in; /* all the bytes fed count (finish tells a wrong key by them) */
+  return rc != WHISPER_OK ? rc : in < n ? WHISPER_ESIZE : WHISPER_OK;
 }
 
 /* Blob bytes within the size: checked (and opened, chunk by chunk). */
