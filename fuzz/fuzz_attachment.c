@@ -29,7 +29,8 @@
  * The decryptor runs twice on each input: with the incremental MAC (one
  * pass, when the expectation has one) and without it (two passes: the
  * blob again, or the second-pass bytes, after WHISPER_ATTACHMENT_AGAIN).
- * Each time it also reads the blob itself (whisper_attachment_decrypt_source())
+ * Each time it is also fed the blob (and the second pass) whole, and
+ * it also reads the blob itself (whisper_attachment_decrypt_source())
  * from a source that gives the blob's bytes the first time each is read
  * and the second pass's bytes when read again.
  * Asserts:
@@ -59,12 +60,15 @@
  *    another MAC list or chunk size EKEY;
  *  - the encryptor's blob of the untouched input opens in the model, and
  *    its incremental MAC is the model's;
+ *  - fed whole, it releases the same bytes and gives the same result as
+ *    fed in the input's pieces (where the pieces end changes nothing);
  *  - read from the source: WHISPER_OK only when the model opens the blob,
  *    and then the plaintext; never more than the fed decryptor may release
  *    nor more than the bytes before the first that the second pass
  *    changes, all of them the blob's; when the second pass's bytes are the
  *    blob's, WHISPER_OK exactly when the model opens it, and the
- *    documented error for a single alteration, as fed; never more than 64
+ *    documented error for a single alteration, as fed, and the same
+ *    bytes and result as fed (unless stopped early); never more than 64
  *    KiB asked for at a time.
  * gen_corpus compiles this file with FZA_SEEDS_ONLY and calls
  * fza_gen_seeds().
@@ -395,6 +399,25 @@ static int finish_code(int rc) {
   return fz_rc_in(rc, 5, WHISPER_OK, WHISPER_ETRUNCATED, WHISPER_EKEY, WHISPER_EINTEGRITY, WHISPER_ESIZE);
 }
 
+/* The fed decryptor's run with the blob (and the second pass) fed whole,
+ * as decrypt_once runs it in pieces: the result of finish, or of the
+ * failing update when `stop`. */
+static int fed_whole(const whisper_attachment_expect_t *e, const run *r, bytes *out) {
+  whisper_attachment_decryptor *d = NULL;
+  FZ_ASSERT(whisper_attachment_decrypt_new(&d, e, sink_add, out) == WHISPER_OK, "decrypt_new");
+  feed whole = {NULL, 0, 0};
+  int rc = feed_all(d, r->blob, &whole, r->stop);
+  if (rc == WHISPER_OK || !r->stop) {
+    rc = whisper_attachment_decrypt_finish(d);
+    if (rc == WHISPER_ATTACHMENT_AGAIN) {
+      int urc = feed_all(d, r->second, &whole, r->stop);
+      rc = urc != WHISPER_OK && r->stop ? urc : whisper_attachment_decrypt_finish(d);
+    }
+  }
+  whisper_attachment_decrypt_free(d);
+  return rc;
+}
+
 static void decrypt_once(const run *r0) {
   run r = *r0;
   const expect *x = r.x;
@@ -477,6 +500,14 @@ static void decrypt_once(const run *r0) {
   }
   whisper_attachment_decrypt_free(d);
 
+  /* where the pieces end changes nothing: fed whole, the same bytes out
+   * and the same result */
+  bytes wout = {0};
+  int whole_rc = fed_whole(&e, &r, &wout);
+  FZ_ASSERT(whole_rc == rc && b_eq(&wout, &out),
+            "fed whole: %d and %zu bytes; in pieces: %d and %zu bytes", whole_rc, wout.n, rc, out.n);
+  free(wout.p);
+
   /* the same, the decryptor reading the blob itself */
   bytes sout = {0};
   source src = {r.blob, r.second, 0, 0};
@@ -505,10 +536,13 @@ static void decrypt_once(const run *r0) {
               "decrypt_source released bytes that are not the blob's plaintext");
   }
   if (b_eq(r.blob, r.second)) {
-    /* (on an error, what each released, and which error it saw first, depends
-     * on where the fed pieces ended) */
     FZ_ASSERT((src_rc == WHISPER_OK) == ok, "decrypt_source gave %d, the model %s", src_rc,
               ok ? "opens" : "refuses");
+    /* the bytes a source gives are the bytes fed: the same out, the same result */
+    if (!r.stop)
+      FZ_ASSERT(src_rc == rc && b_eq(&sout, &out),
+                "decrypt_source: %d and %zu bytes; fed: %d and %zu bytes", src_rc, sout.n, rc,
+                out.n);
     int cause = r.structured && !ok ? single_cause(&r) : 0;
     if (cause && r.diffs == D_KEY_AES)
       FZ_ASSERT(src_rc == WHISPER_ESIZE || src_rc == WHISPER_EINTEGRITY,

@@ -343,7 +343,7 @@ static size_t drain_events(void) {
 }
 
 static void after_call(const char *what) {
-  FZ_ASSERT(!H.d->fs.outer->in_txn, "%s left a store transaction open", what);
+  FZ_ASSERT(!H.d->fs.outer->depth, "%s left a store transaction open", what);
   FZ_ASSERT(H.d->ctx->store == H.d->fs.outer, "%s left the context on the engine's shim", what);
   (void)whisper_client_want_disconnect(H.c);
   (void)whisper_client_next_deadline(H.c);

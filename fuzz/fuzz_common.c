@@ -262,7 +262,7 @@ void fz_call_end(fz_dev *d, int rc, const char *what) {
   if (verbose())
     fprintf(stderr, "  %s: %d %s%s%s\n", what, rc, whisper_strerror(rc), rc ? ": " : "",
             rc ? whisper_ctx_last_error(d->ctx) : "");
-  FZ_ASSERT(!f->outer->in_txn, "%s returned %d with a store transaction still open", what, rc);
+  FZ_ASSERT(!f->outer->depth, "%s returned %d with a store transaction still open", what, rc);
   FZ_ASSERT(fz_rc_known(rc), "%s returned an undocumented code %d", what, rc);
   if (rc != WHISPER_OK) {
     FZ_ASSERT(f->committed_writes == 0,
@@ -310,7 +310,7 @@ void fz_journal_begin(fz_store *f) {
 }
 
 void fz_journal_restore(fz_store *f) {
-  FZ_ASSERT(!f->outer->in_txn && !f->inner->in_txn, "restoring the store inside a transaction");
+  FZ_ASSERT(!f->outer->depth && !f->inner->depth, "restoring the store inside a transaction");
   f->journaling = 0;
   touches_restore(f, f->journal, f->njournal);
   touches_clear(f->journal, &f->njournal);

@@ -350,7 +350,7 @@ static whisper_buf *make_change_x(fz_dev *signer, uint64_t version, const uint8_
 /* --- the engine's transaction, as on_devices runs it ------------------------- */
 
 static void after_call(const char *what) {
-  FZ_ASSERT(!W->alice->fs.outer->in_txn, "%s left a store transaction open", what);
+  FZ_ASSERT(!W->alice->fs.outer->depth, "%s left a store transaction open", what);
   FZ_ASSERT(W->alice->ctx->store == W->alice->fs.outer, "%s left the context on the engine's shim",
             what);
 }

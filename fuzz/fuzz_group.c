@@ -294,7 +294,7 @@ int fzg_decrypt_check(fz_dev *d, const fzg_world *w, const fzg_record *r, const 
     int rc2 = whisper_sender_key_decrypt(d->ctx, "alice", 1, m, len, &pt2);
     FZ_ASSERT(fzg_in(rc2, want2), "%s: the replay returned %d (%s); allowed: %#llx", what, rc2,
               whisper_ctx_last_error(d->ctx), (unsigned long long)want2);
-    FZ_ASSERT(!d->fs.outer->in_txn, "%s: the replay left a transaction open", what);
+    FZ_ASSERT(!d->fs.outer->depth, "%s: the replay left a transaction open", what);
     if (rc2 != WHISPER_OK) {
       after2 = fz_get(d, WHISPER_REC_SENDER_KEY, key.key, key.len);
       FZ_ASSERT(d->fs.committed_writes == committed && fz_buf_eq(after, after2),

@@ -297,7 +297,7 @@ static int file_is(const char *path, const uint8_t *pt, size_t n, int whole) {
 }
 
 static void after_call(const char *what) {
-  FZ_ASSERT(!H.d->fs.outer->in_txn, "%s left a store transaction open", what);
+  FZ_ASSERT(!H.d->fs.outer->depth, "%s left a store transaction open", what);
   FZ_ASSERT(H.d->ctx->store == H.d->fs.outer, "%s left the context on the engine's shim", what);
 }
 

@@ -752,7 +752,7 @@ static void op_relay_bytes(const uint8_t *b, size_t n) {
 
   fz_watch_begin(&W->fs);
   int rc = whisper_server_relay(H.srv, b, n, H.now);
-  FZ_ASSERT(!W->fs.outer->in_txn, "a relay left a store transaction open");
+  FZ_ASSERT(!W->fs.outer->depth, "a relay left a store transaction open");
   FZ_ASSERT(rc == WHISPER_OK || rc == WHISPER_EINVALIDMSG, "whisper_server_relay returned %d (%s)",
             rc, whisper_server_last_error(H.srv));
   FZ_ASSERT((rc == WHISPER_OK) == (kind >= 0), "a relay the harness finds %s got %d (%s)",
@@ -995,7 +995,7 @@ static int op_recv(int k, const uint8_t *p, size_t n) {
   int pushed_before[FZS_NDEV];
   memcpy(pushed_before, H.pushed, sizeof pushed_before);
   int rc = whisper_server_receive(H.srv, (uint64_t)k + 1, p, n, H.now);
-  FZ_ASSERT(!W->fs.outer->in_txn, "receive left a store transaction open");
+  FZ_ASSERT(!W->fs.outer->depth, "receive left a store transaction open");
   if (was_open)
     FZ_ASSERT(rc == WHISPER_OK, "receive returned %d (%s)", rc, whisper_server_last_error(H.srv));
   else

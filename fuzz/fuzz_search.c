@@ -542,7 +542,7 @@ static void entry_case(const uint8_t *data, size_t size) {
   fz_watch_begin(&alice->fs);
   int rc = whisper_search_rebuild(alice->ctx);
   if (fz_verbose()) fprintf(stderr, "rebuild: %d %s\n", rc, whisper_ctx_last_error(alice->ctx));
-  FZ_ASSERT(!alice->fs.outer->in_txn, "rebuild left a transaction open");
+  FZ_ASSERT(!alice->fs.outer->depth, "rebuild left a transaction open");
   FZ_ASSERT(rc == WHISPER_OK, "rebuild: %d (%s)", rc, whisper_ctx_last_error(alice->ctx));
   fz_watch_end(&alice->fs);
   FZ_ASSERT(waiting() == 0, "the rebuild left messages waiting");

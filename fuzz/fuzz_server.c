@@ -428,7 +428,7 @@ static void batch_finish(void) {
   H.batch_open = 0;
   int rc = whisper_server_batch_end(H.srv, H.now);
   FZ_ASSERT(rc == WHISPER_OK, "batch_end: %d (%s)", rc, whisper_server_last_error(H.srv));
-  FZ_ASSERT(!W->fs.outer->in_txn, "batch_end left a store transaction open");
+  FZ_ASSERT(!W->fs.outer->depth, "batch_end left a store transaction open");
 }
 
 /* Output a deferred RECV left queued: taken and checked, not attributed. */
@@ -516,7 +516,7 @@ static int op_recv(int k, const uint8_t *p, size_t n, int defer) {
   fz_watch_begin(&W->fs);
   batch_start();
   int rc = whisper_server_receive(H.srv, conn, p, n, H.now);
-  FZ_ASSERT(H.batch_open || !W->fs.outer->in_txn, "receive left a store transaction open");
+  FZ_ASSERT(H.batch_open || !W->fs.outer->depth, "receive left a store transaction open");
   if (was_open)
     FZ_ASSERT(rc == WHISPER_OK, "receive returned %d (%s)", rc, whisper_server_last_error(H.srv));
   else

@@ -202,7 +202,7 @@ static void server(const uint8_t *data, size_t size, const fzs_frame *f) {
   fz_watch_begin(&S);
   int rc = whisper_server_receive(SRV, 1, data, size, FZ_NOW);
   FZ_ASSERT(rc == WHISPER_OK, "receive: %d (%s)", rc, whisper_server_last_error(SRV));
-  FZ_ASSERT(!S.outer->in_txn, "a transaction left open");
+  FZ_ASSERT(!S.outer->depth, "a transaction left open");
   drain();
   int body = f ? (int)f->body_case : -1;
   if (big) {

@@ -182,10 +182,13 @@ WHISPER_API int whisper_attachment_decrypt_new(
  *    is released; the caller may stop, or go on feeding so that finish can
  *    tell a wrong key from an altered blob); in a second pass, a chunk is
  *    not what the first pass checked;
- *  - WHISPER_ESIZE: the blob is longer than the pointer's size gives, or
- *    its padding is not zeros (the size is wrong);
+ *  - WHISPER_ESIZE: the blob is longer than the pointer's size gives (the
+ *    bytes up to that size are taken first, as any others), or its
+ *    padding is not zeros (the size is wrong);
  *  - the sink's nonzero value, WHISPER_ENOMEM or WHISPER_EINTERNAL.
- * After an error every later update returns the same error.
+ * After an error every later update returns the same error. What the sink
+ * gets and what finish returns do not depend on how the blob was cut into
+ * pieces (nor on whether whisper_attachment_decrypt_source() read it).
  */
 WHISPER_API int whisper_attachment_decrypt_update(whisper_attachment_decryptor *d,
                                                   const uint8_t *WHISPER_NULLABLE data, size_t len);

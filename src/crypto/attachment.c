@@ -509,6 +509,8 @@ static int dec_imac(whisper_attachment_decryptor *d, uint64_t at, const uint8_t 
   return imac_update(&d->inc, p, n, out, arg);
 }
 
+static int dec_feed(whisper_attachment_decryptor *d, const uint8_t *p, size_t n);
+
 static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t n) {
   if (d->pass != FIRST_PASS && d->src == NULL && d->chunk == NULL &&
       (d->chunk = malloc(d->inc.chunk)) == NULL)
@@ -524,7 +526,18 @@ static int dec_update(whisper_attachment_decryptor *d, const uint8_t *p, size_t 
     d->got += n;
     return WHISPER_EINTEGRITY;
   }
-  if (d->got + n > d->blob_size) return WHISPER_ESIZE; /* longer than the size says */
+  /* Longer than the size says: the bytes up to the size's end go on as
+   * any others (a chunk they complete is checked and opened), then
+   * WHISPER_ESIZE, so that what the sink gets does not depend on where the
+   * caller cut its pieces (a source never reads past the end either). */
+  size_t in = n > d->blob_size - d->got ? (size_t)(d->blob_size - d->got) : n;
+  int rc = dec_feed(d, p, in);
+  d->got += n - in; /* all the bytes fed count (finish tells a wrong key by them) */
+  return rc != WHISPER_OK ? rc : in < n ? WHISPER_ESIZE : WHISPER_OK;
+}
+
+/* Blob bytes within the size: checked (and opened, chunk by chunk). */
+static int dec_feed(whisper_attachment_decryptor *d, const uint8_t *p, size_t n) {
   uint64_t at = d->got;
   d->got += n;
   if (d->pass == FIRST_PASS) { /* checked, not opened; its incremental MAC made */

@@ -102,18 +102,75 @@ static int decrypt_from(const whisper_attachment_expect_t *x, source *src, sinkb
   return rc;
 }
 
-static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
-                       sinkbuf *out, int stop);
+/* How a caller cuts the blob into updates: pieces of `fixed` bytes (0 and
+ * no seed: the whole blob in one update); or, with a `seed`, of random
+ * sizes 1..`max` from the pattern's own RNG (restarted each pass, so that
+ * no other test moves it); or, with `at_ends`, cut at each of the
+ * boundaries where a mistake would show: an AES block after the IV, the
+ * 64 KiB cipher piece and chunk, and the blob's MAC (its first and last
+ * byte), one byte either side. */
+typedef struct piecing {
+  size_t fixed;
+  uint32_t seed;
+  size_t max;
+  int at_ends;
+} piecing;
 
-/* Decrypts `blob` (len bytes) in random pieces; the result of finish, or
- * of the first failing update when `stop` is set. Two passes when there is
- * no incremental MAC. Unless `stop`, it decrypts the blob again with the
- * decryptor reading it (whisper_attachment_decrypt_source()), which must
- * give the same result and release the same bytes. */
-static int decrypt(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
-                   sinkbuf *out, int stop) {
+static const piecing WHOLE = {0, 0, 0, 0};
+/* Every decrypt() below checks these against the whole blob fed at once. */
+static const piecing DEFAULT_PIECES[] = {
+    {0, 1, 150000, 0}, {0, 2, 5000, 0}, {65537, 0, 0, 0}, {0, 0, 0, 1}};
+
+/* The end of the update that starts at `at` in a `len`-byte blob. */
+static size_t piece_end(const piecing *pc, uint32_t *state, size_t at, size_t len) {
+  size_t end = len;
+  if (pc->at_ends) {
+    const size_t ends[] = {15, 16, 17, 31, 32, 33, 65535, 65536, 65537, 131071, 131072, 131073};
+    const size_t tail[] = {33, 32, 31, 1};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++)
+      if (ends[i] > at && ends[i] < end) end = ends[i];
+    for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++)
+      if (len >= tail[i] && len - tail[i] > at && len - tail[i] < end) end = len - tail[i];
+  } else if (pc->seed) {
+    *state = *state * 1103515245u + 12345u;
+    end = at + 1 + (*state >> 8) % pc->max;
+  } else if (pc->fixed) {
+    end = at + pc->fixed;
+  }
+  return end < len ? end : len;
+}
+
+static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                       sinkbuf *out, int stop, const piecing *pc);
+
+/* Decrypts `blob` (len bytes) fed whole; the result of finish, or of the
+ * first failing update when `stop` is set. Two passes when there is no
+ * incremental MAC. It decrypts the blob again fed in each of the pieces of
+ * `pcs` (DEFAULT_PIECES when NULL) and, unless `stop`, with the decryptor
+ * reading it (whisper_attachment_decrypt_source()): each must give the
+ * same result and release the same bytes, byte for byte, whatever the
+ * result. */
+static int decrypt_with(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                        sinkbuf *out, int stop, const piecing *pcs, size_t npcs) {
   size_t before = out->n;
-  int rc = decrypt_fed(x, blob, len, out, stop);
+  int rc = decrypt_fed(x, blob, len, out, stop, &WHOLE);
+  if (pcs == NULL) {
+    pcs = DEFAULT_PIECES;
+    npcs = sizeof DEFAULT_PIECES / sizeof DEFAULT_PIECES[0];
+  }
+  for (size_t i = 0; i < npcs; i++) {
+    sinkbuf cut = {0};
+    cut.fail_at = out->fail_at;
+    cut.fail_after = out->fail_after;
+    int crc = decrypt_fed(x, blob, len, &cut, stop, &pcs[i]);
+    if (crc != rc || cut.n != out->n - before)
+      fprintf(stderr, "pieces {%zu, %u, %zu, %d}: %d and %zu bytes, whole: %d and %zu bytes\n",
+              pcs[i].fixed, pcs[i].seed, pcs[i].max, pcs[i].at_ends, crc, cut.n, rc,
+              out->n - before);
+    CHECK(crc == rc && cut.n == out->n - before &&
+          (cut.n == 0 || memcmp(cut.p, out->p + before, cut.n) == 0));
+    free(cut.p);
+  }
   if (stop) return rc;
   sinkbuf again = {0};
   source src = {blob, len, 0, 0, 0, 0, 0, 0, 0, 0, 0};
@@ -127,16 +184,21 @@ static int decrypt(const whisper_attachment_expect_t *x, const uint8_t *blob, si
   return rc;
 }
 
+static int decrypt(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
+                   sinkbuf *out, int stop) {
+  return decrypt_with(x, blob, len, out, stop, NULL, 0);
+}
+
 static int decrypt_fed(const whisper_attachment_expect_t *x, const uint8_t *blob, size_t len,
-                       sinkbuf *out, int stop) {
+                       sinkbuf *out, int stop, const piecing *pc) {
   whisper_attachment_decryptor *d = NULL;
   int rc = whisper_attachment_decrypt_new(&d, x, sink_add, out);
   if (rc != WHISPER_OK) return rc;
   for (int pass = 0; pass < 2; pass++) {
     int urc = WHISPER_OK;
+    uint32_t state = pc->seed;
     for (size_t at = 0; at < len;) {
-      size_t take = 1 + rnd() % 150000;
-      if (take > len - at) take = len - at;
+      size_t take = piece_end(pc, &state, at, len) - at;
       int r = whisper_attachment_decrypt_update(d, blob + at, take);
       if (r != WHISPER_OK && urc == WHISPER_OK) urc = r;
       if (r != WHISPER_OK && stop) break;
@@ -263,6 +325,7 @@ static void check_blob(const uint8_t key[64], const uint8_t iv[16], const uint8_
 }
 
 static void test_round_trips(void) {
+  rng_state = 1345; /* each test its own plaintexts, whatever ran before */
   uint8_t key[64], iv[16];
   for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 3 + 1);
   for (size_t i = 0; i < 16; i++) iv[i] = (uint8_t)(0xF0 - i);
@@ -366,6 +429,7 @@ static size_t verified_before(size_t bad, uint32_t chunk) {
 }
 
 static void test_failures(void) {
+  rng_state = 2345; /* each test its own plaintexts, whatever ran before */
   uint8_t key[64], iv[16], wrong[64];
   for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i + 9);
   memcpy(wrong, key, 64);
@@ -495,6 +559,7 @@ static void test_failures(void) {
  * serves another) releases only the chunks that are the same as those the
  * first pass checked. */
 static void test_second_pass_changed(void) {
+  rng_state = 3345; /* each test its own plaintexts, whatever ran before */
   uint8_t key[64], iv[16];
   for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 5 + 2);
   memset(iv, 0x3C, sizeof iv);
@@ -538,6 +603,83 @@ static void test_second_pass_changed(void) {
   free(pt);
 }
 
+/* --- pieces of every size ---------------------------------------------------------- */
+
+/* Every way of cutting a blob into updates releases the same bytes and
+ * returns the same as the blob fed whole (and as the decryptor reading it
+ * itself), on success and on each failure: 1 byte at a time, an AES block
+ * and a MAC's length one byte either side, the 64 KiB piece and chunk one
+ * byte either side, cuts at those boundaries and at the blob's MAC, and
+ * random sizes from several seeds. */
+static void test_pieces(void) {
+  rng_state = 5345;
+  static const piecing all[] = {
+      {1, 0, 0, 0},      {15, 0, 0, 0},     {16, 0, 0, 0},     {17, 0, 0, 0},
+      {31, 0, 0, 0},     {32, 0, 0, 0},     {33, 0, 0, 0},     {4095, 0, 0, 0},
+      {65535, 0, 0, 0},  {65536, 0, 0, 0},  {65537, 0, 0, 0},  {150000, 0, 0, 0},
+      {0, 0, 0, 1},      {0, 1, 150000, 0}, {0, 2, 150000, 0}, {0, 3, 70000, 0},
+      {0, 4, 5000, 0},   {0, 5, 100, 0},    {0, 6, 33, 0},     {0, 7, 200000, 0}};
+  uint8_t key[64], iv[16], wrong[64];
+  for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 11 + 5);
+  memcpy(wrong, key, sizeof wrong);
+  wrong[50] ^= 4;
+  memset(iv, 0x42, sizeof iv);
+  size_t sizes[] = {1000, 200000};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    size_t n = sizes[k];
+    uint8_t *pt = malloc(n);
+    for (size_t i = 0; i < n; i++) pt[i] = (uint8_t)rnd();
+    sinkbuf blob = {0};
+    whisper_attachment_result_t r = WHISPER_ATTACHMENT_RESULT_INIT;
+    CHECK_RC(encrypt(key, iv, pt, n, &blob, &r), WHISPER_OK);
+    uint32_t chunk = r.chunk_size;
+    for (int inc = 1; inc >= 0; inc--) {
+      /* the blob as it is; a pointer whose size is another bucket's, smaller
+       * (the blob is longer than it says) or bigger; a few bytes short; cut
+       * short; a bit flipped mid-chunk and in the MAC; a wrong key; a wrong
+       * key and a smaller size (a chunk that fails before that size's end
+       * says so, however the blob was cut: not a wrong key alone; found by
+       * fuzz_attachment) */
+      enum { OK, SMALLER, BIGGER, SHORT, CUT, FLIP, FLIP_MAC, KEY, KEY_SMALLER, CASES };
+      const int want[CASES] = {WHISPER_OK,         WHISPER_ESIZE,      WHISPER_ESIZE,
+                               WHISPER_ESIZE,      WHISPER_ETRUNCATED, WHISPER_EINTEGRITY,
+                               WHISPER_EINTEGRITY, WHISPER_EKEY,
+                               inc && whisper_attachment_blob_size(n / 2) >= chunk
+                                   ? WHISPER_EINTEGRITY
+                                   : WHISPER_ESIZE};
+      for (int c = 0; c < CASES; c++) {
+        whisper_attachment_expect_t x =
+            expect_of(c == KEY || c == KEY_SMALLER ? wrong : key, n, &r, inc);
+        size_t len = c == CUT ? blob.n / 2 : blob.n, bad = blob.n;
+        if (c == SMALLER || c == KEY_SMALLER) x.plaintext_size = n / 2;
+        if (c == BIGGER) x.plaintext_size = n * 2;
+        if (c == SHORT) x.plaintext_size = n - 3;
+        if (c == FLIP) bad = blob.n / 2;
+        if (c == FLIP_MAC) bad = blob.n - 20;
+        if (c == CUT) bad = len;
+        if (c == FLIP || c == FLIP_MAC) blob.p[bad] ^= 0x01;
+        sinkbuf out = {0};
+        CHECK_RC(decrypt_with(&x, blob.p, len, &out, 0, all, sizeof all / sizeof all[0]), want[c]);
+        /* only verified bytes, and those the sender's */
+        CHECK(out.n == 0 || memcmp(out.p, pt, out.n) == 0);
+        /* a pointer size below the blob's: its first bytes, once verified, may
+         * come out before the padding shows the size is wrong (the caller
+         * discards them) */
+        size_t most = c == KEY_SMALLER              ? 0
+                      : c == SMALLER || c == SHORT ? (size_t)x.plaintext_size
+                      : inc                      ? verified_before(bad, chunk)
+                                                 : 0;
+        CHECK(c == OK ? out.n == n : out.n <= most);
+        if (c == FLIP || c == FLIP_MAC) blob.p[bad] ^= 0x01;
+        free(out.p);
+      }
+    }
+    whisper_attachment_result_clear(&r);
+    free(blob.p);
+    free(pt);
+  }
+}
+
 /* --- the decryptor reading the blob itself ------------------------------------------ */
 
 /* The incremental MAC of `blob` at `chunk`, as a pointer would carry it. */
@@ -562,6 +704,7 @@ static size_t source_verified_before(size_t bad, uint32_t chunk) {
 }
 
 static void test_source(void) {
+  rng_state = 4345; /* each test its own plaintexts, whatever ran before */
   uint8_t key[64], iv[16];
   for (size_t i = 0; i < 64; i++) key[i] = (uint8_t)(i * 7 + 3);
   memset(iv, 0x5A, sizeof iv);
@@ -588,7 +731,7 @@ static void test_source(void) {
     CHECK(src.bytes == 2 * blob.n && src.largest <= 65536);
     /* and what the fed decryptor releases, from the same pointer */
     sinkbuf fed = {0};
-    CHECK_RC(decrypt_fed(&x, blob.p, blob.n, &fed, 0), WHISPER_OK);
+    CHECK_RC(decrypt_fed(&x, blob.p, blob.n, &fed, 0, &DEFAULT_PIECES[0]), WHISPER_OK);
     CHECK(fed.n == n && memcmp(fed.p, pt, n) == 0);
     free(fed.p);
     free(out.p);
@@ -839,6 +982,7 @@ int main(void) {
   test_second_pass_changed();
   test_source();
   test_vectors();
-  test_versioned_structs(); /* last: the others' random pieces stay as they were */
+  test_versioned_structs();
+  test_pieces();
   return test_done();
 }
