@@ -60,7 +60,7 @@ static int opt_utf8(const char *s, size_t max) { return s == NULL || utf8_ok(s, 
 
 /* A pointer the engine can use: a blob id the URL path takes, a key, a
  * digest, sizes in range; the metadata within the limits client.h gives. */
-static int attachment_ok(const Whisper__E2e__AttachmentPointer *p) {
+int sy_attachment_ok(const Whisper__E2e__AttachmentPointer *p) {
   if (p == NULL || !no_tag0(&p->base) || p->blob_id == NULL || p->blob_id[0] == 0 ||
       strlen(p->blob_id) > 128 || p->key.len != WHISPER_ATTACHMENT_KEY_LEN ||
       p->digest.len != WHISPER_ATTACHMENT_DIGEST_LEN || p->size > WHISPER_ATTACHMENT_SIZE_MAX ||
@@ -100,7 +100,7 @@ Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len) {
       ok = ok && ct->text && utf8_ok(ct->text, SY_TEXT_MAX);
     break;
   case WHISPER__E2E__CONTENT__KIND__ATTACHMENT:
-    ok = attachment_ok(ct->attachment);
+    ok = sy_attachment_ok(ct->attachment);
     break;
   case WHISPER__E2E__CONTENT__KIND__OPENED:
     ok = ct->target && ct->target->has_id && id_ok(&ct->target->id) && sender_ok(ct->target->sender) &&

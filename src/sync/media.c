@@ -958,7 +958,7 @@ static Whisper__E2e__AttachmentPointer *job_pointer(sy_media *j, Whisper__E2e__C
 static int download_open(whisper_client *c, sy_media *j) {
   Whisper__E2e__Content *ct;
   Whisper__E2e__AttachmentPointer *p = job_pointer(j, &ct);
-  if (p && (p->key.len != WHISPER_ATTACHMENT_KEY_LEN || p->digest.len != 32 || p->blob_id == NULL)) {
+  if (p && !sy_attachment_ok(p)) { /* (the blob id goes into a URL path) */
     whisper__e2e__content__free_unpacked(ct, &wh_pb_alloc);
     p = NULL;
   }

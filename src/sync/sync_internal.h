@@ -467,6 +467,10 @@ int sy_media_opened_receive(whisper_client *c, const Whisper__E2e__Content *ct);
 int sy_media_seen_put(whisper_client *c, const Whisper__E2e__AttachmentPointer *p);
 #define SY_CONTENT_VERSION 1
 #define SY_TEXT_MAX 65536 /* a text's bytes */
+/* 1 if an attachment pointer is one the engine can use: a blob id that a URL
+ * path takes ([A-Za-z0-9_-], 1..128), a key, a digest, sizes and metadata
+ * within client.h's limits (content.c). */
+int sy_attachment_ok(const Whisper__E2e__AttachmentPointer *p);
 /* A Content decoded and checked for its kind (NULL: malformed); a kind
  * this version does not know is returned as it came. */
 Whisper__E2e__Content *sy_content_parse(const uint8_t *data, size_t len);
