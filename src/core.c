@@ -231,14 +231,17 @@ int whisper_store_begin(whisper_store *store) {
   wh_txn_err e;
   int rc = wh_txn_begin(store, 0, &e);
   store->txn_error = rc == WHISPER_OK || e.from_store ? NULL : e.why;
+  if (rc == WHISPER_OK) store->app_levels++;
   return rc;
 }
 
 int whisper_store_commit(whisper_store *store) {
   if (store == NULL) return WHISPER_EINVAL;
   wh_txn_err e;
+  unsigned depth = store->depth;
   int rc = wh_txn_commit(store, &e);
   store->txn_error = rc == WHISPER_OK || e.from_store ? NULL : e.why;
+  if (store->depth < depth && store->app_levels) store->app_levels--; /* (ended, kept or not) */
   return rc;
 }
 
@@ -250,6 +253,7 @@ int whisper_store_rollback(whisper_store *store) {
   }
   store->txn_error = NULL;
   wh_txn_rollback(store);
+  if (store->app_levels) store->app_levels--;
   return WHISPER_OK;
 }
 

@@ -24,6 +24,9 @@ struct whisper_store {
   unsigned depth;
   int failed;
   uint64_t sp, plain;
+  /* Of those, the outermost ones the app opened (whisper_store_begin()):
+   * the client engine's transactions refuse to start inside them. */
+  unsigned app_levels;
   /* The public calls' sentence about their last failure (NULL: none). */
   const char *txn_error;
   char last_error[256]; /* set by the library's own stores; cleared before each call */

@@ -339,7 +339,7 @@ static void own_send(whisper_client *c, const char *only, uint64_t now_ms) {
   sy_bentry *v;
   size_t n;
   int unsynced;
-  if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK) {
+  if (rc == WHISPER_OK && (rc = sy_begin(c)) == WHISPER_OK) {
     rc = state_read(c, &v, &n, &unsynced);
     if (rc == WHISPER_OK) {
       rc = unsynced ? state_write(c, v, n, 0) : WHISPER_OK;
@@ -611,7 +611,7 @@ static void reports_send(whisper_client *c) {
 /* The server took (or refused for good) the report `key`: it goes. */
 static int report_done(whisper_client *c, uint64_t key) {
   Whisper__Client__PendingReports *pr;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = reports_read(c, &pr);
   if (rc == WHISPER_OK && pr) {

@@ -165,7 +165,7 @@ static int check_target(whisper_client *c, const uint8_t *id, size_t id_len, con
 /* A message of history to quote or forward. */
 static int read_message(whisper_client *c, const char *conv, const char *sender, const uint8_t *id,
                         size_t id_len, int attachments, wh_found *f) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = wh_finish(c->ctx, wh_history_lookup(c->ctx, conv, sy_local_sender(c, sender), id, id_len, f));
   if (rc == WHISPER_OK && f->hidden) {

@@ -724,7 +724,7 @@ void sy_group_join_answer(whisper_client *c, size_t i, const Whisper__Sync__Fram
 /* The group as held, for a call: this account a member (and an admin when
  * `admin`), else WHISPER_ESTATE. */
 static int held_for(whisper_client *c, const uint8_t *gid, const char *admin_only, sy_group *g) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = wh_finish(c->ctx, sy_group_load(c, gid, g));
   if (rc != WHISPER_OK) return rc;
@@ -903,7 +903,7 @@ int whisper_client_group_join(whisper_client *c, const char *link, uint64_t now_
   e.has_secret = 1;
   e.what = SY_EDIT_JOIN;
   sy_group g;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_group_load(c, gid, &g));
   if (rc == WHISPER_OK) {
     if (g.known && !g.left && sy_group_is_member(&g, c->account))
@@ -964,7 +964,7 @@ int whisper_client_group_state(whisper_client *c, const uint8_t group_id[WHISPER
   *out = NULL;
   if (group_id == NULL) return sy_fail(c, WHISPER_EINVAL, "group_state needs a group id");
   sy_group g;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_group_load(c, group_id, &g));
   if (rc != WHISPER_OK) return rc;
   if (!g.known) return sy_fail(c, WHISPER_ENOTFOUND, "this device does not know that group");

@@ -1483,7 +1483,7 @@ static int retry_batch(whisper_client *c, sy_heldset *h) {
 void sy_retry_held(whisper_client *c) {
   c->retry_due = 0;
   sy_heldset h;
-  if (c->close_wanted || wh_begin(c->ctx) != WHISPER_OK) return;
+  if (c->close_wanted || sy_begin(c) != WHISPER_OK) return;
   int rc = wh_finish(c->ctx, sy_held_read(c, &h));
   if (rc != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the waiting entries");
@@ -1500,7 +1500,7 @@ void sy_retry_held(whisper_client *c) {
   }
   /* one of them needs a transaction of its own: each alone, as read again */
   sy_heldset_free(&h);
-  if (wh_begin(c->ctx) != WHISPER_OK) return;
+  if (sy_begin(c) != WHISPER_OK) return;
   if ((rc = wh_finish(c->ctx, sy_held_read(c, &h))) != WHISPER_OK) {
     sy_error_event(c, rc, 0, "cannot read the waiting entries");
     return;

@@ -193,7 +193,7 @@ static int index_put(whisper_client *c) {
 
 /* Stores a job (and the list, when it joined or left it) in one transaction. */
 static int job_save(whisper_client *c, const sy_media *j, int with_index) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = job_put(c, j);
   if (rc == WHISPER_OK && with_index) rc = index_put(c);
@@ -562,7 +562,7 @@ static void upload_done(whisper_client *c, sy_media *j, const char *blob_id, uin
   if (rc == WHISPER_OK) {
     Whisper__E2e__Content *sent = attachment_of(packed);
     if (sent) {
-      int src = wh_begin(c->ctx);
+      int src = sy_begin(c);
       if (src == WHISPER_OK) src = wh_finish(c->ctx, sy_media_seen_put(c, sent->attachment));
       whisper__e2e__content__free_unpacked(sent, &wh_pb_alloc);
     }
@@ -1094,7 +1094,7 @@ static void download_answer(whisper_client *c, sy_media *j, int status, const ui
 /* The attachment (conv, id, sender) as history holds it. */
 static int find_attachment(whisper_client *c, const char *conv, const uint8_t *id, size_t id_len,
                            const char *sender, wh_found *f) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = wh_finish(c->ctx, wh_history_lookup(c->ctx, conv, sy_local_sender(c, sender), id, id_len, f));
   if (rc == WHISPER_OK && (f->hidden || f->kind != WHISPER_KIND_ATTACHMENT)) {
@@ -1364,7 +1364,7 @@ int whisper_client_media_get(whisper_client *c, const char *conversation, const 
   while (live && memcmp(live->key, key, KEY_LEN) != 0) live = live->next;
   Whisper__Client__MediaJob *rec = NULL;
   if (live == NULL) {
-    rc = wh_begin(c->ctx);
+    rc = sy_begin(c);
     if (rc == WHISPER_OK) {
       rec = job_read(c, key, &rc);
       rc = wh_finish(c->ctx, rc == WHISPER_ENOTFOUND ? WHISPER_OK : rc);

@@ -144,7 +144,7 @@ int whisper_client_send_group(whisper_client *c, const uint8_t group_id[WHISPER_
 /* --- pending receipts and group operations ------------------------------------------------------- */
 
 int sy_ops_store(whisper_client *c) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   return wh_finish(c->ctx, sy_ops_save(c));
 }
@@ -455,7 +455,7 @@ int whisper_client_group_create(whisper_client *c, const char *const *members, s
     change = NULL;
   }
   whisper_buf_free(change);
-  if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK) {
+  if (rc == WHISPER_OK && (rc = sy_begin(c)) == WHISPER_OK) {
     rc = sy_group_save(c, gid, &g);
     if (rc == WHISPER_OK) rc = sy_ops_save(c);
     rc = wh_finish(c->ctx, rc);
@@ -479,7 +479,7 @@ static int group_change(whisper_client *c, int op, const uint8_t gid[WHISPER_GRO
   if (rc != WHISPER_OK) return rc;
   if (op == WHISPER__SYNC__GROUP_OP__OP__ADD) { /* the member limit, as held now */
     sy_group g;
-    if ((rc = wh_begin(c->ctx)) != WHISPER_OK) return rc;
+    if ((rc = sy_begin(c)) != WHISPER_OK) return rc;
     if ((rc = wh_finish(c->ctx, sy_group_load(c, gid, &g))) != WHISPER_OK) return rc;
     size_t after = g.n_members;
     for (size_t i = 0; i < n; i++) after += !sy_group_is_member(&g, members[i]);
@@ -850,7 +850,7 @@ int whisper_client_account_info(whisper_client *c, const char *account, int *tru
   if (c == NULL) return WHISPER_EINVAL;
   if (!wh_account_ok(account) || trust == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account");
   sy_devlist l;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc == WHISPER_OK) rc = wh_finish(c->ctx, sy_devs_load(c, account, &l));
   if (rc != WHISPER_OK) return rc;
   *trust = l.authed ? l.trust : WHISPER_TRUST_UNKNOWN;
@@ -864,7 +864,7 @@ int whisper_client_account_trust(whisper_client *c, const char *account,
   if (c == NULL) return WHISPER_EINVAL;
   if (!wh_account_ok(account) || key == NULL) return sy_fail(c, WHISPER_EINVAL, "bad account or key");
   sy_devlist l;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   if ((rc = sy_devs_load(c, account, &l)) == WHISPER_OK) {
     if (!l.authed || memcmp(l.account_key, key, WHISPER_PUBLIC_KEY_LEN) != 0)

@@ -814,7 +814,7 @@ static int group_step(whisper_client *c, sy_job *j) {
     g.key_gen++;
     for (size_t i = 0; i < g.n_have; i++) free(g.have[i].account);
     g.n_have = 0;
-    if (rc == WHISPER_OK && (rc = wh_begin(c->ctx)) == WHISPER_OK)
+    if (rc == WHISPER_OK && (rc = sy_begin(c)) == WHISPER_OK)
       rc = wh_finish(c->ctx, sy_group_save(c, j->group_id, &g));
     step = rc == WHISPER_OK ? STEP_AGAIN : STEP_STOP;
     goto out;
@@ -1171,7 +1171,7 @@ static void on_skdm_sent(whisper_client *c, sy_job *j, sy_req *r) {
     else g.have[g.n_have++].device = r->devs[i].device;
   }
   if (rc == WHISPER_OK && g.known) {
-    if ((rc = wh_begin(c->ctx)) == WHISPER_OK) rc = wh_finish(c->ctx, sy_group_save(c, j->group_id, &g));
+    if ((rc = sy_begin(c)) == WHISPER_OK) rc = wh_finish(c->ctx, sy_group_save(c, j->group_id, &g));
   }
   if (rc != WHISPER_OK) sy_error_event(c, rc, 0, "cannot store who has the sender key");
   sy_group_free(&g);

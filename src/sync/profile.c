@@ -386,7 +386,7 @@ static void members_hash(uint8_t out[32], const sy_group *g) {
 /* A read in a transaction of its own. */
 #define READ(c, expr)                            \
   do {                                           \
-    rc = wh_begin((c)->ctx);                     \
+    rc = sy_begin(c);                     \
     if (rc == WHISPER_OK) rc = wh_finish((c)->ctx, (expr)); \
   } while (0)
 
@@ -522,7 +522,7 @@ static int sent_current(const psent *s, const round *r, const uint8_t *members) 
 /* Records what `conv` got, in a transaction of its own. */
 static int mark_sent(whisper_client *c, const char *conv, const round *r, const uint8_t *members) {
   psent s;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc == WHISPER_OK) rc = sent_load(c, conv, &s);
   if (rc == WHISPER_OK) {
     s.has_tag = 1;
@@ -638,7 +638,7 @@ void sy_profile_sent_to(whisper_client *c, const char *conv, uint64_t now_ms) {
   int group = wh_group_conv_parse(conv, gid);
   psent st;
   pself s;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc == WHISPER_OK) rc = sent_load(c, conv, &st);
   if (rc == WHISPER_OK && !st.known && (rc = names_change(c, 'l', conv, 1, P_LIST_MAX)) == WHISPER_OK)
     rc = sent_save(c, conv, &st);

@@ -88,7 +88,7 @@ int whisper_client_conversation_flags_get(whisper_client *c, const char *convers
                    "initialize it with WHISPER_CONVERSATION_FLAGS_INIT",
                    caller->size, (size_t)WHISPER_CONVERSATION_FLAGS_SIZE_1_0);
   whisper_conversation_flags_t flags, *out = &flags;
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   Whisper__Client__ConversationFlags *f = flags_load(c, &rc);
   rc = wh_finish(c->ctx, rc);
@@ -102,7 +102,7 @@ int whisper_client_conversation_flags_get(whisper_client *c, const char *convers
 
 /* PresenceSet{mutes}: every conversation muted now. */
 void sy_mutes_flush(whisper_client *c) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return;
   Whisper__Client__ConversationFlags *f = flags_load(c, &rc);
   wh_finish(c->ctx, rc);

@@ -99,7 +99,7 @@ int sy_state_put(whisper_client *c, int registered, uint64_t last_seq, const uin
 }
 
 int sy_state_save(whisper_client *c) {
-  int rc = wh_begin(c->ctx);
+  int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
   rc = sy_state_put(c, c->registered, c->last_seq, c->above, c->n_above, c->held, c->n_held, c->upload_first,
                     c->upload_count);

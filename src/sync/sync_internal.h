@@ -589,6 +589,11 @@ int sy_ops_save(whisper_client *c); /* inside a transaction */
  * engine never joins an app's). Library calls inside join it without
  * savepoints: one that fails fails the transaction (sy_txn_alive() is then
  * 0, and later calls in it fail with WHISPER_ESTORE). */
+/* wh_begin() for the engine's own short transactions (and its calls of
+ * library functions that open their own): WHISPER_ESTATE while the app
+ * holds a transaction on the store (whisper_store_begin()), which the
+ * engine never joins. */
+int sy_begin(whisper_client *c);
 int sy_txn_begin(whisper_client *c);
 int sy_txn_alive(const whisper_client *c);
 /* The same, but a library call that fails undoes only its own writes (a

@@ -171,6 +171,14 @@ static int begin(whisper_client *c, unsigned flags) {
 
 int sy_txn_begin(whisper_client *c) { return begin(c, WH_TXN_PLAIN); }
 
+int sy_begin(whisper_client *c) {
+  if (c->ctx->store->app_levels)
+    return wh_fail(c->ctx, WHISPER_ESTATE,
+                   "the app holds a transaction on the store (the client engine never joins "
+                   "the app's: its progress must be durable before its frames leave)");
+  return wh_begin(c->ctx);
+}
+
 int sy_txn_begin_steps(whisper_client *c) {
   if (c->ctx->store->depth || !wh_txn_has_savepoints(c->ctx->store)) return WHISPER_ESTATE;
   return begin(c, 0);

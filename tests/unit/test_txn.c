@@ -264,6 +264,35 @@ static void test_app_transaction(int which) {
   tdev_close(&bob);
 }
 
+/* The client engine never joins an app's transaction: its calls that
+ * write (here a conversation's flags) refuse while the app holds one, and
+ * work again once it is committed or rolled back. */
+static void test_engine_refuses(int which) {
+  whisper_store *st = open_store(which, 4);
+  whisper_ctx *ctx;
+  CHECK_RC(whisper_ctx_new(&ctx, st), WHISPER_OK);
+  CHECK_RC(whisper_identity_generate(ctx, "alice", 1, 0, NOW), WHISPER_OK);
+  whisper_client *cl = NULL;
+  CHECK_RC(whisper_client_new(&cl, ctx, NULL), WHISPER_OK);
+  whisper_conversation_flags_t f = WHISPER_CONVERSATION_FLAGS_INIT, got = f;
+  f.pinned = 1;
+  CHECK_RC(whisper_store_begin(st), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(cl, "bob", &f, NOW), WHISPER_ESTATE);
+  CHECK(strstr(whisper_ctx_last_error(ctx), "never joins") != NULL);
+  CHECK_RC(whisper_store_rollback(st), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_set(cl, "bob", &f, NOW), WHISPER_OK);
+  CHECK_RC(whisper_store_begin(st), WHISPER_OK);
+  CHECK_RC(whisper_store_begin(st), WHISPER_OK); /* nested: both are the app's */
+  CHECK_RC(whisper_store_commit(st), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(cl, "bob", &got), WHISPER_ESTATE);
+  CHECK_RC(whisper_store_commit(st), WHISPER_OK);
+  CHECK_RC(whisper_client_conversation_flags_get(cl, "bob", &got), WHISPER_OK);
+  CHECK(got.pinned == 1);
+  whisper_client_free(cl);
+  whisper_ctx_free(ctx);
+  close_store(which, st);
+}
+
 int main(void) {
   if (wh_crypto_init() != 0) return 2;
   CHECK(mkdtemp(g_dir) != NULL);
@@ -272,6 +301,7 @@ int main(void) {
     test_depth(which);
     test_inner_failure(which);
     test_app_transaction(which);
+    test_engine_refuses(which);
   }
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
