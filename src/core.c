@@ -180,14 +180,6 @@ void whisper_store_free(whisper_store *store) {
   free(store);
 }
 
-const char *wh_store_error(const whisper_store *s) {
-  if (s->ops.version >= 5 && s->ops.last_error) {
-    const char *t = s->ops.last_error(s->user);
-    return t ? t : "";
-  }
-  return s->last_error;
-}
-
 const char *whisper_store_last_error(const whisper_store *store) {
   if (store == NULL) return "no store";
   return store->txn_error ? store->txn_error : wh_store_error(store);

@@ -177,7 +177,11 @@ WHISPER_SERVER_API void whisper_server_free(whisper_server *WHISPER_NULLABLE srv
 WHISPER_SERVER_API int whisper_server_rng_set(whisper_server *srv, whisper_rng_fn WHISPER_NULLABLE fn,
                                               void *WHISPER_NULLABLE user);
 
-/** The sentence describing the server's last failure ("" if none). */
+/** The sentence describing the server's last failure ("" if none): the
+ *  last one, kept until another failure replaces it (a call that succeeds
+ *  does not clear it, unlike a context's: a failure inside a batch is
+ *  reported when the batch ends, after other calls). A store failure's
+ *  sentence ends with the store's own text, as a context's does. */
 WHISPER_SERVER_API const char *whisper_server_last_error(const whisper_server *srv);
 
 /**
@@ -276,7 +280,7 @@ WHISPER_SERVER_API int whisper_server_batch_begin(whisper_server *srv);
  * releases its held output to whisper_server_take_output(). Returns WHISPER_OK,
  * WHISPER_EINVAL (NULL), WHISPER_ESTATE (no batch is open) or the store's
  * error when the commit failed: then nothing was kept, the held output is
- * dropped and the connections the batch touched are closed (their CLOSE
+ * dropped and the connections the batch touched are closed (their DISCONNECT
  * actions are queued), and whisper_server_last_error() says why. The
  * batch is over in every case.
  */

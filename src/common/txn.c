@@ -11,6 +11,15 @@ static int fail(wh_txn_err *err, int rc, const char *why, int from_store) {
   return rc;
 }
 
+/* (internal.h) Here, not in core.c: the server library reports it too. */
+const char *wh_store_error(const whisper_store *s) {
+  if (s->ops.version >= 5 && s->ops.last_error) {
+    const char *t = s->ops.last_error(s->user);
+    return t ? t : "";
+  }
+  return s->last_error;
+}
+
 static uint64_t bit(unsigned level) { return (uint64_t)1 << (level - 1); }
 
 int wh_txn_has_savepoints(const whisper_store *s) {

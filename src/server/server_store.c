@@ -195,29 +195,40 @@ int wsrv_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   return wsrv_store_del(srv, kind, key, n);
 }
 
+/* A store call failed with `rc`: the server's sentence is `what`, the
+ * code's text, then the store's own (SQLite's or PostgreSQL's code and
+ * message), as the library's contexts report it. */
+static int store_fail(whisper_server *srv, int rc, const char *what) {
+  const char *detail = wh_store_error(srv->store);
+  return wsrv_fail(srv, rc, "%s (%s)%s%.160s", what, whisper_strerror(rc), detail[0] ? ": " : "",
+                   detail);
+}
+
 int wsrv_store_get(whisper_server *srv, int kind, const uint8_t *key, size_t n,
                    whisper_buf **out) {
   whisper_store *s = srv->store;
   *out = NULL;
+  s->last_error[0] = '\0';
   int rc = s->ops.get(s->user, kind, key, n, out);
   if (rc == WHISPER_OK && *out == NULL) rc = WHISPER_ESTORE;
-  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND)
-    return wsrv_fail(srv, rc, "store: read failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK && rc != WHISPER_ENOTFOUND) return store_fail(srv, rc, "store: read failed");
   return rc;
 }
 
 int wsrv_store_put(whisper_server *srv, int kind, const uint8_t *key, size_t n, const uint8_t *v,
                    size_t vn) {
   whisper_store *s = srv->store;
+  s->last_error[0] = '\0';
   int rc = s->ops.put(s->user, kind, key, n, v, vn);
-  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: write failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK) return store_fail(srv, rc, "store: write failed");
   return WHISPER_OK;
 }
 
 int wsrv_store_del(whisper_server *srv, int kind, const uint8_t *key, size_t n) {
   whisper_store *s = srv->store;
+  s->last_error[0] = '\0';
   int rc = s->ops.del(s->user, kind, key, n);
-  if (rc != WHISPER_OK) return wsrv_fail(srv, rc, "store: delete failed (%s)", whisper_strerror(rc));
+  if (rc != WHISPER_OK) return store_fail(srv, rc, "store: delete failed");
   return WHISPER_OK;
 }
 
@@ -309,12 +320,13 @@ int wsrv_scan(whisper_server *srv, int kind, const uint8_t *prefix, size_t prefi
     int frc = wsrv_cache_flush_kind(srv, kind);
     if (frc != WHISPER_OK) return frc;
   }
+  s->last_error[0] = '\0';
   int rc = s->ops.scan(s->user, kind, prefix, prefix_len, bound, bound_len, 0, limit, scan_copy,
                        &acc);
   if (rc == WHISPER_OK && acc.failed) rc = WHISPER_ENOMEM;
   if (rc != WHISPER_OK) {
     wsrv_recs_free(acc.recs, acc.n);
-    return wsrv_fail(srv, rc, "store: scan failed (%s)", whisper_strerror(rc));
+    return store_fail(srv, rc, "store: scan failed");
   }
   *out = acc.recs;
   *n = acc.n;

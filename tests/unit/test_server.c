@@ -2506,12 +2506,19 @@ static void failing_open(srvt *t, failing *fl, whisper_store **st, size_t keep, 
   for (int i = 0; i < n; i++) dev_up(t, devs[i], (uint64_t)(i + 1), 0);
 }
 
+/* The store's own text about its last failure (ops version 5). */
+static const char *f_last_error(void *u) {
+  (void)u;
+  return "faulty: the injected failure";
+}
+
 static void test_store_failure(void) {
   srvt t;
   dev a, b;
   failing fl = {NULL, -1, 0, 0, 0, 0, 0, 0};
   whisper_store *st;
-  const whisper_store_ops ops = failing_ops;
+  whisper_store_ops ops = failing_ops;
+  ops.last_error = f_last_error;
   whisper_store_memory_new(&fl.inner);
   CHECK_RC(whisper_store_new(&st, &ops, &fl), WHISPER_OK);
   srvt_open(&t, st, NULL);
@@ -2530,6 +2537,10 @@ static void test_store_failure(void) {
     send_direct(&t, &a, "bob", cid, b1, 1, NULL, 0, 1);
     EXPECT_ERR(1, 12);
     CHECK(t.rc == WHISPER_ESTORE);
+    /* the server's sentence ends with the store's own text, as a context's does */
+    if (round == 0)
+      CHECK(strcmp(whisper_server_last_error(t.srv),
+                   "store: write failed (store failure): faulty: the injected failure") == 0);
     fl.fail_puts_after = -1;
     fl.fail_commit = 0;
     CHECK(stats(&t).mailbox_depth == 0 && stats(&t).messages_sent == 0 && n_pushes == 0);
