@@ -1,7 +1,7 @@
 /*
  * fuzz_sender_key_message: the input is a SenderKeyMessage that bob.1
  * decrypts (whisper_sender_key_decrypt) as from alice.1. Bob's fixed state
- * (fzg_scenario, fuzz_group.h) holds alice's chains C6 (at iteration 4, a
+ * (fzg_scenario, fuzz_sender_key.h) holds alice's chains C6 (at iteration 4, a
  * skipped key for 2), C5 (at 1), C4, C3 and C2 (at 0) of distribution D1.
  * Asserts:
  *  - a message the model cannot parse (fzg_skm_parse: version 3, 64-byte
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_group.h"
+#include "fuzz_sender_key.h"
 
 static fzg_world *w;
 static fz_dev *bob;

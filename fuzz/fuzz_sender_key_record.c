@@ -5,7 +5,7 @@
  * bracket (a failure must change nothing; everything written is restored):
  *
  *  1. whisper_sender_key_decrypt of alice's real C6 messages at iterations 5 and
- *     2 (fzg_scenario, fuzz_group.h);
+ *     2 (fzg_scenario, fuzz_sender_key.h);
  *  2. whisper_sender_key_generate: with no states it makes one (private key
  *     matching the public one), else it writes nothing; its SKDM describes
  *     state 0;
@@ -19,7 +19,7 @@
  *     C7 message at 5 and C6 message at 5 on the record it writes.
  *
  * A record the model does not decode (fzg_record_decode, the rules of
- * src/protocol/group.c) must give WHISPER_ECORRUPT from every call; one it
+ * src/protocol/sender_key.c) must give WHISPER_ECORRUPT from every call; one it
  * decodes must give the code the model predicts. Every record a successful
  * call writes must decode again.
  */
@@ -27,7 +27,7 @@
 #include <string.h>
 
 #include "crypto/crypto.h"
-#include "fuzz_group.h"
+#include "fuzz_sender_key.h"
 
 static fzg_world *w;
 static fz_dev *bob, *carol;

@@ -1,7 +1,7 @@
 /*
  * fuzz_skdm: the input is a SenderKeyDistributionMessage that bob.1
  * processes (whisper_sender_key_process) as from alice.1. Bob's fixed state
- * (fzg_scenario, fuzz_group.h) already holds five of alice's chains for
+ * (fzg_scenario, fuzz_sender_key.h) already holds five of alice's chains for
  * distribution D1 (C6 C5 C4 C3 C2, newest first, C6 and C5 partly read),
  * so a repeated chain, a chain id with another signing key, a new chain
  * (evicting C2), an evicted chain and a new distribution are all a mutation
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_group.h"
+#include "fuzz_sender_key.h"
 
 static fzg_world *w;
 static fz_dev *bob;

@@ -2,7 +2,7 @@
  * Writes the seed corpora: gen_corpus OUT_DIR makes
  * OUT_DIR/<target>/<name> for each fuzz target from the same
  * deterministic scenarios the targets rebuild at start-up (fuzz_common.c,
- * fuzz_group.c for the sender key targets, fuzz_sync.c for the server,
+ * fuzz_sender_key.c for the sender key targets, fuzz_sync.c for the server,
  * engine and frame targets),
  * so the seeds are real messages, bundles, records and frames valid
  * against each target's fixed state. Run it again whenever the library
@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 
 #include "fuzz_common.h"
-#include "fuzz_group.h"
+#include "fuzz_sender_key.h"
 #include "fuzz_sync.h"
 
 #define MAX_SEED 4096
@@ -89,7 +89,7 @@ int main(int argc, char **argv) {
   fz_seeds_free(&s);
   for (int i = 0; i < FZ_RECORD_MSGS; i++) whisper_buf_free(msgs[i]);
 
-  /* the group targets share one scenario (fuzz_group.c) */
+  /* the group targets share one scenario (fuzz_sender_key.c) */
   fz_seeds skdm = {0}, skm = {0}, skrec = {0};
   fzg_world_free(fzg_scenario(&skdm, &skm, &skrec));
   bad |= write_seeds(argv[1], "fuzz_skdm", &skdm);

@@ -11,7 +11,7 @@
  * (each primitive timed in a tight loop in the same run; where OpenSSL and
  * libsodium both have it, X25519 and the SHA-256 based MACs and KDFs, both
  * are timed and the faster counts), counted from
- * src/protocol/session.c and src/protocol/group.c; see print_model() and
+ * src/protocol/session.c and src/protocol/sender_key.c; see print_model() and
  * tests/bench/README.md. "% of floor" is floor_time / measured_time * 100:
  * 100% would mean no overhead at all.
  *
@@ -291,7 +291,7 @@ static void p_verify(void *v) {
   if (wh_xeddsa_verify(p->a.pub + 1, p->b.pub, WH_PUB_LEN, p->sig) != 0)
     die("wh_xeddsa_verify", WHISPER_EINVALIDSIG, NULL);
 }
-static void p_hkdf48(void *v) { /* group.c seed_keys(): iv || cipher key */
+static void p_hkdf48(void *v) { /* sender_key.c seed_keys(): iv || cipher key */
   prim_args *p = v;
   wh_hkdf(p->out, 48, NULL, 0, p->key, 32, "WhisperGroup");
 }
@@ -1930,7 +1930,7 @@ static void build_model(const prims *t, model *m) {
   m->alternating = m->enc_small + m->dh_step + m->dec_small;
   m->one_way = m->enc_small + m->dec_small;
   m->big = m->enc_big + m->dec_big;
-  /* group.c: chain_step() (seed and next key) + seed_keys() */
+  /* sender_key.c: chain_step() (seed and next key) + seed_keys() */
   m->g_keys = t->step + t->hkdf48;
   m->g_enc = m->g_keys + t->cbc_enc_small + t->sign_g + chain;
   m->g_dec = t->verify_g + m->g_keys + chain + t->cbc_dec_small;
@@ -1971,7 +1971,7 @@ static void print_model(const prims *t, const model *m) {
   printf("  3. one-way   = ENC(100) + DEC(100)           (symmetric chain steps only)\n");
   printf("  4. 1 MiB     = ENC(1 MiB) + DEC(1 MiB)\n");
   printf(
-      "Groups (sender keys, from src/protocol/group.c; G = %zu B, the signed part of a\n"
+      "Groups (sender keys, from src/protocol/sender_key.c; G = %zu B, the signed part of a\n"
       "SenderKeyMessage: its version byte and protobuf):\n",
       t->g_signed_len);
   printf("  GK     = group keys: chain step + HKDF-48                  %9.3f us\n", m->g_keys * 1e6);

@@ -1,5 +1,5 @@
-/* The group fuzzers' scenario and model: see fuzz_group.h. */
-#include "fuzz_group.h"
+/* The sender key fuzzers' scenario and model: see fuzz_sender_key.h. */
+#include "fuzz_sender_key.h"
 
 #include <sodium.h>
 #include <stdio.h>

@@ -14,13 +14,13 @@
  * past the 25000 limit for bob's C6) are made by planting an advanced copy
  * of alice's C6 state.
  */
-#ifndef WHISPER_FUZZ_GROUP_H
-#define WHISPER_FUZZ_GROUP_H
+#ifndef WHISPER_FUZZ_SENDER_KEY_H
+#define WHISPER_FUZZ_SENDER_KEY_H
 
 #include "fuzz_common.h"
 #include "whisper/sender_key.h"
 
-/* The library's limits (sender_key.h, src/protocol/group.c). */
+/* The library's limits (sender_key.h, src/protocol/sender_key.c). */
 #define FZG_MAX_STATES 5
 #define FZG_MAX_KEYS 2000
 #define FZG_MAX_JUMP 25000
@@ -79,7 +79,7 @@ typedef struct fzg_record {
 } fzg_record;
 
 /* Decodes a stored sender key record by the rules the library documents
- * (src/protocol/group.c, record_load): 1 if it decodes, 0 if the library
+ * (src/protocol/sender_key.c, record_load): 1 if it decodes, 0 if the library
  * must answer WHISPER_ECORRUPT. `r` is zeroed on failure. */
 int fzg_record_decode(fzg_record *r, const uint8_t *b, size_t len);
 void fzg_record_free(fzg_record *r);
