@@ -67,17 +67,7 @@ static void usage(FILE *f) {
   fprintf(f, "Attachments: send-file, view-once, download, open, media.\n");
 }
 
-static int valid_account(const char *s) {
-  size_t n = strlen(s);
-  if (n < 1 || n > 64) return 0;
-  for (size_t i = 0; i < n; i++) {
-    char ch = s[i];
-    if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-          ch == '-'))
-      return 0;
-  }
-  return 1;
-}
+static int valid_account(const char *s) { return whisper_account_name_check(s) == WHISPER_OK; }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out) {
   char *end;

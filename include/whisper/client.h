@@ -84,6 +84,12 @@ WHISPER_NONNULL_BEGIN
 /** The largest device id (ids are 1..2^31 - 1). */
 #define WHISPER_DEVICE_ID_MAX 0x7FFFFFFFu
 
+/** Checks an account name as the engine and the server take it (1..64
+ *  bytes of [a-z0-9._-]), so that an app can refuse a bad one where the
+ *  user types it. Returns WHISPER_OK, or WHISPER_EINVAL (NULL, empty, too
+ *  long or another byte). */
+WHISPER_API int whisper_account_name_check(const char *WHISPER_NULLABLE name);
+
 #define WHISPER_CLIENT_ID_LEN 16       /* a message's client id */
 #define WHISPER_GROUP_ID_LEN 16
 #define WHISPER_GROUP_CONVERSATION_LEN (1 + 2 * WHISPER_GROUP_ID_LEN)

@@ -316,6 +316,12 @@ static void connection_reset(whisper_client *c) {
 
 /* --- the handle ------------------------------------------------------------------------------ */
 
+_Static_assert(WH_ACCOUNT_MAX == WHISPER_ACCOUNT_NAME_MAX, "WH_ACCOUNT_MAX is not client.h's");
+
+int whisper_account_name_check(const char *name) {
+  return name && wh_account_ok(name) ? WHISPER_OK : WHISPER_EINVAL;
+}
+
 int whisper_client_new(whisper_client **out, whisper_ctx *ctx, const whisper_client_config_t *cfg) {
   static const whisper_client_config_t defaults = WHISPER_CLIENT_CONFIG_INIT;
   if (out == NULL) return WHISPER_EINVAL;

@@ -577,6 +577,19 @@ static void test_prekeys_and_refusals(void) {
 static void test_api_checks(void) {
   tdev d;
   tdev_open(&d, 3);
+  /* account names as the engine and the server take them */
+  char name[WHISPER_ACCOUNT_NAME_MAX + 2];
+  memset(name, 'a', sizeof name - 1);
+  name[WHISPER_ACCOUNT_NAME_MAX] = 0;
+  CHECK_RC(whisper_account_name_check(name), WHISPER_OK); /* 64 bytes */
+  name[WHISPER_ACCOUNT_NAME_MAX] = 'a';
+  name[WHISPER_ACCOUNT_NAME_MAX + 1] = 0;
+  CHECK_RC(whisper_account_name_check(name), WHISPER_EINVAL); /* 65 */
+  CHECK_RC(whisper_account_name_check("a.b_c-9"), WHISPER_OK);
+  CHECK_RC(whisper_account_name_check(""), WHISPER_EINVAL);
+  CHECK_RC(whisper_account_name_check(NULL), WHISPER_EINVAL);
+  CHECK_RC(whisper_account_name_check("Alice"), WHISPER_EINVAL);
+  CHECK_RC(whisper_account_name_check("al ice"), WHISPER_EINVAL);
   whisper_client *c = NULL;
   CHECK_RC(whisper_client_new(&c, d.ctx, NULL), WHISPER_ESTATE); /* no identity */
   CHECK_RC(whisper_identity_generate(d.ctx, "Not An Account", 1, 0, T0), WHISPER_OK);
