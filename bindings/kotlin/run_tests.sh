@@ -71,12 +71,12 @@ if [ "$(echo "$want" | wc -l)" -lt 40 ] || [ "$want" != "$(echo "$want" | sort -
 fi
 if [ "$want" != "$table" ]; then
   echo "FAIL: jni/sizes.c's WJ_SIZES differs from the size functions of sizes.h and core.h (< headers, > table):"
-  diff <(echo "$want") <(echo "$table") || true
+  diff <(echo "$want") <(echo "$table") || true; echo
   exit 1
 fi
 if [ "$want" != "$kt" ]; then
   echo "FAIL: Sizes.kt's vals differ from the size functions of sizes.h and core.h (< headers, > Sizes.kt):"
-  diff <(echo "$want") <(echo "$kt") || true
+  diff <(echo "$want") <(echo "$kt") || true; echo
   exit 1
 fi
 mkdir -p "$out"
