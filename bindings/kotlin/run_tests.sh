@@ -56,6 +56,29 @@ if [ -z "$want" ] || [ "$want" != "$have" ]; then
   diff <(echo "$want") <(echo "$have") || true
   exit 1
 fi
+# Sizes: every size function of sizes.h and core.h is in the shim's table
+# (jni/sizes.c's WJ_SIZES, once), and each entry has its val in Sizes.kt.
+inc="$here/../../include/whisper"
+want="$( { grep -ohE 'whisper_[a-z0-9_]+\(void\)' "$inc/sizes.h"
+           grep -ohE 'whisper_[a-z0-9_]+_(len|max|max_size|digits)\(void\)' "$inc/core.h"; } |
+        sed -E 's/^whisper_//; s/\(void\)$//' | sort)"
+table="$(grep -oE '^  X\([a-z0-9_]+\)' "$here/jni/sizes.c" | sed -E 's/^  X\(//; s/\)$//' | sort)"
+kt="$(grep -oE '(int|long)\("[a-z0-9_]+"\)' "$here/src/main/kotlin/org/libwhisper/Sizes.kt" |
+      sed -E 's/^[a-z]+\("//; s/"\)$//' | sort)"
+if [ "$(echo "$want" | wc -l)" -lt 40 ] || [ "$want" != "$(echo "$want" | sort -u)" ]; then
+  echo "FAIL: could not read the size functions of sizes.h and core.h"
+  exit 1
+fi
+if [ "$want" != "$table" ]; then
+  echo "FAIL: jni/sizes.c's WJ_SIZES differs from the size functions of sizes.h and core.h (< headers, > table):"
+  diff <(echo "$want") <(echo "$table") || true; echo
+  exit 1
+fi
+if [ "$want" != "$kt" ]; then
+  echo "FAIL: Sizes.kt's vals differ from the size functions of sizes.h and core.h (< headers, > Sizes.kt):"
+  diff <(echo "$want") <(echo "$kt") || true; echo
+  exit 1
+fi
 mkdir -p "$out"
 jar="$out/whisper-kotlin-tests.jar"
 if [ ! -f "$jar" ] || [ -n "$(find "$here/src" -name '*.kt' -newer "$jar" | head -1)" ]; then
@@ -75,6 +98,7 @@ args=()
 log="$out/last-run.log"
 set +e
 "$java" -Xms96m -Xmx96m -XX:+AlwaysPreTouch -Xcheck:jni -Dwhisper.jni.path="$jni" \
+  -Dwhisper.include.dir="$(realpath "$inc")" \
   -cp "$jar:$kc/lib/kotlin-stdlib.jar:$kc/lib/kotlin-test.jar" \
   org.libwhisper.test.RunnerKt "${args[@]}" "${only[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}

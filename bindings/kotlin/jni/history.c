@@ -48,10 +48,14 @@ WJ_EXPORT jobjectArray JNICALL WJ_FN(History, pageGet)(JNIEnv *env, jclass cls, 
   wj_array_set(env, arr, 4, m->quote_id ? wj_new_bytes(env, m->quote_id, m->quote_id_len) : NULL);
   wj_array_set(env, arr, 5, wj_new_cstr(env, m->quote_sender));
   wj_array_set(env, arr, 6, wj_new_cstr(env, m->quote_excerpt));
-  for (size_t r = 0; r < m->n_reactions && m->reactions != NULL; r++) {
-    wj_array_set(env, arr, 7 + 3 * r, wj_new_cstr(env, WHISPER_MESSAGE_REACTION(m, r)->reactor));
-    wj_array_set(env, arr, 8 + 3 * r, wj_new_cstr(env, WHISPER_MESSAGE_REACTION(m, r)->emoji));
-    wj_array_set(env, arr, 9 + 3 * r, u64be(env, WHISPER_MESSAGE_REACTION(m, r)->at_ms));
+  /* whisper_message_reaction() steps by the library's element size, as
+   * WHISPER_MESSAGE_REACTION() does, and is NULL past the end. */
+  for (size_t r = 0; r < m->n_reactions; r++) {
+    const whisper_reaction_t *re = whisper_message_reaction(m, r);
+    if (re == NULL) break;
+    wj_array_set(env, arr, 7 + 3 * r, wj_new_cstr(env, re->reactor));
+    wj_array_set(env, arr, 8 + 3 * r, wj_new_cstr(env, re->emoji));
+    wj_array_set(env, arr, 9 + 3 * r, u64be(env, re->at_ms));
   }
   return arr;
 }

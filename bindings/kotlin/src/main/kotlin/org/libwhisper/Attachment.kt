@@ -6,8 +6,9 @@ package org.libwhisper
 class AttachmentResult(val digest: ByteArray, val plaintextHash: ByteArray, val blobSize: Long,
                        val chunkSize: Int, val incrementalMac: ByteArray?)
 
-/** Encrypts a plaintext of exactly `size` bytes under a 64-byte key and a
- *  16-byte IV; feed it with update(), each call returning blob bytes. */
+/** Encrypts a plaintext of exactly `size` bytes under a key of
+ *  Sizes.ATTACHMENT_KEY_LEN bytes and an IV of Sizes.ATTACHMENT_IV_LEN; feed
+ *  it with update(), each call returning blob bytes. */
 class AttachmentEncryptor(key: ByteArray, iv: ByteArray, val size: Long) :
     NativeObject(NativeAttachment.encryptNew(key, iv, size)) {
     override fun free(handle: Long) = NativeAttachment.encryptFree(handle)
@@ -22,8 +23,10 @@ class AttachmentEncryptor(key: ByteArray, iv: ByteArray, val size: Long) :
     }
 
     companion object {
-        const val KEY_LEN = 64
-        const val IV_LEN = 16
+        @Deprecated("Sizes.ATTACHMENT_KEY_LEN", ReplaceWith("Sizes.ATTACHMENT_KEY_LEN"))
+        val KEY_LEN: Int get() = Sizes.ATTACHMENT_KEY_LEN
+        @Deprecated("Sizes.ATTACHMENT_IV_LEN", ReplaceWith("Sizes.ATTACHMENT_IV_LEN"))
+        val IV_LEN: Int get() = Sizes.ATTACHMENT_IV_LEN
         fun paddedSize(size: Long): Long = NativeAttachment.paddedSize(size)
         fun blobSize(size: Long): Long = NativeAttachment.blobSize(size)
 

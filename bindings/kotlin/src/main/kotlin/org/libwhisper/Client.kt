@@ -78,14 +78,16 @@ class AccountInfo(val trust: Int, val key: ByteArray?) {
 
 /** Group constants (client.h). */
 object Group {
-    const val ID_LEN = 16
+    @Deprecated("Sizes.GROUP_ID_LEN", ReplaceWith("Sizes.GROUP_ID_LEN"))
+    val ID_LEN: Int get() = Sizes.GROUP_ID_LEN
     const val NAME = 1; const val DESCRIPTION = 2; const val PICTURE = 3
     const val ADMINS_EDIT_INFO = 1; const val ADMINS_SEND = 2; const val APPROVAL = 3
     const val CHANGED_MEMBERS = 1; const val CHANGED_ADMINS = 2; const val CHANGED_INFO = 4
     const val CHANGED_SETTINGS = 8; const val CHANGED_LINK = 16
     const val JOIN_REQUEST = 32; const val JOIN_REQUESTED = 64
 
-    /** A group's conversation name: "#" and 32 lowercase hex digits. */
+    /** A group's conversation name: "#" and 2 * Sizes.GROUP_ID_LEN lowercase hex
+     *  digits (Sizes.GROUP_CONVERSATION_LEN characters). */
     fun conversation(groupId: ByteArray): String = NativeClient.groupConversation(groupId).decodeToString()
 }
 
@@ -126,7 +128,8 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
     fun events(): List<ClientEvent> = generateSequence { takeEvent() }.toList()
 
     // --- messages
-    /** Sends `body` to an account; returns the message's 16-byte client id. */
+    /** Sends `body` to an account; returns the message's client id
+     *  (Sizes.CLIENT_ID_LEN bytes). */
     fun send(to: String, body: ByteArray, nowMs: Long = now()): ByteArray =
         NativeClient.send(handle, to.utf8(), null, body, nowMs)
     fun sendGroup(groupId: ByteArray, body: ByteArray, nowMs: Long = now()): ByteArray =
@@ -255,8 +258,9 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
         NativeClient.report(handle, conversation.utf8(), messages, block, nowMs)
 
     companion object {
-        const val CLIENT_ID_LEN = 16
-        /** The 8 digits both devices show for a link token. */
+        @Deprecated("Sizes.CLIENT_ID_LEN", ReplaceWith("Sizes.CLIENT_ID_LEN"))
+        val CLIENT_ID_LEN: Int get() = Sizes.CLIENT_ID_LEN
+        /** The Sizes.LINK_DIGITS digits both devices show for a link token. */
         fun linkDigits(token: ByteArray): String = NativeClient.linkDigits(token).decodeToString()
     }
 }

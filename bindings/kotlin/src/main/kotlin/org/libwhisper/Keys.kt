@@ -5,7 +5,7 @@ package org.libwhisper
 class KeyPair(val publicKey: ByteArray, privateKey: ByteArray) : AutoCloseable {
     private val priv = privateKey
 
-    /** The private key (32 bytes): the array itself, wiped by close(). */
+    /** The private key (Sizes.PRIVATE_KEY_LEN bytes): the array itself, wiped by close(). */
     val privateKey: ByteArray get() = priv
 
     override fun close() = priv.wipe()
@@ -13,13 +13,13 @@ class KeyPair(val publicKey: ByteArray, privateKey: ByteArray) : AutoCloseable {
     companion object {
         /** A fresh key pair from the context's random source. */
         fun generate(ctx: Context): KeyPair {
-            val pub = ByteArray(Whisper.PUBLIC_KEY_LEN)
-            val priv = ByteArray(Whisper.PRIVATE_KEY_LEN)
+            val pub = ByteArray(Sizes.PUBLIC_KEY_LEN)
+            val priv = ByteArray(Sizes.PRIVATE_KEY_LEN)
             NativeKeys.generate(ctx.handle, pub, priv)
             return KeyPair(pub, priv)
         }
 
-        /** The key pair of a 32-byte private key (copied). */
+        /** The key pair of a private key of Sizes.PRIVATE_KEY_LEN bytes (copied). */
         fun fromPrivate(priv: ByteArray): KeyPair = KeyPair(NativeKeys.publicOf(priv), priv.copyOf())
     }
 }

@@ -27,6 +27,13 @@ internal object NativeCore {
     @JvmStatic external fun mallocInUse(): Long
 }
 
+/** jni/sizes.c: the size functions, one table, in one call each. */
+internal object NativeSizes {
+    init { NativeLoader.load() }
+    @JvmStatic external fun names(): Array<ByteArray?>
+    @JvmStatic external fun values(): LongArray
+}
+
 internal object NativeStore {
     init { NativeLoader.load() }
     @JvmStatic external fun memoryNew(): Long

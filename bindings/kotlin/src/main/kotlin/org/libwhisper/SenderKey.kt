@@ -7,7 +7,8 @@ data class Device(val name: String, val deviceId: Int)
 /** One device's SKDM envelope from distributeSenderKey(). */
 class Envelope(val device: Device, val status: Int, val message: Ciphertext?)
 
-/** This device's SKDM for the 16-byte distribution id (generated on first use). */
+/** This device's SKDM for the distribution id (Sizes.DISTRIBUTION_ID_LEN bytes;
+ *  generated on first use). */
 fun Context.senderKeyGenerate(distributionId: ByteArray): ByteArray = NativeSenderKey.create(handle, distributionId)
 
 /** A new sender chain for the distribution; returns its SKDM. */

@@ -54,7 +54,7 @@ fun Context.importIdentity(name: String, deviceId: Int, registrationId: Int, pri
 
 /** This device's identity; throws WhisperException(ESTATE) before one exists. */
 fun Context.identity(): Identity {
-    val pub = ByteArray(Whisper.PUBLIC_KEY_LEN)
+    val pub = ByteArray(Sizes.PUBLIC_KEY_LEN)
     val ids = LongArray(2)
     val name = NativeSession.identityGet(handle, pub, ids)
     return Identity(name.decodeToString(), ids[0].toInt(), ids[1].toInt(), pub)

@@ -182,6 +182,17 @@ fun engineWhisperd() {
                         // what history holds on both sides, in order
                         assertEquals(listOf("hi alice", "hello over whisperd"),
                                      bd.ctx.historyPage("alice", 10).map { it.body!!.decodeToString() })
+                        // reactions, read back from history (two: the page steps
+                        // through them with whisper_message_reaction())
+                        bc.react("alice", id1, "alice", "\uD83D\uDC4D")
+                        pump(both, "bob's reaction") {
+                            a.find<ClientEvent.ReactionChanged> { it.targetId?.contentEquals(id1) == true } != null
+                        }
+                        ac.react("bob", id1, null, "\u2764")
+                        val reacted = ad.ctx.historyPage("bob", 10).single { it.id.contentEquals(id1) }
+                        assertEquals(listOf("bob" to "\uD83D\uDC4D", "alice" to "\u2764"),
+                                     reacted.reactions.map { it.reactor to it.emoji })
+                        assertTrue(reacted.reactions.all { it.atMs > 0 })
                         assertEquals(AccountInfo.UNVERIFIED, ac.accountInfo("bob").trust)
                         assertContentEquals(bd.ctx.identity().publicKey, ac.accountInfo("bob").key)
 

@@ -70,8 +70,8 @@ fun historyPagingAndSearch() {
 }
 
 fun attachments() {
-    val key = ByteArray(64) { (it * 7).toByte() }
-    val iv = ByteArray(16) { (it + 1).toByte() }
+    val key = ByteArray(Sizes.ATTACHMENT_KEY_LEN) { (it * 7).toByte() }
+    val iv = ByteArray(Sizes.ATTACHMENT_IV_LEN) { (it + 1).toByte() }
     val plain = ByteArray(300_000) { (it % 251).toByte() }
     val (blob, r) = AttachmentEncryptor.encrypt(key, iv, plain)
     assertEquals(AttachmentEncryptor.blobSize(plain.size.toLong()), blob.size.toLong())
@@ -103,7 +103,7 @@ fun attachments() {
     assertEquals(ErrorCode.EINTEGRITY, e.code)
     // the wrong key
     val e2 = assertFailsWith<WhisperException> {
-        AttachmentDecryptor.decrypt(ByteArray(64), blob, plain.size.toLong(), r)
+        AttachmentDecryptor.decrypt(ByteArray(Sizes.ATTACHMENT_KEY_LEN), blob, plain.size.toLong(), r)
     }
     assertTrue(e2.code == ErrorCode.EKEY || e2.code == ErrorCode.EINTEGRITY, e2.toString())
     assertEquals(0, Whisper.liveHandles)
@@ -140,7 +140,7 @@ fun engineOffline() {
             assertEquals(AccountInfo.UNKNOWN, c.accountInfo("bob").trust)
             assertEquals(16, c.anchor.size)
             assertFalse(c.checkAnchor(c.anchor))
-            assertEquals(33, Group.conversation(ByteArray(16)).length)
+            assertEquals(Sizes.GROUP_CONVERSATION_LEN, Group.conversation(ByteArray(Sizes.GROUP_ID_LEN)).length)
 
             // a file to send: a job (encrypted by the ticks, uploaded once connected)
             val file = java.io.File(dir, "photo.bin").apply { writeBytes(ByteArray(5000) { it.toByte() }) }

@@ -16,7 +16,7 @@ fun settle() {
 
 fun noLeakInALoop() {
     val n = System.getProperty("whisper.leak.iterations")?.toInt() ?: 20_000
-    val dist = ByteArray(16) { 9 }
+    val dist = ByteArray(Sizes.DISTRIBUTION_ID_LEN) { 9 }
     val dev = org.libwhisper.Device("bob", 1)
     Device("alice").use { alice ->
         Device("bob").use { bob ->
@@ -25,8 +25,8 @@ fun noLeakInALoop() {
             bob.ctx.senderKeyProcess("alice", 1, alice.ctx.senderKeyGenerate(dist))
             Client(alice.ctx).use { engine ->
                 val plain = ByteArray(4096) { it.toByte() }
-                val key = ByteArray(64) { 5 }
-                val iv = ByteArray(16) { 6 }
+                val key = ByteArray(Sizes.ATTACHMENT_KEY_LEN) { 5 }
+                val iv = ByteArray(Sizes.ATTACHMENT_IV_LEN) { 6 }
                 fun round(i: Int) {
                     val ct = alice.ctx.encrypt("bob", 1, plain, 10_000L + i)
                     assertEquals(4096, bob.ctx.decrypt("alice", 1, ct).size)

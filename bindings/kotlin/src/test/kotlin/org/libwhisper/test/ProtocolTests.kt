@@ -94,7 +94,7 @@ fun twoDevicesTalk() {
 }
 
 fun senderKeysAndFingerprints() {
-    val dist = ByteArray(16) { it.toByte() }
+    val dist = ByteArray(Sizes.DISTRIBUTION_ID_LEN) { it.toByte() }
     Device("alice").use { alice ->
         Device("bob").use { bob ->
             Device("carol").use { carol ->
@@ -159,7 +159,7 @@ fun badInputThrows() {
             assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.senderKeyGenerate(ByteArray(3)) }.code)
             assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.encrypt("", 1, bytes("x")) }.code)
             assertEquals(ErrorCode.EINVAL, assertFailsWith<WhisperException> { alice.ctx.encrypt("a\u0000b", 1, bytes("x")) }.code)
-            assertEquals(ErrorCode.EINVALIDKEY, assertFailsWith<WhisperException> { Keys.checkPublicKey(ByteArray(33)) }.code)
+            assertEquals(ErrorCode.EINVALIDKEY, assertFailsWith<WhisperException> { Keys.checkPublicKey(ByteArray(Sizes.PUBLIC_KEY_LEN)) }.code)
             // an identity twice
             assertEquals(ErrorCode.ESTATE, assertFailsWith<WhisperException> { alice.ctx.generateIdentity("alice") }.code)
             // a changed identity key is refused until trusted

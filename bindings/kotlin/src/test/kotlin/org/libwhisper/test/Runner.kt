@@ -15,6 +15,7 @@ object Options {
 }
 
 val tests: List<Pair<String, () -> Unit>> = listOf(
+    "sizes_match_the_headers" to ::sizesMatchTheHeaders,
     "two_devices_talk" to ::twoDevicesTalk,
     "store_transaction" to ::storeTransaction,
     "sender_keys_and_fingerprints" to ::senderKeysAndFingerprints,
