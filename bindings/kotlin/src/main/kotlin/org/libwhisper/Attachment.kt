@@ -23,10 +23,6 @@ class AttachmentEncryptor(key: ByteArray, iv: ByteArray, val size: Long) :
     }
 
     companion object {
-        @Deprecated("Sizes.ATTACHMENT_KEY_LEN", ReplaceWith("Sizes.ATTACHMENT_KEY_LEN"))
-        val KEY_LEN: Int get() = Sizes.ATTACHMENT_KEY_LEN
-        @Deprecated("Sizes.ATTACHMENT_IV_LEN", ReplaceWith("Sizes.ATTACHMENT_IV_LEN"))
-        val IV_LEN: Int get() = Sizes.ATTACHMENT_IV_LEN
         fun paddedSize(size: Long): Long = NativeAttachment.paddedSize(size)
         fun blobSize(size: Long): Long = NativeAttachment.blobSize(size)
 

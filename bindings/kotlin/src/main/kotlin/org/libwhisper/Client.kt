@@ -78,8 +78,6 @@ class AccountInfo(val trust: Int, val key: ByteArray?) {
 
 /** Group constants (client.h). */
 object Group {
-    @Deprecated("Sizes.GROUP_ID_LEN", ReplaceWith("Sizes.GROUP_ID_LEN"))
-    val ID_LEN: Int get() = Sizes.GROUP_ID_LEN
     const val NAME = 1; const val DESCRIPTION = 2; const val PICTURE = 3
     const val ADMINS_EDIT_INFO = 1; const val ADMINS_SEND = 2; const val APPROVAL = 3
     const val CHANGED_MEMBERS = 1; const val CHANGED_ADMINS = 2; const val CHANGED_INFO = 4
@@ -258,8 +256,6 @@ class Client(val context: Context, config: ClientConfig = ClientConfig()) :
         NativeClient.report(handle, conversation.utf8(), messages, block, nowMs)
 
     companion object {
-        @Deprecated("Sizes.CLIENT_ID_LEN", ReplaceWith("Sizes.CLIENT_ID_LEN"))
-        val CLIENT_ID_LEN: Int get() = Sizes.CLIENT_ID_LEN
         /** The Sizes.LINK_DIGITS digits both devices show for a link token. */
         fun linkDigits(token: ByteArray): String = NativeClient.linkDigits(token).decodeToString()
     }

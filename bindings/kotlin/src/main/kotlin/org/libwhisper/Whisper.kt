@@ -76,12 +76,6 @@ object Whisper {
     /** Bytes in use in the C heap (glibc), -1 where unknown: for tests. */
     val nativeHeapInUse: Long get() = NativeCore.mallocInUse()
 
-    @Deprecated("Sizes.PUBLIC_KEY_LEN", ReplaceWith("Sizes.PUBLIC_KEY_LEN"))
-    val PUBLIC_KEY_LEN: Int get() = Sizes.PUBLIC_KEY_LEN
-    @Deprecated("Sizes.PRIVATE_KEY_LEN", ReplaceWith("Sizes.PRIVATE_KEY_LEN"))
-    val PRIVATE_KEY_LEN: Int get() = Sizes.PRIVATE_KEY_LEN
-    @Deprecated("Sizes.SIGNATURE_LEN", ReplaceWith("Sizes.SIGNATURE_LEN"))
-    val SIGNATURE_LEN: Int get() = Sizes.SIGNATURE_LEN
     /** WHISPER_ALL_DEVICES (UINT32_MAX) as a Kotlin Int. */
     const val ALL_DEVICES: Int = -1
 }

@@ -57,17 +57,6 @@ fun sizesMatchTheHeaders() {
     assertEquals(byMacro.keys.sorted(), vals.keys.sorted(), "Sizes' vals vs jni/sizes.c")
     for ((name, v) in vals) assertEquals(byMacro[name], v, "Sizes.$name")
 
-    // the old names give the same values
-    @Suppress("DEPRECATION") run {
-        assertEquals(Sizes.PUBLIC_KEY_LEN, Whisper.PUBLIC_KEY_LEN)
-        assertEquals(Sizes.PRIVATE_KEY_LEN, Whisper.PRIVATE_KEY_LEN)
-        assertEquals(Sizes.SIGNATURE_LEN, Whisper.SIGNATURE_LEN)
-        assertEquals(Sizes.GROUP_ID_LEN, Group.ID_LEN)
-        assertEquals(Sizes.CLIENT_ID_LEN, Client.CLIENT_ID_LEN)
-        assertEquals(Sizes.ATTACHMENT_KEY_LEN, AttachmentEncryptor.KEY_LEN)
-        assertEquals(Sizes.ATTACHMENT_IV_LEN, AttachmentEncryptor.IV_LEN)
-    }
-
     // what the library makes has these sizes
     Device("alice").use { a ->
         KeyPair.generate(a.ctx).use { kp ->
