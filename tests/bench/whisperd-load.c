@@ -3291,20 +3291,19 @@ static int parse_int(const char *s, int min, int max, int *out) {
 int main(int argc, char **argv) {
   int set_clients = 0, set_messages = 0, set_idle = 0, set_timeout = 0, set_hold = 0;
   int set_nodes = 0, set_repeat = 0;
+  /* the switches: options without a value */
+  static const struct {
+    const char *name;
+    int *on;
+  } switches[] = {{"--quick", &g_quick},     {"--burst", &g_burst}, {"--no-receipts", &g_no_receipts},
+                  {"--catch-up", &g_catch},  {"--keep", &g_keep},   {"--pg", &g_pg},
+                  {"--cluster", &g_cluster1}, {"--compare-pg", &g_compare}};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    int *target = NULL, min = 0, max = 0, *flag = NULL;
-    if (strcmp(a, "--quick") == 0) {
-      g_quick = 1;
-      continue;
-    } else if (strcmp(a, "--burst") == 0) {
-      g_burst = 1;
-      continue;
-    } else if (strcmp(a, "--no-receipts") == 0) {
-      g_no_receipts = 1;
-      continue;
-    } else if (strcmp(a, "--catch-up") == 0) {
-      g_catch = 1;
+    int *target = NULL, min = 0, max = 0, *flag = NULL, matched = 0;
+    for (size_t k = 0; k < sizeof switches / sizeof switches[0] && !matched; k++)
+      if (strcmp(a, switches[k].name) == 0) *switches[k].on = matched = 1;
+    if (matched) {
       continue;
     } else if (strcmp(a, "--window") == 0) {
       if (i + 1 >= argc || parse_int(argv[++i], 1, 100000, &g_window) != 0) {
@@ -3320,18 +3319,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: --rate takes 1..1000000 messages per second\n", PROG);
         return 2;
       }
-      continue;
-    } else if (strcmp(a, "--keep") == 0) {
-      g_keep = 1;
-      continue;
-    } else if (strcmp(a, "--pg") == 0) {
-      g_pg = 1;
-      continue;
-    } else if (strcmp(a, "--cluster") == 0) {
-      g_cluster1 = 1;
-      continue;
-    } else if (strcmp(a, "--compare-pg") == 0) {
-      g_compare = 1;
       continue;
     } else if (strcmp(a, "--pg-cluster") == 0 && i + 1 < argc) {
       g_pg_script = argv[++i];
