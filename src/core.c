@@ -97,6 +97,14 @@ int wh_fail(whisper_ctx *ctx, int code, const char *fmt, ...) {
   return code;
 }
 
+int wh_size_check(whisper_ctx *ctx, const char *arg, size_t size, size_t min, const char *type,
+                  const char *init) {
+  if (size >= min) return WHISPER_OK;
+  return wh_fail(ctx, WHISPER_EINVAL,
+                 "the size of %s is %zu, smaller than any %s (%zu): initialize it with %s", arg,
+                 size, type, min, init);
+}
+
 int wh_ok(whisper_ctx *ctx) {
   ctx->last_error[0] = '\0';
   return WHISPER_OK;

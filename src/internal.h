@@ -97,6 +97,16 @@ int wh_ok(whisper_ctx *ctx);
  * a pass of the cipher. */
 struct whisper_buf *wh_buf_alloc(size_t len);
 
+/* A caller's versioned struct (docs/api.md, "How structs grow"): WHISPER_OK
+ * if its `size` is at least the first released layout's, else
+ * WHISPER_EINVAL with the sentence naming the argument (`arg`), the struct
+ * and its initializer. WH_SIZE_CHECK(ctx, "out", out->size,
+ * whisper_identity_info_t, WHISPER_IDENTITY_INFO) names them from the type. */
+int wh_size_check(whisper_ctx *ctx, const char *arg, size_t size, size_t min, const char *type,
+                  const char *init);
+#define WH_SIZE_CHECK(ctx, arg, size, T, NAME) \
+  wh_size_check(ctx, arg, size, NAME##_SIZE_1_0, #T, #NAME "_INIT")
+
 /* Builds the address key; fails (WHISPER_EINVAL, with the sentence) on a
  * bad name. */
 int wh_addr_make(whisper_ctx *ctx, wh_addr *a, const char *name, uint32_t device_id);

@@ -285,11 +285,8 @@ static int extra_check(whisper_ctx *ctx, const wh_entry_extra *x);
 int wh_message_in(whisper_ctx *ctx, const whisper_message_t *in, const char *what,
                   whisper_message_t *out) {
   if (in == NULL) return wh_fail(ctx, WHISPER_EINVAL, "%s is NULL", what);
-  if (in->size < WHISPER_MESSAGE_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "%s->size is %zu, smaller than any whisper_message_t (%zu): initialize it "
-                   "with WHISPER_MESSAGE_INIT",
-                   what, in->size, (size_t)WHISPER_MESSAGE_SIZE_1_0);
+  int rc = WH_SIZE_CHECK(ctx, what, in->size, whisper_message_t, WHISPER_MESSAGE);
+  if (rc != WHISPER_OK) return rc;
   wh_versioned_in(out, sizeof *out, in);
   return WHISPER_OK;
 }
@@ -483,11 +480,8 @@ int whisper_session_decrypt_batch(whisper_ctx *ctx, whisper_incoming_t *msgs, si
   /* A versioned array: stepped by the caller's element size, which every
    * element repeats; only the fields this library knows are touched. */
   size_t esz = n ? msgs[0].size : sizeof *msgs;
-  if (esz < WHISPER_INCOMING_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "msgs[0].size is %zu, smaller than any whisper_incoming_t (%zu): "
-                   "initialize each element with WHISPER_INCOMING_INIT",
-                   esz, (size_t)WHISPER_INCOMING_SIZE_1_0);
+  if ((rc = WH_SIZE_CHECK(ctx, "msgs[0]", esz, whisper_incoming_t, WHISPER_INCOMING)) != WHISPER_OK)
+    return rc;
   if (n > SIZE_MAX / esz) return wh_fail(ctx, WHISPER_EINVAL, "too many messages");
 #define IN_AT(i) ((whisper_incoming_t *)((unsigned char *)msgs + (i) * esz))
   for (size_t i = 1; i < n; i++)

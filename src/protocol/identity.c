@@ -442,11 +442,8 @@ int whisper_bundle_generate(whisper_ctx *ctx, int with_prekey, whisper_prekey_bu
   uint32_t spk_id;
   if (ctx == NULL) return WHISPER_EINVAL;
   if (caller == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
-  if (caller->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "out->size is %zu, smaller than any whisper_prekey_bundle_t (%zu): "
-                   "initialize it with WHISPER_PREKEY_BUNDLE_INIT",
-                   caller->size, (size_t)WHISPER_PREKEY_BUNDLE_SIZE_1_0);
+  int size_rc = WH_SIZE_CHECK(ctx, "out", caller->size, whisper_prekey_bundle_t, WHISPER_PREKEY_BUNDLE);
+  if (size_rc != WHISPER_OK) return size_rc;
   /* filled here, then the fields both sides have copied out */
   whisper_prekey_bundle_t bundle, *out = &bundle;
   memset(out, 0, sizeof *out);
@@ -733,15 +730,11 @@ int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id
   if (ctx == NULL) return WHISPER_EINVAL;
   if (out == NULL) return wh_fail(ctx, WHISPER_EINVAL, "out is NULL");
   /* A versioned struct: the caller's size says how much of it there is. */
-  size_t size = out->size;
-  if (size < WHISPER_IDENTITY_INFO_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "out->size is %zu, smaller than any whisper_identity_info_t (%zu): "
-                   "initialize it with WHISPER_IDENTITY_INFO_INIT",
-                   size, (size_t)WHISPER_IDENTITY_INFO_SIZE_1_0);
+  int rc = WH_SIZE_CHECK(ctx, "out", out->size, whisper_identity_info_t, WHISPER_IDENTITY_INFO);
+  if (rc != WHISPER_OK) return rc;
   whisper_identity_info_t info;
   memset(&info, 0, sizeof info);
-  int rc = wh_addr_make(ctx, &a, name, device_id);
+  rc = wh_addr_make(ctx, &a, name, device_id);
   if (rc != WHISPER_OK) return rc;
   remote_id want;
   rc = expected_key(ctx, &a, &want);
@@ -751,10 +744,6 @@ int whisper_identity_info(whisper_ctx *ctx, const char *name, uint32_t device_id
   memcpy(info.key, want.key, WH_PUB_LEN);
   info.changed = want.changed_at != 0;
   info.changed_at_ms = want.changed_at > 1 ? want.changed_at : 0;
-  /* only what both the caller's struct and this library's have: the
-   * newer fields of a bigger (later) struct are left as the caller set them */
-  size_t n = size < sizeof info ? size : sizeof info;
-  memcpy((unsigned char *)out + sizeof info.size, (const unsigned char *)&info + sizeof info.size,
-         n - sizeof info.size);
+  wh_versioned_out(out, &info, sizeof info); /* the fields both sides have */
   return wh_ok(ctx);
 }

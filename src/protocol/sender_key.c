@@ -587,11 +587,8 @@ int whisper_sender_key_distribute(whisper_ctx *ctx, const uint8_t uuid[UUID_LEN]
   /* A versioned array: stepped by the caller's element size (out[0].size);
    * only the fields this library knows are written. */
   size_t esz = n ? out[0].size : sizeof *out;
-  if (esz < WHISPER_ENVELOPE_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "out[0].size is %zu, smaller than any whisper_envelope_t (%zu): "
-                   "initialize it with WHISPER_ENVELOPE_INIT",
-                   esz, (size_t)WHISPER_ENVELOPE_SIZE_1_0);
+  int size_rc = WH_SIZE_CHECK(ctx, "out[0]", esz, whisper_envelope_t, WHISPER_ENVELOPE);
+  if (size_rc != WHISPER_OK) return size_rc;
   if (n > SIZE_MAX / esz) return wh_fail(ctx, WHISPER_EINVAL, "too many devices");
   size_t known = esz < sizeof *out ? esz : sizeof *out;
 #define ENV_AT(i) ((whisper_envelope_t *)((unsigned char *)out + (i) * esz))

@@ -838,11 +838,9 @@ int whisper_session_start(whisper_ctx *ctx, const char *name, uint32_t device_id
   if (ctx == NULL) return WHISPER_EINVAL;
   if ((rc = wh_addr_make(ctx, &a, name, device_id)) != WHISPER_OK) return rc;
   if (in == NULL) return wh_fail(ctx, WHISPER_EINVAL, "bundle is NULL");
-  if (in->size < WHISPER_PREKEY_BUNDLE_SIZE_1_0)
-    return wh_fail(ctx, WHISPER_EINVAL,
-                   "bundle->size is %zu, smaller than any whisper_prekey_bundle_t (%zu): "
-                   "initialize it with WHISPER_PREKEY_BUNDLE_INIT",
-                   in->size, (size_t)WHISPER_PREKEY_BUNDLE_SIZE_1_0);
+  if ((rc = WH_SIZE_CHECK(ctx, "bundle", in->size, whisper_prekey_bundle_t,
+                          WHISPER_PREKEY_BUNDLE)) != WHISPER_OK)
+    return rc;
   wh_versioned_in(&bundle, sizeof bundle, in);
   if (!wh_pub_ok(b->identity_key, WH_PUB_LEN) || !wh_pub_ok(b->signed_prekey, WH_PUB_LEN) ||
       (b->has_prekey && !wh_pub_ok(b->prekey, WH_PUB_LEN)))

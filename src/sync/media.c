@@ -452,11 +452,10 @@ int whisper_client_send_file(whisper_client *c, const char *conversation, const 
                              const whisper_media_meta_t *in_meta, uint64_t now_ms,
                              uint8_t id_out[WHISPER_CLIENT_ID_LEN]) {
   if (c == NULL) return WHISPER_EINVAL;
-  if (in_meta && in_meta->size < WHISPER_MEDIA_META_SIZE_1_0)
-    return sy_fail(c, WHISPER_EINVAL,
-                   "meta->size is %zu, smaller than any whisper_media_meta_t (%zu): initialize "
-                   "it with WHISPER_MEDIA_META_INIT",
-                   in_meta->size, (size_t)WHISPER_MEDIA_META_SIZE_1_0);
+  int size_rc = in_meta ? WH_SIZE_CHECK(c->ctx, "meta", in_meta->size, whisper_media_meta_t,
+                                        WHISPER_MEDIA_META)
+                        : WHISPER_OK;
+  if (size_rc != WHISPER_OK) return size_rc;
   /* the fields both sides have (none: all zero) */
   whisper_media_meta_t meta_copy = WHISPER_MEDIA_META_INIT, *meta = &meta_copy;
   if (in_meta) wh_versioned_in(&meta_copy, sizeof meta_copy, in_meta);
@@ -707,11 +706,8 @@ static int http_queue(whisper_client *c, sy_media *j, const char *method, const 
 
 int whisper_client_take_http(whisper_client *c, whisper_http_request_t *caller) {
   if (c == NULL || caller == NULL) return 0;
-  if (caller->size < WHISPER_HTTP_REQUEST_SIZE_1_0)
-    return sy_fail(c, WHISPER_EINVAL,
-                   "out->size is %zu, smaller than any whisper_http_request_t (%zu): initialize "
-                   "it with WHISPER_HTTP_REQUEST_INIT",
-                   caller->size, (size_t)WHISPER_HTTP_REQUEST_SIZE_1_0);
+  int size_rc = WH_SIZE_CHECK(c->ctx, "out", caller->size, whisper_http_request_t, WHISPER_HTTP_REQUEST);
+  if (size_rc != WHISPER_OK) return size_rc;
   /* filled here, then the fields both sides have copied out */
   whisper_http_request_t request, *out = &request;
   if (c->http_cur) {

@@ -82,11 +82,9 @@ int whisper_client_conversation_flags_get(whisper_client *c, const char *convers
   if (conversation == NULL || caller == NULL || strlen(conversation) == 0 ||
       strlen(conversation) > WH_NAME_MAX)
     return sy_fail(c, WHISPER_EINVAL, "conversation_flags needs a conversation and out");
-  if (caller->size < WHISPER_CONVERSATION_FLAGS_SIZE_1_0)
-    return sy_fail(c, WHISPER_EINVAL,
-                   "out->size is %zu, smaller than any whisper_conversation_flags_t (%zu): "
-                   "initialize it with WHISPER_CONVERSATION_FLAGS_INIT",
-                   caller->size, (size_t)WHISPER_CONVERSATION_FLAGS_SIZE_1_0);
+  int size_rc = WH_SIZE_CHECK(c->ctx, "out", caller->size, whisper_conversation_flags_t,
+                          WHISPER_CONVERSATION_FLAGS);
+  if (size_rc != WHISPER_OK) return size_rc;
   whisper_conversation_flags_t flags, *out = &flags;
   int rc = sy_begin(c);
   if (rc != WHISPER_OK) return rc;
@@ -144,11 +142,9 @@ int whisper_client_conversation_flags_set(whisper_client *c, const char *convers
   if (conversation == NULL || in == NULL ||
       (!wh_group_conv_parse(conversation, gid) && !wh_account_ok(conversation)))
     return sy_fail(c, WHISPER_EINVAL, "a conversation is an account name or a group's conversation");
-  if (in->size < WHISPER_CONVERSATION_FLAGS_SIZE_1_0)
-    return sy_fail(c, WHISPER_EINVAL,
-                   "flags->size is %zu, smaller than any whisper_conversation_flags_t (%zu): "
-                   "initialize it with WHISPER_CONVERSATION_FLAGS_INIT",
-                   in->size, (size_t)WHISPER_CONVERSATION_FLAGS_SIZE_1_0);
+  int size_rc = WH_SIZE_CHECK(c->ctx, "flags", in->size, whisper_conversation_flags_t,
+                          WHISPER_CONVERSATION_FLAGS);
+  if (size_rc != WHISPER_OK) return size_rc;
   whisper_conversation_flags_t copy, *flags = &copy; /* the fields both sides have */
   wh_versioned_in(&copy, sizeof copy, in);
   c->now = now_ms;
