@@ -31,11 +31,4 @@ static inline void wh_versioned_out(void *dst, const void *src, size_t src_size)
     memcpy((unsigned char *)dst + sizeof n, (const unsigned char *)src + sizeof n, n - sizeof n);
 }
 
-/* The caller's size of a versioned struct (its first member). */
-static inline size_t wh_versioned_size(const void *p) {
-  size_t n;
-  memcpy(&n, p, sizeof n);
-  return n;
-}
-
 #endif
